@@ -1,0 +1,105 @@
+"""The event bus interface: topics of keyed messages, consumer groups, offsets, replay.
+
+Shaped after Kafka so that the embedded log and a Kafka backend are interchangeable:
+
+* a *topic* is an append-only log of messages; each message has a *key* (the object id as text for
+  object events, so one object's events stay in order on one partition) and an *offset*, increasing
+  within its partition;
+* a *consumer group* shares the work of a topic among its consumers: each message is delivered to
+  one consumer of the group, at least once; a consumer *commits* a message once it is processed, and
+  a message not committed before its *lease* expires (the consumer died) is delivered again;
+* any topic can be *replayed* from an offset, outside any group.
+
+>>> bus = open_bus("sqlite:///tmp/bus.db")                  # doctest: +SKIP
+>>> bus.publish("t", [("k", b"hello")])                      # doctest: +SKIP
+>>> consumer = bus.consumer("g", "t"); consumer.poll(10)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as delivered. ``deliveries`` counts how often it was handed out in this group."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    timestamp: float
+    deliveries: int = 1
+
+
+class Consumer(ABC):
+    """A member of a consumer group reading one topic."""
+
+    group: str
+    topic: str
+    consumer_id: str
+
+    @abstractmethod
+    def poll(self, max_messages: int = 500, timeout_s: float = 0.0) -> list[Message]:
+        """Up to ``max_messages`` messages not yet handed to this group (or whose lease expired).
+
+        Waits up to ``timeout_s`` for the first message. Returned messages are leased to this consumer.
+        """
+
+    @abstractmethod
+    def commit(self, messages: Sequence[Message]) -> None:
+        """Mark messages processed: they will not be delivered to this group again."""
+
+    @abstractmethod
+    def extend(self, messages: Sequence[Message]) -> None:
+        """Renew the lease of messages still being processed (a heartbeat for long work)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Leave the group. Uncommitted messages are delivered again to another consumer."""
+
+
+class Bus(ABC):
+    """Publish, consume in groups, replay. Thread-safe: one instance may serve a whole process."""
+
+    url: str
+
+    @abstractmethod
+    def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
+        """Append ``(key, value)`` messages atomically, in order; return their offsets."""
+
+    def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
+        """Publish to several topics at once (atomically where the backend can)."""
+        for topic, messages in batches:
+            if messages:
+                self.publish(topic, messages)
+
+    @abstractmethod
+    def consumer(self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None) -> Consumer:
+        """Join ``group`` on ``topic``. A lease of ``lease_s`` seconds covers each delivered message."""
+
+    @abstractmethod
+    def read(self, topic: str, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
+        """Replay: messages of ``topic`` with offset >= ``from_offset``, outside any group."""
+
+    @abstractmethod
+    def seek(self, group: str, topic: str, offset: int) -> None:
+        """Make ``group`` read ``topic`` again from ``offset`` (replay for a group)."""
+
+    @abstractmethod
+    def end_offset(self, topic: str) -> int:
+        """The offset the next message of ``topic`` will have at least (0 for an empty topic)."""
+
+    @abstractmethod
+    def lag(self, group: str, topic: str) -> int:
+        """Messages of ``topic`` not yet committed by ``group``."""
+
+    def ping(self) -> None:  # noqa: B027 - optional check
+        """Raise BusError when the bus cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,325 @@
+"""The embedded bus: a durable log in one SQLite file that several processes on a machine can share.
+
+Layout (one file, WAL mode):
+
+* ``messages(offset, topic, key, value, ts)``: every message; ``offset`` is a single sequence over
+  all topics, so offsets increase within a topic (with gaps, as Kafka's may) and give a global order;
+* ``group_cursors(grp, topic, fetched)``: the highest offset handed to each consumer group;
+* ``leases(grp, topic, offset, consumer, expires, deliveries)``: messages handed out and not yet
+  committed. A lease that expires (its consumer died or stalled) makes the message deliverable again,
+  which gives at-least-once delivery across processes. A consumer joining a group also frees the
+  leases of consumers on this host whose process is gone, so a killed worker's objects come back
+  at once instead of after the lease.
+
+Consumers in this process are woken as soon as a message is published here; consumers in other
+processes notice new data by polling ``PRAGMA data_version`` (cheap) every few milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sluice.bus.base import Bus, Consumer, Message
+from sluice.errors import BusError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    offset INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    key TEXT,
+    value BLOB NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_topic ON messages(topic);
+CREATE TABLE IF NOT EXISTS group_cursors (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    fetched INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    consumer TEXT NOT NULL,
+    expires REAL NOT NULL,
+    deliveries INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, offset)
+) WITHOUT ROWID;
+"""
+
+_HOST = socket.gethostname()
+_wakeups: dict[str, threading.Condition] = {}
+_wakeups_lock = threading.Lock()
+_CROSS_PROCESS_POLL_S = 0.005
+
+
+def _wakeup_for(path: str) -> threading.Condition:
+    with _wakeups_lock:
+        return _wakeups.setdefault(path, threading.Condition())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` to a path."""
+    if not url.startswith("sqlite:///"):
+        raise BusError(f"not a sqlite URL: {url!r}; use sqlite:///relative/bus.db or sqlite:////absolute/bus.db")
+    return Path(url[len("sqlite:///") :])
+
+
+class EmbeddedBus(Bus):
+    """A :class:`Bus` over a local SQLite file. Safe to share between threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).resolve()
+        self.url = f"sqlite:///{self.path}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BusError(f"cannot create the bus folder {self.path.parent}: {exc.strerror}") from exc
+        self._local = threading.local()
+        self._wakeup = _wakeup_for(str(self.path))
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self.local_version = 0
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise BusError(f"cannot open the embedded bus at {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _notify(self) -> None:
+        self.local_version += 1
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    def wait(self, timeout_s: float) -> None:
+        """Sleep until a message is published in this process or ``timeout_s`` passes."""
+        with self._wakeup:
+            self._wakeup.wait(timeout_s)
+
+    def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
+        if not messages:
+            return []
+        ts = time.time()
+        with self._write() as conn:
+            first = conn.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0] + 1
+            conn.executemany(
+                "INSERT INTO messages(offset, topic, key, value, ts) VALUES (?, ?, ?, ?, ?)",
+                [(first + i, topic, key, value, ts) for i, (key, value) in enumerate(messages)],
+            )
+        self._notify()
+        return list(range(first, first + len(messages)))
+
+    def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
+        rows = [(topic, key, value) for topic, messages in batches for key, value in messages]
+        if not rows:
+            return
+        ts = time.time()
+        with self._write() as conn:
+            first = conn.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0] + 1
+            conn.executemany(
+                "INSERT INTO messages(offset, topic, key, value, ts) VALUES (?, ?, ?, ?, ?)",
+                [(first + i, topic, key, value, ts) for i, (topic, key, value) in enumerate(rows)],
+            )
+        self._notify()
+
+    def consumer(self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self, group, topic, lease_s, consumer_id or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+
+    def read(self, topic: str, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
+        rows = self._conn().execute(
+            "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT ?",
+            (topic, from_offset, max_messages),
+        )
+        return [Message(topic, 0, offset, key, value, ts) for offset, key, value, ts in rows]
+
+    def seek(self, group: str, topic: str, offset: int) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE grp = ? AND topic = ?", (group, topic))
+            conn.execute(
+                "INSERT INTO group_cursors(grp, topic, fetched) VALUES (?, ?, ?) "
+                "ON CONFLICT(grp, topic) DO UPDATE SET fetched = excluded.fetched",
+                (group, topic, offset - 1),
+            )
+
+    def end_offset(self, topic: str) -> int:
+        row = self._conn().execute("SELECT MAX(offset) FROM messages WHERE topic = ?", (topic,)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def lag(self, group: str, topic: str) -> int:
+        conn = self._conn()
+        fetched_row = conn.execute("SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?", (group, topic)).fetchone()
+        fetched = -1 if fetched_row is None else int(fetched_row[0])
+        unread = conn.execute("SELECT COUNT(*) FROM messages WHERE topic = ? AND offset > ?", (topic, fetched)).fetchone()[0]
+        leased = conn.execute("SELECT COUNT(*) FROM leases WHERE grp = ? AND topic = ?", (group, topic)).fetchone()[0]
+        return int(unread) + int(leased)
+
+    def data_version(self) -> int:
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
+
+    def ping(self) -> None:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BusError(f"the embedded bus at {self.path} does not answer: {exc}") from exc
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+class EmbeddedConsumer(Consumer):
+    """One member of a consumer group over the embedded log."""
+
+    def __init__(self, bus: EmbeddedBus, group: str, topic: str, lease_s: float, consumer_id: str) -> None:
+        self.bus = bus
+        self.group = group
+        self.topic = topic
+        self.lease_s = lease_s
+        self.consumer_id = consumer_id
+        self._fetched = -1
+        self._next_expiry_check = 0.0
+        self._drained_version: tuple[int, int] = (-1, -1)
+        self._join()
+
+    def _join(self) -> None:
+        with self.bus._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO group_cursors(grp, topic, fetched) VALUES (?, ?, -1)", (self.group, self.topic))
+            holders = conn.execute("SELECT DISTINCT consumer FROM leases WHERE grp = ? AND topic = ?", (self.group, self.topic))
+            dead = [holder for (holder,) in holders if _is_dead_local(holder)]
+            conn.executemany("UPDATE leases SET expires = 0 WHERE grp = ? AND topic = ? AND consumer = ?", [(self.group, self.topic, d) for d in dead])
+
+    def poll(self, max_messages: int = 500, timeout_s: float = 0.0) -> list[Message]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            messages = self._fetch(max_messages)
+            remaining = deadline - time.monotonic()
+            if messages or remaining <= 0:
+                return messages
+            self.bus.wait(min(remaining, _CROSS_PROCESS_POLL_S))
+
+    def _fetch(self, max_messages: int) -> list[Message]:
+        conn = self.bus._conn()
+        now = time.time()
+        expiry_due = now >= self._next_expiry_check
+        version = (self.bus.data_version(), self.bus.local_version)
+        if not expiry_due and version == self._drained_version:
+            return []
+        if not expiry_due:
+            newer = conn.execute("SELECT 1 FROM messages WHERE topic = ? AND offset > ? LIMIT 1", (self.topic, self._fetched)).fetchone()
+            if newer is None:
+                self._drained_version = version
+                return []
+        messages: list[Message] = []
+        expires = now + self.lease_s
+        with self.bus._write() as conn:
+            if expiry_due:
+                self._next_expiry_check = now + min(1.0, self.lease_s / 4)
+                messages.extend(self._take_expired(conn, now, expires, max_messages))
+            if len(messages) < max_messages:
+                messages.extend(self._take_new(conn, expires, max_messages - len(messages)))
+        if len(messages) < max_messages:
+            self._drained_version = version
+        return messages
+
+    def _take_expired(self, conn: sqlite3.Connection, now: float, expires: float, limit: int) -> list[Message]:
+        rows = conn.execute(
+            "SELECT l.offset, m.key, m.value, m.ts, l.deliveries FROM leases l JOIN messages m ON m.offset = l.offset "
+            "WHERE l.grp = ? AND l.topic = ? AND l.expires < ? ORDER BY l.offset LIMIT ?",
+            (self.group, self.topic, now, limit),
+        ).fetchall()
+        conn.executemany(
+            "UPDATE leases SET consumer = ?, expires = ?, deliveries = deliveries + 1 WHERE grp = ? AND topic = ? AND offset = ?",
+            [(self.consumer_id, expires, self.group, self.topic, row[0]) for row in rows],
+        )
+        return [Message(self.topic, 0, offset, key, value, ts, deliveries + 1) for offset, key, value, ts, deliveries in rows]
+
+    def _take_new(self, conn: sqlite3.Connection, expires: float, limit: int) -> list[Message]:
+        fetched = conn.execute("SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?", (self.group, self.topic)).fetchone()[0]
+        rows = conn.execute(
+            "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset > ? ORDER BY offset LIMIT ?",
+            (self.topic, fetched, limit),
+        ).fetchall()
+        if rows:
+            conn.executemany(
+                "INSERT OR REPLACE INTO leases(grp, topic, offset, consumer, expires, deliveries) VALUES (?, ?, ?, ?, ?, 1)",
+                [(self.group, self.topic, row[0], self.consumer_id, expires) for row in rows],
+            )
+            fetched = rows[-1][0]
+            conn.execute("UPDATE group_cursors SET fetched = ? WHERE grp = ? AND topic = ?", (fetched, self.group, self.topic))
+        self._fetched = fetched
+        return [Message(self.topic, 0, offset, key, value, ts) for offset, key, value, ts in rows]
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        with self.bus._write() as conn:
+            conn.executemany(
+                "DELETE FROM leases WHERE grp = ? AND topic = ? AND offset = ?",
+                [(self.group, self.topic, m.offset) for m in messages],
+            )
+
+    def extend(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        expires = time.time() + self.lease_s
+        with self.bus._write() as conn:
+            conn.executemany(
+                "UPDATE leases SET expires = ? WHERE grp = ? AND topic = ? AND offset = ? AND consumer = ?",
+                [(expires, self.group, self.topic, m.offset, self.consumer_id) for m in messages],
+            )
+
+    def close(self) -> None:
+        with self.bus._write() as conn:
+            conn.execute(
+                "UPDATE leases SET expires = 0 WHERE grp = ? AND topic = ? AND consumer = ?",
+                (self.group, self.topic, self.consumer_id),
+            )
+
+
+def _is_dead_local(consumer_id: str) -> bool:
+    host, _, rest = consumer_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    return host == _HOST and pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))

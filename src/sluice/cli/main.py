@@ -1,0 +1,314 @@
+"""The ``sluice`` command. Thin wiring: every command calls the library and prints the result.
+
+User errors (``SluiceError``) print one line to stderr and exit 2; a run with a failed object exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from sluice import events as ev
+from sluice.errors import SluiceError, ValidationFailed
+from sluice.graph.plan import make_plan
+from sluice.observability import metrics
+from sluice.observability.logs import setup_logging
+from sluice.project.load import load_project, parse_project
+from sluice.project.model import Project
+
+F = TypeVar("F", bound=Callable[..., Any])
+USER_ERROR = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(USER_ERROR)
+
+
+def _load(path: str) -> Project:
+    try:
+        return load_project(path)
+    except ValidationFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+
+
+def backend_options(func: F) -> F:
+    func = click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")(func)
+    func = click.option("--bus", "bus_url", help="Bus URL (default: embedded log in .sluice/).")(func)
+    return func
+
+
+def log_options(func: F) -> F:
+    func = click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)(func)
+    func = click.option("--log-format", default="text", type=click.Choice(["text", "json"]), show_default=True, help="json: one JSON object per line.")(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sluice")
+def cli() -> None:
+    """Sluice: data objects with dependencies, processed in stages by workers over an event bus."""
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+def validate(path: str) -> None:
+    """Check a project (folder, sluice.yaml or Objets.json) and report every problem."""
+    project, problems = parse_project(path)
+    if problems or project is None:
+        click.echo(f"error: {ValidationFailed(problems)}", err=True)
+        sys.exit(USER_ERROR)
+    per_stage = {name: sum(1 for o in project.objects.values() if o.stage == name) for name in project.stage_names}
+    stages = ", ".join(f"{name} {count}" for name, count in per_stage.items())
+    click.echo(f"ok: {project.source_file} defines {len(project.objects)} objects ({stages}); no problems found")
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--target", "targets", multiple=True, type=int, help="Object id to produce (repeatable). Default: the final objects.")
+@click.option("--force", is_flag=True, help="Plan every object to run, fresh or not.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@backend_options
+def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
+    """Show which objects a run would process, in order, and which are fresh."""
+    from sluice.runtime.coordinator import Coordinator, RunOptions
+    from sluice.runtime.run import open_backends
+
+    project = _load(path)
+    with open_backends(project, bus_url, state_url) as backends:
+        coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, RunOptions(targets=list(targets) or None, force=force))
+        the_plan = coordinator.plan() if not force else make_plan(project, list(targets) or None, force=True)
+    rows = [
+        {
+            "id": oid,
+            "name": project.objects[oid].name,
+            "stage": project.objects[oid].stage,
+            "parents": list(project.objects[oid].parents),
+            "action": "fresh" if oid in the_plan.fresh else "run",
+        }
+        for oid in the_plan.order
+    ]
+    if as_json:
+        click.echo(json.dumps({"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"plan: {len(rows)} objects for targets {', '.join(map(str, the_plan.targets))}")
+    for column in ("order", "id", "name", "stage", "parents", "action"):
+        table.add_column(column)
+    for index, row in enumerate(rows, 1):
+        action = "[green]run[/green]" if row["action"] == "run" else "[dim]fresh (skip)[/dim]"
+        table.add_row(str(index), str(row["id"]), str(row["name"]), str(row["stage"]), ", ".join(map(str, row["parents"])), action)
+    Console().print(table)
+    click.echo(f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh; skipped: {len(project.objects) - len(rows)} objects no target needs")
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--target", "targets", multiple=True, type=int, help="Object id to produce (repeatable). Default: the final objects.")
+@click.option("--force", is_flag=True, help="Run every planned object even if fresh.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end instead of live progress.")
+@click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (0.5/0.6/0.8 s by default).")
+@click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
+@click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the last unfinished run (after a crash) instead of starting one.")
+@click.option("--run", "run_id", help="With --resume: the run to continue.")
+@click.option("--workers", type=click.Choice(["in-process", "external"]), default="in-process", show_default=True, help="external: leave the work to 'sluice worker' processes.")
+@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on 127.0.0.1:PORT.")
+@backend_options
+@log_options
+def run(
+    path: str,
+    targets: tuple[int, ...],
+    force: bool,
+    as_json: bool,
+    simulate: bool,
+    delay_scale: float,
+    fail_ids: tuple[int, ...],
+    resume: bool,
+    run_id: str | None,
+    workers: str,
+    metrics_port: int | None,
+    bus_url: str | None,
+    state_url: str | None,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run a project: process the planned objects in dependency order with stage workers."""
+    from sluice.runtime.run import RunOptions, run_project
+
+    setup_logging(log_format, log_level)
+    project = _load(path)
+    if delay_scale < 0:
+        _fail("--delay-scale must be >= 0")
+    unknown = [i for i in fail_ids if i not in project.objects]
+    if unknown:
+        _fail(f"--fail names unknown object id(s) {unknown}; see 'sluice plan {path}'")
+    if metrics_port:
+        metrics.serve(metrics_port)
+    options = RunOptions(
+        targets=list(targets) or None,
+        force=force,
+        simulate=simulate,
+        delay_scale=delay_scale,
+        fail=frozenset(fail_ids),
+        resume=(run_id or "") if resume else None,
+    )
+    mode = "external" if workers == "external" else "in-process"
+    if as_json:
+        summary = run_project(project, options, workers=mode, bus_url=bus_url, state_url=state_url)
+        click.echo(json.dumps(summary.to_json()))
+    else:
+        from sluice.cli.progress import RunProgress, summary_table
+
+        console = Console()
+        with RunProgress(project, console) as progress:
+            summary = run_project(project, options, workers=mode, observer=progress, bus_url=bus_url, state_url=state_url)
+        console.print(summary_table(project, summary))
+    sys.exit(0 if summary.status == "succeeded" else 1)
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--run", "run_id", help="The run whose events to print (default: the latest).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (also the default when not on a terminal).")
+@click.option("--schema", is_flag=True, help="Print the JSON Schema of every event type instead.")
+@backend_options
+def events(path: str, run_id: str | None, as_json: bool, schema: bool, bus_url: str | None, state_url: str | None) -> None:
+    """Print a run's events in log order."""
+    if schema:
+        click.echo(json.dumps(ev.json_schemas(), indent=2))
+        return
+    from sluice.runtime.history import run_events
+    from sluice.runtime.run import open_backends
+
+    project = _load(path)
+    json_lines = as_json or not sys.stdout.isatty()
+    with open_backends(project, bus_url, state_url) as backends:
+        for position, event in run_events(backends, project, run_id):
+            record = ev.to_record(event, position)
+            if json_lines:
+                click.echo(json.dumps(record, default=str))
+            else:
+                click.echo(_event_line(record))
+
+
+def _event_line(record: dict[str, Any]) -> str:
+    skip = {"type", "v", "run_id", "ts", "object_id", "stage", "attempt", "position"}
+    details = " ".join(f"{k}={v}" for k, v in record.items() if k not in skip and v not in (None, "", [], {}))
+    obj = f"{record.get('object_id', ''):>6} a{record.get('attempt', '')}" if "object_id" in record else " " * 9
+    return f"{record['position']:>8}  {record['ts']}  {record['type']:<14} {obj}  {details}"
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@backend_options
+def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
+    """List recent runs."""
+    from sluice.runtime.run import open_backends
+
+    project = _load(path)
+    with open_backends(project, bus_url, state_url) as backends:
+        records = backends.state.list_runs(project.name, limit)
+    if as_json:
+        click.echo(json.dumps([{"run_id": r.run_id, "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at} for r in records]))
+        return
+    for r in records:
+        took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at else "-"
+        click.echo(f"{r.run_id}  {r.status:<10} {took}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--stage", required=True, help="The stage whose objects this worker processes.")
+@click.option("--concurrency", type=int, help="Objects processed at once (default: the stage's setting).")
+@click.option("--lease-s", type=float, help="Seconds before an unfinished object is given to another worker.")
+@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on 127.0.0.1:PORT.")
+@backend_options
+@log_options
+def worker(
+    path: str,
+    stage: str,
+    concurrency: int | None,
+    lease_s: float | None,
+    metrics_port: int | None,
+    bus_url: str | None,
+    state_url: str | None,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run a stage worker process until interrupted (SIGINT/SIGTERM)."""
+    from sluice.errors import did_you_mean
+    from sluice.runtime.execute import ObjectExecutor
+    from sluice.runtime.run import RunActivity, open_backends
+    from sluice.runtime.worker import StageWorker
+
+    setup_logging(log_format, "info" if log_level == "warning" else log_level)
+    project = _load(path)
+    if stage not in project.stage_names:
+        _fail(f"unknown stage '{stage}' (stages: {', '.join(project.stage_names)}).{did_you_mean(stage, project.stage_names)}")
+    if metrics_port:
+        metrics.serve(metrics_port)
+    with open_backends(project, bus_url, state_url) as backends:
+        executor = ObjectExecutor(project, backends.lake)
+        the_worker = StageWorker(project, backends.bus, project.stage(stage), executor, concurrency=concurrency, lease_s=lease_s, run_active=RunActivity(backends.state))
+
+        def stop(signum: int, frame: object) -> None:
+            the_worker.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        click.echo(f"worker {the_worker.name} processing stage '{stage}' from {backends.bus.url}", err=True)
+        thread = threading.Thread(target=the_worker.run, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(), default="sluice-demo")
+@click.option("--run/--no-run", "do_run", default=True, help="Run the project after building it.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end instead of live progress.")
+def demo(directory: str, do_run: bool, as_json: bool) -> None:
+    """Build the demo project in DIRECTORY (default ./sluice-demo) and run it."""
+    from sluice.demo.build import build_demo, describe_outputs
+
+    root = build_demo(Path(directory))
+    if not do_run:
+        click.echo(f"demo project written to {root}; run it with: sluice run {root}")
+        return
+    from sluice.runtime.run import RunOptions, run_project
+
+    project = _load(str(root))
+    if as_json:
+        summary = run_project(project, RunOptions())
+        click.echo(json.dumps(summary.to_json()))
+    else:
+        from sluice.cli.progress import RunProgress, summary_table
+
+        console = Console()
+        console.print(f"demo project: {root}")
+        with RunProgress(project, console) as progress:
+            summary = run_project(project, RunOptions(), observer=progress)
+        console.print(summary_table(project, summary))
+        console.print(describe_outputs(project, summary))
+    sys.exit(0 if summary.status == "succeeded" else 1)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except SluiceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)

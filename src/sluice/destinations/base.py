@@ -1,0 +1,28 @@
+"""Destinations: database tables an object's result is published to (append, replace or merge).
+
+Every write is idempotent per ``load_id`` (``run_id:object_id``): a redelivered object that already
+loaded does not append its rows twice, and merge replaces rows by key so re-running never duplicates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from sluice.project.model import ConnectionSpec, WriteMode
+
+
+class Destination(ABC):
+    """A database that receives tables."""
+
+    def __init__(self, connection: ConnectionSpec) -> None:
+        self.connection = connection
+
+    @abstractmethod
+    def write(self, table: str, data: pa.RecordBatchReader, mode: WriteMode, key: Sequence[str], load_id: str) -> int:
+        """Write ``data`` into ``table`` (created from the Arrow schema if missing); return rows written."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,148 @@
+"""The events Sluice publishes on its bus: versioned, typed schemas encoded as JSON.
+
+Every event carries ``type`` (its class name), ``v`` (schema version), ``run_id`` and ``ts`` (UTC,
+ISO 8601). Object events add ``object_id``, ``stage`` and ``attempt``. The JSON Schemas in
+``docs/events.md`` are generated from these classes (``sluice events --schema``).
+
+>>> event = ObjectLoaded(run_id="r1", object_id=1001, stage="ingest", attempt=1, rows=10, duration_s=0.1)
+>>> decode(encode(event)) == event
+True
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+EVENTS_TOPIC = "sluice.events"
+"""Every event of every run, in order: the audit log that ``sluice events`` and the UI read."""
+
+
+def ready_topic(stage: str) -> str:
+    """The work queue of one stage: ``ObjectReady`` events its workers consume."""
+    return f"sluice.ready.{stage}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False):
+    """Fields every event has."""
+
+    v: int = SCHEMA_VERSION
+    run_id: str
+    ts: datetime = msgspec.field(default_factory=now)
+
+
+class RunStarted(Event, tag=True, kw_only=True):
+    """A run begins: which project, which targets, which objects are planned."""
+
+    project: str
+    targets: list[int]
+    planned: list[int]
+    fresh: list[int] = []
+    force: bool = False
+    resumed: bool = False
+
+
+class RunFinished(Event, tag=True, kw_only=True):
+    """A run ends. ``status`` is ``succeeded``, ``failed`` or ``cancelled``; ``counts`` per final status."""
+
+    status: str
+    duration_s: float
+    counts: dict[str, int] = {}
+
+
+class ObjectEvent(Event, kw_only=True):
+    """Fields every object event has."""
+
+    object_id: int
+    stage: str
+    attempt: int = 1
+
+
+class ObjectReady(ObjectEvent, tag=True, kw_only=True):
+    """All parents are loaded: a worker of ``stage`` may process the object.
+
+    ``inputs`` maps each parent's name to the lake location of its output (None when it has none).
+    ``delay_s`` and ``fail`` carry ``--simulate`` / ``--fail`` to the worker.
+    """
+
+    inputs: dict[str, str | None] = {}
+    delay_s: float = 0.0
+    fail: bool = False
+
+
+class ObjectStarted(ObjectEvent, tag=True, kw_only=True):
+    """A worker took the object."""
+
+    worker: str = ""
+
+
+class ObjectLoaded(ObjectEvent, tag=True, kw_only=True):
+    """The object's work succeeded. ``location`` is its lake output, ``content_hash`` its content's hash."""
+
+    worker: str = ""
+    rows: int = 0
+    duration_s: float = 0.0
+    location: str | None = None
+    content_hash: str = ""
+    destination: str | None = None
+
+
+class ObjectFailed(ObjectEvent, tag=True, kw_only=True):
+    """One attempt failed. ``retryable`` is False for terminal errors; ``final`` when no retry follows."""
+
+    worker: str = ""
+    error: str
+    error_type: str = ""
+    retryable: bool = True
+    duration_s: float = 0.0
+
+
+class ObjectSkipped(ObjectEvent, tag=True, kw_only=True):
+    """The object will not run in this run: a parent failed, or it is fresh (unchanged since last success)."""
+
+    reason: str
+    fresh: bool = False
+    attempt: int = 0
+
+
+AnyEvent = RunStarted | RunFinished | ObjectReady | ObjectStarted | ObjectLoaded | ObjectFailed | ObjectSkipped
+EVENT_TYPES: tuple[type[Event], ...] = (RunStarted, RunFinished, ObjectReady, ObjectStarted, ObjectLoaded, ObjectFailed, ObjectSkipped)
+OBJECT_EVENT_TYPES = frozenset(cls.__name__ for cls in EVENT_TYPES if issubclass(cls, ObjectEvent))
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(data: bytes) -> AnyEvent:
+    """Decode one event; raises ``msgspec.DecodeError`` (a ValueError) on anything malformed."""
+    return _decoder.decode(data)
+
+
+def event_type(event: Event) -> str:
+    return type(event).__name__
+
+
+def to_record(event: Event, position: int | None = None) -> dict[str, Any]:
+    """A plain dict for JSON output, with ``position`` (the event's offset in the log) when known."""
+    record: dict[str, Any] = msgspec.to_builtins(event)
+    if position is not None:
+        record["position"] = position
+    return record
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of every event type, for documentation and external consumers."""
+    _, components = msgspec.json.schema_components(EVENT_TYPES, ref_template="#/$defs/{name}")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "version": SCHEMA_VERSION, "$defs": components}

@@ -1,0 +1,105 @@
+"""Do one object's work: read (source) or transform (SQL, Python), write to the lake, publish to a table.
+
+Data moves as Arrow record batches from the reader to the lake file; a destination is fed from the
+lake file (or straight from the reader when the object keeps no lake copy). Every write replaces or
+is keyed by ``load_id``, so processing an object twice leaves one copy of its output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from sluice.connectors.base import SourceContext
+from sluice.errors import TerminalError, TransientError
+from sluice.lake.base import Lake
+from sluice.project.model import ObjectSpec, Project
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an object's work produced."""
+
+    rows: int
+    location: str | None
+    content_hash: str
+    destination: str | None = None
+
+
+def label(obj: ObjectSpec) -> str:
+    return f"object {obj.id} ({obj.name})"
+
+
+class ObjectExecutor:
+    """Runs objects of one project. Thread-safe: it holds no per-object state."""
+
+    def __init__(self, project: Project, lake: Lake) -> None:
+        self.project = project
+        self.lake = lake
+        self.source_context = SourceContext(project.root, project.connections)
+
+    def run(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], *, delay_s: float = 0.0, fail: bool = False) -> Outcome:
+        """Process ``obj`` given its parents' lake locations; raise on failure."""
+        if delay_s > 0:
+            time.sleep(delay_s)
+        if fail:
+            raise TransientError(f"{label(obj)}: forced failure (--fail {obj.id})")
+        reader = self._read(obj, inputs)
+        if reader is None:
+            return Outcome(rows=0, location=None, content_hash="")
+        location: str | None = None
+        content_hash = ""
+        rows = 0
+        if obj.lake:
+            layer = self.project.stage(obj.stage).layer
+            written = self.lake.write(layer, obj.name, reader)
+            location, rows, content_hash = written.location, written.rows, written.content_hash
+        if obj.destination is None:
+            return Outcome(rows=rows, location=location, content_hash=content_hash)
+        data = self.lake.read(location) if location is not None else reader
+        rows = self._publish(obj, data, load_id=f"{run_id}:{obj.id}")
+        return Outcome(rows=rows, location=location, content_hash=content_hash, destination=obj.destination.table)
+
+    def _read(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> pa.RecordBatchReader | None:
+        kind = obj.kind
+        if kind == "noop":
+            return None
+        if kind == "source":
+            from sluice.connectors.registry import open_source
+
+            assert obj.source is not None
+            return open_source(obj.source, self.source_context).read()
+        available = self._parent_locations(obj, inputs)
+        if kind == "sql":
+            from sluice.transforms.sql import run_sql
+
+            assert obj.sql is not None
+            paths = {name: self.lake.parquet_path(location) for name, location in available.items()}
+            return run_sql(obj.sql, paths, object_label=label(obj))
+        from sluice.transforms.python import run_python
+
+        assert obj.python is not None
+        tables = {name: self.lake.read(location).read_all() for name, location in available.items()}
+        return run_python(obj.python, self.project.root, tables, object_label=label(obj)).to_reader()
+
+    def _parent_locations(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> dict[str, str]:
+        available = {name: location for name, location in inputs.items() if location is not None}
+        if not available and obj.parents:
+            names = ", ".join(inputs) or "none"
+            raise TerminalError(f"{label(obj)}: none of its parents ({names}) produced data to transform; give them a source or a sql")
+        return available
+
+    def _publish(self, obj: ObjectSpec, data: pa.RecordBatchReader, load_id: str) -> int:
+        from sluice.destinations.registry import open_destination
+
+        assert obj.destination is not None
+        spec = obj.destination
+        destination = open_destination(self.project.connections[spec.connection], Path(self.project.root))
+        try:
+            return destination.write(spec.table, data, spec.mode, spec.key, load_id)
+        finally:
+            destination.close()

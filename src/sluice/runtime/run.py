@@ -1,0 +1,133 @@
+"""Run a project end to end: open bus, state and lake, start stage workers, drive the coordinator.
+
+>>> from sluice.project.load import load_project
+>>> from sluice.runtime.run import run_project, RunOptions
+>>> summary = run_project(load_project("examples/seed-002"), RunOptions(simulate=True))  # doctest: +SKIP
+>>> summary.status                                                                      # doctest: +SKIP
+'failed'
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from sluice.bus.base import Bus
+from sluice.bus.registry import open_bus
+from sluice.lake.base import Lake
+from sluice.lake.local import LocalLake
+from sluice.project.model import Project
+from sluice.runtime.coordinator import Coordinator, Observer, RunOptions, RunSummary
+from sluice.runtime.execute import ObjectExecutor
+from sluice.runtime.worker import StageWorker
+from sluice.state.base import StateStore
+from sluice.state.registry import open_state
+
+__all__ = ["Backends", "RunActivity", "RunOptions", "RunSummary", "open_backends", "run_project"]
+
+WorkersMode = Literal["in-process", "external"]
+
+
+@dataclass(slots=True)
+class Backends:
+    """The bus, state store and lake a project uses."""
+
+    bus: Bus
+    state: StateStore
+    lake: Lake
+
+    def close(self) -> None:
+        self.bus.close()
+        self.state.close()
+
+
+@contextmanager
+def open_backends(project: Project, bus_url: str | None = None, state_url: str | None = None) -> Iterator[Backends]:
+    """Open the project's bus, state store and lake (URLs may be overridden) and close them after."""
+    bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
+    try:
+        state = open_state(state_url or project.resolve_state_url(), project.root)
+    except BaseException:
+        bus.close()
+        raise
+    backends = Backends(bus, state, LocalLake(project.resolve_lake_path()))
+    try:
+        yield backends
+    finally:
+        backends.close()
+
+
+class RunActivity:
+    """Answers "is this run still going?" for workers, asking the state store at most once a second per run."""
+
+    def __init__(self, state: StateStore, ttl_s: float = 1.0) -> None:
+        self.state = state
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, run_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(run_id)
+            if cached is not None and (not cached[0] or now - cached[1] < self.ttl_s):
+                return cached[0]
+        try:
+            active = self.state.get_run(run_id).status == "running"
+        except Exception:  # noqa: BLE001 - unknown run or store hiccup: process rather than drop work
+            active = True
+        with self._lock:
+            self._cache[run_id] = (active, now)
+        return active
+
+
+def start_workers(project: Project, backends: Backends, stages: list[str] | None = None) -> tuple[list[StageWorker], list[threading.Thread]]:
+    """Start one in-process worker thread per stage (or per named stage)."""
+    executor = ObjectExecutor(project, backends.lake)
+    activity = RunActivity(backends.state)
+    workers = [
+        StageWorker(project, backends.bus, stage, executor, run_active=activity)
+        for stage in project.stages
+        if stages is None or stage.name in stages
+    ]
+    threads = [threading.Thread(target=w.run, name=f"worker-{w.stage.name}", daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    return workers, threads
+
+
+def stop_workers(workers: list[StageWorker], threads: list[threading.Thread]) -> None:
+    for worker in workers:
+        worker.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+def run_project(
+    project: Project,
+    options: RunOptions | None = None,
+    *,
+    workers: WorkersMode = "in-process",
+    observer: Observer | None = None,
+    bus_url: str | None = None,
+    state_url: str | None = None,
+) -> RunSummary:
+    """Run (or resume) ``project`` and return its summary. Raises SluiceError for user errors."""
+    options = options or RunOptions()
+    with open_backends(project, bus_url, state_url) as backends:
+        coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer)
+        if options.resume is not None:
+            coordinator.resume(options.resume or None)
+        else:
+            coordinator.start()
+        started: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
+        if workers == "in-process":
+            started = start_workers(project, backends)
+        try:
+            return coordinator.loop()
+        finally:
+            stop_workers(*started)

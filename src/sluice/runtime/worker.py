@@ -1,0 +1,183 @@
+"""A stage worker: consumes ``ObjectReady`` for one stage, does the work, publishes the outcome.
+
+Threads inside one worker:
+
+* the *dispatcher* polls the stage's work queue and hands objects to the executor threads (objects
+  with no work and no simulated delay complete right there: there is nothing to run);
+* ``concurrency`` *executor* threads run objects;
+* the *outbox* publishes ``ObjectStarted`` / ``ObjectLoaded`` / ``ObjectFailed`` in batches and
+  commits a work message only after its outcome is on the bus (at-least-once);
+* the *heartbeat* renews the leases of messages held, so long objects are not redelivered.
+
+A worker that dies loses nothing: its uncommitted messages come back to another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from sluice import events as ev
+from sluice.bus.base import Bus, Consumer, Message
+from sluice.errors import is_transient
+from sluice.observability import metrics
+from sluice.project.model import Project, StageSpec
+from sluice.runtime.execute import ObjectExecutor, label
+from sluice.runtime.outbox import Outbox
+
+log = logging.getLogger("sluice.worker")
+WORK_GROUP_PREFIX = "workers."
+
+RunActive = Callable[[str], bool]
+
+
+def worker_name(stage: str) -> str:
+    return f"{stage}@{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+class StageWorker:
+    """Processes the objects of one stage until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        project: Project,
+        bus: Bus,
+        stage: StageSpec,
+        executor: ObjectExecutor,
+        *,
+        concurrency: int | None = None,
+        lease_s: float | None = None,
+        max_poll: int = 500,
+        run_active: RunActive | None = None,
+    ) -> None:
+        self.project = project
+        self.bus = bus
+        self.stage = stage
+        self.executor = executor
+        self.concurrency = concurrency or stage.concurrency
+        self.lease_s = lease_s or project.lease_s
+        self.max_poll = max_poll
+        self.run_active = run_active
+        self.name = worker_name(stage.name)
+        self._stop = threading.Event()
+        self._queue: queue.Queue[tuple[Message, ev.ObjectReady] | None] = queue.Queue()
+        self._held: dict[int, Message] = {}
+        self._held_lock = threading.Lock()
+        self._consumer: Consumer | None = None
+        self._outbox: Outbox | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Work until stopped. Call from a thread of its own (or the main thread of a worker process)."""
+        consumer = self.bus.consumer(WORK_GROUP_PREFIX + self.stage.name, ev.ready_topic(self.stage.name), lease_s=self.lease_s)
+        self._consumer = consumer
+        self._outbox = Outbox(self.bus, consumer, on_committed=self._release)
+        threads = [threading.Thread(target=self._execute_loop, name=f"{self.stage.name}-exec-{i}", daemon=True) for i in range(self.concurrency)]
+        threads.append(threading.Thread(target=self._heartbeat_loop, name=f"{self.stage.name}-heartbeat", daemon=True))
+        for thread in threads:
+            thread.start()
+        try:
+            self._dispatch_loop(consumer)
+        finally:
+            for _ in range(self.concurrency):
+                self._queue.put(None)
+            for thread in threads:
+                thread.join(timeout=5)
+            self._outbox.close()
+            consumer.close()
+
+    def _dispatch_loop(self, consumer: Consumer) -> None:
+        while not self._stop.is_set():
+            room = self.max_poll - self._queue.qsize()
+            if room <= 0 or self._queue.qsize() >= self.concurrency:
+                time.sleep(0.002)
+                continue
+            messages = consumer.poll(room, timeout_s=0.05)
+            if messages:
+                metrics.EVENTS_CONSUMED.labels("ObjectReady").inc(len(messages))
+            for message in messages:
+                self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
+        assert self._outbox is not None
+        try:
+            ready = ev.decode(message.value)
+        except ValueError as exc:
+            log.error("dropping a malformed message at offset %s of %s: %s", message.offset, message.topic, exc)
+            self._outbox.send([], [message])
+            return
+        if not isinstance(ready, ev.ObjectReady) or ready.object_id not in self.project.objects:
+            log.error("dropping an unexpected message at offset %s: %r", message.offset, ready)
+            self._outbox.send([], [message])
+            return
+        if self.run_active is not None and not self.run_active(ready.run_id):
+            self._outbox.send([], [message])
+            return
+        obj = self.project.objects[ready.object_id]
+        with self._held_lock:
+            self._held[message.offset] = message
+        if obj.kind == "noop" and ready.delay_s <= 0 and not ready.fail:
+            started = self._started(ready)
+            loaded = ev.ObjectLoaded(run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name)
+            self._outbox.send([started, loaded], [message])
+            return
+        self._queue.put((message, ready))
+
+    def _started(self, ready: ev.ObjectReady) -> ev.ObjectStarted:
+        return ev.ObjectStarted(run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name)
+
+    def _execute_loop(self) -> None:
+        assert self._outbox is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            message, ready = item
+            self._outbox.send([self._started(ready)], [])
+            self._outbox.send([self._execute(ready)], [message])
+
+    def _execute(self, ready: ev.ObjectReady) -> ev.ObjectLoaded | ev.ObjectFailed:
+        obj = self.project.objects[ready.object_id]
+        started = time.perf_counter()
+        common = {"run_id": ready.run_id, "object_id": ready.object_id, "stage": ready.stage, "attempt": ready.attempt, "worker": self.name}
+        try:
+            outcome = self.executor.run(obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an ObjectFailed event
+            duration = time.perf_counter() - started
+            log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
+            log.debug("traceback:\n%s", traceback.format_exc())
+            return ev.ObjectFailed(**common, error=str(exc) or type(exc).__name__, error_type=type(exc).__name__, retryable=is_transient(exc), duration_s=duration)
+        duration = time.perf_counter() - started
+        metrics.ROWS.labels(self.stage.name).inc(outcome.rows)
+        return ev.ObjectLoaded(
+            **common,
+            rows=outcome.rows,
+            duration_s=duration,
+            location=outcome.location,
+            content_hash=outcome.content_hash,
+            destination=outcome.destination,
+        )
+
+    def _release(self, messages: list[Message]) -> None:
+        with self._held_lock:
+            for message in messages:
+                self._held.pop(message.offset, None)
+
+    def _heartbeat_loop(self) -> None:
+        interval = max(0.05, self.lease_s / 3)
+        while not self._stop.wait(interval):
+            with self._held_lock:
+                held = list(self._held.values())
+            if held and self._consumer is not None:
+                try:
+                    self._consumer.extend(held)
+                except Exception:  # noqa: BLE001 - a missed heartbeat only risks a redelivery
+                    log.exception("could not renew leases")

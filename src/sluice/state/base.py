@@ -1,0 +1,135 @@
+"""The state store: runs, per-object states and attempts, fingerprints of last successes, checkpoints.
+
+The coordinator is the only writer during a run; readers (CLI, server) may read at any time.
+One interface, one module per backend (``sqlite.py``, ``postgres.py``), one contract-test suite.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
+OBJECT_STATUSES = ("pending", "ready", "running", "retrying", "loaded", "failed", "skipped")
+FINAL_OBJECT_STATUSES = frozenset({"loaded", "failed", "skipped"})
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One run. ``first_offset`` is where its events start on the bus; ``checkpoint`` the last one the coordinator applied."""
+
+    run_id: str
+    project: str
+    status: str
+    started_at: float
+    finished_at: float | None = None
+    targets: list[int] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    first_offset: int = 0
+    checkpoint: int = -1
+
+
+@dataclass(slots=True)
+class ObjectState:
+    """One object within one run."""
+
+    object_id: int
+    stage: str
+    status: str = "pending"
+    attempt: int = 0
+    rows: int | None = None
+    duration_s: float | None = None
+    location: str | None = None
+    content_hash: str | None = None
+    fingerprint: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    ready_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestOutput:
+    """The last successful output of an object, used to skip it as fresh next time."""
+
+    object_id: int
+    fingerprint: str
+    content_hash: str
+    location: str | None
+    rows: int
+    run_id: str
+    loaded_at: float
+
+
+OBJECT_COLUMNS = (
+    "object_id",
+    "stage",
+    "status",
+    "attempt",
+    "rows",
+    "duration_s",
+    "location",
+    "content_hash",
+    "fingerprint",
+    "error",
+    "reason",
+    "ready_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def object_row(run_id: str, state: ObjectState) -> tuple[Any, ...]:
+    return (run_id, *(getattr(state, column) for column in OBJECT_COLUMNS))
+
+
+class StateStore(ABC):
+    """Persistence for runs and objects. Implementations must be safe to use from several threads."""
+
+    url: str
+
+    @abstractmethod
+    def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
+        """Record a new run and the initial state of its planned objects."""
+
+    @abstractmethod
+    def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
+        """Upsert object states (and the coordinator's checkpoint) in one transaction."""
+
+    @abstractmethod
+    def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
+        """Close a run with its final status."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with that id; raises RunNotFound."""
+
+    @abstractmethod
+    def list_runs(self, project: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Most recent runs first."""
+
+    @abstractmethod
+    def object_states(self, run_id: str) -> dict[int, ObjectState]:
+        """Every planned object of a run, by id."""
+
+    @abstractmethod
+    def unfinished_run(self, project: str) -> RunRecord | None:
+        """The most recent run of ``project`` still marked running (a crashed coordinator's)."""
+
+    @abstractmethod
+    def record_outputs(self, project: str, outputs: Sequence[LatestOutput]) -> None:
+        """Remember the last successful output of objects."""
+
+    @abstractmethod
+    def latest_outputs(self, project: str) -> Mapping[int, LatestOutput]:
+        """Last successful outputs of the project's objects, by id."""
+
+    def ping(self) -> None:  # noqa: B027 - optional check
+        """Raise StateError when the store cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,28 @@
+"""Open a state store from its URL: ``sqlite:///path`` (default) or ``postgresql://...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sluice.errors import ConfigError, did_you_mean
+from sluice.state.base import StateStore
+
+SCHEMES = ("sqlite", "postgresql")
+
+
+def open_state(url: str, root: Path | None = None) -> StateStore:
+    """The state store for ``url``; relative sqlite paths are relative to ``root``."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from sluice.bus.embedded import sqlite_path
+        from sluice.state.sqlite import SqliteStateStore
+
+        path = sqlite_path(url)
+        if not path.is_absolute() and root is not None:
+            path = root / path
+        return SqliteStateStore(path)
+    if scheme in ("postgresql", "postgres"):
+        from sluice.state.postgres import PostgresStateStore
+
+        return PostgresStateStore(url)
+    raise ConfigError(f"unknown state store URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}")

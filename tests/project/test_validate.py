@@ -1,0 +1,181 @@
+"""Every validation case: a user error names the file/object and what to fix, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sluice.errors import ConfigError, ValidationFailed
+from sluice.project.load import load_project, parse_project
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    _, problems = parse_project(path)
+    return [str(p) for p in problems]
+
+
+def test_objets_json_cycle_names_its_ids(tmp_path: Path) -> None:
+    records = [
+        {"IdObjet": 1001, "IdObjet_Parent": None},
+        {"IdObjet": 2001, "IdObjet_Parent": [1001, 2002]},
+        {"IdObjet": 2002, "IdObjet_Parent": 2003},
+        {"IdObjet": 2003, "IdObjet_Parent": 2001},
+    ]
+    found = problems_of(write(tmp_path / "Objets.json", json.dumps(records)))
+    assert len(found) == 1
+    assert "dependency cycle" in found[0]
+    for object_id in ("2001", "2002", "2003"):
+        assert object_id in found[0]
+    assert "1001" not in found[0].split("cycle")[1]
+
+
+def test_self_parent_is_a_cycle(tmp_path: Path) -> None:
+    found = problems_of(write(tmp_path / "Objets.json", '[{"IdObjet": 1001, "IdObjet_Parent": 1001}]'))
+    assert any("cycle: 1001 -> 1001" in p for p in found)
+
+
+def test_unknown_parent(tmp_path: Path) -> None:
+    found = problems_of(write(tmp_path / "Objets.json", '[\n{"IdObjet": 2001, "IdObjet_Parent": 1999}\n]'))
+    assert found == [f"{tmp_path / 'Objets.json'}:2: object 2001: unknown parent 1999; define object 1999 or remove it from the parents"]
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ('{"IdObjet": "1001", "IdObjet_Parent": null}', "malformed IdObjet '1001'"),
+        ('{"IdObjet": 10.5, "IdObjet_Parent": null}', "malformed IdObjet 10.5"),
+        ('{"IdObjet": true, "IdObjet_Parent": null}', "malformed IdObjet True"),
+        ('{"IdObjet_Parent": null}', "malformed IdObjet None"),
+        ('{"IdObjet": 2001, "IdObjet_Parent": ["x"]}', "malformed IdObjet_Parent 'x'"),
+    ],
+)
+def test_malformed_ids(tmp_path: Path, record: str, expected: str) -> None:
+    found = problems_of(write(tmp_path / "Objets.json", f"[\n  {record}\n]"))
+    assert any(expected in p and ":2:" in p for p in found), found
+
+
+def test_malformed_json_gives_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "Objets.json", '[\n {"IdObjet": 1001,\n "IdObjet_Parent": null\n ,]')
+    with pytest.raises(ConfigError) as info:
+        parse_project(path)
+    assert info.value.line == 4
+    assert "malformed JSON" in str(info.value)
+
+
+def test_malformed_yaml_gives_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "sluice.yaml", "objects:\n  - id: 1001\n    parents: [1000\n  - id: 2\n")
+    with pytest.raises(ConfigError) as info:
+        parse_project(path)
+    assert "malformed YAML" in str(info.value)
+    assert info.value.line is not None and info.value.line >= 3
+
+
+def test_unknown_connection_with_suggestion(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "sluice.yaml",
+        """
+connections:
+  warehouse: postgresql://u@127.0.0.1/db
+objects:
+  - id: 1001
+    name: users
+    source: {type: sql, connection: warehose, table: users}
+""",
+    )
+    found = problems_of(path)
+    assert len(found) == 1
+    assert "object 1001 (users): unknown connection 'warehose' in source" in found[0]
+    assert "Did you mean 'warehouse'?" in found[0]
+    assert ":5:" in found[0]
+
+
+def test_bad_stage_name_on_object(tmp_path: Path) -> None:
+    path = write(tmp_path / "sluice.yaml", "objects:\n  - id: 1001\n    stage: ingset\n")
+    found = problems_of(path)
+    assert len(found) == 1
+    assert "unknown stage 'ingset'" in found[0] and "Did you mean 'ingest'?" in found[0]
+
+
+def test_bad_stage_name_in_stages(tmp_path: Path) -> None:
+    path = write(tmp_path / "sluice.yaml", "stages:\n  Bad Stage!: {ids: 1000-1999}\nobjects:\n  - id: 1001\n")
+    assert any("bad stage name 'Bad Stage!'" in p for p in problems_of(path))
+
+
+def test_id_outside_every_stage(tmp_path: Path) -> None:
+    found = problems_of(write(tmp_path / "Objets.json", '[{"IdObjet": 42, "IdObjet_Parent": null}]'))
+    assert any("object 42 matches no stage" in p for p in found)
+
+
+def test_duplicate_yaml_ids_and_names(tmp_path: Path) -> None:
+    path = write(tmp_path / "sluice.yaml", "objects:\n  - {id: 1001, name: a}\n  - {id: 1001, name: b}\n  - {id: 1002, name: a}\n")
+    found = problems_of(path)
+    assert any("defined twice" in p for p in found)
+    assert any("name 'a' is also used by object 1001" in p for p in found)
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "sluice.yaml",
+        "objects:\n  - {id: 1001, parents: [7]}\n  - {id: 2001, stage: nope}\n  - {id: abc}\n",
+    )
+    with pytest.raises(ValidationFailed) as info:
+        load_project(path)
+    assert len(info.value.problems) == 3
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        load_project(tmp_path / "nope")
+
+
+def test_folder_without_definition(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no sluice.yaml"):
+        load_project(tmp_path)
+
+
+def test_objets_json_merges_records_and_keeps_metadata(tmp_path: Path) -> None:
+    records = [
+        {"IdObjet": 1001, "IdObjet_Parent": None, "NomObjet": "clients", "Source": "crm"},
+        {"IdObjet": 1002, "IdObjet_Parent": None},
+        {"IdObjet": 2001, "IdObjet_Parent": 1001, "NomObjet": "clients_std"},
+        {"IdObjet": 2001, "IdObjet_Parent": 1002},
+        {"IdObjet": 3001, "IdObjet_Parent": [2001, 1001]},
+    ]
+    project = load_project(write(tmp_path / "Objets.json", json.dumps(records)))
+    assert project.objects[2001].parents == (1001, 1002)
+    assert project.objects[3001].parents == (2001, 1001)
+    assert project.objects[1001].metadata == {"NomObjet": "clients", "Source": "crm"}
+    assert project.objects[1001].name == "clients"
+    assert project.objects[1002].name == "obj_1002"
+    assert [project.objects[i].stage for i in (1001, 2001, 3001)] == ["ingest", "standardize", "application"]
+
+
+def test_configurable_stage_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "sluice.yaml",
+        "stages:\n  load: {ids: 1-99, concurrency: 2}\n  serve: {ids: 100+}\nobjects:\n  - {id: 5}\n  - {id: 150, parents: [5]}\n",
+    )
+    project = load_project(path)
+    assert project.objects[5].stage == "load"
+    assert project.objects[150].stage == "serve"
+    assert project.stage("load").concurrency == 2
+
+
+def test_env_expansion_in_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_TEST_DB", "postgresql://x@127.0.0.1/db")
+    path = write(tmp_path / "sluice.yaml", "connections:\n  wh: ${SLUICE_TEST_DB}\n  other: ${NOT_SET_ANYWHERE:-sqlite:///a.db}\nobjects: []\n")
+    project = load_project(path)
+    assert project.connections["wh"].url == "postgresql://x@127.0.0.1/db"
+    assert project.connections["other"].url == "sqlite:///a.db"
+
+
+def test_env_variable_missing(tmp_path: Path) -> None:
+    path = write(tmp_path / "sluice.yaml", "connections:\n  wh: ${NOT_SET_ANYWHERE}\nobjects: []\n")
+    assert any("NOT_SET_ANYWHERE" in p for p in problems_of(path))
