@@ -77,6 +77,16 @@ class Bus(ABC):
             if messages:
                 self.publish(topic, messages)
 
+    def publish_and_commit(self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]) -> None:
+        """Publish ``messages`` and commit ``settled`` on ``consumer`` as one step where the backend can.
+
+        This is how a worker answers a work message: if it dies in between, either both happened or
+        neither did, so the work message is not delivered again after its outcome is already out.
+        """
+        if messages:
+            self.publish(topic, messages)
+        consumer.commit(settled)
+
     @abstractmethod
     def consumer(self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None) -> Consumer:
         """Join ``group`` on ``topic``. A lease of ``lease_s`` seconds covers each delivered message."""

@@ -136,16 +136,21 @@ class EmbeddedBus(Bus):
         with self._wakeup:
             self._wakeup.wait(timeout_s)
 
+    def _insert(self, conn: sqlite3.Connection, rows: Sequence[tuple[str, str | None, bytes]]) -> int:
+        """Append ``(topic, key, value)`` rows inside the caller's transaction; return the first offset."""
+        first = int(conn.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0]) + 1
+        ts = time.time()
+        conn.executemany(
+            "INSERT INTO messages(offset, topic, key, value, ts) VALUES (?, ?, ?, ?, ?)",
+            [(first + i, topic, key, value, ts) for i, (topic, key, value) in enumerate(rows)],
+        )
+        return first
+
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
         if not messages:
             return []
-        ts = time.time()
         with self._write() as conn:
-            first = conn.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0] + 1
-            conn.executemany(
-                "INSERT INTO messages(offset, topic, key, value, ts) VALUES (?, ?, ?, ?, ?)",
-                [(first + i, topic, key, value, ts) for i, (key, value) in enumerate(messages)],
-            )
+            first = self._insert(conn, [(topic, key, value) for key, value in messages])
         self._notify()
         return list(range(first, first + len(messages)))
 
@@ -153,14 +158,20 @@ class EmbeddedBus(Bus):
         rows = [(topic, key, value) for topic, messages in batches for key, value in messages]
         if not rows:
             return
-        ts = time.time()
         with self._write() as conn:
-            first = conn.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0] + 1
-            conn.executemany(
-                "INSERT INTO messages(offset, topic, key, value, ts) VALUES (?, ?, ?, ?, ?)",
-                [(first + i, topic, key, value, ts) for i, (topic, key, value) in enumerate(rows)],
-            )
+            self._insert(conn, rows)
         self._notify()
+
+    def publish_and_commit(self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]) -> None:
+        if not isinstance(consumer, EmbeddedConsumer) or consumer.bus is not self:
+            super().publish_and_commit(topic, messages, consumer, settled)
+            return
+        with self._write() as conn:
+            if messages:
+                self._insert(conn, [(topic, key, value) for key, value in messages])
+            consumer._delete_leases(conn, settled)
+        if messages:
+            self._notify()
 
     def consumer(self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None) -> EmbeddedConsumer:
         return EmbeddedConsumer(self, group, topic, lease_s, consumer_id or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
@@ -296,10 +307,10 @@ class EmbeddedConsumer(Consumer):
         if not messages:
             return
         with self.bus._write() as conn:
-            conn.executemany(
-                "DELETE FROM leases WHERE grp = ? AND topic = ? AND offset = ?",
-                [(self.group, self.topic, m.offset) for m in messages],
-            )
+            self._delete_leases(conn, messages)
+
+    def _delete_leases(self, conn: sqlite3.Connection, messages: Sequence[Message]) -> None:
+        conn.executemany("DELETE FROM leases WHERE grp = ? AND topic = ? AND offset = ?", [(self.group, self.topic, m.offset) for m in messages])
 
     def extend(self, messages: Sequence[Message]) -> None:
         if not messages:

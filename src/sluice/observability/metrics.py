@@ -5,6 +5,9 @@ Exposed with ``--metrics-port`` on ``sluice run`` and ``sluice worker``.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
@@ -18,6 +21,12 @@ ROWS = Counter("sluice_rows_processed_total", "Rows written by objects, by stage
 RETRIES = Counter("sluice_retries_total", "Object attempts retried after a failure, by stage.", ["stage"])
 ACTIVE_RUNS = Gauge("sluice_active_runs", "Runs in progress in this process.")
 RUNS = Counter("sluice_runs_total", "Finished runs by final status.", ["status"])
+
+
+@lru_cache(maxsize=1024)
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, cached: label look-ups are on the hot path of every event."""
+    return metric.labels(*labels)
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:

@@ -112,6 +112,8 @@ class Coordinator:
         self._out: list[ev.Event] = []
         self._remaining = 0
         self._cancel = threading.Event()
+        self._recovering = False
+        self._definition_hashes: dict[int, str] = {}
 
     # ----- starting -------------------------------------------------------------------------------
 
@@ -173,16 +175,50 @@ class Coordinator:
         missing = [oid for oid in self.states if oid not in self.project.objects]
         if missing:
             raise SluiceError(f"run {record.run_id} planned objects {missing[:5]} that the project no longer defines; start a new run instead")
-        self._index(self.graph.topological_order(self.states))
+        self._recover(max(record.checkpoint + 1, record.first_offset))
         log.warning("resuming run %s: %d of %d objects final", self.run_id, len(self.states) - self._remaining, len(self.states), extra={"run_id": self.run_id})
         now = time.time()
         for s in self.states.values():
             if s.status == "retrying":
                 heapq.heappush(self._retries, (now, s.object_id, s.attempt + 1))
+        for s in list(self.states.values()):
+            if s.status == "failed":
+                self._skip_descendants(s.object_id)
         self._ready_all(oid for oid, s in self.states.items() if s.status == "pending" and self._waiting[oid] == 0)
         self._flush([], None)
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
+
+    def _recover(self, offset: int) -> None:
+        """Replay the log after the checkpoint, learning what happened while no coordinator listened.
+
+        Events are applied to the objects they name only; what follows from them (children ready,
+        descendants skipped) is decided once the whole log is read, so nothing is published twice.
+        Our own ``ObjectReady`` events tell which objects were already handed to workers.
+        """
+        end = self.bus.end_offset(ev.EVENTS_TOPIC)
+        self._recovering = True
+        try:
+            while offset < end:
+                messages = self.bus.read(ev.EVENTS_TOPIC, offset, 5000)
+                if not messages:
+                    break
+                for message in messages:
+                    if message.offset >= end:
+                        break
+                    self._apply_message(message)
+                offset = messages[-1].offset + 1
+        finally:
+            self._recovering = False
+        self.bus.seek(self._group(), ev.EVENTS_TOPIC, end)
+        self._index(list(self.states))
+
+    def _on_own_ready(self, event: ev.ObjectReady) -> None:
+        s = self.states.get(event.object_id)
+        if self._recovering and s is not None and s.status in ("pending", "retrying") and event.attempt >= s.attempt:
+            s.status = "ready"
+            s.attempt = event.attempt
+            self._dirty[s.object_id] = s
 
     def _index(self, order: list[int]) -> None:
         planned = set(order)
@@ -230,13 +266,15 @@ class Coordinator:
             return
         if event.run_id != self.run_id:
             return
-        metrics.EVENTS_CONSUMED.labels(ev.event_type(event)).inc()
+        metrics.child(metrics.EVENTS_CONSUMED, ev.event_type(event)).inc()
         if isinstance(event, ev.ObjectLoaded):
             self._on_loaded(event)
         elif isinstance(event, ev.ObjectFailed):
             self._on_failed(event)
         elif isinstance(event, ev.ObjectStarted):
             self._on_started(event)
+        elif isinstance(event, ev.ObjectReady):
+            self._on_own_ready(event)
 
     def _current(self, event: ev.ObjectEvent) -> ObjectState | None:
         """The object's state if ``event`` is news for it (not a duplicate or a stale attempt)."""
@@ -266,8 +304,8 @@ class Coordinator:
         s.finished_at = event.ts.timestamp()
         self._remaining -= 1
         self._changed(s, event)
-        metrics.OBJECTS.labels(s.stage, "loaded").inc()
-        metrics.OBJECT_DURATION.labels(s.stage).observe(event.duration_s)
+        metrics.child(metrics.OBJECTS, s.stage, "loaded").inc()
+        metrics.child(metrics.OBJECT_DURATION, s.stage).observe(event.duration_s)
         if s.fingerprint:
             self._outputs.append(LatestOutput(s.object_id, s.fingerprint, s.content_hash, s.location, s.rows, self.run_id, s.finished_at))
         self._release_children(s.object_id)
@@ -278,22 +316,24 @@ class Coordinator:
             return
         s.error = event.error
         s.duration_s = event.duration_s
-        metrics.OBJECT_DURATION.labels(s.stage).observe(event.duration_s)
+        metrics.child(metrics.OBJECT_DURATION, s.stage).observe(event.duration_s)
         if event.retryable and s.attempt < self.project.retry.attempts:
             s.status = "retrying"
             due = time.time() + self.project.retry.delay_before(s.attempt + 1)
             heapq.heappush(self._retries, (due, s.object_id, s.attempt + 1))
-            metrics.RETRIES.labels(s.stage).inc()
+            metrics.child(metrics.RETRIES, s.stage).inc()
             self._changed(s, event)
             return
         s.status = "failed"
         s.finished_at = event.ts.timestamp()
         self._remaining -= 1
         self._changed(s, event)
-        metrics.OBJECTS.labels(s.stage, "failed").inc()
+        metrics.child(metrics.OBJECTS, s.stage, "failed").inc()
         self._skip_descendants(s.object_id)
 
     def _release_children(self, oid: int) -> None:
+        if self._recovering:
+            return
         ready = []
         for child in self._children.get(oid, ()):
             self._waiting[child] -= 1
@@ -302,6 +342,8 @@ class Coordinator:
         self._ready_all(ready)
 
     def _skip_descendants(self, oid: int) -> None:
+        if self._recovering:
+            return
         for child in sorted(self.graph.descendants([oid])):
             s = self.states.get(child)
             if s is None or s.status in FINAL_OBJECT_STATUSES:
@@ -311,7 +353,7 @@ class Coordinator:
             s.finished_at = time.time()
             self._remaining -= 1
             self._emit(ev.ObjectSkipped(run_id=self.run_id, object_id=child, stage=s.stage, reason=s.reason))
-            metrics.OBJECTS.labels(s.stage, "skipped").inc()
+            metrics.child(metrics.OBJECTS, s.stage, "skipped").inc()
 
     def _ready_all(self, oids: Iterable[int]) -> None:
         for oid in oids:
@@ -323,7 +365,7 @@ class Coordinator:
         if attempt == 1:
             parent_hashes = [self.states[p].content_hash or "" for p in obj.parents]
             source_fp = self.input_fingerprint(obj)
-            s.fingerprint = None if source_fp is None else fingerprint(obj.definition_hash(), source_fp, parent_hashes)
+            s.fingerprint = None if source_fp is None else fingerprint(self._definition_hash(obj), source_fp, parent_hashes)
             previous = self.latest.get(oid)
             if self._is_fresh(s, previous):
                 assert previous is not None
@@ -342,6 +384,12 @@ class Coordinator:
         ready = ev.ObjectReady(run_id=self.run_id, object_id=oid, stage=s.stage, attempt=attempt, inputs=inputs, delay_s=delay, fail=oid in self.options.fail)
         self._emit(ready)
 
+    def _definition_hash(self, obj: ObjectSpec) -> str:
+        cached = self._definition_hashes.get(obj.id)
+        if cached is None:
+            cached = self._definition_hashes[obj.id] = obj.definition_hash()
+        return cached
+
     def _is_fresh(self, s: ObjectState, previous: LatestOutput | None) -> bool:
         if self.options.force or previous is None or s.fingerprint is None or s.fingerprint != previous.fingerprint:
             return False
@@ -355,7 +403,7 @@ class Coordinator:
         s.location = previous.location
         s.rows = previous.rows
         s.finished_at = time.time()
-        metrics.OBJECTS.labels(s.stage, "skipped").inc()
+        metrics.child(metrics.OBJECTS, s.stage, "skipped").inc()
         if save:
             self._dirty[s.object_id] = s
 
@@ -402,7 +450,7 @@ class Coordinator:
                 log_batch.append((key, data))
                 if isinstance(event, ev.ObjectReady):
                     readies.setdefault(ev.ready_topic(event.stage), []).append((key, data))
-                metrics.EVENTS_PUBLISHED.labels(ev.event_type(event)).inc()
+                metrics.child(metrics.EVENTS_PUBLISHED, ev.event_type(event)).inc()
             self.bus.publish_many([(ev.EVENTS_TOPIC, log_batch), *readies.items()])
         if self._dirty or consumed:
             dirty, self._dirty = list(self._dirty.values()), {}
@@ -428,6 +476,6 @@ class Coordinator:
         self._flush([], None)
         self.state.finish_run(self.run_id, status, finished)
         metrics.RUN_DURATION.observe(duration)
-        metrics.RUNS.labels(status).inc()
+        metrics.child(metrics.RUNS, status).inc()
         metrics.ACTIVE_RUNS.dec()
         return summary

@@ -68,11 +68,12 @@ class Outbox:
                 log.exception("could not publish %d events; they will be redelivered", len(events))
 
     def _publish(self, events: list[ev.Event], settled: list[Message]) -> None:
-        if events:
-            self.bus.publish(ev.EVENTS_TOPIC, [(str(getattr(e, "object_id", e.run_id)), ev.encode(e)) for e in events])
-            for event in events:
-                metrics.EVENTS_PUBLISHED.labels(ev.event_type(event)).inc()
-        if settled and self.consumer is not None:
-            self.consumer.commit(settled)
+        messages = [(str(getattr(e, "object_id", e.run_id)), ev.encode(e)) for e in events]
+        if self.consumer is not None and settled:
+            self.bus.publish_and_commit(ev.EVENTS_TOPIC, messages, self.consumer, settled)
             if self.on_committed is not None:
                 self.on_committed(settled)
+        elif messages:
+            self.bus.publish(ev.EVENTS_TOPIC, messages)
+        for event in events:
+            metrics.child(metrics.EVENTS_PUBLISHED, ev.event_type(event)).inc()

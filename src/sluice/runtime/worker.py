@@ -102,7 +102,7 @@ class StageWorker:
                 continue
             messages = consumer.poll(room, timeout_s=0.05)
             if messages:
-                metrics.EVENTS_CONSUMED.labels("ObjectReady").inc(len(messages))
+                metrics.child(metrics.EVENTS_CONSUMED, "ObjectReady").inc(len(messages))
             for message in messages:
                 self._dispatch(message)
 
@@ -156,7 +156,7 @@ class StageWorker:
             log.debug("traceback:\n%s", traceback.format_exc())
             return ev.ObjectFailed(**common, error=str(exc) or type(exc).__name__, error_type=type(exc).__name__, retryable=is_transient(exc), duration_s=duration)
         duration = time.perf_counter() - started
-        metrics.ROWS.labels(self.stage.name).inc(outcome.rows)
+        metrics.child(metrics.ROWS, self.stage.name).inc(outcome.rows)
         return ev.ObjectLoaded(
             **common,
             rows=outcome.rows,

@@ -82,8 +82,25 @@ OBJECT_COLUMNS = (
 )
 
 
-def object_row(run_id: str, state: ObjectState) -> tuple[Any, ...]:
-    return (run_id, *(getattr(state, column) for column in OBJECT_COLUMNS))
+def object_row(run_id: str, s: ObjectState) -> tuple[Any, ...]:
+    """The row of ``run_objects`` for ``s``, columns in OBJECT_COLUMNS order after run_id."""
+    return (
+        run_id,
+        s.object_id,
+        s.stage,
+        s.status,
+        s.attempt,
+        s.rows,
+        s.duration_s,
+        s.location,
+        s.content_hash,
+        s.fingerprint,
+        s.error,
+        s.reason,
+        s.ready_at,
+        s.started_at,
+        s.finished_at,
+    )
 
 
 class StateStore(ABC):

@@ -1,0 +1,25 @@
+.PHONY: demo test lint bench format servers-up servers-down
+
+demo:  ## install and run the demo project on embedded defaults
+	./scripts/demo
+
+test:  ## install and run the whole test suite
+	./scripts/test
+
+lint:  ## ruff and mypy --strict
+	./scripts/lint
+
+format:
+	python3 -m ruff format src tests bench
+	python3 -m ruff check --fix src tests bench
+
+bench:  ## benchmarks against peers (Dagster, Prefect, raw COPY)
+	./scripts/bench
+
+servers-up:  ## start the throwaway PostgreSQL and MariaDB used by the tests
+	./scripts/servers/postgres.sh start
+	./scripts/servers/mariadb.sh start
+
+servers-down:
+	./scripts/servers/postgres.sh stop
+	./scripts/servers/mariadb.sh stop

@@ -1,0 +1,110 @@
+"""The sluice command as a user runs it: exit codes, messages without tracebacks, JSON outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import seed_project, summary_json
+
+SLUICE = [sys.executable, "-m", "sluice"]
+
+
+def sluice(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SLUICE, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_validate_ok(tmp_path: Path) -> None:
+    result = sluice("validate", str(seed_project(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "20 objects" in result.stdout
+
+
+def test_validate_error_is_one_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "Objets.json"
+    path.write_text('[{"IdObjet": 2001, "IdObjet_Parent": 1999}]')
+    result = sluice("validate", str(path))
+    assert result.returncode == 2
+    assert "unknown parent 1999" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_json_reports_line(tmp_path: Path) -> None:
+    path = tmp_path / "Objets.json"
+    path.write_text('[\n{"IdObjet": 1001,,}\n]')
+    result = sluice("validate", str(path))
+    assert result.returncode == 2
+    assert f"{path}:2: malformed JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_invalid_project_and_runs_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "Objets.json"
+    path.write_text('[{"IdObjet": 1001, "IdObjet_Parent": 2001}, {"IdObjet": 2001, "IdObjet_Parent": 1001}]')
+    result = sluice("run", str(path), "--json")
+    assert result.returncode == 2
+    assert "dependency cycle" in result.stderr
+    assert not (tmp_path / ".sluice").exists()
+
+
+def test_unknown_target_and_fail_ids(tmp_path: Path) -> None:
+    path = seed_project(tmp_path)
+    result = sluice("plan", str(path), "--target", "4242")
+    assert result.returncode == 2 and "unknown target" in result.stderr
+    result = sluice("run", str(path), "--fail", "4242")
+    assert result.returncode == 2 and "--fail" in result.stderr
+
+
+def test_plan_json(tmp_path: Path) -> None:
+    result = sluice("plan", str(seed_project(tmp_path)), "--json", "--target", "3002")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert [o["id"] for o in plan["objects"]] == [1003, 1004, 2004, 3002]
+    assert {o["action"] for o in plan["objects"]} == {"run"}
+
+
+def test_run_json_exit_codes_and_events(tmp_path: Path) -> None:
+    path = seed_project(tmp_path)
+    failed = sluice("run", str(path), "--json", "--simulate", "--delay-scale", "0", "--fail", "2005")
+    assert failed.returncode == 1, failed.stderr
+    summary = summary_json(failed.stdout)
+    assert summary["status"] == "failed"
+    assert summary["objects"]["2005"]["status"] == "failed"
+    assert summary["objects"]["2005"]["attempts"] == 3
+    assert summary["objects"]["3006"]["status"] == "skipped"
+    events = sluice("events", str(path), "--run", summary["run_id"], "--json")
+    assert events.returncode == 0, events.stderr
+    records = [json.loads(line) for line in events.stdout.splitlines()]
+    assert records[0]["type"] == "RunStarted" and records[-1]["type"] == "RunFinished"
+    for record in records:
+        assert {"type", "run_id", "ts", "position", "v"} <= set(record)
+    positions = [r["position"] for r in records]
+    assert positions == sorted(positions)
+    assert all("object_id" in r and "attempt" in r for r in records if r["type"].startswith("Object"))
+    ok = sluice("run", str(path), "--json")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_run_progress_output_without_json(tmp_path: Path) -> None:
+    result = sluice("run", str(seed_project(tmp_path)), "--simulate", "--delay-scale", "0")
+    assert result.returncode == 0, result.stderr
+    assert "ingest" in result.stdout and "application" in result.stdout
+    assert "succeeded" in result.stdout
+
+
+def test_json_logs_carry_run_and_object_ids(tmp_path: Path) -> None:
+    result = sluice("run", str(seed_project(tmp_path)), "--json", "--fail", "2005", "--log-format", "json")
+    assert result.returncode == 1
+    logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    failures = [entry for entry in logs if entry.get("object_id") == 2005]
+    assert failures, result.stderr
+    assert all({"timestamp", "level", "logger", "message", "run_id"} <= set(entry) for entry in failures)
+
+
+def test_events_schema() -> None:
+    result = sluice("events", "--schema", ".")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert {"RunStarted", "ObjectReady", "ObjectLoaded", "ObjectFailed", "ObjectSkipped", "RunFinished"} <= set(schema["$defs"])

@@ -1,0 +1,69 @@
+"""Helpers shared by tests: small projects and event-log checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sluice import events as ev
+from sluice.project.load import load_project
+from sluice.project.model import Project
+from sluice.runtime.history import run_events
+from sluice.runtime.run import open_backends
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "examples" / "seed-002" / "Objets.json"
+
+
+def seed_project(tmp_path: Path) -> Path:
+    """A copy of the seed-002 Objets.json in its own folder (its .sluice/ lands there)."""
+    target = tmp_path / "seed"
+    target.mkdir(exist_ok=True)
+    shutil.copy(SEED, target / "Objets.json")
+    return target / "Objets.json"
+
+
+def write_yaml(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sluice.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def events_of(project: Project, run_id: str | None = None) -> list[tuple[int, ev.AnyEvent]]:
+    with open_backends(project) as backends:
+        return list(run_events(backends, project, run_id))
+
+
+def check_ordering(project: Project, log: list[tuple[int, ev.AnyEvent]]) -> None:
+    """No ObjectReady before every parent is loaded (or fresh); no object loaded twice."""
+    done: set[int] = set()
+    loaded = Counter[int]()
+    positions = [position for position, _ in log]
+    assert positions == sorted(positions)
+    assert isinstance(log[0][1], ev.RunStarted)
+    assert isinstance(log[-1][1], ev.RunFinished)
+    for _, event in log:
+        if isinstance(event, ev.ObjectReady):
+            missing = [p for p in project.objects[event.object_id].parents if p not in done]
+            assert not missing, f"ObjectReady for {event.object_id} before parents {missing} loaded"
+        elif isinstance(event, ev.ObjectLoaded):
+            loaded[event.object_id] += 1
+            done.add(event.object_id)
+        elif isinstance(event, ev.ObjectSkipped) and event.fresh:
+            done.add(event.object_id)
+    twice = [oid for oid, count in loaded.items() if count > 1]
+    assert not twice, f"objects loaded twice: {twice}"
+
+
+def summary_json(stdout: str) -> dict[str, Any]:
+    last = [line for line in stdout.splitlines() if line.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(last)
+    return result
+
+
+def load(path: Path) -> Project:
+    return load_project(path)

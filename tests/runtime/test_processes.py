@@ -1,0 +1,152 @@
+"""Crashes of real processes: a coordinator killed mid-run and resumed, a worker killed mid-object."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import check_ordering, events_of, load, seed_project, summary_json, write_yaml
+
+from sluice import events as ev
+from sluice.state.sqlite import SqliteStateStore
+
+SLUICE = [sys.executable, "-m", "sluice"]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def loaded_count(state_db: Path) -> int:
+    if not state_db.exists():
+        return 0
+    store = SqliteStateStore(state_db)
+    try:
+        runs = store.list_runs(limit=1)
+        if not runs:
+            return 0
+        return sum(1 for s in store.object_states(runs[0].run_id).values() if s.status == "loaded")
+    finally:
+        store.close()
+
+
+def test_killed_coordinator_resumes_without_redoing_loaded_objects(tmp_path: Path) -> None:
+    path = seed_project(tmp_path)
+    state_db = path.parent / ".sluice" / "state.db"
+    first = subprocess.Popen([*SLUICE, "run", str(path), "--json", "--simulate", "--delay-scale", "0.4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: loaded_count(state_db) >= 6, 60, "six objects loaded")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    project = load(path)
+    store = SqliteStateStore(state_db)
+    run = store.list_runs(limit=1)[0]
+    before = {oid for oid, s in store.object_states(run.run_id).items() if s.status == "loaded"}
+    store.close()
+    assert run.status == "running"
+    assert 6 <= len(before) < 19
+    resumed = subprocess.run([*SLUICE, "run", str(path), "--resume", "--json", "--simulate", "--delay-scale", "0.4"], capture_output=True, text=True, timeout=120, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = summary_json(resumed.stdout)
+    assert summary["run_id"] == run.run_id
+    assert {o["status"] for o in summary["objects"].values()} == {"loaded"}
+    log = events_of(project, run.run_id)
+    check_ordering(project, log)
+    started = Counter(e.object_id for _, e in log if isinstance(e, ev.ObjectStarted))
+    redone = [oid for oid in before if started[oid] != 1]
+    assert not redone, f"objects loaded before the crash were processed again: {redone}"
+    assert sum(1 for _, e in log if isinstance(e, ev.RunFinished)) == 1
+
+
+def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run([*SLUICE, "run", str(seed_project(tmp_path)), "--resume"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "no unfinished run" in result.stderr
+
+
+def test_killed_worker_process_object_redelivered_and_output_not_duplicated(tmp_path: Path) -> None:
+    folder = tmp_path / "workers"
+    write_yaml(
+        folder,
+        """
+lease_s: 1.5
+stages:
+  ingest: {ids: 1000-1999, concurrency: 1}
+  standardize: {ids: 2000-2999, concurrency: 1}
+  application: {ids: 3000+, concurrency: 1}
+connections:
+  out: sqlite:///out.db
+objects:
+  - {id: 1001, name: users, source: {type: faker, schema: users, rows: 50, seed: 3}}
+  - id: 2001
+    name: slow_users
+    parents: [1001]
+    python: "slow:run"
+    destination: {connection: out, table: slow_users, mode: append}
+  - {id: 3001, name: total, parents: [2001], sql: "select count(*) as n from slow_users"}
+""",
+    )
+    (folder / "slow.py").write_text(
+        "import os, time\nfrom pathlib import Path\n"
+        "def run(users):\n"
+        "    Path(__file__).with_name(f'started-{os.getpid()}').touch()\n"
+        "    time.sleep(3)\n"
+        "    return users\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    workers = {
+        stage: subprocess.Popen([*SLUICE, "worker", str(folder), "--stage", stage], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        for stage in ("ingest", "application")
+    }
+    standardize = [subprocess.Popen([*SLUICE, "worker", str(folder), "--stage", "standardize"], stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    try:
+        coordinator = subprocess.Popen([*SLUICE, "run", str(folder), "--workers", "external", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(folder.glob("started-*")), 60, "the slow object to start")
+        victim_pid = int(next(folder.glob("started-*")).name.split("-")[1])
+        victim = next(p for p in standardize if p.pid == victim_pid)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        out, err = coordinator.communicate(timeout=90)
+        assert coordinator.returncode == 0, err
+        summary = summary_json(out)
+        assert summary["objects"]["2001"]["status"] == "loaded"
+        assert summary["objects"]["2001"]["attempts"] == 1
+        assert summary["objects"]["3001"]["rows"] == 1
+        starters = {p.name for p in folder.glob("started-*")}
+        assert len(starters) == 2, "the object should have been redelivered to the other worker"
+        import sqlite3
+
+        with sqlite3.connect(folder / "out.db") as conn:
+            assert conn.execute("select count(*) from slow_users").fetchone()[0] == 50
+        project = load(folder)
+        log = events_of(project, summary["run_id"])
+        check_ordering(project, log)
+        started = [e for _, e in log if isinstance(e, ev.ObjectStarted) and e.object_id == 2001]
+        assert len(started) == 2 and started[0].worker != started[1].worker
+    finally:
+        for process in [*workers.values(), *standardize]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*workers.values(), *standardize]:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_worker_rejects_unknown_stage(tmp_path: Path) -> None:
+    result = subprocess.run([*SLUICE, "worker", str(seed_project(tmp_path)), "--stage", "ingset"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "Did you mean 'ingest'?" in result.stderr

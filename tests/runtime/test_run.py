@@ -1,0 +1,143 @@
+"""Running projects in process: ordering, failure propagation, retries, freshness, events."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from helpers import check_ordering, events_of, load, seed_project, write_yaml
+
+from sluice import events as ev
+from sluice.runtime.run import RunOptions, run_project
+
+
+def test_seed_scenario_with_forced_failure(tmp_path: Path) -> None:
+    project = load(seed_project(tmp_path))
+    summary = run_project(project, RunOptions(simulate=True, delay_scale=0.0, fail=frozenset({2005})))
+    assert summary.status == "failed"
+    states = summary.objects
+    assert states[2005].status == "failed"
+    assert states[2005].attempt == project.retry.attempts == 3
+    assert "forced failure" in (states[2005].error or "")
+    assert states[3004].status == "skipped" and states[3004].reason == "parent 2005 failed"
+    assert states[3006].status == "skipped"
+    loaded = {oid for oid, s in states.items() if s.status == "loaded"}
+    assert loaded == set(states) - {2005, 3004, 3006}
+    assert 1002 not in states  # no target needs it
+    log = events_of(project, summary.run_id)
+    check_ordering(project, log)
+    failed = [e for _, e in log if isinstance(e, ev.ObjectFailed)]
+    assert [e.attempt for e in failed] == [1, 2, 3]
+    skipped = {e.object_id for _, e in log if isinstance(e, ev.ObjectSkipped)}
+    assert skipped == {3004, 3006}
+
+
+def test_second_run_skips_fresh_objects_and_force_reruns(tmp_path: Path) -> None:
+    project = load(seed_project(tmp_path))
+    first = run_project(project, RunOptions())
+    assert first.status == "succeeded"
+    second = run_project(project, RunOptions())
+    assert second.status == "succeeded"
+    assert {s.status for s in second.objects.values()} == {"skipped"}
+    assert all((s.reason or "").startswith("fresh") for s in second.objects.values())
+    third = run_project(project, RunOptions(force=True))
+    assert {s.status for s in third.objects.values()} == {"loaded"}
+
+
+def test_failed_object_reruns_next_time_and_fresh_others_skip(tmp_path: Path) -> None:
+    project = load(seed_project(tmp_path))
+    run_project(project, RunOptions(fail=frozenset({2005})))
+    again = run_project(project, RunOptions())
+    statuses = {oid: s.status for oid, s in again.objects.items()}
+    assert statuses[2005] == statuses[3004] == statuses[3006] == "loaded"
+    assert statuses[1001] == "skipped"
+    check_ordering(project, events_of(project, again.run_id))
+
+
+def test_targets_limit_the_run(tmp_path: Path) -> None:
+    project = load(seed_project(tmp_path))
+    summary = run_project(project, RunOptions(targets=[3002]))
+    assert set(summary.objects) == {1003, 1004, 2004, 3002}
+
+
+def test_transient_failure_retried_until_success(tmp_path: Path) -> None:
+    folder = tmp_path / "flaky"
+    write_yaml(
+        folder,
+        """
+retry: {attempts: 4, backoff_s: 0.01}
+objects:
+  - {id: 1001, name: base, source: {type: faker, schema: users, rows: 5, seed: 1}}
+  - {id: 2001, name: flaky, parents: [1001], python: "flaky:run"}
+  - {id: 3001, name: final, parents: [2001], sql: "select count(*) as n from flaky"}
+""",
+    )
+    (folder / "flaky.py").write_text(
+        "from pathlib import Path\n"
+        "def run(base):\n"
+        "    marker = Path(__file__).with_name('calls')\n"
+        "    calls = int(marker.read_text()) + 1 if marker.exists() else 1\n"
+        "    marker.write_text(str(calls))\n"
+        "    if calls < 3:\n"
+        "        raise ConnectionError(f'flaky call {calls}')\n"
+        "    return base\n"
+    )
+    project = load(folder)
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded"
+    assert summary.objects[2001].attempt == 3
+    assert summary.objects[3001].rows == 1
+    failures = [e for _, e in events_of(project, summary.run_id) if isinstance(e, ev.ObjectFailed)]
+    assert [(e.object_id, e.attempt, e.error) for e in failures] == [(2001, 1, "flaky call 1"), (2001, 2, "flaky call 2")]
+
+
+def test_terminal_error_is_not_retried_and_independent_branch_carries_on(tmp_path: Path) -> None:
+    folder = tmp_path / "terminal"
+    write_yaml(
+        folder,
+        """
+objects:
+  - {id: 1001, name: a, source: {type: faker, schema: users, rows: 5, seed: 1}}
+  - {id: 2001, name: broken, parents: [1001], sql: "selec nonsense from a"}
+  - {id: 2002, name: fine, parents: [1001], sql: "select * from a"}
+  - {id: 3001, name: after_broken, parents: [2001], sql: "select * from broken"}
+  - {id: 3002, name: after_fine, parents: [2002], sql: "select count(*) as n from fine"}
+""",
+    )
+    project = load(folder)
+    summary = run_project(project, RunOptions())
+    assert summary.status == "failed"
+    assert summary.objects[2001].status == "failed"
+    assert summary.objects[2001].attempt == 1
+    assert summary.objects[3001].status == "skipped"
+    assert summary.objects[3002].status == "loaded"
+    assert summary.objects[3002].rows == 1
+
+
+def test_every_planned_object_processed_once_in_a_wide_dag(tmp_path: Path) -> None:
+    lines = ["stages:", "  ingest: {ids: 1000-1999, concurrency: 3}", "objects:"]
+    for i in range(60):
+        lines.append(f"  - {{id: {1000 + i}}}")
+    for i in range(60):
+        lines.append(f"  - {{id: {2000 + i}, parents: [{1000 + i}, {1000 + (i + 1) % 60}]}}")
+    for i in range(30):
+        lines.append(f"  - {{id: {3000 + i}, parents: [{2000 + 2 * i}, {2000 + 2 * i + 1}]}}")
+    project = load(write_yaml(tmp_path / "wide", "\n".join(lines) + "\n"))
+    summary = run_project(project, RunOptions(simulate=True, delay_scale=0.01))
+    assert summary.status == "succeeded"
+    assert len(summary.objects) == 150
+    log = events_of(project, summary.run_id)
+    check_ordering(project, log)
+    readies = Counter(e.object_id for _, e in log if isinstance(e, ev.ObjectReady))
+    assert set(readies.values()) == {1}
+
+
+def test_summary_json_shape(tmp_path: Path) -> None:
+    project = load(seed_project(tmp_path))
+    summary = run_project(project, RunOptions(fail=frozenset({2005})))
+    data = summary.to_json()
+    assert set(data) >= {"run_id", "status", "duration_s", "objects"}
+    objects = data["objects"]
+    assert isinstance(objects, dict)
+    assert set(objects["2005"]) >= {"status", "attempts", "rows", "duration_s", "error"}
+    assert objects["2005"]["status"] == "failed"
