@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Create bench/.venvs/{dagster,prefect} with pinned peer orchestrators.
+# Idempotent: a venv that already has the pinned version is left alone.
+# Usage: bench/peers/setup_venvs.sh [dagster|prefect ...]   (default: both)
+set -euo pipefail
+
+DAGSTER_VERSION="1.13.28"
+PREFECT_VERSION="3.8.8"
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENVS="${SLUICE_PEER_VENVS:-$HERE/../.venvs}"
+PYTHON="${PYTHON:-python3}"
+
+# has_version VENV DIST VERSION -> 0 if DIST==VERSION is installed in VENV
+has_version() {
+    local py="$1/bin/python"
+    [[ -x "$py" ]] || return 1
+    "$py" - "$2" "$3" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import PackageNotFoundError, version
+try:
+    sys.exit(0 if version(sys.argv[1]) == sys.argv[2] else 1)
+except PackageNotFoundError:
+    sys.exit(1)
+PY
+}
+
+# ensure VENV_NAME DIST VERSION PIP_ARGS...
+ensure() {
+    local name="$1" dist="$2" ver="$3"
+    shift 3
+    local venv="$VENVS/$name"
+    if has_version "$venv" "$dist" "$ver"; then
+        return 0
+    fi
+    mkdir -p "$VENVS"
+    [[ -x "$venv/bin/python" ]] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+    has_version "$venv" "$dist" "$ver" || {
+        echo "setup_venvs: $dist==$ver not importable in $venv after install" >&2
+        return 1
+    }
+}
+
+tools=("$@")
+[[ ${#tools[@]} -gt 0 ]] || tools=(dagster prefect)
+for tool in "${tools[@]}"; do
+    case "$tool" in
+        dagster) ensure dagster dagster "$DAGSTER_VERSION" "dagster==$DAGSTER_VERSION" ;;
+        prefect) ensure prefect prefect "$PREFECT_VERSION" "prefect==$PREFECT_VERSION" "fastapi<0.151" ;;
+        *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect)" >&2; exit 2 ;;
+    esac
+done
