@@ -58,7 +58,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure_sluice(objects: int, layers: int) -> dict[str, Any]:
@@ -115,7 +115,8 @@ def main() -> None:
     results["sluice_large"] = big
     print(
         f"sluice   {big['objects']:>6} objects: {big['objects_per_s']:>9,.0f} objects/s (best of {big['repeats']}, "
-        f"median {big['objects_per_s_median']:,.0f}); ready latency p50 {big['latency_ms_p50']:.2f} ms, p99 {big['latency_ms_p99']:.2f} ms"
+        f"median {big['objects_per_s_median']:,.0f}); "
+        f"ready latency p50 {big['latency_ms_p50']:.2f} ms, p99 {big['latency_ms_p99']:.2f} ms"
     )
     if not args.no_peers:
         small = best_of([measure_sluice(args.peer_objects, args.layers) for _ in range(args.repeats)])
@@ -125,7 +126,10 @@ def main() -> None:
             peer = measure_peer(tool, args.peer_objects, args.layers)
             results[tool] = peer
             ratio = small["objects_per_s"] / peer["objects_per_s"]
-            print(f"{tool:<8} {peer['objects']:>6} objects: {peer['objects_per_s']:>9,.1f} objects/s (v{peer['version']}); sluice is {ratio:,.0f}x")
+            print(
+                f"{tool:<8} {peer['objects']:>6} objects: {peer['objects_per_s']:>9,.1f} objects/s "
+                f"(v{peer['version']}); sluice is {ratio:,.0f}x"
+            )
             results[f"ratio_vs_{tool}"] = ratio
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

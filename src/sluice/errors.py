@@ -87,9 +87,7 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, ObjectError):
         return exc.transient
-    if isinstance(exc, (ConfigError, ValidationFailed)):
-        return False
-    return True
+    return not isinstance(exc, (ConfigError, ValidationFailed))
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

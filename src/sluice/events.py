@@ -114,7 +114,15 @@ class ObjectSkipped(ObjectEvent, tag=True, kw_only=True):
 
 
 AnyEvent = RunStarted | RunFinished | ObjectReady | ObjectStarted | ObjectLoaded | ObjectFailed | ObjectSkipped
-EVENT_TYPES: tuple[type[Event], ...] = (RunStarted, RunFinished, ObjectReady, ObjectStarted, ObjectLoaded, ObjectFailed, ObjectSkipped)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    RunStarted,
+    RunFinished,
+    ObjectReady,
+    ObjectStarted,
+    ObjectLoaded,
+    ObjectFailed,
+    ObjectSkipped,
+)
 OBJECT_EVENT_TYPES = frozenset(cls.__name__ for cls in EVENT_TYPES if issubclass(cls, ObjectEvent))
 
 _encoder = msgspec.json.Encoder()
@@ -127,7 +135,8 @@ def encode(event: Event) -> bytes:
 
 def decode(data: bytes) -> AnyEvent:
     """Decode one event; raises ``msgspec.DecodeError`` (a ValueError) on anything malformed."""
-    return _decoder.decode(data)
+    event: AnyEvent = _decoder.decode(data)
+    return event
 
 
 def event_type(event: Event) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from sluice.graph.dag import Graph
@@ -25,7 +27,7 @@ def test_find_cycle_returns_closed_path() -> None:
     assert cycle is not None
     assert cycle[0] == cycle[-1]
     assert set(cycle) == {1, 2, 3}
-    for parent, child in zip(cycle, cycle[1:], strict=False):
+    for parent, child in pairwise(cycle):
         assert parent in graph.parents[child]
 
 

@@ -9,9 +9,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from helpers import seed_project
 from prometheus_client import REGISTRY
 
+from helpers import seed_project
 from sluice.project.load import load_project
 from sluice.runtime.run import RunOptions, run_project
 
@@ -55,9 +55,21 @@ def test_run_serves_metrics_over_http(tmp_path: Path) -> None:
     port = free_port()
     path = seed_project(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "run", str(path), "--json", "--simulate", "--delay-scale", "0.3", "--metrics-port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "sluice",
+            "run",
+            str(path),
+            "--json",
+            "--simulate",
+            "--delay-scale",
+            "0.3",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         body = ""

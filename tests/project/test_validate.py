@@ -43,7 +43,9 @@ def test_self_parent_is_a_cycle(tmp_path: Path) -> None:
 
 def test_unknown_parent(tmp_path: Path) -> None:
     found = problems_of(write(tmp_path / "Objets.json", '[\n{"IdObjet": 2001, "IdObjet_Parent": 1999}\n]'))
-    assert found == [f"{tmp_path / 'Objets.json'}:2: object 2001: unknown parent 1999; define object 1999 or remove it from the parents"]
+    assert found == [
+        f"{tmp_path / 'Objets.json'}:2: object 2001: unknown parent 1999; define object 1999 or remove it from the parents"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -114,7 +116,9 @@ def test_id_outside_every_stage(tmp_path: Path) -> None:
 
 
 def test_duplicate_yaml_ids_and_names(tmp_path: Path) -> None:
-    path = write(tmp_path / "sluice.yaml", "objects:\n  - {id: 1001, name: a}\n  - {id: 1001, name: b}\n  - {id: 1002, name: a}\n")
+    path = write(
+        tmp_path / "sluice.yaml", "objects:\n  - {id: 1001, name: a}\n  - {id: 1001, name: b}\n  - {id: 1002, name: a}\n"
+    )
     found = problems_of(path)
     assert any("defined twice" in p for p in found)
     assert any("name 'a' is also used by object 1001" in p for p in found)
@@ -136,7 +140,7 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_folder_without_definition(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no sluice.yaml"):
+    with pytest.raises(ConfigError, match=r"no sluice\.yaml"):
         load_project(tmp_path)
 
 
@@ -160,7 +164,8 @@ def test_objets_json_merges_records_and_keeps_metadata(tmp_path: Path) -> None:
 def test_configurable_stage_rule(tmp_path: Path) -> None:
     path = write(
         tmp_path / "sluice.yaml",
-        "stages:\n  load: {ids: 1-99, concurrency: 2}\n  serve: {ids: 100+}\nobjects:\n  - {id: 5}\n  - {id: 150, parents: [5]}\n",
+        "stages:\n  load: {ids: 1-99, concurrency: 2}\n  serve: {ids: 100+}\n"
+        "objects:\n  - {id: 5}\n  - {id: 150, parents: [5]}\n",
     )
     project = load_project(path)
     assert project.objects[5].stage == "load"
@@ -170,7 +175,10 @@ def test_configurable_stage_rule(tmp_path: Path) -> None:
 
 def test_env_expansion_in_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLUICE_TEST_DB", "postgresql://x@127.0.0.1/db")
-    path = write(tmp_path / "sluice.yaml", "connections:\n  wh: ${SLUICE_TEST_DB}\n  other: ${NOT_SET_ANYWHERE:-sqlite:///a.db}\nobjects: []\n")
+    path = write(
+        tmp_path / "sluice.yaml",
+        "connections:\n  wh: ${SLUICE_TEST_DB}\n  other: ${NOT_SET_ANYWHERE:-sqlite:///a.db}\nobjects: []\n",
+    )
     project = load_project(path)
     assert project.connections["wh"].url == "postgresql://x@127.0.0.1/db"
     assert project.connections["other"].url == "sqlite:///a.db"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from helpers import check_ordering, events_of, load, seed_project, summary_json, write_yaml
-
 from sluice import events as ev
 from sluice.state.sqlite import SqliteStateStore
 
@@ -44,7 +42,11 @@ def loaded_count(state_db: Path) -> int:
 def test_killed_coordinator_resumes_without_redoing_loaded_objects(tmp_path: Path) -> None:
     path = seed_project(tmp_path)
     state_db = path.parent / ".sluice" / "state.db"
-    first = subprocess.Popen([*SLUICE, "run", str(path), "--json", "--simulate", "--delay-scale", "0.4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [*SLUICE, "run", str(path), "--json", "--simulate", "--delay-scale", "0.4"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: loaded_count(state_db) >= 6, 60, "six objects loaded")
     finally:
@@ -57,7 +59,13 @@ def test_killed_coordinator_resumes_without_redoing_loaded_objects(tmp_path: Pat
     store.close()
     assert run.status == "running"
     assert 6 <= len(before) < 19
-    resumed = subprocess.run([*SLUICE, "run", str(path), "--resume", "--json", "--simulate", "--delay-scale", "0.4"], capture_output=True, text=True, timeout=120, check=False)
+    resumed = subprocess.run(
+        [*SLUICE, "run", str(path), "--resume", "--json", "--simulate", "--delay-scale", "0.4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr
     summary = summary_json(resumed.stdout)
     assert summary["run_id"] == run.run_id
@@ -71,7 +79,9 @@ def test_killed_coordinator_resumes_without_redoing_loaded_objects(tmp_path: Pat
 
 
 def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path: Path) -> None:
-    result = subprocess.run([*SLUICE, "run", str(seed_project(tmp_path)), "--resume"], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*SLUICE, "run", str(seed_project(tmp_path)), "--resume"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 2
     assert "no unfinished run" in result.stderr
 
@@ -105,14 +115,21 @@ objects:
         "    time.sleep(3)\n"
         "    return users\n"
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    logs = (tmp_path / "worker-logs.txt").open("w")
     workers = {
-        stage: subprocess.Popen([*SLUICE, "worker", str(folder), "--stage", stage], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        stage: subprocess.Popen([*SLUICE, "worker", str(folder), "--stage", stage], stdout=logs, stderr=logs)
         for stage in ("ingest", "application")
     }
-    standardize = [subprocess.Popen([*SLUICE, "worker", str(folder), "--stage", "standardize"], stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    standardize = [
+        subprocess.Popen([*SLUICE, "worker", str(folder), "--stage", "standardize"], stdout=logs, stderr=logs) for _ in range(2)
+    ]
     try:
-        coordinator = subprocess.Popen([*SLUICE, "run", str(folder), "--workers", "external", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        coordinator = subprocess.Popen(
+            [*SLUICE, "run", str(folder), "--workers", "external", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(lambda: any(folder.glob("started-*")), 60, "the slow object to start")
         victim_pid = int(next(folder.glob("started-*")).name.split("-")[1])
         victim = next(p for p in standardize if p.pid == victim_pid)
@@ -144,9 +161,17 @@ objects:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(5)
+        logs.close()
 
 
 def test_worker_rejects_unknown_stage(tmp_path: Path) -> None:
-    result = subprocess.run([*SLUICE, "worker", str(seed_project(tmp_path)), "--stage", "ingset"], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*SLUICE, "worker", str(seed_project(tmp_path)), "--stage", "ingset"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "Did you mean 'ingest'?" in result.stderr

@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 from helpers import check_ordering, events_of, load, seed_project, write_yaml
-
 from sluice import events as ev
 from sluice.runtime.run import RunOptions, run_project
 

@@ -77,7 +77,9 @@ class Bus(ABC):
             if messages:
                 self.publish(topic, messages)
 
-    def publish_and_commit(self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]) -> None:
+    def publish_and_commit(
+        self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]
+    ) -> None:
         """Publish ``messages`` and commit ``settled`` on ``consumer`` as one step where the backend can.
 
         This is how a worker answers a work message: if it dies in between, either both happened or

@@ -162,7 +162,9 @@ class EmbeddedBus(Bus):
             self._insert(conn, rows)
         self._notify()
 
-    def publish_and_commit(self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]) -> None:
+    def publish_and_commit(
+        self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]
+    ) -> None:
         if not isinstance(consumer, EmbeddedConsumer) or consumer.bus is not self:
             super().publish_and_commit(topic, messages, consumer, settled)
             return
@@ -240,7 +242,10 @@ class EmbeddedConsumer(Consumer):
             conn.execute("INSERT OR IGNORE INTO group_cursors(grp, topic, fetched) VALUES (?, ?, -1)", (self.group, self.topic))
             holders = conn.execute("SELECT DISTINCT consumer FROM leases WHERE grp = ? AND topic = ?", (self.group, self.topic))
             dead = [holder for (holder,) in holders if _is_dead_local(holder)]
-            conn.executemany("UPDATE leases SET expires = 0 WHERE grp = ? AND topic = ? AND consumer = ?", [(self.group, self.topic, d) for d in dead])
+            conn.executemany(
+                "UPDATE leases SET expires = 0 WHERE grp = ? AND topic = ? AND consumer = ?",
+                [(self.group, self.topic, d) for d in dead],
+            )
 
     def poll(self, max_messages: int = 500, timeout_s: float = 0.0) -> list[Message]:
         deadline = time.monotonic() + timeout_s
@@ -259,7 +264,9 @@ class EmbeddedConsumer(Consumer):
         if not expiry_due and version == self._drained_version:
             return []
         if not expiry_due:
-            newer = conn.execute("SELECT 1 FROM messages WHERE topic = ? AND offset > ? LIMIT 1", (self.topic, self._fetched)).fetchone()
+            newer = conn.execute(
+                "SELECT 1 FROM messages WHERE topic = ? AND offset > ? LIMIT 1", (self.topic, self._fetched)
+            ).fetchone()
             if newer is None:
                 self._drained_version = version
                 return []
@@ -288,7 +295,9 @@ class EmbeddedConsumer(Consumer):
         return [Message(self.topic, 0, offset, key, value, ts, deliveries + 1) for offset, key, value, ts, deliveries in rows]
 
     def _take_new(self, conn: sqlite3.Connection, expires: float, limit: int) -> list[Message]:
-        fetched = conn.execute("SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?", (self.group, self.topic)).fetchone()[0]
+        fetched = conn.execute(
+            "SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?", (self.group, self.topic)
+        ).fetchone()[0]
         rows = conn.execute(
             "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset > ? ORDER BY offset LIMIT ?",
             (self.topic, fetched, limit),
@@ -310,7 +319,10 @@ class EmbeddedConsumer(Consumer):
             self._delete_leases(conn, messages)
 
     def _delete_leases(self, conn: sqlite3.Connection, messages: Sequence[Message]) -> None:
-        conn.executemany("DELETE FROM leases WHERE grp = ? AND topic = ? AND offset = ?", [(self.group, self.topic, m.offset) for m in messages])
+        conn.executemany(
+            "DELETE FROM leases WHERE grp = ? AND topic = ? AND offset = ?",
+            [(self.group, self.topic, m.offset) for m in messages],
+        )
 
     def extend(self, messages: Sequence[Message]) -> None:
         if not messages:

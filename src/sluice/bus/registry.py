@@ -20,4 +20,6 @@ def open_bus(url: str, root: Path | None = None) -> Bus:
         if not path.is_absolute() and root is not None:
             path = root / path
         return EmbeddedBus(path)
-    raise ConfigError(f"unknown bus URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}")
+    raise ConfigError(
+        f"unknown bus URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}"
+    )

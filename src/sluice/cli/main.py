@@ -48,8 +48,16 @@ def backend_options(func: F) -> F:
 
 
 def log_options(func: F) -> F:
-    func = click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)(func)
-    func = click.option("--log-format", default="text", type=click.Choice(["text", "json"]), show_default=True, help="json: one JSON object per line.")(func)
+    func = click.option(
+        "--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True
+    )(func)
+    func = click.option(
+        "--log-format",
+        default="text",
+        type=click.Choice(["text", "json"]),
+        show_default=True,
+        help="json: one JSON object per line.",
+    )(func)
     return func
 
 
@@ -74,7 +82,9 @@ def validate(path: str) -> None:
 
 @cli.command()
 @click.argument("path", type=click.Path())
-@click.option("--target", "targets", multiple=True, type=int, help="Object id to produce (repeatable). Default: the final objects.")
+@click.option(
+    "--target", "targets", multiple=True, type=int, help="Object id to produce (repeatable). Default: the final objects."
+)
 @click.option("--force", is_flag=True, help="Plan every object to run, fresh or not.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @backend_options
@@ -85,9 +95,11 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
 
     project = _load(path)
     with open_backends(project, bus_url, state_url) as backends:
-        coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, RunOptions(targets=list(targets) or None, force=force))
+        coordinator = Coordinator(
+            project, backends.bus, backends.state, backends.lake, RunOptions(targets=list(targets) or None, force=force)
+        )
         the_plan = coordinator.plan() if not force else make_plan(project, list(targets) or None, force=True)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": oid,
             "name": project.objects[oid].name,
@@ -98,7 +110,12 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         for oid in the_plan.order
     ]
     if as_json:
-        click.echo(json.dumps({"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)}, indent=2))
+        click.echo(
+            json.dumps(
+                {"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)},
+                indent=2,
+            )
+        )
         return
     from rich.table import Table
 
@@ -107,14 +124,21 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         table.add_column(column)
     for index, row in enumerate(rows, 1):
         action = "[green]run[/green]" if row["action"] == "run" else "[dim]fresh (skip)[/dim]"
-        table.add_row(str(index), str(row["id"]), str(row["name"]), str(row["stage"]), ", ".join(map(str, row["parents"])), action)
+        table.add_row(
+            str(index), str(row["id"]), str(row["name"]), str(row["stage"]), ", ".join(map(str, row["parents"])), action
+        )
     Console().print(table)
-    click.echo(f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh; skipped: {len(project.objects) - len(rows)} objects no target needs")
+    click.echo(
+        f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh; "
+        f"not planned: {len(project.objects) - len(rows)} objects no target needs"
+    )
 
 
 @cli.command()
 @click.argument("path", type=click.Path())
-@click.option("--target", "targets", multiple=True, type=int, help="Object id to produce (repeatable). Default: the final objects.")
+@click.option(
+    "--target", "targets", multiple=True, type=int, help="Object id to produce (repeatable). Default: the final objects."
+)
 @click.option("--force", is_flag=True, help="Run every planned object even if fresh.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end instead of live progress.")
 @click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (0.5/0.6/0.8 s by default).")
@@ -122,7 +146,13 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
 @click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue the last unfinished run (after a crash) instead of starting one.")
 @click.option("--run", "run_id", help="With --resume: the run to continue.")
-@click.option("--workers", type=click.Choice(["in-process", "external"]), default="in-process", show_default=True, help="external: leave the work to 'sluice worker' processes.")
+@click.option(
+    "--workers",
+    type=click.Choice(["in-process", "external"]),
+    default="in-process",
+    show_default=True,
+    help="external: leave the work to 'sluice worker' processes.",
+)
 @click.option("--metrics-port", type=int, help="Expose Prometheus metrics on 127.0.0.1:PORT.")
 @backend_options
 @log_options
@@ -144,7 +174,7 @@ def run(
     log_level: str,
 ) -> None:
     """Run a project: process the planned objects in dependency order with stage workers."""
-    from sluice.runtime.run import RunOptions, run_project
+    from sluice.runtime.run import RunOptions, WorkersMode, run_project
 
     setup_logging(log_format, log_level)
     project = _load(path)
@@ -163,7 +193,7 @@ def run(
         fail=frozenset(fail_ids),
         resume=(run_id or "") if resume else None,
     )
-    mode = "external" if workers == "external" else "in-process"
+    mode: WorkersMode = "external" if workers == "external" else "in-process"
     if as_json:
         summary = run_project(project, options, workers=mode, bus_url=bus_url, state_url=state_url)
         click.echo(json.dumps(summary.to_json()))
@@ -222,7 +252,14 @@ def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: s
     with open_backends(project, bus_url, state_url) as backends:
         records = backends.state.list_runs(project.name, limit)
     if as_json:
-        click.echo(json.dumps([{"run_id": r.run_id, "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at} for r in records]))
+        click.echo(
+            json.dumps(
+                [
+                    {"run_id": r.run_id, "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at}
+                    for r in records
+                ]
+            )
+        )
         return
     for r in records:
         took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at else "-"
@@ -262,7 +299,15 @@ def worker(
         metrics.serve(metrics_port)
     with open_backends(project, bus_url, state_url) as backends:
         executor = ObjectExecutor(project, backends.lake)
-        the_worker = StageWorker(project, backends.bus, project.stage(stage), executor, concurrency=concurrency, lease_s=lease_s, run_active=RunActivity(backends.state))
+        the_worker = StageWorker(
+            project,
+            backends.bus,
+            project.stage(stage),
+            executor,
+            concurrency=concurrency,
+            lease_s=lease_s,
+            run_active=RunActivity(backends.state),
+        )
 
         def stop(signum: int, frame: object) -> None:
             the_worker.stop()

@@ -15,7 +15,14 @@ from sluice import events as ev
 from sluice.project.model import Project
 from sluice.runtime.coordinator import RunSummary
 
-STATUS_STYLE = {"loaded": "green", "failed": "red", "skipped": "yellow", "running": "cyan", "ready": "blue", "retrying": "magenta"}
+STATUS_STYLE = {
+    "loaded": "green",
+    "failed": "red",
+    "skipped": "yellow",
+    "running": "cyan",
+    "ready": "blue",
+    "retrying": "magenta",
+}
 
 
 class RunProgress:
@@ -81,7 +88,9 @@ class RunProgress:
         for stage, task in self.tasks.items():
             c = self.counts[stage]
             done = c["loaded"] + c["skipped"] + c["fresh"]
-            detail = " ".join(f"{name} {c[name]}" for name in ("running", "loaded", "fresh", "skipped", "failed attempts") if c[name] > 0)
+            detail = " ".join(
+                f"{name} {c[name]}" for name in ("running", "loaded", "fresh", "skipped", "failed attempts") if c[name] > 0
+            )
             self.progress.update(task, completed=done, detail=detail)
 
 

@@ -50,7 +50,7 @@ class Graph:
                     stack[-1] = (node, index + 1)
                     child = kids[index]
                     if color[child] == grey:
-                        return path[path.index(child) :] + [child]
+                        return [*path[path.index(child) :], child]
                     if color[child] == white:
                         color[child] = grey
                         stack.append((child, 0))

@@ -54,7 +54,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         context = _CONTEXT.get()
-        parts = [f"{name.split('_')[0]}={getattr(record, name, context.get(name))}" for name in CONTEXT_FIELDS if getattr(record, name, context.get(name)) is not None]
+        parts = [
+            f"{name.split('_')[0]}={getattr(record, name, context.get(name))}"
+            for name in CONTEXT_FIELDS
+            if getattr(record, name, context.get(name)) is not None
+        ]
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         text = f"{stamp} {record.levelname:<7} {record.name}  {record.getMessage()}"
         if parts:

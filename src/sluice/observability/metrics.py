@@ -15,7 +15,9 @@ _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 EVENTS_PUBLISHED = Counter("sluice_events_published_total", "Events published on the bus, by event type.", ["type"])
 EVENTS_CONSUMED = Counter("sluice_events_consumed_total", "Events consumed from the bus, by event type.", ["type"])
 OBJECTS = Counter("sluice_objects_total", "Objects that reached a final status, by stage and status.", ["stage", "status"])
-OBJECT_DURATION = Histogram("sluice_object_duration_seconds", "Time to process one object attempt.", ["stage"], buckets=_DURATION_BUCKETS)
+OBJECT_DURATION = Histogram(
+    "sluice_object_duration_seconds", "Time to process one object attempt.", ["stage"], buckets=_DURATION_BUCKETS
+)
 RUN_DURATION = Histogram("sluice_run_duration_seconds", "Time from RunStarted to RunFinished.", buckets=_DURATION_BUCKETS)
 ROWS = Counter("sluice_rows_processed_total", "Rows written by objects, by stage.", ["stage"])
 RETRIES = Counter("sluice_retries_total", "Object attempts retried after a failure, by stage.", ["stage"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from sluice.errors import ConfigError
 from sluice.project.model import DEFAULT_STAGES, ObjectSpec, Origin, Project, stage_for_id
@@ -49,7 +49,7 @@ def _name(object_id: int, metadata: dict[str, Any]) -> str:
     return f"obj_{object_id}"
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -79,7 +79,9 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         for value in values:
             if not _is_int(value):
                 problems.append(
-                    ConfigError(f"object {object_id}: malformed {PARENT_FIELD} {value!r}: parent ids must be integers or null", file, line)
+                    ConfigError(
+                        f"object {object_id}: malformed {PARENT_FIELD} {value!r}: parent ids must be integers or null", file, line
+                    )
                 )
             elif value not in merged:
                 merged.append(value)
@@ -92,7 +94,9 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         stage = stage_for_id(object_id, DEFAULT_STAGES)
         if stage is None:
             ranges = ", ".join(f"{s.name} {s.describe_ids()}" for s in DEFAULT_STAGES)
-            problems.append(ConfigError(f"object {object_id} matches no stage ({ranges}); use ids in those ranges", file, lines[object_id]))
+            problems.append(
+                ConfigError(f"object {object_id} matches no stage ({ranges}); use ids in those ranges", file, lines[object_id])
+            )
             continue
         objects[object_id] = ObjectSpec(
             id=object_id,

@@ -33,7 +33,9 @@ def validate_project(project: Project) -> list[ConfigError]:
     if cycle is not None:
         first = project.objects[cycle[0]]
         path = " -> ".join(str(node) for node in cycle)
-        problems.append(ConfigError(f"dependency cycle: {path}; remove one of these parent links", first.origin.file, first.origin.line))
+        problems.append(
+            ConfigError(f"dependency cycle: {path}; remove one of these parent links", first.origin.file, first.origin.line)
+        )
     names: dict[str, ObjectSpec] = {}
     for obj in project.objects.values():
         problems.extend(_object_problems(project, obj))
@@ -60,7 +62,9 @@ def _object_problems(project: Project, obj: ObjectSpec) -> list[ConfigError]:
     return problems
 
 
-def _connection_problems(project: Project, obj: ObjectSpec, name: object, schemes: tuple[str, ...], role: str) -> list[ConfigError]:
+def _connection_problems(
+    project: Project, obj: ObjectSpec, name: object, schemes: tuple[str, ...], role: str
+) -> list[ConfigError]:
     if not isinstance(name, str) or not name:
         return [_problem(obj, f"{role} needs a 'connection' name (one of the project's connections)")]
     connection = project.connections.get(name)
@@ -69,5 +73,9 @@ def _connection_problems(project: Project, obj: ObjectSpec, name: object, scheme
         hint = did_you_mean(name, project.connections)
         return [_problem(obj, f"unknown connection '{name}' in {role} (connections: {known}).{hint}")]
     if connection.scheme not in schemes:
-        return [_problem(obj, f"connection '{name}' is {connection.scheme}, which cannot be a {role} (use one of: {', '.join(schemes)})")]
+        return [
+            _problem(
+                obj, f"connection '{name}' is {connection.scheme}, which cannot be a {role} (use one of: {', '.join(schemes)})"
+            )
+        ]
     return []

@@ -60,7 +60,9 @@ def expand_env(text: str, where: str) -> str:
             return value
         if default is not None:
             return default
-        raise ConfigError(f"{where} uses ${{{name}}} but that environment variable is not set; set it or write ${{{name}:-default}}")
+        raise ConfigError(
+            f"{where} uses ${{{name}}} but that environment variable is not set; set it or write ${{{name}:-default}}"
+        )
 
     return _ENV.sub(repl, text)
 
@@ -167,6 +169,9 @@ class _Reader:
                     delay_s=self.number(settings.get("delay_s", base.delay_s), f"stage '{name}': delay_s", line),
                 )
             )
+        if result and all(stage.name in defaults for stage in result):
+            given = {stage.name: stage for stage in result}
+            return tuple(given.get(stage.name, stage) for stage in DEFAULT_STAGES)
         return tuple(result) or DEFAULT_STAGES
 
     def id_range(self, raw: Any, name: str, line: int | None, base: StageSpec) -> tuple[int | None, int | None]:
@@ -231,7 +236,10 @@ class _Reader:
             if obj is None:
                 continue
             if obj.id in result:
-                self.problem(f"object id {obj.id} is defined twice (also at line {result[obj.id].origin.line}); ids must be unique", obj.origin.line)
+                self.problem(
+                    f"object id {obj.id} is defined twice (also at line {result[obj.id].origin.line}); ids must be unique",
+                    obj.origin.line,
+                )
                 continue
             result[obj.id] = obj
         return result

@@ -45,7 +45,13 @@ class RunOptions:
     resume: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {"targets": self.targets, "force": self.force, "simulate": self.simulate, "delay_scale": self.delay_scale, "fail": sorted(self.fail)}
+        return {
+            "targets": self.targets,
+            "force": self.force,
+            "simulate": self.simulate,
+            "delay_scale": self.delay_scale,
+            "fail": sorted(self.fail),
+        }
 
 
 @dataclass(slots=True)
@@ -91,7 +97,9 @@ def new_run_id() -> str:
 class Coordinator:
     """Drives one run of a project over a bus, recording everything in a state store."""
 
-    def __init__(self, project: Project, bus: Bus, state: StateStore, lake: Lake, options: RunOptions, observer: Observer | None = None) -> None:
+    def __init__(
+        self, project: Project, bus: Bus, state: StateStore, lake: Lake, options: RunOptions, observer: Observer | None = None
+    ) -> None:
         self.project = project
         self.bus = bus
         self.state = state
@@ -148,10 +156,21 @@ class Coordinator:
         self.states = {oid: ObjectState(oid, self.project.objects[oid].stage) for oid in plan.order}
         for oid, previous in plan.fresh.items():
             self._mark_fresh(self.states[oid], previous, save=False)
-        record = RunRecord(self.run_id, self.project.name, "running", self.started_at, None, plan.targets, self.options.as_dict(), first_offset)
+        record = RunRecord(
+            self.run_id, self.project.name, "running", self.started_at, None, plan.targets, self.options.as_dict(), first_offset
+        )
         self.state.create_run(record, list(self.states.values()))
         self.bus.seek(self._group(), ev.EVENTS_TOPIC, first_offset)
-        self._emit(ev.RunStarted(run_id=self.run_id, project=self.project.name, targets=plan.targets, planned=plan.order, fresh=sorted(plan.fresh), force=self.options.force))
+        self._emit(
+            ev.RunStarted(
+                run_id=self.run_id,
+                project=self.project.name,
+                targets=plan.targets,
+                planned=plan.order,
+                fresh=sorted(plan.fresh),
+                force=self.options.force,
+            )
+        )
         for oid in plan.fresh:
             s = self.states[oid]
             self._emit(ev.ObjectSkipped(run_id=self.run_id, object_id=oid, stage=s.stage, reason=s.reason or "fresh", fresh=True))
@@ -174,9 +193,17 @@ class Coordinator:
         self.states = self.state.object_states(record.run_id)
         missing = [oid for oid in self.states if oid not in self.project.objects]
         if missing:
-            raise SluiceError(f"run {record.run_id} planned objects {missing[:5]} that the project no longer defines; start a new run instead")
+            raise SluiceError(
+                f"run {record.run_id} planned objects {missing[:5]} that the project no longer defines; start a new run instead"
+            )
         self._recover(max(record.checkpoint + 1, record.first_offset))
-        log.warning("resuming run %s: %d of %d objects final", self.run_id, len(self.states) - self._remaining, len(self.states), extra={"run_id": self.run_id})
+        log.warning(
+            "resuming run %s: %d of %d objects final",
+            self.run_id,
+            len(self.states) - self._remaining,
+            len(self.states),
+            extra={"run_id": self.run_id},
+        )
         now = time.time()
         for s in self.states.values():
             if s.status == "retrying":
@@ -307,7 +334,9 @@ class Coordinator:
         metrics.child(metrics.OBJECTS, s.stage, "loaded").inc()
         metrics.child(metrics.OBJECT_DURATION, s.stage).observe(event.duration_s)
         if s.fingerprint:
-            self._outputs.append(LatestOutput(s.object_id, s.fingerprint, s.content_hash, s.location, s.rows, self.run_id, s.finished_at))
+            self._outputs.append(
+                LatestOutput(s.object_id, s.fingerprint, s.content_hash, s.location, s.rows, self.run_id, s.finished_at)
+            )
         self._release_children(s.object_id)
 
     def _on_failed(self, event: ev.ObjectFailed) -> None:
@@ -371,7 +400,9 @@ class Coordinator:
                 assert previous is not None
                 self._mark_fresh(s, previous, save=True)
                 self._remaining -= 1
-                self._emit(ev.ObjectSkipped(run_id=self.run_id, object_id=oid, stage=s.stage, reason=s.reason or "fresh", fresh=True))
+                self._emit(
+                    ev.ObjectSkipped(run_id=self.run_id, object_id=oid, stage=s.stage, reason=s.reason or "fresh", fresh=True)
+                )
                 self._release_children(oid)
                 return
         s.status = "ready"
@@ -381,7 +412,15 @@ class Coordinator:
         delay = 0.0
         if self.options.simulate and obj.kind == "noop":
             delay = self.project.stage(obj.stage).delay_s * self.options.delay_scale
-        ready = ev.ObjectReady(run_id=self.run_id, object_id=oid, stage=s.stage, attempt=attempt, inputs=inputs, delay_s=delay, fail=oid in self.options.fail)
+        ready = ev.ObjectReady(
+            run_id=self.run_id,
+            object_id=oid,
+            stage=s.stage,
+            attempt=attempt,
+            inputs=inputs,
+            delay_s=delay,
+            fail=oid in self.options.fail,
+        )
         self._emit(ready)
 
     def _definition_hash(self, obj: ObjectSpec) -> str:

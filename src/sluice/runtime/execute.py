@@ -42,7 +42,9 @@ class ObjectExecutor:
         self.lake = lake
         self.source_context = SourceContext(project.root, project.connections)
 
-    def run(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], *, delay_s: float = 0.0, fail: bool = False) -> Outcome:
+    def run(
+        self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], *, delay_s: float = 0.0, fail: bool = False
+    ) -> Outcome:
         """Process ``obj`` given its parents' lake locations; raise on failure."""
         if delay_s > 0:
             time.sleep(delay_s)
@@ -90,7 +92,9 @@ class ObjectExecutor:
         available = {name: location for name, location in inputs.items() if location is not None}
         if not available and obj.parents:
             names = ", ".join(inputs) or "none"
-            raise TerminalError(f"{label(obj)}: none of its parents ({names}) produced data to transform; give them a source or a sql")
+            raise TerminalError(
+                f"{label(obj)}: none of its parents ({names}) produced data to transform; give them a source or a sql"
+            )
         return available
 
     def _publish(self, obj: ObjectSpec, data: pa.RecordBatchReader, load_id: str) -> int:
@@ -100,6 +104,6 @@ class ObjectExecutor:
         spec = obj.destination
         destination = open_destination(self.project.connections[spec.connection], Path(self.project.root))
         try:
-            return destination.write(spec.table, data, spec.mode, spec.key, load_id)
+            return int(destination.write(spec.table, data, spec.mode, spec.key, load_id))
         finally:
             destination.close()

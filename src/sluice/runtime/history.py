@@ -10,7 +10,9 @@ from sluice.project.model import Project
 from sluice.runtime.run import Backends
 
 
-def run_events(backends: Backends, project: Project, run_id: str | None = None, batch: int = 5000) -> Iterator[tuple[int, ev.AnyEvent]]:
+def run_events(
+    backends: Backends, project: Project, run_id: str | None = None, batch: int = 5000
+) -> Iterator[tuple[int, ev.AnyEvent]]:
     """``(position, event)`` for every event of ``run_id`` (default: the project's latest run)."""
     if run_id is None:
         runs = backends.state.list_runs(project.name, limit=1)

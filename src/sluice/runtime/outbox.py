@@ -21,7 +21,9 @@ log = logging.getLogger("sluice.outbox")
 class Outbox:
     """Publishes events to ``sluice.events`` and commits settled messages on ``consumer``."""
 
-    def __init__(self, bus: Bus, consumer: Consumer | None = None, on_committed: Callable[[list[Message]], None] | None = None) -> None:
+    def __init__(
+        self, bus: Bus, consumer: Consumer | None = None, on_committed: Callable[[list[Message]], None] | None = None
+    ) -> None:
         self.bus = bus
         self.consumer = consumer
         self.on_committed = on_committed

@@ -78,14 +78,16 @@ class RunActivity:
                 return cached[0]
         try:
             active = self.state.get_run(run_id).status == "running"
-        except Exception:  # noqa: BLE001 - unknown run or store hiccup: process rather than drop work
+        except Exception:
             active = True
         with self._lock:
             self._cache[run_id] = (active, now)
         return active
 
 
-def start_workers(project: Project, backends: Backends, stages: list[str] | None = None) -> tuple[list[StageWorker], list[threading.Thread]]:
+def start_workers(
+    project: Project, backends: Backends, stages: list[str] | None = None
+) -> tuple[list[StageWorker], list[threading.Thread]]:
     """Start one in-process worker thread per stage (or per named stage)."""
     executor = ObjectExecutor(project, backends.lake)
     activity = RunActivity(backends.state)

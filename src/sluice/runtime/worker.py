@@ -28,7 +28,7 @@ from sluice.bus.base import Bus, Consumer, Message
 from sluice.errors import is_transient
 from sluice.observability import metrics
 from sluice.project.model import Project, StageSpec
-from sluice.runtime.execute import ObjectExecutor, label
+from sluice.runtime.execute import ObjectExecutor
 from sluice.runtime.outbox import Outbox
 
 log = logging.getLogger("sluice.worker")
@@ -80,7 +80,10 @@ class StageWorker:
         consumer = self.bus.consumer(WORK_GROUP_PREFIX + self.stage.name, ev.ready_topic(self.stage.name), lease_s=self.lease_s)
         self._consumer = consumer
         self._outbox = Outbox(self.bus, consumer, on_committed=self._release)
-        threads = [threading.Thread(target=self._execute_loop, name=f"{self.stage.name}-exec-{i}", daemon=True) for i in range(self.concurrency)]
+        threads = [
+            threading.Thread(target=self._execute_loop, name=f"{self.stage.name}-exec-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
         threads.append(threading.Thread(target=self._heartbeat_loop, name=f"{self.stage.name}-heartbeat", daemon=True))
         for thread in threads:
             thread.start()
@@ -126,13 +129,17 @@ class StageWorker:
             self._held[message.offset] = message
         if obj.kind == "noop" and ready.delay_s <= 0 and not ready.fail:
             started = self._started(ready)
-            loaded = ev.ObjectLoaded(run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name)
+            loaded = ev.ObjectLoaded(
+                run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name
+            )
             self._outbox.send([started, loaded], [message])
             return
         self._queue.put((message, ready))
 
     def _started(self, ready: ev.ObjectReady) -> ev.ObjectStarted:
-        return ev.ObjectStarted(run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name)
+        return ev.ObjectStarted(
+            run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name
+        )
 
     def _execute_loop(self) -> None:
         assert self._outbox is not None
@@ -147,20 +154,31 @@ class StageWorker:
     def _execute(self, ready: ev.ObjectReady) -> ev.ObjectLoaded | ev.ObjectFailed:
         obj = self.project.objects[ready.object_id]
         started = time.perf_counter()
-        common = {"run_id": ready.run_id, "object_id": ready.object_id, "stage": ready.stage, "attempt": ready.attempt, "worker": self.name}
         try:
             outcome = self.executor.run(obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an ObjectFailed event
-            duration = time.perf_counter() - started
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())
-            return ev.ObjectFailed(**common, error=str(exc) or type(exc).__name__, error_type=type(exc).__name__, retryable=is_transient(exc), duration_s=duration)
-        duration = time.perf_counter() - started
+            return ev.ObjectFailed(
+                run_id=ready.run_id,
+                object_id=ready.object_id,
+                stage=ready.stage,
+                attempt=ready.attempt,
+                worker=self.name,
+                error=str(exc) or type(exc).__name__,
+                error_type=type(exc).__name__,
+                retryable=is_transient(exc),
+                duration_s=time.perf_counter() - started,
+            )
         metrics.child(metrics.ROWS, self.stage.name).inc(outcome.rows)
         return ev.ObjectLoaded(
-            **common,
+            run_id=ready.run_id,
+            object_id=ready.object_id,
+            stage=ready.stage,
+            attempt=ready.attempt,
+            worker=self.name,
             rows=outcome.rows,
-            duration_s=duration,
+            duration_s=time.perf_counter() - started,
             location=outcome.location,
             content_hash=outcome.content_hash,
             destination=outcome.destination,
@@ -179,5 +197,5 @@ class StageWorker:
             if held and self._consumer is not None:
                 try:
                     self._consumer.extend(held)
-                except Exception:  # noqa: BLE001 - a missed heartbeat only risks a redelivery
+                except Exception:
                     log.exception("could not renew leases")

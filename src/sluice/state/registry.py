@@ -25,4 +25,6 @@ def open_state(url: str, root: Path | None = None) -> StateStore:
         from sluice.state.postgres import PostgresStateStore
 
         return PostgresStateStore(url)
-    raise ConfigError(f"unknown state store URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}")
+    raise ConfigError(
+        f"unknown state store URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}"
+    )

@@ -58,9 +58,8 @@ CREATE TABLE IF NOT EXISTS latest_outputs (
 """
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
-_UPSERT_OBJECT = (
-    f"INSERT OR REPLACE INTO run_objects(run_id, {', '.join(OBJECT_COLUMNS)}) VALUES ({', '.join('?' * (len(OBJECT_COLUMNS) + 1))})"
-)
+_PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
+_UPSERT_OBJECT = f"INSERT OR REPLACE INTO run_objects(run_id, {', '.join(OBJECT_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -165,9 +164,14 @@ class SqliteStateStore(StateStore):
         return {row[0]: ObjectState(*row) for row in rows}
 
     def unfinished_run(self, project: str) -> RunRecord | None:
-        row = self._conn().execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE project = ? AND status = 'running' ORDER BY started_at DESC LIMIT 1", (project,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE project = ? AND status = 'running' ORDER BY started_at DESC LIMIT 1",
+                (project,),
+            )
+            .fetchone()
+        )
         return None if row is None else _run(row)
 
     def record_outputs(self, project: str, outputs: Sequence[LatestOutput]) -> None:
@@ -175,14 +179,19 @@ class SqliteStateStore(StateStore):
             return
         with self._write() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO latest_outputs(project, object_id, fingerprint, content_hash, location, rows, run_id, loaded_at) "
+                "INSERT OR REPLACE INTO latest_outputs"
+                "(project, object_id, fingerprint, content_hash, location, rows, run_id, loaded_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(project, o.object_id, o.fingerprint, o.content_hash, o.location, o.rows, o.run_id, o.loaded_at) for o in outputs],
+                [
+                    (project, o.object_id, o.fingerprint, o.content_hash, o.location, o.rows, o.run_id, o.loaded_at)
+                    for o in outputs
+                ],
             )
 
     def latest_outputs(self, project: str) -> Mapping[int, LatestOutput]:
         rows = self._conn().execute(
-            "SELECT object_id, fingerprint, content_hash, location, rows, run_id, loaded_at FROM latest_outputs WHERE project = ?",
+            "SELECT object_id, fingerprint, content_hash, location, rows, run_id, loaded_at "
+            "FROM latest_outputs WHERE project = ?",
             (project,),
         )
         return {row[0]: LatestOutput(*row) for row in rows}
