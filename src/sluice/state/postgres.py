@@ -1,0 +1,227 @@
+"""State store in PostgreSQL (``postgresql://user@host:port/db``), for coordinators on several machines.
+
+Same tables and semantics as ``sqlite.py``, in the schema ``sluice_state`` (created if missing);
+targets and options are JSONB, timestamps double precision (seconds since the epoch).
+
+>>> store = PostgresStateStore("postgresql://postgres@127.0.0.1:25432/sluice")   # doctest: +SKIP
+>>> store.list_runs("demo", limit=5)                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
+
+from sluice.errors import RunNotFound, StateError
+from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS sluice_state;
+CREATE TABLE IF NOT EXISTS sluice_state.runs (
+    run_id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    finished_at DOUBLE PRECISION,
+    targets JSONB NOT NULL,
+    options JSONB NOT NULL,
+    first_offset BIGINT NOT NULL,
+    checkpoint BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_project ON sluice_state.runs(project, started_at);
+CREATE TABLE IF NOT EXISTS sluice_state.run_objects (
+    run_id TEXT NOT NULL,
+    object_id BIGINT NOT NULL,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    rows BIGINT,
+    duration_s DOUBLE PRECISION,
+    location TEXT,
+    content_hash TEXT,
+    fingerprint TEXT,
+    error TEXT,
+    reason TEXT,
+    ready_at DOUBLE PRECISION,
+    started_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION,
+    PRIMARY KEY (run_id, object_id)
+);
+CREATE TABLE IF NOT EXISTS sluice_state.latest_outputs (
+    project TEXT NOT NULL,
+    object_id BIGINT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    location TEXT,
+    rows BIGINT NOT NULL,
+    run_id TEXT NOT NULL,
+    loaded_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (project, object_id)
+);
+"""
+# Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
+_SCHEMA_LOCK = 0x51_0C_E5_7A_7E
+
+_RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
+_SELECT_RUNS = f"SELECT {_RUN_COLUMNS} FROM sluice_state.runs"
+_OUTPUT_COLUMNS = ("object_id", "fingerprint", "content_hash", "location", "rows", "run_id", "loaded_at")
+
+
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in columns if column not in key)
+    return (
+        f"INSERT INTO sluice_state.{table}({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+_UPSERT_OBJECT = _upsert("run_objects", ("run_id", *OBJECT_COLUMNS), ("run_id", "object_id"))
+_UPSERT_OUTPUT = _upsert("latest_outputs", ("project", *_OUTPUT_COLUMNS), ("project", "object_id"))
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(*row)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class PostgresStateStore(StateStore):
+    """A :class:`StateStore` in a PostgreSQL database; one connection per thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            # The parser's message quotes the URL, password included: leave it out.
+            raise StateError(
+                "the PostgreSQL state store URL cannot be parsed; use postgresql://user:password@host:port/database "
+                "with special characters in the password percent-encoded"
+            ) from None
+        # Named in messages instead of the URL, which may hold a password.
+        host, port = params.get("host", "localhost"), params.get("port", 5432)
+        self.where = f"{host}:{port}/{params.get('dbname', params.get('user', ''))}"
+        self._local = threading.local()
+        self._all: list[psycopg.Connection[tuple[Any, ...]]] = []
+        self._lock = threading.Lock()
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute(_SCHEMA)
+
+    def _conn(self) -> psycopg.Connection[tuple[Any, ...]]:
+        conn: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise StateError(
+                    f"cannot connect to the PostgreSQL state store at {self.where}: {_first_line(exc)}; "
+                    "check that the server is running and reachable, and the user, password and database in the state URL"
+                ) from exc
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        try:
+            yield self._conn()
+        except psycopg.OperationalError as exc:
+            raise StateError(
+                f"the PostgreSQL state store at {self.where} failed: {_first_line(exc)}; check that the server is still running"
+            ) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        with self._connection() as conn, conn.transaction():
+            yield conn
+
+    def _rows(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return conn.execute(query, params).fetchall()
+
+    def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO sluice_state.runs({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    run.run_id,
+                    run.project,
+                    run.status,
+                    run.started_at,
+                    run.finished_at,
+                    Jsonb(run.targets),
+                    Jsonb(run.options),
+                    run.first_offset,
+                    run.checkpoint,
+                ),
+            )
+            conn.cursor().executemany(_UPSERT_OBJECT, [object_row(run.run_id, state) for state in objects])
+
+    def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
+        with self._write() as conn:
+            conn.cursor().executemany(_UPSERT_OBJECT, [object_row(run_id, state) for state in objects])
+            if checkpoint is not None:
+                conn.execute("UPDATE sluice_state.runs SET checkpoint = %s WHERE run_id = %s", (checkpoint, run_id))
+
+    def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE sluice_state.runs SET status = %s, finished_at = %s WHERE run_id = %s", (status, finished_at, run_id)
+            )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._rows(f"{_SELECT_RUNS} WHERE run_id = %s", (run_id,))
+        if not rows:
+            raise RunNotFound(f"no run with id '{run_id}'; list runs with 'sluice runs PATH'")
+        return _run(rows[0])
+
+    def list_runs(self, project: str | None = None, limit: int = 50) -> list[RunRecord]:
+        if project is None:
+            rows = self._rows(f"{_SELECT_RUNS} ORDER BY started_at DESC LIMIT %s", (limit,))
+        else:
+            rows = self._rows(f"{_SELECT_RUNS} WHERE project = %s ORDER BY started_at DESC LIMIT %s", (project, limit))
+        return [_run(row) for row in rows]
+
+    def object_states(self, run_id: str) -> dict[int, ObjectState]:
+        rows = self._rows(f"SELECT {', '.join(OBJECT_COLUMNS)} FROM sluice_state.run_objects WHERE run_id = %s", (run_id,))
+        return {row[0]: ObjectState(*row) for row in rows}
+
+    def unfinished_run(self, project: str) -> RunRecord | None:
+        rows = self._rows(
+            f"{_SELECT_RUNS} WHERE project = %s AND status = 'running' ORDER BY started_at DESC LIMIT 1", (project,)
+        )
+        return _run(rows[0]) if rows else None
+
+    def record_outputs(self, project: str, outputs: Sequence[LatestOutput]) -> None:
+        if not outputs:
+            return
+        with self._write() as conn:
+            conn.cursor().executemany(
+                _UPSERT_OUTPUT,
+                [(project, *(getattr(output, column) for column in _OUTPUT_COLUMNS)) for output in outputs],
+            )
+
+    def latest_outputs(self, project: str) -> Mapping[int, LatestOutput]:
+        rows = self._rows(f"SELECT {', '.join(_OUTPUT_COLUMNS)} FROM sluice_state.latest_outputs WHERE project = %s", (project,))
+        return {row[0]: LatestOutput(*row) for row in rows}
+
+    def ping(self) -> None:
+        with self._connection() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,101 @@
+"""What only the embedded bus promises: processes share one file; a killed local consumer's leases come back on join."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sluice.bus.embedded import EmbeddedBus
+
+# Each script gets the bus file and the topic as arguments and talks to the test on stdout, one line per step.
+CONSUME_ONE = textwrap.dedent(
+    """
+    import sys
+    from sluice.bus.embedded import EmbeddedBus
+
+    consumer = EmbeddedBus(sys.argv[1]).consumer("g", sys.argv[2])
+    print("ready", consumer.poll(timeout_s=0.0) == [], flush=True)
+    received = consumer.poll(timeout_s=60.0)
+    consumer.commit(received)
+    print("got", *(m.value.decode() for m in received), flush=True)
+    """
+)
+
+PUBLISH = textwrap.dedent(
+    """
+    import sys
+    from sluice.bus.embedded import EmbeddedBus
+
+    EmbeddedBus(sys.argv[1]).publish(sys.argv[2], [("k", sys.argv[3].encode())])
+    """
+)
+
+LEASE_AND_HANG = textwrap.dedent(
+    """
+    import sys, time
+    from sluice.bus.embedded import EmbeddedBus
+
+    received = EmbeddedBus(sys.argv[1]).consumer("g", sys.argv[2], lease_s=600.0).poll(timeout_s=60.0)
+    print("leased", *(m.offset for m in received), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def python(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait()
+        assert process.stderr is not None
+        raise AssertionError(f"the child process ended without answering:\n{process.stderr.read()}")
+    return line.strip()
+
+
+def test_a_message_published_by_one_process_is_consumed_by_another(tmp_path: Path) -> None:
+    path = str(tmp_path / "bus.db")
+    consumer = python(CONSUME_ONE, path, "t")
+    try:
+        assert read_line(consumer) == "ready True"  # polling, with nothing to read yet
+        publisher = python(PUBLISH, path, "t", "from-A")
+        publisher.communicate(timeout=60)
+        assert publisher.returncode == 0
+        assert read_line(consumer) == "got from-A"
+        assert consumer.wait(timeout=60) == 0
+    finally:
+        consumer.kill()
+        consumer.communicate()
+
+    bus = EmbeddedBus(path)
+    try:
+        assert bus.lag("g", "t") == 0
+    finally:
+        bus.close()
+
+
+def test_leases_of_a_killed_local_consumer_come_back_when_a_consumer_joins(tmp_path: Path) -> None:
+    path = tmp_path / "bus.db"
+    bus = EmbeddedBus(path)
+    try:
+        offsets = bus.publish("t", [("k", b"a"), ("k", b"b")])
+        worker = python(LEASE_AND_HANG, str(path), "t")
+        try:
+            assert read_line(worker) == "leased " + " ".join(map(str, offsets))
+        finally:
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.communicate()  # reaps it: a zombie's pid would still look alive
+        assert worker.returncode == -signal.SIGKILL
+
+        # The worker's leases last ten minutes: only the join can have freed them.
+        received = bus.consumer("g", "t").poll(timeout_s=0.0)
+        assert [(m.offset, m.value, m.deliveries) for m in received] == [(offsets[0], b"a", 2), (offsets[1], b"b", 2)]
+    finally:
+        bus.close()

@@ -1,0 +1,222 @@
+"""The StateStore contract, run over every backend (SQLite in a temporary folder, PostgreSQL in a fresh database)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sluice.errors import RunNotFound
+from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore
+from sluice.state.postgres import PostgresStateStore
+from sluice.state.sqlite import SqliteStateStore
+
+OpenStore = Callable[[], StateStore]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+    """Opens stores on one location; every store opened is closed after the test."""
+    opened: list[StateStore] = []
+    url = request.getfixturevalue("pg_db_url") if request.param == "postgres" else ""
+
+    def open_() -> StateStore:
+        store: StateStore = SqliteStateStore(tmp_path / "state.db") if request.param == "sqlite" else PostgresStateStore(url)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: OpenStore) -> StateStore:
+    return open_store()
+
+
+def run(run_id: str, project: str = "shop", started_at: float = 1.0, status: str = "running") -> RunRecord:
+    return RunRecord(run_id=run_id, project=project, status=status, started_at=started_at)
+
+
+def output(object_id: int, fingerprint: str = "f1", run_id: str = "r1") -> LatestOutput:
+    return LatestOutput(object_id, fingerprint, f"hash-{fingerprint}", f"/data/{object_id}.parquet", 10 * object_id, run_id, 5.5)
+
+
+def test_create_and_get_run_round_trips_every_field(store: StateStore) -> None:
+    record = RunRecord(
+        run_id="r1",
+        project="shop",
+        status="running",
+        started_at=1700000000.125,
+        targets=[3, 1, 2],
+        options={"full_refresh": True, "workers": 4, "only": ["a", "b"], "nested": {"x": None}},
+        first_offset=42,
+        checkpoint=41,
+    )
+    store.create_run(record, [])
+    assert store.get_run("r1") == record
+
+
+def test_get_unknown_run_raises_run_not_found(store: StateStore) -> None:
+    store.create_run(run("r1"), [])
+    with pytest.raises(RunNotFound, match="nope"):
+        store.get_run("nope")
+
+
+def test_list_runs_most_recent_first_with_limit_and_project(store: StateStore) -> None:
+    store.create_run(run("a1", "a", started_at=1.0), [])
+    store.create_run(run("b1", "b", started_at=2.0), [])
+    store.create_run(run("a3", "a", started_at=4.0), [])
+    store.create_run(run("a2", "a", started_at=3.0), [])
+
+    assert [r.run_id for r in store.list_runs()] == ["a3", "a2", "b1", "a1"]
+    assert [r.run_id for r in store.list_runs(limit=2)] == ["a3", "a2"]
+    assert [r.run_id for r in store.list_runs("a")] == ["a3", "a2", "a1"]
+    assert [r.run_id for r in store.list_runs("a", limit=1)] == ["a3"]
+    assert [r.run_id for r in store.list_runs("b")] == ["b1"]
+    assert store.list_runs("unknown") == []
+
+
+def test_create_run_records_planned_objects(store: StateStore) -> None:
+    planned = [ObjectState(1, "extract", "ready"), ObjectState(2, "load")]
+    store.create_run(run("r1"), planned)
+    store.create_run(run("r2"), [ObjectState(1, "extract")])
+
+    assert store.object_states("r1") == {1: planned[0], 2: planned[1]}
+    assert store.object_states("r2") == {1: ObjectState(1, "extract")}
+    assert store.object_states("unknown") == {}
+
+
+def test_object_state_round_trips_every_field_including_none(store: StateStore) -> None:
+    full = ObjectState(
+        object_id=7,
+        stage="transform",
+        status="failed",
+        attempt=3,
+        rows=2**40,
+        duration_s=12.5,
+        location="s3://bucket/obj 7/é.parquet",
+        content_hash="sha256:abc",
+        fingerprint="fp-1",
+        error="Traceback (most recent call last):\n  boom 'quoted' \"double\"",
+        reason="upstream failed",
+        ready_at=1700000000.25,
+        started_at=1700000001.5,
+        finished_at=1700000013.75,
+    )
+    empty = ObjectState(object_id=8, stage="load")
+    store.create_run(run("r1"), [full, empty])
+    assert store.object_states("r1") == {7: full, 8: empty}
+
+
+def test_save_upserts_object_states_and_the_checkpoint(store: StateStore) -> None:
+    store.create_run(run("r1"), [ObjectState(1, "extract"), ObjectState(2, "load")])
+    store.create_run(run("r2"), [ObjectState(1, "extract")])
+
+    started = ObjectState(1, "extract", "running", attempt=1, started_at=10.0)
+    added = ObjectState(3, "load", "ready", ready_at=11.0)
+    store.save("r1", [started, added], checkpoint=17)
+
+    assert store.object_states("r1") == {1: started, 2: ObjectState(2, "load"), 3: added}
+    assert store.get_run("r1").checkpoint == 17
+    assert store.object_states("r2") == {1: ObjectState(1, "extract")}
+    assert store.get_run("r2").checkpoint == -1
+
+    loaded = ObjectState(1, "extract", "loaded", attempt=1, rows=5, started_at=10.0, finished_at=12.0)
+    store.save("r1", [loaded])
+    assert store.object_states("r1")[1] == loaded
+    assert store.get_run("r1").checkpoint == 17, "a save without a checkpoint keeps the last one"
+
+
+def test_finish_run(store: StateStore) -> None:
+    store.create_run(run("r1"), [])
+    store.create_run(run("r2", started_at=2.0), [])
+    store.finish_run("r1", "succeeded", 99.5)
+
+    finished = store.get_run("r1")
+    assert (finished.status, finished.finished_at) == ("succeeded", 99.5)
+    assert (store.get_run("r2").status, store.get_run("r2").finished_at) == ("running", None)
+
+
+def test_unfinished_run_is_the_latest_running_run_of_the_project_only(store: StateStore) -> None:
+    assert store.unfinished_run("shop") is None
+    store.create_run(run("old", started_at=1.0), [])
+    store.create_run(run("latest", started_at=2.0), [])
+    store.create_run(run("done", started_at=3.0, status="succeeded"), [])
+    store.create_run(run("other", project="other", started_at=4.0), [])
+
+    unfinished = store.unfinished_run("shop")
+    assert unfinished is not None and unfinished.run_id == "latest"
+
+    store.finish_run("latest", "failed", 5.0)
+    unfinished = store.unfinished_run("shop")
+    assert unfinished is not None and unfinished.run_id == "old"
+
+    store.finish_run("old", "abandoned", 6.0)
+    assert store.unfinished_run("shop") is None
+    other = store.unfinished_run("other")
+    assert other is not None and other.run_id == "other"
+
+
+def test_record_and_latest_outputs_per_project(store: StateStore) -> None:
+    assert store.latest_outputs("shop") == {}
+    store.record_outputs("shop", [output(1), output(2, "f2")])
+    store.record_outputs("crm", [output(1, "crm-f1", run_id="c1")])
+    store.record_outputs("shop", [])
+
+    assert store.latest_outputs("shop") == {1: output(1), 2: output(2, "f2")}
+    assert store.latest_outputs("crm") == {1: output(1, "crm-f1", run_id="c1")}
+
+    newer = LatestOutput(1, "f9", "hash-f9", None, 0, "r9", 9.0)
+    store.record_outputs("shop", [newer])
+    assert store.latest_outputs("shop") == {1: newer, 2: output(2, "f2")}
+    assert store.latest_outputs("crm")[1] == output(1, "crm-f1", run_id="c1")
+
+
+def test_a_new_store_on_the_same_location_sees_everything(open_store: OpenStore) -> None:
+    first = open_store()
+    first.create_run(run("r1"), [ObjectState(1, "extract")])
+    first.save("r1", [ObjectState(1, "extract", "loaded", rows=3)], checkpoint=4)
+    first.record_outputs("shop", [output(1)])
+    first.close()
+
+    second = open_store()
+    second.ping()
+    assert second.get_run("r1").checkpoint == 4
+    assert second.object_states("r1")[1].rows == 3
+    assert second.latest_outputs("shop") == {1: output(1)}
+
+
+def test_concurrent_saves_from_several_threads_lose_no_update(store: StateStore) -> None:
+    threads, objects_per_thread, rounds = 6, 20, 15
+    store.create_run(run("r1"), [ObjectState(i, "load") for i in range(threads * objects_per_thread)])
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            ids = range(index * objects_per_thread, (index + 1) * objects_per_thread)
+            start.wait()
+            for attempt in range(1, rounds + 1):
+                store.save("r1", [ObjectState(i, "load", "running", attempt=attempt) for i in ids], checkpoint=index)
+                store.record_outputs("shop", [output(i, f"f{attempt}") for i in ids])
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=worker, args=(index,)) for index in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+    assert errors == []
+    states = store.object_states("r1")
+    assert len(states) == threads * objects_per_thread
+    assert {state.attempt for state in states.values()} == {rounds}
+    assert store.get_run("r1").checkpoint in range(threads)
+    outputs = store.latest_outputs("shop")
+    assert len(outputs) == threads * objects_per_thread
+    assert {o.fingerprint for o in outputs.values()} == {f"f{rounds}"}
