@@ -1,0 +1,157 @@
+"""The lake in a local folder: ``<root>/<layer>/<name>.parquet``, zstd-compressed, replaced atomically.
+
+A write streams into a hidden temporary file beside the target and renames it over the target only once
+the file is complete and flushed, so readers see the old output or the new one, never half a file, and a
+crash leaves at most a hidden ``.*.tmp`` file behind (cleared by a later write of the same output).
+
+>>> import pyarrow as pa, tempfile
+>>> lake = LocalLake(Path(tempfile.mkdtemp()))
+>>> table = pa.table({"id": [1, 2]})
+>>> lake.write("raw", "users", pa.RecordBatchReader.from_batches(table.schema, table.to_batches())).rows
+2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sluice.errors import TerminalError
+from sluice.lake.base import Lake, LakeWrite
+
+CHUNK = 1 << 20
+ROW_GROUP_ROWS = 128 * 1024
+STALE_AFTER_S = 3600.0
+FILE_MODE = 0o644
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- =]*$")
+
+
+class LocalLake(Lake):
+    """A lake in a folder. Locations look like ``raw/users.parquet`` and stay inside ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def write(self, layer: str, name: str, data: pa.RecordBatchReader) -> LakeWrite:
+        """Stream ``data`` into ``<layer>/<name>.parquet``, replacing any previous output atomically."""
+        location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}.parquet"
+        target = self._path(location)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(target)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(handle)
+        os.chmod(temporary, FILE_MODE)  # mkstemp makes the file private; outputs are shared like any file
+        try:
+            rows = _write_parquet(Path(temporary), data)
+            _fsync(temporary)
+            content_hash = _hash(Path(temporary))
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        _fsync_folder(target.parent)
+        return LakeWrite(location=location, rows=rows, content_hash=content_hash)
+
+    def read(self, location: str) -> pa.RecordBatchReader:
+        """Stream a stored output back, one row group at a time."""
+        path = self._existing(location)
+        parquet = pq.ParquetFile(path)
+        batches = parquet.iter_batches(batch_size=ROW_GROUP_ROWS)
+        return pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches)
+
+    def exists(self, location: str) -> bool:
+        return self._path(location).is_file()
+
+    def parquet_path(self, location: str) -> str:
+        """The absolute path of ``location`` (for DuckDB's ``read_parquet``)."""
+        return str(self._path(location))
+
+    def _path(self, location: str) -> Path:
+        """The file for ``location``; a location that would leave the lake folder is refused."""
+        parts = PurePosixPath(location.replace("\\", "/")).parts
+        if not parts or location.startswith(("/", "\\")) or any(part in ("..", ".", "") for part in parts) or ":" in parts[0]:
+            raise TerminalError(f"lake location {location!r} is not inside the lake; use '<layer>/<name>.parquet'")
+        path = self.root.joinpath(*parts)
+        if not path.resolve().is_relative_to(self.root):
+            raise TerminalError(f"lake location {location!r} leads outside the lake folder {self.root}")
+        return path
+
+    def _existing(self, location: str) -> Path:
+        path = self._path(location)
+        if not path.is_file():
+            raise TerminalError(
+                f"lake location {location!r} holds no output ({path} does not exist); run the object that writes it first"
+            )
+        return path
+
+
+def _segment(value: str, what: str) -> str:
+    if not _SEGMENT.match(value) or ".." in value:
+        raise TerminalError(f"lake {what} {value!r} cannot be used as a file name; use letters, digits, '_', '-', '.' or spaces")
+    return value
+
+
+def _write_parquet(path: Path, data: pa.RecordBatchReader) -> int:
+    """Write every batch, gathering small batches into row groups of about ROW_GROUP_ROWS rows."""
+    rows, pending, pending_rows = 0, list[pa.RecordBatch](), 0
+    with pq.ParquetWriter(path, data.schema, compression="zstd") as writer:
+        for batch in data:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            rows += batch.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                gathered = pa.Table.from_batches(pending, data.schema)
+                full = pending_rows - pending_rows % ROW_GROUP_ROWS
+                writer.write_table(gathered.slice(0, full), row_group_size=ROW_GROUP_ROWS)
+                pending, pending_rows = gathered.slice(full).to_batches(), pending_rows - full
+        if pending_rows:
+            writer.write_table(pa.Table.from_batches(pending, data.schema), row_group_size=ROW_GROUP_ROWS)
+    return rows
+
+
+def _hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems cannot sync folders; the rename itself is still atomic
+    finally:
+        os.close(descriptor)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove temporary files an interrupted write of this output left behind.
+
+    Only files untouched for STALE_AFTER_S go: a concurrent writer of the same output (a redelivered
+    object) keeps its file fresh while it writes, and must not lose it.
+    """
+    now = time.time()
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            if now - stale.stat().st_mtime > STALE_AFTER_S:
+                stale.unlink()
+        except OSError:
+            pass

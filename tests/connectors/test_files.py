@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sluice.connectors.base import Source, SourceContext
+from sluice.connectors.files import CsvSource, JsonLinesSource, JsonSource, ParquetSource
+from sluice.connectors.registry import open_source
+from sluice.errors import TerminalError
+from sluice.project.model import SourceSpec
+
+
+def source(tmp_path: Path, kind: str, **options: Any) -> Source:
+    return open_source(SourceSpec(kind, options), SourceContext(tmp_path, {}))
+
+
+def read(tmp_path: Path, kind: str, **options: Any) -> pa.Table:
+    return source(tmp_path, kind, **options).read().read_all()
+
+
+def test_registry_picks_the_class_for_each_file_kind(tmp_path: Path) -> None:
+    kinds = {"csv": CsvSource, "json": JsonSource, "jsonl": JsonLinesSource, "parquet": ParquetSource}
+    for kind, expected in kinds.items():
+        assert type(source(tmp_path, kind, path=f"x.{kind}")) is expected
+
+
+def test_registry_suggests_a_kind_for_a_typo(tmp_path: Path) -> None:
+    with pytest.raises(TerminalError, match=r"unknown source type 'cvs'. Did you mean 'csv'"):
+        source(tmp_path, "cvs", path="x.csv")
+
+
+# --- CSV ---------------------------------------------------------------------------------------------
+
+
+def test_csv_reads_values_with_inferred_types(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "users.csv").write_text("id,name,score,active\n1,Ada,9.5,true\n2,Linus,,false\n", encoding="utf-8")
+    table = read(tmp_path, "csv", path="data/users.csv")
+    assert table.schema == pa.schema([("id", pa.int64()), ("name", pa.string()), ("score", pa.float64()), ("active", pa.bool_())])
+    assert table.to_pylist() == [
+        {"id": 1, "name": "Ada", "score": 9.5, "active": True},
+        {"id": 2, "name": "Linus", "score": None, "active": False},
+    ]
+
+
+def test_csv_options_nested_or_beside_path(tmp_path: Path) -> None:
+    (tmp_path / "semi.csv").write_text("a;b\n1;x\n", encoding="utf-8")
+    (tmp_path / "bare.csv").write_text("1|x\n2|y\n", encoding="utf-8")
+    assert read(tmp_path, "csv", path="semi.csv", options={"delimiter": ";"}).to_pylist() == [{"a": 1, "b": "x"}]
+    table = read(tmp_path, "csv", path="bare.csv", delimiter="|", header=False)
+    assert table.column_names == ["f0", "f1"]
+    assert table.num_rows == 2
+    named = read(tmp_path, "csv", path="bare.csv", delimiter="|", header=False, column_names=["id", "code"])
+    assert named.to_pylist() == [{"id": 1, "code": "x"}, {"id": 2, "code": "y"}]
+
+
+def test_csv_unknown_nested_option_suggests_the_right_one(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("a\n1\n", encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"unknown option 'delimeter'. Did you mean 'delimiter'"):
+        read(tmp_path, "csv", path="a.csv", options={"delimeter": ";"})
+
+
+def test_csv_streams_in_blocks(tmp_path: Path) -> None:
+    lines = "".join(f"{i},name-{i}\n" for i in range(20_000))
+    (tmp_path / "big.csv").write_text("id,name\n" + lines, encoding="utf-8")
+    reader = source(tmp_path, "csv", path="big.csv", block_size=16 * 1024).read()
+    batches = list(reader)
+    assert len(batches) > 1
+    assert sum(batch.num_rows for batch in batches) == 20_000
+    assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(20_000))
+
+
+def test_csv_type_change_after_the_first_block_says_how_to_fix_it(tmp_path: Path) -> None:
+    rows = "".join(f"{i}\n" for i in range(5_000)) + "not-a-number\n"
+    (tmp_path / "mixed.csv").write_text("code\n" + rows, encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"mixed\.csv.*column_types"):
+        read(tmp_path, "csv", path="mixed.csv", block_size=4096)
+    fixed = read(tmp_path, "csv", path="mixed.csv", block_size=4096, column_types={"code": "string"})
+    assert fixed.schema.field("code").type == pa.string()
+    assert fixed.num_rows == 5_001
+
+
+def test_missing_file_names_the_configured_and_the_absolute_path(tmp_path: Path) -> None:
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "csv", path="data/nope.csv")
+    message = str(caught.value)
+    assert "'data/nope.csv' does not exist" in message
+    assert str(tmp_path / "data" / "nope.csv") in message
+
+
+def test_absolute_paths_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "abs.csv").write_text("a\n1\n", encoding="utf-8")
+    assert read(Path("/nonexistent-root"), "csv", path=str(tmp_path / "abs.csv")).num_rows == 1
+
+
+def test_fingerprint_follows_size_mtime_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("a\n1\n", encoding="utf-8")
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    first = source(tmp_path, "csv", path="f.csv").input_fingerprint()
+    assert first is not None
+    assert source(tmp_path, "csv", path="f.csv").input_fingerprint() == first
+    os.utime(path, ns=(2_000_000_000, 2_000_000_000))
+    touched = source(tmp_path, "csv", path="f.csv").input_fingerprint()
+    assert touched != first
+    path.write_text("a\n1\n2\n", encoding="utf-8")
+    os.utime(path, ns=(2_000_000_000, 2_000_000_000))
+    assert source(tmp_path, "csv", path="f.csv").input_fingerprint() not in (first, touched)
+    assert source(tmp_path, "csv", path="missing.csv").input_fingerprint() is None
+
+
+# --- JSON and JSON Lines -----------------------------------------------------------------------------
+
+
+def test_json_array_unions_keys_across_rows(tmp_path: Path) -> None:
+    rows = [{"id": 1, "name": "a"}, {"id": 2, "score": 2.5}, {"id": 3, "tags": {"k": 1}}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows), encoding="utf-8")
+    table = read(tmp_path, "json", path="rows.json")
+    assert table.column_names == ["id", "name", "score", "tags"]
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("tags").type == pa.struct([("k", pa.int64())])
+    assert table.column("score").to_pylist() == [None, 2.5, None]
+
+
+def test_json_array_with_bom_and_column_types(tmp_path: Path) -> None:
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf [{"id": 1, "day": "2024-01-02"}]')
+    table = read(tmp_path, "json", path="bom.json", column_types={"day": "date32", "id": "int32"})
+    assert table.schema == pa.schema([("id", pa.int32()), ("day", pa.date32())])
+
+
+def test_json_that_is_line_delimited_is_read_as_json_lines(tmp_path: Path) -> None:
+    (tmp_path / "lines.json").write_text('{"id": 1}\n{"id": 2}\n', encoding="utf-8")
+    assert read(tmp_path, "json", path="lines.json").column("id").to_pylist() == [1, 2]
+
+
+def test_json_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text('[{"id": 1},', encoding="utf-8")
+    (tmp_path / "scalars.json").write_text("[1, 2]", encoding="utf-8")
+    (tmp_path / "mixed.json").write_text('[{"id": 1}, {"id": "x"}]', encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"broken\.json: not valid JSON"):
+        read(tmp_path, "json", path="broken.json")
+    with pytest.raises(TerminalError, match=r"expected an array of objects"):
+        read(tmp_path, "json", path="scalars.json")
+    with pytest.raises(TerminalError, match=r"different types"):
+        read(tmp_path, "json", path="mixed.json")
+
+
+def test_empty_json_array_and_empty_json_lines(tmp_path: Path) -> None:
+    (tmp_path / "empty.json").write_text("[]", encoding="utf-8")
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    assert read(tmp_path, "json", path="empty.json").num_rows == 0
+    assert read(tmp_path, "jsonl", path="empty.jsonl").num_rows == 0
+
+
+def test_jsonl_streams_with_types(tmp_path: Path) -> None:
+    lines = "".join(json.dumps({"id": i, "name": f"n{i}", "ok": i % 2 == 0}) + "\n" for i in range(3_000))
+    (tmp_path / "events.jsonl").write_text(lines, encoding="utf-8")
+    batches = list(source(tmp_path, "jsonl", path="events.jsonl", block_size=8 * 1024).read())
+    assert len(batches) > 1
+    table = pa.Table.from_batches(batches)
+    assert table.schema == pa.schema([("id", pa.int64()), ("name", pa.string()), ("ok", pa.bool_())])
+    assert table.column("id").to_pylist() == list(range(3_000))
+
+
+def test_jsonl_type_change_is_a_terminal_error_fixed_by_column_types(tmp_path: Path) -> None:
+    (tmp_path / "drift.jsonl").write_text('{"v": 1}\n{"v": "x"}\n', encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"drift\.jsonl.*column_types"):
+        read(tmp_path, "jsonl", path="drift.jsonl")
+
+
+# --- Parquet -----------------------------------------------------------------------------------------
+
+
+def test_parquet_streams_row_groups_with_its_own_types(tmp_path: Path) -> None:
+    table = pa.table({"id": pa.array(range(1000), pa.int32()), "price": pa.array([Decimal("1.50")] * 1000, pa.decimal128(6, 2))})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=300)
+    reader = source(tmp_path, "parquet", path="t.parquet", batch_size=250).read()
+    assert reader.schema == table.schema
+    batches = list(reader)
+    assert max(batch.num_rows for batch in batches) <= 250
+    assert pa.Table.from_batches(batches).equals(table)
+
+
+def test_parquet_columns_option(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"a": [1], "b": ["x"], "c": [True]}), tmp_path / "t.parquet")
+    assert read(tmp_path, "parquet", path="t.parquet", columns=["c", "a"]).column_names == ["c", "a"]
+    with pytest.raises(TerminalError, match=r"no column 'bb'.*Did you mean 'b'"):
+        read(tmp_path, "parquet", path="t.parquet", columns=["bb"])
+
+
+def test_not_a_parquet_file(tmp_path: Path) -> None:
+    (tmp_path / "fake.parquet").write_text("hello", encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"fake\.parquet: not a readable Parquet file"):
+        read(tmp_path, "parquet", path="fake.parquet")
+
+
+def test_a_folder_is_not_a_file(tmp_path: Path) -> None:
+    (tmp_path / "dir.parquet").mkdir()
+    with pytest.raises(TerminalError, match=r"is a folder, not a file"):
+        read(tmp_path, "parquet", path="dir.parquet")
+
+
+def test_a_single_object_is_one_row_and_broken_json_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "one.json").write_text('{\n  "id": 1\n}\n', encoding="utf-8")
+    (tmp_path / "cut.json").write_text('{"id": 1', encoding="utf-8")
+    assert read(tmp_path, "json", path="one.json").to_pylist() == [{"id": 1}]
+    with pytest.raises(TerminalError, match=r"cut\.json: cannot read the file.*an array of objects .* or one object per line"):
+        read(tmp_path, "json", path="cut.json")

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from sluice.errors import TerminalError
+from sluice.transforms.python import run_python
+
+USERS = pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"]})
+ORDERS = pa.table({"user_id": [1, 1, 3], "amount": [2.0, 3.0, 4.0]})
+
+
+def module(root: Path, relative: str, source: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def test_function_gets_parents_as_keyword_tables(tmp_path: Path) -> None:
+    module(
+        tmp_path,
+        "steps_basic.py",
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        def totals(users, orders):
+            sums = orders.group_by("user_id").aggregate([("amount", "sum")])
+            return users.join(sums, keys="id", right_keys="user_id", join_type="inner").sort_by("id")
+        """,
+    )
+    table = run_python("steps_basic:totals", tmp_path, {"users": USERS, "orders": ORDERS}, object_label="obj")
+    assert table.to_pylist() == [{"id": 1, "name": "a", "amount_sum": 5.0}, {"id": 3, "name": "c", "amount_sum": 4.0}]
+
+
+def test_dotted_module_in_a_package(tmp_path: Path) -> None:
+    module(tmp_path, "pkg_dotted/__init__.py", "")
+    module(tmp_path, "pkg_dotted/scoring.py", "def first(**tables):\n    return tables['users'].slice(0, 1)\n")
+    assert run_python("pkg_dotted.scoring:first", tmp_path, {"users": USERS}, object_label="obj").num_rows == 1
+
+
+def test_other_tabular_results_are_converted(tmp_path: Path) -> None:
+    module(
+        tmp_path,
+        "steps_results.py",
+        """
+        import pyarrow as pa
+
+        def rows(users):
+            return [{"id": 1, "tag": "x"}, {"id": 2}]
+
+        def reader(users):
+            return pa.RecordBatchReader.from_batches(users.schema, users.to_batches())
+
+        def batch(users):
+            return users.to_batches()[0]
+
+        def nothing(users):
+            return []
+        """,
+    )
+
+    def run(name: str) -> pa.Table:
+        return run_python(f"steps_results:{name}", tmp_path, {"users": USERS}, object_label="obj")
+
+    assert run("rows").to_pylist() == [{"id": 1, "tag": "x"}, {"id": 2, "tag": None}]
+    assert run("reader").equals(USERS)
+    assert run("batch").equals(USERS)
+    assert run("nothing").num_rows == 0
+
+
+def test_wrong_return_type_is_terminal(tmp_path: Path) -> None:
+    module(tmp_path, "steps_wrong.py", "def bad(users):\n    return 42\n")
+    with pytest.raises(TerminalError, match=r"obj: steps_wrong:bad returned int; return a pyarrow.Table"):
+        run_python("steps_wrong:bad", tmp_path, {"users": USERS}, object_label="obj")
+
+
+def test_exceptions_inside_the_function_propagate_unchanged(tmp_path: Path) -> None:
+    module(tmp_path, "steps_raise.py", "def boom(users):\n    raise ValueError('upstream changed')\n")
+    with pytest.raises(ValueError, match=r"upstream changed"):
+        run_python("steps_raise:boom", tmp_path, {"users": USERS}, object_label="obj")
+
+
+def test_missing_module_function_and_bad_reference(tmp_path: Path) -> None:
+    module(tmp_path, "steps_named.py", "def score(users):\n    return users\n\ndef _private():\n    pass\n")
+    with pytest.raises(TerminalError, match=r"cannot import module 'steps_nowhere': no .*steps_nowhere\.py"):
+        run_python("steps_nowhere:f", tmp_path, {}, object_label="obj")
+    with pytest.raises(TerminalError, match=r"has no function 'scor'. Did you mean 'score'.*It defines: score$"):
+        run_python("steps_named:scor", tmp_path, {"users": USERS}, object_label="obj")
+    for ref in ("steps_named", "steps_named:", ":score", "steps-named:score"):
+        with pytest.raises(TerminalError, match=r"must look like 'module:function'"):
+            run_python(ref, tmp_path, {}, object_label="obj")
+
+
+def test_import_time_errors_are_terminal(tmp_path: Path) -> None:
+    module(tmp_path, "steps_syntax.py", "def broken(:\n    pass\n")
+    module(tmp_path, "steps_deps.py", "import not_installed_anywhere\n")
+    with pytest.raises(TerminalError, match=r"steps_syntax\.py:1: syntax error in module 'steps_syntax'"):
+        run_python("steps_syntax:broken", tmp_path, {}, object_label="obj")
+    with pytest.raises(TerminalError, match=r"importing module 'steps_deps' failed: No module named 'not_installed_anywhere'"):
+        run_python("steps_deps:f", tmp_path, {}, object_label="obj")
+
+
+def test_parameters_must_match_the_parents(tmp_path: Path) -> None:
+    module(tmp_path, "steps_sig.py", "def only_users(users):\n    return users\n")
+    with pytest.raises(TerminalError, match=r"steps_sig:only_users\(users\) cannot be called with the parents \(users, orders\)"):
+        run_python("steps_sig:only_users", tmp_path, {"users": USERS, "orders": ORDERS}, object_label="obj")
+
+
+def test_two_projects_with_the_same_module_name_each_get_their_own(tmp_path: Path) -> None:
+    for project, rows in (("one", 1), ("two", 2)):
+        module(tmp_path / project, "steps_shared.py", f"def pick(users):\n    return users.slice(0, {rows})\n")
+    assert run_python("steps_shared:pick", tmp_path / "one", {"users": USERS}, object_label="obj").num_rows == 1
+    assert run_python("steps_shared:pick", tmp_path / "two", {"users": USERS}, object_label="obj").num_rows == 2
+    assert run_python("steps_shared:pick", tmp_path / "one", {"users": USERS}, object_label="obj").num_rows == 1
+
+
+def test_an_edited_module_is_imported_again(tmp_path: Path) -> None:
+    path = module(tmp_path, "steps_edit.py", "def pick(users):\n    return users.slice(0, 1)\n")
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert run_python("steps_edit:pick", tmp_path, {"users": USERS}, object_label="obj").num_rows == 1
+    module(tmp_path, "steps_edit.py", "def pick(users):\n    return users.slice(0, 2)\n")
+    os.utime(path, ns=(2_000_000_000, 2_000_000_000))
+    assert run_python("steps_edit:pick", tmp_path, {"users": USERS}, object_label="obj").num_rows == 2
