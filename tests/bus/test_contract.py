@@ -284,3 +284,27 @@ def test_poll_wakes_up_when_another_thread_publishes(bus_factory: BusFactory, to
 
 def test_ping(bus: Bus) -> None:
     bus.ping()
+
+
+def test_exclusive_consumer_commits_offsets_in_order(bus_factory: BusFactory, topic: str) -> None:
+    bus = bus_factory()
+    bus.publish(topic, messages(5))
+    first = bus.consumer("solo", topic, exclusive=True)
+    received = poll_until(first, 5)
+    assert values(received) == [f"m{i}".encode() for i in range(5)]
+    assert first.poll(10) == []  # nothing delivered twice to the same consumer
+    first.commit(received[:3])
+    first.close()
+    assert bus.lag("solo", topic) == 2
+    again = bus_factory().consumer("solo", topic, exclusive=True)
+    assert values(poll_until(again, 2)) == [b"m3", b"m4"]
+
+
+def test_publish_and_commit(bus: Bus, topic: str) -> None:
+    bus.publish(topic, messages(2))
+    consumer = bus.consumer("g", topic)
+    received = poll_until(consumer, 2)
+    out = f"{topic}-out"
+    bus.publish_and_commit(out, messages(1, prefix="answer"), consumer, received[:1])
+    assert values(bus.read(out)) == [b"answer0"]
+    assert bus.lag("g", topic) == 1

@@ -187,3 +187,14 @@ def test_env_expansion_in_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_env_variable_missing(tmp_path: Path) -> None:
     path = write(tmp_path / "sluice.yaml", "connections:\n  wh: ${NOT_SET_ANYWHERE}\nobjects: []\n")
     assert any("NOT_SET_ANYWHERE" in p for p in problems_of(path))
+
+
+def test_nested_source_options_keep_no_line_markers(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "sluice.yaml",
+        "objects:\n  - id: 1001\n    source:\n      type: csv\n      path: a.csv\n      column_types: {x: string}\n",
+    )
+    project = load_project(path)
+    source = project.objects[1001].source
+    assert source is not None
+    assert source.options["column_types"] == {"x": "string"}

@@ -140,3 +140,27 @@ def test_summary_json_shape(tmp_path: Path) -> None:
     assert isinstance(objects, dict)
     assert set(objects["2005"]) >= {"status", "attempts", "rows", "duration_s", "error"}
     assert objects["2005"]["status"] == "failed"
+
+
+def test_editing_a_python_transform_reruns_it_and_its_descendants(tmp_path: Path) -> None:
+    folder = tmp_path / "py"
+    write_yaml(
+        folder,
+        """
+objects:
+  - {id: 1001, name: base, source: {type: faker, schema: users, rows: 5, seed: 1}}
+  - {id: 2001, name: shaped, parents: [1001], python: "steps:shape"}
+  - {id: 3001, name: total, parents: [2001], sql: "select count(*) as n from shaped"}
+""",
+    )
+    module = folder / "steps.py"
+    module.write_text("def shape(base):\n    return base\n")
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    fresh = run_project(project, RunOptions())
+    assert {s.status for s in fresh.objects.values()} == {"skipped"}
+    module.write_text("def shape(base):\n    return base.slice(0, 2)\n")
+    changed = run_project(project, RunOptions())
+    assert changed.objects[1001].status == "skipped"
+    assert changed.objects[2001].status == "loaded" and changed.objects[2001].rows == 2
+    assert changed.objects[3001].status == "loaded"

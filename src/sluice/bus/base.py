@@ -90,8 +90,15 @@ class Bus(ABC):
         consumer.commit(settled)
 
     @abstractmethod
-    def consumer(self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None) -> Consumer:
-        """Join ``group`` on ``topic``. A lease of ``lease_s`` seconds covers each delivered message."""
+    def consumer(
+        self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None, exclusive: bool = False
+    ) -> Consumer:
+        """Join ``group`` on ``topic``. A lease of ``lease_s`` seconds covers each delivered message.
+
+        ``exclusive``: this consumer is the group's only member and commits in log order, so no
+        per-message leases are kept; a commit moves the group's offset (Kafka's model). Messages not
+        committed when it stops are delivered again to the next consumer of the group.
+        """
 
     @abstractmethod
     def read(self, topic: str, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:

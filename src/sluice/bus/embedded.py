@@ -171,12 +171,16 @@ class EmbeddedBus(Bus):
         with self._write() as conn:
             if messages:
                 self._insert(conn, [(topic, key, value) for key, value in messages])
-            consumer._delete_leases(conn, settled)
+            if settled:
+                consumer._settle(conn, settled)
         if messages:
             self._notify()
 
-    def consumer(self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None) -> EmbeddedConsumer:
-        return EmbeddedConsumer(self, group, topic, lease_s, consumer_id or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    def consumer(
+        self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None, exclusive: bool = False
+    ) -> EmbeddedConsumer:
+        consumer_id = consumer_id or f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return EmbeddedConsumer(self, group, topic, lease_s, consumer_id, exclusive)
 
     def read(self, topic: str, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
         rows = self._conn().execute(
@@ -226,8 +230,9 @@ class EmbeddedBus(Bus):
 class EmbeddedConsumer(Consumer):
     """One member of a consumer group over the embedded log."""
 
-    def __init__(self, bus: EmbeddedBus, group: str, topic: str, lease_s: float, consumer_id: str) -> None:
+    def __init__(self, bus: EmbeddedBus, group: str, topic: str, lease_s: float, consumer_id: str, exclusive: bool = False) -> None:
         self.bus = bus
+        self.exclusive = exclusive
         self.group = group
         self.topic = topic
         self.lease_s = lease_s
@@ -240,6 +245,10 @@ class EmbeddedConsumer(Consumer):
     def _join(self) -> None:
         with self.bus._write() as conn:
             conn.execute("INSERT OR IGNORE INTO group_cursors(grp, topic, fetched) VALUES (?, ?, -1)", (self.group, self.topic))
+            if self.exclusive:
+                cursor = "SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?"
+                self._fetched = int(conn.execute(cursor, (self.group, self.topic)).fetchone()[0])
+                return
             holders = conn.execute("SELECT DISTINCT consumer FROM leases WHERE grp = ? AND topic = ?", (self.group, self.topic))
             dead = [holder for (holder,) in holders if _is_dead_local(holder)]
             conn.executemany(
@@ -257,6 +266,8 @@ class EmbeddedConsumer(Consumer):
             self.bus.wait(min(remaining, _CROSS_PROCESS_POLL_S))
 
     def _fetch(self, max_messages: int) -> list[Message]:
+        if self.exclusive:
+            return self._read_on(max_messages)
         conn = self.bus._conn()
         now = time.time()
         expiry_due = now >= self._next_expiry_check
@@ -281,6 +292,25 @@ class EmbeddedConsumer(Consumer):
         if len(messages) < max_messages:
             self._drained_version = version
         return messages
+
+    def _read_on(self, max_messages: int) -> list[Message]:
+        """Exclusive mode: the next messages after our position, without leases (the group's offset moves on commit)."""
+        version = (self.bus.data_version(), self.bus.local_version)
+        if version == self._drained_version:
+            return []
+        rows = (
+            self.bus._conn()
+            .execute(
+                "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset > ? ORDER BY offset LIMIT ?",
+                (self.topic, self._fetched, max_messages),
+            )
+            .fetchall()
+        )
+        if rows:
+            self._fetched = rows[-1][0]
+        if len(rows) < max_messages:
+            self._drained_version = version
+        return [Message(self.topic, 0, offset, key, value, ts) for offset, key, value, ts in rows]
 
     def _take_expired(self, conn: sqlite3.Connection, now: float, expires: float, limit: int) -> list[Message]:
         rows = conn.execute(
@@ -316,16 +346,23 @@ class EmbeddedConsumer(Consumer):
         if not messages:
             return
         with self.bus._write() as conn:
-            self._delete_leases(conn, messages)
+            self._settle(conn, messages)
 
-    def _delete_leases(self, conn: sqlite3.Connection, messages: Sequence[Message]) -> None:
+    def _settle(self, conn: sqlite3.Connection, messages: Sequence[Message]) -> None:
+        """Mark ``messages`` processed inside the caller's transaction."""
+        if self.exclusive:
+            conn.execute(
+                "UPDATE group_cursors SET fetched = MAX(fetched, ?) WHERE grp = ? AND topic = ?",
+                (max(m.offset for m in messages), self.group, self.topic),
+            )
+            return
         conn.executemany(
             "DELETE FROM leases WHERE grp = ? AND topic = ? AND offset = ?",
             [(self.group, self.topic, m.offset) for m in messages],
         )
 
     def extend(self, messages: Sequence[Message]) -> None:
-        if not messages:
+        if not messages or self.exclusive:
             return
         expires = time.time() + self.lease_s
         with self.bus._write() as conn:
@@ -335,6 +372,8 @@ class EmbeddedConsumer(Consumer):
             )
 
     def close(self) -> None:
+        if self.exclusive:
+            return
         with self.bus._write() as conn:
             conn.execute(
                 "UPDATE leases SET expires = 0 WHERE grp = ? AND topic = ? AND consumer = ?",

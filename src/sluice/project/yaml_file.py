@@ -282,7 +282,7 @@ class _Reader:
             python=self.text(item.get("python"), f"{label}: python", line),
             destination=self.destination(item.get("destination"), label, line),
             lake=bool(lake),
-            metadata={k: v for k, v in metadata.items() if k != LINE_KEY} if isinstance(metadata, dict) else {},
+            metadata=_without_lines(metadata) if isinstance(metadata, dict) else {},
         )
 
     def text(self, value: Any, what: str, line: int | None) -> str | None:
@@ -313,7 +313,7 @@ class _Reader:
             self.problem(f"{label}: source must be a mapping such as {{type: csv, path: data/x.csv}}", line)
             return None
         line = raw.get(LINE_KEY, line)
-        options = {k: v for k, v in raw.items() if k not in (LINE_KEY, "type")}
+        options = {k: _without_lines(v) for k, v in raw.items() if k not in (LINE_KEY, "type")}
         kind = raw.get("type") or _infer_source_kind(options)
         if kind not in SOURCE_KINDS:
             self.problem(f"{label}: unknown source type {kind!r} (expected one of: {', '.join(SOURCE_KINDS)})", line)
@@ -343,6 +343,15 @@ class _Reader:
             self.problem(f"{label}: merge needs 'key' columns, e.g. key: [id]", line)
         mode_value: WriteMode = mode
         return DestinationSpec(str(raw["connection"]), str(raw["table"]), mode_value, tuple(str(k) for k in key))
+
+
+def _without_lines(value: Any) -> Any:
+    """``value`` with the loader's line markers removed from every nested mapping."""
+    if isinstance(value, dict):
+        return {k: _without_lines(v) for k, v in value.items() if k != LINE_KEY}
+    if isinstance(value, list):
+        return [_without_lines(v) for v in value]
+    return value
 
 
 def _infer_source_kind(options: dict[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sluice import events as ev
-from sluice.bus.base import Bus, Message
+from sluice.bus.base import Bus, Consumer, Message
 from sluice.connectors.base import SourceContext
 from sluice.errors import RunNotFound, SluiceError
 from sluice.graph.dag import Graph
@@ -126,7 +126,14 @@ class Coordinator:
     # ----- starting -------------------------------------------------------------------------------
 
     def input_fingerprint(self, obj: ObjectSpec) -> str | None:
-        """A source's input description, "" for objects without external input."""
+        """What the object reads besides its parents: a source's input, or a Python transform's module file."""
+        if obj.python is not None:
+            module = self.project.root / (obj.python.split(":", 1)[0].replace(".", "/") + ".py")
+            try:
+                stat = module.stat()
+            except OSError:
+                return ""
+            return f"{stat.st_size}:{stat.st_mtime_ns}"
         if obj.source is None:
             return ""
         from sluice.connectors.registry import open_source
@@ -268,7 +275,7 @@ class Coordinator:
 
     def loop(self, poll_max: int = 2000) -> RunSummary:
         """Process events until every planned object is final; publish RunFinished."""
-        consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, lease_s=max(self.project.lease_s, 30.0))
+        consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, exclusive=True)
         try:
             while self._remaining > 0 and not self._cancel.is_set():
                 timeout = 0.05
@@ -477,7 +484,7 @@ class Coordinator:
         if self.observer is not None:
             self.observer(event)
 
-    def _flush(self, consumed: list[Message], consumer: object | None) -> None:
+    def _flush(self, consumed: list[Message], consumer: Consumer | None) -> None:
         """Publish what the batch caused, save changed states and the checkpoint, commit the batch."""
         if self._out:
             out, self._out = self._out, []
@@ -498,7 +505,7 @@ class Coordinator:
             outputs, self._outputs = self._outputs, []
             self.state.record_outputs(self.project.name, outputs)
         if consumed and consumer is not None:
-            consumer.commit(consumed)  # type: ignore[attr-defined]
+            consumer.commit(consumed)
 
     def _finish(self) -> RunSummary:
         finished = time.time()
