@@ -95,27 +95,30 @@ class RunProgress:
 
 
 def summary_table(project: Project, summary: RunSummary, max_rows: int = 40) -> Table:
-    """Per-stage counts, then the objects worth a look (all of them for small runs)."""
-    table = Table(title=f"run {summary.run_id}: {summary.status} in {summary.duration_s:.2f}s", show_lines=False)
-    for column in ("object", "stage", "status", "attempts", "rows", "seconds", "detail"):
-        table.add_column(column)
+    """One row per object (only those not loaded, for big runs), with errors and skip reasons."""
+    table = Table(title=f"run {summary.run_id}: {summary.status} in {summary.duration_s:.2f}s")
     states = sorted(summary.objects.values(), key=lambda s: s.object_id)
     notable = [s for s in states if s.status != "loaded"] if len(states) > max_rows else states
+    with_notes = any(s.error or s.reason for s in notable)
+    for column in ("id", "name", "stage", "status", "tries", "rows", "seconds", *(("note",) if with_notes else ())):
+        table.add_column(column, justify="right" if column in ("id", "tries", "rows", "seconds") else "left")
     for s in notable[:max_rows]:
-        obj = project.objects[s.object_id]
         style = STATUS_STYLE.get(s.status, "")
-        detail = s.error or s.reason or (s.location or "")
-        table.add_row(
-            f"{s.object_id} {obj.name}" if obj.name != f"obj_{s.object_id}" else str(s.object_id),
+        cells = [
+            str(s.object_id),
+            project.objects[s.object_id].name,
             s.stage,
             f"[{style}]{s.status}[/{style}]" if style else s.status,
             str(s.attempt),
             "" if s.rows is None else f"{s.rows:,}",
             "" if s.duration_s is None else f"{s.duration_s:.2f}",
-            detail[:80],
-        )
-    if len(notable) > max_rows:
-        table.caption = f"... {len(notable) - max_rows} more not shown; use --json for everything"
+        ]
+        if with_notes:
+            cells.append((s.error or s.reason or "")[:60])
+        table.add_row(*cells)
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(summary.counts().items()))
+    hidden = len(notable) - max_rows if len(notable) > max_rows else len(states) - len(notable)
+    table.caption = counts + (f" ({hidden} more not shown; --json lists every object)" if hidden > 0 else "")
     return table
 
 

@@ -49,7 +49,7 @@ class ObjectExecutor:
         if delay_s > 0:
             time.sleep(delay_s)
         if fail:
-            raise TransientError(f"{label(obj)}: forced failure (--fail {obj.id})")
+            raise TransientError(f"forced failure (--fail {obj.id})")
         reader = self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
