@@ -164,3 +164,23 @@ objects:
     assert changed.objects[1001].status == "skipped"
     assert changed.objects[2001].status == "loaded" and changed.objects[2001].rows == 2
     assert changed.objects[3001].status == "loaded"
+
+
+def test_run_with_state_in_postgresql(tmp_path: Path, pg_db_url: str) -> None:
+    project = load(seed_project(tmp_path))
+    summary = run_project(project, RunOptions(fail=frozenset({2005})), state_url=pg_db_url)
+    assert summary.status == "failed"
+    from sluice.state.postgres import PostgresStateStore
+
+    store = PostgresStateStore(pg_db_url)
+    try:
+        run = store.get_run(summary.run_id)
+        states = store.object_states(summary.run_id)
+    finally:
+        store.close()
+    assert run.status == "failed"
+    assert states[2005].status == "failed" and states[2005].attempt == 3
+    assert states[3001].status == "loaded"
+    again = run_project(project, RunOptions(), state_url=pg_db_url)
+    assert again.objects[1001].status == "skipped"  # fresh, from the PostgreSQL state
+    assert again.objects[2005].status == "loaded"
