@@ -230,7 +230,9 @@ class EmbeddedBus(Bus):
 class EmbeddedConsumer(Consumer):
     """One member of a consumer group over the embedded log."""
 
-    def __init__(self, bus: EmbeddedBus, group: str, topic: str, lease_s: float, consumer_id: str, exclusive: bool = False) -> None:
+    def __init__(
+        self, bus: EmbeddedBus, group: str, topic: str, lease_s: float, consumer_id: str, exclusive: bool = False
+    ) -> None:
         self.bus = bus
         self.exclusive = exclusive
         self.group = group

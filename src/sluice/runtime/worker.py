@@ -156,7 +156,7 @@ class StageWorker:
         started = time.perf_counter()
         try:
             outcome = self.executor.run(obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an ObjectFailed event
+        except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())
             return ev.ObjectFailed(
