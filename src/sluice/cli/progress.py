@@ -13,7 +13,7 @@ from rich.table import Table
 
 from sluice import events as ev
 from sluice.project.model import Project
-from sluice.runtime.coordinator import RunSummary
+from sluice.runtime.summary import RunSummary
 
 STATUS_STYLE = {
     "loaded": "green",

@@ -25,7 +25,7 @@ from sluice.connectors.sqlite import sqlite_path
 from sluice.demo.data import DATA_FILES, DATA_VERSION, make_data
 from sluice.errors import ConfigError
 from sluice.project.model import Project
-from sluice.runtime.coordinator import RunSummary
+from sluice.runtime.summary import RunSummary
 
 TEMPLATES = Path(__file__).with_name("templates")
 PROJECT_FILES = ("sluice.yaml", "transforms.py", "README.md")

@@ -15,7 +15,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Consumer, Message
@@ -26,68 +25,12 @@ from sluice.graph.plan import Plan, fingerprint, make_plan, project_graph
 from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project
+from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.state.base import FINAL_OBJECT_STATUSES, LatestOutput, ObjectState, RunRecord, StateStore
 
 log = logging.getLogger("sluice.coordinator")
 COORDINATOR_GROUP_PREFIX = "coordinator."
 Observer = Callable[[ev.Event], None]
-
-
-@dataclass(slots=True)
-class RunOptions:
-    """How to run: which targets, forced or not, simulated delays and forced failures, resume."""
-
-    targets: list[int] | None = None
-    force: bool = False
-    simulate: bool = False
-    delay_scale: float = 1.0
-    fail: frozenset[int] = frozenset()
-    resume: str | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "targets": self.targets,
-            "force": self.force,
-            "simulate": self.simulate,
-            "delay_scale": self.delay_scale,
-            "fail": sorted(self.fail),
-        }
-
-
-@dataclass(slots=True)
-class RunSummary:
-    """The outcome of a run, as printed by ``sluice run --json``."""
-
-    run_id: str
-    status: str
-    duration_s: float
-    objects: dict[int, ObjectState] = field(default_factory=dict)
-
-    def counts(self) -> dict[str, int]:
-        result: dict[str, int] = {}
-        for state in self.objects.values():
-            result[state.status] = result.get(state.status, 0) + 1
-        return result
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "duration_s": round(self.duration_s, 6),
-            "objects": {
-                str(object_id): {
-                    "status": s.status,
-                    "stage": s.stage,
-                    "attempts": s.attempt,
-                    "rows": s.rows,
-                    "duration_s": s.duration_s,
-                    "error": s.error,
-                    "reason": s.reason,
-                    "location": s.location,
-                }
-                for object_id, s in sorted(self.objects.items())
-            },
-        }
 
 
 def new_run_id() -> str:

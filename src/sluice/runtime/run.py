@@ -21,13 +21,14 @@ from sluice.bus.registry import open_bus
 from sluice.lake.base import Lake
 from sluice.lake.local import LocalLake
 from sluice.project.model import Project
-from sluice.runtime.coordinator import Coordinator, Observer, RunOptions, RunSummary
+from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.execute import ObjectExecutor
+from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.runtime.worker import StageWorker
 from sluice.state.base import StateStore
 from sluice.state.registry import open_state
 
-__all__ = ["Backends", "RunActivity", "RunOptions", "RunSummary", "open_backends", "run_project"]
+__all__ = ["Backends", "RunActivity", "RunOptions", "RunSummary", "WorkersMode", "open_backends", "run_project"]
 
 WorkersMode = Literal["in-process", "external"]
 

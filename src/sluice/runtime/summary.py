@@ -1,0 +1,64 @@
+"""What a run is asked to do (:class:`RunOptions`) and what it did (:class:`RunSummary`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sluice.state.base import ObjectState
+
+
+@dataclass(slots=True)
+class RunOptions:
+    """How to run: which targets, forced or not, simulated delays and forced failures, resume."""
+
+    targets: list[int] | None = None
+    force: bool = False
+    simulate: bool = False
+    delay_scale: float = 1.0
+    fail: frozenset[int] = frozenset()
+    resume: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "targets": self.targets,
+            "force": self.force,
+            "simulate": self.simulate,
+            "delay_scale": self.delay_scale,
+            "fail": sorted(self.fail),
+        }
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """The outcome of a run, as printed by ``sluice run --json``."""
+
+    run_id: str
+    status: str
+    duration_s: float
+    objects: dict[int, ObjectState] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for state in self.objects.values():
+            result[state.status] = result.get(state.status, 0) + 1
+        return result
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "duration_s": round(self.duration_s, 6),
+            "objects": {
+                str(object_id): {
+                    "status": s.status,
+                    "stage": s.stage,
+                    "attempts": s.attempt,
+                    "rows": s.rows,
+                    "duration_s": s.duration_s,
+                    "error": s.error,
+                    "reason": s.reason,
+                    "location": s.location,
+                }
+                for object_id, s in sorted(self.objects.items())
+            },
+        }
