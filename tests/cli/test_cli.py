@@ -108,3 +108,25 @@ def test_events_schema() -> None:
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert {"RunStarted", "ObjectReady", "ObjectLoaded", "ObjectFailed", "ObjectSkipped", "RunFinished"} <= set(schema["$defs"])
+
+
+def test_interrupt_cancels_the_run_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    path = seed_project(tmp_path)
+    process = subprocess.Popen(
+        [*SLUICE, "run", str(path), "--json", "--simulate", "--delay-scale", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)  # let a few objects start; the run needs several seconds
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    summary = summary_json(out)
+    assert summary["status"] == "cancelled"
+    reasons = {o["reason"] for o in summary["objects"].values() if o["status"] == "skipped"}
+    assert reasons == {"run cancelled"}
+    assert "cancelling the run" in err

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -23,6 +23,9 @@ from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
 from sluice.project.load import load_project, parse_project
 from sluice.project.model import Project
+
+if TYPE_CHECKING:
+    from sluice.runtime.coordinator import Coordinator
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERROR = 2
@@ -90,7 +93,6 @@ def validate(path: str) -> None:
 @backend_options
 def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
     """Show which objects a run would process, in order, and which are fresh."""
-    from sluice.runtime.coordinator import Coordinator
     from sluice.runtime.run import open_backends
     from sluice.runtime.summary import RunOptions
 
@@ -195,17 +197,33 @@ def run(
         resume=(run_id or "") if resume else None,
     )
     mode: WorkersMode = "external" if workers == "external" else "in-process"
+    on_start = _cancel_on_interrupt
     if as_json:
-        summary = run_project(project, options, workers=mode, bus_url=bus_url, state_url=state_url)
+        summary = run_project(project, options, workers=mode, bus_url=bus_url, state_url=state_url, on_start=on_start)
         click.echo(json.dumps(summary.to_json()))
     else:
         from sluice.cli.progress import RunProgress, summary_table
 
         console = Console()
         with RunProgress(project, console) as progress:
-            summary = run_project(project, options, workers=mode, observer=progress, bus_url=bus_url, state_url=state_url)
+            summary = run_project(
+                project, options, workers=mode, observer=progress, bus_url=bus_url, state_url=state_url, on_start=on_start
+            )
         console.print(summary_table(project, summary))
     sys.exit(0 if summary.status == "succeeded" else 1)
+
+
+def _cancel_on_interrupt(coordinator: Coordinator) -> None:
+    """First Ctrl-C (or SIGTERM) cancels the run cleanly; a second one stops at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if coordinator.cancelling:
+            raise KeyboardInterrupt
+        click.echo("cancelling the run: objects not started are skipped (interrupt again to stop at once)", err=True)
+        coordinator.cancel()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 @cli.command()

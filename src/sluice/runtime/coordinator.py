@@ -214,7 +214,12 @@ class Coordinator:
     # ----- the loop -------------------------------------------------------------------------------
 
     def cancel(self) -> None:
+        """Stop handing out objects; those not final are skipped and the run ends as cancelled."""
         self._cancel.set()
+
+    @property
+    def cancelling(self) -> bool:
+        return self._cancel.is_set()
 
     def loop(self, poll_max: int = 2000) -> RunSummary:
         """Process events until every planned object is final; publish RunFinished."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -118,8 +118,12 @@ def run_project(
     observer: Observer | None = None,
     bus_url: str | None = None,
     state_url: str | None = None,
+    on_start: Callable[[Coordinator], None] | None = None,
 ) -> RunSummary:
-    """Run (or resume) ``project`` and return its summary. Raises SluiceError for user errors."""
+    """Run (or resume) ``project`` and return its summary. Raises SluiceError for user errors.
+
+    ``on_start`` receives the coordinator once the run has begun, e.g. to cancel it on a signal.
+    """
     options = options or RunOptions()
     with open_backends(project, bus_url, state_url) as backends:
         coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer)
@@ -127,6 +131,8 @@ def run_project(
             coordinator.resume(options.resume or None)
         else:
             coordinator.start()
+        if on_start is not None:
+            on_start(coordinator)
         started: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
         if workers == "in-process":
             started = start_workers(project, backends)
