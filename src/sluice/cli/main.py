@@ -93,6 +93,7 @@ def validate(path: str) -> None:
 @backend_options
 def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
     """Show which objects a run would process, in order, and which are fresh."""
+    from sluice.runtime.coordinator import Coordinator
     from sluice.runtime.run import open_backends
     from sluice.runtime.summary import RunOptions
 
