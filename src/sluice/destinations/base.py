@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -15,10 +16,14 @@ from sluice.project.model import ConnectionSpec, WriteMode
 
 
 class Destination(ABC):
-    """A database that receives tables."""
+    """A database that receives tables.
 
-    def __init__(self, connection: ConnectionSpec) -> None:
+    ``root`` is the folder relative file paths in the connection URL are resolved against (the project folder).
+    """
+
+    def __init__(self, connection: ConnectionSpec, root: Path | None = None) -> None:
         self.connection = connection
+        self.root = root
 
     @abstractmethod
     def write(self, table: str, data: pa.RecordBatchReader, mode: WriteMode, key: Sequence[str], load_id: str) -> int:

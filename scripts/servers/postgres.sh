@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL server for Sluice's tests, benchmarks and demos.
+#
+#   scripts/servers/postgres.sh start    install (apt) if missing, init, start, wait; print the URL
+#   scripts/servers/postgres.sh stop     stop the server (data is kept for the next start)
+#   scripts/servers/postgres.sh url      print the URL
+#   scripts/servers/postgres.sh status   exit 0 if the server is running and accepts connections
+#
+# URL: postgresql://postgres@127.0.0.1:25432/postgres  (user postgres, trust auth, loopback only)
+#
+# The data directory is <repo>/.tmp/servers/postgres/data, owned by the postgres OS user (PostgreSQL
+# refuses to run as root, so root runs its commands through runuser). The server listens on 127.0.0.1
+# only, its socket lives in <repo>/.tmp/servers/postgres, and it is configured for tests and
+# change-data-capture: wal_level=logical, replication slots and WAL senders, fsync off.
+# `start` is idempotent: it reuses a running instance and clears a stale pid file.
+# Delete .tmp/servers/postgres to start from scratch.
+#
+# Environment: SLUICE_PG_PORT (default 25432), SLUICE_SERVER_TIMEOUT (seconds to wait, default 60).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))"
+port="${SLUICE_PG_PORT:-25432}"
+timeout="${SLUICE_SERVER_TIMEOUT:-60}"
+base="$repo/.tmp/servers/postgres"
+data="$base/data"
+log="$base/postgres.log"
+url="postgresql://postgres@127.0.0.1:${port}/postgres"
+
+say() { echo "postgres.sh: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+as_postgres() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+find_bindir() {
+    local dir
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [ -n "$dir" ] && [ -x "$dir/postgres" ]; then
+        echo "$dir"
+    elif command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(command -v pg_ctl)"
+    fi
+}
+
+apt_install() {
+    [ "$(id -u)" = 0 ] || die "$1 is not installed and installing it needs root: run 'apt-get install -y $1' as root"
+    command -v apt-get >/dev/null || die "$1 is not installed and apt-get is not available; install PostgreSQL and retry"
+    local policy=/usr/sbin/policy-rc.d created="" aptlog="$repo/.tmp/servers/apt-$1.log" ok=1
+    mkdir -p "$repo/.tmp/servers"
+    # Keep the package's own system-wide service from starting: we run our own instance.
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+    fi
+    say "installing $1 with apt-get (log: $aptlog)"
+    {
+        # Refresh the package lists only when apt does not know the package or the install fails.
+        apt-cache show "$1" >/dev/null 2>&1 || apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" ||
+            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$1"; }
+    } >"$aptlog" 2>&1 || ok=""
+    [ -z "$created" ] || rm -f "$policy"
+    [ -n "$ok" ] || { tail -n 20 "$aptlog" >&2; die "apt-get install $1 failed (log above: $aptlog)"; }
+}
+
+# The pid of the postmaster that owns our data directory, or nothing (a stale pid file is removed).
+server_pid() {
+    local pidfile="$data/postmaster.pid" pid
+    [ -f "$pidfile" ] || return 0
+    pid="$(head -n 1 "$pidfile" 2>/dev/null || true)"
+    if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$data"; then
+        echo "$pid"
+    elif [ -n "${1:-}" ]; then
+        say "removing stale pid file $pidfile (process ${pid:-?} is gone)"
+        rm -f "$pidfile"
+    fi
+}
+
+accepting() {
+    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -t 2 >/dev/null 2>&1
+}
+
+init_cluster() {
+    say "initialising $data"
+    mkdir -p "$base"
+    chown postgres: "$base" 2>/dev/null || true
+    if ! as_postgres test -w "$base"; then
+        die "the postgres user cannot write $base (a parent folder is not accessible to it); run from a folder it can reach"
+    fi
+    local conf="$data/postgresql.conf"
+    rm -rf "$data"
+    as_postgres "$bindir/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=trust \
+        --encoding=UTF8 --locale=C.UTF-8 >"$base/initdb.log" 2>&1 || {
+        cat "$base/initdb.log" >&2
+        rm -rf "$data"
+        die "initdb failed (log above)"
+    }
+    cat >>"$conf" <<EOF
+
+# --- Sluice test server ---
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$base'
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 256MB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+log_min_messages = warning
+EOF
+}
+
+start() {
+    bindir="$(find_bindir)"
+    if [ -z "$bindir" ]; then
+        apt_install postgresql
+        bindir="$(find_bindir)"
+        [ -n "$bindir" ] || die "PostgreSQL binaries not found after installing the postgresql package"
+    fi
+    mkdir -p "$repo/.tmp/servers"
+    exec 9>"$repo/.tmp/servers/postgres.lock"
+    flock 9
+    [ -f "$data/PG_VERSION" ] || init_cluster
+    if [ -n "$(server_pid clean)" ]; then
+        local running_port
+        running_port="$(sed -n 4p "$data/postmaster.pid" 2>/dev/null || true)"
+        if [ -n "$running_port" ] && [ "$running_port" != "$port" ]; then
+            die "already running on port $running_port, not $port; run '$0 stop' first to change SLUICE_PG_PORT"
+        fi
+        accepting || wait_ready
+        echo "$url"
+        return 0
+    fi
+    if accepting; then
+        die "port $port on 127.0.0.1 is used by another PostgreSQL; stop it or set SLUICE_PG_PORT"
+    fi
+    say "starting on 127.0.0.1:$port (log: $log)"
+    touch "$log" && chown postgres: "$log" 2>/dev/null || true
+    as_postgres "$bindir/pg_ctl" -D "$data" -l "$log" -o "-p $port -k $base" -w -t "$timeout" start >/dev/null 2>&1 9>&- || {
+        tail -n 20 "$log" >&2 || true
+        die "PostgreSQL did not start within ${timeout}s on 127.0.0.1:$port (log above: $log)"
+    }
+    wait_ready
+    echo "$url"
+}
+
+wait_ready() {
+    local waited=0
+    until accepting; do
+        if [ "$waited" -ge "$timeout" ]; then
+            tail -n 20 "$log" >&2 || true
+            die "PostgreSQL does not accept connections on 127.0.0.1:$port after ${timeout}s (log: $log)"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+stop() {
+    bindir="$(find_bindir)"
+    if [ -z "$bindir" ] || [ -z "$(server_pid clean)" ]; then
+        say "not running"
+        return 0
+    fi
+    as_postgres "$bindir/pg_ctl" -D "$data" -m fast -w -t "$timeout" stop >/dev/null || die "pg_ctl stop failed (log: $log)"
+    say "stopped"
+}
+
+status() {
+    bindir="$(find_bindir)"
+    [ -n "$bindir" ] || { say "not installed"; return 1; }
+    if [ -n "$(server_pid)" ] && accepting; then
+        say "running on 127.0.0.1:$port (data: $data)"
+        return 0
+    fi
+    say "not running"
+    return 1
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    url) echo "$url" ;;
+    status) status ;;
+    *)
+        echo "usage: $0 {start|stop|url|status}" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,339 @@
+"""The Destination contract, run over every implementation (DuckDB, PostgreSQL, SQLite).
+
+A :class:`Backend` bundles a destination URL with a way to read tables back with the database's own
+driver, so the tests check what really landed rather than what the destination says it wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from sluice.destinations.base import Destination
+from sluice.destinations.registry import open_destination
+from sluice.destinations.sql import LOADS_TABLE, TableName
+from sluice.errors import TerminalError
+from sluice.project.model import ConnectionSpec, Origin
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    root: Path
+    opened: list[Destination] = field(default_factory=list)
+
+    def destination(self) -> Destination:
+        """A new destination on the backend's database, as another worker would open it."""
+        dest = open_destination(ConnectionSpec("dest", self.url, Origin("sluice.yaml", 3)), self.root)
+        self.opened.append(dest)
+        return dest
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of ``sql``, read with the database's own driver."""
+        if self.name == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.url) as conn:
+                return conn.execute(sql).fetchall()
+        path = self.root / self.url.split(":///", 1)[1]
+        if self.name == "duckdb":
+            import duckdb
+
+            with duckdb.connect(str(path)) as conn:
+                return [tuple(row.values()) for row in conn.sql(sql).to_arrow_table().to_pylist()]
+        with sqlite3.connect(path) as conn:
+            return conn.execute(sql).fetchall()
+
+    def rows(self, table: str, order_by: str = "id") -> list[tuple[Any, ...]]:
+        return self.query(f"SELECT * FROM {TableName.parse(table).sql} ORDER BY {order_by}")
+
+    def count(self, table: str) -> int:
+        return int(self.query(f"SELECT count(*) FROM {TableName.parse(table).sql}")[0][0])
+
+    def exists(self, table: str) -> bool:
+        name = TableName.parse(table)
+        if self.name == "sqlite":
+            found = self.query(f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{name.name}'")
+        else:
+            schema = name.schema or ("public" if self.name == "postgresql" else "main")
+            found = self.query(
+                f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}' AND table_name = '{name.name}'"
+            )
+        return int(found[0][0]) > 0
+
+    def stored(self, value: Any) -> Any:
+        """How a Python value comes back (SQLite keeps timestamps, dates and decimals as text, booleans as 0/1)."""
+        if self.name != "sqlite" or value is None:
+            return value
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+                return utc.isoformat(sep=" ", timespec="microseconds") + "+00:00"
+            return value.isoformat(sep=" ", timespec="microseconds")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, bool):
+            return int(value)
+        return value
+
+
+URLS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    "duckdb": lambda request: "duckdb:///db/dest.duckdb",
+    "postgresql": lambda request: str(request.getfixturevalue("pg_db_url")),
+    "sqlite": lambda request: "sqlite:///db/dest.db",
+}
+
+
+@pytest.fixture(
+    params=[pytest.param(name, marks=pytest.mark.postgres) if name == "postgresql" else name for name in sorted(URLS)]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    harness = Backend(request.param, URLS[request.param](request), tmp_path)
+    yield harness
+    for dest in harness.opened:
+        dest.close()
+
+
+@pytest.fixture
+def dest(backend: Backend) -> Destination:
+    return backend.destination()
+
+
+def users(ids: list[int], names: list[str | None], scores: list[float | None] | None = None) -> pa.Table:
+    scores = scores if scores is not None else [float(i) / 2 for i in ids]
+    return pa.table(
+        {"id": pa.array(ids, pa.int64()), "name": pa.array(names, pa.string()), "score": pa.array(scores, pa.float64())}
+    )
+
+
+def reader_of(*tables: pa.Table, schema: pa.Schema | None = None) -> pa.RecordBatchReader:
+    batches = [batch for table in tables for batch in table.to_batches()]
+    return pa.RecordBatchReader.from_batches(schema or tables[0].schema, batches)
+
+
+# -- append ---------------------------------------------------------------------------------------------
+
+
+def test_append_creates_the_table_and_adds_rows(backend: Backend, dest: Destination) -> None:
+    assert dest.write("users", reader_of(users([1, 2], ["ann", "bob"])), "append", [], "run-1:1") == 2
+    assert dest.write("users", reader_of(users([3], ["cy"])), "append", [], "run-1:2") == 1
+    assert backend.rows("users") == [(1, "ann", 0.5), (2, "bob", 1.0), (3, "cy", 1.5)]
+
+
+def test_append_of_a_recorded_load_id_does_nothing(backend: Backend, dest: Destination) -> None:
+    assert dest.write("users", reader_of(users([1, 2], ["ann", "bob"])), "append", [], "run-1:1") == 2
+    again = backend.destination()  # a redelivery, possibly to another worker
+    assert again.write("users", reader_of(users([1, 2], ["ann", "bob"])), "append", [], "run-1:1") == 2
+    assert backend.count("users") == 2
+    recorded = backend.query(f"SELECT load_id, table_name, rows FROM {LOADS_TABLE}")
+    assert recorded == [("run-1:1", "users", 2)]
+
+
+def test_one_load_id_can_append_to_two_tables(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1], ["ann"])), "append", [], "run-1:1")
+    dest.write("users_copy", reader_of(users([1], ["ann"])), "append", [], "run-1:1")
+    assert backend.count("users") == backend.count("users_copy") == 1
+
+
+def test_a_failing_source_writes_nothing_and_the_load_can_be_retried(backend: Backend, dest: Destination) -> None:
+    class SourceBroke(Exception):
+        pass
+
+    def broken() -> Iterator[pa.RecordBatch]:
+        yield from users([1, 2], ["ann", "bob"]).to_batches()
+        raise SourceBroke("connection to the source dropped")
+
+    dest.write("users", reader_of(users([0], ["zed"])), "append", [], "run-1:0")
+    schema = users([], []).schema
+    with pytest.raises(SourceBroke, match="source dropped"):
+        dest.write("users", pa.RecordBatchReader.from_batches(schema, broken()), "append", [], "run-1:1")
+    assert backend.count("users") == 1
+    assert dest.write("users", reader_of(users([1, 2], ["ann", "bob"])), "append", [], "run-1:1") == 2
+    assert backend.count("users") == 3
+
+
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_a_failing_source_leaves_the_table_as_it_was(backend: Backend, dest: Destination, mode: str) -> None:
+    def broken() -> Iterator[pa.RecordBatch]:
+        yield from users([2, 3], ["new", "rows"]).to_batches()
+        raise OSError("source file truncated")
+
+    dest.write("users", reader_of(users([1, 2], ["ann", "bob"])), "append", [], "l1")
+    with pytest.raises(OSError, match="truncated"):
+        dest.write("users", pa.RecordBatchReader.from_batches(users([], []).schema, broken()), mode, ["id"], "l2")  # type: ignore[arg-type]
+    assert backend.rows("users") == [(1, "ann", 0.5), (2, "bob", 1.0)]
+
+
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_the_source_is_read_on_the_calling_thread(backend: Backend, dest: Destination, mode: str) -> None:
+    # Sources may hold thread-bound handles (an sqlite3 cursor); the destination must not move them.
+    threads: set[int] = set()
+
+    def source() -> Iterator[pa.RecordBatch]:
+        for start in range(0, 200_000, 20_000):
+            threads.add(threading.get_ident())
+            yield from users(list(range(start, start + 20_000)), ["x"] * 20_000).to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(users([], []).schema, source())
+    assert dest.write("users", reader, mode, ["id"], "l1") == 200_000  # type: ignore[arg-type]
+    assert threads == {threading.get_ident()}
+    assert backend.count("users") == 200_000
+
+
+def test_append_accepts_a_table_and_many_batches(backend: Backend, dest: Destination) -> None:
+    table = users(list(range(1000)), [f"u{i}" for i in range(1000)])
+    assert dest.write("users", table.to_reader(max_chunksize=64), "append", [], "l1") == 1000
+    assert dest.write("users", table, "append", [], "l2") == 1000
+    assert backend.count("users") == 2000
+
+
+def test_append_data_with_fewer_columns_leaves_the_rest_null(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1], ["ann"])), "append", [], "l1")
+    dest.write("users", reader_of(pa.table({"name": ["bob"], "id": pa.array([2], pa.int64())})), "append", [], "l2")
+    assert backend.rows("users") == [(1, "ann", 0.5), (2, "bob", None)]
+
+
+def test_append_of_an_unknown_column_names_table_and_column(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1], ["ann"])), "append", [], "l1")
+    extra = users([2], ["bob"]).append_column("email", pa.array(["b@x.org"]))
+    with pytest.raises(TerminalError, match=r"table 'users' has no column 'email'"):
+        dest.write("users", reader_of(extra), "append", [], "l2")
+    assert backend.count("users") == 1
+
+
+# -- replace --------------------------------------------------------------------------------------------
+
+
+def test_replace_replaces_the_rows(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1, 2, 3], ["a", "b", "c"])), "replace", [], "l1")
+    assert dest.write("users", reader_of(users([7], ["g"])), "replace", [], "l2") == 1
+    assert backend.rows("users") == [(7, "g", 3.5)]
+
+
+def test_replace_with_other_columns_recreates_the_table(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1, 2], ["a", "b"])), "replace", [], "l1")
+    dest.write("users", reader_of(pa.table({"id": ["x"], "city": ["Oslo"]})), "replace", [], "l2")
+    assert backend.rows("users") == [("x", "Oslo")]
+
+
+def test_replace_twice_with_the_same_load_id_gives_the_same_rows(backend: Backend, dest: Destination) -> None:
+    for _ in range(2):
+        dest.write("users", reader_of(users([1, 2], ["a", "b"])), "replace", [], "l1")
+    assert backend.rows("users") == [(1, "a", 0.5), (2, "b", 1.0)]
+
+
+# -- merge ----------------------------------------------------------------------------------------------
+
+
+def test_merge_updates_matching_keys_and_inserts_new_ones(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1, 2], ["ann", "bob"])), "merge", ["id"], "l1")
+    dest.write("users", reader_of(users([2, 3], ["BOB", "cy"], [9.0, 9.5])), "merge", ["id"], "l2")
+    assert backend.rows("users") == [(1, "ann", 0.5), (2, "BOB", 9.0), (3, "cy", 9.5)]
+
+
+def test_merge_run_twice_leaves_the_same_rows(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1, 2], ["ann", "bob"])), "merge", ["id"], "l1")
+    for load_id in ("l2", "l2", "l3"):
+        dest.write("users", reader_of(users([2, 3], ["BOB", "cy"])), "merge", ["id"], load_id)
+    assert backend.rows("users") == [(1, "ann", 0.5), (2, "BOB", 1.0), (3, "cy", 1.5)]
+
+
+def test_merge_keeps_the_last_row_of_a_key_within_the_batch(backend: Backend, dest: Destination) -> None:
+    first = users([1, 2, 1], ["first", "bob", "second"], [1.0, 2.0, 3.0])
+    later = users([1], ["last"], [4.0])
+    assert dest.write("users", reader_of(first, later), "merge", ["id"], "l1") == 2
+    assert backend.rows("users") == [(1, "last", 4.0), (2, "bob", 2.0)]
+
+
+def test_merge_on_a_composite_key(backend: Backend, dest: Destination) -> None:
+    def prices(rows: list[tuple[str, str, float]]) -> pa.Table:
+        shop, sku, price = zip(*rows, strict=True)
+        return pa.table({"shop": list(shop), "sku": list(sku), "price": list(price)})
+
+    dest.write("prices", reader_of(prices([("a", "x", 1.0), ("a", "y", 2.0), ("b", "x", 3.0)])), "merge", ["shop", "sku"], "l1")
+    dest.write("prices", reader_of(prices([("a", "x", 10.0), ("b", "y", 4.0)])), "merge", ["shop", "sku"], "l2")
+    assert backend.rows("prices", "shop, sku") == [("a", "x", 10.0), ("a", "y", 2.0), ("b", "x", 3.0), ("b", "y", 4.0)]
+
+
+def test_merge_key_missing_from_the_data_names_table_and_column(dest: Destination) -> None:
+    with pytest.raises(TerminalError, match=r"merge key column 'user_id' is not in the data written to table 'users'"):
+        dest.write("users", reader_of(users([1], ["ann"])), "merge", ["user_id"], "l1")
+
+
+def test_merge_with_a_null_key_is_terminal(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1], ["ann"])), "merge", ["id"], "l1")
+    with pytest.raises(TerminalError, match=r"table 'users'.*null key"):
+        dest.write(
+            "users", reader_of(pa.table({"id": pa.array([None, 5], pa.int64()), "name": ["x", "y"]})), "merge", ["id"], "l2"
+        )
+    assert backend.rows("users") == [(1, "ann", 0.5)]
+
+
+def test_merge_without_key_and_unknown_mode_are_terminal(dest: Destination) -> None:
+    with pytest.raises(TerminalError, match=r"merge into table 'users' needs key columns"):
+        dest.write("users", reader_of(users([1], ["ann"])), "merge", [], "l1")
+    with pytest.raises(TerminalError, match=r"unknown write mode 'apend'.*Did you mean 'append'"):
+        dest.write("users", reader_of(users([1], ["ann"])), "apend", [], "l1")  # type: ignore[arg-type]
+
+
+# -- data shapes ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["append", "replace", "merge"])
+def test_empty_input_creates_an_empty_table(backend: Backend, dest: Destination, mode: str) -> None:
+    empty = pa.RecordBatchReader.from_batches(users([], []).schema, [])
+    assert dest.write("users", empty, mode, ["id"], "l1") == 0  # type: ignore[arg-type]
+    assert backend.exists("users")
+    assert backend.count("users") == 0
+
+
+def test_empty_replace_empties_the_table(backend: Backend, dest: Destination) -> None:
+    dest.write("users", reader_of(users([1, 2], ["a", "b"])), "append", [], "l1")
+    assert dest.write("users", pa.RecordBatchReader.from_batches(users([], []).schema, []), "replace", [], "l2") == 0
+    assert backend.count("users") == 0
+
+
+def test_types_round_trip(backend: Backend, dest: Destination) -> None:
+    at = dt.datetime(2024, 2, 29, 13, 45, 10, 123456)
+    columns = {
+        "id": pa.array([1, 2], pa.int64()),
+        "amount": pa.array([12.5, None], pa.float64()),
+        "name": pa.array(["héllo \"q\" 'x'", None], pa.string()),
+        "paid": pa.array([True, None], pa.bool_()),
+        "at": pa.array([at, None], pa.timestamp("us")),
+        "at_utc": pa.array([at.replace(tzinfo=dt.UTC), None], pa.timestamp("us", tz="UTC")),
+        "day": pa.array([dt.date(2024, 2, 29), None], pa.date32()),
+        "price": pa.array([Decimal("1234.50"), None], pa.decimal128(12, 2)),
+        "small": pa.array([-7, None], pa.int32()),
+        "nothing": pa.nulls(2),
+    }
+    dest.write("types", reader_of(pa.table(columns)), "append", [], "l1")
+    got = backend.rows("types")
+    expected = [
+        tuple(backend.stored(value) for value in (1, 12.5, "héllo \"q\" 'x'", True, at, at.replace(tzinfo=dt.UTC))),
+        (2, None, None, None, None, None),
+    ]
+    assert [row[:6] for row in got] == expected
+    assert [(row[6], None if row[7] is None else Decimal(str(row[7])), *row[8:]) for row in got] == [
+        (backend.stored(dt.date(2024, 2, 29)), Decimal("1234.50"), -7, None),
+        (None, None, None, None),
+    ]
+
+
+def test_quoted_names_for_tables_and_columns(backend: Backend, dest: Destination) -> None:
+    table = pa.table({"id": [1, 2], 'Odd "Name"': ["a", "b"], "select": [True, False]})
+    dest.write('My "Table"', reader_of(table), "merge", ["id", 'Odd "Name"'], "l1")
+    dest.write('My "Table"', reader_of(table), "merge", ["id", 'Odd "Name"'], "l2")
+    assert backend.rows('My "Table"') == [(1, "a", backend.stored(True)), (2, "b", backend.stored(False))]

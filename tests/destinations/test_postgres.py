@@ -1,0 +1,167 @@
+"""PostgreSQL-specific destination behaviour; the shared semantics are in test_contract.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from sluice.destinations.postgres import PostgresDestination, libpq_url
+from sluice.destinations.registry import open_destination
+from sluice.errors import TerminalError, TransientError
+from sluice.project.model import ConnectionSpec, Origin
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def destination() -> Iterator[Callable[[str], PostgresDestination]]:
+    """Opens destinations by URL (as the registry does) and closes them after the test."""
+    opened: list[PostgresDestination] = []
+
+    def open_url(url: str) -> PostgresDestination:
+        dest = open_destination(ConnectionSpec("wh", url, Origin("sluice.yaml")), root=Path("."))
+        assert isinstance(dest, PostgresDestination)
+        opened.append(dest)
+        return dest
+
+    yield open_url
+    for dest in opened:
+        dest.close()
+
+
+def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql, params or None)
+        return cur.fetchall() if cur.description else []
+
+
+def test_schema_qualified_table_creates_the_schema(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    dest = destination(pg_db_url)
+    table = pa.table({"user_id": [1, 2], "name": ["ann", "bob"]})
+    dest.write("analytics.dim_users", table.to_reader(), "merge", ["user_id"], "l1")
+    dest.write("analytics.dim_users", pa.table({"user_id": [2], "name": ["BOB"]}).to_reader(), "merge", ["user_id"], "l2")
+    dest.close()
+    assert query(pg_db_url, "SELECT * FROM analytics.dim_users ORDER BY user_id") == [(1, "ann"), (2, "BOB")]
+    assert query(pg_db_url, "SELECT table_name FROM _sluice_loads ORDER BY load_id") == [("analytics.dim_users",)] * 2
+
+
+def test_column_types_follow_the_arrow_schema(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    table = pa.table(
+        {
+            "i64": pa.array([1], pa.int64()),
+            "i32": pa.array([1], pa.int32()),
+            "f64": pa.array([1.0], pa.float64()),
+            "s": pa.array(["x"], pa.string()),
+            "b": pa.array([True], pa.bool_()),
+            "ts": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("us")),
+            "tstz": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.UTC)], pa.timestamp("us", tz="UTC")),
+            "d": pa.array([dt.date(2024, 1, 1)], pa.date32()),
+            "dec": pa.array([Decimal("1.25")], pa.decimal128(10, 2)),
+            "bin": pa.array([b"\x00\xff"], pa.binary()),
+        }
+    )
+    destination(pg_db_url).write("typed", table.to_reader(), "append", [], "l1")
+    types = query(
+        pg_db_url,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'typed' ORDER BY ordinal_position",
+    )
+    assert types == [
+        ("i64", "bigint"),
+        ("i32", "integer"),
+        ("f64", "double precision"),
+        ("s", "text"),
+        ("b", "boolean"),
+        ("ts", "timestamp without time zone"),
+        ("tstz", "timestamp with time zone"),
+        ("d", "date"),
+        ("dec", "numeric"),
+        ("bin", "bytea"),
+    ]
+    assert query(pg_db_url, "SELECT bin, dec FROM typed") == [(b"\x00\xff", Decimal("1.25"))]
+
+
+def test_replace_with_the_same_columns_keeps_indexes(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    dest = destination(pg_db_url)
+    dest.write("users", pa.table({"id": [1, 2], "name": ["a", "b"]}).to_reader(), "replace", [], "l1")
+    query(pg_db_url, "CREATE UNIQUE INDEX users_id ON users (id)")
+    dest.write("users", pa.table({"id": [3], "name": ["c"]}).to_reader(), "replace", [], "l2")
+    assert query(pg_db_url, "SELECT * FROM users") == [(3, "c")]
+    assert query(pg_db_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'users'") == [("users_id",)]
+
+
+def test_append_with_a_mismatched_type_names_the_column(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    query(pg_db_url, "CREATE TABLE events (id integer, note varchar(40))")
+    dest = destination(pg_db_url)
+    with pytest.raises(TerminalError, match=r"table 'events'.*column 'id' is integer in the table but bigint in the data"):
+        dest.write("events", pa.table({"id": pa.array([1], pa.int64()), "note": ["x"]}).to_reader(), "append", [], "l1")
+    # varchar(40) takes text data: binary COPY only cares about the base type.
+    dest.write("events", pa.table({"id": pa.array([1], pa.int32()), "note": ["x"]}).to_reader(), "append", [], "l2")
+    assert query(pg_db_url, "SELECT * FROM events") == [(1, "x")]
+
+
+def test_merge_casts_into_an_existing_table(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    query(pg_db_url, "CREATE TABLE prices (sku varchar(10) PRIMARY KEY, price numeric(8, 2))")
+    dest = destination(pg_db_url)
+    dest.write("prices", pa.table({"sku": ["a", "b"], "price": [1.5, 2.25]}).to_reader(), "merge", ["sku"], "l1")
+    assert query(pg_db_url, "SELECT * FROM prices ORDER BY sku") == [("a", Decimal("1.50")), ("b", Decimal("2.25"))]
+
+
+def test_unreachable_server_is_transient_and_hides_the_password(destination: Callable[[str], PostgresDestination]) -> None:
+    dest = destination("postgresql://app:s3cret@127.0.0.1:1/nowhere")
+    with pytest.raises(TransientError, match=r"cannot connect to PostgreSQL connection 'wh'") as caught:
+        dest.write("t", pa.table({"a": [1]}).to_reader(), "append", [], "l1")
+    assert "s3cret" not in str(caught.value)
+    assert "app:***@127.0.0.1:1" in str(caught.value)
+
+
+def test_a_lock_timeout_is_transient(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    dest = destination(pg_db_url + "?options=-c%20lock_timeout%3D100")
+    dest.write("busy", pa.table({"a": [1]}).to_reader(), "append", [], "l1")
+    with psycopg.connect(pg_db_url) as holder:
+        holder.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(TransientError, match=r"writing table 'busy'.*lock"):
+            dest.write("busy", pa.table({"a": [2]}).to_reader(), "replace", [], "l2")
+    dest.write("busy", pa.table({"a": [2]}).to_reader(), "replace", [], "l2")
+    assert query(pg_db_url, "SELECT a FROM busy") == [(2,)]
+
+
+def test_a_dropped_connection_is_transient_and_the_next_write_reconnects(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    dest = destination(pg_db_url)
+    dest.write("t", pa.table({"a": [1]}).to_reader(), "append", [], "l1")
+    query(
+        pg_db_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    with pytest.raises(TransientError):
+        dest.write("t", pa.table({"a": [2]}).to_reader(), "append", [], "l2")
+    assert dest.write("t", pa.table({"a": [2]}).to_reader(), "append", [], "l2") == 1
+    assert query(pg_db_url, "SELECT a FROM t ORDER BY a") == [(1,), (2,)]
+
+
+def test_postgres_scheme_alias_and_driver_suffix(destination: Callable[[str], PostgresDestination]) -> None:
+    assert libpq_url("postgres://u@h/db") == "postgresql://u@h/db"
+    assert libpq_url("postgresql+psycopg://u@h:5/db") == "postgresql://u@h:5/db"
+    assert libpq_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert isinstance(destination("postgres://u@h/db"), PostgresDestination)
+
+
+def test_a_copy_refused_midway_writes_nothing(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    query(pg_db_url, "CREATE TABLE strict (id bigint NOT NULL, note text)")
+    ids = pa.array([*range(200_000), None], pa.int64())
+    data = pa.table({"id": ids, "note": pa.array(["n"] * len(ids))})
+    dest = destination(pg_db_url)
+    with pytest.raises(TerminalError, match=r"writing table 'strict'.*not-null"):
+        dest.write("strict", data.to_reader(max_chunksize=10_000), "append", [], "l1")
+    assert query(pg_db_url, "SELECT count(*) FROM strict") == [(0,)]
+    assert dest.write("strict", data.slice(0, 10).to_reader(), "append", [], "l1") == 10

@@ -1,0 +1,60 @@
+"""The throwaway servers started by scripts/servers/*.sh are ready for change-data-capture."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from servers_fixtures import mysql_connect
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "servers"
+
+
+@pytest.mark.postgres
+def test_postgres_has_logical_wal_and_replication_slots(pg_url: str) -> None:
+    with psycopg.connect(pg_url) as conn:
+        settings: dict[str, str] = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('wal_level', 'max_replication_slots', 'max_wal_senders', 'listen_addresses')"
+            ).fetchall()
+        )
+    assert settings["wal_level"] == "logical"
+    assert int(settings["max_replication_slots"]) > 0
+    assert int(settings["max_wal_senders"]) > 0
+
+
+@pytest.mark.mysql
+def test_mariadb_binlog_is_row_based_with_full_metadata(mysql_url: str) -> None:
+    conn = mysql_connect(mysql_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@log_bin, @@binlog_format, @@binlog_row_metadata, @@server_id")
+            log_bin, binlog_format, row_metadata, server_id = cur.fetchone()
+    finally:
+        conn.close()
+    assert (log_bin, binlog_format, row_metadata) == (1, "ROW", "FULL")
+    assert server_id == 1
+
+
+@pytest.mark.parametrize(("script", "env"), [("postgres.sh", "SLUICE_TEST_PG_URL"), ("mariadb.sh", "SLUICE_TEST_MYSQL_URL")])
+def test_status_and_url_agree_with_the_running_server(script: str, env: str, request: pytest.FixtureRequest) -> None:
+    if os.environ.get(env):
+        pytest.skip(f"{env} points the tests at another server")
+    url = request.getfixturevalue("pg_url" if script == "postgres.sh" else "mysql_url")
+    assert subprocess.run([str(SCRIPTS / script), "status"], capture_output=True, check=False).returncode == 0
+    printed = subprocess.run([str(SCRIPTS / script), "url"], capture_output=True, text=True, check=True).stdout.strip()
+    assert printed == url
+    again = subprocess.run([str(SCRIPTS / script), "start"], capture_output=True, text=True, check=True).stdout.strip()
+    assert again == url  # start reuses the running server
+
+
+@pytest.mark.parametrize("script", ["postgres.sh", "mariadb.sh"])
+def test_unknown_command_prints_usage(script: str) -> None:
+    done = subprocess.run([str(SCRIPTS / script), "restart-all"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "usage:" in done.stderr

@@ -1,0 +1,116 @@
+"""Fixtures for the throwaway PostgreSQL and MariaDB servers (scripts/servers/*.sh).
+
+- ``pg_url`` / ``mysql_url`` (session): the server's URL. ``SLUICE_TEST_PG_URL`` / ``SLUICE_TEST_MYSQL_URL``
+  point the tests at an existing server instead; otherwise the script's ``start`` runs once (installing
+  the server with apt-get when missing) and the server keeps running after the tests for the next run.
+  When the server cannot be started the tests that need it are skipped, or fail when ``CI=true``.
+- ``pg_db_url`` / ``mysql_db_url`` (function): a fresh, uniquely named database on that server, dropped
+  after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "servers"
+START_TIMEOUT_S = 900  # the first start may install the server with apt-get
+
+
+def start_server(script: str, override_env: str) -> str:
+    """The URL of a running server: from ``override_env``, else from ``<script> start``."""
+    override = os.environ.get(override_env, "").strip()
+    if override:
+        return override
+    command = [str(SCRIPTS / script), "start"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(f"scripts/servers/{script} start could not run: {exc}")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        output = (done.stdout + done.stderr).strip()
+        unavailable(
+            f"scripts/servers/{script} start failed (exit {done.returncode}); set {override_env} to use another server:\n{output}"
+        )
+    return lines[-1].strip()
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test, or fail it on CI where every server must be available."""
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at ``database`` instead of its own."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def unique_name() -> str:
+    return f"sluice_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    return start_server("postgres.sh", "SLUICE_TEST_PG_URL")
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    return start_server("mariadb.sh", "SLUICE_TEST_MYSQL_URL")
+
+
+@pytest.fixture
+def pg_db_url(pg_url: str) -> Iterator[str]:
+    import psycopg
+    from psycopg import sql
+
+    name = unique_name()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_database(pg_url, name)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def mysql_connect(url: str) -> Any:
+    """A PyMySQL connection (autocommit) to a ``mysql://user:password@host:port/db`` URL."""
+    import pymysql
+
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=parts.path.lstrip("/") or None,
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def mysql_db_url(mysql_url: str) -> Iterator[str]:
+    name = unique_name()
+    conn = mysql_connect(mysql_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
+    yield with_database(mysql_url, name)
+    conn = mysql_connect(mysql_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
