@@ -103,3 +103,30 @@ def test_the_file_is_released_between_writes(tmp_path: Path) -> None:
     probe = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(c.sql('SELECT count(*) FROM t').fetchall()[0][0])"
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "w.duckdb")], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "1"
+
+
+def test_threads_of_one_process_write_the_same_file(tmp_path: Path) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def load(index: int) -> None:
+        dest = destination("duckdb:///shared.duckdb", tmp_path)
+        try:
+            for round_ in range(5):
+                table = pa.table({"id": list(range(100)), "round": [round_] * 100})
+                dest.write(f"t{index}", table.to_reader(), "append", [], f"run:{index}:{round_}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            dest.close()
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with duckdb.connect(str(tmp_path / "shared.duckdb"), read_only=True) as conn:
+        for index in range(4):
+            assert conn.sql(f"select count(*) from t{index}").fetchall() == [(500,)]

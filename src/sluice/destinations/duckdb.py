@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ import pyarrow as pa
 from sluice.destinations.pipe import pipe_into
 from sluice.destinations.sql import SqlDestination, TableName, database_path
 from sluice.project.model import ConnectionSpec
+
+
+_file_locks: dict[Path, threading.Lock] = {}
+_file_locks_guard = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    """One lock per database file in this process: DuckDB refuses a second handle on an attached file."""
+    with _file_locks_guard:
+        return _file_locks.setdefault(path.resolve(), threading.Lock())
 
 
 class DuckDBDestination(SqlDestination):
@@ -51,13 +62,20 @@ class DuckDBDestination(SqlDestination):
     def transaction(self) -> Iterator[None]:
         import duckdb
 
+        held: threading.Lock | None = None
         if self.path is None:
             if self._memory is None:
                 self._memory = duckdb.connect(":memory:")
             conn = self._memory
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = duckdb.connect(str(self.path))
+            held = _file_lock(self.path)
+            held.acquire()
+            try:
+                conn = duckdb.connect(str(self.path))
+            except BaseException:
+                held.release()
+                raise
         self._conn = conn
         try:
             conn.begin()
@@ -72,6 +90,8 @@ class DuckDBDestination(SqlDestination):
             self._conn = None
             if conn is not self._memory:
                 conn.close()
+            if held is not None:
+                held.release()
 
     def is_transient(self, exc: Exception) -> bool:
         import duckdb
