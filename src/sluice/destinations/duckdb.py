@@ -25,7 +25,6 @@ from sluice.destinations.pipe import pipe_into
 from sluice.destinations.sql import SqlDestination, TableName, database_path
 from sluice.project.model import ConnectionSpec
 
-
 _file_locks: dict[Path, threading.Lock] = {}
 _file_locks_guard = threading.Lock()
 
