@@ -1,4 +1,4 @@
-"""Bulk-load throughput into PostgreSQL: Sluice's PostgresDestination against a raw binary COPY.
+"""Bulk-load throughput into PostgreSQL: a Sluice object against a raw binary COPY of the same rows.
 
 Both sides load the same N rows (id int64, user_id int64, amount float64, currency 3-char string,
 ts timestamp, note ~20-char string) into a freshly created, regular, index-free table and commit:
@@ -6,8 +6,9 @@ ts timestamp, note ~20-char string) into a freshly created, regular, index-free 
 - raw: the rows' pre-encoded PostgreSQL binary COPY stream (made once with ``COPY (SELECT ...) TO STDOUT
   (FORMAT binary)`` and kept in a file) streamed with psycopg 3 into ``COPY t FROM STDIN (FORMAT binary)``
   in 8 MiB chunks: the server-side floor, no client-side encoding at all;
-- sluice: ``PostgresDestination.write(..., mode="append")`` fed a RecordBatchReader over the Parquet
-  file (``ParquetFile.iter_batches``), so the time includes Parquet decoding and Arrow -> COPY encoding.
+- sluice: a whole run (RunStarted to RunFinished) of a one-object Sluice project: a parquet source, no lake
+  copy, a PostgreSQL destination in append mode; the time includes orchestration, Parquet decoding and
+  Arrow -> COPY encoding (PostgresDestination, ADBC).
 
 Runs alternate (raw, sluice, raw, sluice, ...), ``--repeat`` times each, after a CHECKPOINT so no run
 pays for the previous one's dirty pages; best and median are reported. Inputs are cached in .tmp/bench/.
@@ -36,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sluice.destinations.registry import open_destination
-from sluice.project.model import ConnectionSpec, Origin
+from sluice.project.load import load_project
+from sluice.runtime.run import RunOptions, run_project
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".tmp" / "bench"
@@ -173,19 +174,36 @@ def run_raw(url: str, copy_path: Path, table: str = "bench_raw") -> float:
         return time.perf_counter() - started
 
 
-def run_sluice(url: str, parquet: Path, rows: int, table: str = "bench_sluice", batch_rows: int = BATCH_ROWS) -> float:
-    """Seconds for PostgresDestination to append the Parquet rows to a fresh table (created by the write)."""
+def object_project(url: str, parquet: Path, table: str) -> Path:
+    """A one-object Sluice project: read the Parquet file, append it to ``table`` (no lake copy)."""
+    folder = CACHE / "object-project"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "name": "load-bench",
+        "connections": {"warehouse": url},
+        "objects": [
+            {
+                "id": 1001,
+                "name": "orders",
+                "source": {"type": "parquet", "path": str(parquet)},
+                "lake": False,
+                "destination": {"connection": "warehouse", "table": table, "mode": "append"},
+            }
+        ],
+    }
+    (folder / "sluice.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return folder
+
+
+def run_sluice(url: str, parquet: Path, rows: int, table: str = "bench_sluice") -> float:
+    """Seconds for a Sluice run of one object loading the Parquet rows into a fresh table (RunStarted to RunFinished)."""
     _fresh_table(url, table, create=False)
-    dest = open_destination(ConnectionSpec("bench", url, Origin("bench/load_postgres.py")), REPO)
-    try:
-        started = time.perf_counter()
-        written = dest.write(table, parquet_reader(parquet, batch_rows), "append", [], f"bench:{time.time_ns()}")
-        elapsed = time.perf_counter() - started
-    finally:
-        dest.close()
-    if written != rows:
-        raise SystemExit(f"sluice wrote {written} rows, expected {rows}")
-    return elapsed
+    project = load_project(object_project(url, parquet, table))
+    summary = run_project(project, RunOptions(force=True))
+    loaded = summary.objects[1001]
+    if summary.status != "succeeded" or loaded.rows != rows:
+        raise SystemExit(f"the Sluice run {summary.status}: {loaded.status}, {loaded.rows} rows (want {rows}); {loaded.error}")
+    return summary.duration_s
 
 
 def _same_rows(url: str, left: str, right: str) -> None:
@@ -199,7 +217,7 @@ def _same_rows(url: str, left: str, right: str) -> None:
         raise SystemExit(f"the two loads differ: {left} {a} vs {right} {b}")
 
 
-def measure(rows: int, repeat: int = 3, batch_rows: int = BATCH_ROWS, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def measure(rows: int, repeat: int = 3, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load ``rows`` rows both ways, alternating, ``repeat`` times each; return timings, rows/s and ratios."""
     say = log or (lambda message: None)
     url = postgres_url()
@@ -211,7 +229,7 @@ def measure(rows: int, repeat: int = 3, batch_rows: int = BATCH_ROWS, log: Calla
     for round_ in range(repeat):
         raw.append(run_raw(url, copy_path))
         say(f"  raw    #{round_ + 1}: {raw[-1]:.2f} s")
-        sluice.append(run_sluice(url, parquet, rows, batch_rows=batch_rows))
+        sluice.append(run_sluice(url, parquet, rows))
         say(f"  sluice #{round_ + 1}: {sluice[-1]:.2f} s")
         if round_ == 0:
             _same_rows(url, "bench_raw", "bench_sluice")
@@ -220,7 +238,6 @@ def measure(rows: int, repeat: int = 3, batch_rows: int = BATCH_ROWS, log: Calla
     result = {
         "rows": rows,
         "repeat": repeat,
-        "batch_rows": batch_rows,
         "parquet_bytes": parquet.stat().st_size,
         "copy_bytes": copy_path.stat().st_size,
         "raw_s": raw,
@@ -242,16 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per Arrow batch read from Parquet")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args(argv)
-    result = measure(args.rows, args.repeat, args.batch_rows, log=lambda m: print(m, file=sys.stderr))
+    result = measure(args.rows, args.repeat, log=lambda m: print(m, file=sys.stderr))
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"rows: {args.rows:,}  (best / median of {args.repeat})")
     print(f"raw COPY binary : {result['raw_rows_per_s_best']:>12,.0f} / {result['raw_rows_per_s_median']:>12,.0f} rows/s")
-    print(f"sluice append   : {result['sluice_rows_per_s_best']:>12,.0f} / {result['sluice_rows_per_s_median']:>12,.0f} rows/s")
+    print(f"sluice object   : {result['sluice_rows_per_s_best']:>12,.0f} / {result['sluice_rows_per_s_median']:>12,.0f} rows/s")
     print(f"ratio sluice/raw: {result['ratio_best']:>12.3f} / {result['ratio_median']:>12.3f}")
     return 0
 
