@@ -7,11 +7,12 @@ These are plain frozen dataclasses with no I/O; :mod:`sluice.project.load` build
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import msgspec
 
 WriteMode = Literal["append", "replace", "merge"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
@@ -155,8 +156,8 @@ class ObjectSpec:
         }
 
     def definition_hash(self) -> str:
-        text = json.dumps(self.definition(), sort_keys=True, default=str)
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        text = msgspec.json.encode(self.definition(), order="sorted", enc_hook=str)
+        return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,8 @@ class StageWorker:
         self._queue: queue.Queue[tuple[Message, ev.ObjectReady] | None] = queue.Queue()
         self._held: dict[int, Message] = {}
         self._held_lock = threading.Lock()
+        self._busy = 0  # objects queued or running in executor threads
+        self._slots = threading.Condition()
         self._consumer: Consumer | None = None
         self._outbox: Outbox | None = None
 
@@ -98,32 +100,38 @@ class StageWorker:
             consumer.close()
 
     def _dispatch_loop(self, consumer: Consumer) -> None:
+        # Take only as much real work as the executors can start soon, so other workers of the stage
+        # get their share; while objects turn out to be instant (nothing to run), take big batches.
+        instant = False
         while not self._stop.is_set():
-            room = self.max_poll - self._queue.qsize()
-            if room <= 0 or self._queue.qsize() >= self.concurrency:
-                time.sleep(0.002)
-                continue
+            with self._slots:
+                room = self.max_poll if instant else self.concurrency - self._busy
+                if room <= 0:
+                    self._slots.wait(0.05)
+                    continue
             messages = consumer.poll(room, timeout_s=0.05)
-            if messages:
-                metrics.child(metrics.EVENTS_CONSUMED, "ObjectReady").inc(len(messages))
-            for message in messages:
-                self._dispatch(message)
+            if not messages:
+                continue
+            metrics.child(metrics.EVENTS_CONSUMED, "ObjectReady").inc(len(messages))
+            queued = [self._dispatch(message) for message in messages]
+            instant = not any(queued)
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: Message) -> bool:
+        """Handle one work message; True when it was queued for an executor thread."""
         assert self._outbox is not None
         try:
             ready = ev.decode(message.value)
         except ValueError as exc:
             log.error("dropping a malformed message at offset %s of %s: %s", message.offset, message.topic, exc)
             self._outbox.send([], [message])
-            return
+            return False
         if not isinstance(ready, ev.ObjectReady) or ready.object_id not in self.project.objects:
             log.error("dropping an unexpected message at offset %s: %r", message.offset, ready)
             self._outbox.send([], [message])
-            return
+            return False
         if self.run_active is not None and not self.run_active(ready.run_id):
             self._outbox.send([], [message])
-            return
+            return False
         obj = self.project.objects[ready.object_id]
         with self._held_lock:
             self._held[message.offset] = message
@@ -133,8 +141,11 @@ class StageWorker:
                 run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name
             )
             self._outbox.send([started, loaded], [message])
-            return
+            return False
+        with self._slots:
+            self._busy += 1
         self._queue.put((message, ready))
+        return True
 
     def _started(self, ready: ev.ObjectReady) -> ev.ObjectStarted:
         return ev.ObjectStarted(
@@ -150,6 +161,9 @@ class StageWorker:
             message, ready = item
             self._outbox.send([self._started(ready)], [])
             self._outbox.send([self._execute(ready)], [message])
+            with self._slots:
+                self._busy -= 1
+                self._slots.notify()
 
     def _execute(self, ready: ev.ObjectReady) -> ev.ObjectLoaded | ev.ObjectFailed:
         obj = self.project.objects[ready.object_id]

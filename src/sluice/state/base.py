@@ -51,7 +51,7 @@ class ObjectState:
     finished_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LatestOutput:
     """The last successful output of an object, used to skip it as fresh next time."""
 
