@@ -184,3 +184,25 @@ def test_run_with_state_in_postgresql(tmp_path: Path, pg_db_url: str) -> None:
     again = run_project(project, RunOptions(), state_url=pg_db_url)
     assert again.objects[1001].status == "skipped"  # fresh, from the PostgreSQL state
     assert again.objects[2005].status == "loaded"
+
+
+def test_workers_of_a_stage_share_real_work(tmp_path: Path) -> None:
+    from sluice.runtime.run import open_backends, start_workers, stop_workers
+
+    lines = ["stages:", "  ingest: {ids: 1000-1999, concurrency: 1}", "objects:"]
+    lines += [f"  - {{id: {1000 + i}}}" for i in range(6)]
+    lines += ["  - {id: 3000, parents: [1000, 1001, 1002, 1003, 1004, 1005]}"]
+    project = load(write_yaml(tmp_path / "share", "\n".join(lines) + "\n"))
+    with open_backends(project) as backends:
+        first = start_workers(project, backends)
+        second = start_workers(project, backends, stages=["ingest"])
+        try:
+            summary = run_project(project, RunOptions(simulate=True, delay_scale=0.4), workers="external")
+        finally:
+            stop_workers(*first)
+            stop_workers(*second)
+    assert summary.status == "succeeded"
+    starts = [e for _, e in events_of(project, summary.run_id) if isinstance(e, ev.ObjectStarted) and e.stage == "ingest"]
+    by_worker = Counter(e.worker for e in starts)
+    assert len(by_worker) == 2, by_worker
+    assert min(by_worker.values()) >= 2

@@ -14,6 +14,7 @@ A worker that dies loses nothing: its uncommitted messages come back to another 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -37,8 +38,12 @@ WORK_GROUP_PREFIX = "workers."
 RunActive = Callable[[str], bool]
 
 
+_worker_numbers = itertools.count(1)
+
+
 def worker_name(stage: str) -> str:
-    return f"{stage}@{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+    """``stage@host:pid:n``: unique among the workers of all processes and hosts."""
+    return f"{stage}@{socket.gethostname()}:{os.getpid()}:{next(_worker_numbers)}"
 
 
 class StageWorker:
