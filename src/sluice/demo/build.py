@@ -141,7 +141,8 @@ def _warehouse_tables(con: duckdb.DuckDBPyConnection, path: Path) -> list[Render
     parts: list[RenderableType] = [tables]
     if SAMPLE_TABLE in names:
         parts.append(_sample(con, "revenue by country  (top 5)", SAMPLE_QUERY))
-    parts.append(Text(f"open it with:  duckdb {path}", style="dim"))
+    query = f"import duckdb; duckdb.connect('{path}', read_only=True).sql('from monthly_kpis').show()"
+    parts.append(Text(f'query it:  python3 -c "{query}"', style="dim"))
     return parts
 
 
