@@ -23,12 +23,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.errors import BusError
+from sluice.sqlite_file import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -77,54 +76,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def sqlite_path(url: str) -> Path:
-    """``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` to a path."""
-    if not url.startswith("sqlite:///"):
-        raise BusError(f"not a sqlite URL: {url!r}; use sqlite:///relative/bus.db or sqlite:////absolute/bus.db")
-    return Path(url[len("sqlite:///") :])
-
-
 class EmbeddedBus(Bus):
     """A :class:`Bus` over a local SQLite file. Safe to share between threads and processes."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path).resolve()
+        self.db = SqliteFile(path, "the embedded bus", BusError, _SCHEMA)
+        self.path = self.db.path
         self.url = f"sqlite:///{self.path}"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BusError(f"cannot create the bus folder {self.path.parent}: {exc.strerror}") from exc
-        self._local = threading.local()
         self._wakeup = _wakeup_for(str(self.path))
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
         self.local_version = 0
-        self._conn().executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as exc:
-                raise BusError(f"cannot open the embedded bus at {self.path}: {exc}") from exc
-            self._local.conn = conn
-            with self._connections_lock:
-                self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _notify(self) -> None:
         self.local_version += 1
@@ -149,7 +109,7 @@ class EmbeddedBus(Bus):
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
         if not messages:
             return []
-        with self._write() as conn:
+        with self.db.write() as conn:
             first = self._insert(conn, [(topic, key, value) for key, value in messages])
         self._notify()
         return list(range(first, first + len(messages)))
@@ -158,7 +118,7 @@ class EmbeddedBus(Bus):
         rows = [(topic, key, value) for topic, messages in batches for key, value in messages]
         if not rows:
             return
-        with self._write() as conn:
+        with self.db.write() as conn:
             self._insert(conn, rows)
         self._notify()
 
@@ -168,7 +128,7 @@ class EmbeddedBus(Bus):
         if not isinstance(consumer, EmbeddedConsumer) or consumer.bus is not self:
             super().publish_and_commit(topic, messages, consumer, settled)
             return
-        with self._write() as conn:
+        with self.db.write() as conn:
             if messages:
                 self._insert(conn, [(topic, key, value) for key, value in messages])
             if settled:
@@ -183,14 +143,14 @@ class EmbeddedBus(Bus):
         return EmbeddedConsumer(self, group, topic, lease_s, consumer_id, exclusive)
 
     def read(self, topic: str, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
-        rows = self._conn().execute(
+        rows = self.db.conn().execute(
             "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT ?",
             (topic, from_offset, max_messages),
         )
         return [Message(topic, 0, offset, key, value, ts) for offset, key, value, ts in rows]
 
     def seek(self, group: str, topic: str, offset: int) -> None:
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute("DELETE FROM leases WHERE grp = ? AND topic = ?", (group, topic))
             conn.execute(
                 "INSERT INTO group_cursors(grp, topic, fetched) VALUES (?, ?, ?) "
@@ -199,11 +159,11 @@ class EmbeddedBus(Bus):
             )
 
     def end_offset(self, topic: str) -> int:
-        row = self._conn().execute("SELECT MAX(offset) FROM messages WHERE topic = ?", (topic,)).fetchone()
+        row = self.db.conn().execute("SELECT MAX(offset) FROM messages WHERE topic = ?", (topic,)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
     def lag(self, group: str, topic: str) -> int:
-        conn = self._conn()
+        conn = self.db.conn()
         fetched_row = conn.execute("SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?", (group, topic)).fetchone()
         fetched = -1 if fetched_row is None else int(fetched_row[0])
         unread = conn.execute("SELECT COUNT(*) FROM messages WHERE topic = ? AND offset > ?", (topic, fetched)).fetchone()[0]
@@ -211,20 +171,13 @@ class EmbeddedBus(Bus):
         return int(unread) + int(leased)
 
     def data_version(self) -> int:
-        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
+        return int(self.db.conn().execute("PRAGMA data_version").fetchone()[0])
 
     def ping(self) -> None:
-        try:
-            self._conn().execute("SELECT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise BusError(f"the embedded bus at {self.path} does not answer: {exc}") from exc
+        self.db.ping()
 
     def close(self) -> None:
-        with self._connections_lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self.db.close()
 
 
 class EmbeddedConsumer(Consumer):
@@ -245,7 +198,7 @@ class EmbeddedConsumer(Consumer):
         self._join()
 
     def _join(self) -> None:
-        with self.bus._write() as conn:
+        with self.bus.db.write() as conn:
             conn.execute("INSERT OR IGNORE INTO group_cursors(grp, topic, fetched) VALUES (?, ?, -1)", (self.group, self.topic))
             if self.exclusive:
                 cursor = "SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?"
@@ -270,7 +223,7 @@ class EmbeddedConsumer(Consumer):
     def _fetch(self, max_messages: int) -> list[Message]:
         if self.exclusive:
             return self._read_on(max_messages)
-        conn = self.bus._conn()
+        conn = self.bus.db.conn()
         now = time.time()
         expiry_due = now >= self._next_expiry_check
         version = (self.bus.data_version(), self.bus.local_version)
@@ -285,7 +238,7 @@ class EmbeddedConsumer(Consumer):
                 return []
         messages: list[Message] = []
         expires = now + self.lease_s
-        with self.bus._write() as conn:
+        with self.bus.db.write() as conn:
             if expiry_due:
                 self._next_expiry_check = now + min(1.0, self.lease_s / 4)
                 messages.extend(self._take_expired(conn, now, expires, max_messages))
@@ -301,7 +254,7 @@ class EmbeddedConsumer(Consumer):
         if version == self._drained_version:
             return []
         rows = (
-            self.bus._conn()
+            self.bus.db.conn()
             .execute(
                 "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset > ? ORDER BY offset LIMIT ?",
                 (self.topic, self._fetched, max_messages),
@@ -347,7 +300,7 @@ class EmbeddedConsumer(Consumer):
     def commit(self, messages: Sequence[Message]) -> None:
         if not messages:
             return
-        with self.bus._write() as conn:
+        with self.bus.db.write() as conn:
             self._settle(conn, messages)
 
     def _settle(self, conn: sqlite3.Connection, messages: Sequence[Message]) -> None:
@@ -367,7 +320,7 @@ class EmbeddedConsumer(Consumer):
         if not messages or self.exclusive:
             return
         expires = time.time() + self.lease_s
-        with self.bus._write() as conn:
+        with self.bus.db.write() as conn:
             conn.executemany(
                 "UPDATE leases SET expires = ? WHERE grp = ? AND topic = ? AND offset = ? AND consumer = ?",
                 [(expires, self.group, self.topic, m.offset, self.consumer_id) for m in messages],
@@ -376,7 +329,7 @@ class EmbeddedConsumer(Consumer):
     def close(self) -> None:
         if self.exclusive:
             return
-        with self.bus._write() as conn:
+        with self.bus.db.write() as conn:
             conn.execute(
                 "UPDATE leases SET expires = 0 WHERE grp = ? AND topic = ? AND consumer = ?",
                 (self.group, self.topic, self.consumer_id),

@@ -14,11 +14,10 @@ def open_bus(url: str, root: Path | None = None) -> Bus:
     """The bus for ``url``. Relative sqlite paths are relative to ``root`` (the project folder)."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from sluice.bus.embedded import EmbeddedBus, sqlite_path
+        from sluice.bus.embedded import EmbeddedBus
+        from sluice.sqlite_file import sqlite_path
 
-        path = sqlite_path(url)
-        if not path.is_absolute() and root is not None:
-            path = root / path
+        path = sqlite_path(url, root)
         return EmbeddedBus(path)
     raise ConfigError(
         f"unknown bus URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}"

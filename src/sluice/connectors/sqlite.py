@@ -22,6 +22,7 @@ import pyarrow as pa
 from sluice.connectors.batching import stream, transpose
 from sluice.connectors.sql import SqlSource
 from sluice.errors import TerminalError
+from sluice.urls import database_file
 
 TRANSIENT_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_PROTOCOL")
 _TRUE = frozenset({"1", "true", "t", "yes", "y"})
@@ -33,10 +34,10 @@ def sqlite_path(url: str, root: Path) -> Path:
     >>> sqlite_path("sqlite:///data/shop.db", Path("/p")), sqlite_path("sqlite:////tmp/x.db", Path("/p"))
     (PosixPath('/p/data/shop.db'), PosixPath('/tmp/x.db'))
     """
-    rest = url.split(":", 1)[1].split("?", 1)[0]
-    rest = rest[3:] if rest.startswith("///") else rest.lstrip("/")
-    path = Path(rest).expanduser()
-    return path if path.is_absolute() else root / path
+    path = database_file(url, root)
+    if path is None:
+        raise TerminalError(f"{url!r} is an in-memory database, which has nothing to read; name a database file")
+    return path
 
 
 def declared_type(declaration: str) -> pa.DataType | None:

@@ -22,8 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 from sluice.destinations.pipe import pipe_into
-from sluice.destinations.sql import SqlDestination, TableName, database_path
+from sluice.destinations.sql import SqlDestination, TableName
 from sluice.project.model import ConnectionSpec
+from sluice.urls import database_file
 
 _file_locks: dict[Path, threading.Lock] = {}
 _file_locks_guard = threading.Lock()
@@ -47,7 +48,7 @@ class DuckDBDestination(SqlDestination):
 
     def __init__(self, connection: ConnectionSpec, root: Path | None = None) -> None:
         super().__init__(connection, root)
-        self.path = database_path(connection.url, root)
+        self.path = database_file(connection.url, root)
         self._memory: Any = None
         self._conn: Any = None
         self._views = 0

@@ -90,22 +90,6 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
-def database_path(url: str, root: Path | None) -> Path | None:
-    """The file of a ``sqlite:///`` or ``duckdb:///`` URL, relative paths under ``root``; None for memory.
-
-    ``sqlite:///data/app.db`` is ``<root>/data/app.db``; ``sqlite:////tmp/app.db`` is ``/tmp/app.db``.
-    """
-    rest = url.split(":", 1)[1].split("?", 1)[0]
-    if rest.startswith("//"):
-        rest = rest[2:]
-        if rest.startswith("/"):
-            rest = rest[1:]
-    if rest in ("", ":memory:"):
-        return None
-    path = Path(rest).expanduser()
-    return path if path.is_absolute() else (root or Path.cwd()) / path
-
-
 def as_reader(data: pa.RecordBatchReader | pa.Table | pa.RecordBatch) -> pa.RecordBatchReader:
     """Accept a reader, a table or a single batch as a reader."""
     if isinstance(data, pa.RecordBatchReader):

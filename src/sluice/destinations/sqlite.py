@@ -28,9 +28,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.destinations.sql import SqlDestination, TableName, database_path, quote
+from sluice.destinations.sql import SqlDestination, TableName, quote
 from sluice.errors import TerminalError
 from sluice.project.model import ConnectionSpec
+from sluice.urls import database_file
 
 
 def sqlite_type(kind: pa.DataType) -> str:
@@ -84,7 +85,7 @@ class SQLiteDestination(SqlDestination):
 
     def __init__(self, connection: ConnectionSpec, root: Path | None = None, timeout_s: float = 30.0) -> None:
         super().__init__(connection, root)
-        self.path = database_path(connection.url, root)
+        self.path = database_file(connection.url, root)
         self.timeout_s = timeout_s
         self._memory: sqlite3.Connection | None = None
         self._conn: sqlite3.Connection | None = None

@@ -14,12 +14,10 @@ def open_state(url: str, root: Path | None = None) -> StateStore:
     """The state store for ``url``; relative sqlite paths are relative to ``root``."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from sluice.bus.embedded import sqlite_path
+        from sluice.sqlite_file import sqlite_path
         from sluice.state.sqlite import SqliteStateStore
 
-        path = sqlite_path(url)
-        if not path.is_absolute() and root is not None:
-            path = root / path
+        path = sqlite_path(url, root)
         return SqliteStateStore(path)
     if scheme in ("postgresql", "postgres"):
         from sluice.state.postgres import PostgresStateStore

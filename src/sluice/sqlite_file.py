@@ -1,0 +1,85 @@
+"""One SQLite file shared by the threads of a process (and by other processes): the embedded bus and
+the default state store both live in one.
+
+Each thread gets its own connection (SQLite connections are not for sharing), in WAL mode so
+readers never block the writer, with ``synchronous=NORMAL`` (a commit survives a process crash; a
+power cut may lose the last commits). Writes take the write lock up front (``BEGIN IMMEDIATE``) so
+two writers never deadlock on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sluice.errors import SluiceError
+from sluice.urls import database_file
+
+
+def sqlite_path(url: str, root: Path | None = None) -> Path:
+    """``sqlite:///relative.db`` (relative to ``root``) or ``sqlite:////abs/path.db`` to a path."""
+    path = database_file(url, root) if url.startswith("sqlite:///") else None
+    if path is None:
+        raise SluiceError(f"not a sqlite file URL: {url!r}; use sqlite:///relative/file.db or sqlite:////absolute/file.db")
+    return path
+
+
+class SqliteFile:
+    """Per-thread connections to one database file. ``what`` names it in errors (e.g. "the embedded bus")."""
+
+    def __init__(self, path: str | os.PathLike[str], what: str, error: type[SluiceError], schema: str) -> None:
+        self.path = Path(path).resolve()
+        self.what = what
+        self.error = error
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise error(f"cannot create the folder of {what}, {self.path.parent}: {exc.strerror}") from exc
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.conn().executescript(schema)
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise self.error(f"cannot open {self.what} at {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection: committed on success, rolled back on error."""
+        conn = self.conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def ping(self) -> None:
+        try:
+            self.conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self.error(f"{self.what} at {self.path} does not answer: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
