@@ -31,30 +31,11 @@ pidfile="$data/mysqld.pid"
 log="$base/mariadb.log"
 url="mysql://sluice:sluice@127.0.0.1:${port}/sluice"
 
-say() { echo "mariadb.sh: $*" >&2; }
-die() { say "error: $*"; exit 1; }
+script_name=mariadb.sh
+# shellcheck source=scripts/servers/lib.sh
+. "$here/lib.sh"
 
 find_server() { command -v mariadbd || command -v mysqld || ls /usr/sbin/mariadbd /usr/sbin/mysqld 2>/dev/null | head -n 1 || true; }
-
-apt_install() {
-    [ "$(id -u)" = 0 ] || die "$1 is not installed and installing it needs root: run 'apt-get install -y $1' as root"
-    command -v apt-get >/dev/null || die "$1 is not installed and apt-get is not available; install MariaDB and retry"
-    local policy=/usr/sbin/policy-rc.d created="" aptlog="$repo/.tmp/servers/apt-$1.log" ok=1
-    mkdir -p "$repo/.tmp/servers"
-    # Keep the package's own system-wide service from starting: we run our own instance.
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
-    fi
-    say "installing $1 with apt-get (log: $aptlog)"
-    {
-        # Refresh the package lists only when apt does not know the package or the install fails.
-        apt-cache show "$1" >/dev/null 2>&1 || apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" ||
-            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$1"; }
-    } >"$aptlog" 2>&1 || ok=""
-    [ -z "$created" ] || rm -f "$policy"
-    [ -n "$ok" ] || { tail -n 20 "$aptlog" >&2; die "apt-get install $1 failed (log above: $aptlog)"; }
-}
 
 # The pid of the server that owns our data directory, or nothing (with "clean": remove a stale pid file).
 server_pid() {

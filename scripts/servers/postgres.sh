@@ -27,8 +27,9 @@ data="$base/data"
 log="$base/postgres.log"
 url="postgresql://postgres@127.0.0.1:${port}/postgres"
 
-say() { echo "postgres.sh: $*" >&2; }
-die() { say "error: $*"; exit 1; }
+script_name=postgres.sh
+# shellcheck source=scripts/servers/lib.sh
+. "$here/lib.sh"
 
 as_postgres() {
     if [ "$(id -u)" = 0 ]; then
@@ -46,26 +47,6 @@ find_bindir() {
     elif command -v pg_ctl >/dev/null 2>&1; then
         dirname "$(command -v pg_ctl)"
     fi
-}
-
-apt_install() {
-    [ "$(id -u)" = 0 ] || die "$1 is not installed and installing it needs root: run 'apt-get install -y $1' as root"
-    command -v apt-get >/dev/null || die "$1 is not installed and apt-get is not available; install PostgreSQL and retry"
-    local policy=/usr/sbin/policy-rc.d created="" aptlog="$repo/.tmp/servers/apt-$1.log" ok=1
-    mkdir -p "$repo/.tmp/servers"
-    # Keep the package's own system-wide service from starting: we run our own instance.
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
-    fi
-    say "installing $1 with apt-get (log: $aptlog)"
-    {
-        # Refresh the package lists only when apt does not know the package or the install fails.
-        apt-cache show "$1" >/dev/null 2>&1 || apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" ||
-            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$1"; }
-    } >"$aptlog" 2>&1 || ok=""
-    [ -z "$created" ] || rm -f "$policy"
-    [ -n "$ok" ] || { tail -n 20 "$aptlog" >&2; die "apt-get install $1 failed (log above: $aptlog)"; }
 }
 
 # The pid of the postmaster that owns our data directory, or nothing (a stale pid file is removed).
