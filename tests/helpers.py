@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from sluice.project.load import load_project
 from sluice.project.model import Project
 from sluice.runtime.history import run_events
 from sluice.runtime.run import open_backends
+from sluice.state.sqlite import SqliteStateStore
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "examples" / "seed-002" / "Objets.json"
@@ -67,3 +70,25 @@ def summary_json(stdout: str) -> dict[str, Any]:
 
 def load(path: Path) -> Project:
     return load_project(path)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def loaded_count(state_db: Path) -> int:
+    if not state_db.exists():
+        return 0
+    store = SqliteStateStore(state_db)
+    try:
+        runs = store.list_runs(limit=1)
+        if not runs:
+            return 0
+        return sum(1 for s in store.object_states(runs[0].run_id).values() if s.status == "loaded")
+    finally:
+        store.close()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import seed_project, summary_json
+from helpers import loaded_count, seed_project, summary_json, wait_for
 
 SLUICE = [sys.executable, "-m", "sluice"]
 
@@ -112,32 +112,15 @@ def test_events_schema() -> None:
 
 def test_interrupt_cancels_the_run_cleanly(tmp_path: Path) -> None:
     import signal
-    import time
-
-    from sluice.state.sqlite import SqliteStateStore
 
     path = seed_project(tmp_path)
-    state_db = path.parent / ".sluice" / "state.db"
     process = subprocess.Popen(
         [*SLUICE, "run", str(path), "--json", "--simulate", "--delay-scale", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-
-    def some_object_loaded() -> bool:
-        if not state_db.exists():
-            return False
-        store = SqliteStateStore(state_db)
-        try:
-            runs = store.list_runs(limit=1)
-            return bool(runs) and any(s.status == "loaded" for s in store.object_states(runs[0].run_id).values())
-        finally:
-            store.close()
-
-    deadline = time.monotonic() + 60
-    while not some_object_loaded() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: loaded_count(path.parent / ".sluice" / "state.db") > 0, 60, "the run to be under way")
     process.send_signal(signal.SIGINT)  # the run is under way and needs seconds more
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1, err

@@ -5,38 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
-from helpers import check_ordering, events_of, load, seed_project, summary_json, write_yaml
+from helpers import check_ordering, events_of, load, loaded_count, seed_project, summary_json, wait_for, write_yaml
 from sluice import events as ev
 from sluice.state.sqlite import SqliteStateStore
 
 SLUICE = [sys.executable, "-m", "sluice"]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def loaded_count(state_db: Path) -> int:
-    if not state_db.exists():
-        return 0
-    store = SqliteStateStore(state_db)
-    try:
-        runs = store.list_runs(limit=1)
-        if not runs:
-            return 0
-        return sum(1 for s in store.object_states(runs[0].run_id).values() if s.status == "loaded")
-    finally:
-        store.close()
 
 
 def test_killed_coordinator_resumes_without_redoing_loaded_objects(tmp_path: Path) -> None:
