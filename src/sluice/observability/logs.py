@@ -68,9 +68,21 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, so a live progress display can take the lines."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(fmt: str = "text", level: str = "WARNING") -> None:
     """Send Sluice's logs to stderr in ``fmt`` (``text`` or ``json``)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("sluice")
     root.handlers[:] = [handler]
