@@ -11,6 +11,9 @@ Layout (one file, WAL mode):
   leases of consumers on this host whose process is gone, so a killed worker's objects come back
   at once instead of after the lease.
 
+Messages older than the retention (7 days by default; ``sqlite:///bus.db?retention_days=30``, 0 to keep
+everything) are deleted when a bus is opened; the newest message is always kept so offsets never restart.
+
 Consumers in this process are woken as soon as a message is published here; consumers in other
 processes notice new data by polling ``PRAGMA data_version`` (cheap): every 2 ms while messages flow,
 backing off to every 50 ms when idle.
@@ -57,6 +60,7 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 _HOST = socket.gethostname()
+DEFAULT_RETENTION_DAYS = 7.0
 _wakeups: dict[str, threading.Condition] = {}
 _wakeups_lock = threading.Lock()
 # Checking for other processes' messages: every 2 ms while busy, backing off to 50 ms when idle.
@@ -82,12 +86,24 @@ def _pid_alive(pid: int) -> bool:
 class EmbeddedBus(Bus):
     """A :class:`Bus` over a local SQLite file. Safe to share between threads and processes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], retention_days: float = DEFAULT_RETENTION_DAYS) -> None:
         self.db = SqliteFile(path, "the embedded bus", BusError, _SCHEMA)
         self.path = self.db.path
         self.url = f"sqlite:///{self.path}"
         self._wakeup = _wakeup_for(str(self.path))
         self.local_version = 0
+        if retention_days > 0:
+            self.prune(time.time() - retention_days * 86400)
+
+    def prune(self, before_ts: float) -> int:
+        """Delete messages published before ``before_ts`` (epoch seconds), as Kafka's retention does; return how many."""
+        with self.db.write() as conn:
+            # Offsets grow with time, so the scan stops at the first message to keep.
+            row = conn.execute("SELECT offset FROM messages WHERE ts >= ? ORDER BY offset LIMIT 1", (before_ts,)).fetchone()
+            keep = row[0] if row else int(conn.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0])
+            deleted = conn.execute("DELETE FROM messages WHERE offset < ?", (keep,)).rowcount
+            conn.execute("DELETE FROM leases WHERE offset < ?", (keep,))
+        return int(deleted)
 
     def _notify(self) -> None:
         self.local_version += 1
