@@ -7,6 +7,8 @@ parents, the time from its last parent's ObjectLoaded to its ObjectReady.
 
     python bench/orchestration.py                 # 5,000 objects for Sluice + 2,000-object comparison
     python bench/orchestration.py --no-peers      # Sluice only
+
+A chain of objects (each waiting on the one before) measures the same latency without a backlog.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def main() -> None:
     parser.add_argument("--peer-objects", type=int, default=2000)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chain", type=int, default=300, help="objects in the chain that measures latency without a backlog")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--json", type=Path, help="Also write the results to this file.")
     args = parser.parse_args()
@@ -117,6 +120,12 @@ def main() -> None:
         f"sluice   {big['objects']:>6} objects: {big['objects_per_s']:>9,.0f} objects/s (best of {big['repeats']}, "
         f"median {big['objects_per_s_median']:,.0f}); "
         f"ready latency p50 {big['latency_ms_p50']:.2f} ms, p99 {big['latency_ms_p99']:.2f} ms"
+    )
+    chain = best_of([measure_sluice(args.chain, args.chain) for _ in range(args.repeats)])
+    results["sluice_chain"] = chain
+    print(
+        f"sluice   chain of {chain['objects']} (one object waiting on the previous): "
+        f"ready latency p50 {chain['latency_ms_p50']:.2f} ms, p99 {chain['latency_ms_p99']:.2f} ms"
     )
     if not args.no_peers:
         small = best_of([measure_sluice(args.peer_objects, args.layers) for _ in range(args.repeats)])
