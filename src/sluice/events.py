@@ -123,7 +123,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ObjectFailed,
     ObjectSkipped,
 )
-OBJECT_EVENT_TYPES = frozenset(cls.__name__ for cls in EVENT_TYPES if issubclass(cls, ObjectEvent))
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)

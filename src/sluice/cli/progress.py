@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -120,10 +119,3 @@ def summary_table(project: Project, summary: RunSummary, max_rows: int = 40) -> 
     hidden = len(notable) - max_rows if len(notable) > max_rows else len(states) - len(notable)
     table.caption = counts + (f" ({hidden} more not shown; --json lists every object)" if hidden > 0 else "")
     return table
-
-
-def stage_counts(summary: RunSummary) -> Mapping[str, Counter[str]]:
-    result: dict[str, Counter[str]] = {}
-    for s in summary.objects.values():
-        result.setdefault(s.stage, Counter())[s.status] += 1
-    return result

@@ -31,7 +31,6 @@ class Plan:
     targets: list[int]
     order: list[int]
     fresh: dict[int, LatestOutput] = field(default_factory=dict)
-    fingerprints: dict[int, str] = field(default_factory=dict)
 
     @property
     def to_run(self) -> list[int]:
@@ -92,5 +91,4 @@ def make_plan(
         if previous.location and output_exists is not None and not output_exists(previous.location):
             continue
         plan.fresh[object_id] = previous
-        plan.fingerprints[object_id] = fp
     return plan

@@ -206,9 +206,6 @@ class Project:
     def stage_names(self) -> tuple[str, ...]:
         return tuple(stage.name for stage in self.stages)
 
-    def by_name(self) -> dict[str, ObjectSpec]:
-        return {obj.name: obj for obj in self.objects.values()}
-
     def resolve_bus_url(self) -> str:
         return self.bus_url or f"sqlite:///{self.work_dir / 'bus.db'}"
 

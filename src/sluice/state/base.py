@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
 OBJECT_STATUSES = ("pending", "ready", "running", "retrying", "loaded", "failed", "skipped")
 FINAL_OBJECT_STATUSES = frozenset({"loaded", "failed", "skipped"})
 
 
 @dataclass(slots=True)
 class RunRecord:
-    """One run. ``first_offset`` is where its events start on the bus; ``checkpoint`` the last one the coordinator applied."""
+    """One run (status running, succeeded, failed or cancelled). ``first_offset`` is where its events start on
+    the bus; ``checkpoint`` the last one the coordinator applied."""
 
     run_id: str
     project: str
