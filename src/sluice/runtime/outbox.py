@@ -2,7 +2,8 @@
 
 Callers hand the outbox events and the work messages those events settle; a background thread
 publishes everything queued in one bus write (group commit), then commits the settled messages.
-Under load batches grow by themselves; when idle each event goes out at once.
+Under load batches grow by themselves; when idle each event goes out at once. A write that fails
+(a locked or unreachable bus) is retried with backoff, in order, so no outcome is lost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from sluice.bus.base import Bus, Consumer, Message
 from sluice.observability import metrics
 
 log = logging.getLogger("sluice.outbox")
+_RETRY_MIN_S = 0.05
+_RETRY_MAX_S = 5.0
 
 
 class Outbox:
@@ -31,8 +34,6 @@ class Outbox:
         self._settled: list[Message] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._idle = threading.Event()
-        self._idle.set()
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
         self._thread.start()
 
@@ -40,34 +41,35 @@ class Outbox:
         with self._cond:
             self._events.extend(events)
             self._settled.extend(settled)
-            self._idle.clear()
             self._cond.notify()
 
-    def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until everything sent so far is published and committed."""
-        self._idle.wait(timeout_s)
-
     def close(self) -> None:
+        """Publish what is queued, then stop."""
         with self._cond:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
+        retry_s = _RETRY_MIN_S
         while True:
             with self._cond:
                 while not self._events and not self._settled and not self._closed:
-                    self._idle.set()
                     self._cond.wait()
-                if self._closed and not self._events and not self._settled:
-                    self._idle.set()
+                if not self._events and not self._settled:
                     return
                 events, self._events = self._events, []
                 settled, self._settled = self._settled, []
             try:
                 self._publish(events, settled)
+                retry_s = _RETRY_MIN_S
             except Exception:
-                log.exception("could not publish %d events; they will be redelivered", len(events))
+                log.exception("could not publish %d events; retrying in %.2fs", len(events), retry_s)
+                with self._cond:
+                    self._events[:0] = events
+                    self._settled[:0] = settled
+                    self._cond.wait(retry_s)
+                retry_s = min(_RETRY_MAX_S, retry_s * 2)
 
     def _publish(self, events: list[ev.Event], settled: list[Message]) -> None:
         messages = [(str(getattr(e, "object_id", e.run_id)), ev.encode(e)) for e in events]
