@@ -24,3 +24,17 @@ apt_install() {
     [ -z "$created" ] || rm -f "$policy"
     [ -n "$ok" ] || { tail -n 20 "$aptlog" >&2; die "apt-get install $1 failed (log above: $aptlog)"; }
 }
+
+# main COMMAND: the scripts' command line; the sourcing script defines start, stop, status and $url.
+main() {
+    case "${1:-}" in
+        start) start ;;
+        stop) stop ;;
+        url) echo "$url" ;;
+        status) status ;;
+        *)
+            echo "usage: $script_name {start|stop|url|status}" >&2
+            exit 2
+            ;;
+    esac
+}

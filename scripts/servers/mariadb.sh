@@ -176,13 +176,4 @@ status() {
     return 1
 }
 
-case "${1:-}" in
-    start) start ;;
-    stop) stop ;;
-    url) echo "$url" ;;
-    status) status ;;
-    *)
-        echo "usage: $0 {start|stop|url|status}" >&2
-        exit 2
-        ;;
-esac
+main "$@"
