@@ -22,6 +22,10 @@ EVENTS_TOPIC = "sluice.events"
 """Every event of every run, in order: the audit log that ``sluice events`` and the UI read."""
 
 
+DEAD_LETTER_TOPIC = "sluice.dead-letters"
+"""Messages that could not be parsed where they were consumed, with the reason (see ``docs/events.md``)."""
+
+
 def ready_topic(stage: str) -> str:
     """The work queue of one stage: ``ObjectReady`` events its workers consume."""
     return f"sluice.ready.{stage}"

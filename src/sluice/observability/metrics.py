@@ -1,6 +1,7 @@
 """Prometheus metrics of the coordinator and workers (``sluice_`` prefix, units in names).
 
-Exposed with ``--metrics-port`` on ``sluice run`` and ``sluice worker``.
+Exposed with ``--metrics-port`` on ``sluice run`` and ``sluice worker``, and at ``GET /metrics`` of ``sluice serve``.
+Every metric defined here is listed in ``docs/metrics.md`` and used by the dashboards in ``deploy/grafana``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,38 @@ ROWS = Counter("sluice_rows_processed_total", "Rows written by objects, by stage
 RETRIES = Counter("sluice_retries_total", "Object attempts retried after a failure, by stage.", ["stage"])
 ACTIVE_RUNS = Gauge("sluice_active_runs", "Runs in progress in this process.")
 RUNS = Counter("sluice_runs_total", "Finished runs by final status.", ["status"])
+
+# The server (sluice serve).
+HTTP_REQUESTS = Counter(
+    "sluice_http_requests_total", "HTTP requests served, by route template, method and status code.", ["route", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "sluice_http_request_duration_seconds",
+    "Time to answer an HTTP request (to the first byte for streams), by route template and method.",
+    ["route", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+SSE_CLIENTS = Gauge("sluice_sse_clients", "Clients connected to GET /events/stream.")
+SSE_EVENTS_SENT = Counter("sluice_sse_events_sent_total", "Events written to SSE clients (one per client and event).")
+
+# The bus.
+BUS_MESSAGES_PRODUCED = Counter("sluice_bus_messages_produced_total", "Messages written to the bus, by topic.", ["topic"])
+BUS_MESSAGES_CONSUMED = Counter(
+    "sluice_bus_messages_consumed_total", "Messages delivered to consumers, by consumer group and topic.", ["group", "topic"]
+)
+BUS_PRODUCE_ERRORS = Counter("sluice_bus_produce_errors_total", "Failed writes to the bus, by topic.", ["topic"])
+BUS_CONSUME_ERRORS = Counter("sluice_bus_consume_errors_total", "Errors while consuming, by consumer group.", ["group"])
+BUS_CONSUMER_LAG = Gauge(
+    "sluice_bus_consumer_lag_messages",
+    "Messages not yet committed by a consumer group, by group, topic and partition (sampled).",
+    ["group", "topic", "partition"],
+)
+BUS_REBALANCES = Counter(
+    "sluice_bus_rebalances_total", "Consumer-group rebalances seen by this process, by group and kind.", ["group", "kind"]
+)
+DEAD_LETTERS = Counter(
+    "sluice_bus_dead_letters_total", "Messages that could not be parsed, sent to the dead-letter topic, by source topic.", ["topic"]
+)
 
 
 @lru_cache(maxsize=1024)
