@@ -1,5 +1,5 @@
-"""Shared fixtures. Server fixtures (PostgreSQL, MariaDB) live in servers_fixtures.py."""
+"""Shared fixtures. Server fixtures (PostgreSQL, MariaDB, Kafka) live in servers_fixtures.py."""
 
 from __future__ import annotations
 
-from servers_fixtures import mysql_db_url, mysql_url, pg_db_url, pg_url  # noqa: F401
+from servers_fixtures import kafka_url, mysql_db_url, mysql_url, pg_db_url, pg_url  # noqa: F401

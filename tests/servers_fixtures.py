@@ -1,8 +1,9 @@
-"""Fixtures for the throwaway PostgreSQL and MariaDB servers (scripts/servers/*.sh).
+"""Fixtures for the throwaway PostgreSQL, MariaDB and Kafka servers (scripts/servers/*.sh).
 
-- ``pg_url`` / ``mysql_url`` (session): the server's URL. ``SLUICE_TEST_PG_URL`` / ``SLUICE_TEST_MYSQL_URL``
-  point the tests at an existing server instead; otherwise the script's ``start`` runs once (installing
-  the server with apt-get when missing) and the server keeps running after the tests for the next run.
+- ``pg_url`` / ``mysql_url`` / ``kafka_url`` (session): the server's URL (``kafka://127.0.0.1:29092`` for
+  Kafka). ``SLUICE_TEST_PG_URL`` / ``SLUICE_TEST_MYSQL_URL`` / ``SLUICE_TEST_KAFKA_URL`` point the tests at
+  an existing server instead; otherwise the script's ``start`` runs once (installing the server with apt-get,
+  or fetching Kafka's jars with Maven, when missing) and the server keeps running after the tests for the next run.
   When the server cannot be started the tests that need it are skipped, or fail when ``CI=true``.
 - ``pg_db_url`` / ``mysql_db_url`` (function): a fresh, uniquely named database on that server, dropped
   after the test.
@@ -21,7 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "servers"
-START_TIMEOUT_S = 900  # the first start may install the server with apt-get
+START_TIMEOUT_S = 900  # the first start may install the server with apt-get (or fetch Kafka with Maven)
 
 
 def start_server(script: str, override_env: str) -> str:
@@ -68,6 +69,11 @@ def pg_url() -> str:
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
     return start_server("mariadb.sh", "SLUICE_TEST_MYSQL_URL")
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> str:
+    return start_server("kafka.sh", "SLUICE_TEST_KAFKA_URL")
 
 
 @pytest.fixture

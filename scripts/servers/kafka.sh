@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Throwaway Apache Kafka broker for Sluice's tests, benchmarks and demos.
+#
+#   scripts/servers/kafka.sh start    fetch the broker's jars (Maven) if missing, format, start, wait; print the URL
+#   scripts/servers/kafka.sh stop     stop the broker (data is kept for the next start)
+#   scripts/servers/kafka.sh url      print the URL
+#   scripts/servers/kafka.sh status   exit 0 if the broker is running and accepts connections
+#
+# URL: kafka://127.0.0.1:29092  (PLAINTEXT, loopback only; the KRaft controller listens on 127.0.0.1:29093)
+#
+# A single-node KRaft broker in combined mode (process.roles=broker,controller), no ZooKeeper. Its jars,
+# org.apache.kafka:kafka_2.13 and its runtime dependencies plus a log4j2 binding, come from Maven Central
+# through `mvn dependency:copy-dependencies` on a generated pom, into a cache kept between runs:
+# ~/.cache/sluice/kafka-<version>/libs (SLUICE_KAFKA_CACHE overrides the folder). It runs as
+# `java -cp 'libs/*' kafka.Kafka server.properties` with a small heap. Data, configuration, pid file and
+# log live in <repo>/.tmp/servers/kafka; storage is formatted once (kafka.tools.StorageTool).
+# Defaults suit one node: replication factors 1, group.initial.rebalance.delay.ms=0, topics created on
+# first use with 1 partition, 7 days' retention. `start` is idempotent: it reuses a running broker and
+# clears a stale pid file; `stop` stops only the broker this script started (its pid file).
+# Delete .tmp/servers/kafka to start from scratch.
+#
+# Needs Java 17+ and Maven (installed with apt-get when missing and running as root).
+# Environment: SLUICE_KAFKA_PORT (default 29092), SLUICE_KAFKA_CONTROLLER_PORT (default 29093),
+# SLUICE_KAFKA_VERSION (default 4.1.0), SLUICE_KAFKA_CACHE, SLUICE_KAFKA_HEAP (default 512m),
+# SLUICE_SERVER_TIMEOUT (seconds to wait, default 60).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))"
+port="${SLUICE_KAFKA_PORT:-29092}"
+controller_port="${SLUICE_KAFKA_CONTROLLER_PORT:-29093}"
+version="${SLUICE_KAFKA_VERSION:-4.1.0}"
+log4j_version=2.24.3
+heap="${SLUICE_KAFKA_HEAP:-512m}"
+timeout="${SLUICE_SERVER_TIMEOUT:-60}"
+cache="${SLUICE_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/kafka-$version}"
+libs="$cache/libs"
+base="$repo/.tmp/servers/kafka"
+data="$base/data"
+config="$base/server.properties"
+log4j_config="$base/log4j2.properties"
+pidfile="$base/kafka.pid"
+log="$base/kafka.log"
+url="kafka://127.0.0.1:${port}"
+
+script_name=kafka.sh
+# shellcheck source=scripts/servers/lib.sh
+. "$here/lib.sh"
+
+java_major() {
+    java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1
+}
+
+ensure_java() {
+    if ! command -v java >/dev/null 2>&1; then
+        apt_install default-jre-headless
+        command -v java >/dev/null 2>&1 || die "java not found after installing default-jre-headless"
+    fi
+    local major
+    major="$(java_major)"
+    [ -n "$major" ] && [ "$major" -ge 17 ] || die "Kafka $version needs Java 17 or later, found Java ${major:-?} ($(command -v java))"
+}
+
+# Fetch the broker's jars into $libs once; a partial download never looks complete.
+ensure_libs() {
+    [ -f "$libs/.complete" ] && return 0
+    if ! command -v mvn >/dev/null 2>&1; then
+        apt_install maven
+        command -v mvn >/dev/null 2>&1 || die "mvn not found after installing maven"
+    fi
+    mkdir -p "$cache"
+    local staging="$cache/libs.partial" mvnlog="$cache/mvn.log"
+    rm -rf "$staging"
+    cat >"$cache/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>sluice.dev</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>$version</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$version</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$log4j_version</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$log4j_version</version></dependency>
+  </dependencies>
+</project>
+EOF
+    say "fetching Kafka $version with Maven into $libs (log: $mvnlog)"
+    mvn -B -f "$cache/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging" \
+        >"$mvnlog" 2>&1 || {
+        tail -n 30 "$mvnlog" >&2
+        die "mvn could not fetch org.apache.kafka:kafka_2.13:$version (log above: $mvnlog)"
+    }
+    ls "$staging"/kafka_2.13-*.jar >/dev/null 2>&1 || die "no kafka_2.13 jar in $staging after mvn (log: $mvnlog)"
+    rm -rf "$libs"
+    mv "$staging" "$libs"
+    touch "$libs/.complete"
+}
+
+write_config() {
+    mkdir -p "$base"
+    cat >"$config" <<EOF
+# Generated by scripts/servers/kafka.sh on each start: edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$data
+num.network.threads=2
+num.io.threads=4
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+log.retention.hours=168
+log.segment.bytes=134217728
+delete.topic.enable=true
+EOF
+    cat >"$log4j_config" <<EOF
+# Generated by scripts/servers/kafka.sh: warnings to the log, plus the broker's start and stop.
+appender.out.type=Console
+appender.out.name=OUT
+appender.out.layout.type=PatternLayout
+appender.out.layout.pattern=[%d] %p %m (%c)%n
+rootLogger.level=WARN
+rootLogger.appenderRef.out.ref=OUT
+logger.raft.name=kafka.server.KafkaRaftServer
+logger.raft.level=INFO
+logger.kafka.name=kafka.Kafka
+logger.kafka.level=INFO
+EOF
+}
+
+run_java() {
+    java -Xmx"$heap" -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$log4j_config" -cp "$libs/*" "$@"
+}
+
+format_storage() {
+    [ -f "$data/meta.properties" ] && return 0
+    say "formatting $data"
+    rm -rf "$data"
+    mkdir -p "$data"
+    local cluster_id
+    cluster_id="$(run_java kafka.tools.StorageTool random-uuid 2>>"$base/format.log" | tail -n 1)"
+    [ -n "$cluster_id" ] || { cat "$base/format.log" >&2; die "kafka-storage random-uuid failed (log above)"; }
+    run_java kafka.tools.StorageTool format -t "$cluster_id" -c "$config" >>"$base/format.log" 2>&1 || {
+        cat "$base/format.log" >&2
+        rm -rf "$data"
+        die "formatting Kafka storage failed (log above)"
+    }
+}
+
+# The pid of the broker this script started, or nothing (with "clean": remove a stale pid file).
+server_pid() {
+    local pid
+    [ -f "$pidfile" ] || return 0
+    pid="$(head -n 1 "$pidfile" 2>/dev/null || true)"
+    if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$config"; then
+        echo "$pid"
+    elif [ -n "${1:-}" ]; then
+        say "removing stale pid file $pidfile (process ${pid:-?} is gone)"
+        rm -f "$pidfile"
+    fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The broker answers once its listener accepts connections and it logged that it started.
+accepting() { port_open "$port" && grep -q "Kafka Server started" "$log" 2>/dev/null; }
+
+wait_ready() {
+    local pid="$1" waited=0
+    until accepting; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$log" >&2 || true
+            rm -f "$pidfile"
+            die "Kafka exited during start-up (log above: $log)"
+        fi
+        if [ "$waited" -ge "$((timeout * 2))" ]; then
+            tail -n 30 "$log" >&2 || true
+            die "Kafka does not accept connections on 127.0.0.1:$port after ${timeout}s (log: $log)"
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+}
+
+start() {
+    ensure_java
+    mkdir -p "$base"
+    exec 9>"$repo/.tmp/servers/kafka.lock"
+    flock 9
+    ensure_libs
+    local pid
+    pid="$(server_pid clean)"
+    if [ -n "$pid" ]; then
+        if ! grep -qx "listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port" "$config"; then
+            die "already running (pid $pid) on other ports than $port/$controller_port; run '$0 stop' first to change SLUICE_KAFKA_PORT"
+        fi
+        wait_ready "$pid"
+        echo "$url"
+        return 0
+    fi
+    local p
+    for p in "$port" "$controller_port"; do
+        if port_open "$p"; then
+            die "port $p on 127.0.0.1 is already in use; stop that server or set SLUICE_KAFKA_PORT / SLUICE_KAFKA_CONTROLLER_PORT"
+        fi
+    done
+    write_config
+    format_storage
+    say "starting Kafka $version on 127.0.0.1:$port (log: $log)"
+    : >"$log"
+    setsid java -Xmx"$heap" -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$log4j_config" -cp "$libs/*" kafka.Kafka "$config" \
+        </dev/null >>"$log" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$pidfile"
+    wait_ready "$pid"
+    echo "$url"
+}
+
+stop() {
+    local pid waited=0
+    pid="$(server_pid clean)"
+    if [ -z "$pid" ]; then
+        say "not running"
+        return 0
+    fi
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$waited" -ge "$((timeout * 2))" ]; then
+            say "Kafka (pid $pid) did not stop within ${timeout}s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    rm -f "$pidfile"
+    say "stopped"
+}
+
+status() {
+    if [ -n "$(server_pid)" ] && accepting; then
+        say "running on 127.0.0.1:$port (data: $data)"
+        return 0
+    fi
+    say "not running"
+    return 1
+}
+
+main "$@"
