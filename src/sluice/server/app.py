@@ -1,0 +1,267 @@
+"""The HTTP API of ``sluice serve`` (contract: ``docs/api.md``; generated docs at ``/docs``).
+
+``create_app(services)`` wires the routes to a :class:`~sluice.server.services.Services`; the app's
+lifespan starts them (if not started yet) and stops them. Handlers that touch the bus or the state store
+are plain ``def`` (FastAPI runs them in its thread pool) or hand their work to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+import msgspec
+from fastapi import Body, FastAPI, Header, Query
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from sluice import events as ev
+from sluice.server import models
+from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, install_error_handlers, json_response
+from sluice.server.http_metrics import HttpMetrics
+from sluice.server.runs import find_run
+from sluice.server.services import Services
+from sluice.server.stream import EventFilter, event_stream
+
+STATIC = Path(__file__).with_name("static")
+EVENT_TYPE_NAMES = tuple(t.__name__ for t in ev.EVENT_TYPES)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": models.Error, "description": "Bad request: the error names the field or value"},
+    404: {"model": models.Error, "description": "Unknown id"},
+}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+VARY = {"Vary": "Accept-Encoding"}
+GZIP_MIN_BYTES = 4096
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when the Accept-Encoding header allows gzip (``gzip`` or ``*``, without ``q=0``)."""
+    for item in (accept_encoding or "").lower().split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def create_app(services: Services) -> FastAPI:
+    """The FastAPI app serving ``services``' project."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(services.start)
+        services.start_stream(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            services.close_streams()
+            await anyio.to_thread.run_sync(services.stop)
+
+    app = FastAPI(
+        title="Sluice",
+        summary=f"Control and observe the runs of the project '{services.project.name}'.",
+        version="1",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(CatchAll)
+    app.add_middleware(HttpMetrics)
+    _ui_routes(app)
+    _run_routes(app, services)
+    _object_routes(app, services)
+    _event_routes(app, services)
+    _health_routes(app, services)
+    app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
+    return app
+
+
+def _ui_routes(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        page = STATIC / "index.html"
+        if not page.is_file():
+            raise NotFound("the web UI is not installed (src/sluice/server/static/index.html is missing); the API is at /docs")
+        return FileResponse(page)
+
+
+def _run_routes(app: FastAPI, services: Services) -> None:
+    @app.post(
+        "/orchestrate",
+        summary="Start a run",
+        description="Plans the targets (default: the final objects) and starts the run. One run at a time: "
+        "while one is active the answer is 409 with its id.",
+        status_code=202,
+        response_model=models.RunStarted,
+        responses={**ERRORS, 409: {"model": models.Error, "description": "A run is active (`active_run_id`)"}},
+    )
+    def orchestrate(request: Annotated[models.OrchestrateRequest | None, Body()] = None) -> Response:
+        request = request or models.OrchestrateRequest()
+        run_id = services.runs.start(request.targets or None, request.force)
+        return json_response({"run_id": run_id}, 202)
+
+    @app.get("/runs", summary="Recent runs, most recent first", response_model=models.RunList, responses=ERRORS)
+    def list_runs(limit: Annotated[int, Query(ge=1, le=1000, description="How many runs.")] = 50) -> Response:
+        return json_response({"runs": services.run_views.summaries(limit)})
+
+    @app.get(
+        "/runs/{run_id}",
+        summary="A run: status, timings, counts and every object's state",
+        response_model=models.RunDetail,
+        responses=ERRORS,
+    )
+    async def get_run(run_id: str, accept_encoding: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
+        views = services.run_views
+        body = views.cached_detail(run_id)
+        if body is None:
+            body = await anyio.to_thread.run_sync(views.detail, run_id)
+        if len(body.plain) >= GZIP_MIN_BYTES and accepts_gzip(accept_encoding):
+            compressed = body.gzipped_ready or await anyio.to_thread.run_sync(body.gzipped)
+            return Response(compressed, media_type="application/json", headers={"Content-Encoding": "gzip", **VARY})
+        return Response(body.plain, media_type="application/json", headers=VARY)
+
+    @app.post(
+        "/runs/{run_id}/cancel",
+        summary="Cancel the active run",
+        description="Objects not started are skipped; the run ends as cancelled.",
+        status_code=202,
+        response_model=models.CancelAccepted,
+        responses={**ERRORS, 409: {"model": models.Error, "description": "The run is not active"}},
+    )
+    def cancel_run(run_id: str) -> Response:
+        services.runs.cancel(run_id)
+        return json_response({"run_id": run_id, "status": "cancelling"}, 202)
+
+
+def _object_routes(app: FastAPI, services: Services) -> None:
+    @app.get("/objects", summary="The project's objects, with their last status", response_model=models.ObjectList)
+    def list_objects() -> Response:
+        return json_response(services.object_views.listing())
+
+    @app.get(
+        "/objects/{object_id}",
+        summary="An object: definition, parents, children, last state and last output with a sample of rows",
+        response_model=models.ObjectDetail,
+        responses=ERRORS,
+    )
+    def get_object(object_id: int) -> Response:
+        return json_response(services.object_views.detail(object_id))
+
+
+def _event_routes(app: FastAPI, services: Services) -> None:
+    @app.get("/events/last", summary="The latest event on the bus", response_model=models.LastEvent, responses=ERRORS)
+    def last_event() -> Response:
+        bus = services.backends.bus
+        end = bus.end_offset(ev.EVENTS_TOPIC)
+        messages = bus.read(ev.EVENTS_TOPIC, max(0, end - 1), 1) if end > 0 else []
+        if not messages:
+            raise NotFound("no event has been published yet; start a run with POST /orchestrate")
+        return json_response({"id": messages[-1].offset, "event": msgspec.json.decode(messages[-1].value)})
+
+    @app.get(
+        "/events/stream",
+        summary="Server-Sent Events: one per bus event",
+        description="Frames are `id: <offset>`, `event: <type>`, `data: <event JSON>`. With `Last-Event-ID` (header) or "
+        "`last_event_id`, every event after that id comes first, none twice; without, events from now on. "
+        "`: keep-alive` comments while idle.",
+        response_class=StreamingResponse,
+        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "The event stream"}},
+    )
+    async def stream(
+        run_id: Annotated[str | None, Query(description="Only this run's events.")] = None,
+        types: Annotated[list[str] | None, Query(alias="type", description="Only these event types (comma-separated).")] = None,
+        last_event_id: Annotated[str | None, Query(description="Resume after this event id.")] = None,
+        last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        keepalive_s: Annotated[float | None, Query(gt=0, le=3600, description="Seconds between keep-alive comments.")] = None,
+    ) -> StreamingResponse:
+        wanted = EventFilter(run_id or None, _event_types(types))
+        after = _last_event_id(last_event_id_header if last_event_id_header is not None else last_event_id)
+        if wanted.run_id is not None:  # 404 for an unknown run
+            await anyio.to_thread.run_sync(find_run, services.backends.state, services.project.name, wanted.run_id)
+        body = event_stream(services.hub, wanted, after, keepalive_s or services.settings.keepalive_s)
+        return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _event_types(values: list[str] | None) -> frozenset[str] | None:
+    if not values:
+        return None
+    names = {name.strip() for value in values for name in value.split(",") if name.strip()}
+    unknown = sorted(names - set(EVENT_TYPE_NAMES))
+    if unknown:
+        raise ApiError(f"unknown event type(s) {', '.join(unknown)}; known types: {', '.join(EVENT_TYPE_NAMES)}")
+    return frozenset(names) or None
+
+
+def _last_event_id(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return max(-1, int(value.strip()))
+    except ValueError:
+        raise ApiError(f"Last-Event-ID must be an event id (an integer), got {value[:40]!r}") from None
+
+
+def _health_routes(app: FastAPI, services: Services) -> None:
+    @app.get(
+        "/health",
+        summary="Liveness, and whether the bus and the state store answer",
+        response_model=models.Health,
+        responses={503: {"model": models.Health, "description": "The bus or the state store does not answer"}},
+    )
+    async def health() -> Response:
+        bus = await anyio.to_thread.run_sync(_check, services.backends.bus.ping)
+        state = await anyio.to_thread.run_sync(_check, services.backends.state.ping)
+        active = services.runs.active
+        body: dict[str, Any] = {
+            "status": "ok",
+            "bus": bus,
+            "state": state,
+            "active_run_id": None if active is None else active.run_id,
+        }
+        checks = (("bus", bus), ("state store", state))
+        failing = [f"the {name} does not answer: {result}" for name, result in checks if result != "ok"]
+        if failing:
+            body.update(error_body("; ".join(failing), status="unavailable"))
+            return json_response(body, 503)
+        return json_response(body)
+
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check(ping: Callable[[], None]) -> str:
+    try:
+        ping()
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return "ok"
+
+
+def _openapi_with_400(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document with validation errors as they are answered: 400 with an Error body (not 422)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    if responses.pop("422", None) is not None and "400" not in responses:
+                        responses["400"] = {
+                            "description": "Bad request: the error names the field or value",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                        }
+            schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+            schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi

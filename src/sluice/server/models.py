@@ -1,0 +1,142 @@
+"""The API's request and response shapes, as pydantic models: they validate requests and document the
+answers in the OpenAPI page (``/docs``). Answers are encoded directly from plain data for speed, in
+exactly these shapes (``tests/server`` checks them against the models)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
+
+
+class OrchestrateRequest(BaseModel):
+    """What to run. Without a body: the final objects, fresh ones skipped."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    targets: list[int] | None = Field(
+        default=None, description="Object ids to produce with their ancestors; null or [] for the final objects."
+    )
+    force: bool = Field(default=False, description="Run every planned object even if fresh.")
+
+
+class Error(BaseModel):
+    error: str = Field(description="What is wrong and what to do.")
+    detail: list[dict[str, Any]] | None = Field(default=None, description="Validation errors, field by field (400 only).")
+    active_run_id: str | None = Field(default=None, description="The active run (409 on POST /orchestrate).")
+
+
+class RunStarted(BaseModel):
+    run_id: str
+
+
+class CancelAccepted(BaseModel):
+    run_id: str
+    status: Literal["cancelling"]
+
+
+class Counts(BaseModel):
+    pending: int
+    ready: int
+    running: int
+    retrying: int
+    loaded: int
+    failed: int
+    skipped: int
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    project: str
+    status: RunStatus
+    started_at: float = Field(description="Unix seconds.")
+    finished_at: float | None = Field(description="Unix seconds; null while running.")
+    duration_s: float
+    targets: list[int]
+    counts: Counts
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class ObjectRun(BaseModel):
+    object_id: int
+    name: str | None = Field(description="Null when the project no longer defines the object.")
+    stage: str
+    status: str = Field(description="pending, ready, running, retrying, loaded, failed or skipped.")
+    attempt: int
+    rows: int | None
+    duration_s: float | None
+    error: str | None
+    reason: str | None
+    location: str | None = Field(description="Lake location of the output.")
+    ready_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+class RunDetail(RunSummary):
+    options: dict[str, Any]
+    objects: list[ObjectRun] = Field(description="Ordered by object id.")
+
+
+class Stage(BaseModel):
+    name: str
+    first_id: int | None
+    last_id: int | None
+
+
+class ObjectBrief(BaseModel):
+    id: int
+    name: str
+    stage: str
+    kind: Literal["source", "sql", "python", "noop"]
+    parents: list[int]
+    children: list[int]
+    last_status: str | None = Field(description="Status in the most recent run that planned the object.")
+
+
+class ObjectList(BaseModel):
+    project: str
+    stages: list[Stage]
+    objects: list[ObjectBrief]
+
+
+class ObjectRunInRun(ObjectRun):
+    run_id: str
+
+
+class Sample(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]] = Field(description="Up to 10 rows; dates, decimals and bytes (base64) as strings.")
+
+
+class LastOutput(BaseModel):
+    rows: int
+    location: str | None
+    run_id: str
+    loaded_at: float
+    sample: Sample | None = Field(description="Null when the object has no lake output or it cannot be read.")
+    sample_error: str | None = Field(default=None, description="Why the sample could not be read.")
+
+
+class ObjectDetail(ObjectBrief):
+    definition: dict[str, Any]
+    last_state: ObjectRunInRun | None
+    last_output: LastOutput | None
+
+
+class LastEvent(BaseModel):
+    id: int = Field(description="The event's offset in sluice.events (its SSE id).")
+    event: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    bus: str = Field(description="ok, or the bus's error.")
+    state: str = Field(description="ok, or the state store's error.")
+    active_run_id: str | None
+    error: str | None = Field(default=None, description="With 503: what does not answer.")

@@ -1,0 +1,44 @@
+"""A few rows of an object's lake output, for ``GET /objects/{id}``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sluice.lake.base import Lake
+
+SAMPLE_ROWS = 10
+
+
+def sample_rows(lake: Lake, location: str, limit: int = SAMPLE_ROWS) -> tuple[dict[str, Any] | None, str | None]:
+    """``({"columns": [...], "rows": [[...], ...]}, None)`` with up to ``limit`` rows, or ``(None, why)``.
+
+    Values are plain Python (dates, decimals and bytes are encoded as strings by the JSON encoder).
+    """
+    try:
+        table = _head(lake, location, limit)
+    except Exception as exc:
+        return None, f"cannot read {location} from the lake: {exc}"
+    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    rows = [list(row) for row in zip(*columns, strict=True)] if columns else []
+    return {"columns": list(table.column_names), "rows": rows}, None
+
+
+def _head(lake: Lake, location: str, limit: int) -> pa.Table:
+    path = Path(lake.parquet_path(location))
+    if path.is_file():  # a local file: read only the first rows
+        parquet = pq.ParquetFile(path)
+        batch = next(parquet.iter_batches(batch_size=limit), None)
+        return parquet.schema_arrow.empty_table() if batch is None else pa.Table.from_batches([batch]).slice(0, limit)
+    reader = lake.read(location)
+    batches: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in reader:
+        batches.append(batch)
+        rows += batch.num_rows
+        if rows >= limit:
+            break
+    return pa.Table.from_batches(batches, reader.schema).slice(0, limit)

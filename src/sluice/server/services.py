@@ -1,0 +1,154 @@
+"""What one server process runs for its project: backends, stage workers, the run manager, the event hub,
+the lag sampler, and the views the API answers from.
+
+``start`` opens the bus, state store and lake, starts in-process stage workers and resumes a run a
+previous server left unfinished; ``start_stream`` starts the event hub on the server's event loop.
+``stop`` undoes it all in reverse: streams end, the active run is cancelled, workers stop, backends close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sluice.errors import SluiceError
+from sluice.project.model import Project
+from sluice.runtime.run import Backends, open_backends, start_workers, stop_workers
+from sluice.runtime.summary import RunOptions
+from sluice.runtime.worker import StageWorker
+from sluice.server.lag import LagSampler
+from sluice.server.runs import RunManager
+from sluice.server.stream import EventHub
+from sluice.server.views import ObjectViews, RunViews
+
+log = logging.getLogger("sluice.server")
+
+
+@dataclass(slots=True)
+class ServerSettings:
+    """How ``sluice serve`` runs: run options for every run, backends, and tuning of the event stream."""
+
+    simulate: bool = False
+    delay_scale: float = 1.0
+    fail: frozenset[int] = frozenset()
+    bus_url: str | None = None
+    state_url: str | None = None
+    workers: bool = True  # in-process stage workers (False: 'sluice worker' processes do the work)
+    resume: bool = True  # resume the project's unfinished run on start
+    keepalive_s: float = 15.0
+    ring_size: int = 50_000
+    max_backlog: int = 100_000
+    lag_interval_s: float = 2.0
+
+    def run_options(self) -> RunOptions:
+        return RunOptions(simulate=self.simulate, delay_scale=self.delay_scale, fail=self.fail)
+
+
+class Services:
+    """Everything the API needs, started once per server."""
+
+    def __init__(self, project: Project, settings: ServerSettings | None = None) -> None:
+        self.project = project
+        self.settings = settings or ServerSettings()
+        self._stack = ExitStack()
+        self._workers: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
+        self._backends: Backends | None = None
+        self._runs: RunManager | None = None
+        self._hub: EventHub | None = None
+        self._run_views: RunViews | None = None
+        self._object_views: ObjectViews | None = None
+        self._lag: LagSampler | None = None
+        self.started = False
+
+    # The parts, available once started.
+
+    @property
+    def backends(self) -> Backends:
+        return _started(self._backends)
+
+    @property
+    def runs(self) -> RunManager:
+        return _started(self._runs)
+
+    @property
+    def hub(self) -> EventHub:
+        return _started(self._hub)
+
+    @property
+    def run_views(self) -> RunViews:
+        return _started(self._run_views)
+
+    @property
+    def object_views(self) -> ObjectViews:
+        return _started(self._object_views)
+
+    def start(self) -> None:
+        """Open backends, start workers, resume an unfinished run. Raises SluiceError for user errors."""
+        if self.started:
+            return
+        settings = self.settings
+        unknown = sorted(i for i in settings.fail if i not in self.project.objects)
+        if unknown:
+            raise SluiceError(f"--fail names unknown object id(s) {unknown}; see 'sluice plan' for the project's objects")
+        try:
+            opened = open_backends(self.project, settings.bus_url, settings.state_url)
+            backends = self._backends = self._stack.enter_context(opened)
+            if settings.workers:
+                self._workers = start_workers(self.project, backends)
+            runs = self._runs = RunManager(self.project, backends, settings.run_options())
+            self._run_views = RunViews(self.project, backends.state, runs)
+            self._object_views = ObjectViews(self.project, backends.state, backends.lake, self._run_views)
+            self._hub = EventHub(backends.bus, ring_size=settings.ring_size, max_backlog=settings.max_backlog)
+            self._lag = LagSampler(
+                backends.bus,
+                list(self.project.stage_names),
+                lambda: None if runs.active is None else runs.active.run_id,
+                settings.lag_interval_s,
+            )
+            self._lag.start()
+            if settings.resume:
+                runs.resume_unfinished()
+        except BaseException:
+            self._shutdown()
+            raise
+        self.started = True
+
+    def start_stream(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the event hub on the server's event loop."""
+        self.hub.start(loop)
+
+    def close_streams(self) -> None:
+        """End every SSE stream (on the event loop), so the server can stop without waiting for clients."""
+        if self._hub is not None:
+            self._hub.close_streams()
+
+    def stop(self) -> None:
+        """Cancel the active run, stop workers and the hub, close backends."""
+        if not self.started:
+            return
+        self.started = False
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._hub is not None:
+            self._hub.stop()
+        if self._runs is not None:
+            self._runs.shutdown()
+        stop_workers(*self._workers)
+        self._workers = ([], [])
+        if self._lag is not None:
+            self._lag.stop()
+        self._stack.close()
+
+
+T = TypeVar("T")
+
+
+def _started(part: T | None) -> T:
+    if part is None:
+        raise RuntimeError("the server's services are not started")
+    return part

@@ -1,0 +1,204 @@
+// The state of every object in the run on screen, fed by live events and by snapshots (GET /runs/{id}).
+// Merging is idempotent and monotonic per object: a state replaces another only when it is newer by
+// (attempt, status rank), so a snapshot older than a buffered event never moves an object back; a retry
+// (a new ObjectReady with a higher attempt) legitimately moves a retrying object back to ready.
+// Final statuses (loaded, failed, skipped) never change within a run.
+
+export const STATUSES = ["pending", "ready", "running", "retrying", "loaded", "failed", "skipped"];
+export const FINAL = new Set(["loaded", "failed", "skipped"]);
+export const LABELS = {
+  pending: "waiting",
+  ready: "ready",
+  running: "running",
+  retrying: "retrying",
+  loaded: "loaded",
+  failed: "failed",
+  skipped: "skipped",
+};
+const RANK = { pending: 0, ready: 1, running: 2, retrying: 3, loaded: 4, failed: 4, skipped: 4 };
+const DETAIL_FIELDS = ["rows", "duration_s", "error", "reason", "location", "worker", "readyAt", "startedAt", "finishedAt", "fresh"];
+const FAILED_ANCESTOR = /^(?:parent|ancestor) (\d+) failed/;
+
+/**
+ * @typedef {{status: string, attempt: number, rows?: number|null, duration_s?: number|null, error?: string|null,
+ *   reason?: string|null, location?: string|null, worker?: string, readyAt?: number|null, startedAt?: number|null,
+ *   finishedAt?: number|null, fresh?: boolean}} ObjectRunState
+ */
+
+export class RunView {
+  constructor(runId) {
+    this.runId = runId;
+    this.status = "running";
+    this.startedAt = null; // ms since the epoch
+    this.finishedAt = null;
+    this.durationS = null;
+    this.targets = [];
+    /** @type {Map<number, ObjectRunState>} */
+    this.objects = new Map();
+    this.counts = Object.fromEntries(STATUSES.map((s) => [s, 0]));
+    this.changed = new Set(); // ids changed since the last takeChanged()
+  }
+
+  get planned() {
+    return this.objects.size;
+  }
+
+  get finalCount() {
+    return this.counts.loaded + this.counts.failed + this.counts.skipped;
+  }
+
+  /** The objects the run planned: those not known yet start as pending, attempt 0. */
+  plan(ids) {
+    for (const id of ids) {
+      if (!this.objects.has(id)) {
+        this.objects.set(id, { status: "pending", attempt: 0 });
+        this.counts.pending++;
+        this.changed.add(id);
+      }
+    }
+  }
+
+  /** Merge one object's state; true when something changed. */
+  merge(id, incoming) {
+    let current = this.objects.get(id);
+    if (current === undefined) {
+      this.plan([id]);
+      current = this.objects.get(id);
+    }
+    if (isNewer(current, incoming)) {
+      this.counts[current.status]--;
+      this.counts[incoming.status]++;
+      const next = { status: incoming.status, attempt: incoming.attempt };
+      // A new attempt starts clean; the same attempt keeps what earlier events said (e.g. startedAt).
+      const keep = incoming.attempt === current.attempt || FINAL.has(incoming.status) ? current : {};
+      for (const field of DETAIL_FIELDS) next[field] = incoming[field] ?? keep[field] ?? null;
+      this.objects.set(id, next);
+      this.changed.add(id);
+      return true;
+    }
+    if (incoming.status === current.status && incoming.attempt === current.attempt) {
+      let filled = false;
+      for (const field of DETAIL_FIELDS) {
+        if ((current[field] === undefined || current[field] === null) && incoming[field] !== undefined && incoming[field] !== null) {
+          current[field] = incoming[field];
+          filled = true;
+        }
+      }
+      if (filled) this.changed.add(id);
+      return filled;
+    }
+    return false;
+  }
+
+  /** Apply one bus event (docs/events.md) of this run; true when an object or the run changed. */
+  applyEvent(event) {
+    const ts = event.ts ? Date.parse(event.ts) : null;
+    switch (event.type) {
+      case "RunStarted":
+        this.startedAt ??= ts;
+        this.targets = event.targets ?? this.targets;
+        this.plan(event.planned ?? []);
+        return true;
+      case "RunFinished":
+        this.status = event.status;
+        this.finishedAt = ts;
+        this.durationS = event.duration_s ?? null;
+        return true;
+      case "ObjectReady":
+        return this.merge(event.object_id, { status: "ready", attempt: event.attempt, readyAt: ts });
+      case "ObjectStarted":
+        return this.merge(event.object_id, { status: "running", attempt: event.attempt, startedAt: ts, worker: event.worker });
+      case "ObjectLoaded":
+        return this.merge(event.object_id, {
+          status: "loaded",
+          attempt: event.attempt,
+          rows: event.rows,
+          duration_s: event.duration_s,
+          location: event.location,
+          worker: event.worker,
+          finishedAt: ts,
+          error: null,
+        });
+      case "ObjectFailed":
+        return this.merge(event.object_id, {
+          status: failedStatus(event),
+          attempt: event.attempt,
+          error: event.error,
+          duration_s: event.duration_s,
+          worker: event.worker,
+          finishedAt: ts,
+        });
+      case "ObjectSkipped":
+        return this.applySkip(event, ts);
+      default:
+        return false; // consumers ignore what they do not know
+    }
+  }
+
+  applySkip(event, ts) {
+    let changed = this.merge(event.object_id, {
+      status: "skipped",
+      attempt: event.attempt ?? 0,
+      reason: event.reason,
+      fresh: event.fresh ?? false,
+      finishedAt: ts,
+    });
+    // A descendant skipped because of a failure means that failure was final.
+    const match = FAILED_ANCESTOR.exec(event.reason ?? "");
+    const failed = match ? this.objects.get(Number(match[1])) : undefined;
+    if (failed !== undefined && failed.status === "retrying") {
+      changed = this.merge(Number(match[1]), { status: "failed", attempt: failed.attempt }) || changed;
+    }
+    return changed;
+  }
+
+  /** Merge a RunDetail (GET /runs/{id}); times there are Unix seconds. */
+  applySnapshot(detail) {
+    this.status = detail.status ?? this.status;
+    this.startedAt = seconds(detail.started_at) ?? this.startedAt;
+    this.finishedAt = seconds(detail.finished_at) ?? this.finishedAt;
+    this.durationS = detail.status === "running" ? this.durationS : (detail.duration_s ?? this.durationS);
+    this.targets = detail.targets ?? this.targets;
+    const objects = detail.objects ?? [];
+    this.plan(objects.map((o) => o.object_id));
+    for (const o of objects) {
+      this.merge(o.object_id, {
+        status: o.status,
+        attempt: o.attempt ?? 0,
+        rows: o.rows,
+        duration_s: o.duration_s,
+        error: o.error,
+        reason: o.reason,
+        location: o.location,
+        readyAt: seconds(o.ready_at),
+        startedAt: seconds(o.started_at),
+        finishedAt: seconds(o.finished_at),
+      });
+    }
+  }
+
+  /** The ids changed since the last call. */
+  takeChanged() {
+    const ids = this.changed;
+    this.changed = new Set();
+    return ids;
+  }
+}
+
+/** Whether `incoming` supersedes `current` for one object of one run. */
+export function isNewer(current, incoming) {
+  if (FINAL.has(current.status)) return false;
+  if (FINAL.has(incoming.status)) return true;
+  if (incoming.attempt !== current.attempt) return incoming.attempt > current.attempt;
+  return RANK[incoming.status] > RANK[current.status];
+}
+
+/** A failed attempt is followed by a retry when it is retryable, unless the event says it was the last. */
+function failedStatus(event) {
+  if (event.final === true || event.retryable === false) return "failed";
+  return "retrying";
+}
+
+function seconds(value) {
+  return typeof value === "number" ? value * 1000 : null;
+}
