@@ -479,10 +479,11 @@ class KeepAliveClient(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def hammer_async(port: int, path: str, connections: int, seconds: float) -> tuple[LoadResult, float]:
+async def hammer_async(port: int, path: str, connections: int, seconds: float, gzip: bool) -> tuple[LoadResult, float]:
     loop = asyncio.get_running_loop()
     result = LoadResult()
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n\r\n".encode()
+    encoding = "Accept-Encoding: gzip\r\n" if gzip else ""
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n{encoding}\r\n".encode()
     began = time.perf_counter()
     finished: list[asyncio.Future[None]] = []
     for _ in range(connections):
@@ -493,13 +494,15 @@ async def hammer_async(port: int, path: str, connections: int, seconds: float) -
     return result, time.perf_counter() - began
 
 
-def measure_api(server: Server, path: str, connections: int, seconds: float) -> dict[str, Any]:
+def measure_api(server: Server, path: str, connections: int, seconds: float, gzip: bool = False) -> dict[str, Any]:
+    """``gzip``: ask for a gzip body (``Accept-Encoding: gzip``), as browsers, httpx and requests do."""
     server_before, own_cpu = server.usage(), own_cpu_seconds()
-    result, elapsed = asyncio.run(hammer_async(server.port, path, connections, seconds))
+    result, elapsed = asyncio.run(hammer_async(server.port, path, connections, seconds, gzip))
     server_used, own_cpu = server.usage() - server_before, own_cpu_seconds() - own_cpu
     return {
         "tool": server.name,
         "path": path,
+        "gzip": gzip,
         "connections": connections,
         "seconds": elapsed,
         "requests": len(result.latencies),
@@ -582,18 +585,22 @@ def measure_api_against_peer(server: Server, run_id: str, args: argparse.Namespa
     api = measure_api(server, path, args.api_clients, args.seconds)
     results["api_sluice_finished_run"] = api
     print_api("sluice, finished run", api)
+    api_gzip = measure_api(server, path, args.api_clients, args.seconds, gzip=True)
+    results["api_sluice_finished_run_gzip"] = api_gzip
+    print_api("sluice, finished run, gzip", api_gzip)
 
     port = free_port()
     command = [sys.executable, str(HERE / "peers" / "fastapi_baseline.py"), str(work / "run.json"), "--port", str(port)]
     with running_server("fastapi baseline", command, port, work / "baseline.log") as baseline:
-        for label, key, base_path in (
-            ("minimal FastAPI, bytes from memory", "api_baseline_bytes", path),
-            ("minimal FastAPI, dict from memory", "api_baseline_dict", "/dict" + path),
+        for label, key, base_path, gzip, ours in (
+            ("minimal FastAPI, bytes from memory", "api_baseline_bytes", path, False, api),
+            ("minimal FastAPI, dict from memory", "api_baseline_dict", "/dict" + path, False, api),
+            ("minimal FastAPI + GZipMiddleware, gzip", "api_baseline_gzip", "/gzip" + path, True, api_gzip),
         ):
-            peer = measure_api(baseline, base_path, args.api_clients, args.seconds)
+            peer = measure_api(baseline, base_path, args.api_clients, args.seconds, gzip)
             results[key] = peer
-            results[f"ratio_{key}"] = api["requests_per_s"] / peer["requests_per_s"]
-            print_api(label, peer, api)
+            results[f"ratio_{key}"] = ours["requests_per_s"] / peer["requests_per_s"]
+            print_api(label, peer, ours)
 
     active_id = start_run(server)
     time.sleep(1.0)

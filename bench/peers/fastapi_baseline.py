@@ -2,7 +2,8 @@
 
 ``/runs/{run_id}`` sends the bytes of BODY_FILE as they are (what serving costs without building the
 answer); ``/dict/runs/{run_id}`` returns the same JSON as a dict that FastAPI encodes on every request
-(what a plain FastAPI endpoint costs when the data is already in memory).
+(what a plain FastAPI endpoint costs when the data is already in memory); ``/gzip/runs/{run_id}`` sends the
+bytes through Starlette's ``GZipMiddleware`` (what a plain FastAPI app does for clients that accept gzip).
 
     python bench/peers/fastapi_baseline.py BODY_FILE --port 8001
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Response
+from starlette.middleware.gzip import GZipMiddleware
 
 
 def make_app(body: bytes) -> FastAPI:
@@ -29,6 +31,15 @@ def make_app(body: bytes) -> FastAPI:
     @app.get("/dict/runs/{run_id}")
     async def run_dict(run_id: str) -> dict[str, Any]:
         return as_dict  # type: ignore[no-any-return]
+
+    gzipped = FastAPI()
+    gzipped.add_middleware(GZipMiddleware)
+
+    @gzipped.get("/runs/{run_id}")
+    async def run_gzip(run_id: str) -> Response:
+        return Response(content=body, media_type="application/json")
+
+    app.mount("/gzip", gzipped)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

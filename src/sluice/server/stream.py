@@ -3,7 +3,7 @@
 * The hub thread reads the bus (``bus.read``, up to 2,000 events at a time), turns each event into an SSE
   frame ``id: <offset>\\nevent: <type>\\ndata: <json>\\n\\n`` once, and hands the batch to the event loop,
   which appends it to every subscriber's backlog and wakes it. It reads every 15 ms with few clients and
-  less often with many (0.2 ms per client, at most every 100 ms), so the writes per second stay bounded.
+  less often with many (0.1 ms per client, at most every 50 ms), so the writes per second stay bounded.
 * A client's generator writes everything waiting in one chunk per wake-up: with hundreds of clients and
   thousands of events a second, one write per event per client would be far too slow. Unfiltered
   clients share the joined bytes of a batch; clients with the same filter share the filtered bytes.
@@ -215,8 +215,8 @@ class EventHub:
         ring_size: int = 50_000,
         max_backlog: int = 100_000,
         poll_interval_s: float = 0.015,
-        max_interval_s: float = 0.1,
-        per_client_s: float = 0.0002,
+        max_interval_s: float = 0.05,
+        per_client_s: float = 0.0001,
         read_batch: int = READ_BATCH,
     ) -> None:
         self.bus = bus
