@@ -1,9 +1,17 @@
 """The Bus contract, run over every backend.
 
-A backend is one entry of ``BACKENDS``: a function of the test's temporary folder that returns a factory
-of buses, each call opening a new client on the same shared log (as another process would). Tests take
-unique topic names from the ``topic`` fixture so a backend with a shared server (Kafka) needs no cleanup.
-Message offsets are only assumed to increase within a topic and key, as in Kafka.
+A backend is one entry of ``BACKENDS``: a function of the test's request and temporary folder that returns
+a factory of buses, each call opening a new client on the same shared log (as another process would).
+Tests take unique topic names from the ``topic`` fixture (and names derived from it); on Kafka each test
+also has a namespace of its own (named after its topic) for its consumer groups, and its topics are deleted
+afterwards.
+Message offsets are only assumed to increase within a topic and key, and a message is identified by its
+(partition, offset), as in Kafka.
+
+Leases differ: the embedded bus gives a message whose consumer stalls to another consumer once its lease
+runs out; Kafka has no per-message lease, a message comes back once its consumer leaves the group (closes,
+or stops heartbeating). Tests of lease expiry run on ``LEASE_BACKENDS`` only; tests/bus/test_kafka.py
+covers Kafka's side.
 """
 
 from __future__ import annotations
@@ -21,18 +29,30 @@ from sluice.bus.embedded import EmbeddedBus
 
 BusFactory = Callable[[], Bus]
 
-BACKENDS: dict[str, Callable[[Path], BusFactory]] = {
-    "embedded": lambda tmp_path: lambda: EmbeddedBus(tmp_path / "bus.db"),
+
+def kafka_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BusFactory:
+    from sluice.bus.registry import open_bus
+
+    # Each test in a namespace of its own: its consumer groups do not meet those of other tests.
+    url = f"{request.getfixturevalue('kafka_url')}?namespace={request.getfixturevalue('topic')}"
+    return lambda: open_bus(url)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], BusFactory]] = {
+    "embedded": lambda request, tmp_path: lambda: EmbeddedBus(tmp_path / "bus.db"),
+    "kafka": kafka_backend,
 }
+LEASE_BACKENDS = ["embedded"]
+lease_backends_only = pytest.mark.parametrize("bus_factory", LEASE_BACKENDS, indirect=True)
 
 WAIT_S = 20.0  # upper bound for waits that should end much sooner; never reached when the bus works
 SHORT_LEASE_S = 0.3
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def bus_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusFactory]:
-    """Opens buses on one shared log; all of them are closed after the test."""
-    make = BACKENDS[request.param](tmp_path)
+@pytest.fixture(params=[pytest.param(name, marks=[pytest.mark.kafka] if name == "kafka" else []) for name in sorted(BACKENDS)])
+def bus_factory(request: pytest.FixtureRequest, tmp_path: Path, topic: str) -> Iterator[BusFactory]:
+    """Opens buses on one shared log; all of them are closed after the test, and its topics deleted."""
+    make = BACKENDS[request.param](request, tmp_path)
     opened: list[Bus] = []
 
     def open_bus() -> Bus:
@@ -43,6 +63,18 @@ def bus_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BusF
     yield open_bus
     for bus in opened:
         bus.close()
+    if request.param == "kafka" and opened:
+        delete_topics(opened[0], topic)
+
+
+def delete_topics(bus: Bus, namespace: str) -> None:
+    """Delete the Kafka topics in ``namespace``."""
+    from sluice.bus.kafka import KafkaBus
+
+    assert isinstance(bus, KafkaBus)
+    names = [t for t in bus.admin.list_topics(timeout=10).topics if t.startswith(f"{namespace}.")]
+    for future in bus.admin.delete_topics(names, operation_timeout=10).values() if names else ():
+        future.result(timeout=10)
 
 
 @pytest.fixture
@@ -163,12 +195,15 @@ def test_a_group_delivers_each_message_to_exactly_one_of_its_consumers(bus_facto
 
 
 def test_consumers_of_a_group_share_the_work(bus: Bus, topic: str) -> None:
-    bus.publish(topic, messages(20))
+    # Kafka shares a topic by partitions and places messages by key: two partitions, twenty keys
+    # (ten land on each partition).
+    bus.create_topic(topic, partitions=2)
+    bus.publish(topic, [(str(i), f"m{i}".encode()) for i in range(20)])
     first, second = bus.consumer("g", topic), bus.consumer("g", topic)
     a = poll_until(first, 5, max_messages=5)
     b = poll_until(second, 5, max_messages=5)
     assert len(a) == len(b) == 5
-    assert not {m.offset for m in a} & {m.offset for m in b}
+    assert not {(m.partition, m.offset) for m in a} & {(m.partition, m.offset) for m in b}
 
 
 def test_separate_groups_each_get_every_message(bus_factory: BusFactory, topic: str) -> None:
@@ -193,6 +228,7 @@ def test_a_committed_message_is_not_delivered_again(bus: Bus, topic: str) -> Non
     assert bus.lag("g", topic) == 0
 
 
+@lease_backends_only
 def test_an_uncommitted_message_is_redelivered_after_its_lease_expires(bus_factory: BusFactory, topic: str) -> None:
     bus = bus_factory()
     offsets = bus.publish(topic, messages(2))
@@ -219,7 +255,18 @@ def test_extend_keeps_a_lease_alive_past_its_original_expiry(bus: Bus, topic: st
     time.sleep(max(0.0, polled_at + 1.3 * lease_s - time.monotonic()))  # past the lease taken at poll time
     assert other.poll(timeout_s=0.0) == [], "the message was redelivered although its lease was extended"
 
-    # Without further extension the lease runs out and the message comes back.
+
+@lease_backends_only
+def test_a_lease_no_longer_extended_runs_out(bus: Bus, topic: str) -> None:
+    lease_s = 1.0
+    bus.publish(topic, messages(1))
+    holder = bus.consumer("g", topic, lease_s=lease_s)
+    other = bus.consumer("g", topic, lease_s=lease_s)
+    held = poll_until(holder, 1)
+    time.sleep(0.7 * lease_s)
+    holder.extend(held)
+    assert other.poll(timeout_s=0.5 * lease_s) == []
+
     again = poll_until(other, 1)
     assert [(m.offset, m.deliveries) for m in again] == [(held[0].offset, 2)]
 

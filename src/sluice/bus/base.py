@@ -118,6 +118,14 @@ class Bus(ABC):
     def lag(self, group: str, topic: str) -> int:
         """Messages of ``topic`` not yet committed by ``group``."""
 
+    def lag_by_partition(self, group: str, topic: str) -> dict[int, int]:
+        """:meth:`lag` per partition (a backend without partitions has only partition 0)."""
+        return {0: self.lag(group, topic)}
+
+    def create_topic(self, topic: str, partitions: int = 1) -> None:  # noqa: B027 - optional
+        """Create ``topic`` with ``partitions`` partitions unless it exists (topics are otherwise created on
+        first use); a no-op for a backend without partitions."""
+
     def ping(self) -> None:  # noqa: B027 - optional check
         """Raise BusError when the bus cannot be reached."""
 

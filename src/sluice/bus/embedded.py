@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.errors import BusError
+from sluice.observability import metrics
 from sluice.sqlite_file import SqliteFile
 
 _SCHEMA = """
@@ -125,12 +126,21 @@ class EmbeddedBus(Bus):
         )
         return first
 
+    @staticmethod
+    def _count(batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
+        """Count messages written, once their transaction is committed (and show the topic's errors, at zero)."""
+        for topic, messages in batches:
+            if messages:
+                metrics.child(metrics.BUS_MESSAGES_PRODUCED, topic).inc(len(messages))
+                metrics.child(metrics.BUS_PRODUCE_ERRORS, topic)
+
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
         if not messages:
             return []
         with self.db.write() as conn:
             first = self._insert(conn, [(topic, key, value) for key, value in messages])
         self._notify()
+        self._count([(topic, messages)])
         return list(range(first, first + len(messages)))
 
     def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
@@ -140,6 +150,7 @@ class EmbeddedBus(Bus):
         with self.db.write() as conn:
             self._insert(conn, rows)
         self._notify()
+        self._count(batches)
 
     def publish_and_commit(
         self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]
@@ -154,6 +165,7 @@ class EmbeddedBus(Bus):
                 consumer._settle(conn, settled)
         if messages:
             self._notify()
+            self._count([(topic, messages)])
 
     def consumer(
         self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None, exclusive: bool = False
@@ -215,6 +227,8 @@ class EmbeddedConsumer(Consumer):
         self._next_expiry_check = 0.0
         self._drained_version: tuple[int, int] = (-1, -1)
         self._idle_wait = _POLL_MIN_S
+        self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, group, topic)
+        metrics.child(metrics.BUS_CONSUME_ERRORS, group)  # a series at zero: the embedded log has no fetch errors
         self._join()
 
     def _join(self) -> None:
@@ -237,6 +251,7 @@ class EmbeddedConsumer(Consumer):
             messages = self._fetch(max_messages)
             if messages:
                 self._idle_wait = _POLL_MIN_S
+                self._consumed.inc(len(messages))
                 return messages
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -27,7 +27,9 @@ RUNS = Counter("sluice_runs_total", "Finished runs by final status.", ["status"]
 
 # The server (sluice serve).
 HTTP_REQUESTS = Counter(
-    "sluice_http_requests_total", "HTTP requests served, by route template, method and status code.", ["route", "method", "status"]
+    "sluice_http_requests_total",
+    "HTTP requests served, by route template, method and status code.",
+    ["route", "method", "status"],
 )
 HTTP_DURATION = Histogram(
     "sluice_http_request_duration_seconds",
@@ -54,7 +56,9 @@ BUS_REBALANCES = Counter(
     "sluice_bus_rebalances_total", "Consumer-group rebalances seen by this process, by group and kind.", ["group", "kind"]
 )
 DEAD_LETTERS = Counter(
-    "sluice_bus_dead_letters_total", "Messages that could not be parsed, sent to the dead-letter topic, by source topic.", ["topic"]
+    "sluice_bus_dead_letters_total",
+    "Messages that could not be parsed, sent to the dead-letter topic, by source topic.",
+    ["topic"],
 )
 
 

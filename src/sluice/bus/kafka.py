@@ -1,0 +1,455 @@
+"""The Kafka bus: Sluice's topics, consumer groups and offsets on an Apache Kafka cluster (confluent-kafka).
+
+>>> bus = KafkaBus("127.0.0.1:29092")                           # doctest: +SKIP
+>>> bus.publish("sluice.events", [("1001", b"{...}")])          # doctest: +SKIP
+
+How the :class:`~sluice.bus.base.Bus` contract maps onto Kafka (``docs/bus.md`` has the whole story):
+
+* Topics are created on first use with the admin API: ``sluice.ready.<stage>`` with ``partitions`` partitions
+  (6 by default), every other topic with one (``sluice.events`` must have exactly one: its offsets are the
+  total order that checkpoints, replays and SSE event ids rely on). ``retention.ms`` is ``retention_days``.
+* One idempotent producer (``acks=all``) per bus, shared by all threads; ``publish`` waits for the delivery
+  reports of its own messages only, so many small concurrent batches stay fast. Keys pick the partition
+  (murmur2, as Java clients do), so one object's messages stay in order.
+* A consumer owns a ``confluent_kafka.Consumer`` driven by a background thread that keeps polling the
+  broker (buffering messages, pausing partitions while the buffer is full), so a worker busy for longer
+  than ``max.poll.interval.ms`` keeps its partitions. Work consumers share a topic through the group
+  protocol (cooperative-sticky assignor); messages may be committed out of order and the group's offset
+  moves to the end of the completed prefix. Uncommitted messages come back to another member after a
+  rebalance: that is the lease. Each commit carries in its metadata how far the member had handed
+  messages out, so the next owner can tell redeliveries (``Message.deliveries``, a lower bound).
+* An ``exclusive`` consumer (the coordinator) assigns itself every partition, without group membership,
+  and commits in log order.
+* ``read``, ``seek`` and ``end_offset`` address partition 0: they are meant for single-partition topics.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer as _KafkaConsumer
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from sluice import events as ev
+from sluice.bus.base import Bus, Message
+from sluice.bus.kafka_consumer import REQUEST_TIMEOUT_S, KafkaConsumer, message_of
+from sluice.errors import BusError
+from sluice.observability import metrics
+
+log = logging.getLogger("sluice.bus.kafka")
+
+DEFAULT_PARTITIONS = 6
+DEFAULT_RETENTION_DAYS = 7.0
+WORK_TOPIC_PREFIX = ev.ready_topic("")
+DELIVERY_TIMEOUT_MS = 60_000  # librdkafka retries a write this long (a broker restarting) before failing it
+HINT = "start one with scripts/servers/kafka.sh start, or point 'bus:' / --bus at a running broker"
+
+
+class _ClientLog:
+    """Where librdkafka's log lines go: to ``log``, with connection failures (one per client and retry while a
+    broker is away) at debug level; ``KafkaBus._on_error`` reports the outage once every ten seconds."""
+
+    def log(self, level: int, fmt: str, facility: str = "", *args: Any) -> None:
+        log.log(logging.DEBUG if facility == "FAIL" else level, fmt, facility, *args)
+
+
+class KafkaBus(Bus):
+    """A :class:`Bus` on a Kafka cluster. Thread-safe: one instance may serve a whole process.
+
+    ``config`` is added to the configuration of every librdkafka client, ``consumer_config`` to that of
+    consumers (``{"max.poll.interval.ms": 10000}``). With a ``namespace``, the Kafka names of topics and
+    consumer groups start with ``<namespace>.``, so several projects (or tests) can share a cluster; the
+    bus's callers keep using the plain names.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        partitions: int = DEFAULT_PARTITIONS,
+        retention_days: float = DEFAULT_RETENTION_DAYS,
+        config: dict[str, Any] | None = None,
+        consumer_config: dict[str, Any] | None = None,
+        namespace: str = "",
+    ) -> None:
+        self.bootstrap = bootstrap
+        options = {"partitions": partitions, "retention_days": retention_days, "namespace": namespace}
+        defaults = {"partitions": DEFAULT_PARTITIONS, "retention_days": DEFAULT_RETENTION_DAYS, "namespace": ""}
+        query = "&".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items() if v != defaults[k])
+        self.url = f"kafka://{bootstrap}" + (f"?{query}" if query else "")
+        self.namespace = namespace
+        self._prefix = f"{namespace}." if namespace else ""
+        self.partitions = partitions
+        self.retention_ms = int(retention_days * 86_400_000) if retention_days > 0 else -1
+        self._base_config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "client.id": "sluice",
+            "logger": _ClientLog(),
+            "error_cb": self._on_error,
+            "reconnect.backoff.max.ms": 1000,
+            **(config or {}),
+        }
+        self._consumer_config = dict(consumer_config or {})
+        self._topics: dict[str, int] = {}
+        self._counted: set[str] = set()
+        self._topics_lock = threading.Lock()
+        self._consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
+        self._last_error_log = 0.0
+        self._closed = False
+        self.admin = AdminClient(dict(self._base_config))
+        # Metadata, watermarks and replays. A consumer handle never auto-creates the topics it asks about.
+        self._util = _KafkaConsumer(
+            {**self._base_config, "group.id": "sluice-reader", "enable.auto.commit": False, "allow.auto.create.topics": False}
+        )
+        self._read_lock = threading.Lock()
+        self._producer_lock = threading.Lock()
+        self._producer_failed = False
+        self._producer = self._new_producer()
+        self._poller = threading.Thread(target=self._serve_deliveries, name="kafka-deliveries", daemon=True)
+        self._poller.start()
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            {
+                **self._base_config,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+                "partitioner": "murmur2_random",
+            }
+        )
+
+    # ----- topics ---------------------------------------------------------------------------------
+
+    def _on_error(self, err: KafkaError) -> None:
+        now = time.monotonic()
+        if err.fatal():  # only the idempotent producer has fatal errors; the next publish replaces it
+            self._producer_failed = True
+            log.error("Kafka producer error at %s: %s; starting a new producer", self.bootstrap, err.str())
+        elif now - self._last_error_log > 10:
+            self._last_error_log = now
+            log.warning("Kafka at %s: %s", self.bootstrap, err.str())
+
+    def _fail(self, what: str, exc: BaseException) -> BusError:
+        return BusError(f"{what} on Kafka at {self.bootstrap} failed: {exc}. Is Kafka running there? {HINT}")
+
+    def kafka_name(self, name: str) -> str:
+        """The name of a topic or group on Kafka: ``name`` in this bus's namespace."""
+        return self._prefix + name
+
+    def partition_count(self, topic: str) -> int | None:
+        """How many partitions ``topic`` has, or None when it does not exist (yet)."""
+        return self._partition_count(self.kafka_name(topic))
+
+    def _partition_count(self, topic: str) -> int | None:
+        with self._topics_lock:
+            known = self._topics.get(topic)
+        if known is not None:
+            return known
+        try:
+            meta = self._util.list_topics(topic=topic, timeout=REQUEST_TIMEOUT_S).topics.get(topic)
+        except KafkaException as exc:
+            raise self._fail(f"reading the metadata of topic {topic!r}", exc) from None
+        if meta is None or meta.error is not None or not meta.partitions:
+            if meta is not None and meta.error is not None and meta.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise BusError(f"topic {topic!r} on Kafka at {self.bootstrap} is not usable: {meta.error.str()}")
+            return None
+        with self._topics_lock:
+            self._topics[topic] = len(meta.partitions)
+        return len(meta.partitions)
+
+    def default_partitions(self, topic: str) -> int:
+        """Stage work queues are spread over ``partitions`` partitions; every other topic has one."""
+        return self.partitions if topic.startswith(WORK_TOPIC_PREFIX) else 1
+
+    def create_topic(self, topic: str, partitions: int = 1) -> None:
+        self.ensure_topic(topic, partitions)
+
+    def ensure_topic(self, name: str, partitions: int | None = None) -> int:
+        """Create topic ``name`` unless it exists; return its partition count."""
+        topic = self.kafka_name(name)
+        existing = self._partition_count(topic)
+        if existing is not None:
+            return existing
+        wanted = partitions or self.default_partitions(name)
+        new = NewTopic(topic, num_partitions=wanted, replication_factor=-1, config={"retention.ms": str(self.retention_ms)})
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while True:
+            try:
+                self.admin.create_topics([new], request_timeout=REQUEST_TIMEOUT_S)[topic].result(timeout=REQUEST_TIMEOUT_S)
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    break
+                # A broker shutting down or starting up is fenced: it cannot host the topic for a moment.
+                if not (err.retriable() or err.code() == KafkaError.INVALID_REPLICATION_FACTOR) or time.monotonic() > deadline:
+                    raise self._fail(f"creating topic {topic!r}", exc) from None
+            except TimeoutError as exc:
+                raise self._fail(f"creating topic {topic!r}", exc) from None
+            time.sleep(0.5)
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while (count := self._partition_count(topic)) is None:
+            if time.monotonic() > deadline:
+                raise BusError(f"topic {topic!r} was created on Kafka at {self.bootstrap} but does not show up")
+            time.sleep(0.05)
+        return count
+
+    def _single_partition(self, topic: str, what: str) -> bool:
+        """True when ``topic`` exists; a BusError when it has several partitions (``what`` needs one)."""
+        count = self.partition_count(topic)
+        if count is not None and count > 1:
+            raise BusError(f"{what} addresses partition 0 of a single-partition topic, but {topic!r} has {count} partitions")
+        return count is not None
+
+    # ----- producing ------------------------------------------------------------------------------
+
+    def _serve_deliveries(self) -> None:
+        """Run delivery callbacks as reports arrive, so publishers wait for their own messages only."""
+        while not self._closed:
+            self._producer.poll(0.1)
+
+    def _produce(self, batch: _Delivery, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> None:
+        produce = self._producer.produce
+        name = self.kafka_name(topic)
+        for key, value in messages:
+            callback = functools.partial(batch.delivered, len(batch.offsets), topic)
+            batch.offsets.append(-1)
+            data = key.encode() if key is not None else None
+            while True:
+                try:
+                    produce(name, value, data, on_delivery=callback)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    time.sleep(0.01)
+
+    def _send(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> list[int]:
+        """Produce every batch, then wait for their delivery reports."""
+        if self._producer_failed:
+            with self._producer_lock:
+                if self._producer_failed:
+                    self._producer_failed = False
+                    self._producer = self._new_producer()
+        batch = _Delivery()
+        for topic, messages in batches:
+            if messages:
+                if self.ensure_topic(topic) and topic not in self._counted:
+                    self._counted.add(topic)
+                    metrics.child(metrics.BUS_PRODUCE_ERRORS, topic)  # the series exists, at zero, from the first write
+                self._produce(batch, topic, messages)
+        if not batch.offsets:
+            return []
+        batch.expect(len(batch.offsets))
+        if not batch.done.wait(DELIVERY_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT_S):
+            raise BusError(f"Kafka at {self.bootstrap} did not acknowledge {len(batch.offsets)} messages in time. {HINT}")
+        if batch.errors:
+            topic, err = batch.errors[0]
+            raise BusError(f"could not publish {len(batch.errors)} messages to {topic!r} on Kafka at {self.bootstrap}: {err}")
+        return batch.offsets
+
+    def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
+        return self._send([(topic, messages)])
+
+    def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
+        """Publish every batch, then wait once. Not atomic: a failure may leave some batches written."""
+        self._send(batches)
+
+    # ----- consuming ------------------------------------------------------------------------------
+
+    def consumer(
+        self, group: str, topic: str, lease_s: float = 30.0, consumer_id: str | None = None, exclusive: bool = False
+    ) -> KafkaConsumer:
+        """Join ``group`` on ``topic``; returns once the consumer is part of the group.
+
+        ``lease_s`` has no meaning here: a message stays with its consumer until it is committed or the
+        consumer leaves the group (``close``, or no heartbeat for ``session.timeout.ms``).
+        """
+        partitions = self.ensure_topic(topic)
+        consumer = KafkaConsumer(self, group, topic, consumer_id or f"sluice-{uuid.uuid4().hex[:8]}", exclusive, partitions)
+        self._consumers.add(consumer)
+        consumer.start()
+        return consumer
+
+    def _consumer_settings(self, group: str, client_id: str) -> dict[str, Any]:
+        return {
+            **self._base_config,
+            "group.id": group,
+            "client.id": client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "allow.auto.create.topics": False,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 500,
+            "fetch.wait.max.ms": 10,
+            "topic.metadata.refresh.interval.ms": 10_000,
+            **self._consumer_config,
+        }
+
+    def _local_owner(self, group: str, topic: str, partition: int) -> KafkaConsumer | None:
+        for consumer in list(self._consumers):
+            if consumer.group == group and consumer.topic == topic and consumer.owns(partition):
+                return consumer
+        return None
+
+    def read(self, topic: str, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
+        if max_messages <= 0 or not self._single_partition(topic, "read"):
+            return []
+        low, high = self._watermarks(topic, 0)
+        name = self.kafka_name(topic)
+        start = max(from_offset, low)
+        if start >= high:
+            return []
+        end = min(high, start + max_messages)
+        out: list[Message] = []
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        with self._read_lock:
+            self._util.assign([TopicPartition(name, 0, start)])
+            try:
+                while (not out or out[-1].offset < end - 1) and time.monotonic() < deadline:
+                    wanted = end - (out[-1].offset + 1 if out else start)
+                    for m in self._util.consume(min(wanted, 10_000), 0.1):
+                        offset = m.offset()
+                        if m.error() is None and offset is not None and offset < end:
+                            out.append(message_of(m, topic, 1))
+            finally:
+                self._util.unassign()
+        if not out or out[-1].offset < end - 1:
+            raise BusError(f"replaying {topic!r} from offset {start} on Kafka at {self.bootstrap} timed out. {HINT}")
+        return out
+
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        try:
+            tp = TopicPartition(self.kafka_name(topic), partition)
+            low, high = self._util.get_watermark_offsets(tp, timeout=REQUEST_TIMEOUT_S)
+        except KafkaException as exc:
+            raise self._fail(f"reading the offsets of {topic!r}", exc) from None
+        return int(low), int(high)
+
+    def end_offset(self, topic: str) -> int:
+        if not self._single_partition(topic, "end_offset"):
+            return 0
+        return self._watermarks(topic, 0)[1]
+
+    def seek(self, group: str, topic: str, offset: int) -> None:
+        """Move ``group`` to ``offset`` of partition 0 of ``topic``.
+
+        A member of the group in this process is moved at once; otherwise the group must have no members
+        (the coordinator seeks before it joins), as Kafka only lets an empty group's offsets be altered.
+        """
+        self.ensure_topic(topic)
+        self._single_partition(topic, "seek")
+        owner = self._local_owner(group, topic, 0)
+        if owner is not None:
+            owner.seek(0, offset)
+            return
+        request = ConsumerGroupTopicPartitions(self.kafka_name(group), [TopicPartition(self.kafka_name(topic), 0, offset)])
+        try:
+            self._group_request(self.admin.alter_consumer_group_offsets, request)
+        except (KafkaException, TimeoutError) as exc:
+            raise BusError(
+                f"could not move consumer group {group!r} to offset {offset} of {topic!r} on Kafka at {self.bootstrap}: {exc}"
+                " (Kafka only moves a group without active members: stop its consumers first)"
+            ) from None
+
+    def lag_by_partition(self, group: str, topic: str) -> dict[int, int]:
+        """Per partition: messages of ``topic`` not yet committed by ``group``; also sets the lag gauge."""
+        count = self.partition_count(topic)
+        if count is None:
+            return {}
+        committed = self._committed(group, topic, count)
+        lags: dict[int, int] = {}
+        for p in range(count):
+            low, high = self._watermarks(topic, p)
+            position = committed.get(p, -1)
+            lags[p] = max(0, high - (position if position >= 0 else low))
+            metrics.BUS_CONSUMER_LAG.labels(group, topic, str(p)).set(lags[p])
+        return lags
+
+    def _committed(self, group: str, topic: str, count: int) -> dict[int, int]:
+        """The committed offset of each partition (-1001 when none); retried while the broker starts up."""
+        request = ConsumerGroupTopicPartitions(
+            self.kafka_name(group), [TopicPartition(self.kafka_name(topic), p) for p in range(count)]
+        )
+        try:
+            answer = self._group_request(self.admin.list_consumer_group_offsets, request)
+        except (KafkaException, TimeoutError) as exc:
+            raise self._fail(f"reading the offsets of group {group!r} on {topic!r}", exc) from None
+        return {tp.partition: tp.offset for tp in answer.topic_partitions}
+
+    def _group_request(self, call: Any, request: ConsumerGroupTopicPartitions) -> Any:
+        """An admin request to a group's coordinator, tried again with a new admin client after a timeout:
+        librdkafka's admin client stops hearing from the coordinator after a broker restart."""
+        for attempt in range(2):
+            try:
+                future = call([request], request_timeout=REQUEST_TIMEOUT_S / 2)[request.group_id]
+                return future.result(timeout=REQUEST_TIMEOUT_S)
+            except (KafkaException, TimeoutError) as exc:
+                timed_out = isinstance(exc, TimeoutError) or exc.args[0].code() == KafkaError._TIMED_OUT
+                if attempt or not timed_out:
+                    raise
+                self.admin = AdminClient(dict(self._base_config))
+                call = getattr(self.admin, call.__name__)
+        raise AssertionError("unreachable")
+
+    def lag(self, group: str, topic: str) -> int:
+        return sum(self.lag_by_partition(group, topic).values())
+
+    def ping(self) -> None:
+        try:
+            self.admin.list_topics(timeout=5)
+        except KafkaException as exc:
+            raise BusError(
+                f"cannot reach Kafka at {self.bootstrap} ({exc.args[0].str()}): is Kafka running there? {HINT}"
+            ) from None
+
+    def close(self) -> None:
+        """Close this bus's consumers (committing what they completed), then its clients. Bounded in time."""
+        for consumer in list(self._consumers):
+            consumer.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._poller.join(timeout=1)
+        self._producer.flush(5)
+        self._util.close()
+
+
+class _Delivery:
+    """The delivery reports of one publish call; callbacks run on the bus's delivery thread."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.errors: list[tuple[str, KafkaError]] = []
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._reported = 0
+        self._expected: int | None = None
+
+    def expect(self, count: int) -> None:
+        with self._lock:
+            self._expected = count
+            if self._reported == count:
+                self.done.set()
+
+    def delivered(self, index: int, topic: str, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self.offsets[index] = msg.offset()
+            metrics.child(metrics.BUS_MESSAGES_PRODUCED, topic).inc()
+        else:
+            self.errors.append((topic, err))
+            metrics.child(metrics.BUS_PRODUCE_ERRORS, topic).inc()
+        with self._lock:
+            self._reported += 1
+            if self._reported == self._expected:
+                self.done.set()
