@@ -227,8 +227,9 @@ class EmbeddedConsumer(Consumer):
         self._next_expiry_check = 0.0
         self._drained_version: tuple[int, int] = (-1, -1)
         self._idle_wait = _POLL_MIN_S
-        self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, group, topic)
-        metrics.child(metrics.BUS_CONSUME_ERRORS, group)  # a series at zero: the embedded log has no fetch errors
+        self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, metrics.group_label(group), topic)
+        # a series at zero: the embedded log has no fetch errors
+        metrics.child(metrics.BUS_CONSUME_ERRORS, metrics.group_label(group))
         self._join()
 
     def _join(self) -> None:

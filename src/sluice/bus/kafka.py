@@ -373,7 +373,7 @@ class KafkaBus(Bus):
             low, high = self._watermarks(topic, p)
             position = committed.get(p, -1)
             lags[p] = max(0, high - (position if position >= 0 else low))
-            metrics.BUS_CONSUMER_LAG.labels(group, topic, str(p)).set(lags[p])
+            metrics.BUS_CONSUMER_LAG.labels(metrics.group_label(group), topic, str(p)).set(lags[p])
         return lags
 
     def _committed(self, group: str, topic: str, count: int) -> dict[int, int]:

@@ -112,10 +112,10 @@ class KafkaConsumer(Consumer):
         self._closed = False
         self._commit_due = False
         self._thread = threading.Thread(target=self._run, name=f"kafka-{group}", daemon=True)
-        self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, group, topic)
-        self._errors = metrics.child(metrics.BUS_CONSUME_ERRORS, group)
+        self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, metrics.group_label(group), topic)
+        self._errors = metrics.child(metrics.BUS_CONSUME_ERRORS, metrics.group_label(group))
         for kind in ("assign", "revoke", "lost"):  # every series exists from the start, at zero
-            metrics.child(metrics.BUS_REBALANCES, group, kind)
+            metrics.child(metrics.BUS_REBALANCES, metrics.group_label(group), kind)
 
     def start(self) -> None:
         if self.exclusive:
@@ -158,7 +158,7 @@ class KafkaConsumer(Consumer):
     # ----- rebalance callbacks (on the background thread) ----------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        metrics.child(metrics.BUS_REBALANCES, self.group, "assign").inc()
+        metrics.child(metrics.BUS_REBALANCES, metrics.group_label(self.group), "assign").inc()
         committed = partitions
         if partitions:
             try:
@@ -176,13 +176,13 @@ class KafkaConsumer(Consumer):
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        metrics.child(metrics.BUS_REBALANCES, self.group, "revoke").inc()
+        metrics.child(metrics.BUS_REBALANCES, metrics.group_label(self.group), "revoke").inc()
         if not self._closing.is_set():
             self._commit_now([tp.partition for tp in partitions])
         self._drop([tp.partition for tp in partitions])
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        metrics.child(metrics.BUS_REBALANCES, self.group, "lost").inc()
+        metrics.child(metrics.BUS_REBALANCES, metrics.group_label(self.group), "lost").inc()
         self._drop([tp.partition for tp in partitions])
 
     def _drop(self, partitions: list[int]) -> None:
@@ -190,7 +190,7 @@ class KafkaConsumer(Consumer):
         with self._cond:
             for p in gone:
                 self._parts.pop(p, None)
-                metrics.BUS_CONSUMER_LAG.labels(self.group, self.topic, str(p)).set(0)
+                metrics.BUS_CONSUMER_LAG.labels(metrics.group_label(self.group), self.topic, str(p)).set(0)
             self._buffer = deque(m for m in self._buffer if m.partition not in gone)
             self._cond.notify_all()
 
@@ -340,7 +340,7 @@ class KafkaConsumer(Consumer):
                 continue
             if high >= 0:
                 lag = high - (committed if committed >= 0 else max(low, 0))
-                metrics.BUS_CONSUMER_LAG.labels(self.group, self.topic, str(p)).set(max(0, lag))
+                metrics.BUS_CONSUMER_LAG.labels(metrics.group_label(self.group), self.topic, str(p)).set(max(0, lag))
 
     def _shutdown(self) -> None:
         """Commit what is completed, leave the group, close the client."""

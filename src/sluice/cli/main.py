@@ -157,7 +157,8 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
     show_default=True,
     help="external: leave the work to 'sluice worker' processes.",
 )
-@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on PORT (at /metrics).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @backend_options
 @log_options
 def run(
@@ -172,6 +173,7 @@ def run(
     run_id: str | None,
     workers: str,
     metrics_port: int | None,
+    metrics_host: str,
     bus_url: str | None,
     state_url: str | None,
     log_format: str,
@@ -188,7 +190,7 @@ def run(
     if unknown:
         _fail(f"--fail names unknown object id(s) {unknown}; see 'sluice plan {path}'")
     if metrics_port:
-        metrics.serve(metrics_port)
+        metrics.serve(metrics_port, metrics_host)
     options = RunOptions(
         targets=list(targets) or None,
         force=force,
@@ -291,7 +293,8 @@ def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: s
 @click.option("--stage", required=True, help="The stage whose objects this worker processes.")
 @click.option("--concurrency", type=int, help="Objects processed at once (default: the stage's setting).")
 @click.option("--lease-s", type=float, help="Seconds before an unfinished object is given to another worker.")
-@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on PORT (at /metrics).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @backend_options
 @log_options
 def worker(
@@ -300,6 +303,7 @@ def worker(
     concurrency: int | None,
     lease_s: float | None,
     metrics_port: int | None,
+    metrics_host: str,
     bus_url: str | None,
     state_url: str | None,
     log_format: str,
@@ -316,7 +320,7 @@ def worker(
     if stage not in project.stage_names:
         _fail(f"unknown stage '{stage}' (stages: {', '.join(project.stage_names)}).{did_you_mean(stage, project.stage_names)}")
     if metrics_port:
-        metrics.serve(metrics_port)
+        metrics.serve(metrics_port, metrics_host)
     with open_backends(project, bus_url, state_url) as backends:
         executor = ObjectExecutor(project, backends.lake)
         the_worker = StageWorker(
@@ -339,6 +343,50 @@ def worker(
         thread.start()
         while thread.is_alive():
             thread.join(0.2)
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (0.5/0.6/0.8 s by default).")
+@click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
+@click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail in every run (repeatable).")
+@backend_options
+@log_options
+def serve(
+    path: str,
+    host: str,
+    port: int,
+    simulate: bool,
+    delay_scale: float,
+    fail_ids: tuple[int, ...],
+    bus_url: str | None,
+    state_url: str | None,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Serve the project's API and web UI: runs on request, live events (SSE), metrics. Stop with Ctrl-C."""
+    from sluice.server.serve import serve_project
+    from sluice.server.services import ServerSettings
+
+    setup_logging(log_format, "info" if log_level == "warning" else log_level)
+    project = _load(path)
+    if delay_scale < 0:
+        _fail("--delay-scale must be >= 0")
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be between 0 and 65535, got {port}")
+    unknown = [i for i in fail_ids if i not in project.objects]
+    if unknown:
+        _fail(f"--fail names unknown object id(s) {unknown}; see 'sluice plan {path}'")
+    settings = ServerSettings(
+        simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids), bus_url=bus_url, state_url=state_url
+    )
+
+    def ready(url: str) -> None:
+        click.echo(f"serving project '{project.name}' at {url} (API docs at {url}/docs); Ctrl-C to stop", err=True)
+
+    serve_project(project, settings, host, port, on_ready=ready)
 
 
 @cli.command()

@@ -62,6 +62,15 @@ DEAD_LETTERS = Counter(
 )
 
 
+PER_RUN_GROUP_PREFIX = "coordinator."  # runtime.coordinator.COORDINATOR_GROUP_PREFIX: one group per run
+
+
+def group_label(group: str) -> str:
+    """The ``group`` label of a consumer group: every run's coordinator group counts as ``coordinator``,
+    so the number of series stays bounded however many runs a process sees."""
+    return "coordinator" if group.startswith(PER_RUN_GROUP_PREFIX) else group
+
+
 @lru_cache(maxsize=1024)
 def child(metric: Any, *labels: str) -> Any:
     """``metric.labels(*labels)``, cached: label look-ups are on the hot path of every event."""

@@ -4,7 +4,9 @@ It consumes ``sluice.events`` in a consumer group of its own run, applies each e
 in-memory state, and after each batch publishes what follows (readies, skips), saves the changed
 object states with its checkpoint, then commits the batch. A coordinator that crashes anywhere
 in that cycle is restarted with ``resume``: states come back from the state store and uncommitted
-events are delivered again; applying an event twice changes nothing.
+events are delivered again; applying an event twice changes nothing. A message on ``sluice.events``
+that is not an event goes to ``sluice.dead-letters`` with the reason (published before the batch
+that held it is committed) and the run carries on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterable
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Consumer, Message
+from sluice.bus.dead_letter import counted, dead_letter_record, describe_malformed
 from sluice.connectors.base import SourceContext
 from sluice.errors import RunNotFound, SluiceError
 from sluice.graph.dag import Graph
@@ -61,6 +64,7 @@ class Coordinator:
         self._dirty: dict[int, ObjectState] = {}
         self._outputs: list[LatestOutput] = []
         self._out: list[ev.Event] = []
+        self._dead: list[tuple[str, tuple[str | None, bytes]]] = []  # (source topic, dead-letter record)
         self._remaining = 0
         self._cancel = threading.Event()
         self._recovering = False
@@ -124,6 +128,9 @@ class Coordinator:
         for oid in plan.fresh:
             s = self.states[oid]
             self._emit(ev.ObjectSkipped(run_id=self.run_id, object_id=oid, stage=s.stage, reason=s.reason or "fresh", fresh=True))
+        # RunStarted goes out before any work: a bus that publishes to several topics without a transaction
+        # (Kafka) could otherwise let a worker's ObjectStarted reach the log ahead of it.
+        self._flush([], None)
         self._index(plan.order)
         self._ready_all(oid for oid in plan.order if self.states[oid].status == "pending" and self._waiting[oid] == 0)
         self._flush([], None)
@@ -244,7 +251,9 @@ class Coordinator:
         try:
             event = ev.decode(message.value)
         except ValueError as exc:
-            log.error("ignoring a malformed event at offset %s: %s", message.offset, exc)
+            reason = describe_malformed(exc)
+            log.error("dead-lettering a malformed event at partition %s offset %s: %s", message.partition, message.offset, reason)
+            self._dead.append((message.topic, dead_letter_record(message, reason, self._group())))
             return
         if event.run_id != self.run_id:
             return
@@ -434,8 +443,9 @@ class Coordinator:
 
     def _flush(self, consumed: list[Message], consumer: Consumer | None) -> None:
         """Publish what the batch caused, save changed states and the checkpoint, commit the batch."""
-        if self._out:
+        if self._out or self._dead:
             out, self._out = self._out, []
+            dead, self._dead = self._dead, []
             readies: dict[str, list[tuple[str | None, bytes]]] = {}
             log_batch: list[tuple[str | None, bytes]] = []
             for event in out:
@@ -445,7 +455,8 @@ class Coordinator:
                 if isinstance(event, ev.ObjectReady):
                     readies.setdefault(ev.ready_topic(event.stage), []).append((key, data))
                 metrics.child(metrics.EVENTS_PUBLISHED, ev.event_type(event)).inc()
-            self.bus.publish_many([(ev.EVENTS_TOPIC, log_batch), *readies.items()])
+            self.bus.publish_many([(ev.EVENTS_TOPIC, log_batch), *readies.items(), (ev.DEAD_LETTER_TOPIC, [r for _, r in dead])])
+            counted([topic for topic, _ in dead])
         if self._dirty or consumed:
             dirty, self._dirty = list(self._dirty.values()), {}
             self.state.save(self.run_id, dirty, checkpoint=consumed[-1].offset if consumed else None)

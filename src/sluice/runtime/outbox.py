@@ -3,7 +3,9 @@
 Callers hand the outbox events and the work messages those events settle; a background thread
 publishes everything queued in one bus write (group commit), then commits the settled messages.
 Under load batches grow by themselves; when idle each event goes out at once. A write that fails
-(a locked or unreachable bus) is retried with backoff, in order, so no outcome is lost.
+(a locked or unreachable bus) is retried with backoff, in order, so no outcome is lost. Dead letters
+(messages the caller could not use) go to ``sluice.dead-letters`` before the messages they settle are
+committed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Consumer, Message
+from sluice.bus.dead_letter import counted, dead_letter_record
 from sluice.observability import metrics
 
 log = logging.getLogger("sluice.outbox")
@@ -32,6 +35,7 @@ class Outbox:
         self.on_committed = on_committed
         self._events: list[ev.Event] = []
         self._settled: list[Message] = []
+        self._dead: list[tuple[str, tuple[str | None, bytes]]] = []  # (source topic, dead-letter record)
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
@@ -41,6 +45,14 @@ class Outbox:
         with self._cond:
             self._events.extend(events)
             self._settled.extend(settled)
+            self._cond.notify()
+
+    def dead_letter(self, message: Message, reason: str, group: str) -> None:
+        """Publish a dead letter for ``message``, then commit ``message`` (it is settled: never delivered again)."""
+        record = dead_letter_record(message, reason, group)
+        with self._cond:
+            self._dead.append((message.topic, record))
+            self._settled.append(message)
             self._cond.notify()
 
     def close(self) -> None:
@@ -60,18 +72,24 @@ class Outbox:
                     return
                 events, self._events = self._events, []
                 settled, self._settled = self._settled, []
+                dead, self._dead = self._dead, []
             try:
-                self._publish(events, settled)
+                self._publish(events, settled, dead)
                 retry_s = _RETRY_MIN_S
             except Exception:
                 log.exception("could not publish %d events; retrying in %.2fs", len(events), retry_s)
                 with self._cond:
                     self._events[:0] = events
                     self._settled[:0] = settled
+                    self._dead[:0] = dead
                     self._cond.wait(retry_s)
                 retry_s = min(_RETRY_MAX_S, retry_s * 2)
 
-    def _publish(self, events: list[ev.Event], settled: list[Message]) -> None:
+    def _publish(self, events: list[ev.Event], settled: list[Message], dead: list[tuple[str, tuple[str | None, bytes]]]) -> None:
+        if dead:
+            self.bus.publish(ev.DEAD_LETTER_TOPIC, [record for _, record in dead])
+            counted([topic for topic, _ in dead])
+            dead.clear()  # published: a retry of what follows must not publish them again
         messages = [(str(getattr(e, "object_id", e.run_id)), ev.encode(e)) for e in events]
         if self.consumer is not None and settled:
             self.bus.publish_and_commit(ev.EVENTS_TOPIC, messages, self.consumer, settled)

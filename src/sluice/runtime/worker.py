@@ -9,7 +9,11 @@ Threads inside one worker:
   commits a work message only after its outcome is on the bus (at-least-once);
 * the *heartbeat* renews the leases of messages held, so long objects are not redelivered.
 
-A worker that dies loses nothing: its uncommitted messages come back to another worker.
+A worker that dies loses nothing: its uncommitted messages come back to another worker. A worker
+that is stopped finishes the objects it started (for up to ``stop_grace_s``), publishes and commits
+their outcomes, leaves the rest uncommitted for the other workers and leaves the group. A message
+that is not an ``ObjectReady`` for an object of this stage goes to ``sluice.dead-letters`` with the
+reason, then is committed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Consumer, Message
+from sluice.bus.dead_letter import describe_malformed
 from sluice.errors import is_transient
 from sluice.observability import metrics
 from sluice.project.model import Project, StageSpec
@@ -60,6 +65,7 @@ class StageWorker:
         lease_s: float | None = None,
         max_poll: int = 500,
         run_active: RunActive | None = None,
+        stop_grace_s: float = 10.0,
     ) -> None:
         self.project = project
         self.bus = bus
@@ -69,10 +75,13 @@ class StageWorker:
         self.lease_s = lease_s or project.lease_s
         self.max_poll = max_poll
         self.run_active = run_active
+        self.stop_grace_s = stop_grace_s
         self.name = worker_name(stage.name)
+        self.group = WORK_GROUP_PREFIX + stage.name
         self._stop = threading.Event()
+        self._stopped = threading.Event()  # the objects in hand are settled: the heartbeat may stop
         self._queue: queue.Queue[tuple[Message, ev.ObjectReady] | None] = queue.Queue()
-        self._held: dict[int, Message] = {}
+        self._held: dict[tuple[int, int], Message] = {}  # (partition, offset): offsets repeat across partitions
         self._held_lock = threading.Lock()
         self._busy = 0  # objects queued or running in executor threads
         self._slots = threading.Condition()
@@ -84,24 +93,27 @@ class StageWorker:
 
     def run(self) -> None:
         """Work until stopped. Call from a thread of its own (or the main thread of a worker process)."""
-        consumer = self.bus.consumer(WORK_GROUP_PREFIX + self.stage.name, ev.ready_topic(self.stage.name), lease_s=self.lease_s)
+        consumer = self.bus.consumer(self.group, ev.ready_topic(self.stage.name), lease_s=self.lease_s)
         self._consumer = consumer
         self._outbox = Outbox(self.bus, consumer, on_committed=self._release)
         threads = [
             threading.Thread(target=self._execute_loop, name=f"{self.stage.name}-exec-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
-        threads.append(threading.Thread(target=self._heartbeat_loop, name=f"{self.stage.name}-heartbeat", daemon=True))
-        for thread in threads:
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name=f"{self.stage.name}-heartbeat", daemon=True)
+        for thread in [*threads, heartbeat]:
             thread.start()
         try:
             self._dispatch_loop(consumer)
         finally:
             for _ in range(self.concurrency):
                 self._queue.put(None)
+            deadline = time.monotonic() + self.stop_grace_s
             for thread in threads:
-                thread.join(timeout=5)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
             self._outbox.close()
+            self._stopped.set()
+            heartbeat.join(timeout=5)
             consumer.close()
 
     def _dispatch_loop(self, consumer: Consumer) -> None:
@@ -127,19 +139,19 @@ class StageWorker:
         try:
             ready = ev.decode(message.value)
         except ValueError as exc:
-            log.error("dropping a malformed message at offset %s of %s: %s", message.offset, message.topic, exc)
-            self._outbox.send([], [message])
+            self._dead_letter(message, describe_malformed(exc))
             return False
-        if not isinstance(ready, ev.ObjectReady) or ready.object_id not in self.project.objects:
-            log.error("dropping an unexpected message at offset %s: %r", message.offset, ready)
-            self._outbox.send([], [message])
+        problem = self._unusable(ready)
+        if problem:
+            self._dead_letter(message, problem)
             return False
+        assert isinstance(ready, ev.ObjectReady)
         if self.run_active is not None and not self.run_active(ready.run_id):
             self._outbox.send([], [message])
             return False
         obj = self.project.objects[ready.object_id]
         with self._held_lock:
-            self._held[message.offset] = message
+            self._held[message.partition, message.offset] = message
         if obj.kind == "noop" and ready.delay_s <= 0 and not ready.fail:
             started = self._started(ready)
             loaded = ev.ObjectLoaded(
@@ -151,6 +163,28 @@ class StageWorker:
             self._busy += 1
         self._queue.put((message, ready))
         return True
+
+    def _unusable(self, event: ev.AnyEvent) -> str:
+        """Why a decoded work message cannot be processed here, or "" when it can."""
+        if not isinstance(event, ev.ObjectReady):
+            return f"expected an ObjectReady on {ev.ready_topic(self.stage.name)}, got {ev.event_type(event)}"
+        obj = self.project.objects.get(event.object_id)
+        if obj is None:
+            return f"object {event.object_id} is not defined in project '{self.project.name}' (run {event.run_id})"
+        if obj.stage != self.stage.name:
+            return f"object {event.object_id} belongs to stage '{obj.stage}', not '{self.stage.name}' (run {event.run_id})"
+        return ""
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        assert self._outbox is not None
+        log.error(
+            "dead-lettering the message at partition %s offset %s of %s: %s",
+            message.partition,
+            message.offset,
+            message.topic,
+            reason,
+        )
+        self._outbox.dead_letter(message, reason, self.group)
 
     def _started(self, ready: ev.ObjectReady) -> ev.ObjectStarted:
         return ev.ObjectStarted(
@@ -164,6 +198,11 @@ class StageWorker:
             if item is None:
                 return
             message, ready = item
+            if self._stop.is_set():
+                # Stopping: do not start it. Uncommitted, it goes to another worker of the stage.
+                with self._slots:
+                    self._busy -= 1
+                continue
             self._outbox.send([self._started(ready)], [])
             self._outbox.send([self._execute(ready)], [message])
             with self._slots:
@@ -206,11 +245,11 @@ class StageWorker:
     def _release(self, messages: list[Message]) -> None:
         with self._held_lock:
             for message in messages:
-                self._held.pop(message.offset, None)
+                self._held.pop((message.partition, message.offset), None)
 
     def _heartbeat_loop(self) -> None:
         interval = max(0.05, self.lease_s / 3)
-        while not self._stop.wait(interval):
+        while not self._stopped.wait(interval):
             with self._held_lock:
                 held = list(self._held.values())
             if held and self._consumer is not None:

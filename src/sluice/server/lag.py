@@ -49,7 +49,7 @@ class LagSampler:
         labels: set[tuple[str, str, str]] = set()
         for group, topic in pairs:
             for partition, lag in self._lags(group, topic).items():
-                key = (group, topic, str(partition))
+                key = (metrics.group_label(group), topic, str(partition))
                 metrics.BUS_CONSUMER_LAG.labels(*key).set(lag)
                 labels.add(key)
         for gone in self._labels - labels:

@@ -1,0 +1,290 @@
+"""Sluice over Kafka against Sluice over its embedded bus, measured in the same run.
+
+1. **Distributed orchestration**: the layered no-op DAG of ``orchestration.py`` (5,000 objects, every
+   object of layer k > 0 with two parents in layer k - 1) run by a coordinator process
+   (``sluice run --workers external``) and 2 ``sluice worker`` processes per stage, over Kafka and over
+   the embedded bus. Objects/s from ``RunStarted`` to ``RunFinished`` (event timestamps) and the
+   per-object latency from the last parent's ``ObjectLoaded`` to the child's ``ObjectStarted``, p50/p99.
+2. **Raw bus throughput**: the same encoded ``ObjectLoaded`` payloads published in batches, then
+   consumed by a consumer group (commit after each poll), events/s for ``KafkaBus`` and ``EmbeddedBus``.
+
+    python bench/kafka.py                              # starts the test broker (scripts/servers/kafka.sh) if needed
+    python bench/kafka.py --objects 2000 --events 50000 --json bench/results/kafka.json
+
+Kafka runs in a namespace of its own (``?namespace=bench-...``), so nothing else on the broker is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from orchestration import percentile, write_project  # noqa: E402
+from sluice import events as ev  # noqa: E402
+from sluice.bus.base import Bus  # noqa: E402
+from sluice.bus.registry import open_bus  # noqa: E402
+from sluice.project.load import load_project  # noqa: E402
+from sluice.runtime.history import run_events  # noqa: E402
+from sluice.runtime.run import open_backends  # noqa: E402
+
+SLUICE = [sys.executable, "-m", "sluice"]
+STAGES = ("ingest", "standardize", "application")
+
+
+def start_kafka() -> str:
+    """The broker's URL, starting it with scripts/servers/kafka.sh when it is not running."""
+    done = subprocess.run(
+        [str(REPO / "scripts" / "servers" / "kafka.sh"), "start"], capture_output=True, text=True, timeout=900, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"scripts/servers/kafka.sh start failed:\n{done.stdout}{done.stderr}")
+    return done.stdout.strip().splitlines()[-1].strip()
+
+
+def namespaced(kafka_url: str) -> str:
+    return kafka_url + ("&" if "?" in kafka_url else "?") + f"namespace=bench-{uuid.uuid4().hex[:10]}"
+
+
+def delete_namespace(bus: Bus) -> None:
+    """Delete the topics and consumer groups of a Kafka bus's namespace (many topics slow a broker's restart)."""
+    from sluice.bus.kafka import KafkaBus
+
+    if not isinstance(bus, KafkaBus) or not bus.namespace:
+        return
+    prefix = bus.kafka_name("")
+    topics = [t for t in bus.admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    for future in bus.admin.delete_topics(topics, operation_timeout=10).values() if topics else ():
+        future.result(timeout=30)
+    groups = [g.group_id for g in bus.admin.list_consumer_groups(request_timeout=10).result(timeout=30).valid]
+    groups = [g for g in groups if g.startswith(prefix)]
+    for future in bus.admin.delete_consumer_groups(groups, request_timeout=10).values() if groups else ():
+        future.result(timeout=30)
+
+
+# ----- 1. distributed orchestration ------------------------------------------------------------
+
+
+def wait_until_joined(bus_url: str, per_stage: int, timeout_s: float = 120) -> None:
+    """On Kafka: wait until every stage's group is stable with its workers (no rebalance during the run)."""
+    if not bus_url.startswith("kafka:"):
+        return
+    from confluent_kafka import ConsumerGroupState
+
+    from sluice.bus.kafka import KafkaBus
+
+    bus = open_bus(bus_url)
+    assert isinstance(bus, KafkaBus)
+    groups = [bus.kafka_name(f"workers.{stage}") for stage in STAGES]
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            described = [f.result() for f in bus.admin.describe_consumer_groups(groups, request_timeout=10).values()]
+            if all(g.state == ConsumerGroupState.STABLE and len(g.members) == per_stage for g in described):
+                return
+            time.sleep(0.2)
+    finally:
+        bus.close()
+    raise SystemExit(f"the workers did not join their groups on {bus_url} within {timeout_s:.0f}s")
+
+
+@contextmanager
+def worker_processes(folder: Path, bus_url: str, per_stage: int, logs: Path) -> Iterator[None]:
+    processes = []
+    for stage in STAGES:
+        for i in range(per_stage):
+            with (logs / f"worker-{stage}-{i}.log").open("wb") as log:
+                command = [*SLUICE, "worker", str(folder), "--stage", stage, "--bus", bus_url, "--log-level", "warning"]
+                processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def measure_distributed(bus_name: str, bus_url: str | None, objects: int, layers: int, per_stage: int) -> dict[str, Any]:
+    """One run of the layered DAG by a coordinator process and ``per_stage`` worker processes per stage."""
+    folder = Path(tempfile.mkdtemp(prefix="sluice-bench-kafka-"))
+    try:
+        project = load_project(write_project(folder / "project", objects, layers))
+        url = bus_url or project.resolve_bus_url()
+        logs = folder / "logs"
+        logs.mkdir()
+        with worker_processes(project.root, url, per_stage, logs):
+            wait_until_joined(url, per_stage)
+            command = [*SLUICE, "run", str(project.root), "--workers", "external", "--force", "--json", "--bus", url]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+        summary = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+        if summary["status"] != "succeeded":
+            raise SystemExit(f"the {bus_name} run {summary['status']}:\n{done.stderr[-2000:]}")
+        with open_backends(project, url) as backends:
+            log = [event for _, event in run_events(backends, project, summary["run_id"])]
+            delete_namespace(backends.bus)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    started = next(e for e in log if isinstance(e, ev.RunStarted)).ts
+    finished = next(e for e in log if isinstance(e, ev.RunFinished)).ts
+    seconds = (finished - started).total_seconds()
+    loaded_at = {e.object_id: e.ts for e in log if isinstance(e, ev.ObjectLoaded)}
+    first_start: dict[int, Any] = {}
+    for e in log:
+        if isinstance(e, ev.ObjectStarted):
+            first_start.setdefault(e.object_id, e.ts)
+    latencies = [
+        (first_start[oid] - max(loaded_at[p] for p in project.objects[oid].parents)).total_seconds() * 1000
+        for oid in first_start
+        if project.objects[oid].parents
+    ]
+    workers = {e.worker for e in log if isinstance(e, ev.ObjectStarted)}
+    return {
+        "bus": bus_name,
+        "objects": objects,
+        "workers_per_stage": per_stage,
+        "worker_processes_used": len(workers),
+        "seconds": seconds,
+        "objects_per_s": objects / seconds,
+        "latency_ms_p50": percentile(latencies, 0.50),
+        "latency_ms_p99": percentile(latencies, 0.99),
+        "events": len(log),
+    }
+
+
+# ----- 2. raw bus throughput -------------------------------------------------------------------
+
+
+def payloads(count: int) -> list[tuple[str | None, bytes]]:
+    """Encoded ObjectLoaded events, keyed by object id as Sluice publishes them."""
+    out = []
+    for i in range(count):
+        oid = 1_000_000 + i
+        event = ev.ObjectLoaded(run_id="bench", object_id=oid, stage="ingest", worker="bench@host:1:1", rows=i, duration_s=0.001)
+        out.append((str(oid), ev.encode(event)))
+    return out
+
+
+def measure_throughput(bus_name: str, bus: Bus, messages: list[tuple[str | None, bytes]], batch: int) -> dict[str, Any]:
+    topic = f"bench.throughput.{uuid.uuid4().hex[:8]}"
+    bus.create_topic(topic, 1)
+    started = time.perf_counter()
+    for i in range(0, len(messages), batch):
+        bus.publish(topic, messages[i : i + batch])
+    published_s = time.perf_counter() - started
+    consumer = bus.consumer(f"bench.{uuid.uuid4().hex[:8]}", topic)
+    received = 0
+    started = time.perf_counter()
+    deadline = time.monotonic() + 600
+    while received < len(messages) and time.monotonic() < deadline:
+        got = consumer.poll(5000, timeout_s=1.0)
+        if got:
+            consumer.commit(got)
+            received += len(got)
+    consumed_s = time.perf_counter() - started
+    consumer.close()
+    delete_namespace(bus)
+    if received < len(messages):
+        raise SystemExit(f"{bus_name}: consumed {received} of {len(messages)} messages in 10 minutes")
+    return {
+        "bus": bus_name,
+        "events": len(messages),
+        "batch": batch,
+        "payload_bytes": sum(len(v) for _, v in messages) // len(messages),
+        "published_per_s": len(messages) / published_s,
+        "consumed_per_s": len(messages) / consumed_s,
+    }
+
+
+# ----- report ----------------------------------------------------------------------------------
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=5000)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--workers-per-stage", type=int, default=2)
+    parser.add_argument("--events", type=int, default=200_000, help="messages for the raw throughput test")
+    parser.add_argument("--batch", type=int, default=1000, help="messages per publish call")
+    parser.add_argument("--kafka", help="Kafka URL (default: the test broker, started by scripts/servers/kafka.sh)")
+    parser.add_argument("--json", type=Path, help="Also write the results to this file.")
+    args = parser.parse_args()
+
+    kafka_url = args.kafka or start_kafka()
+    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "kafka": kafka_url}
+
+    runs = {
+        "embedded": measure_distributed("embedded", None, args.objects, args.layers, args.workers_per_stage),
+        "kafka": measure_distributed("kafka", namespaced(kafka_url), args.objects, args.layers, args.workers_per_stage),
+    }
+    results["distributed"] = runs
+    print(
+        f"distributed run: {args.objects:,} no-op objects, {args.layers} layers, coordinator + "
+        f"{args.workers_per_stage} worker processes per stage"
+    )
+    print(f"{'bus':<10} {'objects/s':>10} {'seconds':>8} {'p50 ms':>8} {'p99 ms':>8}   (latency: parent loaded -> child started)")
+    for name, r in runs.items():
+        p50, p99 = r["latency_ms_p50"], r["latency_ms_p99"]
+        print(f"{name:<10} {r['objects_per_s']:>10,.0f} {r['seconds']:>8.2f} {p50:>8.1f} {p99:>8.1f}")
+    k, e = runs["kafka"], runs["embedded"]
+    print(
+        f"kafka / embedded: objects/s {ratio(k['objects_per_s'], e['objects_per_s'])}, "
+        f"p50 {ratio(k['latency_ms_p50'], e['latency_ms_p50'])}, p99 {ratio(k['latency_ms_p99'], e['latency_ms_p99'])}"
+    )
+    verdict = "meets" if k["objects_per_s"] >= 1000 else "MISSES"
+    print(f"target over Kafka: >= 1,000 objects/s: {verdict} ({k['objects_per_s']:,.0f})")
+    results["kafka_meets_1000_objects_per_s"] = k["objects_per_s"] >= 1000
+
+    messages = payloads(args.events)
+    folder = Path(tempfile.mkdtemp(prefix="sluice-bench-bus-"))
+    embedded = open_bus(f"sqlite:///{folder / 'bus.db'}")
+    kafka = open_bus(namespaced(kafka_url))
+    try:
+        raw = {
+            "embedded": measure_throughput("embedded", embedded, messages, args.batch),
+            "kafka": measure_throughput("kafka", kafka, messages, args.batch),
+        }
+    finally:
+        embedded.close()
+        kafka.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    results["throughput"] = raw
+    size = raw["kafka"]["payload_bytes"]
+    print(f"\nraw bus throughput: {args.events:,} ObjectLoaded events (~{size} bytes), published in batches of {args.batch:,}")
+    print(f"{'bus':<10} {'published/s':>12} {'consumed/s':>12}")
+    for name, r in raw.items():
+        print(f"{name:<10} {r['published_per_s']:>12,.0f} {r['consumed_per_s']:>12,.0f}")
+    rk, re_ = raw["kafka"], raw["embedded"]
+    print(
+        f"kafka / embedded: published {ratio(rk['published_per_s'], re_['published_per_s'])}, "
+        f"consumed {ratio(rk['consumed_per_s'], re_['consumed_per_s'])}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
