@@ -44,6 +44,7 @@ log="$base/kafka.log"
 url="kafka://127.0.0.1:${port}"
 
 script_name=kafka.sh
+server_label=Kafka
 # shellcheck source=scripts/servers/lib.sh
 . "$here/lib.sh"
 
@@ -182,23 +183,6 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # The broker answers once its listener accepts connections and it logged that it started.
 accepting() { port_open "$port" && grep -q "Kafka Server started" "$log" 2>/dev/null; }
 
-wait_ready() {
-    local pid="$1" waited=0
-    until accepting; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$log" >&2 || true
-            rm -f "$pidfile"
-            die "Kafka exited during start-up (log above: $log)"
-        fi
-        if [ "$waited" -ge "$((timeout * 2))" ]; then
-            tail -n 30 "$log" >&2 || true
-            die "Kafka does not accept connections on 127.0.0.1:$port after ${timeout}s (log: $log)"
-        fi
-        sleep 0.5
-        waited=$((waited + 1))
-    done
-}
-
 start() {
     ensure_java
     mkdir -p "$base"
@@ -211,7 +195,7 @@ start() {
         if ! grep -qx "listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port" "$config"; then
             die "already running (pid $pid) on other ports than $port/$controller_port; run '$0 stop' first to change SLUICE_KAFKA_PORT"
         fi
-        wait_ready "$pid"
+        wait_until accepting "$pid"
         echo "$url"
         return 0
     fi
@@ -230,29 +214,18 @@ start() {
         </dev/null >>"$log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$pidfile"
-    wait_ready "$pid"
+    wait_until accepting "$pid"
     echo "$url"
 }
 
 stop() {
-    local pid waited=0
+    local pid
     pid="$(server_pid clean)"
     if [ -z "$pid" ]; then
         say "not running"
         return 0
     fi
-    kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do
-        if [ "$waited" -ge "$((timeout * 2))" ]; then
-            say "Kafka (pid $pid) did not stop within ${timeout}s; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.5
-        waited=$((waited + 1))
-    done
-    rm -f "$pidfile"
-    say "stopped"
+    stop_pid "$pid"
 }
 
 status() {

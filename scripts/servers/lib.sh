@@ -25,6 +25,42 @@ apt_install() {
     [ -n "$ok" ] || { tail -n 20 "$aptlog" >&2; die "apt-get install $1 failed (log above: $aptlog)"; }
 }
 
+# wait_until CHECK [PID]: run the function CHECK every half second until it succeeds. Fails, with the
+# tail of $log, when the server PID (if given) exits or after $timeout seconds. Uses $server_label and $port.
+wait_until() {
+    local check="$1" pid="${2:-}" waited=0
+    until "$check"; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$log" >&2 || true
+            [ -z "${pidfile:-}" ] || rm -f "$pidfile"
+            die "$server_label exited during start-up (log above: $log)"
+        fi
+        if [ "$waited" -ge "$((timeout * 2))" ]; then
+            tail -n 30 "$log" >&2 || true
+            die "$server_label is not ready on 127.0.0.1:$port after ${timeout}s (log: $log)"
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+}
+
+# stop_pid PID: SIGTERM, then SIGKILL if it still runs after $timeout seconds; removes $pidfile.
+stop_pid() {
+    local pid="$1" waited=0
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$waited" -ge "$((timeout * 2))" ]; then
+            say "$server_label (pid $pid) did not stop within ${timeout}s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    rm -f "$pidfile"
+    say "stopped"
+}
+
 # main COMMAND: the scripts' command line; the sourcing script defines start, stop, status and $url.
 main() {
     case "${1:-}" in

@@ -32,6 +32,7 @@ log="$base/mariadb.log"
 url="mysql://sluice:sluice@127.0.0.1:${port}/sluice"
 
 script_name=mariadb.sh
+server_label=MariaDB
 # shellcheck source=scripts/servers/lib.sh
 . "$here/lib.sh"
 
@@ -51,6 +52,8 @@ server_pid() {
 }
 
 root_sql() { "$client" --no-defaults --protocol=socket --socket="$socket" -uroot "$@"; }
+
+socket_ready() { root_sql -e 'SELECT 1' >/dev/null 2>&1; }
 
 accepting() {
     "$client" --no-defaults --protocol=tcp -h 127.0.0.1 -P "$port" -usluice -psluice -e 'SELECT 1' sluice >/dev/null 2>&1
@@ -85,22 +88,6 @@ init_datadir() {
     }
 }
 
-wait_ready() {
-    local waited=0 pid="${1:-}"
-    until root_sql -e 'SELECT 1' >/dev/null 2>&1; do
-        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$log" >&2 || true
-            die "MariaDB exited during start-up (log above: $log)"
-        fi
-        if [ "$waited" -ge "$timeout" ]; then
-            tail -n 20 "$log" >&2 || true
-            die "MariaDB does not accept connections on 127.0.0.1:$port after ${timeout}s (log: $log)"
-        fi
-        sleep 1
-        waited=$((waited + 1))
-    done
-}
-
 start() {
     server="$(find_server)"
     if [ -z "$server" ]; then
@@ -120,7 +107,7 @@ start() {
         if ! tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qx -- "--port=$port"; then
             die "already running (pid $pid) on another port than $port; run '$0 stop' first to change SLUICE_MYSQL_PORT"
         fi
-        wait_ready
+        wait_until socket_ready
         accepting || bootstrap
         echo "$url"
         return 0
@@ -140,7 +127,7 @@ start() {
         --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci --max-connections=200 \
         --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \
         </dev/null >>"$log" 2>&1 9>&- &
-    wait_ready $!
+    wait_until socket_ready $!
     bootstrap
     until accepting; do
         [ "$timeout" -gt 0 ] || die "MariaDB does not accept TCP connections on 127.0.0.1:$port (log: $log)"

@@ -28,6 +28,7 @@ log="$base/postgres.log"
 url="postgresql://postgres@127.0.0.1:${port}/postgres"
 
 script_name=postgres.sh
+server_label=PostgreSQL
 # shellcheck source=scripts/servers/lib.sh
 . "$here/lib.sh"
 
@@ -117,7 +118,7 @@ start() {
         if [ -n "$running_port" ] && [ "$running_port" != "$port" ]; then
             die "already running on port $running_port, not $port; run '$0 stop' first to change SLUICE_PG_PORT"
         fi
-        accepting || wait_ready
+        accepting || wait_until accepting
         echo "$url"
         return 0
     fi
@@ -130,20 +131,8 @@ start() {
         tail -n 20 "$log" >&2 || true
         die "PostgreSQL did not start within ${timeout}s on 127.0.0.1:$port (log above: $log)"
     }
-    wait_ready
+    wait_until accepting
     echo "$url"
-}
-
-wait_ready() {
-    local waited=0
-    until accepting; do
-        if [ "$waited" -ge "$timeout" ]; then
-            tail -n 20 "$log" >&2 || true
-            die "PostgreSQL does not accept connections on 127.0.0.1:$port after ${timeout}s (log: $log)"
-        fi
-        sleep 1
-        waited=$((waited + 1))
-    done
 }
 
 stop() {

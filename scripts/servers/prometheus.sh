@@ -35,6 +35,7 @@ log="$base/prometheus.log"
 url="http://127.0.0.1:${port}"
 
 script_name=prometheus.sh
+server_label=Prometheus
 # shellcheck source=scripts/servers/lib.sh
 . "$here/lib.sh"
 
@@ -81,23 +82,6 @@ ready() {
     ) 2>/dev/null
 }
 
-wait_ready() {
-    local pid="$1" waited=0
-    until ready; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$log" >&2 || true
-            rm -f "$pidfile"
-            die "Prometheus exited during start-up (log above: $log)"
-        fi
-        if [ "$waited" -ge "$((timeout * 2))" ]; then
-            tail -n 30 "$log" >&2 || true
-            die "Prometheus is not ready on 127.0.0.1:$port after ${timeout}s (log: $log)"
-        fi
-        sleep 0.5
-        waited=$((waited + 1))
-    done
-}
-
 start() {
     ensure_installed
     [ -f "$config" ] || die "config file $config does not exist; pass one: $0 start CONFIG"
@@ -114,7 +98,7 @@ start() {
             ! arguments "$pid" | grep -qxF -- "--web.listen-address=127.0.0.1:$port"; then
             die "already running (pid $pid) with another config, data directory or port ($(arguments "$pid" | grep -- '^--config.file=' || true)); run '$0 stop' first"
         fi
-        wait_ready "$pid"
+        wait_until ready "$pid"
         echo "$url"
         return 0
     fi
@@ -131,29 +115,18 @@ start() {
         --storage.tsdb.retention.time=7d --log.level=warn </dev/null >>"$log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$pidfile"
-    wait_ready "$pid"
+    wait_until ready "$pid"
     echo "$url"
 }
 
 stop() {
-    local pid waited=0
+    local pid
     pid="$(server_pid clean)"
     if [ -z "$pid" ]; then
         say "not running"
         return 0
     fi
-    kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do
-        if [ "$waited" -ge "$((timeout * 2))" ]; then
-            say "Prometheus (pid $pid) did not stop within ${timeout}s; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.5
-        waited=$((waited + 1))
-    done
-    rm -f "$pidfile"
-    say "stopped"
+    stop_pid "$pid"
 }
 
 status() {
