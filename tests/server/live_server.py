@@ -20,6 +20,10 @@ from sluice.server.services import ServerSettings, Services
 FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled")
 
 
+INSTANT = ServerSettings(simulate=True, delay_scale=0.0)
+"""Simulated objects that take no time: runs finish as fast as the server can go."""
+
+
 class LiveServer:
     """``with LiveServer(project, settings) as server: httpx.get(server.url + "/health")``."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,9 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from live_server import LiveServer
+from live_server import INSTANT, LiveServer
 
-from helpers import load, seed_project, wait_for, write_yaml
+from helpers import load, wait_for, write_yaml
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator
 from sluice.runtime.run import open_backends
@@ -22,19 +21,6 @@ from sluice.runtime.summary import RunOptions
 from sluice.server import models
 from sluice.server.app import STATIC
 from sluice.server.services import ServerSettings
-
-INSTANT = ServerSettings(simulate=True, delay_scale=0.0)
-
-
-@pytest.fixture
-def seed(tmp_path: Path) -> Project:
-    return load(seed_project(tmp_path))
-
-
-@pytest.fixture
-def server(seed: Project) -> Iterator[LiveServer]:
-    with LiveServer(seed, INSTANT) as live:
-        yield live
 
 
 def test_a_run_from_orchestrate_to_detail(server: LiveServer, seed: Project) -> None:

@@ -6,32 +6,16 @@ from __future__ import annotations
 import gc
 import threading
 import tracemalloc
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
-from live_server import LiveServer, SseEvent, read_events, sse_items
+from live_server import INSTANT, LiveServer, SseEvent, read_events, sse_items
 
-from helpers import events_of, load, seed_project, wait_for
+from helpers import events_of, wait_for
 from sluice import events as ev
 from sluice.bus.base import Message
 from sluice.project.model import Project
 from sluice.server.services import ServerSettings
 from sluice.server.stream import Batch, EventFilter, Subscriber, to_frame
-
-INSTANT = ServerSettings(simulate=True, delay_scale=0.0)
-
-
-@pytest.fixture
-def seed(tmp_path: Path) -> Project:
-    return load(seed_project(tmp_path))
-
-
-@pytest.fixture
-def server(seed: Project) -> Iterator[LiveServer]:
-    with LiveServer(seed, INSTANT) as live:
-        yield live
 
 
 def logged(project: Project, run_id: str) -> list[tuple[int, str]]:
