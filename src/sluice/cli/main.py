@@ -50,6 +50,26 @@ def backend_options(func: F) -> F:
     return func
 
 
+def simulation_options(func: F) -> F:
+    """The seed's scenario options shared by ``run`` and ``serve``: --simulate, --delay-scale, --fail."""
+    func = click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail (repeatable).")(func)
+    func = click.option(
+        "--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none)."
+    )(func)
+    func = click.option(
+        "--simulate", is_flag=True, help="Objects without work sleep their stage's delay (0.5/0.6/0.8 s by default)."
+    )(func)
+    return func
+
+
+def _check_simulation(project: Project, path: str, delay_scale: float, fail_ids: tuple[int, ...]) -> None:
+    if delay_scale < 0:
+        _fail("--delay-scale must be >= 0")
+    unknown = [i for i in fail_ids if i not in project.objects]
+    if unknown:
+        _fail(f"--fail names unknown object id(s) {unknown}; see 'sluice plan {path}'")
+
+
 def log_options(func: F) -> F:
     func = click.option(
         "--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True
@@ -145,9 +165,7 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
 )
 @click.option("--force", is_flag=True, help="Run every planned object even if fresh.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end instead of live progress.")
-@click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (0.5/0.6/0.8 s by default).")
-@click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
-@click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail (repeatable).")
+@simulation_options
 @click.option("--resume", is_flag=True, help="Continue the last unfinished run (after a crash) instead of starting one.")
 @click.option("--run", "run_id", help="With --resume: the run to continue.")
 @click.option(
@@ -184,11 +202,7 @@ def run(
 
     setup_logging(log_format, log_level)
     project = _load(path)
-    if delay_scale < 0:
-        _fail("--delay-scale must be >= 0")
-    unknown = [i for i in fail_ids if i not in project.objects]
-    if unknown:
-        _fail(f"--fail names unknown object id(s) {unknown}; see 'sluice plan {path}'")
+    _check_simulation(project, path, delay_scale, fail_ids)
     if metrics_port:
         metrics.serve(metrics_port, metrics_host)
     options = RunOptions(
@@ -349,9 +363,7 @@ def worker(
 @click.argument("path", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
-@click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (0.5/0.6/0.8 s by default).")
-@click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
-@click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail in every run (repeatable).")
+@simulation_options
 @backend_options
 @log_options
 def serve(
@@ -372,13 +384,9 @@ def serve(
 
     setup_logging(log_format, "info" if log_level == "warning" else log_level)
     project = _load(path)
-    if delay_scale < 0:
-        _fail("--delay-scale must be >= 0")
     if not 0 <= port <= 65535:
         _fail(f"--port must be between 0 and 65535, got {port}")
-    unknown = [i for i in fail_ids if i not in project.objects]
-    if unknown:
-        _fail(f"--fail names unknown object id(s) {unknown}; see 'sluice plan {path}'")
+    _check_simulation(project, path, delay_scale, fail_ids)
     settings = ServerSettings(
         simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids), bus_url=bus_url, state_url=state_url
     )
