@@ -44,9 +44,15 @@ wait_until() {
     done
 }
 
-# stop_pid PID: SIGTERM, then SIGKILL if it still runs after $timeout seconds; removes $pidfile.
-stop_pid() {
-    local pid="$1" waited=0
+# stop_server: stop the server of $pidfile (found by the script's server_pid): SIGTERM, then SIGKILL if it
+# still runs after $timeout seconds.
+stop_server() {
+    local pid waited=0
+    pid="$(server_pid clean)"
+    if [ -z "$pid" ]; then
+        say "not running"
+        return 0
+    fi
     kill -TERM "$pid"
     while kill -0 "$pid" 2>/dev/null; do
         if [ "$waited" -ge "$((timeout * 2))" ]; then

@@ -119,15 +119,7 @@ start() {
     echo "$url"
 }
 
-stop() {
-    local pid
-    pid="$(server_pid clean)"
-    if [ -z "$pid" ]; then
-        say "not running"
-        return 0
-    fi
-    stop_pid "$pid"
-}
+stop() { stop_server; }
 
 status() {
     if [ -n "$(server_pid)" ] && ready; then
