@@ -41,7 +41,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Message
-from sluice.bus.kafka_consumer import REQUEST_TIMEOUT_S, KafkaConsumer, message_of
+from sluice.bus.kafka_consumer import REQUEST_TIMEOUT_S, KafkaConsumer, asking_again, message_of
 from sluice.errors import BusError
 from sluice.observability import metrics
 
@@ -329,9 +329,11 @@ class KafkaBus(Bus):
         return out
 
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        """The low and high offsets of a partition. One just created, or moving after a broker restart, answers
+        "not leader" for a moment although the topic's metadata is there: that is asked again."""
+        tp = TopicPartition(self.kafka_name(topic), partition)
         try:
-            tp = TopicPartition(self.kafka_name(topic), partition)
-            low, high = self._util.get_watermark_offsets(tp, timeout=REQUEST_TIMEOUT_S)
+            low, high = asking_again(lambda: self._util.get_watermark_offsets(tp, timeout=REQUEST_TIMEOUT_S))
         except KafkaException as exc:
             raise self._fail(f"reading the offsets of {topic!r}", exc) from None
         return int(low), int(high)
@@ -355,7 +357,7 @@ class KafkaBus(Bus):
             return
         request = ConsumerGroupTopicPartitions(self.kafka_name(group), [TopicPartition(self.kafka_name(topic), 0, offset)])
         try:
-            self._group_request(self.admin.alter_consumer_group_offsets, request)
+            self._group_request("alter_consumer_group_offsets", request)
         except (KafkaException, TimeoutError) as exc:
             raise BusError(
                 f"could not move consumer group {group!r} to offset {offset} of {topic!r} on Kafka at {self.bootstrap}: {exc}"
@@ -382,25 +384,27 @@ class KafkaBus(Bus):
             self.kafka_name(group), [TopicPartition(self.kafka_name(topic), p) for p in range(count)]
         )
         try:
-            answer = self._group_request(self.admin.list_consumer_group_offsets, request)
+            answer = self._group_request("list_consumer_group_offsets", request)
         except (KafkaException, TimeoutError) as exc:
             raise self._fail(f"reading the offsets of group {group!r} on {topic!r}", exc) from None
         return {tp.partition: tp.offset for tp in answer.topic_partitions}
 
-    def _group_request(self, call: Any, request: ConsumerGroupTopicPartitions) -> Any:
-        """An admin request to a group's coordinator, tried again with a new admin client after a timeout:
-        librdkafka's admin client stops hearing from the coordinator after a broker restart."""
-        for attempt in range(2):
-            try:
-                future = call([request], request_timeout=REQUEST_TIMEOUT_S / 2)[request.group_id]
-                return future.result(timeout=REQUEST_TIMEOUT_S)
-            except (KafkaException, TimeoutError) as exc:
-                timed_out = isinstance(exc, TimeoutError) or exc.args[0].code() == KafkaError._TIMED_OUT
-                if attempt or not timed_out:
-                    raise
-                self.admin = AdminClient(dict(self._base_config))
-                call = getattr(self.admin, call.__name__)
-        raise AssertionError("unreachable")
+    def _group_request(self, method: str, request: ConsumerGroupTopicPartitions) -> Any:
+        """The admin request ``method`` to a group's coordinator, asked again while the coordinator moves, and
+        with a new admin client after a timeout: librdkafka's admin client stops hearing from the coordinator
+        after a broker restart."""
+
+        def ask() -> Any:
+            future = getattr(self.admin, method)([request], request_timeout=REQUEST_TIMEOUT_S / 2)[request.group_id]
+            return future.result(timeout=REQUEST_TIMEOUT_S)
+
+        try:
+            return asking_again(ask)
+        except (KafkaException, TimeoutError) as exc:
+            if not (isinstance(exc, TimeoutError) or exc.args[0].code() == KafkaError._TIMED_OUT):
+                raise
+        self.admin = AdminClient(dict(self._base_config))
+        return asking_again(ask)
 
     def lag(self, group: str, topic: str) -> int:
         return sum(self.lag_by_partition(group, topic).values())

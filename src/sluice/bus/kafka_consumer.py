@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Consumer as _KafkaConsumer
@@ -37,6 +37,33 @@ BUFFER_MAX = 2000  # messages fetched ahead per consumer before its partitions a
 POLL_S = 0.01  # the background thread's poll: it also serves commits and seeks between polls
 RETRY_COMMIT_S = 1.0
 LAG_SAMPLE_S = 5.0
+
+T = TypeVar("T")
+
+
+# Answers of a partition or group whose leader is not settled yet (a topic just created, a broker restarting).
+TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+
+
+def asking_again(call: Callable[[], T], timeout: float = REQUEST_TIMEOUT_S) -> T:
+    """``call()``, asked again for up to ``timeout`` seconds while the broker answers with a TRANSIENT error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if exc.args[0].code() not in TRANSIENT or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def message_of(m: Any, topic: str, deliveries: int) -> Message:
@@ -141,7 +168,7 @@ class KafkaConsumer(Consumer):
     def _assign_all(self) -> None:
         tps = [TopicPartition(self._ktopic, p) for p in range(self._partition_count)]
         try:
-            committed = self._consumer.committed(tps, timeout=REQUEST_TIMEOUT_S)
+            committed = asking_again(lambda: self._consumer.committed(tps, timeout=REQUEST_TIMEOUT_S))
         except KafkaException as exc:
             raise self.bus._fail(f"reading the offsets of group {self.group!r}", exc) from None
         with self._cond:
