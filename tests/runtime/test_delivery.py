@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from helpers import check_ordering, events_of, load, seed_project, write_yaml
+from helpers import check_ordering, events_of, load, seed_project, wait_for, write_yaml
 from sluice import events as ev
 from sluice.bus.dead_letter import DeadLetter, parse_dead_letter
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator
 from sluice.runtime.execute import ObjectExecutor
-from sluice.runtime.run import Backends, RunOptions, open_backends, run_project, start_workers, stop_workers
+from sluice.runtime.run import (
+    Backends,
+    RunActivity,
+    RunOptions,
+    open_backends,
+    run_project,
+    start_workers,
+    stop_workers,
+)
+from sluice.runtime.worker import StageWorker
+from sluice.state.base import ObjectState, RunRecord
 
 
 def dead_letters(backends: Backends) -> list[DeadLetter]:
@@ -210,3 +221,64 @@ objects:
     assert summary.objects[3002].rows == 1
     flaky = summary.objects[1001]
     assert (flaky.status, flaky.attempt, flaky.error, flaky.reason) == ("skipped", 1, "the source is down", "run cancelled")
+
+
+def test_a_redelivered_object_whose_outcome_is_recorded_is_not_run_again(tmp_path: Path) -> None:
+    """After a rebalance, a message whose first worker finished it (outcome applied) comes back: it is committed
+    without running the object again; an object still in flight in the same run does run."""
+    folder = tmp_path / "settled"
+    write_yaml(
+        folder,
+        """
+objects:
+  - {id: 1001, name: done_before, python: "steps:count"}
+  - {id: 1002, name: in_flight, python: "steps:count"}
+""",
+    )
+    (folder / "steps.py").write_text(
+        "from pathlib import Path\nimport pyarrow as pa\n"
+        "def count():\n"
+        "    with Path(__file__).with_name('calls').open('a') as f:\n"
+        "        f.write('x')\n"
+        "    return pa.table({'id': [1]})\n"
+    )
+    project = load(folder)
+    run_id = "r-settled"
+    topic = ev.ready_topic("ingest")
+    with open_backends(project) as backends:
+        record = RunRecord(run_id=run_id, project=project.name, status="running", started_at=time.time())
+        backends.state.create_run(
+            record,
+            [
+                ObjectState(1001, "ingest", status="loaded", attempt=1, rows=1),
+                ObjectState(1002, "ingest", status="running", attempt=1),
+            ],
+        )
+        first = backends.bus.end_offset(ev.EVENTS_TOPIC)
+        backends.bus.publish(
+            topic,
+            [
+                (str(oid), ev.encode(ev.ObjectReady(run_id=run_id, object_id=oid, stage="ingest", attempt=1)))
+                for oid in (1001, 1002)
+            ],
+        )
+        worker = StageWorker(
+            project,
+            backends.bus,
+            project.stage("ingest"),
+            ObjectExecutor(project, backends.lake),
+            run_active=RunActivity(backends.state),
+        )
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: backends.bus.lag("workers.ingest", topic) == 0, 30, "the worker to settle both messages")
+        finally:
+            worker.stop()
+            thread.join(30)
+        published = [ev.decode(m.value) for m in backends.bus.read(ev.EVENTS_TOPIC, first, 100)]
+    assert (folder / "calls").read_text() == "x", "only the object in flight runs"
+    assert [(type(e).__name__, getattr(e, "object_id", None)) for e in published] == [
+        ("ObjectStarted", 1002),
+        ("ObjectLoaded", 1002),
+    ]

@@ -186,6 +186,7 @@ class KafkaConsumer(Consumer):
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         metrics.child(metrics.BUS_REBALANCES, metrics.group_label(self.group), "assign").inc()
+        self._log_rebalance("assigned", partitions)
         committed = partitions
         if partitions:
             try:
@@ -204,13 +205,20 @@ class KafkaConsumer(Consumer):
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         metrics.child(metrics.BUS_REBALANCES, metrics.group_label(self.group), "revoke").inc()
+        self._log_rebalance("revoked", partitions)
         if not self._closing.is_set():
             self._commit_now([tp.partition for tp in partitions])
         self._drop([tp.partition for tp in partitions])
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         metrics.child(metrics.BUS_REBALANCES, metrics.group_label(self.group), "lost").inc()
+        self._log_rebalance("lost", partitions)
         self._drop([tp.partition for tp in partitions])
+
+    def _log_rebalance(self, what: str, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            numbers = ",".join(str(tp.partition) for tp in partitions)
+            log.info("consumer %s of group %r: partitions %s of %s %s", self.consumer_id, self.group, numbers, self.topic, what)
 
     def _drop(self, partitions: list[int]) -> None:
         gone = set(partitions)

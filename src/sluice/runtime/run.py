@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from sluice import events as ev
 from sluice.bus.base import Bus
 from sluice.bus.registry import open_bus
 from sluice.lake.base import Lake
@@ -25,7 +26,7 @@ from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.execute import ObjectExecutor
 from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.runtime.worker import StageWorker
-from sluice.state.base import StateStore
+from sluice.state.base import FINAL_OBJECT_STATUSES, StateStore
 from sluice.state.registry import open_state
 
 __all__ = ["Backends", "RunActivity", "RunOptions", "RunSummary", "WorkersMode", "open_backends", "run_project"]
@@ -84,6 +85,20 @@ class RunActivity:
         with self._lock:
             self._cache[run_id] = (active, now)
         return active
+
+    def settled(self, ready: ev.ObjectReady) -> str:
+        """Why ``ready`` needs no work any more, or "" when it does: its run is over, or the object's outcome
+        for this attempt is already recorded (a message redelivered after a rebalance or a broker restart,
+        whose first worker finished it)."""
+        if not self(ready.run_id):
+            return f"run {ready.run_id} is over"
+        try:
+            state = self.state.object_state(ready.run_id, ready.object_id)
+        except Exception:
+            return ""  # the store will answer the coordinator's question; doing the work again is harmless
+        if state is not None and state.status in FINAL_OBJECT_STATUSES and state.attempt >= ready.attempt:
+            return f"object {ready.object_id} is already {state.status} in run {ready.run_id} (attempt {state.attempt})"
+        return ""
 
 
 def start_workers(

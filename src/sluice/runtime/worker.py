@@ -13,7 +13,9 @@ A worker that dies loses nothing: its uncommitted messages come back to another 
 that is stopped finishes the objects it started (for up to ``stop_grace_s``), publishes and commits
 their outcomes, leaves the rest uncommitted for the other workers and leaves the group. A message
 that is not an ``ObjectReady`` for an object of this stage goes to ``sluice.dead-letters`` with the
-reason, then is committed.
+reason, then is committed. A redelivered message whose object the state store already records as
+final for that run and attempt (its first worker finished it but could not commit) is committed
+without running the object again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from typing import Protocol
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Consumer, Message
@@ -40,7 +42,15 @@ from sluice.runtime.outbox import Outbox
 log = logging.getLogger("sluice.worker")
 WORK_GROUP_PREFIX = "workers."
 
-RunActive = Callable[[str], bool]
+
+class RunActive(Protocol):
+    """What a worker asks the state store (``sluice.runtime.run.RunActivity``) before doing work."""
+
+    def __call__(self, run_id: str) -> bool:
+        """Whether the run is still going."""
+
+    def settled(self, ready: ev.ObjectReady) -> str:
+        """Why ``ready`` needs no work any more, or ""."""
 
 
 _worker_numbers = itertools.count(1)
@@ -202,6 +212,16 @@ class StageWorker:
                 # Stopping: do not start it. Uncommitted, it goes to another worker of the stage.
                 with self._slots:
                     self._busy -= 1
+                continue
+            settled = self.run_active.settled(ready) if self.run_active is not None else ""
+            if settled:
+                log.info(
+                    "not running a redelivered object: %s", settled, extra={"run_id": ready.run_id, "object_id": ready.object_id}
+                )
+                self._outbox.send([], [message])
+                with self._slots:
+                    self._busy -= 1
+                    self._slots.notify()
                 continue
             self._outbox.send([self._started(ready)], [])
             self._outbox.send([self._execute(ready)], [message])

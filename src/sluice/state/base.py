@@ -132,6 +132,10 @@ class StateStore(ABC):
     def object_states(self, run_id: str) -> dict[int, ObjectState]:
         """Every planned object of a run, by id."""
 
+    def object_state(self, run_id: str, object_id: int) -> ObjectState | None:
+        """One planned object of a run, or None (stores override this with a query for that row alone)."""
+        return self.object_states(run_id).get(object_id)
+
     @abstractmethod
     def unfinished_run(self, project: str) -> RunRecord | None:
         """The most recent run of ``project`` still marked running (a crashed coordinator's)."""

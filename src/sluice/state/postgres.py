@@ -196,6 +196,13 @@ class PostgresStateStore(StateStore):
         rows = self._rows(f"SELECT {', '.join(OBJECT_COLUMNS)} FROM sluice_state.run_objects WHERE run_id = %s", (run_id,))
         return {row[0]: ObjectState(*row) for row in rows}
 
+    def object_state(self, run_id: str, object_id: int) -> ObjectState | None:
+        rows = self._rows(
+            f"SELECT {', '.join(OBJECT_COLUMNS)} FROM sluice_state.run_objects WHERE run_id = %s AND object_id = %s",
+            (run_id, object_id),
+        )
+        return ObjectState(*rows[0]) if rows else None
+
     def unfinished_run(self, project: str) -> RunRecord | None:
         rows = self._rows(
             f"{_SELECT_RUNS} WHERE project = %s AND status = 'running' ORDER BY started_at DESC LIMIT 1", (project,)

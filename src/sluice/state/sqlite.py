@@ -129,6 +129,16 @@ class SqliteStateStore(StateStore):
         rows = self.db.conn().execute(f"SELECT {', '.join(OBJECT_COLUMNS)} FROM run_objects WHERE run_id = ?", (run_id,))
         return {row[0]: ObjectState(*row) for row in rows}
 
+    def object_state(self, run_id: str, object_id: int) -> ObjectState | None:
+        row = (
+            self.db.conn()
+            .execute(
+                f"SELECT {', '.join(OBJECT_COLUMNS)} FROM run_objects WHERE run_id = ? AND object_id = ?", (run_id, object_id)
+            )
+            .fetchone()
+        )
+        return None if row is None else ObjectState(*row)
+
     def unfinished_run(self, project: str) -> RunRecord | None:
         row = (
             self.db.conn()
