@@ -132,7 +132,8 @@ class Cluster:
             self.coordinator.kill()
             out, err = self.coordinator.communicate(timeout=10)
             raise AssertionError(
-                f"the run on {self.bus_url} did not finish in {RUN_TIMEOUT_S}s:\n{err[-3000:]}\n{self.worker_logs()}"
+                f"the run on {self.bus_url} did not finish in {RUN_TIMEOUT_S}s:\n{err[-3000:]}\n{self.worker_logs()}\n"
+                f"{self.bus_state()}"
             ) from None
         assert self.coordinator.returncode in (0, 1), f"coordinator exit {self.coordinator.returncode}:\n{err[-3000:]}"
         return summary_json(out)
@@ -169,6 +170,20 @@ class Cluster:
         if self.coordinator is not None and self.coordinator.poll() is None:
             self.coordinator.kill()
             self.coordinator.communicate(timeout=10)
+
+    def bus_state(self) -> str:
+        """What the bus holds, for a failure message: uncommitted work per stage and partition, the last events."""
+        try:
+            bus = open_bus(self.bus_url)
+            try:
+                end = bus.end_offset(ev.EVENTS_TOPIC)
+                last = [ev.decode(m.value) for m in bus.read(ev.EVENTS_TOPIC, max(0, end - 20), 20)]
+                lines = [f"{type(e).__name__} {getattr(e, 'object_id', '')} {getattr(e, 'worker', '')}" for e in last]
+                return f"uncommitted work: {uncommitted(bus)}\nlast events (of {end}):\n" + "\n".join(lines)
+            finally:
+                bus.close()
+        except Exception as exc:  # a diagnostic must not hide the failure it explains
+            return f"(could not read the bus: {exc})"
 
     def worker_logs(self) -> str:
         """The end of each worker's log, without the repeated reconnection noise of a Kafka client."""
