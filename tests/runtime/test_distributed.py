@@ -30,6 +30,7 @@ from sluice import events as ev
 from sluice.bus.base import Bus
 from sluice.bus.dead_letter import DeadLetter, parse_dead_letter
 from sluice.bus.kafka import KafkaBus
+from sluice.bus.kafka_consumer import TRANSIENT
 from sluice.bus.registry import open_bus
 from sluice.errors import RunNotFound
 from sluice.project.model import Project
@@ -248,7 +249,12 @@ def wait_until_workers_joined(bus_url: str, per_stage: int = 2) -> None:
 
     def joined() -> bool:
         for future in bus.admin.describe_consumer_groups(groups, request_timeout=5).values():
-            group = future.result()
+            try:
+                group = future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() in TRANSIENT:  # a broker just started is still electing its group coordinators
+                    return False
+                raise
             if group.state != ConsumerGroupState.STABLE or len(group.members) != per_stage:
                 return False
         return True
