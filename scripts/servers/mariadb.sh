@@ -137,21 +137,7 @@ start() {
     echo "$url"
 }
 
-stop() {
-    local pid waited=0
-    pid="$(server_pid clean)"
-    if [ -z "$pid" ]; then
-        say "not running"
-        return 0
-    fi
-    kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do
-        [ "$waited" -lt "$timeout" ] || die "MariaDB (pid $pid) did not stop within ${timeout}s"
-        sleep 1
-        waited=$((waited + 1))
-    done
-    say "stopped"
-}
+stop() { stop_server; }
 
 status() {
     client="$(command -v mariadb || command -v mysql || true)"
