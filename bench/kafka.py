@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from orchestration import percentile, write_project  # noqa: E402
+from orchestration import parent_latencies_ms, percentile, run_seconds, write_project  # noqa: E402
 from sluice import events as ev  # noqa: E402
 from sluice.bus.base import Bus  # noqa: E402
 from sluice.bus.registry import open_bus  # noqa: E402
@@ -143,19 +143,8 @@ def measure_distributed(bus_name: str, bus_url: str | None, objects: int, layers
             delete_namespace(backends.bus)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    started = next(e for e in log if isinstance(e, ev.RunStarted)).ts
-    finished = next(e for e in log if isinstance(e, ev.RunFinished)).ts
-    seconds = (finished - started).total_seconds()
-    loaded_at = {e.object_id: e.ts for e in log if isinstance(e, ev.ObjectLoaded)}
-    first_start: dict[int, Any] = {}
-    for e in log:
-        if isinstance(e, ev.ObjectStarted):
-            first_start.setdefault(e.object_id, e.ts)
-    latencies = [
-        (first_start[oid] - max(loaded_at[p] for p in project.objects[oid].parents)).total_seconds() * 1000
-        for oid in first_start
-        if project.objects[oid].parents
-    ]
+    seconds = run_seconds(log)
+    latencies = parent_latencies_ms(project, log, ev.ObjectStarted)
     workers = {e.worker for e in log if isinstance(e, ev.ObjectStarted)}
     return {
         "bus": bus_name,

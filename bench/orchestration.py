@@ -33,6 +33,7 @@ from measure import measure_peer  # noqa: E402
 
 from sluice import events as ev  # noqa: E402
 from sluice.project.load import load_project  # noqa: E402
+from sluice.project.model import Project  # noqa: E402
 from sluice.runtime.history import run_events  # noqa: E402
 from sluice.runtime.run import RunOptions, open_backends, run_project  # noqa: E402
 
@@ -63,6 +64,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def run_seconds(log: list[ev.AnyEvent]) -> float:
+    """From the run's ``RunStarted`` to its ``RunFinished``, by the events' own timestamps."""
+    started = next(e for e in log if isinstance(e, ev.RunStarted)).ts
+    finished = next(e for e in log if isinstance(e, ev.RunFinished)).ts
+    return (finished - started).total_seconds()
+
+
+def parent_latencies_ms(project: Project, log: list[ev.AnyEvent], child_event: type[ev.ObjectEvent]) -> list[float]:
+    """Per object with parents: ms from its last parent's ``ObjectLoaded`` to its first ``child_event``."""
+    loaded_at = {e.object_id: e.ts for e in log if isinstance(e, ev.ObjectLoaded)}
+    first: dict[int, Any] = {}
+    for e in log:
+        if isinstance(e, child_event):
+            first.setdefault(e.object_id, e.ts)
+    return [
+        (ts - max(loaded_at[p] for p in project.objects[oid].parents)).total_seconds() * 1000
+        for oid, ts in first.items()
+        if project.objects[oid].parents
+    ]
+
+
 def measure_sluice(objects: int, layers: int) -> dict[str, Any]:
     """One run in a fresh project folder; figures from the run's own event log."""
     folder = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
@@ -74,15 +96,8 @@ def measure_sluice(objects: int, layers: int) -> dict[str, Any]:
             log = [event for _, event in run_events(backends, project, summary.run_id)]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    started = next(e for e in log if isinstance(e, ev.RunStarted)).ts
-    finished = next(e for e in log if isinstance(e, ev.RunFinished)).ts
-    seconds = (finished - started).total_seconds()
-    loaded_at = {e.object_id: e.ts for e in log if isinstance(e, ev.ObjectLoaded)}
-    latencies = []
-    for e in log:
-        if isinstance(e, ev.ObjectReady) and project.objects[e.object_id].parents:
-            last_parent = max(loaded_at[p] for p in project.objects[e.object_id].parents)
-            latencies.append((e.ts - last_parent).total_seconds() * 1000)
+    seconds = run_seconds(log)
+    latencies = parent_latencies_ms(project, log, ev.ObjectReady)
     return {
         "tool": "sluice",
         "objects": objects,
