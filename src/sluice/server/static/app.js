@@ -11,6 +11,7 @@ import { ApiError, EventStream, getJSON, postJSON } from "./api.js";
 import { DagView } from "./dag_view.js";
 import { EventFeed } from "./event_feed.js";
 import { duration, number, when } from "./format.js";
+import { FrameLoop } from "./frames.js";
 import { layoutGraph } from "./layout.js";
 import { ObjectPanel } from "./object_panel.js";
 import { RunView, STATUSES } from "./run_state.js";
@@ -31,8 +32,7 @@ class App {
     this.follow = true; // show each new run as it starts
     this.early = []; // events received before the graph was loaded
     this.loading = null; // the initial load in progress
-    this.uiFrame = 0;
-    this.uiWaiters = [];
+    this.uiFrames = new FrameLoop(() => this.renderRun());
     this.timers = {};
     this.messageTimer = 0;
 
@@ -312,23 +312,12 @@ class App {
   // ---- per-frame rendering of the run header, counts and panel ----------------------------------
 
   scheduleUi() {
-    if (this.uiFrame) return;
-    this.uiFrame = requestAnimationFrame(() => {
-      this.uiFrame = 0;
-      this.renderRun();
-      const waiters = this.uiWaiters;
-      this.uiWaiters = [];
-      for (const resolve of waiters) resolve();
-    });
+    this.uiFrames.request();
   }
 
   /** A promise resolved when the DAG and the panels have drawn the next frame. */
   nextFrame() {
-    const ui = new Promise((resolve) => {
-      this.uiWaiters.push(resolve);
-      this.scheduleUi();
-    });
-    return Promise.all([ui, this.dag.nextFrame()]);
+    return Promise.all([this.uiFrames.nextFrame(), this.dag.nextFrame()]);
   }
 
   renderRun() {

@@ -2,6 +2,7 @@
 // above (redrawn when a status changes). Redraws are coalesced: at most one per animation frame.
 // Wheel zooms around the pointer, dragging pans, a click selects the node under the pointer.
 
+import { FrameLoop } from "./frames.js";
 import { HEADER_H, NODE_H, NODE_W, nodeAt } from "./layout.js";
 
 export const COLOURS = {
@@ -52,8 +53,7 @@ export class DagView {
     this.dpr = 1;
     this.edgesDirty = true;
     this.nodesDirty = true;
-    this.frame = 0;
-    this.frameWaiters = [];
+    this.frames = new FrameLoop(() => this.draw());
     this.fitted = false;
     this.listen();
     new ResizeObserver(() => this.resize()).observe(host);
@@ -81,10 +81,8 @@ export class DagView {
 
   /** A promise resolved once the next frame has been drawn. */
   nextFrame() {
-    return new Promise((resolve) => {
-      this.frameWaiters.push(resolve);
-      this.schedule(true);
-    });
+    this.nodesDirty = true;
+    return this.frames.nextFrame();
   }
 
   select(id) {
@@ -157,14 +155,7 @@ export class DagView {
 
   schedule(force = false) {
     if (force) this.nodesDirty = true;
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.draw();
-      const waiters = this.frameWaiters;
-      this.frameWaiters = [];
-      for (const resolve of waiters) resolve();
-    });
+    this.frames.request();
   }
 
   resize() {
