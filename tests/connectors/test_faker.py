@@ -11,7 +11,7 @@ import pytest
 from sluice.connectors.base import SourceContext
 from sluice.connectors.faker_source import BLOCK_ROWS, SCHEMAS, STATUSES, FakerSource
 from sluice.connectors.registry import open_source
-from sluice.errors import TerminalError
+from sluice.errors import ConfigError
 from sluice.project.model import SourceSpec
 
 
@@ -106,12 +106,21 @@ def test_fingerprint_is_a_hash_of_the_options() -> None:
 
 
 def test_unknown_schema_lists_the_available_ones() -> None:
-    assert faker_source(schema="user", rows=1).input_fingerprint() is None
-    with pytest.raises(TerminalError, match=r"unknown schema 'user'. Did you mean 'users'.*users, transactions, products"):
-        generate(schema="user", rows=1)
+    with pytest.raises(
+        ConfigError, match=r"schema: invalid enum value 'user'. Did you mean 'users'.*users, transactions, products"
+    ):
+        faker_source(schema="user", rows=1)
 
 
-@pytest.mark.parametrize("options", [{"rows": -1}, {"rows": "10"}, {"rows": True}, {"users": 0}])
-def test_bad_counts_are_refused(options: dict[str, Any]) -> None:
-    with pytest.raises(TerminalError, match=r"must be a whole number"):
-        generate(schema="transactions", **options)
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"rows": -1}, "rows: expected int >= 0, got -1"),
+        ({"rows": "10"}, "rows: expected int, got str"),
+        ({"rows": True}, "rows: expected int, got bool"),
+        ({"users": 0}, "users: expected int >= 1, got 0"),
+    ],
+)
+def test_bad_counts_are_refused_before_anything_runs(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        faker_source(schema="transactions", **options)

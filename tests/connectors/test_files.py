@@ -13,7 +13,7 @@ import pytest
 from sluice.connectors.base import Source, SourceContext
 from sluice.connectors.files import CsvSource, JsonLinesSource, JsonSource, ParquetSource
 from sluice.connectors.registry import open_source
-from sluice.errors import TerminalError
+from sluice.errors import ConfigError, TerminalError
 from sluice.project.model import SourceSpec
 
 
@@ -32,7 +32,7 @@ def test_registry_picks_the_class_for_each_file_kind(tmp_path: Path) -> None:
 
 
 def test_registry_suggests_a_kind_for_a_typo(tmp_path: Path) -> None:
-    with pytest.raises(TerminalError, match=r"unknown source type 'cvs'. Did you mean 'csv'"):
+    with pytest.raises(ConfigError, match=r"unknown source type 'cvs'. Did you mean 'csv'"):
         source(tmp_path, "cvs", path="x.csv")
 
 
@@ -63,7 +63,7 @@ def test_csv_options_nested_or_beside_path(tmp_path: Path) -> None:
 
 def test_csv_unknown_nested_option_suggests_the_right_one(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("a\n1\n", encoding="utf-8")
-    with pytest.raises(TerminalError, match=r"unknown option 'delimeter'. Did you mean 'delimiter'"):
+    with pytest.raises(ConfigError, match=r"unknown option 'delimeter'. Did you mean 'delimiter'"):
         read(tmp_path, "csv", path="a.csv", options={"delimeter": ";"})
 
 

@@ -11,7 +11,7 @@ import pytest
 from sluice.connectors.base import SourceContext
 from sluice.connectors.registry import open_source
 from sluice.connectors.sqlite import SqliteSource, sqlite_path
-from sluice.errors import TerminalError, TransientError
+from sluice.errors import ConfigError, TerminalError, TransientError
 from sluice.project.model import ConnectionSpec, Origin, SourceSpec
 
 
@@ -133,7 +133,7 @@ def test_a_locked_database_is_transient(tmp_path: Path) -> None:
 
 def test_table_and_query_together_are_refused(tmp_path: Path) -> None:
     make_db(tmp_path / "shop.db", *SHOP)
-    with pytest.raises(TerminalError, match=r"either 'table' or 'query'"):
+    with pytest.raises(ConfigError, match=r"either 'table' or 'query'"):
         reader(tmp_path, "sqlite:///shop.db", table="orders", query="SELECT 1")
 
 

@@ -47,11 +47,11 @@ def test_unknown_scheme_names_the_connection_and_suggests(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as caught:
         open_destination(connection("duckdbb:///x.duckdb"), tmp_path)
     message = str(caught.value)
-    assert message.startswith("sluice.yaml:12: connection 'warehouse' uses 'duckdbb://'")
-    assert "supported destination schemes: duckdb://, postgresql://, sqlite://" in message
+    assert message.startswith("sluice.yaml:12: connection 'warehouse' as a destination cannot use duckdbb:// URLs")
+    assert "Supported: postgresql://, postgres://, sqlite://, duckdb://" in message
     assert "Did you mean 'duckdb'?" in message
 
 
 def test_a_source_only_scheme_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"connection 'warehouse' uses 'mysql://', which Sluice cannot write tables to"):
+    with pytest.raises(ConfigError, match=r"connection 'warehouse' as a destination cannot use mysql:// URLs"):
         open_destination(connection("mysql://root@127.0.0.1/db"), tmp_path)

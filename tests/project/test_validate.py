@@ -95,7 +95,7 @@ objects:
     assert len(found) == 1
     assert "object 1001 (users): unknown connection 'warehose' in source" in found[0]
     assert "Did you mean 'warehouse'?" in found[0]
-    assert ":5:" in found[0]
+    assert ":7:" in found[0]  # the line of the connection key itself
 
 
 def test_bad_stage_name_on_object(tmp_path: Path) -> None:
@@ -197,4 +197,4 @@ def test_nested_source_options_keep_no_line_markers(tmp_path: Path) -> None:
     project = load_project(path)
     source = project.objects[1001].source
     assert source is not None
-    assert source.options["column_types"] == {"x": "string"}
+    assert source.options.column_types == {"x": "string"}

@@ -1,52 +1,50 @@
-"""Open a bus from its URL: ``sqlite:///path`` (embedded log) or ``kafka://host:port[,host:port...]`` (Kafka).
+"""Open a bus from its URL through the bus plugins: ``sqlite:///path`` (embedded log) or ``kafka://host:port[,...]``.
 
-Options go in the query string: ``retention_days`` for both; for Kafka also ``partitions`` (of each stage's
-work topic, default 6) and ``namespace`` (a prefix of the Kafka names of topics and groups, so several
-projects can share a cluster): ``kafka://127.0.0.1:29092?partitions=12&retention_days=3&namespace=team-a``.
+Options go in the query string and are checked against the plugin's typed options
+(:mod:`sluice.bus.plugins`): ``retention_days`` for both; for Kafka also ``partitions`` (of each
+stage's work topic, default 6) and ``namespace`` (a prefix of the Kafka names of topics and groups, so
+several projects can share a cluster): ``kafka://127.0.0.1:29092?partitions=12&retention_days=3&namespace=team-a``.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from typing import cast
+from urllib.parse import urlsplit
 
 from sluice.bus.base import Bus
-from sluice.errors import ConfigError, did_you_mean
+from sluice.bus.plugins import EmbeddedBusOptions, KafkaBusOptions
+from sluice.errors import ConfigError
+from sluice.plugins import Settings
+from sluice.plugins.urls import resolve_url
 
-SCHEMES = ("sqlite", "kafka")
-KAFKA_OPTIONS = ("partitions", "retention_days", "namespace")
+BusFactory = Callable[[str, Settings, "Path | None"], Bus]
 
 
 def open_bus(url: str, root: Path | None = None) -> Bus:
-    """The bus for ``url``. Relative sqlite paths are relative to ``root`` (the project folder)."""
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "sqlite":
-        from sluice.bus.embedded import DEFAULT_RETENTION_DAYS, EmbeddedBus
-        from sluice.sqlite_file import sqlite_path
+    """The bus for ``url``; relative sqlite paths are relative to ``root`` (the project folder).
 
-        retention_days = _number(url, parse_qs(urlsplit(url).query), "retention_days", DEFAULT_RETENTION_DAYS)
-        return EmbeddedBus(sqlite_path(url, root), retention_days)
-    if scheme == "kafka":
-        return open_kafka(url)
-    raise ConfigError(
-        f"unknown bus URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}"
-    )
+    Raises ConfigError for an unknown scheme or option, MissingExtra when the driver is not installed.
+    """
+    plugin, options = resolve_url("bus", url, label="bus")
+    return cast(BusFactory, plugin.load())(url, options, root)
 
 
-def _number(url: str, options: dict[str, list[str]], name: str, default: float) -> float:
-    text = options.get(name, [str(default)])[-1]
-    try:
-        return float(text)
-    except ValueError:
-        what = "a number of days (0 keeps everything)" if name == "retention_days" else "a positive whole number"
-        raise ConfigError(f"{name} in {url!r} must be {what}, got {text!r}") from None
+def open_embedded(url: str, options: Settings, root: Path | None) -> Bus:
+    """The embedded SQLite log at ``url``'s path."""
+    from sluice.bus.embedded import EmbeddedBus
+    from sluice.sqlite_file import sqlite_path
+
+    assert isinstance(options, EmbeddedBusOptions)
+    return EmbeddedBus(sqlite_path(url, root), options.retention_days)
 
 
-def open_kafka(url: str) -> Bus:
+def open_kafka(url: str, options: Settings, root: Path | None = None) -> Bus:
     """``kafka://host:port[,host:port...][?partitions=N&retention_days=D&namespace=NAME]``; the port defaults to 9092."""
-    from sluice.bus.kafka import DEFAULT_PARTITIONS, DEFAULT_RETENTION_DAYS, KafkaBus
+    from sluice.bus.kafka import KafkaBus
 
+    assert isinstance(options, KafkaBusOptions)
     parts = urlsplit(url)
     if parts.path not in ("", "/") or parts.fragment or "@" in parts.netloc:
         raise ConfigError(f"a Kafka bus URL is kafka://host:port[,host:port...][?partitions=N], got {url!r}")
@@ -58,17 +56,6 @@ def open_kafka(url: str) -> Bus:
                 f"{server.strip() or 'an empty server'!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)"
             )
         servers.append(f"{host}:{port}")
-    options = parse_qs(parts.query, keep_blank_values=True)
-    for name in options:
-        if name not in KAFKA_OPTIONS:
-            raise ConfigError(
-                f"unknown option {name!r} in {url!r} (supported: {', '.join(KAFKA_OPTIONS)}).{did_you_mean(name, KAFKA_OPTIONS)}"
-            )
-    partitions = _number(url, options, "partitions", DEFAULT_PARTITIONS)
-    if partitions < 1 or partitions != int(partitions):
-        raise ConfigError(f"partitions in {url!r} must be a positive whole number, got {options['partitions'][-1]!r}")
-    retention_days = _number(url, options, "retention_days", DEFAULT_RETENTION_DAYS)
-    namespace = options.get("namespace", [""])[-1]
-    if namespace and not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", namespace):
-        raise ConfigError(f"namespace in {url!r} may only use letters, digits, '.', '_' and '-', got {namespace!r}")
-    return KafkaBus(",".join(servers), partitions=int(partitions), retention_days=retention_days, namespace=namespace)
+    return KafkaBus(
+        ",".join(servers), partitions=options.partitions, retention_days=options.retention_days, namespace=options.namespace
+    )

@@ -11,10 +11,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar, cast
 
 import pyarrow as pa
 
+from sluice.plugins.base import Settings
 from sluice.project.model import ConnectionSpec, SourceSpec
+
+OptionsT = TypeVar("OptionsT", bound=Settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +29,13 @@ class SourceContext:
     connections: Mapping[str, ConnectionSpec]
 
 
-class Source(ABC):
-    """Reads one kind of input."""
+class Source(ABC, Generic[OptionsT]):
+    """Reads one kind of input. ``options`` is the spec's typed options (the plugin's ``Settings``)."""
 
     def __init__(self, spec: SourceSpec, context: SourceContext) -> None:
         self.spec = spec
         self.context = context
+        self.options = cast(OptionsT, spec.options)
 
     @abstractmethod
     def read(self) -> pa.RecordBatchReader:

@@ -18,8 +18,6 @@ import pyarrow as pa
 
 from sluice.errors import TerminalError
 
-DEFAULT_BATCH_ROWS = 50_000
-
 _DECIMAL = re.compile(r"^decimal(?:128|256)?\((\d+)\s*,\s*(\d+)\)$")
 
 

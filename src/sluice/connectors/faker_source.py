@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 import faker
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -25,11 +26,10 @@ import pyarrow.compute as pc
 
 from sluice.connectors.base import Source
 from sluice.connectors.batching import stream
-from sluice.errors import TerminalError, did_you_mean
+from sluice.connectors.plugins import FakerOptions
 
 BLOCK_ROWS = 50_000
 GENERATOR_VERSION = 1
-DEFAULT_SEED = 42
 TX_START = np.datetime64("2024-01-01T00:00:00", "us")
 TX_SPAN_US = 366 * 86_400_000_000  # 2024 is a leap year
 SIGNUP_START, SIGNUP_DAYS = np.datetime64("2021-01-01", "D"), 4 * 365
@@ -227,27 +227,14 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
-COUNT_OPTIONS = {"rows": 1000, "seed": DEFAULT_SEED, "users": 1000, "products": 100}
 
 
-class FakerSource(Source):
+class FakerSource(Source[FakerOptions]):
     """``{type: faker, schema: users|transactions|products, rows: N, seed: S}``; ``users``/``products`` bound the ids."""
 
     def settings(self) -> dict[str, Any]:
-        """The schema name and the numeric options with their defaults, checked."""
-        name = self.spec.get("schema")
-        if name not in GENERATORS:
-            raise TerminalError(
-                f"faker source: unknown schema {name!r}.{did_you_mean(str(name), GENERATORS)} "
-                f"Available schemas: {', '.join(GENERATORS)}"
-            )
-        settings: dict[str, Any] = {"schema": name}
-        for key, default in COUNT_OPTIONS.items():
-            value, least = self.spec.get(key, default), 0 if key in ("rows", "seed") else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise TerminalError(f"faker source ({name}): '{key}' must be a whole number >= {least}, got {value!r}")
-            settings[key] = value
-        return settings
+        """The schema name and the numeric options (checked by :class:`FakerOptions`), as a plain dict."""
+        return msgspec.structs.asdict(self.options)
 
     def read(self) -> pa.RecordBatchReader:
         settings = self.settings()
@@ -255,10 +242,7 @@ class FakerSource(Source):
 
     def input_fingerprint(self) -> str | None:
         """A hash of the options: the same options always produce the same rows (None if they are invalid)."""
-        try:
-            settings = {**self.settings(), "generator": GENERATOR_VERSION, "faker": faker.VERSION}
-        except TerminalError:
-            return None  # read() reports the problem
+        settings = {**self.settings(), "generator": GENERATOR_VERSION, "faker": faker.VERSION}
         return hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 

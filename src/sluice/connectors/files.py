@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -23,37 +23,23 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from sluice.connectors.base import Source
-from sluice.connectors.batching import DEFAULT_BATCH_ROWS, schema_overrides, stream
+from sluice.connectors.batching import schema_overrides, stream
+from sluice.connectors.plugins import DEFAULT_BATCH_ROWS, CsvOptions, FileOptions, JsonOptions, ParquetOptions
 from sluice.errors import TerminalError, did_you_mean
 
-CSV_OPTIONS = (
-    "delimiter",
-    "header",
-    "quote_char",
-    "encoding",
-    "skip_rows",
-    "null_values",
-    "column_names",
-    "column_types",
-    "block_size",
-)
-JSON_OPTIONS = ("column_types", "block_size")
+F = TypeVar("F", bound=FileOptions)
 PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError)
 
 
-class FileSource(Source):
-    """A source that reads one file below the project folder."""
+class FileSource(Source[F], Generic[F]):
+    """A source that reads one file below the project folder; ``options`` are the kind's typed options."""
 
     kind: ClassVar[str] = "file"
-    allowed_options: ClassVar[tuple[str, ...]] = ()
 
     @property
     def path(self) -> Path:
         """The absolute path of the file (``path`` resolved against the project folder)."""
-        raw = self.spec.get("path")
-        if not isinstance(raw, str) or not raw:
-            raise TerminalError(f"{self.kind} source needs a 'path' option, e.g. path: data/input.{self.kind}")
-        path = Path(raw).expanduser()
+        path = Path(self.options.path).expanduser()
         return path if path.is_absolute() else (self.context.root / path).resolve()
 
     def existing_path(self) -> Path:
@@ -67,28 +53,12 @@ class FileSource(Source):
             )
         return path
 
-    def format_options(self) -> dict[str, Any]:
-        """Format options, from a nested ``options:`` mapping or beside ``path``; unknown nested keys are errors."""
-        nested = self.spec.get("options") or {}
-        if not isinstance(nested, Mapping):
-            raise TerminalError(f"{self.kind} source '{self.spec.get('path')}': 'options' must be a mapping")
-        for key in nested:
-            if key not in self.allowed_options:
-                hint = did_you_mean(str(key), self.allowed_options)
-                raise TerminalError(
-                    f"{self.kind} source '{self.spec.get('path')}': unknown option {key!r}.{hint} "
-                    f"Known options: {', '.join(self.allowed_options) or 'none'}"
-                )
-        options = {key: self.spec.get(key) for key in self.allowed_options if self.spec.get(key) is not None}
-        options.update(nested)
-        return options
-
     def input_fingerprint(self) -> str | None:
         """Path, size and modification time: cheap, and changes whenever the file is rewritten."""
         try:
             path = self.path
             stat = path.stat()
-        except (OSError, TerminalError):
+        except OSError:
             return None
         text = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
@@ -111,33 +81,28 @@ class FileSource(Source):
         return ""
 
 
-class CsvSource(FileSource):
+class CsvSource(FileSource[CsvOptions]):
     """``{type: csv, path: data/x.csv, delimiter: ';', header: true}``, streamed in blocks."""
 
     kind = "csv"
-    allowed_options = CSV_OPTIONS
 
     def read(self) -> pa.RecordBatchReader:
         path = self.existing_path()
-        options = self.format_options()
-        header = bool(options.get("header", True))
-        names = options.get("column_names")
+        options = self.options
+        names = options.column_names
         read_options = pa_csv.ReadOptions(
-            encoding=str(options.get("encoding", "utf8")),
-            skip_rows=int(options.get("skip_rows", 0)),
+            encoding=options.encoding,
+            skip_rows=options.skip_rows,
             column_names=list(names) if names else None,
-            autogenerate_column_names=not header and not names,
-            block_size=int(options.get("block_size", 4 << 20)),
+            autogenerate_column_names=not options.header and not names,
+            block_size=options.block_size,
         )
-        if header and names:
+        if options.header and names:
             read_options.skip_rows_after_names = 1
-        parse_options = pa_csv.ParseOptions(
-            delimiter=str(options.get("delimiter", ",")),
-            quote_char=options.get("quote_char", '"') or False,
-        )
-        convert = pa_csv.ConvertOptions(column_types=schema_overrides(options.get("column_types"), f"csv source {path}"))
-        if options.get("null_values") is not None:
-            convert.null_values = [str(value) for value in options["null_values"]]
+        parse_options = pa_csv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char or False)
+        convert = pa_csv.ConvertOptions(column_types=schema_overrides(options.column_types, f"csv source {path}"))
+        if options.null_values is not None:
+            convert.null_values = list(options.null_values)
             convert.strings_can_be_null = True
         try:
             reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=convert)
@@ -146,20 +111,18 @@ class CsvSource(FileSource):
         return stream(reader.schema, reader, on_error=self.failed)
 
 
-class JsonLinesSource(FileSource):
+class JsonLinesSource(FileSource[JsonOptions]):
     """``{type: jsonl, path: data/x.jsonl}``: one JSON object per line, streamed in blocks."""
 
     kind = "jsonl"
-    allowed_options = JSON_OPTIONS
 
     def read(self) -> pa.RecordBatchReader:
         return self.read_lines(self.existing_path())
 
     def read_lines(self, path: Path) -> pa.RecordBatchReader:
-        options = self.format_options()
-        overrides = schema_overrides(options.get("column_types"), f"{self.kind} source {path}")
+        overrides = schema_overrides(self.options.column_types, f"{self.kind} source {path}")
         parse_options = pa_json.ParseOptions(explicit_schema=pa.schema(list(overrides.items())) if overrides else None)
-        read_options = pa_json.ReadOptions(block_size=int(options.get("block_size", 4 << 20)))
+        read_options = pa_json.ReadOptions(block_size=self.options.block_size)
         if path.stat().st_size == 0:
             return pa.RecordBatchReader.from_batches(pa.schema([]), iter(()))
         try:
@@ -191,7 +154,7 @@ class JsonSource(JsonLinesSource):
         return self.table_reader(path, rows)
 
     def table_reader(self, path: Path, rows: list[dict[str, Any]]) -> pa.RecordBatchReader:
-        overrides = schema_overrides(self.format_options().get("column_types"), f"json source {path}")
+        overrides = schema_overrides(self.options.column_types, f"json source {path}")
         try:
             inferred = pa.array(rows) if rows else pa.array([], pa.struct([]))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -209,16 +172,14 @@ class JsonSource(JsonLinesSource):
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=DEFAULT_BATCH_ROWS))
 
 
-class ParquetSource(FileSource):
+class ParquetSource(FileSource[ParquetOptions]):
     """``{type: parquet, path: data/x.parquet}``, streamed row group by row group."""
 
     kind = "parquet"
-    allowed_options = ("batch_size", "columns")
 
     def read(self) -> pa.RecordBatchReader:
         path = self.existing_path()
-        options = self.format_options()
-        columns = options.get("columns")
+        columns = self.options.columns
         try:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -235,7 +196,7 @@ class ParquetSource(FileSource):
             schema = pa.schema([schema.field(str(name)) for name in columns])
 
         def batches() -> Iterator[pa.RecordBatch]:
-            size = int(options.get("batch_size", DEFAULT_BATCH_ROWS))
+            size = self.options.batch_size
             yield from parquet.iter_batches(batch_size=size, columns=list(columns) if columns else None)
 
         return stream(schema, batches(), on_error=self.failed, on_close=parquet.close)
@@ -251,7 +212,7 @@ def _first_character(path: Path) -> str:
     return ""
 
 
-FILE_SOURCES: dict[str, type[FileSource]] = {
+FILE_SOURCES: dict[str, type[FileSource[Any]]] = {
     "csv": CsvSource,
     "json": JsonSource,
     "jsonl": JsonLinesSource,

@@ -1,4 +1,4 @@
-"""Resolve a source spec to its :class:`~sluice.connectors.base.Source`, importing drivers only when used.
+"""Resolve a source spec to its :class:`~sluice.connectors.base.Source` through the source plugins.
 
 >>> from pathlib import Path
 >>> from sluice.connectors.base import SourceContext
@@ -10,57 +10,46 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Mapping
+from typing import cast
 
 from sluice.connectors.base import Source, SourceContext
+from sluice.connectors.plugins import SQL_KIND
 from sluice.errors import TerminalError, did_you_mean
-from sluice.project.model import SourceSpec, connection_scheme
-
-# kind -> "module:class"; kind "sql" goes through SQL_SOURCES by the connection's URL scheme.
-SOURCES: dict[str, str] = {
-    "csv": "sluice.connectors.files:CsvSource",
-    "json": "sluice.connectors.files:JsonSource",
-    "jsonl": "sluice.connectors.files:JsonLinesSource",
-    "parquet": "sluice.connectors.files:ParquetSource",
-    "faker": "sluice.connectors.faker_source:FakerSource",
-}
-SQL_SOURCES: dict[str, str] = {
-    "postgresql": "sluice.connectors.postgres:PostgresSource",
-    "mysql": "sluice.connectors.mysql:MysqlSource",
-    "sqlite": "sluice.connectors.sqlite:SqliteSource",
-    "duckdb": "sluice.connectors.duckdb_source:DuckdbSource",
-}
+from sluice.plugins import Plugin, PluginError, registry
+from sluice.project.model import ConnectionSpec, SourceSpec, connection_scheme
 
 
-def open_source(spec: SourceSpec, context: SourceContext) -> Source:
-    """The source for ``spec``; a TerminalError (with a "Did you mean") for an unknown kind or scheme."""
-    if spec.kind == "sql":
-        return _load(SQL_SOURCES[_sql_scheme(spec, context)])(spec, context)
-    target = SOURCES.get(spec.kind)
-    if target is None:
-        kinds = [*SOURCES, "sql"]
-        raise TerminalError(f"unknown source type {spec.kind!r}.{did_you_mean(spec.kind, kinds)} Known types: {', '.join(kinds)}")
-    return _load(target)(spec, context)
+def source_plugin(kind: str, connection: str | None, connections: Mapping[str, ConnectionSpec]) -> Plugin:
+    """The plugin that reads ``kind`` (for ``sql``, the one serving the connection's URL scheme).
 
-
-def _sql_scheme(spec: SourceSpec, context: SourceContext) -> str:
-    name = spec.get("connection")
-    connection = context.connections.get(name) if isinstance(name, str) else None
-    if connection is None:
-        known = ", ".join(sorted(context.connections)) or "none defined"
-        hint = did_you_mean(str(name), context.connections) if isinstance(name, str) else ""
-        raise TerminalError(f"sql source: unknown connection {name!r}.{hint} Known connections: {known}")
-    scheme = connection_scheme(connection.url)
-    if scheme not in SQL_SOURCES:
-        supported = ", ".join(f"{known}://" for known in SQL_SOURCES)
-        raise TerminalError(
-            f"connection {connection.name!r} ({connection.origin}): cannot read from {scheme}:// URLs."
-            f"{did_you_mean(scheme, SQL_SOURCES)} Supported: {supported}"
+    Raises PluginError naming the unknown kind, connection or scheme (with "Did you mean").
+    """
+    if kind != SQL_KIND:
+        plugin = registry().find("source", kind)
+        if plugin is None or plugin.schemes:
+            kinds = [p.name for p in registry().of_kind("source") if not p.schemes] + [SQL_KIND]
+            raise PluginError(f"unknown source type {kind!r}.{did_you_mean(kind, kinds)} Known types: {', '.join(kinds)}")
+        return plugin
+    spec = connections.get(connection) if connection else None
+    if spec is None:
+        known = ", ".join(sorted(connections)) or "none defined"
+        raise PluginError(
+            f"sql source: unknown connection {connection!r}.{did_you_mean(str(connection), connections)} Known connections: {known}"
         )
-    return scheme
+    return registry().for_scheme(
+        "source", connection_scheme(spec.url), what=f"connection {spec.name!r} ({spec.origin}): a sql source"
+    )
 
 
-def _load(target: str) -> type[Source]:
-    module_name, class_name = target.split(":")
-    source_class: type[Source] = getattr(importlib.import_module(module_name), class_name)
-    return source_class
+def open_source(spec: SourceSpec, context: SourceContext) -> Source:  # type: ignore[type-arg]
+    """The source for ``spec``.
+
+    Raises TerminalError for an unknown kind, connection or scheme, MissingExtra for a missing driver.
+    """
+    try:
+        plugin = source_plugin(spec.kind, spec.get("connection"), context.connections)
+    except PluginError as exc:
+        raise TerminalError(str(exc)) from None
+    source_class = cast("type[Source]", plugin.load())  # type: ignore[type-arg]
+    return source_class(spec, context)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from sluice.connectors.base import Source
-from sluice.connectors.batching import DEFAULT_BATCH_ROWS
+from sluice.connectors.plugins import SqlSourceOptions
 from sluice.errors import TerminalError, TransientError, did_you_mean
 from sluice.project.model import ConnectionSpec
 
@@ -22,7 +22,7 @@ def quote_table(table: str, quote: str) -> str:
     return ".".join(quote + part.replace(quote, quote * 2) + quote for part in table.split("."))
 
 
-class SqlSource(Source):
+class SqlSource(Source[SqlSourceOptions]):
     """A source reading a ``table`` or the result of a ``query`` over a named ``connection``."""
 
     scheme: ClassVar[str] = "sql"
@@ -31,9 +31,7 @@ class SqlSource(Source):
     @property
     def connection(self) -> ConnectionSpec:
         """The connection the spec names, or a TerminalError listing the known ones."""
-        name = self.spec.get("connection")
-        if not isinstance(name, str) or not name:
-            raise TerminalError("sql source needs a 'connection' option naming one of the project's connections")
+        name = self.options.connection
         connection = self.context.connections.get(name)
         if connection is None:
             known = ", ".join(sorted(self.context.connections)) or "none defined"
@@ -45,26 +43,24 @@ class SqlSource(Source):
 
     @property
     def batch_rows(self) -> int:
-        return int(self.spec.get("batch_size", DEFAULT_BATCH_ROWS))
+        return self.options.batch_size
 
     @property
     def query(self) -> str:
         """The SQL to run: the ``query`` option as written, or ``SELECT * FROM <table>``."""
-        table, query = self.spec.get("table"), self.spec.get("query")
-        if table and query:
-            raise TerminalError(f"sql source on connection {self.connection.name!r}: give either 'table' or 'query', not both")
-        if isinstance(query, str) and query.strip():
+        table, query = self.options.table, self.options.query
+        if query is not None and query.strip():
             return query.strip().rstrip(";").strip()
-        if isinstance(table, str) and table.strip():
+        if table is not None and table.strip():
             return f"SELECT * FROM {quote_table(table.strip(), self.identifier_quote)}"
         raise TerminalError(f"sql source on connection {self.connection.name!r} needs a 'table' or a 'query' option")
 
     def describe(self) -> str:
         """``connection 'shop', table 'orders'`` or ``connection 'shop', query 'SELECT ...'`` for messages."""
-        table = self.spec.get("table")
+        table = self.options.table
         if table:
             return f"connection {self.connection.name!r}, table {table!r}"
-        query = " ".join(str(self.spec.get("query", "")).split())
+        query = " ".join((self.options.query or "").split())
         return f"connection {self.connection.name!r}, query {_shorten(query)!r}"
 
     def unreachable(self, exc: BaseException | str) -> TransientError:

@@ -103,9 +103,10 @@ def make_data(*, users: int, transactions: int, seed: int) -> dict[str, bytes]:
 
 def fake_rows(schema: str, rows: int, seed: int) -> list[dict[str, Any]]:
     """Rows from Sluice's Faker source (the same code path as ``source: {type: faker}``)."""
+    from sluice.connectors.plugins import FakerOptions
     from sluice.connectors.registry import open_source
 
-    spec = SourceSpec("faker", {"schema": schema, "rows": rows, "seed": seed})
+    spec = SourceSpec("faker", FakerOptions(schema=schema, rows=rows, seed=seed))  # type: ignore[arg-type]
     table: pa.Table = open_source(spec, SourceContext(Path("."), {})).read().read_all()
     result: list[dict[str, Any]] = table.to_pylist()
     return result

@@ -1,4 +1,4 @@
-"""Choose the destination for a connection by its URL scheme; drivers are imported only when used.
+"""Choose the destination for a connection by its URL scheme through the destination plugins.
 
 Example::
 
@@ -11,35 +11,27 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
+from typing import cast
 
 from sluice.destinations.base import Destination
-from sluice.errors import ConfigError, did_you_mean
+from sluice.errors import ConfigError
+from sluice.plugins import Plugin, PluginError, registry
 from sluice.project.model import ConnectionSpec
 
-# scheme -> (module, class); ``postgres://`` is normalised to ``postgresql`` by ConnectionSpec.scheme.
-DESTINATIONS: dict[str, tuple[str, str]] = {
-    "duckdb": ("sluice.destinations.duckdb", "DuckDBDestination"),
-    "postgresql": ("sluice.destinations.postgres", "PostgresDestination"),
-    "sqlite": ("sluice.destinations.sqlite", "SQLiteDestination"),
-}
+
+def destination_plugin(connection: ConnectionSpec) -> Plugin:
+    """The destination plugin serving the connection's scheme; ConfigError naming the connection otherwise."""
+    try:
+        return registry().for_scheme("destination", connection.scheme, what=f"connection '{connection.name}' as a destination")
+    except PluginError as exc:
+        raise ConfigError(exc.message, source=connection.origin.file, line=connection.origin.line) from None
 
 
 def open_destination(connection: ConnectionSpec, root: Path) -> Destination:
     """The destination for ``connection``; relative ``sqlite:///`` and ``duckdb:///`` paths are under ``root``.
 
-    Raises ConfigError naming the connection when its scheme cannot be written to.
+    Raises ConfigError naming the connection when its scheme cannot be written to, MissingExtra for a missing driver.
     """
-    scheme = connection.scheme
-    if scheme not in DESTINATIONS:
-        supported = ", ".join(f"{name}://" for name in sorted(DESTINATIONS))
-        raise ConfigError(
-            f"connection '{connection.name}' uses '{scheme}://', which Sluice cannot write tables to; "
-            f"supported destination schemes: {supported}.{did_you_mean(scheme, DESTINATIONS)}",
-            source=connection.origin.file,
-            line=connection.origin.line,
-        )
-    module_name, class_name = DESTINATIONS[scheme]
-    cls: type[Destination] = getattr(importlib.import_module(module_name), class_name)
+    cls = cast("type[Destination]", destination_plugin(connection).load())
     return cls(connection, root)

@@ -44,7 +44,7 @@ def parse_project(path: str | os.PathLike[str]) -> tuple[Project | None, list[Co
         raise ConfigError("unknown project file type; use a sluice.yaml or an Objets.json", str(definition))
     if project is not None:
         problems = problems + validate_project(project)
-    return project, problems
+    return project, sorted(problems, key=lambda p: (p.source or "", p.line or 0))
 
 
 def load_project(path: str | os.PathLike[str]) -> Project:

@@ -10,14 +10,15 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
+
+from sluice.plugins.base import Settings
 
 WriteMode = Literal["append", "replace", "merge"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
-FILE_SOURCE_KINDS: tuple[str, ...] = ("csv", "json", "jsonl", "parquet")
-SOURCE_KINDS: tuple[str, ...] = (*FILE_SOURCE_KINDS, "sql", "faker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,25 +87,64 @@ def connection_scheme(url: str) -> str:
 class SourceSpec:
     """What an extracting object reads: a file, a database table or query, or a Faker generator.
 
-    ``options`` keeps the kind-specific settings (``path``, ``connection``, ``table``, ``query``,
-    ``schema``, ``rows``, ``seed``...).
+    ``kind`` is the source ``type`` (``csv``, ``sql``...); ``options`` the source plugin's typed options
+    (a :class:`~sluice.plugins.base.Settings`). A plain mapping given as ``options`` is converted on
+    creation, raising ConfigError on a problem: ``SourceSpec("csv", {"path": "x.csv"})``.
     """
 
     kind: str
-    options: Mapping[str, Any]
+    options: Settings
+
+    def __post_init__(self) -> None:
+        if isinstance(self.options, Mapping):
+            object.__setattr__(self, "options", source_options(self.kind, self.options))
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.options.get(key, default)
+        """The option ``key``, or ``default`` when the kind has no such option or it is unset (None)."""
+        value = getattr(self.options, key, None)
+        return default if value is None else value
+
+
+def source_options(kind: str, raw: Mapping[str, Any]) -> Settings:
+    """``raw`` as the typed options of source ``kind`` (a nested ``options:`` mapping merged in).
+
+    Raises ConfigError (a PluginError for an unknown kind) listing every problem.
+    """
+    from sluice.connectors.plugins import SQL_KIND, SqlSourceOptions
+    from sluice.connectors.registry import source_plugin
+    from sluice.errors import ConfigError
+    from sluice.plugins.options import convert_options
+
+    nested = raw.get("options")
+    flat = {**{k: v for k, v in raw.items() if k != "options"}, **nested} if isinstance(nested, Mapping) else raw
+    settings = SqlSourceOptions if kind == SQL_KIND else source_plugin(kind, None, {}).options
+    options, problems = convert_options(settings, flat, label=f"{kind} source", file=None)
+    if options is None:
+        raise ConfigError("; ".join(problem.message for problem in problems))
+    return options
+
+
+class DestinationSpec(Settings):
+    """Where an object's result is published besides the lake: a table over one of the project's connections."""
+
+    connection: Annotated[str, Meta(min_length=1, description="Name of one of the project's connections.")]
+    table: Annotated[str, Meta(min_length=1, description="Table to write, optionally schema-qualified (schema.table).")]
+    mode: Annotated[WriteMode, Meta(description="append (idempotent per run and object), replace, or merge (upsert on key).")] = (
+        "replace"
+    )
+    key: Annotated[tuple[str, ...], Meta(description="merge: the columns that identify a row.")] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode == "merge" and not self.key:
+            raise ValueError("mode merge needs 'key' columns, e.g. key: [id]")
 
 
 @dataclass(frozen=True, slots=True)
-class DestinationSpec:
-    """Where an object's result is published besides the lake."""
+class LakeSpec:
+    """The project's lake: a lake plugin's name and its typed options (local folder by default)."""
 
-    connection: str
-    table: str
-    mode: WriteMode = "replace"
-    key: tuple[str, ...] = ()
+    kind: str = "local"
+    options: Settings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +180,7 @@ class ObjectSpec:
             "name": self.name,
             "stage": self.stage,
             "parents": sorted(self.parents),
-            "source": None if self.source is None else {"kind": self.source.kind, **self.source.options},
+            "source": None if self.source is None else {"kind": self.source.kind, **msgspec.to_builtins(self.source.options)},
             "sql": self.sql,
             "python": self.python,
             "destination": None
@@ -160,13 +200,12 @@ class ObjectSpec:
         return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class RetrySpec:
+class RetrySpec(Settings):
     """How failed objects are retried: ``attempts`` in all, waiting ``backoff_s * 2**(n-1)`` between."""
 
-    attempts: int = 3
-    backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
+    attempts: Annotated[int, Meta(ge=1, description="Attempts in all, the first included.")] = 3
+    backoff_s: Annotated[float, Meta(ge=0, description="Seconds before the first retry; doubled at each retry.")] = 0.5
+    max_backoff_s: Annotated[float, Meta(ge=0, description="Longest wait between two attempts, in seconds.")] = 30.0
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2 = first retry)."""
@@ -185,10 +224,10 @@ class Project:
     objects: Mapping[int, ObjectSpec]
     connections: Mapping[str, ConnectionSpec]
     stages: tuple[StageSpec, ...] = DEFAULT_STAGES
-    retry: RetrySpec = RetrySpec()
+    retry: RetrySpec = field(default_factory=RetrySpec)
     bus_url: str = ""
     state_url: str = ""
-    lake_path: str = ""
+    lake: LakeSpec = LakeSpec()
     lease_s: float = 30.0
 
     @property
@@ -213,9 +252,10 @@ class Project:
         return self.state_url or f"sqlite:///{self.work_dir / 'state.db'}"
 
     def resolve_lake_path(self) -> Path:
-        if not self.lake_path:
+        """The folder of a local lake (``lake: {path: ...}`` relative to the project, else ``.sluice/lake``)."""
+        path = Path(str(getattr(self.lake.options, "path", "") or "")).expanduser()
+        if not str(path) or str(path) == ".":
             return self.work_dir / "lake"
-        path = Path(self.lake_path)
         return path if path.is_absolute() else self.root / path
 
 

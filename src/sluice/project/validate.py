@@ -1,4 +1,8 @@
-"""Cross-reference checks on a parsed project: parents, cycles, connections, stages, names."""
+"""Cross-reference checks on a parsed project: parents, cycles, stages, names, destinations that clash.
+
+Options of sources, destinations and engines are checked where they are read (each at its line);
+what needs the whole project is checked here.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,7 @@ from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
 from sluice.project.model import ObjectSpec, Project
 
-SOURCE_SCHEMES = ("postgresql", "mysql", "sqlite", "duckdb")
-DESTINATION_SCHEMES = ("postgresql", "sqlite", "duckdb")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 def _label(obj: ObjectSpec) -> str:
@@ -42,7 +43,46 @@ def validate_project(project: Project) -> list[ConfigError]:
         other = names.setdefault(obj.name, obj)
         if other is not obj:
             problems.append(_problem(obj, f"name '{obj.name}' is also used by object {other.id}; names must be unique"))
+    problems.extend(destination_clashes(project))
     return problems
+
+
+def destination_clashes(project: Project) -> list[ConfigError]:
+    """Objects whose writes to one table undo each other: ``replace`` with anything, ``merge`` on different keys.
+
+    Two objects may append to the same table, or merge into it on the same key; any other pair is
+    reported once, naming both objects.
+    """
+    writers: dict[tuple[str, str], list[ObjectSpec]] = {}
+    for obj in sorted(project.objects.values(), key=lambda o: o.id):
+        if obj.destination is not None:
+            writers.setdefault((obj.destination.connection, obj.destination.table.lower()), []).append(obj)
+    problems = []
+    for (connection, _), objs in writers.items():
+        for index, second in enumerate(objs):
+            for first in objs[:index]:
+                why = _clash(first, second)
+                if why:
+                    table = second.destination.table if second.destination else ""
+                    problems.append(
+                        _problem(
+                            second,
+                            f"writes table '{table}' on connection '{connection}' like {_label(first)} "
+                            f"(line {first.origin.line}), and {why}; give each its own table, or append/merge on the same key",
+                        )
+                    )
+                    break
+    return problems
+
+
+def _clash(first: ObjectSpec, second: ObjectSpec) -> str:
+    a, b = first.destination, second.destination
+    assert a is not None and b is not None
+    if "replace" in (a.mode, b.mode):
+        return "mode replace would drop the other object's rows"
+    if a.mode == "merge" and b.mode == "merge" and tuple(a.key) != tuple(b.key):
+        return f"they merge on different keys ({', '.join(a.key)} vs {', '.join(b.key)})"
+    return ""
 
 
 def _object_problems(project: Project, obj: ObjectSpec) -> list[ConfigError]:
@@ -53,29 +93,4 @@ def _object_problems(project: Project, obj: ObjectSpec) -> list[ConfigError]:
         problems.append(_problem(obj, f"unknown stage '{obj.stage}' (stages: {known}).{hint}"))
     if not _IDENTIFIER.fullmatch(obj.name):
         problems.append(_problem(obj, f"name '{obj.name}' must be an identifier (letters, digits, _) usable as a SQL table name"))
-    if obj.python is not None and not _PYTHON_REF.fullmatch(obj.python):
-        problems.append(_problem(obj, f"python must be 'module:function', got '{obj.python}'"))
-    if obj.source is not None and obj.source.kind == "sql":
-        problems.extend(_connection_problems(project, obj, obj.source.get("connection"), SOURCE_SCHEMES, "source"))
-    if obj.destination is not None:
-        problems.extend(_connection_problems(project, obj, obj.destination.connection, DESTINATION_SCHEMES, "destination"))
     return problems
-
-
-def _connection_problems(
-    project: Project, obj: ObjectSpec, name: object, schemes: tuple[str, ...], role: str
-) -> list[ConfigError]:
-    if not isinstance(name, str) or not name:
-        return [_problem(obj, f"{role} needs a 'connection' name (one of the project's connections)")]
-    connection = project.connections.get(name)
-    if connection is None:
-        known = ", ".join(sorted(project.connections)) or "none defined"
-        hint = did_you_mean(name, project.connections)
-        return [_problem(obj, f"unknown connection '{name}' in {role} (connections: {known}).{hint}")]
-    if connection.scheme not in schemes:
-        return [
-            _problem(
-                obj, f"connection '{name}' is {connection.scheme}, which cannot be a {role} (use one of: {', '.join(schemes)})"
-            )
-        ]
-    return []

@@ -1,70 +1,42 @@
 """Read ``sluice.yaml`` into a :class:`~sluice.project.model.Project`.
 
-Mappings keep the line they start on (key ``__line__``) so that later checks can point at it.
-Shape problems are collected, not raised one by one, so a user sees every mistake at once.
+Every mapping of the file is checked against its typed structure (:mod:`sluice.project.settings` for
+the file's own sections, the plugin's options for a source, destination or lake), so an unknown key
+at any level, a wrong type, a value out of range or a missing option is reported at its own line,
+with "Did you mean" for near misses. ``${VAR}`` and ``${VAR:-default}`` are expanded in every string
+first. Problems are collected, not raised one by one, so a user sees every mistake at once.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import yaml
-
-from sluice.errors import ConfigError
+from sluice.connectors.plugins import SQL_KIND
+from sluice.errors import ConfigError, did_you_mean
+from sluice.plugins import Plugin, PluginError, Settings, registry
+from sluice.plugins.options import convert_options
+from sluice.plugins.urls import url_plugin
 from sluice.project.model import (
     DEFAULT_STAGES,
-    FILE_SOURCE_KINDS,
-    SOURCE_KINDS,
-    WRITE_MODES,
     ConnectionSpec,
     DestinationSpec,
+    LakeSpec,
     ObjectSpec,
     Origin,
     Project,
     RetrySpec,
     SourceSpec,
     StageSpec,
-    WriteMode,
+    connection_scheme,
     stage_for_id,
 )
+from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
+from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain
 
-LINE_KEY = "__line__"
-TOP_LEVEL_KEYS = ("name", "bus", "state", "lake", "lease_s", "retry", "stages", "connections", "objects")
-OBJECT_KEYS = ("id", "name", "stage", "parents", "source", "sql", "python", "destination", "lake", "metadata")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader whose mappings remember their first line."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping[LINE_KEY] = node.start_mark.line + 1
-    return mapping  # type: ignore[return-value]
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def expand_env(text: str, where: str) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` with environment values."""
-
-    def repl(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = os.environ.get(name)
-        if value is not None:
-            return value
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"{where} uses ${{{name}}} but that environment variable is not set; set it or write ${{{name}:-default}}"
-        )
-
-    return _ENV.sub(repl, text)
+S = TypeVar("S", bound=Settings)
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
 class _Reader:
@@ -72,101 +44,138 @@ class _Reader:
         self.path = path
         self.file = str(path)
         self.problems: list[ConfigError] = []
+        self.connections: dict[str, ConnectionSpec] = {}
 
     def problem(self, message: str, line: int | None) -> None:
         self.problems.append(ConfigError(message, self.file, line))
+
+    def check(self, settings: type[S], raw: YamlMap, label: str, *, ignore: tuple[str, ...] = (), what: str = "key") -> S | None:
+        """``raw`` as ``settings``: every problem (with its key's line) goes to :attr:`problems`."""
+        for key, line in raw.duplicates:
+            self.problem(f"{label}: key '{key}' is given twice; keep one", line)
+        value, problems = convert_options(
+            settings, raw, label=label, file=self.file, line=raw.line, key_lines=raw.key_lines, ignore=ignore, what=what
+        )
+        self.problems.extend(problems)
+        return value
+
+    def mapping(self, raw: Any, label: str, line: int | None, example: str) -> YamlMap | None:
+        if isinstance(raw, YamlMap):
+            return raw
+        self.problem(f"{label} must be a mapping such as {example}, got {plain(raw)!r}", line)
+        return None
 
     def read(self) -> Project:
         try:
             text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read the file: {exc.strerror}", self.file) from exc
-        try:
-            data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else None
-            raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", self.file, line) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"malformed YAML: {exc}", self.file) from exc
-        if not isinstance(data, dict):
+        data = load_yaml(text, self.file)
+        if not isinstance(data, YamlMap):
             raise ConfigError("the top level must be a mapping with an 'objects' list", self.file, 1)
+        data = expand_tree(data, self.file, self.problems)
         return self.project(data)
 
-    def project(self, data: dict[str, Any]) -> Project:
-        for key in data:
-            if key != LINE_KEY and key not in TOP_LEVEL_KEYS:
-                self.problem(f"unknown top-level key '{key}' (expected one of: {', '.join(TOP_LEVEL_KEYS)})", None)
-        stages = self.stages(data.get("stages"))
-        connections = self.connections(data.get("connections") or {})
-        objects = self.objects(data.get("objects"), stages)
-        retry = self.retry(data.get("retry") or {})
-        lake = data.get("lake", "")
-        if isinstance(lake, dict):
-            lake = lake.get("path", "")
+    def project(self, data: YamlMap) -> Project:
+        top = self.check(ProjectSettings, data, "top level", ignore=NESTED_KEYS)
+        if "objects" not in data:
+            self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
+        stages = self.stages(data.get("stages"), data.line_of("stages"))
+        self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
+        objects = self.objects(data.get("objects", []), stages, data.line_of("objects"))
+        bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
+        state = self.url("state", top.state if top else None, data.line_of("state"))
         return Project(
-            name=str(data.get("name") or self.path.parent.name),
+            name=str((top.name if top else None) or self.path.parent.name),
             root=self.path.parent.resolve(),
             source_file=self.path.resolve(),
             objects=objects,
-            connections=connections,
+            connections=self.connections,
             stages=stages,
-            retry=retry,
-            bus_url=self.url(data.get("bus"), "bus"),
-            state_url=self.url(data.get("state"), "state"),
-            lake_path=str(lake or ""),
-            lease_s=self.number(data.get("lease_s", 30.0), "lease_s", None, minimum=0.1),
+            retry=self.retry(data.get("retry"), data.line_of("retry")),
+            bus_url=bus,
+            state_url=state,
+            lake=self.lake(data.get("lake"), data.line_of("lake")),
+            lease_s=top.lease_s if top else 30.0,
         )
 
-    def url(self, value: Any, where: str) -> str:
-        if value is None or value == "":
+    def url(self, kind: str, value: str | None, line: int | None) -> str:
+        """A bus or state store URL, checked against its plugin's scheme and options."""
+        if not value:
             return ""
+        _, _, problems = url_plugin("bus" if kind == "bus" else "state", value, label=kind, file=self.file, line=line)
+        self.problems.extend(problems)
+        return value
+
+    def retry(self, raw: Any, line: int | None) -> RetrySpec:
+        if raw is None:
+            return RetrySpec()
+        mapping = self.mapping(raw, "'retry'", line, "{attempts: 3, backoff_s: 0.5}")
+        retry = self.check(RetrySpec, mapping, "retry") if mapping is not None else None
+        return retry or RetrySpec()
+
+    def lake(self, raw: Any, line: int | None) -> LakeSpec:
+        if raw is None:
+            return LakeSpec()
+        if isinstance(raw, str):
+            raw_map = YamlMap(path=raw)
+            raw_map.line, raw_map.key_lines, raw_map.duplicates = line, {}, []
+            raw = raw_map
+        mapping = self.mapping(raw, "'lake'", line, "{type: local, path: lake}")
+        if mapping is None:
+            return LakeSpec()
+        kind = str(mapping.get("type", "local"))
+        plugin = self.plugin("lake", kind, "lake: type", mapping.line_of("type"))
+        if plugin is None:
+            return LakeSpec()
+        options = self.check(plugin.options, mapping, f"lake ({kind})", ignore=("type",), what="option")
+        return LakeSpec(kind, options)
+
+    def plugin(self, kind: Any, name: str, label: str, line: int | None) -> Plugin | None:
         try:
-            return expand_env(str(value), where)
-        except ConfigError as exc:
-            self.problem(exc.message, None)
-            return ""
+            plugin = registry().get(kind, name)
+        except PluginError as exc:
+            self.problem(f"{label}: {exc.message}", line)
+            return None
+        self.installed(plugin, label, line)
+        return plugin
 
-    def number(self, value: Any, what: str, line: int | None, minimum: float = 0.0) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            self.problem(f"{what} must be a number >= {minimum}, got {value!r}", line)
-            return minimum
-        return float(value)
+    def installed(self, plugin: Plugin, label: str, line: int | None) -> None:
+        try:
+            plugin.check_installed()
+        except PluginError as exc:
+            self.problem(f"{label}: {exc.message}", line)
 
-    def stages(self, raw: Any) -> tuple[StageSpec, ...]:
+    def stages(self, raw: Any, line: int | None) -> tuple[StageSpec, ...]:
         if raw is None:
             return DEFAULT_STAGES
-        if not isinstance(raw, dict):
-            self.problem("'stages' must be a mapping of stage name to settings", None)
+        mapping = self.mapping(raw, "'stages'", line, "{ingest: {ids: 1000-1999}}")
+        if mapping is None:
             return DEFAULT_STAGES
         defaults = {stage.name: stage for stage in DEFAULT_STAGES}
         result = []
-        for name, settings in raw.items():
-            if name == LINE_KEY:
+        for name, settings in mapping.items():
+            where = mapping.line_of(name)
+            if not isinstance(name, str) or not _STAGE_NAME.fullmatch(name):
+                self.problem(f"bad stage name {name!r}: use lower-case letters, digits, '_' or '-'", where)
                 continue
-            line = raw.get(LINE_KEY)
-            if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
-                self.problem(f"bad stage name {name!r}: use lower-case letters, digits, '_' or '-'", line)
+            if settings is None:
+                settings = YamlMap()
+                settings.line, settings.key_lines, settings.duplicates = where, {}, []
+            stage_map = self.mapping(settings, f"stage '{name}'", where, "{ids: 1000-1999, concurrency: 4}")
+            checked = self.check(StageSettings, stage_map, f"stage '{name}'") if stage_map is not None else None
+            if checked is None:
                 continue
-            settings = settings or {}
-            if not isinstance(settings, dict):
-                self.problem(f"stage '{name}' must be a mapping (ids, concurrency, layer, delay_s)", line)
-                continue
-            line = settings.get(LINE_KEY, line)
             base = defaults.get(name, StageSpec(name, None, None, layer=name))
-            low, high = self.id_range(settings.get("ids"), name, line, base)
-            concurrency = settings.get("concurrency", base.concurrency)
-            if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-                self.problem(f"stage '{name}': concurrency must be an integer >= 1, got {concurrency!r}", line)
-                concurrency = 1
+            low, high = self.id_range(checked.ids, name, stage_map.line_of("ids") if stage_map else where, base)
             result.append(
                 StageSpec(
                     name=name,
                     min_id=low,
                     max_id=high,
-                    concurrency=concurrency,
-                    layer=str(settings.get("layer", base.layer)),
-                    delay_s=self.number(settings.get("delay_s", base.delay_s), f"stage '{name}': delay_s", line),
+                    concurrency=checked.concurrency or base.concurrency,
+                    layer=checked.layer or base.layer,
+                    delay_s=base.delay_s if checked.delay_s is None else checked.delay_s,
                 )
             )
         if result and all(stage.name in defaults for stage in result):
@@ -177,62 +186,48 @@ class _Reader:
     def id_range(self, raw: Any, name: str, line: int | None, base: StageSpec) -> tuple[int | None, int | None]:
         if raw is None:
             return base.min_id, base.max_id
-        text = str(raw).replace(" ", "")
-        if isinstance(raw, list) and len(raw) == 2:
-            low, high = raw
-            if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in (low, high)):
-                return low, high
-        elif match := re.fullmatch(r"(\d+)\+", text):
-            return int(match.group(1)), None
-        elif match := re.fullmatch(r"(\d+)-(\d+)", text):
-            return int(match.group(1)), int(match.group(2))
+        if isinstance(raw, list):
+            if len(raw) == 2:
+                return raw[0], raw[1]
+        else:
+            text = str(raw).replace(" ", "")
+            if match := re.fullmatch(r"(\d+)\+", text):
+                return int(match.group(1)), None
+            if match := re.fullmatch(r"(\d+)-(\d+)", text):
+                return int(match.group(1)), int(match.group(2))
         self.problem(f"stage '{name}': ids must look like '1000-1999', '3000+' or [low, high], got {raw!r}", line)
         return base.min_id, base.max_id
 
-    def connections(self, raw: Any) -> dict[str, ConnectionSpec]:
-        if not isinstance(raw, dict):
-            self.problem("'connections' must be a mapping of name to URL", None)
+    def read_connections(self, raw: Any, line: int | None) -> dict[str, ConnectionSpec]:
+        if raw is None:
+            return {}
+        mapping = self.mapping(raw, "'connections'", line, "{warehouse: postgresql://me@127.0.0.1/dw}")
+        if mapping is None:
             return {}
         result = {}
-        for name, value in raw.items():
-            if name == LINE_KEY:
-                continue
-            line = raw.get(LINE_KEY)
-            if isinstance(value, dict):
-                line = value.get(LINE_KEY, line)
-                value = value.get("url")
-            reported = len(self.problems)
-            url = self.url(value, f"connection '{name}'") if isinstance(value, str) else ""
-            if len(self.problems) > reported:
+        for name, value in mapping.items():
+            where = mapping.line_of(name)
+            url: str | None = value if isinstance(value, str) else None
+            if isinstance(value, YamlMap):
+                checked = self.check(ConnectionSettings, value, f"connection '{name}'")
+                url, where = (checked.url if checked else None), value.line_of("url")
+            if url is None:
+                if not isinstance(value, YamlMap):
+                    self.problem(f"connection '{name}' needs a URL such as postgresql://user@host/db, got {value!r}", where)
                 continue
             if ":" not in url:
-                self.problem(f"connection '{name}' needs a URL such as postgresql://user@host/db, got {value!r}", line)
+                self.problem(f"connection '{name}' needs a URL such as postgresql://user@host/db, got {url!r}", where)
                 continue
-            result[str(name)] = ConnectionSpec(str(name), url, Origin(self.file, line))
+            result[str(name)] = ConnectionSpec(str(name), url, Origin(self.file, where))
         return result
 
-    def retry(self, raw: Any) -> RetrySpec:
-        if not isinstance(raw, dict):
-            self.problem("'retry' must be a mapping (attempts, backoff_s, max_backoff_s)", None)
-            return RetrySpec()
-        line = raw.get(LINE_KEY)
-        attempts = raw.get("attempts", 3)
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            self.problem(f"retry.attempts must be an integer >= 1, got {attempts!r}", line)
-            attempts = 1
-        return RetrySpec(
-            attempts=attempts,
-            backoff_s=self.number(raw.get("backoff_s", 0.5), "retry.backoff_s", line),
-            max_backoff_s=self.number(raw.get("max_backoff_s", 30.0), "retry.max_backoff_s", line),
-        )
-
-    def objects(self, raw: Any, stages: tuple[StageSpec, ...]) -> dict[int, ObjectSpec]:
+    def objects(self, raw: Any, stages: tuple[StageSpec, ...], line: int | None) -> dict[int, ObjectSpec]:
         if not isinstance(raw, list):
-            self.problem("'objects' must be a list of object definitions", None)
+            self.problem("'objects' must be a list of object definitions", line)
             return {}
         result: dict[int, ObjectSpec] = {}
         for item in raw:
-            obj = self.object(item, stages)
+            obj = self.object(item, stages, line)
             if obj is None:
                 continue
             if obj.id in result:
@@ -244,21 +239,19 @@ class _Reader:
             result[obj.id] = obj
         return result
 
-    def object(self, item: Any, stages: tuple[StageSpec, ...]) -> ObjectSpec | None:
-        if not isinstance(item, dict):
-            self.problem(f"each object must be a mapping with at least an 'id', got {item!r}", None)
+    def object(self, item: Any, stages: tuple[StageSpec, ...], line: int | None) -> ObjectSpec | None:
+        if not isinstance(item, YamlMap):
+            self.problem(f"each object must be a mapping with at least an 'id', got {plain(item)!r}", line)
             return None
-        line = item.get(LINE_KEY)
+        line = item.line
         raw_id = item.get("id")
         if isinstance(raw_id, bool) or not isinstance(raw_id, int):
-            self.problem(f"malformed object id {raw_id!r}: ids must be integers", line)
+            self.problem(f"malformed object id {raw_id!r}: ids must be integers", item.line_of("id"))
             return None
-        label = f"object {raw_id}"
-        for key in item:
-            if key != LINE_KEY and key not in OBJECT_KEYS:
-                self.problem(f"{label}: unknown key '{key}' (expected one of: {', '.join(OBJECT_KEYS)})", line)
-        parents = self.parents(item.get("parents"), label, line)
-        stage_name = item.get("stage")
+        name = item.get("name")
+        label = f"object {raw_id} ({name})" if isinstance(name, str) and name else f"object {raw_id}"
+        spec = self.check(ObjectSettings, item, label, ignore=("source", "destination"))
+        stage_name = spec.stage if spec else None
         if stage_name is None:
             stage = stage_for_id(raw_id, stages)
             if stage is None:
@@ -269,97 +262,133 @@ class _Reader:
         work = [key for key in ("source", "sql", "python") if item.get(key) is not None]
         if len(work) > 1:
             self.problem(f"{label}: give only one of source, sql, python (got {', '.join(work)})", line)
-        lake = item.get("lake", True)
-        metadata = item.get("metadata") or {}
+        for key in ("sql", "python"):
+            if key in item and spec is not None:
+                self.engine(key, item, label)
+        if spec is None:
+            return None
+        parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
         return ObjectSpec(
             id=raw_id,
-            name=str(item.get("name") or f"obj_{raw_id}"),
-            stage=str(stage_name),
-            parents=parents,
+            name=spec.name or f"obj_{raw_id}",
+            stage=stage_name,
+            parents=tuple(dict.fromkeys(parents)),
             origin=Origin(self.file, line),
-            source=self.source(item.get("source"), label, line),
-            sql=self.text(item.get("sql"), f"{label}: sql", line),
-            python=self.text(item.get("python"), f"{label}: python", line),
-            destination=self.destination(item.get("destination"), label, line),
-            lake=bool(lake),
-            metadata=_without_lines(metadata) if isinstance(metadata, dict) else {},
+            source=self.source(item.get("source"), label, item.line_of("source")),
+            sql=spec.sql,
+            python=spec.python,
+            destination=self.destination(item.get("destination"), label, item.line_of("destination")),
+            lake=spec.lake,
+            metadata=plain(spec.metadata),
         )
 
-    def text(self, value: Any, what: str, line: int | None) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.problem(f"{what} must be a non-empty string", line)
-            return None
-        return value
-
-    def parents(self, raw: Any, label: str, line: int | None) -> tuple[int, ...]:
-        if raw is None:
-            return ()
-        values = raw if isinstance(raw, list) else [raw]
-        result = []
-        for value in values:
-            if isinstance(value, bool) or not isinstance(value, int):
-                self.problem(f"{label}: malformed parent id {value!r}: parent ids must be integers", line)
-                continue
-            if value not in result:
-                result.append(value)
-        return tuple(result)
+    def engine(self, key: str, item: YamlMap, label: str) -> None:
+        """Check an object's ``sql:`` or ``python:`` against its engine plugin's options."""
+        plugin = self.plugin("engine", key, f"{label}: {key}", item.line_of(key))
+        if plugin is not None:
+            only = YamlMap({key: item[key]})
+            only.line, only.key_lines, only.duplicates = item.line, {key: item.key_lines.get(key, item.line or 0)}, []
+            self.check(plugin.options, only, label, what="option")
 
     def source(self, raw: Any, label: str, line: int | None) -> SourceSpec | None:
         if raw is None:
             return None
-        if not isinstance(raw, dict):
-            self.problem(f"{label}: source must be a mapping such as {{type: csv, path: data/x.csv}}", line)
+        mapping = self.mapping(raw, f"{label}: source", line, "{type: csv, path: data/x.csv}")
+        if mapping is None:
             return None
-        line = raw.get(LINE_KEY, line)
-        options = {k: _without_lines(v) for k, v in raw.items() if k not in (LINE_KEY, "type")}
-        kind = raw.get("type") or _infer_source_kind(options)
-        if kind not in SOURCE_KINDS:
-            self.problem(f"{label}: unknown source type {kind!r} (expected one of: {', '.join(SOURCE_KINDS)})", line)
+        flat = _flatten_options(mapping)
+        kind = flat.get("type")
+        if kind is None:
+            kind = _infer_source_kind(flat)
+            if kind is None:
+                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, sql)", mapping.line)
+                return None
+        plugin = self.source_plugin(str(kind), flat, label)
+        if plugin is None:
             return None
-        if kind in FILE_SOURCE_KINDS and not isinstance(options.get("path"), str):
-            self.problem(f"{label}: a {kind} source needs a 'path'", line)
-        if kind == "sql" and not (options.get("table") or options.get("query")):
-            self.problem(f"{label}: a sql source needs a 'connection' and a 'table' or a 'query'", line)
-        if kind == "faker" and not isinstance(options.get("schema"), str):
-            self.problem(f"{label}: a faker source needs a 'schema' (users, transactions, products)", line)
-        return SourceSpec(kind=str(kind), options=options)
+        options = self.check(plugin.options, flat, f"{label}: {kind} source", ignore=("type",), what="option")
+        return SourceSpec(str(kind), options) if options is not None else None
+
+    def source_plugin(self, kind: str, flat: YamlMap, label: str) -> Plugin | None:
+        if kind != SQL_KIND:
+            kinds = [p.name for p in registry().of_kind("source") if not p.schemes] + [SQL_KIND]
+            plugin = registry().find("source", kind)
+            if plugin is None or plugin.schemes:
+                self.problem(
+                    f"{label}: unknown source type {kind!r}.{did_you_mean(kind, kinds)} Known types: {', '.join(kinds)}",
+                    flat.line_of("type"),
+                )
+                return None
+            self.installed(plugin, f"{label}: source", flat.line_of("type"))
+            return plugin
+        connection = self.connection(flat.get("connection"), label, "source", flat.line_of("connection"))
+        if connection is None:
+            return None
+        return self.scheme_plugin("source", connection, label, flat.line_of("connection"))
+
+    def connection(self, name: Any, label: str, role: str, line: int | None) -> ConnectionSpec | None:
+        if not isinstance(name, str) or not name:
+            self.problem(f"{label}: {role} needs a 'connection' name (one of the project's connections)", line)
+            return None
+        connection = self.connections.get(name)
+        if connection is None:
+            known = ", ".join(sorted(self.connections)) or "none defined"
+            hint = did_you_mean(name, self.connections)
+            self.problem(f"{label}: unknown connection '{name}' in {role} (connections: {known}).{hint}", line)
+        return connection
+
+    def scheme_plugin(self, kind: Any, connection: ConnectionSpec, label: str, line: int | None) -> Plugin | None:
+        scheme = connection_scheme(connection.url)
+        plugin = registry().find_scheme(kind, scheme)
+        if plugin is None:
+            known = ", ".join(f"{s}://" for s in registry().schemes(kind))
+            self.problem(
+                f"{label}: connection '{connection.name}' is {scheme}://, which cannot be a {kind} (use one of: {known})", line
+            )
+            return None
+        self.installed(plugin, f"{label}: {kind}", line)
+        return plugin
 
     def destination(self, raw: Any, label: str, line: int | None) -> DestinationSpec | None:
         if raw is None:
             return None
-        if not isinstance(raw, dict) or not raw.get("connection") or not raw.get("table"):
-            self.problem(f"{label}: destination needs 'connection' and 'table' (and optional mode, key)", line)
+        mapping = self.mapping(raw, f"{label}: destination", line, "{connection: warehouse, table: users}")
+        if mapping is None:
             return None
-        line = raw.get(LINE_KEY, line)
-        mode = raw.get("mode", "replace")
-        if mode not in WRITE_MODES:
-            self.problem(f"{label}: destination mode must be one of {', '.join(WRITE_MODES)}, got {mode!r}", line)
-            mode = "replace"
-        key = raw.get("key") or []
-        key = [key] if isinstance(key, str) else key
-        if mode == "merge" and not key:
-            self.problem(f"{label}: merge needs 'key' columns, e.g. key: [id]", line)
-        mode_value: WriteMode = mode
-        return DestinationSpec(str(raw["connection"]), str(raw["table"]), mode_value, tuple(str(k) for k in key))
+        if isinstance(mapping.get("key"), str):
+            mapping["key"] = [mapping["key"]]
+        connection = self.connection(mapping.get("connection"), label, "destination", mapping.line_of("connection"))
+        plugin = self.scheme_plugin("destination", connection, label, mapping.line_of("connection")) if connection else None
+        settings = plugin.options if plugin is not None else DestinationSpec
+        options = self.check(settings, mapping, f"{label}: destination", what="option")
+        if plugin is None or not isinstance(options, DestinationSpec):
+            return None
+        return options
 
 
-def _without_lines(value: Any) -> Any:
-    """``value`` with the loader's line markers removed from every nested mapping."""
-    if isinstance(value, dict):
-        return {k: _without_lines(v) for k, v in value.items() if k != LINE_KEY}
-    if isinstance(value, list):
-        return [_without_lines(v) for v in value]
-    return value
+def _flatten_options(mapping: YamlMap) -> YamlMap:
+    """A source mapping with a nested ``options:`` mapping merged in (each key keeps its own line)."""
+    nested = mapping.get("options")
+    if not isinstance(nested, YamlMap):
+        return mapping
+    flat = YamlMap({key: value for key, value in mapping.items() if key != "options"})
+    flat.line = mapping.line
+    flat.key_lines = {**mapping.key_lines, **nested.key_lines}
+    flat.duplicates = [*mapping.duplicates, *nested.duplicates]
+    for key, value in nested.items():
+        if key in flat:
+            flat.duplicates.append((str(key), nested.line_of(key) or 0))
+        flat[key] = value
+    return flat
 
 
-def _infer_source_kind(options: dict[str, Any]) -> str | None:
+def _infer_source_kind(options: YamlMap) -> str | None:
     if "faker" in options:
         options["schema"] = options.pop("faker")
+        options.key_lines["schema"] = options.key_lines.get("faker", options.line or 0)
         return "faker"
     if "connection" in options:
-        return "sql"
+        return SQL_KIND
     path = options.get("path")
     if isinstance(path, str):
         suffix = Path(path).suffix.lower().lstrip(".")
@@ -368,7 +397,10 @@ def _infer_source_kind(options: dict[str, Any]) -> str | None:
 
 
 def read_yaml_project(path: Path) -> tuple[Project | None, list[ConfigError]]:
-    """Parse a ``sluice.yaml``. Returns the project (None if shape problems) and the problems found."""
+    """Parse a ``sluice.yaml``. Returns the project and the problems found (each with file and line)."""
     reader = _Reader(path)
     project = reader.read()
     return project, reader.problems
+
+
+__all__ = ["read_yaml_project"]

@@ -18,6 +18,7 @@ from sluice.connectors.base import SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake
 from sluice.project.model import ObjectSpec, Project
+from sluice.transforms.engines import Engine, open_engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class ObjectExecutor:
         self.project = project
         self.lake = lake
         self.source_context = SourceContext(project.root, project.connections)
+        self._engines: dict[str, Engine] = {}
 
     def run(
         self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], *, delay_s: float = 0.0, fail: bool = False
@@ -76,17 +78,14 @@ class ObjectExecutor:
             assert obj.source is not None
             return open_source(obj.source, self.source_context).read()
         available = self._parent_locations(obj, inputs)
-        if kind == "sql":
-            from sluice.transforms.sql import run_sql
+        return self.engine(kind).run(obj, available, object_label=label(obj))
 
-            assert obj.sql is not None
-            paths = {name: self.lake.parquet_path(location) for name, location in available.items()}
-            return run_sql(obj.sql, paths, object_label=label(obj))
-        from sluice.transforms.python import run_python
-
-        assert obj.python is not None
-        tables = {name: self.lake.read(location).read_all() for name, location in available.items()}
-        return run_python(obj.python, self.project.root, tables, object_label=label(obj)).to_reader()
+    def engine(self, name: str) -> Engine:
+        """The transform engine plugin ``name``, opened once per executor."""
+        engine = self._engines.get(name)
+        if engine is None:
+            engine = self._engines.setdefault(name, open_engine(name, self.project, self.lake))
+        return engine
 
     def _parent_locations(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> dict[str, str]:
         available = {name: location for name, location in inputs.items() if location is not None}

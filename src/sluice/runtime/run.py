@@ -20,7 +20,7 @@ from sluice import events as ev
 from sluice.bus.base import Bus
 from sluice.bus.registry import open_bus
 from sluice.lake.base import Lake
-from sluice.lake.local import LocalLake
+from sluice.lake.registry import open_lake
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.execute import ObjectExecutor
@@ -56,7 +56,7 @@ def open_backends(project: Project, bus_url: str | None = None, state_url: str |
     except BaseException:
         bus.close()
         raise
-    backends = Backends(bus, state, LocalLake(project.resolve_lake_path()))
+    backends = Backends(bus, state, open_lake(project))
     try:
         yield backends
     finally:

@@ -1,28 +1,35 @@
-"""Open a state store from its URL: ``sqlite:///path`` (default) or ``postgresql://...``."""
+"""Open a state store from its URL through the state plugins: ``sqlite:///path`` (default) or ``postgresql://...``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
-from sluice.errors import ConfigError, did_you_mean
+from sluice.plugins import Settings
+from sluice.plugins.urls import resolve_url
 from sluice.state.base import StateStore
 
-SCHEMES = ("sqlite", "postgresql")
+StateFactory = Callable[[str, Settings, "Path | None"], StateStore]
 
 
 def open_state(url: str, root: Path | None = None) -> StateStore:
-    """The state store for ``url``; relative sqlite paths are relative to ``root``."""
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "sqlite":
-        from sluice.sqlite_file import sqlite_path
-        from sluice.state.sqlite import SqliteStateStore
+    """The state store for ``url``; relative sqlite paths are relative to ``root``.
 
-        path = sqlite_path(url, root)
-        return SqliteStateStore(path)
-    if scheme in ("postgresql", "postgres"):
-        from sluice.state.postgres import PostgresStateStore
+    Raises ConfigError for an unknown scheme, MissingExtra when the driver is not installed.
+    """
+    plugin, options = resolve_url("state", url, label="state store")
+    return cast(StateFactory, plugin.load())(url, options, root)
 
-        return PostgresStateStore(url)
-    raise ConfigError(
-        f"unknown state store URL scheme '{scheme}' in {url!r} (supported: {', '.join(SCHEMES)}).{did_you_mean(scheme, SCHEMES)}"
-    )
+
+def open_sqlite(url: str, options: Settings, root: Path | None) -> StateStore:
+    from sluice.sqlite_file import sqlite_path
+    from sluice.state.sqlite import SqliteStateStore
+
+    return SqliteStateStore(sqlite_path(url, root))
+
+
+def open_postgres(url: str, options: Settings, root: Path | None) -> StateStore:
+    from sluice.state.postgres import PostgresStateStore
+
+    return PostgresStateStore(url)

@@ -1,0 +1,112 @@
+"""Check a mapping of options against a typed structure, collecting every problem with its line.
+
+>>> from sluice.plugins.base import Settings
+>>> class Demo(Settings):
+...     path: str
+...     block_size: int = 1024
+>>> value, problems = convert_options(Demo, {"path": "x.csv", "blok_size": 2}, label="object 1001: source", file="sluice.yaml")
+>>> print(problems[0])
+sluice.yaml: object 1001: source: unknown option 'blok_size'. Did you mean 'block_size'? Known options: path, block_size
+
+Every key is checked on its own (unknown keys with "Did you mean", wrong types, values out of range,
+each at the line of its key), then missing required options, then the structure's own cross-field
+checks (its ``__post_init__``), so a user sees every mistake at once rather than the first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+import msgspec
+
+from sluice.errors import ConfigError, did_you_mean
+from sluice.plugins.base import Settings
+
+S = TypeVar("S", bound=Settings)
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def field_names(settings: type[Settings]) -> list[str]:
+    """The option names of ``settings``, in declaration order."""
+    return [field.encode_name for field in msgspec.structs.fields(settings)]
+
+
+def convert_options(
+    settings: type[S],
+    raw: Mapping[str, Any],
+    *,
+    label: str,
+    file: str | None,
+    line: int | None = None,
+    key_lines: Mapping[str, int] | None = None,
+    strict: bool = True,
+    ignore: Collection[str] = (),
+    what: str = "option",
+) -> tuple[S | None, list[ConfigError]]:
+    """``raw`` as a ``settings`` instance, or None and the problems (ConfigErrors naming ``label``, file and line).
+
+    ``key_lines`` gives the line of each key (default: ``line``); ``strict=False`` accepts strings for
+    numbers and booleans (URL query strings); keys in ``ignore`` are left out (the caller reads them).
+    """
+    lines = key_lines or {}
+    fields = {field.encode_name: field for field in msgspec.structs.fields(settings)}
+    problems: list[ConfigError] = []
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in ignore:
+            continue
+        where = lines.get(key, line)
+        field = fields.get(key)
+        if field is None:
+            hint = did_you_mean(str(key), fields)
+            known = ", ".join(fields) or "none"
+            problems.append(ConfigError(f"{label}: unknown {what} {str(key)!r}.{hint} Known {what}s: {known}", file, where))
+            continue
+        try:
+            msgspec.convert(value, field.type, strict=strict)
+        except msgspec.ValidationError as exc:
+            choices = literal_choices(field.type)
+            hint = f"{did_you_mean(str(value), choices)} Choose one of: {', '.join(choices)}" if choices else ""
+            problems.append(ConfigError(f"{label}: {explain(key, exc, value)}{hint}", file, where))
+            continue
+        values[key] = value
+    missing = [name for name, field in fields.items() if field.required and name not in raw]
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        problems.append(ConfigError(f"{label}: missing required {what}{'s' if len(missing) > 1 else ''} {names}", file, line))
+    if problems:
+        return None, problems
+    try:
+        return msgspec.convert(values, settings, strict=strict), []
+    except msgspec.ValidationError as exc:
+        return None, [ConfigError(f"{label}: {explain('', exc, None)}", file, line)]
+
+
+def literal_choices(annotation: Any) -> list[str]:
+    """The allowed values of a ``Literal`` option (inside ``Annotated`` or ``| None``), else []."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return [str(choice) for choice in get_args(annotation)]
+    if origin is Annotated:
+        return literal_choices(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [choice for arg in get_args(annotation) for choice in literal_choices(arg)]
+    return []
+
+
+def explain(key: str, exc: msgspec.ValidationError, value: Any) -> str:
+    """msgspec's message as ``key[1]: expected int, got str`` (``got 0`` for a value out of range)."""
+    text = str(exc)
+    path = ""
+    match = _AT.search(text)
+    if match:
+        path, text = match.group("path"), text[: match.start()]
+    text = text.replace("`", "")
+    if text.startswith("Expected") and ", got" not in text and value is not None and not path:
+        text += f", got {value!r}"
+    text = text[:1].lower() + text[1:]
+    where = f"{key}{path}" if key or path else ""
+    return f"{where}: {text}" if where else text

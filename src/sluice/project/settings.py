@@ -1,0 +1,82 @@
+"""The typed shape of ``sluice.yaml``'s own sections (top level, stages, connections, objects).
+
+The reader (:mod:`sluice.project.yaml_file`) checks each mapping of the file against these structures
+with :func:`sluice.plugins.options.convert_options`, so every level reports unknown keys (with "Did you
+mean"), wrong types and values out of range at their own line. A source's, destination's or lake's
+options are the plugin's own structures; :mod:`sluice.plugins.schema` joins both into the JSON Schema
+that ``sluice schema`` prints.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from sluice.plugins.base import Settings
+from sluice.project.model import RetrySpec
+
+
+class StageSettings(Settings):
+    """``stages: {ingest: {ids: 1000-1999, concurrency: 4, layer: raw, delay_s: 0.5}}``."""
+
+    ids: Annotated[
+        str | list[int | None] | None,
+        Meta(description="Object ids of the stage: '1000-1999', '3000+' or [low, high] (null: open)."),
+    ] = None
+    concurrency: Annotated[
+        Annotated[int, Meta(ge=1)] | None, Meta(description="Objects a worker of the stage processes at once.")
+    ] = None
+    layer: Annotated[
+        Annotated[str, Meta(min_length=1)] | None, Meta(description="Lake layer the stage writes (raw, cleaned, curated).")
+    ] = None
+    delay_s: Annotated[
+        Annotated[float, Meta(ge=0)] | None, Meta(description="Seconds a simulated object of the stage sleeps (--simulate).")
+    ] = None
+
+
+class ConnectionSettings(Settings):
+    """``connections: {warehouse: {url: postgresql://...}}`` (or just the URL)."""
+
+    url: Annotated[str, Meta(min_length=1, description="postgresql://, mysql://, sqlite:///file.db, duckdb:///file.duckdb...")]
+
+
+class ObjectSettings(Settings):
+    """One object. ``source``, ``destination`` are checked against their plugin's options."""
+
+    id: Annotated[int, Meta(description="Unique id; its range picks the stage unless 'stage' is given.")]
+    name: Annotated[str | None, Meta(description="Identifier usable as a SQL table name (default obj_<id>).")] = None
+    stage: Annotated[str | None, Meta(description="Stage name, instead of the id range.")] = None
+    parents: Annotated[int | list[int] | None, Meta(description="Ids of the objects this one reads.")] = None
+    source: Annotated[dict[str, Any] | None, Meta(description="What the object extracts: {type: csv, path: ...}.")] = None
+    sql: Annotated[str | None, Meta(description="A SELECT over the parents (DuckDB).")] = None
+    python: Annotated[str | None, Meta(description="module:function called with one Arrow table per parent.")] = None
+    destination: Annotated[dict[str, Any] | None, Meta(description="A table to publish to: {connection, table, mode, key}.")] = (
+        None
+    )
+    lake: Annotated[bool, Meta(description="Keep a Parquet copy of the output in the lake.")] = True
+    metadata: Annotated[dict[str, Any], Meta(description="Free-form values kept with the object (shown by the API).")] = (
+        msgspec.field(default_factory=dict)
+    )
+
+
+class ProjectSettings(Settings):
+    """The top level of ``sluice.yaml``."""
+
+    objects: Annotated[list[ObjectSettings], Meta(description="The project's objects.")] = msgspec.field(default_factory=list)
+    name: Annotated[str | None, Meta(description="Project name (default: the folder's name).")] = None
+    bus: Annotated[str | None, Meta(description="Bus URL: sqlite:///.sluice/bus.db (default) or kafka://host:9092.")] = None
+    state: Annotated[
+        str | None, Meta(description="State store URL: sqlite:///.sluice/state.db (default) or postgresql://...")
+    ] = None
+    lake: Annotated[str | dict[str, Any] | None, Meta(description="Lake folder, or {type: local, path: ...}.")] = None
+    lease_s: Annotated[float, Meta(ge=0.1, description="Seconds before an unfinished object is handed to another worker.")] = 30.0
+    retry: RetrySpec | None = None
+    stages: Annotated[
+        dict[str, StageSettings] | None, Meta(description="Stages by name (default: ingest, standardize, application).")
+    ] = None
+    connections: Annotated[dict[str, str | ConnectionSettings] | None, Meta(description="Database connections by name.")] = None
+
+
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections")

@@ -1,0 +1,108 @@
+"""YAML with lines: every mapping knows the line of each of its keys; ``${VAR}`` is expanded in every string.
+
+>>> tree = load_yaml("a: 1\\nb:\\n  c: ${NOT_SET:-x}\\n", "f.yaml")
+>>> tree["b"]["c"], tree.line_of("b"), tree["b"].line_of("c")
+('x', 2, 3)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import yaml
+
+from sluice.errors import ConfigError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class YamlMap(dict[Any, Any]):
+    """A mapping read from YAML: ``line`` (where it starts), ``key_lines`` (where each key is), duplicate keys."""
+
+    line: int | None
+    key_lines: dict[str, int]
+    duplicates: list[tuple[str, int]]
+
+    def line_of(self, key: Any) -> int | None:
+        """The line of ``key``, or the mapping's own line."""
+        return self.key_lines.get(str(key), self.line)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader whose mappings are :class:`YamlMap`."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> YamlMap:
+    loader.flatten_mapping(node)
+    mapping = YamlMap()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    mapping.duplicates = []
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if str(key) in mapping.key_lines:
+            mapping.duplicates.append((str(key), line))
+        mapping.key_lines[str(key)] = line
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str, file: str) -> Any:
+    """Parse ``text`` (mappings as :class:`YamlMap`). Raises ConfigError with the line of a syntax error."""
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", file, line) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML: {exc}", file) from exc
+
+
+def expand_env(text: str, where: str) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` with environment values; ConfigError naming an unset VAR."""
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is not None:
+            return value
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{where} uses ${{{name}}} but that environment variable is not set; set it or write ${{{name}:-default}}"
+        )
+
+    return _ENV.sub(repl, text)
+
+
+def expand_tree(value: Any, file: str, problems: list[ConfigError], where: str = "", line: int | None = None) -> Any:
+    """``value`` with every string expanded (:func:`expand_env`); unset variables are added to ``problems``."""
+    if isinstance(value, YamlMap):
+        for key in list(value):
+            path = f"{where}.{key}" if where else str(key)
+            value[key] = expand_tree(value[key], file, problems, path, value.line_of(key))
+        return value
+    if isinstance(value, list):
+        return [expand_tree(item, file, problems, f"{where}[{index}]", line) for index, item in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        try:
+            return expand_env(value, f"'{where}'")
+        except ConfigError as exc:
+            problems.append(ConfigError(exc.message, file, line))
+    return value
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every :class:`YamlMap` turned into a plain dict (for hashing and msgspec)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value

@@ -1,0 +1,69 @@
+"""Transform engines: what turns an object's parents into its output (SQL on DuckDB, Python on Arrow).
+
+An engine is a plugin of kind ``engine`` (:mod:`sluice.transforms.plugins`); the object's ``sql:`` or
+``python:`` key names which one runs it. Each engine also says what, besides its parents, the output
+depends on (:meth:`Engine.input_fingerprint`), so planning can tell a fresh object from a stale one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import cast
+
+import pyarrow as pa
+
+from sluice.lake.base import Lake
+from sluice.plugins import registry
+from sluice.project.model import ObjectSpec, Project
+
+
+class Engine(ABC):
+    """Runs the objects of one project whose work it does. Thread-safe: it holds no per-object state."""
+
+    def __init__(self, project: Project, lake: Lake) -> None:
+        self.project = project
+        self.lake = lake
+
+    @abstractmethod
+    def run(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> pa.RecordBatchReader:
+        """``obj``'s output from ``inputs`` (parent name -> lake location). Raises TerminalError for user mistakes."""
+
+    def input_fingerprint(self, obj: ObjectSpec) -> str | None:
+        """What the output depends on besides the object's definition and its parents ("" for nothing, None: unknown)."""
+        return ""
+
+
+class DuckdbSqlEngine(Engine):
+    """``sql:``: the query runs in an in-memory DuckDB over the parents' Parquet files."""
+
+    def run(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> pa.RecordBatchReader:
+        from sluice.transforms.sql import run_sql
+
+        assert obj.sql is not None
+        paths = {name: self.lake.parquet_path(location) for name, location in inputs.items()}
+        return run_sql(obj.sql, paths, object_label=object_label)
+
+
+class PythonEngine(Engine):
+    """``python: module:function``: the function gets one Arrow table per parent and returns a table."""
+
+    def run(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> pa.RecordBatchReader:
+        from sluice.transforms.python import run_python
+
+        assert obj.python is not None
+        tables = {name: self.lake.read(location).read_all() for name, location in inputs.items()}
+        return run_python(obj.python, self.project.root, tables, object_label=object_label).to_reader()
+
+    def input_fingerprint(self, obj: ObjectSpec) -> str | None:
+        """The project modules the function's module imports (see :func:`sluice.transforms.python.input_fingerprint`)."""
+        from sluice.transforms.python import input_fingerprint
+
+        assert obj.python is not None
+        return input_fingerprint(obj.python, self.project.root)
+
+
+def open_engine(name: str, project: Project, lake: Lake) -> Engine:
+    """The engine plugin ``name`` (``sql``, ``python``) for ``project``. Raises PluginError or MissingExtra."""
+    cls = cast("type[Engine]", registry().get("engine", name).load())
+    return cls(project, lake)

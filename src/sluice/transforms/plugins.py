@@ -1,0 +1,41 @@
+"""The built-in transform engines: SQL on DuckDB and Python functions on Arrow tables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import Meta
+
+from sluice.plugins.base import Plugin, Settings
+
+
+class SqlEngineOptions(Settings):
+    """``sql: select ... from parent``: a query over the parents, each a view named after it."""
+
+    sql: Annotated[str, Meta(min_length=1, description="A SELECT over the parents (each a view named after it).")]
+
+
+class PythonEngineOptions(Settings):
+    """``python: module:function``: a function of the project called with one Arrow table per parent."""
+
+    python: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+            description="module:function in the project folder; called with one pyarrow.Table keyword per parent.",
+        ),
+    ]
+
+
+PLUGINS: list[Plugin] = [
+    Plugin(
+        "engine",
+        "sql",
+        SqlEngineOptions,
+        "sluice.transforms.engines:DuckdbSqlEngine",
+        "SQL over the parents' Parquet, in DuckDB.",
+    ),
+    Plugin(
+        "engine", "python", PythonEngineOptions, "sluice.transforms.engines:PythonEngine", "A Python function on Arrow tables."
+    ),
+]
