@@ -38,8 +38,8 @@ KINDS: tuple[PluginKind, ...] = (
 )
 
 
-class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every typed options structure: unknown keys are errors; fields are keyword-only."""
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Base of every typed options structure: unknown keys are errors; fields are keyword-only; encoding omits defaults."""
 
 
 class PluginError(ConfigError):

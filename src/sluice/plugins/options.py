@@ -69,7 +69,7 @@ def convert_options(
             msgspec.convert(value, field.type, strict=strict)
         except msgspec.ValidationError as exc:
             choices = literal_choices(field.type)
-            hint = f"{did_you_mean(str(value), choices)} Choose one of: {', '.join(choices)}" if choices else ""
+            hint = f".{did_you_mean(str(value), choices)} Choose one of: {', '.join(choices)}" if choices else ""
             problems.append(ConfigError(f"{label}: {explain(key, exc, value)}{hint}", file, where))
             continue
         values[key] = value
