@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+import xxhash
 
 from sluice.connectors.base import Source
 from sluice.connectors.batching import DEFAULT_BATCH_ROWS, schema_overrides, stream
@@ -84,14 +85,19 @@ class FileSource(Source):
         return options
 
     def input_fingerprint(self) -> str | None:
-        """Path, size and modification time: cheap, and changes whenever the file is rewritten."""
+        """Path, size and a hash of the whole content (:func:`content_digest`), or None when unreadable.
+
+        The content, not the modification time, decides: a file rewritten with the same size and
+        mtime (``cp -p``, ``rsync -t``, ``tar x``, a restore, a file system with one-second times)
+        is still noticed. It costs one read of the file per plan, see :func:`content_digest`.
+        """
         try:
             path = self.path
-            stat = path.stat()
+            size = path.stat().st_size
+            digest = content_digest(path)
         except (OSError, TerminalError):
             return None
-        text = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b(f"{path}|{size}|xxh3_128:{digest}".encode(), digest_size=16).hexdigest()
 
     def unreadable(self, exc: Exception) -> TerminalError:
         """A parse error as a TerminalError naming the file."""
@@ -241,6 +247,22 @@ class ParquetSource(FileSource):
         return stream(schema, batches(), on_error=self.failed, on_close=parquet.close)
 
 
+def content_digest(path: Path) -> str:
+    """The xxh3_128 hash of a file's bytes (32 hex digits), read in a stream of 256 KiB blocks.
+
+    xxh3_128 (xxHash, https://xxhash.com, BSD-2-Clause, through the ``xxhash`` package) is a
+    non-cryptographic hash: it guards against accidental change, not against a file crafted to
+    collide. Measured by ``python bench/freshness.py`` on this project's 2-core machine, a 1 GB
+    (2^30 bytes) file takes about 0.07-0.1 s (10-16 GB/s) from a warm page cache and about 0.45 s
+    (2.4 GB/s) with the file dropped from the page cache, where the disk sets the pace; BLAKE2b
+    (``hashlib.file_digest``) took 2.3-3.4 s (0.3-0.47 GB/s) for the same file. The old stat-only
+    fingerprint took microseconds but could not see a same-size, same-mtime rewrite.
+    Raises OSError when the file cannot be read.
+    """
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, xxhash.xxh3_128).hexdigest()
+
+
 def _first_character(path: Path) -> str:
     """The first non-blank character of a file (after a UTF-8 byte order mark), or ``""`` for a blank file."""
     with path.open("rb") as handle:
@@ -258,4 +280,4 @@ FILE_SOURCES: dict[str, type[FileSource]] = {
     "parquet": ParquetSource,
 }
 
-__all__ = ["FILE_SOURCES", "CsvSource", "FileSource", "JsonLinesSource", "JsonSource", "ParquetSource"]
+__all__ = ["FILE_SOURCES", "CsvSource", "FileSource", "JsonLinesSource", "JsonSource", "ParquetSource", "content_digest"]
