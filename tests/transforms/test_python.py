@@ -231,18 +231,25 @@ def test_a_worker_reimports_when_an_imported_project_module_changes(tmp_path: Pa
     module(
         tmp_path,
         "fp_w_pkg/steps.py",
-        "from fp_w_pkg import ROWS\nfrom fp_w_help import extra\n\ndef pick(users):\n    return users.slice(0, ROWS + extra())\n",
+        "from fp_w_pkg import ROWS\nfrom fp_w_help import extra\n\n"
+        "def pick(users):\n    from fp_w_lazy import LAZY\n    return users.slice(0, ROWS + extra() + LAZY)\n",
     )
     module(tmp_path, "fp_w_help.py", "def extra():\n    return 0\n")
+    module(tmp_path, "fp_w_lazy.py", "LAZY = 0\n")
 
     def rows() -> int:
         return run_python("fp_w_pkg.steps:pick", tmp_path, {"users": USERS}, object_label="obj").num_rows
 
     assert rows() == 1
-    steps = sys.modules["fp_w_pkg.steps"]
+    steps, lazy = sys.modules["fp_w_pkg.steps"], sys.modules["fp_w_lazy"]
     os.utime(tmp_path / "fp_w_help.py", ns=(5_000_000_000, 5_000_000_000))
     assert rows() == 1
+    assert rows() == 1
     assert sys.modules["fp_w_pkg.steps"] is steps, "same bytes: the cached module is kept"
+    assert sys.modules["fp_w_lazy"] is lazy, "a module imported inside the function is kept too"
+    rewrite_keeping_size_and_mtime(tmp_path / "fp_w_lazy.py", "LAZY = 0", "LAZY = 1")
+    assert rows() == 2
+    rewrite_keeping_size_and_mtime(tmp_path / "fp_w_lazy.py", "LAZY = 1", "LAZY = 0")
     rewrite_keeping_size_and_mtime(tmp_path / "fp_w_help.py", "return 0", "return 1")
     assert rows() == 2
     rewrite_keeping_size_and_mtime(tmp_path / "fp_w_pkg/__init__.py", "ROWS = 1", "ROWS = 0")

@@ -32,7 +32,7 @@ import pyarrow as pa
 from sluice.errors import TerminalError, did_you_mean
 
 _IMPORT_LOCK = threading.Lock()
-_LOADED: dict[str, str] = {}  # project-local module name -> digest of its file's content when imported
+_LOADED: dict[str, str] = {}  # project-local module name -> digest of its file's content when last imported
 
 
 def run_python(ref: str, root: Path, inputs: Mapping[str, pa.Table], *, object_label: str) -> pa.Table:
@@ -126,9 +126,9 @@ def _import(module_name: str, root: Path, object_label: str) -> ModuleType:
             raise TerminalError(f"{object_label}: {where}: syntax error in module {module_name!r}: {exc.msg}") from exc
         except Exception as exc:
             raise TerminalError(f"{object_label}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
-        for name, (_, digest) in local.items():
-            if name in sys.modules:
-                _LOADED.setdefault(name, digest)
+        # Also the modules not imported yet (imported inside the function, at call time): they load what the
+        # files hold now, or later content, which the next call's comparison then sees as a change.
+        _LOADED.update((name, digest) for name, (_, digest) in local.items())
         return module
 
 
