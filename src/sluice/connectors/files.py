@@ -252,11 +252,14 @@ def content_digest(path: Path) -> str:
 
     xxh3_128 (xxHash, https://xxhash.com, BSD-2-Clause, through the ``xxhash`` package) is a
     non-cryptographic hash: it guards against accidental change, not against a file crafted to
-    collide. Measured by ``python bench/freshness.py`` on this project's 2-core machine, a 1 GB
-    (2^30 bytes) file takes about 0.07-0.1 s (10-16 GB/s) from a warm page cache and about 0.45 s
-    (2.4 GB/s) with the file dropped from the page cache, where the disk sets the pace; BLAKE2b
-    (``hashlib.file_digest``) took 2.3-3.4 s (0.3-0.47 GB/s) for the same file. The old stat-only
-    fingerprint took microseconds but could not see a same-size, same-mtime rewrite.
+    collide. Measured by ``python bench/freshness.py`` (1 GiB = 2^30 bytes, 2-core shared machine,
+    best and median of 3, two runs): 0.05-0.06 s (18-21 GB/s) with the file in the page cache and
+    0.31-0.37 s (2.9-3.4 GB/s) with its pages dropped first, where the storage sets the pace. BLAKE2b
+    through ``hashlib.file_digest``, the standard library's alternative, took 0.84-1.0 s
+    (1.1-1.3 GB/s) either way; the old stat-only fingerprint took microseconds but could not see a
+    same-size, same-mtime rewrite. The coordinator pays this once per planned file source that has
+    a previous output, and once more when that source turns out stale and runs (then it reads the
+    whole file anyway).
     Raises OSError when the file cannot be read.
     """
     with path.open("rb") as handle:
