@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections import Counter
@@ -34,6 +35,17 @@ def write_yaml(folder: Path, text: str) -> Path:
     path = folder / "sluice.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def rewrite_keeping_size_and_mtime(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` (same length) and put the modification time back, as cp -p, rsync -t or tar x leave a file."""
+    assert len(old) == len(new) and old
+    stat = path.stat()
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
 
 
 def events_of(project: Project, run_id: str | None = None) -> list[tuple[int, ev.AnyEvent]]:

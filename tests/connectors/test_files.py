@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sluice.connectors.base import Source, SourceContext
-from sluice.connectors.files import CsvSource, JsonLinesSource, JsonSource, ParquetSource
+from sluice.connectors.files import CsvSource, JsonLinesSource, JsonSource, ParquetSource, content_digest
 from sluice.connectors.registry import open_source
 from sluice.errors import ConfigError, TerminalError
 from sluice.project.model import SourceSpec
@@ -100,7 +100,7 @@ def test_absolute_paths_are_kept(tmp_path: Path) -> None:
     assert read(Path("/nonexistent-root"), "csv", path=str(tmp_path / "abs.csv")).num_rows == 1
 
 
-def test_fingerprint_follows_size_mtime_and_path(tmp_path: Path) -> None:
+def test_fingerprint_follows_the_content_not_the_modification_time(tmp_path: Path) -> None:
     path = tmp_path / "f.csv"
     path.write_text("a\n1\n", encoding="utf-8")
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
@@ -108,12 +108,40 @@ def test_fingerprint_follows_size_mtime_and_path(tmp_path: Path) -> None:
     assert first is not None
     assert source(tmp_path, "csv", path="f.csv").input_fingerprint() == first
     os.utime(path, ns=(2_000_000_000, 2_000_000_000))
-    touched = source(tmp_path, "csv", path="f.csv").input_fingerprint()
-    assert touched != first
-    path.write_text("a\n1\n2\n", encoding="utf-8")
-    os.utime(path, ns=(2_000_000_000, 2_000_000_000))
-    assert source(tmp_path, "csv", path="f.csv").input_fingerprint() not in (first, touched)
+    assert source(tmp_path, "csv", path="f.csv").input_fingerprint() == first, "touched, same bytes: unchanged"
+    path.write_text("a\n2\n", encoding="utf-8")  # what cp -p, rsync -t or tar x leave: same size, same mtime
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    rewritten = source(tmp_path, "csv", path="f.csv").input_fingerprint()
+    assert rewritten not in (None, first)
+    path.write_text("a\n1\n", encoding="utf-8")
+    assert source(tmp_path, "csv", path="f.csv").input_fingerprint() == first, "the old bytes again"
+
+
+def test_fingerprint_follows_the_path_and_is_none_when_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "one.csv").write_text("a\n1\n", encoding="utf-8")
+    (tmp_path / "two.csv").write_text("a\n1\n", encoding="utf-8")
+    (tmp_path / "folder.csv").mkdir()
+    one = source(tmp_path, "csv", path="one.csv").input_fingerprint()
+    assert one is not None
+    assert source(tmp_path, "csv", path="two.csv").input_fingerprint() not in (None, one)
     assert source(tmp_path, "csv", path="missing.csv").input_fingerprint() is None
+    assert source(tmp_path, "csv", path="folder.csv").input_fingerprint() is None
+    with pytest.raises(ConfigError, match="missing required option 'path'"):
+        source(tmp_path, "csv")  # typed options: refused before anything reads
+
+
+def test_content_digest_hashes_every_byte_of_a_file_larger_than_one_block(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    data = bytearray(os.urandom(3 << 20))
+    path.write_bytes(data)
+    digest = content_digest(path)
+    assert len(digest) == 32
+    assert content_digest(path) == digest
+    data[-1] ^= 1  # the last byte of the last block
+    path.write_bytes(data)
+    assert content_digest(path) != digest
+    with pytest.raises(OSError):
+        content_digest(tmp_path / "missing.bin")
 
 
 # --- JSON and JSON Lines -----------------------------------------------------------------------------

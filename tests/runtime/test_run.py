@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from helpers import check_ordering, events_of, load, seed_project, write_yaml
+from helpers import check_ordering, events_of, load, rewrite_keeping_size_and_mtime, seed_project, write_yaml
 from sluice import events as ev
+from sluice.lake.local import LocalLake
+from sluice.project.model import Project
 from sluice.runtime.run import RunOptions, run_project
+from sluice.state.base import ObjectState
 
 
 def test_seed_scenario_with_forced_failure(tmp_path: Path) -> None:
@@ -206,3 +211,99 @@ def test_workers_of_a_stage_share_real_work(tmp_path: Path) -> None:
     by_worker = Counter(e.worker for e in starts)
     assert len(by_worker) == 2, by_worker
     assert min(by_worker.values()) >= 2
+
+
+def output(project: Project, state: ObjectState) -> list[dict[str, Any]]:
+    assert state.location is not None
+    rows: list[dict[str, Any]] = LocalLake(project.resolve_lake_path()).read(state.location).read_all().to_pylist()
+    return rows
+
+
+def test_a_csv_rewritten_with_the_same_size_and_mtime_is_loaded_again(tmp_path: Path) -> None:
+    folder = tmp_path / "csv"
+    write_yaml(
+        folder,
+        """
+objects:
+  - {id: 1001, name: users, source: {type: csv, path: data/users.csv}}
+  - {id: 2001, name: total, parents: [1001], sql: "select sum(score) as total from users"}
+""",
+    )
+    (folder / "data").mkdir()
+    csv = folder / "data" / "users.csv"
+    csv.write_text("id,score\n1,10\n2,20\n", encoding="utf-8")
+    project = load(folder)
+    first = run_project(project, RunOptions())
+    assert output(project, first.objects[2001]) == [{"total": 30}]
+    unchanged = run_project(project, RunOptions())
+    assert {s.status for s in unchanged.objects.values()} == {"skipped"}
+    rewrite_keeping_size_and_mtime(csv, "2,20", "2,90")
+    changed = run_project(project, RunOptions())
+    assert changed.objects[1001].status == "loaded"
+    assert output(project, changed.objects[1001]) == [{"id": 1, "score": 10}, {"id": 2, "score": 90}]
+    assert changed.objects[2001].status == "loaded"
+    assert output(project, changed.objects[2001]) == [{"total": 100}]
+    again = run_project(project, RunOptions())
+    assert {s.status for s in again.objects.values()} == {"skipped"}
+
+
+def test_editing_a_module_a_python_transform_imports_reruns_it(tmp_path: Path) -> None:
+    folder = tmp_path / "pyimports"
+    write_yaml(
+        folder,
+        """
+objects:
+  - {id: 1001, name: base, source: {type: faker, schema: users, rows: 5, seed: 1}}
+  - {id: 2001, name: shaped, parents: [1001], python: "run_pkg.steps:shape"}
+""",
+    )
+    (folder / "run_pkg").mkdir()
+    init = folder / "run_pkg" / "__init__.py"
+    init.write_text("ROWS = 1\n", encoding="utf-8")
+    (folder / "run_pkg" / "steps.py").write_text(
+        "from . import ROWS\n\ndef shape(base):\n    from run_helpers import extra\n    return base.slice(0, ROWS + extra())\n",
+        encoding="utf-8",
+    )
+    helper = folder / "run_helpers.py"
+    helper.write_text("def extra():\n    return 0\n", encoding="utf-8")
+    unrelated = folder / "run_unrelated.py"
+    unrelated.write_text("X = 1\n", encoding="utf-8")
+    project = load(folder)
+    assert run_project(project, RunOptions()).objects[2001].rows == 1
+
+    unrelated.write_text("X = 22\n", encoding="utf-8")
+    fresh = run_project(project, RunOptions())
+    assert {s.status for s in fresh.objects.values()} == {"skipped"}
+
+    rewrite_keeping_size_and_mtime(helper, "return 0", "return 2")
+    helper_edit = run_project(project, RunOptions())
+    assert helper_edit.objects[1001].status == "skipped"
+    assert helper_edit.objects[2001].status == "loaded" and helper_edit.objects[2001].rows == 3
+    assert len(output(project, helper_edit.objects[2001])) == 3
+
+    rewrite_keeping_size_and_mtime(init, "ROWS = 1", "ROWS = 3")
+    init_edit = run_project(project, RunOptions())
+    assert init_edit.objects[2001].status == "loaded" and init_edit.objects[2001].rows == 5
+    assert {s.status for s in run_project(project, RunOptions()).objects.values()} == {"skipped"}
+
+
+def test_a_sql_source_is_never_fresh(tmp_path: Path) -> None:
+    folder = tmp_path / "sqlsource"
+    write_yaml(
+        folder,
+        """
+connections:
+  local: sqlite:///shop.db
+objects:
+  - {id: 1001, name: orders, source: {type: sql, connection: local, table: orders}}
+""",
+    )
+    with sqlite3.connect(folder / "shop.db") as db:
+        db.execute("create table orders (id integer)")
+        db.execute("insert into orders values (1)")
+    db.close()
+    project = load(folder)
+    assert run_project(project, RunOptions()).objects[1001].status == "loaded"
+    second = run_project(project, RunOptions())
+    assert second.objects[1001].status == "loaded", "a database cannot say whether it changed: read it again"
+    assert output(project, second.objects[1001]) == [{"id": 1}]

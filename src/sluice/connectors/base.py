@@ -1,7 +1,7 @@
 """Sources: what an extracting object reads. One module per kind, all behind :func:`open_source`.
 
 A source turns a :class:`~sluice.project.model.SourceSpec` into a stream of Arrow record batches.
-It can also describe its input cheaply (:func:`input_fingerprint`) so unchanged inputs are skipped
+It can also describe its input (:func:`input_fingerprint`) so unchanged inputs are skipped
 as fresh; a source that cannot tell (a database query) returns None and always runs.
 """
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+import xxhash
 
 from sluice.connectors.base import Source
 from sluice.connectors.batching import schema_overrides, stream
@@ -54,14 +55,19 @@ class FileSource(Source[F], Generic[F]):
         return path
 
     def input_fingerprint(self) -> str | None:
-        """Path, size and modification time: cheap, and changes whenever the file is rewritten."""
+        """Path, size and a hash of the whole content (:func:`content_digest`), or None when unreadable.
+
+        The content, not the modification time, decides: a file rewritten with the same size and
+        mtime (``cp -p``, ``rsync -t``, ``tar x``, a restore, a file system with one-second times)
+        is still noticed. It costs one read of the file per plan, see :func:`content_digest`.
+        """
         try:
             path = self.path
-            stat = path.stat()
+            size = path.stat().st_size
+            digest = content_digest(path)
         except OSError:
             return None
-        text = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        return hashlib.blake2b(f"{path}|{size}|xxh3_128:{digest}".encode(), digest_size=16).hexdigest()
 
     def unreadable(self, exc: Exception) -> TerminalError:
         """A parse error as a TerminalError naming the file."""
@@ -202,6 +208,25 @@ class ParquetSource(FileSource[ParquetOptions]):
         return stream(schema, batches(), on_error=self.failed, on_close=parquet.close)
 
 
+def content_digest(path: Path) -> str:
+    """The xxh3_128 hash of a file's bytes (32 hex digits), read in a stream of 256 KiB blocks.
+
+    xxh3_128 (xxHash, https://xxhash.com, BSD-2-Clause, through the ``xxhash`` package) is a
+    non-cryptographic hash: it guards against accidental change, not against a file crafted to
+    collide. Measured by ``python bench/freshness.py`` (1 GiB = 2^30 bytes, 2-core shared machine,
+    best and median of 3, two runs): 0.05-0.06 s (18-21 GB/s) with the file in the page cache and
+    0.31-0.37 s (2.9-3.4 GB/s) with its pages dropped first, where the storage sets the pace. BLAKE2b
+    through ``hashlib.file_digest``, the standard library's alternative, took 0.84-1.0 s
+    (1.1-1.3 GB/s) either way; the old stat-only fingerprint took microseconds but could not see a
+    same-size, same-mtime rewrite. The coordinator pays this once per planned file source that has
+    a previous output, and once more when that source turns out stale and runs (then it reads the
+    whole file anyway).
+    Raises OSError when the file cannot be read.
+    """
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, xxhash.xxh3_128).hexdigest()
+
+
 def _first_character(path: Path) -> str:
     """The first non-blank character of a file (after a UTF-8 byte order mark), or ``""`` for a blank file."""
     with path.open("rb") as handle:
@@ -219,4 +244,4 @@ FILE_SOURCES: dict[str, type[FileSource[Any]]] = {
     "parquet": ParquetSource,
 }
 
-__all__ = ["FILE_SOURCES", "CsvSource", "FileSource", "JsonLinesSource", "JsonSource", "ParquetSource"]
+__all__ = ["FILE_SOURCES", "CsvSource", "FileSource", "JsonLinesSource", "JsonSource", "ParquetSource", "content_digest"]

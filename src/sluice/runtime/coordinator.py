@@ -30,6 +30,7 @@ from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project
 from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.state.base import FINAL_OBJECT_STATUSES, LatestOutput, ObjectState, RunRecord, StateStore
+from sluice.transforms.python import input_fingerprint as python_input_fingerprint
 
 log = logging.getLogger("sluice.coordinator")
 COORDINATOR_GROUP_PREFIX = "coordinator."
@@ -73,14 +74,9 @@ class Coordinator:
     # ----- starting -------------------------------------------------------------------------------
 
     def input_fingerprint(self, obj: ObjectSpec) -> str | None:
-        """What the object reads besides its parents: a source's input, or a Python transform's module file."""
+        """What the object reads besides its parents: a source's input, or a Python transform's project-local code."""
         if obj.python is not None:
-            module = self.project.root / (obj.python.split(":", 1)[0].replace(".", "/") + ".py")
-            try:
-                stat = module.stat()
-            except OSError:
-                return ""
-            return f"{stat.st_size}:{stat.st_mtime_ns}"
+            return python_input_fingerprint(obj.python, self.project.root)
         if obj.source is None:
             return ""
         from sluice.connectors.registry import open_source

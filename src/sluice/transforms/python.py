@@ -7,15 +7,22 @@ a pandas DataFrame or anything with ``__arrow_c_stream__`` also works).
 
 >>> def double(users):                      # in <project>/transforms.py
 ...     return users.append_column("twice", pyarrow.compute.multiply(users["id"], 2))
+
+The code a reference runs is its module plus every *project-local* module that module imports,
+directly or transitively (:func:`project_modules`). :func:`input_fingerprint` hashes their contents, so
+an edit to any of them makes the object stale, and a worker re-imports them before the next call.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
 import importlib
 import inspect
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,7 +32,7 @@ import pyarrow as pa
 from sluice.errors import TerminalError, did_you_mean
 
 _IMPORT_LOCK = threading.Lock()
-_LOADED: dict[str, int] = {}  # module name -> modification time of its file when imported
+_LOADED: dict[str, str] = {}  # project-local module name -> digest of its file's content when last imported
 
 
 def run_python(ref: str, root: Path, inputs: Mapping[str, pa.Table], *, object_label: str) -> pa.Table:
@@ -46,16 +53,6 @@ def run_python(ref: str, root: Path, inputs: Mapping[str, pa.Table], *, object_l
     except ValueError:
         pass  # no signature to check (a builtin or C function): just call it
     return as_table(function(**inputs), ref, object_label=object_label)
-
-
-def input_fingerprint(ref: str, root: Path) -> str:
-    """What the function behind ``ref`` depends on in the project folder: its module file's size and mtime ("" if missing)."""
-    module = Path(root) / (ref.split(":", 1)[0].replace(".", "/") + ".py")
-    try:
-        stat = module.stat()
-    except OSError:
-        return ""
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def load_function(ref: str, root: Path, *, object_label: str) -> Callable[..., Any]:
@@ -111,8 +108,9 @@ def _import(module_name: str, root: Path, object_label: str) -> ModuleType:
         if str(root) in sys.path:
             sys.path.remove(str(root))
         sys.path.insert(0, str(root))  # this project's modules win over another project's of the same name
+        local = project_modules(module_name, root)
         if (root / f"{top}.py").is_file() or (root / top).is_dir():
-            _forget_stale(top, root)
+            _forget_stale(top, root, local)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -128,30 +126,125 @@ def _import(module_name: str, root: Path, object_label: str) -> ModuleType:
             raise TerminalError(f"{object_label}: {where}: syntax error in module {module_name!r}: {exc.msg}") from exc
         except Exception as exc:
             raise TerminalError(f"{object_label}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
-        _LOADED.setdefault(module_name, _modified(module))
+        # Also the modules not imported yet (imported inside the function, at call time): they load what the
+        # files hold now, or later content, which the next call's comparison then sees as a change.
+        _LOADED.update((name, digest) for name, (_, digest) in local.items())
         return module
 
 
-def _forget_stale(top: str, root: Path) -> None:
-    """Drop cached modules named ``top`` (and below) that another project provided or that were edited since."""
-    for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
-        module = sys.modules[name]
+def _forget_stale(top: str, root: Path, local: Mapping[str, tuple[Path, str]]) -> None:
+    """Drop cached modules another project provided, and every module of ``local`` if one of them changed.
+
+    ``local`` is what :func:`project_modules` found for the module about to be imported. A module
+    named ``top`` (or below it) or in ``local`` whose file is outside ``root`` came from another project.
+    When any module of ``local`` was imported with other content than its file has now (or was not
+    imported by this module, so its content is unknown), all of ``local`` is imported again: a module
+    that imports a changed one holds references to the old one's functions.
+    """
+    names = set(local) | {name for name in sys.modules if name == top or name.startswith(top + ".")}
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
         file = getattr(module, "__file__", None)
         paths = [file] if file else list(getattr(module, "__path__", []))
-        other_project = not any(Path(path).resolve().is_relative_to(root) for path in paths)
-        if other_project or _LOADED.get(name, _modified(module)) != _modified(module):
+        if not any(Path(path).resolve().is_relative_to(root) for path in paths):
             del sys.modules[name]
+            _LOADED.pop(name, None)
+    if any(name in sys.modules and _LOADED.get(name) != digest for name, (_, digest) in local.items()):
+        for name in local:
+            sys.modules.pop(name, None)
             _LOADED.pop(name, None)
     importlib.invalidate_caches()
 
 
-def _modified(module: ModuleType) -> int:
-    """Modification time of a module's file (0 for packages without one)."""
-    file = getattr(module, "__file__", None)
+def input_fingerprint(ref: str, root: Path) -> str:
+    """A digest of the code ``ref`` (``module:function``) runs: the contents of its project-local modules.
+
+    ``root`` is the project folder (a Path). The modules are those :func:`project_modules` finds: the
+    reference's module, the ``__init__.py`` of each package along its dotted name, and every module
+    under ``root`` it imports, transitively. Each file's bytes are hashed (BLAKE2b): an edit is
+    noticed even when it keeps the file's size and modification time. The digest (32 hex digits)
+    also covers each module's name and path relative to ``root``, so a moved or renamed module counts
+    as a change. Installed libraries do not count, nor code loaded without an import statement
+    (``importlib.import_module``, ``exec``) or data files the function reads. Cost: one read and one
+    parse per module file (parses are cached by content), milliseconds for a typical project.
+    """
+    root = Path(root).resolve()
+    digest = hashlib.blake2b(digest_size=16)
+    for name, (path, file_digest) in sorted(project_modules(ref.partition(":")[0], root).items()):
+        digest.update(f"{name}|{path.relative_to(root).as_posix()}|{file_digest}\n".encode())
+    return digest.hexdigest()
+
+
+def project_modules(module_name: str, root: Path) -> dict[str, tuple[Path, str]]:
+    """Every module under ``root`` that importing ``module_name`` from ``root`` runs: name -> (file, content digest).
+
+    A static scan (:mod:`ast`) of the import statements anywhere in each file (module level, inside
+    functions, under ``if`` or ``try``), followed transitively. ``import a.b`` and ``from a.b import c``
+    count ``a``, ``a.b`` and, if it is a module, ``a.b.c``; relative imports are resolved against the
+    importing module's package. A name counts when ``root`` holds its file (``a/b.py`` or
+    ``a/b/__init__.py``), as Python finds it with ``root`` first on ``sys.path``; anything else is an
+    installed library and is left out. An unreadable file is left out; a file that does not parse
+    counts with no imports (importing it fails anyway). The content digest is BLAKE2b, 32 hex digits.
+    """
+    found: dict[str, tuple[Path, str]] = {}
+    pending = [module_name]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen or not name or not all(part.isidentifier() for part in name.split(".")):
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        pending.extend(".".join(parts[:end]) for end in range(1, len(parts)))
+        path = _module_file(parts, root)
+        if path is None:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        found[name] = (path, hashlib.blake2b(data, digest_size=16).hexdigest())
+        pending.extend(_imports(data, name, path.name == "__init__.py"))
+    return found
+
+
+def _module_file(parts: list[str], root: Path) -> Path | None:
+    """The file of the module named by ``parts`` below ``root`` (a package's ``__init__.py``), if any."""
+    base = root.joinpath(*parts)
+    for candidate in (base / "__init__.py", base.with_name(parts[-1] + ".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports(data: bytes, name: str, is_package: bool) -> tuple[str, ...]:
+    """The absolute module names the import statements of ``data`` (the source of module ``name``) may load."""
     try:
-        return Path(file).stat().st_mtime_ns if file else 0
-    except OSError:
-        return 0
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError):
+        return ()
+    package = name if is_package else name.rpartition(".")[0]
+    return tuple(_imported_names(tree, package))
+
+
+def _imported_names(tree: ast.AST, package: str) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                keep = len(parts) - (node.level - 1)
+                if keep <= 0:
+                    continue  # beyond the top-level package: an ImportError when run
+                base = ".".join([*parts[:keep], *([base] if base else [])])
+            if base:
+                yield base
+                yield from (f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
 
 
 def _signature(function: Callable[..., Any]) -> str:
