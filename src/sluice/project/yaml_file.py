@@ -103,7 +103,9 @@ class _Reader:
         """A bus or state store URL, checked against its plugin's scheme and options."""
         if not value:
             return ""
-        _, _, problems = url_plugin("bus" if kind == "bus" else "state", value, label=kind, file=self.file, line=line)
+        plugin_kind = "bus" if kind == "bus" else "state"
+        label = "bus" if kind == "bus" else "state store"
+        _, _, problems = url_plugin(plugin_kind, value, label=label, file=self.file, line=line)
         self.problems.extend(problems)
         return value
 
@@ -287,7 +289,7 @@ class _Reader:
         plugin = self.plugin("engine", key, f"{label}: {key}", item.line_of(key))
         if plugin is not None:
             only = YamlMap({key: item[key]})
-            only.line, only.key_lines, only.duplicates = item.line, {key: item.key_lines.get(key, item.line or 0)}, []
+            only.line, only.key_lines, only.duplicates = item.line_of(key), {}, []
             self.check(plugin.options, only, label, what="option")
 
     def source(self, raw: Any, label: str, line: int | None) -> SourceSpec | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from msgspec import Meta
 
 from sluice.plugins.base import Plugin, Settings
+
+_PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class SqlEngineOptions(Settings):
@@ -19,12 +22,12 @@ class PythonEngineOptions(Settings):
     """``python: module:function``: a function of the project called with one Arrow table per parent."""
 
     python: Annotated[
-        str,
-        Meta(
-            pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-            description="module:function in the project folder; called with one pyarrow.Table keyword per parent.",
-        ),
+        str, Meta(description="module:function in the project folder; called with one pyarrow.Table keyword per parent.")
     ]
+
+    def __post_init__(self) -> None:
+        if not _PYTHON_REF.fullmatch(self.python):
+            raise ValueError(f"python must be 'module:function' (e.g. transforms:dim_users), got {self.python!r}")
 
 
 PLUGINS: list[Plugin] = [

@@ -1,0 +1,83 @@
+"""Typed options: every problem of a mapping, each at its own line, before anything runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pytest
+from msgspec import Meta
+
+from sluice.plugins.base import Settings
+from sluice.plugins.options import convert_options, field_names, literal_choices
+
+
+class Example(Settings):
+    path: str
+    block_size: Annotated[int, Meta(ge=1024)] = 4096
+    mode: Literal["append", "replace"] = "append"
+    key: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode == "replace" and self.key:
+            raise ValueError("replace takes no key")
+
+
+LINES = {"path": 3, "blok_size": 4, "block_size": 5, "mode": 6, "key": 7}
+
+
+def problems(raw: dict[str, object], **kwargs: object) -> list[str]:
+    value, found = convert_options(Example, raw, label="object 1001: source", file="p.yaml", line=2, key_lines=LINES, **kwargs)  # type: ignore[arg-type]
+    assert (value is None) == bool(found)
+    return [str(problem) for problem in found]
+
+
+def test_a_valid_mapping_becomes_the_typed_structure() -> None:
+    value, found = convert_options(Example, {"path": "x.csv", "block_size": 2048}, label="l", file=None)
+    assert found == []
+    assert value == Example(path="x.csv", block_size=2048)
+
+
+def test_every_problem_is_reported_at_its_own_line() -> None:
+    found = problems({"blok_size": 2048, "block_size": 10, "mode": "upsert"})
+    assert found == [
+        "p.yaml:4: object 1001: source: unknown option 'blok_size'. Did you mean 'block_size'? "
+        "Known options: path, block_size, mode, key",
+        "p.yaml:5: object 1001: source: block_size: expected int >= 1024, got 10",
+        "p.yaml:6: object 1001: source: mode: invalid enum value 'upsert'. Choose one of: append, replace",
+        "p.yaml:2: object 1001: source: missing required option 'path'",
+    ]
+
+
+def test_nested_type_errors_name_the_position() -> None:
+    assert problems({"path": "x", "key": ["a", 2]}) == ["p.yaml:7: object 1001: source: key[1]: expected str, got int"]
+
+
+def test_cross_field_checks_run_once_each_field_is_right() -> None:
+    assert problems({"path": "x", "mode": "replace", "key": ["id"]}) == ["p.yaml:2: object 1001: source: replace takes no key"]
+
+
+def test_url_query_strings_convert_numbers_when_not_strict() -> None:
+    value, found = convert_options(Example, {"path": "x", "block_size": "2048"}, label="l", file=None, strict=False)
+    assert found == [] and value is not None and value.block_size == 2048
+    assert problems({"path": "x", "block_size": "2048"}) == ["p.yaml:5: object 1001: source: block_size: expected int, got str"]
+
+
+def test_ignored_keys_are_left_to_the_caller() -> None:
+    assert problems({"path": "x", "type": "csv"}, ignore=("type",)) == []
+
+
+@pytest.mark.parametrize(
+    ("annotation", "choices"),
+    [
+        (Literal["a", "b"], ["a", "b"]),
+        (Annotated[Literal["x"], Meta(description="d")], ["x"]),
+        (Literal["y"] | None, ["y"]),
+        (int, []),
+    ],
+)
+def test_literal_choices(annotation: object, choices: list[str]) -> None:
+    assert literal_choices(annotation) == choices
+
+
+def test_field_names_keep_the_declaration_order() -> None:
+    assert field_names(Example) == ["path", "block_size", "mode", "key"]
