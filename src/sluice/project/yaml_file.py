@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sluice.connectors.plugins import SQL_KIND
 from sluice.errors import ConfigError, did_you_mean
-from sluice.plugins import Plugin, PluginError, Settings, registry
+from sluice.plugins import Plugin, PluginError, PluginKind, Settings, registry
 from sluice.plugins.options import convert_options
 from sluice.plugins.urls import url_plugin
 from sluice.project.model import (
@@ -103,7 +103,7 @@ class _Reader:
         """A bus or state store URL, checked against its plugin's scheme and options."""
         if not value:
             return ""
-        plugin_kind = "bus" if kind == "bus" else "state"
+        plugin_kind: PluginKind = "bus" if kind == "bus" else "state"
         label = "bus" if kind == "bus" else "state store"
         _, _, problems = url_plugin(plugin_kind, value, label=label, file=self.file, line=line)
         self.problems.extend(problems)
