@@ -41,7 +41,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Message
-from sluice.bus.kafka_consumer import REQUEST_TIMEOUT_S, KafkaConsumer, asking_again, message_of
+from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S, asking_again, message_of
+from sluice.bus.kafka_consumer import KafkaConsumer
 from sluice.errors import BusError
 from sluice.observability import metrics
 
@@ -51,7 +52,6 @@ DEFAULT_PARTITIONS = 6
 DEFAULT_RETENTION_DAYS = 7.0
 WORK_TOPIC_PREFIX = ev.ready_topic("")
 DELIVERY_TIMEOUT_MS = 60_000  # librdkafka retries a write this long (a broker restarting) before failing it
-HINT = "start one with scripts/servers/kafka.sh start, or point 'bus:' / --bus at a running broker"
 
 
 class _ClientLog:
@@ -274,7 +274,17 @@ class KafkaBus(Bus):
         consumer leaves the group (``close``, or no heartbeat for ``session.timeout.ms``).
         """
         partitions = self.ensure_topic(topic)
-        consumer = KafkaConsumer(self, group, topic, consumer_id or f"sluice-{uuid.uuid4().hex[:8]}", exclusive, partitions)
+        consumer_id = consumer_id or f"sluice-{uuid.uuid4().hex[:8]}"
+        consumer = KafkaConsumer(
+            group,
+            topic,
+            consumer_id,
+            exclusive,
+            partitions,
+            kafka_topic=self.kafka_name(topic),
+            settings=self._consumer_settings(self.kafka_name(group), consumer_id),
+            fail=self._fail,
+        )
         self._consumers.add(consumer)
         consumer.start()
         return consumer
