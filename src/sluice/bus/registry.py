@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sluice.bus.base import Bus
 from sluice.errors import ConfigError, did_you_mean
+from sluice.urls import sqlite_path, url_scheme
 
 SCHEMES = ("sqlite", "kafka")
 KAFKA_OPTIONS = ("partitions", "retention_days", "namespace")
@@ -20,10 +21,9 @@ KAFKA_OPTIONS = ("partitions", "retention_days", "namespace")
 
 def open_bus(url: str, root: Path | None = None) -> Bus:
     """The bus for ``url``. Relative sqlite paths are relative to ``root`` (the project folder)."""
-    scheme = url.split(":", 1)[0].lower()
+    scheme = url_scheme(url)
     if scheme == "sqlite":
         from sluice.bus.embedded import DEFAULT_RETENTION_DAYS, EmbeddedBus
-        from sluice.sqlite_file import sqlite_path
 
         retention_days = _number(url, parse_qs(urlsplit(url).query), "retention_days", DEFAULT_RETENTION_DAYS)
         return EmbeddedBus(sqlite_path(url, root), retention_days)

@@ -14,7 +14,8 @@ import importlib
 
 from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, did_you_mean
-from sluice.project.model import SourceSpec, connection_scheme
+from sluice.project.model import SourceSpec
+from sluice.urls import connection_scheme
 
 # kind -> "module:class"; kind "sql" goes through SQL_SOURCES by the connection's URL scheme.
 SOURCES: dict[str, str] = {

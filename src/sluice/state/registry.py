@@ -6,15 +6,15 @@ from pathlib import Path
 
 from sluice.errors import ConfigError, did_you_mean
 from sluice.state.base import StateStore
+from sluice.urls import sqlite_path, url_scheme
 
 SCHEMES = ("sqlite", "postgresql")
 
 
 def open_state(url: str, root: Path | None = None) -> StateStore:
     """The state store for ``url``; relative sqlite paths are relative to ``root``."""
-    scheme = url.split(":", 1)[0].lower()
+    scheme = url_scheme(url)
     if scheme == "sqlite":
-        from sluice.sqlite_file import sqlite_path
         from sluice.state.sqlite import SqliteStateStore
 
         path = sqlite_path(url, root)
