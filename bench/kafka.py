@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from orchestration import parent_latencies_ms, percentile, run_seconds, write_project  # noqa: E402
 from sluice import events as ev  # noqa: E402
+from sluice.bus import names  # noqa: E402
 from sluice.bus.base import Bus  # noqa: E402
 from sluice.bus.registry import open_bus  # noqa: E402
 from sluice.project.load import load_project  # noqa: E402
@@ -88,7 +89,7 @@ def wait_until_joined(bus_url: str, per_stage: int, timeout_s: float = 120) -> N
 
     bus = open_bus(bus_url)
     assert isinstance(bus, KafkaBus)
-    groups = [bus.kafka_name(f"workers.{stage}") for stage in STAGES]
+    groups = [bus.kafka_name(names.work_group(stage)) for stage in STAGES]
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:

@@ -16,19 +16,12 @@ from typing import Any
 
 import msgspec
 
+# The topics events go on; defined in sluice.bus.names, kept here as part of this module's public API.
+from sluice.bus.names import DEAD_LETTER_TOPIC as DEAD_LETTER_TOPIC
+from sluice.bus.names import EVENTS_TOPIC as EVENTS_TOPIC
+from sluice.bus.names import ready_topic as ready_topic
+
 SCHEMA_VERSION = 1
-
-EVENTS_TOPIC = "sluice.events"
-"""Every event of every run, in order: the audit log that ``sluice events`` and the UI read."""
-
-
-DEAD_LETTER_TOPIC = "sluice.dead-letters"
-"""Messages that could not be parsed where they were consumed, with the reason (see ``docs/events.md``)."""
-
-
-def ready_topic(stage: str) -> str:
-    """The work queue of one stage: ``ObjectReady`` events its workers consume."""
-    return f"sluice.ready.{stage}"
 
 
 def now() -> datetime:

@@ -17,15 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sluice.errors import SluiceError
-from sluice.urls import database_file
-
-
-def sqlite_path(url: str, root: Path | None = None) -> Path:
-    """``sqlite:///relative.db`` (relative to ``root``) or ``sqlite:////abs/path.db`` to a path."""
-    path = database_file(url, root) if url.startswith("sqlite:///") else None
-    if path is None:
-        raise SluiceError(f"not a sqlite file URL: {url!r}; use sqlite:///relative/file.db or sqlite:////absolute/file.db")
-    return path
 
 
 class SqliteFile:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from sluice.connectors.base import SourceContext
-from sluice.connectors.postgres import PostgresSource, libpq_url, numeric_type
+from sluice.connectors.postgres import PostgresSource, numeric_type
 from sluice.connectors.registry import open_source
 from sluice.errors import TerminalError, TransientError
 from sluice.project.model import ConnectionSpec, Origin, SourceSpec
@@ -109,8 +109,6 @@ def test_a_dropped_reader_releases_its_connection(pg_db_url: str, batches_read: 
     assert reader(pg_db_url, query="SELECT 1 AS one").read_all().to_pylist() == [{"one": 1}]
 
 
-def test_url_and_numeric_helpers() -> None:
-    assert libpq_url("postgres://u@h/db") == "postgresql://u@h/db"
-    assert libpq_url("postgresql+psycopg://u@h/db") == "postgresql://u@h/db"
+def test_numeric_type() -> None:
     assert numeric_type(-1) == pa.float64()
     assert numeric_type(((12 << 16) | 3) + 4) == pa.decimal128(12, 3)

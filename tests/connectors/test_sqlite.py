@@ -10,7 +10,7 @@ import pytest
 
 from sluice.connectors.base import SourceContext
 from sluice.connectors.registry import open_source
-from sluice.connectors.sqlite import SqliteSource, sqlite_path
+from sluice.connectors.sqlite import SqliteSource
 from sluice.errors import ConfigError, TerminalError, TransientError
 from sluice.project.model import ConnectionSpec, Origin, SourceSpec
 
@@ -148,11 +148,11 @@ def test_unknown_connection_suggests_a_known_one(tmp_path: Path) -> None:
         open_source(SourceSpec("sql", {"connection": "locl", "table": "t"}), context)
 
 
-def test_url_paths() -> None:
-    root = Path("/project")
-    assert sqlite_path("sqlite:///data/x.db", root) == Path("/project/data/x.db")
-    assert sqlite_path("sqlite:////var/x.db", root) == Path("/var/x.db")
-    assert sqlite_path("sqlite:///x.db?timeout=1", root) == Path("/project/x.db")
+def test_a_url_that_names_no_file_is_a_terminal_error(tmp_path: Path) -> None:
+    with pytest.raises(TerminalError, match=r"sqlite source on connection 'local': 'sqlite:///:memory:' is an in-memory"):
+        reader(tmp_path, "sqlite:///:memory:", table="t")
+    with pytest.raises(TerminalError, match=r"'sqlite://x.db' does not say where the file is; use sqlite:///relative"):
+        reader(tmp_path, "sqlite://x.db", table="t")
 
 
 def test_sql_sources_have_no_fingerprint(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from sluice import events as ev
 from sluice.bus.base import Bus
 from sluice.bus.dead_letter import DeadLetter, parse_dead_letter
 from sluice.bus.kafka import KafkaBus
-from sluice.bus.kafka_consumer import TRANSIENT
+from sluice.bus.kafka_common import TRANSIENT
 from sluice.bus.registry import open_bus
 from sluice.errors import RunNotFound
 from sluice.project.model import Project

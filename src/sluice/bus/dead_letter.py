@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sluice import events as ev
+from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.observability import metrics
 
@@ -90,7 +90,7 @@ def dead_letter(bus: Bus, message: Message, reason: str, group: str) -> bool:
         reason,
     )
     try:
-        bus.publish(ev.DEAD_LETTER_TOPIC, [dead_letter_record(message, reason, group)])
+        bus.publish(names.DEAD_LETTER_TOPIC, [dead_letter_record(message, reason, group)])
     except Exception:
         log.exception("could not publish the dead letter for offset %s of %s", message.offset, message.topic)
         return False

@@ -39,9 +39,10 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaExcep
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from sluice import events as ev
+from sluice.bus import names
 from sluice.bus.base import Bus, Message
-from sluice.bus.kafka_consumer import REQUEST_TIMEOUT_S, KafkaConsumer, asking_again, message_of
+from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S, asking_again, message_of
+from sluice.bus.kafka_consumer import KafkaConsumer
 from sluice.errors import BusError
 from sluice.observability import metrics
 
@@ -49,9 +50,7 @@ log = logging.getLogger("sluice.bus.kafka")
 
 DEFAULT_PARTITIONS = 6
 DEFAULT_RETENTION_DAYS = 7.0
-WORK_TOPIC_PREFIX = ev.ready_topic("")
 DELIVERY_TIMEOUT_MS = 60_000  # librdkafka retries a write this long (a broker restarting) before failing it
-HINT = "start one with scripts/servers/kafka.sh start, or point 'bus:' / --bus at a running broker"
 
 
 class _ClientLog:
@@ -107,7 +106,7 @@ class KafkaBus(Bus):
         self.admin = AdminClient(dict(self._base_config))
         # Metadata, watermarks and replays. A consumer handle never auto-creates the topics it asks about.
         self._util = _KafkaConsumer(
-            {**self._base_config, "group.id": "sluice-reader", "enable.auto.commit": False, "allow.auto.create.topics": False}
+            {**self._base_config, "group.id": names.READER_GROUP, "enable.auto.commit": False, "allow.auto.create.topics": False}
         )
         self._read_lock = threading.Lock()
         self._producer_lock = threading.Lock()
@@ -169,7 +168,7 @@ class KafkaBus(Bus):
 
     def default_partitions(self, topic: str) -> int:
         """Stage work queues are spread over ``partitions`` partitions; every other topic has one."""
-        return self.partitions if topic.startswith(WORK_TOPIC_PREFIX) else 1
+        return self.partitions if names.is_ready_topic(topic) else 1
 
     def create_topic(self, topic: str, partitions: int = 1) -> None:
         self.ensure_topic(topic, partitions)
@@ -274,7 +273,17 @@ class KafkaBus(Bus):
         consumer leaves the group (``close``, or no heartbeat for ``session.timeout.ms``).
         """
         partitions = self.ensure_topic(topic)
-        consumer = KafkaConsumer(self, group, topic, consumer_id or f"sluice-{uuid.uuid4().hex[:8]}", exclusive, partitions)
+        consumer_id = consumer_id or f"sluice-{uuid.uuid4().hex[:8]}"
+        consumer = KafkaConsumer(
+            group,
+            topic,
+            consumer_id,
+            exclusive,
+            partitions,
+            kafka_topic=self.kafka_name(topic),
+            settings=self._consumer_settings(self.kafka_name(group), consumer_id),
+            fail=self._fail,
+        )
         self._consumers.add(consumer)
         consumer.start()
         return consumer

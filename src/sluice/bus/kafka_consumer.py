@@ -15,21 +15,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Consumer as _KafkaConsumer
 
 from sluice.bus.base import Consumer, Message
+from sluice.bus.kafka_common import REQUEST_TIMEOUT_S, asking_again, message_of
 from sluice.errors import BusError
 from sluice.observability import metrics
 
-if TYPE_CHECKING:
-    from sluice.bus.kafka import KafkaBus
-
 log = logging.getLogger("sluice.bus.kafka")
 
-REQUEST_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 20.0  # consumer() waits this long at most to be part of its group
 SETTLE_S = 1.0  # ... or this long after an empty assignment, for a partition another member is handing over
 COMMIT_WAIT_S = 5.0  # commit() waits this long at most for the broker to confirm
@@ -37,46 +34,6 @@ BUFFER_MAX = 2000  # messages fetched ahead per consumer before its partitions a
 POLL_S = 0.01  # the background thread's poll: it also serves commits and seeks between polls
 RETRY_COMMIT_S = 1.0
 LAG_SAMPLE_S = 5.0
-
-T = TypeVar("T")
-
-
-# Answers of a partition or group whose leader is not settled yet (a topic just created, a broker restarting).
-TRANSIENT = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    }
-)
-
-
-def asking_again(call: Callable[[], T], timeout: float = REQUEST_TIMEOUT_S) -> T:
-    """``call()``, asked again for up to ``timeout`` seconds while the broker answers with a TRANSIENT error."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            if exc.args[0].code() not in TRANSIENT or time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
-
-
-def message_of(m: Any, topic: str, deliveries: int) -> Message:
-    key = m.key()
-    return Message(
-        topic,
-        m.partition(),
-        m.offset(),
-        key.decode("utf-8", "replace") if key is not None else None,
-        m.value() or b"",
-        m.timestamp()[1] / 1000.0,
-        deliveries,
-    )
 
 
 @dataclass
@@ -116,19 +73,34 @@ class _Partition:
 
 
 class KafkaConsumer(Consumer):
-    """One member of a consumer group; a background thread owns the librdkafka consumer."""
+    """One member of a consumer group; a background thread owns the librdkafka consumer.
 
-    def __init__(self, bus: KafkaBus, group: str, topic: str, consumer_id: str, exclusive: bool, partitions: int) -> None:
-        self.bus = bus
+    ``group`` and ``topic`` are the bus's names (in metrics, logs and ``Message.topic``); ``kafka_topic`` is
+    the topic's name on Kafka and ``settings`` the librdkafka configuration of the consumer (its
+    ``group.id`` the group's name on Kafka). ``partitions`` is the topic's partition count. ``fail(what, exc)``
+    makes the BusError raised when the broker cannot be asked something.
+    """
+
+    def __init__(
+        self,
+        group: str,
+        topic: str,
+        consumer_id: str,
+        exclusive: bool,
+        partitions: int,
+        *,
+        kafka_topic: str,
+        settings: dict[str, Any],
+        fail: Callable[[str, BaseException], BusError],
+    ) -> None:
         self.group = group
         self.topic = topic
         self.consumer_id = consumer_id
         self.exclusive = exclusive
         self._partition_count = partitions
-        self._ktopic = bus.kafka_name(topic)
-        self._consumer = _KafkaConsumer(
-            {**bus._consumer_settings(bus.kafka_name(group), consumer_id), "on_commit": self._on_commit}
-        )
+        self._ktopic = kafka_topic
+        self._fail = fail
+        self._consumer = _KafkaConsumer({**settings, "on_commit": self._on_commit})
         self._parts: dict[int, _Partition] = {}
         self._buffer: deque[Message] = deque()
         self._cond = threading.Condition()
@@ -170,7 +142,7 @@ class KafkaConsumer(Consumer):
         try:
             committed = asking_again(lambda: self._consumer.committed(tps, timeout=REQUEST_TIMEOUT_S))
         except KafkaException as exc:
-            raise self.bus._fail(f"reading the offsets of group {self.group!r}", exc) from None
+            raise self._fail(f"reading the offsets of group {self.group!r}", exc) from None
         with self._cond:
             for tp in committed:
                 self._parts[tp.partition] = _Partition.from_committed(tp.offset, tp.metadata)

@@ -34,7 +34,7 @@ def open_bus(url: str, root: Path | None = None) -> Bus:
 def open_embedded(url: str, options: Settings, root: Path | None) -> Bus:
     """The embedded SQLite log at ``url``'s path."""
     from sluice.bus.embedded import EmbeddedBus
-    from sluice.sqlite_file import sqlite_path
+    from sluice.urls import sqlite_path
 
     assert isinstance(options, EmbeddedBusOptions)
     return EmbeddedBus(sqlite_path(url, root), options.retention_days)

@@ -10,7 +10,6 @@ import pyarrow as pa
 
 from sluice.connectors.batching import stream
 from sluice.connectors.sql import SqlSource
-from sluice.connectors.sqlite import sqlite_path
 from sluice.errors import TerminalError
 
 
@@ -20,7 +19,7 @@ class DuckdbSource(SqlSource):
     scheme = "duckdb"
 
     def read(self) -> pa.RecordBatchReader:
-        path, query = sqlite_path(self.connection.url, self.context.root), self.query
+        path, query = self.database_file, self.query
         if not path.is_file():
             raise TerminalError(
                 f"duckdb {self.describe()}: database file {path} does not exist; "

@@ -19,6 +19,7 @@ import pyarrow as pa
 from sluice.connectors.batching import stream
 from sluice.connectors.sql import SqlSource
 from sluice.errors import TerminalError
+from sluice.urls import libpq_url
 
 TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
 TRANSIENT_SQLSTATES = ("55P03",)  # lock_not_available
@@ -27,11 +28,6 @@ _US_PER_DAY = 86_400_000_000
 _MONTH_DAYS = 30
 
 Converter = Callable[[pa.Array | pa.ChunkedArray], pa.Array]
-
-
-def libpq_url(url: str) -> str:
-    """``postgres://`` and ``postgresql+driver://`` URLs as libpq wants them (``postgresql://``)."""
-    return "postgresql://" + url.split("://", 1)[1] if "://" in url else url
 
 
 def numeric_type(typmod: int) -> pa.DataType:

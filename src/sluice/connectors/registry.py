@@ -17,7 +17,8 @@ from sluice.connectors.base import Source, SourceContext
 from sluice.connectors.plugins import SQL_KIND
 from sluice.errors import TerminalError, did_you_mean
 from sluice.plugins import Plugin, PluginError, registry
-from sluice.project.model import ConnectionSpec, SourceSpec, connection_scheme
+from sluice.project.model import ConnectionSpec, SourceSpec
+from sluice.urls import connection_scheme
 
 
 def source_plugin(kind: str, connection: str | None, connections: Mapping[str, ConnectionSpec]) -> Plugin:

@@ -9,12 +9,14 @@ One module per database builds on :class:`SqlSource`: :mod:`~sluice.connectors.s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from sluice.connectors.base import Source
 from sluice.connectors.plugins import SqlSourceOptions
-from sluice.errors import TerminalError, TransientError, did_you_mean
+from sluice.errors import ConfigError, TerminalError, TransientError, did_you_mean
 from sluice.project.model import ConnectionSpec
+from sluice.urls import sqlite_path
 
 
 def quote_table(table: str, quote: str) -> str:
@@ -40,6 +42,15 @@ class SqlSource(Source[SqlSourceOptions]):
                 f"Known connections: {known}"
             )
         return connection
+
+    @property
+    def database_file(self) -> Path:
+        """The file of a file database's connection (``sqlite:///``, ``duckdb:///``), relative paths under the
+        project folder; a TerminalError when the URL names none (in memory, another form)."""
+        try:
+            return sqlite_path(self.connection.url, self.context.root)
+        except ConfigError as exc:
+            raise TerminalError(f"{self.scheme} source on connection {self.connection.name!r}: {exc}") from None
 
     @property
     def batch_rows(self) -> int:

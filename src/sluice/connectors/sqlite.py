@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -22,22 +21,9 @@ import pyarrow as pa
 from sluice.connectors.batching import stream, transpose
 from sluice.connectors.sql import SqlSource
 from sluice.errors import TerminalError
-from sluice.urls import database_file
 
 TRANSIENT_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_PROTOCOL")
 _TRUE = frozenset({"1", "true", "t", "yes", "y"})
-
-
-def sqlite_path(url: str, root: Path) -> Path:
-    """The database file of a ``sqlite:///`` URL; three slashes are relative to ``root``, four absolute.
-
-    >>> sqlite_path("sqlite:///data/shop.db", Path("/p")), sqlite_path("sqlite:////tmp/x.db", Path("/p"))
-    (PosixPath('/p/data/shop.db'), PosixPath('/tmp/x.db'))
-    """
-    path = database_file(url, root)
-    if path is None:
-        raise TerminalError(f"{url!r} is an in-memory database, which has nothing to read; name a database file")
-    return path
 
 
 def declared_type(declaration: str) -> pa.DataType | None:
@@ -94,17 +80,13 @@ class SqliteSource(SqlSource):
     scheme = "sqlite"
 
     @property
-    def database(self) -> Path:
-        return sqlite_path(self.connection.url, self.context.root)
-
-    @property
     def timeout(self) -> float:
         """Seconds to wait for a writer's lock: ``?timeout=`` in the URL, 5 by default."""
         values = parse_qs(urlsplit(self.connection.url).query).get("timeout")
         return float(values[-1]) if values else 5.0
 
     def read(self) -> pa.RecordBatchReader:
-        path, query, size = self.database, self.query, self.batch_rows
+        path, query, size = self.database_file, self.query, self.batch_rows
         if not path.is_file():
             raise TerminalError(
                 f"sqlite {self.describe()}: database file {path} does not exist; "

@@ -21,11 +21,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sluice.connectors.sqlite import sqlite_path
 from sluice.demo.data import DATA_FILES, DATA_VERSION, make_data
 from sluice.errors import ConfigError
 from sluice.project.model import Project
 from sluice.runtime.summary import RunSummary
+from sluice.urls import sqlite_path
 
 TEMPLATES = Path(__file__).with_name("templates")
 PROJECT_FILES = ("sluice.yaml", "transforms.py", "README.md")

@@ -25,6 +25,7 @@ from sluice.destinations.pipe import pipe_into
 from sluice.destinations.sql import SqlDestination, TableName, redact
 from sluice.errors import TerminalError, TransientError
 from sluice.project.model import ConnectionSpec
+from sluice.urls import libpq_url
 
 # SQLSTATE classes a retry can get past: connection exceptions, transaction rollbacks (deadlock,
 # serialization), insufficient resources, operator intervention (shutdown), lock not available.
@@ -35,12 +36,6 @@ def _base_type(kind: str) -> str:
     """A PostgreSQL type name without modifiers, character types folded into text."""
     base = kind.split("(", 1)[0].strip()
     return "text" if base in ("character varying", "character", "varchar", "char", "bpchar", "name") else base
-
-
-def libpq_url(url: str) -> str:
-    """The URL libpq accepts: ``postgres://`` and ``postgresql+driver://`` become ``postgresql://``."""
-    scheme, rest = url.split("://", 1)
-    return f"postgresql://{rest}" if scheme.lower() != "postgresql" else url
 
 
 class PostgresDestination(SqlDestination):

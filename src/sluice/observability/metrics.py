@@ -11,6 +11,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from sluice.bus import names
+
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 EVENTS_PUBLISHED = Counter("sluice_events_published_total", "Events published on the bus, by event type.", ["type"])
@@ -62,13 +64,10 @@ DEAD_LETTERS = Counter(
 )
 
 
-PER_RUN_GROUP_PREFIX = "coordinator."  # runtime.coordinator.COORDINATOR_GROUP_PREFIX: one group per run
-
-
 def group_label(group: str) -> str:
     """The ``group`` label of a consumer group: every run's coordinator group counts as ``coordinator``,
     so the number of series stays bounded however many runs a process sees."""
-    return "coordinator" if group.startswith(PER_RUN_GROUP_PREFIX) else group
+    return "coordinator" if names.is_run_group(group) else group
 
 
 @lru_cache(maxsize=1024)

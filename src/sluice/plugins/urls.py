@@ -13,7 +13,7 @@ from sluice.errors import ConfigError
 from sluice.plugins.base import Plugin, PluginError, PluginKind, Settings
 from sluice.plugins.options import convert_options
 from sluice.plugins.registry import registry
-from sluice.project.model import connection_scheme
+from sluice.urls import connection_scheme
 
 
 def url_plugin(

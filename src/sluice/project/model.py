@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from sluice.plugins.base import Settings
+from sluice.urls import connection_scheme
 
 WriteMode = Literal["append", "replace", "merge"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
@@ -74,13 +75,6 @@ class ConnectionSpec:
     @property
     def scheme(self) -> str:
         return connection_scheme(self.url)
-
-
-def connection_scheme(url: str) -> str:
-    """Normalised scheme of a connection URL: ``postgresql``, ``mysql``, ``sqlite`` or ``duckdb``."""
-    scheme = url.split(":", 1)[0].lower()
-    base = scheme.split("+", 1)[0]
-    return {"postgres": "postgresql", "mariadb": "mysql"}.get(base, base)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,11 @@ from sluice.project.model import (
     RetrySpec,
     SourceSpec,
     StageSpec,
-    connection_scheme,
     stage_for_id,
 )
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain
+from sluice.urls import connection_scheme
 
 S = TypeVar("S", bound=Settings)
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9_-]*")

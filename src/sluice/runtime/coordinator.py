@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from sluice import events as ev
+from sluice.bus import names
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import counted, dead_letter_record, describe_malformed
 from sluice.connectors.base import SourceContext
@@ -33,7 +34,6 @@ from sluice.state.base import FINAL_OBJECT_STATUSES, LatestOutput, ObjectState, 
 from sluice.transforms.python import input_fingerprint as python_input_fingerprint
 
 log = logging.getLogger("sluice.coordinator")
-COORDINATOR_GROUP_PREFIX = "coordinator."
 Observer = Callable[[ev.Event], None]
 
 
@@ -212,7 +212,7 @@ class Coordinator:
         return s is not None and (s.status == "loaded" or (s.status == "skipped" and s.content_hash is not None))
 
     def _group(self) -> str:
-        return COORDINATOR_GROUP_PREFIX + self.run_id
+        return names.coordinator_group(self.run_id)
 
     # ----- the loop -------------------------------------------------------------------------------
 

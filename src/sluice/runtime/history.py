@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from sluice import events as ev
+from sluice.bus import names
 from sluice.errors import RunNotFound
 from sluice.project.model import Project
 from sluice.runtime.run import Backends
@@ -23,7 +24,7 @@ def run_events(
         record = backends.state.get_run(run_id)
     offset = record.first_offset
     while True:
-        messages = backends.bus.read(ev.EVENTS_TOPIC, offset, batch)
+        messages = backends.bus.read(names.EVENTS_TOPIC, offset, batch)
         for message in messages:
             try:
                 event = ev.decode(message.value)

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from sluice import events as ev
+from sluice.bus import names
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import counted, dead_letter_record
 from sluice.observability import metrics
@@ -87,15 +88,15 @@ class Outbox:
 
     def _publish(self, events: list[ev.Event], settled: list[Message], dead: list[tuple[str, tuple[str | None, bytes]]]) -> None:
         if dead:
-            self.bus.publish(ev.DEAD_LETTER_TOPIC, [record for _, record in dead])
+            self.bus.publish(names.DEAD_LETTER_TOPIC, [record for _, record in dead])
             counted([topic for topic, _ in dead])
             dead.clear()  # published: a retry of what follows must not publish them again
         messages = [(str(getattr(e, "object_id", e.run_id)), ev.encode(e)) for e in events]
         if self.consumer is not None and settled:
-            self.bus.publish_and_commit(ev.EVENTS_TOPIC, messages, self.consumer, settled)
+            self.bus.publish_and_commit(names.EVENTS_TOPIC, messages, self.consumer, settled)
             if self.on_committed is not None:
                 self.on_committed(settled)
         elif messages:
-            self.bus.publish(ev.EVENTS_TOPIC, messages)
+            self.bus.publish(names.EVENTS_TOPIC, messages)
         for event in events:
             metrics.child(metrics.EVENTS_PUBLISHED, ev.event_type(event)).inc()

@@ -31,6 +31,7 @@ import traceback
 from typing import Protocol
 
 from sluice import events as ev
+from sluice.bus import names
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import describe_malformed
 from sluice.errors import is_transient
@@ -40,7 +41,6 @@ from sluice.runtime.execute import ObjectExecutor
 from sluice.runtime.outbox import Outbox
 
 log = logging.getLogger("sluice.worker")
-WORK_GROUP_PREFIX = "workers."
 
 
 class RunActive(Protocol):
@@ -87,7 +87,7 @@ class StageWorker:
         self.run_active = run_active
         self.stop_grace_s = stop_grace_s
         self.name = worker_name(stage.name)
-        self.group = WORK_GROUP_PREFIX + stage.name
+        self.group = names.work_group(stage.name)
         self._stop = threading.Event()
         self._stopped = threading.Event()  # the objects in hand are settled: the heartbeat may stop
         self._queue: queue.Queue[tuple[Message, ev.ObjectReady] | None] = queue.Queue()
@@ -103,7 +103,7 @@ class StageWorker:
 
     def run(self) -> None:
         """Work until stopped. Call from a thread of its own (or the main thread of a worker process)."""
-        consumer = self.bus.consumer(self.group, ev.ready_topic(self.stage.name), lease_s=self.lease_s)
+        consumer = self.bus.consumer(self.group, names.ready_topic(self.stage.name), lease_s=self.lease_s)
         self._consumer = consumer
         self._outbox = Outbox(self.bus, consumer, on_committed=self._release)
         threads = [
@@ -177,7 +177,7 @@ class StageWorker:
     def _unusable(self, event: ev.AnyEvent) -> str:
         """Why a decoded work message cannot be processed here, or "" when it can."""
         if not isinstance(event, ev.ObjectReady):
-            return f"expected an ObjectReady on {ev.ready_topic(self.stage.name)}, got {ev.event_type(event)}"
+            return f"expected an ObjectReady on {names.ready_topic(self.stage.name)}, got {ev.event_type(event)}"
         obj = self.project.objects.get(event.object_id)
         if obj is None:
             return f"object {event.object_id} is not defined in project '{self.project.name}' (run {event.run_id})"

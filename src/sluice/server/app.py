@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from sluice import events as ev
+from sluice.bus import names
 from sluice.server import models
 from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, install_error_handlers, json_response
 from sluice.server.http_metrics import HttpMetrics
@@ -159,8 +160,8 @@ def _event_routes(app: FastAPI, services: Services) -> None:
     @app.get("/events/last", summary="The latest event on the bus", response_model=models.LastEvent, responses=ERRORS)
     def last_event() -> Response:
         bus = services.backends.bus
-        end = bus.end_offset(ev.EVENTS_TOPIC)
-        messages = bus.read(ev.EVENTS_TOPIC, max(0, end - 1), 1) if end > 0 else []
+        end = bus.end_offset(names.EVENTS_TOPIC)
+        messages = bus.read(names.EVENTS_TOPIC, max(0, end - 1), 1) if end > 0 else []
         if not messages:
             raise NotFound("no event has been published yet; start a run with POST /orchestrate")
         return json_response({"id": messages[-1].offset, "event": msgspec.json.decode(messages[-1].value)})

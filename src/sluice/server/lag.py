@@ -11,11 +11,9 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from sluice import events as ev
+from sluice.bus import names
 from sluice.bus.base import Bus
 from sluice.observability import metrics
-from sluice.runtime.coordinator import COORDINATOR_GROUP_PREFIX
-from sluice.runtime.worker import WORK_GROUP_PREFIX
 
 log = logging.getLogger("sluice.server")
 
@@ -42,10 +40,10 @@ class LagSampler:
 
     def sample(self) -> None:
         """Measure every group once."""
-        pairs = [(WORK_GROUP_PREFIX + stage, ev.ready_topic(stage)) for stage in self.stages]
+        pairs = [(names.work_group(stage), names.ready_topic(stage)) for stage in self.stages]
         run_id = self.active_run_id()
         if run_id:
-            pairs.append((COORDINATOR_GROUP_PREFIX + run_id, ev.EVENTS_TOPIC))
+            pairs.append((names.coordinator_group(run_id), names.EVENTS_TOPIC))
         labels: set[tuple[str, str, str]] = set()
         for group, topic in pairs:
             for partition, lag in self._lags(group, topic).items():

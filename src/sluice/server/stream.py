@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 import msgspec
 
-from sluice import events as ev
+from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.observability import metrics
 
@@ -238,7 +238,7 @@ class EventHub:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start tailing from the end of the log (older events are replayed from the bus on request)."""
         self._loop = loop
-        self.next_offset = self.bus.end_offset(ev.EVENTS_TOPIC)
+        self.next_offset = self.bus.end_offset(names.EVENTS_TOPIC)
         self._thread = threading.Thread(target=self._run, args=(self.next_offset,), name="sse-hub", daemon=True)
         self._thread.start()
 
@@ -306,15 +306,15 @@ class EventHub:
         failing = False
         while not self._stop.is_set():
             try:
-                messages = self.bus.read(ev.EVENTS_TOPIC, offset, self.read_batch)
+                messages = self.bus.read(names.EVENTS_TOPIC, offset, self.read_batch)
             except Exception as exc:
                 if not failing:
-                    log.warning("cannot read %s for the event stream: %s; retrying every second", ev.EVENTS_TOPIC, exc)
+                    log.warning("cannot read %s for the event stream: %s; retrying every second", names.EVENTS_TOPIC, exc)
                 failing = True
                 self._stop.wait(1.0)
                 continue
             if failing:
-                log.warning("reading %s for the event stream again", ev.EVENTS_TOPIC)
+                log.warning("reading %s for the event stream again", names.EVENTS_TOPIC)
                 failing = False
             if messages:
                 offset = messages[-1].offset + 1
@@ -348,7 +348,7 @@ async def event_stream(hub: EventHub, wanted: EventFilter, last_event_id: int | 
         if after is not None:
             while after + 1 < hub.covered_from:
                 boundary = hub.covered_from
-                messages = await anyio.to_thread.run_sync(hub.bus.read, ev.EVENTS_TOPIC, after + 1, hub.read_batch)
+                messages = await anyio.to_thread.run_sync(hub.bus.read, names.EVENTS_TOPIC, after + 1, hub.read_batch)
                 older = [message for message in messages if message.offset < boundary]
                 frames = [frame for message in older if (frame := to_frame(message)) is not None and wanted.accepts(frame)]
                 if frames:

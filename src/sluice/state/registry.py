@@ -23,8 +23,8 @@ def open_state(url: str, root: Path | None = None) -> StateStore:
 
 
 def open_sqlite(url: str, options: Settings, root: Path | None) -> StateStore:
-    from sluice.sqlite_file import sqlite_path
     from sluice.state.sqlite import SqliteStateStore
+    from sluice.urls import sqlite_path
 
     return SqliteStateStore(sqlite_path(url, root))
 
