@@ -34,9 +34,8 @@ def source_plugin(kind: str, connection: str | None, connections: Mapping[str, C
     spec = connections.get(connection) if connection else None
     if spec is None:
         known = ", ".join(sorted(connections)) or "none defined"
-        raise PluginError(
-            f"sql source: unknown connection {connection!r}.{did_you_mean(str(connection), connections)} Known connections: {known}"
-        )
+        hint = did_you_mean(str(connection), connections)
+        raise PluginError(f"sql source: unknown connection {connection!r}.{hint} Known connections: {known}")
     return registry().for_scheme(
         "source", connection_scheme(spec.url), what=f"connection {spec.name!r} ({spec.origin}): a sql source"
     )
