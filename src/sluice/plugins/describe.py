@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.plugins.base import KINDS, Plugin, PluginKind, Settings
+from sluice.plugins.base import Plugin, PluginKind, Settings
 from sluice.plugins.registry import registry
 from sluice.plugins.schema import components
 
@@ -205,9 +205,3 @@ def render_text(infos: Iterable[PluginInfo], bold: Callable[[str], str] = _plain
             lines.append(f"{row}{dim(option.doc)}".rstrip())
         lines.append("")
     return "\n".join(lines)
-
-
-def known_kinds() -> list[str]:
-    """The kinds that have at least one plugin (for ``--kind``)."""
-    kinds = {plugin.kind for plugin in registry().all()}
-    return [kind for kind in KINDS if kind in kinds]
