@@ -21,6 +21,7 @@ from sluice.errors import SluiceError, ValidationFailed
 from sluice.graph.plan import make_plan
 from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
+from sluice.plugins.base import KINDS, PluginKind
 from sluice.project.load import load_project, parse_project
 from sluice.project.model import Project
 
@@ -425,6 +426,35 @@ def demo(directory: str, do_run: bool, as_json: bool) -> None:
         console.print(summary_table(project, summary))
         console.print(describe_outputs(project, summary))
     sys.exit(0 if summary.status == "succeeded" else 1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the plugins and their options as JSON.")
+@click.option("--kind", type=click.Choice(list(KINDS)), help="Only plugins of this kind.")
+def plugins(as_json: bool, kind: PluginKind | None) -> None:
+    """List the plugins (built-in and installed) with their options, types, defaults and extras."""
+    from sluice.plugins.describe import describe_all, render_text
+
+    infos = describe_all(kind)
+    if as_json:
+        click.echo(json.dumps([info.as_json() for info in infos], indent=2))
+        return
+    click.echo(render_text(infos, bold=lambda text: click.style(text, bold=True), dim=lambda text: click.style(text, dim=True)))
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the schema to this file instead of stdout.")
+@click.option("--builtin", is_flag=True, help="Only the built-in plugins (what the package ships), not installed ones.")
+def schema(output: str | None, builtin: bool) -> None:
+    """Print the JSON Schema (draft 2020-12) of sluice.yaml, for editors (see docs/plugins.md)."""
+    from sluice.plugins.schema import builtin_schema_text, schema_text
+
+    text = builtin_schema_text() if builtin else schema_text()
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 def main() -> None:
