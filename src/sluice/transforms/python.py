@@ -48,6 +48,17 @@ def run_python(ref: str, root: Path, inputs: Mapping[str, pa.Table], *, object_l
     return as_table(function(**inputs), ref, object_label=object_label)
 
 
+def input_fingerprint(ref: str, root: Path) -> str:
+    """What a run of ``ref`` (``module:function``) reads besides its parents: ``"size:mtime_ns"`` of the module's file
+    under the project folder ``root`` (``""`` when there is no such file). Never raises."""
+    module = root / (ref.split(":", 1)[0].replace(".", "/") + ".py")
+    try:
+        stat = module.stat()
+    except OSError:
+        return ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def load_function(ref: str, root: Path, *, object_label: str) -> Callable[..., Any]:
     """The callable ``module:function`` names, importing the module from the project folder ``root``."""
     module_name, sep, function_name = ref.partition(":")
