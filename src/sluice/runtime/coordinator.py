@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sluice import events as ev
 from sluice.bus.base import Bus, Consumer, Message
@@ -31,14 +32,15 @@ from sluice.observability import metrics
 from sluice.project.model import Project
 from sluice.runtime.planning import Fingerprints, plan_run
 from sluice.runtime.run_state import Decision, Ready, Retry, RunState, Skip
+from sluice.runtime.saving import StateWriter
 from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore
 
 log = logging.getLogger("sluice.coordinator")
 COORDINATOR_GROUP_PREFIX = "coordinator."
 Observer = Callable[[ev.Event], None]
-SAVE_INTERVAL_S = 0.1
-"""While events flow, object states are saved (and the events applied committed) at most this often (seconds)."""
+SAVE_INTERVAL_S = 0.05
+"""While events flow, changed states go to the state writer (``runtime/saving.py``) at most this often (seconds)."""
 POLL_MAX = 500
 """Events applied between two publications of what they caused."""
 
@@ -73,9 +75,13 @@ class Coordinator:
         self._out: list[ev.Event] = []
         self._dead: list[tuple[str, tuple[str | None, bytes]]] = []  # (source topic, dead-letter record)
         self._outputs: list[LatestOutput] = []
-        self._applied: list[Message] = []  # applied, their consequences published, not yet saved nor committed
+        self._applied: list[Message] = []  # applied, their consequences published, not yet handed to the writer
+        self._writer: StateWriter | None = None
         self._saved_at = 0.0
-        self._consumed: dict[str, int] = {}  # events consumed by type, counted in the metrics at the next save
+        # Metrics of the events applied, kept until the next save (off the way from an event to what follows it):
+        self._consumed: dict[str, int] = {}  # events consumed, by type
+        self._counts: dict[tuple[Any, tuple[str, ...]], int] = {}  # (counter, labels): increments
+        self._durations: list[tuple[str, float]] = []  # (stage, seconds) of attempts that ended
         self._cancel = threading.Event()
 
     # ----- starting -------------------------------------------------------------------------------
@@ -106,6 +112,7 @@ class Coordinator:
             self.run_id, self.project.name, "running", self.started_at, None, plan.targets, self.options.as_dict(), first_offset
         )
         self.state.create_run(record, list(self.states.values()))
+        self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self.bus.seek(self._group(), ev.EVENTS_TOPIC, first_offset)
         self._emit(
             ev.RunStarted(
@@ -123,6 +130,7 @@ class Coordinator:
         self._decide(self.machine.start(time.time()))
         self._publish()
         self._save(None)
+        self._writer.flush()
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
 
@@ -143,6 +151,7 @@ class Coordinator:
             )
         self.machine = RunState(states, self._parents, retry=self.project.retry, freshness=self._fingerprints())
         self.states = self.machine.states
+        self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self._recover(max(record.checkpoint + 1, record.first_offset))
         decisions = self.machine.resume(time.time())
         log.warning(
@@ -155,6 +164,7 @@ class Coordinator:
         self._decide(decisions)
         self._publish()
         self._save(None)
+        self._writer.flush()
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
 
@@ -211,6 +221,8 @@ class Coordinator:
                 self._decide(machine.cancel(time.time()), counted=False)
             return self._finish(consumer)
         finally:
+            if self._writer is not None:
+                self._writer.close()
             consumer.close()
 
     def _decode(self, message: Message) -> ev.AnyEvent | None:
@@ -239,9 +251,9 @@ class Coordinator:
             self.observer(event)
         if isinstance(event, ev.ObjectLoaded | ev.ObjectFailed):
             s = self.states[event.object_id]
-            metrics.child(metrics.OBJECT_DURATION, s.stage).observe(event.duration_s)
+            self._durations.append((s.stage, event.duration_s))
             if s.status in ("loaded", "failed"):
-                metrics.child(metrics.OBJECTS, s.stage, s.status).inc()
+                self._count(metrics.OBJECTS, s.stage, s.status)
             if s.status == "loaded" and s.fingerprint:
                 assert s.content_hash is not None and s.finished_at is not None and s.rows is not None
                 self._outputs.append(
@@ -268,9 +280,13 @@ class Coordinator:
                     )
                 )
                 if counted:
-                    metrics.child(metrics.OBJECTS, stage, "skipped").inc()
+                    self._count(metrics.OBJECTS, stage, "skipped")
             elif isinstance(decision, Retry):
-                metrics.child(metrics.RETRIES, stage).inc()
+                self._count(metrics.RETRIES, stage)
+
+    def _count(self, counter: Any, *labels: str) -> None:
+        key = (counter, labels)
+        self._counts[key] = self._counts.get(key, 0) + 1
 
     def _ready_event(self, ready: Ready) -> ev.ObjectReady:
         """The ``ObjectReady`` for a decision: parents' lake locations, and ``--simulate`` / ``--fail`` fields."""
@@ -323,21 +339,25 @@ class Coordinator:
             metrics.child(metrics.EVENTS_PUBLISHED, kind).inc(n)
 
     def _save(self, consumer: Consumer | None) -> None:
-        """Save changed states with the checkpoint and the new latest outputs, then commit the events applied."""
+        """Hand the changed states, the checkpoint and the new latest outputs to the writer, which saves them and
+        then commits the events applied (call after publishing what those events caused)."""
+        assert self._writer is not None
         self._saved_at = time.time()
         applied, self._applied = self._applied, []
-        changed = self.machine.take_changed()
-        if changed or applied:
-            self.state.save(self.run_id, changed, checkpoint=applied[-1].offset if applied else None)
-        if self._outputs:
-            outputs, self._outputs = self._outputs, []
-            self.state.record_outputs(self.project.name, outputs)
-        if applied and consumer is not None:
-            consumer.commit(applied)
-        if self._consumed:
-            consumed, self._consumed = self._consumed, {}
-            for kind, n in consumed.items():
-                metrics.child(metrics.EVENTS_CONSUMED, kind).inc(n)
+        outputs, self._outputs = self._outputs, []
+        self._writer.submit(self.machine.take_changed(), applied, consumer, outputs)
+        self._update_metrics()
+
+    def _update_metrics(self) -> None:
+        consumed, self._consumed = self._consumed, {}
+        for kind, n in consumed.items():
+            metrics.child(metrics.EVENTS_CONSUMED, kind).inc(n)
+        counts, self._counts = self._counts, {}
+        for (counter, labels), n in counts.items():
+            metrics.child(counter, *labels).inc(n)
+        durations, self._durations = self._durations, []
+        for stage, seconds in durations:
+            metrics.child(metrics.OBJECT_DURATION, stage).observe(seconds)
 
     def _finish(self, consumer: Consumer) -> RunSummary:
         finished = time.time()
@@ -347,6 +367,8 @@ class Coordinator:
         self._emit(ev.RunFinished(run_id=self.run_id, status=status, duration_s=duration, counts=summary.counts()))
         self._publish()
         self._save(consumer)
+        assert self._writer is not None
+        self._writer.flush()
         self.state.finish_run(self.run_id, status, finished)
         metrics.RUN_DURATION.observe(duration)
         metrics.child(metrics.RUNS, status).inc()

@@ -282,8 +282,8 @@ class RunState:
         return True
 
     def _index(self) -> None:
-        done = self.done
-        self._waiting = {oid: sum(1 for p in ps if not done(p)) for oid, ps in self.parents.items()}
+        done = {oid for oid in self.states if self.done(oid)}
+        self._waiting = {oid: sum(1 for p in ps if p not in done) for oid, ps in self.parents.items()}
         self.remaining = sum(1 for s in self.states.values() if s.status not in FINAL_OBJECT_STATUSES)
 
     def _release_children(self, oid: int, now: float, out: list[Decision]) -> None:
