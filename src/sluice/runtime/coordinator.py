@@ -249,7 +249,7 @@ class Coordinator:
             return
         if self.observer is not None:
             self.observer(event)
-        if isinstance(event, ev.ObjectLoaded | ev.ObjectFailed):
+        if isinstance(event, (ev.ObjectLoaded, ev.ObjectFailed)):
             s = self.states[event.object_id]
             self._durations.append((s.stage, event.duration_s))
             if s.status in ("loaded", "failed"):

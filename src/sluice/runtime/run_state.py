@@ -76,6 +76,9 @@ FreshnessCheck = Callable[[int, Sequence[str]], Freshness]
 """``(object_id, parents' content hashes) -> Freshness``, asked once per object, when its parents are all in."""
 
 
+_OUTCOMES = (ObjectLoaded, ObjectFailed, ObjectStarted)  # the events the machine reacts to (a tuple: cheapest isinstance)
+
+
 def _never_fresh(object_id: int, parent_hashes: Sequence[str]) -> Freshness:
     return Freshness(None, None)
 
@@ -242,7 +245,7 @@ class RunState:
 
     def _apply(self, event: AnyEvent, now: float, out: list[Decision] | None) -> bool:
         """Apply an object event; ``out`` None while replaying (no consequences). True when it was news."""
-        if not isinstance(event, ObjectLoaded | ObjectFailed | ObjectStarted):
+        if not isinstance(event, _OUTCOMES):
             return False
         s = self.states.get(event.object_id)
         if s is None or s.status in FINAL_OBJECT_STATUSES or event.attempt != s.attempt:
