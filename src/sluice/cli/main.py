@@ -18,7 +18,6 @@ from rich.console import Console
 
 from sluice import events as ev
 from sluice.errors import SluiceError, ValidationFailed
-from sluice.graph.plan import make_plan
 from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
 from sluice.plugins.base import KINDS, PluginKind
@@ -114,16 +113,15 @@ def validate(path: str) -> None:
 @backend_options
 def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
     """Show which objects a run would process, in order, and which are fresh."""
-    from sluice.runtime.coordinator import Coordinator
+    from sluice.runtime.planning import Fingerprints, plan_run
     from sluice.runtime.run import open_backends
     from sluice.runtime.summary import RunOptions
 
     project = _load(path)
     with open_backends(project, bus_url, state_url) as backends:
-        coordinator = Coordinator(
-            project, backends.bus, backends.state, backends.lake, RunOptions(targets=list(targets) or None, force=force)
-        )
-        the_plan = coordinator.plan() if not force else make_plan(project, list(targets) or None, force=True)
+        latest = {} if force else dict(backends.state.latest_outputs(project.name))
+        fingerprints = Fingerprints(project, backends.lake, latest=latest, force=force)
+        the_plan = plan_run(project, RunOptions(targets=list(targets) or None, force=force), fingerprints)
     rows: list[dict[str, Any]] = [
         {
             "id": oid,

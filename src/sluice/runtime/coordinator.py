@@ -1,22 +1,27 @@
-"""The coordinator: turns a plan into ``ObjectReady`` events as parents load, handles retries and skips.
+"""The coordinator: the I/O shell around the run state machine (``runtime/run_state.py``).
 
-It consumes ``sluice.events`` in a consumer group of its own run, applies each event to the run's
-in-memory state, and after each batch publishes what follows (readies, skips), saves the changed
-object states with its checkpoint, then commits the batch. A coordinator that crashes anywhere
-in that cycle is restarted with ``resume``: states come back from the state store and uncommitted
-events are delivered again; applying an event twice changes nothing. A message on ``sluice.events``
-that is not an event goes to ``sluice.dead-letters`` with the reason (published before the batch
-that held it is committed) and the run carries on.
+It plans the run (``runtime/planning.py``), consumes ``sluice.events`` in a consumer group of its own
+run, feeds each event of the run to the :class:`~sluice.runtime.run_state.RunState` and publishes what
+the machine decides (``ObjectReady`` with the simulation fields, ``ObjectSkipped``) right after each
+poll, so a child is handed out soon after its last parent's ``ObjectLoaded`` arrives. Changed object
+states go with the checkpoint (the last event applied) to the writer thread (``runtime/saving.py``) at
+most every ``SAVE_INTERVAL_S`` while events flow, and at once when they pause; it saves them, then
+commits the events applied, while the loop goes on. A
+coordinator that crashes anywhere in that cycle is restarted with ``resume``: states come back from
+the state store, the log after the checkpoint is replayed (our own ``ObjectReady`` events say what
+was already handed out) and applying an event twice changes nothing. A message on ``sluice.events``
+that is not an event goes to ``sluice.dead-letters`` with the reason (published before the batch that
+held it is committed) and the run carries on.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Any
 
 from sluice import events as ev
 from sluice.bus import names
@@ -24,17 +29,23 @@ from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import counted, dead_letter_record, describe_malformed
 from sluice.connectors.base import SourceContext
 from sluice.errors import RunNotFound, SluiceError
-from sluice.graph.dag import Graph
-from sluice.graph.plan import Plan, fingerprint, make_plan, project_graph
 from sluice.lake.base import Lake
 from sluice.observability import metrics
-from sluice.project.model import ObjectSpec, Project
+from sluice.project.model import Project
+from sluice.runtime.planning import Fingerprints, plan_run
+from sluice.runtime.run_state import Decision, Ready, Retry, RunState, Skip
+from sluice.runtime.saving import StateWriter
 from sluice.runtime.summary import RunOptions, RunSummary
-from sluice.state.base import FINAL_OBJECT_STATUSES, LatestOutput, ObjectState, RunRecord, StateStore
-from sluice.transforms.python import input_fingerprint as python_input_fingerprint
+from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore
 
 log = logging.getLogger("sluice.coordinator")
 Observer = Callable[[ev.Event], None]
+SAVE_INTERVAL_S = 0.25
+"""While events flow, changed states go to the state writer (``runtime/saving.py``) at most this often (seconds)."""
+POLL_MAX = 2000
+"""At most this many events are applied between two publications of what they caused. Under a backlog
+larger batches mean fewer bus writes for every thread of the process, which shortened the way from a
+parent's ``ObjectLoaded`` to its child's ``ObjectReady`` on the bus more than batches of 500 did."""
 
 
 def new_run_id() -> str:
@@ -42,7 +53,11 @@ def new_run_id() -> str:
 
 
 class Coordinator:
-    """Drives one run of a project over a bus, recording everything in a state store."""
+    """Drives one run of a project over a bus, recording everything in a state store.
+
+    ``states`` is the run's object states (empty until :meth:`start` or :meth:`resume`); readers in
+    other threads may look at them while the loop runs.
+    """
 
     def __init__(
         self, project: Project, bus: Bus, state: StateStore, lake: Lake, options: RunOptions, observer: Observer | None = None
@@ -53,63 +68,54 @@ class Coordinator:
         self.lake = lake
         self.options = options
         self.observer = observer
-        self.graph: Graph = project_graph(project)
         self.source_context = SourceContext(project.root, project.connections)
         self.run_id = ""
         self.started_at = 0.0
         self.states: dict[int, ObjectState] = {}
-        self.latest: dict[int, LatestOutput] = {}
-        self._children: dict[int, list[int]] = {}
-        self._waiting: dict[int, int] = {}
-        self._retries: list[tuple[float, int, int]] = []
-        self._dirty: dict[int, ObjectState] = {}
-        self._outputs: list[LatestOutput] = []
+        self.machine = RunState({}, {}, retry=project.retry)
+        self._parents = {oid: obj.parents for oid, obj in project.objects.items()}
+        self._delays = {stage.name: stage.delay_s * options.delay_scale for stage in project.stages}
         self._out: list[ev.Event] = []
         self._dead: list[tuple[str, tuple[str | None, bytes]]] = []  # (source topic, dead-letter record)
-        self._remaining = 0
+        self._outputs: list[LatestOutput] = []
+        self._applied: list[Message] = []  # applied, their consequences published, not yet handed to the writer
+        self._writer: StateWriter | None = None
+        self._saved_at = 0.0
+        # Metrics of the events applied, kept until the next save (off the way from an event to what follows it):
+        self._consumed: dict[str, int] = {}  # events consumed, by type
+        self._counts: dict[tuple[Any, tuple[str, ...]], int] = {}  # (counter, labels): increments
+        self._durations: list[tuple[str, float]] = []  # (stage, seconds) of attempts that ended
         self._cancel = threading.Event()
-        self._recovering = False
-        self._definition_hashes: dict[int, str] = {}
 
     # ----- starting -------------------------------------------------------------------------------
 
-    def input_fingerprint(self, obj: ObjectSpec) -> str | None:
-        """What the object reads besides its parents: a source's input, or a Python transform's project-local code."""
-        if obj.python is not None:
-            return python_input_fingerprint(obj.python, self.project.root)
-        if obj.source is None:
-            return ""
-        from sluice.connectors.registry import open_source
-
-        try:
-            return open_source(obj.source, self.source_context).input_fingerprint()
-        except SluiceError:
-            return None
-
-    def plan(self) -> Plan:
-        self.latest = dict(self.state.latest_outputs(self.project.name))
-        return make_plan(
-            self.project,
-            self.options.targets,
-            latest=self.latest,
-            force=self.options.force,
-            input_fingerprint=self.input_fingerprint,
-            output_exists=self.lake.exists,
-        )
+    def _fingerprints(self) -> Fingerprints:
+        latest = dict(self.state.latest_outputs(self.project.name))
+        return Fingerprints(self.project, self.lake, latest=latest, force=self.options.force, context=self.source_context)
 
     def start(self) -> str:
         """Plan and begin a new run; returns its id."""
-        plan = self.plan()
+        fingerprints = self._fingerprints()
+        plan = plan_run(self.project, self.options, fingerprints)
         self.run_id = new_run_id()
         self.started_at = time.time()
         first_offset = self.bus.end_offset(ev.EVENTS_TOPIC)
-        self.states = {oid: ObjectState(oid, self.project.objects[oid].stage) for oid in plan.order}
-        for oid, previous in plan.fresh.items():
-            self._mark_fresh(self.states[oid], previous, save=False)
+        stages = {oid: self.project.objects[oid].stage for oid in plan.order}
+        self.machine = RunState.planned(
+            plan.order,
+            stages,
+            self._parents,
+            plan.fresh,
+            retry=self.project.retry,
+            freshness=fingerprints,
+            now=self.started_at,
+        )
+        self.states = self.machine.states
         record = RunRecord(
             self.run_id, self.project.name, "running", self.started_at, None, plan.targets, self.options.as_dict(), first_offset
         )
         self.state.create_run(record, list(self.states.values()))
+        self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self.bus.seek(self._group(), ev.EVENTS_TOPIC, first_offset)
         self._emit(
             ev.RunStarted(
@@ -121,15 +127,12 @@ class Coordinator:
                 force=self.options.force,
             )
         )
-        for oid in plan.fresh:
-            s = self.states[oid]
-            self._emit(ev.ObjectSkipped(run_id=self.run_id, object_id=oid, stage=s.stage, reason=s.reason or "fresh", fresh=True))
         # RunStarted goes out before any work: a bus that publishes to several topics without a transaction
         # (Kafka) could otherwise let a worker's ObjectStarted reach the log ahead of it.
-        self._flush([], None)
-        self._index(plan.order)
-        self._ready_all(oid for oid in plan.order if self.states[oid].status == "pending" and self._waiting[oid] == 0)
-        self._flush([], None)
+        self._publish()
+        self._decide(self.machine.start(time.time()))
+        self._publish()
+        self._save(None)  # no need to wait: until saved, the log's ObjectReady events say what was handed out
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
 
@@ -142,74 +145,46 @@ class Coordinator:
             raise RunNotFound(f"run {record.run_id} is already {record.status}; nothing to resume")
         self.run_id = record.run_id
         self.started_at = record.started_at
-        self.latest = dict(self.state.latest_outputs(self.project.name))
-        self.states = self.state.object_states(record.run_id)
-        missing = [oid for oid in self.states if oid not in self.project.objects]
+        states = self.state.object_states(record.run_id)
+        missing = [oid for oid in states if oid not in self.project.objects]
         if missing:
             raise SluiceError(
                 f"run {record.run_id} planned objects {missing[:5]} that the project no longer defines; start a new run instead"
             )
+        self.machine = RunState(states, self._parents, retry=self.project.retry, freshness=self._fingerprints())
+        self.states = self.machine.states
+        self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self._recover(max(record.checkpoint + 1, record.first_offset))
+        decisions = self.machine.resume(time.time())
         log.warning(
             "resuming run %s: %d of %d objects final",
             self.run_id,
-            len(self.states) - self._remaining,
+            len(self.states) - self.machine.remaining,
             len(self.states),
             extra={"run_id": self.run_id},
         )
-        now = time.time()
-        for s in self.states.values():
-            if s.status == "retrying":
-                heapq.heappush(self._retries, (now, s.object_id, s.attempt + 1))
-        for s in list(self.states.values()):
-            if s.status == "failed":
-                self._skip_descendants(s.object_id)
-        self._ready_all(oid for oid, s in self.states.items() if s.status == "pending" and self._waiting[oid] == 0)
-        self._flush([], None)
+        self._decide(decisions)
+        self._publish()
+        self._save(None)
+        self._writer.flush()
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
 
     def _recover(self, offset: int) -> None:
-        """Replay the log after the checkpoint, learning what happened while no coordinator listened.
-
-        Events are applied to the objects they name only; what follows from them (children ready,
-        descendants skipped) is decided once the whole log is read, so nothing is published twice.
-        Our own ``ObjectReady`` events tell which objects were already handed to workers.
-        """
+        """Replay the log after the checkpoint into the machine (each event to the object it names only)."""
         end = self.bus.end_offset(ev.EVENTS_TOPIC)
-        self._recovering = True
-        try:
-            while offset < end:
-                messages = self.bus.read(ev.EVENTS_TOPIC, offset, 5000)
-                if not messages:
+        while offset < end:
+            messages = self.bus.read(ev.EVENTS_TOPIC, offset, 5000)
+            if not messages:
+                break
+            for message in messages:
+                if message.offset >= end:
                     break
-                for message in messages:
-                    if message.offset >= end:
-                        break
-                    self._apply_message(message)
-                offset = messages[-1].offset + 1
-        finally:
-            self._recovering = False
+                event = self._decode(message)
+                if event is not None and self.machine.replay(event) and self.observer is not None:
+                    self.observer(event)
+            offset = messages[-1].offset + 1
         self.bus.seek(self._group(), ev.EVENTS_TOPIC, end)
-        self._index(list(self.states))
-
-    def _on_own_ready(self, event: ev.ObjectReady) -> None:
-        s = self.states.get(event.object_id)
-        if self._recovering and s is not None and s.status in ("pending", "retrying") and event.attempt >= s.attempt:
-            s.status = "ready"
-            s.attempt = event.attempt
-            self._dirty[s.object_id] = s
-
-    def _index(self, order: list[int]) -> None:
-        planned = set(order)
-        self._children = {oid: [c for c in self.graph.children[oid] if c in planned] for oid in order}
-        self._waiting = {oid: sum(1 for p in self.project.objects[oid].parents if not self._done(p)) for oid in order}
-        self._remaining = sum(1 for s in self.states.values() if s.status not in FINAL_OBJECT_STATUSES)
-
-    def _done(self, oid: int) -> bool:
-        """Loaded in this run, or skipped as fresh: its output is available to children."""
-        s = self.states.get(oid)
-        return s is not None and (s.status == "loaded" or (s.status == "skipped" and s.content_hash is not None))
 
     def _group(self) -> str:
         return names.coordinator_group(self.run_id)
@@ -224,257 +199,178 @@ class Coordinator:
     def cancelling(self) -> bool:
         return self._cancel.is_set()
 
-    def loop(self, poll_max: int = 2000) -> RunSummary:
+    def loop(self, poll_max: int = POLL_MAX) -> RunSummary:
         """Process events until every planned object is final; publish RunFinished."""
         consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, exclusive=True)
+        machine = self.machine
         try:
-            while self._remaining > 0 and not self._cancel.is_set():
+            while not machine.finished and not self._cancel.is_set():
                 timeout = 0.05
-                if self._retries:
-                    timeout = max(0.0, min(timeout, self._retries[0][0] - time.time()))
+                due = machine.next_due
+                if due is not None:
+                    timeout = max(0.0, min(timeout, due - time.time()))
                 messages = consumer.poll(poll_max, timeout_s=timeout)
+                now = time.time()
                 for message in messages:
-                    self._apply_message(message)
-                self._due_retries()
-                self._flush(messages, consumer)
+                    self._apply_message(message, now)
+                if due is not None and due <= now:
+                    self._decide(machine.due(now))
+                self._publish()
+                self._applied.extend(messages)
+                if not messages or now - self._saved_at >= SAVE_INTERVAL_S:
+                    self._save(consumer)
             if self._cancel.is_set():
-                self._cancel_rest()
-            return self._finish()
+                self._decide(machine.cancel(time.time()), counted=False)
+            return self._finish(consumer)
         finally:
+            if self._writer is not None:
+                self._writer.close()
             consumer.close()
 
-    def _apply_message(self, message: Message) -> None:
+    def _decode(self, message: Message) -> ev.AnyEvent | None:
+        """The event of this run in ``message``; None for other runs' events and for malformed messages (dead-lettered)."""
         try:
             event = ev.decode(message.value)
         except ValueError as exc:
             reason = describe_malformed(exc)
             log.error("dead-lettering a malformed event at partition %s offset %s: %s", message.partition, message.offset, reason)
             self._dead.append((message.topic, dead_letter_record(message, reason, self._group())))
-            return
-        if event.run_id != self.run_id:
-            return
-        metrics.child(metrics.EVENTS_CONSUMED, ev.event_type(event)).inc()
-        if isinstance(event, ev.ObjectLoaded):
-            self._on_loaded(event)
-        elif isinstance(event, ev.ObjectFailed):
-            self._on_failed(event)
-        elif isinstance(event, ev.ObjectStarted):
-            self._on_started(event)
-        elif isinstance(event, ev.ObjectReady):
-            self._on_own_ready(event)
-
-    def _current(self, event: ev.ObjectEvent) -> ObjectState | None:
-        """The object's state if ``event`` is news for it (not a duplicate or a stale attempt)."""
-        s = self.states.get(event.object_id)
-        if s is None or s.status in FINAL_OBJECT_STATUSES or event.attempt != s.attempt:
             return None
-        return s
+        if event.run_id != self.run_id:
+            return None
+        kind = type(event).__name__
+        self._consumed[kind] = self._consumed.get(kind, 0) + 1
+        return event
 
-    def _on_started(self, event: ev.ObjectStarted) -> None:
-        s = self._current(event)
-        if s is None or s.status != "ready":
+    def _apply_message(self, message: Message, now: float) -> None:
+        event = self._decode(message)
+        if event is None:
             return
-        s.status = "running"
-        s.started_at = event.ts.timestamp()
-        self._changed(s, event)
-
-    def _on_loaded(self, event: ev.ObjectLoaded) -> None:
-        s = self._current(event)
-        if s is None:
+        decisions = self.machine.apply(event, now)
+        if decisions is None:
             return
-        s.status = "loaded"
-        s.rows = event.rows
-        s.duration_s = event.duration_s
-        s.location = event.location
-        s.content_hash = event.content_hash or s.fingerprint or ""
-        s.error = None
-        s.finished_at = event.ts.timestamp()
-        self._remaining -= 1
-        self._changed(s, event)
-        metrics.child(metrics.OBJECTS, s.stage, "loaded").inc()
-        metrics.child(metrics.OBJECT_DURATION, s.stage).observe(event.duration_s)
-        if s.fingerprint:
-            self._outputs.append(
-                LatestOutput(s.object_id, s.fingerprint, s.content_hash, s.location, s.rows, self.run_id, s.finished_at)
-            )
-        self._release_children(s.object_id)
-
-    def _on_failed(self, event: ev.ObjectFailed) -> None:
-        s = self._current(event)
-        if s is None:
-            return
-        s.error = event.error
-        s.duration_s = event.duration_s
-        metrics.child(metrics.OBJECT_DURATION, s.stage).observe(event.duration_s)
-        if event.retryable and s.attempt < self.project.retry.attempts:
-            s.status = "retrying"
-            due = time.time() + self.project.retry.delay_before(s.attempt + 1)
-            heapq.heappush(self._retries, (due, s.object_id, s.attempt + 1))
-            metrics.child(metrics.RETRIES, s.stage).inc()
-            self._changed(s, event)
-            return
-        s.status = "failed"
-        s.finished_at = event.ts.timestamp()
-        self._remaining -= 1
-        self._changed(s, event)
-        metrics.child(metrics.OBJECTS, s.stage, "failed").inc()
-        self._skip_descendants(s.object_id)
-
-    def _release_children(self, oid: int) -> None:
-        if self._recovering:
-            return
-        ready = []
-        for child in self._children.get(oid, ()):
-            self._waiting[child] -= 1
-            if self._waiting[child] == 0 and self.states[child].status == "pending":
-                ready.append(child)
-        self._ready_all(ready)
-
-    def _skip_descendants(self, oid: int) -> None:
-        if self._recovering:
-            return
-        for child in sorted(self.graph.descendants([oid])):
-            s = self.states.get(child)
-            if s is None or s.status in FINAL_OBJECT_STATUSES:
-                continue
-            s.status = "skipped"
-            s.reason = f"parent {oid} failed" if oid in self.project.objects[child].parents else f"ancestor {oid} failed"
-            s.finished_at = time.time()
-            self._remaining -= 1
-            self._emit(ev.ObjectSkipped(run_id=self.run_id, object_id=child, stage=s.stage, reason=s.reason))
-            metrics.child(metrics.OBJECTS, s.stage, "skipped").inc()
-
-    def _ready_all(self, oids: Iterable[int]) -> None:
-        for oid in oids:
-            self._make_ready(oid, 1)
-
-    def _make_ready(self, oid: int, attempt: int) -> None:
-        obj = self.project.objects[oid]
-        s = self.states[oid]
-        if attempt == 1:
-            parent_hashes = [self.states[p].content_hash or "" for p in obj.parents]
-            source_fp = self.input_fingerprint(obj)
-            s.fingerprint = None if source_fp is None else fingerprint(self._definition_hash(obj), source_fp, parent_hashes)
-            previous = self.latest.get(oid)
-            if self._is_fresh(s, previous):
-                assert previous is not None
-                self._mark_fresh(s, previous, save=True)
-                self._remaining -= 1
-                self._emit(
-                    ev.ObjectSkipped(run_id=self.run_id, object_id=oid, stage=s.stage, reason=s.reason or "fresh", fresh=True)
+        if self.observer is not None:
+            self.observer(event)
+        if isinstance(event, (ev.ObjectLoaded, ev.ObjectFailed)):
+            s = self.states[event.object_id]
+            self._durations.append((s.stage, event.duration_s))
+            if s.status in ("loaded", "failed"):
+                self._count(metrics.OBJECTS, s.stage, s.status)
+            if s.status == "loaded" and s.fingerprint:
+                assert s.content_hash is not None and s.finished_at is not None and s.rows is not None
+                self._outputs.append(
+                    LatestOutput(s.object_id, s.fingerprint, s.content_hash, s.location, s.rows, self.run_id, s.finished_at)
                 )
-                self._release_children(oid)
-                return
-        s.status = "ready"
-        s.attempt = attempt
-        s.ready_at = time.time()
-        inputs = {self.project.objects[p].name: self.states[p].location for p in obj.parents}
-        delay = 0.0
-        if self.options.simulate and obj.kind == "noop":
-            delay = self.project.stage(obj.stage).delay_s * self.options.delay_scale
-        ready = ev.ObjectReady(
+        if decisions:
+            self._decide(decisions)
+
+    def _decide(self, decisions: list[Decision], *, counted: bool = True) -> None:
+        """Turn the machine's decisions into events to publish (``counted``: in ``sluice_objects_total``)."""
+        for decision in decisions:
+            if isinstance(decision, Ready):
+                self._emit(self._ready_event(decision))
+                continue
+            stage = self.states[decision.object_id].stage
+            if isinstance(decision, Skip):
+                self._emit(
+                    ev.ObjectSkipped(
+                        run_id=self.run_id,
+                        object_id=decision.object_id,
+                        stage=stage,
+                        reason=decision.reason,
+                        fresh=decision.fresh,
+                    )
+                )
+                if counted:
+                    self._count(metrics.OBJECTS, stage, "skipped")
+            elif isinstance(decision, Retry):
+                self._count(metrics.RETRIES, stage)
+
+    def _count(self, counter: Any, *labels: str) -> None:
+        key = (counter, labels)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _ready_event(self, ready: Ready) -> ev.ObjectReady:
+        """The ``ObjectReady`` for a decision: parents' lake locations, and ``--simulate`` / ``--fail`` fields."""
+        obj = self.project.objects[ready.object_id]
+        states = self.states
+        objects = self.project.objects
+        inputs = {objects[p].name: states[p].location for p in obj.parents}
+        delay = self._delays[obj.stage] if self.options.simulate and obj.kind == "noop" else 0.0
+        return ev.ObjectReady(
             run_id=self.run_id,
-            object_id=oid,
-            stage=s.stage,
-            attempt=attempt,
+            object_id=ready.object_id,
+            stage=obj.stage,
+            attempt=ready.attempt,
             inputs=inputs,
             delay_s=delay,
-            fail=oid in self.options.fail,
+            fail=ready.object_id in self.options.fail,
         )
-        self._emit(ready)
-
-    def _definition_hash(self, obj: ObjectSpec) -> str:
-        cached = self._definition_hashes.get(obj.id)
-        if cached is None:
-            cached = self._definition_hashes[obj.id] = obj.definition_hash()
-        return cached
-
-    def _is_fresh(self, s: ObjectState, previous: LatestOutput | None) -> bool:
-        if self.options.force or previous is None or s.fingerprint is None or s.fingerprint != previous.fingerprint:
-            return False
-        return previous.location is None or self.lake.exists(previous.location)
-
-    def _mark_fresh(self, s: ObjectState, previous: LatestOutput, *, save: bool) -> None:
-        s.status = "skipped"
-        s.reason = f"fresh: unchanged since run {previous.run_id}"
-        s.fingerprint = previous.fingerprint
-        s.content_hash = previous.content_hash
-        s.location = previous.location
-        s.rows = previous.rows
-        s.finished_at = time.time()
-        metrics.child(metrics.OBJECTS, s.stage, "skipped").inc()
-        if save:
-            self._dirty[s.object_id] = s
-
-    def _due_retries(self) -> None:
-        now = time.time()
-        while self._retries and self._retries[0][0] <= now:
-            _, oid, attempt = heapq.heappop(self._retries)
-            if self.states[oid].status == "retrying":
-                self._make_ready(oid, attempt)
-
-    def _cancel_rest(self) -> None:
-        for s in self.states.values():
-            if s.status not in FINAL_OBJECT_STATUSES:
-                s.status = "skipped"
-                s.reason = "run cancelled"
-                s.finished_at = time.time()
-                self._emit(ev.ObjectSkipped(run_id=self.run_id, object_id=s.object_id, stage=s.stage, reason="run cancelled"))
-        self._remaining = 0
-        self._flush([], None)
 
     # ----- output ---------------------------------------------------------------------------------
 
-    def _changed(self, s: ObjectState, event: ev.Event) -> None:
-        self._dirty[s.object_id] = s
-        if self.observer is not None:
-            self.observer(event)
-
     def _emit(self, event: ev.Event) -> None:
         self._out.append(event)
-        if isinstance(event, ev.ObjectEvent):
-            self._dirty[event.object_id] = self.states[event.object_id]
         if self.observer is not None:
             self.observer(event)
 
-    def _flush(self, consumed: list[Message], consumer: Consumer | None) -> None:
-        """Publish what the batch caused, save changed states and the checkpoint, commit the batch."""
-        if self._out or self._dead:
-            out, self._out = self._out, []
-            dead, self._dead = self._dead, []
-            readies: dict[str, list[tuple[str | None, bytes]]] = {}
-            log_batch: list[tuple[str | None, bytes]] = []
-            for event in out:
-                data = ev.encode(event)
-                key = str(event.object_id) if isinstance(event, ev.ObjectEvent) else event.run_id
-                log_batch.append((key, data))
+    def _publish(self) -> None:
+        """Publish the events decided so far (each encoded once) and the dead letters, in one bus write."""
+        if not self._out and not self._dead:
+            return
+        out, self._out = self._out, []
+        dead, self._dead = self._dead, []
+        readies: dict[str, list[tuple[str | None, bytes]]] = {}
+        log_batch: list[tuple[str | None, bytes]] = []
+        published: dict[str, int] = {}
+        encode = ev.encode
+        for event in out:
+            data = encode(event)
+            if isinstance(event, ev.ObjectEvent):
+                key = str(event.object_id)
                 if isinstance(event, ev.ObjectReady):
                     readies.setdefault(ev.ready_topic(event.stage), []).append((key, data))
-                metrics.child(metrics.EVENTS_PUBLISHED, ev.event_type(event)).inc()
-            self.bus.publish_many([(ev.EVENTS_TOPIC, log_batch), *readies.items(), (ev.DEAD_LETTER_TOPIC, [r for _, r in dead])])
-            counted([topic for topic, _ in dead])
-        if self._dirty or consumed:
-            dirty, self._dirty = list(self._dirty.values()), {}
-            self.state.save(self.run_id, dirty, checkpoint=consumed[-1].offset if consumed else None)
-        if self._outputs:
-            outputs, self._outputs = self._outputs, []
-            self.state.record_outputs(self.project.name, outputs)
-        if consumed and consumer is not None:
-            consumer.commit(consumed)
+            else:
+                key = event.run_id
+            log_batch.append((key, data))
+            kind = type(event).__name__
+            published[kind] = published.get(kind, 0) + 1
+        self.bus.publish_many([(ev.EVENTS_TOPIC, log_batch), *readies.items(), (ev.DEAD_LETTER_TOPIC, [r for _, r in dead])])
+        counted([topic for topic, _ in dead])
+        for kind, n in published.items():
+            metrics.child(metrics.EVENTS_PUBLISHED, kind).inc(n)
 
-    def _finish(self) -> RunSummary:
+    def _save(self, consumer: Consumer | None) -> None:
+        """Hand the changed states, the checkpoint and the new latest outputs to the writer, which saves them and
+        then commits the events applied (call after publishing what those events caused)."""
+        assert self._writer is not None
+        self._saved_at = time.time()
+        applied, self._applied = self._applied, []
+        outputs, self._outputs = self._outputs, []
+        self._writer.submit(self.machine.take_changed(), applied, consumer, outputs)
+        self._update_metrics()
+
+    def _update_metrics(self) -> None:
+        consumed, self._consumed = self._consumed, {}
+        for kind, n in consumed.items():
+            metrics.child(metrics.EVENTS_CONSUMED, kind).inc(n)
+        counts, self._counts = self._counts, {}
+        for (counter, labels), n in counts.items():
+            metrics.child(counter, *labels).inc(n)
+        durations, self._durations = self._durations, []
+        for stage, seconds in durations:
+            metrics.child(metrics.OBJECT_DURATION, stage).observe(seconds)
+
+    def _finish(self, consumer: Consumer) -> RunSummary:
         finished = time.time()
         duration = finished - self.started_at
-        statuses = [s.status for s in self.states.values()]
-        if self._cancel.is_set():
-            status = "cancelled"
-        elif "failed" in statuses:
-            status = "failed"
-        else:
-            status = "succeeded"
+        status = self.machine.status() or "cancelled"
         summary = RunSummary(self.run_id, status, duration, self.states)
         self._emit(ev.RunFinished(run_id=self.run_id, status=status, duration_s=duration, counts=summary.counts()))
-        self._flush([], None)
+        self._publish()
+        self._save(consumer)
+        assert self._writer is not None
+        self._writer.flush()
         self.state.finish_run(self.run_id, status, finished)
         metrics.RUN_DURATION.observe(duration)
         metrics.child(metrics.RUNS, status).inc()

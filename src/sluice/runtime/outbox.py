@@ -98,5 +98,9 @@ class Outbox:
                 self.on_committed(settled)
         elif messages:
             self.bus.publish(names.EVENTS_TOPIC, messages)
+        published: dict[str, int] = {}
         for event in events:
-            metrics.child(metrics.EVENTS_PUBLISHED, ev.event_type(event)).inc()
+            kind = type(event).__name__
+            published[kind] = published.get(kind, 0) + 1
+        for kind, n in published.items():
+            metrics.child(metrics.EVENTS_PUBLISHED, kind).inc(n)

@@ -1,0 +1,127 @@
+"""Planning a run against the state store and the lake, and the fingerprints that decide freshness.
+
+``graph/plan.py`` stays free of I/O; this module gives it what it needs from outside: the last
+successful outputs (state store), whether their lake files still exist, and each object's *input
+fingerprint*, which the object's own source or engine computes (``Source.input_fingerprint()``,
+``Engine.input_fingerprint()``). Reading an input fingerprint may be expensive (a
+content hash of a large file), so :class:`Fingerprints` computes each object's at most once per run:
+at planning time for objects whose parents are all fresh, otherwise when the object becomes ready.
+
+>>> fingerprints = Fingerprints(project, lake, latest=state.latest_outputs(project.name))  # doctest: +SKIP
+>>> plan = plan_run(project, RunOptions(), fingerprints)                                           # doctest: +SKIP
+>>> fingerprints(2001, ["<parent content hash>"])  # what the run state machine asks               # doctest: +SKIP
+Freshness(fingerprint='9f0c...', fresh=None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from sluice.connectors.base import SourceContext
+from sluice.errors import SluiceError
+from sluice.graph.plan import Plan, fingerprint, make_plan
+from sluice.lake.base import Lake
+from sluice.project.model import ObjectSpec, Project
+from sluice.runtime.run_state import Freshness
+from sluice.runtime.summary import RunOptions
+from sluice.state.base import LatestOutput
+from sluice.transforms.engines import Engine, open_engine
+
+
+def source_fingerprint(obj: ObjectSpec, context: SourceContext) -> str | None:
+    """What a source object reads, as its source describes it (``Source.input_fingerprint()``).
+
+    ``""`` for an object without a source; None when the input cannot be described (the object is then
+    never fresh); a source that cannot be opened gives None too.
+    """
+    if obj.source is None:
+        return ""
+    from sluice.connectors.registry import open_source
+
+    try:
+        return open_source(obj.source, context).input_fingerprint()
+    except SluiceError:
+        return None
+
+
+class Fingerprints:
+    """One run's fingerprints and freshness decisions; the freshness callable the run state machine is given.
+
+    ``output_exists(location) -> bool`` asks the lake; ``latest`` maps object ids to their last successful
+    outputs; with ``force`` nothing is fresh. Input fingerprints are cached: each object's is read once.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        lake: Lake,
+        *,
+        latest: Mapping[int, LatestOutput] | None = None,
+        force: bool = False,
+        context: SourceContext | None = None,
+    ) -> None:
+        self.project = project
+        self.lake = lake
+        self.output_exists: Callable[[str], bool] = lake.exists
+        self._engines: dict[str, Engine] = {}
+        self.latest: Mapping[int, LatestOutput] = latest or {}
+        self.force = force
+        self.context = context or SourceContext(project.root, project.connections)
+        self._inputs: dict[int, str | None] = {}
+        self._definitions: dict[int, str] = {}
+
+    def input_fingerprint(self, obj: ObjectSpec) -> str | None:
+        """``input_fingerprint(obj)``, computed on the first call for ``obj`` and remembered."""
+        try:
+            return self._inputs[obj.id]
+        except KeyError:
+            value = self._inputs[obj.id] = self._read_input_fingerprint(obj)
+            return value
+
+    def _read_input_fingerprint(self, obj: ObjectSpec) -> str | None:
+        """A source object's from its source; a transform's from its engine (``Engine.input_fingerprint``)."""
+        if obj.kind in ("source", "noop"):
+            return source_fingerprint(obj, self.context)
+        engine = self._engines.get(obj.kind)
+        if engine is None:
+            try:
+                engine = self._engines[obj.kind] = open_engine(obj.kind, self.project, self.lake)
+            except SluiceError:
+                return None
+        return engine.input_fingerprint(obj)
+
+    def fingerprint(self, object_id: int, parent_hashes: Sequence[str]) -> str | None:
+        """The object's fingerprint given its parents' content hashes; None when its input is unknown."""
+        obj = self.project.objects[object_id]
+        source_fp = self.input_fingerprint(obj)
+        if source_fp is None:
+            return None
+        definition = self._definitions.get(object_id)
+        if definition is None:
+            definition = self._definitions[object_id] = obj.definition_hash()
+        return fingerprint(definition, source_fp, parent_hashes)
+
+    def __call__(self, object_id: int, parent_hashes: Sequence[str]) -> Freshness:
+        """The object's fingerprint, and its last output when that output is fresh (same fingerprint, still in the lake)."""
+        fp = self.fingerprint(object_id, parent_hashes)
+        previous = self.latest.get(object_id)
+        if self.force or previous is None or fp is None or fp != previous.fingerprint:
+            return Freshness(fp, None)
+        if previous.location is not None and not self.output_exists(previous.location):
+            return Freshness(fp, None)
+        return Freshness(fp, previous)
+
+
+def plan_run(project: Project, options: RunOptions, fingerprints: Fingerprints) -> Plan:
+    """The plan of a run of ``options.targets`` (``graph.plan.make_plan``), fresh objects decided with ``fingerprints``.
+
+    Raises ConfigError for unknown targets.
+    """
+    return make_plan(
+        project,
+        options.targets,
+        latest=fingerprints.latest,
+        force=options.force,
+        input_fingerprint=fingerprints.input_fingerprint,
+        output_exists=fingerprints.output_exists,
+    )
