@@ -94,7 +94,11 @@ class Coordinator:
         return Fingerprints(self.project, self.lake, latest=latest, force=self.options.force, context=self.source_context)
 
     def start(self) -> str:
-        """Plan and begin a new run; returns its id."""
+        """Plan and begin a new run; returns its id (``YYYYmmdd-HHMMSS-xxxxxx``).
+
+        Records the run, publishes ``RunStarted`` and then the first decisions (fresh skips, readies).
+        Raises ConfigError for unknown targets, BusError / StateError when a backend fails.
+        """
         fingerprints = self._fingerprints()
         plan = plan_run(self.project, self.options, fingerprints)
         self.run_id = new_run_id()
@@ -137,7 +141,11 @@ class Coordinator:
         return self.run_id
 
     def resume(self, run_id: str | None = None) -> str:
-        """Continue a run whose coordinator died; returns its id."""
+        """Continue a run whose coordinator died (``run_id``, or the project's unfinished run); returns its id.
+
+        Raises RunNotFound when there is no such run or it is already finished, SluiceError when the project
+        no longer defines objects the run planned.
+        """
         record = self.state.get_run(run_id) if run_id else self.state.unfinished_run(self.project.name)
         if record is None:
             raise RunNotFound(f"no unfinished run of project '{self.project.name}' to resume; start one with 'sluice run'")
@@ -200,7 +208,11 @@ class Coordinator:
         return self._cancel.is_set()
 
     def loop(self, poll_max: int = POLL_MAX) -> RunSummary:
-        """Process events until every planned object is final; publish RunFinished."""
+        """Process events until every planned object is final (or the run is cancelled); publish ``RunFinished``.
+
+        ``poll_max`` bounds the events applied between two publications. Returns the run's summary; raises
+        BusError / StateError when a backend fails (the run can then be resumed).
+        """
         consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, exclusive=True)
         machine = self.machine
         try:
