@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from sluice import events as ev
 from sluice.errors import SluiceError, ValidationFailed
@@ -150,11 +149,16 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         table.add_row(
             str(index), str(row["id"]), str(row["name"]), str(row["stage"]), ", ".join(map(str, row["parents"])), action
         )
-    Console().print(table)
-    click.echo(
-        f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh; "
-        f"not planned: {len(project.objects) - len(rows)} objects no target needs"
-    )
+    from sluice.cli.progress import make_console
+
+    make_console().print(table)
+    click.echo(f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh")
+    left_out = sorted(set(project.objects) - set(the_plan.order))
+    if left_out:
+        shown = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in left_out[:10])
+        more = f" and {len(left_out) - 10} more" if len(left_out) > 10 else ""
+        them = "it" if len(left_out) == 1 else "them"
+        click.echo(f"not planned: {shown}{more}: no target needs {them} (plan one with --target {left_out[0]})")
 
 
 @cli.command()
@@ -218,9 +222,9 @@ def run(
         summary = run_project(project, options, workers=mode, bus_url=bus_url, state_url=state_url, on_start=on_start)
         click.echo(json.dumps(summary.to_json()))
     else:
-        from sluice.cli.progress import RunProgress, summary_table
+        from sluice.cli.progress import RunProgress, make_console, summary_table
 
-        console = Console()
+        console = make_console()
         with RunProgress(project, console) as progress:
             summary = run_project(
                 project, options, workers=mode, observer=progress, bus_url=bus_url, state_url=state_url, on_start=on_start
@@ -415,10 +419,10 @@ def demo(directory: str, do_run: bool, as_json: bool) -> None:
         summary = run_project(project, RunOptions())
         click.echo(json.dumps(summary.to_json()))
     else:
-        from sluice.cli.progress import RunProgress, summary_table
+        from sluice.cli.progress import RunProgress, make_console, summary_table
 
-        console = Console()
-        console.print(f"demo project: {root}")
+        console = make_console()
+        console.print(f"demo project: {root}", markup=False, highlight=False)
         with RunProgress(project, console) as progress:
             summary = run_project(project, RunOptions(), observer=progress)
         console.print(summary_table(project, summary))
