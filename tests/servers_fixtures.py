@@ -3,7 +3,8 @@
 - ``pg_url`` / ``mysql_url`` / ``kafka_url`` (session): the server's URL (``kafka://127.0.0.1:29092`` for
   Kafka). ``SLUICE_TEST_PG_URL`` / ``SLUICE_TEST_MYSQL_URL`` / ``SLUICE_TEST_KAFKA_URL`` point the tests at
   an existing server instead; otherwise the script's ``start`` runs once (installing the server with apt-get,
-  or fetching Kafka's jars with Maven, when missing) and the server keeps running after the tests for the next run.
+  or fetching Kafka's jars with Maven, when missing); `make test` (scripts/test) stops the servers it started
+  when the suite ends, a bare `pytest` leaves them running for the next run.
   When the server cannot be started the tests that need it are skipped, or fail when ``CI=true``.
 - ``pg_db_url`` / ``mysql_db_url`` (function): a fresh, uniquely named database on that server, dropped
   after the test.
