@@ -203,6 +203,35 @@ def test_events_last(server: LiveServer) -> None:
         assert isinstance(last["id"], int)
 
 
+def test_events_recent_are_the_events_before_an_id_oldest_first(server: LiveServer) -> None:
+    with server.client() as client:
+        assert client.get("/events/recent").json() == {"events": []}
+        run_id = server.wait_run(client, server.start_run(client))["run_id"]
+        last = client.get("/events/last").json()["id"]
+        everything = client.get(f"/events/recent?before={last + 1}&limit=1000").json()
+        models.RecentEvents.model_validate(everything)
+        events = everything["events"]
+        ids = [item["id"] for item in events]
+        assert ids == sorted(set(ids)) and ids[-1] == last  # offsets grow, but need not be contiguous
+        assert {item["event"]["run_id"] for item in events} == {run_id}
+        assert (events[0]["event"]["type"], events[-1]["event"]["type"]) == ("RunStarted", "RunFinished")
+        assert client.get(f"/events/recent?before={last}&limit=3").json()["events"] == events[-4:-1]
+        assert client.get("/events/recent?limit=5").json()["events"] == events[-5:]
+        assert client.get("/events/recent?limit=0").status_code == 400
+
+
+def test_fresh_skips_are_told_apart_from_skips_after_a_failure(seed: Project) -> None:
+    failing = ServerSettings(simulate=True, delay_scale=0.0, fail=frozenset({2005}))
+    with LiveServer(seed, failing) as server, server.client() as client:
+        server.wait_run(client, server.start_run(client, force=True))
+        second = server.wait_run(client, server.start_run(client))
+        by_id = {o["object_id"]: o for o in second["objects"]}
+        assert by_id[3004]["status"] == by_id[3006]["status"] == "skipped"
+        assert by_id[3004]["fresh"] is by_id[3006]["fresh"] is False  # their parent 2005 failed again
+        assert by_id[1001]["status"] == "skipped" and by_id[1001]["fresh"] is True
+        assert by_id[2005]["status"] == "failed" and by_id[2005]["fresh"] is False
+
+
 BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/runs/no-such-run", {}, 404, "no run with id 'no-such-run' in project 'Objets'"),
     ("POST", "/runs/no-such-run/cancel", {}, 404, "no run with id 'no-such-run'"),
@@ -318,6 +347,7 @@ def test_openapi_documents_every_endpoint(server: LiveServer) -> None:
         ("get", "/objects"),
         ("get", "/objects/{object_id}"),
         ("get", "/events/last"),
+        ("get", "/events/recent"),
         ("get", "/events/stream"),
         ("get", "/health"),
         ("get", "/metrics"),

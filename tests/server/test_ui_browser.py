@@ -377,3 +377,48 @@ def test_events_and_snapshots_merge_idempotently_and_never_regress(offline: tupl
     assert tab.get_by_test_id("object-attempts").inner_text() == "3"
     assert tab.get_by_test_id("object-error").inner_text() == "boom"
     assert console.errors == []
+
+
+# Fills of a fresh skip and of a skip after a failure (dag_view.js COLOURS).
+FRESH_FILL = (0xCC, 0xFB, 0xF1)
+SKIPPED_FILL = (0xF3, 0xE8, 0xFF)
+
+
+def test_a_reloaded_page_shows_recent_events_fresh_objects_apart_and_the_panel_beside_the_graph(
+    page: tuple[Page, Console], server: str
+) -> None:
+    tab, console = page
+    start_run(tab, force=True)
+    wait_until_finished(tab)
+    run_id = start_run(tab, force=False)  # every object fresh but 2005 (failed) and its children
+    wait_until_finished(tab)
+    detail = httpx.get(f"{server}/runs/{run_id}").json()
+    fresh = [o["object_id"] for o in detail["objects"] if o["fresh"]]
+    assert 1005 in fresh and 3004 not in fresh
+
+    tab.reload()
+    tab.evaluate("window.sluiceUI.ready")
+    # The feed shows what happened before the page loaded, the last run's end first.
+    feed = tab.locator("#event-feed li")
+    feed.first.wait_for()
+    assert feed.first.get_attribute("data-type") == "RunFinished" and run_id in feed.first.inner_text()
+    assert tab.get_by_test_id("count-fresh").inner_text() == str(len(fresh))
+    tab.evaluate("window.sluiceUI.nextFrame()")
+    assert node_fill(tab, 1005) == FRESH_FILL
+    assert node_fill(tab, 3004) == SKIPPED_FILL
+
+    # The object panel opens beside the graph: no object of the last stage is under it.
+    point = tab.evaluate("(id) => window.sluiceUI.nodePoint(id)", 3006)
+    tab.mouse.click(point["x"], point["y"])
+    panel = tab.get_by_test_id("object-panel")
+    panel.wait_for(state="visible")
+    tab.evaluate("window.sluiceUI.nextFrame()")
+    left = panel.bounding_box()["x"]  # type: ignore[index]
+    for brief in httpx.get(f"{server}/objects").json()["objects"]:
+        box = tab.evaluate("(id) => window.sluiceUI.nodeBox(id)", brief["id"])
+        assert box["left"] + box["width"] < left, f"object {brief['id']} is under the panel"
+    text = panel.inner_text()
+    assert "null" not in text.split()
+    # Captions break long paths where they must, never a word in the middle.
+    assert tab.evaluate("getComputedStyle(document.querySelector('.object-panel .caption')).wordBreak") != "break-all"
+    assert console.errors == []

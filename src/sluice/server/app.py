@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from sluice import events as ev
 from sluice.bus import names
+from sluice.bus.base import Bus, Message
 from sluice.server import models
 from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, install_error_handlers, json_response
 from sluice.server.http_metrics import HttpMetrics
@@ -40,6 +41,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 VARY = {"Vary": "Accept-Encoding"}
 GZIP_MIN_BYTES = 4096
+RECENT_EVENTS_MAX = 1000
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -167,6 +169,26 @@ def _event_routes(app: FastAPI, services: Services) -> None:
         return json_response({"id": messages[-1].offset, "event": msgspec.json.decode(messages[-1].value)})
 
     @app.get(
+        "/events/recent",
+        summary="The events just before an id (what a page reloaded mid-run shows in its feed)",
+        response_model=models.RecentEvents,
+        responses=ERRORS,
+    )
+    def recent_events(
+        before: Annotated[int | None, Query(ge=0, description="Events before this id (default: up to the latest).")] = None,
+        limit: Annotated[int, Query(ge=1, le=RECENT_EVENTS_MAX, description="At most this many events.")] = 200,
+    ) -> Response:
+        bus = services.backends.bus
+        end = bus.end_offset(names.EVENTS_TOPIC) if before is None else before
+        events = []
+        for message in read_before(bus, names.EVENTS_TOPIC, end, limit):
+            try:
+                events.append({"id": message.offset, "event": msgspec.json.decode(message.value)})
+            except msgspec.DecodeError:
+                continue  # not an event (see sluice.dead-letters): the stream skips it too
+        return json_response({"events": events})
+
+    @app.get(
         "/events/stream",
         summary="Server-Sent Events: one per bus event",
         description="Frames are `id: <offset>`, `event: <type>`, `data: <event JSON>`. With `Last-Event-ID` (header) or "
@@ -266,3 +288,18 @@ def _openapi_with_400(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return app.openapi_schema
 
     return openapi
+
+
+def read_before(bus: Bus, topic: str, end: int, limit: int) -> list[Message]:
+    """The last ``limit`` messages of ``topic`` before offset ``end``, oldest first.
+
+    Offsets need not be contiguous (the embedded bus numbers every topic's messages from one sequence),
+    so the window looked at grows until it holds ``limit`` messages or reaches the start of the log.
+    """
+    window = limit
+    while True:
+        start = max(0, end - window)
+        messages = [m for m in bus.read(topic, start, window) if m.offset < end] if end > 0 else []
+        if len(messages) >= limit or start == 0:
+            return messages[-limit:]
+        window *= 4

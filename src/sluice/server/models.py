@@ -72,6 +72,9 @@ class ObjectRun(BaseModel):
     duration_s: float | None
     error: str | None
     reason: str | None
+    fresh: bool = Field(
+        description="Skipped because unchanged since its last success (its output is kept), not because of a failure."
+    )
     location: str | None = Field(description="Lake location of the output.")
     ready_at: float | None
     started_at: float | None
@@ -132,6 +135,10 @@ class ObjectDetail(ObjectBrief):
 class LastEvent(BaseModel):
     id: int = Field(description="The event's offset in sluice.events (its SSE id).")
     event: dict[str, Any]
+
+
+class RecentEvents(BaseModel):
+    events: list[LastEvent] = Field(description="Events up to `before` (excluded), oldest first.")
 
 
 class Health(BaseModel):

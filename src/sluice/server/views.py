@@ -64,6 +64,7 @@ def object_run(s: ObjectState, name: str | None) -> dict[str, Any]:
         "duration_s": s.duration_s,
         "error": s.error,
         "reason": s.reason,
+        "fresh": s.status == "skipped" and s.content_hash is not None,
         "location": s.location,
         "ready_at": s.ready_at,
         "started_at": s.started_at,

@@ -18,6 +18,8 @@ import { RunView, STATUSES } from "./run_state.js";
 import { RunsList } from "./runs_list.js";
 
 const RUNS_LIMIT = 50;
+const FEED_REPLAY = 200; // events shown in the feed when a page loads
+const PANEL_GAP_PX = 24; // the object panel's margin from the view's right edge, and some air
 const REFRESH_DEBOUNCE_MS = 250;
 const RETRY_RESOLVE_MS = 600;
 const INFO_MESSAGE_MS = 6000;
@@ -37,7 +39,11 @@ class App {
     this.messageTimer = 0;
 
     this.dag = new DagView($("graph"));
-    this.dag.statusOf = (id) => (this.run ? (this.run.objects.get(id)?.status ?? null) : null);
+    this.dag.statusOf = (id) => {
+      const state = this.run?.objects.get(id);
+      if (!state) return null;
+      return state.status === "skipped" && state.fresh ? "fresh" : state.status; // drawn apart from skips after a failure
+    };
     this.dag.describe = (id) => this.describe(id);
     this.dag.onSelect = (id) => this.select(id);
     this.feed = new EventFeed($("event-feed"), $("feed-count"), (id) => this.layout?.nodes.get(id)?.name ?? "");
@@ -109,10 +115,23 @@ class App {
     this.runsList.set(runs.runs);
     if (runs.runs.length === 0) return "-1"; // nothing ran yet: every event from the first one
     try {
-      return String((await getJSON("/events/last")).id);
+      const last = (await getJSON("/events/last")).id;
+      this.feedFrom = last + 1; // the feed shows the events before the stream's first one (see loadInitial)
+      return String(last);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return "-1"; // the bus dropped old events
       throw error;
+    }
+  }
+
+  /** The feed after a (re)load: the events published just before the stream started, oldest at the bottom. */
+  async fillFeed() {
+    if (this.feedFrom === undefined) return;
+    try {
+      const recent = await getJSON(`/events/recent?before=${this.feedFrom}&limit=${FEED_REPLAY}`);
+      this.feed.seed(recent.events.map((item) => item.event));
+    } catch {
+      // the feed starts empty; live events still arrive
     }
   }
 
@@ -126,7 +145,7 @@ class App {
       this.early = [];
       for (const event of early) this.apply(event);
       if ($("message").dataset.kind === "error") this.setMessage("");
-      await snapshot;
+      await Promise.all([snapshot, this.fillFeed()]);
     } catch (error) {
       this.setMessage(`${error.message} The page retries when the server is back.`, "error");
     }
@@ -276,9 +295,12 @@ class App {
 
   select(id, { focus = false } = {}) {
     this.dag.select(id);
-    if (id === null) this.panel.close();
-    else {
+    if (id === null) {
+      this.panel.close();
+      this.dag.setInsetRight(0);
+    } else {
       this.panel.open(id);
+      this.dag.setInsetRight(PANEL_GAP_PX + $("object-panel").offsetWidth); // keep every stage in view beside the panel
       if (focus) this.dag.focus(id);
     }
   }
@@ -328,6 +350,10 @@ class App {
       $(`count-${status}`).parentElement.classList.toggle("zero", counts[status] === 0);
     }
     setText($("count-planned"), number(run ? run.planned : 0));
+    let fresh = 0;
+    if (run && run.counts.skipped > 0) for (const state of run.objects.values()) if (state.status === "skipped" && state.fresh) fresh++;
+    setText($("count-fresh"), number(fresh));
+    $("count-fresh").parentElement.classList.toggle("zero", fresh === 0);
     const status = $("run-status");
     if (!run) {
       setText($("run-label"), "No run yet");

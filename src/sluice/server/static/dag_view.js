@@ -13,6 +13,7 @@ export const COLOURS = {
   loaded: { fill: "#dcfce7", edge: "#16a34a" },
   failed: { fill: "#fee2e2", edge: "#dc2626" },
   skipped: { fill: "#f3e8ff", edge: "#9333ea" },
+  fresh: { fill: "#ccfbf1", edge: "#0d9488" }, // skipped as unchanged: its output is there, unlike a skip after a failure
   none: { fill: "#ffffff", edge: "#cbd5e1" },
 };
 const TEXT = "#0f172a";
@@ -55,6 +56,8 @@ export class DagView {
     this.nodesDirty = true;
     this.frames = new FrameLoop(() => this.draw());
     this.fitted = false;
+    this.autoFit = false; // the view is as fit() left it: re-fit when the size or an inset changes
+    this.insetRight = 0; // pixels on the right an overlay (the object panel) covers
     this.listen();
     new ResizeObserver(() => this.resize()).observe(host);
     this.resize();
@@ -90,15 +93,29 @@ export class DagView {
     this.invalidate();
   }
 
-  /** Show the whole graph. */
+  /** Keep the right `px` pixels free (an overlay such as the object panel covers them); re-fit a fitted view. */
+  setInsetRight(px) {
+    if (px === this.insetRight) return;
+    this.insetRight = px;
+    if (this.autoFit) this.fit();
+  }
+
+  /** The width of the view not covered by an overlay. */
+  get visibleWidth() {
+    return Math.max(this.width / 3, this.width - this.insetRight);
+  }
+
+  /** Show the whole graph in the part of the view no overlay covers. */
   fit() {
     if (!this.layout || this.width === 0) return;
     const margin = 16;
     const top = HEADER_SPACE_PX; // room for the stage names above the graph
-    const sx = (this.width - 2 * margin) / Math.max(1, this.layout.width);
+    const width = this.visibleWidth;
+    const sx = (width - 2 * margin) / Math.max(1, this.layout.width);
     const sy = (this.height - top - margin) / Math.max(1, this.layout.height - HEADER_H);
     this.scale = clamp(Math.min(sx, sy, 1.25), MIN_SCALE, MAX_SCALE);
-    this.tx = (this.width - this.layout.width * this.scale) / 2;
+    this.tx = (width - this.layout.width * this.scale) / 2;
+    this.autoFit = true;
     const graphH = (this.layout.height - HEADER_H) * this.scale;
     this.ty = Math.max(top, (this.height - graphH) / 2) - HEADER_H * this.scale;
     this.fitted = true;
@@ -106,6 +123,7 @@ export class DagView {
   }
 
   zoomBy(factor, cx = this.width / 2, cy = this.height / 2) {
+    this.autoFit = false;
     const scale = clamp(this.scale * factor, MIN_SCALE, MAX_SCALE);
     this.tx = cx - ((cx - this.tx) * scale) / this.scale;
     this.ty = cy - ((cy - this.ty) * scale) / this.scale;
@@ -117,8 +135,9 @@ export class DagView {
   focus(id) {
     const node = this.layout?.nodes.get(id);
     if (!node) return;
+    this.autoFit = false;
     this.scale = Math.max(this.scale, 0.9);
-    this.tx = this.width / 2 - (node.x + NODE_W / 2) * this.scale;
+    this.tx = this.visibleWidth / 2 - (node.x + NODE_W / 2) * this.scale;
     this.ty = this.height / 2 - (node.y + NODE_H / 2) * this.scale;
     this.viewChanged();
   }
@@ -169,7 +188,7 @@ export class DagView {
       canvas.style.width = `${this.width}px`;
       canvas.style.height = `${this.height}px`;
     }
-    if (!this.fitted) this.fit();
+    if (!this.fitted || this.autoFit) this.fit();
     this.viewChanged();
   }
 
@@ -382,6 +401,7 @@ export class DagView {
         const dy = e.clientY - drag.y;
         if (Math.abs(dx) + Math.abs(dy) > CLICK_SLOP_PX) drag.moved = true;
         if (drag.moved) {
+          this.autoFit = false;
           this.tx = drag.tx + dx;
           this.ty = drag.ty + dy;
           canvas.classList.add("panning");

@@ -23,6 +23,18 @@ export class EventFeed {
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
   }
 
+  /** Show `events` (oldest first) below what the feed holds: what happened before the page loaded. */
+  seed(events) {
+    const room = MAX_ITEMS - this.list.childElementCount - this.queue.length;
+    if (room <= 0 || events.length === 0) return;
+    const fragment = document.createDocumentFragment();
+    const shown = events.slice(-room);
+    for (let i = shown.length - 1; i >= 0; i--) fragment.append(this.item(shown[i]));
+    this.list.append(fragment);
+    this.total += shown.length;
+    this.counter.textContent = `${number(this.total)}`;
+  }
+
   flush() {
     this.frame = 0;
     const fragment = document.createDocumentFragment();

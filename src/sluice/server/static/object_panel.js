@@ -82,7 +82,7 @@ export class ObjectPanel {
       );
     }
     if (this.detailError) sections.push(el("p", { class: "panel-error", text: this.detailError }));
-    this.body.replaceChildren(...sections);
+    this.body.replaceChildren(...sections.filter((section) => section)); // an empty section is null, not the text "null"
   }
 
   stateSection(node, shown, last) {

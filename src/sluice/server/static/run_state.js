@@ -169,6 +169,7 @@ export class RunView {
         duration_s: o.duration_s,
         error: o.error,
         reason: o.reason,
+        fresh: o.fresh ?? false,
         location: o.location,
         readyAt: seconds(o.ready_at),
         startedAt: seconds(o.started_at),
