@@ -22,19 +22,26 @@ class SluiceError(Exception):
 class ConfigError(SluiceError):
     """A project definition (sluice.yaml, Objets.json) is invalid.
 
-    ``source`` is the file and ``line`` the 1-based line the problem is on, when known.
+    ``source`` is the file, ``line`` the 1-based line the problem is on and ``column`` the 1-based
+    column, when known.
     """
 
-    def __init__(self, message: str, source: str | None = None, line: int | None = None) -> None:
+    def __init__(self, message: str, source: str | None = None, line: int | None = None, column: int | None = None) -> None:
         self.message = message
         self.source = source
         self.line = line
+        self.column = column
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
         where = ""
         if self.source:
-            where = self.source + (f":{self.line}" if self.line else "") + ": "
+            where = (
+                self.source
+                + (f":{self.line}" if self.line else "")
+                + (f":{self.column}" if self.line and self.column else "")
+                + ": "
+            )
         return where + self.message
 
 

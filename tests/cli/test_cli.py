@@ -31,6 +31,24 @@ def test_validate_error_is_one_clear_message(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_validate_reports_unknown_sql_tables_and_missing_files_that_run_would_meet(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        "objects:\n"
+        "  - {id: 1001, name: users, source: {type: csv, path: data/users.csv}}\n"
+        "  - {id: 2001, name: clean, parents: [1001], sql: select * from user}\n",
+        encoding="utf-8",
+    )
+    result = sluice("validate", str(path))
+    assert result.returncode == 2
+    assert f"{path}:2: object 1001 (users): csv source path 'data/users.csv' does not exist" in result.stderr
+    assert (
+        f"{path}:3: object 2001 (clean): the SQL reads 'user', which is not one of its parents. Did you mean 'users'?"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_malformed_json_reports_line(tmp_path: Path) -> None:
     path = tmp_path / "Objets.json"
     path.write_text('[\n{"IdObjet": 1001,,}\n]')

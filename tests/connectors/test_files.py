@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -85,6 +86,59 @@ def test_csv_type_change_after_the_first_block_says_how_to_fix_it(tmp_path: Path
     fixed = read(tmp_path, "csv", path="mixed.csv", block_size=4096, column_types={"code": "string"})
     assert fixed.schema.field("code").type == pa.string()
     assert fixed.num_rows == 5_001
+
+
+def test_csv_line_breaks_inside_quoted_fields_load_with_defaults_across_blocks(tmp_path: Path) -> None:
+    rows = "".join(f'{i},name-{i},"first line {i}\nsecond line, with a comma"\n' for i in range(200_000))
+    path = tmp_path / "notes.csv"
+    path.write_text("id,name,note\n" + rows, encoding="utf-8")
+    block = 1 << 20
+    assert path.stat().st_size > 8 * block
+    batches = list(source(tmp_path, "csv", path="notes.csv", block_size=block).read())
+    assert len(batches) > 1
+    table = pa.Table.from_batches(batches)
+    assert table.num_rows == 200_000
+    assert table.column("id").to_pylist() == list(range(200_000))
+    assert table.column("note")[199_999].as_py() == "first line 199999\nsecond line, with a comma"
+
+
+def test_csv_line_breaks_with_the_option_off_advise_an_option_sluice_accepts(tmp_path: Path) -> None:
+    rows = "".join(f'{i},"a\nb"\n' for i in range(5_000))
+    (tmp_path / "notes.csv").write_text("id,note\n" + rows, encoding="utf-8")
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "csv", path="notes.csv", block_size=4096, newlines_in_values=False)
+    message = str(caught.value)
+    assert "notes.csv" in message
+    assert "set newlines_in_values: true" in message
+    assert "please consider" not in message, "pyarrow's own advice is replaced"
+
+
+def test_csv_quote_never_closed_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "open.csv").write_text('id,t\n1,"abc\n' + "2,x\n" * 5_000, encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"open\.csv.*never closed.*stray quote character \(\"\)"):
+        read(tmp_path, "csv", path="open.csv", block_size=4096)
+
+
+def test_csv_empty_unquoted_field_is_null_and_quoted_empty_stays_text(tmp_path: Path) -> None:
+    (tmp_path / "users.csv").write_text('id,email,score\n1,,\n2,"",3\n3,a@b.c,4\n4,NA,5\n', encoding="utf-8")
+    table = read(tmp_path, "csv", path="users.csv")
+    assert table.column("email").to_pylist() == [None, "", "a@b.c", "NA"]
+    assert table.column("score").to_pylist() == [None, 3, 4, 5]
+    kept = read(tmp_path, "csv", path="users.csv", empty_as_null=False)
+    assert kept.column("email").to_pylist() == ["", "", "a@b.c", "NA"]
+    assert kept.column("score").to_pylist() == [None, 3, 4, 5]
+    custom = read(tmp_path, "csv", path="users.csv", null_values=["NA"])
+    assert custom.column("email").to_pylist() == [None, "", "a@b.c", None]
+    only_listed = read(tmp_path, "csv", path="users.csv", null_values=["NA"], empty_as_null=False)
+    assert only_listed.column("email").to_pylist() == ["", "", "a@b.c", None]
+
+
+def test_csv_empty_fields_are_null_in_sql_where_is_not_null(tmp_path: Path) -> None:
+    """The README's example: ``where email is not null`` drops the rows without an email."""
+    (tmp_path / "users.csv").write_text("user_id,email\n1,a@b.c\n2,\n3,\n", encoding="utf-8")
+    table = read(tmp_path, "csv", path="users.csv")
+    kept = table.filter(pc.is_valid(table.column("email")))
+    assert kept.column("user_id").to_pylist() == [1]
 
 
 def test_missing_file_names_the_configured_and_the_absolute_path(tmp_path: Path) -> None:
@@ -176,7 +230,9 @@ def test_json_errors_name_the_file(tmp_path: Path) -> None:
         read(tmp_path, "json", path="broken.json")
     with pytest.raises(TerminalError, match=r"expected an array of objects"):
         read(tmp_path, "json", path="scalars.json")
-    with pytest.raises(TerminalError, match=r"different types"):
+    with pytest.raises(
+        TerminalError, match=r"mixed\.json: line 1, column 'id': \"x\" is a JSON string.*column_types: \{id: string\}"
+    ):
         read(tmp_path, "json", path="mixed.json")
 
 
@@ -201,6 +257,81 @@ def test_jsonl_type_change_is_a_terminal_error_fixed_by_column_types(tmp_path: P
     (tmp_path / "drift.jsonl").write_text('{"v": 1}\n{"v": "x"}\n', encoding="utf-8")
     with pytest.raises(TerminalError, match=r"drift\.jsonl.*column_types"):
         read(tmp_path, "jsonl", path="drift.jsonl")
+
+
+LATE = [("1.5", "number", "double"), ("true", "boolean", "string"), ('"n/a"', "string", "string")]
+
+
+def late_change(path: Path, last: str, rows: int = 300_000) -> None:
+    path.write_text(
+        "".join(f'{{"id": {i}, "v": 7}}\n' for i in range(rows)) + f'{{"id": {rows}, "v": {last}}}\n', encoding="utf-8"
+    )
+
+
+@pytest.mark.parametrize(("last", "kind", "remedy"), LATE)
+def test_jsonl_late_type_change_names_the_file_line_and_the_column(tmp_path: Path, last: str, kind: str, remedy: str) -> None:
+    late_change(tmp_path / "late.jsonl", last)
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "jsonl", path="late.jsonl")
+    message = str(caught.value)
+    assert f"late.jsonl: line 300001, column 'v': {last} is a JSON {kind}" in message
+    assert f"column_types: {{v: {remedy}}}" in message
+    assert "row" not in message
+
+
+@pytest.mark.parametrize(("last", "text"), [("1.5", "1.5"), ("true", "true"), ('"n/a"', "n/a"), ('{"a": 1}', '{"a":1}')])
+def test_jsonl_declared_string_keeps_the_json_text_of_every_value(tmp_path: Path, last: str, text: str) -> None:
+    late_change(tmp_path / "late.jsonl", last)
+    table = read(tmp_path, "jsonl", path="late.jsonl", column_types={"v": "string"})
+    assert table.schema.field("v").type == pa.string()
+    assert table.num_rows == 300_001
+    assert table.column("v")[0].as_py() == "7"
+    assert table.column("v")[-1].as_py() == text
+
+
+def test_jsonl_declared_string_with_kinds_mixed_in_one_block(tmp_path: Path) -> None:
+    (tmp_path / "mixed.jsonl").write_text('{"v": 7}\n{"v": "x"}\n{"v": false}\n{"v": null}\n{"w": 1}\n', encoding="utf-8")
+    table = read(tmp_path, "jsonl", path="mixed.jsonl", column_types={"v": "string"})
+    assert table.column("v").to_pylist() == ["7", "x", "false", None, None]
+    assert table.column("w").to_pylist() == [None, None, None, None, 1]
+
+
+def test_jsonl_declared_double_takes_ints_and_floats(tmp_path: Path) -> None:
+    late_change(tmp_path / "late.jsonl", "1.5")
+    table = read(tmp_path, "jsonl", path="late.jsonl", column_types={"v": "double"})
+    assert table.schema.field("v").type == pa.float64()
+    assert table.column("v")[0].as_py() == 7.0
+    assert table.column("v")[-1].as_py() == 1.5
+
+
+def test_jsonl_bad_line_and_new_key_after_the_first_block_name_the_line(tmp_path: Path) -> None:
+    rows = "".join(f'{{"id": {i}}}\n' for i in range(5_000))
+    (tmp_path / "broken.jsonl").write_text(rows + '{"id": 5000\n', encoding="utf-8")
+    (tmp_path / "newkey.jsonl").write_text(rows + '{"id": 5000, "extra": 1}\n', encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"broken\.jsonl: line 5001 is not valid JSON"):
+        read(tmp_path, "jsonl", path="broken.jsonl", block_size=4096)
+    with pytest.raises(TerminalError, match=r"newkey\.jsonl: line 5001 has a key 'extra'.*column_types: \{extra: string\}"):
+        read(tmp_path, "jsonl", path="newkey.jsonl", block_size=4096)
+    table = read(tmp_path, "jsonl", path="newkey.jsonl", block_size=4096, column_types={"extra": "string"})
+    assert table.column("extra").to_pylist()[-2:] == [None, "1"]
+
+
+@pytest.mark.parametrize(("last", "kind", "remedy"), [("true", "boolean", "string"), ('"n/a"', "string", "string")])
+def test_json_array_late_type_change_names_the_line_and_the_column(tmp_path: Path, last: str, kind: str, remedy: str) -> None:
+    items = ",\n".join(f'{{"id": {i}, "v": 7}}' for i in range(1_000))
+    (tmp_path / "late.json").write_text(f'[\n{items},\n{{"id": 1000, "v": {last}}}\n]\n', encoding="utf-8")
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "json", path="late.json")
+    assert f"late.json: line 1002, column 'v': {last} is a JSON {kind}" in str(caught.value)
+    assert f"column_types: {{v: {remedy}}}" in str(caught.value)
+
+
+@pytest.mark.parametrize(("last", "text"), [("1.5", "1.5"), ("true", "true"), ('"n/a"', "n/a")])
+def test_json_array_declared_string_and_double(tmp_path: Path, last: str, text: str) -> None:
+    (tmp_path / "a.json").write_text(f'[{{"v": 7}}, {{"v": {last}}}]', encoding="utf-8")
+    assert read(tmp_path, "json", path="a.json", column_types={"v": "string"}).column("v").to_pylist() == ["7", text]
+    (tmp_path / "n.json").write_text('[{"v": 7}, {"v": 1.5}]', encoding="utf-8")
+    assert read(tmp_path, "json", path="n.json", column_types={"v": "double"}).column("v").to_pylist() == [7.0, 1.5]
 
 
 # --- Parquet -----------------------------------------------------------------------------------------
@@ -239,5 +370,7 @@ def test_a_single_object_is_one_row_and_broken_json_is_explained(tmp_path: Path)
     (tmp_path / "one.json").write_text('{\n  "id": 1\n}\n', encoding="utf-8")
     (tmp_path / "cut.json").write_text('{"id": 1', encoding="utf-8")
     assert read(tmp_path, "json", path="one.json").to_pylist() == [{"id": 1}]
-    with pytest.raises(TerminalError, match=r"cut\.json: cannot read the file.*an array of objects .* or one object per line"):
+    with pytest.raises(
+        TerminalError, match=r"cut\.json: line 1 is not valid JSON.*an array of objects .* or one object per line"
+    ):
         read(tmp_path, "json", path="cut.json")

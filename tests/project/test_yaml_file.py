@@ -49,12 +49,14 @@ def test_a_misspelled_option_at_each_level_is_refused_at_its_line(tmp_path: Path
         "Known keys: objects, name, bus, state, lake, lease_s, retry, stages, connections",
         ":4: stage 'ingest': unknown key 'concurency'. Did you mean 'concurrency'? Known keys: ids, concurrency, layer, delay_s",
         ":13: object 1001 (users): csv source: unknown option 'delimter'. Did you mean 'delimiter'? "
-        "Known options: path, delimiter, header, quote_char, encoding, skip_rows, null_values, column_names, column_types, "
+        "Known options: path, delimiter, header, quote_char, encoding, skip_rows, null_values, empty_as_null, "
+        "newlines_in_values, column_names, column_types, "
         "block_size",
         ":14: object 1001 (users): destination: unknown option 'mod'. Did you mean 'mode'? "
         "Known options: connection, table, mode, key",
         ":21: object 1002 (orders): csv source: unknown option 'headr'. Did you mean 'header'? "
-        "Known options: path, delimiter, header, quote_char, encoding, skip_rows, null_values, column_names, column_types, "
+        "Known options: path, delimiter, header, quote_char, encoding, skip_rows, null_values, empty_as_null, "
+        "newlines_in_values, column_names, column_types, "
         "block_size",
     ]
 

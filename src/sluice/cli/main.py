@@ -93,7 +93,7 @@ def cli() -> None:
 @click.argument("path", type=click.Path())
 def validate(path: str) -> None:
     """Check a project (folder, sluice.yaml or Objets.json) and report every problem."""
-    project, problems = parse_project(path)
+    project, problems = parse_project(path, ahead=True)
     if problems or project is None:
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)

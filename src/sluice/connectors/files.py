@@ -2,7 +2,9 @@
 
 Paths are relative to the project folder. CSV, JSON Lines and Parquet stream in blocks; a JSON array is
 read whole. Streaming readers infer column types from the first block, so a column whose type changes
-further down (numbers, then text) fails with a message that suggests ``column_types``.
+further down (numbers, then text) fails with a message that names the line and the column and
+suggests ``column_types`` (JSON: :mod:`sluice.connectors.json_lines`). CSV quoted fields may hold line
+breaks, and an empty unquoted field is NULL (:func:`null_strings`).
 
 >>> from sluice.project.model import SourceSpec
 >>> source = CsvSource(SourceSpec("csv", {"path": "data/users.csv"}), context)  # doctest: +SKIP
@@ -19,12 +21,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import xxhash
 
 from sluice.connectors.base import Source
 from sluice.connectors.batching import schema_overrides, stream
+from sluice.connectors.json_lines import TEXT_TYPES, array_misfit, as_text, read_blocks
 from sluice.connectors.plugins import DEFAULT_BATCH_ROWS, CsvOptions, FileOptions, JsonOptions, ParquetOptions
 from sluice.errors import TerminalError, did_you_mean
 
@@ -105,16 +107,53 @@ class CsvSource(FileSource[CsvOptions]):
         )
         if options.header and names:
             read_options.skip_rows_after_names = 1
-        parse_options = pa_csv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char or False)
+        parse_options = pa_csv.ParseOptions(
+            delimiter=options.delimiter,
+            quote_char=options.quote_char or False,
+            newlines_in_values=options.newlines_in_values,
+        )
         convert = pa_csv.ConvertOptions(column_types=schema_overrides(options.column_types, f"csv source {path}"))
-        if options.null_values is not None:
-            convert.null_values = list(options.null_values)
+        nulls = null_strings(options)
+        if nulls is not None:
+            convert.null_values = nulls
             convert.strings_can_be_null = True
+            convert.quoted_strings_can_be_null = False
         try:
             reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=convert)
         except PARSE_ERRORS as exc:
             raise self.unreadable(exc) from exc
         return stream(reader.schema, reader, on_error=self.failed)
+
+    def type_hint(self, exc: Exception) -> str:
+        text = str(exc)
+        if "newlines_in_values" in text and not self.options.newlines_in_values:
+            return ". A quoted field holds a line break: set newlines_in_values: true"
+        if "newlines_in_values" in text or "straddl" in text:
+            return (
+                ". A quoted field is never closed or is longer than block_size: check the file for a stray "
+                f"quote character ({self.options.quote_char or 'none'}), or raise block_size"
+            )
+        return super().type_hint(exc)
+
+    def unreadable(self, exc: Exception) -> TerminalError:
+        """pyarrow's own advice, which names its API's options, is replaced by :meth:`type_hint`'s."""
+        text = str(exc)
+        if "newlines_in_values" in text or "straddl" in text:
+            text = text.split(" This can mean", 1)[0].split(" (try to", 1)[0].rstrip(".")
+        return TerminalError(f"{self.kind} source {self.path}: cannot read the file: {text}{self.type_hint(exc)}")
+
+
+def null_strings(options: CsvOptions) -> list[str] | None:
+    """The values a CSV source reads as NULL in every column, or None for pyarrow's defaults.
+
+    ``empty_as_null`` adds the empty field to ``null_values``; quoted values are never NULL, so a
+    quoted ``""`` stays an empty string. With neither, pyarrow's defaults apply: empty or ``NULL``
+    numbers, dates and booleans are NULL, text is kept as written.
+    """
+    values = list(options.null_values or ())
+    if options.empty_as_null and "" not in values:
+        values.append("")
+    return values if values or options.null_values is not None else None
 
 
 class JsonLinesSource(FileSource[JsonOptions]):
@@ -126,15 +165,17 @@ class JsonLinesSource(FileSource[JsonOptions]):
         return self.read_lines(self.existing_path())
 
     def read_lines(self, path: Path) -> pa.RecordBatchReader:
-        overrides = schema_overrides(self.options.column_types, f"{self.kind} source {path}")
-        parse_options = pa_json.ParseOptions(explicit_schema=pa.schema(list(overrides.items())) if overrides else None)
-        read_options = pa_json.ReadOptions(block_size=self.options.block_size)
-        if path.stat().st_size == 0:
-            return pa.RecordBatchReader.from_batches(pa.schema([]), iter(()))
+        where = f"{self.kind} source {path}"
+        overrides = schema_overrides(self.options.column_types, where)
         try:
-            reader = pa_json.open_json(path, read_options=read_options, parse_options=parse_options)
+            reader = read_blocks(path, where, overrides, self.options.block_size)
         except PARSE_ERRORS as exc:
             raise self.unreadable(exc) from exc
+        except TerminalError as exc:
+            translated = self.failed(exc)
+            if translated is None:
+                raise
+            raise translated from exc
         return stream(reader.schema, reader, on_error=self.failed)
 
 
@@ -144,8 +185,13 @@ class JsonSource(JsonLinesSource):
     kind = "json"
 
     def unreadable(self, exc: Exception) -> TerminalError:
-        error = super().unreadable(exc)
+        error = exc if isinstance(exc, TerminalError) else super().unreadable(exc)
         return TerminalError(f"{error}; a json source holds an array of objects ([{{...}}, ...]) or one object per line")
+
+    def failed(self, exc: Exception) -> Exception | None:
+        if isinstance(exc, TerminalError) and "is not valid JSON" in str(exc):
+            return self.unreadable(exc)
+        return super().failed(exc)
 
     def read(self) -> pa.RecordBatchReader:
         path = self.existing_path()
@@ -160,21 +206,24 @@ class JsonSource(JsonLinesSource):
         return self.table_reader(path, rows)
 
     def table_reader(self, path: Path, rows: list[dict[str, Any]]) -> pa.RecordBatchReader:
-        overrides = schema_overrides(self.options.column_types, f"json source {path}")
+        where = f"json source {path}"
+        overrides = schema_overrides(self.options.column_types, where)
+        text = [name for name, type_ in overrides.items() if type_ in TEXT_TYPES]
+        for row in rows:  # the array is already Python objects: read whole, not streamed
+            for name in text:
+                if name in row:
+                    row[name] = as_text(row[name])
         try:
             inferred = pa.array(rows) if rows else pa.array([], pa.struct([]))
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise TerminalError(
-                f"json source {path}: values of one key have different types ({exc}); make them consistent"
+            table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(inferred)])
+            for name, type_ in overrides.items():
+                if name in table.column_names:
+                    table = table.set_column(table.column_names.index(name), name, table.column(name).cast(type_))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            error = array_misfit(where, path, rows, overrides)
+            raise (
+                error or TerminalError(f"{where}: values of one key have different types ({exc}); make them consistent")
             ) from exc
-        table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(inferred)])
-        for name, type_ in overrides.items():
-            if name in table.column_names:
-                try:
-                    column = table.column(name).cast(type_)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise TerminalError(f"json source {path}: cannot convert column {name!r} to {type_}: {exc}") from exc
-                table = table.set_column(table.column_names.index(name), name, column)
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=DEFAULT_BATCH_ROWS))
 
 

@@ -41,7 +41,21 @@ class CsvOptions(FileOptions):
     quote_char: Annotated[str, Meta(max_length=1, description='Quote character; "" turns quoting off.')] = '"'
     encoding: Annotated[str, Meta(description="Text encoding (utf8, latin1...).")] = "utf8"
     skip_rows: Annotated[int, Meta(ge=0, description="Rows to skip before the header.")] = 0
-    null_values: Annotated[list[str] | None, Meta(description="Strings read as NULL.")] = None
+    null_values: Annotated[
+        list[str] | None,
+        Meta(description="Strings read as NULL in every column; quoted values are never NULL."),
+    ] = None
+    empty_as_null: Annotated[
+        bool,
+        Meta(
+            description='An empty unquoted field (a,,b) is NULL in every column; a quoted one ("") stays an empty string. '
+            "false: only empty numbers, dates and booleans are NULL."
+        ),
+    ] = True
+    newlines_in_values: Annotated[
+        bool,
+        Meta(description="Quoted fields may hold line breaks (RFC 4180); false reads a file that has none about 0-10% faster."),
+    ] = True
     column_names: Annotated[list[str] | None, Meta(description="Column names to use (replaces the header's).")] = None
     column_types: ColumnTypes | None = None
     block_size: BlockSize = DEFAULT_BLOCK_BYTES

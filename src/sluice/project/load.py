@@ -13,7 +13,7 @@ from pathlib import Path
 from sluice.errors import ConfigError, ValidationFailed
 from sluice.project.model import Project
 from sluice.project.objets_json import read_objets_json
-from sluice.project.validate import validate_project
+from sluice.project.validate import ahead_of_run, validate_project
 from sluice.project.yaml_file import read_yaml_project
 
 PROJECT_FILES = ("sluice.yaml", "sluice.yml", "Objets.json")
@@ -33,8 +33,12 @@ def find_definition(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def parse_project(path: str | os.PathLike[str]) -> tuple[Project | None, list[ConfigError]]:
-    """Parse without raising for definition problems: returns the project (if shape-valid) and all problems."""
+def parse_project(path: str | os.PathLike[str], *, ahead: bool = False) -> tuple[Project | None, list[ConfigError]]:
+    """Parse without raising for definition problems: returns the project (if shape-valid) and all problems.
+
+    ``ahead`` also reports what would fail only when an object runs (``sluice validate``): SQL errors and
+    unknown tables, missing source files (:func:`~sluice.project.validate.ahead_of_run`).
+    """
     definition = find_definition(path)
     if definition.suffix.lower() == ".json":
         project, problems = read_objets_json(definition)
@@ -43,7 +47,7 @@ def parse_project(path: str | os.PathLike[str]) -> tuple[Project | None, list[Co
     else:
         raise ConfigError("unknown project file type; use a sluice.yaml or an Objets.json", str(definition))
     if project is not None:
-        problems = problems + validate_project(project)
+        problems = problems + validate_project(project) + (ahead_of_run(project) if ahead else [])
     return project, sorted(problems, key=lambda p: (p.source or "", p.line or 0))
 
 

@@ -28,6 +28,11 @@ class Origin:
 
     file: str
     line: int | None = None
+    keys: tuple[tuple[str, int], ...] = ()
+
+    def line_of(self, key: str) -> int | None:
+        """The line of the definition's ``key`` (from ``keys``), else the definition's own line."""
+        return dict(self.keys).get(key, self.line)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 
+from sqlglot.errors import ParseError
+
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
+from sluice.project.checks import missing_file, sql_tables, syntax_error
 from sluice.project.model import ObjectSpec, Project
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -44,6 +47,34 @@ def validate_project(project: Project) -> list[ConfigError]:
         if other is not obj:
             problems.append(_problem(obj, f"name '{obj.name}' is also used by object {other.id}; names must be unique"))
     problems.extend(destination_clashes(project))
+    return problems
+
+
+def ahead_of_run(project: Project) -> list[ConfigError]:
+    """What would fail only when an object runs: SQL that does not parse or reads a table that is not a
+    parent (sqlglot), file sources whose file is missing now.
+
+    ``sluice validate`` reports these; a run does not refuse to start for them (DuckDB, not sqlglot, is
+    the authority on SQL, and a file may appear before its object runs): such an object fails with a
+    TerminalError when it runs.
+    """
+    problems = []
+    for obj in project.objects.values():
+        if obj.sql is not None:
+            problems.extend(_sql_problems(project, obj, obj.sql))
+        path = getattr(obj.source.options, "path", None) if obj.source is not None else None
+        if isinstance(path, str) and path:
+            resolved = missing_file(path, project.root)
+            if resolved is not None:
+                what = "is a folder, not a file" if resolved.is_dir() else "does not exist"
+                problems.append(
+                    ConfigError(
+                        f"{_label(obj)}: {obj.source.kind if obj.source else ''} source path '{path}' {what} "
+                        f"(looked for {resolved}); relative paths start at the project folder",
+                        obj.origin.file,
+                        obj.origin.line_of("source"),
+                    )
+                )
     return problems
 
 
@@ -93,4 +124,28 @@ def _object_problems(project: Project, obj: ObjectSpec) -> list[ConfigError]:
         problems.append(_problem(obj, f"unknown stage '{obj.stage}' (stages: {known}).{hint}"))
     if not _IDENTIFIER.fullmatch(obj.name):
         problems.append(_problem(obj, f"name '{obj.name}' must be an identifier (letters, digits, _) usable as a SQL table name"))
+    return problems
+
+
+def _sql_problems(project: Project, obj: ObjectSpec, sql: str) -> list[ConfigError]:
+    """A SQL syntax error, or the tables the SQL reads that are not among the object's parents."""
+    line = obj.origin.line_of("sql")
+    try:
+        tables = sql_tables(sql)
+    except ParseError as exc:
+        return [ConfigError(f"{_label(obj)}: {syntax_error(exc)}", obj.origin.file, line)]
+    parents = [project.objects[parent].name for parent in obj.parents if parent in project.objects]
+    known = {name.lower() for name in parents}
+    problems = []
+    for table in tables:
+        if table.lower() not in known:
+            readable = ", ".join(parents) if parents else "none: give the object parents"
+            problems.append(
+                ConfigError(
+                    f"{_label(obj)}: the SQL reads '{table}', which is not one of its parents.{did_you_mean(table, parents)} "
+                    f"It can read its parents, by name: {readable}",
+                    obj.origin.file,
+                    line,
+                )
+            )
     return problems

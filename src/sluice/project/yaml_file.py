@@ -275,7 +275,9 @@ class _Reader:
             name=spec.name or f"obj_{raw_id}",
             stage=stage_name,
             parents=tuple(dict.fromkeys(parents)),
-            origin=Origin(self.file, line),
+            origin=Origin(
+                self.file, line, tuple((key, item.key_lines[key]) for key in ("sql", "source") if key in item.key_lines)
+            ),
             source=self.source(item.get("source"), label, item.line_of("source")),
             sql=spec.sql,
             python=spec.python,

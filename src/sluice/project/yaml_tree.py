@@ -58,11 +58,34 @@ def load_yaml(text: str, file: str) -> Any:
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", file, line) from exc
+        words, at_context = _plain_words(exc)
+        mark = (exc.context_mark if at_context else None) or exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError(f"malformed YAML: {words}", file, line, column) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", file) from exc
+
+
+_PLAIN: tuple[tuple[str, str, bool], ...] = (
+    # (what the parser says, in plain words, whether the place is where the construct started)
+    ("character '\\t'", "a tab character cannot indent: indent with spaces", False),
+    ("could not find expected ':'", "this mapping key has no ':' (write key: value)", True),
+    ("quoted scalar", "unclosed quote: this quoted value has no closing quote", True),
+    ("flow sequence", "unclosed '[': this list needs ',' between items and a closing ']'", True),
+    ("flow mapping", "unclosed '{': this mapping needs ',' between entries and a closing '}'", True),
+    ("expected <block end>", "this line's indentation does not match the lines above it", False),
+    ("mapping values are not allowed here", "a second ':' on this line: quote a value that holds ': '", False),
+    ("block sequence", "a '- ' list item is not aligned with the items above it", False),
+)
+
+
+def _plain_words(exc: yaml.MarkedYAMLError) -> tuple[str, bool]:
+    """What a YAML syntax error means in plain words, with the parser's own words kept short."""
+    said = " ".join(part for part in (exc.context, exc.problem) if part)
+    for fragment, words, at_context in _PLAIN:
+        if fragment in said:
+            return f"{words} (parser: {exc.problem})", at_context
+    return str(exc.problem or exc.context), False
 
 
 def expand_env(text: str, where: str) -> str:

@@ -1,0 +1,263 @@
+"""JSON Lines in blocks of whole lines, each parsed by pyarrow; types fixed by the first block.
+
+Declared ``string`` columns keep the JSON text of any value (``7`` -> ``"7"``, ``true`` -> ``"true"``);
+other declared types are given to pyarrow (a ``double`` takes ints and floats). A value that does not
+fit its column is reported with the file's line and the column (:func:`misfit`), found by reading the
+failing block again in Python: only on that error path.
+
+>>> kinds([7, 1.5, True, "x", None, [1], {"a": 1}])
+['number', 'number', 'boolean', 'string', 'null', 'array', 'object']
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from sluice.errors import TerminalError
+
+TEXT_TYPES = (pa.string(), pa.large_string())
+_READ_AHEAD = 2
+
+
+def kinds(values: list[Any]) -> list[str]:
+    """The JSON kind of each value: null, boolean, number, string, array or object."""
+    return [_kind(value) for value in values]
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def as_text(value: Any) -> str | None:
+    """A value of a declared ``string`` column: strings as they are, anything else as its JSON text."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def fits(value: Any, type_: pa.DataType) -> bool:
+    """Whether pyarrow's JSON reader takes ``value`` for a column of ``type_`` (a close, cheap check)."""
+    if value is None or type_ in TEXT_TYPES:
+        return True
+    kind = _kind(value)
+    if pa.types.is_integer(type_):
+        return kind == "number" and isinstance(value, int) and not isinstance(value, bool)
+    if pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+        return kind == "number"
+    if pa.types.is_boolean(type_):
+        return kind == "boolean"
+    if pa.types.is_struct(type_):
+        return kind == "object"
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return kind == "array"
+    if pa.types.is_null(type_):
+        return False
+    return kind == "string"  # dates, timestamps, binary: written as text
+
+
+def misfit(where: str, line: int, column: str, value: Any, type_: pa.DataType | str) -> TerminalError:
+    """A value that does not fit its column, naming the line, the column and the remedy."""
+    text = json.dumps(value, ensure_ascii=False)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    holds = f"{type_} values" if isinstance(type_, pa.DataType) else f"{type_}s"
+    if isinstance(type_, pa.DataType) and pa.types.is_integer(type_) and isinstance(value, float):
+        fix = f"column_types: {{{column}: double}} to read every number as a decimal"
+    else:
+        fix = f"column_types: {{{column}: string}} to keep every value as text"
+    return TerminalError(
+        f"{where}: line {line}, column '{column}': {shown} is a JSON {_kind(value)}, but the column holds {holds} "
+        f"(guessed from the first values, or declared); set {fix}"
+    )
+
+
+def line_blocks(path: Path, block_size: int) -> Iterator[tuple[int, bytes]]:
+    """``(first line number, bytes)`` of blocks of whole lines, about ``block_size`` bytes each (BOM dropped)."""
+    line = 1
+    rest = b""
+    with path.open("rb") as handle:
+        first = True
+        while chunk := handle.read(block_size):
+            if first:
+                chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+            yield line, block
+            line += block.count(b"\n")
+    if rest.strip():
+        yield line, rest
+
+
+class BlockParser:
+    """Parses the blocks of one file: the first decides the schema, later blocks must fit it."""
+
+    def __init__(self, where: str, overrides: Mapping[str, pa.DataType], block_size: int) -> None:
+        self.where = where
+        self.text = [name for name, type_ in overrides.items() if type_ in TEXT_TYPES]
+        self.typed = {name: type_ for name, type_ in overrides.items() if name not in self.text}
+        self.schema: pa.Schema | None = None
+
+    def first(self, line: int, block: bytes) -> pa.Table:
+        """Parse the first block and fix the schema from it (declared text columns as strings)."""
+        table = self.with_text_columns(self.parse(line, block, pa.schema(list(self.typed.items()))))
+        self.schema = table.schema
+        return table
+
+    def later(self, line: int, block: bytes) -> pa.Table:
+        """Parse a later block to exactly the first block's schema."""
+        assert self.schema is not None
+        schema = pa.schema([field for field in self.schema if field.name not in self.text])
+        table = self.with_text_columns(self.parse(line, block, schema))
+        if table.num_columns > len(self.schema):
+            raise self.diagnose(line, block, schema, closed=True) or TerminalError(
+                f"{self.where}: lines from {line} have keys the first block did not have: "
+                f"{', '.join(sorted(set(table.column_names) - set(self.schema.names)))}"
+            )
+        return table.select(self.schema.names)
+
+    def with_text_columns(self, table: pa.Table) -> pa.Table:
+        """``table`` with every declared text column, NULL where the block had none."""
+        for name in self.text:
+            if name not in table.column_names:
+                table = table.append_column(pa.field(name, pa.string()), pa.nulls(table.num_rows, pa.string()))
+        return table
+
+    def parse(self, line: int, block: bytes, explicit: pa.Schema) -> pa.Table:
+        options = pa_json.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
+        try:
+            table = pa_json.read_json(io.BytesIO(block), read_options=_whole(block), parse_options=options)
+            return self.texts(table)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            error = self.diagnose(line, block, explicit, closed=False)
+            if error is None and self.text:
+                return self.parse_in_python(line, block, explicit, options)
+            last = line + block.count(b"\n")
+            raise (error or TerminalError(f"{self.where}: cannot read lines {line}-{last}: {exc}")) from exc
+
+    def texts(self, table: pa.Table) -> pa.Table:
+        """Declared text columns cast to strings (``7`` -> ``"7"``); raises ArrowInvalid for arrays or objects."""
+        for name in self.text:
+            if name in table.column_names:
+                index = table.column_names.index(name)
+                table = table.set_column(index, pa.field(name, pa.string()), table.column(name).cast(pa.string()))
+        return table
+
+    def parse_in_python(self, line: int, block: bytes, explicit: pa.Schema, options: pa_json.ParseOptions) -> pa.Table:
+        """A block whose text columns mix kinds (``7``, then ``"n/a"``): those values turned to text first."""
+        rows = [json.loads(text) for text in block.splitlines() if text.strip()]
+        for row in rows:
+            for name in self.text:
+                if name in row:
+                    row[name] = as_text(row[name])
+        data = "\n".join(json.dumps(row, ensure_ascii=False) for row in rows).encode()
+        schema = pa.schema([*explicit, *(pa.field(name, pa.string()) for name in self.text)])
+        retyped = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior=options.unexpected_field_behavior)
+        return pa_json.read_json(io.BytesIO(data), read_options=_whole(data), parse_options=retyped)
+
+    def diagnose(self, line: int, block: bytes, explicit: pa.Schema, *, closed: bool) -> TerminalError | None:
+        """The first line of ``block`` that is not JSON, or holds a value that does not fit its column."""
+        first_kind: dict[str, tuple[str, Any]] = {}
+        for number, text in enumerate(block.splitlines(), start=line):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as exc:
+                return TerminalError(f"{self.where}: line {number} is not valid JSON ({exc}); fix or remove that line")
+            if not isinstance(row, dict):
+                return TerminalError(f'{self.where}: line {number} is a JSON {_kind(row)}, not an object like {{"id": 1}}')
+            for key, value in row.items():
+                if key in self.text:
+                    continue
+                if key in explicit.names:
+                    if not fits(value, explicit.field(key).type):
+                        return misfit(self.where, number, key, value, explicit.field(key).type)
+                elif closed:
+                    return TerminalError(
+                        f"{self.where}: line {number} has a key '{key}' that the first block of the file did not have; "
+                        f"declare it with column_types: {{{key}: string}} (or a larger block_size)"
+                    )
+                elif value is not None:
+                    seen = first_kind.setdefault(key, (_kind(value), value))[0]
+                    if seen != _kind(value):
+                        return misfit(self.where, number, key, value, seen)
+        return None
+
+
+def array_misfit(where: str, path: Path, rows: list[dict[str, Any]], types: Mapping[str, pa.DataType]) -> TerminalError | None:
+    """The first value of a JSON array of objects that does not fit its column, with the file's line.
+
+    A column's type is ``types[column]`` when declared, else the kind of its first value (ints and
+    floats mix). Reads the file again to find the line: only on the error path.
+    """
+    seen: dict[str, str] = {}
+    for index, row in enumerate(rows):
+        for key, value in row.items():
+            declared = types.get(key)
+            if declared is not None:
+                if not fits(value, declared):
+                    return misfit(where, element_line(path, index), key, value, declared)
+            elif value is not None and seen.setdefault(key, _kind(value)) != _kind(value):
+                return misfit(where, element_line(path, index), key, value, seen[key])
+    return None
+
+
+def element_line(path: Path, index: int) -> int:
+    """The line on which element ``index`` of the JSON array in ``path`` starts."""
+    text = path.read_bytes().decode("utf-8-sig")
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    for _ in range(index + 1):
+        while text[position] in " \t\r\n,":
+            position += 1
+        start = position
+        _, position = decoder.raw_decode(text, position)
+    return text.count("\n", 0, start) + 1
+
+
+def _whole(block: bytes) -> pa_json.ReadOptions:
+    """Read options that parse ``block`` as one block (so a long line never straddles two)."""
+    return pa_json.ReadOptions(block_size=len(block) + 1, use_threads=False)
+
+
+def read_blocks(path: Path, where: str, overrides: Mapping[str, pa.DataType], block_size: int) -> pa.RecordBatchReader:
+    """A reader over the JSON Lines file ``path``; blocks after the first are parsed two ahead in threads."""
+    parser = BlockParser(where, overrides, block_size)
+    blocks = line_blocks(path, block_size)
+    first = next(blocks, None)
+    if first is None:
+        return pa.RecordBatchReader.from_batches(pa.schema([]), iter(()))
+    table = parser.first(*first)
+    assert parser.schema is not None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from table.to_batches()
+        with ThreadPoolExecutor(max_workers=_READ_AHEAD, thread_name_prefix="sluice-jsonl") as pool:
+            pending: list[Future[pa.Table]] = []
+            for block in blocks:
+                pending.append(pool.submit(parser.later, *block))
+                if len(pending) > _READ_AHEAD:
+                    yield from pending.pop(0).result().to_batches()
+            for future in pending:
+                yield from future.result().to_batches()
+
+    return pa.RecordBatchReader.from_batches(parser.schema, batches())

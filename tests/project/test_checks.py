@@ -1,0 +1,96 @@
+"""sluice validate finds what would otherwise fail only at run time: SQL tables, missing files, YAML syntax."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sluice.errors import ConfigError
+from sluice.project.checks import sql_tables
+from sluice.project.load import load_project, parse_project
+
+HEAD = "objects:\n  - {id: 1001, name: users, source: {type: csv, path: users.csv}}\n"
+
+
+def write_project(tmp_path: Path, objects: str, *, data: bool = True) -> Path:
+    if data:
+        (tmp_path / "users.csv").write_text("id,email\n1,a@b.c\n", encoding="utf-8")
+    path = tmp_path / "sluice.yaml"
+    path.write_text(HEAD + objects, encoding="utf-8")
+    return path
+
+
+def problems(path: Path, *, ahead: bool = True) -> list[str]:
+    return [str(problem) for problem in parse_project(path, ahead=ahead)[1]]
+
+
+def test_sql_tables_leave_out_ctes_table_functions_and_qualified_names() -> None:
+    sql = (
+        "with recent as (select * from users) select * from recent r join orders o using (id) "
+        "join read_parquet('x.parquet') p on true, range(3) t where id in (select id from Items) and x in (select 1 from s.other)"
+    )
+    assert sorted(sql_tables(sql)) == ["Items", "orders", "users"]
+
+
+def test_sql_reading_a_table_that_is_not_a_parent_is_reported_at_the_sql_line(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "  - id: 2001\n    parents: [1001]\n    sql: select * from usres join users using (id)\n")
+    found = problems(path)
+    assert found == [
+        f"{path}:5: object 2001: the SQL reads 'usres', which is not one of its parents. Did you mean 'users'? "
+        "It can read its parents, by name: users"
+    ]
+
+
+def test_sql_with_ctes_and_parents_in_any_case_is_fine(tmp_path: Path) -> None:
+    sql = "with u as (select * from USERS) select * from u"
+    path = write_project(tmp_path, f"  - {{id: 2001, parents: [1001], sql: '{sql}'}}\n")
+    assert problems(path) == []
+
+
+def test_sql_syntax_error_is_one_line_with_the_sql_line_and_column(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "  - id: 2001\n    parents: [1001]\n    sql: |\n      select *\n      from (select 1\n")
+    found = problems(path)
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}:5: object 2001: SQL syntax error at line 2, column ")
+    assert "Expecting )" in found[0]
+    assert "\n" not in found[0]
+
+
+def test_sql_problems_are_reported_by_validate_and_left_to_duckdb_at_run_time(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "  - {id: 2001, parents: [1001], sql: select * from nothing_here}\n")
+    assert any("reads 'nothing_here'" in problem for problem in problems(path))
+    assert problems(path, ahead=False) == []
+    assert load_project(path).objects[2001].sql == "select * from nothing_here"
+
+
+def test_missing_source_file_is_reported_by_validate_but_does_not_stop_a_run(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "", data=False)
+    found = problems(path)
+    assert found == [
+        f"{path}:2: object 1001 (users): csv source path 'users.csv' does not exist "
+        f"(looked for {tmp_path.resolve() / 'users.csv'}); relative paths start at the project folder"
+    ]
+    assert problems(path, ahead=False) == []
+    assert load_project(path).objects[1001].source is not None  # the run fails the object: a TerminalError
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        ("name: x\nobjects:\n\t- {id: 1001}\n", ":3:1:", "a tab character cannot indent"),
+        ("name: x\nobjects\nretry: {attempts: 2}\n", ":2:1:", "this mapping key has no ':'"),
+        ('name: "shop\nobjects: []\n', ":1:7:", "unclosed quote"),
+        ("objects:\n  - id: 1001\n    parents: [1000\n  - id: 2\n", ":3:14:", "unclosed '['"),
+        ("name: a: b\n", ":1:8:", "a second ':' on this line"),
+    ],
+)
+def test_yaml_syntax_errors_in_plain_words_with_line_and_column(tmp_path: Path, text: str, where: str, words: str) -> None:
+    path = tmp_path / "sluice.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        parse_project(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}{where} malformed YAML: {words}")
+    assert "\n" not in message
+    assert "while scanning" not in message and "while parsing" not in message
