@@ -374,3 +374,23 @@ def test_a_single_object_is_one_row_and_broken_json_is_explained(tmp_path: Path)
         TerminalError, match=r"cut\.json: line 1 is not valid JSON.*an array of objects .* or one object per line"
     ):
         read(tmp_path, "json", path="cut.json")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected_type", "expected"),
+    [
+        (["9223372036854775807", "9223372036854775808"], pa.uint64(), [2**63 - 1, 2**63]),
+        (["18446744073709551615", "0"], pa.uint64(), [2**64 - 1, 0]),
+        (["-9223372036854775809", "5"], pa.decimal128(38, 0), [Decimal(-(2**63) - 1), Decimal(5)]),
+        (["1" * 40, "-2"], pa.string(), ["1" * 40, "-2"]),
+        (["9223372036854775807", "-9223372036854775808"], pa.int64(), [2**63 - 1, -(2**63)]),
+        (["1.5", "2"], pa.float64(), [1.5, 2.0]),
+    ],
+)
+def test_csv_integers_wider_than_int64_are_never_rounded(
+    tmp_path: Path, values: list[str], expected_type: pa.DataType, expected: list[object]
+) -> None:
+    (tmp_path / "wide.csv").write_text("id,n\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)), encoding="utf-8")
+    table = read(tmp_path, "csv", path="wide.csv")
+    assert table.schema.field("n").type == expected_type
+    assert table.column("n").to_pylist() == expected

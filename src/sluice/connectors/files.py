@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import xxhash
@@ -120,6 +121,11 @@ class CsvSource(FileSource[CsvOptions]):
             convert.quoted_strings_can_be_null = False
         try:
             reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=convert)
+            wide = wide_integer_types(path, reader.schema, read_options, parse_options, convert)
+            if wide:
+                reader.close()
+                convert.column_types = {**convert.column_types, **wide}
+                reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=convert)
         except PARSE_ERRORS as exc:
             raise self.unreadable(exc) from exc
         return stream(reader.schema, reader, on_error=self.failed)
@@ -141,6 +147,55 @@ class CsvSource(FileSource[CsvOptions]):
         if "newlines_in_values" in text or "straddl" in text:
             text = text.split(" This can mean", 1)[0].split(" (try to", 1)[0].rstrip(".")
         return TerminalError(f"{self.kind} source {self.path}: cannot read the file: {text}{self.type_hint(exc)}")
+
+
+_INTEGER_TEXT = r"^[ \t]*[-+]?[0-9]+[ \t]*$"
+_UINT64_MAX = 2**64 - 1
+_DECIMAL_DIGITS = 38
+
+
+def wide_integer_types(
+    path: Path,
+    schema: pa.Schema,
+    read_options: pa_csv.ReadOptions,
+    parse_options: pa_csv.ParseOptions,
+    convert: pa_csv.ConvertOptions,
+) -> dict[str, pa.DataType]:
+    """Types for the columns pyarrow guessed as floating point because their integers do not fit int64.
+
+    pyarrow infers ``int64`` for integers and falls back to ``double`` past 2**63-1, where 2**63-1 and
+    2**63 become the same number. A column whose first block holds only integers gets ``uint64`` when
+    they are all in 0..2**64-1, ``decimal128(38, 0)`` when they have at most 38 digits, else ``string``:
+    never a rounded value. Only columns guessed as ``double`` are re-read, as text, from the first block.
+    """
+    guessed = [f.name for f in schema if pa.types.is_floating(f.type) and f.name not in convert.column_types]
+    if not guessed:
+        return {}
+    as_text = pa_csv.ConvertOptions(
+        column_types={name: pa.string() for name in guessed},
+        include_columns=guessed,
+        null_values=convert.null_values,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=convert.quoted_strings_can_be_null,
+    )
+    with pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=as_text) as reader:
+        try:
+            first = reader.read_next_batch()
+        except StopIteration:
+            return {}
+    wide: dict[str, pa.DataType] = {}
+    for name in guessed:
+        column = first.column(name).drop_null()
+        if len(column) == 0 or not pc.all(pc.match_substring_regex(column, _INTEGER_TEXT)).as_py():
+            continue
+        values = [int(text) for text in column.to_pylist()]  # first block only, and only columns already all integers
+        if all(0 <= value <= _UINT64_MAX for value in values):
+            wide[name] = pa.uint64()
+        elif all(len(str(abs(value))) <= _DECIMAL_DIGITS for value in values):
+            wide[name] = pa.decimal128(_DECIMAL_DIGITS, 0)
+        else:
+            wide[name] = pa.string()
+    return wide
 
 
 def null_strings(options: CsvOptions) -> list[str] | None:
