@@ -205,12 +205,12 @@ def test_append_data_with_fewer_columns_leaves_the_rest_null(backend: Backend, d
     assert backend.rows("users") == [(1, "ann", 0.5), (2, "bob", None)]
 
 
-def test_append_of_an_unknown_column_names_table_and_column(backend: Backend, dest: Destination) -> None:
-    dest.write("users", reader_of(users([1], ["ann"])), "append", [], "l1")
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_a_new_column_in_the_data_is_added_as_nullable(backend: Backend, dest: Destination, mode: str) -> None:
+    dest.write("users", reader_of(users([1], ["ann"])), mode, ["id"], "l1")  # type: ignore[arg-type]
     extra = users([2], ["bob"]).append_column("email", pa.array(["b@x.org"]))
-    with pytest.raises(TerminalError, match=r"table 'users' has no column 'email'"):
-        dest.write("users", reader_of(extra), "append", [], "l2")
-    assert backend.count("users") == 1
+    assert dest.write("users", reader_of(extra), mode, ["id"], "l2") == 1  # type: ignore[arg-type]
+    assert backend.rows("users") == [(1, "ann", 0.5, None), (2, "bob", 1.0, "b@x.org")]
 
 
 # -- replace --------------------------------------------------------------------------------------------

@@ -101,17 +101,22 @@ def test_append_with_a_mismatched_type_names_the_column(
 ) -> None:
     query(pg_db_url, "CREATE TABLE events (id integer, note varchar(40))")
     dest = destination(pg_db_url)
-    with pytest.raises(TerminalError, match=r"table 'events'.*column 'id' is integer in the table but bigint in the data"):
+    with pytest.raises(TerminalError, match=r"table 'events' column 'id' is integer but the data's is bigint"):
         dest.write("events", pa.table({"id": pa.array([1], pa.int64()), "note": ["x"]}).to_reader(), "append", [], "l1")
     # varchar(40) takes text data: binary COPY only cares about the base type.
     dest.write("events", pa.table({"id": pa.array([1], pa.int32()), "note": ["x"]}).to_reader(), "append", [], "l2")
     assert query(pg_db_url, "SELECT * FROM events") == [(1, "x")]
 
 
-def test_merge_casts_into_an_existing_table(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+def test_merge_into_an_existing_table_converts_only_without_loss(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
     query(pg_db_url, "CREATE TABLE prices (sku varchar(10) PRIMARY KEY, price numeric(8, 2))")
     dest = destination(pg_db_url)
-    dest.write("prices", pa.table({"sku": ["a", "b"], "price": [1.5, 2.25]}).to_reader(), "merge", ["sku"], "l1")
+    with pytest.raises(TerminalError, match=r"column 'price' is numeric\(8,2\) but the data's is double precision"):
+        dest.write("prices", pa.table({"sku": ["a"], "price": [1.505]}).to_reader(), "merge", ["sku"], "l1")
+    prices = pa.array([Decimal("1.5"), Decimal("2.25")], pa.decimal128(6, 2))
+    dest.write("prices", pa.table({"sku": ["a", "b"], "price": prices}).to_reader(), "merge", ["sku"], "l2")
     assert query(pg_db_url, "SELECT * FROM prices ORDER BY sku") == [("a", Decimal("1.50")), ("b", Decimal("2.25"))]
 
 
