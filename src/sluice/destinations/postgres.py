@@ -213,29 +213,42 @@ class PostgresDestination(SqlDestination):
     def ensure_loads_table(self) -> None:
         # CREATE TABLE IF NOT EXISTS still locks the catalog; skip it once this connection has made sure.
         if not self._loads_ready:
-            if self.query("SELECT to_regclass($1)::oid", (LOADS_TABLE,))[0][0] is None:
-                self.lock_ddl(f"table:{LOADS_TABLE}")
-                super().ensure_loads_table()
+            loads = TableName(None, LOADS_TABLE)
+            if self._oid(loads) is None:
+                self.lock_ddl(f"table:{loads}")
+                if self._oid(loads) is None:
+                    super().ensure_loads_table()
             self._loads_ready = True
 
     def lock_ddl(self, what: str) -> None:
         # Two loads creating the same schema or table at once: the second would wait on the catalog's
-        # unique index and then fail with 23505. Take turns instead; the lock ends with the transaction,
-        # after which the second load sees what the first created.
+        # unique index and then fail with 23505 (or 42P07). Take turns instead: the lock ends with the
+        # transaction, after which the second load sees what the first created. Existence is checked
+        # with plain queries on the catalogs (this statement's snapshot), not to_regclass or IF NOT
+        # EXISTS, whose catalog caches may not have seen the other transaction's commit yet.
         self.query("SELECT true FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS l", (f"sluice:ddl:{what}",))
 
     def create_schema(self, schema: str) -> None:
-        if not self.query("SELECT true FROM pg_namespace WHERE nspname = $1", (schema,)):
+        exists = "SELECT true FROM pg_namespace WHERE nspname = $1"
+        if not self.query(exists, (schema,)):
             self.lock_ddl(f"schema:{schema}")
-            self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            if not self.query(exists, (schema,)):
+                self.execute(f"CREATE SCHEMA {quote(schema)}")
 
     # -- tables --------------------------------------------------------------------------------------
 
+    def _oid(self, name: TableName) -> int | None:
+        """The table's oid (an unqualified name in the current schema, where CREATE TABLE puts it), or None."""
+        rows = self.query(
+            "SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema()) AND c.relkind IN ('r', 'p')",
+            (name.name, name.schema),
+        )
+        return int(rows[0][0]) if rows else None
+
     def describe(self, name: TableName) -> dict[str, str] | None:
-        rows = self.query("SELECT to_regclass($1)::oid", (name.sql,))
-        if rows[0][0] is None:
-            return None
-        return self._columns(int(rows[0][0]))
+        oid = self._oid(name)
+        return None if oid is None else self._columns(oid)
 
     def _columns(self, oid: int) -> dict[str, str]:
         rows = self.query(
