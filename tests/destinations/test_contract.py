@@ -505,3 +505,31 @@ def test_loads_creating_the_same_schema_and_tables_at_once_all_succeed(backend: 
     assert errors == []
     assert [backend.count(f"{prefix}t{i}") for i in range(4)] == [1, 1, 1, 1]
     assert backend.count(f"{prefix}shared") == 4
+
+
+def test_loads_adding_the_same_new_column_at_once_all_succeed(backend: Backend) -> None:
+    backend.destination().write("users", reader_of(users([0], ["zed"])), "append", [], "run-0:0")
+    rows = 20_000  # each load holds the table long enough for the others to look at it meanwhile
+    extra = [
+        users(list(range(i * rows, (i + 1) * rows)), ["u"] * rows).append_column("email", pa.array([f"u{i}@x.org"] * rows))
+        for i in range(1, 7)
+    ]
+    start = threading.Barrier(len(extra))
+    errors: list[BaseException] = []
+
+    def load(i: int, data: pa.Table) -> None:
+        dest = backend.destination()
+        try:
+            start.wait()
+            dest.write("users", reader_of(data), "append", [], f"run-1:{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(i, data)) for i, data in enumerate(extra, start=1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    emails = backend.query("SELECT email, count(*) FROM users GROUP BY email ORDER BY email NULLS FIRST")
+    assert emails == [(None, 1)] + [(f"u{i}@x.org", rows) for i in range(1, 7)]

@@ -301,13 +301,37 @@ class SqlDestination(Destination):
         evolution: str,
     ) -> pa.Schema:
         """Check the data's columns against the table's; add new columns, widen when allowed; the schema to load."""
+        fields, changes = self._plan_columns(name, label, data, load, columns, evolution)
+        if changes:
+            # Another load may be changing the table the same way right now: take turns, then look again.
+            self.lock_ddl(f"table:{name}")
+            columns = self.describe(name) or columns
+            fields, changes = self._plan_columns(name, label, data, load, columns, evolution)
+        for column, added, have, wider in changes:
+            if added:
+                self.execute(f"ALTER TABLE {name.sql} ADD COLUMN {quote(column)} {self.sql_type(wider)}")
+            else:
+                self._widen(name, label, column, have, wider)
+        return pa.schema(fields)
+
+    def _plan_columns(
+        self,
+        name: TableName,
+        label: str,
+        data: pa.Schema,
+        load: pa.Schema,
+        columns: dict[str, str],
+        evolution: str,
+    ) -> tuple[list[pa.Field], list[tuple[str, bool, pa.DataType, pa.DataType]]]:
+        """The fields to load and the columns to add or widen: ``(column, added, held type, new type)``."""
         expected = self.expected_columns(load)
         held = self.table_types(name, columns)
         fields: list[pa.Field] = []
+        changes: list[tuple[str, bool, pa.DataType, pa.DataType]] = []
         for field, wanted in zip(data, load, strict=True):
             column = field.name
             if column not in columns:
-                self.execute(f"ALTER TABLE {name.sql} ADD COLUMN {quote(column)} {expected[column]}")
+                changes.append((column, True, wanted.type, wanted.type))
                 fields.append(wanted)
                 continue
             if self.same_sql(columns[column], expected[column]):
@@ -332,10 +356,10 @@ class SqlDestination(Destination):
                     f"table '{label}' column '{column}' is {columns[column]} but the data's is {expected[column]} "
                     f"(Arrow {field.type}); converting would lose values, so nothing was written: {hint}"
                 )
-            if not same(wider, have):
-                self._widen(name, label, column, have, wider)
+            if have is not None and not same(wider, have):
+                changes.append((column, False, have, wider))
             fields.append(wanted.with_type(wider))
-        return pa.schema(fields)
+        return fields, changes
 
     def _widen(self, name: TableName, label: str, column: str, have: pa.DataType, wider: pa.DataType) -> None:
         if pa.types.is_integer(have) and pa.types.is_floating(wider):
