@@ -482,27 +482,32 @@ def test_a_name_of_exactly_the_limit_works_run_after_run(backend: Backend, dest:
     assert backend.query(f"SELECT {quote(column)} FROM t") == [(1,), (1,)]
 
 
-def test_loads_creating_the_same_schema_and_tables_at_once_all_succeed(backend: Backend) -> None:
-    # A first deploy: several objects create the same new schema (and some the same table) at once.
-    prefix = "" if backend.name == "sqlite" else "fresh."
-    tables = [f"{prefix}t{i}" for i in range(4)] + [f"{prefix}shared"] * 4
-    start = threading.Barrier(len(tables))
+def at_once(backend: Backend, loads: list[tuple[str, pa.Table]]) -> list[BaseException]:
+    """Append each ``(table, data)`` from its own thread and destination, all starting together; the errors."""
+    start = threading.Barrier(len(loads))
     errors: list[BaseException] = []
 
-    def load(i: int, table: str) -> None:
+    def load(i: int, table: str, data: pa.Table) -> None:
         dest = backend.destination()
         try:
             start.wait()
-            dest.write(table, reader_of(users([i], [f"u{i}"])), "append", [], f"run-1:{i}")
+            dest.write(table, reader_of(data), "append", [], f"run-1:{i}")
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=load, args=(i, table)) for i, table in enumerate(tables)]
+    threads = [threading.Thread(target=load, args=(i, table, data)) for i, (table, data) in enumerate(loads)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_loads_creating_the_same_schema_and_tables_at_once_all_succeed(backend: Backend) -> None:
+    # A first deploy: several objects create the same new schema (and some the same table) at once.
+    prefix = "" if backend.name == "sqlite" else "fresh."
+    tables = [f"{prefix}t{i}" for i in range(4)] + [f"{prefix}shared"] * 4
+    assert at_once(backend, [(table, users([i], [f"u{i}"])) for i, table in enumerate(tables)]) == []
     assert [backend.count(f"{prefix}t{i}") for i in range(4)] == [1, 1, 1, 1]
     assert backend.count(f"{prefix}shared") == 4
 
@@ -514,22 +519,6 @@ def test_loads_adding_the_same_new_column_at_once_all_succeed(backend: Backend) 
         users(list(range(i * rows, (i + 1) * rows)), ["u"] * rows).append_column("email", pa.array([f"u{i}@x.org"] * rows))
         for i in range(1, 7)
     ]
-    start = threading.Barrier(len(extra))
-    errors: list[BaseException] = []
-
-    def load(i: int, data: pa.Table) -> None:
-        dest = backend.destination()
-        try:
-            start.wait()
-            dest.write("users", reader_of(data), "append", [], f"run-1:{i}")
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=load, args=(i, data)) for i, data in enumerate(extra, start=1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert at_once(backend, [("users", data) for data in extra]) == []
     emails = backend.query("SELECT email, count(*) FROM users GROUP BY email ORDER BY email NULLS FIRST")
     assert emails == [(None, 1)] + [(f"u{i}@x.org", rows) for i in range(1, 7)]
