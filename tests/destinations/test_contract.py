@@ -7,6 +7,7 @@ driver, so the tests check what really landed rather than what the destination s
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ import pytest
 
 from sluice.destinations.base import Destination
 from sluice.destinations.registry import open_destination
-from sluice.destinations.sql import LOADS_TABLE, TableName
+from sluice.destinations.sql import LOADS_TABLE, TableName, quote
 from sluice.errors import TerminalError
 from sluice.project.model import ConnectionSpec, Origin
 
@@ -205,12 +206,12 @@ def test_append_data_with_fewer_columns_leaves_the_rest_null(backend: Backend, d
     assert backend.rows("users") == [(1, "ann", 0.5), (2, "bob", None)]
 
 
-def test_append_of_an_unknown_column_names_table_and_column(backend: Backend, dest: Destination) -> None:
-    dest.write("users", reader_of(users([1], ["ann"])), "append", [], "l1")
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_a_new_column_in_the_data_is_added_as_nullable(backend: Backend, dest: Destination, mode: str) -> None:
+    dest.write("users", reader_of(users([1], ["ann"])), mode, ["id"], "l1")  # type: ignore[arg-type]
     extra = users([2], ["bob"]).append_column("email", pa.array(["b@x.org"]))
-    with pytest.raises(TerminalError, match=r"table 'users' has no column 'email'"):
-        dest.write("users", reader_of(extra), "append", [], "l2")
-    assert backend.count("users") == 1
+    assert dest.write("users", reader_of(extra), mode, ["id"], "l2") == 1  # type: ignore[arg-type]
+    assert backend.rows("users") == [(1, "ann", 0.5, None), (2, "bob", 1.0, "b@x.org")]
 
 
 # -- replace --------------------------------------------------------------------------------------------
@@ -337,3 +338,187 @@ def test_quoted_names_for_tables_and_columns(backend: Backend, dest: Destination
     dest.write('My "Table"', reader_of(table), "merge", ["id", 'Odd "Name"'], "l1")
     dest.write('My "Table"', reader_of(table), "merge", ["id", 'Odd "Name"'], "l2")
     assert backend.rows('My "Table"') == [(1, "a", backend.stored(True)), (2, "b", backend.stored(False))]
+
+
+# -- types the databases must not bend (issue 9) -----------------------------------------------------------
+
+
+def test_uint64_beyond_int64_is_stored_exactly_or_refused_naming_the_column(backend: Backend, dest: Destination) -> None:
+    # 2**64-1 and 2**63 must never arrive as -1 and -9223372036854775808.
+    big = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "big": pa.array([2**64 - 1, 2**63, 5], pa.uint64())})
+    if backend.name == "sqlite":  # INTEGER is signed 64-bit: a checked failure, nothing written
+        with pytest.raises(TerminalError, match=r"table 'wide' column 'big'.*18446744073709551615"):
+            dest.write("wide", reader_of(big), "append", [], "l1")
+        assert not backend.exists("wide")
+        small = pa.table({"id": pa.array([1], pa.int64()), "big": pa.array([2**63 - 1], pa.uint64())})
+        dest.write("wide", reader_of(small), "append", [], "l2")
+        assert backend.rows("wide") == [(1, 2**63 - 1)]
+        return
+    for mode in ("append", "merge"):
+        dest.write(f"wide_{mode}", reader_of(big), mode, ["id"], "l1")  # type: ignore[arg-type]
+        assert [(i, int(v)) for i, v in backend.rows(f"wide_{mode}")] == [(1, 2**64 - 1), (2, 2**63), (3, 5)]
+
+
+def test_decimals_keep_their_precision_and_scale(backend: Backend, dest: Destination) -> None:
+    amounts = pa.array([Decimal("1.5"), Decimal("123456789012.123456"), None], pa.decimal128(18, 6))
+    dest.write("money", reader_of(pa.table({"id": pa.array([1, 2, 3], pa.int64()), "amount": amounts})), "append", [], "l1")
+    # The declared scale survives: 1.5 comes back as 1.500000 (text in SQLite, which has no decimal type).
+    assert [(i, None if a is None else str(a)) for i, a in backend.rows("money")] == [
+        (1, "1.500000"),
+        (2, "123456789012.123456"),
+        (3, None),
+    ]
+    declared = {
+        "postgresql": "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'money'::regclass AND attname = 'amount'",
+        "duckdb": "SELECT data_type FROM information_schema.columns WHERE table_name = 'money' AND column_name = 'amount'",
+        "sqlite": "SELECT type FROM pragma_table_info('money') WHERE name = 'amount'",
+    }
+    assert backend.query(declared[backend.name]) == [
+        {"postgresql": ("numeric(18,6)",), "duckdb": ("DECIMAL(18,6)",), "sqlite": ("TEXT",)}[backend.name]
+    ]
+
+
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_a_column_that_becomes_fractional_is_refused_naming_both_types(backend: Backend, dest: Destination, mode: str) -> None:
+    dest.write("m", reader_of(pa.table({"id": [1, 2], "v": [10, 30]})), mode, ["id"], "l1")  # type: ignore[arg-type]
+    with pytest.raises(
+        TerminalError, match=r"table 'm' column 'v' is (bigint|BIGINT|INTEGER) but the data's is (double|DOUBLE|REAL)"
+    ):
+        dest.write("m", reader_of(pa.table({"id": [1, 2], "v": [10.75, 30.5]})), mode, ["id"], "l2")  # type: ignore[arg-type]
+    assert backend.rows("m") == [(1, 10), (2, 30)]  # never 11 and 30
+
+
+@pytest.mark.parametrize("mode", ["append", "replace", "merge"])
+def test_widen_alters_the_column_so_no_value_is_rounded(backend: Backend, dest: Destination, mode: str) -> None:
+    dest.write("m", reader_of(pa.table({"id": [1, 2], "v": [10, 30]})), mode, ["id"], "l1")  # type: ignore[arg-type]
+    dest.write("m", reader_of(pa.table({"id": [3, 4], "v": [10.75, 30.5]})), mode, ["id"], "l2", "widen")  # type: ignore[arg-type]
+    expected = [(3, 10.75), (4, 30.5)] if mode == "replace" else [(1, 10.0), (2, 30.0), (3, 10.75), (4, 30.5)]
+    assert backend.rows("m") == expected
+    # Integers into the now floating column convert without loss again; strict is enough.
+    dest.write("m", reader_of(pa.table({"id": [5], "v": pa.array([7], pa.int32())})), mode, ["id"], "l3")  # type: ignore[arg-type]
+    assert backend.rows("m")[-1] == (5, 7.0)
+
+
+def test_widen_refuses_integers_a_double_cannot_hold(backend: Backend, dest: Destination) -> None:
+    dest.write("m", reader_of(pa.table({"id": [1], "v": [2**53 + 1]})), "append", [], "l1")
+    with pytest.raises(TerminalError, match=r"table 'm' column 'v' cannot widen.*beyond 2\*\*53"):
+        dest.write("m", reader_of(pa.table({"id": [2], "v": [0.5]})), "append", [], "l2", "widen")
+    assert backend.rows("m") == [(1, 2**53 + 1)]
+
+
+def test_widen_integers_to_decimals_and_narrow_data_into_wide_columns(backend: Backend, dest: Destination) -> None:
+    dest.write("m", reader_of(pa.table({"id": [1], "v": pa.array([2**62], pa.int64())})), "append", [], "l1")
+    cents = pa.array([Decimal("0.25")], pa.decimal128(4, 2))
+    if backend.name == "sqlite":  # decimals are text in SQLite: no column type holds both
+        with pytest.raises(TerminalError, match=r"table 'm' column 'v' is INTEGER but the data's is TEXT.*no type holds both"):
+            dest.write("m", reader_of(pa.table({"id": [2], "v": cents})), "append", [], "l2", "widen")
+        return
+    dest.write("m", reader_of(pa.table({"id": [2], "v": cents})), "append", [], "l2", "widen")
+    dest.write("m", reader_of(pa.table({"id": [3], "v": pa.array([-3], pa.int8())})), "append", [], "l3")
+    assert [(i, str(v)) for i, v in backend.rows("m")] == [(1, f"{2**62}.00"), (2, "0.25"), (3, "-3.00")]
+
+
+def test_unknown_schema_evolution_is_terminal(dest: Destination) -> None:
+    with pytest.raises(TerminalError, match=r"unknown schema_evolution 'loose'.*strict, widen"):
+        dest.write("m", reader_of(users([1], ["a"])), "append", [], "l1", "loose")  # type: ignore[arg-type]
+
+
+NESTED_ROWS = [
+    {"id": 1, "attrs": {"plan": "pro", "seats": 3}, "items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": None}]},
+    {"id": 2, "attrs": None, "items": []},
+]
+
+
+def _as_python(value: Any) -> Any:
+    """JSON text (SQLite) as Python values; PostgreSQL jsonb and DuckDB structs already are."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("mode", ["append", "replace", "merge"])
+def test_nested_values_are_stored_as_json_or_native_types(backend: Backend, dest: Destination, mode: str) -> None:
+    data = pa.Table.from_pylist(NESTED_ROWS)
+    assert pa.types.is_struct(data.schema.field("attrs").type)
+    dest.write("nested", reader_of(data), mode, ["id"], "l1")  # type: ignore[arg-type]
+    dest.write("nested", reader_of(data), mode, ["id"], "l2")  # type: ignore[arg-type]
+    got = [{"id": i, "attrs": _as_python(a), "items": _as_python(x)} for i, a, x in backend.rows("nested")]
+    assert got == (sorted(NESTED_ROWS * 2, key=lambda row: row["id"]) if mode == "append" else NESTED_ROWS)
+
+
+def test_a_nested_value_json_cannot_hold_names_the_column(backend: Backend, dest: Destination) -> None:
+    data = pa.table({"id": [1], "blob": pa.array([{"raw": b"\x00\x01"}], pa.struct([("raw", pa.binary())]))})
+    if backend.name == "duckdb":  # a native STRUCT holds bytes
+        dest.write("nested", reader_of(data), "append", [], "l1")
+        assert backend.rows("nested") == [(1, {"raw": b"\x00\x01"})]
+        return
+    with pytest.raises(TerminalError, match=r"table 'nested' column 'blob' holds bytes values.*hex or base64"):
+        dest.write("nested", reader_of(data), "append", [], "l1")
+    assert not backend.exists("nested")
+
+
+LONG = "é" * 32  # 32 characters, 64 bytes in UTF-8: one byte more than PostgreSQL keeps
+
+
+@pytest.mark.parametrize(("table", "column"), [(f"t_{LONG}", "id"), ("t", f"c_{'x' * 62}")])
+def test_names_the_database_would_cut_short_are_refused_before_loading(
+    backend: Backend, dest: Destination, table: str, column: str
+) -> None:
+    data = pa.table({column: pa.array([1], pa.int64())})
+    if backend.name != "postgresql":  # no identifier limit to hit: the name is kept as written, run after run
+        for load_id in ("l1", "l2"):
+            dest.write(table, reader_of(data), "append", [], load_id)
+        assert backend.query(f"SELECT {quote(column)} FROM {quote(table)}") == [(1,), (1,)]
+        return
+    kind = "table" if table != "t" else "column"
+    with pytest.raises(TerminalError, match=rf"{kind} name '.*' .*is 6[4-6] bytes long, but PostgreSQL keeps at most 63 bytes"):
+        dest.write(table, reader_of(data), "append", [], "l1")
+    assert backend.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 't%'") == [(0,)]
+
+
+def test_a_name_of_exactly_the_limit_works_run_after_run(backend: Backend, dest: Destination) -> None:
+    column = "c" * 63
+    for load_id in ("l1", "l2"):
+        dest.write("t", reader_of(pa.table({column: [1]})), "append", [], load_id)
+    assert backend.query(f"SELECT {quote(column)} FROM t") == [(1,), (1,)]
+
+
+def at_once(backend: Backend, loads: list[tuple[str, pa.Table]]) -> list[BaseException]:
+    """Append each ``(table, data)`` from its own thread and destination, all starting together; the errors."""
+    start = threading.Barrier(len(loads))
+    errors: list[BaseException] = []
+
+    def load(i: int, table: str, data: pa.Table) -> None:
+        dest = backend.destination()
+        try:
+            start.wait()
+            dest.write(table, reader_of(data), "append", [], f"run-1:{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(i, table, data)) for i, (table, data) in enumerate(loads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_loads_creating_the_same_schema_and_tables_at_once_all_succeed(backend: Backend) -> None:
+    # A first deploy: several objects create the same new schema (and some the same table) at once.
+    prefix = "" if backend.name == "sqlite" else "fresh."
+    tables = [f"{prefix}t{i}" for i in range(4)] + [f"{prefix}shared"] * 4
+    assert at_once(backend, [(table, users([i], [f"u{i}"])) for i, table in enumerate(tables)]) == []
+    assert [backend.count(f"{prefix}t{i}") for i in range(4)] == [1, 1, 1, 1]
+    assert backend.count(f"{prefix}shared") == 4
+
+
+def test_loads_adding_the_same_new_column_at_once_all_succeed(backend: Backend) -> None:
+    backend.destination().write("users", reader_of(users([0], ["zed"])), "append", [], "run-0:0")
+    rows = 20_000  # each load holds the table long enough for the others to look at it meanwhile
+    extra = [
+        users(list(range(i * rows, (i + 1) * rows)), ["u"] * rows).append_column("email", pa.array([f"u{i}@x.org"] * rows))
+        for i in range(1, 7)
+    ]
+    assert at_once(backend, [("users", data) for data in extra]) == []
+    emails = backend.query("SELECT email, count(*) FROM users GROUP BY email ORDER BY email NULLS FIRST")
+    assert emails == [(None, 1)] + [(f"u{i}@x.org", rows) for i in range(1, 7)]

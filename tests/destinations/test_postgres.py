@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -81,7 +83,7 @@ def test_column_types_follow_the_arrow_schema(pg_db_url: str, destination: Calla
         ("ts", "timestamp without time zone"),
         ("tstz", "timestamp with time zone"),
         ("d", "date"),
-        ("dec", "numeric"),
+        ("dec", "numeric"),  # numeric(10,2): information_schema's data_type has no modifiers
         ("bin", "bytea"),
     ]
     assert query(pg_db_url, "SELECT bin, dec FROM typed") == [(b"\x00\xff", Decimal("1.25"))]
@@ -101,17 +103,22 @@ def test_append_with_a_mismatched_type_names_the_column(
 ) -> None:
     query(pg_db_url, "CREATE TABLE events (id integer, note varchar(40))")
     dest = destination(pg_db_url)
-    with pytest.raises(TerminalError, match=r"table 'events'.*column 'id' is integer in the table but bigint in the data"):
+    with pytest.raises(TerminalError, match=r"table 'events' column 'id' is integer but the data's is bigint"):
         dest.write("events", pa.table({"id": pa.array([1], pa.int64()), "note": ["x"]}).to_reader(), "append", [], "l1")
     # varchar(40) takes text data: binary COPY only cares about the base type.
     dest.write("events", pa.table({"id": pa.array([1], pa.int32()), "note": ["x"]}).to_reader(), "append", [], "l2")
     assert query(pg_db_url, "SELECT * FROM events") == [(1, "x")]
 
 
-def test_merge_casts_into_an_existing_table(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+def test_merge_into_an_existing_table_converts_only_without_loss(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
     query(pg_db_url, "CREATE TABLE prices (sku varchar(10) PRIMARY KEY, price numeric(8, 2))")
     dest = destination(pg_db_url)
-    dest.write("prices", pa.table({"sku": ["a", "b"], "price": [1.5, 2.25]}).to_reader(), "merge", ["sku"], "l1")
+    with pytest.raises(TerminalError, match=r"column 'price' is numeric\(8,2\) but the data's is double precision"):
+        dest.write("prices", pa.table({"sku": ["a"], "price": [1.505]}).to_reader(), "merge", ["sku"], "l1")
+    prices = pa.array([Decimal("1.5"), Decimal("2.25")], pa.decimal128(6, 2))
+    dest.write("prices", pa.table({"sku": ["a", "b"], "price": prices}).to_reader(), "merge", ["sku"], "l2")
     assert query(pg_db_url, "SELECT * FROM prices ORDER BY sku") == [("a", Decimal("1.50")), ("b", Decimal("2.25"))]
 
 
@@ -163,3 +170,169 @@ def test_a_copy_refused_midway_writes_nothing(pg_db_url: str, destination: Calla
         dest.write("strict", data.to_reader(max_chunksize=10_000), "append", [], "l1")
     assert query(pg_db_url, "SELECT count(*) FROM strict") == [(0,)]
     assert dest.write("strict", data.slice(0, 10).to_reader(), "append", [], "l1") == 10
+
+
+def test_new_tables_get_types_that_hold_every_value(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    table = pa.table(
+        {
+            "u64": pa.array([2**64 - 1], pa.uint64()),
+            "u32": pa.array([2**32 - 1], pa.uint32()),
+            "u8": pa.array([255], pa.uint8()),
+            "dec": pa.array([Decimal("1.500000")], pa.decimal128(18, 6)),
+            "attrs": pa.array([{"a": 1}], pa.struct([("a", pa.int64())])),
+            "tags": pa.array([[1, 2]], pa.list_(pa.int64())),
+        }
+    )
+    destination(pg_db_url).write("typed", table.to_reader(), "append", [], "l1")
+    types = query(
+        pg_db_url,
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'typed'::regclass AND attnum > 0 ORDER BY attnum",
+    )
+    assert types == [
+        ("u64", "numeric(20,0)"),
+        ("u32", "bigint"),
+        ("u8", "smallint"),
+        ("dec", "numeric(18,6)"),
+        ("attrs", "jsonb"),
+        ("tags", "jsonb"),
+    ]
+    assert query(pg_db_url, "SELECT * FROM typed") == [
+        (Decimal(2**64 - 1), 2**32 - 1, 255, Decimal("1.500000"), {"a": 1}, [1, 2])
+    ]
+
+
+def test_a_list_into_an_existing_array_column_stays_an_array(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    query(pg_db_url, "CREATE TABLE tagged (id bigint, tags bigint[])")
+    data = pa.table({"id": pa.array([1], pa.int64()), "tags": pa.array([[1, 2]], pa.list_(pa.int64()))})
+    destination(pg_db_url).write("tagged", data.to_reader(), "append", [], "l1")
+    assert query(pg_db_url, "SELECT * FROM tagged") == [(1, [1, 2])]
+
+
+def test_widen_alters_a_bigint_column_for_uint64_data(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    dest = destination(pg_db_url)
+    dest.write("ids", pa.table({"id": pa.array([1], pa.int64())}).to_reader(), "append", [], "l1")
+    big = pa.table({"id": pa.array([2**64 - 1], pa.uint64())})
+    with pytest.raises(
+        TerminalError, match=r"table 'ids' column 'id' is bigint but the data's is numeric\(20,0\) \(Arrow uint64\)"
+    ):
+        dest.write("ids", big.to_reader(), "append", [], "l2")
+    dest.write("ids", big.to_reader(), "append", [], "l2", "widen")
+    assert query(
+        pg_db_url, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'ids'::regclass AND attnum = 1"
+    ) == [("numeric(20,0)",)]
+    assert query(pg_db_url, "SELECT id FROM ids ORDER BY id") == [(Decimal(1),), (Decimal(2**64 - 1),)]
+
+
+# -- which server errors a retry can get past: each provoked on the real server ------------------------------
+
+
+def _adbc(url: str) -> Any:
+    import adbc_driver_postgresql.dbapi
+
+    return adbc_driver_postgresql.dbapi.connect(url)
+
+
+def _assert_transient(dest: PostgresDestination, exc: BaseException, sqlstate: str) -> None:
+    assert isinstance(exc, Exception)
+    assert getattr(exc, "sqlstate", None) == sqlstate
+    assert dest.is_transient(exc)
+    assert isinstance(dest.wrap_error(exc, "t"), TransientError)
+
+
+def test_a_deadlock_is_transient(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    query(pg_db_url, "CREATE TABLE pair (id int PRIMARY KEY, v int); INSERT INTO pair VALUES (1, 0), (2, 0)")
+    first, second = _adbc(pg_db_url), _adbc(pg_db_url)
+    errors: list[BaseException] = []
+
+    def update(conn: Any, row: int) -> None:
+        try:
+            with contextlib.closing(conn.cursor()) as cur:
+                cur.execute(f"UPDATE pair SET v = 1 WHERE id = {row}")
+        except Exception as exc:
+            errors.append(exc)
+
+    try:
+        update(first, 1)
+        update(second, 2)
+        blocked = threading.Thread(target=update, args=(first, 2))  # waits for second's row 2
+        blocked.start()
+        while not query(
+            pg_db_url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ):
+            blocked.join(0.01)
+        update(second, 1)  # waits for first's row 1: one of the two is chosen as the deadlock victim
+        blocked.join()
+    finally:
+        for conn in (first, second):
+            conn.rollback()
+            conn.close()
+    assert len(errors) == 1
+    _assert_transient(destination(pg_db_url), errors[0], "40P01")
+
+
+def test_a_serialization_failure_is_transient(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    query(pg_db_url, "CREATE TABLE seats (n int)")
+    serializable = pg_db_url + "?options=-c%20default_transaction_isolation%3Dserializable"
+    first, second = _adbc(serializable), _adbc(serializable)
+    try:
+        with contextlib.closing(first.cursor()) as a, contextlib.closing(second.cursor()) as b:
+            for cur in (a, b):  # both read, both write what the other read: one must fail
+                cur.execute("SELECT count(*) FROM seats")
+                cur.fetchall()
+            a.execute("INSERT INTO seats VALUES (1)")
+            b.execute("INSERT INTO seats VALUES (2)")
+            first.commit()
+            with pytest.raises(Exception) as caught:
+                second.commit()
+    finally:
+        for conn in (first, second):
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            conn.close()
+    _assert_transient(destination(pg_db_url), caught.value, "40001")
+
+
+def test_a_lock_timeout_is_transient_with_its_sqlstate(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    query(pg_db_url, "CREATE TABLE busy (a int)")
+    waiter = _adbc(pg_db_url + "?options=-c%20lock_timeout%3D50")
+    try:
+        with psycopg.connect(pg_db_url) as holder:
+            holder.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+            with contextlib.closing(waiter.cursor()) as cur, pytest.raises(Exception) as caught:
+                cur.execute("SELECT * FROM busy")
+    finally:
+        with contextlib.suppress(Exception):
+            waiter.rollback()
+        waiter.close()
+    _assert_transient(destination(pg_db_url), caught.value, "55P03")
+
+
+def test_a_connection_killed_by_the_server_is_transient(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    victim = _adbc(pg_db_url)
+    try:
+        with contextlib.closing(victim.cursor()) as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchall()[0][0]
+            query(pg_db_url, "SELECT pg_terminate_backend(%s)", pid)
+            with pytest.raises(Exception) as caught:
+                cur.execute("SELECT 1")
+    finally:
+        with contextlib.suppress(Exception):
+            victim.close()
+    # libpq reports the server's FATAL 57P01 as a lost connection: no SQLSTATE, an OperationalError.
+    assert "terminating connection due to administrator command" in str(caught.value)
+    dest = destination(pg_db_url)
+    assert dest.is_transient(caught.value)
+    assert isinstance(dest.wrap_error(caught.value, "t"), TransientError)
+
+
+def test_a_duplicate_key_in_the_data_stays_terminal(pg_db_url: str, destination: Callable[[str], PostgresDestination]) -> None:
+    query(pg_db_url, "CREATE TABLE keyed (id bigint PRIMARY KEY)")
+    dest = destination(pg_db_url)
+    with pytest.raises(TerminalError, match=r"writing table 'keyed'.*23505"):
+        dest.write("keyed", pa.table({"id": pa.array([1, 1], pa.int64())}).to_reader(), "append", [], "l1")

@@ -53,7 +53,7 @@ def test_a_misspelled_option_at_each_level_is_refused_at_its_line(tmp_path: Path
         "newlines_in_values, column_names, column_types, "
         "block_size",
         ":14: object 1001 (users): destination: unknown option 'mod'. Did you mean 'mode'? "
-        "Known options: connection, table, mode, key",
+        "Known options: connection, table, mode, key, schema_evolution",
         ":21: object 1002 (orders): csv source: unknown option 'headr'. Did you mean 'header'? "
         "Known options: path, delimiter, header, quote_char, encoding, skip_rows, null_values, empty_as_null, "
         "newlines_in_values, column_names, column_types, "
@@ -195,3 +195,38 @@ def test_two_objects_that_clobber_one_table_are_named(tmp_path: Path, first: str
 )
 def test_appending_or_merging_on_one_key_into_one_table_is_fine(tmp_path: Path, first: str, second: str) -> None:
     assert problems_in(tmp_path, CLASHES.format(first=first, second=second)) == []
+
+
+def test_schema_evolution_defaults_to_strict_and_takes_widen(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            connections: {wh: duckdb:///wh.duckdb}
+            objects:
+              - {id: 1001, name: a, source: {type: faker, schema: users}, destination: {connection: wh, table: a}}
+              - id: 1002
+                name: b
+                source: {type: faker, schema: users}
+                destination: {connection: wh, table: b, schema_evolution: widen}
+            """
+        ).lstrip("\n"),
+        encoding="utf-8",
+    )
+    project, found = parse_project(path)
+    assert found == []
+    assert project is not None
+    evolutions = [obj.destination.schema_evolution for obj in project.objects.values() if obj.destination is not None]
+    assert evolutions == ["strict", "widen"]
+    wrong = problems_in(
+        tmp_path,
+        """
+        connections: {wh: duckdb:///wh.duckdb}
+        objects:
+          - id: 1001
+            source: {type: faker, schema: users}
+            destination: {connection: wh, table: a, schema_evolution: wident}
+        """,
+    )
+    assert len(wrong) == 1
+    assert wrong[0].startswith(":5: object 1001: destination: schema_evolution: invalid enum value 'wident'")

@@ -307,3 +307,32 @@ objects:
     second = run_project(project, RunOptions())
     assert second.objects[1001].status == "loaded", "a database cannot say whether it changed: read it again"
     assert output(project, second.objects[1001]) == [{"id": 1}]
+
+
+def test_a_column_turning_fractional_fails_the_object_until_widen_is_allowed(tmp_path: Path) -> None:
+    folder = tmp_path / "evolve"
+    definition = """
+connections:
+  dw: duckdb:///dw.duckdb
+objects:
+  - id: 1001
+    name: amounts
+    source: {{type: csv, path: data/amounts.csv}}
+    destination: {{connection: dw, table: amounts, mode: merge, key: [id]{extra}}}
+"""
+    write_yaml(folder, definition.format(extra=""))
+    (folder / "data").mkdir()
+    csv = folder / "data" / "amounts.csv"
+    csv.write_text("id,amount\n1,10\n2,30\n", encoding="utf-8")
+    assert run_project(load(folder), RunOptions()).objects[1001].status == "loaded"
+    csv.write_text("id,amount\n1,10.75\n2,30.5\n", encoding="utf-8")
+    refused = run_project(load(folder), RunOptions()).objects[1001]
+    assert refused.status == "failed"
+    assert refused.attempt == 1, "a lossy type change is terminal: retrying cannot help"
+    assert "table 'amounts' column 'amount' is BIGINT but the data's is DOUBLE" in (refused.error or "")
+    write_yaml(folder, definition.format(extra=", schema_evolution: widen"))
+    assert run_project(load(folder), RunOptions()).objects[1001].status == "loaded"
+    import duckdb
+
+    with duckdb.connect(str(folder / "dw.duckdb")) as db:
+        assert db.execute("SELECT id, amount FROM amounts ORDER BY id").fetchall() == [(1, 10.75), (2, 30.5)]

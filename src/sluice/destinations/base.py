@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sluice.project.model import ConnectionSpec, WriteMode
+from sluice.project.model import ConnectionSpec, SchemaEvolution, WriteMode
 
 
 class Destination(ABC):
@@ -26,8 +26,20 @@ class Destination(ABC):
         self.root = root
 
     @abstractmethod
-    def write(self, table: str, data: pa.RecordBatchReader, mode: WriteMode, key: Sequence[str], load_id: str) -> int:
-        """Write ``data`` into ``table`` (created from the Arrow schema if missing); return rows written."""
+    def write(
+        self,
+        table: str,
+        data: pa.RecordBatchReader,
+        mode: WriteMode,
+        key: Sequence[str],
+        load_id: str,
+        schema_evolution: SchemaEvolution = "strict",
+    ) -> int:
+        """Write ``data`` into ``table`` (created from the Arrow schema if missing); return rows written.
+
+        ``schema_evolution`` says what happens when a column's type in the data does not fit the table's
+        without loss: ``strict`` refuses the load, ``widen`` alters the column (docs/destinations.md).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -5,6 +5,10 @@ The URL is ``duckdb:///path/to/file.duckdb`` (relative to the project folder) or
 A file database is opened for each write and closed after it, so other processes (a worker, a notebook)
 can open it in between; a file locked by another process is a TransientError.
 
+Columns take DuckDB's own types for the Arrow data (uint64 -> UBIGINT, decimal(p,s) -> DECIMAL(p,s),
+structs and lists -> STRUCT and LIST); float16 loads as FLOAT and decimals wider than 38 digits, which
+DuckDB has no type for, are refused naming the column.
+
 Example::
 
     dest = DuckDBDestination(ConnectionSpec("dw", "duckdb:///dw.duckdb", origin), root=project.root)
@@ -23,6 +27,7 @@ import pyarrow as pa
 
 from sluice.destinations.pipe import pipe_into
 from sluice.destinations.sql import SqlDestination, TableName
+from sluice.errors import TerminalError
 from sluice.project.model import ConnectionSpec
 from sluice.urls import database_file
 
@@ -120,6 +125,23 @@ class DuckDBDestination(SqlDestination):
             (name.schema or "main", name.name),
         )
         return {str(column): str(kind) for column, kind in rows} or None
+
+    def load_type(self, label: str, field: pa.Field) -> pa.DataType:
+        kind = field.type
+        if pa.types.is_float16(kind):
+            return pa.float32()
+        if pa.types.is_decimal256(kind):
+            if kind.precision > 38:
+                raise TerminalError(
+                    f"table '{label}' column '{field.name}' is decimal({kind.precision},{kind.scale}), but DuckDB decimals "
+                    "hold at most 38 digits; cast the column in the object to a narrower decimal or to a string"
+                )
+            return pa.decimal128(kind.precision, kind.scale)
+        return kind
+
+    def table_types(self, name: TableName, columns: dict[str, str]) -> dict[str, pa.DataType | None]:
+        schema = self._conn.sql(f"SELECT * FROM {name.sql} LIMIT 0").to_arrow_table().schema
+        return {field.name: field.type for field in schema}
 
     def expected_columns(self, schema: pa.Schema) -> dict[str, str]:
         with self._view(pa.RecordBatchReader.from_batches(schema, [])) as view:

@@ -2,9 +2,12 @@
 
 Rows travel as Arrow batches into ``COPY ... FROM STDIN (FORMAT binary)``, never as row-by-row INSERTs;
 DDL, merge SQL and the ``_sluice_loads`` bookkeeping run on the same connection and transaction.
-Tables are created from the Arrow schema (int64 -> bigint, float64 -> double precision, string -> text,
-bool -> boolean, timestamp -> timestamp [with time zone], date32 -> date, decimal -> numeric,
-binary -> bytea); ``schema.table`` names create the schema when missing.
+Tables are created from the Arrow schema (docs/destinations.md has the whole mapping): int64 -> bigint,
+uint64 -> numeric(20,0) (every value fits; bigint would wrap), float64 -> double precision, string ->
+text, bool -> boolean, timestamp -> timestamp [with time zone], date32 -> date, decimal(p,s) ->
+numeric(p,s), binary -> bytea, structs, lists and maps -> jsonb. ``schema.table`` names create the schema
+when missing; loads creating the same schema or table at once take turns (a transaction-scoped
+advisory lock) instead of failing on the catalog's unique index. Names longer than 63 bytes are refused.
 
 Example::
 
@@ -15,33 +18,118 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sluice.destinations.pipe import pipe_into
-from sluice.destinations.sql import SqlDestination, TableName, redact
+from sluice.destinations.sql import LOADS_TABLE, SqlDestination, TableName, quote, redact
+from sluice.destinations.types import JSON, int_digits, is_nested
 from sluice.errors import TerminalError, TransientError
 from sluice.project.model import ConnectionSpec
 from sluice.urls import libpq_url
 
-# SQLSTATE classes a retry can get past: connection exceptions, transaction rollbacks (deadlock,
-# serialization), insufficient resources, operator intervention (shutdown), lock not available.
-_TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "55P03", "58")
+# SQLSTATE classes a retry can get past: connection exceptions (08: reset, refused), transaction
+# rollbacks (40001 serialization failure, 40P01 deadlock), insufficient resources (53), operator
+# intervention (57P01 admin shutdown, 57014 cancelled by statement_timeout), lock not available (55P03),
+# object in use (55006), system errors (58: I/O).
+_TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "55P03", "55006", "58")
+
+# An unconstrained ``numeric`` column holds any integer or decimal exactly.
+ANY_NUMERIC = pa.decimal256(76, 38)
+
+_SCALARS: dict[str, pa.DataType] = {
+    "boolean": pa.bool_(),
+    "smallint": pa.int16(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "real": pa.float32(),
+    "double precision": pa.float64(),
+    "text": pa.string(),
+    "bytea": pa.binary(),
+    "date": pa.date32(),
+    "time without time zone": pa.time64("us"),
+    "timestamp without time zone": pa.timestamp("us"),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    "interval": pa.duration("us"),
+    "jsonb": JSON,
+    "json": JSON,
+}
 
 
 def _base_type(kind: str) -> str:
     """A PostgreSQL type name without modifiers, character types folded into text."""
-    base = kind.split("(", 1)[0].strip()
+    base = re.sub(r"\([^)]*\)", "", kind).strip()
+    base = " ".join(base.split())
     return "text" if base in ("character varying", "character", "varchar", "char", "bpchar", "name") else base
+
+
+def pg_type(kind: pa.DataType) -> str:
+    """The column type created for a load type (see :meth:`PostgresDestination.load_type`), as format_type spells it."""
+    if pa.types.is_decimal(kind):
+        return f"numeric({kind.precision},{kind.scale})"
+    if pa.types.is_timestamp(kind):
+        return "timestamp with time zone" if kind.tz is not None else "timestamp without time zone"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return "text"
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        return "bytea"
+    if pa.types.is_time(kind):
+        return "time without time zone"
+    if pa.types.is_duration(kind):
+        return "interval"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return pg_type(kind.value_type) + "[]"
+    for name, known in _SCALARS.items():
+        if kind == known:
+            return name
+    raise ValueError(str(kind))
+
+
+def pg_logical_type(sql: str) -> pa.DataType | None:
+    """The Arrow type a column declared ``sql`` (format_type's spelling) holds, or None."""
+    if sql.endswith("[]"):
+        element = pg_logical_type(sql[:-2])
+        return None if element is None else pa.list_(element)
+    match = re.fullmatch(r"numeric(?:\((\d+),(-?\d+)\))?", sql.replace(" ", ""))
+    if match:
+        if match.group(1) is None:
+            return ANY_NUMERIC
+        precision, scale = int(match.group(1)), int(match.group(2))
+        return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(min(precision, 76), scale)
+    return _SCALARS.get(_base_type(sql))
+
+
+def _for_copy(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """JSON columns as jsonb's binary COPY form: a version byte (1) and the JSON text."""
+    positions = [i for i, field in enumerate(reader.schema) if field.type == JSON]
+    if not positions:
+        return reader
+    schema = reader.schema
+    for i in positions:
+        schema = schema.set(i, schema.field(i).with_type(pa.binary()))
+    version = pa.scalar(b"\x01", pa.binary())
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            columns = list(batch.columns)
+            for i in positions:
+                text = columns[i].storage.cast(pa.binary())
+                columns[i] = pc.binary_join_element_wise(version, text, pa.scalar(b"", pa.binary()))
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 class PostgresDestination(SqlDestination):
     """Writes Arrow data into PostgreSQL tables with binary COPY."""
 
     backend = "PostgreSQL"
+    max_identifier_bytes = 63  # NAMEDATALEN - 1: longer names are cut short by the server
     loads_ddl = (
         "CREATE TABLE IF NOT EXISTS {table} (load_id text NOT NULL, table_name text NOT NULL, rows bigint NOT NULL, "
         "loaded_at timestamptz NOT NULL, PRIMARY KEY (load_id, table_name))"
@@ -53,7 +141,6 @@ class PostgresDestination(SqlDestination):
         self._url = libpq_url(connection.url)
         self._conn: Any = None
         self._loads_ready = False
-        self._expected: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     def close(self) -> None:
         if self._conn is not None:
@@ -126,16 +213,42 @@ class PostgresDestination(SqlDestination):
     def ensure_loads_table(self) -> None:
         # CREATE TABLE IF NOT EXISTS still locks the catalog; skip it once this connection has made sure.
         if not self._loads_ready:
-            super().ensure_loads_table()
+            loads = TableName(None, LOADS_TABLE)
+            if self._oid(loads) is None:
+                self.lock_ddl(f"table:{loads}")
+                if self._oid(loads) is None:
+                    super().ensure_loads_table()
             self._loads_ready = True
+
+    def lock_ddl(self, what: str) -> None:
+        # Two loads creating the same schema or table at once: the second would wait on the catalog's
+        # unique index and then fail with 23505 (or 42P07). Take turns instead: the lock ends with the
+        # transaction, after which the second load sees what the first created. Existence is checked
+        # with plain queries on the catalogs (this statement's snapshot), not to_regclass or IF NOT
+        # EXISTS, whose catalog caches may not have seen the other transaction's commit yet.
+        self.query("SELECT true FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS l", (f"sluice:ddl:{what}",))
+
+    def create_schema(self, schema: str) -> None:
+        exists = "SELECT true FROM pg_namespace WHERE nspname = $1"
+        if not self.query(exists, (schema,)):
+            self.lock_ddl(f"schema:{schema}")
+            if not self.query(exists, (schema,)):
+                self.execute(f"CREATE SCHEMA {quote(schema)}")
 
     # -- tables --------------------------------------------------------------------------------------
 
+    def _oid(self, name: TableName) -> int | None:
+        """The table's oid (an unqualified name in the current schema, where CREATE TABLE puts it), or None."""
+        rows = self.query(
+            "SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema()) AND c.relkind IN ('r', 'p')",
+            (name.name, name.schema),
+        )
+        return int(rows[0][0]) if rows else None
+
     def describe(self, name: TableName) -> dict[str, str] | None:
-        rows = self.query("SELECT to_regclass($1)::oid", (name.sql,))
-        if rows[0][0] is None:
-            return None
-        return self._columns(int(rows[0][0]))
+        oid = self._oid(name)
+        return None if oid is None else self._columns(oid)
 
     def _columns(self, oid: int) -> dict[str, str]:
         rows = self.query(
@@ -145,47 +258,63 @@ class PostgresDestination(SqlDestination):
         )
         return {str(column): str(kind) for column, kind in rows}
 
-    def expected_columns(self, schema: pa.Schema) -> dict[str, str]:
-        # Ask the driver: create an empty temporary table from the schema and read its column types.
-        signature = tuple((field.name, str(field.type)) for field in schema)
-        if signature not in self._expected:
-            self._expected[signature] = self._probe(schema)
-        return dict(self._expected[signature])
-
-    def _probe(self, schema: pa.Schema) -> dict[str, str]:
-        probe = TableName(None, self.stage_name())
-        self._ingest(probe, pa.RecordBatchReader.from_batches(schema, []), "create", temporary=True)
-        oid = self.query("SELECT to_regclass($1)::oid", (f"pg_temp.{probe.sql}",))[0][0]
-        columns = self._columns(int(oid))
-        self.execute(f"DROP TABLE pg_temp.{probe.sql}")
-        return columns
-
-    def check_types(self, label: str, schema: pa.Schema, columns: dict[str, str]) -> None:
-        # Binary COPY needs each column's type to match the data's exactly, up to modifiers such as
-        # varchar(20) or numeric(10,2); report a mismatch by name instead of as a protocol error.
-        expected = self.expected_columns(schema)
-        wrong = [
-            f"'{column}' is {columns[column]} in the table but {kind} in the data"
-            for column, kind in expected.items()
-            if _base_type(columns[column]) != _base_type(kind)
-        ]
-        if wrong:
+    def load_type(self, label: str, field: pa.Field) -> pa.DataType:
+        kind = field.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if is_nested(kind):
+            return JSON
+        if pa.types.is_unsigned_integer(kind):
+            # uint64 does not fit bigint: numeric(20,0) holds every value (bigint would wrap 2**63 to negative).
+            return {8: pa.int16(), 16: pa.int32(), 32: pa.int64()}.get(kind.bit_width, pa.decimal128(int_digits(kind), 0))
+        if pa.types.is_int8(kind):
+            return pa.int16()
+        if pa.types.is_float16(kind):
+            return pa.float32()
+        if pa.types.is_date64(kind):
+            return pa.date32()
+        try:
+            pg_type(kind)
+        except ValueError:
             raise TerminalError(
-                f"cannot append to table '{label}': column {'; column '.join(wrong)}. Cast the columns in the object "
-                "to the table's types, or write with mode 'replace' to recreate the table"
-            )
+                f"table '{label}' column '{field.name}' has Arrow type {kind}, which the PostgreSQL destination cannot "
+                "store; cast it in the object (e.g. to a string)"
+            ) from None
+        return kind
+
+    def expected_columns(self, schema: pa.Schema) -> dict[str, str]:
+        return {field.name: pg_type(field.type) for field in schema}
+
+    def logical_type(self, sql: str) -> pa.DataType | None:
+        return pg_logical_type(sql)
+
+    def same_sql(self, table: str, data: str) -> bool:
+        # Binary COPY needs the base type to match (varchar(20) takes text); a numeric's precision and
+        # scale count, because numeric(10,2) would round numeric(18,6) data.
+        if table.startswith("numeric") or data.startswith("numeric"):
+            return table.replace(" ", "") == data.replace(" ", "")
+        return _base_type(table) == _base_type(data)
+
+    def cast_target(self, data: pa.DataType, held: pa.DataType) -> pa.DataType:
+        if held == ANY_NUMERIC:
+            return data if pa.types.is_decimal(data) else pa.decimal128(int_digits(data), 0)
+        return held
 
     def create_table(self, name: TableName, schema: pa.Schema) -> None:
-        self._ingest(name, pa.RecordBatchReader.from_batches(schema, []), "create")
+        self.execute(f"CREATE TABLE {name.sql} ({self._columns_ddl(schema)})")
+
+    def _columns_ddl(self, schema: pa.Schema) -> str:
+        return ", ".join(f"{quote(field.name)} {pg_type(field.type)}" for field in schema)
 
     def insert(self, name: TableName, reader: pa.RecordBatchReader) -> int:
         # COPY runs in a helper thread while this one reads the source (see pipe.py): decoding the
         # source and encoding COPY overlap, and ~1 MiB slices keep the server busy from the first rows.
-        return pipe_into(reader, lambda batches: self._ingest(name, batches, "append"))
+        return pipe_into(_for_copy(reader), lambda batches: self._ingest(name, batches, "append"))
 
     def stage(self, reader: pa.RecordBatchReader, key: Sequence[str]) -> TableName:
         name = TableName(None, self.stage_name())
-        pipe_into(reader, lambda batches: self._ingest(name, batches, "create", temporary=True))
+        self.execute(f"CREATE TEMPORARY TABLE {name.sql} ({self._columns_ddl(reader.schema)})")
+        pipe_into(_for_copy(reader), lambda batches: self._ingest(name, batches, "append", temporary=True))
         return TableName("pg_temp", name.name)
 
     def truncate(self, name: TableName) -> None:

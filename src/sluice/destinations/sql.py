@@ -11,6 +11,12 @@ runs, so every backend has the same semantics. One write is one transaction, boo
 - ``merge``: load into a temporary staging table, keep the last row of each key, delete the target rows
   whose key is staged and insert the staged rows. Running the same merge twice leaves the same rows.
 
+Every mode runs the same column check against an existing table (:meth:`SqlDestination._evolve`): a
+column new in the data is added (nullable); a column whose values convert without loss is converted
+(int32 into bigint); any other type change is refused naming the table, the column and both types,
+unless ``schema_evolution`` is ``widen`` and a type holding both exists, which the column is altered
+to. Names longer than the database keeps are refused before anything runs. See docs/destinations.md.
+
 Example::
 
     dest = open_destination(ConnectionSpec("dw", "duckdb:///dw.duckdb", origin), root=project.root)
@@ -33,8 +39,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.destinations.base import Destination
+from sluice.destinations.types import MAX_EXACT_FLOAT_INT, converted, lossless, same, widened
 from sluice.errors import ObjectError, SluiceError, TerminalError, TransientError, did_you_mean
-from sluice.project.model import WRITE_MODES, ConnectionSpec, WriteMode
+from sluice.project.model import SCHEMA_EVOLUTIONS, WRITE_MODES, ConnectionSpec, SchemaEvolution, WriteMode
 
 LOADS_TABLE = "_sluice_loads"
 ORD_COLUMN = "_sluice_ord"
@@ -169,6 +176,7 @@ class SqlDestination(Destination):
     """
 
     backend = "SQL"
+    max_identifier_bytes: int | None = None
     loads_ddl = (
         "CREATE TABLE IF NOT EXISTS {table} (load_id TEXT NOT NULL, table_name TEXT NOT NULL, rows BIGINT NOT NULL, "
         "loaded_at TIMESTAMP NOT NULL, PRIMARY KEY (load_id, table_name))"
@@ -179,7 +187,15 @@ class SqlDestination(Destination):
         super().__init__(connection, root)
         self._lock = threading.Lock()
 
-    def write(self, table: str, data: pa.RecordBatchReader, mode: WriteMode, key: Sequence[str], load_id: str) -> int:
+    def write(
+        self,
+        table: str,
+        data: pa.RecordBatchReader,
+        mode: WriteMode,
+        key: Sequence[str],
+        load_id: str,
+        schema_evolution: SchemaEvolution = "strict",
+    ) -> int:
         """Write ``data`` into ``table`` with ``mode``; return the rows written (or recorded for a repeated load).
 
         Example: ``dest.write("users", reader, "append", [], load_id="run-7:1001")``.
@@ -187,11 +203,16 @@ class SqlDestination(Destination):
         reader = without_null_type(as_reader(data))
         name = self.parse_table(table)
         check_request(table, reader.schema, mode, key)
+        if schema_evolution not in SCHEMA_EVOLUTIONS:
+            raise TerminalError(
+                f"unknown schema_evolution '{schema_evolution}' for table '{table}'; use one of: {', '.join(SCHEMA_EVOLUTIONS)}"
+            )
+        self.check_identifiers(name, table, reader.schema)
         guarded = _Guarded(reader)
         with self._lock:
             try:
                 with self.transaction():
-                    return self._write(name, table, guarded.reader, mode, tuple(key), load_id)
+                    return self._write(name, table, guarded.reader, mode, tuple(key), load_id, schema_evolution)
             except SluiceError:
                 raise
             except Exception as exc:
@@ -201,6 +222,26 @@ class SqlDestination(Destination):
 
     def parse_table(self, table: str) -> TableName:
         return TableName.parse(table)
+
+    def check_identifiers(self, name: TableName, label: str, schema: pa.Schema) -> None:
+        """Refuse names the database would cut short (a later run would not find them), before anything runs."""
+        limit = self.max_identifier_bytes
+        if limit is None:
+            return
+        named: list[tuple[str, str, str]] = (
+            [("schema", name.schema, f"the destination's 'table' ('{label}')")] if name.schema else []
+        )
+        named.append(("table", name.name, f"the destination's 'table' ('{label}')"))
+        named.extend(("column", column, "the object (e.g. SELECT ... AS a_shorter_name)") for column in schema.names)
+        for kind, ident, where in named:
+            size = len(ident.encode())
+            if size > limit:
+                owner = "" if kind != "column" else f" of table '{label}'"
+                raise TerminalError(
+                    f"{kind} name '{ident}'{owner} is {size} bytes long, but {self.backend} keeps at most {limit} bytes of a "
+                    f"name and would cut it short, so the next run would not find it; use a name of at most {limit} bytes "
+                    f"in {where}"
+                )
 
     def wrap_error(self, exc: Exception, table: str) -> ObjectError:
         """A driver error as TransientError (connection, lock) or TerminalError (SQL, schema)."""
@@ -213,7 +254,14 @@ class SqlDestination(Destination):
     # -- the flow --------------------------------------------------------------------------------------
 
     def _write(
-        self, name: TableName, label: str, reader: pa.RecordBatchReader, mode: str, key: tuple[str, ...], load_id: str
+        self,
+        name: TableName,
+        label: str,
+        reader: pa.RecordBatchReader,
+        mode: str,
+        key: tuple[str, ...],
+        load_id: str,
+        evolution: str = "strict",
     ) -> int:
         recorded = self._claim(label, load_id, mode)
         if recorded is not None:
@@ -221,15 +269,108 @@ class SqlDestination(Destination):
         if name.schema:
             self.create_schema(name.schema)
         columns = self.describe(name)
-        if mode == "append":
-            rows = self._append(name, label, reader, columns)
-        elif mode == "replace":
-            rows = self._replace(name, reader, columns)
+        if columns is None:
+            # Another load may be creating it right now: wait for it (PostgreSQL) and look again.
+            self.lock_ddl(f"table:{name}")
+            columns = self.describe(name)
+        load_schema = self.load_schema(label, reader.schema)
+        expected = self.expected_columns(load_schema)
+        if mode == "replace" and columns is not None and columns != expected:
+            self.execute(f"DROP TABLE {name.sql}")
+            columns = None
+        if columns is None:
+            self.create_table(name, load_schema)
+            target = load_schema
         else:
-            rows = self._merge(name, label, reader, columns, key)
+            target = self._evolve(name, label, reader.schema, load_schema, columns, evolution)
+            if mode == "replace":
+                self.truncate(name)
+        reader = converted(reader, target, label, expected)
+        rows = self._merge(name, label, reader, key) if mode == "merge" else self.insert(name, reader)
         p1, p2, p3 = self.ph(1), self.ph(2), self.ph(3)
         self.execute(f"UPDATE {LOADS_TABLE} SET rows = {p1} WHERE load_id = {p2} AND table_name = {p3}", (rows, load_id, label))
         return rows
+
+    def _evolve(
+        self,
+        name: TableName,
+        label: str,
+        data: pa.Schema,
+        load: pa.Schema,
+        columns: dict[str, str],
+        evolution: str,
+    ) -> pa.Schema:
+        """Check the data's columns against the table's; add new columns, widen when allowed; the schema to load."""
+        fields, changes = self._plan_columns(name, label, data, load, columns, evolution)
+        if changes:
+            # Another load may be changing the table the same way right now: take turns, then look again.
+            self.lock_ddl(f"table:{name}")
+            columns = self.describe(name) or columns
+            fields, changes = self._plan_columns(name, label, data, load, columns, evolution)
+        for column, added, have, wider in changes:
+            if added:
+                self.execute(f"ALTER TABLE {name.sql} ADD COLUMN {quote(column)} {self.sql_type(wider)}")
+            else:
+                self._widen(name, label, column, have, wider)
+        return pa.schema(fields)
+
+    def _plan_columns(
+        self,
+        name: TableName,
+        label: str,
+        data: pa.Schema,
+        load: pa.Schema,
+        columns: dict[str, str],
+        evolution: str,
+    ) -> tuple[list[pa.Field], list[tuple[str, bool, pa.DataType, pa.DataType]]]:
+        """The fields to load and the columns to add or widen: ``(column, added, held type, new type)``."""
+        expected = self.expected_columns(load)
+        held = self.table_types(name, columns)
+        fields: list[pa.Field] = []
+        changes: list[tuple[str, bool, pa.DataType, pa.DataType]] = []
+        for field, wanted in zip(data, load, strict=True):
+            column = field.name
+            if column not in columns:
+                changes.append((column, True, wanted.type, wanted.type))
+                fields.append(wanted)
+                continue
+            if self.same_sql(columns[column], expected[column]):
+                fields.append(wanted)
+                continue
+            have = held.get(column)
+            if have is not None and same(field.type, have):
+                fields.append(field)  # the data fits the column as it is (e.g. a list into a PostgreSQL array)
+                continue
+            if have is not None and lossless(wanted.type, have):
+                fields.append(wanted.with_type(self.cast_target(wanted.type, have)))
+                continue
+            wider = widened(have, wanted.type) if have is not None and evolution == "widen" else None
+            if wider is None:
+                hint = (
+                    "no type holds both, so write with mode 'replace' to recreate the table, or cast the column in the object"
+                    if evolution == "widen"
+                    else "cast the column in the object to the table's type, write with mode 'replace' to recreate the "
+                    "table, or set the destination's schema_evolution: widen"
+                )
+                raise TerminalError(
+                    f"table '{label}' column '{column}' is {columns[column]} but the data's is {expected[column]} "
+                    f"(Arrow {field.type}); converting would lose values, so nothing was written: {hint}"
+                )
+            if have is not None and not same(wider, have):
+                changes.append((column, False, have, wider))
+            fields.append(wanted.with_type(wider))
+        return fields, changes
+
+    def _widen(self, name: TableName, label: str, column: str, have: pa.DataType, wider: pa.DataType) -> None:
+        if pa.types.is_integer(have) and pa.types.is_floating(wider):
+            limit = MAX_EXACT_FLOAT_INT
+            outside = self.query(f"SELECT count(*) FROM {name.sql} WHERE {quote(column)} NOT BETWEEN {-limit} AND {limit}")
+            if int(outside[0][0]):
+                raise TerminalError(
+                    f"table '{label}' column '{column}' cannot widen to {self.sql_type(wider)}: {outside[0][0]} of its "
+                    f"integers are beyond 2**53 and would be rounded; cast the column in the object to a decimal instead"
+                )
+        self.alter_column_type(name, column, self.sql_type(wider))
 
     def _claim(self, label: str, load_id: str, mode: str) -> int | None:
         """Record the load; for an append already recorded, return its row count (the write is skipped)."""
@@ -250,30 +391,7 @@ class SqlDestination(Destination):
         )
         return None
 
-    def _append(self, name: TableName, label: str, reader: pa.RecordBatchReader, columns: dict[str, str] | None) -> int:
-        if columns is None:
-            self.create_table(name, reader.schema)
-        else:
-            _check_columns(label, reader.schema.names, columns)
-            self.check_types(label, reader.schema, columns)
-        return self.insert(name, reader)
-
-    def _replace(self, name: TableName, reader: pa.RecordBatchReader, columns: dict[str, str] | None) -> int:
-        if columns is not None and columns == self.expected_columns(reader.schema):
-            self.truncate(name)
-        else:
-            if columns is not None:
-                self.execute(f"DROP TABLE {name.sql}")
-            self.create_table(name, reader.schema)
-        return self.insert(name, reader)
-
-    def _merge(
-        self, name: TableName, label: str, reader: pa.RecordBatchReader, columns: dict[str, str] | None, key: tuple[str, ...]
-    ) -> int:
-        if columns is None:
-            self.create_table(name, reader.schema)
-        else:
-            _check_columns(label, reader.schema.names, columns)
+    def _merge(self, name: TableName, label: str, reader: pa.RecordBatchReader, key: tuple[str, ...]) -> int:
         stage = self.stage(with_ordinal(reader), key)
         nulls = self.query(f"SELECT count(*) FROM {stage.sql} WHERE " + " OR ".join(f"{quote(k)} IS NULL" for k in key))
         if int(nulls[0][0]):
@@ -327,11 +445,47 @@ class SqlDestination(Destination):
 
     @abstractmethod
     def expected_columns(self, schema: pa.Schema) -> dict[str, str]:
-        """Column name -> type that :meth:`create_table` would give ``schema``, comparable to :meth:`describe`."""
+        """Column name -> type that :meth:`create_table` would give ``schema``, comparable to :meth:`describe`.
+
+        ``schema`` is a load schema (:meth:`load_schema`)."""
+
+    def load_schema(self, label: str, schema: pa.Schema) -> pa.Schema:
+        """The data's schema as this database loads it (e.g. uint64 -> decimal(20,0)); TerminalError for a type it cannot."""
+        return pa.schema([field.with_type(self.load_type(label, field)) for field in schema])
+
+    def load_type(self, label: str, field: pa.Field) -> pa.DataType:
+        """The Arrow type a new column for ``field`` is created for and loaded as."""
+        return field.type
+
+    def sql_type(self, kind: pa.DataType) -> str:
+        """The column type created for a load type."""
+        return self.expected_columns(pa.schema([pa.field("c", kind)]))["c"]
+
+    def table_types(self, name: TableName, columns: dict[str, str]) -> dict[str, pa.DataType | None]:
+        """The Arrow type each existing column holds (None when it has none Sluice knows)."""
+        return {column: self.logical_type(kind) for column, kind in columns.items()}
+
+    def logical_type(self, sql: str) -> pa.DataType | None:
+        """The Arrow type a column declared ``sql`` holds, or None."""
+        return None
+
+    def same_sql(self, table: str, data: str) -> bool:
+        """True when a column declared ``table`` takes data that would create ``data`` unchanged."""
+        return table == data
+
+    def cast_target(self, data: pa.DataType, held: pa.DataType) -> pa.DataType:
+        """The Arrow type data of type ``data`` is converted to for a column holding ``held`` (lossless)."""
+        return held
+
+    def lock_ddl(self, what: str) -> None:
+        """Wait for other loads creating ``what`` to finish (held until the transaction ends); no-op by default."""
+
+    def alter_column_type(self, name: TableName, column: str, sql: str) -> None:
+        self.execute(f"ALTER TABLE {name.sql} ALTER COLUMN {quote(column)} TYPE {sql}")
 
     @abstractmethod
     def create_table(self, name: TableName, schema: pa.Schema) -> None:
-        """Create the table with columns for ``schema``."""
+        """Create the table with columns for ``schema`` (a load schema)."""
 
     @abstractmethod
     def insert(self, name: TableName, reader: pa.RecordBatchReader) -> int:
@@ -345,20 +499,8 @@ class SqlDestination(Destination):
     def is_transient(self, exc: Exception) -> bool:
         """True when ``exc`` is a connection, lock or resource problem that a retry may get past."""
 
-    def check_types(self, label: str, schema: pa.Schema, columns: dict[str, str]) -> None:
-        """Raise TerminalError when the bulk-load path cannot put ``schema`` into an existing table."""
-
     def create_schema(self, schema: str) -> None:
         self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
 
     def truncate(self, name: TableName) -> None:
         self.execute(f"DELETE FROM {name.sql}")
-
-
-def _check_columns(label: str, data_columns: Sequence[str], table_columns: dict[str, str]) -> None:
-    for column in data_columns:
-        if column not in table_columns:
-            raise TerminalError(
-                f"table '{label}' has no column '{column}', which the data has (table columns: {', '.join(table_columns)})."
-                f"{did_you_mean(column, table_columns)} Add the column to the table or write with mode 'replace'"
-            )

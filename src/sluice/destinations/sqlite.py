@@ -8,7 +8,10 @@ inserts batch by batch with ``executemany``; SQLite has no bulk-load protocol to
 SQLite has no schemas: ``main.t`` is accepted, ``analytics.t`` is not. Values are stored in SQLite's
 own classes: integers and booleans as INTEGER, floats as REAL, strings as TEXT, binary as BLOB,
 timestamps as ISO 8601 TEXT (``2024-05-01 12:00:00.000000``, with ``+00:00`` when the Arrow type has a
-time zone), dates as ``YYYY-MM-DD``, decimals as TEXT (no precision lost), lists and structs as JSON TEXT.
+time zone), dates as ``YYYY-MM-DD``, decimals as TEXT (no precision lost, the scale kept in the text:
+``1234.50``), lists, structs and maps as JSON TEXT. INTEGER holds signed 64-bit values: a uint64 value
+above 2**63-1 fails the load naming the column. SQLite cannot change a column's type in place, so
+``schema_evolution: widen`` rebuilds the table (its indexes are not kept).
 
 Example::
 
@@ -29,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.destinations.sql import SqlDestination, TableName, quote
+from sluice.destinations.types import is_nested
 from sluice.errors import TerminalError
 from sluice.project.model import ConnectionSpec
 from sluice.urls import database_file
@@ -156,8 +160,46 @@ class SQLiteDestination(SqlDestination):
         rows = self.query(f"PRAGMA {quote(name.schema or 'main')}.table_info({quote(name.name)})")
         return {str(row[1]): str(row[2]) for row in rows} or None
 
+    def load_type(self, label: str, field: pa.Field) -> pa.DataType:
+        kind = field.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if is_nested(kind) or pa.types.is_decimal(kind):
+            return pa.string()  # JSON text; decimals as exact text
+        if pa.types.is_uint64(kind):
+            return pa.int64()  # checked value by value: a value above 2**63-1 fails naming the column
+        return kind
+
     def expected_columns(self, schema: pa.Schema) -> dict[str, str]:
         return {field.name: sqlite_type(field.type) for field in schema}
+
+    def logical_type(self, sql: str) -> pa.DataType | None:
+        # SQLite's affinity rules (https://sqlite.org/datatype3.html#determination_of_column_affinity).
+        declared = sql.upper()
+        if declared in ("TIMESTAMP", "DATE"):
+            return pa.timestamp("us") if declared == "TIMESTAMP" else pa.date32()
+        if "INT" in declared:
+            return pa.int64()
+        if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+            return pa.string()
+        if "BLOB" in declared:
+            return pa.binary()
+        if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
+            return pa.float64()
+        return None
+
+    def same_sql(self, table: str, data: str) -> bool:
+        return table.upper() == data.upper()
+
+    def alter_column_type(self, name: TableName, column: str, sql: str) -> None:
+        # No ALTER COLUMN ... TYPE in SQLite: rebuild the table with the new declaration, in this transaction.
+        columns = self.describe(name) or {}
+        declared = ", ".join(f"{quote(c)} {sql if c == column else kind}" for c, kind in columns.items())
+        rebuilt = TableName(name.schema, f"_sluice_widen_{name.name}")
+        self.execute(f"CREATE TABLE {rebuilt.sql} ({declared})")
+        self.execute(f"INSERT INTO {rebuilt.sql} SELECT * FROM {name.sql}")
+        self.execute(f"DROP TABLE {name.sql}")
+        self.execute(f"ALTER TABLE {rebuilt.sql} RENAME TO {quote(name.name)}")
 
     def create_table(self, name: TableName, schema: pa.Schema) -> None:
         self._create(name.sql, schema)

@@ -20,6 +20,8 @@ from sluice.urls import connection_scheme
 
 WriteMode = Literal["append", "replace", "merge"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
+SchemaEvolution = Literal["strict", "widen"]
+SCHEMA_EVOLUTIONS: tuple[str, ...] = ("strict", "widen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,14 @@ class DestinationSpec(Settings):
         "replace"
     )
     key: Annotated[tuple[str, ...], Meta(description="merge: the columns that identify a row.")] = ()
+    schema_evolution: Annotated[
+        SchemaEvolution,
+        Meta(
+            description="When a column's type in the data no longer fits the existing table: strict (fail naming the "
+            "table, column and both types) or widen (alter the column to a type that holds both, e.g. bigint to double "
+            "precision or numeric). New columns are added as nullable columns either way; see docs/destinations.md."
+        ),
+    ] = "strict"
 
     def __post_init__(self) -> None:
         if self.mode == "merge" and not self.key:
