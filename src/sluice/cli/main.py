@@ -100,7 +100,8 @@ def validate(path: str) -> None:
         sys.exit(USER_ERROR)
     per_stage = {name: sum(1 for o in project.objects.values() if o.stage == name) for name in project.stage_names}
     stages = ", ".join(f"{name} {count}" for name, count in per_stage.items())
-    click.echo(f"ok: {project.source_file} defines {len(project.objects)} objects ({stages}); no problems found")
+    left_out = f"; {len(project.left_out)} left out (inactive, see 'sluice plan')" if project.left_out else ""
+    click.echo(f"ok: {project.source_file} defines {len(project.objects)} objects ({stages}){left_out}; no problems found")
 
 
 @cli.command()
@@ -132,13 +133,13 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         }
         for oid in the_plan.order
     ]
+    left_out = [
+        {"id": oid, "name": item.object.name, "stage": item.object.stage, "reason": item.reason}
+        for oid, item in sorted(project.left_out.items())
+    ]
     if as_json:
-        click.echo(
-            json.dumps(
-                {"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)},
-                indent=2,
-            )
-        )
+        summary = {"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)}
+        click.echo(json.dumps({**summary, "left_out": left_out}, indent=2))
         return
     from rich.table import Table
 
@@ -155,6 +156,10 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh; "
         f"not planned: {len(project.objects) - len(rows)} objects no target needs"
     )
+    if left_out:
+        click.echo(f"left out of every plan: {len(left_out)} objects")
+        for item in left_out:
+            click.echo(f"  {item['id']} {item['name']} ({item['stage']}): {item['reason']}")
 
 
 @cli.command()

@@ -270,6 +270,7 @@ class ObjectViews:
             **brief,
             "last_status": None if latest is None else latest[1],
             "definition": self.project.objects[object_id].definition(),
+            "metadata": dict(self.project.objects[object_id].metadata),
             "last_state": last_state,
             "last_output": last_output,
         }
