@@ -119,6 +119,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def drive_server(url: str, curve: Curve, until: float) -> None:
     """Back-to-back forced runs through POST /orchestrate, each waited for with GET /runs/{id}."""
+    try:
+        _drive_server(url, curve, until)
+    except Exception as exc:  # the server broke: the curve says so
+        curve.errors.append(f"driving the server failed after {curve.runs} runs: {exc!r}")
+
+
+def _drive_server(url: str, curve: Curve, until: float) -> None:
     with httpx.Client(base_url=url, timeout=30) as client:
         while time.monotonic() < until:
             answer = client.post("/orchestrate", json={"force": True})
@@ -127,9 +134,10 @@ def drive_server(url: str, curve: Curve, until: float) -> None:
                 continue
             answer.raise_for_status()
             run_id = answer.json()["run_id"]
-            while time.monotonic() < until + 30:
-                if client.get(f"/runs/{run_id}").json()["status"] != "running":
-                    break
+            while client.get(f"/runs/{run_id}").json()["status"] == "running":
+                if time.monotonic() > until + 30:
+                    curve.errors.append(f"run {run_id} (run {curve.runs + 1}) did not finish")
+                    return
                 time.sleep(0.005)
             curve.runs += 1
 
