@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from helpers import loaded_count, seed_project, summary_json, wait_for
 
 SLUICE = [sys.executable, "-m", "sluice"]
+FIELD = Path(__file__).resolve().parents[2] / "examples" / "seed-002-field" / "Objets.json"
 
 
 def sluice(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -147,3 +149,33 @@ def test_interrupt_cancels_the_run_cleanly(tmp_path: Path) -> None:
     reasons = {o["reason"] for o in summary["objects"].values() if o["status"] == "skipped"}
     assert reasons == {"run cancelled"}
     assert "cancelling the run" in err
+
+
+def field_project(tmp_path: Path) -> Path:
+    """A copy of examples/seed-002-field (strings as parents, names repeated per stage, Zone, EtatObjet)."""
+    target = tmp_path / "field"
+    target.mkdir()
+    shutil.copy(FIELD, target / "Objets.json")
+    return target
+
+
+def test_field_objets_json_validates_plans_and_runs(tmp_path: Path) -> None:
+    path = field_project(tmp_path)
+    result = sluice("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "21 objects" in result.stdout and "2 left out" in result.stdout
+    result = sluice("plan", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "1007 LegacyLoyalty (ingest): EtatObjet is 'Inactif', not active" in result.stdout
+    assert "2009 LoyaltyPoints (standardize): parent 1007 (LegacyLoyalty) is left out" in result.stdout
+    plan = json.loads(sluice("plan", str(path), "--json").stdout)
+    assert {o["id"] for o in plan["left_out"]} == {1007, 2009}
+    assert not {1007, 2009} & {o["id"] for o in plan["objects"]}
+    result = sluice("plan", str(path), "--target", "2009")
+    assert result.returncode == 2 and "target object 2009 (LoyaltyPoints) is left out of every plan" in result.stderr
+    result = sluice("run", str(path), "--json", "--simulate", "--delay-scale", "0")
+    assert result.returncode == 0, result.stderr
+    summary = summary_json(result.stdout)
+    assert summary["status"] == "succeeded"
+    assert {s["status"] for s in summary["objects"].values()} == {"loaded"}
+    assert len(summary["objects"]) == 21 and "1007" not in summary["objects"]

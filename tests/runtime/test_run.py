@@ -11,7 +11,7 @@ from helpers import check_ordering, events_of, load, rewrite_keeping_size_and_mt
 from sluice import events as ev
 from sluice.lake.local import LocalLake
 from sluice.project.model import Project
-from sluice.runtime.run import RunOptions, run_project
+from sluice.runtime.run import ACTIVITY_ENTRY_BYTES, RunActivity, RunOptions, open_backends, run_project
 from sluice.state.base import ObjectState
 
 
@@ -336,3 +336,14 @@ objects:
 
     with duckdb.connect(str(folder / "dw.duckdb")) as db:
         assert db.execute("SELECT id, amount FROM amounts ORDER BY id").fetchall() == [(1, 10.75), (2, 30.5)]
+
+
+def test_run_activity_remembers_recent_runs_within_its_byte_limit(tmp_path: Path) -> None:
+    project = load(seed_project(tmp_path))
+    run_project(project, RunOptions(simulate=True, delay_scale=0.0))
+    with open_backends(project) as backends:
+        activity = RunActivity(backends.state, cache_bytes=10 * ACTIVITY_ENTRY_BYTES)
+        for index in range(200):
+            assert activity(f"gone-{index}") is True  # an unknown run counts as going (the store will say)
+            assert activity.cached_bytes <= 10 * ACTIVITY_ENTRY_BYTES
+        assert activity.cached_bytes == 10 * ACTIVITY_ENTRY_BYTES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from sluice.runtime.summary import RunOptions
 from sluice.server import models
 from sluice.server.app import STATIC
 from sluice.server.services import ServerSettings
+
+FIELD = Path(__file__).resolve().parents[2] / "examples" / "seed-002-field" / "Objets.json"
 
 
 def test_a_run_from_orchestrate_to_detail(server: LiveServer, seed: Project) -> None:
@@ -170,6 +173,22 @@ def test_objects_and_an_object_with_its_sample(tmp_path: Path) -> None:
         assert first[5] is None  # NaN has no JSON form
         small = client.get("/objects/2001").json()["last_output"]["sample"]
         assert small == {"columns": ["id", "amount"], "rows": [[1, "0.25"], [2, "1.25"], [3, "2.25"]]}
+
+
+def test_an_object_detail_carries_its_objets_json_metadata(tmp_path: Path) -> None:
+    folder = tmp_path / "field"
+    folder.mkdir()
+    shutil.copy(FIELD, folder / "Objets.json")
+    with LiveServer(load(folder / "Objets.json")) as server, server.client() as client:
+        detail = client.get("/objects/1001").json()
+        models.ObjectDetail.model_validate(detail)
+        assert detail["name"] == "Customers" and detail["stage"] == "ingest"
+        metadata = detail["metadata"]
+        assert metadata["URL"] == "https://crm.example.com/api/v2/customers"
+        assert metadata["TypeAuthentification"] == "OAuth2"
+        assert metadata["Fréquence"] == "Quotidienne" and metadata["AppendMode"] is False
+        assert metadata["DataLakeRootFolder"] == "/lake/raw/crm" and metadata["Zone"] == "1-Raw"
+        assert client.get("/objects/2009").status_code == 404  # left out (its parent 1007 is inactive)
 
 
 def test_runs_of_other_projects_in_a_shared_state_store_are_not_shown(tmp_path: Path, seed: Project) -> None:

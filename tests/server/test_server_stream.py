@@ -15,7 +15,7 @@ from sluice import events as ev
 from sluice.bus.base import Message
 from sluice.project.model import Project
 from sluice.server.services import ServerSettings
-from sluice.server.stream import Batch, EventFilter, Subscriber, to_frame
+from sluice.server.stream import Batch, EventFilter, Subscriber, frame_size, to_frame
 
 
 def logged(project: Project, run_id: str) -> list[tuple[int, str]]:
@@ -184,3 +184,35 @@ def test_connect_disconnect_cycles_leave_no_task_subscriber_or_memory_behind(ser
     assert server.subscriber_count() == 0
     assert server.task_count() <= tasks
     assert growth < 2_000_000, f"memory grew by {growth} bytes over 1,000 connections"
+
+
+def test_memory_kept_across_many_runs_stays_under_its_byte_limits(seed: Project) -> None:
+    """A long-lived server: the SSE ring, the cached run views and the SQLite connections stay bounded."""
+    limits = ServerSettings(simulate=True, delay_scale=0.0, ring_bytes=40_000, view_cache_bytes=48_000)
+    with LiveServer(seed, limits) as server, server.client() as client:
+        runs = []
+        for _ in range(40):
+            run_id = server.wait_run(client, server.start_run(client, force=True))["run_id"]
+            runs.append(run_id)
+            assert client.get("/runs").status_code == 200  # caches every recent run's statuses
+        hub, views = server.services.hub, server.services.run_views
+        assert 0 < hub.ring.bytes <= 40_000
+        assert sum(frame_size(frame) for frame in hub.ring) == hub.ring.bytes
+        assert 0 < len(hub.ring) < len(logged(seed, runs[-1])) * len(runs) // 10  # older events are left to the bus
+        assert 0 < views.cached_bytes <= 48_000
+        backends = server.services.backends
+        bus_file, state_file = backends.bus.db, backends.state.db  # type: ignore[attr-defined]
+        threads = threading.active_count()
+        assert bus_file.open_connections <= threads and state_file.open_connections <= threads
+        # An old run is still answered (from the state store), and the stream replays it from the bus.
+        assert client.get(f"/runs/{runs[0]}").json()["status"] == "succeeded"
+
+
+def test_a_client_too_many_bytes_behind_is_disconnected_too() -> None:
+    frames = [f for f in (to_frame(frame(i)) for i in range(1, 11)) if f is not None]
+    subscriber = Subscriber(EventFilter(), after=-1, max_backlog=1000, max_backlog_bytes=sum(len(f.data) for f in frames[:5]))
+    subscriber.push(Batch(frames[:5], 6))
+    assert subscriber.closing is None
+    subscriber.push(Batch(frames[5:], 11))
+    assert subscriber.closing is not None and b"bytes behind" in subscriber.closing
+    assert subscriber.take() == (b"", 0)

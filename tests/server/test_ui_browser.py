@@ -231,6 +231,9 @@ def test_a_run_started_from_the_button_ends_with_the_counts_of_the_api(page: tup
     assert tab.get_by_test_id("object-error").inner_text() == failed["error"]
     assert str(FAILING) in failed["error"]
     tab.get_by_text("No output yet.").wait_for()  # 2005 never loaded; the panel has read /objects/2005
+    # The definition's other fields (here Objets.json's NomObjet) are listed as they are written.
+    metadata = tab.get_by_test_id("object-metadata")
+    assert metadata.locator('dd[data-key="NomObjet"]').inner_text() == "paiements_standard"
     tab.mouse.move(1, 1)  # no tooltip in the picture
     tab.evaluate("window.sluiceUI.nextFrame()")
     tab.screenshot(path=str(ARTIFACTS / "ui-object-panel.png"))

@@ -99,7 +99,8 @@ def validate(path: str) -> None:
         sys.exit(USER_ERROR)
     per_stage = {name: sum(1 for o in project.objects.values() if o.stage == name) for name in project.stage_names}
     stages = ", ".join(f"{name} {count}" for name, count in per_stage.items())
-    click.echo(f"ok: {project.source_file} defines {len(project.objects)} objects ({stages}); no problems found")
+    left_out = f"; {len(project.left_out)} left out (inactive, see 'sluice plan')" if project.left_out else ""
+    click.echo(f"ok: {project.source_file} defines {len(project.objects)} objects ({stages}){left_out}; no problems found")
 
 
 @cli.command()
@@ -131,13 +132,13 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         }
         for oid in the_plan.order
     ]
+    left_out = [
+        {"id": oid, "name": item.object.name, "stage": item.object.stage, "reason": item.reason}
+        for oid, item in sorted(project.left_out.items())
+    ]
     if as_json:
-        click.echo(
-            json.dumps(
-                {"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)},
-                indent=2,
-            )
-        )
+        summary = {"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)}
+        click.echo(json.dumps({**summary, "left_out": left_out}, indent=2))
         return
     from rich.table import Table
 
@@ -153,12 +154,16 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
 
     make_console().print(table)
     click.echo(f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh")
-    left_out = sorted(set(project.objects) - set(the_plan.order))
+    unplanned = sorted(set(project.objects) - set(the_plan.order))
+    if unplanned:
+        shown = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in unplanned[:10])
+        more = f" and {len(unplanned) - 10} more" if len(unplanned) > 10 else ""
+        them = "it" if len(unplanned) == 1 else "them"
+        click.echo(f"not planned: {shown}{more}: no target needs {them} (plan one with --target {unplanned[0]})")
     if left_out:
-        shown = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in left_out[:10])
-        more = f" and {len(left_out) - 10} more" if len(left_out) > 10 else ""
-        them = "it" if len(left_out) == 1 else "them"
-        click.echo(f"not planned: {shown}{more}: no target needs {them} (plan one with --target {left_out[0]})")
+        click.echo(f"left out of every plan: {len(left_out)} objects")
+        for item in left_out:
+            click.echo(f"  {item['id']} {item['name']} ({item['stage']}): {item['reason']}")
 
 
 @cli.command()

@@ -49,6 +49,13 @@ def default_targets(project: Project) -> list[int]:
 
 
 def check_targets(project: Project, targets: Sequence[int]) -> None:
+    for target in targets:
+        left_out = project.left_out.get(target)
+        if left_out is not None:
+            raise ConfigError(
+                f"target object {target} ({left_out.object.name}) is left out of every plan: {left_out.reason}; "
+                "make it active (EtatObjet: actif) or choose another target"
+            )
     unknown = [target for target in targets if target not in project.objects]
     if unknown:
         ids = ", ".join(str(t) for t in unknown)

@@ -224,8 +224,20 @@ class RetrySpec(Settings):
 
 
 @dataclass(frozen=True, slots=True)
+class LeftOut:
+    """An object the definition file lists but no plan includes: inactive (``EtatObjet``), or a child of one."""
+
+    object: ObjectSpec
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Project:
-    """A loaded project. ``root`` is the folder the definition file lives in."""
+    """A loaded project. ``root`` is the folder the definition file lives in.
+
+    ``objects`` are the objects runs may plan; ``left_out`` those the file defines but leaves out of
+    every plan (an ``Objets.json`` object whose ``EtatObjet`` is not active, and its descendants).
+    """
 
     name: str
     root: Path
@@ -238,6 +250,7 @@ class Project:
     state_url: str = ""
     lake: LakeSpec = LakeSpec()
     lease_s: float = 30.0
+    left_out: Mapping[int, LeftOut] = field(default_factory=dict)
 
     @property
     def work_dir(self) -> Path:
@@ -274,3 +287,29 @@ def stage_for_id(object_id: int, stages: tuple[StageSpec, ...]) -> StageSpec | N
         if stage.matches(object_id):
             return stage
     return None
+
+
+def parent_keys(project: Project, obj: ObjectSpec) -> dict[int, str]:
+    """The key of each of ``obj``'s parents in its inputs (``ObjectReady.inputs``): parent id -> key.
+
+    A parent's key is its name, or ``<layer>.<name>`` when another parent of ``obj`` has the same name
+    (names are unique within a stage, not across stages: ``customers`` raw and ``customers`` cleaned).
+    """
+    objects = project.objects
+    names = [objects[p].name for p in obj.parents if p in objects]
+    keys: dict[int, str] = {}
+    for parent_id in obj.parents:
+        parent = objects.get(parent_id)
+        if parent is None:
+            continue
+        clash = names.count(parent.name) > 1
+        keys[parent_id] = f"{layer_of(project, parent)}.{parent.name}" if clash else parent.name
+    return keys
+
+
+def layer_of(project: Project, obj: ObjectSpec) -> str:
+    """The lake layer ``obj`` writes to (its stage's), or its stage's name for an unknown stage."""
+    for stage in project.stages:
+        if stage.name == obj.stage:
+            return stage.layer
+    return obj.stage

@@ -13,7 +13,7 @@ from sqlglot.errors import ParseError
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
 from sluice.project.checks import missing_file, sql_tables, syntax_error
-from sluice.project.model import ObjectSpec, Project
+from sluice.project.model import ObjectSpec, Project, layer_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -40,12 +40,12 @@ def validate_project(project: Project) -> list[ConfigError]:
         problems.append(
             ConfigError(f"dependency cycle: {path}; remove one of these parent links", first.origin.file, first.origin.line)
         )
-    names: dict[str, ObjectSpec] = {}
+    names: dict[tuple[str, str], ObjectSpec] = {}
     for obj in project.objects.values():
         problems.extend(_object_problems(project, obj))
-        other = names.setdefault(obj.name, obj)
+        other = names.setdefault((layer_of(project, obj), obj.name), obj)
         if other is not obj:
-            problems.append(_problem(obj, f"name '{obj.name}' is also used by object {other.id}; names must be unique"))
+            problems.append(_problem(obj, _name_clash(project, obj, other)))
     problems.extend(destination_clashes(project))
     return problems
 
@@ -76,6 +76,14 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
                     )
                 )
     return problems
+
+
+def _name_clash(project: Project, obj: ObjectSpec, other: ObjectSpec) -> str:
+    """Two objects of one stage (or of two stages writing one lake layer) share a name."""
+    where = f"in stage {obj.stage}"
+    if other.stage != obj.stage:
+        where = f"in stage {other.stage}, which writes the same lake layer '{layer_of(project, obj)}'"
+    return f"name '{obj.name}' is also used by object {other.id} {where}; names must be unique within a stage, rename one"
 
 
 def destination_clashes(project: Project) -> list[ConfigError]:

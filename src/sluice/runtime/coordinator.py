@@ -31,7 +31,7 @@ from sluice.connectors.base import SourceContext
 from sluice.errors import RunNotFound, SluiceError
 from sluice.lake.base import Lake
 from sluice.observability import metrics
-from sluice.project.model import Project
+from sluice.project.model import Project, parent_keys
 from sluice.runtime.planning import Fingerprints, plan_run
 from sluice.runtime.run_state import Decision, Ready, Retry, RunState, Skip
 from sluice.runtime.saving import StateWriter
@@ -306,8 +306,7 @@ class Coordinator:
         """The ``ObjectReady`` for a decision: parents' lake locations, and ``--simulate`` / ``--fail`` fields."""
         obj = self.project.objects[ready.object_id]
         states = self.states
-        objects = self.project.objects
-        inputs = {objects[p].name: states[p].location for p in obj.parents}
+        inputs = {key: states[p].location for p, key in parent_keys(self.project, obj).items()}
         delay = self._delays[obj.stage] if self.options.simulate and obj.kind == "noop" else 0.0
         return ev.ObjectReady(
             run_id=self.run_id,

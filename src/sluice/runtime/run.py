@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sluice import events as ev
+from sluice.bounded import ByteLru
 from sluice.bus.base import Bus
 from sluice.bus.registry import open_bus
 from sluice.lake.base import Lake
@@ -63,28 +64,36 @@ def open_backends(project: Project, bus_url: str | None = None, state_url: str |
         backends.close()
 
 
-class RunActivity:
-    """Answers "is this run still going?" for workers, asking the state store at most once a second per run."""
+ACTIVITY_ENTRY_BYTES = 250  # a cached answer: the run id, a tuple, a float, the dict slot
+ACTIVITY_CACHE_BYTES = 1024 * 1024  # about 4,000 runs: a long-lived worker forgets the oldest
 
-    def __init__(self, state: StateStore, ttl_s: float = 1.0) -> None:
+
+class RunActivity:
+    """Answers "is this run still going?" for workers, asking the state store at most once a second per run.
+
+    The answers are kept for the most recent runs, up to ``cache_bytes``; a forgotten run is asked again.
+    """
+
+    def __init__(self, state: StateStore, ttl_s: float = 1.0, cache_bytes: int = ACTIVITY_CACHE_BYTES) -> None:
         self.state = state
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[bool, float]] = {}
-        self._lock = threading.Lock()
+        self._cache: ByteLru[str, tuple[bool, float]] = ByteLru(cache_bytes, lambda _: ACTIVITY_ENTRY_BYTES)
 
     def __call__(self, run_id: str) -> bool:
         now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(run_id)
-            if cached is not None and (not cached[0] or now - cached[1] < self.ttl_s):
-                return cached[0]
+        cached = self._cache.get(run_id)
+        if cached is not None and (not cached[0] or now - cached[1] < self.ttl_s):
+            return cached[0]
         try:
             active = self.state.get_run(run_id).status == "running"
         except Exception:
             active = True
-        with self._lock:
-            self._cache[run_id] = (active, now)
+        self._cache.put(run_id, (active, now))
         return active
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cache.bytes
 
     def settled(self, ready: ev.ObjectReady) -> str:
         """Why ``ready`` needs no work any more, or "" when it does: its run is over, or the object's outcome

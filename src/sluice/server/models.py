@@ -128,6 +128,9 @@ class LastOutput(BaseModel):
 
 class ObjectDetail(ObjectBrief):
     definition: dict[str, Any]
+    metadata: dict[str, Any] = Field(
+        description="The definition's other fields, kept as they are (Objets.json: URL, Format, Zone, EtatObjet...)."
+    )
     last_state: ObjectRunInRun | None
     last_output: LastOutput | None
 

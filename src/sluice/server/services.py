@@ -40,8 +40,11 @@ class ServerSettings:
     workers: bool = True  # in-process stage workers (False: 'sluice worker' processes do the work)
     resume: bool = True  # resume the project's unfinished run on start
     keepalive_s: float = 15.0
-    ring_size: int = 50_000
-    max_backlog: int = 100_000
+    ring_size: int = 50_000  # SSE replay ring: at most this many frames...
+    ring_bytes: int = 16 * 1024 * 1024  # ...and this many bytes
+    max_backlog: int = 100_000  # a client further behind (frames or bytes) is disconnected
+    max_backlog_bytes: int = 64 * 1024 * 1024
+    view_cache_bytes: int = 32 * 1024 * 1024  # finished runs' encoded details and statuses (GET /runs...)
     lag_interval_s: float = 2.0
 
     def run_options(self) -> RunOptions:
@@ -100,9 +103,15 @@ class Services:
             if settings.workers:
                 self._workers = start_workers(self.project, backends)
             runs = self._runs = RunManager(self.project, backends, settings.run_options())
-            self._run_views = RunViews(self.project, backends.state, runs)
+            self._run_views = RunViews(self.project, backends.state, runs, cache_bytes=settings.view_cache_bytes)
             self._object_views = ObjectViews(self.project, backends.state, backends.lake, self._run_views)
-            self._hub = EventHub(backends.bus, ring_size=settings.ring_size, max_backlog=settings.max_backlog)
+            self._hub = EventHub(
+                backends.bus,
+                ring_size=settings.ring_size,
+                ring_bytes=settings.ring_bytes,
+                max_backlog=settings.max_backlog,
+                max_backlog_bytes=settings.max_backlog_bytes,
+            )
             self._lag = LagSampler(
                 backends.bus,
                 list(self.project.stage_names),

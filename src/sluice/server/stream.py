@@ -7,10 +7,11 @@
 * A client's generator writes everything waiting in one chunk per wake-up: with hundreds of clients and
   thousands of events a second, one write per event per client would be far too slow. Unfiltered
   clients share the joined bytes of a batch; clients with the same filter share the filtered bytes.
-* The last ``ring_size`` frames stay in memory for clients that reconnect with ``Last-Event-ID``; older
-  events are replayed from the bus. Either way each event after that id is sent once.
-* A client more than ``max_backlog`` frames behind is disconnected with a final comment instead of
-  growing the server's memory; it may reconnect with its last id.
+* The newest frames, up to ``ring_bytes`` (16 MiB, about 25,000 seed-002 events; at most ``ring_size`` frames),
+  stay in memory for clients that reconnect with ``Last-Event-ID``; older events are replayed from the
+  bus. Either way each event after that id is sent once.
+* A client more than ``max_backlog`` frames or ``max_backlog_bytes`` behind is disconnected with a final
+  comment instead of growing the server's memory; it may reconnect with its last id.
 
 Everything but the hub thread and the bus replay runs on the event loop, so the hub's state needs no lock.
 """
@@ -22,13 +23,13 @@ import bisect
 import itertools
 import logging
 import threading
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio.to_thread
 import msgspec
 
+from sluice.bounded import ByteRing
 from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.observability import metrics
@@ -39,6 +40,14 @@ KEEPALIVE = b": keep-alive\n\n"
 HELLO = b"retry: 1000\n: connected\n\n"
 SHUTTING_DOWN = b": the server is shutting down; reconnect with Last-Event-ID to resume\n\n"
 READ_BATCH = 2000
+FRAME_OVERHEAD = 360  # bytes a Frame costs besides its data (measured): the object, its offset, type and run id, the ring entry
+RING_BYTES = 16 * 1024 * 1024
+BACKLOG_BYTES = 64 * 1024 * 1024
+
+
+def frame_size(frame: Frame) -> int:
+    """What keeping ``frame`` in memory costs, in bytes (its data plus the objects around it)."""
+    return len(frame.data) + FRAME_OVERHEAD
 
 
 class _Head(msgspec.Struct):
@@ -129,11 +138,15 @@ class Subscriber:
 
     _ids = itertools.count(1)
 
-    def __init__(self, wanted: EventFilter, after: int, max_backlog: int, keepalive_s: float = 15.0) -> None:
+    def __init__(
+        self, wanted: EventFilter, after: int, max_backlog: int, keepalive_s: float = 15.0, max_backlog_bytes: int = BACKLOG_BYTES
+    ) -> None:
         self.id = next(self._ids)
         self.wanted = wanted
         self.after = after
         self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
+        self.backlog_bytes = 0
         self.keepalive_s = keepalive_s
         self.chunks: list[bytes] = []
         self.frames = 0
@@ -152,12 +165,14 @@ class Subscriber:
             return
         self.chunks.append(chunk)
         self.frames += count
-        if self.frames > self.max_backlog:
+        self.backlog_bytes += len(chunk)
+        if self.frames > self.max_backlog or self.backlog_bytes > self.max_backlog_bytes:
+            behind = b"%d events" % self.max_backlog if self.frames > self.max_backlog else b"%d bytes" % self.max_backlog_bytes
             self.chunks.clear()
             self.frames = 0
+            self.backlog_bytes = 0
             self.close(
-                b": disconnected: this client fell more than %d events behind; reconnect with Last-Event-ID to resume\n\n"
-                % self.max_backlog
+                b": disconnected: this client fell more than %s behind; reconnect with Last-Event-ID to resume\n\n" % behind
             )
             return
         self.wakeup.set()
@@ -170,6 +185,7 @@ class Subscriber:
         count = self.frames
         self.chunks = []
         self.frames = 0
+        self.backlog_bytes = 0
         return chunk, count
 
     def close(self, final_comment: bytes) -> None:
@@ -213,7 +229,9 @@ class EventHub:
         bus: Bus,
         *,
         ring_size: int = 50_000,
+        ring_bytes: int = RING_BYTES,
         max_backlog: int = 100_000,
+        max_backlog_bytes: int = BACKLOG_BYTES,
         poll_interval_s: float = 0.015,
         max_interval_s: float = 0.05,
         per_client_s: float = 0.0001,
@@ -221,11 +239,12 @@ class EventHub:
     ) -> None:
         self.bus = bus
         self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
         self.poll_interval_s = poll_interval_s
         self.max_interval_s = max_interval_s
         self.per_client_s = per_client_s
         self.read_batch = read_batch
-        self.ring: deque[Frame] = deque(maxlen=ring_size)
+        self.ring: ByteRing[Frame] = ByteRing(ring_bytes, frame_size, max_items=ring_size)
         self.subscribers: dict[int, Subscriber] = {}
         self.next_offset = 0  # every event before it has been delivered to subscribers (or was before the hub)
         self.closed = False
@@ -271,7 +290,7 @@ class EventHub:
 
         The caller has replayed from the bus every event up to ``covered_from``.
         """
-        subscriber = Subscriber(wanted, -1 if after is None else after, self.max_backlog, keepalive_s)
+        subscriber = Subscriber(wanted, -1 if after is None else after, self.max_backlog, keepalive_s, self.max_backlog_bytes)
         subscriber.start_keepalive(asyncio.get_running_loop())
         if self.closed:
             subscriber.close(SHUTTING_DOWN)

@@ -2,8 +2,9 @@
 coordinator's in-memory states.
 
 ``GET /runs/{id}`` must stay fast for big runs under many clients, so its encoded body is cached: a
-finished run's for good (it cannot change), the active run's for ``active_ttl_s`` (0.1 s) while it
-changes. One request at a time rebuilds it; the others meanwhile get the previous copy.
+finished run's until the cache is full (it cannot change), the active run's for ``active_ttl_s`` (0.1 s)
+while it changes. One request at a time rebuilds it; the others meanwhile get the previous copy.
+Finished runs' details and statuses share ``cache_bytes`` (32 MiB): the least recently used go first.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import dataclasses
 import gzip
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from sluice.bounded import ByteLru
 from sluice.graph.plan import project_graph
 from sluice.lake.base import Lake
 from sluice.project.model import Project
@@ -92,6 +93,16 @@ class JsonBody:
         return self._gzipped
 
 
+def body_size(body: JsonBody) -> int:
+    """What a cached detail costs: its JSON, room for its gzip form (about a tenth), and the objects."""
+    return len(body.plain) + len(body.plain) // 8 + 200
+
+
+def statuses_size(statuses: dict[int, str]) -> int:
+    """What a cached id -> status mapping costs: about 100 bytes an entry (dict slot, int, shared str)."""
+    return 100 * len(statuses) + 250
+
+
 @dataclass(slots=True)
 class _Built:
     body: JsonBody
@@ -103,18 +114,23 @@ class RunViews:
     """Run summaries and details, with the caches that keep them cheap."""
 
     def __init__(
-        self, project: Project, state: StateStore, runs: RunManager, *, active_ttl_s: float = 0.1, cached_runs: int = 16
+        self,
+        project: Project,
+        state: StateStore,
+        runs: RunManager,
+        *,
+        active_ttl_s: float = 0.1,
+        cache_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.project = project
         self.state = state
         self.runs = runs
         self.active_ttl_s = active_ttl_s
-        self.cached_runs = cached_runs
         self._names = {oid: obj.name for oid, obj in project.objects.items()}
-        self._details: OrderedDict[str, JsonBody] = OrderedDict()  # finished runs
-        self._statuses: OrderedDict[str, dict[int, str]] = OrderedDict()  # finished runs
+        # Finished runs (they cannot change): three quarters of the budget for details, a quarter for statuses.
+        self._details: ByteLru[str, JsonBody] = ByteLru(cache_bytes - cache_bytes // 4, body_size)
+        self._statuses: ByteLru[str, dict[int, str]] = ByteLru(cache_bytes // 4, statuses_size)
         self._active: tuple[str, _Built] | None = None
-        self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._refreshing = False  # a build of the active run's detail is under way
 
@@ -157,10 +173,7 @@ class RunViews:
             record = find_run(self.state, self.project.name, run_id)
             body = JsonBody(self._encode_detail(record, list(self.state.object_states(run_id).values())))
             if record.status != "running":
-                with self._lock:
-                    self._details[run_id] = body
-                    while len(self._details) > self.cached_runs:
-                        self._details.popitem(last=False)
+                self._details.put(run_id, body)
             return body
 
     def _encode_detail(self, record: RunRecord, states: list[ObjectState]) -> bytes:
@@ -185,17 +198,18 @@ class RunViews:
         active = self.runs.active
         if active is not None and active.run_id == record.run_id:
             return {oid: s.status for oid, s in list(active.coordinator.states.items())}
-        with self._lock:
-            cached = self._statuses.get(record.run_id)
+        cached = self._statuses.get(record.run_id)
         if cached is not None:
             return cached
         statuses = {oid: s.status for oid, s in self.state.object_states(record.run_id).items()}
         if record.status != "running":
-            with self._lock:
-                self._statuses[record.run_id] = statuses
-                while len(self._statuses) > 4 * self.cached_runs:
-                    self._statuses.popitem(last=False)
+            self._statuses.put(record.run_id, statuses)
         return statuses
+
+    @property
+    def cached_bytes(self) -> int:
+        """What the finished runs' details and statuses cached take, in bytes (at most ``cache_bytes``)."""
+        return self._details.bytes + self._statuses.bytes
 
     def latest(self) -> dict[int, tuple[str, str]]:
         """Object id -> (run id, status) in the most recent run that planned it (of the last 20 runs)."""
@@ -271,6 +285,7 @@ class ObjectViews:
             **brief,
             "last_status": None if latest is None else latest[1],
             "definition": self.project.objects[object_id].definition(),
+            "metadata": dict(self.project.objects[object_id].metadata),
             "last_state": last_state,
             "last_output": last_output,
         }

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from sluice.lake.base import Lake
 from sluice.plugins import registry
-from sluice.project.model import ObjectSpec, Project
+from sluice.project.model import ObjectSpec, Project, layer_of, parent_keys
 
 
 class Engine(ABC):
@@ -41,7 +41,7 @@ class DuckdbSqlEngine(Engine):
         from sluice.transforms.sql import run_sql
 
         assert obj.sql is not None
-        paths = {name: self.lake.parquet_path(location) for name, location in inputs.items()}
+        paths = {name: self.lake.parquet_path(location) for name, location in sql_tables(self.project, obj, inputs).items()}
         return run_sql(obj.sql, paths, object_label=object_label)
 
 
@@ -52,7 +52,8 @@ class PythonEngine(Engine):
         from sluice.transforms.python import run_python
 
         assert obj.python is not None
-        tables = {name: self.lake.read(location).read_all() for name, location in inputs.items()}
+        arguments = python_arguments(self.project, obj, inputs)
+        tables = {name: self.lake.read(location).read_all() for name, location in arguments.items()}
         return run_python(obj.python, self.project.root, tables, object_label=object_label).to_reader()
 
     def input_fingerprint(self, obj: ObjectSpec) -> str | None:
@@ -61,6 +62,32 @@ class PythonEngine(Engine):
 
         assert obj.python is not None
         return input_fingerprint(obj.python, self.project.root)
+
+
+def sql_tables(project: Project, obj: ObjectSpec, inputs: Mapping[str, str]) -> dict[str, str]:
+    """The tables ``obj``'s SQL sees: table name -> lake location, for each parent in ``inputs``.
+
+    Each parent is ``<layer>.<name>`` and ``<stage>.<name>`` (a DuckDB schema per layer and per stage),
+    and also plain ``<name>`` when no other parent of ``obj`` has that name. A qualified name two
+    parents would share is left out (it names neither).
+    """
+    found: dict[str, set[str]] = {}
+    for parent_id, key in parent_keys(project, obj).items():
+        location = inputs.get(key)
+        if location is None:
+            continue
+        parent = project.objects[parent_id]
+        for name in (parent.name, f"{layer_of(project, parent)}.{parent.name}", f"{parent.stage}.{parent.name}"):
+            found.setdefault(name, set()).add(location)
+    return {name: next(iter(locations)) for name, locations in found.items() if len(locations) == 1}
+
+
+def python_arguments(project: Project, obj: ObjectSpec, inputs: Mapping[str, str]) -> dict[str, str]:
+    """The keyword arguments ``obj``'s function gets: argument -> lake location, for each parent in ``inputs``.
+
+    A parent is its name, or ``<layer>_<name>`` (``raw_customers``) when another parent has the same name.
+    """
+    return {key.replace(".", "_"): inputs[key] for key in parent_keys(project, obj).values() if key in inputs}
 
 
 def open_engine(name: str, project: Project, lake: Lake) -> Engine:

@@ -2,8 +2,9 @@
 
 ``python: transforms.scoring:score`` in a definition imports ``transforms/scoring.py`` (or
 ``transforms.scoring`` wherever it is importable) and calls ``score(users=..., orders=...)``, one keyword
-per parent. The function returns a ``pyarrow.Table`` (a RecordBatchReader, a RecordBatch, a list of dicts,
-a pandas DataFrame or anything with ``__arrow_c_stream__`` also works).
+per parent, named after it; two parents of different stages that share a name are ``<layer>_<name>``
+(``raw_customers``, ``cleaned_customers``). The function returns a ``pyarrow.Table`` (a RecordBatchReader,
+a RecordBatch, a list of dicts, a pandas DataFrame or anything with ``__arrow_c_stream__`` also works).
 
 >>> def double(users):                      # in <project>/transforms.py
 ...     return users.append_column("twice", pyarrow.compute.multiply(users["id"], 2))

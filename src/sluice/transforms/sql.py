@@ -1,7 +1,9 @@
 """SQL transforms: run an object's SQL in DuckDB over its parents' Parquet outputs, streaming the result.
 
 Each parent is a view named after it, so ``SELECT country, count(*) FROM users GROUP BY 1`` reads the
-``users`` parent straight from the lake.
+``users`` parent straight from the lake. A dotted name (``raw.customers``) is a view in a schema of that
+name, so parents of different stages that share a name can be told apart
+(:func:`sluice.transforms.engines.sql_tables`).
 
 >>> inputs = {"users": "lake/raw/users.parquet"}
 >>> reader = run_sql("SELECT count(*) AS n FROM users", inputs, object_label="3001 stats")  # doctest: +SKIP
@@ -35,7 +37,9 @@ def quote_literal(text: str) -> str:
 
 
 def run_sql(sql: str, inputs: Mapping[str, str], *, object_label: str) -> pa.RecordBatchReader:
-    """Run ``sql`` with one view per input (parent name -> Parquet path) and stream the result.
+    """Run ``sql`` with one view per input (table name -> Parquet path) and stream the result.
+
+    A name ``schema.table`` creates the view ``table`` in the schema ``schema``.
 
     The in-memory DuckDB connection lives until the returned reader is exhausted or dropped. DuckDB's
     errors become a TerminalError naming ``object_label`` and quoting DuckDB's message.
@@ -43,7 +47,11 @@ def run_sql(sql: str, inputs: Mapping[str, str], *, object_label: str) -> pa.Rec
     con = duckdb.connect(":memory:")
     try:
         for name, path in inputs.items():
-            con.execute(f"CREATE VIEW {quote_identifier(name)} AS SELECT * FROM read_parquet({quote_literal(str(path))})")
+            schema, dot, table = name.rpartition(".")
+            if dot:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+            view = f"{quote_identifier(schema)}.{quote_identifier(table)}" if dot else quote_identifier(name)
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({quote_literal(str(path))})")
         relation = con.sql(sql)
         if relation is None:
             raise TerminalError(f"{object_label}: the SQL returns no rows; an object's SQL must be a query (SELECT ...)")

@@ -75,6 +75,7 @@ export class ObjectPanel {
     sections.push(this.stateSection(node, shown, last));
     sections.push(this.linksSection("Parents", node.parents));
     sections.push(this.linksSection("Children", node.children));
+    sections.push(this.metadataSection());
     sections.push(this.sampleSection());
     if (this.detail?.definition) {
       sections.push(
@@ -145,6 +146,22 @@ export class ObjectPanel {
           return el("button", { type: "button", class: `chip status-${status}`, title: this.nodeOf(id)?.name, onclick: () => this.onPick(id), text: String(id) });
         }),
         ids.length > 60 ? el("span", { class: "more", text: `+${ids.length - 60} more` }) : null,
+      ),
+    );
+  }
+
+  /** The definition's other fields (Objets.json: URL, Format, Zone...), as they are written. */
+  metadataSection() {
+    const entries = Object.entries(this.detail?.metadata ?? {});
+    if (!entries.length) return null;
+    return el(
+      "section",
+      { class: "metadata" },
+      el("h3", { text: "Metadata" }),
+      el(
+        "dl",
+        { "data-testid": "object-metadata" },
+        ...entries.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-key": k, text: cell(v) })]),
       ),
     );
   }
