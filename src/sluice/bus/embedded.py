@@ -116,15 +116,16 @@ class EmbeddedBus(Bus):
         with self._wakeup:
             self._wakeup.wait(timeout_s)
 
-    def _insert(self, conn: sqlite3.Connection, rows: Sequence[tuple[str, str | None, bytes]]) -> int:
-        """Append ``(topic, key, value)`` rows inside the caller's transaction; return the first offset."""
-        first = int(conn.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0]) + 1
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> int:
+        """Append the messages of ``(topic, [(key, value)])`` batches inside the caller's transaction; return the
+        last offset. SQLite numbers them as the old ``MAX(offset) + 1`` did: one after the highest, without gaps."""
         ts = time.time()
         conn.executemany(
-            "INSERT INTO messages(offset, topic, key, value, ts) VALUES (?, ?, ?, ?, ?)",
-            [(first + i, topic, key, value, ts) for i, (topic, key, value) in enumerate(rows)],
+            "INSERT INTO messages(topic, key, value, ts) VALUES (?, ?, ?, ?)",
+            [(topic, key, value, ts) for topic, messages in batches for key, value in messages],
         )
-        return first
+        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
 
     @staticmethod
     def _count(batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
@@ -138,17 +139,16 @@ class EmbeddedBus(Bus):
         if not messages:
             return []
         with self.db.write() as conn:
-            first = self._insert(conn, [(topic, key, value) for key, value in messages])
+            last = self._insert(conn, [(topic, messages)])
         self._notify()
         self._count([(topic, messages)])
-        return list(range(first, first + len(messages)))
+        return list(range(last - len(messages) + 1, last + 1))
 
     def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
-        rows = [(topic, key, value) for topic, messages in batches for key, value in messages]
-        if not rows:
+        if not any(messages for _, messages in batches):
             return
         with self.db.write() as conn:
-            self._insert(conn, rows)
+            self._insert(conn, batches)
         self._notify()
         self._count(batches)
 
@@ -160,7 +160,7 @@ class EmbeddedBus(Bus):
             return
         with self.db.write() as conn:
             if messages:
-                self._insert(conn, [(topic, key, value) for key, value in messages])
+                self._insert(conn, [(topic, messages)])
             if settled:
                 consumer._settle(conn, settled)
         if messages:

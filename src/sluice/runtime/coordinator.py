@@ -82,7 +82,7 @@ class Coordinator:
         self._writer: StateWriter | None = None
         self._saved_at = 0.0
         # Metrics of the events applied, kept until the next save (off the way from an event to what follows it):
-        self._consumed: dict[str, int] = {}  # events consumed, by type
+        self._consumed: dict[type[ev.Event], int] = {}  # events consumed, by type
         self._counts: dict[tuple[Any, tuple[str, ...]], int] = {}  # (counter, labels): increments
         self._durations: list[tuple[str, float]] = []  # (stage, seconds) of attempts that ended
         self._cancel = threading.Event()
@@ -223,8 +223,7 @@ class Coordinator:
                     timeout = max(0.0, min(timeout, due - time.time()))
                 messages = consumer.poll(poll_max, timeout_s=timeout)
                 now = time.time()
-                for message in messages:
-                    self._apply_message(message, now)
+                self._apply_messages(messages, now)
                 if due is not None and due <= now:
                     self._decide(machine.due(now))
                 self._publish()
@@ -244,23 +243,47 @@ class Coordinator:
         try:
             event = ev.decode(message.value)
         except ValueError as exc:
-            reason = describe_malformed(exc)
-            log.error("dead-lettering a malformed event at partition %s offset %s: %s", message.partition, message.offset, reason)
-            self._dead.append((message.topic, dead_letter_record(message, reason, self._group())))
+            self._dead_letter(message, exc)
             return None
         if event.run_id != self.run_id:
             return None
-        kind = type(event).__name__
+        kind = type(event)
         self._consumed[kind] = self._consumed.get(kind, 0) + 1
         return event
 
-    def _apply_message(self, message: Message, now: float) -> None:
-        event = self._decode(message)
-        if event is None:
-            return
-        decisions = self.machine.apply(event, now)
-        if decisions is None:
-            return
+    def _dead_letter(self, message: Message, exc: ValueError) -> None:
+        reason = describe_malformed(exc)
+        log.error("dead-lettering a malformed event at partition %s offset %s: %s", message.partition, message.offset, reason)
+        self._dead.append((message.topic, dead_letter_record(message, reason, self._group())))
+
+    def _apply_messages(self, messages: list[Message], now: float) -> None:
+        """Decode and apply a poll's messages, in order (the per-event path: names bound once per batch).
+
+        Our own ``ObjectReady`` events come back too: decoded (a malformed one is dead-lettered like any
+        other) and counted, but the machine has nothing to do with them.
+        """
+        decode = ev.decode
+        run_id = self.run_id
+        consumed = self._consumed
+        apply = self.machine.apply
+        for message in messages:
+            try:
+                event = decode(message.value)
+            except ValueError as exc:
+                self._dead_letter(message, exc)
+                continue
+            if event.run_id != run_id:
+                continue
+            kind = type(event)
+            consumed[kind] = consumed.get(kind, 0) + 1
+            if kind is ev.ObjectReady:
+                continue
+            decisions = apply(event, now)
+            if decisions is not None:
+                self._applied_event(event, decisions)
+
+    def _applied_event(self, event: ev.AnyEvent, decisions: list[Decision]) -> None:
+        """What follows from an event the machine took: observer, metrics, latest output, decisions."""
         if self.observer is not None:
             self.observer(event)
         if isinstance(event, (ev.ObjectLoaded, ev.ObjectFailed)):
@@ -331,25 +354,34 @@ class Coordinator:
             return
         out, self._out = self._out, []
         dead, self._dead = self._dead, []
-        readies: dict[str, list[tuple[str | None, bytes]]] = {}
+        readies: dict[str, list[tuple[str | None, bytes]]] = {}  # by stage
         log_batch: list[tuple[str | None, bytes]] = []
-        published: dict[str, int] = {}
+        published: dict[type[ev.Event], int] = {}
         encode = ev.encode
         for event in out:
             data = encode(event)
+            kind = type(event)
+            published[kind] = published.get(kind, 0) + 1
             if isinstance(event, ev.ObjectEvent):
                 key = str(event.object_id)
-                if isinstance(event, ev.ObjectReady):
-                    readies.setdefault(ev.ready_topic(event.stage), []).append((key, data))
+                if kind is ev.ObjectReady:
+                    stage_readies = readies.get(event.stage)
+                    if stage_readies is None:
+                        stage_readies = readies[event.stage] = []
+                    stage_readies.append((key, data))
             else:
                 key = event.run_id
             log_batch.append((key, data))
-            kind = type(event).__name__
-            published[kind] = published.get(kind, 0) + 1
-        self.bus.publish_many([(ev.EVENTS_TOPIC, log_batch), *readies.items(), (ev.DEAD_LETTER_TOPIC, [r for _, r in dead])])
+        self.bus.publish_many(
+            [
+                (ev.EVENTS_TOPIC, log_batch),
+                *((ev.ready_topic(stage), batch) for stage, batch in readies.items()),
+                (ev.DEAD_LETTER_TOPIC, [r for _, r in dead]),
+            ]
+        )
         counted([topic for topic, _ in dead])
         for kind, n in published.items():
-            metrics.child(metrics.EVENTS_PUBLISHED, kind).inc(n)
+            metrics.child(metrics.EVENTS_PUBLISHED, kind.__name__).inc(n)
 
     def _save(self, consumer: Consumer | None) -> None:
         """Hand the changed states, the checkpoint and the new latest outputs to the writer, which saves them and
@@ -364,7 +396,7 @@ class Coordinator:
     def _update_metrics(self) -> None:
         consumed, self._consumed = self._consumed, {}
         for kind, n in consumed.items():
-            metrics.child(metrics.EVENTS_CONSUMED, kind).inc(n)
+            metrics.child(metrics.EVENTS_CONSUMED, kind.__name__).inc(n)
         counts, self._counts = self._counts, {}
         for (counter, labels), n in counts.items():
             metrics.child(counter, *labels).inc(n)

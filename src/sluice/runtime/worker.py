@@ -140,39 +140,62 @@ class StageWorker:
             if not messages:
                 continue
             metrics.child(metrics.EVENTS_CONSUMED, "ObjectReady").inc(len(messages))
-            queued = [self._dispatch(message) for message in messages]
-            instant = not any(queued)
+            instant = not self._dispatch(messages)
 
-    def _dispatch(self, message: Message) -> bool:
-        """Handle one work message; True when it was queued for an executor thread."""
+    def _dispatch(self, messages: list[Message]) -> bool:
+        """Handle a poll's work messages, in order; True when some were queued for the executor threads.
+
+        Objects with nothing to run complete here: their ``ObjectStarted`` and ``ObjectLoaded`` go to the
+        outbox in one hand-over per poll, with the messages they settle.
+        """
         assert self._outbox is not None
-        try:
-            ready = ev.decode(message.value)
-        except ValueError as exc:
-            self._dead_letter(message, describe_malformed(exc))
-            return False
-        problem = self._unusable(ready)
-        if problem:
-            self._dead_letter(message, problem)
-            return False
-        assert isinstance(ready, ev.ObjectReady)
-        if self.run_active is not None and not self.run_active(ready.run_id):
-            self._outbox.send([], [message])
-            return False
-        obj = self.project.objects[ready.object_id]
-        with self._held_lock:
-            self._held[message.partition, message.offset] = message
-        if obj.kind == "noop" and ready.delay_s <= 0 and not ready.fail:
-            started = self._started(ready)
-            loaded = ev.ObjectLoaded(
-                run_id=ready.run_id, object_id=ready.object_id, stage=ready.stage, attempt=ready.attempt, worker=self.name
-            )
-            self._outbox.send([started, loaded], [message])
-            return False
-        with self._slots:
-            self._busy += 1
-        self._queue.put((message, ready))
-        return True
+        runs: dict[str, bool] = {}  # run id: still going (asked once per poll)
+        events: list[ev.Event] = []
+        settled: list[Message] = []
+        queued = False
+        objects = self.project.objects
+        for message in messages:
+            try:
+                ready = ev.decode(message.value)
+            except ValueError as exc:
+                self._dead_letter(message, describe_malformed(exc))
+                continue
+            problem = self._unusable(ready)
+            if problem:
+                self._dead_letter(message, problem)
+                continue
+            assert isinstance(ready, ev.ObjectReady)
+            active = runs.get(ready.run_id)
+            if active is None:
+                active = runs[ready.run_id] = self.run_active is None or self.run_active(ready.run_id)
+            if not active:
+                settled.append(message)
+                continue
+            with self._held_lock:
+                self._held[message.partition, message.offset] = message
+            if objects[ready.object_id].kind == "noop" and ready.delay_s <= 0 and not ready.fail:
+                started = self._started(ready)
+                loaded = ev.ObjectLoaded(
+                    run_id=ready.run_id,
+                    object_id=ready.object_id,
+                    stage=ready.stage,
+                    attempt=ready.attempt,
+                    worker=self.name,
+                    ts=started.ts,  # nothing ran in between
+                )
+                events += (started, loaded)
+                settled.append(message)
+                continue
+            if events or settled:  # what came before this object goes out first
+                self._outbox.send(events, settled)
+                events, settled = [], []
+            with self._slots:
+                self._busy += 1
+            self._queue.put((message, ready))
+            queued = True
+        if events or settled:
+            self._outbox.send(events, settled)
+        return queued
 
     def _unusable(self, event: ev.AnyEvent) -> str:
         """Why a decoded work message cannot be processed here, or "" when it can."""
