@@ -179,3 +179,29 @@ def test_field_objets_json_validates_plans_and_runs(tmp_path: Path) -> None:
     assert summary["status"] == "succeeded"
     assert {s["status"] for s in summary["objects"].values()} == {"loaded"}
     assert len(summary["objects"]) == 21 and "1007" not in summary["objects"]
+
+
+def test_demo_refuses_a_folder_holding_another_project_and_a_file(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "sluice.yaml").write_text("objects: []\n")
+    result = sluice("demo", str(tmp_path / "mine"), "--no-run")
+    assert result.returncode == 2 and "already holds a project the demo did not build" in result.stderr
+    assert (tmp_path / "mine" / "sluice.yaml").read_text() == "objects: []\n"
+    result = sluice("demo", str(tmp_path / "mine" / "sluice.yaml"), "--no-run")
+    assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_user_mistakes_on_the_command_line_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "sluice.yaml").write_bytes(b"name: caf\xe9\nobjects: [{id: 1001}]\n")
+    result = sluice("validate", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        "byte 0xe9 is not UTF-8 text; save the file as UTF-8 (it looks like Latin-1 or Windows-1252)"
+    )
+    (tmp_path / "sluice.yaml").write_text("objects: [{id: 1001}]\n")
+    for args, message in [
+        (("schema", "--output", str(tmp_path / "missing" / "x.json")), "cannot write"),
+        (("run", str(tmp_path), "--metrics-port", "99999"), "99999 is not in the range"),
+        (("worker", str(tmp_path), "--stage", "ingest", "--concurrency", "0"), "0 is not in the range"),
+    ]:
+        result = sluice(*args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)

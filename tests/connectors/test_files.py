@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -394,3 +395,17 @@ def test_csv_integers_wider_than_int64_are_never_rounded(
     table = read(tmp_path, "csv", path="wide.csv")
     assert table.schema.field("n").type == expected_type
     assert table.column("n").to_pylist() == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"encoding": "klingon"}, "encoding: unknown text encoding 'klingon'"),
+        ({"column_types": {"a": "foo"}}, "column_types: column 'a': unknown column type 'foo'"),
+    ],
+)
+def test_csv_encodings_and_column_types_are_checked_before_anything_reads(
+    tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        source(tmp_path, "csv", path="a.csv", **options)

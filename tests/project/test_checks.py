@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sluice.errors import ConfigError
-from sluice.project.checks import sql_tables
+from sluice.project.checks import python_problem, sql_tables
 from sluice.project.load import load_project, parse_project
 
 HEAD = "objects:\n  - {id: 1001, name: users, source: {type: csv, path: users.csv}}\n"
@@ -94,3 +94,25 @@ def test_yaml_syntax_errors_in_plain_words_with_line_and_column(tmp_path: Path, 
     assert message.startswith(f"{path}{where} malformed YAML: {words}")
     assert "\n" not in message
     assert "while scanning" not in message and "while parsing" not in message
+
+
+def test_python_references_are_checked_without_running_the_code(tmp_path: Path) -> None:
+    (tmp_path / "transforms.py").write_text(
+        "import json\nfrom os import path as p\nLIMIT = 3\ndef double(users):\n    return users\n"
+    )
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("raise RuntimeError('never imported by validate')\ndef f(x):\n    return x\n")
+    assert python_problem("transforms:double", tmp_path) is None
+    assert python_problem("transforms:json", tmp_path) is None  # an imported name counts
+    assert python_problem("pkg:f", tmp_path) is None
+    assert python_problem("json:dumps", tmp_path) is None  # installed modules are left to the run
+    assert python_problem("transforms:dubble", tmp_path) == (
+        f"module 'transforms' ({tmp_path / 'transforms.py'}) defines no 'dubble'. Did you mean 'double'?"
+    )
+    assert python_problem("transfroms:double", tmp_path) == (
+        "no module 'transfroms' in the project folder or installed. Did you mean 'transforms'?"
+    )
+    assert (
+        python_problem("pkg.sub:f", tmp_path)
+        == f"module 'pkg.sub' is not in the project folder ({tmp_path / 'pkg' / 'sub'}.py); check the name"
+    )

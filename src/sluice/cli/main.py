@@ -183,7 +183,7 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
     show_default=True,
     help="external: leave the work to 'sluice worker' processes.",
 )
-@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on PORT (at /metrics).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @backend_options
 @log_options
@@ -313,9 +313,9 @@ def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: s
 @cli.command()
 @click.argument("path", type=click.Path())
 @click.option("--stage", required=True, help="The stage whose objects this worker processes.")
-@click.option("--concurrency", type=int, help="Objects processed at once (default: the stage's setting).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Objects processed at once (default: the stage's setting).")
 @click.option("--lease-s", type=float, help="Seconds before an unfinished object is given to another worker.")
-@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on PORT (at /metrics).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @backend_options
 @log_options
@@ -458,7 +458,10 @@ def schema(output: str | None, builtin: bool) -> None:
 
     text = builtin_schema_text() if builtin else schema_text()
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc.strerror}")
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)

@@ -7,6 +7,7 @@ connection's URL scheme (``postgresql``, ``mysql``, ``sqlite``, ``duckdb``) does
 
 from __future__ import annotations
 
+import codecs
 from typing import Annotated, Literal
 
 from msgspec import Meta
@@ -49,7 +50,8 @@ class CsvOptions(FileOptions):
         bool,
         Meta(
             description='An empty unquoted field (a,,b) is NULL in every column; a quoted one ("") stays an empty string. '
-            "false: only empty numbers, dates and booleans are NULL."
+            "false: pyarrow's defaults: empty and NULL-like values (NA, N/A, null, NaN...) are NULL in numbers, "
+            "dates and booleans, text is kept as written."
         ),
     ] = True
     newlines_in_values: Annotated[
@@ -60,12 +62,34 @@ class CsvOptions(FileOptions):
     column_types: ColumnTypes | None = None
     block_size: BlockSize = DEFAULT_BLOCK_BYTES
 
+    def __post_init__(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"encoding: unknown text encoding {self.encoding!r} (utf8, latin1, cp1252, utf-16...)") from None
+        check_column_types(self.column_types)
+
 
 class JsonOptions(FileOptions):
     """A JSON file: an array of objects (read whole) or one object per line (streamed in blocks)."""
 
     column_types: ColumnTypes | None = None
     block_size: BlockSize = DEFAULT_BLOCK_BYTES
+
+    def __post_init__(self) -> None:
+        check_column_types(self.column_types)
+
+
+def check_column_types(column_types: dict[str, str] | None) -> None:
+    """Raise ValueError naming the column whose type name is not an Arrow type (checked before anything runs)."""
+    from sluice.connectors.batching import arrow_type
+    from sluice.errors import TerminalError
+
+    for column, name in (column_types or {}).items():
+        try:
+            arrow_type(name)
+        except TerminalError as exc:
+            raise ValueError(f"column_types: column {column!r}: {exc}") from None
 
 
 class ParquetOptions(FileOptions):
@@ -79,8 +103,8 @@ class FakerOptions(Settings):
     """Seeded fake data: the same options always produce the same rows."""
 
     schema: Annotated[Literal["users", "transactions", "products"], Meta(description="Which table to generate.")]
-    rows: Annotated[int, Meta(ge=0, description="Rows to generate.")] = 1000
-    seed: Annotated[int, Meta(ge=0, description="Random seed.")] = DEFAULT_SEED
+    rows: Annotated[int, Meta(ge=0, le=10**12, description="Rows to generate.")] = 1000
+    seed: Annotated[int, Meta(ge=0, le=2**63 - 1, description="Random seed.")] = DEFAULT_SEED
     users: Annotated[int, Meta(ge=1, description="transactions: user ids range over 1..users.")] = 1000
     products: Annotated[int, Meta(ge=1, description="transactions: product ids range over 1..products.")] = 100
 

@@ -44,6 +44,7 @@ def build_demo(directory: Path, *, users: int = 2000, transactions: int = 30000,
     if users < 10 or transactions < 10:
         raise ConfigError(f"the demo needs at least 10 users and 10 transactions, got users={users}, transactions={transactions}")
     root = directory.expanduser().resolve()
+    _check_folder(root)
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
@@ -56,6 +57,20 @@ def build_demo(directory: Path, *, users: int = 2000, transactions: int = 30000,
             write_if_changed(data / name, content)
         write_if_changed(manifest, (json.dumps(wanted, sort_keys=True) + "\n").encode())
     return root
+
+
+def _check_folder(root: Path) -> None:
+    """Refuse a file, or a folder holding a project the demo did not write (its files would be overwritten)."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError("is a file; give the demo a folder to build in (it is created if missing)", str(root))
+    marker = (TEMPLATES / "sluice.yaml").read_bytes().split(b"\n", 1)[0]
+    for name in ("sluice.yaml", "sluice.yml", "Objets.json"):
+        existing = root / name
+        if existing.is_file() and not existing.read_bytes().startswith(marker):
+            raise ConfigError(
+                "already holds a project the demo did not build; the demo would overwrite it: choose another folder",
+                str(existing),
+            )
 
 
 def write_if_changed(path: Path, content: bytes) -> bool:

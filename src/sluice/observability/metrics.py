@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from sluice.bus import names
+from sluice.errors import SluiceError
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
@@ -77,5 +78,10 @@ def child(metric: Any, *labels: str) -> Any:
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Expose ``/metrics`` on ``host:port`` from a background thread."""
-    start_http_server(port, addr=host)
+    """Expose ``/metrics`` on ``host:port`` from a background thread. Raises SluiceError when it cannot listen."""
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise SluiceError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror}; choose another --metrics-port (or --metrics-host)"
+        ) from None

@@ -46,3 +46,50 @@ def missing_file(configured: str, root: Path) -> Path | None:
     path = Path(configured).expanduser()
     resolved = path if path.is_absolute() else (root / path).resolve()
     return None if resolved.is_file() else resolved
+
+
+def python_problem(ref: str, root: Path) -> str | None:
+    """Why ``module:function`` cannot be found, or None: a module neither in the project folder nor
+    installed, or a module file of the project that defines (or imports) no such name.
+
+    The module is read, never imported: user code does not run at validation.
+    """
+    import ast
+    import importlib.util
+
+    from sluice.errors import did_you_mean
+
+    module, _, function = ref.partition(":")
+    parts = module.split(".")
+    base = root.joinpath(*parts)
+    file = next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()), None)
+    if file is None:
+        if (root / parts[0]).exists() or (root / f"{parts[0]}.py").exists():
+            return f"module {module!r} is not in the project folder ({base}.py); check the name"
+        try:
+            installed = importlib.util.find_spec(parts[0]) is not None
+        except (ImportError, ValueError):
+            installed = False
+        if installed:
+            return None
+        local = sorted(p.stem for p in root.glob("*.py")) + sorted(
+            p.name for p in root.iterdir() if (p / "__init__.py").is_file()
+        )
+        return f"no module {module!r} in the project folder or installed.{did_you_mean(parts[0], local)}"
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except (SyntaxError, ValueError):
+        return None  # the run reports the syntax error with its line
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    if function in names or "*" in names or any(isinstance(n, (ast.If, ast.Try)) for n in tree.body):
+        return None  # defined, or perhaps defined conditionally: the run decides
+    defined = sorted(n for n in names if not n.startswith("_"))
+    return f"module {module!r} ({file}) defines no {function!r}.{did_you_mean(function, defined)}"

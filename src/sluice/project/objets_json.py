@@ -25,6 +25,7 @@ from typing import Any, TypeGuard
 
 from sluice.errors import ConfigError
 from sluice.project.model import DEFAULT_STAGES, LeftOut, ObjectSpec, Origin, Project, StageSpec, stage_for_id
+from sluice.project.yaml_tree import read_text
 
 ID_FIELD = "IdObjet"
 PARENT_FIELD = "IdObjet_Parent"
@@ -145,10 +146,7 @@ def is_active(value: Any) -> bool:
 def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
     """Parse an ``Objets.json``. Returns the project (None on problems) and the problems found."""
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the file: {exc.strerror}", file) from exc
+    text = read_text(path)
     problems: list[ConfigError] = []
     parents: dict[int, list[int]] = {}
     metadata: dict[int, dict[str, Any]] = {}

@@ -12,7 +12,7 @@ from sqlglot.errors import ParseError
 
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
-from sluice.project.checks import missing_file, sql_tables, syntax_error
+from sluice.project.checks import missing_file, python_problem, sql_tables, syntax_error
 from sluice.project.model import ObjectSpec, Project, layer_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -52,7 +52,8 @@ def validate_project(project: Project) -> list[ConfigError]:
 
 def ahead_of_run(project: Project) -> list[ConfigError]:
     """What would fail only when an object runs: SQL that does not parse or reads a table that is not a
-    parent (sqlglot), file sources whose file is missing now.
+    parent (sqlglot), a Python transform whose module or function cannot be found, file sources whose
+    file is missing now.
 
     ``sluice validate`` reports these; a run does not refuse to start for them (DuckDB, not sqlglot, is
     the authority on SQL, and a file may appear before its object runs): such an object fails with a
@@ -62,6 +63,12 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
     for obj in project.objects.values():
         if obj.sql is not None:
             problems.extend(_sql_problems(project, obj, obj.sql))
+        if obj.python is not None:
+            why = python_problem(obj.python, project.root)
+            if why:
+                problems.append(
+                    ConfigError(f"{_label(obj)}: python {obj.python!r}: {why}", obj.origin.file, obj.origin.line_of("python"))
+                )
         path = getattr(obj.source.options, "path", None) if obj.source is not None else None
         if isinstance(path, str) and path:
             resolved = missing_file(path, project.root)
@@ -95,7 +102,8 @@ def destination_clashes(project: Project) -> list[ConfigError]:
     writers: dict[tuple[str, str], list[ObjectSpec]] = {}
     for obj in sorted(project.objects.values(), key=lambda o: o.id):
         if obj.destination is not None:
-            writers.setdefault((obj.destination.connection, obj.destination.table.lower()), []).append(obj)
+            table = _unqualified(project, obj.destination.connection, obj.destination.table)
+            writers.setdefault((obj.destination.connection, table), []).append(obj)
     problems = []
     for (connection, _), objs in writers.items():
         for index, second in enumerate(objs):
@@ -112,6 +120,17 @@ def destination_clashes(project: Project) -> list[ConfigError]:
                     )
                     break
     return problems
+
+
+DEFAULT_SCHEMAS = {"postgresql": "public.", "duckdb": "main.", "sqlite": "main."}
+
+
+def _unqualified(project: Project, connection: str, table: str) -> str:
+    """``table`` as the database sees it: lower case, without the connection's default schema (``public.``, ``main.``)."""
+    name = table.lower()
+    spec = project.connections.get(connection)
+    default = DEFAULT_SCHEMAS.get(spec.scheme, "") if spec is not None else ""
+    return name.removeprefix(default) if default else name
 
 
 def _clash(first: ObjectSpec, second: ObjectSpec) -> str:

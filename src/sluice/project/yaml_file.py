@@ -32,7 +32,7 @@ from sluice.project.model import (
     stage_for_id,
 )
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
-from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain
+from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.urls import connection_scheme
 
 S = TypeVar("S", bound=Settings)
@@ -66,11 +66,7 @@ class _Reader:
         return None
 
     def read(self) -> Project:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read the file: {exc.strerror}", self.file) from exc
-        data = load_yaml(text, self.file)
+        data = load_yaml(read_text(self.path), self.file)
         if not isinstance(data, YamlMap):
             raise ConfigError("the top level must be a mapping with an 'objects' list", self.file, 1)
         data = expand_tree(data, self.file, self.problems)

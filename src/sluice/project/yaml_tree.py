@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -51,6 +52,31 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> YamlMap:
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_text(path: Path) -> str:
+    """A definition file's text; ConfigError (one line, with the line of a bad byte) when unreadable or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", str(path)) from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"byte 0x{data[exc.start]:02x} is not UTF-8 text; save the file as UTF-8 (it looks like {_guess(data)})",
+            str(path),
+            line,
+        ) from None
+
+
+def _guess(data: bytes) -> str:
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "another encoding"
+    return "Latin-1 or Windows-1252"
 
 
 def load_yaml(text: str, file: str) -> Any:
