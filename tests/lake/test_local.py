@@ -83,6 +83,29 @@ def test_a_failing_write_keeps_the_previous_output_and_leaves_no_temporary_file(
     assert lake.read(before.location).read_all().column("id").to_pylist() == [0, 1, 2, 3]
 
 
+def test_a_then_step_reads_the_new_output_before_it_replaces_the_old_one(tmp_path: Path) -> None:
+    lake = LocalLake(tmp_path)
+    before = lake.write("raw", "users", batches_of(4))
+    seen: list[int] = []
+
+    def publish(data: pa.RecordBatchReader) -> int:
+        seen.extend(data.read_all().column("id").to_pylist())
+        assert lake.read(before.location).read_all().num_rows == 4  # the old output is still in place
+        return 99
+
+    written = lake.write("raw", "users", batches_of(2, start=10), then=publish)
+    assert seen == [10, 11] and written.published == 99
+    assert lake.read(written.location).read_all().column("id").to_pylist() == [10, 11]
+
+    def refuse(data: pa.RecordBatchReader) -> int:
+        raise RuntimeError("the table refused the rows")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        lake.write("raw", "users", batches_of(5, start=50), then=refuse)
+    assert lake.read(written.location).read_all().column("id").to_pylist() == [10, 11]
+    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == ["users.parquet"]
+
+
 def test_replacing_swaps_the_whole_file_at_once(tmp_path: Path) -> None:
     lake = LocalLake(tmp_path)
     lake.write("raw", "users", batches_of(4))

@@ -347,3 +347,31 @@ def test_run_activity_remembers_recent_runs_within_its_byte_limit(tmp_path: Path
             assert activity(f"gone-{index}") is True  # an unknown run counts as going (the store will say)
             assert activity.cached_bytes <= 10 * ACTIVITY_ENTRY_BYTES
         assert activity.cached_bytes == 10 * ACTIVITY_ENTRY_BYTES
+
+
+def test_a_load_the_destination_refuses_leaves_the_lake_and_the_table_as_they_were(tmp_path: Path) -> None:
+    folder = tmp_path / "refused"
+    write_yaml(
+        folder,
+        """
+connections:
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: amounts
+    source: {type: csv, path: data/amounts.csv}
+    destination: {connection: lite, table: amounts, mode: append}
+""",
+    )
+    (folder / "data").mkdir()
+    csv = folder / "data" / "amounts.csv"
+    csv.write_text("id,n\n1,10\n2,30\n", encoding="utf-8")
+    assert run_project(load(folder), RunOptions()).objects[1001].status == "loaded"
+    csv.write_text("id,n\n3,5\n4,18446744073709551615\n", encoding="utf-8")  # SQLite cannot hold 2**64-1
+    refused = run_project(load(folder), RunOptions()).objects[1001]
+    assert refused.status == "failed" and "18446744073709551615" in (refused.error or "")
+    project = load(folder)
+    lake_rows = LocalLake(project.resolve_lake_path()).read("raw/amounts.parquet").read_all().to_pylist()
+    assert lake_rows == [{"id": 1, "n": 10}, {"id": 2, "n": 30}]
+    with sqlite3.connect(folder / "lite.db") as db:
+        assert db.execute("SELECT id, n FROM amounts ORDER BY id").fetchall() == [(1, 10), (2, 30)]

@@ -100,7 +100,10 @@ def validate(path: str) -> None:
     per_stage = {name: sum(1 for o in project.objects.values() if o.stage == name) for name in project.stage_names}
     stages = ", ".join(f"{name} {count}" for name, count in per_stage.items())
     left_out = f"; {len(project.left_out)} left out (inactive, see 'sluice plan')" if project.left_out else ""
-    click.echo(f"ok: {project.source_file} defines {len(project.objects)} objects ({stages}){left_out}; no problems found")
+    count = len(project.objects)
+    click.echo(
+        f"ok: {project.source_file} defines {count} object{'s' if count != 1 else ''} ({stages}){left_out}; no problems found"
+    )
 
 
 @cli.command()
@@ -443,6 +446,8 @@ def plugins(as_json: bool, kind: PluginKind | None) -> None:
     from sluice.plugins.describe import describe_all, render_text
 
     infos = describe_all(kind)
+    if not infos and kind is not None:
+        click.echo(f"no {kind} plugins are installed (Sluice ships none of this kind yet)", err=True)
     if as_json:
         click.echo(json.dumps([info.as_json() for info in infos], indent=2))
         return

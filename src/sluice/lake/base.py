@@ -8,6 +8,7 @@ so a redelivered object never leaves duplicated data behind.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -15,19 +16,30 @@ import pyarrow as pa
 
 @dataclass(frozen=True, slots=True)
 class LakeWrite:
-    """What a write produced: where, how many rows, and a hash of the content (for freshness)."""
+    """What a write produced: where, how many rows, a hash of the content (for freshness), and what the
+    ``then`` step returned (rows published to a destination), if there was one."""
 
     location: str
     rows: int
     content_hash: str
+    published: int | None = None
+
+
+Then = Callable[[pa.RecordBatchReader], int]
+"""A step run on the new output before it replaces the old one (publishing it to a table); if it raises,
+the old output stays."""
 
 
 class Lake(ABC):
     """One interface per lake backend (local folder now, S3-compatible storage later)."""
 
     @abstractmethod
-    def write(self, layer: str, name: str, data: pa.RecordBatchReader) -> LakeWrite:
-        """Stream ``data`` into ``layer/name`` (replacing what was there) and describe the result."""
+    def write(self, layer: str, name: str, data: pa.RecordBatchReader, *, then: Then | None = None) -> LakeWrite:
+        """Stream ``data`` into ``layer/name`` (replacing what was there) and describe the result.
+
+        ``then`` gets the new output as a reader before it replaces the old one; when it raises, nothing
+        is replaced and the error propagates (a failed load leaves the lake as it was).
+        """
 
     @abstractmethod
     def read(self, location: str) -> pa.RecordBatchReader:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sluice.errors import TerminalError
-from sluice.lake.base import Lake, LakeWrite
+from sluice.lake.base import Lake, LakeWrite, Then
 
 CHUNK = 1 << 20
 ROW_GROUP_ROWS = 128 * 1024
@@ -39,8 +39,12 @@ class LocalLake(Lake):
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
 
-    def write(self, layer: str, name: str, data: pa.RecordBatchReader) -> LakeWrite:
-        """Stream ``data`` into ``<layer>/<name>.parquet``, replacing any previous output atomically."""
+    def write(self, layer: str, name: str, data: pa.RecordBatchReader, *, then: Then | None = None) -> LakeWrite:
+        """Stream ``data`` into ``<layer>/<name>.parquet``, replacing any previous output atomically.
+
+        The data goes to a hidden temporary file first; ``then`` (if given) reads that file before it is
+        renamed over the target, so a ``then`` that fails leaves the previous output in place.
+        """
         location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}.parquet"
         target = self._path(location)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,19 +56,17 @@ class LocalLake(Lake):
             rows = _write_parquet(Path(temporary), data)
             _fsync(temporary)
             content_hash = _hash(Path(temporary))
+            published = then(_read_file(Path(temporary))) if then is not None else None
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
         _fsync_folder(target.parent)
-        return LakeWrite(location=location, rows=rows, content_hash=content_hash)
+        return LakeWrite(location=location, rows=rows, content_hash=content_hash, published=published)
 
     def read(self, location: str) -> pa.RecordBatchReader:
         """Stream a stored output back, one row group at a time."""
-        path = self._existing(location)
-        parquet = pq.ParquetFile(path)
-        batches = parquet.iter_batches(batch_size=ROW_GROUP_ROWS)
-        return pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches)
+        return _read_file(self._existing(location))
 
     def exists(self, location: str) -> bool:
         return self._path(location).is_file()
@@ -90,6 +92,12 @@ class LocalLake(Lake):
                 f"lake location {location!r} holds no output ({path} does not exist); run the object that writes it first"
             )
         return path
+
+
+def _read_file(path: Path) -> pa.RecordBatchReader:
+    parquet = pq.ParquetFile(path)
+    batches = parquet.iter_batches(batch_size=ROW_GROUP_ROWS)
+    return pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches)
 
 
 def _segment(value: str, what: str) -> str:

@@ -152,6 +152,7 @@ class _Reader:
             return DEFAULT_STAGES
         defaults = {stage.name: stage for stage in DEFAULT_STAGES}
         result = []
+        lines: dict[str, int | None] = {}
         for name, settings in mapping.items():
             where = mapping.line_of(name)
             if not isinstance(name, str) or not _STAGE_NAME.fullmatch(name):
@@ -165,7 +166,9 @@ class _Reader:
             if checked is None:
                 continue
             base = defaults.get(name, StageSpec(name, None, None, layer=name))
-            low, high = self.id_range(checked.ids, name, stage_map.line_of("ids") if stage_map else where, base)
+            ids_line = stage_map.line_of("ids") if stage_map else where
+            lines[name] = ids_line
+            low, high = self.id_range(checked.ids, name, ids_line, base)
             result.append(
                 StageSpec(
                     name=name,
@@ -178,8 +181,28 @@ class _Reader:
             )
         if result and all(stage.name in defaults for stage in result):
             given = {stage.name: stage for stage in result}
-            return tuple(given.get(stage.name, stage) for stage in DEFAULT_STAGES)
-        return tuple(result) or DEFAULT_STAGES
+            stages = tuple(given.get(stage.name, stage) for stage in DEFAULT_STAGES)
+        else:
+            stages = tuple(result) or DEFAULT_STAGES
+        self.check_ranges(stages, lines, line)
+        return stages
+
+    def check_ranges(self, stages: tuple[StageSpec, ...], lines: dict[str, int | None], line: int | None) -> None:
+        """A reversed id range, or two stages whose ranges overlap (an id would silently go to the first)."""
+        for index, stage in enumerate(stages):
+            where = lines.get(stage.name, line)
+            if stage.min_id is not None and stage.max_id is not None and stage.min_id > stage.max_id:
+                self.problem(f"stage '{stage.name}': ids {stage.describe_ids()} are reversed; write low-high", where)
+                continue
+            for other in stages[:index]:
+                low = max(stage.min_id if stage.min_id is not None else -1, other.min_id if other.min_id is not None else -1)
+                highs = [h for h in (stage.max_id, other.max_id) if h is not None]
+                if not highs or low <= min(highs):
+                    self.problem(
+                        f"stage '{stage.name}': ids {stage.describe_ids()} overlap stage '{other.name}' "
+                        f"({other.describe_ids()}); an object id must belong to one stage",
+                        where,
+                    )
 
     def id_range(self, raw: Any, name: str, line: int | None, base: StageSpec) -> tuple[int | None, int | None]:
         if raw is None:

@@ -7,6 +7,7 @@ is keyed by ``load_id``, so processing an object twice leaves one copy of its ou
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from sluice.connectors.base import SourceContext
 from sluice.errors import TerminalError, TransientError
-from sluice.lake.base import Lake
+from sluice.lake.base import Lake, Then
 from sluice.project.model import ObjectSpec, Project
 from sluice.transforms.engines import Engine, open_engine
 
@@ -55,18 +56,17 @@ class ObjectExecutor:
         reader = self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
-        location: str | None = None
-        content_hash = ""
-        rows = 0
-        if obj.lake:
-            layer = self.project.stage(obj.stage).layer
-            written = self.lake.write(layer, obj.name, reader)
-            location, rows, content_hash = written.location, written.rows, written.content_hash
-        if obj.destination is None:
-            return Outcome(rows=rows, location=location, content_hash=content_hash)
-        data = self.lake.read(location) if location is not None else reader
-        rows = self._publish(obj, data, load_id=f"{run_id}:{obj.id}")
-        return Outcome(rows=rows, location=location, content_hash=content_hash, destination=obj.destination.table)
+        load_id = f"{run_id}:{obj.id}"
+        destination = obj.destination.table if obj.destination is not None else None
+        publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
+        if not obj.lake:
+            rows = publish(reader) if publish is not None else 0
+            return Outcome(rows=rows, location=None, content_hash="", destination=destination)
+        # The destination is loaded from the new lake file before that file replaces the old one: a load
+        # that fails leaves both the table and the lake as they were.
+        written = self.lake.write(self.project.stage(obj.stage).layer, obj.name, reader, then=publish)
+        rows = written.published if written.published is not None else written.rows
+        return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
 
     def _read(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> pa.RecordBatchReader | None:
         kind = obj.kind
