@@ -92,7 +92,11 @@ objects:
     assert summary.objects[2001].attempt == 3
     assert summary.objects[3001].rows == 1
     failures = [e for _, e in events_of(project, summary.run_id) if isinstance(e, ev.ObjectFailed)]
-    assert [(e.object_id, e.attempt, e.error) for e in failures] == [(2001, 1, "flaky call 1"), (2001, 2, "flaky call 2")]
+    where = f"(at {folder.resolve() / 'flaky.py'}:7, in run)"  # a user function's error: its type and its line
+    assert [(e.object_id, e.attempt, e.error) for e in failures] == [
+        (2001, 1, f"ConnectionError: flaky call 1 {where}"),
+        (2001, 2, f"ConnectionError: flaky call 2 {where}"),
+    ]
 
 
 def test_terminal_error_is_not_retried_and_independent_branch_carries_on(tmp_path: Path) -> None:

@@ -28,13 +28,14 @@ import socket
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Protocol
 
 from sluice import events as ev
 from sluice.bus import names
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import describe_malformed
-from sluice.errors import is_transient
+from sluice.errors import SluiceError, is_transient
 from sluice.observability import metrics
 from sluice.project.model import Project, StageSpec
 from sluice.runtime.execute import ObjectExecutor
@@ -266,7 +267,7 @@ class StageWorker:
                 stage=ready.stage,
                 attempt=ready.attempt,
                 worker=self.name,
-                error=str(exc) or type(exc).__name__,
+                error=failure_text(exc, self.project.root),
                 error_type=type(exc).__name__,
                 retryable=is_transient(exc),
                 duration_s=time.perf_counter() - started,
@@ -300,3 +301,18 @@ class StageWorker:
                     self._consumer.extend(held)
                 except Exception:
                     log.exception("could not renew leases")
+
+
+def failure_text(exc: BaseException, root: Path) -> str:
+    """What an ``ObjectFailed`` says: Sluice's own message as it is; any other exception (a bug in a user
+    function, a driver's error) with its type and the innermost line of the project's code it went through."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, SluiceError):
+        return text
+    where = ""
+    folder = root.resolve()
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename).resolve().is_relative_to(folder):
+            where = f" (at {frame.filename}:{frame.lineno}, in {frame.name})"
+            break
+    return f"{type(exc).__name__}: {text}{where}"
