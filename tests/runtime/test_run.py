@@ -379,3 +379,30 @@ objects:
     assert lake_rows == [{"id": 1, "n": 10}, {"id": 2, "n": 30}]
     with sqlite3.connect(folder / "lite.db") as db:
         assert db.execute("SELECT id, n FROM amounts ORDER BY id").fetchall() == [(1, 10), (2, 30)]
+
+
+def test_a_destination_table_dropped_by_hand_is_loaded_again(tmp_path: Path) -> None:
+    import duckdb
+
+    folder = tmp_path / "dropped"
+    write_yaml(
+        folder,
+        """
+connections:
+  dw: duckdb:///dw.duckdb
+  lite: sqlite:///lite.db
+objects:
+  - {id: 1001, name: users, source: {type: faker, schema: users, rows: 5}, destination: {connection: lite, table: users}}
+  - {id: 2001, name: clean, parents: [1001], sql: select * from users, destination: {connection: dw, table: clean}}
+""",
+    )
+    assert run_project(load(folder), RunOptions()).counts() == {"loaded": 2}
+    assert run_project(load(folder), RunOptions()).counts() == {"skipped": 2}  # both fresh
+    with duckdb.connect(str(folder / "dw.duckdb")) as db:
+        db.execute("DROP TABLE clean")
+    (folder / "lite.db").unlink()
+    again = run_project(load(folder), RunOptions())
+    assert {oid: s.status for oid, s in again.objects.items()} == {1001: "loaded", 2001: "loaded"}
+    with duckdb.connect(str(folder / "dw.duckdb")) as db:
+        assert db.execute("SELECT count(*) FROM clean").fetchone() == (5,)
+    assert run_project(load(folder), RunOptions()).counts() == {"skipped": 2}

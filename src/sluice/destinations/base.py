@@ -41,5 +41,9 @@ class Destination(ABC):
         without loss: ``strict`` refuses the load, ``widen`` alters the column (docs/destinations.md).
         """
 
+    def has_table(self, table: str) -> bool:
+        """Whether ``table`` exists now; False when it cannot be told (planning then runs the object again)."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -223,6 +223,20 @@ class SqlDestination(Destination):
     def parse_table(self, table: str) -> TableName:
         return TableName.parse(table)
 
+    def has_table(self, table: str) -> bool:
+        """Whether ``table`` exists; False when it does not, or when the database cannot be asked.
+
+        A database file that does not exist is not created to find out.
+        """
+        path = getattr(self, "path", None)
+        if isinstance(path, Path) and not path.exists():
+            return False
+        try:
+            with self._lock, self.transaction():
+                return self.describe(self.parse_table(table)) is not None
+        except Exception:
+            return False
+
     def check_identifiers(self, name: TableName, label: str, schema: pa.Schema) -> None:
         """Refuse names the database would cut short (a later run would not find them), before anything runs."""
         limit = self.max_identifier_bytes

@@ -70,11 +70,13 @@ def make_plan(
     force: bool = False,
     input_fingerprint: Callable[[ObjectSpec], str | None] | None = None,
     output_exists: Callable[[str], bool] | None = None,
+    published: Callable[[ObjectSpec], bool] | None = None,
 ) -> Plan:
     """Plan a run of ``targets`` (default: the final objects).
 
     ``latest`` holds the last successful outputs; ``input_fingerprint`` describes an object's
-    external input (None: unknown, so never fresh); ``output_exists`` checks a lake location.
+    external input (None: unknown, so never fresh); ``output_exists`` checks a lake location and
+    ``published`` that an object's destination table is still there.
     """
     chosen = sorted(set(targets)) if targets else default_targets(project)
     check_targets(project, chosen)
@@ -96,6 +98,8 @@ def make_plan(
         if fp != previous.fingerprint:
             continue
         if previous.location and output_exists is not None and not output_exists(previous.location):
+            continue
+        if published is not None and not published(obj):
             continue
         plan.fresh[object_id] = previous
     return plan

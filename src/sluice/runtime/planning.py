@@ -69,6 +69,7 @@ class Fingerprints:
         self.context = context or SourceContext(project.root, project.connections)
         self._inputs: dict[int, str | None] = {}
         self._definitions: dict[int, str] = {}
+        self._tables: dict[tuple[str, str], bool] = {}
 
     def input_fingerprint(self, obj: ObjectSpec) -> str | None:
         """``input_fingerprint(obj)``, computed on the first call for ``obj`` and remembered."""
@@ -90,6 +91,37 @@ class Fingerprints:
                 return None
         return engine.input_fingerprint(obj)
 
+    def published(self, obj: ObjectSpec) -> bool:
+        """Whether the object's destination table is still there (True when it has none).
+
+        A table dropped by hand since the last success makes the object run again. Each table is asked
+        about once per run, over a connection opened and closed for it (a DuckDB file is not kept open
+        while workers write to it); a database that cannot be asked counts as "not there".
+        """
+        spec = obj.destination
+        if spec is None:
+            return True
+        key = (spec.connection, spec.table)
+        found = self._tables.get(key)
+        if found is None:
+            found = self._tables[key] = self._table_exists(spec.connection, spec.table)
+        return found
+
+    def _table_exists(self, connection_name: str, table: str) -> bool:
+        from sluice.destinations.registry import open_destination
+
+        connection = self.project.connections.get(connection_name)
+        if connection is None:
+            return False
+        try:
+            destination = open_destination(connection, self.project.root)
+        except SluiceError:
+            return False
+        try:
+            return destination.has_table(table)
+        finally:
+            destination.close()
+
     def fingerprint(self, object_id: int, parent_hashes: Sequence[str]) -> str | None:
         """The object's fingerprint given its parents' content hashes; None when its input is unknown."""
         obj = self.project.objects[object_id]
@@ -109,6 +141,8 @@ class Fingerprints:
             return Freshness(fp, None)
         if previous.location is not None and not self.output_exists(previous.location):
             return Freshness(fp, None)
+        if not self.published(self.project.objects[object_id]):
+            return Freshness(fp, None)
         return Freshness(fp, previous)
 
 
@@ -124,4 +158,5 @@ def plan_run(project: Project, options: RunOptions, fingerprints: Fingerprints) 
         force=options.force,
         input_fingerprint=fingerprints.input_fingerprint,
         output_exists=fingerprints.output_exists,
+        published=fingerprints.published,
     )
