@@ -409,3 +409,13 @@ def test_csv_encodings_and_column_types_are_checked_before_anything_reads(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         source(tmp_path, "csv", path="a.csv", **options)
+
+
+def test_csv_value_errors_name_the_column_and_the_fix(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i}\n" for i in range(3000)) + "3000,abc\n"
+    (tmp_path / "late.csv").write_text("id,v\n" + rows, encoding="utf-8")
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "csv", path="late.csv", block_size=1024)
+    message = str(caught.value)
+    assert "In column 'v': CSV conversion error to int64: invalid value 'abc'" in message
+    assert message.endswith("set this one: column_types: {v: string}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -93,6 +94,8 @@ class FileSource(Source[F], Generic[F]):
 class CsvSource(FileSource[CsvOptions]):
     """``{type: csv, path: data/x.csv, delimiter: ';', header: true}``, streamed in blocks."""
 
+    columns: tuple[str, ...] = ()  # the file's column names, once it is open (to name a column in errors)
+
     kind = "csv"
 
     def read(self) -> pa.RecordBatchReader:
@@ -121,6 +124,7 @@ class CsvSource(FileSource[CsvOptions]):
             convert.quoted_strings_can_be_null = False
         try:
             reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=convert)
+            self.columns = tuple(reader.schema.names)
             wide = wide_integer_types(path, reader.schema, read_options, parse_options, convert)
             if wide:
                 reader.close()
@@ -142,13 +146,24 @@ class CsvSource(FileSource[CsvOptions]):
         return super().type_hint(exc)
 
     def unreadable(self, exc: Exception) -> TerminalError:
-        """pyarrow's own advice, which names its API's options, is replaced by :meth:`type_hint`'s."""
+        """pyarrow's own advice, which names its API's options, is replaced by :meth:`type_hint`'s; a column
+        pyarrow numbers from 0 (``In CSV column #1``) is named (``column 'v'``)."""
         text = str(exc)
         if "newlines_in_values" in text or "straddl" in text:
             text = text.split(" This can mean", 1)[0].split(" (try to", 1)[0].rstrip(".")
-        return TerminalError(f"{self.kind} source {self.path}: cannot read the file: {text}{self.type_hint(exc)}")
+        hint = self.type_hint(exc)
+        match = _CSV_COLUMN.search(text)
+        if match and int(match.group(1)) < len(self.columns):
+            name = self.columns[int(match.group(1))]
+            text = text.replace(match.group(0), f"In column {name!r}")
+            if hint.startswith(". Column types are guessed"):
+                hint = (
+                    f". Column types are guessed from the first block of the file; set this one: column_types: {{{name}: string}}"
+                )
+        return TerminalError(f"{self.kind} source {self.path}: cannot read the file: {text}{hint}")
 
 
+_CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
 _INTEGER_TEXT = r"^[ \t]*[-+]?[0-9]+[ \t]*$"
 _UINT64_MAX = 2**64 - 1
 _DECIMAL_DIGITS = 38
