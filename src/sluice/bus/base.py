@@ -68,6 +68,9 @@ class Bus(ABC):
     """Publish, consume in groups, replay. Thread-safe: one instance may serve a whole process."""
 
     url: str
+    ordered_publish_many = False
+    """True when :meth:`publish_many` writes every batch in one transaction, in the order given: no consumer
+    sees a message of one batch without the messages before it (the embedded log; not Kafka)."""
 
     @abstractmethod
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:

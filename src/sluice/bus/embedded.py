@@ -87,6 +87,8 @@ def _pid_alive(pid: int) -> bool:
 class EmbeddedBus(Bus):
     """A :class:`Bus` over a local SQLite file. Safe to share between threads and processes."""
 
+    ordered_publish_many = True  # one transaction log: a publish_many is one transaction
+
     def __init__(self, path: str | os.PathLike[str], retention_days: float = DEFAULT_RETENTION_DAYS) -> None:
         self.db = SqliteFile(path, "the embedded bus", BusError, _SCHEMA)
         self.path = self.db.path

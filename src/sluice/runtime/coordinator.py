@@ -132,11 +132,15 @@ class Coordinator:
             )
         )
         # RunStarted goes out before any work: a bus that publishes to several topics without a transaction
-        # (Kafka) could otherwise let a worker's ObjectStarted reach the log ahead of it.
-        self._publish()
+        # (Kafka) could otherwise let a worker's ObjectStarted reach the log ahead of it. A bus whose
+        # publish_many is one ordered transaction (the embedded log) takes it with the first decisions.
+        if not self.bus.ordered_publish_many:
+            self._publish()
         self._decide(self.machine.start(time.time()))
         self._publish()
-        self._save(None)  # no need to wait: until saved, the log's ObjectReady events say what was handed out
+        # The first states go to the writer with the loop's first save (at its first pause, or after
+        # SAVE_INTERVAL_S): until saved, the log's ObjectReady events say what was handed out.
+        self._saved_at = time.time()
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
 

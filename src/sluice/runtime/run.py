@@ -151,16 +151,18 @@ def run_project(
     options = options or RunOptions()
     with open_backends(project, bus_url, state_url) as backends:
         coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer)
-        if options.resume is not None:
-            coordinator.resume(options.resume or None)
-        else:
-            coordinator.start()
-        if on_start is not None:
-            on_start(coordinator)
         started: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
         if workers == "in-process":
+            # Waiting on their queues before the run begins, as external workers are: the first objects
+            # are taken as soon as they are published.
             started = start_workers(project, backends)
         try:
+            if options.resume is not None:
+                coordinator.resume(options.resume or None)
+            else:
+                coordinator.start()
+            if on_start is not None:
+                on_start(coordinator)
             return coordinator.loop()
         finally:
             stop_workers(*started)
