@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sluice.connectors.plugins import SQL_KIND
+from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import Plugin, PluginError, PluginKind, Settings, registry
 from sluice.plugins.options import convert_options
@@ -334,13 +335,10 @@ class _Reader:
 
     def source_plugin(self, kind: str, flat: YamlMap, label: str) -> Plugin | None:
         if kind != SQL_KIND:
-            kinds = [p.name for p in registry().of_kind("source") if not p.schemes] + [SQL_KIND]
-            plugin = registry().find("source", kind)
-            if plugin is None or plugin.schemes:
-                self.problem(
-                    f"{label}: unknown source type {kind!r}.{did_you_mean(kind, kinds)} Known types: {', '.join(kinds)}",
-                    flat.line_of("type"),
-                )
+            try:
+                plugin = source_plugin(kind, None, {})
+            except PluginError as exc:
+                self.problem(f"{label}: {exc.message}", flat.line_of("type"))
                 return None
             self.installed(plugin, f"{label}: source", flat.line_of("type"))
             return plugin
