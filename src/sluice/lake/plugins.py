@@ -22,6 +22,5 @@ PLUGINS: list[Plugin] = [
         LocalLakeOptions,
         "sluice.lake.registry:open_local",
         "Parquet files in a local folder, one sub-folder per layer, replaced atomically.",
-        schemes=("file",),
     ),
 ]
