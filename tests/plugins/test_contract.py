@@ -13,6 +13,7 @@ from collections import Counter
 import msgspec
 import pytest
 
+from sluice.cdc.base import Apply, Capture
 from sluice.connectors.base import Source
 from sluice.destinations.base import Destination
 from sluice.plugins import KINDS, Plugin, Settings, registry
@@ -21,7 +22,7 @@ from sluice.plugins.schema import components
 from sluice.transforms.engines import Engine
 
 PLUGINS = registry().all()
-BASES: dict[str, type] = {"source": Source, "destination": Destination, "engine": Engine}
+BASES: dict[str, type] = {"source": Source, "destination": Destination, "engine": Engine, "capture": Capture, "apply": Apply}
 
 
 @pytest.mark.parametrize("plugin", PLUGINS, ids=lambda plugin: f"{plugin.kind}-{plugin.name}")

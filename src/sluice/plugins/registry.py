@@ -29,6 +29,7 @@ BUILTIN_MODULES = (
     "sluice.transforms.plugins",
     "sluice.bus.plugins",
     "sluice.state.plugins",
+    "sluice.cdc.plugins",
 )
 
 

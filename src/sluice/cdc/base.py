@@ -1,0 +1,200 @@
+"""The two seams of change-data capture: :class:`Capture` reads a source database, :class:`Apply` writes a target.
+
+The sync runtime (:mod:`sluice.cdc.runtime`) joins them through the bus: capture's :class:`ChangeBatch`es
+are published one message per row change (:mod:`sluice.cdc.events`), apply consumes them per table and
+calls :meth:`Apply.apply_batch`. Both are plugins (kinds ``capture`` and ``apply``, chosen by the URL
+scheme of the sync's connection; see :mod:`sluice.cdc.plugins`).
+
+Guarantees the implementations give (checked by ``tests/cdc/contract_*.py``):
+
+* capture yields changes in source commit order, each with a :class:`~sluice.cdc.events.Position` greater
+  than the one before, and can resume from any position it yielded (:meth:`Capture.stream`);
+* a snapshot reads a table in key order in chunks of ``chunk_rows`` rows and can resume after the last key
+  of any chunk; the stream position it returns was read before the first chunk, so snapshot rows followed
+  by the stream from that position converge to the source (full row images, applied in order);
+* apply writes a batch and the table's position in one target transaction, skips stream changes at or
+  before the stored position (so a batch delivered twice changes nothing), and puts a row it cannot write
+  into the dead letters instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, TableSchema
+from sluice.errors import SluiceError
+
+
+class SyncError(SluiceError):
+    """A sync cannot go on. ``table`` is set when only that table must stop (the others go on)."""
+
+    def __init__(self, message: str, table: str | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.table = table
+        self.transient = transient
+
+
+class SourceNotReady(SyncError):
+    """The source server is not set up for capture (binlog format, wal_level, privileges...).
+
+    The message names the server setting to change and how."""
+
+
+class PositionLost(SyncError):
+    """The position to resume from is no longer in the source's log (binlog purged, slot dropped).
+
+    The message says to run ``sluice sync PATH --resnapshot``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef:
+    """A table as a sync sees it: where it is read and where it is written, and what is left out."""
+
+    source: TableSchema
+    target_namespace: str
+    target_name: str
+    drop: tuple[str, ...] = ()
+    """Columns not copied to the target."""
+    mask: tuple[str, ...] = ()
+    """Columns whose values are replaced by a hash (hex SHA-256 of the value's text) in the target."""
+
+    @property
+    def target_qualified(self) -> str:
+        return f"{self.target_namespace}.{self.target_name}"
+
+
+@dataclass(slots=True)
+class ChangeBatch:
+    """What capture read since the previous batch: events in source order and the position after them.
+
+    ``position`` is where :meth:`Capture.stream` resumes to read what follows; ``position_text`` shows it.
+    ``skipped_echo`` counts row changes left out because the sync itself wrote them (both-ways syncs);
+    ``invalid_dates`` counts zero or invalid dates turned into NULL.
+    """
+
+    events: list[Event]
+    position: Position
+    position_text: str
+    commit_ts_us: int = 0
+    skipped_echo: int = 0
+    invalid_dates: int = 0
+
+
+@dataclass(slots=True)
+class SnapshotChunk:
+    """Rows of one table read by a snapshot, in key order; ``last_key`` resumes the next chunk."""
+
+    table: str
+    events: list[ChangeEvent]
+    last_key: list[Any] | None
+    rows_read: int
+    rows_total_estimate: int | None = None
+    done: bool = False
+    invalid_dates: int = 0
+
+
+class Capture(ABC):
+    """Reads one source database: its tables, a snapshot of them, then its change stream.
+
+    Built by the plugin's target from ``(url, options, sync_name, side, marker_table)``: ``marker_table``
+    (``namespace.name``) is the table apply writes its positions to in this same database when the sync runs
+    both ways; a source transaction whose first change is to it was written by the sync and is skipped
+    whole (no echo).
+    """
+
+    @abstractmethod
+    def check(self) -> list[str]:
+        """Problems that stop capture before it starts, each naming the server setting to change. Empty: ready."""
+
+    @abstractmethod
+    def list_tables(self) -> list[TableSchema]:
+        """Every user table capture can read (not system tables, not Sluice's own)."""
+
+    @abstractmethod
+    def current_position(self) -> tuple[Position, str]:
+        """The source's position now (read without a global lock), and its text."""
+
+    @abstractmethod
+    def snapshot(self, table: TableSchema, after_key: list[Any] | None, chunk_rows: int) -> Iterator[SnapshotChunk]:
+        """Read ``table`` in key order from after ``after_key`` (``None``: from the start), ``chunk_rows`` at a time.
+
+        A table without a key is read in one pass (no resume inside it)."""
+
+    @abstractmethod
+    def stream(self, start: Position, tables: Sequence[TableSchema], max_wait_s: float) -> Iterator[ChangeBatch]:
+        """Changes after ``start`` for ``tables`` (and new tables, as :class:`SchemaChange` events), forever.
+
+        Yields a batch at least every ``max_wait_s`` seconds (possibly empty, with the position read up to:
+        that is the heartbeat). Raises :class:`PositionLost` when ``start`` is no longer in the log."""
+
+    def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional
+        """Everything up to ``position`` is safely on the bus: the source may free its log (PostgreSQL slot)."""
+
+    def drop(self) -> None:  # noqa: B027 - optional
+        """Remove what capture created on the source (replication slot, publication)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What one :meth:`Apply.apply_batch` did. Counts are rows."""
+
+    applied: dict[str, int] = field(default_factory=dict)
+    """Rows written by operation letter (``c``, ``u``, ``d``, ``r``, ``t``)."""
+    skipped: int = 0
+    """Stream changes at or before the stored position (already applied)."""
+    dead_letters: int = 0
+    conflicts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A change whose ``before`` image does not match the target row (both-ways syncs): ``current`` is the target's row."""
+
+    event: ChangeEvent
+    current: dict[str, Any] | None
+
+
+Resolver = Callable[[list[Conflict]], list[bool]]
+"""Given the conflicts of a batch, which of their events to apply (True) or to drop (False), in order."""
+
+
+class Apply(ABC):
+    """Writes changes into one target database. Built from ``(url, options, sync_name, side)``."""
+
+    @abstractmethod
+    def prepare(self, tables: Sequence[TableRef]) -> None:
+        """Create Sluice's positions and dead-letter tables and any missing target table. Idempotent."""
+
+    @abstractmethod
+    def stored_position(self, table: TableRef) -> tuple[Position | None, list[Any] | None, bool]:
+        """``(stream position, snapshot last key, snapshot done)`` stored in the target for ``table``."""
+
+    @abstractmethod
+    def apply_batch(
+        self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None
+    ) -> ApplyResult:
+        """Apply ``events`` (in order, one table) and store the last event's position, in one transaction.
+
+        Several changes of one key in a batch reduce to their net effect. Stream changes at or before the
+        stored position are skipped. With ``resolver`` (both-ways), an update or delete whose ``before``
+        differs from the target row, or an insert whose key exists, is a :class:`Conflict` the resolver decides.
+        Rows the target refuses go to the dead letters with the reason."""
+
+    @abstractmethod
+    def apply_schema(self, table: TableRef, change: SchemaChange) -> None:
+        """Apply a schema change to the target table. Raises :class:`SyncError` (``table`` set) when it cannot."""
+
+    @abstractmethod
+    def reset(self, table: TableRef) -> None:
+        """Forget the stored position and snapshot progress of ``table`` and empty it (``sluice sync resync``)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,103 @@
+"""The ``syncs:`` section of ``sluice.yaml``: what to keep in sync, and how.
+
+::
+
+    connections:
+      hr: mysql://sluice:sluice@127.0.0.1:23306/hr
+      warehouse: postgresql://postgres@127.0.0.1:25432/postgres
+    syncs:
+      - name: employees
+        source: hr                  # a connection: capture reads it
+        target: warehouse           # a connection: apply writes it
+        tables: [employes, "hr.dept_*"]   # names or glob patterns, optionally namespace-qualified
+        exclude: ["*_tmp"]
+        rename: {employes: staff}   # source table -> target table
+        columns:
+          employes: {drop: [ssn], mask: [email]}
+        snapshot: initial           # initial | never | initial_only | when_needed
+        direction: one-way          # one-way | both
+        conflicts: newer-wins       # newer-wins | source-wins | target-wins (direction: both)
+
+Each entry is checked by :class:`SyncSettings` with file and line, like the rest of the file.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from sluice.plugins.base import Settings
+
+SnapshotMode = Literal["initial", "never", "initial_only", "when_needed"]
+Direction = Literal["one-way", "both"]
+ConflictPolicy = Literal["newer-wins", "source-wins", "target-wins"]
+NoKeyPolicy = Literal["refuse", "insert-only", "full-row"]
+DropColumnPolicy = Literal["drop", "keep"]
+
+
+class ColumnRules(Settings):
+    """``columns: {employes: {drop: [ssn], mask: [email]}}``."""
+
+    drop: Annotated[list[str], Meta(description="Columns not copied to the target.")] = msgspec.field(default_factory=list)
+    mask: Annotated[list[str], Meta(description="Columns copied as the hex SHA-256 of their text (pseudonymised).")] = (
+        msgspec.field(default_factory=list)
+    )
+
+
+class SyncSettings(Settings):
+    """One entry of ``syncs:``."""
+
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,62}$", description="Unique name of the sync (topics, status).")]
+    source: Annotated[str, Meta(min_length=1, description="Connection capture reads (mysql:// or postgresql://).")]
+    target: Annotated[str, Meta(min_length=1, description="Connection apply writes (postgresql:// or mysql://).")]
+    tables: Annotated[
+        list[str], Meta(min_length=1, description="Tables by name or glob pattern (`db.*`, `dept_*`); namespace optional.")
+    ]
+    exclude: Annotated[list[str], Meta(description="Names or patterns left out of `tables`.")] = msgspec.field(
+        default_factory=list
+    )
+    rename: Annotated[dict[str, str], Meta(description="Source table -> target table name.")] = msgspec.field(
+        default_factory=dict
+    )
+    columns: Annotated[dict[str, ColumnRules], Meta(description="Per source table: columns to drop or mask.")] = msgspec.field(
+        default_factory=dict
+    )
+    target_namespace: Annotated[
+        str | None, Meta(description="Target schema (PostgreSQL) or database (MySQL); default: the target URL's.")
+    ] = None
+    snapshot: Annotated[
+        SnapshotMode,
+        Meta(
+            description="initial: snapshot then stream; never: stream only; initial_only: snapshot then stop; "
+            "when_needed: snapshot when no position is stored or it was purged."
+        ),
+    ] = "initial"
+    direction: Annotated[Direction, Meta(description="one-way, or both: each side captures and applies the other's changes.")] = (
+        "one-way"
+    )
+    conflicts: Annotated[
+        ConflictPolicy, Meta(description="Who wins when a key changed on both sides (direction: both).")
+    ] = "newer-wins"
+    no_key: Annotated[
+        NoKeyPolicy,
+        Meta(
+            description="Tables without a primary key: refuse (error before start), insert-only (inserts applied, "
+            "updates and deletes dead-lettered), full-row (the whole row is the key)."
+        ),
+    ] = "refuse"
+    drop_columns: Annotated[
+        DropColumnPolicy, Meta(description="A column dropped at the source: drop it in the target too, or keep it (NULL).")
+    ] = "drop"
+    chunk_rows: Annotated[int, Meta(ge=1, le=10_000_000, description="Rows per snapshot chunk (a resume point).")] = 50_000
+    batch_rows: Annotated[int, Meta(ge=1, le=10_000_000, description="Most row changes apply writes in one transaction.")] = 20_000
+    heartbeat_s: Annotated[
+        float, Meta(gt=0, description="Seconds between heartbeats while the source is idle (moves positions and slots).")
+    ] = 10.0
+    capture: Annotated[
+        dict[str, Any], Meta(description="Options of the source's capture plugin (`sluice plugins --kind capture`).")
+    ] = msgspec.field(default_factory=dict)
+    apply: Annotated[
+        dict[str, Any], Meta(description="Options of the target's apply plugin (`sluice plugins --kind apply`).")
+    ] = msgspec.field(default_factory=dict)

@@ -1,0 +1,201 @@
+"""The change event: what capture publishes and apply consumes, version 1 (documented in ``docs/cdc.md``).
+
+One bus message per row change, on one topic per source table (:func:`change_topic`), keyed by the row's
+primary key (:func:`key_text`), so every change of one key stays in order on one partition. The value is a
+MessagePack-encoded :class:`ChangeEvent` or :class:`SchemaChange` (:func:`encode` / :func:`decode`; the
+first field, ``kind``, tells them apart). The shape follows Debezium's change event envelope (``op``,
+``before``, ``after``, ``source``) with the same operation letters, so users of that tool read it at sight.
+
+Values inside ``before``/``after`` use one canonical form per logical type (:mod:`sluice.cdc.types`), the
+same in snapshot and in stream and whichever database produced them:
+
+==================  ==========================================================================
+logical type         value in the event
+==================  ==========================================================================
+int8..int64, uint64  ``int`` (uint64 up to 2**64-1, exact)
+year                 ``int``
+bool                 ``bool``
+float32, float64     ``float``
+decimal(p,s)         ``str``, exact (``"12345.67"``)
+string, enum         ``str``; set: ``str`` of its labels joined by ``,`` as MySQL shows them
+json                 ``str`` (JSON text)
+bytes                ``bytes``; bit(n): ``int`` (the bits as an unsigned integer)
+date                 ``str`` ``YYYY-MM-DD``
+time(n)              ``str`` ``[-]HH:MM:SS[.ffffff]`` (MySQL TIME may exceed 24 h or be negative)
+datetime(n)          ``str`` ``YYYY-MM-DD HH:MM:SS[.ffffff]``: a wall-clock time, no zone
+timestamp(n)         ``int``: microseconds since 1970-01-01 00:00:00 UTC (an instant)
+uuid                 ``str``
+==================  ==========================================================================
+
+A zero or invalid date (MySQL ``0000-00-00``) becomes ``None`` and is counted by capture.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+EVENT_VERSION = 1
+"""Bumped on any incompatible change of :class:`ChangeEvent` or :class:`SchemaChange`."""
+
+Operation = Literal["r", "c", "u", "d", "t"]
+"""``r`` snapshot read, ``c`` insert (create), ``u`` update, ``d`` delete, ``t`` truncate (Debezium's letters)."""
+
+OPERATION_NAMES: dict[str, str] = {"r": "snapshot", "c": "insert", "u": "update", "d": "delete", "t": "truncate"}
+"""Metric and status label of each operation."""
+
+Position = list[int]
+"""A source position, compared lexicographically (a later change has a greater position).
+
+MySQL/MariaDB: ``[binlog file number, end position of the rows event, row index in the event]``.
+PostgreSQL: ``[commit LSN, change index in the transaction]``. A snapshot read carries the position the
+snapshot was taken at."""
+
+
+class Column(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One column of a captured table: its name, logical type (:mod:`sluice.cdc.types`) and source type."""
+
+    name: str
+    type: str
+    """Logical type: ``int64``, ``uint64``, ``decimal(12,2)``, ``datetime(6)``, ``timestamp(3)``, ``string``..."""
+    nullable: bool = True
+    source_type: str = ""
+    """The column's type as the source declares it (``bigint(20) unsigned``, ``character varying(64)``)."""
+    labels: list[str] | None = None
+    """ENUM/SET labels, in declaration order."""
+    length: int | None = None
+    """Characters of a string (``varchar(64)``), bytes of a binary, when declared."""
+
+
+class TableSchema(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A captured table: ``namespace`` (MySQL database or PostgreSQL schema), name, columns and key."""
+
+    namespace: str
+    name: str
+    columns: list[Column]
+    key: list[str]
+    """Primary-key columns in key order; empty for a table without a primary key."""
+    version: int = 1
+    """Increases by one with each schema change capture sees for the table."""
+
+    @property
+    def qualified(self) -> str:
+        """``namespace.name``."""
+        return f"{self.namespace}.{self.name}"
+
+    def column(self, name: str) -> Column | None:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+
+class Source(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where and when a change happened at the source."""
+
+    connector: str
+    """``mysql`` or ``postgresql``."""
+    name: str
+    """The sync side the change was captured from (its connection name)."""
+    position: Position
+    position_text: str
+    """The position as the database shows it: ``mysql-bin.000003:4567`` or ``0/16B3748``."""
+    commit_ts_us: int
+    """Commit time, microseconds since the epoch, UTC (MySQL binlogs have whole seconds)."""
+    txid: str = ""
+    """Transaction id: a MariaDB GTID ``domain-server-seq``, a MySQL GTID, or a PostgreSQL xid."""
+    origin: str = ""
+    """Which capture published it: ``<sync>/<side>``."""
+    snapshot: bool = False
+    """True for rows read by a snapshot (``op == 'r'``)."""
+
+
+class ChangeEvent(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="kind", tag="change"):
+    """One row change. ``before`` is ``None`` for inserts and snapshot reads, ``after`` for deletes.
+
+    ``key`` holds the primary-key values (the before image's for a delete, the after image's otherwise;
+    an update that changes the key has the old key in ``before``). ``unchanged`` lists columns absent from
+    ``after`` because the source did not send them (PostgreSQL TOASTed values an update left alone):
+    apply keeps the target's value for those.
+    """
+
+    op: Operation
+    table: str
+    """The source table, ``namespace.name``."""
+    key: list[Any]
+    source: Source
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    schema_version: int = 1
+    unchanged: list[str] = msgspec.field(default_factory=list)
+    v: int = EVENT_VERSION
+
+
+class SchemaChange(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="kind", tag="schema"):
+    """A table's schema as of ``source.position``: published when capture first sees the table and after each DDL.
+
+    ``change`` says what happened (``create``, ``add_column``, ``alter_column``, ``rename_column``,
+    ``drop_column``, ``rename_table``, ``drop_table``, ``other``); ``ddl`` is the statement when known.
+    ``renamed`` maps old column names to new ones for a rename.
+    """
+
+    table: str
+    schema: TableSchema
+    change: str
+    source: Source
+    ddl: str = ""
+    renamed: dict[str, str] = msgspec.field(default_factory=dict)
+    v: int = EVENT_VERSION
+
+
+class Heartbeat(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="kind", tag="heartbeat"):
+    """Capture is alive and has read the source up to ``source.position`` (sent while the source is idle)."""
+
+    source: Source
+    v: int = EVENT_VERSION
+
+
+Event = ChangeEvent | SchemaChange | Heartbeat
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Event)
+
+
+def encode(event: Event) -> bytes:
+    """The bus value of ``event`` (MessagePack)."""
+    return _encoder.encode(event)
+
+
+def decode(value: bytes) -> Event:
+    """The event a bus value holds. Raises :class:`msgspec.DecodeError` / :class:`msgspec.ValidationError`."""
+    return _decoder.decode(value)
+
+
+def decode_many(values: list[bytes]) -> list[Event]:
+    """:func:`decode` of each value, in order."""
+    decode_one = _decoder.decode
+    return [decode_one(value) for value in values]
+
+
+TOPIC_PREFIX = "sluice.cdc."
+
+
+def change_topic(sync: str, side: str, table: str) -> str:
+    """The topic of one captured table: ``sluice.cdc.<sync>.<side>.<namespace.table>``."""
+    return f"{TOPIC_PREFIX}{sync}.{side}.{table}"
+
+
+def heartbeat_topic(sync: str, side: str) -> str:
+    """Capture's heartbeats and checkpoints of one side: ``sluice.cdc.<sync>.<side>._heartbeat``."""
+    return f"{TOPIC_PREFIX}{sync}.{side}._heartbeat"
+
+
+def apply_group(sync: str, side: str) -> str:
+    """The consumer group that applies one side's changes: ``sluice-sync.<sync>.<side>``."""
+    return f"sluice-sync.{sync}.{side}"
+
+
+def key_text(values: list[Any]) -> str:
+    """The bus key of a row: its key values as compact JSON (``[42]``, ``["a",1]``); bytes as hex."""
+    return msgspec.json.encode([v.hex() if isinstance(v, bytes | bytearray) else v for v in values]).decode()
