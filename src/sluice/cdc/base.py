@@ -177,9 +177,7 @@ class Apply(ABC):
         """``(stream position, snapshot last key, snapshot done)`` stored in the target for ``table``."""
 
     @abstractmethod
-    def apply_batch(
-        self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None
-    ) -> ApplyResult:
+    def apply_batch(self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None) -> ApplyResult:
         """Apply ``events`` (in order, one table) and store the last event's position, in one transaction.
 
         Several changes of one key in a batch reduce to their net effect. Stream changes at or before the

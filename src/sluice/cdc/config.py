@@ -77,9 +77,9 @@ class SyncSettings(Settings):
     direction: Annotated[Direction, Meta(description="one-way, or both: each side captures and applies the other's changes.")] = (
         "one-way"
     )
-    conflicts: Annotated[
-        ConflictPolicy, Meta(description="Who wins when a key changed on both sides (direction: both).")
-    ] = "newer-wins"
+    conflicts: Annotated[ConflictPolicy, Meta(description="Who wins when a key changed on both sides (direction: both).")] = (
+        "newer-wins"
+    )
     no_key: Annotated[
         NoKeyPolicy,
         Meta(
@@ -91,7 +91,7 @@ class SyncSettings(Settings):
         DropColumnPolicy, Meta(description="A column dropped at the source: drop it in the target too, or keep it (NULL).")
     ] = "drop"
     chunk_rows: Annotated[int, Meta(ge=1, le=10_000_000, description="Rows per snapshot chunk (a resume point).")] = 50_000
-    batch_rows: Annotated[int, Meta(ge=1, le=10_000_000, description="Most row changes apply writes in one transaction.")] = 20_000
+    batch_rows: Annotated[int, Meta(ge=1, le=10_000_000, description="Most row changes per apply transaction.")] = 20_000
     heartbeat_s: Annotated[
         float, Meta(gt=0, description="Seconds between heartbeats while the source is idle (moves positions and slots).")
     ] = 10.0

@@ -26,15 +26,17 @@ class PostgresCaptureOptions(Settings):
     """``capture: {slot: sluice_employees, publication: sluice_employees}`` for a PostgreSQL source."""
 
     slot: Annotated[
-        Annotated[str, Meta(pattern=_NAME)] | None, Meta( description="Logical replication slot Sluice creates (default sluice_<sync>_<side>).")
+        Annotated[str, Meta(pattern=_NAME)] | None,
+        Meta(description="Logical replication slot to create (default sluice_<sync>_<side>)."),
     ] = None
     publication: Annotated[
-        Annotated[str, Meta(pattern=_NAME)] | None, Meta( description="Publication Sluice creates for the synced tables (default as the slot).")
+        Annotated[str, Meta(pattern=_NAME)] | None,
+        Meta(description="Publication to create for the synced tables (default: the slot name)."),
     ] = None
     decoder: Annotated[Literal["wal2json"], Meta(description="Logical decoding output plugin.")] = "wal2json"
     replica_identity_full: Annotated[
         bool,
-        Meta(description="Set REPLICA IDENTITY FULL on synced tables so updates carry the whole before image (needed both ways)."),
+        Meta(description="Set REPLICA IDENTITY FULL so updates carry the whole before image (needed both ways)."),
     ] = False
 
 
@@ -42,7 +44,8 @@ class ApplyOptions(Settings):
     """``apply: {namespace: sluice_cdc}`` for a PostgreSQL or MySQL/MariaDB target."""
 
     namespace: Annotated[
-        str, Meta(pattern=_NAME, description="Schema (PostgreSQL) or database (MySQL) of Sluice's positions and dead-letter tables.")
+        str,
+        Meta(pattern=_NAME, description="Schema or database of Sluice's positions and dead-letter tables."),
     ] = "sluice_cdc"
     create_tables: Annotated[bool, Meta(description="Create a missing target table from the source's schema.")] = True
 
