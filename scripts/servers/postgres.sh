@@ -11,7 +11,7 @@
 # The data directory is <repo>/.tmp/servers/postgres/data, owned by the postgres OS user (PostgreSQL
 # refuses to run as root, so root runs its commands through runuser). The server listens on 127.0.0.1
 # only, its socket lives in <repo>/.tmp/servers/postgres, and it is configured for tests and
-# change-data-capture: wal_level=logical, replication slots and WAL senders, fsync off.
+# change-data-capture: wal_level=logical, replication slots and WAL senders, wal2json, fsync off.
 # `start` is idempotent: it reuses a running instance and clears a stale pid file.
 # Delete .tmp/servers/postgres to start from scratch.
 #
@@ -107,6 +107,13 @@ start() {
         apt_install postgresql
         bindir="$(find_bindir)"
         [ -n "$bindir" ] || die "PostgreSQL binaries not found after installing the postgresql package"
+    fi
+    # Change-data capture decodes the WAL with wal2json (Debian: postgresql-<major>-wal2json).
+    local major libdir
+    major="$("$bindir/pg_config" --version 2>/dev/null | sed -E 's/[^0-9]*([0-9]+).*/\1/' || true)"
+    libdir="$("$bindir/pg_config" --pkglibdir 2>/dev/null || echo "$bindir/../lib")"
+    if [ -n "$major" ] && [ ! -f "$libdir/wal2json.so" ]; then
+        apt_install "postgresql-$major-wal2json"
     fi
     mkdir -p "$repo/.tmp/servers"
     exec 9>"$repo/.tmp/servers/postgres.lock"
