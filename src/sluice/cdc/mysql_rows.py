@@ -242,25 +242,45 @@ def _fraction_us(fsp: int) -> tuple[int, int]:
 
 
 def datetime2_converter(fsp: int, invalid: InvalidDates) -> tuple[int, Callable[[bytes], str | None]]:
-    """DATETIME2: 5 bytes (sign, year*13+month, day, hour, minute, second) then the fraction, big-endian."""
+    """DATETIME2: 5 bytes (sign, year*13+month, day, hour, minute, second) then the fraction, big-endian.
+
+    The date and time-of-day texts are cached (a binlog holds few distinct days), so a value costs two dict
+    look-ups and a concatenation."""
     width, scale = _fraction_us(fsp)
-    days = DAYS_IN_MONTH
+    bits = width * 8
+    fraction_mask = (1 << bits) - 1
+    dates: dict[int, str | None] = {}
+    times: dict[int, str] = {}
 
     def convert(raw: bytes) -> str | None:
-        v = int.from_bytes(raw[:5], "big") - 0x8000000000
+        v = int.from_bytes(raw, "big")
+        fraction = v & fraction_mask
+        v = (v >> bits) - 0x8000000000
         ymd = v >> 17
-        year, month = divmod(ymd >> 5, 13)
-        day = ymd & 31
-        if not (month and day and day <= days[month]) or (month == 2 and day == 29 and not _leap(year)):
+        head = dates.get(ymd, "")
+        if head == "":
+            head = dates[ymd] = _date_text(ymd >> 5, ymd & 31, " ")
+            if len(dates) > 100_000:
+                dates.clear()
+        if head is None:
             invalid.count += 1
             return None
         hms = v & 0x1FFFF
-        text = f"{year:04d}-{month:02d}-{day:02d} {hms >> 12:02d}:{(hms >> 6) & 63:02d}:{hms & 63:02d}"
+        clock = times.get(hms)
+        if clock is None:
+            clock = times[hms] = f"{hms >> 12:02d}:{(hms >> 6) & 63:02d}:{hms & 63:02d}"
         if fsp:
-            text += "." + f"{int.from_bytes(raw[5:], 'big') * scale:06d}"[:fsp]
-        return text
+            return head + clock + "." + f"{fraction * scale:06d}"[:fsp]
+        return head + clock
 
     return 5 + width, convert
+
+
+def _date_text(year_month: int, day: int, tail: str) -> str | None:
+    year, month = divmod(year_month, 13)
+    if not (month and day and day <= DAYS_IN_MONTH[month]) or (month == 2 and day == 29 and not _leap(year)):
+        return None
+    return f"{year:04d}-{month:02d}-{day:02d}{tail}"
 
 
 def timestamp2_converter(fsp: int, invalid: InvalidDates) -> tuple[int, Callable[[bytes], int | None]]:
