@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from servers_fixtures import mysql_connect, with_database
 
+from servers_fixtures import mysql_connect, with_database
 from sluice.cdc.base import ChangeBatch, PositionLost
 from sluice.cdc.events import ChangeEvent, SchemaChange
 from sluice.cdc.mysql_capture import MysqlCapture, server_problems

@@ -10,6 +10,7 @@ and MariaDB's "COM_BINLOG_DUMP" documentation.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
 from collections.abc import Iterator
@@ -106,10 +107,8 @@ class BinlogConnection:
     def close(self) -> None:
         """Drop the connection (the server ends the dump thread)."""
         if self.conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dump connection mid-stream may fail; it is gone either way
                 self.conn.close()
-            except Exception:  # noqa: BLE001 - closing a dump connection mid-stream may fail; it is gone either way
-                pass
             self.conn = None
 
 

@@ -49,7 +49,8 @@ class TableMap:
     table: str
     types: list[int]
     meta: list[int | tuple[int, int]]
-    """Per column: length/size byte, (precision, scale) for DECIMAL, (real type, size) for CHAR/ENUM/SET, (bits, bytes) for BIT."""
+    """Per column: length/size byte, (precision, scale) for DECIMAL, (real type, length) for CHAR/BINARY,
+    (bits, bytes) for BIT, size for ENUM/SET."""
     names: list[str] = field(default_factory=list)
     unsigned: list[bool] = field(default_factory=list)
     charsets: list[int | None] = field(default_factory=list)
@@ -206,7 +207,8 @@ def decimal_converter(precision: int, scale: int) -> tuple[int, Callable[[bytes]
     top = 1 << (size * 8 - 1)
     every = (1 << (size * 8)) - 1
     shift = size * 8
-    int_terms, frac_terms = [], []
+    int_terms: list[tuple[str, int]] = []
+    frac_terms: list[tuple[str, int]] = []
     for n, (width, digits) in enumerate(fields):
         shift -= width * 8
         term = f"((m >> {shift}) & {(1 << (width * 8)) - 1})"
@@ -506,7 +508,9 @@ def _plan(tmap: TableMap, i: int, collations: dict[int, str], invalid: InvalidDa
         assert isinstance(meta, int)
         if kind == GEOMETRY:
             decode = ""
-        return _Plan(var=[f"n = from_bytes(buf[p:p + {meta}], 'little')", f"p += {meta}", f"{{v}} = buf[p:p + n]{decode}", "p += n"])
+        return _Plan(
+            var=[f"n = from_bytes(buf[p:p + {meta}], 'little')", f"p += {meta}", f"{{v}} = buf[p:p + n]{decode}", "p += n"]
+        )
     raise DecodeError(
         f"{tmap.qualified}: column {tmap.names[i] if tmap.names else i} has binlog type {kind} that Sluice cannot decode"
         + (" (MySQL's binary JSON: capture it from MariaDB, or declare it as LONGTEXT)" if kind == JSON else "")

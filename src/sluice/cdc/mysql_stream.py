@@ -93,7 +93,7 @@ class BinlogStream:
         finally:
             conn.close()
 
-    def _loop(self, conn: BinlogConnection, start: list[int]) -> Iterator[ChangeBatch]:  # noqa: C901 - one dispatch
+    def _loop(self, conn: BinlogConnection, start: list[int]) -> Iterator[ChangeBatch]:
         capture = self.capture
         file = capture.file_name(start[0])
         file_no = start[0]
@@ -132,12 +132,18 @@ class BinlogStream:
                                 continue
                             src = source(position, text, commit_us, gtid)
                             if op == "c":
-                                events.append(ChangeEvent("c", qualified, [image[k] for k in key], src, None, image, schema_version))
+                                events.append(
+                                    ChangeEvent("c", qualified, [image[k] for k in key], src, None, image, schema_version)
+                                )
                             elif op == "d":
-                                events.append(ChangeEvent("d", qualified, [image[k] for k in key], src, image, None, schema_version))
+                                events.append(
+                                    ChangeEvent("d", qualified, [image[k] for k in key], src, image, None, schema_version)
+                                )
                             else:
                                 before, after = image
-                                events.append(ChangeEvent("u", qualified, [after[k] for k in key], src, before, after, schema_version))
+                                events.append(
+                                    ChangeEvent("u", qualified, [after[k] for k in key], src, before, after, schema_version)
+                                )
                         last = [file_no, end, len(rows)]
                         self.txn_starts[(file_no, end)] = txn_start
             elif kind == TABLE_MAP:
