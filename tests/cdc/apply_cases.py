@@ -102,8 +102,16 @@ def ref(target: Target, name: str, columns: list[Column], key: list[str], **extr
 _counter = [0]
 
 
-def event(op: str, key: list[Any], after: dict[str, Any] | None = None, before: dict[str, Any] | None = None, *,
-          pos: int | None = None, table: str = "src.t", unchanged: list[str] | None = None) -> ChangeEvent:
+def event(
+    op: str,
+    key: list[Any],
+    after: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+    *,
+    pos: int | None = None,
+    table: str = "src.t",
+    unchanged: list[str] | None = None,
+) -> ChangeEvent:
     """A change event as capture would publish it; ``pos`` defaults to a counter (increasing)."""
     _counter[0] += 1
     position = [1, pos if pos is not None else _counter[0], 0]
@@ -265,7 +273,12 @@ def case_schema_changes(target: Target) -> None:
     added = [*SIMPLE, Column("note", "string")]
     target.apply.apply_schema(table, change(added, "add_column"))
     table = TableRef(TableSchema("src", "t", added, ["id"]), target.namespace, "t")
-    widened = [Column("id", "int64", nullable=False), Column("name", "string", length=200), Column("qty", "int64"), Column("note", "string")]
+    widened = [
+        Column("id", "int64", nullable=False),
+        Column("name", "string", length=200),
+        Column("qty", "int64"),
+        Column("note", "string"),
+    ]
     target.apply.apply_schema(table, change(widened, "alter_column"))
     table = TableRef(TableSchema("src", "t", widened, ["id"]), target.namespace, "t")
     target.apply.apply_batch(table, [event("c", [2], {"id": 2, "name": "x" * 150, "qty": 2**40, "note": "hi"})])
@@ -320,7 +333,10 @@ def case_no_key(target: Target) -> None:
     target.apply.prepare([insert_only])
     result = target.apply.apply_batch(
         insert_only,
-        [event("c", [], {"a": 1, "b": "x"}, table="src.nokey"), event("u", [], {"a": 1, "b": "y"}, {"a": 1, "b": "x"}, table="src.nokey")],
+        [
+            event("c", [], {"a": 1, "b": "x"}, table="src.nokey"),
+            event("u", [], {"a": 1, "b": "y"}, {"a": 1, "b": "x"}, table="src.nokey"),
+        ],
     )
     assert result.applied == {"c": 1} and result.dead_letters == 1
     full = ref(target, "nokey", columns, [], no_key="full-row")

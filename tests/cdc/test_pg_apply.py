@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -78,5 +78,3 @@ def test_pg_target_types(target: Target) -> None:
     assert found["dt"] == "timestamp(6) without time zone" and found["ts"] == "timestamp(6) with time zone"
     assert found["tm"] == "interval" and found["j"] == "jsonb" and found["b"] == "bytea" and found["bt"] == "bit(10)"
     assert found["e"] == "text" and found["y"] == "smallint" and found["s"] == "character varying(64)"
-
-

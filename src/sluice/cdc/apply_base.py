@@ -170,9 +170,7 @@ class SqlApply(Apply):
         if segment.deletes:
             keys = list(segment.deletes)
             events = segment.deletes
-            done = self._guarded(
-                table, keys, lambda part: self._delete(table, part), lambda key: events[key], result
-            )
+            done = self._guarded(table, keys, lambda part: self._delete(table, part), lambda key: events[key], result)
             result.applied["d"] = result.applied.get("d", 0) + done
         groups: dict[frozenset[str], list[Upsert]] = {}
         for upsert in segment.upserts.values():
@@ -202,7 +200,7 @@ class SqlApply(Apply):
         self._savepoint()
         try:
             run(items)
-        except Exception as exc:  # noqa: BLE001 - classified by the dialect; others re-raised
+        except Exception as exc:
             reason = self._row_error(exc)
             if reason is None:
                 raise
@@ -303,9 +301,7 @@ class SqlApply(Apply):
             if not applied:
                 losers.add(old_key(conflict.event, key_columns))
                 losers.add(tuple(conflict.event.key))
-            records.append(
-                (to_json(conflict.event.key), to_json(conflict.event), to_json(conflict.current), bool(applied))
-            )
+            records.append((to_json(conflict.event.key), to_json(conflict.event), to_json(conflict.current), bool(applied)))
         self._record(table.source.qualified, "conflicts", records)
         result.conflicts += len(conflicts)
         return [
@@ -337,7 +333,12 @@ class SqlApply(Apply):
                 self._commit()
                 return
             if list(change.schema.key) != list(table.source.key):
-                raise cannot_alter(table, ",".join(change.schema.key) or "(key)", "primary key " + ",".join(table.source.key), "primary key " + ",".join(change.schema.key))
+                raise cannot_alter(
+                    table,
+                    ",".join(change.schema.key) or "(key)",
+                    "primary key " + ",".join(table.source.key),
+                    "primary key " + ",".join(change.schema.key),
+                )
             present = self._target_columns(table)
             dropped = set(table.drop)
             old = {column.name: column for column in table.source.columns}

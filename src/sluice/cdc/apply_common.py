@@ -303,7 +303,7 @@ def same_value(logical: str, event_value: Any, target_value: Any, masked: bool =
             target = target_value if isinstance(target_value, dt.timedelta) else time_delta(str(target_value))
             return time_delta(event_value) == target
         if name == "datetime":
-            return dt.datetime.fromisoformat(event_value) == target_value
+            return bool(dt.datetime.fromisoformat(event_value) == target_value)
         if name == "timestamp":
             return int(event_value) == micros(target_value)
         if name == "date":

@@ -108,7 +108,8 @@ class MysqlApply(SqlApply):
         key = set(table.source.key)
         masked = set(table.mask)
         definitions = [
-            f"{quote(c.name)} {mysql_type(c, c.name in masked, c.name in key)}{'' if c.nullable and c.name not in key else ' NOT NULL'}"
+            f"{quote(c.name)} {mysql_type(c, c.name in masked, c.name in key)}"
+            + ("" if c.nullable and c.name not in key else " NOT NULL")
             for c in target_columns(table)
         ]
         if table.source.key:
@@ -168,7 +169,8 @@ class MysqlApply(SqlApply):
     def finish_snapshot(self, table: TableRef) -> None:
         """Mark the snapshot of ``table`` done (the runtime calls it after the last chunk)."""
         self._run(
-            f"UPDATE {self._ns}.positions SET snapshot_done = TRUE, updated_at = NOW(6) WHERE sync = %s AND side = %s AND table_name = %s",
+            f"UPDATE {self._ns}.positions SET snapshot_done = TRUE, updated_at = NOW(6)"
+            " WHERE sync = %s AND side = %s AND table_name = %s",
             (self.sync, self.side, table.source.qualified),
         )
         self._conn.commit()
@@ -271,9 +273,15 @@ class MysqlApply(SqlApply):
         if not rows:
             return
         if sql_table == "dead_letters":
-            sql = f"INSERT INTO {self._ns}.dead_letters (sync, side, table_name, `key`, op, event, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            sql = (
+                f"INSERT INTO {self._ns}.dead_letters (sync, side, table_name, `key`, op, event, reason)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            )
         else:
-            sql = f"INSERT INTO {self._ns}.conflicts (sync, side, table_name, `key`, event, current, applied) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            sql = (
+                f"INSERT INTO {self._ns}.conflicts (sync, side, table_name, `key`, event, current, applied)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            )
         with self._conn.cursor() as cursor:
             cursor.executemany(sql, [(self.sync, self.side, table, *row) for row in rows])
 

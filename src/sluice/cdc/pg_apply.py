@@ -78,7 +78,9 @@ class PostgresApply(SqlApply):
         try:
             self._conn = psycopg.connect(libpq_url(url), autocommit=False, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            raise SyncError(f"cannot connect to the PostgreSQL target of sync {sync} ({side}): {exc}".strip(), transient=True) from exc
+            raise SyncError(
+                f"cannot connect to the PostgreSQL target of sync {sync} ({side}): {exc}".strip(), transient=True
+            ) from exc
         self._conn.execute("SET TIME ZONE 'UTC'")
         self._conn.commit()
         self._ns = quote(options.namespace)
@@ -308,9 +310,15 @@ class PostgresApply(SqlApply):
         if not rows:
             return
         if sql_table == "dead_letters":
-            sql = f"INSERT INTO {self._ns}.dead_letters (sync, side, table_name, key, op, event, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            sql = (
+                f"INSERT INTO {self._ns}.dead_letters (sync, side, table_name, key, op, event, reason)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            )
         else:
-            sql = f"INSERT INTO {self._ns}.conflicts (sync, side, table_name, key, event, current, applied) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            sql = (
+                f"INSERT INTO {self._ns}.conflicts (sync, side, table_name, key, event, current, applied)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            )
         with self._conn.cursor() as cursor:
             cursor.executemany(sql, [(self.sync, self.side, table, *row) for row in rows])
 
@@ -340,4 +348,3 @@ class PostgresApply(SqlApply):
 
     def close(self) -> None:
         self._conn.close()
-
