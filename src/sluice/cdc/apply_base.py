@@ -111,8 +111,21 @@ class SqlApply(Apply):
         """The target rows of ``keys`` (column -> driver value), in one query."""
 
     @abstractmethod
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    @abstractmethod
+    def _quote(self, name: str) -> str:
+        """An identifier quoted for the dialect."""
+
     def _record(self, table: str, sql_table: str, rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` into ``<namespace>.<sql_table>`` (dead_letters or conflicts)."""
+        """Insert ``rows`` into ``<namespace>.<sql_table>``: dead_letters (key, op, event, reason) or
+        conflicts (key, event, current, applied), in the batch's transaction."""
+        if not rows:
+            return
+        columns = ("key", "op", "event", "reason") if sql_table == "dead_letters" else ("key", "event", "current", "applied")
+        names = ", ".join(self._quote(name) for name in ("sync", "side", "table_name", *columns))
+        sql = f"INSERT INTO {self._quote(self.options.namespace)}.{sql_table} ({names}) VALUES ({', '.join(['%s'] * 7)})"
+        self._executemany(sql, [(self.sync, self.side, table, *row) for row in rows])
 
     @abstractmethod
     def _target_columns(self, table: TableRef) -> set[str]:

@@ -269,21 +269,12 @@ class MysqlApply(SqlApply):
                 rows[wanted.get(found, found)] = current
         return rows
 
-    def _record(self, table: str, sql_table: str, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        if sql_table == "dead_letters":
-            sql = (
-                f"INSERT INTO {self._ns}.dead_letters (sync, side, table_name, `key`, op, event, reason)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            )
-        else:
-            sql = (
-                f"INSERT INTO {self._ns}.conflicts (sync, side, table_name, `key`, event, current, applied)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            )
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with self._conn.cursor() as cursor:
-            cursor.executemany(sql, [(self.sync, self.side, table, *row) for row in rows])
+            cursor.executemany(sql, rows)
+
+    def _quote(self, name: str) -> str:
+        return quote(name)
 
     def _truncate(self, table: TableRef) -> None:
         self._run(f"DELETE FROM {self._target(table)}")  # TRUNCATE would commit the batch half-way

@@ -306,21 +306,12 @@ class PostgresApply(SqlApply):
             rows[wanted.get(found_key, found_key)] = current
         return rows
 
-    def _record(self, table: str, sql_table: str, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        if sql_table == "dead_letters":
-            sql = (
-                f"INSERT INTO {self._ns}.dead_letters (sync, side, table_name, key, op, event, reason)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            )
-        else:
-            sql = (
-                f"INSERT INTO {self._ns}.conflicts (sync, side, table_name, key, event, current, applied)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            )
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with self._conn.cursor() as cursor:
-            cursor.executemany(sql, [(self.sync, self.side, table, *row) for row in rows])
+            cursor.executemany(sql, rows)
+
+    def _quote(self, name: str) -> str:
+        return quote(name)
 
     def _truncate(self, table: TableRef) -> None:
         self._conn.execute(f"TRUNCATE {self._target(table)}")
