@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sluice.cdc import pg_types
-from sluice.cdc.pg_catalog import describe_change
 from sluice.cdc.events import Column, TableSchema
+from sluice.cdc.pg_catalog import describe_change
 from sluice.cdc.pg_wal2json import add_tables_option, lsn_int, lsn_text
 
 
@@ -50,7 +50,8 @@ def test_logical_type(source_type: str, typtype: str, expected: tuple[str, int |
 def test_converters_give_canonical_values() -> None:
     assert pg_types.converter("int64")("9223372036854775807") == 2**63 - 1
     assert pg_types.converter("decimal(12,2)")("12.50") == "12.50"
-    assert pg_types.converter("float64")("NaN") != pg_types.converter("float64")("NaN")  # NaN kept
+    assert pg_types.converter("float64")("NaN") is None and pg_types.converter("float64")("-Infinity") is None
+    assert pg_types.converter("decimal")("NaN") is None and pg_types.invalid_date("float64", "Infinity")
     assert pg_types.converter("float32")("1.5") == 1.5
     assert pg_types.converter("bool")("t") is True and pg_types.converter("bool")(False) is False
     assert pg_types.converter("bytes")("\\x00ff") == b"\x00\xff" == pg_types.converter("bytes")("00ff")

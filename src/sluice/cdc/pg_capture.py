@@ -29,7 +29,7 @@ from psycopg import sql
 
 from sluice.cdc import pg_types
 from sluice.cdc.base import Capture, ChangeBatch, PositionLost, SnapshotChunk, SourceNotReady, SyncError
-from sluice.cdc.events import ChangeEvent, Position, Source, TableSchema
+from sluice.cdc.events import ChangeEvent, Column, Position, Source, TableSchema
 from sluice.cdc.pg_catalog import read_tables
 from sluice.cdc.pg_stream import StreamDecoder
 from sluice.cdc.pg_wal2json import HEARTBEAT_PREFIX, add_tables_option, lsn_int, lsn_text, peek_sql
@@ -288,10 +288,8 @@ class PostgresCapture(Capture):
         converters = [pg_types.converter(c.type) for c in columns]
         key_at = [[c.name for c in columns].index(k) for k in table.key]
         qualified = sql.SQL("{}.{}").format(sql.Identifier(table.namespace), sql.Identifier(table.name))
-        select = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in columns), qualified
-        )
-        order = sql.SQL(", ").join(sql.Identifier(k) for k in table.key)
+        select = sql.SQL("SELECT {} FROM {} AS src").format(sql.SQL(", ").join(_as_text(c) for c in columns), qualified)
+        order = sql.SQL(", ").join(sql.Identifier("src", k) for k in table.key)  # not the ::text output columns
         estimate_row = self._control.execute(
             "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
             [f'"{table.namespace}"."{table.name}"'],
@@ -319,30 +317,29 @@ class PostgresCapture(Capture):
                         )
                         params = [_key_value(table, k, v) for k, v in zip(table.key, after_key, strict=True)]
                     statement = sql.SQL("{} ORDER BY {} LIMIT {}").format(statement, order, sql.Literal(chunk_rows))
-                cursor = conn.cursor(name="sluice_snapshot")
-                cursor.itersize = min(chunk_rows, self.FETCH_ROWS)
-                cursor.execute(statement, params)
-                events: list[ChangeEvent] = []
-                invalid = 0
-                qualified_name = table.qualified
-                for row in cursor:
-                    after = {}
-                    for column, convert, text in zip(columns, converters, row, strict=True):
-                        value = convert(text)
-                        if value is None and text is not None:
-                            invalid += 1
-                        after[column.name] = value
-                    key = [after[columns[i].name] for i in key_at]
-                    events.append(
-                        ChangeEvent(
-                            op="r", table=qualified_name, key=key, source=source, after=after, schema_version=table.version
+                with conn.cursor(name="sluice_snapshot") as cursor:
+                    cursor.itersize = min(chunk_rows, self.FETCH_ROWS)
+                    cursor.execute(statement, params)
+                    events: list[ChangeEvent] = []
+                    invalid = 0
+                    qualified_name = table.qualified
+                    for row in cursor:
+                        after = {}
+                        for column, convert, text in zip(columns, converters, row, strict=True):
+                            value = convert(text)
+                            if value is None and text is not None:
+                                invalid += 1
+                            after[column.name] = value
+                        key = [after[columns[i].name] for i in key_at]
+                        events.append(
+                            ChangeEvent(
+                                op="r", table=qualified_name, key=key, source=source, after=after, schema_version=table.version
+                            )
                         )
-                    )
-                    if not table.key and len(events) >= chunk_rows:
-                        read += len(events)
-                        yield SnapshotChunk(qualified_name, events, None, read, estimate, invalid_dates=invalid)
-                        events, invalid = [], 0
-                cursor.close()
+                        if not table.key and len(events) >= chunk_rows:
+                            read += len(events)
+                            yield SnapshotChunk(qualified_name, events, None, read, estimate, invalid_dates=invalid)
+                            events, invalid = [], 0
             read += len(events)
             done = not table.key or len(events) < chunk_rows
             last_key = events[-1].key if events and table.key else after_key
@@ -387,8 +384,7 @@ class PostgresCapture(Capture):
             before = list(decoder_.last)
             statement, options = peek_sql(limit)
             rows = 0
-            with conn.transaction():
-                cursor = conn.cursor(name="sluice_peek")
+            with conn.transaction(), conn.cursor(name="sluice_peek") as cursor:
                 cursor.itersize = self.FETCH_ROWS
                 cursor.execute(statement, [self.slot, *options, add_tables])
                 for row_lsn, data in cursor:
@@ -397,7 +393,6 @@ class PostgresCapture(Capture):
                     if len(decoder_.events) >= self.BATCH_EVENTS:
                         yield self._batch(decoder_)
                         last_yield = time.monotonic()
-                cursor.close()
             now = time.monotonic()
             moved = decoder_.last != before
             if moved:
@@ -434,6 +429,13 @@ class PostgresCapture(Capture):
             skipped_echo=echo,
             invalid_dates=invalid,
         )
+
+
+def _as_text(column: Column) -> sql.Composable:
+    """The column's text output in a snapshot, as wal2json prints it (``char(n)::text`` would drop the padding)."""
+    if column.source_type == "character" or column.source_type.startswith("character("):
+        return sql.SQL("bpcharout({})::text").format(sql.Identifier(column.name))
+    return sql.SQL("{}::text").format(sql.Identifier(column.name))
 
 
 def _key_value(table: TableSchema, name: str, value: Any) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.cdc import pg_types
-from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, Source, TableSchema
+from sluice.cdc.events import ChangeEvent, Column, Event, Position, SchemaChange, Source, TableSchema
 from sluice.cdc.pg_catalog import describe_change
 from sluice.cdc.pg_wal2json import W2JColumn, W2JRow, lsn_int, lsn_text
 
@@ -143,10 +143,13 @@ class StreamDecoder:
             )
             return
         columns = row.columns or []
-        if row.action != "D" and self._schema_moved(table, row.action, columns):
-            table = self._reread(qualified, table, position)
-        after = self._image(table, columns) if row.action != "D" else None
-        before = self._image(table, row.identity) if row.identity else None
+        after = None
+        if row.action != "D":
+            after, known = self._image(table, columns)
+            if not known or self._columns_missing(table, row.action, after):
+                table = self._reread(qualified, table, row.action, columns, position)
+                after, _ = self._image(table, columns)
+        before = self._image(table, row.identity)[0] if row.identity else None
         unchanged: list[str] = []
         if row.action == "U" and after is not None and len(after) < len(table.names):
             unchanged = [name for name in table.names if name not in after]
@@ -164,45 +167,65 @@ class StreamDecoder:
             )
         )
 
-    def _schema_moved(self, table: _Table, action: str, columns: list[W2JColumn]) -> bool:
-        """True when the columns wal2json reports differ from the known schema (names or types).
-
-        An update may leave out TOASTed values it did not change: a missing column is only a change
-        when its type is never TOASTed."""
-        convert = table.convert
-        for col in columns:
-            if (col.name, col.type) not in convert:
-                return True
-        if len(columns) == len(table.names):
+    def _columns_missing(self, table: _Table, action: str, image: dict[str, Any]) -> bool:
+        """True when the row lacks columns of the known schema. An update may leave out TOASTed values it did
+        not change: a missing column is only a schema change when its type is never TOASTed."""
+        if len(image) == len(table.names):
             return False
         if action == "I":
             return True
-        present = {col.name for col in columns}
-        return any(name in table.fixed for name in table.names if name not in present)
+        return any(name in table.fixed for name in table.names if name not in image)
 
-    def _reread(self, qualified: str, table: _Table, position: Position) -> _Table:
+    def _reread(self, qualified: str, table: _Table, action: str, columns: list[W2JColumn], position: Position) -> _Table:
+        """The table's schema as the row shows it (wal2json prints each tuple with the catalog of its time),
+        completed from the catalog now where a column has the same name and type there (enum labels,
+        nullability); emits the :class:`SchemaChange`."""
         old = table.schema
-        new = self.read_table(old.namespace, old.name)
-        if new is None or [(c.name, c.source_type) for c in new.columns] == [(c.name, c.source_type) for c in old.columns]:
-            return table  # the catalog moved on again (or back): convert with what wal2json names
-        change, renamed = describe_change(old, new)
-        schema = TableSchema(namespace=new.namespace, name=new.name, columns=new.columns, key=new.key, version=old.version + 1)
+        current = self.read_table(old.namespace, old.name)
+        now = {c.name: c for c in current.columns} if current else {}
+        before = {c.name: c for c in old.columns}
+        reported = [(col.name, col.type) for col in columns]
+        if action == "U":  # values an update did not change may be missing (TOAST): keep those columns in place
+            present = {name for name, _ in reported}
+            for at, c in enumerate(old.columns):
+                if c.name not in present and c.name not in table.fixed:
+                    reported.insert(min(at, len(reported)), (c.name, c.source_type))
+        new_columns: list[Column] = []
+        for name, source_type in reported:
+            known = before.get(name)
+            if known is not None and known.source_type == source_type:
+                new_columns.append(known)
+            elif name in now and now[name].source_type == source_type:
+                new_columns.append(now[name])
+            else:
+                logical, length = pg_types.logical_type(source_type)
+                new_columns.append(Column(name=name, type=logical, source_type=source_type, length=length))
+        names = {c.name for c in new_columns}
+        key = current.key if current is not None and set(current.key) <= names else [k for k in old.key if k in names]
+        schema = TableSchema(namespace=old.namespace, name=old.name, columns=new_columns, key=key, version=old.version + 1)
+        change, renamed = describe_change(old, schema)
+        if renamed and not key:
+            key = [renamed.get(k, k) for k in old.key]
+            schema = TableSchema(namespace=old.namespace, name=old.name, columns=new_columns, key=key, version=old.version + 1)
         fresh = self.tables[qualified] = _Table(schema)
         self.events.append(
             SchemaChange(table=qualified, schema=schema, change=change, source=self._source(position), renamed=renamed)
         )
         return fresh
 
-    def _image(self, table: _Table, columns: list[W2JColumn]) -> dict[str, Any]:
+    def _image(self, table: _Table, columns: list[W2JColumn]) -> tuple[dict[str, Any], bool]:
+        """``(column -> canonical value, every column known with its type)``."""
         convert = table.convert
         image: dict[str, Any] = {}
+        known = True
         for col in columns:
             fn = convert.get((col.name, col.type))
             if fn is None:
+                known = False
                 fn = pg_types.converter(pg_types.logical_type(col.type)[0])
             value = col.value
             canonical = fn(value)
             if canonical is None and value is not None:
                 self.invalid_dates += 1
             image[col.name] = canonical
-        return image
+        return image, known

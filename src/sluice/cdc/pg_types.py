@@ -3,16 +3,16 @@
 Capture reads every value as PostgreSQL's *text output* (``col::text`` in a snapshot, wal2json's value in
 the stream, both from a session with ``TimeZone=UTC`` and ``DateStyle=ISO``) and turns it into the canonical
 form of :mod:`sluice.cdc.events` with one converter per column, so a row reads the same in snapshot and in
-stream. wal2json runs with ``numeric-data-types-as-string`` so numbers arrive as their exact text (NaN and
-Infinity included) and booleans as JSON ``true``/``false``.
+stream. wal2json writes numbers as bare JSON numbers, kept as their exact text
+(:class:`sluice.cdc.pg_wal2json.W2JColumn`), and booleans as JSON ``true``/``false``.
 
 =================================  =====================  ==========================================
 PostgreSQL type                     logical type           value
 =================================  =====================  ==========================================
 smallint / integer / bigint         int16 / int32 / int64  ``int``
-numeric(p,s) / numeric(p)           decimal(p,s)           ``str``, exact (``NaN`` kept)
+numeric(p,s) / numeric(p)           decimal(p,s)           ``str``, exact
 numeric                             decimal                ``str``, exact
-real / double precision             float32 / float64      ``float`` (``NaN``, ``inf`` kept)
+real / double precision             float32 / float64      ``float``
 text, varchar(n), char(n), name     string                 ``str`` (char(n) keeps its padding)
 bytea                               bytes                  ``bytes``
 boolean                             bool                   ``bool``
@@ -28,8 +28,9 @@ arrays, interval, timetz, money,    string                 ``str``, PostgreSQL's
 ranges, geometry, others
 =================================  =====================  ==========================================
 
-Infinite dates and timestamps have no canonical form: they become ``None`` and are counted as invalid
-dates. Domains map as their base type.
+Infinite dates and timestamps, and BC dates, have no canonical form: they become ``None`` and are counted
+as invalid dates. wal2json 2.5 writes ``NaN`` and infinite numbers as JSON ``null``, so the snapshot turns
+them into ``None`` too (counted the same way): snapshot and stream agree. Domains map as their base type.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _INTS = {"smallint": "int16", "integer": "int32", "bigint": "int64"}
 _FIXED = {"int16", "int32", "int64", "float32", "float64", "bool", "date", "uuid"}
 _FIXED_PREFIXES = ("time(", "datetime(", "timestamp(")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INF = float("inf")
 _TYPMOD = re.compile(r"\((\d+)(?:,(\d+))?\)")
 
 
@@ -114,7 +116,16 @@ def _int(value: Any) -> Any:
 
 
 def _float(value: Any) -> Any:
-    return None if value is None else float(value)
+    if value is None:
+        return None
+    number = float(value)
+    return None if number != number or number in (_INF, -_INF) else number
+
+
+def _decimal(value: Any) -> Any:
+    if value is None or isinstance(value, int):  # wal2json: an integral numeric decodes as int
+        return None if value is None else str(value)
+    return None if value == "NaN" or value.endswith("Infinity") else value
 
 
 def _bool(value: Any) -> Any:
@@ -158,6 +169,8 @@ def converter(logical: str) -> Converter:
         return _int
     if logical.startswith("float"):
         return _float
+    if logical.startswith("decimal"):
+        return _decimal
     if logical == "bool":
         return _bool
     if logical == "bytes":
@@ -174,9 +187,8 @@ def converter(logical: str) -> Converter:
 
 
 def invalid_date(logical: str, text: Any) -> bool:
-    """True when ``text`` of a date/time column had no canonical form (infinite, BC) and became ``None``."""
-    dated = logical == "date" or logical.startswith(("datetime(", "timestamp("))
-    return dated and isinstance(text, str) and text.endswith(("infinity", " BC"))
+    """True when ``text`` had no canonical form (infinite or BC date/time, NaN or infinite number): it became ``None``."""
+    return text is not None and converter(logical)(text) is None
 
 
 def column(name: str, source_type: str, base_type: str, typtype: str, nullable: bool, labels: list[str] | None) -> Column:

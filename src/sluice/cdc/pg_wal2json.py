@@ -1,5 +1,8 @@
 """wal2json format-version 2 rows, as ``pg_logical_slot_peek_changes`` returns them, decoded with msgspec.
 
+wal2json 2.5 is what Debian 12 ships (``postgresql-15-wal2json``); it has no
+``numeric-data-types-as-string`` option, so numbers are decoded to their exact text (see :class:`W2JColumn`).
+
 One row per action: ``B`` begin (``nextlsn`` is the end of the commit record: the transaction's position),
 ``I``/``U``/``D`` row changes (``columns`` the new image; ``identity`` the old key, or the whole old row
 under ``REPLICA IDENTITY FULL``), ``T`` truncate, ``C`` commit, ``M`` logical message. Options follow
@@ -17,7 +20,11 @@ HEARTBEAT_PREFIX = "sluice-heartbeat"
 
 
 class W2JColumn(msgspec.Struct, frozen=True):
-    """A column of a change: name, ``format_type`` text and value (text, ``true``/``false`` or null)."""
+    """A column of a change: name, ``format_type`` text and value.
+
+    Values: JSON strings as ``str``, integers as ``int`` (any size), other numbers as the exact text of
+    their literal (``str``: the decoder's ``float_hook``), ``true``/``false`` as ``bool``, ``null`` as
+    ``None``. wal2json 2.5 writes NaN and infinite numbers as ``null``."""
 
     name: str
     type: str
@@ -41,7 +48,7 @@ class W2JRow(msgspec.Struct, frozen=True):
     content: str | None = None
 
 
-decoder = msgspec.json.Decoder(W2JRow)
+decoder = msgspec.json.Decoder(W2JRow, float_hook=str)
 
 
 def lsn_int(text: str) -> int:
@@ -81,7 +88,6 @@ def peek_sql(limit: int) -> tuple[str, list[Any]]:
         "include-transaction", "1",
         "include-type-oids", "0",
         "include-typmod", "1",
-        "numeric-data-types-as-string", "1",
         "add-msg-prefixes", HEARTBEAT_PREFIX,
     ]  # fmt: skip
     placeholders = ", ".join(["%s"] * len(options))
