@@ -201,3 +201,28 @@ def test_a_missing_target_table_is_named(pair: tuple[str, str, str, str]) -> Non
     table = TableRef(TableSchema(db, "employes", COLUMNS, ["id"]), schema, "staff")
     with pytest.raises(VerifyError, match=f"{schema}.staff does not exist"):
         verify_table(my_url, pg_url, table)
+
+
+def test_the_cli_report_lists_each_table_plain_when_piped_and_as_json(pair: tuple[str, str, str, str]) -> None:
+    import json
+
+    from sluice.cli.sync_verify import verify_and_report
+
+    my_url, db, pg_url, schema = pair
+    run_sql(pg_url, f'DELETE FROM "{schema}".employes WHERE id = 7')
+    missing = TableRef(TableSchema(db, "nope", COLUMNS, ["id"]), schema, "nope")
+    lines: list[str] = []
+    equal = verify_and_report("employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema), missing], echo=lines.append)
+    assert not equal
+    text = "\n".join(lines)
+    assert "sync employees: hr -> warehouse: DIFFERENT" in text
+    assert f"{db}.employes" in text and "missing 7" in text and "DIFFERENT" in text
+    assert f"{db}.nope" in text and "ERROR" in text and "does not exist" in text
+    assert "\x1b[" not in text  # piped: no terminal escapes
+    lines.clear()
+    assert not verify_and_report(
+        "employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema)], json_output=True, echo=lines.append
+    )
+    document = json.loads(lines[0])
+    assert document["equal"] is False and document["tables"][0]["source_rows"] == ROWS
+    assert document["tables"][0]["differences"] == [{"key": ["7"], "kind": "missing"}]

@@ -38,6 +38,9 @@ SNAPSHOT_PROGRESS = Gauge(
     "Share of the table's snapshot done, 0 to 1 (rows read over the estimate taken when it started; 1 when done).",
     ["sync", "table"],
 )
+TABLE_STOPPED = Gauge(
+    "sluice_cdc_table_stopped", "1 while the table is stopped by an error (the others go on), else 0.", ["sync", "table"]
+)
 
 
 def register_table(sync: str, table: str) -> None:
@@ -47,6 +50,7 @@ def register_table(sync: str, table: str) -> None:
     DEAD_LETTERS.labels(sync, table)
     SNAPSHOT_ROWS.labels(sync, table)
     SNAPSHOT_PROGRESS.labels(sync, table)
+    TABLE_STOPPED.labels(sync, table)
     for operation in OPERATION_NAMES.values():
         CAPTURED.labels(sync, table, operation)
         APPLIED.labels(sync, table, operation)
