@@ -29,6 +29,7 @@ from starlette.responses import Response
 from sluice.cdc.status import SyncStatus, read_status, status_dir
 from sluice.errors import SluiceError
 from sluice.project.model import Project
+from sluice.server import models
 from sluice.server.errors import NotFound, json_response
 
 log = logging.getLogger("sluice.server")
@@ -113,7 +114,12 @@ def sync_routes(app: FastAPI, project: Project) -> None:
         "/syncs/{name}",
         summary="One sync's status",
         response_model=SyncStatusModel,
-        responses={404: {"description": "No sync of that name has written a status (`known` lists those that have)"}},
+        responses={
+            404: {
+                "model": models.Error,
+                "description": "No sync of that name has written a status (`known` lists those that have)",
+            }
+        },
     )
     def get_sync(name: str) -> Response:
         status = read_status(work_dir, name) if "/" not in name and not name.startswith(".") else None
