@@ -8,8 +8,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 sluice=(python -m sluice)
 
-"$repo/scripts/servers/postgres.sh" start >/dev/null
-"$repo/scripts/servers/mariadb.sh" start >/dev/null
+# The throwaway servers; already running ones (started from this or another checkout) are reused.
+for server in mariadb postgres; do
+    "$repo/scripts/servers/$server.sh" start >/dev/null 2>&1 || python "$here/seed.py" ping \
+        || { echo "run.sh: scripts/servers/$server.sh start failed and the servers do not answer" >&2; exit 1; }
+done
 rm -rf "$here/.sluice"
 python "$here/seed.py" fresh
 

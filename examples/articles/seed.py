@@ -89,5 +89,16 @@ def change() -> None:
     print("base A: 1 article created, 2 updated, 1 deleted")
 
 
+def ping() -> None:
+    """Exit 0 when every connection of sluice.yaml answers (servers started elsewhere, e.g. from another checkout)."""
+    from sluice.connectors.mysql import connect_arguments
+
+    for url in urls().values():
+        if url.startswith("mysql"):
+            pymysql.connect(**connect_arguments(url) | {"database": None}).close()
+        else:
+            psycopg.connect(url).close()
+
+
 if __name__ == "__main__":
-    {"fresh": fresh, "change": change}[sys.argv[1] if len(sys.argv) > 1 else "fresh"]()
+    {"fresh": fresh, "change": change, "ping": ping}[sys.argv[1] if len(sys.argv) > 1 else "fresh"]()

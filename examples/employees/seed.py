@@ -125,5 +125,16 @@ def change() -> None:
     print("MariaDB: Informatique salaries +5%; PostgreSQL: Sarah Nguyen hired (id 1001), Noé Fournier left")
 
 
+def ping() -> None:
+    """Exit 0 when every connection of sluice.yaml answers (servers started elsewhere, e.g. from another checkout)."""
+    from sluice.connectors.mysql import connect_arguments
+
+    for url in urls().values():
+        if url.startswith("mysql"):
+            pymysql.connect(**connect_arguments(url) | {"database": None}).close()
+        else:
+            psycopg.connect(url).close()
+
+
 if __name__ == "__main__":
-    {"fresh": fresh, "change": change}[sys.argv[1] if len(sys.argv) > 1 else "fresh"]()
+    {"fresh": fresh, "change": change, "ping": ping}[sys.argv[1] if len(sys.argv) > 1 else "fresh"]()
