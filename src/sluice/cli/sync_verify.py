@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgspec
+from rich import box
 from rich.table import Table
 
 from sluice.cdc.base import TableRef
@@ -97,7 +98,7 @@ def report(verdict: SyncVerdict, json_output: bool = False, echo: Callable[[str]
         return
     console = make_console()
     title = f"sync {verdict.name}: {verdict.source} -> {verdict.target}: {'EQUAL' if verdict.equal else 'DIFFERENT'}"
-    grid = Table(title=title, title_justify="left")
+    grid = Table(title=title, title_justify="left", box=box.HEAVY_HEAD if console.is_terminal else None)
     for column in ("table", "target", "source rows", "target rows", "chunks", "result", "differing keys", "seconds"):
         grid.add_column(column, justify="right" if column in ("source rows", "target rows", "chunks", "seconds") else "left")
     for table in verdict.tables:
