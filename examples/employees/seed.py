@@ -118,8 +118,8 @@ def change() -> None:
     conn.close()
     with psycopg.connect(connections["warehouse"], autocommit=True) as pg:
         pg.execute(
-            "INSERT INTO employees_both.employes (id, nom, prenom, email, poste, departement, salaire, date_embauche, actif) "
-            "VALUES (1001, 'Nguyen', 'Sarah', 'sarah.nguyen@exemple.fr', 'Data analyst', 'Informatique', 47000, '2025-01-06', 1)"
+            "INSERT INTO employees_both.employes (id, nom, prenom, email, poste, departement, salaire, date_embauche, actif, cree_le) "
+            "VALUES (1001, 'Nguyen', 'Sarah', 'sarah.nguyen@exemple.fr', 'Data analyst', 'Informatique', 47000, '2025-01-06', 1, now())"
         )
         pg.execute("DELETE FROM employees_both.employes WHERE email = 'noe.fournier@exemple.fr'")
     print("MariaDB: Informatique salaries +5%; PostgreSQL: Sarah Nguyen hired (id 1001), Noé Fournier left")
