@@ -5,8 +5,9 @@
 - the dashboards are valid Grafana JSON whose data sources are the provisioned ones;
 - Promtail extracts the fields Sluice's JSON log lines really carry;
 - live: a real Prometheus scrapes a real ``sluice serve`` and a ``sluice worker`` over Kafka, as deployed, while
-  runs, API traffic, an SSE client and a dead letter go through them; then every PromQL query of every
-  dashboard panel returns data from real series, and every metric a panel names is one Sluice exports.
+  runs, API traffic, an SSE client and a dead letter go through them, and a process exposing the sync
+  metrics (sluice.observability.cdc_metrics) with changing values, as a running sync does; then every PromQL
+  query of every dashboard panel returns data from real series, and every metric a panel names is one Sluice exports.
 
 Loki queries (the logs panel) are not checked against Prometheus. Prometheus comes from the Debian package,
 through scripts/servers/prometheus.sh, and Kafka from scripts/servers/kafka.sh; without them these tests skip
@@ -37,7 +38,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from servers_fixtures import start_server, unavailable
-from sluice.observability import metrics
+from sluice.observability import cdc_metrics, metrics
 from sluice.observability.logs import JsonFormatter, log_context
 
 REPO = Path(__file__).resolve().parents[2]
@@ -275,7 +276,7 @@ def test_grafana_provisioning_matches_the_mounts() -> None:
 def test_dashboards_are_valid_and_use_the_provisioned_data_sources() -> None:
     uids = set(datasource_uids().values())
     boards = dashboards()
-    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus"}
+    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus", "sluice-syncs"}
     assert len({board["uid"] for board in boards.values()}) == len(boards)
     for name, board in boards.items():
         assert board["uid"] == name
@@ -448,14 +449,14 @@ def sluice_worker(sluice_server: SluiceProcess) -> Iterator[SluiceProcess]:
         worker.stop()
 
 
-def scrape_config(targets: dict[str, str], path: Path) -> Path:
-    """deploy/prometheus/prometheus.yml's jobs for ``targets`` (job -> host:port), scraping every second."""
+def scrape_config(targets: dict[str, list[str]], path: Path) -> Path:
+    """deploy/prometheus/prometheus.yml's jobs for ``targets`` (job -> host:port list), scraping every second."""
     deployed = load_yaml(PROMETHEUS_CONFIG)
     jobs = []
     for job in deployed["scrape_configs"]:
         if job["job_name"] in targets:
             local = {key: value for key, value in job.items() if key != "static_configs"}
-            local["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+            local["static_configs"] = [{"targets": targets[job["job_name"]]}]
             jobs.append(local)
     assert {job["job_name"] for job in jobs} == set(targets)
     config = {"global": {**deployed["global"], "scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": jobs}
@@ -475,14 +476,70 @@ class Prometheus:
         )
 
 
+SYNC_METRICS_PROCESS = """
+import sys, time
+from sluice.observability import cdc_metrics as m, metrics
+tables = [("employees", "hr.employes"), ("employees", "hr.departements"), ("articles", "base_a.articles")]
+for sync, table in tables:
+    m.register_table(sync, table)
+metrics.serve(int(sys.argv[1]))
+step = 0
+while True:
+    step += 1
+    for sync, table in tables:
+        m.LAG.labels(sync, table).set(0.05 * (step % 7))
+        m.SNAPSHOT_ROWS.labels(sync, table).inc(100)
+        m.SNAPSHOT_PROGRESS.labels(sync, table).set(min(1.0, step / 50))
+        m.TABLE_STOPPED.labels(sync, table).set(1 if table == "hr.departements" else 0)
+        for operation in ("insert", "update", "delete"):
+            m.CAPTURED.labels(sync, table, operation).inc(3)
+            m.APPLIED.labels(sync, table, operation).inc(3)
+        if step % 5 == 0:
+            m.CONFLICTS.labels(sync, table).inc()
+            m.DEAD_LETTERS.labels(sync, table).inc()
+    time.sleep(0.2)
+"""
+
+
+@pytest.fixture(scope="module")
+def sync_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
+    """A process exposing the sync metrics (sluice.observability.cdc_metrics) with values that change, on its own
+    metrics port, as ``sluice sync --metrics-port`` does while it captures and applies (no database needed)."""
+    root = tmp_path_factory.mktemp("sync-metrics")
+    port = free_port()
+    log = root / "sync-metrics.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SYNC_METRICS_PROCESS, str(port)], stdout=out, stderr=subprocess.STDOUT, cwd=root
+        )
+    started = SluiceProcess(f"http://127.0.0.1:{port}", process, log, "", root)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the sync metrics process exited with {process.returncode}:\n{started.log_tail()}", pytrace=False)
+        try:
+            return "sluice_cdc_lag_seconds" in httpx.get(f"{started.url}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until("the sync metrics process to answer /metrics", ready, started.log_tail)
+        yield started
+    finally:
+        started.stop()
+
+
 @pytest.fixture(scope="module", name="prometheus_server")
 def prometheus(
-    sluice_server: SluiceProcess, sluice_worker: SluiceProcess, tmp_path_factory: pytest.TempPathFactory
+    sluice_server: SluiceProcess,
+    sluice_worker: SluiceProcess,
+    sync_metrics: SluiceProcess,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Prometheus]:
-    """A fresh Prometheus (scripts/servers/prometheus.sh) scraping the server and the worker every second."""
+    """A fresh Prometheus (scripts/servers/prometheus.sh) scraping the server, the worker and the sync process every second."""
     installed("prometheus")
     root = tmp_path_factory.mktemp("prometheus")
-    targets = {SERVER_JOB: sluice_server.target, WORKERS_JOB: sluice_worker.target}
+    targets = {SERVER_JOB: [sluice_server.target], WORKERS_JOB: [sluice_worker.target, sync_metrics.target]}
     config = scrape_config(targets, root / "prometheus.yml")
     env = {**os.environ, "SLUICE_PROMETHEUS_DATA": str(root / "data")}
     done = subprocess.run(
@@ -577,12 +634,14 @@ def sampled_names(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def live(sluice_server: SluiceProcess, sluice_worker: SluiceProcess, prometheus_server: Prometheus) -> Iterator[LiveStack]:
+def live(
+    sluice_server: SluiceProcess, sluice_worker: SluiceProcess, sync_metrics: SluiceProcess, prometheus_server: Prometheus
+) -> Iterator[LiveStack]:
     """Runs and API traffic through the server while Prometheus scrapes it and the worker, then a scrape after all of it."""
     started = time.time()
     server = sluice_server
     prometheus = prometheus_server.url
-    wait_until("Prometheus to scrape sluice serve and sluice worker", lambda: total(prometheus, "sum(up)") == 2)
+    wait_until("Prometheus to scrape sluice serve, sluice worker and the sync metrics", lambda: total(prometheus, "sum(up)") == 3)
     sse = SseClient(server.url)
     try:
         assert sse.connected.wait(30), "the SSE stream did not open"
@@ -615,7 +674,7 @@ def live(sluice_server: SluiceProcess, sluice_worker: SluiceProcess, prometheus_
                 and total(prometheus, "sum(sluice_sse_clients)") >= 1
             ),
         )
-        exposition = "\n".join(httpx.get(f"{p.url}/metrics", timeout=30).text for p in (server, sluice_worker))
+        exposition = "\n".join(httpx.get(f"{p.url}/metrics", timeout=30).text for p in (server, sluice_worker, sync_metrics))
         window = f"{math.ceil(time.time() - started) + 60}s"
         assert sse.frames, "the SSE client received no event during the runs"
         yield LiveStack(prometheus, server, window, exported_families(exposition), sampled_names(exposition))
@@ -655,7 +714,7 @@ def test_every_metric_a_panel_names_is_exported(live: LiveStack) -> None:
 
 
 def test_dashboards_show_every_metric_sluice_defines() -> None:
-    collectors = [metric for metric in vars(metrics).values() if isinstance(metric, MetricWrapperBase)]
+    collectors = [m for module in (metrics, cdc_metrics) for m in vars(module).values() if isinstance(m, MetricWrapperBase)]
     defined = {family.name for metric in collectors for family in metric.describe()}
     shown = {name for query in prometheus_queries() for name in metric_names(query.expr)}
     shown = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in shown}

@@ -370,6 +370,8 @@ def test_openapi_documents_every_endpoint(server: LiveServer) -> None:
         ("get", "/events/stream"),
         ("get", "/health"),
         ("get", "/metrics"),
+        ("get", "/syncs"),
+        ("get", "/syncs/{name}"),
     }
     found = {(method, path) for path, operations in spec["paths"].items() for method in operations}
     assert found == expected

@@ -374,6 +374,7 @@ def worker(
 @click.argument("path", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--sync", "syncs", multiple=True, metavar="NAME", help="Also run this sync of the project (repeatable).")
 @simulation_options
 @backend_options
 @log_options
@@ -381,6 +382,7 @@ def serve(
     path: str,
     host: str,
     port: int,
+    syncs: tuple[str, ...],
     simulate: bool,
     delay_scale: float,
     fail_ids: tuple[int, ...],
@@ -399,7 +401,12 @@ def serve(
         _fail(f"--port must be between 0 and 65535, got {port}")
     _check_simulation(project, path, delay_scale, fail_ids)
     settings = ServerSettings(
-        simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids), bus_url=bus_url, state_url=state_url
+        simulate=simulate,
+        delay_scale=delay_scale,
+        fail=frozenset(fail_ids),
+        bus_url=bus_url,
+        state_url=state_url,
+        syncs=tuple(syncs),
     )
 
     def ready(url: str) -> None:

@@ -31,6 +31,7 @@ from sluice.server.http_metrics import HttpMetrics
 from sluice.server.runs import find_run
 from sluice.server.services import Services
 from sluice.server.stream import EventFilter, event_stream
+from sluice.server.syncs import sync_routes
 
 STATIC = Path(__file__).with_name("static")
 EVENT_TYPE_NAMES = tuple(t.__name__ for t in ev.EVENT_TYPES)
@@ -80,6 +81,7 @@ def create_app(services: Services) -> FastAPI:
     _object_routes(app, services)
     _event_routes(app, services)
     _health_routes(app, services)
+    sync_routes(app, services.project)
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
 

@@ -23,6 +23,7 @@ from sluice.runtime.worker import StageWorker
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
 from sluice.server.stream import EventHub
+from sluice.server.syncs import SyncHost
 from sluice.server.views import ObjectViews, RunViews
 
 log = logging.getLogger("sluice.server")
@@ -46,6 +47,7 @@ class ServerSettings:
     max_backlog_bytes: int = 64 * 1024 * 1024
     view_cache_bytes: int = 32 * 1024 * 1024  # finished runs' encoded details and statuses (GET /runs...)
     lag_interval_s: float = 2.0
+    syncs: tuple[str, ...] = ()  # syncs of the project to run in this process (sluice serve --sync NAME)
 
     def run_options(self) -> RunOptions:
         return RunOptions(simulate=self.simulate, delay_scale=self.delay_scale, fail=self.fail)
@@ -65,6 +67,7 @@ class Services:
         self._run_views: RunViews | None = None
         self._object_views: ObjectViews | None = None
         self._lag: LagSampler | None = None
+        self._syncs: SyncHost | None = None
         self.started = False
 
     # The parts, available once started.
@@ -121,6 +124,8 @@ class Services:
             self._lag.start()
             if settings.resume:
                 runs.resume_unfinished()
+            self._syncs = SyncHost(self.project, settings.syncs)
+            self._syncs.start()
         except BaseException:
             self._shutdown()
             raise
@@ -143,6 +148,9 @@ class Services:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        if self._syncs is not None:
+            self._syncs.stop()
+            self._syncs = None
         if self._hub is not None:
             self._hub.stop()
         if self._runs is not None:

@@ -16,6 +16,7 @@ import { layoutGraph } from "./layout.js";
 import { ObjectPanel } from "./object_panel.js";
 import { RunView, STATUSES } from "./run_state.js";
 import { RunsList } from "./runs_list.js";
+import { SyncsPanel } from "./syncs_panel.js";
 
 const RUNS_LIMIT = 50;
 const FEED_REPLAY = 200; // events shown in the feed when a page loads
@@ -47,6 +48,7 @@ class App {
     this.dag.describe = (id) => this.describe(id);
     this.dag.onSelect = (id) => this.select(id);
     this.feed = new EventFeed($("event-feed"), $("feed-count"), (id) => this.layout?.nodes.get(id)?.name ?? "");
+    this.syncs = new SyncsPanel($("syncs"), $("sync-list"), (shown) => $("sidebar").classList.toggle("with-syncs", shown));
     this.runsList = new RunsList($("run-list"), (runId) => this.pickRun(runId));
     this.panel = new ObjectPanel($("object-panel"), $("object-title"), $("object-body"), $("object-close"), {
       stateOf: (id) => {
@@ -91,6 +93,7 @@ class App {
       this.onConnection("offline");
       return;
     }
+    this.syncs.start();
     try {
       this.stream.start(await this.streamStart());
     } catch (error) {

@@ -1,0 +1,189 @@
+"""The SQL of ``sluice sync verify``: one canonical text per value, identical in MariaDB/MySQL and PostgreSQL.
+
+:func:`canonical` turns a column into an SQL expression whose text is the same on both engines for the same
+logical value (the logical types of :mod:`sluice.cdc.events`); :func:`row_text` joins a row's columns into one
+text; :func:`chunk_hash` sums 60 bits of each row's MD5 into an order-independent checksum of a set of rows,
+computed by the database (the idea of pt-table-checksum's and Debezium-free ``data-diff``'s per-chunk checksums;
+the sum, not a chained hash, so the two engines need not sort rows the same way).
+
+Canonical text per logical type (sessions run in UTC: :data:`SESSION_SQL`):
+
+=====================  =======================================================================
+logical type           canonical text
+=====================  =======================================================================
+int8..int64, uint64,   decimal digits (``-12``, ``18446744073709551615``)
+year
+bool                   ``1`` / ``0``
+bit(n)                 the bits as an unsigned decimal integer
+decimal(p,s)           exactly ``s`` decimals (``12.50``); ``decimal`` without scale: trailing zeros dropped
+float64 / float32      rounded to 10 / 5 decimals (both engines print binary floats differently)
+string, enum, set      the text (UTF-8); uuid: lower case
+bytes                  lower-case hex
+date                   ``YYYY-MM-DD``
+time(n)                ``HH:MM:SS.ffffff`` (hours may exceed 24)
+datetime(n)            ``YYYY-MM-DD HH:MM:SS.ffffff``: the wall-clock value as stored
+timestamp(n)           ``YYYY-MM-DD HH:MM:SS.ffffff`` of the instant in UTC
+json                   same engine: normalised text (``jsonb::text``, MariaDB ``JSON_NORMALIZE``);
+                       across engines: the length of the text without whitespace (key order and
+                       number spelling differ between the engines' normal forms: a weak check)
+NULL                   ``n``; any other value is ``v`` + its text; columns joined by U+001F
+=====================  =======================================================================
+
+Errors: none here (pure functions building SQL text); the database reports an expression it cannot run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sluice.cdc.events import Column
+
+Dialect = Literal["mysql", "postgresql"]
+
+SESSION_SQL: dict[Dialect, tuple[str, ...]] = {
+    "mysql": ("SET NAMES utf8mb4", "SET time_zone = '+00:00'"),
+    "postgresql": ("SET TIME ZONE 'UTC'", "SET client_encoding = 'UTF8'"),
+}
+"""Statements run once per verify session: UTC so timestamps print as UTC instants, UTF-8 text."""
+
+FLOAT_DECIMALS = {"float64": 10, "float32": 5}
+HASH_HEX_DIGITS = 15
+"""Hex digits of each row's MD5 summed into the chunk checksum (60 bits: fits a signed 64-bit integer)."""
+
+_INTEGER = re.compile(r"^u?int(8|16|32|64)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """One side's SQL flavour: ``dialect`` and, for MySQL, whether the server is MariaDB."""
+
+    dialect: Dialect
+    mariadb: bool = False
+
+
+def quote(engine: Engine, name: str) -> str:
+    """An identifier quoted for ``engine`` (backticks for MySQL, double quotes for PostgreSQL)."""
+    if engine.dialect == "mysql":
+        return "`" + name.replace("`", "``") + "`"
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(engine: Engine, namespace: str, name: str) -> str:
+    """``namespace.name`` quoted."""
+    return f"{quote(engine, namespace)}.{quote(engine, name)}"
+
+
+def base_type(logical: str) -> tuple[str, list[int]]:
+    """``"decimal(12,2)"`` -> ``("decimal", [12, 2])``; ``"int64"`` -> ``("int64", [])``."""
+    match = re.fullmatch(r"\s*([a-z0-9_]+)\s*(?:\(([\d,\s]*)\))?\s*", logical.lower())
+    if match is None:
+        return logical.lower(), []
+    arguments = [int(part) for part in (match.group(2) or "").split(",") if part.strip()]
+    return match.group(1), arguments
+
+
+def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> str:
+    """An SQL expression giving the canonical text of ``column`` (logical type ``logical``), NULL for NULL.
+
+    ``cross_engine``: the other side is the other engine (changes how JSON is compared, see the module)."""
+    col = quote(engine, column)
+    kind, arguments = base_type(logical)
+    my = engine.dialect == "mysql"
+    if _INTEGER.match(kind) or kind == "year":
+        return f"CAST({col} AS CHAR)" if my else f"{col}::text"
+    if kind in ("bool", "boolean"):
+        return f"CAST(CAST({col} AS SIGNED) AS CHAR)" if my else f"{col}::int::text"
+    if kind == "bit":
+        return f"CAST(CAST({col} AS UNSIGNED) AS CHAR)" if my else f"{col}::bigint::text"
+    if kind in ("decimal", "numeric"):
+        if len(arguments) == 2:
+            scale = arguments[1]
+            return f"CAST(CAST({col} AS DECIMAL(65,{scale})) AS CHAR)" if my else f"round({col}::numeric, {scale})::text"
+        if my:
+            text = f"CAST({col} AS CHAR)"
+            trimmed = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text}))"
+            return f"(CASE WHEN LOCATE('.', {text}) > 0 THEN {trimmed} ELSE {text} END)"
+        return f"trim_scale({col}::numeric)::text"
+    if kind in FLOAT_DECIMALS:
+        places = FLOAT_DECIMALS[kind]
+        if my:
+            return f"CAST(CAST(CAST({col} AS DOUBLE) AS DECIMAL(65,{places})) AS CHAR)"
+        return f"round({col}::float8::numeric, {places})::text"
+    if kind == "bytes":
+        return f"LOWER(HEX({col}))" if my else f"encode({col}::bytea, 'hex')"
+    if kind == "date":
+        return f"DATE_FORMAT({col}, '%%Y-%%m-%%d')" if my else f"to_char({col}, 'YYYY-MM-DD')"
+    if kind == "time":
+        return f"TIME_FORMAT({col}, '%%H:%%i:%%s.%%f')" if my else f"to_char({col}::interval, 'HH24:MI:SS.US')"
+    if kind in ("datetime", "timestamp"):
+        return f"DATE_FORMAT({col}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')" if my else f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"
+    if kind == "uuid":
+        return f"LOWER(CONVERT({col} USING utf8mb4))" if my else f"lower({col}::text)"
+    if kind == "json":
+        if cross_engine:
+            if my:
+                return f"CAST(CHAR_LENGTH(REGEXP_REPLACE(CONVERT({col} USING utf8mb4), '[[:space:]]', '')) AS CHAR)"
+            return f"length(regexp_replace({col}::text, '\\s', '', 'g'))::text"
+        if my:
+            return f"JSON_NORMALIZE({col})" if engine.mariadb else f"CAST(CAST({col} AS JSON) AS CHAR)"
+        return f"{col}::jsonb::text"
+    # string, enum, set and anything else: the text itself
+    return f"CONVERT({col} USING utf8mb4)" if my else f"{col}::text"
+
+
+def row_text(engine: Engine, columns: Sequence[Column], cross_engine: bool) -> str:
+    """An SQL expression: the canonical texts of ``columns`` (in order), ``v``-prefixed, NULL as ``n``, joined by U+001F."""
+    if engine.dialect == "mysql":
+        parts = [f"COALESCE(CONCAT('v', {canonical(engine, c.name, c.type, cross_engine)}), 'n')" for c in columns]
+        return f"CONCAT_WS(CHAR(31 USING utf8mb4), {', '.join(parts)})"
+    parts = [f"COALESCE('v' || {canonical(engine, c.name, c.type, cross_engine)}, 'n')" for c in columns]
+    return f"concat_ws(chr(31), {', '.join(parts)})"
+
+
+def row_hash(engine: Engine, columns: Sequence[Column], cross_engine: bool) -> str:
+    """An SQL expression: the hex MD5 of :func:`row_text`."""
+    text = row_text(engine, columns, cross_engine)
+    return f"MD5({text})" if engine.dialect == "mysql" else f"md5({text})"
+
+
+def chunk_hash(engine: Engine, columns: Sequence[Column], cross_engine: bool) -> str:
+    """An aggregate SQL expression: the sum of the first 60 bits of every row's MD5, as decimal text ('0' for no row)."""
+    digest = row_hash(engine, columns, cross_engine)
+    if engine.dialect == "mysql":
+        part = f"CAST(CONV(SUBSTRING({digest}, 1, {HASH_HEX_DIGITS}), 16, 10) AS UNSIGNED)"
+        return f"CAST(COALESCE(SUM({part}), 0) AS CHAR)"
+    part = f"('x' || substr({digest}, 1, {HASH_HEX_DIGITS}))::bit({HASH_HEX_DIGITS * 4})::bigint"
+    return f"COALESCE(sum({part}), 0)::text"
+
+
+def key_expression(engine: Engine, column: Column) -> str:
+    """A key column as it is ordered and compared: strings in binary (code point) order on both engines."""
+    col = quote(engine, column.name)
+    kind, _ = base_type(column.type)
+    if kind in ("string", "enum", "set"):
+        return f"{col} COLLATE utf8mb4_bin" if engine.dialect == "mysql" else f'{col} COLLATE "C"'
+    return col
+
+
+def key_tuple(engine: Engine, key: Sequence[Column]) -> str:
+    """``(k1, k2)`` of :func:`key_expression` for row-value comparisons."""
+    return "(" + ", ".join(key_expression(engine, column) for column in key) + ")"
+
+
+def range_condition(engine: Engine, key: Sequence[Column], lower: bool, upper: bool) -> str:
+    """``WHERE`` text for ``lower < key <= upper`` (each bound optional; placeholders ``%s`` in key order)."""
+    marks = "(" + ", ".join("%s" for _ in key) + ")"
+    conditions = []
+    if lower:
+        conditions.append(f"{key_tuple(engine, key)} > {marks}")
+    if upper:
+        conditions.append(f"{key_tuple(engine, key)} <= {marks}")
+    return " AND ".join(conditions) or "1=1"
+
+
+def order_by(engine: Engine, key: Sequence[Column]) -> str:
+    """``k1, k2`` in :func:`key_expression` form."""
+    return ", ".join(key_expression(engine, column) for column in key)

@@ -1,0 +1,228 @@
+"""sluice sync verify's core against real MariaDB and PostgreSQL: equal tables of every common type, then one
+changed value, a missing row, an extra row, and columns the sync drops or masks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from servers_fixtures import mysql_connect, with_database
+from sluice.cdc.base import TableRef
+from sluice.cdc.events import Column, TableSchema
+from sluice.cdc.verify import VerifyError, verify_table
+
+pytestmark = [pytest.mark.postgres, pytest.mark.mysql]
+
+COLUMNS = [
+    Column("id", "int64", nullable=False),
+    Column("small", "int16"),
+    Column("big_unsigned", "uint64"),
+    Column("flag", "bool"),
+    Column("price", "decimal(12,2)"),
+    Column("ratio", "float64"),
+    Column("name", "string"),
+    Column("grade", "enum", labels=["junior", "senior"]),
+    Column("hired", "date"),
+    Column("starts", "time(6)"),
+    Column("updated", "datetime(6)"),
+    Column("seen", "timestamp(6)"),
+    Column("blob", "bytes"),
+    Column("doc", "json"),
+    Column("ssn", "string"),
+    Column("email", "string"),
+]
+MYSQL_DDL = """CREATE TABLE {t} (id BIGINT PRIMARY KEY, small SMALLINT, big_unsigned BIGINT UNSIGNED, flag TINYINT(1),
+ price DECIMAL(12,2), ratio DOUBLE, name VARCHAR(64), grade ENUM('junior','senior'), hired DATE, starts TIME(6),
+ updated DATETIME(6), seen TIMESTAMP(6) NULL, blob_ LONGBLOB, doc JSON, ssn VARCHAR(20), email VARCHAR(80))
+ CHARACTER SET utf8mb4""".replace("blob_", "`blob`")
+PG_DDL = """CREATE TABLE {t} (id BIGINT PRIMARY KEY, small SMALLINT, big_unsigned NUMERIC(20,0), flag BOOLEAN,
+ price NUMERIC(12,2), ratio DOUBLE PRECISION, name VARCHAR(64), grade TEXT, hired DATE, starts TIME(6),
+ updated TIMESTAMP(6), seen TIMESTAMPTZ(6), "blob" BYTEA, doc JSONB, ssn VARCHAR(20), email VARCHAR(80))"""
+INSERT = "INSERT INTO {t} VALUES ({marks})"
+ROWS = 2_500  # more than LEAF_ROWS: differing chunks are split before their keys are read
+
+
+def row(i: int) -> list[Any]:
+    return [
+        i,
+        (i % 600) - 300,
+        18446744073709551615 - i if i % 7 == 0 else i * 1000,
+        i % 2 == 0,
+        f"{i * 3}.{i % 100:02d}" if i % 5 else f"{i}.50",
+        i / 7 if i % 11 else None,
+        f"name {i} é 🙂" if i % 13 else None,
+        "senior" if i % 3 == 0 else "junior",
+        f"20{10 + i % 20:02d}-0{1 + i % 9}-1{i % 10}",
+        f"0{i % 10}:3{i % 10}:00.{i % 1000:06d}",
+        f"2024-0{1 + i % 9}-1{i % 10} 12:34:56.{i:06d}",
+        f"2023-03-26 0{i % 4}:30:00.{(i * 7) % 1000000:06d}",
+        bytes([i % 256, (i * 3) % 256, 0]),
+        f'{{"b": [1, 2], "a": {{"n": {i}}}}}',
+        f"ssn{i}",
+        f"user{i}@example.org",
+    ]
+
+
+def ops_name() -> str:
+    return f"ops_verify_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def mysql_ns(mysql_url: str) -> Iterator[tuple[str, str]]:
+    name = ops_name()
+    conn = mysql_connect(mysql_url)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield with_database(mysql_url, name), name
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+@pytest.fixture
+def pg_ns(pg_url: str) -> Iterator[tuple[str, str]]:
+    import psycopg
+
+    name = ops_name()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    yield pg_url, name
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def fill_mysql(url: str, table: str, rows: list[list[Any]]) -> None:
+    conn = mysql_connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute(MYSQL_DDL.format(t=table))
+        cur.executemany(INSERT.format(t=table, marks=", ".join(["%s"] * len(COLUMNS))), rows)
+    conn.close()
+
+
+def fill_pg(url: str, schema: str, table: str, rows: list[list[Any]]) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute(PG_DDL.format(t=f'"{schema}"."{table}"'))
+        with conn.cursor() as cur:
+            cur.executemany(INSERT.format(t=f'"{schema}"."{table}"', marks=", ".join(["%s"] * len(COLUMNS))), rows)
+
+
+def run_sql(url: str, statement: str) -> None:
+    if url.startswith("mysql"):
+        conn = mysql_connect(url)
+        with conn.cursor() as cur:
+            cur.execute(statement)
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement)
+
+
+def ref(namespace: str, target_namespace: str, drop: tuple[str, ...] = (), mask: tuple[str, ...] = ()) -> TableRef:
+    schema = TableSchema(namespace, "employes", COLUMNS, ["id"])
+    return TableRef(schema, target_namespace, "employes", drop=drop, mask=mask)
+
+
+@pytest.fixture
+def pair(mysql_ns: tuple[str, str], pg_ns: tuple[str, str]) -> tuple[str, str, str, str]:
+    """The same rows in MariaDB ``<db>.employes`` and PostgreSQL ``<schema>.employes``: (my url, db, pg url, schema)."""
+    rows = [row(i) for i in range(1, ROWS + 1)]
+    fill_mysql(mysql_ns[0], "employes", rows)
+    fill_pg(pg_ns[0], pg_ns[1], "employes", rows)
+    return mysql_ns[0], mysql_ns[1], pg_ns[0], pg_ns[1]
+
+
+def test_equal_tables_of_every_common_type_are_equal_both_ways(pair: tuple[str, str, str, str]) -> None:
+    my_url, db, pg_url, schema = pair
+    forward = verify_table(my_url, pg_url, ref(db, schema), chunk_rows=700)
+    assert forward.equal, forward
+    assert (forward.source_rows, forward.target_rows, forward.chunks_compared) == (ROWS, ROWS, 4)
+    assert forward.differences == [] and forward.missing_columns == []
+    backward = verify_table(pg_url, my_url, ref(schema, db))
+    assert backward.equal and backward.source_rows == ROWS and backward.chunks_compared == 1
+
+
+def test_same_engine_tables_are_equal(pair: tuple[str, str, str, str], mysql_ns: tuple[str, str]) -> None:
+    my_url, db, pg_url, schema = pair
+    assert verify_table(pg_url, pg_url, ref(schema, schema), chunk_rows=1000).equal
+    assert verify_table(my_url, my_url, ref(db, db), chunk_rows=1000).equal
+
+
+def test_changed_missing_and_extra_rows_are_listed_by_key(pair: tuple[str, str, str, str]) -> None:
+    my_url, db, pg_url, schema = pair
+    target = f'"{schema}".employes'
+    run_sql(pg_url, f"UPDATE {target} SET price = price + 0.01 WHERE id = 1234")
+    run_sql(pg_url, f"UPDATE {target} SET seen = seen + interval '1 microsecond' WHERE id = 17")
+    run_sql(pg_url, f"DELETE FROM {target} WHERE id = 2000")
+    run_sql(pg_url, f"INSERT INTO {target} (id, name) VALUES (999999, 'extra'), (0, 'first')")
+    verdict = verify_table(my_url, pg_url, ref(db, schema), chunk_rows=2_400)
+    assert not verdict.equal
+    assert (verdict.source_rows, verdict.target_rows) == (ROWS, ROWS + 1)
+    found = {(tuple(d.key), d.kind) for d in verdict.differences}
+    assert found == {
+        (("0",), "extra"),
+        (("17",), "changed"),
+        (("1234",), "changed"),
+        (("2000",), "missing"),
+        (("999999",), "extra"),
+    }
+    assert not verdict.more_differences
+
+
+def test_the_key_list_is_bounded(pair: tuple[str, str, str, str]) -> None:
+    my_url, db, pg_url, schema = pair
+    run_sql(pg_url, f"UPDATE \"{schema}\".employes SET name = 'changed' WHERE id <= 50")
+    verdict = verify_table(my_url, pg_url, ref(db, schema), max_keys=10)
+    assert len(verdict.differences) == 10 and verdict.more_differences
+    assert verdict.differing_keys == [[str(i)] for i in range(1, 11)]
+
+
+def test_dropped_and_masked_columns_are_not_compared(pair: tuple[str, str, str, str]) -> None:
+    my_url, db, pg_url, schema = pair
+    run_sql(pg_url, f'UPDATE "{schema}".employes SET email = md5(email)')
+    run_sql(pg_url, f'ALTER TABLE "{schema}".employes DROP COLUMN ssn')
+    unequal = verify_table(my_url, pg_url, ref(db, schema))
+    assert not unequal.equal and unequal.missing_columns == ["ssn"] and len(unequal.differences) == 100
+    verdict = verify_table(my_url, pg_url, ref(db, schema, drop=("ssn",), mask=("email",)))
+    assert verdict.equal, verdict
+    assert "ssn" not in verdict.columns and "email" not in verdict.columns and "price" in verdict.columns
+
+
+def test_a_missing_target_table_is_named(pair: tuple[str, str, str, str]) -> None:
+    my_url, db, pg_url, schema = pair
+    table = TableRef(TableSchema(db, "employes", COLUMNS, ["id"]), schema, "staff")
+    with pytest.raises(VerifyError, match=f"{schema}.staff does not exist"):
+        verify_table(my_url, pg_url, table)
+
+
+def test_the_cli_report_lists_each_table_plain_when_piped_and_as_json(pair: tuple[str, str, str, str]) -> None:
+    import json
+
+    from sluice.cli.sync_verify import verify_and_report
+
+    my_url, db, pg_url, schema = pair
+    run_sql(pg_url, f'DELETE FROM "{schema}".employes WHERE id = 7')
+    missing = TableRef(TableSchema(db, "nope", COLUMNS, ["id"]), schema, "nope")
+    lines: list[str] = []
+    equal = verify_and_report("employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema), missing], echo=lines.append)
+    assert not equal
+    text = "\n".join(lines)
+    assert "sync employees: hr -> warehouse: DIFFERENT" in text
+    assert f"{db}.employes" in text and "missing 7" in text and "DIFFERENT" in text
+    assert f"{db}.nope" in text and "ERROR" in text and "does not exist" in text
+    assert "\x1b[" not in text  # piped: no terminal escapes
+    lines.clear()
+    assert not verify_and_report(
+        "employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema)], json_output=True, echo=lines.append
+    )
+    document = json.loads(lines[0])
+    assert document["equal"] is False and document["tables"][0]["source_rows"] == ROWS
+    assert document["tables"][0]["differences"] == [{"key": ["7"], "kind": "missing"}]
