@@ -43,6 +43,7 @@ from sluice.cdc.tables import default_target_namespace, resolve_tables, reverse_
 from sluice.errors import ConfigError
 from sluice.plugins import Settings, registry
 from sluice.plugins.options import convert_options
+from sluice.project.model import Project
 from sluice.urls import connection_scheme
 
 log = logging.getLogger("sluice.cdc")
@@ -327,3 +328,27 @@ class SyncRuntime:
 
 def _mapper(targets: dict[str, str]) -> Callable[[str], str]:
     return lambda table: targets.get(table, table)
+
+
+def host_sync(project: Project, name: str, stop: threading.Event) -> None:
+    """Run sync ``name`` of ``project`` until ``stop`` is set (``sluice serve --sync NAME`` calls this in a thread).
+
+    Uses the project's bus and writes the sync's status file like ``sluice sync`` does. Raises
+    :class:`~sluice.errors.ConfigError` for an unknown name and the runtime's :class:`SyncError` when it fails.
+    """
+    from sluice.bus.registry import open_bus
+
+    spec = project.sync(name)
+    bus = open_bus(project.resolve_bus_url(), project.root)
+    runtime = SyncRuntime(spec.settings, dict(spec.urls), bus, project.work_dir)
+
+    def stop_when_asked() -> None:
+        stop.wait()
+        runtime.stop()
+
+    watcher = threading.Thread(target=stop_when_asked, name=f"sync-{name}-stop", daemon=True)
+    watcher.start()
+    try:
+        runtime.run()
+    finally:
+        bus.close()

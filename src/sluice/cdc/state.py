@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sluice.cdc import metrics
 from sluice.cdc.events import OPERATION_NAMES
 from sluice.cdc.status import SyncStatus, TableState, TableStatus, status_dir
+from sluice.observability import cdc_metrics as metrics
 
 
 def direction_label(source_side: str, target_side: str) -> str:
@@ -51,6 +51,7 @@ class SyncState:
             if record is None:
                 record = TableStatus(source_table=source_table, target_table=target_table, direction=direction)
                 self.tables[(direction, source_table)] = record
+                metrics.register_table(self.name, source_table)
             elif target_table and not record.target_table:
                 record.target_table = target_table
             return record
@@ -59,7 +60,7 @@ class SyncState:
         with self.lock:
             record = self.table(direction, table)
             record.state, record.error = state, error
-            metrics.TABLE_ERRORS.labels(self.name, table).set(1 if state == "error" else 0)
+            metrics.TABLE_STOPPED.labels(self.name, table).set(1 if state == "error" else 0)
 
     def captured(self, direction: str, table: str, op: str, rows: int = 1) -> None:
         name = OPERATION_NAMES.get(op, op)

@@ -217,3 +217,26 @@ def drop(path: str, name: str | None) -> None:
     finally:
         bus.close()
     click.echo(f"sync {spec.settings.name}: capture objects dropped from the sources")
+
+
+@sync.command("verify")
+@click.argument("path", type=click.Path())
+@click.option("--name", help="The sync (default: the only one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def verify(path: str, name: str | None, as_json: bool) -> None:
+    """Compare each source table with its target (counts and per-chunk checksums in the databases)."""
+    from sluice.cdc.runtime import plugin_capture, plugin_options
+    from sluice.cdc.tables import default_target_namespace, resolve_tables
+    from sluice.cli.sync_verify import verify_and_report
+
+    _, spec = _load(path, name)
+    settings, urls = spec.settings, dict(spec.urls)
+    options = plugin_options("capture", urls[settings.source], dict(settings.capture), f"sync '{settings.name}' capture")
+    capture = plugin_capture(urls[settings.source], options, settings.name, settings.source, None)
+    try:
+        namespace = settings.target_namespace or default_target_namespace(urls[settings.target])
+        refs, _problems = resolve_tables(settings, capture.list_tables(), namespace)
+    finally:
+        capture.close()
+    source, target = (settings.source, urls[settings.source]), (settings.target, urls[settings.target])
+    sys.exit(0 if verify_and_report(settings.name, source, target, refs, json_output=as_json) else 1)
