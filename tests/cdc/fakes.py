@@ -114,15 +114,21 @@ class FakeCapture(Capture):
     def __init__(self, db: FakeDb, sync: str, side: str, marker_table: str | None) -> None:
         self.db, self.sync, self.side, self.marker_table = db, sync, side, marker_table
         self.acknowledged: Position | None = None
+        self.calls: list[tuple[str, list[str]]] = []
+        """``("prepare", tables)`` and ``("position", [])`` in call order."""
 
     def check(self) -> list[str]:
         return list(self.db.problems)
+
+    def prepare(self, tables: Sequence[TableSchema]) -> None:
+        self.calls.append(("prepare", [t.qualified for t in tables]))
 
     def list_tables(self) -> list[TableSchema]:
         with self.db.lock:
             return list(self.db.tables.values())
 
     def current_position(self) -> tuple[Position, str]:
+        self.calls.append(("position", []))
         with self.db.lock:
             return [len(self.db.log)], str(len(self.db.log))
 

@@ -186,6 +186,42 @@ def test_transactions_that_start_with_the_marker_table_are_skipped(capmy_url: st
     assert [table.name for table in cap.list_tables()] == ["t"]
 
 
+def test_a_marker_transaction_with_savepoints_is_skipped_whole_and_never_cut(capmy_url: str) -> None:
+    """Apply writes SAVEPOINTs after its marker row; MariaDB logs them as QUERY events inside the transaction,
+    which must neither end the echo transaction nor give a position to resume from inside it."""
+    db = capmy_url.rsplit("/", 1)[1]
+    execute(capmy_url, "CREATE TABLE positions (id INT PRIMARY KEY)", "CREATE TABLE t (id INT PRIMARY KEY)")
+    cap = capture(capmy_url, marker=f"{db}.positions")
+    try:
+        start, _ = cap.current_position()
+        conn = mysql_connect(capmy_url)
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO positions VALUES (1)")
+            cur.execute("SAVEPOINT sluice_1")
+            cur.execute("INSERT INTO t VALUES (1), (2)")
+            cur.execute("RELEASE SAVEPOINT sluice_1")
+            cur.execute("SAVEPOINT sluice_1")
+            cur.execute("INSERT INTO t VALUES (3)")
+            cur.execute("ROLLBACK TO SAVEPOINT sluice_1")
+            cur.execute("INSERT INTO t VALUES (4)")
+            cur.execute("COMMIT")
+            cur.execute("SHOW MASTER STATUS")
+            end = int(cur.fetchone()[1])
+            cur.execute("INSERT INTO t VALUES (5)")
+        conn.close()
+        events, batches = collect(cap, start, 1)
+        # Resuming from any position a batch reported (as a checkpoint would) never yields the echo.
+        for position in {tuple(b.position) for b in batches}:
+            again, _ = collect(cap, list(position), 1, max_batches=5)
+            assert [e.key for e in again] in ([[5]], []), position
+            assert not (position[0] == start[0] and start[1] < position[1] < end), position  # not inside it
+    finally:
+        cap.close()
+    assert [(e.op, e.key) for e in events] == [("c", [5])]
+    assert sum(batch.skipped_echo for batch in batches) == 3
+
+
 def test_a_purged_binlog_raises_position_lost(capmy_url: str) -> None:
     cap = capture(capmy_url)
     try:

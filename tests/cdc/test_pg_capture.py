@@ -234,6 +234,46 @@ def test_transactions_started_by_the_marker_table_are_skipped(db: psycopg.Connec
     assert [e.key for e in changes(events)] == [[3]] and sum(echo) == 3
 
 
+def test_resuming_inside_a_marker_transaction_still_skips_the_rest_of_it(
+    db: psycopg.Connection[Any], make_capture: Any
+) -> None:
+    """A checkpoint taken inside an echo transaction: the resumed stream reads that transaction again from
+    its BEGIN (the slot is never advanced into a transaction), so its first row still marks it as echo."""
+    db.execute("CREATE TABLE app.t (id int PRIMARY KEY)")
+    db.execute("CREATE SCHEMA sluice_cdc")
+    db.execute("CREATE TABLE sluice_cdc.positions (sync text, side text, table_name text, position text)")
+    capture = make_capture(marker_table="sluice_cdc.positions")
+    table = _table(capture, "app.t")
+    start, _ = capture.current_position()
+    with db.transaction():
+        db.execute("INSERT INTO sluice_cdc.positions VALUES ('s', 'other', 'app.t', '[1]')")
+        db.execute("INSERT INTO app.t SELECT generate_series(1, 5)")
+    db.execute("INSERT INTO app.t VALUES (6)")
+    first = changes(collect(capture, start, [table], lambda ev: len(changes(ev)) >= 1, ack=False))
+    assert [e.key for e in first] == [[6]]
+    assert capture._decoder is not None
+    echo_commit = min(capture._decoder.complete)
+    for inside in ([echo_commit, 1], [echo_commit, 3]):
+        capture.acknowledge(inside)  # as the runtime does with a checkpoint's position
+        again = changes(collect(capture, inside, [table], lambda ev: len(changes(ev)) >= 1, ack=False))
+        assert [e.key for e in again] == [[6]], inside
+
+
+def test_replica_identity_full_is_set_before_the_first_position(db: psycopg.Connection[Any], make_capture: Any) -> None:
+    """An update made after the start position but before any stream opened still has its whole old row."""
+    db.execute("CREATE TABLE app.w (id int PRIMARY KEY, name text, n int)")
+    db.execute("INSERT INTO app.w VALUES (1, 'a', 1)")
+    capture = make_capture(replica_identity_full=True)
+    table = _table(capture, "app.w")
+    capture.prepare([table])
+    start, _ = capture.current_position()
+    identity = db.execute("SELECT relreplident FROM pg_class WHERE oid = 'app.w'::regclass").fetchone()
+    assert identity == ("f",)
+    db.execute("UPDATE app.w SET name = 'b' WHERE id = 1")
+    update = changes(collect(capture, start, [table], lambda ev: len(changes(ev)) >= 1))[0]
+    assert update.before == {"id": 1, "name": "a", "n": 1}
+
+
 def test_heartbeat_keeps_the_slot_moving_while_tables_are_idle(
     db: psycopg.Connection[Any], make_capture: Any, pg_url: str
 ) -> None:

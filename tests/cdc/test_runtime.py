@@ -259,6 +259,18 @@ def test_both_ways_no_echo(bus: EmbeddedBus, tmp_path: Path) -> None:
     assert captured[("dst -> src", "public.emp")] == {"update": 1}
 
 
+def test_each_capture_is_prepared_with_its_tables_before_its_first_position(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """PostgreSQL sets REPLICA IDENTITY FULL in ``prepare``: it must come before the run's start position is read,
+    or an update made before the stream opens would carry only its key as before image."""
+    world = both_world()
+    runtime(world, bus, tmp_path, settings(tables=["emp"], direction="both"), once=True).run()
+    first_calls = {capture.side: capture.calls[:2] for capture in world.captures}
+    assert first_calls == {
+        "src": [("prepare", ["app.emp"]), ("position", [])],
+        "dst": [("prepare", ["public.emp"]), ("position", [])],
+    }
+
+
 @pytest.mark.parametrize(("policy", "expected"), [("source-wins", "src"), ("target-wins", "dst"), ("newer-wins", "dst")])
 def test_both_ways_conflict_policies(bus: EmbeddedBus, tmp_path: Path, policy: str, expected: str) -> None:
     world = both_world()

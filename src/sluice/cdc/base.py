@@ -134,6 +134,13 @@ class Capture(ABC):
         Yields a batch at least every ``max_wait_s`` seconds (possibly empty, with the position read up to:
         that is the heartbeat). Raises :class:`PositionLost` when ``start`` is no longer in the log."""
 
+    def prepare(self, tables: Sequence[TableSchema]) -> None:  # noqa: B027 - optional
+        """Set the source up for streaming ``tables`` (PostgreSQL: slot, publication, ``REPLICA IDENTITY FULL``).
+
+        The runtime calls it before it reads the first position of a run (:meth:`current_position`), so every
+        change after that position is logged the way the stream needs it. Idempotent; raises
+        :class:`SourceNotReady` when the server refuses."""
+
     def acknowledge(self, position: Position) -> None:  # noqa: B027 - optional
         """Everything up to ``position`` is safely on the bus: the source may free its log (PostgreSQL slot)."""
 

@@ -249,6 +249,12 @@ class CaptureSide:
 
     def _stream(self, start: Position) -> None:
         self.position = start
+        if self.until is not None and start >= self.until:
+            # Nothing to read (``--once``): the source was set up by ``Capture.prepare`` before ``until`` was read.
+            self._checkpoint(force=True)
+            if self.local is not None:
+                self.local.caught_up(self.until_wall_us)
+            return
         for name in self.refs:
             self.state.set_state(self.direction, name, "streaming")
         tables = [ref.source for ref in self.refs.values()]

@@ -7,7 +7,10 @@ transaction starts the dump at the transaction's first event (remembered for the
 yielded; otherwise the file's start) and leaves out what is at or before the position.
 
 Per transaction: its first row change decides whether it is an echo (a change of ``marker_table``: the
-sync's own write, skipped whole and counted). DDL re-reads the table from ``information_schema`` and is
+sync's own write, skipped whole and counted). QUERY events inside ``BEGIN ... COMMIT`` (``SAVEPOINT``, which
+apply writes after its marker row, ``ROLLBACK TO``) belong to the transaction: they neither end it nor give
+a position, so every position reported while an echo transaction is read is the commit point before it and
+a resumed stream reads that transaction again from its first event. DDL re-reads the table from ``information_schema`` and is
 published as a :class:`~sluice.cdc.events.SchemaChange` (``TRUNCATE``: a ``t`` change); a ``CREATE TABLE``
 in a captured database adds the table. Batches are yielded every :data:`BATCH_EVENTS` events or
 ``max_wait_s`` seconds, inside transactions too, so a huge transaction streams in pieces; the server's
@@ -31,6 +34,7 @@ from sluice.cdc.mysql_binlog import (
     ROWS_EVENTS,
     TABLE_MAP,
     XID,
+    HEADER_SIZE,
     BinlogConnection,
     file_number,
     mariadb_gtid,
@@ -47,6 +51,10 @@ if TYPE_CHECKING:
 BATCH_EVENTS = 10_000
 """Most events in one batch (a transaction of a million rows streams as a hundred batches)."""
 STMT_END = 1
+GTID_STANDALONE = 1
+"""MariaDB GTID event flag: the group is one statement (DDL) without BEGIN/COMMIT."""
+IN_TRANSACTION = ("SAVEPOINT", "ROLLBACK TO", "RELEASE ")
+"""QUERY events that belong to the transaction around them (logged by ``SAVEPOINT``, ``ROLLBACK TO SAVEPOINT``)."""
 
 
 class _Table:
@@ -103,6 +111,7 @@ class BinlogStream:
         skipped = 0
         commit_us = 0
         in_txn = False
+        group = False  # inside BEGIN ... COMMIT: a QUERY event there (SAVEPOINT) neither ends it nor is DDL
         first_row = True
         echo = False
         gtid = ""
@@ -149,26 +158,32 @@ class BinlogStream:
             elif kind == TABLE_MAP:
                 self._table_map(body)
             elif kind == XID:
-                in_txn, first_row, echo = False, True, False
+                in_txn, group, first_row, echo = False, False, True, False
                 boundary = last = [file_no, end, 0]
                 commit_us = timestamp * 1_000_000
             elif kind == MARIADB_GTID:
                 in_txn, first_row, echo = True, True, False
+                group = not body[12] & GTID_STANDALONE  # BEGIN ... COMMIT, not one DDL statement
                 gtid = mariadb_gtid(body, server_id)
-                txn_start = (file_no, end - len(body) - 19 - (4 if conn.checksum else 0))  # the GTID event's start
+                txn_start = (file_no, end - len(body) - HEADER_SIZE - (4 if conn.checksum else 0))  # the GTID event's start
             elif kind == QUERY:
                 database, statement = query_parts(body)
-                word = statement[:8].upper()
+                word = statement[:12].upper()
                 if word.startswith("BEGIN"):
-                    in_txn = True
-                elif word.startswith("COMMIT") or word.startswith("XA "):
-                    in_txn, first_row, echo = False, True, False
+                    if not in_txn:
+                        first_row, echo = True, False
+                        txn_start = (file_no, end - len(body) - HEADER_SIZE - (4 if conn.checksum else 0))
+                    in_txn, group = True, True
+                elif word.startswith(("COMMIT", "XA ")) or word.rstrip(" ;") == "ROLLBACK":
+                    in_txn, group, first_row, echo = False, False, True, False
                     boundary = last = [file_no, end, 0]
+                elif (in_txn and group) or word.startswith(IN_TRANSACTION):
+                    pass  # SAVEPOINT (apply writes them), ROLLBACK TO...: inside the transaction, not a commit point
                 else:
                     position = [file_no, end, 0]
                     if position > start:
                         events += self._ddl(statement, database, position, f"{file}:{end}", timestamp, gtid)
-                    in_txn, first_row, echo = False, True, False
+                    in_txn, group, first_row, echo = False, False, True, False
                     boundary = last = position
             elif kind == ROTATE:
                 file, offset = rotate_target(body)

@@ -3,8 +3,10 @@
 psycopg 3 has no replication-protocol client, so capture uses the SQL interface of logical decoding on
 ordinary connections (https://www.postgresql.org/docs/15/logicaldecoding-example.html):
 
-* ``pg_create_logical_replication_slot(slot, 'wal2json')`` when :meth:`PostgresCapture.current_position` is
-  first called, i.e. before a snapshot's first read, so the slot's stream covers every later change;
+* ``pg_create_logical_replication_slot(slot, 'wal2json')`` in :meth:`PostgresCapture.prepare` (or when
+  :meth:`PostgresCapture.current_position` is first called), i.e. before a snapshot's first read, so the slot's
+  stream covers every later change; ``prepare`` also sets ``REPLICA IDENTITY FULL`` (``replica_identity_full``)
+  before the run's first position is read;
 * ``pg_logical_slot_peek_changes`` (does not consume) read through a server-side cursor, so a transaction of
   a million rows is never held whole in Python, decoded with msgspec (:mod:`sluice.cdc.pg_stream`);
 * ``pg_replication_slot_advance`` only in :meth:`PostgresCapture.acknowledge`, once the runtime has put the
@@ -196,6 +198,13 @@ class PostgresCapture(Capture):
             detail = "; ".join(problems) if problems else str(exc).strip()
             raise SourceNotReady(f"cannot create replication slot {self.slot}: {detail}") from exc
 
+    def prepare(self, tables: Sequence[TableSchema]) -> None:
+        """The slot, then the publication of ``tables`` and, with ``replica_identity_full``, REPLICA IDENTITY FULL
+        on them: called before the run's first position is read, so an update made after that position carries
+        its whole old row even when the stream has not opened yet (``--once``, a snapshot in progress)."""
+        self.ensure_slot()
+        self.ensure_publication(tables)
+
     def ensure_publication(self, tables: Sequence[TableSchema]) -> None:
         """Create the publication for ``tables`` or add the missing ones; set REPLICA IDENTITY FULL if asked."""
         conn = self._control
@@ -218,8 +227,14 @@ class PostgresCapture(Capture):
                     if (table.namespace, table.name) not in present:
                         conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(self.publication), name))
             if self.options.replica_identity_full:
-                for name in names:
-                    conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(name))
+                for table, name in zip(tables, names, strict=True):
+                    identity = conn.execute(
+                        "SELECT c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE n.nspname = %s AND c.relname = %s",
+                        [table.namespace, table.name],
+                    ).fetchone()
+                    if identity is None or identity[0] != "f":  # ALTER TABLE takes a lock: only when needed
+                        conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(name))
         except psycopg.errors.InsufficientPrivilege as exc:
             raise SourceNotReady(
                 f"cannot create or alter publication {self.publication}: {str(exc).strip()}; "

@@ -192,7 +192,9 @@ class SyncRuntime:
         starts = {}
         for d in self.directions:
             if "capture" in self.roles:
-                starts[d.source_side] = self.capture_of(d.source_side).current_position()
+                capture = self.capture_of(d.source_side)
+                capture.prepare([ref.source for ref in d.refs])  # REPLICA IDENTITY FULL before the first position
+                starts[d.source_side] = capture.current_position()
                 if self.once:
                     until[d.source_side] = starts[d.source_side][0]
         local = {d.source_side: LocalVersions() for d in self.directions} if self.settings.direction == "both" else {}
