@@ -299,6 +299,26 @@ def case_schema_changes(target: Target) -> None:
     assert target.rows(table) == [(1, "n1", 0), (2, "x" * 150, 2**40)]
 
 
+def case_schema_changes_made_while_stopped(target: Target) -> None:
+    """DDL made while the sync was stopped: the source schema read at start (``table.source``) already has it,
+    so apply must compare the change with the target's own columns."""
+    simple(target)
+    target.apply.apply_batch(simple(target), [event("c", [1], row(1, qty=7))])
+    now = [Column("id", "int64", nullable=False), Column("label", "string", length=200), Column("note", "string")]
+    table = TableRef(TableSchema("src", "t", now, ["id"], version=2), target.namespace, "t")
+    change = SchemaChange("src.t", table.source, "rename_column", event("c", [0]).source, renamed={"name": "label"})
+    target.apply.apply_schema(table, change)
+    target.apply.apply_schema(table, change)  # redelivered: nothing to do
+    target.apply.apply_batch(table, [event("c", [2], {"id": 2, "label": "x" * 150, "note": "hi"})])
+    assert target.rows(table) == [(1, "n1", None), (2, "x" * 150, "hi")]  # renamed, widened, added; qty dropped
+    as_int = [now[0], Column("label", "int64"), now[2]]
+    table = TableRef(TableSchema("src", "t", as_int, ["id"], version=3), target.namespace, "t")
+    with pytest.raises(SyncError, match=r"table src\.t: the target refused schema change") as caught:
+        target.apply.apply_schema(table, SchemaChange("src.t", table.source, "alter_column", event("c", [0]).source))
+    assert caught.value.table == "src.t"
+    target.apply.apply_batch(table, [event("d", [2], before={"id": 2})])  # the connection is usable again
+
+
 def case_crash_mid_batch(target: Target) -> None:
     table = simple(target)
     target.apply.apply_batch(table, [event("c", [1], row(1))])

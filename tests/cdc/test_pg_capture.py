@@ -234,9 +234,7 @@ def test_transactions_started_by_the_marker_table_are_skipped(db: psycopg.Connec
     assert [e.key for e in changes(events)] == [[3]] and sum(echo) == 3
 
 
-def test_resuming_inside_a_marker_transaction_still_skips_the_rest_of_it(
-    db: psycopg.Connection[Any], make_capture: Any
-) -> None:
+def test_resuming_inside_a_marker_transaction_still_skips_the_rest_of_it(db: psycopg.Connection[Any], make_capture: Any) -> None:
     """A checkpoint taken inside an echo transaction: the resumed stream reads that transaction again from
     its BEGIN (the slot is never advanced into a transaction), so its first row still marks it as echo."""
     db.execute("CREATE TABLE app.t (id int PRIMARY KEY)")

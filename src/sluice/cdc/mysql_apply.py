@@ -13,6 +13,7 @@ since the epoch) written as UTC ``DATETIME`` text and masked columns (hex SHA-25
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -281,12 +282,16 @@ class MysqlApply(SqlApply):
 
     # ---------------------------------------------------------------------------------- schema
 
-    def _target_columns(self, table: TableRef) -> set[str]:
+    def _target_columns(self, table: TableRef) -> dict[str, str]:
         rows = self._run(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            "SELECT column_name, column_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+            " ORDER BY ordinal_position",
             (table.target_namespace, table.target_name),
         )
-        return {row[0] for row in rows}
+        return {_text(name): _text(kind) for name, kind in rows}
+
+    def _same_type(self, target_type: str, wanted: str) -> bool:
+        return _normal_type(target_type) == _normal_type(wanted)
 
     def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
         target, name = self._target(table), quote(column.name)
@@ -303,3 +308,19 @@ class MysqlApply(SqlApply):
     def close(self) -> None:
         if self._conn.open:
             self._conn.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+
+_INTEGER_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint|year)\(\d+\)")
+
+
+def _normal_type(text: str) -> str:
+    """A MariaDB type as ``information_schema.COLUMNS.COLUMN_TYPE`` and :func:`mysql_type` both reduce to it:
+    lower case, no integer display width, ``BOOLEAN`` = ``tinyint``, ``JSON`` = ``longtext`` (MariaDB's alias),
+    no ``(0)`` fraction on times."""
+    text = _INTEGER_WIDTH.sub(r"\1", text.strip().lower())
+    text = re.sub(r"^(datetime|time|timestamp)\(0\)", r"\1", text)
+    return {"boolean": "tinyint", "bool": "tinyint", "json": "longtext"}.get(text, text)

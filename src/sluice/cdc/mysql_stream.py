@@ -27,6 +27,7 @@ from sluice.cdc.base import ChangeBatch, SyncError
 from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, TableSchema
 from sluice.cdc.mysql_binlog import (
     FORMAT_DESCRIPTION,
+    HEADER_SIZE,
     HEARTBEAT,
     MARIADB_GTID,
     QUERY,
@@ -34,7 +35,6 @@ from sluice.cdc.mysql_binlog import (
     ROWS_EVENTS,
     TABLE_MAP,
     XID,
-    HEADER_SIZE,
     BinlogConnection,
     file_number,
     mariadb_gtid,

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -318,12 +319,18 @@ class PostgresApply(SqlApply):
 
     # ---------------------------------------------------------------------------------- schema
 
-    def _target_columns(self, table: TableRef) -> set[str]:
+    def _target_columns(self, table: TableRef) -> dict[str, str]:
         found = self._conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             (table.target_namespace, table.target_name),
         ).fetchall()
-        return {row[0] for row in found}
+        return {row[0]: row[1] for row in found}
+
+    def _same_type(self, target_type: str, wanted: str) -> bool:
+        """``format_type`` spells ``varchar(n)`` as ``character varying(n)``."""
+        return target_type.lower() == re.sub(r"^varchar\(", "character varying(", wanted.lower())
 
     def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
         target, name = self._target(table), quote(column.name)
