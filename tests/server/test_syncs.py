@@ -11,6 +11,7 @@ from live_server import INSTANT, LiveServer
 from sluice.cdc.status import SyncStatus, TableStatus, write_status
 from sluice.errors import SluiceError
 from sluice.project.model import Project
+from sluice.server import syncs as syncs_module
 from sluice.server.syncs import STALE_AFTER_S, SyncHost, runtime_hook
 
 
@@ -101,10 +102,10 @@ def test_hosted_syncs_run_until_the_host_stops(seed: Project) -> None:
     assert sorted(stopped) == ["articles", "employees"]
 
 
-def test_hosting_without_the_runtime_hook_names_it() -> None:
-    try:
+def test_the_runtime_hook_is_found_and_a_missing_one_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.cdc.runtime import host_sync
+
+    assert runtime_hook() is host_sync
+    monkeypatch.setattr(syncs_module, "RUNTIME_HOOK", "sluice.cdc.runtime:no_such_hook")
+    with pytest.raises(SluiceError, match="no_such_hook"):
         runtime_hook()
-    except SluiceError as exc:
-        assert "sluice.cdc.runtime" in str(exc)
-    else:
-        pytest.skip("this build has the sync runtime's host_sync hook")
