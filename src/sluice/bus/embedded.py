@@ -165,10 +165,11 @@ class EmbeddedBus(Bus):
         ts = time.time()
         values = [v for topic, messages in batches for key, value in messages for v in (topic, key, value, ts)]
         start = 0
+        last: int | None = None
         for size in _statement_sizes(len(values) // 4):  # rows of one statement are numbered in their order
-            conn.execute(_insert_messages_sql(size), values[start : start + 4 * size])
+            last = conn.execute(_insert_messages_sql(size), values[start : start + 4 * size]).lastrowid
             start += 4 * size
-        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0]) if last is None else last
 
     @staticmethod
     def _count(batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
