@@ -116,3 +116,57 @@ def test_retention_deletes_old_messages_but_keeps_offsets_increasing(tmp_path: P
     reopened = open_bus(f"sqlite:///{tmp_path / 'bus.db'}?retention_days=0")
     assert [m.value for m in reopened.read("t")] == [b"older", b"new"]
     reopened.close()
+
+
+def test_an_exclusive_consumer_reads_past_what_its_own_group_published(tmp_path: Path) -> None:
+    bus = EmbeddedBus(tmp_path / "bus.db")
+    try:
+        bus.publish("t", [("k", b"before")])
+        own = bus.consumer("own", "t", exclusive=True)
+        bus.publish_many([("t", [("k", b"mine 1"), ("k", b"mine 2")]), ("other", [("k", b"elsewhere")])], own_group="own")
+        bus.publish("t", [("k", b"theirs 1")])
+        bus.publish_many([("t", [("k", b"mine 3")])], own_group="own")
+        bus.publish("t", [("k", b"theirs 2"), ("k", b"theirs 3")])
+
+        assert [m.value for m in own.poll(2, timeout_s=0)] == [b"before", b"theirs 1"]  # a full poll stops at its limit
+        assert [m.value for m in own.poll(10, timeout_s=0)] == [b"theirs 2", b"theirs 3"]
+        assert own.poll(10, timeout_s=0) == []
+        bus.publish_many([("t", [("k", b"mine 4")])], own_group="own")
+        assert own.poll(10, timeout_s=0) == []
+
+        everyone = bus.consumer("everyone", "t", exclusive=True)
+        assert [m.value for m in everyone.poll(10, timeout_s=0)] == [
+            b"before",
+            b"mine 1",
+            b"mine 2",
+            b"theirs 1",
+            b"mine 3",
+            b"theirs 2",
+            b"theirs 3",
+            b"mine 4",
+        ]
+        offsets = [m.offset for m in bus.read("t", 0, 10)]
+        assert offsets == sorted(offsets) and len(offsets) == 8  # rows of one multi-row write keep their order
+        own.close()
+        everyone.close()
+    finally:
+        bus.close()
+
+
+def test_a_large_write_keeps_its_order_and_its_leases_are_all_taken_and_released(tmp_path: Path) -> None:
+    bus = EmbeddedBus(tmp_path / "bus.db")
+    try:
+        values = [str(i).encode() for i in range(300)]  # several statements of different sizes
+        offsets = bus.publish("t", [(None, v) for v in values])
+        assert [(m.offset, m.value) for m in bus.read("t", 0, 1000)] == list(zip(offsets, values, strict=True))
+        consumer = bus.consumer("g", "t")
+        taken = consumer.poll(1000, timeout_s=0)
+        assert [m.value for m in taken] == values
+        assert bus.lag("g", "t") == 300  # leased, not committed
+        consumer.commit(taken[:-1])
+        assert bus.lag("g", "t") == 1
+        consumer.commit(taken[-1:])
+        assert bus.lag("g", "t") == 0
+        consumer.close()
+    finally:
+        bus.close()

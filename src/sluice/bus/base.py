@@ -76,8 +76,16 @@ class Bus(ABC):
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
         """Append ``(key, value)`` messages atomically, in order; return their offsets."""
 
-    def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
-        """Publish to several topics at once (atomically where the backend can)."""
+    def publish_many(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
+    ) -> None:
+        """Publish to several topics at once (atomically where the backend can).
+
+        ``own_group``: the consumer group of the publisher itself, which need not receive these messages back
+        (it knows them already). A backend may leave them out of that group's deliveries (the embedded log
+        does for an exclusive consumer in the same process); others deliver them as usual, so the group's
+        consumer must still tolerate its own messages.
+        """
         for topic, messages in batches:
             if messages:
                 self.publish(topic, messages)

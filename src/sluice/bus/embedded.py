@@ -14,6 +14,10 @@ Layout (one file, WAL mode):
 Messages older than the retention (7 days by default; ``sqlite:///bus.db?retention_days=30``, 0 to keep
 everything) are deleted when a bus is opened; the newest message is always kept so offsets never restart.
 
+A publisher that consumes the topic itself (the coordinator on ``sluice.events``) names its group in
+``publish_many(..., own_group=...)``: an exclusive consumer of that group in this process then reads
+past those messages without fetching them (their offsets are kept in memory until it has passed them).
+
 Consumers in this process are woken as soon as a message is published here; consumers in other
 processes notice new data by polling ``PRAGMA data_version`` (cheap): every 2 ms while messages flow,
 backing off to every 50 ms when idle.
@@ -27,7 +31,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache, partial
+from typing import Any
 
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.errors import BusError
@@ -67,6 +74,36 @@ _wakeups_lock = threading.Lock()
 # Checking for other processes' messages: every 2 ms while busy, backing off to 50 ms when idle.
 _POLL_MIN_S = 0.002
 _POLL_MAX_S = 0.05
+_SELECT_NEW = (
+    "SELECT ?, 0, offset, key, value, ts, 1 FROM messages WHERE topic = ? AND offset > ? AND offset < ? ORDER BY offset LIMIT ?"
+)
+"""A topic's messages in an offset range, as :class:`Message` fields (``partition`` 0, ``deliveries`` 1)."""
+_NO_BOUND = 2**63 - 1
+_message: Callable[[Sequence[Any]], Message] = partial(tuple.__new__, Message)
+"""A :class:`Message` from a row of its seven fields, without a Python-level call per row."""
+_ROWS_PER_STATEMENT = (128, 64, 32, 16, 8, 4, 2, 1)
+"""Rows are written by statements of these many rows each (``VALUES (...), (...)``, ``IN (...)``): one
+statement of 128 rows costs about two thirds of 128 single-row ones, and only these eight shapes of each
+statement are prepared (``sqlite3`` keeps them). 128 rows of 4 values stay under the 999 variables older
+SQLite builds allow in one statement."""
+
+
+def _statement_sizes(rows: int) -> Iterator[int]:
+    """Split ``rows`` into sizes taken from ``_ROWS_PER_STATEMENT``, largest first."""
+    for size in _ROWS_PER_STATEMENT:
+        while rows >= size:
+            yield size
+            rows -= size
+
+
+@cache
+def _insert_messages_sql(rows: int) -> str:
+    return "INSERT INTO messages(topic, key, value, ts) VALUES " + ", ".join(["(?, ?, ?, ?)"] * rows)
+
+
+@cache
+def _delete_leases_sql(rows: int) -> str:
+    return f"DELETE FROM leases WHERE grp = ? AND topic = ? AND offset IN ({', '.join(['?'] * rows)})"
 
 
 def _wakeup_for(path: str) -> threading.Condition:
@@ -95,6 +132,9 @@ class EmbeddedBus(Bus):
         self.url = f"sqlite:///{self.path}"
         self._wakeup = _wakeup_for(str(self.path))
         self.local_version = 0
+        # (group, topic): offset ranges (first, last) published with own_group=group, in offset order
+        self._own: dict[tuple[str, str], deque[tuple[int, int]]] = {}
+        self._own_lock = threading.Lock()
         if retention_days > 0:
             self.prune(time.time() - retention_days * 86400)
 
@@ -123,11 +163,13 @@ class EmbeddedBus(Bus):
         """Append the messages of ``(topic, [(key, value)])`` batches inside the caller's transaction; return the
         last offset. SQLite numbers them as the old ``MAX(offset) + 1`` did: one after the highest, without gaps."""
         ts = time.time()
-        conn.executemany(
-            "INSERT INTO messages(topic, key, value, ts) VALUES (?, ?, ?, ?)",
-            [(topic, key, value, ts) for topic, messages in batches for key, value in messages],
-        )
-        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        values = [v for topic, messages in batches for key, value in messages for v in (topic, key, value, ts)]
+        start = 0
+        last: int | None = None
+        for size in _statement_sizes(len(values) // 4):  # rows of one statement are numbered in their order
+            last = conn.execute(_insert_messages_sql(size), values[start : start + 4 * size]).lastrowid
+            start += 4 * size
+        return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0]) if last is None else last
 
     @staticmethod
     def _count(batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
@@ -146,13 +188,44 @@ class EmbeddedBus(Bus):
         self._count([(topic, messages)])
         return list(range(last - len(messages) + 1, last + 1))
 
-    def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
+    def publish_many(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
+    ) -> None:
         if not any(messages for _, messages in batches):
             return
         with self.db.write() as conn:
-            self._insert(conn, batches)
+            last = self._insert(conn, batches)
+            if own_group is not None:
+                # Before the commit: no consumer of the group can read these messages before it knows to skip them.
+                self._record_own(own_group, batches, last)
         self._notify()
         self._count(batches)
+
+    def _record_own(self, group: str, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], last: int) -> None:
+        """Remember the offsets ``group`` need not read: ``batches`` were numbered in order, ending at ``last``."""
+        first = last - sum(len(messages) for _, messages in batches) + 1
+        with self._own_lock:
+            for topic, messages in batches:
+                if messages:
+                    ranges = self._own.get((group, topic))
+                    if ranges is None:
+                        ranges = self._own[group, topic] = deque()
+                    ranges.append((first, first + len(messages) - 1))
+                    first += len(messages)
+
+    def _next_own(self, group: str, topic: str, after: int) -> tuple[int, int] | None:
+        """The first range of ``group``'s own messages on ``topic`` that ends after offset ``after`` (older ones are
+        forgotten), or None."""
+        with self._own_lock:
+            ranges = self._own.get((group, topic))
+            while ranges and ranges[0][1] <= after:
+                ranges.popleft()
+            return ranges[0] if ranges else None
+
+    def _forget_own(self, group: str) -> None:
+        with self._own_lock:
+            for key in [key for key in self._own if key[0] == group]:
+                del self._own[key]
 
     def publish_and_commit(
         self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]
@@ -291,23 +364,33 @@ class EmbeddedConsumer(Consumer):
         return messages
 
     def _read_on(self, max_messages: int) -> list[Message]:
-        """Exclusive mode: the next messages after our position, without leases (the group's offset moves on commit)."""
+        """Exclusive mode: the next messages after our position, without leases (the group's offset moves on commit).
+
+        The group's own messages (published with ``own_group``) are passed over without being read: every message
+        before such a range was committed before it, so once those are read the position jumps past the range."""
         version = (self.bus.data_version(), self.bus.local_version)
         if version == self._drained_version:
             return []
-        rows = (
-            self.bus.db.conn()
-            .execute(
-                "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset > ? ORDER BY offset LIMIT ?",
-                (self.topic, self._fetched, max_messages),
-            )
-            .fetchall()
-        )
-        if rows:
-            self._fetched = rows[-1][0]
-        if len(rows) < max_messages:
-            self._drained_version = version
-        return [Message(self.topic, 0, offset, key, value, ts) for offset, key, value, ts in rows]
+        conn = self.bus.db.conn()
+        messages: list[Message] = []
+        while True:
+            own = self.bus._next_own(self.group, self.topic, self._fetched)
+            if own is not None and own[0] <= self._fetched:  # inside the range (a cursor set by a seek)
+                self._fetched = own[1]
+                continue
+            wanted = max_messages - len(messages)
+            rows = conn.execute(
+                _SELECT_NEW, (self.topic, self.topic, self._fetched, _NO_BOUND if own is None else own[0], wanted)
+            ).fetchall()
+            if rows:
+                messages += map(_message, rows)
+                self._fetched = rows[-1][2]
+            if len(rows) == wanted:
+                return messages
+            if own is None:
+                self._drained_version = version
+                return messages
+            self._fetched = own[1]
 
     def _take_expired(self, conn: sqlite3.Connection, now: float, expires: float, limit: int) -> list[Message]:
         rows = conn.execute(
@@ -325,19 +408,18 @@ class EmbeddedConsumer(Consumer):
         fetched = conn.execute(
             "SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?", (self.group, self.topic)
         ).fetchone()[0]
-        rows = conn.execute(
-            "SELECT offset, key, value, ts FROM messages WHERE topic = ? AND offset > ? ORDER BY offset LIMIT ?",
-            (self.topic, fetched, limit),
-        ).fetchall()
+        rows = conn.execute(_SELECT_NEW, (self.topic, self.topic, fetched, _NO_BOUND, limit)).fetchall()
         if rows:
-            conn.executemany(
-                "INSERT OR REPLACE INTO leases(grp, topic, offset, consumer, expires, deliveries) VALUES (?, ?, ?, ?, ?, 1)",
-                [(self.group, self.topic, row[0], self.consumer_id, expires) for row in rows],
+            # The rows just read, in the same transaction: every message of the topic up to the last of them.
+            conn.execute(
+                "INSERT OR REPLACE INTO leases(grp, topic, offset, consumer, expires, deliveries) "
+                "SELECT ?, ?, offset, ?, ?, 1 FROM messages WHERE topic = ? AND offset > ? AND offset <= ?",
+                (self.group, self.topic, self.consumer_id, expires, self.topic, fetched, rows[-1][2]),
             )
-            fetched = rows[-1][0]
+            fetched = rows[-1][2]
             conn.execute("UPDATE group_cursors SET fetched = ? WHERE grp = ? AND topic = ?", (fetched, self.group, self.topic))
         self._fetched = fetched
-        return [Message(self.topic, 0, offset, key, value, ts) for offset, key, value, ts in rows]
+        return list(map(_message, rows))
 
     def commit(self, messages: Sequence[Message]) -> None:
         if not messages:
@@ -353,10 +435,11 @@ class EmbeddedConsumer(Consumer):
                 (max(m.offset for m in messages), self.group, self.topic),
             )
             return
-        conn.executemany(
-            "DELETE FROM leases WHERE grp = ? AND topic = ? AND offset = ?",
-            [(self.group, self.topic, m.offset) for m in messages],
-        )
+        offsets = [m.offset for m in messages]
+        start = 0
+        for size in _statement_sizes(len(offsets)):
+            conn.execute(_delete_leases_sql(size), (self.group, self.topic, *offsets[start : start + size]))
+            start += size
 
     def extend(self, messages: Sequence[Message]) -> None:
         if not messages or self.exclusive:
@@ -370,6 +453,7 @@ class EmbeddedConsumer(Consumer):
 
     def close(self) -> None:
         if self.exclusive:
+            self.bus._forget_own(self.group)
             return
         with self.bus.db.write() as conn:
             conn.execute(

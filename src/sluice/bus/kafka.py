@@ -258,8 +258,12 @@ class KafkaBus(Bus):
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
         return self._send([(topic, messages)])
 
-    def publish_many(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> None:
-        """Publish every batch, then wait once. Not atomic: a failure may leave some batches written."""
+    def publish_many(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
+    ) -> None:
+        """Publish every batch, then wait once. Not atomic: a failure may leave some batches written.
+
+        ``own_group`` is not honoured: Kafka delivers the messages to every group, the publisher's too."""
         self._send(batches)
 
     # ----- consuming ------------------------------------------------------------------------------

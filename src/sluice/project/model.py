@@ -324,12 +324,12 @@ def parent_keys(project: Project, obj: ObjectSpec) -> dict[int, str]:
     (names are unique within a stage, not across stages: ``customers`` raw and ``customers`` cleaned).
     """
     objects = project.objects
-    names = [objects[p].name for p in obj.parents if p in objects]
+    parents = [(p, objects[p]) for p in obj.parents if p in objects]
+    names = [parent.name for _, parent in parents]
+    if len(set(names)) == len(names):  # no clash: every key is the parent's name (asked once per object ready)
+        return {parent_id: parent.name for parent_id, parent in parents}
     keys: dict[int, str] = {}
-    for parent_id in obj.parents:
-        parent = objects.get(parent_id)
-        if parent is None:
-            continue
+    for parent_id, parent in parents:
         clash = names.count(parent.name) > 1
         keys[parent_id] = f"{layer_of(project, parent)}.{parent.name}" if clash else parent.name
     return keys

@@ -263,13 +263,16 @@ class Coordinator:
     def _apply_messages(self, messages: list[Message], now: float) -> None:
         """Decode and apply a poll's messages, in order (the per-event path: names bound once per batch).
 
-        Our own ``ObjectReady`` events come back too: decoded (a malformed one is dead-lettered like any
-        other) and counted, but the machine has nothing to do with them.
+        Our own events are published with ``own_group`` (``_publish``): the embedded log does not hand them back.
+        A bus that does (Kafka) delivers our ``ObjectReady`` events too: decoded (a malformed one is
+        dead-lettered like any other) and counted, but the machine has nothing to do with them.
         """
         decode = ev.decode
         run_id = self.run_id
         consumed = self._consumed
         apply = self.machine.apply
+        observer = self.observer
+        started, ready = ev.ObjectStarted, ev.ObjectReady
         for message in messages:
             try:
                 event = decode(message.value)
@@ -280,11 +283,16 @@ class Coordinator:
                 continue
             kind = type(event)
             consumed[kind] = consumed.get(kind, 0) + 1
-            if kind is ev.ObjectReady:
+            if kind is ready:
                 continue
             decisions = apply(event, now)
-            if decisions is not None:
-                self._applied_event(event, decisions)
+            if decisions is None:
+                continue
+            if kind is started:  # decides nothing: only the observer is told
+                if observer is not None:
+                    observer(event)
+                continue
+            self._applied_event(event, decisions)
 
     def _applied_event(self, event: ev.AnyEvent, decisions: list[Decision]) -> None:
         """What follows from an event the machine took: observer, metrics, latest output, decisions."""
@@ -381,7 +389,8 @@ class Coordinator:
                 (ev.EVENTS_TOPIC, log_batch),
                 *((ev.ready_topic(stage), batch) for stage, batch in readies.items()),
                 (ev.DEAD_LETTER_TOPIC, [r for _, r in dead]),
-            ]
+            ],
+            own_group=self._group(),
         )
         counted([topic for topic, _ in dead])
         for kind, n in published.items():

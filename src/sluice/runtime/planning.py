@@ -73,11 +73,11 @@ class Fingerprints:
 
     def input_fingerprint(self, obj: ObjectSpec) -> str | None:
         """``input_fingerprint(obj)``, computed on the first call for ``obj`` and remembered."""
-        try:
-            return self._inputs[obj.id]
-        except KeyError:
-            value = self._inputs[obj.id] = self._read_input_fingerprint(obj)
-            return value
+        inputs = self._inputs
+        if obj.id in inputs:  # not try/except: the first call for each object would raise
+            return inputs[obj.id]
+        value = inputs[obj.id] = self._read_input_fingerprint(obj)
+        return value
 
     def _read_input_fingerprint(self, obj: ObjectSpec) -> str | None:
         """A source object's from its source; a transform's from its engine (``Engine.input_fingerprint``)."""
@@ -136,8 +136,8 @@ class Fingerprints:
     def __call__(self, object_id: int, parent_hashes: Sequence[str]) -> Freshness:
         """The object's fingerprint, and its last output when that output is fresh (same fingerprint, still in the lake)."""
         fp = self.fingerprint(object_id, parent_hashes)
-        previous = self.latest.get(object_id)
-        if self.force or previous is None or fp is None or fp != previous.fingerprint:
+        previous = None if self.force else self.latest.get(object_id)
+        if previous is None or fp is None or fp != previous.fingerprint:
             return Freshness(fp, None)
         if previous.location is not None and not self.output_exists(previous.location):
             return Freshness(fp, None)

@@ -291,12 +291,15 @@ class RunState:
 
     def _release_children(self, oid: int, now: float, out: list[Decision]) -> None:
         waiting = self._waiting
+        states = self.states
         ready = []
         for child in self.children[oid]:
-            waiting[child] -= 1
-            if waiting[child] == 0 and self.states[child].status == "pending":
+            left = waiting[child] - 1
+            waiting[child] = left
+            if left == 0 and states[child].status == "pending":
                 ready.append(child)
-        self._ready_all(ready, now, out)
+        for child in ready:  # once all are counted: a fresh skip among them releases its own children
+            self._make_ready(child, 1, now, out)
 
     def _skip_descendants(self, oid: int, now: float, out: list[Decision]) -> None:
         for child in sorted(self._descendants(oid)):
@@ -325,9 +328,9 @@ class RunState:
             self._make_ready(oid, 1, now, out)
 
     def _make_ready(self, oid: int, attempt: int, now: float, out: list[Decision]) -> None:
-        s = self.states[oid]
+        states = self.states
+        s = states[oid]
         if attempt == 1:
-            states = self.states
             parent_hashes = [states[p].content_hash or "" for p in self.parents[oid]]
             fp, previous = self.freshness(oid, parent_hashes)
             s.fingerprint = fp

@@ -153,8 +153,10 @@ class StageWorker:
         runs: dict[str, bool] = {}  # run id: still going (asked once per poll)
         events: list[ev.Event] = []
         settled: list[Message] = []
+        held: dict[tuple[int, int], Message] = {}  # added to self._held before anything is handed on
         queued = False
         objects = self.project.objects
+        started_event, loaded_event, now = ev.ObjectStarted, ev.ObjectLoaded, ev.now
         for message in messages:
             try:
                 ready = ev.decode(message.value)
@@ -172,21 +174,17 @@ class StageWorker:
             if not active:
                 settled.append(message)
                 continue
-            with self._held_lock:
-                self._held[message.partition, message.offset] = message
+            held[message.partition, message.offset] = message
             if objects[ready.object_id].kind == "noop" and ready.delay_s <= 0 and not ready.fail:
-                started = self._started(ready)
-                loaded = ev.ObjectLoaded(
-                    run_id=ready.run_id,
-                    object_id=ready.object_id,
-                    stage=ready.stage,
-                    attempt=ready.attempt,
-                    worker=self.name,
-                    ts=started.ts,  # nothing ran in between
+                ts = now()  # nothing runs between its start and its end
+                run_id, object_id, stage, attempt = ready.run_id, ready.object_id, ready.stage, ready.attempt
+                events += (
+                    started_event(run_id=run_id, object_id=object_id, stage=stage, attempt=attempt, worker=self.name, ts=ts),
+                    loaded_event(run_id=run_id, object_id=object_id, stage=stage, attempt=attempt, worker=self.name, ts=ts),
                 )
-                events += (started, loaded)
                 settled.append(message)
                 continue
+            self._hold(held)
             if events or settled:  # what came before this object goes out first
                 self._outbox.send(events, settled)
                 events, settled = [], []
@@ -194,9 +192,17 @@ class StageWorker:
                 self._busy += 1
             self._queue.put((message, ready))
             queued = True
+        self._hold(held)
         if events or settled:
             self._outbox.send(events, settled)
         return queued
+
+    def _hold(self, held: dict[tuple[int, int], Message]) -> None:
+        """Add messages taken to those whose leases the heartbeat renews (until their commit releases them)."""
+        if held:
+            with self._held_lock:
+                self._held.update(held)
+            held.clear()
 
     def _unusable(self, event: ev.AnyEvent) -> str:
         """Why a decoded work message cannot be processed here, or "" when it can."""
