@@ -79,6 +79,7 @@ class Coordinator:
         self._dead: list[tuple[str, tuple[str | None, bytes]]] = []  # (source topic, dead-letter record)
         self._outputs: list[LatestOutput] = []
         self._applied: list[Message] = []  # applied, their consequences published, not yet handed to the writer
+        self._in_flight: list[Callable[[], None]] = []  # waiters of publications not yet handed to the writer
         self._writer: StateWriter | None = None
         self._saved_at = 0.0
         # Metrics of the events applied, kept until the next save (off the way from an event to what follows it):
@@ -135,7 +136,7 @@ class Coordinator:
         # (Kafka) could otherwise let a worker's ObjectStarted reach the log ahead of it. A bus whose
         # publish_many is one ordered transaction (the embedded log) takes it with the first decisions.
         if not self.bus.ordered_publish_many:
-            self._publish()
+            self._publish(wait=True)
         self._decide(self.machine.start(time.time()))
         self._publish()
         # The first states go to the writer with the loop's first save (at its first pause, or after
@@ -352,8 +353,11 @@ class Coordinator:
         if self.observer is not None:
             self.observer(event)
 
-    def _publish(self) -> None:
-        """Publish the events decided so far (each encoded once) and the dead letters, in one bus write."""
+    def _publish(self, *, wait: bool = False) -> None:
+        """Publish the events decided so far (each encoded once) and the dead letters, in one bus write.
+
+        Does not wait for the bus to acknowledge it (unless ``wait``): the loop goes on applying events while it
+        does, and the writer thread waits for it before it saves or commits what follows (``_save``)."""
         if not self._out and not self._dead:
             return
         out, self._out = self._out, []
@@ -376,13 +380,17 @@ class Coordinator:
             else:
                 key = event.run_id
             log_batch.append((key, data))
-        self.bus.publish_many(
+        written = self.bus.publish_many_nowait(
             [
                 (ev.EVENTS_TOPIC, log_batch),
                 *((ev.ready_topic(stage), batch) for stage, batch in readies.items()),
                 (ev.DEAD_LETTER_TOPIC, [r for _, r in dead]),
             ]
         )
+        if wait:
+            written()
+        else:
+            self._in_flight.append(written)
         counted([topic for topic, _ in dead])
         for kind, n in published.items():
             metrics.child(metrics.EVENTS_PUBLISHED, kind.__name__).inc(n)
@@ -394,7 +402,8 @@ class Coordinator:
         self._saved_at = time.time()
         applied, self._applied = self._applied, []
         outputs, self._outputs = self._outputs, []
-        self._writer.submit(self.machine.take_changed(), applied, consumer, outputs)
+        published, self._in_flight = self._in_flight, []
+        self._writer.submit(self.machine.take_changed(), applied, consumer, outputs, published)
         self._update_metrics()
 
     def _update_metrics(self) -> None:
