@@ -153,9 +153,7 @@ def test_publish_many_publishes_to_several_topics(bus: Bus, topic: str) -> None:
     bus.publish_many([])
 
 
-def test_publish_many_nowait_keeps_the_order_of_publications_and_their_waiters_return_once_written(
-    bus: Bus, topic: str
-) -> None:
+def test_publish_many_nowait_keeps_the_order_of_publications_and_their_waiters_return_once_written(bus: Bus, topic: str) -> None:
     waiters = [
         bus.publish_many_nowait([(f"{topic}.a", [("k", b"a0")]), (f"{topic}.b", [("k", b"b0")])]),
         bus.publish_many_nowait([(f"{topic}.a", [("k", b"a1"), ("k", b"a2")])]),

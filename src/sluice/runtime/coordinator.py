@@ -81,6 +81,7 @@ class Coordinator:
         self._applied: list[Message] = []  # applied, their consequences published, not yet handed to the writer
         self._in_flight: list[Callable[[], None]] = []  # waiters of publications not yet handed to the writer
         self._writer: StateWriter | None = None
+        self._consumer: Consumer | None = None  # opened before the first decisions go out, used by loop()
         self._saved_at = 0.0
         # Metrics of the events applied, kept until the next save (off the way from an event to what follows it):
         self._consumed: dict[type[ev.Event], int] = {}  # events consumed, by type
@@ -122,6 +123,7 @@ class Coordinator:
         self.state.create_run(record, list(self.states.values()))
         self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self.bus.seek(self._group(), ev.EVENTS_TOPIC, first_offset)
+        self._open_consumer()
         self._emit(
             ev.RunStarted(
                 run_id=self.run_id,
@@ -168,6 +170,7 @@ class Coordinator:
         self.states = self.machine.states
         self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self._recover(max(record.checkpoint + 1, record.first_offset))
+        self._open_consumer()
         decisions = self.machine.resume(time.time())
         log.warning(
             "resuming run %s: %d of %d objects final",
@@ -202,6 +205,12 @@ class Coordinator:
     def _group(self) -> str:
         return names.coordinator_group(self.run_id)
 
+    def _open_consumer(self) -> None:
+        """Open the run's consumer of ``sluice.events`` (where the group was sought to) before anything is handed
+        out: on Kafka it takes tens of milliseconds to find the group's coordinator and start fetching, which
+        the first objects' outcomes would otherwise wait for."""
+        self._consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, exclusive=True)
+
     # ----- the loop -------------------------------------------------------------------------------
 
     def cancel(self) -> None:
@@ -218,7 +227,10 @@ class Coordinator:
         ``poll_max`` bounds the events applied between two publications. Returns the run's summary; raises
         BusError / StateError when a backend fails (the run can then be resumed).
         """
-        consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, exclusive=True)
+        if self._consumer is None:
+            self._open_consumer()
+        consumer, self._consumer = self._consumer, None
+        assert consumer is not None
         machine = self.machine
         try:
             while not machine.finished and not self._cancel.is_set():
