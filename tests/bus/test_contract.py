@@ -153,6 +153,18 @@ def test_publish_many_publishes_to_several_topics(bus: Bus, topic: str) -> None:
     bus.publish_many([])
 
 
+def test_publish_many_nowait_keeps_the_order_of_publications_and_their_waiters_return_once_written(bus: Bus, topic: str) -> None:
+    waiters = [
+        bus.publish_many_nowait([(f"{topic}.a", [("k", b"a0")]), (f"{topic}.b", [("k", b"b0")])]),
+        bus.publish_many_nowait([(f"{topic}.a", [("k", b"a1"), ("k", b"a2")])]),
+        bus.publish_many_nowait([]),
+    ]
+    for wait in waiters:
+        wait()
+    assert values(bus.read(f"{topic}.a")) == [b"a0", b"a1", b"a2"]
+    assert values(bus.read(f"{topic}.b")) == [b"b0"]
+
+
 def test_end_offset(bus: Bus, topic: str) -> None:
     assert bus.end_offset(topic) == 0
     offsets = bus.publish(topic, messages(3))

@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 
 from sluice.bus.base import Consumer, Message
-from sluice.errors import StateError
+from sluice.errors import BusError, StateError
 from sluice.runtime.saving import StateWriter, copy_state
 from sluice.state.base import LatestOutput, ObjectState, StateStore
 
@@ -102,3 +102,36 @@ def test_copy_state_copies_every_field() -> None:
     s = ObjectState(7, "s", "loaded", 2, 10, 1.5, "loc", "h", "fp", "err", "why", 1.0, 2.0, 3.0)
     copied = copy_state(s)
     assert copied == s and copied is not s
+
+
+def test_nothing_is_saved_or_committed_before_the_publications_handed_over_are_written() -> None:
+    store = FakeStore()
+    w = writer(store)
+    written = threading.Event()
+    order: list[str] = []
+
+    def wait() -> None:
+        assert written.wait(10)
+        order.append("written")
+
+    w.submit([ObjectState(1, "s", status="loaded")], [message(7)], cast(Consumer, FakeConsumer(store)), published=[wait])
+    assert store.calls == []
+    written.set()
+    w.flush()
+    w.close()
+    assert order == ["written"]
+    assert store.calls == [("save", ([(1, "loaded")], 7)), ("commit", [7])]
+
+
+def test_a_publication_that_failed_is_raised_in_the_callers_thread_and_nothing_is_saved() -> None:
+    store = FakeStore()
+    w = writer(store)
+
+    def failed() -> None:
+        raise BusError("Kafka did not acknowledge")
+
+    w.submit([ObjectState(1, "s", status="loaded")], [message(3)], cast(Consumer, FakeConsumer(store)), published=[failed])
+    with pytest.raises(BusError, match="acknowledge"):
+        w.flush()
+    w.close()
+    assert store.calls == []

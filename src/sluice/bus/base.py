@@ -18,7 +18,7 @@ Shaped after Kafka so that the embedded log and a Kafka backend are interchangea
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 
@@ -90,6 +90,19 @@ class Bus(ABC):
             if messages:
                 self.publish(topic, messages)
 
+    def publish_many_nowait(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
+    ) -> Callable[[], None]:
+        """Start :meth:`publish_many` and return at once with a function that waits until every message is
+        written (raising BusError when one was not), so the caller can go on while the bus acknowledges.
+
+        Batches started one after another are written in that order within each partition. The default
+        publishes before returning (a bus whose writes are local has nothing to overlap). ``own_group`` as
+        for :meth:`publish_many` (a bus plugin overriding either must accept it).
+        """
+        self.publish_many(batches, own_group=own_group)
+        return _written
+
     def publish_and_commit(
         self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]
     ) -> None:
@@ -143,3 +156,7 @@ class Bus(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+
+def _written() -> None:
+    """The waiter of a publication that is already written."""

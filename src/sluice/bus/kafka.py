@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer as _KafkaConsumer
@@ -50,6 +50,7 @@ log = logging.getLogger("sluice.bus.kafka")
 
 DEFAULT_PARTITIONS = 6
 DEFAULT_RETENTION_DAYS = 7.0
+FETCH_WAIT_MS = 10  # the broker answers a fetch with no new message after this long, so the next one goes out
 DELIVERY_TIMEOUT_MS = 60_000  # librdkafka retries a write this long (a broker restarting) before failing it
 
 
@@ -104,9 +105,17 @@ class KafkaBus(Bus):
         self._last_error_log = 0.0
         self._closed = False
         self.admin = AdminClient(dict(self._base_config))
-        # Metadata, watermarks and replays. A consumer handle never auto-creates the topics it asks about.
+        # Metadata, watermarks and replays. A consumer handle never auto-creates the topics it asks about. A replay
+        # reassigns the partition while the fetch that followed the previous one may still wait at the broker:
+        # with librdkafka's default fetch.wait.max.ms (500) every read after the first took half a second.
         self._util = _KafkaConsumer(
-            {**self._base_config, "group.id": names.READER_GROUP, "enable.auto.commit": False, "allow.auto.create.topics": False}
+            {
+                **self._base_config,
+                "group.id": names.READER_GROUP,
+                "enable.auto.commit": False,
+                "allow.auto.create.topics": False,
+                "fetch.wait.max.ms": FETCH_WAIT_MS,
+            }
         )
         self._read_lock = threading.Lock()
         self._producer_lock = threading.Lock()
@@ -231,8 +240,8 @@ class KafkaBus(Bus):
                 except BufferError:  # the local queue is full: let deliveries drain it
                     time.sleep(0.01)
 
-    def _send(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> list[int]:
-        """Produce every batch, then wait for their delivery reports."""
+    def _start(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> _Delivery:
+        """Hand every batch to the producer; the returned delivery collects their reports."""
         if self._producer_failed:
             with self._producer_lock:
                 if self._producer_failed:
@@ -245,9 +254,13 @@ class KafkaBus(Bus):
                     self._counted.add(topic)
                     metrics.child(metrics.BUS_PRODUCE_ERRORS, topic)  # the series exists, at zero, from the first write
                 self._produce(batch, topic, messages)
+        batch.expect(len(batch.offsets))
+        return batch
+
+    def _wait(self, batch: _Delivery) -> list[int]:
+        """Wait for the delivery reports of ``batch``; its offsets, or a BusError."""
         if not batch.offsets:
             return []
-        batch.expect(len(batch.offsets))
         if not batch.done.wait(DELIVERY_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT_S):
             raise BusError(f"Kafka at {self.bootstrap} did not acknowledge {len(batch.offsets)} messages in time. {HINT}")
         if batch.errors:
@@ -256,7 +269,7 @@ class KafkaBus(Bus):
         return batch.offsets
 
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
-        return self._send([(topic, messages)])
+        return self._wait(self._start([(topic, messages)]))
 
     def publish_many(
         self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
@@ -264,7 +277,21 @@ class KafkaBus(Bus):
         """Publish every batch, then wait once. Not atomic: a failure may leave some batches written.
 
         ``own_group`` is not honoured: Kafka delivers the messages to every group, the publisher's too."""
-        self._send(batches)
+        self._wait(self._start(batches))
+
+    def publish_many_nowait(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
+    ) -> Callable[[], None]:
+        """Hand every batch to the producer and return; the returned function waits for their delivery reports
+        (up to ``message.timeout.ms`` plus a request timeout, 70 s) and raises BusError for a message not written.
+        The idempotent producer keeps the order of messages within a partition across calls, retries included.
+        ``own_group`` is not honoured (see :meth:`publish_many`)."""
+        batch = self._start(batches)
+
+        def wait() -> None:
+            self._wait(batch)
+
+        return wait
 
     # ----- consuming ------------------------------------------------------------------------------
 
@@ -304,7 +331,7 @@ class KafkaBus(Bus):
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 500,
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
             "topic.metadata.refresh.interval.ms": 10_000,
             **self._consumer_config,
         }

@@ -31,7 +31,9 @@ JOIN_TIMEOUT_S = 20.0  # consumer() waits this long at most to be part of its gr
 SETTLE_S = 1.0  # ... or this long after an empty assignment, for a partition another member is handing over
 COMMIT_WAIT_S = 5.0  # commit() waits this long at most for the broker to confirm
 BUFFER_MAX = 2000  # messages fetched ahead per consumer before its partitions are paused
-POLL_S = 0.01  # the background thread's poll: it also serves commits and seeks between polls
+POLL_S = 0.01  # the background thread's poll while idle: it also serves commits and seeks between polls
+BUSY_POLL_S = 0.001  # ... while messages or commits flow: a commit waits for the thread's next turn twice
+BUSY_S = 0.5  # messages or commit requests this recently make the thread busy
 RETRY_COMMIT_S = 1.0
 LAG_SAMPLE_S = 5.0
 
@@ -110,6 +112,7 @@ class KafkaConsumer(Consumer):
         self._closing = threading.Event()
         self._closed = False
         self._commit_due = False
+        self._busy_until = 0.0  # time.monotonic() until which the background thread polls every BUSY_POLL_S
         self._thread = threading.Thread(target=self._run, name=f"kafka-{group}", daemon=True)
         self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, metrics.group_label(group), topic)
         self._errors = metrics.child(metrics.BUS_CONSUME_ERRORS, metrics.group_label(group))
@@ -146,6 +149,13 @@ class KafkaConsumer(Consumer):
         with self._cond:
             for tp in committed:
                 self._parts[tp.partition] = _Partition.from_committed(tp.offset, tp.metadata)
+        # librdkafka starts fetching an assigned partition once its handle knows the topic's leader. A handle
+        # that never asked learns it at its next topic scan, up to a second later (the coordinator's first
+        # events waited ~1 s for it); asking now fills its metadata cache, so fetching starts at once.
+        try:
+            asking_again(lambda: self._consumer.list_topics(topic=self._ktopic, timeout=REQUEST_TIMEOUT_S))
+        except KafkaException as exc:
+            raise self._fail(f"reading the metadata of topic {self.topic!r}", exc) from None
         self._consumer.assign(
             [TopicPartition(self._ktopic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
         )
@@ -227,7 +237,7 @@ class KafkaConsumer(Consumer):
                 if self._commit_due:
                     self._commit_due = False
                     self._commit_async()
-                first = self._consumer.poll(POLL_S)
+                first = self._consumer.poll(BUSY_POLL_S if time.monotonic() < self._busy_until else POLL_S)
                 if first is not None:
                     self._buffer_messages([first, *self._consumer.consume(499, 0)])
                 now = time.monotonic()
@@ -244,6 +254,7 @@ class KafkaConsumer(Consumer):
         self._shutdown()
 
     def _buffer_messages(self, batch: list[Any]) -> None:
+        self._busy_until = time.monotonic() + BUSY_S
         with self._cond:
             for m in batch:
                 err = m.error()
@@ -409,6 +420,7 @@ class KafkaConsumer(Consumer):
             if not offsets or self._closed:
                 return
             self._commit_due = True
+            self._busy_until = time.monotonic() + BUSY_S
 
             def confirmed() -> bool:
                 return self._closed or all(

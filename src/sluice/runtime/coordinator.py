@@ -79,7 +79,9 @@ class Coordinator:
         self._dead: list[tuple[str, tuple[str | None, bytes]]] = []  # (source topic, dead-letter record)
         self._outputs: list[LatestOutput] = []
         self._applied: list[Message] = []  # applied, their consequences published, not yet handed to the writer
+        self._in_flight: list[Callable[[], None]] = []  # waiters of publications not yet handed to the writer
         self._writer: StateWriter | None = None
+        self._consumer: Consumer | None = None  # opened before the first decisions go out, used by loop()
         self._saved_at = 0.0
         # Metrics of the events applied, kept until the next save (off the way from an event to what follows it):
         self._consumed: dict[type[ev.Event], int] = {}  # events consumed, by type
@@ -121,6 +123,7 @@ class Coordinator:
         self.state.create_run(record, list(self.states.values()))
         self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self.bus.seek(self._group(), ev.EVENTS_TOPIC, first_offset)
+        self._open_consumer()
         self._emit(
             ev.RunStarted(
                 run_id=self.run_id,
@@ -135,7 +138,7 @@ class Coordinator:
         # (Kafka) could otherwise let a worker's ObjectStarted reach the log ahead of it. A bus whose
         # publish_many is one ordered transaction (the embedded log) takes it with the first decisions.
         if not self.bus.ordered_publish_many:
-            self._publish()
+            self._publish(wait=True)
         self._decide(self.machine.start(time.time()))
         self._publish()
         # The first states go to the writer with the loop's first save (at its first pause, or after
@@ -167,6 +170,7 @@ class Coordinator:
         self.states = self.machine.states
         self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self._recover(max(record.checkpoint + 1, record.first_offset))
+        self._open_consumer()
         decisions = self.machine.resume(time.time())
         log.warning(
             "resuming run %s: %d of %d objects final",
@@ -201,6 +205,12 @@ class Coordinator:
     def _group(self) -> str:
         return names.coordinator_group(self.run_id)
 
+    def _open_consumer(self) -> None:
+        """Open the run's consumer of ``sluice.events`` (where the group was sought to) before anything is handed
+        out: on Kafka it takes tens of milliseconds to find the group's coordinator and start fetching, which
+        the first objects' outcomes would otherwise wait for."""
+        self._consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, exclusive=True)
+
     # ----- the loop -------------------------------------------------------------------------------
 
     def cancel(self) -> None:
@@ -217,7 +227,10 @@ class Coordinator:
         ``poll_max`` bounds the events applied between two publications. Returns the run's summary; raises
         BusError / StateError when a backend fails (the run can then be resumed).
         """
-        consumer = self.bus.consumer(self._group(), ev.EVENTS_TOPIC, exclusive=True)
+        if self._consumer is None:
+            self._open_consumer()
+        consumer, self._consumer = self._consumer, None
+        assert consumer is not None
         machine = self.machine
         try:
             while not machine.finished and not self._cancel.is_set():
@@ -360,8 +373,11 @@ class Coordinator:
         if self.observer is not None:
             self.observer(event)
 
-    def _publish(self) -> None:
-        """Publish the events decided so far (each encoded once) and the dead letters, in one bus write."""
+    def _publish(self, *, wait: bool = False) -> None:
+        """Publish the events decided so far (each encoded once) and the dead letters, in one bus write.
+
+        Does not wait for the bus to acknowledge it (unless ``wait``): the loop goes on applying events while it
+        does, and the writer thread waits for it before it saves or commits what follows (``_save``)."""
         if not self._out and not self._dead:
             return
         out, self._out = self._out, []
@@ -384,7 +400,7 @@ class Coordinator:
             else:
                 key = event.run_id
             log_batch.append((key, data))
-        self.bus.publish_many(
+        written = self.bus.publish_many_nowait(
             [
                 (ev.EVENTS_TOPIC, log_batch),
                 *((ev.ready_topic(stage), batch) for stage, batch in readies.items()),
@@ -392,6 +408,10 @@ class Coordinator:
             ],
             own_group=self._group(),
         )
+        if wait:
+            written()
+        else:
+            self._in_flight.append(written)
         counted([topic for topic, _ in dead])
         for kind, n in published.items():
             metrics.child(metrics.EVENTS_PUBLISHED, kind.__name__).inc(n)
@@ -403,7 +423,8 @@ class Coordinator:
         self._saved_at = time.time()
         applied, self._applied = self._applied, []
         outputs, self._outputs = self._outputs, []
-        self._writer.submit(self.machine.take_changed(), applied, consumer, outputs)
+        published, self._in_flight = self._in_flight, []
+        self._writer.submit(self.machine.take_changed(), applied, consumer, outputs, published)
         self._update_metrics()
 
     def _update_metrics(self) -> None:

@@ -1,9 +1,10 @@
 """The coordinator's writer: saves object states and checkpoints, then commits the events they follow from.
 
-The coordinator hands over, after publishing what a batch of events caused, copies of the states that
-changed, the offset of the last event applied (the checkpoint), new latest outputs and the applied
-messages. A thread of its own writes them to the state store and then commits the messages on the
-bus, in the order handed over; hand-overs that queue up while it writes are merged into one write
+The coordinator hands over, after starting to publish what a batch of events caused, the waiters of
+those publications (``Bus.publish_many_nowait``), copies of the states that changed, the offset of the
+last event applied (the checkpoint), new latest outputs and the applied messages. A thread of its own
+waits until the bus has written the publications, writes the rest to the state store and then commits
+the messages on the bus, in the order handed over; hand-overs that queue up while it writes are merged into one write
 (the newest copy of each state wins). Publishing, saving and committing therefore keep their order
 (what is saved was published; what is committed was saved), while the coordinator goes on applying
 events during the write. A failed write is raised in the coordinator's thread at its next call.
@@ -12,7 +13,7 @@ events during the write. A failed write is raised in the coordinator's thread at
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sluice.bus.base import Consumer, Message
 from sluice.state.base import LatestOutput, ObjectState, StateStore, object_row
@@ -34,6 +35,7 @@ class StateWriter:
         self._checkpoint: int | None = None
         self._outputs: list[LatestOutput] = []
         self._applied: list[tuple[Consumer, list[Message]]] = []
+        self._published: list[Callable[[], None]] = []
         self._cond = threading.Condition()
         self._writing = False
         self._closed = False
@@ -47,9 +49,11 @@ class StateWriter:
         applied: Sequence[Message] = (),
         consumer: Consumer | None = None,
         outputs: Sequence[LatestOutput] = (),
+        published: Sequence[Callable[[], None]] = (),
     ) -> None:
         """Queue copies of ``states``, the checkpoint (the last of ``applied``), ``outputs`` and the commit of
-        ``applied`` on ``consumer``. Raises the error of an earlier write that failed."""
+        ``applied`` on ``consumer``, to be written once every waiter of ``published`` has returned (the bus has
+        written what those events caused). Raises the error of an earlier write (or publication) that failed."""
         copies = [copy_state(s) for s in states]
         with self._cond:
             self._raise()
@@ -60,6 +64,7 @@ class StateWriter:
                 if consumer is not None:
                     self._applied.append((consumer, list(applied)))
             self._outputs.extend(outputs)
+            self._published.extend(published)
             self._cond.notify()
 
     def flush(self) -> None:
@@ -77,7 +82,7 @@ class StateWriter:
         self._thread.join(timeout=60)
 
     def _pending(self) -> bool:
-        return bool(self._states or self._outputs or self._applied or self._checkpoint is not None)
+        return bool(self._states or self._outputs or self._applied or self._published or self._checkpoint is not None)
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -94,8 +99,11 @@ class StateWriter:
                 checkpoint, self._checkpoint = self._checkpoint, None
                 outputs, self._outputs = self._outputs, []
                 applied, self._applied = self._applied, []
+                published, self._published = self._published, []
                 self._writing = True
             try:
+                for wait in published:  # what is saved and committed was published
+                    wait()
                 if states or checkpoint is not None:
                     self.state.save(self.run_id, states, checkpoint=checkpoint)
                 if outputs:
