@@ -128,3 +128,16 @@ def test_pg_missing_column_stages_null(target: Target) -> None:
     result = target.apply.apply_batch(table, batch)
     assert result.applied == {"c": 2, "d": 1}
     assert target.rows(table) == [(1, "n1", 4), (2, "short", None)]
+
+
+def test_pg_table_with_rules_upserts(target: Target) -> None:
+    """PostgreSQL refuses MERGE on a table with rules; the batch goes through ``INSERT ... ON CONFLICT``."""
+    from cdc.apply_cases import event, row, simple
+
+    table = simple(target)
+    name = f"{quote(target.namespace)}.{quote('t')}"
+    target.execute(f"CREATE RULE aperf_keep_deletes AS ON DELETE TO {name} DO ALSO NOTIFY aperf_deleted")
+    first = target.apply.apply_batch(table, [event("c", [1], row(1)), event("c", [2], row(2))])
+    second = target.apply.apply_batch(table, [event("u", [1], row(1, "u", 5), row(1)), event("c", [3], row(3))])
+    assert first.applied == {"c": 2} and second.applied == {"u": 1, "c": 1} and not second.dead_letters
+    assert target.rows(table) == [(1, "u1", 5), (2, "n2", 0), (3, "n3", 0)]

@@ -96,6 +96,7 @@ class PostgresApply(SqlApply):
         self._staging: dict[tuple[str, ...], str] = {}
         self._new_staging: list[tuple[int, tuple[str, ...]]] = []
         self._used: set[str] = set()
+        self._no_merge: set[str] = set()
         self._depth = 0
         self._serial = 0
 
@@ -305,13 +306,14 @@ class PostgresApply(SqlApply):
         upsert = f"{insert} ON CONFLICT ({', '.join(quote(k) for k in key)}) DO " + (
             "UPDATE SET " + ", ".join(f"{name} = EXCLUDED.{name}" for name, _ in updates) if updates else "NOTHING"
         )
-        if self._conn.info.server_version < 150000:
+        if self._conn.info.server_version < 150000 or target in self._no_merge:
             self._conn.execute(upsert)
             return
         # MERGE joins by the key index once; INSERT ... ON CONFLICT does a speculative insertion per row:
         # 72 ms against 227 ms for 14,000 new + 4,000 existing rows into 600,000 (EXPLAIN ANALYZE, PG 15).
         # MERGE does not resolve a key inserted concurrently after its join (unique violation): then the
-        # batch runs again as INSERT ... ON CONFLICT, whose outcome is what it always was.
+        # batch runs again as INSERT ... ON CONFLICT, whose outcome is what it always was. A target MERGE
+        # refuses (a table with rules, SQLSTATE 0A000) gets ON CONFLICT from then on.
         match = " AND ".join(f"t.{quote(k)} = {e}" for c, e in zip(columns, expressions, strict=True) if (k := c.name) in key)
         merge_sql = (
             f"MERGE INTO {target} t USING {staging} s ON {match} WHEN MATCHED THEN "
@@ -322,8 +324,10 @@ class PostgresApply(SqlApply):
         savepoint = f"sluice_{self._depth}"
         try:  # one round trip: no parameters, so psycopg sends the three statements as one simple query
             self._conn.execute(f"SAVEPOINT {savepoint}; {merge_sql}; RELEASE SAVEPOINT {savepoint}")
-        except psycopg.errors.UniqueViolation:
+        except (psycopg.errors.UniqueViolation, psycopg.errors.FeatureNotSupported) as exc:
             self._conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}; RELEASE SAVEPOINT {savepoint}")
+            if isinstance(exc, psycopg.errors.FeatureNotSupported):
+                self._no_merge.add(target)
             self._conn.execute(upsert)
         finally:
             self._depth -= 1
