@@ -78,3 +78,66 @@ def test_pg_target_types(target: Target) -> None:
     assert found["dt"] == "timestamp(6) without time zone" and found["ts"] == "timestamp(6) with time zone"
     assert found["tm"] == "interval" and found["j"] == "jsonb" and found["b"] == "bytea" and found["bt"] == "bit(10)"
     assert found["e"] == "text" and found["y"] == "smallint" and found["s"] == "character varying(64)"
+
+
+def test_pg_merge_key_inserted_concurrently(target: Target) -> None:
+    """A key another transaction inserts while the batch's MERGE runs ends as the batch's row (upsert), as with
+    ``INSERT ... ON CONFLICT``: MERGE meets a unique violation and the batch runs again as ON CONFLICT, whole
+    (no bisection, which would also get there, one statement per half)."""
+    import threading
+    import time
+
+    import psycopg
+
+    from cdc.apply_cases import event, row, simple
+
+    table = simple(target)
+    target.apply.apply_batch(table, [event("c", [1], row(1))])
+    name = f"{quote(target.namespace)}.{quote('t')}"
+    pid = target.apply._conn.info.backend_pid  # type: ignore[attr-defined]
+    other = psycopg.connect(target.apply._conn.info.dsn)  # type: ignore[attr-defined]
+    try:
+        other.execute(f"INSERT INTO {name} (id, name, qty) VALUES (5, 'other', 1)")  # left uncommitted
+        outcome: list[Any] = []
+        bisections: list[int] = []
+        rollback_savepoint = target.apply._rollback_savepoint
+        target.apply._rollback_savepoint = lambda: (bisections.append(1), rollback_savepoint())  # type: ignore[method-assign]
+        batch = [event("c", [5], row(5, "mine", 2)), event("c", [6], row(6)), event("u", [1], row(1, "u", 3), row(1))]
+        worker = threading.Thread(target=lambda: outcome.append(target.apply.apply_batch(table, batch)))
+        worker.start()
+        for _ in range(600):  # until the batch waits for the other transaction's row lock (at most 60 s)
+            waiting = target.query(f"SELECT wait_event_type FROM pg_stat_activity WHERE pid = {pid}")
+            if waiting and waiting[0][0] == "Lock":
+                break
+            time.sleep(0.1)
+        other.commit()
+        worker.join(60)
+        assert not worker.is_alive()
+    finally:
+        other.close()
+    assert outcome and outcome[0].dead_letters == 0 and outcome[0].applied == {"c": 2, "u": 1}
+    assert not bisections
+    assert target.rows(table) == [(1, "u1", 3), (5, "mine5", 2), (6, "n6", 0)]
+
+
+def test_pg_missing_column_stages_null(target: Target) -> None:
+    from cdc.apply_cases import event, row, simple
+
+    table = simple(target)
+    batch = [event("c", [1], row(1, qty=4)), event("c", [2], {"id": 2, "name": "short"}), event("d", [3], None, row(3))]
+    result = target.apply.apply_batch(table, batch)
+    assert result.applied == {"c": 2, "d": 1}
+    assert target.rows(table) == [(1, "n1", 4), (2, "short", None)]
+
+
+def test_pg_table_with_rules_upserts(target: Target) -> None:
+    """PostgreSQL refuses MERGE on a table with rules; the batch goes through ``INSERT ... ON CONFLICT``."""
+    from cdc.apply_cases import event, row, simple
+
+    table = simple(target)
+    name = f"{quote(target.namespace)}.{quote('t')}"
+    target.execute(f"CREATE RULE aperf_keep_deletes AS ON DELETE TO {name} DO ALSO NOTIFY aperf_deleted")
+    first = target.apply.apply_batch(table, [event("c", [1], row(1)), event("c", [2], row(2))])
+    second = target.apply.apply_batch(table, [event("u", [1], row(1, "u", 5), row(1)), event("c", [3], row(3))])
+    assert first.applied == {"c": 2} and second.applied == {"u": 1, "c": 1} and not second.dead_letters
+    assert target.rows(table) == [(1, "u1", 5), (2, "n2", 0), (3, "n3", 0)]

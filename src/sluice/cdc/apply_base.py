@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -43,6 +45,8 @@ from sluice.cdc.events import ChangeEvent, Column, Position, SchemaChange
 from sluice.cdc.plugins import ApplyOptions
 
 _json_encoder = msgspec.json.Encoder(enc_hook=str)
+_event_of_upsert = attrgetter("event")
+_op_of = attrgetter("op")
 
 
 def to_json(value: Any) -> str:
@@ -183,7 +187,7 @@ class SqlApply(Apply):
         if segment.deletes:
             keys = list(segment.deletes)
             events = segment.deletes
-            done = self._guarded(table, keys, lambda part: self._delete(table, part), lambda key: events[key], result)
+            done = self._guarded(table, keys, lambda part: self._delete(table, part), events.__getitem__, result)
             result.applied["d"] = result.applied.get("d", 0) + done
         groups: dict[frozenset[str], list[Upsert]] = {}
         for upsert in segment.upserts.values():
@@ -196,7 +200,7 @@ class SqlApply(Apply):
             def write(part: list[Upsert], columns: list[Column] = columns) -> None:
                 self._upsert(table, columns, [upsert.row for upsert in part], True)
 
-            self._guarded(table, upserts, write, lambda upsert: upsert.event, result, done_ops)
+            self._guarded(table, upserts, write, _event_of_upsert, result, done_ops)
             for op, count in done_ops.items():
                 result.applied[op] = result.applied.get(op, 0) + count
 
@@ -228,9 +232,8 @@ class SqlApply(Apply):
             )
         self._release()
         if done_ops is not None:
-            for item in items:
-                op = event_of(item).op
-                done_ops[op] = done_ops.get(op, 0) + 1
+            for op, count in Counter(map(_op_of, map(event_of, items))).items():
+                done_ops[op] = done_ops.get(op, 0) + count
         return len(items)
 
     def _dead_letter(self, table: TableRef, event: ChangeEvent, reason: str) -> None:
