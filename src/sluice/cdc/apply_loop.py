@@ -1,0 +1,230 @@
+"""Apply one direction of a sync: consume the change topics of the source side, write the target.
+
+One consumer group per direction (:func:`~sluice.cdc.events.apply_group`), one exclusive consumer per table
+topic (a table topic has one partition, so its changes arrive in source order). Tables are spread over
+``workers`` threads, each with its own :class:`~sluice.cdc.base.Apply` (database connections are not shared
+between threads); a table always stays with one thread, which keeps each key's order while tables are
+applied in parallel (the drivers release the GIL during I/O). A thread polls its tables in turn, decodes up to
+``batch_rows`` messages, applies them in one :meth:`Apply.apply_batch` transaction (schema changes through
+:meth:`Apply.apply_schema`), then commits the bus offsets: a crash in between delivers the messages again
+and apply skips what its stored position covers.
+
+A :class:`SyncError` naming a table stops only that table (state ``error``; its messages wait on the bus until
+``sluice sync resync``); any other error stops the sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import msgspec
+
+from sluice.bus.base import Bus, Consumer, Message
+from sluice.cdc.base import Apply, Resolver, SyncError, TableRef
+from sluice.cdc.events import ChangeEvent, SchemaChange, apply_group, change_topic, decode
+from sluice.cdc.state import SyncState
+
+log = logging.getLogger("sluice.cdc.apply")
+
+IDLE_SLEEP_S = 0.02
+TRANSIENT_RETRIES = 5
+
+
+@dataclass
+class ApplyTable:
+    """One table of one direction as apply runs it."""
+
+    ref: TableRef
+    topic: str
+    consumer: Consumer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    paused: bool = False
+    error: str = ""
+
+
+class ApplyDirection:
+    """Apply of ``source_side -> target_side``: worker threads over the tables' consumers."""
+
+    def __init__(
+        self,
+        sync: str,
+        source_side: str,
+        target_side: str,
+        refs: Sequence[TableRef],
+        bus: Bus,
+        make_apply: Callable[[], Apply],
+        state: SyncState,
+        direction: str,
+        batch_rows: int,
+        resolver: Resolver | None = None,
+        workers: int = 4,
+    ) -> None:
+        self.sync, self.source_side, self.target_side = sync, source_side, target_side
+        self.bus, self.make_apply, self.state, self.direction = bus, make_apply, state, direction
+        self.batch_rows, self.resolver = batch_rows, resolver
+        self.group = apply_group(sync, source_side)
+        self.tables: dict[str, ApplyTable] = {}
+        self.workers = max(1, workers)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        for ref in refs:
+            self.add(ref)
+
+    def add(self, ref: TableRef) -> ApplyTable:
+        """Start applying ``ref`` (also for a table capture found while running)."""
+        with self._lock:
+            table = self.tables.get(ref.source.qualified)
+            if table is None:
+                table = ApplyTable(ref, change_topic(self.sync, self.source_side, ref.source.qualified))
+                self.tables[ref.source.qualified] = table
+                self.state.table(self.direction, ref.source.qualified, ref.target_qualified)
+            return table
+
+    def start(self) -> None:
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._worker, args=(index,), name=f"apply-{self.direction}-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def drained(self) -> bool:
+        """Every table not in error has nothing left on the bus for this group."""
+        for table in list(self.tables.values()):
+            if table.error:
+                continue
+            if table.consumer is None or self.bus.lag(self.group, table.topic) > 0:
+                return False
+        return True
+
+    def pause(self, source_table: str) -> ApplyTable | None:
+        """Stop applying ``source_table`` and wait until its worker is not inside it (resync)."""
+        table = self.tables.get(source_table)
+        if table is None:
+            return None
+        with table.lock:
+            table.paused = True
+        return table
+
+    def resume(self, source_table: str, ref: TableRef | None = None) -> None:
+        table = self.tables.get(source_table)
+        if table is not None:
+            with table.lock:
+                if ref is not None:
+                    table.ref = ref
+                table.paused, table.error = False, ""
+            self.state.set_state(self.direction, source_table, "streaming")
+
+    def _mine(self, index: int) -> list[ApplyTable]:
+        with self._lock:
+            names = sorted(self.tables)
+        return [self.tables[n] for n in names if hash(n) % self.workers == index]
+
+    def _worker(self, index: int) -> None:
+        apply: Apply | None = None
+        try:
+            apply = self.make_apply()
+            while not self.state.stop.is_set():
+                busy = False
+                for table in self._mine(index):
+                    if self.state.stop.is_set():
+                        break
+                    if table.paused or table.error:
+                        continue
+                    with table.lock:
+                        if table.paused or table.error:
+                            continue
+                        busy = self._step(apply, table) or busy
+                if not busy:
+                    self.state.stop.wait(IDLE_SLEEP_S)
+        except Exception as exc:
+            log.exception("apply %s failed", self.direction)
+            self.state.fail(exc)
+        finally:
+            for table in self._mine(index):
+                if table.consumer is not None:
+                    table.consumer.close()
+                    table.consumer = None
+            if apply is not None:
+                apply.close()
+
+    def _step(self, apply: Apply, table: ApplyTable) -> bool:
+        """Poll and apply one batch of ``table``; False when there was nothing."""
+        if table.consumer is None:
+            table.consumer = self.bus.consumer(self.group, table.topic, exclusive=True)
+        messages = table.consumer.poll(self.batch_rows, 0.0)
+        if not messages:
+            self.state.mark_idle(self.direction, table.ref.source.qualified)
+            return False
+        done, error = self._apply_messages(apply, table, messages)
+        if error is not None:
+            table.error = str(error)
+            log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
+            self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
+        if done:
+            table.consumer.commit(messages[:done])
+        return True
+
+    def _apply_messages(self, apply: Apply, table: ApplyTable, messages: list[Message]) -> tuple[int, SyncError | None]:
+        """Apply ``messages`` in order: how many are done (all, or those before a table's error) and that error."""
+        run: list[ChangeEvent] = []
+        done = 0
+        name = table.ref.source.qualified
+        try:
+            for index, message in enumerate(messages):
+                try:
+                    event = decode(message.value)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise SyncError(
+                        f"table {name}: undecodable change at offset {message.offset} of {table.topic}: {exc}", table=name
+                    ) from None
+                if isinstance(event, ChangeEvent):
+                    run.append(event)
+                    continue
+                if run:
+                    self._batch(apply, table, run)
+                    done, run = index, []
+                if isinstance(event, SchemaChange):
+                    apply.apply_schema(table.ref, event)
+                    table.ref = replace(table.ref, source=event.schema)
+                done = index + 1
+            if run:
+                self._batch(apply, table, run)
+            return len(messages), None
+        except SyncError as exc:
+            if exc.table is None:
+                raise
+            return done, exc
+
+    def _batch(self, apply: Apply, table: ApplyTable, events: list[ChangeEvent]) -> None:
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                result = apply.apply_batch(table.ref, events, self.resolver)
+                break
+            except SyncError as exc:
+                if not exc.transient or attempt == TRANSIENT_RETRIES:
+                    raise
+                time.sleep(min(5.0, 0.2 * 2**attempt))
+        last = events[-1].source
+        self.state.applied(
+            self.direction,
+            table.ref.source.qualified,
+            result.applied,
+            result.conflicts,
+            result.dead_letters,
+            last.position_text,
+            0 if last.snapshot else last.commit_ts_us,
+        )
+        with self.state.lock:
+            # Capture sets the state where it runs; this covers a process that only applies.
+            record = self.state.table(self.direction, table.ref.source.qualified)
+            if record.state == "waiting":
+                record.state = "snapshotting" if last.snapshot else "streaming"
+            elif record.state == "snapshotting" and not last.snapshot:
+                record.state = "streaming"

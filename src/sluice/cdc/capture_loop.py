@@ -1,0 +1,372 @@
+"""Capture one side of a sync: snapshot (when needed), then stream, publishing every change on the bus.
+
+Where the stream starts (first that applies):
+
+1. ``--resnapshot`` (or ``snapshot: when_needed`` after the position was purged): forget everything, reset the
+   target tables (when this process also applies), snapshot every table, stream from the position read
+   before the snapshot;
+2. the checkpoint: the last heartbeat of the side (:mod:`sluice.cdc.checkpoint`), published after the changes
+   it covers were on the bus;
+3. without a checkpoint (the bus was lost or never used): the least position apply stored in the target
+   over the tables, so nothing is lost (apply skips what it already has);
+4. else the position read before the snapshot, or the source's position at start (``snapshot: never``).
+
+Not the least of (checkpoint, apply's positions) always: a table nobody writes keeps an old stored position
+and would pull the stream back to where the source may have purged its log.
+
+Tables without a finished snapshot (first start, a table added to ``tables:``, a resync) are read in
+chunks first; each chunk is published, then recorded in the snapshot progress, so an interrupted snapshot
+resumes after its last published chunk. Every snapshot row carries the position read before that snapshot
+began, so apply never skips a stream change that the snapshot might have missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from sluice.bus.base import Bus
+from sluice.cdc.apply_loop import ApplyDirection
+from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SyncError, TableRef
+from sluice.cdc.checkpoint import SnapshotProgress, TableProgress, last_heartbeat, read_progress, write_heartbeat, write_progress
+from sluice.cdc.config import SyncSettings
+from sluice.cdc.conflicts import LocalVersions
+from sluice.cdc.events import (
+    ChangeEvent,
+    Event,
+    Heartbeat,
+    Position,
+    SchemaChange,
+    Source,
+    apply_group,
+    change_topic,
+    encode,
+    heartbeat_topic,
+    key_text,
+)
+from sluice.cdc.state import SyncState, handled, resync_requests
+from sluice.cdc.tables import selected, table_ref
+
+log = logging.getLogger("sluice.cdc.capture")
+
+CHECKPOINT_EVERY_S = 1.0
+"""Least seconds between two checkpoints while changes flow."""
+MAX_WAIT_S = 0.25
+"""The stream yields at least this often, so stop, ``--once`` and resync requests are seen quickly."""
+
+
+class CaptureSide:
+    """Capture of ``side`` for the direction ``side -> target_side``."""
+
+    def __init__(
+        self,
+        settings: SyncSettings,
+        side: str,
+        capture: Capture,
+        bus: Bus,
+        refs: Sequence[TableRef],
+        state: SyncState,
+        direction: str,
+        *,
+        target_namespace: str,
+        control: Apply | None = None,
+        applier: ApplyDirection | None = None,
+        local: LocalVersions | None = None,
+        snapshot_mode: str = "initial",
+        resnapshot: bool = False,
+        until: Position | None = None,
+        start_position: tuple[Position, str] | None = None,
+        work_dir: Any = None,
+        on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
+    ) -> None:
+        self.settings, self.sync, self.side = settings, settings.name, side
+        self.capture, self.bus, self.state, self.direction = capture, bus, state, direction
+        self.refs = {ref.source.qualified: ref for ref in refs}
+        self.target_namespace = target_namespace
+        self.control, self.applier, self.local = control, applier, local
+        self.mode, self.resnapshot, self.until = snapshot_mode, resnapshot, until
+        self.start_position = start_position
+        self.until_wall_us = time.time_ns() // 1000
+        """Wall time the end position (``until``) was read, about."""
+        self.work_dir = work_dir
+        self.on_progress = on_progress
+        self.progress: SnapshotProgress | None = None
+        self.position: Position | None = None
+        self.position_text = ""
+        self.finished = False
+        self._last_checkpoint = 0.0
+        self._last_heartbeat = 0.0
+        for ref in refs:
+            state.table(direction, ref.source.qualified, ref.target_qualified)
+
+    # ----- start -------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Snapshot and stream until stopped (or ``until`` is reached); failures go to the shared state."""
+        try:
+            self._run()
+        except Exception as exc:
+            if not isinstance(exc, SyncError):
+                log.exception("capture %s failed", self.side)
+            self.state.fail(exc)
+        finally:
+            self.finished = True
+
+    def _run(self) -> None:
+        try:
+            start = self._prepare(self.resnapshot)
+            if self.mode == "initial_only":
+                return
+            self._handle_resyncs()
+            self._stream(start)
+        except PositionLost as exc:
+            if self.mode != "when_needed":
+                raise PositionLost(
+                    f"sync '{self.sync}': capture of {self.side} cannot resume: {exc}. Run "
+                    f"'sluice sync PATH --name {self.sync} --resnapshot' to copy the tables again"
+                ) from None
+            log.warning("sync %s: %s; snapshotting again (snapshot: when_needed)", self.sync, exc)
+            start = self._prepare(True)
+            self._stream(start)
+
+    def _prepare(self, fresh: bool) -> Position:
+        """Snapshot what needs it; returns the position the stream starts at."""
+        checkpoint = None if fresh else last_heartbeat(self.bus, self.sync, self.side)
+        self.progress = None if fresh else read_progress(self.bus, self.sync, self.side)
+        if fresh:
+            self._reset_targets(list(self.refs.values()))
+        if self.mode == "never":
+            todo: list[TableRef] = []
+        else:
+            todo = [ref for ref in self.refs.values() if not self._snapshot_done(ref)]
+        snapshot_position: Position | None = None
+        if todo:
+            snapshot_position = self._snapshot(todo)
+        candidates = [checkpoint.source.position] if checkpoint is not None else self._stored_positions()
+        if snapshot_position is not None:
+            candidates.append(snapshot_position)
+        elif self.progress is not None and checkpoint is None:
+            candidates.append(self.progress.position)
+        if candidates:
+            return min(candidates)
+        if self.start_position is not None:
+            return self.start_position[0]
+        return self.capture.current_position()[0]
+
+    def _snapshot_done(self, ref: TableRef) -> bool:
+        entry = self.progress.tables.get(ref.source.qualified) if self.progress is not None else None
+        if entry is not None:
+            return entry.done
+        if self.control is not None:
+            position, _, done = self.control.stored_position(ref)
+            # Without any recorded progress (the bus was lost), a stored position means the table was copied.
+            return done or (position is not None and self.progress is None)
+        return False
+
+    def _stored_positions(self) -> list[Position]:
+        if self.control is None:
+            return []
+        out = []
+        for ref in self.refs.values():
+            position, _, _ = self.control.stored_position(ref)
+            if position is not None:
+                out.append(position)
+        return out
+
+    def _reset_targets(self, refs: list[TableRef]) -> None:
+        """Drop what the bus holds for ``refs`` (this direction's group skips it) and empty the target tables."""
+        for ref in refs:
+            topic = change_topic(self.sync, self.side, ref.source.qualified)
+            if self.applier is not None:
+                self.applier.pause(ref.source.qualified)
+            self.bus.seek(apply_group(self.sync, self.side), topic, self.bus.end_offset(topic))
+            if self.control is not None:
+                self.control.reset(ref)
+                self.control.prepare([ref])
+            if self.applier is not None:
+                self.applier.resume(ref.source.qualified, ref)
+
+    # ----- snapshot ----------------------------------------------------------------------------------
+
+    def _snapshot(self, refs: list[TableRef]) -> Position:
+        """Snapshot ``refs`` in chunks, resuming after the last published key; returns the snapshot position."""
+        progress = self.progress
+        if progress is None or all(t.done for t in progress.tables.values()) or not progress.tables:
+            position, text = self.capture.current_position()
+            progress = SnapshotProgress(position, text, dict(progress.tables) if progress else {})
+            for ref in refs:
+                progress.tables[ref.source.qualified] = TableProgress()
+        else:
+            for ref in refs:
+                progress.tables.setdefault(ref.source.qualified, TableProgress())
+        self.progress = progress
+        for ref in refs:
+            if self.state.stop.is_set():
+                break
+            self._snapshot_table(ref, progress)
+        return progress.position
+
+    def _snapshot_table(self, ref: TableRef, progress: SnapshotProgress) -> None:
+        name = ref.source.qualified
+        entry = progress.tables[name]
+        at_position = entry.position or progress.position
+        at_text = entry.position_text or progress.position_text
+        self.state.set_state(self.direction, name, "snapshotting")
+        topic = change_topic(self.sync, self.side, name)
+        started = time.monotonic()
+        rows = entry.rows
+        if self.control is not None and entry.last_key is None and entry.rows == 0:
+            _, stored_key, _ = self.control.stored_position(ref)
+            entry.last_key = stored_key
+        for chunk in self.capture.snapshot(ref.source, entry.last_key, self.settings.chunk_rows):
+            events = chunk.events
+            if events and events[0].source.position != at_position:
+                at = msgspec.structs.replace(events[0].source, position=at_position, position_text=at_text)
+                events = [msgspec.structs.replace(e, source=at) for e in events]
+            if events:
+                self.bus.publish(topic, [(key_text(e.key), encode(e)) for e in events])
+            rows += chunk.rows_read
+            entry.last_key, entry.done, entry.rows = chunk.last_key, chunk.done, rows
+            write_progress(self.bus, self.sync, self.side, progress)
+            self.state.captured(self.direction, name, "r", len(events))
+            self.state.snapshot_rows(self.direction, name, chunk.rows_read, chunk.rows_total_estimate)
+            if self.on_progress is not None:
+                self.on_progress(self.direction, name, rows, chunk.rows_total_estimate, time.monotonic() - started)
+            if self.state.stop.is_set() and not chunk.done:
+                return
+        entry.done = True
+        write_progress(self.bus, self.sync, self.side, progress)
+        self.state.snapshot_done(self.direction, name)
+        self.state.set_state(self.direction, name, "streaming")
+
+    # ----- stream ------------------------------------------------------------------------------------
+
+    def _stream(self, start: Position) -> None:
+        self.position = start
+        if self.until is not None and start >= self.until:
+            self._checkpoint(force=True)
+            if self.local is not None:
+                self.local.caught_up(self.until_wall_us)
+            return
+        for name in self.refs:
+            self.state.set_state(self.direction, name, "streaming")
+        tables = [ref.source for ref in self.refs.values()]
+        next_resync_check = time.monotonic() + 1.0
+        for batch in self.capture.stream(start, tables, MAX_WAIT_S):
+            self._publish(batch)
+            self.position, self.position_text = batch.position, batch.position_text
+            idle = not batch.events and not batch.skipped_echo
+            self._checkpoint(idle=idle, commit_ts_us=batch.commit_ts_us)
+            if self.local is not None:
+                # An idle batch read the log to its end; a busy one at least up to its commit time (MySQL: whole seconds).
+                now_us = time.time_ns() // 1000
+                self.local.caught_up(now_us - int(MAX_WAIT_S * 1e6) if idle else batch.commit_ts_us - 1_000_000)
+            if self.until is not None and batch.position >= self.until:
+                self._checkpoint(force=True)
+                if self.local is not None:
+                    # Everything committed before the end position was read: local versions are all known.
+                    self.local.caught_up(self.until_wall_us)
+                return
+            if self.state.stop.is_set():
+                self._checkpoint(force=True)
+                return
+            if time.monotonic() >= next_resync_check:
+                next_resync_check = time.monotonic() + 1.0
+                self._handle_resyncs()
+
+    def _publish(self, batch: ChangeBatch) -> None:
+        by_topic: dict[str, list[tuple[str | None, bytes]]] = {}
+        control: list[tuple[str | None, bytes]] = []
+        for event in batch.events:
+            table = _table_of(event)
+            if table is None:
+                continue
+            if isinstance(event, SchemaChange):
+                self._schema_change(event, control)
+            elif table not in self.refs:
+                continue
+            topic = change_topic(self.sync, self.side, table)
+            if isinstance(event, ChangeEvent):
+                by_topic.setdefault(topic, []).append((key_text(event.key), encode(event)))
+                self.state.captured(self.direction, table, event.op)
+                if self.local is not None:
+                    self.local.record(table, event.key, event.source.commit_ts_us)
+            else:
+                by_topic.setdefault(topic, []).append((table, encode(event)))
+        batches: list[tuple[str, list[tuple[str | None, bytes]]]] = list(by_topic.items())
+        if control:
+            batches.append((heartbeat_topic(self.sync, self.side), control))
+        if batches:
+            self.bus.publish_many(batches)
+
+    def _schema_change(self, event: SchemaChange, control: list[tuple[str | None, bytes]]) -> None:
+        """A new table matching ``tables:`` joins the sync; a known one gets its new schema."""
+        name = event.table
+        ref = self.refs.get(name)
+        if ref is not None:
+            self.refs[name] = TableRef(event.schema, ref.target_namespace, ref.target_name, ref.drop, ref.mask)
+            return
+        if event.change == "drop_table" or not selected(self.settings, event.schema):
+            return
+        ref = table_ref(self.settings, event.schema, self.target_namespace)
+        self.refs[name] = ref
+        self.state.table(self.direction, name, ref.target_qualified)
+        self.state.set_state(self.direction, name, "streaming")
+        if self.applier is not None:
+            if self.control is not None:
+                self.control.prepare([ref])
+            self.applier.add(ref)
+        control.append((name, encode(event)))
+
+    def _checkpoint(self, idle: bool = False, force: bool = False, commit_ts_us: int = 0) -> None:
+        """Publish a heartbeat at the current position (the checkpoint) and let the source free its log."""
+        now = time.monotonic()
+        due = now - self._last_checkpoint >= CHECKPOINT_EVERY_S and not idle
+        beat = idle and now - self._last_heartbeat >= min(self.settings.heartbeat_s, CHECKPOINT_EVERY_S * 5)
+        if self.position is None or not (force or due or beat):
+            return
+        source = Source(
+            connector="",
+            name=self.side,
+            position=self.position,
+            position_text=self.position_text,
+            commit_ts_us=commit_ts_us or time.time_ns() // 1000,
+            origin=f"{self.sync}/{self.side}",
+        )
+        write_heartbeat(self.bus, self.sync, self.side, Heartbeat(source))
+        self.capture.acknowledge(self.position)
+        self._last_checkpoint = self._last_heartbeat = now
+
+    # ----- resync ------------------------------------------------------------------------------------
+
+    def _handle_resyncs(self) -> bool:
+        """Reset and snapshot again the tables ``sluice sync resync`` asked for; True when any was."""
+        if self.work_dir is None:
+            return False
+        handled_any = False
+        for name in resync_requests(self.work_dir, self.sync):
+            ref = self.refs.get(name)
+            if ref is None:
+                continue
+            with handled(self.work_dir, self.sync, name):
+                fresh = {t.qualified: t for t in self.capture.list_tables()}.get(name, ref.source)
+                ref = TableRef(fresh, ref.target_namespace, ref.target_name, ref.drop, ref.mask)
+                self.refs[name] = ref
+                self._reset_targets([ref])
+                position, text = self.capture.current_position()
+                if self.progress is None:
+                    self.progress = SnapshotProgress(position, text)
+                self.progress.tables[name] = TableProgress(position=position, position_text=text)
+                self._snapshot_table(ref, self.progress)
+                handled_any = True
+        return handled_any
+
+
+def _table_of(event: Event) -> str | None:
+    if isinstance(event, ChangeEvent | SchemaChange):
+        return event.table
+    return None

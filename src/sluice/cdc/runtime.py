@@ -1,0 +1,329 @@
+"""One running sync: capture -> bus -> apply for one or both directions, its status file and its stop.
+
+:class:`SyncRuntime` builds, per direction ``source side -> target side``, a :class:`~sluice.cdc.capture_loop.CaptureSide`
+(one thread) and an :class:`~sluice.cdc.apply_loop.ApplyDirection` (worker threads); ``roles`` limits the
+process to capture or to apply (separate processes over Kafka). Plugins come from the registry by URL scheme
+(:mod:`sluice.cdc.plugins`); tests pass factories instead.
+
+Both ways (``direction: both``): two directions; the capture of each side is given the positions table of the
+apply that writes into that side as ``marker_table``, so the sync's own writes are not captured back; the
+reverse tables are the forward tables' targets (created by the forward apply first); only the declared
+``source`` side is snapshotted, the other side streams from its position at the first start. Conflicts go
+to the resolver of :mod:`sluice.cdc.conflicts`.
+
+``once``: each capture stops at the source position read at start (after a snapshot when one is needed);
+the run ends when apply has drained the bus. Stop (SIGINT/SIGTERM -> :meth:`SyncRuntime.stop`): captures
+checkpoint where they are, apply finishes its current batch; nothing is lost, the next start resumes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+
+from sluice.bus.base import Bus
+from sluice.cdc.apply_loop import ApplyDirection
+from sluice.cdc.base import Apply, Capture, SyncError, TableRef
+from sluice.cdc.capture_loop import CaptureSide
+from sluice.cdc.config import SyncSettings
+from sluice.cdc.conflicts import ConflictLog, LocalVersions, make_resolver
+from sluice.cdc.events import Position, TableSchema
+from sluice.cdc.plugins import ApplyOptions
+from sluice.cdc.state import SyncState, direction_label
+from sluice.cdc.status import SyncStatus, status_dir, write_status
+from sluice.cdc.tables import default_target_namespace, resolve_tables, reverse_ref
+from sluice.errors import ConfigError
+from sluice.plugins import Settings, registry
+from sluice.plugins.options import convert_options
+from sluice.urls import connection_scheme
+
+log = logging.getLogger("sluice.cdc")
+
+CaptureFactory = Callable[[str, Settings, str, str, "str | None"], Capture]
+ApplyFactory = Callable[[str, Settings, str, str], Apply]
+STATUS_EVERY_S = 1.0
+
+
+def plugin_capture(url: str, options: Settings, sync: str, side: str, marker_table: str | None) -> Capture:
+    """The capture plugin of ``url``'s scheme, built with the constructor convention of :mod:`sluice.cdc.base`."""
+    plugin = registry().for_scheme("capture", connection_scheme(url), "a sync's source")
+    return cast(Capture, plugin.load()(url, options, sync, side, marker_table))
+
+
+def plugin_apply(url: str, options: Settings, sync: str, side: str) -> Apply:
+    """The apply plugin of ``url``'s scheme."""
+    plugin = registry().for_scheme("apply", connection_scheme(url), "a sync's target")
+    return cast(Apply, plugin.load()(url, options, sync, side))
+
+
+def plugin_options(kind: str, url: str, raw: dict[str, Any], label: str) -> Settings:
+    """``raw`` checked against the options of ``url``'s ``kind`` plugin; ConfigError when they do not fit."""
+    plugin = registry().for_scheme(kind, connection_scheme(url), label)  # type: ignore[arg-type]
+    options, problems = convert_options(plugin.options, raw, label=label, file=None)
+    if options is None:
+        raise ConfigError("; ".join(p.message for p in problems))
+    return options
+
+
+@dataclass
+class Direction:
+    """One way of a sync: its tables, capture and apply."""
+
+    source_side: str
+    target_side: str
+    refs: list[TableRef]
+    target_namespace: str
+    label: str = ""
+    capture: CaptureSide | None = None
+    applier: ApplyDirection | None = None
+    resources: list[Any] = field(default_factory=list)
+
+
+class SyncRuntime:
+    """Runs one sync of a project until stopped, or until drained with ``once``."""
+
+    def __init__(
+        self,
+        settings: SyncSettings,
+        urls: dict[str, str],
+        bus: Bus,
+        work_dir: Path,
+        *,
+        roles: Sequence[str] = ("capture", "apply"),
+        once: bool = False,
+        resnapshot: bool = False,
+        workers: int = 4,
+        capture_factory: CaptureFactory = plugin_capture,
+        apply_factory: ApplyFactory = plugin_apply,
+        on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
+    ) -> None:
+        self.settings, self.urls, self.bus, self.work_dir = settings, urls, bus, work_dir
+        self.roles = set(roles)
+        self.once, self.resnapshot, self.workers = once, resnapshot, workers
+        self.capture_factory, self.apply_factory = capture_factory, apply_factory
+        self.on_progress = on_progress
+        sides = [(settings.source, settings.target)]
+        if settings.direction == "both":
+            sides.append((settings.target, settings.source))
+        role_names = [f"{r}:{s if r == 'capture' else t}" for s, t in sides for r in ("capture", "apply") if r in self.roles]
+        self.state = SyncState(settings.name, settings.source, settings.target, settings.direction, role_names)
+        self.sides = sides
+        self.directions: list[Direction] = []
+        self.conflicts = ConflictLog(status_dir(work_dir) / f"{settings.name}.conflicts.jsonl")
+        self._captures: dict[str, Capture] = {}
+        self._closers: list[Callable[[], None]] = []
+        self.apply_options = msgspec.convert(settings.apply, ApplyOptions) if settings.apply else ApplyOptions()
+
+    # ----- building ----------------------------------------------------------------------------------
+
+    def _capture_options(self, side: str) -> Settings:
+        url = self.urls[side]
+        raw = dict(self.settings.capture) if side == self.settings.source else {}
+        options = plugin_options("capture", url, raw, f"sync '{self.settings.name}': capture")
+        if self.settings.direction == "both" and "replica_identity_full" in options.__struct_fields__:
+            options = msgspec.structs.replace(options, replica_identity_full=True)
+        return options
+
+    def capture_of(self, side: str) -> Capture:
+        """The (one) capture reading ``side``, built on first use."""
+        capture = self._captures.get(side)
+        if capture is None:
+            marker = f"{self.apply_options.namespace}.positions" if self.settings.direction == "both" else None
+            capture = self.capture_factory(self.urls[side], self._capture_options(side), self.settings.name, side, marker)
+            self._captures[side] = capture
+            self._closers.append(capture.close)
+        return capture
+
+    def make_apply(self, side: str) -> Apply:
+        return self.apply_factory(self.urls[side], self.apply_options, self.settings.name, side)
+
+    def preflight(self) -> list[str]:
+        """Problems found against the live databases (see :func:`sluice.cdc.preflight.check_sync`); resolves the tables."""
+        problems: list[str] = []
+        source = self.capture_of(self.settings.source)
+        problems += [f"sync '{self.settings.name}': source {self.settings.source}: {p}" for p in source.check()]
+        namespace = self.settings.target_namespace or default_target_namespace(self.urls[self.settings.target])
+        refs, table_problems = resolve_tables(self.settings, source.list_tables(), namespace)
+        problems += table_problems
+        self.directions = [Direction(self.settings.source, self.settings.target, refs, namespace)]
+        if self.settings.direction == "both":
+            other = self.capture_of(self.settings.target)
+            problems += [f"sync '{self.settings.name}': source {self.settings.target}: {p}" for p in other.check()]
+        return problems
+
+    def _reverse(self) -> Direction:
+        """The target -> source direction, over the forward direction's target tables (created if missing)."""
+        forward = self.directions[0]
+        control = self.make_apply(forward.target_side)
+        try:
+            control.prepare(forward.refs)
+        finally:
+            control.close()
+        found: dict[str, TableSchema] = {t.qualified: t for t in self.capture_of(forward.target_side).list_tables()}
+        refs = []
+        for ref in forward.refs:
+            table = found.get(ref.target_qualified)
+            if table is None:
+                raise SyncError(
+                    f"sync '{self.settings.name}': table {ref.target_qualified} is missing in {forward.target_side}; "
+                    "create it (or let apply create it: apply: {create_tables: true})"
+                )
+            refs.append(reverse_ref(ref, table))
+        namespace = forward.refs[0].source.namespace if forward.refs else "public"
+        return Direction(forward.target_side, forward.source_side, refs, namespace)
+
+    def _build(self) -> None:
+        if not self.directions:
+            problems = self.preflight()
+            if problems:
+                raise SyncError("; ".join(problems))
+        if self.settings.direction == "both" and len(self.directions) == 1:
+            self.directions.append(self._reverse())
+        until: dict[str, Position] = {}
+        starts = {}
+        for d in self.directions:
+            if "capture" in self.roles:
+                starts[d.source_side] = self.capture_of(d.source_side).current_position()
+                if self.once:
+                    until[d.source_side] = starts[d.source_side][0]
+        local = {d.source_side: LocalVersions() for d in self.directions} if self.settings.direction == "both" else {}
+        for d in self.directions:
+            d.label = direction_label(d.source_side, d.target_side)
+            if "apply" in self.roles:
+                resolver = None
+                if self.settings.direction == "both":
+                    targets = {ref.source.qualified: ref.target_qualified for ref in d.refs}
+                    resolver = make_resolver(
+                        self.settings.conflicts,
+                        d.source_side == self.settings.source,
+                        _mapper(targets),
+                        local.get(d.target_side),
+                        self.conflicts,
+                        d.label,
+                    )
+                control = self.make_apply(d.target_side)
+                self._closers.append(control.close)
+                control.prepare(d.refs)
+                d.applier = ApplyDirection(
+                    self.settings.name,
+                    d.source_side,
+                    d.target_side,
+                    d.refs,
+                    self.bus,
+                    functools.partial(self.make_apply, d.target_side),
+                    self.state,
+                    d.label,
+                    self.settings.batch_rows,
+                    resolver,
+                    self.workers,
+                )
+                d.resources.append(control)
+            if "capture" in self.roles:
+                control_apply = d.resources[0] if d.resources else None
+                both = self.settings.direction == "both"
+                d.capture = CaptureSide(
+                    self.settings,
+                    d.source_side,
+                    self.capture_of(d.source_side),
+                    self.bus,
+                    d.refs,
+                    self.state,
+                    d.label,
+                    target_namespace=d.target_namespace,
+                    control=control_apply,
+                    applier=d.applier,
+                    local=local.get(d.source_side),
+                    snapshot_mode=self.settings.snapshot if not both or d.source_side == self.settings.source else "never",
+                    resnapshot=self.resnapshot and d.source_side == self.settings.source,
+                    until=until.get(d.source_side),
+                    start_position=starts.get(d.source_side),
+                    work_dir=self.work_dir,
+                    on_progress=self.on_progress,
+                )
+
+    # ----- running -----------------------------------------------------------------------------------
+
+    def run(self) -> SyncStatus:
+        """Run until :meth:`stop` (or drained with ``once``); returns the final status. Raises the first failure."""
+        try:
+            self._build()
+            threads = []
+            for d in self.directions:
+                if d.applier is not None:
+                    d.applier.start()
+                if d.capture is not None:
+                    thread = threading.Thread(target=d.capture.run, name=f"capture-{d.source_side}", daemon=True)
+                    thread.start()
+                    threads.append(thread)
+            next_status = 0.0
+            while not self.state.stop.is_set():
+                if time.monotonic() >= next_status:
+                    self.write_status()
+                    next_status = time.monotonic() + STATUS_EVERY_S
+                if self._finished():
+                    break
+                self.state.stop.wait(0.05)
+            self.state.stop.set()
+            for thread in threads:
+                thread.join(30)
+            for d in self.directions:
+                if d.applier is not None:
+                    d.applier.join(30)
+        finally:
+            self.state.stop.set()
+            self._close()
+        with self.state.lock:
+            if self.state.status.state != "error":
+                self.state.status.state = "stopped"
+        final = self.write_status()
+        if self.state.failure is not None:
+            raise self.state.failure
+        return final
+
+    def _finished(self) -> bool:
+        """``once``: every capture reached its end position and every apply drained the bus."""
+        if not self.once:
+            return False
+        for d in self.directions:
+            if d.capture is not None and not d.capture.finished:
+                return False
+        return all(d.applier is None or d.applier.drained() for d in self.directions)
+
+    def stop(self) -> None:
+        """Ask every thread to stop (signal handlers call this)."""
+        self.state.stop.set()
+
+    def write_status(self) -> SyncStatus:
+        status = self.state.snapshot_status()
+        suffix = "" if self.roles == {"capture", "apply"} else "-".join(sorted(self.roles))
+        write_status(self.work_dir, status, suffix)
+        return status
+
+    def _close(self) -> None:
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:
+                log.debug("closing failed", exc_info=True)
+        self._closers.clear()
+        self._captures.clear()
+
+    def drop(self) -> None:
+        """Remove what the captures created on the sources (slots, publications)."""
+        try:
+            for side in {s for s, _ in self.sides}:
+                self.capture_of(side).drop()
+        finally:
+            self._close()
+
+
+def _mapper(targets: dict[str, str]) -> Callable[[str], str]:
+    return lambda table: targets.get(table, table)

@@ -1,0 +1,167 @@
+"""What the threads of one running sync share: per-table status records, stop flag, resync requests.
+
+Capture threads fill ``captured`` and snapshot counts, apply threads ``applied``, lag, conflicts and dead
+letters, both under one lock; :meth:`SyncState.snapshot_status` copies them into a
+:class:`~sluice.cdc.status.SyncStatus` for the status file (written about once a second) and metrics.
+
+Resync requests (``sluice sync resync PATH TABLE``) are files ``<project>/.sluice/syncs/<sync>.resync/<table>``:
+the command writes one; the sync's capture of that table's side handles it (now if it runs, else at its
+next start) and deletes it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sluice.cdc import metrics
+from sluice.cdc.events import OPERATION_NAMES
+from sluice.cdc.status import SyncStatus, TableState, TableStatus, status_dir
+
+
+def direction_label(source_side: str, target_side: str) -> str:
+    """``hr -> warehouse``."""
+    return f"{source_side} -> {target_side}"
+
+
+class SyncState:
+    """The shared, lock-protected state of one sync in this process."""
+
+    def __init__(self, name: str, source: str, target: str, direction: str, roles: list[str]) -> None:
+        self.lock = threading.RLock()
+        self.status = SyncStatus(name=name, source=source, target=target, direction=direction, pid=os.getpid(), roles=roles)
+        self.tables: dict[tuple[str, str], TableStatus] = {}
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        self.last_commit_us: dict[tuple[str, str], int] = {}
+        self.idle: dict[tuple[str, str], bool] = {}
+
+    @property
+    def name(self) -> str:
+        return self.status.name
+
+    def table(self, direction: str, source_table: str, target_table: str = "") -> TableStatus:
+        """The record of ``source_table`` flowing ``direction``, created on first use."""
+        with self.lock:
+            record = self.tables.get((direction, source_table))
+            if record is None:
+                record = TableStatus(source_table=source_table, target_table=target_table, direction=direction)
+                self.tables[(direction, source_table)] = record
+            elif target_table and not record.target_table:
+                record.target_table = target_table
+            return record
+
+    def set_state(self, direction: str, table: str, state: TableState, error: str = "") -> None:
+        with self.lock:
+            record = self.table(direction, table)
+            record.state, record.error = state, error
+            metrics.TABLE_ERRORS.labels(self.name, table).set(1 if state == "error" else 0)
+
+    def captured(self, direction: str, table: str, op: str, rows: int = 1) -> None:
+        name = OPERATION_NAMES.get(op, op)
+        with self.lock:
+            record = self.table(direction, table)
+            record.captured[name] = record.captured.get(name, 0) + rows
+        metrics.CAPTURED.labels(self.name, table, name).inc(rows)
+
+    def snapshot_rows(self, direction: str, table: str, rows: int, total: int | None) -> None:
+        with self.lock:
+            record = self.table(direction, table)
+            record.snapshot_rows += rows
+            if total is not None and record.snapshot_total is None:
+                record.snapshot_total = total
+            ratio = min(1.0, record.snapshot_rows / record.snapshot_total) if record.snapshot_total else 0.0
+        metrics.SNAPSHOT_ROWS.labels(self.name, table).inc(rows)
+        metrics.SNAPSHOT_PROGRESS.labels(self.name, table).set(ratio)
+
+    def snapshot_done(self, direction: str, table: str) -> None:
+        metrics.SNAPSHOT_PROGRESS.labels(self.name, table).set(1.0)
+
+    def applied(
+        self, direction: str, table: str, counts: dict[str, int], conflicts: int, dead: int, position: str, commit_us: int
+    ) -> None:
+        with self.lock:
+            record = self.table(direction, table)
+            for op, rows in counts.items():
+                name = OPERATION_NAMES.get(op, op)
+                record.applied[name] = record.applied.get(name, 0) + rows
+                metrics.APPLIED.labels(self.name, table, name).inc(rows)
+            record.conflicts += conflicts
+            record.dead_letters += dead
+            if position:
+                record.position = position
+            if commit_us:
+                self.last_commit_us[(direction, table)] = commit_us
+            self.idle[(direction, table)] = False
+        if conflicts:
+            metrics.CONFLICTS.labels(self.name, table).inc(conflicts)
+        if dead:
+            metrics.DEAD_LETTERS.labels(self.name, table).inc(dead)
+
+    def mark_idle(self, direction: str, table: str) -> None:
+        with self.lock:
+            self.idle[(direction, table)] = True
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the whole sync with ``exc`` (the first failure is kept)."""
+        with self.lock:
+            if self.failure is None:
+                self.failure = exc
+                self.status.state, self.status.error = "error", str(exc)
+        self.stop.set()
+
+    def snapshot_status(self) -> SyncStatus:
+        """A copy of the status with lags computed now."""
+        now_us = time.time_ns() // 1000
+        with self.lock:
+            tables = []
+            for key, record in sorted(self.tables.items()):
+                commit = self.last_commit_us.get(key)
+                if self.idle.get(key):
+                    record.lag_s = 0.0
+                elif commit:
+                    record.lag_s = max(0.0, (now_us - commit) / 1e6)
+                if record.lag_s is not None:
+                    metrics.LAG.labels(self.name, key[1]).set(record.lag_s)
+                tables.append(TableStatus(**{f: getattr(record, f) for f in record.__struct_fields__}))
+                tables[-1].applied, tables[-1].captured = dict(record.applied), dict(record.captured)
+            status = SyncStatus(
+                **{f: getattr(self.status, f) for f in self.status.__struct_fields__ if f not in ("tables", "roles")},
+                roles=list(self.status.roles),
+                tables=tables,
+            )
+            if status.state not in ("error", "stopped"):
+                states = {t.state for t in tables}
+                status.state = "snapshotting" if "snapshotting" in states else "streaming" if tables else "starting"
+            return status
+
+
+def resync_dir(work_dir: Path, sync: str) -> Path:
+    """``<project>/.sluice/syncs/<sync>.resync``."""
+    return status_dir(work_dir) / f"{sync}.resync"
+
+
+def request_resync(work_dir: Path, sync: str, table: str) -> Path:
+    """Ask the sync to reset and snapshot ``table`` again (a source table, ``namespace.name``)."""
+    folder = resync_dir(work_dir, sync)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / table
+    path.write_text(f"{time.time()}\n")
+    return path
+
+
+def resync_requests(work_dir: Path, sync: str) -> list[str]:
+    """Tables waiting for a resync."""
+    folder = resync_dir(work_dir, sync)
+    return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+@contextmanager
+def handled(work_dir: Path, sync: str, table: str) -> Iterator[None]:
+    """Delete the request for ``table`` once the block succeeds."""
+    yield
+    (resync_dir(work_dir, sync) / table).unlink(missing_ok=True)

@@ -1,0 +1,114 @@
+"""Which tables a sync copies, under which target names, without which columns: ``syncs:`` -> :class:`TableRef`.
+
+``tables:`` and ``exclude:`` entries are names or glob patterns (:mod:`fnmatch`: ``*``, ``?``, ``[...]``),
+matched against the table's name, or against ``namespace.name`` when the entry holds a dot. ``rename:``
+and ``columns:`` are keyed by the source table, by name or ``namespace.name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+from urllib.parse import unquote, urlsplit
+
+from sluice.cdc.base import TableRef
+from sluice.cdc.config import SyncSettings
+from sluice.cdc.events import TableSchema
+from sluice.urls import connection_scheme
+
+
+def matches(pattern: str, table: TableSchema) -> bool:
+    """``pattern`` (a name or glob) names ``table``: against ``namespace.name`` if it has a dot, else the name."""
+    subject = table.qualified if "." in pattern else table.name
+    return fnmatchcase(subject, pattern)
+
+
+def selected(settings: SyncSettings, table: TableSchema) -> bool:
+    """``table`` is in ``tables:`` and not in ``exclude:``."""
+    return any(matches(p, table) for p in settings.tables) and not any(matches(p, table) for p in settings.exclude)
+
+
+def default_target_namespace(url: str) -> str:
+    """A target URL's namespace: a MySQL URL's database, ``public`` for PostgreSQL."""
+    if connection_scheme(url) in ("mysql", "mariadb"):
+        return unquote(urlsplit(url).path.lstrip("/")) or "mysql"
+    return "public"
+
+
+def _lookup(mapping: Mapping[str, object], table: TableSchema) -> str | None:
+    """The key of ``mapping`` naming ``table`` (qualified first)."""
+    for key in (table.qualified, table.name):
+        if key in mapping:
+            return key
+    return None
+
+
+def table_ref(settings: SyncSettings, table: TableSchema, target_namespace: str) -> TableRef:
+    """The :class:`TableRef` of one selected ``table``."""
+    rename_key = _lookup(settings.rename, table)
+    columns_key = _lookup(settings.columns, table)
+    rules = settings.columns[columns_key] if columns_key is not None else None
+    return TableRef(
+        source=table,
+        target_namespace=target_namespace,
+        target_name=settings.rename[rename_key] if rename_key is not None else table.name,
+        drop=tuple(rules.drop) if rules else (),
+        mask=tuple(rules.mask) if rules else (),
+    )
+
+
+def resolve_tables(
+    settings: SyncSettings, available: Sequence[TableSchema], target_namespace: str
+) -> tuple[list[TableRef], list[str]]:
+    """The tables of ``available`` the sync copies, and every problem of its table rules (one line each).
+
+    Problems: an entry of ``tables:`` that matches nothing, a ``rename:``/``columns:`` key naming no selected
+    table, a dropped or masked column the table lacks, a key column dropped, a table without a primary key under
+    ``no_key: refuse``, two tables renamed to the same target.
+    """
+    problems: list[str] = []
+    refs: list[TableRef] = []
+    names = ", ".join(sorted(t.qualified for t in available)[:20]) or "none"
+    for pattern in settings.tables:
+        if not any(matches(pattern, t) for t in available):
+            problems.append(
+                f"sync '{settings.name}': tables entry {pattern!r} matches no table of the source (tables: {names}); "
+                "fix the name or pattern"
+            )
+    targets: dict[str, str] = {}
+    for table in available:
+        if not selected(settings, table):
+            continue
+        ref = table_ref(settings, table, target_namespace)
+        label = f"sync '{settings.name}': table {table.qualified}"
+        if not table.key and settings.no_key == "refuse":
+            problems.append(f"{label} has no primary key; add one, or set no_key: insert-only or full-row, or exclude the table")
+        for what, cols in (("drop", ref.drop), ("mask", ref.mask)):
+            for col in cols:
+                if table.column(col) is None:
+                    known = ", ".join(c.name for c in table.columns)
+                    problems.append(f"{label}: columns {what} names unknown column {col!r} (columns: {known})")
+                elif what == "drop" and col in table.key:
+                    problems.append(f"{label}: columns drop names key column {col!r}; a key column must be copied")
+        other = targets.setdefault(ref.target_qualified, table.qualified)
+        if other != table.qualified:
+            problems.append(f"{label} and {other} both go to {ref.target_qualified}; rename one of them")
+        refs.append(ref)
+    chosen = [r.source for r in refs]
+    for what, mapping in (("rename", settings.rename), ("columns", settings.columns)):
+        for key in mapping:
+            if not any(key in (t.name, t.qualified) for t in chosen):
+                problems.append(f"sync '{settings.name}': {what} names {key!r}, which is not one of the synced tables")
+    if settings.direction == "both":
+        for ref in refs:
+            if ref.drop or ref.mask:
+                problems.append(
+                    f"sync '{settings.name}': table {ref.source.qualified} drops or masks columns, which a both-ways "
+                    "sync cannot write back; remove its columns: rules or use direction: one-way"
+                )
+    return refs, problems
+
+
+def reverse_ref(ref: TableRef, target_table: TableSchema) -> TableRef:
+    """The other direction of a both-ways table: read ``target_table`` (``ref``'s target), write ``ref``'s source."""
+    return TableRef(source=target_table, target_namespace=ref.source.namespace, target_name=ref.source.name)

@@ -1,0 +1,274 @@
+"""The sync runtime (capture -> bus -> apply) over in-memory fakes of the plugins, on the embedded bus."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from tests.cdc.fakes import POISON, FakeDb, FakeWorld, schema
+
+from sluice.bus.embedded import EmbeddedBus
+from sluice.cdc.base import PositionLost
+from sluice.cdc.config import SyncSettings
+from sluice.cdc.runtime import SyncRuntime
+from sluice.cdc.state import request_resync
+from sluice.cdc.status import SyncStatus, read_status
+
+URLS = {"src": "mysql://u@h/app", "dst": "postgresql://u@h/dw"}
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[EmbeddedBus]:
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    yield bus
+    bus.close()
+
+
+def make_world(rows: int = 0, tables: tuple[str, ...] = ("emp", "dept")) -> FakeWorld:
+    src, dst = FakeDb("src"), FakeDb("dst")
+    for name in tables:
+        src.create(schema("app", name))
+        for i in range(rows):
+            src.write(f"app.{name}", {"id": i, "name": f"n{i}", "n": i})
+    return FakeWorld({"src": src, "dst": dst})
+
+
+def settings(**overrides: Any) -> SyncSettings:
+    base: dict[str, Any] = {"name": "s1", "source": "src", "target": "dst", "tables": ["emp", "dept"], "chunk_rows": 7}
+    base.update(overrides)
+    return msgspec.convert(base, SyncSettings)
+
+
+def runtime(world: FakeWorld, bus: EmbeddedBus, tmp_path: Path, sync: SyncSettings | None = None, **kw: Any) -> SyncRuntime:
+    return SyncRuntime(
+        sync or settings(),
+        URLS,
+        bus,
+        tmp_path / ".sluice",
+        capture_factory=world.capture,
+        apply_factory=world.apply,
+        workers=2,
+        **kw,
+    )
+
+
+def same(world: FakeWorld, table: str, target: str | None = None, a: str = "src", b: str = "dst") -> bool:
+    return world.dbs[a].snapshot_rows(f"app.{table}") == world.dbs[b].snapshot_rows(target or f"public.{table}")
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def in_thread(rt: SyncRuntime) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def target() -> None:
+        try:
+            out.append(rt.run())
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def writer(db: FakeDb, stop: threading.Event, seed: int, tables: tuple[str, ...] = ("emp", "dept")) -> None:
+    rng = random.Random(seed)
+    while not stop.is_set():
+        table = f"app.{rng.choice(tables)}"
+        key = rng.randrange(60)
+        if rng.random() < 0.25:
+            db.write(table, None, (key,))
+        else:
+            db.write(table, {"id": key, "name": f"w{rng.randrange(1000)}", "n": rng.randrange(10**6)})
+        time.sleep(0.0005)
+
+
+def test_once_copies_snapshot_then_exits(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=30)
+    status = runtime(world, bus, tmp_path, once=True).run()
+    assert same(world, "emp") and same(world, "dept")
+    emp = next(t for t in status.tables if t.source_table == "app.emp")
+    assert emp.applied == {"snapshot": 30} and emp.snapshot_rows == 30
+    assert status.state == "stopped"
+    on_disk = read_status(tmp_path / ".sluice", "s1")
+    assert on_disk is not None and on_disk.tables[0].applied
+
+
+def test_snapshot_then_stream_while_writing_converges(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=50)
+    rt = runtime(world, bus, tmp_path)
+    stop = threading.Event()
+    w = threading.Thread(target=writer, args=(world.dbs["src"], stop, 1))
+    w.start()
+    thread, out = in_thread(rt)
+    time.sleep(1.0)
+    stop.set()
+    w.join()
+    wait_for(lambda: same(world, "emp") and same(world, "dept"))
+    rt.stop()
+    thread.join(10)
+    assert isinstance(out[0], SyncStatus)
+    captured = {t.source_table: t.captured for t in out[0].tables}
+    assert captured["app.emp"].get("snapshot", 0) >= 1 and sum(captured["app.emp"].values()) > 50
+
+
+def test_restart_resumes_without_snapshot_again(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=20)
+    runtime(world, bus, tmp_path, once=True).run()
+    src = world.dbs["src"]
+    src.write("app.emp", {"id": 3, "name": "changed", "n": 0})
+    src.write("app.emp", None, (4,))
+    src.write("app.dept", {"id": 100, "name": "new", "n": 1})
+    status = runtime(world, bus, tmp_path, once=True).run()
+    assert same(world, "emp") and same(world, "dept")
+    emp = next(t for t in status.tables if t.source_table == "app.emp")
+    assert emp.captured == {"update": 1, "delete": 1}
+
+
+def test_interrupted_snapshot_resumes_after_its_last_chunk(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=40, tables=("emp",))
+    sync = settings(tables=["emp"], chunk_rows=10)
+    rt = runtime(world, bus, tmp_path, sync)
+    seen: list[int] = []
+
+    def progress(direction: str, table: str, rows: int, total: int | None, seconds: float) -> None:
+        seen.append(rows)
+        if rows >= 20:
+            rt.stop()
+
+    rt.on_progress = progress
+    rt.run()
+    assert seen == [10, 20]
+    rt2 = runtime(world, bus, tmp_path, sync, once=True)
+    status = rt2.run()
+    assert same(world, "emp")
+    assert status.tables[0].captured == {"snapshot": 20}
+
+
+def test_kill_at_random_moments_then_restart_converges(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """Stop the runtime abruptly (threads abandoned mid-batch) over and over while a writer runs."""
+    world = make_world(rows=40)
+    stop = threading.Event()
+    w = threading.Thread(target=writer, args=(world.dbs["src"], stop, 2))
+    w.start()
+    rng = random.Random(3)
+    for _ in range(4):
+        rt = runtime(world, bus, tmp_path)
+        thread, _ = in_thread(rt)
+        time.sleep(rng.uniform(0.05, 0.4))
+        rt.stop()
+        thread.join(10)
+    stop.set()
+    w.join()
+    runtime(world, bus, tmp_path, once=True).run()
+    assert same(world, "emp") and same(world, "dept")
+
+
+def test_table_error_stops_that_table_only_and_resync_clears_it(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=5)
+    runtime(world, bus, tmp_path, once=True).run()
+    src = world.dbs["src"]
+    src.alter("app.emp", "other")
+    src.write("app.emp", {"id": 50, "name": "after ddl", "n": 1})
+    src.write("app.dept", {"id": 50, "name": "flows", "n": 1})
+    status = runtime(world, bus, tmp_path, once=True).run()
+    by_table = {t.source_table: t for t in status.tables}
+    assert by_table["app.emp"].state == "error" and "cannot apply other" in by_table["app.emp"].error
+    assert by_table["app.dept"].state == "streaming" and same(world, "dept")
+    assert not same(world, "emp")
+    request_resync(tmp_path / ".sluice", "s1", "app.emp")
+    status = runtime(world, bus, tmp_path, once=True).run()
+    by_table = {t.source_table: t for t in status.tables}
+    assert by_table["app.emp"].state == "streaming" and same(world, "emp")
+
+
+def test_poison_row_goes_to_dead_letters_and_the_rest_flows(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=5)
+    src = world.dbs["src"]
+    src.write("app.emp", {"id": 7, "name": POISON, "n": 1})
+    src.write("app.emp", {"id": 8, "name": "fine", "n": 1})
+    status = runtime(world, bus, tmp_path, once=True).run()
+    emp = next(t for t in status.tables if t.source_table == "app.emp")
+    assert emp.dead_letters == 1 and world.dbs["dst"].dead_letters == [("app.emp", [7], "poison value")]
+    assert (8,) in world.dbs["dst"].rows["public.emp"] and (7,) not in world.dbs["dst"].rows["public.emp"]
+
+
+def test_purged_position_is_one_clear_error_and_resnapshot_recovers(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=5)
+    runtime(world, bus, tmp_path, once=True).run()
+    src = world.dbs["src"]
+    src.write("app.emp", {"id": 99, "name": "x", "n": 1})
+    src.write("app.emp", None, (1,))
+    src.purged = len(src.log)
+    with pytest.raises(PositionLost, match="--resnapshot"):
+        runtime(world, bus, tmp_path, once=True).run()
+    world.dbs["dst"].rows["public.emp"][(12345,)] = {"id": 12345, "name": "stale", "n": 0}
+    runtime(world, bus, tmp_path, once=True, resnapshot=True).run()
+    assert same(world, "emp") and same(world, "dept")
+
+
+def test_when_needed_snapshots_again_after_a_purge(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=5)
+    sync = settings(snapshot="when_needed")
+    runtime(world, bus, tmp_path, sync, once=True).run()
+    src = world.dbs["src"]
+    src.write("app.emp", None, (2,))
+    src.purged = len(src.log)
+    runtime(world, bus, tmp_path, sync, once=True).run()
+    assert same(world, "emp")
+
+
+def test_rename_drop_and_mask(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=3, tables=("emp",))
+    sync = settings(tables=["app.e*"], rename={"emp": "staff"}, columns={"emp": {"drop": ["n"], "mask": ["name"]}})
+    runtime(world, bus, tmp_path, sync, once=True).run()
+    rows = world.dbs["dst"].rows["public.staff"]
+    assert rows[(1,)] == {"id": 1, "name": "masked:n1"}
+
+
+def both_world() -> FakeWorld:
+    world = make_world(rows=5, tables=("emp",))
+    return world
+
+
+def test_both_ways_no_echo(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = both_world()
+    sync = settings(tables=["emp"], direction="both")
+    runtime(world, bus, tmp_path, sync, once=True).run()
+    dst = world.dbs["dst"]
+    dst.write("public.emp", {"id": 1, "name": "from dst", "n": 5})
+    world.dbs["src"].write("app.emp", {"id": 2, "name": "from src", "n": 6})
+    status = runtime(world, bus, tmp_path, sync, once=True).run()
+    assert same(world, "emp")
+    assert world.dbs["src"].rows["app.emp"][(1,)]["name"] == "from dst"
+    captured = {(t.direction, t.source_table): t.captured for t in status.tables}
+    # Each side captured only its own change: the sync's writes were not captured back.
+    assert captured[("src -> dst", "app.emp")] == {"update": 1}
+    assert captured[("dst -> src", "public.emp")] == {"update": 1}
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("source-wins", "src"), ("target-wins", "dst"), ("newer-wins", "dst")])
+def test_both_ways_conflict_policies(bus: EmbeddedBus, tmp_path: Path, policy: str, expected: str) -> None:
+    world = both_world()
+    sync = settings(tables=["emp"], direction="both", conflicts=policy)
+    runtime(world, bus, tmp_path, sync, once=True).run()
+    world.dbs["src"].write("app.emp", {"id": 1, "name": "src version", "n": 1})
+    time.sleep(0.01)
+    world.dbs["dst"].write("public.emp", {"id": 1, "name": "dst version", "n": 2})  # the newer one
+    status = runtime(world, bus, tmp_path, sync, once=True).run()
+    assert same(world, "emp")
+    assert world.dbs["src"].rows["app.emp"][(1,)]["name"] == f"{expected} version"
+    assert sum(t.conflicts for t in status.tables) >= 1
+    assert (tmp_path / ".sluice" / "syncs" / "s1.conflicts.jsonl").read_text().count("\n") >= 1
