@@ -1,0 +1,287 @@
+"""The MySQL/MariaDB change stream: binlog events -> :class:`~sluice.cdc.base.ChangeBatch`es.
+
+Positions (:data:`sluice.cdc.events.Position`): a row change is ``[file number, end offset of its rows
+event, row index from 1]``; a point between transactions (a commit, a DDL, a heartbeat) is ``[file number,
+offset, 0]`` and resuming from it starts the dump at that offset. Resuming from a row inside a
+transaction starts the dump at the transaction's first event (remembered for the positions this process
+yielded; otherwise the file's start) and leaves out what is at or before the position.
+
+Per transaction: its first row change decides whether it is an echo (a change of ``marker_table``: the
+sync's own write, skipped whole and counted). DDL re-reads the table from ``information_schema`` and is
+published as a :class:`~sluice.cdc.events.SchemaChange` (``TRUNCATE``: a ``t`` change); a ``CREATE TABLE``
+in a captured database adds the table. Batches are yielded every :data:`BATCH_EVENTS` events or
+``max_wait_s`` seconds, inside transactions too, so a huge transaction streams in pieces; the server's
+heartbeat (every ``max_wait_s``) makes an idle stream yield empty batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sluice.cdc.base import ChangeBatch, SyncError
+from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, TableSchema
+from sluice.cdc.mysql_binlog import (
+    FORMAT_DESCRIPTION,
+    HEARTBEAT,
+    MARIADB_GTID,
+    QUERY,
+    ROTATE,
+    ROWS_EVENTS,
+    TABLE_MAP,
+    XID,
+    BinlogConnection,
+    file_number,
+    mariadb_gtid,
+    query_parts,
+    rotate_target,
+)
+from sluice.cdc.mysql_ddl import Ddl, classify, parse_ddl
+from sluice.cdc.mysql_rows import DecodeError, RowsDecoder, TableMap, compile_rows, packed_int, parse_table_map
+from sluice.cdc.mysql_types import InvalidDates
+
+if TYPE_CHECKING:
+    from sluice.cdc.mysql_capture import MysqlCapture
+
+BATCH_EVENTS = 10_000
+"""Most events in one batch (a transaction of a million rows streams as a hundred batches)."""
+STMT_END = 1
+
+
+class _Table:
+    """A table the stream knows from a TABLE_MAP event: its map, decoders and schema (``None``: not captured)."""
+
+    __slots__ = ("decoders", "key", "marker", "schema", "tmap")
+
+    def __init__(self, tmap: TableMap, schema: TableSchema | None, marker: bool) -> None:
+        self.tmap = tmap
+        self.schema = schema
+        self.marker = marker
+        self.decoders: dict[bool, RowsDecoder] = {}
+        self.key: list[str] = list(schema.key) if schema else []
+
+
+class BinlogStream:
+    """One run of :meth:`MysqlCapture.stream`: the dump connection and the state between its events."""
+
+    def __init__(self, capture: MysqlCapture, tables: Sequence[TableSchema], max_wait_s: float) -> None:
+        self.capture = capture
+        self.tables: dict[str, TableSchema] = {table.qualified: table for table in tables}
+        self.namespaces = {table.namespace for table in tables}
+        self.max_wait_s = max_wait_s
+        self.marker = capture.marker_table
+        self.collations = {
+            int(i): name.decode() if isinstance(name, bytes) else str(name)
+            for i, name in capture.query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
+        }
+        self.maps: dict[bytes, _Table] = {}  # TABLE_MAP body -> table (the same map recurs in each transaction)
+        self.by_id: dict[int, _Table] = {}
+        self.invalid = InvalidDates()
+        self.txn_starts: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def run(self, start: Position) -> Iterator[ChangeBatch]:
+        """Batches after ``start``, forever (until the consumer stops iterating)."""
+        file_no, offset, row = start[0], start[1], start[2] if len(start) > 2 else 0
+        dump_from = offset
+        if row:
+            dump_from = self.txn_starts.get((file_no, offset), (file_no, 4))[1]
+        conn = BinlogConnection(self.capture.connect, self.capture.server_id, self.max_wait_s)
+        conn.open(self.capture.file_name(file_no), dump_from)
+        try:
+            yield from self._loop(conn, list(start[:3]) if len(start) >= 3 else [file_no, offset, 0])
+        finally:
+            conn.close()
+
+    def _loop(self, conn: BinlogConnection, start: list[int]) -> Iterator[ChangeBatch]:
+        capture = self.capture
+        file = capture.file_name(start[0])
+        file_no = start[0]
+        boundary = [file_no, start[1], 0] if not start[2] else list(start)
+        events: list[Event] = []
+        last: list[int] = boundary
+        skipped = 0
+        commit_us = 0
+        in_txn = False
+        first_row = True
+        echo = False
+        gtid = ""
+        txn_start = (file_no, start[1])
+        deadline = time.monotonic() + self.max_wait_s
+        source = capture.source
+        for kind, timestamp, server_id, end, body in conn.events():
+            if kind in ROWS_EVENTS:
+                table = self.by_id.get(int.from_bytes(body[:6], "little"))
+                if first_row:
+                    first_row = False
+                    echo = table is not None and table.marker
+                if table is not None and table.schema is not None and [file_no, end] >= start[:2]:
+                    op, version = ROWS_EVENTS[kind]
+                    rows = self._rows(table, op, version, body)
+                    if echo:
+                        skipped += len(rows)
+                    else:
+                        commit_us = timestamp * 1_000_000
+                        text = f"{file}:{end}"
+                        qualified = table.schema.qualified
+                        schema_version = table.schema.version
+                        key = table.key
+                        for index, image in enumerate(rows, 1):
+                            position = [file_no, end, index]
+                            if position <= start:
+                                continue
+                            src = source(position, text, commit_us, gtid)
+                            if op == "c":
+                                events.append(
+                                    ChangeEvent("c", qualified, [image[k] for k in key], src, None, image, schema_version)
+                                )
+                            elif op == "d":
+                                events.append(
+                                    ChangeEvent("d", qualified, [image[k] for k in key], src, image, None, schema_version)
+                                )
+                            else:
+                                before, after = image
+                                events.append(
+                                    ChangeEvent("u", qualified, [after[k] for k in key], src, before, after, schema_version)
+                                )
+                        last = [file_no, end, len(rows)]
+                        self.txn_starts[(file_no, end)] = txn_start
+            elif kind == TABLE_MAP:
+                self._table_map(body)
+            elif kind == XID:
+                in_txn, first_row, echo = False, True, False
+                boundary = last = [file_no, end, 0]
+                commit_us = timestamp * 1_000_000
+            elif kind == MARIADB_GTID:
+                in_txn, first_row, echo = True, True, False
+                gtid = mariadb_gtid(body, server_id)
+                txn_start = (file_no, end - len(body) - 19 - (4 if conn.checksum else 0))  # the GTID event's start
+            elif kind == QUERY:
+                database, statement = query_parts(body)
+                word = statement[:8].upper()
+                if word.startswith("BEGIN"):
+                    in_txn = True
+                elif word.startswith("COMMIT") or word.startswith("XA "):
+                    in_txn, first_row, echo = False, True, False
+                    boundary = last = [file_no, end, 0]
+                else:
+                    position = [file_no, end, 0]
+                    if position > start:
+                        events += self._ddl(statement, database, position, f"{file}:{end}", timestamp, gtid)
+                    in_txn, first_row, echo = False, True, False
+                    boundary = last = position
+            elif kind == ROTATE:
+                file, offset = rotate_target(body)
+                capture.remember_base(file)
+                file_no = file_number(file)
+                if not in_txn:
+                    boundary = last = [file_no, offset, 0]
+            elif kind not in (HEARTBEAT, FORMAT_DESCRIPTION) and not in_txn and end:
+                boundary = last = [file_no, end, 0]
+            if len(events) >= BATCH_EVENTS or time.monotonic() >= deadline:
+                position = max(last, boundary, start)
+                batch = ChangeBatch(events, position, f"{file}:{position[1]}", commit_us, skipped, self.invalid.count)
+                self.invalid.count = 0
+                events, skipped = [], 0
+                self._forget(position)
+                yield batch
+                deadline = time.monotonic() + self.max_wait_s
+        raise SyncError("the server ended the binlog dump", transient=True)
+
+    def _forget(self, position: Position) -> None:
+        """Keep the transaction starts of the last positions only (resume inside the current transaction)."""
+        if len(self.txn_starts) > 10_000:
+            keep = self.txn_starts.get((position[0], position[1]))
+            self.txn_starts.clear()
+            if keep is not None:
+                self.txn_starts[(position[0], position[1])] = keep
+
+    def _rows(self, table: _Table, op: str, version: int, body: bytes) -> list[Any]:
+        update = op == "u"
+        decoder = table.decoders.get(update)
+        if decoder is None:
+            try:
+                decoder = table.decoders[update] = compile_rows(table.tmap, self.collations, self.invalid, update)
+            except (DecodeError, ValueError) as exc:
+                raise SyncError(str(exc), table=table.tmap.qualified) from exc
+        p = 8
+        if version == 2:
+            p += int.from_bytes(body[8:10], "little")
+        count, p = packed_int(body, p)
+        width = (count + 7) // 8
+        full = (1 << count) - 1
+        if int.from_bytes(body[p : p + width], "little") != full or (
+            update and int.from_bytes(body[p + width : p + 2 * width], "little") != full
+        ):
+            raise SyncError(
+                f"{table.tmap.qualified}: the binlog has partial row images: set binlog_row_image=FULL on the server",
+                table=table.tmap.qualified,
+            )
+        p += 2 * width if update else width
+        rows: list[Any] = decoder(body, p, len(body))
+        return rows
+
+    def _table_map(self, body: bytes) -> None:
+        key = body[:6] + body[8:]
+        table = self.maps.get(key)
+        if table is None:
+            tmap = parse_table_map(body)
+            qualified = tmap.qualified
+            schema = self.tables.get(qualified)
+            table = _Table(tmap, schema, qualified == self.marker)
+            if len(self.maps) > 10_000:
+                self.maps.clear()
+            self.maps[key] = table
+        self.by_id[table.tmap.table_id] = table
+
+    def _ddl(self, statement: str, database: str, position: Position, text: str, timestamp: int, gtid: str) -> list[Event]:
+        ddl = parse_ddl(statement, database)
+        if ddl is None:
+            return []
+        out: list[Event] = []
+        source = self.capture.source(position, text, timestamp * 1_000_000, gtid)
+        for namespace, name in ddl.tables:
+            qualified = f"{namespace}.{name}"
+            if qualified == self.marker or (qualified not in self.tables and namespace not in self.namespaces):
+                continue
+            out += self._table_change(ddl, namespace, name, statement, source)
+        self._refresh_maps()
+        return out
+
+    def _table_change(self, ddl: Ddl, namespace: str, name: str, statement: str, source: Any) -> list[Event]:
+        qualified = f"{namespace}.{name}"
+        old = self.tables.get(qualified)
+        if ddl.kind == "truncate":
+            if old is None:
+                return []
+            return [ChangeEvent("t", qualified, [], source, schema_version=old.version)]
+        if ddl.kind == "drop":
+            if old is None:
+                return []
+            del self.tables[qualified]
+            return [SchemaChange(qualified, old, "drop_table", source, statement)]
+        if ddl.kind == "rename":
+            new_name = next(new for old_name, new in ddl.renames if old_name == (namespace, name))
+            schema = self.capture.table(*new_name)
+            if old is None or schema is None:
+                return []
+            del self.tables[qualified]
+            schema = _versioned(schema, old.version + 1)
+            self.tables[schema.qualified] = schema
+            return [SchemaChange(qualified, schema, "rename_table", source, statement)]
+        schema = self.capture.table(namespace, name)
+        if schema is None:
+            return []
+        change, renamed = classify(old, schema, ddl.columns)
+        schema = _versioned(schema, old.version + 1 if old else 1)
+        self.tables[qualified] = schema
+        return [SchemaChange(qualified, schema, change, source, statement, renamed)]
+
+    def _refresh_maps(self) -> None:
+        """After DDL, tables seen before are mapped again from their next TABLE_MAP event."""
+        self.maps.clear()
+        self.by_id.clear()
+
+
+def _versioned(schema: TableSchema, version: int) -> TableSchema:
+    return TableSchema(schema.namespace, schema.name, schema.columns, schema.key, version)

@@ -1,0 +1,258 @@
+"""MysqlCapture against the throwaway MariaDB: types identical in snapshot and stream, DDL, echo, lost positions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from servers_fixtures import mysql_connect, with_database
+from sluice.cdc.base import ChangeBatch, PositionLost
+from sluice.cdc.events import ChangeEvent, SchemaChange
+from sluice.cdc.mysql_capture import MysqlCapture, server_problems
+from sluice.cdc.plugins import MysqlCaptureOptions
+
+pytestmark = pytest.mark.mysql
+
+TYPES_TABLE = """CREATE TABLE types (
+  id BIGINT UNSIGNED PRIMARY KEY, ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, mi MEDIUMINT, mu MEDIUMINT UNSIGNED,
+  i INT, iu INT UNSIGNED, bi BIGINT, d DECIMAL(65,30), d2 DECIMAL(12,2), f FLOAT, db DOUBLE,
+  c CHAR(5), vc VARCHAR(300), tx TEXT, l1 VARCHAR(10) CHARACTER SET latin1, bn BINARY(4), vb VARBINARY(10), bl BLOB,
+  e ENUM('a','b','c'), st SET('x','y','z'), j JSON, b1 BIT(1), b9 BIT(9), y YEAR, dd DATE, t0 TIME, t2 TIME(2), t6 TIME(6),
+  dt DATETIME, dt6 DATETIME(6), ts TIMESTAMP NULL, ts3 TIMESTAMP(3) NULL)"""
+ROWS = [
+    "(18446744073709551615, -128, 255, -32768, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808,"
+    " '-99999999999999999999999999999999999.999999999999999999999999999999', -0.5, 3.40282e38, 1.7976931348623157e308,"
+    " 'ab ', 'h\U0001f600llo \u00e9', 'long text \U0001f680', 'caf\u00e9', 'ab', 'x\\0y', 'blob', 'b', 'x,z', '{\"a\": [1, 2]}',"
+    " 1, 300, 2155, '2024-02-29', '-838:59:59', '-00:00:00.01', '838:59:59.999999',"
+    " '9999-12-31 23:59:59', '2024-01-01 05:00:00.000001', '2038-01-19 08:14:07', '2024-06-30 12:00:00.5')",
+    "(1, 0, 0, 0, 0, 0, 0, 0, 0, '0', 0, 1.1, 0.1, '', '', '', '', '', '', '', 'a', '', '[]', 0, 0, 0,"
+    " '0000-00-00', '00:00:00', '00:00:00', '-00:00:00.000001',"
+    " '0000-00-00 00:00:00', '2024-02-30 10:00:00', '0000-00-00 00:00:00', '1970-01-01 05:00:01.001')",
+    "(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+    " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+]
+
+
+@pytest.fixture
+def capmy_url(mysql_url: str) -> Iterator[str]:
+    """A fresh ``capmy_...`` database, dropped after the test."""
+    name = f"capmy_{uuid.uuid4().hex[:10]}"
+    conn = mysql_connect(mysql_url)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    conn.close()
+    yield with_database(mysql_url, name)
+    conn = mysql_connect(mysql_url)
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+def capture(url: str, marker: str | None = None) -> MysqlCapture:
+    return MysqlCapture(url, MysqlCaptureOptions(), f"t{uuid.uuid4().hex[:8]}", "src", marker)
+
+
+def execute(url: str, *statements: str) -> None:
+    conn = mysql_connect(url)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def collect(cap: MysqlCapture, start: list[int], count: int, max_batches: int = 200) -> tuple[list[Any], list[ChangeBatch]]:
+    """Events from ``start`` until ``count`` of them arrived (or ``max_batches`` batches of 0.3 s)."""
+    events: list[Any] = []
+    batches = []
+    for batch in cap.stream(start, cap.list_tables(), 0.3):
+        batches.append(batch)
+        events += batch.events
+        if len(events) >= count or len(batches) >= max_batches:
+            break
+    return events, batches
+
+
+def test_every_type_reads_the_same_in_snapshot_and_stream_under_a_non_utc_zone(capmy_url: str) -> None:
+    execute(capmy_url, TYPES_TABLE)
+    cap = capture(capmy_url)
+    try:
+        start, _ = cap.current_position()
+        execute(
+            capmy_url,
+            "SET time_zone = '+05:30'",
+            "SET sql_mode = 'ALLOW_INVALID_DATES'",
+            "INSERT INTO types VALUES " + ", ".join(ROWS),
+        )
+        chunks = list(cap.snapshot(cap.list_tables()[0], None, 10))
+        snapshot = {event.key[0]: event.after for chunk in chunks for event in chunk.events}
+        events, batches = collect(cap, start, 3)
+        stream = {event.key[0]: event.after for event in events if isinstance(event, ChangeEvent)}
+    finally:
+        cap.close()
+    assert stream == snapshot
+    assert sum(chunk.invalid_dates for chunk in chunks) == sum(batch.invalid_dates for batch in batches) == 4
+    top = snapshot[18446744073709551615]
+    assert top["d"] == "-99999999999999999999999999999999999.999999999999999999999999999999"
+    assert (top["d2"], top["tu"], top["iu"], top["mu"]) == ("-0.50", 255, 4294967295, 16777215)
+    assert top["vc"] == "h\U0001f600llo \u00e9" and top["tx"] == "long text \U0001f680" and top["l1"] == "caf\u00e9"
+    assert (top["c"], top["bn"], top["vb"], top["bl"]) == ("ab", b"ab\0\0", b"x\0y", b"blob")
+    assert (top["e"], top["st"], top["j"], top["b1"], top["b9"], top["y"]) == ("b", "x,z", '{"a": [1, 2]}', True, 300, 2155)
+    assert (top["t0"], top["t2"], top["t6"]) == ("-838:59:59", "-00:00:00.01", "838:59:59.999999")
+    assert (top["dt"], top["dt6"]) == ("9999-12-31 23:59:59", "2024-01-01 05:00:00.000001")  # wall clock, as written
+    assert top["ts"] == (2147483647 - 1800) * 1_000_000  # 08:14:07 written at +05:30 is 02:44:07 UTC
+    assert top["ts3"] == 1719729000500000  # 2024-06-30 12:00:00.5 +05:30 = 06:30:00.5 UTC
+    assert top["f"] == pytest.approx(3.40282e38, rel=1e-6) and top["db"] == 1.7976931348623157e308
+    zero = snapshot[1]
+    assert (zero["dd"], zero["dt"], zero["dt6"], zero["ts"]) == (None, None, None, None)
+    assert zero["d"] == "0.000000000000000000000000000000" and zero["t6"] == "-00:00:00.000001"
+    assert zero["f"] == pytest.approx(1.1) and zero["db"] == 0.1
+    assert all(value is None for name, value in snapshot[2].items() if name != "id")
+
+
+def test_ddl_is_published_as_schema_changes(capmy_url: str) -> None:
+    execute(capmy_url, "CREATE TABLE a (id INT PRIMARY KEY, x INT, y INT)")
+    cap = capture(capmy_url)
+    statements = [
+        "ALTER TABLE a ADD COLUMN z VARCHAR(10)",
+        "ALTER TABLE a MODIFY x BIGINT",
+        "ALTER TABLE a RENAME COLUMN y TO w",
+        "ALTER TABLE a DROP COLUMN z",
+        "CREATE TABLE b (id INT PRIMARY KEY)",
+        "INSERT INTO b VALUES (7)",
+        "TRUNCATE TABLE a",
+        "RENAME TABLE b TO c",
+        "DROP TABLE c",
+    ]
+    events: list[Any] = []
+    try:
+        start, _ = cap.current_position()
+        stream = cap.stream(start, cap.list_tables(), 0.3)
+        for statement in statements:  # live: each DDL is read while the catalog still shows its result
+            execute(capmy_url, statement)
+            for _ in range(50):
+                batch = next(stream)
+                events += batch.events
+                if batch.events:
+                    break
+        stream.close()
+    finally:
+        cap.close()
+    changes = [(e.table, e.change) if isinstance(e, SchemaChange) else (e.table, e.op) for e in events]
+    db = capmy_url.rsplit("/", 1)[1]
+    assert changes == [
+        (f"{db}.a", "add_column"),
+        (f"{db}.a", "alter_column"),
+        (f"{db}.a", "rename_column"),
+        (f"{db}.a", "drop_column"),
+        (f"{db}.b", "create"),
+        (f"{db}.b", "c"),
+        (f"{db}.a", "t"),
+        (f"{db}.b", "rename_table"),
+        (f"{db}.c", "drop_table"),
+    ]
+    renamed = events[2]
+    assert isinstance(renamed, SchemaChange) and renamed.renamed == {"y": "w"} and renamed.schema.version == 4
+    widened = events[1]
+    assert isinstance(widened, SchemaChange) and widened.schema.column("x") is not None
+    assert widened.schema.column("x").type == "int64"  # type: ignore[union-attr]
+    positions = [e.source.position for e in events]
+    assert positions == sorted(positions)
+
+
+def test_transactions_that_start_with_the_marker_table_are_skipped(capmy_url: str) -> None:
+    db = capmy_url.rsplit("/", 1)[1]
+    execute(capmy_url, "CREATE TABLE positions (id INT PRIMARY KEY)", "CREATE TABLE t (id INT PRIMARY KEY)")
+    cap = capture(capmy_url, marker=f"{db}.positions")
+    try:
+        start, _ = cap.current_position()
+        conn = mysql_connect(capmy_url)
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO positions VALUES (1)")
+            cur.execute("INSERT INTO t VALUES (1), (2)")
+            cur.execute("COMMIT")
+            cur.execute("INSERT INTO t VALUES (3)")
+        conn.close()
+        events, batches = collect(cap, start, 1)
+    finally:
+        cap.close()
+    assert [(e.op, e.key) for e in events] == [("c", [3])]
+    assert sum(batch.skipped_echo for batch in batches) == 2
+    assert [table.name for table in cap.list_tables()] == ["t"]
+
+
+def test_a_purged_binlog_raises_position_lost(capmy_url: str) -> None:
+    cap = capture(capmy_url)
+    try:
+        position, _ = cap.current_position()
+        with pytest.raises(PositionLost, match="--resnapshot"):
+            next(iter(cap.stream([position[0] + 9000, 4, 0], [], 0.3)))
+    finally:
+        cap.close()
+
+
+def test_check_passes_on_the_test_server_and_names_each_setting_to_change(capmy_url: str) -> None:
+    cap = capture(capmy_url)
+    try:
+        assert cap.check() == []
+    finally:
+        cap.close()
+    problems = server_problems(
+        {"log_bin": "OFF", "binlog_format": "STATEMENT", "binlog_row_image": "MINIMAL", "binlog_row_metadata": "MINIMAL"},
+        ["GRANT SELECT ON *.* TO `u`@`%`"],
+    )
+    assert [problem.split(" ")[0] for problem in problems] == [
+        "log_bin",
+        "binlog_format",
+        "binlog_row_image",
+        "binlog_row_metadata",
+        "the",
+        "the",
+    ]
+    assert "REPLICATION SLAVE" in problems[4] and "REPLICATION CLIENT" in problems[5]
+    assert "MariaDB 10.5+" in server_problems({"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL"}, [])[0]
+
+
+def test_snapshot_resumes_after_a_composite_key(capmy_url: str) -> None:
+    execute(
+        capmy_url,
+        "CREATE TABLE k (a INT, b VARCHAR(5), v INT, PRIMARY KEY (a, b))",
+        "INSERT INTO k VALUES (1,'x',1),(1,'y',2),(2,'a',3),(2,'b',4),(3,'a',5)",
+    )
+    cap = capture(capmy_url)
+    try:
+        table = cap.list_tables()[0]
+        chunks = list(cap.snapshot(table, None, 2))
+        assert [[e.key for e in c.events] for c in chunks] == [[[1, "x"], [1, "y"]], [[2, "a"], [2, "b"]], [[3, "a"]]]
+        assert chunks[-1].done and not chunks[0].done
+        resumed = list(cap.snapshot(table, chunks[0].last_key, 10))
+        assert [e.key for c in resumed for e in c.events] == [[2, "a"], [2, "b"], [3, "a"]]
+    finally:
+        cap.close()
+
+
+def test_a_big_transaction_streams_in_batches_and_resumes_inside_it(capmy_url: str) -> None:
+    execute(capmy_url, "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(20))")
+    cap = capture(capmy_url)
+    try:
+        start, _ = cap.current_position()
+        execute(capmy_url, "INSERT INTO big SELECT seq, CONCAT('v', seq) FROM seq_1_to_200000")
+        events, batches = collect(cap, start, 200_000)
+        assert len(events) == 200_000 and len([b for b in batches if b.events]) >= 10
+        assert [e.key[0] for e in events] == list(range(1, 200_001))
+        middle = batches[3].position
+        assert middle[2] > 0  # inside the transaction
+        again = capture(capmy_url)  # a new process: resumes by reading the file from its start
+        try:
+            rest, _ = collect(again, middle, 200_000 - sum(len(b.events) for b in batches[:4]))
+        finally:
+            again.close()
+        assert rest[0].key[0] == batches[4].events[0].key[0] and rest[-1].key[0] == 200_000
+        assert len(rest) == 200_000 - sum(len(b.events) for b in batches[:4])
+    finally:
+        cap.close()
