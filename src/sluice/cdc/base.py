@@ -60,6 +60,10 @@ class TableRef:
     """Columns not copied to the target."""
     mask: tuple[str, ...] = ()
     """Columns whose values are replaced by a hash (hex SHA-256 of the value's text) in the target."""
+    no_key: str = "refuse"
+    """Policy for a table without primary key (``SyncSettings.no_key``): refuse, insert-only or full-row."""
+    drop_columns: str = "drop"
+    """A column dropped at the source: ``drop`` it in the target too, or ``keep`` it (``SyncSettings.drop_columns``)."""
 
     @property
     def target_qualified(self) -> str:

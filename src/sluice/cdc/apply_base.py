@@ -1,0 +1,407 @@
+"""The apply flow both SQL targets share (:class:`SqlApply`); the dialects write the SQL.
+
+One :meth:`SqlApply.apply_batch` is one target transaction:
+
+1. write the table's row of ``<namespace>.positions`` first (the echo marker a both-ways capture on this
+   database skips transactions by) and read the stored position from it;
+2. skip stream changes at or before that position; snapshot reads (``r``) always apply (idempotent upserts);
+3. with a resolver (both-ways), read the target rows of the batch's keys in one query, hand the changes
+   whose ``before`` image (or, for an insert, the existing row) differs to the resolver, drop the losers,
+   record every conflict in ``<namespace>.conflicts``;
+4. reduce the batch to its net effect per key (:func:`~sluice.cdc.apply_common.net_effect`) and apply each
+   segment: truncate, one bulk delete, one bulk upsert per set of present columns;
+5. a bulk statement the target refuses is retried on halves inside savepoints until the refused rows are
+   single (bisection, O(k log n) statements for k bad rows); each goes to ``<namespace>.dead_letters`` with
+   the database's message, the rest applies;
+6. store the last stream position / snapshot key and commit. Any other error rolls everything back.
+
+Not thread-safe: one instance holds one connection; run one per worker.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from sluice.cdc.apply_common import (
+    Key,
+    Segment,
+    Upsert,
+    cannot_alter,
+    net_effect,
+    no_key_error,
+    same_value,
+    target_columns,
+    widens,
+)
+from sluice.cdc.base import Apply, ApplyResult, Conflict, Resolver, TableRef
+from sluice.cdc.events import ChangeEvent, Column, Position, SchemaChange
+from sluice.cdc.plugins import ApplyOptions
+
+_json_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def to_json(value: Any) -> str:
+    """JSON text of an event or a row (bytes as base64, Decimal/datetime/timedelta as text)."""
+    return _json_encoder.encode(value).decode()
+
+
+def old_key(event: ChangeEvent, key_columns: Sequence[str]) -> Key:
+    """The key a change found in the target: the ``before`` image's for an update, else ``event.key``."""
+    before = event.before
+    if event.op == "u" and before is not None and key_columns and all(column in before for column in key_columns):
+        return tuple(before[column] for column in key_columns)
+    return tuple(event.key)
+
+
+class SqlApply(Apply):
+    """The apply flow over a SQL target; subclasses give the connection and the statements."""
+
+    def __init__(self, options: ApplyOptions, sync: str, side: str) -> None:
+        self.options = options
+        self.sync = sync
+        self.side = side
+
+    # ----------------------------------------------------------------------------------- dialect seam
+
+    @abstractmethod
+    def _begin(self, name: str) -> Position | None:
+        """Start the transaction by writing the positions row of ``name``; the stored stream position."""
+
+    @abstractmethod
+    def _finish(self, name: str, position: Position | None, snapshot_key: list[Any] | None, streaming: bool) -> None:
+        """Store the new position / snapshot key (``None``: unchanged) and commit."""
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    @abstractmethod
+    def _savepoint(self) -> None: ...
+
+    @abstractmethod
+    def _release(self) -> None: ...
+
+    @abstractmethod
+    def _rollback_savepoint(self) -> None: ...
+
+    @abstractmethod
+    def _row_error(self, exc: BaseException) -> str | None:
+        """The reason when ``exc`` is the target refusing a row (constraint, range, encoding), else ``None``."""
+
+    @abstractmethod
+    def _truncate(self, table: TableRef) -> None: ...
+
+    @abstractmethod
+    def _upsert(self, table: TableRef, columns: list[Column], rows: list[dict[str, Any]], merge: bool) -> None:
+        """Write ``rows`` (only ``columns``); ``merge``: insert or update by key, else plain insert."""
+
+    @abstractmethod
+    def _delete(self, table: TableRef, keys: list[Key]) -> None: ...
+
+    @abstractmethod
+    def _delete_row(self, table: TableRef, row: dict[str, Any]) -> int:
+        """Delete one row equal to ``row`` on every target column (tables without key, ``full-row``)."""
+
+    @abstractmethod
+    def _current_rows(self, table: TableRef, keys: list[Key]) -> dict[Key, dict[str, Any]]:
+        """The target rows of ``keys`` (column -> driver value), in one query."""
+
+    @abstractmethod
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    @abstractmethod
+    def _quote(self, name: str) -> str:
+        """An identifier quoted for the dialect."""
+
+    def _record(self, table: str, sql_table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` into ``<namespace>.<sql_table>``: dead_letters (key, op, event, reason) or
+        conflicts (key, event, current, applied), in the batch's transaction."""
+        if not rows:
+            return
+        columns = ("key", "op", "event", "reason") if sql_table == "dead_letters" else ("key", "event", "current", "applied")
+        names = ", ".join(self._quote(name) for name in ("sync", "side", "table_name", *columns))
+        sql = f"INSERT INTO {self._quote(self.options.namespace)}.{sql_table} ({names}) VALUES ({', '.join(['%s'] * 7)})"
+        self._executemany(sql, [(self.sync, self.side, table, *row) for row in rows])
+
+    @abstractmethod
+    def _target_columns(self, table: TableRef) -> set[str]:
+        """Column names of the target table now."""
+
+    @abstractmethod
+    def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
+        """``add``, ``drop``, ``keep`` (make nullable), ``type`` (widen) a column, or ``rename`` it to ``other``."""
+
+    @abstractmethod
+    def _create_table(self, table: TableRef) -> None:
+        """Create the target table when missing (columns minus drop, mapped types, primary key)."""
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    # ---------------------------------------------------------------------------------------- flow
+
+    def apply_batch(self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None) -> ApplyResult:
+        result = ApplyResult()
+        name = table.source.qualified
+        if not table.source.key and table.no_key == "refuse":
+            raise no_key_error(table)
+        try:
+            stored = self._begin(name)
+            todo: list[ChangeEvent] = []
+            position: Position | None = None
+            snapshot_key: list[Any] | None = None
+            for event in events:
+                if event.op == "r":
+                    snapshot_key = event.key
+                elif stored is not None and event.source.position <= stored:
+                    result.skipped += 1
+                    continue
+                else:
+                    position = event.source.position
+                todo.append(event)
+            if resolver is not None and todo and table.source.key:
+                todo = self._resolve(table, todo, resolver, result)
+            if table.source.key:
+                for segment in net_effect(todo, table.source.key):
+                    self._apply_segment(table, segment, result)
+            else:
+                self._apply_keyless(table, todo, result)
+            self._finish(name, position, snapshot_key, position is not None)
+        except BaseException:
+            self._rollback()
+            raise
+        return result
+
+    def _apply_segment(self, table: TableRef, segment: Segment, result: ApplyResult) -> None:
+        if segment.truncate:
+            self._truncate(table)
+            result.applied["t"] = result.applied.get("t", 0) + 1
+        if segment.deletes:
+            keys = list(segment.deletes)
+            events = segment.deletes
+            done = self._guarded(table, keys, lambda part: self._delete(table, part), lambda key: events[key], result)
+            result.applied["d"] = result.applied.get("d", 0) + done
+        groups: dict[frozenset[str], list[Upsert]] = {}
+        for upsert in segment.upserts.values():
+            groups.setdefault(upsert.keep, []).append(upsert)
+        all_columns = target_columns(table)
+        for keep, upserts in groups.items():
+            columns = [column for column in all_columns if column.name not in keep] if keep else all_columns
+            done_ops: dict[str, int] = {}
+
+            def write(part: list[Upsert], columns: list[Column] = columns) -> None:
+                self._upsert(table, columns, [upsert.row for upsert in part], True)
+
+            self._guarded(table, upserts, write, lambda upsert: upsert.event, result, done_ops)
+            for op, count in done_ops.items():
+                result.applied[op] = result.applied.get(op, 0) + count
+
+    def _guarded(
+        self,
+        table: TableRef,
+        items: list[Any],
+        run: Callable[[list[Any]], None],
+        event_of: Callable[[Any], ChangeEvent],
+        result: ApplyResult,
+        done_ops: dict[str, int] | None = None,
+    ) -> int:
+        """Run ``run(items)`` in a savepoint; on a refused row, bisect and dead-letter the rows refused alone."""
+        self._savepoint()
+        try:
+            run(items)
+        except Exception as exc:
+            reason = self._row_error(exc)
+            if reason is None:
+                raise
+            self._rollback_savepoint()
+            if len(items) == 1:
+                self._dead_letter(table, event_of(items[0]), reason)
+                result.dead_letters += 1
+                return 0
+            middle = len(items) // 2
+            return self._guarded(table, items[:middle], run, event_of, result, done_ops) + self._guarded(
+                table, items[middle:], run, event_of, result, done_ops
+            )
+        self._release()
+        if done_ops is not None:
+            for item in items:
+                op = event_of(item).op
+                done_ops[op] = done_ops.get(op, 0) + 1
+        return len(items)
+
+    def _dead_letter(self, table: TableRef, event: ChangeEvent, reason: str) -> None:
+        self._record(
+            table.source.qualified,
+            "dead_letters",
+            [(to_json(event.key), event.op, to_json(event), reason[:4000])],
+        )
+
+    def _apply_keyless(self, table: TableRef, events: list[ChangeEvent], result: ApplyResult) -> None:
+        """Tables without a primary key: ``insert-only`` or ``full-row`` (see docs/cdc/apply.md)."""
+        columns = target_columns(table)
+        pending: list[ChangeEvent] = []
+
+        def flush() -> None:
+            if pending:
+                part_events = list(pending)
+                done_ops: dict[str, int] = {}
+                self._guarded(
+                    table,
+                    part_events,
+                    lambda part: self._upsert(table, columns, [event.after or {} for event in part], False),
+                    lambda event: event,
+                    result,
+                    done_ops,
+                )
+                for op, count in done_ops.items():
+                    result.applied[op] = result.applied.get(op, 0) + count
+                pending.clear()
+
+        for event in events:
+            if event.op in ("c", "r"):
+                pending.append(event)
+                continue
+            flush()
+            if event.op == "t":
+                self._truncate(table)
+                result.applied["t"] = result.applied.get("t", 0) + 1
+            elif table.no_key != "full-row":
+                self._dead_letter(table, event, f"table {table.source.qualified} has no primary key (no_key: insert-only)")
+                result.dead_letters += 1
+            elif event.before is None:
+                self._dead_letter(table, event, "no before image: the source must log whole rows (REPLICA IDENTITY FULL)")
+                result.dead_letters += 1
+            else:
+                self._delete_row(table, event.before)
+                if event.op == "u" and event.after is not None:
+                    pending.append(event)
+                else:
+                    result.applied["d"] = result.applied.get("d", 0) + 1
+        flush()
+
+    def _resolve(self, table: TableRef, events: list[ChangeEvent], resolver: Resolver, result: ApplyResult) -> list[ChangeEvent]:
+        """Conflicts of the batch decided by ``resolver``; the events left to apply."""
+        key_columns = table.source.key
+        first: dict[Key, ChangeEvent] = {}
+        for event in events:
+            if event.op in ("c", "u", "d"):
+                first.setdefault(old_key(event, key_columns), event)
+        if not first:
+            return events
+        current = self._current_rows(table, list(first))
+        types = {column.name: column.type for column in target_columns(table)}
+        masked = set(table.mask)
+        conflicts: list[Conflict] = []
+        for key, event in first.items():
+            row = current.get(key)
+            image = event.after if event.op == "c" else event.before
+            if event.op == "c":
+                differs = row is not None and not self._matches(image or {}, row, types, masked)
+            else:
+                differs = row is None or not self._matches(image or {}, row, types, masked)
+            if differs:
+                conflicts.append(Conflict(event, row))
+        if not conflicts:
+            return events
+        decisions = resolver(conflicts)
+        losers: set[Key] = set()
+        records = []
+        for conflict, applied in zip(conflicts, decisions, strict=True):
+            if not applied:
+                losers.add(old_key(conflict.event, key_columns))
+                losers.add(tuple(conflict.event.key))
+            records.append((to_json(conflict.event.key), to_json(conflict.event), to_json(conflict.current), bool(applied)))
+        self._record(table.source.qualified, "conflicts", records)
+        result.conflicts += len(conflicts)
+        return [
+            event
+            for event in events
+            if event.op in ("r", "t") or (tuple(event.key) not in losers and old_key(event, key_columns) not in losers)
+        ]
+
+    @staticmethod
+    def _matches(image: dict[str, Any], row: dict[str, Any], types: dict[str, str], masked: set[str]) -> bool:
+        for column, value in image.items():
+            if column in types and column in row and not same_value(types[column], value, row[column], column in masked):
+                return False
+        return True
+
+    # ------------------------------------------------------------------------------------- schema
+
+    def apply_schema(self, table: TableRef, change: SchemaChange) -> None:
+        """Rename, add, widen, drop (or keep) columns so the target matches ``change.schema``.
+
+        Idempotent: a column already added, renamed or dropped is left alone. Raises :class:`SyncError`
+        (``table`` set) for a key change or a type change that does not widen (:func:`widens`)."""
+        try:
+            if change.change == "create" or not self._target_columns(table):
+                self._create_table(_with_schema(table, change))
+                self._commit()
+                return
+            if change.change in ("drop_table", "rename_table"):
+                self._commit()
+                return
+            if list(change.schema.key) != list(table.source.key):
+                raise cannot_alter(
+                    table,
+                    ",".join(change.schema.key) or "(key)",
+                    "primary key " + ",".join(table.source.key),
+                    "primary key " + ",".join(change.schema.key),
+                )
+            present = self._target_columns(table)
+            dropped = set(table.drop)
+            old = {column.name: column for column in table.source.columns}
+            for before, after in change.renamed.items():
+                if before in old and before not in dropped:
+                    if before in present and after not in present:
+                        self._alter(table, "rename", old[before], after)
+                        present = (present - {before}) | {after}
+                    old[after] = msgspec.structs.replace(old.pop(before), name=after)
+            new_names = {column.name for column in change.schema.columns}
+            for column in change.schema.columns:
+                if column.name in dropped:
+                    continue
+                previous = old.get(column.name)
+                if column.name not in present:
+                    self._alter(table, "add", column)
+                elif previous is not None and self._type_of(table, previous) != self._type_of(table, column):
+                    if not widens(previous, column):
+                        raise cannot_alter(table, column.name, previous.type, column.type)
+                    self._alter(table, "type", column)
+            for name, column in old.items():
+                if name not in new_names and name in present and name not in dropped:
+                    self._alter(table, "drop" if table.drop_columns == "drop" else "keep", column)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    @abstractmethod
+    def _type_of(self, table: TableRef, column: Column) -> str:
+        """The target type of ``column`` in ``table`` (masked columns included)."""
+
+
+def _with_schema(table: TableRef, change: SchemaChange) -> TableRef:
+    return TableRef(
+        change.schema,
+        table.target_namespace,
+        table.target_name,
+        table.drop,
+        table.mask,
+        table.no_key,
+        table.drop_columns,
+    )
+
+
+def load_position(text: str | None) -> Position | None:
+    """A stored position column (JSON list of ints) as a list, ``None`` when unset."""
+    return None if text is None else [int(part) for part in json.loads(text)]
+
+
+def load_key(text: str | None) -> list[Any] | None:
+    """A stored snapshot key (JSON list) as a list, ``None`` when unset."""
+    return None if text is None else list(json.loads(text))

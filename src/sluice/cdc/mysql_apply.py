@@ -1,0 +1,305 @@
+"""MariaDB/MySQL apply: multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` and batched deletes, one transaction.
+
+Rows of a batch (reduced to their net effect) go out as multi-row INSERT statements (PyMySQL's
+``executemany`` folds the rows into statements of up to ~1 MB) and deletes as ``DELETE ... WHERE key IN
+(...)`` of up to 5,000 keys. The session runs in UTC with strict SQL mode, so a value out of range or too
+long is refused (and dead-lettered) rather than silently cut. ``TRUNCATE`` commits implicitly in MySQL, so
+a truncate event is applied as ``DELETE FROM`` to stay inside the batch's transaction.
+
+Values: canonical event values pass through PyMySQL's escaping unchanged, except timestamps (microseconds
+since the epoch) written as UTC ``DATETIME`` text and masked columns (hex SHA-256).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pymysql
+import pymysql.err
+
+from sluice.cdc.apply_base import SqlApply, load_key, load_position, to_json
+from sluice.cdc.apply_common import EPOCH, Key, key_value, mask_values, mysql_type, no_key_error, parse_type, target_columns
+from sluice.cdc.base import SyncError, TableRef
+from sluice.cdc.events import Column, Position
+from sluice.cdc.plugins import ApplyOptions
+from sluice.connectors.mysql import connect_arguments
+
+DELETE_CHUNK = 5_000
+# Server errors that refuse one row: duplicate/foreign key/NOT NULL (IntegrityError), out of range, too
+# long, bad value or encoding (DataError), and these reported as OperationalError/InternalError:
+# 1292 bad datetime, 1366 incorrect string value, 1265 data truncated, 3140 invalid JSON, 4025 CHECK failed.
+ROW_CODES = frozenset({1048, 1062, 1264, 1265, 1292, 1366, 1367, 1406, 1451, 1452, 1690, 3140, 3819, 4025})
+SQL_MODE = "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+
+
+def quote(name: str) -> str:
+    """A MySQL identifier, back-quoted."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _utc_text(value: int | None) -> str | None:
+    return None if value is None else (EPOCH + dt.timedelta(microseconds=value)).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def column_values(column: Column, values: list[Any], masked: bool) -> list[Any]:
+    """Canonical values of one column as PyMySQL sends them to this column's target type."""
+    if masked:
+        return mask_values(values)
+    name, _ = parse_type(column.type)
+    if name == "timestamp":
+        return [_utc_text(value) for value in values]
+    return values
+
+
+class MysqlApply(SqlApply):
+    """Applies change events to MariaDB/MySQL (plugin ``apply mysql``). One connection, not thread-safe."""
+
+    def __init__(self, url: str, options: ApplyOptions, sync: str, side: str) -> None:
+        super().__init__(options, sync, side)
+        arguments = connect_arguments(url)
+        try:
+            self._conn = pymysql.connect(**arguments, autocommit=False)
+        except pymysql.err.OperationalError as exc:
+            raise SyncError(f"cannot connect to the MySQL target of sync {sync} ({side}): {exc}", transient=True) from exc
+        with self._conn.cursor() as cursor:
+            cursor.execute("SET time_zone = '+00:00'")
+            cursor.execute(f"SET SESSION sql_mode = '{SQL_MODE}'")
+        self._ns = quote(options.namespace)
+        self._depth = 0
+
+    def _run(self, sql: str, args: Any = None) -> Any:
+        with self._conn.cursor() as cursor:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+
+    # ------------------------------------------------------------------------------------ setup
+
+    def prepare(self, tables: Sequence[TableRef]) -> None:
+        """Create the ``<namespace>`` database with positions, dead_letters, conflicts, and missing target tables."""
+        for table in tables:
+            if not table.source.key and table.no_key == "refuse":
+                raise no_key_error(table)
+        ns = self._ns
+        self._run(f"CREATE DATABASE IF NOT EXISTS {ns} CHARACTER SET utf8mb4")
+        self._run(
+            f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync VARCHAR(190) NOT NULL, side VARCHAR(190) NOT NULL,"
+            " table_name VARCHAR(380) NOT NULL, position TEXT, snapshot_last_key LONGTEXT,"
+            " snapshot_done BOOLEAN NOT NULL DEFAULT FALSE, updated_at DATETIME(6) NOT NULL,"
+            " PRIMARY KEY (sync, side, table_name)) ENGINE=InnoDB"
+        )
+        self._run(
+            f"CREATE TABLE IF NOT EXISTS {ns}.dead_letters (id BIGINT AUTO_INCREMENT PRIMARY KEY, sync VARCHAR(190) NOT NULL,"
+            " side VARCHAR(190) NOT NULL, table_name VARCHAR(380) NOT NULL, `key` LONGTEXT, op VARCHAR(1), event LONGTEXT,"
+            " reason TEXT, at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"
+        )
+        self._run(
+            f"CREATE TABLE IF NOT EXISTS {ns}.conflicts (id BIGINT AUTO_INCREMENT PRIMARY KEY, sync VARCHAR(190) NOT NULL,"
+            " side VARCHAR(190) NOT NULL, table_name VARCHAR(380) NOT NULL, `key` LONGTEXT, event LONGTEXT,"
+            " current LONGTEXT, applied BOOLEAN NOT NULL, at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"
+        )
+        if self.options.create_tables:
+            for table in tables:
+                self._create_table(table)
+        self._conn.commit()
+
+    def _create_table(self, table: TableRef) -> None:
+        key = set(table.source.key)
+        masked = set(table.mask)
+        definitions = [
+            f"{quote(c.name)} {mysql_type(c, c.name in masked, c.name in key)}"
+            + ("" if c.nullable and c.name not in key else " NOT NULL")
+            for c in target_columns(table)
+        ]
+        if table.source.key:
+            definitions.append(f"PRIMARY KEY ({', '.join(quote(k) for k in table.source.key)})")
+        self._run(f"CREATE DATABASE IF NOT EXISTS {quote(table.target_namespace)} CHARACTER SET utf8mb4")
+        self._run(
+            f"CREATE TABLE IF NOT EXISTS {self._target(table)} ({', '.join(definitions)})"
+            " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        )
+
+    def _target(self, table: TableRef) -> str:
+        return f"{quote(table.target_namespace)}.{quote(table.target_name)}"
+
+    def _type_of(self, table: TableRef, column: Column) -> str:
+        return mysql_type(column, column.name in table.mask, column.name in table.source.key)
+
+    # -------------------------------------------------------------------------------- positions
+
+    def stored_position(self, table: TableRef) -> tuple[Position | None, list[Any] | None, bool]:
+        rows = self._run(
+            f"SELECT position, snapshot_last_key, snapshot_done FROM {self._ns}.positions"
+            " WHERE sync = %s AND side = %s AND table_name = %s",
+            (self.sync, self.side, table.source.qualified),
+        )
+        self._conn.commit()
+        if not rows:
+            return None, None, False
+        return load_position(rows[0][0]), load_key(rows[0][1]), bool(rows[0][2])
+
+    def _begin(self, name: str) -> Position | None:
+        self._depth = 0
+        args = (self.sync, self.side, name)
+        self._run(
+            f"INSERT INTO {self._ns}.positions (sync, side, table_name, updated_at) VALUES (%s, %s, %s, NOW(6))"
+            " ON DUPLICATE KEY UPDATE updated_at = NOW(6)",
+            args,
+        )
+        rows = self._run(f"SELECT position FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s", args)
+        return load_position(rows[0][0] if rows else None)
+
+    def _finish(self, name: str, position: Position | None, snapshot_key: list[Any] | None, streaming: bool) -> None:
+        self._run(
+            f"UPDATE {self._ns}.positions SET position = COALESCE(%s, position),"
+            " snapshot_last_key = COALESCE(%s, snapshot_last_key), snapshot_done = snapshot_done OR %s, updated_at = NOW(6)"
+            " WHERE sync = %s AND side = %s AND table_name = %s",
+            (
+                None if position is None else to_json(position),
+                None if snapshot_key is None else to_json(snapshot_key),
+                streaming,
+                self.sync,
+                self.side,
+                name,
+            ),
+        )
+        self._conn.commit()
+
+    def finish_snapshot(self, table: TableRef) -> None:
+        """Mark the snapshot of ``table`` done (the runtime calls it after the last chunk)."""
+        self._run(
+            f"UPDATE {self._ns}.positions SET snapshot_done = TRUE, updated_at = NOW(6)"
+            " WHERE sync = %s AND side = %s AND table_name = %s",
+            (self.sync, self.side, table.source.qualified),
+        )
+        self._conn.commit()
+
+    def reset(self, table: TableRef) -> None:
+        self._run(f"TRUNCATE TABLE {self._target(table)}")
+        self._run(
+            f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s",
+            (self.sync, self.side, table.source.qualified),
+        )
+        self._conn.commit()
+
+    # ------------------------------------------------------------------------------ transaction
+
+    def _commit(self) -> None:
+        self._conn.commit()
+
+    def _rollback(self) -> None:
+        if self._conn.open:
+            self._conn.rollback()
+
+    def _savepoint(self) -> None:
+        self._depth += 1
+        self._run(f"SAVEPOINT sluice_{self._depth}")
+
+    def _release(self) -> None:
+        self._run(f"RELEASE SAVEPOINT sluice_{self._depth}")
+        self._depth -= 1
+
+    def _rollback_savepoint(self) -> None:
+        self._run(f"ROLLBACK TO SAVEPOINT sluice_{self._depth}")
+        self._run(f"RELEASE SAVEPOINT sluice_{self._depth}")
+        self._depth -= 1
+
+    def _row_error(self, exc: BaseException) -> str | None:
+        if isinstance(exc, pymysql.err.IntegrityError | pymysql.err.DataError):
+            return str(exc.args[1] if len(exc.args) > 1 else exc)
+        if isinstance(exc, pymysql.err.MySQLError) and exc.args and exc.args[0] in ROW_CODES:
+            return str(exc.args[1] if len(exc.args) > 1 else exc)
+        return None
+
+    # ------------------------------------------------------------------------------------ rows
+
+    def _upsert(self, table: TableRef, columns: list[Column], rows: list[dict[str, Any]], merge: bool) -> None:
+        masked = set(table.mask)
+        data = [column_values(c, [row.get(c.name) for row in rows], c.name in masked) for c in columns]
+        names = ", ".join(quote(c.name) for c in columns)
+        sql = f"INSERT INTO {self._target(table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+        if merge:
+            key = set(table.source.key)
+            updates = [f"{quote(c.name)} = VALUES({quote(c.name)})" for c in columns if c.name not in key] or [
+                f"{quote(table.source.key[0])} = {quote(table.source.key[0])}"
+            ]
+            sql += " ON DUPLICATE KEY UPDATE " + ", ".join(updates)
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql, list(zip(*data, strict=True)))
+
+    def _key_columns(self, table: TableRef) -> list[Column]:
+        by_name = {column.name: column for column in table.source.columns}
+        return [by_name[name] for name in table.source.key]
+
+    def _key_args(self, table: TableRef, keys: list[Key]) -> tuple[str, list[Any]]:
+        """``(k1, k2) IN ((%s, %s), ...)`` for ``keys`` and its arguments (values converted as for an insert)."""
+        columns = self._key_columns(table)
+        masked = set(table.mask)
+        data = [column_values(c, [key[i] for key in keys], c.name in masked) for i, c in enumerate(columns)]
+        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        names = "(" + ", ".join(quote(c.name) for c in columns) + ")"
+        args = [value for record in zip(*data, strict=True) for value in record]
+        return f"{names} IN ({', '.join([one] * len(keys))})", args
+
+    def _delete(self, table: TableRef, keys: list[Key]) -> None:
+        for start in range(0, len(keys), DELETE_CHUNK):
+            where, args = self._key_args(table, keys[start : start + DELETE_CHUNK])
+            self._run(f"DELETE FROM {self._target(table)} WHERE {where}", args)
+
+    def _delete_row(self, table: TableRef, row: dict[str, Any]) -> int:
+        columns = [column for column in target_columns(table) if column.name in row]
+        masked = set(table.mask)
+        args = [column_values(c, [row[c.name]], c.name in masked)[0] for c in columns]
+        match = " AND ".join(f"{quote(c.name)} <=> %s" for c in columns)
+        with self._conn.cursor() as cursor:
+            return int(cursor.execute(f"DELETE FROM {self._target(table)} WHERE {match} LIMIT 1", args))
+
+    def _current_rows(self, table: TableRef, keys: list[Key]) -> dict[Key, dict[str, Any]]:
+        columns = target_columns(table)
+        types = [(c.name, c.type) for c in self._key_columns(table)]
+        wanted = {tuple(key_value(t, v) for (_, t), v in zip(types, k, strict=True)): k for k in keys}
+        rows: dict[Key, dict[str, Any]] = {}
+        select = ", ".join(quote(c.name) for c in columns)
+        for start in range(0, len(keys), DELETE_CHUNK):
+            where, args = self._key_args(table, keys[start : start + DELETE_CHUNK])
+            for record in self._run(f"SELECT {select} FROM {self._target(table)} WHERE {where}", args):
+                current = dict(zip((c.name for c in columns), record, strict=True))
+                found = tuple(key_value(t, current[n]) for n, t in types)
+                rows[wanted.get(found, found)] = current
+        return rows
+
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
+    def _quote(self, name: str) -> str:
+        return quote(name)
+
+    def _truncate(self, table: TableRef) -> None:
+        self._run(f"DELETE FROM {self._target(table)}")  # TRUNCATE would commit the batch half-way
+
+    # ---------------------------------------------------------------------------------- schema
+
+    def _target_columns(self, table: TableRef) -> set[str]:
+        rows = self._run(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (table.target_namespace, table.target_name),
+        )
+        return {row[0] for row in rows}
+
+    def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
+        target, name = self._target(table), quote(column.name)
+        kind = self._type_of(table, column)
+        statement = {
+            "add": f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {name} {kind}",
+            "drop": f"ALTER TABLE {target} DROP COLUMN IF EXISTS {name}",
+            "keep": f"ALTER TABLE {target} MODIFY COLUMN {name} {kind} NULL",
+            "type": f"ALTER TABLE {target} MODIFY COLUMN {name} {kind}{'' if column.nullable else ' NOT NULL'}",
+            "rename": f"ALTER TABLE {target} RENAME COLUMN {name} TO {quote(other)}",
+        }[action]
+        self._run(statement)
+
+    def close(self) -> None:
+        if self._conn.open:
+            self._conn.close()

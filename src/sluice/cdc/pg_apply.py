@@ -1,0 +1,341 @@
+"""PostgreSQL apply: binary COPY into a temporary staging table, one merge statement per batch.
+
+Rows of a batch (already reduced to their net effect) are written with psycopg's binary ``COPY`` into a
+session-local staging table whose columns use the COPY-friendly type of each logical type (integers as
+``int8``, uint64 as ``numeric``, timestamps as ``int8`` microseconds, decimals, dates and JSON as text),
+then ONE ``INSERT INTO target SELECT <casts> FROM staging ON CONFLICT (key) DO UPDATE`` and ONE
+``DELETE ... USING staging`` apply them. Casts to the target types run in the server, so Python does no
+per-value conversion (bit(n) and masked columns excepted). Measured against ADBC's ``adbc_ingest`` (Arrow
+binary COPY): psycopg's C ``write_row`` staged 100,000 rows of 7 columns in 0.10 s against 0.34 s for
+ingest + merge and 0.47 s for Arrow + CSV COPY; ADBC also cannot roll back to a savepoint after an error
+("connection is in an error state"), which the dead-letter bisection needs.
+
+Example::
+
+    apply = PostgresApply("postgresql://postgres@db/dw", ApplyOptions(), "employees", "warehouse")
+    apply.prepare([table_ref])
+    result = apply.apply_batch(table_ref, events)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+import psycopg.errors
+
+from sluice.cdc.apply_base import SqlApply, load_key, load_position, to_json
+from sluice.cdc.apply_common import Key, key_value, mask_values, no_key_error, parse_type, pg_type, target_columns
+from sluice.cdc.base import SyncError, TableRef
+from sluice.cdc.events import Column, Position
+from sluice.cdc.plugins import ApplyOptions
+from sluice.urls import libpq_url
+
+Stage = tuple[str, Callable[[list[Any]], list[Any]] | None, str]
+_TIMESTAMP = "(to_timestamp({c} / 1000000) + ({c} % 1000000) * interval '1 microsecond')"
+
+
+def quote(name: str) -> str:
+    """A PostgreSQL identifier, double-quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _bits(width: int) -> Callable[[list[Any]], list[Any]]:
+    return lambda values: [None if value is None else format(int(value), f"0{width}b") for value in values]
+
+
+def stage(column: Column, masked: bool) -> Stage:
+    """``(COPY type, Python conversion or None, SQL expression from staging column {c} to the target type)``."""
+    if masked:
+        return "text", mask_values, "{c}"
+    name, args = parse_type(column.type)
+    target = pg_type(column)
+    if name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "year"):
+        return "int8", None, "{c}"
+    if name == "uint64":
+        return "numeric", None, "{c}"
+    if name == "bool":
+        return "bool", None, "{c}"
+    if name in ("float32", "float64"):
+        return "float8", None, "{c}"
+    if name == "bytes":
+        return "bytea", None, "{c}"
+    if name in ("string", "enum", "set"):
+        return "text", None, "{c}"  # assignment cast: a too-long value is refused, not cut
+    if name == "timestamp":
+        return "int8", None, _TIMESTAMP
+    if name == "bit":
+        return "text", _bits(args[0] if args else 1), f"CAST({{c}} AS {target})"
+    return "text", None, f"CAST({{c}} AS {target})"
+
+
+class PostgresApply(SqlApply):
+    """Applies change events to PostgreSQL (plugin ``apply postgresql``). One connection, not thread-safe."""
+
+    def __init__(self, url: str, options: ApplyOptions, sync: str, side: str) -> None:
+        super().__init__(options, sync, side)
+        try:
+            self._conn = psycopg.connect(libpq_url(url), autocommit=False, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise SyncError(
+                f"cannot connect to the PostgreSQL target of sync {sync} ({side}): {exc}".strip(), transient=True
+            ) from exc
+        self._conn.execute("SET TIME ZONE 'UTC'")
+        self._conn.commit()
+        self._ns = quote(options.namespace)
+        self._staging: dict[tuple[str, ...], str] = {}
+        self._new_staging: list[tuple[int, tuple[str, ...]]] = []
+        self._depth = 0
+        self._serial = 0
+
+    # ------------------------------------------------------------------------------------ setup
+
+    def prepare(self, tables: Sequence[TableRef]) -> None:
+        """Create ``<namespace>.positions``, ``dead_letters``, ``conflicts`` and missing target tables."""
+        for table in tables:
+            if not table.source.key and table.no_key == "refuse":
+                raise no_key_error(table)
+        ns = self._ns
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('sluice_cdc_prepare'))")
+            self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ns}")
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync text NOT NULL, side text NOT NULL, table_name text NOT NULL,"
+                " position text, snapshot_last_key text, snapshot_done boolean NOT NULL DEFAULT false,"
+                " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sync, side, table_name))"
+            )
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {ns}.dead_letters (id bigserial PRIMARY KEY, sync text NOT NULL, side text NOT NULL,"
+                " table_name text NOT NULL, key json, op text, event json, reason text, at timestamptz NOT NULL DEFAULT now())"
+            )
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {ns}.conflicts (id bigserial PRIMARY KEY, sync text NOT NULL, side text NOT NULL,"
+                " table_name text NOT NULL, key json, event json, current json, applied boolean NOT NULL,"
+                " at timestamptz NOT NULL DEFAULT now())"
+            )
+            if self.options.create_tables:
+                for table in tables:
+                    self._create_table(table)
+
+    def _create_table(self, table: TableRef) -> None:
+        columns = target_columns(table)
+        masked = set(table.mask)
+        definitions = [f"{quote(c.name)} {pg_type(c, c.name in masked)}{'' if c.nullable else ' NOT NULL'}" for c in columns]
+        if table.source.key:
+            definitions.append(f"PRIMARY KEY ({', '.join(quote(k) for k in table.source.key)})")
+        self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.target_namespace)}")
+        self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self._target(table)} ({', '.join(definitions)})")
+
+    def _target(self, table: TableRef) -> str:
+        return f"{quote(table.target_namespace)}.{quote(table.target_name)}"
+
+    def _type_of(self, table: TableRef, column: Column) -> str:
+        return pg_type(column, column.name in table.mask)
+
+    # -------------------------------------------------------------------------------- positions
+
+    def stored_position(self, table: TableRef) -> tuple[Position | None, list[Any] | None, bool]:
+        with self._conn.transaction():
+            row = self._conn.execute(
+                f"SELECT position, snapshot_last_key, snapshot_done FROM {self._ns}.positions"
+                " WHERE sync = %s AND side = %s AND table_name = %s",
+                (self.sync, self.side, table.source.qualified),
+            ).fetchone()
+        if row is None:
+            return None, None, False
+        return load_position(row[0]), load_key(row[1]), bool(row[2])
+
+    def _begin(self, name: str) -> Position | None:
+        self._depth = 0
+        row = self._conn.execute(
+            f"INSERT INTO {self._ns}.positions (sync, side, table_name) VALUES (%s, %s, %s)"
+            " ON CONFLICT (sync, side, table_name) DO UPDATE SET updated_at = now() RETURNING position",
+            (self.sync, self.side, name),
+        ).fetchone()
+        return load_position(row[0] if row else None)
+
+    def _finish(self, name: str, position: Position | None, snapshot_key: list[Any] | None, streaming: bool) -> None:
+        self._conn.execute(
+            f"UPDATE {self._ns}.positions SET position = COALESCE(%s, position),"
+            " snapshot_last_key = COALESCE(%s, snapshot_last_key), snapshot_done = snapshot_done OR %s, updated_at = now()"
+            " WHERE sync = %s AND side = %s AND table_name = %s",
+            (
+                None if position is None else to_json(position),
+                None if snapshot_key is None else to_json(snapshot_key),
+                streaming,
+                self.sync,
+                self.side,
+                name,
+            ),
+        )
+        self._commit()
+
+    def finish_snapshot(self, table: TableRef) -> None:
+        """Mark the snapshot of ``table`` done (the runtime calls it after the last chunk)."""
+        with self._conn.transaction():
+            self._conn.execute(
+                f"UPDATE {self._ns}.positions SET snapshot_done = true, updated_at = now()"
+                " WHERE sync = %s AND side = %s AND table_name = %s",
+                (self.sync, self.side, table.source.qualified),
+            )
+
+    def reset(self, table: TableRef) -> None:
+        with self._conn.transaction():
+            self._conn.execute(f"TRUNCATE {self._target(table)}")
+            self._conn.execute(
+                f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s",
+                (self.sync, self.side, table.source.qualified),
+            )
+
+    # ------------------------------------------------------------------------------ transaction
+
+    def _commit(self) -> None:
+        self._conn.commit()
+        self._new_staging.clear()
+
+    def _rollback(self) -> None:
+        if not self._conn.closed:
+            self._conn.rollback()
+        self._forget_staging(0)
+
+    def _forget_staging(self, depth: int) -> None:
+        """Staging tables created at savepoint depth >= ``depth`` are gone after a rollback to it."""
+        for created, signature in self._new_staging:
+            if created >= depth:
+                self._staging.pop(signature, None)
+        self._new_staging = [(created, signature) for created, signature in self._new_staging if created < depth]
+
+    def _savepoint(self) -> None:
+        self._depth += 1
+        self._conn.execute(f"SAVEPOINT sluice_{self._depth}")
+
+    def _release(self) -> None:
+        self._conn.execute(f"RELEASE SAVEPOINT sluice_{self._depth}")
+        self._depth -= 1
+
+    def _rollback_savepoint(self) -> None:
+        self._conn.execute(f"ROLLBACK TO SAVEPOINT sluice_{self._depth}")
+        self._conn.execute(f"RELEASE SAVEPOINT sluice_{self._depth}")
+        self._forget_staging(self._depth)
+        self._depth -= 1
+
+    def _row_error(self, exc: BaseException) -> str | None:
+        if isinstance(exc, psycopg.errors.DataError | psycopg.errors.IntegrityError):
+            return str(exc).strip()
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        if sqlstate.startswith(("22", "23")):
+            return str(exc).strip()
+        return None
+
+    # ------------------------------------------------------------------------------------ rows
+
+    def _stage(self, table: TableRef, columns: list[Column], rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
+        """COPY ``rows`` into the staging table for ``columns``; its name and one SQL expression per column."""
+        masked = set(table.mask)
+        stages = [stage(column, column.name in masked) for column in columns]
+        signature = tuple(f"{column.name}:{kind}" for column, (kind, _, _) in zip(columns, stages, strict=True))
+        name = self._staging.get(signature)
+        if name is None:
+            self._serial += 1
+            name = f"sluice_stage_{self._serial}"
+            definitions = ", ".join(f"c{i} {kind}" for i, (kind, _, _) in enumerate(stages))
+            self._conn.execute(f"CREATE TEMP TABLE {name} ({definitions}) ON COMMIT DELETE ROWS")
+            self._staging[signature] = name
+            self._new_staging.append((self._depth, signature))
+        else:
+            self._conn.execute(f"TRUNCATE {name}")
+        data: list[list[Any]] = []
+        for column, (_, convert, _) in zip(columns, stages, strict=True):
+            values = [row.get(column.name) for row in rows]
+            data.append(convert(values) if convert is not None else values)
+        with self._conn.cursor().copy(f"COPY {name} FROM STDIN (FORMAT binary)") as copy:
+            copy.set_types([kind for kind, _, _ in stages])
+            write = copy.write_row
+            for record in zip(*data, strict=True):
+                write(record)
+        return name, [expr.format(c=f"s.c{i}") for i, (_, _, expr) in enumerate(stages)]
+
+    def _upsert(self, table: TableRef, columns: list[Column], rows: list[dict[str, Any]], merge: bool) -> None:
+        staging, expressions = self._stage(table, columns, rows)
+        names = ", ".join(quote(column.name) for column in columns)
+        sql = f"INSERT INTO {self._target(table)} ({names}) SELECT {', '.join(expressions)} FROM {staging} s"
+        if merge:
+            key = table.source.key
+            updates = [f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in columns if c.name not in key]
+            conflict = f" ON CONFLICT ({', '.join(quote(k) for k in key)}) DO "
+            sql += conflict + ("UPDATE SET " + ", ".join(updates) if updates else "NOTHING")
+        self._conn.execute(sql)
+
+    def _key_columns(self, table: TableRef) -> list[Column]:
+        by_name = {column.name: column for column in table.source.columns}
+        return [by_name[name] for name in table.source.key]
+
+    def _delete(self, table: TableRef, keys: list[Key]) -> None:
+        columns = self._key_columns(table)
+        rows = [dict(zip(table.source.key, key, strict=True)) for key in keys]
+        staging, expressions = self._stage(table, columns, rows)
+        match = " AND ".join(f"t.{quote(c.name)} = {e}" for c, e in zip(columns, expressions, strict=True))
+        self._conn.execute(f"DELETE FROM {self._target(table)} t USING {staging} s WHERE {match}")
+
+    def _delete_row(self, table: TableRef, row: dict[str, Any]) -> int:
+        columns = [column for column in target_columns(table) if column.name in row]
+        staging, expressions = self._stage(table, columns, [row])
+        match = " AND ".join(f"t.{quote(c.name)} IS NOT DISTINCT FROM {e}" for c, e in zip(columns, expressions, strict=True))
+        cursor = self._conn.execute(
+            f"DELETE FROM {self._target(table)} WHERE ctid = (SELECT t.ctid FROM {self._target(table)} t, {staging} s"
+            f" WHERE {match} LIMIT 1)"
+        )
+        return cursor.rowcount
+
+    def _current_rows(self, table: TableRef, keys: list[Key]) -> dict[Key, dict[str, Any]]:
+        key_columns = self._key_columns(table)
+        staging, expressions = self._stage(table, key_columns, [dict(zip(table.source.key, k, strict=True)) for k in keys])
+        columns = target_columns(table)
+        match = " AND ".join(f"t.{quote(c.name)} = {e}" for c, e in zip(key_columns, expressions, strict=True))
+        select = ", ".join(
+            f"t.{quote(c.name)}::text" if parse_type(c.type)[0] == "bit" else f"t.{quote(c.name)}" for c in columns
+        )
+        found = self._conn.execute(f"SELECT {select} FROM {self._target(table)} t JOIN {staging} s ON {match}")
+        types = [(c.name, c.type) for c in key_columns]
+        wanted = {tuple(key_value(t, v) for (_, t), v in zip(types, k, strict=True)): k for k in keys}
+        rows: dict[Key, dict[str, Any]] = {}
+        for record in found.fetchall():
+            current = dict(zip((c.name for c in columns), record, strict=True))
+            found_key = tuple(key_value(t, current[n]) for n, t in types)
+            rows[wanted.get(found_key, found_key)] = current
+        return rows
+
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
+    def _quote(self, name: str) -> str:
+        return quote(name)
+
+    def _truncate(self, table: TableRef) -> None:
+        self._conn.execute(f"TRUNCATE {self._target(table)}")
+
+    # ---------------------------------------------------------------------------------- schema
+
+    def _target_columns(self, table: TableRef) -> set[str]:
+        found = self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (table.target_namespace, table.target_name),
+        ).fetchall()
+        return {row[0] for row in found}
+
+    def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
+        target, name = self._target(table), quote(column.name)
+        kind = self._type_of(table, column)
+        statement = {
+            "add": f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {name} {kind}",
+            "drop": f"ALTER TABLE {target} DROP COLUMN IF EXISTS {name}",
+            "keep": f"ALTER TABLE {target} ALTER COLUMN {name} DROP NOT NULL",
+            "type": f"ALTER TABLE {target} ALTER COLUMN {name} TYPE {kind} USING {name}::{kind}",
+            "rename": f"ALTER TABLE {target} RENAME COLUMN {name} TO {quote(other)}",
+        }[action]
+        self._conn.execute(statement)
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,78 @@
+"""MysqlApply against the throwaway MariaDB server: the shared cases of apply_cases.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cdc.apply_cases import CASES, TYPES, Target, case_dead_letters, ref
+from servers_fixtures import mysql_connect
+from sluice.cdc.apply_base import SqlApply
+from sluice.cdc.mysql_apply import MysqlApply, quote
+from sluice.cdc.plugins import ApplyOptions
+
+pytestmark = pytest.mark.mysql
+
+
+@pytest.fixture
+def target(mysql_url: str) -> Iterator[Target]:
+    suffix = uuid.uuid4().hex[:10]
+    namespace, cdc_namespace = f"apply_{suffix}", f"apply_{suffix}_cdc"
+    options = ApplyOptions(namespace=cdc_namespace)
+    made: list[SqlApply] = []
+
+    def make() -> SqlApply:
+        apply = MysqlApply(mysql_url, options, "employees", "warehouse")
+        made.append(apply)
+        return apply
+
+    conn = mysql_connect(mysql_url)
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+
+    def execute(sql: str) -> None:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+
+    def kill(apply: SqlApply) -> None:
+        execute(f"KILL {apply._conn.thread_id()}")  # type: ignore[attr-defined]
+
+    try:
+        yield Target(make(), make, namespace, cdc_namespace, query, execute, kill, quote)
+    finally:
+        for apply in made:
+            apply.close()
+        execute(f"DROP DATABASE IF EXISTS {quote(namespace)}")
+        execute(f"DROP DATABASE IF EXISTS {quote(cdc_namespace)}")
+        conn.close()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_mysql_apply(target: Target, case: str) -> None:
+    CASES[case](target)
+
+
+def test_mysql_dead_letters_check_constraint(target: Target) -> None:
+    name = f"{quote(target.namespace)}.{quote('t')}"
+    case_dead_letters(target, f"ALTER TABLE {name} ADD CONSTRAINT qty_positive CHECK (qty >= 0)")
+
+
+def test_mysql_target_types(target: Target) -> None:
+    table = ref(target, "types", TYPES, ["id"])
+    target.apply.prepare([table])
+    found = dict(
+        target.query(
+            "SELECT column_name, column_type FROM information_schema.columns"
+            f" WHERE table_schema = '{target.namespace}' AND table_name = 'types'"
+        )
+    )
+    assert found["u64"] == "bigint(20) unsigned" and found["dec"] == "decimal(65,30)"
+    assert found["dt"] == "datetime(6)" and found["ts"] == "datetime(6)" and found["tm"] == "time(6)"
+    assert found["e"] == "enum('small','large')" and found["st"] == "set('x','y','z')" and found["bt"] == "bit(10)"
+    assert found["txt"] == "longtext" and found["b"] == "longblob" and found["s"] == "varchar(64)"
