@@ -105,7 +105,7 @@ def throughput(args: argparse.Namespace, work: Path, chameleon: Chameleon | None
             same = wl.target_fingerprints(pg, "bench_sluice") == expected
         out["sluice"] = {
             "seconds": result.seconds, "rows_per_s": counts.total / result.seconds, "tables_equal": same,
-            "peak_rss_mb": result.peak_rss_bytes / 2**20, "applied": sl.applied(result.status),
+            "peak_rss_mb": result.peak_rss_bytes / 2**20, "applied": sl.applied(result.status), "cpu_s": result.cpu_s,
         }  # fmt: skip
     except sl.SluiceUnavailable as exc:
         out["sluice"] = {"error": str(exc)}
@@ -201,6 +201,7 @@ def snapshot(args: argparse.Namespace, work: Path, sluice_error: str) -> dict[st
         out["sluice"] = {
             "seconds": result.seconds, "rows_per_s": args.snapshot_rows / result.seconds, "check": check,
             "same_as_raw": check == out["raw"]["check"], "peak_rss_mb": result.peak_rss_bytes / 2**20,
+            "cpu_s": result.cpu_s,
         }  # fmt: skip
         out["ratio_sluice_raw"] = out["sluice"]["rows_per_s"] / out["raw"]["rows_per_s"]
     except sl.SluiceUnavailable as exc:
@@ -227,7 +228,7 @@ def memory(args: argparse.Namespace, work: Path, sluice_error: str) -> dict[str,
         row = pg.execute("SELECT count(*) FROM bench_sluice_mem.items").fetchone()
     return {
         "rows": args.mem_rows, "write_s": write_s, "seconds": result.seconds, "rows_per_s": args.mem_rows / result.seconds,
-        "peak_rss_mb": result.peak_rss_bytes / 2**20, "target_rows": row[0] if row else None,
+        "peak_rss_mb": result.peak_rss_bytes / 2**20, "target_rows": row[0] if row else None, "cpu_s": result.cpu_s,
     }  # fmt: skip
 
 
@@ -237,11 +238,13 @@ def memory(args: argparse.Namespace, work: Path, sluice_error: str) -> dict[str,
 def _rate(entry: dict[str, Any]) -> str:
     if "error" in entry:
         return "not measured: " + entry["error"].strip().splitlines()[0][:160]
-    return f"{entry['rows_per_s']:>10,.0f} rows/s  ({entry['seconds']:.1f} s)"
+    cpu = f", {entry['cpu_s']:.1f} s CPU" if "cpu_s" in entry else ""
+    return f"{entry['rows_per_s']:>10,.0f} rows/s  ({entry['seconds']:.1f} s{cpu})"
 
 
 def report(results: dict[str, Any]) -> None:
     print(f"versions: {results['versions']}")
+    print(f"load average (1 min) at start {results['load_start']:.1f}, at end {results['load_end']:.1f} on {os.cpu_count()} CPUs")
     if t := results.get("throughput"):
         w = t["workload"]
         print(f"\napply rate: {w['changes']:,} row changes ({w['insert']:,} inserts, {w['update']:,} updates, "
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         sluice_error = ""
     except sl.SluiceUnavailable as exc:
         sluice_error = str(exc)
-    results: dict[str, Any] = {"args": vars(args) | {"json": str(args.json)}, "versions": {}}
+    results: dict[str, Any] = {"args": vars(args) | {"json": str(args.json)}, "versions": {}, "load_start": os.getloadavg()[0]}
     chameleon = None
     try:
         wl.reset_pg()
@@ -339,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             wl.drop_mysql(SRC_CHANGES, SRC_SNAP, SRC_MEM, *SRC_LAT.values())
             wl.drop_pg()
             shutil.rmtree(work, ignore_errors=True)
+    results["load_end"] = os.getloadavg()[0]
     report(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

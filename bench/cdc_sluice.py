@@ -58,6 +58,8 @@ class OnceResult:
     seconds: float
     peak_rss_bytes: int
     status: dict[str, Any] | None
+    cpu_s: float = 0.0
+    """User + system CPU seconds of the process (and of descendants it waited for)."""
 
 
 def read_status(folder: Path) -> dict[str, Any] | None:
@@ -106,7 +108,7 @@ def once(folder: Path, timeout_s: float = 1800, bus: str | None = None) -> OnceR
     process.returncode = os.waitstatus_to_exitcode(wait_status)
     if process.returncode != 0:
         raise SluiceUnavailable(f"`sluice sync --once` exited {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-    return OnceResult(seconds, usage.ru_maxrss * 1024, read_status(folder))
+    return OnceResult(seconds, usage.ru_maxrss * 1024, read_status(folder), usage.ru_utime + usage.ru_stime)
 
 
 @contextmanager
