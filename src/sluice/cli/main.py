@@ -97,6 +97,7 @@ def validate(path: str) -> None:
     if problems or project is None:
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
+    _check_syncs_live(project)
     per_stage = {name: sum(1 for o in project.objects.values() if o.stage == name) for name in project.stage_names}
     stages = ", ".join(f"{name} {count}" for name, count in per_stage.items())
     left_out = f"; {len(project.left_out)} left out (inactive, see 'sluice plan')" if project.left_out else ""
@@ -104,6 +105,23 @@ def validate(path: str) -> None:
     click.echo(
         f"ok: {project.source_file} defines {count} object{'s' if count != 1 else ''} ({stages}){left_out}; no problems found"
     )
+
+
+def _check_syncs_live(project: Project) -> None:
+    """The syncs' checks against the live databases; an unreachable server is a note, not a failure."""
+    if not project.syncs:
+        return
+    from sluice.cdc.preflight import Unreachable, live_problems
+
+    problems = []
+    for spec in project.syncs:
+        try:
+            problems += live_problems(spec)
+        except Unreachable as exc:
+            click.echo(f"note: {exc}; its tables and server settings were not checked", err=True)
+    if problems:
+        click.echo(f"error: {ValidationFailed(problems)}", err=True)
+        sys.exit(USER_ERROR)
 
 
 @cli.command()
@@ -470,6 +488,15 @@ def schema(output: str | None, builtin: bool) -> None:
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+def _register_sync() -> None:
+    from sluice.cli.sync import sync
+
+    cli.add_command(sync)
+
+
+_register_sync()
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from sluice.cdc.config import ColumnRules, SyncSettings
 from sluice.plugins.base import KINDS, Plugin, Settings
 from sluice.plugins.describe import OptionInfo, PluginInfo, describe_all, struct_options
 from sluice.plugins.registry import builtin_plugins
@@ -60,6 +61,12 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
     ("stages.NAME", StageSettings, "Each stage of `stages:`, by name."),
     ("connections.NAME", ConnectionSettings, "Each connection of `connections:`, by name: a URL, or `{url: ...}`."),
     ("retry", RetrySpec, "The top-level `retry:`: how failed objects are retried."),
+    (
+        "syncs[]",
+        SyncSettings,
+        "Each item of `syncs:`: tables kept in sync by change-data capture. See [../cdc/README.md](../cdc/README.md).",
+    ),
+    ("syncs[].columns.TABLE", ColumnRules, "Columns of one source table left out or masked."),
 )
 
 

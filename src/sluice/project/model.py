@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.urls import connection_scheme
 
@@ -232,6 +233,15 @@ class LeftOut:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncSpec:
+    """One entry of ``syncs:``: its checked settings, where it is written, and its connections' URLs."""
+
+    settings: SyncSettings
+    origin: Origin
+    urls: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Project:
     """A loaded project. ``root`` is the folder the definition file lives in.
 
@@ -251,6 +261,24 @@ class Project:
     lake: LakeSpec = LakeSpec()
     lease_s: float = 30.0
     left_out: Mapping[int, LeftOut] = field(default_factory=dict)
+    syncs: tuple[SyncSpec, ...] = ()
+    """The ``syncs:`` of ``sluice.yaml`` (change-data capture), in file order."""
+
+    def sync(self, name: str | None) -> SyncSpec:
+        """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""
+        from sluice.errors import ConfigError, did_you_mean
+
+        names = [s.settings.name for s in self.syncs]
+        if not self.syncs:
+            raise ConfigError(f"{self.source_file} defines no syncs; add a 'syncs:' section (see docs/cdc/README.md)")
+        if name is None:
+            if len(self.syncs) > 1:
+                raise ConfigError(f"{self.source_file} defines several syncs ({', '.join(names)}); choose one with --name")
+            return self.syncs[0]
+        for spec in self.syncs:
+            if spec.settings.name == name:
+                return spec
+        raise ConfigError(f"no sync named {name!r} (syncs: {', '.join(names)}).{did_you_mean(name, names)}")
 
     @property
     def work_dir(self) -> Path:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model import RetrySpec
 
@@ -77,6 +78,9 @@ class ProjectSettings(Settings):
         dict[str, StageSettings] | None, Meta(description="Stages by name (default: ingest, standardize, application).")
     ] = None
     connections: Annotated[dict[str, str | ConnectionSettings] | None, Meta(description="Database connections by name.")] = None
+    syncs: Annotated[
+        list[SyncSettings], Meta(description="Tables kept in sync between two connections by change-data capture (docs/cdc).")
+    ] = msgspec.field(default_factory=list)
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs")

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sluice.cdc.config import SyncSettings
 from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
@@ -30,6 +31,7 @@ from sluice.project.model import (
     RetrySpec,
     SourceSpec,
     StageSpec,
+    SyncSpec,
     stage_for_id,
 )
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
@@ -75,7 +77,7 @@ class _Reader:
 
     def project(self, data: YamlMap) -> Project:
         top = self.check(ProjectSettings, data, "top level", ignore=NESTED_KEYS)
-        if "objects" not in data:
+        if "objects" not in data and "syncs" not in data:
             self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
         stages = self.stages(data.get("stages"), data.line_of("stages"))
         self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
@@ -94,7 +96,57 @@ class _Reader:
             state_url=state,
             lake=self.lake(data.get("lake"), data.line_of("lake")),
             lease_s=top.lease_s if top else 30.0,
+            syncs=self.syncs(data.get("syncs"), data.line_of("syncs")),
         )
+
+    def syncs(self, raw: Any, line: int | None) -> tuple[SyncSpec, ...]:
+        """The ``syncs:`` list: each entry's keys, connections, plugins and plugin options, names unique."""
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.problem(
+                "'syncs' must be a list of syncs such as [{name: hr, source: hr, target: warehouse, tables: [...]}]", line
+            )
+            return ()
+        result: list[SyncSpec] = []
+        seen: dict[str, int | None] = {}
+        for item in raw:
+            mapping = self.mapping(item, "each sync", line, "{name: hr, source: hr, target: warehouse, tables: [employes]}")
+            if mapping is None:
+                continue
+            name = mapping.get("name")
+            label = f"sync '{name}'" if isinstance(name, str) and name else "sync"
+            settings = self.check(SyncSettings, mapping, label, ignore=("capture", "apply"))
+            if isinstance(name, str) and name in seen:
+                self.problem(f"{label} is defined twice (also at line {seen[name]}); sync names must be unique", mapping.line)
+            elif isinstance(name, str):
+                seen[name] = mapping.line
+            sides = [("source", "capture"), ("target", "apply")]
+            if mapping.get("direction") == "both":
+                sides += [("target", "capture"), ("source", "apply")]
+            urls: dict[str, str] = {}
+            plugins: dict[str, Plugin] = {}
+            for role, kind in sides:
+                where = mapping.line_of(role)
+                connection = self.connection(mapping.get(role), label, role, where)
+                if connection is None:
+                    continue
+                urls[connection.name] = connection.url
+                plugin = self.scheme_plugin(kind, connection, label, where)
+                if plugin is not None and (role, kind) in (("source", "capture"), ("target", "apply")):
+                    plugins[kind] = plugin
+            if mapping.get("source") is not None and mapping.get("source") == mapping.get("target"):
+                self.problem(f"{label}: source and target are the same connection; a sync copies between two", mapping.line)
+            for kind, plugin in plugins.items():
+                options = mapping.get(kind)
+                if options is None:
+                    continue
+                nested = self.mapping(options, f"{label}: {kind}", mapping.line_of(kind), "{option: value}")
+                if nested is not None:
+                    self.check(plugin.options, nested, f"{label}: {kind} ({plugin.name})", what="option")
+            if settings is not None:
+                result.append(SyncSpec(settings, Origin(self.file, mapping.line, tuple(mapping.key_lines.items())), urls))
+        return tuple(result)
 
     def url(self, kind: str, value: str | None, line: int | None) -> str:
         """A bus or state store URL, checked against its plugin's scheme and options."""

@@ -1,0 +1,448 @@
+"""PostgreSQL capture: logical decoding with wal2json through a slot and publication Sluice creates.
+
+psycopg 3 has no replication-protocol client, so capture uses the SQL interface of logical decoding on
+ordinary connections (https://www.postgresql.org/docs/15/logicaldecoding-example.html):
+
+* ``pg_create_logical_replication_slot(slot, 'wal2json')`` when :meth:`PostgresCapture.current_position` is
+  first called, i.e. before a snapshot's first read, so the slot's stream covers every later change;
+* ``pg_logical_slot_peek_changes`` (does not consume) read through a server-side cursor, so a transaction of
+  a million rows is never held whole in Python, decoded with msgspec (:mod:`sluice.cdc.pg_stream`);
+* ``pg_replication_slot_advance`` only in :meth:`PostgresCapture.acknowledge`, once the runtime has put the
+  events on the bus: a crash between reading and publishing loses nothing, the next peek reads it again;
+* ``pg_logical_emit_message(false, 'sluice-heartbeat', ...)`` while the tables are idle, so the slot's
+  ``confirmed_flush_lsn`` keeps moving and the server can recycle WAL written by other databases or tables.
+
+Server requirements, the type map and the limits (DDL detection, TOAST) are in ``docs/cdc/postgresql.md``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from sluice.cdc import pg_types
+from sluice.cdc.base import Capture, ChangeBatch, PositionLost, SnapshotChunk, SourceNotReady, SyncError
+from sluice.cdc.events import ChangeEvent, Column, Position, Source, TableSchema
+from sluice.cdc.pg_catalog import read_tables
+from sluice.cdc.pg_stream import StreamDecoder
+from sluice.cdc.pg_wal2json import HEARTBEAT_PREFIX, add_tables_option, lsn_int, lsn_text, peek_sql
+from sluice.cdc.pg_wal2json import decoder as w2j
+from sluice.cdc.plugins import PostgresCaptureOptions
+
+SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c bytea_output=hex -c extra_float_digits=1"
+"""Every capture session prints values the same way, whatever the server's or the role's defaults."""
+
+SLUICE_NAMESPACE = "sluice_cdc"
+RESNAPSHOT = "run `sluice sync PATH --resnapshot` to copy the tables again"
+
+
+def default_slot(sync: str, side: str) -> str:
+    """``sluice_<sync>_<side>``, lower-cased, other characters as ``_``, at most 63 characters."""
+    return re.sub(r"[^a-z0-9_]", "_", f"sluice_{sync}_{side}".lower())[:63]
+
+
+class PostgresCapture(Capture):
+    """Capture of one PostgreSQL database. See the module docstring; options: :class:`PostgresCaptureOptions`."""
+
+    PEEK_ROWS = 20_000
+    """``upto_nchanges`` of one peek (wal2json rows; a transaction is never cut, so one peek may return more)."""
+    BATCH_EVENTS = 5_000
+    """Events per :class:`ChangeBatch` at most (a big transaction spans several batches)."""
+    FETCH_ROWS = 2_000
+    """Rows fetched from the server-side cursor at a time."""
+    IDLE_SLEEP_S = (0.005, 0.05)
+    """Sleep between peeks that found nothing new: doubles from the first to the second value."""
+
+    def __init__(self, url: str, options: PostgresCaptureOptions, sync: str, side: str, marker_table: str | None = None) -> None:
+        self.url = url
+        self.options = options
+        self.sync = sync
+        self.side = side
+        self.marker_table = marker_table
+        self.slot = options.slot or default_slot(sync, side)
+        self.publication = options.publication or self.slot
+        self._own_namespaces = {SLUICE_NAMESPACE} | ({marker_table.partition(".")[0]} if marker_table else set())
+        self._conns: dict[str, psycopg.Connection[Any]] = {}
+        self._decoder: StreamDecoder | None = None
+        self._lock = threading.Lock()
+        self._pending_ack: Position | None = None
+
+    # connections ---------------------------------------------------------------------------------------
+
+    def _connect(self, role: str, autocommit: bool = True) -> psycopg.Connection[Any]:
+        conn = self._conns.get(role)
+        if conn is not None and not conn.closed:
+            return conn
+        try:
+            conn = psycopg.connect(self.url, autocommit=autocommit, options=SESSION_OPTIONS, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise SyncError(f"cannot connect to PostgreSQL for capture ({self.side}): {exc}".strip(), transient=True) from exc
+        if role == "snapshot":
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self._conns[role] = conn
+        return conn
+
+    @property
+    def _control(self) -> psycopg.Connection[Any]:
+        return self._connect("control")
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    # readiness ------------------------------------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Problems with the server: ``wal_level``, free slots, the role's privilege, wal2json. Empty: ready."""
+        conn = self._control
+        problems: list[str] = []
+        wal_level = conn.execute("SHOW wal_level").fetchone()
+        if wal_level is None or wal_level[0] != "logical":
+            problems.append(
+                f"wal_level is {wal_level[0] if wal_level else '?'!r}: set wal_level = logical "
+                "(ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+            )
+        row = conn.execute(
+            "SELECT rolsuper, rolreplication, current_user::text FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        privileged = bool(row and (row[0] or row[1]))
+        if not privileged:
+            user = row[2] if row else "the capture role"
+            problems.append(f"role {user} has neither REPLICATION nor superuser: run ALTER ROLE {user} WITH REPLICATION")
+        slot = self._slot_row()
+        if slot is not None and slot[2] != "wal2json":
+            problems.append(
+                f"replication slot {self.slot} uses the {slot[2]} plugin, not wal2json: drop it "
+                f"(SELECT pg_drop_replication_slot('{self.slot}')) or choose another capture slot"
+            )
+        free = True
+        if slot is None:
+            used, limit = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_replication_slots), current_setting('max_replication_slots')::int"
+            ).fetchone() or (0, 0)
+            if used >= limit:
+                free = False
+                problems.append(
+                    f"max_replication_slots = {limit} are all in use: raise max_replication_slots in postgresql.conf "
+                    "and restart, or drop an unused slot (SELECT pg_drop_replication_slot('name'))"
+                )
+        if slot is None and free and privileged and not problems:
+            problem = self._wal2json_missing()
+            if problem:
+                problems.append(problem)
+        return problems
+
+    def _wal2json_missing(self) -> str | None:
+        """Try a temporary wal2json slot (dropped at once): the only way SQL can tell the plugin is there."""
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        try:
+            conn.execute("SET statement_timeout = '10s'")
+            name = f"sluice_check_{conn.info.backend_pid}"
+            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json', true)", [name])
+            conn.execute("SELECT pg_drop_replication_slot(%s)", [name])
+        except psycopg.errors.QueryCanceled:
+            return None  # long transactions keep the slot from being built; nothing known about wal2json
+        except psycopg.Error as exc:
+            if "wal2json" not in str(exc):
+                raise
+            major = conn.info.server_version // 10000
+            return (
+                f"the wal2json output plugin is not installed on the server ({str(exc).strip()}): install the "
+                f"Debian package postgresql-{major}-wal2json (apt-get install postgresql-{major}-wal2json)"
+            )
+        finally:
+            conn.close()
+        return None
+
+    # catalog --------------------------------------------------------------------------------------------
+
+    def list_tables(self) -> list[TableSchema]:
+        """User tables (no system schemas, no Sluice schema), columns mapped by :mod:`sluice.cdc.pg_types`."""
+        return [t for t in read_tables(self._control) if t.namespace not in self._own_namespaces]
+
+    def _read_table(self, namespace: str, name: str) -> TableSchema | None:
+        if namespace in self._own_namespaces:
+            return None
+        found = read_tables(self._control, namespace, name)
+        return found[0] if found else None
+
+    # slot and publication ----------------------------------------------------------------------------------
+
+    def _slot_row(self) -> tuple[Any, ...] | None:
+        return self._control.execute(
+            "SELECT restart_lsn::text, confirmed_flush_lsn::text, plugin::text, active "
+            "FROM pg_replication_slots WHERE slot_name = %s",
+            [self.slot],
+        ).fetchone()
+
+    def ensure_slot(self) -> None:
+        """Create the replication slot when it does not exist. Raises :class:`SourceNotReady` when the server refuses."""
+        if self._slot_row() is not None:
+            return
+        try:
+            self._control.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", [self.slot])
+        except psycopg.errors.DuplicateObject:
+            return
+        except psycopg.Error as exc:
+            problems = self.check()
+            detail = "; ".join(problems) if problems else str(exc).strip()
+            raise SourceNotReady(f"cannot create replication slot {self.slot}: {detail}") from exc
+
+    def ensure_publication(self, tables: Sequence[TableSchema]) -> None:
+        """Create the publication for ``tables`` or add the missing ones; set REPLICA IDENTITY FULL if asked."""
+        conn = self._control
+        names = [sql.SQL("{}.{}").format(sql.Identifier(t.namespace), sql.Identifier(t.name)) for t in tables]
+        try:
+            if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [self.publication]).fetchone() is None:
+                statement = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(self.publication))
+                if names:
+                    statement = sql.SQL("{} FOR TABLE {}").format(statement, sql.SQL(", ").join(names))
+                conn.execute(statement)
+            else:
+                present = {
+                    (s, t)
+                    for s, t in conn.execute(
+                        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = %s",
+                        [self.publication],
+                    )
+                }
+                for table, name in zip(tables, names, strict=True):
+                    if (table.namespace, table.name) not in present:
+                        conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(self.publication), name))
+            if self.options.replica_identity_full:
+                for name in names:
+                    conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(name))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise SourceNotReady(
+                f"cannot create or alter publication {self.publication}: {str(exc).strip()}; "
+                "the capture role must own the synced tables (or be superuser)"
+            ) from exc
+
+    def drop(self) -> None:
+        """Drop the replication slot and the publication (both may be absent)."""
+        if "stream" in self._conns:
+            self._conns.pop("stream").close()
+        conn = self._control
+        if self._slot_row() is not None:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", [self.slot])
+        conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(self.publication)))
+
+    # positions ------------------------------------------------------------------------------------------
+
+    def current_position(self) -> tuple[Position, str]:
+        """Creates the slot if needed, then ``[pg_current_wal_lsn(), 0]``: transactions committed before it
+        are seen by a snapshot started afterwards, the later ones are in the slot's stream."""
+        self.ensure_slot()
+        row = self._control.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        return [lsn_int(row[0]), 0], row[0]
+
+    def acknowledge(self, position: Position) -> None:
+        """Advance the slot to ``position`` (a whole transaction) or to the start of its transaction (a part of it).
+
+        A position this capture did not produce since it started, other than a heartbeat's, is ignored."""
+        with self._lock:
+            self._pending_ack = position
+            self._advance()
+
+    def _advance(self) -> None:
+        position, decoder = self._pending_ack, self._decoder
+        if position is None:
+            return
+        lsn, index = position[0], position[1]
+        target: int | None = lsn
+        if decoder is not None and lsn in decoder.first_lsn:
+            whole = decoder.complete.get(lsn)
+            if whole is None or index < whole:
+                target = decoder.first_lsn[lsn]
+        elif index != 0:
+            target = None
+        if target is not None:
+            slot = self._slot_row()
+            if slot is None:
+                raise PositionLost(f"replication slot {self.slot} no longer exists: {RESNAPSHOT}")
+            if target > lsn_int(slot[1]):
+                try:
+                    self._control.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", [self.slot, lsn_text(target)])
+                except psycopg.errors.ObjectInUse:
+                    return  # a peek holds the slot now: the stream retries before its next peek
+            if decoder is not None:
+                decoder.forget(target)
+        self._pending_ack = None
+
+    # snapshot -------------------------------------------------------------------------------------------
+
+    def snapshot(self, table: TableSchema, after_key: list[Any] | None, chunk_rows: int) -> Iterator[SnapshotChunk]:
+        """Key-ordered chunks of ``chunk_rows`` rows, each read in its own REPEATABLE READ transaction through a
+        server-side cursor; values are read as text and converted like the stream's (:mod:`sluice.cdc.pg_types`)."""
+        conn = self._connect("snapshot", autocommit=False)
+        columns = table.columns
+        converters = [pg_types.converter(c.type) for c in columns]
+        key_at = [[c.name for c in columns].index(k) for k in table.key]
+        qualified = sql.SQL("{}.{}").format(sql.Identifier(table.namespace), sql.Identifier(table.name))
+        select = sql.SQL("SELECT {} FROM {} AS src").format(sql.SQL(", ").join(_as_text(c) for c in columns), qualified)
+        order = sql.SQL(", ").join(sql.Identifier("src", k) for k in table.key)  # not the ::text output columns
+        estimate_row = self._control.execute(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
+            [f'"{table.namespace}"."{table.name}"'],
+        ).fetchone()
+        estimate = int(estimate_row[0]) if estimate_row else None
+        read = 0
+        while True:
+            with conn.transaction():
+                lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+                assert lsn is not None
+                source = Source(
+                    connector="postgresql",
+                    name=self.side,
+                    position=[lsn_int(lsn[0]), 0],
+                    position_text=lsn[0],
+                    commit_ts_us=int(time.time() * 1_000_000),
+                    origin=f"{self.sync}/{self.side}",
+                    snapshot=True,
+                )
+                statement, params = select, []
+                if table.key:
+                    if after_key is not None:
+                        statement = sql.SQL("{} WHERE ({}) > ({})").format(
+                            statement, order, sql.SQL(", ").join(self._key_param(table, k) for k in table.key)
+                        )
+                        params = [_key_value(table, k, v) for k, v in zip(table.key, after_key, strict=True)]
+                    statement = sql.SQL("{} ORDER BY {} LIMIT {}").format(statement, order, sql.Literal(chunk_rows))
+                with conn.cursor(name="sluice_snapshot") as cursor:
+                    cursor.itersize = min(chunk_rows, self.FETCH_ROWS)
+                    cursor.execute(statement, params)
+                    events: list[ChangeEvent] = []
+                    invalid = 0
+                    qualified_name = table.qualified
+                    for row in cursor:
+                        after = {}
+                        for column, convert, text in zip(columns, converters, row, strict=True):
+                            value = convert(text)
+                            if value is None and text is not None:
+                                invalid += 1
+                            after[column.name] = value
+                        key = [after[columns[i].name] for i in key_at]
+                        events.append(
+                            ChangeEvent(
+                                op="r", table=qualified_name, key=key, source=source, after=after, schema_version=table.version
+                            )
+                        )
+                        if not table.key and len(events) >= chunk_rows:
+                            read += len(events)
+                            yield SnapshotChunk(qualified_name, events, None, read, estimate, invalid_dates=invalid)
+                            events, invalid = [], 0
+            read += len(events)
+            done = not table.key or len(events) < chunk_rows
+            last_key = events[-1].key if events and table.key else after_key
+            yield SnapshotChunk(qualified_name, events, last_key, read, estimate, done=done, invalid_dates=invalid)
+            if done:
+                return
+            after_key = last_key
+
+    @staticmethod
+    def _key_param(table: TableSchema, name: str) -> sql.Composable:
+        column = table.column(name)
+        assert column is not None
+        return sql.SQL("%s::" + column.source_type)
+
+    # stream ---------------------------------------------------------------------------------------------
+
+    def stream(self, start: Position, tables: Sequence[TableSchema], max_wait_s: float) -> Iterator[ChangeBatch]:
+        """Changes after ``start`` (see :mod:`sluice.cdc.pg_stream`); a batch at least every ``max_wait_s`` seconds.
+
+        Raises :class:`PositionLost` when the slot is gone or was advanced past ``start``."""
+        slot = self._slot_row()
+        if slot is None:
+            raise PositionLost(f"replication slot {self.slot} does not exist (dropped?): {RESNAPSHOT}")
+        if start[0] < lsn_int(slot[1]):
+            raise PositionLost(
+                f"replication slot {self.slot} was advanced to {slot[1]}, past position {lsn_text(start[0])}: "
+                f"the changes in between are gone; {RESNAPSHOT}"
+            )
+        self.ensure_publication(tables)
+        decoder_ = StreamDecoder(start, list(tables), self.side, f"{self.sync}/{self.side}", self.marker_table, self._read_table)
+        self._decoder = decoder_
+        patterns = sorted({f"{t.namespace}.*" for t in tables} | ({self.marker_table} if self.marker_table else set()))
+        add_tables = add_tables_option(patterns) if patterns else "*.*"
+        conn = self._connect("stream", autocommit=False)
+        limit = self.PEEK_ROWS
+        last_yield = last_move = time.monotonic()
+        sleep_s = self.IDLE_SLEEP_S[0]
+        decode = w2j.decode
+        while True:
+            with self._lock:
+                self._advance()
+            before = list(decoder_.last)
+            statement, options = peek_sql(limit)
+            rows = 0
+            with conn.transaction(), conn.cursor(name="sluice_peek") as cursor:
+                cursor.itersize = self.FETCH_ROWS
+                cursor.execute(statement, [self.slot, *options, add_tables])
+                for row_lsn, data in cursor:
+                    rows += 1
+                    decoder_.feed(row_lsn, decode(data))
+                    if len(decoder_.events) >= self.BATCH_EVENTS:
+                        yield self._batch(decoder_)
+                        last_yield = time.monotonic()
+            now = time.monotonic()
+            moved = decoder_.last != before
+            if moved:
+                last_move = now
+            if decoder_.events or now - last_yield >= max_wait_s:
+                yield self._batch(decoder_)
+                last_yield = time.monotonic()
+            if rows >= limit:
+                # a full peek: more is waiting. Unacknowledged rows are read again, so grow the window when
+                # the peek brought little that was new.
+                limit = limit * 2 if not moved or rows > 2 * self.PEEK_ROWS else self.PEEK_ROWS
+                sleep_s = self.IDLE_SLEEP_S[0]
+                continue
+            limit = self.PEEK_ROWS
+            if now - last_move >= max_wait_s / 2:
+                self._control.execute(
+                    "SELECT pg_logical_emit_message(false, %s, %s)", [HEARTBEAT_PREFIX, f"{self.slot} {now:.3f}"]
+                )
+                last_move = now
+            if moved:
+                sleep_s = self.IDLE_SLEEP_S[0]
+                continue
+            time.sleep(sleep_s)
+            sleep_s = min(sleep_s * 2, self.IDLE_SLEEP_S[1], max_wait_s)
+
+    def _batch(self, decoder_: StreamDecoder) -> ChangeBatch:
+        events, echo, invalid = decoder_.take()
+        position = list(decoder_.last)
+        return ChangeBatch(
+            events=events,
+            position=position,
+            position_text=lsn_text(position[0]),
+            commit_ts_us=decoder_.commit_ts_us,
+            skipped_echo=echo,
+            invalid_dates=invalid,
+        )
+
+
+def _as_text(column: Column) -> sql.Composable:
+    """The column's text output in a snapshot, as wal2json prints it (``char(n)::text`` would drop the padding)."""
+    if column.source_type == "character" or column.source_type.startswith("character("):
+        return sql.SQL("bpcharout({})::text").format(sql.Identifier(column.name))
+    return sql.SQL("{}::text").format(sql.Identifier(column.name))
+
+
+def _key_value(table: TableSchema, name: str, value: Any) -> Any:
+    """A canonical key value as a parameter of the snapshot's keyset condition."""
+    column = table.column(name)
+    if column is not None and column.type.startswith("timestamp(") and isinstance(value, int):
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+    if column is not None and column.type.startswith("bit(") and isinstance(value, int):
+        return format(value, f"0{column.type[4:-1]}b")
+    return value

@@ -1,0 +1,219 @@
+"""``sluice sync``: run a sync (``sluice sync PATH`` is ``sluice sync run PATH``), its status, resync and drop.
+
+Layout: a click group whose first argument, when it is not one of its commands, is taken as ``run``'s PATH,
+so ``sluice sync PATH --once`` and ``sluice sync status PATH`` both read naturally.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+import msgspec
+
+from sluice.errors import ConfigError, SluiceError, ValidationFailed
+from sluice.observability.logs import setup_logging
+from sluice.project.load import load_project
+from sluice.project.model import Project, SyncSpec
+
+USER_ERROR = 2
+PROGRESS_EVERY_S = 2.0
+
+
+class _RunByDefault(click.Group):
+    """``sluice sync PATH ...`` runs ``sluice sync run PATH ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def _load(path: str, name: str | None) -> tuple[Project, SyncSpec]:
+    try:
+        project = load_project(path)
+        return project, project.sync(name)
+    except ValidationFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+
+
+@click.group("sync", cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
+def sync() -> None:
+    """Keep tables in sync between two databases by change-data capture (the project's ``syncs:``).
+
+    ``sluice sync PATH`` runs a sync (same as ``sluice sync run PATH``)."""
+
+
+@sync.command("run")
+@click.argument("path", type=click.Path())
+@click.option("--name", help="The sync to run (default: the only one).")
+@click.option("--once", is_flag=True, help="Snapshot if needed, apply what the source holds now, then exit.")
+@click.option("--resnapshot", is_flag=True, help="Forget positions, empty the target tables and copy them again.")
+@click.option(
+    "--role",
+    type=click.Choice(["both", "capture", "apply"]),
+    default="both",
+    show_default=True,
+    help="Run capture, apply or both in this process (separate processes need a shared bus such as Kafka).",
+)
+@click.option("--bus", "bus_url", help="Bus URL (default: the project's, else the embedded log in .sluice/).")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Apply threads per direction.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
+@click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
+def run(
+    path: str,
+    name: str | None,
+    once: bool,
+    resnapshot: bool,
+    role: str,
+    bus_url: str | None,
+    workers: int,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_level: str,
+) -> None:
+    """Run a sync until stopped (Ctrl-C or SIGTERM stop it cleanly; a restart resumes where it was)."""
+    from sluice.bus.registry import open_bus
+    from sluice.cdc.runtime import SyncRuntime
+    from sluice.cli.progress import make_console
+    from sluice.observability import metrics
+
+    setup_logging("text", log_level)
+    project, spec = _load(path, name)
+    if metrics_port:
+        metrics.serve(metrics_port, metrics_host)
+    console = make_console()
+    shown: dict[str, float] = {}
+
+    def progress(direction: str, table: str, rows: int, total: int | None, seconds: float) -> None:
+        now = time.monotonic()
+        done = total is not None and rows >= total
+        if not done and now - shown.get(table, 0.0) < PROGRESS_EVERY_S:
+            return
+        shown[table] = now
+        of = f"/{total:,}" if total else ""
+        rate = f" ({rows / seconds:,.0f} rows/s)" if seconds > 0 else ""
+        console.print(f"snapshot {table} ({direction}): {rows:,}{of} rows{rate}", highlight=False)
+
+    bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
+    roles = ("capture", "apply") if role == "both" else (role,)
+    runtime = SyncRuntime(
+        spec.settings,
+        dict(spec.urls),
+        bus,
+        project.work_dir,
+        roles=roles,
+        once=once,
+        resnapshot=resnapshot,
+        workers=workers,
+        on_progress=progress,
+    )
+
+    def stop(signum: int, frame: object) -> None:
+        click.echo("stopping the sync (positions are kept; a restart resumes)", err=True)
+        runtime.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({', '.join(roles)})")
+        status = runtime.run()
+    except SluiceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+    finally:
+        bus.close()
+    errors = [t for t in status.tables if t.state == "error"]
+    for table in errors:
+        click.echo(f"table {table.source_table} stopped: {table.error} (fix it, then 'sluice sync resync')", err=True)
+    applied = sum(sum(t.applied.values()) for t in status.tables)
+    console.print(f"sync {spec.settings.name} stopped: {applied:,} row changes applied, {len(errors)} table(s) in error")
+    sys.exit(1 if errors else 0)
+
+
+@sync.command("status")
+@click.argument("path", type=click.Path())
+@click.option("--name", help="The sync (default: the only one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(path: str, name: str | None, as_json: bool) -> None:
+    """Per table: state, position, lag, rows applied by operation, conflicts, dead letters (from the running sync)."""
+    from rich.table import Table
+
+    from sluice.cdc.status import read_status
+    from sluice.cli.progress import make_console
+
+    project, spec = _load(path, name)
+    current = read_status(project.work_dir, spec.settings.name)
+    if current is None:
+        click.echo(f"error: sync {spec.settings.name} has not run yet (no status in {project.work_dir / 'syncs'})", err=True)
+        sys.exit(USER_ERROR)
+    if as_json:
+        click.echo(msgspec.json.encode(current).decode())
+        return
+    console = make_console()
+    age = time.time() - current.updated_at
+    console.print(
+        f"sync {current.name}: {current.state} ({current.direction}, pid {current.pid}, updated {age:.0f} s ago)"
+        + (f": {current.error}" if current.error else "")
+    )
+    table = Table("direction", "table", "state", "position", "lag s", "applied", "captured", "conflicts", "dead", "snapshot")
+    for t in current.tables:
+        snap = f"{t.snapshot_rows:,}" + (f"/{t.snapshot_total:,}" if t.snapshot_total else "")
+        table.add_row(
+            t.direction,
+            f"{t.source_table} -> {t.target_table}",
+            t.state + (f": {t.error}" if t.error else ""),
+            t.position,
+            "" if t.lag_s is None else f"{t.lag_s:.1f}",
+            _counts(t.applied),
+            _counts(t.captured),
+            str(t.conflicts),
+            str(t.dead_letters),
+            snap,
+        )
+    console.print(table)
+
+
+def _counts(counts: dict[str, Any]) -> str:
+    return " ".join(f"{op} {n:,}" for op, n in sorted(counts.items())) or "-"
+
+
+@sync.command("resync")
+@click.argument("path", type=click.Path())
+@click.argument("table")
+@click.option("--name", help="The sync (default: the only one).")
+def resync(path: str, table: str, name: str | None) -> None:
+    """Empty TABLE (a source table, namespace.name) in the target and copy it again; clears its error."""
+    from sluice.cdc.state import request_resync
+
+    project, spec = _load(path, name)
+    request_resync(project.work_dir, spec.settings.name, table)
+    click.echo(f"resync of {table} requested: the running sync (or its next start) resets and copies it again")
+
+
+@sync.command("drop")
+@click.argument("path", type=click.Path())
+@click.option("--name", help="The sync (default: the only one).")
+def drop(path: str, name: str | None) -> None:
+    """Remove what capture created on the sources (PostgreSQL replication slot and publication)."""
+    from sluice.bus.registry import open_bus
+    from sluice.cdc.runtime import SyncRuntime
+
+    project, spec = _load(path, name)
+    bus = open_bus(project.resolve_bus_url(), project.root)
+    try:
+        SyncRuntime(spec.settings, dict(spec.urls), bus, project.work_dir).drop()
+    except SluiceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+    finally:
+        bus.close()
+    click.echo(f"sync {spec.settings.name}: capture objects dropped from the sources")
