@@ -361,7 +361,7 @@ class Poller(threading.Thread):
 
 
 def latencies(writer: PacedWriter, poller: Poller) -> tuple[list[float], int]:
-    """Per row written: seen - sent, in seconds; and how many rows were never seen."""
+    """Per row written: seen - sent, in seconds (``inf`` for a row never seen); and how many were never seen."""
     out: list[float] = []
     missing = 0
     for first, last, stamp in writer.sent:
@@ -369,6 +369,7 @@ def latencies(writer: PacedWriter, poller: Poller) -> tuple[list[float], int]:
             seen = poller.seen.get(key)
             if seen is None:
                 missing += 1
+                out.append(float("inf"))  # unseen: later than anything seen, so percentiles stay honest
             else:
                 out.append(seen - stamp)
     return out, missing
