@@ -140,6 +140,18 @@ def _paced(args: argparse.Namespace, database: str, schema: str, alive: Callable
     }  # fmt: skip
 
 
+def _delete_kafka_namespace(url: str) -> None:
+    """Delete the topics and consumer groups the Kafka run made (bench/kafka.py's helper)."""
+    from kafka import delete_namespace
+    from sluice.bus.registry import open_bus
+
+    bus = open_bus(url)
+    try:
+        delete_namespace(bus)
+    finally:
+        bus.close()
+
+
 def latency(args: argparse.Namespace, work: Path, chameleon: Chameleon | None, sluice_error: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     kafka = args.kafka + ("&" if "?" in args.kafka else "?") + f"namespace=bench-{uuid.uuid4().hex[:8]}"
@@ -160,6 +172,9 @@ def latency(args: argparse.Namespace, work: Path, chameleon: Chameleon | None, s
             out[name]["lag_s_status"] = [t.get("lag_s") for t in (sl.read_status(folder) or {}).get("tables", [])]
         except (TimeoutError, RuntimeError) as exc:
             out[name] = {"error": f"{exc}\n{sl.log_tail(folder)}"}
+        finally:
+            if bus:
+                _delete_kafka_namespace(bus)
     if chameleon is not None:
         say(f"pg_chameleon: {args.rate:,} rows/s for {args.seconds:.0f} s")
         chameleon.start()
