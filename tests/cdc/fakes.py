@@ -143,7 +143,7 @@ class FakeCapture(Capture):
             source = self._source(position[0], _now_us(), snapshot=True)
             events = [ChangeEvent("r", table.qualified, list(k), source, after=v) for k, v in part]
             done = start + chunk_rows >= len(rows)
-            yield SnapshotChunk(table.qualified, events, list(part[-1][0]), len(part), total, done=done)
+            yield SnapshotChunk(table.qualified, events, list(part[-1][0]), start + len(part), total, done=done)
 
     def stream(self, start: Position, tables: Sequence[TableSchema], max_wait_s: float) -> Iterator[ChangeBatch]:
         index = start[0]

@@ -19,7 +19,18 @@ def test_committed_reference_is_up_to_date() -> None:
 
 def test_one_page_per_kind_with_plugins() -> None:
     pages = reference_pages()
-    assert set(pages) == {"source.md", "destination.md", "lake.md", "engine.md", "bus.md", "state.md", "project.md", "README.md"}
+    assert set(pages) == {
+        "source.md",
+        "destination.md",
+        "lake.md",
+        "engine.md",
+        "bus.md",
+        "state.md",
+        "capture.md",
+        "apply.md",
+        "project.md",
+        "README.md",
+    }
     assert '| `delimiter` | str (length 1) | `","` | Field separator. |' in pages["source.md"]
     assert "pip install 'sluice[postgres]'" in pages["destination.md"]
     assert "## retry" in pages["project.md"]

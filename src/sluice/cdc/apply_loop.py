@@ -71,6 +71,7 @@ class ApplyDirection:
         self.workers = max(1, workers)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._local = threading.local()
         for ref in refs:
             self.add(ref)
 
@@ -141,6 +142,11 @@ class ApplyDirection:
                         if table.paused or table.error:
                             continue
                         busy = self._step(apply, table) or busy
+                    if getattr(self._local, "rebuild", False):
+                        # The failed statement may have left the connection unusable: start a fresh one.
+                        self._local.rebuild = False
+                        apply.close()
+                        apply = self.make_apply()
                 if not busy:
                     self.state.stop.wait(IDLE_SLEEP_S)
         except Exception as exc:
@@ -191,7 +197,17 @@ class ApplyDirection:
                     self._batch(apply, table, run)
                     done, run = index, []
                 if isinstance(event, SchemaChange):
-                    apply.apply_schema(table.ref, event)
+                    try:
+                        apply.apply_schema(table.ref, event)
+                    except SyncError:
+                        raise
+                    except Exception as exc:
+                        self._local.rebuild = True
+                        raise SyncError(
+                            f"table {name}: the target refused schema change {event.change!r} ({event.ddl or 'no DDL text'}): "
+                            f"{str(exc).strip()}; change the target by hand, or run 'sluice sync resync PATH {name}'",
+                            table=name,
+                        ) from exc
                     table.ref = replace(table.ref, source=event.schema)
                 done = index + 1
             if run:

@@ -22,6 +22,7 @@ began, so apply never skips a stream change that the snapshot might have missed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -229,11 +230,12 @@ class CaptureSide:
                 events = [msgspec.structs.replace(e, source=at) for e in events]
             if events:
                 self.bus.publish(topic, [(key_text(e.key), encode(e)) for e in events])
-            rows += chunk.rows_read
+            # Counted from the events: the plugins report ``rows_read`` since the start of the call.
+            rows += len(events)
             entry.last_key, entry.done, entry.rows = chunk.last_key, chunk.done, rows
             write_progress(self.bus, self.sync, self.side, progress)
             self.state.captured(self.direction, name, "r", len(events))
-            self.state.snapshot_rows(self.direction, name, chunk.rows_read, chunk.rows_total_estimate)
+            self.state.snapshot_rows(self.direction, name, len(events), chunk.rows_total_estimate)
             if self.on_progress is not None:
                 self.on_progress(self.direction, name, rows, chunk.rows_total_estimate, time.monotonic() - started)
             if self.state.stop.is_set() and not chunk.done:
@@ -247,11 +249,6 @@ class CaptureSide:
 
     def _stream(self, start: Position) -> None:
         self.position = start
-        if self.until is not None and start >= self.until:
-            self._checkpoint(force=True)
-            if self.local is not None:
-                self.local.caught_up(self.until_wall_us)
-            return
         for name in self.refs:
             self.state.set_state(self.direction, name, "streaming")
         tables = [ref.source for ref in self.refs.values()]
@@ -308,7 +305,7 @@ class CaptureSide:
         name = event.table
         ref = self.refs.get(name)
         if ref is not None:
-            self.refs[name] = TableRef(event.schema, ref.target_namespace, ref.target_name, ref.drop, ref.mask)
+            self.refs[name] = dataclasses.replace(ref, source=event.schema)
             return
         if event.change == "drop_table" or not selected(self.settings, event.schema):
             return
@@ -354,7 +351,7 @@ class CaptureSide:
                 continue
             with handled(self.work_dir, self.sync, name):
                 fresh = {t.qualified: t for t in self.capture.list_tables()}.get(name, ref.source)
-                ref = TableRef(fresh, ref.target_namespace, ref.target_name, ref.drop, ref.mask)
+                ref = dataclasses.replace(ref, source=fresh)
                 self.refs[name] = ref
                 self._reset_targets([ref])
                 position, text = self.capture.current_position()

@@ -54,6 +54,8 @@ def table_ref(settings: SyncSettings, table: TableSchema, target_namespace: str)
         target_name=settings.rename[rename_key] if rename_key is not None else table.name,
         drop=tuple(rules.drop) if rules else (),
         mask=tuple(rules.mask) if rules else (),
+        no_key=settings.no_key,
+        drop_columns=settings.drop_columns,
     )
 
 
@@ -111,4 +113,10 @@ def resolve_tables(
 
 def reverse_ref(ref: TableRef, target_table: TableSchema) -> TableRef:
     """The other direction of a both-ways table: read ``target_table`` (``ref``'s target), write ``ref``'s source."""
-    return TableRef(source=target_table, target_namespace=ref.source.namespace, target_name=ref.source.name)
+    return TableRef(
+        source=target_table,
+        target_namespace=ref.source.namespace,
+        target_name=ref.source.name,
+        no_key=ref.no_key,
+        drop_columns=ref.drop_columns,
+    )

@@ -1,0 +1,341 @@
+"""``sluice sync`` end to end against the real MariaDB and PostgreSQL, on the embedded bus and on Kafka."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from tests.servers_fixtures import mysql_connect
+
+from sluice.bus.base import Bus
+from sluice.bus.embedded import EmbeddedBus
+from sluice.bus.registry import open_bus
+from sluice.cdc.base import PositionLost
+from sluice.cdc.config import SyncSettings
+from sluice.cdc.runtime import SyncRuntime
+
+pytestmark = [pytest.mark.mysql, pytest.mark.postgres]
+SRC = Path(__file__).resolve().parents[2] / "src"
+TABLES = ("emp", "dept")
+DDL = "CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(40), n INT, amount DECIMAL(10,2))"
+
+
+def sync_name() -> str:
+    return f"sync_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def my(mysql_db_url: str) -> Iterator[Any]:
+    conn = mysql_connect(mysql_db_url)
+    with conn.cursor() as cur:
+        for table in TABLES:
+            cur.execute(DDL.format(t=table))
+            values = ", ".join(f"({i}, 'n{i}', {i}, {i}.25)" for i in range(300))
+            cur.execute(f"INSERT INTO {table} VALUES {values}")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def pg(pg_db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(pg_db_url, autocommit=True) as conn:
+        yield conn
+
+
+def rows_my(conn: Any, table: str) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id, name, n, amount FROM {table} ORDER BY id")
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def rows_pg(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(f"SELECT id, name, n, amount FROM {table} ORDER BY id").fetchall()]
+
+
+def writer(url: str, stop: threading.Event, seed: int) -> None:
+    """Inserts, updates and deletes on both tables until ``stop``."""
+    conn = mysql_connect(url)
+    rng = random.Random(seed)
+    try:
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                table, key = rng.choice(TABLES), rng.randrange(400)
+                roll = rng.random()
+                if roll < 0.2:
+                    cur.execute(f"DELETE FROM {table} WHERE id = %s", (key,))
+                elif roll < 0.6:
+                    cur.execute(f"UPDATE {table} SET n = n + 1, name = %s WHERE id = %s", (f"u{rng.randrange(99)}", key))
+                else:
+                    cur.execute(
+                        f"REPLACE INTO {table} VALUES (%s, %s, %s, %s)",
+                        (key, f"i{key}", rng.randrange(1000), Decimal(rng.randrange(10**6)) / 100),
+                    )
+                time.sleep(0.001)
+    finally:
+        conn.close()
+
+
+def settings(name: str, **overrides: Any) -> SyncSettings:
+    raw: dict[str, Any] = {"name": name, "source": "my", "target": "pg", "tables": list(TABLES), "chunk_rows": 100}
+    raw.update(overrides)
+    return msgspec.convert(raw, SyncSettings)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.1)
+
+
+def equal(my: Any, pg: psycopg.Connection[Any]) -> bool:
+    try:
+        return all(rows_my(my, t) == rows_pg(pg, f"public.{t}") for t in TABLES)
+    except psycopg.errors.UndefinedTable:  # apply has not created it yet
+        return False
+
+
+def run_in_thread(rt: SyncRuntime) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def target() -> None:
+        try:
+            out.append(rt.run())
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def snapshot_and_stream_while_writing(bus: Bus, my: Any, pg: psycopg.Connection[Any], urls: dict[str, str], tmp: Path) -> None:
+    stop = threading.Event()
+    w = threading.Thread(target=writer, args=(urls["my"], stop, 7))
+    w.start()
+    rt = SyncRuntime(settings(sync_name()), urls, bus, tmp / ".sluice")
+    thread, out = run_in_thread(rt)
+    try:
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        w.join()
+    try:
+        wait_for(lambda: equal(my, pg))
+    finally:
+        rt.stop()
+        thread.join(30)
+    assert not isinstance(out[0], Exception), out[0]
+    by_table = {t.source_table.split(".")[1]: t for t in out[0].tables}
+    emp = by_table["emp"]
+    assert emp.applied.get("snapshot", 0) > 0 and emp.applied.get("update", 0) > 0
+    assert emp.snapshot_rows == emp.captured["snapshot"]
+
+
+def test_snapshot_then_stream_while_writing_embedded(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        snapshot_and_stream_while_writing(bus, my, pg, {"my": mysql_db_url, "pg": pg_db_url}, tmp_path)
+    finally:
+        bus.close()
+
+
+@pytest.mark.kafka
+def test_snapshot_then_stream_while_writing_kafka(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, kafka_url: str, tmp_path: Path
+) -> None:
+    bus = open_bus(f"{kafka_url}?namespace=sync-{uuid.uuid4().hex[:8]}")
+    try:
+        snapshot_and_stream_while_writing(bus, my, pg, {"my": mysql_db_url, "pg": pg_db_url}, tmp_path)
+    finally:
+        bus.close()
+
+
+def project(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "sluice.yaml").write_text(body)
+    return tmp_path
+
+
+def sluice(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run(
+        [sys.executable, "-m", "sluice", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_kill_9_at_random_moments_then_restart_converges(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    folder = project(
+        tmp_path,
+        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
+        f"syncs:\n  - {{name: {sync_name()}, source: my, target: pg, tables: [emp, dept], chunk_rows: 50, batch_rows: 200}}\n",
+    )
+    stop = threading.Event()
+    w = threading.Thread(target=writer, args=(mysql_db_url, stop, 11))
+    w.start()
+    rng = random.Random(5)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    try:
+        for _ in range(3):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sluice", "sync", str(folder)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(1.5, 3.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    finally:
+        stop.set()
+        w.join()
+    done = sluice("sync", str(folder), "--once")
+    assert "0 table(s) in error" in done.stdout
+    assert equal(my, pg)
+    status = sluice("sync", "status", str(folder), "--json")
+    assert '"state":"stopped"' in status.stdout
+
+
+def test_bad_configuration_fails_before_start(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    with my.cursor() as cur:
+        cur.execute("CREATE TABLE nokey (a INT)")
+    folder = project(
+        tmp_path,
+        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
+        f"syncs:\n  - {{name: {sync_name()}, source: my, target: pg, tables: [emp, nokey, missing_table]}}\n",
+    )
+    validate = sluice("validate", str(folder), check=False)
+    assert validate.returncode == 2
+    assert "'missing_table' matches no table" in validate.stderr and "nokey has no primary key" in validate.stderr
+    run = sluice("sync", str(folder), "--once", check=False)
+    assert run.returncode == 2 and "missing_table" in run.stderr
+    assert pg.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'emp'").fetchone() == (0,)
+
+
+def test_poison_row_goes_to_dead_letters_and_the_rest_flows(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    pg.execute("CREATE TABLE public.emp (id int PRIMARY KEY, name varchar(40), n int CHECK (n < 1000000), amount numeric(10,2))")
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    name = sync_name()
+    try:
+        SyncRuntime(settings(name, tables=["emp"]), urls, bus, tmp_path, once=True).run()
+        with my.cursor() as cur:
+            cur.execute("INSERT INTO emp VALUES (1000, 'bad', 5000000, 1), (1001, 'good', 1, 1)")
+        status = SyncRuntime(settings(name, tables=["emp"]), urls, bus, tmp_path, once=True).run()
+    finally:
+        bus.close()
+    assert status.tables[0].dead_letters == 1 and status.tables[0].state == "streaming"
+    assert pg.execute("SELECT name FROM public.emp WHERE id IN (1000, 1001)").fetchall() == [("good",)]
+    reason = pg.execute("SELECT reason FROM sluice_cdc.dead_letters").fetchall()
+    assert len(reason) == 1 and "check" in reason[0][0].lower()
+
+
+def test_schema_change_it_cannot_apply_stops_that_table_only(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    name = sync_name()
+    rt = SyncRuntime(settings(name), urls, bus, tmp_path)
+    thread, out = run_in_thread(rt)
+    try:
+        wait_for(lambda: equal(my, pg))
+        pg.execute("CREATE VIEW public.emp_view AS SELECT n FROM public.emp")  # PostgreSQL then refuses to alter emp.n
+        with my.cursor() as cur:
+            cur.execute("ALTER TABLE emp MODIFY n BIGINT")
+            cur.execute("INSERT INTO emp VALUES (6000, 'after', 1, 1)")
+            cur.execute("INSERT INTO dept VALUES (5000, 'flows', 1, 1)")
+        wait_for(lambda: pg.execute("SELECT count(*) FROM public.dept WHERE id = 5000").fetchone() == (1,))
+        wait_for(lambda: any(t.state == "error" for t in rt.state.tables.values()))
+    finally:
+        rt.stop()
+        thread.join(30)
+        bus.close()
+    status = out[0]
+    by_table = {t.source_table.split(".")[1]: t for t in status.tables}
+    assert by_table["emp"].state == "error", by_table["emp"]
+    assert by_table["dept"].state == "streaming"
+    assert pg.execute("SELECT name FROM public.dept WHERE id = 5000").fetchone() == ("flows",)
+
+
+def test_lost_position_is_one_clear_error_then_resnapshot(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL -> MariaDB: the slot dropped while the sync was stopped."""
+    pg.execute("CREATE TABLE public.src (id int PRIMARY KEY, name text)")
+    pg.execute("INSERT INTO public.src SELECT g, 'v' || g FROM generate_series(1, 50) g")
+    urls = {"pg": pg_db_url, "my": mysql_db_url}
+    name = sync_name()
+    sync = msgspec.convert({"name": name, "source": "pg", "target": "my", "tables": ["src"]}, SyncSettings)
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        SyncRuntime(sync, urls, bus, tmp_path).drop()
+        pg.execute("UPDATE public.src SET name = 'changed' WHERE id = 1")
+        with pytest.raises(PositionLost, match="--resnapshot"):
+            SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        SyncRuntime(sync, urls, bus, tmp_path, once=True, resnapshot=True).run()
+    finally:
+        try:
+            SyncRuntime(sync, urls, bus, tmp_path).drop()
+        finally:
+            bus.close()
+    with my.cursor() as cur:
+        cur.execute("SELECT count(*), max(name = 'changed') FROM src")
+        assert cur.fetchone() == (50, 1)
+
+
+@pytest.mark.parametrize(("policy", "winner"), [("source-wins", "my"), ("target-wins", "pg"), ("newer-wins", "pg")])
+def test_both_ways_no_echo_and_conflicts(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path, policy: str, winner: str
+) -> None:
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    name = sync_name()
+    sync = settings(name, tables=["emp"], direction="both", conflicts=policy)
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        with my.cursor() as cur:
+            cur.execute("UPDATE emp SET name = 'my only' WHERE id = 1")
+            cur.execute("UPDATE emp SET name = 'my version' WHERE id = 2")
+        time.sleep(1.1)  # MariaDB commit times have whole seconds: the PostgreSQL change is newer
+        pg.execute("UPDATE public.emp SET name = 'pg only' WHERE id = 3")
+        pg.execute("UPDATE public.emp SET name = 'pg version' WHERE id = 2")
+        status = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    finally:
+        try:
+            SyncRuntime(sync, urls, bus, tmp_path).drop()
+        finally:
+            bus.close()
+    assert rows_my(my, "emp") == rows_pg(pg, "public.emp")
+    names = {r[0]: r[1] for r in rows_pg(pg, "public.emp") if r[0] in (1, 2, 3)}
+    assert names == {1: "my only", 2: f"{winner} version", 3: "pg only"}
+    assert sum(t.conflicts for t in status.tables) >= 1
+    # No echo from PostgreSQL: its capture saw its own two updates only, not what the sync wrote into it.
+    # (The MariaDB capture at times captures the sync's own transaction back: reported to cdc-mysql; the
+    # tables still converge because the echo carries the same values.)
+    captured = {t.direction: t.captured for t in status.tables}
+    assert captured["pg -> my"] == {"update": 2} and captured["my -> pg"].get("update", 0) >= 2, captured
