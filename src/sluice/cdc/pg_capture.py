@@ -51,7 +51,7 @@ def default_slot(sync: str, side: str) -> str:
 class PostgresCapture(Capture):
     """Capture of one PostgreSQL database. See the module docstring; options: :class:`PostgresCaptureOptions`."""
 
-    PEEK_ROWS = 20_000
+    PEEK_ROWS = 100_000
     """``upto_nchanges`` of one peek (wal2json rows; a transaction is never cut, so one peek may return more)."""
     BATCH_EVENTS = 5_000
     """Events per :class:`ChangeBatch` at most (a big transaction spans several batches)."""
