@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Create bench/.venvs/{dagster,prefect} with pinned peer orchestrators.
+# Create bench/.venvs/{dagster,prefect,pgchameleon} with pinned peers.
 # Idempotent: a venv that already has the pinned version is left alone.
-# Usage: bench/peers/setup_venvs.sh [dagster|prefect ...]   (default: both)
+# Usage: bench/peers/setup_venvs.sh [dagster|prefect|pgchameleon ...]   (default: dagster prefect)
+# pgchameleon (bench/cdc.py's peer) refuses to run as root, so bench/cdc.py runs it as `nobody` when it is root:
+# its venv is made from the system's Python (/usr/bin/python3, readable by every user), not from one under /root.
 set -euo pipefail
 
 DAGSTER_VERSION="1.13.28"
 PREFECT_VERSION="3.8.8"
+PGCHAMELEON_VERSION="2.0.21"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENVS="${SLUICE_PEER_VENVS:-$HERE/../.venvs}"
@@ -34,7 +37,7 @@ ensure() {
         return 0
     fi
     mkdir -p "$VENVS"
-    [[ -x "$venv/bin/python" ]] || "$PYTHON" -m venv "$venv"
+    [[ -x "$venv/bin/python" ]] || "${VENV_PYTHON:-$PYTHON}" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         --upgrade pip >/dev/null
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
@@ -50,6 +53,9 @@ for tool in "${tools[@]}"; do
     case "$tool" in
         dagster) ensure dagster dagster "$DAGSTER_VERSION" "dagster==$DAGSTER_VERSION" ;;
         prefect) ensure prefect prefect "$PREFECT_VERSION" "prefect==$PREFECT_VERSION" "fastapi<0.151" ;;
-        *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect)" >&2; exit 2 ;;
+        pgchameleon)
+            VENV_PYTHON="$(command -v /usr/bin/python3 || echo "$PYTHON")" \
+                ensure pgchameleon pg_chameleon "$PGCHAMELEON_VERSION" "pg_chameleon==$PGCHAMELEON_VERSION" ;;
+        *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect|pgchameleon)" >&2; exit 2 ;;
     esac
 done
