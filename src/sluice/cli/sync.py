@@ -6,6 +6,7 @@ so ``sluice sync PATH --once`` and ``sluice sync status PATH`` both read natural
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import time
@@ -42,6 +43,18 @@ def _load(path: str, name: str | None) -> tuple[Project, SyncSpec]:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
+
+
+def tune_gc() -> None:
+    """Make Python's cyclic garbage collector run less often in a sync process.
+
+    A sync allocates millions of short-lived, acyclic objects (decoded events, row values); with the default
+    thresholds (a collection every 700 allocations) the collector walked every live batch again and again
+    and took a large share of the CPU (seen with py-spy in ``bench/cdc.py``). Objects alive at start-up are
+    frozen out of collections and the youngest generation is collected every 50,000 allocations instead.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 @click.group("sync", cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,6 +101,7 @@ def run(
 
     setup_logging("text", log_level)
     project, spec = _load(path, name)
+    tune_gc()
     if metrics_port:
         metrics.serve(metrics_port, metrics_host)
     console = make_console()
