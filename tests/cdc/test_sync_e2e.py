@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -341,3 +342,42 @@ def test_both_ways_no_echo_and_conflicts(
     captured = {t.direction: t.captured for t in status.tables}
     assert captured == {"pg -> my": {"update": 2}, "my -> pg": {"update": 2}}, captured
     assert [t.captured for t in again.tables] == [{}, {}], again.tables
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids of ``pid``'s children (Linux ``/proc/<pid>/task/*/children``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_one_way_sync_captures_in_a_child_that_dies_with_its_parent(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    folder = project(
+        tmp_path,
+        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
+        f"syncs:\n  - {{name: {sync_name()}, source: my, target: pg, tables: [emp, dept]}}\n",
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "sluice", "sync", str(folder)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "capture in process" in first, first
+        wait_for(lambda: bool(children_of(proc.pid)), 30)
+        (child,) = children_of(proc.pid)
+        wait_for(lambda: equal(my, pg), 60)  # the snapshot went through the child and the parent's apply
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    wait_for(lambda: not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2], 30)
+    with my.cursor() as cur:
+        cur.execute("UPDATE emp SET n = n + 1")
+    done = sluice("sync", str(folder), "--once", "--processes", "1")
+    assert "capture in process" not in done.stdout
+    assert equal(my, pg)

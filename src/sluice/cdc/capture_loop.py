@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -284,27 +285,37 @@ class CaptureSide:
     def _publish(self, batch: ChangeBatch) -> None:
         by_topic: dict[str, list[tuple[str | None, bytes]]] = {}
         control: list[tuple[str | None, bytes]] = []
+        counts: Counter[tuple[str, str]] = Counter()
+        topics: dict[str, str] = {}
+        local = self.local
         for event in batch.events:
-            table = _table_of(event)
-            if table is None:
+            if isinstance(event, ChangeEvent):  # the hot path: one per row change
+                table = event.table
+                if table not in self.refs:
+                    continue
+                topic = topics.get(table)
+                if topic is None:
+                    topic = topics[table] = change_topic(self.sync, self.side, table)
+                by_topic.setdefault(topic, []).append((key_text(event.key), encode(event)))
+                counts[(table, event.op)] += 1
+                if local is not None:
+                    local.record(table, event.key, event.source.commit_ts_us)
+                continue
+            other = _table_of(event)
+            if other is None:
                 continue
             if isinstance(event, SchemaChange):
                 self._schema_change(event, control)
-            elif table not in self.refs:
+            elif other not in self.refs:
                 continue
-            topic = change_topic(self.sync, self.side, table)
-            if isinstance(event, ChangeEvent):
-                by_topic.setdefault(topic, []).append((key_text(event.key), encode(event)))
-                self.state.captured(self.direction, table, event.op)
-                if self.local is not None:
-                    self.local.record(table, event.key, event.source.commit_ts_us)
-            else:
-                by_topic.setdefault(topic, []).append((table, encode(event)))
+            by_topic.setdefault(change_topic(self.sync, self.side, other), []).append((other, encode(event)))
         batches: list[tuple[str, list[tuple[str | None, bytes]]]] = list(by_topic.items())
         if control:
             batches.append((heartbeat_topic(self.sync, self.side), control))
         if batches:
             self.bus.publish_many(batches)
+        for (table, op), rows in counts.items():  # counted once published
+            self.state.captured(self.direction, table, op, rows)
 
     def _schema_change(self, event: SchemaChange, control: list[tuple[str | None, bytes]]) -> None:
         """A new table matching ``tables:`` joins the sync; a known one gets its new schema."""

@@ -105,12 +105,16 @@ class SyncRuntime:
         capture_factory: CaptureFactory = plugin_capture,
         apply_factory: ApplyFactory = plugin_apply,
         on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
+        capture_running: Callable[[], bool] | None = None,
     ) -> None:
         self.settings, self.urls, self.bus, self.work_dir = settings, urls, bus, work_dir
         self.roles = set(roles)
         self.once, self.resnapshot, self.workers = once, resnapshot, workers
         self.capture_factory, self.apply_factory = capture_factory, apply_factory
         self.on_progress = on_progress
+        self.capture_running = capture_running
+        """With capture in another process (``sluice sync --processes 2``): True while it still runs; ``once``
+        then waits for it before draining."""
         sides = [(settings.source, settings.target)]
         if settings.direction == "both":
             sides.append((settings.target, settings.source))
@@ -293,7 +297,8 @@ class SyncRuntime:
 
     def _finished(self) -> bool:
         """``once``: every capture reached its end position and every apply drained the bus."""
-        if not self.once:
+        capture_elsewhere = self.capture_running is not None and self.capture_running()
+        if not self.once or capture_elsewhere:
             return False
         for d in self.directions:
             if d.capture is not None and not d.capture.finished:

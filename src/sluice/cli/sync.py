@@ -7,9 +7,12 @@ so ``sluice sync PATH --once`` and ``sluice sync status PATH`` both read natural
 from __future__ import annotations
 
 import gc
+import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -57,6 +60,58 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def _split(processes: str, role: str, spec: SyncSpec) -> bool:
+    """Whether to run capture in a child process: asked for, or ``auto`` on a one-way sync with several cores.
+
+    Both-ways syncs stay in one process: newer-wins conflict resolution reads the commit times the same
+    process's capture saw (:mod:`sluice.cdc.conflicts`)."""
+    if role != "both" or processes == "1":
+        return False
+    if processes == "2":
+        return True
+    return spec.settings.direction == "one-way" and (os.cpu_count() or 1) >= 2
+
+
+def _watch_child(child: subprocess.Popen[bytes], once: bool, on_exit: Callable[[], None]) -> Callable[[], bool]:
+    """A ``capture_running`` check for :class:`~sluice.cdc.runtime.SyncRuntime`: True while ``child`` runs.
+
+    Calls ``on_exit`` (stop this process) once when the child fails, or when it ends at all without ``once``
+    (then apply alone would wait for changes nobody captures)."""
+    reported = False
+
+    def running() -> bool:
+        nonlocal reported
+        code = child.poll()
+        if code is None:
+            return True
+        if (code != 0 or not once) and not reported:
+            reported = True
+            on_exit()
+        return False
+
+    return running
+
+
+def _die_with_parent() -> None:
+    """In the capture child, before exec: ask Linux to SIGTERM it when this (apply) process dies, even by
+    ``kill -9`` (``prctl(PR_SET_PDEATHSIG)``), so no orphan capture keeps running."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the capture process if it still runs, and wait for it (SIGKILL after 30 s)."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 @click.group("sync", cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
 def sync() -> None:
     """Keep tables in sync between two databases by change-data capture (the project's ``syncs:``).
@@ -78,6 +133,14 @@ def sync() -> None:
 )
 @click.option("--bus", "bus_url", help="Bus URL (default: the project's, else the embedded log in .sluice/).")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Apply threads per direction.")
+@click.option(
+    "--processes",
+    type=click.Choice(["auto", "1", "2"]),
+    default="auto",
+    show_default=True,
+    help="2: capture runs in a child process and apply in this one (two cores); auto: 2 for a one-way sync "
+    "with --role both on a machine with several cores.",
+)
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
@@ -89,6 +152,7 @@ def run(
     role: str,
     bus_url: str | None,
     workers: int,
+    processes: str,
     metrics_port: int | None,
     metrics_host: str,
     log_level: str,
@@ -119,6 +183,15 @@ def run(
 
     bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
     roles = ("capture", "apply") if role == "both" else (role,)
+    child: subprocess.Popen[bytes] | None = None
+    if _split(processes, role, spec):
+        # Capture and apply are each bound to one core by Python's GIL: run capture in a child process.
+        command = [sys.executable, "-m", "sluice", "sync", "run", path, "--name", spec.settings.name, "--role", "capture"]
+        command += ["--processes", "1", "--log-level", log_level]
+        command += (["--once"] if once else []) + (["--resnapshot"] if resnapshot else [])
+        command += ["--bus", bus_url] if bus_url else []
+        child = subprocess.Popen(command, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        roles = ("apply",)
     runtime = SyncRuntime(
         spec.settings,
         dict(spec.urls),
@@ -126,25 +199,34 @@ def run(
         project.work_dir,
         roles=roles,
         once=once,
-        resnapshot=resnapshot,
+        resnapshot=resnapshot and child is None,
         workers=workers,
         on_progress=progress,
+        capture_running=None if child is None else _watch_child(child, once, lambda: runtime.stop()),
     )
 
     def stop(signum: int, frame: object) -> None:
         click.echo("stopping the sync (positions are kept; a restart resumes)", err=True)
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
         runtime.stop()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({', '.join(roles)})")
+        shown_roles = ", ".join(roles) + (f"; capture in process {child.pid}" if child is not None else "")
+        console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({shown_roles})")
         status = runtime.run()
     except SluiceError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
     finally:
         bus.close()
+        if child is not None:
+            _stop_child(child)
+    if child is not None and child.returncode not in (0, -signal.SIGTERM):
+        click.echo(f"error: the capture process exited with status {child.returncode} (its message is above)", err=True)
+        sys.exit(child.returncode if child.returncode > 0 else 1)
     errors = [t for t in status.tables if t.state == "error"]
     for table in errors:
         click.echo(f"table {table.source_table} stopped: {table.error} (fix it, then 'sluice sync resync')", err=True)
