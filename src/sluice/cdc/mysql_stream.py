@@ -12,9 +12,10 @@ apply writes after its marker row, ``ROLLBACK TO``) belong to the transaction: t
 a position, so every position reported while an echo transaction is read is the commit point before it and
 a resumed stream reads that transaction again from its first event. DDL re-reads the table from ``information_schema`` and is
 published as a :class:`~sluice.cdc.events.SchemaChange` (``TRUNCATE``: a ``t`` change); a ``CREATE TABLE``
-in a captured database adds the table. Batches are yielded every :data:`BATCH_EVENTS` events or
-``max_wait_s`` seconds, inside transactions too, so a huge transaction streams in pieces; the server's
-heartbeat (every ``max_wait_s``) makes an idle stream yield empty batches.
+in a captured database adds the table. Batches are yielded every :data:`BATCH_EVENTS` events, or
+:data:`LINGER_S` seconds after their first change, or ``max_wait_s`` seconds when empty, inside transactions
+too, so a huge transaction streams in pieces; the server's heartbeat (every :data:`HEARTBEAT_S` while idle)
+wakes the reader so a last change is not held and an idle stream yields empty batches.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
     from sluice.cdc.mysql_capture import MysqlCapture
 
 BATCH_EVENTS = 10_000
+LINGER_S = 0.02
+"""Seconds a batch with changes waits for more before it is yielded (latency against per-batch costs)."""
+HEARTBEAT_S = 0.05
+"""The server's heartbeat period while idle: the longest a change read just before an idle spell waits."""
 """Most events in one batch (a transaction of a million rows streams as a hundred batches)."""
 STMT_END = 1
 GTID_STANDALONE = 1
@@ -94,7 +99,7 @@ class BinlogStream:
         dump_from = offset
         if row:
             dump_from = self.txn_starts.get((file_no, offset), (file_no, 4))[1]
-        conn = BinlogConnection(self.capture.connect, self.capture.server_id, self.max_wait_s)
+        conn = BinlogConnection(self.capture.connect, self.capture.server_id, min(self.max_wait_s, HEARTBEAT_S))
         conn.open(self.capture.file_name(file_no), dump_from)
         try:
             yield from self._loop(conn, list(start[:3]) if len(start) >= 3 else [file_no, offset, 0])
@@ -117,6 +122,7 @@ class BinlogStream:
         gtid = ""
         txn_start = (file_no, start[1])
         deadline = time.monotonic() + self.max_wait_s
+        lingering = False
         source = capture.source
         for kind, timestamp, server_id, end, body in conn.events():
             if kind in ROWS_EVENTS:
@@ -193,14 +199,18 @@ class BinlogStream:
                     boundary = last = [file_no, offset, 0]
             elif kind not in (HEARTBEAT, FORMAT_DESCRIPTION) and not in_txn and end:
                 boundary = last = [file_no, end, 0]
-            if len(events) >= BATCH_EVENTS or time.monotonic() >= deadline:
+            now = time.monotonic()
+            if events and not lingering:  # the first change of this batch: yield it soon
+                lingering = True
+                deadline = min(deadline, now + LINGER_S)
+            if len(events) >= BATCH_EVENTS or now >= deadline:
                 position = max(last, boundary, start)
                 batch = ChangeBatch(events, position, f"{file}:{position[1]}", commit_us, skipped, self.invalid.count)
                 self.invalid.count = 0
                 events, skipped = [], 0
                 self._forget(position)
                 yield batch
-                deadline = time.monotonic() + self.max_wait_s
+                deadline, lingering = time.monotonic() + self.max_wait_s, False
         raise SyncError("the server ended the binlog dump", transient=True)
 
     def _forget(self, position: Position) -> None:
