@@ -67,6 +67,8 @@ class FakeDb:
     dead_letters: list[tuple[str, list[Any], str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     bad_schema_tables: set[str] = field(default_factory=set)
+    bulk_snapshot: bool = False
+    """Capture gives snapshot chunks as value lists (``SnapshotChunk.rows``), like the SQL captures, not events."""
 
     def create(self, table: TableSchema) -> None:
         with self.lock:
@@ -147,9 +149,17 @@ class FakeCapture(Capture):
         for start in range(0, len(rows), chunk_rows):
             part = rows[start : start + chunk_rows]
             source = self._source(position[0], _now_us(), snapshot=True)
-            events = [ChangeEvent("r", table.qualified, list(k), source, after=v) for k, v in part]
             done = start + chunk_rows >= len(rows)
-            yield SnapshotChunk(table.qualified, events, list(part[-1][0]), start + len(part), total, done=done)
+            last = list(part[-1][0])
+            if self.db.bulk_snapshot:
+                names = [column.name for column in table.columns]
+                values = [[v.get(name) for name in names] for _, v in part]
+                yield SnapshotChunk(
+                    table.qualified, [], last, start + len(part), total, done, columns=names, rows=values, source=source
+                )
+                continue
+            events = [ChangeEvent("r", table.qualified, list(k), source, after=v) for k, v in part]
+            yield SnapshotChunk(table.qualified, events, last, start + len(part), total, done=done)
 
     def stream(self, start: Position, tables: Sequence[TableSchema], max_wait_s: float) -> Iterator[ChangeBatch]:
         index = start[0]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cdc.apply_cases import CASES, TYPES, Target, case_dead_letters, ref
+from cdc.apply_snapshot_cases import CASES as SNAPSHOT_CASES
 from servers_fixtures import mysql_connect
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.mysql_apply import MysqlApply, quote
@@ -56,6 +57,11 @@ def target(mysql_url: str) -> Iterator[Target]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_mysql_apply(target: Target, case: str) -> None:
     CASES[case](target)
+
+
+@pytest.mark.parametrize("case", sorted(SNAPSHOT_CASES))
+def test_mysql_apply_snapshot_rows(target: Target, case: str) -> None:
+    SNAPSHOT_CASES[case](target)
 
 
 def test_mysql_dead_letters_check_constraint(target: Target) -> None:

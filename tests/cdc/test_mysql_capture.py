@@ -88,8 +88,9 @@ def test_every_type_reads_the_same_in_snapshot_and_stream_under_a_non_utc_zone(c
             "SET sql_mode = 'ALLOW_INVALID_DATES'",
             "INSERT INTO types VALUES " + ", ".join(ROWS),
         )
-        chunks = list(cap.snapshot(cap.list_tables()[0], None, 10))
-        snapshot = {event.key[0]: event.after for chunk in chunks for event in chunk.events}
+        table = cap.list_tables()[0]
+        chunks = list(cap.snapshot(table, None, 10))
+        snapshot = {event.key[0]: event.after for chunk in chunks for event in chunk.as_events(table.key)}
         events, batches = collect(cap, start, 3)
         stream = {event.key[0]: event.after for event in events if isinstance(event, ChangeEvent)}
     finally:
@@ -264,10 +265,14 @@ def test_snapshot_resumes_after_a_composite_key(capmy_url: str) -> None:
     try:
         table = cap.list_tables()[0]
         chunks = list(cap.snapshot(table, None, 2))
-        assert [[e.key for e in c.events] for c in chunks] == [[[1, "x"], [1, "y"]], [[2, "a"], [2, "b"]], [[3, "a"]]]
+        assert [[e.key for e in c.as_events(table.key)] for c in chunks] == [
+            [[1, "x"], [1, "y"]],
+            [[2, "a"], [2, "b"]],
+            [[3, "a"]],
+        ]
         assert chunks[-1].done and not chunks[0].done
         resumed = list(cap.snapshot(table, chunks[0].last_key, 10))
-        assert [e.key for c in resumed for e in c.events] == [[2, "a"], [2, "b"], [3, "a"]]
+        assert [e.key for c in resumed for e in c.as_events(table.key)] == [[2, "a"], [2, "b"], [3, "a"]]
     finally:
         cap.close()
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cdc.apply_cases import CASES, Target, case_dead_letters
+from cdc.apply_snapshot_cases import CASES as SNAPSHOT_CASES
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.pg_apply import PostgresApply, quote
 from sluice.cdc.plugins import ApplyOptions
@@ -55,6 +56,11 @@ def target(pg_url: str) -> Iterator[Target]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_pg_apply(target: Target, case: str) -> None:
     CASES[case](target)
+
+
+@pytest.mark.parametrize("case", sorted(SNAPSHOT_CASES))
+def test_pg_apply_snapshot_rows(target: Target, case: str) -> None:
+    SNAPSHOT_CASES[case](target)
 
 
 def test_pg_dead_letters_check_constraint(target: Target) -> None:

@@ -121,7 +121,7 @@ def test_every_type_reads_the_same_in_snapshot_and_stream(db: psycopg.Connection
     assert table.key == ["id"] and table.column("m") is not None and table.column("m").labels == ["sad", "ok", "happy"]  # type: ignore[union-attr]
     start, _ = capture.current_position()
     db.execute(TYPES_ROWS)
-    snapshot = [e for chunk in capture.snapshot(table, None, 2) for e in chunk.events]
+    snapshot = [e for chunk in capture.snapshot(table, None, 2) for e in chunk.as_events(table.key)]
     streamed = changes(collect(capture, start, [table], lambda ev: len(changes(ev)) >= 3))
     assert [e.op for e in snapshot] == ["r"] * 3 and [e.op for e in streamed] == ["c"] * 3
     assert [e.after for e in snapshot] == [e.after for e in streamed]
@@ -148,10 +148,10 @@ def test_snapshot_resumes_after_a_key(db: psycopg.Connection[Any], make_capture:
     capture = make_capture()
     table = _table(capture, "app.k")
     chunks = list(capture.snapshot(table, None, 4))
-    assert [len(c.events) for c in chunks] == [4, 4, 2] and chunks[-1].done and not chunks[0].done
-    keys = [e.key for c in chunks for e in c.events]
+    assert [c.count for c in chunks] == [4, 4, 2] and chunks[-1].done and not chunks[0].done
+    keys = [e.key for c in chunks for e in c.as_events(table.key)]
     assert keys == sorted(keys) and len(keys) == 10
-    resumed = [e.key for c in capture.snapshot(table, chunks[0].last_key, 4) for e in c.events]
+    resumed = [e.key for c in capture.snapshot(table, chunks[0].last_key, 4) for e in c.as_events(table.key)]
     assert resumed == keys[4:]
 
 

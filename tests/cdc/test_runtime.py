@@ -16,6 +16,7 @@ from tests.cdc.fakes import POISON, FakeDb, FakeWorld, schema
 from sluice.bus.embedded import EmbeddedBus
 from sluice.cdc.base import PositionLost
 from sluice.cdc.config import SyncSettings
+from sluice.cdc.events import SnapshotRows, change_topic, decode
 from sluice.cdc.runtime import SyncRuntime
 from sluice.cdc.state import request_resync
 from sluice.cdc.status import SyncStatus, read_status
@@ -137,24 +138,51 @@ def test_restart_resumes_without_snapshot_again(bus: EmbeddedBus, tmp_path: Path
     assert emp.captured == {"update": 1, "delete": 1}
 
 
-def test_interrupted_snapshot_resumes_after_its_last_chunk(bus: EmbeddedBus, tmp_path: Path) -> None:
-    world = make_world(rows=40, tables=("emp",))
-    sync = settings(tables=["emp"], chunk_rows=10)
+def snapshot_until(world: FakeWorld, bus: EmbeddedBus, tmp_path: Path, sync: SyncSettings, rows: int) -> list[int]:
+    """Run until the snapshot has published ``rows`` rows, then stop; the progress counts seen."""
     rt = runtime(world, bus, tmp_path, sync)
     seen: list[int] = []
 
-    def progress(direction: str, table: str, rows: int, total: int | None, seconds: float) -> None:
-        seen.append(rows)
-        if rows >= 20:
+    def progress(direction: str, table: str, done: int, total: int | None, seconds: float) -> None:
+        seen.append(done)
+        if done >= rows:
             rt.stop()
 
     rt.on_progress = progress
     rt.run()
-    assert seen == [10, 20]
+    return seen
+
+
+def test_interrupted_snapshot_resumes_after_its_last_chunk(bus: EmbeddedBus, tmp_path: Path) -> None:
+    world = make_world(rows=40, tables=("emp",))
+    sync = settings(tables=["emp"], chunk_rows=10)
+    assert snapshot_until(world, bus, tmp_path, sync, 20) == [10, 20]
     rt2 = runtime(world, bus, tmp_path, sync, once=True)
     status = rt2.run()
     assert same(world, "emp")
     assert status.tables[0].captured == {"snapshot": 20}
+
+
+def test_interrupted_bulk_snapshot_resumes_and_counts_right(bus: EmbeddedBus, tmp_path: Path, monkeypatch: Any) -> None:
+    """Chunks as value lists, published as SnapshotRows of at most 4 rows: stopped after two chunks, resumed."""
+    import sluice.cdc.capture_loop as loop
+
+    monkeypatch.setattr(loop, "MESSAGE_ROWS", 4)
+    world = make_world(rows=45, tables=("emp",))
+    world.dbs["src"].bulk_snapshot = True
+    sync = settings(tables=["emp"], chunk_rows=10)
+    assert snapshot_until(world, bus, tmp_path, sync, 20) == [10, 20]
+    topic = change_topic("s1", "src", "app.emp")
+    first = [decode(m.value) for m in bus.read(topic, 0, 100)]
+    assert all(isinstance(m, SnapshotRows) for m in first)
+    assert [len(m.rows) for m in first if isinstance(m, SnapshotRows)] == [4, 4, 2, 4, 4, 2]
+    rt2 = runtime(world, bus, tmp_path, sync, once=True)
+    status = rt2.run()
+    assert same(world, "emp")
+    emp = status.tables[0]
+    assert emp.captured == {"snapshot": 25} and emp.snapshot_rows == 25 and emp.state != "error"
+    keys = [m.rows[0][0] for m in (decode(v.value) for v in bus.read(topic, 0, 100)) if isinstance(m, SnapshotRows)]
+    assert keys == sorted(keys) and len(keys) == len(set(keys))  # no chunk published twice
 
 
 def test_kill_at_random_moments_then_restart_converges(bus: EmbeddedBus, tmp_path: Path) -> None:

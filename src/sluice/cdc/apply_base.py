@@ -15,6 +15,10 @@ One :meth:`SqlApply.apply_batch` is one target transaction:
    the database's message, the rest applies;
 6. store the last stream position / snapshot key and commit. Any other error rolls everything back.
 
+Snapshot rows (:meth:`SqlApply.apply_rows`) skip steps 2-4: they are written as they come, one bulk upsert per
+run of :class:`~sluice.cdc.events.SnapshotRows` (PostgreSQL: binary ``COPY`` into the staging table, then
+the merge), refused rows bisected into the dead letters as in step 5.
+
 Not thread-safe: one instance holds one connection; run one per worker.
 """
 
@@ -41,7 +45,7 @@ from sluice.cdc.apply_common import (
     widens,
 )
 from sluice.cdc.base import Apply, ApplyResult, Conflict, Resolver, SyncError, TableRef
-from sluice.cdc.events import ChangeEvent, Column, Position, SchemaChange
+from sluice.cdc.events import ChangeEvent, Column, Position, SchemaChange, SnapshotRows
 from sluice.cdc.plugins import ApplyOptions
 
 _json_encoder = msgspec.json.Encoder(enc_hook=str)
@@ -179,6 +183,59 @@ class SqlApply(Apply):
             self._rollback()
             raise
         return result
+
+    def apply_rows(self, table: TableRef, batches: Sequence[SnapshotRows]) -> ApplyResult:
+        """Snapshot rows as bulk upserts by key (plain inserts for a table without key), one per run of batches
+        with the same columns, in one transaction that also stores the last row's key. Snapshot keys are unique,
+        so no net-effect pass; refused rows go to the dead letters (bisection, :meth:`_guarded`)."""
+        result = ApplyResult()
+        name = table.source.qualified
+        key = table.source.key
+        if not key and table.no_key == "refuse":
+            raise no_key_error(table)
+        try:
+            self._begin(name)
+            start = 0
+            while start < len(batches):
+                end = start + 1
+                while end < len(batches) and batches[end].columns == batches[start].columns:
+                    end += 1
+                done = self._upsert_snapshot(table, batches[start:end], result)
+                result.applied["r"] = result.applied.get("r", 0) + done
+                start = end
+            snapshot_key = batches[-1].last_key() if batches else None
+            self._finish(name, None, snapshot_key, False)
+        except BaseException:
+            self._rollback()
+            raise
+        return result
+
+    def _upsert_snapshot(self, table: TableRef, batches: Sequence[SnapshotRows], result: ApplyResult) -> int:
+        """Upsert the rows of ``batches`` (all with the same columns); rows written."""
+        first = batches[0]
+        at = {column: i for i, column in enumerate(first.columns)}
+        columns = [column for column in target_columns(table) if column.name in at]
+        picks = [at[column.name] for column in columns]
+        records: list[Sequence[Any]] = []
+        for batch in batches:
+            if picks == list(range(len(batch.columns))):
+                records += batch.rows
+            else:  # dropped columns (or a column order of its own): the target's columns only
+                records += [[row[i] for i in picks] for row in batch.rows]
+        names = [column.name for column in columns]
+        key_at = [names.index(name) for name in table.source.key if name in names]
+
+        def event_of(record: Sequence[Any]) -> ChangeEvent:
+            after = dict(zip(names, record, strict=True))
+            return ChangeEvent("r", first.table, [record[i] for i in key_at], first.source, after=after)
+
+        merge = bool(table.source.key)
+        return self._guarded(table, records, lambda part: self._upsert_records(table, columns, part, merge), event_of, result)
+
+    def _upsert_records(self, table: TableRef, columns: list[Column], records: list[Sequence[Any]], merge: bool) -> None:
+        """:meth:`_upsert` of ``records`` (one sequence of canonical values per row, in ``columns`` order)."""
+        names = [column.name for column in columns]
+        self._upsert(table, columns, [dict(zip(names, record, strict=True)) for record in records], merge)
 
     def _apply_segment(self, table: TableRef, segment: Segment, result: ApplyResult) -> None:
         if segment.truncate:

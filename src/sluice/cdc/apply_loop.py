@@ -5,9 +5,9 @@ topic (a table topic has one partition, so its changes arrive in source order). 
 ``workers`` threads, each with its own :class:`~sluice.cdc.base.Apply` (database connections are not shared
 between threads); a table always stays with one thread, which keeps each key's order while tables are
 applied in parallel (the drivers release the GIL during I/O). A thread polls its tables in turn, decodes up to
-``batch_rows`` messages, applies them in one :meth:`Apply.apply_batch` transaction (schema changes through
-:meth:`Apply.apply_schema`), then commits the bus offsets: a crash in between delivers the messages again
-and apply skips what its stored position covers.
+``batch_rows`` rows, applies them in one :meth:`Apply.apply_batch` (snapshot rows: :meth:`Apply.apply_rows`)
+transaction (schema changes through :meth:`Apply.apply_schema`), then commits the bus offsets: a crash in
+between delivers the messages again and apply skips what its stored position covers.
 
 A :class:`SyncError` naming a table stops only that table (state ``error``; its messages wait on the bus until
 ``sluice sync resync``); any other error stops the sync.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 import msgspec
 
 from sluice.bus.base import Bus, Consumer, Message
-from sluice.cdc.base import Apply, Resolver, SyncError, TableRef
-from sluice.cdc.events import ChangeEvent, SchemaChange, apply_group, change_topic, decode
+from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
+from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
 from sluice.cdc.state import SyncState
 
 log = logging.getLogger("sluice.cdc.apply")
@@ -44,6 +44,8 @@ class ApplyTable:
     lock: threading.Lock = field(default_factory=threading.Lock)
     paused: bool = False
     error: str = ""
+    poll_messages: int = 0
+    """Messages to poll next (0: ``batch_rows``); fewer while snapshot messages of many rows each arrive."""
 
 
 class ApplyDirection:
@@ -164,7 +166,7 @@ class ApplyDirection:
         """Poll and apply one batch of ``table``; False when there was nothing."""
         if table.consumer is None:
             table.consumer = self.bus.consumer(self.group, table.topic, exclusive=True)
-        messages = table.consumer.poll(self.batch_rows, 0.0)
+        messages = table.consumer.poll(table.poll_messages or self.batch_rows, 0.0)
         if not messages:
             self.state.mark_idle(self.direction, table.ref.source.qualified)
             return False
@@ -178,8 +180,13 @@ class ApplyDirection:
         return True
 
     def _apply_messages(self, apply: Apply, table: ApplyTable, messages: list[Message]) -> tuple[int, SyncError | None]:
-        """Apply ``messages`` in order: how many are done (all, or those before a table's error) and that error."""
+        """Apply ``messages`` in order: how many are done (all, or those before a table's error) and that error.
+
+        Consecutive change events go to one :meth:`Apply.apply_batch`; consecutive snapshot messages to one
+        :meth:`Apply.apply_rows` per ``batch_rows`` rows."""
         run: list[ChangeEvent] = []
+        snapshot: list[SnapshotRows] = []
+        snapshot_rows = most_rows = 0
         done = 0
         name = table.ref.source.qualified
         try:
@@ -190,6 +197,20 @@ class ApplyDirection:
                     raise SyncError(
                         f"table {name}: undecodable change at offset {message.offset} of {table.topic}: {exc}", table=name
                     ) from None
+                if isinstance(event, SnapshotRows):
+                    if run:
+                        self._batch(apply, table, run)
+                        done, run = index, []
+                    if snapshot and snapshot_rows + len(event.rows) > self.batch_rows:
+                        self._snapshot_rows(apply, table, snapshot)
+                        done, snapshot, snapshot_rows = index, [], 0
+                    snapshot.append(event)
+                    snapshot_rows += len(event.rows)
+                    most_rows = max(most_rows, len(event.rows))
+                    continue
+                if snapshot:
+                    self._snapshot_rows(apply, table, snapshot)
+                    done, snapshot, snapshot_rows = index, [], 0
                 if isinstance(event, ChangeEvent):
                     run.append(event)
                     continue
@@ -206,22 +227,25 @@ class ApplyDirection:
                 done = index + 1
             if run:
                 self._batch(apply, table, run)
+            if snapshot:
+                self._snapshot_rows(apply, table, snapshot)
+            # Snapshot messages hold thousands of rows: poll about ``batch_rows`` rows' worth of them next.
+            table.poll_messages = max(1, self.batch_rows // most_rows) if most_rows else 0
             return len(messages), None
         except SyncError as exc:
             if exc.table is None:
                 raise
             return done, exc
 
+    def _snapshot_rows(self, apply: Apply, table: ApplyTable, batches: list[SnapshotRows]) -> None:
+        result = _retrying(lambda: apply.apply_rows(table.ref, batches))
+        self._applied(table, result, batches[-1].source)
+
     def _batch(self, apply: Apply, table: ApplyTable, events: list[ChangeEvent]) -> None:
-        for attempt in range(TRANSIENT_RETRIES + 1):
-            try:
-                result = apply.apply_batch(table.ref, events, self.resolver)
-                break
-            except SyncError as exc:
-                if not exc.transient or attempt == TRANSIENT_RETRIES:
-                    raise
-                time.sleep(min(5.0, 0.2 * 2**attempt))
-        last = events[-1].source
+        result = _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver))
+        self._applied(table, result, events[-1].source)
+
+    def _applied(self, table: ApplyTable, result: ApplyResult, last: Source) -> None:
         self.state.applied(
             self.direction,
             table.ref.source.qualified,
@@ -238,3 +262,16 @@ class ApplyDirection:
                 record.state = "snapshotting" if last.snapshot else "streaming"
             elif record.state == "snapshotting" and not last.snapshot:
                 record.state = "streaming"
+
+
+def _retrying(run: Callable[[], ApplyResult]) -> ApplyResult:
+    """``run()``, again after a pause (0.2 s doubling, at most 5 s) on a transient :class:`SyncError`, up to
+    :data:`TRANSIENT_RETRIES` times."""
+    for attempt in range(TRANSIENT_RETRIES):
+        try:
+            return run()
+        except SyncError as exc:
+            if not exc.transient:
+                raise
+            time.sleep(min(5.0, 0.2 * 2**attempt))
+    return run()

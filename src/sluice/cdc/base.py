@@ -1,17 +1,18 @@
 """The two seams of change-data capture: :class:`Capture` reads a source database, :class:`Apply` writes a target.
 
 The sync runtime (:mod:`sluice.cdc.runtime`) joins them through the bus: capture's :class:`ChangeBatch`es
-are published one message per row change (:mod:`sluice.cdc.events`), apply consumes them per table and
-calls :meth:`Apply.apply_batch`. Both are plugins (kinds ``capture`` and ``apply``, chosen by the URL
-scheme of the sync's connection; see :mod:`sluice.cdc.plugins`).
+are published one message per row change (snapshot rows: a few thousand per message, :mod:`sluice.cdc.events`),
+apply consumes them per table and calls :meth:`Apply.apply_batch` (snapshot rows: :meth:`Apply.apply_rows`).
+Both are plugins (kinds ``capture`` and ``apply``, chosen by the URL scheme of the sync's connection; see
+:mod:`sluice.cdc.plugins`).
 
 Guarantees the implementations give (checked by ``tests/cdc/contract_*.py``):
 
 * capture yields changes in source commit order, each with a :class:`~sluice.cdc.events.Position` greater
   than the one before, and can resume from any position it yielded (:meth:`Capture.stream`);
-* a snapshot reads a table in key order in chunks of ``chunk_rows`` rows and can resume after the last key
-  of any chunk; the stream position it returns was read before the first chunk, so snapshot rows followed
-  by the stream from that position converge to the source (full row images, applied in order);
+* a snapshot reads a table in key order in chunks of ``chunk_rows`` rows (:class:`SnapshotChunk`) and can
+  resume after the last key of any chunk; the stream position it returns was read before the first chunk,
+  so snapshot rows followed by the stream from that position converge to the source (full row images, applied in order);
 * apply writes a batch and the table's position in one target transaction, skips stream changes at or
   before the stored position (so a batch delivered twice changes nothing), and puts a row it cannot write
   into the dead letters instead of failing the batch.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, TableSchema
+from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, SnapshotRows, Source, TableSchema
 from sluice.errors import SluiceError
 
 
@@ -89,7 +90,12 @@ class ChangeBatch:
 
 @dataclass(slots=True)
 class SnapshotChunk:
-    """Rows of one table read by a snapshot, in key order; ``last_key`` resumes the next chunk."""
+    """Rows of one table read by a snapshot, in key order; ``last_key`` resumes the next chunk.
+
+    The rows come in one of two forms: the bulk one, ``columns`` (names) and ``rows`` (one list of canonical
+    values per row, in ``columns`` order, :mod:`sluice.cdc.events`) with ``source`` (the chunk's, ``snapshot=True``),
+    which both SQL captures give; or ``events``, one ``op="r"`` :class:`ChangeEvent` per row. The runtime
+    publishes either as :class:`~sluice.cdc.events.SnapshotRows` messages."""
 
     table: str
     events: list[ChangeEvent]
@@ -98,6 +104,20 @@ class SnapshotChunk:
     rows_total_estimate: int | None = None
     done: bool = False
     invalid_dates: int = 0
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    source: Source | None = None
+
+    @property
+    def count(self) -> int:
+        """Rows in the chunk, whichever form they have."""
+        return len(self.rows) if self.columns else len(self.events)
+
+    def as_events(self, key: Sequence[str]) -> list[ChangeEvent]:
+        """The rows as ``op="r"`` change events (``key``: the table's key columns), whichever form they have."""
+        if not self.columns or self.source is None:
+            return self.events
+        return SnapshotRows(self.table, self.source, self.columns, self.rows, list(key)).events()
 
 
 class Capture(ABC):
@@ -195,6 +215,12 @@ class Apply(ABC):
         stored position are skipped. With ``resolver`` (both-ways), an update or delete whose ``before``
         differs from the target row, or an insert whose key exists, is a :class:`Conflict` the resolver decides.
         Rows the target refuses go to the dead letters with the reason."""
+
+    def apply_rows(self, table: TableRef, batches: Sequence[SnapshotRows]) -> ApplyResult:
+        """Apply snapshot rows (bulk upsert by key) and store the last row's key as the snapshot's progress, in
+        one transaction. Same outcome as :meth:`apply_batch` of their ``op="r"`` events, which is what this
+        default does; SQL targets write the rows in bulk."""
+        return self.apply_batch(table, [event for batch in batches for event in batch.events()])
 
     @abstractmethod
     def apply_schema(self, table: TableRef, change: SchemaChange) -> None:

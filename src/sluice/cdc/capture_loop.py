@@ -15,7 +15,8 @@ Not the least of (checkpoint, apply's positions) always: a table nobody writes k
 and would pull the stream back to where the source may have purged its log.
 
 Tables without a finished snapshot (first start, a table added to ``tables:``, a resync) are read in
-chunks first; each chunk is published, then recorded in the snapshot progress, so an interrupted snapshot
+chunks first; each chunk is published (as :class:`~sluice.cdc.events.SnapshotRows` messages of a few thousand
+rows), then recorded in the snapshot progress, so an interrupted snapshot
 resumes after its last published chunk. Every snapshot row carries the position read before that snapshot
 began, so apply never skips a stream change that the snapshot might have missed.
 """
@@ -33,7 +34,7 @@ import msgspec
 
 from sluice.bus.base import Bus
 from sluice.cdc.apply_loop import ApplyDirection
-from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SyncError, TableRef
+from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SnapshotChunk, SyncError, TableRef
 from sluice.cdc.checkpoint import SnapshotProgress, TableProgress, last_heartbeat, read_progress, write_heartbeat, write_progress
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.conflicts import LocalVersions
@@ -43,7 +44,9 @@ from sluice.cdc.events import (
     Heartbeat,
     Position,
     SchemaChange,
+    SnapshotRows,
     Source,
+    TableSchema,
     apply_group,
     change_topic,
     encode,
@@ -59,6 +62,11 @@ CHECKPOINT_EVERY_S = 1.0
 """Least seconds between two checkpoints while changes flow."""
 MAX_WAIT_S = 0.25
 """The stream yields at least this often, so stop, ``--once`` and resync requests are seen quickly."""
+MESSAGE_ROWS = 5000
+"""Most snapshot rows in one :class:`~sluice.cdc.events.SnapshotRows` message."""
+MESSAGE_BYTES = 900_000
+"""A :class:`~sluice.cdc.events.SnapshotRows` message larger than this is split in two (Kafka refuses
+messages over 1 MB by default: ``message.max.bytes``)."""
 
 
 class CaptureSide:
@@ -225,18 +233,16 @@ class CaptureSide:
             _, stored_key, _ = self.control.stored_position(ref)
             entry.last_key = stored_key
         for chunk in self.capture.snapshot(ref.source, entry.last_key, self.settings.chunk_rows):
-            events = chunk.events
-            if events and events[0].source.position != at_position:
-                at = msgspec.structs.replace(events[0].source, position=at_position, position_text=at_text)
-                events = [msgspec.structs.replace(e, source=at) for e in events]
-            if events:
-                self.bus.publish(topic, [(key_text(e.key), encode(e)) for e in events])
-            # Counted from the events: the plugins report ``rows_read`` since the start of the call.
-            rows += len(events)
+            messages = snapshot_messages(ref.source, chunk, at_position, at_text)
+            if messages:
+                self.bus.publish(topic, messages)
+            # Counted from the chunk: the plugins report ``rows_read`` since the start of the call.
+            count = chunk.count
+            rows += count
             entry.last_key, entry.done, entry.rows = chunk.last_key, chunk.done, rows
             write_progress(self.bus, self.sync, self.side, progress)
-            self.state.captured(self.direction, name, "r", len(events))
-            self.state.snapshot_rows(self.direction, name, len(events), chunk.rows_total_estimate)
+            self.state.captured(self.direction, name, "r", count)
+            self.state.snapshot_rows(self.direction, name, count, chunk.rows_total_estimate)
             if self.on_progress is not None:
                 self.on_progress(self.direction, name, rows, chunk.rows_total_estimate, time.monotonic() - started)
             if self.state.stop.is_set() and not chunk.done:
@@ -378,6 +384,41 @@ class CaptureSide:
                 self._snapshot_table(ref, self.progress)
                 handled_any = True
         return handled_any
+
+
+def snapshot_messages(
+    table: TableSchema, chunk: SnapshotChunk, position: Position, position_text: str
+) -> list[tuple[str | None, bytes]]:
+    """The bus messages of one snapshot chunk: :class:`SnapshotRows` of at most :data:`MESSAGE_ROWS` rows and
+    about :data:`MESSAGE_BYTES` bytes each, keyed by their first row's key, every row at ``position`` (the one
+    read before the snapshot began). A chunk of ``op="r"`` events is turned into rows first."""
+    if chunk.columns:
+        columns, rows, source = chunk.columns, chunk.rows, chunk.source
+    else:
+        columns = [column.name for column in table.columns]
+        rows = [[(event.after or {}).get(name) for name in columns] for event in chunk.events]
+        source = chunk.events[0].source if chunk.events else None
+    if not rows or source is None:
+        return []
+    if source.position != position:
+        source = msgspec.structs.replace(source, position=position, position_text=position_text)
+    key = [name for name in table.key if name in columns]
+    at = [columns.index(name) for name in key]
+    name, version = table.qualified, table.version
+    out: list[tuple[str | None, bytes]] = []
+
+    def add(part: list[list[Any]]) -> None:
+        value = encode(SnapshotRows(name, source, columns, part, key, version))
+        if len(value) > MESSAGE_BYTES and len(part) > 1:
+            middle = len(part) // 2
+            add(part[:middle])
+            add(part[middle:])
+            return
+        out.append((key_text([part[0][i] for i in at]), value))
+
+    for start in range(0, len(rows), MESSAGE_ROWS):
+        add(rows[start : start + MESSAGE_ROWS])
+    return out
 
 
 def _table_of(event: Event) -> str | None:

@@ -2,9 +2,17 @@
 
 One bus message per row change, on one topic per source table (:func:`change_topic`), keyed by the row's
 primary key (:func:`key_text`), so every change of one key stays in order on one partition. The value is a
-MessagePack-encoded :class:`ChangeEvent` or :class:`SchemaChange` (:func:`encode` / :func:`decode`; the
-first field, ``kind``, tells them apart). The shape follows Debezium's change event envelope (``op``,
-``before``, ``after``, ``source``) with the same operation letters, so users of that tool read it at sight.
+MessagePack-encoded :class:`ChangeEvent`, :class:`SnapshotRows` or :class:`SchemaChange` (:func:`encode` /
+:func:`decode`; the field ``kind`` tells them apart: ``change``, ``rows``, ``schema``, ``heartbeat``). The shape
+follows Debezium's change event envelope (``op``, ``before``, ``after``, ``source``) with the same operation
+letters, so users of that tool read it at sight.
+
+Snapshot reads travel in bulk: one :class:`SnapshotRows` message carries up to a few thousand rows of one
+table (``columns`` once, then ``rows`` as lists of canonical values in that order), keyed by the first row's
+key, on the table's topic (one partition, so the order with the stream's later changes holds). It means
+exactly what one ``op="r"`` :class:`ChangeEvent` per row would (:meth:`SnapshotRows.events`); apply still
+accepts those. The idea of a column list sent once per batch of row arrays is the Arrow/columnar batch's,
+kept row-major here because apply writes rows (PostgreSQL ``COPY``, MySQL multi-row ``INSERT``).
 
 Values inside ``before``/``after`` use one canonical form per logical type (:mod:`sluice.cdc.types`), the
 same in snapshot and in stream and whichever database produced them:
@@ -156,7 +164,50 @@ class Heartbeat(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="kind
     v: int = EVENT_VERSION
 
 
-Event = ChangeEvent | SchemaChange | Heartbeat
+class SnapshotRows(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="kind", tag="rows"):
+    """Rows of one table read by a snapshot: the bulk form of ``op="r"`` change events.
+
+    ``rows[i][j]`` is the canonical value (module docstring) of column ``columns[j]`` in the ``i``-th row, rows
+    in key order. ``source`` is the snapshot's (``snapshot=True``, the position read before the snapshot began),
+    the same for every row. ``key`` names the primary-key columns (each one of ``columns``), empty for a table
+    without key.
+    """
+
+    table: str
+    """The source table, ``namespace.name``."""
+    source: Source
+    columns: list[str]
+    rows: list[list[Any]]
+    key: list[str] = msgspec.field(default_factory=list)
+    schema_version: int = 1
+    v: int = EVENT_VERSION
+
+    def key_of(self, row: list[Any]) -> list[Any]:
+        """The key values of one of :attr:`rows` (``[]`` without key)."""
+        return [row[self.columns.index(name)] for name in self.key]
+
+    def last_key(self) -> list[Any] | None:
+        """The key of the last row (where a resumed snapshot starts after); ``None`` without rows or key."""
+        return self.key_of(self.rows[-1]) if self.rows and self.key else None
+
+    def events(self) -> list[ChangeEvent]:
+        """The same rows as one ``op="r"`` :class:`ChangeEvent` each (applies that have no bulk path)."""
+        at = [self.columns.index(name) for name in self.key]
+        columns = self.columns
+        return [
+            ChangeEvent(
+                op="r",
+                table=self.table,
+                key=[row[i] for i in at],
+                source=self.source,
+                after=dict(zip(columns, row, strict=True)),
+                schema_version=self.schema_version,
+            )
+            for row in self.rows
+        ]
+
+
+Event = ChangeEvent | SnapshotRows | SchemaChange | Heartbeat
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Event)

@@ -218,6 +218,15 @@ class MysqlApply(SqlApply):
     def _upsert(self, table: TableRef, columns: list[Column], rows: list[dict[str, Any]], merge: bool) -> None:
         masked = set(table.mask)
         data = [column_values(c, [row.get(c.name) for row in rows], c.name in masked) for c in columns]
+        self._insert(table, columns, data, merge)
+
+    def _upsert_records(self, table: TableRef, columns: list[Column], records: list[Sequence[Any]], merge: bool) -> None:
+        masked = set(table.mask)
+        data = [column_values(c, [record[i] for record in records], c.name in masked) for i, c in enumerate(columns)]
+        self._insert(table, columns, data, merge)
+
+    def _insert(self, table: TableRef, columns: list[Column], data: list[list[Any]], merge: bool) -> None:
+        """One multi-row INSERT (PyMySQL batches ``executemany``) of ``data``, one list of values per column."""
         names = ", ".join(quote(c.name) for c in columns)
         sql = f"INSERT INTO {self._target(table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
         if merge:

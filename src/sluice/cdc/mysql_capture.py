@@ -17,7 +17,7 @@ import pymysql
 import pymysql.cursors
 
 from sluice.cdc.base import Capture, ChangeBatch, SnapshotChunk, SourceNotReady, SyncError
-from sluice.cdc.events import ChangeEvent, Position, Source, TableSchema
+from sluice.cdc.events import Position, Source, TableSchema
 from sluice.cdc.mysql_binlog import file_number
 from sluice.cdc.mysql_types import (
     InvalidDates,
@@ -25,8 +25,7 @@ from sluice.cdc.mysql_types import (
     key_columns,
     key_parameter,
     quote,
-    select_expression,
-    snapshot_converter,
+    snapshot_column,
 )
 from sluice.cdc.plugins import MysqlCaptureOptions
 from sluice.connectors.mysql import ENCODERS, connect_arguments
@@ -257,7 +256,8 @@ class MysqlCapture(Capture):
     def snapshot(self, table: TableSchema, after_key: list[Any] | None, chunk_rows: int) -> Iterator[SnapshotChunk]:
         """Chunks of ``chunk_rows`` rows in key order after ``after_key``, each read in its own
         ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` through a streaming cursor. Rows carry the binlog
-        position of their chunk's snapshot (MariaDB's ``binlog_snapshot_file``/``_position``)."""
+        position of their chunk's snapshot (MariaDB's ``binlog_snapshot_file``/``_position``). Rows come as value
+        lists (:attr:`SnapshotChunk.rows`), converted column by column (:func:`snapshot_column`)."""
         conn = self.open(cursorclass=pymysql.cursors.SSCursor)
         try:
             estimate = self._estimate(table)
@@ -266,13 +266,13 @@ class MysqlCapture(Capture):
             read = 0
             while True:
                 chunk = self._chunk(conn, table, key, last, chunk_rows if key else None)
-                read += len(chunk.events)
+                read += chunk.count
                 chunk.rows_read = read
                 chunk.rows_total_estimate = estimate
                 if chunk.last_key is None:
                     chunk.last_key = last
                 last = chunk.last_key
-                chunk.done = not key or len(chunk.events) < chunk_rows
+                chunk.done = not key or chunk.count < chunk_rows
                 yield chunk
                 if chunk.done:
                     return
@@ -289,10 +289,11 @@ class MysqlCapture(Capture):
     def _chunk(self, conn: Any, table: TableSchema, key: list[Any], after: list[Any] | None, limit: int | None) -> SnapshotChunk:
         invalid = InvalidDates()
         columns = table.columns
-        converters = [snapshot_converter(column, invalid) for column in columns]
+        reads = [snapshot_column(column, invalid) for column in columns]
         names = [column.name for column in columns]
         key_index = [names.index(column.name) for column in key]
-        sql = f"SELECT {', '.join(select_expression(c) for c in columns)} FROM {quote(table.namespace)}.{quote(table.name)}"
+        selected = ", ".join(expression for expression, _ in reads)
+        sql = f"SELECT {selected} FROM {quote(table.namespace)}.{quote(table.name)}"
         args: list[Any] = []
         if after is not None and key:
             clauses = []
@@ -305,9 +306,7 @@ class MysqlCapture(Capture):
             sql += " ORDER BY " + ", ".join(quote(c.name) for c in key)
         if limit:
             sql += f" LIMIT {int(limit)}"
-        events: list[ChangeEvent] = []
-        qualified = table.qualified
-        version = table.version
+        rows: list[list[Any]] = []
         with conn.cursor() as cur:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             cur.execute("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
@@ -320,27 +319,25 @@ class MysqlCapture(Capture):
                 position, text = self.current_position()
             source = self.source(position, text, snapshot=True)
             cur.execute(sql, args)
-            append = events.append
-            while rows := cur.fetchmany(FETCH_ROWS):
-                for raw in rows:
-                    values = [
-                        value if convert is None or value is None else convert(value)
-                        for value, convert in zip(raw, converters, strict=True)
-                    ]
-                    after_row = dict(zip(names, values, strict=True))
-                    append(
-                        ChangeEvent(
-                            op="r",
-                            table=qualified,
-                            key=[values[i] for i in key_index],
-                            source=source,
-                            after=after_row,
-                            schema_version=version,
-                        )
-                    )
+            while raw := cur.fetchmany(FETCH_ROWS):
+                # Column by column: one conversion call per column of the batch, not per value.
+                values = [
+                    column if convert is None else convert(column)
+                    for column, (_, convert) in zip(zip(*raw, strict=True), reads, strict=True)
+                ]
+                rows += map(list, zip(*values, strict=True))
             cur.execute("COMMIT")
-        last_key = list(events[-1].key) if events and key else None
-        return SnapshotChunk(table=qualified, events=events, last_key=last_key, rows_read=0, invalid_dates=invalid.count)
+        last_key = [rows[-1][i] for i in key_index] if rows and key else None
+        return SnapshotChunk(
+            table=table.qualified,
+            events=[],
+            last_key=last_key,
+            rows_read=0,
+            invalid_dates=invalid.count,
+            columns=names,
+            rows=rows,
+            source=source,
+        )
 
     # --- stream ----------------------------------------------------------------------------------------------
 

@@ -260,7 +260,7 @@ class PostgresApply(SqlApply):
                 records = [tuple(row.get(name) for name in names) for row in rows]
         return self._stage_records(table, columns, records)
 
-    def _stage_records(self, table: TableRef, columns: list[Column], records: list[tuple[Any, ...]]) -> tuple[str, list[str]]:
+    def _stage_records(self, table: TableRef, columns: list[Column], records: Sequence[Sequence[Any]]) -> tuple[str, list[str]]:
         """COPY ``records`` (one tuple of canonical values per row, in ``columns`` order) into the staging
         table for ``columns``; its name and one SQL expression per column.
 
@@ -295,6 +295,15 @@ class PostgresApply(SqlApply):
 
     def _upsert(self, table: TableRef, columns: list[Column], rows: list[dict[str, Any]], merge: bool) -> None:
         staging, expressions = self._stage(table, columns, rows)
+        self._merge_staged(table, columns, staging, expressions, merge)
+
+    def _upsert_records(self, table: TableRef, columns: list[Column], records: list[Sequence[Any]], merge: bool) -> None:
+        """Snapshot rows straight into the staging table (binary COPY of the value lists), then the merge."""
+        staging, expressions = self._stage_records(table, columns, records)
+        self._merge_staged(table, columns, staging, expressions, merge)
+
+    def _merge_staged(self, table: TableRef, columns: list[Column], staging: str, expressions: list[str], merge: bool) -> None:
+        """Write the staged rows into the target: insert or, with ``merge``, insert or update by key."""
         target = self._target(table)
         names = ", ".join(quote(column.name) for column in columns)
         insert = f"INSERT INTO {target} ({names}) SELECT {', '.join(expressions)} FROM {staging} s"

@@ -31,7 +31,7 @@ from psycopg import sql
 
 from sluice.cdc import pg_types
 from sluice.cdc.base import Capture, ChangeBatch, PositionLost, SnapshotChunk, SourceNotReady, SyncError
-from sluice.cdc.events import ChangeEvent, Column, Position, Source, TableSchema
+from sluice.cdc.events import Column, Position, Source, TableSchema
 from sluice.cdc.pg_catalog import read_tables
 from sluice.cdc.pg_stream import StreamDecoder
 from sluice.cdc.pg_wal2json import HEARTBEAT_PREFIX, add_tables_option, lsn_int, lsn_text, peek_sql
@@ -301,7 +301,8 @@ class PostgresCapture(Capture):
         conn = self._connect("snapshot", autocommit=False)
         columns = table.columns
         converters = [pg_types.converter(c.type) for c in columns]
-        key_at = [[c.name for c in columns].index(k) for k in table.key]
+        names = [c.name for c in columns]
+        key_at = [names.index(k) for k in table.key]
         qualified = sql.SQL("{}.{}").format(sql.Identifier(table.namespace), sql.Identifier(table.name))
         select = sql.SQL("SELECT {} FROM {} AS src").format(sql.SQL(", ").join(_as_text(c) for c in columns), qualified)
         order = sql.SQL(", ").join(sql.Identifier("src", k) for k in table.key)  # not the ::text output columns
@@ -335,33 +336,43 @@ class PostgresCapture(Capture):
                 with conn.cursor(name="sluice_snapshot") as cursor:
                     cursor.itersize = min(chunk_rows, self.FETCH_ROWS)
                     cursor.execute(statement, params)
-                    events: list[ChangeEvent] = []
+                    rows: list[list[Any]] = []
                     invalid = 0
-                    qualified_name = table.qualified
-                    for row in cursor:
-                        after = {}
-                        for column, convert, text in zip(columns, converters, row, strict=True):
-                            value = convert(text)
-                            if value is None and text is not None:
-                                invalid += 1
-                            after[column.name] = value
-                        key = [after[columns[i].name] for i in key_at]
-                        events.append(
-                            ChangeEvent(
-                                op="r", table=qualified_name, key=key, source=source, after=after, schema_version=table.version
-                            )
-                        )
-                        if not table.key and len(events) >= chunk_rows:
-                            read += len(events)
-                            yield SnapshotChunk(qualified_name, events, None, read, estimate, invalid_dates=invalid)
-                            events, invalid = [], 0
-            read += len(events)
-            done = not table.key or len(events) < chunk_rows
-            last_key = events[-1].key if events and table.key else after_key
-            yield SnapshotChunk(qualified_name, events, last_key, read, estimate, done=done, invalid_dates=invalid)
+                    while raw := cursor.fetchmany(self.FETCH_ROWS):
+                        # Column by column: a NULL that was not NULL in the text had no canonical form (counted).
+                        values = []
+                        for convert, texts in zip(converters, zip(*raw, strict=True), strict=True):
+                            out = list(map(convert, texts))
+                            invalid += out.count(None) - texts.count(None)
+                            values.append(out)
+                        rows += map(list, zip(*values, strict=True))
+                        if not table.key and len(rows) >= chunk_rows:
+                            read += len(rows)
+                            yield self._chunk(table, names, rows, None, read, estimate, source, invalid=invalid)
+                            rows, invalid = [], 0
+            read += len(rows)
+            done = not table.key or len(rows) < chunk_rows
+            last_key = [rows[-1][i] for i in key_at] if rows and table.key else after_key
+            yield self._chunk(table, names, rows, last_key, read, estimate, source, invalid=invalid, done=done)
             if done:
                 return
             after_key = last_key
+
+    @staticmethod
+    def _chunk(
+        table: TableSchema,
+        names: list[str],
+        rows: list[list[Any]],
+        last_key: list[Any] | None,
+        read: int,
+        estimate: int | None,
+        source: Source,
+        invalid: int,
+        done: bool = False,
+    ) -> SnapshotChunk:
+        return SnapshotChunk(
+            table.qualified, [], last_key, read, estimate, done, invalid, columns=names, rows=rows, source=source
+        )
 
     @staticmethod
     def _key_param(table: TableSchema, name: str) -> sql.Composable:
