@@ -41,6 +41,8 @@ def test_a_good_sync_reads_into_project_syncs(tmp_path: Path) -> None:
     spec = project.sync(None)
     assert spec.settings.name == "employees" and spec.settings.columns["employes"].mask == ["email"]
     assert spec.urls["hr"].startswith("mysql://") and spec.origin.line == 6
+    # the plugins' options reach the runtime (they were once checked, then dropped)
+    assert spec.settings.capture == {"server_id": 4242} and spec.settings.apply == {"namespace": "sluice_sync"}
 
 
 def test_every_problem_has_its_line(tmp_path: Path) -> None:

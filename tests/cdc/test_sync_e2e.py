@@ -381,3 +381,15 @@ def test_one_way_sync_captures_in_a_child_that_dies_with_its_parent(
     done = sluice("sync", str(folder), "--once", "--processes", "1")
     assert "capture in process" not in done.stdout
     assert equal(my, pg)
+    # The other way round: a capture child that dies stops its parent with an error (a supervisor restarts both).
+    proc = subprocess.Popen([sys.executable, "-m", "sluice", "sync", str(folder)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: bool(children_of(proc.pid)), 30)
+        os.kill(children_of(proc.pid)[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    assert "the capture process exited with status -9" in err

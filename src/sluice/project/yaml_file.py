@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
 from sluice.cdc.config import SyncSettings
 from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
@@ -144,6 +146,8 @@ class _Reader:
                 nested = self.mapping(options, f"{label}: {kind}", mapping.line_of(kind), "{option: value}")
                 if nested is not None:
                     self.check(plugin.options, nested, f"{label}: {kind} ({plugin.name})", what="option")
+                    if settings is not None:  # checked above against the plugin's own options, kept for the runtime
+                        settings = msgspec.structs.replace(settings, **{kind: plain(nested)})
             if settings is not None:
                 result.append(SyncSpec(settings, Origin(self.file, mapping.line, tuple(mapping.key_lines.items())), urls))
         return tuple(result)
