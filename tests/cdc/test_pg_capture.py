@@ -272,6 +272,22 @@ def test_replica_identity_full_is_set_before_the_first_position(db: psycopg.Conn
     assert update.before == {"id": 1, "name": "a", "n": 1}
 
 
+def test_a_table_without_key_gets_replica_identity_full(db: psycopg.Connection[Any], make_capture: Any) -> None:
+    """Without it, PostgreSQL refuses the application's UPDATEs on a published table, and logs no old row."""
+    db.execute("CREATE TABLE app.nokey (a int, b text)")
+    db.execute("CREATE TABLE app.keyed (id int PRIMARY KEY)")
+    db.execute("INSERT INTO app.nokey VALUES (1, 'x'), (2, 'y')")
+    capture = make_capture()
+    tables = [_table(capture, "app.nokey"), _table(capture, "app.keyed")]
+    capture.prepare(tables)
+    start, _ = capture.current_position()
+    db.execute("UPDATE app.nokey SET b = 'z' WHERE a = 2")  # refused if published without a replica identity
+    identities = db.execute("SELECT relname::text, relreplident::text FROM pg_class WHERE relname IN ('nokey', 'keyed')")
+    assert dict(identities.fetchall()) == {"nokey": "f", "keyed": "d"}
+    update = changes(collect(capture, start, tables, lambda ev: len(changes(ev)) >= 1))[0]
+    assert update.op == "u" and update.before == {"a": 2, "b": "y"} and update.after == {"a": 2, "b": "z"}
+
+
 def test_heartbeat_keeps_the_slot_moving_while_tables_are_idle(
     db: psycopg.Connection[Any], make_capture: Any, pg_url: str
 ) -> None:

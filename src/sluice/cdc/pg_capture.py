@@ -206,14 +206,30 @@ class PostgresCapture(Capture):
         self.ensure_publication(tables)
 
     def ensure_publication(self, tables: Sequence[TableSchema]) -> None:
-        """Create the publication for ``tables`` or add the missing ones; set REPLICA IDENTITY FULL if asked."""
+        """Set REPLICA IDENTITY FULL where needed, then create the publication or add the missing tables to it.
+
+        REPLICA IDENTITY FULL is set on every table when ``replica_identity_full`` is asked, and always on a
+        table without a primary key: without it PostgreSQL logs no old row for its UPDATEs and DELETEs
+        (wal2json emits nothing for them, so they would be lost) and refuses those statements outright once
+        the table is in a publication, which would break the application's own writes."""
         conn = self._control
-        names = [sql.SQL("{}.{}").format(sql.Identifier(t.namespace), sql.Identifier(t.name)) for t in tables]
+        names = {t.qualified: sql.SQL("{}.{}").format(sql.Identifier(t.namespace), sql.Identifier(t.name)) for t in tables}
         try:
+            for table in tables:
+                if self.options.replica_identity_full or not table.key:
+                    identity = conn.execute(
+                        "SELECT c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE n.nspname = %s AND c.relname = %s",
+                        [table.namespace, table.name],
+                    ).fetchone()
+                    if identity is None or identity[0] != "f":  # ALTER TABLE takes a lock: only when needed
+                        conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(names[table.qualified]))
+            published = list(tables)
             if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [self.publication]).fetchone() is None:
                 statement = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(self.publication))
-                if names:
-                    statement = sql.SQL("{} FOR TABLE {}").format(statement, sql.SQL(", ").join(names))
+                if published:
+                    listed = sql.SQL(", ").join(names[t.qualified] for t in published)
+                    statement = sql.SQL("{} FOR TABLE {}").format(statement, listed)
                 conn.execute(statement)
             else:
                 present = {
@@ -223,18 +239,13 @@ class PostgresCapture(Capture):
                         [self.publication],
                     )
                 }
-                for table, name in zip(tables, names, strict=True):
+                for table in published:
                     if (table.namespace, table.name) not in present:
-                        conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(self.publication), name))
-            if self.options.replica_identity_full:
-                for table, name in zip(tables, names, strict=True):
-                    identity = conn.execute(
-                        "SELECT c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                        " WHERE n.nspname = %s AND c.relname = %s",
-                        [table.namespace, table.name],
-                    ).fetchone()
-                    if identity is None or identity[0] != "f":  # ALTER TABLE takes a lock: only when needed
-                        conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(name))
+                        conn.execute(
+                            sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                                sql.Identifier(self.publication), names[table.qualified]
+                            )
+                        )
         except psycopg.errors.InsufficientPrivilege as exc:
             raise SourceNotReady(
                 f"cannot create or alter publication {self.publication}: {str(exc).strip()}; "
