@@ -102,8 +102,13 @@ def validate(path: str) -> None:
     stages = ", ".join(f"{name} {count}" for name, count in per_stage.items())
     left_out = f"; {len(project.left_out)} left out (inactive, see 'sluice plan')" if project.left_out else ""
     count = len(project.objects)
+    syncs = len(project.syncs)
+    synced = (
+        f" and {syncs} sync{'s' if syncs != 1 else ''} ({', '.join(s.settings.name for s in project.syncs)})" if syncs else ""
+    )
     click.echo(
-        f"ok: {project.source_file} defines {count} object{'s' if count != 1 else ''} ({stages}){left_out}; no problems found"
+        f"ok: {project.source_file} defines {count} object{'s' if count != 1 else ''} ({stages}){left_out}{synced}; "
+        "no problems found"
     )
 
 

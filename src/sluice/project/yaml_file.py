@@ -87,7 +87,7 @@ class _Reader:
         bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
         state = self.url("state", top.state if top else None, data.line_of("state"))
         return Project(
-            name=str((top.name if top else None) or self.path.parent.name),
+            name=str((top.name if top else None) or self.path.resolve().parent.name),
             root=self.path.parent.resolve(),
             source_file=self.path.resolve(),
             objects=objects,
