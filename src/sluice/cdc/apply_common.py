@@ -142,6 +142,28 @@ def mysql_type(column: Column, masked: bool = False, key: bool = False) -> str:
     raise ValueError(f"column {column.name}: no MariaDB type for logical type {column.type!r}")
 
 
+def default_clause(column: Column, dialect: str, masked: bool = False) -> str:
+    """`` DEFAULT <literal>`` (and `` NOT NULL`` when the source column is) for a column with a constant
+    :attr:`Column.default`, ``""`` otherwise (no default, a masked column). ``dialect``: ``postgresql`` or ``mysql``.
+
+    Adding a column with its default fills the rows already in the target as the source's own ``ADD COLUMN``
+    filled its rows (neither engine logs row changes for them)."""
+    value = column.default
+    if value is None or masked:
+        return ""
+    name, args = parse_type(column.type)
+    if isinstance(value, bool):
+        literal = ("true" if value else "false") if dialect == "postgresql" else ("1" if value else "0")
+    elif name == "bit" and isinstance(value, int):
+        literal = ("B'" if dialect == "postgresql" else "b'") + format(value, f"0{args[0] if args else 1}b") + "'"
+    elif isinstance(value, int | float):
+        literal = repr(value)
+    else:
+        text = value.replace("'", "''")
+        literal = "'" + (text.replace("\\", "\\\\") if dialect == "mysql" else text) + "'"
+    return f" DEFAULT {literal}" + ("" if column.nullable else " NOT NULL")
+
+
 def widens(old: Column, new: Column) -> bool:
     """Whether every value of ``old`` fits ``new`` unchanged, so the target column can be altered in place.
 
