@@ -122,7 +122,11 @@ def mysql_type(column: Column, masked: bool = False, key: bool = False) -> str:
     if name in simple:
         return simple[name]
     if name == "decimal":
-        return f"DECIMAL({args[0]},{args[1] if len(args) > 1 else 0})" if args else "DECIMAL(65,30)"
+        if args:
+            return f"DECIMAL({args[0]},{args[1] if len(args) > 1 else 0})"
+        # PostgreSQL's unbounded numeric (up to 131072 digits before the point, 16383 after) fits no DECIMAL
+        # (65 digits at most): the exact decimal text, as the event carries it
+        return "VARCHAR(768)" if key else "LONGTEXT"
     if name == "string":
         if column.length and column.length <= 16383:
             return f"VARCHAR({column.length})"
