@@ -299,6 +299,36 @@ def case_schema_changes(target: Target) -> None:
     assert target.rows(table) == [(1, "n1", 0), (2, "x" * 150, 2**40)]
 
 
+def case_added_column_with_a_default_fills_existing_rows(target: Target) -> None:
+    """``ADD COLUMN prio INT NOT NULL DEFAULT 5``: the source logs no row change for its existing rows, so the
+    target column must be added with the default (and NOT NULL) for the rows already there to match."""
+    table = simple(target)
+    target.apply.apply_batch(table, [event("c", [1], row(1)), event("c", [2], row(2))])
+    added = [
+        *SIMPLE,
+        Column("prio", "int32", nullable=False, default=5),
+        Column("tag", "string", length=20, default="it's \\ new"),
+        Column("price", "decimal(8,2)", default="-1.50"),
+        Column("ok", "bool", default=True),
+        Column("bits", "bit(4)", default=5),
+        Column("plain", "int32"),
+    ]
+    schema = TableSchema("src", "t", added, ["id"], version=2)
+    target.apply.apply_schema(table, SchemaChange("src.t", schema, "add_column", event("c", [0]).source))
+    table = TableRef(schema, target.namespace, "t")
+    rows = target.rows(table, "id, prio, tag, price, ok, bits, plain")
+    bits = rows[0][5]
+    assert [(r[0], r[1], r[2], str(r[3]), bool(r[4]), r[6]) for r in rows] == [
+        (1, 5, "it's \\ new", "-1.50", True, None),
+        (2, 5, "it's \\ new", "-1.50", True, None),
+    ]
+    assert bits in ("0101", b"\x05", 5), bits
+    with pytest.raises(Exception, match=r"(?i)null"):  # the source's NOT NULL holds in the target too
+        target.execute(f"INSERT INTO {target.quote(target.namespace)}.t (id, prio) VALUES (9, NULL)")
+    target.apply.apply_batch(table, [event("c", [3], {**row(3), "prio": 7, "tag": "x", "price": "2.00", "ok": False, "bits": 1})])
+    assert [r[1] for r in target.rows(table, "id, prio")] == [5, 5, 7]
+
+
 def case_schema_changes_made_while_stopped(target: Target) -> None:
     """DDL made while the sync was stopped: the source schema read at start (``table.source``) already has it,
     so apply must compare the change with the target's own columns."""

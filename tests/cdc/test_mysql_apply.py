@@ -82,3 +82,39 @@ def test_mysql_target_types(target: Target) -> None:
     assert found["dt"] == "datetime(6)" and found["ts"] == "datetime(6)" and found["tm"] == "time(6)"
     assert found["e"] == "enum('small','large')" and found["st"] == "set('x','y','z')" and found["bt"] == "bit(10)"
     assert found["txt"] == "longtext" and found["b"] == "longblob" and found["s"] == "varchar(64)"
+
+
+UNBOUNDED = ["1" + "0" * 40, "0.00000000000000000001", "-123456789012345678901234567890123456789.000000000000000000001", "NaN"]
+
+
+@pytest.mark.postgres
+def test_an_unbounded_postgresql_numeric_round_trips_exactly(target: Target, pg_url: str, mysql_url: str) -> None:
+    """``numeric`` without precision (1e40, 1e-20: beyond DECIMAL(65,30)) lands in MariaDB as its exact text,
+    not in the dead letters, and verify finds source and target equal."""
+    import psycopg
+
+    from cdc.apply_cases import event
+    from sluice.cdc.base import TableRef
+    from sluice.cdc.pg_catalog import read_tables
+    from sluice.cdc.verify import verify_table
+
+    schema_name = f"fixb_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        try:
+            pg.execute(f'CREATE SCHEMA "{schema_name}"')
+            pg.execute(f'CREATE TABLE "{schema_name}".n (id int PRIMARY KEY, v numeric)')
+            for i, text in enumerate(UNBOUNDED, 1):
+                pg.execute(f'INSERT INTO "{schema_name}".n VALUES (%s, %s::numeric)', (i, text))
+            (schema,) = read_tables(pg, schema_name, "n")
+            assert schema.column("v").type == "decimal"  # type: ignore[union-attr]
+            table = TableRef(schema, target.namespace, "n")
+            target.apply.prepare([table])
+            values = dict(pg.execute(f'SELECT id, v::text FROM "{schema_name}".n').fetchall())
+            batch = [event("c", [i], {"id": i, "v": values[i]}, table=schema.qualified) for i in values]
+            result = target.apply.apply_batch(table, batch)
+            assert result.dead_letters == 0, result
+            assert [tuple(r) for r in target.rows(table)] == [(i, text) for i, text in enumerate(UNBOUNDED, 1)]
+            verdict = verify_table(pg_url, mysql_url, table)
+            assert verdict.equal, verdict
+        finally:
+            pg.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')

@@ -226,3 +226,93 @@ def test_the_cli_report_lists_each_table_plain_when_piped_and_as_json(pair: tupl
     document = json.loads(lines[0])
     assert document["equal"] is False and document["tables"][0]["source_rows"] == ROWS
     assert document["tables"][0]["differences"] == [{"key": ["7"], "kind": "missing"}]
+
+
+EDGE_COLUMNS = [
+    Column("id", "int64", nullable=False),
+    Column("bits", "bit(64)"),
+    Column("yr", "year"),
+    Column("span", "time(6)"),
+    Column("ratio", "float64"),
+    Column("small", "float32"),
+]
+EDGE_ROWS: list[list[Any]] = [
+    [1, 2**64 - 1, 0, "-838:59:59.999", -1e308, -3.4e38],
+    [2, 2**63, 1901, "838:59:59.999999", 1.7976931348623157e308, 1e-30],
+    [3, 0, 2155, "-00:00:01.5", 0.0, 0.0],
+    [4, 1, 2024, "05:06:07", 1 / 3, 0.1],
+    [5, None, None, None, None, None],
+    [6, 2**63 - 1, 1999, "-12:00:00.000001", -5e-300, -1.5],
+]
+
+
+def _edge_tables(mysql_ns: tuple[str, str], pg_ns: tuple[str, str]) -> TableRef:
+    """The edge values in MariaDB (the source types) and in PostgreSQL (the types pg_apply gives them)."""
+    import psycopg
+
+    from sluice.cdc.apply_common import pg_type
+
+    (my_url, db), (pg_url, schema) = mysql_ns, pg_ns
+    conn = mysql_connect(my_url)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE edges (id BIGINT PRIMARY KEY, bits BIT(64), yr YEAR, span TIME(6), ratio DOUBLE, small FLOAT)")
+        for values in EDGE_ROWS:
+            cur.execute("INSERT INTO edges VALUES (%s, %s, %s, %s, %s, %s)", values)
+    conn.close()
+    types = ", ".join(f'"{c.name}" {pg_type(c)}' for c in EDGE_COLUMNS)
+    assert "bit(64)" in types and "interval" in types and "smallint" in types
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute(f'CREATE TABLE "{schema}".edges ({types}, PRIMARY KEY (id))')
+        for values in EDGE_ROWS:
+            bits = None if values[1] is None else format(values[1], "064b")
+            pg.execute(
+                f'INSERT INTO "{schema}".edges VALUES (%s, %s::bit(64), %s, %s::interval, %s, %s)',
+                [values[0], bits, *values[2:]],
+            )
+    return TableRef(TableSchema(db, "edges", EDGE_COLUMNS, ["id"]), schema, "edges")
+
+
+def test_edge_values_are_equal_across_engines(mysql_ns: tuple[str, str], pg_ns: tuple[str, str]) -> None:
+    table = _edge_tables(mysql_ns, pg_ns)
+    verdict = verify_table(mysql_ns[0], pg_ns[0], table)
+    assert verdict.equal, verdict
+    back = TableRef(TableSchema(pg_ns[1], "edges", EDGE_COLUMNS, ["id"]), mysql_ns[1], "edges")
+    assert verify_table(pg_ns[0], mysql_ns[0], back).equal
+
+
+def test_edge_values_have_the_documented_canonical_text(mysql_ns: tuple[str, str], pg_ns: tuple[str, str]) -> None:
+    from sluice.cdc import verify_sql as sq
+    from sluice.cdc.verify import Side
+
+    _edge_tables(mysql_ns, pg_ns)
+    expected = ("18446744073709551615", "0", "-838:59:59.999000", "-1.0000000000e308")
+    for url, namespace in (mysql_ns, pg_ns):
+        side = Side(url)
+        try:
+            texts = ", ".join(sq.canonical(side.engine, c.name, c.type, True) for c in EDGE_COLUMNS[1:5])
+            relation = sq.qualified(side.engine, namespace, "edges")
+            assert side.query(f"SELECT {texts} FROM {relation} WHERE id = 1")[0] == expected
+        finally:
+            side.close()
+
+
+def test_a_changed_key_names_its_differing_columns(pair: tuple[str, str, str, str]) -> None:
+    import json
+
+    from sluice.cli.sync_verify import verify_and_report
+
+    my_url, db, pg_url, schema = pair
+    run_sql(pg_url, f"""UPDATE "{schema}".employes SET price = price + 1, name = 'other' WHERE id = 12""")
+    run_sql(pg_url, f"""UPDATE "{schema}".employes SET hired = hired + 1 WHERE id = 2001""")
+    run_sql(pg_url, f'DELETE FROM "{schema}".employes WHERE id = 3')
+    verdict = verify_table(my_url, pg_url, ref(db, schema), chunk_rows=1000)
+    found = {(tuple(d.key), d.kind, tuple(d.columns)) for d in verdict.differences}
+    assert found == {(("3",), "missing", ()), (("12",), "changed", ("price", "name")), (("2001",), "changed", ("hired",))}
+    lines: list[str] = []
+    verify_and_report("employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema)], echo=lines.append)
+    assert "changed 12 (price, name)" in "\n".join(lines)
+    lines.clear()
+    verify_and_report("employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema)], json_output=True, echo=lines.append)
+    differences = json.loads(lines[0])["tables"][0]["differences"]
+    assert {"key": ["12"], "kind": "changed", "columns": ["price", "name"]} in differences
+    assert {"key": ["3"], "kind": "missing"} in differences

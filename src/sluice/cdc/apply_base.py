@@ -38,6 +38,7 @@ from sluice.cdc.apply_common import (
     Segment,
     Upsert,
     cannot_alter,
+    default_clause,
     net_effect,
     no_key_error,
     same_value,
@@ -460,6 +461,10 @@ class SqlApply(Apply):
                 column = old.get(column_name) or Column(name=column_name, type="string", source_type=target_type)
                 self._alter(table, "drop" if table.drop_columns == "drop" else "keep", column)
         self._commit()
+
+    def _default(self, table: TableRef, column: Column, dialect: str) -> str:
+        """`` DEFAULT <literal>[ NOT NULL]`` for adding ``column`` (:func:`default_clause`; none for a masked column)."""
+        return default_clause(column, dialect, masked=column.name in table.mask)
 
     def _same_type(self, target_type: str, wanted: str) -> bool:
         """Whether the catalog's type text ``target_type`` is the type ``wanted`` (as :meth:`_type_of` writes it)."""

@@ -122,7 +122,11 @@ def mysql_type(column: Column, masked: bool = False, key: bool = False) -> str:
     if name in simple:
         return simple[name]
     if name == "decimal":
-        return f"DECIMAL({args[0]},{args[1] if len(args) > 1 else 0})" if args else "DECIMAL(65,30)"
+        if args:
+            return f"DECIMAL({args[0]},{args[1] if len(args) > 1 else 0})"
+        # PostgreSQL's unbounded numeric (up to 131072 digits before the point, 16383 after) fits no DECIMAL
+        # (65 digits at most): the exact decimal text, as the event carries it
+        return "VARCHAR(768)" if key else "LONGTEXT"
     if name == "string":
         if column.length and column.length <= 16383:
             return f"VARCHAR({column.length})"
@@ -140,6 +144,28 @@ def mysql_type(column: Column, masked: bool = False, key: bool = False) -> str:
     if name in ("datetime", "timestamp"):  # timestamp: DATETIME holding UTC (TIMESTAMP ends in 2038)
         return f"DATETIME({_fraction(args)})"
     raise ValueError(f"column {column.name}: no MariaDB type for logical type {column.type!r}")
+
+
+def default_clause(column: Column, dialect: str, masked: bool = False) -> str:
+    """`` DEFAULT <literal>`` (and `` NOT NULL`` when the source column is) for a column with a constant
+    :attr:`Column.default`, ``""`` otherwise (no default, a masked column). ``dialect``: ``postgresql`` or ``mysql``.
+
+    Adding a column with its default fills the rows already in the target as the source's own ``ADD COLUMN``
+    filled its rows (neither engine logs row changes for them)."""
+    value = column.default
+    if value is None or masked:
+        return ""
+    name, args = parse_type(column.type)
+    if isinstance(value, bool):
+        literal = ("true" if value else "false") if dialect == "postgresql" else ("1" if value else "0")
+    elif name == "bit" and isinstance(value, int):
+        literal = ("B'" if dialect == "postgresql" else "b'") + format(value, f"0{args[0] if args else 1}b") + "'"
+    elif isinstance(value, int | float):
+        literal = repr(value)
+    else:
+        text = value.replace("'", "''")
+        literal = "'" + (text.replace("\\", "\\\\") if dialect == "mysql" else text) + "'"
+    return f" DEFAULT {literal}" + ("" if column.nullable else " NOT NULL")
 
 
 def widens(old: Column, new: Column) -> bool:

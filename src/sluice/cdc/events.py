@@ -40,6 +40,7 @@ A zero or invalid date (MySQL ``0000-00-00``) becomes ``None`` and is counted by
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -74,6 +75,42 @@ class Column(msgspec.Struct, frozen=True, omit_defaults=True):
     """ENUM/SET labels, in declaration order."""
     length: int | None = None
     """Characters of a string (``varchar(64)``), bytes of a binary, when declared."""
+    default: str | int | float | bool | None = None
+    """The column's constant default as a canonical value of its logical type (``5``, ``"abc"``, ``"12.50"``);
+    None when it has none, its default is NULL or an expression (``CURRENT_TIMESTAMP``, ``nextval(...)``), or
+    its type has no literal form here (json, bytes, timestamp). Apply adds a column with it, so the rows
+    already in the target get the value the source's rows got without any row change being logged."""
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_DEFAULT_TEXT = frozenset({"decimal", "string", "enum", "set", "date", "time", "datetime", "uuid"})
+
+
+def constant_default(logical: str, literal: str | None) -> str | int | float | bool | None:
+    """The canonical value (:class:`Column` ``default``) of a default ``literal`` as a catalog shows it.
+
+    ``literal`` is an unquoted number (``5``, ``-1.5``), a quoted string (``'abc'``, quotes doubled inside;
+    PostgreSQL's ``'abc'::character varying`` cast is ignored), ``true``/``false``, or anything else (an
+    expression, ``NULL``, ``b'101'``), which gives None, as do types without a literal form here."""
+    if literal is None:
+        return None
+    text = literal.strip()
+    quoted = re.fullmatch(r"'((?:[^']|'')*)'(?:::[a-z0-9_ \"().,\[\]]+)?", text, flags=re.IGNORECASE)
+    if quoted is not None:
+        text = quoted.group(1).replace("''", "'")
+    elif not _NUMBER.match(text) and text.lower() not in ("true", "false"):
+        return None
+    kind = logical.split("(", 1)[0].strip().lower()
+    try:
+        if kind in ("bool", "boolean"):
+            return {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}.get(text.lower())
+        if kind in ("year", "bit") or re.fullmatch(r"u?int(8|16|32|64)", kind):
+            return int(text)
+        if kind in ("float32", "float64"):
+            return float(text)
+    except ValueError:
+        return None
+    return text if kind in _DEFAULT_TEXT else None
 
 
 class TableSchema(msgspec.Struct, frozen=True, omit_defaults=True):

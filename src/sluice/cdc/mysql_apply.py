@@ -306,7 +306,7 @@ class MysqlApply(SqlApply):
         target, name = self._target(table), quote(column.name)
         kind = self._type_of(table, column)
         statement = {
-            "add": f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {name} {kind}",
+            "add": f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {name} {kind}{self._default(table, column, 'mysql')}",
             "drop": f"ALTER TABLE {target} DROP COLUMN IF EXISTS {name}",
             "keep": f"ALTER TABLE {target} MODIFY COLUMN {name} {kind} NULL",
             "type": f"ALTER TABLE {target} MODIFY COLUMN {name} {kind}{'' if column.nullable else ' NOT NULL'}",

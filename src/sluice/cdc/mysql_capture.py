@@ -34,7 +34,7 @@ SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema
 FETCH_ROWS = 5000
 COLUMNS_QUERY = (
     "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE,"
-    " DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE, COLUMN_KEY"
+    " DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE, COLUMN_KEY, COLUMN_DEFAULT"
     " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA {where} ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
 )
 
@@ -184,6 +184,7 @@ class MysqlCapture(Capture):
         fields = (
             "TABLE_SCHEMA", "TABLE_NAME", "COLUMN_NAME", "DATA_TYPE", "COLUMN_TYPE", "NUMERIC_PRECISION",
             "NUMERIC_SCALE", "DATETIME_PRECISION", "CHARACTER_MAXIMUM_LENGTH", "IS_NULLABLE", "COLUMN_KEY",
+            "COLUMN_DEFAULT",
         )  # fmt: skip
         tables: dict[tuple[str, str], list[Any]] = {}
         for raw in self.query(COLUMNS_QUERY.format(where=where), args):

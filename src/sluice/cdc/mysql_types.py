@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sluice.cdc.events import Column, TableSchema
+from sluice.cdc.events import Column, TableSchema, constant_default
 
 INTEGER_TYPES: dict[str, tuple[str, str]] = {
     "tinyint": ("int8", "int16"),
@@ -140,7 +140,17 @@ def column_from_info(row: dict[str, Any], json_columns: frozenset[str]) -> Colum
         source_type=column_type,
         labels=labels,
         length=int(length) if length is not None else None,
+        default=mysql_default(logical, row.get("COLUMN_DEFAULT")),
     )
+
+
+def mysql_default(logical: str, column_default: Any) -> str | int | float | bool | None:
+    """The canonical constant default of ``information_schema.COLUMNS.COLUMN_DEFAULT`` (MariaDB 10.2.7+ quotes
+    string literals and writes ``NULL`` for a NULL default; an expression such as ``current_timestamp()`` gives None)."""
+    if column_default is None:
+        return None
+    text = column_default.decode() if isinstance(column_default, bytes | bytearray) else str(column_default)
+    return constant_default(logical, text)
 
 
 def select_expression(column: Column) -> str:

@@ -417,7 +417,7 @@ class PostgresApply(SqlApply):
         target, name = self._target(table), quote(column.name)
         kind = self._type_of(table, column)
         statement = {
-            "add": f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {name} {kind}",
+            "add": f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {name} {kind}{self._default(table, column, 'postgresql')}",
             "drop": f"ALTER TABLE {target} DROP COLUMN IF EXISTS {name}",
             "keep": f"ALTER TABLE {target} ALTER COLUMN {name} DROP NOT NULL",
             "type": f"ALTER TABLE {target} ALTER COLUMN {name} TYPE {kind} USING {name}::{kind}",

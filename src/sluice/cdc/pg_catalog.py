@@ -1,4 +1,5 @@
-"""What capture reads from PostgreSQL's catalog: tables, columns (mapped by :mod:`sluice.cdc.pg_types`), primary keys.
+"""What capture reads from PostgreSQL's catalog: tables, columns (mapped by :mod:`sluice.cdc.pg_types`), primary keys,
+constant column defaults (``pg_attrdef``; an expression default such as ``now()`` or ``nextval(...)`` is left out).
 
 Also the comparison of two schemas of a table, used to name the schema change capture saw
 (logical decoding does not carry DDL; see ``docs/cdc/postgresql.md``).
@@ -19,13 +20,15 @@ SELECT n.nspname, c.relname, a.attname,
        CASE WHEN bt.typtype = 'e'
             THEN ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = bt.oid ORDER BY e.enumsortorder) END,
        ARRAY(SELECT ka.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
-             JOIN pg_attribute ka ON ka.attrelid = c.oid AND ka.attnum = k.attnum ORDER BY k.ord)
+             JOIN pg_attribute ka ON ka.attrelid = c.oid AND ka.attnum = k.attnum ORDER BY k.ord),
+       CASE WHEN a.atthasdef AND a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
   {where}
@@ -46,11 +49,11 @@ def read_tables(conn: Any, namespace: str | None = None, name: str | None = None
         where += " AND c.relname = %s"
         params.append(name)
     tables: dict[tuple[str, str], tuple[list[Column], list[str]]] = {}
-    for nsp, rel, att, source_type, base_type, typtype, nullable, labels, key in conn.execute(
+    for nsp, rel, att, source_type, base_type, typtype, nullable, labels, key, default in conn.execute(
         TABLES_SQL.format(where=where), params
     ):
         columns, _ = tables.setdefault((nsp, rel), ([], list(key or [])))
-        columns.append(pg_types.column(att, source_type, base_type, typtype, nullable, labels))
+        columns.append(pg_types.column(att, source_type, base_type, typtype, nullable, labels, default))
     return [TableSchema(namespace=n, name=t, columns=cols, key=key) for (n, t), (cols, key) in tables.items()]
 
 

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sluice.cdc.events import Column
+from sluice.cdc.events import Column, constant_default
 
 Converter = Callable[[Any], Any]
 """Text form (``str``; ``bool`` for booleans in the stream) -> canonical value; ``None`` stays ``None``."""
@@ -191,8 +191,17 @@ def invalid_date(logical: str, text: Any) -> bool:
     return text is not None and converter(logical)(text) is None
 
 
-def column(name: str, source_type: str, base_type: str, typtype: str, nullable: bool, labels: list[str] | None) -> Column:
-    """The :class:`~sluice.cdc.events.Column` of a catalog column; ``base_type``: a domain's base type, else ``source_type``."""
+def column(
+    name: str,
+    source_type: str,
+    base_type: str,
+    typtype: str,
+    nullable: bool,
+    labels: list[str] | None,
+    default: str | None = None,
+) -> Column:
+    """The :class:`~sluice.cdc.events.Column` of a catalog column; ``base_type``: a domain's base type, else ``source_type``;
+    ``default``: the default expression as ``pg_get_expr`` prints it (kept when it is a constant)."""
     logical, length = logical_type(base_type, typtype)
     return Column(
         name=name,
@@ -201,4 +210,5 @@ def column(name: str, source_type: str, base_type: str, typtype: str, nullable: 
         source_type=source_type,
         labels=labels if typtype == "e" else None,
         length=length,
+        default=constant_default(logical, default),
     )

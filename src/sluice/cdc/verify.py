@@ -49,6 +49,8 @@ class KeyDifference:
 
     key: list[str]
     kind: str
+    columns: list[str] = field(default_factory=list)
+    """For ``changed``: the compared columns whose canonical texts differ (per-column MD5s of that key's row)."""
 
 
 @dataclass(slots=True)
@@ -128,6 +130,8 @@ class _Table:
     hash_sql: str
     key_sql: str
     row_md5: str
+    column_md5s: str
+    """Per compared column, the MD5 of its ``v``/``n``-prefixed canonical text, comma-separated."""
 
     def count_and_hash(self, lower: list[Any] | None, upper: list[Any] | None) -> tuple[int, str]:
         where = sq.range_condition(self.side.engine, self.key, lower is not None, upper is not None)
@@ -158,12 +162,23 @@ class _Table:
         width = len(self.key)
         return {tuple("" if v is None else str(v) for v in row[:width]): str(row[width]) for row in rows}
 
+    def leaf_columns(self, lower: list[Any] | None, upper: list[Any] | None) -> dict[tuple[str, ...], tuple[str, ...]]:
+        """Canonical key texts -> per-column MD5s of every row in ``lower < key <= upper``."""
+        where = sq.range_condition(self.side.engine, self.key, lower is not None, upper is not None)
+        sql = f"SELECT {self.key_sql}, {self.column_md5s} FROM {self.relation} WHERE {where}"
+        rows = self.side.query(sql, [*(lower or []), *(upper or [])])
+        width = len(self.key)
+        return {tuple("" if v is None else str(v) for v in row[:width]): tuple(str(v) for v in row[width:]) for row in rows}
+
 
 def _table(side: Side, namespace: str, name: str, key: list[Column], compared: list[Column], cross: bool) -> _Table:
     engine = side.engine
     key_sql = ", ".join(sq.canonical(engine, c.name, c.type, cross) for c in key)
     relation = sq.qualified(engine, namespace, name)
-    return _Table(side, relation, key, sq.chunk_hash(engine, compared, cross), key_sql, sq.row_hash(engine, compared, cross))
+    column_md5s = ", ".join(sq.row_hash(engine, [column], cross) for column in compared)
+    return _Table(
+        side, relation, key, sq.chunk_hash(engine, compared, cross), key_sql, sq.row_hash(engine, compared, cross), column_md5s
+    )
 
 
 def verify_table(
@@ -286,6 +301,15 @@ def _leaf(
             differing.append(KeyDifference(list(key), "missing" if other is None else "extra" if mine is None else "changed"))
     differing.sort(key=lambda d: [(len(part), part) for part in d.key])
     room = max_keys - len(verdict.differences)
-    verdict.differences.extend(differing[:room])
+    listed = differing[:room]
+    if any(d.kind == "changed" for d in listed) and verdict.columns:
+        # only now, for a range already known to differ: which columns of the changed rows differ
+        mine_columns, other_columns = left.leaf_columns(lower, upper), right.leaf_columns(lower, upper)
+        for difference in listed:
+            if difference.kind == "changed":
+                key = tuple(difference.key)
+                pairs = zip(mine_columns.get(key, ()), other_columns.get(key, ()), strict=False)
+                difference.columns.extend(name for name, (a, b) in zip(verdict.columns, pairs, strict=False) if a != b)
+    verdict.differences.extend(listed)
     if len(differing) > room:
         verdict.more_differences = True

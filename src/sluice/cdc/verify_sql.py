@@ -11,16 +11,17 @@ Canonical text per logical type (sessions run in UTC: :data:`SESSION_SQL`):
 =====================  =======================================================================
 logical type           canonical text
 =====================  =======================================================================
-int8..int64, uint64,   decimal digits (``-12``, ``18446744073709551615``)
+int8..int64, uint64,   decimal digits (``-12``, ``18446744073709551615``); year ``0000`` is ``0``
 year
 bool                   ``1`` / ``0``
-bit(n)                 the bits as an unsigned decimal integer
+bit(n)                 the bits as an unsigned decimal integer (``bit(64)`` all ones: ``18446744073709551615``)
 decimal(p,s)           exactly ``s`` decimals (``12.50``); ``decimal`` without scale: trailing zeros dropped
-float64 / float32      rounded to 10 / 5 decimals (both engines print binary floats differently)
+float64 / float32      ``<mantissa>e<exponent>``, mantissa rounded to 10 / 5 decimals (``-1.0000000000e308``);
+                       ``0`` for zero and ``|x| < 1e-300``
 string, enum, set      the text (UTF-8); uuid: lower case
 bytes                  lower-case hex
 date                   ``YYYY-MM-DD``
-time(n)                ``HH:MM:SS.ffffff`` (hours may exceed 24)
+time(n)                ``[-]HH:MM:SS.ffffff`` (hours may exceed 24; ``-838:59:59.999000``)
 datetime(n)            ``YYYY-MM-DD HH:MM:SS.ffffff``: the wall-clock value as stored
 timestamp(n)           ``YYYY-MM-DD HH:MM:SS.ffffff`` of the instant in UTC
 json                   same engine: normalised text (``jsonb::text``, MariaDB ``JSON_NORMALIZE``);
@@ -50,10 +51,12 @@ SESSION_SQL: dict[Dialect, tuple[str, ...]] = {
 """Statements run once per verify session: UTC so timestamps print as UTC instants, UTF-8 text."""
 
 FLOAT_DECIMALS = {"float64": 10, "float32": 5}
+"""Decimals of the mantissa of a float's canonical ``<mantissa>e<exponent>`` text."""
 HASH_HEX_DIGITS = 15
 """Hex digits of each row's MD5 summed into the chunk checksum (60 bits: fits a signed 64-bit integer)."""
 
 _INTEGER = re.compile(r"^u?int(8|16|32|64)$")
+_TWO_64 = 2**64
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +95,18 @@ def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> 
     col = quote(engine, column)
     kind, arguments = base_type(logical)
     my = engine.dialect == "mysql"
-    if _INTEGER.match(kind) or kind == "year":
+    if _INTEGER.match(kind):
         return f"CAST({col} AS CHAR)" if my else f"{col}::text"
+    if kind == "year":  # MariaDB prints YEAR 0 as '0000'; PostgreSQL holds it in a smallint
+        return f"CAST(CAST({col} AS UNSIGNED) AS CHAR)" if my else f"{col}::int::text"
     if kind in ("bool", "boolean"):
         return f"CAST(CAST({col} AS SIGNED) AS CHAR)" if my else f"{col}::int::text"
     if kind == "bit":
-        return f"CAST(CAST({col} AS UNSIGNED) AS CHAR)" if my else f"{col}::bigint::text"
+        if my:
+            return f"CAST(CAST({col} AS UNSIGNED) AS CHAR)"
+        # bit(64) with the top bit set is a negative bigint: add 2^64 to read it unsigned
+        signed = f"{col}::bigint::numeric"
+        return f"(CASE WHEN {signed} < 0 THEN {signed} + {_TWO_64} ELSE {signed} END)::text"
     if kind in ("decimal", "numeric"):
         if len(arguments) == 2:
             scale = arguments[1]
@@ -108,16 +117,13 @@ def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> 
             return f"(CASE WHEN LOCATE('.', {text}) > 0 THEN {trimmed} ELSE {text} END)"
         return f"trim_scale({col}::numeric)::text"
     if kind in FLOAT_DECIMALS:
-        places = FLOAT_DECIMALS[kind]
-        if my:
-            return f"CAST(CAST(CAST({col} AS DOUBLE) AS DECIMAL(65,{places})) AS CHAR)"
-        return f"round({col}::float8::numeric, {places})::text"
+        return _scientific(engine, col, FLOAT_DECIMALS[kind])
     if kind == "bytes":
         return f"LOWER(HEX({col}))" if my else f"encode({col}::bytea, 'hex')"
     if kind == "date":
         return f"DATE_FORMAT({col}, '%%Y-%%m-%%d')" if my else f"to_char({col}, 'YYYY-MM-DD')"
     if kind == "time":
-        return f"TIME_FORMAT({col}, '%%H:%%i:%%s.%%f')" if my else f"to_char({col}::interval, 'HH24:MI:SS.US')"
+        return f"TIME_FORMAT({col}, '%%H:%%i:%%s.%%f')" if my else _pg_time(col)
     if kind in ("datetime", "timestamp"):
         return f"DATE_FORMAT({col}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')" if my else f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"
     if kind == "uuid":
@@ -132,6 +138,40 @@ def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> 
         return f"{col}::jsonb::text"
     # string, enum, set and anything else: the text itself
     return f"CONVERT({col} USING utf8mb4)" if my else f"{col}::text"
+
+
+def _scientific(engine: Engine, col: str, decimals: int) -> str:
+    """``<mantissa with decimals places>e<exponent>`` of a float, ``0`` for zero and for ``|x| < 1e-300``.
+
+    Both engines compute the exponent (``floor(log10|x|)``) and the mantissa (``x / 10^exponent``) in IEEE
+    doubles with the C library's ``log10``/``pow``, then round the mantissa as a decimal, so no value can
+    overflow (MariaDB's ``DECIMAL(65, s)`` cannot hold ``1e308``)."""
+    if engine.dialect == "mysql":
+        x = f"CAST({col} AS DOUBLE)"
+        exponent = f"FLOOR(LOG10(ABS({x})))"
+        mantissa = f"CAST(CAST({x} / POW(10, {exponent}) AS DECIMAL(20,{decimals})) AS CHAR)"
+        sci = f"CONCAT({mantissa}, 'e', CAST({exponent} AS SIGNED))"
+        return f"(CASE WHEN {x} IS NULL THEN NULL WHEN ABS({x}) < 1e-300 THEN '0' ELSE {sci} END)"
+    x = f"{col}::float8"
+    exponent = f"floor(log10(abs({x})))"
+    mantissa = f"round(({x} / power(10::float8, {exponent}))::numeric, {decimals})::text"
+    sci = f"{mantissa} || 'e' || {exponent}::int::text"
+    return f"(CASE WHEN {x} IS NULL THEN NULL WHEN abs({x}) < 1e-300 THEN '0' ELSE {sci} END)"
+
+
+def _pg_time(col: str) -> str:
+    """``[-]HH:MM:SS.ffffff`` of an interval (or time) from its microseconds, as MariaDB's ``TIME_FORMAT`` prints it:
+    one sign in front (``to_char`` signs each field of a negative interval), at least two hour digits."""
+    micros = f"round(abs(extract(epoch from {col}::interval)) * 1000000)::bigint"
+    hours = f"({micros} / 3600000000)"
+    two = "lpad(mod({m} / {d}, 60)::text, 2, '0')"
+    return (
+        f"(CASE WHEN {col} IS NULL THEN NULL ELSE"
+        f" (CASE WHEN extract(epoch from {col}::interval) < 0 THEN '-' ELSE '' END)"
+        f" || (CASE WHEN {hours} < 10 THEN '0' ELSE '' END) || {hours}::text"
+        f" || ':' || {two.format(m=micros, d=60000000)} || ':' || {two.format(m=micros, d=1000000)}"
+        f" || '.' || lpad(mod({micros}, 1000000)::text, 6, '0') END)"
+    )
 
 
 def row_text(engine: Engine, columns: Sequence[Column], cross_engine: bool) -> str:

@@ -19,7 +19,7 @@ from rich import box
 from rich.table import Table
 
 from sluice.cdc.base import TableRef
-from sluice.cdc.verify import TableVerdict, VerifyError, verify_table
+from sluice.cdc.verify import KeyDifference, TableVerdict, VerifyError, verify_table
 from sluice.cli.progress import make_console
 
 KEYS_SHOWN = 5
@@ -68,7 +68,7 @@ def as_json(verdict: SyncVerdict) -> dict[str, Any]:
     tables = []
     for table in verdict.tables:
         body: dict[str, Any] = {f.name: getattr(table, f.name) for f in fields(table) if f.name != "differences"}
-        body["differences"] = [{"key": d.key, "kind": d.kind} for d in table.differences]
+        body["differences"] = [_difference(d) for d in table.differences]
         tables.append(body)
     return {
         "name": verdict.name,
@@ -80,8 +80,19 @@ def as_json(verdict: SyncVerdict) -> dict[str, Any]:
     }
 
 
+def _difference(difference: KeyDifference) -> dict[str, Any]:
+    """``{key, kind}``, plus ``columns`` (the differing columns) for a ``changed`` key."""
+    body: dict[str, Any] = {"key": difference.key, "kind": difference.kind}
+    if difference.kind == "changed":
+        body["columns"] = difference.columns
+    return body
+
+
 def _keys(table: TableVerdict) -> str:
-    shown = [f"{d.kind} {','.join(d.key)}" for d in table.differences[:KEYS_SHOWN]]
+    shown = [
+        f"{d.kind} {','.join(d.key)}" + (f" ({', '.join(d.columns)})" if d.columns else "")
+        for d in table.differences[:KEYS_SHOWN]
+    ]
     more = len(table.differences) - KEYS_SHOWN
     if more > 0 or table.more_differences:
         shown.append(f"+{max(more, 0)}{'+' if table.more_differences else ''} more")
