@@ -34,6 +34,7 @@ from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
 from sluice.cdc.checkpoint import last_heartbeat, read_progress
 from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
 from sluice.cdc.state import SyncState
+from sluice.errors import BusError
 
 log = logging.getLogger("sluice.cdc.apply")
 
@@ -297,10 +298,17 @@ class ApplyDirection:
                 return False
             for message in messages:
                 if RESYNC.encode() in message.value and _is_resync(message.value):
-                    self.bus.seek(self.group, table.topic, message.offset)
+                    table.scan_from = message.offset
                     if table.consumer is not None:
+                        # Leave the group first: Kafka moves only a group without members, and a closing member
+                        # commits what it completed, which must not undo the move.
                         table.consumer.close()
                         table.consumer = None
+                    try:
+                        self.bus.seek(self.group, table.topic, message.offset)
+                    except BusError as exc:
+                        log.warning("sync %s: table %s: resync waits: %s", self.sync, table.ref.source.qualified, exc)
+                        return False
                     return True
             table.scan_from = messages[-1].offset + 1
 
