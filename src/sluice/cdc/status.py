@@ -138,4 +138,4 @@ def merge_tables(first: list[TableStatus], second: list[TableStatus], second_rol
         elif capture.state == "streaming" and apply.state in ("waiting", "snapshotting"):
             merged.state = "streaming"
         out[key] = merged
-    return [out[key] for key in sorted(out)]
+    return list(out.values())
