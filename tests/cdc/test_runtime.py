@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ import msgspec
 import pytest
 from tests.cdc.fakes import POISON, FakeDb, FakeWorld, schema
 
+from sluice.bus.base import Bus
 from sluice.bus.embedded import EmbeddedBus
+from sluice.bus.registry import open_bus
 from sluice.cdc.base import PositionLost
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import SnapshotRows, change_topic, decode
@@ -46,7 +49,7 @@ def settings(**overrides: Any) -> SyncSettings:
     return msgspec.convert(base, SyncSettings)
 
 
-def runtime(world: FakeWorld, bus: EmbeddedBus, tmp_path: Path, sync: SyncSettings | None = None, **kw: Any) -> SyncRuntime:
+def runtime(world: FakeWorld, bus: Bus, tmp_path: Path, sync: SyncSettings | None = None, **kw: Any) -> SyncRuntime:
     return SyncRuntime(
         sync or settings(),
         URLS,
@@ -317,6 +320,20 @@ def test_both_ways_conflict_policies(bus: EmbeddedBus, tmp_path: Path, policy: s
 
 def test_resync_works_with_capture_and_apply_in_separate_runtimes(bus: EmbeddedBus, tmp_path: Path) -> None:
     """Split mode (``--processes 2``): capture publishes a resync marker; apply resets the table when it reads it."""
+    split_resync(bus, tmp_path)
+
+
+@pytest.mark.kafka
+def test_resync_across_separate_runtimes_on_kafka(kafka_url: str, tmp_path: Path) -> None:
+    """The same on Kafka, where apply must leave its group before moving it to the marker."""
+    kafka = open_bus(f"{kafka_url}?namespace=fixa-{uuid.uuid4().hex[:8]}")
+    try:
+        split_resync(kafka, tmp_path)
+    finally:
+        kafka.close()
+
+
+def split_resync(bus: Bus, tmp_path: Path) -> None:
     world = make_world(rows=5)
     capture = runtime(world, bus, tmp_path, roles=("capture",))
     apply = runtime(world, bus, tmp_path, roles=("apply",))
