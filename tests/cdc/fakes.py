@@ -164,7 +164,7 @@ class FakeCapture(Capture):
     def stream(self, start: Position, tables: Sequence[TableSchema], max_wait_s: float) -> Iterator[ChangeBatch]:
         index = start[0]
         if index < self.db.purged:
-            raise PositionLost(f"position {index} was purged; run sluice sync PATH --resnapshot")
+            raise PositionLost(f"position {index} was purged: run `sluice sync PATH --resnapshot` to copy the tables again")
         wanted = {t.qualified for t in tables}
         while True:
             deadline = time.monotonic() + max_wait_s

@@ -10,6 +10,7 @@ import pytest
 
 from cdc.apply_cases import event, row
 from sluice.cdc.apply_common import (
+    cannot_alter,
     mask_values,
     mysql_type,
     net_effect,
@@ -19,7 +20,8 @@ from sluice.cdc.apply_common import (
     time_delta,
     widens,
 )
-from sluice.cdc.events import Column
+from sluice.cdc.base import TableRef
+from sluice.cdc.events import Column, TableSchema
 
 
 def test_last_image_wins_and_insert_then_delete_is_delete() -> None:
@@ -138,3 +140,9 @@ def test_same_value() -> None:
     assert same_value("json", '{"a": 1}', {"a": 1})
     assert not same_value("string", "a", None) and same_value("string", None, None)
     assert time_delta("123:45:06.500000") == dt.timedelta(hours=123, minutes=45, seconds=6, microseconds=500000)
+
+
+def test_cannot_alter_gives_the_whole_resync_command() -> None:
+    table = TableRef(TableSchema("usertest_src", "orders_2024", [Column("id", "int64")], ["id"]), "public", "orders_2024")
+    message = str(cannot_alter(table, "qty", "bigint", "smallint"))
+    assert "`sluice sync resync PATH usertest_src.orders_2024`" in message

@@ -373,6 +373,13 @@ def test_lost_positions_and_drop(db: psycopg.Connection[Any], make_capture: Any)
     assert slots == (0,) and publications == (0,)
     with pytest.raises(PositionLost, match=r"does not exist.*--resnapshot"):
         next(capture.stream(events[0].source.position, [table], 0.2))
+    capture.prepare([table])  # a restart creates the slot again, at the current position
+    try:
+        with pytest.raises(PositionLost, match=r"did not exist \(dropped\?\) and was created again.*--resnapshot") as lost:
+            next(capture.stream(events[0].source.position, [table], 0.2))
+        assert "advanced" not in str(lost.value)
+    finally:
+        capture.drop()
 
 
 def test_check_names_the_missing_privilege(db: psycopg.Connection[Any], make_capture: Any, pg_db_url: str) -> None:

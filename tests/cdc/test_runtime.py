@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ import msgspec
 import pytest
 from tests.cdc.fakes import POISON, FakeDb, FakeWorld, schema
 
+from sluice.bus.base import Bus
 from sluice.bus.embedded import EmbeddedBus
+from sluice.bus.registry import open_bus
 from sluice.cdc.base import PositionLost
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import SnapshotRows, change_topic, decode
@@ -46,7 +49,7 @@ def settings(**overrides: Any) -> SyncSettings:
     return msgspec.convert(base, SyncSettings)
 
 
-def runtime(world: FakeWorld, bus: EmbeddedBus, tmp_path: Path, sync: SyncSettings | None = None, **kw: Any) -> SyncRuntime:
+def runtime(world: FakeWorld, bus: Bus, tmp_path: Path, sync: SyncSettings | None = None, **kw: Any) -> SyncRuntime:
     return SyncRuntime(
         sync or settings(),
         URLS,
@@ -240,8 +243,9 @@ def test_purged_position_is_one_clear_error_and_resnapshot_recovers(bus: Embedde
     src.write("app.emp", {"id": 99, "name": "x", "n": 1})
     src.write("app.emp", None, (1,))
     src.purged = len(src.log)
-    with pytest.raises(PositionLost, match="--resnapshot"):
+    with pytest.raises(PositionLost, match="--resnapshot") as lost:
         runtime(world, bus, tmp_path, once=True).run()
+    assert str(lost.value).count("--resnapshot") == 1 and "purged. Run 'sluice sync PATH --name s1" in str(lost.value)
     world.dbs["dst"].rows["public.emp"][(12345,)] = {"id": 12345, "name": "stale", "n": 0}
     runtime(world, bus, tmp_path, once=True, resnapshot=True).run()
     assert same(world, "emp") and same(world, "dept")
@@ -312,3 +316,45 @@ def test_both_ways_conflict_policies(bus: EmbeddedBus, tmp_path: Path, policy: s
     assert world.dbs["src"].rows["app.emp"][(1,)]["name"] == f"{expected} version"
     assert sum(t.conflicts for t in status.tables) >= 1
     assert (tmp_path / ".sluice" / "syncs" / "s1.conflicts.jsonl").read_text().count("\n") >= 1
+
+
+def test_resync_works_with_capture_and_apply_in_separate_runtimes(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """Split mode (``--processes 2``): capture publishes a resync marker; apply resets the table when it reads it."""
+    split_resync(bus, tmp_path)
+
+
+@pytest.mark.kafka
+def test_resync_across_separate_runtimes_on_kafka(kafka_url: str, tmp_path: Path) -> None:
+    """The same on Kafka, where apply must leave its group before moving it to the marker."""
+    kafka = open_bus(f"{kafka_url}?namespace=fixa-{uuid.uuid4().hex[:8]}")
+    try:
+        split_resync(kafka, tmp_path)
+    finally:
+        kafka.close()
+
+
+def split_resync(bus: Bus, tmp_path: Path) -> None:
+    world = make_world(rows=5)
+    capture = runtime(world, bus, tmp_path, roles=("capture",))
+    apply = runtime(world, bus, tmp_path, roles=("apply",))
+    threads = [in_thread(capture)[0], in_thread(apply)[0]]
+    try:
+        wait_for(lambda: same(world, "emp") and same(world, "dept"))
+        # Only snapshot rows were applied: apply learns from capture's progress that the snapshot is done.
+        wait_for(lambda: {apply.state.table("src -> dst", t).state for t in ("app.emp", "app.dept")} == {"streaming"})
+        src = world.dbs["src"]
+        src.alter("app.emp", "other")
+        src.write("app.emp", {"id": 50, "name": "after ddl", "n": 1})
+        wait_for(lambda: apply.state.table("src -> dst", "app.emp").state == "error")
+        world.dbs["dst"].rows["public.emp"][(12345,)] = {"id": 12345, "name": "stale", "n": 0}
+        request_resync(tmp_path / ".sluice", "s1", "app.emp")
+        wait_for(lambda: same(world, "emp"))
+        src.write("app.emp", {"id": 51, "name": "streams", "n": 2})
+        wait_for(lambda: same(world, "emp"))
+        record = apply.state.table("src -> dst", "app.emp")
+        assert record.state == "streaming" and not record.error
+    finally:
+        capture.stop()
+        apply.stop()
+        for thread in threads:
+            thread.join(10)

@@ -393,6 +393,6 @@ def no_key_error(table: TableRef) -> SyncError:
 def cannot_alter(table: TableRef, column: str, old: str, new: str) -> SyncError:
     return SyncError(
         f"table {table.target_qualified}: cannot change column {column} from {old} to {new} in place; "
-        f"run `sluice sync resync {table.source.qualified}` to copy the table again",
+        f"run `sluice sync resync PATH {table.source.qualified}` (PATH: the project) to copy the table again",
         table=table.target_qualified,
     )

@@ -11,6 +11,12 @@ between delivers the messages again and apply skips what its stored position cov
 
 A :class:`SyncError` naming a table stops only that table (state ``error``; its messages wait on the bus until
 ``sluice sync resync``); any other error stops the sync.
+
+Resync when capture runs in another process: capture publishes a resync marker (a :class:`SchemaChange` with
+``change="resync"`` and the table's fresh schema) on the table's topic before the new snapshot rows. Apply
+empties the target table (:meth:`Apply.reset`) and clears the table's error when it consumes the marker, so
+the snapshot rows that follow land in an empty table. A table in error looks ahead on its topic (about once a
+second, :meth:`Bus.read`) for a marker and moves its group there, skipping the changes the resync replaces.
 """
 
 from __future__ import annotations
@@ -25,13 +31,19 @@ import msgspec
 
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
+from sluice.cdc.checkpoint import last_heartbeat, read_progress
 from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
 from sluice.cdc.state import SyncState
+from sluice.errors import BusError
 
 log = logging.getLogger("sluice.cdc.apply")
 
 IDLE_SLEEP_S = 0.02
 TRANSIENT_RETRIES = 5
+RESYNC_SCAN_S = 1.0
+"""Seconds between two looks for a resync marker on the topic of a table in error."""
+RESYNC = "resync"
+"""``SchemaChange.change`` of the marker capture publishes before a resync's snapshot rows."""
 
 
 @dataclass
@@ -46,6 +58,9 @@ class ApplyTable:
     error: str = ""
     poll_messages: int = 0
     """Messages to poll next (0: ``batch_rows``); fewer while snapshot messages of many rows each arrive."""
+    scan_from: int = 0
+    """In error: the offset of the failed message, then the first offset not yet searched for a resync marker."""
+    next_scan: float = 0.0
 
 
 class ApplyDirection:
@@ -74,6 +89,7 @@ class ApplyDirection:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._next_settle = 0.0
         for ref in refs:
             self.add(ref)
 
@@ -138,10 +154,10 @@ class ApplyDirection:
                 for table in self._mine(index):
                     if self.state.stop.is_set():
                         break
-                    if table.paused or table.error:
+                    if table.paused:
                         continue
                     with table.lock:
-                        if table.paused or table.error:
+                        if table.paused or (table.error and not self._find_resync(table)):
                             continue
                         busy = self._step(apply, table) or busy
                     if getattr(self._local, "rebuild", False):
@@ -149,6 +165,8 @@ class ApplyDirection:
                         self._local.rebuild = False
                         apply.close()
                         apply = self.make_apply()
+                if index == 0:
+                    self._settle_states()
                 if not busy:
                     self.state.stop.wait(IDLE_SLEEP_S)
         except Exception as exc:
@@ -173,6 +191,7 @@ class ApplyDirection:
         done, error = self._apply_messages(apply, table, messages)
         if error is not None:
             table.error = str(error)
+            table.scan_from, table.next_scan = messages[done].offset, 0.0
             log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
             self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
         if done:
@@ -217,7 +236,9 @@ class ApplyDirection:
                 if run:
                     self._batch(apply, table, run)
                     done, run = index, []
-                if isinstance(event, SchemaChange):
+                if isinstance(event, SchemaChange) and event.change == RESYNC:
+                    self._reset(apply, table, event)
+                elif isinstance(event, SchemaChange):
                     try:
                         apply.apply_schema(table.ref, event)  # errors: SyncError naming the table
                     except SyncError:
@@ -236,6 +257,68 @@ class ApplyDirection:
             if exc.table is None:
                 raise
             return done, exc
+
+    def _settle_states(self) -> None:
+        """About once a second: a table still ``waiting`` or ``snapshotting`` whose topic is drained becomes
+        ``streaming`` when capture recorded its snapshot done (or, without a snapshot, checkpointed at all).
+        Capture sets the states where it runs; this covers a process that only applies."""
+        now = time.monotonic()
+        if now < self._next_settle:
+            return
+        self._next_settle = now + RESYNC_SCAN_S
+        with self.state.lock:
+            pending = [
+                t for t in list(self.tables.values())
+                if self.state.table(self.direction, t.ref.source.qualified).state in ("waiting", "snapshotting")
+            ]  # fmt: skip
+        if not pending:
+            return
+        progress = read_progress(self.bus, self.sync, self.source_side)
+        checkpointed = last_heartbeat(self.bus, self.sync, self.source_side) is not None
+        for table in pending:
+            name = table.ref.source.qualified
+            entry = progress.tables.get(name) if progress is not None else None
+            done = entry.done if entry is not None else checkpointed
+            if done and table.consumer is not None and self.bus.lag(self.group, table.topic) == 0:
+                with self.state.lock:
+                    record = self.state.table(self.direction, name)
+                    if record.state in ("waiting", "snapshotting"):
+                        record.state = "streaming"
+
+    def _find_resync(self, table: ApplyTable) -> bool:
+        """For a table in error: whether a resync marker follows on its topic; if so, move the group to it
+        (the changes before it are replaced by the new snapshot) and let the worker consume it."""
+        now = time.monotonic()
+        if now < table.next_scan:
+            return False
+        table.next_scan = now + RESYNC_SCAN_S
+        while True:
+            messages = self.bus.read(table.topic, table.scan_from, 1000)
+            if not messages:
+                return False
+            for message in messages:
+                if RESYNC.encode() in message.value and _is_resync(message.value):
+                    table.scan_from = message.offset
+                    if table.consumer is not None:
+                        # Leave the group first: Kafka moves only a group without members, and a closing member
+                        # commits what it completed, which must not undo the move.
+                        table.consumer.close()
+                        table.consumer = None
+                    try:
+                        self.bus.seek(self.group, table.topic, message.offset)
+                    except BusError as exc:
+                        log.warning("sync %s: table %s: resync waits: %s", self.sync, table.ref.source.qualified, exc)
+                        return False
+                    return True
+            table.scan_from = messages[-1].offset + 1
+
+    def _reset(self, apply: Apply, table: ApplyTable, marker: SchemaChange) -> None:
+        """The resync marker: empty the target table, forget its position, take the fresh schema, clear the error."""
+        ref = replace(table.ref, source=marker.schema)
+        apply.reset(ref)
+        apply.prepare([ref])
+        table.ref, table.error = ref, ""
+        self.state.set_state(self.direction, ref.source.qualified, "snapshotting")
 
     def _snapshot_rows(self, apply: Apply, table: ApplyTable, batches: list[SnapshotRows]) -> None:
         result = _retrying(lambda: apply.apply_rows(table.ref, batches))
@@ -262,6 +345,14 @@ class ApplyDirection:
                 record.state = "snapshotting" if last.snapshot else "streaming"
             elif record.state == "snapshotting" and not last.snapshot:
                 record.state = "streaming"
+
+
+def _is_resync(value: bytes) -> bool:
+    try:
+        event = decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return isinstance(event, SchemaChange) and event.change == RESYNC
 
 
 def _retrying(run: Callable[[], ApplyResult]) -> ApplyResult:

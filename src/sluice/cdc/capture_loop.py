@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from sluice.bus.base import Bus
-from sluice.cdc.apply_loop import ApplyDirection
+from sluice.cdc.apply_loop import RESYNC, ApplyDirection
 from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SnapshotChunk, SyncError, TableRef
 from sluice.cdc.checkpoint import SnapshotProgress, TableProgress, last_heartbeat, read_progress, write_heartbeat, write_progress
 from sluice.cdc.config import SyncSettings
@@ -136,7 +136,7 @@ class CaptureSide:
         except PositionLost as exc:
             if self.mode != "when_needed":
                 raise PositionLost(
-                    f"sync '{self.sync}': capture of {self.side} cannot resume: {exc}. Run "
+                    f"sync '{self.sync}': capture of {self.side} cannot resume: {without_hint(str(exc))}. Run "
                     f"'sluice sync PATH --name {self.sync} --resnapshot' to copy the tables again"
                 ) from None
             log.warning("sync %s: %s; snapshotting again (snapshot: when_needed)", self.sync, exc)
@@ -188,7 +188,26 @@ class CaptureSide:
         return out
 
     def _reset_targets(self, refs: list[TableRef]) -> None:
-        """Drop what the bus holds for ``refs`` (this direction's group skips it) and empty the target tables."""
+        """Drop what the bus holds for ``refs`` (this direction's group skips it) and empty the target tables.
+
+        When apply runs in another process (no ``applier`` here), publish a resync marker on each table's
+        topic instead: that apply empties the table when it consumes the marker, before the snapshot rows
+        that follow it (:mod:`sluice.cdc.apply_loop`)."""
+        if self.applier is None:
+            position, text = self.capture.current_position()
+            source = Source(
+                connector="",
+                name=self.side,
+                position=position,
+                position_text=text,
+                commit_ts_us=time.time_ns() // 1000,
+                origin=f"{self.sync}/{self.side}",
+            )
+            for ref in refs:
+                name = ref.source.qualified
+                marker = SchemaChange(name, ref.source, RESYNC, source)
+                self.bus.publish(change_topic(self.sync, self.side, name), [(name, encode(marker))])
+            return
         for ref in refs:
             topic = change_topic(self.sync, self.side, ref.source.qualified)
             if self.applier is not None:
@@ -376,14 +395,22 @@ class CaptureSide:
                 fresh = {t.qualified: t for t in self.capture.list_tables()}.get(name, ref.source)
                 ref = dataclasses.replace(ref, source=fresh)
                 self.refs[name] = ref
-                self._reset_targets([ref])
                 position, text = self.capture.current_position()
                 if self.progress is None:
                     self.progress = SnapshotProgress(position, text)
                 self.progress.tables[name] = TableProgress(position=position, position_text=text)
+                write_progress(self.bus, self.sync, self.side, self.progress)  # not done: apply keeps "snapshotting"
+                self._reset_targets([ref])
                 self._snapshot_table(ref, self.progress)
                 handled_any = True
         return handled_any
+
+
+def without_hint(message: str) -> str:
+    """A plugin's :class:`PositionLost` message without its own ``--resnapshot`` advice (the runtime gives
+    the full command once)."""
+    at = message.find("run `sluice sync PATH --resnapshot`")
+    return message[:at].rstrip(" :;,") if at > 0 else message
 
 
 def snapshot_messages(

@@ -181,7 +181,9 @@ class SchemaChange(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="k
     """A table's schema as of ``source.position``: published when capture first sees the table and after each DDL.
 
     ``change`` says what happened (``create``, ``add_column``, ``alter_column``, ``rename_column``,
-    ``drop_column``, ``rename_table``, ``drop_table``, ``other``); ``ddl`` is the statement when known.
+    ``drop_column``, ``rename_table``, ``drop_table``, ``other``; ``resync``: not a DDL but the marker capture
+    publishes before a resync's snapshot rows, so apply in another process empties the table first, see
+    :mod:`sluice.cdc.apply_loop`); ``ddl`` is the statement when known.
     ``renamed`` maps old column names to new ones for a rename.
     """
 

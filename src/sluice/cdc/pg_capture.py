@@ -69,6 +69,8 @@ class PostgresCapture(Capture):
         self.side = side
         self.marker_table = marker_table
         self.slot = options.slot or default_slot(sync, side)
+        self.slot_created_at: str | None = None
+        """The slot's position when this object created it (it did not exist), else None."""
         self.publication = options.publication or self.slot
         self._own_namespaces = {SLUICE_NAMESPACE} | ({marker_table.partition(".")[0]} if marker_table else set())
         self._conns: dict[str, psycopg.Connection[Any]] = {}
@@ -190,13 +192,17 @@ class PostgresCapture(Capture):
         if self._slot_row() is not None:
             return
         try:
-            self._control.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", [self.slot])
+            created = self._control.execute(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'wal2json')", [self.slot]
+            ).fetchone()
         except psycopg.errors.DuplicateObject:
             return
         except psycopg.Error as exc:
             problems = self.check()
             detail = "; ".join(problems) if problems else str(exc).strip()
             raise SourceNotReady(f"cannot create replication slot {self.slot}: {detail}") from exc
+        if created:
+            self.slot_created_at = str(created[0])
 
     def prepare(self, tables: Sequence[TableSchema]) -> None:
         """The slot, then the publication of ``tables`` and, with ``replica_identity_full``, REPLICA IDENTITY FULL
@@ -400,6 +406,11 @@ class PostgresCapture(Capture):
         slot = self._slot_row()
         if slot is None:
             raise PositionLost(f"replication slot {self.slot} does not exist (dropped?): {RESNAPSHOT}")
+        if self.slot_created_at is not None and start[0] < lsn_int(self.slot_created_at):
+            raise PositionLost(
+                f"replication slot {self.slot} did not exist (dropped?) and was created again at {self.slot_created_at}, "
+                f"after position {lsn_text(start[0])}: the changes in between are gone; {RESNAPSHOT}"
+            )
         if start[0] < lsn_int(slot[1]):
             raise PositionLost(
                 f"replication slot {self.slot} was advanced to {slot[1]}, past position {lsn_text(start[0])}: "

@@ -75,7 +75,9 @@ def write_status(work_dir: Path, status: SyncStatus, role_suffix: str = "") -> P
 
 
 def read_status(work_dir: Path, name: str) -> SyncStatus | None:
-    """The status of sync ``name`` merged from every file its processes wrote, or None if none did."""
+    """The status of sync ``name`` merged from every file its processes wrote, or None if none did.
+
+    A table both a capture-only and an apply-only process report is one row (:func:`merge_tables`)."""
     folder = status_dir(work_dir)
     files = sorted(folder.glob(f"{name}.json")) + sorted(folder.glob(f"{name}.*.json"))
     merged: SyncStatus | None = None
@@ -86,10 +88,54 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
             continue
         if merged is None:
             merged = status
-        else:
-            merged.roles.extend(status.roles)
-            merged.tables.extend(status.tables)
-            merged.updated_at = max(merged.updated_at, status.updated_at)
-            if status.state == "error":
-                merged.state, merged.error = status.state, status.error
+            continue
+        role = "capture" if _only(status.roles, "capture") else "apply" if _only(status.roles, "apply") else ""
+        merged.roles.extend(status.roles)
+        merged.tables = merge_tables(merged.tables, status.tables, role)
+        merged.updated_at = max(merged.updated_at, status.updated_at)
+        if status.state == "error":
+            merged.state, merged.error = status.state, status.error
+        elif merged.state not in ("error", "stopped") and status.state != "stopped":
+            states = {t.state for t in merged.tables}
+            merged.state = "snapshotting" if "snapshotting" in states else "streaming" if merged.tables else "starting"
     return merged
+
+
+def _only(roles: list[str], role: str) -> bool:
+    return bool(roles) and all(r.startswith(f"{role}:") for r in roles)
+
+
+def merge_tables(first: list[TableStatus], second: list[TableStatus], second_role: str) -> list[TableStatus]:
+    """The rows of two status files, one row per ``(direction, source_table)``.
+
+    Of a table in both: captured and snapshot counts from the capture row; applied, conflicts, dead letters,
+    lag and position from the apply row; the state is ``error`` if either is, else ``snapshotting`` while
+    capture snapshots, else ``streaming`` when capture streams and apply has not moved past ``waiting`` /
+    ``snapshotting`` yet (it applied the snapshot and no change since), else the apply row's state.
+    ``second_role``: ``capture`` or ``apply`` when ``second`` comes from a process running only that role
+    (the rows of ``first`` are then the other role's); else a row of ``second`` replaces the one of ``first``."""
+    out = {(t.direction, t.source_table): t for t in first}
+    for row in second:
+        key = (row.direction, row.source_table)
+        other = out.get(key)
+        if other is None or second_role not in ("capture", "apply"):
+            out[key] = row
+            continue
+        capture, apply = (row, other) if second_role == "capture" else (other, row)
+        merged = msgspec.structs.replace(
+            apply,
+            target_table=apply.target_table or capture.target_table,
+            captured=dict(capture.captured),
+            snapshot_rows=capture.snapshot_rows,
+            snapshot_total=capture.snapshot_total,
+            invalid_dates=max(capture.invalid_dates, apply.invalid_dates),
+        )
+        if capture.state == "error" or apply.state == "error":
+            failed = apply if apply.state == "error" else capture
+            merged.state, merged.error = "error", failed.error
+        elif capture.state == "snapshotting":
+            merged.state = "snapshotting"
+        elif capture.state == "streaming" and apply.state in ("waiting", "snapshotting"):
+            merged.state = "streaming"
+        out[key] = merged
+    return list(out.values())

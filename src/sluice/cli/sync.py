@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
@@ -22,6 +22,9 @@ from sluice.errors import ConfigError, SluiceError, ValidationFailed
 from sluice.observability.logs import setup_logging
 from sluice.project.load import load_project
 from sluice.project.model import Project, SyncSpec
+
+if TYPE_CHECKING:
+    from sluice.cdc.status import SyncStatus
 
 USER_ERROR = 2
 PROGRESS_EVERY_S = 2.0
@@ -225,14 +228,41 @@ def run(
         if child is not None:
             _stop_child(child)
     if child is not None and child.returncode not in (0, -signal.SIGTERM):
-        click.echo(f"error: the capture process exited with status {child.returncode} (its message is above)", err=True)
+        sys.stdout.flush()
+        click.echo(child_failed(child.returncode), err=True)
         sys.exit(child.returncode if child.returncode > 0 else 1)
+    namespace = str((spec.settings.apply or {}).get("namespace", "sluice_cdc"))
+    problems, summary = final_report(status, namespace)
+    for line in problems:
+        click.echo(line, err=True)
+    console.print(summary)
+    sys.exit(1 if problems else 0)
+
+
+def child_failed(code: int) -> str:
+    """The parent's line when the capture child failed: on a line of its own (the child's message, written
+    to the same terminal, may not have ended its line), after a blank one."""
+    return f"\nerror: the capture process exited with status {code} (its message is above)"
+
+
+def final_report(status: SyncStatus, namespace: str = "sluice_cdc") -> tuple[list[str], str]:
+    """``(one line per table in error, the summary line)`` printed when ``sluice sync run`` stops; the summary
+    counts applied row changes, tables in error and, when not zero, conflicts (recorded in
+    ``<namespace>.conflicts``) and dead letters (rows the target refused, kept in
+    ``<namespace>.dead_letters``)."""
     errors = [t for t in status.tables if t.state == "error"]
-    for table in errors:
-        click.echo(f"table {table.source_table} stopped: {table.error} (fix it, then 'sluice sync resync')", err=True)
+    problems = [
+        f"table {t.source_table} stopped: {t.error} (fix it, then 'sluice sync resync PATH {t.source_table}')" for t in errors
+    ]
     applied = sum(sum(t.applied.values()) for t in status.tables)
-    console.print(f"sync {spec.settings.name} stopped: {applied:,} row changes applied, {len(errors)} table(s) in error")
-    sys.exit(1 if errors else 0)
+    summary = f"sync {status.name} stopped: {applied:,} row changes applied, {len(errors)} table(s) in error"
+    conflicts = sum(t.conflicts for t in status.tables)
+    dead = sum(t.dead_letters for t in status.tables)
+    if conflicts:
+        summary += f", {conflicts:,} conflict(s) (see {namespace}.conflicts)"
+    if dead:
+        summary += f", {dead:,} dead letter(s) (see {namespace}.dead_letters)"
+    return problems, summary
 
 
 @sync.command("status")
@@ -240,7 +270,10 @@ def run(
 @click.option("--name", help="The sync (default: the only one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(path: str, name: str | None, as_json: bool) -> None:
-    """Per table: state, position, lag, rows applied by operation, conflicts, dead letters (from the running sync)."""
+    """Per table: state, position, lag, rows applied by operation, conflicts, dead letters (from the running sync).
+
+    Counts cover the current (or last) run of the sync process only; totals are in the target's
+    ``<namespace>.dead_letters`` and ``<namespace>.conflicts`` tables."""
     from rich.table import Table
 
     from sluice.cdc.status import read_status
