@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import loaded_count, seed_project, summary_json, wait_for
 
 SLUICE = [sys.executable, "-m", "sluice"]
@@ -16,6 +18,17 @@ FIELD = Path(__file__).resolve().parents[2] / "examples" / "seed-002-field" / "O
 
 def sluice(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SLUICE, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+EXAMPLES = sorted(path.parent for path in (FIELD.parents[1]).glob("*/*") if path.name in ("sluice.yaml", "Objets.json"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+def test_every_example_is_valid_without_its_servers(example: Path) -> None:
+    """The file alone: ``sluice validate`` reaches no database unless asked with ``--live``."""
+    result = sluice("validate", str(example))
+    assert result.returncode == 0, result.stderr
+    assert "no problems found" in result.stdout
 
 
 def test_validate_ok(tmp_path: Path) -> None:

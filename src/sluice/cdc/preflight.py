@@ -1,4 +1,4 @@
-"""Checks of a sync against the live databases, before anything starts (``sluice validate``, ``sluice sync``).
+"""Checks of a sync against its live databases (``sluice validate --live``).
 
 What the file alone cannot tell: a ``tables:`` entry that matches no table, a table without a primary key
 under ``no_key: refuse``, a source not set up for capture (:meth:`Capture.check`: binlog format, wal_level,
@@ -8,17 +8,13 @@ privileges...). Each problem is a :class:`~sluice.errors.ConfigError` at the syn
 from __future__ import annotations
 
 from sluice.cdc.runtime import CaptureFactory, plugin_capture
-from sluice.cdc.tables import default_target_namespace, resolve_tables
+from sluice.cdc.tables import capture_problems
 from sluice.errors import ConfigError, SluiceError
 from sluice.project.model import SyncSpec
 
 
-class Unreachable(SluiceError):
-    """A database of the sync could not be reached, so the live checks did not run."""
-
-
 def live_problems(spec: SyncSpec, capture_factory: CaptureFactory = plugin_capture) -> list[ConfigError]:
-    """Every live problem of ``spec``. Raises :class:`Unreachable` when a database cannot be reached."""
+    """Every live problem of ``spec``, a database that cannot be reached included."""
     from sluice.cdc.runtime import plugin_options
 
     settings = spec.settings
@@ -28,19 +24,16 @@ def live_problems(spec: SyncSpec, capture_factory: CaptureFactory = plugin_captu
     for side in sides:
         url = spec.urls[side]
         raw = dict(settings.capture) if side == settings.source else {}
+        options = plugin_options("capture", url, raw, f"sync '{settings.name}': capture")
         try:
-            options = plugin_options("capture", url, raw, f"sync '{settings.name}': capture")
             capture = capture_factory(url, options, settings.name, side, None)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise Unreachable(f"sync '{settings.name}': cannot reach {side}: {exc}") from exc
+        except SluiceError as exc:
+            problems.append(ConfigError(f"sync '{settings.name}': cannot reach {side}: {exc}", file, line))
+            continue
         try:
-            problems += [ConfigError(f"sync '{settings.name}': {side}: {p}", file, line) for p in capture.check()]
-            if side == settings.source:
-                namespace = settings.target_namespace or default_target_namespace(spec.urls[settings.target])
-                _, found = resolve_tables(settings, capture.list_tables(), namespace)
-                problems += [ConfigError(p, file, spec.origin.line_of("tables")) for p in found]
+            server, tables, _, _ = capture_problems(settings, spec.urls, side, capture)
+            problems += [ConfigError(p, file, line) for p in server]
+            problems += [ConfigError(p, file, spec.origin.line_of("tables")) for p in tables]
         except SluiceError as exc:
             problems.append(ConfigError(str(exc), file, line))
         finally:

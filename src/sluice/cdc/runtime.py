@@ -39,7 +39,7 @@ from sluice.cdc.events import Position, TableSchema
 from sluice.cdc.plugins import ApplyOptions
 from sluice.cdc.state import SyncState, direction_label
 from sluice.cdc.status import SyncStatus, status_dir, write_status
-from sluice.cdc.tables import default_target_namespace, resolve_tables, reverse_ref
+from sluice.cdc.tables import capture_problems, reverse_ref
 from sluice.errors import ConfigError
 from sluice.plugins import Settings, registry
 from sluice.plugins.options import convert_options
@@ -151,18 +151,13 @@ class SyncRuntime:
         return self.apply_factory(self.urls[side], self.apply_options, self.settings.name, side)
 
     def preflight(self) -> list[str]:
-        """Problems found against the live databases (see :func:`sluice.cdc.preflight.check_sync`); resolves the tables."""
-        problems: list[str] = []
-        source = self.capture_of(self.settings.source)
-        problems += [f"sync '{self.settings.name}': source {self.settings.source}: {p}" for p in source.check()]
-        namespace = self.settings.target_namespace or default_target_namespace(self.urls[self.settings.target])
-        refs, table_problems = resolve_tables(self.settings, source.list_tables(), namespace)
-        problems += table_problems
-        self.directions = [Direction(self.settings.source, self.settings.target, refs, namespace)]
-        if self.settings.direction == "both":
-            other = self.capture_of(self.settings.target)
-            problems += [f"sync '{self.settings.name}': source {self.settings.target}: {p}" for p in other.check()]
-        return problems
+        """Problems found against the live databases (:func:`~sluice.cdc.tables.capture_problems`); resolves the tables."""
+        settings = self.settings
+        server, tables, refs, namespace = capture_problems(settings, self.urls, settings.source, self.capture_of(settings.source))
+        self.directions = [Direction(settings.source, settings.target, refs, namespace)]
+        if settings.direction == "both":
+            server += capture_problems(settings, self.urls, settings.target, self.capture_of(settings.target))[0]
+        return server + tables
 
     def _reverse(self) -> Direction:
         """The target -> source direction, over the forward direction's target tables (created if missing)."""

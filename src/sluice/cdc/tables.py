@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from urllib.parse import unquote, urlsplit
 
-from sluice.cdc.base import TableRef
+from sluice.cdc.base import Capture, TableRef
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import TableSchema
 from sluice.urls import connection_scheme
@@ -120,3 +120,20 @@ def reverse_ref(ref: TableRef, target_table: TableSchema) -> TableRef:
         no_key=ref.no_key,
         drop_columns=ref.drop_columns,
     )
+
+
+def capture_problems(
+    settings: SyncSettings, urls: Mapping[str, str], side: str, capture: Capture
+) -> tuple[list[str], list[str], list[TableRef], str]:
+    """What stops ``side``'s capture before it starts: ``(server problems, table problems, table refs, target namespace)``.
+
+    Server problems are the capture's own checks (:meth:`Capture.check`: binlog format, ``wal_level``,
+    privileges); table problems, for the sync's ``source`` side, its ``tables:`` entries resolved against the
+    tables the source lists (nothing matched, no key under ``no_key: refuse``). ``sluice sync`` and
+    ``sluice validate --live`` both ask this."""
+    server = [f"sync '{settings.name}': source {side}: {problem}" for problem in capture.check()]
+    namespace = settings.target_namespace or default_target_namespace(urls[settings.target])
+    if side != settings.source:
+        return server, [], [], namespace
+    refs, tables = resolve_tables(settings, capture.list_tables(), namespace)
+    return server, tables, refs, namespace
