@@ -81,9 +81,27 @@ class SqlApply(Apply):
     def _begin(self, name: str) -> Position | None:
         """Start the transaction by writing the positions row of ``name``; the stored stream position."""
 
-    @abstractmethod
+    now_sql = "now()"
+    """The dialect's current time, microseconds kept (``updated_at`` of the positions row)."""
+
     def _finish(self, name: str, position: Position | None, snapshot_key: list[Any] | None, streaming: bool) -> None:
         """Store the new position / snapshot key (``None``: unchanged) and commit."""
+        self._executemany(
+            f"UPDATE {self._quote(self.options.namespace)}.positions SET position = COALESCE(%s, position),"
+            " snapshot_last_key = COALESCE(%s, snapshot_last_key), snapshot_done = snapshot_done OR %s,"
+            f" updated_at = {self.now_sql} WHERE sync = %s AND side = %s AND table_name = %s",
+            [
+                (
+                    None if position is None else to_json(position),
+                    None if snapshot_key is None else to_json(snapshot_key),
+                    streaming,
+                    self.sync,
+                    self.side,
+                    name,
+                )
+            ],
+        )
+        self._commit()
 
     @abstractmethod
     def _rollback(self) -> None: ...

@@ -20,7 +20,7 @@ from typing import Any
 import pymysql
 import pymysql.err
 
-from sluice.cdc.apply_base import SqlApply, load_key, load_position, to_json
+from sluice.cdc.apply_base import SqlApply, load_key, load_position
 from sluice.cdc.apply_common import EPOCH, Key, key_value, mask_values, mysql_type, no_key_error, parse_type, target_columns
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
@@ -56,6 +56,8 @@ def column_values(column: Column, values: list[Any], masked: bool) -> list[Any]:
 
 class MysqlApply(SqlApply):
     """Applies change events to MariaDB/MySQL (plugin ``apply mysql``). One connection, not thread-safe."""
+
+    now_sql = "NOW(6)"
 
     def __init__(self, url: str, options: ApplyOptions, sync: str, side: str) -> None:
         super().__init__(options, sync, side)
@@ -150,22 +152,6 @@ class MysqlApply(SqlApply):
         )
         rows = self._run(f"SELECT position FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s", args)
         return load_position(rows[0][0] if rows else None)
-
-    def _finish(self, name: str, position: Position | None, snapshot_key: list[Any] | None, streaming: bool) -> None:
-        self._run(
-            f"UPDATE {self._ns}.positions SET position = COALESCE(%s, position),"
-            " snapshot_last_key = COALESCE(%s, snapshot_last_key), snapshot_done = snapshot_done OR %s, updated_at = NOW(6)"
-            " WHERE sync = %s AND side = %s AND table_name = %s",
-            (
-                None if position is None else to_json(position),
-                None if snapshot_key is None else to_json(snapshot_key),
-                streaming,
-                self.sync,
-                self.side,
-                name,
-            ),
-        )
-        self._conn.commit()
 
     def finish_snapshot(self, table: TableRef) -> None:
         """Mark the snapshot of ``table`` done (the runtime calls it after the last chunk)."""

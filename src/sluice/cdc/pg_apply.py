@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from sluice.cdc.apply_base import SqlApply, load_key, load_position, to_json
+from sluice.cdc.apply_base import SqlApply, load_key, load_position
 from sluice.cdc.apply_common import Key, key_value, mask_values, no_key_error, parse_type, pg_type, target_columns
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
@@ -166,22 +166,6 @@ class PostgresApply(SqlApply):
             (self.sync, self.side, name),
         ).fetchone()
         return load_position(row[0] if row else None)
-
-    def _finish(self, name: str, position: Position | None, snapshot_key: list[Any] | None, streaming: bool) -> None:
-        self._conn.execute(
-            f"UPDATE {self._ns}.positions SET position = COALESCE(%s, position),"
-            " snapshot_last_key = COALESCE(%s, snapshot_last_key), snapshot_done = snapshot_done OR %s, updated_at = now()"
-            " WHERE sync = %s AND side = %s AND table_name = %s",
-            (
-                None if position is None else to_json(position),
-                None if snapshot_key is None else to_json(snapshot_key),
-                streaming,
-                self.sync,
-                self.side,
-                name,
-            ),
-        )
-        self._commit()
 
     def finish_snapshot(self, table: TableRef) -> None:
         """Mark the snapshot of ``table`` done (the runtime calls it after the last chunk)."""
