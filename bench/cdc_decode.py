@@ -19,6 +19,7 @@ from typing import Any
 import pymysql
 
 from sluice.cdc import mysql_rows
+from sluice.cdc.events import ChangeEvent
 from sluice.cdc.mysql_binlog import ROWS_EVENTS, TABLE_MAP, XID, BinlogConnection
 from sluice.cdc.mysql_capture import MysqlCapture
 from sluice.cdc.mysql_types import InvalidDates
@@ -114,7 +115,7 @@ def stream_all(capture: MysqlCapture, start: list[int], total: int) -> tuple[int
     rows = 0
     began = time.perf_counter()
     for batch in capture.stream(start, tables, 2.0):
-        rows += len(batch.events)
+        rows += sum(1 for event in batch.events if isinstance(event, ChangeEvent) and event.op == "c")
         if rows >= total:
             break
     return rows, time.perf_counter() - began

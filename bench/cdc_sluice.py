@@ -87,10 +87,14 @@ def applied(status: dict[str, Any] | None) -> dict[str, int]:
     return out
 
 
-def once(folder: Path, timeout_s: float = 1800, bus: str | None = None) -> OnceResult:
-    """Run ``sluice sync folder --once``; SluiceUnavailable (with the log's tail) if it fails."""
+def once(folder: Path, timeout_s: float = 1800, bus: str | None = None, one_process: bool = False) -> OnceResult:
+    """Run ``sluice sync folder --once``; SluiceUnavailable (with the log's tail) if it fails.
+
+    ``one_process``: capture and apply in one process (``--processes 1``), so the peak RSS is the whole sync's
+    (``ru_maxrss`` of ``wait4`` is the largest single process of the tree, not their sum)."""
     log = folder / "sync-once.log"
     command = [*SLUICE, "sync", str(folder), "--once"] + (["--bus", bus] if bus else [])
+    command += ["--processes", "1"] if one_process else []
     with log.open("ab") as out:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder)

@@ -139,6 +139,7 @@ def snapshot_and_stream_while_writing(bus: Bus, my: Any, pg: psycopg.Connection[
     finally:
         rt.stop()
         thread.join(30)
+    assert not thread.is_alive(), "the runtime did not stop within 30 s"
     assert not isinstance(out[0], Exception), out[0]
     by_table = {t.source_table.split(".")[1]: t for t in out[0].tables}
     emp = by_table["emp"]
@@ -276,6 +277,7 @@ def test_schema_change_it_cannot_apply_stops_that_table_only(
         rt.stop()
         thread.join(30)
         bus.close()
+    assert not thread.is_alive(), "the runtime did not stop within 30 s"
     status = out[0]
     by_table = {t.source_table.split(".")[1]: t for t in status.tables}
     assert by_table["emp"].state == "error", by_table["emp"]

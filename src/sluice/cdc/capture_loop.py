@@ -40,7 +40,6 @@ from sluice.cdc.config import SyncSettings
 from sluice.cdc.conflicts import LocalVersions
 from sluice.cdc.events import (
     ChangeEvent,
-    Event,
     Heartbeat,
     Position,
     SchemaChange,
@@ -210,14 +209,12 @@ class CaptureSide:
             return
         for ref in refs:
             topic = change_topic(self.sync, self.side, ref.source.qualified)
-            if self.applier is not None:
-                self.applier.pause(ref.source.qualified)
+            self.applier.pause(ref.source.qualified)
             self.bus.seek(apply_group(self.sync, self.side), topic, self.bus.end_offset(topic))
             if self.control is not None:
                 self.control.reset(ref)
                 self.control.prepare([ref])
-            if self.applier is not None:
-                self.applier.resume(ref.source.qualified, ref)
+            self.applier.resume(ref.source.qualified, ref)
 
     # ----- snapshot ----------------------------------------------------------------------------------
 
@@ -326,14 +323,10 @@ class CaptureSide:
                 if local is not None:
                     local.record(table, event.key, event.source.commit_ts_us)
                 continue
-            other = _table_of(event)
-            if other is None:
-                continue
             if isinstance(event, SchemaChange):
-                self._schema_change(event, control)
-            elif other not in self.refs:
-                continue
-            by_topic.setdefault(change_topic(self.sync, self.side, other), []).append((other, encode(event)))
+                self._schema_change(event, control)  # may add a new table matching ``tables:`` to refs
+                if event.table in self.refs:  # others (tables the sync leaves out) get no topic
+                    by_topic.setdefault(change_topic(self.sync, self.side, event.table), []).append((event.table, encode(event)))
         batches: list[tuple[str, list[tuple[str | None, bytes]]]] = list(by_topic.items())
         if control:
             batches.append((heartbeat_topic(self.sync, self.side), control))
@@ -387,12 +380,15 @@ class CaptureSide:
         if self.work_dir is None:
             return False
         handled_any = False
+        listed: dict[str, TableSchema] | None = None
         for name in resync_requests(self.work_dir, self.sync):
             ref = self.refs.get(name)
             if ref is None:
                 continue
             with handled(self.work_dir, self.sync, name):
-                fresh = {t.qualified: t for t in self.capture.list_tables()}.get(name, ref.source)
+                if listed is None:  # one catalog read for every request
+                    listed = {t.qualified: t for t in self.capture.list_tables()}
+                fresh = listed.get(name, ref.source)
                 ref = dataclasses.replace(ref, source=fresh)
                 self.refs[name] = ref
                 position, text = self.capture.current_position()
@@ -446,9 +442,3 @@ def snapshot_messages(
     for start in range(0, len(rows), MESSAGE_ROWS):
         add(rows[start : start + MESSAGE_ROWS])
     return out
-
-
-def _table_of(event: Event) -> str | None:
-    if isinstance(event, ChangeEvent | SchemaChange):
-        return event.table
-    return None

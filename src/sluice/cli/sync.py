@@ -231,8 +231,7 @@ def run(
         sys.stdout.flush()
         click.echo(child_failed(child.returncode), err=True)
         sys.exit(child.returncode if child.returncode > 0 else 1)
-    namespace = str((spec.settings.apply or {}).get("namespace", "sluice_cdc"))
-    problems, summary = final_report(status, namespace)
+    problems, summary = final_report(status, runtime.apply_options.namespace)
     for line in problems:
         click.echo(line, err=True)
     console.print(summary)
