@@ -29,7 +29,6 @@ from sluice.cdc.events import ChangeEvent, Column
 
 _TYPE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
 INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
-TEXT_LIKE = frozenset({"string", "enum", "set", "uuid"})
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 Key = tuple[Any, ...]

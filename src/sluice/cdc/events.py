@@ -262,12 +262,6 @@ def decode(value: bytes) -> Event:
     return _decoder.decode(value)
 
 
-def decode_many(values: list[bytes]) -> list[Event]:
-    """:func:`decode` of each value, in order."""
-    decode_one = _decoder.decode
-    return [decode_one(value) for value in values]
-
-
 TOPIC_PREFIX = "sluice.cdc."
 
 

@@ -24,6 +24,7 @@ from sluice.cdc.apply_base import SqlApply, load_key, load_position
 from sluice.cdc.apply_common import EPOCH, Key, key_value, mask_values, mysql_type, no_key_error, parse_type, target_columns
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
+from sluice.cdc.mysql_types import quote
 from sluice.cdc.plugins import ApplyOptions
 from sluice.connectors.mysql import connect_arguments
 
@@ -33,11 +34,6 @@ DELETE_CHUNK = 5_000
 # 1292 bad datetime, 1366 incorrect string value, 1265 data truncated, 3140 invalid JSON, 4025 CHECK failed.
 ROW_CODES = frozenset({1048, 1062, 1264, 1265, 1292, 1366, 1367, 1406, 1451, 1452, 1690, 3140, 3819, 4025})
 SQL_MODE = "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
-
-
-def quote(name: str) -> str:
-    """A MySQL identifier, back-quoted."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _utc_text(value: int | None) -> str | None:
@@ -152,15 +148,6 @@ class MysqlApply(SqlApply):
         )
         rows = self._run(f"SELECT position FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s", args)
         return load_position(rows[0][0] if rows else None)
-
-    def finish_snapshot(self, table: TableRef) -> None:
-        """Mark the snapshot of ``table`` done (the runtime calls it after the last chunk)."""
-        self._run(
-            f"UPDATE {self._ns}.positions SET snapshot_done = TRUE, updated_at = NOW(6)"
-            " WHERE sync = %s AND side = %s AND table_name = %s",
-            (self.sync, self.side, table.source.qualified),
-        )
-        self._conn.commit()
 
     def reset(self, table: TableRef) -> None:
         self._run(f"TRUNCATE TABLE {self._target(table)}")

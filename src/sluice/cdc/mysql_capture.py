@@ -139,12 +139,6 @@ class MysqlCapture(Capture):
             problems.append("position_mode: gtid is not supported yet: use position_mode: file (the default)")
         return problems
 
-    def require_ready(self) -> None:
-        """Raise :class:`SourceNotReady` naming every problem :meth:`check` finds."""
-        problems = self.check()
-        if problems:
-            raise SourceNotReady(f"{self.side} is not ready for capture: " + "; ".join(problems))
-
     def list_tables(self) -> list[TableSchema]:
         """Base tables of the URL's database (or of every user database), columns typed, with their primary key."""
         if self.database:

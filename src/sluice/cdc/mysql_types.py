@@ -80,11 +80,6 @@ def valid_date(year: int, month: int, day: int) -> bool:
     return not (month == 2 and day == 29 and not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)))
 
 
-def fraction_text(microseconds: int, digits: int) -> str:
-    """``.ffffff`` cut to ``digits`` (MySQL shows exactly the column's fractional-second digits); ``""`` for 0."""
-    return "." + f"{microseconds:06d}"[:digits] if digits else ""
-
-
 def logical_type(data_type: str, column_type: str, precision: int | None, scale: int | None, fsp: int | None) -> str:
     """The logical type of a column from ``information_schema.COLUMNS`` (``DATA_TYPE``, ``COLUMN_TYPE``...).
 

@@ -39,15 +39,11 @@ from sluice.cdc.apply_common import Key, key_value, mask_values, no_key_error, p
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
 from sluice.cdc.plugins import ApplyOptions
+from sluice.destinations.sql import quote
 from sluice.urls import libpq_url
 
 Stage = tuple[str, Callable[[list[Any]], list[Any]] | None, str]
 _TIMESTAMP = "(to_timestamp({c} / 1000000) + ({c} % 1000000) * interval '1 microsecond')"
-
-
-def quote(name: str) -> str:
-    """A PostgreSQL identifier, double-quoted."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _bits(width: int) -> Callable[[list[Any]], list[Any]]:
@@ -166,15 +162,6 @@ class PostgresApply(SqlApply):
             (self.sync, self.side, name),
         ).fetchone()
         return load_position(row[0] if row else None)
-
-    def finish_snapshot(self, table: TableRef) -> None:
-        """Mark the snapshot of ``table`` done (the runtime calls it after the last chunk)."""
-        with self._conn.transaction():
-            self._conn.execute(
-                f"UPDATE {self._ns}.positions SET snapshot_done = true, updated_at = now()"
-                " WHERE sync = %s AND side = %s AND table_name = %s",
-                (self.sync, self.side, table.source.qualified),
-            )
 
     def reset(self, table: TableRef) -> None:
         with self._conn.transaction():

@@ -194,18 +194,6 @@ def verify_table(
         return compare(source, target, table, chunk_rows, max_keys)
 
 
-def verify_tables(
-    source_url: str, target_url: str, tables: Sequence[TableRef], chunk_rows: int = 100_000, max_keys: int = 100
-) -> list[TableVerdict]:
-    """:func:`verify_table` of each table over one connection per side, in order."""
-    if not tables:
-        return []
-    with ExitStack() as stack:
-        source = stack.enter_context(_open(source_url, tables[0].source.qualified))
-        target = stack.enter_context(_open(target_url, tables[0].target_qualified))
-        return [compare(source, target, table, chunk_rows, max_keys) for table in tables]
-
-
 @contextmanager
 def _open(url: str, table: str) -> Iterator[Side]:
     try:
