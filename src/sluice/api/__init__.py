@@ -1,0 +1,1 @@
+"""The data API: GraphQL and REST generated from database catalogs, with authentication and limits (docs/api)."""
