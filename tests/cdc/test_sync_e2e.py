@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from tests.servers_fixtures import mysql_connect
 
 from sluice.bus.base import Bus
@@ -127,7 +128,8 @@ def snapshot_and_stream_while_writing(bus: Bus, my: Any, pg: psycopg.Connection[
     stop = threading.Event()
     w = threading.Thread(target=writer, args=(urls["my"], stop, 7))
     w.start()
-    rt = SyncRuntime(settings(sync_name()), urls, bus, tmp / ".sluice")
+    name = sync_name()
+    rt = SyncRuntime(settings(name), urls, bus, tmp / ".sluice")
     thread, out = run_in_thread(rt)
     try:
         time.sleep(3.0)
@@ -145,6 +147,16 @@ def snapshot_and_stream_while_writing(bus: Bus, my: Any, pg: psycopg.Connection[
     emp = by_table["emp"]
     assert emp.applied.get("snapshot", 0) > 0 and emp.applied.get("update", 0) > 0
     assert emp.snapshot_rows == emp.captured["snapshot"]
+    # the Prometheus series of the sync (docs/metrics.md) moved with it, as the Grafana dashboard reads them
+    labels = {"sync": name, "table": emp.source_table}
+    for operation in ("snapshot", "update"):
+        applied = REGISTRY.get_sample_value("sluice_cdc_changes_applied_total", {**labels, "operation": operation})
+        assert applied == emp.applied[operation], (operation, applied)
+        captured = REGISTRY.get_sample_value("sluice_cdc_changes_captured_total", {**labels, "operation": operation})
+        assert captured == emp.captured[operation], (operation, captured)
+    assert REGISTRY.get_sample_value("sluice_cdc_snapshot_rows_total", labels) == emp.snapshot_rows
+    assert REGISTRY.get_sample_value("sluice_cdc_snapshot_progress_ratio", labels) == 1.0
+    assert REGISTRY.get_sample_value("sluice_cdc_table_stopped", labels) == 0.0
 
 
 def test_snapshot_then_stream_while_writing_embedded(
