@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,18 @@ def test_parse_expiry() -> None:
         parse_expiry("soon", now)
     with pytest.raises(ConfigError, match="in the past"):
         parse_expiry("1990-01-01", time.time())
+
+
+def test_create_refuses_a_role_the_api_section_does_not_define() -> None:
+    """Once the loader reads ``api:`` (``project.api.settings``), the role is checked before a key is made."""
+    from types import SimpleNamespace
+
+    from sluice.cli.api_key import _check_role
+
+    settings = ApiSettings(sources=[ApiSource(connection="db", tables=["*"])], roles={"editor": {}, "viewer": {}})
+    project: Any = SimpleNamespace(api=SimpleNamespace(settings=settings), source_file="p/sluice.yaml")
+    _check_role(project, "editor")
+    _check_role(project, "admin")  # api.admin_role
+    with pytest.raises(ConfigError, match=r"the role 'editr' is not in api\.roles of p/sluice\.yaml .* Did you mean 'editor'"):
+        _check_role(project, "editr")
+    _check_role(SimpleNamespace(api=None), "anything")  # no api: section, nothing to check against

@@ -58,7 +58,8 @@ def _check_role(project: Project, role: str) -> None:
     """Refuse a role the project's ``api:`` section does not define (when the project has one)."""
     from sluice.api.settings import ApiSettings
 
-    api = getattr(project, "api", None)
+    spec = getattr(project, "api", None)  # an ApiSpec (settings, origin) once the loader reads `api:`
+    api = getattr(spec, "settings", spec)
     if not isinstance(api, ApiSettings):
         return
     roles = [*api.roles, api.admin_role]

@@ -16,7 +16,7 @@ from sluice.api.gate import DataApiError
 from sluice.api.principal import Principal
 from sluice.api.security import metrics
 from sluice.api.security.auth import Authenticator
-from sluice.api.security.graphql_limits import PersistedQueries, cost_rule, depth_rule
+from sluice.api.security.graphql_limits import PersistedQueries, limits_rule
 from sluice.api.security.keys import KeyStore
 from sluice.api.security.rate import RateLimiter
 from sluice.api.settings import ApiSettings
@@ -39,7 +39,7 @@ class SecurityGate:
         self.rates = RateLimiter(settings.limits.rate)
         limits = settings.limits.graphql
         self.persisted = PersistedQueries(project_dir / limits.persisted_queries_file) if limits.persisted_queries_file else None
-        self._rules: list[Any] = [depth_rule(limits.max_depth, limits.max_rows), cost_rule(limits.max_cost, limits.max_rows)]
+        self._rules: list[Any] = [limits_rule(limits.max_depth, limits.max_cost, limits.max_rows)]
         if self.persisted is not None:
             self._rules.append(self.persisted.rule())
         roles = {*settings.roles, settings.admin_role, UNAUTHENTICATED}
@@ -64,7 +64,7 @@ class SecurityGate:
         return principal
 
     def graphql_rules(self) -> list[Any]:
-        """Depth and cost rules, and the persisted-query rule when a file is configured (graphql-core
+        """The depth and cost rule, and the persisted-query rule when a file is configured (graphql-core
         ``ValidationRule`` classes; see :mod:`sluice.api.security.graphql_limits`)."""
         return list(self._rules)
 

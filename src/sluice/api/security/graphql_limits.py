@@ -17,14 +17,13 @@ once per new document; a refused document gets a :class:`graphql.GraphQLError` w
   printed syntax tree, so whitespace and comments do not matter. :meth:`PersistedQueries.document` looks up
   a document by id for handlers that accept ids (Apollo's ``extensions.persistedQuery.sha256Hash``).
 
-Each rule reports at most one error per operation; a fragment reached many times is measured once
+The limits rule reports at most one depth and one cost error per operation; a fragment reached many times is measured once
 (memoised), so a "fragment bomb" costs the validator linear time, and fragment cycles (reported by
 graphql-core's ``NoFragmentCyclesRule``) measure as empty.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from graphql import (
 from graphql.type import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
 from graphql.validation import ValidationContext
 
+from sluice.api.security.jwt_tokens import read_json
 from sluice.errors import ConfigError
 
 LIST_SIZE_ARGUMENTS = ("limit", "first", "last")
@@ -141,47 +141,30 @@ class Measure:
         return None
 
 
-def depth_rule(max_depth: int, max_rows: int) -> type[ValidationRule]:
-    """A rule refusing operations nested deeper than ``max_depth`` (``query-too-deep``)."""
+def limits_rule(max_depth: int, max_cost: int, max_rows: int) -> type[ValidationRule]:
+    """A rule refusing operations nested deeper than ``max_depth`` (``query-too-deep``) or costing more than
+    ``max_cost`` points (``query-too-costly``); each operation is measured once for both."""
 
-    class DepthLimitRule(ValidationRule):
+    class DocumentLimitsRule(ValidationRule):
         def enter_document(self, node: DocumentNode, *_: Any) -> None:
             measure = Measure(self.context, max_rows)
             for definition in node.definitions:
-                if isinstance(definition, OperationDefinitionNode):
-                    depth, _cost = measure.operation(definition)
-                    if depth > max_depth:
-                        self.report_error(
-                            GraphQLError(
-                                f"{_name(definition)} is nested {depth} levels deep; the most allowed is {max_depth}",
-                                definition,
-                                extensions={"code": "query-too-deep"},
-                            )
-                        )
+                if not isinstance(definition, OperationDefinitionNode):
+                    continue
+                depth, cost = measure.operation(definition)
+                name = _name(definition)
+                if depth > max_depth:
+                    message = f"{name} is nested {depth} levels deep; the most allowed is {max_depth}"
+                    self.report_error(GraphQLError(message, definition, extensions={"code": "query-too-deep"}))
+                if cost > max_cost:
+                    message = (
+                        f"{name} costs {cost} points; the most allowed is {max_cost} "
+                        "(one per field, lists times their `limit` argument, else times the row maximum)"
+                    )
+                    extensions = {"code": "query-too-costly", "cost": cost, "max_cost": max_cost}
+                    self.report_error(GraphQLError(message, definition, extensions=extensions))
 
-    return DepthLimitRule
-
-
-def cost_rule(max_cost: int, max_rows: int) -> type[ValidationRule]:
-    """A rule refusing operations costing more than ``max_cost`` points (``query-too-costly``)."""
-
-    class CostLimitRule(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_: Any) -> None:
-            measure = Measure(self.context, max_rows)
-            for definition in node.definitions:
-                if isinstance(definition, OperationDefinitionNode):
-                    _depth, cost = measure.operation(definition)
-                    if cost > max_cost:
-                        self.report_error(
-                            GraphQLError(
-                                f"{_name(definition)} costs {cost} points; the most allowed is {max_cost} "
-                                "(one per field, lists times their `limit` argument, else times the row maximum)",
-                                definition,
-                                extensions={"code": "query-too-costly", "cost": cost, "max_cost": max_cost},
-                            )
-                        )
-
-    return CostLimitRule
+    return DocumentLimitsRule
 
 
 class PersistedQueries:
@@ -189,12 +172,7 @@ class PersistedQueries:
 
     def __init__(self, path: Path) -> None:
         where = f"api.limits.graphql.persisted_queries_file: {path}"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read it: {exc.strerror}") from None
-        except ValueError as exc:
-            raise ConfigError(f"{where} is not JSON ({exc})") from None
+        data = read_json(path, "api.limits.graphql.persisted_queries_file")
         if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
             raise ConfigError(f"{where} must be a JSON object of {{id: document}} strings")
         self.by_id: dict[str, str] = data

@@ -151,13 +151,18 @@ def _read_pem(path: Path) -> Any:
         raise ConfigError(f"api.auth.jwt.public_key_file: {path} is not a PEM public key ({exc})") from None
 
 
-def _read_jwks(path: Path) -> dict[str | None, tuple[str | None, jwt.PyJWK]]:
+def read_json(path: Path, setting: str) -> Any:
+    """The JSON content of the file a ``setting`` names. Raises ConfigError naming the setting and the file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"api.auth.jwt.jwks_file: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise ConfigError(f"api.auth.jwt.jwks_file: {path} is not JSON ({exc})") from None
+        raise ConfigError(f"{setting}: {path} is not JSON ({exc})") from None
+
+
+def _read_jwks(path: Path) -> dict[str | None, tuple[str | None, jwt.PyJWK]]:
+    data = read_json(path, "api.auth.jwt.jwks_file")
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not data["keys"]:
         raise ConfigError(f"api.auth.jwt.jwks_file: {path} is not a JWKS (an object with a non-empty `keys` list)")
     keys: dict[str | None, tuple[str | None, jwt.PyJWK]] = {}

@@ -50,6 +50,19 @@ def _record(row: Sequence[Any]) -> ApiKeyRecord:
     return ApiKeyRecord(*row)
 
 
+def _row(record: ApiKeyRecord) -> tuple[Any, ...]:
+    """The values of ``record`` in ``_COLUMNS`` order."""
+    return (
+        record.key_id,
+        record.role,
+        record.owner,
+        record.created_at,
+        record.digest,
+        record.expires_at,
+        record.revoked_at,
+    )
+
+
 class SqliteKeyStore(KeyStore):
     """API keys in the SQLite state file at ``path``."""
 
@@ -60,15 +73,7 @@ class SqliteKeyStore(KeyStore):
         with self.db.write() as conn:
             conn.execute(
                 f"INSERT INTO api_keys({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.key_id,
-                    record.role,
-                    record.owner,
-                    record.created_at,
-                    record.digest,
-                    record.expires_at,
-                    record.revoked_at,
-                ),
+                _row(record),
             )
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
@@ -103,15 +108,7 @@ class PostgresKeyStore(KeyStore):
         with self._state._write() as conn:
             conn.execute(
                 f"INSERT INTO sluice_state.api_keys({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    record.key_id,
-                    record.role,
-                    record.owner,
-                    record.created_at,
-                    record.digest,
-                    record.expires_at,
-                    record.revoked_at,
-                ),
+                _row(record),
             )
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
