@@ -41,7 +41,7 @@ ROLES = {
     },
     "author": {
         "employes": {
-            "select": {"filter": {"author": {"_eq": {"claim": "sub"}}}},
+            "select": {"columns": ["id", "nom", "dept_id", "author", "actif", "embauche"], "filter": {"author": {"_eq": {"claim": "sub"}}}},
             "insert": {"columns": ["id", "nom", "dept_id"], "set": {"author": {"claim": "sub"}}, "check": {"dept_id": {"_neq": 3}}},
             "update": {"columns": ["nom", "salaire"], "filter": {"author": {"_eq": {"claim": "sub"}}}},
             "delete": {"filter": {"author": {"_eq": {"claim": "sub"}}}},

@@ -71,7 +71,9 @@ def _walk(tp: Any, raw: Any, label: str, line: int | None, file: str, problems: 
         for key, dup_line in getattr(raw, "duplicates", []):
             problems.append(ConfigError(f"{label}: key '{key}' is given twice; keep one", file, dup_line))
         _, found = convert_options(tp, raw, label=label, file=file, line=where, key_lines=key_lines, ignore=inner, what="key")
-        problems.extend(found)
+        # the nested keys left out are checked below; the structure without them may miss a required one
+        skipped = {f"{label}: object missing required field {name}" for name in inner}
+        problems.extend(p for p in found if p.message not in skipped)
         for name in inner:
             _walk(fields[name], raw[name], f"{label}.{name}", key_lines.get(name, where), file, problems)
         return
