@@ -28,7 +28,8 @@ DDL = [
     "CREATE VIEW employes_actifs AS SELECT id, nom FROM employes WHERE actif",
     "CREATE TABLE journal (msg VARCHAR(40))",
     "INSERT INTO dept VALUES (1, 'R&D'), (2, 'Ventes'), (3, 'Vide')",
-    "INSERT INTO employes VALUES (1, 'Ana', 5000.50, TRUE, 1, '2020-01-15', 'u1'), (2, 'Bob', 4000.00, FALSE, 1, '2021-03-01', 'u2'), "
+    "INSERT INTO employes VALUES (1, 'Ana', 5000.50, TRUE, 1, '2020-01-15', 'u1'), "
+    "(2, 'Bob', 4000.00, FALSE, 1, '2021-03-01', 'u2'), "
     "(3, 'Cid', 4000.00, TRUE, 2, NULL, 'u1'), (4, 'Dan', NULL, NULL, NULL, '2019-07-30', 'u3'), "
     "(5, 'Eva', 3000.25, TRUE, 2, '2022-11-11', 'u2')",
     "INSERT INTO journal VALUES ('hello')",
@@ -41,8 +42,15 @@ ROLES = {
     },
     "author": {
         "employes": {
-            "select": {"columns": ["id", "nom", "dept_id", "author", "actif", "embauche"], "filter": {"author": {"_eq": {"claim": "sub"}}}},
-            "insert": {"columns": ["id", "nom", "dept_id"], "set": {"author": {"claim": "sub"}}, "check": {"dept_id": {"_neq": 3}}},
+            "select": {
+                "columns": ["id", "nom", "dept_id", "author", "actif", "embauche"],
+                "filter": {"author": {"_eq": {"claim": "sub"}}},
+            },
+            "insert": {
+                "columns": ["id", "nom", "dept_id"],
+                "set": {"author": {"claim": "sub"}},
+                "check": {"dept_id": {"_neq": 3}},
+            },
             "update": {"columns": ["nom", "salaire"], "filter": {"author": {"_eq": {"claim": "sub"}}}},
             "delete": {"filter": {"author": {"_eq": {"claim": "sub"}}}},
         },
@@ -135,7 +143,9 @@ class Client:
         assert status == 200, body
         return body["data"]
 
-    def error(self, query: str, variables: Mapping[str, Any] | None = None, role: str = "admin", **claims: Any) -> tuple[int, str]:
+    def error(
+        self, query: str, variables: Mapping[str, Any] | None = None, role: str = "admin", **claims: Any
+    ) -> tuple[int, str]:
         status, body = self.run(query, variables, role, **claims)
         assert status != 200, body
         return status, body["errors"][0]["extensions"]["code"]

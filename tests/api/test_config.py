@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import DDL, execute_all
-
 from sluice.api.config import live_problems
 from sluice.project.load import parse_project
 
@@ -29,7 +28,7 @@ api:
 
 def problems_of(tmp_path: Path, text: str) -> list[str]:
     (tmp_path / "sluice.yaml").write_text(text)
-    project, problems = parse_project(str(tmp_path))
+    _, problems = parse_project(str(tmp_path))
     return [f"{p.line}: {p.message}" for p in problems]
 
 
@@ -54,7 +53,9 @@ def test_mistakes_at_every_depth_are_reported_at_their_line(tmp_path: Path) -> N
 
 
 def test_cross_references_from_the_file(tmp_path: Path) -> None:
-    text = GOOD.replace("- connection: hr", "- connection: hrr").replace("employes: {list: employes, by_pk: employe_par_id}", "salaires: {list: 'bad name', by_pk: employes}")
+    text = GOOD.replace("- connection: hr", "- connection: hrr").replace(
+        "employes: {list: employes, by_pk: employe_par_id}", "salaires: {list: 'bad name', by_pk: employes}"
+    )
     text += "  mutations: {employes: files}\n  graphql_path: /runs\n"
     found = problems_of(tmp_path, text)
     assert any(f.startswith("6: ") and "unknown connection 'hrr'" in f and "Did you mean 'hr'" in f for f in found), found

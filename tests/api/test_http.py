@@ -14,14 +14,15 @@ import httpx
 import msgspec
 import pytest
 import uvicorn
-from conftest import DDL, ROLES, HeaderGate, execute_all
 from fastapi import FastAPI
 
+from conftest import DDL, ROLES, HeaderGate, execute_all
 from helpers import wait_for
 from sluice.api.http import mount_api
 from sluice.api.service import DataApi
 from sluice.api.settings import ApiSettings
 from sluice.server.serve import bind, server_config, url_of
+
 
 @contextmanager
 def served(app: Any) -> Iterator[httpx.Client]:
@@ -62,7 +63,9 @@ def test_post_get_and_graphql_bodies(http: httpx.Client) -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("application/json")
     assert answer.json() == {"data": {"employes_by_pk": {"nom": "Ana"}}}
-    answer = http.get("/graphql", params={"query": "query($id: Int!) { employes_by_pk(id: $id) { nom } }", "variables": json.dumps({"id": 2})})
+    answer = http.get(
+        "/graphql", params={"query": "query($id: Int!) { employes_by_pk(id: $id) { nom } }", "variables": json.dumps({"id": 2})}
+    )
     assert answer.json() == {"data": {"employes_by_pk": {"nom": "Bob"}}}
     answer = http.post("/graphql", content=b"{ dept(limit: 1) { id } }", headers={"content-type": "application/graphql"})
     assert answer.json() == {"data": {"dept": [{"id": 1}]}}
@@ -91,7 +94,13 @@ def test_batches_go_through_check_batch(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [(b"not json", "bad-request"), (b"{}", "bad-request"), (b'{"query": 3}', "bad-request"), (b'{"query": "{ a }", "variables": [1]}', "bad-request"), (b'{"query": "{ a"}', "parse-failed")],
+    [
+        (b"not json", "bad-request"),
+        (b"{}", "bad-request"),
+        (b'{"query": 3}', "bad-request"),
+        (b'{"query": "{ a }", "variables": [1]}', "bad-request"),
+        (b'{"query": "{ a"}', "parse-failed"),
+    ],
 )
 def test_malformed_requests_are_400(http: httpx.Client, body: bytes, code: str) -> None:
     answer = http.post("/graphql", content=body, headers={"content-type": "application/json"})
@@ -128,12 +137,21 @@ def test_sluice_serve_mounts_the_api_with_metrics(tmp_path: Path) -> None:
     assert project.api is not None
     app = create_app(Services(project, ServerSettings(workers=False, resume=False)))
     with served(app) as client:
-        before = REGISTRY.get_sample_value("sluice_api_requests_total", {"api": "graphql", "operation": "employe_par_id", "role": "anon", "status": "200"}) or 0
+        before = (
+            REGISTRY.get_sample_value(
+                "sluice_api_requests_total", {"api": "graphql", "operation": "employe_par_id", "role": "anon", "status": "200"}
+            )
+            or 0
+        )
         answer = client.post("/graphql", json={"query": "{ employe_par_id(id: 2) { nom } }"})
         assert answer.json() == {"data": {"employe_par_id": {"nom": "Bob"}}}
-        assert client.post("/graphql", json={"query": "{ employes { nom } }"}, headers={"authorization": "Bearer x"}).status_code in (401, 403)
+        assert client.post(
+            "/graphql", json={"query": "{ employes { nom } }"}, headers={"authorization": "Bearer x"}
+        ).status_code in (401, 403)
         assert client.get("/health").status_code in (200, 503)
         metrics = client.get("/metrics").text
         assert "sluice_api_requests_total" in metrics
-        after = REGISTRY.get_sample_value("sluice_api_requests_total", {"api": "graphql", "operation": "employe_par_id", "role": "anon", "status": "200"})
+        after = REGISTRY.get_sample_value(
+            "sluice_api_requests_total", {"api": "graphql", "operation": "employe_par_id", "role": "anon", "status": "200"}
+        )
         assert after == before + 1

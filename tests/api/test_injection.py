@@ -4,6 +4,7 @@ variables, operation names) end in a 400 or an answer with no matching rows, and
 from __future__ import annotations
 
 import pytest
+
 from conftest import Client, fetch
 
 PAYLOADS = [
@@ -31,8 +32,13 @@ def test_values_are_bound_not_spliced(client: Client, payload: str) -> None:
     assert rows == []
     status, _ = client.run("query($v: Int) { employes(where: {id: {_eq: $v}}) { id } }", {"v": payload})
     assert status == 400
-    status, body = client.run("mutation($v: String!) { update_employes(where: {nom: {_eq: $v}}, _set: {nom: $v}) { affected_rows } }", {"v": payload})
-    assert (status, body) == (200, {"data": {"update_employes": {"affected_rows": 0}}}) or (status, body["errors"][0]["extensions"]["code"]) == (400, "invalid-value")
+    status, body = client.run(
+        "mutation($v: String!) { update_employes(where: {nom: {_eq: $v}}, _set: {nom: $v}) { affected_rows } }", {"v": payload}
+    )
+    assert (status, body) == (200, {"data": {"update_employes": {"affected_rows": 0}}}) or (
+        status,
+        body["errors"][0]["extensions"]["code"],
+    ) == (400, "invalid-value")
     unchanged(client)
 
 
@@ -43,7 +49,7 @@ def test_values_are_bound_not_spliced(client: Client, payload: str) -> None:
         '{ employes(order_by: {"nom; DROP TABLE dept": asc}) { id } }',
         "{ employes(order_by: {nom: asc; DROP TABLE dept}) { id } }",
         '{ employes(where: {"1=1) OR (1": {_eq: 1}}) { id } }',
-        "{ employes(where: {nom: {_raw: \"1=1\"}}) { id } }",
+        '{ employes(where: {nom: {_raw: "1=1"}}) { id } }',
         "{ employes { id, `nom` } }",
         "{ employes(where: {id: {_eq: 1}}) { id } } ; DELETE FROM employes",
         "query($w: employes_bool_exp) { employes(where: $w) { id } }",
@@ -58,9 +64,13 @@ def test_identifiers_only_come_from_the_catalog(client: Client, document: str) -
 
 
 def test_order_by_variables_with_foreign_keys_are_refused(client: Client) -> None:
-    status, _ = client.run("query($o: [employes_order_by!]) { employes(order_by: $o) { id } }", {"o": [{"id); DROP TABLE dept; --": "asc"}]})
+    status, _ = client.run(
+        "query($o: [employes_order_by!]) { employes(order_by: $o) { id } }", {"o": [{"id); DROP TABLE dept; --": "asc"}]}
+    )
     assert status == 400
-    status, _ = client.run("query($o: [employes_order_by!]) { employes(order_by: $o) { id } }", {"o": [{"id": "asc; DROP TABLE dept"}]})
+    status, _ = client.run(
+        "query($o: [employes_order_by!]) { employes(order_by: $o) { id } }", {"o": [{"id": "asc; DROP TABLE dept"}]}
+    )
     assert status == 400
     unchanged(client)
 

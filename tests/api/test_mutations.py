@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from conftest import Client, execute_all, fetch, make_api
 
 
@@ -35,18 +36,28 @@ def test_insert_many_and_one_with_returning_and_relationships(client: Client) ->
 
 
 def test_update_by_filter_and_by_key(client: Client) -> None:
-    data = client.data('mutation { update_employes(where: {dept_id: {_eq: 1}}, _set: {salaire: "1.25"}) { affected_rows returning { id salaire } } }')
+    data = client.data(
+        'mutation { update_employes(where: {dept_id: {_eq: 1}}, _set: {salaire: "1.25"}) '
+        "{ affected_rows returning { id salaire } } }"
+    )
     one_statement_on_postgres(client)
     assert data["update_employes"]["affected_rows"] == 2
-    assert sorted((r["id"], Decimal(r["salaire"])) for r in data["update_employes"]["returning"]) == [(1, Decimal("1.25")), (2, Decimal("1.25"))]
+    assert sorted((r["id"], Decimal(r["salaire"])) for r in data["update_employes"]["returning"]) == [
+        (1, Decimal("1.25")),
+        (2, Decimal("1.25")),
+    ]
     data = client.data('mutation { update_employes_by_pk(pk_columns: {id: 3}, _set: {nom: "Cyd"}) { id nom } }')
     assert data["update_employes_by_pk"] == {"id": 3, "nom": "Cyd"}
-    assert client.data('mutation { update_employes_by_pk(pk_columns: {id: 99}, _set: {nom: "X"}) { id } }') == {"update_employes_by_pk": None}
+    assert client.data('mutation { update_employes_by_pk(pk_columns: {id: 99}, _set: {nom: "X"}) { id } }') == {
+        "update_employes_by_pk": None
+    }
     assert fetch(client.url, "SELECT nom FROM employes WHERE id = 3") == [("Cyd",)]
 
 
 def test_delete_by_filter_and_by_key(client: Client) -> None:
-    data = client.data('mutation { delete_employes(where: {nom: {_in: ["Bob", "Dan"]}}) { affected_rows returning { nom dept { nom } } } }')
+    data = client.data(
+        'mutation { delete_employes(where: {nom: {_in: ["Bob", "Dan"]}}) { affected_rows returning { nom dept { nom } } } }'
+    )
     one_statement_on_postgres(client)
     assert data["delete_employes"]["affected_rows"] == 2
     assert sorted(r["nom"] for r in data["delete_employes"]["returning"]) == ["Bob", "Dan"]
@@ -110,12 +121,19 @@ def test_a_mutation_routed_to_mariadb_reads_back_from_mariadb(pg_db_url: str, my
     from conftest import DDL
 
     execute_all(pg_db_url, DDL)
-    execute_all(mysql_db_url, DDL[:2] + ["INSERT INTO dept VALUES (1, 'R&D')"])
+    execute_all(mysql_db_url, [*DDL[:2], "INSERT INTO dept VALUES (1, 'R&D')"])
     api = make_api(
         {
             "sources": [{"connection": "warehouse", "tables": ["employes", "dept"]}],
             "mutations": {"employes": "hr"},
-            "operations": {"employes": {"list": "employes", "by_pk": "employe_par_id", "aggregate": "stats_employes", "insert_one": "create_employe"}},
+            "operations": {
+                "employes": {
+                    "list": "employes",
+                    "by_pk": "employe_par_id",
+                    "aggregate": "stats_employes",
+                    "insert_one": "create_employe",
+                }
+            },
         },
         {"warehouse": pg_db_url, "hr": mysql_db_url},
     )

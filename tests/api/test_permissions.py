@@ -36,28 +36,43 @@ def test_claims_filter_rows(client: Client) -> None:
 def test_a_role_without_a_grant_is_refused(client: Client) -> None:
     assert client.error("{ journal { msg } }", role="reader") == (403, "permission-denied")
     assert client.error("{ employes { id } }", role="stranger") == (403, "permission-denied")
-    assert client.error('mutation { insert_dept_one(object: {id: 9, nom: "X"}) { id } }', role="reader") == (403, "permission-denied")
+    assert client.error('mutation { insert_dept_one(object: {id: 9, nom: "X"}) { id } }', role="reader") == (
+        403,
+        "permission-denied",
+    )
     assert fetch(client.url, "SELECT count(*) FROM dept") == [(3,)]
 
 
 def test_insert_presets_columns_and_check(client: Client) -> None:
-    data = client.data('mutation { insert_employes_one(object: {id: 50, nom: "Mine", dept_id: 1}) { id author } }', role="author", sub="u9")
+    data = client.data(
+        'mutation { insert_employes_one(object: {id: 50, nom: "Mine", dept_id: 1}) { id author } }', role="author", sub="u9"
+    )
     assert data == {"insert_employes_one": {"id": 50, "author": "u9"}}
     assert fetch(client.url, "SELECT author FROM employes WHERE id = 50") == [("u9",)]
     # a column the role may not write
-    assert client.error('mutation { insert_employes_one(object: {id: 51, nom: "X", salaire: "1"}) { id } }', role="author", sub="u9") == (403, "permission-denied")
+    assert client.error(
+        'mutation { insert_employes_one(object: {id: 51, nom: "X", salaire: "1"}) { id } }', role="author", sub="u9"
+    ) == (403, "permission-denied")
     # the check refuses dept 3, and the row is not left behind
-    status, code = client.error('mutation { insert_employes(objects: [{id: 52, nom: "A"}, {id: 53, nom: "B", dept_id: 3}]) { affected_rows } }', role="author", sub="u9")
+    status, code = client.error(
+        'mutation { insert_employes(objects: [{id: 52, nom: "A"}, {id: 53, nom: "B", dept_id: 3}]) { affected_rows } }',
+        role="author",
+        sub="u9",
+    )
     assert (status, code) == (403, "permission-denied")
     assert fetch(client.url, "SELECT count(*) FROM employes WHERE id IN (52, 53)") == [(0,)]
 
 
 def test_update_and_delete_only_touch_the_roles_rows(client: Client) -> None:
-    data = client.data('mutation { update_employes(where: {}, _set: {nom: "Renamed"}) { affected_rows } }', role="author", sub="u2")
-    assert client.error('{ employes { salaire } }', role="author", sub="u2") == (403, "permission-denied")
+    data = client.data(
+        'mutation { update_employes(where: {}, _set: {nom: "Renamed"}) { affected_rows } }', role="author", sub="u2"
+    )
+    assert client.error("{ employes { salaire } }", role="author", sub="u2") == (403, "permission-denied")
     assert data["update_employes"]["affected_rows"] == 2
     assert fetch(client.url, "SELECT id FROM employes WHERE nom = 'Renamed' ORDER BY id") == [(2,), (5,)]
-    assert client.error('mutation { update_employes(where: {}, _set: {author: "u2"}) { affected_rows } }', role="author", sub="u2") == (403, "permission-denied")
+    assert client.error(
+        'mutation { update_employes(where: {}, _set: {author: "u2"}) { affected_rows } }', role="author", sub="u2"
+    ) == (403, "permission-denied")
     data = client.data("mutation { delete_employes_by_pk(id: 1) { id } }", role="author", sub="u2")
     assert data == {"delete_employes_by_pk": None}
     data = client.data("mutation { delete_employes(where: {id: {_gt: 0}}) { affected_rows } }", role="author", sub="u2")

@@ -4,13 +4,15 @@ request without a restart, and no request fails because of a stale schema."""
 from __future__ import annotations
 
 from conftest import Client, execute_all
-
 from sluice.api import service
 
 
 def test_added_column_and_table_are_served_at_once(client: Client) -> None:
     version = client.api.state().version
-    execute_all(client.url, ["ALTER TABLE employes ADD COLUMN note VARCHAR(20)", "CREATE TABLE projets (id INTEGER PRIMARY KEY, titre VARCHAR(20))"])
+    execute_all(
+        client.url,
+        ["ALTER TABLE employes ADD COLUMN note VARCHAR(20)", "CREATE TABLE projets (id INTEGER PRIMARY KEY, titre VARCHAR(20))"],
+    )
     execute_all(client.url, ["UPDATE employes SET note = 'x' WHERE id = 1", "INSERT INTO projets VALUES (1, 'P')"])
     data = client.data("{ employes_by_pk(id: 1) { note } projets { titre } }")
     assert data == {"employes_by_pk": {"note": "x"}, "projets": [{"titre": "P"}]}
