@@ -44,6 +44,8 @@ from sluice.api.principal import Principal
 from sluice.api.service import DataApi, SchemaState
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+LIVE = "LIVE"
+"""The ``method`` of a subscription's runs (:func:`run_live`): the only one under which subscriptions execute."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,12 @@ def answer_error(exc: DataApiError) -> Answer:
     return Answer(exc.status, _ENCODE(error_body(str(exc), exc.code)).encode(), dict(exc.headers))
 
 
+def run_live(api: DataApi, query: str, variables: dict[str, Any], name: str | None, principal: Principal) -> bytes:
+    """One run of a subscription operation (its one root field, run as the query of the same name: one
+    statement): the ``data`` JSON bytes. Raises :class:`DataApiError` as a query would."""
+    return _operation(api, query, variables, name, principal, LIVE, started=time.monotonic())[1]
+
+
 def run_request(api: DataApi, body: Any, principal: Principal, method: str = "POST") -> Answer:
     """Answer a request body: one operation (a JSON object) or a batch (a JSON list, checked by the gate)."""
     if isinstance(body, list):
@@ -79,7 +87,7 @@ def _one(api: DataApi, body: Any, principal: Principal, method: str) -> Answer:
     started = time.perf_counter()
     operation = "-"
     try:
-        query, variables, name = _request_parts(body)
+        query, variables, name = request_parts(body)
         status, data, operation = _operation(api, query, variables, name, principal, method, started=time.monotonic())
         answer = Answer(status, b'{"data":' + data + b"}", {})
         code = None
@@ -89,7 +97,9 @@ def _one(api: DataApi, body: Any, principal: Principal, method: str) -> Answer:
     return answer
 
 
-def _request_parts(body: Any) -> tuple[str, dict[str, Any], str | None]:
+def request_parts(body: Any) -> tuple[str, dict[str, Any], str | None]:
+    """``query``, ``variables`` and ``operationName`` of a request body (GraphQL over HTTP's JSON object);
+    :class:`DataApiError` 400 ``bad-request`` when one is missing or of the wrong type."""
     if not isinstance(body, dict):
         raise DataApiError("the request must be a JSON object with a 'query' (or a list of them)", code="bad-request")
     query = body.get("query")
@@ -147,8 +157,13 @@ def _execute(
             "name the operation to run with 'operationName'" if name is None else f"no operation named {name!r}",
             code="bad-request",
         )
-    if operation.operation == OperationType.SUBSCRIPTION:
-        raise DataApiError("subscriptions are not served over HTTP requests", code="bad-request")
+    is_live = operation.operation == OperationType.SUBSCRIPTION
+    if is_live and method != LIVE:
+        raise DataApiError(
+            "a subscription is served over WebSocket (graphql-transport-ws) or as Server-Sent Events "
+            "(Accept: text/event-stream), not as one HTTP answer",
+            code="bad-request",
+        )
     if operation.operation == OperationType.MUTATION and method != "POST":
         raise DataApiError("mutations must be sent with POST", status=405, code="method-not-allowed", headers={"Allow": "POST"})
     coerced = get_variable_values(state.schema, operation.variable_definitions, variables)
@@ -156,7 +171,8 @@ def _execute(
         raise DataApiError(coerced[0].message, code="validation-failed")
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     is_mutation = operation.operation == OperationType.MUTATION
-    root_type = state.schema.mutation_type if is_mutation else state.schema.query_type
+    schema = state.schema
+    root_type = schema.mutation_type if is_mutation else schema.subscription_type if is_live else schema.query_type
     assert root_type is not None
     grouped = collect_fields(state.schema, fragments, coerced, root_type, operation.selection_set)
     fields = [Fields(key, list(nodes)) for key, nodes in grouped.items()]
@@ -178,7 +194,8 @@ def _execute(
             assert writer is not None
             result[f.key] = run_mutation(compiler, api.databases[writer.connection], root, f, root_type.fields[f.name])
         return 200, _ENCODE(result).encode(), label
-    return 200, _query(api, state, document, operation, fields, root_type, compiler, variables), label
+    kind = "subscription" if is_live else "query"
+    return 200, _query(api, state, document, operation, fields, root_type, compiler, variables, kind), label
 
 
 def _query(
@@ -190,6 +207,7 @@ def _query(
     root_type: GraphQLObjectType,
     compiler: Any,
     variables: dict[str, Any],
+    kind: str = "query",
 ) -> bytes:
     by_database: dict[str, list[Fields]] = {}
     special: list[Fields] = []
@@ -197,7 +215,7 @@ def _query(
         if f.name.startswith("__"):
             special.append(f)
         else:
-            base = state.roots[("query", f.name)].base
+            base = state.roots[(kind, f.name)].base
             by_database.setdefault(state.model.tables[base].connection, []).append(f)
     texts: dict[str, tuple[str, list[PagePlan]]] = {}
     for connection, group in by_database.items():
@@ -205,8 +223,7 @@ def _query(
         c: Compiler = compiler(db.dialect)
         pages: list[PagePlan] = []
         pairs = [
-            (f.key, c.dialect.nested(root_sql(c, state.roots[("query", f.name)], f, root_type.fields[f.name], pages)))
-            for f in group
+            (f.key, c.dialect.nested(root_sql(c, state.roots[(kind, f.name)], f, root_type.fields[f.name], pages))) for f in group
         ]
         sql = f"SELECT {c.dialect.json_object(pairs)}"
         if c.dialect.name == "postgresql":

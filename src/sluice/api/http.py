@@ -2,6 +2,8 @@
 
 - ``POST <path>``: a JSON body ``{"query", "variables", "operationName"}`` or a list of them (a batch), or
   ``application/graphql`` text; ``GET <path>?query=...&variables=...``: queries only (a mutation is a 405).
+- ``Accept: text/event-stream`` (POST or GET): Server-Sent Events, and a WebSocket at ``<path>``:
+  subscriptions (:mod:`sluice.api.subscriptions`), when ``sluice serve`` mounts them;
 - ``GET <path>`` from a browser (``Accept: text/html``, no ``query``): GraphiQL, served from
   ``sluice/api/static`` (GraphiQL 3.9, React 18, vendored: it works offline).
 
@@ -12,6 +14,7 @@ with ``Retry-After``). Handlers run the blocking database work in the thread poo
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +61,9 @@ def _headers(request: Request) -> dict[str, str]:
     return {name.lower(): value for name, value in request.headers.items()}
 
 
-def mount_api(app: FastAPI, api: DataApi) -> None:
-    """Add the GraphQL routes of ``api`` to ``app``."""
+def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Awaitable[Response]] | None = None) -> None:
+    """Add the GraphQL routes of ``api`` to ``app``. ``events``: answers the requests that ask for
+    ``Accept: text/event-stream`` (subscriptions over SSE, :mod:`sluice.api.subscriptions.sse`)."""
     path = api.settings.graphql_path.rstrip("/") or "/graphql"
     assets = f"{path}/assets"
     app.mount(assets, StaticFiles(directory=STATIC, check_dir=False), name="graphiql-assets")
@@ -84,6 +88,8 @@ def mount_api(app: FastAPI, api: DataApi) -> None:
                 body = json.loads(raw)
             except ValueError:
                 return _respond(answer_error(DataApiError("the body is not JSON", code="bad-request")))
+        if events is not None and "text/event-stream" in request.headers.get("accept", ""):
+            return await events(request, body)
         return await answer(request, body, "POST")
 
     async def get(request: Request) -> Response:
@@ -93,6 +99,8 @@ def mount_api(app: FastAPI, api: DataApi) -> None:
                 return HTMLResponse(PAGE.format(assets=assets, endpoint=json.dumps(path)))
             return _respond(answer_error(DataApiError("give the document in ?query=", code="bad-request")))
         body = {key: params[key] for key in ("query", "variables", "operationName") if key in params}
+        if events is not None and "text/event-stream" in request.headers.get("accept", ""):
+            return await events(request, body)
         return await answer(request, body, "GET")
 
     app.add_api_route(path, post, methods=["POST"], include_in_schema=False)

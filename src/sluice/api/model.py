@@ -25,7 +25,8 @@ from sluice.api.settings import ApiSettings, OperationNames
 log = logging.getLogger("sluice.api")
 _NOT_NAME = re.compile(r"[^_0-9A-Za-z]")
 RESERVED = frozenset(
-    {"Int", "Float", "String", "Boolean", "ID", "BigInt", "Numeric", "DateTime", "Date", "Time", "JSON", "Query", "Mutation"}
+    {"Int", "Float", "String", "Boolean", "ID", "BigInt", "Numeric", "DateTime", "Date", "Time", "JSON"}
+    | {"Query", "Mutation", "Subscription"}
 )
 
 
@@ -213,6 +214,7 @@ def _names(model: Model, settings: ApiSettings) -> None:
                 value = getattr(custom, op, None)
                 if isinstance(value, str) and value:
                     names[op] = value
+        names["subscription"] = custom.subscription if custom is not None and custom.subscription else names["list"]
         exposed.names = names
 
 

@@ -9,6 +9,7 @@ Per table ``T`` (names after Hasura's, which most GraphQL clients of SQL databas
 - mutations ``insert_T(objects, on_conflict)``, ``insert_T_one(object, on_conflict)``, ``update_T(where, _set)``,
   ``update_T_by_pk(pk_columns, _set)``, ``delete_T(where)``, ``delete_T_by_pk(<key columns>)``; the
   many-row ones answer ``T_mutation_response { affected_rows returning }``;
+- subscriptions ``T``, ``T_by_pk``, ``T_aggregate``: the same fields, live (:mod:`sluice.api.subscriptions`);
 - ``T_bool_exp`` (``_and``, ``_or``, ``_not``, a ``<Scalar>_comparison_exp`` per column, a ``T2_bool_exp`` per
   relationship), ``T_order_by``, ``T_select_column``.
 
@@ -164,12 +165,14 @@ class _Builder:
             "offset": GraphQLArgument(GraphQLInt),
         }
 
-    def add_root(self, fields: dict[str, GraphQLField], name: str, field: GraphQLField, op: str, base: str) -> None:
+    def add_root(
+        self, fields: dict[str, GraphQLField], name: str, field: GraphQLField, op: str, base: str, kind: str | None = None
+    ) -> None:
         if name in fields:
             log.warning("data API: %s of %s is left out: the field name %s is taken", op, base, name)
             return
         fields[name] = field
-        kind = "query" if op in ("list", "page", "by_pk", "aggregate") else "mutation"
+        kind = kind or ("query" if op in ("list", "page", "by_pk", "aggregate") else "mutation")
         self.roots[(kind, name)] = RootField(op, base)
 
     def query_fields(self) -> dict[str, GraphQLField]:
@@ -231,6 +234,16 @@ class _Builder:
             _nn(_list(group)),
             args={"where": GraphQLArgument(self.bool_exp(t.base)), "group_by": GraphQLArgument(_list(columns))},
         )
+
+    def subscription_fields(self, query: dict[str, GraphQLField]) -> dict[str, GraphQLField]:
+        """The live list, by-key and aggregate fields: the query fields themselves (same arguments and types)
+        under the subscription names (docs/api/subscriptions.md)."""
+        fields: dict[str, GraphQLField] = {}
+        for t in self.model.tables.values():
+            for op, name in (("list", t.names["subscription"]), ("by_pk", t.names["by_pk"]), ("aggregate", t.names["aggregate"])):
+                if self.roots.get(("query", t.names[op])) == RootField(op, t.base):
+                    self.add_root(fields, name, query[t.names[op]], op, t.base, kind="subscription")
+        return fields
 
     def mutation_fields(self) -> dict[str, GraphQLField]:
         fields: dict[str, GraphQLField] = {}
@@ -311,15 +324,18 @@ class _Builder:
 
 
 def build_schema(model: Model) -> tuple[GraphQLSchema, dict[tuple[str, str], RootField]]:
-    """The GraphQL schema of ``model`` and what each root field does, by (``query`` or ``mutation``, name)."""
+    """The GraphQL schema of ``model`` and what each root field does, by (``query``, ``mutation`` or
+    ``subscription``, name)."""
     builder = _Builder(model)
     query = builder.query_fields()
     if not query:
         query = {"_empty": GraphQLField(GraphQLString, description="No table is exposed (see api.sources).")}
     mutation = builder.mutation_fields()
+    subscription = builder.subscription_fields(query)
     schema = GraphQLSchema(
         query=GraphQLObjectType("Query", query),
         mutation=GraphQLObjectType("Mutation", mutation) if mutation else None,
+        subscription=GraphQLObjectType("Subscription", subscription) if subscription else None,
         types=list(SCALARS.values()),
     )
     return schema, builder.roots

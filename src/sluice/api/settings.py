@@ -27,6 +27,7 @@
       limits:
         rate: {per_key: 100/second, per_subject: 50/second, per_address: 20/second, storage: "memory://"}
         graphql: {max_depth: 8, max_cost: 5000, max_batch: 10, max_rows: 1000, timeout_s: 10}
+        subscriptions: {per_connection: 100, init_timeout_s: 10}
       proxies:
         - {path: /svc/catalogue, upstream: "http://127.0.0.1:8081", roles: [editor]}
 
@@ -176,11 +177,23 @@ class GraphqlLimits(Settings):
     ] = None
 
 
+class SubscriptionLimits(Settings):
+    """Limits of live subscriptions (WebSocket and Server-Sent Events, docs/api/subscriptions.md)."""
+
+    per_connection: Annotated[
+        int, Meta(ge=1, le=10_000, description="Most active subscriptions on one WebSocket (the next is refused).")
+    ] = 100
+    init_timeout_s: Annotated[
+        float, Meta(gt=0, le=600, description="Seconds a WebSocket may wait before `connection_init` (then closed 4408).")
+    ] = 10.0
+
+
 class LimitSettings(Settings):
-    """Rate limits and GraphQL limits."""
+    """Rate limits, GraphQL limits and subscription limits."""
 
     rate: RateLimits = msgspec.field(default_factory=RateLimits)
     graphql: GraphqlLimits = msgspec.field(default_factory=GraphqlLimits)
+    subscriptions: SubscriptionLimits = msgspec.field(default_factory=SubscriptionLimits)
 
 
 class ProxyRoute(Settings):

@@ -142,6 +142,13 @@ class Bus(ABC):
     def lag(self, group: str, topic: str) -> int:
         """Messages of ``topic`` not yet committed by ``group``."""
 
+    def committed(self, group: str, topic: str) -> int | None:
+        """The offset of the first message of ``topic`` (partition 0) that ``group`` has not committed: every
+        message before it was processed (Kafka's committed offset). None when the group never committed there,
+        or when the backend cannot tell (this default). Used by the data API's subscriptions to know when a
+        sync's apply has written a change into its target (``sluice.api.subscriptions``)."""
+        return None
+
     def lag_by_partition(self, group: str, topic: str) -> dict[int, int]:
         """:meth:`lag` per partition (a backend without partitions has only partition 0)."""
         return {0: self.lag(group, topic)}

@@ -276,6 +276,15 @@ class EmbeddedBus(Bus):
         leased = conn.execute("SELECT COUNT(*) FROM leases WHERE grp = ? AND topic = ?", (group, topic)).fetchone()[0]
         return int(unread) + int(leased)
 
+    def committed(self, group: str, topic: str) -> int | None:
+        """The group's cursor plus one, or its oldest leased (uncommitted) offset when it holds leases."""
+        conn = self.db.conn()
+        row = conn.execute("SELECT fetched FROM group_cursors WHERE grp = ? AND topic = ?", (group, topic)).fetchone()
+        if row is None:
+            return None
+        leased = conn.execute("SELECT MIN(offset) FROM leases WHERE grp = ? AND topic = ?", (group, topic)).fetchone()[0]
+        return int(leased) if leased is not None else int(row[0]) + 1
+
     def data_version(self) -> int:
         return int(self.db.conn().execute("PRAGMA data_version").fetchone()[0])
 

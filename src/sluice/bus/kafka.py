@@ -418,6 +418,11 @@ class KafkaBus(Bus):
             metrics.BUS_CONSUMER_LAG.labels(metrics.group_label(group), topic, str(p)).set(lags[p])
         return lags
 
+    def committed(self, group: str, topic: str) -> int | None:
+        """The group's committed offset of partition 0 of ``topic`` (None when it has none)."""
+        offset = self._committed(group, topic, 1).get(0, -1)
+        return offset if offset >= 0 else None
+
     def _committed(self, group: str, topic: str, count: int) -> dict[int, int]:
         """The committed offset of each partition (-1001 when none); retried while the broker starts up."""
         request = ConsumerGroupTopicPartitions(

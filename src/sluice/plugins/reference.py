@@ -26,6 +26,7 @@ from sluice.api.settings import (
     ProxyRoute,
     RateLimits,
     SelectPermission,
+    SubscriptionLimits,
     UpdatePermission,
 )
 from sluice.cdc.config import ColumnRules, SyncSettings
@@ -92,6 +93,11 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
     ("api.auth.jwt", JwtSettings, "JSON Web Tokens (RFC 7519)."),
     ("api.limits.rate", RateLimits, "Rate limits (the `limits` library's notation)."),
     ("api.limits.graphql", GraphqlLimits, "Limits on GraphQL documents and requests."),
+    (
+        "api.limits.subscriptions",
+        SubscriptionLimits,
+        "Limits of live subscriptions. See [../api/subscriptions.md](../api/subscriptions.md).",
+    ),
     ("api.proxies[]", ProxyRoute, "Gateway routes to upstream HTTP services."),
 )
 

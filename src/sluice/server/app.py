@@ -58,6 +58,7 @@ def create_app(services: Services) -> FastAPI:
     """The FastAPI app serving ``services``' project."""
 
     data_api = _data_api(services)
+    live = _live(services, data_api)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,10 +66,15 @@ def create_app(services: Services) -> FastAPI:
         services.start_stream(asyncio.get_running_loop())
         if data_api is not None:
             await anyio.to_thread.run_sync(data_api.start)
+        if live is not None:
+            live.start(asyncio.get_running_loop())
+            services.stream_closers.append(live.close_streams)
         try:
             yield
         finally:
             services.close_streams()
+            if live is not None:
+                await anyio.to_thread.run_sync(live.close)
             if data_api is not None:
                 await anyio.to_thread.run_sync(data_api.close)
             await anyio.to_thread.run_sync(services.stop)
@@ -90,8 +96,9 @@ def create_app(services: Services) -> FastAPI:
     sync_routes(app, services.project)
     if data_api is not None:
         from sluice.api.http import mount_api
+        from sluice.api.subscriptions import mount_subscriptions
 
-        mount_api(app, data_api)
+        mount_api(app, data_api, mount_subscriptions(app, data_api, live) if live is not None else None)
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
 
@@ -107,6 +114,16 @@ def _data_api(services: Services) -> Any:
     state_url = services.settings.state_url or services.project.resolve_state_url()
     gate = build_gate(spec.settings, services.project.root, state_url)
     return DataApi(spec.settings, dict(spec.urls), services.project.root, gate)
+
+
+def _live(services: Services, data_api: Any) -> Any:
+    """The live subscriptions of the data API (docs/api/subscriptions.md), reading the change topics of the
+    project's syncs on the server's bus; None without a data API."""
+    if data_api is None:
+        return None
+    from sluice.api.subscriptions import project_hub
+
+    return project_hub(data_api, services.project, lambda: services.backends.bus)
 
 
 def _ui_routes(app: FastAPI) -> None:

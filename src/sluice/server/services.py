@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TypeVar
@@ -68,6 +69,8 @@ class Services:
         self._object_views: ObjectViews | None = None
         self._lag: LagSampler | None = None
         self._syncs: SyncHost | None = None
+        self.stream_closers: list[Callable[[], None]] = []
+        """Called (on the event loop) by :meth:`close_streams`: other long-lived streams of the app (subscriptions)."""
         self.started = False
 
     # The parts, available once started.
@@ -139,6 +142,8 @@ class Services:
         """End every SSE stream (on the event loop), so the server can stop without waiting for clients."""
         if self._hub is not None:
             self._hub.close_streams()
+        for close in self.stream_closers:
+            close()
 
     def stop(self) -> None:
         """Cancel the active run, stop workers and the hub, close backends."""
