@@ -359,6 +359,20 @@ def test_exclusive_consumer_commits_offsets_in_order(bus_factory: BusFactory, to
     assert values(poll_until(again, 2)) == [b"m3", b"m4"]
 
 
+def test_committed_is_the_first_offset_a_group_has_not_committed(bus: Bus, topic: str) -> None:
+    offsets = bus.publish(topic, messages(4))
+    assert bus.committed("g", topic) is None
+    shared = bus.consumer("g", topic)
+    taken = poll_until(shared, 4)
+    shared.commit(taken[:2])
+    assert bus.committed("g", topic) == offsets[1] + 1
+    shared.commit(taken[2:])
+    assert bus.committed("g", topic) == offsets[3] + 1
+    solo = bus.consumer("solo", topic, exclusive=True)
+    solo.commit(poll_until(solo, 4)[:3])
+    assert bus.committed("solo", topic) == offsets[2] + 1
+
+
 def test_publish_and_commit(bus: Bus, topic: str) -> None:
     bus.publish(topic, messages(2))
     consumer = bus.consumer("g", topic)

@@ -27,6 +27,7 @@ from sluice.api.gate import DataApiError
 from sluice.api.http import mount_api
 from sluice.api.model import ExposedTable
 from sluice.api.principal import Principal
+from sluice.api.schema import RootField
 from sluice.api.service import DataApi
 from sluice.api.settings import ApiSettings
 from sluice.api.subscriptions import mount_subscriptions
@@ -296,3 +297,25 @@ def test_sse_errors_and_single_results(live: Live) -> None:
         assert refused.status_code == 403 and refused.json()["errors"][0]["extensions"]["code"] == "permission-denied"
         plain = http.post("/graphql", json={"query": LIST}, headers={"x-role": "admin"})
         assert plain.status_code == 400 and "WebSocket" in json.loads(plain.content)["errors"][0]["message"]
+
+
+def test_the_schema_has_a_subscription_root_with_configured_names(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'hr.db'}"
+    execute_all(db_url, DDL)
+    raw = {
+        "sources": [{"connection": "hr", "tables": ["*"]}],
+        "operations": {"employes": {"subscription": "live_employes", "by_pk": "employe_par_id"}},
+    }
+    api = DataApi(msgspec.convert(raw, ApiSettings), {"hr": db_url}, None, HeaderGate())
+    api.start(watch=False)
+    try:
+        state = api.state()
+        subscription = state.schema.subscription_type
+        assert subscription is not None
+        assert {"live_employes", "employe_par_id", "employes_aggregate", "dept", "dept_by_pk"} <= set(subscription.fields)
+        assert "employes" not in subscription.fields and "employes_page" not in subscription.fields
+        assert "journal_by_pk" not in subscription.fields  # no primary key: no by-key field, as for queries
+        assert state.roots[("subscription", "live_employes")] == RootField("list", "employes")
+        assert subscription.fields["live_employes"].type == state.schema.query_type.fields["employes"].type  # type: ignore[union-attr]
+    finally:
+        api.close()

@@ -90,6 +90,12 @@ class LiveQuery:
     dropped: bool = False
 
 
+def _subscribes(document: DocumentNode) -> bool:
+    """``document`` holds a subscription operation (graphql-core validates one against a schema without
+    subscription type without complaint)."""
+    return any(getattr(d, "operation", None) == OperationType.SUBSCRIPTION for d in document.definitions)
+
+
 def _key(text: str, variables: dict[str, Any], name: str | None, principal: Principal) -> tuple[str, ...]:
     claims = json.dumps(dict(principal.claims), sort_keys=True, default=str)
     values = json.dumps(variables, sort_keys=True, default=str)
@@ -162,13 +168,20 @@ class SubscriptionHub:
         for attempt in (1, 2):
             state = await anyio.to_thread.run_sync(self.api.state)
             parsed = await anyio.to_thread.run_sync(self.api.parsed, text, state)
-            if parsed.errors and parsed.document is not None and attempt == 1:
+            errors = [e.message for e in parsed.errors]
+            if (
+                parsed.document is not None
+                and not errors
+                and state.schema.subscription_type is None
+                and _subscribes(parsed.document)
+            ):
+                errors = ["the schema has no subscription field: no table is exposed yet (api.sources)"]
+            if errors and parsed.document is not None and attempt == 1:
                 fresh = await anyio.to_thread.run_sync(self.api.refresh, True, started)
                 if fresh.version != state.version:
                     continue
-            if parsed.errors or parsed.document is None:
-                first = parsed.errors[0]
-                raise DataApiError(first.message, code="validation-failed" if parsed.document is not None else "parse-failed")
+            if errors or parsed.document is None:
+                raise DataApiError(errors[0], code="validation-failed" if parsed.document is not None else "parse-failed")
             return state, parsed.document
         raise AssertionError("unreachable")
 
