@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import jwt
+from api_support import DDL, execute_all, served
 from fastapi import FastAPI, Request
-from test_http import served
 
-from conftest import DDL, execute_all
 from sluice.api.security.keys import open_key_store
 from sluice.project.load import load_project
 from sluice.server.app import create_app
