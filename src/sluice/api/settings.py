@@ -84,7 +84,8 @@ class SelectPermission(Settings):
     filter: Annotated[BoolExp, Meta(description="Rows the role may read (a `where` expression, may use claims).")] = (
         msgspec.field(default_factory=dict)
     )
-    limit: Annotated[int | None, Meta(ge=1, description="Most rows per request for this role.")] = None
+    limit: Annotated[int, Meta(ge=1)] | None = None
+    """Most rows per request for this role."""
     aggregate: Annotated[bool, Meta(description="Whether aggregate fields are allowed.")] = True
 
 
