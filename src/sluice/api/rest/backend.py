@@ -115,10 +115,12 @@ def _close(conn: Any) -> None:
 
 
 def _sqlstate(exc: Exception) -> str | None:
+    module = type(exc).__module__
+    if module.startswith("pymysql") and exc.args and isinstance(exc.args[0], int):
+        return mysql_sqlstate(exc.args[0])
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str):
         return state
-    module = type(exc).__module__
     if module.startswith("psycopg"):
         name = type(exc).__name__
         return "22000" if name == "DataError" else "08000" if name == "OperationalError" else None

@@ -354,7 +354,7 @@ class RestService:
                 statement = Frag("WITH m AS (").add(dml).add(" RETURNING *) ")
                 failed = Frag("(SELECT count(*) FROM m " + alias + " WHERE NOT coalesce(").add(check_sql).add(", false))") if check_sql else Frag("0")
                 totals = failed.add(", (SELECT count(*) FROM m)")
-                statement.add(self._answer(compiler, table, select, items_select, request, alias, Frag("FROM m " + alias), totals, represent))
+                statement.add(self._answer(compiler, table, select, items_select, request, alias, "FROM m " + alias, Frag("1=1"), totals, represent))
                 failed_n, changed, _, body = cur.run(statement)[0]
             else:
                 source = dialect.table(table.schema, table.sql_name)
@@ -366,7 +366,7 @@ class RestService:
                     lock = " FOR UPDATE" if dialect.name == "mysql" else ""
                     keys = [tuple(r) for r in cur.run(Frag(f"SELECT {', '.join(f'{alias}.{q(k)}' for k in table.primary_key)} FROM {source} {alias} WHERE ").add(Frag(where.text, list(where.params))).add(lock))]
                     if operation == "delete" and represent and keys:
-                        body = self._read_keys(cur, compiler, table, select, items_select, request, alias, keys, None)[1]
+                        body = self._read_keys(cur, compiler, table, select, items_select, request, alias, keys, None, True)[1]
                     # MariaDB's UPDATE: the keys stay those selected (a change of the key itself is not followed).
                     cur.run(dml if operation == "update" else write.delete(table, dialect, write.keys_in(table, dialect, alias, keys), alias))
                 else:
@@ -374,7 +374,7 @@ class RestService:
                 failed_n = 0
                 changed = len(keys)
                 if operation != "delete" and (represent or check_sql is not None) and keys:
-                    failed_n, body = self._read_keys(cur, compiler, table, select, items_select, request, alias, keys, check_sql)
+                    failed_n, body = self._read_keys(cur, compiler, table, select, items_select, request, alias, keys, check_sql, represent)
             if failed_n:
                 raise RestError(
                     f"a row does not pass the role's check for {operation} on {table.name!r}", status=403, code="SLR403"
@@ -390,13 +390,15 @@ class RestService:
         items_select: tuple[Any, ...],
         request: ReadRequest,
         alias: str,
-        source: Frag,
+        source: str,
+        condition: Frag,
         totals: Frag,
         represent: bool,
     ) -> Frag:
+        """``SELECT totals, count, body FROM source WHERE condition AND <the role's select filter>``."""
         items = compiler.items(table, select, alias, items_select, request, ()) if represent else [("_", Frag("1"))]
         row_filter = Where(table, alias, compiler.dialect, claims=compiler.claims).compile(select.filter) if represent else Frag("1=1")
-        rest = Frag(source.text, list(source.params)).add(" WHERE ").add(row_filter)
+        rest = Frag(source + " WHERE ").add(condition).add(" AND ").add(row_filter)
         return compiler.dialect.top(items, rest, totals)
 
     def _read_keys(
@@ -410,6 +412,7 @@ class RestService:
         alias: str,
         keys: list[tuple[Any, ...]],
         check_sql: Frag | None,
+        represent: bool,
     ) -> tuple[int, Any]:
         dialect = compiler.dialect
         source = dialect.table(table.schema, table.sql_name)
@@ -417,7 +420,7 @@ class RestService:
         if check_sql is not None:
             failed = Frag(f"(SELECT count(*) FROM {source} {alias} WHERE ").add(write.keys_in(table, dialect, alias, keys))
             failed.add(" AND NOT coalesce(").add(Frag(check_sql.text, list(check_sql.params))).add(", 0))")
-        rest = Frag(f"FROM {source} {alias} WHERE ").add(write.keys_in(table, dialect, alias, keys))
-        statement = self._answer(compiler, table, select, items_select, request, alias, rest, failed, True)
+        condition = write.keys_in(table, dialect, alias, keys)
+        statement = self._answer(compiler, table, select, items_select, request, alias, f"FROM {source} {alias}", condition, failed, represent)
         failed_n, _, body = cur.run(statement)[0]
         return int(failed_n or 0), body

@@ -103,7 +103,9 @@ def insert(
     columns += [table.columns[name] for name in presets if name in table.columns]
     q = dialect.quote
     target = dialect.table(table.schema, table.sql_name)
-    frag = Frag(f"INSERT INTO {target}")
+    # MariaDB's ON DUPLICATE KEY UPDATE returns the kept row: ignore-duplicates is INSERT IGNORE there.
+    ignore = " IGNORE" if dialect.name == "mysql" and resolution == "ignore-duplicates" else ""
+    frag = Frag(f"INSERT{ignore} INTO {target}")
     if dialect.name == "postgresql":
         frag.add(" AS t")
     if not columns:
@@ -131,7 +133,7 @@ def insert(
                     values.add("NULL")
             tuples.append(values.add(")"))
         frag.add(join(tuples, ", "))
-    if resolution:
+    if resolution and not ignore:
         frag.add(upsert_clause(table, dialect, columns, resolution, on_conflict, update_access, claims))
     return frag
 
