@@ -6,18 +6,17 @@ the catalog that the data API reads from the database gives the same tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-import pytest
 import httpx
+import msgspec
 import uvicorn
 from starlette.applications import Starlette
 
 from sluice.api.gate import DataApiError
 from sluice.api.principal import Principal
-from sluice.api.rest.backend import Database, open_database
+from sluice.api.rest.backend import Database
 from sluice.api.rest.model import Catalog, Column, ForeignKey, Table
 from sluice.api.rest.routes import rest_routes
 from sluice.api.rest.service import Backend, RestService
@@ -28,7 +27,8 @@ PG_DDL = [
     """CREATE TABLE articles (id serial PRIMARY KEY, titre text NOT NULL, contenu text,
         author_id int REFERENCES authors(id), reviewer_id int REFERENCES authors(id),
         price numeric(10,2), published date, meta jsonb, CONSTRAINT price_positive CHECK (price >= 0))""",
-    "CREATE TABLE comments (id serial PRIMARY KEY, article_id int NOT NULL REFERENCES articles(id) ON DELETE CASCADE, body text NOT NULL)",
+    "CREATE TABLE comments (id serial PRIMARY KEY, article_id int NOT NULL REFERENCES articles(id) ON DELETE CASCADE,"
+    " body text NOT NULL)",
     "CREATE VIEW article_titles AS SELECT id, titre FROM articles",
 ]
 SQLITE_DDL = [
@@ -36,19 +36,26 @@ SQLITE_DDL = [
     """CREATE TABLE articles (id INTEGER PRIMARY KEY, titre TEXT NOT NULL, contenu TEXT,
         author_id INTEGER REFERENCES authors(id), reviewer_id INTEGER REFERENCES authors(id),
         price NUMERIC CHECK (price >= 0), published TEXT, meta TEXT)""",
-    "CREATE TABLE comments (id INTEGER PRIMARY KEY, article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE, body TEXT NOT NULL)",
+    "CREATE TABLE comments (id INTEGER PRIMARY KEY, article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,"
+    " body TEXT NOT NULL)",
     "CREATE VIEW article_titles AS SELECT id, titre FROM articles",
 ]
 MYSQL_DDL = [
-    "CREATE TABLE authors (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL, email VARCHAR(200) UNIQUE, active BOOLEAN DEFAULT TRUE)",
+    "CREATE TABLE authors (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL, email VARCHAR(200) UNIQUE,"
+    " active BOOLEAN DEFAULT TRUE)",
     """CREATE TABLE articles (id INT AUTO_INCREMENT PRIMARY KEY, titre VARCHAR(200) NOT NULL, contenu TEXT,
         author_id INT REFERENCES authors(id), reviewer_id INT, price DECIMAL(10,2) CHECK (price >= 0), published DATE, meta JSON,
         FOREIGN KEY (author_id) REFERENCES authors(id), FOREIGN KEY (reviewer_id) REFERENCES authors(id))""",
-    "CREATE TABLE comments (id INT AUTO_INCREMENT PRIMARY KEY, article_id INT NOT NULL, body TEXT NOT NULL, FOREIGN KEY (article_id) REFERENCES articles(id) ON DELETE CASCADE)",
+    "CREATE TABLE comments (id INT AUTO_INCREMENT PRIMARY KEY, article_id INT NOT NULL, body TEXT NOT NULL,"
+    " FOREIGN KEY (article_id) REFERENCES articles(id) ON DELETE CASCADE)",
     "CREATE VIEW article_titles AS SELECT id, titre FROM articles",
 ]
-SEED = [
-    ("authors", ["id", "name", "email", "active"], [(1, "Ada", "ada@x.org", True), (2, "Brice", "brice@x.org", False), (3, "Chloé", None, True)]),
+SEED: list[tuple[str, list[str], list[tuple[Any, ...]]]] = [
+    (
+        "authors",
+        ["id", "name", "email", "active"],
+        [(1, "Ada", "ada@x.org", True), (2, "Brice", "brice@x.org", False), (3, "Chloé", None, True)],
+    ),
     (
         "articles",
         ["id", "titre", "contenu", "author_id", "reviewer_id", "price", "published", "meta"],
@@ -72,7 +79,11 @@ ROLES = {
         "articles": {
             "select": {"filter": {"author_id": {"_eq": {"claim": "sub"}}}},
             "insert": {"columns": ["titre", "contenu", "price"], "set": {"author_id": {"claim": "sub"}}},
-            "update": {"columns": ["titre", "contenu"], "filter": {"author_id": {"_eq": {"claim": "sub"}}}, "check": {"titre": {"_neq": "forbidden"}}},
+            "update": {
+                "columns": ["titre", "contenu"],
+                "filter": {"author_id": {"_eq": {"claim": "sub"}}},
+                "check": {"titre": {"_neq": "forbidden"}},
+            },
             "delete": {"filter": {"author_id": {"_eq": {"claim": "sub"}}}},
         },
         "authors": {"select": {}},
@@ -90,7 +101,15 @@ def catalog(dialect: str) -> Catalog:
     authors = Table(
         "authors",
         "authors",
-        {c.name: c for c in [col("id", integer, "integer", False, True), col("name", text, nullable=False), col("email", text), col("active", "boolean", "boolean", default=True)]},
+        {
+            c.name: c
+            for c in [
+                col("id", integer, "integer", False, True),
+                col("name", text, nullable=False),
+                col("email", text),
+                col("active", "boolean", "boolean", default=True),
+            ]
+        },
         primary_key=("id",),
         unique=(("email",),),
         dialect=dialect,  # type: ignore[arg-type]
@@ -121,7 +140,14 @@ def catalog(dialect: str) -> Catalog:
     comments = Table(
         "comments",
         "comments",
-        {c.name: c for c in [col("id", integer, "integer", False, True), col("article_id", integer, "integer", False), col("body", text, nullable=False)]},
+        {
+            c.name: c
+            for c in [
+                col("id", integer, "integer", False, True),
+                col("article_id", integer, "integer", False),
+                col("body", text, nullable=False),
+            ]
+        },
         primary_key=("id",),
         foreign_keys=(ForeignKey("comments_article_id_fkey", ("article_id",), "articles", ("id",)),),
         dialect=dialect,  # type: ignore[arg-type]
@@ -212,5 +238,3 @@ class Served:
 
         with self.db.transaction() as cur:
             return cur.run(Frag(sql))
-
-

@@ -23,10 +23,15 @@ def test_csv_out_with_nulls_booleans_quotes_and_nested_values(served: Served) ->
 def test_csv_in(served: Served) -> None:
     body = 'name,email,active\r\nHugo,hugo@x.org,true\r\n"Inès, la",,false\r\n'
     made = served.client.post(
-        "/rest/authors?select=name,email,active", content=body.encode(), headers={"Content-Type": "text/csv", "Prefer": "return=representation"}
+        "/rest/authors?select=name,email,active",
+        content=body.encode(),
+        headers={"Content-Type": "text/csv", "Prefer": "return=representation"},
     )
     assert made.status_code == 201, made.text
-    assert sorted((r["name"], r["email"], r["active"]) for r in made.json()) == [("Hugo", "hugo@x.org", True), ("Inès, la", None, False)]
+    assert sorted((r["name"], r["email"], r["active"]) for r in made.json()) == [
+        ("Hugo", "hugo@x.org", True),
+        ("Inès, la", None, False),
+    ]
     bad = served.client.post("/rest/authors", content=b"name,active\r\nx,maybe\r\n", headers={"Content-Type": "text/csv"})
     assert bad.status_code == 400
     assert served.rows("SELECT count(*) FROM authors WHERE name = 'x'")[0][0] == 0

@@ -17,7 +17,13 @@ PAYLOADS = [
     "%' OR 1=1 --",
     "\\'; DROP TABLE authors; --",
 ]
-IDENTIFIERS = ['id"; DROP TABLE authors; --', "id`; DROP TABLE authors; --", "id) FROM authors; DROP TABLE authors; --", "(select 1)", "1=1"]
+IDENTIFIERS = [
+    'id"; DROP TABLE authors; --',
+    "id`; DROP TABLE authors; --",
+    "id) FROM authors; DROP TABLE authors; --",
+    "(select 1)",
+    "1=1",
+]
 
 
 def untouched(served: Served) -> None:
@@ -64,7 +70,9 @@ def test_identifiers_never_reach_the_sql(served: Served, name: str) -> None:
         if method == "get":
             answer = served.client.get("/rest/authors", params=params)
         else:
-            answer = served.client.post("/rest/authors", params=params, json={"name": "x"}, headers={"Prefer": "resolution=merge-duplicates"})
+            answer = served.client.post(
+                "/rest/authors", params=params, json={"name": "x"}, headers={"Prefer": "resolution=merge-duplicates"}
+            )
         assert answer.status_code in (400, 404), (params, answer.status_code, answer.text)
         assert "t0." not in answer.text and "INSERT INTO" not in answer.text.upper()  # the name may be echoed, never SQL
     for body in ({name: "x"}, {"name": "x", name: 1}):

@@ -10,7 +10,15 @@ def test_document_describes_tables_parameters_schemas_and_security(sqlite_served
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/openapi+json")
     doc = answer.json()
     assert doc["openapi"] == "3.0.3"
-    assert set(doc["paths"]) == {"/articles", "/articles/{id}", "/authors", "/authors/{id}", "/comments", "/comments/{id}", "/article_titles"}
+    assert set(doc["paths"]) == {
+        "/articles",
+        "/articles/{id}",
+        "/authors",
+        "/authors/{id}",
+        "/comments",
+        "/comments/{id}",
+        "/article_titles",
+    }
     articles = doc["paths"]["/articles"]
     assert set(articles) == {"get", "post", "patch", "delete"}
     names = {p["name"] for p in articles["get"]["parameters"]}

@@ -50,7 +50,9 @@ def test_logic_trees_nest_and_negate() -> None:
 
 
 def test_select_items_aliases_casts_and_embeds() -> None:
-    request = parse_query([("select", 'id,t:titre,price::text,"odd name",author!author_id(name),posts:articles!inner(*,comments(body))')])
+    request = parse_query(
+        [("select", 'id,t:titre,price::text,"odd name",author!author_id(name),posts:articles!inner(*,comments(body))')]
+    )
     assert request.select == (
         Field("id"),
         Field("titre", "t"),
@@ -63,7 +65,14 @@ def test_select_items_aliases_casts_and_embeds() -> None:
 
 def test_order_limit_offset_and_embedded_paths() -> None:
     request = parse_query(
-        [("order", "a.desc.nullslast,b"), ("limit", "5"), ("offset", "10"), ("author.name", "eq.x"), ("articles.order", "id.desc"), ("articles.limit", "2")]
+        [
+            ("order", "a.desc.nullslast,b"),
+            ("limit", "5"),
+            ("offset", "10"),
+            ("author.name", "eq.x"),
+            ("articles.order", "id.desc"),
+            ("articles.limit", "2"),
+        ]
     )
     top = request.nodes[()]
     assert top.order == [OrderTerm("a", True, "last"), OrderTerm("b")]

@@ -51,7 +51,9 @@ def test_filter_operators(served: Served, query: str, expected: list[int]) -> No
 
 
 def test_is_true_false_on_a_boolean(served: Served) -> None:
-    names = lambda q: [r["name"] for r in served.client.get(f"/rest/authors?select=name&order=id&{q}").json()]  # noqa: E731
+    def names(query: str) -> list[str]:
+        return [r["name"] for r in served.client.get(f"/rest/authors?select=name&order=id&{query}").json()]
+
     assert names("active=is.true") == ["Ada", "Chloé"]
     assert names("active=is.false") == ["Brice"]
     assert names("active=eq.false") == ["Brice"]
@@ -66,7 +68,9 @@ def test_match_is_a_regular_expression_where_the_database_has_one(served: Served
 
 
 def test_select_columns_aliases_casts_and_values(served: Served) -> None:
-    rows = served.client.get("/rest/articles?select=id,name:titre,price,published,meta,cents:price::text&id=in.(1,3)&order=id").json()
+    rows = served.client.get(
+        "/rest/articles?select=id,name:titre,price,published,meta,cents:price::text&id=in.(1,3)&order=id"
+    ).json()
     assert [r["name"] for r in rows] == ["Alpha", "Gamma"]
     assert float(rows[0]["price"]) == 10.5 and rows[1]["price"] is None
     assert rows[0]["published"] == "2024-01-05"
@@ -77,13 +81,25 @@ def test_select_columns_aliases_casts_and_values(served: Served) -> None:
 
 
 def test_embed_many_to_one_one_to_many_nested_and_hinted(served: Served) -> None:
-    rows = served.client.get("/rest/articles?select=id,author(name),comments(body,article_id)&id=in.(1,5)&order=id&comments.order=id.desc").json()
+    rows = served.client.get(
+        "/rest/articles?select=id,author(name),comments(body,article_id)&id=in.(1,5)&order=id&comments.order=id.desc"
+    ).json()
     assert rows == [
         {"id": 1, "author": {"name": "Ada"}, "comments": [{"body": "super", "article_id": 1}, {"body": "bien", "article_id": 1}]},
         {"id": 5, "author": None, "comments": []},
     ]
-    rows = served.client.get("/rest/authors?select=name,written:articles!author_id(titre,comments(body))&id=eq.1&written.order=id").json()
-    assert rows == [{"name": "Ada", "written": [{"titre": "Alpha", "comments": [{"body": "bien"}, {"body": "super"}]}, {"titre": "Beta", "comments": [{"body": "bof"}]}]}]
+    rows = served.client.get(
+        "/rest/authors?select=name,written:articles!author_id(titre,comments(body))&id=eq.1&written.order=id"
+    ).json()
+    assert rows == [
+        {
+            "name": "Ada",
+            "written": [
+                {"titre": "Alpha", "comments": [{"body": "bien"}, {"body": "super"}]},
+                {"titre": "Beta", "comments": [{"body": "bof"}]},
+            ],
+        }
+    ]
     reviewer = served.client.get("/rest/articles?select=id,rev:authors!reviewer_id(name)&id=eq.1").json()
     assert reviewer == [{"id": 1, "rev": {"name": "Brice"}}]
     by_column = served.client.get("/rest/articles?select=id,author_id(name)&id=eq.3").json()
@@ -91,7 +107,9 @@ def test_embed_many_to_one_one_to_many_nested_and_hinted(served: Served) -> None
 
 
 def test_embedded_filters_limit_and_inner(served: Served) -> None:
-    rows = served.client.get("/rest/authors?select=id,articles!author_id(id)&articles.id=gt.1&articles.limit=1&articles.order=id&order=id").json()
+    rows = served.client.get(
+        "/rest/authors?select=id,articles!author_id(id)&articles.id=gt.1&articles.limit=1&articles.order=id&order=id"
+    ).json()
     assert rows == [{"id": 1, "articles": [{"id": 2}]}, {"id": 2, "articles": [{"id": 3}]}, {"id": 3, "articles": [{"id": 4}]}]
     inner = served.client.get("/rest/articles?select=id,author!inner(name)&author.name=eq.Ada&order=id").json()
     assert [r["id"] for r in inner] == [1, 2]
@@ -196,7 +214,11 @@ def test_views_are_read_only(served: Served) -> None:
 def test_role_columns_rows_and_limit(served: Served) -> None:
     reader = {"X-Role": "reader"}
     rows = served.client.get("/rest/articles?order=id", headers=reader).json()
-    assert rows == [{"id": 1, "titre": "Alpha", "author_id": 1}, {"id": 2, "titre": "Beta", "author_id": 1}, {"id": 3, "titre": "Gamma", "author_id": 2}]
+    assert rows == [
+        {"id": 1, "titre": "Alpha", "author_id": 1},
+        {"id": 2, "titre": "Beta", "author_id": 1},
+        {"id": 3, "titre": "Gamma", "author_id": 2},
+    ]
     assert served.client.get("/rest/articles?select=price", headers=reader).status_code == 400
     assert served.client.get("/rest/articles?price=gt.1", headers=reader).status_code == 400
     assert served.client.get("/rest/articles?select=id,comments(body)", headers=reader).status_code == 403

@@ -25,13 +25,17 @@ def test_post_an_array_with_missing_keys_as_null_or_default(served: Served) -> N
     assert sorted((r["name"], r["active"]) for r in made.json()) == [("F1", False), ("F2", None)]
     if served.db.dialect.name != "sqlite":
         defaulted = served.client.post(
-            "/rest/authors?select=name,active", json=[{"name": "G1", "active": False}, {"name": "G2"}], headers={"Prefer": "return=representation, missing=default"}
+            "/rest/authors?select=name,active",
+            json=[{"name": "G1", "active": False}, {"name": "G2"}],
+            headers={"Prefer": "return=representation, missing=default"},
         )
         assert sorted((r["name"], r["active"]) for r in defaulted.json()) == [("G1", False), ("G2", True)]
 
 
 def test_post_with_embedding_in_the_answer(served: Served) -> None:
-    made = served.client.post("/rest/articles?select=titre,author(name)", json={"titre": "New", "author_id": 2}, headers=REPRESENT)
+    made = served.client.post(
+        "/rest/articles?select=titre,author(name)", json={"titre": "New", "author_id": 2}, headers=REPRESENT
+    )
     assert made.status_code == 201 and made.json() == [{"titre": "New", "author": {"name": "Brice"}}]
 
 
@@ -45,25 +49,36 @@ def test_upsert_merge_and_ignore_duplicates(served: Served) -> None:
     assert sorted((r["id"], r["name"]) for r in merge.json()) == [(1, "Ada Lovelace"), (50, "New")]
     assert merge.headers["preference-applied"] == "return=representation, resolution=merge-duplicates"
     ignore = served.client.post(
-        "/rest/authors?select=id,name", json=[{"id": 2, "name": "Ignored"}], headers={"Prefer": "return=representation,resolution=ignore-duplicates"}
+        "/rest/authors?select=id,name",
+        json=[{"id": 2, "name": "Ignored"}],
+        headers={"Prefer": "return=representation,resolution=ignore-duplicates"},
     )
     assert ignore.status_code == 201 and ignore.json() == []
     assert served.rows("SELECT name FROM authors WHERE id = 2") == [("Brice",)]
     on_email = served.client.post(
-        "/rest/authors?on_conflict=email&select=id,name", json={"name": "Ada Again", "email": "ada@x.org"}, headers={"Prefer": "return=representation,resolution=merge-duplicates"}
+        "/rest/authors?on_conflict=email&select=id,name",
+        json={"name": "Ada Again", "email": "ada@x.org"},
+        headers={"Prefer": "return=representation,resolution=merge-duplicates"},
     )
     assert on_email.status_code == 201 and on_email.json() == [{"id": 1, "name": "Ada Again"}]
-    bad_key = served.client.post("/rest/authors?on_conflict=name", json={"name": "x"}, headers={"Prefer": "resolution=merge-duplicates"})
+    bad_key = served.client.post(
+        "/rest/authors?on_conflict=name", json={"name": "x"}, headers={"Prefer": "resolution=merge-duplicates"}
+    )
     assert bad_key.status_code == 400 and bad_key.json()["code"] == "SLR118"
 
 
 def test_patch_with_filters_returns_what_changed(served: Served) -> None:
-    changed = served.client.patch("/rest/articles?author_id=eq.1&select=id,titre&order=id", json={"contenu": "revu"}, headers=REPRESENT)
+    changed = served.client.patch(
+        "/rest/articles?author_id=eq.1&select=id,titre&order=id", json={"contenu": "revu"}, headers=REPRESENT
+    )
     assert changed.status_code == 200 and sorted(r["id"] for r in changed.json()) == [1, 2]
     assert changed.headers["content-range"] == "0-1/*"
     quiet = served.client.patch("/rest/articles?id=eq.3", json={"titre": "Gamma 2"})
     assert quiet.status_code == 204
-    assert served.rows("SELECT titre, contenu FROM articles WHERE id IN (1, 3) ORDER BY id") == [("Alpha", "revu"), ("Gamma 2", None)]
+    assert served.rows("SELECT titre, contenu FROM articles WHERE id IN (1, 3) ORDER BY id") == [
+        ("Alpha", "revu"),
+        ("Gamma 2", None),
+    ]
     nothing = served.client.patch("/rest/articles?id=eq.99", json={"titre": "x"}, headers=REPRESENT)
     assert nothing.status_code == 200 and nothing.json() == []
 

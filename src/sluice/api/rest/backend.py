@@ -8,6 +8,7 @@ text reaches a client. :func:`open_database` gives one for a connection URL (``p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -108,10 +109,8 @@ class _Tx:
 
 
 def _close(conn: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a broken connection
         conn.close()
-    except Exception:  # noqa: S110 - closing a broken connection
-        pass
 
 
 def _sqlstate(exc: Exception) -> str | None:
@@ -128,7 +127,13 @@ def _sqlstate(exc: Exception) -> str | None:
         return mysql_sqlstate(exc.args[0])
     if isinstance(exc, sqlite3.IntegrityError):
         text = str(exc).upper()
-        for marker, state in (("UNIQUE", "23505"), ("PRIMARY KEY", "23505"), ("FOREIGN KEY", "23503"), ("NOT NULL", "23502"), ("CHECK", "23514")):
+        for marker, state in (
+            ("UNIQUE", "23505"),
+            ("PRIMARY KEY", "23505"),
+            ("FOREIGN KEY", "23503"),
+            ("NOT NULL", "23502"),
+            ("CHECK", "23514"),
+        ):
             if marker in text:
                 return state
         return "23000"

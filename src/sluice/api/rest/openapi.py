@@ -84,7 +84,11 @@ def openapi_document(service: Any, principal: Principal, *, server: str = "/rest
         }
     }
     common = [
-        _param("Prefer", "header", "count=exact|planned|estimated, return=representation|minimal, resolution=merge-duplicates|ignore-duplicates"),
+        _param(
+            "Prefer",
+            "header",
+            "count=exact|planned|estimated, return=representation|minimal, resolution=merge-duplicates|ignore-duplicates",
+        ),
     ]
     for table in sorted(service.backend.catalog().tables.values(), key=lambda t: t.name):
         readable = _allowed(service, principal, table, "select")
@@ -96,7 +100,10 @@ def openapi_document(service: Any, principal: Principal, *, server: str = "/rest
             "description": table.comment or f"{'view' if table.is_view else 'table'} {table.name}",
             "properties": {c.name: column_schema(c) for c in readable.values()},
         }
-        filters = [_param(c.name, "query", f"filter: {c.name}=op.value (eq, neq, gt, gte, lt, lte, like, ilike, in, is, not.op)") for c in readable.values()]
+        filters = [
+            _param(c.name, "query", f"filter: {c.name}=op.value (eq, neq, gt, gte, lt, lte, like, ilike, in, is, not.op)")
+            for c in readable.values()
+        ]
         reading = [
             _param("select", "query", "columns and embedded relations: id,alias:col,relation(col)"),
             _param("order", "query", "col.asc|desc.nullsfirst|nullslast,..."),
@@ -107,7 +114,10 @@ def openapi_document(service: Any, principal: Principal, *, server: str = "/rest
             _param("Range-Unit", "header", "items"),
         ]
         rows = {"type": "array", "items": ref}
-        ok_rows = {"description": "The rows", "content": {"application/json": {"schema": rows}, "text/csv": {"schema": {"type": "string"}}}}
+        ok_rows = {
+            "description": "The rows",
+            "content": {"application/json": {"schema": rows}, "text/csv": {"schema": {"type": "string"}}},
+        }
         item: dict[str, Any] = {
             "get": {
                 "tags": [table.name],
@@ -150,27 +160,52 @@ def openapi_document(service: Any, principal: Principal, *, server: str = "/rest
                 "parameters": [_param("select", "query", "columns returned"), *filters, *common],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"type": "object", "properties": {c.name: column_schema(c) for c in writable_update.values()}}}},
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {c.name: column_schema(c) for c in writable_update.values()},
+                            }
+                        }
+                    },
                 },
-                "responses": _responses({"200": {"description": "Updated rows", "content": {"application/json": {"schema": rows}}}, "204": {"description": "Updated"}}),
+                "responses": _responses(
+                    {
+                        "200": {"description": "Updated rows", "content": {"application/json": {"schema": rows}}},
+                        "204": {"description": "Updated"},
+                    }
+                ),
             }
         if may_delete:
             item["delete"] = {
                 "tags": [table.name],
                 "summary": f"Delete the {table.name} rows the filters select",
                 "parameters": [_param("select", "query", "columns returned"), *filters, *common],
-                "responses": _responses({"200": {"description": "Deleted rows", "content": {"application/json": {"schema": rows}}}, "204": {"description": "Deleted"}}),
+                "responses": _responses(
+                    {
+                        "200": {"description": "Deleted rows", "content": {"application/json": {"schema": rows}}},
+                        "204": {"description": "Deleted"},
+                    }
+                ),
             }
         paths[f"/{table.name}"] = item
         if len(table.primary_key) == 1:
             key = table.columns[table.primary_key[0]]
-            key_param = {"name": "id", "in": "path", "required": True, "description": f"the {key.name}", "schema": dict(KIND_SCHEMA.get(key.kind, {"type": "string"})) or {"type": "string"}}
+            key_param = {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": f"the {key.name}",
+                "schema": dict(KIND_SCHEMA.get(key.kind, {"type": "string"})) or {"type": "string"},
+            }
             one: dict[str, Any] = {
                 "get": {
                     "tags": [table.name],
                     "summary": f"One {table.name} row by {key.name}",
                     "parameters": [key_param, _param("select", "query", "columns and embedded relations")],
-                    "responses": _responses({"200": {"description": "The row", "content": {"application/json": {"schema": ref}}}}),
+                    "responses": _responses(
+                        {"200": {"description": "The row", "content": {"application/json": {"schema": ref}}}}
+                    ),
                 }
             }
             if writable_update is not None:
@@ -179,15 +214,35 @@ def openapi_document(service: Any, principal: Principal, *, server: str = "/rest
                         "tags": [table.name],
                         "summary": f"Update one {table.name} row",
                         "parameters": [key_param, *common],
-                        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {c.name: column_schema(c) for c in writable_update.values()}}}}},
-                        "responses": _responses({"200": {"description": "The updated row", "content": {"application/json": {"schema": ref}}}, "204": {"description": "Updated"}}),
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {c.name: column_schema(c) for c in writable_update.values()},
+                                    }
+                                }
+                            },
+                        },
+                        "responses": _responses(
+                            {
+                                "200": {"description": "The updated row", "content": {"application/json": {"schema": ref}}},
+                                "204": {"description": "Updated"},
+                            }
+                        ),
                     }
             if may_delete:
                 one["delete"] = {
                     "tags": [table.name],
                     "summary": f"Delete one {table.name} row",
                     "parameters": [key_param, *common],
-                    "responses": _responses({"204": {"description": "Deleted"}, "200": {"description": "The deleted row", "content": {"application/json": {"schema": ref}}}}),
+                    "responses": _responses(
+                        {
+                            "204": {"description": "Deleted"},
+                            "200": {"description": "The deleted row", "content": {"application/json": {"schema": ref}}},
+                        }
+                    ),
                 }
             paths[f"/{table.name}/{{id}}"] = one
     return {

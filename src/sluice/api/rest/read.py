@@ -120,9 +120,7 @@ class ReadCompiler:
         """The role's row filter, the request's filters at ``path`` and the ``!inner`` embeds' EXISTS."""
         node = request.nodes.get(path, Node())
         row = Where(table, alias, self.dialect, claims=self.claims).compile(access.filter)
-        asked = Where(table, alias, self.dialect, columns=access.columns, claims=self.claims).compile(
-            conjunction(node.filters)
-        )
+        asked = Where(table, alias, self.dialect, columns=access.columns, claims=self.claims).compile(conjunction(node.filters))
         parts = [row, asked]
         for item in select:
             if isinstance(item, Embed) and item.inner:
@@ -152,7 +150,11 @@ class ReadCompiler:
                 out.extend((c.name, Frag(self.value(alias, c))) for c in access.columns.values())
             elif isinstance(item, Field):
                 column = self.readable(table, access, item.name)
-                expr = self.value(alias, column) if item.cast is None else self.dialect.cast(f"{alias}.{self.dialect.quote(column.name)}", item.cast)
+                expr = (
+                    self.value(alias, column)
+                    if item.cast is None
+                    else self.dialect.cast(f"{alias}.{self.dialect.quote(column.name)}", item.cast)
+                )
                 out.append((item.alias or item.name, Frag(expr)))
             else:
                 out.append((item.key, self.embed(table, alias, item, request, (*path, item.key))))

@@ -40,7 +40,9 @@ def error_response(error: DataApiError) -> JSONResponse:
     return JSONResponse(error_body(error), status_code=error.status, headers=error.headers)
 
 
-def rest_routes(service: RestService, gate: Gate, *, on_request: Callable[[str, str, int], None] | None = None) -> list[BaseRoute]:
+def rest_routes(
+    service: RestService, gate: Gate, *, on_request: Callable[[str, str, int], None] | None = None
+) -> list[BaseRoute]:
     """The routes of ``service`` behind ``gate``; ``on_request(table, method, status)`` is called after each
     request (metrics)."""
     base = service.settings.rest_path.rstrip("/")

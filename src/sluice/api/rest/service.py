@@ -76,7 +76,9 @@ def parse_body(body: bytes, content_type: str | None) -> list[dict[str, Any]]:
     if media == CSV:
         return csv_io.read_csv(body)
     if media not in (JSON, "", "application/*+json") and not media.endswith("+json"):
-        raise RestError(f"the body's Content-Type {media!r} is not served", status=415, code=MEDIA, hint="send application/json or text/csv")
+        raise RestError(
+            f"the body's Content-Type {media!r} is not served", status=415, code=MEDIA, hint="send application/json or text/csv"
+        )
     try:
         data = json.loads(body or b"null", parse_float=Decimal)
     except (ValueError, RecursionError):
@@ -126,15 +128,27 @@ class RestService:
             return self.read(table, request, headers, prefer, principal, single=key is not None, head=method == "HEAD")
         if method == "POST":
             if key is not None:
-                raise RestError("POST goes to the table, not to one row", status=405, code="SLR117", headers={"Allow": "GET, PATCH, PUT, DELETE"})
+                raise RestError(
+                    "POST goes to the table, not to one row",
+                    status=405,
+                    code="SLR117",
+                    headers={"Allow": "GET, PATCH, PUT, DELETE"},
+                )
             return self.insert(table, request, headers, body, prefer, principal)
         if method in ("PATCH", "PUT"):
             if method == "PUT" and key is None:
-                raise RestError("PUT takes a row's key: /rest/{table}/{id}", status=405, code="SLR117", headers={"Allow": "GET, HEAD, POST, PATCH, DELETE"})
+                raise RestError(
+                    "PUT takes a row's key: /rest/{table}/{id}",
+                    status=405,
+                    code="SLR117",
+                    headers={"Allow": "GET, HEAD, POST, PATCH, DELETE"},
+                )
             return self.change(table, request, headers, body, prefer, principal, "update", single=key is not None)
         if method == "DELETE":
             return self.change(table, request, headers, b"", prefer, principal, "delete", single=key is not None)
-        raise RestError(f"{method} is not served", status=405, code="SLR117", headers={"Allow": "GET, HEAD, POST, PATCH, PUT, DELETE"})
+        raise RestError(
+            f"{method} is not served", status=405, code="SLR117", headers={"Allow": "GET, HEAD, POST, PATCH, PUT, DELETE"}
+        )
 
     def _key_filter(self, table: Table, key: str) -> dict[str, Any]:
         if len(table.primary_key) != 1:
@@ -352,9 +366,17 @@ class RestService:
         with db.transaction() as cur:
             if dialect.writes_in_cte:
                 statement = Frag("WITH m AS (").add(dml).add(" RETURNING *) ")
-                failed = Frag("(SELECT count(*) FROM m " + alias + " WHERE NOT coalesce(").add(check_sql).add(", false))") if check_sql else Frag("0")
+                failed = (
+                    Frag("(SELECT count(*) FROM m " + alias + " WHERE NOT coalesce(").add(check_sql).add(", false))")
+                    if check_sql
+                    else Frag("0")
+                )
                 totals = failed.add(", (SELECT count(*) FROM m)")
-                statement.add(self._answer(compiler, table, select, items_select, request, alias, "FROM m " + alias, Frag("1=1"), totals, represent))
+                statement.add(
+                    self._answer(
+                        compiler, table, select, items_select, request, alias, "FROM m " + alias, Frag("1=1"), totals, represent
+                    )
+                )
                 failed_n, changed, _, body = cur.run(statement)[0]
             else:
                 source = dialect.table(table.schema, table.sql_name)
@@ -362,19 +384,32 @@ class RestService:
                 keys: list[tuple[Any, ...]]
                 body = "[]"
                 if operation == "delete" or (operation == "update" and not dialect.returning_update):
-                    assert where is not None  # noqa: S101 - update and delete always have one
+                    assert where is not None
                     lock = " FOR UPDATE" if dialect.name == "mysql" else ""
-                    keys = [tuple(r) for r in cur.run(Frag(f"SELECT {', '.join(f'{alias}.{q(k)}' for k in table.primary_key)} FROM {source} {alias} WHERE ").add(Frag(where.text, list(where.params))).add(lock))]
+                    keys = [
+                        tuple(r)
+                        for r in cur.run(
+                            Frag(f"SELECT {', '.join(f'{alias}.{q(k)}' for k in table.primary_key)} FROM {source} {alias} WHERE ")
+                            .add(Frag(where.text, list(where.params)))
+                            .add(lock)
+                        )
+                    ]
                     if operation == "delete" and represent and keys:
                         body = self._read_keys(cur, compiler, table, select, items_select, request, alias, keys, None, True)[1]
                     # MariaDB's UPDATE: the keys stay those selected (a change of the key itself is not followed).
-                    cur.run(dml if operation == "update" else write.delete(table, dialect, write.keys_in(table, dialect, alias, keys), alias))
+                    cur.run(
+                        dml
+                        if operation == "update"
+                        else write.delete(table, dialect, write.keys_in(table, dialect, alias, keys), alias)
+                    )
                 else:
                     keys = [tuple(r) for r in cur.run(Frag(dml.text, list(dml.params)).add(f" RETURNING {pk}"))]
                 failed_n = 0
                 changed = len(keys)
                 if operation != "delete" and (represent or check_sql is not None) and keys:
-                    failed_n, body = self._read_keys(cur, compiler, table, select, items_select, request, alias, keys, check_sql, represent)
+                    failed_n, body = self._read_keys(
+                        cur, compiler, table, select, items_select, request, alias, keys, check_sql, represent
+                    )
             if failed_n:
                 raise RestError(
                     f"a row does not pass the role's check for {operation} on {table.name!r}", status=403, code="SLR403"
@@ -397,7 +432,9 @@ class RestService:
     ) -> Frag:
         """``SELECT totals, count, body FROM source WHERE condition AND <the role's select filter>``."""
         items = compiler.items(table, select, alias, items_select, request, ()) if represent else [("_", Frag("1"))]
-        row_filter = Where(table, alias, compiler.dialect, claims=compiler.claims).compile(select.filter) if represent else Frag("1=1")
+        row_filter = (
+            Where(table, alias, compiler.dialect, claims=compiler.claims).compile(select.filter) if represent else Frag("1=1")
+        )
         rest = Frag(source + " WHERE ").add(condition).add(" AND ").add(row_filter)
         return compiler.dialect.top(items, rest, totals)
 
@@ -421,6 +458,8 @@ class RestService:
             failed = Frag(f"(SELECT count(*) FROM {source} {alias} WHERE ").add(write.keys_in(table, dialect, alias, keys))
             failed.add(" AND NOT coalesce(").add(Frag(check_sql.text, list(check_sql.params))).add(", 0))")
         condition = write.keys_in(table, dialect, alias, keys)
-        statement = self._answer(compiler, table, select, items_select, request, alias, f"FROM {source} {alias}", condition, failed, represent)
+        statement = self._answer(
+            compiler, table, select, items_select, request, alias, f"FROM {source} {alias}", condition, failed, represent
+        )
         failed_n, _, body = cur.run(statement)[0]
         return int(failed_n or 0), body

@@ -111,7 +111,9 @@ class Dialect:
             .add(") e)")
         )
 
-    def top(self, items: Sequence[tuple[str, Frag]], rest: Frag, total: Frag | None, order: str = "", page: Frag | None = None) -> Frag:
+    def top(
+        self, items: Sequence[tuple[str, Frag]], rest: Frag, total: Frag | None, order: str = "", page: Frag | None = None
+    ) -> Frag:
         """``SELECT total, page_count, body_text`` over the rows ``rest`` finds (``order``, ``page``: as in
         :meth:`array_subquery`); ``total`` is SQL text spliced as the first column(s)."""
         rest = Frag(rest.text, list(rest.params)).add(order).add(page if page is not None else Frag())
@@ -162,7 +164,9 @@ class SqliteDialect(Dialect):
             .add(") e))")
         )
 
-    def top(self, items: Sequence[tuple[str, Frag]], rest: Frag, total: Frag | None, order: str = "", page: Frag | None = None) -> Frag:
+    def top(
+        self, items: Sequence[tuple[str, Frag]], rest: Frag, total: Frag | None, order: str = "", page: Frag | None = None
+    ) -> Frag:
         rest = Frag(rest.text, list(rest.params)).add(order).add(page if page is not None else Frag())
         head = Frag("SELECT ").add(total if total is not None else Frag("NULL")).add(", count(*), ")
         body = Frag("coalesce(json_group_array(json(e.j)), '[]') FROM (SELECT json_object(").add(self.pairs(items))
@@ -206,7 +210,8 @@ class MysqlDialect(Dialect):
 
     def output(self, expr: str, column: Column | None) -> str:
         if column is not None and column.kind == "boolean":
-            return f"(CASE WHEN {expr} IS NULL THEN NULL WHEN {expr} THEN JSON_EXTRACT('true', '$') ELSE JSON_EXTRACT('false', '$') END)"
+            true, false = "JSON_EXTRACT('true', '$')", "JSON_EXTRACT('false', '$')"
+            return f"(CASE WHEN {expr} IS NULL THEN NULL WHEN {expr} THEN {true} ELSE {false} END)"
         if column is not None and column.kind == "json":
             return f"JSON_EXTRACT({expr}, '$')"
         return expr
@@ -223,7 +228,9 @@ class MysqlDialect(Dialect):
         frag.add(order).add(page if page is not None else Frag()).add(") ").add(rest).add("), JSON_ARRAY()), '$')")
         return frag
 
-    def top(self, items: Sequence[tuple[str, Frag]], rest: Frag, total: Frag | None, order: str = "", page: Frag | None = None) -> Frag:
+    def top(
+        self, items: Sequence[tuple[str, Frag]], rest: Frag, total: Frag | None, order: str = "", page: Frag | None = None
+    ) -> Frag:
         head = Frag("SELECT ").add(total if total is not None else Frag("NULL")).add(", count(*), ")
         body = Frag("CONCAT('[', COALESCE(GROUP_CONCAT(e.j ORDER BY e.n SEPARATOR ','), ''), ']') FROM (SELECT JSON_OBJECT(")
         window = f"ROW_NUMBER() OVER ({order.strip()})" if order else "0"

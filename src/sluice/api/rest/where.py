@@ -64,9 +64,7 @@ def convert(value: Any, column: Column, dialect: Dialect) -> Any:
         elif kind == "time":
             dt.time.fromisoformat(value.strip())
     except (ValueError, KeyError, decimal.InvalidOperation, OverflowError):
-        raise RestError(
-            f"{value!r} is not a valid {kind} for column {column.name!r}", status=400, code=INVALID
-        ) from None
+        raise RestError(f"{value!r} is not a valid {kind} for column {column.name!r}", status=400, code=INVALID) from None
     if kind == "json" and not isinstance(value, str):
         import json
 
@@ -130,9 +128,7 @@ class Where:
                 found = self.exists(key, dict(value))
                 if found is not None:
                     return found
-            raise RestError(
-                f"column {key!r} of {self.table.name!r} does not exist or is not readable", status=400, code=COLUMN
-            )
+            raise RestError(f"column {key!r} of {self.table.name!r} does not exist or is not readable", status=400, code=COLUMN)
         if not isinstance(value, Mapping):
             raise RestError(f"the condition on {key!r} is not an operator map", status=400)
         parts = [self._operator(column, op, arg) for op, arg in value.items()]

@@ -210,7 +210,12 @@ def update(
     if not sets:
         raise RestError("the body names no column to update", status=400, code=BODY)
     target = dialect.table(table.schema, table.sql_name)
-    return Frag(f"UPDATE {target} {'AS ' if dialect.name != 'mysql' else ''}{alias} SET ").add(join(sets, ", ")).add(" WHERE ").add(where)
+    return (
+        Frag(f"UPDATE {target} {'AS ' if dialect.name != 'mysql' else ''}{alias} SET ")
+        .add(join(sets, ", "))
+        .add(" WHERE ")
+        .add(where)
+    )
 
 
 def delete(table: Table, dialect: Dialect, where: Frag, alias: str) -> Frag:
