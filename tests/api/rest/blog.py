@@ -44,7 +44,7 @@ MYSQL_DDL = [
     "CREATE TABLE authors (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL, email VARCHAR(200) UNIQUE,"
     " active BOOLEAN DEFAULT TRUE)",
     """CREATE TABLE articles (id INT AUTO_INCREMENT PRIMARY KEY, titre VARCHAR(200) NOT NULL, contenu TEXT,
-        author_id INT REFERENCES authors(id), reviewer_id INT, price DECIMAL(10,2) CHECK (price >= 0), published DATE, meta JSON,
+        author_id INT, reviewer_id INT, price DECIMAL(10,2) CHECK (price >= 0), published DATE, meta JSON,
         FOREIGN KEY (author_id) REFERENCES authors(id), FOREIGN KEY (reviewer_id) REFERENCES authors(id))""",
     "CREATE TABLE comments (id INT AUTO_INCREMENT PRIMARY KEY, article_id INT NOT NULL, body TEXT NOT NULL,"
     " FOREIGN KEY (article_id) REFERENCES articles(id) ON DELETE CASCADE)",
@@ -206,23 +206,18 @@ def seed(db: Database) -> None:
                 cur.run(Frag(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), 100)"))
 
 
-class Served:
-    """A database with the blog schema, the REST routes over it served by uvicorn on a free loopback port
-    (in a thread), and an httpx ``client`` of that server."""
+class LiveApp:
+    """``app`` served by uvicorn on a free loopback port in a thread, with an httpx ``client``."""
 
-    def __init__(self, db: Database, dialect: str, **extra: Any) -> None:
+    def __init__(self, app: Any) -> None:
         import threading
 
         from helpers import wait_for
         from sluice.server.serve import bind, url_of
 
-        self.db = db
-        self.catalog = catalog(dialect)
-        self.service = RestService(Backend(settings(**extra), lambda: self.catalog, lambda table, write: db))
-        self.app = Starlette(routes=rest_routes(self.service, HeaderGate()))
         sock = bind("127.0.0.1", 0)
         self.url = url_of(sock)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         wait_for(lambda: self.server.started or not self.thread.is_alive(), 30, "the REST test server to start")
@@ -232,6 +227,22 @@ class Served:
         self.client.close()
         self.server.should_exit = True
         self.thread.join(30)
+
+
+class Served:
+    """A database with the blog schema, the REST routes over it served by uvicorn on a free loopback port
+    (in a thread), and an httpx ``client`` of that server."""
+
+    def __init__(self, db: Database, dialect: str, **extra: Any) -> None:
+        self.db = db
+        self.catalog = catalog(dialect)
+        self.service = RestService(Backend(settings(**extra), lambda: self.catalog, lambda table, write: db))
+        self.live = LiveApp(Starlette(routes=rest_routes(self.service, HeaderGate())))
+        self.url = self.live.url
+        self.client = self.live.client
+
+    def stop(self) -> None:
+        self.live.stop()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         from sluice.api.rest.sql import Frag

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sluice.api.gate import DataApiError
 from sluice.api.principal import Principal
-from sluice.api.rest.access import access
-from sluice.api.rest.errors import RestError
 from sluice.api.rest.model import Column, Table
 
 KIND_SCHEMA: dict[str, dict[str, Any]] = {
@@ -52,8 +51,8 @@ def column_schema(column: Column) -> dict[str, Any]:
 
 def _allowed(service: Any, principal: Principal, table: Table, operation: Any) -> dict[str, Column] | None:
     try:
-        return access(service.settings, principal, table, operation).columns
-    except RestError:
+        return dict(service.backend.allowed(principal, table, operation).columns)
+    except DataApiError:
         return None
 
 

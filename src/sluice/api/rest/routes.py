@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -24,9 +24,11 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import BaseRoute, Route
 
 from sluice.api.gate import DataApiError, Gate
+from sluice.api.principal import Principal
 from sluice.api.rest.errors import error_body
 from sluice.api.rest.openapi import openapi_document
-from sluice.api.rest.service import Reply, RestService
+from sluice.api.rest.service import Backend, Reply
+from sluice.api.settings import ApiSettings
 
 log = logging.getLogger("sluice.api.rest")
 STATIC = Path(__file__).with_name("static")
@@ -35,14 +37,32 @@ METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
 MAX_BODY = 64 * 1024 * 1024
 
 
+class Service(Protocol):
+    """What the routes serve: :class:`~sluice.api.rest.service.RestService` or the data API's
+    :class:`~sluice.api.rest.adapt.DataApiRest`."""
+
+    settings: ApiSettings
+    backend: Backend
+
+    def handle(
+        self,
+        method: str,
+        name: str,
+        key: str | None,
+        params: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        principal: Principal,
+        prefer_values: Sequence[str] = (),
+    ) -> Reply: ...
+
+
 def error_response(error: DataApiError) -> JSONResponse:
     """The JSON answer of a refused request."""
     return JSONResponse(error_body(error), status_code=error.status, headers=error.headers)
 
 
-def rest_routes(
-    service: RestService, gate: Gate, *, on_request: Callable[[str, str, int], None] | None = None
-) -> list[BaseRoute]:
+def rest_routes(service: Service, gate: Gate, *, on_request: Callable[[str, str, int], None] | None = None) -> list[BaseRoute]:
     """The routes of ``service`` behind ``gate``; ``on_request(table, method, status)`` is called after each
     request (metrics)."""
     base = service.settings.rest_path.rstrip("/")
@@ -111,7 +131,7 @@ def rest_routes(
     ]
 
 
-def mount_rest(app: Any, service: RestService, gate: Gate, **kwargs: Any) -> None:
+def mount_rest(app: Any, service: Service, gate: Gate, **kwargs: Any) -> None:
     """Add the REST routes to a Starlette / FastAPI ``app`` (before its catch-all routes)."""
     for route in rest_routes(service, gate, **kwargs):
         app.router.routes.append(route)

@@ -53,12 +53,27 @@ class Runner(Protocol):
 
 @dataclass(slots=True)
 class Backend:
-    """What the service needs: the ``api:`` settings, the current catalog, and the database of a table
-    (``write``: where its mutations go)."""
+    """What the service needs: the ``api:`` settings, the current catalog, the database of a table
+    (``write``: where its mutations go), the role's :class:`Access` (default: ``api.roles`` read by
+    :func:`sluice.api.rest.access.access`) and the table mutations write (default: the table itself; another
+    when ``api.mutations`` routes them to another connection)."""
 
     settings: ApiSettings
     catalog: Callable[[], Catalog]
     database: Callable[[Table, bool], Runner]
+    access: Callable[[Principal, Table, Operation], Access] | None = None
+    writer: Callable[[Table], Table] | None = None
+
+    def allowed(self, principal: Principal, table: Table, operation: Operation) -> Access:
+        """The role's access, or :class:`RestError` 403 (405 for a write on a read-only table)."""
+        if self.access is not None:
+            if operation != "select" and not table.writable:
+                access(self.settings, principal, table, operation)  # raises the 405
+            return self.access(principal, table, operation)
+        return access(self.settings, principal, table, operation)
+
+    def write_table(self, table: Table) -> Table:
+        return self.writer(table) if self.writer is not None else table
 
 
 @dataclass(slots=True)
@@ -160,7 +175,7 @@ class RestService:
         return {table.primary_key[0]: {"_eq": key}}
 
     def access_of(self, principal: Principal, operation: Operation) -> Callable[[Table], Access]:
-        return lambda table: access(self.settings, principal, table, operation)
+        return lambda table: self.backend.allowed(principal, table, operation)
 
     # --- reads -----------------------------------------------------------------------------------------
 
@@ -271,8 +286,9 @@ class RestService:
         rows = parse_body(body, headers.get("content-type"))
         ret = self.representation(prefer, "minimal")
         media = accepted(headers.get("accept")) if ret == "representation" else JSON
-        insert_access = access(self.settings, principal, table, "insert")
-        update_access = access(self.settings, principal, table, "update") if prefer.resolution == "merge-duplicates" else None
+        insert_access = self.backend.allowed(principal, table, "insert")
+        update_access = self.backend.allowed(principal, table, "update") if prefer.resolution == "merge-duplicates" else None
+        table = self.backend.write_table(table)
         db = self.backend.database(table, True)
         dml = write.insert(
             table,
@@ -310,7 +326,8 @@ class RestService:
         media = accepted(headers.get("accept")) if ret == "representation" else JSON
         if single and media == JSON:
             media = OBJECT
-        rule = access(self.settings, principal, table, operation)
+        rule = self.backend.allowed(principal, table, operation)
+        table = self.backend.write_table(table)
         unused = [path for path in request.nodes if path]
         if unused:
             raise RestError(f"{'.'.join(unused[0])!r}: a {operation} filters the table's own columns only", status=400)
