@@ -1,4 +1,4 @@
-"""Fixtures: the blog schema of :mod:`api.rest.blog` served by the REST routes on PostgreSQL, SQLite and MariaDB."""
+"""Fixtures: the blog schema of :mod:`rest.blog` served by the REST routes on PostgreSQL, SQLite and MariaDB."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.rest.blog import MYSQL_DDL, PG_DDL, SQLITE_DDL, Served, seed
+from rest.blog import MYSQL_DDL, PG_DDL, SQLITE_DDL, Served, seed
 from sluice.api.rest.backend import open_database
 
 

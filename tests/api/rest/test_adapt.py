@@ -11,8 +11,7 @@ import msgspec
 import pytest
 from starlette.applications import Starlette
 
-from api.conftest import execute_all
-from api.rest.blog import MYSQL_DDL, PG_DDL, ROLES, SQLITE_DDL, HeaderGate, LiveApp, catalog
+from rest.blog import MYSQL_DDL, PG_DDL, ROLES, SQLITE_DDL, HeaderGate, LiveApp, catalog, execute_all
 from sluice.api.rest.adapt import mount_data_api_rest
 from sluice.api.service import DataApi
 from sluice.api.settings import ApiSettings
@@ -43,7 +42,9 @@ class Stack:
         self.api.close()
 
 
-@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+@pytest.fixture(
+    params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite", pytest.param("mysql", marks=pytest.mark.mysql)]
+)
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     if request.param == "postgresql":
         url, ddl = str(request.getfixturevalue("pg_db_url")), PG_DDL
@@ -65,7 +66,9 @@ def test_catalog_read_from_the_database_matches_the_schema(stack: Stack) -> None
         got = read.tables[name]
         assert list(got.columns) == list(table.columns), name
         assert got.primary_key == table.primary_key, name
-        assert {(fk.columns, fk.ref_table) for fk in got.foreign_keys} == {(fk.columns, fk.ref_table) for fk in table.foreign_keys}
+        assert {(fk.columns, fk.ref_table) for fk in got.foreign_keys} == {
+            (fk.columns, fk.ref_table) for fk in table.foreign_keys
+        }
         loose = ("published", "meta") if stack.rest.runners["db"].dialect.name == "sqlite" else ()  # TEXT there
         kinds = {c: k.kind for c, k in got.columns.items() if c not in loose}
         assert kinds == {c: k.kind for c, k in table.columns.items() if c not in loose}, name
@@ -74,7 +77,9 @@ def test_catalog_read_from_the_database_matches_the_schema(stack: Stack) -> None
 
 def test_one_statement_per_get_with_embedding_and_exact_count(stack: Stack) -> None:
     before = stack.statements()
-    answer = stack.client.get("/rest/articles?select=id,author(name),comments(body)&order=id&limit=2", headers={"Prefer": "count=exact"})
+    answer = stack.client.get(
+        "/rest/articles?select=id,author(name),comments(body)&order=id&limit=2", headers={"Prefer": "count=exact"}
+    )
     assert answer.status_code == 206, answer.text
     assert answer.headers["content-range"] == "0-1/3"
     assert answer.json()[0] == {"id": 1, "author": {"name": "Ada"}, "comments": [{"body": "bien"}, {"body": "super"}]}
@@ -83,7 +88,9 @@ def test_one_statement_per_get_with_embedding_and_exact_count(stack: Stack) -> N
 
 def test_writes_and_their_statement_count(stack: Stack) -> None:
     before = stack.statements()
-    made = stack.client.post("/rest/authors?select=id,name", json={"id": 7, "name": "Zed"}, headers={"Prefer": "return=representation"})
+    made = stack.client.post(
+        "/rest/authors?select=id,name", json={"id": 7, "name": "Zed"}, headers={"Prefer": "return=representation"}
+    )
     assert made.status_code == 201 and made.json() == [{"id": 7, "name": "Zed"}]
     expected = 1 if stack.rest.runners["db"].dialect.name == "postgresql" else 2
     assert stack.statements() - before == expected

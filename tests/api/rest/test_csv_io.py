@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.rest.blog import Served
+from rest.blog import Served
 from sluice.api.rest.csv_io import read_csv, write_csv
 from sluice.api.rest.errors import RestError
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.rest.blog import Served
+from rest.blog import Served
 
 MAX_EXAMPLES = 12
 

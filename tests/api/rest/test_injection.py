@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.rest.blog import Served
+from rest.blog import Served
 
 PAYLOADS = [
     "1; DROP TABLE authors; --",

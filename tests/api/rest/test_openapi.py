@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.rest.blog import Served
+from rest.blog import Served
 
 
 def test_document_describes_tables_parameters_schemas_and_security(sqlite_served: Served) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.rest.blog import Served
+from rest.blog import Served
 
 
 def ids(served: Served, query: str, **headers: str) -> list[int]:

@@ -3,7 +3,7 @@ shorthand (seed 001's PUT /articles/{id}), role permissions with claims, and con
 
 from __future__ import annotations
 
-from api.rest.blog import Served
+from rest.blog import Served
 
 REPRESENT = {"Prefer": "return=representation"}
 
