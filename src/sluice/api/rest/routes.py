@@ -41,8 +41,11 @@ class Service(Protocol):
     """What the routes serve: :class:`~sluice.api.rest.service.RestService` or the data API's
     :class:`~sluice.api.rest.adapt.DataApiRest`."""
 
-    settings: ApiSettings
-    backend: Backend
+    @property
+    def settings(self) -> ApiSettings: ...
+
+    @property
+    def backend(self) -> Backend: ...
 
     def handle(
         self,
