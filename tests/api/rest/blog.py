@@ -14,9 +14,10 @@ import msgspec
 import uvicorn
 from starlette.applications import Starlette
 
+from sluice.api.databases import Database
 from sluice.api.gate import DataApiError
 from sluice.api.principal import Principal
-from sluice.api.rest.backend import Database
+from sluice.api.rest.backend import Runner
 from sluice.api.rest.model import Catalog, Column, ForeignKey, Table
 from sluice.api.rest.routes import rest_routes
 from sluice.api.rest.service import Backend, RestService
@@ -186,7 +187,7 @@ def settings(**extra: Any) -> ApiSettings:
     return msgspec.convert(raw, ApiSettings)
 
 
-def seed(db: Database) -> None:
+def seed(db: Runner) -> None:
     """Empty the tables and insert the seed rows again."""
     q = db.dialect.quote
     with db.transaction() as cur:
@@ -232,6 +233,11 @@ def execute_all(url: str, statements: list[str]) -> None:
                 db.execute(sql)
 
 
+def open_runner(url: str) -> Runner:
+    """A :class:`Runner` over the data API's :class:`Database` of ``url`` (10 s statement time-out)."""
+    return Runner(Database("db", url, None, 10.0))
+
+
 class LiveApp:
     """``app`` served by uvicorn on a free loopback port in a thread, with an httpx ``client``."""
 
@@ -259,7 +265,7 @@ class Served:
     """A database with the blog schema, the REST routes over it served by uvicorn on a free loopback port
     (in a thread), and an httpx ``client`` of that server."""
 
-    def __init__(self, db: Database, dialect: str, **extra: Any) -> None:
+    def __init__(self, db: Runner, dialect: str, **extra: Any) -> None:
         self.db = db
         self.catalog = catalog(dialect)
         self.service = RestService(Backend(settings(**extra), lambda: self.catalog, lambda table, write: db))

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rest.blog import MYSQL_DDL, PG_DDL, SQLITE_DDL, Served, seed
-from sluice.api.rest.backend import open_database
+from rest.blog import MYSQL_DDL, PG_DDL, SQLITE_DDL, Served, open_runner, seed
 
 
 def _pg_served(pg_url: str) -> Iterator[Served]:
@@ -25,13 +24,13 @@ def _pg_served(pg_url: str) -> Iterator[Served]:
     with psycopg.connect(url, autocommit=True) as conn:
         for ddl in PG_DDL:
             conn.execute(ddl)
-    db = open_database(url)
+    db = open_runner(url)
     served = Served(db, "postgresql")
     try:
         yield served
     finally:
         served.stop()
-        db.close()
+        db.database.close()
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -51,13 +50,13 @@ def sqlite_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         conn.execute(ddl)
     conn.commit()
     conn.close()
-    db = open_database(f"sqlite:////{path}")
+    db = open_runner(f"sqlite:////{path}")
     served = Served(db, "sqlite")
     try:
         yield served
     finally:
         served.stop()
-        db.close()
+        db.database.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +76,13 @@ def mysql_served(mysql_url: str) -> Iterator[Served]:
         for ddl in MYSQL_DDL:
             cur.execute(ddl)
     conn.close()
-    db = open_database(url)
+    db = open_runner(url)
     served = Served(db, "mysql")
     try:
         yield served
     finally:
         served.stop()
-        db.close()
+        db.database.close()
         conn = mysql_connect(mysql_url)
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")

@@ -15,20 +15,17 @@
 from __future__ import annotations
 
 import threading
-import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from sluice.api.model import ExposedTable, Model
 from sluice.api.permissions import claim_value
 from sluice.api.principal import Principal
 from sluice.api.rest.access import Access, Operation
-from sluice.api.rest.backend import Cursor, _sqlstate
-from sluice.api.rest.errors import RestError, database_error
+from sluice.api.rest.backend import Runner, StaleRequest
+from sluice.api.rest.errors import RestError
 from sluice.api.rest.model import Catalog, Column, ForeignKey, Kind, Table
 from sluice.api.rest.service import Backend, RestService
-from sluice.api.rest.sql import DIALECTS, Dialect, Frag
 from sluice.api.service import DataApi
 
 SCALAR_KIND: dict[str, Kind] = {
@@ -43,7 +40,6 @@ SCALAR_KIND: dict[str, Kind] = {
     "Time": "time",
     "JSON": "json",
 }
-STALE = {"42703", "42P01"}
 
 
 def _kind(column: Any) -> Kind:
@@ -94,68 +90,6 @@ def _with_dialect(table: Table, dialect: str) -> Table:
     return replace(table, dialect=dialect, schema=schema)  # type: ignore[arg-type]
 
 
-class _Runner:
-    """One of apicore's databases as a REST :class:`~sluice.api.rest.service.Runner`."""
-
-    _configured: weakref.WeakSet[Any]
-
-    def __init__(self, database: Any, on_stale: Any) -> None:
-        self.database = database
-        self.dialect: Dialect = DIALECTS[database.scheme]
-        self.on_stale = on_stale
-        self._configured = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        with self.database.connection() as conn:
-            if self.dialect.name == "mysql":
-                self._configure(conn)
-            with self.database.transaction(conn):
-                yield _Cursor(self, conn)
-
-    def _configure(self, conn: Any) -> None:
-        with self._lock:
-            if conn in self._configured:
-                return
-        with conn.cursor() as cur:  # the JSON of a page is built with GROUP_CONCAT: no 1 MiB cut
-            cur.execute("SET SESSION group_concat_max_len = 1073741824")
-        with self._lock:
-            self._configured.add(conn)
-
-
-class _Cursor:
-    def __init__(self, runner: _Runner, conn: Any) -> None:
-        self.runner = runner
-        self.conn = conn
-
-    def run(self, frag: Frag) -> list[tuple[Any, ...]]:
-        text, params = self.runner.dialect.finish(frag)
-        database = self.runner.database
-        database.statements += 1
-        try:
-            if database.scheme == "sqlite":
-                return list(self.conn.execute(text, tuple(params)).fetchall())
-            with self.conn.cursor() as cur:
-                cur.execute(text, list(params))
-                return list(cur.fetchall()) if cur.description is not None else []
-        except Exception as exc:
-            state = _sqlstate(exc)
-            text_error = str(exc)
-            if (
-                state in STALE
-                or (exc.args and exc.args[0] in (1054, 1146))
-                or text_error.startswith(("no such column", "no such table"))
-            ):
-                self.runner.on_stale()
-                raise StaleRequest() from None
-            raise database_error(state) from None
-
-
-class StaleRequest(Exception):
-    """The database no longer has a table or column the catalog had: re-read it and run the request again."""
-
-
 def resolved(value: Any, principal: Principal) -> Any:
     """A permission expression with every ``{claim: NAME}`` replaced by the principal's claim."""
     if isinstance(value, dict):
@@ -174,7 +108,7 @@ class DataApiRest:
         self.api = api
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
-        self.runners = {name: _Runner(db, self.stale) for name, db in api.databases.items()}
+        self.runners = {name: Runner(db, self.stale) for name, db in api.databases.items()}
         self.backend = Backend(api.settings, self.catalog, self.database, access=self.access, writer=self.writer)
         self.service = RestService(self.backend)
         self.settings = api.settings
@@ -192,7 +126,7 @@ class DataApiRest:
             self._catalog = catalog_of(state.model, state.version, dialects)
             return self._catalog
 
-    def database(self, table: Table, write: bool) -> _Runner:
+    def database(self, table: Table, write: bool) -> Runner:
         return self.runners[table.write_connection if write else table.connection]
 
     def writer(self, table: Table) -> Table:

@@ -44,7 +44,7 @@ class Transaction(Protocol):
 
 
 class Runner(Protocol):
-    """A database the REST layer can run statements on (:class:`sluice.api.rest.backend.Database`)."""
+    """A database the REST layer can run statements on (:class:`sluice.api.rest.backend.Runner`)."""
 
     dialect: Dialect
 

@@ -12,6 +12,7 @@ import decimal
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sluice.api.dialects import like_to_glob
 from sluice.api.rest.errors import COLUMN, INVALID, RestError
 from sluice.api.rest.model import Column, Table
 from sluice.api.rest.sql import Dialect, Frag, join
@@ -180,18 +181,3 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return TRUE_WORDS.get(value.lower(), True)
     return bool(value)
-
-
-def like_to_glob(pattern: str) -> str:
-    """A LIKE pattern as an SQLite GLOB pattern (case-sensitive like PostgreSQL's LIKE)."""
-    out = []
-    for ch in pattern:
-        if ch == "%":
-            out.append("*")
-        elif ch == "_":
-            out.append("?")
-        elif ch in "*?[]":
-            out.append(f"[{ch}]")
-        else:
-            out.append(ch)
-    return "".join(out)
