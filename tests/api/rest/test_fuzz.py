@@ -12,7 +12,7 @@ import pytest
 
 from rest.blog import Served
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 
 
 @pytest.mark.parametrize("database", [pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])

@@ -67,8 +67,120 @@ def _responses(ok: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _op(table: Table, summary: str, parameters: list[Any], ok: dict[str, tuple[str, Any]], body: Any = None) -> dict[str, Any]:
+    """One operation: ``ok`` maps a status to (description, JSON schema or ``None`` for no body)."""
+    responses = {
+        status: {"description": text, **({"content": {"application/json": {"schema": schema}}} if schema is not None else {})}
+        for status, (text, schema) in ok.items()
+    }
+    operation: dict[str, Any] = {
+        "tags": [table.name],
+        "summary": summary,
+        "parameters": parameters,
+        "responses": _responses(responses),
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    return operation
+
+
+def _object(columns: dict[str, Column], required: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": {c.name: column_schema(c) for c in columns.values()}}
+    if required:
+        schema["required"] = [c.name for c in columns.values() if not c.nullable and not c.has_default]
+    return schema
+
+
+def _table_paths(service: Any, principal: Principal, table: Table, readable: dict[str, Column]) -> dict[str, Any]:
+    """The path items of ``table`` for the role (``/{table}`` and, with a one-column key, ``/{table}/{id}``)."""
+    ref = {"$ref": f"#/components/schemas/{table.name}"}
+    rows = {"type": "array", "items": ref}
+    prefer = _param("Prefer", "header", "count=exact|planned|estimated, return=representation|minimal, resolution=...")
+    returned = _param("select", "query", "columns and embedded relations returned")
+    filters = [
+        _param(c.name, "query", f"filter: {c.name}=op.value (eq, neq, gt, gte, lt, lte, like, ilike, in, is, not.op)")
+        for c in readable.values()
+    ]
+    reading = [
+        _param("select", "query", "columns and embedded relations: id,alias:col,relation(col)"),
+        _param("order", "query", "col.asc|desc.nullsfirst|nullslast,..."),
+        _param("limit", "query", "rows at most", {"type": "integer", "minimum": 0}),
+        _param("offset", "query", "rows skipped", {"type": "integer", "minimum": 0}),
+        _param("or", "query", "(col.op.value,and(...))"),
+        _param("Range", "header", "first-last, in items"),
+        _param("Range-Unit", "header", "items"),
+    ]
+    listed = {
+        "description": "The rows",
+        "content": {"application/json": {"schema": rows}, "text/csv": {"schema": {"type": "string"}}},
+    }
+    get = _op(table, f"Read {table.name}", [*reading, *filters, prefer], {})
+    get["responses"].update({"200": listed, "206": listed})
+    item: dict[str, Any] = {"get": get}
+    insert = _allowed(service, principal, table, "insert") if table.writable else None
+    update = _allowed(service, principal, table, "update") if table.writable else None
+    delete = table.writable and _allowed(service, principal, table, "delete") is not None
+    if insert is not None:
+        new = _object(insert, required=True)
+        body = {
+            "application/json": {"schema": {"oneOf": [new, {"type": "array", "items": new}]}},
+            "text/csv": {"schema": {"type": "string"}},
+        }
+        conflict = [
+            _param("columns", "query", "the columns to insert: col,col"),
+            _param("on_conflict", "query", "the unique key of an upsert"),
+        ]
+        item["post"] = _op(
+            table,
+            f"Insert into {table.name} (upsert with Prefer: resolution=...)",
+            [*conflict, returned, prefer],
+            {"201": ("Inserted", rows)},
+            body,
+        )
+    changes = {"application/json": {"schema": _object(update)}} if update is not None else None
+    if changes is not None:
+        item["patch"] = _op(
+            table,
+            f"Update the {table.name} rows the filters select",
+            [returned, *filters, prefer],
+            {"200": ("Updated rows", rows), "204": ("Updated", None)},
+            changes,
+        )
+    if delete:
+        item["delete"] = _op(
+            table,
+            f"Delete the {table.name} rows the filters select",
+            [returned, *filters, prefer],
+            {"200": ("Deleted rows", rows), "204": ("Deleted", None)},
+        )
+    paths = {f"/{table.name}": item}
+    if len(table.primary_key) == 1:
+        key = table.columns[table.primary_key[0]]
+        key_schema = dict(KIND_SCHEMA.get(key.kind, {})) or {"type": "string"}
+        by_key = {"name": "id", "in": "path", "required": True, "description": f"the {key.name}", "schema": key_schema}
+        one = {"get": _op(table, f"One {table.name} row by {key.name}", [by_key, returned], {"200": ("The row", ref)})}
+        if changes is not None:
+            for method in ("patch", "put"):
+                one[method] = _op(
+                    table,
+                    f"Update one {table.name} row",
+                    [by_key, returned, prefer],
+                    {"200": ("The updated row", ref), "204": ("Updated", None)},
+                    changes,
+                )
+        if delete:
+            one["delete"] = _op(
+                table,
+                f"Delete one {table.name} row",
+                [by_key, prefer],
+                {"204": ("Deleted", None), "200": ("The deleted row", ref)},
+            )
+        paths[f"/{table.name}/{{id}}"] = one
+    return paths
+
+
 def openapi_document(service: Any, principal: Principal, *, server: str = "/rest") -> dict[str, Any]:
-    """The OpenAPI 3.0.3 document of what ``principal``'s role may use."""
+    """The OpenAPI 3.0.3 document of what ``principal``'s role may use (``server``: the REST base path)."""
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {
         "Error": {
@@ -82,173 +194,19 @@ def openapi_document(service: Any, principal: Principal, *, server: str = "/rest
             "required": ["code", "message"],
         }
     }
-    common = [
-        _param(
-            "Prefer",
-            "header",
-            "count=exact|planned|estimated, return=representation|minimal, resolution=merge-duplicates|ignore-duplicates",
-        ),
-    ]
-    for table in sorted(service.backend.catalog().tables.values(), key=lambda t: t.name):
+    catalog = service.backend.catalog()
+    for table in sorted(catalog.tables.values(), key=lambda t: t.name):
         readable = _allowed(service, principal, table, "select")
         if readable is None:
             continue
-        ref = {"$ref": f"#/components/schemas/{table.name}"}
-        schemas[table.name] = {
-            "type": "object",
-            "description": table.comment or f"{'view' if table.is_view else 'table'} {table.name}",
-            "properties": {c.name: column_schema(c) for c in readable.values()},
-        }
-        filters = [
-            _param(c.name, "query", f"filter: {c.name}=op.value (eq, neq, gt, gte, lt, lte, like, ilike, in, is, not.op)")
-            for c in readable.values()
-        ]
-        reading = [
-            _param("select", "query", "columns and embedded relations: id,alias:col,relation(col)"),
-            _param("order", "query", "col.asc|desc.nullsfirst|nullslast,..."),
-            _param("limit", "query", "rows at most", {"type": "integer", "minimum": 0}),
-            _param("offset", "query", "rows skipped", {"type": "integer", "minimum": 0}),
-            _param("or", "query", "(col.op.value,and(...))"),
-            _param("Range", "header", "first-last, in items"),
-            _param("Range-Unit", "header", "items"),
-        ]
-        rows = {"type": "array", "items": ref}
-        ok_rows = {
-            "description": "The rows",
-            "content": {"application/json": {"schema": rows}, "text/csv": {"schema": {"type": "string"}}},
-        }
-        item: dict[str, Any] = {
-            "get": {
-                "tags": [table.name],
-                "summary": f"Read {table.name}",
-                "parameters": [*reading, *filters, *common],
-                "responses": _responses({"200": ok_rows, "206": ok_rows}),
-            }
-        }
-        writable_insert = _allowed(service, principal, table, "insert") if table.writable else None
-        writable_update = _allowed(service, principal, table, "update") if table.writable else None
-        may_delete = table.writable and _allowed(service, principal, table, "delete") is not None
-        if writable_insert is not None:
-            body_schema = {
-                "type": "object",
-                "properties": {c.name: column_schema(c) for c in writable_insert.values()},
-                "required": [c.name for c in writable_insert.values() if not c.nullable and not c.has_default],
-            }
-            item["post"] = {
-                "tags": [table.name],
-                "summary": f"Insert into {table.name} (one object or an array; upsert with Prefer: resolution=...)",
-                "parameters": [
-                    _param("columns", "query", "the columns to insert: col,col"),
-                    _param("on_conflict", "query", "the unique key of an upsert: col,col"),
-                    _param("select", "query", "columns returned with Prefer: return=representation"),
-                    *common,
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"oneOf": [body_schema, {"type": "array", "items": body_schema}]}},
-                        "text/csv": {"schema": {"type": "string"}},
-                    },
-                },
-                "responses": _responses({"201": {"description": "Inserted", "content": {"application/json": {"schema": rows}}}}),
-            }
-        if writable_update is not None:
-            item["patch"] = {
-                "tags": [table.name],
-                "summary": f"Update the {table.name} rows the filters select",
-                "parameters": [_param("select", "query", "columns returned"), *filters, *common],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {c.name: column_schema(c) for c in writable_update.values()},
-                            }
-                        }
-                    },
-                },
-                "responses": _responses(
-                    {
-                        "200": {"description": "Updated rows", "content": {"application/json": {"schema": rows}}},
-                        "204": {"description": "Updated"},
-                    }
-                ),
-            }
-        if may_delete:
-            item["delete"] = {
-                "tags": [table.name],
-                "summary": f"Delete the {table.name} rows the filters select",
-                "parameters": [_param("select", "query", "columns returned"), *filters, *common],
-                "responses": _responses(
-                    {
-                        "200": {"description": "Deleted rows", "content": {"application/json": {"schema": rows}}},
-                        "204": {"description": "Deleted"},
-                    }
-                ),
-            }
-        paths[f"/{table.name}"] = item
-        if len(table.primary_key) == 1:
-            key = table.columns[table.primary_key[0]]
-            key_param = {
-                "name": "id",
-                "in": "path",
-                "required": True,
-                "description": f"the {key.name}",
-                "schema": dict(KIND_SCHEMA.get(key.kind, {"type": "string"})) or {"type": "string"},
-            }
-            one: dict[str, Any] = {
-                "get": {
-                    "tags": [table.name],
-                    "summary": f"One {table.name} row by {key.name}",
-                    "parameters": [key_param, _param("select", "query", "columns and embedded relations")],
-                    "responses": _responses(
-                        {"200": {"description": "The row", "content": {"application/json": {"schema": ref}}}}
-                    ),
-                }
-            }
-            if writable_update is not None:
-                for method in ("patch", "put"):
-                    one[method] = {
-                        "tags": [table.name],
-                        "summary": f"Update one {table.name} row",
-                        "parameters": [key_param, *common],
-                        "requestBody": {
-                            "required": True,
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {c.name: column_schema(c) for c in writable_update.values()},
-                                    }
-                                }
-                            },
-                        },
-                        "responses": _responses(
-                            {
-                                "200": {"description": "The updated row", "content": {"application/json": {"schema": ref}}},
-                                "204": {"description": "Updated"},
-                            }
-                        ),
-                    }
-            if may_delete:
-                one["delete"] = {
-                    "tags": [table.name],
-                    "summary": f"Delete one {table.name} row",
-                    "parameters": [key_param, *common],
-                    "responses": _responses(
-                        {
-                            "204": {"description": "Deleted"},
-                            "200": {"description": "The deleted row", "content": {"application/json": {"schema": ref}}},
-                        }
-                    ),
-                }
-            paths[f"/{table.name}/{{id}}"] = one
+        kind = "view" if table.is_view else "table"
+        schemas[table.name] = {**_object(readable), "description": table.comment or f"{kind} {table.name}"}
+        paths.update(_table_paths(service, principal, table, readable))
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "Sluice REST API",
-            "version": str(service.backend.catalog().version),
+            "version": str(catalog.version),
             "description": "Generated from the exposed tables; PostgREST's conventions (docs/api/rest.md).",
         },
         "servers": [{"url": server}],
