@@ -75,7 +75,15 @@ def test_catalog_read_from_the_database_matches_the_schema(stack: Stack) -> None
     assert not read.tables["article_titles"].writable
 
 
+def counted(operation: str, role: str, status: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"api": "rest", "operation": operation, "role": role, "status": status}
+    return REGISTRY.get_sample_value("sluice_api_requests_total", labels) or 0.0
+
+
 def test_one_statement_per_get_with_embedding_and_exact_count(stack: Stack) -> None:
+    partial, unknown = counted("GET articles", "admin", "206"), counted("GET -", "admin", "404")
     before = stack.statements()
     answer = stack.client.get(
         "/rest/articles?select=id,author(name),comments(body)&order=id&limit=2", headers={"Prefer": "count=exact"}
@@ -84,6 +92,9 @@ def test_one_statement_per_get_with_embedding_and_exact_count(stack: Stack) -> N
     assert answer.headers["content-range"] == "0-1/3"
     assert answer.json()[0] == {"id": 1, "author": {"name": "Ada"}, "comments": [{"body": "bien"}, {"body": "super"}]}
     assert stack.statements() - before == 1
+    assert stack.client.get("/rest/made_up_name").status_code == 404
+    assert counted("GET articles", "admin", "206") == partial + 1
+    assert counted("GET -", "admin", "404") == unknown + 1
 
 
 def test_writes_and_their_statement_count(stack: Stack) -> None:

@@ -169,9 +169,15 @@ class DataApiRest:
 
 
 def mount_data_api_rest(app: Any, api: DataApi) -> DataApiRest:
-    """Mount REST (``api.rest_path``) for ``api`` on ``app``, behind ``api.gate``."""
+    """Mount REST (``api.rest_path``) for ``api`` on ``app``, behind ``api.gate``; each request is counted in
+    the data API's metrics with ``api="rest"`` and ``operation="<METHOD> <table>"`` (:mod:`sluice.api.metrics`)."""
+    from sluice.api import metrics
     from sluice.api.rest.routes import mount_rest
 
     rest = DataApiRest(api)
-    mount_rest(app, rest, api.gate)
+
+    def observed(operation: str, role: str, status: int, code: str | None, seconds: float) -> None:
+        metrics.observe("rest", operation, role, status, code, seconds)
+
+    mount_rest(app, rest, api.gate, on_request=observed)
     return rest

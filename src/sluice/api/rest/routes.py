@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from sluice.api.gate import DataApiError, Gate
 from sluice.api.principal import Principal
-from sluice.api.rest.errors import error_body
+from sluice.api.rest.errors import TABLE, error_body
 from sluice.api.rest.openapi import openapi_document
 from sluice.api.rest.service import Backend, Reply
 from sluice.api.settings import ApiSettings
@@ -65,9 +66,12 @@ def error_response(error: DataApiError) -> JSONResponse:
     return JSONResponse(error_body(error), status_code=error.status, headers=error.headers)
 
 
-def rest_routes(service: Service, gate: Gate, *, on_request: Callable[[str, str, int], None] | None = None) -> list[BaseRoute]:
-    """The routes of ``service`` behind ``gate``; ``on_request(table, method, status)`` is called after each
-    request (metrics)."""
+def rest_routes(
+    service: Service, gate: Gate, *, on_request: Callable[[str, str, int, str | None, float], None] | None = None
+) -> list[BaseRoute]:
+    """The routes of ``service`` behind ``gate``; ``on_request(operation, role, status, code, seconds)`` is
+    called after each table request (metrics; ``operation`` is ``"GET articles"``, ``"GET -"`` for an unknown
+    table)."""
     base = service.settings.rest_path.rstrip("/")
 
     def client(request: Request) -> str:
@@ -77,7 +81,8 @@ def rest_routes(service: Service, gate: Gate, *, on_request: Callable[[str, str,
         name = request.path_params["table"]
         key = request.path_params.get("key")
         body = await request.body()
-        status = 500
+        started = time.perf_counter()
+        status, code, role = 500, None, "-"
         try:
             if len(body) > MAX_BODY:
                 raise DataApiError("the body is too large", status=413, code="SLR413")
@@ -87,23 +92,28 @@ def rest_routes(service: Service, gate: Gate, *, on_request: Callable[[str, str,
             address = client(request)
 
             def work() -> Reply:
+                nonlocal role
                 principal = gate.admit(headers, address, "rest")
+                role = principal.role
                 return service.handle(request.method, name, key, params, headers, body, principal, prefer)
 
             reply = await anyio.to_thread.run_sync(work)
             status = reply.status
             return Response(reply.body, status_code=reply.status, headers=reply.headers)
         except DataApiError as exc:
-            status = exc.status
+            status, code = exc.status, exc.code
             if exc.status >= 500:
                 log.warning("REST %s %s: %s", request.method, request.url.path, exc)
             return error_response(exc)
         except Exception:
+            code = "SLR500"
             log.exception("REST %s %s failed", request.method, request.url.path)
             return JSONResponse({"code": "SLR500", "message": "internal error", "details": None, "hint": None}, status_code=500)
         finally:
             if on_request is not None:
-                on_request(name, request.method, status)
+                # an unknown table is not a label value: clients could make up any number of them
+                table = "-" if code in (TABLE, "SLR413") or status in (401, 429) else name
+                on_request(f"{request.method} {table}", role, status, code, time.perf_counter() - started)
 
     async def openapi_endpoint(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
