@@ -90,8 +90,10 @@ def create_app(services: Services) -> FastAPI:
     sync_routes(app, services.project)
     if data_api is not None:
         from sluice.api.http import mount_api
+        from sluice.api.rest.adapt import mount_data_api_rest
 
         mount_api(app, data_api)
+        mount_data_api_rest(app, data_api)
         if data_api.settings.proxies:
             from sluice.api.security.proxy import proxy_routes
 
