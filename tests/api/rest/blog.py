@@ -207,32 +207,6 @@ def seed(db: Runner) -> None:
                 cur.run(Frag(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), 100)"))
 
 
-def execute_all(url: str, statements: list[str]) -> None:
-    """Run ``statements`` on the database of ``url`` (postgresql://, mysql://, sqlite:///path)."""
-    if url.startswith("postgresql"):
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            for sql in statements:
-                conn.execute(sql.encode())
-    elif url.startswith("mysql"):
-        from servers_fixtures import mysql_connect
-
-        conn = mysql_connect(url)
-        try:
-            with conn.cursor() as cur:
-                for sql in statements:
-                    cur.execute(sql)
-        finally:
-            conn.close()
-    else:
-        import sqlite3
-
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-            for sql in statements:
-                db.execute(sql)
-
-
 def open_runner(url: str) -> Runner:
     """A :class:`Runner` over the data API's :class:`Database` of ``url`` (10 s statement time-out)."""
     return Runner(Database("db", url, None, 10.0))

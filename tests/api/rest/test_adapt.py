@@ -9,9 +9,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from api_support import execute_all
 from starlette.applications import Starlette
 
-from rest.blog import MYSQL_DDL, PG_DDL, ROLES, SQLITE_DDL, HeaderGate, LiveApp, catalog, execute_all
+from rest.blog import MYSQL_DDL, PG_DDL, ROLES, SQLITE_DDL, HeaderGate, LiveApp, catalog
 from sluice.api.rest.adapt import mount_data_api_rest
 from sluice.api.service import DataApi
 from sluice.api.settings import ApiSettings
