@@ -20,13 +20,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "api" / "subscriptions")]
 
-import psycopg  # noqa: E402
 import test_subscription_sync as project  # noqa: E402
-from psycopg import sql  # noqa: E402
 from subscription_clients import ws_client  # noqa: E402
 
 from helpers import wait_for, write_yaml  # noqa: E402
-from servers_fixtures import mysql_connect, with_database  # noqa: E402
+from servers_fixtures import mysql_connect, mysql_database, pg_database  # noqa: E402
 from sluice.project.load import load_project  # noqa: E402
 from sluice.server.app import create_app  # noqa: E402
 from sluice.server.serve import SluiceServer, bind, server_config, url_of  # noqa: E402
@@ -42,15 +40,14 @@ def main() -> None:
     parser.add_argument("--pause-s", type=float, default=0.2)
     args = parser.parse_args()
     name = f"apisub_bench_{uuid.uuid4().hex[:8]}"
-    conn = mysql_connect(MYSQL)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}`")
-        cur.execute(f"CREATE TABLE `{name}`.employes (id INT PRIMARY KEY, nom VARCHAR(40) NOT NULL, dept VARCHAR(20))")
-        cur.execute(f"INSERT INTO `{name}`.employes VALUES (1, 'Ana', 'R&D')")
-    conn.close()
-    with psycopg.connect(POSTGRES, autocommit=True) as pg:
-        pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    my_url, pg_url = with_database(MYSQL, name), with_database(POSTGRES, name)
+    with mysql_database(MYSQL, name) as my_url, pg_database(POSTGRES, name) as pg_url:
+        measure(my_url, pg_url, args.inserts, args.pause_s)
+
+
+def measure(my_url: str, pg_url: str, inserts: int, pause_s: float) -> None:
+    served = project.Served("", my_url, pg_url)
+    served.mariadb("CREATE TABLE employes (id INT PRIMARY KEY, nom VARCHAR(40) NOT NULL, dept VARCHAR(20))")
+    served.mariadb("INSERT INTO employes VALUES (1, 'Ana', 'R&D')")
     text = project.PROJECT.format(hr=my_url, warehouse=pg_url, secret=project.SECRET)
     services = Services(load_project(write_yaml(Path(tempfile.mkdtemp()), text)), ServerSettings(syncs=("emp",), workers=False))
     sock = bind("127.0.0.1", 0)
@@ -67,13 +64,13 @@ def main() -> None:
             ws.init({"Authorization": f"Bearer {project.token('reader')}"})
             ws.subscribe("1", "subscription { employes_aggregate { count } }")
             ws.next_payload("1")
-            for key in range(2, args.inserts + 2):
+            for key in range(2, inserts + 2):
                 cur.execute("INSERT INTO employes VALUES (%s, 'x', 'R&D')", (key,))  # autocommit: committed here
                 started = time.perf_counter()
                 while ws.next_payload("1")["data"]["employes_aggregate"][0]["count"] != key:
                     pass
                 seconds.append(time.perf_counter() - started)
-                time.sleep(args.pause_s)
+                time.sleep(pause_s)
         writer.close()
         seconds.sort()
         ms = [s * 1000 for s in seconds]
@@ -87,12 +84,6 @@ def main() -> None:
         thread.join(60)
         sock.close()
         services.stop()
-        with psycopg.connect(POSTGRES, autocommit=True) as pg:
-            pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn = mysql_connect(MYSQL)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
   when the suite ends, a bare `pytest` leaves them running for the next run.
   When the server cannot be started the tests that need it are skipped, or fail when ``CI=true``.
 - ``pg_db_url`` / ``mysql_db_url`` (function): a fresh, uniquely named database on that server, dropped
-  after the test.
+  after the test (``pg_database`` / ``mysql_database``: the same as context managers, for wider scopes).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -83,17 +84,26 @@ def redis_url() -> str:
     return start_server("redis.sh", "SLUICE_TEST_REDIS_URL")
 
 
-@pytest.fixture
-def pg_db_url(pg_url: str) -> Iterator[str]:
+@contextmanager
+def pg_database(pg_url: str, name: str | None = None) -> Iterator[str]:
+    """A new database ``name`` (default: a unique one) on the server of ``pg_url``, dropped on exit; its URL."""
     import psycopg
     from psycopg import sql
 
-    name = unique_name()
+    name = name or unique_name()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_database(pg_url, name)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        yield with_database(pg_url, name)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_db_url(pg_url: str) -> Iterator[str]:
+    with pg_database(pg_url) as url:
+        yield url
 
 
 def mysql_connect(url: str) -> Any:
@@ -111,19 +121,28 @@ def mysql_connect(url: str) -> Any:
     )
 
 
-@pytest.fixture
-def mysql_db_url(mysql_url: str) -> Iterator[str]:
-    name = unique_name()
+@contextmanager
+def mysql_database(mysql_url: str, name: str | None = None) -> Iterator[str]:
+    """A new database ``name`` (default: a unique one) on the server of ``mysql_url``, dropped on exit; its URL."""
+    name = name or unique_name()
     conn = mysql_connect(mysql_url)
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     finally:
         conn.close()
-    yield with_database(mysql_url, name)
-    conn = mysql_connect(mysql_url)
     try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        yield with_database(mysql_url, name)
     finally:
-        conn.close()
+        conn = mysql_connect(mysql_url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def mysql_db_url(mysql_url: str) -> Iterator[str]:
+    with mysql_database(mysql_url) as url:
+        yield url

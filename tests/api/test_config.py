@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import DDL, execute_all
+from api_support import DDL, execute_all
+
 from sluice.api.config import live_problems
 from sluice.project.load import parse_project
 

@@ -4,41 +4,18 @@ and the API mounted by ``sluice serve`` beside the control API with its metrics.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
 import pytest
-import uvicorn
+from api_support import DDL, ROLES, HeaderGate, execute_all, served
 from fastapi import FastAPI
 
-from conftest import DDL, ROLES, HeaderGate, execute_all
-from helpers import wait_for
 from sluice.api.http import mount_api
 from sluice.api.service import DataApi
 from sluice.api.settings import ApiSettings
-from sluice.server.serve import bind, server_config, url_of
-
-
-@contextmanager
-def served(app: Any) -> Iterator[httpx.Client]:
-    """``app`` served by uvicorn on a free loopback port (lifespan included), and a client of it."""
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(server_config(app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started or not thread.is_alive(), 60, "the server to start")
-        with httpx.Client(base_url=url_of(sock), timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ variables, operation names) end in a 400 or an answer with no matching rows, and
 from __future__ import annotations
 
 import pytest
-
-from conftest import Client, fetch
+from api_support import Client, fetch
 
 PAYLOADS = [
     "'; DROP TABLE employes; --",

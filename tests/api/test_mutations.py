@@ -7,8 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
-from conftest import Client, execute_all, fetch, make_api
+from api_support import Client, execute_all, fetch, make_api
 
 
 def one_statement_on_postgres(client: Client) -> None:
@@ -118,7 +117,7 @@ def test_mutations_over_get_are_refused(client: Client) -> None:
 @pytest.mark.mysql
 def test_a_mutation_routed_to_mariadb_reads_back_from_mariadb(pg_db_url: str, mysql_db_url: str) -> None:
     """Seed 000: ``create_employe`` writes MariaDB, ``employes`` reads PostgreSQL (a sync joins them)."""
-    from conftest import DDL
+    from api_support import DDL
 
     execute_all(pg_db_url, DDL)
     execute_all(mysql_db_url, [*DDL[:2], "INSERT INTO dept VALUES (1, 'R&D')"])

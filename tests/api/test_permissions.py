@@ -3,7 +3,7 @@ checks, update and delete filters; the admin role has them all; other roles noth
 
 from __future__ import annotations
 
-from conftest import Client, fetch
+from api_support import Client, fetch
 
 
 def test_column_permissions_in_queries(client: Client) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
-from conftest import Client
+from api_support import Client
 
 
 def names(rows: list[dict[str, object]]) -> list[object]:

@@ -3,7 +3,8 @@ request without a restart, and no request fails because of a stale schema."""
 
 from __future__ import annotations
 
-from conftest import Client, execute_all
+from api_support import Client, execute_all
+
 from sluice.api import service
 
 

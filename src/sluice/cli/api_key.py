@@ -56,12 +56,9 @@ def _open(path: str, state_url: str | None) -> tuple[Project, Any]:
 
 def _check_role(project: Project, role: str) -> None:
     """Refuse a role the project's ``api:`` section does not define (when the project has one)."""
-    from sluice.api.settings import ApiSettings
-
-    spec = getattr(project, "api", None)  # an ApiSpec (settings, origin) once the loader reads `api:`
-    api = getattr(spec, "settings", spec)
-    if not isinstance(api, ApiSettings):
+    if project.api is None:
         return
+    api = project.api.settings
     roles = [*api.roles, api.admin_role]
     if role not in roles:
         raise ConfigError(

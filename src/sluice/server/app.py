@@ -96,9 +96,15 @@ def create_app(services: Services) -> FastAPI:
     sync_routes(app, services.project)
     if data_api is not None:
         from sluice.api.http import mount_api
+        from sluice.api.rest.adapt import mount_data_api_rest
         from sluice.api.subscriptions import mount_subscriptions
 
         mount_api(app, data_api, mount_subscriptions(app, data_api, live) if live is not None else None)
+        mount_data_api_rest(app, data_api)
+        if data_api.settings.proxies:
+            from sluice.api.security.proxy import proxy_routes
+
+            app.include_router(proxy_routes(data_api.settings, data_api.gate))
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
 
@@ -108,7 +114,7 @@ def _data_api(services: Services) -> Any:
     spec = services.project.api
     if spec is None:
         return None
-    from sluice.api.gates import build_gate
+    from sluice.api.security import build_gate
     from sluice.api.service import DataApi
 
     state_url = services.settings.state_url or services.project.resolve_state_url()

@@ -1,43 +1,21 @@
 """Clients of the subscription transports for tests: a graphql-transport-ws client (the ``websockets`` library's
-synchronous client, with time-outs), an SSE reader over httpx, a uvicorn server in a thread, and metric reads."""
+synchronous client, with time-outs), an SSE reader over httpx, and metric reads."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import uvicorn
 from prometheus_client import REGISTRY
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from helpers import wait_for
-from sluice.server.serve import bind, server_config, url_of
-
 PROTOCOL = "graphql-transport-ws"
 RECV_TIMEOUT_S = 20.0
-
-
-@contextmanager
-def served(app: Any) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port (lifespan included); yields its base URL."""
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(server_config(app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started or not thread.is_alive(), 60, "the server to start")
-        assert server.started, "the server did not start"
-        yield url_of(sock)
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
 
 
 class WsClient:

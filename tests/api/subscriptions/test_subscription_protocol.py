@@ -16,12 +16,12 @@ import anyio.to_thread
 import httpx
 import msgspec
 import pytest
+from api_support import DDL, ROLES, HeaderGate, execute_all, served
 from fastapi import FastAPI
-from subscription_clients import SseReader, metric, served, ws_client
+from subscription_clients import SseReader, metric, ws_client
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import DDL, ROLES, HeaderGate, execute_all
 from helpers import wait_for
 from sluice.api.gate import DataApiError
 from sluice.api.http import mount_api
@@ -93,8 +93,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
     app = FastAPI(lifespan=lifespan)
     mount_api(app, api, mount_subscriptions(app, api, hub))
     try:
-        with served(app) as base_url:
-            yield Live(base_url, db_url, bus)
+        with served(app) as http:
+            yield Live(str(http.base_url).rstrip("/"), db_url, bus)
     finally:
         bus.close()
 

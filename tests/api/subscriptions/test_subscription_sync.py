@@ -15,11 +15,10 @@ import httpx
 import jwt
 import psycopg
 import pytest
-from psycopg import sql
 from subscription_clients import SseReader, metric, ws_client
 
 from helpers import wait_for, write_yaml
-from servers_fixtures import mysql_connect, with_database
+from servers_fixtures import mysql_connect, mysql_database, pg_database
 from sluice.project.load import load_project
 from sluice.server.app import create_app
 from sluice.server.serve import SluiceServer, bind, server_config, url_of
@@ -83,27 +82,11 @@ class Served:
 def databases(mysql_url: str, pg_url: str) -> Iterator[tuple[str, str]]:
     """A MariaDB database holding ``employes`` and an empty PostgreSQL database, dropped afterwards."""
     name = f"apisub_{uuid.uuid4().hex[:10]}"
-    conn = mysql_connect(mysql_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-            cur.execute(f"CREATE TABLE `{name}`.employes (id INT PRIMARY KEY, nom VARCHAR(40) NOT NULL, dept VARCHAR(20))")
-            cur.execute(f"INSERT INTO `{name}`.employes VALUES (1, 'Ana', 'R&D'), (2, 'Bob', 'Ventes'), (3, 'Cid', 'R&D')")
-    finally:
-        conn.close()
-    with psycopg.connect(pg_url, autocommit=True) as pg:
-        pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(mysql_url, name), with_database(pg_url, name)
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as pg:
-            pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn = mysql_connect(mysql_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        finally:
-            conn.close()
+    with mysql_database(mysql_url, name) as my_url, pg_database(pg_url, name) as pg_url_of_test:
+        served = Served("", my_url, pg_url_of_test)
+        served.mariadb("CREATE TABLE employes (id INT PRIMARY KEY, nom VARCHAR(40) NOT NULL, dept VARCHAR(20))")
+        served.mariadb("INSERT INTO employes VALUES (1, 'Ana', 'R&D'), (2, 'Bob', 'Ventes'), (3, 'Cid', 'R&D')")
+        yield my_url, pg_url_of_test
 
 
 @pytest.fixture(scope="module")
