@@ -125,21 +125,21 @@ def mysql_connect(url: str) -> Any:
 def mysql_database(mysql_url: str, name: str | None = None) -> Iterator[str]:
     """A new database ``name`` (default: a unique one) on the server of ``mysql_url``, dropped on exit; its URL."""
     name = name or unique_name()
-    conn = mysql_connect(mysql_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    finally:
-        conn.close()
+    mysql_execute(mysql_url, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     try:
         yield with_database(mysql_url, name)
     finally:
-        conn = mysql_connect(mysql_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        finally:
-            conn.close()
+        mysql_execute(mysql_url, f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def mysql_execute(url: str, statement: str) -> None:
+    """Run one statement on a new connection to ``url``."""
+    conn = mysql_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from subscription_clients import SseReader, metric, ws_client
 
 from helpers import wait_for, write_yaml
-from servers_fixtures import mysql_connect, mysql_database, pg_database
+from servers_fixtures import mysql_database, mysql_execute, pg_database
 from sluice.project.load import load_project
 from sluice.server.app import create_app
 from sluice.server.serve import SluiceServer, bind, server_config, url_of
@@ -62,12 +62,7 @@ class Served:
     pg_url: str
 
     def mariadb(self, statement: str) -> None:
-        conn = mysql_connect(self.mysql_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement)
-        finally:
-            conn.close()
+        mysql_execute(self.mysql_url, statement)
 
     def warehouse_rows(self) -> int:
         try:
