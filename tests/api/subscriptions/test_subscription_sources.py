@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from subscription_clients import metric
 
 from helpers import wait_for
@@ -111,4 +113,34 @@ def test_a_feed_tells_of_a_change_only_once_the_apply_group_committed_it(tmp_pat
     finally:
         feed.close()
         apply.close()
+        bus.close()
+
+
+@pytest.mark.kafka
+def test_a_feed_on_kafka_notices_changes_published_after_it_started(kafka_url: str) -> None:
+    from sluice.bus.registry import open_bus
+
+    namespace = f"apisub{uuid.uuid4().hex[:8]}"
+    bus = open_bus(f"{kafka_url}?namespace={namespace}")
+    topic = "sluice.cdc.emp.hr.hrdb.employes"
+    published = threading.Event()
+    told: list[bool] = []
+    done = threading.Event()
+
+    def notify(name: str) -> None:
+        told.append(published.is_set())
+        done.set()
+
+    try:
+        bus.publish(topic, [("[0]", b"before the feed")])
+        feed = TopicFeed(bus, Feed("emp", topic), "live-kafka", notify)
+        feed.start()
+        try:
+            published.set()
+            bus.publish(topic, [("[1]", b"change")])
+            assert done.wait(30)
+            assert told[0], "told of the message published before the feed started"
+        finally:
+            feed.close()
+    finally:
         bus.close()
