@@ -66,9 +66,11 @@ def answer_error(exc: DataApiError) -> Answer:
 def run_request(api: DataApi, body: Any, principal: Principal, method: str = "POST") -> Answer:
     """Answer a request body: one operation (a JSON object) or a batch (a JSON list, checked by the gate)."""
     if isinstance(body, list):
+        started = time.perf_counter()
         try:
             api.gate.check_batch(len(body))
         except DataApiError as exc:
+            metrics.observe(api.name, metrics.UNKNOWN, principal.role, exc.status, exc.code, time.perf_counter() - started)
             return answer_error(exc)
         answers = [_one(api, item, principal, method) for item in body]
         return Answer(200, b"[" + b",".join(a.body for a in answers) + b"]", {})
@@ -77,7 +79,7 @@ def run_request(api: DataApi, body: Any, principal: Principal, method: str = "PO
 
 def _one(api: DataApi, body: Any, principal: Principal, method: str) -> Answer:
     started = time.perf_counter()
-    operation = "-"
+    operation = metrics.UNKNOWN
     try:
         query, variables, name = _request_parts(body)
         status, data, operation = _operation(api, query, variables, name, principal, method, started=time.monotonic())
