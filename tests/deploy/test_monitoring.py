@@ -5,7 +5,8 @@
 - the dashboards are valid Grafana JSON whose data sources are the provisioned ones;
 - Promtail extracts the fields Sluice's JSON log lines really carry;
 - live: a real Prometheus scrapes a real ``sluice serve`` and a ``sluice worker`` over Kafka, as deployed, while
-  runs, API traffic, an SSE client and a dead letter go through them, and a process exposing the sync
+  runs, API traffic, an SSE client and a dead letter go through them, a second ``sluice serve`` serving a data
+  API (GraphQL, REST, a gateway route: api_stack.py) with its traffic, and a process exposing the sync
   metrics (sluice.observability.cdc_metrics) with changing values, as a running sync does; then every PromQL
   query of every dashboard panel returns data from real series, and every metric a panel names is one Sluice exports.
 
@@ -32,12 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import api_stack
 import httpx
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from servers_fixtures import start_server, unavailable
+from sluice.api import metrics as api_metrics
+from sluice.api.security import metrics as api_security_metrics
 from sluice.observability import cdc_metrics, metrics
 from sluice.observability.logs import JsonFormatter, log_context
 
@@ -52,6 +56,7 @@ PROMTAIL = DEPLOY / "promtail" / "promtail.yml"
 LOKI = DEPLOY / "loki" / "loki.yml"
 PROMETHEUS_SCRIPT = REPO / "scripts" / "servers" / "prometheus.sh"
 SEED = REPO / "examples" / "seed-002" / "Objets.json"
+METRIC_MODULES = (metrics, cdc_metrics, api_metrics, api_security_metrics)  # every module defining Sluice's metrics
 
 REQUIRED_SERVICES = {
     "sluice",
@@ -276,7 +281,7 @@ def test_grafana_provisioning_matches_the_mounts() -> None:
 def test_dashboards_are_valid_and_use_the_provisioned_data_sources() -> None:
     uids = set(datasource_uids().values())
     boards = dashboards()
-    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus", "sluice-syncs"}
+    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus", "sluice-syncs", "sluice-api"}
     assert len({board["uid"] for board in boards.values()}) == len(boards)
     for name, board in boards.items():
         assert board["uid"] == name
@@ -529,17 +534,35 @@ def sync_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluicePro
         started.stop()
 
 
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
+    """``sluice serve`` of a project with a data API (api_stack.py: SQLite, JWT, a rate limit per subject, a
+    gateway route to a local upstream), on the embedded bus, logging JSON lines."""
+    root = tmp_path_factory.mktemp("api")
+    with api_stack.upstream() as upstream_url:
+        project = api_stack.write_project(root / "shop", upstream_url)
+        port = free_port()
+        arguments = ["serve", str(project), "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"]
+        server = start_sluice(arguments, port, "/health", root / "api-serve.log", "", project)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture(scope="module", name="prometheus_server")
 def prometheus(
     sluice_server: SluiceProcess,
     sluice_worker: SluiceProcess,
     sync_metrics: SluiceProcess,
+    api_server: SluiceProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Prometheus]:
-    """A fresh Prometheus (scripts/servers/prometheus.sh) scraping the server, the worker and the sync process every second."""
+    """A fresh Prometheus (scripts/servers/prometheus.sh) scraping both servers, the worker and the sync process every second."""
     installed("prometheus")
     root = tmp_path_factory.mktemp("prometheus")
-    targets = {SERVER_JOB: [sluice_server.target], WORKERS_JOB: [sluice_worker.target, sync_metrics.target]}
+    servers = [sluice_server.target, api_server.target]
+    targets = {SERVER_JOB: servers, WORKERS_JOB: [sluice_worker.target, sync_metrics.target]}
     config = scrape_config(targets, root / "prometheus.yml")
     env = {**os.environ, "SLUICE_PROMETHEUS_DATA": str(root / "data")}
     done = subprocess.run(
@@ -598,6 +621,7 @@ class LiveStack:
     window: str
     exported: dict[str, str] = field(default_factory=dict)  # metric family -> type, from the live /metrics
     sampled: set[str] = field(default_factory=set)  # names with at least one sample in the live /metrics
+    api_traffic: api_stack.Traffic | None = None  # what was sent to the data API
 
 
 def finish_run(server: SluiceProcess, body: dict[str, Any]) -> dict[str, Any]:
@@ -635,13 +659,21 @@ def sampled_names(text: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def live(
-    sluice_server: SluiceProcess, sluice_worker: SluiceProcess, sync_metrics: SluiceProcess, prometheus_server: Prometheus
+    sluice_server: SluiceProcess,
+    sluice_worker: SluiceProcess,
+    sync_metrics: SluiceProcess,
+    api_server: SluiceProcess,
+    prometheus_server: Prometheus,
 ) -> Iterator[LiveStack]:
-    """Runs and API traffic through the server while Prometheus scrapes it and the worker, then a scrape after all of it."""
+    """Runs and API traffic through the servers while Prometheus scrapes them and the worker, then a scrape after all of it."""
     started = time.time()
     server = sluice_server
     prometheus = prometheus_server.url
-    wait_until("Prometheus to scrape sluice serve, sluice worker and the sync metrics", lambda: total(prometheus, "sum(up)") == 3)
+    processes = (server, sluice_worker, sync_metrics, api_server)
+    wait_until(
+        "Prometheus to scrape both servers, sluice worker and the sync metrics",
+        lambda: total(prometheus, "sum(up)") == len(processes),
+    )
     sse = SseClient(server.url)
     try:
         assert sse.connected.wait(30), "the SSE stream did not open"
@@ -660,6 +692,14 @@ def live(
         assert client.get("/no-such-endpoint").status_code == 404
         assert client.get("/events/last").status_code == 200
         client.close()
+        api_traffic = api_stack.drive(api_server.url, 0)
+        wait_until(
+            "Prometheus to scrape the data API's first round",
+            lambda: total(prometheus, "sum(sluice_api_requests_total)") >= api_traffic.requests,
+            api_server.log_tail,
+        )
+        second = api_stack.drive(api_server.url, 1)
+        api_traffic = api_stack.Traffic(api_traffic.requests + second.requests, api_traffic.credentials + second.credentials)
         wait_until(
             "the dead letter to be counted",
             lambda: "sluice_bus_dead_letters_total{" in httpx.get(f"{server.url}/metrics", timeout=30).text,
@@ -672,12 +712,14 @@ def live(
                 total(prometheus, "min(timestamp(up))") > traffic_done + 1
                 and total(prometheus, "sum(sluice_runs_total)") == len(runs)
                 and total(prometheus, "sum(sluice_sse_clients)") >= 1
+                and total(prometheus, "sum(sluice_api_requests_total)") == api_traffic.requests
             ),
         )
-        exposition = "\n".join(httpx.get(f"{p.url}/metrics", timeout=30).text for p in (server, sluice_worker, sync_metrics))
+        exposition = "\n".join(httpx.get(f"{p.url}/metrics", timeout=30).text for p in processes)
         window = f"{math.ceil(time.time() - started) + 60}s"
         assert sse.frames, "the SSE client received no event during the runs"
-        yield LiveStack(prometheus, server, window, exported_families(exposition), sampled_names(exposition))
+        families, sampled = exported_families(exposition), sampled_names(exposition)
+        yield LiveStack(prometheus, server, window, families, sampled, api_traffic)
     finally:
         sse.close()
 
@@ -706,6 +748,34 @@ def family_of(name: str, exported: dict[str, str]) -> str | None:
 
 
 @pytest.mark.timeout(LIVE_TIMEOUT_S)
+def test_api_requests_are_logged_as_json_lines(live: LiveStack, api_server: SluiceProcess) -> None:
+    text = api_server.log.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [record for record in records if record["logger"] == "sluice.api.requests"]
+    assert live.api_traffic is not None and len(requests) == live.api_traffic.requests  # one line per request
+    seen = {(record["api"], record["status"], record.get("code")) for record in requests}
+    assert seen >= {
+        ("graphql", 200, None),
+        ("graphql", 400, "validation-failed"),
+        ("graphql", 401, "wrong-audience"),
+        ("graphql", 429, "rate-limited"),
+        ("rest", 200, None),
+        ("rest", 401, "unknown-key"),
+        ("proxy", 200, None),
+        ("proxy", 403, "forbidden-role"),
+    }, seen
+    standard = {"timestamp", "level", "logger", "message", "api", "operation", "role", "status", "duration_ms"}
+    for record in requests:
+        assert standard <= set(record) <= standard | {"code"}, record
+        assert record["level"] == "info" and record["duration_ms"] >= 0
+    assert {record["operation"] for record in requests} >= {"getArticles", "getArticle", "insert_articles_one", "GET articles"}
+    for credential in live.api_traffic.credentials:
+        assert credential not in text
+    lines = "\n".join(json.dumps(record) for record in requests)
+    assert "Nouveau" not in lines and "SELECT" not in lines.upper()  # no values, no SQL
+
+
+@pytest.mark.timeout(LIVE_TIMEOUT_S)
 def test_every_metric_a_panel_names_is_exported(live: LiveStack) -> None:
     referenced = {name for query in prometheus_queries() for name in metric_names(query.expr)}
     referenced |= {name for _, query in variable_queries() for name in metric_names(query)}
@@ -714,7 +784,7 @@ def test_every_metric_a_panel_names_is_exported(live: LiveStack) -> None:
 
 
 def test_dashboards_show_every_metric_sluice_defines() -> None:
-    collectors = [m for module in (metrics, cdc_metrics) for m in vars(module).values() if isinstance(m, MetricWrapperBase)]
+    collectors = [m for module in METRIC_MODULES for m in vars(module).values() if isinstance(m, MetricWrapperBase)]
     defined = {family.name for metric in collectors for family in metric.describe()}
     shown = {name for query in prometheus_queries() for name in metric_names(query.expr)}
     shown = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in shown}

@@ -74,9 +74,11 @@ def run_live(api: DataApi, query: str, variables: dict[str, Any], name: str | No
 def run_request(api: DataApi, body: Any, principal: Principal, method: str = "POST") -> Answer:
     """Answer a request body: one operation (a JSON object) or a batch (a JSON list, checked by the gate)."""
     if isinstance(body, list):
+        started = time.perf_counter()
         try:
             api.gate.check_batch(len(body))
         except DataApiError as exc:
+            metrics.observe(api.name, metrics.UNKNOWN, principal.role, exc.status, exc.code, time.perf_counter() - started)
             return answer_error(exc)
         answers = [_one(api, item, principal, method) for item in body]
         return Answer(200, b"[" + b",".join(a.body for a in answers) + b"]", {})
@@ -85,7 +87,7 @@ def run_request(api: DataApi, body: Any, principal: Principal, method: str = "PO
 
 def _one(api: DataApi, body: Any, principal: Principal, method: str) -> Answer:
     started = time.perf_counter()
-    operation = "-"
+    operation = metrics.UNKNOWN
     try:
         query, variables, name = request_parts(body)
         status, data, operation = _operation(api, query, variables, name, principal, method, started=time.monotonic())

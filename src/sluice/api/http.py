@@ -8,12 +8,15 @@
   ``sluice/api/static`` (GraphiQL 3.9, React 18, vendored: it works offline).
 
 Every request passes :meth:`Gate.admit` first; its refusals keep their status and headers (401, 403, 429
-with ``Retry-After``). Handlers run the blocking database work in the thread pool.
+with ``Retry-After``). Handlers run the blocking database work in the thread pool. Refusals before the
+operation is read (the gate's, a body too large or not JSON) are counted and logged like answered operations,
+with operation ``-`` (:mod:`sluice.api.metrics`).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, Response
 
+from sluice.api import metrics
 from sluice.api.execute import Answer, answer_error, run_request
 from sluice.api.gate import DataApiError
 from sluice.api.service import DataApi
@@ -68,40 +72,46 @@ def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Await
     assets = f"{path}/assets"
     app.mount(assets, StaticFiles(directory=STATIC, check_dir=False), name="graphiql-assets")
 
-    async def answer(request: Request, body: Any, method: str) -> Response:
+    def refused(exc: DataApiError, started: float) -> Response:
+        metrics.observe(api.name, metrics.UNKNOWN, metrics.UNKNOWN, exc.status, exc.code, time.perf_counter() - started)
+        return _respond(answer_error(exc))
+
+    async def answer(request: Request, body: Any, method: str, started: float) -> Response:
         try:
             principal = await anyio.to_thread.run_sync(
                 api.gate.admit, _headers(request), request.client.host if request.client else "", "graphql"
             )
         except DataApiError as exc:
-            return _respond(answer_error(exc))
+            return refused(exc, started)
         return _respond(await anyio.to_thread.run_sync(run_request, api, body, principal, method))
 
     async def post(request: Request) -> Response:
+        started = time.perf_counter()
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
-            return _respond(answer_error(DataApiError("the request body is larger than 1 MiB", status=413, code="too-large")))
+            return refused(DataApiError("the request body is larger than 1 MiB", status=413, code="too-large"), started)
         if request.headers.get("content-type", "").startswith("application/graphql"):
             body: Any = {"query": raw.decode("utf-8", "replace")}
         else:
             try:
                 body = json.loads(raw)
             except ValueError:
-                return _respond(answer_error(DataApiError("the body is not JSON", code="bad-request")))
+                return refused(DataApiError("the body is not JSON", code="bad-request"), started)
         if events is not None and "text/event-stream" in request.headers.get("accept", ""):
             return await events(request, body)
-        return await answer(request, body, "POST")
+        return await answer(request, body, "POST", started)
 
     async def get(request: Request) -> Response:
+        started = time.perf_counter()
         params = request.query_params
         if "query" not in params:
             if "text/html" in request.headers.get("accept", ""):
                 return HTMLResponse(PAGE.format(assets=assets, endpoint=json.dumps(path)))
-            return _respond(answer_error(DataApiError("give the document in ?query=", code="bad-request")))
+            return refused(DataApiError("give the document in ?query=", code="bad-request"), started)
         body = {key: params[key] for key in ("query", "variables", "operationName") if key in params}
         if events is not None and "text/event-stream" in request.headers.get("accept", ""):
             return await events(request, body)
-        return await answer(request, body, "GET")
+        return await answer(request, body, "GET", started)
 
     app.add_api_route(path, post, methods=["POST"], include_in_schema=False)
     app.add_api_route(path, get, methods=["GET"], include_in_schema=False)

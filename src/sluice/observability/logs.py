@@ -1,7 +1,9 @@
 """Logging: readable lines on a terminal, or JSON lines (``--log-format json``) for Promtail and Loki.
 
 Records carry ``run_id``, ``object_id`` and ``stage`` when the code logging knows them (pass them in
-``extra=``) or when they are set for the current context with :func:`log_context`.
+``extra=``) or when they are set for the current context with :func:`log_context`. A record may also carry
+``fields`` (``extra={"fields": {...}}``, a dict of JSON values): in JSON they become keys of the line beside the
+standard ones (which they never replace), as the data API's request lines do (``sluice.api.metrics``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: timestamp, level, logger, message and context fields."""
+    """One JSON object per line: timestamp, level, logger, message, context fields and the record's ``fields``."""
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -44,6 +46,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, context.get(name))
             if value is not None:
                 payload[name] = value
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for name, value in fields.items():
+                payload.setdefault(name, value)
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)

@@ -240,8 +240,7 @@ def test_auth_failures_are_counted_by_code(project_dir: Path) -> None:
 
     def count() -> float:
         return (
-            REGISTRY.get_sample_value("sluice_api_auth_failures_total", {"operation": "subscription", "code": "expired-token"})
-            or 0.0
+            REGISTRY.get_sample_value("sluice_api_auth_failures_total", {"api": "subscription", "code": "expired-token"}) or 0.0
         )
 
     before = count()

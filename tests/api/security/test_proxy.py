@@ -180,3 +180,30 @@ def test_upstream_down_is_502_json(client: httpx.Client) -> None:
     assert body["errors"][0]["extensions"]["code"] == "upstream-unreachable"
     assert ":" not in body["errors"][0]["message"]  # the upstream's address is not shown to clients
     assert count() == before + 1
+
+
+def test_proxied_requests_are_counted_with_graphql_and_rest(client: httpx.Client) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(operation: str, role: str, status: str) -> float:
+        labels = {"api": "proxy", "operation": operation, "role": role, "status": status}
+        return REGISTRY.get_sample_value("sluice_api_requests_total", labels) or 0.0
+
+    def error(operation: str, role: str, code: str) -> float:
+        labels = {"api": "proxy", "operation": operation, "role": role, "code": code}
+        return REGISTRY.get_sample_value("sluice_api_errors_total", labels) or 0.0
+
+    before = {
+        "ok": count("/svc/catalogue", "editor", "200"),
+        "forbidden": error("/svc/catalogue", "anon", "forbidden-role"),
+        "refused": error("/svc/open", "-", "invalid-token"),
+        "down": error("/svc/down", "anon", "upstream-unreachable"),
+    }
+    assert client.get("/svc/catalogue/items", headers=EDITOR).status_code == 200
+    assert client.get("/svc/catalogue/items").status_code == 403
+    assert client.get("/svc/open/x", headers=bearer("nonsense")).status_code == 401
+    assert client.get("/svc/down/x").status_code == 502
+    assert count("/svc/catalogue", "editor", "200") == before["ok"] + 1
+    assert error("/svc/catalogue", "anon", "forbidden-role") == before["forbidden"] + 1
+    assert error("/svc/open", "-", "invalid-token") == before["refused"] + 1
+    assert error("/svc/down", "anon", "upstream-unreachable") == before["down"] + 1

@@ -96,7 +96,7 @@ def test_rate_limited_requests_are_counted(project_dir: Path) -> None:
     from prometheus_client import REGISTRY
 
     def count() -> float:
-        labels = {"operation": "rest", "role": "editor", "limit": "subject"}
+        labels = {"api": "rest", "role": "editor", "limit": "subject"}
         return REGISTRY.get_sample_value("sluice_api_rate_limited_total", labels) or 0.0
 
     gate = limited_gate(project_dir, per_subject="1/minute")

@@ -4,7 +4,8 @@ Same registry (prometheus-client's default) and conventions as :mod:`sluice.obse
 ``GET /metrics`` of ``sluice serve``; listed in ``docs/metrics.md``. Every series of a configured ``api:``
 section is created at zero by :func:`register` so dashboards show it before the first refusal.
 
-Labels: ``operation`` (what the handler asked for: ``graphql``, ``rest``, ``subscription``, ``proxy``),
+Labels: ``api`` (what the handler asked for, the ``operation`` it passes to :meth:`Gate.admit`: ``graphql``,
+``rest``, ``subscription``, ``proxy``; the same label and values as :mod:`sluice.api.metrics`' ``api``),
 ``code`` (the refusal's code, :data:`AUTH_CODES`), ``role``, ``limit`` (``key``, ``subject``, ``address``),
 ``route`` (a proxy route's path), ``outcome`` (``ok``, ``timeout``, ``unreachable``).
 """
@@ -34,12 +35,12 @@ LIMIT_KINDS = ("key", "subject", "address")
 PROXY_OUTCOMES = ("ok", "timeout", "unreachable")
 
 AUTH_FAILURES = Counter(
-    "sluice_api_auth_failures_total", "Data API requests refused by authentication, by refusal code.", ["operation", "code"]
+    "sluice_api_auth_failures_total", "Data API requests refused by authentication, by API and refusal code.", ["api", "code"]
 )
 RATE_LIMITED = Counter(
     "sluice_api_rate_limited_total",
     "Data API requests refused with 429, by the limit they crossed (key, subject or address).",
-    ["operation", "role", "limit"],
+    ["api", "role", "limit"],
 )
 RATE_LIMIT_ERRORS = Counter(
     "sluice_api_rate_limit_storage_errors_total",

@@ -19,7 +19,9 @@ for every method; ``GET /svc/catalogue/items?x=1`` goes to ``<upstream>/items?x=
    refused or broken before the response: 502 ``upstream-unreachable``; both as JSON errors.
 
 Redirects are passed to the client, not followed; environment proxy settings are ignored.
-Metrics: ``sluice_api_proxy_requests_total{route,outcome}`` and ``sluice_api_proxy_upstream_seconds{route}``.
+Metrics: ``sluice_api_proxy_requests_total{route,outcome}`` and ``sluice_api_proxy_upstream_seconds{route}``;
+and, like GraphQL and REST requests, every request (refused ones included) in the data API's request metrics
+and log line with ``api="proxy"`` and ``operation`` the route's path (:mod:`sluice.api.metrics`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from sluice.api import metrics as api_metrics
 from sluice.api.gate import DataApiError, Gate
 from sluice.api.security import metrics
 from sluice.api.settings import ApiSettings, ProxyRoute
@@ -107,14 +110,18 @@ def _handler(route: ProxyRoute, gate: Gate, clients: _Clients) -> Callable[[Requ
     timeout = httpx.Timeout(route.timeout_s)
 
     async def forward(request: Request) -> Response:
+        arrived = time.perf_counter()
         address = request.client.host if request.client else ""
         headers = {name.lower(): value for name, value in request.headers.items()}
+        role = api_metrics.UNKNOWN
         try:
             principal = await anyio.to_thread.run_sync(functools.partial(gate.admit, headers, address, "proxy"))
+            role = principal.role
             if route.roles is not None and principal.role not in route.roles:
                 metrics.AUTH_FAILURES.labels("proxy", "forbidden-role").inc()
                 raise DataApiError(f"the role '{principal.role}' may not use {route.path}", status=403, code="forbidden-role")
         except DataApiError as exc:
+            api_metrics.observe("proxy", route.path, role, exc.status, exc.code, time.perf_counter() - arrived)
             return error_response(exc)
         rest = request.path_params.get("rest")
         url = f"{base}/{rest}" if rest is not None else base
@@ -129,18 +136,18 @@ def _handler(route: ProxyRoute, gate: Gate, clients: _Clients) -> Callable[[Requ
         try:
             upstream = await clients.get().send(upstream_request, stream=True)
         except httpx.TimeoutException:
-            return _failed(
-                route,
-                "timeout",
-                504,
-                "upstream-timeout",
-                f"the upstream of {route.path} did not answer within {route.timeout_s:g}s",
+            failure = DataApiError(
+                f"the upstream of {route.path} did not answer within {route.timeout_s:g}s", status=504, code="upstream-timeout"
             )
+            return _failed(route, "timeout", failure, role, arrived)
         except httpx.TransportError as exc:
             log.warning("proxy %s: upstream %s failed: %s", route.path, base, type(exc).__name__)
-            return _failed(route, "unreachable", 502, "upstream-unreachable", f"the upstream of {route.path} cannot be reached")
-        metrics.PROXY_DURATION.labels(route.path).observe(time.perf_counter() - started)
+            failure = DataApiError(f"the upstream of {route.path} cannot be reached", status=502, code="upstream-unreachable")
+            return _failed(route, "unreachable", failure, role, arrived)
+        answered = time.perf_counter()
+        metrics.PROXY_DURATION.labels(route.path).observe(answered - started)
         metrics.PROXY_REQUESTS.labels(route.path, "ok").inc()
+        api_metrics.observe("proxy", route.path, role, upstream.status_code, None, answered - arrived)
         response = StreamingResponse(
             _body(upstream, route), status_code=upstream.status_code, background=BackgroundTask(upstream.aclose)
         )
@@ -162,9 +169,10 @@ async def _body(upstream: httpx.Response, route: ProxyRoute) -> AsyncIterator[by
         log.warning("proxy %s: upstream body broken off: %s", route.path, type(exc).__name__)
 
 
-def _failed(route: ProxyRoute, outcome: str, status: int, code: str, message: str) -> Response:
+def _failed(route: ProxyRoute, outcome: str, failure: DataApiError, role: str, arrived: float) -> Response:
     metrics.PROXY_REQUESTS.labels(route.path, outcome).inc()
-    return error_response(DataApiError(message, status=status, code=code))
+    api_metrics.observe("proxy", route.path, role, failure.status, failure.code, time.perf_counter() - arrived)
+    return error_response(failure)
 
 
 def _request_headers(request: Request, address: str, role: str, subject: str | None) -> list[tuple[str, str]]:
