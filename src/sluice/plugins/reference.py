@@ -26,6 +26,7 @@ from sluice.api.settings import (
     ProxyRoute,
     RateLimits,
     SelectPermission,
+    SyncMutation,
     UpdatePermission,
 )
 from sluice.cdc.config import ColumnRules, SyncSettings
@@ -93,6 +94,11 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
     ("api.limits.rate", RateLimits, "Rate limits (the `limits` library's notation)."),
     ("api.limits.graphql", GraphqlLimits, "Limits on GraphQL documents and requests."),
     ("api.proxies[]", ProxyRoute, "Gateway routes to upstream HTTP services."),
+    (
+        "api.sync_mutations.FIELD",
+        SyncMutation,
+        "A GraphQL mutation running one pass of a sync. See [../api/graphql.md](../api/graphql.md#sync-mutations).",
+    ),
 )
 
 
