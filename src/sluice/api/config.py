@@ -210,16 +210,7 @@ def read_api(
     known_roles = set(settings.roles) | {settings.admin_role}
     _sync_mutations(settings, seen, known_roles, syncs, file, at, problems)
     for index, proxy in enumerate(settings.proxies):
-        for role in proxy.roles or []:
-            if role not in known_roles:
-                problems.append(
-                    ConfigError(
-                        f"api: proxies[{index}]: unknown role '{role}' (roles: {', '.join(sorted(known_roles))})."
-                        + did_you_mean(role, known_roles),
-                        file,
-                        at("proxies", index, "roles"),
-                    )
-                )
+        problems += _unknown_roles(proxy.roles or [], known_roles, f"proxies[{index}]", file, at("proxies", index, "roles"))
     for key in ("graphql_path", "rest_path"):
         path = getattr(settings, key)
         if not path.startswith("/") or any(path == r or path.startswith(r + "/") for r in CONTROL_ROUTES) or path == "/":
@@ -234,6 +225,16 @@ def read_api(
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
     return settings, problems
+
+
+def _unknown_roles(roles: list[str], known: set[str], label: str, file: str, line: int | None) -> list[ConfigError]:
+    """A problem for each of ``roles`` that is not in ``known`` (``api.roles`` and ``admin_role``)."""
+    listed = ", ".join(sorted(known))
+    return [
+        ConfigError(f"api: {label}: unknown role '{role}' (roles: {listed})." + did_you_mean(role, known), file, line)
+        for role in roles
+        if role not in known
+    ]
 
 
 def _sync_mutations(
@@ -254,16 +255,8 @@ def _sync_mutations(
             )
         elif field_name in seen:
             problems.append(ConfigError(f"api: sync_mutations: '{field_name}' is already {seen[field_name]}", file, where))
-        for role in entry.roles:
-            if role not in known_roles:
-                problems.append(
-                    ConfigError(
-                        f"api: sync_mutations.{field_name}: unknown role '{role}' (roles: {', '.join(sorted(known_roles))})."
-                        + did_you_mean(role, known_roles),
-                        file,
-                        at("sync_mutations", field_name, "roles"),
-                    )
-                )
+        label = f"sync_mutations.{field_name}"
+        problems += _unknown_roles(entry.roles, known_roles, label, file, at("sync_mutations", field_name, "roles"))
         if syncs is not None and entry.sync not in syncs:
             listed = ", ".join(sorted(syncs)) or "none defined"
             problems.append(
