@@ -5,8 +5,7 @@
 #
 #   examples/employees/run.sh
 #
-# PORT (default 8000): where `sluice serve` listens. SLUICE_EXAMPLE_SERVERS=skip: use the servers of
-# sluice.yaml as they are (tests point it at their own) instead of starting the throwaway ones.
+# PORT (default 8000): where `sluice serve` listens.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -14,12 +13,10 @@ sluice=(python -m sluice)
 port="${PORT:-8000}"
 
 # The throwaway servers; already running ones (started from this or another checkout) are reused.
-if [ "${SLUICE_EXAMPLE_SERVERS:-start}" != skip ]; then
-    for server in mariadb postgres; do
-        "$repo/scripts/servers/$server.sh" start >/dev/null 2>&1 || python "$here/seed.py" ping \
-            || { echo "run.sh: scripts/servers/$server.sh start failed and the servers do not answer" >&2; exit 1; }
-    done
-fi
+for server in mariadb postgres; do
+    "$repo/scripts/servers/$server.sh" start >/dev/null 2>&1 || python "$here/seed.py" ping \
+        || { echo "run.sh: scripts/servers/$server.sh start failed and the servers do not answer" >&2; exit 1; }
+done
 rm -rf "$here/.sluice"
 python "$here/seed.py" fresh
 

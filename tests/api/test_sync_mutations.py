@@ -174,3 +174,17 @@ def test_seed_000_flow_with_the_server_hosting_the_sync(seed000: tuple[Path, str
         assert gql(client, BY_ID, {"id": created["id"]})["employe_par_id"]["nom"] == "Noé"
         assert stats_of(gql(client, STATS))["RH"] == (2, Decimal("40000.2500"))
         assert refused(client, SYNC, "anon") == (403, "permission-denied")
+
+
+def test_a_sync_that_cannot_run_answers_state_error(seed000: tuple[Path, str, str, str]) -> None:
+    folder, sync, _, _ = seed000
+    path = folder / "sluice.yaml"
+    path.write_text(path.read_text().replace("tables: [employes], snapshot", "tables: [absent], snapshot"))
+    project = load_project(str(folder))
+    with served(create_app(Services(project, ServerSettings(workers=False, resume=False)))) as client:
+        answer = gql(
+            client, "mutation { sync_employes { sync mode state error applied { total } tables { state } } }", role="editor"
+        )
+    result = answer["sync_employes"]
+    assert (result["sync"], result["mode"], result["state"]) == (sync, "pass", "error")
+    assert "absent" in result["error"] and result["applied"] == {"total": 0}, result

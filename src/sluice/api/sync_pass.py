@@ -148,6 +148,10 @@ class SyncPasses:
             if runtime is not None:
                 return self._hosted(runtime, sync, resync, wanted, started, started + timeout_s)
             return self._pass(sync, resync, wanted, started, started + timeout_s)
+        except DataApiError:
+            raise
+        except SluiceError as exc:  # the sync cannot start (its bus, a plugin): an answer, not a server error
+            return answer(sync, "pass", "error", str(exc), started, [], None)
         finally:
             lock.release()
 
