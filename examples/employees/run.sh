@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Seed 000 end to end: start the throwaway servers, create the MariaDB employees, sync them to PostgreSQL
-# (one way, then both ways with changes on each side), and prove each target equals its source.
+# (one way, then both ways with changes on each side), prove each target equals its source, then serve the
+# seed's GraphQL API and run api.sh's curl commands against it.
 #
 #   examples/employees/run.sh
+#
+# PORT (default 8000): where `sluice serve` listens.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 sluice=(python -m sluice)
+port="${PORT:-8000}"
 
 # The throwaway servers; already running ones (started from this or another checkout) are reused.
 for server in mariadb postgres; do
@@ -26,3 +30,15 @@ python "$here/seed.py" change
 "${sluice[@]}" sync "$here" --name employees-both --once
 "${sluice[@]}" sync verify "$here" --name employees-both
 "${sluice[@]}" sync status "$here" --name employees-both
+
+echo "== the seed-000 GraphQL API: sluice serve on port $port"
+key=$("${sluice[@]}" api-key create "$here" --role rh --owner run.sh)
+"${sluice[@]}" serve "$here" --port "$port" --log-level warning &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 150); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+    kill -0 "$server" 2>/dev/null || { echo "run.sh: sluice serve exited" >&2; exit 1; }
+    sleep 0.2
+done
+"$here/api.sh" "http://127.0.0.1:$port" "$key"

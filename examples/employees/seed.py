@@ -3,23 +3,32 @@
     python examples/employees/seed.py            # fresh start: MariaDB sources with 20 employees, no target tables
     python examples/employees/seed.py change     # writes on both sides of the both-ways sync (after its first run)
 
-Uses the URLs of sluice.yaml (the throwaway servers of scripts/servers/). Needs PyMySQL and psycopg
-(``pip install -e '.[mysql,postgres]'``).
+Uses the URLs and names of sluice.yaml (the throwaway servers of scripts/servers/): the MariaDB databases of
+the connections ``hr`` and ``hr2``, the PostgreSQL schemas of the syncs' ``target_namespace``, the syncs' names.
+Needs PyMySQL and psycopg (``pip install -e '.[mysql,postgres]'``).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pymysql
 import yaml
 
 HERE = Path(__file__).resolve().parent
-DATABASES = ("sluice_example_hr", "sluice_example_hr2")
-PG_SCHEMAS = ("employees", "employees_both")
-SYNCS = ("employees", "employees-both")
+
+
+def config() -> dict[str, Any]:
+    return dict(yaml.safe_load((HERE / "sluice.yaml").read_text(encoding="utf-8")))
+
+
+def database_of(url: str) -> str:
+    return urlsplit(url).path.strip("/")
+
 
 EMPLOYES = """CREATE TABLE employes (
   id INT AUTO_INCREMENT PRIMARY KEY,
@@ -61,8 +70,7 @@ PEOPLE = [
 
 
 def urls() -> dict[str, str]:
-    config = yaml.safe_load((HERE / "sluice.yaml").read_text(encoding="utf-8"))
-    return dict(config["connections"])
+    return dict(config()["connections"])
 
 
 def mysql(url: str, database: str | None = None) -> pymysql.connections.Connection:  # type: ignore[type-arg]
@@ -82,10 +90,15 @@ def rows() -> list[tuple[object, ...]]:
 
 
 def fresh() -> None:
+    from sluice.cdc.pg_capture import default_slot
+
     connections = urls()
+    syncs = config()["syncs"]
+    databases = [database_of(connections[name]) for name in ("hr", "hr2")]
+    names = [sync["name"] for sync in syncs]
     conn = mysql(connections["hr"])
     with conn.cursor() as cur:
-        for database in DATABASES:
+        for database in databases:
             cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
             cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
             cur.execute(f"USE `{database}`")
@@ -97,31 +110,35 @@ def fresh() -> None:
             )
         cur.execute("CREATE DATABASE IF NOT EXISTS sluice_cdc")
         if cur.execute("SHOW TABLES FROM sluice_cdc LIKE 'positions'"):
-            cur.execute("DELETE FROM sluice_cdc.positions WHERE sync IN (%s, %s)", SYNCS)
+            cur.execute("DELETE FROM sluice_cdc.positions WHERE sync IN %s", (names,))
     conn.close()
+    schemas = [sync["target_namespace"] for sync in syncs]
+    slots = [default_slot(sync["name"], side) for sync in syncs for side in (sync["source"], sync["target"])]
     with psycopg.connect(connections["warehouse"], autocommit=True) as pg:
-        for schema in PG_SCHEMAS:
-            pg.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        for schema in schemas:
+            pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         if pg.execute("SELECT to_regclass('sluice_cdc.positions')").fetchone() != (None,):
-            pg.execute("DELETE FROM sluice_cdc.positions WHERE sync = ANY(%s)", (list(SYNCS),))
-        for (slot,) in pg.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'sluice_employees%%'").fetchall():
+            pg.execute("DELETE FROM sluice_cdc.positions WHERE sync = ANY(%s)", (names,))
+        for (slot,) in pg.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name = ANY(%s)", (slots,)).fetchall():
             pg.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-    print(f"MariaDB {', '.join(DATABASES)}: employes with {len(PEOPLE)} rows; PostgreSQL schemas {', '.join(PG_SCHEMAS)} dropped")
+    print(f"MariaDB {', '.join(databases)}: employes with {len(PEOPLE)} rows; PostgreSQL schemas {', '.join(schemas)} dropped")
 
 
 def change() -> None:
     """A raise in MariaDB, a new hire and a departure in PostgreSQL: the both-ways sync carries each to the other side."""
     connections = urls()
-    conn = mysql(connections["hr2"], "sluice_example_hr2")
+    (both,) = [sync for sync in config()["syncs"] if sync.get("direction") == "both"]
+    conn = mysql(connections["hr2"], database_of(connections["hr2"]))
     with conn.cursor() as cur:
         cur.execute("UPDATE employes SET salaire = salaire * 1.05, modifie_le = NOW(6) WHERE departement = 'Informatique'")
     conn.close()
+    schema = both["target_namespace"]
     with psycopg.connect(connections["warehouse"], autocommit=True) as pg:
         pg.execute(
-            "INSERT INTO employees_both.employes (id, nom, prenom, email, poste, departement, salaire, date_embauche, actif, cree_le) "
+            f'INSERT INTO "{schema}".employes (id, nom, prenom, email, poste, departement, salaire, date_embauche, actif, cree_le) '
             "VALUES (1001, 'Nguyen', 'Sarah', 'sarah.nguyen@exemple.fr', 'Data analyst', 'Informatique', 47000, '2025-01-06', 1, now())"
         )
-        pg.execute("DELETE FROM employees_both.employes WHERE email = 'noe.fournier@exemple.fr'")
+        pg.execute(f"DELETE FROM \"{schema}\".employes WHERE email = 'noe.fournier@exemple.fr'")
     print("MariaDB: Informatique salaries +5%; PostgreSQL: Sarah Nguyen hired (id 1001), Noé Fournier left")
 
 

@@ -5,6 +5,7 @@ uvicorn on a loopback port."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -170,9 +171,9 @@ ClientFactory = Callable[[dict[str, Any]], Client]
 
 
 @contextmanager
-def served(app: Any) -> Iterator[httpx.Client]:
-    """``app`` served by uvicorn on a free loopback port (lifespan included), and a client of it."""
-    sock = bind("127.0.0.1", 0)
+def served(app: Any, sock: socket.socket | None = None) -> Iterator[httpx.Client]:
+    """``app`` served by uvicorn on ``sock`` (default: a free loopback port; lifespan included), and a client of it."""
+    sock = sock or bind("127.0.0.1", 0)
     server = uvicorn.Server(server_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

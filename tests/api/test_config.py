@@ -74,3 +74,23 @@ def test_live_problems_name_patterns_that_match_nothing(tmp_path: Path) -> None:
     spec = project.api
     found = live_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
     assert [p.message for p in found] == ["api: tables: 'nothing_*' matches no table or view of 'hr'"]
+
+
+def test_sync_mutations_are_checked_against_syncs_roles_and_names(tmp_path: Path) -> None:
+    text = GOOD.replace("connections:\n", "connections:\n  my: mysql://u@127.0.0.1/hr\n  pg: postgresql://u@127.0.0.1/w\n", 1)
+    text += (
+        "  sync_mutations:\n"
+        "    sync_employes: {sync: employes, roles: [reader]}\n"
+        "    employe_par_id: {sync: nope, roles: [readr]}\n"
+        "syncs:\n"
+        "  - {name: employes, source: my, target: pg, tables: [employes]}\n"
+    )
+    found = problems_of(tmp_path, text)
+    assert not any("sync_employes" in f for f in found), found
+    assert any(f.startswith("18: ") and "employe_par_id' is already operations.employes.by_pk" in f for f in found), found
+    assert any("no sync named 'nope' in syncs: (employes)" in f for f in found), found
+    assert any("unknown role 'readr'" in f and "reader" in f for f in found), found
+    assert len(found) == 3, found
+    bad = text.replace("{sync: employes, roles: [reader]}", "{sync: employes, roles: [], timeout_s: 0}")
+    found = problems_of(tmp_path, bad)
+    assert any(f.startswith("17: ") and "timeout_s" in f for f in found), found

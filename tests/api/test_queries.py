@@ -111,6 +111,14 @@ def test_aggregates_with_and_without_group_by(client: Client) -> None:
     assert groups == {1: (2, Decimal("4500.25")), 2: (2, Decimal("3500.125"))}
 
 
+def test_aggregate_limit_keeps_the_first_groups(client: Client) -> None:
+    data = client.data(
+        "{ employes_aggregate(group_by: [dept_id], where: {dept_id: {_is_null: false}}, limit: 1) { keys { dept_id } count } }"
+    )
+    assert data["employes_aggregate"] == [{"keys": {"dept_id": 1}, "count": 2}]
+    assert client.error("{ employes_aggregate(limit: -1) { count } }") == (400, "validation-failed")
+
+
 def test_relationships_in_both_directions_nested(client: Client) -> None:
     data = client.data("{ dept(order_by: {id: asc}) { nom employes(order_by: {nom: desc}, limit: 1) { nom dept { id } } } }")
     assert client.last_statements == 1

@@ -188,7 +188,11 @@ def aggregate_sql(c: Compiler, t: ExposedTable, alias: str, f: Fields, args: dic
     if exprs:
         source += " GROUP BY " + ", ".join(exprs)
     order: list[Order] = [(expr, "asc") for expr in exprs]
-    return c.dialect.array(c.dialect.json_object(pairs), source, order, c.param(c.max_rows), None, correlated=False)
+    requested = args.get("limit")
+    if requested is not None and requested < 0:
+        raise DataApiError("limit must be zero or more", code="validation-failed")
+    limit = c.max_rows if requested is None else min(requested, c.max_rows)  # groups, not rows: the role's limit is not theirs
+    return c.dialect.array(c.dialect.json_object(pairs), source, order, c.param(limit), None, correlated=False)
 
 
 def page_sql(

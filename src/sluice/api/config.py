@@ -12,7 +12,7 @@ are defined, and a ``graphql_path`` that does not hide a route of the control AP
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from fnmatch import fnmatchcase
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -111,10 +111,16 @@ def _covered(name: str, patterns: list[str]) -> bool:
 
 
 def read_api(
-    raw: Any, plain: Any, file: str, line: int | None, connections: Mapping[str, str]
+    raw: Any,
+    plain: Any,
+    file: str,
+    line: int | None,
+    connections: Mapping[str, str],
+    syncs: Collection[str] | None = None,
 ) -> tuple[ApiSettings | None, list[ConfigError]]:
     """The checked ``api:`` section (``raw``: its YAML mapping with lines; ``plain``: the same as plain values;
-    ``connections``: the project's connection names and URLs), and every problem found."""
+    ``connections``: the project's connection names and URLs; ``syncs``: the names of its ``syncs:``, None to
+    leave ``sync_mutations``' sync names unchecked), and every problem found."""
     problems: list[ConfigError] = []
     _walk(ApiSettings, raw, "api", line, file, problems)
     if problems:
@@ -202,17 +208,9 @@ def read_api(
             elif op.name != "subscription":
                 seen[value] = f"operations.{table}.{op.name}"
     known_roles = set(settings.roles) | {settings.admin_role}
+    _sync_mutations(settings, seen, known_roles, syncs, file, at, problems)
     for index, proxy in enumerate(settings.proxies):
-        for role in proxy.roles or []:
-            if role not in known_roles:
-                problems.append(
-                    ConfigError(
-                        f"api: proxies[{index}]: unknown role '{role}' (roles: {', '.join(sorted(known_roles))})."
-                        + did_you_mean(role, known_roles),
-                        file,
-                        at("proxies", index, "roles"),
-                    )
-                )
+        problems += _unknown_roles(proxy.roles or [], known_roles, f"proxies[{index}]", file, at("proxies", index, "roles"))
     for key in ("graphql_path", "rest_path"):
         path = getattr(settings, key)
         if not path.startswith("/") or any(path == r or path.startswith(r + "/") for r in CONTROL_ROUTES) or path == "/":
@@ -227,6 +225,48 @@ def read_api(
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
     return settings, problems
+
+
+def _unknown_roles(roles: list[str], known: set[str], label: str, file: str, line: int | None) -> list[ConfigError]:
+    """A problem for each of ``roles`` that is not in ``known`` (``api.roles`` and ``admin_role``)."""
+    listed = ", ".join(sorted(known))
+    return [
+        ConfigError(f"api: {label}: unknown role '{role}' (roles: {listed})." + did_you_mean(role, known), file, line)
+        for role in roles
+        if role not in known
+    ]
+
+
+def _sync_mutations(
+    settings: ApiSettings,
+    seen: dict[str, str],
+    known_roles: set[str],
+    syncs: Collection[str] | None,
+    file: str,
+    at: Callable[..., int | None],
+    problems: list[ConfigError],
+) -> None:
+    """``sync_mutations``: GraphQL names not taken by ``operations``, defined roles, syncs of ``syncs:``."""
+    for field_name, entry in settings.sync_mutations.items():
+        where = at("sync_mutations", field_name)
+        if not _NAME.fullmatch(field_name) or field_name.startswith("__"):
+            problems.append(
+                ConfigError(f"api: sync_mutations: {field_name!r} is not a GraphQL name ([_A-Za-z][_0-9A-Za-z]*)", file, where)
+            )
+        elif field_name in seen:
+            problems.append(ConfigError(f"api: sync_mutations: '{field_name}' is already {seen[field_name]}", file, where))
+        label = f"sync_mutations.{field_name}"
+        problems += _unknown_roles(entry.roles, known_roles, label, file, at("sync_mutations", field_name, "roles"))
+        if syncs is not None and entry.sync not in syncs:
+            listed = ", ".join(sorted(syncs)) or "none defined"
+            problems.append(
+                ConfigError(
+                    f"api: sync_mutations.{field_name}: no sync named '{entry.sync}' in syncs: ({listed})."
+                    + did_you_mean(entry.sync, list(syncs)),
+                    file,
+                    at("sync_mutations", field_name, "sync"),
+                )
+            )
 
 
 def live_problems(

@@ -42,6 +42,7 @@ from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.principal import Principal
 from sluice.api.service import DataApi, SchemaState
+from sluice.api.sync_fields import run_sync_field
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 LIVE = "LIVE"
@@ -134,7 +135,10 @@ def _operation(
                 continue
         if parsed.errors or parsed.document is None:
             first = parsed.errors[0]
-            raise DataApiError(first.message, code="validation-failed" if parsed.document is not None else "parse-failed")
+            if parsed.document is None:
+                raise DataApiError(first.message, code="parse-failed")
+            code = (first.extensions or {}).get("code")  # the gate's rules: query-too-costly, query-too-deep, ...
+            raise DataApiError(first.message, code=code if isinstance(code, str) else "validation-failed")
         try:
             return _execute(api, state, parsed.document, variables, name, principal, method)
         except StaleCatalog:
@@ -192,6 +196,12 @@ def _execute(
                 result[f.key] = "Mutation"
                 continue
             root = state.roots[("mutation", f.name)]
+            if root.op == "sync":
+                definition = root_type.fields[f.name]
+                result[f.key] = run_sync_field(
+                    api.settings, api.sync_runner, state.schema, definition, f.name, f.nodes, principal, coerced, fragments
+                )
+                continue
             writer = state.model.tables[root.base].writer
             assert writer is not None
             result[f.key] = run_mutation(compiler, api.databases[writer.connection], root, f, root_type.fields[f.name])

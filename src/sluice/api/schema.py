@@ -5,7 +5,7 @@ Per table ``T`` (names after Hasura's, which most GraphQL clients of SQL databas
 
 - queries ``T(where, order_by, limit, offset): [T!]!``, ``T_page(where, order_by, first, after): T_page!``
   (cursor pagination, ``page_info { end_cursor has_next_page }``), ``T_by_pk(<key columns>): T``,
-  ``T_aggregate(where, group_by): [T_aggregate_group!]!`` (``keys``, ``count``, ``sum``, ``avg``, ``min``, ``max``);
+  ``T_aggregate(where, group_by, limit): [T_aggregate_group!]!`` (``keys``, ``count``, ``sum``, ``avg``, ``min``, ``max``);
 - mutations ``insert_T(objects, on_conflict)``, ``insert_T_one(object, on_conflict)``, ``update_T(where, _set)``,
   ``update_T_by_pk(pk_columns, _set)``, ``delete_T(where)``, ``delete_T_by_pk(<key columns>)``; the
   many-row ones answer ``T_mutation_response { affected_rows returning }``;
@@ -232,7 +232,11 @@ class _Builder:
         )
         return GraphQLField(
             _nn(_list(group)),
-            args={"where": GraphQLArgument(self.bool_exp(t.base)), "group_by": GraphQLArgument(_list(columns))},
+            args={
+                "where": GraphQLArgument(self.bool_exp(t.base)),
+                "group_by": GraphQLArgument(_list(columns)),
+                "limit": GraphQLArgument(GraphQLInt, description="Most groups (in group-by order); also bounds the cost."),
+            },
         )
 
     def subscription_fields(self, query: dict[str, GraphQLField]) -> dict[str, GraphQLField]:
@@ -323,15 +327,20 @@ class _Builder:
         return fields
 
 
-def build_schema(model: Model) -> tuple[GraphQLSchema, dict[tuple[str, str], RootField]]:
+def build_schema(
+    model: Model, sync_fields: dict[str, GraphQLField] | None = None
+) -> tuple[GraphQLSchema, dict[tuple[str, str], RootField]]:
     """The GraphQL schema of ``model`` and what each root field does, by (``query``, ``mutation`` or
-    ``subscription``, name)."""
+    ``subscription``, name). ``sync_fields``: the mutation fields of ``api.sync_mutations``
+    (:mod:`sluice.api.sync_fields`), whose :class:`RootField` is ``("sync", <field name>)``."""
     builder = _Builder(model)
     query = builder.query_fields()
     if not query:
         query = {"_empty": GraphQLField(GraphQLString, description="No table is exposed (see api.sources).")}
     mutation = builder.mutation_fields()
     subscription = builder.subscription_fields(query)
+    for name, field in (sync_fields or {}).items():
+        builder.add_root(mutation, name, field, "sync", name)
     schema = GraphQLSchema(
         query=GraphQLObjectType("Query", query),
         mutation=GraphQLObjectType("Mutation", mutation) if mutation else None,

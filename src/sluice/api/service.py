@@ -28,6 +28,7 @@ from sluice.api.model import Model, build_model
 from sluice.api.permissions import Permissions
 from sluice.api.schema import RootField, build_schema
 from sluice.api.settings import ApiSettings
+from sluice.api.sync_fields import SyncRunner, sync_mutation_fields
 
 log = logging.getLogger("sluice.api")
 CHECK_INTERVAL_S = 2.0
@@ -75,6 +76,8 @@ class DataApi:
         self._cache_lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.sync_runner: SyncRunner | None = None
+        """Runs the passes of ``api.sync_mutations`` (``sluice serve`` sets it; None: those fields answer 503)."""
 
     # Lifecycle.
 
@@ -128,7 +131,7 @@ class DataApi:
                     return state
             catalogs: dict[str, Catalog] = {name: db.read_catalog() for name, db in self.databases.items()}
             model = build_model(self.settings, catalogs)
-            schema, roots = build_schema(model)
+            schema, roots = build_schema(model, sync_mutation_fields(self.settings))
             version = 1 if state is None else state.version + 1
             fresh = SchemaState(
                 version=version,

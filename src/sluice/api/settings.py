@@ -30,6 +30,8 @@
         subscriptions: {per_connection: 100, init_timeout_s: 10}
       proxies:
         - {path: /svc/catalogue, upstream: "http://127.0.0.1:8081", roles: [editor]}
+      sync_mutations:                    # a GraphQL mutation running a pass of a sync of `syncs:` (seed 000)
+        sync_employes: {sync: employees, roles: [editor], resync: true, timeout_s: 60}
 
 Row filters (``filter``, ``check``) use the boolean expressions of the GraphQL ``where`` argument
 (``{col: {_op: value}}``, ``_and``, ``_or``, ``_not``), the shape Hasura uses for its permissions; a value
@@ -205,6 +207,22 @@ class ProxyRoute(Settings):
     timeout_s: Annotated[float, Meta(gt=0, description="Upstream time-out, seconds.")] = 30.0
 
 
+class SyncMutation(Settings):
+    """A GraphQL mutation field that runs one pass of a sync of the project's ``syncs:`` and answers what it
+    applied (seed 000's ``sync_employes``; docs/api/graphql.md, "Sync mutations")."""
+
+    sync: Annotated[str, Meta(min_length=1, description="The name of a sync in `syncs:`.")]
+    roles: Annotated[
+        list[str], Meta(min_length=1, description="Roles that may call it (`admin_role` always may); others get 403.")
+    ]
+    resync: Annotated[
+        bool, Meta(description="Whether callers may ask for tables to be copied again (the field's `resync` argument).")
+    ] = False
+    timeout_s: Annotated[
+        float, Meta(gt=0, le=3600, description="Most seconds a call waits for the pass; then it answers `state: timeout`.")
+    ] = 60.0
+
+
 class ApiSettings(Settings):
     """The ``api:`` section."""
 
@@ -224,5 +242,8 @@ class ApiSettings(Settings):
     proxies: Annotated[list[ProxyRoute], Meta(description="Gateway routes to upstream HTTP services.")] = msgspec.field(
         default_factory=list
     )
+    sync_mutations: Annotated[
+        dict[str, SyncMutation], Meta(description="GraphQL field name -> the sync a call runs one pass of (seed 000).")
+    ] = msgspec.field(default_factory=dict)
     graphql_path: Annotated[str, Meta(description="Where GraphQL is served.")] = "/graphql"
     rest_path: Annotated[str, Meta(description="Where REST is served.")] = "/rest"

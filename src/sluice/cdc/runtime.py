@@ -304,6 +304,36 @@ class SyncRuntime:
         """Ask every thread to stop (signal handlers call this)."""
         self.state.stop.set()
 
+    # ----- passes of a running sync (``api.sync_mutations``) -----------------------------------------
+
+    def source_positions(self) -> dict[str, Position]:
+        """Each captured side's position now, read by a capture of its own (not the streaming one, which
+        belongs to its thread); ``{}`` while the runtime is still building its directions."""
+        sides = [d.source_side for d in self.directions if d.capture is not None]
+        positions: dict[str, Position] = {}
+        for side in dict.fromkeys(sides):
+            capture = self.capture_factory(self.urls[side], self._capture_options(side), self.settings.name, side, None)
+            try:
+                positions[side] = capture.current_position()[0]
+            finally:
+                capture.close()
+        return positions
+
+    def caught_up(self, positions: dict[str, Position]) -> bool:
+        """Every change committed before ``positions`` (from :meth:`source_positions`) is applied: each
+        direction's capture streamed past its side's position and its apply drained the bus."""
+        if not positions or self.state.stop.is_set():
+            return False
+        for d in self.directions:
+            wanted = positions.get(d.source_side)
+            if d.capture is None or wanted is None:
+                continue
+            if d.capture.position is None or d.capture.position < wanted:
+                return False
+            if d.applier is not None and not d.applier.drained():
+                return False
+        return True
+
     def write_status(self) -> SyncStatus:
         status = self.state.snapshot_status()
         suffix = "" if self.roles == {"capture", "apply"} else "-".join(sorted(self.roles))
@@ -332,10 +362,22 @@ def _mapper(targets: dict[str, str]) -> Callable[[str], str]:
     return lambda table: targets.get(table, table)
 
 
+_HOSTED: dict[tuple[Path, str], SyncRuntime] = {}
+_HOSTED_LOCK = threading.Lock()
+
+
+def hosted_runtime(work_dir: Path, name: str) -> SyncRuntime | None:
+    """The runtime of sync ``name`` that :func:`host_sync` runs in this process for the project whose work
+    folder is ``work_dir``, or None."""
+    with _HOSTED_LOCK:
+        return _HOSTED.get((work_dir.resolve(), name))
+
+
 def host_sync(project: Project, name: str, stop: threading.Event) -> None:
     """Run sync ``name`` of ``project`` until ``stop`` is set (``sluice serve --sync NAME`` calls this in a thread).
 
-    Uses the project's bus and writes the sync's status file like ``sluice sync`` does. Raises
+    Uses the project's bus and writes the sync's status file like ``sluice sync`` does; while it runs,
+    :func:`hosted_runtime` finds it (``api.sync_mutations`` waits on it instead of starting a second one). Raises
     :class:`~sluice.errors.ConfigError` for an unknown name and the runtime's :class:`SyncError` when it fails.
     """
     from sluice.bus.registry import open_bus
@@ -350,7 +392,13 @@ def host_sync(project: Project, name: str, stop: threading.Event) -> None:
 
     watcher = threading.Thread(target=stop_when_asked, name=f"sync-{name}-stop", daemon=True)
     watcher.start()
+    key = (project.work_dir.resolve(), name)
+    with _HOSTED_LOCK:
+        _HOSTED[key] = runtime
     try:
         runtime.run()
     finally:
+        with _HOSTED_LOCK:
+            if _HOSTED.get(key) is runtime:
+                del _HOSTED[key]
         bus.close()

@@ -27,6 +27,7 @@ from sluice.api.settings import (
     RateLimits,
     SelectPermission,
     SubscriptionLimits,
+    SyncMutation,
     UpdatePermission,
 )
 from sluice.cdc.config import ColumnRules, SyncSettings
@@ -99,6 +100,11 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
         "Limits of live subscriptions. See [../api/subscriptions.md](../api/subscriptions.md).",
     ),
     ("api.proxies[]", ProxyRoute, "Gateway routes to upstream HTTP services."),
+    (
+        "api.sync_mutations.FIELD",
+        SyncMutation,
+        "A GraphQL mutation running one pass of a sync. See [../api/graphql.md](../api/graphql.md#sync-mutations).",
+    ),
 )
 
 

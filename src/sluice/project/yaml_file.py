@@ -88,6 +88,7 @@ class _Reader:
         objects = self.objects(data.get("objects", []), stages, data.line_of("objects"))
         bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
         state = self.url("state", top.state if top else None, data.line_of("state"))
+        syncs = self.syncs(data.get("syncs"), data.line_of("syncs"))
         return Project(
             name=str((top.name if top else None) or self.path.resolve().parent.name),
             root=self.path.parent.resolve(),
@@ -100,16 +101,17 @@ class _Reader:
             state_url=state,
             lake=self.lake(data.get("lake"), data.line_of("lake")),
             lease_s=top.lease_s if top else 30.0,
-            syncs=self.syncs(data.get("syncs"), data.line_of("syncs")),
-            api=self.api(data.get("api"), data.line_of("api")),
+            syncs=syncs,
+            api=self.api(data.get("api"), data.line_of("api"), [s.settings.name for s in syncs]),
         )
 
-    def api(self, raw: Any, line: int | None) -> ApiSpec | None:
-        """The ``api:`` section, every mapping checked at its line (:mod:`sluice.api.config`)."""
+    def api(self, raw: Any, line: int | None, syncs: list[str]) -> ApiSpec | None:
+        """The ``api:`` section, every mapping checked at its line (:mod:`sluice.api.config`); ``syncs``: the
+        names of the project's syncs (``api.sync_mutations`` names them)."""
         if raw is None:
             return None
         urls = {name: spec.url for name, spec in self.connections.items()}
-        settings, problems = read_api(raw, plain(raw), self.file, line, urls)
+        settings, problems = read_api(raw, plain(raw), self.file, line, urls, syncs)
         self.problems.extend(problems)
         if settings is None or problems:
             return None

@@ -119,7 +119,12 @@ def _data_api(services: Services) -> Any:
 
     state_url = services.settings.state_url or services.project.resolve_state_url()
     gate = build_gate(spec.settings, services.project.root, state_url)
-    return DataApi(spec.settings, dict(spec.urls), services.project.root, gate)
+    api = DataApi(spec.settings, dict(spec.urls), services.project.root, gate)
+    if spec.settings.sync_mutations:
+        from sluice.api.sync_pass import SyncPasses
+
+        api.sync_runner = SyncPasses(services.project)
+    return api
 
 
 def _live(services: Services, data_api: Any) -> Any:

@@ -9,7 +9,9 @@ once per new document; a refused document gets a :class:`graphql.GraphQLError` w
   ``ofType`` seven times to unwrap types; it is bounded by the schema, not by the client).
 - **Cost**: one point per field, where a field of list type multiplies the cost of what it selects by its
   literal ``limit`` (or ``first``/``last``) argument, capped by ``max_rows``, and by ``max_rows`` when the
-  argument is missing or a variable (variables are not known when a document is validated and cached).
+  argument is missing or a variable (variables are not known when a document is validated and cached). A list
+  field whose definition bounds its length (``GraphQLField(extensions={MAX_ITEMS: n})``, e.g. the tables of a
+  sync mutation's answer) counts ``n`` rows instead.
   ``{ employes(limit: 20) { id nom } }`` costs 1 + 20 × 2 = 41. The idea is GitHub's GraphQL resource
   limits (nodes counted from ``first``/``last``); introspection fields count one point each, not multiplied.
 - **Persisted queries**: when ``persisted_queries_file`` is set (a JSON object ``{id: document}``, ids
@@ -57,6 +59,8 @@ from sluice.api.security.jwt_tokens import read_json
 from sluice.errors import ConfigError
 
 LIST_SIZE_ARGUMENTS = ("limit", "first", "last")
+MAX_ITEMS = "sluice_max_items"
+"""The ``extensions`` key of a list field bounding its length (an int), used as its rows when costing it."""
 
 
 class Measure:
@@ -118,14 +122,19 @@ class Measure:
         introspection = name.startswith("__") or (parent is not None and parent.name.startswith("__"))
         if introspection:
             return (sub_depth if name == "ofType" else 1 + sub_depth), 1 + sub_cost
-        return 1 + sub_depth, 1 + self._rows(node, field_type) * sub_cost
+        return 1 + sub_depth, 1 + self._rows(node, field_type, parent) * sub_cost
 
-    def _rows(self, node: FieldNode, field_type: GraphQLOutputType) -> int:
+    def _rows(self, node: FieldNode, field_type: GraphQLOutputType, parent: GraphQLNamedType | None = None) -> int:
         if not is_list_type(get_nullable_type(field_type)):  # type: ignore[arg-type]
             return 1
         for argument in node.arguments:
             if argument.name.value in LIST_SIZE_ARGUMENTS and isinstance(argument.value, IntValueNode):
                 return max(0, min(int(argument.value.value), self.max_rows))
+        if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            definition = parent.fields.get(node.name.value)
+            bound = (definition.extensions or {}).get(MAX_ITEMS) if definition is not None else None
+            if isinstance(bound, int):
+                return max(0, min(bound, self.max_rows))
         return self.max_rows
 
     def _field_type(self, parent: GraphQLNamedType | None, name: str) -> GraphQLOutputType | None:
