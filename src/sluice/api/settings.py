@@ -84,7 +84,7 @@ class SelectPermission(Settings):
     filter: Annotated[BoolExp, Meta(description="Rows the role may read (a `where` expression, may use claims).")] = (
         msgspec.field(default_factory=dict)
     )
-    limit: Annotated[int | None, Meta(ge=1, description="Most rows per request for this role.")] = None
+    limit: Annotated[Annotated[int, Meta(ge=1)] | None, Meta(description="Most rows per request for this role.")] = None
     aggregate: Annotated[bool, Meta(description="Whether aggregate fields are allowed.")] = True
 
 

@@ -95,7 +95,8 @@ def cli() -> None:
     "--live",
     is_flag=True,
     help="Also check each sync against its databases: tables that match nothing, tables without a key, a source "
-    "not set up for capture, a server that cannot be reached (what 'sluice sync' checks before it starts).",
+    "not set up for capture, a server that cannot be reached (what 'sluice sync' checks before it starts); and the "
+    "api: section's tables and connections.",
 )
 def validate(path: str, live: bool) -> None:
     """Check a project (folder, sluice.yaml or Objets.json) and report every problem."""
@@ -120,10 +121,15 @@ def validate(path: str, live: bool) -> None:
 
 
 def _check_syncs_live(project: Project) -> None:
-    """The syncs' checks against their databases (``--live``); exits with every problem found."""
+    """The syncs' and the api: section's checks against their databases (``--live``); exits with every problem found."""
     from sluice.cdc.preflight import live_problems
 
     problems = [problem for spec in project.syncs for problem in live_problems(spec)]
+    if project.api is not None:
+        from sluice.api.config import live_problems as api_problems
+
+        spec = project.api
+        problems += api_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
     if problems:
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)

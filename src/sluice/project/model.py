@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.urls import connection_scheme
@@ -242,6 +243,15 @@ class SyncSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiSpec:
+    """The ``api:`` section (docs/api): its checked settings, where it is written, and its connections' URLs."""
+
+    settings: ApiSettings
+    origin: Origin
+    urls: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Project:
     """A loaded project. ``root`` is the folder the definition file lives in.
 
@@ -263,6 +273,8 @@ class Project:
     left_out: Mapping[int, LeftOut] = field(default_factory=dict)
     syncs: tuple[SyncSpec, ...] = ()
     """The ``syncs:`` of ``sluice.yaml`` (change-data capture), in file order."""
+    api: ApiSpec | None = None
+    """The ``api:`` of ``sluice.yaml`` (the data API ``sluice serve`` serves), if any."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model import RetrySpec
@@ -81,6 +82,9 @@ class ProjectSettings(Settings):
     syncs: Annotated[
         list[SyncSettings], Meta(description="Tables kept in sync between two connections by change-data capture (docs/cdc).")
     ] = msgspec.field(default_factory=list)
+    api: Annotated[
+        ApiSettings | None, Meta(description="The data API (GraphQL) served by `sluice serve` (docs/api).")
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api")

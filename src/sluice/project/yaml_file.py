@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from sluice.api.config import read_api
 from sluice.cdc.config import SyncSettings
 from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
@@ -24,6 +25,7 @@ from sluice.plugins.options import convert_options
 from sluice.plugins.urls import url_plugin
 from sluice.project.model import (
     DEFAULT_STAGES,
+    ApiSpec,
     ConnectionSpec,
     DestinationSpec,
     LakeSpec,
@@ -79,7 +81,7 @@ class _Reader:
 
     def project(self, data: YamlMap) -> Project:
         top = self.check(ProjectSettings, data, "top level", ignore=NESTED_KEYS)
-        if "objects" not in data and "syncs" not in data:
+        if "objects" not in data and "syncs" not in data and "api" not in data:
             self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
         stages = self.stages(data.get("stages"), data.line_of("stages"))
         self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
@@ -99,7 +101,21 @@ class _Reader:
             lake=self.lake(data.get("lake"), data.line_of("lake")),
             lease_s=top.lease_s if top else 30.0,
             syncs=self.syncs(data.get("syncs"), data.line_of("syncs")),
+            api=self.api(data.get("api"), data.line_of("api")),
         )
+
+    def api(self, raw: Any, line: int | None) -> ApiSpec | None:
+        """The ``api:`` section, every mapping checked at its line (:mod:`sluice.api.config`)."""
+        if raw is None:
+            return None
+        urls = {name: spec.url for name, spec in self.connections.items()}
+        settings, problems = read_api(raw, plain(raw), self.file, line, urls)
+        self.problems.extend(problems)
+        if settings is None or problems:
+            return None
+        used = [s.connection for s in settings.sources] + list(settings.mutations.values())
+        keys = tuple(raw.key_lines.items()) if isinstance(raw, YamlMap) else ()
+        return ApiSpec(settings, Origin(self.file, line, keys), {name: urls[name] for name in used if name in urls})
 
     def syncs(self, raw: Any, line: int | None) -> tuple[SyncSpec, ...]:
         """The ``syncs:`` list: each entry's keys, connections, plugins and plugin options, names unique."""

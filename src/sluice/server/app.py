@@ -57,14 +57,20 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 def create_app(services: Services) -> FastAPI:
     """The FastAPI app serving ``services``' project."""
 
+    data_api = _data_api(services)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(services.start)
         services.start_stream(asyncio.get_running_loop())
+        if data_api is not None:
+            await anyio.to_thread.run_sync(data_api.start)
         try:
             yield
         finally:
             services.close_streams()
+            if data_api is not None:
+                await anyio.to_thread.run_sync(data_api.close)
             await anyio.to_thread.run_sync(services.stop)
 
     app = FastAPI(
@@ -82,8 +88,25 @@ def create_app(services: Services) -> FastAPI:
     _event_routes(app, services)
     _health_routes(app, services)
     sync_routes(app, services.project)
+    if data_api is not None:
+        from sluice.api.http import mount_api
+
+        mount_api(app, data_api)
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
+
+
+def _data_api(services: Services) -> Any:
+    """The project's data API (``api:`` in sluice.yaml, docs/api), not started yet; None without one."""
+    spec = services.project.api
+    if spec is None:
+        return None
+    from sluice.api.gates import build_gate
+    from sluice.api.service import DataApi
+
+    state_url = services.settings.state_url or services.project.resolve_state_url()
+    gate = build_gate(spec.settings, services.project.root, state_url)
+    return DataApi(spec.settings, dict(spec.urls), services.project.root, gate)
 
 
 def _ui_routes(app: FastAPI) -> None:

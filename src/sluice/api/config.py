@@ -1,0 +1,202 @@
+"""Reading the ``api:`` section of ``sluice.yaml`` with a line for every problem.
+
+Every mapping of the section, at any depth (sources, operations, roles -> table -> select/insert/...,
+auth, limits, proxies), is checked against its structure in :mod:`sluice.api.settings`, so an unknown key
+or a wrong value is reported at its own line. Then what the file alone can tell: connections that exist
+and are PostgreSQL, MariaDB/MySQL or SQLite, table names (in ``mutations``, ``operations``, ``roles``) that a
+source's ``tables`` patterns cover, operation names that are GraphQL names and unique, proxy roles that
+are defined, and a ``graphql_path`` that does not hide a route of the control API.
+:func:`live_problems` adds what needs the databases (``sluice validate --live``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from fnmatch import fnmatchcase
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import msgspec
+
+from sluice.api.settings import ApiSettings
+from sluice.errors import ConfigError, did_you_mean
+from sluice.plugins.base import Settings
+from sluice.plugins.options import convert_options
+from sluice.urls import connection_scheme
+
+Problem = Callable[[str, "int | None"], None]
+SCHEMES = ("postgresql", "mysql", "sqlite")
+CONTROL_ROUTES = ("/orchestrate", "/runs", "/objects", "/events", "/health", "/metrics", "/docs", "/openapi.json", "/static", "/syncs", "/redoc")
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+def _strip(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` and ``| None``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _nested(tp: Any) -> bool:
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, Settings):
+        return True
+    origin = get_origin(tp)
+    if origin is list:
+        return _nested(get_args(tp)[0])
+    if origin is dict:
+        return _nested(get_args(tp)[1])
+    return False
+
+
+def _walk(tp: Any, raw: Any, label: str, line: int | None, file: str, problems: list[ConfigError]) -> None:
+    tp = _strip(tp)
+    where = getattr(raw, "line", None) or line
+    if isinstance(tp, type) and issubclass(tp, Settings):
+        if not isinstance(raw, Mapping):
+            problems.append(ConfigError(f"{label} must be a mapping, got {raw!r}", file, line))
+            return
+        fields = {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
+        inner = tuple(name for name, t in fields.items() if _nested(t) and name in raw and raw[name] is not None)
+        key_lines = getattr(raw, "key_lines", {})
+        for key, dup_line in getattr(raw, "duplicates", []):
+            problems.append(ConfigError(f"{label}: key '{key}' is given twice; keep one", file, dup_line))
+        _, found = convert_options(tp, raw, label=label, file=file, line=where, key_lines=key_lines, ignore=inner, what="key")
+        problems.extend(found)
+        for name in inner:
+            _walk(fields[name], raw[name], f"{label}.{name}", key_lines.get(name, where), file, problems)
+        return
+    origin = get_origin(tp)
+    if origin is list:
+        if not isinstance(raw, list):
+            problems.append(ConfigError(f"{label} must be a list, got {raw!r}", file, line))
+            return
+        for index, item in enumerate(raw):
+            _walk(get_args(tp)[0], item, f"{label}[{index}]", getattr(item, "line", None) or line, file, problems)
+    elif origin is dict:
+        if not isinstance(raw, Mapping):
+            problems.append(ConfigError(f"{label} must be a mapping, got {raw!r}", file, line))
+            return
+        key_lines = getattr(raw, "key_lines", {})
+        for key, value in raw.items():
+            _walk(get_args(tp)[1], value, f"{label}.{key}", key_lines.get(str(key), where), file, problems)
+
+
+def _covered(name: str, patterns: list[str]) -> bool:
+    short = name.rpartition(".")[2]
+    return any(fnmatchcase(name if "." in p else short, p) for p in patterns)
+
+
+def read_api(
+    raw: Any, plain: Any, file: str, line: int | None, connections: Mapping[str, str]
+) -> tuple[ApiSettings | None, list[ConfigError]]:
+    """The checked ``api:`` section (``raw``: its YAML mapping with lines; ``plain``: the same as plain values;
+    ``connections``: the project's connection names and URLs), and every problem found."""
+    problems: list[ConfigError] = []
+    _walk(ApiSettings, raw, "api", line, file, problems)
+    if problems:
+        return None, problems
+    try:
+        settings = msgspec.convert(plain, ApiSettings)
+    except msgspec.ValidationError as exc:
+        return None, [ConfigError(f"api: {exc}", file, line)]
+
+    def at(*path: str | int) -> int | None:
+        node, where = raw, line
+        for step in path:
+            if isinstance(step, int):
+                node = node[step] if isinstance(node, list) and step < len(node) else None
+                where = getattr(node, "line", where)
+            elif isinstance(node, Mapping):
+                where = getattr(node, "key_lines", {}).get(step, where)
+                node = node.get(step)
+        return where
+
+    def connection(name: str, where: int | None, role: str) -> None:
+        if name not in connections:
+            known = ", ".join(sorted(connections)) or "none defined"
+            problems.append(ConfigError(f"api: {role}: unknown connection '{name}' (connections: {known}).{did_you_mean(name, connections)}", file, where))
+        elif connection_scheme(connections[name]) not in SCHEMES:
+            scheme = connection_scheme(connections[name])
+            problems.append(ConfigError(f"api: {role}: connection '{name}' is {scheme}://; the data API serves postgresql, mysql and sqlite", file, where))
+
+    patterns = [p for source in settings.sources for p in source.tables]
+    for index, source in enumerate(settings.sources):
+        connection(source.connection, at("sources", index, "connection"), f"sources[{index}]")
+    for table, name in settings.mutations.items():
+        connection(name, at("mutations", table), f"mutations of '{table}'")
+    for section, tables in (("mutations", list(settings.mutations)), ("operations", list(settings.operations))):
+        for table in tables:
+            if not _covered(table, patterns):
+                problems.append(ConfigError(f"api: {section}: '{table}' is not among the sources' tables ({', '.join(patterns)})", file, at(section, table)))
+    for role, tables in settings.roles.items():
+        for table in tables:
+            if not _covered(table, patterns):
+                problems.append(ConfigError(f"api: roles.{role}: '{table}' is not among the sources' tables ({', '.join(patterns)})", file, at("roles", role, table)))
+    seen: dict[str, str] = {}
+    for table, names in settings.operations.items():
+        for op in msgspec.structs.fields(names):
+            value = getattr(names, op.name)
+            if value is None:
+                continue
+            where = at("operations", table, op.name)
+            if not _NAME.fullmatch(value) or value.startswith("__"):
+                problems.append(ConfigError(f"api: operations.{table}.{op.name}: {value!r} is not a GraphQL name ([_A-Za-z][_0-9A-Za-z]*)", file, where))
+            elif value in seen and op.name != "subscription":
+                problems.append(ConfigError(f"api: operations.{table}.{op.name}: '{value}' is already {seen[value]}", file, where))
+            elif op.name != "subscription":
+                seen[value] = f"operations.{table}.{op.name}"
+    known_roles = set(settings.roles) | {settings.admin_role}
+    for index, proxy in enumerate(settings.proxies):
+        for role in proxy.roles or []:
+            if role not in known_roles:
+                problems.append(ConfigError(f"api: proxies[{index}]: unknown role '{role}' (roles: {', '.join(sorted(known_roles))}).{did_you_mean(role, known_roles)}", file, at("proxies", index, "roles")))
+    for key in ("graphql_path", "rest_path"):
+        path = getattr(settings, key)
+        if not path.startswith("/") or any(path == r or path.startswith(r + "/") for r in CONTROL_ROUTES) or path == "/":
+            problems.append(ConfigError(f"api: {key} {path!r} must start with '/' and not be a route of the control API ({', '.join(CONTROL_ROUTES)})", file, at(key)))
+    if settings.graphql_path == settings.rest_path:
+        problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
+    return settings, problems
+
+
+def live_problems(settings: ApiSettings, connections: Mapping[str, str], root: Any, file: str, line: int | None) -> list[ConfigError]:
+    """What needs the databases: each connection reachable, each ``tables`` pattern matching a table or
+    view, each routed mutation's table present in its connection."""
+    from sluice.api.catalog import Catalog, unmatched
+    from sluice.api.databases import Database
+    from sluice.api.gate import DataApiError
+
+    problems: list[ConfigError] = []
+    catalogs: dict[str, Catalog] = {}
+    used = [s.connection for s in settings.sources] + list(settings.mutations.values())
+    for name in dict.fromkeys(used):
+        database = Database(name, connections[name], root, settings.limits.graphql.timeout_s)
+        try:
+            catalogs[name] = database.read_catalog()
+        except DataApiError as exc:
+            problems.append(ConfigError(f"api: {exc}", file, line))
+        finally:
+            database.close()
+    for source in settings.sources:
+        catalog = catalogs.get(source.connection)
+        if catalog is not None:
+            for pattern in unmatched(catalog, source.tables):
+                problems.append(ConfigError(f"api: tables: '{pattern}' matches no table or view of '{source.connection}'", file, line))
+    for table, name in settings.mutations.items():
+        catalog = catalogs.get(name)
+        if catalog is None:
+            continue
+        schema, _, short = table.rpartition(".")
+        if catalog.find(schema or catalog.default_schema, short) is None:
+            problems.append(ConfigError(f"api: mutations: '{name}' has no table '{table}' to write", file, line))
+    return problems

@@ -1,0 +1,277 @@
+"""Connections of the data API: a small pool per database, statement time-outs, and driver errors as
+:class:`~sluice.api.gate.DataApiError` (a client's mistake is a 400 with a code, never SQL text).
+
+``Database.statements`` counts every statement a request ran (tests assert one per GraphQL request); the
+catalog reader uses a connection of its own that is not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sluice.api.catalog import Catalog
+from sluice.api.dialects import Dialect, dialect_for
+from sluice.api.gate import DataApiError
+from sluice.urls import connection_scheme, libpq_url, sqlite_path
+
+log = logging.getLogger("sluice.api")
+POOL_SIZE = 8
+
+
+class StaleCatalog(Exception):
+    """The database answered "no such table or column": the catalog changed under the API."""
+
+
+class Database:
+    """One connection of ``api.sources`` or ``api.mutations``: its dialect, a pool, the catalog reader.
+
+    ``timeout_s``: each statement's time-out (PostgreSQL ``statement_timeout``, MariaDB ``max_statement_time``,
+    SQLite a progress handler). Raises :class:`DataApiError` 503 when the server cannot be reached.
+    """
+
+    def __init__(self, name: str, url: str, root: Path | None, timeout_s: float) -> None:
+        self.name = name
+        self.url = url
+        self.scheme = connection_scheme(url)
+        if self.scheme not in ("postgresql", "mysql", "sqlite"):
+            raise DataApiError(f"connection '{name}' is {self.scheme}://; the data API serves postgresql, mysql and sqlite")
+        self.dialect: Dialect = dialect_for(self.scheme)
+        self.root = root
+        self.timeout_s = timeout_s
+        self.statements = 0
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._lock = threading.Lock()
+        self._catalog_conn: Any = None
+
+    # Connections.
+
+    def connect(self) -> Any:
+        """A new driver connection (autocommit; statements time out after ``timeout_s``)."""
+        try:
+            if self.scheme == "postgresql":
+                import psycopg
+                from psycopg.conninfo import conninfo_to_dict
+
+                url = libpq_url(self.url)
+                given = str(conninfo_to_dict(url).get("options") or "")
+                options = f"{given} -c statement_timeout={int(self.timeout_s * 1000)}".strip()
+                return psycopg.connect(url, autocommit=True, options=options)
+            if self.scheme == "mysql":
+                import pymysql
+
+                from sluice.connectors.mysql import connect_arguments
+
+                arguments = connect_arguments(self.url)
+                arguments["init_command"] = f"SET SESSION max_statement_time = {float(self.timeout_s)}"
+                return pymysql.connect(**arguments, autocommit=True)
+            path = sqlite_path(self.url, self.root)
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=self.timeout_s)
+            conn.execute("PRAGMA foreign_keys = ON")
+            return conn
+        except DataApiError:
+            raise
+        except Exception as exc:
+            log.warning("data API: cannot connect to '%s': %s", self.name, exc)
+            raise DataApiError(f"the database '{self.name}' cannot be reached", status=503, code="database-unavailable") from None
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A pooled connection; a connection that failed is closed rather than returned."""
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self.connect()
+        ok = False
+        try:
+            yield conn
+            ok = True
+        finally:
+            if ok and self._pool.qsize() < POOL_SIZE:
+                self._pool.put(conn)
+            else:
+                _close(conn)
+
+    def execute(self, conn: Any, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one statement on ``conn`` and return its rows (counted in :attr:`statements`)."""
+        self.statements += 1
+        try:
+            if self.scheme == "sqlite":
+                deadline = time.monotonic() + self.timeout_s
+                conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+                try:
+                    return list(conn.execute(sql, dict(params)).fetchall())
+                finally:
+                    conn.set_progress_handler(None, 0)
+            with conn.cursor() as cur:
+                cur.execute(sql, dict(params))
+                return list(cur.fetchall()) if cur.description is not None else []
+        except Exception as exc:
+            raise translate(self.scheme, exc) from None
+
+    @contextmanager
+    def transaction(self, conn: Any) -> Iterator[None]:
+        """A transaction on ``conn``: committed when the block ends, rolled back when it raises."""
+        begin = {"postgresql": "BEGIN", "mysql": "START TRANSACTION", "sqlite": "BEGIN IMMEDIATE"}[self.scheme]
+        self._raw(conn, begin)
+        try:
+            yield
+        except BaseException:
+            self._raw(conn, "ROLLBACK")
+            raise
+        self._raw(conn, "COMMIT")
+
+    def _raw(self, conn: Any, sql: str) -> None:
+        try:
+            if self.scheme == "sqlite":
+                conn.execute(sql)
+            else:
+                with conn.cursor() as cur:
+                    cur.execute(sql)
+        except Exception as exc:
+            raise translate(self.scheme, exc) from None
+
+    # The catalog.
+
+    def _catalog_connection(self) -> Any:
+        if self._catalog_conn is None:
+            self._catalog_conn = self.connect()
+        return self._catalog_conn
+
+    def _with_catalog_conn(self, read: Any) -> Any:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    return read(self._catalog_connection())
+                except Exception as exc:
+                    _close(self._catalog_conn)
+                    self._catalog_conn = None
+                    if attempt == 2 or isinstance(exc, DataApiError):
+                        if isinstance(exc, DataApiError):
+                            raise
+                        log.warning("data API: cannot read the catalog of '%s': %s", self.name, exc)
+                        raise DataApiError(
+                            f"the database '{self.name}' cannot be reached", status=503, code="database-unavailable"
+                        ) from None
+        raise AssertionError("unreachable")
+
+    def read_catalog(self) -> Catalog:
+        """The database's tables and views now."""
+        module = _catalog_module(self.scheme)
+        catalog: Catalog = self._with_catalog_conn(module.read_catalog)
+        return catalog
+
+    def fingerprint(self) -> str:
+        """A value that changes whenever the database's tables, columns or keys change."""
+        module = _catalog_module(self.scheme)
+        value: str = self._with_catalog_conn(module.read_fingerprint)
+        return value
+
+    def close(self) -> None:
+        while True:
+            try:
+                _close(self._pool.get_nowait())
+            except queue.Empty:
+                break
+        with self._lock:
+            _close(self._catalog_conn)
+            self._catalog_conn = None
+
+
+def _catalog_module(scheme: str) -> Any:
+    if scheme == "postgresql":
+        from sluice.api import catalog_pg
+
+        return catalog_pg
+    if scheme == "mysql":
+        from sluice.api import catalog_mysql
+
+        return catalog_mysql
+    from sluice.api import catalog_sqlite
+
+    return catalog_sqlite
+
+
+def _close(conn: Any) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception:  # noqa: S110 - closing a broken connection: nothing more to do
+        pass
+
+
+def translate(scheme: str, exc: Exception) -> Exception:
+    """A driver error as what the client is told: :class:`StaleCatalog` (the caller re-reads the catalog and
+    retries once), a 400 :class:`DataApiError` for bad values, broken constraints and time-outs, a 503 for
+    a lost server; anything else a 500 ``internal`` error (logged, its text never sent)."""
+    if scheme == "postgresql":
+        state = getattr(exc, "sqlstate", None) or ""
+        if state in ("42703", "42P01", "42883"):
+            return StaleCatalog(str(exc))
+        if state.startswith("23"):
+            return _constraint(getattr(getattr(exc, "diag", None), "constraint_name", None), state)
+        if state.startswith("22"):
+            return DataApiError("a value does not fit its column (type, range or format)", code="invalid-value")
+        if state == "57014":
+            return DataApiError("the request took longer than the statement time-out", code="timeout")
+        if state.startswith("08") or type(exc).__name__ == "OperationalError":
+            return DataApiError("the database cannot be reached", status=503, code="database-unavailable")
+    elif scheme == "mysql":
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        if code in (1054, 1146):
+            return StaleCatalog(str(exc))
+        if code in (1062, 1451, 1452, 1048, 1364, 1216, 1217, 4025, 3819):
+            return _constraint(None, str(code))
+        if code in (1264, 1265, 1292, 1366, 1406, 1367, 3140, 4038, 1690, 1411):
+            return DataApiError("a value does not fit its column (type, range or format)", code="invalid-value")
+        if code in (1969, 3024):
+            return DataApiError("the request took longer than the statement time-out", code="timeout")
+        if code in (2003, 2006, 2013):
+            return DataApiError("the database cannot be reached", status=503, code="database-unavailable")
+    else:
+        text = str(exc)
+        if text.startswith(("no such column", "no such table")):
+            return StaleCatalog(text)
+        if isinstance(exc, sqlite3.IntegrityError):
+            return _constraint(None, text)
+        if text == "interrupted":
+            return DataApiError("the request took longer than the statement time-out", code="timeout")
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+            return DataApiError("the database is busy; try again", status=503, code="database-busy")
+    log.error("data API: unexpected database error (%s): %s", type(exc).__name__, exc)
+    return DataApiError("the database could not answer this request", status=500, code="internal")
+
+
+def _constraint(name: str | None, detail: str) -> DataApiError:
+    kind = {
+        "23505": "unique",
+        "23503": "foreign key",
+        "23502": "not null",
+        "23514": "check",
+        "1062": "unique",
+        "1451": "foreign key",
+        "1452": "foreign key",
+        "1048": "not null",
+        "1364": "not null",
+        "4025": "check",
+        "3819": "check",
+    }.get(detail)
+    if kind is None and "UNIQUE" in detail:
+        kind = "unique"
+    elif kind is None and "FOREIGN KEY" in detail:
+        kind = "foreign key"
+    elif kind is None and "NOT NULL" in detail:
+        kind = "not null"
+    elif kind is None and "CHECK" in detail:
+        kind = "check"
+    what = f"a {kind} constraint" if kind else "a constraint"
+    named = f" ({name})" if name else ""
+    return DataApiError(f"the change breaks {what} of the table{named}", code="constraint-violation")

@@ -1,0 +1,99 @@
+"""The data API's HTTP routes in ``sluice serve``'s app: GraphQL at ``api.graphql_path`` and its GraphiQL page.
+
+- ``POST <path>``: a JSON body ``{"query", "variables", "operationName"}`` or a list of them (a batch), or
+  ``application/graphql`` text; ``GET <path>?query=...&variables=...``: queries only (a mutation is a 405).
+- ``GET <path>`` from a browser (``Accept: text/html``, no ``query``): GraphiQL, served from
+  ``sluice/api/static`` (GraphiQL 3.9, React 18, vendored: it works offline).
+
+Every request passes :meth:`Gate.admit` first; its refusals keep their status and headers (401, 403, 429
+with ``Retry-After``). Handlers run the blocking database work in the thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse, Response
+
+from sluice.api.execute import Answer, answer_error, run_request
+from sluice.api.gate import DataApiError
+from sluice.api.service import DataApi
+
+STATIC = Path(__file__).with_name("static")
+MAX_BODY_BYTES = 1024 * 1024
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>GraphiQL · Sluice</title>
+<style>body {{ margin: 0; height: 100vh; }} #graphiql {{ height: 100vh; }}</style>
+<link rel="stylesheet" href="{assets}/graphiql.min.css">
+</head>
+<body>
+<div id="graphiql">Loading GraphiQL…</div>
+<script src="{assets}/react.production.min.js"></script>
+<script src="{assets}/react-dom.production.min.js"></script>
+<script src="{assets}/graphiql.min.js"></script>
+<script>
+  const fetcher = GraphiQL.createFetcher({{ url: {endpoint} }});
+  const root = ReactDOM.createRoot(document.getElementById("graphiql"));
+  root.render(React.createElement(GraphiQL, {{ fetcher, defaultEditorToolsVisibility: true }}));
+</script>
+</body>
+</html>
+"""
+
+
+def _respond(answer: Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type="application/json", headers=answer.headers)
+
+
+def _headers(request: Request) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def mount_api(app: FastAPI, api: DataApi) -> None:
+    """Add the GraphQL routes of ``api`` to ``app``."""
+    path = api.settings.graphql_path.rstrip("/") or "/graphql"
+    assets = f"{path}/assets"
+    app.mount(assets, StaticFiles(directory=STATIC, check_dir=False), name="graphiql-assets")
+
+    async def answer(request: Request, body: Any, method: str) -> Response:
+        try:
+            principal = await anyio.to_thread.run_sync(
+                api.gate.admit, _headers(request), request.client.host if request.client else "", "graphql"
+            )
+        except DataApiError as exc:
+            return _respond(answer_error(exc))
+        return _respond(await anyio.to_thread.run_sync(run_request, api, body, principal, method))
+
+    async def post(request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _respond(answer_error(DataApiError("the request body is larger than 1 MiB", status=413, code="too-large")))
+        if request.headers.get("content-type", "").startswith("application/graphql"):
+            body: Any = {"query": raw.decode("utf-8", "replace")}
+        else:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return _respond(answer_error(DataApiError("the body is not JSON", code="bad-request")))
+        return await answer(request, body, "POST")
+
+    async def get(request: Request) -> Response:
+        params = request.query_params
+        if "query" not in params:
+            if "text/html" in request.headers.get("accept", ""):
+                return HTMLResponse(PAGE.format(assets=assets, endpoint=json.dumps(path)))
+            return _respond(answer_error(DataApiError("give the document in ?query=", code="bad-request")))
+        body = {key: params[key] for key in ("query", "variables", "operationName") if key in params}
+        return await answer(request, body, "GET")
+
+    app.add_api_route(path, post, methods=["POST"], include_in_schema=False)
+    app.add_api_route(path, get, methods=["GET"], include_in_schema=False)

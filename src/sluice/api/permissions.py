@@ -1,0 +1,116 @@
+"""A role's permissions on the exposed tables, as the compilers apply them inside the SQL.
+
+``api.roles`` gives, per role and table, what may be selected, inserted, updated and deleted (Hasura's
+permission model): column lists, a row ``filter`` AND-ed into the statement's WHERE (select, update, delete),
+a ``check`` every written row must satisfy (insert, update), column presets (``set``) and a row limit.
+``api.admin_role`` may do everything. A value ``{claim: NAME}`` in a filter, check or preset is the request
+principal's claim ``NAME`` (a dotted path reads nested claims), always sent as a bind parameter.
+
+Refusals raise :class:`~sluice.api.gate.DataApiError` 403 ``permission-denied``, naming the role, table,
+operation and column; a filter needing a claim the request lacks raises 403 ``claim-missing``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.api.gate import DataApiError
+from sluice.api.model import ExposedTable, Model
+from sluice.api.principal import Principal
+from sluice.api.settings import ApiSettings, BoolExp, TablePermissions
+
+Operation = str  # "select", "insert", "update", "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What a role may do with one table for one operation; ``columns`` None means every column."""
+
+    columns: frozenset[str] | None = None
+    filter: BoolExp = field(default_factory=dict)
+    check: BoolExp = field(default_factory=dict)
+    preset: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    aggregate: bool = True
+
+    def allows(self, column: str) -> bool:
+        return self.columns is None or column in self.columns
+
+
+FULL = Access()
+
+
+class Permissions:
+    """Resolves ``api.roles`` against the exposed tables (by table name, ``schema.name`` or GraphQL name)."""
+
+    def __init__(self, settings: ApiSettings, model: Model) -> None:
+        self.admin_role = settings.admin_role
+        self.roles: dict[str, dict[str, TablePermissions]] = {}
+        for role, tables in settings.roles.items():
+            resolved: dict[str, TablePermissions] = {}
+            for name, permissions in tables.items():
+                exposed = model.find(name)
+                if exposed is not None:
+                    resolved[exposed.base] = permissions
+            self.roles[role] = resolved
+
+    def access(self, principal: Principal, table: ExposedTable, operation: Operation) -> Access:
+        """The role's access, or :class:`DataApiError` 403 when the operation is not granted."""
+        role = principal.role
+        if role == self.admin_role:
+            return FULL
+        permissions = self.roles.get(role, {}).get(table.base)
+        granted = getattr(permissions, operation, None) if permissions is not None else None
+        if granted is None:
+            raise DataApiError(
+                f"role '{role}' may not {operation} {table.base}", status=403, code="permission-denied"
+            )
+        listed = getattr(granted, "columns", "*")
+        columns = None if listed == "*" else _columns(table, listed)
+        return Access(
+            columns=columns,
+            filter=dict(getattr(granted, "filter", {}) or {}),
+            check=dict(getattr(granted, "check", {}) or {}),
+            preset={_column_name(table, k): v for k, v in (getattr(granted, "set", {}) or {}).items()},
+            limit=getattr(granted, "limit", None),
+            aggregate=bool(getattr(granted, "aggregate", True)),
+        )
+
+    def require_column(self, principal: Principal, table: ExposedTable, access: Access, column: str, operation: str) -> None:
+        """Raise 403 unless ``access`` lets the role ``operation`` the column ``column`` (a database name)."""
+        if not access.allows(column):
+            raise DataApiError(
+                f"role '{principal.role}' may not {operation} the column {table.field_of.get(column, column)} of {table.base}",
+                status=403,
+                code="permission-denied",
+            )
+
+
+def _column_name(table: ExposedTable, name: str) -> str:
+    column = table.column(name)
+    return column.name if column is not None else name
+
+
+def _columns(table: ExposedTable, names: list[str]) -> frozenset[str]:
+    return frozenset(_column_name(table, name) for name in names)
+
+
+def claim_value(principal: Principal, value: Any) -> Any:
+    """``value`` with a ``{claim: NAME}`` replaced by the principal's claim (dotted path allowed)."""
+    if isinstance(value, dict) and set(value) == {"claim"} and isinstance(value["claim"], str):
+        name = value["claim"]
+        claims = principal.claims
+        if name in claims:
+            return claims[name]
+        current: Any = claims
+        for part in name.split("."):
+            if not isinstance(current, dict) or part not in current:
+                raise DataApiError(
+                    f"this request has no claim '{name}', which role '{principal.role}' needs", status=403, code="claim-missing"
+                )
+            current = current[part]
+        return current
+    if isinstance(value, list):
+        return [claim_value(principal, v) for v in value]
+    return value
