@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import api_data  # noqa: E402
-from api_load import Measure, run_wrk, wrk_binary  # noqa: E402
+from api_load import Measure, PgWatch, run_wrk, wrk_binary  # noqa: E402
 from api_servers import (  # noqa: E402
     Queries,
     Server,
@@ -99,7 +99,7 @@ def check_answers(server: Server, queries: Queries, by_pk: dict[int, Any], lists
             problems["by_pk"] = f"id {key}: got {got}, PostgreSQL has {want}"
             break
     for category, rows in lists.items():
-        got_rows = queries.list_rows(answer_data(server, queries.list, queries.list_variables(category)))
+        got_rows = queries.list_rows(answer_data(server, queries.listing, queries.list_variables(category)))
         if got_rows != rows:
             problems["list"] = (
                 f"category {category}: got {got_rows[:2]}..., PostgreSQL has {rows[:2]}... ({len(got_rows)} vs {len(rows)} rows)"
@@ -116,7 +116,7 @@ def write_bodies(folder: Path, name: str, queries: Queries, keys: list[int], cat
     files = {}
     for query, document, variables in (
         ("by_pk", queries.by_pk, [queries.by_pk_variables(k) for k in keys]),
-        ("list", queries.list, [queries.list_variables(c) for c in categories]),
+        ("list", queries.listing, [queries.list_variables(c) for c in categories]),
     ):
         path = folder / f"{name}-{query}.jsonl"
         path.write_text("".join(json.dumps({"query": document, "variables": v}) + "\n" for v in variables))
@@ -142,6 +142,9 @@ def summarize(measures: list[Measure]) -> dict[str, Any]:
         "server_cores": median("server_cores"),
         "server_waiting": median("server_waiting"),
         "postgres_cores": median("postgres_cores"),
+        "postgres_ended_cores": median("postgres_ended_cores"),
+        "transactions_per_request": median("transactions_per_request"),
+        "sessions_opened": median("sessions_opened"),
         "client_cores": median("client_cores"),
         "load_average": median("load_average"),
         "rounds": [m.as_dict() for m in measures],
@@ -154,8 +157,9 @@ def describe(name: str, s: dict[str, Any]) -> str:
     return (
         f"    {name:<14} {s['requests_per_s']:>8,.0f} {s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {s['max_ms']:>7.0f}  "
         f"{spread:>13}   cores: server {s['server_cores']:.2f} (+{s['server_waiting']:.2f} waiting), "
-        f"postgres {s['postgres_cores']:.2f}, "
-        f"wrk {s['client_cores']:.2f}; load {s['load_average']:.1f}{errors}"
+        f"postgres {s['postgres_cores']:.2f} (+{s['postgres_ended_cores']:.2f} in ended backends), "
+        f"wrk {s['client_cores']:.2f}; load {s['load_average']:.1f}; about {s['transactions_per_request']:.2f} "
+        f"transactions/request, {s['sessions_opened']:.0f} connections opened per run{errors}"
     )
 
 
@@ -203,6 +207,23 @@ def measure(
     """``rounds`` x query x server (the first server alternating between rounds): warm-up, then a measured run."""
     found: dict[str, dict[str, list[Measure]]] = {q: {} for q in QUERIES}
     names = list(servers)
+    pg = PgWatch(api_data.server_url(), api_data.DATABASE)
+    try:
+        _rounds(servers, bodies, queries, args, pg, names, found)
+    finally:
+        pg.close()
+    return found
+
+
+def _rounds(
+    servers: dict[str, Server],
+    bodies: dict[str, dict[str, Path]],
+    queries: dict[str, list[str]],
+    args: argparse.Namespace,
+    pg: PgWatch,
+    names: list[str],
+    found: dict[str, dict[str, list[Measure]]],
+) -> None:
     for round_index in range(args.rounds):
         for query in QUERIES:
             order = names if round_index % 2 == 0 else names[::-1]
@@ -212,16 +233,16 @@ def measure(
                 server = servers[name]
                 wrk = (server.url, bodies[name][query])
                 if args.warmup > 0:
-                    run_wrk(*wrk, args.warmup, args.connections, args.threads, server.process.pid, api_data.DATABASE)
-                m = run_wrk(*wrk, args.seconds, args.connections, args.threads, server.process.pid, api_data.DATABASE)
+                    run_wrk(*wrk, args.warmup, args.connections, args.threads, server.process.pid, pg)
+                m = run_wrk(*wrk, args.seconds, args.connections, args.threads, server.process.pid, pg)
                 found[query].setdefault(name, []).append(m)
                 print(
                     f"  round {round_index + 1} {query:<5} {name:<12} {m.requests_per_s:>8,.0f} req/s  p50 {m.p50_ms:6.1f} ms  "
-                    f"p99 {m.p99_ms:6.1f}  cores: server {m.server_cores:.2f} pg {m.postgres_cores:.2f} wrk {m.client_cores:.2f}"
+                    f"p99 {m.p99_ms:6.1f}  cores: server {m.server_cores:.2f} pg {m.postgres_cores + m.postgres_ended_cores:.2f} "
+                    f"wrk {m.client_cores:.2f}; {m.transactions_per_request:.2f} tx/request, {m.sessions_opened} new connections"
                     + (f"  {m.errors} errors {m.error_detail}" if m.errors else ""),
                     flush=True,
                 )
-    return found
 
 
 def process_count(pid: int) -> int:
@@ -300,7 +321,7 @@ def check_servers(
         bodies[name] = write_bodies(work, name, q, keys, categories)
         checked = f"{len(truth[0])} ids and {len(truth[1])} categories"
         print(f"{name}: answers equal PostgreSQL's for {checked}: {', '.join(ok) or 'none'}")
-        results[name].update({"query_by_pk": q.by_pk, "query_list": q.list})
+        results[name].update({"query_by_pk": q.by_pk, "query_list": q.listing})
     return queries, bodies
 
 

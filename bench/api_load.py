@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from server import process_usage
 
 HERE = Path(__file__).resolve().parent
@@ -33,11 +35,10 @@ def wrk_binary() -> str:
     return found
 
 
-def postgres_cpu(database: str) -> dict[int, float]:
-    """CPU seconds (user + system) of the PostgreSQL backends connected to ``database``, by pid.
+def backend_cpu(database: str) -> dict[int, float]:
+    """CPU seconds (user + system) of the live PostgreSQL backends connected to ``database``, by pid.
 
-    A backend's command line is ``postgres: USER DATABASE HOST(PORT) STATE``; other clients of the same server
-    (other databases) are left out.
+    A backend's command line is ``postgres: USER DATABASE HOST(PORT) STATE``; other databases are left out.
     """
     found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
@@ -55,9 +56,41 @@ def postgres_cpu(database: str) -> dict[int, float]:
     return found
 
 
-def postgres_cpu_since(database: str, before: dict[int, float]) -> float:
-    """CPU the backends of ``database`` used since ``before`` (backends that ended meanwhile are not counted)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in postgres_cpu(database).items())
+@dataclass(frozen=True)
+class PgSnapshot:
+    """What the PostgreSQL server had done at one moment, for the database under test."""
+
+    backends: dict[int, float]
+    """CPU seconds of each live backend of the database."""
+    ended_cpu: float
+    """CPU seconds of every backend that has ended, any database (the postmaster's reaped children)."""
+    transactions: int
+    """Committed and rolled-back transactions of the database (``pg_stat_database``, flushed about every second)."""
+    sessions: int
+    """Sessions (connections) opened to the database so far."""
+
+
+class PgWatch:
+    """Snapshots of the server through an admin connection to its ``postgres`` database (not the one measured)."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        self.database = database
+        self.conn = psycopg.connect(admin_url, autocommit=True)
+        backend = self.conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert backend is not None
+        self.postmaster = int(Path(f"/proc/{backend[0]}/stat").read_text().rpartition(")")[2].split()[1])
+
+    def snapshot(self) -> PgSnapshot:
+        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rpartition(")")[2].split()
+        ended = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS  # cutime, cstime
+        row = self.conn.execute(
+            "SELECT xact_commit + xact_rollback, sessions FROM pg_stat_database WHERE datname = %s", (self.database,)
+        ).fetchone()
+        assert row is not None
+        return PgSnapshot(backend_cpu(self.database), ended, int(row[0]), int(row[1]))
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 @dataclass
@@ -77,6 +110,13 @@ class Measure:
     server_waiting: float
     """Time the server's threads were runnable but waiting for a core, per second (run-queue delay)."""
     postgres_cores: float
+    """CPU of the database's backends alive at the end of the run."""
+    postgres_ended_cores: float
+    """CPU of the backends that ended during the run (any database): connections a server closed and reopened."""
+    transactions_per_request: float
+    """About (the statistics lag by up to a second): the database's transactions divided by the requests."""
+    sessions_opened: int
+    """Connections opened to the database during the run (0 for a server that keeps its pool)."""
     client_cores: float
     load_average: float
 
@@ -84,7 +124,7 @@ class Measure:
         return asdict(self)
 
 
-def run_wrk(url: str, bodies: Path, seconds: float, connections: int, threads: int, server_pid: int, database: str) -> Measure:
+def run_wrk(url: str, bodies: Path, seconds: float, connections: int, threads: int, server_pid: int, pg: PgWatch) -> Measure:
     """Run wrk for ``seconds`` against ``url`` with the bodies of ``bodies`` (one JSON per line).
 
     Raises RuntimeError when wrk fails or prints no result line.
@@ -102,11 +142,11 @@ def run_wrk(url: str, bodies: Path, seconds: float, connections: int, threads: i
         "--",
         str(bodies),
     ]
-    server_before, pg_before, client_before = process_usage(server_pid), postgres_cpu(database), reaped_children_cpu()
+    server_before, pg_before, client_before = process_usage(server_pid), pg.snapshot(), reaped_children_cpu()
     began = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - began
-    server_used, pg_cpu = process_usage(server_pid) - server_before, postgres_cpu_since(database, pg_before)
+    server_used, pg_after = process_usage(server_pid) - server_before, pg.snapshot()
     client_cpu = reaped_children_cpu() - client_before
     out, err = done.stdout, done.stderr
     line = next((x for x in out.splitlines() if x.startswith("APIBENCH_JSON ")), None)
@@ -127,7 +167,10 @@ def run_wrk(url: str, bodies: Path, seconds: float, connections: int, threads: i
         error_detail=errors,
         server_cores=server_used.cpu_s / wall,
         server_waiting=server_used.wait_s / wall,
-        postgres_cores=pg_cpu / wall,
+        postgres_cores=sum(cpu - pg_before.backends.get(pid, 0.0) for pid, cpu in pg_after.backends.items()) / wall,
+        postgres_ended_cores=(pg_after.ended_cpu - pg_before.ended_cpu) / wall,
+        transactions_per_request=(pg_after.transactions - pg_before.transactions) / max(1, result["requests"]),
+        sessions_opened=pg_after.sessions - pg_before.sessions,
         client_cores=client_cpu / wall,
         load_average=os.getloadavg()[0],
     )

@@ -162,7 +162,7 @@ class Queries:
     by_pk: str
     by_pk_variables: Callable[[int], dict[str, Any]]
     by_pk_row: Callable[[dict[str, Any]], tuple[str, str] | None]
-    list: str
+    listing: str
     list_variables: Callable[[str], dict[str, Any]]
     list_rows: Callable[[dict[str, Any]], list[tuple[str, str, str]]]
 
@@ -182,7 +182,7 @@ def postgraphile_queries() -> Queries:
         by_pk="query ArticleByPk($id: BigInt!) { articleByRowId(rowId: $id) { rowId titre } }",
         by_pk_variables=lambda key: {"id": str(key)},
         by_pk_row=row,
-        list=(
+        listing=(
             "query ArticlesOfCategory($category: String!) { allArticles(condition: {category: $category}, "
             f"orderBy: [PUBLISHED_AT_DESC], first: {LIST_LIMIT}) {{ nodes {{ rowId titre authorByAuthorId {{ name }} }} }} }}"
         ),
@@ -284,7 +284,7 @@ def sluice_queries(server: Server) -> Queries:
         by_pk=f"query ArticleByPk($id: {key_type}) {{ article_by_pk(id: $id) {{ id titre }} }}",
         by_pk_variables=lambda key: {"id": str(key) if key_is_string else key},
         by_pk_row=row,
-        list=(
+        listing=(
             f"query ArticlesOfCategory($category: {eq_type}!) {{ articles(where: {{category: {{_eq: $category}}}}, "
             f"order_by: [{{published_at: {desc}}}], limit: {LIST_LIMIT}) {{ id titre {relation} {{ name }} }} }}"
         ),
