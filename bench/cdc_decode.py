@@ -5,7 +5,8 @@
 Writes ``--rows`` rows of a 6-column table (BIGINT key, VARCHAR, DECIMAL(12,2), DATETIME(6), INT, TEXT) in
 transactions of 10,000 rows into a scratch database, then reads those binlog events back and prints rows/s
 of: Sluice's decoder alone (rows events -> dicts, events already read), Sluice's whole stream
-(:meth:`MysqlCapture.stream`: connection, decoding and ChangeEvents), and pymysqlreplication's
+(:meth:`MysqlCapture.stream`: connection, decoding and ChangeEvents; with ``position_mode`` file and gtid), and
+pymysqlreplication's
 ``BinLogStreamReader`` (if installed). Needs a MariaDB with a ROW binlog (``make servers-up``).
 """
 
@@ -49,6 +50,8 @@ def main() -> None:
     capture = MysqlCapture(url, MysqlCaptureOptions(server_id=4_200_001), "bench", "src", None)
     (file_no, start, _), _ = capture.current_position()
     log_file = capture.file_name(file_no)
+    by_gtid = MysqlCapture(url, MysqlCaptureOptions(server_id=4_200_003, position_mode="gtid"), "bench", "src", None)
+    gtid_start, _ = by_gtid.current_position()
     for first in range(0, args.rows, 10_000):
         last = min(first + 10_000, args.rows)
         cur.execute(
@@ -61,6 +64,8 @@ def main() -> None:
     events = read_events(capture, log_file, start, (end_file, end))
     print_rate("sluice decoder (events in memory)", *decode_only(capture, events))
     print_rate("sluice stream (connection + decode + events)", *stream_all(capture, [file_no, start, 0], args.rows))
+    print_rate("sluice stream, position_mode: gtid", *stream_all(by_gtid, gtid_start, args.rows))
+    by_gtid.close()
     try:
         print_rate("pymysqlreplication BinLogStreamReader", *replication(connect, log_file, start))
     except ImportError:

@@ -1,7 +1,8 @@
-"""Fixtures for the throwaway PostgreSQL, MariaDB and Kafka servers (scripts/servers/*.sh).
+"""Fixtures for the throwaway PostgreSQL, MariaDB, Kafka and Redis servers (scripts/servers/*.sh).
 
-- ``pg_url`` / ``mysql_url`` / ``kafka_url`` (session): the server's URL (``kafka://127.0.0.1:29092`` for
-  Kafka). ``SLUICE_TEST_PG_URL`` / ``SLUICE_TEST_MYSQL_URL`` / ``SLUICE_TEST_KAFKA_URL`` point the tests at
+- ``pg_url`` / ``mysql_url`` / ``kafka_url`` / ``redis_url`` (session): the server's URL (``kafka://127.0.0.1:29092``
+  for Kafka, ``redis://127.0.0.1:26379/0`` for Redis). ``SLUICE_TEST_PG_URL`` / ``SLUICE_TEST_MYSQL_URL`` /
+  ``SLUICE_TEST_KAFKA_URL`` / ``SLUICE_TEST_REDIS_URL`` point the tests at
   an existing server instead; otherwise the script's ``start`` runs once (installing the server with apt-get,
   or fetching Kafka's jars with Maven, when missing); `make test` (scripts/test) stops the servers it started
   when the suite ends, a bare `pytest` leaves them running for the next run.
@@ -75,6 +76,11 @@ def mysql_url() -> str:
 @pytest.fixture(scope="session")
 def kafka_url() -> str:
     return start_server("kafka.sh", "SLUICE_TEST_KAFKA_URL")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return start_server("redis.sh", "SLUICE_TEST_REDIS_URL")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from conftest import Client
+from api_support import Client
 
 
 def names(rows: list[dict[str, object]]) -> list[object]:
@@ -25,7 +25,7 @@ def test_every_filter_operator(client: Client) -> None:
     assert where(client, '{salaire: {_gt: "4000"}}') == ["Ana"]
     assert where(client, '{salaire: {_gte: "4000"}}') == ["Ana", "Bob", "Cid"]
     assert where(client, '{salaire: {_lt: "4000"}}') == ["Eva"]
-    assert where(client, '{salaire: {_lte: 4000}}') == ["Bob", "Cid", "Eva"]
+    assert where(client, "{salaire: {_lte: 4000}}") == ["Bob", "Cid", "Eva"]
     assert where(client, "{id: {_in: [2, 4, 99]}}") == ["Bob", "Dan"]
     assert where(client, "{id: {_in: []}}") == []
     assert where(client, "{id: {_nin: [1, 2]}}") == ["Cid", "Dan", "Eva"]
@@ -38,7 +38,7 @@ def test_every_filter_operator(client: Client) -> None:
     assert where(client, "{actif: {_eq: true}}") == ["Ana", "Cid", "Eva"]
     assert where(client, '{embauche: {_gte: "2021-01-01"}}') == ["Bob", "Eva"]
     assert where(client, '{_and: [{actif: {_eq: true}}, {salaire: {_lt: "4500"}}]}') == ["Cid", "Eva"]
-    assert where(client, '{_or: [{id: {_eq: 1}}, {id: {_eq: 4}}]}') == ["Ana", "Dan"]
+    assert where(client, "{_or: [{id: {_eq: 1}}, {id: {_eq: 4}}]}") == ["Ana", "Dan"]
     assert where(client, "{_not: {id: {_gt: 2}}}") == ["Ana", "Bob"]
     assert where(client, '{dept: {nom: {_eq: "Ventes"}}}') == ["Cid", "Eva"]
 
@@ -51,7 +51,9 @@ def test_filter_through_an_array_relationship(client: Client) -> None:
 def test_ordering_limit_and_offset(client: Client) -> None:
     rows = client.data("{ employes(order_by: [{salaire: desc}, {nom: asc}]) { nom } }")["employes"]
     assert names(rows) == ["Dan", "Ana", "Bob", "Cid", "Eva"]  # nulls first when descending (PostgreSQL's default)
-    rows = client.data("{ employes(order_by: [{salaire: desc_nulls_last}, {nom: desc}], limit: 2, offset: 1) { nom } }")["employes"]
+    rows = client.data("{ employes(order_by: [{salaire: desc_nulls_last}, {nom: desc}], limit: 2, offset: 1) { nom } }")[
+        "employes"
+    ]
     assert names(rows) == ["Cid", "Bob"]
     rows = client.data("{ employes(order_by: [{salaire: asc_nulls_first}, {id: asc}], limit: 2) { nom } }")["employes"]
     assert names(rows) == ["Dan", "Eva"]
@@ -59,7 +61,10 @@ def test_ordering_limit_and_offset(client: Client) -> None:
 
 
 def test_cursor_pages_are_stable_on_a_non_unique_order(client: Client) -> None:
-    query = "query($after: String) { employes_page(first: 2, after: $after, order_by: {salaire: asc}) { nodes { id } page_info { end_cursor has_next_page } } }"
+    query = (
+        "query($after: String) { employes_page(first: 2, after: $after, order_by: {salaire: asc}) "
+        "{ nodes { id } page_info { end_cursor has_next_page } } }"
+    )
     seen: list[object] = []
     after = None
     for _ in range(4):
@@ -76,7 +81,9 @@ def test_cursor_pages_are_stable_on_a_non_unique_order(client: Client) -> None:
 def test_a_cursor_from_another_order_is_refused(client: Client) -> None:
     page = client.data("{ employes_page(first: 1, order_by: {nom: asc}) { page_info { end_cursor } } }")["employes_page"]
     cursor = page["page_info"]["end_cursor"]
-    assert client.error('query($c: String) { employes_page(after: $c, order_by: {id: asc}) { nodes { id } } }', {"c": cursor}) == (400, "invalid-cursor")
+    assert client.error(
+        "query($c: String) { employes_page(after: $c, order_by: {id: asc}) { nodes { id } } }", {"c": cursor}
+    ) == (400, "invalid-cursor")
     assert client.error('{ employes_page(after: "bm90IGpzb24") { nodes { id } } }') == (400, "invalid-cursor")
 
 
@@ -89,7 +96,8 @@ def test_row_by_key_and_missing_row(client: Client) -> None:
 def test_aggregates_with_and_without_group_by(client: Client) -> None:
     data = client.data(
         "{ all: employes_aggregate { count sum { salaire } avg { salaire } min { salaire nom } max { embauche } }"
-        "  by: employes_aggregate(group_by: [dept_id], where: {salaire: {_is_null: false}}) { keys { dept_id } count avg { salaire } } }"
+        "  by: employes_aggregate(group_by: [dept_id], where: {salaire: {_is_null: false}}) "
+        "{ keys { dept_id } count avg { salaire } } }"
     )
     assert client.last_statements == 1
     (total,) = data["all"]
@@ -104,9 +112,7 @@ def test_aggregates_with_and_without_group_by(client: Client) -> None:
 
 
 def test_relationships_in_both_directions_nested(client: Client) -> None:
-    data = client.data(
-        "{ dept(order_by: {id: asc}) { nom employes(order_by: {nom: desc}, limit: 1) { nom dept { id } } } }"
-    )
+    data = client.data("{ dept(order_by: {id: asc}) { nom employes(order_by: {nom: desc}, limit: 1) { nom dept { id } } } }")
     assert client.last_statements == 1
     assert data["dept"] == [
         {"nom": "R&D", "employes": [{"nom": "Bob", "dept": {"id": 1}}]},
@@ -118,7 +124,8 @@ def test_relationships_in_both_directions_nested(client: Client) -> None:
 def test_several_root_fields_fragments_aliases_and_typename(client: Client) -> None:
     data = client.data(
         "fragment F on employes { nom __typename } "
-        "query Q($n: String!) { one: employes(where: {nom: {_eq: $n}}) { ...F } two: dept(limit: 1, order_by: {id: asc}) { ... on dept { nom } } "
+        "query Q($n: String!) { one: employes(where: {nom: {_eq: $n}}) { ...F } "
+        "two: dept(limit: 1, order_by: {id: asc}) { ... on dept { nom } } "
         "__typename }",
         {"n": "Ana"},
     )
@@ -140,7 +147,9 @@ def test_views_and_keyless_tables_are_read_only(client: Client) -> None:
     mutations = {f["name"] for f in fields}
     assert "insert_employes" in mutations
     assert not {m for m in mutations if "journal" in m or "employes_actifs" in m}
-    assert "employes_actifs_by_pk" not in {f["name"] for f in client.data("{ __schema { queryType { fields { name } } } }")["__schema"]["queryType"]["fields"]}
+    assert "employes_actifs_by_pk" not in {
+        f["name"] for f in client.data("{ __schema { queryType { fields { name } } } }")["__schema"]["queryType"]["fields"]
+    }
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from sluice.bus.registry import open_bus
 from sluice.cdc.base import PositionLost
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.runtime import SyncRuntime
+from sluice.cdc.status import SyncStatus
 
 pytestmark = [pytest.mark.mysql, pytest.mark.postgres]
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -39,14 +40,19 @@ def sync_name() -> str:
     return f"sync_{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def my(mysql_db_url: str) -> Iterator[Any]:
-    conn = mysql_connect(mysql_db_url)
+def fill_tables(conn: Any) -> None:
+    """Create ``TABLES`` with 300 rows each in ``conn``'s database."""
     with conn.cursor() as cur:
         for table in TABLES:
             cur.execute(DDL.format(t=table))
             values = ", ".join(f"({i}, 'n{i}', {i}, {i}.25)" for i in range(300))
             cur.execute(f"INSERT INTO {table} VALUES {values}")
+
+
+@pytest.fixture
+def my(mysql_db_url: str) -> Iterator[Any]:
+    conn = mysql_connect(mysql_db_url)
+    fill_tables(conn)
     yield conn
     conn.close()
 
@@ -124,12 +130,15 @@ def run_in_thread(rt: SyncRuntime) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-def snapshot_and_stream_while_writing(bus: Bus, my: Any, pg: psycopg.Connection[Any], urls: dict[str, str], tmp: Path) -> None:
+def snapshot_and_stream_while_writing(
+    bus: Bus, my: Any, pg: psycopg.Connection[Any], urls: dict[str, str], tmp: Path, sync: SyncSettings | None = None
+) -> SyncStatus:
+    """Run ``sync`` (default: :func:`settings`) while :func:`writer` writes, until the tables are equal; its last status."""
     stop = threading.Event()
     w = threading.Thread(target=writer, args=(urls["my"], stop, 7))
     w.start()
-    name = sync_name()
-    rt = SyncRuntime(settings(name), urls, bus, tmp / ".sluice")
+    sync = sync or settings(sync_name())
+    rt = SyncRuntime(sync, urls, bus, tmp / ".sluice")
     thread, out = run_in_thread(rt)
     try:
         time.sleep(3.0)
@@ -142,13 +151,14 @@ def snapshot_and_stream_while_writing(bus: Bus, my: Any, pg: psycopg.Connection[
         rt.stop()
         thread.join(30)
     assert not thread.is_alive(), "the runtime did not stop within 30 s"
-    assert not isinstance(out[0], Exception), out[0]
-    by_table = {t.source_table.split(".")[1]: t for t in out[0].tables}
+    status: SyncStatus = out[0]
+    assert not isinstance(status, Exception), status
+    by_table = {t.source_table.split(".")[1]: t for t in status.tables}
     emp = by_table["emp"]
     assert emp.applied.get("snapshot", 0) > 0 and emp.applied.get("update", 0) > 0
     assert emp.snapshot_rows == emp.captured["snapshot"]
     # the Prometheus series of the sync (docs/metrics.md) moved with it, as the Grafana dashboard reads them
-    labels = {"sync": name, "table": emp.source_table}
+    labels = {"sync": sync.name, "table": emp.source_table}
     for operation in ("snapshot", "update"):
         applied = REGISTRY.get_sample_value("sluice_cdc_changes_applied_total", {**labels, "operation": operation})
         assert applied == emp.applied[operation], (operation, applied)
@@ -157,6 +167,7 @@ def snapshot_and_stream_while_writing(bus: Bus, my: Any, pg: psycopg.Connection[
     assert REGISTRY.get_sample_value("sluice_cdc_snapshot_rows_total", labels) == emp.snapshot_rows
     assert REGISTRY.get_sample_value("sluice_cdc_snapshot_progress_ratio", labels) == 1.0
     assert REGISTRY.get_sample_value("sluice_cdc_table_stopped", labels) == 0.0
+    return status
 
 
 def test_snapshot_then_stream_while_writing_embedded(
@@ -195,18 +206,14 @@ def sluice(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     return done
 
 
-def test_kill_9_at_random_moments_then_restart_converges(
-    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+def kill_9_while_writing(
+    folder: Path, url: str, seed: int, rng: random.Random, after_kill: Callable[[], None] | None = None
 ) -> None:
-    folder = project(
-        tmp_path,
-        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
-        f"syncs:\n  - {{name: {sync_name()}, source: my, target: pg, tables: [emp, dept], chunk_rows: 50, batch_rows: 200}}\n",
-    )
+    """Three runs of ``sluice sync folder``, each killed with SIGKILL after 1.5-3.5 s, while :func:`writer` (``seed``)
+    writes to ``url``; ``after_kill`` runs after each kill."""
     stop = threading.Event()
-    w = threading.Thread(target=writer, args=(mysql_db_url, stop, 11))
+    w = threading.Thread(target=writer, args=(url, stop, seed))
     w.start()
-    rng = random.Random(5)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     try:
         for _ in range(3):
@@ -219,9 +226,22 @@ def test_kill_9_at_random_moments_then_restart_converges(
             time.sleep(rng.uniform(1.5, 3.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            if after_kill is not None:
+                after_kill()
     finally:
         stop.set()
         w.join()
+
+
+def test_kill_9_at_random_moments_then_restart_converges(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    folder = project(
+        tmp_path,
+        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
+        f"syncs:\n  - {{name: {sync_name()}, source: my, target: pg, tables: [emp, dept], chunk_rows: 50, batch_rows: 200}}\n",
+    )
+    kill_9_while_writing(folder, mysql_db_url, 11, random.Random(5))
     done = sluice("sync", str(folder), "--once")
     assert "0 table(s) in error" in done.stdout
     assert equal(my, pg)

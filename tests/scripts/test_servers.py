@@ -41,11 +41,34 @@ def test_mariadb_binlog_is_row_based_with_full_metadata(mysql_url: str) -> None:
     assert server_id == 1
 
 
-@pytest.mark.parametrize(("script", "env"), [("postgres.sh", "SLUICE_TEST_PG_URL"), ("mariadb.sh", "SLUICE_TEST_MYSQL_URL")])
+@pytest.mark.redis
+def test_redis_answers_and_keeps_nothing_on_disk(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.ping()
+        assert client.config_get("save")["save"] == ""
+        assert client.config_get("appendonly")["appendonly"] == "no"
+    finally:
+        client.close()
+
+
+FIXTURES = {"postgres.sh": "pg_url", "mariadb.sh": "mysql_url", "redis.sh": "redis_url"}
+
+
+@pytest.mark.parametrize(
+    ("script", "env"),
+    [
+        pytest.param("postgres.sh", "SLUICE_TEST_PG_URL", marks=pytest.mark.postgres),
+        pytest.param("mariadb.sh", "SLUICE_TEST_MYSQL_URL", marks=pytest.mark.mysql),
+        pytest.param("redis.sh", "SLUICE_TEST_REDIS_URL", marks=pytest.mark.redis),
+    ],
+)
 def test_status_and_url_agree_with_the_running_server(script: str, env: str, request: pytest.FixtureRequest) -> None:
     if os.environ.get(env):
         pytest.skip(f"{env} points the tests at another server")
-    url = request.getfixturevalue("pg_url" if script == "postgres.sh" else "mysql_url")
+    url = request.getfixturevalue(FIXTURES[script])
     assert subprocess.run([str(SCRIPTS / script), "status"], capture_output=True, check=False).returncode == 0
     printed = subprocess.run([str(SCRIPTS / script), "url"], capture_output=True, text=True, check=True).stdout.strip()
     assert printed == url
@@ -53,7 +76,7 @@ def test_status_and_url_agree_with_the_running_server(script: str, env: str, req
     assert again == url  # start reuses the running server
 
 
-@pytest.mark.parametrize("script", ["postgres.sh", "mariadb.sh"])
+@pytest.mark.parametrize("script", ["postgres.sh", "mariadb.sh", "redis.sh"])
 def test_unknown_command_prints_usage(script: str) -> None:
     done = subprocess.run([str(SCRIPTS / script), "restart-all"], capture_output=True, text=True, check=False)
     assert done.returncode == 2

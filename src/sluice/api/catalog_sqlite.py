@@ -82,7 +82,11 @@ def read_catalog(conn: Any) -> Catalog:
         fks = []
         for fk_id, (ref_table, sources, targets) in sorted(foreign.items()):
             if any(t is None for t in targets):  # REFERENCES parent without columns: the parent's primary key
-                parent = [r[1] for r in sorted(conn.execute(f"PRAGMA main.table_info({_quote(ref_table)})").fetchall(), key=lambda r: r[5]) if r[5]]
+                parent = [
+                    r[1]
+                    for r in sorted(conn.execute(f"PRAGMA main.table_info({_quote(ref_table)})").fetchall(), key=lambda r: r[5])
+                    if r[5]
+                ]
                 targets = parent
             fks.append(ForeignKey(f"fk_{name}_{fk_id}", tuple(sources), SCHEMA, ref_table, tuple(targets)))
         table = Table(

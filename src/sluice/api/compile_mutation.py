@@ -56,9 +56,7 @@ class _Mutation:
         self.access = self.c.permissions.access(self.c.principal, self.t, self.op)
         self.many = root.op in _MANY
         self.returning = self._returning_fields()
-        self.read_access = (
-            self.c.permissions.access(self.c.principal, self.t, "select") if self.returning else Access()
-        )
+        self.read_access = self.c.permissions.access(self.c.principal, self.t, "select") if self.returning else Access()
 
     # What is asked back.
 
@@ -92,7 +90,9 @@ class _Mutation:
     def finish(self, answer: dict[str, Any]) -> Any:
         if answer.pop("__violations", 0):
             raise DataApiError(
-                f"a row does not pass role '{self.c.principal.role}''s check on {self.t.base}", status=403, code="permission-denied"
+                f"a row does not pass role '{self.c.principal.role}''s check on {self.t.base}",
+                status=403,
+                code="permission-denied",
             )
         return answer if self.many else answer.get("one")
 
@@ -113,7 +113,9 @@ class _Mutation:
             row[column.name] = value
         for name, value in self.access.preset.items():
             if self.table.column(name) is None:
-                raise DataApiError(f"role preset names {name!r}, not a column of {self.t.base}", status=500, code="bad-permission")
+                raise DataApiError(
+                    f"role preset names {name!r}, not a column of {self.t.base}", status=500, code="bad-permission"
+                )
             row[name] = claim_value(self.c.principal, value)
         return row
 
@@ -127,14 +129,20 @@ class _Mutation:
 
     def row_filter(self, c: Compiler, alias: str) -> str:
         """Which rows an update or delete touches: the request's (or the key's) and the role's filter."""
-        asked = self.key_filter(c, alias) if self.root.op.endswith("_by_pk") else c.where(self.t, alias, self.args.get("where"), trusted=False)
+        asked = (
+            self.key_filter(c, alias)
+            if self.root.op.endswith("_by_pk")
+            else c.where(self.t, alias, self.args.get("where"), trusted=False)
+        )
         return f"{asked} AND {c.where(self.t, alias, self.access.filter, trusted=True)}"
 
     def assignments(self, c: Compiler, prefix: str = "") -> list[str]:
         given = self.values(dict(self.args.get("_set") or {}))
         if not given:
             raise DataApiError("nothing to update: give _set", code="validation-failed")
-        return [f"{prefix}{c.dialect.quote(name)} = {c.param(value, self.table.column_map[name])}" for name, value in given.items()]
+        return [
+            f"{prefix}{c.dialect.quote(name)} = {c.param(value, self.table.column_map[name])}" for name, value in given.items()
+        ]
 
     def insert_rows(self) -> list[dict[str, Any]]:
         objects = self.args["objects"] if self.root.op == "insert" else [self.args["object"]]
@@ -154,7 +162,9 @@ class _Mutation:
         if c.dialect.name == "mysql":
             if spec.get("where") or (update is not None and update.filter):
                 raise DataApiError("on_conflict.where is not supported on MariaDB/MySQL", code="validation-failed")
-            sets = [f"{q(n)} = VALUES({q(n)})" for n in names] or [f"{q(self.table.primary_key[0])} = {q(self.table.primary_key[0])}"]
+            sets = [f"{q(n)} = VALUES({q(n)})" for n in names] or [
+                f"{q(self.table.primary_key[0])} = {q(self.table.primary_key[0])}"
+            ]
             return " ON DUPLICATE KEY UPDATE " + ", ".join(sets)
         target = ", ".join(q(n) for n in self.table.primary_key)
         if not names:
@@ -222,7 +232,12 @@ def _postgres(m: _Mutation, db: Database, conn: Any) -> Any:
     check = m.access.check if m.op in ("insert", "update") else {}
     if check:
         checked = c.alias()
-        pairs.append(("__violations", f"(SELECT count(*) FROM m {checked} WHERE NOT coalesce({c.where(m.t, checked, check, trusted=True)}, false))"))
+        pairs.append(
+            (
+                "__violations",
+                f"(SELECT count(*) FROM m {checked} WHERE NOT coalesce({c.where(m.t, checked, check, trusted=True)}, false))",
+            )
+        )
     sql = f"WITH m AS ({write}) SELECT ({c.dialect.json_object(pairs)})::text"
     if not check:
         return m.finish(_loads(db.execute(conn, sql, c.params)[0][0]))
@@ -255,7 +270,11 @@ def _read(m: _Mutation, db: Database, conn: Any, keys: list[tuple[Any, ...]], co
         condition = c.where(m.t, checked, check, trusted=True)
         keys_sql = _keys_filter(c, m.table, checked, keys)
         pairs.append(
-            ("__violations", f"(SELECT COUNT(*) FROM {c.dialect.table_ref(m.table)} {checked} WHERE {keys_sql} AND NOT COALESCE({condition}, {c.dialect.false_sql}))")
+            (
+                "__violations",
+                f"(SELECT COUNT(*) FROM {c.dialect.table_ref(m.table)} {checked} "
+                f"WHERE {keys_sql} AND NOT COALESCE({condition}, {c.dialect.false_sql}))",
+            )
         )
     return _loads(db.execute(conn, f"SELECT {c.dialect.json_object(pairs)}", c.params)[0][0])
 
@@ -279,7 +298,8 @@ def _stepwise(m: _Mutation, db: Database, conn: Any) -> Any:
         c = m.new(db.dialect)
         alias = c.alias()
         lock = " FOR UPDATE" if db.dialect.name == "mysql" else ""
-        select = f"SELECT {', '.join(c.col(alias, n) for n in m.table.primary_key)} FROM {ref} {alias} WHERE {m.row_filter(c, alias)}{lock}"
+        key = ", ".join(c.col(alias, n) for n in m.table.primary_key)
+        select = f"SELECT {key} FROM {ref} {alias} WHERE {m.row_filter(c, alias)}{lock}"
         keys = [tuple(row) for row in db.execute(conn, select, c.params)]
         if m.op == "delete":
             answer = _read(m, db, conn, keys, len(keys))

@@ -45,7 +45,8 @@ class PagePlan:
 def field_definition(compiler: Compiler, type_name: str, name: str) -> GraphQLField:
     object_type = compiler.schema.get_type(type_name)
     assert isinstance(object_type, GraphQLObjectType)
-    return object_type.fields[name]
+    definition: GraphQLField = object_type.fields[name]
+    return definition
 
 
 def json_fields(
@@ -190,7 +191,9 @@ def aggregate_sql(c: Compiler, t: ExposedTable, alias: str, f: Fields, args: dic
     return c.dialect.array(c.dialect.json_object(pairs), source, order, c.param(c.max_rows), None, correlated=False)
 
 
-def page_sql(c: Compiler, t: ExposedTable, alias: str, f: Fields, args: dict[str, Any], access: Access, pages: list[PagePlan]) -> str:
+def page_sql(
+    c: Compiler, t: ExposedTable, alias: str, f: Fields, args: dict[str, Any], access: Access, pages: list[PagePlan]
+) -> str:
     order = order_items(c, t, alias, args.get("order_by"), access)
     named: list[tuple[str, str]] = []
     for item in args.get("order_by") or []:

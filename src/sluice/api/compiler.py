@@ -143,7 +143,11 @@ class Compiler:
         inner = self.alias()
         joins = [f"{self.col(inner, remote)} = {self.col(alias, local)}" for local, remote in rel.pairs]
         access = self.permissions.access(self.principal, target, "select")
-        conditions = joins + [self.where(target, inner, access.filter, trusted=True), self.where(target, inner, value, trusted=trusted)]
+        conditions = [
+            *joins,
+            self.where(target, inner, access.filter, trusted=True),
+            self.where(target, inner, value, trusted=trusted),
+        ]
         return f"EXISTS (SELECT 1 FROM {self.dialect.table_ref(target.table)} {inner} WHERE {' AND '.join(conditions)})"
 
     def _compare(self, expr: str, column: Column, ops: dict[str, Any], *, trusted: bool) -> str:

@@ -27,7 +27,19 @@ from sluice.urls import connection_scheme
 
 Problem = Callable[[str, "int | None"], None]
 SCHEMES = ("postgresql", "mysql", "sqlite")
-CONTROL_ROUTES = ("/orchestrate", "/runs", "/objects", "/events", "/health", "/metrics", "/docs", "/openapi.json", "/static", "/syncs", "/redoc")
+CONTROL_ROUTES = (
+    "/orchestrate",
+    "/runs",
+    "/objects",
+    "/events",
+    "/health",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/static",
+    "/syncs",
+    "/redoc",
+)
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
 
@@ -71,7 +83,9 @@ def _walk(tp: Any, raw: Any, label: str, line: int | None, file: str, problems: 
         for key, dup_line in getattr(raw, "duplicates", []):
             problems.append(ConfigError(f"{label}: key '{key}' is given twice; keep one", file, dup_line))
         _, found = convert_options(tp, raw, label=label, file=file, line=where, key_lines=key_lines, ignore=inner, what="key")
-        problems.extend(found)
+        # the nested keys left out are checked below; the structure without them may miss a required one
+        skipped = {f"{label}: object missing required field {name}" for name in inner}
+        problems.extend(p for p in found if p.message not in skipped)
         for name in inner:
             _walk(fields[name], raw[name], f"{label}.{name}", key_lines.get(name, where), file, problems)
         return
@@ -124,10 +138,22 @@ def read_api(
     def connection(name: str, where: int | None, role: str) -> None:
         if name not in connections:
             known = ", ".join(sorted(connections)) or "none defined"
-            problems.append(ConfigError(f"api: {role}: unknown connection '{name}' (connections: {known}).{did_you_mean(name, connections)}", file, where))
+            problems.append(
+                ConfigError(
+                    f"api: {role}: unknown connection '{name}' (connections: {known}).{did_you_mean(name, connections)}",
+                    file,
+                    where,
+                )
+            )
         elif connection_scheme(connections[name]) not in SCHEMES:
             scheme = connection_scheme(connections[name])
-            problems.append(ConfigError(f"api: {role}: connection '{name}' is {scheme}://; the data API serves postgresql, mysql and sqlite", file, where))
+            problems.append(
+                ConfigError(
+                    f"api: {role}: connection '{name}' is {scheme}://; the data API serves postgresql, mysql and sqlite",
+                    file,
+                    where,
+                )
+            )
 
     patterns = [p for source in settings.sources for p in source.tables]
     for index, source in enumerate(settings.sources):
@@ -137,11 +163,23 @@ def read_api(
     for section, tables in (("mutations", list(settings.mutations)), ("operations", list(settings.operations))):
         for table in tables:
             if not _covered(table, patterns):
-                problems.append(ConfigError(f"api: {section}: '{table}' is not among the sources' tables ({', '.join(patterns)})", file, at(section, table)))
-    for role, tables in settings.roles.items():
-        for table in tables:
+                problems.append(
+                    ConfigError(
+                        f"api: {section}: '{table}' is not among the sources' tables ({', '.join(patterns)})",
+                        file,
+                        at(section, table),
+                    )
+                )
+    for role, granted in settings.roles.items():
+        for table in granted:
             if not _covered(table, patterns):
-                problems.append(ConfigError(f"api: roles.{role}: '{table}' is not among the sources' tables ({', '.join(patterns)})", file, at("roles", role, table)))
+                problems.append(
+                    ConfigError(
+                        f"api: roles.{role}: '{table}' is not among the sources' tables ({', '.join(patterns)})",
+                        file,
+                        at("roles", role, table),
+                    )
+                )
     seen: dict[str, str] = {}
     for table, names in settings.operations.items():
         for op in msgspec.structs.fields(names):
@@ -150,26 +188,50 @@ def read_api(
                 continue
             where = at("operations", table, op.name)
             if not _NAME.fullmatch(value) or value.startswith("__"):
-                problems.append(ConfigError(f"api: operations.{table}.{op.name}: {value!r} is not a GraphQL name ([_A-Za-z][_0-9A-Za-z]*)", file, where))
+                problems.append(
+                    ConfigError(
+                        f"api: operations.{table}.{op.name}: {value!r} is not a GraphQL name ([_A-Za-z][_0-9A-Za-z]*)",
+                        file,
+                        where,
+                    )
+                )
             elif value in seen and op.name != "subscription":
-                problems.append(ConfigError(f"api: operations.{table}.{op.name}: '{value}' is already {seen[value]}", file, where))
+                problems.append(
+                    ConfigError(f"api: operations.{table}.{op.name}: '{value}' is already {seen[value]}", file, where)
+                )
             elif op.name != "subscription":
                 seen[value] = f"operations.{table}.{op.name}"
     known_roles = set(settings.roles) | {settings.admin_role}
     for index, proxy in enumerate(settings.proxies):
         for role in proxy.roles or []:
             if role not in known_roles:
-                problems.append(ConfigError(f"api: proxies[{index}]: unknown role '{role}' (roles: {', '.join(sorted(known_roles))}).{did_you_mean(role, known_roles)}", file, at("proxies", index, "roles")))
+                problems.append(
+                    ConfigError(
+                        f"api: proxies[{index}]: unknown role '{role}' (roles: {', '.join(sorted(known_roles))})."
+                        + did_you_mean(role, known_roles),
+                        file,
+                        at("proxies", index, "roles"),
+                    )
+                )
     for key in ("graphql_path", "rest_path"):
         path = getattr(settings, key)
         if not path.startswith("/") or any(path == r or path.startswith(r + "/") for r in CONTROL_ROUTES) or path == "/":
-            problems.append(ConfigError(f"api: {key} {path!r} must start with '/' and not be a route of the control API ({', '.join(CONTROL_ROUTES)})", file, at(key)))
+            problems.append(
+                ConfigError(
+                    f"api: {key} {path!r} must start with '/' and not be a route of the control API "
+                    f"({', '.join(CONTROL_ROUTES)})",
+                    file,
+                    at(key),
+                )
+            )
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
     return settings, problems
 
 
-def live_problems(settings: ApiSettings, connections: Mapping[str, str], root: Any, file: str, line: int | None) -> list[ConfigError]:
+def live_problems(
+    settings: ApiSettings, connections: Mapping[str, str], root: Any, file: str, line: int | None
+) -> list[ConfigError]:
     """What needs the databases: each connection reachable, each ``tables`` pattern matching a table or
     view, each routed mutation's table present in its connection."""
     from sluice.api.catalog import Catalog, unmatched
@@ -191,7 +253,9 @@ def live_problems(settings: ApiSettings, connections: Mapping[str, str], root: A
         catalog = catalogs.get(source.connection)
         if catalog is not None:
             for pattern in unmatched(catalog, source.tables):
-                problems.append(ConfigError(f"api: tables: '{pattern}' matches no table or view of '{source.connection}'", file, line))
+                problems.append(
+                    ConfigError(f"api: tables: '{pattern}' matches no table or view of '{source.connection}'", file, line)
+                )
     for table, name in settings.mutations.items():
         catalog = catalogs.get(name)
         if catalog is None:

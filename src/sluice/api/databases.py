@@ -7,6 +7,7 @@ catalog reader uses a connection of its own that is not counted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -202,10 +203,8 @@ def _catalog_module(scheme: str) -> Any:
 def _close(conn: Any) -> None:
     if conn is None:
         return
-    try:
+    with contextlib.suppress(Exception):  # closing a broken connection: nothing more to do
         conn.close()
-    except Exception:  # noqa: S110 - closing a broken connection: nothing more to do
-        pass
 
 
 def translate(scheme: str, exc: Exception) -> Exception:

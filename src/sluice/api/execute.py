@@ -133,11 +133,20 @@ def _operation(
 
 
 def _execute(
-    api: DataApi, state: SchemaState, document: DocumentNode, variables: dict[str, Any], name: str | None, principal: Principal, method: str
+    api: DataApi,
+    state: SchemaState,
+    document: DocumentNode,
+    variables: dict[str, Any],
+    name: str | None,
+    principal: Principal,
+    method: str,
 ) -> tuple[int, bytes, str]:
     operation = get_operation_ast(document, name)
     if operation is None:
-        raise DataApiError("name the operation to run with 'operationName'" if name is None else f"no operation named {name!r}", code="bad-request")
+        raise DataApiError(
+            "name the operation to run with 'operationName'" if name is None else f"no operation named {name!r}",
+            code="bad-request",
+        )
     if operation.operation == OperationType.SUBSCRIPTION:
         raise DataApiError("subscriptions are not served over HTTP requests", code="bad-request")
     if operation.operation == OperationType.MUTATION and method != "POST":
@@ -195,7 +204,10 @@ def _query(
         db = api.databases[connection]
         c: Compiler = compiler(db.dialect)
         pages: list[PagePlan] = []
-        pairs = [(f.key, c.dialect.nested(root_sql(c, state.roots[("query", f.name)], f, root_type.fields[f.name], pages))) for f in group]
+        pairs = [
+            (f.key, c.dialect.nested(root_sql(c, state.roots[("query", f.name)], f, root_type.fields[f.name], pages)))
+            for f in group
+        ]
         sql = f"SELECT {c.dialect.json_object(pairs)}"
         if c.dialect.name == "postgresql":
             sql = f"SELECT ({c.dialect.json_object(pairs)})::text"
@@ -218,7 +230,11 @@ def _query(
 
 
 def _introspection(
-    state: SchemaState, document: DocumentNode, operation: OperationDefinitionNode, special: list[Fields], variables: dict[str, Any]
+    state: SchemaState,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    special: list[Fields],
+    variables: dict[str, Any],
 ) -> dict[str, Any]:
     """``__schema``, ``__type`` and ``__typename`` at the root, answered by graphql-core."""
     nodes: list[FieldNode] = [node for f in special for node in f.nodes]

@@ -13,10 +13,14 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 API_REQUESTS = Counter(
-    "sluice_api_requests_total", "Data API operations answered, by API, operation, role and HTTP status.", ["api", "operation", "role", "status"]
+    "sluice_api_requests_total",
+    "Data API operations answered, by API, operation, role and HTTP status.",
+    ["api", "operation", "role", "status"],
 )
 API_ERRORS = Counter(
-    "sluice_api_errors_total", "Data API operations refused or failed, by API, operation, role and error code.", ["api", "operation", "role", "code"]
+    "sluice_api_errors_total",
+    "Data API operations refused or failed, by API, operation, role and error code.",
+    ["api", "operation", "role", "code"],
 )
 API_DURATION = Histogram(
     "sluice_api_request_duration_seconds",

@@ -184,9 +184,10 @@ def _writers(model: Model, settings: ApiSettings, catalogs: dict[str, Catalog]) 
         if exposed.read_only is None:
             exposed.writer = Writer(exposed.connection, exposed.table)
     for name, connection in settings.mutations.items():
-        exposed = model.find(name)
-        if exposed is None or connection not in catalogs:
+        routed = model.find(name)
+        if routed is None or connection not in catalogs:
             continue
+        exposed = routed
         catalog = catalogs[connection]
         schema, _, table_name = name.rpartition(".")
         table = catalog.find(schema or catalog.default_schema, table_name or name) or catalog.find(

@@ -63,11 +63,9 @@ class Permissions:
         permissions = self.roles.get(role, {}).get(table.base)
         granted = getattr(permissions, operation, None) if permissions is not None else None
         if granted is None:
-            raise DataApiError(
-                f"role '{role}' may not {operation} {table.base}", status=403, code="permission-denied"
-            )
+            raise DataApiError(f"role '{role}' may not {operation} {table.base}", status=403, code="permission-denied")
         listed = getattr(granted, "columns", "*")
-        columns = None if listed == "*" else _columns(table, listed)
+        columns = None if listed == "*" or not isinstance(listed, list) else _columns(table, listed)
         return Access(
             columns=columns,
             filter=dict(getattr(granted, "filter", {}) or {}),

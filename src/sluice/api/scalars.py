@@ -83,6 +83,14 @@ def _iso(kind: str, parse: Any) -> tuple[Any, Any]:
     return value, literal
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _json_literal(node: ValueNode, variables: Any = None) -> Any:
+    return value_from_ast_untyped(node, variables)
+
+
 def _out(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, dict, list)) or value is None else str(value)
 
@@ -92,22 +100,34 @@ _date_value, _date_literal = _iso("Date", dt.date.fromisoformat)
 _time_value, _time_literal = _iso("Time", dt.time.fromisoformat)
 
 BigInt = GraphQLScalarType(
-    "BigInt", description="A 64-bit integer, written as a string in answers.", serialize=str, parse_value=_bigint, parse_literal=_bigint_literal
+    "BigInt",
+    description="A 64-bit integer, written as a string in answers.",
+    serialize=str,
+    parse_value=_bigint,
+    parse_literal=_bigint_literal,
 )
 Numeric = GraphQLScalarType(
-    "Numeric", description="An exact decimal, written as a string in answers.", serialize=str, parse_value=_numeric, parse_literal=_numeric_literal
+    "Numeric",
+    description="An exact decimal, written as a string in answers.",
+    serialize=str,
+    parse_value=_numeric,
+    parse_literal=_numeric_literal,
 )
 DateTime = GraphQLScalarType(
     "DateTime", description="A date and time in ISO 8601.", serialize=_out, parse_value=_dt_value, parse_literal=_dt_literal
 )
-Date = GraphQLScalarType("Date", description="A date in ISO 8601.", serialize=_out, parse_value=_date_value, parse_literal=_date_literal)
-Time = GraphQLScalarType("Time", description="A time of day in ISO 8601.", serialize=_out, parse_value=_time_value, parse_literal=_time_literal)
+Date = GraphQLScalarType(
+    "Date", description="A date in ISO 8601.", serialize=_out, parse_value=_date_value, parse_literal=_date_literal
+)
+Time = GraphQLScalarType(
+    "Time", description="A time of day in ISO 8601.", serialize=_out, parse_value=_time_value, parse_literal=_time_literal
+)
 JSON = GraphQLScalarType(
     "JSON",
     description="Any JSON value.",
     serialize=_out,
-    parse_value=lambda value: value,
-    parse_literal=lambda node, variables=None: value_from_ast_untyped(node, variables),
+    parse_value=_same,
+    parse_literal=_json_literal,
 )
 
 SCALARS: dict[str, GraphQLScalarType] = {

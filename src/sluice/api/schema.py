@@ -107,8 +107,12 @@ class _Builder:
     def obj(self, base: str) -> GraphQLObjectType:
         if base not in self.objects:
             t = self.model.tables[base]
+
+            def fields(t: ExposedTable = t) -> dict[str, GraphQLField]:
+                return self.object_fields(t)
+
             self.objects[base] = GraphQLObjectType(
-                base, lambda t=t: self.object_fields(t), description=f"{t.table.kind} {t.table.qualified} of '{t.connection}'"
+                base, fields, description=f"{t.table.kind} {t.table.qualified} of '{t.connection}'"
             )
         return self.objects[base]
 
@@ -116,7 +120,9 @@ class _Builder:
         fields: dict[str, GraphQLField] = {}
         for name, column in t.fields.items():
             scalar: GraphQLOutputType = self.scalar(column)
-            fields[name] = GraphQLField(scalar if column.nullable else _nn(scalar), description=f"column {column.name} ({column.type})")
+            fields[name] = GraphQLField(
+                scalar if column.nullable else _nn(scalar), description=f"column {column.name} ({column.type})"
+            )
         for name, rel in t.relationships.items():
             target = self.obj(rel.target)
             if rel.kind == "object":
@@ -170,9 +176,12 @@ class _Builder:
         fields: dict[str, GraphQLField] = {}
         for t in self.model.tables.values():
             names = t.names
-            self.add_root(fields, names["list"], GraphQLField(_nn(_list(self.obj(t.base))), args=self.list_args(t.base)), "list", t.base)
+            self.add_root(
+                fields, names["list"], GraphQLField(_nn(_list(self.obj(t.base))), args=self.list_args(t.base)), "list", t.base
+            )
             page = GraphQLObjectType(
-                f"{t.base}_page", {"nodes": GraphQLField(_nn(_list(self.obj(t.base)))), "page_info": GraphQLField(_nn(self.page_info))}
+                f"{t.base}_page",
+                {"nodes": GraphQLField(_nn(_list(self.obj(t.base)))), "page_info": GraphQLField(_nn(self.page_info))},
             )
             page_args = {
                 "where": GraphQLArgument(self.bool_exp(t.base)),
@@ -191,10 +200,15 @@ class _Builder:
         return {graphql_name(c): GraphQLArgument(_nn(SCALARS[table.column_map[c].scalar])) for c in table.primary_key}
 
     def aggregate_field(self, t: ExposedTable) -> GraphQLField:
-        columns = GraphQLEnumType(f"{t.base}_select_column", {n: GraphQLEnumValue(n) for n in t.fields} or {"_": GraphQLEnumValue("_")})
+        columns = GraphQLEnumType(
+            f"{t.base}_select_column", {n: GraphQLEnumValue(n) for n in t.fields} or {"_": GraphQLEnumValue("_")}
+        )
         fields: dict[str, GraphQLField] = {
             "keys": GraphQLField(
-                GraphQLObjectType(f"{t.base}_group_keys", {n: GraphQLField(self.scalar(c)) for n, c in t.fields.items()} or {"_": GraphQLField(GraphQLString)}),
+                GraphQLObjectType(
+                    f"{t.base}_group_keys",
+                    {n: GraphQLField(self.scalar(c)) for n, c in t.fields.items()} or {"_": GraphQLField(GraphQLString)},
+                ),
                 description="The group-by columns' values of this group (others are null).",
             ),
             "count": GraphQLField(_nn(GraphQLInt)),
@@ -207,8 +221,12 @@ class _Builder:
                 fields[op] = GraphQLField(GraphQLObjectType(f"{t.base}_{op}_fields", kinds))
         if orderable:
             for op in ("min", "max"):
-                fields[op] = GraphQLField(GraphQLObjectType(f"{t.base}_{op}_fields", {n: GraphQLField(self.scalar(c)) for n, c in orderable.items()}))
-        group = GraphQLObjectType(f"{t.base}_aggregate_group", fields, description="One group (the whole selection without group_by).")
+                fields[op] = GraphQLField(
+                    GraphQLObjectType(f"{t.base}_{op}_fields", {n: GraphQLField(self.scalar(c)) for n, c in orderable.items()})
+                )
+        group = GraphQLObjectType(
+            f"{t.base}_aggregate_group", fields, description="One group (the whole selection without group_by)."
+        )
         return GraphQLField(
             _nn(_list(group)),
             args={"where": GraphQLArgument(self.bool_exp(t.base)), "group_by": GraphQLArgument(_list(columns))},
@@ -223,13 +241,19 @@ class _Builder:
             writable = {graphql_name(c.name): c for c in table.columns if not c.generated}
             if not writable:
                 continue
-            insert_input = GraphQLInputObjectType(f"{base}_insert_input", {n: GraphQLInputField(SCALARS[c.scalar]) for n, c in writable.items()})
-            set_input = GraphQLInputObjectType(f"{base}_set_input", {n: GraphQLInputField(SCALARS[c.scalar]) for n, c in writable.items()})
+            insert_input = GraphQLInputObjectType(
+                f"{base}_insert_input", {n: GraphQLInputField(SCALARS[c.scalar]) for n, c in writable.items()}
+            )
+            set_input = GraphQLInputObjectType(
+                f"{base}_set_input", {n: GraphQLInputField(SCALARS[c.scalar]) for n, c in writable.items()}
+            )
             update_column = GraphQLEnumType(f"{base}_update_column", {n: GraphQLEnumValue(n) for n in writable})
             on_conflict = GraphQLInputObjectType(
                 f"{base}_on_conflict",
                 {
-                    "update_columns": GraphQLInputField(_nn(_list(update_column)), description="Columns to overwrite ([]: do nothing)."),
+                    "update_columns": GraphQLInputField(
+                        _nn(_list(update_column)), description="Columns to overwrite ([]: do nothing)."
+                    ),
                     "where": GraphQLInputField(self.bool_exp(base), description="Only rows matching this are updated."),
                 },
                 description="Upsert on the primary key.",
@@ -245,11 +269,43 @@ class _Builder:
             obj = self.obj(base)
             pk_args = {graphql_name(c): GraphQLArgument(_nn(SCALARS[table.column_map[c].scalar])) for c in table.primary_key}
             conflict = GraphQLArgument(on_conflict)
-            self.add_root(fields, names["insert"], GraphQLField(response, args={"objects": GraphQLArgument(_nn(_list(insert_input))), "on_conflict": conflict}), "insert", base)
-            self.add_root(fields, names["insert_one"], GraphQLField(obj, args={"object": GraphQLArgument(_nn(insert_input)), "on_conflict": conflict}), "insert_one", base)
-            self.add_root(fields, names["update"], GraphQLField(response, args={"where": GraphQLArgument(_nn(self.bool_exp(base))), "_set": GraphQLArgument(set_input)}), "update", base)
-            self.add_root(fields, names["update_by_pk"], GraphQLField(obj, args={"pk_columns": GraphQLArgument(_nn(pk_input)), "_set": GraphQLArgument(set_input)}), "update_by_pk", base)
-            self.add_root(fields, names["delete"], GraphQLField(response, args={"where": GraphQLArgument(_nn(self.bool_exp(base)))}), "delete", base)
+            self.add_root(
+                fields,
+                names["insert"],
+                GraphQLField(response, args={"objects": GraphQLArgument(_nn(_list(insert_input))), "on_conflict": conflict}),
+                "insert",
+                base,
+            )
+            self.add_root(
+                fields,
+                names["insert_one"],
+                GraphQLField(obj, args={"object": GraphQLArgument(_nn(insert_input)), "on_conflict": conflict}),
+                "insert_one",
+                base,
+            )
+            self.add_root(
+                fields,
+                names["update"],
+                GraphQLField(
+                    response, args={"where": GraphQLArgument(_nn(self.bool_exp(base))), "_set": GraphQLArgument(set_input)}
+                ),
+                "update",
+                base,
+            )
+            self.add_root(
+                fields,
+                names["update_by_pk"],
+                GraphQLField(obj, args={"pk_columns": GraphQLArgument(_nn(pk_input)), "_set": GraphQLArgument(set_input)}),
+                "update_by_pk",
+                base,
+            )
+            self.add_root(
+                fields,
+                names["delete"],
+                GraphQLField(response, args={"where": GraphQLArgument(_nn(self.bool_exp(base)))}),
+                "delete",
+                base,
+            )
             self.add_root(fields, names["delete_by_pk"], GraphQLField(obj, args=pk_args), "delete_by_pk", base)
         return fields
 

@@ -18,7 +18,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules, validate
 
@@ -61,7 +60,9 @@ class DataApi:
     """The ``api:`` section served: ``connections`` maps connection names to URLs, ``root`` is the project
     folder (SQLite paths), ``gate`` authenticates and limits requests."""
 
-    def __init__(self, settings: ApiSettings, connections: dict[str, str], root: Path | None, gate: Gate, name: str = "graphql") -> None:
+    def __init__(
+        self, settings: ApiSettings, connections: dict[str, str], root: Path | None, gate: Gate, name: str = "graphql"
+    ) -> None:
         self.settings = settings
         self.gate = gate
         self.name = name

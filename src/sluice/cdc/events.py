@@ -57,7 +57,8 @@ OPERATION_NAMES: dict[str, str] = {"r": "snapshot", "c": "insert", "u": "update"
 Position = list[int]
 """A source position, compared lexicographically (a later change has a greater position).
 
-MySQL/MariaDB: ``[binlog file number, end position of the rows event, row index in the event]``.
+MySQL/MariaDB: ``[binlog file number, end position of the rows event, row index in the event]``; with
+``position_mode: gtid``: ``[seq, rows event in the transaction, row index, domain, server]`` (:mod:`sluice.cdc.mysql_gtid`).
 PostgreSQL: ``[commit LSN, change index in the transaction]``. A snapshot read carries the position the
 snapshot was taken at."""
 

@@ -6,6 +6,11 @@ announces MariaDB's GTID-aware replica (``SET @mariadb_slave_capability = 4``) a
 ``COM_BINLOG_DUMP`` (file, position, replica server id). Each packet is one event; the CRC32 at its end is
 checked and removed. The handshake follows python-mysql-replication (Apache-2.0, ``binlogstream.py``)
 and MariaDB's "COM_BINLOG_DUMP" documentation.
+
+A dump by GTID (MariaDB) is what a MariaDB replica with ``MASTER_USE_GTID`` sends: ``SET @slave_connect_state``
+(the GTID list to start after), ``SET @slave_gtid_strict_mode = 1`` (a GTID missing from the binlog is an
+error, not a silent start elsewhere), ``SET @slave_gtid_ignore_duplicates = 0``, then ``COM_BINLOG_DUMP``
+with an empty file name (MariaDB's "GTID" and "COM_BINLOG_DUMP" pages; vitess and go-mysql send the same).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ RawEvent = tuple[int, int, int, int, bytes]
 class BinlogConnection:
     """One binlog dump from ``(file, position)``; :meth:`events` yields them as they come, heartbeats included.
 
-    Raises :class:`PositionLost` when the server no longer has the file (error 1236), :class:`SyncError`
+    Raises :class:`PositionLost` when the server no longer has the file or the GTID (error 1236), :class:`SyncError`
     (transient) when the connection drops."""
 
     def __init__(self, connect: dict[str, Any], server_id: int, heartbeat_s: float) -> None:
@@ -58,8 +63,10 @@ class BinlogConnection:
         self.conn: Any = None
         self.checksum = False
 
-    def open(self, file: str, position: int) -> None:
-        """Connect and send ``COM_BINLOG_DUMP`` from ``file`` at byte ``position``."""
+    def open(self, file: str, position: int, gtid_state: str | None = None) -> None:
+        """Connect and send ``COM_BINLOG_DUMP`` from ``file`` at byte ``position``, or, with ``gtid_state``
+        (MariaDB GTID list ``domain-server-seq[,...]``; ``""``: from the oldest binlog), from after that GTID state
+        (``file`` and ``position`` are then not used)."""
         arguments = dict(self.connect)
         arguments["read_timeout"] = max(30.0, self.heartbeat_s * 4)
         self.conn = pymysql.connect(**arguments)
@@ -70,6 +77,11 @@ class BinlogConnection:
             cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
             cur.execute("SET @mariadb_slave_capability = 4")
             cur.execute("SET @master_heartbeat_period = %s", (int(self.heartbeat_s * 1_000_000_000),))
+            if gtid_state is not None:
+                cur.execute("SET @slave_connect_state = %s", (gtid_state,))
+                cur.execute("SET @slave_gtid_strict_mode = 1")
+                cur.execute("SET @slave_gtid_ignore_duplicates = 0")
+                file, position = "", 4
         payload = struct.pack("<IHI", position, 0, self.server_id) + file.encode()
         self.conn._execute_command(COM_BINLOG_DUMP, payload)
 

@@ -16,9 +16,10 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from sluice.cdc.base import Capture, ChangeBatch, SnapshotChunk, SourceNotReady, SyncError
+from sluice.cdc.base import Capture, ChangeBatch, PositionLost, SnapshotChunk, SourceNotReady, SyncError
 from sluice.cdc.events import Position, Source, TableSchema
 from sluice.cdc.mysql_binlog import file_number
+from sluice.cdc.mysql_gtid import gtid_position, gtid_problems, gtid_text, snapshot_gtid, wrong_shape
 from sluice.cdc.mysql_types import (
     InvalidDates,
     column_from_info,
@@ -94,8 +95,11 @@ class MysqlCapture(Capture):
         self.database: str | None = self.connect.get("database")
         self.server_id = options.server_id or 1_000_000 + zlib.crc32(f"{sync}/{side}".encode()) % 1_000_000_000
         self.origin = f"{sync}/{side}"
+        self.gtid = options.position_mode == "gtid"
+        """Positions are GTID positions (:mod:`sluice.cdc.mysql_gtid`), else ``[file number, offset, row]``."""
         self._ctl: Any = None
         self._base: tuple[str, int] | None = None  # binlog base name and digits of its number
+        self._read: tuple[Position, str] | None = None  # the last GTID position current_position() read
 
     # --- connections -------------------------------------------------------------------------------------
 
@@ -130,13 +134,13 @@ class MysqlCapture(Capture):
 
     def check(self) -> list[str]:
         """Server settings and grants capture needs (:func:`server_problems`); empty when ready."""
-        names = ("log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "version")
+        names = ("log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "version", "gtid_binlog_pos")
         rows = self.query("SHOW GLOBAL VARIABLES WHERE Variable_name IN %s", (names,))
         settings = {str(name).lower(): _text(value) for name, value in rows}
         grants = [_text(row[0]) for row in self.query("SHOW GRANTS")]
         problems = server_problems(settings, grants)
-        if self.options.position_mode == "gtid":
-            problems.append("position_mode: gtid is not supported yet: use position_mode: file (the default)")
+        if self.gtid:
+            problems += gtid_problems(settings.get("version", ""), settings.get("gtid_binlog_pos"))
         return problems
 
     def list_tables(self) -> list[TableSchema]:
@@ -211,7 +215,17 @@ class MysqlCapture(Capture):
     # --- positions -----------------------------------------------------------------------------------------
 
     def current_position(self) -> tuple[Position, str]:
-        """``([file number, offset, 0], "file:offset")`` from ``SHOW MASTER STATUS`` (no lock taken)."""
+        """``([file number, offset, 0], "file:offset")`` from ``SHOW MASTER STATUS`` (no lock taken).
+
+        GTID mode: ``([seq, 0, 0, domain, server], "domain-server-seq (file:offset)")``, the GTID state of the
+        binlog point a consistent snapshot sees (:func:`~sluice.cdc.mysql_gtid.snapshot_gtid`, no lock either)."""
+        if self.gtid:
+            state, name, offset = snapshot_gtid(self.query)
+            self.remember_base(name)
+            domain = int(self.query("SELECT @@global.gtid_domain_id")[0][0])
+            position = gtid_position(state, domain)
+            self._read = position, gtid_text(position, f"{name}:{offset}")
+            return self._read
         try:
             rows = self.query("SHOW MASTER STATUS")
         except pymysql.MySQLError:
@@ -252,7 +266,14 @@ class MysqlCapture(Capture):
         """Chunks of ``chunk_rows`` rows in key order after ``after_key``, each read in its own
         ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` through a streaming cursor. Rows carry the binlog
         position of their chunk's snapshot (MariaDB's ``binlog_snapshot_file``/``_position``). Rows come as value
-        lists (:attr:`SnapshotChunk.rows`), converted column by column (:func:`snapshot_column`)."""
+        lists (:attr:`SnapshotChunk.rows`), converted column by column (:func:`snapshot_column`).
+
+        GTID mode: rows carry the last position :meth:`current_position` read (one is read here when none was),
+        which precedes every chunk: MariaDB gives a consistent snapshot's file and offset, not its GTID state,
+        and turning one into the other reads the binlog file (the runtime stamps every row of a snapshot with
+        the position read before it began anyway)."""
+        if self.gtid and self._read is None:
+            self.current_position()
         conn = self.open(cursorclass=pymysql.cursors.SSCursor)
         try:
             estimate = self._estimate(table)
@@ -306,7 +327,9 @@ class MysqlCapture(Capture):
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             cur.execute("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
             status = {_text(name).lower(): _text(value) for name, value in cur.fetchall()}
-            if "binlog_snapshot_file" in status:
+            if self._read is not None:
+                position, text = self._read
+            elif "binlog_snapshot_file" in status:
                 name, offset = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
                 self.remember_base(name)
                 position, text = [file_number(name), offset, 0], f"{name}:{offset}"
@@ -337,8 +360,15 @@ class MysqlCapture(Capture):
     # --- stream ----------------------------------------------------------------------------------------------
 
     def stream(self, start: Position, tables: Sequence[TableSchema], max_wait_s: float) -> Iterator[ChangeBatch]:
-        """The binlog from after ``start``: see :class:`sluice.cdc.mysql_stream.BinlogStream`."""
+        """The binlog from after ``start``: see :class:`sluice.cdc.mysql_stream.BinlogStream`.
+
+        Raises :class:`PositionLost` when ``start`` is gone from the server or was made by the other
+        ``position_mode`` (the option changed: a new snapshot is needed)."""
         from sluice.cdc.mysql_stream import BinlogStream
+
+        problem = wrong_shape(start, self.gtid)
+        if problem:
+            raise PositionLost(problem)
 
         yield from BinlogStream(self, tables, max_wait_s).run(start)
 

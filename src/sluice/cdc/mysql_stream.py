@@ -43,6 +43,7 @@ from sluice.cdc.mysql_binlog import (
     rotate_target,
 )
 from sluice.cdc.mysql_ddl import Ddl, classify, parse_ddl
+from sluice.cdc.mysql_gtid import connect_state, gtid_text
 from sluice.cdc.mysql_rows import DecodeError, RowsDecoder, TableMap, compile_rows, packed_int, parse_table_map
 from sluice.cdc.mysql_types import InvalidDates
 
@@ -75,6 +76,50 @@ class _Table:
         self.key: list[str] = list(schema.key) if schema else []
 
 
+class _GtidCursor:
+    """Where a GTID-mode stream is (:mod:`sluice.cdc.mysql_gtid`): the last GTID done (``seq``, ``server``), the
+    transaction being read and the rows events read in it."""
+
+    __slots__ = ("domain", "event", "seq", "server", "txn_seq", "txn_server")
+
+    def __init__(self, start: Position) -> None:
+        self.seq, self.domain, self.server = start[0], start[3], start[4]
+        self.txn_seq, self.txn_server, self.event = self.seq, self.server, 0
+
+    def tail(self) -> list[int]:
+        """The end of every position until the next commit: ``[domain, server of the last GTID done]``."""
+        return [self.domain, self.server]
+
+    def begin(self, body: bytes, server_id: int, gtid: str) -> None:
+        """A GTID event: the transaction ``gtid`` starts. Raises :class:`SyncError` when it is in another
+        replication domain or its sequence number is not above the last one (positions could not be ordered)."""
+        seq = int.from_bytes(body[0:8], "little")
+        domain = int.from_bytes(body[8:12], "little")
+        if domain != self.domain:
+            if self.seq or self.server:
+                raise SyncError(
+                    f"transaction {gtid} is in GTID domain {domain}, but position_mode: gtid follows domain {self.domain} "
+                    "only: set position_mode: file and run `sluice sync PATH --resnapshot`"
+                )
+            self.domain = domain  # the empty state: the first domain seen is the one
+        if seq <= self.seq:
+            raise SyncError(
+                f"transaction {gtid} comes after {self.domain}-{self.server}-{self.seq} in the binlog with a lower sequence "
+                "number, so GTID positions cannot be ordered: set gtid_strict_mode=ON on the server, or use position_mode: file"
+            )
+        self.txn_seq, self.txn_server, self.event = seq, server_id, 0
+
+    def rows_event(self) -> tuple[int, int]:
+        """A rows event of the transaction: ``(seq of the last GTID done, its number in the transaction)``."""
+        self.event += 1
+        return self.seq, self.event
+
+    def commit(self) -> Position:
+        """The transaction is done: the position after it."""
+        self.seq, self.server = self.txn_seq, self.txn_server
+        return [self.seq, 0, 0, self.domain, self.server]
+
+
 class BinlogStream:
     """One run of :meth:`MysqlCapture.stream`: the dump connection and the state between its events."""
 
@@ -95,24 +140,35 @@ class BinlogStream:
 
     def run(self, start: Position) -> Iterator[ChangeBatch]:
         """Batches after ``start``, forever (until the consumer stops iterating)."""
-        file_no, offset, row = start[0], start[1], start[2] if len(start) > 2 else 0
-        dump_from = offset
-        if row:
-            dump_from = self.txn_starts.get((file_no, offset), (file_no, 4))[1]
         conn = BinlogConnection(self.capture.connect, self.capture.server_id, min(self.max_wait_s, HEARTBEAT_S))
-        conn.open(self.capture.file_name(file_no), dump_from)
+        if self.capture.gtid:
+            conn.open("", 4, connect_state(start))
+            begin = list(start)
+        else:
+            file_no, offset, row = start[0], start[1], start[2] if len(start) > 2 else 0
+            dump_from = offset
+            if row:
+                dump_from = self.txn_starts.get((file_no, offset), (file_no, 4))[1]
+            conn.open(self.capture.file_name(file_no), dump_from)
+            begin = list(start[:3]) if len(start) >= 3 else [file_no, offset, 0]
         try:
-            yield from self._loop(conn, list(start[:3]) if len(start) >= 3 else [file_no, offset, 0])
+            yield from self._loop(conn, begin)
         finally:
             conn.close()
 
     def _loop(self, conn: BinlogConnection, start: list[int]) -> Iterator[ChangeBatch]:
         capture = self.capture
-        file = capture.file_name(start[0])
-        file_no = start[0]
-        boundary = [file_no, start[1], 0] if not start[2] else list(start)
+        cursor = _GtidCursor(start) if capture.gtid else None
+        if cursor is not None:
+            file, file_no = "", 0  # the dump's first event, a ROTATE, names the file
+            boundary = list(start)
+        else:
+            file, file_no = capture.file_name(start[0]), start[0]
+            boundary = [file_no, start[1], 0] if not start[2] else list(start)
+        tail = cursor.tail() if cursor is not None else []  # GTID positions end with [domain, server]
         events: list[Event] = []
         last: list[int] = boundary
+        at = 0  # end offset of the last event that has one (the text of GTID positions)
         skipped = 0
         commit_us = 0
         in_txn = False
@@ -125,24 +181,27 @@ class BinlogStream:
         lingering = False
         source = capture.source
         for kind, timestamp, server_id, end, body in conn.events():
+            if end:
+                at = end
             if kind in ROWS_EVENTS:
+                a, b = cursor.rows_event() if cursor is not None else (file_no, end)  # the rows' position prefix
                 table = self.by_id.get(int.from_bytes(body[:6], "little"))
                 if first_row:
                     first_row = False
                     echo = table is not None and table.marker
-                if table is not None and table.schema is not None and [file_no, end] >= start[:2]:
+                if table is not None and table.schema is not None and [a, b] >= start[:2]:
                     op, version = ROWS_EVENTS[kind]
                     rows = self._rows(table, op, version, body)
                     if echo:
                         skipped += len(rows)
                     else:
                         commit_us = timestamp * 1_000_000
-                        text = f"{file}:{end}"
+                        text = f"{gtid} ({file}:{end})" if cursor is not None else f"{file}:{end}"
                         qualified = table.schema.qualified
                         schema_version = table.schema.version
                         key = table.key
                         for index, image in enumerate(rows, 1):
-                            position = [file_no, end, index]
+                            position = [a, b, index, *tail]
                             if position <= start:
                                 continue
                             src = source(position, text, commit_us, gtid)
@@ -159,18 +218,22 @@ class BinlogStream:
                                 events.append(
                                     ChangeEvent("u", qualified, [after[k] for k in key], src, before, after, schema_version)
                                 )
-                        last = [file_no, end, len(rows)]
-                        self.txn_starts[(file_no, end)] = txn_start
+                        last = [a, b, len(rows), *tail]
+                        if cursor is None:
+                            self.txn_starts[(file_no, end)] = txn_start
             elif kind == TABLE_MAP:
                 self._table_map(body)
             elif kind == XID:
                 in_txn, group, first_row, echo = False, False, True, False
-                boundary = last = [file_no, end, 0]
+                boundary = last = cursor.commit() if cursor is not None else [file_no, end, 0]
+                tail = cursor.tail() if cursor is not None else tail
                 commit_us = timestamp * 1_000_000
             elif kind == MARIADB_GTID:
                 in_txn, first_row, echo = True, True, False
                 group = not body[12] & GTID_STANDALONE  # BEGIN ... COMMIT, not one DDL statement
                 gtid = mariadb_gtid(body, server_id)
+                if cursor is not None:
+                    cursor.begin(body, server_id, gtid)
                 txn_start = (file_no, end - len(body) - HEADER_SIZE - (4 if conn.checksum else 0))  # the GTID event's start
             elif kind == QUERY:
                 database, statement = query_parts(body)
@@ -182,22 +245,25 @@ class BinlogStream:
                     in_txn, group = True, True
                 elif word.startswith(("COMMIT", "XA ")) or word.rstrip(" ;") == "ROLLBACK":
                     in_txn, group, first_row, echo = False, False, True, False
-                    boundary = last = [file_no, end, 0]
+                    boundary = last = cursor.commit() if cursor is not None else [file_no, end, 0]
+                    tail = cursor.tail() if cursor is not None else tail
                 elif (in_txn and group) or word.startswith(IN_TRANSACTION):
                     pass  # SAVEPOINT (apply writes them), ROLLBACK TO...: inside the transaction, not a commit point
                 else:
-                    position = [file_no, end, 0]
+                    position = cursor.commit() if cursor is not None else [file_no, end, 0]
+                    tail = cursor.tail() if cursor is not None else tail
                     if position > start:
-                        events += self._ddl(statement, database, position, f"{file}:{end}", timestamp, gtid)
+                        text = f"{gtid} ({file}:{end})" if cursor is not None else f"{file}:{end}"
+                        events += self._ddl(statement, database, position, text, timestamp, gtid)
                     in_txn, group, first_row, echo = False, False, True, False
                     boundary = last = position
             elif kind == ROTATE:
                 file, offset = rotate_target(body)
                 capture.remember_base(file)
                 file_no = file_number(file)
-                if not in_txn:
+                if not in_txn and cursor is None:
                     boundary = last = [file_no, offset, 0]
-            elif kind not in (HEARTBEAT, FORMAT_DESCRIPTION) and not in_txn and end:
+            elif kind not in (HEARTBEAT, FORMAT_DESCRIPTION) and not in_txn and end and cursor is None:
                 boundary = last = [file_no, end, 0]
             now = time.monotonic()
             if events and not lingering:  # the first change of this batch: yield it soon
@@ -205,10 +271,12 @@ class BinlogStream:
                 deadline = min(deadline, now + LINGER_S)
             if len(events) >= BATCH_EVENTS or now >= deadline:
                 position = max(last, boundary, start)
-                batch = ChangeBatch(events, position, f"{file}:{position[1]}", commit_us, skipped, self.invalid.count)
+                text = gtid_text(position, file and f"{file}:{at}") if cursor is not None else f"{file}:{position[1]}"
+                batch = ChangeBatch(events, position, text, commit_us, skipped, self.invalid.count)
                 self.invalid.count = 0
                 events, skipped = [], 0
-                self._forget(position)
+                if cursor is None:
+                    self._forget(position)
                 yield batch
                 deadline, lingering = time.monotonic() + self.max_wait_s, False
         raise SyncError("the server ended the binlog dump", transient=True)

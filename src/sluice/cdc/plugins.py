@@ -18,7 +18,11 @@ class MysqlCaptureOptions(Settings):
         int, Meta(ge=0, le=4294967295, description="Replica server id capture registers with (0: derived from the sync name).")
     ] = 0
     position_mode: Annotated[
-        Literal["file", "gtid"], Meta(description="Resume by binlog file and offset, or by GTID (MariaDB gtid_binlog_pos).")
+        Literal["file", "gtid"],
+        Meta(
+            description="Resume by binlog file and offset, or by GTID (MariaDB only, one replication domain; "
+            "positions survive rotated, flushed and purged binlog files). Changing it needs --resnapshot."
+        ),
     ] = "file"
 
 

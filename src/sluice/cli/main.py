@@ -517,6 +517,15 @@ def _register_sync() -> None:
 _register_sync()
 
 
+def _register_api_key() -> None:
+    from sluice.cli.api_key import api_key
+
+    cli.add_command(api_key)
+
+
+_register_api_key()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

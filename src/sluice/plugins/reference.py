@@ -14,6 +14,20 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from sluice.api.settings import (
+    ApiSettings,
+    ApiSource,
+    AuthSettings,
+    DeletePermission,
+    GraphqlLimits,
+    InsertPermission,
+    JwtSettings,
+    OperationNames,
+    ProxyRoute,
+    RateLimits,
+    SelectPermission,
+    UpdatePermission,
+)
 from sluice.cdc.config import ColumnRules, SyncSettings
 from sluice.plugins.base import KINDS, Plugin, Settings
 from sluice.plugins.describe import OptionInfo, PluginInfo, describe_all, struct_options
@@ -67,6 +81,18 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
         "Each item of `syncs:`: tables kept in sync by change-data capture. See [../cdc/README.md](../cdc/README.md).",
     ),
     ("syncs[].columns.TABLE", ColumnRules, "Columns of one source table left out or masked."),
+    ("api", ApiSettings, "The data API served by `sluice serve` (GraphQL). See [../api/README.md](../api/README.md)."),
+    ("api.sources[]", ApiSource, "Each connection whose tables and views the API exposes."),
+    ("api.operations.TABLE", OperationNames, "Custom GraphQL field names of one table."),
+    ("api.roles.ROLE.TABLE.select", SelectPermission, "What a role may read of a table."),
+    ("api.roles.ROLE.TABLE.insert", InsertPermission, "What a role may insert into a table."),
+    ("api.roles.ROLE.TABLE.update", UpdatePermission, "What a role may update in a table."),
+    ("api.roles.ROLE.TABLE.delete", DeletePermission, "What a role may delete from a table."),
+    ("api.auth", AuthSettings, "How requests are authenticated."),
+    ("api.auth.jwt", JwtSettings, "JSON Web Tokens (RFC 7519)."),
+    ("api.limits.rate", RateLimits, "Rate limits (the `limits` library's notation)."),
+    ("api.limits.graphql", GraphqlLimits, "Limits on GraphQL documents and requests."),
+    ("api.proxies[]", ProxyRoute, "Gateway routes to upstream HTTP services."),
 )
 
 

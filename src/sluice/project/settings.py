@@ -82,9 +82,7 @@ class ProjectSettings(Settings):
     syncs: Annotated[
         list[SyncSettings], Meta(description="Tables kept in sync between two connections by change-data capture (docs/cdc).")
     ] = msgspec.field(default_factory=list)
-    api: Annotated[
-        ApiSettings | None, Meta(description="The data API (GraphQL) served by `sluice serve` (docs/api).")
-    ] = None
+    api: Annotated[ApiSettings | None, Meta(description="The data API (GraphQL) served by `sluice serve` (docs/api).")] = None
 
 
 NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api")

@@ -92,6 +92,10 @@ def create_app(services: Services) -> FastAPI:
         from sluice.api.http import mount_api
 
         mount_api(app, data_api)
+        if data_api.settings.proxies:
+            from sluice.api.security.proxy import proxy_routes
+
+            app.include_router(proxy_routes(data_api.settings, data_api.gate))
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
 
@@ -101,7 +105,7 @@ def _data_api(services: Services) -> Any:
     spec = services.project.api
     if spec is None:
         return None
-    from sluice.api.gates import build_gate
+    from sluice.api.security import build_gate
     from sluice.api.service import DataApi
 
     state_url = services.settings.state_url or services.project.resolve_state_url()

@@ -1,0 +1,76 @@
+"""The ``api:`` section in ``sluice.yaml``: every mistake reported at its own line, cross-references
+checked from the file, and ``sluice validate --live`` checking tables against the databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api_support import DDL, execute_all
+
+from sluice.api.config import live_problems
+from sluice.project.load import parse_project
+
+GOOD = """\
+connections:
+  hr: sqlite:///hr.db
+  files: duckdb:///x.duckdb
+api:
+  sources:
+    - connection: hr
+      tables: [employes, dept]
+  operations:
+    employes: {list: employes, by_pk: employe_par_id}
+  roles:
+    reader:
+      employes:
+        select: {columns: [id, nom], limit: 10}
+"""
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    (tmp_path / "sluice.yaml").write_text(text)
+    _, problems = parse_project(str(tmp_path))
+    return [f"{p.line}: {p.message}" for p in problems]
+
+
+def test_a_good_section_loads(tmp_path: Path) -> None:
+    (tmp_path / "sluice.yaml").write_text(GOOD)
+    project, problems = parse_project(str(tmp_path))
+    assert problems == []
+    assert project is not None and project.api is not None
+    assert project.api.settings.roles["reader"]["employes"].select is not None
+    assert project.api.origin.line == 4
+    assert dict(project.api.urls) == {"hr": "sqlite:///hr.db"}
+
+
+def test_mistakes_at_every_depth_are_reported_at_their_line(tmp_path: Path) -> None:
+    text = GOOD.replace("select: {columns: [id, nom], limit: 10}", "select: {colums: [id], limit: 0}").replace(
+        "tables: [employes, dept]", "tables: [employes, dept]\n      readonly: true"
+    )
+    found = problems_of(tmp_path, text)
+    assert any(f.startswith("8: ") and "unknown key 'readonly'" in f and "read_only" in f for f in found), found
+    assert any(f.startswith("14: ") and "unknown key 'colums'" in f for f in found), found
+    assert any(f.startswith("14: ") and "limit" in f for f in found), found
+
+
+def test_cross_references_from_the_file(tmp_path: Path) -> None:
+    text = GOOD.replace("- connection: hr", "- connection: hrr").replace(
+        "employes: {list: employes, by_pk: employe_par_id}", "salaires: {list: 'bad name', by_pk: employes}"
+    )
+    text += "  mutations: {employes: files}\n  graphql_path: /runs\n"
+    found = problems_of(tmp_path, text)
+    assert any(f.startswith("6: ") and "unknown connection 'hrr'" in f and "Did you mean 'hr'" in f for f in found), found
+    assert any("'salaires' is not among the sources' tables" in f for f in found), found
+    assert any("is not a GraphQL name" in f for f in found), found
+    assert any("connection 'files' is duckdb://" in f for f in found), found
+    assert any("graphql_path '/runs'" in f for f in found), found
+
+
+def test_live_problems_name_patterns_that_match_nothing(tmp_path: Path) -> None:
+    execute_all(f"sqlite:///{tmp_path / 'hr.db'}", DDL)
+    (tmp_path / "sluice.yaml").write_text(GOOD.replace("[employes, dept]", "[employes, nothing_*]"))
+    project, problems = parse_project(str(tmp_path))
+    assert problems == [] and project is not None and project.api is not None
+    spec = project.api
+    found = live_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
+    assert [p.message for p in found] == ["api: tables: 'nothing_*' matches no table or view of 'hr'"]
