@@ -139,6 +139,10 @@ def summarize(measures: list[Measure]) -> dict[str, Any]:
         "p99_ms": median("p99_ms"),
         "max_ms": max(m.max_ms for m in measures),
         "errors": sum(m.errors for m in measures),
+        "server_cpu_ms_per_request": float(statistics.median(m.server_cores / m.requests_per_s * 1000 for m in measures)),
+        "postgres_cpu_ms_per_request": float(
+            statistics.median((m.postgres_cores + m.postgres_ended_cores) / m.requests_per_s * 1000 for m in measures)
+        ),
         "server_cores": median("server_cores"),
         "server_waiting": median("server_waiting"),
         "postgres_cores": median("postgres_cores"),
@@ -159,7 +163,9 @@ def describe(name: str, s: dict[str, Any]) -> str:
         f"{spread:>13}   cores: server {s['server_cores']:.2f} (+{s['server_waiting']:.2f} waiting), "
         f"postgres {s['postgres_cores']:.2f} (+{s['postgres_ended_cores']:.2f} in ended backends), "
         f"wrk {s['client_cores']:.2f}; load {s['load_average']:.1f}; about {s['transactions_per_request']:.2f} "
-        f"transactions/request, {s['sessions_opened']:.0f} connections opened per run{errors}"
+        f"transactions/request, {s['sessions_opened']:.0f} connections opened per run{errors}\n"
+        f"    {'':<14} CPU per request: server {s['server_cpu_ms_per_request']:.2f} ms, PostgreSQL "
+        f"{s['postgres_cpu_ms_per_request']:.2f} ms"
     )
 
 
@@ -196,6 +202,12 @@ def print_report(results: dict[str, Any]) -> None:
         ratio = results["ratios"].get(query)
         if ratio is not None:
             print(f"    Sluice / PostGraphile: {ratio:.2f}x requests/s")
+    cores, before = results["cores"] or 1, results["load_average_at_start"]
+    if before > cores:
+        print(
+            f"\nwarning: load average {before:.1f} on {cores} cores before the servers started: other work shared the "
+            "cores (see 'waiting'), so these figures are lower and noisier than on a quiet machine"
+        )
     print("\naims (issue 11):")
     for aim, met, figures in verdicts(results):
         print(f"    {'met      ' if met else 'not met  ' if met is False else 'unknown  '} {aim}: {figures}")
