@@ -243,7 +243,7 @@ def _rounds(
                 if query not in queries[name]:
                     continue
                 server = servers[name]
-                wrk = (server.url, bodies[name][query])
+                wrk = (server.graphql_url, bodies[name][query])
                 if args.warmup > 0:
                     run_wrk(*wrk, args.warmup, args.connections, args.threads, server.process.pid, pg)
                 m = run_wrk(*wrk, args.seconds, args.connections, args.threads, server.process.pid, pg)

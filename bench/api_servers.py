@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+import server as server_module
 
 HERE = Path(__file__).resolve().parent
 NPM_PREFIX = HERE / ".npm" / "postgraphile"
@@ -39,25 +40,16 @@ class ServerUnavailable(Exception):
     """A server could not be started or does not serve the GraphQL the benchmark needs (the message says why)."""
 
 
-@dataclass
-class Server:
-    """A GraphQL server subprocess on ``127.0.0.1:port``."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
+class Server(server_module.Server):
+    """A GraphQL server subprocess on ``127.0.0.1:port`` (bench/server.py's, with GraphQL at ``/graphql``)."""
 
     @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/graphql"
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
 
     def post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """One GraphQL request; the decoded answer. Raises ServerUnavailable on a non-JSON or non-200 answer."""
-        answer = httpx.post(self.url, json={"query": query, "variables": variables or {}}, timeout=30)
+        answer = httpx.post(self.graphql_url, json={"query": query, "variables": variables or {}}, timeout=30)
         if answer.status_code != 200 or not answer.headers.get("content-type", "").startswith("application/"):
             raise ServerUnavailable(f"{self.name}: POST /graphql answered {answer.status_code}: {answer.text[:300]}")
         body: dict[str, Any] = answer.json()
@@ -79,7 +71,7 @@ def running(name: str, command: list[str], port: int, log: Path, env: dict[str, 
             if process.poll() is not None:
                 raise ServerUnavailable(f"{name} exited with {process.returncode} before answering:\n{server.log_tail()}")
             try:
-                answer = httpx.post(server.url, json={"query": "{__typename}"}, timeout=2)
+                answer = httpx.post(server.graphql_url, json={"query": "{__typename}"}, timeout=2)
             except httpx.HTTPError:
                 answer = None
             if answer is not None and answer.status_code == 200:
@@ -91,13 +83,7 @@ def running(name: str, command: list[str], port: int, log: Path, env: dict[str, 
             time.sleep(0.2)
         yield server
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        server_module.stop_group(process)
 
 
 # --- the two servers -------------------------------------------------------------------------------
