@@ -385,10 +385,10 @@ def main() -> None:
     truth = expected_rows(dataset, sample_keys, [dataset.category(i) for i in range(dataset.categories)])
 
     work = Path(tempfile.mkdtemp(prefix="sluice-bench-api-"))
-    with ExitStack() as stack:
-        servers = start_servers(stack, args, work, results)
-        queries, bodies = check_servers(servers, truth, keys, categories, work, results)
-        try:
+    try:
+        with ExitStack() as stack:
+            servers = start_servers(stack, args, work, results)
+            queries, bodies = check_servers(servers, truth, keys, categories, work, results)
             found = measure(servers, bodies, queries, args)
             for name, server in servers.items():  # still the right answers after the load (no error under load)
                 q = postgraphile_queries() if name == "postgraphile" else sluice_queries(server)
@@ -398,8 +398,8 @@ def main() -> None:
                 results[name]["answers_after_load"] = after
                 if any(after.values()):
                     print(f"{name}: answers after the load differ from PostgreSQL's: {after}")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     for query in QUERIES:
         results["timing"][query] = {name: summarize(ms) for name, ms in found[query].items()}
         both = results["timing"][query]
