@@ -353,7 +353,7 @@ def main() -> None:
     parser.add_argument("--sluice-serve-args", default="", help="extra options for sluice serve, e.g. '--workers 2'")
     parser.add_argument("--only", choices=["sluice", "postgraphile"], help="measure one server only")
     parser.add_argument("--rebuild", action="store_true", help="recreate the tables even when they hold the right counts")
-    parser.add_argument("--drop", action="store_true", help="drop the apibench database at the end")
+    parser.add_argument("--keep", action="store_true", help="keep the apibench database at the end (reused by the next run)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
@@ -400,6 +400,8 @@ def main() -> None:
                     print(f"{name}: answers after the load differ from PostgreSQL's: {after}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            api_data.drop()
     for query in QUERIES:
         results["timing"][query] = {name: summarize(ms) for name, ms in found[query].items()}
         both = results["timing"][query]
@@ -408,8 +410,6 @@ def main() -> None:
     results["aims"] = [{"aim": a, "met": m, "figures": f} for a, m, f in verdicts(results)]
     results["wall_s"] = time.monotonic() - began
     print_report(results)
-    if args.drop:
-        api_data.drop()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str))
