@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from sluice.cdc.config import SyncSettings
+from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
@@ -98,11 +98,12 @@ class _Reader:
             state_url=state,
             lake=self.lake(data.get("lake"), data.line_of("lake")),
             lease_s=top.lease_s if top else 30.0,
-            syncs=self.syncs(data.get("syncs"), data.line_of("syncs")),
+            syncs=self.syncs(data.get("syncs"), data.line_of("syncs"), bus),
         )
 
-    def syncs(self, raw: Any, line: int | None) -> tuple[SyncSpec, ...]:
-        """The ``syncs:`` list: each entry's keys, connections, plugins and plugin options, names unique."""
+    def syncs(self, raw: Any, line: int | None, bus: str = "") -> tuple[SyncSpec, ...]:
+        """The ``syncs:`` list: each entry's keys, connections, plugins and plugin options, names unique;
+        ``partitions`` above 1 only with a Kafka ``bus`` (the project's; empty: the embedded log)."""
         if raw is None:
             return ()
         if not isinstance(raw, list):
@@ -148,6 +149,8 @@ class _Reader:
                     self.check(plugin.options, nested, f"{label}: {kind} ({plugin.name})", what="option")
                     if settings is not None:  # checked above against the plugin's own options, kept for the runtime
                         settings = msgspec.structs.replace(settings, **{kind: plain(nested)})
+            if settings is not None and settings.partitions > 1 and connection_scheme(bus or "sqlite://") != "kafka":
+                self.problem(partitions_problem(settings, partitioned=False), mapping.line_of("partitions"))
             if settings is not None:
                 result.append(SyncSpec(settings, Origin(self.file, mapping.line, tuple(mapping.key_lines.items())), urls))
         return tuple(result)
