@@ -82,7 +82,7 @@ def throughput(args: argparse.Namespace, work: Path, chameleon: Chameleon | None
     try:
         return _throughput(args, folder, chameleon, sluice_error, out)
     finally:
-        if kafka:
+        if kafka and not args.keep:
             _delete_kafka_namespace(kafka)
 
 
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chameleon-batch", type=int, default=10_000, help="pg_chameleon replica_batch_size and replay_max_rows")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds any one drain may take")
-    parser.add_argument("--keep", action="store_true", help="keep the bench_* databases afterwards")
+    parser.add_argument("--keep", action="store_true", help="keep the bench_* databases (and the Kafka topics) afterwards")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     use_prefix(args.prefix)
@@ -421,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             wl.drop_mysql(SRC_CHANGES, SRC_SNAP, SRC_MEM, *SRC_LAT.values())
             wl.drop_pg()
             shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"kept: the generated projects in {work}")
     results["load_end"] = os.getloadavg()[0]
     report(results)
     if args.json:

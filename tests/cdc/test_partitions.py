@@ -14,11 +14,11 @@ import pytest
 
 from sluice.bus.embedded import EmbeddedBus
 from sluice.cdc.base import SnapshotChunk
-from sluice.cdc.capture_loop import partitioned_snapshot_messages
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import ChangeEvent, Column, SchemaChange, SnapshotRows, Source, TableSchema, decode, key_text
 from sluice.cdc.partitions import barrier_id, is_table_wide, partition_of, route, split_rows
 from sluice.cdc.runtime import SyncRuntime
+from sluice.cdc.snapshot_messages import partitioned_snapshot_messages
 from sluice.cdc.state import SyncState
 from sluice.cdc.status import SyncStatus, TableStatus, read_status, write_status
 from sluice.errors import BusError, ConfigError

@@ -340,3 +340,33 @@ def test_pkeys_kill_9_of_one_apply_process_then_restart(sync: Sync, pg_db_url: s
         sync.start("apply-1", "apply")
         time.sleep(2.5)
     verified(sync, pg_db_url)
+
+
+def test_pkeys_a_refused_schema_change_stops_the_table_everywhere_until_resync(sync: Sync, pg_db_url: str) -> None:
+    """The target refuses a DDL (a view depends on the column): the apply that tried it records the failure, the
+    partitions waiting for it in the other process stop too, and a resync (after the view is gone) recovers."""
+    start_all(sync)
+    wait_for(lambda: same_tables(sync, pg_db_url), "the snapshot", sync)
+    with psycopg.connect(pg_db_url, autocommit=True) as pg:
+        pg.execute("CREATE VIEW public.acct_n AS SELECT n FROM public.acct")  # PostgreSQL then refuses to alter n
+    conn = mysql_connect(sync.mysql_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE acct MODIFY n BIGINT NOT NULL")
+            cur.execute("UPDATE acct SET n = 5000000000 WHERE id < 10")
+    finally:
+        conn.close()
+
+    def both_stopped() -> bool:
+        statuses = sync.apply_statuses()
+        return len(statuses) == 2 and all(t["state"] == "error" for s in statuses for t in s["tables"])
+
+    wait_for(both_stopped, "the table in error in both apply processes", sync, 120)
+    errors = {t["error"] for s in sync.apply_statuses() for t in s["tables"]}
+    assert all("refused schema change" in e for e in errors), errors
+    with psycopg.connect(pg_db_url, autocommit=True) as pg:
+        pg.execute("DROP VIEW public.acct_n")
+    done = sync.sluice("sync", "resync", str(sync.folder), f"{sync.database}.acct")
+    assert done.returncode == 0, done.stderr
+    verified(sync, pg_db_url)
+    wait_for(lambda: not any(t["state"] == "error" for s in sync.apply_statuses() for t in s["tables"]), "errors cleared", sync)

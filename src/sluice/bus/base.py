@@ -54,8 +54,12 @@ class Consumer(ABC):
         """
 
     @abstractmethod
-    def commit(self, messages: Sequence[Message]) -> None:
-        """Mark messages processed: they will not be delivered to this group again."""
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
+        """Mark messages processed: they will not be delivered to this group again.
+
+        ``wait=False``: return before the backend confirms it (Kafka: the broker's answer), for a caller whose
+        own records make a message delivered again harmless (change-data capture's apply: its positions are
+        in the target); such a commit may be lost if the process dies, never applied out of order."""
 
     @abstractmethod
     def extend(self, messages: Sequence[Message]) -> None:

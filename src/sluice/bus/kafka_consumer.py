@@ -2,10 +2,10 @@
 
 confluent-kafka lets one thread at a time use a consumer, so a background thread owns it: it polls the
 broker all the time (which keeps the member in its group however long a worker holds a message),
-buffers what it fetches (one queue per partition), pauses a partition while its queue is full, and sends
-the commits and seeks that the worker's threads ask for. Flow control is per partition so that a partition
-nobody takes messages from for a while (change-data capture's apply holds one at a barrier) stops only itself:
-the member's other partitions keep flowing (:meth:`KafkaConsumer.poll_partition`).
+buffers what it fetches (one queue per partition, each paused while it holds 2,000 messages or its share of
+64 MB), and sends the commits and seeks that the worker's threads ask for. Flow control is per partition so
+that a partition nobody takes messages from for a while (change-data capture's apply holds one at a barrier)
+stops only itself: the member's other partitions keep flowing (:meth:`KafkaConsumer.poll_partition`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ log = logging.getLogger("sluice.bus.kafka")
 JOIN_TIMEOUT_S = 20.0  # consumer() waits this long at most to be part of its group
 SETTLE_S = 1.0  # ... or this long after an empty assignment, for a partition another member is handing over
 COMMIT_WAIT_S = 5.0  # commit() waits this long at most for the broker to confirm
-BUFFER_MAX = 2000  # messages fetched ahead per consumer, shared by its partitions ...
-PARTITION_BUFFER_MIN = 100  # ... each pausing at BUFFER_MAX / (its partitions), never below this
+BUFFER_MAX = 2000  # messages fetched ahead per partition before it is paused ...
+BUFFER_BYTES = 64 << 20  # ... or bytes of its values, shared by the consumer's partitions ...
+PARTITION_BYTES_MIN = 8 << 20  # ... each pausing at BUFFER_BYTES / (its partitions), never below this
 POLL_S = 0.01  # the background thread's poll while idle: it also serves commits and seeks between polls
 BUSY_POLL_S = 0.001  # ... while messages or commits flow: a commit waits for the thread's next turn twice
 BUSY_S = 0.5  # messages or commit requests this recently make the thread busy
@@ -109,6 +110,7 @@ class KafkaConsumer(Consumer):
         self._parts: dict[int, _Partition] = {}
         self._buffer: dict[int, deque[Message]] = {}
         self._size = 0  # messages in all the queues of _buffer
+        self._bytes: dict[int, int] = {}  # bytes of the values in each queue
         self._turn = 0  # where the next poll() of every partition starts, so none waits behind the others
         self._cond = threading.Condition()
         self._paused: set[int] = set()  # partitions paused by flow control (background thread only)
@@ -211,6 +213,7 @@ class KafkaConsumer(Consumer):
             for p in gone:
                 self._parts.pop(p, None)
                 self._size -= len(self._buffer.pop(p, ()))
+                self._bytes.pop(p, None)
                 self._paused.discard(p)
                 metrics.BUS_CONSUMER_LAG.labels(metrics.group_label(self.group), self.topic, str(p)).set(0)
             self._cond.notify_all()
@@ -273,21 +276,24 @@ class KafkaConsumer(Consumer):
                 queue = self._buffer.get(m.partition())
                 if queue is None:
                     queue = self._buffer[m.partition()] = deque()
-                queue.append(message_of(m, self.topic, part.seen_count + 1 if offset < part.seen_end else 1))
+                message = message_of(m, self.topic, part.seen_count + 1 if offset < part.seen_end else 1)
+                queue.append(message)
+                self._bytes[message.partition] = self._bytes.get(message.partition, 0) + len(message.value)
                 self._size += 1
             self._cond.notify_all()
 
     def _flow_control(self) -> None:
-        """Pause a partition whose queue holds its share of :data:`BUFFER_MAX`, resume it at half of that."""
+        """Pause a partition whose queue holds :data:`BUFFER_MAX` messages or its share of :data:`BUFFER_BYTES`,
+        resume it at half of that."""
         with self._cond:
-            sizes = {p: len(self._buffer.get(p, ())) for p in self._parts}
+            sizes = {p: (len(self._buffer.get(p, ())), self._bytes.get(p, 0)) for p in self._parts}
         self._paused &= sizes.keys()
-        cap = max(PARTITION_BUFFER_MIN, BUFFER_MAX // max(1, len(sizes)))
-        full = [p for p, size in sizes.items() if size >= cap and p not in self._paused]
+        cap = max(PARTITION_BYTES_MIN, BUFFER_BYTES // max(1, len(sizes)))
+        full = [p for p, (count, size) in sizes.items() if (count >= BUFFER_MAX or size >= cap) and p not in self._paused]
         if full:
             self._paused.update(full)
             self._consumer.pause([TopicPartition(self._ktopic, p) for p in full])
-        drained = [p for p in self._paused if sizes[p] <= cap // 2]
+        drained = [p for p in self._paused if sizes[p][0] <= BUFFER_MAX // 2 and sizes[p][1] <= cap // 2]
         if drained:
             self._paused.difference_update(drained)
             tps = [TopicPartition(self._ktopic, p) for p in drained]
@@ -312,6 +318,7 @@ class KafkaConsumer(Consumer):
             if partition not in self._parts:
                 raise BusError(f"partition {partition} of {self.topic!r} moved to another member of {self.group!r}")
             self._size -= len(self._buffer.pop(partition, ()))
+            self._bytes.pop(partition, None)
             self._parts[partition] = part = _Partition(position=offset, handed_end=offset)
         self._consumer.seek(TopicPartition(self._ktopic, partition, offset))
         self._consumer.commit(offsets=[TopicPartition(self._ktopic, partition, offset, part.metadata())], asynchronous=False)
@@ -384,6 +391,7 @@ class KafkaConsumer(Consumer):
         with self._cond:
             self._parts.clear()
             self._buffer.clear()
+            self._bytes.clear()
             self._size = 0
             self._cond.notify_all()
 
@@ -426,10 +434,13 @@ class KafkaConsumer(Consumer):
         if not queue or part is None:
             return
         taken = min(count, len(queue))
+        size = 0
         for _ in range(taken):
             m = queue.popleft()
             part.delivered.append(m.offset)
+            size += len(m.value)
             out.append(m)
+        self._bytes[partition] -= size
         part.handed_end = out[-1].offset + 1
         if part.position is None:
             part.position = out[-taken].offset
@@ -448,12 +459,13 @@ class KafkaConsumer(Consumer):
                 return part.position
             return part.confirmed if part.confirmed >= 0 else None
 
-    def commit(self, messages: Sequence[Message]) -> None:
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
         """Mark messages processed; the group's offset moves to the end of the completed prefix.
 
         The background thread sends the commit (confluent-kafka lets one thread at a time use a consumer,
-        and it holds this one) and this call waits until the broker confirms it, a few seconds at most;
-        a commit that fails (a rebalance in progress, the broker away) is sent again a second later.
+        and it holds this one) and this call waits until the broker confirms it, a few seconds at most
+        (``wait=False``: it returns at once); a commit that fails (a rebalance in progress, the broker away)
+        is sent again a second later.
         """
         if not messages:
             return
@@ -479,6 +491,8 @@ class KafkaConsumer(Consumer):
                 return
             self._commit_due = True
             self._busy_until = time.monotonic() + BUSY_S
+            if not wait:
+                return
 
             def confirmed() -> bool:
                 return self._closed or all(

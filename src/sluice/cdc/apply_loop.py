@@ -224,15 +224,18 @@ class ApplyDirection(PartitionSteps):
         done, error = self._apply_messages(apply, table, messages)
         if error is not None:
             self._stop(table, error)
-            table.scan_from, table.next_scan = messages[done].offset, 0.0
+            failed = messages[done]  # a resync marker that failed is not tried again: look for a later one
+            table.scan_from, table.next_scan = failed.offset + (1 if is_resync(failed.value) else 0), 0.0
         if done:
-            table.consumer.commit(messages[:done])
+            table.consumer.commit(messages[:done], wait=False)  # the positions in the target make a redelivery harmless
         return True
 
     def _stop(self, table: ApplyTable, error: SyncError) -> None:
-        """Stop ``table`` in this process (state ``error``); its messages wait on the bus."""
+        """Stop ``table`` in this process (state ``error``); its messages wait on the bus. Logged once per table
+        (the partitions of a partitioned table stop one by one)."""
+        if not table.error:
+            log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
         table.error = str(error)
-        log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
         self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
 
     def _apply_messages(

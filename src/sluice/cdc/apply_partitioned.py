@@ -134,7 +134,7 @@ class PartitionSteps:
             self._stop(table, error)
             unit.scan_from = messages[done].offset
         if done:
-            consumer.commit(messages[:done])
+            consumer.commit(messages[:done], wait=False)  # the positions in the target make a redelivery harmless
         return True
 
     # ----- the barrier ------------------------------------------------------------------------------
@@ -217,8 +217,8 @@ class PartitionSteps:
                 consumer.commit([barrier.message])
                 unit.barrier = None
                 return True
-        if unit.scan_from is None:
-            unit.scan_from = barrier.message.offset if barrier is not None else (consumer.position(unit.partition) or 0)
+        if unit.scan_from is None:  # after the barrier (a marker that failed is not tried again), else unapplied ones
+            unit.scan_from = barrier.message.offset + 1 if barrier is not None else (consumer.position(unit.partition) or 0)
         marker = self._find_marker(table, unit)
         if marker is None:
             return False

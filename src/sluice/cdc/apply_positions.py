@@ -29,6 +29,7 @@ Not thread-safe (one connection, like the applier it is part of).
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +37,8 @@ from typing import Any
 from sluice.cdc.base import BarrierState, SyncError, TableRef
 from sluice.cdc.events import Position
 from sluice.cdc.plugins import ApplyOptions
+
+log = logging.getLogger("sluice.cdc.apply")
 
 TABLE_ROW = -1
 """``bus_partition`` of a table's own row: the last table-wide event applied, or the one that failed."""
@@ -150,7 +153,10 @@ class PositionRows(ABC):
             self._record_barrier(name, {"done": barrier})
             return True
         finally:
-            self._unlock(lock)
+            try:
+                self._unlock(lock)
+            except Exception:  # a connection the failure broke: its session, and the lock, end with it
+                log.debug("releasing lock %s failed", lock, exc_info=True)
 
     def _record_barrier(self, name: str, record: dict[str, str]) -> None:
         try:

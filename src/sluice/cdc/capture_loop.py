@@ -36,12 +36,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from sluice.bus.base import Bus
 from sluice.cdc.apply_loop import ApplyDirection
 from sluice.cdc.apply_partitioned import RESYNC, reset_target
-from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SnapshotChunk, SyncError, TableRef
+from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SyncError, TableRef
 from sluice.cdc.checkpoint import SnapshotProgress, TableProgress, last_heartbeat, read_progress, write_heartbeat, write_progress
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.conflicts import LocalVersions
@@ -50,7 +48,6 @@ from sluice.cdc.events import (
     Heartbeat,
     Position,
     SchemaChange,
-    SnapshotRows,
     Source,
     TableSchema,
     apply_group,
@@ -59,7 +56,8 @@ from sluice.cdc.events import (
     heartbeat_topic,
     key_text,
 )
-from sluice.cdc.partitions import ensure_partitions, route, split_rows
+from sluice.cdc.partitions import ensure_partitions, route
+from sluice.cdc.snapshot_messages import partitioned_snapshot_messages, snapshot_messages
 from sluice.cdc.state import SyncState, handled, resync_requests
 from sluice.cdc.tables import selected, table_ref
 
@@ -69,11 +67,6 @@ CHECKPOINT_EVERY_S = 1.0
 """Least seconds between two checkpoints while changes flow."""
 MAX_WAIT_S = 0.25
 """The stream yields at least this often, so stop, ``--once`` and resync requests are seen quickly."""
-MESSAGE_ROWS = 5000
-"""Most snapshot rows in one :class:`~sluice.cdc.events.SnapshotRows` message."""
-MESSAGE_BYTES = 900_000
-"""A :class:`~sluice.cdc.events.SnapshotRows` message larger than this is split in two (Kafka refuses
-messages over 1 MB by default: ``message.max.bytes``)."""
 
 
 class CaptureSide:
@@ -467,58 +460,3 @@ def without_hint(message: str) -> str:
     the full command once)."""
     at = message.find("run `sluice sync PATH --resnapshot`")
     return message[:at].rstrip(" :;,") if at > 0 else message
-
-
-def snapshot_messages(
-    table: TableSchema, chunk: SnapshotChunk, position: Position, position_text: str
-) -> list[tuple[str | None, bytes]]:
-    """The bus messages of one snapshot chunk: :class:`SnapshotRows` of at most :data:`MESSAGE_ROWS` rows and
-    about :data:`MESSAGE_BYTES` bytes each, keyed by their first row's key, every row at ``position`` (the one
-    read before the snapshot began). A chunk of ``op="r"`` events is turned into rows first."""
-    columns, rows, source = _chunk_rows(table, chunk)
-    if not rows or source is None:
-        return []
-    if source.position != position:
-        source = msgspec.structs.replace(source, position=position, position_text=position_text)
-    key = [name for name in table.key if name in columns]
-    at = [columns.index(name) for name in key]
-    name, version = table.qualified, table.version
-    out: list[tuple[str | None, bytes]] = []
-
-    def add(part: list[list[Any]]) -> None:
-        value = encode(SnapshotRows(name, source, columns, part, key, version))
-        if len(value) > MESSAGE_BYTES and len(part) > 1:
-            middle = len(part) // 2
-            add(part[:middle])
-            add(part[middle:])
-            return
-        out.append((key_text([part[0][i] for i in at]), value))
-
-    for start in range(0, len(rows), MESSAGE_ROWS):
-        add(rows[start : start + MESSAGE_ROWS])
-    return out
-
-
-def _chunk_rows(table: TableSchema, chunk: SnapshotChunk) -> tuple[list[str], list[list[Any]], Source | None]:
-    """``(columns, rows, source)`` of a snapshot chunk in either form (value lists or ``op="r"`` events)."""
-    if chunk.columns:
-        return chunk.columns, chunk.rows, chunk.source
-    columns = [column.name for column in table.columns]
-    rows = [[(event.after or {}).get(name) for name in columns] for event in chunk.events]
-    return columns, rows, chunk.events[0].source if chunk.events else None
-
-
-def partitioned_snapshot_messages(
-    table: TableSchema, chunk: SnapshotChunk, position: Position, position_text: str, partitions: int
-) -> list[tuple[int, list[tuple[str | None, bytes]]]]:
-    """:func:`snapshot_messages` per partition: the chunk's rows split by the partition of their key
-    (:func:`~sluice.cdc.partitions.split_rows`), each part's messages with its partition number."""
-    columns, rows, source = _chunk_rows(table, chunk)
-    if not rows or source is None:
-        return []
-    key_at = [columns.index(name) for name in table.key if name in columns]
-    out = []
-    for p, part in sorted(split_rows(rows, key_at, partitions).items()):
-        sub = SnapshotChunk(chunk.table, [], None, len(part), columns=columns, rows=part, source=source)
-        out.append((p, snapshot_messages(table, sub, position, position_text)))
-    return out
