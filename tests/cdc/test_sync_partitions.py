@@ -357,16 +357,15 @@ def test_pkeys_a_refused_schema_change_stops_the_table_everywhere_until_resync(s
     finally:
         conn.close()
 
-    def both_stopped() -> bool:
-        statuses = sync.apply_statuses()
-        return len(statuses) == 2 and all(t["state"] == "error" for s in statuses for t in s["tables"])
+    def states() -> list[str]:
+        return [t.get("state", "waiting") for s in sync.apply_statuses() for t in s["tables"]]
 
-    wait_for(both_stopped, "the table in error in both apply processes", sync, 120)
-    errors = {t["error"] for s in sync.apply_statuses() for t in s["tables"]}
+    wait_for(lambda: len(sync.apply_statuses()) == 2 and set(states()) == {"error"}, "the table in error in both applies", sync)
+    errors = {t.get("error", "") for s in sync.apply_statuses() for t in s["tables"]}
     assert all("refused schema change" in e for e in errors), errors
     with psycopg.connect(pg_db_url, autocommit=True) as pg:
         pg.execute("DROP VIEW public.acct_n")
     done = sync.sluice("sync", "resync", str(sync.folder), f"{sync.database}.acct")
     assert done.returncode == 0, done.stderr
     verified(sync, pg_db_url)
-    wait_for(lambda: not any(t["state"] == "error" for s in sync.apply_statuses() for t in s["tables"]), "errors cleared", sync)
+    wait_for(lambda: "error" not in states(), "errors cleared", sync)
