@@ -13,9 +13,14 @@ Four figures (bench/README.md says how each is taken):
 4. **memory**: one source transaction of ``--mem-rows`` rows applied by ``sluice sync --once --processes 1``
    (capture and apply in one process, so its peak RSS is the whole sync's).
 
+``--partitions N`` runs the apply-rate figure on Kafka with ``partitions: N`` in two timed steps, capture alone
+(``--role capture --once``) then apply alone (``--role apply --once`` in ``--apply-processes`` processes), so the
+apply rows/s of 1 and of N partitions can be set side by side (docs/cdc/partitions.md).
+
     python bench/cdc.py                                  # full run, about 10 minutes
     python bench/cdc.py --changes 100000 --snapshot-rows 500000 --seconds 10 --mem-rows 100000
     python bench/cdc.py --only throughput --json bench/results/cdc.json
+    python bench/cdc.py --only throughput --no-peers --partitions 4 --apply-processes 2 --changes 300000
 """
 
 from __future__ import annotations
@@ -68,7 +73,22 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, alive: Call
 
 def throughput(args: argparse.Namespace, work: Path, chameleon: Chameleon | None, sluice_error: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    folder = sl.write_project(work / "throughput", SRC_CHANGES, CHANGE_TABLES, "bench_sluice", batch_rows=args.batch_rows)
+    sync: dict[str, Any] = {"batch_rows": args.batch_rows}
+    kafka = None
+    if args.partitions is not None:
+        kafka = args.kafka + ("&" if "?" in args.kafka else "?") + f"namespace={args.prefix}-{uuid.uuid4().hex[:8]}"
+        sync["partitions"] = args.partitions
+    folder = sl.write_project(work / "throughput", SRC_CHANGES, CHANGE_TABLES, "bench_sluice", bus=kafka, **sync)
+    try:
+        return _throughput(args, folder, chameleon, sluice_error, out)
+    finally:
+        if kafka and not args.keep:
+            _delete_kafka_namespace(kafka)
+
+
+def _throughput(
+    args: argparse.Namespace, folder: Path, chameleon: Chameleon | None, sluice_error: str, out: dict[str, Any]
+) -> dict[str, Any]:
     if not sluice_error:
         try:
             out["sluice_idle_once_s"] = sl.once(folder).seconds  # snapshot of the empty tables: start-up cost
@@ -99,6 +119,8 @@ def throughput(args: argparse.Namespace, work: Path, chameleon: Chameleon | None
     if sluice_error:
         out["sluice"] = {"error": sluice_error}
         return out
+    if args.partitions is not None:
+        return _split_drain(args, folder, counts.total, expected, out)
     say("sluice: draining (sluice sync --once)")
     try:
         result = sl.once(folder, args.timeout)
@@ -112,6 +134,26 @@ def throughput(args: argparse.Namespace, work: Path, chameleon: Chameleon | None
         out["sluice"] = {"error": str(exc)}
     if "rows_per_s" in out.get("sluice", {}) and "rows_per_s" in out.get("pg_chameleon", {}):
         out["ratio_sluice_pg_chameleon"] = out["sluice"]["rows_per_s"] / out["pg_chameleon"]["rows_per_s"]
+    return out
+
+
+def _split_drain(args: argparse.Namespace, folder: Path, total: int, expected: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Kafka, ``partitions: N``: capture alone fills the bus, then ``--apply-processes`` apply processes drain it."""
+    processes = args.apply_processes
+    try:
+        say(f"sluice (Kafka, partitions: {args.partitions}): capture alone (sluice sync --role capture --once)")
+        capture = sl.once(folder, args.timeout, role="capture")
+        say(f"sluice: apply alone in {processes} process(es) (sluice sync --role apply --once)")
+        apply = sl.once(folder, args.timeout, role="apply", processes=processes)
+        with wl.pg_conn() as pg:
+            same = wl.target_fingerprints(pg, "bench_sluice") == expected
+        out["sluice_capture"] = {"seconds": capture.seconds, "rows_per_s": total / capture.seconds, "cpu_s": capture.cpu_s}
+        out["sluice_apply"] = {
+            "seconds": apply.seconds, "rows_per_s": total / apply.seconds, "cpu_s": apply.cpu_s, "tables_equal": same,
+            "partitions": args.partitions, "processes": processes, "applied": sl.applied(apply.status),
+        }  # fmt: skip
+    except sl.SluiceUnavailable as exc:
+        out["sluice_apply"] = {"error": str(exc)}
     return out
 
 
@@ -265,12 +307,17 @@ def report(results: dict[str, Any]) -> None:
         w = t["workload"]
         print(f"\napply rate: {w['changes']:,} row changes ({w['insert']:,} inserts, {w['update']:,} updates, "
               f"{w['delete']:,} deletes; {w['txn_rows']} rows per transaction), written in {w['write_s']:.1f} s")  # fmt: skip
-        for name in ("sluice", "pg_chameleon"):
+        for name in ("sluice", "sluice_capture", "sluice_apply", "pg_chameleon"):
             if name in t:
                 equal = t[name].get("tables_equal")
                 print(f"  {name:<14} {_rate(t[name])}" + ("" if equal is None else f"  tables equal: {equal}"))
+        if "partitions" in t.get("sluice_apply", {}):
+            a = t["sluice_apply"]
+            print(f"  (Kafka, partitions: {a['partitions']}, {a['processes']} apply process(es); each step's wall time"
+                  " includes its process start and group join)")  # fmt: skip
         if "sluice_idle_once_s" in t:
-            print(f"  (sluice sync --once on an idle source: {t['sluice_idle_once_s']:.1f} s, included above)")
+            where = "before the workload, not included" if "sluice_apply" in t else "included above"
+            print(f"  (sluice sync --once on an idle source: {t['sluice_idle_once_s']:.1f} s, {where})")
         if "ratio_sluice_pg_chameleon" in t:
             print(f"  ratio sluice/pg_chameleon: {t['ratio_sluice_pg_chameleon']:.2f}  (aim >= 5; sluice aim >= 50,000 rows/s)")
     if lat := results.get("latency"):
@@ -297,6 +344,17 @@ def report(results: dict[str, Any]) -> None:
                   f"{mem['target_rows']:,} rows in target")  # fmt: skip
 
 
+def use_prefix(prefix: str) -> None:
+    """Name the MariaDB sources and the PostgreSQL database ``<prefix>_...`` instead of ``bench_...``."""
+    global SRC_CHANGES, SRC_SNAP, SRC_MEM
+    if prefix == "bench":
+        return
+    SRC_CHANGES, SRC_SNAP, SRC_MEM = (name.replace("bench", prefix, 1) for name in (SRC_CHANGES, SRC_SNAP, SRC_MEM))
+    for key, name in SRC_LAT.items():
+        SRC_LAT[key] = name.replace("bench", prefix, 1)
+    wl.PG_DATABASE = wl.PG_DATABASE.replace("bench", prefix, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--changes", type=int, default=1_000_000, help="row changes of the apply-rate workload")
@@ -309,13 +367,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mem-rows", type=int, default=1_000_000, help="rows of the one big source transaction")
     parser.add_argument("--kafka", default=os.environ.get("SLUICE_TEST_KAFKA_URL") or "kafka://127.0.0.1:29092")
     parser.add_argument("--no-kafka", action="store_true")
+    parser.add_argument("--partitions", type=int, help="apply rate on Kafka with partitions: N, capture then apply timed apart")
+    parser.add_argument("--apply-processes", type=int, default=1, help="apply processes with --partitions")
+    parser.add_argument("--prefix", default="bench", help="prefix of the databases and schemas (runs side by side)")
     parser.add_argument("--no-peers", action="store_true", help="skip pg_chameleon")
     parser.add_argument("--chameleon-batch", type=int, default=10_000, help="pg_chameleon replica_batch_size and replay_max_rows")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds any one drain may take")
-    parser.add_argument("--keep", action="store_true", help="keep the bench_* databases afterwards")
+    parser.add_argument("--keep", action="store_true", help="keep the bench_* databases (and the Kafka topics) afterwards")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
+    use_prefix(args.prefix)
     phases = args.only or list(PHASES)
     work = Path(tempfile.mkdtemp(prefix="bench_cdc_"))
     try:
@@ -359,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             wl.drop_mysql(SRC_CHANGES, SRC_SNAP, SRC_MEM, *SRC_LAT.values())
             wl.drop_pg()
             shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"kept: the generated projects in {work}")
     results["load_end"] = os.getloadavg()[0]
     report(results)
     if args.json:

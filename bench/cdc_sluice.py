@@ -87,32 +87,46 @@ def applied(status: dict[str, Any] | None) -> dict[str, int]:
     return out
 
 
-def once(folder: Path, timeout_s: float = 1800, bus: str | None = None, one_process: bool = False) -> OnceResult:
+def once(
+    folder: Path,
+    timeout_s: float = 1800,
+    bus: str | None = None,
+    one_process: bool = False,
+    role: str | None = None,
+    processes: int = 1,
+) -> OnceResult:
     """Run ``sluice sync folder --once``; SluiceUnavailable (with the log's tail) if it fails.
 
     ``one_process``: capture and apply in one process (``--processes 1``), so the peak RSS is the whole sync's
-    (``ru_maxrss`` of ``wait4`` is the largest single process of the tree, not their sum)."""
+    (``ru_maxrss`` of ``wait4`` is the largest single process of the tree, not their sum). ``role``: only
+    ``capture`` or ``apply`` (``--role``); ``processes``: that many such processes side by side (several
+    ``--role apply`` of a partitioned sync share its partitions), the wall time until the last one exits."""
     log = folder / "sync-once.log"
     command = [*SLUICE, "sync", str(folder), "--once"] + (["--bus", bus] if bus else [])
     command += ["--processes", "1"] if one_process else []
+    command += ["--role", role] if role else []
+    seconds, peak, cpu = 0.0, 0, 0.0
     with log.open("ab") as out:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+        running = [subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder) for _ in range(processes)]
         deadline = started + timeout_s
-        while True:
-            pid, wait_status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                process.kill()
-                pid, wait_status, usage = os.wait4(process.pid, 0)
-                break
+        codes = []
+        while running:
+            for process in list(running):
+                pid, wait_status, usage = os.wait4(process.pid, os.WNOHANG)
+                if not pid and time.perf_counter() > deadline:
+                    process.kill()
+                    pid, wait_status, usage = os.wait4(process.pid, 0)
+                if pid:
+                    running.remove(process)
+                    codes.append(os.waitstatus_to_exitcode(wait_status))
+                    peak, cpu = max(peak, usage.ru_maxrss * 1024), cpu + usage.ru_utime + usage.ru_stime
             time.sleep(0.01)
         seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(wait_status)
-    if process.returncode != 0:
-        raise SluiceUnavailable(f"`sluice sync --once` exited {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-    return OnceResult(seconds, usage.ru_maxrss * 1024, read_status(folder), usage.ru_utime + usage.ru_stime)
+    failed = [code for code in codes if code != 0]
+    if failed:
+        raise SluiceUnavailable(f"`sluice sync --once` exited {failed[0]}:\n{log.read_text(errors='replace')[-3000:]}")
+    return OnceResult(seconds, peak, read_status(folder), cpu)
 
 
 @contextmanager

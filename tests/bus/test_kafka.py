@@ -320,3 +320,50 @@ def test_an_unreachable_broker_says_how_to_start_one() -> None:
             bus.ping()
     finally:
         bus.close()
+
+
+def test_pkeys_publish_to_chosen_partitions_and_poll_one_partition(make_bus: MakeBus) -> None:
+    """Change-data capture's partitioned topics: the publisher picks each batch's partition; a member polls one
+    partition at a time, in offset order, while the others stay buffered for their own calls."""
+    bus = make_bus()
+    assert bus.create_topic("cdc", 3) == 3 and bus.create_topic("cdc", 5) == 3  # an existing topic keeps its count
+    bus.publish_partitions([("cdc", 2, [("a", b"a0"), ("a", b"a1")]), ("cdc", 0, [("b", b"b0")]), ("cdc", 2, [("c", b"a2")])])
+    with pytest.raises(BusError, match="partition 3"):
+        bus.publish_partitions([("cdc", 3, [("x", b"x")])])
+    assert [m.value for m in bus.read_partition("cdc", 2)] == [b"a0", b"a1", b"a2"]
+    consumer = bus.consumer("g", "cdc")
+    assert consumer.partitions() == [0, 1, 2]
+    deadline = time.monotonic() + WAIT_S
+    two: list[Message] = []
+    while len(two) < 3 and time.monotonic() < deadline:
+        two += consumer.poll_partition(2, 10, timeout_s=0.1)
+    assert [(m.partition, m.value) for m in two] == [(2, b"a0"), (2, b"a1"), (2, b"a2")]
+    assert consumer.poll_partition(1, 10) == []
+    zero = consumer.poll_partition(0, 10, timeout_s=WAIT_S)
+    assert [m.value for m in zero] == [b"b0"]
+    consumer.commit(two[:2])
+    assert consumer.position(2) == 2 and consumer.position(0) == 0
+
+
+def test_pkeys_a_partition_nobody_polls_does_not_stop_the_others(make_bus: MakeBus, monkeypatch: Any) -> None:
+    """Flow control is per partition: one partition left alone (apply holds it at a barrier) fills its share of
+    the buffer and pauses, while another partition of the same member keeps flowing."""
+    import sluice.bus.kafka_consumer as kc
+
+    monkeypatch.setattr(kc, "BUFFER_MAX", 100)
+    bus = make_bus()
+    bus.create_topic("cdc", 2)
+    bus.publish_partitions([("cdc", 0, [(None, b"held")] * 3000), ("cdc", 1, [(None, b"first")])])
+    consumer = bus.consumer("g", "cdc")
+    assert [m.value for m in consumer.poll_partition(1, 10, timeout_s=WAIT_S)] == [b"first"]
+    bus.publish_partitions([("cdc", 1, [(None, f"later{i}".encode()) for i in range(300)])])
+    later: list[Message] = []
+    deadline = time.monotonic() + WAIT_S
+    while len(later) < 300 and time.monotonic() < deadline:
+        batch = consumer.poll_partition(1, 50, timeout_s=0.1)
+        consumer.commit(batch)
+        later += batch
+    assert len(later) == 300, "partition 1 kept flowing while partition 0 was full"
+    held = consumer.poll_partition(0, 3000, timeout_s=0.1)
+    # Paused once full (100), at most one fetched batch (500) later: not the 3,000 there are.
+    assert 0 < len(held) <= 600

@@ -232,7 +232,9 @@ class FakeApply(Apply):
             out[col] = f"masked:{out[col]}"
         return out
 
-    def apply_batch(self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None) -> ApplyResult:
+    def apply_batch(
+        self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None, *, partition: int = 0
+    ) -> ApplyResult:
         result = ApplyResult()
         target = table.target_qualified
         with self.db.lock:

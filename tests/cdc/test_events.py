@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 
 from sluice.cdc.base import SnapshotChunk
-from sluice.cdc.capture_loop import snapshot_messages
 from sluice.cdc.events import ChangeEvent, Column, SnapshotRows, Source, TableSchema, decode, encode, key_text
+from sluice.cdc.snapshot_messages import snapshot_messages
 
 SOURCE = Source("mysql", "hr", [3, 120, 0], "bin.000003:120", 1_700_000_000_000_000, origin="s/hr", snapshot=True)
 TABLE = TableSchema("hr", "emp", [Column("a", "string"), Column("id", "int64"), Column("v", "bytes")], ["id", "a"], version=2)
@@ -32,7 +32,7 @@ def test_snapshot_rows_mean_the_same_as_r_events_which_still_decode() -> None:
 
 
 def test_snapshot_messages_split_by_rows_and_bytes_keyed_by_first_row(monkeypatch: Any) -> None:
-    import sluice.cdc.capture_loop as loop
+    import sluice.cdc.snapshot_messages as loop
 
     rows = [[f"k{i}", i, bytes(100)] for i in range(10)]
     chunk = SnapshotChunk("hr.emp", [], [9, "k9"], 10, columns=["a", "id", "v"], rows=rows, source=SOURCE)

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from cdc.apply_cases import CASES, TYPES, Target, case_dead_letters, ref
+from cdc.apply_partition_cases import CASES as PARTITION_CASES
+from cdc.apply_partition_cases import case_pkeys_old_positions_table_becomes_partition_0
 from cdc.apply_snapshot_cases import CASES as SNAPSHOT_CASES
 from servers_fixtures import mysql_connect
 from sluice.cdc.apply_base import SqlApply
@@ -57,6 +59,25 @@ def target(mysql_url: str) -> Iterator[Target]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_mysql_apply(target: Target, case: str) -> None:
     CASES[case](target)
+
+
+@pytest.mark.parametrize("case", sorted(PARTITION_CASES))
+def test_mysql_apply_partitions(target: Target, case: str) -> None:
+    PARTITION_CASES[case](target)
+
+
+def test_pkeys_mysql_old_positions_table(target: Target) -> None:
+    ns = quote(target.cdc_namespace)
+    case_pkeys_old_positions_table_becomes_partition_0(
+        target,
+        [
+            f"CREATE DATABASE {ns} CHARACTER SET utf8mb4",
+            f"CREATE TABLE {ns}.positions (sync VARCHAR(190) NOT NULL, side VARCHAR(190) NOT NULL,"
+            " table_name VARCHAR(380) NOT NULL, position TEXT, snapshot_last_key LONGTEXT,"
+            " snapshot_done BOOLEAN NOT NULL DEFAULT FALSE, updated_at DATETIME(6) NOT NULL,"
+            " PRIMARY KEY (sync, side, table_name)) ENGINE=InnoDB",
+        ],
+    )
 
 
 @pytest.mark.parametrize("case", sorted(SNAPSHOT_CASES))

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from cdc.apply_cases import CASES, Target, case_dead_letters
+from cdc.apply_partition_cases import CASES as PARTITION_CASES
+from cdc.apply_partition_cases import case_pkeys_old_positions_table_becomes_partition_0
 from cdc.apply_snapshot_cases import CASES as SNAPSHOT_CASES
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.pg_apply import PostgresApply, quote
@@ -61,6 +63,24 @@ def test_pg_apply(target: Target, case: str) -> None:
 @pytest.mark.parametrize("case", sorted(SNAPSHOT_CASES))
 def test_pg_apply_snapshot_rows(target: Target, case: str) -> None:
     SNAPSHOT_CASES[case](target)
+
+
+@pytest.mark.parametrize("case", sorted(PARTITION_CASES))
+def test_pg_apply_partitions(target: Target, case: str) -> None:
+    PARTITION_CASES[case](target)
+
+
+def test_pkeys_pg_old_positions_table(target: Target) -> None:
+    ns = quote(target.cdc_namespace)
+    case_pkeys_old_positions_table_becomes_partition_0(
+        target,
+        [
+            f"CREATE SCHEMA {ns}",
+            f"CREATE TABLE {ns}.positions (sync text NOT NULL, side text NOT NULL, table_name text NOT NULL,"
+            " position text, snapshot_last_key text, snapshot_done boolean NOT NULL DEFAULT false,"
+            " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sync, side, table_name))",
+        ],
+    )
 
 
 def test_pg_dead_letters_check_constraint(target: Target) -> None:

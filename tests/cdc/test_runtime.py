@@ -168,7 +168,7 @@ def test_interrupted_snapshot_resumes_after_its_last_chunk(bus: EmbeddedBus, tmp
 
 def test_interrupted_bulk_snapshot_resumes_and_counts_right(bus: EmbeddedBus, tmp_path: Path, monkeypatch: Any) -> None:
     """Chunks as value lists, published as SnapshotRows of at most 4 rows: stopped after two chunks, resumed."""
-    import sluice.cdc.capture_loop as loop
+    import sluice.cdc.snapshot_messages as loop
 
     monkeypatch.setattr(loop, "MESSAGE_ROWS", 4)
     world = make_world(rows=45, tables=("emp",))

@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from sluice.errors import BusError
+
 
 class Message(NamedTuple):
     """One message as delivered. ``deliveries`` counts how often it was handed out in this group.
@@ -52,8 +54,12 @@ class Consumer(ABC):
         """
 
     @abstractmethod
-    def commit(self, messages: Sequence[Message]) -> None:
-        """Mark messages processed: they will not be delivered to this group again."""
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
+        """Mark messages processed: they will not be delivered to this group again.
+
+        ``wait=False``: return before the backend confirms it (Kafka: the broker's answer), for a caller whose
+        own records make a message delivered again harmless (change-data capture's apply: its positions are
+        in the target); such a commit may be lost if the process dies, never applied out of order."""
 
     @abstractmethod
     def extend(self, messages: Sequence[Message]) -> None:
@@ -63,11 +69,36 @@ class Consumer(ABC):
     def close(self) -> None:
         """Leave the group. Uncommitted messages are delivered again to another consumer."""
 
+    def partitions(self) -> list[int]:
+        """The partitions of :attr:`topic` this member owns now, in order (a backend without partitions: ``[0]``).
+
+        A group spreads a topic's partitions over its members and may move them (rebalance) at any time."""
+        return [0]
+
+    def poll_partition(self, partition: int, max_messages: int = 500, timeout_s: float = 0.0) -> list[Message]:
+        """:meth:`poll` of one partition's messages only (in offset order): the others stay buffered for
+        their own calls, so the partitions of one member can be worked on by different threads. The default
+        (one partition) is :meth:`poll` for partition 0, nothing for any other."""
+        return self.poll(max_messages, timeout_s) if partition == 0 else []
+
+    def position(self, partition: int) -> int | None:
+        """The first offset of ``partition`` this member has not completed (committed or about to be), or None
+        when unknown (the default, or a partition it does not own)."""
+        return None
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Move this member, and so its group, to ``offset`` of ``partition`` (a partition it owns), dropping
+        what it fetched ahead. Raises BusError where the backend cannot (the default)."""
+        raise BusError(f"consumers of this bus cannot seek {self.topic!r} (partition {partition}, offset {offset})")
+
 
 class Bus(ABC):
     """Publish, consume in groups, replay. Thread-safe: one instance may serve a whole process."""
 
     url: str
+    partitioned = False
+    """True when a topic can have several partitions and :meth:`publish_partitions` can address each (Kafka);
+    a backend without partitions has partition 0 only (the embedded log)."""
     ordered_publish_many = False
     """True when :meth:`publish_many` writes every batch in one transaction, in the order given: no consumer
     sees a message of one batch without the messages before it (the embedded log; not Kafka)."""
@@ -102,6 +133,17 @@ class Bus(ABC):
         """
         self.publish_many(batches, own_group=own_group)
         return _written
+
+    def publish_partitions(self, batches: Sequence[tuple[str, int, Sequence[tuple[str | None, bytes]]]]) -> None:
+        """Publish each ``(topic, partition, messages)`` batch to that partition of its topic (the caller picks
+        the partition, not the key), in order within each partition, then wait until all are written.
+
+        Not atomic across batches. A backend without partitions (the default) accepts partition 0 only and
+        raises BusError for any other."""
+        for topic, partition, _ in batches:
+            if partition != 0:
+                raise BusError(f"this bus has one partition per topic: cannot publish to partition {partition} of {topic!r}")
+        self.publish_many([(topic, messages) for topic, _, messages in batches])
 
     def publish_and_commit(
         self, topic: str, messages: Sequence[tuple[str | None, bytes]], consumer: Consumer, settled: Sequence[Message]
@@ -153,9 +195,16 @@ class Bus(ABC):
         """:meth:`lag` per partition (a backend without partitions has only partition 0)."""
         return {0: self.lag(group, topic)}
 
-    def create_topic(self, topic: str, partitions: int = 1) -> None:  # noqa: B027 - optional
+    def create_topic(self, topic: str, partitions: int = 1) -> int:
         """Create ``topic`` with ``partitions`` partitions unless it exists (topics are otherwise created on
-        first use); a no-op for a backend without partitions."""
+        first use); returns how many partitions it has (an existing topic keeps its own count). A backend
+        without partitions creates nothing and returns 1."""
+        return 1
+
+    def read_partition(self, topic: str, partition: int, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
+        """:meth:`read` of one partition of a topic with several (offsets count within the partition). The
+        default (one partition) is :meth:`read` for partition 0, nothing for any other."""
+        return self.read(topic, from_offset, max_messages) if partition == 0 else []
 
     def ping(self) -> None:  # noqa: B027 - optional check
         """Raise BusError when the bus cannot be reached."""

@@ -430,7 +430,8 @@ class EmbeddedConsumer(Consumer):
         self._fetched = fetched
         return list(map(_message, rows))
 
-    def commit(self, messages: Sequence[Message]) -> None:
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
+        """Settle ``messages`` in the log (a local write: ``wait`` changes nothing)."""
         if not messages:
             return
         with self.bus.db.write() as conn:

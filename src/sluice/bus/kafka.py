@@ -20,7 +20,10 @@ How the :class:`~sluice.bus.base.Bus` contract maps onto Kafka (``docs/bus.md`` 
   messages out, so the next owner can tell redeliveries (``Message.deliveries``, a lower bound).
 * An ``exclusive`` consumer (the coordinator) assigns itself every partition, without group membership,
   and commits in log order.
-* ``read``, ``seek`` and ``end_offset`` address partition 0: they are meant for single-partition topics.
+* ``read``, ``seek`` and ``end_offset`` address partition 0: they are meant for single-partition topics
+  (``read_partition`` replays one partition of any topic).
+* ``publish_partitions`` writes each batch to the partition its caller chose (change-data capture spreads a
+  table's keys over partitions itself, :mod:`sluice.cdc.partitions`); other publications let the key pick.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class KafkaBus(Bus):
     consumer groups start with ``<namespace>.``, so several projects (or tests) can share a cluster; the
     bus's callers keep using the plain names.
     """
+
+    partitioned = True
 
     def __init__(
         self,
@@ -179,8 +184,8 @@ class KafkaBus(Bus):
         """Stage work queues are spread over ``partitions`` partitions; every other topic has one."""
         return self.partitions if names.is_ready_topic(topic) else 1
 
-    def create_topic(self, topic: str, partitions: int = 1) -> None:
-        self.ensure_topic(topic, partitions)
+    def create_topic(self, topic: str, partitions: int = 1) -> int:
+        return self.ensure_topic(topic, partitions)
 
     def ensure_topic(self, name: str, partitions: int | None = None) -> int:
         """Create topic ``name`` unless it exists; return its partition count."""
@@ -226,7 +231,8 @@ class KafkaBus(Bus):
         while not self._closed:
             self._producer.poll(0.1)
 
-    def _produce(self, batch: _Delivery, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> None:
+    def _produce(self, batch: _Delivery, topic: str, messages: Sequence[tuple[str | None, bytes]], partition: int = -1) -> None:
+        """Hand ``messages`` to the producer: to ``partition``, or (-1) to the one their key picks."""
         produce = self._producer.produce
         name = self.kafka_name(topic)
         for key, value in messages:
@@ -235,25 +241,32 @@ class KafkaBus(Bus):
             data = key.encode() if key is not None else None
             while True:
                 try:
-                    produce(name, value, data, on_delivery=callback)
+                    produce(name, value, data, partition, on_delivery=callback)
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     time.sleep(0.01)
 
-    def _start(self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> _Delivery:
-        """Hand every batch to the producer; the returned delivery collects their reports."""
+    def _start(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], partitions: Sequence[int] = ()
+    ) -> _Delivery:
+        """Hand every batch to the producer; the returned delivery collects their reports. ``partitions``: the
+        partition of each batch (none: their keys pick)."""
         if self._producer_failed:
             with self._producer_lock:
                 if self._producer_failed:
                     self._producer_failed = False
                     self._producer = self._new_producer()
         batch = _Delivery()
-        for topic, messages in batches:
+        for index, (topic, messages) in enumerate(batches):
             if messages:
-                if self.ensure_topic(topic) and topic not in self._counted:
+                count = self.ensure_topic(topic)
+                if topic not in self._counted:
                     self._counted.add(topic)
                     metrics.child(metrics.BUS_PRODUCE_ERRORS, topic)  # the series exists, at zero, from the first write
-                self._produce(batch, topic, messages)
+                partition = partitions[index] if partitions else -1
+                if partition >= count:
+                    raise BusError(f"cannot publish to partition {partition} of {topic!r}: it has {count} partitions")
+                self._produce(batch, topic, messages, partition)
         batch.expect(len(batch.offsets))
         return batch
 
@@ -278,6 +291,11 @@ class KafkaBus(Bus):
 
         ``own_group`` is not honoured: Kafka delivers the messages to every group, the publisher's too."""
         self._wait(self._start(batches))
+
+    def publish_partitions(self, batches: Sequence[tuple[str, int, Sequence[tuple[str | None, bytes]]]]) -> None:
+        """Publish each batch to its partition (explicit: librdkafka's partitioner is not asked), then wait once.
+        The idempotent producer keeps the order within each partition. Not atomic across batches."""
+        self._wait(self._start([(topic, messages) for topic, _, messages in batches], [p for _, p, _ in batches]))
 
     def publish_many_nowait(
         self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
@@ -345,7 +363,16 @@ class KafkaBus(Bus):
     def read(self, topic: str, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
         if max_messages <= 0 or not self._single_partition(topic, "read"):
             return []
-        low, high = self._watermarks(topic, 0)
+        return self._read(topic, 0, from_offset, max_messages)
+
+    def read_partition(self, topic: str, partition: int, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
+        count = self.partition_count(topic)
+        if max_messages <= 0 or count is None or partition >= count:
+            return []
+        return self._read(topic, partition, from_offset, max_messages)
+
+    def _read(self, topic: str, partition: int, from_offset: int, max_messages: int) -> list[Message]:
+        low, high = self._watermarks(topic, partition)
         name = self.kafka_name(topic)
         start = max(from_offset, low)
         if start >= high:
@@ -354,7 +381,7 @@ class KafkaBus(Bus):
         out: list[Message] = []
         deadline = time.monotonic() + REQUEST_TIMEOUT_S
         with self._read_lock:
-            self._util.assign([TopicPartition(name, 0, start)])
+            self._util.assign([TopicPartition(name, partition, start)])
             try:
                 while (not out or out[-1].offset < end - 1) and time.monotonic() < deadline:
                     wanted = end - (out[-1].offset + 1 if out else start)

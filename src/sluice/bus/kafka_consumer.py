@@ -2,8 +2,10 @@
 
 confluent-kafka lets one thread at a time use a consumer, so a background thread owns it: it polls the
 broker all the time (which keeps the member in its group however long a worker holds a message),
-buffers what it fetches, pauses the partitions while the buffer is full, and sends the commits and
-seeks that the worker's threads ask for.
+buffers what it fetches (one queue per partition, each paused while it holds 2,000 messages or its share of
+64 MB), and sends the commits and seeks that the worker's threads ask for. Flow control is per partition so
+that a partition nobody takes messages from for a while (change-data capture's apply holds one at a barrier)
+stops only itself: the member's other partitions keep flowing (:meth:`KafkaConsumer.poll_partition`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ log = logging.getLogger("sluice.bus.kafka")
 JOIN_TIMEOUT_S = 20.0  # consumer() waits this long at most to be part of its group
 SETTLE_S = 1.0  # ... or this long after an empty assignment, for a partition another member is handing over
 COMMIT_WAIT_S = 5.0  # commit() waits this long at most for the broker to confirm
-BUFFER_MAX = 2000  # messages fetched ahead per consumer before its partitions are paused
+BUFFER_MAX = 2000  # messages fetched ahead per partition before it is paused ...
+BUFFER_BYTES = 64 << 20  # ... or bytes of its values, shared by the consumer's partitions ...
+PARTITION_BYTES_MIN = 8 << 20  # ... each pausing at BUFFER_BYTES / (its partitions), never below this
 POLL_S = 0.01  # the background thread's poll while idle: it also serves commits and seeks between polls
 BUSY_POLL_S = 0.001  # ... while messages or commits flow: a commit waits for the thread's next turn twice
 BUSY_S = 0.5  # messages or commit requests this recently make the thread busy
@@ -104,9 +108,12 @@ class KafkaConsumer(Consumer):
         self._fail = fail
         self._consumer = _KafkaConsumer({**settings, "on_commit": self._on_commit})
         self._parts: dict[int, _Partition] = {}
-        self._buffer: deque[Message] = deque()
+        self._buffer: dict[int, deque[Message]] = {}
+        self._size = 0  # messages in all the queues of _buffer
+        self._bytes: dict[int, int] = {}  # bytes of the values in each queue
+        self._turn = 0  # where the next poll() of every partition starts, so none waits behind the others
         self._cond = threading.Condition()
-        self._paused = False
+        self._paused: set[int] = set()  # partitions paused by flow control (background thread only)
         self._assigned_at: float | None = None
         self._requests: deque[tuple[int, int, threading.Event, list[BaseException]]] = deque()
         self._closing = threading.Event()
@@ -182,8 +189,6 @@ class KafkaConsumer(Consumer):
             self._assigned_at = time.monotonic()
             self._cond.notify_all()
         consumer.incremental_assign(partitions)
-        if self._paused and partitions:
-            consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         metrics.child(metrics.BUS_REBALANCES, metrics.group_label(self.group), "revoke").inc()
@@ -207,8 +212,10 @@ class KafkaConsumer(Consumer):
         with self._cond:
             for p in gone:
                 self._parts.pop(p, None)
+                self._size -= len(self._buffer.pop(p, ()))
+                self._bytes.pop(p, None)
+                self._paused.discard(p)
                 metrics.BUS_CONSUMER_LAG.labels(metrics.group_label(self.group), self.topic, str(p)).set(0)
-            self._buffer = deque(m for m in self._buffer if m.partition not in gone)
             self._cond.notify_all()
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
@@ -266,21 +273,34 @@ class KafkaConsumer(Consumer):
                 if part is None:
                     continue
                 offset = m.offset()
-                self._buffer.append(message_of(m, self.topic, part.seen_count + 1 if offset < part.seen_end else 1))
+                queue = self._buffer.get(m.partition())
+                if queue is None:
+                    queue = self._buffer[m.partition()] = deque()
+                message = message_of(m, self.topic, part.seen_count + 1 if offset < part.seen_end else 1)
+                queue.append(message)
+                self._bytes[message.partition] = self._bytes.get(message.partition, 0) + len(message.value)
+                self._size += 1
             self._cond.notify_all()
 
     def _flow_control(self) -> None:
-        size = len(self._buffer)
-        if not self._paused and size >= BUFFER_MAX:
-            self._paused = True
-            self._consumer.pause(self._consumer.assignment())
-        elif self._paused and size <= BUFFER_MAX // 2:
-            self._paused = False
-            assignment = self._consumer.assignment()
-            self._consumer.resume(assignment)
+        """Pause a partition whose queue holds :data:`BUFFER_MAX` messages or its share of :data:`BUFFER_BYTES`,
+        resume it at half of that."""
+        with self._cond:
+            sizes = {p: (len(self._buffer.get(p, ())), self._bytes.get(p, 0)) for p in self._parts}
+        self._paused &= sizes.keys()
+        cap = max(PARTITION_BYTES_MIN, BUFFER_BYTES // max(1, len(sizes)))
+        full = [p for p, (count, size) in sizes.items() if (count >= BUFFER_MAX or size >= cap) and p not in self._paused]
+        if full:
+            self._paused.update(full)
+            self._consumer.pause([TopicPartition(self._ktopic, p) for p in full])
+        drained = [p for p in self._paused if sizes[p][0] <= BUFFER_MAX // 2 and sizes[p][1] <= cap // 2]
+        if drained:
+            self._paused.difference_update(drained)
+            tps = [TopicPartition(self._ktopic, p) for p in drained]
+            self._consumer.resume(tps)
             # librdkafka only notices a resume at its fetcher's next wake-up, up to a second later; a seek
             # to where consumption stands wakes it now.
-            for tp in self._consumer.position(assignment):
+            for tp in self._consumer.position(tps):
                 if tp.offset >= 0:
                     self._consumer.seek(tp)
 
@@ -297,7 +317,8 @@ class KafkaConsumer(Consumer):
         with self._cond:
             if partition not in self._parts:
                 raise BusError(f"partition {partition} of {self.topic!r} moved to another member of {self.group!r}")
-            self._buffer = deque(m for m in self._buffer if m.partition != partition)
+            self._size -= len(self._buffer.pop(partition, ()))
+            self._bytes.pop(partition, None)
             self._parts[partition] = part = _Partition(position=offset, handed_end=offset)
         self._consumer.seek(TopicPartition(self._ktopic, partition, offset))
         self._consumer.commit(offsets=[TopicPartition(self._ktopic, partition, offset, part.metadata())], asynchronous=False)
@@ -370,32 +391,81 @@ class KafkaConsumer(Consumer):
         with self._cond:
             self._parts.clear()
             self._buffer.clear()
+            self._bytes.clear()
+            self._size = 0
             self._cond.notify_all()
 
     # ----- the Consumer interface ---------------------------------------------------------------
 
     def poll(self, max_messages: int = 500, timeout_s: float = 0.0) -> list[Message]:
         with self._cond:
-            if not self._buffer and timeout_s > 0:
-                self._cond.wait_for(lambda: self._buffer or self._closed, timeout_s)
-            count = min(max_messages, len(self._buffer))
-            out = [self._buffer.popleft() for _ in range(count)]
-            for m in out:
-                part = self._parts[m.partition]
-                part.delivered.append(m.offset)
-                part.handed_end = m.offset + 1
-                if part.position is None:
-                    part.position = m.offset
+            if not self._size and timeout_s > 0:
+                self._cond.wait_for(lambda: self._size or self._closed, timeout_s)
+            out: list[Message] = []
+            partitions = list(self._buffer)
+            if partitions:
+                self._turn = start = (self._turn + 1) % len(partitions)
+                for p in partitions[start:] + partitions[:start]:
+                    if len(out) >= max_messages:
+                        break
+                    self._take(p, max_messages - len(out), out)
         if out:
             self._consumed.inc(len(out))
         return out
 
-    def commit(self, messages: Sequence[Message]) -> None:
+    def poll_partition(self, partition: int, max_messages: int = 500, timeout_s: float = 0.0) -> list[Message]:
+        """Up to ``max_messages`` of ``partition``'s messages, in offset order (nothing when this member does
+        not own it); the other partitions' stay buffered. Waits up to ``timeout_s`` for the first."""
+        with self._cond:
+            if not self._buffer.get(partition) and timeout_s > 0:
+                self._cond.wait_for(
+                    lambda: self._buffer.get(partition) or self._closed or partition not in self._parts, timeout_s
+                )
+            out: list[Message] = []
+            self._take(partition, max_messages, out)
+        if out:
+            self._consumed.inc(len(out))
+        return out
+
+    def _take(self, partition: int, count: int, out: list[Message]) -> None:
+        """Move up to ``count`` buffered messages of ``partition`` to ``out``, as handed out (under the lock)."""
+        queue = self._buffer.get(partition)
+        part = self._parts.get(partition)
+        if not queue or part is None:
+            return
+        taken = min(count, len(queue))
+        size = 0
+        for _ in range(taken):
+            m = queue.popleft()
+            part.delivered.append(m.offset)
+            size += len(m.value)
+            out.append(m)
+        self._bytes[partition] -= size
+        part.handed_end = out[-1].offset + 1
+        if part.position is None:
+            part.position = out[-taken].offset
+        self._size -= taken
+
+    def partitions(self) -> list[int]:
+        with self._cond:
+            return [] if self._closed else sorted(self._parts)
+
+    def position(self, partition: int) -> int | None:
+        with self._cond:
+            part = self._parts.get(partition)
+            if part is None:
+                return None
+            if part.position is not None:
+                return part.position
+            return part.confirmed if part.confirmed >= 0 else None
+
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
         """Mark messages processed; the group's offset moves to the end of the completed prefix.
 
         The background thread sends the commit (confluent-kafka lets one thread at a time use a consumer,
-        and it holds this one) and this call waits until the broker confirms it, a few seconds at most;
-        a commit that fails (a rebalance in progress, the broker away) is sent again a second later.
+        and it holds this one) and this call waits until the broker confirms it, a few seconds at most
+        (``wait=False``: it returns at once); a commit that fails (a rebalance in progress, the broker away)
+        is sent again a second later.
         """
         if not messages:
             return
@@ -421,6 +491,8 @@ class KafkaConsumer(Consumer):
                 return
             self._commit_due = True
             self._busy_until = time.monotonic() + BUSY_S
+            if not wait:
+                return
 
             def confirmed() -> bool:
                 return self._closed or all(

@@ -3,7 +3,8 @@
 One :meth:`SqlApply.apply_batch` is one target transaction:
 
 1. write the table's row of ``<namespace>.positions`` first (the echo marker a both-ways capture on this
-   database skips transactions by) and read the stored position from it;
+   database skips transactions by) and read the stored position from it (the row of the batch's partition of
+   the table's topic, :mod:`sluice.cdc.apply_positions`);
 2. skip stream changes at or before that position; snapshot reads (``r``) always apply (idempotent upserts);
 3. with a resolver (both-ways), read the target rows of the batch's keys in one query, hand the changes
    whose ``before`` image (or, for an insert, the existing row) differs to the resolver, drop the losers,
@@ -17,14 +18,14 @@ One :meth:`SqlApply.apply_batch` is one target transaction:
 
 Snapshot rows (:meth:`SqlApply.apply_rows`) skip steps 2-4: they are written as they come, one bulk upsert per
 run of :class:`~sluice.cdc.events.SnapshotRows` (PostgreSQL: binary ``COPY`` into the staging table, then
-the merge), refused rows bisected into the dead letters as in step 5.
+the merge), refused rows bisected into the dead letters as in step 5; snapshot rows older than the stored
+position (a stream change after them was applied, and their delivery is a repeat after a crash) are skipped.
 
 Not thread-safe: one instance holds one connection; run one per worker.
 """
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ from sluice.cdc.apply_common import (
     target_columns,
     widens,
 )
+from sluice.cdc.apply_positions import PositionRows
 from sluice.cdc.base import Apply, ApplyResult, Conflict, Resolver, SyncError, TableRef
 from sluice.cdc.events import ChangeEvent, Column, Position, SchemaChange, SnapshotRows
 from sluice.cdc.plugins import ApplyOptions
@@ -67,7 +69,7 @@ def old_key(event: ChangeEvent, key_columns: Sequence[str]) -> Key:
     return tuple(event.key)
 
 
-class SqlApply(Apply):
+class SqlApply(PositionRows, Apply):
     """The apply flow over a SQL target; subclasses give the connection and the statements."""
 
     def __init__(self, options: ApplyOptions, sync: str, side: str) -> None:
@@ -78,18 +80,20 @@ class SqlApply(Apply):
     # ----------------------------------------------------------------------------------- dialect seam
 
     @abstractmethod
-    def _begin(self, name: str) -> Position | None:
-        """Start the transaction by writing the positions row of ``name``; the stored stream position."""
+    def _begin(self, name: str, partition: int) -> Position | None:
+        """Start the transaction by writing the positions row of ``name``'s ``partition``; its stored stream position."""
 
     now_sql = "now()"
     """The dialect's current time, microseconds kept (``updated_at`` of the positions row)."""
 
-    def _finish(self, name: str, position: Position | None, snapshot_key: list[Any] | None, streaming: bool) -> None:
+    def _finish(
+        self, name: str, partition: int, position: Position | None, snapshot_key: list[Any] | None, streaming: bool
+    ) -> None:
         """Store the new position / snapshot key (``None``: unchanged) and commit."""
         self._executemany(
             f"UPDATE {self._quote(self.options.namespace)}.positions SET position = COALESCE(%s, position),"
             " snapshot_last_key = COALESCE(%s, snapshot_last_key), snapshot_done = snapshot_done OR %s,"
-            f" updated_at = {self.now_sql} WHERE sync = %s AND side = %s AND table_name = %s",
+            f" updated_at = {self.now_sql} WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition = %s",
             [
                 (
                     None if position is None else to_json(position),
@@ -98,6 +102,7 @@ class SqlApply(Apply):
                     self.sync,
                     self.side,
                     name,
+                    partition,
                 )
             ],
         )
@@ -171,13 +176,15 @@ class SqlApply(Apply):
 
     # ---------------------------------------------------------------------------------------- flow
 
-    def apply_batch(self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None) -> ApplyResult:
+    def apply_batch(
+        self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None, *, partition: int = 0
+    ) -> ApplyResult:
         result = ApplyResult()
         name = table.source.qualified
         if not table.source.key and table.no_key == "refuse":
             raise no_key_error(table)
         try:
-            stored = self._begin(name)
+            stored = self._begin(name, partition)
             todo: list[ChangeEvent] = []
             position: Position | None = None
             snapshot_key: list[Any] | None = None
@@ -197,23 +204,32 @@ class SqlApply(Apply):
                     self._apply_segment(table, segment, result)
             else:
                 self._apply_keyless(table, todo, result)
-            self._finish(name, position, snapshot_key, position is not None)
+            self._finish(name, partition, position, snapshot_key, position is not None)
         except BaseException:
             self._rollback()
             raise
         return result
 
-    def apply_rows(self, table: TableRef, batches: Sequence[SnapshotRows]) -> ApplyResult:
+    def apply_rows(self, table: TableRef, batches: Sequence[SnapshotRows], *, partition: int = 0) -> ApplyResult:
         """Snapshot rows as bulk upserts by key (plain inserts for a table without key), one per run of batches
         with the same columns, in one transaction that also stores the last row's key. Snapshot keys are unique,
-        so no net-effect pass; refused rows go to the dead letters (bisection, :meth:`_guarded`)."""
+        so no net-effect pass; refused rows go to the dead letters (bisection, :meth:`_guarded`).
+
+        Batches read at a position older than the stored one are skipped (``result.skipped`` counts their
+        rows): the partition applied a stream change that came after them, so this is a delivery again after a
+        crash between the target's commit and the bus's, and writing them would undo newer changes."""
         result = ApplyResult()
         name = table.source.qualified
         key = table.source.key
         if not key and table.no_key == "refuse":
             raise no_key_error(table)
         try:
-            self._begin(name)
+            stored = self._begin(name, partition)
+            if stored is not None:
+                old = [batch for batch in batches if batch.source.position < stored]
+                if old:
+                    result.skipped += sum(len(batch.rows) for batch in old)
+                    batches = [batch for batch in batches if not batch.source.position < stored]
             start = 0
             while start < len(batches):
                 end = start + 1
@@ -223,7 +239,7 @@ class SqlApply(Apply):
                 result.applied["r"] = result.applied.get("r", 0) + done
                 start = end
             snapshot_key = batches[-1].last_key() if batches else None
-            self._finish(name, None, snapshot_key, False)
+            self._finish(name, partition, None, snapshot_key, False)
         except BaseException:
             self._rollback()
             raise
@@ -271,6 +287,7 @@ class SqlApply(Apply):
         all_columns = target_columns(table)
         for keep, upserts in groups.items():
             columns = [column for column in all_columns if column.name not in keep] if keep else all_columns
+            columns = written_columns(columns, [upsert.row for upsert in upserts])
             done_ops: dict[str, int] = {}
 
             def write(part: list[Upsert], columns: list[Column] = columns) -> None:
@@ -493,6 +510,18 @@ class SqlApply(Apply):
         """The target type of ``column`` in ``table`` (masked columns included)."""
 
 
+def written_columns(columns: list[Column], rows: Sequence[dict[str, Any]]) -> list[Column]:
+    """``columns`` less those no row of ``rows`` has: a change made before a column was added at the source has
+    no value for it, and the target may not have that column yet (an apply started after the source's DDL
+    takes the new schema, then replays the changes made before it). A column some rows lack is written NULL
+    in those. Checks the first row, then the others only for the columns it lacks."""
+    first = rows[0] if rows else {}
+    missing = {column.name for column in columns if column.name not in first}
+    if missing:
+        missing -= {name for row in rows for name in missing if name in row}
+    return [column for column in columns if column.name not in missing] if missing else columns
+
+
 def _with_schema(table: TableRef, change: SchemaChange) -> TableRef:
     return TableRef(
         change.schema,
@@ -503,13 +532,3 @@ def _with_schema(table: TableRef, change: SchemaChange) -> TableRef:
         table.no_key,
         table.drop_columns,
     )
-
-
-def load_position(text: str | None) -> Position | None:
-    """A stored position column (JSON list of ints) as a list, ``None`` when unset."""
-    return None if text is None else [int(part) for part in json.loads(text)]
-
-
-def load_key(text: str | None) -> list[Any] | None:
-    """A stored snapshot key (JSON list) as a list, ``None`` when unset."""
-    return None if text is None else list(json.loads(text))

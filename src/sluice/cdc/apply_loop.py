@@ -1,10 +1,12 @@
 """Apply one direction of a sync: consume the change topics of the source side, write the target.
 
-One consumer group per direction (:func:`~sluice.cdc.events.apply_group`), one exclusive consumer per table
-topic (a table topic has one partition, so its changes arrive in source order). Tables are spread over
+One consumer group per direction (:func:`~sluice.cdc.events.apply_group`). A table topic with one partition
+(the default) has one exclusive consumer, so its changes arrive in source order. Tables are spread over
 ``workers`` threads, each with its own :class:`~sluice.cdc.base.Apply` (database connections are not shared
 between threads); a table always stays with one thread, which keeps each key's order while tables are
-applied in parallel (the drivers release the GIL during I/O). A thread polls its tables in turn, decodes up to
+applied in parallel (the drivers release the GIL during I/O). With ``partitions: N`` (Kafka) a table's
+partitions are spread over the group's members and this process's threads, each applied in order
+(:mod:`sluice.cdc.apply_partitioned`), so one table's keys apply in parallel too. A thread polls its tables in turn, decodes up to
 ``batch_rows`` rows, applies them in one :meth:`Apply.apply_batch` (snapshot rows: :meth:`Apply.apply_rows`)
 transaction (schema changes through :meth:`Apply.apply_schema`), then commits the bus offsets: a crash in
 between delivers the messages again and apply skips what its stored position covers.
@@ -30,9 +32,19 @@ from dataclasses import dataclass, field, replace
 import msgspec
 
 from sluice.bus.base import Bus, Consumer, Message
+from sluice.cdc.apply_partitioned import (
+    RESYNC,
+    Barrier,
+    PartitionSteps,
+    PartitionUnit,
+    is_resync,
+    reset_target,
+    unit_thread,
+)
 from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
 from sluice.cdc.checkpoint import last_heartbeat, read_progress
 from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
+from sluice.cdc.partitions import barrier_id, ensure_partitions, is_table_wide
 from sluice.cdc.state import SyncState
 from sluice.errors import BusError
 
@@ -42,8 +54,6 @@ IDLE_SLEEP_S = 0.02
 TRANSIENT_RETRIES = 5
 RESYNC_SCAN_S = 1.0
 """Seconds between two looks for a resync marker on the topic of a table in error."""
-RESYNC = "resync"
-"""``SchemaChange.change`` of the marker capture publishes before a resync's snapshot rows."""
 
 
 @dataclass
@@ -61,10 +71,14 @@ class ApplyTable:
     scan_from: int = 0
     """In error: the offset of the failed message, then the first offset not yet searched for a resync marker."""
     next_scan: float = 0.0
+    partitions: int = 1
+    """Partitions of the table's topic; above 1 each is one of :attr:`units` (:mod:`sluice.cdc.apply_partitioned`)."""
+    units: dict[int, PartitionUnit] = field(default_factory=dict)
 
 
-class ApplyDirection:
-    """Apply of ``source_side -> target_side``: worker threads over the tables' consumers."""
+class ApplyDirection(PartitionSteps):
+    """Apply of ``source_side -> target_side``: worker threads over the tables' consumers (``partitions``: of
+    each table's topic, from the sync's settings)."""
 
     def __init__(
         self,
@@ -79,6 +93,7 @@ class ApplyDirection:
         batch_rows: int,
         resolver: Resolver | None = None,
         workers: int = 4,
+        partitions: int = 1,
     ) -> None:
         self.sync, self.source_side, self.target_side = sync, source_side, target_side
         self.bus, self.make_apply, self.state, self.direction = bus, make_apply, state, direction
@@ -86,6 +101,7 @@ class ApplyDirection:
         self.group = apply_group(sync, source_side)
         self.tables: dict[str, ApplyTable] = {}
         self.workers = max(1, workers)
+        self.partitions = partitions
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -98,7 +114,11 @@ class ApplyDirection:
         with self._lock:
             table = self.tables.get(ref.source.qualified)
             if table is None:
-                table = ApplyTable(ref, change_topic(self.sync, self.source_side, ref.source.qualified))
+                topic = change_topic(self.sync, self.source_side, ref.source.qualified)
+                ensure_partitions(self.bus, topic, self.partitions, self.sync)  # before a consumer makes it with one
+                table = ApplyTable(ref, topic, partitions=self.partitions)
+                if self.partitions > 1:
+                    table.units = {p: PartitionUnit(p) for p in range(self.partitions)}
                 self.tables[ref.source.qualified] = table
                 self.state.table(self.direction, ref.source.qualified, ref.target_qualified)
             return table
@@ -140,10 +160,19 @@ class ApplyDirection:
                 table.paused, table.error = False, ""
             self.state.set_state(self.direction, source_table, "streaming")
 
-    def _mine(self, index: int) -> list[ApplyTable]:
+    def _mine(self, index: int) -> list[tuple[ApplyTable, PartitionUnit | None]]:
+        """What worker ``index`` works: whole tables with one partition, single partitions of the others."""
         with self._lock:
             names = sorted(self.tables)
-        return [self.tables[n] for n in names if hash(n) % self.workers == index]
+        out: list[tuple[ApplyTable, PartitionUnit | None]] = []
+        for position, name in enumerate(names):
+            table = self.tables[name]
+            if table.partitions == 1:
+                if hash(name) % self.workers == index:
+                    out.append((table, None))
+                continue
+            out += [(table, unit) for p, unit in table.units.items() if unit_thread(position, p, self.workers) == index]
+        return out
 
     def _worker(self, index: int) -> None:
         apply: Apply | None = None
@@ -151,15 +180,18 @@ class ApplyDirection:
             apply = self.make_apply()
             while not self.state.stop.is_set():
                 busy = False
-                for table in self._mine(index):
+                for table, unit in self._mine(index):
                     if self.state.stop.is_set():
                         break
                     if table.paused:
                         continue
-                    with table.lock:
-                        if table.paused or (table.error and not self._find_resync(table)):
-                            continue
-                        busy = self._step(apply, table) or busy
+                    if unit is not None:
+                        busy = self._step_unit(apply, table, unit) or busy
+                    else:
+                        with table.lock:
+                            if table.paused or (table.error and not self._find_resync(table)):
+                                continue
+                            busy = self._step(apply, table) or busy
                     if getattr(self._local, "rebuild", False):
                         # The failed statement may have left the connection unusable: start a fresh one.
                         self._local.rebuild = False
@@ -173,9 +205,10 @@ class ApplyDirection:
             log.exception("apply %s failed", self.direction)
             self.state.fail(exc)
         finally:
-            for table in self._mine(index):
-                if table.consumer is not None:
-                    table.consumer.close()
+            for table, _ in self._mine(index):
+                consumer = table.consumer
+                if consumer is not None:  # a partitioned table's is shared: closing twice is harmless
+                    consumer.close()
                     table.consumer = None
             if apply is not None:
                 apply.close()
@@ -190,19 +223,30 @@ class ApplyDirection:
             return False
         done, error = self._apply_messages(apply, table, messages)
         if error is not None:
-            table.error = str(error)
-            table.scan_from, table.next_scan = messages[done].offset, 0.0
-            log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
-            self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
+            self._stop(table, error)
+            failed = messages[done]  # a resync marker that failed is not tried again: look for a later one
+            table.scan_from, table.next_scan = failed.offset + (1 if is_resync(failed.value) else 0), 0.0
         if done:
-            table.consumer.commit(messages[:done])
+            table.consumer.commit(messages[:done], wait=False)  # the positions in the target make a redelivery harmless
         return True
 
-    def _apply_messages(self, apply: Apply, table: ApplyTable, messages: list[Message]) -> tuple[int, SyncError | None]:
+    def _stop(self, table: ApplyTable, error: SyncError) -> None:
+        """Stop ``table`` in this process (state ``error``); its messages wait on the bus. Logged once per table
+        (the partitions of a partitioned table stop one by one)."""
+        if not table.error:
+            log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
+        table.error = str(error)
+        self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
+
+    def _apply_messages(
+        self, apply: Apply, table: ApplyTable, messages: list[Message], unit: PartitionUnit | None = None
+    ) -> tuple[int, SyncError | None]:
         """Apply ``messages`` in order: how many are done (all, or those before a table's error) and that error.
 
         Consecutive change events go to one :meth:`Apply.apply_batch`; consecutive snapshot messages to one
-        :meth:`Apply.apply_rows` per ``batch_rows`` rows."""
+        :meth:`Apply.apply_rows` per ``batch_rows`` rows. With a ``unit`` (one partition of a partitioned
+        table) a table-wide event ends the run: the unit waits at it (:attr:`PartitionUnit.barrier`), the
+        messages after it kept for later, and the count done is of those before it."""
         run: list[ChangeEvent] = []
         snapshot: list[SnapshotRows] = []
         snapshot_rows = most_rows = 0
@@ -218,24 +262,30 @@ class ApplyDirection:
                     ) from None
                 if isinstance(event, SnapshotRows):
                     if run:
-                        self._batch(apply, table, run)
+                        self._batch(apply, table, run, unit)
                         done, run = index, []
                     if snapshot and snapshot_rows + len(event.rows) > self.batch_rows:
-                        self._snapshot_rows(apply, table, snapshot)
+                        self._snapshot_rows(apply, table, snapshot, unit)
                         done, snapshot, snapshot_rows = index, [], 0
                     snapshot.append(event)
                     snapshot_rows += len(event.rows)
                     most_rows = max(most_rows, len(event.rows))
                     continue
                 if snapshot:
-                    self._snapshot_rows(apply, table, snapshot)
+                    self._snapshot_rows(apply, table, snapshot, unit)
                     done, snapshot, snapshot_rows = index, [], 0
-                if isinstance(event, ChangeEvent):
+                if isinstance(event, ChangeEvent) and (unit is None or event.op != "t"):
                     run.append(event)
                     continue
                 if run:
-                    self._batch(apply, table, run)
+                    self._batch(apply, table, run, unit)
                     done, run = index, []
+                if unit is not None and is_table_wide(event):
+                    assert isinstance(event, SchemaChange | ChangeEvent)
+                    unit.barrier = Barrier(barrier_id(message.value, event.source.position_text), event, message)
+                    unit.pending = messages[index + 1 :]
+                    unit.next_check = 0.0
+                    return index, None
                 if isinstance(event, SchemaChange) and event.change == RESYNC:
                     self._reset(apply, table, event)
                 elif isinstance(event, SchemaChange):
@@ -247,11 +297,15 @@ class ApplyDirection:
                     table.ref = replace(table.ref, source=event.schema)
                 done = index + 1
             if run:
-                self._batch(apply, table, run)
+                self._batch(apply, table, run, unit)
             if snapshot:
-                self._snapshot_rows(apply, table, snapshot)
+                self._snapshot_rows(apply, table, snapshot, unit)
             # Snapshot messages hold thousands of rows: poll about ``batch_rows`` rows' worth of them next.
-            table.poll_messages = max(1, self.batch_rows // most_rows) if most_rows else 0
+            poll = max(1, self.batch_rows // most_rows) if most_rows else 0
+            if unit is not None:
+                unit.poll_messages = poll
+            else:
+                table.poll_messages = poll
             return len(messages), None
         except SyncError as exc:
             if exc.table is None:
@@ -297,7 +351,7 @@ class ApplyDirection:
             if not messages:
                 return False
             for message in messages:
-                if RESYNC.encode() in message.value and _is_resync(message.value):
+                if RESYNC.encode() in message.value and is_resync(message.value):
                     table.scan_from = message.offset
                     if table.consumer is not None:
                         # Leave the group first: Kafka moves only a group without members, and a closing member
@@ -315,20 +369,29 @@ class ApplyDirection:
     def _reset(self, apply: Apply, table: ApplyTable, marker: SchemaChange) -> None:
         """The resync marker: empty the target table, forget its position, take the fresh schema, clear the error."""
         ref = replace(table.ref, source=marker.schema)
-        apply.reset(ref)
-        apply.prepare([ref])
+        try:
+            reset_target(apply, ref, marker)
+        except SyncError:
+            self._local.rebuild = True
+            raise
         table.ref, table.error = ref, ""
         self.state.set_state(self.direction, ref.source.qualified, "snapshotting")
 
-    def _snapshot_rows(self, apply: Apply, table: ApplyTable, batches: list[SnapshotRows]) -> None:
-        result = _retrying(lambda: apply.apply_rows(table.ref, batches))
-        self._applied(table, result, batches[-1].source)
+    def _snapshot_rows(self, apply: Apply, table: ApplyTable, batches: list[SnapshotRows], unit: PartitionUnit | None) -> None:
+        if unit is None:
+            result = _retrying(lambda: apply.apply_rows(table.ref, batches))
+        else:
+            result = _retrying(lambda: apply.apply_rows(table.ref, batches, partition=unit.partition))
+        self._applied(table, result, batches[-1].source, unit.partition if unit is not None else 0)
 
-    def _batch(self, apply: Apply, table: ApplyTable, events: list[ChangeEvent]) -> None:
-        result = _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver))
-        self._applied(table, result, events[-1].source)
+    def _batch(self, apply: Apply, table: ApplyTable, events: list[ChangeEvent], unit: PartitionUnit | None) -> None:
+        if unit is None:  # plugins written before partitions need not take ``partition``
+            result = _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver))
+        else:
+            result = _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver, partition=unit.partition))
+        self._applied(table, result, events[-1].source, unit.partition if unit is not None else 0)
 
-    def _applied(self, table: ApplyTable, result: ApplyResult, last: Source) -> None:
+    def _applied(self, table: ApplyTable, result: ApplyResult, last: Source, partition: int = 0) -> None:
         self.state.applied(
             self.direction,
             table.ref.source.qualified,
@@ -337,6 +400,7 @@ class ApplyDirection:
             result.dead_letters,
             last.position_text,
             0 if last.snapshot else last.commit_ts_us,
+            partition,
         )
         with self.state.lock:
             # Capture sets the state where it runs; this covers a process that only applies.
@@ -345,14 +409,6 @@ class ApplyDirection:
                 record.state = "snapshotting" if last.snapshot else "streaming"
             elif record.state == "snapshotting" and not last.snapshot:
                 record.state = "streaming"
-
-
-def _is_resync(value: bytes) -> bool:
-    try:
-        event = decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False
-    return isinstance(event, SchemaChange) and event.change == RESYNC
 
 
 def _retrying(run: Callable[[], ApplyResult]) -> ApplyResult:

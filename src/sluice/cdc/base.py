@@ -15,7 +15,9 @@ Guarantees the implementations give (checked by ``tests/cdc/contract_*.py``):
   so snapshot rows followed by the stream from that position converge to the source (full row images, applied in order);
 * apply writes a batch and the table's position in one target transaction, skips stream changes at or
   before the stored position (so a batch delivered twice changes nothing), and puts a row it cannot write
-  into the dead letters instead of failing the batch.
+  into the dead letters instead of failing the batch. With ``partitions: N`` (Kafka) the position is stored
+  per partition of the table's topic (``partition=``), and the partitions meet at a barrier before a
+  table-wide event (:meth:`Apply.arrive`, :meth:`Apply.apply_once`; :mod:`sluice.cdc.partitions`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, SnapshotRows, Source, TableSchema
 from sluice.errors import SluiceError
@@ -195,6 +197,9 @@ class Conflict:
 Resolver = Callable[[list[Conflict]], list[bool]]
 """Given the conflicts of a batch, which of their events to apply (True) or to drop (False), in order."""
 
+BarrierState = Literal["waiting", "ready", "done", "failed"]
+"""Where one table-wide event stands for the partitions of a table (:meth:`Apply.arrive`)."""
+
 
 class Apply(ABC):
     """Writes changes into one target database. Built from ``(url, options, sync_name, side)``."""
@@ -208,19 +213,38 @@ class Apply(ABC):
         """``(stream position, snapshot last key, snapshot done)`` stored in the target for ``table``."""
 
     @abstractmethod
-    def apply_batch(self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None) -> ApplyResult:
+    def apply_batch(
+        self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None, *, partition: int = 0
+    ) -> ApplyResult:
         """Apply ``events`` (in order, one table) and store the last event's position, in one transaction.
 
         Several changes of one key in a batch reduce to their net effect. Stream changes at or before the
         stored position are skipped. With ``resolver`` (both-ways), an update or delete whose ``before``
         differs from the target row, or an insert whose key exists, is a :class:`Conflict` the resolver decides.
-        Rows the target refuses go to the dead letters with the reason."""
+        Rows the target refuses go to the dead letters with the reason. ``partition``: the partition of the
+        table's topic the events come from, whose position is read and stored (0 with one partition)."""
 
-    def apply_rows(self, table: TableRef, batches: Sequence[SnapshotRows]) -> ApplyResult:
+    def apply_rows(self, table: TableRef, batches: Sequence[SnapshotRows], *, partition: int = 0) -> ApplyResult:
         """Apply snapshot rows (bulk upsert by key) and store the last row's key as the snapshot's progress, in
         one transaction. Same outcome as :meth:`apply_batch` of their ``op="r"`` events, which is what this
-        default does; SQL targets write the rows in bulk."""
-        return self.apply_batch(table, [event for batch in batches for event in batch.events()])
+        default does; SQL targets write the rows in bulk. ``partition`` as for :meth:`apply_batch`."""
+        events = [event for batch in batches for event in batch.events()]
+        return self.apply_batch(table, events, partition=partition) if partition else self.apply_batch(table, events)
+
+    def arrive(self, table: TableRef, barrier: str, partition: int, partitions: int) -> tuple[BarrierState, str]:
+        """Record in the target that ``partition`` of ``table``'s topic reached the table-wide event ``barrier``
+        (:func:`~sluice.cdc.partitions.barrier_id`) and say where that event stands, with the error of a failed
+        attempt: ``done`` (applied), ``failed`` (the last attempt failed), ``ready`` (every partition
+        ``0 .. partitions-1`` reached it and it is not applied yet), else ``waiting``. Safe to call again (each
+        check does). Plugins without partition support raise :class:`SyncError` (this default)."""
+        raise SyncError(f"table {table.source.qualified}: this apply plugin cannot apply a partitioned topic (partitions: 1)")
+
+    def apply_once(self, table: TableRef, barrier: str, run: Callable[[], None]) -> bool | None:
+        """Apply the table-wide event ``barrier`` by calling ``run`` unless it is done, holding a lock that no
+        other apply of this table (thread, process or machine) holds meanwhile; then record it done. True when
+        ``run`` ran, False when it was done already, None when another holds the lock (ask again later). A
+        :class:`SyncError` from ``run`` is recorded as the barrier's failure and raised."""
+        raise SyncError(f"table {table.source.qualified}: this apply plugin cannot apply a partitioned topic (partitions: 1)")
 
     @abstractmethod
     def apply_schema(self, table: TableRef, change: SchemaChange) -> None:

@@ -19,6 +19,12 @@ chunks first; each chunk is published (as :class:`~sluice.cdc.events.SnapshotRow
 rows), then recorded in the snapshot progress, so an interrupted snapshot
 resumes after its last published chunk. Every snapshot row carries the position read before that snapshot
 began, so apply never skips a stream change that the snapshot might have missed.
+
+With ``partitions: N`` (> 1, Kafka) each table's topic is created with N partitions and capture picks the
+partition of every message (:mod:`sluice.cdc.partitions`): a row change goes to its key's, snapshot rows are
+split by key, and table-wide events (schema changes, resync markers, ``TRUNCATE``) go to every partition.
+A resync then always travels as markers, even when this process also applies: other processes may apply
+some of the partitions.
 """
 
 from __future__ import annotations
@@ -30,11 +36,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from sluice.bus.base import Bus
-from sluice.cdc.apply_loop import RESYNC, ApplyDirection
-from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SnapshotChunk, SyncError, TableRef
+from sluice.cdc.apply_loop import ApplyDirection
+from sluice.cdc.apply_partitioned import RESYNC, reset_target
+from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SyncError, TableRef
 from sluice.cdc.checkpoint import SnapshotProgress, TableProgress, last_heartbeat, read_progress, write_heartbeat, write_progress
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.conflicts import LocalVersions
@@ -43,7 +48,6 @@ from sluice.cdc.events import (
     Heartbeat,
     Position,
     SchemaChange,
-    SnapshotRows,
     Source,
     TableSchema,
     apply_group,
@@ -52,6 +56,8 @@ from sluice.cdc.events import (
     heartbeat_topic,
     key_text,
 )
+from sluice.cdc.partitions import ensure_partitions, route
+from sluice.cdc.snapshot_messages import partitioned_snapshot_messages, snapshot_messages
 from sluice.cdc.state import SyncState, handled, resync_requests
 from sluice.cdc.tables import selected, table_ref
 
@@ -61,11 +67,6 @@ CHECKPOINT_EVERY_S = 1.0
 """Least seconds between two checkpoints while changes flow."""
 MAX_WAIT_S = 0.25
 """The stream yields at least this often, so stop, ``--once`` and resync requests are seen quickly."""
-MESSAGE_ROWS = 5000
-"""Most snapshot rows in one :class:`~sluice.cdc.events.SnapshotRows` message."""
-MESSAGE_BYTES = 900_000
-"""A :class:`~sluice.cdc.events.SnapshotRows` message larger than this is split in two (Kafka refuses
-messages over 1 MB by default: ``message.max.bytes``)."""
 
 
 class CaptureSide:
@@ -93,6 +94,7 @@ class CaptureSide:
         on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
     ) -> None:
         self.settings, self.sync, self.side = settings, settings.name, side
+        self.partitions = settings.partitions
         self.capture, self.bus, self.state, self.direction = capture, bus, state, direction
         self.refs = {ref.source.qualified: ref for ref in refs}
         self.target_namespace = target_namespace
@@ -126,6 +128,8 @@ class CaptureSide:
             self.finished = True
 
     def _run(self) -> None:
+        for ref in self.refs.values():  # before anything is published: a topic made on first use has one partition
+            ensure_partitions(self.bus, change_topic(self.sync, self.side, ref.source.qualified), self.partitions, self.sync)
         try:
             start = self._prepare(self.resnapshot)
             if self.mode == "initial_only":
@@ -189,32 +193,31 @@ class CaptureSide:
     def _reset_targets(self, refs: list[TableRef]) -> None:
         """Drop what the bus holds for ``refs`` (this direction's group skips it) and empty the target tables.
 
-        When apply runs in another process (no ``applier`` here), publish a resync marker on each table's
-        topic instead: that apply empties the table when it consumes the marker, before the snapshot rows
-        that follow it (:mod:`sluice.cdc.apply_loop`)."""
-        if self.applier is None:
-            position, text = self.capture.current_position()
-            source = Source(
-                connector="",
-                name=self.side,
-                position=position,
-                position_text=text,
-                commit_ts_us=time.time_ns() // 1000,
-                origin=f"{self.sync}/{self.side}",
-            )
-            for ref in refs:
-                name = ref.source.qualified
-                marker = SchemaChange(name, ref.source, RESYNC, source)
-                self.bus.publish(change_topic(self.sync, self.side, name), [(name, encode(marker))])
-            return
+        When apply runs in another process (no ``applier`` here), or the topics have several partitions, publish
+        a resync marker on each table's topic (every partition) instead: apply empties the table when it
+        consumes the marker, before the snapshot rows that follow it (:mod:`sluice.cdc.apply_loop`)."""
+        position, text = self.capture.current_position()
+        source = Source(
+            connector="",
+            name=self.side,
+            position=position,
+            position_text=text,
+            commit_ts_us=time.time_ns() // 1000,
+            origin=f"{self.sync}/{self.side}",
+        )
         for ref in refs:
-            topic = change_topic(self.sync, self.side, ref.source.qualified)
-            self.applier.pause(ref.source.qualified)
-            self.bus.seek(apply_group(self.sync, self.side), topic, self.bus.end_offset(topic))
-            if self.control is not None:
-                self.control.reset(ref)
-                self.control.prepare([ref])
-            self.applier.resume(ref.source.qualified, ref)
+            name = ref.source.qualified
+            topic, marker = change_topic(self.sync, self.side, name), SchemaChange(name, ref.source, RESYNC, source)
+            if self.partitions > 1:
+                self.bus.publish_partitions([(topic, p, [(name, encode(marker))]) for p in range(self.partitions)])
+            elif self.applier is None:
+                self.bus.publish(topic, [(name, encode(marker))])
+            else:
+                self.applier.pause(name)
+                self.bus.seek(apply_group(self.sync, self.side), topic, self.bus.end_offset(topic))
+                if self.control is not None:
+                    reset_target(self.control, ref, marker)
+                self.applier.resume(name, ref)
 
     # ----- snapshot ----------------------------------------------------------------------------------
 
@@ -245,12 +248,15 @@ class CaptureSide:
         topic = change_topic(self.sync, self.side, name)
         started = time.monotonic()
         rows = entry.rows
-        if self.control is not None and entry.last_key is None and entry.rows == 0:
+        if self.control is not None and entry.last_key is None and entry.rows == 0 and self.partitions == 1:
             _, stored_key, _ = self.control.stored_position(ref)
             entry.last_key = stored_key
         for chunk in self.capture.snapshot(ref.source, entry.last_key, self.settings.chunk_rows):
-            messages = snapshot_messages(ref.source, chunk, at_position, at_text)
-            if messages:
+            if self.partitions > 1:
+                parts = partitioned_snapshot_messages(ref.source, chunk, at_position, at_text, self.partitions)
+                if parts:
+                    self.bus.publish_partitions([(topic, p, messages) for p, messages in parts])
+            elif messages := snapshot_messages(ref.source, chunk, at_position, at_text):
                 self.bus.publish(topic, messages)
             # Counted from the chunk: the plugins report ``rows_read`` since the start of the call.
             count = chunk.count
@@ -305,6 +311,9 @@ class CaptureSide:
                 self._handle_resyncs()
 
     def _publish(self, batch: ChangeBatch) -> None:
+        if self.partitions > 1:
+            self._publish_partitioned(batch)
+            return
         by_topic: dict[str, list[tuple[str | None, bytes]]] = {}
         control: list[tuple[str | None, bytes]] = []
         counts: Counter[tuple[str, str]] = Counter()
@@ -335,6 +344,49 @@ class CaptureSide:
         for (table, op), rows in counts.items():  # counted once published
             self.state.captured(self.direction, table, op, rows)
 
+    def _publish_partitioned(self, batch: ChangeBatch) -> None:
+        """:meth:`_publish` on topics of several partitions: each message to the partition
+        :func:`~sluice.cdc.partitions.route` picks, table-wide events to every partition."""
+        count = self.partitions
+        out: dict[tuple[str, int], list[tuple[str | None, bytes]]] = {}
+        control: list[tuple[str | None, bytes]] = []
+        counts: Counter[tuple[str, str]] = Counter()
+        topics: dict[str, str] = {}
+        local = self.local
+        for event in batch.events:
+            if isinstance(event, ChangeEvent):
+                table = event.table
+                ref = self.refs.get(table)
+                if ref is None:
+                    continue
+                topic = topics.get(table)
+                if topic is None:
+                    topic = topics[table] = change_topic(self.sync, self.side, table)
+                if event.op == "t":
+                    value = encode(event)
+                    for p in range(count):
+                        out.setdefault((topic, p), []).append((table, value))
+                else:
+                    for p, key, part in route(event, key_text(event.key), ref.source.key, count):
+                        out.setdefault((topic, p), []).append((key, encode(part)))
+                counts[(table, event.op)] += 1
+                if local is not None:
+                    local.record(table, event.key, event.source.commit_ts_us)
+                continue
+            if isinstance(event, SchemaChange):
+                self._schema_change(event, control)
+                if event.table in self.refs:
+                    topic, value = change_topic(self.sync, self.side, event.table), encode(event)
+                    for p in range(count):
+                        out.setdefault((topic, p), []).append((event.table, value))
+        batches = [(topic, p, messages) for (topic, p), messages in out.items()]
+        if control:
+            batches.append((heartbeat_topic(self.sync, self.side), 0, control))
+        if batches:
+            self.bus.publish_partitions(batches)
+        for (table, op), rows in counts.items():
+            self.state.captured(self.direction, table, op, rows)
+
     def _schema_change(self, event: SchemaChange, control: list[tuple[str | None, bytes]]) -> None:
         """A new table matching ``tables:`` joins the sync; a known one gets its new schema."""
         name = event.table
@@ -345,6 +397,7 @@ class CaptureSide:
         if event.change == "drop_table" or not selected(self.settings, event.schema):
             return
         ref = table_ref(self.settings, event.schema, self.target_namespace)
+        ensure_partitions(self.bus, change_topic(self.sync, self.side, name), self.partitions, self.sync)
         self.refs[name] = ref
         self.state.table(self.direction, name, ref.target_qualified)
         self.state.set_state(self.direction, name, "streaming")
@@ -407,38 +460,3 @@ def without_hint(message: str) -> str:
     the full command once)."""
     at = message.find("run `sluice sync PATH --resnapshot`")
     return message[:at].rstrip(" :;,") if at > 0 else message
-
-
-def snapshot_messages(
-    table: TableSchema, chunk: SnapshotChunk, position: Position, position_text: str
-) -> list[tuple[str | None, bytes]]:
-    """The bus messages of one snapshot chunk: :class:`SnapshotRows` of at most :data:`MESSAGE_ROWS` rows and
-    about :data:`MESSAGE_BYTES` bytes each, keyed by their first row's key, every row at ``position`` (the one
-    read before the snapshot began). A chunk of ``op="r"`` events is turned into rows first."""
-    if chunk.columns:
-        columns, rows, source = chunk.columns, chunk.rows, chunk.source
-    else:
-        columns = [column.name for column in table.columns]
-        rows = [[(event.after or {}).get(name) for name in columns] for event in chunk.events]
-        source = chunk.events[0].source if chunk.events else None
-    if not rows or source is None:
-        return []
-    if source.position != position:
-        source = msgspec.structs.replace(source, position=position, position_text=position_text)
-    key = [name for name in table.key if name in columns]
-    at = [columns.index(name) for name in key]
-    name, version = table.qualified, table.version
-    out: list[tuple[str | None, bytes]] = []
-
-    def add(part: list[list[Any]]) -> None:
-        value = encode(SnapshotRows(name, source, columns, part, key, version))
-        if len(value) > MESSAGE_BYTES and len(part) > 1:
-            middle = len(part) // 2
-            add(part[:middle])
-            add(part[middle:])
-            return
-        out.append((key_text([part[0][i] for i in at]), value))
-
-    for start in range(0, len(rows), MESSAGE_ROWS):
-        add(rows[start : start + MESSAGE_ROWS])
-    return out

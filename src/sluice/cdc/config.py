@@ -17,6 +17,7 @@
         snapshot: initial           # initial | never | initial_only | when_needed
         direction: one-way          # one-way | both
         conflicts: newer-wins       # newer-wins | source-wins | target-wins (direction: both)
+        partitions: 1               # > 1 (Kafka bus): apply runs one table's keys in parallel
 
 Each entry is checked by :class:`SyncSettings` with file and line, like the rest of the file.
 """
@@ -92,6 +93,15 @@ class SyncSettings(Settings):
     ] = "drop"
     chunk_rows: Annotated[int, Meta(ge=1, le=10_000_000, description="Rows per snapshot chunk (a resume point).")] = 50_000
     batch_rows: Annotated[int, Meta(ge=1, le=10_000_000, description="Most row changes per apply transaction.")] = 20_000
+    partitions: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=256,
+            description="Partitions of each table's topic (Kafka only): apply runs the keys of one table in parallel, "
+            "each key in order (docs/cdc/partitions.md).",
+        ),
+    ] = 1
     heartbeat_s: Annotated[
         float, Meta(gt=0, description="Seconds between heartbeats while the source is idle (moves positions and slots).")
     ] = 10.0
@@ -101,3 +111,13 @@ class SyncSettings(Settings):
     apply: Annotated[
         dict[str, Any], Meta(description="Options of the target's apply plugin (`sluice plugins --kind apply`).")
     ] = msgspec.field(default_factory=dict)
+
+
+def partitions_problem(settings: SyncSettings, partitioned: bool) -> str:
+    """The one-line error for ``partitions: N`` (> 1) on a bus without partitions, or ``""``."""
+    if settings.partitions <= 1 or partitioned:
+        return ""
+    return (
+        f"sync '{settings.name}': partitions: {settings.partitions} needs a Kafka bus (the embedded bus has one partition "
+        "per topic, so one table's changes apply in one order); set bus: kafka://HOST:PORT or --bus, or remove partitions"
+    )

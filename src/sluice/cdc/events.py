@@ -1,7 +1,8 @@
 """The change event: what capture publishes and apply consumes, version 1 (documented in ``docs/cdc.md``).
 
 One bus message per row change, on one topic per source table (:func:`change_topic`), keyed by the row's
-primary key (:func:`key_text`), so every change of one key stays in order on one partition. The value is a
+primary key (:func:`key_text`), so every change of one key stays in order on one partition (a table's topic
+has one partition, or ``partitions: N`` on Kafka, spread by key as :mod:`sluice.cdc.partitions` says). The value is a
 MessagePack-encoded :class:`ChangeEvent`, :class:`SnapshotRows` or :class:`SchemaChange` (:func:`encode` /
 :func:`decode`; the field ``kind`` tells them apart: ``change``, ``rows``, ``schema``, ``heartbeat``). The shape
 follows Debezium's change event envelope (``op``, ``before``, ``after``, ``source``) with the same operation
@@ -9,7 +10,8 @@ letters, so users of that tool read it at sight.
 
 Snapshot reads travel in bulk: one :class:`SnapshotRows` message carries up to a few thousand rows of one
 table (``columns`` once, then ``rows`` as lists of canonical values in that order), keyed by the first row's
-key, on the table's topic (one partition, so the order with the stream's later changes holds). It means
+key, on the table's topic (on the partition of its rows' keys, so the order with the stream's later changes
+of each key holds). It means
 exactly what one ``op="r"`` :class:`ChangeEvent` per row would (:meth:`SnapshotRows.events`); apply still
 accepts those. The idea of a column list sent once per batch of row arrays is the Arrow/columnar batch's,
 kept row-major here because apply writes rows (PostgreSQL ``COPY``, MySQL multi-row ``INSERT``).

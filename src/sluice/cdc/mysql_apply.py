@@ -13,6 +13,7 @@ since the epoch) written as UTC ``DATETIME`` text and masked columns (hex SHA-25
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -20,8 +21,9 @@ from typing import Any
 import pymysql
 import pymysql.err
 
-from sluice.cdc.apply_base import SqlApply, load_key, load_position
+from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.apply_common import EPOCH, Key, key_value, mask_values, mysql_type, no_key_error, parse_type, target_columns
+from sluice.cdc.apply_positions import load_position
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
 from sluice.cdc.mysql_types import quote
@@ -84,10 +86,11 @@ class MysqlApply(SqlApply):
         self._run(f"CREATE DATABASE IF NOT EXISTS {ns} CHARACTER SET utf8mb4")
         self._run(
             f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync VARCHAR(190) NOT NULL, side VARCHAR(190) NOT NULL,"
-            " table_name VARCHAR(380) NOT NULL, position TEXT, snapshot_last_key LONGTEXT,"
-            " snapshot_done BOOLEAN NOT NULL DEFAULT FALSE, updated_at DATETIME(6) NOT NULL,"
-            " PRIMARY KEY (sync, side, table_name)) ENGINE=InnoDB"
+            " table_name VARCHAR(380) NOT NULL, bus_partition INT NOT NULL DEFAULT 0, position TEXT, snapshot_last_key LONGTEXT,"
+            " snapshot_done BOOLEAN NOT NULL DEFAULT FALSE, barrier LONGTEXT, updated_at DATETIME(6) NOT NULL,"
+            " PRIMARY KEY (sync, side, table_name, bus_partition)) ENGINE=InnoDB"
         )
+        self._migrate_positions()
         self._run(
             f"CREATE TABLE IF NOT EXISTS {ns}.dead_letters (id BIGINT AUTO_INCREMENT PRIMARY KEY, sync VARCHAR(190) NOT NULL,"
             " side VARCHAR(190) NOT NULL, table_name VARCHAR(380) NOT NULL, `key` LONGTEXT, op VARCHAR(1), event LONGTEXT,"
@@ -102,6 +105,31 @@ class MysqlApply(SqlApply):
             for table in tables:
                 self._create_table(table)
         self._conn.commit()
+
+    def _migrate_positions(self) -> None:
+        """A positions table made before partitions (key ``(sync, side, table_name)``): add ``bus_partition``
+        (its rows become partition 0's) and ``barrier``, and make the key include the partition. Under a named
+        lock, so two applies starting together do not both alter it."""
+        self._run("SELECT GET_LOCK('sluice_cdc_prepare', 30)")
+        try:
+            present = {
+                _text(row[0])
+                for row in self._run(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'positions'",
+                    (self.options.namespace,),
+                )
+            }
+            changes = [] if "barrier" in present else ["ADD COLUMN barrier LONGTEXT"]
+            if "bus_partition" not in present:
+                changes += [
+                    "ADD COLUMN bus_partition INT NOT NULL DEFAULT 0",
+                    "DROP PRIMARY KEY",
+                    "ADD PRIMARY KEY (sync, side, table_name, bus_partition)",
+                ]
+            if changes:
+                self._run(f"ALTER TABLE {self._ns}.positions {', '.join(changes)}")
+        finally:
+            self._run("SELECT RELEASE_LOCK('sluice_cdc_prepare')")
 
     def _create_table(self, table: TableRef) -> None:
         key = set(table.source.key)
@@ -127,35 +155,51 @@ class MysqlApply(SqlApply):
 
     # -------------------------------------------------------------------------------- positions
 
-    def stored_position(self, table: TableRef) -> tuple[Position | None, list[Any] | None, bool]:
-        rows = self._run(
-            f"SELECT position, snapshot_last_key, snapshot_done FROM {self._ns}.positions"
-            " WHERE sync = %s AND side = %s AND table_name = %s",
-            (self.sync, self.side, table.source.qualified),
-        )
-        self._conn.commit()
-        if not rows:
-            return None, None, False
-        return load_position(rows[0][0]), load_key(rows[0][1]), bool(rows[0][2])
-
-    def _begin(self, name: str) -> Position | None:
+    def _begin(self, name: str, partition: int) -> Position | None:
         self._depth = 0
-        args = (self.sync, self.side, name)
+        args = (self.sync, self.side, name, partition)
         self._run(
-            f"INSERT INTO {self._ns}.positions (sync, side, table_name, updated_at) VALUES (%s, %s, %s, NOW(6))"
-            " ON DUPLICATE KEY UPDATE updated_at = NOW(6)",
+            f"INSERT INTO {self._ns}.positions (sync, side, table_name, bus_partition, updated_at)"
+            " VALUES (%s, %s, %s, %s, NOW(6)) ON DUPLICATE KEY UPDATE updated_at = NOW(6)",
             args,
         )
-        rows = self._run(f"SELECT position FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s", args)
+        rows = self._run(
+            f"SELECT position FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition = %s",
+            args,
+        )
         return load_position(rows[0][0] if rows else None)
 
     def reset(self, table: TableRef) -> None:
+        """Empty the target table and forget the positions of every partition (the table's own row stays: it
+        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`)."""
         self._run(f"TRUNCATE TABLE {self._target(table)}")
         self._run(
-            f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s",
+            f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition >= 0",
             (self.sync, self.side, table.source.qualified),
         )
         self._conn.commit()
+
+    def _fetch(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._run(sql, tuple(args))]
+
+    def _on_key(self, columns: Sequence[str]) -> str:
+        return "ON DUPLICATE KEY UPDATE " + ", ".join([*(f"{c} = VALUES({c})" for c in columns), "updated_at = NOW(6)"])
+
+    @staticmethod
+    def _lock_name(name: str) -> str:
+        """MariaDB lock names are at most 64 characters: a digest of ``name``."""
+        return "sluice_" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+    def _try_lock(self, name: str) -> bool:
+        rows = self._run("SELECT GET_LOCK(%s, 0)", (self._lock_name(name),))
+        self._conn.commit()
+        return bool(rows and rows[0][0] == 1)
+
+    def _unlock(self, name: str) -> None:
+        if self._conn.open:
+            self._conn.rollback()
+            self._run("SELECT RELEASE_LOCK(%s)", (self._lock_name(name),))
+            self._conn.commit()
 
     # ------------------------------------------------------------------------------ transaction
 

@@ -34,8 +34,9 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from sluice.cdc.apply_base import SqlApply, load_key, load_position
+from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.apply_common import Key, key_value, mask_values, no_key_error, parse_type, pg_type, target_columns
+from sluice.cdc.apply_positions import load_position
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
 from sluice.cdc.plugins import ApplyOptions
@@ -109,9 +110,11 @@ class PostgresApply(SqlApply):
             self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ns}")
             self._conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync text NOT NULL, side text NOT NULL, table_name text NOT NULL,"
-                " position text, snapshot_last_key text, snapshot_done boolean NOT NULL DEFAULT false,"
-                " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sync, side, table_name))"
+                " bus_partition integer NOT NULL DEFAULT 0, position text, snapshot_last_key text,"
+                " snapshot_done boolean NOT NULL DEFAULT false, barrier text, updated_at timestamptz NOT NULL DEFAULT now(),"
+                " PRIMARY KEY (sync, side, table_name, bus_partition))"
             )
+            self._migrate_positions()
             self._conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {ns}.dead_letters (id bigserial PRIMARY KEY, sync text NOT NULL, side text NOT NULL,"
                 " table_name text NOT NULL, key json, op text, event json, reason text, at timestamptz NOT NULL DEFAULT now())"
@@ -124,6 +127,30 @@ class PostgresApply(SqlApply):
             if self.options.create_tables:
                 for table in tables:
                     self._create_table(table)
+
+    def _migrate_positions(self) -> None:
+        """A positions table made before partitions (key ``(sync, side, table_name)``): add ``bus_partition``
+        (its rows become partition 0's) and ``barrier``, and make the key include the partition."""
+        present = {
+            row[0]
+            for row in self._conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'positions'",
+                (self.options.namespace,),
+            ).fetchall()
+        }
+        if "barrier" not in present:
+            self._conn.execute(f"ALTER TABLE {self._ns}.positions ADD COLUMN barrier text")
+        if "bus_partition" in present:
+            return
+        key = self._conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+            (f"{self._ns}.positions",),
+        ).fetchone()
+        drop = f" DROP CONSTRAINT {quote(key[0])}," if key else ""
+        self._conn.execute(
+            f"ALTER TABLE {self._ns}.positions ADD COLUMN bus_partition integer NOT NULL DEFAULT 0,{drop}"
+            " ADD PRIMARY KEY (sync, side, table_name, bus_partition)"
+        )
 
     def _create_table(self, table: TableRef) -> None:
         columns = target_columns(table)
@@ -142,34 +169,44 @@ class PostgresApply(SqlApply):
 
     # -------------------------------------------------------------------------------- positions
 
-    def stored_position(self, table: TableRef) -> tuple[Position | None, list[Any] | None, bool]:
-        with self._conn.transaction():
-            row = self._conn.execute(
-                f"SELECT position, snapshot_last_key, snapshot_done FROM {self._ns}.positions"
-                " WHERE sync = %s AND side = %s AND table_name = %s",
-                (self.sync, self.side, table.source.qualified),
-            ).fetchone()
-        if row is None:
-            return None, None, False
-        return load_position(row[0]), load_key(row[1]), bool(row[2])
-
-    def _begin(self, name: str) -> Position | None:
+    def _begin(self, name: str, partition: int) -> Position | None:
         self._depth = 0
         self._index_joins()
         row = self._conn.execute(
-            f"INSERT INTO {self._ns}.positions (sync, side, table_name) VALUES (%s, %s, %s)"
-            " ON CONFLICT (sync, side, table_name) DO UPDATE SET updated_at = now() RETURNING position",
-            (self.sync, self.side, name),
+            f"INSERT INTO {self._ns}.positions (sync, side, table_name, bus_partition) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (sync, side, table_name, bus_partition) DO UPDATE SET updated_at = now() RETURNING position",
+            (self.sync, self.side, name, partition),
         ).fetchone()
         return load_position(row[0] if row else None)
 
     def reset(self, table: TableRef) -> None:
+        """Empty the target table and forget the positions of every partition (the table's own row stays: it
+        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`)."""
         with self._conn.transaction():
             self._conn.execute(f"TRUNCATE {self._target(table)}")
             self._conn.execute(
-                f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s",
+                f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition >= 0",
                 (self.sync, self.side, table.source.qualified),
             )
+
+    def _fetch(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(sql, tuple(args))
+        return cursor.fetchall() if cursor.description else []
+
+    def _on_key(self, columns: Sequence[str]) -> str:
+        sets = ", ".join([*(f"{c} = EXCLUDED.{c}" for c in columns), "updated_at = now()"])
+        return f"ON CONFLICT (sync, side, table_name, bus_partition) DO UPDATE SET {sets}"
+
+    def _try_lock(self, name: str) -> bool:
+        row = self._conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)).fetchone()
+        self._conn.commit()
+        return bool(row and row[0])
+
+    def _unlock(self, name: str) -> None:
+        if not self._conn.closed:
+            self._conn.rollback()
+            self._conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+            self._conn.commit()
 
     # ------------------------------------------------------------------------------ transaction
 

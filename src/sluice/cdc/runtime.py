@@ -11,6 +11,11 @@ reverse tables are the forward tables' targets (created by the forward apply fir
 ``source`` side is snapshotted, the other side streams from its position at the first start. Conflicts go
 to the resolver of :mod:`sluice.cdc.conflicts`.
 
+``partitions: N`` (> 1) needs a bus with partitions (Kafka; :func:`partitions_problem` says why not otherwise):
+each table's topic gets N partitions and apply runs its keys in parallel (:mod:`sluice.cdc.partitions`).
+Several processes may then run ``--role apply`` for one direction: the consumer group spreads the
+partitions over them, each writes its own status file (:func:`status_suffix`).
+
 ``once``: each capture stops at the source position read at start (after a snapshot when one is needed);
 the run ends when apply has drained the bus. Stop (SIGINT/SIGTERM -> :meth:`SyncRuntime.stop`): captures
 checkpoint where they are, apply finishes its current batch; nothing is lost, the next start resumes.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,12 +39,12 @@ from sluice.bus.base import Bus
 from sluice.cdc.apply_loop import ApplyDirection
 from sluice.cdc.base import Apply, Capture, SyncError, TableRef
 from sluice.cdc.capture_loop import CaptureSide
-from sluice.cdc.config import SyncSettings
+from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.cdc.conflicts import ConflictLog, LocalVersions, make_resolver
 from sluice.cdc.events import Position, TableSchema
 from sluice.cdc.plugins import ApplyOptions
 from sluice.cdc.state import SyncState, direction_label
-from sluice.cdc.status import SyncStatus, status_dir, write_status
+from sluice.cdc.status import SyncStatus, forget_dead_applies, status_dir, write_status
 from sluice.cdc.tables import capture_problems, reverse_ref
 from sluice.errors import ConfigError
 from sluice.plugins import Settings, registry
@@ -107,6 +113,9 @@ class SyncRuntime:
         on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
         capture_running: Callable[[], bool] | None = None,
     ) -> None:
+        problem = partitions_problem(settings, bus.partitioned)
+        if problem:
+            raise ConfigError(problem)
         self.settings, self.urls, self.bus, self.work_dir = settings, urls, bus, work_dir
         self.roles = set(roles)
         self.once, self.resnapshot, self.workers = once, resnapshot, workers
@@ -226,6 +235,7 @@ class SyncRuntime:
                     self.settings.batch_rows,
                     resolver,
                     self.workers,
+                    self.settings.partitions,
                 )
                 d.resources.append(control)
             if "capture" in self.roles:
@@ -256,6 +266,8 @@ class SyncRuntime:
     def run(self) -> SyncStatus:
         """Run until :meth:`stop` (or drained with ``once``); returns the final status. Raises the first failure."""
         try:
+            if "." in status_suffix(self.roles, self.settings.partitions):
+                forget_dead_applies(self.work_dir, self.settings.name)
             self._build()
             threads = []
             for d in self.directions:
@@ -336,8 +348,7 @@ class SyncRuntime:
 
     def write_status(self) -> SyncStatus:
         status = self.state.snapshot_status()
-        suffix = "" if self.roles == {"capture", "apply"} else "-".join(sorted(self.roles))
-        write_status(self.work_dir, status, suffix)
+        write_status(self.work_dir, status, status_suffix(self.roles, self.settings.partitions))
         return status
 
     def _close(self) -> None:
@@ -356,6 +367,15 @@ class SyncRuntime:
                 self.capture_of(side).drop()
         finally:
             self._close()
+
+
+def status_suffix(roles: set[str], partitions: int) -> str:
+    """The status file's suffix: none for capture and apply in one process, else the role; an apply-only process
+    of a partitioned sync adds its pid (several may apply one direction, each writing its own file)."""
+    if roles == {"capture", "apply"}:
+        return ""
+    suffix = "-".join(sorted(roles))
+    return f"{suffix}.{os.getpid()}" if roles == {"apply"} and partitions > 1 else suffix
 
 
 def _mapper(targets: dict[str, str]) -> Callable[[str], str]:

@@ -1,7 +1,8 @@
 """What the threads of one running sync share: per-table status records, stop flag, resync requests.
 
 Capture threads fill ``captured`` and snapshot counts, apply threads ``applied``, lag, conflicts and dead
-letters, both under one lock; :meth:`SyncState.snapshot_status` copies them into a
+letters, both under one lock (a table whose topic has several partitions: counts summed over them, lag and
+position those of its most behind partition); :meth:`SyncState.snapshot_status` copies them into a
 :class:`~sluice.cdc.status.SyncStatus` for the status file (written about once a second) and metrics.
 
 Resync requests (``sluice sync resync PATH TABLE``) are files ``<project>/.sluice/syncs/<sync>.resync/<table>``:
@@ -37,8 +38,10 @@ class SyncState:
         self.tables: dict[tuple[str, str], TableStatus] = {}
         self.stop = threading.Event()
         self.failure: BaseException | None = None
-        self.last_commit_us: dict[tuple[str, str], int] = {}
-        self.idle: dict[tuple[str, str], bool] = {}
+        self.last_commit_us: dict[tuple[str, str, int], int] = {}
+        """Per ``(direction, table, partition)``: commit time of the last change applied."""
+        self.idle: dict[tuple[str, str, int], bool] = {}
+        self.positions: dict[tuple[str, str, int], str] = {}
 
     @property
     def name(self) -> str:
@@ -83,8 +86,18 @@ class SyncState:
         metrics.SNAPSHOT_PROGRESS.labels(self.name, table).set(1.0)
 
     def applied(
-        self, direction: str, table: str, counts: dict[str, int], conflicts: int, dead: int, position: str, commit_us: int
+        self,
+        direction: str,
+        table: str,
+        counts: dict[str, int],
+        conflicts: int,
+        dead: int,
+        position: str,
+        commit_us: int,
+        partition: int = 0,
     ) -> None:
+        """Count one applied batch of ``table`` (from ``partition`` of its topic); ``commit_us``: source commit
+        time of its last change (0 for snapshot rows)."""
         with self.lock:
             record = self.table(direction, table)
             for op, rows in counts.items():
@@ -93,19 +106,22 @@ class SyncState:
                 metrics.APPLIED.labels(self.name, table, name).inc(rows)
             record.conflicts += conflicts
             record.dead_letters += dead
+            key = (direction, table, partition)
             if position:
+                self.positions[key] = position
                 record.position = position
             if commit_us:
-                self.last_commit_us[(direction, table)] = commit_us
-            self.idle[(direction, table)] = False
+                self.last_commit_us[key] = commit_us
+            self.idle[key] = False
         if conflicts:
             metrics.CONFLICTS.labels(self.name, table).inc(conflicts)
         if dead:
             metrics.DEAD_LETTERS.labels(self.name, table).inc(dead)
 
-    def mark_idle(self, direction: str, table: str) -> None:
+    def mark_idle(self, direction: str, table: str, partition: int = 0) -> None:
+        """``partition`` of ``table``'s topic had nothing left to apply: its lag is 0."""
         with self.lock:
-            self.idle[(direction, table)] = True
+            self.idle[(direction, table, partition)] = True
 
     def fail(self, exc: BaseException) -> None:
         """Stop the whole sync with ``exc`` (the first failure is kept)."""
@@ -119,13 +135,21 @@ class SyncState:
         """A copy of the status with lags computed now."""
         now_us = time.time_ns() // 1000
         with self.lock:
+            parts: dict[tuple[str, str], list[int]] = {}
+            for direction, table, partition in list(self.idle) + list(self.last_commit_us):
+                parts.setdefault((direction, table), []).append(partition)
             tables = []
             for key, record in sorted(self.tables.items()):
-                commit = self.last_commit_us.get(key)
-                if self.idle.get(key):
-                    record.lag_s = 0.0
-                elif commit:
-                    record.lag_s = max(0.0, (now_us - commit) / 1e6)
+                worst: tuple[float, int] | None = None  # (lag, partition) of the most behind partition
+                for partition in sorted(set(parts.get(key, ()))):
+                    at = (*key, partition)
+                    commit = self.last_commit_us.get(at)
+                    lag = 0.0 if self.idle.get(at) else max(0.0, (now_us - commit) / 1e6) if commit else None
+                    if lag is not None and (worst is None or lag > worst[0]):
+                        worst = (lag, partition)
+                if worst is not None:
+                    record.lag_s = worst[0]
+                    record.position = self.positions.get((*key, worst[1]), record.position)
                 if record.lag_s is not None:
                     metrics.LAG.labels(self.name, key[1]).set(record.lag_s)
                 tables.append(TableStatus(**{f: getattr(record, f) for f in record.__struct_fields__}))

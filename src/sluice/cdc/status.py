@@ -3,7 +3,10 @@
 A running ``sluice sync`` writes its :class:`SyncStatus` as JSON to ``<project>/.sluice/syncs/<name>.json``
 about once a second (written to a temporary file, then renamed, so readers never see half a file);
 ``sluice sync status`` and ``sluice serve`` read it there. A process that hosts only capture or only apply
-(on Kafka, on separate machines) writes its half; :func:`read_status` merges the files of one sync.
+(on Kafka, on separate machines) writes its half; :func:`read_status` merges the files of one sync. Several
+apply processes of a partitioned sync (``partitions: N``) each write ``<name>.apply.<pid>.json``, summed per
+table by :func:`combine_apply` (lag: the most behind); a start removes the files of such processes that are
+gone (:func:`forget_dead_applies`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Literal
 import msgspec
 
 TableState = Literal["waiting", "snapshotting", "streaming", "stopped", "error"]
+_FIRST_STATE: tuple[TableState, ...] = ("error", "snapshotting", "streaming", "stopped")
+"""Of two apply processes' states of one table, the first of these either has wins (:func:`combine_apply`)."""
 
 
 class TableStatus(msgspec.Struct, omit_defaults=True):
@@ -80,12 +85,24 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
     A table both a capture-only and an apply-only process report is one row (:func:`merge_tables`)."""
     folder = status_dir(work_dir)
     files = sorted(folder.glob(f"{name}.json")) + sorted(folder.glob(f"{name}.*.json"))
-    merged: SyncStatus | None = None
+    statuses: list[SyncStatus] = []
     for path in files:
         try:
-            status = msgspec.json.decode(path.read_bytes(), type=SyncStatus)
+            statuses.append(msgspec.json.decode(path.read_bytes(), type=SyncStatus))
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             continue
+    applies = [status for status in statuses if _only(status.roles, "apply")]
+    if len(applies) > 1:  # several apply processes of one partitioned sync: one apply status
+        first = applies[0]
+        for other in applies[1:]:
+            first.tables = combine_apply(first.tables, other.tables)
+            first.roles = sorted(set(first.roles) | set(other.roles))
+            first.updated_at = max(first.updated_at, other.updated_at)
+            if other.state == "error" or first.state == "stopped":
+                first.state, first.error = other.state, other.error or first.error
+        statuses = [status for status in statuses if status not in applies[1:]]
+    merged: SyncStatus | None = None
+    for status in statuses:
         if merged is None:
             merged = status
             continue
@@ -103,6 +120,54 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
 
 def _only(roles: list[str], role: str) -> bool:
     return bool(roles) and all(r.startswith(f"{role}:") for r in roles)
+
+
+def combine_apply(first: list[TableStatus], second: list[TableStatus]) -> list[TableStatus]:
+    """The rows of two apply processes of one sync (each applying some partitions of the tables), one row per
+    ``(direction, source_table)``: applied, conflicts and dead letters summed; lag and position of the more
+    behind; state ``error`` if either is, else ``snapshotting``, else ``streaming``, else ``waiting``."""
+    out = {(t.direction, t.source_table): t for t in first}
+    for row in second:
+        key = (row.direction, row.source_table)
+        other = out.get(key)
+        if other is None:
+            out[key] = row
+            continue
+        behind = row if (row.lag_s or 0.0) > (other.lag_s or 0.0) else other
+        applied = dict(other.applied)
+        for op, count in row.applied.items():
+            applied[op] = applied.get(op, 0) + count
+        lags = [lag for lag in (row.lag_s, other.lag_s) if lag is not None]
+        states = {row.state, other.state}
+        state = next((s for s in _FIRST_STATE if s in states), "waiting")
+        out[key] = msgspec.structs.replace(
+            other,
+            target_table=other.target_table or row.target_table,
+            state=state,
+            error=other.error or row.error,
+            position=behind.position or other.position or row.position,
+            lag_s=max(lags) if lags else None,
+            applied=applied,
+            conflicts=other.conflicts + row.conflicts,
+            dead_letters=other.dead_letters + row.dead_letters,
+            invalid_dates=max(other.invalid_dates, row.invalid_dates),
+        )
+    return list(out.values())
+
+
+def forget_dead_applies(work_dir: Path, name: str) -> None:
+    """Remove ``<name>.apply.<pid>.json`` files whose process no longer runs on this machine (killed, or stopped:
+    a stopped run's counts are its own; the new run reports afresh)."""
+    for path in status_dir(work_dir).glob(f"{name}.apply.*.json"):
+        pid = path.name.removeprefix(f"{name}.apply.").removesuffix(".json")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def merge_tables(first: list[TableStatus], second: list[TableStatus], second_role: str) -> list[TableStatus]:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from sluice.api.config import read_api
-from sluice.cdc.config import SyncSettings
+from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
@@ -88,7 +88,7 @@ class _Reader:
         objects = self.objects(data.get("objects", []), stages, data.line_of("objects"))
         bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
         state = self.url("state", top.state if top else None, data.line_of("state"))
-        syncs = self.syncs(data.get("syncs"), data.line_of("syncs"))
+        syncs = self.syncs(data.get("syncs"), data.line_of("syncs"), bus)
         return Project(
             name=str((top.name if top else None) or self.path.resolve().parent.name),
             root=self.path.parent.resolve(),
@@ -119,8 +119,9 @@ class _Reader:
         keys = tuple(raw.key_lines.items()) if isinstance(raw, YamlMap) else ()
         return ApiSpec(settings, Origin(self.file, line, keys), {name: urls[name] for name in used if name in urls})
 
-    def syncs(self, raw: Any, line: int | None) -> tuple[SyncSpec, ...]:
-        """The ``syncs:`` list: each entry's keys, connections, plugins and plugin options, names unique."""
+    def syncs(self, raw: Any, line: int | None, bus: str = "") -> tuple[SyncSpec, ...]:
+        """The ``syncs:`` list: each entry's keys, connections, plugins and plugin options, names unique;
+        ``partitions`` above 1 only with a Kafka ``bus`` (the project's; empty: the embedded log)."""
         if raw is None:
             return ()
         if not isinstance(raw, list):
@@ -166,6 +167,8 @@ class _Reader:
                     self.check(plugin.options, nested, f"{label}: {kind} ({plugin.name})", what="option")
                     if settings is not None:  # checked above against the plugin's own options, kept for the runtime
                         settings = msgspec.structs.replace(settings, **{kind: plain(nested)})
+            if settings is not None and settings.partitions > 1 and connection_scheme(bus or "sqlite://") != "kafka":
+                self.problem(partitions_problem(settings, partitioned=False), mapping.line_of("partitions"))
             if settings is not None:
                 result.append(SyncSpec(settings, Origin(self.file, mapping.line, tuple(mapping.key_lines.items())), urls))
         return tuple(result)
