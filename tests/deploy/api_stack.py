@@ -12,6 +12,7 @@ ratios and quantiles NaN)."""
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -38,7 +39,7 @@ connections:
   hr: "%(hr)s"
   warehouse: "%(warehouse)s"
 syncs:
-  - {name: emp, source: hr, target: warehouse, tables: [employes]}
+  - {name: emp, source: hr, target: warehouse, tables: [employes], capture: {server_id: %(server_id)d}}
 api:
   sources:
     - {connection: shop, tables: [articles]}
@@ -77,7 +78,8 @@ def write_project(folder: Path, upstream: str, hr: str, warehouse: str) -> Path:
         db.execute("INSERT INTO articles VALUES (1, 'Bonjour', 'ed'), (2, 'Au revoir', 'ann')")
     mysql_execute(hr, "CREATE TABLE employes (id INT PRIMARY KEY, nom VARCHAR(40) NOT NULL, dept VARCHAR(20))")
     mysql_execute(hr, "INSERT INTO employes VALUES " + ", ".join(f"({i}, '{n}', '{d}')" for i, n, d in STAFF))
-    text = PROJECT % {"secret": SECRET, "rate": RATE_PER_SUBJECT, "upstream": upstream, "hr": hr, "warehouse": warehouse}
+    values = {"secret": SECRET, "rate": RATE_PER_SUBJECT, "upstream": upstream, "hr": hr, "warehouse": warehouse}
+    text = PROJECT % {**values, "server_id": replica_id()}
     (folder / "sluice.yaml").write_text(text, encoding="utf-8")
     return folder
 
@@ -107,6 +109,13 @@ def upstream() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(30)
+
+
+def replica_id() -> int:
+    """A binlog replica id of this run alone. The default one derives from the sync's name and side
+    (``emp/hr``), which other tests' syncs share; MariaDB disconnects a replica when another registers
+    with the same id, so two runs at once on the same server would cut each other's capture."""
+    return 2_000_000_000 + secrets.randbelow(2_000_000_000)
 
 
 def warehouse_rows(warehouse: str) -> int:
