@@ -6,13 +6,14 @@
 - Promtail extracts the fields Sluice's JSON log lines really carry;
 - live: a real Prometheus scrapes a real ``sluice serve`` and a ``sluice worker`` over Kafka, as deployed, while
   runs, API traffic, an SSE client and a dead letter go through them, a second ``sluice serve`` serving a data
-  API (GraphQL, REST, a gateway route: api_stack.py) with its traffic, and a process exposing the sync
-  metrics (sluice.observability.cdc_metrics) with changing values, as a running sync does; then every PromQL
-  query of every dashboard panel returns data from real series, and every metric a panel names is one Sluice exports.
+  API (GraphQL, REST, a gateway route, a live subscription fed by a sync from MariaDB into PostgreSQL that
+  the server runs: api_stack.py) with its traffic, and a process exposing the sync metrics
+  (sluice.observability.cdc_metrics) with changing values, as a running sync does; then every PromQL query of
+  every dashboard panel returns data from real series, and every metric a panel names is one Sluice exports.
 
 Loki queries (the logs panel) are not checked against Prometheus. Prometheus comes from the Debian package,
-through scripts/servers/prometheus.sh, and Kafka from scripts/servers/kafka.sh; without them these tests skip
-locally and fail with CI=true.
+through scripts/servers/prometheus.sh, Kafka, MariaDB and PostgreSQL from scripts/servers/*.sh (the
+mysql_url and pg_url fixtures); without them these tests skip locally and fail with CI=true.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from servers_fixtures import start_server, unavailable
+from servers_fixtures import mysql_database, pg_database, start_server, unavailable
 from sluice.api import metrics as api_metrics
 from sluice.api.security import metrics as api_security_metrics
+from sluice.api.subscriptions import metrics as api_subscription_metrics
 from sluice.observability import cdc_metrics, metrics
 from sluice.observability.logs import JsonFormatter, log_context
 
@@ -56,7 +59,8 @@ PROMTAIL = DEPLOY / "promtail" / "promtail.yml"
 LOKI = DEPLOY / "loki" / "loki.yml"
 PROMETHEUS_SCRIPT = REPO / "scripts" / "servers" / "prometheus.sh"
 SEED = REPO / "examples" / "seed-002" / "Objets.json"
-METRIC_MODULES = (metrics, cdc_metrics, api_metrics, api_security_metrics)  # every module defining Sluice's metrics
+# every module defining Sluice's metrics
+METRIC_MODULES = (metrics, cdc_metrics, api_metrics, api_security_metrics, api_subscription_metrics)
 
 REQUIRED_SERVICES = {
     "sluice",
@@ -534,17 +538,37 @@ def sync_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluicePro
         started.stop()
 
 
+@dataclass(frozen=True)
+class ApiDatabases:
+    hr: str  # MariaDB: the sync's source
+    warehouse: str  # PostgreSQL: the sync's target, served by the data API
+
+
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
-    """``sluice serve`` of a project with a data API (api_stack.py: SQLite, JWT, a rate limit per subject, a
-    gateway route to a local upstream), on the embedded bus, logging JSON lines."""
+def api_databases(mysql_url: str, pg_url: str) -> Iterator[ApiDatabases]:
+    """A fresh MariaDB database and a fresh PostgreSQL database for api_stack.py's sync, dropped afterwards."""
+    with mysql_database(mysql_url) as hr, pg_database(pg_url) as warehouse:
+        yield ApiDatabases(hr, warehouse)
+
+
+@pytest.fixture(scope="module")
+def api_server(api_databases: ApiDatabases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
+    """``sluice serve --sync emp`` of a project with a data API (api_stack.py: SQLite, JWT, a rate limit per
+    subject, a gateway route to a local upstream, a PostgreSQL table the sync copies from MariaDB), on the
+    embedded bus, logging JSON lines; yielded once the sync's snapshot reached PostgreSQL."""
     root = tmp_path_factory.mktemp("api")
     with api_stack.upstream() as upstream_url:
-        project = api_stack.write_project(root / "shop", upstream_url)
+        project = api_stack.write_project(root / "shop", upstream_url, api_databases.hr, api_databases.warehouse)
         port = free_port()
         arguments = ["serve", str(project), "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"]
+        arguments += ["--sync", "emp"]
         server = start_sluice(arguments, port, "/health", root / "api-serve.log", "", project)
         try:
+            wait_until(
+                "the sync's snapshot in PostgreSQL",
+                lambda: api_stack.warehouse_rows(api_databases.warehouse) == len(api_stack.STAFF),
+                server.log_tail,
+            )
             yield server
         finally:
             server.stop()
@@ -663,6 +687,7 @@ def live(
     sluice_worker: SluiceProcess,
     sync_metrics: SluiceProcess,
     api_server: SluiceProcess,
+    api_databases: ApiDatabases,
     prometheus_server: Prometheus,
 ) -> Iterator[LiveStack]:
     """Runs and API traffic through the servers while Prometheus scrapes them and the worker, then a scrape after all of it."""
@@ -675,6 +700,7 @@ def live(
         lambda: total(prometheus, "sum(up)") == len(processes),
     )
     sse = SseClient(server.url)
+    subscribed = ExitStack()
     try:
         assert sse.connected.wait(30), "the SSE stream did not open"
         runs = [
@@ -692,13 +718,18 @@ def live(
         assert client.get("/no-such-endpoint").status_code == 404
         assert client.get("/events/last").status_code == 200
         client.close()
-        api_traffic = api_stack.drive(api_server.url, 0)
+        watcher = subscribed.enter_context(api_stack.watch(api_server.url, api_databases.hr))  # open until the end
+        api_traffic = api_stack.drive(api_server.url, 0, watcher)
+        first_pushes = watcher.pushes
         wait_until(
             "Prometheus to scrape the data API's first round",
-            lambda: total(prometheus, "sum(sluice_api_requests_total)") >= api_traffic.requests,
+            lambda: (
+                total(prometheus, "sum(sluice_api_requests_total)") >= api_traffic.requests
+                and total(prometheus, "sum(sluice_api_subscription_pushes_total)") >= first_pushes
+            ),
             api_server.log_tail,
         )
-        second = api_stack.drive(api_server.url, 1)
+        second = api_stack.drive(api_server.url, 1, watcher)
         api_traffic = api_stack.Traffic(api_traffic.requests + second.requests, api_traffic.credentials + second.credentials)
         wait_until(
             "the dead letter to be counted",
@@ -706,6 +737,7 @@ def live(
             server.log_tail,
         )
         traffic_done = time.time()
+        pushes, hires = watcher.pushes, watcher.hires
         wait_until(
             "Prometheus to scrape after the runs and the traffic",
             lambda: (
@@ -713,6 +745,8 @@ def live(
                 and total(prometheus, "sum(sluice_runs_total)") == len(runs)
                 and total(prometheus, "sum(sluice_sse_clients)") >= 1
                 and total(prometheus, "sum(sluice_api_requests_total)") == api_traffic.requests
+                and total(prometheus, "sum(sluice_api_subscription_pushes_total)") >= pushes
+                and total(prometheus, "sum(sluice_api_subscription_change_windows_total)") >= hires
             ),
         )
         exposition = "\n".join(httpx.get(f"{p.url}/metrics", timeout=30).text for p in processes)
@@ -721,6 +755,7 @@ def live(
         families, sampled = exported_families(exposition), sampled_names(exposition)
         yield LiveStack(prometheus, server, window, families, sampled, api_traffic)
     finally:
+        subscribed.close()
         sse.close()
 
 
@@ -735,6 +770,33 @@ def test_every_panel_query_returns_data(live: LiveStack, query: PanelQuery) -> N
     )
     values = [float(sample["value"][1]) for sample in result]
     assert any(math.isfinite(v) for v in values), f"{query.name}: only NaN/Inf for {expr}: {result}"
+
+
+def panel_values(live: LiveStack, dashboard: str, title: str) -> dict[tuple[str, ...], float]:
+    """The values of every query of the panel ``title`` now, keyed by refId then the label values of the
+    series in the order of the labels' names."""
+    board = dashboards()[dashboard]
+    panel = next(panel for panel in board["panels"] if panel["title"] == title)
+    found = {}
+    for target in panel["targets"]:
+        for sample in instant(live.prometheus, concrete(target["expr"], board, live.window)):
+            labels = sample["metric"]
+            found[(target["refId"], *(labels[name] for name in sorted(labels)))] = float(sample["value"][1])
+    return found
+
+
+@pytest.mark.timeout(LIVE_TIMEOUT_S)
+def test_subscription_panels_show_the_live_subscription_and_its_changes(live: LiveStack) -> None:
+    """The subscription panels show api_stack.py's traffic itself: its one open subscription, and the pushes,
+    re-runs, change messages and windows of the rows inserted in MariaDB after a scrape (a rate above 0)."""
+    assert panel_values(live, "sluice-api", "Subscriptions open") == {("A", "editor", "employes"): 1.0}  # role, table
+    assert panel_values(live, "sluice-api", "Subscription pushes per second")[("A", "editor", "employes")] > 0
+    runs = panel_values(live, "sluice-api", "Live query runs by outcome")  # outcome, table
+    assert runs[("A", "changed", "employes")] > 0 and ("A", "first", "employes") in runs
+    changes = panel_values(live, "sluice-api", "Change messages and windows per second")  # topic
+    assert {key[0] for key in changes} == {"A", "B"} and all(value > 0 for value in changes.values()), changes
+    topics = {key[1] for key in changes}
+    assert len(topics) == 1 and next(iter(topics)).startswith("sluice.cdc.emp.hr."), changes
 
 
 def family_of(name: str, exported: dict[str, str]) -> str | None:
