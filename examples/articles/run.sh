@@ -42,3 +42,6 @@ done
 echo "== what the API wrote in base A reaches base B"
 "${sluice[@]}" sync "$here" --once
 "${sluice[@]}" sync verify "$here"
+
+echo "== clean up: the sync's PostgreSQL replication slot and publication (WAL is kept while a slot exists)"
+"${sluice[@]}" sync drop "$here"

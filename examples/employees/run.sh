@@ -42,3 +42,6 @@ for _ in $(seq 150); do
     sleep 0.2
 done
 "$here/api.sh" "http://127.0.0.1:$port" "$key"
+
+echo "== clean up: the both-ways sync's PostgreSQL replication slot and publication (WAL is kept while a slot exists)"
+"${sluice[@]}" sync drop "$here" --name employees-both
