@@ -16,7 +16,7 @@ requests/s, and the CPU cores used by the server process, by the PostgreSQL back
 then Sluice/PostGraphile and the aims of issue 11 (primary key: >= 2,000 requests/s with p99 <= 25 ms; both
 queries: >= 1.0x PostGraphile's requests/s), each met or not met.
 
-    python bench/api.py                                   # about 3 minutes once installed
+    python bench/api.py                                   # about 5 minutes once installed (GraphQL and REST)
     python bench/api.py --rounds 1 --seconds 5 --warmup 2 # quick
     python bench/api.py --json bench/results/api.json
     python bench/api.py --sluice-serve-args="--workers 2" # when sluice serve takes extra options
