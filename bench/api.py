@@ -1,9 +1,12 @@
 """The data API under load: GraphQL by primary key and a 20-row list with a nested relation, Sluice next to PostGraphile.
 
 Same PostgreSQL database (``apibench``: 1,000 authors, 100,000 articles, bench/api_data.py), same machine, same
-run. PostGraphile 5 (npm, its Amber preset, production settings; bench/peers/setup_postgraphile.sh) and
+run. PostGraphile 4 (npm, its CLI on the machine's Node.js, production settings; bench/peers/setup_postgraphile.sh) and
 ``sluice serve`` with an ``api:`` section over the same two tables both listen on loopback; wrk (bench/api_load.py,
 bench/api_wrk.lua) sends each query with a different id (or category) per request, ``--connections`` in flight.
+Sluice's REST (``/rest``, PostgREST's conventions) is measured on the same two queries (no peer: PostGraphile
+serves GraphQL only): ``GET /rest/articles?id=eq.N&select=id,titre`` and ``GET /rest/articles?select=id,titre,
+author:authors(name)&category=eq.C&order=published_at.desc&limit=20``, its answers checked like GraphQL's.
 
 Before any timing, both servers' answers are compared with PostgreSQL's own for a sample of ids and for every
 category (the comparison is only fair if they return the same rows). Then, per round, per query, the servers
@@ -13,7 +16,7 @@ requests/s, and the CPU cores used by the server process, by the PostgreSQL back
 then Sluice/PostGraphile and the aims of issue 11 (primary key: >= 2,000 requests/s with p99 <= 25 ms; both
 queries: >= 1.0x PostGraphile's requests/s), each met or not met.
 
-    python bench/api.py                                   # about 3 minutes once installed
+    python bench/api.py                                   # about 5 minutes once installed (GraphQL and REST)
     python bench/api.py --rounds 1 --seconds 5 --warmup 2 # quick
     python bench/api.py --json bench/results/api.json
     python bench/api.py --sluice-serve-args="--workers 2" # when sluice serve takes extra options
@@ -37,6 +40,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +54,7 @@ from api_servers import (  # noqa: E402
     ServerUnavailable,
     answer_data,
     install_postgraphile,
+    node_version,
     postgraphile,
     postgraphile_queries,
     postgraphile_version,
@@ -60,10 +65,16 @@ from api_servers import (  # noqa: E402
 from server import free_port  # noqa: E402
 
 QUERIES = ("by_pk", "list")
+REST_QUERIES = ("rest_by_pk", "rest_list")
 TITLES = {
-    "by_pk": "by primary key (article_by_pk / articleByRowId)",
+    "by_pk": "by primary key (article_by_pk / articleById)",
     "list": "20 articles of a category, newest first, with the author's name",
+    "rest_by_pk": "REST by primary key (Sluice only): GET /rest/articles?id=eq.N&select=id,titre",
+    "rest_list": "REST, the same list (Sluice only): GET /rest/articles?select=id,titre,author:authors(name)"
+    "&category=eq.C&order=published_at.desc&limit=20",
 }
+REST_BY_PK = "/rest/articles?id=eq.{key}&select=id,titre"
+REST_LIST = "/rest/articles?select=id,titre,author:authors(name)&category=eq.{category}&order=published_at.desc&limit=20"
 AIM_PK_RPS = 2000.0
 AIM_PK_P99_MS = 25.0
 AIM_RATIO = 1.0
@@ -108,6 +119,36 @@ def check_answers(server: Server, queries: Queries, by_pk: dict[int, Any], lists
     return problems
 
 
+def check_rest(server: Server, by_pk: dict[int, Any], lists: dict[str, Any]) -> dict[str, str | None]:
+    """Per REST query: None when every sampled answer equals PostgreSQL's, else the first difference (or the
+    status when ``/rest`` does not answer 200)."""
+    problems: dict[str, str | None] = {"rest_by_pk": None, "rest_list": None}
+
+    def get(path: str) -> Any:
+        answer = httpx.get(server.url + path, headers={"Accept": "application/json"}, timeout=30)
+        if answer.status_code != 200:
+            raise ServerUnavailable(f"GET {path} answered {answer.status_code}: {answer.text[:200]}")
+        return answer.json()
+
+    try:
+        for key, want in by_pk.items():
+            got = [(str(r["id"]), r["titre"]) for r in get(REST_BY_PK.format(key=key))]
+            if got != ([] if want is None else [want]):
+                problems["rest_by_pk"] = f"id {key}: got {got}, PostgreSQL has {want}"
+                break
+    except ServerUnavailable as exc:
+        problems["rest_by_pk"] = str(exc)
+    try:
+        for category, rows in lists.items():
+            got_rows = [(str(r["id"]), r["titre"], r["author"]["name"]) for r in get(REST_LIST.format(category=category))]
+            if got_rows != rows:
+                problems["rest_list"] = f"category {category}: got {got_rows[:2]}..., PostgreSQL has {rows[:2]}..."
+                break
+    except ServerUnavailable as exc:
+        problems["rest_list"] = str(exc)
+    return problems
+
+
 # --- timing ----------------------------------------------------------------------------------------
 
 
@@ -121,6 +162,14 @@ def write_bodies(folder: Path, name: str, queries: Queries, keys: list[int], cat
         path = folder / f"{name}-{query}.jsonl"
         path.write_text("".join(json.dumps({"query": document, "variables": v}) + "\n" for v in variables))
         files[query] = path
+    if name == "sluice":  # REST: one "GET path" line per request (bench/api_wrk.lua)
+        for query, lines in (
+            ("rest_by_pk", [REST_BY_PK.format(key=k) for k in keys]),
+            ("rest_list", [REST_LIST.format(category=c) for c in categories]),
+        ):
+            path = folder / f"{name}-{query}.txt"
+            path.write_text("".join(f"GET {line}\n" for line in lines))
+            files[query] = path
     return files
 
 
@@ -190,11 +239,11 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
 
 
 def print_report(results: dict[str, Any]) -> None:
-    for query in QUERIES:
+    for query in QUERIES + REST_QUERIES:
         per_server = results["timing"].get(query, {})
         print(f"\n{TITLES[query]}: {results['connections']} connections, {results['seconds']:.0f} s x {results['rounds']} rounds")
         print(f"    {'server':<14} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  {'req/s range':>13}")
-        for name in ("sluice", "postgraphile"):
+        for name in ("sluice",) if query in REST_QUERIES else ("sluice", "postgraphile"):
             if name in per_server:
                 print(describe(name, per_server[name]))
             else:
@@ -217,7 +266,7 @@ def measure(
     servers: dict[str, Server], bodies: dict[str, dict[str, Path]], queries: dict[str, list[str]], args: argparse.Namespace
 ) -> dict[str, dict[str, list[Measure]]]:
     """``rounds`` x query x server (the first server alternating between rounds): warm-up, then a measured run."""
-    found: dict[str, dict[str, list[Measure]]] = {q: {} for q in QUERIES}
+    found: dict[str, dict[str, list[Measure]]] = {q: {} for q in QUERIES + REST_QUERIES}
     names = list(servers)
     pg = PgWatch(api_data.server_url(), api_data.DATABASE)
     try:
@@ -237,19 +286,19 @@ def _rounds(
     found: dict[str, dict[str, list[Measure]]],
 ) -> None:
     for round_index in range(args.rounds):
-        for query in QUERIES:
+        for query in QUERIES + REST_QUERIES:
             order = names if round_index % 2 == 0 else names[::-1]
             for name in order:
                 if query not in queries[name]:
                     continue
                 server = servers[name]
-                wrk = (server.graphql_url, bodies[name][query])
+                wrk = (server.url if query in REST_QUERIES else server.graphql_url, bodies[name][query])
                 if args.warmup > 0:
                     run_wrk(*wrk, args.warmup, args.connections, args.threads, server.process.pid, pg)
                 m = run_wrk(*wrk, args.seconds, args.connections, args.threads, server.process.pid, pg)
                 found[query].setdefault(name, []).append(m)
                 print(
-                    f"  round {round_index + 1} {query:<5} {name:<12} {m.requests_per_s:>8,.0f} req/s  p50 {m.p50_ms:6.1f} ms  "
+                    f"  round {round_index + 1} {query:<10} {name:<12} {m.requests_per_s:>8,.0f} req/s  p50 {m.p50_ms:6.1f} ms  "
                     f"p99 {m.p99_ms:6.1f}  cores: server {m.server_cores:.2f} pg {m.postgres_cores + m.postgres_ended_cores:.2f} "
                     f"wrk {m.client_cores:.2f}; {m.transactions_per_request:.2f} tx/request, {m.sessions_opened} new connections"
                     + (f"  {m.errors} errors {m.error_detail}" if m.errors else ""),
@@ -284,16 +333,17 @@ def start_servers(stack: ExitStack, args: argparse.Namespace, work: Path, result
         except ServerUnavailable as exc:
             reason = " ".join(line.strip() for line in str(exc).strip().splitlines()[-3:])
             print(f"Sluice: not measured: {reason}")
-            results["unmeasured"].update({f"sluice/{query}": reason for query in QUERIES})
+            results["unmeasured"].update({f"sluice/{query}": reason for query in QUERIES + REST_QUERIES})
     if args.only != "sluice":
-        node = install_postgraphile()
+        cli = install_postgraphile()
+        node = node_version()
         log = work / "postgraphile.log"
-        peer = stack.enter_context(postgraphile(node, api_data.database_url(), free_port(), log, args.pool))
+        peer = stack.enter_context(postgraphile(cli, api_data.database_url(), free_port(), log, args.pool))
         servers["postgraphile"] = peer
         version = postgraphile_version()
         processes = process_count(peer.process.pid)
-        results["postgraphile"] = {"version": version, "node": str(node), "pool": args.pool, "processes": processes}
-        print(f"PostGraphile {version} on {node} (pool {args.pool})")
+        results["postgraphile"] = {"version": version, "node": node, "pool": args.pool, "processes": processes}
+        print(f"PostGraphile {version} on Node.js {node} (pool {args.pool})")
     return servers
 
 
@@ -319,7 +369,7 @@ def check_servers(
             if name == "postgraphile":
                 raise
             print(f"Sluice: not measured: {exc}")
-            results["unmeasured"].update({f"{name}/{query}": str(exc) for query in QUERIES})
+            results["unmeasured"].update({f"{name}/{query}": str(exc) for query in QUERIES + REST_QUERIES})
             del servers[name]
             continue
         ok = [query for query in QUERIES if problems[query] is None]
@@ -329,6 +379,14 @@ def check_servers(
                 results["unmeasured"][f"{name}/{query}"] = f"wrong answers: {problems[query]}"
         if name == "postgraphile" and len(ok) < len(QUERIES):
             sys.exit("PostGraphile's answers differ from PostgreSQL's: fix the benchmark first")
+        if name == "sluice":
+            rest = check_rest(server, *truth)
+            for query, problem in rest.items():
+                if problem is None:
+                    ok.append(query)
+                else:
+                    print(f"{name}: {query} differs from PostgreSQL or fails, not timed: {problem}")
+                    results["unmeasured"][f"{name}/{query}"] = problem
         queries[name] = ok
         bodies[name] = write_bodies(work, name, q, keys, categories)
         checked = f"{len(truth[0])} ids and {len(truth[1])} categories"
@@ -402,7 +460,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         if not args.keep:
             api_data.drop()
-    for query in QUERIES:
+    for query in QUERIES + REST_QUERIES:
         results["timing"][query] = {name: summarize(ms) for name, ms in found[query].items()}
         both = results["timing"][query]
         if "sluice" in both and "postgraphile" in both:

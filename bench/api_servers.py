@@ -1,13 +1,15 @@
 """The two GraphQL servers of ``bench/api.py`` and the two queries written for each one's schema.
 
-* PostGraphile 5 (``bench/peers/setup_postgraphile.sh`` installs it into ``bench/.npm/postgraphile``), with its
-  Amber preset, GraphiQL, watch mode and explain off (``bench/peers/graphile.config.mjs``), ``NODE_ENV=production``.
+* PostGraphile 4 (``bench/peers/setup_postgraphile.sh`` installs it into ``bench/.npm/postgraphile4``), run by its own
+  CLI on the machine's Node.js with production settings: GraphiQL and the query log off, no watch mode (its default),
+  ``NODE_ENV=production``, node-postgres's pool at ``--pool`` (its default 10), one process.
 * ``sluice serve`` on a generated project whose ``api:`` section exposes the same two tables (read-only, role
   ``anon`` allowed to select both, no rate limit), with everything else at its defaults.
 
 Each server's queries are found from its own schema (introspection), so a change of naming in either does not
-silently compare different things: PostGraphile's ``articleByRowId(rowId:)`` and ``allArticles(condition:,
-orderBy:, first:)`` with ``authorByAuthorId``; Sluice's by-key field and list field named in ``api.operations``
+silently compare different things: PostGraphile's ``articleById(id:)`` and ``allArticles(condition:,
+orderBy:, first:)`` with ``authorByAuthorId`` (its v4 default inflector);
+Sluice's by-key field and list field named in ``api.operations``
 (``article_by_pk``, ``articles``) with Hasura's ``where`` / ``order_by`` / ``limit`` arguments and whichever field
 of the article type returns one author.
 """
@@ -30,7 +32,7 @@ import httpx
 import server as server_module
 
 HERE = Path(__file__).resolve().parent
-NPM_PREFIX = HERE / ".npm" / "postgraphile"
+NPM_PREFIX = HERE / ".npm" / "postgraphile4"
 SETUP = HERE / "peers" / "setup_postgraphile.sh"
 HOST = "127.0.0.1"
 LIST_LIMIT = 20
@@ -90,19 +92,26 @@ def running(name: str, command: list[str], port: int, log: Path, env: dict[str, 
 
 
 def install_postgraphile() -> Path:
-    """Run ``setup_postgraphile.sh`` (idempotent) and return the Node.js binary that runs PostGraphile."""
+    """Run ``setup_postgraphile.sh`` (idempotent) and return PostGraphile's CLI script (run with the machine's ``node``)."""
     done = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, check=False, timeout=900)
     if done.returncode != 0:
         raise ServerUnavailable(f"{SETUP.name} failed ({done.returncode}):\n{(done.stderr + done.stdout)[-2000:]}")
-    node = subprocess.run(["bash", str(SETUP), "--print-node"], capture_output=True, text=True, check=True).stdout.strip()
-    return Path(node).resolve()
+    cli = subprocess.run(["bash", str(SETUP), "--print-cli"], capture_output=True, text=True, check=True).stdout.strip()
+    return Path(cli).resolve()
 
 
-def postgraphile(node: Path, database_url: str, port: int, log: Path, pool: int) -> Any:
-    """PostGraphile's CLI with ``graphile.config.mjs`` (a context manager yielding a Server)."""
-    cli = NPM_PREFIX / "node_modules" / "postgraphile" / "dist" / "cli-run.js"
-    command = [str(node), str(cli), "-C", "graphile.config.mjs", "--host", HOST, "--port", str(port)]
-    env = {**os.environ, "APIBENCH_PG_URL": database_url, "APIBENCH_PG_POOL": str(pool), "NODE_ENV": "production"}
+def node_version() -> str:
+    """The machine's Node.js version (``node --version``), which runs PostGraphile."""
+    return subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def postgraphile(cli: Path, database_url: str, port: int, log: Path, pool: int) -> Any:
+    """PostGraphile 4's CLI on the ``public`` schema of ``database_url`` (a context manager yielding a Server)."""
+    command = [
+        "node", str(cli), "--connection", database_url, "--schema", "public", "--host", HOST, "--port", str(port),
+        "--max-pool-size", str(pool), "--disable-graphiql", "--disable-query-log",
+    ]  # fmt: skip
+    env = {**os.environ, "NODE_ENV": "production"}
     return running("PostGraphile", command, port, log, env, NPM_PREFIX)
 
 
@@ -154,23 +163,24 @@ class Queries:
 
 
 def postgraphile_queries() -> Queries:
-    """PostGraphile 5 Amber naming: a column ``id`` becomes ``rowId`` (``id`` is the Relay node id), ``bigint`` is
-    the ``BigInt`` scalar (a string), orderings are enum values, the relation is ``authorByAuthorId``."""
+    """PostGraphile 4's default inflector: ``articleById(id:)``, ``allArticles(condition:, orderBy:, first:)`` with
+    ``nodes``, the relation ``authorByAuthorId``; ``bigint`` is its ``BigInt`` scalar (a string); orderings are
+    enum values. (Its Relay node id is ``nodeId``, so a column ``id`` keeps its name.)"""
 
     def row(data: dict[str, Any]) -> tuple[str, str] | None:
-        found = data["articleByRowId"]
-        return None if found is None else (str(found["rowId"]), found["titre"])
+        found = data["articleById"]
+        return None if found is None else (str(found["id"]), found["titre"])
 
     def rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
-        return [(str(n["rowId"]), n["titre"], n["authorByAuthorId"]["name"]) for n in data["allArticles"]["nodes"]]
+        return [(str(n["id"]), n["titre"], n["authorByAuthorId"]["name"]) for n in data["allArticles"]["nodes"]]
 
     return Queries(
-        by_pk="query ArticleByPk($id: BigInt!) { articleByRowId(rowId: $id) { rowId titre } }",
+        by_pk="query ArticleByPk($id: BigInt!) { articleById(id: $id) { id titre } }",
         by_pk_variables=lambda key: {"id": str(key)},
         by_pk_row=row,
         listing=(
             "query ArticlesOfCategory($category: String!) { allArticles(condition: {category: $category}, "
-            f"orderBy: [PUBLISHED_AT_DESC], first: {LIST_LIMIT}) {{ nodes {{ rowId titre authorByAuthorId {{ name }} }} }} }}"
+            f"orderBy: [PUBLISHED_AT_DESC], first: {LIST_LIMIT}) {{ nodes {{ id titre authorByAuthorId {{ name }} }} }} }}"
         ),
         list_variables=lambda category: {"category": category},
         list_rows=rows,

@@ -3,7 +3,7 @@
 --   wrk -t1 -c16 -d10s -s bench/api_wrk.lua http://127.0.0.1:PORT/graphql -- BODIES_FILE
 --
 -- BODIES_FILE holds one JSON body per line (bench/api.py writes them: the same query with a different id or
--- category each). Requests are formatted once in init(); each thread starts at its own offset in the list and
+-- category each), POSTed to the URL; a line "GET /path?query" is a GET of that path instead (the REST queries). Requests are formatted once in init(); each thread starts at its own offset in the list and
 -- cycles through it. No response() callback: wrk then does not hand bodies to Lua, which keeps the client cheap
 -- (bench/api.py checks the answers' contents before timing). done() prints one line
 -- "APIBENCH_JSON {...}" with the counts, the error counts and latency percentiles in microseconds.
@@ -23,8 +23,11 @@ function init(args)
       error("usage: wrk ... -s api_wrk.lua URL -- BODIES_FILE")
    end
    local headers = { ["Content-Type"] = "application/json", ["Accept"] = "application/json" }
+   local get_headers = { ["Accept"] = "application/json" }
    for line in io.lines(path) do
-      if #line > 0 then
+      if line:sub(1, 4) == "GET " then
+         table.insert(requests, wrk.format("GET", line:sub(5), get_headers))
+      elseif #line > 0 then
          table.insert(requests, wrk.format("POST", nil, headers, line))
       end
    end

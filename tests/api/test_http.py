@@ -132,3 +132,16 @@ def test_sluice_serve_mounts_the_api_with_metrics(tmp_path: Path) -> None:
             "sluice_api_requests_total", {"api": "graphql", "operation": "employe_par_id", "role": "anon", "status": "200"}
         )
         assert after == before + 1
+
+
+def test_an_unexpected_error_is_a_500_without_details(http: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sluice.api.http
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(sluice.api.http, "run_request", broken)
+    answer = http.post("/graphql", json={"query": "{ dept { id } }"})
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    assert "secret" not in answer.text and "error" in answer.json()

@@ -1,6 +1,13 @@
 """Connections of the data API: a small pool per database, statement time-outs, and driver errors as
 :class:`~sluice.api.gate.DataApiError` (a client's mistake is a 400 with a code, never SQL text).
 
+The pool keeps at most :data:`POOL_SIZE` connections open per database; a request that finds them all busy
+waits for one (up to the statement time-out, then a 503 ``database-busy``) rather than opening a connection
+of its own, so a burst of requests never makes the database fork and end sessions (what a connection costs
+PostgreSQL is several times what a primary-key query does). PostgreSQL connections prepare a statement the
+second time its text is run (psycopg's ``prepare_threshold``): the compiled SQL of a document is the same text
+for every request with variables of the same shape, so PostgreSQL plans it once per connection.
+
 ``Database.statements`` counts every statement a request ran (tests assert one per GraphQL request); the
 catalog reader uses a connection of its own that is not counted.
 """
@@ -9,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -25,6 +31,9 @@ from sluice.urls import connection_scheme, libpq_url, sqlite_path
 
 log = logging.getLogger("sluice.api")
 POOL_SIZE = 8
+"""Connections kept open per database (PostGraphile's node-postgres pool defaults to 10)."""
+PREPARE_THRESHOLD = 1
+"""psycopg prepares a statement on its second run on a connection (its default: the sixth)."""
 
 
 class StaleCatalog(Exception):
@@ -48,7 +57,9 @@ class Database:
         self.root = root
         self.timeout_s = timeout_s
         self.statements = 0
-        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._idle: list[Any] = []
+        self._open = 0
+        self._available = threading.Condition(threading.Lock())
         self._lock = threading.Lock()
         self._catalog_conn: Any = None
 
@@ -64,7 +75,9 @@ class Database:
                 url = libpq_url(self.url)
                 given = str(conninfo_to_dict(url).get("options") or "")
                 options = f"{given} -c statement_timeout={int(self.timeout_s * 1000)}".strip()
-                return psycopg.connect(url, autocommit=True, options=options)
+                pg = psycopg.connect(url, autocommit=True, options=options)
+                pg.prepare_threshold = PREPARE_THRESHOLD
+                return pg
             if self.scheme == "mysql":
                 import pymysql
 
@@ -85,20 +98,63 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
-        """A pooled connection; a connection that failed is closed rather than returned."""
-        try:
-            conn = self._pool.get_nowait()
-        except queue.Empty:
-            conn = self.connect()
+        """A pooled connection, waited for when :data:`POOL_SIZE` are busy (:class:`DataApiError` 503
+        ``database-busy`` after ``timeout_s``). A connection left broken or inside a transaction is closed
+        rather than returned."""
+        conn = self._take()
         ok = False
         try:
             yield conn
             ok = True
         finally:
-            if ok and self._pool.qsize() < POOL_SIZE:
-                self._pool.put(conn)
+            if ok or self._reusable(conn):
+                with self._available:
+                    self._idle.append(conn)
+                    self._available.notify()
             else:
-                _close(conn)
+                self._release(conn)
+
+    def _take(self) -> Any:
+        with self._available:
+            if not self._idle and self._open >= POOL_SIZE:
+                deadline = time.monotonic() + self.timeout_s
+                while not self._idle and self._open >= POOL_SIZE:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DataApiError(
+                            f"every connection to '{self.name}' stayed busy for {self.timeout_s:g} s; try again",
+                            status=503,
+                            code="database-busy",
+                        )
+                    self._available.wait(remaining)
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            return self.connect()
+        except BaseException:
+            self._release(None)
+            raise
+
+    def _release(self, conn: Any) -> None:
+        _close(conn)
+        with self._available:
+            self._open -= 1
+            self._available.notify()
+
+    def _reusable(self, conn: Any) -> bool:
+        """Whether a connection whose statement raised can serve the next request: PostgreSQL's when it is
+        not broken and idle outside a transaction, SQLite's outside a transaction; MariaDB's never."""
+        try:
+            if self.scheme == "postgresql":
+                from psycopg.pq import TransactionStatus
+
+                return not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
+            if self.scheme == "sqlite":
+                return not conn.in_transaction
+        except Exception:  # a connection that cannot even say its state is not kept
+            return False
+        return False
 
     def execute(self, conn: Any, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run one statement on ``conn`` and return its rows (counted in :attr:`statements`)."""
@@ -176,11 +232,11 @@ class Database:
         return value
 
     def close(self) -> None:
-        while True:
-            try:
-                _close(self._pool.get_nowait())
-            except queue.Empty:
-                break
+        with self._available:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for conn in idle:
+            _close(conn)
         with self._lock:
             _close(self._catalog_conn)
             self._catalog_conn = None

@@ -10,7 +10,8 @@
 Every request passes :meth:`Gate.admit` first; its refusals keep their status and headers (401, 403, 429
 with ``Retry-After``). Handlers run the blocking database work in the thread pool. Refusals before the
 operation is read (the gate's, a body too large or not JSON) are counted and logged like answered operations,
-with operation ``-`` (:mod:`sluice.api.metrics`).
+with operation ``-`` (:mod:`sluice.api.metrics`). The gate and the request run in one worker thread
+(one hop from the event loop per request).
 """
 
 from __future__ import annotations
@@ -65,6 +66,17 @@ def _headers(request: Request) -> dict[str, str]:
     return {name.lower(): value for name, value in request.headers.items()}
 
 
+def admit_and_run(api: DataApi, headers: dict[str, str], address: str, body: Any, method: str, started: float) -> Answer:
+    """The gate, then the request (blocking: run it in a worker thread). ``headers``: lower-case names;
+    ``started``: ``time.perf_counter()`` at the request's arrival (its duration in the metrics)."""
+    try:
+        principal = api.gate.admit(headers, address, "graphql")
+    except DataApiError as exc:
+        metrics.observe(api.name, metrics.UNKNOWN, metrics.UNKNOWN, exc.status, exc.code, time.perf_counter() - started)
+        return answer_error(exc)
+    return run_request(api, body, principal, method)
+
+
 def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Awaitable[Response]] | None = None) -> None:
     """Add the GraphQL routes of ``api`` to ``app``. ``events``: answers the requests that ask for
     ``Accept: text/event-stream`` (subscriptions over SSE, :mod:`sluice.api.subscriptions.sse`)."""
@@ -77,13 +89,9 @@ def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Await
         return _respond(answer_error(exc))
 
     async def answer(request: Request, body: Any, method: str, started: float) -> Response:
-        try:
-            principal = await anyio.to_thread.run_sync(
-                api.gate.admit, _headers(request), request.client.host if request.client else "", "graphql"
-            )
-        except DataApiError as exc:
-            return refused(exc, started)
-        return _respond(await anyio.to_thread.run_sync(run_request, api, body, principal, method))
+        # One hop to a worker thread for the gate (it may wait on Redis or the key store) and the database.
+        address = request.client.host if request.client else ""
+        return _respond(await anyio.to_thread.run_sync(admit_and_run, api, _headers(request), address, body, method, started))
 
     async def post(request: Request) -> Response:
         started = time.perf_counter()
@@ -114,4 +122,7 @@ def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Await
         return await answer(request, body, "GET", started)
 
     app.add_api_route(path, post, methods=["POST"], include_in_schema=False)
+    from sluice.api.http_fast import GraphQLFastPath
+
+    app.add_middleware(GraphQLFastPath, api=api, path=path)
     app.add_api_route(path, get, methods=["GET"], include_in_schema=False)

@@ -25,6 +25,7 @@ to what the metrics already name.)
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -50,12 +51,21 @@ API_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+"""The labelled children of API_REQUESTS and API_DURATION by (api, operation, role, status): a bounded set
+(operations come from the schema, roles from the configuration)."""
+
 
 def observe(api: str, operation: str, role: str, status: int, code: str | None, seconds: float) -> None:
     """Count one answered request (``status``: its HTTP status; ``code``: its error code, None on success;
     ``seconds``: the time to answer it) and log its line."""
-    API_REQUESTS.labels(api, operation, role, str(status)).inc()
-    API_DURATION.labels(api, operation, role).observe(seconds)
+    key = (api, operation, role, status)
+    children = _children.get(key)
+    if children is None:  # the labelled series, looked up once (labels() takes a lock and builds a tuple)
+        children = (API_REQUESTS.labels(api, operation, role, str(status)), API_DURATION.labels(api, operation, role))
+        _children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
     if code is not None:
         API_ERRORS.labels(api, operation, role, code).inc()
     if log.isEnabledFor(logging.INFO):
