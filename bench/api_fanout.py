@@ -300,6 +300,8 @@ class Clients:
                 async for frame in ws:
                     received = time.time()
                     self._frame(mine, frame, received)
+                if not self._stop.is_set():
+                    self.errors.append(f"socket {number} closed by the server: {ws.close_code} {ws.close_reason!r}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # reported, not raised: the other sockets go on

@@ -195,6 +195,7 @@ def soak(args: argparse.Namespace, work: Path, my_url: str, pg_url: str) -> dict
             sampler.stopping.set()
             sampler.join()
         wrote = out.get(True, 60)
+        time.sleep(3.0)  # the last changes reach the subscribers
         clients.measuring = False
         loop.call_soon_threadsafe(clients.stop)
         thread.join(10)
@@ -220,6 +221,7 @@ def soak(args: argparse.Namespace, work: Path, my_url: str, pg_url: str) -> dict
         "subscription_p99_ms": 1000 * api_fanout.percentile(latencies, 0.99),
         "subscription_changes_made": sum(wrote["final"][k] for s in clients.subs for k in s.watched),
         "subscription_errors": clients.errors[:5],
+        "subscriptions_converged": sum(all(s.last.get(k) == wrote["final"][k] for k in s.watched) for s in clients.subs),
         "load_average": os.getloadavg()[0],
     }
 
@@ -240,7 +242,8 @@ def report(r: dict[str, Any]) -> None:
         f"{r['requests_per_s']['by_pk']:,.0f} req/s, list {r['requests_per_s']['list']:,.0f} req/s), {r['errors']} errors; "
         f"{r['changes_written']:,} changes written, {r['subscription_changes_made']:,} of them to the {r['subscribers']} "
         f"subscriptions' rows, which received {r['subscription_frames']:,} results (latest-state), delivery p50 "
-        f"{r['subscription_p50_ms']:.0f} ms, p99 {r['subscription_p99_ms']:.0f} ms; load average at the end "
+        f"{r['subscription_p50_ms']:.0f} ms, p99 {r['subscription_p99_ms']:.0f} ms, final state reached by "
+        f"{r['subscriptions_converged']}/{r['subscribers']}; load average at the end "
         f"{r['load_average']:.1f}"
     )
     for error in r["subscription_errors"]:
