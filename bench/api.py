@@ -47,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import api_data  # noqa: E402
+import api_soak  # noqa: E402
 from api_load import Measure, PgWatch, run_wrk, wrk_binary  # noqa: E402
 from api_servers import (  # noqa: E402
     Queries,
@@ -413,6 +414,10 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="recreate the tables even when they hold the right counts")
     parser.add_argument("--keep", action="store_true", help="keep the apibench database at the end (reused by the next run)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--fanout", action="store_true", help="also run bench/api_fanout.py (500 subscribers, 1,000 changes/s)")
+    parser.add_argument(
+        "--soak", type=float, default=0, metavar="SECONDS", help="also run bench/api_soak.py for SECONDS (600: the aim)"
+    )
     args = parser.parse_args()
 
     wrk_binary()
@@ -468,6 +473,7 @@ def main() -> None:
     results["aims"] = [{"aim": a, "met": m, "figures": f} for a, m, f in verdicts(results)]
     results["wall_s"] = time.monotonic() - began
     print_report(results)
+    results.update(api_soak.extras(args.fanout, args.soak, args.sluice_src.resolve()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str))
