@@ -273,8 +273,8 @@ def translate(scheme: str, exc: Exception) -> Exception:
             return StaleCatalog(str(exc))
         if state.startswith("23"):
             return _constraint(getattr(getattr(exc, "diag", None), "constraint_name", None), state)
-        if state.startswith("22"):
-            return DataApiError("a value does not fit its column (type, range or format)", code="invalid-value")
+        if state.startswith("22") or type(exc).__name__ == "DataError":  # DataError without SQLSTATE: psycopg's (NUL)
+            return _bad_value(state, str(exc))
         if state == "57014":
             return DataApiError("the request took longer than the statement time-out", code="timeout")
         if state.startswith("08") or type(exc).__name__ == "OperationalError":
@@ -285,8 +285,8 @@ def translate(scheme: str, exc: Exception) -> Exception:
             return StaleCatalog(str(exc))
         if code in (1062, 1451, 1452, 1048, 1364, 1216, 1217, 4025, 3819):
             return _constraint(None, str(code))
-        if code in (1264, 1265, 1292, 1366, 1406, 1367, 3140, 4038, 1690, 1411):
-            return DataApiError("a value does not fit its column (type, range or format)", code="invalid-value")
+        if code in (1264, 1265, 1292, 1366, 1406, 1367, 3140, 4038, 1690, 1411, 1139, 1918):
+            return _bad_value("2201B" if code == 1139 else "22000", str(exc))
         if code in (1969, 3024):
             return DataApiError("the request took longer than the statement time-out", code="timeout")
         if code in (2003, 2006, 2013):
@@ -303,6 +303,15 @@ def translate(scheme: str, exc: Exception) -> Exception:
             return DataApiError("the database is busy; try again", status=503, code="database-busy")
     log.error("data API: unexpected database error (%s): %s", type(exc).__name__, exc)
     return DataApiError("the database could not answer this request", status=500, code="internal")
+
+
+def _bad_value(state: str, text: str) -> DataApiError:
+    """The 400 ``invalid-value`` of a data exception (SQLSTATE class 22, or psycopg's own refusal of a NUL)."""
+    if state == "2201B":
+        return DataApiError("a regular expression is invalid", code="invalid-value")
+    if "NUL" in text and not state:
+        return DataApiError("a text value holds a NUL character (\\u0000), which PostgreSQL refuses", code="invalid-value")
+    return DataApiError("a value does not fit its column (type, range or format)", code="invalid-value")
 
 
 def _constraint(name: str | None, detail: str) -> DataApiError:

@@ -15,6 +15,7 @@ GET. A database that cannot be reached is a 503; only a bug is a 500, and no ans
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +41,12 @@ from sluice.api.compiler import Compiler, Fields
 from sluice.api.databases import StaleCatalog
 from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
+from sluice.api.nesting import check_variables, too_deep
 from sluice.api.principal import Principal
 from sluice.api.service import DataApi, SchemaState
 from sluice.api.sync_fields import run_sync_field
 
+log = logging.getLogger("sluice.api")
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 LIVE = "LIVE"
 """The ``method`` of a subscription's runs (:func:`run_live`): the only one under which subscriptions execute."""
@@ -96,6 +99,9 @@ def _one(api: DataApi, body: Any, principal: Principal, method: str) -> Answer:
         code = None
     except DataApiError as exc:
         answer, code = answer_error(exc), exc.code
+    except RecursionError:  # a last resort: sluice.api.nesting's bounds should keep every recursion off it
+        log.warning("data API: a request nested too deep for Python's recursion limit was refused")
+        answer, code = answer_error(too_deep("request")), "query-too-deep"
     metrics.observe(api.name, operation, principal.role, answer.status, code, time.perf_counter() - started)
     return answer
 
@@ -114,8 +120,11 @@ def request_parts(body: Any) -> tuple[str, dict[str, Any], str | None]:
             variables = json.loads(variables)
         except ValueError:
             raise DataApiError("'variables' is not JSON", code="bad-request") from None
+        except RecursionError:
+            raise too_deep("variables") from None
     if not isinstance(variables, dict):
         raise DataApiError("'variables' must be a JSON object", code="bad-request")
+    check_variables(variables)
     name = body.get("operationName")
     if name is not None and not isinstance(name, str):
         raise DataApiError("'operationName' must be a string", code="bad-request")

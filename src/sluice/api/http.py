@@ -11,12 +11,14 @@ Every request passes :meth:`Gate.admit` first; its refusals keep their status an
 with ``Retry-After``). Handlers run the blocking database work in the thread pool. Refusals before the
 operation is read (the gate's, a body too large or not JSON) are counted and logged like answered operations,
 with operation ``-`` (:mod:`sluice.api.metrics`). The gate and the request run in one worker thread
-(one hop from the event loop per request).
+(one hop from the event loop per request). A bug is a 500 in the same ``{"errors": [...]}`` shape with
+code ``internal`` (its traceback logged, never sent).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,9 +32,12 @@ from starlette.responses import HTMLResponse, Response
 from sluice.api import metrics
 from sluice.api.execute import Answer, answer_error, run_request
 from sluice.api.gate import DataApiError
+from sluice.api.nesting import too_deep
 from sluice.api.service import DataApi
 
+log = logging.getLogger("sluice.api")
 STATIC = Path(__file__).with_name("static")
+INTERNAL = "internal error; the server log has the details (this is a bug, please report it)"
 MAX_BODY_BYTES = 1024 * 1024
 
 PAGE = """<!doctype html>
@@ -60,6 +65,20 @@ PAGE = """<!doctype html>
 
 def _respond(answer: Answer) -> Response:
     return Response(answer.body, status_code=answer.status, media_type="application/json", headers=answer.headers)
+
+
+def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` answering a bug (an unexpected exception) with the data API's own 500 shape,
+    ``{"errors": [{"message", "extensions": {"code": "internal"}}]}``, its traceback logged."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception:
+            log.exception("data API: %s %s failed", request.method, request.url.path)
+            return _respond(answer_error(DataApiError(INTERNAL, status=500, code="internal")))
+
+    return endpoint
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -105,6 +124,8 @@ def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Await
                 body = json.loads(raw)
             except ValueError:
                 return refused(DataApiError("the body is not JSON", code="bad-request"), started)
+            except RecursionError:
+                return refused(too_deep("request body"), started)
         if events is not None and "text/event-stream" in request.headers.get("accept", ""):
             return await events(request, body)
         return await answer(request, body, "POST", started)
@@ -121,8 +142,8 @@ def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Await
             return await events(request, body)
         return await answer(request, body, "GET", started)
 
-    app.add_api_route(path, post, methods=["POST"], include_in_schema=False)
+    app.add_api_route(path, _guarded(post), methods=["POST"], include_in_schema=False)
     from sluice.api.http_fast import GraphQLFastPath
 
     app.add_middleware(GraphQLFastPath, api=api, path=path)
-    app.add_api_route(path, get, methods=["GET"], include_in_schema=False)
+    app.add_api_route(path, _guarded(get), methods=["GET"], include_in_schema=False)

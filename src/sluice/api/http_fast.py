@@ -8,8 +8,8 @@ and database) runs in a thread pool of its own (:data:`THREADS`), one hop per re
 
 What those layers did for this route is done here:
 the HTTP metrics (``sluice_http_requests_total`` / ``sluice_http_request_duration_seconds`` with the route's
-path, as :class:`~sluice.server.http_metrics.HttpMetrics` labels it) and the 500 JSON answer of an unexpected
-error (as :class:`~sluice.server.errors.CatchAll`, logged with its traceback).
+path, as :class:`~sluice.server.http_metrics.HttpMetrics` labels it) and the 500 answer of an unexpected
+error, in the data API's own shape (code ``internal``, logged with its traceback, as :mod:`sluice.api.http` does).
 
 Everything else goes to the app unchanged: other paths and methods, WebSockets, and a POST that asks for
 ``Accept: text/event-stream`` (a subscription over SSE).
@@ -30,19 +30,17 @@ from sluice.api import metrics as api_metrics
 from sluice.api.databases import POOL_SIZE
 from sluice.api.execute import Answer, answer_error
 from sluice.api.gate import DataApiError
-from sluice.api.http import MAX_BODY_BYTES, admit_and_run
+from sluice.api.http import INTERNAL, MAX_BODY_BYTES, admit_and_run
+from sluice.api.nesting import too_deep
 from sluice.api.service import DataApi
 from sluice.observability import metrics
-from sluice.server.errors import error_body
 
 log = logging.getLogger("sluice.server")
 http_log = logging.getLogger("sluice.server.http")
 THREADS = 2 * POOL_SIZE
 """Threads answering GraphQL POSTs (the gate and the database work); twice the connections of a database's pool,
 so that the gate and the Python around a statement overlap with statements in flight."""
-_INTERNAL = json.dumps(
-    error_body("internal error; the server log has the details (this is a bug, please report it)"), separators=(",", ":")
-).encode()
+_INTERNAL = answer_error(DataApiError(INTERNAL, status=500, code="internal")).body
 
 
 class GraphQLFastPath:
@@ -105,6 +103,8 @@ class GraphQLFastPath:
                 body = json.loads(raw)
             except ValueError:
                 return self._refused(DataApiError("the body is not JSON", code="bad-request"), started)
+            except RecursionError:
+                return self._refused(too_deep("request body"), started)
         client = scope.get("client")
         address = str(client[0]) if client else ""
         loop = asyncio.get_running_loop()

@@ -7,7 +7,8 @@ names a field the schema lacks or the database answers "no such table/column", t
 a migration shows up without a restart and no request fails because of a stale schema.
 
 Parsed and validated documents are cached (LRU of :data:`DOCUMENT_CACHE_SIZE`) by document text and
-schema version.
+schema version. A document nested too deep for the parser is refused first (400 ``query-too-deep``,
+:mod:`sluice.api.nesting`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sluice.api.catalog import Catalog
 from sluice.api.databases import Database
 from sluice.api.gate import DataApiError, Gate
 from sluice.api.model import Model, build_model
+from sluice.api.nesting import check_document, too_deep
 from sluice.api.permissions import Permissions
 from sluice.api.schema import RootField, build_schema
 from sluice.api.settings import ApiSettings
@@ -159,13 +161,19 @@ class DataApi:
                 return hit
         if len(text.encode()) > MAX_DOCUMENT_BYTES:
             raise DataApiError(f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB", code="validation-failed")
+        check_document(text)  # before graphql-core recurses through it
         try:
             document = parse(text, max_tokens=50_000)
         except GraphQLError as exc:
             result = Parsed(None, (exc,))
+        except RecursionError:  # a last resort: check_document's bound should keep the parser off it
+            raise too_deep("document") from None
         else:
             rules = [*specified_rules, *self.gate.graphql_rules()]
-            result = Parsed(document, tuple(validate(state.schema, document, rules)))
+            try:
+                result = Parsed(document, tuple(validate(state.schema, document, rules)))
+            except RecursionError:
+                raise too_deep("document") from None
         with self._cache_lock:
             self._cache[key] = result
             while len(self._cache) > DOCUMENT_CACHE_SIZE:

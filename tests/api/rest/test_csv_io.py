@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rest.blog import Served
-from sluice.api.rest.csv_io import read_csv, write_csv
+from sluice.api.rest.csv_io import read_csv, read_json, write_csv
 from sluice.api.rest.errors import RestError
 
 
@@ -43,3 +43,11 @@ def test_codec() -> None:
     for body in (b"", b"a,a\n1,2\n", b"a,b\n1\n", b'a\n"x', b"\xff\xfe"):
         with pytest.raises(RestError):
             read_csv(body)
+
+
+def test_numbers_keep_the_text_the_database_wrote() -> None:
+    data = b'[{"a":30.00,"b":12345678901234567890.0123456789,"c":{"x":[1.50,"2.0"]},"d":7,"e":1e400}]'
+    assert write_csv(read_json(data)).decode().splitlines() == [
+        "a,b,c,d,e",
+        '30.00,12345678901234567890.0123456789,"{""x"":[1.50,""2.0""]}",7,1e400',
+    ]

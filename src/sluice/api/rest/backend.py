@@ -103,7 +103,9 @@ def sqlstate(exc: Exception) -> str | None:
         return state
     if module.startswith("psycopg"):
         name = type(exc).__name__
-        return "22000" if name == "DataError" else "08000" if name == "OperationalError" else None
+        if name == "DataError":  # raised by psycopg itself, e.g. a NUL in a text value: "22P05"-like
+            return "22P05" if "NUL" in str(exc) else "22000"
+        return "08000" if name == "OperationalError" else None
     if isinstance(exc, sqlite3.IntegrityError):
         text = str(exc).upper()
         markers = (

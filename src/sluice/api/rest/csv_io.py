@@ -18,6 +18,16 @@ from sluice.api.rest.errors import BODY, RestError
 MAX_FIELD = 10 * 1024 * 1024
 
 
+class Number(str):
+    """A JSON number kept as the text the database wrote (``30.00``, ``12345678901234567890.0123456789``):
+    read as a float it would lose digits and scale."""
+
+
+def read_json(data: bytes) -> Any:
+    """The JSON text ``data`` with each non-integer number as a :class:`Number` (integers are exact ints)."""
+    return json.loads(data, parse_float=Number)
+
+
 def write_csv(rows: list[dict[str, Any]]) -> bytes:
     """``rows`` (JSON objects with the same keys) as CSV bytes; an empty list gives an empty body."""
     if not rows:
@@ -37,8 +47,19 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _json(value)
     return str(value)
+
+
+def _json(value: Any) -> str:
+    """``value`` (from :func:`read_json`) as compact JSON text, each :class:`Number` written as it was read."""
+    if isinstance(value, Number):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_json(str(k))}:{_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_json(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def read_csv(body: bytes) -> list[dict[str, Any]]:

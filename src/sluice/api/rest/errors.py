@@ -71,6 +71,9 @@ _SQLSTATES: dict[str, tuple[int, str, str]] = {
     "40P01": (409, UNIQUE, "the transaction conflicted with another one; retry"),
     "42883": (400, INVALID, "an operator does not apply to this column's type"),
     "42804": (400, INVALID, "a value does not match the column's type"),
+    "2201B": (400, INVALID, "the regular expression is invalid"),
+    "22P05": (400, INVALID, "a text value holds a NUL character (\\u0000) or one the database cannot store"),
+    "22003": (400, INVALID, "a number is out of range for its column's type"),
 }
 
 # MySQL / MariaDB error numbers -> SQLSTATE-like keys above.
@@ -93,6 +96,10 @@ _MYSQL: dict[int, str] = {
     1367: "22000",
     3140: "22000",
     4038: "22000",
+    1690: "22003",
+    1411: "22000",
+    1918: "22000",
+    1139: "2201B",
     1969: "57014",
     3024: "57014",
     1205: "40001",

@@ -160,7 +160,7 @@ class Connection:
             text = message.get("text")
             try:
                 parsed = json.loads(text) if text is not None else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = None
             kind = parsed.get("type") if isinstance(parsed, dict) else None
             if not isinstance(kind, str):
