@@ -9,7 +9,9 @@ partitions are spread over the group's members and this process's threads, each 
 (:mod:`sluice.cdc.apply_partitioned`), so one table's keys apply in parallel too. A thread polls its tables in turn, decodes up to
 ``batch_rows`` rows, applies them in one :meth:`Apply.apply_batch` (snapshot rows: :meth:`Apply.apply_rows`)
 transaction (schema changes through :meth:`Apply.apply_schema`), then commits the bus offsets: a crash in
-between delivers the messages again and apply skips what its stored position covers.
+between delivers the messages again and apply skips what its stored position covers. Both ways, a batch whose
+newer-wins resolver lacks a local commit time is rolled back and run again once the target side's capture has
+read it (:func:`~sluice.cdc.conflicts.lookups_outside`): the wait holds no target transaction open.
 
 A :class:`SyncError` naming a table stops only that table (state ``error``; its messages wait on the bus until
 ``sluice sync resync``); any other error stops the sync.
@@ -43,6 +45,7 @@ from sluice.cdc.apply_partitioned import (
 )
 from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
 from sluice.cdc.checkpoint import last_heartbeat, read_progress
+from sluice.cdc.conflicts import lookups_outside
 from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
 from sluice.cdc.partitions import barrier_id, ensure_partitions, is_table_wide
 from sluice.cdc.state import SyncState
@@ -385,10 +388,13 @@ class ApplyDirection(PartitionSteps):
         self._applied(table, result, batches[-1].source, unit.partition if unit is not None else 0)
 
     def _batch(self, apply: Apply, table: ApplyTable, events: list[ChangeEvent], unit: PartitionUnit | None) -> None:
+        # Under ``lookups_outside`` a newer-wins resolver waits for the target's capture with no transaction open.
         if unit is None:  # plugins written before partitions need not take ``partition``
-            result = _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver))
+            result = lookups_outside(lambda: _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver)))
         else:
-            result = _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver, partition=unit.partition))
+            result = lookups_outside(
+                lambda: _retrying(lambda: apply.apply_batch(table.ref, events, self.resolver, partition=unit.partition))
+            )
         self._applied(table, result, events[-1].source, unit.partition if unit is not None else 0)
 
     def _applied(self, table: ApplyTable, result: ApplyResult, last: Source, partition: int = 0) -> None:

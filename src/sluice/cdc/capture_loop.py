@@ -289,14 +289,15 @@ class CaptureSide:
         tables = [ref.source for ref in self.refs.values()]
         next_resync_check = time.monotonic() + 1.0
         for batch in self.capture.stream(start, tables, MAX_WAIT_S):
+            read_us = time.time_ns() // 1000  # before publishing and checkpointing, which may take a while
             self._publish(batch)
             self.position, self.position_text = batch.position, batch.position_text
             idle = not batch.events and not batch.skipped_echo
             self._checkpoint(idle=idle, commit_ts_us=batch.commit_ts_us)
             if self.local is not None:
-                # An idle batch read the log to its end; a busy one at least up to its commit time (MySQL: whole seconds).
-                now_us = time.time_ns() // 1000
-                self.local.caught_up(now_us - int(MAX_WAIT_S * 1e6) if idle else batch.commit_ts_us - 1_000_000)
+                # An idle batch read the log to its end when it came (not when the checkpoint is done: a commit
+                # in between is not read yet); a busy one at least up to its commit time (MySQL: whole seconds).
+                self.local.caught_up(read_us - int(MAX_WAIT_S * 1e6) if idle else batch.commit_ts_us - 1_000_000)
             if self.until is not None and batch.position >= self.until:
                 self._checkpoint(force=True)
                 if self.local is not None:
