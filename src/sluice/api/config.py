@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from fnmatch import fnmatchcase
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -117,10 +118,13 @@ def read_api(
     line: int | None,
     connections: Mapping[str, str],
     syncs: Collection[str] | None = None,
+    project_dir: Path | None = None,
 ) -> tuple[ApiSettings | None, list[ConfigError]]:
     """The checked ``api:`` section (``raw``: its YAML mapping with lines; ``plain``: the same as plain values;
     ``connections``: the project's connection names and URLs; ``syncs``: the names of its ``syncs:``, None to
-    leave ``sync_mutations``' sync names unchecked), and every problem found."""
+    leave ``sync_mutations``' sync names unchecked; ``project_dir``: where relative key and persisted-query files
+    are, by default ``file``'s folder), and every problem found, including those of
+    :func:`sluice.api.security.settings_problems` (the checks ``sluice serve`` makes before it starts)."""
     problems: list[ConfigError] = []
     _walk(ApiSettings, raw, "api", line, file, problems)
     if problems:
@@ -224,6 +228,10 @@ def read_api(
             )
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
+    from sluice.api.security.checks import setting_path, settings_problems
+
+    for problem in settings_problems(settings, Path(file).resolve().parent if project_dir is None else project_dir):
+        problems.append(ConfigError(problem.message, file, at(*setting_path(problem))))
     return settings, problems
 
 
