@@ -125,3 +125,24 @@ def test_validate_runs_the_security_checks_serve_runs_at_start(tmp_path: Path) -
     assert [p.message.split(" needs")[0] for p in settings_problems(bad, tmp_path)] == ["api.auth.jwt.secret: HS256"]
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         build_gate(bad, tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def test_live_reports_permission_columns_the_tables_lack(tmp_path: Path) -> None:
+    execute_all(f"sqlite:///{tmp_path / 'hr.db'}", DDL)
+    text = GOOD.replace(
+        "select: {columns: [id, nom], limit: 10}", "select:\n          columns: [id, nocol]\n          filter: {nomm: {_eq: 1}}"
+    )
+    (tmp_path / "sluice.yaml").write_text(text)
+    project, problems = parse_project(str(tmp_path))
+    assert problems == [] and project is not None and project.api is not None
+    spec = project.api
+    found = live_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
+    assert [(p.line, p.message) for p in found] == [
+        (14, "api: roles.reader: role 'reader' select on 'employes': columns names 'nocol', which is not a column of employes."),
+        (
+            15,
+            "api: roles.reader: role 'reader' select on 'employes': filter names 'nomm', which is not a column of employes. "
+            "Did you mean 'nom'?",
+        ),
+    ]
+    assert all(p.source == spec.origin.file for p in found)

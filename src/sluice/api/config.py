@@ -21,7 +21,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import msgspec
 
 from sluice.api.settings import ApiSettings
-from sluice.errors import ConfigError, did_you_mean
+from sluice.errors import ConfigError, SluiceError, did_you_mean
 from sluice.plugins.base import Settings
 from sluice.plugins.options import convert_options
 from sluice.urls import connection_scheme
@@ -311,4 +311,34 @@ def live_problems(
         schema, _, short = table.rpartition(".")
         if catalog.find(schema or catalog.default_schema, short) is None:
             problems.append(ConfigError(f"api: mutations: '{name}' has no table '{table}' to write", file, line))
+    if len(catalogs) == len(dict.fromkeys(used)):
+        problems += _permission_problems(settings, catalogs, file, line)
+    return problems
+
+
+def _permission_problems(settings: ApiSettings, catalogs: Mapping[str, Any], file: str, line: int | None) -> list[ConfigError]:
+    """The columns ``api.roles`` names that the databases' tables lack, each at its line in ``file``."""
+    from sluice.api.model import build_model
+    from sluice.api.permissions import permission_problems
+    from sluice.project.yaml_tree import load_yaml, read_text
+
+    try:
+        found = permission_problems(settings, build_model(settings, dict(catalogs)))
+    except SluiceError as exc:  # a model the catalogs cannot give is reported by serve itself
+        return [ConfigError(f"api: cannot build the data API from the databases: {exc}", file, line)]
+    if not found:
+        return []
+    try:
+        raw: Any = load_yaml(read_text(Path(file)), file).get("api")
+    except (OSError, ConfigError, AttributeError):
+        raw = None
+    problems = []
+    for problem in found:
+        node, where = raw, line
+        for step in ("roles", problem.role, problem.table, problem.operation, problem.setting):
+            if not isinstance(node, Mapping):
+                break
+            where = getattr(node, "key_lines", {}).get(step, where)
+            node = node.get(step)
+        problems.append(ConfigError(f"api: roles.{problem.role}: {problem.message}", file, where))
     return problems
