@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+import pytest
 from api_support import DDL, execute_all
 
 from sluice.api.config import live_problems
+from sluice.api.security import build_gate, settings_problems
+from sluice.api.settings import ApiSettings
+from sluice.errors import ConfigError
 from sluice.project.load import parse_project
 
 GOOD = """\
@@ -94,3 +99,50 @@ def test_sync_mutations_are_checked_against_syncs_roles_and_names(tmp_path: Path
     bad = text.replace("{sync: employes, roles: [reader]}", "{sync: employes, roles: [], timeout_s: 0}")
     found = problems_of(tmp_path, bad)
     assert any(f.startswith("17: ") and "timeout_s" in f for f in found), found
+
+
+def test_validate_runs_the_security_checks_serve_runs_at_start(tmp_path: Path) -> None:
+    """A short HS256 secret, a rate that does not parse and a missing persisted-query file: each reported at
+    its line by validate, and the same settings refused by the gate ``sluice serve`` builds."""
+    text = GOOD + (
+        "  auth:\n"
+        "    jwt: {algorithms: [HS256], secret: short}\n"
+        "  limits:\n"
+        "    rate: {per_key: lots}\n"
+        "    graphql: {persisted_queries_file: nosuch.json}\n"
+    )
+    found = problems_of(tmp_path, text)
+    assert any(f.startswith("15: ") and "needs a secret of at least 32 bytes" in f for f in found), found
+    assert any(f.startswith("17: ") and "'lots' is not a rate limit" in f for f in found), found
+    assert any(f.startswith("18: ") and "cannot read" in f and "nosuch.json" in f for f in found), found
+    assert len(found) == 3, found
+    (tmp_path / "sluice.yaml").write_text(GOOD)
+    project, _ = parse_project(str(tmp_path))
+    assert project is not None and project.api is not None
+    plain = msgspec.to_builtins(project.api.settings)
+    plain["auth"]["jwt"] = {"algorithms": ["HS256"], "secret": "short"}
+    bad = msgspec.convert(plain, ApiSettings)
+    assert [p.message.split(" needs")[0] for p in settings_problems(bad, tmp_path)] == ["api.auth.jwt.secret: HS256"]
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        build_gate(bad, tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def test_live_reports_permission_columns_the_tables_lack(tmp_path: Path) -> None:
+    execute_all(f"sqlite:///{tmp_path / 'hr.db'}", DDL)
+    text = GOOD.replace(
+        "select: {columns: [id, nom], limit: 10}", "select:\n          columns: [id, nocol]\n          filter: {nomm: {_eq: 1}}"
+    )
+    (tmp_path / "sluice.yaml").write_text(text)
+    project, problems = parse_project(str(tmp_path))
+    assert problems == [] and project is not None and project.api is not None
+    spec = project.api
+    found = live_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
+    assert [(p.line, p.message) for p in found] == [
+        (14, "api: roles.reader: role 'reader' select on 'employes': columns names 'nocol', which is not a column of employes."),
+        (
+            15,
+            "api: roles.reader: role 'reader' select on 'employes': filter names 'nomm', which is not a column of employes. "
+            "Did you mean 'nom'?",
+        ),
+    ]
+    assert all(p.source == spec.origin.file for p in found)

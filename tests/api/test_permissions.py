@@ -3,7 +3,11 @@ checks, update and delete filters; the admin role has them all; other roles noth
 
 from __future__ import annotations
 
-from api_support import Client, fetch
+import logging
+from pathlib import Path
+
+import pytest
+from api_support import DDL, Client, execute_all, fetch, make_api
 
 
 def test_column_permissions_in_queries(client: Client) -> None:
@@ -92,3 +96,30 @@ def test_a_null_fails_a_check(client: Client) -> None:
     document = 'mutation { insert_employes_one(object: {id: 61, nom: "X"}) { id } }'
     assert client.error(document, role="author", sub="u1") == (403, "permission-denied")
     assert fetch(client.url, "SELECT count(*) FROM employes WHERE id = 61") == [(0,)]
+
+
+BAD_ROLES = {
+    "anon": {"employes": {"select": {"columns": ["id", "nocol"], "filter": {"nomm": {"_eq": "Ana"}}}}, "dept": {"select": {}}}
+}
+
+
+def test_a_permission_naming_a_missing_column_is_logged_and_refused_as_a_server_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hr.db'}"
+    execute_all(url, DDL)
+    with caplog.at_level(logging.ERROR, logger="sluice.api"):
+        api = make_api({"sources": [{"connection": "hr", "tables": ["*"]}], "roles": BAD_ROLES}, {"hr": url})
+    try:
+        logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("role 'anon' select on 'employes': columns names 'nocol'" in m for m in logged), logged
+        assert any("filter names 'nomm'" in m and "Did you mean 'nom'?" in m for m in logged), logged
+        client = Client(api, url)
+        status, body = client.run("{ employes { id } }", role="anon")
+        assert status == 500, body
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "bad-permission"
+        assert "role 'anon'" in error["message"] and "employes" in error["message"] and "'nocol'" in error["message"]
+        assert client.data("{ dept { id } }", role="anon")["dept"]  # the role's other permissions still work
+    finally:
+        api.close()

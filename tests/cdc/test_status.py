@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
 
-from sluice.cdc.status import SyncStatus, TableStatus, read_status, write_status
+from sluice.cdc.status import SyncStatus, TableStatus, read_status, status_dir, write_status
 
 
 def status(roles: list[str], tables: list[TableStatus], state: str = "streaming") -> SyncStatus:
@@ -41,3 +44,49 @@ def test_merged_state_error_wins_and_capture_snapshotting_shows(tmp_path: Path) 
     write_status(tmp_path, status(["apply:dst"], [row(state="error", error="boom")]), "apply")
     merged = read_status(tmp_path, "s1")
     assert merged is not None and [(t.state, t.error) for t in merged.tables] == [("error", "boom")]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def _write(folder: Path, suffix: str, sync: SyncStatus, at: float, pid: int) -> None:
+    """A status file as a process of ``pid`` wrote it at ``at`` (seconds since the epoch)."""
+    sync.updated_at, sync.pid = at, pid
+    (status_dir(folder)).mkdir(parents=True, exist_ok=True)
+    (status_dir(folder) / (f"s1.{suffix}.json" if suffix else "s1.json")).write_bytes(msgspec.json.encode(sync))
+
+
+def test_a_finished_once_run_is_left_out_once_a_newer_complete_process_reports(tmp_path: Path) -> None:
+    """``sluice sync --once`` (split capture and apply files, process gone), then ``sluice serve --sync``: the
+    served sync's own file is the status; roles appear once."""
+    gone = _dead_pid()
+    _write(tmp_path, "capture", status(["capture:src"], [row(captured={"insert": 3})], "stopped"), 100.0, gone)
+    _write(tmp_path, "apply", status(["apply:dst"], [row(applied={"insert": 3}, position="0/A")], "stopped"), 100.0, gone)
+    _write(tmp_path, f"apply.{gone}", status(["apply:dst"], [row(applied={"insert": 1}, position="0/B")], "stopped"), 90.0, gone)
+    served = status(["capture:src", "apply:dst"], [row(captured={"insert": 7}, applied={"insert": 7}, position="0/F")])
+    _write(tmp_path, "", served, 200.0, os.getpid())
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and merged.state == "streaming"
+    assert merged.roles == ["capture:src", "apply:dst"]
+    assert [(t.position, t.applied, t.captured) for t in merged.tables] == [("0/F", {"insert": 7}, {"insert": 7})]
+
+
+def test_newer_files_win_per_role_and_running_processes_are_kept(tmp_path: Path) -> None:
+    """An older complete file of a stopped serve, then a running apply-only process: its newer apply counts win
+    for the table, the capture counts stay the complete file's; a running process's file is never left out."""
+    gone = _dead_pid()
+    old = status(["capture:src", "apply:dst"], [row(captured={"insert": 4}, applied={"insert": 4}, position="0/4")], "stopped")
+    _write(tmp_path, "", old, 100.0, gone)
+    _write(tmp_path, "apply", status(["apply:dst"], [row(applied={"insert": 9}, position="0/9")]), 200.0, os.getpid())
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and merged.roles == ["capture:src", "apply:dst"]
+    [table] = merged.tables
+    assert (table.position, table.applied, table.captured) == ("0/9", {"insert": 9}, {"insert": 4})
+    assert merged.state == "streaming"
+    # a newer complete file no longer hides the running apply process's
+    _write(tmp_path, "", old, 300.0, gone)
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and sorted(merged.roles) == ["apply:dst", "capture:src"]

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from fnmatch import fnmatchcase
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
 
 from sluice.api.settings import ApiSettings
-from sluice.errors import ConfigError, did_you_mean
+from sluice.errors import ConfigError, SluiceError, did_you_mean
 from sluice.plugins.base import Settings
 from sluice.plugins.options import convert_options
 from sluice.urls import connection_scheme
@@ -117,10 +118,13 @@ def read_api(
     line: int | None,
     connections: Mapping[str, str],
     syncs: Collection[str] | None = None,
+    project_dir: Path | None = None,
 ) -> tuple[ApiSettings | None, list[ConfigError]]:
     """The checked ``api:`` section (``raw``: its YAML mapping with lines; ``plain``: the same as plain values;
     ``connections``: the project's connection names and URLs; ``syncs``: the names of its ``syncs:``, None to
-    leave ``sync_mutations``' sync names unchecked), and every problem found."""
+    leave ``sync_mutations``' sync names unchecked; ``project_dir``: where relative key and persisted-query files
+    are, by default ``file``'s folder), and every problem found, including those of
+    :func:`sluice.api.security.settings_problems` (the checks ``sluice serve`` makes before it starts)."""
     problems: list[ConfigError] = []
     _walk(ApiSettings, raw, "api", line, file, problems)
     if problems:
@@ -224,6 +228,10 @@ def read_api(
             )
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
+    from sluice.api.security.checks import setting_path, settings_problems
+
+    for problem in settings_problems(settings, Path(file).resolve().parent if project_dir is None else project_dir):
+        problems.append(ConfigError(problem.message, file, at(*setting_path(problem))))
     return settings, problems
 
 
@@ -303,4 +311,34 @@ def live_problems(
         schema, _, short = table.rpartition(".")
         if catalog.find(schema or catalog.default_schema, short) is None:
             problems.append(ConfigError(f"api: mutations: '{name}' has no table '{table}' to write", file, line))
+    if len(catalogs) == len(dict.fromkeys(used)):
+        problems += _permission_problems(settings, catalogs, file, line)
+    return problems
+
+
+def _permission_problems(settings: ApiSettings, catalogs: Mapping[str, Any], file: str, line: int | None) -> list[ConfigError]:
+    """The columns ``api.roles`` names that the databases' tables lack, each at its line in ``file``."""
+    from sluice.api.model import build_model
+    from sluice.api.permissions import permission_problems
+    from sluice.project.yaml_tree import load_yaml, read_text
+
+    try:
+        found = permission_problems(settings, build_model(settings, dict(catalogs)))
+    except SluiceError as exc:  # a model the catalogs cannot give is reported by serve itself
+        return [ConfigError(f"api: cannot build the data API from the databases: {exc}", file, line)]
+    if not found:
+        return []
+    try:
+        raw: Any = load_yaml(read_text(Path(file)), file).get("api")
+    except (OSError, ConfigError, AttributeError):
+        raw = None
+    problems = []
+    for problem in found:
+        node, where = raw, line
+        for step in ("roles", problem.role, problem.table, problem.operation, problem.setting):
+            if not isinstance(node, Mapping):
+                break
+            where = getattr(node, "key_lines", {}).get(step, where)
+            node = node.get(step)
+        problems.append(ConfigError(f"api: roles.{problem.role}: {problem.message}", file, where))
     return problems

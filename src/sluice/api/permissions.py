@@ -8,10 +8,16 @@ principal's claim ``NAME`` (a dotted path reads nested claims), always sent as a
 
 Refusals raise :class:`~sluice.api.gate.DataApiError` 403 ``permission-denied``, naming the role, table,
 operation and column; a filter needing a claim the request lacks raises 403 ``claim-missing``.
+
+A permission naming a column (in ``columns``, ``set``, ``filter`` or ``check``) the table does not have is a
+server misconfiguration (:func:`permission_problems`): ``sluice validate --live`` reports it, the server logs it
+at ERROR each time the schema is built (at start and after a catalog change), and a request that needs that
+permission is refused with 500 ``bad-permission`` naming the role, table and column, never with a client error.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +25,26 @@ from sluice.api.gate import DataApiError
 from sluice.api.model import ExposedTable, Model
 from sluice.api.principal import Principal
 from sluice.api.settings import ApiSettings, BoolExp, TablePermissions
+from sluice.errors import did_you_mean
+
+log = logging.getLogger("sluice.api")
+OPERATIONS: tuple[Operation, ...] = ("select", "insert", "update", "delete")
 
 Operation = str  # "select", "insert", "update", "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionProblem:
+    """A column a permission names that its table lacks: ``api.roles.<role>.<table>.<operation>.<setting>``
+    (``setting``: ``columns``, ``set``, ``filter`` or ``check``); ``base`` is the table's GraphQL type name."""
+
+    role: str
+    table: str
+    base: str
+    operation: Operation
+    setting: str
+    column: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +78,10 @@ class Permissions:
                 if exposed is not None:
                     resolved[exposed.base] = permissions
             self.roles[role] = resolved
+        self.broken: dict[tuple[str, str, Operation], PermissionProblem] = {}
+        for problem in permission_problems(settings, model):
+            log.error("data API: %s; requests needing it are refused (500 bad-permission)", problem.message)
+            self.broken.setdefault((problem.role, problem.base, problem.operation), problem)
 
     def access(self, principal: Principal, table: ExposedTable, operation: Operation) -> Access:
         """The role's access, or :class:`DataApiError` 403 when the operation is not granted."""
@@ -64,6 +92,9 @@ class Permissions:
         granted = getattr(permissions, operation, None) if permissions is not None else None
         if granted is None:
             raise DataApiError(f"role '{role}' may not {operation} {table.base}", status=403, code="permission-denied")
+        broken = self.broken.get((role, table.base, operation))
+        if broken is not None:
+            raise DataApiError(f"server misconfiguration: {broken.message}", status=500, code="bad-permission")
         listed = getattr(granted, "columns", "*")
         columns = None if listed == "*" or not isinstance(listed, list) else _columns(table, listed)
         return Access(
@@ -83,6 +114,59 @@ class Permissions:
                 status=403,
                 code="permission-denied",
             )
+
+
+def permission_problems(settings: ApiSettings, model: Model) -> list[PermissionProblem]:
+    """Every column that ``api.roles`` names (in ``columns``, ``set``, and at any depth of ``filter`` and
+    ``check``, through ``_and``/``_or``/``_not`` and relationships) and that its table in ``model`` lacks.
+    Tables ``model`` does not expose are skipped (the file's checks report them)."""
+    problems: list[PermissionProblem] = []
+    for role, tables in settings.roles.items():
+        for name, permissions in tables.items():
+            exposed = model.find(name)
+            if exposed is None:
+                continue
+            for operation in OPERATIONS:
+                granted = getattr(permissions, operation)
+                if granted is None:
+                    continue
+                named: list[tuple[str, ExposedTable, str]] = []
+                listed = getattr(granted, "columns", "*")
+                if isinstance(listed, list):
+                    named += [("columns", exposed, column) for column in listed]
+                named += [("set", exposed, column) for column in getattr(granted, "set", {}) or {}]
+                for setting in ("filter", "check"):
+                    named += [(setting, t, c) for t, c in _expression_columns(model, exposed, getattr(granted, setting, {}))]
+                for setting, table, column in named:
+                    if table.column(column) is not None:
+                        continue
+                    choices = [*table.fields, *(c.name for c in table.table.columns)]
+                    message = (
+                        f"role '{role}' {operation} on '{name}': {setting} names '{column}', which is not a column of "
+                        f"{table.base}.{did_you_mean(column, choices)}"
+                    )
+                    problems.append(PermissionProblem(role, name, exposed.base, operation, setting, column, message))
+    return problems
+
+
+def _expression_columns(model: Model, table: ExposedTable, expression: Any) -> list[tuple[ExposedTable, str]]:
+    """The (table, column) pairs a boolean expression compares (relationships followed to their tables)."""
+    found: list[tuple[ExposedTable, str]] = []
+    if not isinstance(expression, dict):
+        return found
+    for key, value in expression.items():
+        if key in ("_and", "_or"):
+            for item in value if isinstance(value, list) else []:
+                found += _expression_columns(model, table, item)
+        elif key == "_not":
+            found += _expression_columns(model, table, value)
+        elif key in table.relationships:
+            target = model.tables.get(table.relationships[key].target)
+            if target is not None:
+                found += _expression_columns(model, target, value)
+        else:
+            found.append((table, key))
+    return found
 
 
 def _column_name(table: ExposedTable, name: str) -> str:

@@ -82,7 +82,11 @@ def write_status(work_dir: Path, status: SyncStatus, role_suffix: str = "") -> P
 def read_status(work_dir: Path, name: str) -> SyncStatus | None:
     """The status of sync ``name`` merged from every file its processes wrote, or None if none did.
 
-    A table both a capture-only and an apply-only process report is one row (:func:`merge_tables`)."""
+    Files are merged oldest first (by ``updated_at``), so of two files reporting the same role of a table the
+    newer wins; a table both a capture-only and an apply-only process report is one row (:func:`merge_tables`).
+    A file of a process no longer running that is older than the newest complete status (one process running
+    both capture and apply, such as ``sluice serve --sync``) is left out: it is a finished run's (``--once``,
+    a stopped split process) and no longer describes the sync. ``roles`` lists each role once."""
     folder = status_dir(work_dir)
     files = sorted(folder.glob(f"{name}.json")) + sorted(folder.glob(f"{name}.*.json"))
     statuses: list[SyncStatus] = []
@@ -91,6 +95,7 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
             statuses.append(msgspec.json.decode(path.read_bytes(), type=SyncStatus))
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             continue
+    statuses = current_statuses(statuses)
     applies = [status for status in statuses if _only(status.roles, "apply")]
     if len(applies) > 1:  # several apply processes of one partitioned sync: one apply status
         first = applies[0]
@@ -107,7 +112,7 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
             merged = status
             continue
         role = "capture" if _only(status.roles, "capture") else "apply" if _only(status.roles, "apply") else ""
-        merged.roles.extend(status.roles)
+        merged.roles = list(dict.fromkeys([*merged.roles, *status.roles]))
         merged.tables = merge_tables(merged.tables, status.tables, role)
         merged.updated_at = max(merged.updated_at, status.updated_at)
         if status.state == "error":
@@ -115,7 +120,39 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
         elif merged.state not in ("error", "stopped") and status.state != "stopped":
             states = {t.state for t in merged.tables}
             merged.state = "snapshotting" if "snapshotting" in states else "streaming" if merged.tables else "starting"
+        elif status.state != "stopped" and merged.state == "stopped":  # a newer live process after a finished one
+            merged.state, merged.error = status.state, status.error
+    if merged is not None:
+        merged.roles = list(dict.fromkeys(merged.roles))
     return merged
+
+
+def current_statuses(statuses: list[SyncStatus]) -> list[SyncStatus]:
+    """``statuses`` oldest first (by ``updated_at``), without those of processes no longer running (see
+    :func:`running`) that are older than the newest complete status (roles both ``capture:`` and ``apply:``)."""
+    ordered = sorted(statuses, key=lambda status: status.updated_at)
+    complete = [
+        s for s in ordered if any(r.startswith("capture:") for r in s.roles) and any(r.startswith("apply:") for r in s.roles)
+    ]
+    if not complete:
+        return ordered
+    newest = complete[-1]
+    return [s for s in ordered if s is newest or s.updated_at >= newest.updated_at or running(s.pid)]
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (0, unknown: False)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _only(roles: list[str], role: str) -> bool:
@@ -160,14 +197,8 @@ def forget_dead_applies(work_dir: Path, name: str) -> None:
     a stopped run's counts are its own; the new run reports afresh)."""
     for path in status_dir(work_dir).glob(f"{name}.apply.*.json"):
         pid = path.name.removeprefix(f"{name}.apply.").removesuffix(".json")
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and not running(int(pid)):
             path.unlink(missing_ok=True)
-        except PermissionError:  # alive, another user's
-            continue
 
 
 def merge_tables(first: list[TableStatus], second: list[TableStatus], second_role: str) -> list[TableStatus]:

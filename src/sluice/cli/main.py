@@ -369,7 +369,7 @@ def worker(
     from sluice.runtime.run import RunActivity, open_backends
     from sluice.runtime.worker import StageWorker
 
-    setup_logging(log_format, "info" if log_level == "warning" else log_level)
+    setup_logging(log_format, log_level)
     project = _load(path)
     if stage not in project.stage_names:
         _fail(f"unknown stage '{stage}' (stages: {', '.join(project.stage_names)}).{did_you_mean(stage, project.stage_names)}")
@@ -424,7 +424,7 @@ def serve(
     from sluice.server.serve import serve_project
     from sluice.server.services import ServerSettings
 
-    setup_logging(log_format, "info" if log_level == "warning" else log_level)
+    setup_logging(log_format, log_level)
     project = _load(path)
     if not 0 <= port <= 65535:
         _fail(f"--port must be between 0 and 65535, got {port}")

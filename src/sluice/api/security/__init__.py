@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sluice.api.gate import Gate
+from sluice.api.security.checks import settings_problems
 from sluice.api.security.gate import SecurityGate
 from sluice.api.settings import ApiSettings
 
@@ -21,9 +22,13 @@ def build_gate(settings: ApiSettings, project_dir: Path, state_url: str) -> Gate
 
     ``project_dir`` resolves relative key and persisted-query files; ``state_url`` is the project's state store
     (``sqlite:///...`` or ``postgresql://...``), where API keys are kept (opened only when
-    ``api.auth.api_keys`` is true). Raises ConfigError (one line naming the setting) for unusable settings and
+    ``api.auth.api_keys`` is true). The settings are checked first by :func:`settings_problems`, the checks
+    ``sluice validate`` runs. Raises ConfigError (one line naming the setting) for unusable settings and
     StateError when the state store cannot be opened.
     """
+    problems = settings_problems(settings, project_dir)
+    if problems:
+        raise problems[0]
     keys = None
     if settings.auth.api_keys:
         from sluice.api.security.keys import open_key_store
@@ -37,4 +42,4 @@ def build_gate(settings: ApiSettings, project_dir: Path, state_url: str) -> Gate
         raise
 
 
-__all__ = ["SecurityGate", "build_gate"]
+__all__ = ["SecurityGate", "build_gate", "settings_problems"]

@@ -64,6 +64,16 @@ def parse_limits(kind: str, text: str | None) -> list[Limit]:
         raise ConfigError(f"api.limits.rate.per_{kind}: {text!r} is not a rate limit like '100/second' ({exc})") from None
 
 
+def storage_options(url: str) -> dict[str, float | str | bool]:
+    """The options of the ``limits`` storage at ``url``. Raises ConfigError for a redis:// storage without the
+    redis client installed."""
+    if not url.startswith("redis"):
+        return {}
+    if importlib.util.find_spec("redis") is None:
+        raise ConfigError("api.limits.rate.storage: a redis:// storage needs the redis client: pip install 'sluice[redis]'")
+    return {"key_prefix": KEY_PREFIX, "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
 class RateLimiter:
     """The configured limits of one ``api:`` section over one storage.
 
@@ -78,13 +88,7 @@ class RateLimiter:
         }
         self.storage_url = settings.storage
         self.enabled = any(self.per_kind.values())
-        options: dict[str, float | str | bool] = {}
-        if settings.storage.startswith("redis"):
-            if importlib.util.find_spec("redis") is None:
-                raise ConfigError(
-                    "api.limits.rate.storage: a redis:// storage needs the redis client: pip install 'sluice[redis]'"
-                )
-            options = {"key_prefix": KEY_PREFIX, "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        options = storage_options(settings.storage)
         try:
             self.storage = storage_from_string(settings.storage, **options)
         except (ConfigurationError, ValueError) as exc:
