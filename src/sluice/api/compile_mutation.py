@@ -154,7 +154,7 @@ class _Mutation:
         if spec is None:
             return ""
         update = self.c.permissions.access(self.c.principal, self.t, "update") if spec["update_columns"] else None
-        names = [self.column(n).name for n in spec["update_columns"]]
+        names = list(dict.fromkeys(self.column(n).name for n in spec["update_columns"]))  # a column named twice: once
         for name in names:
             assert update is not None
             self.c.permissions.require_column(self.c.principal, self.t, update, name, "update")

@@ -263,6 +263,13 @@ def _close(conn: Any) -> None:
         conn.close()
 
 
+def _too_complex() -> DataApiError:
+    """A statement the database's parser refused for its nesting (SQLite's parser stack, PostgreSQL's stack depth)."""
+    return DataApiError(
+        "the request nests its filters deeper than the database can parse; flatten its _and/_or", code="query-too-deep"
+    )
+
+
 def translate(scheme: str, exc: Exception) -> Exception:
     """A driver error as what the client is told: :class:`StaleCatalog` (the caller re-reads the catalog and
     retries once), a 400 :class:`DataApiError` for bad values, broken constraints and time-outs, a 503 for
@@ -277,6 +284,8 @@ def translate(scheme: str, exc: Exception) -> Exception:
             return _bad_value(state, str(exc))
         if state == "57014":
             return DataApiError("the request took longer than the statement time-out", code="timeout")
+        if state in ("54001", "54000"):  # stack depth limit exceeded, statement too complex
+            return _too_complex()
         if state.startswith("08") or type(exc).__name__ == "OperationalError":
             return DataApiError("the database cannot be reached", status=503, code="database-unavailable")
     elif scheme == "mysql":
@@ -287,6 +296,8 @@ def translate(scheme: str, exc: Exception) -> Exception:
             return _constraint(None, str(code))
         if code in (1264, 1265, 1292, 1366, 1406, 1367, 3140, 4038, 1690, 1411, 1139, 1918):
             return _bad_value("2201B" if code == 1139 else "22000", str(exc))
+        if code in (1436, 3636):  # thread stack overrun, recursion limit
+            return _too_complex()
         if code in (1969, 3024):
             return DataApiError("the request took longer than the statement time-out", code="timeout")
         if code in (2003, 2006, 2013):
@@ -299,6 +310,8 @@ def translate(scheme: str, exc: Exception) -> Exception:
             return _constraint(None, text)
         if text == "interrupted":
             return DataApiError("the request took longer than the statement time-out", code="timeout")
+        if text in ("parser stack overflow", "Expression tree is too large (maximum depth 1000)"):
+            return _too_complex()
         if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
             return DataApiError("the database is busy; try again", status=503, code="database-busy")
     log.error("data API: unexpected database error (%s): %s", type(exc).__name__, exc)
