@@ -34,16 +34,18 @@ def _serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *options: str) -> tu
     return result.output, seen
 
 
-def test_serve_default_level_is_warning_and_keeps_the_banner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_default_level_is_info_and_keeps_the_banner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     output, seen = _serve(tmp_path, monkeypatch)
-    assert logging.getLogger("sluice").level == logging.WARNING
-    assert seen == ["something to see"]
+    assert logging.getLogger("sluice").level == logging.INFO
+    assert seen == ["GET /runs 200", "something to see"]
     assert "serving project" in output and "http://127.0.0.1:8000" in output
 
 
-def test_serve_info_level_shows_request_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, seen = _serve(tmp_path, monkeypatch, "--log-level", "info")
-    assert seen == ["GET /runs 200", "something to see"]
+def test_serve_warning_level_hides_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    output, seen = _serve(tmp_path, monkeypatch, "--log-level", "warning")
+    assert logging.getLogger("sluice").level == logging.WARNING
+    assert seen == ["something to see"]
+    assert "serving project" in output
 
 
 def test_serve_error_level_hides_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

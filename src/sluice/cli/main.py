@@ -70,8 +70,19 @@ def _check_simulation(project: Project, path: str, delay_scale: float, fail_ids:
 
 
 def log_options(func: F) -> F:
+    """``--log-level`` (default warning) and ``--log-format``: the options of a command run in a terminal."""
+    return _log_options(func, "warning")
+
+
+def service_log_options(func: F) -> F:
+    """The same for a long-running service (``serve``, ``worker``): default level info, so that its request
+    and object lines reach the log collector (docs/monitoring.md) unless told otherwise."""
+    return _log_options(func, "info")
+
+
+def _log_options(func: F, level: str) -> F:
     func = click.option(
-        "--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True
+        "--log-level", default=level, type=click.Choice(["debug", "info", "warning", "error"]), show_default=True
     )(func)
     func = click.option(
         "--log-format",
@@ -350,7 +361,7 @@ def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: s
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @backend_options
-@log_options
+@service_log_options
 def worker(
     path: str,
     stage: str,
@@ -406,7 +417,7 @@ def worker(
 @click.option("--sync", "syncs", multiple=True, metavar="NAME", help="Also run this sync of the project (repeatable).")
 @simulation_options
 @backend_options
-@log_options
+@service_log_options
 def serve(
     path: str,
     host: str,
