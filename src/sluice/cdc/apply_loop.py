@@ -74,6 +74,9 @@ class ApplyTable:
     scan_from: int = 0
     """In error: the offset of the failed message, then the first offset not yet searched for a resync marker."""
     next_scan: float = 0.0
+    moved_to_resync: bool = False
+    """In error: the group was moved to a resync marker; the consumer reads on (a new one may take seconds to
+    join the group on Kafka) without looking for the marker again until it is applied or fails."""
     partitions: int = 1
     """Partitions of the table's topic; above 1 each is one of :attr:`units` (:mod:`sluice.cdc.apply_partitioned`)."""
     units: dict[int, PartitionUnit] = field(default_factory=dict)
@@ -160,7 +163,7 @@ class ApplyDirection(PartitionSteps):
             with table.lock:
                 if ref is not None:
                     table.ref = ref
-                table.paused, table.error = False, ""
+                table.paused, table.error, table.moved_to_resync = False, "", False
             self.state.set_state(self.direction, source_table, "streaming")
 
     def _mine(self, index: int) -> list[tuple[ApplyTable, PartitionUnit | None]]:
@@ -192,7 +195,7 @@ class ApplyDirection(PartitionSteps):
                         busy = self._step_unit(apply, table, unit) or busy
                     else:
                         with table.lock:
-                            if table.paused or (table.error and not self._find_resync(table)):
+                            if table.paused or (table.error and not table.moved_to_resync and not self._find_resync(table)):
                                 continue
                             busy = self._step(apply, table) or busy
                     if getattr(self._local, "rebuild", False):
@@ -238,7 +241,7 @@ class ApplyDirection(PartitionSteps):
         (the partitions of a partitioned table stop one by one)."""
         if not table.error:
             log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
-        table.error = str(error)
+        table.error, table.moved_to_resync = str(error), False
         self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
 
     def _apply_messages(
@@ -366,6 +369,7 @@ class ApplyDirection(PartitionSteps):
                     except BusError as exc:
                         log.warning("sync %s: table %s: resync waits: %s", self.sync, table.ref.source.qualified, exc)
                         return False
+                    table.moved_to_resync = True
                     return True
             table.scan_from = messages[-1].offset + 1
 
@@ -377,7 +381,7 @@ class ApplyDirection(PartitionSteps):
         except SyncError:
             self._local.rebuild = True
             raise
-        table.ref, table.error = ref, ""
+        table.ref, table.error, table.moved_to_resync = ref, "", False
         self.state.set_state(self.direction, ref.source.qualified, "snapshotting")
 
     def _snapshot_rows(self, apply: Apply, table: ApplyTable, batches: list[SnapshotRows], unit: PartitionUnit | None) -> None:
