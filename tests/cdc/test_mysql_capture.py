@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from servers_fixtures import mysql_connect, with_database
-from sluice.cdc.base import ChangeBatch, PositionLost
+from sluice.cdc.base import ChangeBatch, PositionLost, SyncError
 from sluice.cdc.events import ChangeEvent, SchemaChange
-from sluice.cdc.mysql_capture import MysqlCapture, server_problems
+from sluice.cdc.mysql_binlog import BinlogConnection
+from sluice.cdc.mysql_capture import MysqlCapture, default_server_id, server_problems
 from sluice.cdc.plugins import MysqlCaptureOptions
 
 pytestmark = pytest.mark.mysql
@@ -231,6 +232,35 @@ def test_a_purged_binlog_raises_position_lost(capmy_url: str) -> None:
             next(iter(cap.stream([position[0] + 9000, 4, 0], [], 0.3)))
     finally:
         cap.close()
+
+
+def test_a_second_dump_with_the_same_server_id_stops_the_first_with_a_terminal_error(capmy_url: str) -> None:
+    cap = capture(capmy_url)
+    first, second = BinlogConnection(cap.connect, 777_001, 1.0), BinlogConnection(cap.connect, 777_001, 1.0)
+    try:
+        (file, offset, _), _ = cap.current_position()
+        first.open(cap.file_name(file), offset)
+        second.open(cap.file_name(file), offset)
+        with pytest.raises(SyncError, match=r"server_id 777001 .* `capture: \{server_id: N\}`") as raised:
+            for _ in first.events():
+                pass
+        assert not raised.value.transient  # a retry would take the dump back from the other one, forever
+    finally:
+        first.close()
+        second.close()
+        cap.close()
+
+
+def test_the_default_server_id_differs_by_host_database_sync_and_side() -> None:
+    ids = {
+        default_server_id("s", "src", "db", "laptop"),
+        default_server_id("s", "src", "db", "staging"),
+        default_server_id("s", "src", "other", "laptop"),
+        default_server_id("t", "src", "db", "laptop"),
+        default_server_id("s", "dst", "db", "laptop"),
+    }
+    assert len(ids) == 5 and all(1_000_000 <= i < 1_001_000_000 for i in ids)
+    assert default_server_id("s", "src", "db", "laptop") == default_server_id("s", "src", "db", "laptop")
 
 
 def test_check_passes_on_the_test_server_and_names_each_setting_to_change(capmy_url: str) -> None:

@@ -26,6 +26,7 @@ import pymysql
 from sluice.cdc.base import PositionLost, SyncError
 
 COM_BINLOG_DUMP = 0x12
+SAME_SERVER_ID = 4052  # ER_SLAVE_SAME_ID (MariaDB): a newer dump registered with this server id
 HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server id, event size, end position, flags
 HEADER_SIZE = 19
 
@@ -100,6 +101,12 @@ class BinlogConnection:
                     raise PositionLost(
                         f"the binlog position to resume from is no longer on the server ({exc.args[1]}); "
                         "run `sluice sync PATH --resnapshot` to take a new snapshot"
+                    ) from exc
+                if code == SAME_SERVER_ID:
+                    raise SyncError(
+                        f"another replica registered with server_id {self.server_id} on this server and took over the "
+                        "binlog dump (another copy of this sync, or another sync with the same name, side and database "
+                        "on a machine with the same host name): give each capture its own `capture: {server_id: N}`"
                     ) from exc
                 raise SyncError(f"binlog connection lost: {exc}", transient=True) from exc
             except (pymysql.err.InterfaceError, OSError) as exc:

@@ -9,6 +9,7 @@ Server requirements and the type map: ``docs/cdc/mysql.md``.
 
 from __future__ import annotations
 
+import socket
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -78,6 +79,15 @@ def server_problems(settings: dict[str, str], grants: list[str]) -> list[str]:
     return problems
 
 
+def default_server_id(sync: str, side: str, database: str | None, host: str | None = None) -> int:
+    """The replica id a capture registers with when ``capture: {server_id}`` is not set: 1,000,000 plus the
+    CRC-32 of this machine's host name, the URL's database, the sync and the side, modulo 10^9. The host name
+    and database keep two copies of a sync (a laptop and a staging machine, two projects with the same names)
+    from sharing an id: the server allows one dump per id and drops the older one (error 4052)."""
+    key = f"{host if host is not None else socket.gethostname()}/{database or ''}/{sync}/{side}"
+    return 1_000_000 + zlib.crc32(key.encode()) % 1_000_000_000
+
+
 class MysqlCapture(Capture):
     """Capture of one MySQL/MariaDB server (``mysql://user:password@host:port/database``).
 
@@ -93,7 +103,7 @@ class MysqlCapture(Capture):
         self.marker_table = marker_table
         self.connect = connect_arguments(url)
         self.database: str | None = self.connect.get("database")
-        self.server_id = options.server_id or 1_000_000 + zlib.crc32(f"{sync}/{side}".encode()) % 1_000_000_000
+        self.server_id = options.server_id or default_server_id(sync, side, self.database)
         self.origin = f"{sync}/{side}"
         self.gtid = options.position_mode == "gtid"
         """Positions are GTID positions (:mod:`sluice.cdc.mysql_gtid`), else ``[file number, offset, row]``."""
