@@ -228,11 +228,46 @@ def read_api(
             )
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
+    problems += _proxy_overlaps(settings, file, at)
+    if settings.cors is not None and settings.cors.allow_credentials and "*" in settings.cors.allow_origins:
+        problems.append(
+            ConfigError(
+                "api: cors: allow_credentials cannot go with allow_origins '*' (browsers refuse it): list the origins",
+                file,
+                at("cors", "allow_credentials"),
+            )
+        )
     from sluice.api.security.checks import setting_path, settings_problems
 
     for problem in settings_problems(settings, Path(file).resolve().parent if project_dir is None else project_dir):
         problems.append(ConfigError(problem.message, file, at(*setting_path(problem))))
     return settings, problems
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether URL ``path`` is ``prefix`` or below it (``/rest`` covers ``/rest/x``, not ``/restx``)."""
+    prefix = prefix.rstrip("/") or "/"
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+def _proxy_overlaps(settings: ApiSettings, file: str, at: Callable[..., int | None]) -> list[ConfigError]:
+    """A proxy route whose path would shadow, or be shadowed by, GraphQL, REST, the control API or another proxy."""
+    problems: list[ConfigError] = []
+    taken = [(settings.graphql_path, "graphql_path"), (settings.rest_path, "rest_path")]
+    taken += [(route, "a route of the control API") for route in CONTROL_ROUTES]
+    for index, proxy in enumerate(settings.proxies):
+        path = proxy.path.rstrip("/") or "/"
+        clash = next((what for other, what in taken if _under(path, other) or _under(other, path)), None)
+        if clash is not None:
+            problems.append(
+                ConfigError(
+                    f"api: proxies[{index}]: path {proxy.path!r} overlaps {clash}: give the proxy a path of its own",
+                    file,
+                    at("proxies", index, "path"),
+                )
+            )
+        taken.append((path, f"proxies[{index}]"))
+    return problems
 
 
 def _unknown_roles(roles: list[str], known: set[str], label: str, file: str, line: int | None) -> list[ConfigError]:

@@ -30,6 +30,7 @@
         subscriptions: {per_connection: 100, init_timeout_s: 10}
       proxies:
         - {path: /svc/catalogue, upstream: "http://127.0.0.1:8081", roles: [editor]}
+      cors: {allow_origins: ["https://app.example.com"]}   # browsers on other origins (none when absent)
       sync_mutations:                    # a GraphQL mutation running a pass of a sync of `syncs:` (seed 000)
         sync_employes: {sync: employees, roles: [editor], resync: true, timeout_s: 60}
 
@@ -207,6 +208,33 @@ class ProxyRoute(Settings):
     timeout_s: Annotated[float, Meta(gt=0, description="Upstream time-out, seconds.")] = 30.0
 
 
+class CorsSettings(Settings):
+    """Cross-origin requests from browsers to the data API (GraphQL, REST, proxies), by the Fetch standard's CORS
+    protocol (https://fetch.spec.whatwg.org/#http-cors-protocol), answered by Starlette's ``CORSMiddleware``."""
+
+    allow_origins: Annotated[
+        list[Annotated[str, Meta(pattern=r"^(\*|https?://[^/\s]+)$")]],
+        Meta(min_length=1, description="Origins allowed (`https://app.example.com`), or `*` for any."),
+    ]
+    allow_headers: Annotated[list[str], Meta(description="Request headers a browser may send.")] = msgspec.field(
+        default_factory=lambda: ["authorization", "content-type", "x-api-key", "prefer", "range", "accept"]
+    )
+    expose_headers: Annotated[list[str], Meta(description="Response headers scripts may read.")] = msgspec.field(
+        default_factory=lambda: [
+            "content-range",
+            "retry-after",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "ratelimit-policy",
+        ]
+    )
+    allow_credentials: Annotated[bool, Meta(description="Let browsers send cookies and HTTP authentication (not with `*`).")] = (
+        False
+    )
+    max_age_s: Annotated[int, Meta(ge=0, le=86_400, description="Seconds a browser may cache a preflight answer.")] = 600
+
+
 class SyncMutation(Settings):
     """A GraphQL mutation field that runs one pass of a sync of the project's ``syncs:`` and answers what it
     applied (seed 000's ``sync_employes``; docs/api/graphql.md, "Sync mutations")."""
@@ -245,5 +273,8 @@ class ApiSettings(Settings):
     sync_mutations: Annotated[
         dict[str, SyncMutation], Meta(description="GraphQL field name -> the sync a call runs one pass of (seed 000).")
     ] = msgspec.field(default_factory=dict)
+    cors: Annotated[CorsSettings | None, Meta(description="Cross-origin requests from browsers (none allowed when absent).")] = (
+        None
+    )
     graphql_path: Annotated[str, Meta(description="Where GraphQL is served.")] = "/graphql"
     rest_path: Annotated[str, Meta(description="Where REST is served.")] = "/rest"

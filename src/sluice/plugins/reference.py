@@ -18,6 +18,7 @@ from sluice.api.settings import (
     ApiSettings,
     ApiSource,
     AuthSettings,
+    CorsSettings,
     DeletePermission,
     GraphqlLimits,
     InsertPermission,
@@ -105,6 +106,7 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
         SyncMutation,
         "A GraphQL mutation running one pass of a sync. See [../api/graphql.md](../api/graphql.md#sync-mutations).",
     ),
+    ("api.cors", CorsSettings, "Cross-origin requests from browsers. See [../api/security.md](../api/security.md#cors)."),
 )
 
 

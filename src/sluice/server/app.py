@@ -105,6 +105,10 @@ def create_app(services: Services) -> FastAPI:
             from sluice.api.security.proxy import proxy_routes
 
             app.include_router(proxy_routes(data_api.settings, data_api.gate))
+        if data_api.settings.cors is not None:  # added last: the outermost middleware, around the fast paths too
+            from sluice.api.cors import DataApiCors
+
+            app.add_middleware(DataApiCors, settings=data_api.settings)
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
 

@@ -1,0 +1,49 @@
+"""CORS for the data API: browsers on the origins of ``api: cors:`` may call GraphQL, REST and the proxy routes.
+
+The protocol (preflight ``OPTIONS``, ``Access-Control-*`` headers) is the Fetch standard's
+(https://fetch.spec.whatwg.org/#http-cors-protocol), implemented by Starlette's ``CORSMiddleware``; this module
+only limits it to the data API's paths, so the control API (runs, syncs, metrics) stays same-origin. It wraps
+the whole app, outside the GraphQL fast path, so every answer of those paths carries the headers, errors and
+429s included.
+"""
+
+from __future__ import annotations
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sluice.api.settings import ApiSettings
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+"""Methods a browser may use cross-origin (those GraphQL, REST and the proxies answer)."""
+
+
+class DataApiCors:
+    """ASGI middleware: requests under the data API's paths go through CORS, others straight to ``app``."""
+
+    def __init__(self, app: ASGIApp, settings: ApiSettings) -> None:
+        cors = settings.cors
+        assert cors is not None
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=cors.allow_origins,
+            allow_methods=METHODS,
+            allow_headers=cors.allow_headers,
+            allow_credentials=cors.allow_credentials,
+            expose_headers=cors.expose_headers,
+            max_age=cors.max_age_s,
+        )
+        self.prefixes = tuple(
+            p.rstrip("/") for p in (settings.graphql_path, settings.rest_path, *(r.path for r in settings.proxies))
+        )
+
+    def covers(self, path: str) -> bool:
+        """Whether ``path`` is one of the data API's (the GraphQL or REST path, a proxy route, or below one)."""
+        return any(path == p or path.startswith(p + "/") for p in self.prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.covers(scope["path"]):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
