@@ -41,11 +41,21 @@ LIST = "subscription { employes(where: {dept_id: {_eq: 1}}, order_by: [{id: asc}
 
 
 class TokenGate(HeaderGate):
-    """HeaderGate, and ``Authorization: Bearer bad`` is an invalid token (401)."""
+    """HeaderGate, and ``Authorization: Bearer bad`` is an invalid token (401); ``x-budget: N`` admits the
+    credentials N times, then answers 429 (a rate limit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.admitted: dict[str, int] = {}
 
     def admit(self, headers: Mapping[str, str], address: str, operation: str) -> Principal:
         if headers.get("authorization") == "Bearer bad":
             raise DataApiError("the token's signature is invalid", status=401, code="invalid-token")
+        budget = headers.get("x-budget")
+        if budget is not None:
+            used = self.admitted[budget] = self.admitted.get(budget, 0) + 1
+            if used > int(budget.split(":")[0]):
+                raise DataApiError("over the rate limit", status=429, code="rate-limited", headers={"retry-after": "1"})
         return super().admit(headers, address, operation)
 
 
@@ -182,6 +192,23 @@ def test_role_filters_apply_and_refusals_are_errors(live: Live) -> None:
         error = ws.recv()
         assert error["id"] == "1" and error["type"] == "error"
         assert error["payload"][0]["extensions"]["code"] == "permission-denied"
+
+
+def test_each_subscribe_counts_against_the_rate_limits(live: Live) -> None:
+    with ws_client(live.base_url) as ws:
+        ws.init({"x-role": "admin", "x-budget": "3:ws"})  # connection_init, then two subscribes
+        ws.subscribe("a", LIST)
+        assert _names(ws.next_payload("a")) == ["Ana", "Bob"]
+        ws.send({"id": "a", "type": "complete"})
+        ws.subscribe("b", LIST)
+        assert _names(ws.next_payload("b")) == ["Ana", "Bob"]
+        ws.send({"id": "b", "type": "complete"})
+        ws.subscribe("c", LIST)
+        error = ws.recv()
+        assert error["id"] == "c" and error["type"] == "error"
+        assert error["payload"][0]["extensions"]["code"] == "rate-limited"
+        ws.send({"type": "ping"})
+        assert ws.recv() == {"type": "pong"}  # refused operation, open socket
 
 
 def test_a_table_without_change_events_is_refused_by_name(live: Live) -> None:

@@ -6,7 +6,9 @@
   ..."}``, ``{"X-API-Key": "..."}`` or ``{"headers": {...}}`` (names in any case; they override the
   handshake's own headers). :meth:`Gate.admit` checks them once per connection (``operation="subscription"``,
   rate limits included): a refusal closes ``4401`` (bad or missing credentials), ``4403`` (role forbidden) or
-  ``4429`` (over a rate limit); else ``connection_ack``.
+  ``4429`` (over a rate limit); else ``connection_ack``. Each ``subscribe`` is admitted again with the same
+  credentials (one more request against the rate limits, and a token that expired since is refused): a
+  refusal answers that operation's ``error`` (code ``rate-limited``, ``invalid-jwt``...) and the socket stays open.
 - ``subscribe`` before the ack closes ``4401``; a reused active id closes ``4409``; a malformed message
   closes ``4400``. A subscription operation streams ``next`` messages (its result, then each changed
   result, :mod:`.live`) until the client sends ``complete``; a query or mutation answers one ``next`` and
@@ -85,6 +87,8 @@ class Connection:
         self.headers = {name.lower(): value for name, value in websocket.headers.items()}
         self.address = websocket.client.host if websocket.client else ""
         self.principal: Principal | None = None
+        self.credentials: dict[str, str] = {}
+        """The handshake's headers with ``connection_init``'s credentials over them: each ``subscribe`` is admitted with them."""
         self.initialised = False
         self.operations: dict[str, Subscription | None] = {}
         self.outbox: deque[str] = deque()
@@ -201,6 +205,7 @@ class Connection:
             self.close(4400, "the connection_init payload must be an object")
             return
         headers = {**self.headers, **credentials(payload)}
+        self.credentials = headers
         try:
             self.principal = await anyio.to_thread.run_sync(self.api.gate.admit, headers, self.address, "subscription")
         except DataApiError as exc:
@@ -231,6 +236,7 @@ class Connection:
 
     async def _operate(self, operation_id: str, payload: dict[str, Any], principal: Principal) -> None:
         try:
+            principal = await anyio.to_thread.run_sync(self.api.gate.admit, self.credentials, self.address, "subscription")
             text, variables, name = request_parts(payload)
             kind = await self.hub.kind(text, name)
             if kind != OperationType.SUBSCRIPTION:
