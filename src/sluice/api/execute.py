@@ -43,6 +43,7 @@ from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.nesting import check_variables, too_deep
 from sluice.api.principal import Principal
+from sluice.api.role_schema import role_schema
 from sluice.api.service import DataApi, SchemaState
 from sluice.api.sync_fields import run_sync_field
 
@@ -216,7 +217,7 @@ def _execute(
             result[f.key] = run_mutation(compiler, api.databases[writer.connection], root, f, root_type.fields[f.name])
         return 200, _ENCODE(result).encode(), label
     kind = "subscription" if is_live else "query"
-    return 200, _query(api, state, document, operation, fields, root_type, compiler, variables, kind), label
+    return 200, _query(api, state, document, operation, fields, root_type, compiler, variables, kind, principal.role), label
 
 
 def _query(
@@ -229,6 +230,7 @@ def _query(
     compiler: Any,
     variables: dict[str, Any],
     kind: str = "query",
+    role: str = "",
 ) -> bytes:
     by_database: dict[str, list[Fields]] = {}
     special: list[Fields] = []
@@ -263,18 +265,21 @@ def _query(
             value[plan.key] = finish_page(plan, value[plan.key])
         merged.update(value)
     if special:
-        merged.update(_introspection(state, document, operation, special, variables))
+        merged.update(_introspection(api, state, document, operation, special, variables, role))
     return _ENCODE({f.key: merged.get(f.key) for f in fields}).encode()
 
 
 def _introspection(
+    api: DataApi,
     state: SchemaState,
     document: DocumentNode,
     operation: OperationDefinitionNode,
     special: list[Fields],
     variables: dict[str, Any],
+    role: str,
 ) -> dict[str, Any]:
-    """``__schema``, ``__type`` and ``__typename`` at the root, answered by graphql-core."""
+    """``__schema``, ``__type`` and ``__typename`` at the root, answered by graphql-core from the part of the
+    schema ``role`` may use (:mod:`sluice.api.role_schema`)."""
     nodes: list[FieldNode] = [node for f in special for node in f.nodes]
     only = OperationDefinitionNode(
         operation=operation.operation,
@@ -284,7 +289,8 @@ def _introspection(
         selection_set=SelectionSetNode(selections=tuple(nodes)),
     )
     fragments = [d for d in document.definitions if isinstance(d, FragmentDefinitionNode)]
-    result = execute(state.schema, DocumentNode(definitions=(only, *fragments)), variable_values=variables)
+    schema = role_schema(state.schema, state.model, state.roots, state.permissions, api.settings, role)
+    result = execute(schema, DocumentNode(definitions=(only, *fragments)), variable_values=variables)
     if result.errors or result.data is None:  # type: ignore[union-attr]
         raise DataApiError("introspection failed", status=500, code="internal")
     return dict(result.data)  # type: ignore[union-attr]
