@@ -146,3 +146,21 @@ def mysql_execute(url: str, statement: str) -> None:
 def mysql_db_url(mysql_url: str) -> Iterator[str]:
     with mysql_database(mysql_url) as url:
         yield url
+
+
+CHROMIUM = Path(os.environ.get("SLUICE_CHROMIUM", "/usr/bin/chromium"))
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium (``SLUICE_CHROMIUM``, default /usr/bin/chromium), installed by scripts/chromium.sh when
+    missing; driven by Playwright with ``executable_path`` (``playwright install`` cannot download here)."""
+    if CHROMIUM.is_file():
+        return str(CHROMIUM)
+    script = SCRIPTS.parent / "chromium.sh"
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        output = done.stderr.strip()
+        unavailable(f"Chromium is missing and scripts/chromium.sh could not install it (exit {done.returncode}):\n{output}")
+    return done.stdout.strip().splitlines()[-1]

@@ -11,7 +11,6 @@ A screenshot of the finished run is kept in ``tests/artifacts/``.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import socket
@@ -26,15 +25,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
 
-from servers_fixtures import unavailable
+from servers_fixtures import BROWSER_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed-002"
 STATIC = ROOT / "src" / "sluice" / "server" / "static"
 OFFLINE_ORIGIN = "http://sluice.localhost"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = Path(os.environ.get("SLUICE_CHROMIUM", "/usr/bin/chromium"))
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 STATUSES = ("pending", "ready", "running", "retrying", "loaded", "failed", "skipped")
 FAILING = 2005
 SERVER_START_S = 60
@@ -54,18 +51,6 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port between 20000 and 32000 on 127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Debian's Chromium: /usr/bin/chromium, installed by scripts/chromium.sh when missing."""
-    if CHROMIUM.is_file():
-        return str(CHROMIUM)
-    done = subprocess.run([str(ROOT / "scripts" / "chromium.sh")], capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0 or not done.stdout.strip():
-        output = done.stderr.strip()
-        unavailable(f"Chromium is missing and scripts/chromium.sh could not install it (exit {done.returncode}):\n{output}")
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

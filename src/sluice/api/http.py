@@ -40,7 +40,7 @@ STATIC = Path(__file__).with_name("static")
 INTERNAL = "internal error; the server log has the details (this is a bug, please report it)"
 MAX_BODY_BYTES = 1024 * 1024
 
-PAGE = """<!doctype html>
+PAGE = r"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -54,7 +54,53 @@ PAGE = """<!doctype html>
 <script src="{assets}/react-dom.production.min.js"></script>
 <script src="{assets}/graphiql.min.js"></script>
 <script>
-  const fetcher = GraphiQL.createFetcher({{ url: {endpoint} }});
+  // Queries and mutations: GraphiQL's own fetcher. Subscriptions: the same endpoint over Server-Sent Events
+  // (graphql-sse, distinct connections mode: `event: next` / `event: complete`), read with fetch(), so no
+  // WebSocket client library is needed and the page keeps working offline.
+  const endpoint = {endpoint};
+  const http = GraphiQL.createFetcher({{ url: endpoint }});
+  function isSubscription(params) {{
+    const text = String(params.query || "").replace(/#[^\n]*/g, "");
+    const pattern = /\b(query|mutation|subscription)\b\s*([_A-Za-z][_0-9A-Za-z]*)?/g;
+    for (let m = pattern.exec(text); m; m = pattern.exec(text)) {{
+      if (!params.operationName || m[2] === params.operationName) return m[1] === "subscription";
+    }}
+    return false;
+  }}
+  async function* sse(params, options) {{
+    const controller = new AbortController();
+    try {{
+      const extra = (options && options.headers) || {{}};
+      const headers = {{ "content-type": "application/json", accept: "text/event-stream", ...extra }};
+      const body = JSON.stringify(params);
+      const response = await fetch(endpoint, {{ method: "POST", headers, body, signal: controller.signal }});
+      if (!(response.headers.get("content-type") || "").startsWith("text/event-stream")) {{
+        yield await response.json();  // refused by the gate (401, 403, 429): a plain JSON answer
+        return;
+      }}
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {{
+        const {{ value, done }} = await reader.read();
+        if (done) return;
+        buffer += value.replace(/\r\n/g, "\n");
+        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {{
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let event = "message", data = "";
+          for (const line of block.split("\n")) {{
+            if (line.startsWith("event:")) event = line.slice(6).trim();
+            else if (line.startsWith("data:")) data += line.slice(5).trim();
+          }}
+          if (event === "complete") return;
+          if (event === "next" && data) yield JSON.parse(data);
+        }}
+      }}
+    }} finally {{
+      controller.abort();  // GraphiQL stopped the subscription (or it ended): close the stream
+    }}
+  }}
+  const fetcher = (params, options) => (isSubscription(params) ? sse(params, options) : http(params, options));
   const root = ReactDOM.createRoot(document.getElementById("graphiql"));
   root.render(React.createElement(GraphiQL, {{ fetcher, defaultEditorToolsVisibility: true }}));
 </script>

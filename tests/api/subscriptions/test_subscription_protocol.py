@@ -18,11 +18,13 @@ import msgspec
 import pytest
 from api_support import DDL, ROLES, HeaderGate, execute_all, served
 from fastapi import FastAPI
+from playwright.sync_api import sync_playwright
 from subscription_clients import SseReader, metric, ws_client
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from helpers import wait_for
+from servers_fixtures import BROWSER_ARGS
 from sluice.api.gate import DataApiError
 from sluice.api.http import mount_api
 from sluice.api.model import ExposedTable
@@ -346,3 +348,47 @@ def test_the_schema_has_a_subscription_root_with_configured_names(tmp_path: Path
         assert subscription.fields["live_employes"].type == state.schema.query_type.fields["employes"].type  # type: ignore[union-attr]
     finally:
         api.close()
+
+
+def test_graphiql_runs_subscriptions_over_sse_and_stops_them(live: Live, chromium: str) -> None:
+    """The GraphiQL page's fetcher, in Chromium: a subscription streams each changed result over SSE, stopping
+    it closes the stream on the server, and queries still go through GraphiQL's own fetcher."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{live.base_url}/graphql")
+            page.wait_for_selector(".graphiql-container", timeout=30_000)
+            first = page.evaluate(
+                """async (query) => {
+                    window.live = fetcher({ query }, { headers: { "x-role": "admin" } });
+                    return (await window.live.next()).value;
+                }""",
+                "# a comment naming a query\nsubscription Team { employes(where: {dept_id: {_eq: 1}}, order_by: [{id: asc}]) "
+                "{ nom } }",
+            )
+            assert _names(first) == ["Ana", "Bob"]
+            assert metric("sluice_api_subscriptions_active", table="employes", role="admin") == 1
+            live.change("INSERT INTO employes (id, nom, dept_id) VALUES (12, 'Ugo', 1)")
+            assert _names(page.evaluate("async () => (await window.live.next()).value")) == ["Ana", "Bob", "Ugo"]
+            page.evaluate("async () => { await window.live.return(); }")  # GraphiQL's stop button
+            wait_for(lambda: metric("sluice_api_subscriptions_active", table="employes", role="admin") == 0, 30, "closed")
+            answer = page.evaluate(  # GraphiQL's fetcher answers as an async iterable too (incremental delivery)
+                """async () => {
+                    const answer = await fetcher({ query: "{ dept_by_pk(id: 1) { nom } }" }, { headers: { "x-role": "admin" } });
+                    return Symbol.asyncIterator in answer ? (await answer.next()).value : answer;
+                }"""
+            )
+            assert answer == {"data": {"dept_by_pk": {"nom": "R&D"}}}
+            refused = page.evaluate(
+                """async () => {
+                    const it = fetcher({ query: "subscription { employes { id } }" }, { headers: { "x-role": "nobody" } });
+                    return (await it.next()).value;
+                }"""
+            )
+            assert refused["errors"][0]["extensions"]["code"] == "permission-denied"  # the gate's 403, as JSON
+            assert not errors
+        finally:
+            browser.close()
