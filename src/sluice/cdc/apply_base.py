@@ -32,44 +32,26 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
-import msgspec
-
 from sluice.cdc.apply_common import (
     Key,
     Segment,
     Upsert,
-    cannot_alter,
-    default_clause,
     net_effect,
     no_key_error,
-    same_value,
     target_columns,
-    widens,
 )
+from sluice.cdc.apply_conflicts import ConflictSteps, to_json
 from sluice.cdc.apply_positions import PositionRows
-from sluice.cdc.base import Apply, ApplyResult, Conflict, Resolver, SyncError, TableRef
-from sluice.cdc.events import ChangeEvent, Column, Position, SchemaChange, SnapshotRows
+from sluice.cdc.apply_schema import SchemaSteps
+from sluice.cdc.base import Apply, ApplyResult, Resolver, TableRef
+from sluice.cdc.events import ChangeEvent, Column, Position, SnapshotRows
 from sluice.cdc.plugins import ApplyOptions
 
-_json_encoder = msgspec.json.Encoder(enc_hook=str)
 _event_of_upsert = attrgetter("event")
 _op_of = attrgetter("op")
 
 
-def to_json(value: Any) -> str:
-    """JSON text of an event or a row (bytes as base64, Decimal/datetime/timedelta as text)."""
-    return _json_encoder.encode(value).decode()
-
-
-def old_key(event: ChangeEvent, key_columns: Sequence[str]) -> Key:
-    """The key a change found in the target: the ``before`` image's for an update, else ``event.key``."""
-    before = event.before
-    if event.op == "u" and before is not None and key_columns and all(column in before for column in key_columns):
-        return tuple(before[column] for column in key_columns)
-    return tuple(event.key)
-
-
-class SqlApply(PositionRows, Apply):
+class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
     """The apply flow over a SQL target; subclasses give the connection and the statements."""
 
     def __init__(self, options: ApplyOptions, sync: str, side: str) -> None:
@@ -139,10 +121,6 @@ class SqlApply(PositionRows, Apply):
         """Delete one row equal to ``row`` on every target column (tables without key, ``full-row``)."""
 
     @abstractmethod
-    def _current_rows(self, table: TableRef, keys: list[Key]) -> dict[Key, dict[str, Any]]:
-        """The target rows of ``keys`` (column -> driver value), in one query."""
-
-    @abstractmethod
     def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
 
     @abstractmethod
@@ -158,18 +136,6 @@ class SqlApply(PositionRows, Apply):
         names = ", ".join(self._quote(name) for name in ("sync", "side", "table_name", *columns))
         sql = f"INSERT INTO {self._quote(self.options.namespace)}.{sql_table} ({names}) VALUES ({', '.join(['%s'] * 7)})"
         self._executemany(sql, [(self.sync, self.side, table, *row) for row in rows])
-
-    @abstractmethod
-    def _target_columns(self, table: TableRef) -> dict[str, str]:
-        """Columns of the target table now, from its catalog: name -> type text (empty: no such table)."""
-
-    @abstractmethod
-    def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
-        """``add``, ``drop``, ``keep`` (make nullable), ``type`` (widen) a column, or ``rename`` it to ``other``."""
-
-    @abstractmethod
-    def _create_table(self, table: TableRef) -> None:
-        """Create the target table when missing (columns minus drop, mapped types, primary key)."""
 
     @abstractmethod
     def _commit(self) -> None: ...
@@ -379,136 +345,6 @@ class SqlApply(PositionRows, Apply):
                     result.applied["d"] = result.applied.get("d", 0) + 1
         flush()
 
-    def _resolve(self, table: TableRef, events: list[ChangeEvent], resolver: Resolver, result: ApplyResult) -> list[ChangeEvent]:
-        """Conflicts of the batch decided by ``resolver``; the events left to apply."""
-        key_columns = table.source.key
-        first: dict[Key, ChangeEvent] = {}
-        for event in events:
-            if event.op in ("c", "u", "d"):
-                first.setdefault(old_key(event, key_columns), event)
-        if not first:
-            return events
-        current = self._current_rows(table, list(first))
-        types = {column.name: column.type for column in target_columns(table)}
-        masked = set(table.mask)
-        conflicts: list[Conflict] = []
-        for key, event in first.items():
-            row = current.get(key)
-            image = event.after if event.op == "c" else event.before
-            if event.op == "c":
-                differs = row is not None and not self._matches(image or {}, row, types, masked)
-            else:
-                differs = row is None or not self._matches(image or {}, row, types, masked)
-            if differs:
-                conflicts.append(Conflict(event, row))
-        if not conflicts:
-            return events
-        decisions = resolver(conflicts)
-        losers: set[Key] = set()
-        records = []
-        for conflict, applied in zip(conflicts, decisions, strict=True):
-            if not applied:
-                losers.add(old_key(conflict.event, key_columns))
-                losers.add(tuple(conflict.event.key))
-            records.append((to_json(conflict.event.key), to_json(conflict.event), to_json(conflict.current), bool(applied)))
-        self._record(table.source.qualified, "conflicts", records)
-        result.conflicts += len(conflicts)
-        return [
-            event
-            for event in events
-            if event.op in ("r", "t") or (tuple(event.key) not in losers and old_key(event, key_columns) not in losers)
-        ]
-
-    @staticmethod
-    def _matches(image: dict[str, Any], row: dict[str, Any], types: dict[str, str], masked: set[str]) -> bool:
-        for column, value in image.items():
-            if column in types and column in row and not same_value(types[column], value, row[column], column in masked):
-                return False
-        return True
-
-    # ------------------------------------------------------------------------------------- schema
-
-    def apply_schema(self, table: TableRef, change: SchemaChange) -> None:
-        """Rename, add, widen, drop (or keep) columns so the target matches ``change.schema``.
-
-        Compared with the target table's columns as its catalog has them now (not with ``table.source``,
-        the source schema read when the sync started, which already holds a DDL made while the sync was
-        stopped): a target column missing from ``change.schema`` is dropped (``drop_columns: keep``: made
-        nullable), a column whose target type differs from the one ``change.schema`` maps to is altered.
-        Idempotent: a column already added, renamed or dropped is left alone. Raises :class:`SyncError`
-        (``table`` set: the source table) for a key change, a type change that does not widen (:func:`widens`)
-        and any error of the target database."""
-        name = table.source.qualified
-        try:
-            self._apply_schema(table, change)
-        except SyncError:
-            self._rollback()
-            raise
-        except Exception as exc:
-            self._rollback()
-            raise SyncError(
-                f"table {name}: the target refused schema change {change.change!r} ({change.ddl or 'no DDL text'}): "
-                f"{str(exc).strip()}; change the target by hand, or run 'sluice sync resync PATH {name}'",
-                table=name,
-            ) from exc
-
-    def _apply_schema(self, table: TableRef, change: SchemaChange) -> None:
-        present = self._target_columns(table)
-        if change.change == "create" or not present:
-            self._create_table(_with_schema(table, change))
-            self._commit()
-            return
-        if change.change in ("drop_table", "rename_table"):
-            self._commit()
-            return
-        if list(change.schema.key) != list(table.source.key):
-            raise cannot_alter(
-                table,
-                ",".join(change.schema.key) or "(key)",
-                "primary key " + ",".join(table.source.key),
-                "primary key " + ",".join(change.schema.key),
-            )
-        dropped = set(table.drop)
-        old = {column.name: column for column in table.source.columns}
-        new = {column.name: column for column in change.schema.columns}
-        for before, after in change.renamed.items():
-            if before in present and after not in present and before not in dropped and after in new:
-                self._alter(table, "rename", msgspec.structs.replace(new[after], name=before), after)
-                present[after] = present.pop(before)
-            if before in old:
-                old[after] = msgspec.structs.replace(old.pop(before), name=after)
-        for column in change.schema.columns:
-            if column.name in dropped:
-                continue
-            if column.name not in present:
-                self._alter(table, "add", column)
-                continue
-            if self._same_type(present[column.name], self._type_of(table, column)):
-                continue
-            previous = old.get(column.name)
-            # The source type before the change when this run knew it; a change made while the sync was
-            # stopped is already in table.source, so the target's type is the only "before" left.
-            if previous is not None and previous.type != column.type and not widens(previous, column):
-                raise cannot_alter(table, column.name, previous.type, column.type)
-            self._alter(table, "type", column)
-        for column_name, target_type in present.items():
-            if column_name not in new and column_name not in dropped:
-                column = old.get(column_name) or Column(name=column_name, type="string", source_type=target_type)
-                self._alter(table, "drop" if table.drop_columns == "drop" else "keep", column)
-        self._commit()
-
-    def _default(self, table: TableRef, column: Column, dialect: str) -> str:
-        """`` DEFAULT <literal>[ NOT NULL]`` for adding ``column`` (:func:`default_clause`; none for a masked column)."""
-        return default_clause(column, dialect, masked=column.name in table.mask)
-
-    def _same_type(self, target_type: str, wanted: str) -> bool:
-        """Whether the catalog's type text ``target_type`` is the type ``wanted`` (as :meth:`_type_of` writes it)."""
-        return target_type.lower() == wanted.lower()
-
-    @abstractmethod
-    def _type_of(self, table: TableRef, column: Column) -> str:
-        """The target type of ``column`` in ``table`` (masked columns included)."""
-
 
 def written_columns(columns: list[Column], rows: Sequence[dict[str, Any]]) -> list[Column]:
     """``columns`` less those no row of ``rows`` has: a change made before a column was added at the source has
@@ -520,15 +356,3 @@ def written_columns(columns: list[Column], rows: Sequence[dict[str, Any]]) -> li
     if missing:
         missing -= {name for row in rows for name in missing if name in row}
     return [column for column in columns if column.name not in missing] if missing else columns
-
-
-def _with_schema(table: TableRef, change: SchemaChange) -> TableRef:
-    return TableRef(
-        change.schema,
-        table.target_namespace,
-        table.target_name,
-        table.drop,
-        table.mask,
-        table.no_key,
-        table.drop_columns,
-    )

@@ -1,0 +1,133 @@
+"""Schema changes on a SQL target (:class:`SchemaSteps`, part of :class:`~sluice.cdc.apply_base.SqlApply`).
+
+A :class:`~sluice.cdc.events.SchemaChange` from capture (add, widen, rename or drop a column, create a table) is
+compared with the target table's columns as its catalog has them now and the difference is applied: columns
+renamed, added (with the source's default), widened, dropped or kept nullable (``drop_columns``). What cannot
+be applied without losing meaning (a key change, a narrowing type change) raises a table-level
+:class:`~sluice.cdc.base.SyncError` whose message gives the way out (``sluice sync resync``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import msgspec
+
+from sluice.cdc.apply_common import cannot_alter, default_clause, widens
+from sluice.cdc.base import SyncError, TableRef
+from sluice.cdc.events import Column, SchemaChange
+
+
+class SchemaSteps(ABC):
+    """Applies schema changes; the dialect gives the catalog read, the ``ALTER`` and ``CREATE`` statements."""
+
+    @abstractmethod
+    def _target_columns(self, table: TableRef) -> dict[str, str]:
+        """Columns of the target table now, from its catalog: name -> type text (empty: no such table)."""
+
+    @abstractmethod
+    def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
+        """``add``, ``drop``, ``keep`` (make nullable), ``type`` (widen) a column, or ``rename`` it to ``other``."""
+
+    @abstractmethod
+    def _create_table(self, table: TableRef) -> None:
+        """Create the target table when missing (columns minus drop, mapped types, primary key)."""
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    def apply_schema(self, table: TableRef, change: SchemaChange) -> None:
+        """Rename, add, widen, drop (or keep) columns so the target matches ``change.schema``.
+
+        Compared with the target table's columns as its catalog has them now (not with ``table.source``,
+        the source schema read when the sync started, which already holds a DDL made while the sync was
+        stopped): a target column missing from ``change.schema`` is dropped (``drop_columns: keep``: made
+        nullable), a column whose target type differs from the one ``change.schema`` maps to is altered.
+        Idempotent: a column already added, renamed or dropped is left alone. Raises :class:`SyncError`
+        (``table`` set: the source table) for a key change, a type change that does not widen (:func:`widens`)
+        and any error of the target database."""
+        name = table.source.qualified
+        try:
+            self._apply_schema(table, change)
+        except SyncError:
+            self._rollback()
+            raise
+        except Exception as exc:
+            self._rollback()
+            raise SyncError(
+                f"table {name}: the target refused schema change {change.change!r} ({change.ddl or 'no DDL text'}): "
+                f"{str(exc).strip()}; change the target by hand, or run 'sluice sync resync PATH {name}'",
+                table=name,
+            ) from exc
+
+    def _apply_schema(self, table: TableRef, change: SchemaChange) -> None:
+        present = self._target_columns(table)
+        if change.change == "create" or not present:
+            self._create_table(_with_schema(table, change))
+            self._commit()
+            return
+        if change.change in ("drop_table", "rename_table"):
+            self._commit()
+            return
+        if list(change.schema.key) != list(table.source.key):
+            raise cannot_alter(
+                table,
+                ",".join(change.schema.key) or "(key)",
+                "primary key " + ",".join(table.source.key),
+                "primary key " + ",".join(change.schema.key),
+            )
+        dropped = set(table.drop)
+        old = {column.name: column for column in table.source.columns}
+        new = {column.name: column for column in change.schema.columns}
+        for before, after in change.renamed.items():
+            if before in present and after not in present and before not in dropped and after in new:
+                self._alter(table, "rename", msgspec.structs.replace(new[after], name=before), after)
+                present[after] = present.pop(before)
+            if before in old:
+                old[after] = msgspec.structs.replace(old.pop(before), name=after)
+        for column in change.schema.columns:
+            if column.name in dropped:
+                continue
+            if column.name not in present:
+                self._alter(table, "add", column)
+                continue
+            if self._same_type(present[column.name], self._type_of(table, column)):
+                continue
+            previous = old.get(column.name)
+            # The source type before the change when this run knew it; a change made while the sync was
+            # stopped is already in table.source, so the target's type is the only "before" left.
+            if previous is not None and previous.type != column.type and not widens(previous, column):
+                raise cannot_alter(table, column.name, previous.type, column.type)
+            self._alter(table, "type", column)
+        for column_name, target_type in present.items():
+            if column_name not in new and column_name not in dropped:
+                column = old.get(column_name) or Column(name=column_name, type="string", source_type=target_type)
+                self._alter(table, "drop" if table.drop_columns == "drop" else "keep", column)
+        self._commit()
+
+    def _default(self, table: TableRef, column: Column, dialect: str) -> str:
+        """`` DEFAULT <literal>[ NOT NULL]`` for adding ``column`` (:func:`default_clause`; none for a masked column)."""
+        return default_clause(column, dialect, masked=column.name in table.mask)
+
+    def _same_type(self, target_type: str, wanted: str) -> bool:
+        """Whether the catalog's type text ``target_type`` is the type ``wanted`` (as :meth:`_type_of` writes it)."""
+        return target_type.lower() == wanted.lower()
+
+    @abstractmethod
+    def _type_of(self, table: TableRef, column: Column) -> str:
+        """The target type of ``column`` in ``table`` (masked columns included)."""
+
+
+def _with_schema(table: TableRef, change: SchemaChange) -> TableRef:
+    return TableRef(
+        change.schema,
+        table.target_namespace,
+        table.target_name,
+        table.drop,
+        table.mask,
+        table.no_key,
+        table.drop_columns,
+    )
