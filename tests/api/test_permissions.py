@@ -119,7 +119,25 @@ def test_a_permission_naming_a_missing_column_is_logged_and_refused_as_a_server_
         assert status == 500, body
         error = body["errors"][0]
         assert error["extensions"]["code"] == "bad-permission"
-        assert "role 'anon'" in error["message"] and "employes" in error["message"] and "'nocol'" in error["message"]
+        assert "role 'anon'" in error["message"] and "employes" in error["message"]
+        assert "nomm" not in error["message"] and "Ana" not in error["message"]  # the settings stay in the log
         assert client.data("{ dept { id } }", role="anon")["dept"]  # the role's other permissions still work
+    finally:
+        api.close()
+
+
+def test_a_column_gone_from_a_columns_list_only_leaves_that_column_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'hr.db'}"
+    execute_all(url, DDL)
+    roles = {"anon": {"employes": {"select": {"columns": ["id", "nom", "email"]}}}}  # email was dropped at the source
+    with caplog.at_level(logging.ERROR, logger="sluice.api"):
+        api = make_api({"sources": [{"connection": "hr", "tables": ["*"]}], "roles": roles}, {"hr": url})
+    try:
+        assert any("columns names 'email'" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+        client = Client(api, url)
+        assert client.data("{ employes(order_by: {id: asc}, limit: 1) { id nom } }", role="anon") == {
+            "employes": [{"id": 1, "nom": "Ana"}]
+        }
+        assert client.error("{ employes { salaire } }", role="anon") == (403, "permission-denied")
     finally:
         api.close()
