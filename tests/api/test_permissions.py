@@ -141,3 +141,35 @@ def test_a_column_gone_from_a_columns_list_only_leaves_that_column_out(tmp_path:
         assert client.error("{ employes { salaire } }", role="anon") == (403, "permission-denied")
     finally:
         api.close()
+
+
+CLAIM_ROLES = {
+    **{
+        "author": {
+            "employes": {
+                "select": {"filter": {"author": {"_eq": {"claim": "sub"}}}},
+                "insert": {"set": {"author": {"claim": "sub"}}},
+            }
+        }
+    },
+    "team": {"employes": {"select": {"filter": {"author": {"_in": {"claim": "authors"}}}}}},
+}
+
+
+def test_claims_of_the_wrong_shape_are_403_never_a_500_or_a_loose_match(engine: str) -> None:
+    api = make_api({"sources": [{"connection": "hr", "tables": ["*"]}], "roles": CLAIM_ROLES}, {"hr": engine})
+    client = Client(api, engine)
+    try:
+        query = "{ employes(order_by: {id: asc}) { id } }"
+        assert client.error(query, role="author", sub={"a": 1}) == (403, "claim-invalid")
+        assert client.error(query, role="author", sub=["u1"]) == (403, "claim-invalid")  # not silently 'u1'
+        assert client.error(query, role="author", sub=[["u1"]]) == (403, "claim-invalid")
+        assert client.data(query, role="author", sub="u1") == {"employes": [{"id": 1}, {"id": 3}]}
+        insert = 'mutation { insert_employes_one(object: {id: 70, nom: "Z"}) { id } }'
+        assert client.error(insert, role="author", sub=["u1"]) == (403, "claim-invalid")
+        assert fetch(engine, "SELECT count(*) FROM employes WHERE id = 70") == [(0,)]
+        assert client.data(query, role="team", sub="x", authors=["u1", "u3"]) == {"employes": [{"id": 1}, {"id": 3}, {"id": 4}]}
+        assert client.data(query, role="team", sub="x", authors="u2") == {"employes": [{"id": 2}, {"id": 5}]}
+        assert client.error(query, role="team", sub="x", authors={"u": 1}) == (403, "claim-invalid")
+    finally:
+        api.close()

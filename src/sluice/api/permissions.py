@@ -190,20 +190,43 @@ def _columns(table: ExposedTable, names: list[str]) -> frozenset[str]:
 
 
 def claim_value(principal: Principal, value: Any) -> Any:
-    """``value`` with a ``{claim: NAME}`` replaced by the principal's claim (dotted path allowed)."""
+    """``value`` with a ``{claim: NAME}`` replaced by the principal's claim (dotted path allowed). A claim used in a
+    permission is a string, number, boolean or null, or a list of those (for ``_in``); anything else (an object,
+    nested lists) raises :class:`DataApiError` 403 ``claim-invalid`` rather than reaching the SQL."""
     if isinstance(value, dict) and set(value) == {"claim"} and isinstance(value["claim"], str):
-        name = value["claim"]
-        claims = principal.claims
-        if name in claims:
-            return claims[name]
-        current: Any = claims
-        for part in name.split("."):
-            if not isinstance(current, dict) or part not in current:
-                raise DataApiError(
-                    f"this request has no claim '{name}', which role '{principal.role}' needs", status=403, code="claim-missing"
-                )
-            current = current[part]
-        return current
+        return _checked_claim(value["claim"], _claim(principal, value["claim"]), principal.role)
     if isinstance(value, list):
         return [claim_value(principal, v) for v in value]
     return value
+
+
+def _checked_claim(name: str, value: Any, role: str) -> Any:
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(item, (dict, list)) for item in items):
+        raise claim_invalid(name, role, "an object or nested list")
+    return value
+
+
+def claim_invalid(name: str, role: str, what: str) -> DataApiError:
+    """The 403 of a claim whose value cannot be used where role ``role``'s permission puts it."""
+    return DataApiError(
+        f"this request's claim '{name}' is {what}, which role '{role}''s permission cannot compare; "
+        "a claim in a permission is a string, number, boolean, or a list of those for _in",
+        status=403,
+        code="claim-invalid",
+    )
+
+
+def _claim(principal: Principal, name: str) -> Any:
+    """The claim ``name`` of ``principal`` (a dotted path reads nested claims); 403 ``claim-missing`` without it."""
+    claims = principal.claims
+    if name in claims:
+        return claims[name]
+    current: Any = claims
+    for part in name.split("."):
+        if not isinstance(current, dict) or part not in current:
+            raise DataApiError(
+                f"this request has no claim '{name}', which role '{principal.role}' needs", status=403, code="claim-missing"
+            )
+        current = current[part]
+    return current
