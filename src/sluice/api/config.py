@@ -42,6 +42,8 @@ CONTROL_ROUTES = (
     "/redoc",
 )
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+"""An origin of ``api.cors.allow_origins``: scheme, host (``*.`` before it: any subdomain) and optional port."""
 
 
 def _strip(tp: Any) -> Any:
@@ -230,6 +232,18 @@ def read_api(
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
     problems += _proxy_overlaps(settings, file, at)
+    if settings.cors is not None:
+        for index, origin in enumerate(settings.cors.allow_origins):
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                problems.append(
+                    ConfigError(
+                        f"api: cors: allow_origins[{index}] {origin!r} is not an origin: write scheme://host[:port] with "
+                        "no path (https://app.example.com, http://127.0.0.1:5173), https://*.example.com for "
+                        "subdomains, or '*'",
+                        file,
+                        at("cors", "allow_origins", index),
+                    )
+                )
     if settings.cors is not None and settings.cors.allow_credentials and "*" in settings.cors.allow_origins:
         problems.append(
             ConfigError(
