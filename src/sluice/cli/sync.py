@@ -180,7 +180,7 @@ def run(
         if not done and now - shown.get(table, 0.0) < PROGRESS_EVERY_S:
             return
         shown[table] = now
-        of = f"/{total:,}" if total else ""
+        of = f" of ~{total:,}" if total and rows < total else ""  # the total is the catalog's estimate
         rate = f" ({rows / seconds:,.0f} rows/s)" if seconds > 0 else ""
         console.print(f"snapshot {table} ({direction}): {rows:,}{of} rows{rate}", highlight=False)
 
@@ -294,7 +294,8 @@ def status(path: str, name: str | None, as_json: bool) -> None:
     )
     table = Table("direction", "table", "state", "position", "lag s", "applied", "captured", "conflicts", "dead", "snapshot")
     for t in current.tables:
-        snap = f"{t.snapshot_rows:,}" + (f"/{t.snapshot_total:,}" if t.snapshot_total else "")
+        estimate = t.snapshot_total if t.snapshot_total and t.snapshot_rows < t.snapshot_total else None
+        snap = f"{t.snapshot_rows:,}" + (f" of ~{estimate:,}" if estimate else "")
         table.add_row(
             t.direction,
             f"{t.source_table} -> {t.target_table}",
