@@ -428,3 +428,48 @@ def test_one_way_sync_captures_in_a_child_that_dies_with_its_parent(
             proc.communicate()
     assert proc.returncode != 0
     assert "the capture process exited with status -9" in err
+
+
+@pytest.mark.parametrize("source", ["my", "pg"])
+@pytest.mark.parametrize("how", ["resnapshot", "resync"])
+def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path, how: str, source: str
+) -> None:
+    """Emptying the target for a new copy is the sync's own write: the target's capture skips it (it used to
+    capture the TRUNCATE and apply it to the source, emptying both sides)."""
+    from sluice.cdc.state import request_resync
+
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    name = sync_name()
+    target = "pg" if source == "my" else "my"
+    if source == "pg":
+        pg.execute(DDL.format(t="public.emp"))
+        pg.execute("INSERT INTO public.emp SELECT g, 'p' || g, g, g FROM generate_series(1, 300) g")
+        with my.cursor() as cur:
+            cur.execute("DELETE FROM emp")
+    sync = settings(name, source=source, target=target, tables=["emp"], direction="both", conflicts="newer-wins")
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        assert len(rows_pg(pg, "public.emp")) == len(rows_my(my, "emp")) == 300
+        if how == "resync":
+            request_resync(tmp_path, name, f"{urlsplit_db(mysql_db_url) if source == 'my' else 'public'}.emp")
+        status = SyncRuntime(sync, urls, bus, tmp_path, once=True, resnapshot=how == "resnapshot").run()
+        # A later run reads what this one wrote on each side: all of it the sync's own, nothing echoes.
+        again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    finally:
+        try:
+            SyncRuntime(sync, urls, bus, tmp_path).drop()
+        finally:
+            bus.close()
+    assert len(rows_my(my, "emp")) == 300
+    assert rows_my(my, "emp") == rows_pg(pg, "public.emp")
+    captured = {t.direction: t.captured for t in status.tables}
+    assert captured[f"{target} -> {source}"] == {}, captured
+    assert captured[f"{source} -> {target}"] == {"snapshot": 300}, captured
+    assert [t.captured for t in again.tables] == [{}, {}], again.tables
+
+
+def urlsplit_db(url: str) -> str:
+    """The database of a ``mysql://.../db`` URL."""
+    return url.rsplit("/", 1)[1]

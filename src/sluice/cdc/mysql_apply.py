@@ -23,7 +23,7 @@ import pymysql.err
 
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.apply_common import EPOCH, Key, key_value, mask_values, mysql_type, no_key_error, parse_type, target_columns
-from sluice.cdc.apply_positions import load_position
+from sluice.cdc.apply_positions import TABLE_ROW, load_position
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
 from sluice.cdc.mysql_types import quote
@@ -171,8 +171,17 @@ class MysqlApply(SqlApply):
 
     def reset(self, table: TableRef) -> None:
         """Empty the target table and forget the positions of every partition (the table's own row stays: it
-        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`)."""
-        self._run(f"TRUNCATE TABLE {self._target(table)}")
+        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`).
+
+        One transaction that writes the table's own positions row first: the echo marker, so a both-ways
+        capture of this server skips the delete as the sync's own write instead of emptying the other side.
+        ``DELETE``, not ``TRUNCATE``: MariaDB logs ``TRUNCATE`` as a statement of its own, outside any transaction."""
+        try:
+            self._write_row(table.source.qualified, TABLE_ROW, {})
+            self._run(f"DELETE FROM {self._target(table)}")
+        except BaseException:
+            self._conn.rollback()
+            raise
         self._run(
             f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition >= 0",
             (self.sync, self.side, table.source.qualified),

@@ -36,7 +36,7 @@ import psycopg.errors
 
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.apply_common import Key, key_value, mask_values, no_key_error, parse_type, pg_type, target_columns
-from sluice.cdc.apply_positions import load_position
+from sluice.cdc.apply_positions import TABLE_ROW, load_position
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
 from sluice.cdc.plugins import ApplyOptions
@@ -181,8 +181,12 @@ class PostgresApply(SqlApply):
 
     def reset(self, table: TableRef) -> None:
         """Empty the target table and forget the positions of every partition (the table's own row stays: it
-        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`)."""
+        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`).
+
+        The transaction writes the table's own positions row first: the echo marker, so a both-ways capture of
+        this database skips the ``TRUNCATE`` as the sync's own write instead of emptying the other side."""
         with self._conn.transaction():
+            self._write_row(table.source.qualified, TABLE_ROW, {})
             self._conn.execute(f"TRUNCATE {self._target(table)}")
             self._conn.execute(
                 f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition >= 0",
