@@ -225,6 +225,25 @@ def test_table_error_stops_that_table_only_and_resync_clears_it(bus: EmbeddedBus
     assert by_table["app.emp"].state == "streaming" and same(world, "emp")
 
 
+def test_resync_the_target_refuses_stops_that_table_only(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """The reset of a resync done by capture's thread (apply in the same process) failing for one table stops
+    that table, not the whole sync; a resync that succeeds later clears it."""
+    world = make_world(rows=5)
+    runtime(world, bus, tmp_path, once=True).run()
+    dst = world.dbs["dst"]
+    dst.bad_schema_tables.add("app.emp")
+    world.dbs["src"].write("app.dept", {"id": 50, "name": "flows", "n": 1})
+    request_resync(tmp_path / ".sluice", "s1", "app.emp")
+    status = runtime(world, bus, tmp_path, once=True).run()
+    by_table = {t.source_table: t for t in status.tables}
+    assert by_table["app.emp"].state == "error" and "cannot apply resync" in by_table["app.emp"].error
+    assert by_table["app.dept"].state == "streaming" and same(world, "dept")
+    dst.bad_schema_tables.clear()
+    request_resync(tmp_path / ".sluice", "s1", "app.emp")
+    status = runtime(world, bus, tmp_path, once=True).run()
+    assert all(t.state == "streaming" for t in status.tables) and same(world, "emp")
+
+
 def test_poison_row_goes_to_dead_letters_and_the_rest_flows(bus: EmbeddedBus, tmp_path: Path) -> None:
     world = make_world(rows=5)
     src = world.dbs["src"]

@@ -473,3 +473,44 @@ def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
 def urlsplit_db(url: str) -> str:
     """The database of a ``mysql://.../db`` URL."""
     return url.rsplit("/", 1)[1]
+
+
+def test_primary_key_changed_at_the_source_then_resync_gives_the_target_the_new_key(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """The key change stops the table; the resync gives the target the new key (it kept the old one, whose
+    ON CONFLICT then crashed every start of the sync) and the table streams again."""
+    from sluice.cdc.state import request_resync
+
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    name = sync_name()
+    sync = settings(name)
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        with my.cursor() as cur:
+            cur.execute("ALTER TABLE emp DROP PRIMARY KEY, ADD PRIMARY KEY (id, n)")
+            cur.execute("INSERT INTO emp VALUES (1, 'same id', 7, 1)")
+        stopped = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        assert {t.source_table.split(".")[1]: t.state for t in stopped.tables} == {"emp": "error", "dept": "streaming"}
+        request_resync(tmp_path, name, f"{urlsplit_db(mysql_db_url)}.emp")
+        status = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        with my.cursor() as cur:
+            cur.execute("INSERT INTO emp VALUES (1, 'third', 8, 1)")
+        again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    finally:
+        try:
+            SyncRuntime(sync, urls, bus, tmp_path).drop()
+        finally:
+            bus.close()
+    assert all(t.state == "streaming" for t in status.tables + again.tables), status.tables
+    key = pg.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE i.indrelid = 'public.emp'::regclass AND i.indisprimary ORDER BY a.attnum"
+    ).fetchall()
+    assert key == [("id",), ("n",)]
+    with my.cursor() as cur:
+        cur.execute("SELECT id, name, n, amount FROM emp ORDER BY id, n")
+        source_rows = [tuple(r) for r in cur.fetchall()]
+    assert len(source_rows) == 302
+    assert source_rows == [tuple(r) for r in pg.execute("SELECT id, name, n, amount FROM public.emp ORDER BY id, n")]

@@ -109,6 +109,8 @@ class CaptureSide:
         self.position: Position | None = None
         self.position_text = ""
         self.finished = False
+        self.failed: set[str] = set()
+        """Tables whose target refused its reset (a table error): not snapshotted until a resync succeeds."""
         self._last_checkpoint = 0.0
         self._last_heartbeat = 0.0
         for ref in refs:
@@ -155,7 +157,7 @@ class CaptureSide:
         if self.mode == "never":
             todo: list[TableRef] = []
         else:
-            todo = [ref for ref in self.refs.values() if not self._snapshot_done(ref)]
+            todo = [ref for ref in self.refs.values() if ref.source.qualified not in self.failed and not self._snapshot_done(ref)]
         snapshot_position: Position | None = None
         if todo:
             snapshot_position = self._snapshot(todo)
@@ -195,7 +197,10 @@ class CaptureSide:
 
         When apply runs in another process (no ``applier`` here), or the topics have several partitions, publish
         a resync marker on each table's topic (every partition) instead: apply empties the table when it
-        consumes the marker, before the snapshot rows that follow it (:mod:`sluice.cdc.apply_loop`)."""
+        consumes the marker, before the snapshot rows that follow it (:mod:`sluice.cdc.apply_loop`).
+
+        A target that refuses its reset (a :class:`SyncError` naming the table) stops that table only: it joins
+        :attr:`failed` (not snapshotted) in state ``error``; a later resync that succeeds takes it out."""
         position, text = self.capture.current_position()
         source = Source(
             connector="",
@@ -215,8 +220,16 @@ class CaptureSide:
             else:
                 self.applier.pause(name)
                 self.bus.seek(apply_group(self.sync, self.side), topic, self.bus.end_offset(topic))
-                if self.control is not None:
-                    reset_target(self.control, ref, marker)
+                try:
+                    if self.control is not None:
+                        reset_target(self.control, ref, marker)
+                except SyncError as exc:
+                    if exc.table is None:
+                        raise
+                    self.failed.add(name)
+                    self.applier.stop_table(name, exc)
+                    continue
+                self.failed.discard(name)
                 self.applier.resume(name, ref)
 
     # ----- snapshot ----------------------------------------------------------------------------------
@@ -285,7 +298,8 @@ class CaptureSide:
                 self.local.caught_up(self.until_wall_us)
             return
         for name in self.refs:
-            self.state.set_state(self.direction, name, "streaming")
+            if name not in self.failed:
+                self.state.set_state(self.direction, name, "streaming")
         tables = [ref.source for ref in self.refs.values()]
         next_resync_check = time.monotonic() + 1.0
         for batch in self.capture.stream(start, tables, MAX_WAIT_S):
@@ -451,7 +465,8 @@ class CaptureSide:
                 self.progress.tables[name] = TableProgress(position=position, position_text=text)
                 write_progress(self.bus, self.sync, self.side, self.progress)  # not done: apply keeps "snapshotting"
                 self._reset_targets([ref])
-                self._snapshot_table(ref, self.progress)
+                if name not in self.failed:
+                    self._snapshot_table(ref, self.progress)
                 handled_any = True
         return handled_any
 

@@ -254,6 +254,12 @@ class PostgresApply(SqlApply):
             return str(exc).strip()
         return None
 
+    def _definition_error(self, exc: BaseException) -> bool:
+        """SQLSTATE class 42 (undefined table or column, no unique constraint matching ``ON CONFLICT``, a
+        privilege) and class 23 past the row bisection (a unique violation of a key the source does not have)."""
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        return sqlstate.startswith(("42", "23"))
+
     # ------------------------------------------------------------------------------------ rows
 
     def _stage(self, table: TableRef, columns: list[Column], rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
@@ -420,6 +426,31 @@ class PostgresApply(SqlApply):
             (table.target_namespace, table.target_name),
         ).fetchall()
         return {row[0]: row[1] for row in found}
+
+    def _target_key(self, table: TableRef) -> list[str]:
+        found = self._conn.execute(
+            "SELECT a.attname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum"
+            " WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary ORDER BY k.ord",
+            (table.target_namespace, table.target_name),
+        ).fetchall()
+        return [row[0] for row in found]
+
+    def _set_key(self, table: TableRef, key: Sequence[str], had_key: bool) -> None:
+        target = self._target(table)
+        steps = []
+        if had_key:
+            found = self._conn.execute(
+                "SELECT conname::text FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (target,)
+            ).fetchone()
+            if found is not None:
+                steps.append(f"DROP CONSTRAINT {quote(found[0])}")
+        if key:
+            steps.append(f"ADD PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        if steps:
+            self._conn.execute(f"ALTER TABLE {target} {', '.join(steps)}")
 
     def _same_type(self, target_type: str, wanted: str) -> bool:
         """``format_type`` spells ``varchar(n)`` as ``character varying(n)``."""
