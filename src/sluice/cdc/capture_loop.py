@@ -92,6 +92,7 @@ class CaptureSide:
         start_position: tuple[Position, str] | None = None,
         work_dir: Any = None,
         on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
+        sync_tables: Callable[[], set[str]] | None = None,
     ) -> None:
         self.settings, self.sync, self.side = settings, settings.name, side
         self.partitions = settings.partitions
@@ -105,6 +106,9 @@ class CaptureSide:
         """Wall time the end position (``until``) was read, about."""
         self.work_dir = work_dir
         self.on_progress = on_progress
+        self.sync_tables = sync_tables
+        """The tables of every capture of the sync in this process (both ways: two): a resync request none of
+        them has is dropped with a warning (default: this capture's)."""
         self.progress: SnapshotProgress | None = None
         self.position: Position | None = None
         self.position_text = ""
@@ -452,6 +456,17 @@ class CaptureSide:
         for name in resync_requests(self.work_dir, self.sync):
             ref = self.refs.get(name)
             if ref is None:
+                known = self.sync_tables() if self.sync_tables is not None else set(self.refs)
+                if name not in known:
+                    log.warning(
+                        "sync %s: resync of %s dropped: the sync has no such table; run 'sluice sync resync PATH TABLE' "
+                        "with one of %s",
+                        self.sync,
+                        name,
+                        ", ".join(sorted(known)),
+                    )
+                    with handled(self.work_dir, self.sync, name):
+                        pass
                 continue
             with handled(self.work_dir, self.sync, name):
                 if listed is None:  # one catalog read for every request

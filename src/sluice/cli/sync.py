@@ -320,9 +320,17 @@ def _counts(counts: dict[str, Any]) -> str:
 @click.option("--name", help="The sync (default: the only one).")
 def resync(path: str, table: str, name: str | None) -> None:
     """Empty TABLE (a source table, namespace.name) in the target and copy it again; clears its error."""
-    from sluice.cdc.state import request_resync
+    from sluice.cdc.state import request_resync, resync_name
+    from sluice.cdc.status import read_status
 
     project, spec = _load(path, name)
+    status = read_status(project.work_dir, spec.settings.name)
+    known = list(dict.fromkeys(t.source_table for t in status.tables)) if status is not None else []
+    try:
+        table = resync_name(table, known, spec.settings.name)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
     request_resync(project.work_dir, spec.settings.name, table)
     click.echo(f"resync of {table} requested: the running sync (or its next start) resets and copies it again")
 
