@@ -78,3 +78,21 @@ def test_resync_name_with_two_tables_of_that_short_name_asks_for_the_full_one() 
     with pytest.raises(ConfigError, match="several tables named 'items'"):
         resync_name("items", ["db.items", "public.items"], "s1")
     assert resync_name("db.items", ["db.items", "public.items"], "s1") == "db.items"
+
+
+def test_status_of_a_killed_process_says_not_running(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  my: mysql://u:p@127.0.0.1:1/shop\n  pg: postgresql://u@127.0.0.1:1/wh\n"
+        "syncs:\n  - {name: s1, source: my, target: pg, tables: [customers]}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    pid = int(done.stdout)  # exited: like a process killed with -9, its file still says streaming
+    status = SyncStatus(name="s1", source="my", target="pg", direction="one-way", state="streaming", pid=pid)
+    status.roles = ["capture:my", "apply:pg"]
+    write_status(tmp_path / ".sluice", status)
+    shown = CliRunner().invoke(cli, ["sync", "status", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert f"sync s1: not running (pid {pid} gone; one-way, updated" in shown.output

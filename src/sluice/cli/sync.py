@@ -288,10 +288,11 @@ def status(path: str, name: str | None, as_json: bool) -> None:
         return
     console = make_console()
     age = time.time() - current.updated_at
-    console.print(
-        f"sync {current.name}: {current.state} ({current.direction}, pid {current.pid}, updated {age:.0f} s ago)"
-        + (f": {current.error}" if current.error else "")
-    )
+    if current.gone:  # killed or crashed: its file still said it ran
+        shown = f"not running (pid {current.pid} gone; {current.direction}, updated {age:.0f} s ago)"
+    else:
+        shown = f"{current.state} ({current.direction}, pid {current.pid}, updated {age:.0f} s ago)"
+    console.print(f"sync {current.name}: {shown}" + (f": {current.error}" if current.error else ""))
     table = Table("direction", "table", "state", "position", "lag s", "applied", "captured", "conflicts", "dead", "snapshot")
     for t in current.tables:
         snap = f"{t.snapshot_rows:,}" + (f"/{t.snapshot_total:,}" if t.snapshot_total else "")
