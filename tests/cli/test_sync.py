@@ -78,6 +78,8 @@ def test_resync_name_with_two_tables_of_that_short_name_asks_for_the_full_one() 
     with pytest.raises(ConfigError, match="several tables named 'items'"):
         resync_name("items", ["db.items", "public.items"], "s1")
     assert resync_name("db.items", ["db.items", "public.items"], "s1") == "db.items"
+    # both ways: the declared source's table, not its target (the other direction's source)
+    assert resync_name("items", ["db.items", "public.items"], "s1", ["db.items"]) == "db.items"
 
 
 def test_status_of_a_killed_process_says_not_running(tmp_path: Path) -> None:

@@ -182,14 +182,17 @@ def request_resync(work_dir: Path, sync: str, table: str) -> Path:
     return path
 
 
-def resync_name(table: str, known: Sequence[str], sync: str) -> str:
+def resync_name(table: str, known: Sequence[str], sync: str, preferred: Sequence[str] = ()) -> str:
     """The source table (``namespace.name``) a resync of ``table`` asks for: ``table`` itself when it is one of
     ``known`` (the sync's tables, from its status file) or nothing is known yet (the capture checks it), else
-    the one table of ``known`` whose name without namespace is ``table``. Raises :class:`ConfigError` (with a
+    the one table of ``known`` whose name without namespace is ``table`` (of several, the one in ``preferred``:
+    both ways, the tables of the declared source, not their targets). Raises :class:`ConfigError` (with a
     did-you-mean) for a name that matches no table, or several."""
     if not known or table in known:
         return table
     matches = [name for name in known if name.rpartition(".")[2] == table]
+    if len(matches) > 1:
+        matches = [name for name in matches if name in preferred] or matches
     if len(matches) == 1:
         return matches[0]
     if matches:

@@ -326,9 +326,11 @@ def resync(path: str, table: str, name: str | None) -> None:
 
     project, spec = _load(path, name)
     status = read_status(project.work_dir, spec.settings.name)
-    known = list(dict.fromkeys(t.source_table for t in status.tables)) if status is not None else []
+    tables = status.tables if status is not None else []
+    known = list(dict.fromkeys(t.source_table for t in tables))
+    forward = [t.source_table for t in tables if t.direction.startswith(f"{spec.settings.source} ->")]
     try:
-        table = resync_name(table, known, spec.settings.name)
+        table = resync_name(table, known, spec.settings.name, forward)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
