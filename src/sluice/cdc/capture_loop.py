@@ -58,7 +58,7 @@ from sluice.cdc.events import (
 )
 from sluice.cdc.partitions import ensure_partitions, route
 from sluice.cdc.snapshot_messages import partitioned_snapshot_messages, snapshot_messages
-from sluice.cdc.state import SyncState, handled, resync_requests
+from sluice.cdc.state import SyncState, handled, resync_dir, resync_requests
 from sluice.cdc.tables import selected, table_ref
 
 log = logging.getLogger("sluice.cdc.capture")
@@ -465,8 +465,7 @@ class CaptureSide:
                         name,
                         ", ".join(sorted(known)),
                     )
-                    with handled(self.work_dir, self.sync, name):
-                        pass
+                    (resync_dir(self.work_dir, self.sync) / name).unlink(missing_ok=True)
                 continue
             with handled(self.work_dir, self.sync, name):
                 if listed is None:  # one catalog read for every request

@@ -130,6 +130,7 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
         merged.tables = merge_tables(merged.tables, status.tables, role)
         merged.updated_at = max(merged.updated_at, status.updated_at)
         merged.gone = merged.gone and status.gone
+        merged.host = status.host or merged.host  # oldest first: the newest file's
         if status.state == "error":
             merged.state, merged.error = status.state, status.error
         elif merged.state not in ("error", "stopped") and status.state != "stopped":
