@@ -146,6 +146,12 @@ def measure_distributed(bus_name: str, bus_url: str | None, objects: int, layers
         shutil.rmtree(folder, ignore_errors=True)
     seconds = run_seconds(log)
     latencies = parent_latencies_ms(project, log, ev.ObjectStarted)
+    to_ready = parent_latencies_ms(project, log, ev.ObjectReady)  # the worker's publish and the coordinator
+    ready_at = {e.object_id: e.ts for e in reversed(log) if isinstance(e, ev.ObjectReady)}  # the first of each
+    started_at = {e.object_id: e.ts for e in reversed(log) if isinstance(e, ev.ObjectStarted)}
+    to_started = [  # the coordinator's publish, the broker and the worker's queue
+        (started_at[oid] - ready_at[oid]).total_seconds() * 1000 for oid in started_at if project.objects[oid].parents
+    ]
     workers = {e.worker for e in log if isinstance(e, ev.ObjectStarted)}
     return {
         "bus": bus_name,
@@ -156,6 +162,8 @@ def measure_distributed(bus_name: str, bus_url: str | None, objects: int, layers
         "objects_per_s": objects / seconds,
         "latency_ms_p50": percentile(latencies, 0.50),
         "latency_ms_p99": percentile(latencies, 0.99),
+        "loaded_to_ready_ms_p50": percentile(to_ready, 0.50),
+        "ready_to_started_ms_p50": percentile(to_started, 0.50),
         "events": len(log),
     }
 
@@ -238,6 +246,9 @@ def main() -> None:
     for name, r in runs.items():
         p50, p99 = r["latency_ms_p50"], r["latency_ms_p99"]
         print(f"{name:<10} {r['objects_per_s']:>10,.0f} {r['seconds']:>8.2f} {p50:>8.1f} {p99:>8.1f}")
+    print("latency split, p50 ms: parent loaded -> child ready (worker publish, coordinator) | ready -> started")
+    for name, r in runs.items():
+        print(f"{name:<10} {r['loaded_to_ready_ms_p50']:>8.1f} | {r['ready_to_started_ms_p50']:>8.1f}")
     k, e = runs["kafka"], runs["embedded"]
     print(
         f"kafka / embedded: objects/s {ratio(k['objects_per_s'], e['objects_per_s'])}, "

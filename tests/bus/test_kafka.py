@@ -283,6 +283,21 @@ def test_publishing_from_many_threads_keeps_each_threads_order(make_bus: MakeBus
         assert mine == [f"{thread}:{b}:{i}" for b in range(20) for i in range(5)]
 
 
+@pytest.mark.parametrize("topic", ["sluice.events", "sluice.ready.ingest"])
+def test_a_message_the_broker_refuses_fails_its_publication_wherever_it_is(make_bus: MakeBus, topic: str) -> None:
+    # One partition: only the last message of a batch reports to Python, the others' errors are read then. Six
+    # partitions: every message reports. Either way the waiter raises, and the publication counts as failed.
+    bus = make_bus(config={"message.max.bytes": 3_000_000})  # the broker takes 1 MB at most: it refuses the second
+    failed = counter(metrics.BUS_PRODUCE_ERRORS, topic)
+    written = bus.publish_many_nowait([(topic, [("1", b"a"), ("2", b"x" * 2_000_000), ("3", b"c")])])
+    with pytest.raises(BusError, match="Message size too large"):
+        written()
+    assert counter(metrics.BUS_PRODUCE_ERRORS, topic) == failed + 3
+    produced = counter(metrics.BUS_MESSAGES_PRODUCED, topic)
+    bus.publish_many_nowait([(topic, [("4", b"d"), ("5", b"e")])])()  # the next publication is not affected
+    assert counter(metrics.BUS_MESSAGES_PRODUCED, topic) == produced + 2
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

@@ -102,6 +102,11 @@ class Bus(ABC):
     ordered_publish_many = False
     """True when :meth:`publish_many` writes every batch in one transaction, in the order given: no consumer
     sees a message of one batch without the messages before it (the embedded log; not Kafka)."""
+    writes_in_background = False
+    """True when :meth:`publish_many_nowait` only hands the messages to a client that writes them in the background
+    (Kafka): a publisher gains by publishing each message as soon as it has it and waiting for the writes
+    elsewhere (``runtime/outbox.py``). False when it writes before returning (the embedded log: one transaction
+    per call, so callers batch, and :meth:`publish_and_commit` is one transaction)."""
 
     @abstractmethod
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:

@@ -75,6 +75,7 @@ class KafkaBus(Bus):
     """
 
     partitioned = True
+    writes_in_background = True
 
     def __init__(
         self,
@@ -231,32 +232,58 @@ class KafkaBus(Bus):
         while not self._closed:
             self._producer.poll(0.1)
 
-    def _produce(self, batch: _Delivery, topic: str, messages: Sequence[tuple[str | None, bytes]], partition: int = -1) -> None:
-        """Hand ``messages`` to the producer: to ``partition``, or (-1) to the one their key picks."""
+    def _produce(
+        self, batch: _Delivery, topic: str, messages: Sequence[tuple[str | None, bytes]], partition: int, partitions: int
+    ) -> None:
+        """Hand ``messages`` to the producer: to ``partition``, or (-1) to the one their key picks (``partitions``:
+        how many ``topic`` has), with the callbacks that report them to ``batch``.
+
+        Reports cost CPU in the publishing process (each runs on the delivery thread, holding the GIL). When every
+        message goes to one partition (a topic of one, or an explicit partition) and ``batch`` keeps no offsets,
+        every message but the last reports to a dict's ``__setitem__`` (C code: it only keeps the errors) and the
+        last one to Python, which then reads the errors of those before it: librdkafka reports the messages of a
+        partition in the order they were produced, and the idempotent producer writes a message only after every
+        earlier one of its partition was written or reported failed. Otherwise each message reports to Python.
+        """
         produce = self._producer.produce
         name = self.kafka_name(topic)
+        batch.counts[topic] = batch.counts.get(topic, 0) + len(messages)
+        offsets = batch.offsets
+        if offsets is None and (partition >= 0 or partitions == 1):
+            quiet: dict[KafkaError | None, Any] = {}
+            early: Callable[[KafkaError | None, Any], None] = quiet.__setitem__
+            last_callback = functools.partial(batch.report, topic, quiet)
+            batch.reports += 1
+            last = len(messages) - 1
+            for index, (key, value) in enumerate(messages):
+                _produce_one(produce, name, value, key, partition, last_callback if index == last else early)
+            return
+        batch.reports += len(messages)
+        if offsets is None:
+            report = functools.partial(batch.report, topic, None)  # one callback object for all: cheaper to produce
+            for key, value in messages:
+                _produce_one(produce, name, value, key, partition, report)
+            return
         for key, value in messages:
-            callback = functools.partial(batch.delivered, len(batch.offsets), topic)
-            batch.offsets.append(-1)
-            data = key.encode() if key is not None else None
-            while True:
-                try:
-                    produce(name, value, data, partition, on_delivery=callback)
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    time.sleep(0.01)
+            callback = functools.partial(batch.delivered, len(offsets), topic)
+            offsets.append(-1)
+            _produce_one(produce, name, value, key, partition, callback)
 
     def _start(
-        self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], partitions: Sequence[int] = ()
+        self,
+        batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]],
+        partitions: Sequence[int] = (),
+        *,
+        offsets: bool = False,
     ) -> _Delivery:
-        """Hand every batch to the producer; the returned delivery collects their reports. ``partitions``: the
-        partition of each batch (none: their keys pick)."""
+        """Hand every batch to the producer; the returned delivery collects their reports (and the offsets of the
+        messages when ``offsets``). ``partitions``: the partition of each batch (none: their keys pick)."""
         if self._producer_failed:
             with self._producer_lock:
                 if self._producer_failed:
                     self._producer_failed = False
                     self._producer = self._new_producer()
-        batch = _Delivery()
+        batch = _Delivery(offsets)
         for index, (topic, messages) in enumerate(batches):
             if messages:
                 count = self.ensure_topic(topic)
@@ -266,23 +293,24 @@ class KafkaBus(Bus):
                 partition = partitions[index] if partitions else -1
                 if partition >= count:
                     raise BusError(f"cannot publish to partition {partition} of {topic!r}: it has {count} partitions")
-                self._produce(batch, topic, messages, partition)
-        batch.expect(len(batch.offsets))
+                self._produce(batch, topic, messages, partition, count)
+        batch.expect()
         return batch
 
     def _wait(self, batch: _Delivery) -> list[int]:
-        """Wait for the delivery reports of ``batch``; its offsets, or a BusError."""
-        if not batch.offsets:
+        """Wait for the delivery reports of ``batch``; its offsets (when it keeps them), or a BusError."""
+        total = sum(batch.counts.values())
+        if not total:
             return []
         if not batch.done.wait(DELIVERY_TIMEOUT_MS / 1000 + REQUEST_TIMEOUT_S):
-            raise BusError(f"Kafka at {self.bootstrap} did not acknowledge {len(batch.offsets)} messages in time. {HINT}")
+            raise BusError(f"Kafka at {self.bootstrap} did not acknowledge {total} messages in time. {HINT}")
         if batch.errors:
             topic, err = batch.errors[0]
-            raise BusError(f"could not publish {len(batch.errors)} messages to {topic!r} on Kafka at {self.bootstrap}: {err}")
-        return batch.offsets
+            raise BusError(f"could not publish to {topic!r} on Kafka at {self.bootstrap} (some of {total} messages): {err}")
+        return batch.offsets or []
 
     def publish(self, topic: str, messages: Sequence[tuple[str | None, bytes]]) -> list[int]:
-        return self._wait(self._start([(topic, messages)]))
+        return self._wait(self._start([(topic, messages)], offsets=True))
 
     def publish_many(
         self, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]], *, own_group: str | None = None
@@ -501,31 +529,73 @@ class KafkaBus(Bus):
         self._util.close()
 
 
-class _Delivery:
-    """The delivery reports of one publish call; callbacks run on the bus's delivery thread."""
+def _produce_one(
+    produce: Callable[..., None],
+    topic: str,
+    value: bytes,
+    key: str | None,
+    partition: int,
+    callback: Callable[[KafkaError | None, Any], None],
+) -> None:
+    """``produce`` one message, waiting while the producer's local queue is full."""
+    while True:
+        try:
+            produce(topic, value, key, partition, on_delivery=callback)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain it
+            time.sleep(0.01)
 
-    def __init__(self) -> None:
-        self.offsets: list[int] = []
+
+class _Delivery:
+    """The delivery reports of one publication; callbacks run on the bus's delivery thread.
+
+    ``counts`` holds the messages handed to the producer per topic and ``reports`` how many report to Python
+    (:meth:`report` or :meth:`delivered`); the others report to a dict of errors read by the last message of
+    their batch (``KafkaBus._produce``). ``offsets`` (when kept) has the offset of each message in the order
+    given; ``done`` is set once every report is in, after the messages are counted in the metrics.
+    """
+
+    def __init__(self, offsets: bool = False) -> None:
+        self.offsets: list[int] | None = [] if offsets else None
+        self.counts: dict[str, int] = {}
+        self.reports = 0
         self.errors: list[tuple[str, KafkaError]] = []
         self.done = threading.Event()
+        self._failed: set[str] = set()
         self._lock = threading.Lock()
         self._reported = 0
         self._expected: int | None = None
 
-    def expect(self, count: int) -> None:
+    def expect(self) -> None:
+        """Every message is handed to the producer: ``done`` is set once the Python reports are in."""
         with self._lock:
-            self._expected = count
-            if self._reported == count:
-                self.done.set()
+            self._expected = self.reports
+            if self._reported == self._expected:
+                self._finish()
 
     def delivered(self, index: int, topic: str, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
+        """The report of one message whose offset is kept."""
+        if err is None and self.offsets is not None:
             self.offsets[index] = msg.offset()
-            metrics.child(metrics.BUS_MESSAGES_PRODUCED, topic).inc()
-        else:
-            self.errors.append((topic, err))
-            metrics.child(metrics.BUS_PRODUCE_ERRORS, topic).inc()
+        self.report(topic, None, err, msg)
+
+    def report(self, topic: str, before: dict[KafkaError | None, Any] | None, err: KafkaError | None, msg: Any) -> None:
+        """The report of a message of ``topic``; ``before``: the errors of the messages reported before it."""
+        failures = [e for e in before if e is not None] if before else []
+        if err is not None:
+            failures.append(err)
         with self._lock:
+            if failures:
+                self.errors.extend((topic, e) for e in failures)
+                self._failed.add(topic)
             self._reported += 1
             if self._reported == self._expected:
-                self.done.set()
+                self._finish()
+
+    def _finish(self) -> None:
+        """Count the messages written, per topic (once per publication, not per message; a topic's messages of a
+        publication with a failed one count as errors: the caller publishes them again), then set ``done``."""
+        for topic, count in self.counts.items():
+            counter = metrics.BUS_PRODUCE_ERRORS if topic in self._failed else metrics.BUS_MESSAGES_PRODUCED
+            metrics.child(counter, topic).inc(count)
+        self.done.set()

@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from confluent_kafka import Consumer as _KafkaConsumer
 
 from sluice.bus.base import Consumer, Message
-from sluice.bus.kafka_common import REQUEST_TIMEOUT_S, asking_again, message_of
+from sluice.bus.kafka_common import REQUEST_TIMEOUT_S, asking_again
 from sluice.errors import BusError
 from sluice.observability import metrics
 
@@ -46,7 +46,8 @@ LAG_SAMPLE_S = 5.0
 class _Partition:
     """What one consumer tracks about a partition it owns.
 
-    ``delivered`` are the offsets handed out and not yet part of the committed prefix, in order;
+    ``delivered`` are the offsets handed out and not yet part of the committed prefix, in order (an exclusive
+    consumer, which commits in log order, keeps none);
     ``position`` is the offset to commit (the first not completed), None until known; ``seen_end`` and
     ``seen_count``: the previous owners had handed out messages up to ``seen_end``, ``seen_count`` times.
     """
@@ -119,6 +120,7 @@ class KafkaConsumer(Consumer):
         self._closing = threading.Event()
         self._closed = False
         self._commit_due = False
+        self._commit_sent = 0.0  # time.monotonic() when the commit request the broker has not answered was sent, or 0
         self._busy_until = 0.0  # time.monotonic() until which the background thread polls every BUSY_POLL_S
         self._thread = threading.Thread(target=self._run, name=f"kafka-{group}", daemon=True)
         self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, metrics.group_label(group), topic)
@@ -219,6 +221,7 @@ class KafkaConsumer(Consumer):
             self._cond.notify_all()
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        self._commit_sent = 0.0
         with self._cond:
             for tp in partitions:
                 part = self._parts.get(tp.partition)
@@ -241,7 +244,9 @@ class KafkaConsumer(Consumer):
             try:
                 self._serve_requests()
                 self._flow_control()
-                if self._commit_due:
+                # One commit request in flight at a time: commits asked for meanwhile go out together after its
+                # answer (each costs the broker more CPU than a produce request).
+                if self._commit_due and (not self._commit_sent or time.monotonic() - self._commit_sent > RETRY_COMMIT_S):
                     self._commit_due = False
                     self._commit_async()
                 first = self._consumer.poll(BUSY_POLL_S if time.monotonic() < self._busy_until else POLL_S)
@@ -261,25 +266,43 @@ class KafkaConsumer(Consumer):
         self._shutdown()
 
     def _buffer_messages(self, batch: list[Any]) -> None:
+        """Queue a poll's messages by partition, each made as ``kafka_common.message_of`` does (inlined: every message
+        a consumer takes passes here)."""
         self._busy_until = time.monotonic() + BUSY_S
+        topic = self.topic
         with self._cond:
+            parts, buffer, sizes = self._parts, self._buffer, self._bytes
+            added = 0
             for m in batch:
                 err = m.error()
                 if err is not None:
                     self._errors.inc()
                     log.warning("consuming %s: %s", self.topic, err.str())
                     continue
-                part = self._parts.get(m.partition())
+                partition = m.partition()
+                part = parts.get(partition)
                 if part is None:
                     continue
                 offset = m.offset()
-                queue = self._buffer.get(m.partition())
+                queue = buffer.get(partition)
                 if queue is None:
-                    queue = self._buffer[m.partition()] = deque()
-                message = message_of(m, self.topic, part.seen_count + 1 if offset < part.seen_end else 1)
-                queue.append(message)
-                self._bytes[message.partition] = self._bytes.get(message.partition, 0) + len(message.value)
-                self._size += 1
+                    queue = buffer[partition] = deque()
+                key = m.key()
+                value = m.value() or b""
+                queue.append(
+                    Message(
+                        topic,
+                        partition,
+                        offset,
+                        key.decode("utf-8", "replace") if key is not None else None,
+                        value,
+                        m.timestamp()[1] / 1000.0,
+                        part.seen_count + 1 if offset < part.seen_end else 1,
+                    )
+                )
+                sizes[partition] = sizes.get(partition, 0) + len(value)
+                added += 1
+            self._size += added
             self._cond.notify_all()
 
     def _flow_control(self) -> None:
@@ -345,6 +368,7 @@ class KafkaConsumer(Consumer):
         """Send the positions to commit; ``_on_commit`` records the broker's answer."""
         offsets = self._positions(None, retry)
         if offsets:
+            self._commit_sent = time.monotonic()
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
             except KafkaException as exc:
@@ -435,9 +459,11 @@ class KafkaConsumer(Consumer):
             return
         taken = min(count, len(queue))
         size = 0
+        delivered = None if self.exclusive else part.delivered  # an exclusive consumer commits in log order
         for _ in range(taken):
             m = queue.popleft()
-            part.delivered.append(m.offset)
+            if delivered is not None:
+                delivered.append(m.offset)
             size += len(m.value)
             out.append(m)
         self._bytes[partition] -= size

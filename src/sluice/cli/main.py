@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from sluice import events as ev
+from sluice.cli.tuning import tune_gc
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
@@ -254,6 +255,7 @@ def run(
     setup_logging(log_format, log_level)
     project = _load(path)
     _check_simulation(project, path, delay_scale, fail_ids)
+    tune_gc()
     if metrics_port:
         metrics.serve(metrics_port, metrics_host)
     options = RunOptions(
@@ -384,6 +386,7 @@ def worker(
     project = _load(path)
     if stage not in project.stage_names:
         _fail(f"unknown stage '{stage}' (stages: {', '.join(project.stage_names)}).{did_you_mean(stage, project.stage_names)}")
+    tune_gc()
     if metrics_port:
         metrics.serve(metrics_port, metrics_host)
     with open_backends(project, bus_url, state_url) as backends:

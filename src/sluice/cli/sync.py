@@ -6,7 +6,6 @@ so ``sluice sync PATH --once`` and ``sluice sync status PATH`` both read natural
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import msgspec
 
+from sluice.cli.tuning import tune_gc
 from sluice.errors import ConfigError, SluiceError, ValidationFailed
 from sluice.observability.logs import setup_logging
 from sluice.project.load import load_project
@@ -49,18 +49,6 @@ def _load(path: str, name: str | None) -> tuple[Project, SyncSpec]:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
-
-
-def tune_gc() -> None:
-    """Make Python's cyclic garbage collector run less often in a sync process.
-
-    A sync allocates millions of short-lived, acyclic objects (decoded events, row values); with the default
-    thresholds (a collection every 700 allocations) the collector walked every live batch again and again
-    and took a large share of the CPU (seen with py-spy in ``bench/cdc.py``). Objects alive at start-up are
-    frozen out of collections and the youngest generation is collected every 50,000 allocations instead.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def _split(processes: str, role: str, spec: SyncSpec) -> bool:
