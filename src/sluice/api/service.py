@@ -28,6 +28,7 @@ from sluice.api.gate import DataApiError, Gate
 from sluice.api.model import Model, build_model
 from sluice.api.nesting import check_document, too_deep
 from sluice.api.permissions import Permissions
+from sluice.api.plans import PlanCache
 from sluice.api.schema import RootField, build_schema
 from sluice.api.settings import ApiSettings
 from sluice.api.sync_fields import SyncRunner, sync_mutation_fields
@@ -76,6 +77,8 @@ class DataApi:
         self._refresh_lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int], Parsed] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self.plans = PlanCache()
+        """Compiled query plans (:mod:`sluice.api.plans`), emptied when the schema is rebuilt."""
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.sync_runner: SyncRunner | None = None
@@ -145,6 +148,7 @@ class DataApi:
                 checked_at=started,
             )
             self._state = fresh
+            self.plans.clear()  # their keys name the old version: never used again
             if state is not None:
                 log.info("data API: the schema follows a catalog change (version %d, %d tables)", version, len(model.tables))
             return fresh
