@@ -31,8 +31,9 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sluice.api import metrics as api_metrics
+from sluice.api.async_pg import answer_planned
 from sluice.api.databases import POOL_SIZE
-from sluice.api.execute import Answer, answer_error
+from sluice.api.execute import Answer, answer_error, run_request
 from sluice.api.gate import DataApiError
 from sluice.api.http import INTERNAL, MAX_BODY_BYTES, admit_and_run
 from sluice.api.nesting import too_deep
@@ -121,9 +122,20 @@ class GraphQLFastPath:
         client = scope.get("client")
         address = str(client[0]) if client else ""
         loop = asyncio.get_running_loop()
-        answer: Answer = await loop.run_in_executor(
-            self._threads, admit_and_run, self.api, headers, address, body, "POST", started
-        )
+        nowait = getattr(self.api.gate, "admit_nowait", None)
+        principal = None
+        if nowait is not None:
+            try:
+                principal = nowait(headers, address, "graphql")
+            except DataApiError as exc:
+                return self._refused(exc, started)
+        if principal is not None:
+            planned = await answer_planned(self.api, body, principal)
+            if planned is not None:
+                return planned
+            answer: Answer = await loop.run_in_executor(self._threads, run_request, self.api, body, principal, "POST")
+            return answer
+        answer = await loop.run_in_executor(self._threads, admit_and_run, self.api, headers, address, body, "POST", started)
         return answer
 
     def _refused(self, exc: DataApiError, started: float) -> Answer:

@@ -77,6 +77,7 @@ def create_app(services: Services) -> FastAPI:
             if live is not None:
                 await anyio.to_thread.run_sync(live.close)
             if data_api is not None:
+                await data_api.close_async()
                 await anyio.to_thread.run_sync(data_api.close)
             await anyio.to_thread.run_sync(services.stop)
 
