@@ -45,46 +45,47 @@ class AsyncPool:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.loop = asyncio.get_running_loop()
-        self._idle: list[Any] = []
+        self._idle: list[tuple[Any, Any]] = []
+        """(connection, its cursor) pairs ready for a statement."""
         self._open = 0
-        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._waiters: deque[asyncio.Future[tuple[Any, Any] | None]] = deque()
         self._closed = False
 
     async def execute(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run one statement and return its rows (counted in ``database.statements``); :class:`StaleCatalog`
         or :class:`DataApiError` as :meth:`Database.execute` raises them."""
-        conn = await self._take()
+        pair = await self._take()
         ok = False
         try:
             self.database.statements += 1
-            async with conn.cursor() as cur:
-                await cur.execute(sql, dict(params))
-                rows: list[tuple[Any, ...]] = list(await cur.fetchall())
+            cursor = pair[1]  # one cursor per connection, run again for each statement
+            await cursor.execute(sql, dict(params))
+            rows: list[tuple[Any, ...]] = list(await cursor.fetchall())
             ok = True
             return rows
         except Exception as exc:
             raise translate("postgresql", exc) from None
         finally:
-            self._give(conn, ok)
+            self._give(pair, ok)
 
-    async def _take(self) -> Any:
+    async def _take(self) -> tuple[Any, Any]:
         if self._idle:
             return self._idle.pop()
         if self._open < POOL_SIZE:
             return await self._connect()
-        waiter: asyncio.Future[Any] = self.loop.create_future()
+        waiter: asyncio.Future[tuple[Any, Any] | None] = self.loop.create_future()
         self._waiters.append(waiter)
         try:
-            conn = await asyncio.wait_for(waiter, self.database.timeout_s)
+            pair = await asyncio.wait_for(waiter, self.database.timeout_s)
         except TimeoutError:
             raise DataApiError(
                 f"every connection to '{self.database.name}' stayed busy for {self.database.timeout_s:g} s; try again",
                 status=503,
                 code="database-busy",
             ) from None
-        return conn if conn is not None else await self._connect()
+        return pair if pair is not None else await self._connect()
 
-    async def _connect(self) -> Any:
+    async def _connect(self) -> tuple[Any, Any]:
         import psycopg
 
         self._open += 1
@@ -99,22 +100,22 @@ class AsyncPool:
                 f"the database '{self.database.name}' cannot be reached", status=503, code="database-unavailable"
             ) from None
         conn.prepare_threshold = PREPARE_THRESHOLD
-        return conn
+        return conn, conn.cursor()
 
-    def _give(self, conn: Any, ok: bool) -> None:
-        if self._closed or not (ok or _reusable(conn)):
+    def _give(self, pair: tuple[Any, Any], ok: bool) -> None:
+        if self._closed or not (ok or _reusable(pair[0])):
             self._open -= 1
-            self._discard(conn)
+            self._discard(pair[0])
             self._wake(None)  # a waiter opens a connection of its own
             return
-        if not self._wake(conn):
-            self._idle.append(conn)
+        if not self._wake(pair):
+            self._idle.append(pair)
 
-    def _wake(self, conn: Any) -> bool:
+    def _wake(self, pair: tuple[Any, Any] | None) -> bool:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(conn)
+                waiter.set_result(pair)
                 return True
         return False
 
@@ -127,7 +128,7 @@ class AsyncPool:
         self._closed = True
         idle, self._idle = self._idle, []
         self._open -= len(idle)
-        for conn in idle:
+        for conn, _ in idle:
             await _close(conn)
 
 
