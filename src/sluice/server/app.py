@@ -111,6 +111,7 @@ def create_app(services: Services) -> FastAPI:
             from sluice.api.cors import DataApiCors
 
             app.add_middleware(DataApiCors, settings=data_api.settings)
+            app.wrap_fast_paths(DataApiCors, settings=data_api.settings)
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class FastPath(Protocol):
@@ -33,14 +33,28 @@ class FastPathApp(FastAPI):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast_paths: list[FastPath] = []
+        self._fast_entry: ASGIApp = self._dispatch
+
+    def wrap_fast_paths(self, middleware: type[Any], **kwargs: Any) -> None:
+        """Put ``middleware(app, **kwargs)`` (an ASGI middleware class) around the fast paths as well, outermost
+        (e.g. CORS: its headers on every answer of the data API's paths); add it to the app too for the
+        requests that go through FastAPI."""
+        self._fast_entry = middleware(self._fast_entry, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             for path in self.fast_paths:
                 if path.accepts(scope):
-                    await path.handle(scope, receive, send)
+                    await self._fast_entry(scope, receive, send)
                     return
         await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for path in self.fast_paths:
+            if path.accepts(scope):
+                await path.handle(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)  # a wrapper changed the request: FastAPI answers it
 
 
 def install(app: Any, handler: FastPath, middleware: type[Any], **kwargs: Any) -> None:
