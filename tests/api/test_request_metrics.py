@@ -160,3 +160,18 @@ def test_rest_requests_are_counted_and_logged_with_their_role(http: httpx.Client
     (line,) = logged.parsed()
     assert (line["api"], line["operation"], line["role"], line["status"]) == ("rest", "GET employes", "anon", 200)
     assert "Ana" not in logged.lines[0] and "eq.1" not in logged.lines[0]
+
+
+def test_rest_reads_answered_ahead_of_the_routes_keep_their_http_metrics(http: httpx.Client) -> None:
+    table = {"route": "/rest/{table}", "method": "GET", "status": "200"}
+    row = {"route": "/rest/{table}/{key}", "method": "GET", "status": "200"}
+    before = value("sluice_http_requests_total", **table), value("sluice_http_requests_total", **row)
+    answer = http.get("/rest/employes?select=id,nom&id=eq.1", headers={"Prefer": "count=exact"})
+    assert answer.json() == [{"id": 1, "nom": "Ana"}]
+    assert answer.headers["content-range"] == "0-0/1" and answer.headers["preference-applied"] == "count=exact"
+    assert http.get("/rest/employes/1?select=nom").json() == {"nom": "Ana"}
+    after = value("sluice_http_requests_total", **table), value("sluice_http_requests_total", **row)
+    assert after == (before[0] + 1, before[1] + 1)
+    missing = http.get("/rest/nothing")
+    assert missing.status_code == 404 and missing.json()["code"] == "SLR205"
+    assert http.get("/rest/openapi.json").json()["openapi"].startswith("3.")

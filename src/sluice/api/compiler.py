@@ -20,6 +20,7 @@ from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.model import ExposedTable, Model
 from sluice.api.permissions import Access, Permissions, claim_invalid, claim_value
+from sluice.api.plans import is_tagged, untag
 from sluice.api.principal import Principal
 
 _COMPARISONS = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
@@ -60,12 +61,17 @@ class Compiler:
         self.fragments = fragments
         self.max_rows = max_rows
         self.params: dict[str, Any] = {}
+        self.bindings: list[tuple[str, str, Column | None]] = []
+        """The parameters bound to a tagged variable unchanged (name, variable, column): :mod:`sluice.api.plans`."""
         self._aliases = 0
 
     # Names and values.
 
     def param(self, value: Any, column: Column | None = None) -> str:
         name = f"p{len(self.params)}"
+        if is_tagged(value):
+            variable, value = untag(value)
+            self.bindings.append((name, variable, column))
         self.params[name] = self.dialect.bind(value, column)
         return self.dialect.placeholder(name)
 

@@ -70,11 +70,8 @@ class Database:
         try:
             if self.scheme == "postgresql":
                 import psycopg
-                from psycopg.conninfo import conninfo_to_dict
 
-                url = libpq_url(self.url)
-                given = str(conninfo_to_dict(url).get("options") or "")
-                options = f"{given} -c statement_timeout={int(self.timeout_s * 1000)}".strip()
+                url, options = self.postgres_arguments()
                 pg = psycopg.connect(url, autocommit=True, options=options)
                 pg.prepare_threshold = PREPARE_THRESHOLD
                 return pg
@@ -95,6 +92,14 @@ class Database:
         except Exception as exc:
             log.warning("data API: cannot connect to '%s': %s", self.name, exc)
             raise DataApiError(f"the database '{self.name}' cannot be reached", status=503, code="database-unavailable") from None
+
+    def postgres_arguments(self) -> tuple[str, str]:
+        """The libpq URL and ``options`` (the URL's own, then the statement time-out) of a PostgreSQL connection."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        url = libpq_url(self.url)
+        given = str(conninfo_to_dict(url).get("options") or "")
+        return url, f"{given} -c statement_timeout={int(self.timeout_s * 1000)}".strip()
 
     @contextmanager
     def connection(self) -> Iterator[Any]:

@@ -42,6 +42,7 @@ from sluice.api.databases import StaleCatalog
 from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.nesting import check_variables, too_deep
+from sluice.api.plans import Plan, Probe, plan_key, tagged
 from sluice.api.principal import Principal
 from sluice.api.role_schema import role_schema
 from sluice.api.service import DataApi, SchemaState
@@ -150,7 +151,7 @@ def _operation(
             code = (first.extensions or {}).get("code")  # the gate's rules: query-too-costly, query-too-deep, ...
             raise DataApiError(first.message, code=code if isinstance(code, str) else "validation-failed")
         try:
-            return _execute(api, state, parsed.document, variables, name, principal, method)
+            return _execute(api, state, parsed.document, variables, name, principal, method, query)
         except StaleCatalog:
             if attempt == 2:
                 break
@@ -166,6 +167,7 @@ def _execute(
     name: str | None,
     principal: Principal,
     method: str,
+    query: str = "",
 ) -> tuple[int, bytes, str]:
     operation = get_operation_ast(document, name)
     if operation is None:
@@ -185,6 +187,14 @@ def _execute(
     coerced = get_variable_values(state.schema, operation.variable_definitions, variables)
     if isinstance(coerced, list):
         raise DataApiError(coerced[0].message, code="validation-failed")
+    planning: tuple[tuple[Any, ...], Probe] | None = None
+    if operation.operation == OperationType.QUERY and query:
+        key = plan_key(query, name, state.version, principal, coerced)
+        plan = api.plans.get(key)
+        if plan is not None:
+            return 200, _run_plan(api, plan, coerced), plan.label
+        planning = (key, Probe())
+        coerced = tagged(coerced, planning[1])
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     is_mutation = operation.operation == OperationType.MUTATION
     schema = state.schema
@@ -217,7 +227,20 @@ def _execute(
             result[f.key] = run_mutation(compiler, api.databases[writer.connection], root, f, root_type.fields[f.name])
         return 200, _ENCODE(result).encode(), label
     kind = "subscription" if is_live else "query"
-    return 200, _query(api, state, document, operation, fields, root_type, compiler, variables, kind, principal.role), label
+    answer = _query(
+        api, state, document, operation, fields, root_type, compiler, variables, kind, principal.role, planning, label
+    )
+    return 200, answer, label
+
+
+def _run_plan(api: DataApi, plan: Plan, variables: dict[str, Any]) -> bytes:
+    """The ``data`` bytes of a cached :class:`~sluice.api.plans.Plan` run with ``variables`` (coerced)."""
+    db = api.databases[plan.connection]
+    params = plan.params(db.dialect, variables)
+    with db.connection() as conn:
+        rows = db.execute(conn, plan.sql, params)
+    text = rows[0][0]
+    return text.encode() if isinstance(text, str) else bytes(text)
 
 
 def _query(
@@ -231,6 +254,8 @@ def _query(
     variables: dict[str, Any],
     kind: str = "query",
     role: str = "",
+    planning: tuple[tuple[Any, ...], Probe] | None = None,
+    label: str = "-",
 ) -> bytes:
     by_database: dict[str, list[Fields]] = {}
     special: list[Fields] = []
@@ -251,6 +276,10 @@ def _query(
         sql = f"SELECT {c.dialect.json_object(pairs)}"
         if c.dialect.name == "postgresql":
             sql = f"SELECT ({c.dialect.json_object(pairs)})::text"
+        if planning is not None and _plannable(planning[1], special, by_database, pages, state, kind, group):
+            bound = {name for name, _, _ in c.bindings}
+            constants = {name: value for name, value in c.params.items() if name not in bound}
+            api.plans.put(planning[0], Plan(connection, sql, constants, tuple(c.bindings), label))
         with db.connection() as conn:
             rows = db.execute(conn, sql, c.params)
         texts[connection] = (rows[0][0], pages)
@@ -267,6 +296,22 @@ def _query(
     if special:
         merged.update(_introspection(api, state, document, operation, special, variables, role))
     return _ENCODE({f.key: merged.get(f.key) for f in fields}).encode()
+
+
+def _plannable(
+    probe: Probe,
+    special: list[Fields],
+    by_database: dict[str, list[Fields]],
+    pages: list[PagePlan],
+    state: SchemaState,
+    kind: str,
+    group: list[Fields],
+) -> bool:
+    """Whether a compiled query may be cached as a plan: one database, lists and primary keys only (no
+    introspection, no cursor page), and no variable used other than as a bound parameter."""
+    if probe.tainted or special or pages or len(by_database) != 1:
+        return False
+    return all(state.roots[(kind, f.name)].op in ("list", "by_pk") for f in group)
 
 
 def _introspection(

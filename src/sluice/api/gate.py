@@ -28,7 +28,11 @@ class DataApiError(SluiceError):
 
 
 class Gate(Protocol):
-    """Authentication and limits of one served ``api:`` section."""
+    """Authentication and limits of one served ``api:`` section.
+
+    A gate may also offer ``admit_nowait(headers, address, operation) -> Principal | None``: :meth:`admit`
+    when it cannot block (None otherwise), which lets the GraphQL fast path answer on the event loop
+    (:mod:`sluice.api.async_pg`); :class:`~sluice.api.security.gate.SecurityGate` does."""
 
     def admit(self, headers: Mapping[str, str], address: str, operation: str) -> Principal:
         """The request's :class:`Principal`, after its rate limits were counted.

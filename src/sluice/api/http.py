@@ -190,6 +190,7 @@ def mount_api(app: FastAPI, api: DataApi, events: Callable[[Request, Any], Await
 
     app.add_api_route(path, _guarded(post), methods=["POST"], include_in_schema=False)
     from sluice.api.http_fast import GraphQLFastPath
+    from sluice.server.fast_paths import install
 
-    app.add_middleware(GraphQLFastPath, api=api, path=path)
+    install(app, GraphQLFastPath(None, api, path), GraphQLFastPath, api=api, path=path)
     app.add_api_route(path, _guarded(get), methods=["GET"], include_in_schema=False)

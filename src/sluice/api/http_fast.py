@@ -1,10 +1,14 @@
-"""``POST <graphql path>`` answered before FastAPI's routing: a pure ASGI middleware, outermost in the app.
+"""``POST <graphql path>`` answered before FastAPI's routing: a pure ASGI handler ahead of the app's middleware.
 
 The answer is the one :mod:`sluice.api.http`'s route gives (same gate, same body rules, same statuses, bodies
 and headers); what it skips is the work around a route that a GraphQL POST does not need (Starlette's
 exception and routing middleware, FastAPI's dependency solving, the ``Request`` object, anyio's capacity
-limiter), which at thousands of requests per second was a third of the server's CPU. The blocking part (gate
-and database) runs in a thread pool of its own (:data:`THREADS`), one hop per request.
+limiter), which at thousands of requests per second was a third of the server's CPU. In ``sluice serve`` the
+app is a :class:`FastPathApp`, which hands a request its fast paths accept to them before FastAPI's own
+``__call__`` (so also before Starlette's ``ServerErrorMiddleware`` and FastAPI's telemetry and body-limit
+wrappers, about a sixth of the CPU of a primary-key query); any other FastAPI app gets the fast path as its
+outermost middleware. The blocking part (gate and database) runs in a thread pool of its own
+(:data:`THREADS`), one hop per request.
 
 What those layers did for this route is done here:
 the HTTP metrics (``sluice_http_requests_total`` / ``sluice_http_request_duration_seconds`` with the route's
@@ -27,8 +31,9 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sluice.api import metrics as api_metrics
+from sluice.api.async_pg import answer_planned
 from sluice.api.databases import POOL_SIZE
-from sluice.api.execute import Answer, answer_error
+from sluice.api.execute import Answer, answer_error, run_request
 from sluice.api.gate import DataApiError
 from sluice.api.http import INTERNAL, MAX_BODY_BYTES, admit_and_run
 from sluice.api.nesting import too_deep
@@ -44,22 +49,31 @@ _INTERNAL = answer_error(DataApiError(INTERNAL, status=500, code="internal")).bo
 
 
 class GraphQLFastPath:
-    """ASGI middleware answering ``POST path`` of ``api``'s GraphQL; any other request goes to ``app``."""
+    """Answers ``POST path`` of ``api``'s GraphQL (not asking for ``text/event-stream``); as an ASGI middleware,
+    any other request goes to ``app`` (None when used as a :class:`FastPath`)."""
 
-    def __init__(self, app: ASGIApp, api: DataApi, path: str) -> None:
+    def __init__(self, app: ASGIApp | None, api: DataApi, path: str) -> None:
         self.app = app
         self.api = api
         self.path = path
         self._threads = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sluice-graphql")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def accepts(self, scope: Scope) -> bool:
+        """``POST path`` without ``Accept: text/event-stream`` (ASGI header names are lower-case)."""
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            return False
+        return not any(name == b"accept" and b"text/event-stream" in value for name, value in scope["headers"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.accepts(scope):
+            assert self.app is not None
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one GraphQL POST (:meth:`accepts` said yes)."""
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-        if "text/event-stream" in headers.get("accept", ""):
-            await self.app(scope, receive, send)
-            return
         started = time.perf_counter()
         status = 500
         try:
@@ -108,9 +122,20 @@ class GraphQLFastPath:
         client = scope.get("client")
         address = str(client[0]) if client else ""
         loop = asyncio.get_running_loop()
-        answer: Answer = await loop.run_in_executor(
-            self._threads, admit_and_run, self.api, headers, address, body, "POST", started
-        )
+        nowait = getattr(self.api.gate, "admit_nowait", None)
+        principal = None
+        if nowait is not None:
+            try:
+                principal = nowait(headers, address, "graphql")
+            except DataApiError as exc:
+                return self._refused(exc, started)
+        if principal is not None:
+            planned = await answer_planned(self.api, body, principal)
+            if planned is not None:
+                return planned
+            answer: Answer = await loop.run_in_executor(self._threads, run_request, self.api, body, principal, "POST")
+            return answer
+        answer = await loop.run_in_executor(self._threads, admit_and_run, self.api, headers, address, body, "POST", started)
         return answer
 
     def _refused(self, exc: DataApiError, started: float) -> Answer:

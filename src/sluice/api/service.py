@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse, specified_rules, validate
 
@@ -28,6 +29,7 @@ from sluice.api.gate import DataApiError, Gate
 from sluice.api.model import Model, build_model
 from sluice.api.nesting import check_document, too_deep
 from sluice.api.permissions import Permissions
+from sluice.api.plans import PlanCache
 from sluice.api.schema import RootField, build_schema
 from sluice.api.settings import ApiSettings
 from sluice.api.sync_fields import SyncRunner, sync_mutation_fields
@@ -76,6 +78,10 @@ class DataApi:
         self._refresh_lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int], Parsed] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self.plans = PlanCache()
+        """Compiled query plans (:mod:`sluice.api.plans`), emptied when the schema is rebuilt."""
+        self.async_pools: dict[str, Any] = {}
+        """Event-loop connections by connection name (:class:`sluice.api.async_pg.AsyncPool`), made on first use."""
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.sync_runner: SyncRunner | None = None
@@ -94,6 +100,12 @@ class DataApi:
             self._watcher = threading.Thread(target=self._watch, name="sluice-api-catalog", daemon=True)
             self._watcher.start()
 
+    async def close_async(self) -> None:
+        """Close the event-loop connections (call it on their loop, before :meth:`close`)."""
+        pools, self.async_pools = self.async_pools, {}
+        for pool in pools.values():
+            await pool.close()
+
     def close(self) -> None:
         self._stop.set()
         if self._watcher is not None:
@@ -110,6 +122,10 @@ class DataApi:
                 log.warning("data API: catalog check failed: %s", exc)
 
     # The schema.
+
+    def current_state(self) -> SchemaState | None:
+        """The current schema, None if it was never read (never blocks)."""
+        return self._state
 
     def state(self) -> SchemaState:
         """The current schema (read now if it never was)."""
@@ -145,11 +161,17 @@ class DataApi:
                 checked_at=started,
             )
             self._state = fresh
+            self.plans.clear()  # their keys name the old version: never used again
             if state is not None:
                 log.info("data API: the schema follows a catalog change (version %d, %d tables)", version, len(model.tables))
             return fresh
 
     # Documents.
+
+    def cached(self, text: str, state: SchemaState) -> Parsed | None:
+        """``text`` as :meth:`parsed` cached it for ``state``, or None (nothing is parsed here)."""
+        with self._cache_lock:
+            return self._cache.get((text, state.version))
 
     def parsed(self, text: str, state: SchemaState) -> Parsed:
         """``text`` parsed and validated against ``state`` (cached by text and schema version)."""

@@ -27,6 +27,7 @@ from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.server import models
 from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, install_error_handlers, json_response
+from sluice.server.fast_paths import FastPathApp
 from sluice.server.http_metrics import HttpMetrics
 from sluice.server.runs import find_run
 from sluice.server.services import Services
@@ -76,10 +77,11 @@ def create_app(services: Services) -> FastAPI:
             if live is not None:
                 await anyio.to_thread.run_sync(live.close)
             if data_api is not None:
+                await data_api.close_async()
                 await anyio.to_thread.run_sync(data_api.close)
             await anyio.to_thread.run_sync(services.stop)
 
-    app = FastAPI(
+    app = FastPathApp(
         title="Sluice",
         summary=f"Control and observe the runs of the project '{services.project.name}'.",
         version="1",
@@ -109,6 +111,7 @@ def create_app(services: Services) -> FastAPI:
             from sluice.api.cors import DataApiCors
 
             app.add_middleware(DataApiCors, settings=data_api.settings)
+            app.wrap_fast_paths(DataApiCors, settings=data_api.settings)
     app.openapi = _openapi_with_400(app)  # type: ignore[method-assign]
     return app
 

@@ -10,6 +10,7 @@ import logging
 import socket
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -61,9 +62,18 @@ class SluiceServer(uvicorn.Server):
 
 
 def server_config(app: object, log_level: str = "warning") -> uvicorn.Config:
-    """uvicorn's settings for Sluice: its logs go through Sluice's handlers; requests are logged by the app."""
+    """uvicorn's settings for Sluice: its logs go through Sluice's handlers; requests are logged by the app;
+    HTTP/1.1 is httptools' with each response in one write (:mod:`sluice.server.corked`) when httptools is
+    installed, uvicorn's choice otherwise."""
+    try:
+        from sluice.server.corked import CorkedHttpToolsProtocol
+
+        http: Any = CorkedHttpToolsProtocol
+    except ImportError:  # httptools is optional in uvicorn; h11 then
+        http = "auto"
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
+        http=http,
         log_config=None,
         access_log=False,
         log_level=log_level.lower(),

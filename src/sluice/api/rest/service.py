@@ -48,7 +48,7 @@ class Runner(Protocol):
 
     dialect: Dialect
 
-    def transaction(self) -> Transaction: ...
+    def transaction(self, *, single: bool = False) -> Transaction: ...
 
 
 @dataclass(slots=True)
@@ -214,7 +214,8 @@ class RestService:
         offset, limit = self.page(table, request, headers, select)
         exact = prefer.count in ("exact", "estimated") or (prefer.count == "planned" and db.dialect.name == "sqlite")
         statement, _ = compiler.statement(table, request, limit=limit, offset=offset, count=exact)
-        with db.transaction() as cur:
+        planned = prefer.count == "planned" or prefer.count == "estimated"  # a second statement: one snapshot
+        with db.transaction(single=not planned) as cur:
             total, rows, body = cur.run(statement)[0]
             if prefer.count == "planned" and db.dialect.name != "sqlite":
                 total = self.planned(cur, db.dialect, table, request, principal)

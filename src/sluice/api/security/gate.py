@@ -63,6 +63,16 @@ class SecurityGate:
                 self.rates.hit("subject", principal.subject, operation=operation, role=principal.role)
         return principal
 
+    def admit_nowait(self, headers: Mapping[str, str], address: str, operation: str) -> Principal | None:
+        """:meth:`admit` when it cannot block, for an event loop: a request without credentials (the anonymous
+        role; no key store, no token) while rate limits count in memory or are off; None otherwise (call
+        :meth:`admit` from a worker thread). Raises what :meth:`admit` raises."""
+        if "authorization" in headers or "x-api-key" in headers:
+            return None
+        if self.rates.enabled and not self.rates.storage_url.startswith("memory"):
+            return None
+        return self.admit(headers, address, operation)
+
     def graphql_rules(self) -> list[Any]:
         """The depth and cost rule, and the persisted-query rule when a file is configured (graphql-core
         ``ValidationRule`` classes; see :mod:`sluice.api.security.graphql_limits`)."""
