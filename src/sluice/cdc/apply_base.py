@@ -43,7 +43,7 @@ from sluice.cdc.apply_common import (
 from sluice.cdc.apply_conflicts import ConflictSteps, to_json
 from sluice.cdc.apply_positions import PositionRows
 from sluice.cdc.apply_schema import SchemaSteps
-from sluice.cdc.base import Apply, ApplyResult, Resolver, TableRef
+from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
 from sluice.cdc.events import ChangeEvent, Column, Position, SnapshotRows
 from sluice.cdc.plugins import ApplyOptions
 
@@ -102,6 +102,13 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
     @abstractmethod
     def _rollback_savepoint(self) -> None: ...
 
+    def _isolate(self) -> None:
+        """Called first in the transaction of a batch that resolves conflicts (PostgreSQL: repeatable read)."""
+
+    def _contended(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a deadlock or serialization failure: the batch may simply run again."""
+        return False
+
     @abstractmethod
     def _row_error(self, exc: BaseException) -> str | None:
         """The reason when ``exc`` is the target refusing a row (constraint, range, encoding), else ``None``."""
@@ -150,6 +157,8 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         if not table.source.key and table.no_key == "refuse":
             raise no_key_error(table)
         try:
+            if resolver is not None and table.source.key:
+                self._isolate()
             stored = self._begin(name, partition)
             todo: list[ChangeEvent] = []
             position: Position | None = None
@@ -171,8 +180,10 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
             else:
                 self._apply_keyless(table, todo, result)
             self._finish(name, partition, position, snapshot_key, position is not None)
-        except BaseException:
+        except BaseException as exc:
             self._rollback()
+            if self._contended(exc):  # a local write met the batch's locks: run the batch again (apply_loop)
+                raise SyncError(f"table {name}: {str(exc).strip()}; retrying", table=name, transient=True) from exc
             raise
         return result
 
