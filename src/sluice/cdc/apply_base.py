@@ -6,9 +6,10 @@ One :meth:`SqlApply.apply_batch` is one target transaction:
    database skips transactions by) and read the stored position from it (the row of the batch's partition of
    the table's topic, :mod:`sluice.cdc.apply_positions`);
 2. skip stream changes at or before that position; snapshot reads (``r``) always apply (idempotent upserts);
-3. with a resolver (both-ways), read the target rows of the batch's keys in one query, hand the changes
-   whose ``before`` image (or, for an insert, the existing row) differs to the resolver, drop the losers,
-   record every conflict in ``<namespace>.conflicts``;
+3. with a resolver (both-ways), read the target rows of the batch's keys in one locking query, hand the
+   changes whose ``before`` image (or, for an insert, the existing row) differs to the resolver, each key's
+   changes in order, drop the losers, record every conflict in ``<namespace>.conflicts``
+   (:mod:`sluice.cdc.apply_conflicts`; a deadlock or serialization failure runs the batch again);
 4. reduce the batch to its net effect per key (:func:`~sluice.cdc.apply_common.net_effect`) and apply each
    segment: truncate, one bulk delete, one bulk upsert per set of present columns;
 5. a bulk statement the target refuses is retried on halves inside savepoints until the refused rows are

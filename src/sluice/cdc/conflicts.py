@@ -6,9 +6,9 @@ expected a target row (its ``before`` image, or no row for an insert) that is no
 * ``source-wins``: the change coming from the sync's declared ``source`` side is applied, the other dropped;
 * ``target-wins``: the reverse;
 * ``newer-wins`` (default): the version with the later source commit time wins. The commit time of the
-  target's local version comes from the target side's own capture, running in the same process, which
-  records ``(table, key) -> commit time`` of every local change it reads (:class:`LocalVersions`, bounded,
-  least recently used out). When capture has not read that version yet, the resolver waits up to
+  target's current row comes from :class:`LocalVersions` of the target side, in the same process: the
+  versions of each key (image, commit time, id) its capture read and the apply writing into it took from the
+  other side (bounded, least recently used out), the current row found among them by its image. When capture has not read that version yet, the resolver waits up to
   :data:`WAIT_S` for it to catch up. Equal times, or a local time still unknown after the wait, go to the
   declared ``source`` side (a deterministic tie-break; SymmetricDS and pglogical also break ties by origin).
 
@@ -22,6 +22,11 @@ waiting, the plugin rolls the transaction back, :func:`lookups_outside` waits (u
 every key the batch missed) with no transaction open, then runs the batch again, whose resolver takes what
 capture has recorded by then without waiting again. A resolver called outside :func:`lookups_outside` waits
 in place, as before.
+
+Convergence needs both sides to decide alike about the same two versions: with the version each change
+replaced (:attr:`~sluice.cdc.events.ChangeEvent.base`, stamped by capture from :class:`LocalVersions`) apply
+also finds the changes made without knowledge of the target's current version when the images agree (an
+insert after a delete the incoming side never received), :meth:`ConflictResolver.base_conflicts`.
 
 Every conflict is counted and appended, with both versions and the verdict, as one JSON line to
 ``<project>/.sluice/syncs/<sync>.conflicts.jsonl``.
