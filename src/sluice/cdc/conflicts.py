@@ -9,8 +9,9 @@ expected a target row (its ``before`` image, or no row for an insert) that is no
   target's current row comes from :class:`LocalVersions` of the target side, in the same process: the
   versions of each key (image, commit time, id) its capture read and the apply writing into it took from the
   other side (bounded, least recently used out), the current row found among them by its image. When
-  capture has not read that version yet, the resolver waits up to :data:`WAIT_S` for it to catch up. Equal times, or a local time still unknown after the wait, go to the
-  declared ``source`` side (a deterministic tie-break; SymmetricDS and pglogical also break ties by origin).
+  capture has not read that version yet, the resolver waits up to :data:`WAIT_S` for it to catch up. Equal
+  times, or a local time still unknown after the wait, go to the declared ``source`` side (a deterministic
+  tie-break; SymmetricDS and pglogical also break ties by origin).
 
 Where that wait happens: the resolver is called by :meth:`~sluice.cdc.base.Apply.apply_batch` inside the
 target transaction, which holds the target's positions row and the rows it read, and may hold whatever the
