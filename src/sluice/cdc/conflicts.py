@@ -59,6 +59,10 @@ RowMatch = Callable[[dict[str, Any] | None], bool]
 VERSIONS_PER_KEY = 4
 """Recent versions kept per key: a row is looked up among them by its image."""
 
+KEYS_KEPT = 200_000
+"""Keys whose versions one side keeps (the most recently changed; images take memory): for a key left out,
+or after a restart, the images alone decide and newer-wins has no local time (the source side wins)."""
+
 
 class LocalVersions:
     """``(source table, key text) ->`` the last :data:`VERSIONS_PER_KEY` versions of a key's row in one side's
@@ -73,7 +77,7 @@ class LocalVersions:
     so apply tells a change made after the target's current row reached its side (no conflict) from one
     made without knowing it, also when both rows look alike (two deletes, or an insert after a delete)."""
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = KEYS_KEPT) -> None:
         self.capacity = capacity
         self._times: OrderedDict[tuple[str, str], list[tuple[int, dict[str, Any] | None, bool, str]]] = OrderedDict()
         self._cond = threading.Condition()
