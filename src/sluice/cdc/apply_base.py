@@ -184,7 +184,12 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         except BaseException as exc:
             self._rollback()
             if self._contended(exc):  # a local write met the batch's locks: run the batch again (apply_loop)
-                raise SyncError(f"table {name}: {str(exc).strip()}; retrying", table=name, transient=True) from exc
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SyncError(
+                    f"table {name}: a write on the target kept meeting the batch ({reason}); restart the sync",
+                    table=name,
+                    transient=True,
+                ) from exc
             raise
         return result
 
