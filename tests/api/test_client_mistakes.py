@@ -174,6 +174,16 @@ def test_an_invalid_regular_expression_is_400_and_says_so(stack: Stack) -> None:
     assert answer.json()["message"] == "the regular expression is invalid"
 
 
+def test_more_values_than_a_statement_takes_is_a_400_not_an_outage(stack: Stack) -> None:
+    query = "query($ids: [Int!]!) { amounts(where: {id: {_in: $ids}}) { id } }"
+    status, answer = stack.graphql({"query": query, "variables": {"ids": list(range(66_000))}})
+    if stack.api.databases["db"].scheme == "postgresql":  # libpq sends at most 65,535 parameters
+        assert (status, code_of(answer)) == (400, "too-many-values"), answer
+        assert "65,535" in answer["errors"][0]["message"]
+    else:  # PyMySQL writes the values into the statement's text: no such bound
+        assert status == 200 and sorted(r["id"] for r in answer["data"]["amounts"]) == [1, 2]
+
+
 # --- bugs ---------------------------------------------------------------------------------------------------
 
 

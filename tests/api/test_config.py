@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from api_support import DDL, execute_all
 
-from sluice.api.config import live_problems
+from sluice.api.config_live import live_problems
 from sluice.api.security import build_gate, settings_problems
 from sluice.api.settings import ApiSettings
 from sluice.errors import ConfigError
@@ -146,3 +146,26 @@ def test_live_reports_permission_columns_the_tables_lack(tmp_path: Path) -> None
         ),
     ]
     assert all(p.source == spec.origin.file for p in found)
+
+
+def test_an_anon_role_no_role_defines_and_unknown_filter_operators_are_reported(tmp_path: Path) -> None:
+    text = (
+        GOOD.replace(
+            "        select: {columns: [id, nom], limit: 10}\n",
+            "        select:\n"
+            "          filter: {_or: [{nom: {_equals: Ana}}, {dept: {id: {_in: [1], _lesser: 3}}}], actif: {_eq: true}}\n",
+        )
+        + "  auth: {anon_role: readr}\n"
+    )
+    found = problems_of(tmp_path, text)
+    assert (
+        "14: api: roles.reader.employes.select.filter: unknown operator '_equals' (operators: _eq, _neq, _gt, _gte, _lt, "
+        "_lte, _in, _nin, _like, _ilike, _is_null, and _and, _or, _not). Did you mean '_eq'?" in found
+    ), found
+    assert any(p.startswith("14: ") and "unknown operator '_lesser'" in p for p in found), found
+    assert any(p.startswith("15: api: auth: anon_role 'readr' is not a role of roles:") and "'reader'" in p for p in found)
+    assert len(found) == 3, found
+
+
+def test_the_default_anon_role_needs_no_role(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, GOOD) == []  # anon_role: anon by default; anonymous requests get nothing

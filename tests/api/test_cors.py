@@ -89,7 +89,28 @@ def test_credentials_with_any_origin_and_overlapping_proxies_are_refused_with_th
     assert "sluice.yaml:15: api: proxies[1]: path '/runs' overlaps a route of the control API" in text
 
 
-def test_a_malformed_origin_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "sluice.yaml").write_text(PROJECT % "app.example.com")
-    with pytest.raises(ValidationFailed, match="allow_origins"):
+def test_malformed_origins_are_each_refused_saying_what_an_origin_is(tmp_path: Path) -> None:
+    (tmp_path / "sluice.yaml").write_text(PROJECT % 'app.example.com", "https://ok.example.com", "https://x.io/path')
+    with pytest.raises(ValidationFailed) as raised:
         load_project(str(tmp_path))
+    text = str(raised.value)
+    assert "sluice.yaml:12: api: cors: allow_origins[0] 'app.example.com' is not an origin: write scheme://host[:port]" in text
+    assert "allow_origins[2] 'https://x.io/path' is not an origin" in text and "allow_origins[1]" not in text
+
+
+def test_a_wildcard_origin_allows_subdomains_only(tmp_path: Path) -> None:
+    execute_all(f"sqlite:///{tmp_path / 'hr.db'}", DDL)
+    (tmp_path / "sluice.yaml").write_text(PROJECT % "https://*.example.com")
+    project = load_project(str(tmp_path))
+    with served(create_app(Services(project, ServerSettings(workers=False, resume=False)))) as client:
+        for origin, allowed in [
+            ("https://app.example.com", True),
+            ("https://a.b.example.com", True),
+            ("https://example.com", False),
+            ("http://app.example.com", False),
+            ("https://app.example.com.evil.net", False),
+            ("https://appexample.com", False),
+        ]:
+            preflight = client.options("/graphql", headers={"origin": origin, "access-control-request-method": "POST"})
+            assert (preflight.status_code == 200) is allowed, origin
+            assert (preflight.headers.get("access-control-allow-origin") == origin) is allowed, origin

@@ -119,7 +119,57 @@ def test_a_permission_naming_a_missing_column_is_logged_and_refused_as_a_server_
         assert status == 500, body
         error = body["errors"][0]
         assert error["extensions"]["code"] == "bad-permission"
-        assert "role 'anon'" in error["message"] and "employes" in error["message"] and "'nocol'" in error["message"]
+        assert "role 'anon'" in error["message"] and "employes" in error["message"]
+        assert "nomm" not in error["message"] and "Ana" not in error["message"]  # the settings stay in the log
         assert client.data("{ dept { id } }", role="anon")["dept"]  # the role's other permissions still work
+    finally:
+        api.close()
+
+
+def test_a_column_gone_from_a_columns_list_only_leaves_that_column_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'hr.db'}"
+    execute_all(url, DDL)
+    roles = {"anon": {"employes": {"select": {"columns": ["id", "nom", "email"]}}}}  # email was dropped at the source
+    with caplog.at_level(logging.ERROR, logger="sluice.api"):
+        api = make_api({"sources": [{"connection": "hr", "tables": ["*"]}], "roles": roles}, {"hr": url})
+    try:
+        assert any("columns names 'email'" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+        client = Client(api, url)
+        assert client.data("{ employes(order_by: {id: asc}, limit: 1) { id nom } }", role="anon") == {
+            "employes": [{"id": 1, "nom": "Ana"}]
+        }
+        assert client.error("{ employes { salaire } }", role="anon") == (403, "permission-denied")
+    finally:
+        api.close()
+
+
+CLAIM_ROLES = {
+    **{
+        "author": {
+            "employes": {
+                "select": {"filter": {"author": {"_eq": {"claim": "sub"}}}},
+                "insert": {"set": {"author": {"claim": "sub"}}},
+            }
+        }
+    },
+    "team": {"employes": {"select": {"filter": {"author": {"_in": {"claim": "authors"}}}}}},
+}
+
+
+def test_claims_of_the_wrong_shape_are_403_never_a_500_or_a_loose_match(engine: str) -> None:
+    api = make_api({"sources": [{"connection": "hr", "tables": ["*"]}], "roles": CLAIM_ROLES}, {"hr": engine})
+    client = Client(api, engine)
+    try:
+        query = "{ employes(order_by: {id: asc}) { id } }"
+        assert client.error(query, role="author", sub={"a": 1}) == (403, "claim-invalid")
+        assert client.error(query, role="author", sub=["u1"]) == (403, "claim-invalid")  # not silently 'u1'
+        assert client.error(query, role="author", sub=[["u1"]]) == (403, "claim-invalid")
+        assert client.data(query, role="author", sub="u1") == {"employes": [{"id": 1}, {"id": 3}]}
+        insert = 'mutation { insert_employes_one(object: {id: 70, nom: "Z"}) { id } }'
+        assert client.error(insert, role="author", sub=["u1"]) == (403, "claim-invalid")
+        assert fetch(engine, "SELECT count(*) FROM employes WHERE id = 70") == [(0,)]
+        assert client.data(query, role="team", sub="x", authors=["u1", "u3"]) == {"employes": [{"id": 1}, {"id": 3}, {"id": 4}]}
+        assert client.data(query, role="team", sub="x", authors="u2") == {"employes": [{"id": 2}, {"id": 5}]}
+        assert client.error(query, role="team", sub="x", authors={"u": 1}) == (403, "claim-invalid")
     finally:
         api.close()

@@ -3,16 +3,19 @@ gateway route, all on the served app (not a test gate)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import jwt
+import pytest
 from api_support import DDL, execute_all, served
 from fastapi import FastAPI, Request
 
 from sluice.api.security.keys import open_key_store
 from sluice.project.load import load_project
 from sluice.server.app import create_app
+from sluice.server.serve import warn_open_control
 from sluice.server.services import ServerSettings, Services
 
 SECRET = "s" * 40
@@ -74,3 +77,20 @@ def test_keys_tokens_limits_and_proxies_on_the_served_app(tmp_path: Path) -> Non
             assert third.status_code == 200, third.text
             over = client.post("/graphql", json=query, headers={"x-api-key": key})
             assert over.status_code == 429 and int(over.headers["retry-after"]) > 0, over.headers
+
+
+def test_serving_beyond_loopback_with_an_api_warns_that_the_control_api_is_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  hr: sqlite:///hr.db\napi:\n  sources: [{connection: hr, tables: ['*']}]\n"
+    )
+    project = load_project(str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="sluice.server"):
+        warn_open_control(project, "127.0.0.1")
+        assert not caplog.records
+        warn_open_control(project, "0.0.0.0")
+    [record] = caplog.records
+    assert (
+        "control API" in record.getMessage() and "0.0.0.0" in record.getMessage() and "no authentication" in record.getMessage()
+    )

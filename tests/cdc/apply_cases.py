@@ -11,7 +11,7 @@ import pytest
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.apply_common import same_value
 from sluice.cdc.base import Conflict, SyncError, TableRef
-from sluice.cdc.events import ChangeEvent, Column, SchemaChange, Source, TableSchema
+from sluice.cdc.events import ChangeEvent, Column, SchemaChange, SnapshotRows, Source, TableSchema
 
 BIG_DECIMAL = "12345678901234567890123456789012345.123456789012345678901234567890"
 TYPES = [
@@ -430,6 +430,47 @@ def case_reset(target: Target) -> None:
     target.apply.apply_batch(table, [event("c", [1], row(1))])
     target.apply.reset(table)
     assert target.rows(table) == [] and target.apply.stored_position(table) == (None, None, False)
+
+
+def case_resync_gives_the_target_the_sources_new_key(target: Target) -> None:
+    """A primary key changed at the source: the resync's reset leaves no old key behind (it refused every
+    upsert by the new key), and narrows a type in the emptied table."""
+    from sluice.cdc.apply_partitioned import RESYNC, reset_target
+
+    table = simple(target)
+    target.apply.apply_batch(table, [event("c", [1], row(1, qty=5))])
+    columns = [SIMPLE[0], Column("name", "string", length=10), Column("qty", "int32", nullable=False)]
+    new = TableRef(TableSchema("src", "t", columns, ["id", "qty"], version=2), target.namespace, "t")
+    reset_target(target.apply, new, SchemaChange("src.t", new.source, RESYNC, event("c", [0]).source))
+    assert target.apply._target_key(new) == ["id", "qty"]
+    target.apply.apply_batch(new, [event("c", [1, 5], row(1, qty=5)), event("c", [1, 6], row(1, qty=6))])
+    assert target.rows(new) == [(1, "n1", 5), (1, "n1", 6)]
+    reset_target(target.apply, new, SchemaChange("src.t", new.source, RESYNC, event("c", [0]).source))  # same key
+    assert target.apply._target_key(new) == ["id", "qty"] and target.rows(new) == []
+
+
+def case_target_table_that_does_not_fit_stops_that_table(target: Target) -> None:
+    """The target table's definition refusing a batch (here a column dropped by hand) is a SyncError naming
+    the table, so apply stops that table only, not the sync; the connection is usable again."""
+    table = simple(target)
+    target.apply.apply_batch(table, [event("c", [1], row(1))])
+    target.execute(f"ALTER TABLE {target.quote(target.namespace)}.{target.quote('t')} DROP COLUMN qty")
+    for run in (
+        lambda: target.apply.apply_batch(table, [event("u", [1], row(1, qty=2), row(1))]),
+        lambda: target.apply.apply_rows(table, [snapshot_rows([row(2, qty=1)])]),
+    ):
+        refused = r"table src\.t: the target table .* refused the changes .*sluice sync resync"
+        with pytest.raises(SyncError, match=refused) as caught:
+            run()
+        assert caught.value.table == "src.t" and "\n" not in str(caught.value)
+    assert target.rows(table, "id, name") == [(1, "n1")]
+
+
+def snapshot_rows(rows: list[dict[str, Any]]) -> SnapshotRows:
+    """Snapshot rows of ``src.t`` as capture publishes them."""
+    source = event("r", [0]).source  # read after every change made so far: not skipped as a repeat
+    names = [c.name for c in SIMPLE]
+    return SnapshotRows("src.t", source, names, [[r[n] for n in names] for r in rows], ["id"])
 
 
 def case_masking(target: Target) -> None:

@@ -21,7 +21,7 @@ from sluice.cdc.base import PositionLost
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import SnapshotRows, change_topic, decode
 from sluice.cdc.runtime import SyncRuntime
-from sluice.cdc.state import request_resync
+from sluice.cdc.state import request_resync, resync_requests
 from sluice.cdc.status import SyncStatus, read_status
 
 URLS = {"src": "mysql://u@h/app", "dst": "postgresql://u@h/dw"}
@@ -225,6 +225,25 @@ def test_table_error_stops_that_table_only_and_resync_clears_it(bus: EmbeddedBus
     assert by_table["app.emp"].state == "streaming" and same(world, "emp")
 
 
+def test_resync_the_target_refuses_stops_that_table_only(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """The reset of a resync done by capture's thread (apply in the same process) failing for one table stops
+    that table, not the whole sync; a resync that succeeds later clears it."""
+    world = make_world(rows=5)
+    runtime(world, bus, tmp_path, once=True).run()
+    dst = world.dbs["dst"]
+    dst.bad_schema_tables.add("app.emp")
+    world.dbs["src"].write("app.dept", {"id": 50, "name": "flows", "n": 1})
+    request_resync(tmp_path / ".sluice", "s1", "app.emp")
+    status = runtime(world, bus, tmp_path, once=True).run()
+    by_table = {t.source_table: t for t in status.tables}
+    assert by_table["app.emp"].state == "error" and "cannot apply resync" in by_table["app.emp"].error
+    assert by_table["app.dept"].state == "streaming" and same(world, "dept")
+    dst.bad_schema_tables.clear()
+    request_resync(tmp_path / ".sluice", "s1", "app.emp")
+    status = runtime(world, bus, tmp_path, once=True).run()
+    assert all(t.state == "streaming" for t in status.tables) and same(world, "emp")
+
+
 def test_poison_row_goes_to_dead_letters_and_the_rest_flows(bus: EmbeddedBus, tmp_path: Path) -> None:
     world = make_world(rows=5)
     src = world.dbs["src"]
@@ -289,6 +308,25 @@ def test_both_ways_no_echo(bus: EmbeddedBus, tmp_path: Path) -> None:
     # Each side captured only its own change: the sync's writes were not captured back.
     assert captured[("src -> dst", "app.emp")] == {"update": 1}
     assert captured[("dst -> src", "public.emp")] == {"update": 1}
+
+
+def test_resync_request_no_capture_can_match_is_dropped_with_a_warning(
+    bus: EmbeddedBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both ways: the request of one direction's table waits for that direction's capture (the other does not
+    drop it); one no capture of the sync has is logged and deleted (it used to stay forever)."""
+    world = both_world()
+    sync = settings(tables=["emp"], direction="both")
+    runtime(world, bus, tmp_path, sync, once=True).run()
+    request_resync(tmp_path / ".sluice", "s1", "app.emp")
+    request_resync(tmp_path / ".sluice", "s1", "emp")
+    with caplog.at_level("WARNING", logger="sluice.cdc.capture"):
+        status = runtime(world, bus, tmp_path, sync, once=True).run()
+    assert resync_requests(tmp_path / ".sluice", "s1") == []
+    assert "resync of emp dropped: the sync has no such table" in caplog.text
+    assert "resync of app.emp dropped" not in caplog.text
+    captured = {(t.direction, t.source_table): t.captured for t in status.tables}
+    assert captured[("src -> dst", "app.emp")] == {"snapshot": 5} and same(world, "emp")
 
 
 def test_each_capture_is_prepared_with_its_tables_before_its_first_position(bus: EmbeddedBus, tmp_path: Path) -> None:

@@ -90,3 +90,33 @@ def test_newer_files_win_per_role_and_running_processes_are_kept(tmp_path: Path)
     _write(tmp_path, "", old, 300.0, gone)
     merged = read_status(tmp_path, "s1")
     assert merged is not None and sorted(merged.roles) == ["apply:dst", "capture:src"]
+
+
+def test_a_process_killed_without_stopping_shows_as_gone_not_running(tmp_path: Path) -> None:
+    """``kill -9`` leaves the file saying ``streaming``: its pid gone from this host, it is shown stopped (it
+    used to read as running); a live process, or one of another host, is taken as its file says."""
+    gone = _dead_pid()
+    _write(tmp_path, "", status(["capture:src", "apply:dst"], [row(state="streaming")]), 100.0, gone)
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and (merged.state, merged.gone, merged.pid) == ("stopped", True, gone)
+    elsewhere = status(["capture:src", "apply:dst"], [row(state="streaming")])
+    elsewhere.host = "another-host"
+    _write(tmp_path, "", elsewhere, 100.0, gone)
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and (merged.state, merged.gone) == ("streaming", False)
+    _write(tmp_path, "", status(["capture:src", "apply:dst"], [row(state="streaming")]), 100.0, os.getpid())
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and (merged.state, merged.gone) == ("streaming", False)
+
+
+def test_split_processes_one_killed_the_other_running_shows_the_live_one(tmp_path: Path) -> None:
+    """The merge rules hold: a gone capture's file is like a finished run's next to a running apply process."""
+    gone = _dead_pid()
+    _write(tmp_path, "capture", status(["capture:src"], [row(state="streaming", captured={"insert": 2})]), 100.0, gone)
+    _write(tmp_path, "apply", status(["apply:dst"], [row(state="streaming", applied={"insert": 2})]), 101.0, os.getpid())
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and (merged.state, merged.gone) == ("streaming", False)
+    assert merged.tables[0].captured == {"insert": 2} and merged.tables[0].applied == {"insert": 2}
+    _write(tmp_path, "apply", status(["apply:dst"], [row(state="streaming")]), 101.0, gone)
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and (merged.state, merged.gone) == ("stopped", True)

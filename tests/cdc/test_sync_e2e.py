@@ -428,3 +428,89 @@ def test_one_way_sync_captures_in_a_child_that_dies_with_its_parent(
             proc.communicate()
     assert proc.returncode != 0
     assert "the capture process exited with status -9" in err
+
+
+@pytest.mark.parametrize("source", ["my", "pg"])
+@pytest.mark.parametrize("how", ["resnapshot", "resync"])
+def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path, how: str, source: str
+) -> None:
+    """Emptying the target for a new copy is the sync's own write: the target's capture skips it (it used to
+    capture the TRUNCATE and apply it to the source, emptying both sides)."""
+    from sluice.cdc.state import request_resync
+
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    name = sync_name()
+    target = "pg" if source == "my" else "my"
+    if source == "pg":
+        pg.execute(DDL.format(t="public.emp"))
+        pg.execute("INSERT INTO public.emp SELECT g, 'p' || g, g, g FROM generate_series(1, 300) g")
+        with my.cursor() as cur:
+            cur.execute("DELETE FROM emp")
+    sync = settings(name, source=source, target=target, tables=["emp"], direction="both", conflicts="newer-wins")
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        assert len(rows_pg(pg, "public.emp")) == len(rows_my(my, "emp")) == 300
+        if how == "resync":
+            request_resync(tmp_path, name, f"{urlsplit_db(mysql_db_url) if source == 'my' else 'public'}.emp")
+        status = SyncRuntime(sync, urls, bus, tmp_path, once=True, resnapshot=how == "resnapshot").run()
+        # A later run reads what this one wrote on each side: all of it the sync's own, nothing echoes.
+        again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    finally:
+        try:
+            SyncRuntime(sync, urls, bus, tmp_path).drop()
+        finally:
+            bus.close()
+    assert len(rows_my(my, "emp")) == 300
+    assert rows_my(my, "emp") == rows_pg(pg, "public.emp")
+    captured = {t.direction: t.captured for t in status.tables}
+    assert captured[f"{target} -> {source}"] == {}, captured
+    assert captured[f"{source} -> {target}"] == {"snapshot": 300}, captured
+    assert [t.captured for t in again.tables] == [{}, {}], again.tables
+
+
+def urlsplit_db(url: str) -> str:
+    """The database of a ``mysql://.../db`` URL."""
+    return url.rsplit("/", 1)[1]
+
+
+def test_primary_key_changed_at_the_source_then_resync_gives_the_target_the_new_key(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """The key change stops the table; the resync gives the target the new key (it kept the old one, whose
+    ON CONFLICT then crashed every start of the sync) and the table streams again."""
+    from sluice.cdc.state import request_resync
+
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    name = sync_name()
+    sync = settings(name)
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        with my.cursor() as cur:
+            cur.execute("ALTER TABLE emp DROP PRIMARY KEY, ADD PRIMARY KEY (id, n)")
+            cur.execute("INSERT INTO emp VALUES (1, 'same id', 7, 1)")
+        stopped = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        assert {t.source_table.split(".")[1]: t.state for t in stopped.tables} == {"emp": "error", "dept": "streaming"}
+        request_resync(tmp_path, name, f"{urlsplit_db(mysql_db_url)}.emp")
+        status = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        with my.cursor() as cur:
+            cur.execute("INSERT INTO emp VALUES (1, 'third', 8, 1)")
+        again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    finally:
+        try:
+            SyncRuntime(sync, urls, bus, tmp_path).drop()
+        finally:
+            bus.close()
+    assert all(t.state == "streaming" for t in status.tables + again.tables), status.tables
+    key = pg.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE i.indrelid = 'public.emp'::regclass AND i.indisprimary ORDER BY a.attnum"
+    ).fetchall()
+    assert key == [("id",), ("n",)]
+    with my.cursor() as cur:
+        cur.execute("SELECT id, name, n, amount FROM emp ORDER BY id, n")
+        source_rows = [tuple(r) for r in cur.fetchall()]
+    assert len(source_rows) == 302
+    assert source_rows == [tuple(r) for r in pg.execute("SELECT id, name, n, amount FROM public.emp ORDER BY id, n")]

@@ -1,9 +1,17 @@
-"""The end-of-run lines of ``sluice sync run`` (:mod:`sluice.cli.sync`)."""
+"""The end-of-run lines of ``sluice sync run`` and ``sluice sync resync``'s checks (:mod:`sluice.cli.sync`)."""
 
 from __future__ import annotations
 
-from sluice.cdc.status import SyncStatus, TableStatus
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sluice.cdc.state import resync_dir, resync_name, resync_requests
+from sluice.cdc.status import SyncStatus, TableStatus, write_status
+from sluice.cli.main import cli
 from sluice.cli.sync import child_failed, final_report
+from sluice.errors import ConfigError
 
 
 def table(name: str, **kw: object) -> TableStatus:
@@ -37,3 +45,56 @@ def test_summary_without_dead_letters_stays_short_and_errors_name_the_command() 
 
 def test_capture_failure_line_starts_on_its_own_line() -> None:
     assert child_failed(2).startswith("\nerror: the capture process exited with status 2")
+
+
+def test_resync_refuses_a_name_the_sync_does_not_have_and_completes_a_short_one(tmp_path: Path) -> None:
+    """Names are checked against the sync's tables in its status file (they used to be accepted and left
+    waiting forever)."""
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  my: mysql://u:p@127.0.0.1:1/shop\n  pg: postgresql://u@127.0.0.1:1/wh\n"
+        "syncs:\n  - {name: s1, source: my, target: pg, tables: [customers, orders]}\n"
+    )
+    work = tmp_path / ".sluice"
+    runner = CliRunner()
+    # Never ran: no status file, nothing to check against (the capture drops a request it cannot match).
+    assert runner.invoke(cli, ["sync", "resync", str(tmp_path), "shop.whatever"]).exit_code == 0
+    assert resync_requests(work, "s1") == ["shop.whatever"]
+    (resync_dir(work, "s1") / "shop.whatever").unlink()
+    tables = [table(f"tester_shop.{name}") for name in ("customers", "orders")]
+    write_status(work, SyncStatus(name="s1", source="my", target="pg", direction="one-way", tables=tables))
+    refused = runner.invoke(cli, ["sync", "resync", str(tmp_path), "tester_shop.custmers"])
+    assert refused.exit_code != 0
+    assert "sync 's1' has no table 'tester_shop.custmers'" in refused.output
+    assert "Did you mean 'tester_shop.customers'?" in refused.output
+    assert runner.invoke(cli, ["sync", "resync", str(tmp_path), "nosuch"]).exit_code != 0
+    assert resync_requests(work, "s1") == []
+    done = runner.invoke(cli, ["sync", "resync", str(tmp_path), "customers"])
+    assert done.exit_code == 0, done.output
+    assert "resync of tester_shop.customers requested" in done.output
+    assert resync_requests(work, "s1") == ["tester_shop.customers"]
+
+
+def test_resync_name_with_two_tables_of_that_short_name_asks_for_the_full_one() -> None:
+    with pytest.raises(ConfigError, match="several tables named 'items'"):
+        resync_name("items", ["db.items", "public.items"], "s1")
+    assert resync_name("db.items", ["db.items", "public.items"], "s1") == "db.items"
+    # both ways: the declared source's table, not its target (the other direction's source)
+    assert resync_name("items", ["db.items", "public.items"], "s1", ["db.items"]) == "db.items"
+
+
+def test_status_of_a_killed_process_says_not_running(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  my: mysql://u:p@127.0.0.1:1/shop\n  pg: postgresql://u@127.0.0.1:1/wh\n"
+        "syncs:\n  - {name: s1, source: my, target: pg, tables: [customers]}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    pid = int(done.stdout)  # exited: like a process killed with -9, its file still says streaming
+    status = SyncStatus(name="s1", source="my", target="pg", direction="one-way", state="streaming", pid=pid)
+    status.roles = ["capture:my", "apply:pg"]
+    write_status(tmp_path / ".sluice", status)
+    shown = CliRunner().invoke(cli, ["sync", "status", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert f"sync s1: not running (pid {pid} gone; one-way, updated" in shown.output

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
-from test_ui_browser import SEED, Console, browser, chromium, free_port, wait_until_healthy  # noqa: F401
+from test_ui_browser import SEED, Console, browser, free_port, wait_until_healthy  # noqa: F401
 
 from sluice.cdc.status import SyncStatus, TableStatus, write_status
 

@@ -19,7 +19,7 @@ from sluice.api.catalog import Column
 from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.model import ExposedTable, Model
-from sluice.api.permissions import Access, Permissions, claim_value
+from sluice.api.permissions import Access, Permissions, claim_invalid, claim_value
 from sluice.api.principal import Principal
 
 _COMPARISONS = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
@@ -156,6 +156,11 @@ class Compiler:
         target = f"({expr})::jsonb" if json_pg else expr
         for op, raw in ops.items():
             value = claim_value(self.principal, raw) if trusted else raw
+            if trusted and isinstance(value, list) and op not in ("_in", "_nin"):  # a list claim where one value goes
+                name = raw["claim"] if isinstance(raw, dict) and "claim" in raw else "?"
+                raise claim_invalid(name, self.principal.role, f"a list, compared with {op}")
+            if trusted and op in ("_in", "_nin") and value is not None and not isinstance(value, list):
+                value = [value]  # a one-value claim in an _in list
             if op in _COMPARISONS:
                 if value is None:
                     parts.append(self.dialect.false_sql)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import msgspec
 
 from sluice.api.settings import ApiSettings
-from sluice.errors import ConfigError, SluiceError, did_you_mean
+from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins.base import Settings
 from sluice.plugins.options import convert_options
 from sluice.urls import connection_scheme
@@ -42,6 +42,8 @@ CONTROL_ROUTES = (
     "/redoc",
 )
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+"""An origin of ``api.cors.allow_origins``: scheme, host (``*.`` before it: any subdomain) and optional port."""
 
 
 def _strip(tp: Any) -> Any:
@@ -212,6 +214,7 @@ def read_api(
             elif op.name != "subscription":
                 seen[value] = f"operations.{table}.{op.name}"
     known_roles = set(settings.roles) | {settings.admin_role}
+    problems += _role_problems(settings, plain, known_roles, file, at)
     _sync_mutations(settings, seen, known_roles, syncs, file, at, problems)
     for index, proxy in enumerate(settings.proxies):
         problems += _unknown_roles(proxy.roles or [], known_roles, f"proxies[{index}]", file, at("proxies", index, "roles"))
@@ -229,6 +232,18 @@ def read_api(
     if settings.graphql_path == settings.rest_path:
         problems.append(ConfigError("api: graphql_path and rest_path must differ", file, at("rest_path")))
     problems += _proxy_overlaps(settings, file, at)
+    if settings.cors is not None:
+        for index, origin in enumerate(settings.cors.allow_origins):
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                problems.append(
+                    ConfigError(
+                        f"api: cors: allow_origins[{index}] {origin!r} is not an origin: write scheme://host[:port] with "
+                        "no path (https://app.example.com, http://127.0.0.1:5173), https://*.example.com for "
+                        "subdomains, or '*'",
+                        file,
+                        at("cors", "allow_origins", index),
+                    )
+                )
     if settings.cors is not None and settings.cors.allow_credentials and "*" in settings.cors.allow_origins:
         problems.append(
             ConfigError(
@@ -242,6 +257,66 @@ def read_api(
     for problem in settings_problems(settings, Path(file).resolve().parent if project_dir is None else project_dir):
         problems.append(ConfigError(problem.message, file, at(*setting_path(problem))))
     return settings, problems
+
+
+def _role_problems(
+    settings: ApiSettings, plain: Any, known_roles: set[str], file: str, at: Callable[..., int | None]
+) -> list[ConfigError]:
+    """An ``anon_role`` written in the file that no role defines, and unknown operators in the roles' expressions."""
+    problems: list[ConfigError] = []
+    anon = settings.auth.anon_role
+    auth = plain.get("auth") if isinstance(plain, Mapping) else None
+    if anon is not None and isinstance(auth, Mapping) and "anon_role" in auth and anon not in known_roles:
+        problems.append(
+            ConfigError(
+                f"api: auth: anon_role '{anon}' is not a role of roles: (roles: {', '.join(sorted(known_roles))}): every "
+                f"request without credentials would be refused; define it under roles: or set anon_role: null."
+                f"{did_you_mean(anon, known_roles)}",
+                file,
+                at("auth", "anon_role"),
+            )
+        )
+    for role, granted in settings.roles.items():
+        for table, permissions in granted.items():
+            for operation in ("select", "insert", "update", "delete"):
+                permission = getattr(permissions, operation)
+                for setting in ("filter", "check"):
+                    for bad in _unknown_operators(getattr(permission, setting, None) if permission else None):
+                        problems.append(
+                            ConfigError(
+                                f"api: roles.{role}.{table}.{operation}.{setting}: unknown operator '{bad}' "
+                                f"(operators: {', '.join(OPERATORS)}, and _and, _or, _not).{did_you_mean(bad, OPERATORS)}",
+                                file,
+                                at("roles", role, table, operation, setting),
+                            )
+                        )
+    return problems
+
+
+OPERATORS = ("_eq", "_neq", "_gt", "_gte", "_lt", "_lte", "_in", "_nin", "_like", "_ilike", "_is_null")
+"""The comparison operators of a boolean expression (``where``, and the ``filter``/``check`` of ``api.roles``)."""
+
+
+def _unknown_operators(expression: Any) -> list[str]:
+    """Operators of ``expression`` (a ``where``-shaped boolean expression) that are not in :data:`OPERATORS`: a
+    mapping whose keys all start with ``_`` (other than ``_and``/``_or``/``_not``) holds a column's comparisons."""
+    found: list[str] = []
+    if not isinstance(expression, Mapping):
+        return found
+    for key, value in expression.items():
+        if key in ("_and", "_or"):
+            for item in value if isinstance(value, list) else []:
+                found += _unknown_operators(item)
+        elif key == "_not":
+            found += _unknown_operators(value)
+        elif isinstance(value, Mapping) and value and all(str(k).startswith("_") for k in value):
+            if not set(value) & {"_and", "_or", "_not"}:
+                found += [str(k) for k in value if k not in OPERATORS]
+            else:
+                found += _unknown_operators(value)
+        else:
+            found += _unknown_operators(value)
+    return found
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -310,70 +385,3 @@ def _sync_mutations(
                     at("sync_mutations", field_name, "sync"),
                 )
             )
-
-
-def live_problems(
-    settings: ApiSettings, connections: Mapping[str, str], root: Any, file: str, line: int | None
-) -> list[ConfigError]:
-    """What needs the databases: each connection reachable, each ``tables`` pattern matching a table or
-    view, each routed mutation's table present in its connection."""
-    from sluice.api.catalog import Catalog, unmatched
-    from sluice.api.databases import Database
-    from sluice.api.gate import DataApiError
-
-    problems: list[ConfigError] = []
-    catalogs: dict[str, Catalog] = {}
-    used = [s.connection for s in settings.sources] + list(settings.mutations.values())
-    for name in dict.fromkeys(used):
-        database = Database(name, connections[name], root, settings.limits.graphql.timeout_s)
-        try:
-            catalogs[name] = database.read_catalog()
-        except DataApiError as exc:
-            problems.append(ConfigError(f"api: {exc}", file, line))
-        finally:
-            database.close()
-    for source in settings.sources:
-        catalog = catalogs.get(source.connection)
-        if catalog is not None:
-            for pattern in unmatched(catalog, source.tables):
-                problems.append(
-                    ConfigError(f"api: tables: '{pattern}' matches no table or view of '{source.connection}'", file, line)
-                )
-    for table, name in settings.mutations.items():
-        catalog = catalogs.get(name)
-        if catalog is None:
-            continue
-        schema, _, short = table.rpartition(".")
-        if catalog.find(schema or catalog.default_schema, short) is None:
-            problems.append(ConfigError(f"api: mutations: '{name}' has no table '{table}' to write", file, line))
-    if len(catalogs) == len(dict.fromkeys(used)):
-        problems += _permission_problems(settings, catalogs, file, line)
-    return problems
-
-
-def _permission_problems(settings: ApiSettings, catalogs: Mapping[str, Any], file: str, line: int | None) -> list[ConfigError]:
-    """The columns ``api.roles`` names that the databases' tables lack, each at its line in ``file``."""
-    from sluice.api.model import build_model
-    from sluice.api.permissions import permission_problems
-    from sluice.project.yaml_tree import load_yaml, read_text
-
-    try:
-        found = permission_problems(settings, build_model(settings, dict(catalogs)))
-    except SluiceError as exc:  # a model the catalogs cannot give is reported by serve itself
-        return [ConfigError(f"api: cannot build the data API from the databases: {exc}", file, line)]
-    if not found:
-        return []
-    try:
-        raw: Any = load_yaml(read_text(Path(file)), file).get("api")
-    except (OSError, ConfigError, AttributeError):
-        raw = None
-    problems = []
-    for problem in found:
-        node, where = raw, line
-        for step in ("roles", problem.role, problem.table, problem.operation, problem.setting):
-            if not isinstance(node, Mapping):
-                break
-            where = getattr(node, "key_lines", {}).get(step, where)
-            node = node.get(step)
-        problems.append(ConfigError(f"api: roles.{problem.role}: {problem.message}", file, where))
-    return problems

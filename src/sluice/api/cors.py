@@ -9,6 +9,8 @@ the whole app, outside the GraphQL fast path, so every answer of those paths car
 
 from __future__ import annotations
 
+import re
+
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,6 +20,13 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 """Methods a browser may use cross-origin (those GraphQL, REST and the proxies answer)."""
 
 
+def origin_pattern(origin: str) -> str:
+    """The regular expression of ``https://*.example.com``: that scheme, one or more subdomain labels, then the host
+    (``https://example.com`` itself is not included: list it too)."""
+    scheme, _, host = origin.partition("://*.")
+    return f"{re.escape(scheme)}://(?:[A-Za-z0-9-]+\\.)+{re.escape(host)}"
+
+
 class DataApiCors:
     """ASGI middleware: requests under the data API's paths go through CORS, others straight to ``app``."""
 
@@ -25,9 +34,12 @@ class DataApiCors:
         cors = settings.cors
         assert cors is not None
         self.app = app
+        exact = [origin for origin in cors.allow_origins if "*." not in origin]
+        wildcards = [origin_pattern(origin) for origin in cors.allow_origins if "*." in origin]
         self.cors = CORSMiddleware(
             app,
-            allow_origins=cors.allow_origins,
+            allow_origins=exact,
+            allow_origin_regex="|".join(wildcards) or None,
             allow_methods=METHODS,
             allow_headers=cors.allow_headers,
             allow_credentials=cors.allow_credentials,

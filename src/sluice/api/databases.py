@@ -286,6 +286,12 @@ def translate(scheme: str, exc: Exception) -> Exception:
             return DataApiError("the request took longer than the statement time-out", code="timeout")
         if state in ("54001", "54000"):  # stack depth limit exceeded, statement too complex
             return _too_complex()
+        if "number of parameters must be between" in str(exc):  # libpq's bound, before anything is sent
+            return DataApiError(
+                "the request sends more values than PostgreSQL takes in one statement (65,535): split it, "
+                "e.g. a long _in list into several requests",
+                code="too-many-values",
+            )
         if state.startswith("08") or type(exc).__name__ == "OperationalError":
             return DataApiError("the database cannot be reached", status=503, code="database-unavailable")
     elif scheme == "mysql":

@@ -10,9 +10,12 @@ Refusals raise :class:`~sluice.api.gate.DataApiError` 403 ``permission-denied``,
 operation and column; a filter needing a claim the request lacks raises 403 ``claim-missing``.
 
 A permission naming a column (in ``columns``, ``set``, ``filter`` or ``check``) the table does not have is a
-server misconfiguration (:func:`permission_problems`): ``sluice validate --live`` reports it, the server logs it
-at ERROR each time the schema is built (at start and after a catalog change), and a request that needs that
-permission is refused with 500 ``bad-permission`` naming the role, table and column, never with a client error.
+server misconfiguration (:func:`permission_problems`): ``sluice validate --live`` reports it and the server logs
+it at ERROR each time the schema is built (at start and after a catalog change). In ``columns`` (an allow-list)
+the missing column is only left out, so a column dropped at the source does not take the table away from the
+role; in ``set``, ``filter`` or ``check`` the permission cannot be applied as written, and a request that needs
+it is refused with 500 ``bad-permission`` naming the role and table (the log names the column), never with a
+client error.
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ class Permissions:
             self.roles[role] = resolved
         self.broken: dict[tuple[str, str, Operation], PermissionProblem] = {}
         for problem in permission_problems(settings, model):
+            if problem.setting == "columns":  # an allow-list: a column that is gone is simply not readable
+                log.error("data API: %s; the other columns stay available", problem.message)
+                continue
             log.error("data API: %s; requests needing it are refused (500 bad-permission)", problem.message)
             self.broken.setdefault((problem.role, problem.base, problem.operation), problem)
 
@@ -93,8 +99,13 @@ class Permissions:
         if granted is None:
             raise DataApiError(f"role '{role}' may not {operation} {table.base}", status=403, code="permission-denied")
         broken = self.broken.get((role, table.base, operation))
-        if broken is not None:
-            raise DataApiError(f"server misconfiguration: {broken.message}", status=500, code="bad-permission")
+        if broken is not None:  # the details (the permission's settings) go to the log, not to the client
+            raise DataApiError(
+                f"server misconfiguration: role '{role}' has a {operation} permission on {table.base} that names a "
+                "column the table does not have; the server log names it",
+                status=500,
+                code="bad-permission",
+            )
         listed = getattr(granted, "columns", "*")
         columns = None if listed == "*" or not isinstance(listed, list) else _columns(table, listed)
         return Access(
@@ -179,20 +190,43 @@ def _columns(table: ExposedTable, names: list[str]) -> frozenset[str]:
 
 
 def claim_value(principal: Principal, value: Any) -> Any:
-    """``value`` with a ``{claim: NAME}`` replaced by the principal's claim (dotted path allowed)."""
+    """``value`` with a ``{claim: NAME}`` replaced by the principal's claim (dotted path allowed). A claim used in a
+    permission is a string, number, boolean or null, or a list of those (for ``_in``); anything else (an object,
+    nested lists) raises :class:`DataApiError` 403 ``claim-invalid`` rather than reaching the SQL."""
     if isinstance(value, dict) and set(value) == {"claim"} and isinstance(value["claim"], str):
-        name = value["claim"]
-        claims = principal.claims
-        if name in claims:
-            return claims[name]
-        current: Any = claims
-        for part in name.split("."):
-            if not isinstance(current, dict) or part not in current:
-                raise DataApiError(
-                    f"this request has no claim '{name}', which role '{principal.role}' needs", status=403, code="claim-missing"
-                )
-            current = current[part]
-        return current
+        return _checked_claim(value["claim"], _claim(principal, value["claim"]), principal.role)
     if isinstance(value, list):
         return [claim_value(principal, v) for v in value]
     return value
+
+
+def _checked_claim(name: str, value: Any, role: str) -> Any:
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(item, (dict, list)) for item in items):
+        raise claim_invalid(name, role, "an object or nested list")
+    return value
+
+
+def claim_invalid(name: str, role: str, what: str) -> DataApiError:
+    """The 403 of a claim whose value cannot be used where role ``role``'s permission puts it."""
+    return DataApiError(
+        f"this request's claim '{name}' is {what}, which role '{role}''s permission cannot compare; "
+        "a claim in a permission is a string, number, boolean, or a list of those for _in",
+        status=403,
+        code="claim-invalid",
+    )
+
+
+def _claim(principal: Principal, name: str) -> Any:
+    """The claim ``name`` of ``principal`` (a dotted path reads nested claims); 403 ``claim-missing`` without it."""
+    claims = principal.claims
+    if name in claims:
+        return claims[name]
+    current: Any = claims
+    for part in name.split("."):
+        if not isinstance(current, dict) or part not in current:
+            raise DataApiError(
+                f"this request has no claim '{name}', which role '{principal.role}' needs", status=403, code="claim-missing"
+            )
+        current = current[part]
+    return current

@@ -213,8 +213,12 @@ class CorsSettings(Settings):
     protocol (https://fetch.spec.whatwg.org/#http-cors-protocol), answered by Starlette's ``CORSMiddleware``."""
 
     allow_origins: Annotated[
-        list[Annotated[str, Meta(pattern=r"^(\*|https?://[^/\s]+)$")]],
-        Meta(min_length=1, description="Origins allowed (`https://app.example.com`), or `*` for any."),
+        list[str],
+        Meta(
+            min_length=1,
+            description="Origins allowed (`https://app.example.com`, `https://*.example.com` for its subdomains), "
+            "or `*` for any.",
+        ),
     ]
     allow_headers: Annotated[list[str], Meta(description="Request headers a browser may send.")] = msgspec.field(
         default_factory=lambda: ["authorization", "content-type", "x-api-key", "prefer", "range", "accept"]

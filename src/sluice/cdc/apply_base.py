@@ -115,6 +115,11 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         """The reason when ``exc`` is the target refusing a row (constraint, range, encoding), else ``None``."""
 
     @abstractmethod
+    def _definition_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the target refusing a statement for its table's definition (a key, column or table
+        that does not match the source's schema, a missing privilege): only that table can stop for it."""
+
+    @abstractmethod
     def _truncate(self, table: TableRef) -> None: ...
 
     @abstractmethod
@@ -190,6 +195,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
                     table=name,
                     transient=True,
                 ) from exc
+            self._raise_for_table(table, exc)
             raise
         return result
 
@@ -223,10 +229,26 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
                 start = end
             snapshot_key = batches[-1].last_key() if batches else None
             self._finish(name, partition, None, snapshot_key, False)
-        except BaseException:
+        except BaseException as exc:
             self._rollback()
+            self._raise_for_table(table, exc)
             raise
         return result
+
+    def _raise_for_table(self, table: TableRef, exc: BaseException) -> None:
+        """Raise a :class:`SyncError` naming the table (the apply loop then stops that table only, not the sync)
+        when ``exc`` is the target table's definition refusing the changes (:meth:`_definition_error`); a
+        target whose primary key is not the source's refuses every upsert by the source's key."""
+        if isinstance(exc, SyncError) or not isinstance(exc, Exception) or not self._definition_error(exc):
+            return
+        name = table.source.qualified
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SyncError(
+            f"table {name}: the target table {table.target_qualified} refused the changes ({reason}); make it match "
+            f"the source (key {', '.join(table.source.key) or 'none'}) or run 'sluice sync resync PATH {name}' "
+            "(PATH: the project), which gives it the source's key and columns and copies it again",
+            table=name,
+        ) from exc
 
     def _upsert_snapshot(self, table: TableRef, batches: Sequence[SnapshotRows], result: ApplyResult) -> int:
         """Upsert the rows of ``batches`` (all with the same columns); rows written."""

@@ -166,6 +166,17 @@ class ApplyDirection(PartitionSteps):
                 table.paused, table.error, table.moved_to_resync = False, "", False
             self.state.set_state(self.direction, source_table, "streaming")
 
+    def stop_table(self, source_table: str, error: SyncError) -> None:
+        """Stop ``source_table`` paused by :meth:`pause` with ``error`` (its reset failed): state ``error``, the
+        other tables go on; a later :meth:`resume` (a resync that succeeds) clears it."""
+        table = self.tables.get(source_table)
+        if table is None:
+            return
+        with table.lock:
+            table.paused = False
+            table.scan_from, table.next_scan = self.bus.end_offset(table.topic), 0.0
+            self._stop(table, error)
+
     def _mine(self, index: int) -> list[tuple[ApplyTable, PartitionUnit | None]]:
         """What worker ``index`` works: whole tables with one partition, single partitions of the others."""
         with self._lock:

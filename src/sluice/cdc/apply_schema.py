@@ -5,11 +5,19 @@ compared with the target table's columns as its catalog has them now and the dif
 renamed, added (with the source's default), widened, dropped or kept nullable (``drop_columns``). What cannot
 be applied without losing meaning (a key change, a narrowing type change) raises a table-level
 :class:`~sluice.cdc.base.SyncError` whose message gives the way out (``sluice sync resync``).
+
+A resync (``change == "resync"``, applied by :func:`~sluice.cdc.apply_partitioned.reset_target` to a target
+table it just emptied) gives the table the source's schema whatever it takes: columns as above, narrowing
+types included (no row is left to lose), and the primary key of the source (read from the target's catalog,
+dropped and added again in place when it differs), so a key changed at the source no longer leaves the
+target's old key behind (which refuses every upsert by the new key). In place rather than ``DROP`` and
+``CREATE``: the table keeps its grants, indexes and publication membership (a both-ways PostgreSQL capture).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import msgspec
 
@@ -28,6 +36,14 @@ class SchemaSteps(ABC):
     @abstractmethod
     def _alter(self, table: TableRef, action: str, column: Column, other: str = "") -> None:
         """``add``, ``drop``, ``keep`` (make nullable), ``type`` (widen) a column, or ``rename`` it to ``other``."""
+
+    @abstractmethod
+    def _target_key(self, table: TableRef) -> list[str]:
+        """The primary-key columns of the target table now, from its catalog, in key order (empty: none)."""
+
+    @abstractmethod
+    def _set_key(self, table: TableRef, key: Sequence[str], had_key: bool) -> None:
+        """Drop the target table's primary key (when ``had_key``) and add ``key`` as the new one (when not empty)."""
 
     @abstractmethod
     def _create_table(self, table: TableRef) -> None:
@@ -72,7 +88,8 @@ class SchemaSteps(ABC):
         if change.change in ("drop_table", "rename_table"):
             self._commit()
             return
-        if list(change.schema.key) != list(table.source.key):
+        resync = change.change == "resync"
+        if list(change.schema.key) != list(table.source.key) and not resync:
             raise cannot_alter(
                 table,
                 ",".join(change.schema.key) or "(key)",
@@ -106,6 +123,8 @@ class SchemaSteps(ABC):
             if column_name not in new and column_name not in dropped:
                 column = old.get(column_name) or Column(name=column_name, type="string", source_type=target_type)
                 self._alter(table, "drop" if table.drop_columns == "drop" else "keep", column)
+        if resync and (present_key := self._target_key(table)) != list(change.schema.key):
+            self._set_key(table, change.schema.key, bool(present_key))
         self._commit()
 
     def _default(self, table: TableRef, column: Column, dialect: str) -> str:

@@ -58,7 +58,7 @@ from sluice.cdc.events import (
 )
 from sluice.cdc.partitions import ensure_partitions, route
 from sluice.cdc.snapshot_messages import partitioned_snapshot_messages, snapshot_messages
-from sluice.cdc.state import SyncState, handled, resync_requests
+from sluice.cdc.state import SyncState, handled, resync_dir, resync_requests
 from sluice.cdc.tables import selected, table_ref
 
 log = logging.getLogger("sluice.cdc.capture")
@@ -92,6 +92,7 @@ class CaptureSide:
         start_position: tuple[Position, str] | None = None,
         work_dir: Any = None,
         on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
+        sync_tables: Callable[[], set[str]] | None = None,
     ) -> None:
         self.settings, self.sync, self.side = settings, settings.name, side
         self.partitions = settings.partitions
@@ -105,10 +106,15 @@ class CaptureSide:
         """Wall time the end position (``until``) was read, about."""
         self.work_dir = work_dir
         self.on_progress = on_progress
+        self.sync_tables = sync_tables
+        """The tables of every capture of the sync in this process (both ways: two): a resync request none of
+        them has is dropped with a warning (default: this capture's)."""
         self.progress: SnapshotProgress | None = None
         self.position: Position | None = None
         self.position_text = ""
         self.finished = False
+        self.failed: set[str] = set()
+        """Tables whose target refused its reset (a table error): not snapshotted until a resync succeeds."""
         self._last_checkpoint = 0.0
         self._last_heartbeat = 0.0
         for ref in refs:
@@ -155,7 +161,7 @@ class CaptureSide:
         if self.mode == "never":
             todo: list[TableRef] = []
         else:
-            todo = [ref for ref in self.refs.values() if not self._snapshot_done(ref)]
+            todo = [ref for ref in self.refs.values() if ref.source.qualified not in self.failed and not self._snapshot_done(ref)]
         snapshot_position: Position | None = None
         if todo:
             snapshot_position = self._snapshot(todo)
@@ -195,7 +201,10 @@ class CaptureSide:
 
         When apply runs in another process (no ``applier`` here), or the topics have several partitions, publish
         a resync marker on each table's topic (every partition) instead: apply empties the table when it
-        consumes the marker, before the snapshot rows that follow it (:mod:`sluice.cdc.apply_loop`)."""
+        consumes the marker, before the snapshot rows that follow it (:mod:`sluice.cdc.apply_loop`).
+
+        A target that refuses its reset (a :class:`SyncError` naming the table) stops that table only: it joins
+        :attr:`failed` (not snapshotted) in state ``error``; a later resync that succeeds takes it out."""
         position, text = self.capture.current_position()
         source = Source(
             connector="",
@@ -215,8 +224,16 @@ class CaptureSide:
             else:
                 self.applier.pause(name)
                 self.bus.seek(apply_group(self.sync, self.side), topic, self.bus.end_offset(topic))
-                if self.control is not None:
-                    reset_target(self.control, ref, marker)
+                try:
+                    if self.control is not None:
+                        reset_target(self.control, ref, marker)
+                except SyncError as exc:
+                    if exc.table is None:
+                        raise
+                    self.failed.add(name)
+                    self.applier.stop_table(name, exc)
+                    continue
+                self.failed.discard(name)
                 self.applier.resume(name, ref)
 
     # ----- snapshot ----------------------------------------------------------------------------------
@@ -285,7 +302,8 @@ class CaptureSide:
                 self.local.caught_up(self.until_wall_us)
             return
         for name in self.refs:
-            self.state.set_state(self.direction, name, "streaming")
+            if name not in self.failed:
+                self.state.set_state(self.direction, name, "streaming")
         tables = [ref.source for ref in self.refs.values()]
         next_resync_check = time.monotonic() + 1.0
         for batch in self.capture.stream(start, tables, MAX_WAIT_S):
@@ -438,6 +456,16 @@ class CaptureSide:
         for name in resync_requests(self.work_dir, self.sync):
             ref = self.refs.get(name)
             if ref is None:
+                known = self.sync_tables() if self.sync_tables is not None else set(self.refs)
+                if name not in known:
+                    log.warning(
+                        "sync %s: resync of %s dropped: the sync has no such table; run 'sluice sync resync PATH TABLE' "
+                        "with one of %s",
+                        self.sync,
+                        name,
+                        ", ".join(sorted(known)),
+                    )
+                    (resync_dir(self.work_dir, self.sync) / name).unlink(missing_ok=True)
                 continue
             with handled(self.work_dir, self.sync, name):
                 if listed is None:  # one catalog read for every request
@@ -451,7 +479,8 @@ class CaptureSide:
                 self.progress.tables[name] = TableProgress(position=position, position_text=text)
                 write_progress(self.bus, self.sync, self.side, self.progress)  # not done: apply keeps "snapshotting"
                 self._reset_targets([ref])
-                self._snapshot_table(ref, self.progress)
+                if name not in self.failed:
+                    self._snapshot_table(ref, self.progress)
                 handled_any = True
         return handled_any
 

@@ -23,7 +23,7 @@ import pymysql.err
 
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.apply_common import EPOCH, Key, key_value, mask_values, mysql_type, no_key_error, parse_type, target_columns
-from sluice.cdc.apply_positions import load_position
+from sluice.cdc.apply_positions import TABLE_ROW, load_position
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
 from sluice.cdc.mysql_types import quote
@@ -35,6 +35,9 @@ DELETE_CHUNK = 5_000
 # long, bad value or encoding (DataError), and these reported as OperationalError/InternalError:
 # 1292 bad datetime, 1366 incorrect string value, 1265 data truncated, 3140 invalid JSON, 4025 CHECK failed.
 ROW_CODES = frozenset({1048, 1062, 1264, 1265, 1292, 1366, 1367, 1406, 1451, 1452, 1690, 3140, 3819, 4025})
+DEFINITION_CODES = frozenset({1054, 1062, 1142, 1143, 1146})
+"""Server errors that refuse a statement for its table's definition: unknown column, duplicate key past the row
+bisection, table or column access denied, no such table (:meth:`MysqlApply._definition_error`)."""
 SQL_MODE = "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
 
 
@@ -171,8 +174,17 @@ class MysqlApply(SqlApply):
 
     def reset(self, table: TableRef) -> None:
         """Empty the target table and forget the positions of every partition (the table's own row stays: it
-        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`)."""
-        self._run(f"TRUNCATE TABLE {self._target(table)}")
+        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`).
+
+        One transaction that writes the table's own positions row first: the echo marker, so a both-ways
+        capture of this server skips the delete as the sync's own write instead of emptying the other side.
+        ``DELETE``, not ``TRUNCATE``: MariaDB logs ``TRUNCATE`` as a statement of its own, outside any transaction."""
+        try:
+            self._write_row(table.source.qualified, TABLE_ROW, {})
+            self._run(f"DELETE FROM {self._target(table)}")
+        except BaseException:
+            self._conn.rollback()
+            raise
         self._run(
             f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition >= 0",
             (self.sync, self.side, table.source.qualified),
@@ -232,6 +244,9 @@ class MysqlApply(SqlApply):
         if isinstance(exc, pymysql.err.MySQLError) and exc.args and exc.args[0] in ROW_CODES:
             return str(exc.args[1] if len(exc.args) > 1 else exc)
         return None
+
+    def _definition_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in DEFINITION_CODES
 
     # ------------------------------------------------------------------------------------ rows
 
@@ -319,6 +334,21 @@ class MysqlApply(SqlApply):
             (table.target_namespace, table.target_name),
         )
         return {_text(name): _text(kind) for name, kind in rows}
+
+    def _target_key(self, table: TableRef) -> list[str]:
+        rows = self._run(
+            "SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = %s AND table_name = %s"
+            " AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
+            (table.target_namespace, table.target_name),
+        )
+        return [_text(row[0]) for row in rows]
+
+    def _set_key(self, table: TableRef, key: Sequence[str], had_key: bool) -> None:
+        steps = ["DROP PRIMARY KEY"] if had_key else []
+        if key:
+            steps.append(f"ADD PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        if steps:
+            self._run(f"ALTER TABLE {self._target(table)} {', '.join(steps)}")
 
     def _same_type(self, target_type: str, wanted: str) -> bool:
         return _normal_type(target_type) == _normal_type(wanted)

@@ -36,7 +36,7 @@ import psycopg.errors
 
 from sluice.cdc.apply_base import SqlApply
 from sluice.cdc.apply_common import Key, key_value, mask_values, no_key_error, parse_type, pg_type, target_columns
-from sluice.cdc.apply_positions import load_position
+from sluice.cdc.apply_positions import TABLE_ROW, load_position
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, Position
 from sluice.cdc.plugins import ApplyOptions
@@ -181,8 +181,12 @@ class PostgresApply(SqlApply):
 
     def reset(self, table: TableRef) -> None:
         """Empty the target table and forget the positions of every partition (the table's own row stays: it
-        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`)."""
+        records the resync marker being applied, :mod:`sluice.cdc.apply_positions`).
+
+        The transaction writes the table's own positions row first: the echo marker, so a both-ways capture of
+        this database skips the ``TRUNCATE`` as the sync's own write instead of emptying the other side."""
         with self._conn.transaction():
+            self._write_row(table.source.qualified, TABLE_ROW, {})
             self._conn.execute(f"TRUNCATE {self._target(table)}")
             self._conn.execute(
                 f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition >= 0",
@@ -258,6 +262,12 @@ class PostgresApply(SqlApply):
         if sqlstate.startswith(("22", "23")):
             return str(exc).strip()
         return None
+
+    def _definition_error(self, exc: BaseException) -> bool:
+        """SQLSTATE class 42 (undefined table or column, no unique constraint matching ``ON CONFLICT``, a
+        privilege) and class 23 past the row bisection (a unique violation of a key the source does not have)."""
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        return sqlstate.startswith(("42", "23"))
 
     # ------------------------------------------------------------------------------------ rows
 
@@ -428,6 +438,31 @@ class PostgresApply(SqlApply):
             (table.target_namespace, table.target_name),
         ).fetchall()
         return {row[0]: row[1] for row in found}
+
+    def _target_key(self, table: TableRef) -> list[str]:
+        found = self._conn.execute(
+            "SELECT a.attname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum"
+            " WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary ORDER BY k.ord",
+            (table.target_namespace, table.target_name),
+        ).fetchall()
+        return [row[0] for row in found]
+
+    def _set_key(self, table: TableRef, key: Sequence[str], had_key: bool) -> None:
+        target = self._target(table)
+        steps = []
+        if had_key:
+            found = self._conn.execute(
+                "SELECT conname::text FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (target,)
+            ).fetchone()
+            if found is not None:
+                steps.append(f"DROP CONSTRAINT {quote(found[0])}")
+        if key:
+            steps.append(f"ADD PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        if steps:
+            self._conn.execute(f"ALTER TABLE {target} {', '.join(steps)}")
 
     def _same_type(self, target_type: str, wanted: str) -> bool:
         """``format_type`` spells ``varchar(n)`` as ``character varying(n)``."""

@@ -260,7 +260,12 @@ class SyncRuntime:
                     start_position=starts.get(d.source_side),
                     work_dir=self.work_dir,
                     on_progress=self.on_progress,
+                    sync_tables=self._captured_tables,
                 )
+
+    def _captured_tables(self) -> set[str]:
+        """The source tables of every capture in this process (a resync request names one of them)."""
+        return {name for d in self.directions if d.capture is not None for name in list(d.capture.refs)}
 
     # ----- running -----------------------------------------------------------------------------------
 

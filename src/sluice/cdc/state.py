@@ -7,7 +7,9 @@ position those of its most behind partition); :meth:`SyncState.snapshot_status` 
 
 Resync requests (``sluice sync resync PATH TABLE``) are files ``<project>/.sluice/syncs/<sync>.resync/<table>``:
 the command writes one; the sync's capture of that table's side handles it (now if it runs, else at its
-next start) and deletes it.
+next start) and deletes it. The command checks the name against the sync's tables when its status file knows
+them (:func:`resync_name`: a short name that is one table's is completed); a request no capture of the
+running sync can match is logged as a warning and deleted (:mod:`sluice.cdc.capture_loop`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from sluice.cdc.events import OPERATION_NAMES
 from sluice.cdc.status import SyncStatus, TableState, TableStatus, status_dir
+from sluice.errors import ConfigError, did_you_mean
 from sluice.observability import cdc_metrics as metrics
 
 
@@ -177,6 +180,27 @@ def request_resync(work_dir: Path, sync: str, table: str) -> Path:
     path = folder / table
     path.write_text(f"{time.time()}\n")
     return path
+
+
+def resync_name(table: str, known: Sequence[str], sync: str, preferred: Sequence[str] = ()) -> str:
+    """The source table (``namespace.name``) a resync of ``table`` asks for: ``table`` itself when it is one of
+    ``known`` (the sync's tables, from its status file) or nothing is known yet (the capture checks it), else
+    the one table of ``known`` whose name without namespace is ``table`` (of several, the one in ``preferred``:
+    both ways, the tables of the declared source, not their targets). Raises :class:`ConfigError` (with a
+    did-you-mean) for a name that matches no table, or several."""
+    if not known or table in known:
+        return table
+    matches = [name for name in known if name.rpartition(".")[2] == table]
+    if len(matches) > 1:
+        matches = [name for name in matches if name in preferred] or matches
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(f"sync '{sync}' has several tables named {table!r} ({', '.join(matches)}); give one of them in full")
+    raise ConfigError(
+        f"sync '{sync}' has no table {table!r}; give one of its tables ({', '.join(sorted(known))}) as "
+        f"namespace.name.{did_you_mean(table, known)}"
+    )
 
 
 def resync_requests(work_dir: Path, sync: str) -> list[str]:

@@ -7,11 +7,17 @@ about once a second (written to a temporary file, then renamed, so readers never
 apply processes of a partitioned sync (``partitions: N``) each write ``<name>.apply.<pid>.json``, summed per
 table by :func:`combine_apply` (lag: the most behind); a start removes the files of such processes that are
 gone (:func:`forget_dead_applies`).
+
+A process killed without a clean stop (``kill -9``, a crash) leaves its file saying ``streaming``. Each file
+records the host that wrote it; :func:`read_status` shows a file whose process is gone from this host as
+``stopped`` with ``gone`` set (``sluice sync status``: "not running (pid N gone)") before the merge, whose
+rules then treat it like the file of a finished run. A file of another host is taken as it says.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Literal
@@ -60,6 +66,12 @@ class SyncStatus(msgspec.Struct, omit_defaults=True):
     """What this process runs: ``capture:<side>`` and/or ``apply:<side>``."""
     updated_at: float = 0.0
     tables: list[TableStatus] = msgspec.field(default_factory=list)
+    host: str = ""
+    """The host name of the process that wrote the file (empty: a file written before hosts were recorded,
+    taken as this host's)."""
+    gone: bool = False
+    """Set by :func:`read_status`: the process (every process, merged) is no longer running on this host
+    though its file did not say it stopped (killed, crashed); ``state`` is then ``stopped``."""
 
 
 def status_dir(work_dir: Path) -> Path:
@@ -72,6 +84,7 @@ def write_status(work_dir: Path, status: SyncStatus, role_suffix: str = "") -> P
     folder = status_dir(work_dir)
     folder.mkdir(parents=True, exist_ok=True)
     status.updated_at = time.time()
+    status.host = socket.gethostname()
     path = folder / (f"{status.name}.{role_suffix}.json" if role_suffix else f"{status.name}.json")
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(msgspec.json.encode(status))
@@ -92,7 +105,7 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
     statuses: list[SyncStatus] = []
     for path in files:
         try:
-            statuses.append(msgspec.json.decode(path.read_bytes(), type=SyncStatus))
+            statuses.append(mark_gone(msgspec.json.decode(path.read_bytes(), type=SyncStatus)))
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             continue
     statuses = current_statuses(statuses)
@@ -103,6 +116,7 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
             first.tables = combine_apply(first.tables, other.tables)
             first.roles = sorted(set(first.roles) | set(other.roles))
             first.updated_at = max(first.updated_at, other.updated_at)
+            first.gone = first.gone and other.gone
             if other.state == "error" or first.state == "stopped":
                 first.state, first.error = other.state, other.error or first.error
         statuses = [status for status in statuses if status not in applies[1:]]
@@ -115,6 +129,8 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
         merged.roles = list(dict.fromkeys([*merged.roles, *status.roles]))
         merged.tables = merge_tables(merged.tables, status.tables, role)
         merged.updated_at = max(merged.updated_at, status.updated_at)
+        merged.gone = merged.gone and status.gone
+        merged.host = status.host or merged.host  # oldest first: the newest file's
         if status.state == "error":
             merged.state, merged.error = status.state, status.error
         elif merged.state not in ("error", "stopped") and status.state != "stopped":
@@ -125,6 +141,16 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
     if merged is not None:
         merged.roles = list(dict.fromkeys(merged.roles))
     return merged
+
+
+def mark_gone(status: SyncStatus) -> SyncStatus:
+    """``status`` as ``stopped`` with ``gone`` set when it says its process runs (not ``stopped`` or ``error``)
+    but that process (its pid known), written on this host (or on an unknown one), is no longer running
+    (:func:`running`)."""
+    live = status.state not in ("stopped", "error") and status.pid > 0  # 0: the pid is not known
+    if live and status.host in ("", socket.gethostname()) and not running(status.pid):
+        status.state, status.gone = "stopped", True
+    return status
 
 
 def current_statuses(statuses: list[SyncStatus]) -> list[SyncStatus]:

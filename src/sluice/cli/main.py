@@ -137,7 +137,7 @@ def _check_syncs_live(project: Project) -> None:
 
     problems = [problem for spec in project.syncs for problem in live_problems(spec)]
     if project.api is not None:
-        from sluice.api.config import live_problems as api_problems
+        from sluice.api.config_live import live_problems as api_problems
 
         spec = project.api
         problems += api_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)

@@ -180,7 +180,7 @@ def run(
         if not done and now - shown.get(table, 0.0) < PROGRESS_EVERY_S:
             return
         shown[table] = now
-        of = f"/{total:,}" if total else ""
+        of = f" of ~{total:,}" if total and rows < total else ""  # the total is the catalog's estimate
         rate = f" ({rows / seconds:,.0f} rows/s)" if seconds > 0 else ""
         console.print(f"snapshot {table} ({direction}): {rows:,}{of} rows{rate}", highlight=False)
 
@@ -296,13 +296,15 @@ def status(path: str, name: str | None, as_json: bool) -> None:
         return
     console = make_console()
     age = time.time() - current.updated_at
-    console.print(
-        f"sync {current.name}: {current.state} ({current.direction}, pid {current.pid}, updated {age:.0f} s ago)"
-        + (f": {current.error}" if current.error else "")
-    )
+    if current.gone:  # killed or crashed: its file still said it ran
+        shown = f"not running (pid {current.pid} gone; {current.direction}, updated {age:.0f} s ago)"
+    else:
+        shown = f"{current.state} ({current.direction}, pid {current.pid}, updated {age:.0f} s ago)"
+    console.print(f"sync {current.name}: {shown}" + (f": {current.error}" if current.error else ""))
     table = Table("direction", "table", "state", "position", "lag s", "applied", "captured", "conflicts", "dead", "snapshot")
     for t in current.tables:
-        snap = f"{t.snapshot_rows:,}" + (f"/{t.snapshot_total:,}" if t.snapshot_total else "")
+        estimate = t.snapshot_total if t.snapshot_total and t.snapshot_rows < t.snapshot_total else None
+        snap = f"{t.snapshot_rows:,}" + (f" of ~{estimate:,}" if estimate else "")
         table.add_row(
             t.direction,
             f"{t.source_table} -> {t.target_table}",
@@ -328,9 +330,19 @@ def _counts(counts: dict[str, Any]) -> str:
 @click.option("--name", help="The sync (default: the only one).")
 def resync(path: str, table: str, name: str | None) -> None:
     """Empty TABLE (a source table, namespace.name) in the target and copy it again; clears its error."""
-    from sluice.cdc.state import request_resync
+    from sluice.cdc.state import request_resync, resync_name
+    from sluice.cdc.status import read_status
 
     project, spec = _load(path, name)
+    status = read_status(project.work_dir, spec.settings.name)
+    tables = status.tables if status is not None else []
+    known = list(dict.fromkeys(t.source_table for t in tables))
+    forward = [t.source_table for t in tables if t.direction.startswith(f"{spec.settings.source} ->")]
+    try:
+        table = resync_name(table, known, spec.settings.name, forward)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
     request_resync(project.work_dir, spec.settings.name, table)
     click.echo(f"resync of {table} requested: the running sync (or its next start) resets and copies it again")
 

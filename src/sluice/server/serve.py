@@ -84,6 +84,19 @@ def route_uvicorn_logs() -> None:
         logging.getLogger(name).propagate = True
 
 
+def warn_open_control(project: Project, host: str) -> None:
+    """Log a warning when the data API has authentication but the server listens beyond loopback: the control API
+    on the same port (``/orchestrate``, ``/runs``, ``/syncs``, ``/events``...) has none (docs/api/security.md)."""
+    if project.api is None or host in ("127.0.0.1", "::1", "localhost"):
+        return
+    log.warning(
+        "sluice serve listens on %s: the data API checks credentials, but the control API on the same port "
+        "(/orchestrate, /runs, /objects, /events, /syncs) has no authentication; keep the port on a private network "
+        "or behind a proxy that only passes the data API's paths (docs/api/security.md)",
+        host,
+    )
+
+
 def serve_project(
     project: Project,
     settings: ServerSettings,
@@ -100,6 +113,7 @@ def serve_project(
         sock.close()
         raise
     route_uvicorn_logs()
+    warn_open_control(project, host)
     server = SluiceServer(server_config(create_app(services), logging.getLevelName(logging.getLogger("sluice").level)), services)
     if on_ready is not None:
         on_ready(url_of(sock))

@@ -72,6 +72,8 @@ class SyncStatusModel(BaseModel):
     updated_at: float = Field(0.0, description="Seconds since the epoch of the latest status file.")
     stale: bool = Field(False, description=f"Not refreshed for {STALE_AFTER_S:g} s: its process stopped or hangs.")
     tables: list[TableStatusModel] = Field(default_factory=list)
+    host: str = Field("", description="The host whose process wrote the newest status file.")
+    gone: bool = Field(False, description="Its process is no longer running on this host though it did not stop cleanly.")
 
 
 class SyncList(BaseModel):

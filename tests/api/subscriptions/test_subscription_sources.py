@@ -55,6 +55,30 @@ def test_another_connection_name_with_the_same_url_is_the_same_database() -> Non
     assert [f.topic for f in found] == ["sluice.cdc.emp.hr.hrdb.employes"]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/dw?options=-csearch_path%3Drh",  # the examples' API connection
+        "postgres://reader:secret@127.0.0.1:5432/dw?sslmode=disable",
+    ],
+)
+def test_another_search_path_user_or_query_is_the_same_database(url: str) -> None:
+    found = feeds_for([sync(target_namespace="rh")], "dw_api", url, "rh", "employes")
+    assert [f.topic for f in found] == ["sluice.cdc.emp.hr.hrdb.employes"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/other",
+        "postgresql://postgres@127.0.0.1:5433/dw",
+        "postgresql://postgres@10.0.0.1:5432/dw",
+    ],
+)
+def test_another_database_port_or_host_is_not(url: str) -> None:
+    assert feeds_for([sync()], "dw_api", url, "public", "employes") == []
+
+
 def test_source_namespaces_come_from_tables_entries_or_the_status_file(tmp_path: Path) -> None:
     dotted = sync(source="hr_all", tables=["payroll.employes"])
     assert [f.topic for f in feeds_for([dotted], "warehouse", URLS["warehouse"], "public", "employes")] == [

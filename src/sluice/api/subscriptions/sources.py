@@ -11,7 +11,8 @@ A served table (connection ``C``, ``namespace.name``) is covered by a sync when
   offset tells when ``C`` holds them (apply commits its bus offsets after its target transaction).
 
 Both ways (``direction: both``) a table is covered by both feeds. A connection is the same as a sync's side
-when the names are equal or their URLs are. The source namespace of a target table is found from the
+when the names are equal or their URLs name the same database (:func:`database_identity`: a second
+connection with another ``search_path`` is the same database). The source namespace of a target table is found from the
 configuration (the MySQL URL's database, ``public`` for PostgreSQL, the namespaces written in ``tables:``
 and ``rename:``) and from the sync's status file when it has run (``.sluice/syncs/<sync>.json`` lists each
 table's source and target).
@@ -53,8 +54,24 @@ class SyncSource:
     urls: Mapping[str, str]
 
 
+def database_identity(url: str) -> tuple[str, str, int | None, str]:
+    """What makes two connection URLs the same database: the scheme's family, host, port and database (a SQLite
+    file's path). The user, password and query (``?options=-csearch_path=...``, ``sslmode``...) are left out:
+    a second connection to the same database with another search path sees the same tables.
+    """
+    scheme = connection_scheme(url)
+    family = {"postgres": "postgresql", "mariadb": "mysql"}.get(scheme, scheme)
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return family, (parts.hostname or "").lower(), port, unquote(parts.path.rstrip("/"))
+
+
 def _same(connection: str, url: str, side: str, urls: Mapping[str, str]) -> bool:
-    return connection == side or (bool(url) and urls.get(side, "").rstrip("/") == url.rstrip("/"))
+    other = urls.get(side, "")
+    return connection == side or (bool(url) and bool(other) and database_identity(other) == database_identity(url))
 
 
 def _source_namespaces(settings: SyncSettings, url: str) -> list[str]:
