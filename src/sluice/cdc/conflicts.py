@@ -153,12 +153,23 @@ class LocalVersions:
         deadline = time.monotonic() + wait_s
         entry = (table, key_text(key))
         with self._cond:
-            while (found := self._find(entry, matches)) is None and self.read_up_to_us < asked_us:
+            while (found := self._find(entry, matches)) is None and not self._passed(entry, matches, asked_us):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             return None if found is None else found[0]
+
+    def last_local(self, table: str, key: list[Any], other_side: str) -> int | None:
+        """The commit time of ``key``'s newest version read by this side's capture (not written by the apply
+        from ``other_side``, whose times come from another clock), None if none."""
+        prefix = f"{other_side}:"
+        with self._cond:
+            versions = self._times.get((table, key_text(key))) or []
+            for index in range(len(versions) - 1, -1, -1):
+                if versions[index][3] and not versions[index][3].startswith(prefix):
+                    return versions[index][0]
+            return None
 
     def version_of(self, table: str, key: list[Any], matches: RowMatch) -> str:
         """The id of ``key``'s newest recorded version that ``matches``, ``""`` if none (no waiting)."""
@@ -169,8 +180,18 @@ class LocalVersions:
     def settled(self, table: str, key: list[Any], asked_us: int, matches: RowMatch | None = None) -> bool:
         """Whether waiting could not change :meth:`lookup`'s answer: the version is known, or capture has read
         everything committed before ``asked_us`` (wall µs)."""
+        entry = (table, key_text(key))
         with self._cond:
-            return self._find((table, key_text(key)), matches) is not None or self.read_up_to_us >= asked_us
+            return self._find(entry, matches) is not None or self._passed(entry, matches, asked_us)
+
+    def _passed(self, entry: tuple[str, str], matches: RowMatch | None, asked_us: int) -> bool:
+        """Capture passed ``asked_us``, and a row with changes read before it is not one capture has yet to read:
+        the time capture reports it read up to is an estimate (PostgreSQL may decode a commit later than an
+        idle read suggests), so a key with known versions none of which is the row waits for it (until the
+        deadline)."""
+        if self.read_up_to_us < asked_us:
+            return False
+        return matches is None or matches is _never or not self._times.get(entry)
 
 
 def _never(row: dict[str, Any] | None) -> bool:
@@ -349,6 +370,11 @@ class ConflictResolver:
         local = self.versions
         local_ts = local.lookup(table, conflict.event.key, wait, matches=conflict.matches) if local else None
         incoming_ts = conflict.event.source.commit_ts_us
+        if local_ts is None and local is not None:
+            # The current row is a local change capture has not read yet: newer than the key's versions it read.
+            last_read = local.last_local(table, conflict.event.key, conflict.event.source.name)
+            if last_read is not None and incoming_ts < last_read:
+                return False, "newer-wins: local version not read yet, newer than the last one read"
         if local_ts is None:
             return incoming_is_source, "newer-wins: local time unknown, source side wins"
         if incoming_ts != local_ts:
