@@ -112,3 +112,20 @@ def test_a_change_that_never_saw_the_current_rows_version_conflicts_even_when_th
     local_delete = here.read("public.emp", change("d", "pg", 3, {"id": 1, "n": 0}, None))
     assert resolver.base_conflicts(insert_there, no_row)
     assert not resolver.base_conflicts(msgspec.structs.replace(insert_there, base=version_id(local_delete)), no_row)
+
+
+def test_newer_wins_with_the_current_row_still_unread_knows_it_is_newer_than_the_last_version_read() -> None:
+    """Capture reported it read past the decision (an estimate), yet the current row of a key with versions
+    read is none of them: it is a local change not read yet, so it waits for it (here: in vain, 0.2 s) and then
+    knows it is newer than the last local version read, not "unknown" (where the source side would win here
+    and lose on the other side, which compares with the real time)."""
+    local = LocalVersions()
+    local.record("public.emp", [1], 500, {"id": 1, "name": "read", "n": 1}, version="dst:1")
+    local.record("public.emp", [1], 900, {"id": 1, "name": "from src", "n": 5}, version="src:1")  # apply wrote it
+    local.caught_up(time.time_ns() // 1000 + 60_000_000)
+    resolve = make_resolver("newer-wins", True, lambda table: "public.emp", local, ConflictLog(None), "src -> dst", wait_s=0.2)
+    unread = {"id": 1, "name": "unread", "n": 2}
+    assert lookups_outside(lambda: resolve([Conflict(incoming(400).event, unread, same_image(unread))])) == [False]
+    # Newer than the last local version read (500): unknown, the declared source side wins as before; the
+    # version apply wrote (900, the other side's clock) is no bound.
+    assert lookups_outside(lambda: resolve([Conflict(incoming(600).event, unread, same_image(unread))])) == [True]
