@@ -262,6 +262,31 @@ def case_conflicts(target: Target) -> None:
     assert sorted(bool(r[0]) for r in recorded) == [False, True]
 
 
+def case_conflicts_decide_each_change_of_a_key(target: Target) -> None:
+    """A key's changes meet the target row one by one: a lost change drops itself, not the key's later ones
+    (a later version may win where an earlier one lost), and a change taken makes the rest follow it."""
+    table = simple(target)
+    target.apply.apply_batch(table, [event("c", [1], row(1)), event("c", [2], row(2))])
+    target.execute(f"UPDATE {target.quote(target.namespace)}.{target.quote('t')} SET qty = 50")  # both keys changed here
+    seen: list[ChangeEvent] = []
+
+    def resolver(conflicts: list[Conflict]) -> list[bool]:
+        seen.extend(c.event for c in conflicts)
+        return [c.event.after is not None and c.event.after["qty"] >= 2 for c in conflicts]  # from the 2nd version on
+
+    batch = [
+        event("u", [1], row(1, "a", 1), row(1)),  # conflict, lost
+        event("u", [2], row(2, "a", 1), row(2)),  # conflict, lost
+        event("u", [1], row(1, "b", 2), row(1, "a", 1)),  # conflict with the same target row again, won
+        event("u", [1], row(1, "c", 3), row(1, "b", 2)),  # follows the change taken: no conflict
+        event("u", [2], row(2, "b", 2), row(2, "a", 1)),  # conflict, won
+    ]
+    result = target.apply.apply_batch(table, batch, resolver)
+    assert [(e.key[0], e.after["qty"] if e.after else None) for e in seen] == [(1, 1), (2, 1), (1, 2), (2, 2)]
+    assert result.conflicts == 4
+    assert target.rows(table) == [(1, "c1", 3), (2, "b2", 2)]
+
+
 def case_schema_changes(target: Target) -> None:
     table = simple(target)
     target.apply.apply_batch(table, [event("c", [1], row(1))])

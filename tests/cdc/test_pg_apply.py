@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from cdc.apply_cases import CASES, Target, case_dead_letters
+from cdc.apply_cases import CASES, Target, case_dead_letters, event, row, simple
 from cdc.apply_partition_cases import CASES as PARTITION_CASES
 from cdc.apply_partition_cases import case_pkeys_old_positions_table_becomes_partition_0
 from cdc.apply_snapshot_cases import CASES as SNAPSHOT_CASES
 from sluice.cdc.apply_base import SqlApply
+from sluice.cdc.base import Conflict, SyncError
 from sluice.cdc.pg_apply import PostgresApply, quote
 from sluice.cdc.plugins import ApplyOptions
 
@@ -167,3 +168,24 @@ def test_pg_table_with_rules_upserts(target: Target) -> None:
     second = target.apply.apply_batch(table, [event("u", [1], row(1, "u", 5), row(1)), event("c", [3], row(3))])
     assert first.applied == {"c": 2} and second.applied == {"u": 1, "c": 1} and not second.dead_letters
     assert target.rows(table) == [(1, "u1", 5), (2, "n2", 0), (3, "n3", 0)]
+
+
+def test_a_key_inserted_while_a_conflict_batch_runs_fails_it_for_a_retry_instead_of_being_overwritten(target: Target) -> None:
+    """Both ways, a batch deciding conflicts runs in repeatable read: a key absent when it read the current rows
+    (PostgreSQL cannot lock an absent key) and inserted by someone else before its write makes the write fail,
+    a transient error, so apply runs the batch again and meets that row instead of overwriting it unseen."""
+    table = simple(target)
+    target.apply.apply_batch(table, [event("c", [1], row(1))])
+    target.execute(f"UPDATE {quote(target.namespace)}.t SET qty = 50 WHERE id = 1")  # key 1: a conflict
+    name = f"{quote(target.namespace)}.t"
+
+    def resolver(conflicts: list[Conflict]) -> list[bool]:  # runs inside the batch's transaction
+        target.execute(f"INSERT INTO {name} VALUES (9, 'local', 7)")  # not blocked: key 9 was absent
+        return [True for _ in conflicts]
+
+    batch = [event("u", [1], row(1, "a", 1), row(1)), event("c", [9], row(9, "incoming", 1))]
+    with pytest.raises(SyncError) as raised:
+        target.apply.apply_batch(table, batch, resolver)
+    assert raised.value.transient and raised.value.table == "src.t"
+    assert "restart the sync" in str(raised.value)
+    assert target.rows(table) == [(1, "n1", 50), (9, "local", 7)]  # the batch rolled back, nothing overwritten

@@ -6,9 +6,10 @@ One :meth:`SqlApply.apply_batch` is one target transaction:
    database skips transactions by) and read the stored position from it (the row of the batch's partition of
    the table's topic, :mod:`sluice.cdc.apply_positions`);
 2. skip stream changes at or before that position; snapshot reads (``r``) always apply (idempotent upserts);
-3. with a resolver (both-ways), read the target rows of the batch's keys in one query, hand the changes
-   whose ``before`` image (or, for an insert, the existing row) differs to the resolver, drop the losers,
-   record every conflict in ``<namespace>.conflicts``;
+3. with a resolver (both-ways), read the target rows of the batch's keys in one locking query, hand the
+   changes whose ``before`` image (or, for an insert, the existing row) differs to the resolver, each key's
+   changes in order, drop the losers, record every conflict in ``<namespace>.conflicts``
+   (:mod:`sluice.cdc.apply_conflicts`; a deadlock or serialization failure runs the batch again);
 4. reduce the batch to its net effect per key (:func:`~sluice.cdc.apply_common.net_effect`) and apply each
    segment: truncate, one bulk delete, one bulk upsert per set of present columns;
 5. a bulk statement the target refuses is retried on halves inside savepoints until the refused rows are
@@ -102,6 +103,13 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
     @abstractmethod
     def _rollback_savepoint(self) -> None: ...
 
+    def _isolate(self) -> None:
+        """Called first in the transaction of a batch that resolves conflicts (PostgreSQL: repeatable read)."""
+
+    def _contended(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a deadlock or serialization failure: the batch may simply run again."""
+        return False
+
     @abstractmethod
     def _row_error(self, exc: BaseException) -> str | None:
         """The reason when ``exc`` is the target refusing a row (constraint, range, encoding), else ``None``."""
@@ -155,6 +163,8 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         if not table.source.key and table.no_key == "refuse":
             raise no_key_error(table)
         try:
+            if resolver is not None and table.source.key:
+                self._isolate()
             stored = self._begin(name, partition)
             todo: list[ChangeEvent] = []
             position: Position | None = None
@@ -178,6 +188,13 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
             self._finish(name, partition, position, snapshot_key, position is not None)
         except BaseException as exc:
             self._rollback()
+            if self._contended(exc):  # a local write met the batch's locks: run the batch again (apply_loop)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SyncError(
+                    f"table {name}: a write on the target kept meeting the batch ({reason}); restart the sync",
+                    table=name,
+                    transient=True,
+                ) from exc
             self._raise_for_table(table, exc)
             raise
         return result

@@ -192,6 +192,9 @@ class Conflict:
 
     event: ChangeEvent
     current: dict[str, Any] | None
+    matches: Callable[[dict[str, Any] | None], bool] | None = None
+    """Whether a row image in canonical form (None: no row) is ``current`` (values compared by type, as the
+    ``before`` image is): newer-wins finds the commit time of the local version that wrote ``current`` with it."""
 
 
 Resolver = Callable[[list[Conflict]], list[bool]]

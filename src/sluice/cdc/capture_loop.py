@@ -346,10 +346,10 @@ class CaptureSide:
                 topic = topics.get(table)
                 if topic is None:
                     topic = topics[table] = change_topic(self.sync, self.side, table)
+                if local is not None:
+                    event = local.read(table, event)  # both ways: stamped with the version it replaced
                 by_topic.setdefault(topic, []).append((key_text(event.key), encode(event)))
                 counts[(table, event.op)] += 1
-                if local is not None:
-                    local.record(table, event.key, event.source.commit_ts_us)
                 continue
             if isinstance(event, SchemaChange):
                 self._schema_change(event, control)  # may add a new table matching ``tables:`` to refs
@@ -381,6 +381,8 @@ class CaptureSide:
                 topic = topics.get(table)
                 if topic is None:
                     topic = topics[table] = change_topic(self.sync, self.side, table)
+                if local is not None:
+                    event = local.read(table, event)  # both ways: stamped with the version it replaced
                 if event.op == "t":
                     value = encode(event)
                     for p in range(count):
@@ -389,8 +391,6 @@ class CaptureSide:
                     for p, key, part in route(event, key_text(event.key), ref.source.key, count):
                         out.setdefault((topic, p), []).append((key, encode(part)))
                 counts[(table, event.op)] += 1
-                if local is not None:
-                    local.record(table, event.key, event.source.commit_ts_us)
                 continue
             if isinstance(event, SchemaChange):
                 self._schema_change(event, control)

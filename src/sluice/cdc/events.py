@@ -178,6 +178,14 @@ class ChangeEvent(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="ki
     schema_version: int = 1
     unchanged: list[str] = msgspec.field(default_factory=list)
     v: int = EVENT_VERSION
+    base: str = ""
+    """Both-ways syncs: the version of the row this change replaced (:func:`version_id` of the change that
+    wrote it, on either side), or ``""`` when the capture does not know it (:mod:`sluice.cdc.conflicts`)."""
+
+
+def version_id(event: ChangeEvent) -> str:
+    """The identity of the row version ``event`` wrote: ``<side>:<position>``, unique across a sync's sides."""
+    return f"{event.source.name}:{','.join(map(str, event.source.position))}"
 
 
 class SchemaChange(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="kind", tag="schema"):

@@ -235,6 +235,9 @@ class MysqlApply(SqlApply):
         self._run(f"RELEASE SAVEPOINT sluice_{self._depth}")
         self._depth -= 1
 
+    def _contended(self, exc: BaseException) -> bool:
+        return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in (1205, 1213)  # lock wait, deadlock
+
     def _row_error(self, exc: BaseException) -> str | None:
         if isinstance(exc, pymysql.err.IntegrityError | pymysql.err.DataError):
             return str(exc.args[1] if len(exc.args) > 1 else exc)
@@ -305,7 +308,8 @@ class MysqlApply(SqlApply):
         select = ", ".join(quote(c.name) for c in columns)
         for start in range(0, len(keys), DELETE_CHUNK):
             where, args = self._key_args(table, keys[start : start + DELETE_CHUNK])
-            for record in self._run(f"SELECT {select} FROM {self._target(table)} WHERE {where}", args):
+            # FOR UPDATE: the latest rows, locked (absent keys too, by InnoDB's gap locks) until the batch commits.
+            for record in self._run(f"SELECT {select} FROM {self._target(table)} WHERE {where} FOR UPDATE", args):
                 current = dict(zip((c.name for c in columns), record, strict=True))
                 found = tuple(key_value(t, current[n]) for n, t in types)
                 rows[wanted.get(found, found)] = current

@@ -246,6 +246,15 @@ class PostgresApply(SqlApply):
         self._forget_staging(self._depth)
         self._depth -= 1
 
+    def _isolate(self) -> None:
+        """Repeatable read for a batch that resolves conflicts: a row written by someone else after the
+        transaction's snapshot makes its write fail (serialization failure) instead of overwriting what the
+        resolver never saw; READ COMMITTED would let ``INSERT ... ON CONFLICT`` update a row inserted meanwhile."""
+        self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    def _contended(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlstate", None) in ("40001", "40P01")  # serialization failure, deadlock
+
     def _row_error(self, exc: BaseException) -> str | None:
         if isinstance(exc, psycopg.errors.DataError | psycopg.errors.IntegrityError):
             return str(exc).strip()
@@ -387,7 +396,10 @@ class PostgresApply(SqlApply):
         select = ", ".join(
             f"t.{quote(c.name)}::text" if parse_type(c.type)[0] == "bit" else f"t.{quote(c.name)}" for c in columns
         )
-        found = self._conn.execute(f"SELECT {select} FROM {self._target(table)} t JOIN {staging} s ON {match}")
+        # FOR UPDATE: a local write of these rows waits for this transaction, so the rows decided against
+        # stay what was read; a key absent now and inserted meanwhile makes the write fail (repeatable read,
+        # :meth:`_isolate`), and the batch runs again.
+        found = self._conn.execute(f"SELECT {select} FROM {self._target(table)} t JOIN {staging} s ON {match} FOR UPDATE OF t")
         types = [(c.name, c.type) for c in key_columns]
         wanted = {tuple(key_value(t, v) for (_, t), v in zip(types, k, strict=True)): k for k in keys}
         rows: dict[Key, dict[str, Any]] = {}

@@ -38,6 +38,7 @@ import msgspec
 from sluice.bus.base import Bus
 from sluice.cdc.apply_loop import ApplyDirection
 from sluice.cdc.base import Apply, Capture, SyncError, TableRef
+from sluice.cdc.capture_lock import CaptureLock
 from sluice.cdc.capture_loop import CaptureSide
 from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.cdc.conflicts import ConflictLog, LocalVersions, make_resolver
@@ -269,7 +270,14 @@ class SyncRuntime:
     # ----- running -----------------------------------------------------------------------------------
 
     def run(self) -> SyncStatus:
-        """Run until :meth:`stop` (or drained with ``once``); returns the final status. Raises the first failure."""
+        """Run until :meth:`stop` (or drained with ``once``); returns the final status. Raises the first failure;
+        :class:`~sluice.cdc.capture_lock.CaptureRunning` before anything starts when another process captures
+        one of this process's sides."""
+        try:
+            locks = self._lock_captures()
+        except BaseException:
+            self._close()  # what a preflight before run opened
+            raise
         try:
             if "." in status_suffix(self.roles, self.settings.partitions):
                 forget_dead_applies(self.work_dir, self.settings.name)
@@ -299,6 +307,8 @@ class SyncRuntime:
         finally:
             self.state.stop.set()
             self._close()
+            for lock in locks:
+                lock.release()
         with self.state.lock:
             if self.state.status.state != "error":
                 self.state.status.state = "stopped"
@@ -306,6 +316,22 @@ class SyncRuntime:
         if self.state.failure is not None:
             raise self.state.failure
         return final
+
+    def _lock_captures(self) -> list[CaptureLock]:
+        """The capture lock of each side this process captures (:mod:`sluice.cdc.capture_lock`), all taken or none."""
+        locks: list[CaptureLock] = []
+        if "capture" not in self.roles:
+            return locks
+        try:
+            for side in dict.fromkeys(s for s, _ in self.sides):
+                lock = CaptureLock(self.work_dir, self.settings.name, side)
+                lock.acquire()
+                locks.append(lock)
+        except BaseException:
+            for lock in locks:
+                lock.release()
+            raise
+        return locks
 
     def _finished(self) -> bool:
         """``once``: every capture reached its end position and every apply drained the bus."""

@@ -176,6 +176,14 @@ def run(
     roles = ("capture", "apply") if role == "both" else (role,)
     child: subprocess.Popen[bytes] | None = None
     if _split(processes, role, spec):
+        from sluice.cdc.capture_lock import capture_holder
+
+        sides = [spec.settings.source] + ([spec.settings.target] if spec.settings.direction == "both" else [])
+        refusal = next(filter(None, (capture_holder(project.work_dir, spec.settings.name, s) for s in sides)), None)
+        if refusal is not None:  # before the child starts: this process's apply would join the running one's
+            bus.close()
+            click.echo(f"error: {refusal}", err=True)
+            sys.exit(USER_ERROR)
         # Capture and apply are each bound to one core by Python's GIL: run capture in a child process.
         command = [sys.executable, "-m", "sluice", "sync", "run", path, "--name", spec.settings.name, "--role", "capture"]
         command += ["--processes", "1", "--log-level", log_level]
