@@ -295,15 +295,15 @@ class CaptureSide:
 
     def _stream(self, start: Position) -> None:
         self.position = start
+        for name in self.refs:  # every snapshot is done: the tables stream (a --once run with nothing to read too)
+            if name not in self.failed:
+                self.state.set_state(self.direction, name, "streaming")
         if self.until is not None and start >= self.until:
             # Nothing to read (``--once``): the source was set up by ``Capture.prepare`` before ``until`` was read.
             self._checkpoint(force=True)
             if self.local is not None:
                 self.local.caught_up(self.until_wall_us)
             return
-        for name in self.refs:
-            if name not in self.failed:
-                self.state.set_state(self.direction, name, "streaming")
         tables = [ref.source for ref in self.refs.values()]
         next_resync_check = time.monotonic() + 1.0
         for batch in self.capture.stream(start, tables, MAX_WAIT_S):
