@@ -98,3 +98,26 @@ def test_status_of_a_killed_process_says_not_running(tmp_path: Path) -> None:
     shown = CliRunner().invoke(cli, ["sync", "status", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     assert f"sync s1: not running (pid {pid} gone; one-way, updated" in shown.output
+
+
+def test_resync_both_ways_refuses_the_target_sides_copy_of_a_table(tmp_path: Path) -> None:
+    """A resync copies the declared source over the target: naming the target side's table (which the other
+    direction captures) would have copied the target over the source and deleted rows only the source had."""
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  my: mysql://u:p@127.0.0.1:1/shop\n  pg: postgresql://u@127.0.0.1:1/wh\n"
+        "syncs:\n  - {name: s1, source: my, target: pg, tables: [items], direction: both}\n"
+    )
+    work = tmp_path / ".sluice"
+    tables = [
+        TableStatus(source_table="shop.items", target_table="public.items", direction="my -> pg"),
+        TableStatus(source_table="public.items", target_table="shop.items", direction="pg -> my"),
+    ]
+    write_status(work, SyncStatus(name="s1", source="my", target="pg", direction="both", tables=tables))
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["sync", "resync", str(tmp_path), "public.items"])
+    assert refused.exit_code == 2
+    assert "public.items is the pg side's copy of a table of sync 's1'" in refused.output
+    assert "name the source table (shop.items)" in refused.output
+    assert resync_requests(work, "s1") == []
+    done = runner.invoke(cli, ["sync", "resync", str(tmp_path), "items"])
+    assert done.exit_code == 0 and resync_requests(work, "s1") == ["shop.items"]
