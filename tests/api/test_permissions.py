@@ -153,6 +153,9 @@ CLAIM_ROLES = {
         }
     },
     "team": {"employes": {"select": {"filter": {"author": {"_in": {"claim": "authors"}}}}}},
+    "picked": {
+        "employes": {"select": {"filter": {"_or": [{"nom": {"_eq": {"claim": "nom"}}}, {"id": {"_in": {"claim": "ids"}}}]}}}
+    },
 }
 
 
@@ -171,5 +174,10 @@ def test_claims_of_the_wrong_shape_are_403_never_a_500_or_a_loose_match(engine: 
         assert client.data(query, role="team", sub="x", authors=["u1", "u3"]) == {"employes": [{"id": 1}, {"id": 3}, {"id": 4}]}
         assert client.data(query, role="team", sub="x", authors="u2") == {"employes": [{"id": 2}, {"id": 5}]}
         assert client.error(query, role="team", sub="x", authors={"u": 1}) == (403, "claim-invalid")
+        # claims take the column's type (Hasura's session variables): a number for a text column, text for numbers
+        assert client.data(query, role="picked", sub="x", nom=5, ids=["1", "3"]) == {"employes": [{"id": 1}, {"id": 3}]}
+        assert client.data(query, role="picked", sub="x", nom="Eva", ids=[]) == {"employes": [{"id": 5}]}
+        assert client.error(query, role="picked", sub="x", nom=True, ids=[]) == (403, "claim-invalid")
+        assert client.error(query, role="picked", sub="x", nom="Eva", ids=["one"]) == (403, "claim-invalid")
     finally:
         api.close()

@@ -19,7 +19,7 @@ from sluice.api.catalog import Column
 from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.model import ExposedTable, Model
-from sluice.api.permissions import Access, Permissions, claim_invalid, claim_value
+from sluice.api.permissions import Access, Permissions, claim_invalid, claim_value, coerce_claim
 from sluice.api.plans import is_tagged, untag
 from sluice.api.principal import Principal
 
@@ -167,6 +167,8 @@ class Compiler:
                 raise claim_invalid(name, self.principal.role, f"a list, compared with {op}")
             if trusted and op in ("_in", "_nin") and value is not None and not isinstance(value, list):
                 value = [value]  # a one-value claim in an _in list
+            if trusted and isinstance(raw, dict) and "claim" in raw and op != "_is_null":
+                value = coerce_claim(raw["claim"], value, column.scalar, self.principal.role)
             if op in _COMPARISONS:
                 if value is None:
                     parts.append(self.dialect.false_sql)

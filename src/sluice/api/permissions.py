@@ -207,6 +207,38 @@ def _checked_claim(name: str, value: Any, role: str) -> Any:
     return value
 
 
+def coerce_claim(name: str, value: Any, scalar: str, role: str) -> Any:
+    """A claim's value as the type of the column it is compared with (``scalar``: the column's GraphQL scalar), as
+    Hasura casts session variables to the column's type: ``5`` matches a text ``'5'``, ``"5"`` an integer ``5``.
+    Raises :class:`DataApiError` 403 ``claim-invalid`` when it cannot be that type (a boolean for a number, ``"x"``
+    for an integer), never a database error. Lists (``_in``) are coerced item by item."""
+    if isinstance(value, list):
+        return [coerce_claim(name, item, scalar, role) for item in value]
+    if value is None:
+        return None
+    if scalar in ("String", "JSON", "Date", "DateTime", "Time"):
+        if isinstance(value, bool):
+            raise claim_invalid(name, role, f"a boolean, compared with a {scalar} column")
+        return str(value) if isinstance(value, (int, float)) else value
+    if scalar in ("Int", "BigInt", "Float", "Numeric"):
+        if isinstance(value, bool):
+            raise claim_invalid(name, role, f"a boolean, compared with a {scalar} column")
+        if isinstance(value, (int, float)):
+            return value
+        text = str(value).strip()
+        try:
+            return int(text) if scalar in ("Int", "BigInt") else float(text) if scalar == "Float" else text
+        except ValueError:
+            raise claim_invalid(name, role, f"{value!r}, compared with a {scalar} column") from None
+    if scalar == "Boolean":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise claim_invalid(name, role, f"{value!r}, compared with a Boolean column")
+    return value
+
+
 def claim_invalid(name: str, role: str, what: str) -> DataApiError:
     """The 403 of a claim whose value cannot be used where role ``role``'s permission puts it."""
     return DataApiError(
