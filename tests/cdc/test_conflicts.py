@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from sluice.cdc.base import Conflict
-from sluice.cdc.conflicts import ConflictLog, LocalVersions, lookups_outside, make_resolver, same_image
+from sluice.cdc.conflicts import ConflictLog, ConflictResolver, LocalVersions, lookups_outside, same_image
 from sluice.cdc.events import ChangeEvent, Source, version_id
 
 SRC_ROW = {"id": 1, "name": "src version", "n": 1}
@@ -29,7 +29,7 @@ def test_newer_wins_waits_for_the_local_version_outside_the_target_transaction()
     for it inside the transaction. The capture below can record only once the transaction let the lock go."""
     local = LocalVersions()
     log = ConflictLog(None)
-    resolve = make_resolver("newer-wins", True, lambda table: "public.emp", local, log, "src -> dst", wait_s=60.0)
+    resolve = ConflictResolver("newer-wins", True, lambda table: "public.emp", local, log, "src -> dst", wait_s=60.0)
     database = threading.Lock()
     src_ts = time.time_ns() // 1000 - 1_000_000
     captures: list[threading.Thread] = []
@@ -56,7 +56,7 @@ def test_newer_wins_with_a_local_time_capture_never_read_goes_to_the_source_side
     local = LocalVersions()
     local.caught_up(time.time_ns() // 1000 + 60_000_000)
     log = ConflictLog(None)
-    resolve = make_resolver("newer-wins", True, lambda table: "public.emp", local, log, "src -> dst", wait_s=60.0)
+    resolve = ConflictResolver("newer-wins", True, lambda table: "public.emp", local, log, "src -> dst", wait_s=60.0)
     assert lookups_outside(lambda: resolve([incoming(time.time_ns() // 1000)])) == [True]
     assert log.count == 1
 
@@ -73,7 +73,9 @@ def test_newer_wins_compares_with_the_version_that_is_the_current_row() -> None:
     older, newer = {"id": 1, "name": "older", "n": 1}, {"id": 1, "name": "newer", "n": 2}
     local.record("public.emp", [1], 100, older)
     local.record("public.emp", [1], 300, newer)
-    resolve = make_resolver("newer-wins", True, lambda table: "public.emp", local, ConflictLog(None), "src -> dst", wait_s=60.0)
+    resolve = ConflictResolver(
+        "newer-wins", True, lambda table: "public.emp", local, ConflictLog(None), "src -> dst", wait_s=60.0
+    )
     event = incoming(200).event
     assert resolve([Conflict(event, older, same_image(older))]) == [True]  # 200 > 100, though 300 was read
     assert resolve([Conflict(event, newer, same_image(newer))]) == [False]
@@ -95,7 +97,7 @@ def test_capture_stamps_each_change_with_the_version_it_replaced() -> None:
     assert deleted.base == version_id(updated)
     assert local.read("app.emp", change("c", "my", 4, None, a)).base == version_id(deleted)  # insert after delete
     # A version apply wrote here from the other side is what a local change based on it replaced.
-    resolver = make_resolver("source-wins", True, lambda table: "app.emp", local, ConflictLog(None), "pg -> my")
+    resolver = ConflictResolver("source-wins", True, lambda table: "app.emp", local, ConflictLog(None), "pg -> my")
     applied = change("u", "pg", 9, a, {"id": 1, "n": 7})
     resolver.taken(applied)
     assert local.read("app.emp", change("u", "my", 5, {"id": 1, "n": 7}, b)).base == version_id(applied)
@@ -105,7 +107,7 @@ def test_a_change_that_never_saw_the_current_rows_version_conflicts_even_when_th
     """An insert meeting no row is not an insert into the same emptiness: the target's own delete, which the
     incoming side never received, made it (both-ways: apply records what it writes, so the other side knows)."""
     here = LocalVersions()
-    resolver = make_resolver("newer-wins", True, lambda table: "public.emp", here, ConflictLog(None), "my -> pg")
+    resolver = ConflictResolver("newer-wins", True, lambda table: "public.emp", here, ConflictLog(None), "my -> pg")
     insert_there = change("c", "my", 5, None, {"id": 1, "n": 1})
     no_row = same_image(None)
     assert not resolver.base_conflicts(insert_there, no_row)  # nothing known here: the images decide
@@ -123,7 +125,7 @@ def test_newer_wins_with_the_current_row_still_unread_knows_it_is_newer_than_the
     local.record("public.emp", [1], 500, {"id": 1, "name": "read", "n": 1}, version="dst:1")
     local.record("public.emp", [1], 900, {"id": 1, "name": "from src", "n": 5}, version="src:1")  # apply wrote it
     local.caught_up(time.time_ns() // 1000 + 60_000_000)
-    resolve = make_resolver("newer-wins", True, lambda table: "public.emp", local, ConflictLog(None), "src -> dst", wait_s=0.2)
+    resolve = ConflictResolver("newer-wins", True, lambda table: "public.emp", local, ConflictLog(None), "src -> dst", wait_s=0.2)
     unread = {"id": 1, "name": "unread", "n": 2}
     assert lookups_outside(lambda: resolve([Conflict(incoming(400).event, unread, same_image(unread))])) == [False]
     # Newer than the last local version read (500): unknown, the declared source side wins as before; the

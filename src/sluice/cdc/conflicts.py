@@ -288,7 +288,12 @@ class ConflictLog:
 
 
 class ConflictResolver:
-    """The :data:`~sluice.cdc.base.Resolver` of one way of a both-ways sync (:func:`make_resolver`).
+    """The :data:`~sluice.cdc.base.Resolver` of one way of a both-ways sync: called with a batch's conflicts,
+    it answers for each whether the incoming change is applied.
+
+    ``incoming_is_source``: the changes come from the declared ``source`` side. ``newer-wins`` under
+    :func:`lookups_outside` raises :class:`LocalVersionPending` for local times capture has not read yet (once
+    per key); elsewhere it waits up to ``wait_s`` seconds for each in place.
 
     ``versions``: the row versions of the target side (:class:`LocalVersions`), which apply also reads (a
     change's :attr:`~sluice.cdc.events.ChangeEvent.base` against the current row's version) and records
@@ -389,22 +394,3 @@ class ConflictResolver:
             self.log.record(self.direction, conflict, applied, rule)
             verdicts.append(applied)
         return verdicts
-
-
-def make_resolver(
-    policy: ConflictPolicy,
-    incoming_is_source: bool,
-    target_table_of: Callable[[str], str],
-    local: LocalVersions | None,
-    log: ConflictLog,
-    direction: str,
-    wait_s: float = WAIT_S,
-) -> ConflictResolver:
-    """The resolver for changes flowing one way of a both-ways sync.
-
-    ``incoming_is_source``: the changes come from the declared ``source`` side. ``target_table_of`` maps
-    the incoming event's table to the target side's source-table name (the key :class:`LocalVersions` uses).
-    ``newer-wins`` under :func:`lookups_outside` raises :class:`LocalVersionPending` for local times capture
-    has not read yet (once per key); elsewhere it waits up to ``wait_s`` seconds for each in place.
-    """
-    return ConflictResolver(policy, incoming_is_source, target_table_of, local, log, direction, wait_s)

@@ -41,7 +41,7 @@ from sluice.cdc.base import Apply, Capture, SyncError, TableRef
 from sluice.cdc.capture_lock import CaptureLock
 from sluice.cdc.capture_loop import CaptureSide
 from sluice.cdc.config import SyncSettings, partitions_problem
-from sluice.cdc.conflicts import ConflictLog, LocalVersions, make_resolver
+from sluice.cdc.conflicts import ConflictLog, ConflictResolver, LocalVersions
 from sluice.cdc.events import Position, TableSchema
 from sluice.cdc.plugins import ApplyOptions
 from sluice.cdc.state import SyncState, direction_label
@@ -213,7 +213,7 @@ class SyncRuntime:
                 resolver = None
                 if self.settings.direction == "both":
                     targets = {ref.source.qualified: ref.target_qualified for ref in d.refs}
-                    resolver = make_resolver(
+                    resolver = ConflictResolver(
                         self.settings.conflicts,
                         d.source_side == self.settings.source,
                         _mapper(targets),
