@@ -96,6 +96,20 @@ def writer(url: str, stop: threading.Event, seed: int) -> None:
         conn.close()
 
 
+@contextlib.contextmanager
+def embedded_bus(sync: SyncSettings, urls: dict[str, str], tmp_path: Path) -> Iterator[Bus]:
+    """An embedded bus in ``tmp_path``; at the end ``sync``'s capture objects (slot, publication) are dropped from
+    the sources, then the bus is closed."""
+    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+    try:
+        yield bus
+    finally:
+        try:
+            SyncRuntime(sync, urls, bus, tmp_path).drop()
+        finally:
+            bus.close()
+
+
 def settings(name: str, **overrides: Any) -> SyncSettings:
     raw: dict[str, Any] = {"name": name, "source": "my", "target": "pg", "tables": list(TABLES), "chunk_rows": 100}
     raw.update(overrides)
@@ -326,19 +340,13 @@ def test_lost_position_is_one_clear_error_then_resnapshot(
     urls = {"pg": pg_db_url, "my": mysql_db_url}
     name = sync_name()
     sync = msgspec.convert({"name": name, "source": "pg", "target": "my", "tables": ["src"]}, SyncSettings)
-    bus = EmbeddedBus(str(tmp_path / "bus.db"))
-    try:
+    with embedded_bus(sync, urls, tmp_path) as bus:
         SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
         SyncRuntime(sync, urls, bus, tmp_path).drop()
         pg.execute("UPDATE public.src SET name = 'changed' WHERE id = 1")
         with pytest.raises(PositionLost, match="--resnapshot"):
             SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
         SyncRuntime(sync, urls, bus, tmp_path, once=True, resnapshot=True).run()
-    finally:
-        try:
-            SyncRuntime(sync, urls, bus, tmp_path).drop()
-        finally:
-            bus.close()
     with my.cursor() as cur:
         cur.execute("SELECT count(*), max(name = 'changed') FROM src")
         assert cur.fetchone() == (50, 1)
@@ -351,8 +359,7 @@ def test_both_ways_no_echo_and_conflicts(
     urls = {"my": mysql_db_url, "pg": pg_db_url}
     name = sync_name()
     sync = settings(name, tables=["emp"], direction="both", conflicts=policy)
-    bus = EmbeddedBus(str(tmp_path / "bus.db"))
-    try:
+    with embedded_bus(sync, urls, tmp_path) as bus:
         SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
         with my.cursor() as cur:
             cur.execute("UPDATE emp SET name = 'my only' WHERE id = 1")
@@ -363,11 +370,6 @@ def test_both_ways_no_echo_and_conflicts(
         status = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
         # Resuming from the checkpoints reads what the previous run applied on each side: all of it echo.
         again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
-    finally:
-        try:
-            SyncRuntime(sync, urls, bus, tmp_path).drop()
-        finally:
-            bus.close()
     assert rows_my(my, "emp") == rows_pg(pg, "public.emp")
     names = {r[0]: r[1] for r in rows_pg(pg, "public.emp") if r[0] in (1, 2, 3)}
     assert names == {1: "my only", 2: f"{winner} version", 3: "pg only"}
@@ -448,8 +450,7 @@ def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
         with my.cursor() as cur:
             cur.execute("DELETE FROM emp")
     sync = settings(name, source=source, target=target, tables=["emp"], direction="both", conflicts="newer-wins")
-    bus = EmbeddedBus(str(tmp_path / "bus.db"))
-    try:
+    with embedded_bus(sync, urls, tmp_path) as bus:
         SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
         assert len(rows_pg(pg, "public.emp")) == len(rows_my(my, "emp")) == 300
         if how == "resync":
@@ -457,11 +458,6 @@ def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
         status = SyncRuntime(sync, urls, bus, tmp_path, once=True, resnapshot=how == "resnapshot").run()
         # A later run reads what this one wrote on each side: all of it the sync's own, nothing echoes.
         again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
-    finally:
-        try:
-            SyncRuntime(sync, urls, bus, tmp_path).drop()
-        finally:
-            bus.close()
     assert len(rows_my(my, "emp")) == 300
     assert rows_my(my, "emp") == rows_pg(pg, "public.emp")
     captured = {t.direction: t.captured for t in status.tables}
@@ -485,8 +481,7 @@ def test_primary_key_changed_at_the_source_then_resync_gives_the_target_the_new_
     urls = {"my": mysql_db_url, "pg": pg_db_url}
     name = sync_name()
     sync = settings(name)
-    bus = EmbeddedBus(str(tmp_path / "bus.db"))
-    try:
+    with embedded_bus(sync, urls, tmp_path) as bus:
         SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
         with my.cursor() as cur:
             cur.execute("ALTER TABLE emp DROP PRIMARY KEY, ADD PRIMARY KEY (id, n)")
@@ -498,11 +493,6 @@ def test_primary_key_changed_at_the_source_then_resync_gives_the_target_the_new_
         with my.cursor() as cur:
             cur.execute("INSERT INTO emp VALUES (1, 'third', 8, 1)")
         again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
-    finally:
-        try:
-            SyncRuntime(sync, urls, bus, tmp_path).drop()
-        finally:
-            bus.close()
     assert all(t.state == "streaming" for t in status.tables + again.tables), status.tables
     key = pg.execute(
         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
