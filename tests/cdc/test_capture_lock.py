@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import psycopg
 import pytest
 from tests.servers_fixtures import mysql_connect
 
+from helpers import wait_for
 from sluice.cdc.capture_lock import CaptureLock, CaptureRunning, capture_holder
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -59,13 +59,6 @@ def test_a_second_process_is_refused_with_the_holders_pid_until_it_dies(tmp_path
     assert capture_holder(tmp_path, "s1", "my") is None
 
 
-def wait_for(check: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.1)
-
-
 @pytest.mark.mysql
 @pytest.mark.postgres
 @pytest.mark.parametrize("first_processes", ["1", "2"])
@@ -96,7 +89,7 @@ def test_a_second_sluice_sync_refuses_and_the_first_keeps_streaming(
         return None if row is None else row[0]
 
     try:
-        wait_for(lambda: target_v() == 1)
+        wait_for(lambda: target_v() == 1, 60, "the first change applied")
         holder = capture_holder(tmp_path / ".sluice", name, "my")
         assert holder is not None
         capturing = int(str(holder).split(" pid ")[1].split()[0])
@@ -111,7 +104,9 @@ def test_a_second_sluice_sync_refuses_and_the_first_keeps_streaming(
         assert first.poll() is None, "the first sync stopped"
         with my.cursor() as cur:
             cur.execute("UPDATE t SET v = 2 WHERE id = 1")
-        wait_for(lambda: target_v() == 2)  # the first still streams: its binlog dump was not taken over
+        wait_for(
+            lambda: target_v() == 2, 60, "the second change applied"
+        )  # the first still streams: its binlog dump was not taken over
     finally:
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=60)

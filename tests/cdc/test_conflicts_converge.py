@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import psycopg
 import pytest
 from tests.servers_fixtures import mysql_connect
 
+from helpers import wait_for
 from sluice.bus.embedded import EmbeddedBus
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.runtime import SyncRuntime
@@ -59,13 +58,6 @@ def pg_writer(url: str, seed: int, done: list[int]) -> None:
             done[0] += 1
 
 
-def wait_for(check: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.2)
-
-
 @pytest.mark.parametrize("policy", ["newer-wins", "source-wins", "target-wins"])
 def test_concurrent_updates_of_the_same_keys_on_both_sides_converge(
     mysql_db_url: str, pg_db_url: str, tmp_path: Path, policy: str
@@ -99,8 +91,12 @@ def test_concurrent_updates_of_the_same_keys_on_both_sides_converge(
                 except psycopg.errors.UndefinedTable:
                     return False
 
-            wait_for(lambda: snapshotted() or bool(failure), 60)
-            wait_for(lambda: len(rt.directions) == 2 and all(d.capture and d.capture.position for d in rt.directions), 60)
+            wait_for(lambda: snapshotted() or bool(failure), 60, "the snapshot")
+            wait_for(
+                lambda: len(rt.directions) == 2 and all(d.capture and d.capture.position for d in rt.directions),
+                60,
+                "both captures streaming",
+            )
         counts = [[0], [0]]
         writers = [
             threading.Thread(target=my_writer, args=(mysql_db_url, 1, counts[0])),
@@ -113,7 +109,7 @@ def test_concurrent_updates_of_the_same_keys_on_both_sides_converge(
         assert counts == [[OPERATIONS], [OPERATIONS]]
         # Quiet: every change committed on either side until now is captured and applied.
         positions = rt.source_positions()
-        wait_for(lambda: rt.caught_up(positions) or bool(failure), 120)
+        wait_for(lambda: rt.caught_up(positions) or bool(failure), 120, "both sides caught up")
         assert not failure, failure
         conflicts = sum(t.conflicts for t in rt.state.snapshot_status().tables)
         verdict = verify_table(mysql_db_url, pg_db_url, rt.directions[0].refs[0], max_keys=ROWS)
