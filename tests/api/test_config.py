@@ -165,7 +165,3 @@ def test_an_anon_role_no_role_defines_and_unknown_filter_operators_are_reported(
     assert any(p.startswith("14: ") and "unknown operator '_lesser'" in p for p in found), found
     assert any(p.startswith("15: api: auth: anon_role 'readr' is not a role of roles:") and "'reader'" in p for p in found)
     assert len(found) == 3, found
-
-
-def test_the_default_anon_role_needs_no_role(tmp_path: Path) -> None:
-    assert problems_of(tmp_path, GOOD) == []  # anon_role: anon by default; anonymous requests get nothing

@@ -319,7 +319,7 @@ def _unknown_operators(expression: Any) -> list[str]:
     return found
 
 
-def _under(path: str, prefix: str) -> bool:
+def under_path(path: str, prefix: str) -> bool:
     """Whether URL ``path`` is ``prefix`` or below it (``/rest`` covers ``/rest/x``, not ``/restx``)."""
     prefix = prefix.rstrip("/") or "/"
     return prefix == "/" or path == prefix or path.startswith(prefix + "/")
@@ -332,7 +332,7 @@ def _proxy_overlaps(settings: ApiSettings, file: str, at: Callable[..., int | No
     taken += [(route, "a route of the control API") for route in CONTROL_ROUTES]
     for index, proxy in enumerate(settings.proxies):
         path = proxy.path.rstrip("/") or "/"
-        clash = next((what for other, what in taken if _under(path, other) or _under(other, path)), None)
+        clash = next((what for other, what in taken if under_path(path, other) or under_path(other, path)), None)
         if clash is not None:
             problems.append(
                 ConfigError(

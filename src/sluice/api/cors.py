@@ -14,6 +14,7 @@ import re
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sluice.api.config import under_path
 from sluice.api.settings import ApiSettings
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -46,13 +47,11 @@ class DataApiCors:
             expose_headers=cors.expose_headers,
             max_age=cors.max_age_s,
         )
-        self.prefixes = tuple(
-            p.rstrip("/") for p in (settings.graphql_path, settings.rest_path, *(r.path for r in settings.proxies))
-        )
+        self.prefixes = (settings.graphql_path, settings.rest_path, *(r.path for r in settings.proxies))
 
     def covers(self, path: str) -> bool:
         """Whether ``path`` is one of the data API's (the GraphQL or REST path, a proxy route, or below one)."""
-        return any(path == p or path.startswith(p + "/") for p in self.prefixes)
+        return any(under_path(path, prefix) for prefix in self.prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.covers(scope["path"]):
