@@ -30,7 +30,7 @@ from sluice.api.databases import Database
 from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.model import ExposedTable, graphql_name
-from sluice.api.permissions import Access, claim_invalid, claim_value
+from sluice.api.permissions import Access, preset_value
 from sluice.api.schema import RootField
 
 NewCompiler = Callable[[Dialect], Compiler]
@@ -116,10 +116,7 @@ class _Mutation:
                 raise DataApiError(
                     f"role preset names {name!r}, not a column of {self.t.base}", status=500, code="bad-permission"
                 )
-            preset = claim_value(self.c.principal, value)
-            if isinstance(preset, list) and isinstance(value, dict) and "claim" in value:
-                raise claim_invalid(value["claim"], self.c.principal.role, f"a list, set into column {name}")
-            row[name] = preset
+            row[name] = preset_value(self.c.principal, value, name)
         return row
 
     def key_filter(self, c: Compiler, alias: str) -> str:

@@ -19,7 +19,7 @@ from sluice.api.catalog import Column
 from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.model import ExposedTable, Model
-from sluice.api.permissions import Access, Permissions, claim_invalid, claim_value, coerce_claim
+from sluice.api.permissions import Access, Permissions, compared_value
 from sluice.api.plans import is_tagged, untag
 from sluice.api.principal import Principal
 
@@ -161,14 +161,7 @@ class Compiler:
         json_pg = column.scalar == "JSON" and self.dialect.name == "postgresql" and not column.array
         target = f"({expr})::jsonb" if json_pg else expr
         for op, raw in ops.items():
-            value = claim_value(self.principal, raw) if trusted else raw
-            if trusted and isinstance(value, list) and op not in ("_in", "_nin"):  # a list claim where one value goes
-                name = raw["claim"] if isinstance(raw, dict) and "claim" in raw else "?"
-                raise claim_invalid(name, self.principal.role, f"a list, compared with {op}")
-            if trusted and op in ("_in", "_nin") and value is not None and not isinstance(value, list):
-                value = [value]  # a one-value claim in an _in list
-            if trusted and isinstance(raw, dict) and "claim" in raw and op != "_is_null":
-                value = coerce_claim(raw["claim"], value, column.scalar, self.principal.role)
+            value = compared_value(self.principal, raw, op, column.scalar) if trusted else raw
             if op in _COMPARISONS:
                 if value is None:
                     parts.append(self.dialect.false_sql)

@@ -207,6 +207,31 @@ def _checked_claim(name: str, value: Any, role: str) -> Any:
     return value
 
 
+def compared_value(principal: Principal, raw: Any, op: str, scalar: str) -> Any:
+    """The value a permission's filter compares with operator ``op`` (``raw``: as written in ``api.roles``), its
+    ``{claim: NAME}`` resolved: under ``_in``/``_nin`` a one-value claim is a list of one, elsewhere a list claim
+    is 403 ``claim-invalid``, and the claim takes the column's type (:func:`coerce_claim`, ``scalar``: the column's
+    GraphQL scalar)."""
+    value = claim_value(principal, raw)
+    if not (isinstance(raw, dict) and set(raw) == {"claim"}) or op == "_is_null":
+        return value
+    name = raw["claim"]
+    if op in ("_in", "_nin"):
+        value = value if value is None or isinstance(value, list) else [value]
+    elif isinstance(value, list):
+        raise claim_invalid(name, principal.role, f"a list, compared with {op}")
+    return coerce_claim(name, value, scalar, principal.role)
+
+
+def preset_value(principal: Principal, raw: Any, column: str) -> Any:
+    """The value a permission's ``set`` writes into ``column``, its ``{claim: NAME}`` resolved; a list claim is 403
+    ``claim-invalid``."""
+    value = claim_value(principal, raw)
+    if isinstance(value, list) and isinstance(raw, dict) and set(raw) == {"claim"}:
+        raise claim_invalid(raw["claim"], principal.role, f"a list, set into column {column}")
+    return value
+
+
 def coerce_claim(name: str, value: Any, scalar: str, role: str) -> Any:
     """A claim's value as the type of the column it is compared with (``scalar``: the column's GraphQL scalar), as
     Hasura casts session variables to the column's type: ``5`` matches a text ``'5'``, ``"5"`` an integer ``5``.
