@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,7 +51,7 @@ from sluice.api.schema import RootField
 from sluice.api.settings import ApiSettings
 
 ROOTS = {"Query": "query", "Mutation": "mutation", "Subscription": "subscription"}
-_QUERY_OPS = {"list": "select", "page": "select", "by_pk": "select", "aggregate": "select"}
+_QUERY_OPS = frozenset({"list", "page", "by_pk", "aggregate"})
 _MUTATION_OPS = {
     "insert": "insert",
     "insert_one": "insert",
@@ -136,9 +136,8 @@ def _root_allowed(kind: str, name: str, roots: dict[tuple[str, str], RootField],
         return root.base in grants.sync
     if root.op in _QUERY_OPS:
         return root.base in (grants.aggregate if root.op == "aggregate" else grants.select)
-    operation = _MUTATION_OPS.get(root.op)
-    granted: Iterable[str] = grants.delete if operation == "delete" else getattr(grants, operation, {}) if operation else ()
-    return root.base in granted
+    operation = _MUTATION_OPS.get(root.op)  # a Grants field: insert, update or delete
+    return operation is not None and root.base in getattr(grants, operation)
 
 
 def _type_rules(model: Model, grants: Grants) -> dict[str, Callable[[str], bool]]:
