@@ -79,7 +79,7 @@ def test_resync_name_with_two_tables_of_that_short_name_asks_for_the_full_one() 
         resync_name("items", ["db.items", "public.items"], "s1")
     assert resync_name("db.items", ["db.items", "public.items"], "s1") == "db.items"
     # both ways: the declared source's table, not its target (the other direction's source)
-    assert resync_name("items", ["db.items", "public.items"], "s1", ["db.items"]) == "db.items"
+    assert resync_name("items", ["db.items"], "s1", ["public.items"]) == "db.items"
 
 
 def test_status_of_a_killed_process_says_not_running(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_resync_both_ways_refuses_the_target_sides_copy_of_a_table(tmp_path: Pat
     runner = CliRunner()
     refused = runner.invoke(cli, ["sync", "resync", str(tmp_path), "public.items"])
     assert refused.exit_code == 2
-    assert "public.items is the pg side's copy of a table of sync 's1'" in refused.output
+    assert "public.items is the target side's copy of a table of sync 's1'" in refused.output
     assert "name the source table (shop.items)" in refused.output
     assert resync_requests(work, "s1") == []
     done = runner.invoke(cli, ["sync", "resync", str(tmp_path), "items"])

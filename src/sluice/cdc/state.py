@@ -182,24 +182,27 @@ def request_resync(work_dir: Path, sync: str, table: str) -> Path:
     return path
 
 
-def resync_name(table: str, known: Sequence[str], sync: str, preferred: Sequence[str] = ()) -> str:
+def resync_name(table: str, sources: Sequence[str], sync: str, copies: Sequence[str] = ()) -> str:
     """The source table (``namespace.name``) a resync of ``table`` asks for: ``table`` itself when it is one of
-    ``known`` (the sync's tables, from its status file) or nothing is known yet (the capture checks it), else
-    the one table of ``known`` whose name without namespace is ``table`` (of several, the one in ``preferred``:
-    both ways, the tables of the declared source, not their targets). Raises :class:`ConfigError` (with a
-    did-you-mean) for a name that matches no table, or several."""
-    if not known or table in known:
+    ``sources`` (the declared source's tables, from the sync's status file) or nothing is known yet (the capture
+    checks it), else the one table of ``sources`` whose name without namespace is ``table``. Raises
+    :class:`ConfigError` for a name of ``copies`` (both ways: the target side's copies, which a resync would copy
+    over the source), for several matches, and (with a did-you-mean) for none."""
+    if table in copies and table not in sources:
+        raise ConfigError(
+            f"{table} is the target side's copy of a table of sync '{sync}': a resync empties the target and copies "
+            f"the declared source again; name the source table ({', '.join(sorted(sources))})"
+        )
+    if not sources or table in sources:
         return table
-    matches = [name for name in known if name.rpartition(".")[2] == table]
-    if len(matches) > 1:
-        matches = [name for name in matches if name in preferred] or matches
+    matches = [name for name in sources if name.rpartition(".")[2] == table]
     if len(matches) == 1:
         return matches[0]
     if matches:
         raise ConfigError(f"sync '{sync}' has several tables named {table!r} ({', '.join(matches)}); give one of them in full")
     raise ConfigError(
-        f"sync '{sync}' has no table {table!r}; give one of its tables ({', '.join(sorted(known))}) as "
-        f"namespace.name.{did_you_mean(table, known)}"
+        f"sync '{sync}' has no table {table!r}; give one of its tables ({', '.join(sorted(sources))}) as "
+        f"namespace.name.{did_you_mean(table, sources)}"
     )
 
 

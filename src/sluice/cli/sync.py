@@ -324,18 +324,10 @@ def resync(path: str, table: str, name: str | None) -> None:
     project, spec = _load(path, name)
     status = read_status(project.work_dir, spec.settings.name)
     tables = status.tables if status is not None else []
-    known = list(dict.fromkeys(t.source_table for t in tables))
     forward = [t.source_table for t in tables if t.direction.startswith(f"{spec.settings.source} ->")]
-    if forward and table in known and table not in forward:  # both ways: the target side's copy of a table
-        click.echo(
-            f"error: {table} is the {spec.settings.target} side's copy of a table of sync '{spec.settings.name}': a resync "
-            f"empties the target and copies the declared source ({spec.settings.source}) again; name the source table "
-            f"({', '.join(sorted(forward))})",
-            err=True,
-        )
-        sys.exit(USER_ERROR)
+    copies = [t.source_table for t in tables if t.source_table not in forward]  # both ways: the target side's
     try:
-        table = resync_name(table, forward or known, spec.settings.name, forward)
+        table = resync_name(table, forward or copies, spec.settings.name, copies if forward else [])
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
