@@ -87,7 +87,8 @@ def test_serving_beyond_loopback_with_an_api_warns_that_the_control_api_is_open(
     )
     project = load_project(str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="sluice.server"):
-        warn_open_control(project, "127.0.0.1")
+        for loopback in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+            warn_open_control(project, loopback)
         assert not caplog.records
         warn_open_control(project, "0.0.0.0")
     [record] = caplog.records

@@ -6,6 +6,8 @@ accepting requests, cancels the active run, stops its workers and exits cleanly 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -95,10 +97,14 @@ def route_uvicorn_logs() -> None:
 
 
 def warn_open_control(project: Project, host: str) -> None:
-    """Log a warning when the data API has authentication but the server listens beyond loopback: the control API
-    on the same port (``/orchestrate``, ``/runs``, ``/syncs``, ``/events``...) has none (docs/api/security.md)."""
-    if project.api is None or host in ("127.0.0.1", "::1", "localhost"):
+    """Log a warning when the project serves a data API (whose gate checks credentials) and the server listens
+    beyond loopback: the control API on the same port (``/orchestrate``, ``/runs``, ``/syncs``, ``/events``...)
+    checks none (docs/api/security.md)."""
+    if project.api is None or host == "localhost":
         return
+    with contextlib.suppress(ValueError):  # a host name: warn
+        if ipaddress.ip_address(host).is_loopback:
+            return
     log.warning(
         "sluice serve listens on %s: the data API checks credentials, but the control API on the same port "
         "(/orchestrate, /runs, /objects, /events, /syncs) has no authentication; keep the port on a private network "
