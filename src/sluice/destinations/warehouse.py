@@ -1,0 +1,330 @@
+"""PostgreSQL warehouse loads: range partitions created as data arrives, primary keys, indexes, ANALYZE.
+
+:class:`WarehouseLoad` carries one load's :class:`~sluice.destinations.warehouse_options.PostgresDestinationSpec`
+and runs its DDL on the :class:`~sluice.destinations.postgres.PostgresDestination`'s connection, inside
+the load's transaction (so a failed load leaves no partition or index behind):
+
+- ``partition_by: {column: order_date, interval: month}`` creates the table ``PARTITION BY RANGE
+  (order_date)`` (PostgreSQL's declarative partitioning: https://www.postgresql.org/docs/current/ddl-partitioning.html).
+  Each Arrow batch's partition column is cut to the interval (``pyarrow.compute.floor_temporal``, a
+  timestamp with a time zone at UTC midnight) and its distinct starts give the partitions it needs;
+  a missing one is created with ``CREATE TABLE IF NOT EXISTS <table>_p2026_11 PARTITION OF <table> FOR
+  VALUES FROM ('2026-11-01') TO ('2026-12-01')`` before the batch is copied. COPY cannot pause for DDL,
+  so a load is copied in segments: a new COPY starts after each batch that needed new partitions.
+  ``merge`` stages its rows first, so the partitions are read from the staging table
+  (``SELECT DISTINCT date_trunc(...)``). Loads creating the same partition take turns (the
+  destination's transaction-scoped advisory lock, then a fresh look at the catalog).
+- ``primary_key`` and ``indexes`` are created with the table, and added to an existing table that
+  lacks them (``ALTER TABLE ... ADD CONSTRAINT ... PRIMARY KEY``, ``CREATE [UNIQUE] INDEX IF NOT
+  EXISTS``). Names are deterministic and at most 63 bytes (:func:`pg_name`): ``<table>_pkey``,
+  ``<table>_<columns>_idx`` (``_key`` when unique), ``<table>_p<start>`` for partitions; a longer one
+  keeps a prefix and a hash of the whole name.
+- ``ANALYZE`` runs after a committed load of at least ``analyze_min_rows`` rows (the partitions loaded,
+  or the table), see :meth:`WarehouseLoad.analyze_targets`.
+
+Errors are TerminalError naming the table and the column; docs/destinations.md describes it for users.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sluice.destinations.sql import TableName, quote
+from sluice.destinations.warehouse_options import IndexSpec, PostgresDestinationSpec, warehouse_problems
+from sluice.errors import TerminalError, did_you_mean
+
+MAX_NAME_BYTES = 63  # NAMEDATALEN - 1
+_SEP = "\x1f"
+_OID_SQL = (
+    "SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+    "WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema())"
+)
+
+
+class _Sql(Protocol):
+    """What a load needs of the destination: statements on its connection and its DDL lock."""
+
+    def execute(self, sql: str, params: Any = ()) -> None: ...
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]: ...
+
+    def lock_ddl(self, what: str) -> None: ...
+
+
+def pg_name(base: str, suffix: str) -> str:
+    """``<base>_<suffix>``, cut to 63 bytes with an 8-hex-digit hash of the whole name when longer (deterministic)."""
+    full = f"{base}_{suffix}"
+    if len(full.encode()) <= MAX_NAME_BYTES:
+        return full
+    digest = hashlib.blake2b(full.encode(), digest_size=4).hexdigest()
+    room = MAX_NAME_BYTES - len(f"_{digest}_{suffix}".encode())
+    return f"{base.encode()[:room].decode(errors='ignore')}_{digest}_{suffix}"
+
+
+def index_name(table: str, index: IndexSpec) -> str:
+    """``<table>_<col>_<col>_idx`` (``_key`` for a unique index), at most 63 bytes."""
+    return pg_name("_".join([table, *index.columns]), "key" if index.unique else "idx")
+
+
+def next_start(start: dt.date, interval: str) -> dt.date:
+    """The first day of the interval after the one starting on ``start`` (``day``, ``month`` or ``year``)."""
+    if interval == "day":
+        return start + dt.timedelta(days=1)
+    if interval == "year":
+        return dt.date(start.year + 1, 1, 1)
+    return dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def partition_suffix(start: dt.date, interval: str) -> str:
+    """``p2026`` (year), ``p2026_11`` (month) or ``p2026_11_30`` (day)."""
+    return {"year": f"p{start:%Y}", "month": f"p{start:%Y_%m}"}.get(interval, f"p{start:%Y_%m_%d}")
+
+
+def is_partition_type(kind: pa.DataType) -> bool:
+    """Date and timestamp columns can partition a table."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_date(kind) or pa.types.is_timestamp(kind))
+
+
+def interval_starts(column: pa.Array | pa.ChunkedArray, interval: str) -> set[dt.date]:
+    """The first day of each interval ``column``'s values fall in (vectorised; nulls are the caller's to refuse)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode() if isinstance(column, pa.Array) else pc.cast(column, column.type.value_type)
+    kind = column.type
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        column = pc.cast(column, pa.timestamp(kind.unit, "UTC"))
+    elif pa.types.is_date64(kind):
+        column = pc.cast(column, pa.date32())
+    starts = pc.unique(pc.floor_temporal(column, unit=interval)).drop_null().to_pylist()
+    return {value.date() if isinstance(value, dt.datetime) else value for value in starts}
+
+
+class WarehouseLoad:
+    """One load's warehouse options, checked against the data's schema when created (TerminalError)."""
+
+    def __init__(self, spec: PostgresDestinationSpec, label: str, schema: pa.Schema, mode: str, key: tuple[str, ...]) -> None:
+        self.spec = spec
+        self.label = label
+        self.touched: set[str] = set()  # partition names this load wrote to
+        self.loaded = False
+        self._known: set[str] | None = None
+        problems = warehouse_problems(spec, mode, key)
+        if problems:
+            raise TerminalError(f"destination table '{label}': {problems[0]}")
+        names = list(schema.names)
+        for option, column in spec.declared_columns():
+            if column not in names:
+                raise TerminalError(
+                    f"destination table '{label}': {option} names column '{column}', which is not in the data "
+                    f"(columns: {', '.join(names)}).{did_you_mean(column, names)} Fix the destination's {option} or the object"
+                )
+        part = spec.partition_by
+        self.tz = False
+        if part is not None:
+            kind = schema.field(part.column).type
+            if not is_partition_type(kind):
+                raise TerminalError(
+                    f"destination table '{label}': partition_by column '{part.column}' is {kind}, but range partitions "
+                    "by interval need a date or timestamp column; cast it in the object or partition by another column"
+                )
+            value = kind.value_type if pa.types.is_dictionary(kind) else kind
+            self.tz = bool(pa.types.is_timestamp(value) and value.tz is not None)
+
+    @property
+    def partitioned(self) -> bool:
+        return self.spec.partition_by is not None
+
+    # -- creating the table ---------------------------------------------------------------------------
+
+    def create(self, dest: _Sql, name: TableName, columns_ddl: str) -> None:
+        """``CREATE TABLE`` with the primary key and partitioning, then the indexes."""
+        parts = [columns_ddl]
+        if self.spec.primary_key:
+            pk = pg_name(name.name, "pkey")
+            parts.append(f"CONSTRAINT {quote(pk)} PRIMARY KEY ({self._cols(self.spec.primary_key)})")
+        sql = f"CREATE TABLE {name.sql} ({', '.join(parts)})"
+        if self.spec.partition_by is not None:
+            sql += f" PARTITION BY RANGE ({quote(self.spec.partition_by.column)})"
+            self._known = set()
+        dest.execute(sql)
+        for index in self.spec.index_list():
+            self._create_index(dest, name, index)
+
+    def check_layout(self, dest: _Sql, name: TableName, mode: str) -> bool:
+        """Whether the existing table is partitioned as declared; False for replace (recreate it), else TerminalError."""
+        if self.spec.partition_by is None:
+            return True
+        want = self.spec.partition_by.column
+        rows = dest.query(
+            "SELECT pt.partstrat, a.attname FROM pg_partitioned_table AS pt JOIN pg_attribute AS a "
+            f"ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0] WHERE pt.partrelid = ({_OID_SQL})",
+            (name.name, name.schema),
+        )
+        have = f"partitioned by {(rows[0][0] == 'r' and 'range') or 'list/hash'} on '{rows[0][1]}'" if rows else "not partitioned"
+        if rows and rows[0][0] == "r" and rows[0][1] == want:
+            return True
+        if mode == "replace":
+            return False
+        raise TerminalError(
+            f"table '{self.label}' exists and is {have}, but the destination declares partition_by column '{want}'; "
+            "partitioning is set when a table is created: write once with mode replace to recreate it, or drop the table"
+        )
+
+    def complete(self, dest: _Sql, name: TableName) -> None:
+        """Add the declared primary key and indexes an existing table lacks (after its columns were added)."""
+        oid_rows = dest.query(_OID_SQL, (name.name, name.schema))
+        if not oid_rows:
+            return
+        oid = int(oid_rows[0][0])
+        missing = self._missing(dest, oid)
+        if not missing:
+            return
+        # Another load may be adding them right now: take turns, then look again.
+        dest.lock_ddl(f"table:{name}")
+        for index in self._missing(dest, oid):
+            if index is None:
+                pk = pg_name(name.name, "pkey")
+                dest.execute(
+                    f"ALTER TABLE {name.sql} ADD CONSTRAINT {quote(pk)} PRIMARY KEY ({self._cols(self.spec.primary_key)})"
+                )
+            else:
+                self._create_index(dest, name, index)
+
+    def _missing(self, dest: _Sql, oid: int) -> list[IndexSpec | None]:
+        """The declared indexes not on the table, and None first when the primary key is missing."""
+        missing: list[IndexSpec | None] = []
+        if self.spec.primary_key:
+            rows = dest.query(
+                "SELECT string_agg(a.attname, chr(31) ORDER BY k.o) FROM pg_constraint AS con, "
+                "unnest(con.conkey) WITH ORDINALITY AS k(n, o) JOIN pg_attribute AS a ON a.attnum = k.n "
+                "WHERE con.conrelid = $1::oid AND con.contype = 'p' AND a.attrelid = $1::oid GROUP BY con.oid",
+                (oid,),
+            )
+            if not rows:
+                missing.append(None)
+            elif tuple(str(rows[0][0]).split(_SEP)) != self.spec.primary_key:
+                have = ", ".join(str(rows[0][0]).split(_SEP))
+                raise TerminalError(
+                    f"table '{self.label}' has primary key ({have}) but the destination declares primary_key "
+                    f"({', '.join(self.spec.primary_key)}); change primary_key, or drop the table's constraint"
+                )
+        rows = dest.query(
+            "SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid WHERE i.indrelid = $1::oid", (oid,)
+        )
+        have_names = {str(row[0]) for row in rows}
+        table = dest.query("SELECT relname FROM pg_class WHERE oid = $1::oid", (oid,))[0][0]
+        missing.extend(index for index in self.spec.index_list() if index_name(str(table), index) not in have_names)
+        return missing
+
+    def _create_index(self, dest: _Sql, name: TableName, index: IndexSpec) -> None:
+        unique = "UNIQUE " if index.unique else ""
+        idx = quote(index_name(name.name, index))
+        dest.execute(f"CREATE {unique}INDEX IF NOT EXISTS {idx} ON {name.sql} ({self._cols(index.columns)})")
+
+    @staticmethod
+    def _cols(columns: tuple[str, ...]) -> str:
+        return ", ".join(quote(column) for column in columns)
+
+    # -- partitions -----------------------------------------------------------------------------------
+
+    def _partition(self, parent: TableName, start: dt.date) -> TableName:
+        assert self.spec.partition_by is not None
+        return TableName(parent.schema, pg_name(parent.name, partition_suffix(start, self.spec.partition_by.interval)))
+
+    def _bound(self, day: dt.date) -> str:
+        return f"'{day.isoformat()} 00:00:00+00'" if self.tz else f"'{day.isoformat()}'"
+
+    def ensure_partitions(self, dest: _Sql, parent: TableName, starts: set[dt.date]) -> None:
+        """Create the partitions of ``parent`` for the intervals starting on ``starts`` that do not exist yet."""
+        assert self.spec.partition_by is not None
+        interval = self.spec.partition_by.interval
+        if self._known is None:
+            rows = dest.query(
+                "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+                f"WHERE i.inhparent = ({_OID_SQL})",
+                (parent.name, parent.schema),
+            )
+            self._known = {str(row[0]) for row in rows}
+        for start in sorted(starts):
+            part = self._partition(parent, start)
+            self.touched.add(part.name)
+            if part.name in self._known:
+                continue
+            dest.lock_ddl(f"table:{part}")
+            if not dest.query(_OID_SQL, (part.name, part.schema)):
+                low, high = self._bound(start), self._bound(next_start(start, interval))
+                dest.execute(
+                    f"CREATE TABLE IF NOT EXISTS {part.sql} PARTITION OF {parent.sql} FOR VALUES FROM ({low}) TO ({high})"
+                )
+            self._known.add(part.name)
+
+    def batch_starts(self, batch: pa.RecordBatch) -> set[dt.date]:
+        """The interval starts of ``batch``'s partition column; TerminalError when it holds nulls."""
+        assert self.spec.partition_by is not None
+        column = batch.column(batch.schema.get_field_index(self.spec.partition_by.column))
+        if column.null_count:
+            raise TerminalError(
+                f"table '{self.label}' column '{self.spec.partition_by.column}' (partition_by) has {column.null_count} null "
+                "values, and a row without a date has no partition; nothing was written. Fill or filter them in the object"
+            )
+        return interval_starts(column, self.spec.partition_by.interval)
+
+    def insert(
+        self, dest: _Sql, parent: TableName, reader: pa.RecordBatchReader, copy: Callable[[pa.RecordBatchReader], int]
+    ) -> int:
+        """COPY ``reader`` into ``parent`` in segments, creating the partitions each segment needs first."""
+        batches = iter(reader)
+        pending: tuple[pa.RecordBatch, set[dt.date]] | None = None
+        rows = 0
+        while True:
+            if pending is None:
+                first = next(batches, None)
+                if first is None:
+                    return rows
+                pending = (first, self.batch_starts(first))
+            head, starts = pending
+            self.ensure_partitions(dest, parent, starts)
+            pending = None
+
+            def segment(head: pa.RecordBatch = head) -> Iterator[pa.RecordBatch]:
+                nonlocal pending
+                yield head
+                for batch in batches:
+                    needed = self.batch_starts(batch)
+                    known = self._known or set()
+                    if any(self._partition(parent, start).name not in known for start in needed):
+                        pending = (batch, needed)
+                        return
+                    self.touched.update(self._partition(parent, start).name for start in needed)
+                    yield batch
+
+            rows += copy(pa.RecordBatchReader.from_batches(reader.schema, segment()))
+            if pending is None:
+                return rows
+
+    def partitions_from_stage(self, dest: _Sql, parent: TableName, stage: TableName) -> None:
+        """Create the partitions the staged rows of a merge need (their distinct interval starts, read in SQL).
+
+        The partition column is part of the merge key, whose nulls the merge has refused already.
+        """
+        assert self.spec.partition_by is not None
+        column = quote(self.spec.partition_by.column)
+        value = f"{column} AT TIME ZONE 'UTC'" if self.tz else f"{column}::timestamp"
+        unit = self.spec.partition_by.interval
+        rows = dest.query(f"SELECT DISTINCT date_trunc('{unit}', {value})::date FROM {stage.sql}")
+        self.ensure_partitions(dest, parent, {row[0] for row in rows})
+
+    def analyze_targets(self, parent: TableName, rows: int) -> list[TableName]:
+        """What to ANALYZE after a committed load of ``rows`` rows: nothing, the partitions loaded, or the table."""
+        if not self.spec.analyze or not self.loaded or rows < self.spec.analyze_min_rows:
+            return []
+        if self.partitioned:
+            return [TableName(parent.schema, part) for part in sorted(self.touched)]
+        return [parent]
