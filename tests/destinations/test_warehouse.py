@@ -412,3 +412,53 @@ def test_options_refuse_what_postgresql_would() -> None:
         spec("t", indexes=[[""]])
     with pytest.raises(msgspec.ValidationError, match=r"Invalid enum value 'week'"):
         spec("t", partition_by={"column": "day", "interval": "week"})
+
+
+def test_loads_creating_the_same_partitions_at_once_all_succeed(
+    pg_db_url: str, destination: Callable[[], PostgresDestination]
+) -> None:
+    options = spec("analytics.fact_orders", mode="append", partition_by={"column": "order_date", "interval": "day"})
+    write(destination(), options, orders([0], ["2026-01-01"]), "l0")  # the table exists; its partitions do not
+    dests = [destination() for _ in range(4)]
+    start = threading.Barrier(len(dests))
+    errors: list[BaseException] = []
+    days = ["2026-03-01", "2026-03-02", "2026-03-03"]
+
+    def load(i: int) -> None:
+        try:
+            start.wait()
+            write(dests[i], options, orders([10 * i + 1, 10 * i + 2, 10 * i + 3], days), f"l{i + 1}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(len(dests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert query(pg_db_url, "SELECT count(*) FROM analytics.fact_orders") == [(13,)]
+    assert len(partitions(pg_db_url, "analytics.fact_orders")) == 4
+
+
+def test_validate_checks_the_columns_an_sql_object_selects(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        "connections: {dw: 'postgresql://u@127.0.0.1/db'}\n"
+        "objects:\n"
+        "  - {id: 1001, name: orders, source: {type: csv, path: orders.csv}, lake: true}\n"
+        "  - id: 3001\n"
+        "    name: fact_orders\n"
+        "    parents: [1001]\n"
+        "    sql: SELECT order_id, order_date, customer_id FROM orders\n"
+        "    destination:\n"
+        "      {connection: dw, table: analytics.fact_orders, mode: append, partition_by: {column: order_day},\n"
+        "       indexes: [[customer_id]]}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "orders.csv").write_text("order_id,order_date,customer_id\n1,2026-01-01,2\n", encoding="utf-8")
+    _, problems = parse_project(path, ahead=True)
+    assert [str(p) for p in problems] == [
+        f"{path}:8: object 3001 (fact_orders): destination partition_by names column 'order_day', which the SQL does not "
+        "select (it selects: order_id, order_date, customer_id). Did you mean 'order_date'? Fix the partition_by or the SQL"
+    ]

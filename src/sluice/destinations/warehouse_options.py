@@ -109,7 +109,8 @@ class PostgresDestinationSpec(DestinationSpec):
         return [index if isinstance(index, IndexSpec) else IndexSpec(columns=tuple(index)) for index in self.indexes]
 
     def declared_columns(self) -> list[tuple[str, str]]:
-        """``(option, column)`` for every column the options name, for checks against the data."""
+        """``(option, column)`` for every column the options name: checked against an SQL object's selected
+        columns by ``sluice validate``, and against the data's schema when a load starts."""
         named = [("partition_by", self.partition_by.column)] if self.partition_by else []
         named.extend(("primary_key", column) for column in self.primary_key)
         named.extend(("indexes", column) for index in self.index_list() for column in index.columns)

@@ -149,6 +149,10 @@ class DestinationSpec(Settings):
         if self.mode == "merge" and not self.key:
             raise ValueError("mode merge needs 'key' columns, e.g. key: [id]")
 
+    def declared_columns(self) -> list[tuple[str, str]]:
+        """``(option, column)`` for each column a destination plugin's options name (none here), checked against the data."""
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class LakeSpec:

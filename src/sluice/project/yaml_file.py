@@ -373,7 +373,9 @@ class _Reader:
             stage=stage_name,
             parents=tuple(dict.fromkeys(parents)),
             origin=Origin(
-                self.file, line, tuple((key, item.key_lines[key]) for key in ("sql", "source") if key in item.key_lines)
+                self.file,
+                line,
+                tuple((key, item.key_lines[key]) for key in ("sql", "source", "destination") if key in item.key_lines),
             ),
             source=self.source(item.get("source"), label, item.line_of("source")),
             sql=spec.sql,
