@@ -462,3 +462,37 @@ def test_validate_checks_the_columns_an_sql_object_selects(tmp_path: Path) -> No
         f"{path}:8: object 3001 (fact_orders): destination partition_by names column 'order_day', which the SQL does not "
         "select (it selects: order_id, order_date, customer_id). Did you mean 'order_date'? Fix the partition_by or the SQL"
     ]
+
+
+def test_a_merge_failing_after_staging_leaves_the_table_and_its_partitions_as_they_were(
+    pg_db_url: str, destination: Callable[[], PostgresDestination]
+) -> None:
+    options = spec(
+        "analytics.fact_orders",
+        mode="merge",
+        key=["order_id", "order_date"],
+        partition_by={"column": "order_date"},
+        indexes=[{"columns": ["customer_id", "order_date"], "unique": True}],
+    )
+    dest = destination()
+    write(dest, options, orders([1, 2], ["2026-01-05", "2026-01-06"]), "l1")
+    before = query(pg_db_url, "SELECT * FROM analytics.fact_orders ORDER BY order_id")
+    # Staged, its new partition created, the old row deleted: then the insert breaks the unique index.
+    clash = orders([1, 4, 7], ["2026-01-05", "2026-07-01", "2026-07-01"], 5.0)  # customers 1, 1, 1 on 2026-07-01
+    with pytest.raises(TerminalError, match=r"writing table 'analytics.fact_orders'.*violates unique constraint"):
+        write(dest, options, clash, "l2")
+    assert query(pg_db_url, "SELECT * FROM analytics.fact_orders ORDER BY order_id") == before
+    assert [name for name, _ in partitions(pg_db_url, "analytics.fact_orders")] == ["fact_orders_p2026_01"]
+
+
+def test_a_change_of_layout_changes_the_object_definition_and_nothing_else_does() -> None:
+    from sluice.project.model import DestinationSpec, ObjectSpec
+
+    def definition(destination: DestinationSpec) -> dict[str, Any]:
+        return ObjectSpec(3001, "f", "application", (), Origin("sluice.yaml"), destination=destination).definition()
+
+    plain = {"connection": "dw", "table": "analytics.f", "mode": "append"}
+    base = definition(msgspec.convert(plain, DestinationSpec))
+    assert definition(spec("analytics.f", mode="append", analyze_min_rows=5)) == base
+    indexed = definition(spec("analytics.f", mode="append", indexes=[["customer_id"]]))
+    assert indexed["destination"] == {**base["destination"], "indexes": (("customer_id",),)}

@@ -167,9 +167,10 @@ class WarehouseLoad:
             f"ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0] WHERE pt.partrelid = ({_OID_SQL})",
             (name.name, name.schema),
         )
-        have = f"partitioned by {(rows[0][0] == 'r' and 'range') or 'list/hash'} on '{rows[0][1]}'" if rows else "not partitioned"
         if rows and rows[0][0] == "r" and rows[0][1] == want:
             return True
+        strategy = {"r": "range", "l": "list", "h": "hash"}.get(str(rows[0][0]), "") if rows else ""
+        have = f"partitioned by {strategy} on '{rows[0][1]}'" if rows else "not partitioned"
         if mode == "replace":
             return False
         raise TerminalError(
@@ -179,6 +180,8 @@ class WarehouseLoad:
 
     def complete(self, dest: _Sql, name: TableName) -> None:
         """Add the declared primary key and indexes an existing table lacks (after its columns were added)."""
+        if not self.spec.primary_key and not self.spec.indexes:
+            return
         oid_rows = dest.query(_OID_SQL, (name.name, name.schema))
         if not oid_rows:
             return

@@ -24,8 +24,9 @@ Imports nothing but msgspec: the plugin registry reads it when listing plugins.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Meta
 
 from sluice.plugins.base import Settings
@@ -103,6 +104,11 @@ class PostgresDestinationSpec(DestinationSpec):
         problems = warehouse_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
+
+    def layout(self) -> dict[str, Any]:
+        """``partition_by``, ``primary_key`` and ``indexes`` as set (defaults left out), e.g. ``{"primary_key": ["id"]}``."""
+        built = msgspec.to_builtins(self)
+        return {name: built[name] for name in ("partition_by", "primary_key", "indexes") if name in built}
 
     def index_list(self) -> list[IndexSpec]:
         """Every declared index in the mapping form."""
