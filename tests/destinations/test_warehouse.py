@@ -15,7 +15,7 @@ import pytest
 
 from sluice.destinations.postgres import PostgresDestination
 from sluice.destinations.registry import open_destination
-from sluice.destinations.warehouse import index_name, pg_name
+from sluice.destinations.warehouse import index_name, parse_range, pg_name
 from sluice.destinations.warehouse_options import IndexSpec, PostgresDestinationSpec
 from sluice.errors import TerminalError
 from sluice.project.load import parse_project
@@ -496,3 +496,39 @@ def test_a_change_of_layout_changes_the_object_definition_and_nothing_else_does(
     assert definition(spec("analytics.f", mode="append", analyze_min_rows=5)) == base
     indexed = definition(spec("analytics.f", mode="append", indexes=[["customer_id"]]))
     assert indexed["destination"] == {**base["destination"], "indexes": (("customer_id",),)}
+
+
+def test_partitions_made_by_hand_are_found_by_their_bounds(
+    pg_db_url: str, destination: Callable[[], PostgresDestination]
+) -> None:
+    options = spec("analytics.fact_orders", mode="append", partition_by={"column": "order_date"}, analyze_min_rows=0)
+    dest = destination()
+    write(dest, options, orders([1], ["2026-06-01"]), "l1")
+    query(
+        pg_db_url,
+        "CREATE TABLE analytics.legacy_q1 PARTITION OF analytics.fact_orders FOR VALUES FROM ('2026-01-01') TO ('2026-04-01')",
+    )
+    query(
+        pg_db_url,
+        "CREATE TABLE analytics.legacy_old PARTITION OF analytics.fact_orders FOR VALUES FROM (MINVALUE) TO ('2025-01-01')",
+    )
+    write(
+        dest, options, batches(orders([2, 3], ["2026-02-10", "2026-03-31"]), orders([4, 5], ["2026-07-01", "1999-12-31"])), "l2"
+    )
+    routed = query(pg_db_url, "SELECT order_id, tableoid::regclass::text FROM analytics.fact_orders ORDER BY 1")
+    assert routed == [
+        (1, "analytics.fact_orders_p2026_06"),
+        (2, "analytics.legacy_q1"),
+        (3, "analytics.legacy_q1"),
+        (4, "analytics.fact_orders_p2026_07"),
+        (5, "analytics.legacy_old"),
+    ]
+    assert analyze_count(pg_db_url, "analytics.legacy_q1") == 1  # the partitions loaded, whatever their names
+
+
+def test_partition_bounds_are_read_as_utc_datetimes() -> None:
+    assert parse_range("FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')") == (dt.datetime(2026, 1, 1), dt.datetime(2026, 2, 1))
+    assert parse_range("FOR VALUES FROM ('2026-01-01 01:00:00+01') TO (MAXVALUE)") == (dt.datetime(2026, 1, 1), dt.datetime.max)
+    assert parse_range("FOR VALUES FROM (MINVALUE) TO ('2026-01-01 00:00:00')") == (dt.datetime.min, dt.datetime(2026, 1, 1))
+    assert parse_range("DEFAULT") is None
+    assert parse_range("FOR VALUES FROM ('-infinity') TO ('2026-01-01')") is None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -106,6 +107,36 @@ def interval_starts(column: pa.Array | pa.ChunkedArray, interval: str) -> set[dt
     return {value.date() if isinstance(value, dt.datetime) else value for value in starts}
 
 
+_RANGE = re.compile(r"FOR VALUES FROM \((MINVALUE|'[^']*')\) TO \((MAXVALUE|'[^']*')\)")
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day)
+
+
+def parse_range(bound: str) -> tuple[dt.datetime, dt.datetime] | None:
+    """A range partition's bounds (``pg_get_expr(relpartbound, oid)``) as naive datetimes, UTC for zoned ones.
+
+    ``FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')``: from 2026-01-01 00:00 to 2026-02-01 00:00;
+    MINVALUE and MAXVALUE are the smallest and largest datetimes. None for anything else (a DEFAULT
+    partition, several columns, a value Python cannot read such as ``infinity``).
+    """
+    match = _RANGE.fullmatch(bound.strip())
+    if match is None:
+        return None
+    values: list[dt.datetime] = []
+    for text, extreme in ((match.group(1), dt.datetime.min), (match.group(2), dt.datetime.max)):
+        if text in ("MINVALUE", "MAXVALUE"):
+            values.append(extreme)
+            continue
+        try:
+            value = dt.datetime.fromisoformat(text.strip("'"))
+        except ValueError:
+            return None
+        values.append(value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value)
+    return values[0], values[1]
+
+
 class WarehouseLoad:
     """One load's warehouse options, checked against the data's schema when created (TerminalError)."""
 
@@ -114,7 +145,7 @@ class WarehouseLoad:
         self.label = label
         self.touched: set[str] = set()  # partition names this load wrote to
         self.loaded = False
-        self._known: set[str] | None = None
+        self._ranges: list[tuple[dt.datetime, dt.datetime, str]] | None = None  # existing partitions: from, to, name
         problems = warehouse_problems(spec, mode, key)
         if problems:
             raise TerminalError(f"destination table '{label}': {problems[0]}")
@@ -152,7 +183,7 @@ class WarehouseLoad:
         sql = f"CREATE TABLE {name.sql} ({', '.join(parts)})"
         if self.spec.partition_by is not None:
             sql += f" PARTITION BY RANGE ({quote(self.spec.partition_by.column)})"
-            self._known = set()
+            self._ranges = []
         dest.execute(sql)
         for index in self.spec.index_list():
             self._create_index(dest, name, index)
@@ -244,29 +275,48 @@ class WarehouseLoad:
     def _bound(self, day: dt.date) -> str:
         return f"'{day.isoformat()} 00:00:00+00'" if self.tz else f"'{day.isoformat()}'"
 
-    def ensure_partitions(self, dest: _Sql, parent: TableName, starts: set[dt.date]) -> None:
-        """Create the partitions of ``parent`` for the intervals starting on ``starts`` that do not exist yet."""
-        assert self.spec.partition_by is not None
-        interval = self.spec.partition_by.interval
-        if self._known is None:
+    def _load_ranges(self, dest: _Sql, parent: TableName) -> list[tuple[dt.datetime, dt.datetime, str]]:
+        """The existing partitions of ``parent`` with their bounds (in UTC for timestamps with a time zone)."""
+        if self._ranges is None:
             rows = dest.query(
-                "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
-                f"WHERE i.inhparent = ({_OID_SQL})",
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+                f"JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = ({_OID_SQL})",
                 (parent.name, parent.schema),
             )
-            self._known = {str(row[0]) for row in rows}
+            self._ranges = [(*bounds, str(name)) for name, bound in rows if (bounds := parse_range(str(bound))) is not None]
+        return self._ranges
+
+    def holder(self, start: dt.date) -> str | None:
+        """The partition known to hold the whole interval starting on ``start`` (ours or one made by hand), or None."""
+        assert self.spec.partition_by is not None
+        low, high = _midnight(start), _midnight(next_start(start, self.spec.partition_by.interval))
+        for first, last, name in self._ranges or []:
+            if first <= low and high <= last:
+                return name
+        return None
+
+    def ensure_partitions(self, dest: _Sql, parent: TableName, starts: set[dt.date]) -> None:
+        """Create the partitions of ``parent`` for the intervals starting on ``starts`` that no partition holds yet.
+
+        A partition is found by its bounds, so one created by hand under another name (covering the
+        interval) is used. Missing ones are created under the destination's DDL lock, after a fresh look.
+        """
+        assert self.spec.partition_by is not None
+        interval = self.spec.partition_by.interval
+        ranges = self._load_ranges(dest, parent)
         for start in sorted(starts):
-            part = self._partition(parent, start)
-            self.touched.add(part.name)
-            if part.name in self._known:
-                continue
-            dest.lock_ddl(f"table:{part}")
-            if not dest.query(_OID_SQL, (part.name, part.schema)):
-                low, high = self._bound(start), self._bound(next_start(start, interval))
-                dest.execute(
-                    f"CREATE TABLE IF NOT EXISTS {part.sql} PARTITION OF {parent.sql} FOR VALUES FROM ({low}) TO ({high})"
-                )
-            self._known.add(part.name)
+            held = self.holder(start)
+            if held is None:
+                part = self._partition(parent, start)
+                dest.lock_ddl(f"table:{part}")
+                if not dest.query(_OID_SQL, (part.name, part.schema)):
+                    low, high = self._bound(start), self._bound(next_start(start, interval))
+                    dest.execute(
+                        f"CREATE TABLE IF NOT EXISTS {part.sql} PARTITION OF {parent.sql} FOR VALUES FROM ({low}) TO ({high})"
+                    )
+                ranges.append((_midnight(start), _midnight(next_start(start, interval)), part.name))
+                held = part.name
+            self.touched.add(held)
 
     def batch_starts(self, batch: pa.RecordBatch) -> set[dt.date]:
         """The interval starts of ``batch``'s partition column; TerminalError when it holds nulls."""
@@ -301,11 +351,11 @@ class WarehouseLoad:
                 yield head
                 for batch in batches:
                     needed = self.batch_starts(batch)
-                    known = self._known or set()
-                    if any(self._partition(parent, start).name not in known for start in needed):
+                    holders = [self.holder(start) for start in needed]
+                    if None in holders:
                         pending = (batch, needed)
                         return
-                    self.touched.update(self._partition(parent, start).name for start in needed)
+                    self.touched.update(name for name in holders if name is not None)
                     yield batch
 
             rows += copy(pa.RecordBatchReader.from_batches(reader.schema, segment()))
