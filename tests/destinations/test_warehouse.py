@@ -532,3 +532,20 @@ def test_partition_bounds_are_read_as_utc_datetimes() -> None:
     assert parse_range("FOR VALUES FROM (MINVALUE) TO ('2026-01-01 00:00:00')") == (dt.datetime.min, dt.datetime(2026, 1, 1))
     assert parse_range("DEFAULT") is None
     assert parse_range("FOR VALUES FROM ('-infinity') TO ('2026-01-01')") is None
+
+
+def test_a_partitioned_merge_leaves_the_other_partitions_alone(pg_db_url: str) -> None:
+    options = spec("analytics.fact_orders", mode="merge", key=["order_id", "order_date"], partition_by={"column": "order_date"})
+    url = pg_db_url + "?options=-c%20lock_timeout%3D2000"
+    dest = open_destination(ConnectionSpec("dw", url, Origin("sluice.yaml")), root=Path("."))
+    assert isinstance(dest, PostgresDestination)
+    try:
+        write(dest, options, orders([1, 2], ["2026-01-05", "2026-03-05"]), "l1")
+        with psycopg.connect(pg_db_url) as holder:
+            # Another session holds January: a merge of March rows does not need it (the DELETE prunes it).
+            holder.execute("LOCK TABLE analytics.fact_orders_p2026_01 IN ACCESS EXCLUSIVE MODE")
+            write(dest, options, orders([2, 3], ["2026-03-05", "2026-03-06"], 4.0), "l2")
+    finally:
+        dest.close()
+    rows = query(pg_db_url, "SELECT order_id, amount FROM analytics.fact_orders ORDER BY 1")
+    assert rows == [(1, 1.0), (2, 4.0), (3, 4.0)]

@@ -360,6 +360,9 @@ class PostgresDestination(SqlDestination):
         if self._load is not None:
             self._load.complete(self, name)
 
+    def merge_filter(self, name: TableName) -> str:
+        return "" if self._load is None else self._load.merge_filter("t")
+
     def before_merge(self, name: TableName, stage: TableName) -> None:
         if self._load is not None:
             self._load.loaded = True

@@ -420,7 +420,9 @@ class SqlDestination(Destination):
             )
         self.before_merge(name, stage)
         matches = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in key)
-        self.execute(f"DELETE FROM {name.sql} AS t WHERE EXISTS (SELECT 1 FROM {stage.sql} AS s WHERE {matches})")
+        narrow = self.merge_filter(name)
+        where = f"{narrow} AND " if narrow else ""
+        self.execute(f"DELETE FROM {name.sql} AS t WHERE {where}EXISTS (SELECT 1 FROM {stage.sql} AS s WHERE {matches})")
         cols = ", ".join(quote(c) for c in reader.schema.names)
         partition = ", ".join(quote(k) for k in key)
         rows = self.insert_select(
@@ -509,6 +511,10 @@ class SqlDestination(Destination):
 
     def before_merge(self, name: TableName, stage: TableName) -> None:
         """Prepare ``name`` for the rows staged in ``stage`` (e.g. create their partitions); nothing by default."""
+
+    def merge_filter(self, name: TableName) -> str:
+        """A condition on the target (alias ``t``) that every row a merge replaces meets (e.g. a partition range), or ""."""
+        return ""
 
     def lock_ddl(self, what: str) -> None:
         """Wait for other loads creating ``what`` to finish (held until the transaction ends); no-op by default."""

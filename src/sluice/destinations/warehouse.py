@@ -145,6 +145,7 @@ class WarehouseLoad:
         self.label = label
         self.touched: set[str] = set()  # partition names this load wrote to
         self.loaded = False
+        self.staged_span: tuple[dt.date, dt.date] | None = None  # merge: first and end day of the staged intervals
         self._ranges: list[tuple[dt.datetime, dt.datetime, str]] | None = None  # existing partitions: from, to, name
         problems = warehouse_problems(spec, mode, key)
         if problems:
@@ -279,7 +280,7 @@ class WarehouseLoad:
         """The existing partitions of ``parent`` with their bounds (in UTC for timestamps with a time zone)."""
         if self._ranges is None:
             rows = dest.query(
-                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+                "SELECT c.relname, pg_get_expr(c.relpartbound, 0) FROM pg_inherits AS i "
                 f"JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = ({_OID_SQL})",
                 (parent.name, parent.schema),
             )
@@ -372,7 +373,22 @@ class WarehouseLoad:
         value = f"{column} AT TIME ZONE 'UTC'" if self.tz else f"{column}::timestamp"
         unit = self.spec.partition_by.interval
         rows = dest.query(f"SELECT DISTINCT date_trunc('{unit}', {value})::date FROM {stage.sql}")
-        self.ensure_partitions(dest, parent, {row[0] for row in rows})
+        starts = {row[0] for row in rows}
+        self.ensure_partitions(dest, parent, starts)
+        if starts:
+            self.staged_span = (min(starts), next_start(max(starts), unit))
+
+    def merge_filter(self, alias: str) -> str:
+        """A condition on the target's partition column covering the staged rows' intervals, or "".
+
+        Added to the merge's DELETE so PostgreSQL prunes, when planning, the partitions no staged row
+        can be in (a join alone would scan every partition of the fact table).
+        """
+        if self.spec.partition_by is None or self.staged_span is None:
+            return ""
+        column = f"{alias}.{quote(self.spec.partition_by.column)}"
+        low, high = self.staged_span
+        return f"{column} >= {self._bound(low)} AND {column} < {self._bound(high)}"
 
     def analyze_targets(self, parent: TableName, rows: int) -> list[TableName]:
         """What to ANALYZE after a committed load of ``rows`` rows: nothing, the partitions loaded, or the table."""
