@@ -15,8 +15,7 @@ import pytest
 
 from sluice.destinations.postgres import PostgresDestination
 from sluice.destinations.registry import open_destination
-from sluice.destinations.warehouse import index_name, parse_range, pg_name
-from sluice.destinations.warehouse_options import IndexSpec, PostgresDestinationSpec
+from sluice.destinations.warehouse_options import PostgresDestinationSpec
 from sluice.errors import TerminalError
 from sluice.project.load import parse_project
 from sluice.project.model import ConnectionSpec, Origin
@@ -349,16 +348,6 @@ def test_missing_primary_key_and_indexes_are_added_to_an_existing_table(
         write(dest, other, more, "l4")
 
 
-def test_long_names_are_cut_to_63_bytes_deterministically() -> None:
-    table = "t" * 60
-    name = index_name(table, IndexSpec(columns=("customer_id", "order_date")))
-    assert len(name.encode()) <= 63 and name.endswith("_idx") and name.startswith("t" * 40)
-    assert name == index_name(table, IndexSpec(columns=("customer_id", "order_date")))
-    assert name != index_name(table, IndexSpec(columns=("customer_id", "order_day")))
-    assert len(pg_name("é" * 40, "p2026_11_30").encode()) <= 63
-    assert pg_name("orders", "p2026_11") == "orders_p2026_11"
-
-
 def test_long_table_names_get_valid_partition_and_index_names(
     pg_db_url: str, destination: Callable[[], PostgresDestination]
 ) -> None:
@@ -526,14 +515,6 @@ def test_partitions_made_by_hand_are_found_by_their_bounds(
     assert analyze_count(pg_db_url, "analytics.legacy_q1") == 1  # the partitions loaded, whatever their names
 
 
-def test_partition_bounds_are_read_as_utc_datetimes() -> None:
-    assert parse_range("FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')") == (dt.datetime(2026, 1, 1), dt.datetime(2026, 2, 1))
-    assert parse_range("FOR VALUES FROM ('2026-01-01 01:00:00+01') TO (MAXVALUE)") == (dt.datetime(2026, 1, 1), dt.datetime.max)
-    assert parse_range("FOR VALUES FROM (MINVALUE) TO ('2026-01-01 00:00:00')") == (dt.datetime.min, dt.datetime(2026, 1, 1))
-    assert parse_range("DEFAULT") is None
-    assert parse_range("FOR VALUES FROM ('-infinity') TO ('2026-01-01')") is None
-
-
 def test_a_partitioned_merge_leaves_the_other_partitions_alone(pg_db_url: str) -> None:
     options = spec("analytics.fact_orders", mode="merge", key=["order_id", "order_date"], partition_by={"column": "order_date"})
     url = pg_db_url + "?options=-c%20lock_timeout%3D2000"
@@ -549,3 +530,24 @@ def test_a_partitioned_merge_leaves_the_other_partitions_alone(pg_db_url: str) -
         dest.close()
     rows = query(pg_db_url, "SELECT order_id, amount FROM analytics.fact_orders ORDER BY 1")
     assert rows == [(1, 1.0), (2, 4.0), (3, 4.0)]
+
+
+def test_adding_a_partition_does_not_wait_for_readers_of_the_table(pg_db_url: str) -> None:
+    options = spec("analytics.fact_orders", mode="append", partition_by={"column": "order_date"})
+    url = pg_db_url + "?options=-c%20lock_timeout%3D2000"
+    dest = open_destination(ConnectionSpec("dw", url, Origin("sluice.yaml")), root=Path("."))
+    assert isinstance(dest, PostgresDestination)
+    try:
+        write(dest, options, orders([1], ["2026-01-05"]), "l1")
+        with psycopg.connect(pg_db_url) as reader:
+            # A report reading the fact table in an open transaction: a load adding April attaches its partition
+            # (SHARE UPDATE EXCLUSIVE on the table), which does not wait for the reader's ACCESS SHARE.
+            assert reader.execute("SELECT count(*) FROM analytics.fact_orders").fetchall() == [(1,)]
+            write(dest, options, orders([2], ["2026-04-01"]), "l2")
+            assert reader.execute("SELECT count(*) FROM analytics.fact_orders").fetchall() == [(2,)]
+    finally:
+        dest.close()
+    assert [name for name, _ in partitions(pg_db_url, "analytics.fact_orders")] == [
+        "fact_orders_p2026_01",
+        "fact_orders_p2026_04",
+    ]

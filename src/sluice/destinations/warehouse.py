@@ -8,12 +8,14 @@ the load's transaction (so a failed load leaves no partition or index behind):
   (order_date)`` (PostgreSQL's declarative partitioning: https://www.postgresql.org/docs/current/ddl-partitioning.html).
   Each Arrow batch's partition column is cut to the interval (``pyarrow.compute.floor_temporal``, a
   timestamp with a time zone at UTC midnight) and its distinct starts give the partitions it needs;
-  a missing one is created with ``CREATE TABLE IF NOT EXISTS <table>_p2026_11 PARTITION OF <table> FOR
-  VALUES FROM ('2026-11-01') TO ('2026-12-01')`` before the batch is copied. COPY cannot pause for DDL,
-  so a load is copied in segments: a new COPY starts after each batch that needed new partitions.
-  ``merge`` stages its rows first, so the partitions are read from the staging table
-  (``SELECT DISTINCT date_trunc(...)``). Loads creating the same partition take turns (the
-  destination's transaction-scoped advisory lock, then a fresh look at the catalog).
+  a missing one is created before the batch is copied: ``CREATE TABLE <table>_p2026_11 (LIKE <table>
+  ...)`` then ``ALTER TABLE <table> ATTACH PARTITION <table>_p2026_11 FOR VALUES FROM ('2026-11-01') TO
+  ('2026-12-01')`` (SHARE UPDATE EXCLUSIVE on the table: its readers are not blocked). COPY cannot
+  pause for DDL, so a load is copied in segments: a new COPY starts after each batch that needed new
+  partitions. ``merge`` stages its rows first, so the partitions are read from the staging table
+  (``SELECT DISTINCT date_trunc(...)``) and its DELETE is limited to their range. Loads adding
+  partitions to one table take turns (the destination's transaction-scoped advisory lock, then a
+  fresh look at the catalog).
 - ``primary_key`` and ``indexes`` are created with the table, and added to an existing table that
   lacks them (``ALTER TABLE ... ADD CONSTRAINT ... PRIMARY KEY``, ``CREATE [UNIQUE] INDEX IF NOT
   EXISTS``). Names are deterministic and at most 63 bytes (:func:`pg_name`): ``<table>_pkey``,
@@ -28,19 +30,25 @@ Errors are TerminalError naming the table and the column; docs/destinations.md d
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from sluice.destinations.partitions import (
+    index_name,
+    interval_starts,
+    is_partition_type,
+    midnight,
+    next_start,
+    parse_range,
+    partition_suffix,
+    pg_name,
+)
 from sluice.destinations.sql import TableName, quote
 from sluice.destinations.warehouse_options import IndexSpec, PostgresDestinationSpec, warehouse_problems
 from sluice.errors import TerminalError, did_you_mean
 
-MAX_NAME_BYTES = 63  # NAMEDATALEN - 1
 _SEP = "\x1f"
 _OID_SQL = (
     "SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
@@ -58,85 +66,6 @@ class _Sql(Protocol):
     def lock_ddl(self, what: str) -> None: ...
 
 
-def pg_name(base: str, suffix: str) -> str:
-    """``<base>_<suffix>``, cut to 63 bytes with an 8-hex-digit hash of the whole name when longer (deterministic)."""
-    full = f"{base}_{suffix}"
-    if len(full.encode()) <= MAX_NAME_BYTES:
-        return full
-    digest = hashlib.blake2b(full.encode(), digest_size=4).hexdigest()
-    room = MAX_NAME_BYTES - len(f"_{digest}_{suffix}".encode())
-    return f"{base.encode()[:room].decode(errors='ignore')}_{digest}_{suffix}"
-
-
-def index_name(table: str, index: IndexSpec) -> str:
-    """``<table>_<col>_<col>_idx`` (``_key`` for a unique index), at most 63 bytes."""
-    return pg_name("_".join([table, *index.columns]), "key" if index.unique else "idx")
-
-
-def next_start(start: dt.date, interval: str) -> dt.date:
-    """The first day of the interval after the one starting on ``start`` (``day``, ``month`` or ``year``)."""
-    if interval == "day":
-        return start + dt.timedelta(days=1)
-    if interval == "year":
-        return dt.date(start.year + 1, 1, 1)
-    return dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
-
-
-def partition_suffix(start: dt.date, interval: str) -> str:
-    """``p2026`` (year), ``p2026_11`` (month) or ``p2026_11_30`` (day)."""
-    return {"year": f"p{start:%Y}", "month": f"p{start:%Y_%m}"}.get(interval, f"p{start:%Y_%m_%d}")
-
-
-def is_partition_type(kind: pa.DataType) -> bool:
-    """Date and timestamp columns can partition a table."""
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    return bool(pa.types.is_date(kind) or pa.types.is_timestamp(kind))
-
-
-def interval_starts(column: pa.Array | pa.ChunkedArray, interval: str) -> set[dt.date]:
-    """The first day of each interval ``column``'s values fall in (vectorised; nulls are the caller's to refuse)."""
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode() if isinstance(column, pa.Array) else pc.cast(column, column.type.value_type)
-    kind = column.type
-    if pa.types.is_timestamp(kind) and kind.tz is not None:
-        column = pc.cast(column, pa.timestamp(kind.unit, "UTC"))
-    elif pa.types.is_date64(kind):
-        column = pc.cast(column, pa.date32())
-    starts = pc.unique(pc.floor_temporal(column, unit=interval)).drop_null().to_pylist()
-    return {value.date() if isinstance(value, dt.datetime) else value for value in starts}
-
-
-_RANGE = re.compile(r"FOR VALUES FROM \((MINVALUE|'[^']*')\) TO \((MAXVALUE|'[^']*')\)")
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day)
-
-
-def parse_range(bound: str) -> tuple[dt.datetime, dt.datetime] | None:
-    """A range partition's bounds (``pg_get_expr(relpartbound, oid)``) as naive datetimes, UTC for zoned ones.
-
-    ``FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')``: from 2026-01-01 00:00 to 2026-02-01 00:00;
-    MINVALUE and MAXVALUE are the smallest and largest datetimes. None for anything else (a DEFAULT
-    partition, several columns, a value Python cannot read such as ``infinity``).
-    """
-    match = _RANGE.fullmatch(bound.strip())
-    if match is None:
-        return None
-    values: list[dt.datetime] = []
-    for text, extreme in ((match.group(1), dt.datetime.min), (match.group(2), dt.datetime.max)):
-        if text in ("MINVALUE", "MAXVALUE"):
-            values.append(extreme)
-            continue
-        try:
-            value = dt.datetime.fromisoformat(text.strip("'"))
-        except ValueError:
-            return None
-        values.append(value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value)
-    return values[0], values[1]
-
-
 class WarehouseLoad:
     """One load's warehouse options, checked against the data's schema when created (TerminalError)."""
 
@@ -145,6 +74,7 @@ class WarehouseLoad:
         self.label = label
         self.touched: set[str] = set()  # partition names this load wrote to
         self.loaded = False
+        self._locked = False  # holds the DDL lock on the table's partitions (until the transaction ends)
         self.staged_span: tuple[dt.date, dt.date] | None = None  # merge: first and end day of the staged intervals
         self._ranges: list[tuple[dt.datetime, dt.datetime, str]] | None = None  # existing partitions: from, to, name
         problems = warehouse_problems(spec, mode, key)
@@ -290,7 +220,7 @@ class WarehouseLoad:
     def holder(self, start: dt.date) -> str | None:
         """The partition known to hold the whole interval starting on ``start`` (ours or one made by hand), or None."""
         assert self.spec.partition_by is not None
-        low, high = _midnight(start), _midnight(next_start(start, self.spec.partition_by.interval))
+        low, high = midnight(start), midnight(next_start(start, self.spec.partition_by.interval))
         for first, last, name in self._ranges or []:
             if first <= low and high <= last:
                 return name
@@ -300,22 +230,32 @@ class WarehouseLoad:
         """Create the partitions of ``parent`` for the intervals starting on ``starts`` that no partition holds yet.
 
         A partition is found by its bounds, so one created by hand under another name (covering the
-        interval) is used. Missing ones are created under the destination's DDL lock, after a fresh look.
+        interval) is used. The first load to need a new partition takes the destination's DDL lock for
+        the table's partitions (held until it commits) and looks at them again; each missing one is
+        created as a plain table and attached (``ATTACH PARTITION`` takes SHARE UPDATE EXCLUSIVE on the
+        table, so queries reading it and loads writing to existing partitions go on meanwhile;
+        ``CREATE TABLE ... PARTITION OF`` would lock them all out until the load commits).
         """
         assert self.spec.partition_by is not None
         interval = self.spec.partition_by.interval
         ranges = self._load_ranges(dest, parent)
+        if not self._locked and any(self.holder(start) is None for start in starts):
+            dest.lock_ddl(f"partitions:{parent}")
+            self._locked = True
+            self._ranges = None  # another load may have added some while this one waited
+            ranges = self._load_ranges(dest, parent)
         for start in sorted(starts):
             held = self.holder(start)
             if held is None:
                 part = self._partition(parent, start)
-                dest.lock_ddl(f"table:{part}")
-                if not dest.query(_OID_SQL, (part.name, part.schema)):
-                    low, high = self._bound(start), self._bound(next_start(start, interval))
-                    dest.execute(
-                        f"CREATE TABLE IF NOT EXISTS {part.sql} PARTITION OF {parent.sql} FOR VALUES FROM ({low}) TO ({high})"
-                    )
-                ranges.append((_midnight(start), _midnight(next_start(start, interval)), part.name))
+                end = next_start(start, interval)
+                like = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION"
+                dest.execute(f"CREATE TABLE {part.sql} (LIKE {parent.sql} {like})")
+                dest.execute(
+                    f"ALTER TABLE {parent.sql} ATTACH PARTITION {part.sql} "
+                    f"FOR VALUES FROM ({self._bound(start)}) TO ({self._bound(end)})"
+                )
+                ranges.append((midnight(start), midnight(end), part.name))
                 held = part.name
             self.touched.add(held)
 
