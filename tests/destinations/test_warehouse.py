@@ -551,3 +551,21 @@ def test_adding_a_partition_does_not_wait_for_readers_of_the_table(pg_db_url: st
         "fact_orders_p2026_01",
         "fact_orders_p2026_04",
     ]
+
+
+def test_warehouse_options_on_another_database_name_the_postgresql_destination(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        "connections: {lake: 'duckdb:///w.duckdb'}\n"
+        "objects:\n"
+        "  - id: 3001\n"
+        "    name: fact_orders\n"
+        "    sql: SELECT 1 AS order_id\n"
+        "    destination: {connection: lake, table: f, primary_key: [order_id]}\n",
+        encoding="utf-8",
+    )
+    _, problems = parse_project(path)
+    assert [str(p) for p in problems] == [
+        f"{path}:6: object 3001 (fact_orders): destination: option 'primary_key' is an option of postgresql destinations, "
+        "but connection 'lake' is a duckdb one; remove it, or publish to a postgresql connection"
+    ]

@@ -148,12 +148,12 @@ class WarehouseLoad:
         if not oid_rows:
             return
         oid = int(oid_rows[0][0])
-        missing = self._missing(dest, oid)
+        missing = self._missing(dest, oid, name)
         if not missing:
             return
         # Another load may be adding them right now: take turns, then look again.
         dest.lock_ddl(f"table:{name}")
-        for index in self._missing(dest, oid):
+        for index in self._missing(dest, oid, name):
             if index is None:
                 pk = pg_name(name.name, "pkey")
                 dest.execute(
@@ -162,7 +162,7 @@ class WarehouseLoad:
             else:
                 self._create_index(dest, name, index)
 
-    def _missing(self, dest: _Sql, oid: int) -> list[IndexSpec | None]:
+    def _missing(self, dest: _Sql, oid: int, name: TableName) -> list[IndexSpec | None]:
         """The declared indexes not on the table, and None first when the primary key is missing."""
         missing: list[IndexSpec | None] = []
         if self.spec.primary_key:
@@ -184,8 +184,7 @@ class WarehouseLoad:
             "SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid WHERE i.indrelid = $1::oid", (oid,)
         )
         have_names = {str(row[0]) for row in rows}
-        table = dest.query("SELECT relname FROM pg_class WHERE oid = $1::oid", (oid,))[0][0]
-        missing.extend(index for index in self.spec.index_list() if index_name(str(table), index) not in have_names)
+        missing.extend(index for index in self.spec.index_list() if index_name(name.name, index) not in have_names)
         return missing
 
     def _create_index(self, dest: _Sql, name: TableName, index: IndexSpec) -> None:
