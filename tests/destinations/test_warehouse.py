@@ -569,3 +569,30 @@ def test_warehouse_options_on_another_database_name_the_postgresql_destination(t
         f"{path}:6: object 3001 (fact_orders): destination: option 'primary_key' is an option of postgresql destinations, "
         "but connection 'lake' is a duckdb one; remove it, or publish to a postgresql connection"
     ]
+
+
+def test_loads_adding_the_same_index_at_once_all_succeed(pg_db_url: str, destination: Callable[[], PostgresDestination]) -> None:
+    write(destination(), spec("analytics.fact_orders", mode="append"), orders([0], ["2026-01-01"]), "l0")
+    options = spec("analytics.fact_orders", mode="append", primary_key=["order_id"], indexes=[["customer_id"]])
+    dests = [destination() for _ in range(4)]
+    start = threading.Barrier(len(dests))
+    errors: list[BaseException] = []
+
+    def load(i: int) -> None:
+        try:
+            start.wait()
+            write(dests[i], options, orders([i + 1], ["2026-01-02"]), f"l{i + 1}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(len(dests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert query(pg_db_url, "SELECT count(*) FROM analytics.fact_orders") == [(5,)]
+    assert [name for name, _ in indexes(pg_db_url, "analytics.fact_orders")] == [
+        "fact_orders_customer_id_idx",
+        "fact_orders_pkey",
+    ]
