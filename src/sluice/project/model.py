@@ -149,6 +149,16 @@ class DestinationSpec(Settings):
         if self.mode == "merge" and not self.key:
             raise ValueError("mode merge needs 'key' columns, e.g. key: [id]")
 
+    def layout(self) -> dict[str, Any]:
+        """The table's declared layout (partitions, keys, indexes) when a plugin's options set one, for the
+        object's definition: a change of layout runs the object again. Empty here, so definitions without
+        one keep their hash."""
+        return {}
+
+    def declared_columns(self) -> list[tuple[str, str]]:
+        """``(option, column)`` for each column a destination plugin's options name (none here), checked against the data."""
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class LakeSpec:
@@ -201,6 +211,7 @@ class ObjectSpec:
                 "table": self.destination.table,
                 "mode": self.destination.mode,
                 "key": list(self.destination.key),
+                **self.destination.layout(),
             },
             "lake": self.lake,
             "metadata": dict(self.metadata),

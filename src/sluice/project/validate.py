@@ -12,7 +12,7 @@ from sqlglot.errors import ParseError
 
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
-from sluice.project.checks import missing_file, python_problem, sql_tables, syntax_error
+from sluice.project.checks import missing_file, python_problem, sql_columns, sql_tables, syntax_error
 from sluice.project.model import ObjectSpec, Project, layer_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -63,6 +63,7 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
     for obj in project.objects.values():
         if obj.sql is not None:
             problems.extend(_sql_problems(project, obj, obj.sql))
+            problems.extend(_destination_columns(obj, obj.sql))
         if obj.python is not None:
             why = python_problem(obj.python, project.root)
             if why:
@@ -82,6 +83,26 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
                         obj.origin.line_of("source"),
                     )
                 )
+    return problems
+
+
+def _destination_columns(obj: ObjectSpec, sql: str) -> list[ConfigError]:
+    """Columns the destination's options name (partition_by, primary_key, indexes) that the SQL's result lacks."""
+    declared = obj.destination.declared_columns() if obj.destination is not None else []
+    columns = sql_columns(sql) if declared else None
+    if columns is None:
+        return []
+    problems = []
+    for option, column in declared:
+        if column not in columns:
+            problems.append(
+                ConfigError(
+                    f"{_label(obj)}: destination {option} names column '{column}', which the SQL does not select "
+                    f"(it selects: {', '.join(columns)}).{did_you_mean(column, columns)} Fix the {option} or the SQL",
+                    obj.origin.file,
+                    obj.origin.line_of("destination"),
+                )
+            )
     return problems
 
 

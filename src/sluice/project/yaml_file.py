@@ -21,7 +21,7 @@ from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import Plugin, PluginError, PluginKind, Settings, registry
-from sluice.plugins.options import convert_options
+from sluice.plugins.options import convert_options, field_names
 from sluice.plugins.urls import url_plugin
 from sluice.project.model import (
     DEFAULT_STAGES,
@@ -373,7 +373,9 @@ class _Reader:
             stage=stage_name,
             parents=tuple(dict.fromkeys(parents)),
             origin=Origin(
-                self.file, line, tuple((key, item.key_lines[key]) for key in ("sql", "source") if key in item.key_lines)
+                self.file,
+                line,
+                tuple((key, item.key_lines[key]) for key in ("sql", "source", "destination") if key in item.key_lines),
             ),
             source=self.source(item.get("source"), label, item.line_of("source")),
             sql=spec.sql,
@@ -458,10 +460,35 @@ class _Reader:
         connection = self.connection(mapping.get("connection"), label, "destination", mapping.line_of("connection"))
         plugin = self.scheme_plugin("destination", connection, label, mapping.line_of("connection")) if connection else None
         settings = plugin.options if plugin is not None else DestinationSpec
+        if plugin is not None and connection is not None:
+            mapping = self.others_options(mapping, plugin, f"{label}: destination", connection.name)
         options = self.check(settings, mapping, f"{label}: destination", what="option")
         if plugin is None or not isinstance(options, DestinationSpec):
             return None
         return options
+
+    def others_options(self, mapping: YamlMap, plugin: Plugin, label: str, connection: str) -> YamlMap:
+        """``mapping`` without the keys that are options of another destination plugin only, each reported
+        as such (``partition_by`` on a DuckDB connection: a PostgreSQL destination's option)."""
+        own = set(field_names(plugin.options))
+        foreign: dict[str, str] = {}
+        for other in registry().all():
+            if other.kind == "destination" and other.options is not plugin.options:
+                for key in field_names(other.options):
+                    if key not in own:
+                        foreign.setdefault(key, other.name)
+        found = [key for key in mapping if key in foreign]
+        if not found:
+            return mapping
+        for key in found:
+            self.problem(
+                f"{label}: option {key!r} is an option of {foreign[key]} destinations, but connection '{connection}' is "
+                f"a {plugin.name} one; remove it, or publish to a {foreign[key]} connection",
+                mapping.line_of(key),
+            )
+        kept = YamlMap({key: value for key, value in mapping.items() if key not in found})
+        kept.line, kept.key_lines, kept.duplicates = mapping.line, mapping.key_lines, mapping.duplicates
+        return kept
 
 
 def _flatten_options(mapping: YamlMap) -> YamlMap:

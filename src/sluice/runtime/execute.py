@@ -103,6 +103,6 @@ class ObjectExecutor:
         spec = obj.destination
         destination = open_destination(self.project.connections[spec.connection], Path(self.project.root))
         try:
-            return int(destination.write(spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution))
+            return int(destination.write(spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution, options=spec))
         finally:
             destination.close()
