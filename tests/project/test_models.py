@@ -170,3 +170,29 @@ def test_unsupported_template_tags_are_refused_at_their_line() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_model_text("select 1\n{% for x in y %}\n", "m.sql")
     assert caught.value.line == 2 and "unsupported template tag" in str(caught.value)
+
+
+def test_a_lake_model_cannot_read_the_warehouse(tmp_path: Path) -> None:
+    extra = "models:\n  sources: {crm: {tables: [customers]}}\n  config: {w: {engine: warehouse}}\n"
+    path = project(
+        tmp_path,
+        {
+            "w.sql": "select * from staging.users",
+            "d.sql": "select *\nfrom {{ ref('w') }}\njoin {{ source('crm', 'customers') }} using (id)",
+        },
+        extra,
+    )
+    found = problems(path)
+    assert any(
+        "models/d.sql:2: model d: reads 'w', but model w runs in the warehouse and writes nothing to the lake" in p for p in found
+    )
+    assert any("models/d.sql:3: model d: reads source 'crm.customers', a warehouse table" in p for p in found)
+
+
+def test_a_duckdb_view_is_inlined_so_its_readers_get_its_parents(tmp_path: Path) -> None:
+    path = project(tmp_path, {"v.sql": "{{ config(materialized='view') }}\nselect * from orders", "t.sql": "select * from v"})
+    models = by_name(path)
+    view, table = models["v"], models["t"]
+    assert view.lake is False  # type: ignore[attr-defined]
+    assert set(table.parents) == {view.id, 1002}  # type: ignore[attr-defined]
+    assert table.model.views == (view.id,)  # type: ignore[attr-defined]

@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from helpers import summary_json
+from sluice.plugins import Plugin, registry
+from sluice.plugins.registry import Registry
 from sluice.project.load import load_project
 from sluice.runtime.run import run_project
+from sluice.transforms.plugins import SqlEngineOptions
 
 YAML = """\
 objects:
@@ -97,3 +101,21 @@ def test_an_unknown_table_stops_validate_before_anything_runs(tmp_path: Path) ->
     assert f"{tmp_path / 'models' / 'bad.sql'}:2: model bad: the SQL reads 'user'" in result.stderr
     assert "Did you mean 'users'?" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / ".sluice" / "lake").exists()
+
+
+def test_an_engine_plugin_registered_by_name_runs_table_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``engine: spark`` resolves through the plugin registry: a stand-in plain engine (DuckDB's ``sql:`` one)
+    registered as ``spark`` gets the model with its SQL bound to the parents' views."""
+    extended = Registry(
+        [*registry().all(), Plugin("engine", "spark", SqlEngineOptions, "sluice.transforms.engines:DuckdbSqlEngine", "stand-in")]
+    )
+    monkeypatch.setattr("sluice.project.models.registry", lambda: extended)
+    monkeypatch.setattr("sluice.transforms.engines.registry", lambda: extended)
+    path = make(tmp_path, "1,ann,FR,2026-01-01\n")
+    (tmp_path / "models" / "on_spark.sql").write_text(
+        "{{ config(engine='spark', dialect='duckdb') }}\nselect count(*) as n from {{ ref('users') }}\n", encoding="utf-8"
+    )
+    project = load_project(path)
+    summary = run_project(project)
+    spark = next(o.id for o in project.objects.values() if o.name == "on_spark")
+    assert summary.objects[spark].status == "loaded" and lake(tmp_path, "on_spark") == [{"n": 1}]

@@ -7,6 +7,7 @@ is keyed by ``load_id``, so processing an object twice leaves one copy of its ou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import time
@@ -89,10 +90,18 @@ class ObjectExecutor:
         if isinstance(engine, ModelEngine):
             result = engine.materialize(obj, available, object_label=label(obj))
             return result.reader, result.rows, result.target
-        assert obj.model is not None
-        if obj.model.materialized != "table":
-            raise TerminalError(f"{label(obj)}: engine '{obj.engine}' materialises table models only; set materialized: table")
-        return engine.run(obj, available, object_label=label(obj)), None, None
+        from sluice.transforms.models import lake_names, rewrite
+
+        model = obj.model
+        assert model is not None
+        if model.materialized != "table" or model.views:
+            raise TerminalError(
+                f"{label(obj)}: engine '{obj.engine}' runs table models over tables only; set materialized: table "
+                "and read no view model"
+            )
+        # A plain engine (a sql: one) gets the object with the model's SQL bound to its parents' views, in DuckDB's dialect.
+        sql = rewrite(model, model.full_sql, lake_names(self.project, model), write="duckdb", object_label=label(obj))
+        return engine.run(dataclasses.replace(obj, sql=sql, model=None), available, object_label=label(obj)), None, None
 
     def _read(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> pa.RecordBatchReader | None:
         kind = obj.kind

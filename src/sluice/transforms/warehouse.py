@@ -54,6 +54,11 @@ def _qualified(name: TableName) -> str:
 class WarehouseEngine(ModelEngine):
     """Runs models inside their PostgreSQL connection; see the module's docs."""
 
+    def input_fingerprint(self, obj: ObjectSpec) -> str | None:
+        """None (unknown: run every time) for a model reading declared sources, tables Sluice does not
+        write; "" otherwise (its parents' outputs and its definition decide)."""
+        return None if obj.model is not None and obj.model.sources else ""
+
     def materialize(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> Materialized:
         model = model_of(obj, object_label)
         assert model.connection is not None and model.target is not None
