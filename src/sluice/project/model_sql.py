@@ -206,8 +206,10 @@ def read_tables(sql: str, dialect: str, file: str) -> list[TableRef]:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except ParseError as exc:
         raise ConfigError(syntax_error(exc).replace(" of the SQL", ""), file, sql_error_line(exc)) from None
-    except SqlglotError as exc:
-        raise ConfigError(f"SQL cannot be read as {dialect}: {exc}", file) from None
+    except (SqlglotError, ValueError) as exc:
+        known = "duckdb, postgres, spark, bigquery, snowflake... (sqlglot's dialect names)"
+        why = " ".join(str(exc).split()).rstrip(".")
+        raise ConfigError(f"SQL cannot be read as {dialect!r}: {why}; dialect is one of {known}", file) from None
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise ConfigError("a model's SQL must be one query (SELECT ... or WITH ... SELECT ...)", file)
     ctes = {cte.alias_or_name.lower() for cte in statements[0].find_all(exp.CTE)}

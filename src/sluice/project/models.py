@@ -17,22 +17,21 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import PluginError, Settings, registry
 from sluice.project.model import ConnectionSpec, DestinationSpec, ObjectSpec, Origin, StageSpec, layer_of_stage
+from sluice.project.model_parents import ModelFile, ParentChecks
 from sluice.project.model_settings import ModelConfig, ModelsSettings, merged
 from sluice.project.model_spec import ModelSpec
-from sluice.project.model_sql import ParsedModel, TableRef, parse_model_text, render
+from sluice.project.model_sql import TableRef, parse_model_text, render
 from sluice.project.yaml_tree import YamlMap, read_text
 
 S = TypeVar("S", bound=Settings)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENGINE_DIALECTS = {"warehouse": "postgres", "spark": "spark"}
-LAKE_ENGINES_NOTE = "a lake engine (duckdb, spark) reads objects with a lake output and models of a lake engine"
 
 
 class Checker(Protocol):
@@ -48,19 +47,6 @@ class Checker(Protocol):
         """An object's ``destination:`` mapping, checked."""
 
 
-@dataclass
-class _Model:
-    name: str
-    path: Path
-    rel: str
-    parsed: ParsedModel
-    config: dict[str, Any]
-    id: int = 0
-    stage: str = ""
-    spec: ModelSpec | None = None
-    parents: dict[str, int] | None = None
-
-
 def _yaml(value: dict[str, Any], line: int | None) -> YamlMap:
     mapping = YamlMap(value)
     mapping.line, mapping.key_lines, mapping.duplicates = line, {}, []
@@ -73,7 +59,7 @@ def derived_id(name: str, low: int, high: int) -> int:
     return low + int.from_bytes(digest, "big") % (high - low + 1)
 
 
-class ModelsReader:
+class ModelsReader(ParentChecks):
     """Reads ``models:`` and the model files for the sluice.yaml reader; problems go to ``checker.problems``."""
 
     def __init__(
@@ -138,9 +124,9 @@ class ModelsReader:
                 result[str(key).strip("/")] = checked
         return result
 
-    def _files(self, folder: Path, settings: ModelsSettings, configs: dict[str, ModelConfig], raw: YamlMap) -> list[_Model]:
-        models: list[_Model] = []
-        seen: dict[str, _Model] = {}
+    def _files(self, folder: Path, settings: ModelsSettings, configs: dict[str, ModelConfig], raw: YamlMap) -> list[ModelFile]:
+        models: list[ModelFile] = []
+        seen: dict[str, ModelFile] = {}
         used: set[str] = set()
         for path in sorted(folder.rglob("*.sql")):
             rel = path.relative_to(folder).as_posix()
@@ -169,9 +155,9 @@ class ModelsReader:
                 dialect = str(config.get("dialect") or ENGINE_DIALECTS.get(engine, "duckdb"))
                 parsed = parse_model_text(text, str(path), dialect=dialect)
             except ConfigError as exc:
-                self.checker.problems.append(exc)
+                self.checker.problems.append(ConfigError(f"model {name}: {exc.message}", exc.source, exc.line))
                 continue
-            model = _Model(name, path, (Path(settings.path) / rel).as_posix(), parsed, config)
+            model = ModelFile(name, path, (Path(settings.path) / rel).as_posix(), parsed, config)
             seen[name.lower()] = model
             models.append(model)
         for key in configs:
@@ -183,7 +169,7 @@ class ModelsReader:
                 )
         return models
 
-    def _ids(self, models: list[_Model], settings: ModelsSettings, line: int | None) -> None:
+    def _ids(self, models: list[ModelFile], settings: ModelsSettings, line: int | None) -> None:
         match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", settings.ids)
         if match is None or int(match.group(1)) > int(match.group(2)):
             self.problem(f"models: ids must look like '1000000-1999999' (low-high), got {settings.ids!r}", line=line)
@@ -210,7 +196,7 @@ class ModelsReader:
                 continue
             taken[model.id] = f"model {model.name} ({model.path})"
 
-    def _bind(self, model: _Model, by_name: dict[str, _Model], sources: dict[str, str]) -> dict[str, int]:
+    def _bind(self, model: ModelFile, by_name: dict[str, ModelFile], sources: dict[str, str]) -> dict[str, int]:
         """Each table the model reads -> parent id (sources are bound later); unknown tables are problems."""
         names: dict[str, list[int]] = {}
         for obj in self.objects.values():
@@ -242,7 +228,7 @@ class ModelsReader:
                 self._unknown(model, ref, [*names, *(m.name for m in by_name.values()), *sources])
         return bound
 
-    def _unknown(self, model: _Model, ref: TableRef, known: list[str]) -> None:
+    def _unknown(self, model: ModelFile, ref: TableRef, known: list[str]) -> None:
         self.problem(
             f"model {model.name}: the SQL reads '{ref.text}', which is no model, object or declared source."
             f"{did_you_mean(ref.text, known)} Add it, or declare it under models: sources",
@@ -250,7 +236,7 @@ class ModelsReader:
             ref.line,
         )
 
-    def _object(self, model: _Model, by_name: dict[str, _Model], sources: dict[str, str]) -> ObjectSpec | None:
+    def _object(self, model: ModelFile, by_name: dict[str, ModelFile], sources: dict[str, str]) -> ObjectSpec | None:
         config, file = model.config, str(model.path)
         label = f"model {model.name}"
         engine = str(config.get("engine") or "duckdb")
@@ -346,81 +332,6 @@ class ModelsReader:
             )
             return None
         return str(name)
-
-    def _warehouse_parents(self, model: _Model, by_name: dict[str, _Model], connection: str) -> bool:
-        ok = True
-        for ref in model.parsed.tables:
-            parent_id = (model.parents or {}).get(ref.text)
-            if parent_id is None:
-                continue
-            other = next((m for m in by_name.values() if m.id == parent_id), None)
-            if other is not None:
-                fine = other.config.get("engine") == "warehouse" and self._same(other.config.get("connection"), connection)
-                what = f"model {other.name}, which does not run in the warehouse on connection '{connection}'"
-            else:
-                obj = self.objects[parent_id]
-                dest = obj.destination
-                fine = dest is not None and dest.connection == connection
-                what = f"object {obj.id} ({obj.name}), which has no destination on connection '{connection}'"
-            if not fine:
-                self.problem(
-                    f"model {model.name}: runs in the warehouse but reads '{ref.text}', {what}; give it one, "
-                    "or run this model with engine duckdb",
-                    str(model.path),
-                    ref.line,
-                )
-                ok = False
-        return ok
-
-    def _same(self, name: Any, connection: str) -> bool:
-        postgres = [n for n, c in self.connections.items() if c.scheme == "postgresql"]
-        return (str(name) if name is not None else (postgres[0] if len(postgres) == 1 else None)) == connection
-
-    def _lake_parents(self, model: _Model, by_name: dict[str, _Model], sources: dict[str, str]) -> bool:
-        ok = True
-        for ref_text in sources:
-            line = next(r.line for r in model.parsed.tables if r.text == ref_text)
-            self.problem(
-                f"model {model.name}: reads source '{ref_text}', a warehouse table; {LAKE_ENGINES_NOTE}, or use engine warehouse",
-                str(model.path),
-                line,
-            )
-            ok = False
-        for ref in model.parsed.tables:
-            parent_id = (model.parents or {}).get(ref.text)
-            if parent_id is None:
-                continue
-            other = next((m for m in by_name.values() if m.id == parent_id), None)
-            obj = self.objects.get(parent_id)
-            if other is not None and other.config.get("engine") == "warehouse":
-                why = f"model {other.name} runs in the warehouse and writes nothing to the lake"
-            elif obj is not None and (not obj.lake or obj.kind == "noop"):
-                why = f"object {obj.id} ({obj.name}) keeps no lake output"
-            else:
-                continue
-            self.problem(f"model {model.name}: reads '{ref.text}', but {why}; {LAKE_ENGINES_NOTE}", str(model.path), ref.line)
-            ok = False
-        return ok
-
-    def _views(self, model: _Model, by_name: dict[str, _Model], seen: frozenset[int] = frozenset()) -> list[int]:
-        """The DuckDB view models ``model`` reads, directly or through other views, in dependency order."""
-        order: list[int] = []
-        for parent_id in (model.parents or {}).values():
-            other = next((m for m in by_name.values() if m.id == parent_id), None)
-            if other is None or other.config.get("materialized") != "view" or other.id in seen:
-                continue
-            for view in [*self._views(other, by_name, seen | {model.id}), other.id]:
-                if view not in order:
-                    order.append(view)
-        return order
-
-    def _view_parents(self, model: _Model, by_name: dict[str, _Model]) -> list[int]:
-        """The parents of the view models ``model`` inlines: their data must reach this model too."""
-        ids: list[int] = []
-        for view_id in self._views(model, by_name):
-            view = next(m for m in by_name.values() if m.id == view_id)
-            ids += list((view.parents or {}).values())
-        return ids
 
 
 def read_models(
