@@ -55,6 +55,7 @@ class TableRef:
 
     @property
     def text(self) -> str:
+        """The reference as written and matched: ``name`` or ``schema.name`` (lower case)."""
         return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
@@ -189,6 +190,7 @@ def render(text: str, file: str) -> tuple[str, str | None, dict[str, Any], int |
 
 
 def sql_error_line(error: ParseError) -> int | None:
+    """The 1-based line of the SQL (so of the model file, rendering keeps lines) sqlglot's error points at."""
     detail = error.errors[0] if error.errors else {}
     line = detail.get("line")
     return int(line) if isinstance(line, int) else None

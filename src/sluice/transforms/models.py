@@ -64,6 +64,7 @@ class ModelEngine(Engine):
 
 
 def model_of(obj: ObjectSpec, object_label: str) -> ModelSpec:
+    """``obj``'s model; a TerminalError naming ``object_label`` for an object that is not a model."""
     if obj.model is None:
         raise TerminalError(f"{object_label}: is not a SQL model of the models/ folder; this engine runs models only")
     return obj.model
