@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -119,3 +120,16 @@ def test_an_engine_plugin_registered_by_name_runs_table_models(tmp_path: Path, m
     summary = run_project(project)
     spark = next(o.id for o in project.objects.values() if o.name == "on_spark")
     assert summary.objects[spark].status == "loaded" and lake(tmp_path, "on_spark") == [{"n": 1}]
+
+
+def test_a_duckdb_model_is_also_published_to_its_destination(tmp_path: Path) -> None:
+    path = make(tmp_path, "1,ann,FR,2026-01-01\n2,bob,FR,2026-01-02\n")
+    (tmp_path / "sluice.yaml").write_text(
+        YAML.replace("objects:", "connections:\n  out: duckdb:///out.duckdb\nobjects:")
+        + "    by_country: {destination: {connection: out, table: marts.by_country}}\n",
+        encoding="utf-8",
+    )
+    summary = run_project(load_project(path))
+    assert summary.status == "succeeded"
+    with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
+        assert con.execute("select country, n from marts.by_country").fetchall() == [("FR", 2)]

@@ -140,7 +140,7 @@ class ModelsReader(ParentChecks):
                 continue
             try:
                 text = read_text(path)
-                header = render(text, str(path))[2]
+                _, _, header, header_line = render(text, str(path))
                 layers: list[ModelConfig | None] = [settings]
                 folders = rel.split("/")[:-1]
                 for depth in range(1, len(folders) + 1):
@@ -149,7 +149,7 @@ class ModelsReader(ParentChecks):
                     used.add(key)
                 layers.append(configs.get(name))
                 used.add(name)
-                file_config = self.checker.check(ModelConfig, _yaml(header, 1), f"model {name}: config()")
+                file_config = self.checker.check(ModelConfig, _yaml(header, header_line or 1), f"model {name}: config()")
                 config = merged(*layers, file_config)
                 engine = str(config.get("engine") or "duckdb")
                 dialect = str(config.get("dialect") or ENGINE_DIALECTS.get(engine, "duckdb"))
