@@ -65,7 +65,8 @@ INTROS = {
         "The top-level `lake:` keeps every object's output as Parquet: a folder (`lake: lake`) "
         "or a plugin and its options (`lake: {type: local, path: lake}`). Default: `.sluice/lake`."
     ),
-    "engine": "An object's `sql:` or `python:` key picks the engine that computes it from its parents.",
+    "engine": "An object's `sql:` or `python:` key picks the engine that computes it from its parents; a SQL model's "
+    "`engine` (docs/models.md) picks the one that materialises it.",
     "bus": (
         "The top-level `bus:` URL (or `--bus`); its scheme picks the plugin and the query string "
         "carries the options: `bus: kafka://127.0.0.1:9092?partitions=12`."

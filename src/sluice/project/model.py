@@ -18,6 +18,7 @@ from msgspec import Meta
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
+from sluice.project.model_spec import ModelSpec
 from sluice.urls import connection_scheme
 
 WriteMode = Literal["append", "replace", "merge"]
@@ -183,9 +184,13 @@ class ObjectSpec:
     destination: DestinationSpec | None = None
     lake: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    model: ModelSpec | None = None
+    """A SQL model of the ``models/`` folder (docs/models.md); None for an object of the definition file."""
 
     @property
-    def kind(self) -> Literal["source", "sql", "python", "noop"]:
+    def kind(self) -> Literal["source", "sql", "python", "model", "noop"]:
+        if self.model is not None:
+            return "model"
         if self.source is not None:
             return "source"
         if self.sql is not None:
@@ -193,6 +198,11 @@ class ObjectSpec:
         if self.python is not None:
             return "python"
         return "noop"
+
+    @property
+    def engine(self) -> str:
+        """The engine plugin that runs the object: a model's ``engine``, else its kind (``sql``, ``python``)."""
+        return self.model.engine if self.model is not None else self.kind
 
     def definition(self) -> dict[str, Any]:
         """A canonical, JSON-serialisable description used for fingerprints and the API."""
@@ -215,6 +225,7 @@ class ObjectSpec:
             },
             "lake": self.lake,
             "metadata": dict(self.metadata),
+            **({"model": self.model.definition()} if self.model is not None else {}),
         }
 
     def definition_hash(self) -> str:
@@ -360,7 +371,12 @@ def parent_keys(project: Project, obj: ObjectSpec) -> dict[int, str]:
 
 def layer_of(project: Project, obj: ObjectSpec) -> str:
     """The lake layer ``obj`` writes to (its stage's), or its stage's name for an unknown stage."""
-    for stage in project.stages:
-        if stage.name == obj.stage:
+    return layer_of_stage(project.stages, obj.stage)
+
+
+def layer_of_stage(stages: tuple[StageSpec, ...], name: str) -> str:
+    """The lake layer of stage ``name`` among ``stages``, or ``name`` itself for an unknown stage."""
+    for stage in stages:
+        if stage.name == name:
             return stage.layer
-    return obj.stage
+    return name

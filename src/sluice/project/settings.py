@@ -18,6 +18,7 @@ from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model import RetrySpec
+from sluice.project.model_settings import ModelsSettings
 
 
 class StageSettings(Settings):
@@ -83,6 +84,10 @@ class ProjectSettings(Settings):
         list[SyncSettings], Meta(description="Tables kept in sync between two connections by change-data capture (docs/cdc).")
     ] = msgspec.field(default_factory=list)
     api: Annotated[ApiSettings | None, Meta(description="The data API (GraphQL) served by `sluice serve` (docs/api).")] = None
+    models: Annotated[
+        ModelsSettings | None,
+        Meta(description="SQL models: the models/ folder of .sql files and their configuration (docs/models.md)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "models")

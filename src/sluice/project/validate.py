@@ -36,10 +36,19 @@ def validate_project(project: Project) -> list[ConfigError]:
     cycle = graph.find_cycle()
     if cycle is not None:
         first = project.objects[cycle[0]]
-        path = " -> ".join(str(node) for node in cycle)
-        problems.append(
-            ConfigError(f"dependency cycle: {path}; remove one of these parent links", first.origin.file, first.origin.line)
-        )
+        if all(project.objects[node].model is not None for node in cycle):
+            path = " -> ".join(f"{project.objects[node].name} ({project.objects[node].origin.file})" for node in cycle)
+            problems.append(
+                ConfigError(
+                    f"dependency cycle among models: {path} (each is read by the next); remove one of these reads",
+                    first.origin.file,
+                )
+            )
+        else:
+            path = " -> ".join(str(node) for node in cycle)
+            problems.append(
+                ConfigError(f"dependency cycle: {path}; remove one of these parent links", first.origin.file, first.origin.line)
+            )
     names: dict[tuple[str, str], ObjectSpec] = {}
     for obj in project.objects.values():
         problems.extend(_object_problems(project, obj))

@@ -38,6 +38,7 @@ from sluice.project.model import (
     SyncSpec,
     stage_for_id,
 )
+from sluice.project.models import read_models
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.urls import connection_scheme
@@ -81,11 +82,14 @@ class _Reader:
 
     def project(self, data: YamlMap) -> Project:
         top = self.check(ProjectSettings, data, "top level", ignore=NESTED_KEYS)
-        if "objects" not in data and "syncs" not in data and "api" not in data:
+        if "objects" not in data and "syncs" not in data and "api" not in data and "models" not in data:
             self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
         stages = self.stages(data.get("stages"), data.line_of("stages"))
         self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
         objects = self.objects(data.get("objects", []), stages, data.line_of("objects"))
+        root = self.path.parent.resolve()
+        models = read_models(self, data.get("models"), data.line_of("models"), root, stages, self.connections, objects)
+        objects = {**objects, **models}
         bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
         state = self.url("state", top.state if top else None, data.line_of("state"))
         syncs = self.syncs(data.get("syncs"), data.line_of("syncs"), bus)

@@ -7,7 +7,9 @@ is keyed by ``load_id``, so processing an object twice leaves one copy of its ou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,7 +55,14 @@ class ObjectExecutor:
             time.sleep(delay_s)
         if fail:
             raise TransientError(f"forced failure (--fail {obj.id})")
-        reader = self._read(obj, inputs)
+        rows: int | None = None
+        if obj.model is not None:
+            reader, rows, target = self._model(obj, inputs)
+            if reader is None:  # materialised where it ran: a changed hash tells children to run again
+                digest = hashlib.blake2b(f"{run_id}:{obj.id}:{rows}".encode(), digest_size=16).hexdigest()
+                return Outcome(rows=rows or 0, location=None, content_hash=digest, destination=target)
+        else:
+            reader = self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
         load_id = f"{run_id}:{obj.id}"
@@ -65,8 +74,34 @@ class ObjectExecutor:
         # The destination is loaded from the new lake file before that file replaces the old one: a load
         # that fails leaves both the table and the lake as they were.
         written = self.lake.write(self.project.stage(obj.stage).layer, obj.name, reader, then=publish)
-        rows = written.published if written.published is not None else written.rows
+        if rows is None:
+            rows = written.published if written.published is not None else written.rows
         return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
+
+    def _model(
+        self, obj: ObjectSpec, inputs: Mapping[str, str | None]
+    ) -> tuple[pa.RecordBatchReader | None, int | None, str | None]:
+        """A model's output to store (None when it was materialised where it ran), its rows affected when
+        not the rows stored, and the table it landed in (docs/models.md)."""
+        from sluice.transforms.models import ModelEngine
+
+        available = {name: location for name, location in inputs.items() if location is not None}
+        engine = self.engine(obj.engine)
+        if isinstance(engine, ModelEngine):
+            result = engine.materialize(obj, available, object_label=label(obj))
+            return result.reader, result.rows, result.target
+        from sluice.transforms.models import lake_names, rewrite
+
+        model = obj.model
+        assert model is not None
+        if model.materialized != "table" or model.views:
+            raise TerminalError(
+                f"{label(obj)}: engine '{obj.engine}' runs table models over tables only; set materialized: table "
+                "and read no view model"
+            )
+        # A plain engine (a sql: one) gets the object with the model's SQL bound to its parents' views, in DuckDB's dialect.
+        sql = rewrite(model, model.full_sql, lake_names(self.project, model), write="duckdb", object_label=label(obj))
+        return engine.run(dataclasses.replace(obj, sql=sql, model=None), available, object_label=label(obj)), None, None
 
     def _read(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> pa.RecordBatchReader | None:
         kind = obj.kind

@@ -1,4 +1,4 @@
-"""The built-in transform engines: SQL on DuckDB and Python functions on Arrow tables."""
+"""The built-in transform engines: SQL on DuckDB, Python functions on Arrow tables, and SQL models (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from sluice.plugins.base import Plugin, Settings
+from sluice.project.model_settings import ModelConfig
 
 _PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -40,5 +41,21 @@ PLUGINS: list[Plugin] = [
     ),
     Plugin(
         "engine", "python", PythonEngineOptions, "sluice.transforms.engines:PythonEngine", "A Python function on Arrow tables."
+    ),
+    Plugin(
+        "engine",
+        "duckdb",
+        ModelConfig,
+        "sluice.transforms.models:DuckdbModelEngine",
+        "SQL models (models/ folder) over the lake's Parquet, in DuckDB.",
+    ),
+    Plugin(
+        "engine",
+        "warehouse",
+        ModelConfig,
+        "sluice.transforms.warehouse:WarehouseEngine",
+        "SQL models (models/ folder) pushed down into a PostgreSQL warehouse.",
+        extra="postgres",
+        modules=("psycopg",),
     ),
 ]
