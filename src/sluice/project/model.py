@@ -173,6 +173,7 @@ class ObjectSpec:
     destination: DestinationSpec | None = None
     lake: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    partition_by: tuple[str, ...] = ()
 
     @property
     def kind(self) -> Literal["source", "sql", "python", "noop"]:
@@ -204,7 +205,7 @@ class ObjectSpec:
             },
             "lake": self.lake,
             "metadata": dict(self.metadata),
-        }
+        } | ({"partition_by": list(self.partition_by)} if self.partition_by else {})
 
     def definition_hash(self) -> str:
         text = msgspec.json.encode(self.definition(), order="sorted", enc_hook=str)

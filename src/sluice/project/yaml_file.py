@@ -193,6 +193,15 @@ class _Reader:
     def lake(self, raw: Any, line: int | None) -> LakeSpec:
         if raw is None:
             return LakeSpec()
+        if isinstance(raw, str) and "://" in raw:  # lake: s3://bucket/prefix?endpoint=...: the scheme picks the plugin
+            plugin, url_options, problems = url_plugin("lake", raw, label="lake", file=self.file, line=line)
+            self.problems.extend(problems)
+            if plugin is None or url_options is None:
+                return LakeSpec()
+            self.installed(plugin, "lake", line)
+            if hasattr(url_options, "url"):
+                url_options = msgspec.structs.replace(url_options, url=raw.partition("?")[0])
+            return LakeSpec(plugin.name, url_options)
         if isinstance(raw, str):
             raw_map = YamlMap(path=raw)
             raw_map.line, raw_map.key_lines, raw_map.duplicates = line, {}, []
@@ -381,6 +390,7 @@ class _Reader:
             destination=self.destination(item.get("destination"), label, item.line_of("destination")),
             lake=spec.lake,
             metadata=plain(spec.metadata),
+            partition_by=tuple(spec.partition_by),
         )
 
     def engine(self, key: str, item: YamlMap, label: str) -> None:
