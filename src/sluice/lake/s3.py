@@ -20,15 +20,18 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from sluice.errors import ConfigError, TerminalError, TransientError
 from sluice.lake.base import Lake, LakeWrite, Then
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-=]*$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")

@@ -28,15 +28,18 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from sluice.errors import TerminalError
 from sluice.lake.base import LakeWrite, Then
 from sluice.lake.parts import ROW_GROUP_ROWS, write_parts
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 MANIFEST = "_manifest.json"
 VERSION_PREFIX = "v="
@@ -144,11 +147,15 @@ class VersionedStore:
 
     def reader(self, folder: str, manifest: Manifest) -> pa.RecordBatchReader:
         """Stream the version ``manifest`` names, columns in the written order, about ROW_GROUP_ROWS rows a batch."""
+        import pyarrow.dataset as ds
+
         names = manifest.arrow_schema().names
         return ds.Scanner.from_dataset(self.dataset(folder, manifest), columns=names, batch_size=ROW_GROUP_ROWS).to_reader()
 
     def dataset(self, folder: str, manifest: Manifest) -> ds.Dataset:
         """A pyarrow dataset over exactly the files of ``manifest`` (partition columns typed as written)."""
+        import pyarrow.dataset as ds
+
         schema = manifest.arrow_schema()
         partitioning = None
         if manifest.partition_by:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from sluice.connectors.batching import stream
 from sluice.errors import TerminalError, did_you_mean
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 BATCH_ROWS = 64 * 1024
 _MISSING_TABLE = re.compile(r"Table with name (\S+?) does not exist", re.IGNORECASE)
@@ -54,11 +57,11 @@ def run_sql(sql: str, inputs: Mapping[str, str | ds.Dataset], *, object_label: s
             if dot:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
             view = f"{quote_identifier(schema)}.{quote_identifier(table)}" if dot else quote_identifier(name)
-            if isinstance(path, ds.Dataset):
+            if isinstance(path, str):
+                con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({quote_literal(path)})")
+            else:  # a pyarrow dataset (pyarrow.dataset is imported only by the lakes that make one)
                 con.register(f"__sluice_input_{index}", path)
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM __sluice_input_{index}")
-            else:
-                con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({quote_literal(str(path))})")
         relation = con.sql(sql)
         if relation is None:
             raise TerminalError(f"{object_label}: the SQL returns no rows; an object's SQL must be a query (SELECT ...)")
