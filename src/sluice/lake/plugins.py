@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
@@ -57,6 +59,33 @@ class S3LakeOptions(Settings):
         ),
     ] = 3600.0
     create_buckets: Annotated[bool, Meta(description="Create a missing bucket on first write.")] = True
+
+    def __post_init__(self) -> None:
+        """Check bucket names and the endpoint when the project is validated (ValueError: one line)."""
+        if self.url:
+            bucket_root(self.url.partition("?")[0], "url")
+        for layer, root in self.layers.items():
+            bucket_root(root, f"layers: {layer}")
+        if self.endpoint and (urlsplit(self.endpoint).scheme not in ("http", "https") or not urlsplit(self.endpoint).hostname):
+            raise ValueError(f"endpoint {self.endpoint!r} is not an http(s) URL; write e.g. endpoint=http://127.0.0.1:29000")
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def bucket_root(text: str, option: str) -> str:
+    """``bucket`` or ``bucket/prefix`` from ``s3://bucket/prefix``, ``bucket/prefix/`` or ``bucket``.
+
+    Raises ValueError (one line naming ``option``) for an invalid bucket name (S3's rules: 3-63 characters,
+    lower-case letters, digits, '.' and '-') or an empty or '..' prefix part.
+    """
+    root = text.removeprefix("s3://").strip("/")
+    bucket, _, prefix = root.partition("/")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise ValueError(f"{option} {text!r} does not name a valid bucket; use 3-63 lower-case letters, digits, '.' or '-'")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ValueError(f"{option} {text!r} has an empty or '..' part in its prefix")
+    return root
 
 
 PLUGINS: list[Plugin] = [

@@ -28,13 +28,13 @@ import pyarrow.fs as pafs
 
 from sluice.errors import ConfigError, TerminalError, TransientError
 from sluice.lake.base import Lake, LakeWrite, Then
+from sluice.lake.plugins import bucket_root
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-=]*$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _TERMINAL = (
     "ACCESS_DENIED",
     "AccessDenied",
@@ -239,13 +239,7 @@ def _name(value: str, what: str) -> str:
 
 
 def _root(text: str, option: str) -> str:
-    """``bucket`` or ``bucket/prefix`` from ``s3://bucket/prefix``, ``bucket/prefix/`` or ``bucket``."""
-    root = text.removeprefix("s3://").strip("/")
-    bucket, _, prefix = root.partition("/")
-    if not _BUCKET.match(bucket) or ".." in bucket:
-        raise ConfigError(
-            f"lake (s3): {option} {text!r} does not name a valid bucket; use 3-63 lower-case letters, digits, '.' or '-'"
-        )
-    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
-        raise ConfigError(f"lake (s3): {option} {text!r} has an empty or '..' part in its prefix")
-    return root
+    try:
+        return bucket_root(text, option)
+    except ValueError as exc:
+        raise ConfigError(f"lake (s3): {exc}") from None

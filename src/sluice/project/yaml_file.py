@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
@@ -194,14 +195,22 @@ class _Reader:
         if raw is None:
             return LakeSpec()
         if isinstance(raw, str) and "://" in raw:  # lake: s3://bucket/prefix?endpoint=...: the scheme picks the plugin
-            plugin, url_options, problems = url_plugin("lake", raw, label="lake", file=self.file, line=line)
-            self.problems.extend(problems)
-            if plugin is None or url_options is None:
+            plugin, _, problems = url_plugin("lake", raw, label="lake", file=self.file, line=line)
+            if plugin is None or problems:
+                self.problems.extend(problems)
                 return LakeSpec()
             self.installed(plugin, "lake", line)
-            if hasattr(url_options, "url"):
-                url_options = msgspec.structs.replace(url_options, url=raw.partition("?")[0])
-            return LakeSpec(plugin.name, url_options)
+            query = dict(parse_qsl(urlsplit(raw).query, keep_blank_values=True))
+            url_options, problems = convert_options(
+                plugin.options,
+                {**query, "url": raw.partition("?")[0]},
+                label=f"lake {raw!r}",
+                file=self.file,
+                line=line,
+                strict=False,
+            )
+            self.problems.extend(problems)
+            return LakeSpec(plugin.name, url_options) if url_options is not None else LakeSpec()
         if isinstance(raw, str):
             raw_map = YamlMap(path=raw)
             raw_map.line, raw_map.key_lines, raw_map.duplicates = line, {}, []
