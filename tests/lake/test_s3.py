@@ -17,6 +17,7 @@ from sluice.errors import ConfigError, TerminalError, TransientError, Validation
 from sluice.lake.registry import open_lake
 from sluice.lake.s3 import S3Lake, s3_filesystem
 from sluice.runtime.run import RunOptions, run_project
+from sluice.server.sample import sample_rows
 
 pytestmark = pytest.mark.s3
 
@@ -47,6 +48,7 @@ objects:
     parents: [1001]
     sql: "select dt, count(*) as n, sum(amount) as total from orders group by dt order by dt"
   - {{id: 3001, name: top, parents: [2001], sql: "select * from cleaned.daily where n > 1"}}
+  - {{id: 3002, name: doubled, parents: [1001], python: "double:amounts"}}
 """
 
 
@@ -54,6 +56,11 @@ def project_folder(tmp_path: Path, lake: str, connections: str = "") -> Path:
     folder = tmp_path / "project"
     write_yaml(folder, PROJECT.format(lake=lake, connections=connections))
     (folder / "orders.csv").write_text("id,dt,amount\n1,2026-11-30,10\n2,2026-11-30,5\n3,2026-12-01,7\n", encoding="utf-8")
+    (folder / "double.py").write_text(
+        "import pyarrow.compute as pc\n\n\ndef amounts(orders):\n"
+        "    return orders.select(['id']).append_column('twice', pc.multiply(orders['amount'], 2))\n",
+        encoding="utf-8",
+    )
     return folder
 
 
@@ -71,6 +78,9 @@ def test_a_project_on_an_s3_url_runs_sql_over_s3_parents(
     daily = lake.read("cleaned/daily").read_all().to_pylist()
     assert [(row["n"], row["total"]) for row in daily] == [(2, 15), (1, 7)]
     assert lake.read("curated/top").read_all().num_rows == 1
+    assert sorted(lake.read("curated/doubled").read_all().column("twice").to_pylist()) == [10, 14, 20]
+    sample, error = sample_rows(lake, "raw/orders", limit=2)
+    assert error is None and sample is not None and len(sample["rows"]) == 2
     assert str(lake.parquet_path("raw/orders")).startswith(f"s3://{buckets[0]}/lake/raw/orders/v=")
     again = run_project(project, RunOptions())
     assert {s.status for s in again.objects.values()} == {"skipped"}  # fresh: the lake still holds each output
