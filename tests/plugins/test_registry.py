@@ -64,7 +64,7 @@ def test_every_kind_of_the_seam_has_its_built_in_plugins() -> None:
     assert names == {
         "source": ["csv", "json", "jsonl", "parquet", "faker", "postgresql", "mysql", "sqlite", "duckdb"],
         "destination": ["postgresql", "sqlite", "duckdb"],
-        "lake": ["local"],
+        "lake": ["local", "s3"],
         "engine": ["sql", "python", "duckdb", "warehouse"],
         "bus": ["embedded", "kafka"],
         "state": ["sqlite", "postgresql"],

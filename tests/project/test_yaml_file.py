@@ -154,7 +154,7 @@ def test_bus_state_and_lake_options_are_checked_against_their_plugins(tmp_path: 
         "Known options: partitions, retention_days, namespace"
     )
     assert found[1].startswith(":2: state store cannot use postgress:// URLs. Did you mean 'postgres'?")
-    assert found[2] == ":3: lake: type: unknown lake 'locl'. Did you mean 'local'? Known: local"
+    assert found[2] == ":3: lake: type: unknown lake 'locl'. Did you mean 'local'? Known: local, s3"
 
 
 def test_a_lake_folder_as_a_string_or_a_mapping(tmp_path: Path) -> None:

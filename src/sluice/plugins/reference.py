@@ -62,8 +62,10 @@ INTROS = {
         "The URL scheme of the connection picks the plugin."
     ),
     "lake": (
-        "The top-level `lake:` keeps every object's output as Parquet: a folder (`lake: lake`) "
-        "or a plugin and its options (`lake: {type: local, path: lake}`). Default: `.sluice/lake`."
+        "The top-level `lake:` keeps every object's output as Parquet: a folder (`lake: lake`), a URL whose scheme "
+        "picks the plugin and whose query string its options (`lake: s3://bucket/prefix?endpoint=http://127.0.0.1:29000`), "
+        "or a plugin and its options (`lake: {type: local, path: lake}`). Default: `.sluice/lake`. "
+        "Design, partitions and retention: [docs/lakes.md](../lakes.md)."
     ),
     "engine": "An object's `sql:` or `python:` key picks the engine that computes it from its parents; a SQL model's "
     "`engine` (docs/models.md) picks the one that materialises it.",

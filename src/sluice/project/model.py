@@ -186,6 +186,7 @@ class ObjectSpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     model: ModelSpec | None = None
     """A SQL model of the ``models/`` folder (docs/models.md); None for an object of the definition file."""
+    partition_by: tuple[str, ...] = ()
 
     @property
     def kind(self) -> Literal["source", "sql", "python", "model", "noop"]:
@@ -226,7 +227,7 @@ class ObjectSpec:
             "lake": self.lake,
             "metadata": dict(self.metadata),
             **({"model": self.model.definition()} if self.model is not None else {}),
-        }
+        } | ({"partition_by": list(self.partition_by)} if self.partition_by else {})
 
     def definition_hash(self) -> str:
         text = msgspec.json.encode(self.definition(), order="sorted", enc_hook=str)

@@ -59,6 +59,13 @@ class ObjectSettings(Settings):
         None
     )
     lake: Annotated[bool, Meta(description="Keep a Parquet copy of the output in the lake.")] = True
+    partition_by: Annotated[
+        list[str],
+        Meta(
+            description="Columns whose values split the lake output into Hive-style folders (dt=2026-11-30/); "
+            "string, integer or date columns."
+        ),
+    ] = msgspec.field(default_factory=list)
     metadata: Annotated[dict[str, Any], Meta(description="Free-form values kept with the object (shown by the API).")] = (
         msgspec.field(default_factory=dict)
     )
@@ -73,7 +80,10 @@ class ProjectSettings(Settings):
     state: Annotated[
         str | None, Meta(description="State store URL: sqlite:///.sluice/state.db (default) or postgresql://...")
     ] = None
-    lake: Annotated[str | dict[str, Any] | None, Meta(description="Lake folder, or {type: local, path: ...}.")] = None
+    lake: Annotated[
+        str | dict[str, Any] | None,
+        Meta(description="Lake folder, s3://bucket/prefix?endpoint=..., or {type: local|s3, ...} (docs/lakes.md)."),
+    ] = None
     lease_s: Annotated[float, Meta(ge=0.1, description="Seconds before an unfinished object is handed to another worker.")] = 30.0
     retry: RetrySpec | None = None
     stages: Annotated[

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
@@ -197,6 +198,23 @@ class _Reader:
     def lake(self, raw: Any, line: int | None) -> LakeSpec:
         if raw is None:
             return LakeSpec()
+        if isinstance(raw, str) and "://" in raw:  # lake: s3://bucket/prefix?endpoint=...: the scheme picks the plugin
+            plugin, _, problems = url_plugin("lake", raw, label="lake", file=self.file, line=line)
+            if plugin is None or problems:
+                self.problems.extend(problems)
+                return LakeSpec()
+            self.installed(plugin, "lake", line)
+            query = dict(parse_qsl(urlsplit(raw).query, keep_blank_values=True))
+            url_options, problems = convert_options(
+                plugin.options,
+                {**query, "url": raw.partition("?")[0]},
+                label=f"lake {raw!r}",
+                file=self.file,
+                line=line,
+                strict=False,
+            )
+            self.problems.extend(problems)
+            return LakeSpec(plugin.name, url_options) if url_options is not None else LakeSpec()
         if isinstance(raw, str):
             raw_map = YamlMap(path=raw)
             raw_map.line, raw_map.key_lines, raw_map.duplicates = line, {}, []
@@ -387,6 +405,7 @@ class _Reader:
             destination=self.destination(item.get("destination"), label, item.line_of("destination")),
             lake=spec.lake,
             metadata=plain(spec.metadata),
+            partition_by=tuple(spec.partition_by),
         )
 
     def engine(self, key: str, item: YamlMap, label: str) -> None:

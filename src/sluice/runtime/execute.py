@@ -73,7 +73,9 @@ class ObjectExecutor:
             return Outcome(rows=rows, location=None, content_hash="", destination=destination)
         # The destination is loaded from the new lake file before that file replaces the old one: a load
         # that fails leaves both the table and the lake as they were.
-        written = self.lake.write(self.project.stage(obj.stage).layer, obj.name, reader, then=publish)
+        written = self.lake.write(
+            self.project.stage(obj.stage).layer, obj.name, reader, then=publish, partition_by=obj.partition_by
+        )
         if rows is None:
             rows = written.published if written.published is not None else written.rows
         return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)

@@ -33,7 +33,7 @@ from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.project.model_spec import ModelSpec
 from sluice.project.model_sql import THIS
 from sluice.transforms.engines import Engine, sql_tables
-from sluice.transforms.sql import BATCH_ROWS, quote_identifier, quote_literal, sql_error
+from sluice.transforms.sql import BATCH_ROWS, create_input_views, quote_identifier, sql_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +109,8 @@ class DuckdbModelEngine(ModelEngine):
     """``engine: duckdb`` (the default): the model runs in DuckDB over the lake; see the module's docs."""
 
     def previous(self, obj: ObjectSpec) -> str | None:
-        """The lake location of the model's last output, if there is one (the local lake's ``<layer>/<name>.parquet``)."""
-        location = f"{layer_of(self.project, obj)}/{obj.name}.parquet"
-        return location if self.lake.exists(location) else None
+        """The lake location of the model's last output, if there is one (:meth:`Lake.current_location`)."""
+        return self.lake.current_location(layer_of(self.project, obj), obj.name)
 
     def materialize(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> Materialized:
         model = model_of(obj, object_label)
@@ -119,13 +118,12 @@ class DuckdbModelEngine(ModelEngine):
         sql = rewrite(
             model, model.sql(previous is not None), lake_names(self.project, model), write="duckdb", object_label=object_label
         )
-        paths = {name: self.lake.parquet_path(location) for name, location in sql_tables(self.project, obj, inputs).items()}
+        paths = {name: self.lake.duckdb_input(location) for name, location in sql_tables(self.project, obj, inputs).items()}
         if previous is not None:
-            paths[THIS] = self.lake.parquet_path(previous)
+            paths[THIS] = self.lake.duckdb_input(previous)
         con = duckdb.connect(":memory:")
         try:
-            for name, path in paths.items():
-                _create_view(con, name, f"SELECT * FROM read_parquet({quote_literal(str(path))})")
+            create_input_views(con, paths)
             for view_id in model.views:
                 view = self.project.objects[view_id]
                 assert view.model is not None
