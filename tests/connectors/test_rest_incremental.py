@@ -3,6 +3,7 @@ object's output is durable, and forgotten by ``sluice state reset``."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -54,12 +55,16 @@ def rows(folder: Path) -> list[tuple[int, str]]:
         return db.execute("SELECT id, name FROM changes ORDER BY id").fetchall()
 
 
-def cursors(folder: Path) -> dict[int, str]:
+def cursors(folder: Path) -> dict[int, object]:
     store = SqliteStateStore(folder / ".sluice" / "state.db")
     try:
-        return dict(store.source_cursors("shop"))
+        return saved_values(store)
     finally:
         store.close()
+
+
+def saved_values(store: SqliteStateStore) -> dict[int, object]:
+    return {object_id: json.loads(text)["value"] for object_id, text in store.source_cursors("shop").items()}
 
 
 def sluice(*args: str) -> subprocess.CompletedProcess[str]:
@@ -73,7 +78,11 @@ def test_second_run_asks_from_the_saved_cursor_and_reset_starts_over(tmp_path: P
     assert run_project(project, RunOptions()).status == "succeeded"
     assert api.requests_to("/changes") == [{}]
     assert len(rows(folder)) == 5
-    assert cursors(folder) == {1001: '"2024-01-05T00:00:00Z"'}
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
+
+    nothing_new = run_project(project, RunOptions())
+    assert nothing_new.status == "succeeded" and nothing_new.objects[1001].rows == 0
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
 
     api.records += [record(6), record(7)]
     api.records[0]["name"] = "changed but not newer"
@@ -81,7 +90,7 @@ def test_second_run_asks_from_the_saved_cursor_and_reset_starts_over(tmp_path: P
     assert second.status == "succeeded" and second.objects[1001].rows == 2
     assert api.requests_to("/changes")[-1] == {"updated_since": "2024-01-05T00:00:00Z"}
     assert rows(folder)[0] == (1, "n1") and len(rows(folder)) == 7
-    assert cursors(folder) == {1001: '"2024-01-07T00:00:00Z"'}
+    assert cursors(folder) == {1001: "2024-01-07T00:00:00Z"}
 
     shown = sluice("state", "show", str(folder))
     assert shown.returncode == 0 and '1001  changes  "2024-01-07T00:00:00Z"' in shown.stdout
@@ -105,7 +114,7 @@ def test_a_failed_run_does_not_advance_the_cursor(tmp_path: Path, api: FakeApi) 
     api.faults["/changes"] = [(500, {})] * 6  # every attempt of the object's three fails
     failed = run_project(project, RunOptions())
     assert failed.status == "failed"
-    assert cursors(folder) == {1001: '"2024-01-05T00:00:00Z"'}
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
     assert run_project(project, RunOptions()).objects[1001].rows == 1
 
 
@@ -126,9 +135,9 @@ def test_the_cursor_is_saved_only_after_the_output_is_durable(tmp_path: Path, ap
         failing = ObjectExecutor(project, LakeThatFailsAfterReading(folder / "lake"), store)
         with pytest.raises(TransientError, match="disk full"):
             failing.run(project.objects[1001], "r1", {})
-        assert dict(store.source_cursors("shop")) == {}
+        assert saved_values(store) == {}
         ObjectExecutor(project, LocalLake(folder / "lake"), store).run(project.objects[1001], "r2", {})
-        assert dict(store.source_cursors("shop")) == {1001: '"2024-01-05T00:00:00Z"'}
+        assert saved_values(store) == {1001: "2024-01-05T00:00:00Z"}
     finally:
         store.close()
 

@@ -46,14 +46,21 @@ def show(path: str, as_json: bool, state_url: str | None) -> None:
         cursors = dict(sorted(store.source_cursors(project.name).items()))
     finally:
         store.close()
+    values = {object_id: _value(text) for object_id, text in cursors.items()}
     if as_json:
-        click.echo(json.dumps({str(object_id): json.loads(value) for object_id, value in cursors.items()}))
+        click.echo(json.dumps({str(object_id): value for object_id, value in values.items()}))
         return
     if not cursors:
         click.echo(f"no saved cursors for project {project.name}", err=True)
-    for object_id, value in cursors.items():
+    for object_id, value in values.items():
         name = project.objects[object_id].name if object_id in project.objects else "(no longer in the project)"
-        click.echo(f"{object_id}  {name}  {value}")
+        click.echo(f"{object_id}  {name}  {json.dumps(value)}")
+
+
+def _value(text: str) -> object:
+    """The cursor value of a saved cursor (``{"value": ..., "schema": ...}`` as the REST source saves it)."""
+    saved = json.loads(text)
+    return saved.get("value") if isinstance(saved, dict) else saved
 
 
 @state.command("reset")

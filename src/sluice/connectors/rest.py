@@ -26,6 +26,7 @@ being read, so a REST object runs every time (incremental reads keep that cheap)
 
 from __future__ import annotations
 
+import base64
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -56,6 +57,10 @@ class RestSource(Source[RestOptions]):
     """The cursor value this read started from: saved by the last run, else ``incremental.initial``."""
     drained = False
     """True once every page was read."""
+    schema: pa.Schema | None = None
+    """The schema of the batches :meth:`read` returned."""
+    saved_schema: pa.Schema | None = None
+    """The schema saved with the cursor by the last run (incremental)."""
 
     def input_fingerprint(self) -> str | None:
         """None: always re-read (an API cannot tell whether it changed without being asked)."""
@@ -93,6 +98,7 @@ class RestSource(Source[RestOptions]):
                 yield from self.conform(table, schema).to_batches()
             self.drained = True
 
+        self.schema = schema
         return stream(schema, batches(), on_close=client.close)
 
     def commit(self) -> None:
@@ -101,7 +107,8 @@ class RestSource(Source[RestOptions]):
         if incremental is None or not self.drained or self.context.cursor is None:
             return
         if self.pending is not None and (self.since is None or self.pending != self.since):
-            self.context.cursor.save(self.pending)
+            schema = base64.b64encode(self.schema.serialize().to_pybytes()).decode() if self.schema is not None else None
+            self.context.cursor.save({"value": self.pending, "schema": schema})
 
     def base(self) -> tuple[str, str | None, str | None]:
         """The base URL and the connection URL's user and password (for auth), credentials cut from the URL."""
@@ -119,11 +126,19 @@ class RestSource(Source[RestOptions]):
         return str(url.copy_with(username=None, password=None)), user, password
 
     def saved_cursor(self) -> Any:
+        """The cursor value to send: the last run's (``{"value": v, "schema": base64 Arrow IPC}``), else ``initial``.
+
+        The saved schema is what a run that finds nothing new reads as (so its empty output keeps the columns).
+        """
         incremental = self.options.incremental
         if incremental is None:
             return None
         saved = self.context.cursor.load() if self.context.cursor is not None else None
-        return saved if saved is not None else incremental.initial
+        if not isinstance(saved, dict) or saved.get("value") is None:
+            return incremental.initial
+        if isinstance(saved.get("schema"), str):
+            self.saved_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(saved["schema"])))
+        return saved["value"]
 
     def tables(self, client: HttpClient, base: str) -> Iterator[pa.Table]:
         """One Arrow table per page of records (child pages, with the parent's keys, under a parent)."""
@@ -202,6 +217,8 @@ class RestSource(Source[RestOptions]):
             if size > self.options.schema_buffer_bytes:
                 break
         if schema is None:
+            if self.saved_schema is not None:
+                return self.saved_schema, [], tables
             declared = schema_overrides(self.options.column_types, "rest source")
             return pa.schema(list(declared.items())), [], tables
         return schema, [self.conform(table, schema) for table in held], tables
