@@ -242,3 +242,32 @@ def test_parent_child_fetches_each_parents_children_with_its_key(api: FakeApi) -
         {"order": 30, "total": 1.0, "customer_id": 3},
     ]
     assert [path for path, _, _ in api.log] == ["/customers", "/customers/1/orders", "/customers/2/orders", "/customers/3/orders"]
+
+
+CONCURRENT = [
+    ("/offset", "data.items", {"style": "offset", "limit": PAGE, "total_path": "meta.total", "concurrency": 3}),
+    ("/offset-open", "data.items", {"style": "offset", "limit": PAGE, "concurrency": 3}),
+    ("/pages", "results", {"style": "page_number", "page_size": PAGE, "total_path": "total_pages", "concurrency": 2}),
+    ("/pages-open", "results", {"style": "page_number", "concurrency": 4}),
+]
+
+
+@pytest.mark.parametrize(("path", "records", "paginate"), CONCURRENT, ids=[c[0] for c in CONCURRENT])
+def test_concurrent_pages_arrive_in_order_and_stop_by_the_same_rules(
+    api: FakeApi, path: str, records: str, paginate: dict[str, Any]
+) -> None:
+    api.faults[path] = [(500, {}), (503, {})]
+    table = read(api, path=path, records=records, paginate=paginate)
+    assert table.column("id").to_pylist() == list(range(1, 26))
+    requests = len(api.requests_to(path)) - 2  # the two injected faults were retried
+    if "total_path" in paginate:
+        assert requests == 3
+    else:
+        assert 4 <= requests <= 3 + paginate["concurrency"]
+
+
+def test_concurrent_pages_keep_max_pages(api: FakeApi) -> None:
+    paginate = {"style": "offset", "limit": 5, "concurrency": 4}
+    table = read(api, path="/offset-open", records="data.items", paginate=paginate, max_pages=2)
+    assert table.column("id").to_pylist() == list(range(1, 11))
+    assert len(api.requests_to("/offset-open")) == 2

@@ -35,6 +35,15 @@ class OffsetPages(Settings, tag_field="style", tag="offset"):
     offset_param: Annotated[str, Meta(min_length=1, description="Query parameter of the offset.")] = "offset"
     limit_param: Annotated[str, Meta(min_length=1, description="Query parameter of the page size.")] = "limit"
     total_path: TotalPath = None
+    concurrency: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="Pages requested at once (their numbers are known in advance), yielded in order; 1 = one after "
+            "another. Without a total, up to concurrency - 1 requests past the last page are wasted.",
+        ),
+    ] = 1
 
 
 class PageNumberPages(Settings, tag_field="style", tag="page_number"):
@@ -47,6 +56,15 @@ class PageNumberPages(Settings, tag_field="style", tag="page_number"):
     total_path: Annotated[
         str | None, Meta(description="Dotted path to the number of pages in the body: paging stops after that page.")
     ] = None
+    concurrency: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="Pages requested at once (their numbers are known in advance), yielded in order; 1 = one after "
+            "another. Without a total, up to concurrency - 1 requests past the last page are wasted.",
+        ),
+    ] = 1
 
 
 class CursorPages(Settings, tag_field="style", tag="cursor"):
