@@ -271,3 +271,16 @@ def test_concurrent_pages_keep_max_pages(api: FakeApi) -> None:
     table = read(api, path="/offset-open", records="data.items", paginate=paginate, max_pages=2)
     assert table.column("id").to_pylist() == list(range(1, 11))
     assert len(api.requests_to("/offset-open")) == 2
+
+
+def test_httpx_request_log_lines_leave_out_the_query_key(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.auth = ("query", "token", "k-789")
+    monkeypatch.setenv("SHOP_KEY", "k-789")
+    auth = {"type": "api_key", "location": "query", "name": "token", "key_env": "SHOP_KEY"}
+    with caplog.at_level("INFO", logger="httpx"):
+        assert read(api, path="/link", params={"q": "x"}, auth=auth).num_rows == PAGE
+    lines = [record.getMessage() for record in caplog.records if record.name == "httpx"]
+    assert lines and all("k-789" not in line for line in lines)
+    assert "/link?q=x" in lines[0]

@@ -6,7 +6,8 @@ section 10.2.3: seconds or an HTTP date) or an exponential backoff with "full ji
 ``[0, min(max_backoff_s, backoff_s * 2**(n-1))]``, AWS Architecture Blog, "Exponential Backoff and Jitter").
 When attempts run out it raises :class:`~sluice.errors.TransientError` (the run may retry the object);
 any other 4xx raises :class:`~sluice.errors.TerminalError` at once. Messages name the object, the URL
-without its secrets (:func:`shown_url`) and the status; secrets are never put in a message or a log line.
+without its secrets (:func:`shown_url`) and the status; secrets are never put in a message or a log line
+(httpx's own request log lines are rewritten the same way, :class:`RedactUrls`).
 
 >>> retry_after_s("120", now=0.0)
 120.0
@@ -19,6 +20,7 @@ True
 from __future__ import annotations
 
 import email.utils
+import logging
 import os
 import random
 import threading
@@ -136,6 +138,31 @@ def _secret(env: str | None, password: str | None, where: str, what: str) -> str
     raise TerminalError(f"{where}: auth needs a {what}: name an environment variable (*_env) or use a connection with one")
 
 
+_SECRET_PARAMS: set[str] = set()
+
+
+class RedactUrls(logging.Filter):
+    """Rewrites the URLs of httpx's own ``HTTP Request: GET <url> ...`` log lines (logger ``httpx``, level INFO,
+    which a worker's default ``--log-level info`` shows) as :func:`shown_url` does: no user, password or
+    query-parameter key of any REST source's auth."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
+            secret = frozenset(_SECRET_PARAMS)
+            record.args = tuple(shown_url(arg, secret) if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True
+
+
+_REDACT = RedactUrls()
+
+
+def _guard_httpx_log(secret_params: frozenset[str]) -> None:
+    _SECRET_PARAMS.update(secret_params)
+    logger = logging.getLogger("httpx")
+    if _REDACT not in logger.filters:
+        logger.addFilter(_REDACT)
+
+
 def shown_url(url: httpx.URL, secret_params: frozenset[str]) -> str:
     """``url`` as messages show it: no user or password, no secret query parameters."""
     clean = url.copy_with(username=None, password=None) if url.userinfo else url
@@ -167,6 +194,7 @@ class HttpClient:
         self.retries = retries
         self.sleep, self.rand = sleep, rand
         self.bucket = TokenBucket(rate_limit, sleep=sleep) if rate_limit else None
+        _guard_httpx_log(creds.secret_params)
         auth = httpx.BasicAuth(*creds.basic) if creds.basic else None
         self.client = httpx.Client(
             headers={"Accept": "application/json", **headers, **creds.headers},
