@@ -151,3 +151,22 @@ def test_initial_value_is_sent_on_the_first_run(tmp_path: Path, api: FakeApi) ->
     summary = run_project(load(folder), RunOptions())
     assert summary.objects[1001].rows == 3
     assert api.requests_to("/changes") == [{"updated_since": "2024-01-03"}]
+
+
+def test_validate_names_an_unknown_connection_of_a_rest_source(tmp_path: Path) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url="http://127.0.0.1:9").replace("base_url: http://127.0.0.1:9", "connection: shop_apii"))
+    checked = sluice("validate", str(folder))
+    assert checked.returncode == 2
+    assert "unknown connection 'shop_apii' in source" in checked.stderr
+
+
+def test_a_timestamp_cursor_is_saved_as_iso_text(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(
+        folder,
+        PROJECT.format(url=api.url).replace("      retries:", "      column_types: {updated_at: 'timestamp[s]'}\n      retries:"),
+    )
+    api.records = [{"id": i, "updated_at": f"2024-02-0{i} 10:00:00"} for i in (1, 2)]
+    assert run_project(load(folder), RunOptions()).status == "succeeded"
+    assert cursors(folder) == {1001: "2024-02-02T10:00:00"}

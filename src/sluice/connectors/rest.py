@@ -27,6 +27,7 @@ being read, so a REST object runs every time (incremental reads keep that cheap)
 from __future__ import annotations
 
 import base64
+import datetime
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -108,7 +109,7 @@ class RestSource(Source[RestOptions]):
             return
         if self.pending is not None and (self.since is None or self.pending != self.since):
             schema = base64.b64encode(self.schema.serialize().to_pybytes()).decode() if self.schema is not None else None
-            self.context.cursor.save({"value": self.pending, "schema": schema})
+            self.context.cursor.save({"value": _jsonable(self.pending), "schema": schema})
 
     def base(self) -> tuple[str, str | None, str | None]:
         """The base URL and the connection URL's user and password (for auth), credentials cut from the URL."""
@@ -247,6 +248,15 @@ class RestSource(Source[RestOptions]):
                 f"{self.options.schema_buffer_bytes}); declare them in column_types or raise schema_buffer_bytes"
             )
         return pa.concat_tables([schema.empty_table(), table], promote_options="permissive").select(schema.names)
+
+
+def _jsonable(value: Any) -> Any:
+    """A cursor value as JSON can keep it: dates and times (a column declared as a timestamp) as ISO 8601 text."""
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 def _join(base: str, path: str) -> str:
