@@ -12,6 +12,7 @@ at once; dlt's offset paginator requests one page after another.
 - **end to end**: Sluice: ``sluice run`` of a one-object project (REST source -> the lake's Parquet); dlt:
   ``pipeline.run`` (extract, normalize, load into DuckDB).
 
+Runs are interleaved (every variant once, then again) so the machine's changing load falls on all alike.
 dlt 1.31.0 runs in its own virtual environment (``bench/peers/setup_venvs.sh dlt`` -> ``bench/.venvs/dlt``, made on
 first use) through ``bench/peers/run_dlt_rest.py``. Prints pages/s and the ratios; ``--json`` writes them to a file.
 
@@ -155,13 +156,18 @@ def dlt(mode: str, url: str, per_page: int, folder: Path) -> tuple[float, int]:
     return float(result["seconds"]), int(result["rows"])
 
 
-def measure(name: str, repeats: int, pages: int, run: Any) -> dict[str, float]:
-    rates = []
+def measure(variants: list[tuple[str, Any]], repeats: int, pages: int) -> dict[str, dict[str, float]]:
+    """Each variant ``repeats`` times, interleaved (round 1 of every variant, then round 2...) so that a change in the
+    machine's load during the run falls on all of them alike; median and best pages/s per variant."""
+    rates: dict[str, list[float]] = {name: [] for name, _ in variants}
     for attempt in range(repeats):
-        seconds, rows = run(attempt)
-        rates.append(pages / seconds)
-        print(f"  {name:<20} run {attempt + 1}: {seconds:7.2f} s  {rows:>9,} rows  {pages / seconds:9.1f} pages/s", flush=True)
-    return {"median": statistics.median(rates), "best": max(rates)}
+        for name, run in variants:
+            seconds, rows = run(attempt)
+            rates[name].append(pages / seconds)
+            print(
+                f"  {name:<20} run {attempt + 1}: {seconds:7.2f} s  {rows:>9,} rows  {pages / seconds:9.1f} pages/s", flush=True
+            )
+    return {name: {"median": statistics.median(values), "best": max(values)} for name, values in rates.items()}
 
 
 def main() -> None:
@@ -187,22 +193,19 @@ def main() -> None:
         print(f"API: {url}, {args.pages} pages of {args.per_page} records (offset/limit with a total)", flush=True)
         with tempfile.TemporaryDirectory(prefix="restbench-") as tmp:
             root = Path(tmp)
-            results: dict[str, dict[str, float]] = {}
             c = args.concurrency
-            for name, run in (
+            variants: list[tuple[str, Any]] = [
                 ("sluice extract", lambda _: sluice_extract(url, args.per_page, 1)),
                 (f"sluice extract c{c}", lambda _: sluice_extract(url, args.per_page, c)),
                 ("sluice run", lambda n: sluice_run(url, args.per_page, 1, root / f"s{n}")),
                 (f"sluice run c{c}", lambda n: sluice_run(url, args.per_page, c, root / f"sc{n}")),
-            ):
-                results[name] = measure(name, args.repeats, args.pages, run)
+            ]
             if not args.no_peers:
-                results["dlt extract"] = measure(
-                    "dlt extract", args.repeats, args.pages, lambda n: dlt("extract", url, args.per_page, root / f"de{n}")
-                )
-                results["dlt run"] = measure(
-                    "dlt run", args.repeats, args.pages, lambda n: dlt("run", url, args.per_page, root / f"dr{n}")
-                )
+                variants += [
+                    ("dlt extract", lambda n: dlt("extract", url, args.per_page, root / f"de{n}")),
+                    ("dlt run", lambda n: dlt("run", url, args.per_page, root / f"dr{n}")),
+                ]
+            results = measure(variants, args.repeats, args.pages)
     finally:
         server.terminate()
         server.wait(timeout=10)
