@@ -105,8 +105,8 @@ def paginate(per_page: int, concurrency: int) -> dict[str, Any]:
     return {"style": "offset", "limit": per_page, "total_path": "meta.total", "concurrency": concurrency}
 
 
-def sluice_extract(url: str, per_page: int, concurrency: int) -> tuple[float, int]:
-    """Seconds to drain the REST source's batches, and the rows read."""
+def sluice_extract(url: str, per_page: int, concurrency: int) -> tuple[float, float, int]:
+    """Seconds to drain the REST source's batches, CPU seconds of this process meanwhile, and the rows read."""
     from sluice.connectors.base import SourceContext
     from sluice.connectors.registry import open_source
     from sluice.project.model import SourceSpec
@@ -117,14 +117,14 @@ def sluice_extract(url: str, per_page: int, concurrency: int) -> tuple[float, in
         "records": "data",
         "paginate": paginate(per_page, concurrency),
     }
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     reader = open_source(SourceSpec("rest", options), SourceContext(Path("."), {}, label="bench")).read()
     rows = sum(batch.num_rows for batch in reader)
-    return time.perf_counter() - start, rows
+    return time.perf_counter() - start, time.process_time() - cpu, rows
 
 
-def sluice_run(url: str, per_page: int, concurrency: int, folder: Path) -> tuple[float, int]:
-    """Seconds of ``run_project`` on a one-object project (REST -> lake Parquet), and the rows it loaded."""
+def sluice_run(url: str, per_page: int, concurrency: int, folder: Path) -> tuple[float, float, int]:
+    """Seconds of ``run_project`` on a one-object project (REST -> lake Parquet), CPU seconds, and the rows it loaded."""
     from sluice.project.load import load_project
     from sluice.runtime.run import RunOptions, run_project
 
@@ -136,16 +136,16 @@ def sluice_run(url: str, per_page: int, concurrency: int, folder: Path) -> tuple
         encoding="utf-8",
     )
     project = load_project(folder)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     summary = run_project(project, RunOptions(force=True))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if summary.status != "succeeded":
         raise SystemExit(f"sluice run failed: {summary.objects[1001].error}")
-    return seconds, int(summary.objects[1001].rows or 0)
+    return seconds, cpu, int(summary.objects[1001].rows or 0)
 
 
-def dlt(mode: str, url: str, per_page: int, folder: Path) -> tuple[float, int]:
-    """Seconds of dlt's extract or run, measured inside its own process (imports excluded), and the rows."""
+def dlt(mode: str, url: str, per_page: int, folder: Path) -> tuple[float, float, int]:
+    """Seconds and CPU seconds of dlt's extract or run, measured inside its own process (imports excluded), rows."""
     if not DLT_PYTHON.exists():
         subprocess.run(["bash", str(HERE / "peers" / "setup_venvs.sh"), "dlt"], check=True)
     command = [str(DLT_PYTHON), str(HERE / "peers" / "run_dlt_rest.py"), mode, url, str(per_page), str(folder)]
@@ -153,21 +153,29 @@ def dlt(mode: str, url: str, per_page: int, folder: Path) -> tuple[float, int]:
     if done.returncode != 0:
         raise SystemExit(f"dlt {mode} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(result["seconds"]), int(result["rows"])
+    return float(result["seconds"]), float(result["cpu_s"]), int(result["rows"])
 
 
 def measure(variants: list[tuple[str, Any]], repeats: int, pages: int) -> dict[str, dict[str, float]]:
     """Each variant ``repeats`` times, interleaved (round 1 of every variant, then round 2...) so that a change in the
-    machine's load during the run falls on all of them alike; median and best pages/s per variant."""
+    machine's load during the run falls on all of them alike: median and best pages/s, and the median client CPU
+    milliseconds per page (the client process's own CPU time, which other processes' load disturbs less)."""
     rates: dict[str, list[float]] = {name: [] for name, _ in variants}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in variants}
     for attempt in range(repeats):
         for name, run in variants:
-            seconds, rows = run(attempt)
+            seconds, cpu, rows = run(attempt)
             rates[name].append(pages / seconds)
+            cpus[name].append(cpu * 1000 / pages)
             print(
-                f"  {name:<20} run {attempt + 1}: {seconds:7.2f} s  {rows:>9,} rows  {pages / seconds:9.1f} pages/s", flush=True
+                f"  {name:<20} run {attempt + 1}: {seconds:7.2f} s  {rows:>9,} rows  {pages / seconds:9.1f} pages/s  "
+                f"{cpu * 1000 / pages:6.2f} CPU ms/page",
+                flush=True,
             )
-    return {name: {"median": statistics.median(values), "best": max(values)} for name, values in rates.items()}
+    return {
+        name: {"median": statistics.median(values), "best": max(values), "cpu_ms_per_page": statistics.median(cpus[name])}
+        for name, values in rates.items()
+    }
 
 
 def main() -> None:
@@ -205,18 +213,22 @@ def main() -> None:
                     ("dlt extract", lambda n: dlt("extract", url, args.per_page, root / f"de{n}")),
                     ("dlt run", lambda n: dlt("run", url, args.per_page, root / f"dr{n}")),
                 ]
+            sluice_extract(url, args.per_page, 1)  # warm-up, not counted: imports (dlt's are excluded as well)
             results = measure(variants, args.repeats, args.pages)
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print("\npages/s (median of runs, best in brackets)")
+    print("\npages/s (median of runs, best in brackets), client CPU ms per page (median)")
     for name, figures in results.items():
-        print(f"  {name:<20} {figures['median']:9.1f}  ({figures['best']:.1f})")
+        print(f"  {name:<20} {figures['median']:9.1f}  ({figures['best']:.1f})  {figures['cpu_ms_per_page']:6.2f} CPU ms/page")
     if not args.no_peers:
         for what in ("extract", "run"):
             for name in (f"sluice {what}", f"sluice {what} c{args.concurrency}"):
                 ratio = results[name]["median"] / results[f"dlt {what}"]["median"]
-                print(f"  {name:<18} / dlt {what:<8} {ratio:6.2f}x  (goal >= 2x)")
+                cpu = results[f"dlt {what}"]["cpu_ms_per_page"] / results[name]["cpu_ms_per_page"]
+                print(
+                    f"  {name:<18} / dlt {what:<8} {ratio:6.2f}x pages/s  (goal >= 2x);  dlt's CPU per page / Sluice's {cpu:5.2f}"
+                )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"pages": args.pages, "per_page": args.per_page, "results": results}, indent=2))
