@@ -122,8 +122,8 @@ class RestSource(Source[RestOptions]):
             hint = did_you_mean(options.connection, self.context.connections)
             raise TerminalError(f"{self.context.label}: unknown connection {options.connection!r}.{hint} Known: {known}")
         url = httpx.URL(spec.url)
-        user = urllib.parse.unquote(url.username) or None
-        password = urllib.parse.unquote(url.password) or None
+        user = url.username or None  # httpx decodes them (%40 -> @)
+        password = url.password or None
         return str(url.copy_with(username=None, password=None)), user, password
 
     def saved_cursor(self) -> Any:
