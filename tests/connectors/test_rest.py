@@ -65,6 +65,11 @@ def test_offset_and_page_parameters_are_sent_with_the_endpoint_params(api: FakeA
     ]
 
 
+def test_a_rate_limit_still_reads_everything(api: FakeApi) -> None:
+    table = read(api, path="/next", records="items", paginate={"style": "json_link"}, rate_limit=500.0)
+    assert table.num_rows == 25
+
+
 def test_single_page_and_max_pages(api: FakeApi) -> None:
     assert read(api, path="/link").num_rows == PAGE
     assert len(api.requests_to("/link")) == 1

@@ -103,6 +103,10 @@ def test_second_run_asks_from_the_saved_cursor_and_reset_starts_over(tmp_path: P
     assert third.status == "succeeded" and third.objects[1001].rows == 7
     assert api.requests_to("/changes")[-1] == {}
     assert rows(folder)[0] == (1, "changed but not newer")
+    assert json.loads(sluice("state", "show", str(folder), "--json").stdout) == {"1001": "2024-01-07T00:00:00Z"}
+    every = sluice("state", "reset", str(folder), "--all")
+    assert every.returncode == 0 and cursors(folder) == {}
+    assert sluice("state", "reset", str(folder)).returncode == 2  # neither --object nor --all
 
 
 def test_a_failed_run_does_not_advance_the_cursor(tmp_path: Path, api: FakeApi) -> None:
