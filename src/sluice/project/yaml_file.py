@@ -427,7 +427,7 @@ class _Reader:
         if kind is None:
             kind = _infer_source_kind(flat)
             if kind is None:
-                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, sql)", mapping.line)
+                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, rest, sql)", mapping.line)
                 return None
         plugin = self.source_plugin(str(kind), flat, label)
         if plugin is None:
@@ -443,6 +443,9 @@ class _Reader:
                 self.problem(f"{label}: {exc.message}", flat.line_of("type"))
                 return None
             self.installed(plugin, f"{label}: source", flat.line_of("type"))
+            named = flat.get("connection")
+            if isinstance(named, str):  # a source option 'connection' (rest) names one of the project's connections
+                self.connection(named, label, "source", flat.line_of("connection"))
             return plugin
         connection = self.connection(flat.get("connection"), label, "source", flat.line_of("connection"))
         if connection is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sluice.connectors.base import SourceContext
+from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, Then
 from sluice.project.model import ObjectSpec, Project
+from sluice.state.base import StateStore
 from sluice.transforms.engines import Engine, open_engine
 
 
@@ -38,12 +40,32 @@ def label(obj: ObjectSpec) -> str:
     return f"object {obj.id} ({obj.name})"
 
 
-class ObjectExecutor:
-    """Runs objects of one project. Thread-safe: it holds no per-object state."""
+@dataclass(frozen=True, slots=True)
+class StateCursor:
+    """One object's incremental cursor in the state store, as JSON text (:class:`~sluice.connectors.base.SavedCursor`)."""
 
-    def __init__(self, project: Project, lake: Lake) -> None:
+    state: StateStore
+    project: str
+    object_id: int
+
+    def load(self) -> object:
+        text = self.state.source_cursors(self.project).get(self.object_id)
+        return None if text is None else json.loads(text)
+
+    def save(self, value: object) -> None:
+        self.state.save_source_cursor(self.project, self.object_id, json.dumps(value), time.time())
+
+
+class ObjectExecutor:
+    """Runs objects of one project. Thread-safe: it holds no per-object state.
+
+    ``state`` keeps incremental sources' cursors; without it they read from their initial value every time.
+    """
+
+    def __init__(self, project: Project, lake: Lake, state: StateStore | None = None) -> None:
         self.project = project
         self.lake = lake
+        self.state = state
         self.source_context = SourceContext(project.root, project.connections)
         self._engines: dict[str, Engine] = {}
 
@@ -56,15 +78,32 @@ class ObjectExecutor:
         if fail:
             raise TransientError(f"forced failure (--fail {obj.id})")
         rows: int | None = None
+        source = self._source(obj)
         if obj.model is not None:
             reader, rows, target = self._model(obj, inputs)
             if reader is None:  # materialised where it ran: a changed hash tells children to run again
                 digest = hashlib.blake2b(f"{run_id}:{obj.id}:{rows}".encode(), digest_size=16).hexdigest()
                 return Outcome(rows=rows or 0, location=None, content_hash=digest, destination=target)
         else:
-            reader = self._read(obj, inputs)
+            reader = source.read() if source is not None else self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
+        outcome = self._write(obj, run_id, reader, rows)
+        if source is not None:
+            source.commit()  # the output is durable now: an incremental source may advance its cursor
+        return outcome
+
+    def _source(self, obj: ObjectSpec) -> Source | None:  # type: ignore[type-arg]
+        if obj.kind != "source":
+            return None
+        from sluice.connectors.registry import open_source
+
+        assert obj.source is not None
+        cursor = StateCursor(self.state, self.project.name, obj.id) if self.state is not None else None
+        return open_source(obj.source, dataclasses.replace(self.source_context, label=label(obj), cursor=cursor))
+
+    def _write(self, obj: ObjectSpec, run_id: str, reader: pa.RecordBatchReader, rows: int | None = None) -> Outcome:
+        """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored."""
         load_id = f"{run_id}:{obj.id}"
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
@@ -109,11 +148,6 @@ class ObjectExecutor:
         kind = obj.kind
         if kind == "noop":
             return None
-        if kind == "source":
-            from sluice.connectors.registry import open_source
-
-            assert obj.source is not None
-            return open_source(obj.source, self.source_context).read()
         available = self._parent_locations(obj, inputs)
         return self.engine(kind).run(obj, available, object_label=label(obj))
 
