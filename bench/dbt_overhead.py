@@ -1,5 +1,6 @@
-"""What running one dbt model costs per object: a ``dbt run --select <model>`` subprocess (what Sluice does)
-against dbt-core's programmatic runner in one process with the parsed manifest passed in.
+"""What running one dbt model costs per object: a ``dbt run --select <model>`` subprocess, dbt-core's
+programmatic runner in one process with the parsed manifest passed in, and Sluice's long-lived dbt worker
+(``src/sluice/transforms/dbt_worker.py``: that runner in a process of dbt's environment, one request per model).
 
 The test fixture's dbt project (``tests/transforms/fixtures/dbt_shop``: three models over a source
 table of 100 rows) is copied to a temporary folder and run against a database created for it on
@@ -14,6 +15,7 @@ Each model runs ``--repeat`` times each way; the median, min and max seconds per
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -56,9 +58,33 @@ def measure(folder: Path, repeat: int) -> None:
             result = runner.invoke(["run", "--select", model, *flags])
             assert result.success, result.exception
             inside.append(time.perf_counter() - start)
+    worker = subprocess.Popen(
+        [sys.executable, str(REPO / "src" / "sluice" / "transforms" / "dbt_worker.py"), json.dumps(flags)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    start = time.perf_counter()
+    assert json.loads(worker.stdout.readline())["ready"]
+    worker_start_s = time.perf_counter() - start
+    served = []
+    for _ in range(repeat):
+        for model in MODELS:
+            start = time.perf_counter()
+            worker.stdin.write(json.dumps({"args": ["run", "--select", model, *flags]}) + "\n")
+            worker.stdin.flush()
+            assert json.loads(worker.stdout.readline())["success"]
+            served.append(time.perf_counter() - start)
+    worker.stdin.close()
+    worker.wait()
+    worker.stdout.close()
     print(summary("subprocess, dbt run --select <model>", spawned))
     print(f"in-process dbtRunner: parse once {parse_s:.2f} s, then")
     print(summary("in-process dbtRunner(manifest=...).invoke(run --select <model>)", inside))
+    print(f"Sluice's dbt worker (sluice.transforms.dbt_worker): start and parse {worker_start_s:.2f} s, then")
+    print(summary("one request per model to the worker", served))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ dbt-postgres from PyPI the first time)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from servers_fixtures import unavailable
 from sluice.errors import ValidationFailed
 from sluice.project.load import load_project
 from sluice.runtime.run import run_project
+from sluice.transforms import dbt_pool
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "fixtures" / "dbt_shop"
@@ -61,6 +63,7 @@ def shop(tmp_path: Path, pg_db_url: str, dbt_executable: str, monkeypatch: pytes
     (tmp_path / "sluice.yaml").write_text(YAML.format(url=pg_db_url), encoding="utf-8")
     (tmp_path / "orders.csv").write_text("id,customer,amount\n1,ann,5\n2,ann,7\n3,bob,3\n4,cat,12\n", encoding="utf-8")
     yield tmp_path
+    dbt_pool.close_all()  # before the database is dropped
 
 
 def query(url: str, sql: str) -> list[tuple[object, ...]]:
@@ -69,11 +72,13 @@ def query(url: str, sql: str) -> list[tuple[object, ...]]:
 
 
 def sluice_run(path: Path) -> dict[str, object]:
+    """``sluice run --json`` in a process of its own, dbt run as one subprocess per model (no workers)."""
     done = subprocess.run(
         [sys.executable, "-m", "sluice", "run", "--json", str(path / "sluice.yaml")],
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "SLUICE_DBT_SUBPROCESS": "1"},
     )
     assert done.stdout.strip(), done.stderr
     result: dict[str, object] = json.loads(done.stdout)
@@ -103,6 +108,7 @@ def test_sluice_run_builds_the_dbt_models_then_skips_fresh_ones(shop: Path, pg_d
         ("ann", 12),
         ("cat", 12),
     ]
+    assert any(dbt_pool._IDLE.values())  # the models ran in a dbt worker, kept for the next ones
     second = run_project(load_project(shop))
     assert second.status == "succeeded"
     assert {second.objects[ids[n]].status for n in ("stg_orders", "customer_totals", "top_customers")} == {"skipped"}

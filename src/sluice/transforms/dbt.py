@@ -17,14 +17,17 @@ project again. From ``run_results.json`` (https://docs.getdbt.com/reference/arti
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sluice.errors import TerminalError, TransientError
 from sluice.project.dbt_cli import PARSE_DIR, DbtError, DbtInvocation, find_executable, first_error
 from sluice.project.model import ObjectSpec
+from sluice.transforms import dbt_pool
 from sluice.transforms.models import Materialized, ModelEngine, model_of
 
 RUNS_DIR = "target/sluice-runs"
@@ -86,20 +89,9 @@ class DbtEngine(ModelEngine):
         work = invocation.project_dir / RUNS_DIR / uuid.uuid4().hex
         work.mkdir(parents=True)
         try:
-            parsed = invocation.project_dir / PARSE_DIR / "partial_parse.msgpack"
-            if parsed.is_file():
-                shutil.copyfile(parsed, work / "partial_parse.msgpack")
             selector = unique_id.split(".", 2)[-1] if model.config.get("command") != "run" else obj.name
-            done = invocation.call(
-                [str(model.config.get("command") or "run")],
-                "--select",
-                selector,
-                "--target-path",
-                str(work),
-                "--log-path",
-                str(work),
-            )
-            output = done.stdout + done.stderr
+            command = [str(model.config.get("command") or "run"), "--select", selector]
+            output, code = self._call(invocation, command, work)
             results_file = work / "run_results.json"
             entry = node_result(json.loads(results_file.read_text()), unique_id) if results_file.is_file() else None
         finally:
@@ -107,7 +99,7 @@ class DbtEngine(ModelEngine):
         if entry is None:
             message = first_error(output)
             error = TransientError if is_transient(message) else TerminalError
-            raise error(f"{label}: dbt ran nothing for {unique_id} (exit {done.returncode}): {message}")
+            raise error(f"{label}: dbt ran nothing for {unique_id} ({code}): {message}")
         status = str(entry.get("status"))
         if status in ("success", "pass"):
             response = entry.get("adapter_response") or {}
@@ -119,6 +111,25 @@ class DbtEngine(ModelEngine):
         if is_transient(str(entry.get("message") or "")):
             raise TransientError(text)
         raise TerminalError(text)
+
+    def _call(self, invocation: DbtInvocation, command: list[str], work: Path) -> tuple[str, str]:
+        """Run ``dbt <command>`` with its artifacts in ``work``: in a long-lived worker of the project
+        (:mod:`sluice.transforms.dbt_pool`), else (``SLUICE_DBT_SUBPROCESS=1``, or no worker can start)
+        as a subprocess. Returns dbt's error output and how it ended."""
+        paths = ["--target-path", str(work), "--log-path", str(work)]
+        if os.environ.get("SLUICE_DBT_SUBPROCESS") != "1":
+            try:
+                reply = dbt_pool.invoke(invocation, [*command, *invocation.common(), *paths])
+            except dbt_pool.WorkerUnavailable:
+                pass
+            else:
+                errors = [*(reply.get("errors") or []), str(reply.get("exception") or "")]
+                return "\n".join(e for e in errors if e), "dbt succeeded" if reply.get("success") else "dbt failed"
+        parsed = invocation.project_dir / PARSE_DIR / "partial_parse.msgpack"
+        if parsed.is_file():
+            shutil.copyfile(parsed, work / "partial_parse.msgpack")
+        done = invocation.call(command, *paths)
+        return done.stdout + done.stderr, f"exit {done.returncode}"
 
 
 def _detail(message: str) -> str:
