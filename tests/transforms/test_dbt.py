@@ -132,7 +132,7 @@ def test_a_failing_dbt_model_is_reported_with_dbt_message_and_its_children_skipp
     failed = objects[ids["customer_totals"]]
     assert failed["status"] == "failed" and failed["attempts"] == 1  # an SQL error is not retried
     assert "shop/models/customer_totals.sql" in failed["error"]
-    assert "nosuchcolumn" in failed["error"]
+    assert 'column "nosuchcolumn" does not exist' in failed["error"], failed["error"]
     assert objects[ids["top_customers"]]["status"] == "skipped"
     assert objects[ids["stg_orders"]]["status"] == "loaded"
 
@@ -154,3 +154,22 @@ def test_a_dbt_project_without_dbt_project_yml_is_refused_at_its_line(shop: Path
     with pytest.raises(ValidationFailed) as caught:
         load_project(shop)
     assert "sluice.yaml:10: dbt: project 'nowhere' has no dbt_project.yml" in str(caught.value)
+
+
+def test_seeds_become_objects_with_resources(shop: Path, pg_db_url: str) -> None:
+    (shop / "shop" / "seeds").mkdir()
+    (shop / "shop" / "seeds" / "countries.csv").write_text("code,label\nFR,France\nDE,Germany\n", encoding="utf-8")
+    (shop / "sluice.yaml").write_text((shop / "sluice.yaml").read_text() + "  resources: [model, seed]\n")
+    project = load_project(shop)
+    countries = next(obj for obj in project.objects.values() if obj.name == "countries")
+    summary = run_project(project)
+    assert summary.objects[countries.id].status == "loaded" and summary.objects[countries.id].rows == 2
+    assert query(pg_db_url, "select code from analytics.countries order by code") == [("DE",), ("FR",)]
+
+
+def test_select_narrows_the_objects_with_dbt_selection_syntax(shop: Path) -> None:
+    (shop / "sluice.yaml").write_text((shop / "sluice.yaml").read_text() + '  select: "customer_totals+"\n')
+    by_name = {obj.name: obj for obj in load_project(shop).objects.values()}
+    assert set(by_name) == {"orders", "customer_totals", "top_customers"}
+    assert by_name["customer_totals"].parents == ()  # stg_orders is outside the selection: dbt reads its table as it is
+    assert by_name["top_customers"].parents == (by_name["customer_totals"].id,)
