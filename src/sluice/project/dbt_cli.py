@@ -13,6 +13,7 @@ and selection is unchanged, so loading ``sluice.yaml`` does not pay dbt's start-
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -131,6 +132,13 @@ def manifest(invocation: DbtInvocation, select: str | None) -> tuple[dict[str, A
     """dbt's manifest of the project (``dbt parse``, cached; see the module's docs) and, with ``select``,
     the unique ids dbt's selection syntax picks (``dbt ls``). Raises DbtError with dbt's first error line."""
     out = invocation.project_dir / PARSE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "sluice.lock", "w") as lock:  # processes loading the project at once parse it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _manifest(invocation, select, out)
+
+
+def _manifest(invocation: DbtInvocation, select: str | None, out: Path) -> tuple[dict[str, Any], set[str] | None]:
     digest = project_digest(invocation, [select or ""])
     stamp, path, chosen = out / "sluice.stamp", out / "manifest.json", out / "selected.json"
     if not (stamp.is_file() and stamp.read_text() == digest and path.is_file()):
