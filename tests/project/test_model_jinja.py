@@ -78,3 +78,9 @@ def test_macros_and_unknown_names_are_refused_at_their_line() -> None:
     with pytest.raises(ConfigError) as caught:
         render("select 1\n\nfrom {{ ref(1, 2, 3) }}\n", "m.sql")
     assert caught.value.line == 3 and "ref() takes a model name" in str(caught.value)
+
+
+def test_a_model_file_cannot_use_the_dbt_engine(tmp_path: Path) -> None:
+    path = write(tmp_path, "{{ config(engine='dbt') }}\nselect * from orders\n")
+    _, found = parse_project(path, ahead=True)
+    assert any("model m: engine 'dbt' runs the nodes of a dbt: project, not model files" in str(p) for p in found), found

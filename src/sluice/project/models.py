@@ -303,8 +303,9 @@ class ModelsReader(ParentChecks):
         )
 
     def _engine(self, label: str, engine: str, file: str, line: int) -> bool:
-        if engine in ("sql", "python"):
-            self.problem(f"{label}: engine '{engine}' does not run models; use duckdb, warehouse or spark", file, line)
+        if engine in ("sql", "python", "dbt"):
+            why = "runs the nodes of a dbt: project, not model files" if engine == "dbt" else "does not run models"
+            self.problem(f"{label}: engine '{engine}' {why}; use duckdb, warehouse or spark", file, line)
             return False
         try:
             plugin = registry().get("engine", engine)

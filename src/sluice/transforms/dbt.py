@@ -83,6 +83,8 @@ class DbtEngine(ModelEngine):
 
     def materialize(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> Materialized:
         model = model_of(obj, object_label)
+        if "unique_id" not in model.config:
+            raise TerminalError(f"{object_label}: is not a node of a dbt: project; engine dbt runs those only")
         invocation = self.invocation(obj, object_label)
         label = f"{object_label} ({model.path})"
         unique_id = str(model.config["unique_id"])
