@@ -119,6 +119,9 @@ def test_sluice_run_builds_the_dbt_models_then_skips_fresh_ones(shop: Path, pg_d
     assert third.objects[ids["top_customers"]].status == "loaded"  # it ran, into its table
     assert third.objects[ids["customer_totals"]].status == "skipped"
     assert query(pg_db_url, "select customer from analytics.top_customers") == []
+    dbt_pool.close_all()
+    assert not list((shop / "shop" / "target" / "sluice").glob("worker-*"))  # a worker's parse folder goes with it
+    assert not list((shop / "shop" / "target" / "sluice-runs").iterdir())  # so does each run's artifacts folder
 
 
 def test_a_failing_dbt_model_is_reported_with_dbt_message_and_its_children_skipped(shop: Path) -> None:

@@ -14,8 +14,10 @@ import atexit
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ class DbtWorker:
     """One worker process; :meth:`invoke` sends one invocation and waits for its reply."""
 
     def __init__(self, python: str, invocation: DbtInvocation, parse_dir: Path) -> None:
+        self.parse_dir = parse_dir
         flags = [*invocation.common(), "--target-path", str(parse_dir), "--log-path", str(parse_dir)]
         env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
         self.process = subprocess.Popen(
@@ -87,7 +90,8 @@ class DbtWorker:
         return self._reply()
 
     def close(self) -> None:
-        """End the worker (closing its input ends its loop; killed if it does not stop in 10 s)."""
+        """End the worker (closing its input ends its loop; killed if it does not stop in 10 s) and remove
+        its parse folder."""
         try:
             if self.process.stdin is not None:
                 self.process.stdin.close()
@@ -98,6 +102,7 @@ class DbtWorker:
         finally:
             if self.process.stdout is not None:
                 self.process.stdout.close()
+            shutil.rmtree(self.parse_dir, ignore_errors=True)
 
 
 def _key(python: str, invocation: DbtInvocation) -> str:
@@ -125,11 +130,11 @@ def invoke(invocation: DbtInvocation, args: list[str]) -> dict[str, Any]:
     for old in stale:
         _discard(old)
     if worker is None:
-        parse_dir = invocation.project_dir / PARSE_DIR / f"worker-{os.getpid()}-{threading.get_ident()}"
-        parse_dir.mkdir(parents=True, exist_ok=True)
+        parse_dir = invocation.project_dir / PARSE_DIR / f"worker-{uuid.uuid4().hex}"
+        parse_dir.mkdir(parents=True)
         cached = invocation.project_dir / PARSE_DIR / "partial_parse.msgpack"
-        if cached.is_file() and not (parse_dir / cached.name).exists():
-            (parse_dir / cached.name).write_bytes(cached.read_bytes())
+        if cached.is_file():
+            shutil.copyfile(cached, parse_dir / cached.name)
         worker = DbtWorker(python, invocation, parse_dir)
         with _LOCK:
             _PROJECTS[key] = invocation.project_dir
