@@ -68,6 +68,9 @@ class ModelsSettings(ModelConfig):
     config: Annotated[
         dict[str, ModelConfig], Meta(description="Configuration per folder ('staging/') or per model ('dim_users').")
     ] = msgspec.field(default_factory=dict)
+    vars: Annotated[dict[str, Any], Meta(description="Values of the model files' {{ var('name') }}, as dbt's vars.")] = (
+        msgspec.field(default_factory=dict)
+    )
 
 
 CONFIG_FIELDS: tuple[str, ...] = tuple(field.name for field in msgspec.structs.fields(ModelConfig))

@@ -51,5 +51,11 @@ class ModelSpec:
         return self.incremental_sql if incremental and self.incremental_sql is not None else self.full_sql
 
     def definition(self) -> dict[str, Any]:
-        """The model's part of its object's definition: file, SQL as written and merged configuration."""
-        return {"path": self.path, "text": self.text, "config": dict(sorted(self.config.items()))}
+        """The model's part of its object's definition: file, SQL as written and as rendered (``var()`` and
+        ``env_var()`` change the latter), merged configuration."""
+        return {
+            "path": self.path,
+            "text": self.text,
+            "sql": [self.full_sql, self.incremental_sql],
+            "config": dict(sorted(self.config.items())),
+        }

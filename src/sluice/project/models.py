@@ -27,7 +27,7 @@ from sluice.project.model_parents import ModelFile, ParentChecks
 from sluice.project.model_settings import ModelConfig, ModelsSettings, merged
 from sluice.project.model_spec import ModelSpec
 from sluice.project.model_sql import TableRef, parse_model_text, render
-from sluice.project.yaml_tree import YamlMap, read_text
+from sluice.project.yaml_tree import YamlMap, plain, read_text
 
 S = TypeVar("S", bound=Settings)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -73,6 +73,7 @@ class ModelsReader(ParentChecks):
         self.checker, self.root, self.stages = checker, root, stages
         self.connections, self.objects = connections, objects
         self.file = checker.file
+        self.variables: dict[str, Any] = {}
 
     def problem(self, message: str, file: str | None = None, line: int | None = None) -> None:
         self.checker.problems.append(ConfigError(message, file or self.file, line))
@@ -84,7 +85,10 @@ class ModelsReader(ParentChecks):
         if not isinstance(raw, YamlMap):
             self.problem("'models' must be a mapping such as {path: models}", line=line)
             return {}
-        settings = self.checker.check(ModelsSettings, raw, "models", ignore=("config",))
+        settings = self.checker.check(ModelsSettings, raw, "models", ignore=("config", "vars"))
+        self.variables = plain(raw.get("vars")) if isinstance(raw.get("vars"), YamlMap) else {}
+        if raw.get("vars") is not None and not isinstance(raw.get("vars"), YamlMap):
+            self.problem("models: vars must map names to values, e.g. {start_date: '2026-01-01'}", line=raw.line_of("vars"))
         configs = self._configs(raw.get("config"), raw.line_of("config"))
         if settings is None:
             return {}
@@ -140,7 +144,7 @@ class ModelsReader(ParentChecks):
                 continue
             try:
                 text = read_text(path)
-                _, _, header, header_line = render(text, str(path))
+                _, _, header, header_line = render(text, str(path), self.variables)
                 layers: list[ModelConfig | None] = [settings]
                 folders = rel.split("/")[:-1]
                 for depth in range(1, len(folders) + 1):
@@ -153,7 +157,7 @@ class ModelsReader(ParentChecks):
                 config = merged(*layers, file_config)
                 engine = str(config.get("engine") or "duckdb")
                 dialect = str(config.get("dialect") or ENGINE_DIALECTS.get(engine, "duckdb"))
-                parsed = parse_model_text(text, str(path), dialect=dialect)
+                parsed = parse_model_text(text, str(path), dialect=dialect, variables=self.variables)
             except ConfigError as exc:
                 self.checker.problems.append(ConfigError(f"model {name}: {exc.message}", exc.source, exc.line))
                 continue
@@ -299,8 +303,9 @@ class ModelsReader(ParentChecks):
         )
 
     def _engine(self, label: str, engine: str, file: str, line: int) -> bool:
-        if engine in ("sql", "python"):
-            self.problem(f"{label}: engine '{engine}' does not run models; use duckdb, warehouse or spark", file, line)
+        if engine in ("sql", "python", "dbt"):
+            why = "runs the nodes of a dbt: project, not model files" if engine == "dbt" else "does not run models"
+            self.problem(f"{label}: engine '{engine}' {why}; use duckdb, warehouse or spark", file, line)
             return False
         try:
             plugin = registry().get("engine", engine)

@@ -17,6 +17,7 @@ from msgspec import Meta
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
+from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 
@@ -98,6 +99,10 @@ class ProjectSettings(Settings):
         ModelsSettings | None,
         Meta(description="SQL models: the models/ folder of .sql files and their configuration (docs/models.md)."),
     ] = None
+    dbt: Annotated[
+        DbtProjectSettings | list[DbtProjectSettings] | None,
+        Meta(description="dbt projects whose models become objects run by dbt-core (docs/models.md, dbt projects)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "models")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "models", "dbt")

@@ -24,6 +24,7 @@ from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import Plugin, PluginError, PluginKind, Settings, registry
 from sluice.plugins.options import convert_options, field_names
 from sluice.plugins.urls import url_plugin
+from sluice.project.dbt_project import read_dbt
 from sluice.project.model import (
     DEFAULT_STAGES,
     ApiSpec,
@@ -83,7 +84,7 @@ class _Reader:
 
     def project(self, data: YamlMap) -> Project:
         top = self.check(ProjectSettings, data, "top level", ignore=NESTED_KEYS)
-        if "objects" not in data and "syncs" not in data and "api" not in data and "models" not in data:
+        if "objects" not in data and "syncs" not in data and "api" not in data and "models" not in data and "dbt" not in data:
             self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
         stages = self.stages(data.get("stages"), data.line_of("stages"))
         self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
@@ -91,6 +92,7 @@ class _Reader:
         root = self.path.parent.resolve()
         models = read_models(self, data.get("models"), data.line_of("models"), root, stages, self.connections, objects)
         objects = {**objects, **models}
+        objects = {**objects, **read_dbt(self, data.get("dbt"), data.line_of("dbt"), root, stages, objects)}
         bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
         state = self.url("state", top.state if top else None, data.line_of("state"))
         syncs = self.syncs(data.get("syncs"), data.line_of("syncs"), bus)

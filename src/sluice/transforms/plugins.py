@@ -8,6 +8,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from sluice.plugins.base import Plugin, Settings
+from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model_settings import ModelConfig
 
 _PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -57,5 +58,12 @@ PLUGINS: list[Plugin] = [
         "SQL models (models/ folder) pushed down into a PostgreSQL warehouse.",
         extra="postgres",
         modules=("psycopg",),
+    ),
+    Plugin(
+        "engine",
+        "dbt",
+        DbtProjectSettings,
+        "sluice.transforms.dbt:DbtEngine",
+        "Nodes of a dbt project (dbt: in sluice.yaml) run by dbt-core in its own environment (scripts/dbt-venv.sh).",
     ),
 ]
