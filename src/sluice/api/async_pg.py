@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -88,6 +89,7 @@ class AsyncPool:
         self.database = database
         self.arguments = arguments
         self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
         self.refused: set[str] = set()
         """Statements PostgreSQL would not prepare from asyncpg (their requests take the thread path)."""
         self._idle: list[Pair] = []
@@ -171,7 +173,7 @@ class AsyncPool:
         self._open += 1
         try:
             url, settings = self.arguments
-            conn = await asyncpg.connect(url, server_settings=settings, statement_cache_size=0)
+            conn = await asyncpg.connect(url, server_settings=settings)
         except Exception as exc:
             self._open -= 1
             self._wake(None)
@@ -252,7 +254,11 @@ def pool_of(api: DataApi, connection: str) -> AsyncPool | None:
         database = api.databases[connection]
         arguments = asyncpg_arguments(database) if database.scheme == "postgresql" else None
         pool = api.async_pools[connection] = None if arguments is None else AsyncPool(database, arguments)
-    return pool if pool is not None and pool.loop is asyncio.get_running_loop() else None
+    # The pool's loop is the running one when it runs in this thread (one loop runs per thread at a time); asked
+    # so rather than with asyncio.get_running_loop(), which makes a getpid() system call on each request.
+    if pool is None or pool.thread != threading.get_ident() or not pool.loop.is_running():
+        return None
+    return pool
 
 
 async def answer_planned(api: DataApi, body: Any, principal: Principal) -> Answer | None:

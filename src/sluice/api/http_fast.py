@@ -121,7 +121,6 @@ class GraphQLFastPath:
                 return self._refused(too_deep("request body"), started)
         client = scope.get("client")
         address = str(client[0]) if client else ""
-        loop = asyncio.get_running_loop()
         nowait = getattr(self.api.gate, "admit_nowait", None)
         principal = None
         if nowait is not None:
@@ -133,8 +132,10 @@ class GraphQLFastPath:
             planned = await answer_planned(self.api, body, principal)
             if planned is not None:
                 return planned
+            loop = asyncio.get_running_loop()
             answer: Answer = await loop.run_in_executor(self._threads, run_request, self.api, body, principal, "POST")
             return answer
+        loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(self._threads, admit_and_run, self.api, headers, address, body, "POST", started)
         return answer
 
