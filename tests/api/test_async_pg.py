@@ -282,3 +282,15 @@ def test_positional_form() -> None:
     assert form.sql == "SELECT $1, $2, $1, '100%' LIKE 'x'"
     assert form.slots == (("id", None, None), (None, "c", None)) and form.neutral
     assert not positional("SELECT %(p0)s", {"p0": 1.5}, ()).neutral
+
+
+def test_a_cancelled_statement_leaves_a_working_pool(database: Database) -> None:
+    async def work(pool: AsyncPool) -> Any:
+        task = asyncio.ensure_future(pool.execute("SELECT pg_sleep($1)::text", [5]))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await pool.execute("SELECT 'x'::text", [])
+
+    assert run_pool(database, work) == [("x",)]
