@@ -12,8 +12,8 @@ project, wrk with 16 connections, per-request log off, three runs each): the ser
 from 0.112-0.127 ms with psycopg to 0.076-0.081 ms with asyncpg (this module with the changes that came with
 it: no ``asyncio.wait_for`` per waiting request, no ``get_running_loop`` per request). asyncpg's statement
 cache must stay on (its default): with ``statement_cache_size=0`` its prepared statements are unnamed and
-parsed again on every run (a Parse message and a second write per request). Everything else (the thread path, mutations, the catalog) stays on
-psycopg.
+parsed again on every run (a Parse message and a second write per request). Everything else (the thread
+path, mutations, the catalog) stays on psycopg.
 
 The two drivers must answer alike, so a request keeps the thread path (psycopg) when they might not:
 a parameter value that is not an ``int``, ``str``, ``bool`` or None (:meth:`Plan.args`), a value asyncpg
