@@ -277,6 +277,12 @@ def test_urls_with_parameters_asyncpg_reads_otherwise_keep_psycopg(pg_db_url: st
     assert asyncpg_arguments(Database("hr", pg_db_url + f"{sep}connect_timeout=3", None, 5.0)) is None
 
 
+def test_libpq_environment_asyncpg_ignores_keeps_psycopg(pg_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert asyncpg_arguments(Database("hr", pg_db_url, None, 5.0)) is not None
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")  # libpq sets the session's time zone from it; asyncpg does not
+    assert asyncpg_arguments(Database("hr", pg_db_url, None, 5.0)) is None
+
+
 def test_positional_form() -> None:
     form = positional("SELECT %(p1)s, %(p0)s, %(p1)s, '100%%' LIKE 'x'", {"p0": "c"}, (("p1", "id", None),))
     assert form.sql == "SELECT $1, $2, $1, '100%' LIKE 'x'"

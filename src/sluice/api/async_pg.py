@@ -21,7 +21,8 @@ refuses to encode for the type PostgreSQL inferred (a ``BigInt`` beyond ``bigint
 as ``numeric`` and finds no row), a statement PostgreSQL refuses to prepare without psycopg's
 parameter types (remembered per pool: later requests go to the thread path at once), a catalog change
 (:class:`StaleCatalog`), or a connection URL with a query parameter asyncpg does not take as libpq does
-(:data:`URL_PARAMETERS`; that database never uses this path).
+(:data:`URL_PARAMETERS`) or a libpq environment variable asyncpg does not read (:data:`LIBPQ_ENVIRONMENT`,
+e.g. ``PGTZ``): that database never uses this path.
 
 :class:`AsyncPool` keeps at most :data:`~sluice.api.databases.POOL_SIZE` connections (its own, beside the
 database's sync pool), opened with the same URL and ``options`` as the sync ones (autocommit, which asyncpg
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 import urllib.parse
@@ -68,16 +70,23 @@ URL_PARAMETERS = frozenset(
 them; it would send any other as a server setting, which a libpq parameter such as ``connect_timeout`` or
 ``keepalives`` is not). A URL with another one keeps its requests on the thread path."""
 
+LIBPQ_ENVIRONMENT = ("PGTZ", "PGDATESTYLE", "PGGEQO", "PGCLIENTENCODING", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE")
+"""Environment variables that libpq reads and asyncpg does not (session settings such as the time zone that
+JSON answers show, or where to connect): with one of them set, requests keep the thread path."""
+
 Pair = tuple[Any, dict[str, Any]]
 """An asyncpg connection and its prepared statements by SQL text."""
 
 
 def asyncpg_arguments(database: Database) -> tuple[str, dict[str, str]] | None:
     """The DSN and server settings (``options``: the statement time-out) of ``database``'s asyncpg connections;
-    None when asyncpg is not installed or the URL has a parameter outside :data:`URL_PARAMETERS`."""
+    None when asyncpg is not installed, the URL has a parameter outside :data:`URL_PARAMETERS` or one of
+    :data:`LIBPQ_ENVIRONMENT` is set."""
     try:
         import asyncpg  # noqa: F401
     except ImportError:
+        return None
+    if any(os.environ.get(name) for name in LIBPQ_ENVIRONMENT):
         return None
     url, options = database.postgres_arguments()
     query = urllib.parse.urlsplit(url).query
