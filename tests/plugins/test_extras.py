@@ -16,7 +16,7 @@ import pytest
 
 from sluice.plugins.registry import builtin_plugins
 
-DRIVERS = ("psycopg", "asyncpg", "pymysql", "confluent_kafka", "adbc_driver_postgresql", "adbc_driver_manager")
+DRIVERS = ("psycopg", "pymysql", "confluent_kafka", "adbc_driver_postgresql", "adbc_driver_manager")
 WITHOUT_DRIVERS = f"""
 import sys
 for name in {DRIVERS!r}:
