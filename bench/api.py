@@ -2,8 +2,10 @@
 
 Same PostgreSQL database (``apibench``: 1,000 authors, 100,000 articles, bench/api_data.py), same machine, same
 run. PostGraphile 4 (npm, its CLI on the machine's Node.js, production settings; bench/peers/setup_postgraphile.sh) and
-``sluice serve`` with an ``api:`` section over the same two tables both listen on loopback; wrk (bench/api_load.py,
-bench/api_wrk.lua) sends each query with a different id (or category) per request, ``--connections`` in flight.
+``sluice serve`` with an ``api:`` section over the same two tables both listen on loopback, both with their
+per-request log off (PostGraphile's ``--disable-query-log``, Sluice's ``api.log_requests: false``; the metrics still
+count); wrk (bench/api_load.py, bench/api_wrk.lua) sends each query with a different id (or category) per request,
+``--connections`` in flight.
 Sluice's REST (``/rest``, PostgREST's conventions) is measured on the same two queries (no peer: PostGraphile
 serves GraphQL only): ``GET /rest/articles?id=eq.N&select=id,titre`` and ``GET /rest/articles?select=id,titre,
 author:authors(name)&category=eq.C&order=published_at.desc&limit=20``, its answers checked like GraphQL's.
@@ -335,6 +337,8 @@ def start_servers(stack: ExitStack, args: argparse.Namespace, work: Path, result
             reason = " ".join(line.strip() for line in str(exc).strip().splitlines()[-3:])
             print(f"Sluice: not measured: {reason}")
             results["unmeasured"].update({f"sluice/{query}": reason for query in QUERIES + REST_QUERIES})
+    print("per-request logs off on both servers: Sluice api.log_requests: false, PostGraphile --disable-query-log")
+    results["request_logs"] = "off on both servers (Sluice api.log_requests: false, PostGraphile --disable-query-log)"
     if args.only != "sluice":
         cli = install_postgraphile()
         node = node_version()

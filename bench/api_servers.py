@@ -4,7 +4,8 @@
   CLI on the machine's Node.js with production settings: GraphiQL and the query log off, no watch mode (its default),
   ``NODE_ENV=production``, node-postgres's pool at ``--pool`` (its default 10), one process.
 * ``sluice serve`` on a generated project whose ``api:`` section exposes the same two tables (read-only, role
-  ``anon`` allowed to select both, no rate limit), with everything else at its defaults.
+  ``anon`` allowed to select both, no rate limit) with its per-request log line off (``log_requests: false``,
+  as PostGraphile's query log is), everything else at its defaults.
 
 Each server's queries are found from its own schema (introspection), so a change of naming in either does not
 silently compare different things: PostGraphile's ``articleById(id:)`` and ``allArticles(condition:,
@@ -121,7 +122,8 @@ def postgraphile_version() -> str:
 
 
 def write_sluice_project(folder: Path, database_url: str) -> Path:
-    """``folder/sluice.yaml``: connection ``db``, no objects, and an ``api:`` over ``authors`` and ``articles``."""
+    """``folder/sluice.yaml``: connection ``db``, no objects, and an ``api:`` over ``authors`` and ``articles``
+    without the per-request log line (``log_requests: false``: PostGraphile runs with ``--disable-query-log``)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = {
         "name": "apibench",
@@ -134,6 +136,7 @@ def write_sluice_project(folder: Path, database_url: str) -> Path:
                 "authors": {"list": "authors", "by_pk": "author_by_pk"},
             },
             "roles": {"anon": {"authors": {"select": {}}, "articles": {"select": {}}}},
+            "log_requests": False,
         },
     }
     (folder / "sluice.yaml").write_text(json.dumps(config, indent=2))  # JSON is YAML

@@ -175,3 +175,41 @@ def test_rest_reads_answered_ahead_of_the_routes_keep_their_http_metrics(http: h
     missing = http.get("/rest/nothing")
     assert missing.status_code == 404 and missing.json()["code"] == "SLR205"
     assert http.get("/rest/openapi.json").json()["openapi"].startswith("3.")
+
+
+def test_log_requests_false_keeps_the_metrics_and_drops_the_lines(tmp_path: Path) -> None:
+    from sluice.project.load import load_project
+    from sluice.server.app import create_app
+    from sluice.server.services import ServerSettings, Services
+
+    execute_all(f"sqlite:///{tmp_path / 'hr.db'}", DDL)
+    (tmp_path / "sluice.yaml").write_text((PROJECT % SECRET).replace("api:\n", "api:\n  log_requests: false\n"))
+    app = create_app(Services(load_project(str(tmp_path)), ServerSettings(workers=False, resume=False)))
+    anon = {"api": "graphql", "operation": "employe_par_id", "role": "anon"}
+    before = value("sluice_api_requests_total", **anon, status="200")
+    logger = logging.getLogger("sluice.api.requests")
+    handler = Lines()
+    logger.addHandler(handler)
+    try:
+        with served(app) as http:
+            query = {"query": "query($id: Int!) { employe_par_id(id: $id) { nom } }", "variables": {"id": 2}}
+            for _ in range(2):
+                assert http.post("/graphql", json=query).json() == {"data": {"employe_par_id": {"nom": "Bob"}}}
+            assert http.get("/rest/employes?id=eq.2&select=nom").json() == [{"nom": "Bob"}]
+    finally:
+        logger.removeHandler(handler)
+    assert value("sluice_api_requests_total", **anon, status="200") == before + 2
+    assert handler.lines == []
+    assert logger.level == logging.NOTSET  # put back when the server stopped
+
+
+def test_request_lines_switch() -> None:
+    logger = logging.getLogger("sluice.api.requests")
+    with request_lines() as logged:
+        with metrics.request_lines(False):
+            metrics.observe("graphql", "switch_test", "r", 200, None, 0.001)
+        with metrics.request_lines(True):
+            metrics.observe("graphql", "switch_test", "r", 200, None, 0.001)
+        assert logger.level == logging.INFO
+    assert len(logged.lines) == 1
+    assert value("sluice_api_requests_total", api="graphql", operation="switch_test", role="r", status="200") == 2

@@ -36,6 +36,10 @@ PREPARE_THRESHOLD = 1
 """psycopg prepares a statement on its second run on a connection (its default: the sixth)."""
 
 
+STALE_SQLSTATES = frozenset({"42703", "42P01", "42883"})
+"""PostgreSQL's undefined column, table and function: the catalog changed under the API (:class:`StaleCatalog`)."""
+
+
 class StaleCatalog(Exception):
     """The database answered "no such table or column": the catalog changed under the API."""
 
@@ -281,7 +285,7 @@ def translate(scheme: str, exc: Exception) -> Exception:
     a lost server; anything else a 500 ``internal`` error (logged, its text never sent)."""
     if scheme == "postgresql":
         state = getattr(exc, "sqlstate", None) or ""
-        if state in ("42703", "42P01", "42883"):
+        if state in STALE_SQLSTATES:
             return StaleCatalog(str(exc))
         if state.startswith("23"):
             return _constraint(getattr(getattr(exc, "diag", None), "constraint_name", None), state)

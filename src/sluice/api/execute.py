@@ -42,7 +42,7 @@ from sluice.api.databases import StaleCatalog
 from sluice.api.dialects import Dialect
 from sluice.api.gate import DataApiError
 from sluice.api.nesting import check_variables, too_deep
-from sluice.api.plans import Plan, Probe, plan_key, tagged
+from sluice.api.plans import Plan, Probe, plan_key, positional, tagged
 from sluice.api.principal import Principal
 from sluice.api.role_schema import role_schema
 from sluice.api.service import DataApi, SchemaState
@@ -279,7 +279,9 @@ def _query(
         if planning is not None and _plannable(planning[1], special, by_database, pages, state, kind, group):
             bound = {name for name, _, _ in c.bindings}
             constants = {name: value for name, value in c.params.items() if name not in bound}
-            api.plans.put(planning[0], Plan(connection, sql, constants, tuple(c.bindings), label))
+            bindings = tuple(c.bindings)
+            form = positional(sql, constants, bindings) if db.scheme == "postgresql" else None
+            api.plans.put(planning[0], Plan(connection, sql, constants, bindings, label, form))
         with db.connection() as conn:
             rows = db.execute(conn, sql, c.params)
         texts[connection] = (rows[0][0], pages)

@@ -57,6 +57,8 @@ class GraphQLFastPath:
         self.api = api
         self.path = path
         self._threads = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sluice-graphql")
+        self._children: dict[int, tuple[Any, Any]] = {}
+        """The HTTP metrics' series of this path by status."""
 
     def accepts(self, scope: Scope) -> bool:
         """``POST path`` without ``Accept: text/event-stream`` (ASGI header names are lower-case)."""
@@ -121,7 +123,6 @@ class GraphQLFastPath:
                 return self._refused(too_deep("request body"), started)
         client = scope.get("client")
         address = str(client[0]) if client else ""
-        loop = asyncio.get_running_loop()
         nowait = getattr(self.api.gate, "admit_nowait", None)
         principal = None
         if nowait is not None:
@@ -133,8 +134,10 @@ class GraphQLFastPath:
             planned = await answer_planned(self.api, body, principal)
             if planned is not None:
                 return planned
+            loop = asyncio.get_running_loop()
             answer: Answer = await loop.run_in_executor(self._threads, run_request, self.api, body, principal, "POST")
             return answer
+        loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(self._threads, admit_and_run, self.api, headers, address, body, "POST", started)
         return answer
 
@@ -146,7 +149,14 @@ class GraphQLFastPath:
 
     def _record(self, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        metrics.child(metrics.HTTP_REQUESTS, self.path, "POST", str(status)).inc()
-        metrics.child(metrics.HTTP_DURATION, self.path, "POST").observe(elapsed)
+        children = self._children.get(status)
+        if children is None:  # the labelled series, looked up once per status (labels() takes a lock)
+            children = (
+                metrics.child(metrics.HTTP_REQUESTS, self.path, "POST", str(status)),
+                metrics.child(metrics.HTTP_DURATION, self.path, "POST"),
+            )
+            self._children[status] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         if http_log.isEnabledFor(logging.DEBUG):
             http_log.debug("POST %s -> %d in %.1f ms", self.path, status, elapsed * 1000)

@@ -18,12 +18,15 @@ pattern escaped), and that plan is not cached (each such request compiles as bef
 operations on one database are planned: no introspection, no cursor pages, no subscription, no mutation.
 
 Reusing a plan costs graphql-core's coercion of the variables (their types are checked on every request)
-and one :meth:`~sluice.api.dialects.Dialect.bind` per variable parameter.
+and one :meth:`~sluice.api.dialects.Dialect.bind` per variable parameter. A PostgreSQL plan also carries its
+statement in PostgreSQL's own placeholder form (:class:`Positional`: ``$1``, ``$2``... in the order of their
+first use, made once when the plan is made), which :mod:`sluice.api.async_pg` runs with asyncpg.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -135,17 +138,70 @@ def plan_key(query: str, name: str | None, version: int, principal: Principal, v
     return (query, name, version, principal.role, claims, shape)
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+_NEUTRAL = frozenset({int, str, bool, type(None)})
+"""Parameter value types that asyncpg (the type PostgreSQL infers for ``$n``) and psycopg (the type it sends
+with the value: ``int2``..``numeric`` for an int, ``unknown`` for a str) compare and filter alike; a value of
+any other type (a float: ``float8`` against a ``numeric`` column; dates, lists, decimals) keeps psycopg."""
+
+
+def _neutral(value: object) -> bool:
+    """Whether asyncpg may bind ``value`` (see :data:`_NEUTRAL`; a str holding NUL is refused by psycopg itself,
+    with its own message, so it keeps psycopg)."""
+    kind = type(value)
+    return kind in _NEUTRAL and not (kind is str and "\x00" in value)  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True)
+class Positional:
+    """A plan's statement with ``$1``, ``$2``... placeholders (PostgreSQL's wire protocol, which asyncpg takes)
+    instead of psycopg's ``%(name)s``: ``sql``, and per placeholder in order ``slots``: (variable name, None,
+    column) for a value from the variables, or (None, constant value, None). ``neutral``: every constant is of
+    a type both drivers bind alike (see :meth:`Plan.args`)."""
+
+    sql: str
+    slots: tuple[tuple[str | None, Any, Column | None], ...]
+    neutral: bool
+
+
+def positional(sql: str, constants: Mapping[str, Any], bindings: tuple[tuple[str, str, Column | None], ...]) -> Positional:
+    """``sql`` (psycopg's ``%(name)s`` placeholders, ``%%`` for ``%``) as :class:`Positional`: a name used twice
+    is one ``$n``. Raises KeyError when a placeholder names neither a constant nor a binding."""
+    numbers: dict[str, int] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name not in numbers:
+            numbers[name] = len(numbers) + 1
+        return f"${numbers[name]}"
+
+    text = _PLACEHOLDER.sub(replace, sql)
+    variables = {param: (variable, column) for param, variable, column in bindings}
+    slots: list[tuple[str | None, Any, Column | None]] = []
+    for name in numbers:
+        if name in variables:
+            slots.append((variables[name][0], None, variables[name][1]))
+        else:
+            slots.append((None, constants[name], None))
+    neutral = all(variable is not None or _neutral(value) for variable, value, _ in slots)
+    return Positional(text, tuple(slots), neutral)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """One statement of a query operation: ``connection`` (the database), ``sql``, the parameters that do not
     depend on the variables (``constants``, bound already) and those that do (``bindings``: parameter name,
-    variable name, column the value is bound for), ``label`` (the operation label of the metrics)."""
+    variable name, column the value is bound for), ``label`` (the operation label of the metrics) and, for
+    PostgreSQL, ``positional``: the same statement with ``$n`` placeholders (:func:`positional`)."""
 
     connection: str
     sql: str
     constants: dict[str, Any]
     bindings: tuple[tuple[str, str, Column | None], ...]
     label: str
+    positional: Positional | None = None
 
     def params(self, dialect: Dialect, variables: Mapping[str, Any]) -> dict[str, Any]:
         """The bind parameters for ``variables`` (coerced, of the plan's shape)."""
@@ -153,6 +209,22 @@ class Plan:
         for param, variable, column in self.bindings:
             params[param] = dialect.bind(variables[variable], column)
         return params
+
+    def args(self, dialect: Dialect, variables: Mapping[str, Any]) -> list[Any] | None:
+        """The values of :attr:`positional`'s ``$1``, ``$2``... for ``variables`` (coerced, of the plan's shape);
+        None when the plan has no positional form or a value is not an ``int``, ``str``, ``bool`` or None
+        (psycopg runs that request: the parameter types the two drivers give PostgreSQL could compare apart)."""
+        form = self.positional
+        if form is None or not form.neutral:
+            return None
+        args: list[Any] = []
+        for variable, value, column in form.slots:
+            if variable is not None:
+                value = dialect.bind(variables[variable], column)
+                if not _neutral(value):
+                    return None
+            args.append(value)
+        return args
 
 
 class PlanCache:

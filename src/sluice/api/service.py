@@ -81,7 +81,8 @@ class DataApi:
         self.plans = PlanCache()
         """Compiled query plans (:mod:`sluice.api.plans`), emptied when the schema is rebuilt."""
         self.async_pools: dict[str, Any] = {}
-        """Event-loop connections by connection name (:class:`sluice.api.async_pg.AsyncPool`), made on first use."""
+        """Event-loop connections by connection name (:class:`sluice.api.async_pg.AsyncPool`, or None for a
+        database that never uses them), made on first use."""
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.sync_runner: SyncRunner | None = None
@@ -104,7 +105,8 @@ class DataApi:
         """Close the event-loop connections (call it on their loop, before :meth:`close`)."""
         pools, self.async_pools = self.async_pools, {}
         for pool in pools.values():
-            await pool.close()
+            if pool is not None:  # None: a database whose requests take the thread path
+                await pool.close()
 
     def close(self) -> None:
         self._stop.set()

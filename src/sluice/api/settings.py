@@ -280,5 +280,12 @@ class ApiSettings(Settings):
     cors: Annotated[CorsSettings | None, Meta(description="Cross-origin requests from browsers (none allowed when absent).")] = (
         None
     )
+    log_requests: Annotated[
+        bool,
+        Meta(
+            description="One INFO line per data API request on the sluice.api.requests logger (false: none; the "
+            "metrics count every request either way)."
+        ),
+    ] = True
     graphql_path: Annotated[str, Meta(description="Where GraphQL is served.")] = "/graphql"
     rest_path: Annotated[str, Meta(description="Where REST is served.")] = "/rest"

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from sluice import events as ev
+from sluice.api.metrics import request_lines
 from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.server import models
@@ -63,6 +64,12 @@ def create_app(services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with request_lines(data_api is None or data_api.settings.log_requests):
+            async with _serving(app):
+                yield
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(services.start)
         services.start_stream(asyncio.get_running_loop())
         if data_api is not None:

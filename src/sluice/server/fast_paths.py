@@ -34,18 +34,23 @@ class FastPathApp(FastAPI):
         super().__init__(**kwargs)
         self.fast_paths: list[FastPath] = []
         self._fast_entry: ASGIApp = self._dispatch
+        self._wrapped = False
 
     def wrap_fast_paths(self, middleware: type[Any], **kwargs: Any) -> None:
         """Put ``middleware(app, **kwargs)`` (an ASGI middleware class) around the fast paths as well, outermost
         (e.g. CORS: its headers on every answer of the data API's paths); add it to the app too for the
         requests that go through FastAPI."""
         self._fast_entry = middleware(self._fast_entry, **kwargs)
+        self._wrapped = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             for path in self.fast_paths:
                 if path.accepts(scope):
-                    await self._fast_entry(scope, receive, send)
+                    if not self._wrapped:  # this path answers it (accepts asked once)
+                        await path.handle(scope, receive, send)
+                    else:
+                        await self._fast_entry(scope, receive, send)
                     return
         await super().__call__(scope, receive, send)
 
