@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 import pytest
 
+from sluice.errors import TerminalError
 from sluice.project.load import load_project, parse_project
 from sluice.project.model import DEFAULT_STAGES, ConnectionSpec, ObjectSpec, Origin
-from sluice.project.objets_dates import DATE_PARTS
+from sluice.project.objets_dates import DATE_PARTS, with_date_parts
 from sluice.project.objets_json import parse_parents, zone_stage
 from sluice.project.objets_mapping import Mapped, ObjetsSettings, map_object, write_mode
 
@@ -295,3 +298,26 @@ def test_the_field_example_with_a_sluice_yaml_maps_what_it_can_and_notes_the_res
     assert countries.source is not None and countries.source.options.base_url == "https://restcountries.example.com"
     assert project.objects[1001].metadata["TypeAuthentification"] == "OAuth2"
     assert project.objects[2001].layer == "cleaned" and project.objects[3001].layer == "curated"
+
+
+def test_date_parts_come_from_the_load_time_or_a_date_column() -> None:
+    schema = pa.schema([("d", pa.timestamp("us")), ("year", pa.int64())])
+    batch = pa.record_batch({"d": [dt.datetime(2021, 3, 4, 5)], "year": [1999]}, schema=schema)
+    data = with_date_parts(pa.RecordBatchReader.from_batches(schema, [batch]), DATE_PARTS, "d", "object 1").read_all()
+    assert data.to_pylist()[0] | {"d": None} == {"d": None, "year": 1999, "month": 3, "day": 4, "hour": 5}  # year kept
+    plain = pa.schema([("x", pa.int64())])
+    now = with_date_parts(pa.RecordBatchReader.from_batches(plain, [pa.record_batch({"x": [1]})]), ("year",), None, "o")
+    assert now.read_all().column("year").to_pylist() == [dt.datetime.now(dt.UTC).year]
+    with pytest.raises(TerminalError, match=r"^object 1001 \(orders\): date_column 'when' is not in the data \(columns: x\)"):
+        with_date_parts(pa.RecordBatchReader.from_batches(plain, []), ("year",), "when", "object 1001 (orders)")
+
+
+def test_an_object_completed_with_work_gets_no_note_and_one_without_work_keeps_it(tmp_path: Path) -> None:
+    url = {"IdObjet_Parent": None, "URL": "https://x.example.com/a", "TypeAuthentification": "OAuth2"}
+    write_records(tmp_path, [{"IdObjet": 1001, **url}, {"IdObjet": 1002, **url}])
+    (tmp_path / "sluice.yaml").write_text(
+        "objets: {file: Objets.json}\nobjects:\n  - {id: 1001, source: {type: csv, path: a.csv}}\n  - {id: 1002, lake: false}\n"
+    )
+    project = load_project(tmp_path / "sluice.yaml")
+    assert project.objects[1001].kind == "source" and project.objects[1002].kind == "noop"
+    assert [note.split(":")[0] for note in project.notes] == ["object 1002 (obj_1002)"]

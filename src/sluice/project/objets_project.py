@@ -65,9 +65,10 @@ def read_objets(
         mapped = map_object(record, settings, stages, connections)
         obj = mapped.object
         mine = own.get(object_id)
+        item = given.get(object_id)
         if mine is not None:
-            obj = _complete(obj, mine, given.get(object_id), mapped.mode)
-        elif mapped.note is not None:
+            obj = _complete(obj, mine, item, mapped.mode)
+        if mapped.note is not None and obj.kind == "noop":  # what sluice.yaml gives runs: no note then
             if settings.strict:
                 problems.append(ConfigError(mapped.note.replace("; it stays a no-op", ""), str(path), record.origin.line))
             notes.append(mapped.note)
