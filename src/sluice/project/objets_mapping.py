@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from msgspec import Meta
 
-from sluice.errors import ConfigError
+from sluice.errors import ConfigError, SluiceError
 from sluice.plugins.base import Settings
 from sluice.project.model import ConnectionSpec, ObjectSpec, SourceSpec, StageSpec, WriteMode, source_options
 from sluice.project.objets_dates import DATE_PARTS
@@ -80,8 +80,8 @@ LAKE_ROOTS = frozenset({"lake", "datalake", "data-lake", "data_lake"})
 _LAYER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
-class Unmapped(Exception):
-    """A field that cannot be mapped: the note says which and what to do."""
+class Unmapped(SluiceError):
+    """A field that cannot be mapped: the note says which and what to do (caught by :func:`map_object`)."""
 
 
 @dataclass(frozen=True, slots=True)
