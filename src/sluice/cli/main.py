@@ -130,6 +130,8 @@ def validate(path: str, live: bool) -> None:
         f"ok: {project.source_file} defines {count} object{'s' if count != 1 else ''} ({stages}){left_out}{synced}; "
         "no problems found"
     )
+    for note in project.notes:
+        click.echo(f"note: {note}")
 
 
 def _check_syncs_live(project: Project) -> None:
@@ -182,7 +184,7 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
     ]
     if as_json:
         summary = {"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)}
-        click.echo(json.dumps({**summary, "left_out": left_out}, indent=2))
+        click.echo(json.dumps({**summary, "left_out": left_out, "notes": list(project.notes)}, indent=2))
         return
     from rich.table import Table
 
@@ -208,6 +210,8 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         click.echo(f"left out of every plan: {len(left_out)} objects")
         for item in left_out:
             click.echo(f"  {item['id']} {item['name']} ({item['stage']}): {item['reason']}")
+    for note in project.notes:
+        click.echo(f"note: {note}")
 
 
 @cli.command()

@@ -187,6 +187,12 @@ class ObjectSpec:
     model: ModelSpec | None = None
     """A SQL model of the ``models/`` folder (docs/models.md); None for an object of the definition file."""
     partition_by: tuple[str, ...] = ()
+    layer: str | None = None
+    """The lake layer the output goes to, when not its stage's (an ``Objets.json`` ``DataLakeRootFolder``)."""
+    date_parts: tuple[str, ...] = ()
+    """Integer columns (``year``, ``month``, ``day``, ``hour``) added to the output before it is written, from
+    ``date_column`` or else the load time in UTC (an ``Objets.json`` ``NiveauHierarchique``)."""
+    date_column: str | None = None
 
     @property
     def kind(self) -> Literal["source", "sql", "python", "model", "noop"]:
@@ -207,7 +213,7 @@ class ObjectSpec:
 
     def definition(self) -> dict[str, Any]:
         """A canonical, JSON-serialisable description used for fingerprints and the API."""
-        return {
+        found: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "stage": self.stage,
@@ -228,6 +234,14 @@ class ObjectSpec:
             "metadata": dict(self.metadata),
             **({"model": self.model.definition()} if self.model is not None else {}),
         } | ({"partition_by": list(self.partition_by)} if self.partition_by else {})
+        return found | self._objets_definition()
+
+    def _objets_definition(self) -> dict[str, Any]:
+        """The layer and date parts when set (absent otherwise, so other objects keep their hash)."""
+        extra: dict[str, Any] = {"layer": self.layer} if self.layer is not None else {}
+        if self.date_parts:
+            extra |= {"date_parts": list(self.date_parts), "date_column": self.date_column}
+        return extra
 
     def definition_hash(self) -> str:
         text = msgspec.json.encode(self.definition(), order="sorted", enc_hook=str)
@@ -298,6 +312,9 @@ class Project:
     """The ``syncs:`` of ``sluice.yaml`` (change-data capture), in file order."""
     api: ApiSpec | None = None
     """The ``api:`` of ``sluice.yaml`` (the data API ``sluice serve`` serves), if any."""
+    notes: tuple[str, ...] = ()
+    """One-line remarks that are not errors, shown by ``sluice validate`` and ``sluice plan``: an ``Objets.json``
+    object whose fields could not be mapped to work, and what to do about it."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""
@@ -371,8 +388,9 @@ def parent_keys(project: Project, obj: ObjectSpec) -> dict[int, str]:
 
 
 def layer_of(project: Project, obj: ObjectSpec) -> str:
-    """The lake layer ``obj`` writes to (its stage's), or its stage's name for an unknown stage."""
-    return layer_of_stage(project.stages, obj.stage)
+    """The lake layer ``obj`` writes to: its own ``layer`` when set, else its stage's (its stage's name for an
+    unknown stage)."""
+    return obj.layer if obj.layer is not None else layer_of_stage(project.stages, obj.stage)
 
 
 def layer_of_stage(stages: tuple[StageSpec, ...], name: str) -> str:

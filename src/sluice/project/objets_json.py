@@ -13,6 +13,9 @@ The shapes found in the field are accepted:
   are its descendants (:attr:`Project.left_out`, shown by ``sluice plan``).
 
 Every other field (``URL``, ``Format``, ``Fréquence``...) is kept as metadata (the first record's value wins).
+Read on its own, an ``Objets.json`` runs no work (its objects are no-ops, and a note says so when some carry a
+``URL``); a ``sluice.yaml`` beside it with ``objets: {file: Objets.json}`` maps the fields to sources, lake
+layers and partitions (:mod:`sluice.project.objets_mapping`, docs/objets-json.md).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _plain(text: str) -> str:
+def plain_word(text: str) -> str:
     """``text`` without accents, in lower case, stripped: ``"Standardisé "`` -> ``"standardise"``."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).strip().lower()
@@ -120,7 +123,7 @@ def zone_stage(value: Any, stages: tuple[StageSpec, ...] = DEFAULT_STAGES) -> St
     """
     if not isinstance(value, str):
         return None
-    match = _ZONE.fullmatch(_plain(value))
+    match = _ZONE.fullmatch(plain_word(value))
     if match is None:
         return None
     number, word = match.group(1), match.group(2)
@@ -140,7 +143,7 @@ def is_active(value: Any) -> bool:
     """Whether an ``EtatObjet`` value means active: missing, ``actif``, ``Actif``, ``active``, ``true``."""
     if value is None or value is True:
         return True
-    return isinstance(value, str) and _plain(value) in ACTIVE_STATES
+    return isinstance(value, str) and plain_word(value) in ACTIVE_STATES
 
 
 def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
@@ -201,6 +204,16 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         if not is_active(state):
             inactive[object_id] = f"{STATE_FIELD} is {state!r}, not active"
     left_out = _left_out(objects, inactive)
+    with_url = sorted(oid for oid, obj in objects.items() if obj.metadata.get("URL") and oid not in left_out)
+    notes = (
+        (
+            f"{len(with_url)} object{'s' if len(with_url) != 1 else ''} carry a URL ({', '.join(map(str, with_url[:5]))}"
+            f"{'...' if len(with_url) > 5 else ''}) but an Objets.json alone runs no work; put a sluice.yaml beside it "
+            f"with 'objets: {{file: {path.name}}}' to map URL, Format and the other fields (docs/objets-json.md)",
+        )
+        if with_url
+        else ()
+    )
     project = Project(
         name=path.stem,
         root=path.parent.resolve(),
@@ -208,6 +221,7 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         objects={oid: obj for oid, obj in objects.items() if oid not in left_out},
         connections={},
         left_out=left_out,
+        notes=notes,
     )
     return project, problems
 

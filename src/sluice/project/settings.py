@@ -20,6 +20,7 @@ from sluice.plugins.base import Settings
 from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
+from sluice.project.objets_mapping import ObjetsSettings
 
 
 class StageSettings(Settings):
@@ -102,6 +103,10 @@ class ProjectSettings(Settings):
     dbt: Annotated[
         DbtProjectSettings | list[DbtProjectSettings] | None,
         Meta(description="dbt projects whose models become objects run by dbt-core (docs/models.md, dbt projects)."),
+    ] = None
+    objets: Annotated[
+        ObjetsSettings | None,
+        Meta(description="Objects from an Objets.json, its fields mapped to sources and lake folders (docs/objets-json.md)."),
     ] = None
 
 

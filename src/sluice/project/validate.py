@@ -79,7 +79,8 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
                 problems.append(
                     ConfigError(f"{_label(obj)}: python {obj.python!r}: {why}", obj.origin.file, obj.origin.line_of("python"))
                 )
-        path = getattr(obj.source.options, "path", None) if obj.source is not None else None
+        # a file source's path (a REST source's path is an endpoint, not a file)
+        path = getattr(obj.source.options, "path", None) if obj.source is not None and obj.source.kind != "rest" else None
         if isinstance(path, str) and path:
             resolved = missing_file(path, project.root)
             if resolved is not None:

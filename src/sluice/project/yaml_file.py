@@ -41,6 +41,7 @@ from sluice.project.model import (
     stage_for_id,
 )
 from sluice.project.models import read_models
+from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.urls import connection_scheme
@@ -84,11 +85,18 @@ class _Reader:
 
     def project(self, data: YamlMap) -> Project:
         top = self.check(ProjectSettings, data, "top level", ignore=NESTED_KEYS)
-        if "objects" not in data and "syncs" not in data and "api" not in data and "models" not in data and "dbt" not in data:
+        if not {"objects", "syncs", "api", "models", "dbt", "objets"} & set(data):
             self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
         stages = self.stages(data.get("stages"), data.line_of("stages"))
         self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
         objects = self.objects(data.get("objects", []), stages, data.line_of("objects"))
+        objets = None
+        if top is not None and top.objets is not None:  # objects from an Objets.json (docs/objets-json.md)
+            objets = read_objets(
+                self.path, top.objets, data.line_of("objets"), data.get("objects"), objects, stages, self.connections,
+                self.problems,
+            )  # fmt: skip
+            objects = objets.objects
         root = self.path.parent.resolve()
         models = read_models(self, data.get("models"), data.line_of("models"), root, stages, self.connections, objects)
         objects = {**objects, **models}
@@ -110,6 +118,8 @@ class _Reader:
             lease_s=top.lease_s if top else 30.0,
             syncs=syncs,
             api=self.api(data.get("api"), data.line_of("api"), [s.settings.name for s in syncs]),
+            left_out=objets.left_out if objets is not None else {},
+            notes=objets.notes if objets is not None else (),
         )
 
     def api(self, raw: Any, line: int | None, syncs: list[str]) -> ApiSpec | None:

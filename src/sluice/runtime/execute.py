@@ -21,7 +21,7 @@ import pyarrow as pa
 from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, Then
-from sluice.project.model import ObjectSpec, Project
+from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.state.base import StateStore
 from sluice.transforms.engines import Engine, open_engine
 
@@ -107,14 +107,16 @@ class ObjectExecutor:
         load_id = f"{run_id}:{obj.id}"
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
+        if obj.date_parts:
+            from sluice.project.objets_dates import with_date_parts
+
+            reader = with_date_parts(reader, obj.date_parts, obj.date_column, label(obj))
         if not obj.lake:
             rows = publish(reader) if publish is not None else 0
             return Outcome(rows=rows, location=None, content_hash="", destination=destination)
         # The destination is loaded from the new lake file before that file replaces the old one: a load
         # that fails leaves both the table and the lake as they were.
-        written = self.lake.write(
-            self.project.stage(obj.stage).layer, obj.name, reader, then=publish, partition_by=obj.partition_by
-        )
+        written = self.lake.write(layer_of(self.project, obj), obj.name, reader, then=publish, partition_by=obj.partition_by)
         if rows is None:
             rows = written.published if written.published is not None else written.rows
         return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
