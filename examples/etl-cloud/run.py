@@ -51,11 +51,12 @@ class ExampleError(Exception):
 
 @dataclass
 class Landed:
-    """What a run left: ``lake[bucket][dataset] = rows``, ``warehouse["schema.table"] = rows`` and the
+    """What a run left: ``lake[bucket][dataset] = rows``, ``warehouse["schema.table"] = rows``, ``files`` and the
     partitions of ``analytics.fact_orders``; ``database_url`` and ``s3_url`` while they still exist."""
 
     lake: dict[str, dict[str, int]]
     warehouse: dict[str, int]
+    files: dict[str, str]  # "bucket/dataset" -> its current version's files (and partition columns)
     partitions: list[str]
     database_url: str
     s3_url: str
@@ -165,18 +166,22 @@ def api_server() -> Iterator[str]:
             process.stdout.close()
 
 
-def lake_contents(s3_url: str, names: list[str]) -> dict[str, dict[str, int]]:
-    """Each bucket's datasets (folders with a committed ``_manifest.json``) and their rows."""
+def lake_contents(s3_url: str, names: list[str]) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
+    """Each bucket's datasets (folders with a committed ``_manifest.json``) and their rows; the files of each."""
     fs = s3(s3_url)
     found: dict[str, dict[str, int]] = {}
+    files: dict[str, str] = {}
     for bucket in names:
         found[bucket] = {}
         for info in fs.get_file_info(pafs.FileSelector(bucket, allow_not_found=True)):
             if info.type != pafs.FileType.Directory:
                 continue
             with suppress(FileNotFoundError), fs.open_input_stream(f"{info.path}/_manifest.json") as stream:
-                found[bucket][info.base_name] = int(json.loads(stream.read())["rows"])
-    return found
+                manifest = json.loads(stream.read())
+                found[bucket][info.base_name] = int(manifest["rows"])
+                by = f", partitioned by {', '.join(manifest['partition_by'])}" if manifest["partition_by"] else ""
+                files[f"{bucket}/{info.base_name}"] = f"{len(manifest['files'])} file(s){by}"
+    return found, files
 
 
 def warehouse_contents(url: str) -> tuple[dict[str, int], list[str]]:
@@ -189,14 +194,10 @@ def warehouse_contents(url: str) -> tuple[dict[str, int], list[str]]:
             "ORDER BY array_position(%s, n.nspname::text), c.relname",
             (list(SCHEMAS), list(SCHEMAS)),
         ).fetchall()
-        rows = {
-            f"{schema}.{table}": int(
-                conn.execute(
-                    sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-                ).fetchone()[0]
-            )  # type: ignore[index]
-            for schema, table in tables
-        }
+        rows: dict[str, int] = {}
+        for schema, table in tables:
+            count = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            rows[f"{schema}.{table}"] = int(conn.execute(count).fetchall()[0][0])
         partitions = [
             str(name)
             for (name,) in conn.execute(
@@ -245,7 +246,8 @@ def run_example(pg_url: str, s3_url: str, *, keep: bool = False, check: Callable
         print(f"API {api_url} | database {db_url} | S3 {endpoint.hostname}:{endpoint.port}, buckets {', '.join(names)}")
         sluice_run(project, env)
         rows, partitions = warehouse_contents(db_url)
-        landed = Landed(lake_contents(s3_url, names), rows, partitions, db_url, s3_url)
+        lake, files = lake_contents(s3_url, names)
+        landed = Landed(lake, rows, files, partitions, db_url, s3_url)
         report(landed)
         if check is not None:
             check(landed)
@@ -253,14 +255,15 @@ def run_example(pg_url: str, s3_url: str, *, keep: bool = False, check: Callable
 
 
 def report(landed: Landed) -> None:
-    print("\nS3 lake (dataset: rows)")
+    print("\nS3 lake (layer bucket, dataset: rows of its current version)")
     for bucket, datasets in landed.lake.items():
-        print(f"  s3://{bucket}/")
+        layer = next(layer for layer, suffix in LAYERS.items() if bucket.endswith(suffix))
+        print(f"  s3://{bucket}/  (layer {layer})")
         for name, rows in sorted(datasets.items()):
-            print(f"    {name:<28} {rows:>6}")
-    print("\nPostgreSQL warehouse (table: rows)")
+            print(f"    {name:<28} {rows:>6} rows  {landed.files[f'{bucket}/{name}']}")
+    print("\nPostgreSQL warehouse (schema.table: rows)")
     for table, rows in landed.warehouse.items():
-        print(f"  {table:<38} {rows:>6}")
+        print(f"  {table:<38} {rows:>6} rows")
     print(f"  analytics.fact_orders partitions: {', '.join(landed.partitions)}")
 
 
