@@ -68,16 +68,15 @@ def server_url(script: str, override_env: str) -> tuple[str, bool]:
     if override:
         return override, False
     path = str(SERVERS / script)
-    was_running = subprocess.run([path, "status"], capture_output=True, check=False).returncode == 0
-    done = subprocess.run([path, "start"], capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        return lines[-1].strip(), not was_running
-    # Started from another checkout: the same port answers, but this checkout's script does not own it.
+    # Already running (from this checkout or another one): used, and left running.
     url = subprocess.run([path, "url"], capture_output=True, text=True, check=False).stdout.strip()
     if url and answers(script, url):
         return url, False
-    raise ExampleError(f"scripts/servers/{script} start failed and no server answers:\n{done.stdout}{done.stderr}")
+    done = subprocess.run([path, "start"], capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        return lines[-1].strip(), True
+    raise ExampleError(f"scripts/servers/{script} start failed:\n{done.stdout}{done.stderr}")
 
 
 def answers(script: str, url: str) -> bool:
