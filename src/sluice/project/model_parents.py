@@ -62,8 +62,7 @@ class ParentChecks:
                     else isinstance(published, Mapping) and published.get("connection") == connection
                 )
                 what = (
-                    f"model {other.name}, which neither runs in the warehouse nor has a destination on connection "
-                    f"'{connection}'"
+                    f"model {other.name}, which neither runs in the warehouse nor has a destination on connection '{connection}'"
                 )
             else:
                 obj = self.objects[parent_id]
