@@ -33,6 +33,8 @@ import psycopg
 from psycopg import sql
 from pyarrow import fs as pafs
 
+from sluice.errors import SluiceError
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SERVERS = REPO / "scripts" / "servers"
@@ -45,7 +47,7 @@ API_PASSWORD = "etl-secret"  # noqa: S105 - the throwaway API server's own crede
 API_TOKEN = "etl-token"  # noqa: S105
 
 
-class ExampleError(Exception):
+class ExampleError(SluiceError):
     """The example could not run: a server, the API or ``sluice run`` failed."""
 
 
