@@ -1,7 +1,10 @@
-.PHONY: demo test lint bench format servers-up servers-down
+.PHONY: demo etl-cloud test lint bench format servers-up servers-down
 
 demo:  ## install and run the demo project on embedded defaults
 	./scripts/demo
+
+etl-cloud:  ## seed 003 end to end: REST API, PostgreSQL and files -> S3 lake -> SQL models -> PostgreSQL warehouse
+	python3 examples/etl-cloud/run.py
 
 test:  ## install and run the whole test suite
 	./scripts/test
@@ -10,8 +13,8 @@ lint:  ## ruff and mypy --strict
 	./scripts/lint
 
 format:
-	python3 -m ruff format src tests bench
-	python3 -m ruff check --fix src tests bench
+	python3 -m ruff format src tests bench examples/etl-cloud
+	python3 -m ruff check --fix src tests bench examples/etl-cloud
 
 bench:  ## benchmarks against peers (Dagster, Prefect, raw COPY)
 	./scripts/bench

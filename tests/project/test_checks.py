@@ -75,6 +75,14 @@ def test_missing_source_file_is_reported_by_validate_but_does_not_stop_a_run(tmp
     assert load_project(path).objects[1001].source is not None  # the run fails the object: a TerminalError
 
 
+def test_a_rest_source_path_is_an_endpoint_not_a_file(tmp_path: Path) -> None:
+    """`sluice validate` looked for a REST source's `path: /customers` on the disk and reported it missing."""
+    path = write_project(
+        tmp_path, "  - {id: 1002, name: api, source: {type: rest, base_url: 'http://127.0.0.1:1', path: /customers}}\n"
+    )
+    assert problems(path) == []
+
+
 @pytest.mark.parametrize(
     ("text", "where", "words"),
     [

@@ -114,3 +114,22 @@ def test_a_warehouse_error_is_terminal_and_names_the_model(tmp_path: Path, pg_db
 
 
 pytestmark = pytest.mark.filterwarnings("error")
+
+
+def test_a_warehouse_model_reads_a_duckdb_model_published_to_the_warehouse(tmp_path: Path, pg_db_url: str) -> None:
+    """A lake (duckdb) model with a destination on the warehouse's connection is a table the warehouse can
+    read: it was refused as 'does not run in the warehouse' although its destination table is bound."""
+    (tmp_path / "sluice.yaml").write_text(
+        f"connections:\n  dw: {pg_db_url}\nobjects:\n  - {{id: 1001, name: users, source: {{type: csv, path: users.csv}}}}\n"
+        "models:\n  config:\n    clean_users: {destination: {connection: dw, table: staging.clean_users}}\n"
+        "    dim_users: {engine: warehouse, schema: analytics}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "users.csv").write_text("id,name\n1,ann\n2,bob\n", encoding="utf-8")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "clean_users.sql").write_text("select id, upper(name) as name from users\n", encoding="utf-8")
+    (tmp_path / "models" / "dim_users.sql").write_text("select id, name from {{ ref('clean_users') }}\n", encoding="utf-8")
+    project = load_project(tmp_path)
+    result = run_project(project)
+    assert result.status == "succeeded", {i: s.error for i, s in result.objects.items()}
+    assert query(pg_db_url, "select id, name from analytics.dim_users order by id") == [(1, "ANN"), (2, "BOB")]

@@ -1,7 +1,7 @@
 """The checks on what a model reads that depend on where it runs (docs/models.md, "Engines").
 
-A ``warehouse`` model reads tables of its own database: objects with a destination on its connection,
-other warehouse models on it, declared sources. A lake model (``duckdb``, ``spark``) reads lake outputs:
+A ``warehouse`` model reads tables of its own database: objects and lake models with a destination on its
+connection, other warehouse models on it, declared sources. A lake model (``duckdb``, ``spark``) reads lake outputs:
 objects keeping one and lake models; a DuckDB ``view`` model stores nothing and is inlined where read,
 so its readers get its parents too (:meth:`ParentChecks._views`).
 """
@@ -54,8 +54,16 @@ class ParentChecks:
                 continue
             other = next((m for m in by_name.values() if m.id == parent_id), None)
             if other is not None:
-                fine = other.config.get("engine") == "warehouse" and self._same(other.config.get("connection"), connection)
-                what = f"model {other.name}, which does not run in the warehouse on connection '{connection}'"
+                # a lake model with a destination on this connection publishes a table the warehouse can read
+                published = other.config.get("destination")
+                fine = (
+                    self._same(other.config.get("connection"), connection)
+                    if other.config.get("engine") == "warehouse"
+                    else isinstance(published, Mapping) and published.get("connection") == connection
+                )
+                what = (
+                    f"model {other.name}, which neither runs in the warehouse nor has a destination on connection '{connection}'"
+                )
             else:
                 obj = self.objects[parent_id]
                 dest = obj.destination

@@ -10,6 +10,7 @@ import re
 
 from sqlglot.errors import ParseError
 
+from sluice.connectors.plugins import FileOptions
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
 from sluice.project.checks import missing_file, python_problem, sql_columns, sql_tables, syntax_error
@@ -79,8 +80,9 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
                 problems.append(
                     ConfigError(f"{_label(obj)}: python {obj.python!r}: {why}", obj.origin.file, obj.origin.line_of("python"))
                 )
-        # a file source's path (a REST source's path is an endpoint, not a file)
-        path = getattr(obj.source.options, "path", None) if obj.source is not None and obj.source.kind != "rest" else None
+        # a file source's path (a REST source's `path` is an endpoint, not a file)
+        options = obj.source.options if obj.source is not None else None
+        path = options.path if isinstance(options, FileOptions) else None
         if isinstance(path, str) and path:
             resolved = missing_file(path, project.root)
             if resolved is not None:

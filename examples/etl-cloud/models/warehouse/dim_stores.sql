@@ -1,0 +1,1 @@
+select store_id, store_name, city from {{ ref('clean_stores') }}
