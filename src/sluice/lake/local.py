@@ -3,6 +3,8 @@
 A write streams into a hidden temporary file beside the target and renames it over the target only once
 the file is complete and flushed, so readers see the old output or the new one, never half a file, and a
 crash leaves at most a hidden ``.*.tmp`` file behind (cleared by a later write of the same output).
+An engine that writes Parquet itself (Spark) writes a folder of parts through :meth:`LocalLake.stage`;
+the output is then a link to that folder (:mod:`sluice.lake.local_parts`), read the same way.
 
 >>> import pyarrow as pa, tempfile
 >>> lake = LocalLake(Path(tempfile.mkdtemp()))
@@ -17,18 +19,19 @@ import hashlib
 import os
 import re
 import tempfile
-import time
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sluice.errors import TerminalError
-from sluice.lake.base import Lake, LakeWrite, Then
+from sluice.lake.base import Lake, LakeWrite, StagedOutput, Then
+from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
+
+__all__ = ["ROW_GROUP_ROWS", "STALE_AFTER_S", "LocalLake"]
 
 CHUNK = 1 << 20
 ROW_GROUP_ROWS = 128 * 1024
-STALE_AFTER_S = 3600.0
 FILE_MODE = 0o644
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- =]*$")
 
@@ -45,10 +48,10 @@ class LocalLake(Lake):
         The data goes to a hidden temporary file first; ``then`` (if given) reads that file before it is
         renamed over the target, so a ``then`` that fails leaves the previous output in place.
         """
-        location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}.parquet"
+        location = _location(layer, name)
         target = self._path(location)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(target)
+        remove_stale(target)
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(handle)
         os.chmod(temporary, FILE_MODE)  # mkstemp makes the file private; outputs are shared like any file
@@ -57,23 +60,39 @@ class LocalLake(Lake):
             _fsync(temporary)
             content_hash = _hash(Path(temporary))
             published = then(_read_file(Path(temporary))) if then is not None else None
+            previous = os.readlink(target) if target.is_symlink() else ""
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _fsync_folder(target.parent)
+        fsync_folder(target.parent)
+        if previous:  # the output was a parts folder (Spark): keep it for readers in flight, drop older ones
+            remove_old_parts(target, keep={previous})
         return LakeWrite(location=location, rows=rows, content_hash=content_hash, published=published)
 
+    def stage(self, layer: str, name: str) -> StagedOutput:
+        """A hidden staging folder for ``<layer>/<name>.parquet`` (``file:///…/.<name>.parquet.<token>.tmp``);
+        committing it makes the output a link to its parts (:mod:`sluice.lake.local_parts`)."""
+        location = _location(layer, name)
+        return LocalStagedOutput(self._path(location), location)
+
     def read(self, location: str) -> pa.RecordBatchReader:
-        """Stream a stored output back, one row group at a time."""
-        return _read_file(self._existing(location))
+        """Stream a stored output back, one row group at a time (each part in order for a parts folder)."""
+        path = self._existing(location).resolve()
+        return read_parts(path) if path.is_dir() else _read_file(path)
 
     def exists(self, location: str) -> bool:
-        return self._path(location).is_file()
+        path = self._path(location)
+        return path.is_file() or path.is_dir()
 
     def parquet_path(self, location: str) -> str:
-        """The absolute path of ``location`` (for DuckDB's ``read_parquet``)."""
-        return str(self._path(location))
+        """The absolute path of ``location`` (for DuckDB's ``read_parquet``), or ``<parts folder>/*.parquet``.
+
+        A parts folder is given by its resolved name, so a reader keeps reading one version while the
+        output is replaced.
+        """
+        path = self._path(location)
+        return str(path.resolve() / "*.parquet") if path.is_dir() else str(path)
 
     def _path(self, location: str) -> Path:
         """The file for ``location``; a location that would leave the lake folder is refused."""
@@ -87,7 +106,7 @@ class LocalLake(Lake):
 
     def _existing(self, location: str) -> Path:
         path = self._path(location)
-        if not path.is_file():
+        if not (path.is_file() or path.is_dir()):
             raise TerminalError(
                 f"lake location {location!r} holds no output ({path} does not exist); run the object that writes it first"
             )
@@ -98,6 +117,10 @@ def _read_file(path: Path) -> pa.RecordBatchReader:
     parquet = pq.ParquetFile(path)
     batches = parquet.iter_batches(batch_size=ROW_GROUP_ROWS)
     return pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches)
+
+
+def _location(layer: str, name: str) -> str:
+    return f"{_segment(layer, 'layer')}/{_segment(name, 'name')}.parquet"
 
 
 def _segment(value: str, what: str) -> str:
@@ -135,31 +158,3 @@ def _hash(path: Path) -> str:
 def _fsync(path: str) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # some file systems cannot sync folders; the rename itself is still atomic
-    finally:
-        os.close(descriptor)
-
-
-def _remove_stale_temporaries(target: Path) -> None:
-    """Remove temporary files an interrupted write of this output left behind.
-
-    Only files untouched for STALE_AFTER_S go: a concurrent writer of the same output (a redelivered
-    object) keeps its file fresh while it writes, and must not lose it.
-    """
-    now = time.time()
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):
-        try:
-            if now - stale.stat().st_mtime > STALE_AFTER_S:
-                stale.unlink()
-        except OSError:
-            pass

@@ -18,6 +18,7 @@ from msgspec import Meta
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
+from sluice.transforms.plugins import SparkSettings
 from sluice.urls import connection_scheme
 
 WriteMode = Literal["append", "replace", "merge"]
@@ -173,16 +174,28 @@ class ObjectSpec:
     destination: DestinationSpec | None = None
     lake: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    pyspark: str | None = None
+    engine: str | None = None
+    """The engine plugin that runs ``sql:`` or ``pyspark:`` when not the default (``spark``); None: DuckDB / Python."""
 
     @property
-    def kind(self) -> Literal["source", "sql", "python", "noop"]:
+    def kind(self) -> Literal["source", "sql", "python", "pyspark", "noop"]:
         if self.source is not None:
             return "source"
         if self.sql is not None:
             return "sql"
         if self.python is not None:
             return "python"
+        if self.pyspark is not None:
+            return "pyspark"
         return "noop"
+
+    @property
+    def engine_plugin(self) -> str:
+        """The name of the engine plugin that computes a transform: ``sql``, ``python`` or ``engine`` (``spark``)."""
+        if self.engine:
+            return self.engine
+        return "spark" if self.kind == "pyspark" else self.kind
 
     def definition(self) -> dict[str, Any]:
         """A canonical, JSON-serialisable description used for fingerprints and the API."""
@@ -204,6 +217,9 @@ class ObjectSpec:
             },
             "lake": self.lake,
             "metadata": dict(self.metadata),
+            # only when set, so the definitions (and fingerprints) of objects written before them stay the same
+            **({"engine": self.engine} if self.engine else {}),
+            **({"pyspark": self.pyspark} if self.pyspark else {}),
         }
 
     def definition_hash(self) -> str:
@@ -275,6 +291,8 @@ class Project:
     """The ``syncs:`` of ``sluice.yaml`` (change-data capture), in file order."""
     api: ApiSpec | None = None
     """The ``api:`` of ``sluice.yaml`` (the data API ``sluice serve`` serves), if any."""
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    """The ``spark:`` section: master URL and configuration of the Spark session (docs/engines.md)."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

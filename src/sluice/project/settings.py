@@ -18,6 +18,7 @@ from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model import RetrySpec
+from sluice.transforms.plugins import SparkSettings
 
 
 class StageSettings(Settings):
@@ -54,6 +55,13 @@ class ObjectSettings(Settings):
     source: Annotated[dict[str, Any] | None, Meta(description="What the object extracts: {type: csv, path: ...}.")] = None
     sql: Annotated[str | None, Meta(description="A SELECT over the parents (DuckDB).")] = None
     python: Annotated[str | None, Meta(description="module:function called with one Arrow table per parent.")] = None
+    pyspark: Annotated[
+        str | None, Meta(description="module:function called on Spark with one DataFrame per parent, returning a DataFrame.")
+    ] = None
+    engine: Annotated[
+        str | None,
+        Meta(description="What runs the object's sql: duckdb (default) or spark; a pyspark object runs on spark."),
+    ] = None
     destination: Annotated[dict[str, Any] | None, Meta(description="A table to publish to: {connection, table, mode, key}.")] = (
         None
     )
@@ -83,6 +91,12 @@ class ProjectSettings(Settings):
         list[SyncSettings], Meta(description="Tables kept in sync between two connections by change-data capture (docs/cdc).")
     ] = msgspec.field(default_factory=list)
     api: Annotated[ApiSettings | None, Meta(description="The data API (GraphQL) served by `sluice serve` (docs/api).")] = None
+    engine: Annotated[
+        str | None, Meta(description="Default engine of the sql objects: duckdb (default) or spark (docs/engines.md).")
+    ] = None
+    spark: Annotated[
+        SparkSettings | None, Meta(description="The Spark session of spark objects: master URL and conf (docs/engines.md).")
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark")

@@ -53,6 +53,8 @@ class ObjectExecutor:
             time.sleep(delay_s)
         if fail:
             raise TransientError(f"forced failure (--fail {obj.id})")
+        if obj.kind not in ("source", "noop") and self.engine(obj.engine_plugin).writes_lake:
+            return self._write_by_engine(obj, run_id, inputs)
         reader = self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
@@ -78,7 +80,28 @@ class ObjectExecutor:
             assert obj.source is not None
             return open_source(obj.source, self.source_context).read()
         available = self._parent_locations(obj, inputs)
-        return self.engine(kind).run(obj, available, object_label=label(obj))
+        return self.engine(obj.engine_plugin).run(obj, available, object_label=label(obj))
+
+    def _write_by_engine(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None]) -> Outcome:
+        """An engine that writes the lake itself (Spark): it fills a staging place, committed here (or read
+        by the destination and dropped, for an object that keeps no lake copy)."""
+        engine = self.engine(obj.engine_plugin)
+        available = self._parent_locations(obj, inputs)
+        destination = obj.destination.table if obj.destination is not None else None
+        publish: Then | None = (
+            functools.partial(self._publish, obj, load_id=f"{run_id}:{obj.id}") if obj.destination is not None else None
+        )
+        staged = self.lake.stage(self.project.stage(obj.stage).layer, obj.name)
+        try:
+            engine.write(obj, available, staged, object_label=label(obj))
+            if not obj.lake:
+                rows = publish(staged.read()) if publish is not None else 0
+                return Outcome(rows=rows, location=None, content_hash="", destination=destination)
+            written = staged.commit(then=publish)
+        finally:
+            staged.discard()
+        rows = written.published if written.published is not None else written.rows
+        return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
 
     def engine(self, name: str) -> Engine:
         """The transform engine plugin ``name``, opened once per executor."""

@@ -83,10 +83,11 @@ class Fingerprints:
         """A source object's from its source; a transform's from its engine (``Engine.input_fingerprint``)."""
         if obj.kind in ("source", "noop"):
             return source_fingerprint(obj, self.context)
-        engine = self._engines.get(obj.kind)
+        name = obj.engine_plugin
+        engine = self._engines.get(name)
         if engine is None:
             try:
-                engine = self._engines[obj.kind] = open_engine(obj.kind, self.project, self.lake)
+                engine = self._engines[name] = open_engine(name, self.project, self.lake)
             except SluiceError:
                 return None
         return engine.input_fingerprint(obj)
