@@ -65,7 +65,7 @@ def test_every_kind_of_the_seam_has_its_built_in_plugins() -> None:
         "source": ["csv", "json", "jsonl", "parquet", "faker", "postgresql", "mysql", "sqlite", "duckdb"],
         "destination": ["postgresql", "sqlite", "duckdb"],
         "lake": ["local"],
-        "engine": ["sql", "python"],
+        "engine": ["sql", "python", "spark"],
         "bus": ["embedded", "kafka"],
         "state": ["sqlite", "postgresql"],
     }

@@ -435,6 +435,8 @@ class _Reader:
             if explicit and engine is None:
                 self.problem(f"{label}: pyspark runs on Spark, not on {spec.engine}; drop 'engine' or use python:", line)
             return engine or "spark"
+        if "sql" not in work:
+            return None
         return engine if explicit else self.default_engine
 
     def engine(self, key: str, item: YamlMap, label: str, engine: str | None = None) -> None:

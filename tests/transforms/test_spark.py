@@ -1,0 +1,161 @@
+"""``engine: spark``: SQL and PySpark objects on Spark, Spark writing the lake itself, one session per process, errors."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from helpers import load, write_yaml
+from sluice.errors import TerminalError
+from sluice.lake.local import LocalLake
+from sluice.project.model import Project
+from sluice.runtime.execute import ObjectExecutor
+from sluice.runtime.run import RunOptions, run_project
+from sluice.transforms.spark_engine import spark_sql
+from transforms.conftest import SPARK_YAML
+
+PEOPLE = "id,name,country,joined\n1,ada,FR,2024-01-05\n2,bob,DE,2024-02-11\n3,cy,FR,2024-02-20\n4,di,IT,2024-03-01\n"
+
+JOBS = """
+from pyspark.sql import functions as F
+
+
+def countries(people):
+    return people.groupBy("country").agg(F.count("*").alias("n"))
+
+
+def application(people):
+    return people.limit(1).select(F.lit(people.sparkSession.sparkContext.applicationId).alias("app"))
+
+
+def not_a_frame(people):
+    return 42
+"""
+
+
+def project_with(tmp_path: Path, objects: str) -> Project:
+    folder = tmp_path / "project"
+    write_yaml(
+        folder,
+        SPARK_YAML + "objects:\n  - {id: 1001, name: people, source: {type: csv, path: people.csv}}\n" + objects,
+    )
+    (folder / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    (folder / "jobs.py").write_text(JOBS, encoding="utf-8")
+    return load(folder)
+
+
+def rows(project: Project, layer: str, name: str, order: str) -> list[dict[str, Any]]:
+    table = LocalLake(project.resolve_lake_path()).read(f"{layer}/{name}.parquet").read_all()
+    return table.sort_by(order).to_pylist()
+
+
+def test_a_sql_object_runs_on_spark_which_writes_the_lake(tmp_path: Path, spark: Any) -> None:
+    project = project_with(
+        tmp_path,
+        "  - id: 2001\n    name: per_country\n    parents: [1001]\n    engine: spark\n"
+        "    sql: select country, count(*) as n, min(joined) as first from people group by country\n",
+    )
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    assert summary.objects[2001].rows == 3
+    assert rows(project, "cleaned", "per_country", "country") == [
+        {"country": "DE", "n": 1, "first": date(2024, 2, 11)},
+        {"country": "FR", "n": 2, "first": date(2024, 1, 5)},
+        {"country": "IT", "n": 1, "first": date(2024, 3, 1)},
+    ]
+    output = project.resolve_lake_path() / "cleaned" / "per_country.parquet"
+    assert output.is_symlink() and output.resolve().is_dir()  # Spark's parts folder, swapped in by a link
+    assert any(part.name.startswith("part-") for part in output.resolve().glob("*.parquet"))
+
+
+def test_a_pyspark_function_gets_one_dataframe_per_parent(tmp_path: Path, spark: Any) -> None:
+    project = project_with(tmp_path, "  - {id: 2001, name: countries, parents: [1001], pyspark: jobs:countries}\n")
+    assert project.objects[2001].engine == "spark"
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    assert rows(project, "cleaned", "countries", "country") == [
+        {"country": "DE", "n": 1},
+        {"country": "FR", "n": 2},
+        {"country": "IT", "n": 1},
+    ]
+
+
+def test_objects_of_a_run_share_the_process_session(tmp_path: Path, spark: Any) -> None:
+    project = project_with(
+        tmp_path,
+        "  - {id: 2001, name: first, parents: [1001], pyspark: jobs:application}\n"
+        "  - {id: 2002, name: second, parents: [1001], pyspark: jobs:application}\n",
+    )
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    first, second = (rows(project, "cleaned", name, "app") for name in ("first", "second"))
+    assert first == second == [{"app": spark.sparkContext.applicationId}]
+
+
+def test_a_spark_object_output_feeds_a_duckdb_child_and_a_rerun_is_fresh(tmp_path: Path, spark: Any) -> None:
+    project = project_with(
+        tmp_path,
+        "  - {id: 2001, name: countries, parents: [1001], engine: spark, sql: 'select country from people'}\n"
+        "  - {id: 3001, name: total, parents: [2001], sql: 'select count(distinct country) as n from countries'}\n",
+    )
+    first = run_project(project, RunOptions())
+    assert first.status == "succeeded", {oid: s.error for oid, s in first.objects.items()}
+    assert rows(project, "curated", "total", "n") == [{"n": 3}]
+    again = run_project(project, RunOptions())
+    assert {oid: state.status for oid, state in again.objects.items()} == {1001: "skipped", 2001: "skipped", 3001: "skipped"}
+
+
+def test_a_default_engine_applies_to_sql_objects(tmp_path: Path) -> None:
+    folder = tmp_path / "default"
+    write_yaml(
+        folder,
+        "engine: spark\nobjects:\n  - {id: 1001, name: people, source: {type: faker, schema: users, rows: 3}}\n"
+        "  - {id: 2001, name: a, parents: [1001], sql: select 1 as one from people}\n"
+        "  - {id: 2002, name: b, parents: [1001], engine: duckdb, sql: select 1 as one from people}\n",
+    )
+    project = load(folder)
+    assert project.objects[2001].engine_plugin == "spark"
+    assert project.objects[2002].engine_plugin == "sql"
+    assert project.objects[1001].engine_plugin == "source"
+
+
+def test_qualified_parents_are_views_of_their_own() -> None:
+    text, views = spark_sql("select * from raw.users u join users v using (id)", ["raw.users", "users"])
+    assert text == "SELECT * FROM raw__users AS u JOIN users AS v USING (id)"
+    assert views == {"raw__users": "raw.users", "users": "users"}
+
+
+@pytest.mark.parametrize(
+    ("objects", "expected"),
+    [
+        (
+            "  - {id: 2001, name: bad, parents: [1001], engine: spark, sql: select nope from people}\n",
+            "object 2001 (bad): Spark failed: [UNRESOLVED_COLUMN.WITH_SUGGESTION] A column, variable, or function "
+            "parameter with name `nope` cannot be resolved.",
+        ),
+        (
+            "  - {id: 2001, name: bad, parents: [1001], engine: spark, sql: select * from peple}\n",
+            "object 2001 (bad): Spark failed: [TABLE_OR_VIEW_NOT_FOUND] The table or view `peple` cannot be found.",
+        ),
+        (
+            "  - {id: 2001, name: bad, parents: [1001], pyspark: jobs:not_a_frame}\n",
+            "object 2001 (bad): jobs:not_a_frame returned a int; a pyspark function must return a DataFrame",
+        ),
+    ],
+)
+def test_spark_errors_name_the_object_and_quote_the_first_line(tmp_path: Path, spark: Any, objects: str, expected: str) -> None:
+    project = project_with(tmp_path, objects)
+    lake = LocalLake(project.resolve_lake_path())
+    people = lake.write("raw", "people", pa.table({"id": [1], "name": ["ada"]}).to_reader())
+    with pytest.raises(TerminalError) as caught:
+        ObjectExecutor(project, lake).run(project.objects[2001], "r1", {"people": people.location})
+    message = str(caught.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+    if "peple" in expected:
+        assert "Did you mean 'people'?" in message and "Available input tables: people" in message
+    assert not list((project.resolve_lake_path() / "cleaned").glob(".*.tmp"))  # the staging folder is gone
