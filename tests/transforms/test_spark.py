@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,21 @@ def test_spark_errors_name_the_object_and_quote_the_first_line(tmp_path: Path, s
     if "peple" in expected:
         assert "Did you mean 'people'?" in message and "Available input tables: people" in message
     assert not list((project.resolve_lake_path() / "cleaned").glob(".*.tmp"))  # the staging folder is gone
+
+
+def test_sluice_run_of_a_spark_object_read_by_a_duckdb_child(tmp_path: Path, spark: Any) -> None:
+    from click.testing import CliRunner
+
+    from sluice.cli.main import cli
+
+    project = project_with(
+        tmp_path,
+        "  - {id: 2001, name: countries, parents: [1001], pyspark: jobs:countries}\n"
+        "  - {id: 3001, name: biggest, parents: [2001], sql: 'select country from countries order by n desc limit 1'}\n",
+    )
+    result = CliRunner().invoke(cli, ["run", str(project.root), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded"
+    assert summary["objects"]["2001"]["rows"] == 3
+    assert rows(project, "curated", "biggest", "country") == [{"country": "FR"}]
