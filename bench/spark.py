@@ -43,9 +43,9 @@ MODEL = (
 )
 PLAIN_SPARK_SQL = (
     "SELECT c.country, DATE_TRUNC('MONTH', o.ordered_at) AS month, COUNT(*) AS orders, SUM(o.amount) AS revenue, "
-    "AVG(o.amount) AS average FROM orders o JOIN customers c ON c.customer_id = o.customer_id "
-    "GROUP BY c.country, DATE_TRUNC('MONTH', o.ordered_at)"
+    "AVG(o.amount) AS average FROM orders AS o JOIN customers AS c ON c.customer_id = o.customer_id GROUP BY ALL"
 )
+"""The model in Spark SQL, written by hand (the text sqlglot's translation of MODEL gives, so only Sluice differs)."""
 COUNTRIES = ["FR", "DE", "IT", "ES", "NL", "BE", "PT", "PL", "SE", "DK", "FI", "IE", "AT", "CZ", "GR", "HU", "RO", "SK"]
 
 

@@ -90,3 +90,15 @@ def test_the_spark_section_is_read(tmp_path: Path) -> None:
     assert project.spark.conf == {"spark.executor.memory": "4g"}
     assert project.objects[1001].definition() == {**project.objects[1001].definition()}
     assert "engine" not in project.objects[1001].definition()  # definitions of objects without engine stay as they were
+
+
+def test_without_java_a_spark_object_fails_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pyspark")
+    from sluice.transforms import spark_session
+    from sluice.transforms.plugins import SparkSettings
+
+    monkeypatch.setattr(spark_session, "_SESSION", None)  # as in a fresh worker process; the shared one stays up
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(spark_session.JavaMissing, match=r"^Spark needs Java 17 or 21, which is not installed"):
+        spark_session.spark_session(SparkSettings())
