@@ -20,7 +20,9 @@ PySpark (goal: at most 10 %).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -118,6 +120,12 @@ def plain_pyspark(spark: object, lake: Path, out: Path) -> float:
     return time.perf_counter() - started
 
 
+def collect_garbage(spark: object) -> None:
+    """A full garbage collection in the JVM and in Python, untimed, between two timed jobs."""
+    spark.sparkContext._jvm.java.lang.System.gc()  # type: ignore[attr-defined]
+    gc.collect()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -155,8 +163,10 @@ def main() -> None:
         order = list(jobs)
         for repetition in range(args.repeats):
             for name in order[repetition % 3 :] + order[: repetition % 3]:
+                collect_garbage(spark)  # no job pays for the garbage of the one before it
                 times[name].append(jobs[name](repetition + 2))
-        print(f"\njoin + aggregate over {args.rows:,} rows, {args.repeats} repetitions (seconds)")
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        print(f"\njoin + aggregate over {args.rows:,} rows, {args.repeats} repetitions (seconds); load average now {load}")
         print(f"{'job':<10}{'best':>10}{'median':>10}")
         for name, values in times.items():
             print(f"{name:<10}{min(values):>10.2f}{statistics.median(values):>10.2f}")

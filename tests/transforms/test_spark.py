@@ -119,9 +119,9 @@ def test_a_default_engine_applies_to_sql_objects(tmp_path: Path) -> None:
         "  - {id: 2002, name: b, parents: [1001], engine: duckdb, sql: select 1 as one from people}\n",
     )
     project = load(folder)
-    assert project.objects[2001].engine_plugin == "spark"
-    assert project.objects[2002].engine_plugin == "sql"
-    assert project.objects[1001].engine_plugin == "source"
+    assert project.objects[2001].engine == "spark"
+    assert project.objects[2002].engine == "sql"
+    assert project.objects[1001].engine == "source"
 
 
 def test_qualified_parents_are_views_of_their_own() -> None:

@@ -175,8 +175,8 @@ class ObjectSpec:
     lake: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
     pyspark: str | None = None
-    engine: str | None = None
-    """The engine plugin that runs ``sql:`` or ``pyspark:`` when not the default (``spark``); None: DuckDB / Python."""
+    chosen_engine: str | None = None
+    """The ``engine:`` that runs ``sql:`` or ``pyspark:`` when not the default (``spark``); None: DuckDB / Python."""
 
     @property
     def kind(self) -> Literal["source", "sql", "python", "pyspark", "noop"]:
@@ -191,10 +191,10 @@ class ObjectSpec:
         return "noop"
 
     @property
-    def engine_plugin(self) -> str:
-        """The name of the engine plugin that computes a transform: ``sql``, ``python`` or ``engine`` (``spark``)."""
-        if self.engine:
-            return self.engine
+    def engine(self) -> str:
+        """The engine plugin that runs the object: its :attr:`chosen_engine` (``spark``), else its kind (``sql``, ``python``)."""
+        if self.chosen_engine:
+            return self.chosen_engine
         return "spark" if self.kind == "pyspark" else self.kind
 
     def definition(self) -> dict[str, Any]:
@@ -218,7 +218,7 @@ class ObjectSpec:
             "lake": self.lake,
             "metadata": dict(self.metadata),
             # only when set, so the definitions (and fingerprints) of objects written before them stay the same
-            **({"engine": self.engine} if self.engine else {}),
+            **({"engine": self.chosen_engine} if self.chosen_engine else {}),
             **({"pyspark": self.pyspark} if self.pyspark else {}),
         }
 

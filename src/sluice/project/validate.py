@@ -60,7 +60,7 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
     TerminalError when it runs. Spark objects with a local master and no Java are reported here too.
     """
     problems = []
-    spark = [obj for obj in project.objects.values() if obj.engine_plugin == "spark"]
+    spark = [obj for obj in project.objects.values() if obj.engine == "spark"]
     if spark and project.spark.master.startswith("local"):
         why = java_problem()
         if why:

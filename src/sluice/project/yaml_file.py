@@ -413,7 +413,7 @@ class _Reader:
             lake=spec.lake,
             metadata=plain(spec.metadata),
             pyspark=spec.pyspark,
-            engine=engine,
+            chosen_engine=engine,
         )
 
     def object_engine(self, spec: ObjectSettings, work: list[str], label: str, line: int | None) -> str | None:

@@ -53,7 +53,7 @@ class ObjectExecutor:
             time.sleep(delay_s)
         if fail:
             raise TransientError(f"forced failure (--fail {obj.id})")
-        if obj.kind not in ("source", "noop") and self.engine(obj.engine_plugin).writes_lake:
+        if obj.kind not in ("source", "noop") and self.engine(obj.engine).writes_lake:
             return self._write_by_engine(obj, run_id, inputs)
         reader = self._read(obj, inputs)
         if reader is None:
@@ -80,12 +80,12 @@ class ObjectExecutor:
             assert obj.source is not None
             return open_source(obj.source, self.source_context).read()
         available = self._parent_locations(obj, inputs)
-        return self.engine(obj.engine_plugin).run(obj, available, object_label=label(obj))
+        return self.engine(obj.engine).run(obj, available, object_label=label(obj))
 
     def _write_by_engine(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None]) -> Outcome:
         """An engine that writes the lake itself (Spark): it fills a staging place, committed here (or read
         by the destination and dropped, for an object that keeps no lake copy)."""
-        engine = self.engine(obj.engine_plugin)
+        engine = self.engine(obj.engine)
         available = self._parent_locations(obj, inputs)
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = (

@@ -83,7 +83,7 @@ class Fingerprints:
         """A source object's from its source; a transform's from its engine (``Engine.input_fingerprint``)."""
         if obj.kind in ("source", "noop"):
             return source_fingerprint(obj, self.context)
-        name = obj.engine_plugin
+        name = obj.engine
         engine = self._engines.get(name)
         if engine is None:
             try:

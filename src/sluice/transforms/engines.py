@@ -2,7 +2,7 @@
 
 An engine is a plugin of kind ``engine`` (:mod:`sluice.transforms.plugins`); the object's ``sql:`` or
 ``python:`` key names which one runs it, unless its ``engine:`` (or the project's) names another
-(``engine: spark``, :mod:`sluice.transforms.spark_engine`; ``ObjectSpec.engine_plugin``). Each engine
+(``engine: spark``, :mod:`sluice.transforms.spark_engine`; ``ObjectSpec.engine``). Each engine
 also says what, besides its parents, the output depends on (:meth:`Engine.input_fingerprint`), so
 planning can tell a fresh object from a stale one.
 """
