@@ -38,11 +38,11 @@ def not_a_frame(people):
 """
 
 
-def project_with(tmp_path: Path, objects: str) -> Project:
+def project_with(tmp_path: Path, objects: str, head: str = "") -> Project:
     folder = tmp_path / "project"
     write_yaml(
         folder,
-        SPARK_YAML + "objects:\n  - {id: 1001, name: people, source: {type: csv, path: people.csv}}\n" + objects,
+        head + SPARK_YAML + "objects:\n  - {id: 1001, name: people, source: {type: csv, path: people.csv}}\n" + objects,
     )
     (folder / "people.csv").write_text(PEOPLE, encoding="utf-8")
     (folder / "jobs.py").write_text(JOBS, encoding="utf-8")
@@ -178,3 +178,25 @@ def test_sluice_run_of_a_spark_object_read_by_a_duckdb_child(tmp_path: Path, spa
     assert summary["status"] == "succeeded"
     assert summary["objects"]["2001"]["rows"] == 3
     assert rows(project, "curated", "biggest", "country") == [{"country": "FR"}]
+
+
+def test_a_spark_object_publishes_to_a_destination_with_or_without_a_lake_copy(tmp_path: Path, spark: Any) -> None:
+    import duckdb
+
+    project = project_with(
+        tmp_path,
+        "  - id: 2001\n    name: kept\n    parents: [1001]\n    engine: spark\n    sql: select id, name from people\n"
+        "    destination: {connection: wh, table: kept}\n"
+        "  - id: 2002\n    name: passed\n    parents: [1001]\n    engine: spark\n    lake: false\n"
+        "    sql: select id from people where country = 'FR'\n    destination: {connection: wh, table: passed}\n",
+        head="connections:\n  wh: duckdb:///wh.duckdb\n",
+    )
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    assert (summary.objects[2001].rows, summary.objects[2002].rows) == (4, 2)
+    with duckdb.connect(str(project.root / "wh.duckdb"), read_only=True) as con:
+        assert con.sql("select count(*) from kept").fetchall() == [(4,)]
+        assert con.sql("select id from passed order by id").fetchall() == [(1,), (3,)]
+    cleaned = project.resolve_lake_path() / "cleaned"
+    assert (cleaned / "kept.parquet").exists() and not (cleaned / "passed.parquet").exists()
+    assert not list(cleaned.glob(".*.tmp"))  # the staged parts of the object without a lake copy are gone
