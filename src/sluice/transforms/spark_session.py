@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from sluice.errors import TerminalError
@@ -38,9 +39,15 @@ class JavaMissing(TerminalError):
     """Spark needs a Java runtime (17 or 21) and none was found: the message says what to install."""
 
 
+LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
+"""Spark's driver log: errors only (no start-up chatter over Sluice's output); ``spark.driver.extraJavaOptions`` replaces it."""
+
+
 def conf_of(settings: SparkSettings) -> dict[str, str]:
-    """Sluice's :data:`DEFAULT_CONF` overlaid with the project's ``spark.conf`` (values as Spark strings)."""
+    """Sluice's :data:`DEFAULT_CONF` (and :data:`LOG_CONFIG`) overlaid with the project's ``spark.conf`` (as Spark strings)."""
     conf = dict(DEFAULT_CONF)
+    if LOG_CONFIG.is_file():
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={LOG_CONFIG.as_uri()}"
     for key, value in settings.conf.items():
         conf[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return conf
