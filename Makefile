@@ -16,14 +16,16 @@ format:
 bench:  ## benchmarks against peers (Dagster, Prefect, raw COPY)
 	./scripts/bench
 
-servers-up:  ## start the throwaway PostgreSQL, MariaDB, Kafka and Redis used by the tests
+servers-up:  ## start the throwaway PostgreSQL, MariaDB, Kafka, Redis and S3 (versitygw) used by the tests
 	./scripts/servers/postgres.sh start
 	./scripts/servers/mariadb.sh start
 	./scripts/servers/kafka.sh start
 	./scripts/servers/redis.sh start
+	./scripts/servers/s3.sh start
 
 servers-down:
 	./scripts/servers/postgres.sh stop
 	./scripts/servers/mariadb.sh stop
 	./scripts/servers/kafka.sh stop
 	./scripts/servers/redis.sh stop
+	./scripts/servers/s3.sh stop

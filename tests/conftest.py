@@ -2,4 +2,13 @@
 
 from __future__ import annotations
 
-from servers_fixtures import chromium, kafka_url, mysql_db_url, mysql_url, pg_db_url, pg_url, redis_url  # noqa: F401
+from servers_fixtures import (  # noqa: F401
+    chromium,
+    kafka_url,
+    mysql_db_url,
+    mysql_url,
+    pg_db_url,
+    pg_url,
+    redis_url,
+    s3_url,
+)

@@ -1,4 +1,7 @@
-"""Fixtures for the throwaway PostgreSQL, MariaDB, Kafka and Redis servers (scripts/servers/*.sh).
+"""Fixtures for the throwaway PostgreSQL, MariaDB, Kafka, Redis and S3 servers (scripts/servers/*.sh).
+
+- ``s3_url`` (session): the S3-compatible server (versitygw, ``scripts/servers/s3.sh``) as
+  ``http://ACCESS_KEY:SECRET_KEY@127.0.0.1:29000``, or ``SLUICE_TEST_S3_URL``; tests make their own buckets.
 
 - ``pg_url`` / ``mysql_url`` / ``kafka_url`` / ``redis_url`` (session): the server's URL (``kafka://127.0.0.1:29092``
   for Kafka, ``redis://127.0.0.1:26379/0`` for Redis). ``SLUICE_TEST_PG_URL`` / ``SLUICE_TEST_MYSQL_URL`` /
@@ -82,6 +85,12 @@ def kafka_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return start_server("redis.sh", "SLUICE_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def s3_url() -> str:
+    """``http://ACCESS_KEY:SECRET_KEY@127.0.0.1:29000``: the versitygw endpoint with its test credentials."""
+    return start_server("s3.sh", "SLUICE_TEST_S3_URL")
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Create bench/.venvs/{dagster,prefect,pgchameleon} with pinned peers.
+# Create bench/.venvs/{dagster,prefect,pgchameleon,dlt} with pinned peers.
 # Idempotent: a venv that already has the pinned version is left alone.
-# Usage: bench/peers/setup_venvs.sh [dagster|prefect|pgchameleon ...]   (default: dagster prefect)
+# Usage: bench/peers/setup_venvs.sh [dagster|prefect|pgchameleon|dlt ...]   (default: dagster prefect)
+# dlt (Apache-2.0) is bench/rest_source.py's peer: its rest_api source, with duckdb as its destination.
 # pgchameleon (bench/cdc.py's peer) refuses to run as root, so bench/cdc.py runs it as `nobody` when it is root:
 # its venv is made from the system's Python (/usr/bin/python3, readable by every user), not from one under /root.
 set -euo pipefail
@@ -9,6 +10,7 @@ set -euo pipefail
 DAGSTER_VERSION="1.13.28"
 PREFECT_VERSION="3.8.8"
 PGCHAMELEON_VERSION="2.0.21"
+DLT_VERSION="1.31.0"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENVS="${SLUICE_PEER_VENVS:-$HERE/../.venvs}"
@@ -56,6 +58,7 @@ for tool in "${tools[@]}"; do
         pgchameleon)
             VENV_PYTHON="$(command -v /usr/bin/python3 || echo "$PYTHON")" \
                 ensure pgchameleon pg_chameleon "$PGCHAMELEON_VERSION" "pg_chameleon==$PGCHAMELEON_VERSION" ;;
-        *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect|pgchameleon)" >&2; exit 2 ;;
+        dlt) ensure dlt dlt "$DLT_VERSION" "dlt[duckdb]==$DLT_VERSION" ;;
+        *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect|pgchameleon|dlt)" >&2; exit 2 ;;
     esac
 done

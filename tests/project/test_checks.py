@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sluice.errors import ConfigError
-from sluice.project.checks import python_problem, sql_tables
+from sluice.project.checks import python_problem, sql_columns, sql_tables
 from sluice.project.load import load_project, parse_project
 
 HEAD = "objects:\n  - {id: 1001, name: users, source: {type: csv, path: users.csv}}\n"
@@ -116,3 +116,13 @@ def test_python_references_are_checked_without_running_the_code(tmp_path: Path) 
         python_problem("pkg.sub:f", tmp_path)
         == f"module 'pkg.sub' is not in the project folder ({tmp_path / 'pkg' / 'sub'}.py); check the name"
     )
+
+
+def test_sql_columns_are_known_only_when_every_column_is_named() -> None:
+    assert sql_columns("select id, order_date as day, count(*) as n from orders group by 1, 2") == ["id", "day", "n"]
+    assert sql_columns("with a as (select 1 as x) select x from a union all select y from b") == ["x"]
+    assert sql_columns("select * from orders") is None
+    assert sql_columns("select o.*, 1 as one from orders as o") is None
+    assert sql_columns("select id + 1 from orders") is None
+    assert sql_columns("select id from a; select id from b") is None
+    assert sql_columns("select from where") is None

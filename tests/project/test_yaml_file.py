@@ -46,7 +46,8 @@ def test_a_misspelled_option_at_each_level_is_refused_at_its_line(tmp_path: Path
     )
     assert found == [
         ":2: top level: unknown key 'retries'. Did you mean 'retry'? "
-        "Known keys: objects, name, bus, state, lake, lease_s, retry, stages, connections, syncs, api, engine, spark",
+        "Known keys: objects, name, bus, state, lake, lease_s, retry, stages, connections, syncs, api, engine, spark, "
+        "models, dbt",
         ":4: stage 'ingest': unknown key 'concurency'. Did you mean 'concurrency'? Known keys: ids, concurrency, layer, delay_s",
         ":13: object 1001 (users): csv source: unknown option 'delimter'. Did you mean 'delimiter'? "
         "Known options: path, delimiter, header, quote_char, encoding, skip_rows, null_values, empty_as_null, "
@@ -154,7 +155,7 @@ def test_bus_state_and_lake_options_are_checked_against_their_plugins(tmp_path: 
         "Known options: partitions, retention_days, namespace"
     )
     assert found[1].startswith(":2: state store cannot use postgress:// URLs. Did you mean 'postgres'?")
-    assert found[2] == ":3: lake: type: unknown lake 'locl'. Did you mean 'local'? Known: local"
+    assert found[2] == ":3: lake: type: unknown lake 'locl'. Did you mean 'local'? Known: local, s3"
 
 
 def test_a_lake_folder_as_a_string_or_a_mapping(tmp_path: Path) -> None:

@@ -220,3 +220,21 @@ def test_concurrent_saves_from_several_threads_lose_no_update(store: StateStore)
     outputs = store.latest_outputs("shop")
     assert len(outputs) == threads * objects_per_thread
     assert {o.fingerprint for o in outputs.values()} == {f"f{rounds}"}
+
+
+def test_source_cursors_are_saved_replaced_per_project_and_reset(open_store: OpenStore) -> None:
+    store = open_store()
+    assert store.source_cursors("shop") == {}
+    store.save_source_cursor("shop", 1001, '"2024-01-05T00:00:00Z"', 10.0)
+    store.save_source_cursor("shop", 1002, "42", 10.0)
+    store.save_source_cursor("other", 1001, '"x"', 10.0)
+    store.save_source_cursor("shop", 1001, '"2024-01-07T00:00:00Z"', 11.0)
+    assert dict(store.source_cursors("shop")) == {1001: '"2024-01-07T00:00:00Z"', 1002: "42"}
+    assert dict(open_store().source_cursors("shop")) == {1001: '"2024-01-07T00:00:00Z"', 1002: "42"}
+    assert store.reset_source_cursors("shop", [1002, 1003]) == [1002]
+    assert dict(store.source_cursors("shop")) == {1001: '"2024-01-07T00:00:00Z"'}
+    store.save_source_cursor("shop", 1004, "1", 12.0)
+    assert store.reset_source_cursors("shop") == [1001, 1004]
+    assert store.source_cursors("shop") == {}
+    assert dict(store.source_cursors("other")) == {1001: '"x"'}
+    assert store.reset_source_cursors("shop") == []

@@ -200,3 +200,74 @@ def test_a_spark_object_publishes_to_a_destination_with_or_without_a_lake_copy(t
     cleaned = project.resolve_lake_path() / "cleaned"
     assert (cleaned / "kept.parquet").exists() and not (cleaned / "passed.parquet").exists()
     assert not list(cleaned.glob(".*.tmp"))  # the staged parts of the object without a lake copy are gone
+
+
+def test_a_spark_table_model_is_written_by_spark_and_read_by_a_duckdb_child(
+    tmp_path: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.transforms.spark_engine import SparkEngine
+
+    def collected(*args: Any, **kwargs: Any) -> pa.RecordBatchReader:
+        raise AssertionError("a Spark model's data went through Sluice (SparkEngine.run / toArrow)")
+
+    monkeypatch.setattr(SparkEngine, "run", collected)
+    folder = tmp_path / "project"
+    write_yaml(folder, SPARK_YAML + "objects:\n  - {id: 1001, name: people, source: {type: csv, path: people.csv}}\n")
+    (folder / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    models = folder / "models"
+    models.mkdir()
+    (models / "per_country.sql").write_text(
+        "{{ config(engine='spark', materialized='table') }}\n"
+        "select country, count(*) as n, min(joined) as first from {{ ref('people') }} group by country\n",
+        encoding="utf-8",
+    )
+    (models / "biggest.sql").write_text(
+        "select country, n from {{ ref('per_country') }} order by n desc limit 1\n", encoding="utf-8"
+    )
+    project = load(folder)
+    by_name = {obj.name: obj for obj in project.objects.values()}
+    assert by_name["per_country"].engine == "spark" and by_name["biggest"].engine == "duckdb"
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    assert summary.objects[by_name["per_country"].id].rows == 3
+    layer = project.stage(by_name["per_country"].stage).layer
+    output = project.resolve_lake_path() / layer / "per_country.parquet"
+    assert output.is_symlink() and output.resolve().is_dir()  # Spark's parts folder, committed by the lake
+    assert rows(project, layer, "per_country", "country") == [
+        {"country": "DE", "n": 1, "first": date(2024, 2, 11)},
+        {"country": "FR", "n": 2, "first": date(2024, 1, 5)},
+        {"country": "IT", "n": 1, "first": date(2024, 3, 1)},
+    ]
+    assert rows(project, project.stage(by_name["biggest"].stage).layer, "biggest", "country") == [{"country": "FR", "n": 2}]
+    again = run_project(project, RunOptions())
+    assert {state.status for state in again.objects.values()} == {"skipped"}
+
+
+def test_a_spark_object_reads_a_partitioned_parent_with_its_partition_columns(tmp_path: Path, spark: Any) -> None:
+    folder = tmp_path / "project"
+    write_yaml(
+        folder,
+        SPARK_YAML + "objects:\n  - {id: 1001, name: people, source: {type: csv, path: people.csv}, partition_by: [country]}\n"
+        "  - id: 2001\n    name: per_country\n    parents: [1001]\n    engine: spark\n"
+        "    sql: select country, count(*) as n from people group by country\n",
+    )
+    (folder / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    project = load(folder)
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    assert (project.resolve_lake_path() / "raw" / "people" / "_manifest.json").is_file()
+    assert rows(project, "cleaned", "per_country", "country") == [
+        {"country": "DE", "n": 1},
+        {"country": "FR", "n": 2},
+        {"country": "IT", "n": 1},
+    ]
+
+
+def test_partition_by_is_refused_on_a_spark_object(tmp_path: Path) -> None:
+    from sluice.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed, match="partition_by is not supported on engine spark"):
+        project_with(
+            tmp_path,
+            "  - {id: 2001, name: c, parents: [1001], engine: spark, sql: 'select * from people', partition_by: [country]}\n",
+        )

@@ -390,7 +390,7 @@ def worker(
     if metrics_port:
         metrics.serve(metrics_port, metrics_host)
     with open_backends(project, bus_url, state_url) as backends:
-        executor = ObjectExecutor(project, backends.lake)
+        executor = ObjectExecutor(project, backends.lake, backends.state)
         the_worker = StageWorker(
             project,
             backends.bus,
@@ -529,6 +529,15 @@ def _register_sync() -> None:
 
 
 _register_sync()
+
+
+def _register_state() -> None:
+    from sluice.cli.state import state
+
+    cli.add_command(state)
+
+
+_register_state()
 
 
 def _register_api_key() -> None:

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import pyarrow as pa
 
@@ -21,12 +21,28 @@ from sluice.project.model import ConnectionSpec, SourceSpec
 OptionsT = TypeVar("OptionsT", bound=Settings)
 
 
+class SavedCursor(Protocol):
+    """An incremental source's cursor for one object, kept in the state store between runs (JSON values)."""
+
+    def load(self) -> Any:
+        """The value saved by the last successful run, or None."""
+
+    def save(self, value: Any) -> None:
+        """Keep ``value`` for the next run (called only after the object's output is durable)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SourceContext:
-    """What a source needs besides its spec: the project folder (relative paths) and connections."""
+    """What a source needs besides its spec: the project folder (relative paths) and connections.
+
+    ``label`` names the object in messages (``object 1001 (customers)``); ``cursor`` is the object's saved
+    cursor, given by the executor to every source (only incremental ones use it), None outside a run.
+    """
 
     root: Path
     connections: Mapping[str, ConnectionSpec]
+    label: str = "source"
+    cursor: SavedCursor | None = None
 
 
 class Source(ABC, Generic[OptionsT]):
@@ -40,6 +56,12 @@ class Source(ABC, Generic[OptionsT]):
     @abstractmethod
     def read(self) -> pa.RecordBatchReader:
         """Stream the input as Arrow record batches. Raise TerminalError for problems a retry won't fix."""
+
+    def commit(self) -> None:
+        """Called once the object's output is durable (lake file in place, destination loaded).
+
+        An incremental source saves its new cursor here, so a run that fails later never advances it.
+        """
 
     def input_fingerprint(self) -> str | None:
         """A short string that changes when the input changes, or None when unknown (always re-read)."""

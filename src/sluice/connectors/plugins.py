@@ -1,6 +1,6 @@
 """The built-in sources and their typed options (imports no driver: see :mod:`sluice.plugins`).
 
-A project picks a source with ``type``: ``csv``, ``json``, ``jsonl``, ``parquet``, ``faker``, or ``sql``.
+A project picks a source with ``type``: ``csv``, ``json``, ``jsonl``, ``parquet``, ``faker``, ``rest`` or ``sql``.
 ``type: sql`` reads a table or query over a named connection; the source plugin that serves the
 connection's URL scheme (``postgresql``, ``mysql``, ``sqlite``, ``duckdb``) does the reading.
 """
@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
+from sluice.connectors.rest_options import RestOptions
 from sluice.plugins.base import Plugin, Settings
 
 SQL_KIND = "sql"
@@ -137,6 +138,13 @@ PLUGINS: list[Plugin] = [
         FakerOptions,
         "sluice.connectors.faker_source:FakerSource",
         "Seeded fake users, transactions, products.",
+    ),
+    Plugin(
+        "source",
+        "rest",
+        RestOptions,
+        "sluice.connectors.rest:RestSource",
+        "JSON APIs over HTTP(S): paginated, authenticated, retried, rate-limited, incremental (httpx).",
     ),
     _sql(
         "postgresql",

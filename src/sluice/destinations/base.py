@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sluice.project.model import ConnectionSpec, SchemaEvolution, WriteMode
+from sluice.project.model import ConnectionSpec, DestinationSpec, SchemaEvolution, WriteMode
 
 
 class Destination(ABC):
@@ -34,11 +34,14 @@ class Destination(ABC):
         key: Sequence[str],
         load_id: str,
         schema_evolution: SchemaEvolution = "strict",
+        options: DestinationSpec | None = None,
     ) -> int:
         """Write ``data`` into ``table`` (created from the Arrow schema if missing); return rows written.
 
         ``schema_evolution`` says what happens when a column's type in the data does not fit the table's
         without loss: ``strict`` refuses the load, ``widen`` alters the column (docs/destinations.md).
+        ``options`` is the object's whole destination spec (an instance of the plugin's options class,
+        e.g. PostgreSQL's partition_by and indexes); None: no options beyond the arguments.
         """
 
     def has_table(self, table: str) -> bool:

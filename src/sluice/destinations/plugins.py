@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sluice.destinations.warehouse_options import PostgresDestinationSpec
 from sluice.plugins.base import Plugin
 from sluice.project.model import DestinationSpec
 
@@ -9,9 +10,9 @@ PLUGINS: list[Plugin] = [
     Plugin(
         "destination",
         "postgresql",
-        DestinationSpec,
+        PostgresDestinationSpec,
         "sluice.destinations.postgres:PostgresDestination",
-        "PostgreSQL tables, loaded with binary COPY (ADBC); append, replace or merge.",
+        "PostgreSQL tables, loaded with binary COPY (ADBC); append, replace or merge; date-range partitions, keys, indexes.",
         schemes=("postgresql", "postgres"),
         extra="postgres",
         modules=("adbc_driver_postgresql", "adbc_driver_manager", "psycopg"),

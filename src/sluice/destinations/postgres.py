@@ -18,7 +18,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.destinations.pipe import pipe_into
-from sluice.destinations.sql import LOADS_TABLE, SqlDestination, TableName, quote, redact
+from sluice.destinations.sql import LOADS_TABLE, SqlDestination, TableName, as_reader, quote, redact
 from sluice.destinations.types import JSON, int_digits, is_nested
+from sluice.destinations.warehouse import WarehouseLoad
+from sluice.destinations.warehouse_options import PostgresDestinationSpec
 from sluice.errors import TerminalError, TransientError
-from sluice.project.model import ConnectionSpec
+from sluice.project.model import ConnectionSpec, DestinationSpec, SchemaEvolution, WriteMode
 from sluice.urls import libpq_url
+
+log = logging.getLogger("sluice.destinations")
 
 # SQLSTATE classes a retry can get past: connection exceptions (08: reset, refused), transaction
 # rollbacks (40001 serialization failure, 40P01 deadlock), insufficient resources (53), operator
@@ -141,6 +147,47 @@ class PostgresDestination(SqlDestination):
         self._url = libpq_url(connection.url)
         self._conn: Any = None
         self._loads_ready = False
+        self._load: WarehouseLoad | None = None  # the warehouse options of the write under way
+        self._write_lock = threading.Lock()
+
+    def write(
+        self,
+        table: str,
+        data: pa.RecordBatchReader,
+        mode: WriteMode,
+        key: Sequence[str],
+        load_id: str,
+        schema_evolution: SchemaEvolution = "strict",
+        options: DestinationSpec | None = None,
+    ) -> int:
+        """The shared write flow, plus the warehouse options of a :class:`PostgresDestinationSpec` (see warehouse.py).
+
+        The options are checked against the data's schema before the database is touched (TerminalError
+        naming the table and the column); ANALYZE runs after the load commits, when it wrote at least
+        ``analyze_min_rows`` rows (a failed ANALYZE is logged, the load stands).
+        """
+        if not isinstance(options, PostgresDestinationSpec):
+            return super().write(table, data, mode, key, load_id, schema_evolution)
+        reader = as_reader(data)
+        load = WarehouseLoad(options, table, reader.schema, mode, tuple(key))
+        with self._write_lock:
+            self._load = load
+            try:
+                rows = super().write(table, reader, mode, key, load_id, schema_evolution)
+            finally:
+                self._load = None
+            self._analyze(table, load.analyze_targets(self.parse_table(table), rows))
+        return rows
+
+    def _analyze(self, label: str, targets: list[TableName]) -> None:
+        if not targets:
+            return
+        try:
+            with self._lock, self.transaction():
+                for target in targets:
+                    self.execute(f"ANALYZE {target.sql}")
+        except Exception as exc:
+            log.warning("ANALYZE after the load of table '%s' failed (the load is committed): %s", label, exc)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -301,7 +348,26 @@ class PostgresDestination(SqlDestination):
         return held
 
     def create_table(self, name: TableName, schema: pa.Schema) -> None:
-        self.execute(f"CREATE TABLE {name.sql} ({self._columns_ddl(schema)})")
+        if self._load is not None:
+            self._load.create(self, name, self._columns_ddl(schema))
+        else:
+            self.execute(f"CREATE TABLE {name.sql} ({self._columns_ddl(schema)})")
+
+    def reuse_layout(self, name: TableName, mode: str) -> bool:
+        return True if self._load is None else self._load.check_layout(self, name, mode)
+
+    def complete_table(self, name: TableName) -> None:
+        if self._load is not None:
+            self._load.complete(self, name)
+
+    def merge_filter(self, name: TableName) -> str:
+        return "" if self._load is None else self._load.merge_filter("t")
+
+    def before_merge(self, name: TableName, stage: TableName) -> None:
+        if self._load is not None:
+            self._load.loaded = True
+            if self._load.partitioned:
+                self._load.partitions_from_stage(self, name, stage)
 
     def _columns_ddl(self, schema: pa.Schema) -> str:
         return ", ".join(f"{quote(field.name)} {pg_type(field.type)}" for field in schema)
@@ -309,6 +375,14 @@ class PostgresDestination(SqlDestination):
     def insert(self, name: TableName, reader: pa.RecordBatchReader) -> int:
         # COPY runs in a helper thread while this one reads the source (see pipe.py): decoding the
         # source and encoding COPY overlap, and ~1 MiB slices keep the server busy from the first rows.
+        load = self._load
+        if load is not None:
+            load.loaded = True
+            if load.partitioned:
+                return load.insert(self, name, reader, lambda part: self._copy(name, part))
+        return self._copy(name, reader)
+
+    def _copy(self, name: TableName, reader: pa.RecordBatchReader) -> int:
         return pipe_into(_for_copy(reader), lambda batches: self._ingest(name, batches, "append"))
 
     def stage(self, reader: pa.RecordBatchReader, key: Sequence[str]) -> TableName:

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 from sluice.destinations.base import Destination
 from sluice.destinations.types import MAX_EXACT_FLOAT_INT, converted, lossless, same, widened
 from sluice.errors import ObjectError, SluiceError, TerminalError, TransientError, did_you_mean
-from sluice.project.model import SCHEMA_EVOLUTIONS, WRITE_MODES, ConnectionSpec, SchemaEvolution, WriteMode
+from sluice.project.model import SCHEMA_EVOLUTIONS, WRITE_MODES, ConnectionSpec, DestinationSpec, SchemaEvolution, WriteMode
 
 LOADS_TABLE = "_sluice_loads"
 ORD_COLUMN = "_sluice_ord"
@@ -195,9 +195,12 @@ class SqlDestination(Destination):
         key: Sequence[str],
         load_id: str,
         schema_evolution: SchemaEvolution = "strict",
+        options: DestinationSpec | None = None,
     ) -> int:
         """Write ``data`` into ``table`` with ``mode``; return the rows written (or recorded for a repeated load).
 
+        ``options`` (the object's whole destination spec) is read by backends with options of their own
+        (PostgreSQL's warehouse options); the shared flow uses only the arguments.
         Example: ``dest.write("users", reader, "append", [], load_id="run-7:1001")``.
         """
         reader = without_null_type(as_reader(data))
@@ -289,14 +292,17 @@ class SqlDestination(Destination):
             columns = self.describe(name)
         load_schema = self.load_schema(label, reader.schema)
         expected = self.expected_columns(load_schema)
-        if mode == "replace" and columns is not None and columns != expected:
+        if mode == "replace" and columns is not None and (columns != expected or not self.reuse_layout(name, mode)):
             self.execute(f"DROP TABLE {name.sql}")
             columns = None
         if columns is None:
             self.create_table(name, load_schema)
             target = load_schema
         else:
+            if mode != "replace":
+                self.reuse_layout(name, mode)
             target = self._evolve(name, label, reader.schema, load_schema, columns, evolution)
+            self.complete_table(name)
             if mode == "replace":
                 self.truncate(name)
         reader = converted(reader, target, label, expected)
@@ -412,8 +418,11 @@ class SqlDestination(Destination):
             raise TerminalError(
                 f"merge into table '{label}': {nulls[0][0]} rows have a null key ({', '.join(key)}); key columns must not be null"
             )
+        self.before_merge(name, stage)
         matches = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in key)
-        self.execute(f"DELETE FROM {name.sql} AS t WHERE EXISTS (SELECT 1 FROM {stage.sql} AS s WHERE {matches})")
+        narrow = self.merge_filter(name)
+        where = f"{narrow} AND " if narrow else ""
+        self.execute(f"DELETE FROM {name.sql} AS t WHERE {where}EXISTS (SELECT 1 FROM {stage.sql} AS s WHERE {matches})")
         cols = ", ".join(quote(c) for c in reader.schema.names)
         partition = ", ".join(quote(k) for k in key)
         rows = self.insert_select(
@@ -490,6 +499,22 @@ class SqlDestination(Destination):
     def cast_target(self, data: pa.DataType, held: pa.DataType) -> pa.DataType:
         """The Arrow type data of type ``data`` is converted to for a column holding ``held`` (lossless)."""
         return held
+
+    def reuse_layout(self, name: TableName, mode: str) -> bool:
+        """Whether the existing table's layout (e.g. partitioning) is the one declared; False makes replace recreate it.
+
+        A mismatch another mode cannot fix raises TerminalError. True by default."""
+        return True
+
+    def complete_table(self, name: TableName) -> None:
+        """Add what the destination declares and the existing table lacks (e.g. indexes); nothing by default."""
+
+    def before_merge(self, name: TableName, stage: TableName) -> None:
+        """Prepare ``name`` for the rows staged in ``stage`` (e.g. create their partitions); nothing by default."""
+
+    def merge_filter(self, name: TableName) -> str:
+        """A condition on the target (alias ``t``) that every row a merge replaces meets (e.g. a partition range), or ""."""
+        return ""
 
     def lock_ddl(self, what: str) -> None:
         """Wait for other loads creating ``what`` to finish (held until the transaction ends); no-op by default."""

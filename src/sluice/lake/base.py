@@ -11,12 +11,16 @@ engine such as Spark writes by itself into :meth:`Lake.stage`'s staging place); 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from sluice.errors import TerminalError
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +40,24 @@ the old output stays."""
 
 
 class Lake(ABC):
-    """One interface per lake backend (local folder now, S3-compatible storage later)."""
+    """One interface per lake backend (a local folder, S3-compatible storage)."""
 
     @abstractmethod
-    def write(self, layer: str, name: str, data: pa.RecordBatchReader, *, then: Then | None = None) -> LakeWrite:
+    def write(
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        *,
+        then: Then | None = None,
+        partition_by: Sequence[str] = (),
+    ) -> LakeWrite:
         """Stream ``data`` into ``layer/name`` (replacing what was there) and describe the result.
 
         ``then`` gets the new output as a reader before it replaces the old one; when it raises, nothing
-        is replaced and the error propagates (a failed load leaves the lake as it was).
+        is replaced and the error propagates (a failed load leaves the lake as it was). ``partition_by``
+        names columns whose values split the output into Hive-style folders (``dt=2026-11-30/``).
+        Raises TerminalError for a bad layer, name or partition column (one line).
         """
 
     @abstractmethod
@@ -56,7 +70,24 @@ class Lake(ABC):
 
     @abstractmethod
     def parquet_path(self, location: str) -> str:
-        """A path, glob or URL DuckDB can pass to ``read_parquet`` for ``location`` (a file, or ``<folder>/*.parquet``)."""
+        """A path, glob or URL of ``location``'s Parquet data: a local path or glob DuckDB's ``read_parquet`` opens
+        (a file, a parts folder's ``<folder>/*.parquet``, a glob of a partitioned output's current files), or an
+        ``s3://`` URL that only a DuckDB with the httpfs extension could open: use :meth:`duckdb_input`."""
+
+    def current_location(self, layer: str, name: str) -> str | None:
+        """The location of ``layer/name``'s current output, or None when it has none (the location
+        :meth:`write` returned for it, whichever way it was written). Raises what :meth:`exists` raises."""
+        location = f"{layer}/{name}"
+        return location if self.exists(location) else None
+
+    def duckdb_input(self, location: str) -> str | ds.Dataset:
+        """What a DuckDB query scans for ``location``: a path for ``read_parquet``, or a pyarrow dataset to
+        register (streamed by DuckDB through Arrow, with projection and filter push-down, no httpfs needed)."""
+        return self.parquet_path(location)
+
+    def versions(self, location: str) -> list[str]:
+        """The stored versions of ``location``, oldest first (a lake that replaces in place holds one)."""
+        return ["current"] if self.exists(location) else []
 
     def stage(self, layer: str, name: str) -> StagedOutput:
         """A staging place for an engine that writes ``layer/name`` itself (Spark), committed atomically.

@@ -1,10 +1,18 @@
 """The lake in a local folder: ``<root>/<layer>/<name>.parquet``, zstd-compressed, replaced atomically.
 
+A partitioned output (``partition_by``) is a folder ``<root>/<layer>/<name>/`` of versions committed by a
+manifest, exactly as on S3 (:mod:`sluice.lake.versioned`), the manifest itself replaced by a rename.
+
 A write streams into a hidden temporary file beside the target and renames it over the target only once
 the file is complete and flushed, so readers see the old output or the new one, never half a file, and a
 crash leaves at most a hidden ``.*.tmp`` file behind (cleared by a later write of the same output).
 An engine that writes Parquet itself (Spark) writes a folder of parts through :meth:`LocalLake.stage`;
-the output is then a link to that folder (:mod:`sluice.lake.local_parts`), read the same way.
+the plain output ``<layer>/<name>.parquet`` is then a link to that folder (:mod:`sluice.lake.local_parts`),
+read the same way.
+
+So a location holds one of three things: a Parquet file or a link to a parts folder (``<name>.parquet``,
+a plain output), or a manifest-committed folder (``<name>``, a partitioned output); every method reading
+the lake tells them apart.
 
 >>> import pyarrow as pa, tempfile
 >>> lake = LocalLake(Path(tempfile.mkdtemp()))
@@ -19,14 +27,21 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sluice.errors import TerminalError
 from sluice.lake.base import Lake, LakeWrite, StagedOutput, Then
 from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
+from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 __all__ = ["ROW_GROUP_ROWS", "STALE_AFTER_S", "LocalLake"]
 
@@ -39,19 +54,34 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- =]*$")
 class LocalLake(Lake):
     """A lake in a folder. Locations look like ``raw/users.parquet`` and stay inside ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, retention: Retention | None = None) -> None:
         self.root = Path(root).resolve()
+        self.store = VersionedStore(pafs.LocalFileSystem(), _commit_file, retention or Retention())
 
-    def write(self, layer: str, name: str, data: pa.RecordBatchReader, *, then: Then | None = None) -> LakeWrite:
+    def write(
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        *,
+        then: Then | None = None,
+        partition_by: Sequence[str] = (),
+    ) -> LakeWrite:
         """Stream ``data`` into ``<layer>/<name>.parquet``, replacing any previous output atomically.
 
         The data goes to a hidden temporary file first; ``then`` (if given) reads that file before it is
-        renamed over the target, so a ``then`` that fails leaves the previous output in place.
+        renamed over the target, so a ``then`` that fails leaves the previous output in place. With
+        ``partition_by`` the output is the manifest-committed folder ``<layer>/<name>`` instead.
         """
+        if partition_by:
+            location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}"
+            folder = self._path(location)
+            folder.mkdir(parents=True, exist_ok=True)
+            return self.store.write(folder.as_posix(), location, data, partition_by=partition_by, then=then)
         location = _location(layer, name)
         target = self._path(location)
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(target)
+        remove_stale(target, self.store.retention.orphan_grace_s)
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(handle)
         os.chmod(temporary, FILE_MODE)  # mkstemp makes the file private; outputs are shared like any file
@@ -74,25 +104,56 @@ class LocalLake(Lake):
         """A hidden staging folder for ``<layer>/<name>.parquet`` (``file:///…/.<name>.parquet.<token>.tmp``);
         committing it makes the output a link to its parts (:mod:`sluice.lake.local_parts`)."""
         location = _location(layer, name)
-        return LocalStagedOutput(self._path(location), location)
+        return LocalStagedOutput(self._path(location), location, self.store.retention.orphan_grace_s)
 
     def read(self, location: str) -> pa.RecordBatchReader:
         """Stream a stored output back, one row group at a time (each part in order for a parts folder)."""
-        path = self._existing(location).resolve()
-        return read_parts(path) if path.is_dir() else _read_file(path)
+        path = self._existing(location)
+        manifest = self._manifest(path)
+        if manifest is not None:
+            return self.store.reader(path.as_posix(), manifest)
+        return read_parts(path.resolve()) if path.is_dir() else _read_file(path)
 
     def exists(self, location: str) -> bool:
-        path = self._path(location)
-        return path.is_file() or path.is_dir()
+        return _holds_output(self._path(location))
+
+    def current_location(self, layer: str, name: str) -> str | None:
+        """``<layer>/<name>.parquet`` (a plain output) or ``<layer>/<name>`` (a partitioned one), or None."""
+        for location in (f"{layer}/{name}.parquet", f"{layer}/{name}"):
+            if self.exists(location):
+                return location
+        return None
 
     def parquet_path(self, location: str) -> str:
-        """The absolute path of ``location`` (for DuckDB's ``read_parquet``), or ``<parts folder>/*.parquet``.
-
-        A parts folder is given by its resolved name, so a reader keeps reading one version while the
-        output is replaced.
-        """
+        """The absolute path of ``location`` (for DuckDB's ``read_parquet``); a glob over the current
+        version's files for a partitioned output (whose partition columns DuckDB sees only through
+        :meth:`duckdb_input`); ``<parts folder>/*.parquet`` for a parts folder, given by its resolved name so
+        a reader keeps reading one version while the output is replaced."""
         path = self._path(location)
+        manifest = self._manifest(path)
+        if manifest is not None:
+            return f"{path}/v={manifest.version}/**/*.parquet"
         return str(path.resolve() / "*.parquet") if path.is_dir() else str(path)
+
+    def duckdb_input(self, location: str) -> str | ds.Dataset:
+        """The file's path (a parts folder's glob), or for a partitioned output a pyarrow dataset with its
+        partition columns typed."""
+        path = self._existing(location)
+        manifest = self._manifest(path)
+        if manifest is not None:
+            return self.store.dataset(path.as_posix(), manifest)
+        return str(path.resolve() / "*.parquet") if path.is_dir() else str(path)
+
+    def versions(self, location: str) -> list[str]:
+        """``["current"]`` for a file or parts-folder output; the version folders of a partitioned one, oldest first."""
+        path = self._path(location)
+        if path.is_dir() and not path.is_symlink():
+            return self.store.versions(path.as_posix())
+        return ["current"] if _holds_output(path) else []
+
+    def _manifest(self, path: Path) -> Manifest | None:
+        """The manifest of a partitioned output's folder; None for a file or a (linked) parts folder."""
+        return self.store.manifest(path.as_posix()) if path.is_dir() and not path.is_symlink() else None
 
     def _path(self, location: str) -> Path:
         """The file for ``location``; a location that would leave the lake folder is refused."""
@@ -106,11 +167,34 @@ class LocalLake(Lake):
 
     def _existing(self, location: str) -> Path:
         path = self._path(location)
-        if not (path.is_file() or path.is_dir()):
+        if not _holds_output(path):
             raise TerminalError(
                 f"lake location {location!r} holds no output ({path} does not exist); run the object that writes it first"
             )
         return path
+
+
+def _commit_file(path: str, content: bytes) -> None:
+    """Replace ``path`` with ``content`` atomically: a temporary file beside it, flushed, then renamed."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=Path(path).parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_folder(Path(path).parent)
+
+
+def _holds_output(path: Path) -> bool:
+    """A Parquet file, a link to a parts folder (Spark), or a partitioned output's committed folder."""
+    if path.is_symlink():
+        return path.is_dir() or path.is_file()
+    return path.is_file() or (path / MANIFEST).is_file()
 
 
 def _read_file(path: Path) -> pa.RecordBatchReader:

@@ -81,13 +81,13 @@ def summary(folder: Path) -> tuple[int, str]:
 class LocalStagedOutput(StagedOutput):
     """A staging folder beside ``target`` (``<layer>/.<name>.parquet.<token>.tmp/``); see the module's layout."""
 
-    def __init__(self, target: Path, location: str) -> None:
+    def __init__(self, target: Path, location: str, grace_s: float = STALE_AFTER_S) -> None:
         self.target = target
         self.location = location
         self.token = secrets.token_hex(8)
         self.folder = target.parent / f".{target.name}.{self.token}.tmp"
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(target)
+        remove_stale(target, grace_s)
         self.uri = self.folder.as_uri()
 
     def read(self) -> pa.RecordBatchReader:
@@ -130,16 +130,17 @@ def remove_old_parts(target: Path, keep: set[str]) -> None:
             pass
 
 
-def remove_stale(target: Path) -> None:
+def remove_stale(target: Path, grace_s: float = STALE_AFTER_S) -> None:
     """Remove temporary files and staging folders an interrupted write of ``target`` left behind.
 
-    Only those untouched for STALE_AFTER_S go: a concurrent writer of the same output (a redelivered
-    object) keeps its own fresh while it writes, and must not lose it.
+    Only those untouched for ``grace_s`` (the lake's Retention.orphan_grace_s, STALE_AFTER_S by default) go:
+    a concurrent writer of the same output (a redelivered object) keeps its own fresh while it writes, and
+    must not lose it.
     """
     now = time.time()
     for stale in target.parent.glob(f".{target.name}.*.tmp"):
         try:
-            if now - stale.stat().st_mtime > STALE_AFTER_S:
+            if now - stale.stat().st_mtime > grace_s:
                 if stale.is_dir() and not stale.is_symlink():
                     shutil.rmtree(stale, ignore_errors=True)
                 else:

@@ -63,12 +63,15 @@ INTROS = {
         "The URL scheme of the connection picks the plugin."
     ),
     "lake": (
-        "The top-level `lake:` keeps every object's output as Parquet: a folder (`lake: lake`) "
-        "or a plugin and its options (`lake: {type: local, path: lake}`). Default: `.sluice/lake`."
+        "The top-level `lake:` keeps every object's output as Parquet: a folder (`lake: lake`), a URL whose scheme "
+        "picks the plugin and whose query string its options (`lake: s3://bucket/prefix?endpoint=http://127.0.0.1:29000`), "
+        "or a plugin and its options (`lake: {type: local, path: lake}`). Default: `.sluice/lake`. "
+        "Design, partitions and retention: [docs/lakes.md](../lakes.md)."
     ),
     "engine": (
         "An object's `sql:`, `python:` or `pyspark:` key picks the engine that computes it from its parents; "
-        "`engine: spark` (on the object or at the top level) runs `sql:` on Spark. See [../engines.md](../engines.md)."
+        "`engine: spark` (on the object or at the top level) runs `sql:` on Spark (see [../engines.md](../engines.md)); "
+        "a SQL model's `engine` (docs/models.md) picks the one that materialises it."
     ),
     "bus": (
         "The top-level `bus:` URL (or `--bus`); its scheme picks the plugin and the query string "

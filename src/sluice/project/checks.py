@@ -31,6 +31,28 @@ def sql_tables(sql: str) -> list[str]:
     return list(names)
 
 
+def sql_columns(sql: str) -> list[str] | None:
+    """The names of the columns ``sql``'s result has, or None when they cannot be told from the text.
+
+    None for a ``*``, an expression without an alias, several statements, or SQL that does not parse.
+
+    >>> sql_columns("select id, order_date as day, count(*) as n from orders group by 1, 2")
+    ['id', 'day', 'n']
+    """
+    try:
+        statements = [statement for statement in sqlglot.parse(sql, read="duckdb") if statement is not None]
+    except ParseError:
+        return None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        return None
+    query = statements[0]
+    selects = query.selects
+    names = query.named_selects
+    if any(select.is_star for select in selects) or len(names) != len(selects):
+        return None
+    return list(names)
+
+
 def syntax_error(error: ParseError) -> str:
     """sqlglot's error in one line: what it expected and where (line and column of the SQL)."""
     detail = error.errors[0] if error.errors else {}

@@ -18,7 +18,8 @@ from msgspec import Meta
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
-from sluice.transforms.plugins import SparkSettings
+from sluice.project.model_spec import ModelSpec
+from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
 
 WriteMode = Literal["append", "replace", "merge"]
@@ -150,6 +151,16 @@ class DestinationSpec(Settings):
         if self.mode == "merge" and not self.key:
             raise ValueError("mode merge needs 'key' columns, e.g. key: [id]")
 
+    def layout(self) -> dict[str, Any]:
+        """The table's declared layout (partitions, keys, indexes) when a plugin's options set one, for the
+        object's definition: a change of layout runs the object again. Empty here, so definitions without
+        one keep their hash."""
+        return {}
+
+    def declared_columns(self) -> list[tuple[str, str]]:
+        """``(option, column)`` for each column a destination plugin's options name (none here), checked against the data."""
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class LakeSpec:
@@ -177,9 +188,14 @@ class ObjectSpec:
     pyspark: str | None = None
     chosen_engine: str | None = None
     """The ``engine:`` that runs ``sql:`` or ``pyspark:`` when not the default (``spark``); None: DuckDB / Python."""
+    model: ModelSpec | None = None
+    """A SQL model of the ``models/`` folder (docs/models.md); None for an object of the definition file."""
+    partition_by: tuple[str, ...] = ()
 
     @property
-    def kind(self) -> Literal["source", "sql", "python", "pyspark", "noop"]:
+    def kind(self) -> Literal["source", "sql", "python", "pyspark", "model", "noop"]:
+        if self.model is not None:
+            return "model"
         if self.source is not None:
             return "source"
         if self.sql is not None:
@@ -192,7 +208,10 @@ class ObjectSpec:
 
     @property
     def engine(self) -> str:
-        """The engine plugin that runs the object: its :attr:`chosen_engine` (``spark``), else its kind (``sql``, ``python``)."""
+        """The engine plugin that runs the object: a model's ``engine``, else its :attr:`chosen_engine` (``spark``),
+        else its kind (``sql``, ``python``)."""
+        if self.model is not None:
+            return self.model.engine
         if self.chosen_engine:
             return self.chosen_engine
         return "spark" if self.kind == "pyspark" else self.kind
@@ -214,13 +233,15 @@ class ObjectSpec:
                 "table": self.destination.table,
                 "mode": self.destination.mode,
                 "key": list(self.destination.key),
+                **self.destination.layout(),
             },
             "lake": self.lake,
             "metadata": dict(self.metadata),
+            **({"model": self.model.definition()} if self.model is not None else {}),
             # only when set, so the definitions (and fingerprints) of objects written before them stay the same
             **({"engine": self.chosen_engine} if self.chosen_engine else {}),
             **({"pyspark": self.pyspark} if self.pyspark else {}),
-        }
+        } | ({"partition_by": list(self.partition_by)} if self.partition_by else {})
 
     def definition_hash(self) -> str:
         text = msgspec.json.encode(self.definition(), order="sorted", enc_hook=str)
@@ -367,7 +388,12 @@ def parent_keys(project: Project, obj: ObjectSpec) -> dict[int, str]:
 
 def layer_of(project: Project, obj: ObjectSpec) -> str:
     """The lake layer ``obj`` writes to (its stage's), or its stage's name for an unknown stage."""
-    for stage in project.stages:
-        if stage.name == obj.stage:
+    return layer_of_stage(project.stages, obj.stage)
+
+
+def layer_of_stage(stages: tuple[StageSpec, ...], name: str) -> str:
+    """The lake layer of stage ``name`` among ``stages``, or ``name`` itself for an unknown stage."""
+    for stage in stages:
+        if stage.name == name:
             return stage.layer
-    return obj.stage
+    return name

@@ -17,8 +17,10 @@ from msgspec import Meta
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
+from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
-from sluice.transforms.plugins import SparkSettings
+from sluice.project.model_settings import ModelsSettings
+from sluice.transforms.spark_settings import SparkSettings
 
 
 class StageSettings(Settings):
@@ -66,6 +68,13 @@ class ObjectSettings(Settings):
         None
     )
     lake: Annotated[bool, Meta(description="Keep a Parquet copy of the output in the lake.")] = True
+    partition_by: Annotated[
+        list[str],
+        Meta(
+            description="Columns whose values split the lake output into Hive-style folders (dt=2026-11-30/); "
+            "string, integer or date columns."
+        ),
+    ] = msgspec.field(default_factory=list)
     metadata: Annotated[dict[str, Any], Meta(description="Free-form values kept with the object (shown by the API).")] = (
         msgspec.field(default_factory=dict)
     )
@@ -80,7 +89,10 @@ class ProjectSettings(Settings):
     state: Annotated[
         str | None, Meta(description="State store URL: sqlite:///.sluice/state.db (default) or postgresql://...")
     ] = None
-    lake: Annotated[str | dict[str, Any] | None, Meta(description="Lake folder, or {type: local, path: ...}.")] = None
+    lake: Annotated[
+        str | dict[str, Any] | None,
+        Meta(description="Lake folder, s3://bucket/prefix?endpoint=..., or {type: local|s3, ...} (docs/lakes.md)."),
+    ] = None
     lease_s: Annotated[float, Meta(ge=0.1, description="Seconds before an unfinished object is handed to another worker.")] = 30.0
     retry: RetrySpec | None = None
     stages: Annotated[
@@ -97,6 +109,14 @@ class ProjectSettings(Settings):
     spark: Annotated[
         SparkSettings | None, Meta(description="The Spark session of spark objects: master URL and conf (docs/engines.md).")
     ] = None
+    models: Annotated[
+        ModelsSettings | None,
+        Meta(description="SQL models: the models/ folder of .sql files and their configuration (docs/models.md)."),
+    ] = None
+    dbt: Annotated[
+        DbtProjectSettings | list[DbtProjectSettings] | None,
+        Meta(description="dbt projects whose models become objects run by dbt-core (docs/models.md, dbt projects)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt")

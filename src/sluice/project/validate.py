@@ -12,7 +12,7 @@ from sqlglot.errors import ParseError
 
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
-from sluice.project.checks import java_problem, missing_file, python_problem, sql_tables, syntax_error
+from sluice.project.checks import java_problem, missing_file, python_problem, sql_columns, sql_tables, syntax_error
 from sluice.project.model import ObjectSpec, Project, layer_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -36,10 +36,19 @@ def validate_project(project: Project) -> list[ConfigError]:
     cycle = graph.find_cycle()
     if cycle is not None:
         first = project.objects[cycle[0]]
-        path = " -> ".join(str(node) for node in cycle)
-        problems.append(
-            ConfigError(f"dependency cycle: {path}; remove one of these parent links", first.origin.file, first.origin.line)
-        )
+        if all(project.objects[node].model is not None for node in cycle):
+            path = " -> ".join(f"{project.objects[node].name} ({project.objects[node].origin.file})" for node in cycle)
+            problems.append(
+                ConfigError(
+                    f"dependency cycle among models: {path} (each is read by the next); remove one of these reads",
+                    first.origin.file,
+                )
+            )
+        else:
+            path = " -> ".join(str(node) for node in cycle)
+            problems.append(
+                ConfigError(f"dependency cycle: {path}; remove one of these parent links", first.origin.file, first.origin.line)
+            )
     names: dict[tuple[str, str], ObjectSpec] = {}
     for obj in project.objects.values():
         problems.extend(_object_problems(project, obj))
@@ -69,6 +78,7 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
     for obj in project.objects.values():
         if obj.sql is not None:
             problems.extend(_sql_problems(project, obj, obj.sql))
+            problems.extend(_destination_columns(obj, obj.sql))
         for key, ref in (("python", obj.python), ("pyspark", obj.pyspark)):
             why = python_problem(ref, project.root) if ref is not None else None
             if why:
@@ -86,6 +96,26 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
                         obj.origin.line_of("source"),
                     )
                 )
+    return problems
+
+
+def _destination_columns(obj: ObjectSpec, sql: str) -> list[ConfigError]:
+    """Columns the destination's options name (partition_by, primary_key, indexes) that the SQL's result lacks."""
+    declared = obj.destination.declared_columns() if obj.destination is not None else []
+    columns = sql_columns(sql) if declared else None
+    if columns is None:
+        return []
+    problems = []
+    for option, column in declared:
+        if column not in columns:
+            problems.append(
+                ConfigError(
+                    f"{_label(obj)}: destination {option} names column '{column}', which the SQL does not select "
+                    f"(it selects: {', '.join(columns)}).{did_you_mean(column, columns)} Fix the {option} or the SQL",
+                    obj.origin.file,
+                    obj.origin.line_of("destination"),
+                )
+            )
     return problems
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
@@ -21,8 +22,9 @@ from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import Plugin, PluginError, PluginKind, Settings, registry
-from sluice.plugins.options import convert_options
+from sluice.plugins.options import convert_options, field_names
 from sluice.plugins.urls import url_plugin
+from sluice.project.dbt_project import read_dbt
 from sluice.project.model import (
     DEFAULT_STAGES,
     ApiSpec,
@@ -38,6 +40,7 @@ from sluice.project.model import (
     SyncSpec,
     stage_for_id,
 )
+from sluice.project.models import read_models
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
@@ -83,12 +86,16 @@ class _Reader:
 
     def project(self, data: YamlMap) -> Project:
         top = self.check(ProjectSettings, data, "top level", ignore=NESTED_KEYS)
-        if "objects" not in data and "syncs" not in data and "api" not in data:
+        if "objects" not in data and "syncs" not in data and "api" not in data and "models" not in data and "dbt" not in data:
             self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
         stages = self.stages(data.get("stages"), data.line_of("stages"))
         self.default_engine = self.engine_name(top.engine if top else None, "top level: engine", data.line_of("engine"))
         self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
         objects = self.objects(data.get("objects", []), stages, data.line_of("objects"))
+        root = self.path.parent.resolve()
+        models = read_models(self, data.get("models"), data.line_of("models"), root, stages, self.connections, objects)
+        objects = {**objects, **models}
+        objects = {**objects, **read_dbt(self, data.get("dbt"), data.line_of("dbt"), root, stages, objects)}
         bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
         state = self.url("state", top.state if top else None, data.line_of("state"))
         syncs = self.syncs(data.get("syncs"), data.line_of("syncs"), bus)
@@ -121,7 +128,9 @@ class _Reader:
         """``value`` of an ``engine:`` key checked against the engine plugins: None for the default (duckdb)."""
         if value is None or value == ENGINE_DEFAULT:
             return None
-        choices = [ENGINE_DEFAULT, *(p.name for p in registry().of_kind("engine") if p.name not in ("sql", "python"))]
+        # sql and python are the kinds of the DuckDB default; duckdb (as a plugin), warehouse and dbt run models only
+        model_only = ("sql", "python", ENGINE_DEFAULT, "warehouse", "dbt")
+        choices = [ENGINE_DEFAULT, *(p.name for p in registry().of_kind("engine") if p.name not in model_only)]
         if value not in choices:
             self.problem(
                 f"{label}: unknown engine {value!r} (engines: {', '.join(choices)}).{did_you_mean(value, choices)}", line
@@ -217,6 +226,23 @@ class _Reader:
     def lake(self, raw: Any, line: int | None) -> LakeSpec:
         if raw is None:
             return LakeSpec()
+        if isinstance(raw, str) and "://" in raw:  # lake: s3://bucket/prefix?endpoint=...: the scheme picks the plugin
+            plugin, _, problems = url_plugin("lake", raw, label="lake", file=self.file, line=line)
+            if plugin is None or problems:
+                self.problems.extend(problems)
+                return LakeSpec()
+            self.installed(plugin, "lake", line)
+            query = dict(parse_qsl(urlsplit(raw).query, keep_blank_values=True))
+            url_options, problems = convert_options(
+                plugin.options,
+                {**query, "url": raw.partition("?")[0]},
+                label=f"lake {raw!r}",
+                file=self.file,
+                line=line,
+                strict=False,
+            )
+            self.problems.extend(problems)
+            return LakeSpec(plugin.name, url_options) if url_options is not None else LakeSpec()
         if isinstance(raw, str):
             raw_map = YamlMap(path=raw)
             raw_map.line, raw_map.key_lines, raw_map.duplicates = line, {}, []
@@ -391,6 +417,12 @@ class _Reader:
                 self.engine(key, item, label, engine)
         if spec is None:
             return None
+        if engine is not None and spec.partition_by:
+            self.problem(
+                f"{label}: partition_by is not supported on engine {engine} objects yet (Spark writes one parts folder); "
+                "partition a child object run by DuckDB instead",
+                item.line_of("partition_by"),
+            )
         parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
         return ObjectSpec(
             id=raw_id,
@@ -402,7 +434,7 @@ class _Reader:
                 line,
                 tuple(
                     (key, item.key_lines[key])
-                    for key in ("sql", "source", "python", "pyspark", "engine")
+                    for key in ("sql", "source", "python", "pyspark", "engine", "destination")
                     if key in item.key_lines
                 ),
             ),
@@ -414,6 +446,7 @@ class _Reader:
             metadata=plain(spec.metadata),
             pyspark=spec.pyspark,
             chosen_engine=engine,
+            partition_by=tuple(spec.partition_by),
         )
 
     def object_engine(self, spec: ObjectSettings, work: list[str], label: str, line: int | None) -> str | None:
@@ -458,7 +491,7 @@ class _Reader:
         if kind is None:
             kind = _infer_source_kind(flat)
             if kind is None:
-                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, sql)", mapping.line)
+                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, rest, sql)", mapping.line)
                 return None
         plugin = self.source_plugin(str(kind), flat, label)
         if plugin is None:
@@ -474,6 +507,9 @@ class _Reader:
                 self.problem(f"{label}: {exc.message}", flat.line_of("type"))
                 return None
             self.installed(plugin, f"{label}: source", flat.line_of("type"))
+            named = flat.get("connection")
+            if isinstance(named, str):  # a source option 'connection' (rest) names one of the project's connections
+                self.connection(named, label, "source", flat.line_of("connection"))
             return plugin
         connection = self.connection(flat.get("connection"), label, "source", flat.line_of("connection"))
         if connection is None:
@@ -514,10 +550,35 @@ class _Reader:
         connection = self.connection(mapping.get("connection"), label, "destination", mapping.line_of("connection"))
         plugin = self.scheme_plugin("destination", connection, label, mapping.line_of("connection")) if connection else None
         settings = plugin.options if plugin is not None else DestinationSpec
+        if plugin is not None and connection is not None:
+            mapping = self.others_options(mapping, plugin, f"{label}: destination", connection.name)
         options = self.check(settings, mapping, f"{label}: destination", what="option")
         if plugin is None or not isinstance(options, DestinationSpec):
             return None
         return options
+
+    def others_options(self, mapping: YamlMap, plugin: Plugin, label: str, connection: str) -> YamlMap:
+        """``mapping`` without the keys that are options of another destination plugin only, each reported
+        as such (``partition_by`` on a DuckDB connection: a PostgreSQL destination's option)."""
+        own = set(field_names(plugin.options))
+        foreign: dict[str, str] = {}
+        for other in registry().all():
+            if other.kind == "destination" and other.options is not plugin.options:
+                for key in field_names(other.options):
+                    if key not in own:
+                        foreign.setdefault(key, other.name)
+        found = [key for key in mapping if key in foreign]
+        if not found:
+            return mapping
+        for key in found:
+            self.problem(
+                f"{label}: option {key!r} is an option of {foreign[key]} destinations, but connection '{connection}' is "
+                f"a {plugin.name} one; remove it, or publish to a {foreign[key]} connection",
+                mapping.line_of(key),
+            )
+        kept = YamlMap({key: value for key, value in mapping.items() if key not in found})
+        kept.line, kept.key_lines, kept.duplicates = mapping.line, mapping.key_lines, mapping.duplicates
+        return kept
 
 
 def _flatten_options(mapping: YamlMap) -> YamlMap:

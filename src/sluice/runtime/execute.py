@@ -7,7 +7,10 @@ is keyed by ``load_id``, so processing an object twice leaves one copy of its ou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,10 +18,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sluice.connectors.base import SourceContext
+from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, Then
 from sluice.project.model import ObjectSpec, Project
+from sluice.state.base import StateStore
 from sluice.transforms.engines import Engine, open_engine
 
 
@@ -36,12 +40,32 @@ def label(obj: ObjectSpec) -> str:
     return f"object {obj.id} ({obj.name})"
 
 
-class ObjectExecutor:
-    """Runs objects of one project. Thread-safe: it holds no per-object state."""
+@dataclass(frozen=True, slots=True)
+class StateCursor:
+    """One object's incremental cursor in the state store, as JSON text (:class:`~sluice.connectors.base.SavedCursor`)."""
 
-    def __init__(self, project: Project, lake: Lake) -> None:
+    state: StateStore
+    project: str
+    object_id: int
+
+    def load(self) -> object:
+        text = self.state.source_cursors(self.project).get(self.object_id)
+        return None if text is None else json.loads(text)
+
+    def save(self, value: object) -> None:
+        self.state.save_source_cursor(self.project, self.object_id, json.dumps(value), time.time())
+
+
+class ObjectExecutor:
+    """Runs objects of one project. Thread-safe: it holds no per-object state.
+
+    ``state`` keeps incremental sources' cursors; without it they read from their initial value every time.
+    """
+
+    def __init__(self, project: Project, lake: Lake, state: StateStore | None = None) -> None:
         self.project = project
         self.lake = lake
+        self.state = state
         self.source_context = SourceContext(project.root, project.connections)
         self._engines: dict[str, Engine] = {}
 
@@ -54,10 +78,36 @@ class ObjectExecutor:
         if fail:
             raise TransientError(f"forced failure (--fail {obj.id})")
         if obj.kind not in ("source", "noop") and self.engine(obj.engine).writes_lake:
-            return self._write_by_engine(obj, run_id, inputs)
-        reader = self._read(obj, inputs)
+            # Spark: the engine writes the lake itself, a table model as its SQL bound to its parents
+            plain = self._model_as_object(obj) if obj.model is not None else obj
+            return self._write_by_engine(plain, run_id, inputs)
+        rows: int | None = None
+        source = self._source(obj)
+        if obj.model is not None:
+            reader, rows, target = self._model(obj, inputs)
+            if reader is None:  # materialised where it ran: a changed hash tells children to run again
+                digest = hashlib.blake2b(f"{run_id}:{obj.id}:{rows}".encode(), digest_size=16).hexdigest()
+                return Outcome(rows=rows or 0, location=None, content_hash=digest, destination=target)
+        else:
+            reader = source.read() if source is not None else self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
+        outcome = self._write(obj, run_id, reader, rows)
+        if source is not None:
+            source.commit()  # the output is durable now: an incremental source may advance its cursor
+        return outcome
+
+    def _source(self, obj: ObjectSpec) -> Source | None:  # type: ignore[type-arg]
+        if obj.kind != "source":
+            return None
+        from sluice.connectors.registry import open_source
+
+        assert obj.source is not None
+        cursor = StateCursor(self.state, self.project.name, obj.id) if self.state is not None else None
+        return open_source(obj.source, dataclasses.replace(self.source_context, label=label(obj), cursor=cursor))
+
+    def _write(self, obj: ObjectSpec, run_id: str, reader: pa.RecordBatchReader, rows: int | None = None) -> Outcome:
+        """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored."""
         load_id = f"{run_id}:{obj.id}"
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
@@ -66,19 +116,46 @@ class ObjectExecutor:
             return Outcome(rows=rows, location=None, content_hash="", destination=destination)
         # The destination is loaded from the new lake file before that file replaces the old one: a load
         # that fails leaves both the table and the lake as they were.
-        written = self.lake.write(self.project.stage(obj.stage).layer, obj.name, reader, then=publish)
-        rows = written.published if written.published is not None else written.rows
+        written = self.lake.write(
+            self.project.stage(obj.stage).layer, obj.name, reader, then=publish, partition_by=obj.partition_by
+        )
+        if rows is None:
+            rows = written.published if written.published is not None else written.rows
         return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
+
+    def _model(
+        self, obj: ObjectSpec, inputs: Mapping[str, str | None]
+    ) -> tuple[pa.RecordBatchReader | None, int | None, str | None]:
+        """A model's output to store (None when it was materialised where it ran), its rows affected when
+        not the rows stored, and the table it landed in (docs/models.md)."""
+        from sluice.transforms.models import ModelEngine
+
+        available = {name: location for name, location in inputs.items() if location is not None}
+        engine = self.engine(obj.engine)
+        if isinstance(engine, ModelEngine):
+            result = engine.materialize(obj, available, object_label=label(obj))
+            return result.reader, result.rows, result.target
+        return engine.run(self._model_as_object(obj), available, object_label=label(obj)), None, None
+
+    def _model_as_object(self, obj: ObjectSpec) -> ObjectSpec:
+        """A table model for a plain engine (a ``sql:`` one: Spark...): the object with the model's SQL bound to
+        its parents' views, in DuckDB's dialect, run by the model's engine."""
+        from sluice.transforms.models import lake_names, rewrite
+
+        model = obj.model
+        assert model is not None
+        if model.materialized != "table" or model.views:
+            raise TerminalError(
+                f"{label(obj)}: engine '{obj.engine}' runs table models over tables only; set materialized: table "
+                "and read no view model"
+            )
+        sql = rewrite(model, model.full_sql, lake_names(self.project, model), write="duckdb", object_label=label(obj))
+        return dataclasses.replace(obj, sql=sql, model=None, chosen_engine=obj.engine)
 
     def _read(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> pa.RecordBatchReader | None:
         kind = obj.kind
         if kind == "noop":
             return None
-        if kind == "source":
-            from sluice.connectors.registry import open_source
-
-            assert obj.source is not None
-            return open_source(obj.source, self.source_context).read()
         available = self._parent_locations(obj, inputs)
         return self.engine(obj.engine).run(obj, available, object_label=label(obj))
 
@@ -126,6 +203,6 @@ class ObjectExecutor:
         spec = obj.destination
         destination = open_destination(self.project.connections[spec.connection], Path(self.project.root))
         try:
-            return int(destination.write(spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution))
+            return int(destination.write(spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution, options=spec))
         finally:
             destination.close()

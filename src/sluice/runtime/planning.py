@@ -83,11 +83,10 @@ class Fingerprints:
         """A source object's from its source; a transform's from its engine (``Engine.input_fingerprint``)."""
         if obj.kind in ("source", "noop"):
             return source_fingerprint(obj, self.context)
-        name = obj.engine
-        engine = self._engines.get(name)
+        engine = self._engines.get(obj.engine)
         if engine is None:
             try:
-                engine = self._engines[name] = open_engine(name, self.project, self.lake)
+                engine = self._engines[obj.engine] = open_engine(obj.engine, self.project, self.lake)
             except SluiceError:
                 return None
         return engine.input_fingerprint(obj)

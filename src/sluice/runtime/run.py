@@ -114,7 +114,7 @@ def start_workers(
     project: Project, backends: Backends, stages: list[str] | None = None
 ) -> tuple[list[StageWorker], list[threading.Thread]]:
     """Start one in-process worker thread per stage (or per named stage)."""
-    executor = ObjectExecutor(project, backends.lake)
+    executor = ObjectExecutor(project, backends.lake, backends.state)
     activity = RunActivity(backends.state)
     workers = [
         StageWorker(project, backends.bus, stage, executor, run_active=activity)

@@ -1,4 +1,5 @@
-"""The state store: runs, per-object states and attempts, fingerprints of last successes, checkpoints.
+"""The state store: runs, per-object states and attempts, fingerprints of last successes, checkpoints, and the
+incremental cursors of sources (the last value an incremental REST source loaded, per object).
 
 The coordinator is the only writer during a run; readers (CLI, server) may read at any time.
 One interface, one module per backend (``sqlite.py``, ``postgres.py``), one contract-test suite.
@@ -147,6 +148,21 @@ class StateStore(ABC):
     @abstractmethod
     def latest_outputs(self, project: str) -> Mapping[int, LatestOutput]:
         """Last successful outputs of the project's objects, by id."""
+
+    @abstractmethod
+    def source_cursors(self, project: str) -> Mapping[int, str]:
+        """The saved incremental cursors of the project's sources by object id: JSON text such as ``"2024-05-01T10:00:00Z"``."""
+
+    @abstractmethod
+    def save_source_cursor(self, project: str, object_id: int, value: str, saved_at: float) -> None:
+        """Keep ``value`` (JSON text) as the object's cursor, replacing the previous one; ``saved_at`` in epoch seconds.
+
+        Called only once the object's output is durable (``runtime/execute.py``), so a failed run never advances it.
+        """
+
+    @abstractmethod
+    def reset_source_cursors(self, project: str, object_ids: Sequence[int] | None = None) -> list[int]:
+        """Forget the cursors of ``object_ids`` (None: all of the project's); the ids that had one, ascending."""
 
     def ping(self) -> None:  # noqa: B027 - optional check
         """Raise StateError when the store cannot be reached."""

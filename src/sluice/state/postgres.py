@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS sluice_state.latest_outputs (
     loaded_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, object_id)
 );
+CREATE TABLE IF NOT EXISTS sluice_state.source_cursors (
+    project TEXT NOT NULL,
+    object_id BIGINT NOT NULL,
+    value TEXT NOT NULL,
+    saved_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (project, object_id)
+);
 """
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
@@ -82,6 +89,7 @@ def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
 
 
 _UPSERT_OBJECT = _upsert("run_objects", ("run_id", *OBJECT_COLUMNS), ("run_id", "object_id"))
+_UPSERT_CURSOR = _upsert("source_cursors", ("project", "object_id", "value", "saved_at"), ("project", "object_id"))
 _UPSERT_OUTPUT = _upsert("latest_outputs", ("project", *_OUTPUT_COLUMNS), ("project", "object_id"))
 
 
@@ -221,6 +229,27 @@ class PostgresStateStore(StateStore):
     def latest_outputs(self, project: str) -> Mapping[int, LatestOutput]:
         rows = self._rows(f"SELECT {', '.join(_OUTPUT_COLUMNS)} FROM sluice_state.latest_outputs WHERE project = %s", (project,))
         return {row[0]: LatestOutput(*row) for row in rows}
+
+    def source_cursors(self, project: str) -> Mapping[int, str]:
+        rows = self._rows("SELECT object_id, value FROM sluice_state.source_cursors WHERE project = %s", (project,))
+        return {row[0]: row[1] for row in rows}
+
+    def save_source_cursor(self, project: str, object_id: int, value: str, saved_at: float) -> None:
+        with self._write() as conn:
+            conn.execute(_UPSERT_CURSOR, (project, object_id, value, saved_at))
+
+    def reset_source_cursors(self, project: str, object_ids: Sequence[int] | None = None) -> list[int]:
+        with self._write() as conn:
+            if object_ids is None:
+                rows = conn.execute(
+                    "DELETE FROM sluice_state.source_cursors WHERE project = %s RETURNING object_id", (project,)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "DELETE FROM sluice_state.source_cursors WHERE project = %s AND object_id = ANY(%s) RETURNING object_id",
+                    (project, list(object_ids)),
+                ).fetchall()
+        return sorted(row[0] for row in rows)
 
     def ping(self) -> None:
         with self._connection() as conn:

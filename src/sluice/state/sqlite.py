@@ -53,6 +53,13 @@ CREATE TABLE IF NOT EXISTS latest_outputs (
     loaded_at REAL NOT NULL,
     PRIMARY KEY (project, object_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_cursors (
+    project TEXT NOT NULL,
+    object_id INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    saved_at REAL NOT NULL,
+    PRIMARY KEY (project, object_id)
+) WITHOUT ROWID;
 """
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
@@ -171,6 +178,24 @@ class SqliteStateStore(StateStore):
             (project,),
         )
         return {row[0]: LatestOutput(*row) for row in rows}
+
+    def source_cursors(self, project: str) -> Mapping[int, str]:
+        rows = self.db.conn().execute("SELECT object_id, value FROM source_cursors WHERE project = ?", (project,))
+        return {row[0]: row[1] for row in rows}
+
+    def save_source_cursor(self, project: str, object_id: int, value: str, saved_at: float) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO source_cursors(project, object_id, value, saved_at) VALUES (?, ?, ?, ?)",
+                (project, object_id, value, saved_at),
+            )
+
+    def reset_source_cursors(self, project: str, object_ids: Sequence[int] | None = None) -> list[int]:
+        with self.db.write() as conn:
+            rows = conn.execute("SELECT object_id FROM source_cursors WHERE project = ?", (project,)).fetchall()
+            chosen = sorted(row[0] for row in rows if object_ids is None or row[0] in object_ids)
+            conn.executemany("DELETE FROM source_cursors WHERE project = ? AND object_id = ?", [(project, i) for i in chosen])
+        return chosen
 
     def ping(self) -> None:
         self.db.ping()

@@ -50,14 +50,15 @@ class Engine(ABC):
 
 
 class DuckdbSqlEngine(Engine):
-    """``sql:``: the query runs in an in-memory DuckDB over the parents' Parquet files."""
+    """``sql:``: the query runs in an in-memory DuckDB over the parents' Parquet files (local paths), or over
+    pyarrow datasets the lake hands over (S3, partitioned outputs), so DuckDB needs no httpfs extension."""
 
     def run(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> pa.RecordBatchReader:
         from sluice.transforms.sql import run_sql
 
         assert obj.sql is not None
-        paths = {name: self.lake.parquet_path(location) for name, location in sql_tables(self.project, obj, inputs).items()}
-        return run_sql(obj.sql, paths, object_label=object_label)
+        tables = {name: self.lake.duckdb_input(location) for name, location in sql_tables(self.project, obj, inputs).items()}
+        return run_sql(obj.sql, tables, object_label=object_label)
 
 
 class PythonEngine(Engine):

@@ -1,14 +1,19 @@
-"""The built-in transform engines: SQL on DuckDB, Python functions on Arrow tables, SQL or PySpark on Apache Spark."""
+"""The built-in transform engines: SQL on DuckDB, Python functions on Arrow tables, SQL models (docs/models.md),
+dbt projects, and SQL or PySpark on Apache Spark."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated
 
-import msgspec
 from msgspec import Meta
 
 from sluice.plugins.base import Plugin, Settings
+from sluice.project.dbt_project import DbtProjectSettings
+from sluice.project.model_settings import ModelConfig
+from sluice.transforms.spark_settings import SparkSettings
+
+__all__ = ["ENGINE_DEFAULT", "PLUGINS", "SparkEngineOptions", "SparkSettings"]
 
 _PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -50,29 +55,6 @@ class SparkEngineOptions(Settings):
             raise ValueError(f"pyspark must be 'module:function' (e.g. transforms:dim_users), got {self.pyspark!r}")
 
 
-class SparkSettings(Settings):
-    """The project's ``spark:`` section: where Spark objects run (one session per worker process)."""
-
-    master: Annotated[
-        str,
-        Meta(
-            min_length=1,
-            description="Spark master URL: local[*] (default: this machine, every core), local[2], spark://host:7077, "
-            "yarn, k8s://... The lake must be reachable from the executors at the same path.",
-        ),
-    ] = "local[*]"
-    app_name: Annotated[str, Meta(min_length=1, description="Application name shown by Spark's UI and cluster manager.")] = (
-        "sluice"
-    )
-    conf: Annotated[
-        dict[str, str | int | float | bool],
-        Meta(
-            description="Spark configuration (spark.executor.memory: 4g, spark.sql.shuffle.partitions: 64...), applied "
-            "over Sluice's defaults when the session starts (docs/engines.md)."
-        ),
-    ] = msgspec.field(default_factory=dict)
-
-
 ENGINE_DEFAULT = "duckdb"
 """``engine: duckdb``: the default, ``sql:`` in DuckDB and ``python:`` in the Sluice process."""
 
@@ -87,6 +69,29 @@ PLUGINS: list[Plugin] = [
     ),
     Plugin(
         "engine", "python", PythonEngineOptions, "sluice.transforms.engines:PythonEngine", "A Python function on Arrow tables."
+    ),
+    Plugin(
+        "engine",
+        "duckdb",
+        ModelConfig,
+        "sluice.transforms.models:DuckdbModelEngine",
+        "SQL models (models/ folder) over the lake's Parquet, in DuckDB.",
+    ),
+    Plugin(
+        "engine",
+        "warehouse",
+        ModelConfig,
+        "sluice.transforms.warehouse:WarehouseEngine",
+        "SQL models (models/ folder) pushed down into a PostgreSQL warehouse.",
+        extra="postgres",
+        modules=("psycopg",),
+    ),
+    Plugin(
+        "engine",
+        "dbt",
+        DbtProjectSettings,
+        "sluice.transforms.dbt:DbtEngine",
+        "Nodes of a dbt project (dbt: in sluice.yaml) run by dbt-core in its own environment (scripts/dbt-venv.sh).",
     ),
     Plugin(
         "engine",

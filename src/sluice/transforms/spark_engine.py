@@ -100,8 +100,20 @@ def spark_sql(sql: str, tables: list[str]) -> tuple[str, dict[str, str]]:
     return tree.sql(dialect="spark"), views
 
 
+PARTITIONED_GLOB = "/**/*.parquet"
+"""How :meth:`Lake.parquet_path` ends for a partitioned output: ``<output>/v=<version>/**/*.parquet``."""
+
+
 def read(session: Any, path: str) -> Any:
-    """A DataFrame over a lake Parquet path or glob (``/abs/raw/users.parquet``, ``/abs/.x.parts-1/*.parquet``)."""
+    """A DataFrame over a lake Parquet path or glob (``/abs/raw/users.parquet``, ``/abs/.x.parts-1/*.parquet``).
+
+    A partitioned output's glob is read as its current version's folder, Spark discovering the Hive-style
+    partition columns (``dt=2026-11-30/``) from it: that folder holds exactly the committed files.
+    """
+    if path.endswith(PARTITIONED_GLOB):
+        folder = path.removesuffix(PARTITIONED_GLOB)
+        folder = f"file://{folder}" if folder.startswith("/") else folder
+        return session.read.option("basePath", folder).parquet(folder)
     return session.read.parquet(f"file://{path}" if path.startswith("/") else path)
 
 

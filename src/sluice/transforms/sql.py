@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
 from sluice.connectors.batching import stream
 from sluice.errors import TerminalError, did_you_mean
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 BATCH_ROWS = 64 * 1024
 _MISSING_TABLE = re.compile(r"Table with name (\S+?) does not exist", re.IGNORECASE)
@@ -36,22 +40,19 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def run_sql(sql: str, inputs: Mapping[str, str], *, object_label: str) -> pa.RecordBatchReader:
-    """Run ``sql`` with one view per input (table name -> Parquet path) and stream the result.
+def run_sql(sql: str, inputs: Mapping[str, str | ds.Dataset], *, object_label: str) -> pa.RecordBatchReader:
+    """Run ``sql`` with one view per input (table name -> Parquet path or pyarrow dataset) and stream the result.
 
-    A name ``schema.table`` creates the view ``table`` in the schema ``schema``.
+    A name ``schema.table`` creates the view ``table`` in the schema ``schema``. A pyarrow dataset (an S3
+    lake's output) is registered with the connection and scanned by DuckDB through Arrow, batch by batch,
+    with column projection and filters pushed down to pyarrow (no httpfs extension needed).
 
     The in-memory DuckDB connection lives until the returned reader is exhausted or dropped. DuckDB's
     errors become a TerminalError naming ``object_label`` and quoting DuckDB's message.
     """
     con = duckdb.connect(":memory:")
     try:
-        for name, path in inputs.items():
-            schema, dot, table = name.rpartition(".")
-            if dot:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
-            view = f"{quote_identifier(schema)}.{quote_identifier(table)}" if dot else quote_identifier(name)
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({quote_literal(str(path))})")
+        create_input_views(con, inputs)
         relation = con.sql(sql)
         if relation is None:
             raise TerminalError(f"{object_label}: the SQL returns no rows; an object's SQL must be a query (SELECT ...)")
@@ -69,7 +70,23 @@ def run_sql(sql: str, inputs: Mapping[str, str], *, object_label: str) -> pa.Rec
     return stream(reader.schema, reader, on_error=translate, on_close=con.close)
 
 
-def sql_error(exc: Exception, inputs: Mapping[str, str], object_label: str) -> TerminalError:
+def create_input_views(con: duckdb.DuckDBPyConnection, inputs: Mapping[str, str | ds.Dataset]) -> None:
+    """One view per input on ``con``: ``name`` (``schema.table`` makes the schema) over a Parquet path
+    (``read_parquet``) or a pyarrow dataset (registered, scanned through Arrow). Raises duckdb.Error."""
+    for index, (name, path) in enumerate(inputs.items()):
+        schema, dot, table = name.rpartition(".")
+        if dot:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+        view = f"{quote_identifier(schema)}.{quote_identifier(table)}" if dot else quote_identifier(name)
+        if isinstance(path, str):
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({quote_literal(path)})")
+        else:  # a pyarrow dataset (pyarrow.dataset is imported only by the lakes that make one)
+            relation = f"__sluice_input_{index}"
+            con.register(relation, path)
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {relation}")
+
+
+def sql_error(exc: Exception, inputs: Mapping[str, object], object_label: str) -> TerminalError:
     """A TerminalError quoting DuckDB, with the input tables (and the closest one) when a table is unknown."""
     message = str(exc).strip()
     missing = _MISSING_TABLE.search(message)

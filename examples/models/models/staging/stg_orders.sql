@@ -1,0 +1,2 @@
+select order_id, customer_id, amount, ordered_at
+from {{ ref('orders') }}

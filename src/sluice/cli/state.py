@@ -1,0 +1,88 @@
+"""``sluice state show|reset``: the incremental cursors the state store keeps for a project's sources.
+
+``reset`` forgets the cursor of each ``--object`` (or of every object with ``--all``), so the next run of an
+incremental REST source reads from its ``initial`` value again (docs/sources.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from sluice.errors import ValidationFailed
+from sluice.project.load import load_project
+from sluice.project.model import Project
+from sluice.state.base import StateStore
+
+USER_ERROR = 2
+
+
+def _open(path: str, state_url: str | None) -> tuple[Project, StateStore]:
+    from sluice.state.registry import open_state
+
+    try:
+        project = load_project(path)
+    except ValidationFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+    return project, open_state(state_url or project.resolve_state_url(), project.root)
+
+
+@click.group()
+def state() -> None:
+    """The incremental cursors the state store keeps for the project's sources."""
+
+
+@state.command("show")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: cursor values by object id.")
+@click.option("--state", "state_url", help="State store URL (default: the project's).")
+def show(path: str, as_json: bool, state_url: str | None) -> None:
+    """List the saved cursor of each incremental source."""
+    project, store = _open(path, state_url)
+    try:
+        cursors = dict(sorted(store.source_cursors(project.name).items()))
+    finally:
+        store.close()
+    values = {object_id: _value(text) for object_id, text in cursors.items()}
+    if as_json:
+        click.echo(json.dumps({str(object_id): value for object_id, value in values.items()}))
+        return
+    if not cursors:
+        click.echo(f"no saved cursors for project {project.name}", err=True)
+    for object_id, value in values.items():
+        name = project.objects[object_id].name if object_id in project.objects else "(no longer in the project)"
+        click.echo(f"{object_id}  {name}  {json.dumps(value)}")
+
+
+def _value(text: str) -> object:
+    """The cursor value of a saved cursor (``{"value": ..., "schema": ...}`` as the REST source saves it)."""
+    saved = json.loads(text)
+    return saved.get("value") if isinstance(saved, dict) else saved
+
+
+@state.command("reset")
+@click.argument("path", type=click.Path())
+@click.option("--object", "object_ids", multiple=True, type=int, help="Object id whose cursor to forget (repeatable).")
+@click.option("--all", "every", is_flag=True, help="Forget every cursor of the project.")
+@click.option("--state", "state_url", help="State store URL (default: the project's).")
+def reset(path: str, object_ids: tuple[int, ...], every: bool, state_url: str | None) -> None:
+    """Forget saved cursors: the next run reads those sources from their initial value."""
+    if every == bool(object_ids):
+        click.echo("error: give --object ID (repeatable) or --all", err=True)
+        sys.exit(USER_ERROR)
+    project, store = _open(path, state_url)
+    try:
+        unknown = [i for i in object_ids if i not in project.objects]
+        if unknown:
+            click.echo(f"error: --object names unknown object id(s) {unknown}; see 'sluice plan {path}'", err=True)
+            sys.exit(USER_ERROR)
+        removed = store.reset_source_cursors(project.name, None if every else list(object_ids))
+    finally:
+        store.close()
+    if removed:
+        click.echo(f"reset the cursor of object(s) {', '.join(map(str, removed))}; their next run reads from the start")
+    else:
+        click.echo("no saved cursor to reset", err=True)

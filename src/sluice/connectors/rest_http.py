@@ -1,0 +1,263 @@
+"""HTTP for the REST source: authentication, retries with backoff, ``Retry-After``, a client-side rate limit.
+
+One :class:`HttpClient` per read wraps an ``httpx.Client`` (keep-alive connections, HTTP/1.1). A request is
+retried on 429, 5xx, time-outs and transport errors, waiting either the server's ``Retry-After`` (RFC 9110
+section 10.2.3: seconds or an HTTP date) or an exponential backoff with "full jitter" (a random wait in
+``[0, min(max_backoff_s, backoff_s * 2**(n-1))]``, AWS Architecture Blog, "Exponential Backoff and Jitter").
+When attempts run out it raises :class:`~sluice.errors.TransientError` (the run may retry the object);
+any other 4xx raises :class:`~sluice.errors.TerminalError` at once. Messages name the object, the URL
+without its secrets (:func:`shown_url`) and the status; secrets are never put in a message or a log line
+(httpx's own request log lines are rewritten the same way, :class:`RedactUrls`).
+
+>>> retry_after_s("120", now=0.0)
+120.0
+>>> retry_after_s("Thu, 01 Jan 1970 00:01:00 GMT", now=30.0)
+30.0
+>>> retry_after_s("soon", now=0.0) is None
+True
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sluice.connectors.rest_options import ApiKeyAuth, Auth, BasicAuth, BearerAuth, Retries
+from sluice.errors import TerminalError, TransientError
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP-date, RFC 9110), or None if absent or
+    unreadable. A date in the past gives 0. ``now`` is seconds since the epoch."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+def backoff_s(retry: int, retries: Retries, rand: Callable[[], float] = random.random) -> float:
+    """The full-jitter wait before retry number ``retry`` (1 = the first retry), in seconds."""
+    ceiling = min(retries.max_backoff_s, retries.backoff_s * 2 ** (retry - 1))
+    return float(ceiling * rand())
+
+
+class TokenBucket:
+    """At most ``rate`` acquisitions per second on average, bursts of up to ``burst`` (default: max(1, rate)).
+
+    The classic token bucket: tokens accrue at ``rate`` per second up to ``burst``; :meth:`acquire` takes one,
+    sleeping first until one is there. Thread-safe. ``clock`` and ``sleep`` are injectable for tests. (The
+    ``limits`` library, used by the data API, answers "allowed or not" per window and never waits, which a
+    client pacing its own requests would have to wrap in a polling loop; this is the waiting form.)
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0 requests per second")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self.clock, self.sleep = clock, sleep
+        self.tokens = self.burst
+        self.at = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, waiting for it; returns the seconds waited."""
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+            self.tokens -= 1  # may go below 0: the wait pays for it, and later callers queue behind
+            if wait > 0:
+                self.sleep(wait)
+            return wait
+
+
+@dataclass(slots=True)
+class Credentials:
+    """What authentication adds to every request; ``secret_params`` are query names left out of messages."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    basic: tuple[str, str] | None = None
+    secret_params: frozenset[str] = frozenset()
+
+
+def credentials(auth: Auth | None, user: str | None, password: str | None, where: str) -> Credentials:
+    """The credentials of ``auth``: secrets from its ``*_env`` variable, else from the connection's ``password``.
+
+    Raises TerminalError naming the variable (never its value) when it is unset or empty, or when neither gives one.
+    """
+    if auth is None:
+        return Credentials()
+    if isinstance(auth, BearerAuth):
+        return Credentials(headers={"Authorization": f"Bearer {_secret(auth.token_env, password, where, 'token')}"})
+    if isinstance(auth, ApiKeyAuth):
+        key = _secret(auth.key_env, password, where, "API key")
+        if auth.location == "header":
+            return Credentials(headers={auth.name: key})
+        return Credentials(params={auth.name: key}, secret_params=frozenset({auth.name}))
+    assert isinstance(auth, BasicAuth)
+    name = auth.username if auth.username is not None else user
+    if not name:
+        raise TerminalError(f"{where}: basic auth needs a 'username' (or a connection URL with one: https://user:pass@host)")
+    return Credentials(basic=(name, _secret(auth.password_env, password, where, "password")))
+
+
+def _secret(env: str | None, password: str | None, where: str, what: str) -> str:
+    if env is not None:
+        value = os.environ.get(env, "")
+        if not value:
+            raise TerminalError(f"{where}: the {what} comes from the environment variable {env}, which is not set")
+        return value
+    if password:
+        return password
+    raise TerminalError(f"{where}: auth needs a {what}: name an environment variable (*_env) or use a connection with one")
+
+
+_SECRET_PARAMS: set[str] = set()
+
+
+class RedactUrls(logging.Filter):
+    """Rewrites the URLs of httpx's own ``HTTP Request: GET <url> ...`` log lines (logger ``httpx``, level INFO,
+    which a worker's default ``--log-level info`` shows) as :func:`shown_url` does: no user, password or
+    query-parameter key of any REST source's auth."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
+            secret = frozenset(_SECRET_PARAMS)
+            record.args = tuple(shown_url(arg, secret) if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True
+
+
+_REDACT = RedactUrls()
+
+
+def _guard_httpx_log(secret_params: frozenset[str]) -> None:
+    _SECRET_PARAMS.update(secret_params)
+    logger = logging.getLogger("httpx")
+    if _REDACT not in logger.filters:
+        logger.addFilter(_REDACT)
+
+
+def shown_url(url: httpx.URL, secret_params: frozenset[str]) -> str:
+    """``url`` as messages show it: no user or password, no secret query parameters."""
+    clean = url.copy_with(username=None, password=None) if url.userinfo else url
+    for name in secret_params:
+        if name in clean.params:
+            clean = clean.copy_remove_param(name)
+    return str(clean)
+
+
+class HttpClient:
+    """GETs JSON with retries and a rate limit. ``where`` names the object in every message.
+
+    ``sleep`` and ``rand`` are injectable for tests; ``now`` gives seconds since the epoch (for HTTP dates).
+    """
+
+    def __init__(
+        self,
+        where: str,
+        creds: Credentials,
+        retries: Retries,
+        timeout_s: float,
+        headers: Mapping[str, str],
+        rate_limit: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.where = where
+        self.creds = creds
+        self.retries = retries
+        self.sleep, self.rand = sleep, rand
+        self.bucket = TokenBucket(rate_limit, sleep=sleep) if rate_limit else None
+        _guard_httpx_log(creds.secret_params)
+        auth = httpx.BasicAuth(*creds.basic) if creds.basic else None
+        self.client = httpx.Client(
+            headers={"Accept": "application/json", **headers, **creds.headers},
+            auth=auth,
+            timeout=httpx.Timeout(timeout_s),
+            follow_redirects=True,
+        )
+        self.requests = 0
+
+    def get(self, url: str, params: Mapping[str, Any]) -> httpx.Response:
+        """The successful (2xx) response to ``GET url?params``; retried as the class says.
+
+        Raises TransientError when attempts run out on a retryable failure, TerminalError on another 4xx
+        or a redirect loop, both naming the object, the URL (secrets left out) and the status or error.
+        """
+        query = {**{k: _text(v) for k, v in params.items()}, **self.creds.params}
+        # Merged into the URL's own query (a next-page link keeps its parameters; httpx's params= would replace them).
+        request = self.client.build_request("GET", httpx.URL(url).copy_merge_params(query))
+        shown = shown_url(request.url, self.creds.secret_params)
+        attempts = self.retries.attempts
+        for attempt in range(1, attempts + 1):
+            if self.bucket is not None:
+                self.bucket.acquire()
+            self.requests += 1
+            try:
+                response = self.client.send(request)
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if attempt == attempts:
+                    raise TransientError(f"{self.where}: GET {shown} failed {attempts} times, last: {failure}") from None
+                self.sleep(backoff_s(attempt, self.retries, self.rand))
+                continue
+            except httpx.HTTPError as exc:
+                raise TerminalError(f"{self.where}: GET {shown}: {type(exc).__name__}") from None
+            status = response.status_code
+            if status < 400:
+                return response
+            if status not in RETRY_STATUSES:
+                raise TerminalError(f"{self.where}: GET {shown} answered {status} {response.reason_phrase}{_hint(status)}")
+            wait = retry_after_s(response.headers.get("Retry-After"), time.time())
+            if attempt == attempts:
+                raise TransientError(f"{self.where}: GET {shown} answered {status} {attempts} times (retries exhausted)")
+            if wait is not None and wait > self.retries.max_retry_after_s:
+                raise TransientError(
+                    f"{self.where}: GET {shown} answered {status} with Retry-After {wait:.0f} s, "
+                    f"longer than retries.max_retry_after_s ({self.retries.max_retry_after_s:.0f} s)"
+                )
+            self.sleep(wait if wait is not None else backoff_s(attempt, self.retries, self.rand))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _hint(status: int) -> str:
+    if status in (401, 403):
+        return "; check the source's auth and its credentials"
+    if status == 404:
+        return "; check base_url and path"
+    return ""

@@ -1,0 +1,245 @@
+"""The lake on S3-compatible object storage, through pyarrow's ``S3FileSystem`` (AWS SDK for C++).
+
+Each layer maps to a bucket, or a prefix in one (``raw -> raw-data``, ``cleaned -> lake/cleaned``); an
+output ``<layer>/<name>`` is the folder ``<bucket>/<prefix>/<name>/`` of versions committed by a manifest
+(:mod:`sluice.lake.versioned`): S3 has no rename, so a new version is written under keys no reader looks
+at, and one PUT of ``_manifest.json`` makes it current. Locations look like ``raw/users``.
+
+Errors: a refused request (403, a missing bucket that cannot be created, a bad key) is a TerminalError
+naming the bucket and what to check; a network failure or a 5xx answer (after the SDK's own retries) is a
+TransientError, so the object is retried.
+
+>>> lake = S3Lake(s3_filesystem("http://127.0.0.1:29000"), {"raw": "raw-data"})   # doctest: +SKIP
+>>> lake.write("raw", "users", reader).location                                    # doctest: +SKIP
+'raw/users'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from sluice.errors import ConfigError, TerminalError, TransientError
+from sluice.lake.base import Lake, LakeWrite, Then
+from sluice.lake.plugins import bucket_root
+from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-=]*$")
+_TERMINAL = (
+    "ACCESS_DENIED",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "HTTP response code: 40",
+)
+
+
+def s3_filesystem(
+    endpoint: str = "",
+    *,
+    region: str = "",
+    access_key: str = "",
+    secret_key: str = "",
+    session_token: str = "",
+    request_timeout_s: float = 60.0,
+) -> pafs.S3FileSystem:
+    """An ``S3FileSystem`` for ``endpoint`` (``http://127.0.0.1:29000``; empty: AWS itself).
+
+    Credentials: ``access_key``/``secret_key`` when given, else the AWS SDK's default chain
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, profiles, instance roles).
+    Region: ``region``, else ``AWS_REGION``/``AWS_DEFAULT_REGION``, else ``us-east-1``. Raises ConfigError
+    for an endpoint that is not an http(s) URL.
+    """
+    options: dict[str, object] = {
+        "region": region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "allow_bucket_creation": True,
+        "request_timeout": request_timeout_s,
+        "connect_timeout": min(request_timeout_s, 10.0),
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=5),
+    }
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"lake (s3): endpoint {endpoint!r} is not an http(s) URL; write e.g. endpoint=http://127.0.0.1:29000"
+            )
+        options["scheme"] = parts.scheme
+        options["endpoint_override"] = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+        access_key = access_key or unquote(parts.username or "")
+        secret_key = secret_key or unquote(parts.password or "")
+    if access_key or secret_key:
+        options.update(access_key=access_key, secret_key=secret_key)
+        if session_token:
+            options["session_token"] = session_token
+    return pafs.S3FileSystem(**options)
+
+
+class S3Lake(Lake):
+    """A lake whose layers are buckets or prefixes of an S3-compatible store.
+
+    ``layers`` maps a layer to ``bucket`` or ``bucket/prefix``; a layer not in it goes to
+    ``<default_root>/<layer>`` (``default_root`` being ``bucket`` or ``bucket/prefix``), and a layer with
+    neither is a TerminalError at write time.
+    """
+
+    def __init__(
+        self,
+        fs: pafs.FileSystem,
+        layers: Mapping[str, str],
+        *,
+        default_root: str = "",
+        retention: Retention | None = None,
+        create_buckets: bool = True,
+    ) -> None:
+        self.fs = fs
+        self.layers = {layer: _root(root, f"layers: {layer}") for layer, root in layers.items()}
+        self.default_root = _root(default_root, "url") if default_root else ""
+        self.create_buckets = create_buckets
+        self.store = VersionedStore(fs, self._put, retention or Retention())
+        self._buckets: set[str] = set()
+
+    def write(
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        *,
+        then: Then | None = None,
+        partition_by: Sequence[str] = (),
+    ) -> LakeWrite:
+        """Write ``data`` as a new version of ``<layer>/<name>`` and commit it through the manifest.
+
+        ``then`` reads the new version before the commit; if it raises, the version's objects are deleted
+        and the previous version stays current. Raises TerminalError / TransientError (see the module).
+        """
+        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
+        folder = self._folder(location)
+        raised_by_then: list[BaseException] = []
+
+        def guarded(reader: pa.RecordBatchReader) -> int:
+            assert then is not None
+            try:
+                return then(reader)
+            except BaseException as exc:
+                raised_by_then.append(exc)  # the destination's own error: not translated as a storage one
+                raise
+
+        with _translated(folder, raised_by_then):
+            self._ensure_bucket(folder.partition("/")[0])
+            return self.store.write(folder, location, data, partition_by=partition_by, then=guarded if then else None)
+
+    def read(self, location: str) -> pa.RecordBatchReader:
+        """Stream the current version of ``location`` (``raw/users``) as Arrow batches."""
+        folder = self._folder(location)
+        with _translated(folder):
+            return self.store.reader(folder, self._manifest(location, folder))
+
+    def exists(self, location: str) -> bool:
+        folder = self._folder(location)
+        with _translated(folder):
+            return self.store.manifest(folder) is not None
+
+    def parquet_path(self, location: str) -> str:
+        """The ``s3://`` URL of the current version's file (a glob when partitioned); DuckDB needs httpfs for it."""
+        folder = self._folder(location)
+        with _translated(folder):
+            manifest = self._manifest(location, folder)
+        if len(manifest.files) == 1 and not manifest.partition_by:
+            return f"s3://{folder}/{manifest.files[0]}"
+        return f"s3://{folder}/v={manifest.version}/**/*.parquet"
+
+    def duckdb_input(self, location: str) -> ds.Dataset:
+        """A pyarrow dataset over the current version's objects, for DuckDB to scan without httpfs."""
+        folder = self._folder(location)
+        with _translated(folder):
+            return self.store.dataset(folder, self._manifest(location, folder))
+
+    def versions(self, location: str) -> list[str]:
+        folder = self._folder(location)
+        with _translated(folder):
+            return self.store.versions(folder)
+
+    def root_of(self, layer: str) -> str:
+        """``bucket`` or ``bucket/prefix`` holding ``layer``'s outputs. Raises TerminalError for an unmapped layer."""
+        root = self.layers.get(layer)
+        if root is not None:
+            return root
+        if self.default_root:
+            return f"{self.default_root}/{layer}"
+        mapped = ", ".join(sorted(self.layers)) or "none"
+        raise TerminalError(
+            f"lake (s3): layer {layer!r} has no bucket (mapped layers: {mapped}); add it to 'lake: layers' or give 'lake: url'"
+        )
+
+    def _folder(self, location: str) -> str:
+        layer, slash, name = location.partition("/")
+        if not slash or "/" in name:
+            raise TerminalError(f"lake location {location!r} is not an S3 lake location; use '<layer>/<name>'")
+        return f"{self.root_of(_name(layer, 'layer'))}/{_name(name, 'name')}"
+
+    def _manifest(self, location: str, folder: str) -> Manifest:
+        manifest = self.store.manifest(folder)
+        if manifest is None:
+            raise TerminalError(
+                f"lake location {location!r} holds no output (no s3://{folder}/{MANIFEST}); run the object that writes it first"
+            )
+        return manifest
+
+    def _ensure_bucket(self, bucket: str) -> None:
+        if bucket in self._buckets:
+            return
+        info = self.fs.get_file_info(bucket)
+        if info.type == pafs.FileType.NotFound:
+            if not self.create_buckets:
+                raise TerminalError(f"lake (s3): bucket {bucket!r} does not exist; create it or set 'lake: create_buckets: true'")
+            self.fs.create_dir(bucket)
+        self._buckets.add(bucket)
+
+    def _put(self, path: str, content: bytes) -> None:
+        """One PUT: S3 shows the object's old bytes or its new ones, never a mix."""
+        with self.fs.open_output_stream(path) as out:
+            out.write(content)
+
+
+@contextmanager
+def _translated(folder: str, passed: Sequence[BaseException] = ()) -> Iterator[None]:
+    """Turn the SDK's OSErrors into a TerminalError (refused: 4xx) or a TransientError (network, 5xx);
+    errors in ``passed`` (raised by a ``then`` step) propagate unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if any(exc is other for other in passed):
+            raise
+        if isinstance(exc, FileNotFoundError) or any(code in str(exc) for code in _TERMINAL):
+            raise TerminalError(
+                f"lake (s3): s3://{folder} refused: {_first_line(exc)}; check the bucket, the credentials and the endpoint"
+            ) from exc
+        raise TransientError(f"lake (s3): s3://{folder}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _name(value: str, what: str) -> str:
+    if not _NAME.match(value) or ".." in value:
+        raise TerminalError(f"lake {what} {value!r} cannot be used as an S3 key part; use letters, digits, '_', '-' or '.'")
+    return value
+
+
+def _root(text: str, option: str) -> str:
+    try:
+        return bucket_root(text, option)
+    except ValueError as exc:
+        raise ConfigError(f"lake (s3): {exc}") from None

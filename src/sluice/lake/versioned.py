@@ -1,0 +1,199 @@
+"""Datasets committed through a manifest: atomic replacement on storage that has no rename (S3).
+
+One dataset lives in a folder of any pyarrow file system::
+
+    <folder>/_manifest.json                           the commit: which version is current, and its files
+    <folder>/v=<version>/part-00000.parquet           one version's data (unpartitioned)
+    <folder>/v=<version>/dt=2026-11-30/part-00000.parquet   (Hive-partitioned)
+
+A write puts a whole new version under a key nobody reads yet, hands it to ``then``, and only then
+writes the manifest: one small object replaced by one PUT, which S3 makes visible all at once. Readers
+read the manifest first and open exactly the files it lists, so they see the old version or the new one,
+never part of either, and never the leftovers of a writer that died. The idea is the commit log of Delta
+Lake and the metadata pointer of Apache Iceberg, reduced to a single pointer object per dataset (no
+concurrent-writer conflict detection: the last commit wins, as with the local lake's rename).
+
+Versions are named ``<unix ns, 19 digits>-<random>`` so that their names sort by age and tell it without
+a listing of timestamps. Retention: the manifest keeps the ids of previous versions (newest first); a
+commit keeps ``keep_versions`` versions in all (the current one included) and those younger than
+``keep_s``, and deletes the rest, plus any uncommitted version older than ``orphan_grace_s`` (a writer
+killed mid-write; a younger one may be a concurrent writer still at work).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from sluice.errors import TerminalError
+from sluice.lake.base import LakeWrite, Then
+from sluice.lake.parts import ROW_GROUP_ROWS, write_parts
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+MANIFEST = "_manifest.json"
+VERSION_PREFIX = "v="
+FORMAT = 1
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    """The committed state of one dataset (``_manifest.json``)."""
+
+    format: int
+    version: str
+    files: list[str]
+    rows: int
+    content_hash: str
+    partition_by: list[str]
+    schema: str  # the Arrow schema, IPC-serialised, base64
+    previous: list[str] = []
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema)))
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How many versions a dataset keeps, how long, and when an uncommitted version counts as abandoned."""
+
+    keep_versions: int = 2
+    keep_s: float = 0.0
+    orphan_grace_s: float = 3600.0
+
+
+def new_version(now_ns: int | None = None) -> str:
+    """A version id that sorts by creation time: ``1795000000000000000-3f2a9c1b``."""
+    return f"{time.time_ns() if now_ns is None else now_ns:019d}-{secrets.token_hex(4)}"
+
+
+def version_age_s(version: str, now: float | None = None) -> float:
+    """Seconds since ``version`` was created (from its name); 0 for a name that is not a version id."""
+    stamp = version.partition("-")[0]
+    if not stamp.isdigit():
+        return 0.0
+    return max(0.0, (time.time() if now is None else now) - int(stamp) / 1e9)
+
+
+class VersionedStore:
+    """Reads and writes manifest-committed datasets on ``fs``; ``commit`` writes a manifest atomically.
+
+    ``commit(path, data)`` must replace the object at ``path`` so that readers see the old bytes or the new
+    ones (one PUT on S3; a temporary file renamed on a local disk).
+    """
+
+    def __init__(self, fs: pafs.FileSystem, commit: Callable[[str, bytes], None], retention: Retention) -> None:
+        self.fs = fs
+        self.commit = commit
+        self.retention = retention
+
+    def manifest(self, folder: str) -> Manifest | None:
+        """The dataset's manifest, or None when it was never committed."""
+        try:
+            with self.fs.open_input_stream(f"{folder}/{MANIFEST}") as stream:
+                raw = stream.read()
+        except FileNotFoundError:
+            return None
+        try:
+            return msgspec.json.decode(raw, type=Manifest)
+        except msgspec.DecodeError as exc:
+            raise TerminalError(f"the lake manifest {folder}/{MANIFEST} is damaged ({exc}); write the object again") from exc
+
+    def write(
+        self,
+        folder: str,
+        location: str,
+        data: pa.RecordBatchReader,
+        *,
+        partition_by: Sequence[str] = (),
+        then: Then | None = None,
+    ) -> LakeWrite:
+        """Write ``data`` as a new version of the dataset in ``folder``, run ``then`` on it, commit, prune.
+
+        Raises what ``data``, ``then`` or the file system raise, after deleting the new version's files.
+        """
+        version = new_version()
+        version_folder = f"{folder}/{VERSION_PREFIX}{version}"
+        try:
+            written = write_parts(self.fs, version_folder, data, partition_by, label=f"lake output {location!r}")
+            manifest = Manifest(
+                FORMAT,
+                version,
+                [f"{VERSION_PREFIX}{version}/{name}" for name in written.files],
+                written.rows,
+                written.content_hash,
+                list(partition_by),
+                base64.b64encode(data.schema.serialize().to_pybytes()).decode(),
+            )
+            published = then(self.reader(folder, manifest)) if then is not None else None
+            previous = self.manifest(folder)
+            kept, dropped = self._retained(version, previous)
+            manifest = msgspec.structs.replace(manifest, previous=kept)
+            self.commit(f"{folder}/{MANIFEST}", msgspec.json.encode(manifest))
+        except BaseException:
+            _delete_folder(self.fs, version_folder)
+            raise
+        self._prune(folder, {version, *kept}, dropped)
+        return LakeWrite(location=location, rows=written.rows, content_hash=written.content_hash, published=published)
+
+    def reader(self, folder: str, manifest: Manifest) -> pa.RecordBatchReader:
+        """Stream the version ``manifest`` names, columns in the written order, about ROW_GROUP_ROWS rows a batch."""
+        import pyarrow.dataset as ds
+
+        names = manifest.arrow_schema().names
+        return ds.Scanner.from_dataset(self.dataset(folder, manifest), columns=names, batch_size=ROW_GROUP_ROWS).to_reader()
+
+    def dataset(self, folder: str, manifest: Manifest) -> ds.Dataset:
+        """A pyarrow dataset over exactly the files of ``manifest`` (partition columns typed as written)."""
+        import pyarrow.dataset as ds
+
+        schema = manifest.arrow_schema()
+        partitioning = None
+        if manifest.partition_by:
+            partition_schema = pa.schema([schema.field(name) for name in manifest.partition_by])
+            partitioning = ds.partitioning(partition_schema, flavor="hive")
+        base = f"{folder}/{VERSION_PREFIX}{manifest.version}"
+        files = [f"{folder}/{name}" for name in manifest.files]
+        return ds.dataset(
+            files, schema=schema, format="parquet", filesystem=self.fs, partitioning=partitioning, partition_base_dir=base
+        )
+
+    def versions(self, folder: str) -> list[str]:
+        """The version folders present (committed or not), oldest first."""
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        names = [info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory]
+        return sorted(name.removeprefix(VERSION_PREFIX) for name in names if name.startswith(VERSION_PREFIX))
+
+    def _retained(self, version: str, previous: Manifest | None) -> tuple[list[str], list[str]]:
+        """Previous versions to keep (newest first) and those to drop, after committing ``version``."""
+        if previous is None:
+            return [], []
+        history = [previous.version, *previous.previous]
+        keep = max(1, self.retention.keep_versions) - 1
+        kept = [
+            v for i, v in enumerate(history) if i < keep or (self.retention.keep_s and version_age_s(v) < self.retention.keep_s)
+        ]
+        return kept, [v for v in history if v not in kept and v != version]
+
+    def _prune(self, folder: str, committed: set[str], dropped: Sequence[str]) -> None:
+        """Delete dropped versions and abandoned ones (uncommitted, older than the grace period); best effort."""
+        doomed = set(dropped)
+        for version in self.versions(folder):
+            if version not in committed and version_age_s(version) > self.retention.orphan_grace_s:
+                doomed.add(version)
+        for version in sorted(doomed - committed):
+            _delete_folder(self.fs, f"{folder}/{VERSION_PREFIX}{version}")
+
+
+def _delete_folder(fs: pafs.FileSystem, folder: str) -> None:
+    with contextlib.suppress(OSError):  # already gone, or the store refuses now; a later write's pruning retries
+        fs.delete_dir(folder)

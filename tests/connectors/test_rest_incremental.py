@@ -1,0 +1,184 @@
+"""Incremental REST objects across runs: the cursor is kept in the state store, advanced only once the
+object's output is durable, and forgotten by ``sluice state reset``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from tests.connectors.rest_server import FakeApi
+
+from helpers import load, write_yaml
+from sluice.errors import TransientError
+from sluice.lake.base import LakeWrite, Then
+from sluice.lake.local import LocalLake
+from sluice.runtime.execute import ObjectExecutor
+from sluice.runtime.run import RunOptions, run_project
+from sluice.state.sqlite import SqliteStateStore
+
+PROJECT = """
+name: shop
+connections:
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: changes
+    source:
+      type: rest
+      base_url: {url}
+      path: /changes
+      incremental: {{cursor: updated_at, param: updated_since}}
+      retries: {{attempts: 2, backoff_s: 0.01}}
+    destination: {{connection: lite, table: changes, mode: merge, key: [id]}}
+"""
+
+
+def record(i: int) -> dict[str, object]:
+    return {"id": i, "name": f"n{i}", "updated_at": f"2024-01-{i:02d}T00:00:00Z"}
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    server = FakeApi([record(i) for i in range(1, 6)])
+    yield server
+    server.close()
+
+
+def rows(folder: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(folder / "lite.db") as db:
+        return db.execute("SELECT id, name FROM changes ORDER BY id").fetchall()
+
+
+def cursors(folder: Path) -> dict[int, object]:
+    store = SqliteStateStore(folder / ".sluice" / "state.db")
+    try:
+        return saved_values(store)
+    finally:
+        store.close()
+
+
+def saved_values(store: SqliteStateStore) -> dict[int, object]:
+    return {object_id: json.loads(text)["value"] for object_id, text in store.source_cursors("shop").items()}
+
+
+def sluice(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sluice", *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_second_run_asks_from_the_saved_cursor_and_reset_starts_over(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url=api.url))
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    assert api.requests_to("/changes") == [{}]
+    assert len(rows(folder)) == 5
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
+
+    nothing_new = run_project(project, RunOptions())
+    assert nothing_new.status == "succeeded" and nothing_new.objects[1001].rows == 0
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
+
+    api.records += [record(6), record(7)]
+    api.records[0]["name"] = "changed but not newer"
+    second = run_project(project, RunOptions())
+    assert second.status == "succeeded" and second.objects[1001].rows == 2
+    assert api.requests_to("/changes")[-1] == {"updated_since": "2024-01-05T00:00:00Z"}
+    assert rows(folder)[0] == (1, "n1") and len(rows(folder)) == 7
+    assert cursors(folder) == {1001: "2024-01-07T00:00:00Z"}
+
+    shown = sluice("state", "show", str(folder))
+    assert shown.returncode == 0 and '1001  changes  "2024-01-07T00:00:00Z"' in shown.stdout
+    assert sluice("state", "reset", str(folder), "--object", "9999").returncode == 2
+    reset = sluice("state", "reset", str(folder), "--object", "1001")
+    assert reset.returncode == 0, reset.stderr
+    assert "reset the cursor of object(s) 1001" in reset.stdout
+    assert cursors(folder) == {}
+    third = run_project(project, RunOptions())
+    assert third.status == "succeeded" and third.objects[1001].rows == 7
+    assert api.requests_to("/changes")[-1] == {}
+    assert rows(folder)[0] == (1, "changed but not newer")
+    assert json.loads(sluice("state", "show", str(folder), "--json").stdout) == {"1001": "2024-01-07T00:00:00Z"}
+    every = sluice("state", "reset", str(folder), "--all")
+    assert every.returncode == 0 and cursors(folder) == {}
+    assert sluice("state", "reset", str(folder)).returncode == 2  # neither --object nor --all
+
+
+def test_a_failed_run_does_not_advance_the_cursor(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url=api.url))
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    api.records += [record(6)]
+    api.faults["/changes"] = [(500, {})] * 6  # every attempt of the object's three fails
+    failed = run_project(project, RunOptions())
+    assert failed.status == "failed"
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
+    assert run_project(project, RunOptions()).objects[1001].rows == 1
+
+
+class LakeThatFailsAfterReading(LocalLake):
+    """Reads everything, then fails as a full disk would: the output never becomes durable."""
+
+    def write(
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        *,
+        then: Then | None = None,
+        partition_by: Sequence[str] = (),
+    ) -> LakeWrite:
+        data.read_all()
+        raise TransientError("disk full")
+
+
+def test_the_cursor_is_saved_only_after_the_output_is_durable(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url=api.url))
+    project = load(folder)
+    store = SqliteStateStore(tmp_path / "state.db")
+    try:
+        failing = ObjectExecutor(project, LakeThatFailsAfterReading(folder / "lake"), store)
+        with pytest.raises(TransientError, match="disk full"):
+            failing.run(project.objects[1001], "r1", {})
+        assert saved_values(store) == {}
+        ObjectExecutor(project, LocalLake(folder / "lake"), store).run(project.objects[1001], "r2", {})
+        assert saved_values(store) == {1001: "2024-01-05T00:00:00Z"}
+    finally:
+        store.close()
+
+
+def test_initial_value_is_sent_on_the_first_run(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(
+        folder,
+        PROJECT.format(url=api.url).replace("param: updated_since}", "param: updated_since, initial: '2024-01-03'}"),
+    )
+    summary = run_project(load(folder), RunOptions())
+    assert summary.objects[1001].rows == 3
+    assert api.requests_to("/changes") == [{"updated_since": "2024-01-03"}]
+
+
+def test_validate_names_an_unknown_connection_of_a_rest_source(tmp_path: Path) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url="http://127.0.0.1:9").replace("base_url: http://127.0.0.1:9", "connection: shop_apii"))
+    checked = sluice("validate", str(folder))
+    assert checked.returncode == 2
+    assert "unknown connection 'shop_apii' in source" in checked.stderr
+
+
+def test_a_timestamp_cursor_is_saved_as_iso_text(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(
+        folder,
+        PROJECT.format(url=api.url).replace("      retries:", "      column_types: {updated_at: 'timestamp[s]'}\n      retries:"),
+    )
+    api.records = [{"id": i, "updated_at": f"2024-02-0{i} 10:00:00"} for i in (1, 2)]
+    assert run_project(load(folder), RunOptions()).status == "succeeded"
+    assert cursors(folder) == {1001: "2024-02-02T10:00:00"}
