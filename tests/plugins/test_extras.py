@@ -16,7 +16,7 @@ import pytest
 
 from sluice.plugins.registry import builtin_plugins
 
-DRIVERS = ("psycopg", "pymysql", "confluent_kafka", "adbc_driver_postgresql", "adbc_driver_manager")
+DRIVERS = ("psycopg", "pymysql", "confluent_kafka", "adbc_driver_postgresql", "adbc_driver_manager", "pyspark")
 WITHOUT_DRIVERS = f"""
 import sys
 for name in {DRIVERS!r}:
@@ -35,7 +35,7 @@ def sluice_without_drivers(*args: str) -> subprocess.CompletedProcess[str]:
 def test_every_extra_driver_is_blocked() -> None:
     declared = {module for plugin in builtin_plugins() for module in plugin.modules}
     assert declared == set(DRIVERS)
-    assert {plugin.extra for plugin in builtin_plugins() if plugin.extra} == {"postgres", "mysql", "kafka"}
+    assert {plugin.extra for plugin in builtin_plugins() if plugin.extra} == {"postgres", "mysql", "kafka", "spark"}
 
 
 def test_embedded_project_runs_without_drivers(tmp_path: Path) -> None:
@@ -80,6 +80,19 @@ def test_mysql_source_without_its_extra_is_one_line(tmp_path: Path, command: str
     result = sluice_without_drivers(command, str(tmp_path))
     assert_one_line(result, "mysql")
     assert "sluice.yaml:4: object 1001 (orders): source: the source 'mysql' plugin needs pymysql" in result.stderr
+    assert not (tmp_path / ".sluice").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_spark_object_without_pyspark_is_one_line(tmp_path: Path, command: str) -> None:
+    (tmp_path / "sluice.yaml").write_text(
+        "objects:\n"
+        "  - {id: 1001, name: people, source: {type: faker, schema: users, rows: 5}}\n"
+        "  - {id: 2001, name: n, parents: [1001], engine: spark, sql: select count(*) as n from people}\n"
+    )
+    result = sluice_without_drivers(command, str(tmp_path))
+    assert_one_line(result, "spark")
+    assert "sluice.yaml:3: object 2001 (n): sql: the engine 'spark' plugin needs pyspark" in result.stderr
     assert not (tmp_path / ".sluice").exists()
 
 

@@ -65,7 +65,7 @@ def test_every_kind_of_the_seam_has_its_built_in_plugins() -> None:
         "source": ["csv", "json", "jsonl", "parquet", "faker", "rest", "postgresql", "mysql", "sqlite", "duckdb"],
         "destination": ["postgresql", "sqlite", "duckdb"],
         "lake": ["local", "s3"],
-        "engine": ["sql", "python", "duckdb", "warehouse", "dbt"],
+        "engine": ["sql", "python", "duckdb", "warehouse", "dbt", "spark"],
         "bus": ["embedded", "kafka"],
         "state": ["sqlite", "postgresql"],
     }

@@ -109,9 +109,11 @@ def test_warehouse_model_reading_a_table_not_in_the_warehouse_is_refused(tmp_pat
     )
 
 
-def test_spark_without_its_plugin_is_a_clear_problem(tmp_path: Path) -> None:
+def test_a_spark_model_is_read_with_the_spark_engine_plugin(tmp_path: Path) -> None:
     path = project(tmp_path, {"s.sql": "{{ config(engine='spark') }}\nselect * from orders"})
-    assert any("model s: engine 'spark' is not available: no spark engine plugin is installed" in p for p in problems(path))
+    assert not any("model s" in p for p in problems(path))
+    spec = next(o for o in load_project(path).objects.values() if o.name == "s")
+    assert spec.engine == "spark" and spec.model is not None and spec.model.dialect == "spark"
 
 
 def test_config_layers_yaml_defaults_folders_model_then_file(tmp_path: Path) -> None:

@@ -107,16 +107,20 @@ def test_an_unknown_table_stops_validate_before_anything_runs(tmp_path: Path) ->
 
 
 def test_an_engine_plugin_registered_by_name_runs_table_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``engine: spark`` resolves through the plugin registry: a stand-in plain engine (DuckDB's ``sql:`` one)
-    registered as ``spark`` gets the model with its SQL bound to the parents' views."""
+    """A model's ``engine`` resolves through the plugin registry: a plain engine (DuckDB's ``sql:`` one)
+    registered as ``standin`` gets the model with its SQL bound to the parents' views (Spark's path is
+    tests/transforms/test_spark.py)."""
     extended = Registry(
-        [*registry().all(), Plugin("engine", "spark", SqlEngineOptions, "sluice.transforms.engines:DuckdbSqlEngine", "stand-in")]
+        [
+            *registry().all(),
+            Plugin("engine", "standin", SqlEngineOptions, "sluice.transforms.engines:DuckdbSqlEngine", "stand-in"),
+        ]
     )
     monkeypatch.setattr("sluice.project.models.registry", lambda: extended)
     monkeypatch.setattr("sluice.transforms.engines.registry", lambda: extended)
     path = make(tmp_path, "1,ann,FR,2026-01-01\n")
     (tmp_path / "models" / "on_spark.sql").write_text(
-        "{{ config(engine='spark', dialect='duckdb') }}\nselect count(*) as n from {{ ref('users') }}\n", encoding="utf-8"
+        "{{ config(engine='standin', dialect='duckdb') }}\nselect count(*) as n from {{ ref('users') }}\n", encoding="utf-8"
     )
     project = load_project(path)
     summary = run_project(project)

@@ -1,8 +1,11 @@
 """The lake: where every object's output lands as Parquet, one layer per stage (raw, cleaned, curated).
 
-A lake is addressed by *locations*: opaque strings returned by :meth:`Lake.write` and accepted by
-:meth:`Lake.read`. Writing the same ``(layer, name)`` again replaces the previous output atomically,
-so a redelivered object never leaves duplicated data behind.
+A lake is addressed by *locations*: opaque strings returned by :meth:`Lake.write` (or
+:meth:`StagedOutput.commit`) and accepted by :meth:`Lake.read`. Writing the same ``(layer, name)`` again
+replaces the previous output atomically, so a redelivered object never leaves duplicated data behind.
+
+An output is one Parquet file (what :meth:`Lake.write` streams) or a folder of Parquet parts (what an
+engine such as Spark writes by itself into :meth:`Lake.stage`'s staging place); readers cannot tell.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
+from sluice.errors import TerminalError
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -65,8 +70,9 @@ class Lake(ABC):
 
     @abstractmethod
     def parquet_path(self, location: str) -> str:
-        """A path or URL of ``location``'s Parquet data (a local path DuckDB's ``read_parquet`` opens, or an
-        ``s3://`` URL that only a DuckDB with the httpfs extension could open: use :meth:`duckdb_input`)."""
+        """A path, glob or URL of ``location``'s Parquet data: a local path or glob DuckDB's ``read_parquet`` opens
+        (a file, a parts folder's ``<folder>/*.parquet``, a glob of a partitioned output's current files), or an
+        ``s3://`` URL that only a DuckDB with the httpfs extension could open: use :meth:`duckdb_input`."""
 
     def current_location(self, layer: str, name: str) -> str | None:
         """The location of ``layer/name``'s current output, or None when it has none (the location
@@ -82,3 +88,45 @@ class Lake(ABC):
     def versions(self, location: str) -> list[str]:
         """The stored versions of ``location``, oldest first (a lake that replaces in place holds one)."""
         return ["current"] if self.exists(location) else []
+
+    def stage(self, layer: str, name: str) -> StagedOutput:
+        """A staging place for an engine that writes ``layer/name`` itself (Spark), committed atomically.
+
+        The contract every lake that supports it keeps:
+
+        - :attr:`StagedOutput.uri` is a folder URI no reader looks at (``file:///…/raw/.users.parquet.<token>.tmp``
+          for the local lake; an S3 lake would give a prefix of its own). The engine writes a folder of
+          Parquet parts there (``*.parquet``; other files such as Spark's ``_SUCCESS`` and ``.crc`` are ignored).
+        - :meth:`StagedOutput.commit` makes those parts the output of ``layer/name`` in one atomic step,
+          replacing the previous one: readers see the old output or the new one, never a mix. It returns the
+          same :class:`LakeWrite` as :meth:`write` (the location of ``layer/name`` is the same whichever way
+          it was written); rows and content hash come from the parts' Parquet footers, without reading data.
+          ``then`` runs on the staged parts before the replacement, as in :meth:`write`.
+        - :meth:`StagedOutput.discard` removes what was staged (after a failure, or once ``then`` has read it
+          for an object that keeps no lake copy); a crash leaves a staging place that a later write of the
+          same output clears.
+
+        A lake that cannot give engines a place to write raises TerminalError (the default).
+        """
+        raise TerminalError(
+            f"the {type(self).__name__} lake cannot take output written by an engine itself (Spark); use the local lake"
+        )
+
+
+class StagedOutput(ABC):
+    """A place an engine writes ``layer/name``'s Parquet parts to, then commits or discards (see :meth:`Lake.stage`)."""
+
+    uri: str
+    """Folder URI the engine writes Parquet parts into (``file:///abs/path`` for the local lake)."""
+
+    @abstractmethod
+    def commit(self, *, then: Then | None = None) -> LakeWrite:
+        """Make the staged parts the output, atomically; ``then`` reads them first (it raising leaves the old output)."""
+
+    @abstractmethod
+    def read(self) -> pa.RecordBatchReader:
+        """The staged parts as Arrow batches (before :meth:`commit` or :meth:`discard`)."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Remove what was staged; harmless after :meth:`commit` or a second call."""

@@ -6,6 +6,13 @@ manifest, exactly as on S3 (:mod:`sluice.lake.versioned`), the manifest itself r
 A write streams into a hidden temporary file beside the target and renames it over the target only once
 the file is complete and flushed, so readers see the old output or the new one, never half a file, and a
 crash leaves at most a hidden ``.*.tmp`` file behind (cleared by a later write of the same output).
+An engine that writes Parquet itself (Spark) writes a folder of parts through :meth:`LocalLake.stage`;
+the plain output ``<layer>/<name>.parquet`` is then a link to that folder (:mod:`sluice.lake.local_parts`),
+read the same way.
+
+So a location holds one of three things: a Parquet file or a link to a parts folder (``<name>.parquet``,
+a plain output), or a manifest-committed folder (``<name>``, a partitioned output); every method reading
+the lake tells them apart.
 
 >>> import pyarrow as pa, tempfile
 >>> lake = LocalLake(Path(tempfile.mkdtemp()))
@@ -20,7 +27,6 @@ import hashlib
 import os
 import re
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -30,15 +36,17 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sluice.errors import TerminalError
-from sluice.lake.base import Lake, LakeWrite, Then
-from sluice.lake.versioned import MANIFEST, Retention, VersionedStore
+from sluice.lake.base import Lake, LakeWrite, StagedOutput, Then
+from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
+from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
+__all__ = ["ROW_GROUP_ROWS", "STALE_AFTER_S", "LocalLake"]
+
 CHUNK = 1 << 20
 ROW_GROUP_ROWS = 128 * 1024
-STALE_AFTER_S = 3600.0
 FILE_MODE = 0o644
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- =]*$")
 
@@ -70,10 +78,10 @@ class LocalLake(Lake):
             folder = self._path(location)
             folder.mkdir(parents=True, exist_ok=True)
             return self.store.write(folder.as_posix(), location, data, partition_by=partition_by, then=then)
-        location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}.parquet"
+        location = _location(layer, name)
         target = self._path(location)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(target, self.store.retention.orphan_grace_s)
+        remove_stale(target, self.store.retention.orphan_grace_s)
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(handle)
         os.chmod(temporary, FILE_MODE)  # mkstemp makes the file private; outputs are shared like any file
@@ -82,22 +90,32 @@ class LocalLake(Lake):
             _fsync(temporary)
             content_hash = _hash(Path(temporary))
             published = then(_read_file(Path(temporary))) if then is not None else None
+            previous = os.readlink(target) if target.is_symlink() else ""
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _fsync_folder(target.parent)
+        fsync_folder(target.parent)
+        if previous:  # the output was a parts folder (Spark): keep it for readers in flight, drop older ones
+            remove_old_parts(target, keep={previous})
         return LakeWrite(location=location, rows=rows, content_hash=content_hash, published=published)
 
+    def stage(self, layer: str, name: str) -> StagedOutput:
+        """A hidden staging folder for ``<layer>/<name>.parquet`` (``file:///…/.<name>.parquet.<token>.tmp``);
+        committing it makes the output a link to its parts (:mod:`sluice.lake.local_parts`)."""
+        location = _location(layer, name)
+        return LocalStagedOutput(self._path(location), location, self.store.retention.orphan_grace_s)
+
     def read(self, location: str) -> pa.RecordBatchReader:
-        """Stream a stored output back, one row group at a time."""
+        """Stream a stored output back, one row group at a time (each part in order for a parts folder)."""
         path = self._existing(location)
-        manifest = self.store.manifest(path.as_posix()) if path.is_dir() else None
-        return _read_file(path) if manifest is None else self.store.reader(path.as_posix(), manifest)
+        manifest = self._manifest(path)
+        if manifest is not None:
+            return self.store.reader(path.as_posix(), manifest)
+        return read_parts(path.resolve()) if path.is_dir() else _read_file(path)
 
     def exists(self, location: str) -> bool:
-        path = self._path(location)
-        return path.is_file() or (path / MANIFEST).is_file()
+        return _holds_output(self._path(location))
 
     def current_location(self, layer: str, name: str) -> str | None:
         """``<layer>/<name>.parquet`` (a plain output) or ``<layer>/<name>`` (a partitioned one), or None."""
@@ -109,23 +127,33 @@ class LocalLake(Lake):
     def parquet_path(self, location: str) -> str:
         """The absolute path of ``location`` (for DuckDB's ``read_parquet``); a glob over the current
         version's files for a partitioned output (whose partition columns DuckDB sees only through
-        :meth:`duckdb_input`)."""
+        :meth:`duckdb_input`); ``<parts folder>/*.parquet`` for a parts folder, given by its resolved name so
+        a reader keeps reading one version while the output is replaced."""
         path = self._path(location)
-        manifest = self.store.manifest(path.as_posix()) if path.is_dir() else None
-        return str(path) if manifest is None else f"{path}/v={manifest.version}/**/*.parquet"
+        manifest = self._manifest(path)
+        if manifest is not None:
+            return f"{path}/v={manifest.version}/**/*.parquet"
+        return str(path.resolve() / "*.parquet") if path.is_dir() else str(path)
 
     def duckdb_input(self, location: str) -> str | ds.Dataset:
-        """The file's path, or for a partitioned output a pyarrow dataset with its partition columns typed."""
+        """The file's path (a parts folder's glob), or for a partitioned output a pyarrow dataset with its
+        partition columns typed."""
         path = self._existing(location)
-        manifest = self.store.manifest(path.as_posix()) if path.is_dir() else None
-        return str(path) if manifest is None else self.store.dataset(path.as_posix(), manifest)
+        manifest = self._manifest(path)
+        if manifest is not None:
+            return self.store.dataset(path.as_posix(), manifest)
+        return str(path.resolve() / "*.parquet") if path.is_dir() else str(path)
 
     def versions(self, location: str) -> list[str]:
-        """``["current"]`` for a file output; the version folders of a partitioned one, oldest first."""
+        """``["current"]`` for a file or parts-folder output; the version folders of a partitioned one, oldest first."""
         path = self._path(location)
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             return self.store.versions(path.as_posix())
-        return ["current"] if path.is_file() else []
+        return ["current"] if _holds_output(path) else []
+
+    def _manifest(self, path: Path) -> Manifest | None:
+        """The manifest of a partitioned output's folder; None for a file or a (linked) parts folder."""
+        return self.store.manifest(path.as_posix()) if path.is_dir() and not path.is_symlink() else None
 
     def _path(self, location: str) -> Path:
         """The file for ``location``; a location that would leave the lake folder is refused."""
@@ -139,7 +167,7 @@ class LocalLake(Lake):
 
     def _existing(self, location: str) -> Path:
         path = self._path(location)
-        if not path.is_file() and not (path / MANIFEST).is_file():
+        if not _holds_output(path):
             raise TerminalError(
                 f"lake location {location!r} holds no output ({path} does not exist); run the object that writes it first"
             )
@@ -159,13 +187,24 @@ def _commit_file(path: str, content: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_folder(Path(path).parent)
+    fsync_folder(Path(path).parent)
+
+
+def _holds_output(path: Path) -> bool:
+    """A Parquet file, a link to a parts folder (Spark), or a partitioned output's committed folder."""
+    if path.is_symlink():
+        return path.is_dir() or path.is_file()
+    return path.is_file() or (path / MANIFEST).is_file()
 
 
 def _read_file(path: Path) -> pa.RecordBatchReader:
     parquet = pq.ParquetFile(path)
     batches = parquet.iter_batches(batch_size=ROW_GROUP_ROWS)
     return pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches)
+
+
+def _location(layer: str, name: str) -> str:
+    return f"{_segment(layer, 'layer')}/{_segment(name, 'name')}.parquet"
 
 
 def _segment(value: str, what: str) -> str:
@@ -203,32 +242,3 @@ def _hash(path: Path) -> str:
 def _fsync(path: str) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # some file systems cannot sync folders; the rename itself is still atomic
-    finally:
-        os.close(descriptor)
-
-
-def _remove_stale_temporaries(target: Path, grace_s: float = STALE_AFTER_S) -> None:
-    """Remove temporary files an interrupted write of this output left behind.
-
-    Only files untouched for ``grace_s`` (Retention.orphan_grace_s, STALE_AFTER_S by default) go: a
-    concurrent writer of the same output (a redelivered
-    object) keeps its file fresh while it writes, and must not lose it.
-    """
-    now = time.time()
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):
-        try:
-            if now - stale.stat().st_mtime > grace_s:
-                stale.unlink()
-        except OSError:
-            pass

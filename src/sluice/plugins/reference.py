@@ -38,6 +38,7 @@ from sluice.plugins.registry import builtin_plugins
 from sluice.plugins.schema import SQL_TYPE, source_type
 from sluice.project.model import RetrySpec
 from sluice.project.settings import ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
+from sluice.transforms.plugins import SparkSettings
 
 REGENERATE = "PYTHONPATH=src python3 -m sluice.plugins.reference docs/reference"
 GENERATED = f"<!-- Generated from the plugins' option structures by `{REGENERATE}`; do not edit by hand. -->"
@@ -67,8 +68,11 @@ INTROS = {
         "or a plugin and its options (`lake: {type: local, path: lake}`). Default: `.sluice/lake`. "
         "Design, partitions and retention: [docs/lakes.md](../lakes.md)."
     ),
-    "engine": "An object's `sql:` or `python:` key picks the engine that computes it from its parents; a SQL model's "
-    "`engine` (docs/models.md) picks the one that materialises it.",
+    "engine": (
+        "An object's `sql:`, `python:` or `pyspark:` key picks the engine that computes it from its parents; "
+        "`engine: spark` (on the object or at the top level) runs `sql:` on Spark (see [../engines.md](../engines.md)); "
+        "a SQL model's `engine` (docs/models.md) picks the one that materialises it."
+    ),
     "bus": (
         "The top-level `bus:` URL (or `--bus`); its scheme picks the plugin and the query string "
         "carries the options: `bus: kafka://127.0.0.1:9092?partitions=12`."
@@ -81,6 +85,11 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
     ("stages.NAME", StageSettings, "Each stage of `stages:`, by name."),
     ("connections.NAME", ConnectionSettings, "Each connection of `connections:`, by name: a URL, or `{url: ...}`."),
     ("retry", RetrySpec, "The top-level `retry:`: how failed objects are retried."),
+    (
+        "spark",
+        SparkSettings,
+        "The top-level `spark:`: the Spark session of `engine: spark` objects. See [../engines.md](../engines.md).",
+    ),
     (
         "syncs[]",
         SyncSettings,

@@ -115,3 +115,19 @@ def python_problem(ref: str, root: Path) -> str | None:
         return None  # defined, or perhaps defined conditionally: the run decides
     defined = sorted(n for n in names if not n.startswith("_"))
     return f"module {module!r} ({file}) defines no {function!r}.{did_you_mean(function, defined)}"
+
+
+def java_problem() -> str | None:
+    """Why Spark cannot start a JVM here (no ``java`` in ``$JAVA_HOME/bin`` nor on ``PATH``), or None."""
+    import os
+    import shutil
+
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return None
+    if shutil.which("java"):
+        return None
+    return (
+        "Spark needs Java 17 or 21, which is not installed or not on PATH: install a JDK or JRE "
+        "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+    )

@@ -19,6 +19,7 @@ from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
+from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
 
 WriteMode = Literal["append", "replace", "merge"]
@@ -184,6 +185,9 @@ class ObjectSpec:
     destination: DestinationSpec | None = None
     lake: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    pyspark: str | None = None
+    chosen_engine: str | None = None
+    """The ``engine:`` that runs ``sql:`` or ``pyspark:`` when not the default (``spark``); None: DuckDB / Python."""
     model: ModelSpec | None = None
     """A SQL model of the ``models/`` folder (docs/models.md); None for an object of the definition file."""
     partition_by: tuple[str, ...] = ()
@@ -195,7 +199,7 @@ class ObjectSpec:
     date_column: str | None = None
 
     @property
-    def kind(self) -> Literal["source", "sql", "python", "model", "noop"]:
+    def kind(self) -> Literal["source", "sql", "python", "pyspark", "model", "noop"]:
         if self.model is not None:
             return "model"
         if self.source is not None:
@@ -204,12 +208,19 @@ class ObjectSpec:
             return "sql"
         if self.python is not None:
             return "python"
+        if self.pyspark is not None:
+            return "pyspark"
         return "noop"
 
     @property
     def engine(self) -> str:
-        """The engine plugin that runs the object: a model's ``engine``, else its kind (``sql``, ``python``)."""
-        return self.model.engine if self.model is not None else self.kind
+        """The engine plugin that runs the object: a model's ``engine``, else its :attr:`chosen_engine` (``spark``),
+        else its kind (``sql``, ``python``)."""
+        if self.model is not None:
+            return self.model.engine
+        if self.chosen_engine:
+            return self.chosen_engine
+        return "spark" if self.kind == "pyspark" else self.kind
 
     def definition(self) -> dict[str, Any]:
         """A canonical, JSON-serialisable description used for fingerprints and the API."""
@@ -233,6 +244,9 @@ class ObjectSpec:
             "lake": self.lake,
             "metadata": dict(self.metadata),
             **({"model": self.model.definition()} if self.model is not None else {}),
+            # only when set, so the definitions (and fingerprints) of objects written before them stay the same
+            **({"engine": self.chosen_engine} if self.chosen_engine else {}),
+            **({"pyspark": self.pyspark} if self.pyspark else {}),
         } | ({"partition_by": list(self.partition_by)} if self.partition_by else {})
         return found | self._objets_definition()
 
@@ -315,6 +329,8 @@ class Project:
     notes: tuple[str, ...] = ()
     """One-line remarks that are not errors, shown by ``sluice validate`` and ``sluice plan``: an ``Objets.json``
     object whose fields could not be mapped to work, and what to do about it."""
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    """The ``spark:`` section: master URL and configuration of the Spark session (docs/engines.md)."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

@@ -21,6 +21,7 @@ from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
+from sluice.transforms.spark_settings import SparkSettings
 
 
 class StageSettings(Settings):
@@ -57,6 +58,13 @@ class ObjectSettings(Settings):
     source: Annotated[dict[str, Any] | None, Meta(description="What the object extracts: {type: csv, path: ...}.")] = None
     sql: Annotated[str | None, Meta(description="A SELECT over the parents (DuckDB).")] = None
     python: Annotated[str | None, Meta(description="module:function called with one Arrow table per parent.")] = None
+    pyspark: Annotated[
+        str | None, Meta(description="module:function called on Spark with one DataFrame per parent, returning a DataFrame.")
+    ] = None
+    engine: Annotated[
+        str | None,
+        Meta(description="What runs the object's sql: duckdb (default) or spark; a pyspark object runs on spark."),
+    ] = None
     destination: Annotated[dict[str, Any] | None, Meta(description="A table to publish to: {connection, table, mode, key}.")] = (
         None
     )
@@ -96,6 +104,12 @@ class ProjectSettings(Settings):
         list[SyncSettings], Meta(description="Tables kept in sync between two connections by change-data capture (docs/cdc).")
     ] = msgspec.field(default_factory=list)
     api: Annotated[ApiSettings | None, Meta(description="The data API (GraphQL) served by `sluice serve` (docs/api).")] = None
+    engine: Annotated[
+        str | None, Meta(description="Default engine of the sql objects: duckdb (default) or spark (docs/engines.md).")
+    ] = None
+    spark: Annotated[
+        SparkSettings | None, Meta(description="The Spark session of spark objects: master URL and conf (docs/engines.md).")
+    ] = None
     models: Annotated[
         ModelsSettings | None,
         Meta(description="SQL models: the models/ folder of .sql files and their configuration (docs/models.md)."),
@@ -110,4 +124,4 @@ class ProjectSettings(Settings):
     ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "models", "dbt")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt")

@@ -13,7 +13,7 @@ from sqlglot.errors import ParseError
 from sluice.connectors.plugins import FileOptions
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
-from sluice.project.checks import missing_file, python_problem, sql_columns, sql_tables, syntax_error
+from sluice.project.checks import java_problem, missing_file, python_problem, sql_columns, sql_tables, syntax_error
 from sluice.project.model import ObjectSpec, Project, layer_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -67,19 +67,23 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
 
     ``sluice validate`` reports these; a run does not refuse to start for them (DuckDB, not sqlglot, is
     the authority on SQL, and a file may appear before its object runs): such an object fails with a
-    TerminalError when it runs.
+    TerminalError when it runs. Spark objects with a local master and no Java are reported here too.
     """
     problems = []
+    spark = [obj for obj in project.objects.values() if obj.engine == "spark"]
+    if spark and project.spark.master.startswith("local"):
+        why = java_problem()
+        if why:
+            first = min(spark, key=lambda obj: obj.id)
+            problems.append(ConfigError(f"{_label(first)}: {why}", first.origin.file, first.origin.line_of("engine")))
     for obj in project.objects.values():
         if obj.sql is not None:
             problems.extend(_sql_problems(project, obj, obj.sql))
             problems.extend(_destination_columns(obj, obj.sql))
-        if obj.python is not None:
-            why = python_problem(obj.python, project.root)
+        for key, ref in (("python", obj.python), ("pyspark", obj.pyspark)):
+            why = python_problem(ref, project.root) if ref is not None else None
             if why:
-                problems.append(
-                    ConfigError(f"{_label(obj)}: python {obj.python!r}: {why}", obj.origin.file, obj.origin.line_of("python"))
-                )
+                problems.append(ConfigError(f"{_label(obj)}: {key} {ref!r}: {why}", obj.origin.file, obj.origin.line_of(key)))
         # a file source's path (a REST source's `path` is an endpoint, not a file)
         options = obj.source.options if obj.source is not None else None
         path = options.path if isinstance(options, FileOptions) else None

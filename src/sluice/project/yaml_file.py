@@ -44,6 +44,7 @@ from sluice.project.models import read_models
 from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
+from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
 from sluice.urls import connection_scheme
 
 S = TypeVar("S", bound=Settings)
@@ -56,6 +57,7 @@ class _Reader:
         self.file = str(path)
         self.problems: list[ConfigError] = []
         self.connections: dict[str, ConnectionSpec] = {}
+        self.default_engine: str | None = None
 
     def problem(self, message: str, line: int | None) -> None:
         self.problems.append(ConfigError(message, self.file, line))
@@ -88,6 +90,7 @@ class _Reader:
         if not {"objects", "syncs", "api", "models", "dbt", "objets"} & set(data):
             self.problem("the file has no 'objects' list; add one (objects: [{id: 1001, ...}])", 1)
         stages = self.stages(data.get("stages"), data.line_of("stages"))
+        self.default_engine = self.engine_name(top.engine if top else None, "top level: engine", data.line_of("engine"))
         self.connections = self.read_connections(data.get("connections"), data.line_of("connections"))
         objects = self.objects(data.get("objects", []), stages, data.line_of("objects"))
         objets = None
@@ -120,7 +123,30 @@ class _Reader:
             api=self.api(data.get("api"), data.line_of("api"), [s.settings.name for s in syncs]),
             left_out=objets.left_out if objets is not None else {},
             notes=objets.notes if objets is not None else (),
+            spark=self.spark(data.get("spark"), data.line_of("spark")),
         )
+
+    def spark(self, raw: Any, line: int | None) -> SparkSettings:
+        """The ``spark:`` section (master URL, conf), checked key by key."""
+        if raw is None:
+            return SparkSettings()
+        mapping = self.mapping(raw, "'spark'", line, "{master: 'local[*]', conf: {spark.executor.memory: 4g}}")
+        spark = self.check(SparkSettings, mapping, "spark") if mapping is not None else None
+        return spark or SparkSettings()
+
+    def engine_name(self, value: str | None, label: str, line: int | None) -> str | None:
+        """``value`` of an ``engine:`` key checked against the engine plugins: None for the default (duckdb)."""
+        if value is None or value == ENGINE_DEFAULT:
+            return None
+        # sql and python are the kinds of the DuckDB default; duckdb (as a plugin), warehouse and dbt run models only
+        model_only = ("sql", "python", ENGINE_DEFAULT, "warehouse", "dbt")
+        choices = [ENGINE_DEFAULT, *(p.name for p in registry().of_kind("engine") if p.name not in model_only)]
+        if value not in choices:
+            self.problem(
+                f"{label}: unknown engine {value!r} (engines: {', '.join(choices)}).{did_you_mean(value, choices)}", line
+            )
+            return None
+        return value
 
     def api(self, raw: Any, line: int | None, syncs: list[str]) -> ApiSpec | None:
         """The ``api:`` section, every mapping checked at its line (:mod:`sluice.api.config`); ``syncs``: the
@@ -392,14 +418,21 @@ class _Reader:
                 self.problem(f"{label} matches no stage ({ranges}); set its 'stage' or change the stage id ranges", line)
                 return None
             stage_name = stage.name
-        work = [key for key in ("source", "sql", "python") if item.get(key) is not None]
+        work = [key for key in ("source", "sql", "python", "pyspark") if item.get(key) is not None]
         if len(work) > 1:
-            self.problem(f"{label}: give only one of source, sql, python (got {', '.join(work)})", line)
-        for key in ("sql", "python"):
+            self.problem(f"{label}: give only one of source, sql, python, pyspark (got {', '.join(work)})", line)
+        engine = self.object_engine(spec, work, label, item.line_of("engine") or line) if spec is not None else None
+        for key in ("sql", "python", "pyspark"):
             if key in item and spec is not None:
-                self.engine(key, item, label)
+                self.engine(key, item, label, engine)
         if spec is None:
             return None
+        if engine is not None and spec.partition_by:
+            self.problem(
+                f"{label}: partition_by is not supported on engine {engine} objects yet (Spark writes one parts folder); "
+                "partition a child object run by DuckDB instead",
+                item.line_of("partition_by"),
+            )
         parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
         return ObjectSpec(
             id=raw_id,
@@ -409,7 +442,11 @@ class _Reader:
             origin=Origin(
                 self.file,
                 line,
-                tuple((key, item.key_lines[key]) for key in ("sql", "source", "destination") if key in item.key_lines),
+                tuple(
+                    (key, item.key_lines[key])
+                    for key in ("sql", "source", "python", "pyspark", "engine", "destination")
+                    if key in item.key_lines
+                ),
             ),
             source=self.source(item.get("source"), label, item.line_of("source")),
             sql=spec.sql,
@@ -417,12 +454,37 @@ class _Reader:
             destination=self.destination(item.get("destination"), label, item.line_of("destination")),
             lake=spec.lake,
             metadata=plain(spec.metadata),
+            pyspark=spec.pyspark,
+            chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
         )
 
-    def engine(self, key: str, item: YamlMap, label: str) -> None:
-        """Check an object's ``sql:`` or ``python:`` against its engine plugin's options."""
-        plugin = self.plugin("engine", key, f"{label}: {key}", item.line_of(key))
+    def object_engine(self, spec: ObjectSettings, work: list[str], label: str, line: int | None) -> str | None:
+        """The engine of an object (None: the default), from its ``engine:`` or the project's; wrong pairs reported."""
+        explicit = spec.engine is not None
+        engine = self.engine_name(spec.engine, label, line) if explicit else None
+        if explicit and not {"sql", "pyspark", "python"} & set(work):
+            self.problem(f"{label}: 'engine' applies to sql and pyspark objects; this one has no sql or pyspark", line)
+            return None
+        if "python" in work:
+            if engine is not None:
+                self.problem(
+                    f"{label}: a python function runs in Sluice on Arrow tables, not on {engine}; "
+                    "for a PySpark function write pyspark: module:function",
+                    line,
+                )
+            return None
+        if "pyspark" in work:
+            if explicit and engine is None:
+                self.problem(f"{label}: pyspark runs on Spark, not on {spec.engine}; drop 'engine' or use python:", line)
+            return engine or "spark"
+        if "sql" not in work:
+            return None
+        return engine if explicit else self.default_engine
+
+    def engine(self, key: str, item: YamlMap, label: str, engine: str | None = None) -> None:
+        """Check an object's ``sql:``, ``python:`` or ``pyspark:`` against its engine plugin's options."""
+        plugin = self.plugin("engine", engine or key, f"{label}: {key}", item.line_of(key))
         if plugin is not None:
             only = YamlMap({key: item[key]})
             only.line, only.key_lines, only.duplicates = item.line_of(key), {}, []

@@ -77,6 +77,10 @@ class ObjectExecutor:
             time.sleep(delay_s)
         if fail:
             raise TransientError(f"forced failure (--fail {obj.id})")
+        if obj.kind not in ("source", "noop") and self.engine(obj.engine).writes_lake:
+            # Spark: the engine writes the lake itself, a table model as its SQL bound to its parents
+            plain = self._model_as_object(obj) if obj.model is not None else obj
+            return self._write_by_engine(plain, run_id, inputs)
         rows: int | None = None
         source = self._source(obj)
         if obj.model is not None:
@@ -133,6 +137,11 @@ class ObjectExecutor:
         if isinstance(engine, ModelEngine):
             result = engine.materialize(obj, available, object_label=label(obj))
             return result.reader, result.rows, result.target
+        return engine.run(self._model_as_object(obj), available, object_label=label(obj)), None, None
+
+    def _model_as_object(self, obj: ObjectSpec) -> ObjectSpec:
+        """A table model for a plain engine (a ``sql:`` one: Spark...): the object with the model's SQL bound to
+        its parents' views, in DuckDB's dialect, run by the model's engine."""
         from sluice.transforms.models import lake_names, rewrite
 
         model = obj.model
@@ -142,16 +151,36 @@ class ObjectExecutor:
                 f"{label(obj)}: engine '{obj.engine}' runs table models over tables only; set materialized: table "
                 "and read no view model"
             )
-        # A plain engine (a sql: one) gets the object with the model's SQL bound to its parents' views, in DuckDB's dialect.
         sql = rewrite(model, model.full_sql, lake_names(self.project, model), write="duckdb", object_label=label(obj))
-        return engine.run(dataclasses.replace(obj, sql=sql, model=None), available, object_label=label(obj)), None, None
+        return dataclasses.replace(obj, sql=sql, model=None, chosen_engine=obj.engine)
 
     def _read(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> pa.RecordBatchReader | None:
         kind = obj.kind
         if kind == "noop":
             return None
         available = self._parent_locations(obj, inputs)
-        return self.engine(kind).run(obj, available, object_label=label(obj))
+        return self.engine(obj.engine).run(obj, available, object_label=label(obj))
+
+    def _write_by_engine(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None]) -> Outcome:
+        """An engine that writes the lake itself (Spark): it fills a staging place, committed here (or read
+        by the destination and dropped, for an object that keeps no lake copy)."""
+        engine = self.engine(obj.engine)
+        available = self._parent_locations(obj, inputs)
+        destination = obj.destination.table if obj.destination is not None else None
+        publish: Then | None = (
+            functools.partial(self._publish, obj, load_id=f"{run_id}:{obj.id}") if obj.destination is not None else None
+        )
+        staged = self.lake.stage(self.project.stage(obj.stage).layer, obj.name)
+        try:
+            engine.write(obj, available, staged, object_label=label(obj))
+            if not obj.lake:
+                rows = publish(staged.read()) if publish is not None else 0
+                return Outcome(rows=rows, location=None, content_hash="", destination=destination)
+            written = staged.commit(then=publish)
+        finally:
+            staged.discard()
+        rows = written.published if written.published is not None else written.rows
+        return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
 
     def engine(self, name: str) -> Engine:
         """The transform engine plugin ``name``, opened once per executor."""

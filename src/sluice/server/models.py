@@ -96,7 +96,7 @@ class ObjectBrief(BaseModel):
     id: int
     name: str
     stage: str
-    kind: Literal["source", "sql", "python", "model", "noop"]
+    kind: Literal["source", "sql", "python", "pyspark", "model", "noop"]
     parents: list[int]
     children: list[int]
     last_status: str | None = Field(description="Status in the most recent run that planned the object.")

@@ -1,25 +1,35 @@
-"""Transform engines: what turns an object's parents into its output (SQL on DuckDB, Python on Arrow).
+"""Transform engines: what turns an object's parents into its output (SQL on DuckDB, Python on Arrow, Spark).
 
 An engine is a plugin of kind ``engine`` (:mod:`sluice.transforms.plugins`); the object's ``sql:`` or
-``python:`` key names which one runs it. Each engine also says what, besides its parents, the output
-depends on (:meth:`Engine.input_fingerprint`), so planning can tell a fresh object from a stale one.
+``python:`` key names which one runs it, unless its ``engine:`` (or the project's) names another
+(``engine: spark``, :mod:`sluice.transforms.spark_engine`; ``ObjectSpec.engine``). Each engine
+also says what, besides its parents, the output depends on (:meth:`Engine.input_fingerprint`), so
+planning can tell a fresh object from a stale one.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import cast
+from typing import ClassVar, cast
 
 import pyarrow as pa
 
-from sluice.lake.base import Lake
+from sluice.lake.base import Lake, StagedOutput
 from sluice.plugins import registry
 from sluice.project.model import ObjectSpec, Project, layer_of, parent_keys
 
 
 class Engine(ABC):
-    """Runs the objects of one project whose work it does. Thread-safe: it holds no per-object state."""
+    """Runs the objects of one project whose work it does. Thread-safe: it holds no per-object state.
+
+    An engine either returns the output as Arrow batches (:meth:`run`), which the runtime streams into the
+    lake, or, when :attr:`writes_lake` is True, writes Parquet parts into a staging place of the lake
+    itself (:meth:`write`), which the runtime then commits: the data never goes through the Sluice process.
+    """
+
+    writes_lake: ClassVar[bool] = False
+    """True when the runtime calls :meth:`write` instead of :meth:`run` (Spark)."""
 
     def __init__(self, project: Project, lake: Lake) -> None:
         self.project = project
@@ -28,6 +38,11 @@ class Engine(ABC):
     @abstractmethod
     def run(self, obj: ObjectSpec, inputs: Mapping[str, str], *, object_label: str) -> pa.RecordBatchReader:
         """``obj``'s output from ``inputs`` (parent name -> lake location). Raises TerminalError for user mistakes."""
+
+    def write(self, obj: ObjectSpec, inputs: Mapping[str, str], staged: StagedOutput, *, object_label: str) -> None:
+        """Write ``obj``'s output as Parquet parts into ``staged.uri`` (engines with :attr:`writes_lake`); the
+        caller commits or discards ``staged``. Raises TerminalError for user mistakes."""
+        raise NotImplementedError(f"{type(self).__name__} returns batches (run); it does not write the lake itself")
 
     def input_fingerprint(self, obj: ObjectSpec) -> str | None:
         """What the output depends on besides the object's definition and its parents ("" for nothing, None: unknown)."""
@@ -92,6 +107,6 @@ def python_arguments(project: Project, obj: ObjectSpec, inputs: Mapping[str, str
 
 
 def open_engine(name: str, project: Project, lake: Lake) -> Engine:
-    """The engine plugin ``name`` (``sql``, ``python``) for ``project``. Raises PluginError or MissingExtra."""
+    """The engine plugin ``name`` (``sql``, ``python``, ``spark``) for ``project``. Raises PluginError or MissingExtra."""
     cls = cast("type[Engine]", registry().get("engine", name).load())
     return cls(project, lake)

@@ -1,4 +1,5 @@
-"""The built-in transform engines: SQL on DuckDB, Python functions on Arrow tables, and SQL models (docs/models.md)."""
+"""The built-in transform engines: SQL on DuckDB, Python functions on Arrow tables, SQL models (docs/models.md),
+dbt projects, and SQL or PySpark on Apache Spark."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from msgspec import Meta
 from sluice.plugins.base import Plugin, Settings
 from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model_settings import ModelConfig
+from sluice.transforms.spark_settings import SparkSettings
+
+__all__ = ["ENGINE_DEFAULT", "PLUGINS", "SparkEngineOptions", "SparkSettings"]
 
 _PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -30,6 +34,29 @@ class PythonEngineOptions(Settings):
     def __post_init__(self) -> None:
         if not _PYTHON_REF.fullmatch(self.python):
             raise ValueError(f"python must be 'module:function' (e.g. transforms:dim_users), got {self.python!r}")
+
+
+class SparkEngineOptions(Settings):
+    """``engine: spark`` with ``sql: select ...`` (DuckDB's dialect, translated), or ``pyspark: module:function``."""
+
+    sql: Annotated[
+        Annotated[str, Meta(min_length=1)] | None,
+        Meta(description="A SELECT over the parents in DuckDB's dialect, translated to Spark SQL."),
+    ] = None
+    pyspark: Annotated[
+        str | None,
+        Meta(description="module:function in the project folder; called with one pyspark DataFrame keyword per parent."),
+    ] = None
+
+    def __post_init__(self) -> None:
+        if (self.sql is None) == (self.pyspark is None):
+            raise ValueError("a Spark object needs exactly one of sql or pyspark")
+        if self.pyspark is not None and not _PYTHON_REF.fullmatch(self.pyspark):
+            raise ValueError(f"pyspark must be 'module:function' (e.g. transforms:dim_users), got {self.pyspark!r}")
+
+
+ENGINE_DEFAULT = "duckdb"
+"""``engine: duckdb``: the default, ``sql:`` in DuckDB and ``python:`` in the Sluice process."""
 
 
 PLUGINS: list[Plugin] = [
@@ -65,5 +92,14 @@ PLUGINS: list[Plugin] = [
         DbtProjectSettings,
         "sluice.transforms.dbt:DbtEngine",
         "Nodes of a dbt project (dbt: in sluice.yaml) run by dbt-core in its own environment (scripts/dbt-venv.sh).",
+    ),
+    Plugin(
+        "engine",
+        "spark",
+        SparkEngineOptions,
+        "sluice.transforms.spark_engine:SparkEngine",
+        "SQL (DuckDB's dialect, translated) or a PySpark function on Apache Spark; Spark reads and writes the lake itself.",
+        extra="spark",
+        modules=("pyspark",),
     ),
 ]
