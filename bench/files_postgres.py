@@ -413,6 +413,11 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], rounds: int) -> 
                     + f"; of medians {median_ratio:.2f}, median of rounds {statistics.median(per_round):.2f}"
                     + f"  (aim >= {aim:g}: {'MET' if ok else 'MISSED'})"
                 )  # fmt: skip
+                if peer == "dlt":
+                    cpu_ratio = statistics.median(r["cpu_s"] for r in by["dlt"]) / statistics.median(
+                        r["cpu_s"] for r in by[sluice]
+                    )
+                    lines.append(f"  client CPU s, dlt/{sluice} (medians; less load-sensitive than wall time): {cpu_ratio:.2f}")
                 if sluice == "sluice-nolake":
                     continue  # a diagnostic: the goals are for runs that keep the lake copy
                 verdicts.append(
@@ -445,7 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--profile", default="", help="CONTENDER:FILE, e.g. sluice-local:csv: one more run under py-spy")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--report", type=Path, help="print the report of a run saved with --json, and stop")
     args = parser.parse_args(argv)
+    if args.report:
+        saved = json.loads(args.report.read_text())["results"]
+        for line in report(saved, max(len(runs) for by in saved.values() for runs in by.values())):
+            print(line)
+        return 0
     rows = args.rows or (1_000_000 if args.quick else 5_000_000)
     csv_mb = args.csv_mb or (200 if args.quick else 1000)
     rounds = args.rounds or (2 if args.quick else 3)
