@@ -58,7 +58,7 @@ for tool in "${tools[@]}"; do
         pgchameleon)
             VENV_PYTHON="$(command -v /usr/bin/python3 || echo "$PYTHON")" \
                 ensure pgchameleon pg_chameleon "$PGCHAMELEON_VERSION" "pg_chameleon==$PGCHAMELEON_VERSION" ;;
-        dlt) ensure dlt dlt "$DLT_VERSION" "dlt[duckdb]==$DLT_VERSION" ;;
+        dlt) ensure dlt dlt "$DLT_VERSION" "dlt[duckdb,postgres,filesystem,parquet]==$DLT_VERSION" ;;
         *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect|pgchameleon|dlt)" >&2; exit 2 ;;
     esac
 done
