@@ -13,6 +13,7 @@ import pytest
 
 from helpers import load, write_yaml
 from lake.contract import _delete_bucket
+from models_project import YAML, run_incremental_twice
 from sluice.errors import ConfigError, TerminalError, TransientError, ValidationFailed
 from sluice.lake.registry import open_lake
 from sluice.lake.s3 import S3Lake, s3_filesystem
@@ -138,8 +139,6 @@ def test_incremental_sql_models_on_the_s3_lake(
 ) -> None:
     """A models/ folder on ``lake: s3://``: parents scanned through Arrow, an incremental model's previous output
     found on S3 (only the changed rows are read on the second run)."""
-    from transforms.test_models_duckdb import YAML, run_incremental_twice
-
     endpoint, key, secret = endpoint_and_keys(s3_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
