@@ -85,7 +85,9 @@ def test_an_empty_first_page_gives_no_rows(api: FakeApi) -> None:
 
 
 def test_records_that_are_not_objects_name_the_path(api: FakeApi) -> None:
-    with pytest.raises(TerminalError, match=r"object 1001 \(things\): GET .*/offset.* at 'meta.total' are a int"):
+    with pytest.raises(
+        TerminalError, match=r"object 1001 \(things\): GET .*/offset.* at 'meta.total' are not a list of objects \(found: int\)"
+    ):
         read(api, path="/offset", records="meta.total")
 
 
@@ -289,3 +291,17 @@ def test_httpx_request_log_lines_leave_out_the_query_key(
     lines = [record.getMessage() for record in caplog.records if record.name == "httpx"]
     assert lines and all("k-789" not in line for line in lines)
     assert "/link?q=x" in lines[0]
+
+
+def test_an_envelope_taken_as_one_record_is_refused_on_offset_pagination(api: FakeApi) -> None:
+    """``records: ''`` on an endpoint answering ``{"data": ..., "meta": ...}``: every page would be one non-empty
+    "record" and offset pagination would never stop (a new user's trial saw 600,000 requests); it is refused at
+    the first page, naming the body's keys."""
+    with pytest.raises(TerminalError, match=r"the response is an object, not a list of records \(its keys: data\)"):
+        read(api, path="/offset-open", paginate={"style": "offset", "limit": PAGE})
+    assert len(api.requests_to("/offset-open")) == 1
+
+
+def test_a_records_path_not_in_the_response_is_an_error_not_zero_rows(api: FakeApi) -> None:
+    with pytest.raises(TerminalError, match=r"the response has no 'data.itemz' \(its keys: data, meta\); set 'records'"):
+        read(api, path="/offset", records="data.itemz", paginate={"style": "offset", "limit": PAGE})

@@ -41,6 +41,7 @@ from sluice.connectors.rest_options import (
     OffsetPages,
     PageNumberPages,
     Paginate,
+    SinglePage,
 )
 from sluice.errors import TerminalError
 
@@ -49,35 +50,51 @@ _MISSING = object()
 
 def find(body: Any, path: str) -> Any:
     """The value at dotted ``path`` in ``body`` (``""`` is the body itself), or None when a step is missing."""
+    value = lookup(body, path)
+    return None if value is _MISSING else value
+
+
+def lookup(body: Any, path: str) -> Any:
+    """The value at dotted ``path`` in ``body`` (``""`` is the body itself), or ``_MISSING`` when a step is missing."""
     if not path:
         return body
     value = body
     for step in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(step)
+        if isinstance(value, dict) and step in value:
+            value = value[step]
         elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
             value = value[int(step)]
         else:
-            return None
+            return _MISSING
     return value
 
 
-def records_in(body: Any, path: str, where: str, url: str) -> list[dict[str, Any]]:
+def records_in(body: Any, path: str, where: str, url: str, *, paginated: bool = False) -> list[dict[str, Any]]:
     """The list of record objects at ``path``; one object alone counts as one record; null as none.
 
-    Raises TerminalError when the value there is something else (a string, a list of numbers).
+    Raises TerminalError when ``path`` is not in the body (a typo would otherwise load nothing), when the value
+    there is something else (a string, a list of numbers), and, on a ``paginated`` endpoint, when the body itself
+    (``records: ''``) is an object: an envelope (``{"data": [...], "meta": ...}``) taken as one record would make
+    every page non-empty, and offset or page-number pagination would never stop.
     """
-    found = find(body, path)
+    found = lookup(body, path)
+    keys = f" (its keys: {', '.join(list(body)[:10])})" if isinstance(body, dict) else ""
+    if found is _MISSING:
+        raise TerminalError(f"{where}: GET {url}: the response has no {path!r}{keys}; set 'records' to the records' path")
     if found is None:
         return []
     if isinstance(found, dict):
+        if paginated and not path:
+            raise TerminalError(
+                f"{where}: GET {url}: the response is an object, not a list of records{keys}; "
+                "set 'records' to the path of its list (e.g. records: data.items)"
+            )
         return [found]
     if isinstance(found, list) and all(isinstance(item, dict) for item in found):
         return found
     at = f"at {path!r}" if path else "at the root (records: '')"
     kind = type(found).__name__ if not isinstance(found, list) else "list of non-objects"
-    keys = f" (its keys: {', '.join(list(body)[:10])})" if isinstance(body, dict) else ""
-    raise TerminalError(f"{where}: GET {url}: the records {at} are a {kind}, not a list of objects{keys}; set 'records'")
+    raise TerminalError(f"{where}: GET {url}: the records {at} are not a list of objects (found: {kind}){keys}; set 'records'")
 
 
 def decode(response: httpx.Response, where: str, url: str) -> Any:
@@ -116,7 +133,7 @@ def pages(
         response = client.get(next_url, query)
         shown = shown_url(response.request.url, client.creds.secret_params)
         body = decode(response, client.where, shown)
-        found = records_in(body, records, client.where, shown)
+        found = records_in(body, records, client.where, shown, paginated=not isinstance(paginate, SinglePage))
         count += 1
         if found:
             yield found
@@ -201,7 +218,7 @@ def numbered_pages(
         total = _number(body, paginate.total_path, client.where, shown)
         if total is not None and isinstance(paginate, OffsetPages):
             total = -(-(total - paginate.offset) // paginate.limit)  # pages from the first offset
-        return records_in(body, records, client.where, shown), total
+        return records_in(body, records, client.where, shown, paginated=True), total
 
     pending: deque[Future[tuple[list[dict[str, Any]], int | None]]] = deque()
     with ThreadPoolExecutor(paginate.concurrency, thread_name_prefix="sluice-rest") as pool:

@@ -139,25 +139,25 @@ def write_parts(
     schema = data.schema
     check_partitioning(schema, partition_by, label=label)
     file_schema = pa.schema([f for f in schema if f.name not in partition_by], metadata=schema.metadata)
-    parts: dict[tuple[Any, ...], _Part] = {}
+    parts: dict[str, _Part] = {}  # by folder: values that name the same folder ('' and NULL) share one part
     rows = 0
     fs.create_dir(folder, recursive=True)
 
     def part_for(values: tuple[Any, ...]) -> _Part:
-        part = parts.get(values)
+        prefix = "".join(f"{column}={_segment(value)}/" for column, value in zip(partition_by, values, strict=True))
+        part = parts.get(prefix)
         if part is None:
             if len(parts) >= MAX_OPEN_PARTITIONS:
                 raise TerminalError(
                     f"{label}: more than {MAX_OPEN_PARTITIONS} partitions of {list(partition_by)} in one write; "
                     "partition by a coarser column (a day rather than a timestamp)"
                 )
-            prefix = "".join(f"{column}={_segment(value)}/" for column, value in zip(partition_by, values, strict=True))
             relative = f"{prefix}part-00000.parquet"
             if prefix:
                 fs.create_dir(f"{folder}/{prefix.rstrip('/')}", recursive=True)
             sink = _HashingSink(fs.open_output_stream(f"{folder}/{relative}"))
             writer = pq.ParquetWriter(sink, file_schema, compression="zstd")
-            part = parts[values] = _Part(relative, sink, writer)
+            part = parts[prefix] = _Part(relative, sink, writer)
         return part
 
     try:
@@ -200,7 +200,10 @@ def _split(batch: pa.RecordBatch, columns: Sequence[str]) -> list[tuple[tuple[An
 
 
 def _segment(value: Any) -> str:
-    """A partition value as a folder-name segment (URI-encoded, as pyarrow's hive partitioning decodes it)."""
+    """A partition value as a folder-name segment (URI-encoded, as pyarrow's hive partitioning decodes it).
+
+    NULL and the empty string both name Hive's default partition (``__HIVE_DEFAULT_PARTITION__``), as in Hive
+    and Spark: their rows share one file, and an empty string reads back as NULL."""
     if value is None:
         return NULL_PARTITION
     text = value.isoformat() if isinstance(value, dt.date) else str(value)
