@@ -305,3 +305,16 @@ def test_an_envelope_taken_as_one_record_is_refused_on_offset_pagination(api: Fa
 def test_a_records_path_not_in_the_response_is_an_error_not_zero_rows(api: FakeApi) -> None:
     with pytest.raises(TerminalError, match=r"the response has no 'data.itemz' \(its keys: data, meta\); set 'records'"):
         read(api, path="/offset", records="data.itemz", paginate={"style": "offset", "limit": PAGE})
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/customers/{id/orders", r"a \{placeholder\} is not closed"),
+        ("/orders", r"has no \{placeholder\}: every parent record would fetch the same URL"),
+    ],
+)
+def test_a_child_path_must_name_a_parent_field(api: FakeApi, path: str, message: str) -> None:
+    """A new user's trial: ``/customers/{id/orders`` passed validation and fetched one URL per parent record."""
+    with pytest.raises(ConfigError, match=message):
+        read(api, path=path, parent={"path": "/customers", "records": ""})

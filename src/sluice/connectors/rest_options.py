@@ -9,6 +9,7 @@ project never shows (an object's definition, which the server and ``sluice plan`
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from msgspec import Meta, field
@@ -201,6 +202,15 @@ class RestOptions(Settings):
             raise ValueError("give either 'base_url' or 'connection' (exactly one), or an absolute 'path'")
         if self.parent is None and "{" in self.path:
             raise ValueError(f"path {self.path!r} has {{placeholders}}: they are filled from a 'parent' endpoint's records")
+        if self.parent is not None:
+            unbalanced = re.sub(r"\{[^{}]+\}", "", self.path)
+            if "{" in unbalanced or "}" in unbalanced:
+                raise ValueError(f"path {self.path!r}: a {{placeholder}} is not closed; write it as /customers/{{id}}/orders")
+            if "{" not in self.path:
+                raise ValueError(
+                    f"path {self.path!r} has no {{placeholder}}: every parent record would fetch the same URL; "
+                    "name a parent field in it (/customers/{id}/orders)"
+                )
         from sluice.connectors.plugins import check_column_types
 
         check_column_types(self.column_types)
