@@ -33,7 +33,7 @@ from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.project.model_spec import ModelSpec
 from sluice.project.model_sql import THIS
 from sluice.transforms.engines import Engine, sql_tables
-from sluice.transforms.sql import BATCH_ROWS, create_input_views, quote_identifier, sql_error
+from sluice.transforms.sql import BATCH_ROWS, create_input_views, create_view, quote_identifier, sql_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ class DuckdbModelEngine(ModelEngine):
                 assert view.model is not None
                 names = lake_names(self.project, view.model)
                 body = rewrite(view.model, view.model.full_sql, names, write="duckdb", object_label=object_label)
-                _create_view(con, f"{layer_of(self.project, view)}.{view.name}", body)
+                create_view(con, f"{layer_of(self.project, view)}.{view.name}", body)
             if model.materialized == "view":
                 con.sql(sql).columns  # noqa: B018 - binds the query: unknown columns fail now, not in a reader
                 con.close()
@@ -158,11 +158,3 @@ class DuckdbModelEngine(ModelEngine):
             return sql_error(exc, paths, object_label) if isinstance(exc, duckdb.Error) else None
 
         return Materialized(stream(reader.schema, reader, on_error=translate, on_close=con.close), rows=rows)
-
-
-def _create_view(con: duckdb.DuckDBPyConnection, name: str, body: str) -> None:
-    schema, dot, table = name.rpartition(".")
-    if dot:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
-    view = f"{quote_identifier(schema)}.{quote_identifier(table)}" if dot else quote_identifier(name)
-    con.execute(f"CREATE VIEW {view} AS {body}")

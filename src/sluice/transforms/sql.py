@@ -70,20 +70,25 @@ def run_sql(sql: str, inputs: Mapping[str, str | ds.Dataset], *, object_label: s
     return stream(reader.schema, reader, on_error=translate, on_close=con.close)
 
 
+def create_view(con: duckdb.DuckDBPyConnection, name: str, body: str) -> None:
+    """``CREATE VIEW name AS body`` on ``con``; a dotted ``schema.table`` name creates the schema first. Raises duckdb.Error."""
+    schema, dot, table = name.rpartition(".")
+    if dot:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+    view = f"{quote_identifier(schema)}.{quote_identifier(table)}" if dot else quote_identifier(name)
+    con.execute(f"CREATE VIEW {view} AS {body}")
+
+
 def create_input_views(con: duckdb.DuckDBPyConnection, inputs: Mapping[str, str | ds.Dataset]) -> None:
     """One view per input on ``con``: ``name`` (``schema.table`` makes the schema) over a Parquet path
     (``read_parquet``) or a pyarrow dataset (registered, scanned through Arrow). Raises duckdb.Error."""
     for index, (name, path) in enumerate(inputs.items()):
-        schema, dot, table = name.rpartition(".")
-        if dot:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
-        view = f"{quote_identifier(schema)}.{quote_identifier(table)}" if dot else quote_identifier(name)
         if isinstance(path, str):
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({quote_literal(path)})")
+            create_view(con, name, f"SELECT * FROM read_parquet({quote_literal(path)})")
         else:  # a pyarrow dataset (pyarrow.dataset is imported only by the lakes that make one)
             relation = f"__sluice_input_{index}"
             con.register(relation, path)
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {relation}")
+            create_view(con, name, f"SELECT * FROM {relation}")
 
 
 def sql_error(exc: Exception, inputs: Mapping[str, object], object_label: str) -> TerminalError:
