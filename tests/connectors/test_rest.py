@@ -232,6 +232,14 @@ def test_options_are_checked_before_anything_runs() -> None:
         SourceSpec("rest", {"base_url": "http://h", "paginate": {"style": "offsett"}})
 
 
+@pytest.mark.parametrize(("auth", "name"), [("bearer", "token_env"), ("api_key", "key_env"), ("basic", "password_env")])
+def test_auth_without_a_secret_is_refused_when_no_connection_can_give_one(auth: str, name: str) -> None:
+    """A new user's trial: ``auth: {type: bearer}`` with a ``base_url`` passed validation and failed at run time."""
+    with pytest.raises(ConfigError, match=f"auth {auth}: no secret: set auth.{name}"):
+        SourceSpec("rest", {"base_url": "http://h", "path": "/x", "auth": {"type": auth}})
+    SourceSpec("rest", {"base_url": "http://h", "path": "/x", "auth": {"type": auth, name: "API_SECRET"}})
+
+
 # --- parent / child -----------------------------------------------------------------------------------------
 
 

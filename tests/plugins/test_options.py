@@ -81,3 +81,37 @@ def test_literal_choices(annotation: object, choices: list[str]) -> None:
 
 def test_field_names_keep_the_declaration_order() -> None:
     assert field_names(Example) == ["path", "block_size", "mode", "key"]
+
+
+class Offset(Settings, tag_field="style", tag="offset"):
+    limit: int = 100
+
+
+class Cursor(Settings, tag_field="style", tag="cursor"):
+    field: str = "next"
+
+
+class Partitioning(Settings):
+    interval: Literal["day", "month", "year"] = "month"
+
+
+class Nested(Settings):
+    paginate: Offset | Cursor | None = None
+    partitions: list[Partitioning] = []
+
+
+def test_a_wrong_tag_of_a_nested_union_lists_the_tags_and_the_nearest() -> None:
+    _, problems = convert_options(Nested, {"paginate": {"style": "offst"}}, label="source", file="f.yaml", line=3)
+    assert [str(p) for p in problems] == [
+        "f.yaml:3: source: paginate.style: invalid value 'offst'. Did you mean 'offset'? Choose one of: offset, cursor"
+    ]
+
+
+def test_a_wrong_nested_literal_lists_its_values() -> None:
+    _, problems = convert_options(Nested, {"partitions": [{"interval": "weekly"}]}, label="source", file="f.yaml", line=3)
+    assert str(problems[0]).endswith("partitions[0].interval: invalid enum value 'weekly'. Choose one of: day, month, year")
+
+
+def test_a_nested_type_error_without_a_fixed_set_has_no_choices() -> None:
+    _, problems = convert_options(Nested, {"paginate": {"style": "offset", "limit": "x"}}, label="s", file="f.yaml", line=3)
+    assert "Choose one of" not in str(problems[0])

@@ -211,6 +211,21 @@ class RestOptions(Settings):
                     f"path {self.path!r} has no {{placeholder}}: every parent record would fetch the same URL; "
                     "name a parent field in it (/customers/{id}/orders)"
                 )
+        if self.auth is not None and self.connection is None and _secret_env(self.auth) is None:
+            name = {"bearer": "token_env", "api_key": "key_env", "basic": "password_env"}[self.auth.__struct_config__.tag]
+            raise ValueError(
+                f"auth {self.auth.__struct_config__.tag}: no secret: set auth.{name} to the environment variable that "
+                "holds it, or use a connection whose URL carries it as the password"
+            )
         from sluice.connectors.plugins import check_column_types
 
         check_column_types(self.column_types)
+
+
+def _secret_env(auth: Auth) -> str | None:
+    """The environment variable ``auth`` reads its secret from, or None (then only a connection can give it)."""
+    if isinstance(auth, BearerAuth):
+        return auth.token_env
+    if isinstance(auth, ApiKeyAuth):
+        return auth.key_env
+    return auth.password_env

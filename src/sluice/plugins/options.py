@@ -27,6 +27,7 @@ from sluice.plugins.base import Settings
 
 S = TypeVar("S", bound=Settings)
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_INVALID = re.compile(r"^Invalid (?:enum )?value '(?P<value>[^']*)'")
 
 
 def field_names(settings: type[Settings]) -> list[str]:
@@ -68,8 +69,10 @@ def convert_options(
         try:
             msgspec.convert(value, field.type, strict=strict)
         except msgspec.ValidationError as exc:
-            choices = literal_choices(field.type)
-            hint = f".{did_you_mean(str(value), choices)} Choose one of: {', '.join(choices)}" if choices else ""
+            choices = choices_at(field.type, error_path(exc))
+            wrong = _INVALID.search(str(exc))
+            given = wrong.group("value") if wrong else str(value)
+            hint = f".{did_you_mean(given, choices)} Choose one of: {', '.join(choices)}" if choices else ""
             problems.append(ConfigError(f"{label}: {explain(key, exc, value)}{hint}", file, where))
             continue
         values[key] = value
@@ -94,6 +97,42 @@ def literal_choices(annotation: Any) -> list[str]:
         return literal_choices(get_args(annotation)[0])
     if origin in (Union, UnionType):
         return [choice for arg in get_args(annotation) for choice in literal_choices(arg)]
+    return []
+
+
+def error_path(exc: msgspec.ValidationError) -> str:
+    """The path msgspec names in ``exc`` below the converted value (``.paginate.style``, ``[0].interval``), or ''."""
+    match = _AT.search(str(exc))
+    return match.group("path") if match else ""
+
+
+def choices_at(annotation: Any, path: str) -> list[str]:
+    """The allowed values at ``path`` below ``annotation``: a ``Literal``'s values, or the tags of a tagged
+    union of structures when the path ends at their tag field (``paginate.style``); [] when there is no
+    fixed set. ``path`` is msgspec's (``.key``, ``[0]``, ``[...]``)."""
+    parts = re.findall(r"\.([^.\[]+)|\[[^\]]*\]", path)
+    return _choices(annotation, [part or "[]" for part in parts])
+
+
+def _choices(annotation: Any, parts: list[str]) -> list[str]:
+    if not parts:
+        return literal_choices(annotation)
+    head, rest = parts[0], parts[1:]
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _choices(get_args(annotation)[0], parts)
+    args = get_args(annotation)
+    if origin in (Union, UnionType):
+        structs = [arg for arg in args if isinstance(arg, type) and issubclass(arg, msgspec.Struct)]
+        tags = [str(s.__struct_config__.tag) for s in structs if s.__struct_config__.tag_field == head]
+        if tags and not rest:
+            return tags
+        return next((found for arg in args if (found := _choices(arg, parts))), [])
+    if head == "[]":
+        return _choices(args[-1], rest) if args else []
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        fields = {field.encode_name: field.type for field in msgspec.structs.fields(annotation)}
+        return _choices(fields[head], rest) if head in fields else []
     return []
 
 
