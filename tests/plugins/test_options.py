@@ -97,7 +97,7 @@ class Partitioning(Settings):
 
 class Nested(Settings):
     paginate: Offset | Cursor | None = None
-    partitions: list[Partitioning] = []
+    partitions: tuple[Partitioning, ...] = ()
 
 
 def test_a_wrong_tag_of_a_nested_union_lists_the_tags_and_the_nearest() -> None:

@@ -198,3 +198,28 @@ def test_nested_source_options_keep_no_line_markers(tmp_path: Path) -> None:
     source = project.objects[1001].source
     assert source is not None
     assert source.options.column_types == {"x": "string"}
+
+
+S3_LAKE_PROJECT = """
+name: t
+lake: {type: s3, endpoint: "http://127.0.0.1:29000", layers: {raw: raw-data, claened: cleaned-data, curated: enriched}}
+objects:
+  - {id: 1, name: a, stage: ingest, source: {type: faker, schema: users, rows: 10}}
+  - {id: 2, name: b, stage: standardize, parents: [1], sql: "select * from a"}
+  - {id: 3, name: c, stage: application, parents: [2], sql: "select * from b", engine: spark}
+"""
+
+
+def test_s3_lake_layers_and_spark_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    """A new user's trial: a typo in 'lake: layers' and a Spark object on the S3 lake passed validation."""
+    problems = problems_of(write(tmp_path / "sluice.yaml", S3_LAKE_PROJECT))
+    assert any("lake: layers: 'claened' is no stage's or object's layer. Did you mean 'cleaned'?" in p for p in problems)
+    assert any(":6: object 2 (b): writes lake layer 'cleaned', which 'lake: layers' does not map" in p for p in problems)
+    assert any(":7: object 3 (c): engine spark needs the local lake" in p for p in problems)
+    assert len(problems) == 3
+
+
+def test_an_s3_lake_url_covers_unmapped_layers(tmp_path: Path) -> None:
+    text = S3_LAKE_PROJECT.replace("claened: cleaned-data", "cleaned: cleaned-data").replace(", engine: spark", "")
+    path = write(tmp_path / "sluice.yaml", text.replace("layers: {raw: raw-data,", "url: s3://lake, layers: {raw: raw-data,"))
+    assert problems_of(path) == []

@@ -212,9 +212,10 @@ class RestOptions(Settings):
                     "name a parent field in it (/customers/{id}/orders)"
                 )
         if self.auth is not None and self.connection is None and _secret_env(self.auth) is None:
-            name = {"bearer": "token_env", "api_key": "key_env", "basic": "password_env"}[self.auth.__struct_config__.tag]
+            tag = str(self.auth.__struct_config__.tag)
+            name = {"bearer": "token_env", "api_key": "key_env", "basic": "password_env"}[tag]
             raise ValueError(
-                f"auth {self.auth.__struct_config__.tag}: no secret: set auth.{name} to the environment variable that "
+                f"auth {tag}: no secret: set auth.{name} to the environment variable that "
                 "holds it, or use a connection whose URL carries it as the password"
             )
         from sluice.connectors.plugins import check_column_types

@@ -128,8 +128,9 @@ def _choices(annotation: Any, parts: list[str]) -> list[str]:
         if tags and not rest:
             return tags
         return next((found for arg in args if (found := _choices(arg, parts))), [])
-    if head == "[]":
-        return _choices(args[-1], rest) if args else []
+    if head == "[]":  # a list's, tuple's or dict's items: the last type argument that is not `...`
+        items = [arg for arg in args if arg is not Ellipsis]
+        return _choices(items[-1], rest) if items else []
     if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         fields = {field.encode_name: field.type for field in msgspec.structs.fields(annotation)}
         return _choices(fields[head], rest) if head in fields else []

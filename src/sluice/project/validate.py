@@ -57,6 +57,42 @@ def validate_project(project: Project) -> list[ConfigError]:
         if other is not obj:
             problems.append(_problem(obj, _name_clash(project, obj, other)))
     problems.extend(destination_clashes(project))
+    problems.extend(lake_problems(project))
+    return problems
+
+
+def lake_problems(project: Project) -> list[ConfigError]:
+    """An S3 lake's ``layers`` that miss a layer the objects write (with no ``url`` to fall back on) or name a
+    layer no stage or object has (a typo), and Spark objects on an S3 lake (Spark writes its parts only into the local
+    lake, :meth:`~sluice.lake.base.Lake.stage`)."""
+    if project.lake.kind != "s3" or project.lake.options is None:
+        return []
+    layers: dict[str, str] = dict(getattr(project.lake.options, "layers", {}) or {})
+    url = str(getattr(project.lake.options, "url", "") or "")
+    used = {layer_of(project, obj): obj for obj in sorted(project.objects.values(), key=lambda o: o.id)}
+    file = str(project.source_file)
+    problems = []
+    known = sorted(set(used) | {stage.layer for stage in project.stages})
+    for layer in sorted(set(layers) - set(known)):
+        hint = did_you_mean(layer, [name for name in known if name not in layers])
+        problems.append(
+            ConfigError(f"lake: layers: {layer!r} is no stage's or object's layer.{hint} Layers: {', '.join(known)}", file)
+        )
+    if not url:
+        for layer, obj in sorted(used.items()):
+            if layer not in layers:
+                why = f"writes lake layer {layer!r}, which 'lake: layers' does not map; map it to a bucket or give 'lake: url'"
+                problems.append(_problem(obj, why))
+    for obj in sorted(project.objects.values(), key=lambda o: o.id):
+        if obj.engine == "spark":
+            problems.append(
+                ConfigError(
+                    f"{_label(obj)}: engine spark needs the local lake (Spark cannot write into the S3 lake yet); "
+                    "use engine duckdb or a local lake",
+                    obj.origin.file,
+                    obj.origin.line_of("engine"),
+                )
+            )
     return problems
 
 
