@@ -144,6 +144,20 @@ def test_incremental_needs_a_unique_key_and_unknown_config_keys_are_refused(tmp_
     assert any("model i: config()" in p and "uniq_key" in p for p in found)
 
 
+def test_config_call_problems_point_at_the_model_file_and_line(tmp_path: Path) -> None:
+    """A new user's trial: a wrong config() value was reported at a line of sluice.yaml."""
+    path = project(tmp_path, {"c.sql": "-- c\n\n{{ config(materialized='tabel') }}\nselect * from orders"})
+    models_file = tmp_path / "models" / "c.sql"
+    assert any(p.startswith(f"{models_file}:3: model c: config(): materialized:") for p in problems(path))
+
+
+def test_a_model_left_out_for_a_problem_is_not_also_an_unknown_parent(tmp_path: Path) -> None:
+    """A new user's trial: a bad engine on b also gave 'unknown parent <id>' on every model reading b."""
+    files = {"b.sql": "{{ config(engine='duckbd') }}\nselect * from orders", "c.sql": "select * from {{ ref('b') }}"}
+    found = [p for p in problems(project(tmp_path, files)) if "source path" not in p]  # users.csv, orders.csv: absent
+    assert len(found) == 1 and "model b: engine 'duckbd' is not available" in found[0], found
+
+
 def test_the_definition_hash_covers_sql_and_config(tmp_path: Path) -> None:
     path = project(tmp_path, {"h.sql": "select * from orders"})
     first = by_name(path)["h"].definition_hash()  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -40,8 +41,17 @@ class Checker(Protocol):
     file: str
     problems: list[ConfigError]
 
-    def check(self, settings: type[S], raw: YamlMap, label: str, *, ignore: tuple[str, ...] = (), what: str = "key") -> S | None:
-        """``raw`` as ``settings``, problems recorded."""
+    def check(
+        self,
+        settings: type[S],
+        raw: YamlMap,
+        label: str,
+        *,
+        ignore: tuple[str, ...] = (),
+        what: str = "key",
+        file: str | None = None,
+    ) -> S | None:
+        """``raw`` as ``settings``, problems recorded (at ``file``, default the project file)."""
 
     def destination(self, raw: Any, label: str, line: int | None) -> DestinationSpec | None:
         """An object's ``destination:`` mapping, checked."""
@@ -112,7 +122,12 @@ class ModelsReader(ParentChecks):
             obj = self._object(model, by_name, sources)
             if obj is not None:
                 result[obj.id] = obj
-        return result
+        # a model left out for a problem already reported is not also an "unknown parent" of the models reading it
+        failed = {model.id for model in models} - set(result)
+        return {
+            oid: replace(obj, parents=tuple(p for p in obj.parents if p not in failed)) if failed & set(obj.parents) else obj
+            for oid, obj in result.items()
+        }
 
     def _configs(self, raw: Any, line: int | None) -> dict[str, ModelConfig]:
         if raw is None:
@@ -153,7 +168,8 @@ class ModelsReader(ParentChecks):
                     used.add(key)
                 layers.append(configs.get(name))
                 used.add(name)
-                file_config = self.checker.check(ModelConfig, _yaml(header, header_line or 1), f"model {name}: config()")
+                header_map = _yaml(header, header_line or 1)
+                file_config = self.checker.check(ModelConfig, header_map, f"model {name}: config()", file=str(path))
                 config = merged(*layers, file_config)
                 engine = str(config.get("engine") or "duckdb")
                 dialect = str(config.get("dialect") or ENGINE_DIALECTS.get(engine, "duckdb"))

@@ -62,12 +62,22 @@ class _Reader:
     def problem(self, message: str, line: int | None) -> None:
         self.problems.append(ConfigError(message, self.file, line))
 
-    def check(self, settings: type[S], raw: YamlMap, label: str, *, ignore: tuple[str, ...] = (), what: str = "key") -> S | None:
-        """``raw`` as ``settings``: every problem (with its key's line) goes to :attr:`problems`."""
+    def check(
+        self,
+        settings: type[S],
+        raw: YamlMap,
+        label: str,
+        *,
+        ignore: tuple[str, ...] = (),
+        what: str = "key",
+        file: str | None = None,
+    ) -> S | None:
+        """``raw`` as ``settings``: every problem (with its key's line, in ``file``, default this file) goes to
+        :attr:`problems`."""
         for key, line in raw.duplicates:
             self.problem(f"{label}: key '{key}' is given twice; keep one", line)
         value, problems = convert_options(
-            settings, raw, label=label, file=self.file, line=raw.line, key_lines=raw.key_lines, ignore=ignore, what=what
+            settings, raw, label=label, file=file or self.file, line=raw.line, key_lines=raw.key_lines, ignore=ignore, what=what
         )
         self.problems.extend(problems)
         return value
