@@ -12,8 +12,9 @@ import sys
 import click
 
 from sluice.errors import ValidationFailed
-from sluice.project.load import load_project
+from sluice.project.load import parse_project
 from sluice.project.model import Project
+from sluice.project.yaml_tree import UnsetVariable
 from sluice.state.base import StateStore
 
 USER_ERROR = 2
@@ -22,10 +23,12 @@ USER_ERROR = 2
 def _open(path: str, state_url: str | None) -> tuple[Project, StateStore]:
     from sluice.state.registry import open_state
 
-    try:
-        project = load_project(path)
-    except ValidationFailed as exc:
-        click.echo(f"error: {exc}", err=True)
+    # the cursors need the project's name, objects and state store, not its connections: their unset
+    # ${VARIABLES} (secrets of a database or an API) are not asked for here
+    project, problems = parse_project(path)
+    problems = [p for p in problems if not (isinstance(p, UnsetVariable) and p.where.startswith("connections."))]
+    if problems or project is None:
+        click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
     return project, open_state(state_url or project.resolve_state_url(), project.root)
 

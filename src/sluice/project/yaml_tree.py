@@ -131,6 +131,14 @@ def expand_env(text: str, where: str) -> str:
     return _ENV.sub(repl, text)
 
 
+class UnsetVariable(ConfigError):
+    """A ``${VAR}`` with no value and no default; ``where`` is the key path that uses it (``connections.wh``)."""
+
+    def __init__(self, message: str, source: str | None, line: int | None, where: str) -> None:
+        self.where = where
+        super().__init__(message, source, line)
+
+
 def expand_tree(value: Any, file: str, problems: list[ConfigError], where: str = "", line: int | None = None) -> Any:
     """``value`` with every string expanded (:func:`expand_env`); unset variables are added to ``problems``."""
     if isinstance(value, YamlMap):
@@ -144,7 +152,7 @@ def expand_tree(value: Any, file: str, problems: list[ConfigError], where: str =
         try:
             return expand_env(value, f"'{where}'")
         except ConfigError as exc:
-            problems.append(ConfigError(exc.message, file, line))
+            problems.append(UnsetVariable(exc.message, file, line, where))
     return value
 
 
