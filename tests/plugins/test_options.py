@@ -115,3 +115,9 @@ def test_a_wrong_nested_literal_lists_its_values() -> None:
 def test_a_nested_type_error_without_a_fixed_set_has_no_choices() -> None:
     _, problems = convert_options(Nested, {"paginate": {"style": "offset", "limit": "x"}}, label="s", file="f.yaml", line=3)
     assert "Choose one of" not in str(problems[0])
+
+
+def test_a_yaml_boolean_where_a_string_belongs_says_to_quote_it() -> None:
+    """A new user's trial: ``name: off`` became False and the message did not say why."""
+    _, problems = convert_options(Example, {"path": False}, label="object 1", file="f.yaml", line=3)
+    assert "got bool (YAML reads unquoted yes, no, on, off, true and false as booleans: quote the value" in str(problems[0])

@@ -223,3 +223,10 @@ def test_an_s3_lake_url_covers_unmapped_layers(tmp_path: Path) -> None:
     text = S3_LAKE_PROJECT.replace("claened: cleaned-data", "cleaned: cleaned-data").replace(", engine: spark", "")
     path = write(tmp_path / "sluice.yaml", text.replace("layers: {raw: raw-data,", "url: s3://lake, layers: {raw: raw-data,"))
     assert problems_of(path) == []
+
+
+def test_an_object_with_a_wrong_option_keeps_its_stage(tmp_path: Path) -> None:
+    """``name: off`` (a YAML boolean) was also reported as 'matches no stage' although the stage was set."""
+    text = "name: t\nobjects:\n  - {id: 1, name: off, stage: ingest, source: {type: faker, schema: users, rows: 1}}\n"
+    problems = problems_of(write(tmp_path / "sluice.yaml", text))
+    assert len(problems) == 1 and "name: expected str | null, got bool (YAML reads" in problems[0], problems

@@ -73,6 +73,8 @@ def convert_options(
             wrong = _INVALID.search(str(exc))
             given = wrong.group("value") if wrong else str(value)
             hint = f".{did_you_mean(given, choices)} Choose one of: {', '.join(choices)}" if choices else ""
+            if isinstance(value, bool) and "got bool" in str(exc).replace("`", ""):
+                hint += " (YAML reads unquoted yes, no, on, off, true and false as booleans: quote the value, e.g. 'off')"
             problems.append(ConfigError(f"{label}: {explain(key, exc, value)}{hint}", file, where))
             continue
         values[key] = value

@@ -420,7 +420,8 @@ class _Reader:
         name = item.get("name")
         label = f"object {raw_id} ({name})" if isinstance(name, str) and name else f"object {raw_id}"
         spec = self.check(ObjectSettings, item, label, ignore=("source", "destination"))
-        stage_name = spec.stage if spec else None
+        raw_stage = item.get("stage")
+        stage_name = spec.stage if spec else raw_stage if isinstance(raw_stage, str) else None
         if stage_name is None:
             stage = stage_for_id(raw_id, stages)
             if stage is None:
