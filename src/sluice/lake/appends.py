@@ -136,6 +136,14 @@ def last_commit(store: VersionedStore, folder: str) -> dict[str, Any] | None:
     return dict(manifest.commit) if appended(manifest) and manifest is not None and manifest.commit is not None else None
 
 
+def summary(store: VersionedStore, folder: str, location: str) -> LakeWrite | None:
+    """The whole dataset (location, rows, content hash), or None when nothing was appended."""
+    manifest = store.manifest(folder)
+    if manifest is None or not manifest.appended:
+        return None
+    return LakeWrite(location=location, rows=manifest.rows, content_hash=manifest.content_hash)
+
+
 def dataset(store: VersionedStore, folder: str, manifest: Manifest) -> ds.Dataset:
     """A pyarrow dataset over exactly the committed files of an append-only dataset (no listing, no footer read)."""
     import pyarrow.dataset as ds
