@@ -1,0 +1,1 @@
+"""Streaming ingestion: Kafka records into the lake in micro-batches, and event-time windows over them."""
