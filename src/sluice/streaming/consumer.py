@@ -66,6 +66,7 @@ class StreamConsumer:
         )
         self.partitions = self._partitions(topics)
         begin = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
+        self._assignment = [TopicPartition(t, p) for t, parts in self.partitions.items() for p in parts]
         self.consumer.assign(
             [TopicPartition(t, p, offsets.get(t, {}).get(p, begin)) for t, parts in self.partitions.items() for p in parts]
         )
@@ -107,6 +108,16 @@ class StreamConsumer:
         if error.fatal():
             raise TerminalError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
         raise TransientError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
+
+    def positions(self, previous: Offsets) -> Offsets:
+        """The next offset to read of each assigned partition after the messages consumed so far (librdkafka's
+        position: the last message handed to the application + 1), ``previous`` where none was consumed yet.
+        One call for the whole assignment, no work per message."""
+        found: Offsets = {t: dict(parts) for t, parts in previous.items()}
+        for tp in self.consumer.position(self._assignment):
+            if tp.offset >= 0:
+                found.setdefault(tp.topic, {})[tp.partition] = tp.offset
+        return found
 
     def lag(self, offsets: Offsets) -> dict[tuple[str, int], int]:
         """Records between ``offsets`` and each partition's high watermark (from the last fetch; no request)."""

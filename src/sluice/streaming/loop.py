@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -154,22 +155,34 @@ class MicroBatcher:
         group = str(self.obj.source.get("group") or f"sluice.stream.{self.project.name}.{self.obj.name}")
         consumer = StreamConsumer(self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest")))
         dead = DeadLetters(self.bootstrap)
+        self._committed = offsets
         self.status.set_state("stopping" if self.stopping else "running")
+        committer = _Committer(self._commit, self.obj.name)
+        copied: Offsets | None = None
+        gathered = offsets
         try:
             while not self.stopping:
                 started = time.monotonic()
                 messages, size = self._gather(consumer, until)
+                committer.check()
                 if messages:
                     batch_number += 1
-                    self._commit(messages, size, decoder, dead, offsets, batch_number, started)
-                    consumer.commit_group(offsets)
-                self.status.set_lag(consumer.lag(offsets))
+                    gathered = consumer.positions(gathered)
+                    committer.submit((messages, size, gathered, decoder, dead, batch_number, started))
+                committed = self._committed
+                if committed is not copied:
+                    consumer.commit_group(committed)
+                    copied = committed
+                self.status.set_lag(consumer.lag(committed))
                 if until is not None and until(self.status):
                     break
         finally:
-            consumer.close()
-            if self.window is not None:
-                self.window.close()
+            try:
+                committer.finish()  # the micro-batch handed over is committed before the loop ends
+            finally:
+                consumer.close()
+                if self.window is not None:
+                    self.window.close()
 
     def _window(self) -> WindowOperator | None:
         """The window operator, its state restored from the lake's last commit."""
@@ -196,29 +209,30 @@ class MicroBatcher:
             if got:
                 messages.extend(got)
                 size += sum(map(len, got))
-            elif not messages and until is not None and until(self.status):
-                break
+            elif not messages and until is not None:
+                self.status.set_lag(consumer.lag(self._committed))
+                if until(self.status):
+                    break
         return messages, size
 
     def _commit(
         self,
         messages: list[Any],
         size: int,
+        ahead: Offsets,
         decoder: Decoder,
         dead: DeadLetters,
-        offsets: Offsets,
         batch_number: int,
         started: float,
     ) -> None:
+        """Decode, transform and append one micro-batch with the offsets after its last record (the committer's
+        thread, one batch at a time, in order)."""
         decoded = decoder.decode(messages)
         self._dead_letters(decoded.rejected, messages, dead)
         table = self._transform(pa.Table.from_batches([decoded.batch]))
         late, state, invalid = 0, None, 0
         if self.window is not None:
             table, late, invalid, state = self._windowed(table, messages[0].topic(), dead)
-        ahead: Offsets = {t: dict(parts) for t, parts in offsets.items()}
-        for m in messages:
-            ahead.setdefault(m.topic(), {})[m.partition()] = m.offset() + 1
         record = {
             "offsets": encode_offsets(ahead),
             "batch": batch_number,
@@ -228,8 +242,7 @@ class MicroBatcher:
             "value_schema": _schema_text(decoder.value_schema),
         }
         self._append(table, record, state)
-        offsets.clear()
-        offsets.update(ahead)
+        self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
 
@@ -287,6 +300,51 @@ class MicroBatcher:
                     raise
                 log.warning("%s: micro-batch %s not committed (%s); trying again", self.obj.name, record["batch"], exc)
                 time.sleep(2 ** (attempt - 1))
+
+
+class _Committer:
+    """The thread that commits micro-batches, in order, while the loop gathers the next one.
+
+    :meth:`submit` waits until the previous micro-batch is committed, so at most two are in memory (one being
+    committed, one being gathered) and a slow lake slows consumption. An error of the commit is raised by the
+    next :meth:`check`, :meth:`submit` or :meth:`finish` in the loop's thread.
+    """
+
+    def __init__(self, commit: Callable[..., None], name: str) -> None:
+        self._commit = commit
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=f"stream-commit-{name}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._commit(*item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, item: tuple[Any, ...]) -> None:
+        self._queue.join()
+        self.check()
+        self._queue.put(item)
+
+    def finish(self) -> None:
+        """Wait for the micro-batch handed over, end the thread, raise its error if it had one."""
+        self._queue.join()
+        self._queue.put(None)
+        self._thread.join()
+        self.check()
 
 
 def run_stream(
