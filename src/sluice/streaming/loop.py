@@ -209,9 +209,9 @@ class MicroBatcher:
             if got:
                 messages.extend(got)
                 size += sum(map(len, got))
-            elif not messages and until is not None:
+            elif not messages:
                 self.status.set_lag(consumer.lag(self._committed))
-                if until(self.status):
+                if until is not None and until(self.status):
                     break
         return messages, size
 
