@@ -64,6 +64,12 @@ DEAD_LETTERS = Counter(
     ["topic"],
 )
 
+KAFKA_DEAD_LETTERS = Counter(
+    "sluice_kafka_dead_letters_total",
+    "Records of users' Kafka topics that could not be decoded, sent to their dead-letter topic, by object and source topic.",
+    ["object", "topic"],
+)
+
 
 def group_label(group: str) -> str:
     """The ``group`` label of a consumer group: every run's coordinator group counts as ``coordinator``,
