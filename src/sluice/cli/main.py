@@ -553,6 +553,15 @@ def _register_api_key() -> None:
 _register_api_key()
 
 
+def _register_produce() -> None:
+    from sluice.cli.produce import produce
+
+    cli.add_command(produce)
+
+
+_register_produce()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
