@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -56,7 +57,7 @@ def messages(count: int) -> list[Record]:
     return [Record(value, key_=b"k", partition_=i % 3, offset_=i // 3) for i, value in enumerate(values)]
 
 
-def with_metadata(rows: list[dict[str, object]], batch: Sequence[Record]) -> pa.Table:
+def with_metadata(rows: list[Any], batch: Sequence[Record]) -> pa.Table:
     table = pa.Table.from_pylist(rows)
     table = table.append_column("_partition", pa.array([m.partition() for m in batch], pa.int32()))
     return table.append_column("_offset", pa.array([m.offset() for m in batch], pa.int64()))
@@ -64,8 +65,8 @@ def with_metadata(rows: list[dict[str, object]], batch: Sequence[Record]) -> pa.
 
 def per_record(loads: Callable[[bytes], object]) -> Callable[[Sequence[Record]], int]:
     def decode(batch: Sequence[Record]) -> int:
-        rows = [loads(m.value() or b"") for m in batch]
-        return with_metadata(rows, batch).num_rows  # type: ignore[arg-type]
+        rows: list[Any] = [loads(m.value() or b"") for m in batch]
+        return int(with_metadata(rows, batch).num_rows)
 
     return decode
 

@@ -16,7 +16,8 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from helpers import write_yaml
-from sluice.streaming.produce import FakeClock, TokenBucket, produce_events
+from sluice.pacing import FakeClock, TokenBucket
+from sluice.streaming.produce import produce_events
 
 pytestmark = pytest.mark.kafka
 
@@ -113,7 +114,7 @@ def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
 
 def test_the_rate_is_paced_by_the_token_bucket(kafka_url: str, topics: list[str]) -> None:
     clock = FakeClock()
-    bucket = TokenBucket(200.0, clock=clock.now, sleep=clock.sleep)
+    bucket = TokenBucket(200.0, burst=20.0, clock=clock.now, sleep=clock.sleep)
     done = produce_events(kafka_url.removeprefix("kafka://"), topics[2], "products", rate=200.0, count=1000, bucket=bucket)
     assert done.records == 1000 and done.malformed == 0
     assert clock.t == pytest.approx((1000 - bucket.burst) / 200.0)  # 1000 records at 200/s, one burst free

@@ -6,8 +6,9 @@ import doctest
 
 import pytest
 
+from sluice.pacing import FakeClock
 from sluice.streaming import produce
-from sluice.streaming.produce import FakeClock, TokenBucket, chunk_size, parse_rate
+from sluice.streaming.produce import chunk_size, make_pacer, parse_rate
 
 
 def test_the_module_examples_hold() -> None:
@@ -18,21 +19,23 @@ def test_the_module_examples_hold() -> None:
 @pytest.mark.parametrize("rate", [1.0, 100.0, 1000.0, 250_000.0])
 def test_a_token_bucket_holds_the_rate_over_many_chunks(rate: float) -> None:
     clock = FakeClock()
-    bucket = TokenBucket(rate, clock=clock.now, sleep=clock.sleep)
+    bucket = make_pacer(rate)
+    bucket.clock, bucket.sleep, bucket.at = clock.now, clock.sleep, 0.0
     step, records = chunk_size(rate), 0
     while records < 20 * rate:
-        bucket.take(step)
+        bucket.acquire(step)
         records += step
     assert clock.t == pytest.approx((records - bucket.burst) / rate, rel=0.01)
 
 
 def test_a_producer_that_fell_behind_catches_up_by_one_burst_at_most() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(100.0, clock=clock.now, sleep=clock.sleep)
+    bucket = make_pacer(100.0)
+    bucket.clock, bucket.sleep, bucket.at = clock.now, clock.sleep, 0.0
     clock.t += 60.0  # a slow broker: a minute without sending
-    bucket.take(10)  # the burst (a tenth of a second) is free
+    bucket.acquire(10)  # the burst (a tenth of a second) is free
     start = clock.t
-    bucket.take(100)
+    bucket.acquire(100)
     assert clock.t - start == pytest.approx(1.0)
 
 

@@ -1,17 +1,13 @@
 """Writing fake events to a Kafka topic at a steady rate (``sluice produce faker``): the pacing and the produce loop.
 
-Pacing is a token bucket (the shaping algorithm of network traffic, RFC 2697's single-rate meter in its simplest
-form): records are sent in small chunks, each taking as many tokens as it has records; tokens come back at ``rate``
-per second up to a burst of a tenth of a second's worth, and a chunk that finds too few waits for them. So the
+Pacing is a token bucket (:class:`sluice.pacing.TokenBucket`, the one the REST source's rate limit uses): records are
+sent in small chunks, each taking as many tokens as it has records; tokens come back at ``rate`` per second up to a
+burst of a tenth of a second's worth (:func:`make_pacer`), and a chunk that finds too few waits for them. So the
 rate holds over any stretch longer than a chunk without a sleep per record, and a producer that fell behind (a slow
 broker) does not catch up in one burst.
 
->>> clock = FakeClock()
->>> bucket = TokenBucket(100.0, clock=clock.now, sleep=clock.sleep)
->>> for _ in range(10):
-...     bucket.take(10)
->>> round(clock.t, 3)  # 100 records at 100 records/s, a first burst of 10 free
-0.9
+>>> parse_rate("1000/s"), chunk_size(1000.0)
+(1000.0, 20)
 """
 
 from __future__ import annotations
@@ -26,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from sluice.errors import TransientError
+from sluice.pacing import TokenBucket
 from sluice.streaming.faker_events import BLOCK, DEFAULT_START, event_block
 
 PROGRESS_EVERY_S = 5.0
@@ -41,49 +38,6 @@ def parse_rate(text: str) -> float:
     return float(match.group(1))
 
 
-class TokenBucket:
-    """Paces takers to ``rate`` tokens per second, with bursts of at most ``burst`` tokens (default: rate / 10).
-
-    ``clock`` (seconds, monotonic) and ``sleep`` are injectable for tests.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("a token bucket needs a rate > 0")
-        self.rate = rate
-        self.burst = burst if burst is not None else max(rate / 10, 1.0)
-        self.clock, self.sleep = clock, sleep
-        self.tokens = self.burst
-        self.last = clock()
-
-    def take(self, n: int) -> None:
-        """Take ``n`` tokens, sleeping until the bucket has earned them."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate) - n
-        self.last = now
-        if self.tokens < 0:
-            self.sleep(-self.tokens / self.rate)
-
-
-class FakeClock:
-    """A clock that moves only when slept on (for tests and examples of :class:`TokenBucket`)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @dataclass(frozen=True, slots=True)
 class Produced:
     """What :func:`produce_events` wrote: records (malformed included), malformed ones, and seconds taken."""
@@ -91,6 +45,11 @@ class Produced:
     records: int
     malformed: int
     seconds: float
+
+
+def make_pacer(rate: float) -> TokenBucket:
+    """The token bucket of a producer sending ``rate`` records per second: bursts of a tenth of a second's worth."""
+    return TokenBucket(rate, burst=max(rate / 10, 1.0))
 
 
 def chunk_size(rate: float) -> int:
@@ -125,7 +84,7 @@ def produce_events(
     producer = Producer(producer_config(bootstrap, failures))
     clock = time.monotonic
     began = last_report = clock()
-    pacer = bucket or (TokenBucket(rate) if rate > 0 else None)
+    pacer = bucket or (make_pacer(rate) if rate > 0 else None)
     step = chunk_size(rate)
     spacing_ms = 1000.0 / rate if rate > 0 else 1.0
     sent = bad = block = 0
@@ -138,7 +97,7 @@ def produce_events(
                 break
             keys, values = events.keys[at : at + step], events.values[at : at + step]
             if pacer is not None:
-                pacer.take(len(values))
+                pacer.acquire(len(values))
             _send(producer, topic, keys, values)
             sent += len(values)
             bad += bisect.bisect_left(events.malformed_at, at + step) - bisect.bisect_left(events.malformed_at, at)
