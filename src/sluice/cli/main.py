@@ -567,6 +567,15 @@ def _register_stream() -> None:
 _register_stream()
 
 
+def _register_produce() -> None:
+    from sluice.cli.produce import produce
+
+    cli.add_command(produce)
+
+
+_register_produce()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

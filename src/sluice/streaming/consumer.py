@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S
 from sluice.errors import TerminalError, TransientError
@@ -144,48 +144,3 @@ class StreamConsumer:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-class DeadLetters:
-    """Sends records that cannot be decoded to their dead-letter topic, with the reason and origin in headers.
-
-    Headers: ``sluice.reason``, ``sluice.topic``, ``sluice.partition``, ``sluice.offset``; the value and key
-    are the record's own. :meth:`flush` waits for the broker's acknowledgement (before the lake commit, so a
-    dead letter is never lost; after a crash between the two it may be sent twice: at least once).
-    """
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self._producer: Producer | None = None
-        self._failed: list[str] = []
-
-    def send(self, topic: str, message: Any, reason: str) -> None:
-        if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
-        headers = [
-            ("sluice.reason", reason.encode()),
-            ("sluice.topic", str(message.topic()).encode()),
-            ("sluice.partition", str(message.partition()).encode()),
-            ("sluice.offset", str(message.offset()).encode()),
-        ]
-        self._producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=self._delivered)
-
-    def send_value(self, topic: str, value: bytes, reason: str, source_topic: str) -> None:
-        """A dead letter that is no longer a Kafka record (a decoded row without an event time), as JSON."""
-        if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
-        headers = [("sluice.reason", reason.encode()), ("sluice.topic", source_topic.encode())]
-        self._producer.produce(topic, value=value, headers=headers, on_delivery=self._delivered)
-
-    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            self._failed.append(err.str())
-
-    def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait for every dead letter sent to be acknowledged; raises TransientError otherwise."""
-        if self._producer is None:
-            return
-        left = self._producer.flush(timeout_s)
-        if left or self._failed:
-            failed, self._failed = self._failed, []
-            raise TransientError(f"dead letters not acknowledged by Kafka at {self.bootstrap}: {failed[:1] or left}")

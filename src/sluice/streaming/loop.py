@@ -38,9 +38,10 @@ import pyarrow as pa
 from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
 from sluice.project.model import ObjectSpec, Project, layer_of
-from sluice.streaming.consumer import DeadLetters, Offsets, StreamConsumer, decode_offsets, encode_offsets
+from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, encode_offsets
+from sluice.streaming.dead_letters import REASON, TOPIC, refuse, send_dead_letters
 from sluice.streaming.options import RecordSettings
-from sluice.streaming.records import Decoder
+from sluice.streaming.records import Decoder, Rejected
 from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
 from sluice.urls import kafka_servers
@@ -154,7 +155,7 @@ class MicroBatcher:
         assert self.obj.source is not None
         group = str(self.obj.source.get("group") or f"sluice.stream.{self.project.name}.{self.obj.name}")
         consumer = StreamConsumer(self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest")))
-        dead = DeadLetters(self.bootstrap)
+        dead = _DeadLetters(self.bootstrap)
         self._committed = offsets
         self.status.set_state("stopping" if self.stopping else "running")
         committer = _Committer(self._commit, self.obj.name)
@@ -221,7 +222,7 @@ class MicroBatcher:
         size: int,
         ahead: Offsets,
         decoder: Decoder,
-        dead: DeadLetters,
+        dead: _DeadLetters,
         batch_number: int,
         started: float,
     ) -> None:
@@ -246,7 +247,7 @@ class MicroBatcher:
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
 
-    def _windowed(self, table: pa.Table, topic: str, dead: DeadLetters) -> tuple[pa.Table, int, int, bytes]:
+    def _windowed(self, table: pa.Table, topic: str, dead: _DeadLetters) -> tuple[pa.Table, int, int, bytes]:
         """The windows this micro-batch closes, its late records (counted; appended to ``<name>_late`` for a side
         output, at least once), records without an event time (dead letters), and the operator's state."""
         from sluice.streaming.windows import state_to_bytes
@@ -259,24 +260,23 @@ class MicroBatcher:
             target = self.records.dead_letter_topic(topic)
             if target is None:
                 raise TerminalError(f"object {self.obj.id} ({self.obj.name}): {result.invalid_reason}; set dead_letter: true")
-            for row in result.invalid.to_pylist():  # rare: records without an event time
-                dead.send_value(target, msgspec.json.encode(row, enc_hook=str), result.invalid_reason, topic)
-            dead.flush()
+            dead.send_rows(target, result.invalid, result.invalid_reason, topic)
         return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
 
-    def _dead_letters(self, rejected: list[Any], messages: list[Any], dead: DeadLetters) -> None:
+    def _dead_letters(self, rejected: list[Rejected], messages: list[Any], dead: _DeadLetters) -> None:
+        """Send the rejected records to their topic's dead-letter topic (:mod:`sluice.streaming.dead_letters`) and wait
+        for the acknowledgement; TerminalError with ``dead_letter: false``."""
         if not rejected:
             return
+        where = f"object {self.obj.id} ({self.obj.name})"
+        by_topic: dict[str, list[Rejected]] = {}
         for item in rejected:
-            message = messages[item.index]
-            topic = self.records.dead_letter_topic(message.topic())
-            if topic is None:
-                raise TerminalError(
-                    f"object {self.obj.id} ({self.obj.name}): record {message.topic()}/{message.partition()}@"
-                    f"{message.offset()} cannot be decoded: {item.reason}; fix the producer or set dead_letter: true"
-                )
-            dead.send(topic, message, item.reason)
-        dead.flush()
+            by_topic.setdefault(messages[item.index].topic(), []).append(item)
+        for topic, items in by_topic.items():
+            target = self.records.dead_letter_topic(topic)
+            if target is None:
+                raise refuse(messages, items, where)
+            send_dead_letters(dead.producer(), target, messages, items, where)
 
     def _transform(self, table: pa.Table) -> pa.Table:
         sql = self.settings.sql
@@ -300,6 +300,31 @@ class MicroBatcher:
                     raise
                 log.warning("%s: micro-batch %s not committed (%s); trying again", self.obj.name, record["batch"], exc)
                 time.sleep(2 ** (attempt - 1))
+
+
+class _DeadLetters:
+    """The producer of a loop's dead letters, made on first use (idempotent, ``acks=all``)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Any = None
+
+    def producer(self) -> Any:
+        if self._producer is None:
+            from confluent_kafka import Producer
+
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
+        return self._producer
+
+    def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str) -> None:
+        """Rows that are no longer Kafka records (decoded, then without an event time for a window), as JSON objects
+        with the reason and source topic headers; waits for the acknowledgement (TransientError otherwise)."""
+        producer = self.producer()
+        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode())]
+        for row in rows.to_pylist():  # rare: a record without an event time
+            producer.produce(topic, value=msgspec.json.encode(row, enc_hook=str), headers=headers)
+        if producer.flush(30.0):
+            raise TransientError(f"could not write dead letters to {topic!r}: not acknowledged after 30 s")
 
 
 class _Committer:
