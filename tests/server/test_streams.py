@@ -25,6 +25,7 @@ def test_a_hosted_stream_reports_rate_lag_and_its_last_batch(tmp_path: Path, kaf
     produce(kafka_url, topic, range(2000), partitions=2)
     project = load_project(write_project(tmp_path / "p", kafka_url, topic))
     with LiveServer(project, ServerSettings(streams=("all",))) as server, server.client() as client:
+
         def committed() -> bool:
             entry = client.get("/streams").json()["streams"][0]
             return entry["records"] == 2000 and len(entry["lag"]) == 2 and entry["lag_total"] == 0

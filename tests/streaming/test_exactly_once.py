@@ -50,7 +50,9 @@ def test_kill_9_at_random_moments_under_a_producer_loses_and_repeats_nothing(
 ) -> None:
     topic = topics(3)
     total = 60_000
-    path = write_project(tmp_path / "p", kafka_url, topic, streaming={"trigger": {"interval": "100ms"}, "max_batch_records": 2000})
+    path = write_project(
+        tmp_path / "p", kafka_url, topic, streaming={"trigger": {"interval": "100ms"}, "max_batch_records": 2000}
+    )
 
     def producer() -> None:  # about 10,000 records/s, in slices, while the stream is killed and restarted
         for start in range(0, total, 1000):
@@ -123,6 +125,7 @@ def test_a_backlog_of_a_million_records_drains_with_bounded_memory(tmp_path: Pat
     records, peak_rss = (int(v) for v in done.stdout.split())
     assert records == total
     # About 110 MB of JSON values in the backlog; a micro-batch holds at most 16 MiB of them (plus their Arrow
-    # columns and the consumer's 32 MiB prefetch), so the process stays under 500 MiB (326 MiB measured; 826 MiB with one micro-batch for the whole backlog).
+    # columns and the consumer's 32 MiB prefetch), so the process stays under 500 MiB (326 MiB measured; 826 MiB
+    # with one micro-batch for the whole backlog).
     assert peak_rss < 500 * 1024 * 1024, f"peak RSS {peak_rss / 2**20:.0f} MiB"
     assert len(lake_ids(path)) == total

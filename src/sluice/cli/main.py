@@ -423,7 +423,11 @@ def worker(
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--sync", "syncs", multiple=True, metavar="NAME", help="Also run this sync of the project (repeatable).")
 @click.option(
-    "--stream", "streams", multiple=True, metavar="ID|all", help="Also run this streaming object of the project (repeatable; all: every one)."
+    "--stream",
+    "streams",
+    multiple=True,
+    metavar="ID|all",
+    help="Also run this streaming object of the project (repeatable; all: every one).",
 )
 @simulation_options
 @backend_options

@@ -73,8 +73,7 @@ STREAM_BYTES = Counter(
 )
 STREAM_LAG = Gauge(
     "sluice_stream_lag_records",
-    "Records between a streaming object's committed offset and the partition's high watermark, by object, topic and "
-    "partition.",
+    "Records between a streaming object's committed offset and the partition's high watermark, by object, topic and partition.",
     ["object", "topic", "partition"],
 )
 STREAM_BATCH_DURATION = Histogram(

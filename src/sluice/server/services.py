@@ -26,8 +26,8 @@ from sluice.server.runs import RunManager
 from sluice.server.stream import EventHub
 from sluice.server.streams import host_streams
 from sluice.server.syncs import SyncHost
-from sluice.streaming.host import StreamHost
 from sluice.server.views import ObjectViews, RunViews
+from sluice.streaming.host import StreamHost
 
 log = logging.getLogger("sluice.server")
 

@@ -33,7 +33,9 @@ def stream_ids(project: Project, chosen: Sequence[str]) -> list[int]:
     for value in chosen:
         if not value.isdigit() or int(value) not in every:
             listed = ", ".join(map(str, every)) or "none"
-            raise ConfigError(f"--stream {value!r} is not a streaming object of the project (streaming objects: {listed}, or all)")
+            raise ConfigError(
+                f"--stream {value!r} is not a streaming object of the project (streaming objects: {listed}, or all)"
+            )
         ids.append(int(value))
     return ids
 
@@ -58,15 +60,19 @@ def streams_body(project: Project, lake: Lake, host: StreamHost | None) -> dict[
         if obj.id in hosted:
             found.append(hosted[obj.id])
             continue
+        error: str | None = None
         try:
             commit = lake.last_commit(layer_of(project, obj), obj.name)
-        except Exception as exc:  # noqa: BLE001 - the lake's answer is shown, not raised
+        except Exception as exc:  # the lake's answer is shown, not raised
             commit, error = None, str(exc)
-        else:
-            error = None
         last = None
         if commit is not None:
-            last = {"batch": commit.get("batch"), "at": commit.get("at"), "rows": commit.get("rows"), "records": commit.get("records")}
+            last = {
+                "batch": commit.get("batch"),
+                "at": commit.get("at"),
+                "rows": commit.get("rows"),
+                "records": commit.get("records"),
+            }
         found.append({"id": obj.id, "name": obj.name, "state": "elsewhere", "error": error, "last_batch": last})
     return {"streams": found}
 
@@ -93,6 +99,10 @@ class StreamList(BaseModel):
 def stream_routes(app: FastAPI, project: Project, lake: Any, host: Any) -> None:
     """Add ``GET /streams``; ``lake()`` and ``host()`` give the server's lake and stream host once started."""
 
-    @app.get("/streams", summary="The project's streaming objects: state, rates, lag per partition, last batch", response_model=StreamList)
+    @app.get(
+        "/streams",
+        summary="The project's streaming objects: state, rates, lag per partition, last batch",
+        response_model=StreamList,
+    )
     def list_streams() -> Response:
         return json_response(streams_body(project, lake(), host()))

@@ -13,6 +13,7 @@ consumption and nothing else grows.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,9 +46,7 @@ class StreamConsumer:
     Raises TerminalError when a topic does not exist, TransientError when the broker cannot be reached.
     """
 
-    def __init__(
-        self, bootstrap: str, topics: Sequence[str], group: str, offsets: Offsets, *, start: str = "earliest"
-    ) -> None:
+    def __init__(self, bootstrap: str, topics: Sequence[str], group: str, offsets: Offsets, *, start: str = "earliest") -> None:
         self.bootstrap, self.group = bootstrap, group
         self.consumer = Consumer(
             {
@@ -103,6 +102,7 @@ class StreamConsumer:
         if not bad:
             return messages
         error = bad[0].error()
+        assert error is not None
         if error.code() == KafkaError._PARTITION_EOF:
             return [m for m in messages if m.error() is None]
         if error.fatal():
@@ -137,10 +137,8 @@ class StreamConsumer:
         """Copy ``offsets`` to the consumer group, asynchronously (for lag tools; the lake stays the truth)."""
         tps = [TopicPartition(t, p, o) for t, parts in offsets.items() for p, o in parts.items()]
         if tps:
-            try:
+            with contextlib.suppress(KafkaException):  # a copy for monitoring only: the next batch commits again
                 self.consumer.commit(offsets=tps, asynchronous=True)
-            except KafkaException:
-                pass  # a copy for monitoring only: the next batch commits again
 
     def close(self) -> None:
         self.consumer.close()

@@ -107,7 +107,9 @@ def record_settings(obj: ObjectSpec) -> RecordSettings:
     options = obj.source.options
     if isinstance(options, RecordSettings):
         return options
-    fields = {name: getattr(options, name) for name in RecordSettings.__struct_fields__ if getattr(options, name, None) is not None}
+    fields = {
+        name: getattr(options, name) for name in RecordSettings.__struct_fields__ if getattr(options, name, None) is not None
+    }
     return RecordSettings(**fields)
 
 
@@ -154,7 +156,9 @@ class MicroBatcher:
         self.window = self._window()
         assert self.obj.source is not None
         group = str(self.obj.source.get("group") or f"sluice.stream.{self.project.name}.{self.obj.name}")
-        consumer = StreamConsumer(self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest")))
+        consumer = StreamConsumer(
+            self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest"))
+        )
         dead = _DeadLetters(self.bootstrap)
         self._committed = offsets
         self.status.set_state("stopping" if self.stopping else "running")
@@ -350,7 +354,7 @@ class _Committer:
                     return
                 if self._error is None:
                     self._commit(*item)
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread
+            except BaseException as exc:
                 self._error = exc
             finally:
                 self._queue.task_done()
