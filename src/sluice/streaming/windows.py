@@ -39,6 +39,7 @@ exactly those of an uninterrupted run over the same micro-batches.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 
 import duckdb
@@ -97,8 +98,9 @@ class WindowOperator:
         self._delay = options.watermark_us
         self._needed = options.needed_columns()
         self._definition = f"{options.type} size={self._size}us slide={self._slide}us time_column={options.time_column}".encode()
-        self._con = duckdb.connect(":memory:")
+        self._con = _database().cursor()  # a connection of its own (registered tables are per connection)
         self._con.execute("SET TimeZone = 'UTC'")
+        self._closed_schema: tuple[pa.Schema, pa.Schema] | None = None  # (records', closed's) when nothing closes
         self._watermark: int | None = None
         self._records: pa.Table | None = None
         if state is not None:
@@ -138,7 +140,9 @@ class WindowOperator:
         late_records = int(late_mask.sum())
         late = table.filter(late_mask) if self.options.late == "side_output" else None
         if len(times):
-            kept = self._prune(table).append_column(EVENT_US, event_us)
+            kept = self._prune(table)
+            time_index = kept.schema.get_field_index(self.options.time_column)
+            kept = kept.set_column(time_index, self.options.time_column, event_us.cast(_TIME)).append_column(EVENT_US, event_us)
             if late_records:
                 kept = kept.filter(~late_mask)
             self._append(kept)
@@ -164,7 +168,7 @@ class WindowOperator:
         return self._result(closed, None, 0, empty)
 
     def close(self) -> None:
-        """Release the operator's DuckDB connection."""
+        """Release the operator's DuckDB cursor."""
         self._con.close()
 
     # -- internals
@@ -244,9 +248,15 @@ class WindowOperator:
         if self._records is None or watermark is None:
             return pa.table({name: pa.array([], _TIME) for name in WINDOW_COLUMNS})
         low = -_FAR_FUTURE if previous is None else previous
-        closed = self._aggregate(low, watermark)  # an empty range (low == watermark) still gives the columns
-        if watermark != previous and self._records.num_rows:
-            keep = self._last_end(self._records.column(EVENT_US).to_numpy()) > watermark
+        events = self._records.column(EVENT_US).to_numpy()
+        known = self._closed_schema
+        if known is not None and known[0] == self._records.schema and not ((events > low - self._size) & (events < watermark)).any():
+            closed = known[1].empty_table()  # no record is in a window ending in (low, watermark]: skip DuckDB
+        else:
+            closed = self._aggregate(low, watermark)
+            self._closed_schema = (self._records.schema, closed.schema)
+        if watermark != previous and len(events):
+            keep = self._last_end(events) > watermark
             if not keep.all():
                 self._records = self._records.filter(keep)
         return closed
@@ -299,6 +309,18 @@ def state_from_bytes(data: bytes) -> pa.Table:
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except pa.ArrowInvalid as exc:
         raise TerminalError(f"window state: the saved bytes are not an Arrow IPC stream ({exc}): reset the stream's state") from exc
+
+
+_DATABASE: list[duckdb.DuckDBPyConnection] = []
+_DATABASE_LOCK = threading.Lock()
+
+
+def _database() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB database for every operator of the process (each takes a cursor: microseconds, not ~50 ms)."""
+    with _DATABASE_LOCK:
+        if not _DATABASE:
+            _DATABASE.append(duckdb.connect(":memory:"))
+        return _DATABASE[0]
 
 
 def _datetime(micros: int) -> dt.datetime:
