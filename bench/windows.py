@@ -41,12 +41,14 @@ def records(count: int, seed: int = 13) -> pa.Table:
     arrival = np.sort(rng.uniform(0, 3600, count))
     event = arrival - rng.uniform(0, 5, count)
     start = 1_704_067_200 * SECOND
-    return pa.table({
-        "ts": pa.array(start + (event * SECOND).astype("int64")).cast(pa.timestamp("us", tz="UTC")),
-        "user_id": rng.integers(0, 10_000, count),
-        "amount": rng.integers(1, 1_000, count),
-        "note": pa.array(np.char.add("order-", rng.integers(0, 10**6, count).astype(str))),
-    })
+    return pa.table(
+        {
+            "ts": pa.array(start + (event * SECOND).astype("int64")).cast(pa.timestamp("us", tz="UTC")),
+            "user_id": rng.integers(0, 10_000, count),
+            "amount": rng.integers(1, 1_000, count),
+            "note": pa.array(np.char.add("order-", rng.integers(0, 10**6, count).astype(str))),
+        }
+    )
 
 
 def through_operator(table: pa.Table, options: WindowOptions, batch: int) -> tuple[pa.Table, int]:
@@ -66,7 +68,8 @@ def in_duckdb(table: pa.Table, size_s: int, slide_s: int) -> pa.Table:
     sql = f"""
         SELECT to_timestamp(s::DOUBLE) AS window_start, to_timestamp((s + {size_s})::DOUBLE) AS window_end, user_id,
                count(*) AS n, sum(amount)::BIGINT AS total, avg(amount) AS mean
-        FROM (SELECT *, (epoch_us(ts) // {slide_s * SECOND}) * {slide_s} - k * {slide_s} AS s FROM events, range({windows}) AS w(k))
+        FROM (SELECT *, (epoch_us(ts) // {slide_s * SECOND}) * {slide_s} - k * {slide_s} AS s
+              FROM events, range({windows}) AS w(k))
         GROUP BY ALL ORDER BY window_start, user_id
     """
     con = duckdb.connect()
@@ -78,7 +81,15 @@ def in_duckdb(table: pa.Table, size_s: int, slide_s: int) -> pa.Table:
 
 def key_rows(table: pa.Table) -> list[tuple[Any, ...]]:
     starts = [value.timestamp() for value in table.column("window_start").to_pylist()]
-    return sorted(zip(starts, table.column("user_id").to_pylist(), table.column("n").to_pylist(), table.column("total").to_pylist(), strict=True))
+    return sorted(
+        zip(
+            starts,
+            table.column("user_id").to_pylist(),
+            table.column("n").to_pylist(),
+            table.column("total").to_pylist(),
+            strict=True,
+        )
+    )
 
 
 def best(repeats: int, job: Callable[[], Any]) -> tuple[float, Any]:
@@ -98,14 +109,22 @@ def main() -> None:
     args = parser.parse_args()
     table = records(args.records)
     print(f"{args.records:,} records, {table.nbytes / 1e6:.0f} MB in Arrow, 10,000 users, one hour of event time")
-    cases = [("tumbling 1m", {"type": "tumbling", "size": "1m"}, 60, 60), ("sliding 1m/10s", {"type": "sliding", "size": "1m", "slide": "10s"}, 60, 10)]
+    cases = [
+        ("tumbling 1m", {"type": "tumbling", "size": "1m"}, 60, 60),
+        ("sliding 1m/10s", {"type": "sliding", "size": "1m", "slide": "10s"}, 60, 10),
+    ]
     for label, window, size_s, slide_s in cases:
         raw = {**window, "time_column": "ts", "watermark": "10s", "group_by": ["user_id"], "aggregates": AGGREGATES}
         options = msgspec.convert(raw, WindowOptions)
-        peer_s, expected = best(args.repeats, lambda: in_duckdb(table, size_s, slide_s))
-        print(f"\n{label}: DuckDB, one query over all records: {peer_s:.2f} s, {args.records / peer_s:,.0f} records/s, {expected.num_rows:,} windows")
+        peer_s, expected = best(args.repeats, lambda size_s=size_s, slide_s=slide_s: in_duckdb(table, size_s, slide_s))
+        print(
+            f"\n{label}: DuckDB, one query over all records: {peer_s:.2f} s, {args.records / peer_s:,.0f} records/s, "
+            f"{expected.num_rows:,} windows"
+        )
         for size in args.batch or [10_000, 100_000]:
-            seconds, (closed, peak) = best(args.repeats, lambda size=size, options=options: through_operator(table, options, size))
+            seconds, (closed, peak) = best(
+                args.repeats, lambda size=size, options=options: through_operator(table, options, size)
+            )
             same = key_rows(closed) == key_rows(expected)
             print(
                 f"  operator, micro-batches of {size:,}: {seconds:.2f} s, {args.records / seconds:,.0f} records/s, "

@@ -31,7 +31,7 @@ def test_parses_units_and_combinations(text: str | int | float, micros: int) -> 
 
 @pytest.mark.parametrize("text", ["", "10", "10x", "s", "1m 30", "-5s", "1.5.2s", "ten seconds", "5s!"])
 def test_rejects_what_is_not_a_duration(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a duration: write a number and a unit, e.g. 500ms"):
+    with pytest.raises(ValueError, match=r"is not a duration: write a number and a unit, e\.g\. 500ms"):
         parse_duration(text)
 
 

@@ -181,11 +181,13 @@ class WindowOperator:
         """The state to save with the micro-batch's commit: open windows' records, watermark and definition in metadata."""
         records = self._records if self._records is not None else pa.table({EVENT_US: pa.array([], pa.int64())})
         metadata = dict(records.schema.metadata or {})
-        metadata.update({
-            _VERSION_KEY: STATE_VERSION,
-            _WINDOWS_KEY: self._definition,
-            _WATERMARK_KEY: b"" if self._watermark is None else str(self._watermark).encode(),
-        })
+        metadata.update(
+            {
+                _VERSION_KEY: STATE_VERSION,
+                _WINDOWS_KEY: self._definition,
+                _WATERMARK_KEY: b"" if self._watermark is None else str(self._watermark).encode(),
+            }
+        )
         return records.replace_schema_metadata(metadata)
 
     def _restore(self, state: pa.Table) -> None:
@@ -207,7 +209,9 @@ class WindowOperator:
         name = self.options.time_column
         if name not in table.column_names:
             columns = ", ".join(table.column_names) or "none"
-            raise TerminalError(f"window.time_column: {name!r} is not a column of the micro-batch (columns: {columns}): fix the option")
+            raise TerminalError(
+                f"window.time_column: {name!r} is not a column of the micro-batch (columns: {columns}): fix the option"
+            )
         for column in self.options.group_by:
             if column not in table.column_names:
                 raise TerminalError(f"window.group_by: {column!r} is not a column of the micro-batch: fix the option")
@@ -250,7 +254,11 @@ class WindowOperator:
         low = -_FAR_FUTURE if previous is None else previous
         events = self._records.column(EVENT_US).to_numpy()
         known = self._closed_schema
-        if known is not None and known[0] == self._records.schema and not ((events > low - self._size) & (events < watermark)).any():
+        if (
+            known is not None
+            and known[0] == self._records.schema
+            and not ((events > low - self._size) & (events < watermark)).any()
+        ):
             closed = known[1].empty_table()  # no record is in a window ending in (low, watermark]: skip DuckDB
         else:
             closed = self._aggregate(low, watermark)
@@ -270,7 +278,9 @@ class WindowOperator:
         if count == 1:
             expand = f"SELECT records.*, {floor} AS {start} FROM records"
         else:
-            expand = f"SELECT records.*, {floor} - __sluice_k.k * {slide} AS {start} FROM records, range({count}) AS __sluice_k(k)"
+            expand = (
+                f"SELECT records.*, {floor} - __sluice_k.k * {slide} AS {start} FROM records, range({count}) AS __sluice_k(k)"
+            )
         groups = [quote_identifier(column) for column in self.options.group_by]
         aggregates = [f"{sql} AS {quote_identifier(name)}" for name, sql in self.options.aggregates.items()]
         sql = (
@@ -285,7 +295,9 @@ class WindowOperator:
             table = self._con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             message = str(exc).strip().splitlines()[0]
-            raise TerminalError(f"window.aggregates: DuckDB cannot compute them: {message}: fix the aggregate expressions") from exc
+            raise TerminalError(
+                f"window.aggregates: DuckDB cannot compute them: {message}: fix the aggregate expressions"
+            ) from exc
         finally:
             self._con.unregister("records")
         starts = table.column(start)
@@ -308,7 +320,9 @@ def state_from_bytes(data: bytes) -> pa.Table:
     try:
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except pa.ArrowInvalid as exc:
-        raise TerminalError(f"window state: the saved bytes are not an Arrow IPC stream ({exc}): reset the stream's state") from exc
+        raise TerminalError(
+            f"window state: the saved bytes are not an Arrow IPC stream ({exc}): reset the stream's state"
+        ) from exc
 
 
 _DATABASE: list[duckdb.DuckDBPyConnection] = []
