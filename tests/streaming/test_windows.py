@@ -123,6 +123,14 @@ def test_late_records_are_counted_and_dropped_or_returned(late: str) -> None:
     assert rows_of(operator.flush()) == [(10, 20, 3, 50)]
 
 
+def test_a_window_ending_exactly_at_the_watermark_is_emitted_and_closed_to_later_records() -> None:
+    operator = WindowOperator(options(watermark="5s"))
+    assert rows_of(operator.process(batch([(3, 1), (15, 2)]))) == [(0, 10, 1, 1)]  # watermark 10 = end of [0, 10)
+    assert operator.state_records == 1  # the record at 3 s has no open window left: not kept
+    result = operator.process(batch([(9.999999, 4), (10, 8)]))
+    assert result.late_records == 1 and rows_of(operator.flush()) == [(10, 20, 2, 10)]
+
+
 def test_a_sliding_record_whose_first_windows_closed_still_counts_in_the_open_ones() -> None:
     operator = WindowOperator(options(type="sliding", size="10s", slide="5s", watermark="0s"))
     operator.process(batch([(10, 0)]))  # watermark 10 closes every window ending at or before 10
@@ -227,6 +235,30 @@ def reference(parts: list[list[tuple[float, int]]], *, size: int, slide: int, de
                 }
             )
     return closed, late
+
+
+@pytest.mark.parametrize(("size", "slide", "delay"), [(5, 5, 0), (5, 5, 3), (10, 4, 2), (9, 3, 7)])
+def test_random_streams_and_cuts_match_the_record_by_record_semantics(size: int, slide: int, delay: int) -> None:
+    rng = random.Random(size * 100 + slide * 10 + delay)
+    clock, records = 0.0, []
+    for _ in range(50):
+        clock += rng.uniform(0, 1.5)
+        records.append((round(2 * (clock - rng.uniform(0, 3 * size))) / 2, rng.randrange(50)))  # half seconds: ties
+    parts, position = [], 0
+    while position < len(records):
+        step = rng.randrange(0, 9)  # 0: an empty micro-batch
+        parts.append(records[position : position + step])
+        position += step
+    kind = "tumbling" if size == slide else "sliding"
+    config = options(
+        type=kind, size=f"{size}s", slide=None if kind == "tumbling" else f"{slide}s", watermark=f"{delay}s", group_by=["g"]
+    )
+    operator, closed, late = WindowOperator(config), [], 0
+    for part in parts:
+        result = operator.process(batch(part, g=pa.array([a % 3 for _, a in part], pa.int64())))
+        closed += result.closed.to_pylist()
+        late += result.late_records
+    assert (closed, late) == reference(parts, size=size, slide=slide, delay=delay)
 
 
 def test_many_groups_match_one_duckdb_query_over_the_whole_input() -> None:
