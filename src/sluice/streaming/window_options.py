@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import sqlglot
-from msgspec import Meta
+from msgspec import Meta, field
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
@@ -63,7 +63,7 @@ class WindowOptions(Settings):
         Duration | None, Meta(description="sliding only: a new window starts every slide (at most size), e.g. 30s.")
     ] = None
     watermark: Annotated[Duration, Meta(description="Allowed lateness: watermark = max event time seen - this, e.g. 10s.")] = "0s"
-    group_by: Annotated[list[str], Meta(description="Columns grouping each window's records.")] = []
+    group_by: Annotated[list[str], Meta(description="Columns grouping each window's records.")] = field(default_factory=list)
     late: Annotated[
         Literal["drop", "side_output"],
         Meta(description="Late records (for windows already emitted): drop (counted) or side_output (counted and returned)."),
