@@ -263,6 +263,26 @@ def test_a_spark_object_reads_a_partitioned_parent_with_its_partition_columns(tm
     ]
 
 
+def test_a_spark_object_reads_what_a_streaming_parent_committed(tmp_path: Path, spark: Any) -> None:
+    """A streaming object's output (an append-only dataset of micro-batches) is read by Spark file by file."""
+    folder = tmp_path / "project"
+    write_yaml(
+        folder,
+        SPARK_YAML + "connections: {events: 'kafka://127.0.0.1:1'}\nobjects:\n"
+        "  - {id: 1001, name: events, source: {type: kafka, connection: events, topic: t}, streaming: {}}\n"
+        "  - id: 2001\n    name: per_user\n    parents: [1001]\n    engine: spark\n"
+        "    sql: select user, count(*) as n from events group by user\n",
+    )
+    project = load(folder)
+    lake = LocalLake(project.resolve_lake_path())
+    for batch, users in enumerate((["a", "b"], ["a"], ["c", "a"]), 1):  # three micro-batches, as the loop commits them
+        lake.append("raw", "events", pa.table({"user": users}).to_reader(), commit={"batch": batch})
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    assert summary.objects[1001].status == "skipped"  # never run by a run: what it committed is its output
+    assert rows(project, "cleaned", "per_user", "user") == [{"user": "a", "n": 3}, {"user": "b", "n": 1}, {"user": "c", "n": 1}]
+
+
 def test_partition_by_is_refused_on_a_spark_object(tmp_path: Path) -> None:
     from sluice.errors import ValidationFailed
 

@@ -28,7 +28,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pyarrow as pa
@@ -57,6 +57,16 @@ class Manifest(msgspec.Struct, frozen=True):
     partition_by: list[str]
     schema: str  # the Arrow schema, IPC-serialised, base64
     previous: list[str] = []
+    appended: bool = False
+    """An append-only dataset (:mod:`sluice.lake.appends`): ``files`` are every committed micro-batch's."""
+    commit: dict[str, Any] | None = None
+    """The last append's commit record (a streaming object's offsets), committed with its files."""
+    token: str | None = None
+    """The last append's idempotency token (Spark's batch id), if it gave one."""
+    batches: int = 0
+    """Micro-batches appended so far."""
+    state: str | None = None
+    """The file of the state committed with the last append (``v=<version>/_state.bin``), if any."""
 
     def arrow_schema(self) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema)))
@@ -95,6 +105,8 @@ class VersionedStore:
         self.fs = fs
         self.commit = commit
         self.retention = retention
+        self.pruned: set[str] = set()
+        """Append-only datasets this store has looked for abandoned batches in (:mod:`sluice.lake.appends`)."""
 
     def manifest(self, folder: str) -> Manifest | None:
         """The dataset's manifest, or None when it was never committed."""
@@ -155,6 +167,11 @@ class VersionedStore:
     def dataset(self, folder: str, manifest: Manifest) -> ds.Dataset:
         """A pyarrow dataset over exactly the files of ``manifest`` (partition columns typed as written)."""
         import pyarrow.dataset as ds
+
+        if manifest.appended:
+            from sluice.lake.appends import dataset
+
+            return dataset(self, folder, manifest)
 
         schema = manifest.arrow_schema()
         partitioning = None

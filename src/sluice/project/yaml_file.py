@@ -445,6 +445,8 @@ class _Reader:
                 item.line_of("partition_by"),
             )
         parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
+        if spec.streaming is not None:
+            self.streaming_object(item, spec, label)
         return ObjectSpec(
             id=raw_id,
             name=spec.name or f"obj_{raw_id}",
@@ -468,7 +470,43 @@ class _Reader:
             pyspark=spec.pyspark,
             chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
+            streaming=spec.streaming,
         )
+
+    def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str) -> None:
+        """A streaming object reads a Kafka source and nothing else, into the lake (docs/streaming.md)."""
+        line = item.line_of("streaming")
+        source = item.get("source")
+        kind = _flatten_options(source).get("type") if isinstance(source, YamlMap) else None
+        if kind != "kafka":
+            self.problem(f"{label}: a streaming object needs a source of type kafka (source: {{type: kafka, topic: ...}})", line)
+        for key in ("sql", "python", "pyspark", "parents", "partition_by"):
+            if item.get(key):
+                self.problem(
+                    f"{label}: a streaming object takes no {key!r}"
+                    + (" (write it under streaming: sql, run on each micro-batch)" if key == "sql" else ""),
+                    item.line_of(key),
+                )
+        if not spec.lake:
+            self.problem(f"{label}: a streaming object's micro-batches go to the lake; drop 'lake: false'", item.line_of("lake"))
+        sql = spec.streaming.sql if spec.streaming is not None else None
+        if sql:
+            from sqlglot.errors import ParseError
+
+            from sluice.project.checks import sql_tables, syntax_error
+            from sluice.streaming.settings import BATCH_TABLE
+
+            try:
+                others = [t for t in sql_tables(sql) if t.lower() != BATCH_TABLE]
+            except ParseError as exc:
+                self.problem(f"{label}: streaming: sql: {syntax_error(exc)}", line)
+                return
+            if others:
+                self.problem(
+                    f"{label}: streaming: sql reads {others[0]!r}; it runs on each micro-batch, "
+                    f"which it reads as the table {BATCH_TABLE!r}",
+                    line,
+                )
 
     def object_engine(self, spec: ObjectSettings, work: list[str], label: str, line: int | None) -> str | None:
         """The engine of an object (None: the default), from its ``engine:`` or the project's; wrong pairs reported."""
@@ -512,7 +550,7 @@ class _Reader:
         if kind is None:
             kind = _infer_source_kind(flat)
             if kind is None:
-                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, rest, sql)", mapping.line)
+                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, rest, kafka, sql)", mapping.line)
                 return None
         plugin = self.source_plugin(str(kind), flat, label)
         if plugin is None:
@@ -529,8 +567,15 @@ class _Reader:
                 return None
             self.installed(plugin, f"{label}: source", flat.line_of("type"))
             named = flat.get("connection")
-            if isinstance(named, str):  # a source option 'connection' (rest) names one of the project's connections
-                self.connection(named, label, "source", flat.line_of("connection"))
+            if isinstance(named, str):  # a source option 'connection' (rest, kafka) names one of the project's connections
+                connection = self.connection(named, label, "source", flat.line_of("connection"))
+                schemes: tuple[str, ...] = getattr(plugin.options, "connection_schemes", ())
+                if connection is not None and schemes and connection_scheme(connection.url) not in schemes:
+                    self.problem(
+                        f"{label}: connection '{named}' is {connection_scheme(connection.url)}://; a {kind} source needs "
+                        f"a {' or '.join(f'{s}://' for s in schemes)} connection",
+                        flat.line_of("connection"),
+                    )
             return plugin
         connection = self.connection(flat.get("connection"), label, "source", flat.line_of("connection"))
         if connection is None:

@@ -1,7 +1,8 @@
 """``engine: spark``: an object's SQL or PySpark function runs on Apache Spark, which reads and writes the lake itself.
 
 - **Parents** are read by Spark from their lake location (:meth:`~sluice.lake.base.Lake.parquet_path`: a
-  Parquet file, or a folder of parts), each a temporary view named as in DuckDB (:func:`sql_tables`): plain
+  Parquet file, or a folder of parts; :meth:`~sluice.lake.base.Lake.parquet_files` for a streaming object's
+  append-only dataset), each a temporary view named as in DuckDB (:func:`sql_tables`): plain
   ``users``, and ``raw.users`` / ``ingest.users`` for a layer- or stage-qualified name (rewritten to the view
   ``raw__users``, as Spark has no schemas of temporary views).
 - **SQL** is DuckDB's dialect, the same text a DuckDB object runs; sqlglot translates it to Spark SQL
@@ -26,7 +27,7 @@ import sqlglot
 from sqlglot import exp
 
 from sluice.errors import SluiceError, TerminalError, TransientError, did_you_mean
-from sluice.lake.base import StagedOutput
+from sluice.lake.base import Lake, StagedOutput
 from sluice.project.model import ObjectSpec
 from sluice.transforms.engines import Engine, python_arguments, sql_tables
 
@@ -44,7 +45,7 @@ class SparkEngine(Engine):
         with spark_errors(object_label, list(sql_tables(self.project, obj, inputs))):
             if obj.pyspark is not None:
                 frames = {
-                    arg: read(session, self.lake.parquet_path(loc))
+                    arg: read(session, lake_input(self.lake, loc))
                     for arg, loc in python_arguments(self.project, obj, inputs).items()
                 }
                 return call_function(obj.pyspark, self.project.root, frames, object_label=object_label)
@@ -52,7 +53,7 @@ class SparkEngine(Engine):
             tables = sql_tables(self.project, obj, inputs)
             text, views = spark_sql(obj.sql, list(tables))
             for view, name in views.items():
-                read(session, self.lake.parquet_path(tables[name])).createOrReplaceTempView(view)
+                read(session, lake_input(self.lake, tables[name])).createOrReplaceTempView(view)
             return session.sql(text)
 
     def write(self, obj: ObjectSpec, inputs: Mapping[str, str], staged: StagedOutput, *, object_label: str) -> None:
@@ -104,12 +105,24 @@ PARTITIONED_GLOB = "/**/*.parquet"
 """How :meth:`Lake.parquet_path` ends for a partitioned output: ``<output>/v=<version>/**/*.parquet``."""
 
 
-def read(session: Any, path: str) -> Any:
-    """A DataFrame over a lake Parquet path or glob (``/abs/raw/users.parquet``, ``/abs/.x.parts-1/*.parquet``).
+def lake_input(lake: Lake, location: str) -> str | list[str]:
+    """What Spark reads for ``location``: its Parquet path or glob, or for an append-only dataset (a streaming
+    object's, which no glob covers without its uncommitted files) the list of its committed files."""
+    try:
+        return lake.parquet_path(location)
+    except TerminalError:
+        return lake.parquet_files(location)  # raises its own error when the output is missing
+
+
+def read(session: Any, path: str | list[str]) -> Any:
+    """A DataFrame over a lake Parquet path or glob (``/abs/raw/users.parquet``, ``/abs/.x.parts-1/*.parquet``), or a
+    list of files (an append-only dataset's committed micro-batches).
 
     A partitioned output's glob is read as its current version's folder, Spark discovering the Hive-style
     partition columns (``dt=2026-11-30/``) from it: that folder holds exactly the committed files.
     """
+    if isinstance(path, list):
+        return session.read.parquet(*(f"file://{p}" if p.startswith("/") else p for p in path))
     if path.endswith(PARTITIONED_GLOB):
         folder = path.removesuffix(PARTITIONED_GLOB)
         folder = f"file://{folder}" if folder.startswith("/") else folder

@@ -1,0 +1,410 @@
+"""The micro-batch loop of a streaming object: consume, decode, transform, append to the lake with the offsets.
+
+One loop per object, in one thread::
+
+    offsets = lake.last_commit(...)["offsets"]          # the lake is the source of truth
+    consumer.assign(partitions at offsets)
+    repeat until stopped:
+        messages = consume() until the trigger fires       # interval_s, records, max_batch_records / _bytes
+        batch = decode(messages)                            # sluice.streaming.records; bad records -> dead letters
+        batch = sql(batch)                                  # streaming.sql, DuckDB, the batch as table "batch"
+        lake.append(batch, commit={offsets, batch, ...})    # files and offsets in one atomic commit
+        consumer.commit(offsets, asynchronous=True)         # a copy for lag tools only
+
+Exactly once: a micro-batch's rows and the offsets after its last record are committed together
+(:meth:`Lake.append`), and a (re)started loop consumes from the committed offsets, so a ``kill -9`` at any
+moment neither loses nor repeats a record in the lake. Dead letters are sent and acknowledged before the
+commit (at least once). Back-pressure: the loop does not consume while it writes, the consumer's prefetch
+is bounded (:mod:`sluice.streaming.consumer`), and a micro-batch holds at most ``max_batch_records``
+records and ``max_batch_bytes`` bytes of values. A stop request (SIGTERM, SIGINT, ``stop``) ends the
+micro-batch being gathered early and commits it, so nothing consumed is left uncommitted.
+
+Entry point for benchmarks and tests: :func:`run_stream`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import pyarrow as pa
+
+from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
+from sluice.lake.base import Lake
+from sluice.observability import metrics
+from sluice.project.model import ObjectSpec, Project, layer_of
+from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, encode_offsets
+from sluice.streaming.dead_letters import REASON, TOPIC, refuse, send_dead_letters
+from sluice.streaming.options import RecordSettings
+from sluice.streaming.records import Decoder, Rejected
+from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
+from sluice.streaming.status import BatchInfo, StreamStatus
+from sluice.urls import kafka_servers
+
+if TYPE_CHECKING:
+    from sluice.streaming.windows import WindowOperator
+
+log = logging.getLogger(__name__)
+
+CONSUME_CHUNK = 20_000
+"""Messages asked of one ``consume()`` call."""
+IDLE_POLL_S = 0.5
+"""Longest wait of one ``consume()`` call, so a stop request is seen within it."""
+RETRIES = 5
+"""Attempts at committing one micro-batch when the lake or Kafka fails transiently (backoff 1, 2, 4... s)."""
+
+Until = Callable[[StreamStatus], bool]
+"""Asked after each micro-batch and each idle poll; True ends the loop (benchmarks: ``lambda s: s.records >= n``)."""
+
+
+def streaming_objects(project: Project, object_id: int | None = None) -> list[ObjectSpec]:
+    """The project's streaming objects (or the one ``object_id``). Raises ConfigError when there is none."""
+    if object_id is not None:
+        obj = project.objects.get(object_id)
+        if obj is None or obj.streaming is None:
+            ids = ", ".join(str(o.id) for o in project.objects.values() if o.streaming is not None) or "none"
+            raise ConfigError(f"object {object_id} is not a streaming object of {project.source_file} (streaming objects: {ids})")
+        return [obj]
+    found = [o for o in project.objects.values() if o.streaming is not None]
+    if not found:
+        raise ConfigError(f"{project.source_file} has no streaming object; give an object 'streaming: {{trigger: ...}}'")
+    return found
+
+
+def topics_of(obj: ObjectSpec) -> list[str]:
+    """The topics a streaming object's Kafka source reads (``topic:`` a name or a list)."""
+    assert obj.source is not None
+    raw = obj.source.get("topic") or obj.source.get("topics")
+    topics = [raw] if isinstance(raw, str) else list(raw or [])
+    if not topics:
+        raise ConfigError(f"object {obj.id} ({obj.name}): its kafka source names no topic", obj.origin.file, obj.origin.line)
+    return [str(t) for t in topics]
+
+
+def bootstrap_of(project: Project, obj: ObjectSpec) -> str:
+    """``bootstrap.servers`` of the object's source: its ``connection`` (a project connection or a kafka:// URL)."""
+    assert obj.source is not None
+    name = str(obj.source.get("connection") or "")
+    connection = project.connections.get(name)
+    url = connection.url if connection is not None else name
+    if not url.startswith("kafka://"):
+        raise ConfigError(
+            f"object {obj.id} ({obj.name}): source connection {name!r} is not a kafka:// connection of the project",
+            obj.origin.file,
+            obj.origin.line,
+        )
+    return kafka_servers(url)
+
+
+def record_settings(obj: ObjectSpec) -> RecordSettings:
+    """The decoding options (format, schema, metadata columns, dead letters) of the object's Kafka source."""
+    assert obj.source is not None
+    options = obj.source.options
+    if isinstance(options, RecordSettings):
+        return options
+    fields = {
+        name: getattr(options, name) for name in RecordSettings.__struct_fields__ if getattr(options, name, None) is not None
+    }
+    return RecordSettings(**fields)
+
+
+class MicroBatcher:
+    """The loop of one streaming object (see the module). ``stop()`` may be called from any thread."""
+
+    def __init__(self, project: Project, obj: ObjectSpec, lake: Lake, status: StreamStatus | None = None) -> None:
+        assert obj.streaming is not None and obj.source is not None
+        self.project, self.obj, self.lake = project, obj, lake
+        self.settings: StreamingSettings = obj.streaming
+        self.layer = layer_of(project, obj)
+        self.status = status or StreamStatus(obj.id, obj.name)
+        self.records = record_settings(obj)
+        self.topics = topics_of(obj)
+        self.bootstrap = bootstrap_of(project, obj)
+        self._stop = threading.Event()
+        for topic in self.topics:  # the series exist at zero from the start (sluice_kafka_dead_letters_total)
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(obj.id), topic)
+
+    def stop(self) -> None:
+        """Ask the loop to commit what it has gathered and end."""
+        self._stop.set()
+        if self.status.state in ("starting", "running"):
+            self.status.set_state("stopping")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, until: Until | None = None) -> StreamStatus:
+        """Run until stopped, ``until`` says so, or a terminal error (state ``failed``, the error re-raised)."""
+        try:
+            self._run(until)
+        except BaseException as exc:
+            self.status.set_state("failed", str(exc) if isinstance(exc, SluiceError) else f"{type(exc).__name__}: {exc}")
+            raise
+        self.status.set_state("stopped")
+        return self.status
+
+    def _run(self, until: Until | None) -> None:
+        commit = self.lake.last_commit(self.layer, self.obj.name) or {}
+        offsets = decode_offsets(commit.get("offsets"))
+        batch_number = int(commit.get("batch", 0))
+        known = _schema(commit.get("value_schema"))
+        decoder = Decoder(self.records, known)
+        self.window = self._window()
+        assert self.obj.source is not None
+        group = str(self.obj.source.get("group") or f"sluice.stream.{self.project.name}.{self.obj.name}")
+        consumer = StreamConsumer(
+            self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest"))
+        )
+        dead = _DeadLetters(self.bootstrap)
+        self._committed = offsets
+        self.status.set_state("stopping" if self.stopping else "running")
+        committer = _Committer(self._commit, self.obj.name)
+        copied: Offsets | None = None
+        gathered = offsets
+        try:
+            while not self.stopping:
+                started = time.monotonic()
+                messages, size = self._gather(consumer, until)
+                committer.check()
+                if messages:
+                    batch_number += 1
+                    gathered = consumer.positions(gathered)
+                    committer.submit((messages, size, gathered, decoder, dead, batch_number, started))
+                committed = self._committed
+                if committed is not copied:
+                    consumer.commit_group(committed)
+                    copied = committed
+                self.status.set_lag(consumer.lag(committed))
+                if until is not None and until(self.status):
+                    break
+        finally:
+            try:
+                committer.finish()  # the micro-batch handed over is committed before the loop ends
+            finally:
+                consumer.close()
+                if self.window is not None:
+                    self.window.close()
+
+    def _window(self) -> WindowOperator | None:
+        """The window operator, its state restored from the lake's last commit."""
+        options = self.settings.window
+        if options is None:
+            return None
+        from sluice.streaming.windows import WindowOperator, state_from_bytes
+
+        saved = self.lake.last_state(self.layer, self.obj.name)
+        return WindowOperator(options, state_from_bytes(saved) if saved is not None else None)
+
+    def _gather(self, consumer: StreamConsumer, until: Until | None) -> tuple[list[Any], int]:
+        """Messages until the trigger fires or a limit is reached; fewer when stopping."""
+        trigger = self.settings.trigger
+        limit = min(trigger.records or self.settings.max_batch_records, self.settings.max_batch_records)
+        deadline = time.monotonic() + trigger.interval_s if trigger.interval_s else None
+        messages: list[Any] = []
+        size = 0
+        while len(messages) < limit and size < self.settings.max_batch_bytes and not self.stopping:
+            wait = IDLE_POLL_S if deadline is None else min(IDLE_POLL_S, deadline - time.monotonic())
+            if wait <= 0:
+                break
+            got = consumer.consume(min(CONSUME_CHUNK, limit - len(messages)), wait)
+            if got:
+                messages.extend(got)
+                size += sum(map(len, got))
+            elif not messages:
+                self.status.set_lag(consumer.lag(self._committed))
+                if until is not None and until(self.status):
+                    break
+        return messages, size
+
+    def _commit(
+        self,
+        messages: list[Any],
+        size: int,
+        ahead: Offsets,
+        decoder: Decoder,
+        dead: _DeadLetters,
+        batch_number: int,
+        started: float,
+    ) -> None:
+        """Decode, transform and append one micro-batch with the offsets after its last record (the committer's
+        thread, one batch at a time, in order)."""
+        decoded = decoder.decode(messages)
+        self._dead_letters(decoded.rejected, messages, dead)
+        table = self._transform(pa.Table.from_batches([decoded.batch]))
+        late, state, invalid = 0, None, 0
+        if self.window is not None:
+            table, late, invalid, state = self._windowed(table, messages[0].topic(), dead)
+        record = {
+            "offsets": encode_offsets(ahead),
+            "batch": batch_number,
+            "at": time.time(),
+            "records": len(messages),
+            "rows": table.num_rows,
+            "value_schema": _schema_text(decoder.value_schema),
+        }
+        self._append(table, record, state)
+        self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
+        info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), size, time.monotonic() - started)
+        self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
+
+    def _windowed(self, table: pa.Table, topic: str, dead: _DeadLetters) -> tuple[pa.Table, int, int, bytes]:
+        """The windows this micro-batch closes, its late records (counted; appended to ``<name>_late`` for a side
+        output, at least once), records without an event time (dead letters), and the operator's state."""
+        from sluice.streaming.windows import state_to_bytes
+
+        assert self.window is not None
+        result = self.window.process(table)
+        if result.late is not None and result.late.num_rows:
+            self._append(result.late, {"side_output_of": self.obj.name}, None, name=f"{self.obj.name}_late")
+        if result.invalid.num_rows:
+            target = self.records.dead_letter_topic(topic)
+            if target is None:
+                raise TerminalError(f"object {self.obj.id} ({self.obj.name}): {result.invalid_reason}; set dead_letter: true")
+            dead.send_rows(target, result.invalid, result.invalid_reason, topic)
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(result.invalid.num_rows)
+        return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
+
+    def _dead_letters(self, rejected: list[Rejected], messages: list[Any], dead: _DeadLetters) -> None:
+        """Send the rejected records to their topic's dead-letter topic (:mod:`sluice.streaming.dead_letters`) and wait
+        for the acknowledgement; TerminalError with ``dead_letter: false``."""
+        if not rejected:
+            return
+        where = f"object {self.obj.id} ({self.obj.name})"
+        by_topic: dict[str, list[Rejected]] = {}
+        for item in rejected:
+            by_topic.setdefault(messages[item.index].topic(), []).append(item)
+        for topic, items in by_topic.items():
+            target = self.records.dead_letter_topic(topic)
+            if target is None:
+                raise refuse(messages, items, where)
+            send_dead_letters(dead.producer(), target, messages, items, where)
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(len(items))
+
+    def _transform(self, table: pa.Table) -> pa.Table:
+        sql = self.settings.sql
+        if sql is None:
+            return table
+        import pyarrow.dataset as ds
+
+        from sluice.transforms.sql import run_sql
+
+        inputs = {BATCH_TABLE: ds.dataset(table)}
+        return run_sql(sql, inputs, object_label=f"object {self.obj.id} ({self.obj.name})").read_all()
+
+    def _append(self, table: pa.Table, record: dict[str, Any], state: bytes | None, name: str | None = None) -> None:
+        """Append with retries on transient failures (the same rows and offsets: nothing was committed)."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                self.lake.append(self.layer, name or self.obj.name, table.to_reader(), commit=record, state=state)
+                return
+            except TransientError as exc:
+                if attempt == RETRIES:
+                    raise
+                log.warning("%s: micro-batch %s not committed (%s); trying again", self.obj.name, record["batch"], exc)
+                time.sleep(2 ** (attempt - 1))
+
+
+class _DeadLetters:
+    """The producer of a loop's dead letters, made on first use (idempotent, ``acks=all``)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Any = None
+
+    def producer(self) -> Any:
+        if self._producer is None:
+            from confluent_kafka import Producer
+
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
+        return self._producer
+
+    def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str) -> None:
+        """Rows that are no longer Kafka records (decoded, then without an event time for a window), as JSON objects
+        with the reason and source topic headers; waits for the acknowledgement (TransientError otherwise)."""
+        producer = self.producer()
+        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode())]
+        for row in rows.to_pylist():  # rare: a record without an event time
+            producer.produce(topic, value=msgspec.json.encode(row, enc_hook=str), headers=headers)
+        if producer.flush(30.0):
+            raise TransientError(f"could not write dead letters to {topic!r}: not acknowledged after 30 s")
+
+
+class _Committer:
+    """The thread that commits micro-batches, in order, while the loop gathers the next one.
+
+    :meth:`submit` waits until the previous micro-batch is committed, so at most two are in memory (one being
+    committed, one being gathered) and a slow lake slows consumption. An error of the commit is raised by the
+    next :meth:`check`, :meth:`submit` or :meth:`finish` in the loop's thread.
+    """
+
+    def __init__(self, commit: Callable[..., None], name: str) -> None:
+        self._commit = commit
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=f"stream-commit-{name}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._commit(*item)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, item: tuple[Any, ...]) -> None:
+        self._queue.join()
+        self.check()
+        self._queue.put(item)
+
+    def finish(self) -> None:
+        """Wait for the micro-batch handed over, end the thread, raise its error if it had one."""
+        self._queue.join()
+        self._queue.put(None)
+        self._thread.join()
+        self.check()
+
+
+def run_stream(
+    project: Project,
+    object_id: int,
+    *,
+    until: Until | None = None,
+    lake: Lake | None = None,
+    status: StreamStatus | None = None,
+) -> StreamStatus:
+    """Run streaming object ``object_id`` of ``project`` in this thread until ``until`` says so (or for ever).
+
+    Returns its final status. Raises ConfigError for an object that is not a streaming one, and what the
+    loop raises (TerminalError, TransientError after :data:`RETRIES` attempts).
+    """
+    from sluice.lake.registry import open_lake
+
+    obj = streaming_objects(project, object_id)[0]
+    return MicroBatcher(project, obj, lake or open_lake(project), status).run(until)
+
+
+def _schema_text(schema: pa.Schema | None) -> str | None:
+    return None if schema is None else base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def _schema(text: Any) -> pa.Schema | None:
+    if not isinstance(text, str):
+        return None
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
