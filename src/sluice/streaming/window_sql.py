@@ -36,6 +36,7 @@ def cursor() -> duckdb.DuckDBPyConnection:
             _DATABASE.append(duckdb.connect(":memory:"))
         con = _DATABASE[0].cursor()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET python_enable_replacements = false")  # only the tables registered by name, never a Python variable
     return con
 
 

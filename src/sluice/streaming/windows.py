@@ -230,9 +230,12 @@ class WindowOperator:
         if self._plan is not None:
             low = -_FAR_FUTURE if previous is None else previous
             sql = window_sql.partials(self.options, self._plan.partials, self._plan.combines, self._size, self._slide, low)
+            tables = {"records": kept}
             if self._rows is None:
                 sql = sql.replace(" UNION ALL BY NAME SELECT * FROM state", "")
-            self._rows = window_sql.run(self._con, sql, {"records": kept, **({"state": self._rows} if self._rows else {})})
+            else:
+                tables["state"] = self._rows
+            self._rows = window_sql.run(self._con, sql, tables)
         elif self._rows is None:
             self._rows = kept
         else:
