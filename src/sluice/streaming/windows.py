@@ -229,7 +229,7 @@ class WindowOperator:
         """Keep the micro-batch's records that are not late: as records, or merged into the partial aggregates."""
         if self._plan is not None:
             low = -_FAR_FUTURE if previous is None else previous
-            sql = window_sql.partials(self.options, self._plan.partials, self._plan.combines, self._size, self._slide, low)
+            sql = window_sql.partials(self.options, self._plan.rows, self._plan.combines, self._size, self._slide, low)
             tables = {"records": kept}
             if self._rows is None:
                 sql = sql.replace(" UNION ALL BY NAME SELECT * FROM state", "")
