@@ -379,6 +379,7 @@ def test_partial_aggregates_keep_one_row_per_open_window_and_group() -> None:
     assert state.column_names == ["__sluice_window_start", "g", "__sluice_p0", "__sluice_p1"]
     assert operator.state_records == 4  # windows [-5, 5) and [0, 10) x groups 1 and 2
     assert not WindowOperator(options(aggregates={"u": "count(DISTINCT amount)"})).keeps_partials
+    assert not WindowOperator(options(state="records")).keeps_partials
 
 
 def test_wrong_time_column_group_column_or_aggregate_is_one_line(make: Maker) -> None:

@@ -7,6 +7,8 @@
 ['SUM(__sluice_p0)', 'SUM(__sluice_p1)', 'SUM(__sluice_p2)', 'MAX(__sluice_p3)', 'MIN(__sluice_p4)']
 >>> plan.finals["mean"]
 'CASE WHEN __sluice_p2 = 0 THEN NULL ELSE CAST(__sluice_p1 AS DOUBLE) / __sluice_p2 END'
+>>> partial_plan({"total": "sum(amount)", "mean": "avg(amount)"}, []).rows   # one sum of amount for both
+['amount', 'CAST(NOT (amount) IS NULL AS BIGINT)']
 >>> partial_plan({"users": "count(DISTINCT user_id)"}, []) is None   # needs the records
 True
 
@@ -46,8 +48,12 @@ class PartialPlan:
     def add(self, row: exp.Expression, combine: Callable[[str], str]) -> str:
         """A new partial column, ``row`` for one record, merged by ``combine(column)``; returns the column's name."""
         name = f"{PARTIAL}{len(self.rows)}"
-        self.rows.append(row.sql(dialect="duckdb"))
-        self.combines.append(combine(name))
+        sql, merge = row.sql(dialect="duckdb"), combine(name)
+        for index, (known, known_merge) in enumerate(zip(self.rows, self.combines, strict=True)):
+            if known == sql and known_merge == combine(f"{PARTIAL}{index}"):
+                return f"{PARTIAL}{index}"  # sum(x) and avg(x) share the sum of x
+        self.rows.append(sql)
+        self.combines.append(merge)
         return name
 
 
@@ -104,4 +110,5 @@ def _rewrite(node: exp.Expression, plan: PartialPlan) -> exp.Expression:
 
 def _present(argument: exp.Expression) -> exp.Expression:
     """1 when ``argument`` is not NULL, else 0 (a BIGINT): one record's ``count(argument)``."""
-    return sqlglot.parse_one(f"CAST(({argument.sql(dialect='duckdb')}) IS NOT NULL AS BIGINT)", dialect="duckdb")
+    present = exp.Not(this=exp.Is(this=exp.Paren(this=argument.copy()), expression=exp.Null()))
+    return exp.Cast(this=present, to=exp.DataType.build("BIGINT"))
