@@ -94,8 +94,10 @@ def aggregate_records(options: WindowOptions, size: int, slide: int, low: int, h
     return _grouped(options, aggregates, placed(size, slide, low, high), order=True)
 
 
-def partials(options: WindowOptions, rows: list[str], combines: list[str], size: int, slide: int, low: int) -> str:
-    """``state``'s partial aggregates merged with those of ``records`` for its windows ending after ``low``.
+def partials(
+    options: WindowOptions, rows: list[str], combines: list[str], size: int, slide: int, low: int, *, merge_state: bool
+) -> str:
+    """``state``'s partial aggregates (if ``merge_state``) merged with those of ``records`` for its windows ending after ``low``.
 
     Each record is one partial row (``rows``: its own count, sum...) and one aggregation merges them all.
     """
@@ -103,7 +105,8 @@ def partials(options: WindowOptions, rows: list[str], combines: list[str], size:
     columns = [f"{sql} AS __sluice_p{index}" for index, sql in enumerate(rows)]
     batch = f"SELECT {', '.join([*keys, *columns])} FROM ({placed(size, slide, low, 2**62)})"
     merged = [f"{sql} AS __sluice_p{index}" for index, sql in enumerate(combines)]
-    return _grouped(options, merged, f"{batch} UNION ALL BY NAME SELECT * FROM state", order=False)
+    body = f"{batch} UNION ALL BY NAME SELECT * FROM state" if merge_state else batch
+    return _grouped(options, merged, body, order=False)
 
 
 def finals(options: WindowOptions, final_sql: Mapping[str, str]) -> str:

@@ -231,12 +231,9 @@ class WindowOperator:
         """Keep the micro-batch's records that are not late: as records, or merged into the partial aggregates."""
         if self._plan is not None:
             low = -_FAR_FUTURE if previous is None else previous
-            sql = window_sql.partials(self.options, self._plan.rows, self._plan.combines, self._size, self._slide, low)
-            tables = {"records": kept}
-            if self._rows is None:
-                sql = sql.replace(" UNION ALL BY NAME SELECT * FROM state", "")
-            else:
-                tables["state"] = self._rows
+            plan, merge = self._plan, self._rows is not None
+            sql = window_sql.partials(self.options, plan.rows, plan.combines, self._size, self._slide, low, merge_state=merge)
+            tables = {"records": kept} if self._rows is None else {"records": kept, "state": self._rows}
             self._rows = window_sql.run(self._con, sql, tables)
         elif self._rows is None:
             self._rows = kept
