@@ -1,11 +1,12 @@
 """Event-time windows (``sluice.streaming.windows``): records/s through the operator, next to one DuckDB query.
 
-1,000,000 records (``--records``) spread over one hour of event time (about 278 records/s of event time), out of
-order by up to 5 s, grouped by ``user_id`` over 10,000 users, with ``count(*)``, ``sum(amount)`` and
+1,000,000 records (``--records``) spread over one hour of event time (``--span-s``; about 278 records/s of event
+time), out of order by up to 5 s, grouped by ``user_id`` over 10,000 users (``--users``), with ``count(*)``, ``sum(amount)`` and
 ``avg(amount)``. The operator takes them in micro-batches (``--batch`` records each, default 10,000 and 100,000)
 with a 10 s watermark delay, then ``flush()`` emits the windows left open; tumbling 1-minute windows and
-sliding 1-minute windows every 10 s (each record in 6 windows). Printed per case: seconds, records/s, the
-windows emitted, the largest state (records kept) and the ratio to the peer.
+sliding 1-minute windows every 10 s (each record in 6 windows); keeping partial aggregates per open window and
+group (the default for these aggregates) and keeping the records. Printed per case: seconds, records/s, the
+ratio to the peer, the windows emitted and the largest state (rows and MB).
 
 Peer, in the same run on the same table: one DuckDB query computing the same windows over the whole input at
 once (what a batch job would do; no watermark, no state, no micro-batches): the lower bound for the operator,
@@ -14,6 +15,7 @@ count, sum) before any figure is printed. Best of ``--repeats`` for each.
 
     python bench/windows.py
     python bench/windows.py --records 200000 --repeats 1     # quick
+    python bench/windows.py --span-s 300 --users 1000        # a higher rate: 3,333 records/s of event time
 """
 
 from __future__ import annotations
@@ -35,32 +37,33 @@ SECOND = 1_000_000
 AGGREGATES = {"n": "count(*)", "total": "sum(amount)::BIGINT", "mean": "avg(amount)"}
 
 
-def records(count: int, seed: int = 13) -> pa.Table:
-    """``count`` records over one hour from 2024-01-01 UTC, in arrival order, up to 5 s out of order."""
+def records(count: int, span_s: int, users: int, seed: int = 13) -> pa.Table:
+    """``count`` records over ``span_s`` seconds from 2024-01-01 UTC, in arrival order, up to 5 s out of order."""
     rng = np.random.default_rng(seed)
-    arrival = np.sort(rng.uniform(0, 3600, count))
+    arrival = np.sort(rng.uniform(0, span_s, count))
     event = arrival - rng.uniform(0, 5, count)
     start = 1_704_067_200 * SECOND
     return pa.table(
         {
             "ts": pa.array(start + (event * SECOND).astype("int64")).cast(pa.timestamp("us", tz="UTC")),
-            "user_id": rng.integers(0, 10_000, count),
+            "user_id": rng.integers(0, users, count),
             "amount": rng.integers(1, 1_000, count),
             "note": pa.array(np.char.add("order-", rng.integers(0, 10**6, count).astype(str))),
         }
     )
 
 
-def through_operator(table: pa.Table, options: WindowOptions, batch: int) -> tuple[pa.Table, int]:
-    operator = WindowOperator(options)
-    closed, peak = [], 0
+def through_operator(table: pa.Table, options: WindowOptions, batch: int, partials: bool) -> tuple[pa.Table, int, int]:
+    """Every micro-batch through a new operator, then flush(): the windows, the largest state in rows and bytes."""
+    operator = WindowOperator(options, partials=partials)
+    closed, peak_rows, peak_bytes = [], 0, 0
     for offset in range(0, table.num_rows, batch):
         result = operator.process(table.slice(offset, batch))
         closed.append(result.closed)
-        peak = max(peak, operator.state_records)
+        peak_rows, peak_bytes = max(peak_rows, operator.state_records), max(peak_bytes, operator.state_bytes)
     closed.append(operator.flush().closed)
     operator.close()
-    return pa.concat_tables(closed), peak
+    return pa.concat_tables(closed), peak_rows, peak_bytes
 
 
 def in_duckdb(table: pa.Table, size_s: int, slide_s: int) -> pa.Table:
@@ -106,9 +109,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, action="append", help="micro-batch sizes (default 10,000 and 100,000)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--span-s", type=int, default=3600, help="seconds of event time the records cover")
+    parser.add_argument("--users", type=int, default=10_000, help="distinct user_id values (the groups)")
     args = parser.parse_args()
-    table = records(args.records)
-    print(f"{args.records:,} records, {table.nbytes / 1e6:.0f} MB in Arrow, 10,000 users, one hour of event time")
+    table = records(args.records, args.span_s, args.users)
+    print(
+        f"{args.records:,} records, {table.nbytes / 1e6:.0f} MB in Arrow, {args.users:,} users, {args.span_s:,} s of event time"
+    )
     cases = [
         ("tumbling 1m", {"type": "tumbling", "size": "1m"}, 60, 60),
         ("sliding 1m/10s", {"type": "sliding", "size": "1m", "slide": "10s"}, 60, 10),
@@ -122,15 +129,18 @@ def main() -> None:
             f"{expected.num_rows:,} windows"
         )
         for size in args.batch or [10_000, 100_000]:
-            seconds, (closed, peak) = best(
-                args.repeats, lambda size=size, options=options: through_operator(table, options, size)
-            )
-            same = key_rows(closed) == key_rows(expected)
-            print(
-                f"  operator, micro-batches of {size:,}: {seconds:.2f} s, {args.records / seconds:,.0f} records/s, "
-                f"{closed.num_rows:,} windows, largest state {peak:,} records, {peer_s / seconds:.2f}x DuckDB's rate, "
-                f"same windows: {'yes' if same else 'NO'}"
-            )
+            for partials in (True, False):
+                seconds, (closed, rows, size_bytes) = best(
+                    args.repeats,
+                    lambda size=size, options=options, partials=partials: through_operator(table, options, size, partials),
+                )
+                same = key_rows(closed) == key_rows(expected)
+                kept = "partial aggregates" if partials else "records"
+                print(
+                    f"  operator ({kept}), micro-batches of {size:,}: {seconds:.2f} s, {args.records / seconds:,.0f} records/s, "
+                    f"{peer_s / seconds:.2f}x DuckDB's rate, {closed.num_rows:,} windows, largest state {rows:,} rows "
+                    f"({size_bytes / 1e6:.1f} MB), same windows: {'yes' if same else 'NO'}"
+                )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def test_valid_options_and_their_durations_in_microseconds() -> None:
         ({"type": "sliding", "slide": "2m"}, "slide: '2m' must be above 0 and at most size ('1m')"),
         ({"type": "hopping"}, "Choose one of: tumbling, sliding"),
         ({"late": "keep"}, "Choose one of: drop, side_output"),
+        ({"state": "partials"}, "Choose one of: auto, records"),
         ({"group_by": ["u", "u"]}, "group_by: 'u' is listed twice"),
         ({"group_by": ["window_start"]}, "clashes with window_start/window_end"),
         (

@@ -272,6 +272,56 @@ def test_random_streams_and_cuts_match_the_record_by_record_semantics(size: int,
     assert (closed, late) == reference(parts, size=size, slide=slide, delay=delay)
 
 
+def test_partial_aggregates_give_what_the_records_give() -> None:
+    aggregates = {
+        "n": "count(*)",
+        "total": "sum(amount)",
+        "mean": "avg(amount)",
+        "spread": "max(amount) - min(amount)",
+        "first": "min(ts)",
+        "scaled": "round(sum(amount) / count(amount) * 2, 6) + g",
+        "nn": "count(note)",
+    }
+    config = options(type="sliding", size="10s", slide="4s", watermark="3s", group_by=["g"], aggregates=aggregates)
+    rng = random.Random(5)
+    clock, parts = 0.0, []
+    for _ in range(30):
+        part = []
+        for _ in range(rng.randrange(0, 12)):
+            clock += rng.uniform(0, 0.5)
+            part.append((round(clock - rng.uniform(0, 8), 3), rng.randrange(100)))
+        parts.append(part)
+    outputs = []
+    for partials in (True, False):
+        operator, closed = WindowOperator(config, partials=partials), []
+        assert operator.keeps_partials is partials
+        for part in parts:
+            notes = [None if a % 4 == 0 else "x" for _, a in part]
+            closed += operator.process(
+                batch(part, g=pa.array([a % 3 for _, a in part], pa.int64()), note=notes)
+            ).closed.to_pylist()
+        closed += operator.flush().closed.to_pylist()
+        outputs.append(closed)
+    partial_rows, record_rows = outputs
+    assert len(partial_rows) == len(record_rows) > 40
+    for mine, theirs in zip(partial_rows, record_rows, strict=True):
+        assert mine.keys() == theirs.keys()
+        assert {k: v for k, v in mine.items() if k not in ("mean", "scaled")} == {
+            k: v for k, v in theirs.items() if k not in ("mean", "scaled")
+        }
+        assert mine["mean"] == pytest.approx(theirs["mean"]) and mine["scaled"] == pytest.approx(theirs["scaled"])
+
+
+def test_windows_go_on_after_every_open_window_was_emitted(make: Maker) -> None:
+    operator = make(options(watermark="0s"))
+    operator.process(batch([(1, 1), (25, 2)]))
+    assert rows_of(operator.process(batch([(30, 4)]))) == [(20, 30, 1, 2)]
+    assert operator.state_records == 1
+    assert rows_of(operator.process(batch([(45, 8)]))) == [(30, 40, 1, 4)]
+    assert rows_of(operator.process(batch([(41, 16)]))) == []
+    assert rows_of(operator.flush()) == [(40, 50, 2, 24)]
+
+
 def test_many_groups_match_one_duckdb_query_over_the_whole_input(make: Maker) -> None:
     rows = 200_000
     rng = np.random.default_rng(7)
@@ -329,6 +379,7 @@ def test_partial_aggregates_keep_one_row_per_open_window_and_group() -> None:
     assert state.column_names == ["__sluice_window_start", "g", "__sluice_p0", "__sluice_p1"]
     assert operator.state_records == 4  # windows [-5, 5) and [0, 10) x groups 1 and 2
     assert not WindowOperator(options(aggregates={"u": "count(DISTINCT amount)"})).keeps_partials
+    assert not WindowOperator(options(state="records")).keeps_partials
 
 
 def test_wrong_time_column_group_column_or_aggregate_is_one_line(make: Maker) -> None:

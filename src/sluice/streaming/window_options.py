@@ -46,6 +46,9 @@ class WindowOptions(Settings):
     - ``group_by``: columns grouping each window's records (none: one row per window).
     - ``aggregates``: output column -> SQL aggregate expression run by DuckDB (``count(*)``, ``sum(amount)``,
       ``avg(amount)``, ``count(DISTINCT user_id)``, ``max(amount) - min(amount)``, ``quantile_cont(amount, 0.9)``...).
+    - ``state``: what the open windows keep: ``auto`` (partial aggregates per window and group when every
+      aggregate is decomposable, else the records) or ``records`` (always; faster when a window holds only a
+      few records per group, but the state then grows with the record rate).
     - ``late``: what happens to late records: ``drop`` (counted) or ``side_output`` (counted and returned).
     """
 
@@ -64,6 +67,13 @@ class WindowOptions(Settings):
     ] = None
     watermark: Annotated[Duration, Meta(description="Allowed lateness: watermark = max event time seen - this, e.g. 10s.")] = "0s"
     group_by: Annotated[list[str], Meta(description="Columns grouping each window's records.")] = field(default_factory=list)
+    state: Annotated[
+        Literal["auto", "records"],
+        Meta(
+            description="What open windows keep: auto: partial aggregates per window and group when every aggregate is "
+            "count/sum/min/max/avg (or an expression over them), else the records; records: always the records."
+        ),
+    ] = "auto"
     late: Annotated[
         Literal["drop", "side_output"],
         Meta(description="Late records (for windows already emitted): drop (counted) or side_output (counted and returned)."),

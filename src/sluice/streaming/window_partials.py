@@ -1,12 +1,14 @@
 """Aggregates that can be kept as partial aggregates per open window instead of the window's raw records.
 
 >>> plan = partial_plan({"n": "count(*)", "mean": "avg(amount)", "spread": "max(amount) - min(amount)"}, [])
->>> plan.partials
-['COUNT(*)', 'SUM(amount)', 'COUNT(amount)', 'MAX(amount)', 'MIN(amount)']
+>>> plan.rows
+['1', 'amount', 'CAST(NOT (amount) IS NULL AS BIGINT)', 'amount', 'amount']
 >>> plan.combines
 ['SUM(__sluice_p0)', 'SUM(__sluice_p1)', 'SUM(__sluice_p2)', 'MAX(__sluice_p3)', 'MIN(__sluice_p4)']
 >>> plan.finals["mean"]
 'CASE WHEN __sluice_p2 = 0 THEN NULL ELSE CAST(__sluice_p1 AS DOUBLE) / __sluice_p2 END'
+>>> partial_plan({"total": "sum(amount)", "mean": "avg(amount)"}, []).rows   # one sum of amount for both
+['amount', 'CAST(NOT (amount) IS NULL AS BIGINT)']
 >>> partial_plan({"users": "count(DISTINCT user_id)"}, []) is None   # needs the records
 True
 
@@ -33,20 +35,25 @@ PARTIAL = "__sluice_p"
 class PartialPlan:
     """How to keep decomposable aggregates: per micro-batch, how to merge, and the output from the merged values.
 
-    - ``partials``: SQL aggregates over records, one per partial column ``__sluice_p<i>`` (in order).
-    - ``combines``: SQL merging partial columns of several micro-batches, same order.
+    - ``rows``: one SQL expression per partial column ``__sluice_p<i>`` (in order): its value for one record
+      (``count(*)``: 1, ``sum(x)``: x), so that records and merged partial rows aggregate together in one pass.
+    - ``combines``: SQL merging the partial columns (of records and of the state), same order.
     - ``finals``: output column -> SQL expression over the merged partial columns and the group_by columns.
     """
 
-    partials: list[str] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)
     combines: list[str] = field(default_factory=list)
     finals: dict[str, str] = field(default_factory=dict)
 
-    def add(self, partial: exp.Expression, combine: Callable[[str], str]) -> str:
-        """A new partial column computing ``partial``, merged by ``combine(column)``; returns the column's name."""
-        name = f"{PARTIAL}{len(self.partials)}"
-        self.partials.append(partial.sql(dialect="duckdb"))
-        self.combines.append(combine(name))
+    def add(self, row: exp.Expression, combine: Callable[[str], str]) -> str:
+        """A new partial column, ``row`` for one record, merged by ``combine(column)``; returns the column's name."""
+        name = f"{PARTIAL}{len(self.rows)}"
+        sql, merge = row.sql(dialect="duckdb"), combine(name)
+        for index, (known, known_merge) in enumerate(zip(self.rows, self.combines, strict=True)):
+            if known == sql and known_merge == combine(f"{PARTIAL}{index}"):
+                return f"{PARTIAL}{index}"  # sum(x) and avg(x) share the sum of x
+        self.rows.append(sql)
+        self.combines.append(merge)
         return name
 
 
@@ -84,15 +91,24 @@ def _rewrite(node: exp.Expression, plan: PartialPlan) -> exp.Expression:
     ):
         raise _NotDecomposable
     if isinstance(node, exp.Count):
-        column = plan.add(node, lambda p: f"SUM({p})")
+        counted = exp.Literal.number(1) if argument is None or isinstance(argument, exp.Star) else _present(argument)
+        column = plan.add(counted, lambda p: f"SUM({p})")
         return sqlglot.parse_one(f"CAST({column} AS BIGINT)", dialect="duckdb")
+    if argument is None:
+        raise _NotDecomposable
     if isinstance(node, exp.Sum):
-        return exp.column(plan.add(node, lambda p: f"SUM({p})"))
+        return exp.column(plan.add(argument.copy(), lambda p: f"SUM({p})"))
     if isinstance(node, exp.Min | exp.Max):
         function = "MIN" if isinstance(node, exp.Min) else "MAX"
-        return exp.column(plan.add(node, lambda p: f"{function}({p})"))
-    if isinstance(node, exp.Avg) and argument is not None:
-        total = plan.add(exp.Sum(this=argument.copy()), lambda p: f"SUM({p})")
-        count = plan.add(exp.Count(this=argument.copy()), lambda p: f"SUM({p})")
+        return exp.column(plan.add(argument.copy(), lambda p: f"{function}({p})"))
+    if isinstance(node, exp.Avg):
+        total = plan.add(argument.copy(), lambda p: f"SUM({p})")
+        count = plan.add(_present(argument), lambda p: f"SUM({p})")
         return sqlglot.parse_one(f"CASE WHEN {count} = 0 THEN NULL ELSE CAST({total} AS DOUBLE) / {count} END", dialect="duckdb")
     raise _NotDecomposable
+
+
+def _present(argument: exp.Expression) -> exp.Expression:
+    """1 when ``argument`` is not NULL, else 0 (a BIGINT): one record's ``count(argument)``."""
+    present = exp.Not(this=exp.Is(this=exp.Paren(this=argument.copy()), expression=exp.Null()))
+    return exp.Cast(this=present, to=exp.DataType.build("BIGINT"))

@@ -36,6 +36,7 @@ def cursor() -> duckdb.DuckDBPyConnection:
             _DATABASE.append(duckdb.connect(":memory:"))
         con = _DATABASE[0].cursor()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET python_enable_replacements = false")  # only the tables registered by name, never a Python variable
     return con
 
 
@@ -93,12 +94,19 @@ def aggregate_records(options: WindowOptions, size: int, slide: int, low: int, h
     return _grouped(options, aggregates, placed(size, slide, low, high), order=True)
 
 
-def partials(options: WindowOptions, partial_sql: list[str], combines: list[str], size: int, slide: int, low: int) -> str:
-    """The partial aggregates of ``records`` for its windows ending after ``low``, merged with ``state``'s."""
-    columns = [f"{sql} AS __sluice_p{index}" for index, sql in enumerate(partial_sql)]
-    batch = _grouped(options, columns, placed(size, slide, low, 2**62), order=False)
+def partials(
+    options: WindowOptions, rows: list[str], combines: list[str], size: int, slide: int, low: int, *, merge_state: bool
+) -> str:
+    """``state``'s partial aggregates (if ``merge_state``) merged with those of ``records`` for its windows ending after ``low``.
+
+    Each record is one partial row (``rows``: its own count, sum...) and one aggregation merges them all.
+    """
+    keys = [WINDOW_START, *(quote_identifier(column) for column in options.group_by)]
+    columns = [f"{sql} AS __sluice_p{index}" for index, sql in enumerate(rows)]
+    batch = f"SELECT {', '.join([*keys, *columns])} FROM ({placed(size, slide, low, 2**62)})"
     merged = [f"{sql} AS __sluice_p{index}" for index, sql in enumerate(combines)]
-    return _grouped(options, merged, f"{batch} UNION ALL BY NAME SELECT * FROM state", order=False)
+    body = f"{batch} UNION ALL BY NAME SELECT * FROM state" if merge_state else batch
+    return _grouped(options, merged, body, order=False)
 
 
 def finals(options: WindowOptions, final_sql: Mapping[str, str]) -> str:

@@ -92,16 +92,18 @@ class WindowOperator:
 
     ``state`` is a :attr:`WindowResult.state` saved by an earlier run (None: start empty). Raises
     TerminalError when that state was saved for another window definition (type, size, slide, time column;
-    with partial aggregates also group_by and aggregates). ``partials=False`` keeps the raw records even when
-    the aggregates are decomposable (for comparisons).
+    with partial aggregates also group_by and aggregates). ``partials`` overrides ``options.state`` (True:
+    partial aggregates when the aggregates allow it; False: the records).
     """
 
-    def __init__(self, options: WindowOptions, state: pa.Table | None = None, *, partials: bool = True) -> None:
+    def __init__(self, options: WindowOptions, state: pa.Table | None = None, *, partials: bool | None = None) -> None:
         self.options = options
         self._size = options.size_us
         self._slide = options.slide_us
         self._delay = options.watermark_us
         self._needed = options.needed_columns()
+        if partials is None:
+            partials = options.state == "auto"
         self._plan = partial_plan(options.aggregates, options.group_by) if partials else None
         definition = f"{options.type} size={self._size}us slide={self._slide}us time_column={options.time_column}"
         if self._plan is not None:
@@ -229,10 +231,10 @@ class WindowOperator:
         """Keep the micro-batch's records that are not late: as records, or merged into the partial aggregates."""
         if self._plan is not None:
             low = -_FAR_FUTURE if previous is None else previous
-            sql = window_sql.partials(self.options, self._plan.partials, self._plan.combines, self._size, self._slide, low)
-            if self._rows is None:
-                sql = sql.replace(" UNION ALL BY NAME SELECT * FROM state", "")
-            self._rows = window_sql.run(self._con, sql, {"records": kept, **({"state": self._rows} if self._rows else {})})
+            plan, merge = self._plan, self._rows is not None
+            sql = window_sql.partials(self.options, plan.rows, plan.combines, self._size, self._slide, low, merge_state=merge)
+            tables = {"records": kept} if self._rows is None else {"records": kept, "state": self._rows}
+            self._rows = window_sql.run(self._con, sql, tables)
         elif self._rows is None:
             self._rows = kept
         else:
