@@ -173,7 +173,10 @@ class KafkaSource(Source[KafkaSourceOptions]):
             kept = [m for m in messages if m.error() is None and m.offset() < ends.get(m.partition(), -1)]
             pending.extend(kept)
             positions = consumer.position([TopicPartition(topic, p) for p in left])
-            left -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+            done = [TopicPartition(topic, tp.partition) for tp in positions if tp.offset >= ends[tp.partition]]
+            if done:  # fetch no further than the high watermark seen at the start
+                consumer.pause(done)
+                left -= {tp.partition for tp in done}
             if messages:
                 stalled_since = time.monotonic()
             elif time.monotonic() - stalled_since > STALL_TIMEOUT_S:
