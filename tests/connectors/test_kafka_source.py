@@ -230,3 +230,23 @@ def test_validate_refuses_bad_options_naming_the_file_and_line(
     with pytest.raises(ValidationFailed) as failed:
         load(folder)
     assert message in str(failed.value) and "sluice.yaml:" in str(failed.value)
+
+
+def test_records_produced_while_a_run_reads_wait_for_the_next_run(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.connectors.kafka_source import KafkaSource
+
+    shop = project(tmp_path, kafka_url, topic, DECLARED.replace("batch_size: 7", "batch_size: 1000"))
+    produce(orders(0, 30))
+    taken = KafkaSource._ranges
+
+    def then_more(source: KafkaSource, consumer: Any) -> dict[int, tuple[int, int]]:
+        ranges = taken(source, consumer)  # the high watermarks are taken now
+        produce(orders(30, 30))  # fetched with the first ones, past the ends
+        return ranges
+
+    monkeypatch.setattr(KafkaSource, "_ranges", then_more)
+    assert sorted(run(shop, store).column("id").to_pylist()) == list(range(30))
+    monkeypatch.setattr(KafkaSource, "_ranges", taken)
+    assert sorted(run(shop, store).column("id").to_pylist()) == list(range(30, 60))
