@@ -104,3 +104,23 @@ def loaded_count(state_db: Path) -> int:
         return sum(1 for s in store.object_states(runs[0].run_id).values() if s.status == "loaded")
     finally:
         store.close()
+
+
+def read_topic(kafka_url: str, topic: str, count: int, timeout_s: float = 60.0) -> list[Any]:
+    """The messages of ``topic`` from the start (``confluent_kafka.Message``s), read by a group of its own until
+    ``count`` have come and one more poll brings nothing new, or ``timeout_s`` has passed."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_url.removeprefix("kafka://"), "group.id": f"{topic}-check", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    received: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(received) < count and time.monotonic() < deadline:
+            received += [m for m in consumer.consume(10_000, timeout=0.5) if m.error() is None]
+        received += [m for m in consumer.consume(10_000, timeout=1.0) if m.error() is None]  # nothing more
+    finally:
+        consumer.close()
+    return received

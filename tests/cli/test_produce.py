@@ -9,13 +9,11 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from helpers import write_yaml
+from helpers import read_topic, write_yaml
 from sluice.pacing import FakeClock, TokenBucket
 from sluice.streaming.produce import produce_events
 
@@ -38,23 +36,6 @@ def topics(kafka_url: str) -> Iterator[list[str]]:
         future.result(timeout=10)
 
 
-def read_all(kafka_url: str, topic: str, count: int) -> list[Any]:
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_url.removeprefix("kafka://"), "group.id": f"{topic}-check", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    received: list[Any] = []
-    try:
-        for _ in range(120):
-            received += [m for m in consumer.consume(10_000, timeout=0.5) if m.error() is None]
-            if len(received) >= count:
-                break
-        received += [m for m in consumer.consume(10_000, timeout=1.0) if m.error() is None]  # nothing more
-    finally:
-        consumer.close()
-    return received
-
-
 def test_writes_the_count_with_the_malformed_share_and_the_same_records_for_the_same_seed(
     kafka_url: str, topics: list[str]
 ) -> None:
@@ -66,7 +47,7 @@ def test_writes_the_count_with_the_malformed_share_and_the_same_records_for_the_
     assert 200 <= malformed <= 400
     second = sluice("produce", "faker", *args, "--topic", topics[1], "--bootstrap", kafka_url.removeprefix("kafka://"))
     assert second.returncode == 0, second.stderr
-    one, two = read_all(kafka_url, topics[0], 3000), read_all(kafka_url, topics[1], 3000)
+    one, two = read_topic(kafka_url, topics[0], 3000), read_topic(kafka_url, topics[1], 3000)
     assert len(one) == len(two) == 3000
     by_key = {m.key(): m.value() for m in one}
     assert by_key == {m.key(): m.value() for m in two}
@@ -90,7 +71,7 @@ def test_a_project_connection_names_the_broker(tmp_path: Path, kafka_url: str, t
     done = sluice("produce", "faker", "--schema", "users", "--count", "10", "--rate", "0", "--topic", topics[0],
                   "--connection", "events", "--project", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert len(read_all(kafka_url, topics[0], 10)) == 10
+    assert len(read_topic(kafka_url, topics[0], 10)) == 10
     wrong = sluice(
         "produce", "faker", "--schema", "users", "--topic", topics[1], "--connection", "lite", "--project", str(tmp_path)
     )
@@ -118,4 +99,4 @@ def test_the_rate_is_paced_by_the_token_bucket(kafka_url: str, topics: list[str]
     done = produce_events(kafka_url.removeprefix("kafka://"), topics[2], "products", rate=200.0, count=1000, bucket=bucket)
     assert done.records == 1000 and done.malformed == 0
     assert clock.t == pytest.approx((1000 - bucket.burst) / 200.0)  # 1000 records at 200/s, one burst free
-    assert len(read_all(kafka_url, topics[2], 1000)) == 1000
+    assert len(read_topic(kafka_url, topics[2], 1000)) == 1000

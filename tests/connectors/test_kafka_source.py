@@ -12,11 +12,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from helpers import load, write_yaml
+from helpers import load, read_topic, write_yaml
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import LakeWrite, Then
 from sluice.lake.local import LocalLake
@@ -142,22 +142,6 @@ def test_a_failure_after_reading_and_before_the_output_is_durable_reads_the_same
     assert sorted(again.column("id").to_pylist()) == list(range(13))
 
 
-def dead_letters(kafka_url: str, topic: str, count: int) -> list[Any]:
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_url.removeprefix("kafka://"), "group.id": f"{topic}-reader", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    received: list[Any] = []
-    try:
-        for _ in range(60):
-            received += [m for m in consumer.consume(count, timeout=0.5) if m.error() is None]
-            if len(received) >= count:
-                break
-    finally:
-        consumer.close()
-    return received
-
-
 def test_records_that_cannot_be_decoded_go_to_the_dead_letter_topic_with_the_reason_and_are_counted(
     tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
 ) -> None:
@@ -168,7 +152,7 @@ def test_records_that_cannot_be_decoded_go_to_the_dead_letter_topic_with_the_rea
     table = run(shop, store)
     assert sorted(table.column("id").to_pylist()) == list(range(5))
     assert counter._value.get() - before == 3
-    letters = dead_letters(kafka_url, f"{topic}.dead-letter", 3)
+    letters = read_topic(kafka_url, f"{topic}.dead-letter", 3)
     assert sorted(m.value() or b"" for m in letters) == [b"", b'{"id": "seven", "amount": 1}', b"{not json"]
     by_value = {m.value(): dict(m.headers()) for m in letters}
     headers = by_value[b"{not json"]
@@ -247,3 +231,23 @@ def test_validate_refuses_bad_options_naming_the_file_and_line(
     with pytest.raises(ValidationFailed) as failed:
         load(folder)
     assert message in str(failed.value) and "sluice.yaml:" in str(failed.value)
+
+
+def test_records_produced_while_a_run_reads_wait_for_the_next_run(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.connectors.kafka_source import KafkaSource
+
+    shop = project(tmp_path, kafka_url, topic, DECLARED.replace("batch_size: 7", "batch_size: 1000"))
+    produce(orders(0, 30))
+    taken = KafkaSource._ranges
+
+    def then_more(source: KafkaSource, consumer: Any) -> dict[int, tuple[int, int]]:
+        ranges = taken(source, consumer)  # the high watermarks are taken now
+        produce(orders(30, 30))  # fetched with the first ones, past the ends
+        return ranges
+
+    monkeypatch.setattr(KafkaSource, "_ranges", then_more)
+    assert sorted(run(shop, store).column("id").to_pylist()) == list(range(30))
+    monkeypatch.setattr(KafkaSource, "_ranges", taken)
+    assert sorted(run(shop, store).column("id").to_pylist()) == list(range(30, 60))

@@ -52,3 +52,14 @@ def test_rates_that_are_not_records_per_second_are_refused(text: str) -> None:
 
 def test_chunks_are_about_a_fiftieth_of_a_second() -> None:
     assert [chunk_size(r) for r in (0, 1, 1000, 10_000_000)] == [10_000, 1, 20, 10_000]
+
+
+def test_blocks_cover_the_count_exactly_or_go_on_without_one() -> None:
+    from itertools import islice
+
+    from sluice.streaming.faker_events import BLOCK
+    from sluice.streaming.produce import block_sizes
+
+    assert list(block_sizes(2 * BLOCK + 5)) == [(0, BLOCK), (1, BLOCK), (2, 5)]
+    assert list(block_sizes(0)) == []
+    assert list(islice(block_sizes(None), 3)) == [(0, BLOCK), (1, BLOCK), (2, BLOCK)]

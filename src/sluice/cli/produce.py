@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from sluice.errors import ConfigError, SluiceError
-from sluice.streaming.faker_events import DEFAULT_START, SCHEMAS
+from sluice.streaming import DEFAULT_EVENT_START, EVENT_SCHEMAS
 
 USER_ERROR = 2
 
@@ -25,7 +25,7 @@ def produce() -> None:
 
 
 @produce.command("faker")
-@click.option("--schema", "schema", type=click.Choice(SCHEMAS), required=True, help="Which events to write.")
+@click.option("--schema", "schema", type=click.Choice(EVENT_SCHEMAS), required=True, help="Which events to write.")
 @click.option("--topic", required=True, help="The topic; created (with --partitions) when it does not exist.")
 @click.option("--rate", default="1000/s", show_default=True, help="Records per second (1000/s); 0: as fast as possible.")
 @click.option("--count", type=click.IntRange(min=0), help="Records to write (default: until interrupted).")
@@ -39,7 +39,7 @@ def produce() -> None:
 @click.option("--partitions", type=click.IntRange(min=1), default=3, show_default=True, help="Partitions of a new topic.")
 @click.option(
     "--start",
-    default=DEFAULT_START.isoformat().replace("+00:00", "Z"),
+    default=DEFAULT_EVENT_START.isoformat().replace("+00:00", "Z"),
     show_default=True,
     help="Event time of the first record (ISO 8601, or 'now'); later ones follow at the rate (1 ms apart at rate 0).",
 )

@@ -86,13 +86,15 @@ class KafkaSource(Source[KafkaSourceOptions]):
             "allow.auto.create.topics": False,
             "auto.offset.reset": self.options.start,
             "client.id": "sluice-kafka-source",
+            "max.partition.fetch.bytes": 8 << 20,  # larger fetches than librdkafka's 1 MiB: about 10 % more records/s here
+            "fetch.max.bytes": 64 << 20,
         }
         self._dead_letters_counter()  # the series exists (at zero) from the first read on
         consumer = Consumer(config)
         try:
             ranges = self._ranges(consumer)
             decoder = Decoder(self.options, known=self._saved_schema())
-            batches = self._batches(consumer, ranges, decoder)
+            batches = self._batches(self._chunks(consumer, ranges) if ranges else iter(()), decoder)
             first = next(batches, None)
         except BaseException:
             consumer.close()
@@ -148,32 +150,38 @@ class KafkaSource(Source[KafkaSourceOptions]):
         log.info("%s: reading %s partitions %s of %s (group %s)", self.context.label, len(ranges), ranges, topic, self.group())
         return ranges
 
-    def _batches(self, consumer: Any, ranges: dict[int, tuple[int, int]], decoder: Decoder) -> Iterator[pa.RecordBatch]:
-        from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+    def _chunks(self, consumer: Any, ranges: dict[int, tuple[int, int]]) -> Iterator[list[KafkaMessage]]:
+        """The records of ``ranges`` in lists of ``batch_size`` (the last one shorter), partitions paused at their end."""
+        from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
         topic, size = self.options.topic, self.options.batch_size
-        if not ranges:
-            return
         consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in ranges.items()])
         ends = {p: end for p, (_, end) in ranges.items()}
+        assigned = [TopicPartition(topic, p) for p in ends]
+        seen = {p: start for p, (start, _) in ranges.items()}  # each partition's position after the last consume
         left = set(ends)
-        dead_letter_topic = self.options.dead_letter_topic(topic)
-        producer: Any = None
-        counter = self._dead_letters_counter()
         stalled_since = time.monotonic()
         pending: list[KafkaMessage] = []
         while left:
             messages = consumer.consume(num_messages=min(size, 100_000), timeout=POLL_S)
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
+            errors = [error for error in map(Message.error, messages) if error is not None]
+            for error in errors:
+                if error.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(error)
-            kept = [m for m in messages if m.error() is None and m.offset() < ends.get(m.partition(), -1)]
-            pending.extend(kept)
-            positions = consumer.position([TopicPartition(topic, p) for p in left])
-            left -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+            positions = {tp.partition: tp.offset for tp in consumer.position(assigned)}
+            # Partitions that delivered records past their end this time (the end is the high watermark seen at
+            # the start): only then is each record's offset looked at.
+            past = {p for p, position in positions.items() if position > ends[p] and position != seen[p]}
+            seen = positions
+            if past or errors:
+                messages = [
+                    m for m in messages if m.error() is None and (m.partition() not in past or m.offset() < ends[m.partition()])
+                ]
+            pending.extend(messages)
+            done = [p for p in left if positions[p] >= ends[p]]
+            if done:  # fetch no further than the end
+                consumer.pause([TopicPartition(topic, p) for p in done])
+                left -= set(done)
             if messages:
                 stalled_since = time.monotonic()
             elif time.monotonic() - stalled_since > STALL_TIMEOUT_S:
@@ -182,17 +190,27 @@ class KafkaSource(Source[KafkaSourceOptions]):
                 )
             while len(pending) >= size or (pending and not left):
                 chunk, pending = pending[:size], pending[size:]
-                decoded = decoder.decode(chunk)
-                if decoded.rejected:
-                    if dead_letter_topic is None:
-                        raise refuse(chunk, decoded.rejected, self.context.label)
-                    if producer is None:
-                        producer = Producer({"bootstrap.servers": self.bootstrap(), "acks": "all", "enable.idempotence": True})
-                    send_dead_letters(producer, dead_letter_topic, chunk, decoded.rejected, self.context.label)
-                    counter.inc(len(decoded.rejected))
-                if decoded.batch.num_rows:
-                    yield decoded.batch
-        consumer.unassign()
+                yield chunk
+
+    def _batches(self, chunks: Iterator[list[KafkaMessage]], decoder: Decoder) -> Iterator[pa.RecordBatch]:
+        """Each chunk decoded; its undecodable records sent to the dead-letter topic before its batch is yielded."""
+        from confluent_kafka import Producer
+
+        topic = self.options.topic
+        dead_letter_topic = self.options.dead_letter_topic(topic)
+        producer: Any = None
+        counter = self._dead_letters_counter()
+        for chunk in chunks:
+            decoded = decoder.decode(chunk)
+            if decoded.rejected:
+                if dead_letter_topic is None:
+                    raise refuse(chunk, decoded.rejected, self.context.label)
+                if producer is None:
+                    producer = Producer({"bootstrap.servers": self.bootstrap(), "acks": "all", "enable.idempotence": True})
+                send_dead_letters(producer, dead_letter_topic, chunk, decoded.rejected, self.context.label)
+                counter.inc(len(decoded.rejected))
+            if decoded.batch.num_rows:
+                yield decoded.batch
 
     def _dead_letters_counter(self) -> Any:
         name = str(self.context.object_id) if self.context.object_id else self.context.label

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -46,10 +46,10 @@ from sluice.connectors.faker_source import (
     _pick_within,
     pools,
 )
+from sluice.streaming import DEFAULT_EVENT_START, EVENT_SCHEMAS
 
-SCHEMAS = ("transactions", "users", "products")
+SCHEMAS, DEFAULT_START = EVENT_SCHEMAS, DEFAULT_EVENT_START
 BLOCK = 50_000
-DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 USERS, PRODUCTS = 10_000, 1_000
 
 

@@ -13,17 +13,19 @@ broker) does not catch up in one burst.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sluice.errors import TransientError
 from sluice.pacing import TokenBucket
-from sluice.streaming.faker_events import BLOCK, DEFAULT_START, event_block
+from sluice.streaming.faker_events import BLOCK, DEFAULT_START, EventBlock, event_block
 
 PROGRESS_EVERY_S = 5.0
 """Seconds between two progress reports of :func:`produce_events`."""
@@ -87,28 +89,48 @@ def produce_events(
     pacer = bucket or (make_pacer(rate) if rate > 0 else None)
     step = chunk_size(rate)
     spacing_ms = 1000.0 / rate if rate > 0 else 1.0
-    sent = bad = block = 0
-    while (count is None or sent < count) and not (stop is not None and stop.is_set()):
-        size = BLOCK if count is None else min(BLOCK, count - sent)
-        events = event_block(schema, seed, block, size, malformed, start, spacing_ms)
-        block += 1
-        for at in range(0, size, step):
-            if stop is not None and stop.is_set():
-                break
-            keys, values = events.keys[at : at + step], events.values[at : at + step]
-            if pacer is not None:
-                pacer.acquire(len(values))
-            _send(producer, topic, keys, values)
-            sent += len(values)
-            bad += bisect.bisect_left(events.malformed_at, at + step) - bisect.bisect_left(events.malformed_at, at)
-            if progress is not None and clock() - last_report >= PROGRESS_EVERY_S:
-                last_report = clock()
-                progress(sent, last_report - began)
+    sent = bad = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="sluice-faker") as maker:
+        # The next block is made while this one is sent: Arrow's kernels run without the GIL.
+        make = functools.partial(event_block, schema, seed, malformed=malformed, start=start, spacing_ms=spacing_ms)
+        blocks = block_sizes(count)
+        upcoming = _submit(maker, make, blocks)
+        while upcoming is not None and not (stop is not None and stop.is_set()):
+            events = upcoming.result()
+            upcoming = _submit(maker, make, blocks)
+            size = len(events.values)
+            for at in range(0, size, step):
+                if stop is not None and stop.is_set():
+                    break
+                keys, values = events.keys[at : at + step], events.values[at : at + step]
+                if pacer is not None:
+                    pacer.acquire(len(values))
+                _send(producer, topic, keys, values)
+                sent += len(values)
+                bad += bisect.bisect_left(events.malformed_at, at + step) - bisect.bisect_left(events.malformed_at, at)
+                if progress is not None and clock() - last_report >= PROGRESS_EVERY_S:
+                    last_report = clock()
+                    progress(sent, last_report - began)
     left = producer.flush(60.0)
     if failures or left:
         what = failures[0] if failures else f"{left} records not acknowledged after 60 s"
         raise TransientError(f"Kafka did not take every record for {topic!r}: {what}")
     return Produced(sent, bad, clock() - began)
+
+
+def block_sizes(count: int | None) -> Iterator[tuple[int, int]]:
+    """``(block number, records)`` of each block of ``count`` records (None: without end)."""
+    block = 0
+    while count is None or block * BLOCK < count:
+        yield block, BLOCK if count is None else min(BLOCK, count - block * BLOCK)
+        block += 1
+
+
+def _submit(
+    maker: ThreadPoolExecutor, make: Callable[..., EventBlock], blocks: Iterator[tuple[int, int]]
+) -> Future[EventBlock] | None:
+    following = next(blocks, None)
+    return maker.submit(make, *following) if following is not None else None
 
 
 def _send(producer: Any, topic: str, keys: list[bytes], values: list[bytes]) -> None:
