@@ -1,0 +1,408 @@
+"""Kafka records to Arrow: a list of messages becomes one record batch, and the records that cannot be decoded
+are set apart with the reason, for the dead-letter topic.
+
+>>> from sluice.streaming.records import Decoder, RecordSettings
+>>> decoder = Decoder(RecordSettings(schema={"id": "int64", "amount": "float64"}, columns=["_offset"]))
+>>> decoded = decoder.decode([Record(b'{"id": 1, "amount": 9.5}', offset_=7), Record(b"{oops", offset_=8)])
+>>> decoded.batch.to_pylist(), [(r.index, r.reason[:14]) for r in decoded.rejected]
+([{'id': 1, 'amount': 9.5, '_offset': 7}], [(1, 'not valid JSON')])
+
+``messages`` are ``confluent_kafka.Message`` objects, or anything with the same methods (``value()``,
+``key()``, ``partition()``, ``offset()``, ``timestamp()``, ``headers()``, ``topic()``): :class:`Record` is such a
+stand-in, for tests and docs.
+
+**Fast path** (a batch where every value decodes): the values are joined with newlines and parsed once by
+``pyarrow.json.read_json`` (with the declared schema as its explicit schema, or the schema known from earlier
+batches), so there is no Python work per field, only one pass over the messages to collect their values and
+the asked-for metadata columns. Alignment of rows with messages is checked without a Python loop: every value
+must start with ``{`` and end with ``}`` (checked on the joined buffer with numpy) and the parse must give one
+row per message.
+
+**Slow path** (a batch that fails): each value is checked alone (``msgspec.json.decode``: valid JSON, one
+object); those that are not are rejected with the reason. The rest is parsed again; when it still fails (a
+value that does not fit a declared type, or a column whose type changes), the batch is split in halves, and
+halves again, down to the records that fail alone, which are rejected with pyarrow's message. The cost is
+about log2(n) parses per bad record, paid only by batches that have bad records.
+
+**Inferred schemas stay stable across batches.** Without ``schema:``, the first batch's inferred schema is
+remembered (:attr:`Decoder.schema`) and later batches are parsed against it: new fields are added as new
+columns (earlier rows have them null), a column inferred as ``null`` takes the first type it sees, ``int64``
+widens to ``double``; a value whose type cannot be widened into the known one (a string where numbers were)
+is rejected. The order of columns is the order in which they were first seen, then the metadata columns.
+
+Metadata columns (option ``columns:``), one convention for the batch source, streaming objects and the
+Spark engine (Spark's Kafka source has the same fields): ``_key`` (string, UTF-8, invalid bytes replaced),
+``_headers`` (list<struct<key: string, value: binary>>), ``_timestamp`` (timestamp[ms, tz=UTC], null when the
+broker has none), ``_partition`` (int32), ``_offset`` (int64), ``_topic`` (string).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
+from msgspec import Meta
+
+from sluice.plugins.base import Settings
+
+MetadataColumn = Literal["_key", "_headers", "_timestamp", "_partition", "_offset", "_topic"]
+METADATA_TYPES: dict[str, pa.DataType] = {
+    "_key": pa.string(),
+    "_headers": pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])),
+    "_timestamp": pa.timestamp("ms", tz="UTC"),
+    "_partition": pa.int32(),
+    "_offset": pa.int64(),
+    "_topic": pa.string(),
+}
+"""The Arrow type of each metadata column."""
+
+DEAD_LETTER_SUFFIX = ".dead-letter"
+MAX_REASON_CHARS = 1000
+_OPEN, _CLOSE = ord("{"), ord("}")
+
+
+class KafkaMessage(Protocol):
+    """What is read of a ``confluent_kafka.Message``."""
+
+    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes | None]] | None: ...
+    def topic(self) -> str | None: ...
+
+
+class RecordSettings(Settings):
+    """How the values of a topic's records are decoded (part of the Kafka source's and streaming objects' options)."""
+
+    format: Annotated[Literal["json"], Meta(description="Encoding of the record values: json (one JSON object per record).")] = (
+        "json"
+    )
+    schema: Annotated[
+        dict[str, str] | None,
+        Meta(
+            description="Declared columns and their Arrow types (string, int64, float64, bool, date32, timestamp[us], "
+            "decimal(10,2)...), the names column_types takes; fields not declared are ignored. Without it the schema "
+            "is inferred and kept stable across batches."
+        ),
+    ] = None
+    columns: Annotated[
+        list[MetadataColumn],
+        Meta(description="Kafka metadata columns to add: _key, _headers, _timestamp, _partition, _offset, _topic."),
+    ] = msgspec.field(default_factory=list)
+    dead_letter: Annotated[
+        str | bool,
+        Meta(
+            description="Topic that records which cannot be decoded go to, with the reason in their headers; true: "
+            "<topic>.dead-letter; false: fail the read instead."
+        ),
+    ] = True
+
+    def __post_init__(self) -> None:
+        from sluice.connectors.plugins import check_column_types
+
+        try:
+            check_column_types(self.schema)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("column_types:", "schema:", 1)) from None
+        if len(set(self.columns)) != len(self.columns):
+            raise ValueError("columns: a metadata column is listed twice")
+        if self.dead_letter == "":
+            raise ValueError("dead_letter: give a topic name, true (<topic>.dead-letter) or false")
+        clash = sorted(set(self.schema or ()) & set(self.columns))
+        if clash:
+            raise ValueError(f"schema: {clash[0]!r} is also a metadata column; rename it or drop it from columns")
+
+    def dead_letter_topic(self, topic: str) -> str | None:
+        """Where ``topic``'s undecodable records go; None when they fail the read (``dead_letter: false``)."""
+        if self.dead_letter is False:
+            return None
+        return topic + DEAD_LETTER_SUFFIX if self.dead_letter is True else self.dead_letter
+
+    def declared_schema(self) -> pa.Schema | None:
+        """The declared value columns as an Arrow schema (metadata columns not included), or None."""
+        from sluice.connectors.batching import arrow_type
+
+        if self.schema is None:
+            return None
+        return pa.schema([(name, arrow_type(type_name)) for name, type_name in self.schema.items()])
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that could not be decoded: its index in the list given to :meth:`Decoder.decode`, and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The result of one :meth:`Decoder.decode`: the batch (rows in message order, rejected ones left out) and
+    the rejected records, in index order."""
+
+    batch: pa.RecordBatch
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class Decoder:
+    """Decodes lists of messages of one stream into record batches, keeping an inferred schema stable.
+
+    ``known`` is the value schema learnt by an earlier decoder (saved with a streaming object's state), so a
+    restart keeps the same columns. Not thread-safe: one decoder per stream.
+    """
+
+    def __init__(self, settings: RecordSettings, known: pa.Schema | None = None) -> None:
+        self.settings = settings
+        self.declared = settings.declared_schema()
+        self._known: pa.Schema | None = self.declared if self.declared is not None else known
+        self._metadata = [(name, METADATA_TYPES[name]) for name in settings.columns]
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema of the batches decoded so far: value columns (declared or inferred), then metadata columns.
+
+        Before any record was decoded without a declared schema, only the metadata columns.
+        """
+        values = list(self._known) if self._known is not None else []
+        return pa.schema(values + [pa.field(name, type_) for name, type_ in self._metadata])
+
+    @property
+    def value_schema(self) -> pa.Schema | None:
+        """The value columns only (declared, or inferred so far); None before the first inferred batch."""
+        return self._known
+
+    def decode(self, messages: Sequence[KafkaMessage]) -> Decoded:
+        """One record batch for ``messages`` (any length, 0 included) with :attr:`schema` as it is afterwards.
+
+        Never raises for bad records: they are returned in :attr:`Decoded.rejected`.
+        """
+        values = [m.value() for m in messages]
+        table = self._fast(values)
+        rejected: list[Rejected] = []
+        kept: Sequence[KafkaMessage] = messages
+        if table is None:
+            table, rejected = self._slow(values)
+            if rejected:
+                dropped = {r.index for r in rejected}
+                kept = [m for i, m in enumerate(messages) if i not in dropped]
+        return Decoded(self._finish(table, kept), rejected)
+
+    def _fast(self, values: list[bytes | None]) -> pa.Table | None:
+        if not values:
+            return self._empty()
+        if None in values:
+            return None
+        data: list[bytes] = values  # type: ignore[assignment]
+        lengths = np.fromiter(map(len, data), dtype=np.int64, count=len(data))
+        if not lengths.all():
+            return None
+        joined = b"\n".join(data)
+        ends = np.cumsum(lengths + 1) - 1  # index of each value's newline (one past the end for the last)
+        raw = np.frombuffer(joined, dtype=np.uint8)
+        if not ((raw[ends - lengths] == _OPEN).all() and (raw[ends - 1] == _CLOSE).all()):
+            return None
+        try:
+            table = self._parse(joined)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != len(data):
+            return None
+        self._learn(table.schema)
+        return table
+
+    def _slow(self, values: list[bytes | None]) -> tuple[pa.Table, list[Rejected]]:
+        rejected: list[Rejected] = []
+        good: list[tuple[int, bytes]] = []
+        for index, value in enumerate(values):
+            reason = _not_an_object(value)
+            if reason is None:
+                good.append((index, value.strip()))  # type: ignore[union-attr]
+            else:
+                rejected.append(Rejected(index, reason))
+        tables: list[pa.Table] = []
+        if good and self.declared is None and self._known is not None:
+            self._widen_from(b"\n".join(value for _, value in good))
+        self._bisect(good, tables, rejected)
+        rejected.sort(key=lambda r: r.index)
+        if not tables:
+            return self._empty(), rejected
+        return pa.concat_tables([self._conform(t) for t in tables]), rejected
+
+    def _bisect(self, part: list[tuple[int, bytes]], tables: list[pa.Table], rejected: list[Rejected]) -> None:
+        """Parse ``part`` (values that are JSON objects each), or its halves, left to right, learning as it goes."""
+        if not part:
+            return
+        try:
+            table = self._parse(b"\n".join(value for _, value in part))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            if len(part) == 1:
+                rejected.append(Rejected(part[0][0], _reason(exc)))
+                return
+            half = len(part) // 2
+            self._bisect(part[:half], tables, rejected)
+            self._bisect(part[half:], tables, rejected)
+            return
+        self._learn(table.schema)
+        tables.append(table)
+
+    def _widen_from(self, data: bytes) -> None:
+        """Learn the types ``data`` has on its own, when they widen the known schema (int64 to double, say)."""
+        try:
+            inferred = pa_json.read_json(io.BytesIO(data), read_options=_read_options(data)).schema
+            self._known = _widened(self._known, inferred) if self._known is not None else inferred
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return
+
+    def _parse(self, data: bytes) -> pa.Table:
+        """Parse newline-separated JSON objects against the declared or known schema (raises ArrowInvalid)."""
+        read = _read_options(data)
+        if self.declared is not None:
+            parse = pa_json.ParseOptions(explicit_schema=self.declared, unexpected_field_behavior="ignore")
+        elif self._known is not None:
+            # Columns still of type null take their type from the data (and so do new fields).
+            typed = pa.schema([f for f in self._known if not pa.types.is_null(f.type)])
+            parse = pa_json.ParseOptions(explicit_schema=typed, unexpected_field_behavior="infer")
+        else:
+            parse = pa_json.ParseOptions(unexpected_field_behavior="infer")
+        table = pa_json.read_json(io.BytesIO(data), read_options=read, parse_options=parse)
+        if self._known is not None and self.declared is None:
+            table = self._conform(table, learning=True)
+        return table
+
+    def _learn(self, schema: pa.Schema) -> None:
+        if self.declared is None:
+            self._known = schema if self._known is None else _widened(self._known, schema)
+
+    def _conform(self, table: pa.Table, learning: bool = False) -> pa.Table:
+        """``table`` with the known schema's columns, in its order (missing ones null); new columns kept at the end
+        while ``learning``. Raises ArrowInvalid when a column cannot be cast (int64 values into a double column do)."""
+        known = self._known
+        if known is None:
+            return table
+        target = _widened(known, table.schema) if learning else known
+        columns = []
+        for f in target:
+            if f.name in table.column_names:
+                column = table.column(f.name)
+                columns.append(column if column.type == f.type else column.cast(f.type))
+            else:
+                columns.append(pa.nulls(table.num_rows, f.type))
+        return pa.Table.from_arrays(columns, schema=target)
+
+    def _empty(self) -> pa.Table:
+        return (self._known or pa.schema([])).empty_table()
+
+    def _finish(self, table: pa.Table, messages: Sequence[KafkaMessage]) -> pa.RecordBatch:
+        table = self._conform(table) if self.declared is None else table
+        if self._metadata:
+            names = table.column_names + [name for name, _ in self._metadata]
+            arrays = table.columns + [_metadata_column(name, type_, messages) for name, type_ in self._metadata]
+            table = pa.Table.from_arrays(arrays, names=names)
+        return pa.RecordBatch.from_arrays([column.combine_chunks() for column in table.columns], schema=table.schema)
+
+
+def _read_options(data: bytes) -> pa_json.ReadOptions:
+    """One block for the whole of ``data``: rows are not split between blocks, and one thread parses it."""
+    return pa_json.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16))
+
+
+def _widened(known: pa.Schema, seen: pa.Schema) -> pa.Schema:
+    """``known`` with ``seen``'s new fields appended, null columns typed and int64 widened to double when ``seen``
+    has them so. Raises ArrowInvalid when a column's types cannot be merged."""
+    try:
+        merged = pa.unify_schemas([known, seen], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise pa.ArrowInvalid(str(exc)) from None
+    for f in merged:
+        old = known.field(f.name) if f.name in known.names else None
+        if old is not None and not pa.types.is_null(old.type) and old.type != f.type and not _widens(old.type, f.type):
+            raise pa.ArrowInvalid(f"column {f.name!r} changed from {old.type} to {f.type}")
+    return merged
+
+
+def _widens(old: pa.DataType, new: pa.DataType) -> bool:
+    return bool((pa.types.is_integer(old) and pa.types.is_floating(new)) or pa.types.is_struct(old) or pa.types.is_list(old))
+
+
+def _not_an_object(value: bytes | None) -> str | None:
+    """Why ``value`` is not one JSON object, or None when it is."""
+    if value is None:
+        return "no value (a tombstone): a JSON object was expected"
+    try:
+        decoded = msgspec.json.decode(value)
+    except msgspec.DecodeError as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(decoded, dict):
+        return f"not a JSON object: a {type(decoded).__name__} was found"
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).replace("JSON parse error: ", "").replace(" in row 0", "")
+    return f"does not fit the schema: {text}"[:MAX_REASON_CHARS]
+
+
+def _metadata_column(name: str, type_: pa.DataType, messages: Sequence[KafkaMessage]) -> pa.Array:
+    """One metadata column for ``messages`` (one pass over them, no per-field work)."""
+    if name == "_offset":
+        return pa.array([m.offset() for m in messages], type_)
+    if name == "_partition":
+        return pa.array([m.partition() for m in messages], type_)
+    if name == "_topic":
+        return pa.array([m.topic() for m in messages], type_)
+    if name == "_timestamp":
+        stamps = [m.timestamp() for m in messages]
+        return pa.array([ms if kind else None for kind, ms in stamps], pa.int64()).cast(type_)
+    if name == "_key":
+        keys = pa.array([m.key() for m in messages], pa.binary())
+        try:
+            return keys.cast(type_)
+        except pa.ArrowInvalid:
+            return pa.array([None if k is None else k.decode("utf-8", "replace") for k in keys.to_pylist()], type_)
+    headers: list[Any] = [None if h is None else [{"key": k, "value": v} for k, v in h] for h in (m.headers() for m in messages)]
+    return pa.array(headers, type_)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stand-in for ``confluent_kafka.Message`` (tests, docs, replays): the same reading methods."""
+
+    value_: bytes | None
+    key_: bytes | None = None
+    topic_: str = "topic"
+    partition_: int = 0
+    offset_: int = 0
+    timestamp_ms: int | None = None
+    headers_: list[tuple[str, bytes | None]] | None = None
+
+    def value(self) -> bytes | None:
+        return self.value_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def key(self) -> bytes | None:
+        return self.key_
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def topic(self) -> str:
+        return self.topic_
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0) if self.timestamp_ms is None else (1, self.timestamp_ms)
+
+    def headers(self) -> list[tuple[str, bytes | None]] | None:
+        return self.headers_
+
+    def error(self) -> None:
+        return None

@@ -1,0 +1,168 @@
+"""Kafka records to Arrow: fast path, dead letters with reasons, declared and inferred schemas, metadata columns."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from sluice.streaming import records as records_module
+from sluice.streaming.records import METADATA_TYPES, Decoder, Record, RecordSettings
+
+DECLARED = {"id": "int64", "amount": "float64", "name": "string"}
+
+
+def records(*values: bytes | None, topic: str = "t") -> list[Record]:
+    return [Record(value, offset_=i, topic_=topic) for i, value in enumerate(values)]
+
+
+def objects(*rows: dict[str, object]) -> list[Record]:
+    return records(*(json.dumps(row).encode() for row in rows))
+
+
+def test_declared_schema_types_the_columns_ignores_undeclared_fields_and_nulls_missing_ones() -> None:
+    decoded = Decoder(RecordSettings(schema=DECLARED)).decode(
+        objects({"id": 1, "amount": 2, "name": "a", "extra": True}, {"id": 2, "amount": 1.5})
+    )
+    assert decoded.rejected == []
+    assert decoded.batch.schema == pa.schema([("id", pa.int64()), ("amount", pa.float64()), ("name", pa.string())])
+    assert decoded.batch.to_pylist() == [{"id": 1, "amount": 2.0, "name": "a"}, {"id": 2, "amount": 1.5, "name": None}]
+
+
+def test_values_that_are_not_one_json_object_are_rejected_with_the_reason_and_the_rest_stays_in_order() -> None:
+    messages = records(
+        b'{"id": 1}',
+        b"{not json",
+        b"[1, 2]",
+        None,
+        b"",
+        b'{"id": 2}{"id": 3}',
+        b"   ",
+        b' {"id": 4}\n',
+        b'{\n  "id": 5\n}',
+        b"42",
+    )
+    decoded = Decoder(RecordSettings(schema={"id": "int64"})).decode(messages)
+    assert decoded.batch.column("id").to_pylist() == [1, 4, 5]
+    reasons = {r.index: r.reason for r in decoded.rejected}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 9]
+    assert reasons[1].startswith("not valid JSON")
+    assert reasons[2] == "not a JSON object: a list was found"
+    assert reasons[3].startswith("no value (a tombstone)")
+    assert reasons[9] == "not a JSON object: a int was found"
+
+
+def test_a_value_that_does_not_fit_a_declared_type_is_rejected_alone() -> None:
+    rows: list[dict[str, object]] = [{"id": i, "amount": 1.0} for i in range(100)]
+    rows[37]["amount"] = "lots"
+    rows[80]["id"] = "eighty"
+    decoded = Decoder(RecordSettings(schema=DECLARED)).decode(objects(*rows))
+    assert [r.index for r in decoded.rejected] == [37, 80]
+    assert "does not fit the schema" in decoded.rejected[0].reason and "amount" in decoded.rejected[0].reason
+    assert decoded.batch.column("id").to_pylist() == [i for i in range(100) if i not in (37, 80)]
+
+
+def test_an_inferred_schema_is_kept_across_batches_and_widened_when_it_can_be() -> None:
+    decoder = Decoder(RecordSettings())
+    first = decoder.decode(objects({"id": 1, "n": 2, "later": None}))
+    assert first.batch.schema == pa.schema([("id", pa.int64()), ("n", pa.int64()), ("later", pa.null())])
+    second = decoder.decode(objects({"new": "x", "n": 2.5, "id": 2, "later": "now"}, {"id": 3}))
+    assert second.rejected == []
+    assert second.batch.schema.names == ["id", "n", "later", "new"]
+    assert second.batch.schema.field("n").type == pa.float64()
+    assert second.batch.to_pylist() == [
+        {"id": 2, "n": 2.5, "later": "now", "new": "x"},
+        {"id": 3, "n": None, "later": None, "new": None},
+    ]
+    third = decoder.decode(objects({"id": 4}, {"id": "four"}, {"id": 5, "n": 1}))
+    assert [r.index for r in third.rejected] == [1]
+    assert third.batch.schema == second.batch.schema
+    assert third.batch.column("id").to_pylist() == [4, 5]
+    assert third.batch.column("n").to_pylist() == [None, 1.0]
+
+
+def test_a_decoder_restarts_with_the_schema_it_had_learnt() -> None:
+    learnt = Decoder(RecordSettings())
+    learnt.decode(objects({"id": 1, "name": "a"}))
+    again = Decoder(RecordSettings(), known=learnt.value_schema)
+    decoded = again.decode(objects({"name": "b"}))
+    assert decoded.batch.to_pylist() == [{"id": None, "name": "b"}]
+
+
+def test_records_within_one_batch_whose_types_conflict_keep_the_first_type_seen() -> None:
+    decoded = Decoder(RecordSettings()).decode(objects({"v": 1}, {"v": 2}, {"v": "x"}, {"v": 3}))
+    assert decoded.batch.column("v").to_pylist() == [1, 2, 3]
+    assert [r.index for r in decoded.rejected] == [2]
+
+
+def test_metadata_columns_follow_the_value_columns_with_their_types() -> None:
+    messages = [
+        Record(
+            b'{"id": 1}',
+            key_=b"k1",
+            topic_="orders",
+            partition_=2,
+            offset_=41,
+            timestamp_ms=1_700_000_000_123,
+            headers_=[("trace", b"abc"), ("empty", None)],
+        ),
+        Record(b'{"id": 2}', key_=b"\xff", topic_="orders", partition_=0, offset_=7),
+    ]
+    columns = ["_topic", "_partition", "_offset", "_timestamp", "_key", "_headers"]
+    decoded = Decoder(RecordSettings(schema={"id": "int64"}, columns=columns)).decode(messages)  # type: ignore[arg-type]
+    batch = decoded.batch
+    assert batch.schema.names == ["id", *columns]
+    assert all(batch.schema.field(name).type == METADATA_TYPES[name] for name in columns)
+    first, second = batch.to_pylist()
+    assert (first["_topic"], first["_partition"], first["_offset"], first["_key"]) == ("orders", 2, 41, "k1")
+    assert first["_timestamp"].isoformat() == "2023-11-14T22:13:20.123000+00:00"
+    assert first["_headers"] == [{"key": "trace", "value": b"abc"}, {"key": "empty", "value": None}]
+    assert second["_timestamp"] is None and second["_headers"] is None and second["_key"] == "\ufffd"
+
+
+def test_metadata_columns_belong_to_the_kept_records_only() -> None:
+    settings = RecordSettings(schema={"id": "int64"}, columns=["_offset"])
+    decoded = Decoder(settings).decode(records(b'{"id": 10}', b"nope", b'{"id": 12}'))
+    assert decoded.batch.to_pylist() == [{"id": 10, "_offset": 0}, {"id": 12, "_offset": 2}]
+
+
+def test_no_messages_give_an_empty_batch_with_the_declared_schema() -> None:
+    decoder = Decoder(RecordSettings(schema={"id": "int64"}, columns=["_offset"]))
+    batch = decoder.decode([]).batch
+    assert batch.num_rows == 0 and batch.schema == decoder.schema
+    assert decoder.schema.names == ["id", "_offset"]
+
+
+def test_only_bad_records_give_an_empty_batch() -> None:
+    decoded = Decoder(RecordSettings(schema={"id": "int64"})).decode(records(b"x", b"y"))
+    assert decoded.batch.num_rows == 0 and len(decoded.rejected) == 2
+
+
+def test_the_dead_letter_topic_defaults_to_the_topic_dot_dead_letter() -> None:
+    assert RecordSettings().dead_letter_topic("orders") == "orders.dead-letter"
+    assert RecordSettings(dead_letter="bad-orders").dead_letter_topic("orders") == "bad-orders"
+    assert RecordSettings(dead_letter=False).dead_letter_topic("orders") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"schema": {"id": "integr"}}, "schema: column 'id': unknown column type 'integr'"),
+        ({"columns": ["_offset", "_offset"]}, "listed twice"),
+        ({"columns": ["_size"]}, "_size"),
+        ({"dead_letter": ""}, "dead_letter: give a topic name"),
+        ({"schema": {"_key": "string"}, "columns": ["_key"]}, "'_key' is also a metadata column"),
+        ({"format": "avro"}, "avro"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_option(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=message):
+        msgspec.convert(raw, RecordSettings)
+
+
+def test_the_module_examples_hold() -> None:
+    result = doctest.testmod(records_module)
+    assert result.attempted > 0 and result.failed == 0
