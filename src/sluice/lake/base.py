@@ -11,9 +11,9 @@ engine such as Spark writes by itself into :meth:`Lake.stage`'s staging place); 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -111,6 +111,57 @@ class Lake(ABC):
         raise TerminalError(
             f"the {type(self).__name__} lake cannot take output written by an engine itself (Spark); use the local lake"
         )
+
+
+    def append(
+        self, layer: str, name: str, data: pa.RecordBatchReader, *, commit: Mapping[str, Any], token: str | None = None
+    ) -> LakeWrite:
+        """Add ``data`` to the append-only dataset ``layer/name`` as one micro-batch, committed together with
+        ``commit`` (a JSON-able record: a streaming object's offsets, batch number, state reference).
+
+        Readers see every committed micro-batch and never a file of an uncommitted one; a writer killed at
+        any moment leaves the dataset and :meth:`last_commit` as they were before or after the batch, never
+        between. ``token`` makes the append idempotent: the token of the last commit again adds nothing
+        (rows 0). :attr:`LakeWrite.rows` counts the batch's rows, :attr:`LakeWrite.location` is the
+        dataset's (``raw/events``), readable with :meth:`read` and :meth:`duckdb_input` like any output.
+        Design in :mod:`sluice.lake.appends` (Delta Lake's ``txn`` action, reduced). Raises TerminalError for
+        a dataset written by :meth:`write`, a batch whose columns do not fit the dataset's, or a lake that
+        cannot append (the default).
+        """
+        raise TerminalError(f"the {type(self).__name__} lake cannot append micro-batches; use the local or the s3 lake")
+
+    def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
+        """The ``commit`` record of the last :meth:`append` to ``layer/name`` (None: nothing appended yet)."""
+        return None
+
+    def stage_append(self, layer: str, name: str) -> StagedAppend:
+        """A place an engine (Spark) writes one micro-batch's Parquet parts into, then commits like :meth:`append`.
+
+        :attr:`StagedAppend.uri` is a folder URI (``file:///…/raw/events/v=<version>``, ``s3://bucket/…/v=<version>``)
+        that no reader looks at until :meth:`StagedAppend.commit` lists its ``*.parquet`` files in the
+        manifest with the commit record (Spark's batch id as ``token`` makes a replayed batch add nothing).
+        """
+        raise TerminalError(f"the {type(self).__name__} lake cannot append micro-batches; use the local or the s3 lake")
+
+    def parquet_files(self, location: str) -> list[str]:
+        """Every committed Parquet file of ``location`` (local paths or ``s3://`` URLs), for an engine reading it
+        itself; the one way to list an append-only dataset, whose folder may hold uncommitted files."""
+        return [self.parquet_path(location)]
+
+
+class StagedAppend(ABC):
+    """One micro-batch an engine writes itself, committed or discarded (see :meth:`Lake.stage_append`)."""
+
+    uri: str
+    """Folder URI the engine writes Parquet parts into."""
+
+    @abstractmethod
+    def commit(self, *, commit: Mapping[str, Any], token: str | None = None) -> LakeWrite:
+        """Append the staged parts with ``commit``, atomically (see :meth:`Lake.append`)."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Remove what was staged; harmless after :meth:`commit` or a second call."""
 
 
 class StagedOutput(ABC):

@@ -27,16 +27,17 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sluice.errors import TerminalError
-from sluice.lake.base import Lake, LakeWrite, StagedOutput, Then
+from sluice.lake import appends
+from sluice.lake.base import Lake, LakeWrite, StagedAppend, StagedOutput, Then
 from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 
@@ -106,6 +107,33 @@ class LocalLake(Lake):
         location = _location(layer, name)
         return LocalStagedOutput(self._path(location), location, self.store.retention.orphan_grace_s)
 
+    def append(
+        self, layer: str, name: str, data: pa.RecordBatchReader, *, commit: Mapping[str, Any], token: str | None = None
+    ) -> LakeWrite:
+        """Add a micro-batch to the append-only folder ``<layer>/<name>`` (see :meth:`Lake.append`)."""
+        location, folder = self._append_folder(layer, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        return appends.append(self.store, folder.as_posix(), location, data, commit=commit, token=token)
+
+    def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
+        return appends.last_commit(self.store, self._append_folder(layer, name)[1].as_posix())
+
+    def stage_append(self, layer: str, name: str) -> StagedAppend:
+        """A batch folder ``file:///…/<layer>/<name>/v=<version>`` (see :meth:`Lake.stage_append`)."""
+        location, folder = self._append_folder(layer, name)
+        return appends.VersionStaged(self.store, folder.as_posix(), location, folder.as_uri())
+
+    def parquet_files(self, location: str) -> list[str]:
+        path = self._existing(location)
+        manifest = self._manifest(path)
+        if manifest is not None:
+            return [f"{path}/{name}" for name in manifest.files]
+        return [str(part) for part in sorted(path.resolve().glob("*.parquet"))] if path.is_dir() else [str(path)]
+
+    def _append_folder(self, layer: str, name: str) -> tuple[str, Path]:
+        location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}"
+        return location, self._path(location)
+
     def read(self, location: str) -> pa.RecordBatchReader:
         """Stream a stored output back, one row group at a time (each part in order for a parts folder)."""
         path = self._existing(location)
@@ -131,6 +159,11 @@ class LocalLake(Lake):
         a reader keeps reading one version while the output is replaced."""
         path = self._path(location)
         manifest = self._manifest(path)
+        if manifest is not None and manifest.appended:
+            raise TerminalError(
+                f"lake location {location!r} is an append-only dataset (a streaming object's); "
+                "read it through duckdb_input or parquet_files, no single path or glob holds only its committed files"
+            )
         if manifest is not None:
             return f"{path}/v={manifest.version}/**/*.parquet"
         return str(path.resolve() / "*.parquet") if path.is_dir() else str(path)

@@ -20,14 +20,15 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from sluice.errors import ConfigError, TerminalError, TransientError
-from sluice.lake.base import Lake, LakeWrite, Then
+from sluice.lake import appends
+from sluice.lake.base import Lake, LakeWrite, StagedAppend, Then
 from sluice.lake.plugins import bucket_root
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 
@@ -139,6 +140,35 @@ class S3Lake(Lake):
             self._ensure_bucket(folder.partition("/")[0])
             return self.store.write(folder, location, data, partition_by=partition_by, then=guarded if then else None)
 
+    def append(
+        self, layer: str, name: str, data: pa.RecordBatchReader, *, commit: Mapping[str, Any], token: str | None = None
+    ) -> LakeWrite:
+        """Add a micro-batch to the append-only dataset ``<layer>/<name>`` (see :meth:`Lake.append`)."""
+        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
+        folder = self._folder(location)
+        with _translated(folder):
+            self._ensure_bucket(folder.partition("/")[0])
+            return appends.append(self.store, folder, location, data, commit=commit, token=token)
+
+    def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
+        folder = self._folder(f"{_name(layer, 'layer')}/{_name(name, 'name')}")
+        with _translated(folder):
+            return appends.last_commit(self.store, folder)
+
+    def stage_append(self, layer: str, name: str) -> StagedAppend:
+        """A batch prefix ``s3://<bucket>/<prefix>/<name>/v=<version>`` (see :meth:`Lake.stage_append`)."""
+        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
+        folder = self._folder(location)
+        with _translated(folder):
+            self._ensure_bucket(folder.partition("/")[0])
+            return appends.VersionStaged(self.store, folder, location, f"s3://{folder}")
+
+    def parquet_files(self, location: str) -> list[str]:
+        folder = self._folder(location)
+        with _translated(folder):
+            manifest = self._manifest(location, folder)
+        return [f"s3://{folder}/{name}" for name in manifest.files]
+
     def read(self, location: str) -> pa.RecordBatchReader:
         """Stream the current version of ``location`` (``raw/users``) as Arrow batches."""
         folder = self._folder(location)
@@ -155,6 +185,11 @@ class S3Lake(Lake):
         folder = self._folder(location)
         with _translated(folder):
             manifest = self._manifest(location, folder)
+        if manifest.appended and len(manifest.files) > 1:
+            raise TerminalError(
+                f"lake location {location!r} is an append-only dataset (a streaming object's); "
+                "read it through duckdb_input or parquet_files, no single URL or glob holds only its committed files"
+            )
         if len(manifest.files) == 1 and not manifest.partition_by:
             return f"s3://{folder}/{manifest.files[0]}"
         return f"s3://{folder}/v={manifest.version}/**/*.parquet"

@@ -28,7 +28,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pyarrow as pa
@@ -57,6 +57,14 @@ class Manifest(msgspec.Struct, frozen=True):
     partition_by: list[str]
     schema: str  # the Arrow schema, IPC-serialised, base64
     previous: list[str] = []
+    appended: bool = False
+    """An append-only dataset (:mod:`sluice.lake.appends`): ``files`` are every committed micro-batch's."""
+    commit: dict[str, Any] | None = None
+    """The last append's commit record (a streaming object's offsets), committed with its files."""
+    token: str | None = None
+    """The last append's idempotency token (Spark's batch id), if it gave one."""
+    batches: int = 0
+    """Micro-batches appended so far."""
 
     def arrow_schema(self) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema)))
@@ -155,6 +163,11 @@ class VersionedStore:
     def dataset(self, folder: str, manifest: Manifest) -> ds.Dataset:
         """A pyarrow dataset over exactly the files of ``manifest`` (partition columns typed as written)."""
         import pyarrow.dataset as ds
+
+        if manifest.appended:
+            from sluice.lake.appends import dataset
+
+            return dataset(self, folder, manifest)
 
         schema = manifest.arrow_schema()
         partitioning = None

@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sluice.errors import TerminalError
 from sluice.lake.base import Lake
 
 SAMPLE_ROWS = 10
@@ -28,7 +29,10 @@ def sample_rows(lake: Lake, location: str, limit: int = SAMPLE_ROWS) -> tuple[di
 
 
 def _head(lake: Lake, location: str, limit: int) -> pa.Table:
-    path = Path(lake.parquet_path(location))
+    try:
+        path = Path(lake.parquet_path(location))
+    except TerminalError:  # an append-only dataset has no single path: read its batches
+        path = Path()
     if path.is_file():  # a local file: read only the first rows
         parquet = pq.ParquetFile(path)
         batch = next(parquet.iter_batches(batch_size=limit), None)

@@ -1,0 +1,232 @@
+"""Append-only datasets committed through the manifest: micro-batches of a streaming object, each with its offsets.
+
+The layout is :mod:`sluice.lake.versioned`'s (one folder per dataset, ``_manifest.json`` the commit), but a
+commit *adds* a version instead of replacing the current one::
+
+    <folder>/_manifest.json                         every committed file, and the last commit's record
+    <folder>/v=<version>/part-00000.parquet         one micro-batch (a Spark batch: its own part files)
+
+An append writes the batch's files under a new ``v=<version>/`` no reader looks at, then replaces the
+manifest with one listing the old files plus the new ones *and* the caller's commit record (for a
+streaming object: per topic and partition the next offset to read, the batch number, a reference to the
+window operator's state). Files and offsets therefore become visible in the same atomic step (one PUT on
+S3, one rename on a local disk): a writer killed before it leaves files nobody reads (pruned after the
+grace period), killed after it leaves a commit whose offsets say where to resume. This is the idea of
+Delta Lake's ``txn`` action (an application id and version committed with the data files, which Spark
+Structured Streaming's Delta sink uses for exactly-once output) reduced to one record per dataset.
+
+An optional ``token`` (Spark's batch id) makes a commit idempotent: committing the token of the last
+commit again adds nothing (Spark replays its last batch after a restart).
+
+Readers open exactly the manifest's files (``FileSystemDataset.from_paths``: no listing and no footer read
+when the dataset is built), so thousands of small micro-batch files stay cheap to open; each file is still
+one request when scanned. Compaction of small files is not done yet (docs/streaming.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import xxhash
+
+from sluice.errors import TerminalError
+from sluice.lake.base import LakeWrite, StagedAppend
+from sluice.lake.parts import write_parts
+from sluice.lake.versioned import FORMAT, MANIFEST, VERSION_PREFIX, Manifest, VersionedStore, new_version, version_age_s
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+
+def appended(manifest: Manifest | None) -> bool:
+    """True when ``manifest`` is an append-only dataset's (written by :func:`append`)."""
+    return manifest is not None and manifest.appended
+
+
+def append(
+    store: VersionedStore,
+    folder: str,
+    location: str,
+    data: pa.RecordBatchReader,
+    *,
+    commit: Mapping[str, Any],
+    token: str | None = None,
+) -> LakeWrite:
+    """Write ``data`` as a new micro-batch of the dataset in ``folder`` and commit it with ``commit``.
+
+    ``commit`` must be JSON-serialisable (offsets, batch number, state reference). ``token``: see the module.
+    Raises TerminalError when the batch's schema cannot be unified with the dataset's (a column changing
+    from a number to a string), or the dataset was written by a replacing write; errors of ``data`` and of
+    the file system propagate, after the new files are deleted.
+    """
+    previous = _previous(store, folder, location)
+    if token is not None and previous is not None and previous.token == token:
+        return LakeWrite(location=location, rows=0, content_hash=previous.content_hash)
+    version = new_version()
+    version_folder = f"{folder}/{VERSION_PREFIX}{version}"
+    try:
+        written = write_parts(store.fs, version_folder, data, label=f"lake output {location!r}")
+        files = [f"{VERSION_PREFIX}{version}/{name}" for name in written.files]
+        manifest = _commit(store, folder, location, previous, version, files, data.schema, written.rows, commit, token)
+    except BaseException:
+        _delete_folder(store.fs, version_folder)
+        raise
+    prune_orphans(store, folder, manifest)
+    return LakeWrite(location=location, rows=written.rows, content_hash=manifest.content_hash)
+
+
+def commit_staged(
+    store: VersionedStore,
+    folder: str,
+    location: str,
+    version: str,
+    *,
+    commit: Mapping[str, Any],
+    token: str | None = None,
+) -> LakeWrite:
+    """Commit the Parquet parts an engine wrote under ``<folder>/v=<version>/`` as one micro-batch.
+
+    Only ``*.parquet`` files count (Spark's ``_SUCCESS`` and ``.crc`` are ignored); rows and schema come
+    from their footers, without reading data. A ``token`` already committed last discards the parts and
+    adds nothing. Raises TerminalError when no part was written or the schemas do not unify.
+    """
+    version_folder = f"{folder}/{VERSION_PREFIX}{version}"
+    previous = _previous(store, folder, location)
+    if token is not None and previous is not None and previous.token == token:
+        _delete_folder(store.fs, version_folder)
+        return LakeWrite(location=location, rows=0, content_hash=previous.content_hash)
+    selector = pafs.FileSelector(version_folder, allow_not_found=True, recursive=False)
+    names = sorted(
+        info.base_name
+        for info in store.fs.get_file_info(selector)
+        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and not info.base_name.startswith((".", "_"))
+    )
+    if not names:
+        raise TerminalError(f"lake output {location!r}: the staged batch {version_folder} holds no Parquet parts (*.parquet)")
+    rows, schema = 0, None
+    for name in names:
+        with store.fs.open_input_file(f"{version_folder}/{name}") as handle:
+            meta = pq.ParquetFile(handle).metadata
+            rows += meta.num_rows
+            schema = schema or meta.schema.to_arrow_schema()
+    assert schema is not None
+    files = [f"{VERSION_PREFIX}{version}/{name}" for name in names]
+    manifest = _commit(store, folder, location, previous, version, files, schema, rows, commit, token)
+    return LakeWrite(location=location, rows=rows, content_hash=manifest.content_hash)
+
+
+def last_commit(store: VersionedStore, folder: str) -> dict[str, Any] | None:
+    """The commit record of the dataset's last append, or None when nothing was appended yet."""
+    manifest = store.manifest(folder)
+    return dict(manifest.commit) if appended(manifest) and manifest is not None and manifest.commit is not None else None
+
+
+def dataset(store: VersionedStore, folder: str, manifest: Manifest) -> ds.Dataset:
+    """A pyarrow dataset over exactly the committed files of an append-only dataset (no listing, no footer read)."""
+    import pyarrow.dataset as ds
+
+    files = [f"{folder}/{name}" for name in manifest.files]
+    return ds.FileSystemDataset.from_paths(
+        files, schema=manifest.arrow_schema(), format=ds.ParquetFileFormat(), filesystem=store.fs
+    )
+
+
+def prune_orphans(store: VersionedStore, folder: str, committed: Manifest | None = None) -> None:
+    """Delete batch folders no commit lists that are older than the grace period (writers killed mid-batch)."""
+    manifest = store.manifest(folder) if committed is None else committed
+    live = {name.split("/", 1)[0].removeprefix(VERSION_PREFIX) for name in (manifest.files if manifest else [])}
+    if manifest is not None:
+        live.add(manifest.version)
+    for version in store.versions(folder):
+        if version not in live and version_age_s(version) > store.retention.orphan_grace_s:
+            _delete_folder(store.fs, f"{folder}/{VERSION_PREFIX}{version}")
+
+
+def _previous(store: VersionedStore, folder: str, location: str) -> Manifest | None:
+    previous = store.manifest(folder)
+    if previous is not None and not previous.appended:
+        raise TerminalError(
+            f"lake output {location!r} was written as a whole (not appended to); "
+            "a streaming object needs a name of its own in its layer"
+        )
+    return previous
+
+
+def _commit(
+    store: VersionedStore,
+    folder: str,
+    location: str,
+    previous: Manifest | None,
+    version: str,
+    files: list[str],
+    schema: pa.Schema,
+    rows: int,
+    commit: Mapping[str, Any],
+    token: str | None,
+) -> Manifest:
+    """Write the manifest listing the previous files plus ``files`` with ``commit``: the one atomic step."""
+    if previous is not None:
+        try:
+            schema = pa.unify_schemas([previous.arrow_schema(), schema], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise TerminalError(
+                f"lake output {location!r}: the micro-batch's columns do not fit the dataset's ({exc}); "
+                "cast the column in the object's sql or write to a new name"
+            ) from exc
+    digest = xxhash.xxh3_128((previous.content_hash if previous else "").encode())
+    for name in files:
+        info = store.fs.get_file_info(f"{folder}/{name}")
+        digest.update(f"{name}\0{info.size}\n".encode())
+    manifest = Manifest(
+        FORMAT,
+        version,
+        [*(previous.files if previous else []), *files],
+        (previous.rows if previous else 0) + rows,
+        digest.hexdigest(),
+        [],
+        base64.b64encode(schema.serialize().to_pybytes()).decode(),
+        appended=True,
+        commit=dict(commit),
+        token=token,
+        batches=(previous.batches if previous else 0) + 1,
+    )
+    try:
+        encoded = msgspec.json.encode(manifest)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TerminalError(f"lake output {location!r}: the commit record is not JSON ({exc})") from exc
+    store.commit(f"{folder}/{MANIFEST}", encoded)
+    return manifest
+
+
+def _delete_folder(fs: pafs.FileSystem, folder: str) -> None:
+    with contextlib.suppress(OSError):
+        fs.delete_dir(folder)
+
+
+class VersionStaged(StagedAppend):
+    """A micro-batch staged under ``<folder>/v=<version>/`` of a manifest-committed dataset."""
+
+    def __init__(self, store: VersionedStore, folder: str, location: str, uri: str) -> None:
+        self.store, self.folder, self.location = store, folder, location
+        self.version = new_version()
+        self.uri = f"{uri.rstrip('/')}/{VERSION_PREFIX}{self.version}"
+        store.fs.create_dir(f"{folder}/{VERSION_PREFIX}{self.version}", recursive=True)
+
+    def commit(self, *, commit: Mapping[str, Any], token: str | None = None) -> LakeWrite:
+        try:
+            return commit_staged(self.store, self.folder, self.location, self.version, commit=commit, token=token)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        manifest = self.store.manifest(self.folder)
+        if manifest is None or not any(name.startswith(f"{VERSION_PREFIX}{self.version}/") for name in manifest.files):
+            _delete_folder(self.store.fs, f"{self.folder}/{VERSION_PREFIX}{self.version}")
