@@ -45,9 +45,18 @@ def open_kafka(url: str, options: Settings, root: Path | None = None) -> Bus:
     from sluice.bus.kafka import KafkaBus
 
     assert isinstance(options, KafkaBusOptions)
+    servers = kafka_servers(url)
+    return KafkaBus(
+        servers, partitions=options.partitions, retention_days=options.retention_days, namespace=options.namespace
+    )
+
+
+def kafka_servers(url: str) -> str:
+    """The ``bootstrap.servers`` of a ``kafka://host:port[,host:port...][?...]`` URL (``"h1:9092,h2:9092"``; the port
+    defaults to 9092). Raises ConfigError for a URL with a path, credentials or a server that is not host:port."""
     parts = urlsplit(url)
     if parts.path not in ("", "/") or parts.fragment or "@" in parts.netloc:
-        raise ConfigError(f"a Kafka bus URL is kafka://host:port[,host:port...][?partitions=N], got {url!r}")
+        raise ConfigError(f"a Kafka URL is kafka://host:port[,host:port...][?partitions=N], got {url!r}")
     servers = []
     for server in parts.netloc.split(","):
         host, _, port = server.strip().rpartition(":") if ":" in server else (server.strip(), "", "9092")
@@ -56,6 +65,4 @@ def open_kafka(url: str, options: Settings, root: Path | None = None) -> Bus:
                 f"{server.strip() or 'an empty server'!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)"
             )
         servers.append(f"{host}:{port}")
-    return KafkaBus(
-        ",".join(servers), partitions=options.partitions, retention_days=options.retention_days, namespace=options.namespace
-    )
+    return ",".join(servers)
