@@ -23,6 +23,7 @@ Schemes, as written and as Sluice groups them:
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
 
@@ -93,3 +94,24 @@ def libpq_url(url: str) -> str:
         what = f"scheme {url_scheme(url)!r}" if ":" in url else "no scheme"
         raise ConfigError(f"a PostgreSQL URL looks like postgresql://user@host:port/database; this one ({what}) does not")
     return f"postgresql://{rest}"
+
+
+def kafka_servers(url: str) -> str:
+    """The ``bootstrap.servers`` of a ``kafka://host:port[,host:port...][?query]`` URL (the port defaults to 9092;
+    the query string is the caller's).
+
+    >>> kafka_servers("kafka://127.0.0.1:29092,broker2?namespace=a")
+    '127.0.0.1:29092,broker2:9092'
+
+    Raises ConfigError for another scheme, a path, a fragment, a user name, or a server that is not host:port.
+    """
+    parts = urlsplit(url)
+    if connection_scheme(url) != "kafka" or parts.path not in ("", "/") or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(f"a Kafka URL is kafka://host:port[,host:port...][?partitions=N], got {url!r}")
+    servers = []
+    for server in parts.netloc.split(","):
+        host, _, port = server.strip().rpartition(":") if ":" in server else (server.strip(), "", "9092")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{server.strip() or 'an empty server'!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)")
+        servers.append(f"{host}:{port}")
+    return ",".join(servers)

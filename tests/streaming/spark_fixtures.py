@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from servers_fixtures import unavailable
-from sluice.bus.registry import kafka_servers
+from sluice.urls import kafka_servers
 from sluice.project.checks import java_problem
 from transforms.conftest import TEST_SETTINGS
 

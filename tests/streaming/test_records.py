@@ -166,3 +166,13 @@ def test_bad_settings_are_refused_naming_the_option(raw: dict[str, object], mess
 def test_the_module_examples_hold() -> None:
     result = doctest.testmod(records_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_frozen_decoder_keeps_its_inferred_schema_as_if_declared() -> None:
+    decoder = Decoder(RecordSettings())
+    decoder.decode(objects({"id": 1, "empty": None}))
+    decoder.freeze()
+    assert decoder.schema == pa.schema([("id", pa.int64()), ("empty", pa.string())])
+    decoded = decoder.decode(objects({"id": 2, "empty": "x", "new": 1}, {"id": 2.5}))
+    assert decoded.batch.to_pylist() == [{"id": 2, "empty": "x"}]
+    assert [r.index for r in decoded.rejected] == [1]

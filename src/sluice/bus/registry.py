@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
-from urllib.parse import urlsplit
 
 from sluice.bus.base import Bus
 from sluice.bus.plugins import EmbeddedBusOptions, KafkaBusOptions
-from sluice.errors import ConfigError
 from sluice.plugins import Settings
 from sluice.plugins.urls import resolve_url
 
@@ -43,26 +41,9 @@ def open_embedded(url: str, options: Settings, root: Path | None) -> Bus:
 def open_kafka(url: str, options: Settings, root: Path | None = None) -> Bus:
     """``kafka://host:port[,host:port...][?partitions=N&retention_days=D&namespace=NAME]``; the port defaults to 9092."""
     from sluice.bus.kafka import KafkaBus
+    from sluice.urls import kafka_servers
 
     assert isinstance(options, KafkaBusOptions)
-    servers = kafka_servers(url)
     return KafkaBus(
-        servers, partitions=options.partitions, retention_days=options.retention_days, namespace=options.namespace
+        kafka_servers(url), partitions=options.partitions, retention_days=options.retention_days, namespace=options.namespace
     )
-
-
-def kafka_servers(url: str) -> str:
-    """The ``bootstrap.servers`` of a ``kafka://host:port[,host:port...][?...]`` URL (``"h1:9092,h2:9092"``; the port
-    defaults to 9092). Raises ConfigError for a URL with a path, credentials or a server that is not host:port."""
-    parts = urlsplit(url)
-    if parts.path not in ("", "/") or parts.fragment or "@" in parts.netloc:
-        raise ConfigError(f"a Kafka URL is kafka://host:port[,host:port...][?partitions=N], got {url!r}")
-    servers = []
-    for server in parts.netloc.split(","):
-        host, _, port = server.strip().rpartition(":") if ":" in server else (server.strip(), "", "9092")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(
-                f"{server.strip() or 'an empty server'!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)"
-            )
-        servers.append(f"{host}:{port}")
-    return ",".join(servers)

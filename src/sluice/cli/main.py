@@ -553,6 +553,15 @@ def _register_api_key() -> None:
 _register_api_key()
 
 
+def _register_stream() -> None:
+    from sluice.cli.stream import stream
+
+    cli.add_command(stream)
+
+
+_register_stream()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

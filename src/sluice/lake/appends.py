@@ -62,6 +62,7 @@ def append(
     """Write ``data`` as a new micro-batch of the dataset in ``folder`` and commit it with ``commit``.
 
     ``commit`` must be JSON-serialisable (offsets, batch number, state reference). ``token``: see the module.
+    A batch of no rows commits ``commit`` without adding a file (once the dataset has its first file).
     Raises TerminalError when the batch's schema cannot be unified with the dataset's (a column changing
     from a number to a string), or the dataset was written by a replacing write; errors of ``data`` and of
     the file system propagate, after the new files are deleted.
@@ -74,7 +75,12 @@ def append(
     try:
         written = write_parts(store.fs, version_folder, data, label=f"lake output {location!r}")
         files = [f"{VERSION_PREFIX}{version}/{name}" for name in written.files]
-        manifest = _commit(store, folder, location, previous, version, files, data.schema, written.rows, commit, token)
+        if not written.rows and previous is not None:  # offsets only (every record dead-lettered or filtered out)
+            _delete_folder(store.fs, version_folder)
+            files = []
+        manifest = _commit(
+            store, folder, location, previous, (version, files, written.content_hash), data.schema, written.rows, commit, token
+        )
     except BaseException:
         _delete_folder(store.fs, version_folder)
         raise
@@ -103,11 +109,13 @@ def commit_staged(
         _delete_folder(store.fs, version_folder)
         return LakeWrite(location=location, rows=0, content_hash=previous.content_hash)
     selector = pafs.FileSelector(version_folder, allow_not_found=True, recursive=False)
-    names = sorted(
-        info.base_name
+    infos = sorted(
+        (info.base_name, info.size)
         for info in store.fs.get_file_info(selector)
         if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and not info.base_name.startswith((".", "_"))
     )
+    names = [name for name, _ in infos]
+    parts_hash = xxhash.xxh3_128("".join(f"{name}\0{size}\n" for name, size in infos).encode()).hexdigest()
     if not names:
         raise TerminalError(f"lake output {location!r}: the staged batch {version_folder} holds no Parquet parts (*.parquet)")
     rows, schema = 0, None
@@ -118,7 +126,7 @@ def commit_staged(
             schema = schema or meta.schema.to_arrow_schema()
     assert schema is not None
     files = [f"{VERSION_PREFIX}{version}/{name}" for name in names]
-    manifest = _commit(store, folder, location, previous, version, files, schema, rows, commit, token)
+    manifest = _commit(store, folder, location, previous, (version, files, parts_hash), schema, rows, commit, token)
     return LakeWrite(location=location, rows=rows, content_hash=manifest.content_hash)
 
 
@@ -126,6 +134,14 @@ def last_commit(store: VersionedStore, folder: str) -> dict[str, Any] | None:
     """The commit record of the dataset's last append, or None when nothing was appended yet."""
     manifest = store.manifest(folder)
     return dict(manifest.commit) if appended(manifest) and manifest is not None and manifest.commit is not None else None
+
+
+def summary(store: VersionedStore, folder: str, location: str) -> LakeWrite | None:
+    """The whole dataset (location, rows, content hash), or None when nothing was appended."""
+    manifest = store.manifest(folder)
+    if manifest is None or not manifest.appended:
+        return None
+    return LakeWrite(location=location, rows=manifest.rows, content_hash=manifest.content_hash)
 
 
 def dataset(store: VersionedStore, folder: str, manifest: Manifest) -> ds.Dataset:
@@ -164,14 +180,15 @@ def _commit(
     folder: str,
     location: str,
     previous: Manifest | None,
-    version: str,
-    files: list[str],
+    batch: tuple[str, list[str], str],
     schema: pa.Schema,
     rows: int,
     commit: Mapping[str, Any],
     token: str | None,
 ) -> Manifest:
-    """Write the manifest listing the previous files plus ``files`` with ``commit``: the one atomic step."""
+    """Write the manifest listing the previous files plus the batch's (version, files, their hash) with ``commit``:
+    the one atomic step."""
+    version, files, parts_hash = batch
     if previous is not None:
         try:
             schema = pa.unify_schemas([previous.arrow_schema(), schema], promote_options="permissive")
@@ -180,10 +197,7 @@ def _commit(
                 f"lake output {location!r}: the micro-batch's columns do not fit the dataset's ({exc}); "
                 "cast the column in the object's sql or write to a new name"
             ) from exc
-    digest = xxhash.xxh3_128((previous.content_hash if previous else "").encode())
-    for name in files:
-        info = store.fs.get_file_info(f"{folder}/{name}")
-        digest.update(f"{name}\0{info.size}\n".encode())
+    digest = xxhash.xxh3_128(f"{previous.content_hash if previous else ''}\0{version}\0{parts_hash}".encode())
     manifest = Manifest(
         FORMAT,
         version,

@@ -134,6 +134,11 @@ class Lake(ABC):
         """The ``commit`` record of the last :meth:`append` to ``layer/name`` (None: nothing appended yet)."""
         return None
 
+    def appended(self, layer: str, name: str) -> LakeWrite | None:
+        """The append-only dataset ``layer/name`` as a whole (location, rows, content hash changing with each
+        micro-batch), or None when nothing was appended to it."""
+        return None
+
     def stage_append(self, layer: str, name: str) -> StagedAppend:
         """A place an engine (Spark) writes one micro-batch's Parquet parts into, then commits like :meth:`append`.
 

@@ -118,6 +118,10 @@ class LocalLake(Lake):
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         return appends.last_commit(self.store, self._append_folder(layer, name)[1].as_posix())
 
+    def appended(self, layer: str, name: str) -> LakeWrite | None:
+        location, folder = self._append_folder(layer, name)
+        return appends.summary(self.store, folder.as_posix(), location)
+
     def stage_append(self, layer: str, name: str) -> StagedAppend:
         """A batch folder ``file:///…/<layer>/<name>/v=<version>`` (see :meth:`Lake.stage_append`)."""
         location, folder = self._append_folder(layer, name)

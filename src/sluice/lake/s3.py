@@ -155,6 +155,12 @@ class S3Lake(Lake):
         with _translated(folder):
             return appends.last_commit(self.store, folder)
 
+    def appended(self, layer: str, name: str) -> LakeWrite | None:
+        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
+        folder = self._folder(location)
+        with _translated(folder):
+            return appends.summary(self.store, folder, location)
+
     def stage_append(self, layer: str, name: str) -> StagedAppend:
         """A batch prefix ``s3://<bucket>/<prefix>/<name>/v=<version>`` (see :meth:`Lake.stage_append`)."""
         location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"

@@ -64,6 +64,37 @@ DEAD_LETTERS = Counter(
     ["topic"],
 )
 
+# Streaming objects (sluice stream, sluice serve --stream), by object name.
+STREAM_RECORDS = Counter(
+    "sluice_stream_records_total", "Records consumed by streaming objects and committed to the lake, by object.", ["object"]
+)
+STREAM_BYTES = Counter(
+    "sluice_stream_bytes_total", "Bytes of record values committed to the lake by streaming objects, by object.", ["object"]
+)
+STREAM_LAG = Gauge(
+    "sluice_stream_lag_records",
+    "Records between a streaming object's committed offset and the partition's high watermark, by object, topic and "
+    "partition.",
+    ["object", "topic", "partition"],
+)
+STREAM_BATCH_DURATION = Histogram(
+    "sluice_stream_batch_duration_seconds",
+    "Time to decode, transform and commit one micro-batch, by object.",
+    ["object"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+STREAM_DEAD_LETTERS = Counter(
+    "sluice_stream_dead_letters_total", "Records of streaming objects sent to a dead-letter topic, by object.", ["object"]
+)
+STREAM_LATE_RECORDS = Counter(
+    "sluice_stream_late_records_total",
+    "Records older than a windowed streaming object's watermark (dropped or sent to the side output), by object.",
+    ["object"],
+)
+STREAM_LAST_COMMIT = Gauge(
+    "sluice_stream_last_commit_timestamp_seconds", "Unix time of a streaming object's last committed micro-batch.", ["object"]
+)
+
 
 def group_label(group: str) -> str:
     """The ``group`` label of a consumer group: every run's coordinator group counts as ``coordinator``,

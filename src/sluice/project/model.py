@@ -19,6 +19,7 @@ from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
+from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
 
@@ -197,6 +198,8 @@ class ObjectSpec:
     """Integer columns (``year``, ``month``, ``day``, ``hour``) added to the output before it is written, from
     ``date_column`` or else the load time in UTC (an ``Objets.json`` ``NiveauHierarchique``)."""
     date_column: str | None = None
+    streaming: StreamingSettings | None = None
+    """A continuous streaming object's ``streaming:`` (docs/streaming.md); None for a batch object."""
 
     @property
     def kind(self) -> Literal["source", "sql", "python", "pyspark", "model", "noop"]:
@@ -255,6 +258,8 @@ class ObjectSpec:
         extra: dict[str, Any] = {"layer": self.layer} if self.layer is not None else {}
         if self.date_parts:
             extra |= {"date_parts": list(self.date_parts), "date_column": self.date_column}
+        if self.streaming is not None:
+            extra |= {"streaming": msgspec.to_builtins(self.streaming)}
         return extra
 
     def definition_hash(self) -> str:

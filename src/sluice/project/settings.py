@@ -21,6 +21,7 @@ from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
+from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 
 
@@ -79,6 +80,13 @@ class ObjectSettings(Settings):
     metadata: Annotated[dict[str, Any], Meta(description="Free-form values kept with the object (shown by the API).")] = (
         msgspec.field(default_factory=dict)
     )
+    streaming: Annotated[
+        StreamingSettings | None,
+        Meta(
+            description="A continuous streaming object: its Kafka source consumed in micro-batches appended to the lake "
+            "with their offsets (docs/streaming.md); run by `sluice stream`, not `sluice run`."
+        ),
+    ] = None
 
 
 class ProjectSettings(Settings):

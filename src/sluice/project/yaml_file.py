@@ -434,6 +434,8 @@ class _Reader:
                 item.line_of("partition_by"),
             )
         parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
+        if spec.streaming is not None:
+            self.streaming_object(item, spec, label)
         return ObjectSpec(
             id=raw_id,
             name=spec.name or f"obj_{raw_id}",
@@ -457,7 +459,25 @@ class _Reader:
             pyspark=spec.pyspark,
             chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
+            streaming=spec.streaming,
         )
+
+    def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str) -> None:
+        """A streaming object reads a Kafka source and nothing else, into the lake (docs/streaming.md)."""
+        line = item.line_of("streaming")
+        source = item.get("source")
+        kind = _flatten_options(source).get("type") if isinstance(source, YamlMap) else None
+        if kind != "kafka":
+            self.problem(f"{label}: a streaming object needs a source of type kafka (source: {{type: kafka, topic: ...}})", line)
+        for key in ("sql", "python", "pyspark", "parents", "partition_by"):
+            if item.get(key):
+                self.problem(
+                    f"{label}: a streaming object takes no {key!r}"
+                    + (" (write it under streaming: sql, run on each micro-batch)" if key == "sql" else ""),
+                    item.line_of(key),
+                )
+        if not spec.lake:
+            self.problem(f"{label}: a streaming object's micro-batches go to the lake; drop 'lake: false'", item.line_of("lake"))
 
     def object_engine(self, spec: ObjectSettings, work: list[str], label: str, line: int | None) -> str | None:
         """The engine of an object (None: the default), from its ``engine:`` or the project's; wrong pairs reported."""

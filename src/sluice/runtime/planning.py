@@ -15,17 +15,21 @@ Freshness(fingerprint='9f0c...', fresh=None)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from sluice.connectors.base import SourceContext
-from sluice.errors import SluiceError
+from sluice.errors import ConfigError, SluiceError
 from sluice.graph.plan import Plan, fingerprint, make_plan
 from sluice.lake.base import Lake
-from sluice.project.model import ObjectSpec, Project
+from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.runtime.run_state import Freshness
 from sluice.runtime.summary import RunOptions
 from sluice.state.base import LatestOutput
 from sluice.transforms.engines import Engine, open_engine
+
+STREAMED = "streamed"
+"""The input fingerprint of every streaming object (what changes is its content hash, batch after batch)."""
 
 
 def source_fingerprint(obj: ObjectSpec, context: SourceContext) -> str | None:
@@ -80,7 +84,10 @@ class Fingerprints:
         return value
 
     def _read_input_fingerprint(self, obj: ObjectSpec) -> str | None:
-        """A source object's from its source; a transform's from its engine (``Engine.input_fingerprint``)."""
+        """A source object's from its source; a transform's from its engine (``Engine.input_fingerprint``); a
+        streaming object's is constant (its content hash, which changes with each micro-batch, makes its children's)."""
+        if obj.streaming is not None:
+            return STREAMED
         if obj.kind in ("source", "noop"):
             return source_fingerprint(obj, self.context)
         engine = self._engines.get(obj.engine)
@@ -149,9 +156,13 @@ class Fingerprints:
 def plan_run(project: Project, options: RunOptions, fingerprints: Fingerprints) -> Plan:
     """The plan of a run of ``options.targets`` (``graph.plan.make_plan``), fresh objects decided with ``fingerprints``.
 
-    Raises ConfigError for unknown targets.
+    Streaming objects are never run by a run: they are fresh parents whose output is what they have committed so
+    far (:meth:`Lake.appended`). Raises ConfigError for unknown targets, and for a streaming object the plan
+    needs that has committed nothing yet.
     """
-    return make_plan(
+    streamed = streamed_outputs(project, fingerprints)
+    fingerprints.latest = {**fingerprints.latest, **streamed}
+    plan = make_plan(
         project,
         options.targets,
         latest=fingerprints.latest,
@@ -160,3 +171,27 @@ def plan_run(project: Project, options: RunOptions, fingerprints: Fingerprints) 
         output_exists=fingerprints.output_exists,
         published=fingerprints.published,
     )
+    for object_id in plan.order:
+        obj = project.objects[object_id]
+        if obj.streaming is None:
+            continue
+        if object_id not in streamed:
+            raise ConfigError(
+                f"streaming object {object_id} ({obj.name}) has committed no micro-batch yet, and the run reads it; "
+                f"start it first with: sluice stream {project.source_file} --object {object_id}"
+            )
+        plan.fresh[object_id] = streamed[object_id]
+    return plan
+
+
+def streamed_outputs(project: Project, fingerprints: Fingerprints) -> dict[int, LatestOutput]:
+    """What each streaming object has committed so far, as the last output of a fresh object."""
+    found: dict[int, LatestOutput] = {}
+    for obj in project.objects.values():
+        if obj.streaming is None:
+            continue
+        written = fingerprints.lake.appended(layer_of(project, obj), obj.name)
+        if written is not None:
+            fp = fingerprint(obj.definition_hash(), STREAMED, ())
+            found[obj.id] = LatestOutput(obj.id, fp, written.content_hash, written.location, written.rows, "stream", time.time())
+    return found

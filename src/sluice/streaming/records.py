@@ -41,17 +41,17 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.json as pa_json
-from msgspec import Meta
 
-from sluice.plugins.base import Settings
+from sluice.streaming.options import RecordSettings
 
-MetadataColumn = Literal["_key", "_headers", "_timestamp", "_partition", "_offset", "_topic"]
+__all__ = ["METADATA_TYPES", "Decoded", "Decoder", "KafkaMessage", "Record", "RecordSettings", "Rejected"]
+
 METADATA_TYPES: dict[str, pa.DataType] = {
     "_key": pa.string(),
     "_headers": pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])),
@@ -62,7 +62,6 @@ METADATA_TYPES: dict[str, pa.DataType] = {
 }
 """The Arrow type of each metadata column."""
 
-DEAD_LETTER_SUFFIX = ".dead-letter"
 MAX_REASON_CHARS = 1000
 _OPEN, _CLOSE = ord("{"), ord("}")
 
@@ -77,62 +76,6 @@ class KafkaMessage(Protocol):
     def timestamp(self) -> tuple[int, int]: ...
     def headers(self) -> list[tuple[str, bytes | None]] | None: ...
     def topic(self) -> str | None: ...
-
-
-class RecordSettings(Settings):
-    """How the values of a topic's records are decoded (part of the Kafka source's and streaming objects' options)."""
-
-    format: Annotated[Literal["json"], Meta(description="Encoding of the record values: json (one JSON object per record).")] = (
-        "json"
-    )
-    schema: Annotated[
-        dict[str, str] | None,
-        Meta(
-            description="Declared columns and their Arrow types (string, int64, float64, bool, date32, timestamp[us], "
-            "decimal(10,2)...), the names column_types takes; fields not declared are ignored. Without it the schema "
-            "is inferred and kept stable across batches."
-        ),
-    ] = None
-    columns: Annotated[
-        list[MetadataColumn],
-        Meta(description="Kafka metadata columns to add: _key, _headers, _timestamp, _partition, _offset, _topic."),
-    ] = msgspec.field(default_factory=list)
-    dead_letter: Annotated[
-        str | bool,
-        Meta(
-            description="Topic that records which cannot be decoded go to, with the reason in their headers; true: "
-            "<topic>.dead-letter; false: fail the read instead."
-        ),
-    ] = True
-
-    def __post_init__(self) -> None:
-        from sluice.connectors.plugins import check_column_types
-
-        try:
-            check_column_types(self.schema)
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("column_types:", "schema:", 1)) from None
-        if len(set(self.columns)) != len(self.columns):
-            raise ValueError("columns: a metadata column is listed twice")
-        if self.dead_letter == "":
-            raise ValueError("dead_letter: give a topic name, true (<topic>.dead-letter) or false")
-        clash = sorted(set(self.schema or ()) & set(self.columns))
-        if clash:
-            raise ValueError(f"schema: {clash[0]!r} is also a metadata column; rename it or drop it from columns")
-
-    def dead_letter_topic(self, topic: str) -> str | None:
-        """Where ``topic``'s undecodable records go; None when they fail the read (``dead_letter: false``)."""
-        if self.dead_letter is False:
-            return None
-        return topic + DEAD_LETTER_SUFFIX if self.dead_letter is True else self.dead_letter
-
-    def declared_schema(self) -> pa.Schema | None:
-        """The declared value columns as an Arrow schema (metadata columns not included), or None."""
-        from sluice.connectors.batching import arrow_type
-
-        if self.schema is None:
-            return None
-        return pa.schema([(name, arrow_type(type_name)) for name, type_name in self.schema.items()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +121,14 @@ class Decoder:
     def value_schema(self) -> pa.Schema | None:
         """The value columns only (declared, or inferred so far); None before the first inferred batch."""
         return self._known
+
+    def freeze(self) -> None:
+        """Keep the schema as it is from now on, as if it had been declared: new fields are ignored and values that
+        do not fit are rejected; columns still of type null become strings. For a reader whose schema is fixed
+        once its first batch is out (the batch Kafka source); cast batches decoded before to :attr:`schema`."""
+        if self.declared is None and self._known is not None:
+            fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in self._known]
+            self.declared = self._known = pa.schema(fields)
 
     def decode(self, messages: Sequence[KafkaMessage]) -> Decoded:
         """One record batch for ``messages`` (any length, 0 included) with :attr:`schema` as it is afterwards.

@@ -1,0 +1,191 @@
+"""The Kafka side of a streaming object: a consumer assigned at the lake's offsets, lag, dead letters.
+
+The consumer is *assigned* its partitions (``Consumer.assign``, no group rebalance) at the offsets of the
+lake's last commit (:meth:`Lake.last_commit`): the lake is the source of truth, the consumer group only
+receives a copy of the offsets after each commit, asynchronously, so lag tools (``kafka-consumer-groups``)
+see progress. A partition the lake has no offset for starts at the earliest or latest offset
+(``streaming.start``).
+
+Memory: librdkafka prefetches at most ``queued.max.messages.kbytes`` per consumer (set to
+:data:`PREFETCH_KBYTES`); the loop does not poll while it writes a micro-batch, so a slow lake slows
+consumption and nothing else grows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S
+from sluice.errors import ConfigError, TerminalError, TransientError
+
+PREFETCH_KBYTES = 32 * 1024
+"""librdkafka's prefetch queue per consumer, in KiB (its default is 64 MiB)."""
+
+Offsets = dict[str, dict[int, int]]
+"""Per topic and partition, the next offset to read."""
+
+
+def kafka_bootstrap(url: str) -> str:
+    """``kafka://host:port[,host:port]`` as librdkafka's ``bootstrap.servers`` (the port defaults to 9092).
+
+    Raises ConfigError for another scheme or a malformed server."""
+    parts = urlsplit(url)
+    if parts.scheme != "kafka" or not parts.netloc:
+        raise ConfigError(f"a Kafka connection is kafka://host:port[,host:port...], got {url!r}")
+    servers = []
+    for server in parts.netloc.split(","):
+        host, _, port = server.strip().rpartition(":") if ":" in server else (server.strip(), "", "9092")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{server!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)")
+        servers.append(f"{host}:{port}")
+    return ",".join(servers)
+
+
+def encode_offsets(offsets: Offsets) -> dict[str, dict[str, int]]:
+    """Offsets as JSON (partition numbers as strings), for a lake commit record."""
+    return {topic: {str(p): o for p, o in sorted(parts.items())} for topic, parts in sorted(offsets.items())}
+
+
+def decode_offsets(raw: Mapping[str, Any] | None) -> Offsets:
+    """The offsets of a lake commit record (:func:`encode_offsets`'s shape); empty for None."""
+    return {str(topic): {int(p): int(o) for p, o in parts.items()} for topic, parts in (raw or {}).items()}
+
+
+class StreamConsumer:
+    """One streaming object's consumer of ``topics``, assigned at ``offsets`` (see the module).
+
+    Raises TerminalError when a topic does not exist, TransientError when the broker cannot be reached.
+    """
+
+    def __init__(
+        self, bootstrap: str, topics: Sequence[str], group: str, offsets: Offsets, *, start: str = "earliest"
+    ) -> None:
+        self.bootstrap, self.group = bootstrap, group
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "client.id": f"sluice-stream-{group}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest" if start == "earliest" else "latest",
+                "allow.auto.create.topics": False,
+                "queued.max.messages.kbytes": PREFETCH_KBYTES,
+                "fetch.max.bytes": 16 * 1024 * 1024,
+                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                "reconnect.backoff.max.ms": 1000,
+            }
+        )
+        self.partitions = self._partitions(topics)
+        begin = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
+        self.consumer.assign(
+            [TopicPartition(t, p, offsets.get(t, {}).get(p, begin)) for t, parts in self.partitions.items() for p in parts]
+        )
+
+    def _partitions(self, topics: Sequence[str]) -> dict[str, list[int]]:
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while True:
+            try:
+                meta = self.consumer.list_topics(timeout=REQUEST_TIMEOUT_S)
+            except KafkaException as exc:
+                raise TransientError(f"Kafka at {self.bootstrap} cannot be reached ({exc}); {HINT}") from exc
+            found: dict[str, list[int]] = {}
+            missing = []
+            for topic in topics:
+                info = meta.topics.get(topic)
+                if info is None or info.error is not None or not info.partitions:
+                    missing.append(topic)
+                else:
+                    found[topic] = sorted(info.partitions)
+            if not missing:
+                return found
+            if time.monotonic() > deadline:
+                raise TerminalError(
+                    f"topic {missing[0]!r} does not exist on Kafka at {self.bootstrap}; create it or fix the source's topic"
+                )
+            time.sleep(0.2)
+
+    def consume(self, count: int, timeout_s: float) -> list[Any]:
+        """Up to ``count`` messages (``confluent_kafka.Message``) within ``timeout_s`` seconds; errors raised.
+
+        A fatal client error raises TerminalError; a partition error (a broker restarting) TransientError."""
+        messages = self.consumer.consume(count, timeout_s)
+        bad = [m for m in messages if m.error() is not None]
+        if not bad:
+            return messages
+        error = bad[0].error()
+        if error.code() == KafkaError._PARTITION_EOF:
+            return [m for m in messages if m.error() is None]
+        if error.fatal():
+            raise TerminalError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
+        raise TransientError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
+
+    def lag(self, offsets: Offsets) -> dict[tuple[str, int], int]:
+        """Records between ``offsets`` and each partition's high watermark (from the last fetch; no request)."""
+        found: dict[tuple[str, int], int] = {}
+        for topic, parts in self.partitions.items():
+            for p in parts:
+                try:
+                    _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                except KafkaException:
+                    continue
+                position = offsets.get(topic, {}).get(p)
+                if high >= 0 and position is not None:
+                    found[(topic, p)] = max(0, high - position)
+        return found
+
+    def commit_group(self, offsets: Offsets) -> None:
+        """Copy ``offsets`` to the consumer group, asynchronously (for lag tools; the lake stays the truth)."""
+        tps = [TopicPartition(t, p, o) for t, parts in offsets.items() for p, o in parts.items()]
+        if tps:
+            try:
+                self.consumer.commit(offsets=tps, asynchronous=True)
+            except KafkaException:
+                pass  # a copy for monitoring only: the next batch commits again
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class DeadLetters:
+    """Sends records that cannot be decoded to their dead-letter topic, with the reason and origin in headers.
+
+    Headers: ``sluice.reason``, ``sluice.topic``, ``sluice.partition``, ``sluice.offset``; the value and key
+    are the record's own. :meth:`flush` waits for the broker's acknowledgement (before the lake commit, so a
+    dead letter is never lost; after a crash between the two it may be sent twice: at least once).
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Producer | None = None
+        self._failed: list[str] = []
+
+    def send(self, topic: str, message: Any, reason: str) -> None:
+        if self._producer is None:
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
+        headers = [
+            ("sluice.reason", reason.encode()),
+            ("sluice.topic", str(message.topic()).encode()),
+            ("sluice.partition", str(message.partition()).encode()),
+            ("sluice.offset", str(message.offset()).encode()),
+        ]
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                self._failed.append(err.str())
+
+        self._producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=delivered)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait for every dead letter sent to be acknowledged; raises TransientError otherwise."""
+        if self._producer is None:
+            return
+        left = self._producer.flush(timeout_s)
+        if left or self._failed:
+            failed, self._failed = self._failed, []
+            raise TransientError(f"dead letters not acknowledged by Kafka at {self.bootstrap}: {failed[:1] or left}")

@@ -1,0 +1,277 @@
+"""The micro-batch loop of a streaming object: consume, decode, transform, append to the lake with the offsets.
+
+One loop per object, in one thread::
+
+    offsets = lake.last_commit(...)["offsets"]          # the lake is the source of truth
+    consumer.assign(partitions at offsets)
+    repeat until stopped:
+        messages = consume() until the trigger fires       # interval_s, records, max_batch_records / _bytes
+        batch = decode(messages)                            # sluice.streaming.records; bad records -> dead letters
+        batch = sql(batch)                                  # streaming.sql, DuckDB, the batch as table "batch"
+        lake.append(batch, commit={offsets, batch, ...})    # files and offsets in one atomic commit
+        consumer.commit(offsets, asynchronous=True)         # a copy for lag tools only
+
+Exactly once: a micro-batch's rows and the offsets after its last record are committed together
+(:meth:`Lake.append`), and a (re)started loop consumes from the committed offsets, so a ``kill -9`` at any
+moment neither loses nor repeats a record in the lake. Dead letters are sent and acknowledged before the
+commit (at least once). Back-pressure: the loop does not consume while it writes, the consumer's prefetch
+is bounded (:mod:`sluice.streaming.consumer`), and a micro-batch holds at most ``max_batch_records``
+records and ``max_batch_bytes`` bytes of values. A stop request (SIGTERM, SIGINT, ``stop``) ends the
+micro-batch being gathered early and commits it, so nothing consumed is left uncommitted.
+
+Entry point for benchmarks and tests: :func:`run_stream`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
+from sluice.lake.base import Lake
+from sluice.project.model import ObjectSpec, Project, layer_of
+from sluice.streaming.consumer import DeadLetters, Offsets, StreamConsumer, decode_offsets, encode_offsets, kafka_bootstrap
+from sluice.streaming.records import Decoder, RecordSettings
+from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
+from sluice.streaming.status import BatchInfo, StreamStatus
+
+log = logging.getLogger(__name__)
+
+CONSUME_CHUNK = 20_000
+"""Messages asked of one ``consume()`` call."""
+IDLE_POLL_S = 0.5
+"""Longest wait of one ``consume()`` call, so a stop request is seen within it."""
+RETRIES = 5
+"""Attempts at committing one micro-batch when the lake or Kafka fails transiently (backoff 1, 2, 4... s)."""
+
+Until = Callable[[StreamStatus], bool]
+"""Asked after each micro-batch and each idle poll; True ends the loop (benchmarks: ``lambda s: s.records >= n``)."""
+
+
+def streaming_objects(project: Project, object_id: int | None = None) -> list[ObjectSpec]:
+    """The project's streaming objects (or the one ``object_id``). Raises ConfigError when there is none."""
+    if object_id is not None:
+        obj = project.objects.get(object_id)
+        if obj is None or obj.streaming is None:
+            ids = ", ".join(str(o.id) for o in project.objects.values() if o.streaming is not None) or "none"
+            raise ConfigError(f"object {object_id} is not a streaming object of {project.source_file} (streaming objects: {ids})")
+        return [obj]
+    found = [o for o in project.objects.values() if o.streaming is not None]
+    if not found:
+        raise ConfigError(f"{project.source_file} has no streaming object; give an object 'streaming: {{trigger: ...}}'")
+    return found
+
+
+def topics_of(obj: ObjectSpec) -> list[str]:
+    """The topics a streaming object's Kafka source reads (``topic:`` a name or a list)."""
+    assert obj.source is not None
+    raw = obj.source.get("topic") or obj.source.get("topics")
+    topics = [raw] if isinstance(raw, str) else list(raw or [])
+    if not topics:
+        raise ConfigError(f"object {obj.id} ({obj.name}): its kafka source names no topic", obj.origin.file, obj.origin.line)
+    return [str(t) for t in topics]
+
+
+def bootstrap_of(project: Project, obj: ObjectSpec) -> str:
+    """``bootstrap.servers`` of the object's source: its ``connection`` (a project connection or a kafka:// URL)."""
+    assert obj.source is not None
+    name = str(obj.source.get("connection") or "")
+    connection = project.connections.get(name)
+    url = connection.url if connection is not None else name
+    if not url.startswith("kafka://"):
+        raise ConfigError(
+            f"object {obj.id} ({obj.name}): source connection {name!r} is not a kafka:// connection of the project",
+            obj.origin.file,
+            obj.origin.line,
+        )
+    return kafka_bootstrap(url)
+
+
+def record_settings(obj: ObjectSpec) -> RecordSettings:
+    """The decoding options (format, schema, metadata columns, dead letters) of the object's Kafka source."""
+    assert obj.source is not None
+    options = obj.source.options
+    if isinstance(options, RecordSettings):
+        return options
+    fields = {name: getattr(options, name) for name in RecordSettings.__struct_fields__ if getattr(options, name, None) is not None}
+    return RecordSettings(**fields)
+
+
+class MicroBatcher:
+    """The loop of one streaming object (see the module). ``stop()`` may be called from any thread."""
+
+    def __init__(self, project: Project, obj: ObjectSpec, lake: Lake, status: StreamStatus | None = None) -> None:
+        assert obj.streaming is not None and obj.source is not None
+        self.project, self.obj, self.lake = project, obj, lake
+        self.settings: StreamingSettings = obj.streaming
+        self.layer = layer_of(project, obj)
+        self.status = status or StreamStatus(obj.id, obj.name)
+        self.records = record_settings(obj)
+        self.topics = topics_of(obj)
+        self.bootstrap = bootstrap_of(project, obj)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the loop to commit what it has gathered and end."""
+        self._stop.set()
+        if self.status.state in ("starting", "running"):
+            self.status.set_state("stopping")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, until: Until | None = None) -> StreamStatus:
+        """Run until stopped, ``until`` says so, or a terminal error (state ``failed``, the error re-raised)."""
+        try:
+            self._run(until)
+        except BaseException as exc:
+            self.status.set_state("failed", str(exc) if isinstance(exc, SluiceError) else f"{type(exc).__name__}: {exc}")
+            raise
+        self.status.set_state("stopped")
+        return self.status
+
+    def _run(self, until: Until | None) -> None:
+        commit = self.lake.last_commit(self.layer, self.obj.name) or {}
+        offsets = decode_offsets(commit.get("offsets"))
+        batch_number = int(commit.get("batch", 0))
+        known = _schema(commit.get("value_schema"))
+        decoder = Decoder(self.records, known)
+        group = self.settings.group or f"sluice.stream.{self.project.name}.{self.obj.name}"
+        consumer = StreamConsumer(self.bootstrap, self.topics, group, offsets, start=self.settings.start)
+        dead = DeadLetters(self.bootstrap)
+        self.status.set_state("stopping" if self.stopping else "running")
+        try:
+            while not self.stopping:
+                started = time.monotonic()
+                messages, size = self._gather(consumer, until)
+                if messages:
+                    batch_number += 1
+                    self._commit(messages, size, decoder, dead, offsets, batch_number, started)
+                    consumer.commit_group(offsets)
+                self.status.set_lag(consumer.lag(offsets))
+                if until is not None and until(self.status):
+                    break
+        finally:
+            consumer.close()
+
+    def _gather(self, consumer: StreamConsumer, until: Until | None) -> tuple[list[Any], int]:
+        """Messages until the trigger fires or a limit is reached; fewer when stopping."""
+        trigger = self.settings.trigger
+        limit = min(trigger.records or self.settings.max_batch_records, self.settings.max_batch_records)
+        deadline = time.monotonic() + trigger.interval_s if trigger.interval_s else None
+        messages: list[Any] = []
+        size = 0
+        while len(messages) < limit and size < self.settings.max_batch_bytes and not self.stopping:
+            wait = IDLE_POLL_S if deadline is None else min(IDLE_POLL_S, deadline - time.monotonic())
+            if wait <= 0:
+                break
+            got = consumer.consume(min(CONSUME_CHUNK, limit - len(messages)), wait)
+            if got:
+                messages.extend(got)
+                size += sum(map(len, got))
+            elif not messages and until is not None and until(self.status):
+                break
+        return messages, size
+
+    def _commit(
+        self,
+        messages: list[Any],
+        size: int,
+        decoder: Decoder,
+        dead: DeadLetters,
+        offsets: Offsets,
+        batch_number: int,
+        started: float,
+    ) -> None:
+        decoded = decoder.decode(messages)
+        self._dead_letters(decoded.rejected, messages, dead)
+        table = self._transform(pa.Table.from_batches([decoded.batch]))
+        ahead: Offsets = {t: dict(parts) for t, parts in offsets.items()}
+        for m in messages:
+            ahead.setdefault(m.topic(), {})[m.partition()] = m.offset() + 1
+        record = {
+            "offsets": encode_offsets(ahead),
+            "batch": batch_number,
+            "at": time.time(),
+            "records": len(messages),
+            "rows": table.num_rows,
+            "value_schema": _schema_text(decoder.value_schema),
+        }
+        self._append(table, record)
+        offsets.clear()
+        offsets.update(ahead)
+        info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), size, time.monotonic() - started)
+        self.status.committed(info, dead_letters=len(decoded.rejected), late=0)
+
+    def _dead_letters(self, rejected: list[Any], messages: list[Any], dead: DeadLetters) -> None:
+        if not rejected:
+            return
+        for item in rejected:
+            message = messages[item.index]
+            topic = self.records.dead_letter_topic(message.topic())
+            if topic is None:
+                raise TerminalError(
+                    f"object {self.obj.id} ({self.obj.name}): record {message.topic()}/{message.partition()}@"
+                    f"{message.offset()} cannot be decoded: {item.reason}; fix the producer or set dead_letter: true"
+                )
+            dead.send(topic, message, item.reason)
+        dead.flush()
+
+    def _transform(self, table: pa.Table) -> pa.Table:
+        sql = self.settings.sql
+        if sql is None:
+            return table
+        import pyarrow.dataset as ds
+
+        from sluice.transforms.sql import run_sql
+
+        inputs = {BATCH_TABLE: ds.dataset(table)}
+        return run_sql(sql, inputs, object_label=f"object {self.obj.id} ({self.obj.name})").read_all()
+
+    def _append(self, table: pa.Table, record: dict[str, Any]) -> None:
+        """Append with retries on transient failures (the same rows and offsets: nothing was committed)."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                self.lake.append(self.layer, self.obj.name, table.to_reader(), commit=record)
+                return
+            except TransientError as exc:
+                if attempt == RETRIES:
+                    raise
+                log.warning("%s: micro-batch %s not committed (%s); trying again", self.obj.name, record["batch"], exc)
+                time.sleep(2 ** (attempt - 1))
+
+
+def run_stream(
+    project: Project,
+    object_id: int,
+    *,
+    until: Until | None = None,
+    lake: Lake | None = None,
+    status: StreamStatus | None = None,
+) -> StreamStatus:
+    """Run streaming object ``object_id`` of ``project`` in this thread until ``until`` says so (or for ever).
+
+    Returns its final status. Raises ConfigError for an object that is not a streaming one, and what the
+    loop raises (TerminalError, TransientError after :data:`RETRIES` attempts).
+    """
+    from sluice.lake.registry import open_lake
+
+    obj = streaming_objects(project, object_id)[0]
+    return MicroBatcher(project, obj, lake or open_lake(project), status).run(until)
+
+
+def _schema_text(schema: pa.Schema | None) -> str | None:
+    return None if schema is None else base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def _schema(text: Any) -> pa.Schema | None:
+    if not isinstance(text, str):
+        return None
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))

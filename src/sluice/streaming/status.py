@@ -1,0 +1,137 @@
+"""What a running streaming object reports: rates, lag per partition, its last committed micro-batch.
+
+One :class:`StreamStatus` per object, written by its loop's thread and read by ``sluice stream``'s progress
+lines and ``GET /streams`` (a snapshot taken under a lock). The Prometheus metrics of
+:mod:`sluice.observability.metrics` (``sluice_stream_*``) are updated at the same moments.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sluice.observability import metrics
+
+State = Literal["starting", "running", "stopping", "stopped", "failed"]
+RATE_WINDOW_S = 10.0
+"""Records/s and bytes/s are averaged over the micro-batches committed in this many seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """One committed micro-batch: its number, when (unix seconds), rows written, records consumed, seconds taken."""
+
+    batch: int
+    at: float
+    rows: int
+    records: int
+    bytes: int
+    duration_s: float
+
+
+@dataclass
+class StreamStatus:
+    """The live status of one streaming object (see the module)."""
+
+    object_id: int
+    name: str
+    state: State = "starting"
+    error: str | None = None
+    records: int = 0
+    bytes: int = 0
+    dead_letters: int = 0
+    late_records: int = 0
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    last_batch: BatchInfo | None = None
+    started_at: float = field(default_factory=time.time)
+    _recent: deque[BatchInfo] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for metric in (
+            metrics.STREAM_RECORDS,
+            metrics.STREAM_BYTES,
+            metrics.STREAM_DEAD_LETTERS,
+            metrics.STREAM_LATE_RECORDS,
+            metrics.STREAM_BATCH_DURATION,
+        ):
+            metric.labels(self.name)  # every series exists at zero from the start
+        metrics.STREAM_LAST_COMMIT.labels(self.name)
+
+    def set_state(self, state: State, error: str | None = None) -> None:
+        with self._lock:
+            self.state, self.error = state, error
+
+    def committed(self, info: BatchInfo, dead_letters: int, late: int) -> None:
+        """Count a committed micro-batch (and the dead letters and late records it set apart)."""
+        name = self.name
+        with self._lock:
+            self.records += info.records
+            self.bytes += info.bytes
+            self.dead_letters += dead_letters
+            self.late_records += late
+            self.last_batch = info
+            self._recent.append(info)
+            while self._recent and self._recent[0].at < info.at - RATE_WINDOW_S:
+                self._recent.popleft()
+        metrics.STREAM_RECORDS.labels(name).inc(info.records)
+        metrics.STREAM_BYTES.labels(name).inc(info.bytes)
+        metrics.STREAM_DEAD_LETTERS.labels(name).inc(dead_letters)
+        metrics.STREAM_LATE_RECORDS.labels(name).inc(late)
+        metrics.STREAM_BATCH_DURATION.labels(name).observe(info.duration_s)
+        metrics.STREAM_LAST_COMMIT.labels(name).set(info.at)
+
+    def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        with self._lock:
+            self.lag = dict(lag)
+        for (topic, partition), value in lag.items():
+            metrics.STREAM_LAG.labels(self.name, topic, str(partition)).set(value)
+
+    def rates(self, now: float | None = None) -> tuple[float, float]:
+        """Records/s and bytes/s over the micro-batches of the last :data:`RATE_WINDOW_S` seconds."""
+        now = time.time() if now is None else now
+        with self._lock:
+            recent = [b for b in self._recent if b.at >= now - RATE_WINDOW_S]
+        if not recent:
+            return 0.0, 0.0
+        span = max(now - (recent[0].at - recent[0].duration_s), 1e-3)
+        return sum(b.records for b in recent) / span, sum(b.bytes for b in recent) / span
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON of ``GET /streams`` for this object."""
+        records_s, bytes_s = self.rates()
+        with self._lock:
+            last = self.last_batch
+            return {
+                "id": self.object_id,
+                "name": self.name,
+                "state": self.state,
+                "error": self.error,
+                "records_per_s": round(records_s, 1),
+                "bytes_per_s": round(bytes_s, 1),
+                "records": self.records,
+                "bytes": self.bytes,
+                "lag": [{"topic": t, "partition": p, "records": n} for (t, p), n in sorted(self.lag.items())],
+                "lag_total": sum(self.lag.values()),
+                "dead_letters": self.dead_letters,
+                "late_records": self.late_records,
+                "last_batch": None
+                if last is None
+                else {"batch": last.batch, "at": last.at, "rows": last.rows, "records": last.records, "duration_s": last.duration_s},
+            }
+
+    def progress_line(self) -> str:
+        """One line for stderr: ``transactions: 210,345 records/s, 40.1 MB/s, lag 1,204, batch 17 (250,000 rows) at 12:00:01``."""
+        records_s, bytes_s = self.rates()
+        with self._lock:
+            last, lag, state = self.last_batch, sum(self.lag.values()), self.state
+            error = f" ({self.error})" if self.error else ""
+        committed = (
+            f"batch {last.batch} ({last.rows:,} rows) at {time.strftime('%H:%M:%S', time.localtime(last.at))}"
+            if last
+            else "no batch yet"
+        )
+        return f"{self.name}: {state}{error}, {records_s:,.0f} records/s, {bytes_s / 1e6:,.1f} MB/s, lag {lag:,}, {committed}"
