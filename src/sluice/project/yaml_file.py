@@ -483,6 +483,11 @@ class _Reader:
         """The engine of an object (None: the default), from its ``engine:`` or the project's; wrong pairs reported."""
         explicit = spec.engine is not None
         engine = self.engine_name(spec.engine, label, line) if explicit else None
+        if spec.streaming is not None:  # Sluice's micro-batcher (the default) or Spark Structured Streaming
+            if engine not in (None, "spark"):
+                self.problem(f"{label}: a streaming object runs on Sluice's micro-batcher or on engine: spark, not {engine}", line)
+                return None
+            return engine
         if explicit and not {"sql", "pyspark", "python"} & set(work):
             self.problem(f"{label}: 'engine' applies to sql and pyspark objects; this one has no sql or pyspark", line)
             return None

@@ -31,7 +31,8 @@ dead-letter topic of the micro-batcher is not done on Spark yet (docs/streaming.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,7 +66,7 @@ class SparkStream:
     ``servers``: Kafka's ``bootstrap.servers`` (``host:port,...``); ``schema``: the declared value columns
     (required: Spark parses with it); ``columns``: metadata columns to add, in order; ``sql``: DuckDB SQL
     over ``batch``; ``trigger_s``: seconds between micro-batches (None: process what is there, then stop:
-    ``availableNow``); ``max_batch_records``: most records in one micro-batch (None: no bound); ``start``:
+    ``availableNow``; 0: one after the other); ``max_batch_records``: most records in one micro-batch (None: no bound); ``start``:
     where a partition starts when neither Spark's checkpoint nor the lake has an offset for it.
     """
 
@@ -157,18 +158,26 @@ def covered_offsets(raw: Any) -> dict[str, dict[str, int]]:
     return offsets
 
 
-def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str) -> Any:
-    """The ``foreachBatch`` function: append a micro-batch to ``stream.layer/name``, committed with its offsets."""
+Committed = Callable[[int, int, int, float], None]
+"""Told of each committed micro-batch: Spark's batch id, records read, rows appended, seconds it took."""
+
+
+def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committed: Committed | None = None) -> Any:
+    """The ``foreachBatch`` function: append a micro-batch to ``stream.layer/name``, committed with its offsets
+    (the commit record is the micro-batcher's: ``offsets``, ``batch``, ``at``, ``records``; plus
+    ``engine: spark``)."""
     from sluice.transforms.spark_engine import spark_errors, spark_sql
 
     sql = spark_sql(stream.sql, [BATCH_VIEW]) if stream.sql else None
 
     def write(raw: Any, batch_id: int) -> None:
+        started = time.monotonic()
         raw.persist()
         try:
             offsets = covered_offsets(raw)
             if not offsets:
                 return
+            records = raw.count()
             frame = decoded(raw, stream)
             if sql is not None:
                 text, views = sql
@@ -182,14 +191,25 @@ def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str) -> Any:
             except BaseException:
                 staged.discard()
                 raise
-            staged.commit(commit={"engine": "spark", "batch": batch_id, "offsets": offsets}, token=f"{TOKEN_PREFIX}{batch_id}")
+            record = {"engine": "spark", "batch": batch_id, "offsets": offsets, "at": time.time(), "records": records}
+            done = staged.commit(commit=record, token=f"{TOKEN_PREFIX}{batch_id}")
+            if committed is not None:
+                committed(batch_id, records, done.rows, time.monotonic() - started)
         finally:
             raw.unpersist()
 
     return write
 
 
-def start_query(session: Any, lake: Lake, stream: SparkStream, *, object_label: str, checkpoint: str | None = None) -> Any:
+def start_query(
+    session: Any,
+    lake: Lake,
+    stream: SparkStream,
+    *,
+    object_label: str,
+    checkpoint: str | None = None,
+    committed: Committed | None = None,
+) -> Any:
     """Start the streaming query on ``session`` (one with the Kafka connector) and return Spark's ``StreamingQuery``.
 
     ``checkpoint`` defaults to :func:`checkpoint_folder`. The caller waits (``awaitTermination``), watches
@@ -213,11 +233,11 @@ def start_query(session: Any, lake: Lake, stream: SparkStream, *, object_label: 
     raw = reader.load()
     writer = (
         raw.writeStream.queryName(f"sluice_{stream.layer}_{stream.name}")
-        .foreachBatch(batch_writer(lake, stream, object_label=object_label))
+        .foreachBatch(batch_writer(lake, stream, object_label=object_label, committed=committed))
         .option("checkpointLocation", location)
     )
     if stream.trigger_s is None:
         writer = writer.trigger(availableNow=True)
-    else:
+    elif stream.trigger_s > 0:  # 0: the next micro-batch as soon as the last one is committed
         writer = writer.trigger(processingTime=f"{int(stream.trigger_s * 1000)} milliseconds")
     return writer.start()

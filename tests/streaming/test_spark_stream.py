@@ -1,0 +1,92 @@
+"""``engine: spark`` streaming objects (sluice.streaming.spark_stream) against the real broker: the same object on
+Sluice's micro-batcher and on Spark Structured Streaming writes the same rows for the same input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from helpers import load, write_yaml
+from sluice.errors import TerminalError
+from sluice.lake.local import LocalLake
+from sluice.streaming.host import StreamHost
+from sluice.streaming.loop import MicroBatcher, run_stream
+from sluice.streaming.spark_stream import SparkStreamer, stream_runner
+from streaming.spark_fixtures import Produce, kafka_spark, new_topic, produce, servers  # noqa: F401
+
+OBJECT = """
+  - id: {id}
+    name: {name}
+    {engine}
+    source:
+      type: kafka
+      connection: events
+      topic: {topic}
+      schema: {{id: int64, name: string, amount: float64, day: date32}}
+      columns: [_key, _partition, _offset, _topic, _timestamp]
+    streaming:
+      trigger: {{interval_s: 0.5}}
+      max_batch_records: 70
+      sql: SELECT id, upper(name) AS name, amount * 2 AS doubled, day, _key, _partition, _offset, _topic, _timestamp FROM batch WHERE id % 5 <> 0
+"""
+
+
+def project_file(root: Path, kafka_url: str, topic: str) -> Path:
+    objects = [
+        OBJECT.format(id=1001, name="on_sluice", engine="", topic=topic),
+        OBJECT.format(id=1002, name="on_spark", engine="engine: spark", topic=topic),
+    ]
+    text = f"name: streams\nconnections: {{events: '{kafka_url}'}}\nobjects:\n" + "".join(objects)
+    text += "spark:\n  master: local[2]\n  conf: {spark.sql.shuffle.partitions: 4, spark.ui.enabled: false}\n"
+    return write_yaml(root, text)
+
+
+def records(start: int, stop: int) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"n{i}", "amount": i / 8, "day": f"2026-11-{i % 28 + 1:02d}"} for i in range(start, stop)]
+
+
+def sorted_table(table: pa.Table) -> pa.Table:
+    """Rows in offset order, timestamps in milliseconds (Spark writes microseconds: same values)."""
+    table = table.set_column(
+        table.schema.get_field_index("_timestamp"), "_timestamp", table.column("_timestamp").cast(pa.timestamp("ms", tz="UTC"))
+    )
+    return table.sort_by([("_partition", "ascending"), ("_offset", "ascending")])
+
+
+def test_both_engines_write_the_same_rows_for_the_same_input(
+    kafka_spark: Any, kafka_url: str, new_topic: Any, produce: Produce, tmp_path: Path
+) -> None:
+    topic = new_topic(2)
+    produce(topic, records(0, 300))
+    project = load(project_file(tmp_path / "project", kafka_url, topic))
+    lake = LocalLake(tmp_path / "lake")
+    sluice = run_stream(project, 1001, lake=lake, until=lambda status: status.records >= 300)
+    spark = SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= 300)
+    assert (sluice.records, spark.records) == (300, 300) and spark.state == "stopped"
+    assert spark.last_batch is not None and spark.lag == {(topic, 0): 0, (topic, 1): 0}
+    on_sluice = sorted_table(lake.read("raw/on_sluice").read_all())
+    on_spark = sorted_table(lake.read("raw/on_spark").read_all())
+    assert on_sluice.num_rows == 240
+    assert on_spark.schema == on_sluice.schema
+    assert on_spark.equals(on_sluice)
+    assert lake.last_commit("raw", "on_spark")["offsets"] == lake.last_commit("raw", "on_sluice")["offsets"]  # type: ignore[index]
+    assert len(lake.parquet_files("raw/on_spark")) >= 5  # micro-batches of at most 70 records
+
+
+def test_streaming_hosts_pick_spark_for_engine_spark(kafka_url: str, tmp_path: Path) -> None:
+    project = load(project_file(tmp_path / "project", kafka_url, "t"))
+    lake = LocalLake(tmp_path / "lake")
+    assert isinstance(stream_runner(project, project.objects[1001], lake), MicroBatcher)
+    assert isinstance(stream_runner(project, project.objects[1002], lake), SparkStreamer)
+    assert [type(loop) for loop in StreamHost(project, lake).loops] == [MicroBatcher, SparkStreamer]
+
+
+def test_engine_spark_needs_a_declared_schema(kafka_url: str, tmp_path: Path) -> None:
+    path = project_file(tmp_path / "project", kafka_url, "t")
+    path.write_text(path.read_text().replace("      schema: {id: int64, name: string, amount: float64, day: date32}\n", ""))
+    project = load(path)
+    with pytest.raises(TerminalError, match="engine: spark needs the record schema declared"):
+        SparkStreamer(project, project.objects[1002], LocalLake(tmp_path / "lake"))
