@@ -114,3 +114,15 @@ def test_kill_9_at_random_moments_keeps_files_and_commit_together(backend: Backe
 def _filesystem(lake: object, uri: str) -> tuple[object, str]:
     store = lake.store  # type: ignore[attr-defined]
     return store.fs, uri.removeprefix("file://").removeprefix("s3://")
+
+
+def test_state_is_committed_with_its_batch_and_the_previous_one_removed(backend: Backend) -> None:
+    lake = backend.lake()
+    assert lake.last_state("raw", "w") is None
+    lake.append("raw", "w", batches_of(2), commit={"batch": 1}, state=b"one")
+    lake.append("raw", "w", batches_of(0, start=2), commit={"batch": 2}, state=b"two")  # no rows: offsets and state
+    assert lake.last_state("raw", "w") == b"two" and lake.last_commit("raw", "w") == {"batch": 2}
+    assert lake.read("raw/w").read_all().num_rows == 2
+    assert len([name for name in backend.listing() if name.endswith("_state.bin")]) == 1
+    appended = lake.appended("raw", "w")
+    assert appended is not None and appended.rows == 2 and appended.location == "raw/w"

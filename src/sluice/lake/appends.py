@@ -44,6 +44,8 @@ from sluice.lake.versioned import FORMAT, MANIFEST, VERSION_PREFIX, Manifest, Ve
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
+STATE_FILE = "_state.bin"
+
 
 def appended(manifest: Manifest | None) -> bool:
     """True when ``manifest`` is an append-only dataset's (written by :func:`append`)."""
@@ -58,10 +60,13 @@ def append(
     *,
     commit: Mapping[str, Any],
     token: str | None = None,
+    state: bytes | None = None,
 ) -> LakeWrite:
     """Write ``data`` as a new micro-batch of the dataset in ``folder`` and commit it with ``commit``.
 
-    ``commit`` must be JSON-serialisable (offsets, batch number, state reference). ``token``: see the module.
+    ``commit`` must be JSON-serialisable (offsets, batch number). ``token``: see the module. ``state`` (opaque
+    bytes: a window operator's state) is written beside the batch as ``v=<version>/_state.bin`` and
+    committed with it (:func:`last_state`); the previous batch's state file is deleted after the commit.
     A batch of no rows commits ``commit`` without adding a file (once the dataset has its first file).
     Raises TerminalError when the batch's schema cannot be unified with the dataset's (a column changing
     from a number to a string), or the dataset was written by a replacing write; errors of ``data`` and of
@@ -76,14 +81,24 @@ def append(
         written = write_parts(store.fs, version_folder, data, label=f"lake output {location!r}")
         files = [f"{VERSION_PREFIX}{version}/{name}" for name in written.files]
         if not written.rows and previous is not None:  # offsets only (every record dead-lettered or filtered out)
-            _delete_folder(store.fs, version_folder)
+            for name in files:
+                store.fs.delete_file(f"{folder}/{name}")
             files = []
+        state_file = None
+        if state is not None:
+            state_file = f"{VERSION_PREFIX}{version}/{STATE_FILE}"
+            with store.fs.open_output_stream(f"{folder}/{state_file}") as out:
+                out.write(state)
         manifest = _commit(
-            store, folder, location, previous, (version, files, written.content_hash), data.schema, written.rows, commit, token
-        )
+            store, folder, location, previous, (version, files, written.content_hash), data.schema, written.rows, commit, token,
+            state_file,
+        )  # fmt: skip
     except BaseException:
         _delete_folder(store.fs, version_folder)
         raise
+    if previous is not None and previous.state is not None and previous.state != manifest.state:
+        with contextlib.suppress(OSError):
+            store.fs.delete_file(f"{folder}/{previous.state}")
     prune_orphans(store, folder, manifest)
     return LakeWrite(location=location, rows=written.rows, content_hash=manifest.content_hash)
 
@@ -136,6 +151,15 @@ def last_commit(store: VersionedStore, folder: str) -> dict[str, Any] | None:
     return dict(manifest.commit) if appended(manifest) and manifest is not None and manifest.commit is not None else None
 
 
+def last_state(store: VersionedStore, folder: str) -> bytes | None:
+    """The ``state`` committed with the last append (None: none was given)."""
+    manifest = store.manifest(folder)
+    if manifest is None or manifest.state is None:
+        return None
+    with store.fs.open_input_stream(f"{folder}/{manifest.state}") as stream:
+        return bytes(stream.read())
+
+
 def summary(store: VersionedStore, folder: str, location: str) -> LakeWrite | None:
     """The whole dataset (location, rows, content hash), or None when nothing was appended."""
     manifest = store.manifest(folder)
@@ -185,6 +209,7 @@ def _commit(
     rows: int,
     commit: Mapping[str, Any],
     token: str | None,
+    state_file: str | None = None,
 ) -> Manifest:
     """Write the manifest listing the previous files plus the batch's (version, files, their hash) with ``commit``:
     the one atomic step."""
@@ -210,6 +235,7 @@ def _commit(
         commit=dict(commit),
         token=token,
         batches=(previous.batches if previous else 0) + 1,
+        state=state_file,
     )
     try:
         encoded = msgspec.json.encode(manifest)

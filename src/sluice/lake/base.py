@@ -114,7 +114,14 @@ class Lake(ABC):
 
 
     def append(
-        self, layer: str, name: str, data: pa.RecordBatchReader, *, commit: Mapping[str, Any], token: str | None = None
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        *,
+        commit: Mapping[str, Any],
+        token: str | None = None,
+        state: bytes | None = None,
     ) -> LakeWrite:
         """Add ``data`` to the append-only dataset ``layer/name`` as one micro-batch, committed together with
         ``commit`` (a JSON-able record: a streaming object's offsets, batch number, state reference).
@@ -122,7 +129,8 @@ class Lake(ABC):
         Readers see every committed micro-batch and never a file of an uncommitted one; a writer killed at
         any moment leaves the dataset and :meth:`last_commit` as they were before or after the batch, never
         between. ``token`` makes the append idempotent: the token of the last commit again adds nothing
-        (rows 0). :attr:`LakeWrite.rows` counts the batch's rows, :attr:`LakeWrite.location` is the
+        (rows 0). ``state``: opaque bytes (a window operator's state) committed with the batch, read back with
+        :meth:`last_state`. :attr:`LakeWrite.rows` counts the batch's rows, :attr:`LakeWrite.location` is the
         dataset's (``raw/events``), readable with :meth:`read` and :meth:`duckdb_input` like any output.
         Design in :mod:`sluice.lake.appends` (Delta Lake's ``txn`` action, reduced). Raises TerminalError for
         a dataset written by :meth:`write`, a batch whose columns do not fit the dataset's, or a lake that
@@ -132,6 +140,10 @@ class Lake(ABC):
 
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         """The ``commit`` record of the last :meth:`append` to ``layer/name`` (None: nothing appended yet)."""
+        return None
+
+    def last_state(self, layer: str, name: str) -> bytes | None:
+        """The ``state`` given to the last :meth:`append` to ``layer/name`` (None: none)."""
         return None
 
     def appended(self, layer: str, name: str) -> LakeWrite | None:

@@ -108,15 +108,25 @@ class LocalLake(Lake):
         return LocalStagedOutput(self._path(location), location, self.store.retention.orphan_grace_s)
 
     def append(
-        self, layer: str, name: str, data: pa.RecordBatchReader, *, commit: Mapping[str, Any], token: str | None = None
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        *,
+        commit: Mapping[str, Any],
+        token: str | None = None,
+        state: bytes | None = None,
     ) -> LakeWrite:
         """Add a micro-batch to the append-only folder ``<layer>/<name>`` (see :meth:`Lake.append`)."""
         location, folder = self._append_folder(layer, name)
         folder.mkdir(parents=True, exist_ok=True)
-        return appends.append(self.store, folder.as_posix(), location, data, commit=commit, token=token)
+        return appends.append(self.store, folder.as_posix(), location, data, commit=commit, token=token, state=state)
 
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         return appends.last_commit(self.store, self._append_folder(layer, name)[1].as_posix())
+
+    def last_state(self, layer: str, name: str) -> bytes | None:
+        return appends.last_state(self.store, self._append_folder(layer, name)[1].as_posix())
 
     def appended(self, layer: str, name: str) -> LakeWrite | None:
         location, folder = self._append_folder(layer, name)

@@ -141,19 +141,31 @@ class S3Lake(Lake):
             return self.store.write(folder, location, data, partition_by=partition_by, then=guarded if then else None)
 
     def append(
-        self, layer: str, name: str, data: pa.RecordBatchReader, *, commit: Mapping[str, Any], token: str | None = None
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        *,
+        commit: Mapping[str, Any],
+        token: str | None = None,
+        state: bytes | None = None,
     ) -> LakeWrite:
         """Add a micro-batch to the append-only dataset ``<layer>/<name>`` (see :meth:`Lake.append`)."""
         location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
         folder = self._folder(location)
         with _translated(folder):
             self._ensure_bucket(folder.partition("/")[0])
-            return appends.append(self.store, folder, location, data, commit=commit, token=token)
+            return appends.append(self.store, folder, location, data, commit=commit, token=token, state=state)
 
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         folder = self._folder(f"{_name(layer, 'layer')}/{_name(name, 'name')}")
         with _translated(folder):
             return appends.last_commit(self.store, folder)
+
+    def last_state(self, layer: str, name: str) -> bytes | None:
+        folder = self._folder(f"{_name(layer, 'layer')}/{_name(name, 'name')}")
+        with _translated(folder):
+            return appends.last_state(self.store, folder)
 
     def appended(self, layer: str, name: str) -> LakeWrite | None:
         location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"

@@ -65,6 +65,8 @@ class Manifest(msgspec.Struct, frozen=True):
     """The last append's idempotency token (Spark's batch id), if it gave one."""
     batches: int = 0
     """Micro-batches appended so far."""
+    state: str | None = None
+    """The file of the state committed with the last append (``v=<version>/_state.bin``), if any."""
 
     def arrow_schema(self) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema)))

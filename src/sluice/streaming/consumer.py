@@ -16,34 +16,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S
-from sluice.errors import ConfigError, TerminalError, TransientError
+from sluice.errors import TerminalError, TransientError
 
 PREFETCH_KBYTES = 32 * 1024
 """librdkafka's prefetch queue per consumer, in KiB (its default is 64 MiB)."""
 
 Offsets = dict[str, dict[int, int]]
 """Per topic and partition, the next offset to read."""
-
-
-def kafka_bootstrap(url: str) -> str:
-    """``kafka://host:port[,host:port]`` as librdkafka's ``bootstrap.servers`` (the port defaults to 9092).
-
-    Raises ConfigError for another scheme or a malformed server."""
-    parts = urlsplit(url)
-    if parts.scheme != "kafka" or not parts.netloc:
-        raise ConfigError(f"a Kafka connection is kafka://host:port[,host:port...], got {url!r}")
-    servers = []
-    for server in parts.netloc.split(","):
-        host, _, port = server.strip().rpartition(":") if ":" in server else (server.strip(), "", "9092")
-        if not host or not port.isdigit():
-            raise ConfigError(f"{server!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)")
-        servers.append(f"{host}:{port}")
-    return ",".join(servers)
 
 
 def encode_offsets(offsets: Offsets) -> dict[str, dict[str, int]]:
@@ -174,12 +157,18 @@ class DeadLetters:
             ("sluice.partition", str(message.partition()).encode()),
             ("sluice.offset", str(message.offset()).encode()),
         ]
+        self._producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=self._delivered)
 
-        def delivered(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                self._failed.append(err.str())
+    def send_value(self, topic: str, value: bytes, reason: str, source_topic: str) -> None:
+        """A dead letter that is no longer a Kafka record (a decoded row without an event time), as JSON."""
+        if self._producer is None:
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
+        headers = [("sluice.reason", reason.encode()), ("sluice.topic", source_topic.encode())]
+        self._producer.produce(topic, value=value, headers=headers, on_delivery=self._delivered)
 
-        self._producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=delivered)
+    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self._failed.append(err.str())
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait for every dead letter sent to be acknowledged; raises TransientError otherwise."""

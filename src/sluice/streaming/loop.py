@@ -29,17 +29,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pyarrow as pa
 
 from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
 from sluice.project.model import ObjectSpec, Project, layer_of
-from sluice.streaming.consumer import DeadLetters, Offsets, StreamConsumer, decode_offsets, encode_offsets, kafka_bootstrap
-from sluice.streaming.records import Decoder, RecordSettings
+from sluice.streaming.consumer import DeadLetters, Offsets, StreamConsumer, decode_offsets, encode_offsets
+from sluice.streaming.options import RecordSettings
+from sluice.streaming.records import Decoder
 from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
+from sluice.urls import kafka_servers
+
+if TYPE_CHECKING:
+    from sluice.streaming.windows import WindowOperator
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +96,7 @@ def bootstrap_of(project: Project, obj: ObjectSpec) -> str:
             obj.origin.file,
             obj.origin.line,
         )
-    return kafka_bootstrap(url)
+    return kafka_servers(url)
 
 
 def record_settings(obj: ObjectSpec) -> RecordSettings:
@@ -143,8 +149,10 @@ class MicroBatcher:
         batch_number = int(commit.get("batch", 0))
         known = _schema(commit.get("value_schema"))
         decoder = Decoder(self.records, known)
-        group = self.settings.group or f"sluice.stream.{self.project.name}.{self.obj.name}"
-        consumer = StreamConsumer(self.bootstrap, self.topics, group, offsets, start=self.settings.start)
+        self.window = self._window()
+        assert self.obj.source is not None
+        group = str(self.obj.source.get("group") or f"sluice.stream.{self.project.name}.{self.obj.name}")
+        consumer = StreamConsumer(self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest")))
         dead = DeadLetters(self.bootstrap)
         self.status.set_state("stopping" if self.stopping else "running")
         try:
@@ -160,6 +168,18 @@ class MicroBatcher:
                     break
         finally:
             consumer.close()
+            if self.window is not None:
+                self.window.close()
+
+    def _window(self) -> WindowOperator | None:
+        """The window operator, its state restored from the lake's last commit."""
+        options = self.settings.window
+        if options is None:
+            return None
+        from sluice.streaming.windows import WindowOperator, state_from_bytes
+
+        saved = self.lake.last_state(self.layer, self.obj.name)
+        return WindowOperator(options, state_from_bytes(saved) if saved is not None else None)
 
     def _gather(self, consumer: StreamConsumer, until: Until | None) -> tuple[list[Any], int]:
         """Messages until the trigger fires or a limit is reached; fewer when stopping."""
@@ -193,6 +213,9 @@ class MicroBatcher:
         decoded = decoder.decode(messages)
         self._dead_letters(decoded.rejected, messages, dead)
         table = self._transform(pa.Table.from_batches([decoded.batch]))
+        late, state, invalid = 0, None, 0
+        if self.window is not None:
+            table, late, invalid, state = self._windowed(table, messages[0].topic(), dead)
         ahead: Offsets = {t: dict(parts) for t, parts in offsets.items()}
         for m in messages:
             ahead.setdefault(m.topic(), {})[m.partition()] = m.offset() + 1
@@ -204,11 +227,29 @@ class MicroBatcher:
             "rows": table.num_rows,
             "value_schema": _schema_text(decoder.value_schema),
         }
-        self._append(table, record)
+        self._append(table, record, state)
         offsets.clear()
         offsets.update(ahead)
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), size, time.monotonic() - started)
-        self.status.committed(info, dead_letters=len(decoded.rejected), late=0)
+        self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
+
+    def _windowed(self, table: pa.Table, topic: str, dead: DeadLetters) -> tuple[pa.Table, int, int, bytes]:
+        """The windows this micro-batch closes, its late records (counted; appended to ``<name>_late`` for a side
+        output, at least once), records without an event time (dead letters), and the operator's state."""
+        from sluice.streaming.windows import state_to_bytes
+
+        assert self.window is not None
+        result = self.window.process(table)
+        if result.late is not None and result.late.num_rows:
+            self._append(result.late, {"side_output_of": self.obj.name}, None, name=f"{self.obj.name}_late")
+        if result.invalid.num_rows:
+            target = self.records.dead_letter_topic(topic)
+            if target is None:
+                raise TerminalError(f"object {self.obj.id} ({self.obj.name}): {result.invalid_reason}; set dead_letter: true")
+            for row in result.invalid.to_pylist():  # rare: records without an event time
+                dead.send_value(target, msgspec.json.encode(row, enc_hook=str), result.invalid_reason, topic)
+            dead.flush()
+        return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
 
     def _dead_letters(self, rejected: list[Any], messages: list[Any], dead: DeadLetters) -> None:
         if not rejected:
@@ -235,11 +276,11 @@ class MicroBatcher:
         inputs = {BATCH_TABLE: ds.dataset(table)}
         return run_sql(sql, inputs, object_label=f"object {self.obj.id} ({self.obj.name})").read_all()
 
-    def _append(self, table: pa.Table, record: dict[str, Any]) -> None:
+    def _append(self, table: pa.Table, record: dict[str, Any], state: bytes | None, name: str | None = None) -> None:
         """Append with retries on transient failures (the same rows and offsets: nothing was committed)."""
         for attempt in range(1, RETRIES + 1):
             try:
-                self.lake.append(self.layer, self.obj.name, table.to_reader(), commit=record)
+                self.lake.append(self.layer, name or self.obj.name, table.to_reader(), commit=record, state=state)
                 return
             except TransientError as exc:
                 if attempt == RETRIES:

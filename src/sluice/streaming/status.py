@@ -90,6 +90,12 @@ class StreamStatus:
         for (topic, partition), value in lag.items():
             metrics.STREAM_LAG.labels(self.name, topic, str(partition)).set(value)
 
+    @property
+    def lag_total(self) -> int:
+        """Records behind the high watermarks, all partitions together."""
+        with self._lock:
+            return sum(self.lag.values())
+
     def rates(self, now: float | None = None) -> tuple[float, float]:
         """Records/s and bytes/s over the micro-batches of the last :data:`RATE_WINDOW_S` seconds."""
         now = time.time() if now is None else now
