@@ -15,7 +15,8 @@ from sluice.lake.local import LocalLake
 from sluice.streaming.host import StreamHost
 from sluice.streaming.loop import MicroBatcher, run_stream
 from sluice.streaming.spark_stream import SparkStreamer, stream_runner
-from streaming.spark_fixtures import Produce, kafka_spark, new_topic, produce, servers  # noqa: F401
+from streaming.spark_fixtures import kafka_spark  # noqa: F401
+from streaming.streams import MakeTopic, produce
 
 OBJECT = """
   - id: {id}
@@ -25,12 +26,12 @@ OBJECT = """
       type: kafka
       connection: events
       topic: {topic}
-      schema: {{id: int64, name: string, amount: float64, day: date32}}
+      schema: {{id: int64, user: string, amount: float64, ts: string}}
       columns: [_key, _partition, _offset, _topic, _timestamp]
     streaming:
-      trigger: {{interval_s: 0.5}}
+      trigger: {{interval: 500ms}}
       max_batch_records: 70
-      sql: SELECT id, upper(name) AS name, amount * 2 AS doubled, day, _key, _partition, _offset, _topic, _timestamp FROM batch WHERE id % 5 <> 0
+      sql: SELECT id, upper(user) AS user, amount * 2 AS doubled, ts, _key, _partition, _offset, _topic, _timestamp FROM batch WHERE id % 5 <> 0
 """
 
 
@@ -44,10 +45,6 @@ def project_file(root: Path, kafka_url: str, topic: str) -> Path:
     return write_yaml(root, text)
 
 
-def records(start: int, stop: int) -> list[dict[str, Any]]:
-    return [{"id": i, "name": f"n{i}", "amount": i / 8, "day": f"2026-11-{i % 28 + 1:02d}"} for i in range(start, stop)]
-
-
 def sorted_table(table: pa.Table) -> pa.Table:
     """Rows in offset order, timestamps in milliseconds (Spark writes microseconds: same values)."""
     table = table.set_column(
@@ -57,10 +54,10 @@ def sorted_table(table: pa.Table) -> pa.Table:
 
 
 def test_both_engines_write_the_same_rows_for_the_same_input(
-    kafka_spark: Any, kafka_url: str, new_topic: Any, produce: Produce, tmp_path: Path
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path
 ) -> None:
-    topic = new_topic(2)
-    produce(topic, records(0, 300))
+    topic = topics(2)
+    produce(kafka_url, topic, range(300), partitions=2)
     project = load(project_file(tmp_path / "project", kafka_url, topic))
     lake = LocalLake(tmp_path / "lake")
     sluice = run_stream(project, 1001, lake=lake, until=lambda status: status.records >= 300)
@@ -86,7 +83,7 @@ def test_streaming_hosts_pick_spark_for_engine_spark(kafka_url: str, tmp_path: P
 
 def test_engine_spark_needs_a_declared_schema(kafka_url: str, tmp_path: Path) -> None:
     path = project_file(tmp_path / "project", kafka_url, "t")
-    path.write_text(path.read_text().replace("      schema: {id: int64, name: string, amount: float64, day: date32}\n", ""))
+    path.write_text(path.read_text().replace("      schema: {id: int64, user: string, amount: float64, ts: string}\n", ""))
     project = load(path)
     with pytest.raises(TerminalError, match="engine: spark needs the record schema declared"):
         SparkStreamer(project, project.objects[1002], LocalLake(tmp_path / "lake"))

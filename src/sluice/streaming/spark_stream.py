@@ -5,8 +5,8 @@ serve`` and ``/streams`` host either (:func:`stream_runner` picks one by the obj
 The query itself is :mod:`sluice.streaming.spark_query`; this module maps the object's options onto it:
 ``source`` (connection, topics, ``schema``, ``columns``), ``streaming.trigger`` (``interval_s``: Spark's
 processing-time trigger; ``records`` alone: micro-batches back to back, each at most that many records),
-``max_batch_records`` (``maxOffsetsPerTrigger``), ``sql`` and ``start``. ``max_batch_bytes``, ``group`` and the
-dead-letter topic are the micro-batcher's only (docs/streaming.md).
+``max_batch_records`` (``maxOffsetsPerTrigger``), ``sql``, and the source's ``start``. ``max_batch_bytes``, ``window``,
+the source's ``group`` and the dead-letter topic are the micro-batcher's only (docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def spark_stream(project: Project, obj: ObjectSpec) -> SparkStream:
         sql=settings.sql,
         trigger_s=trigger.interval_s or 0.0,
         max_batch_records=limit,
-        start=settings.start,
+        start="latest" if obj.source is not None and obj.source.get("start") == "latest" else "earliest",
     )
 
 
