@@ -112,6 +112,8 @@ def kafka_servers(url: str) -> str:
     for server in parts.netloc.split(","):
         host, _, port = server.strip().rpartition(":") if ":" in server else (server.strip(), "", "9092")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"{server.strip() or 'an empty server'!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)")
+            raise ConfigError(
+                f"{server.strip() or 'an empty server'!r} in {url!r} is not host:port (e.g. kafka://127.0.0.1:29092)"
+            )
         servers.append(f"{host}:{port}")
     return ",".join(servers)

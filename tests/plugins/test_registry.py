@@ -62,7 +62,7 @@ def test_a_target_that_does_not_exist_is_a_plugin_error() -> None:
 def test_every_kind_of_the_seam_has_its_built_in_plugins() -> None:
     names = {kind: registry().names(kind) for kind in ("source", "destination", "lake", "engine", "bus", "state")}
     assert names == {
-        "source": ["csv", "json", "jsonl", "parquet", "faker", "rest", "postgresql", "mysql", "sqlite", "duckdb"],
+        "source": ["csv", "json", "jsonl", "parquet", "faker", "rest", "kafka", "postgresql", "mysql", "sqlite", "duckdb"],
         "destination": ["postgresql", "sqlite", "duckdb"],
         "lake": ["local", "s3"],
         "engine": ["sql", "python", "duckdb", "warehouse", "dbt", "spark"],

@@ -107,4 +107,4 @@ def test_sql_sources_share_one_definition() -> None:
     schema = project_schema(builtin_plugins())
     choices = schema["$defs"]["ObjectSettings"]["properties"]["source"]["anyOf"]
     types = [schema["$defs"][c["$ref"].rsplit("/", 1)[1]]["properties"]["type"]["const"] for c in choices if "$ref" in c]
-    assert types == ["csv", "json", "jsonl", "parquet", "faker", "rest", "sql"]
+    assert types == ["csv", "json", "jsonl", "parquet", "faker", "rest", "kafka", "sql"]

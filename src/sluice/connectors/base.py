@@ -37,12 +37,16 @@ class SourceContext:
 
     ``label`` names the object in messages (``object 1001 (customers)``); ``cursor`` is the object's saved
     cursor, given by the executor to every source (only incremental ones use it), None outside a run.
+    ``project`` and ``object_id`` name the project and object being run ("" outside a run): the Kafka source
+    derives its consumer group from them.
     """
 
     root: Path
     connections: Mapping[str, ConnectionSpec]
     label: str = "source"
     cursor: SavedCursor | None = None
+    project: str = ""
+    object_id: str = ""
 
 
 class Source(ABC, Generic[OptionsT]):

@@ -1,6 +1,6 @@
 """The built-in sources and their typed options (imports no driver: see :mod:`sluice.plugins`).
 
-A project picks a source with ``type``: ``csv``, ``json``, ``jsonl``, ``parquet``, ``faker``, ``rest`` or ``sql``.
+A project picks a source with ``type``: ``csv``, ``json``, ``jsonl``, ``parquet``, ``faker``, ``rest``, ``kafka`` or ``sql``.
 ``type: sql`` reads a table or query over a named connection; the source plugin that serves the
 connection's URL scheme (``postgresql``, ``mysql``, ``sqlite``, ``duckdb``) does the reading.
 """
@@ -8,12 +8,13 @@ connection's URL scheme (``postgresql``, ``mysql``, ``sqlite``, ``duckdb``) does
 from __future__ import annotations
 
 import codecs
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta
 
 from sluice.connectors.rest_options import RestOptions
 from sluice.plugins.base import Plugin, Settings
+from sluice.streaming.options import RecordSettings
 
 SQL_KIND = "sql"
 DEFAULT_BATCH_ROWS = 50_000
@@ -123,6 +124,33 @@ class SqlSourceOptions(Settings):
             raise ValueError("give either 'table' or 'query' (exactly one of them)")
 
 
+class KafkaSourceOptions(RecordSettings, kw_only=True):
+    """A Kafka topic's records from the consumer group's committed offsets to the high watermarks seen at the start;
+    offsets committed once the object's output is durable."""
+
+    connection_schemes: ClassVar[tuple[str, ...]] = ("kafka",)
+    connection: Annotated[
+        str, Meta(min_length=1, description="Name of one of the project's connections, a kafka://host:port URL.")
+    ]
+    topic: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,249}$", description="The topic to read.")]
+    group: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                description="Consumer group whose committed offsets say where to start (default sluice.<project>.<object id>).",
+            ),
+        ]
+        | None
+    ) = None
+    start: Annotated[
+        Literal["earliest", "latest"], Meta(description="Where a group without committed offsets starts: earliest or latest.")
+    ] = "earliest"
+    batch_size: Annotated[int, Meta(ge=1, le=1_000_000, description="Records per Arrow record batch (bounds memory).")] = (
+        DEFAULT_BATCH_ROWS
+    )
+
+
 def _sql(name: str, schemes: tuple[str, ...], target: str, summary: str, extra: str | None, modules: tuple[str, ...]) -> Plugin:
     return Plugin("source", name, SqlSourceOptions, target, summary, schemes=schemes, extra=extra, modules=modules)
 
@@ -145,6 +173,15 @@ PLUGINS: list[Plugin] = [
         RestOptions,
         "sluice.connectors.rest:RestSource",
         "JSON APIs over HTTP(S): paginated, authenticated, retried, rate-limited, incremental (httpx).",
+    ),
+    Plugin(
+        "source",
+        "kafka",
+        KafkaSourceOptions,
+        "sluice.connectors.kafka_source:KafkaSource",
+        "A Kafka topic's new records (JSON), offsets committed once the output is durable (confluent-kafka).",
+        extra="kafka",
+        modules=("confluent_kafka",),
     ),
     _sql(
         "postgresql",

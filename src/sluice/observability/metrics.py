@@ -94,6 +94,11 @@ STREAM_LATE_RECORDS = Counter(
 STREAM_LAST_COMMIT = Gauge(
     "sluice_stream_last_commit_timestamp_seconds", "Unix time of a streaming object's last committed micro-batch.", ["object"]
 )
+KAFKA_DEAD_LETTERS = Counter(
+    "sluice_kafka_dead_letters_total",
+    "Records of users' Kafka topics that could not be decoded, sent to their dead-letter topic, by object and source topic.",
+    ["object", "topic"],
+)
 
 
 def group_label(group: str) -> str:

@@ -526,7 +526,7 @@ class _Reader:
         if kind is None:
             kind = _infer_source_kind(flat)
             if kind is None:
-                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, rest, sql)", mapping.line)
+                self.problem(f"{label}: source needs a 'type' (csv, json, jsonl, parquet, faker, rest, kafka, sql)", mapping.line)
                 return None
         plugin = self.source_plugin(str(kind), flat, label)
         if plugin is None:
@@ -543,8 +543,15 @@ class _Reader:
                 return None
             self.installed(plugin, f"{label}: source", flat.line_of("type"))
             named = flat.get("connection")
-            if isinstance(named, str):  # a source option 'connection' (rest) names one of the project's connections
-                self.connection(named, label, "source", flat.line_of("connection"))
+            if isinstance(named, str):  # a source option 'connection' (rest, kafka) names one of the project's connections
+                connection = self.connection(named, label, "source", flat.line_of("connection"))
+                schemes: tuple[str, ...] = getattr(plugin.options, "connection_schemes", ())
+                if connection is not None and schemes and connection_scheme(connection.url) not in schemes:
+                    self.problem(
+                        f"{label}: connection '{named}' is {connection_scheme(connection.url)}://; a {kind} source needs "
+                        f"a {' or '.join(f'{s}://' for s in schemes)} connection",
+                        flat.line_of("connection"),
+                    )
             return plugin
         connection = self.connection(flat.get("connection"), label, "source", flat.line_of("connection"))
         if connection is None:

@@ -104,7 +104,10 @@ class ObjectExecutor:
 
         assert obj.source is not None
         cursor = StateCursor(self.state, self.project.name, obj.id) if self.state is not None else None
-        return open_source(obj.source, dataclasses.replace(self.source_context, label=label(obj), cursor=cursor))
+        context = dataclasses.replace(
+            self.source_context, label=label(obj), cursor=cursor, project=self.project.name, object_id=str(obj.id)
+        )
+        return open_source(obj.source, context)
 
     def _write(self, obj: ObjectSpec, run_id: str, reader: pa.RecordBatchReader, rows: int | None = None) -> Outcome:
         """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored."""

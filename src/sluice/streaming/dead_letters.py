@@ -1,0 +1,116 @@
+"""Dead letters of a user's topic: the records :class:`~sluice.streaming.records.Decoder` rejected, written as they
+were to a dead-letter topic (default ``<topic>.dead-letter``) with the reason and where they came from in headers.
+
+The value and key are the original bytes, the original headers are kept, and four headers are added, named after
+Kafka Connect's dead-letter queue context headers (``__connect.errors.topic``...,
+``errors.deadletterqueue.context.headers.enable``):
+
+=========================  ===========================================
+``sluice.errors.reason``   why the record was rejected (UTF-8, at most 1,000 characters)
+``sluice.errors.topic``    the topic it was read from
+``sluice.errors.partition``  its partition (decimal text)
+``sluice.errors.offset``   its offset (decimal text)
+=========================  ===========================================
+
+Sluice's own bus has its own dead letters (:mod:`sluice.bus.dead_letter`, a JSON envelope on
+``sluice.dead-letters``); these are for users' topics, where tools that read a dead-letter queue expect the record
+itself.
+
+>>> from sluice.streaming.records import Record, Rejected
+>>> [(key, value, headers[-1])] = dead_letters([Record(b"{oops", b"k", "orders", 2, 41)], [Rejected(0, "not valid JSON")])
+>>> key, value, headers
+(b'k', b'{oops', ('sluice.errors.offset', b'41'))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sluice.errors import TerminalError, TransientError
+from sluice.streaming.records import KafkaMessage, Rejected
+
+log = logging.getLogger("sluice.streaming.dead_letters")
+
+REASON, TOPIC, PARTITION, OFFSET = (
+    "sluice.errors.reason",
+    "sluice.errors.topic",
+    "sluice.errors.partition",
+    "sluice.errors.offset",
+)
+FLUSH_TIMEOUT_S = 30.0
+"""How long :func:`send_dead_letters` waits for the broker to acknowledge the dead letters, in seconds."""
+
+DeadLetter = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
+"""``(key, value, headers)`` of one dead letter, as ``Producer.produce`` takes them."""
+
+
+def dead_letters(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected]) -> list[DeadLetter]:
+    """The ``(key, value, headers)`` of the dead letter of each rejected record (``rejected`` index ``messages``)."""
+    letters: list[DeadLetter] = []
+    for reject in rejected:
+        message = messages[reject.index]
+        headers = list(message.headers() or [])
+        headers += [
+            (REASON, reject.reason.encode("utf-8")),
+            (TOPIC, str(message.topic()).encode("utf-8")),
+            (PARTITION, str(message.partition()).encode("ascii")),
+            (OFFSET, str(message.offset()).encode("ascii")),
+        ]
+        letters.append((message.key(), message.value(), headers))
+    return letters
+
+
+def send_dead_letters(
+    producer: Any, topic: str, messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], where: str
+) -> None:
+    """Write the dead letters of ``rejected`` to ``topic`` with ``producer`` (a ``confluent_kafka.Producer``) and wait
+    until the broker has them all, so the caller may then commit the offsets of the originals.
+
+    ``where`` names the reader in the log lines (``object 1001 (orders)``). Raises TransientError when a dead letter
+    was not delivered within :data:`FLUSH_TIMEOUT_S` (the read is retried and reads the originals again, so a dead
+    letter may be written twice, never lost).
+    """
+    if not rejected:
+        return
+    for reject in rejected[:5]:
+        message = messages[reject.index]
+        log.warning(
+            "%s: dead-lettering the record at partition %s offset %s of %s to %s: %s",
+            where,
+            message.partition(),
+            message.offset(),
+            message.topic(),
+            topic,
+            reject.reason,
+        )
+    if len(rejected) > 5:
+        log.warning("%s: %d more records dead-lettered to %s", where, len(rejected) - 5, topic)
+    failures: list[str] = []
+
+    def delivered(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    for key, value, headers in dead_letters(messages, rejected):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                break
+            except BufferError:  # the producer's queue is full: let it drain
+                producer.poll(0.1)
+    left = producer.flush(FLUSH_TIMEOUT_S)
+    if left or failures:
+        what = failures[0] if failures else f"{left} not acknowledged after {FLUSH_TIMEOUT_S:g} s"
+        raise TransientError(f"{where}: could not write dead letters to {topic!r}: {what}")
+
+
+def refuse(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], where: str) -> TerminalError:
+    """The error for records rejected while ``dead_letter: false``: it names the first one and the reason."""
+    first = messages[rejected[0].index]
+    more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+    return TerminalError(
+        f"{where}: the record at partition {first.partition()} offset {first.offset()} of {first.topic()!r} cannot be "
+        f"decoded{more}: {rejected[0].reason}; fix the producer, or set dead_letter: true to set such records aside"
+    )

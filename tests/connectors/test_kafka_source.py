@@ -1,0 +1,249 @@
+"""The batch Kafka source against the real broker: reads up to the high watermark, commits only once the output is
+durable (a failed write re-reads the same records), dead letters with reasons, metadata columns, schemas."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from helpers import load, write_yaml
+from sluice.errors import TerminalError, TransientError
+from sluice.lake.base import LakeWrite, Then
+from sluice.lake.local import LocalLake
+from sluice.observability import metrics
+from sluice.project.model import Project
+from sluice.runtime.execute import ObjectExecutor
+from sluice.state.sqlite import SqliteStateStore
+from sluice.streaming.dead_letters import OFFSET, PARTITION, REASON, TOPIC
+
+pytestmark = pytest.mark.kafka
+
+PROJECT = """
+name: shop
+connections:
+  events: {url}
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: orders
+    source:
+      type: kafka
+      connection: events
+      topic: {topic}
+{options}
+"""
+DECLARED = "      schema: {id: int64, amount: float64}\n      columns: [_partition, _offset]\n      batch_size: 7"
+
+
+@pytest.fixture
+def topic(kafka_url: str) -> Iterator[str]:
+    """A new topic with 3 partitions; it, its dead-letter topic and the test's consumer groups are deleted afterwards."""
+    name = f"test-source-{uuid.uuid4().hex[:12]}"
+    admin = AdminClient({"bootstrap.servers": kafka_url.removeprefix("kafka://")})
+    for future in admin.create_topics([NewTopic(name, 3, 1)], operation_timeout=10).values():
+        future.result(timeout=10)
+    yield name
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(name)]
+    for future in admin.delete_topics(names, operation_timeout=10).values():
+        future.result(timeout=10)
+    groups = [
+        g.group_id for g in admin.list_consumer_groups().result(timeout=10).valid if name in g.group_id or "shop" in g.group_id
+    ]
+    for future in admin.delete_consumer_groups(groups, request_timeout=10).values() if groups else ():
+        with contextlib.suppress(Exception):  # a group another test still uses
+            future.result(timeout=10)
+
+
+Produce = Callable[[Sequence[bytes | None]], None]
+
+
+@pytest.fixture
+def produce(kafka_url: str, topic: str) -> Produce:
+    producer = Producer({"bootstrap.servers": kafka_url.removeprefix("kafka://"), "acks": "all"})
+
+    def send(values: Sequence[bytes | None]) -> None:
+        for value in values:
+            producer.produce(topic, value=value, key=None if value is None else value[:8])
+        assert producer.flush(30) == 0
+
+    return send
+
+
+def orders(start: int, count: int) -> list[bytes]:
+    return [json.dumps({"id": i, "amount": i / 2, "extra": "x"}).encode() for i in range(start, start + count)]
+
+
+def project(tmp_path: Path, kafka_url: str, topic: str, options: str = DECLARED) -> Project:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url=kafka_url, topic=topic, options=options))
+    return load(folder)
+
+
+def run(shop: Project, store: SqliteStateStore, lake: LocalLake | None = None) -> pa.Table:
+    lake = lake or LocalLake(shop.root / "lake")
+    outcome = ObjectExecutor(shop, lake, store).run(shop.objects[1001], f"r{uuid.uuid4().hex[:6]}", {})
+    assert outcome.location is not None
+    return lake.read(outcome.location).read_all()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
+    opened = SqliteStateStore(tmp_path / "state.db")
+    yield opened
+    opened.close()
+
+
+def test_a_run_reads_everything_and_the_next_one_only_what_is_new(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
+) -> None:
+    shop = project(tmp_path, kafka_url, topic)
+    produce(orders(0, 20))
+    first = run(shop, store)
+    assert sorted(first.column("id").to_pylist()) == list(range(20))
+    assert first.schema.names == ["id", "amount", "_partition", "_offset"]
+    assert first.schema.field("_partition").type == pa.int32() and first.schema.field("_offset").type == pa.int64()
+    assert len(set(zip(first.column("_partition").to_pylist(), first.column("_offset").to_pylist(), strict=True))) == 20
+    nothing = run(shop, store)
+    assert nothing.num_rows == 0 and nothing.schema.names == first.schema.names
+    produce(orders(20, 5))
+    second = run(shop, store)
+    assert sorted(second.column("id").to_pylist()) == list(range(20, 25))
+
+
+class LakeThatFailsAfterReading(LocalLake):
+    """Reads everything, then fails as a full disk would: the output never becomes durable."""
+
+    def write(
+        self, layer: str, name: str, data: pa.RecordBatchReader, *, then: Then | None = None, partition_by: Sequence[str] = ()
+    ) -> LakeWrite:
+        data.read_all()
+        raise TransientError("disk full")
+
+
+def test_a_failure_after_reading_and_before_the_output_is_durable_reads_the_same_records_again(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
+) -> None:
+    shop = project(tmp_path, kafka_url, topic)
+    produce(orders(0, 10))
+    with pytest.raises(TransientError, match="disk full"):
+        run(shop, store, LakeThatFailsAfterReading(shop.root / "lake"))
+    produce(orders(10, 3))
+    again = run(shop, store)
+    assert sorted(again.column("id").to_pylist()) == list(range(13))
+
+
+def dead_letters(kafka_url: str, topic: str, count: int) -> list[Any]:
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_url.removeprefix("kafka://"), "group.id": f"{topic}-reader", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    received: list[Any] = []
+    try:
+        for _ in range(60):
+            received += [m for m in consumer.consume(count, timeout=0.5) if m.error() is None]
+            if len(received) >= count:
+                break
+    finally:
+        consumer.close()
+    return received
+
+
+def test_records_that_cannot_be_decoded_go_to_the_dead_letter_topic_with_the_reason_and_are_counted(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
+) -> None:
+    shop = project(tmp_path, kafka_url, topic)
+    produce([*orders(0, 5), b"{not json", b'{"id": "seven", "amount": 1}', None])
+    counter = metrics.child(metrics.KAFKA_DEAD_LETTERS, "1001", topic)
+    before = counter._value.get()
+    table = run(shop, store)
+    assert sorted(table.column("id").to_pylist()) == list(range(5))
+    assert counter._value.get() - before == 3
+    letters = dead_letters(kafka_url, f"{topic}.dead-letter", 3)
+    assert sorted(m.value() or b"" for m in letters) == [b"", b'{"id": "seven", "amount": 1}', b"{not json"]
+    by_value = {m.value(): dict(m.headers()) for m in letters}
+    headers = by_value[b"{not json"]
+    assert headers[REASON].startswith(b"not valid JSON") and headers[TOPIC] == topic.encode()
+    assert int(headers[PARTITION]) in (0, 1, 2) and int(headers[OFFSET]) >= 0
+    assert b"does not fit the schema" in by_value[b'{"id": "seven", "amount": 1}'][REASON]
+    assert by_value[None][REASON].startswith(b"no value (a tombstone)")
+    assert run(shop, store).num_rows == 0  # committed: the bad records are not read again
+
+
+def test_dead_letter_false_fails_the_read_naming_the_record_and_commits_nothing(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
+) -> None:
+    shop = project(tmp_path, kafka_url, topic, DECLARED + "\n      dead_letter: false")
+    produce([b"{not json"])
+    with pytest.raises(TerminalError, match=rf"offset 0 of '{topic}' cannot be decoded: not valid JSON"):
+        run(shop, store)
+
+
+def test_an_inferred_schema_with_every_metadata_column_and_an_empty_topic(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
+) -> None:
+    options = "      columns: [_key, _headers, _timestamp, _partition, _offset, _topic]\n      group: my-group-" + topic
+    shop = project(tmp_path, kafka_url, topic, options)
+    empty = run(shop, store)
+    assert empty.num_rows == 0 and empty.schema.names == ["_key", "_headers", "_timestamp", "_partition", "_offset", "_topic"]
+    produce(orders(0, 4))
+    table = run(shop, store)
+    assert table.schema.names[:3] == ["id", "amount", "extra"]
+    assert table.schema.field("_timestamp").type == pa.timestamp("ms", tz="UTC")
+    row = table.sort_by("id").to_pylist()[0]
+    assert row["_key"] == '{"id": 0' and row["_topic"] == topic and row["_headers"] is None
+    assert row["_timestamp"] is not None
+    produce([json.dumps({"id": 9, "amount": 1, "new": True}).encode()])
+    later = run(shop, store)  # the schema learnt by the last run is kept; the new field joins it
+    assert later.schema.names[:4] == ["id", "amount", "extra", "new"]
+    assert later.to_pylist()[0]["amount"] == 1.0
+
+
+def test_start_latest_skips_what_was_there_before_the_first_run(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
+) -> None:
+    shop = project(tmp_path, kafka_url, topic, DECLARED + "\n      start: latest")
+    produce(orders(0, 5))
+    assert run(shop, store).num_rows == 0
+    produce(orders(5, 2))
+    assert sorted(run(shop, store).column("id").to_pylist()) == [5, 6]
+
+
+def test_a_topic_that_does_not_exist_is_a_terminal_error(tmp_path: Path, kafka_url: str, store: SqliteStateStore) -> None:
+    shop = project(tmp_path, kafka_url, f"missing-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(TerminalError, match="does not exist"):
+        run(shop, store)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("connection: events", "connection: eventz"), "unknown connection 'eventz' in source"),
+        (
+            ("connection: events", "connection: lite"),
+            "connection 'lite' is sqlite://; a kafka source needs a kafka:// connection",
+        ),
+        (("      batch_size: 7", "      batch_size: 0"), "batch_size"),
+        (("{id: int64, amount: float64}", "{id: integr}"), "schema: column 'id': unknown column type 'integr'"),
+        (("[_partition, _offset]", "[_partition, _size]"), "_size"),
+    ],
+)
+def test_validate_refuses_bad_options_naming_the_file_and_line(
+    tmp_path: Path, kafka_url: str, change: tuple[str, str], message: str
+) -> None:
+    from sluice.errors import ValidationFailed
+
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url=kafka_url, topic="t", options=DECLARED).replace(*change))
+    with pytest.raises(ValidationFailed) as failed:
+        load(folder)
+    assert message in str(failed.value) and "sluice.yaml:" in str(failed.value)
