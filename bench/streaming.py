@@ -54,7 +54,10 @@ SCHEMA = {
     "produced_ms": "int64",
     "note": "string",
 }
-SPARK_DDL = "id BIGINT, user STRING, amount DOUBLE, currency STRING, country STRING, status STRING, ts STRING, produced_ms BIGINT, note STRING"
+SPARK_DDL = (
+    "id BIGINT, user STRING, amount DOUBLE, currency STRING, country STRING, status STRING, ts STRING, "
+    "produced_ms BIGINT, note STRING"
+)
 COUNTRIES = ("FR", "DE", "IT", "ES", "NL", "BE", "PT", "PL")
 STATUSES = ("settled", "pending", "refunded", "failed")
 
@@ -325,7 +328,7 @@ def latency(url: str, servers: str, rate: int, seconds: float) -> dict[str, Any]
             now = time.time()
             try:
                 files = lake.parquet_files("raw/events") if lake.exists("raw/events") else []
-            except Exception:  # noqa: BLE001 - the manifest is being replaced; look again
+            except Exception:  # the manifest is being replaced: look again
                 files = []
             for name in files:
                 if name not in seen:
@@ -363,7 +366,7 @@ def latency(url: str, servers: str, rate: int, seconds: float) -> dict[str, Any]
         poller.join(40)
     finally:
         stop.touch()
-        out, err = child.communicate(timeout=120)
+        _, err = child.communicate(timeout=120)
         admin.delete_topics([topic])
     if len(latencies) < total:
         raise SystemExit(f"only {len(latencies):,} of {total:,} records became visible in the lake:\n{err[-2000:]}")

@@ -24,7 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def kafka_spark() -> Iterator[Any]:
     """The process's Spark session, with the Kafka connector's jars in ``spark.jars``."""
-    why = "pyspark is not installed (pip install 'sluice[spark]')" if importlib.util.find_spec("pyspark") is None else java_problem()
+    why = (
+        "pyspark is not installed (pip install 'sluice[spark]')"
+        if importlib.util.find_spec("pyspark") is None
+        else java_problem()
+    )
     if why:
         unavailable(f"the Spark streaming tests cannot run: {why}")
     done = subprocess.run([str(REPO / "scripts" / "spark-kafka.sh")], capture_output=True, text=True, check=False)

@@ -15,7 +15,6 @@ from sluice.errors import TerminalError
 from sluice.lake.local import LocalLake
 from sluice.streaming.spark_query import SparkStream, batch_writer, checkpoint_folder, start_query
 from sluice.urls import kafka_servers
-from streaming.spark_fixtures import kafka_spark  # noqa: F401
 from streaming.streams import MakeTopic, produce
 
 SCHEMA = pa.schema([("id", pa.int64()), ("user", pa.string()), ("amount", pa.float64())])
@@ -28,7 +27,13 @@ def run(session: Any, lake: LocalLake, stream: SparkStream) -> None:
 
 
 def stream_of(kafka_url: str, topic: str, **changes: Any) -> SparkStream:
-    settings: dict[str, Any] = {"servers": kafka_servers(kafka_url), "topics": [topic], "schema": SCHEMA, "layer": "raw", "name": "events"}
+    settings: dict[str, Any] = {
+        "servers": kafka_servers(kafka_url),
+        "topics": [topic],
+        "schema": SCHEMA,
+        "layer": "raw",
+        "name": "events",
+    }
     return SparkStream(**{**settings, "trigger_s": None, **changes})
 
 
@@ -81,7 +86,12 @@ def test_a_replayed_batch_adds_nothing(kafka_spark: Any, kafka_url: str, topics:
     produce(kafka_url, topic, range(10))
     lake = LocalLake(tmp_path / "lake")
     stream = stream_of(kafka_url, topic)
-    raw = kafka_spark.read.format("kafka").option("kafka.bootstrap.servers", kafka_servers(kafka_url)).option("subscribe", topic).load()
+    raw = (
+        kafka_spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", kafka_servers(kafka_url))
+        .option("subscribe", topic)
+        .load()
+    )
     write = batch_writer(lake, stream, object_label="object 1001 (events)")
     write(raw, 0)
     write(raw, 0)  # Spark replays batch 0 after a crash between the lake's commit and its checkpoint's
@@ -96,9 +106,7 @@ def test_a_replayed_batch_adds_nothing(kafka_spark: Any, kafka_url: str, topics:
     }
 
 
-def test_the_per_batch_sql_is_duckdb_sql_over_batch(
-    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path
-) -> None:
+def test_the_per_batch_sql_is_duckdb_sql_over_batch(kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path) -> None:
     topic = topics(1)
     produce(kafka_url, topic, range(20))
     lake = LocalLake(tmp_path / "lake")

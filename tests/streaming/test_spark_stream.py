@@ -15,7 +15,6 @@ from sluice.lake.local import LocalLake
 from sluice.streaming.host import StreamHost
 from sluice.streaming.loop import MicroBatcher, run_stream
 from sluice.streaming.spark_stream import SparkStreamer, stream_runner
-from streaming.spark_fixtures import kafka_spark  # noqa: F401
 from streaming.streams import MakeTopic, produce
 
 OBJECT = """
@@ -31,7 +30,9 @@ OBJECT = """
     streaming:
       trigger: {{interval: 500ms}}
       max_batch_records: 70
-      sql: SELECT id, upper(user) AS user, amount * 2 AS doubled, ts, _key, _partition, _offset, _topic, _timestamp FROM batch WHERE id % 5 <> 0
+      sql: >-
+        SELECT id, upper(user) AS user, amount * 2 AS doubled, ts, _key, _partition, _offset, _topic, _timestamp
+        FROM batch WHERE id % 5 <> 0
 """
 
 

@@ -485,7 +485,8 @@ class _Reader:
         engine = self.engine_name(spec.engine, label, line) if explicit else None
         if spec.streaming is not None:  # Sluice's micro-batcher (the default) or Spark Structured Streaming
             if engine not in (None, "spark"):
-                self.problem(f"{label}: a streaming object runs on Sluice's micro-batcher or on engine: spark, not {engine}", line)
+                why = f"a streaming object runs on Sluice's micro-batcher or on engine: spark, not {engine}"
+                self.problem(f"{label}: {why}", line)
                 return None
             return engine
         if explicit and not {"sql", "pyspark", "python"} & set(work):

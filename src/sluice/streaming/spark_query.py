@@ -55,8 +55,8 @@ METADATA_EXPRESSIONS: dict[str, str] = {
 }
 """Spark SQL for each metadata column, over the Kafka source's columns."""
 
-TOKEN_PREFIX = "spark:"
-"""The lake commit's token is ``spark:<batch id>``."""
+BATCH_PREFIX = "spark:"
+"""The lake commit's idempotency token is ``spark:<batch id>``."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committe
                 staged.discard()
                 raise
             record = {"engine": "spark", "batch": batch_id, "offsets": offsets, "at": time.time(), "records": records}
-            done = staged.commit(commit=record, token=f"{TOKEN_PREFIX}{batch_id}")
+            done = staged.commit(commit=record, token=f"{BATCH_PREFIX}{batch_id}")
             if committed is not None:
                 committed(batch_id, records, done.rows, time.monotonic() - started)
         finally:
