@@ -6,7 +6,6 @@ Spark session with the connector; without pyspark, Java or Maven the tests are s
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,7 @@ from typing import Any
 import pytest
 
 from servers_fixtures import unavailable
-from sluice.project.checks import java_problem
-from transforms.conftest import TEST_SETTINGS
+from transforms.conftest import TEST_SETTINGS, spark_problem
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,11 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def kafka_spark() -> Iterator[Any]:
     """The process's Spark session, with the Kafka connector's jars in ``spark.jars``."""
-    why = (
-        "pyspark is not installed (pip install 'sluice[spark]')"
-        if importlib.util.find_spec("pyspark") is None
-        else java_problem()
-    )
+    why = spark_problem()
     if why:
         unavailable(f"the Spark streaming tests cannot run: {why}")
     done = subprocess.run([str(REPO / "scripts" / "spark-kafka.sh")], capture_output=True, text=True, check=False)

@@ -45,11 +45,18 @@ def topics(kafka_url: str) -> Iterator[MakeTopic]:
 def record(i: int) -> bytes:
     """Record ``i``: about 110 bytes of JSON with an event time ``ts`` (one a second from 2026-11-30T00:00:00Z)."""
     return json.dumps(
-        {"id": i, "user": f"u{i % 97}", "amount": round(i * 0.25, 2), "ts": f"2026-11-30T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"}
+        {
+            "id": i,
+            "user": f"u{i % 97}",
+            "amount": round(i * 0.25, 2),
+            "ts": f"2026-11-30T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        }
     ).encode()
 
 
-def produce(kafka_url: str, topic: str, ids: Sequence[int] | range, *, malformed: Sequence[bytes] = (), partitions: int = 1) -> None:
+def produce(
+    kafka_url: str, topic: str, ids: Sequence[int] | range, *, malformed: Sequence[bytes] = (), partitions: int = 1
+) -> None:
     """Write records ``ids`` (key: the id, spread over ``partitions``) then the ``malformed`` values; wait for acks."""
     from confluent_kafka import Producer
 

@@ -84,7 +84,10 @@ def test_a_restart_resumes_from_the_lake_offsets_not_the_group(tmp_path: Path, k
 def test_sql_runs_on_each_micro_batch(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
     topic = topics()
     produce(kafka_url, topic, range(200))
-    streaming = {"trigger": {"records": 50, "interval": "5s"}, "sql": "SELECT id, amount * 4 AS cents FROM batch WHERE id % 2 = 0"}
+    streaming = {
+        "trigger": {"records": 50, "interval": "5s"},
+        "sql": "SELECT id, amount * 4 AS cents FROM batch WHERE id % 2 = 0",
+    }
     project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming=streaming))
     status = run_stream(project, 1001, until=drained(200))
     table = open_lake(project).read("raw/events").read_all().sort_by("id")
@@ -95,7 +98,9 @@ def test_sql_runs_on_each_micro_batch(tmp_path: Path, kafka_url: str, topics: Ma
 def test_windows_close_with_the_watermark_and_continue_after_a_restart(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
     topic = topics()
     window = {"type": "tumbling", "size": "1m", "time_column": "ts", "watermark": "0s", "aggregates": {"n": "count(*)"}}
-    project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming={"trigger": {"interval": "200ms"}, "window": window}))
+    project = load_project(
+        write_project(tmp_path / "p", kafka_url, topic, streaming={"trigger": {"interval": "200ms"}, "window": window})
+    )
     produce(kafka_url, topic, range(150))  # event times 00:00:00 .. 00:02:29, one a second
     run_stream(project, 1001, until=drained(150))
     produce(kafka_url, topic, range(150, 200))  # up to 00:03:19: closes [00:02, 00:03)

@@ -51,7 +51,7 @@ def test_a_query_appends_each_micro_batch_with_the_offsets_it_covers(
     assert table.column("_key").to_pylist() == [str(i) for i in range(50)]
     assert set(table.column("_topic").to_pylist()) == {topic}
     assert table.schema.field("_partition").type == pa.int32() and table.schema.field("_offset").type == pa.int64()
-    assert table.schema.field("_timestamp").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("_timestamp").type == pa.timestamp("ms", tz="UTC")
     assert table.schema.field("_headers").type == pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
     commit = lake.last_commit("raw", "events")
     assert commit is not None and commit["engine"] == "spark"

@@ -435,7 +435,7 @@ class _Reader:
             )
         parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
         if spec.streaming is not None:
-            self.streaming_object(item, spec, label)
+            self.streaming_object(item, spec, label, engine)
         return ObjectSpec(
             id=raw_id,
             name=spec.name or f"obj_{raw_id}",
@@ -462,13 +462,20 @@ class _Reader:
             streaming=spec.streaming,
         )
 
-    def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str) -> None:
-        """A streaming object reads a Kafka source and nothing else, into the lake (docs/streaming.md)."""
+    def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:
+        """A streaming object reads a Kafka source and nothing else, into the lake (docs/streaming.md); on
+        ``engine: spark`` its records' schema is declared (Spark parses with it, docs/engines.md)."""
         line = item.line_of("streaming")
         source = item.get("source")
-        kind = _flatten_options(source).get("type") if isinstance(source, YamlMap) else None
-        if kind != "kafka":
+        options = _flatten_options(source) if isinstance(source, YamlMap) else {}
+        if options.get("type") != "kafka":
             self.problem(f"{label}: a streaming object needs a source of type kafka (source: {{type: kafka, topic: ...}})", line)
+        elif engine == "spark" and not options.get("schema"):
+            self.problem(
+                f"{label}: engine: spark needs the records' schema declared (source: schema: {{column: type}}); "
+                "drop engine: spark to infer it on Sluice's micro-batcher",
+                item.line_of("engine") or line,
+            )
         for key in ("sql", "python", "pyspark", "parents", "partition_by"):
             if item.get(key):
                 self.problem(

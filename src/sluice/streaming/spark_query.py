@@ -10,8 +10,9 @@ The query is the same job as Sluice's own micro-batcher, on Spark:
 - **Decoding**: ``from_json(CAST(value AS STRING), schema)``, the schema being the declared one (Spark needs
   it: an ``engine: spark`` streaming object without ``schema:`` is refused); metadata columns named as in
   :mod:`sluice.streaming.records`: ``_key`` (string), ``_headers`` (list<struct<key, value: binary>>),
-  ``_timestamp`` (timestamp, UTC; Spark writes microseconds where the micro-batcher writes milliseconds, same
-  values), ``_partition`` (int32), ``_offset`` (int64), ``_topic`` (string).
+  ``_timestamp`` (timestamp[ms, UTC]: the query's own session writes Parquet timestamps in milliseconds when
+  ``_timestamp`` is asked for and no declared column is finer, else microseconds, same values),
+  ``_partition`` (int32), ``_offset`` (int64), ``_topic`` (string).
 - **SQL** (``streaming.sql``): DuckDB's dialect over the table ``batch``, translated to Spark SQL by sqlglot
   (:func:`sluice.transforms.spark_engine.spark_sql`), as for batch Spark objects.
 - **Sink**: ``foreachBatch`` has Spark write the batch's Parquet parts into :meth:`Lake.stage_append`'s folder,
@@ -137,6 +138,13 @@ def partition_ids(servers: str, topics: Sequence[str]) -> dict[str, list[int]]:
     return {topic: sorted(metadata.topics[topic].partitions) if topic in metadata.topics else [0] for topic in topics}
 
 
+def millisecond_timestamps(stream: SparkStream) -> bool:
+    """True when ``_timestamp`` (Kafka's milliseconds) can be written as the micro-batcher writes it,
+    timestamp[ms]: no declared timestamp column is finer than milliseconds."""
+    finer = [f.name for f in stream.schema if pa.types.is_timestamp(f.type) and f.type.unit in ("us", "ns")]
+    return "_timestamp" in stream.columns and not finer
+
+
 def decoded(raw: Any, stream: SparkStream) -> Any:
     """The Kafka source's DataFrame as the object's rows: declared columns, then the metadata columns."""
     from pyspark.sql import functions as F
@@ -219,6 +227,9 @@ def start_query(
     if not len(stream.schema):
         raise TerminalError(f"{object_label}: engine: spark needs the record schema declared (schema: {{column: type}})")
     location = checkpoint or checkpoint_folder(lake, stream.layer, stream.name)
+    session = session.newSession()  # SQL settings of its own: the timestamp unit below
+    if millisecond_timestamps(stream):
+        session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
     reader = (
         session.readStream.format("kafka")
         .option("kafka.bootstrap.servers", stream.servers)
