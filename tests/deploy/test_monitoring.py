@@ -285,7 +285,7 @@ def test_grafana_provisioning_matches_the_mounts() -> None:
 def test_dashboards_are_valid_and_use_the_provisioned_data_sources() -> None:
     uids = set(datasource_uids().values())
     boards = dashboards()
-    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus", "sluice-syncs", "sluice-api"}
+    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus", "sluice-syncs", "sluice-api", "sluice-streams"}
     assert len({board["uid"] for board in boards.values()}) == len(boards)
     for name, board in boards.items():
         assert board["uid"] == name
@@ -538,6 +538,84 @@ def sync_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluicePro
         started.stop()
 
 
+STREAM_PROJECT = """
+name: streams
+connections: {{events: "{kafka}"}}
+objects:
+  - id: 1001
+    name: events
+    source: {{type: kafka, connection: events, topic: {topic}}}
+    streaming: {{trigger: {{interval: 500ms}}}}
+  - id: 1002
+    name: per_second
+    source: {{type: kafka, connection: events, topic: {topic}, group: per-second}}
+    streaming:
+      trigger: {{interval: 500ms}}
+      window: {{type: tumbling, size: 1s, time_column: ts, watermark: 0s, aggregates: {{n: count(*)}}}}
+"""
+
+
+def feed_topic(bootstrap: str, topic: str, stop: threading.Event) -> None:
+    """About 200 records a second with the current time as event time; every 50th malformed, every 20th late."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    i = 0
+    while not stop.is_set():
+        i += 1
+        at = time.time() - (3600 if i % 20 == 0 else 0)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+        value = b"{oops" if i % 50 == 0 else json.dumps({"id": i, "ts": stamp}).encode()
+        producer.produce(topic, value)
+        producer.poll(0)
+        time.sleep(0.005)
+    producer.flush(10)
+
+
+@pytest.fixture(scope="module")
+def stream_metrics(kafka_bus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
+    """``sluice stream --metrics-port`` of two streaming objects (one windowed) over a topic a producer feeds."""
+    import uuid
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from sluice.urls import kafka_servers
+
+    bootstrap = kafka_servers(kafka_bus_url)
+    topic = f"sluice-test-monitoring-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
+    root = tmp_path_factory.mktemp("stream")
+    (root / "sluice.yaml").write_text(STREAM_PROJECT.format(kafka=kafka_bus_url, topic=topic), encoding="utf-8")
+    stop = threading.Event()
+    feeder = threading.Thread(target=feed_topic, args=(bootstrap, topic, stop), daemon=True)
+    feeder.start()
+    port = free_port()
+    arguments = ["stream", str(root), "--metrics-port", str(port), "--quiet"]
+    started = start_sluice(arguments, port, "/metrics", root / "stream.log", kafka_bus_url, root)
+    try:
+        wait_until(
+            "the streams to commit, dead-letter and count late records",
+            lambda: all(
+                f'{name}{{object="{obj}"}} 0.0' not in httpx.get(f"{started.url}/metrics", timeout=5).text
+                for name, obj in (
+                    ("sluice_stream_records_total", "events"),
+                    ("sluice_stream_dead_letters_total", "events"),
+                    ("sluice_stream_late_records_total", "per_second"),
+                )
+            ),
+            started.log_tail,
+        )
+        yield started
+    finally:
+        started.stop()
+        stop.set()
+        feeder.join(30)
+        names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(topic)]
+        for future in admin.delete_topics(names, operation_timeout=10).values():
+            future.result()
+
+
 @dataclass(frozen=True)
 class ApiDatabases:
     hr: str  # MariaDB: the sync's source
@@ -580,13 +658,14 @@ def prometheus(
     sluice_worker: SluiceProcess,
     sync_metrics: SluiceProcess,
     api_server: SluiceProcess,
+    stream_metrics: SluiceProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Prometheus]:
     """A fresh Prometheus (scripts/servers/prometheus.sh) scraping both servers, the worker and the sync process every second."""
     installed("prometheus")
     root = tmp_path_factory.mktemp("prometheus")
     servers = [sluice_server.target, api_server.target]
-    targets = {SERVER_JOB: servers, WORKERS_JOB: [sluice_worker.target, sync_metrics.target]}
+    targets = {SERVER_JOB: servers, WORKERS_JOB: [sluice_worker.target, sync_metrics.target, stream_metrics.target]}
     config = scrape_config(targets, root / "prometheus.yml")
     env = {**os.environ, "SLUICE_PROMETHEUS_DATA": str(root / "data")}
     done = subprocess.run(
@@ -688,13 +767,14 @@ def live(
     sync_metrics: SluiceProcess,
     api_server: SluiceProcess,
     api_databases: ApiDatabases,
+    stream_metrics: SluiceProcess,
     prometheus_server: Prometheus,
 ) -> Iterator[LiveStack]:
     """Runs and API traffic through the servers while Prometheus scrapes them and the worker, then a scrape after all of it."""
     started = time.time()
     server = sluice_server
     prometheus = prometheus_server.url
-    processes = (server, sluice_worker, sync_metrics, api_server)
+    processes = (server, sluice_worker, sync_metrics, api_server, stream_metrics)
     wait_until(
         "Prometheus to scrape both servers, sluice worker and the sync metrics",
         lambda: total(prometheus, "sum(up)") == len(processes),

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lake.contract import SCHEMA, Backend, batches_of
+from lake.contract import Backend, batches_of
 from sluice.errors import TerminalError
 from sluice.lake.versioned import Retention
 from sluice.transforms.sql import run_sql

@@ -372,6 +372,7 @@ def test_openapi_documents_every_endpoint(server: LiveServer) -> None:
         ("get", "/metrics"),
         ("get", "/syncs"),
         ("get", "/syncs/{name}"),
+        ("get", "/streams"),
     }
     found = {(method, path) for path, operations in spec["paths"].items() for method in operations}
     assert found == expected

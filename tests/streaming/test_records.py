@@ -176,3 +176,10 @@ def test_a_frozen_decoder_keeps_its_inferred_schema_as_if_declared() -> None:
     decoded = decoder.decode(objects({"id": 2, "empty": "x", "new": 1}, {"id": 2.5}))
     assert decoded.batch.to_pylist() == [{"id": 2, "empty": "x"}]
     assert [r.index for r in decoded.rejected] == [1]
+
+
+def test_pretty_printed_values_in_a_batch_larger_than_a_parse_block_are_decoded() -> None:
+    rows = [{"id": i, "text": "x" * 100, "nested": {"a": i}} for i in range(5000)]  # about 1 MB
+    decoded = Decoder(RecordSettings()).decode(records(*(json.dumps(row, indent=2).encode() for row in rows)))
+    assert decoded.rejected == []
+    assert decoded.batch.column("id").to_pylist() == list(range(5000))

@@ -422,6 +422,13 @@ def worker(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--sync", "syncs", multiple=True, metavar="NAME", help="Also run this sync of the project (repeatable).")
+@click.option(
+    "--stream",
+    "streams",
+    multiple=True,
+    metavar="ID|all",
+    help="Also run this streaming object of the project (repeatable; all: every one).",
+)
 @simulation_options
 @backend_options
 @service_log_options
@@ -430,6 +437,7 @@ def serve(
     host: str,
     port: int,
     syncs: tuple[str, ...],
+    streams: tuple[str, ...],
     simulate: bool,
     delay_scale: float,
     fail_ids: tuple[int, ...],
@@ -454,6 +462,7 @@ def serve(
         bus_url=bus_url,
         state_url=state_url,
         syncs=tuple(syncs),
+        streams=tuple(streams),
     )
 
     def ready(url: str) -> None:
@@ -560,6 +569,15 @@ def _register_stream() -> None:
 
 
 _register_stream()
+
+
+def _register_produce() -> None:
+    from sluice.cli.produce import produce
+
+    cli.add_command(produce)
+
+
+_register_produce()
 
 
 def main() -> None:

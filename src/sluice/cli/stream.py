@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 
-
 import click
 
 from sluice.cli.tuning import tune_gc
@@ -25,7 +24,13 @@ PROGRESS_EVERY_S = 2.0
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
 @click.option("--log-format", default="text", type=click.Choice(["text", "json"]), show_default=True)
 def stream(
-    path: str, object_ids: tuple[int, ...], metrics_port: int | None, metrics_host: str, quiet: bool, log_level: str, log_format: str
+    path: str,
+    object_ids: tuple[int, ...],
+    metrics_port: int | None,
+    metrics_host: str,
+    quiet: bool,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Run the project's streaming objects: Kafka topics into the lake in micro-batches, exactly once.
 
@@ -64,6 +69,3 @@ def stream(
     for status in failed:
         click.echo(f"error: streaming object {status.object_id} ({status.name}): {status.error}", err=True)
     sys.exit(1 if failed else 0)
-
-
-

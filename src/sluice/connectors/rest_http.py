@@ -23,7 +23,6 @@ import email.utils
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import httpx
 
 from sluice.connectors.rest_options import ApiKeyAuth, Auth, BasicAuth, BearerAuth, Retries
 from sluice.errors import TerminalError, TransientError
+from sluice.pacing import TokenBucket
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -56,44 +56,6 @@ def backoff_s(retry: int, retries: Retries, rand: Callable[[], float] = random.r
     """The full-jitter wait before retry number ``retry`` (1 = the first retry), in seconds."""
     ceiling = min(retries.max_backoff_s, retries.backoff_s * 2 ** (retry - 1))
     return float(ceiling * rand())
-
-
-class TokenBucket:
-    """At most ``rate`` acquisitions per second on average, bursts of up to ``burst`` (default: max(1, rate)).
-
-    The classic token bucket: tokens accrue at ``rate`` per second up to ``burst``; :meth:`acquire` takes one,
-    sleeping first until one is there. Thread-safe. ``clock`` and ``sleep`` are injectable for tests. (The
-    ``limits`` library, used by the data API, answers "allowed or not" per window and never waits, which a
-    client pacing its own requests would have to wrap in a polling loop; this is the waiting form.)
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be > 0 requests per second")
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate)
-        self.clock, self.sleep = clock, sleep
-        self.tokens = self.burst
-        self.at = clock()
-        self.lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, waiting for it; returns the seconds waited."""
-        with self.lock:
-            now = self.clock()
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
-            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-            self.tokens -= 1  # may go below 0: the wait pays for it, and later callers queue behind
-            if wait > 0:
-                self.sleep(wait)
-            return wait
 
 
 @dataclass(slots=True)

@@ -112,7 +112,6 @@ class Lake(ABC):
             f"the {type(self).__name__} lake cannot take output written by an engine itself (Spark); use the local lake"
         )
 
-
     def append(
         self,
         layer: str,

@@ -73,8 +73,7 @@ STREAM_BYTES = Counter(
 )
 STREAM_LAG = Gauge(
     "sluice_stream_lag_records",
-    "Records between a streaming object's committed offset and the partition's high watermark, by object, topic and "
-    "partition.",
+    "Records between a streaming object's committed offset and the partition's high watermark, by object, topic and partition.",
     ["object", "topic", "partition"],
 )
 STREAM_BATCH_DURATION = Histogram(
@@ -94,6 +93,8 @@ STREAM_LATE_RECORDS = Counter(
 STREAM_LAST_COMMIT = Gauge(
     "sluice_stream_last_commit_timestamp_seconds", "Unix time of a streaming object's last committed micro-batch.", ["object"]
 )
+
+# Kafka sources (users' topics).
 KAFKA_DEAD_LETTERS = Counter(
     "sluice_kafka_dead_letters_total",
     "Records of users' Kafka topics that could not be decoded, sent to their dead-letter topic, by object and source topic.",

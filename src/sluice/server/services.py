@@ -24,8 +24,10 @@ from sluice.runtime.worker import StageWorker
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
 from sluice.server.stream import EventHub
+from sluice.server.streams import host_streams
 from sluice.server.syncs import SyncHost
 from sluice.server.views import ObjectViews, RunViews
+from sluice.streaming.host import StreamHost
 
 log = logging.getLogger("sluice.server")
 
@@ -49,6 +51,7 @@ class ServerSettings:
     view_cache_bytes: int = 32 * 1024 * 1024  # finished runs' encoded details and statuses (GET /runs...)
     lag_interval_s: float = 2.0
     syncs: tuple[str, ...] = ()  # syncs of the project to run in this process (sluice serve --sync NAME)
+    streams: tuple[str, ...] = ()  # streaming objects to run in this process (sluice serve --stream ID|all)
 
     def run_options(self) -> RunOptions:
         return RunOptions(simulate=self.simulate, delay_scale=self.delay_scale, fail=self.fail)
@@ -69,6 +72,8 @@ class Services:
         self._object_views: ObjectViews | None = None
         self._lag: LagSampler | None = None
         self._syncs: SyncHost | None = None
+        self.streams: StreamHost | None = None
+        """The streaming objects this server runs (``--stream``), None when it runs none."""
         self.stream_closers: list[Callable[[], None]] = []
         """Called (on the event loop) by :meth:`close_streams`: other long-lived streams of the app (subscriptions)."""
         self.started = False
@@ -129,6 +134,7 @@ class Services:
                 runs.resume_unfinished()
             self._syncs = SyncHost(self.project, settings.syncs)
             self._syncs.start()
+            self.streams = host_streams(self.project, backends.lake, settings.streams)
         except BaseException:
             self._shutdown()
             raise
@@ -153,6 +159,10 @@ class Services:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.streams is not None:
+            self.streams.stop()  # each commits what it gathered
+            self.streams.join(30.0)
+            self.streams = None
         if self._syncs is not None:
             self._syncs.stop()
             self._syncs = None

@@ -13,11 +13,12 @@ consumption and nothing else grows.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S
 from sluice.errors import TerminalError, TransientError
@@ -45,9 +46,7 @@ class StreamConsumer:
     Raises TerminalError when a topic does not exist, TransientError when the broker cannot be reached.
     """
 
-    def __init__(
-        self, bootstrap: str, topics: Sequence[str], group: str, offsets: Offsets, *, start: str = "earliest"
-    ) -> None:
+    def __init__(self, bootstrap: str, topics: Sequence[str], group: str, offsets: Offsets, *, start: str = "earliest") -> None:
         self.bootstrap, self.group = bootstrap, group
         self.consumer = Consumer(
             {
@@ -66,6 +65,7 @@ class StreamConsumer:
         )
         self.partitions = self._partitions(topics)
         begin = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
+        self._assignment = [TopicPartition(t, p) for t, parts in self.partitions.items() for p in parts]
         self.consumer.assign(
             [TopicPartition(t, p, offsets.get(t, {}).get(p, begin)) for t, parts in self.partitions.items() for p in parts]
         )
@@ -102,11 +102,22 @@ class StreamConsumer:
         if not bad:
             return messages
         error = bad[0].error()
+        assert error is not None
         if error.code() == KafkaError._PARTITION_EOF:
             return [m for m in messages if m.error() is None]
         if error.fatal():
             raise TerminalError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
         raise TransientError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
+
+    def positions(self, previous: Offsets) -> Offsets:
+        """The next offset to read of each assigned partition after the messages consumed so far (librdkafka's
+        position: the last message handed to the application + 1), ``previous`` where none was consumed yet.
+        One call for the whole assignment, no work per message."""
+        found: Offsets = {t: dict(parts) for t, parts in previous.items()}
+        for tp in self.consumer.position(self._assignment):
+            if tp.offset >= 0:
+                found.setdefault(tp.topic, {})[tp.partition] = tp.offset
+        return found
 
     def lag(self, offsets: Offsets) -> dict[tuple[str, int], int]:
         """Records between ``offsets`` and each partition's high watermark (from the last fetch; no request)."""
@@ -126,55 +137,8 @@ class StreamConsumer:
         """Copy ``offsets`` to the consumer group, asynchronously (for lag tools; the lake stays the truth)."""
         tps = [TopicPartition(t, p, o) for t, parts in offsets.items() for p, o in parts.items()]
         if tps:
-            try:
+            with contextlib.suppress(KafkaException):  # a copy for monitoring only: the next batch commits again
                 self.consumer.commit(offsets=tps, asynchronous=True)
-            except KafkaException:
-                pass  # a copy for monitoring only: the next batch commits again
 
     def close(self) -> None:
         self.consumer.close()
-
-
-class DeadLetters:
-    """Sends records that cannot be decoded to their dead-letter topic, with the reason and origin in headers.
-
-    Headers: ``sluice.reason``, ``sluice.topic``, ``sluice.partition``, ``sluice.offset``; the value and key
-    are the record's own. :meth:`flush` waits for the broker's acknowledgement (before the lake commit, so a
-    dead letter is never lost; after a crash between the two it may be sent twice: at least once).
-    """
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self._producer: Producer | None = None
-        self._failed: list[str] = []
-
-    def send(self, topic: str, message: Any, reason: str) -> None:
-        if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
-        headers = [
-            ("sluice.reason", reason.encode()),
-            ("sluice.topic", str(message.topic()).encode()),
-            ("sluice.partition", str(message.partition()).encode()),
-            ("sluice.offset", str(message.offset()).encode()),
-        ]
-        self._producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=self._delivered)
-
-    def send_value(self, topic: str, value: bytes, reason: str, source_topic: str) -> None:
-        """A dead letter that is no longer a Kafka record (a decoded row without an event time), as JSON."""
-        if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
-        headers = [("sluice.reason", reason.encode()), ("sluice.topic", source_topic.encode())]
-        self._producer.produce(topic, value=value, headers=headers, on_delivery=self._delivered)
-
-    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            self._failed.append(err.str())
-
-    def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait for every dead letter sent to be acknowledged; raises TransientError otherwise."""
-        if self._producer is None:
-            return
-        left = self._producer.flush(timeout_s)
-        if left or self._failed:
-            failed, self._failed = self._failed, []
-            raise TransientError(f"dead letters not acknowledged by Kafka at {self.bootstrap}: {failed[:1] or left}")

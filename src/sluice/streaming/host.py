@@ -42,7 +42,7 @@ class StreamHost:
     def _run(self, loop: MicroBatcher | SparkStreamer) -> None:
         try:
             loop.run()
-        except Exception:  # noqa: BLE001 - the status says failed, with the error; the others go on
+        except Exception:
             log.exception("streaming object %s (%s) stopped on an error", loop.obj.id, loop.obj.name)
 
     def stop(self) -> None:

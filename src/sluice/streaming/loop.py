@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -37,9 +38,10 @@ import pyarrow as pa
 from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
 from sluice.project.model import ObjectSpec, Project, layer_of
-from sluice.streaming.consumer import DeadLetters, Offsets, StreamConsumer, decode_offsets, encode_offsets
+from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, encode_offsets
+from sluice.streaming.dead_letters import REASON, TOPIC, refuse, send_dead_letters
 from sluice.streaming.options import RecordSettings
-from sluice.streaming.records import Decoder
+from sluice.streaming.records import Decoder, Rejected
 from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
 from sluice.urls import kafka_servers
@@ -105,7 +107,9 @@ def record_settings(obj: ObjectSpec) -> RecordSettings:
     options = obj.source.options
     if isinstance(options, RecordSettings):
         return options
-    fields = {name: getattr(options, name) for name in RecordSettings.__struct_fields__ if getattr(options, name, None) is not None}
+    fields = {
+        name: getattr(options, name) for name in RecordSettings.__struct_fields__ if getattr(options, name, None) is not None
+    }
     return RecordSettings(**fields)
 
 
@@ -152,24 +156,38 @@ class MicroBatcher:
         self.window = self._window()
         assert self.obj.source is not None
         group = str(self.obj.source.get("group") or f"sluice.stream.{self.project.name}.{self.obj.name}")
-        consumer = StreamConsumer(self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest")))
-        dead = DeadLetters(self.bootstrap)
+        consumer = StreamConsumer(
+            self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest"))
+        )
+        dead = _DeadLetters(self.bootstrap)
+        self._committed = offsets
         self.status.set_state("stopping" if self.stopping else "running")
+        committer = _Committer(self._commit, self.obj.name)
+        copied: Offsets | None = None
+        gathered = offsets
         try:
             while not self.stopping:
                 started = time.monotonic()
                 messages, size = self._gather(consumer, until)
+                committer.check()
                 if messages:
                     batch_number += 1
-                    self._commit(messages, size, decoder, dead, offsets, batch_number, started)
-                    consumer.commit_group(offsets)
-                self.status.set_lag(consumer.lag(offsets))
+                    gathered = consumer.positions(gathered)
+                    committer.submit((messages, size, gathered, decoder, dead, batch_number, started))
+                committed = self._committed
+                if committed is not copied:
+                    consumer.commit_group(committed)
+                    copied = committed
+                self.status.set_lag(consumer.lag(committed))
                 if until is not None and until(self.status):
                     break
         finally:
-            consumer.close()
-            if self.window is not None:
-                self.window.close()
+            try:
+                committer.finish()  # the micro-batch handed over is committed before the loop ends
+            finally:
+                consumer.close()
+                if self.window is not None:
+                    self.window.close()
 
     def _window(self) -> WindowOperator | None:
         """The window operator, its state restored from the lake's last commit."""
@@ -196,29 +214,30 @@ class MicroBatcher:
             if got:
                 messages.extend(got)
                 size += sum(map(len, got))
-            elif not messages and until is not None and until(self.status):
-                break
+            elif not messages:
+                self.status.set_lag(consumer.lag(self._committed))
+                if until is not None and until(self.status):
+                    break
         return messages, size
 
     def _commit(
         self,
         messages: list[Any],
         size: int,
+        ahead: Offsets,
         decoder: Decoder,
-        dead: DeadLetters,
-        offsets: Offsets,
+        dead: _DeadLetters,
         batch_number: int,
         started: float,
     ) -> None:
+        """Decode, transform and append one micro-batch with the offsets after its last record (the committer's
+        thread, one batch at a time, in order)."""
         decoded = decoder.decode(messages)
         self._dead_letters(decoded.rejected, messages, dead)
         table = self._transform(pa.Table.from_batches([decoded.batch]))
         late, state, invalid = 0, None, 0
         if self.window is not None:
             table, late, invalid, state = self._windowed(table, messages[0].topic(), dead)
-        ahead: Offsets = {t: dict(parts) for t, parts in offsets.items()}
-        for m in messages:
-            ahead.setdefault(m.topic(), {})[m.partition()] = m.offset() + 1
         record = {
             "offsets": encode_offsets(ahead),
             "batch": batch_number,
@@ -228,12 +247,11 @@ class MicroBatcher:
             "value_schema": _schema_text(decoder.value_schema),
         }
         self._append(table, record, state)
-        offsets.clear()
-        offsets.update(ahead)
+        self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
 
-    def _windowed(self, table: pa.Table, topic: str, dead: DeadLetters) -> tuple[pa.Table, int, int, bytes]:
+    def _windowed(self, table: pa.Table, topic: str, dead: _DeadLetters) -> tuple[pa.Table, int, int, bytes]:
         """The windows this micro-batch closes, its late records (counted; appended to ``<name>_late`` for a side
         output, at least once), records without an event time (dead letters), and the operator's state."""
         from sluice.streaming.windows import state_to_bytes
@@ -246,24 +264,23 @@ class MicroBatcher:
             target = self.records.dead_letter_topic(topic)
             if target is None:
                 raise TerminalError(f"object {self.obj.id} ({self.obj.name}): {result.invalid_reason}; set dead_letter: true")
-            for row in result.invalid.to_pylist():  # rare: records without an event time
-                dead.send_value(target, msgspec.json.encode(row, enc_hook=str), result.invalid_reason, topic)
-            dead.flush()
+            dead.send_rows(target, result.invalid, result.invalid_reason, topic)
         return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
 
-    def _dead_letters(self, rejected: list[Any], messages: list[Any], dead: DeadLetters) -> None:
+    def _dead_letters(self, rejected: list[Rejected], messages: list[Any], dead: _DeadLetters) -> None:
+        """Send the rejected records to their topic's dead-letter topic (:mod:`sluice.streaming.dead_letters`) and wait
+        for the acknowledgement; TerminalError with ``dead_letter: false``."""
         if not rejected:
             return
+        where = f"object {self.obj.id} ({self.obj.name})"
+        by_topic: dict[str, list[Rejected]] = {}
         for item in rejected:
-            message = messages[item.index]
-            topic = self.records.dead_letter_topic(message.topic())
-            if topic is None:
-                raise TerminalError(
-                    f"object {self.obj.id} ({self.obj.name}): record {message.topic()}/{message.partition()}@"
-                    f"{message.offset()} cannot be decoded: {item.reason}; fix the producer or set dead_letter: true"
-                )
-            dead.send(topic, message, item.reason)
-        dead.flush()
+            by_topic.setdefault(messages[item.index].topic(), []).append(item)
+        for topic, items in by_topic.items():
+            target = self.records.dead_letter_topic(topic)
+            if target is None:
+                raise refuse(messages, items, where)
+            send_dead_letters(dead.producer(), target, messages, items, where)
 
     def _transform(self, table: pa.Table) -> pa.Table:
         sql = self.settings.sql
@@ -287,6 +304,76 @@ class MicroBatcher:
                     raise
                 log.warning("%s: micro-batch %s not committed (%s); trying again", self.obj.name, record["batch"], exc)
                 time.sleep(2 ** (attempt - 1))
+
+
+class _DeadLetters:
+    """The producer of a loop's dead letters, made on first use (idempotent, ``acks=all``)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Any = None
+
+    def producer(self) -> Any:
+        if self._producer is None:
+            from confluent_kafka import Producer
+
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
+        return self._producer
+
+    def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str) -> None:
+        """Rows that are no longer Kafka records (decoded, then without an event time for a window), as JSON objects
+        with the reason and source topic headers; waits for the acknowledgement (TransientError otherwise)."""
+        producer = self.producer()
+        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode())]
+        for row in rows.to_pylist():  # rare: a record without an event time
+            producer.produce(topic, value=msgspec.json.encode(row, enc_hook=str), headers=headers)
+        if producer.flush(30.0):
+            raise TransientError(f"could not write dead letters to {topic!r}: not acknowledged after 30 s")
+
+
+class _Committer:
+    """The thread that commits micro-batches, in order, while the loop gathers the next one.
+
+    :meth:`submit` waits until the previous micro-batch is committed, so at most two are in memory (one being
+    committed, one being gathered) and a slow lake slows consumption. An error of the commit is raised by the
+    next :meth:`check`, :meth:`submit` or :meth:`finish` in the loop's thread.
+    """
+
+    def __init__(self, commit: Callable[..., None], name: str) -> None:
+        self._commit = commit
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=f"stream-commit-{name}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._commit(*item)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, item: tuple[Any, ...]) -> None:
+        self._queue.join()
+        self.check()
+        self._queue.put(item)
+
+    def finish(self) -> None:
+        """Wait for the micro-batch handed over, end the thread, raise its error if it had one."""
+        self._queue.join()
+        self._queue.put(None)
+        self._thread.join()
+        self.check()
 
 
 def run_stream(

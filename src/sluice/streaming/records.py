@@ -64,6 +64,7 @@ METADATA_TYPES: dict[str, pa.DataType] = {
 
 MAX_REASON_CHARS = 1000
 _OPEN, _CLOSE = ord("{"), ord("}")
+_CORES = max(pa.cpu_count(), 1)
 
 
 class KafkaMessage(Protocol):
@@ -161,7 +162,7 @@ class Decoder:
         if not ((raw[ends - lengths] == _OPEN).all() and (raw[ends - 1] == _CLOSE).all()):
             return None
         try:
-            table = self._parse(joined)
+            table = self._parse(joined, threads=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
         if table.num_rows != len(data):
@@ -212,9 +213,13 @@ class Decoder:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return
 
-    def _parse(self, data: bytes) -> pa.Table:
-        """Parse newline-separated JSON objects against the declared or known schema (raises ArrowInvalid)."""
-        read = _read_options(data)
+    def _parse(self, data: bytes, threads: bool = False) -> pa.Table:
+        """Parse newline-separated JSON objects against the declared or known schema (raises ArrowInvalid).
+
+        ``threads``: in blocks parsed by pyarrow's threads. Blocks end at line breaks; one inside a value (pretty-printed
+        JSON) leaves an incomplete object on both sides, which fails the parse, and the caller's slow path (one block)
+        decodes the batch."""
+        read = _read_options(data, threads)
         if self.declared is not None:
             parse = pa_json.ParseOptions(explicit_schema=self.declared, unexpected_field_behavior="ignore")
         elif self._known is not None:
@@ -260,8 +265,11 @@ class Decoder:
         return pa.RecordBatch.from_arrays([column.combine_chunks() for column in table.columns], schema=table.schema)
 
 
-def _read_options(data: bytes) -> pa_json.ReadOptions:
-    """One block for the whole of ``data``: rows are not split between blocks, and one thread parses it."""
+def _read_options(data: bytes, threads: bool = False) -> pa_json.ReadOptions:
+    """One block for the whole of ``data``, parsed by one thread; with ``threads``, a block per core (256 KiB at
+    least) parsed by pyarrow's thread pool."""
+    if threads:
+        return pa_json.ReadOptions(use_threads=True, block_size=max(len(data) // _CORES + 1, 1 << 18))
     return pa_json.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16))
 
 

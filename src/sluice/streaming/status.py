@@ -126,7 +126,13 @@ class StreamStatus:
                 "late_records": self.late_records,
                 "last_batch": None
                 if last is None
-                else {"batch": last.batch, "at": last.at, "rows": last.rows, "records": last.records, "duration_s": last.duration_s},
+                else {
+                    "batch": last.batch,
+                    "at": last.at,
+                    "rows": last.rows,
+                    "records": last.records,
+                    "duration_s": last.duration_s,
+                },
             }
 
     def progress_line(self) -> str:

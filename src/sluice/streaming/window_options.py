@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import sqlglot
-from msgspec import Meta
+from msgspec import Meta, field
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
@@ -54,13 +54,16 @@ class WindowOptions(Settings):
     time_column: Annotated[str, Meta(min_length=1, description="Event-time column: timestamp, date or ISO-8601 strings.")]
     aggregates: Annotated[
         dict[str, str],
-        Meta(min_length=1, description="Output column -> SQL aggregate expression (DuckDB), e.g. {n: count(*), total: sum(amount)}."),
+        Meta(
+            min_length=1,
+            description="Output column -> SQL aggregate expression (DuckDB), e.g. {n: count(*), total: sum(amount)}.",
+        ),
     ]
-    slide: Annotated[Duration | None, Meta(description="sliding only: a new window starts every slide (at most size), e.g. 30s.")] = (
-        None
-    )
+    slide: Annotated[
+        Duration | None, Meta(description="sliding only: a new window starts every slide (at most size), e.g. 30s.")
+    ] = None
     watermark: Annotated[Duration, Meta(description="Allowed lateness: watermark = max event time seen - this, e.g. 10s.")] = "0s"
-    group_by: Annotated[list[str], Meta(description="Columns grouping each window's records.")] = []
+    group_by: Annotated[list[str], Meta(description="Columns grouping each window's records.")] = field(default_factory=list)
     late: Annotated[
         Literal["drop", "side_output"],
         Meta(description="Late records (for windows already emitted): drop (counted) or side_output (counted and returned)."),
@@ -120,7 +123,9 @@ def _check_columns(time_column: str, group_by: list[str], aggregates: dict[str, 
     seen[EVENT_US] = "reserved by Sluice"
     for column in group_by:
         if column.lower() in {name.lower() for name in seen}:
-            raise ValueError(f"group_by: {column!r} is listed twice or clashes with window_start/window_end: list each column once")
+            raise ValueError(
+                f"group_by: {column!r} is listed twice or clashes with window_start/window_end: list each column once"
+            )
         seen[column] = "a group_by column"
     if time_column == EVENT_US:
         raise ValueError(f"time_column: {EVENT_US!r} is reserved by Sluice: rename the column")

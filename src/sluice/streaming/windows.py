@@ -26,11 +26,15 @@ Semantics (Spark Structured Streaming's event-time windows in "append" output mo
   *late*: counted, and dropped or returned for a side output (Flink's ``sideOutputLateData``). A record whose
   event time is null or unreadable cannot be placed in a window: it is returned in ``invalid`` (with
   ``invalid_reason``) for the caller's dead-letter topic.
-- Aggregates are any SQL aggregate expressions (DuckDB): the operator keeps the raw records of open windows
-  (only the columns the windows read) and aggregates a window with DuckDB when it closes. The records kept are
-  those of the last ``size + watermark delay`` of event time (about that times the record rate).
+- Aggregates are SQL aggregate expressions run by DuckDB. When all of them are decomposable (``count``,
+  ``sum``, ``min``, ``max``, ``avg`` and expressions over them: :mod:`~sluice.streaming.window_partials`), the
+  operator keeps one row of partial aggregates per open window and group, merged with each micro-batch's, and
+  computes the aggregates from them when the window closes. Otherwise (``count(DISTINCT u)``, ``quantile_cont``,
+  ``list``...) it keeps the raw records of open windows (only the columns the windows read), those of the last
+  ``size + watermark delay`` of event time (about that times the record rate), and aggregates a window with
+  DuckDB when it closes.
 
-The state (:attr:`WindowResult.state`) is an Arrow table: those records, plus the watermark and the window
+The state (:attr:`WindowResult.state`) is an Arrow table: those rows, plus the watermark and the window
 definition in its schema metadata. Save it with each micro-batch's commit (:func:`state_to_bytes`, Arrow
 IPC) and pass it back (:func:`state_from_bytes`) to continue after a restart: the windows emitted are then
 exactly those of an uninterrupted run over the same micro-batches.
@@ -39,24 +43,24 @@ exactly those of an uninterrupted run over the same micro-batches.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.errors import TerminalError
+from sluice.streaming import window_sql
 from sluice.streaming.window_options import EVENT_US, WINDOW_COLUMNS, WindowOptions
-from sluice.transforms.sql import quote_identifier
+from sluice.streaming.window_partials import partial_plan
+from sluice.streaming.window_sql import TIME, WINDOW_START
 
 STATE_VERSION = b"1"
 _WATERMARK_KEY = b"sluice.window.watermark"
 _WINDOWS_KEY = b"sluice.window.definition"
 _VERSION_KEY = b"sluice.window.version"
 _FAR_FUTURE = 2**62  # microseconds after the epoch: flush() closes every window before it
-_TIME = pa.timestamp("us", tz="UTC")
-_STRINGS = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +91,26 @@ class WindowOperator:
     """Event-time windows over a stream of Arrow micro-batches; one instance per streaming object, one thread.
 
     ``state`` is a :attr:`WindowResult.state` saved by an earlier run (None: start empty). Raises
-    TerminalError when that state was saved for another window definition (type, size, slide, time column).
+    TerminalError when that state was saved for another window definition (type, size, slide, time column;
+    with partial aggregates also group_by and aggregates). ``partials=False`` keeps the raw records even when
+    the aggregates are decomposable (for comparisons).
     """
 
-    def __init__(self, options: WindowOptions, state: pa.Table | None = None) -> None:
+    def __init__(self, options: WindowOptions, state: pa.Table | None = None, *, partials: bool = True) -> None:
         self.options = options
         self._size = options.size_us
         self._slide = options.slide_us
         self._delay = options.watermark_us
         self._needed = options.needed_columns()
-        self._definition = f"{options.type} size={self._size}us slide={self._slide}us time_column={options.time_column}".encode()
-        self._con = duckdb.connect(":memory:")
-        self._con.execute("SET TimeZone = 'UTC'")
+        self._plan = partial_plan(options.aggregates, options.group_by) if partials else None
+        definition = f"{options.type} size={self._size}us slide={self._slide}us time_column={options.time_column}"
+        if self._plan is not None:
+            definition += f" partials group_by={json.dumps(options.group_by)} aggregates={json.dumps(options.aggregates)}"
+        self._definition = definition.encode()
+        self._con = window_sql.cursor()
+        self._closed_schema: tuple[pa.Schema, pa.Schema] | None = None  # (state's, closed's) when nothing closes
         self._watermark: int | None = None
-        self._records: pa.Table | None = None
+        self._rows: pa.Table | None = None  # open windows' records, or their partial aggregates
         if state is not None:
             self._restore(state)
 
@@ -110,14 +120,19 @@ class WindowOperator:
         return None if self._watermark is None else _datetime(self._watermark)
 
     @property
+    def keeps_partials(self) -> bool:
+        """True when the state holds partial aggregates per window and group, False when it holds records."""
+        return self._plan is not None
+
+    @property
     def state_records(self) -> int:
-        """How many records of open windows the state holds (for metrics and back-pressure)."""
-        return 0 if self._records is None else self._records.num_rows
+        """Rows in the state (records of open windows, or one per open window and group), for metrics."""
+        return 0 if self._rows is None else self._rows.num_rows
 
     @property
     def state_bytes(self) -> int:
-        """The size of the state's records in memory, in bytes."""
-        return 0 if self._records is None else self._records.nbytes
+        """The size of the state's rows in memory, in bytes."""
+        return 0 if self._rows is None else self._rows.nbytes
 
     def process(self, batch: pa.Table | pa.RecordBatch) -> WindowResult:
         """Add one micro-batch (in offset order), advance the watermark and emit the windows it closes.
@@ -126,7 +141,7 @@ class WindowOperator:
         group_by column is missing, or when DuckDB cannot run the aggregates (its message quoted).
         """
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-        event_us = self._event_times(table)
+        event_us = window_sql.event_times(self._con, table, self.options)
         valid = pc.is_valid(event_us)
         invalid = table.filter(pc.invert(valid))
         if invalid.num_rows:
@@ -137,12 +152,14 @@ class WindowOperator:
             late_mask = self._last_end(times) <= self._watermark
         late_records = int(late_mask.sum())
         late = table.filter(late_mask) if self.options.late == "side_output" else None
-        if len(times):
-            kept = self._prune(table).append_column(EVENT_US, event_us)
+        previous = self._watermark
+        if len(times) > late_records:
+            kept = self._prune(table)
+            time_index = kept.schema.get_field_index(self.options.time_column)
+            kept = kept.set_column(time_index, self.options.time_column, event_us.cast(TIME)).append_column(EVENT_US, event_us)
             if late_records:
                 kept = kept.filter(~late_mask)
-            self._append(kept)
-        previous = self._watermark
+            self._add(kept, previous)
         if len(times):
             candidate = int(times.max()) - self._delay
             self._watermark = candidate if previous is None else max(previous, candidate)
@@ -155,17 +172,29 @@ class WindowOperator:
         The watermark moves to the end of the last window emitted, so records for those windows are late after.
         """
         empty = pa.table({})
-        if self._records is None or self._records.num_rows == 0:
+        if self._rows is None or self._rows.num_rows == 0:
             return self._result(self._close(None, None), None, 0, empty)
         previous = self._watermark
-        last_end = int(self._last_end(self._records.column(EVENT_US).to_numpy()).max())
+        if self._plan is None:
+            last_end = int(self._last_end(self._rows.column(EVENT_US).to_numpy()).max())
+        else:
+            last_end = int(pc.max(self._rows.column(WINDOW_START)).as_py()) + self._size
         closed = self._close(previous, _FAR_FUTURE)
         self._watermark = last_end if previous is None else max(previous, last_end)
         return self._result(closed, None, 0, empty)
 
     def close(self) -> None:
-        """Release the operator's DuckDB connection."""
+        """Release the operator's DuckDB cursor."""
         self._con.close()
+
+    def state(self) -> pa.Table:
+        """The state to save with the micro-batch's commit: the rows, watermark and definition in metadata."""
+        empty = pa.table({WINDOW_START if self._plan is not None else EVENT_US: pa.array([], pa.int64())})
+        rows = self._rows if self._rows is not None else empty
+        metadata = dict(rows.schema.metadata or {})
+        watermark = b"" if self._watermark is None else str(self._watermark).encode()
+        metadata.update({_VERSION_KEY: STATE_VERSION, _WINDOWS_KEY: self._definition, _WATERMARK_KEY: watermark})
+        return rows.replace_schema_metadata(metadata)
 
     # -- internals
 
@@ -173,20 +202,9 @@ class WindowOperator:
         reason = f"null or unreadable event time in column {self.options.time_column!r} (window.time_column)"
         return WindowResult(closed, late, late_records, invalid, reason, self.state(), self.watermark)
 
-    def state(self) -> pa.Table:
-        """The state to save with the micro-batch's commit: open windows' records, watermark and definition in metadata."""
-        records = self._records if self._records is not None else pa.table({EVENT_US: pa.array([], pa.int64())})
-        metadata = dict(records.schema.metadata or {})
-        metadata.update({
-            _VERSION_KEY: STATE_VERSION,
-            _WINDOWS_KEY: self._definition,
-            _WATERMARK_KEY: b"" if self._watermark is None else str(self._watermark).encode(),
-        })
-        return records.replace_schema_metadata(metadata)
-
     def _restore(self, state: pa.Table) -> None:
         metadata = state.schema.metadata or {}
-        if metadata.get(_VERSION_KEY) != STATE_VERSION or EVENT_US not in state.column_names:
+        if metadata.get(_VERSION_KEY) != STATE_VERSION:
             raise TerminalError("window state: not a window state saved by this version of Sluice: reset the stream's state")
         saved = metadata.get(_WINDOWS_KEY, b"")
         if saved != self._definition:
@@ -196,30 +214,7 @@ class WindowOperator:
             )
         watermark = metadata.get(_WATERMARK_KEY, b"")
         self._watermark = int(watermark) if watermark else None
-        self._records = state.replace_schema_metadata(None) if state.num_columns > 1 else None
-
-    def _event_times(self, table: pa.Table) -> pa.Array:
-        """The time column as int64 microseconds since the epoch (UTC), null where missing or unreadable."""
-        name = self.options.time_column
-        if name not in table.column_names:
-            columns = ", ".join(table.column_names) or "none"
-            raise TerminalError(f"window.time_column: {name!r} is not a column of the micro-batch (columns: {columns}): fix the option")
-        for column in self.options.group_by:
-            if column not in table.column_names:
-                raise TerminalError(f"window.group_by: {column!r} is not a column of the micro-batch: fix the option")
-        column = table.column(name)
-        kind = column.type
-        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-            micros = pc.cast(column, pa.timestamp("us"), safe=False)  # a zone's instants are stored in UTC
-        elif any(check(kind) for check in _STRINGS):
-            relation = self._con.from_arrow(pa.table({"t": column}))
-            micros = relation.select("epoch_us(TRY_CAST(t AS TIMESTAMPTZ)) AS t").to_arrow_table().column("t")
-        else:
-            raise TerminalError(
-                f"window.time_column: {name!r} is {kind}, not a time: give a timestamp column or ISO-8601 strings "
-                "(2024-05-01T12:00:00Z); cast it in the object's SQL if needed"
-            )
-        return pc.cast(micros, pa.int64()).combine_chunks()
+        self._rows = state.replace_schema_metadata(None) if state.num_columns > 1 else None
 
     def _last_end(self, times: np.ndarray) -> np.ndarray:
         """The end of the last window each event time (microseconds) belongs to."""
@@ -230,59 +225,56 @@ class WindowOperator:
             return table
         return table.select([name for name in table.column_names if name.lower() in self._needed])
 
-    def _append(self, kept: pa.Table) -> None:
-        if self._records is None:
-            self._records = kept
-            return
-        try:
-            self._records = pa.concat_tables([self._records, kept], promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise TerminalError(f"window: a micro-batch's columns do not fit those of the open windows' records: {exc}") from exc
+    def _add(self, kept: pa.Table, previous: int | None) -> None:
+        """Keep the micro-batch's records that are not late: as records, or merged into the partial aggregates."""
+        if self._plan is not None:
+            low = -_FAR_FUTURE if previous is None else previous
+            sql = window_sql.partials(self.options, self._plan.partials, self._plan.combines, self._size, self._slide, low)
+            if self._rows is None:
+                sql = sql.replace(" UNION ALL BY NAME SELECT * FROM state", "")
+            self._rows = window_sql.run(self._con, sql, {"records": kept, **({"state": self._rows} if self._rows else {})})
+        elif self._rows is None:
+            self._rows = kept
+        else:
+            try:
+                self._rows = pa.concat_tables([self._rows, kept], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise TerminalError(
+                    f"window: a micro-batch's columns do not fit those of the open windows' records: {exc}"
+                ) from exc
 
     def _close(self, previous: int | None, watermark: int | None) -> pa.Table:
-        """The windows ending in (previous, watermark], aggregated; the records no open window needs are dropped."""
-        if self._records is None or watermark is None:
-            return pa.table({name: pa.array([], _TIME) for name in WINDOW_COLUMNS})
+        """The windows ending in (previous, watermark], aggregated; the rows no open window needs are dropped."""
+        if self._rows is None or watermark is None:
+            return pa.table({name: pa.array([], TIME) for name in WINDOW_COLUMNS})
         low = -_FAR_FUTURE if previous is None else previous
-        closed = self._aggregate(low, watermark)  # an empty range (low == watermark) still gives the columns
-        if watermark != previous and self._records.num_rows:
-            keep = self._last_end(self._records.column(EVENT_US).to_numpy()) > watermark
-            if not keep.all():
-                self._records = self._records.filter(keep)
-        return closed
-
-    def _aggregate(self, low: int, high: int) -> pa.Table:
-        """DuckDB over the kept records: one row per window ending in (low, high] and group, sorted."""
-        size, slide = self._size, self._slide
-        event, start = quote_identifier(EVENT_US), "__sluice_window_start"
-        floor = f"({event} - ((({event} % {slide}) + {slide}) % {slide}))"
-        count = -(-size // slide)
-        if count == 1:
-            expand = f"SELECT records.*, {floor} AS {start} FROM records"
+        if self._plan is not None:
+            ends = pc.cast(self._rows.column(WINDOW_START), pa.int64()).to_numpy() + self._size
+            closing = ends <= watermark
         else:
-            expand = f"SELECT records.*, {floor} - __sluice_k.k * {slide} AS {start} FROM records, range({count}) AS __sluice_k(k)"
-        groups = [quote_identifier(column) for column in self.options.group_by]
-        aggregates = [f"{sql} AS {quote_identifier(name)}" for name, sql in self.options.aggregates.items()]
-        sql = (
-            f"SELECT {', '.join([start, *groups, *aggregates])} FROM ({expand} "
-            f"WHERE {event} > {low - size} AND {event} < {high}) "
-            f"WHERE {start} + {size} > {event} AND {start} + {size} > {low} AND {start} + {size} <= {high} "
-            f"GROUP BY {', '.join([start, *groups])} ORDER BY {', '.join(f'{c} NULLS LAST' for c in [start, *groups])}"
-        )
-        assert self._records is not None
-        try:
-            self._con.register("records", self._records)
-            table = self._con.sql(sql).to_arrow_table()
-        except duckdb.Error as exc:
-            message = str(exc).strip().splitlines()[0]
-            raise TerminalError(f"window.aggregates: DuckDB cannot compute them: {message}: fix the aggregate expressions") from exc
-        finally:
-            self._con.unregister("records")
-        starts = table.column(start)
-        window_start = pc.cast(starts, pa.int64()).cast(_TIME)
-        window_end = pc.add(pc.cast(starts, pa.int64()), size).cast(_TIME)
-        rest = table.drop_columns([start])
-        return pa.table([window_start, window_end, *rest.columns], names=[*WINDOW_COLUMNS, *rest.column_names])
+            events = self._rows.column(EVENT_US).to_numpy()
+            closing = (events > low - self._size) & (events < watermark)
+        known = self._closed_schema
+        if known is not None and known[0] == self._rows.schema and not closing.any():
+            closed = known[1].empty_table()  # no window ends in (low, watermark]: DuckDB is not needed
+        else:
+            if self._plan is not None:
+                sql, tables = window_sql.finals(self.options, self._plan.finals), {"closed": self._rows.filter(closing)}
+            else:
+                sql, tables = (
+                    window_sql.aggregate_records(self.options, self._size, self._slide, low, watermark),
+                    {"records": self._rows},
+                )
+            closed = window_sql.with_window_columns(window_sql.run(self._con, sql, tables), self._size)
+            self._closed_schema = (self._rows.schema, closed.schema)
+        if self._plan is not None:
+            if closing.any():
+                self._rows = self._rows.filter(~closing)
+        elif watermark != previous and self._rows.num_rows:
+            keep = self._last_end(self._rows.column(EVENT_US).to_numpy()) > watermark
+            if not keep.all():
+                self._rows = self._rows.filter(keep)
+        return closed
 
 
 def state_to_bytes(state: pa.Table) -> bytes:
@@ -298,7 +290,9 @@ def state_from_bytes(data: bytes) -> pa.Table:
     try:
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except pa.ArrowInvalid as exc:
-        raise TerminalError(f"window state: the saved bytes are not an Arrow IPC stream ({exc}): reset the stream's state") from exc
+        raise TerminalError(
+            f"window state: the saved bytes are not an Arrow IPC stream ({exc}): reset the stream's state"
+        ) from exc
 
 
 def _datetime(micros: int) -> dt.datetime:

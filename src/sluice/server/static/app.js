@@ -16,6 +16,7 @@ import { layoutGraph } from "./layout.js";
 import { ObjectPanel } from "./object_panel.js";
 import { RunView, STATUSES } from "./run_state.js";
 import { RunsList } from "./runs_list.js";
+import { StreamsPanel } from "./streams_panel.js";
 import { SyncsPanel } from "./syncs_panel.js";
 
 const RUNS_LIMIT = 50;
@@ -49,6 +50,9 @@ class App {
     this.dag.onSelect = (id) => this.select(id);
     this.feed = new EventFeed($("event-feed"), $("feed-count"), (id) => this.layout?.nodes.get(id)?.name ?? "");
     this.syncs = new SyncsPanel($("syncs"), $("sync-list"), (shown) => $("sidebar").classList.toggle("with-syncs", shown));
+    this.streams = new StreamsPanel($("streams"), $("stream-list"), (shown) =>
+      $("sidebar").classList.toggle("with-streams", shown),
+    );
     this.runsList = new RunsList($("run-list"), (runId) => this.pickRun(runId));
     this.panel = new ObjectPanel($("object-panel"), $("object-title"), $("object-body"), $("object-close"), {
       stateOf: (id) => {
@@ -94,6 +98,7 @@ class App {
       return;
     }
     this.syncs.start();
+    this.streams.start();
     try {
       this.stream.start(await this.streamStart());
     } catch (error) {
