@@ -61,6 +61,7 @@ def test_both_engines_write_the_same_rows_for_the_same_input(
     sluice = run_stream(project, 1001, lake=lake, until=lambda status: status.records >= 300)
     spark = SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= 300)
     assert (sluice.records, spark.records) == (300, 300) and spark.state == "stopped"
+    assert spark.bytes == sluice.bytes > 300 * 50
     assert spark.last_batch is not None and set(spark.lag) <= {(topic, 0), (topic, 1)}  # Spark's last progress report
     on_sluice = sorted_table(lake.read("raw/on_sluice").read_all())
     on_spark = sorted_table(lake.read("raw/on_spark").read_all())

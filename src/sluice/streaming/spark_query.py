@@ -155,19 +155,22 @@ def decoded(raw: Any, stream: SparkStream) -> Any:
     return raw.select(*columns)
 
 
-def covered_offsets(raw: Any) -> dict[str, dict[str, int]]:
-    """Per topic and partition, the next offset to read after the micro-batch ``raw`` (a Kafka source batch)."""
+def covered_offsets(raw: Any) -> tuple[dict[str, dict[str, int]], int, int]:
+    """Of the micro-batch ``raw`` (a Kafka source batch): per topic and partition the next offset to read, its
+    records and the bytes of their values, in one aggregation."""
     from pyspark.sql import functions as F
 
-    rows = raw.groupBy("topic", "partition").agg(F.max("offset").alias("last")).collect()
+    aggregates = [F.max("offset").alias("last"), F.count(F.lit(1)).alias("n"), F.sum(F.length("value")).alias("size")]
+    rows = raw.groupBy("topic", "partition").agg(*aggregates).collect()
     offsets: dict[str, dict[str, int]] = {}
     for row in rows:
         offsets.setdefault(row["topic"], {})[str(row["partition"])] = int(row["last"]) + 1
-    return offsets
+    return offsets, sum(int(row["n"]) for row in rows), sum(int(row["size"] or 0) for row in rows)
 
 
-Committed = Callable[[int, int, int, float], None]
-"""Told of each committed micro-batch: Spark's batch id, records read, rows appended, seconds it took."""
+Committed = Callable[[int, int, int, int, float], None]
+"""Told of each committed micro-batch: Spark's batch id, records read, bytes of their values, rows appended,
+seconds it took."""
 
 
 def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committed: Committed | None = None) -> Any:
@@ -182,10 +185,9 @@ def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committe
         started = time.monotonic()
         raw.persist()
         try:
-            offsets = covered_offsets(raw)
+            offsets, records, size = covered_offsets(raw)
             if not offsets:
                 return
-            records = raw.count()
             frame = decoded(raw, stream)
             if sql is not None:
                 text, views = sql
@@ -202,7 +204,7 @@ def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committe
             record = {"engine": "spark", "batch": batch_id, "offsets": offsets, "at": time.time(), "records": records}
             done = staged.commit(commit=record, token=f"{BATCH_PREFIX}{batch_id}")
             if committed is not None:
-                committed(batch_id, records, done.rows, time.monotonic() - started)
+                committed(batch_id, records, size, done.rows, time.monotonic() - started)
         finally:
             raw.unpersist()
 

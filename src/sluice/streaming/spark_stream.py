@@ -107,8 +107,8 @@ class SparkStreamer:
             first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise TransientError(f"{label}: Spark's streaming query failed: {first}")
 
-    def _committed(self, batch_id: int, records: int, rows: int, duration_s: float) -> None:
-        self.status.committed(BatchInfo(batch_id, time.time(), rows, records, 0, duration_s), dead_letters=0, late=0)
+    def _committed(self, batch_id: int, records: int, size: int, rows: int, duration_s: float) -> None:
+        self.status.committed(BatchInfo(batch_id, time.time(), rows, records, size, duration_s), dead_letters=0, late=0)
 
 
 def lag_of(progress: dict[str, Any] | None) -> dict[tuple[str, int], int]:
