@@ -11,7 +11,8 @@ The query is the same job as Sluice's own micro-batcher, on Spark:
   it: an ``engine: spark`` streaming object without ``schema:`` is refused); metadata columns named as in
   :mod:`sluice.streaming.records`: ``_key`` (string), ``_headers`` (list<struct<key, value: binary>>),
   ``_timestamp`` (timestamp[ms, UTC]: the query's own session writes Parquet timestamps in milliseconds when
-  ``_timestamp`` is asked for and no declared column is finer, else microseconds, same values),
+  ``_timestamp`` is asked for, no declared column is finer and there is no ``sql`` (whose DuckDB results on the
+  micro-batcher are in microseconds); else microseconds, same values),
   ``_partition`` (int32), ``_offset`` (int64), ``_topic`` (string).
 - **SQL** (``streaming.sql``): DuckDB's dialect over the table ``batch``, translated to Spark SQL by sqlglot
   (:func:`sluice.transforms.spark_engine.spark_sql`), as for batch Spark objects.
@@ -142,7 +143,7 @@ def millisecond_timestamps(stream: SparkStream) -> bool:
     """True when ``_timestamp`` (Kafka's milliseconds) can be written as the micro-batcher writes it,
     timestamp[ms]: no declared timestamp column is finer than milliseconds."""
     finer = [f.name for f in stream.schema if pa.types.is_timestamp(f.type) and f.type.unit in ("us", "ns")]
-    return "_timestamp" in stream.columns and not finer
+    return "_timestamp" in stream.columns and not finer and not stream.sql  # after sql, DuckDB's results are in us
 
 
 def decoded(raw: Any, stream: SparkStream) -> Any:
