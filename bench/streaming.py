@@ -267,25 +267,24 @@ def in_child(*args: str) -> dict[str, Any]:
     return result
 
 
+def with_rates(result: dict[str, Any], records: int) -> dict[str, Any]:
+    """``result`` with records/s (wall clock) and records per CPU second."""
+    return {**result, "records_per_s": records / result["seconds"], "records_per_cpu_s": records / result["cpu_s"]}
+
+
 def throughput(url: str, servers: str, records: int) -> dict[str, Any]:
     topic = backlog_topic(servers, records)
     results: dict[str, Any] = {"records": records, "topic": topic}
     run = WORK / f"run-{uuid.uuid4().hex[:8]}"
     try:
         project = write_project(run / "project", url, topic, "1s")
-        sluice = in_child("sluice", str(project), str(run / "lake"), str(records))
-        sluice["records_per_s"] = records / sluice["seconds"]
-        sluice["records_per_cpu_s"] = records / sluice["cpu_s"]
-        results["sluice"] = sluice
+        results["sluice"] = sluice = with_rates(in_child("sluice", str(project), str(run / "lake"), str(records)), records)
         print(
             f"Sluice micro-batcher: {records:,} records in {sluice['seconds']:.1f} s = {sluice['records_per_s']:,.0f} records/s, "
             f"{sluice['batches']} micro-batches, {sluice['cpu_s']:.1f} CPU s = {sluice['records_per_cpu_s']:,.0f} records per "
             f"CPU second, peak RSS {sluice['peak_rss_mb']:.0f} MB"
         )
-        spark = in_child("spark", servers, topic, str(run / "spark"), str(records))
-        spark["records_per_s"] = records / spark["seconds"]
-        spark["records_per_cpu_s"] = records / spark["cpu_s"]
-        results["spark"] = spark
+        results["spark"] = spark = with_rates(in_child("spark", servers, topic, str(run / "spark"), str(records)), records)
         print(
             f"plain Spark Structured Streaming: {spark['records']:,} records in {spark['seconds']:.1f} s = "
             f"{spark['records_per_s']:,.0f} records/s, {spark['cpu_s']:.1f} CPU s (driver JVM + Python) = "
