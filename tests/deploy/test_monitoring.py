@@ -597,11 +597,11 @@ def stream_metrics(kafka_bus_url: str, tmp_path_factory: pytest.TempPathFactory)
         wait_until(
             "the streams to commit, dead-letter and count late records",
             lambda: all(
-                f'{name}{{object="{obj}"}} 0.0' not in httpx.get(f"{started.url}/metrics", timeout=5).text
-                for name, obj in (
-                    ("sluice_stream_records_total", "events"),
-                    ("sluice_stream_dead_letters_total", "events"),
-                    ("sluice_stream_late_records_total", "per_second"),
+                re.search(rf"^{re.escape(series)} [1-9]", httpx.get(f"{started.url}/metrics", timeout=5).text, re.MULTILINE)
+                for series in (
+                    'sluice_stream_records_total{object="events"}',
+                    f'sluice_kafka_dead_letters_total{{object="1001",topic="{topic}"}}',
+                    'sluice_stream_late_records_total{object="per_second"}',
                 )
             ),
             started.log_tail,

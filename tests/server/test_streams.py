@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from live_server import LiveServer
 from playwright.sync_api import Browser, expect
-from test_ui_browser import Console, browser, free_port, wait_until_healthy  # noqa: F401
+from test_ui_browser import Console, browser, serving  # noqa: F401
 
 from helpers import wait_for
 from sluice.errors import ConfigError
@@ -56,22 +54,10 @@ def stream_server(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> Iterator
     topic = topics()
     produce(kafka_url, topic, range(500), malformed=[b"{bad"])
     path = write_project(tmp_path / "p", kafka_url, topic)
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sluice", "serve", str(path), "--port", str(port), "--stream", "all"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, process, log)
+    with serving(path, "--stream", "all") as (url, process):
         yield url
-    finally:
         process.terminate()
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=30) == 0  # the hosted stream committed and stopped with the server
 
 
 def test_the_streams_panel_shows_each_streaming_object(browser: Browser, stream_server: str) -> None:  # noqa: F811

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +59,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``sluice serve`` on seed-002 in a temporary copy; its base URL."""
     project = tmp_path_factory.mktemp("ui") / "seed-002"
     shutil.copytree(SEED, project, ignore=shutil.ignore_patterns(".sluice", "__pycache__"))
+    with serving(project, "--simulate", "--delay-scale", "0.02", "--fail", str(FAILING)) as (url, _):
+        yield url
+
+
+@contextmanager
+def serving(project: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``sluice serve PROJECT --port P OPTIONS`` (log in ``serve.log`` beside the project) until it answers /health;
+    its base URL and process, stopped (SIGTERM, then SIGKILL after 20 s) on exit."""
     port = free_port()
     log = project.parent / "serve.log"
-    command = [sys.executable, "-m", "sluice", "serve", str(project), "--port", str(port)]
-    command += ["--simulate", "--delay-scale", "0.02", "--fail", str(FAILING)]
+    command = [sys.executable, "-m", "sluice", "serve", str(project), "--port", str(port), *options]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=project.parent)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process, log)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:

@@ -8,14 +8,12 @@ or fails when ``CI=true``.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
-from test_ui_browser import SEED, Console, browser, free_port, wait_until_healthy  # noqa: F401
+from test_ui_browser import SEED, Console, browser, serving  # noqa: F401
 
 from sluice.cdc.status import SyncStatus, TableStatus, write_status
 
@@ -43,26 +41,8 @@ def project_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     project = tmp_path / "seed-002"
     shutil.copytree(SEED, project, ignore=shutil.ignore_patterns(".sluice", "__pycache__"))
     write_employees_status(project)
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sluice", "serve", str(project), "--port", str(port), "--simulate"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, process, log)
+    with serving(project, "--simulate") as (url, _):
         yield url, project
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_the_syncs_panel_shows_each_table_and_follows_its_status(browser: Browser, project_server: tuple[str, Path]) -> None:  # noqa: F811

@@ -139,6 +139,11 @@ def test_downstream_batch_objects_read_what_was_committed(tmp_path: Path, kafka_
         ({"trigger": {}}, r"trigger needs interval"),
         ({"trigger": {"interval": "soon"}}, r"'soon' is not a duration"),
         ({"max_batch_records": 0}, r"max_batch_records"),
+        ({"sql": "SELECT * FROM batch WHERE"}, r"streaming: sql: SQL syntax error"),
+        (
+            {"sql": "SELECT * FROM orders"},
+            r"streaming: sql reads 'orders'; it runs on each micro-batch, which it reads as the table 'batch'",
+        ),
     ],
 )
 def test_streaming_settings_are_checked_with_their_line(tmp_path: Path, streaming: dict[str, object], message: str) -> None:

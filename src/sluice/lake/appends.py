@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
 STATE_FILE = "_state.bin"
+PRUNE_EVERY = 64
+"""Abandoned batch folders (a writer killed mid-batch) are looked for at a writer's first append to a dataset, then
+every this many micro-batches (a listing of the dataset's folders)."""
 
 
 def appended(manifest: Manifest | None) -> bool:
@@ -99,7 +102,9 @@ def append(
     if previous is not None and previous.state is not None and previous.state != manifest.state:
         with contextlib.suppress(OSError):
             store.fs.delete_file(f"{folder}/{previous.state}")
-    prune_orphans(store, folder, manifest)
+    if folder not in store.pruned or manifest.batches % PRUNE_EVERY == 0:  # a listing: not at every micro-batch
+        store.pruned.add(folder)
+        prune_orphans(store, folder, manifest)
     return LakeWrite(location=location, rows=written.rows, content_hash=manifest.content_hash)
 
 

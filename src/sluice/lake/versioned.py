@@ -105,6 +105,8 @@ class VersionedStore:
         self.fs = fs
         self.commit = commit
         self.retention = retention
+        self.pruned: set[str] = set()
+        """Append-only datasets this store has looked for abandoned batches in (:mod:`sluice.lake.appends`)."""
 
     def manifest(self, folder: str) -> Manifest | None:
         """The dataset's manifest, or None when it was never committed."""

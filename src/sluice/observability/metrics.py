@@ -82,9 +82,6 @@ STREAM_BATCH_DURATION = Histogram(
     ["object"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-STREAM_DEAD_LETTERS = Counter(
-    "sluice_stream_dead_letters_total", "Records of streaming objects sent to a dead-letter topic, by object.", ["object"]
-)
 STREAM_LATE_RECORDS = Counter(
     "sluice_stream_late_records_total",
     "Records older than a windowed streaming object's watermark (dropped or sent to the side output), by object.",

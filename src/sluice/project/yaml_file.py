@@ -485,6 +485,24 @@ class _Reader:
                 )
         if not spec.lake:
             self.problem(f"{label}: a streaming object's micro-batches go to the lake; drop 'lake: false'", item.line_of("lake"))
+        sql = spec.streaming.sql if spec.streaming is not None else None
+        if sql:
+            from sqlglot.errors import ParseError
+
+            from sluice.project.checks import sql_tables, syntax_error
+            from sluice.streaming.settings import BATCH_TABLE
+
+            try:
+                others = [t for t in sql_tables(sql) if t.lower() != BATCH_TABLE]
+            except ParseError as exc:
+                self.problem(f"{label}: streaming: sql: {syntax_error(exc)}", line)
+                return
+            if others:
+                self.problem(
+                    f"{label}: streaming: sql reads {others[0]!r}; it runs on each micro-batch, "
+                    f"which it reads as the table {BATCH_TABLE!r}",
+                    line,
+                )
 
     def object_engine(self, spec: ObjectSettings, work: list[str], label: str, line: int | None) -> str | None:
         """The engine of an object (None: the default), from its ``engine:`` or the project's; wrong pairs reported."""

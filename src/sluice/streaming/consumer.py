@@ -14,6 +14,7 @@ consumption and nothing else grows.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S
 from sluice.errors import TerminalError, TransientError
+
+log = logging.getLogger(__name__)
 
 PREFETCH_KBYTES = 32 * 1024
 """librdkafka's prefetch queue per consumer, in KiB (its default is 64 MiB)."""
@@ -94,20 +97,22 @@ class StreamConsumer:
             time.sleep(0.2)
 
     def consume(self, count: int, timeout_s: float) -> list[Any]:
-        """Up to ``count`` messages (``confluent_kafka.Message``) within ``timeout_s`` seconds; errors raised.
+        """Up to ``count`` messages (``confluent_kafka.Message``) within ``timeout_s`` seconds, errors left out.
 
-        A fatal client error raises TerminalError; a partition error (a broker restarting) TransientError."""
+        A fatal client error raises TerminalError; other errors (a broker restarting, a partition leader moving) are
+        logged and left to librdkafka, which fetches again by itself from the same position."""
         messages = self.consumer.consume(count, timeout_s)
         bad = [m for m in messages if m.error() is not None]
         if not bad:
             return messages
-        error = bad[0].error()
-        assert error is not None
-        if error.code() == KafkaError._PARTITION_EOF:
-            return [m for m in messages if m.error() is None]
-        if error.fatal():
-            raise TerminalError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
-        raise TransientError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
+        for message in bad:
+            error = message.error()
+            assert error is not None
+            if error.fatal():
+                raise TerminalError(f"Kafka consumer of {self.group!r} at {self.bootstrap}: {error.str()}")
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("Kafka consumer of %r at %s: %s; fetching again", self.group, self.bootstrap, error.str())
+        return [m for m in messages if m.error() is None]
 
     def positions(self, previous: Offsets) -> Offsets:
         """The next offset to read of each assigned partition after the messages consumed so far (librdkafka's

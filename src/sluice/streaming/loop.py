@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
+from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, encode_offsets
 from sluice.streaming.dead_letters import REASON, TOPIC, refuse, send_dead_letters
@@ -126,6 +127,8 @@ class MicroBatcher:
         self.topics = topics_of(obj)
         self.bootstrap = bootstrap_of(project, obj)
         self._stop = threading.Event()
+        for topic in self.topics:  # the series exist at zero from the start (sluice_kafka_dead_letters_total)
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(obj.id), topic)
 
     def stop(self) -> None:
         """Ask the loop to commit what it has gathered and end."""
@@ -265,6 +268,7 @@ class MicroBatcher:
             if target is None:
                 raise TerminalError(f"object {self.obj.id} ({self.obj.name}): {result.invalid_reason}; set dead_letter: true")
             dead.send_rows(target, result.invalid, result.invalid_reason, topic)
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(result.invalid.num_rows)
         return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
 
     def _dead_letters(self, rejected: list[Rejected], messages: list[Any], dead: _DeadLetters) -> None:
@@ -281,6 +285,7 @@ class MicroBatcher:
             if target is None:
                 raise refuse(messages, items, where)
             send_dead_letters(dead.producer(), target, messages, items, where)
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(len(items))
 
     def _transform(self, table: pa.Table) -> pa.Table:
         sql = self.settings.sql

@@ -54,7 +54,6 @@ class StreamStatus:
         for metric in (
             metrics.STREAM_RECORDS,
             metrics.STREAM_BYTES,
-            metrics.STREAM_DEAD_LETTERS,
             metrics.STREAM_LATE_RECORDS,
             metrics.STREAM_BATCH_DURATION,
         ):
@@ -79,7 +78,6 @@ class StreamStatus:
                 self._recent.popleft()
         metrics.STREAM_RECORDS.labels(name).inc(info.records)
         metrics.STREAM_BYTES.labels(name).inc(info.bytes)
-        metrics.STREAM_DEAD_LETTERS.labels(name).inc(dead_letters)
         metrics.STREAM_LATE_RECORDS.labels(name).inc(late)
         metrics.STREAM_BATCH_DURATION.labels(name).observe(info.duration_s)
         metrics.STREAM_LAST_COMMIT.labels(name).set(info.at)

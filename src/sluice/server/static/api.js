@@ -15,6 +15,22 @@ export function getJSON(path) {
   return request("GET", path);
 }
 
+/** GET ``path`` now and every ``everyMs`` after, handing each answer to ``onData``; a failed request is retried at
+ * the next turn (the connection badge tells the user). Returns the function that stops it. */
+export function pollJSON(path, everyMs, onData) {
+  let timer = 0;
+  const poll = async () => {
+    try {
+      onData(await getJSON(path));
+    } catch {
+      // the server is away: the next poll retries
+    }
+    timer = setTimeout(poll, everyMs);
+  };
+  poll();
+  return () => clearTimeout(timer);
+}
+
 export function postJSON(path, body) {
   return request("POST", path, body);
 }

@@ -1,7 +1,7 @@
 // The Streams panel (GET /streams, polled every 2 s): per streaming object, its state, records/s, MB/s, lag per
 // partition, last committed micro-batch, dead letters and late records. Hidden while the project has none.
 
-import { getJSON } from "./api.js";
+import { pollJSON } from "./api.js";
 import { el, number } from "./format.js";
 
 export const STREAMS_POLL_MS = 2000;
@@ -30,23 +30,15 @@ export class StreamsPanel {
     this.section = section;
     this.body = body;
     this.onShown = onShown;
-    this.timer = 0;
+    this.stopPolling = null;
   }
 
   start() {
-    const poll = async () => {
-      try {
-        this.set((await getJSON("/streams")).streams);
-      } catch {
-        // the server is away: the connection badge says so; the next poll retries
-      }
-      this.timer = setTimeout(poll, STREAMS_POLL_MS);
-    };
-    poll();
+    this.stopPolling = pollJSON("/streams", STREAMS_POLL_MS, (answer) => this.set(answer.streams));
   }
 
   stop() {
-    clearTimeout(this.timer);
+    this.stopPolling?.();
   }
 
   /** @param {object[]} streams entries of GET /streams */

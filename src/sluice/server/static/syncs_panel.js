@@ -1,7 +1,7 @@
 // The Syncs panel (GET /syncs, polled every 2 s): per sync and table, state, position, lag, rows applied by
 // operation, conflicts, dead letters and snapshot progress. Hidden while the project has no sync status.
 
-import { getJSON } from "./api.js";
+import { pollJSON } from "./api.js";
 import { el, number } from "./format.js";
 
 export const SYNCS_POLL_MS = 2000;
@@ -41,23 +41,15 @@ export class SyncsPanel {
     this.section = section;
     this.body = body;
     this.onShown = onShown; // bool -> void: the sidebar makes room for the panel
-    this.timer = 0;
+    this.stopPolling = null;
   }
 
   start() {
-    const poll = async () => {
-      try {
-        this.set((await getJSON("/syncs")).syncs);
-      } catch {
-        // the server is away: the connection badge says so; the next poll retries
-      }
-      this.timer = setTimeout(poll, SYNCS_POLL_MS);
-    };
-    poll();
+    this.stopPolling = pollJSON("/syncs", SYNCS_POLL_MS, (answer) => this.set(answer.syncs));
   }
 
   stop() {
-    clearTimeout(this.timer);
+    this.stopPolling?.();
   }
 
   /** @param {object[]} syncs SyncStatus list from GET /syncs */
