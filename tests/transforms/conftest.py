@@ -27,14 +27,19 @@ TEST_SETTINGS = SparkSettings(
 )
 
 
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """The process's Spark session (``sluice.transforms.spark_session``), started once for every Spark test."""
-    why = (
+def spark_problem() -> str | None:
+    """Why Spark cannot run here (no pyspark, no Java), or None."""
+    return (
         "pyspark is not installed (pip install 'sluice[spark]')"
         if importlib.util.find_spec("pyspark") is None
         else java_problem()
     )
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The process's Spark session (``sluice.transforms.spark_session``), started once for every Spark test."""
+    why = spark_problem()
     if why:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the Spark tests cannot run: {why}")

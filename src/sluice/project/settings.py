@@ -64,7 +64,10 @@ class ObjectSettings(Settings):
     ] = None
     engine: Annotated[
         str | None,
-        Meta(description="What runs the object's sql: duckdb (default) or spark; a pyspark object runs on spark."),
+        Meta(
+            description="What runs the object's sql: duckdb (default) or spark; a pyspark object runs on spark; a "
+            "streaming object runs on Sluice's micro-batcher (default) or on Spark Structured Streaming (spark)."
+        ),
     ] = None
     destination: Annotated[dict[str, Any] | None, Meta(description="A table to publish to: {connection, table, mode, key}.")] = (
         None

@@ -446,7 +446,7 @@ class _Reader:
             )
         parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
         if spec.streaming is not None:
-            self.streaming_object(item, spec, label)
+            self.streaming_object(item, spec, label, engine)
         return ObjectSpec(
             id=raw_id,
             name=spec.name or f"obj_{raw_id}",
@@ -473,13 +473,20 @@ class _Reader:
             streaming=spec.streaming,
         )
 
-    def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str) -> None:
-        """A streaming object reads a Kafka source and nothing else, into the lake (docs/streaming.md)."""
+    def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:
+        """A streaming object reads a Kafka source and nothing else, into the lake (docs/streaming.md); on
+        ``engine: spark`` its records' schema is declared (Spark parses with it, docs/engines.md)."""
         line = item.line_of("streaming")
         source = item.get("source")
-        kind = _flatten_options(source).get("type") if isinstance(source, YamlMap) else None
-        if kind != "kafka":
+        options = _flatten_options(source) if isinstance(source, YamlMap) else {}
+        if options.get("type") != "kafka":
             self.problem(f"{label}: a streaming object needs a source of type kafka (source: {{type: kafka, topic: ...}})", line)
+        elif engine == "spark" and not options.get("schema"):
+            self.problem(
+                f"{label}: engine: spark needs the records' schema declared (source: schema: {{column: type}}); "
+                "drop engine: spark to infer it on Sluice's micro-batcher",
+                item.line_of("engine") or line,
+            )
         for key in ("sql", "python", "pyspark", "parents", "partition_by"):
             if item.get(key):
                 self.problem(
@@ -512,6 +519,12 @@ class _Reader:
         """The engine of an object (None: the default), from its ``engine:`` or the project's; wrong pairs reported."""
         explicit = spec.engine is not None
         engine = self.engine_name(spec.engine, label, line) if explicit else None
+        if spec.streaming is not None:  # Sluice's micro-batcher (the default) or Spark Structured Streaming
+            if engine not in (None, "spark"):
+                why = f"a streaming object runs on Sluice's micro-batcher or on engine: spark, not {engine}"
+                self.problem(f"{label}: {why}", line)
+                return None
+            return engine
         if explicit and not {"sql", "pyspark", "python"} & set(work):
             self.problem(f"{label}: 'engine' applies to sql and pyspark objects; this one has no sql or pyspark", line)
             return None

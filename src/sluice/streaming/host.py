@@ -15,6 +15,7 @@ from typing import Any
 from sluice.lake.base import Lake
 from sluice.project.model import Project
 from sluice.streaming.loop import MicroBatcher, streaming_objects
+from sluice.streaming.spark_stream import SparkStreamer, stream_runner
 from sluice.streaming.status import StreamStatus
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class StreamHost:
 
     def __init__(self, project: Project, lake: Lake, object_ids: Sequence[int] | None = None) -> None:
         objects = streaming_objects(project) if not object_ids else [streaming_objects(project, i)[0] for i in object_ids]
-        self.loops = [MicroBatcher(project, obj, lake) for obj in objects]
+        self.loops = [stream_runner(project, obj, lake) for obj in objects]
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -38,7 +39,7 @@ class StreamHost:
             thread.start()
             self._threads.append(thread)
 
-    def _run(self, loop: MicroBatcher) -> None:
+    def _run(self, loop: MicroBatcher | SparkStreamer) -> None:
         try:
             loop.run()
         except Exception:

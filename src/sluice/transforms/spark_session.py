@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,39 @@ class JavaMissing(TerminalError):
     """Spark needs a Java runtime (17 or 21) and none was found: the message says what to install."""
 
 
+class KafkaConnectorMissing(TerminalError):
+    """Spark's Kafka connector jars (for ``engine: spark`` streaming objects) are not installed: run scripts/spark-kafka.sh."""
+
+
+KAFKA_SCRIPT = "scripts/spark-kafka.sh"
+"""The project's script that fetches Spark's Kafka connector from Maven Central (never done at run time)."""
+
+
+def kafka_jars_folder() -> Path:
+    """Where :data:`KAFKA_SCRIPT` puts the connector's jars for the installed PySpark:
+    ``$SLUICE_SPARK_JARS_CACHE`` (default ``~/.cache/sluice``) ``/spark-kafka-<pyspark version>/jars``."""
+    import pyspark
+
+    root = os.environ.get("SLUICE_SPARK_JARS_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sluice"
+    )
+    return Path(root) / f"spark-kafka-{pyspark.__version__}" / "jars"
+
+
+def kafka_jars() -> list[str]:
+    """The jar paths of Spark's Kafka connector and its dependencies (sorted), for ``spark.jars``.
+
+    Raises :class:`KafkaConnectorMissing` naming :data:`KAFKA_SCRIPT` when they have not been fetched.
+    """
+    folder = kafka_jars_folder()
+    jars = sorted(str(path) for path in folder.glob("*.jar")) if (folder / ".complete").is_file() else []
+    if not jars:
+        raise KafkaConnectorMissing(
+            f"Spark's Kafka connector is not installed in {folder}: run {KAFKA_SCRIPT} (it fetches it from Maven Central)"
+        )
+    return jars
+
+
 LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 """Spark's driver log: errors only (no start-up chatter over Sluice's output); ``spark.driver.extraJavaOptions`` replaces it."""
 
@@ -53,22 +87,39 @@ def conf_of(settings: SparkSettings) -> dict[str, str]:
     return conf
 
 
-def spark_session(settings: SparkSettings) -> Any:
+def spark_session(settings: SparkSettings, *, kafka: bool = False) -> Any:
     """The process's ``SparkSession``, started on the first call with ``settings`` (later settings are ignored).
 
-    Raises :class:`JavaMissing` without Java, TerminalError when Spark cannot start (its first line quoted).
+    ``kafka``: the caller reads Kafka (a streaming object), so the session must have Spark's Kafka connector.
+    A session starts with the connector's jars in ``spark.jars`` whenever they are installed (they cannot be
+    added to a running driver). Raises :class:`JavaMissing` without Java, :class:`KafkaConnectorMissing`
+    when ``kafka`` and the jars are not installed (or the running session started without them),
+    TerminalError when Spark cannot start (its first line quoted).
     """
     global _SESSION
     with _LOCK:
         if _SESSION is not None and _alive(_SESSION):
+            if kafka and not _has_kafka(_SESSION):
+                raise KafkaConnectorMissing(
+                    f"this process's Spark session started without the Kafka connector: run {KAFKA_SCRIPT}, then restart"
+                )
             return _SESSION
         why = java_problem()
         if why:
             raise JavaMissing(why)
         from pyspark.sql import SparkSession
 
+        conf = conf_of(settings)
+        try:
+            jars = kafka_jars()
+        except KafkaConnectorMissing:
+            if kafka:
+                raise
+            jars = []
+        if jars:
+            conf["spark.jars"] = ",".join([*filter(None, [conf.get("spark.jars", "")]), *jars])
         builder: Any = SparkSession.builder.master(settings.master).appName(settings.app_name)
-        for key, value in conf_of(settings).items():
+        for key, value in conf.items():
             builder = builder.config(key, value)
         try:
             session = builder.getOrCreate()
@@ -83,9 +134,10 @@ def spark_session(settings: SparkSettings) -> Any:
         return session
 
 
-def object_session(settings: SparkSettings) -> Any:
-    """A session of its own for one object (own temporary views), on the process's shared context."""
-    return spark_session(settings).newSession()
+def object_session(settings: SparkSettings, *, kafka: bool = False) -> Any:
+    """A session of its own for one object (own temporary views), on the process's shared context (``kafka``: see
+    :func:`spark_session`)."""
+    return spark_session(settings, kafka=kafka).newSession()
 
 
 def stop_session() -> None:
@@ -95,6 +147,10 @@ def stop_session() -> None:
         session, _SESSION = _SESSION, None
     if session is not None:
         session.stop()
+
+
+def _has_kafka(session: Any) -> bool:
+    return "spark-sql-kafka" in session.sparkContext.getConf().get("spark.jars", "")
 
 
 def _alive(session: Any) -> bool:

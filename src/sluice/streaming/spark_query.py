@@ -1,0 +1,257 @@
+"""A streaming object on Spark Structured Streaming (``engine: spark``): Spark's Kafka source, ``from_json`` with
+the declared schema, the Kafka metadata columns, the optional per-batch SQL, and ``foreachBatch`` appending
+each micro-batch to the lake.
+
+The query is the same job as Sluice's own micro-batcher, on Spark:
+
+- **Source**: Spark's ``kafka`` source (connector jars from ``scripts/spark-kafka.sh``, see
+  :func:`sluice.transforms.spark_session.kafka_jars`) subscribed to the object's topics;
+  ``maxOffsetsPerTrigger`` bounds a micro-batch (``streaming.max_batch_records``).
+- **Decoding**: ``from_json(CAST(value AS STRING), schema)``, the schema being the declared one (Spark needs
+  it: an ``engine: spark`` streaming object without ``schema:`` is refused); metadata columns named as in
+  :mod:`sluice.streaming.records`: ``_key`` (string), ``_headers`` (list<struct<key, value: binary>>),
+  ``_timestamp`` (timestamp[ms, UTC]: the query's own session writes Parquet timestamps in milliseconds when
+  ``_timestamp`` is asked for, no declared column is finer and there is no ``sql`` (whose DuckDB results on the
+  micro-batcher are in microseconds); else microseconds, same values),
+  ``_partition`` (int32), ``_offset`` (int64), ``_topic`` (string).
+- **SQL** (``streaming.sql``): DuckDB's dialect over the table ``batch``, translated to Spark SQL by sqlglot
+  (:func:`sluice.transforms.spark_engine.spark_sql`), as for batch Spark objects.
+- **Sink**: ``foreachBatch`` has Spark write the batch's Parquet parts into :meth:`Lake.stage_append`'s folder,
+  then commits them with the offsets the batch covers (per topic and partition, the next offset to read) and
+  Spark's batch id as the idempotency token: a batch Spark replays after a crash (written and committed to
+  the lake, not yet to Spark's checkpoint) adds nothing. This is the sink protocol of Delta Lake's streaming
+  writer (``txn`` with the query id and batch id), on the lake's manifest.
+- **Checkpoint**: Spark's checkpoint lives in the lake, ``<lake>/_checkpoints/<layer>/<name>`` (local lake
+  only: an S3 lake would need Hadoop's s3a, which PySpark does not ship). Without a checkpoint (first run,
+  or a deleted one) the query starts at the offsets of the lake's last commit, so the lake stays the source
+  of truth and the two engines can take turns on one dataset.
+
+Records whose value is not JSON of the declared schema become rows of nulls (Spark's PERMISSIVE mode); the
+dead-letter topic of the micro-batcher is not done on Spark yet (docs/streaming.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from sluice.errors import TerminalError, TransientError
+from sluice.lake.base import Lake
+
+BATCH_VIEW = "batch"
+"""The name a micro-batch goes by in the per-batch SQL (as on the micro-batcher)."""
+
+METADATA_EXPRESSIONS: dict[str, str] = {
+    "_key": "CAST(key AS STRING)",
+    "_headers": "headers",
+    "_timestamp": "timestamp",
+    "_partition": "partition",
+    "_offset": "offset",
+    "_topic": "topic",
+}
+"""Spark SQL for each metadata column, over the Kafka source's columns."""
+
+BATCH_PREFIX = "spark:"
+"""The lake commit's idempotency token is ``spark:<batch id>``."""
+
+
+@dataclass(frozen=True)
+class SparkStream:
+    """What one streaming query reads and where it appends.
+
+    ``servers``: Kafka's ``bootstrap.servers`` (``host:port,...``); ``schema``: the declared value columns
+    (required: Spark parses with it); ``columns``: metadata columns to add, in order; ``sql``: DuckDB SQL
+    over ``batch``; ``trigger_s``: seconds between micro-batches (None: process what is there, then stop:
+    ``availableNow``; 0: one after the other); ``max_batch_records``: most records in one micro-batch (None: no bound); ``start``:
+    where a partition starts when neither Spark's checkpoint nor the lake has an offset for it.
+    """
+
+    servers: str
+    topics: Sequence[str]
+    schema: pa.Schema
+    layer: str
+    name: str
+    columns: Sequence[str] = ()
+    sql: str | None = None
+    trigger_s: float | None = 1.0
+    max_batch_records: int | None = None
+    start: Literal["earliest", "latest"] = "earliest"
+    options: Mapping[str, str] = field(default_factory=dict)
+    """More options of Spark's Kafka source (``kafka.security.protocol``...), passed as they are."""
+
+
+def checkpoint_folder(lake: Lake, layer: str, name: str) -> str:
+    """Spark's checkpoint of ``layer/name``'s query: ``<lake root>/_checkpoints/<layer>/<name>`` (a path).
+
+    Raises TerminalError for a lake that is not a folder (the S3 lake: no s3a in PySpark).
+    """
+    root = getattr(lake, "root", None)
+    if not isinstance(root, Path):
+        raise TerminalError(
+            f"engine: spark streaming objects keep Spark's checkpoint in a local lake; the {type(lake).__name__} "
+            "lake is not one (use engine: sluice, or a local lake)"
+        )
+    return str(root / "_checkpoints" / layer / name)
+
+
+def spark_schema(schema: pa.Schema) -> Any:
+    """The Spark ``StructType`` of an Arrow schema (declared columns: ``timestamp[us]`` is TIMESTAMP_NTZ,
+    ``timestamp[us, tz=UTC]`` TIMESTAMP, as in DuckDB). Raises TerminalError for a type Spark lacks."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    try:
+        return from_arrow_schema(schema)
+    except Exception as exc:
+        raise TerminalError(f"schema: a declared type has no Spark equivalent ({exc}); declare another type") from exc
+
+
+def starting_offsets(lake: Lake, stream: SparkStream) -> str:
+    """``startingOffsets`` of Spark's Kafka source: the lake's last commit's offsets (JSON, per topic and every
+    partition, Spark's -2 (earliest) or -1 (latest) for one the lake has none of), or ``stream.start`` when
+    nothing was committed. Used only when the query has no checkpoint yet."""
+    commit = lake.last_commit(stream.layer, stream.name)
+    offsets = (commit or {}).get("offsets") or {}
+    if not any(topic in offsets for topic in stream.topics):
+        return stream.start
+    default = -2 if stream.start == "earliest" else -1
+    partitions = partition_ids(stream.servers, stream.topics)
+    chosen = {
+        topic: {str(p): int(offsets.get(topic, {}).get(str(p), default)) for p in partitions[topic]} for topic in stream.topics
+    }
+    return json.dumps(chosen)
+
+
+def partition_ids(servers: str, topics: Sequence[str]) -> dict[str, list[int]]:
+    """The partitions of each topic, from the broker's metadata. Raises TransientError when Kafka does not answer."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        metadata = AdminClient({"bootstrap.servers": servers}).list_topics(timeout=10)
+    except KafkaException as exc:
+        raise TransientError(f"Kafka at {servers} did not list its topics: {exc}") from exc
+    return {topic: sorted(metadata.topics[topic].partitions) if topic in metadata.topics else [0] for topic in topics}
+
+
+def millisecond_timestamps(stream: SparkStream) -> bool:
+    """True when ``_timestamp`` (Kafka's milliseconds) can be written as the micro-batcher writes it,
+    timestamp[ms]: no declared timestamp column is finer than milliseconds."""
+    finer = [f.name for f in stream.schema if pa.types.is_timestamp(f.type) and f.type.unit in ("us", "ns")]
+    return "_timestamp" in stream.columns and not finer and not stream.sql  # after sql, DuckDB's results are in us
+
+
+def decoded(raw: Any, stream: SparkStream) -> Any:
+    """The Kafka source's DataFrame as the object's rows: declared columns, then the metadata columns."""
+    from pyspark.sql import functions as F
+
+    value = F.from_json(F.col("value").cast("string"), spark_schema(stream.schema), {"mode": "PERMISSIVE"})
+    columns = [value.getField(name).alias(name) for name in stream.schema.names]
+    columns += [F.expr(METADATA_EXPRESSIONS[name]).alias(name) for name in stream.columns]
+    return raw.select(*columns)
+
+
+def covered_offsets(raw: Any) -> tuple[dict[str, dict[str, int]], int, int]:
+    """Of the micro-batch ``raw`` (a Kafka source batch): per topic and partition the next offset to read, its
+    records and the bytes of their values, in one aggregation."""
+    from pyspark.sql import functions as F
+
+    aggregates = [F.max("offset").alias("last"), F.count(F.lit(1)).alias("n"), F.sum(F.length("value")).alias("size")]
+    rows = raw.groupBy("topic", "partition").agg(*aggregates).collect()
+    offsets: dict[str, dict[str, int]] = {}
+    for row in rows:
+        offsets.setdefault(row["topic"], {})[str(row["partition"])] = int(row["last"]) + 1
+    return offsets, sum(int(row["n"]) for row in rows), sum(int(row["size"] or 0) for row in rows)
+
+
+Committed = Callable[[int, int, int, int, float], None]
+"""Told of each committed micro-batch: Spark's batch id, records read, bytes of their values, rows appended,
+seconds it took."""
+
+
+def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committed: Committed | None = None) -> Any:
+    """The ``foreachBatch`` function: append a micro-batch to ``stream.layer/name``, committed with its offsets
+    (the commit record is the micro-batcher's: ``offsets``, ``batch``, ``at``, ``records``; plus
+    ``engine: spark``)."""
+    from sluice.transforms.spark_engine import spark_errors, spark_sql
+
+    sql = spark_sql(stream.sql, [BATCH_VIEW]) if stream.sql else None
+
+    def write(raw: Any, batch_id: int) -> None:
+        started = time.monotonic()
+        raw.persist()
+        try:
+            offsets, records, size = covered_offsets(raw)
+            if not offsets:
+                return
+            frame = decoded(raw, stream)
+            if sql is not None:
+                text, views = sql
+                for view in views:
+                    frame.createOrReplaceTempView(view)
+                frame = frame.sparkSession.sql(text)
+            staged = lake.stage_append(stream.layer, stream.name)
+            try:
+                with spark_errors(object_label, [BATCH_VIEW]):
+                    frame.write.mode("overwrite").parquet(staged.uri)
+            except BaseException:
+                staged.discard()
+                raise
+            record = {"engine": "spark", "batch": batch_id, "offsets": offsets, "at": time.time(), "records": records}
+            done = staged.commit(commit=record, token=f"{BATCH_PREFIX}{batch_id}")
+            if committed is not None:
+                committed(batch_id, records, size, done.rows, time.monotonic() - started)
+        finally:
+            raw.unpersist()
+
+    return write
+
+
+def start_query(
+    session: Any,
+    lake: Lake,
+    stream: SparkStream,
+    *,
+    object_label: str,
+    checkpoint: str | None = None,
+    committed: Committed | None = None,
+) -> Any:
+    """Start the streaming query on ``session`` (one with the Kafka connector) and return Spark's ``StreamingQuery``.
+
+    ``checkpoint`` defaults to :func:`checkpoint_folder`. The caller waits (``awaitTermination``), watches
+    ``lastProgress`` and stops it. Raises TerminalError when the schema is missing or the lake cannot host
+    the checkpoint; Spark's own errors surface from the query (``exception()``).
+    """
+    if not len(stream.schema):
+        raise TerminalError(f"{object_label}: engine: spark needs the record schema declared (schema: {{column: type}})")
+    location = checkpoint or checkpoint_folder(lake, stream.layer, stream.name)
+    session = session.newSession()  # SQL settings of its own: the timestamp unit below
+    if millisecond_timestamps(stream):
+        session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
+    reader = (
+        session.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", stream.servers)
+        .option("subscribe", ",".join(stream.topics))
+        .option("includeHeaders", "true")
+        .option("startingOffsets", starting_offsets(lake, stream))
+    )
+    if stream.max_batch_records is not None:
+        reader = reader.option("maxOffsetsPerTrigger", str(stream.max_batch_records))
+    for key, value in stream.options.items():
+        reader = reader.option(key, value)
+    raw = reader.load()
+    writer = (
+        raw.writeStream.queryName(f"sluice_{stream.layer}_{stream.name}")
+        .foreachBatch(batch_writer(lake, stream, object_label=object_label, committed=committed))
+        .option("checkpointLocation", location)
+    )
+    if stream.trigger_s is None:
+        writer = writer.trigger(availableNow=True)
+    elif stream.trigger_s > 0:  # 0: the next micro-batch as soon as the last one is committed
+        writer = writer.trigger(processingTime=f"{int(stream.trigger_s * 1000)} milliseconds")
+    return writer.start()

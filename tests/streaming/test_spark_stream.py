@@ -1,0 +1,99 @@
+"""``engine: spark`` streaming objects (sluice.streaming.spark_stream) against the real broker: the same object on
+Sluice's micro-batcher and on Spark Structured Streaming writes the same rows for the same input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from helpers import load, write_yaml
+from sluice.errors import ValidationFailed
+from sluice.lake.local import LocalLake
+from sluice.streaming.host import StreamHost
+from sluice.streaming.loop import MicroBatcher, run_stream
+from sluice.streaming.spark_stream import SparkStreamer, stream_runner
+from streaming.streams import MakeTopic, produce
+
+OBJECT = """
+  - id: {id}
+    name: {name}
+    {engine}
+    source:
+      type: kafka
+      connection: events
+      topic: {topic}
+      schema: {{id: int64, user: string, amount: float64, ts: string}}
+      columns: [_key, _partition, _offset, _topic, _timestamp]
+    streaming:
+      trigger: {{interval: 500ms}}
+      max_batch_records: 70
+"""
+SQL = """      sql: >-
+        SELECT id, upper(user) AS user, amount * 2 AS doubled, ts, _key, _partition, _offset, _topic, _timestamp
+        FROM batch WHERE id % 5 <> 0
+"""
+
+
+def project_file(root: Path, kafka_url: str, topic: str, sql: str = SQL) -> Path:
+    objects = [
+        OBJECT.format(id=1001, name="on_sluice", engine="", topic=topic) + sql,
+        OBJECT.format(id=1002, name="on_spark", engine="engine: spark", topic=topic) + sql,
+    ]
+    text = f"name: streams\nconnections: {{events: '{kafka_url}'}}\nobjects:\n" + "".join(objects)
+    text += "spark:\n  master: local[2]\n  conf: {spark.sql.shuffle.partitions: 4, spark.ui.enabled: false}\n"
+    return write_yaml(root, text)
+
+
+def sorted_table(table: pa.Table, timestamp: pa.DataType | None = None) -> pa.Table:
+    """Rows in offset order (micro-batches commit files in their own order), ``_timestamp`` cast to ``timestamp``."""
+    if timestamp is not None:
+        table = table.set_column(table.schema.get_field_index("_timestamp"), "_timestamp", table["_timestamp"].cast(timestamp))
+    return table.replace_schema_metadata(None).sort_by([("_partition", "ascending"), ("_offset", "ascending")])
+
+
+@pytest.mark.parametrize("sql", [SQL, ""], ids=["sql", "no-sql"])
+def test_both_engines_write_the_same_rows_for_the_same_input(
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path, sql: str
+) -> None:
+    topic = topics(2)
+    produce(kafka_url, topic, range(300), partitions=2)
+    project = load(project_file(tmp_path / "project", kafka_url, topic, sql))
+    lake = LocalLake(tmp_path / "lake")
+    sluice = run_stream(project, 1001, lake=lake, until=lambda status: status.records >= 300)
+    spark = SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= 300)
+    assert (sluice.records, spark.records) == (300, 300) and spark.state == "stopped"
+    assert spark.bytes == sluice.bytes > 300 * 50
+    assert spark.last_batch is not None and set(spark.lag) <= {(topic, 0), (topic, 1)}  # Spark's last progress report
+    # After sql, DuckDB's result has _timestamp as timestamp[us, tz=Etc/UTC], Spark's as timestamp[us, tz=UTC]: same instants
+    unit = pa.timestamp("us", tz="UTC") if sql else None
+    on_sluice = sorted_table(lake.read("raw/on_sluice").read_all(), unit)
+    on_spark = sorted_table(lake.read("raw/on_spark").read_all(), unit)
+    assert on_sluice.num_rows == (240 if sql else 300)
+    assert on_spark.schema == on_sluice.schema
+    assert sql or on_spark.schema.field("_timestamp").type == pa.timestamp("ms", tz="UTC")
+    assert on_spark.equals(on_sluice)
+    assert lake.last_commit("raw", "on_spark")["offsets"] == lake.last_commit("raw", "on_sluice")["offsets"]  # type: ignore[index]
+    assert len(lake.parquet_files("raw/on_spark")) >= 5  # micro-batches of at most 70 records
+
+
+def test_streaming_hosts_pick_spark_for_engine_spark(kafka_url: str, tmp_path: Path) -> None:
+    project = load(project_file(tmp_path / "project", kafka_url, "t"))
+    lake = LocalLake(tmp_path / "lake")
+    assert isinstance(stream_runner(project, project.objects[1001], lake), MicroBatcher)
+    assert isinstance(stream_runner(project, project.objects[1002], lake), SparkStreamer)
+    assert [type(loop) for loop in StreamHost(project, lake).loops] == [MicroBatcher, SparkStreamer]
+
+
+def test_engine_spark_needs_a_declared_schema(kafka_url: str, tmp_path: Path) -> None:
+    path = project_file(tmp_path / "project", kafka_url, "t")
+    text = path.read_text()
+    path.write_text(text.replace("      schema: {id: int64, user: string, amount: float64, ts: string}\n", ""))
+    with pytest.raises(
+        ValidationFailed, match=r"sluice.yaml:\d+: object 1002 \(on_spark\): engine: spark needs the records' schema"
+    ):
+        load(path)
+    path.write_text(text.replace("engine: spark", "engine: duckdb"))
+    assert load(path).objects[1002].chosen_engine is None  # the default: Sluice's micro-batcher
