@@ -134,3 +134,29 @@ def test_a_backlog_of_a_million_records_drains_with_bounded_memory(tmp_path: Pat
     # with one micro-batch for the whole backlog).
     assert peak_rss < 500 * 1024 * 1024, f"peak RSS {peak_rss / 2**20:.0f} MiB"
     assert len(lake_ids(path)) == total
+
+
+def test_available_now_commits_what_the_topic_holds_then_exits(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
+    """``sluice stream --available-now``: everything the topic held at the start is committed, once, and the
+    process exits 0 by itself (partition 2 stays empty: it must not hold the stop back); a second run takes
+    only what came since."""
+    topic = topics(3)
+    produce(kafka_url, topic, range(3000), partitions=2)
+    path = write_project(tmp_path / "p", kafka_url, topic, streaming={"trigger": {"records": 500, "interval": "5s"}})
+
+    def run() -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "sluice", "stream", str(path), "--available-now", "--quiet"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    run()
+    assert sorted(lake_ids(path)) == list(range(3000))
+    produce(kafka_url, topic, range(3000, 3100), partitions=2)
+    run()
+    assert sorted(lake_ids(path)) == list(range(3100))

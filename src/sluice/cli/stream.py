@@ -21,6 +21,11 @@ PROGRESS_EVERY_S = 2.0
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option(
+    "--available-now",
+    is_flag=True,
+    help="Process what the topics hold when each object starts, commit it, then stop (Spark's Trigger.AvailableNow).",
+)
 @click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
 @click.option("--log-format", default="text", type=click.Choice(["text", "json"]), show_default=True)
 def stream(
@@ -29,6 +34,7 @@ def stream(
     metrics_port: int | None,
     metrics_host: str,
     quiet: bool,
+    available_now: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -45,7 +51,7 @@ def stream(
     tune_gc()
     try:
         project = load_project(path)
-        host = StreamHost(project, open_lake(project), object_ids or None)
+        host = StreamHost(project, open_lake(project), object_ids or None, available_now=available_now)
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -58,7 +64,8 @@ def stream(
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     names = ", ".join(f"{loop.obj.id} ({loop.obj.name})" for loop in host.loops)
-    click.echo(f"streaming {names}; Ctrl-C to stop", err=True)
+    until = "until what the topics hold now is committed" if available_now else "Ctrl-C to stop"
+    click.echo(f"streaming {names}; {until}", err=True)
     host.start()
     while host.running():
         host.join(PROGRESS_EVERY_S)

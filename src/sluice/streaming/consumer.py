@@ -124,6 +124,21 @@ class StreamConsumer:
                 found.setdefault(tp.topic, {})[tp.partition] = tp.offset
         return found
 
+    def end_offsets(self) -> Offsets:
+        """Each assigned partition's high watermark now (asked of the broker), for partitions holding records:
+        what "everything available now" means (Spark's ``Trigger.AvailableNow``). Raises TransientError when the
+        broker does not answer."""
+        found: Offsets = {}
+        for tp in self._assignment:
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=REQUEST_TIMEOUT_S, cached=False)
+            except KafkaException as exc:
+                where = f"{tp.topic}[{tp.partition}]"
+                raise TransientError(f"Kafka at {self.bootstrap}: no high watermark for {where} ({exc})") from exc
+            if high > low:
+                found.setdefault(tp.topic, {})[tp.partition] = high
+        return found
+
     def lag(self, offsets: Offsets) -> dict[tuple[str, int], int]:
         """Records between ``offsets`` and each partition's high watermark (from the last fetch; no request)."""
         found: dict[tuple[str, int], int] = {}

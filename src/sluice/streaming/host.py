@@ -28,9 +28,13 @@ class StreamHost:
     loops' set-up errors (a source connection that is not Kafka) before any thread starts.
     """
 
-    def __init__(self, project: Project, lake: Lake, object_ids: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, project: Project, lake: Lake, object_ids: Sequence[int] | None = None, *, available_now: bool = False
+    ) -> None:
         objects = streaming_objects(project) if not object_ids else [streaming_objects(project, i)[0] for i in object_ids]
         self.loops = [stream_runner(project, obj, lake) for obj in objects]
+        for loop in self.loops:
+            loop.available_now = available_now
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

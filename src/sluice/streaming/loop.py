@@ -127,6 +127,9 @@ class MicroBatcher:
         self.topics = topics_of(obj)
         self.bootstrap = bootstrap_of(project, obj)
         self._stop = threading.Event()
+        self.available_now = False
+        """True: stop once everything the topics held when the loop started is committed (``--available-now``)."""
+        self._targets: Offsets | None = None
         for topic in self.topics:  # the series exist at zero from the start (sluice_kafka_dead_letters_total)
             metrics.child(metrics.KAFKA_DEAD_LETTERS, str(obj.id), topic)
 
@@ -164,6 +167,7 @@ class MicroBatcher:
         )
         dead = _DeadLetters(self.bootstrap)
         self._committed = offsets
+        self._targets = consumer.end_offsets() if self.available_now else None
         self.status.set_state("stopping" if self.stopping else "running")
         committer = _Committer(self._commit, self.obj.name)
         copied: Offsets | None = None
@@ -182,7 +186,7 @@ class MicroBatcher:
                     consumer.commit_group(committed)
                     copied = committed
                 self.status.set_lag(consumer.lag(committed))
-                if until is not None and until(self.status):
+                if (until is not None and until(self.status)) or self._caught_up():
                     break
         finally:
             try:
@@ -219,9 +223,15 @@ class MicroBatcher:
                 size += sum(map(len, got))
             elif not messages:
                 self.status.set_lag(consumer.lag(self._committed))
-                if until is not None and until(self.status):
+                if (until is not None and until(self.status)) or self._caught_up():
                     break
+            if messages and self._targets is not None and _reached(consumer.positions(self._committed), self._targets):
+                break  # available now: what is left past the targets waits for the next run
         return messages, size
+
+    def _caught_up(self) -> bool:
+        """Available-now mode, and every partition's committed offset has reached its target."""
+        return self._targets is not None and _reached(self._committed, self._targets)
 
     def _commit(
         self,
@@ -398,6 +408,11 @@ def run_stream(
 
     obj = streaming_objects(project, object_id)[0]
     return MicroBatcher(project, obj, lake or open_lake(project), status).run(until)
+
+
+def _reached(offsets: Offsets, targets: Offsets) -> bool:
+    """True when each partition of ``targets`` is at or past its target offset in ``offsets``."""
+    return all(offsets.get(topic, {}).get(p, -1) >= end for topic, parts in targets.items() for p, end in parts.items())
 
 
 def _schema_text(schema: pa.Schema | None) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from sluice.errors import TerminalError, TransientError
@@ -68,6 +69,8 @@ class SparkStreamer:
         self.stream = spark_stream(project, obj)
         self.status = status or StreamStatus(obj.id, obj.name)
         self._stop = threading.Event()
+        self.available_now = False
+        """True: process what the topics hold now, then stop (Spark's ``Trigger.AvailableNow``)."""
 
     def stop(self) -> None:
         """Ask the query to stop (Spark finishes the micro-batch it is committing)."""
@@ -91,7 +94,8 @@ class SparkStreamer:
 
         label = f"object {self.obj.id} ({self.obj.name})"
         session = object_session(self.project.spark, kafka=True)
-        query = start_query(session, self.lake, self.stream, object_label=label, committed=self._committed)
+        stream = replace(self.stream, trigger_s=None) if self.available_now else self.stream
+        query = start_query(session, self.lake, stream, object_label=label, committed=self._committed)
         self.status.set_state("stopping" if self._stop.is_set() else "running")
         try:
             while query.isActive and not self._stop.is_set():
