@@ -1,4 +1,4 @@
-"""pipe_into: the sink runs in a helper thread while the caller's thread reads the source."""
+"""pipe_into and tee_into: the sink runs in a helper thread while the caller's thread reads the source (and consumes it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 
-from sluice.destinations.pipe import SourceAborted, pipe_into, slices
+from sluice.destinations.pipe import SinkStopped, SourceAborted, pipe_into, slices, tee_into
 
 SCHEMA = pa.schema([("n", pa.int64())])
 
@@ -74,3 +74,75 @@ def test_a_sink_error_is_raised_and_the_source_is_not_read_to_the_end() -> None:
     with pytest.raises(ValueError, match="server refused"):
         pipe_into(numbers(1000, 2000, seen), sink, depth=2)
     assert len(seen) < 1000
+
+
+def test_tee_gives_both_every_row_and_ends_the_sinks_stream_only_once_the_consumer_returned() -> None:
+    events: list[str] = []
+
+    def consume(reader: pa.RecordBatchReader) -> int:
+        rows = reader.read_all().num_rows
+        events.append("consumer returned")
+        return rows
+
+    def sink(reader: pa.RecordBatchReader) -> int:
+        total = int(sum(reader.read_all().column("n").to_pylist()))
+        events.append("sink stream ended")
+        return total
+
+    assert tee_into(numbers(20, 5000), sink, consume) == (100_000, sum(range(100_000)))
+    assert events == ["consumer returned", "sink stream ended"]
+
+
+def test_tee_overlaps_the_sink_with_the_consumer_under_back_pressure() -> None:
+    produced: list[int] = []
+    first_seen_at: list[int] = []
+
+    def sink(reader: pa.RecordBatchReader) -> int:
+        for batch in reader:
+            if not first_seen_at:
+                first_seen_at.append(len(produced))
+        return 0
+
+    tee_into(numbers(200, 100, produced), sink, lambda reader: reader.read_all().num_rows, depth=2)
+    assert len(produced) == 200
+    assert first_seen_at and first_seen_at[0] <= 5  # a queue of 2: the sink starts long before the source ends
+
+
+def test_tee_a_failing_consumer_makes_the_sinks_stream_raise_and_its_error_is_raised() -> None:
+    sink_error: list[BaseException] = []
+
+    def consume(reader: pa.RecordBatchReader) -> int:
+        reader.read_all()
+        raise OSError("disk full")  # after every batch: only the end of the sink's stream is left
+
+    def sink(reader: pa.RecordBatchReader) -> int:
+        try:
+            return int(reader.read_all().num_rows)
+        except BaseException as exc:
+            sink_error.append(exc)
+            raise
+
+    with pytest.raises(OSError, match="disk full"):
+        tee_into(numbers(5, 10), sink, consume)
+    assert len(sink_error) == 1 and isinstance(sink_error[0], SourceAborted)
+
+
+def test_tee_a_failing_sink_stops_the_consumer_and_its_error_is_raised() -> None:
+    seen: list[int] = []
+    consumer_error: list[BaseException] = []
+
+    def consume(reader: pa.RecordBatchReader) -> int:
+        try:
+            return int(reader.read_all().num_rows)
+        except BaseException as exc:
+            consumer_error.append(exc)
+            raise
+
+    def sink(reader: pa.RecordBatchReader) -> int:
+        reader.read_next_batch()
+        raise ValueError("server refused the rows")
+
+    with pytest.raises(ValueError, match="server refused"):
+        tee_into(numbers(1000, 2000, seen), sink, consume, depth=2)
+    assert len(seen) < 1000
+    assert len(consumer_error) == 1 and isinstance(consumer_error[0], SinkStopped)
