@@ -98,7 +98,7 @@ def test_tee_overlaps_the_sink_with_the_consumer_under_back_pressure() -> None:
     first_seen_at: list[int] = []
 
     def sink(reader: pa.RecordBatchReader) -> int:
-        for batch in reader:
+        for _ in reader:
             if not first_seen_at:
                 first_seen_at.append(len(produced))
         return 0

@@ -77,8 +77,8 @@ class Lake(ABC):
         ``then`` gets the new output's batches as a reader (the batches of ``data``, while they are written:
         :func:`keep_then`); its reader ends once the new output is complete, and the new output replaces the
         old one only after ``then`` returned. When it raises, nothing is replaced and the error propagates (a
-        failed load leaves the lake as it was); when the write fails, ``then``'s reader raises (the load rolls back). ``partition_by``
-        names columns whose values split the output into Hive-style folders (``dt=2026-11-30/``).
+        failed load leaves the lake as it was); when the write fails, ``then``'s reader raises (the load rolls
+        back). ``partition_by`` names columns whose values split the output into Hive-style folders (``dt=2026-11-30/``).
         Raises TerminalError for a bad layer, name or partition column (one line).
         """
 

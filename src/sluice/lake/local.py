@@ -86,6 +86,7 @@ class LocalLake(Lake):
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(handle)
         os.chmod(temporary, FILE_MODE)  # mkstemp makes the file private; outputs are shared like any file
+
         def keep(batches: pa.RecordBatchReader) -> tuple[int, str]:
             rows = _write_parquet(Path(temporary), batches)
             _fsync(temporary)

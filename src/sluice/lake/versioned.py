@@ -7,8 +7,9 @@ One dataset lives in a folder of any pyarrow file system::
     <folder>/v=<version>/dt=2026-11-30/part-00000.parquet   (Hive-partitioned)
 
 A write puts a whole new version under a key nobody reads yet while ``then`` loads the same batches
-(:func:`sluice.lake.base.keep_then`), and once both are done writes the manifest: one small object replaced by one PUT, which S3 makes visible all at once. Readers
-read the manifest first and open exactly the files it lists, so they see the old version or the new one,
+(:func:`sluice.lake.base.keep_then`), and once both are done writes the manifest: one small object
+replaced by one PUT, which S3 makes visible all at once. Readers read the manifest first and open
+exactly the files it lists, so they see the old version or the new one,
 never part of either, and never the leftovers of a writer that died. The idea is the commit log of Delta
 Lake and the metadata pointer of Apache Iceberg, reduced to a single pointer object per dataset (no
 concurrent-writer conflict detection: the last commit wins, as with the local lake's rename).
