@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pytest
@@ -21,6 +21,19 @@ def numbers(batches: int, rows: int, seen: list[int] | None = None) -> pa.Record
             yield pa.record_batch([pa.array(range(index * rows, (index + 1) * rows), pa.int64())], schema=SCHEMA)
 
     return pa.RecordBatchReader.from_batches(SCHEMA, generate())
+
+
+def rows_noting_errors(errors: list[BaseException]) -> Callable[[pa.RecordBatchReader], int]:
+    """A sink (or consumer) that reads every row and counts them, noting the error its stream raised instead."""
+
+    def read(reader: pa.RecordBatchReader) -> int:
+        try:
+            return int(reader.read_all().num_rows)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    return read
 
 
 def test_the_sink_gets_every_row_in_order_and_the_source_stays_on_this_thread() -> None:
@@ -51,12 +64,7 @@ def test_a_source_error_is_raised_as_itself_and_stops_the_sink() -> None:
         yield pa.record_batch([pa.array([1, 2], pa.int64())], schema=SCHEMA)
         raise ConnectionResetError("source went away")
 
-    def sink(reader: pa.RecordBatchReader) -> int:
-        try:
-            return int(reader.read_all().num_rows)
-        except BaseException as exc:
-            sink_error.append(exc)
-            raise
+    sink = rows_noting_errors(sink_error)
 
     with pytest.raises(ConnectionResetError, match="source went away"):
         pipe_into(pa.RecordBatchReader.from_batches(SCHEMA, broken()), sink)
@@ -115,12 +123,7 @@ def test_tee_a_failing_consumer_makes_the_sinks_stream_raise_and_its_error_is_ra
         reader.read_all()
         raise OSError("disk full")  # after every batch: only the end of the sink's stream is left
 
-    def sink(reader: pa.RecordBatchReader) -> int:
-        try:
-            return int(reader.read_all().num_rows)
-        except BaseException as exc:
-            sink_error.append(exc)
-            raise
+    sink = rows_noting_errors(sink_error)
 
     with pytest.raises(OSError, match="disk full"):
         tee_into(numbers(5, 10), sink, consume)
@@ -131,12 +134,7 @@ def test_tee_a_failing_sink_stops_the_consumer_and_its_error_is_raised() -> None
     seen: list[int] = []
     consumer_error: list[BaseException] = []
 
-    def consume(reader: pa.RecordBatchReader) -> int:
-        try:
-            return int(reader.read_all().num_rows)
-        except BaseException as exc:
-            consumer_error.append(exc)
-            raise
+    consume = rows_noting_errors(consumer_error)
 
     def sink(reader: pa.RecordBatchReader) -> int:
         reader.read_next_batch()
