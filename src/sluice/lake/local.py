@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from sluice.errors import TerminalError
 from sluice.lake.base import Lake, LakeWrite, StagedOutput, Then, keep_then
 from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
+from sluice.lake.parts import WRITER_OPTIONS
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ def _segment(value: str, what: str) -> str:
 def _write_parquet(path: Path, data: pa.RecordBatchReader) -> int:
     """Write every batch, gathering small batches into row groups of about ROW_GROUP_ROWS rows."""
     rows, pending, pending_rows = 0, list[pa.RecordBatch](), 0
-    with pq.ParquetWriter(path, data.schema, compression="zstd") as writer:
+    with pq.ParquetWriter(path, data.schema, **WRITER_OPTIONS) as writer:
         for batch in data:
             pending.append(batch)
             pending_rows += batch.num_rows
