@@ -17,11 +17,12 @@ in a process of its own (timed section only; imports and table drops are outside
   clock starts, with the column types Sluice creates.
 - ``sluice-local``: ``run_project`` of a one-object project (the file source, lake on local disk, PostgreSQL
   destination, ``mode: replace``, ``analyze: false``: a raw COPY does not ANALYZE, nor does dlt), RunStarted to
-  RunFinished plus loading the project: the file is read, written to the lake as Parquet and loaded from it.
+  RunFinished plus loading the project: the file is read and its batches written to the lake as Parquet and loaded
+  into the table at once.
 - ``sluice-s3``: the same with ``lake: s3://filebench/lake?endpoint=...`` on the S3 test server (versitygw).
 - ``sluice-nolake``: a diagnostic, not a goal: the same object with ``lake: false`` (the file straight into the
-  table), which shows what writing the lake copy first costs (the destination is loaded from the lake file once
-  it is written and hashed, docs/lakes.md).
+  table), which shows what keeping the lake copy costs (the destination is loaded while the lake file is written,
+  from the same batches, and commits once that file is complete, docs/lakes.md).
 - ``dlt``: dlt 1.31.0 (``bench/.venvs/dlt``, ``peers/setup_venvs.sh dlt``) through ``peers/run_dlt_files.py``:
   ``filesystem | read_parquet(use_pyarrow=True)`` / ``read_csv_duckdb(use_pyarrow=True)``, postgres destination,
   ``loader_file_format="csv"`` (COPY; its default is ``insert_values``), ``write_disposition="replace"``; in the

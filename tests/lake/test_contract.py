@@ -112,6 +112,74 @@ def test_a_failing_then_leaves_the_old_output_and_nothing_else(backend: Backend)
     assert backend.listing() == listing
 
 
+def test_then_loads_while_the_output_is_written_and_its_stream_ends_once_the_output_is_complete(
+    backend: Backend,
+) -> None:
+    lake = backend.lake()
+    before = lake.write("raw", "users", batches_of(4))
+    produced: list[int] = []
+    first_seen_at: list[int] = []
+
+    def source() -> Iterator[pa.RecordBatch]:
+        for index in range(100):
+            produced.append(index)
+            yield pa.record_batch([pa.array([100 + index]), pa.array(["x"])], schema=SCHEMA)
+
+    def publish(data: pa.RecordBatchReader) -> int:
+        rows = 0
+        for batch in data:
+            if not first_seen_at:
+                first_seen_at.append(len(produced))
+            rows += batch.num_rows
+        assert len(produced) == 100 and ids(backend, before.location) == [0, 1, 2, 3]  # complete, not committed
+        return rows
+
+    written = lake.write("raw", "users", pa.RecordBatchReader.from_batches(SCHEMA, source()), then=publish)
+    assert written.published == 100 and ids(backend, written.location) == list(range(100, 200))
+    assert first_seen_at and first_seen_at[0] < 100  # the load began before the source ended (bounded queue)
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_a_write_failing_while_then_loads_makes_then_fail_and_leaves_the_old_output(
+    backend: Backend, partitioned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sluice.lake.local
+    import sluice.lake.versioned
+
+    lake = backend.lake()
+    by = ["name"] if partitioned else []
+    before = lake.write("raw", "users", batches_of(4), partition_by=by)
+    listing = backend.listing()
+    written_parts = sluice.lake.versioned.write_parts
+
+    def write_then_fail(*args: object, **kwargs: object) -> object:
+        written_parts(*args, **kwargs)  # type: ignore[arg-type]
+        raise OSError("the disk failed after the data was written")
+
+    def flush_failed(path: str) -> None:
+        raise OSError("the disk failed after the data was written")
+
+    monkeypatch.setattr(sluice.lake.versioned, "write_parts", write_then_fail)
+    monkeypatch.setattr(sluice.lake.local, "_fsync", flush_failed)
+    outcome: list[str] = []
+
+    def publish(data: pa.RecordBatchReader) -> int:
+        try:
+            rows = data.read_all().num_rows
+        except BaseException:
+            outcome.append("stream raised")  # a destination rolls back here
+            raise
+        outcome.append("stream ended")  # a destination would commit here
+        return rows
+
+    with pytest.raises((OSError, SluiceError), match="disk failed"):
+        lake.write("raw", "users", batches_of(5, start=50), then=publish, partition_by=by)
+    assert outcome == ["stream raised"]
+    monkeypatch.undo()
+    assert ids(backend, before.location) == [0, 1, 2, 3]
+    assert backend.listing() == listing
+
+
 def test_a_failing_source_leaves_the_old_output_and_nothing_else(backend: Backend) -> None:
     lake = backend.lake()
     before = lake.write("raw", "users", batches_of(4))

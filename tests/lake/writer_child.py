@@ -2,8 +2,8 @@
 
 Writes ROWS rows in batches of 10,000 and prints ``writing`` at the moment named by WHEN, then waits so
 the parent can kill it there (tests/lake/test_contract.py): ``streaming`` once the first batches went out
-(it then goes on slowly, a short sleep per batch), ``then`` in the ``then`` step, when every data file is
-complete but not committed.
+(it then goes on slowly, a short sleep per batch), ``then`` in the ``then`` step once its stream ended, when
+every data file is complete but not committed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def main() -> None:
                 time.sleep(0.01)
 
     def then(data: pa.RecordBatchReader) -> int:
+        for _ in data:  # the stream ends once every data file is complete (the load would commit here)
+            pass
         print("writing", flush=True)
         time.sleep(120)
         return 0

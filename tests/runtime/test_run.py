@@ -406,3 +406,66 @@ objects:
     with duckdb.connect(str(folder / "dw.duckdb")) as db:
         assert db.execute("SELECT count(*) FROM clean").fetchone() == (5,)
     assert run_project(load(folder), RunOptions()).counts() == {"skipped": 2}
+
+
+def _amounts_project(folder: Path, pg_url: str, rows: str) -> None:
+    """A CSV of ``id,n`` rows -> the local lake -> PostgreSQL (append): the table is loaded while the lake file is written."""
+    write_yaml(
+        folder,
+        f"""
+connections:
+  dw: {pg_url}
+objects:
+  - id: 1001
+    name: amounts
+    source: {{type: csv, path: data/amounts.csv}}
+    destination: {{connection: dw, table: amounts, mode: append}}
+""",
+    )
+    (folder / "data").mkdir(exist_ok=True)
+    (folder / "data" / "amounts.csv").write_text("id,n\n" + rows, encoding="utf-8")
+
+
+def _pg_rows(pg_url: str) -> list[tuple[int, int]]:
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        return [(int(a), int(b)) for a, b in conn.execute("SELECT id, n FROM amounts ORDER BY id").fetchall()]
+
+
+def test_a_copy_postgresql_refuses_mid_load_leaves_the_lake_as_it_was(tmp_path: Path, pg_db_url: str) -> None:
+    import psycopg
+
+    folder = tmp_path / "copy-refused"
+    _amounts_project(folder, pg_db_url, "1,10\n2,30\n")
+    assert run_project(load(folder), RunOptions()).objects[1001].status == "loaded"
+    with psycopg.connect(pg_db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE amounts ADD CONSTRAINT small_n CHECK (n < 100)")  # the COPY itself will fail
+    _amounts_project(folder, pg_db_url, "".join(f"{i},{i % 50}\n" for i in range(3, 200_000)) + "200000,500\n")
+    refused = run_project(load(folder), RunOptions()).objects[1001]
+    assert refused.status == "failed" and "small_n" in (refused.error or "")
+    lake_rows = LocalLake(load(folder).resolve_lake_path()).read("raw/amounts.parquet").read_all().to_pylist()
+    assert lake_rows == [{"id": 1, "n": 10}, {"id": 2, "n": 30}]
+    assert _pg_rows(pg_db_url) == [(1, 10), (2, 30)]
+
+
+def test_a_lake_write_failing_while_postgresql_loads_leaves_the_table_as_it_was(
+    tmp_path: Path, pg_db_url: str, monkeypatch: Any
+) -> None:
+    import sluice.lake.local
+
+    folder = tmp_path / "lake-failed"
+    _amounts_project(folder, pg_db_url, "1,10\n2,30\n")
+    assert run_project(load(folder), RunOptions()).objects[1001].status == "loaded"
+    _amounts_project(folder, pg_db_url, "".join(f"{i},{i % 50}\n" for i in range(3, 200_000)))
+
+    def disk_failed(path: str) -> None:  # every row is written and loaded by now; only the flush fails
+        raise OSError(5, "Input/output error", path)
+
+    monkeypatch.setattr(sluice.lake.local, "_fsync", disk_failed)
+    failed = run_project(load(folder), RunOptions()).objects[1001]
+    assert failed.status == "failed" and "Input/output error" in (failed.error or "")
+    monkeypatch.undo()
+    assert _pg_rows(pg_db_url) == [(1, 10), (2, 30)]  # the COPY beside the lake write was rolled back
+    lake_rows = LocalLake(load(folder).resolve_lake_path()).read("raw/amounts.parquet").read_all().to_pylist()
+    assert lake_rows == [{"id": 1, "n": 10}, {"id": 2, "n": 30}]

@@ -7,6 +7,10 @@ sqlite3 connection, a generator holding a cursor) keep working; only the sink mo
 into slices of about ``slice_bytes`` (zero-copy) so the server gets its first rows early and the loader
 never holds a huge batch.
 
+:func:`tee_into` does the same while the calling thread also *consumes* every batch itself (writes the
+lake's Parquet file): both get the same batches, the sink's stream ending only once the consumer is done,
+so a sink that commits at its end (a destination's transaction) commits only after the consumer succeeded.
+
 Example::
 
     rows = pipe_into(reader, lambda r: cursor.adbc_ingest("t", r, mode="append"))
@@ -17,8 +21,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pyarrow as pa
+
+T = TypeVar("T")
 
 SLICE_BYTES = 1 << 20  # ~1 MiB of Arrow data per slice: small enough to stream, large enough to amortise
 QUEUE_DEPTH = 8
@@ -76,6 +83,10 @@ class _Pipe:
         return False
 
 
+class SinkStopped(Exception):
+    """Raised into the consumer of :func:`tee_into` when the sink failed; the caller re-raises the sink's error."""
+
+
 def pipe_into(
     reader: pa.RecordBatchReader,
     sink: Callable[[pa.RecordBatchReader], int],
@@ -87,19 +98,56 @@ def pipe_into(
     An error from the source is raised here as itself (the sink is stopped first); an error from the
     sink is raised here too.
     """
+    return tee_into(reader, sink, _drain, depth, slice_bytes)[1]
+
+
+def tee_into(
+    reader: pa.RecordBatchReader,
+    sink: Callable[[pa.RecordBatchReader], int],
+    consume: Callable[[pa.RecordBatchReader], T],
+    depth: int = QUEUE_DEPTH,
+    slice_bytes: int = SLICE_BYTES,
+) -> tuple[T, int]:
+    """Feed ``reader``'s batches both to ``consume`` (on the calling thread) and to ``sink`` (in a helper
+    thread, zero-copy slices of about ``slice_bytes`` through a queue of ``depth``: back-pressure on the
+    consumer); return ``(what consume returns, what sink returns)``.
+
+    The sink's stream ends only after ``consume`` has returned; when ``consume`` raises (or the source
+    does), the sink's stream raises :class:`SourceAborted` instead, so a sink that commits when its stream
+    ends never commits what the consumer failed to keep. When the sink fails, the consumer's stream raises
+    :class:`SinkStopped` and the sink's error is raised here; otherwise the consumer's (or source's) error is.
+    """
     pipe = _Pipe(reader.schema, depth)
     worker = threading.Thread(target=pipe.run, args=(sink,), name="sluice-load", daemon=True)
     worker.start()
-    try:
+
+    stopped: list[SinkStopped] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        feeding = True
         for batch in reader:
-            if not all(pipe.put(piece) for piece in slices(batch, slice_bytes)):
-                break
+            if feeding and not all(pipe.put(piece) for piece in slices(batch, slice_bytes)):
+                if pipe.error is not None:
+                    stopped.append(SinkStopped("the sink failed while the data was being consumed"))
+                    raise stopped[0]
+                feeding = False  # it returned early, content: the consumer still gets everything
+            yield batch
+
+    try:
+        consumed = consume(pa.RecordBatchReader.from_batches(reader.schema, batches()))
     except BaseException as exc:
         pipe.put(exc)
         worker.join()
+        if stopped and pipe.error is not None:
+            raise pipe.error from None  # the sink failed first: the consumer only stopped because of it
         raise
     pipe.put(_END)
     worker.join()
     if pipe.error is not None:
         raise pipe.error
-    return pipe.result
+    return consumed, pipe.result
+
+
+def _drain(reader: pa.RecordBatchReader) -> None:
+    for _ in reader:
+        pass

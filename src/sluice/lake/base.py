@@ -13,10 +13,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
+from sluice.destinations.pipe import tee_into
 from sluice.errors import TerminalError
 
 if TYPE_CHECKING:
@@ -38,6 +39,25 @@ Then = Callable[[pa.RecordBatchReader], int]
 """A step run on the new output before it replaces the old one (publishing it to a table); if it raises,
 the old output stays."""
 
+T = TypeVar("T")
+
+
+def keep_then(data: pa.RecordBatchReader, keep: Callable[[pa.RecordBatchReader], T], then: Then | None) -> tuple[T, int | None]:
+    """Run ``keep`` (writing the new output, not yet visible) on ``data`` and ``then`` on the same batches at once;
+    return ``(what keep returns, what then returns or None)``.
+
+    How a lake runs :meth:`Lake.write`'s ``then`` step: ``keep`` writes the output on the calling thread while
+    ``then`` (the destination's load) runs in a helper thread fed through a bounded queue
+    (:func:`sluice.destinations.pipe.tee_into`), so the time is about the longer of the two rather than their sum.
+    ``then``'s stream ends only once ``keep`` has returned (the new output is complete), so a destination
+    commits only then; when ``keep`` (or ``data``) raises, ``then``'s stream raises and the destination rolls
+    back; when ``then`` raises, ``keep`` is stopped and its error is raised. Either way the caller does not
+    replace the old output (it removes what ``keep`` wrote). Without ``then``, just ``keep(data)``.
+    """
+    if then is None:
+        return keep(data), None
+    return tee_into(data, then, keep)
+
 
 class Lake(ABC):
     """One interface per lake backend (a local folder, S3-compatible storage)."""
@@ -54,9 +74,11 @@ class Lake(ABC):
     ) -> LakeWrite:
         """Stream ``data`` into ``layer/name`` (replacing what was there) and describe the result.
 
-        ``then`` gets the new output as a reader before it replaces the old one; when it raises, nothing
-        is replaced and the error propagates (a failed load leaves the lake as it was). ``partition_by``
-        names columns whose values split the output into Hive-style folders (``dt=2026-11-30/``).
+        ``then`` gets the new output's batches as a reader (the batches of ``data``, while they are written:
+        :func:`keep_then`); its reader ends once the new output is complete, and the new output replaces the
+        old one only after ``then`` returned. When it raises, nothing is replaced and the error propagates (a
+        failed load leaves the lake as it was); when the write fails, ``then``'s reader raises (the load rolls
+        back). ``partition_by`` names columns whose values split the output into Hive-style folders (``dt=2026-11-30/``).
         Raises TerminalError for a bad layer, name or partition column (one line).
         """
 

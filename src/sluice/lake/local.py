@@ -37,8 +37,9 @@ import pyarrow.parquet as pq
 
 from sluice.errors import TerminalError
 from sluice.lake import appends
-from sluice.lake.base import Lake, LakeWrite, StagedAppend, StagedOutput, Then
+from sluice.lake.base import Lake, LakeWrite, StagedAppend, StagedOutput, Then, keep_then
 from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
+from sluice.lake.parts import WRITER_OPTIONS
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 
 if TYPE_CHECKING:
@@ -70,8 +71,9 @@ class LocalLake(Lake):
     ) -> LakeWrite:
         """Stream ``data`` into ``<layer>/<name>.parquet``, replacing any previous output atomically.
 
-        The data goes to a hidden temporary file first; ``then`` (if given) reads that file before it is
-        renamed over the target, so a ``then`` that fails leaves the previous output in place. With
+        The data goes to a hidden temporary file first; ``then`` (if given) loads the same batches meanwhile
+        (:func:`keep_then`) and the file is renamed over the target only once both are done, so a ``then``
+        that fails leaves the previous output in place. With
         ``partition_by`` the output is the manifest-committed folder ``<layer>/<name>`` instead.
         """
         if partition_by:
@@ -86,11 +88,14 @@ class LocalLake(Lake):
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(handle)
         os.chmod(temporary, FILE_MODE)  # mkstemp makes the file private; outputs are shared like any file
-        try:
-            rows = _write_parquet(Path(temporary), data)
+
+        def keep(batches: pa.RecordBatchReader) -> tuple[int, str]:
+            rows = _write_parquet(Path(temporary), batches)
             _fsync(temporary)
-            content_hash = _hash(Path(temporary))
-            published = then(_read_file(Path(temporary))) if then is not None else None
+            return rows, _hash(Path(temporary))
+
+        try:
+            (rows, content_hash), published = keep_then(data, keep, then)
             previous = os.readlink(target) if target.is_symlink() else ""
             os.replace(temporary, target)
         except BaseException:
@@ -263,7 +268,7 @@ def _segment(value: str, what: str) -> str:
 def _write_parquet(path: Path, data: pa.RecordBatchReader) -> int:
     """Write every batch, gathering small batches into row groups of about ROW_GROUP_ROWS rows."""
     rows, pending, pending_rows = 0, list[pa.RecordBatch](), 0
-    with pq.ParquetWriter(path, data.schema, compression="zstd") as writer:
+    with pq.ParquetWriter(path, data.schema, **WRITER_OPTIONS) as writer:
         for batch in data:
             pending.append(batch)
             pending_rows += batch.num_rows

@@ -29,6 +29,13 @@ from sluice.errors import TerminalError
 
 ROW_GROUP_ROWS = 128 * 1024
 MAX_OPEN_PARTITIONS = 512
+DICTIONARY_PAGE_BYTES = 64 * 1024
+"""Dictionary-encode a column chunk only while its dictionary stays under 64 KiB, then fall back to plain
+encoding. pyarrow's default (1 MiB) holds the 131,072 values of a whole row group of unique int64 ids, so
+every unique numeric column was dictionary-encoded in full: measured on issue 12's bench data, 2-3x the
+encoding CPU and 25-50 % larger files than with this limit (low-cardinality columns keep their dictionary)."""
+WRITER_OPTIONS: dict[str, Any] = {"compression": "zstd", "dictionary_pagesize_limit": DICTIONARY_PAGE_BYTES}
+"""How every Parquet file of the lake is written (zstd, and the dictionary limit above)."""
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's name for a null partition value
 
 
@@ -156,7 +163,7 @@ def write_parts(
             if prefix:
                 fs.create_dir(f"{folder}/{prefix.rstrip('/')}", recursive=True)
             sink = _HashingSink(fs.open_output_stream(f"{folder}/{relative}"))
-            writer = pq.ParquetWriter(sink, file_schema, compression="zstd")
+            writer = pq.ParquetWriter(sink, file_schema, **WRITER_OPTIONS)
             part = parts[prefix] = _Part(relative, sink, writer)
         return part
 

@@ -121,8 +121,9 @@ class S3Lake(Lake):
     ) -> LakeWrite:
         """Write ``data`` as a new version of ``<layer>/<name>`` and commit it through the manifest.
 
-        ``then`` reads the new version before the commit; if it raises, the version's objects are deleted
-        and the previous version stays current. Raises TerminalError / TransientError (see the module).
+        ``then`` loads the new version's batches while they are written, before the commit; if it raises,
+        the version's objects are deleted and the previous version stays current. Raises TerminalError /
+        TransientError (see the module).
         """
         location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
         folder = self._folder(location)

@@ -6,9 +6,10 @@ One dataset lives in a folder of any pyarrow file system::
     <folder>/v=<version>/part-00000.parquet           one version's data (unpartitioned)
     <folder>/v=<version>/dt=2026-11-30/part-00000.parquet   (Hive-partitioned)
 
-A write puts a whole new version under a key nobody reads yet, hands it to ``then``, and only then
-writes the manifest: one small object replaced by one PUT, which S3 makes visible all at once. Readers
-read the manifest first and open exactly the files it lists, so they see the old version or the new one,
+A write puts a whole new version under a key nobody reads yet while ``then`` loads the same batches
+(:func:`sluice.lake.base.keep_then`), and once both are done writes the manifest: one small object
+replaced by one PUT, which S3 makes visible all at once. Readers read the manifest first and open
+exactly the files it lists, so they see the old version or the new one,
 never part of either, and never the leftovers of a writer that died. The idea is the commit log of Delta
 Lake and the metadata pointer of Apache Iceberg, reduced to a single pointer object per dataset (no
 concurrent-writer conflict detection: the last commit wins, as with the local lake's rename).
@@ -35,7 +36,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from sluice.errors import TerminalError
-from sluice.lake.base import LakeWrite, Then
+from sluice.lake.base import LakeWrite, Then, keep_then
 from sluice.lake.parts import ROW_GROUP_ROWS, write_parts
 
 if TYPE_CHECKING:
@@ -129,14 +130,17 @@ class VersionedStore:
         partition_by: Sequence[str] = (),
         then: Then | None = None,
     ) -> LakeWrite:
-        """Write ``data`` as a new version of the dataset in ``folder``, run ``then`` on it, commit, prune.
+        """Write ``data`` as a new version of the dataset in ``folder`` while ``then`` loads it, commit, prune.
 
         Raises what ``data``, ``then`` or the file system raise, after deleting the new version's files.
         """
         version = new_version()
         version_folder = f"{folder}/{VERSION_PREFIX}{version}"
         try:
-            written = write_parts(self.fs, version_folder, data, partition_by, label=f"lake output {location!r}")
+            label = f"lake output {location!r}"
+            written, published = keep_then(
+                data, lambda batches: write_parts(self.fs, version_folder, batches, partition_by, label=label), then
+            )
             manifest = Manifest(
                 FORMAT,
                 version,
@@ -146,7 +150,6 @@ class VersionedStore:
                 list(partition_by),
                 base64.b64encode(data.schema.serialize().to_pybytes()).decode(),
             )
-            published = then(self.reader(folder, manifest)) if then is not None else None
             previous = self.manifest(folder)
             kept, dropped = self._retained(version, previous)
             manifest = msgspec.structs.replace(manifest, previous=kept)

@@ -121,8 +121,9 @@ class ObjectExecutor:
         if not obj.lake:
             rows = publish(reader) if publish is not None else 0
             return Outcome(rows=rows, location=None, content_hash="", destination=destination)
-        # The destination is loaded from the new lake file before that file replaces the old one: a load
-        # that fails leaves both the table and the lake as they were.
+        # The destination is loaded while the new lake file is written (the same batches, lake.base.keep_then)
+        # and commits once that file is complete; the file replaces the old one after the load: a load or a
+        # lake write that fails leaves both the table and the lake as they were.
         written = self.lake.write(layer_of(self.project, obj), obj.name, reader, then=publish, partition_by=obj.partition_by)
         if rows is None:
             rows = written.published if written.published is not None else written.rows
