@@ -57,8 +57,8 @@ FETCH_WAIT_MS = 10  # replays: the broker answers a fetch with no new message af
 CONSUMER_FETCH_WAIT_MS = 100
 """How long the broker holds a consumer's fetch while its partitions have no new message (ms). A message that
 arrives meanwhile answers the fetch at once, so this is no wait for messages: it sets how often an idle
-consumer asks (10 per second; at 10 ms the six idle workers of ``bench/kafka.py`` cost the broker ~8% of a
-core) and how late a partition assigned or resumed while a fetch is held is first fetched (librdkafka has
+consumer asks (10 per second; at 10 ms the six idle workers of ``bench/kafka.py`` cost the broker 5-9% of a
+core, docs/bus.md) and how late a partition assigned or resumed while a fetch is held is first fetched (librdkafka has
 one fetch in flight per broker)."""
 DELIVERY_TIMEOUT_MS = 60_000  # librdkafka retries a write this long (a broker restarting) before failing it
 
