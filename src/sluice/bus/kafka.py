@@ -53,7 +53,13 @@ log = logging.getLogger("sluice.bus.kafka")
 
 DEFAULT_PARTITIONS = 6
 DEFAULT_RETENTION_DAYS = 7.0
-FETCH_WAIT_MS = 10  # the broker answers a fetch with no new message after this long, so the next one goes out
+FETCH_WAIT_MS = 10  # replays: the broker answers a fetch with no new message after this long, so the next one goes out
+CONSUMER_FETCH_WAIT_MS = 100
+"""How long the broker holds a consumer's fetch while its partitions have no new message (ms). A message that
+arrives meanwhile answers the fetch at once, so this is no wait for messages: it sets how often an idle
+consumer asks (10 per second; at 10 ms the six idle workers of ``bench/kafka.py`` cost the broker 5-9% of a
+core, docs/bus.md) and how late a partition assigned or resumed while a fetch is held is first fetched (librdkafka has
+one fetch in flight per broker)."""
 DELIVERY_TIMEOUT_MS = 60_000  # librdkafka retries a write this long (a broker restarting) before failing it
 
 
@@ -377,7 +383,7 @@ class KafkaBus(Bus):
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 500,
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
+            "fetch.wait.max.ms": CONSUMER_FETCH_WAIT_MS,
             "topic.metadata.refresh.interval.ms": 10_000,
             **self._consumer_config,
         }
