@@ -130,6 +130,14 @@ def test_qualified_parents_are_views_of_their_own() -> None:
     assert views == {"raw__users": "raw.users", "users": "users"}
 
 
+def test_only_the_inputs_the_sql_names_become_views() -> None:
+    inputs = ["users", "raw.users", "ingest.users", "orders", "raw.orders", "ingest.orders"]
+    text, views = spark_sql("with orders as (select 1 as id) select * from users join orders using (id)", inputs)
+    assert text == "WITH orders AS (SELECT 1 AS id) SELECT * FROM users JOIN orders USING (id)"
+    assert views == {"users": "users", "orders": "orders"}  # a CTE's name may shadow an input: a view too many is harmless
+    assert spark_sql("select * from RAW.Users", inputs) == ("SELECT * FROM raw__users", {"raw__users": "raw.users"})
+
+
 @pytest.mark.parametrize(
     ("objects", "expected"),
     [
