@@ -51,12 +51,12 @@ class SparkEngine(Engine):
             assert obj.sql is not None
             tables = sql_tables(self.project, obj, inputs)
             text, views = spark_sql(obj.sql, list(tables))
-            frames: dict[str, Any] = {}  # one DataFrame per parent, however many of its names the SQL uses
+            by_location: dict[str, Any] = {}  # one DataFrame per parent, however many of its names the SQL uses
             for view, name in views.items():
                 location = tables[name]
-                if location not in frames:
-                    frames[location] = read(session, self.lake.parquet_path(location))
-                frames[location].createOrReplaceTempView(view)
+                if location not in by_location:
+                    by_location[location] = read(session, self.lake.parquet_path(location))
+                by_location[location].createOrReplaceTempView(view)
             return session.sql(text)
 
     def write(self, obj: ObjectSpec, inputs: Mapping[str, str], staged: StagedOutput, *, object_label: str) -> None:
