@@ -3,7 +3,7 @@
 One command (the S3 server is started by ``scripts/servers/s3.sh start`` unless ``SLUICE_TEST_S3_URL`` or
 ``--url`` names one)::
 
-    python bench/lake_s3.py                       # ~1 GB (Arrow, in memory), 3 rounds
+    python bench/lake_s3.py                       # ~1 GB (Arrow, in memory), 5 rounds
     python bench/lake_s3.py --mb 256 --rounds 5 --json bench/results/lake_s3.json
 
 The dataset (int64 id, float64 value, a low-cardinality string, a high-cardinality string, a timestamp) is
@@ -14,17 +14,26 @@ generated once in memory and written, then read back whole, by:
 - pyarrow: ``pq.write_table`` (zstd, the same row-group size) and ``pq.read_table`` on the same
   ``S3FileSystem`` and server.
 
-Rounds alternate which goes first. MB/s is 10^6 bytes of the Arrow data (``Table.nbytes``) per second;
-the median of the rounds is printed for each, with the ratio sluice / pyarrow of those medians (goal: at
-least 0.9) and, as a check on a noisy machine, the median of each round's own ratio (the two ran back to
-back in a round, so they shared its conditions).
-The bucket is deleted at the end, also on failure.
+Both read through the same machinery: ``S3Lake.read`` streams a ``pyarrow.dataset`` scan (pre-buffered,
+coalesced range requests, row groups read ahead concurrently) of the files its manifest lists, which is what
+``pq.read_table`` runs on a single path too; Sluice adds one small GET (the manifest) and hands the batches
+out in order, so that a huge output is read with bounded memory.
+
+In a round both write (one after the other); then one untimed read (the first read after the writes runs
+up to twice as slow, with twice the CPU seconds, whoever does it: timed, it gave the one that went first
+more often a ratio near 0.5), then both read twice, A B B A, each read figure being the mean of the two;
+rounds alternate which goes first. MB/s is 10^6 bytes of the Arrow data (``Table.nbytes``) per second; CPU seconds
+are this process's (user + system, all threads; the S3 server's are not counted). The headline ratio
+sluice / pyarrow (goal: at least 0.9) is the median of each round's own ratio: the two ran back to back in
+a round, so they shared its conditions, which matters on a shared, noisy machine; the ratio of the medians
+and the ratio of median CPU seconds are printed beside it. The bucket is deleted at the end, also on failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -79,16 +88,18 @@ def dataset(megabytes: int) -> pa.Table:
     return pa.Table.from_batches(batches)
 
 
-def timed(action: Callable[[], object]) -> float:
+def timed(action: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all threads) of ``action()``."""
+    cpu = time.process_time()
     started = time.perf_counter()
     action()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=int, default=1024, help="size of the Arrow data in MB (default 1024)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, each writing and reading with both (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each writing and reading with both (default 5)")
     parser.add_argument("--url", default="", help="http://KEY:SECRET@host:port of the S3 server (default: scripts/servers/s3.sh)")
     parser.add_argument("--json", default="", help="also write the results to this file")
     options = parser.parse_args()
@@ -104,7 +115,9 @@ def main() -> None:
     fs.create_dir(bucket)
     lake = S3Lake(fs, {}, default_root=bucket)
     plain_path = f"{bucket}/plain/data.parquet"
-    seconds: dict[str, list[float]] = {"sluice write": [], "pyarrow write": [], "sluice read": [], "pyarrow read": []}
+    keys = ("sluice write", "pyarrow write", "sluice read", "pyarrow read")
+    seconds: dict[str, list[float]] = {key: [] for key in keys}
+    cpu: dict[str, list[float]] = {key: [] for key in keys}
     stored: dict[str, int] = {}
 
     def sluice_write() -> None:
@@ -119,13 +132,27 @@ def main() -> None:
     def plain_read() -> None:
         assert pq.read_table(plain_path, filesystem=fs).num_rows == table.num_rows
 
+    jobs = {"sluice write": sluice_write, "pyarrow write": plain_write, "sluice read": sluice_read, "pyarrow read": plain_read}
     try:
         for round_ in range(options.rounds):
-            pairs = [("sluice", sluice_write, sluice_read), ("pyarrow", plain_write, plain_read)]
-            for name, write, read in pairs if round_ % 2 == 0 else pairs[::-1]:
-                seconds[f"{name} write"].append(timed(write))
-                seconds[f"{name} read"].append(timed(read))
-            line = ", ".join(f"{key} {size_mb / values[-1]:,.0f} MB/s" for key, values in seconds.items())
+            first, second = ("sluice", "pyarrow") if round_ % 2 == 0 else ("pyarrow", "sluice")
+            walls: dict[str, list[float]] = {key: [] for key in keys}
+            used: dict[str, list[float]] = {key: [] for key in keys}
+            for key in (f"{first} write", f"{second} write"):
+                gc.collect()
+                wall, spent = timed(jobs[key])
+                walls[key].append(wall)
+                used[key].append(spent)
+            jobs[f"{second} read"]()  # untimed: the first read after the writes runs up to twice as slow, whoever does it
+            for key in (f"{first} read", f"{second} read", f"{second} read", f"{first} read"):
+                gc.collect()
+                wall, spent = timed(jobs[key])
+                walls[key].append(wall)
+                used[key].append(spent)
+            for key in keys:
+                seconds[key].append(statistics.mean(walls[key]))
+                cpu[key].append(statistics.mean(used[key]))
+            line = ", ".join(f"{key} {size_mb / seconds[key][-1]:,.0f} MB/s ({cpu[key][-1]:.1f} CPU s)" for key in keys)
             print(f"round {round_ + 1}: {line}", flush=True)
         stored["sluice"] = sum(
             info.size for info in fs.get_file_info(pafs.FileSelector(f"{bucket}/raw/bench", recursive=True)) if info.is_file
@@ -135,19 +162,25 @@ def main() -> None:
         _delete_bucket(url, bucket)
 
     medians = {key: size_mb / statistics.median(values) for key, values in seconds.items()}
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"stored Parquet: sluice {stored['sluice'] / 1e6:,.0f} MB (2 versions kept), pyarrow {stored['pyarrow'] / 1e6:,.0f} MB")
+    print(f"load average now {load}")
     for what in ("write", "read"):
-        ratio = medians[f"sluice {what}"] / medians[f"pyarrow {what}"]
         paired = statistics.median(p / s for s, p in zip(seconds[f"sluice {what}"], seconds[f"pyarrow {what}"], strict=True))
+        ratio = medians[f"sluice {what}"] / medians[f"pyarrow {what}"]
+        cpu_ratio = statistics.median(cpu[f"pyarrow {what}"]) / statistics.median(cpu[f"sluice {what}"])
         print(
             f"{what}: sluice {medians[f'sluice {what}']:,.0f} MB/s, pyarrow {medians[f'pyarrow {what}']:,.0f} MB/s "
-            f"(median of {options.rounds}); ratio {ratio:.2f}x (goal >= 0.9x); median of the rounds' ratios {paired:.2f}x"
+            f"(median of {options.rounds}); ratio {paired:.2f}x (median of the rounds' ratios; goal >= 0.9x); "
+            f"ratio of medians {ratio:.2f}x; CPU seconds {statistics.median(cpu[f'sluice {what}']):.1f} vs "
+            f"{statistics.median(cpu[f'pyarrow {what}']):.1f} ({cpu_ratio:.2f}x)"
         )
     if options.json:
         result = {
             "rows": table.num_rows,
             "arrow_mb": size_mb,
             "seconds": seconds,
+            "cpu_seconds": cpu,
             "mb_per_s_median": medians,
             "stored_bytes": stored,
         }

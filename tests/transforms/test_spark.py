@@ -73,6 +73,23 @@ def test_a_sql_object_runs_on_spark_which_writes_the_lake(tmp_path: Path, spark:
     assert any(part.name.startswith("part-") for part in output.resolve().glob("*.parquet"))
 
 
+def test_a_parent_named_two_ways_is_read_once_and_seen_under_both_names(tmp_path: Path, spark: Any) -> None:
+    project = project_with(
+        tmp_path,
+        "  - id: 2001\n    name: pairs\n    parents: [1001]\n    engine: spark\n"
+        "    sql: select p.id, q.name from people p join raw.people q on q.id = p.id where p.country = 'FR'\n",
+    )
+    jobs_before = set(spark.sparkContext.statusTracker().getJobIdsForGroup(None))
+    summary = run_project(project, RunOptions(targets=[2001]))
+    assert summary.status == "succeeded", {oid: s.error for oid, s in summary.objects.items()}
+    assert rows(project, "cleaned", "pairs", "id") == [{"id": 1, "name": "ada"}, {"id": 3, "name": "cy"}]
+    tracker = spark.sparkContext.statusTracker()
+    jobs = [tracker.getJobInfo(job) for job in set(tracker.getJobIdsForGroup(None)) - jobs_before]
+    stages = [tracker.getStageInfo(stage) for job in jobs if job is not None for stage in job.stageIds]
+    footer_reads = [stage for stage in stages if stage is not None and stage.name.startswith("parquet at ")]  # read.parquet's
+    assert len(footer_reads) == 1  # one schema read of the parent's files, not one per view (people, raw__people)
+
+
 def test_a_pyspark_function_gets_one_dataframe_per_parent(tmp_path: Path, spark: Any) -> None:
     project = project_with(tmp_path, "  - {id: 2001, name: countries, parents: [1001], pyspark: jobs:countries}\n")
     assert project.objects[2001].engine == "spark"
@@ -128,6 +145,14 @@ def test_qualified_parents_are_views_of_their_own() -> None:
     text, views = spark_sql("select * from raw.users u join users v using (id)", ["raw.users", "users"])
     assert text == "SELECT * FROM raw__users AS u JOIN users AS v USING (id)"
     assert views == {"raw__users": "raw.users", "users": "users"}
+
+
+def test_only_the_inputs_the_sql_names_become_views() -> None:
+    inputs = ["users", "raw.users", "ingest.users", "orders", "raw.orders", "ingest.orders"]
+    text, views = spark_sql("with orders as (select 1 as id) select * from users join orders using (id)", inputs)
+    assert text == "WITH orders AS (SELECT 1 AS id) SELECT * FROM users JOIN orders USING (id)"
+    assert views == {"users": "users", "orders": "orders"}  # a CTE's name may shadow an input: a view too many is harmless
+    assert spark_sql("select * from RAW.Users", inputs) == ("SELECT * FROM raw__users", {"raw__users": "raw.users"})
 
 
 @pytest.mark.parametrize(

@@ -183,8 +183,11 @@ class VersionedStore:
             partitioning = ds.partitioning(partition_schema, flavor="hive")
         base = f"{folder}/{VERSION_PREFIX}{manifest.version}"
         files = [f"{folder}/{name}" for name in manifest.files]
+        # Pre-buffered: each row group's column chunks fetched as a few coalesced, concurrent range requests, as
+        # pq.read_table asks for too (pyarrow 26's default as well, spelled out so that a change of it shows here).
+        parquet = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
         return ds.dataset(
-            files, schema=schema, format="parquet", filesystem=self.fs, partitioning=partitioning, partition_base_dir=base
+            files, schema=schema, format=parquet, filesystem=self.fs, partitioning=partitioning, partition_base_dir=base
         )
 
     def versions(self, folder: str) -> list[str]:

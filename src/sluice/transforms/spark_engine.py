@@ -52,8 +52,12 @@ class SparkEngine(Engine):
             assert obj.sql is not None
             tables = sql_tables(self.project, obj, inputs)
             text, views = spark_sql(obj.sql, list(tables))
+            by_location: dict[str, Any] = {}  # one DataFrame per parent, however many of its names the SQL uses
             for view, name in views.items():
-                read(session, lake_input(self.lake, tables[name])).createOrReplaceTempView(view)
+                location = tables[name]
+                if location not in by_location:
+                    by_location[location] = read(session, lake_input(self.lake, location))
+                by_location[location].createOrReplaceTempView(view)
             return session.sql(text)
 
     def write(self, obj: ObjectSpec, inputs: Mapping[str, str], staged: StagedOutput, *, object_label: str) -> None:
@@ -81,23 +85,26 @@ class SparkEngine(Engine):
 def spark_sql(sql: str, tables: list[str]) -> tuple[str, dict[str, str]]:
     """``sql`` (DuckDB's dialect) as Spark SQL, and the temporary views it reads: view name -> input table name.
 
-    A qualified input (``raw.users``) is read from the view ``raw__users``; a plain one keeps its name.
-    Tables that are not inputs are left for Spark to report. Raises sqlglot's ParseError.
+    A qualified input (``raw.users``) is read from the view ``raw__users``; a plain one keeps its name. Only
+    the inputs the SQL names get a view: each view costs Spark a read of the files' footers (a job of its
+    own), so an object is not charged for the parents' other names. Tables that are not inputs are left for
+    Spark to report. Raises sqlglot's ParseError.
 
     >>> spark_sql("select date_trunc('month', d) m from raw.users", ["raw.users", "users"])
-    ("SELECT DATE_TRUNC('MONTH', d) AS m FROM raw__users", {'raw__users': 'raw.users', 'users': 'users'})
+    ("SELECT DATE_TRUNC('MONTH', d) AS m FROM raw__users", {'raw__users': 'raw.users'})
     """
     by_lower = {name.lower(): name for name in tables}
-    views = {name.replace(".", "__"): name for name in tables}
+    views: dict[str, str] = {}
     tree = sqlglot.parse_one(sql, read="duckdb")
     for table in list(tree.find_all(exp.Table)):
-        if not isinstance(table.this, exp.Identifier) or table.catalog or not table.db:
-            continue  # plain names are views of the same name; CTEs and table functions stay as they are
-        name = by_lower.get(f"{table.db}.{table.name}".lower())
+        if not isinstance(table.this, exp.Identifier) or table.catalog:
+            continue  # CTEs and table functions stay as they are
+        name = by_lower.get(f"{table.db}.{table.name}".lower() if table.db else table.name.lower())
         if name is None:
-            continue
-        replacement = exp.Table(this=exp.to_identifier(name.replace(".", "__")), alias=table.args.get("alias"))
-        table.replace(replacement)
+            continue  # not an input (a CTE's name, or a table Spark reports as missing)
+        views[name.replace(".", "__")] = name
+        if table.db:  # plain names are views of the same name
+            table.replace(exp.Table(this=exp.to_identifier(name.replace(".", "__")), alias=table.args.get("alias")))
     return tree.sql(dialect="spark"), views
 
 
