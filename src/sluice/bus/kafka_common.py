@@ -18,6 +18,16 @@ from sluice.bus.base import Message
 REQUEST_TIMEOUT_S = 10.0
 """How long one request to the broker (metadata, offsets, admin) may take, in seconds."""
 
+FETCH_QUEUE_BACKOFF_MS = 10
+"""librdkafka's ``fetch.queue.backoff.ms`` for consumers that drain backlogs (the Kafka source, streaming objects).
+
+Since librdkafka 2.1 a partition whose prefetch queue is full (``queued.min.messages`` or
+``queued.max.messages.kbytes``) is not fetched again for ``fetch.queue.backoff.ms``, 1,000 ms by default: on a
+backlog that is a one-second stall each time the application falls behind the fetcher. Measured here, raw
+``consume()`` of a 2-partition topic of 200-byte records: 150,000-350,000 records/s with the default, 1.6-1.7
+million with 10 ms. Memory stays bounded by the same queue limits.
+"""
+
 HINT = "start one with scripts/servers/kafka.sh start, or point 'bus:' / --bus at a running broker"
 """Appended to the errors that say Kafka cannot be reached."""
 

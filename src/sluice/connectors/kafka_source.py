@@ -77,6 +77,8 @@ class KafkaSource(Source[KafkaSourceOptions]):
     def read(self) -> pa.RecordBatchReader:
         from confluent_kafka import Consumer
 
+        from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS
+
         self._ends: dict[int, int] = {}
         config = {
             "bootstrap.servers": self.bootstrap(),
@@ -88,6 +90,7 @@ class KafkaSource(Source[KafkaSourceOptions]):
             "client.id": "sluice-kafka-source",
             "max.partition.fetch.bytes": 8 << 20,  # larger fetches than librdkafka's 1 MiB: about 10 % more records/s here
             "fetch.max.bytes": 64 << 20,
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         }
         self._dead_letters_counter()  # the series exists (at zero) from the first read on
         consumer = Consumer(config)

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S
+from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, HINT, REQUEST_TIMEOUT_S
 from sluice.errors import TerminalError, TransientError
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class StreamConsumer:
                 "auto.offset.reset": "earliest" if start == "earliest" else "latest",
                 "allow.auto.create.topics": False,
                 "queued.max.messages.kbytes": PREFETCH_KBYTES,
+                "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
                 "fetch.max.bytes": 16 * 1024 * 1024,
                 "max.partition.fetch.bytes": 4 * 1024 * 1024,
                 "reconnect.backoff.max.ms": 1000,
