@@ -186,3 +186,31 @@ def _read_all(kafka_url: str, topic: str, count: int) -> list[object]:
             if len(found) >= count:
                 break
     return found
+
+
+def test_one_streaming_object_reads_several_topics(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
+    first, second = topics(), topics(2)
+    produce(kafka_url, first, range(300))
+    produce(kafka_url, second, range(300, 500), partitions=2)
+    source = {"topics": [second], "columns": ["_topic"]}
+    project = load_project(write_project(tmp_path / "p", kafka_url, first, source=source))
+    run_stream(project, 1001, until=drained(500))
+    lake = open_lake(project)
+    table = lake.read("raw/events").read_all()
+    by_topic = {
+        t: sorted(i for i, tt in zip(table["id"].to_pylist(), table["_topic"].to_pylist(), strict=True) if tt == t)
+        for t in (first, second)
+    }
+    assert by_topic == {first: list(range(300)), second: list(range(300, 500))}
+    commit = lake.last_commit("raw", "events")
+    assert commit is not None and set(commit["offsets"]) == {first, second}
+
+
+def test_a_batch_kafka_source_reads_one_topic(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        "name: t\nconnections: {events: kafka://127.0.0.1:9}\nobjects:\n"
+        "  - {id: 1001, name: a, source: {type: kafka, connection: events, topic: x, topics: [y]}}\n"
+    )
+    with pytest.raises(ValidationFailed, match=r"sluice.yaml:4: object 1001 \(a\): a batch kafka source reads one topic"):
+        load_project(path)

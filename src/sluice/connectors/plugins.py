@@ -133,6 +133,10 @@ class KafkaSourceOptions(RecordSettings, kw_only=True):
         str, Meta(min_length=1, description="Name of one of the project's connections, a kafka://host:port URL.")
     ]
     topic: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,249}$", description="The topic to read.")]
+    topics: Annotated[
+        tuple[Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,249}$")], ...],
+        Meta(description="Streaming objects only: more topics read with 'topic' into one output (_topic tells them apart)."),
+    ] = ()
     group: (
         Annotated[
             str,

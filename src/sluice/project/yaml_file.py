@@ -447,6 +447,12 @@ class _Reader:
         parents = spec.parents if isinstance(spec.parents, list) else [] if spec.parents is None else [spec.parents]
         if spec.streaming is not None:
             self.streaming_object(item, spec, label, engine)
+        elif isinstance(item.get("source"), YamlMap) and item["source"].get("topics"):
+            self.problem(
+                f"{label}: a batch kafka source reads one topic ('topic'); 'topics' is for streaming objects "
+                "(add streaming: {trigger: ...}) or give each topic an object of its own",
+                item["source"].line_of("topics"),
+            )
         return ObjectSpec(
             id=raw_id,
             name=spec.name or f"obj_{raw_id}",

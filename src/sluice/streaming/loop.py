@@ -78,10 +78,10 @@ def streaming_objects(project: Project, object_id: int | None = None) -> list[Ob
 
 
 def topics_of(obj: ObjectSpec) -> list[str]:
-    """The topics a streaming object's Kafka source reads (``topic:`` a name or a list)."""
+    """The topics a streaming object's Kafka source reads: ``topic``, then each of ``topics`` (once each)."""
     assert obj.source is not None
-    raw = obj.source.get("topic") or obj.source.get("topics")
-    topics = [raw] if isinstance(raw, str) else list(raw or [])
+    raw, more = obj.source.get("topic"), obj.source.get("topics")
+    topics = list(dict.fromkeys([*([raw] if isinstance(raw, str) else list(raw or [])), *list(more or [])]))
     if not topics:
         raise ConfigError(f"object {obj.id} ({obj.name}): its kafka source names no topic", obj.origin.file, obj.origin.line)
     return [str(t) for t in topics]
