@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.errors import ValidationFailed
+from sluice.errors import TerminalError, ValidationFailed
 from sluice.lake.registry import open_lake
 from sluice.project.load import load_project
 from sluice.runtime.run import RunOptions, run_project
@@ -70,6 +70,7 @@ def test_micro_batches_land_in_the_lake_with_their_offsets_and_dead_letters(
         headers["sluice.errors.topic"] == topic.encode()
         and headers["sluice.errors.partition"] == b"0"
         and headers["sluice.errors.reason"]
+        and headers["sluice.errors.object"] == b"object 1001 (events)"
     )
 
 
@@ -115,6 +116,16 @@ def test_windows_close_with_the_watermark_and_continue_after_a_restart(tmp_path:
     assert status.late_records == 1
 
 
+def test_a_window_time_column_that_never_holds_a_time_stops_the_object(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
+    """A new user's trial: ``time_column: currency`` dead-lettered every record and exited 0 without a word."""
+    topic = topics()
+    window = {"type": "tumbling", "size": "1m", "time_column": "user", "aggregates": {"n": "count(*)"}}
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming={"window": window}))
+    produce(kafka_url, topic, range(20))
+    with pytest.raises(TerminalError, match=r"window time_column 'user' holds no readable time .*name a timestamp"):
+        run_stream(project, 1001, until=drained(20))
+
+
 def test_downstream_batch_objects_read_what_was_committed(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
     topic = topics()
     child = {"id": 2001, "name": "per_user", "parents": [1001], "sql": "SELECT count(*) AS n FROM events"}
@@ -150,6 +161,24 @@ def test_streaming_settings_are_checked_with_their_line(tmp_path: Path, streamin
     path = write_project(tmp_path / "p", "kafka://127.0.0.1:1", "t", streaming=streaming)
     with pytest.raises(ValidationFailed, match=message):
         load_project(path)
+
+
+def test_options_the_spark_engine_does_not_run_are_refused(tmp_path: Path) -> None:
+    """A new user's trial: engine: spark ignored window: and wrote raw rows where windows were asked for."""
+    window = {"type": "tumbling", "size": "1m", "time_column": "ts", "aggregates": {"n": "count(*)"}}
+    path = write_project(
+        tmp_path / "p",
+        "kafka://127.0.0.1:1",
+        "t",
+        streaming={"trigger": {"interval": "1s"}, "window": window, "max_batch_bytes": 2048},
+        source={"schema": {"ts": "string"}, "group": "g"},
+    )
+    path.write_text(path.read_text().replace('"name": "events",', '"name": "events", "engine": "spark",', 1))
+    with pytest.raises(ValidationFailed) as caught:
+        load_project(path)
+    refused = [p.message for p in caught.value.problems]
+    for key in ("streaming: window", "streaming: max_batch_bytes", "source: group"):
+        assert any(f"{key} is not supported on engine: spark" in m for m in refused), refused
 
 
 def test_a_streaming_object_reads_kafka_and_takes_no_batch_work(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ def stream(
     signal.signal(signal.SIGTERM, stop)
     names = ", ".join(f"{loop.obj.id} ({loop.obj.name})" for loop in host.loops)
     until = "until what the topics hold now is committed" if available_now else "Ctrl-C to stop"
-    click.echo(f"streaming {names}; {until}", err=True)
+    if not quiet:
+        click.echo(f"streaming {names}; {until}", err=True)
     host.start()
     while host.running():
         host.join(PROGRESS_EVERY_S)

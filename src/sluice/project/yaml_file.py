@@ -493,6 +493,16 @@ class _Reader:
                 "drop engine: spark to infer it on Sluice's micro-batcher",
                 item.line_of("engine") or line,
             )
+        if engine == "spark":
+            block = item.get("streaming")
+            given = [f"streaming: {k}" for k in ("window", "max_batch_bytes") if isinstance(block, YamlMap) and k in block]
+            given += [f"source: {k}" for k in ("dead_letter", "group") if k in options]
+            for key in given:
+                self.problem(
+                    f"{label}: {key} is not supported on engine: spark (Spark Structured Streaming); "
+                    "drop it, or drop engine: spark to run the object on Sluice's micro-batcher (docs/engines.md)",
+                    item.line_of("engine") or line,
+                )
         for key in ("sql", "python", "pyspark", "parents", "partition_by"):
             if item.get(key):
                 self.problem(

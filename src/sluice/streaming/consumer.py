@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, HINT, REQUEST_TIMEOUT_S
+from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, REQUEST_TIMEOUT_S
 from sluice.errors import TerminalError, TransientError
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,10 @@ class StreamConsumer:
             try:
                 meta = self.consumer.list_topics(timeout=REQUEST_TIMEOUT_S)
             except KafkaException as exc:
-                raise TransientError(f"Kafka at {self.bootstrap} cannot be reached ({exc}); {HINT}") from exc
+                raise TransientError(
+                    f"Kafka at {self.bootstrap} cannot be reached ({exc}); check the source's kafka:// connection "
+                    "(or start the test broker: scripts/servers/kafka.sh start)"
+                ) from exc
             found: dict[str, list[int]] = {}
             missing = []
             for topic in topics:

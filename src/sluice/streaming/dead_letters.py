@@ -10,7 +10,10 @@ Kafka Connect's dead-letter queue context headers (``__connect.errors.topic``...
 ``sluice.errors.topic``    the topic it was read from
 ``sluice.errors.partition``  its partition (decimal text)
 ``sluice.errors.offset``   its offset (decimal text)
+``sluice.errors.object``   the object that rejected it (``object 1001 (orders)``), when sent by :func:`send_dead_letters`
 =========================  ===========================================
+
+Objects reading one topic share its dead-letter topic: the last header tells whose dead letter it is.
 
 Sluice's own bus has its own dead letters (:mod:`sluice.bus.dead_letter`, a JSON envelope on
 ``sluice.dead-letters``); these are for users' topics, where tools that read a dead-letter queue expect the record
@@ -33,11 +36,12 @@ from sluice.streaming.records import KafkaMessage, Rejected
 
 log = logging.getLogger("sluice.streaming.dead_letters")
 
-REASON, TOPIC, PARTITION, OFFSET = (
+REASON, TOPIC, PARTITION, OFFSET, OBJECT = (
     "sluice.errors.reason",
     "sluice.errors.topic",
     "sluice.errors.partition",
     "sluice.errors.offset",
+    "sluice.errors.object",
 )
 FLUSH_TIMEOUT_S = 30.0
 """How long :func:`send_dead_letters` waits for the broker to acknowledge the dead letters, in seconds."""
@@ -46,8 +50,9 @@ DeadLetter = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 """``(key, value, headers)`` of one dead letter, as ``Producer.produce`` takes them."""
 
 
-def dead_letters(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected]) -> list[DeadLetter]:
-    """The ``(key, value, headers)`` of the dead letter of each rejected record (``rejected`` index ``messages``)."""
+def dead_letters(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], origin: str | None = None) -> list[DeadLetter]:
+    """The ``(key, value, headers)`` of the dead letter of each rejected record (``rejected`` index ``messages``);
+    ``origin`` (the rejecting object) goes in the ``sluice.errors.object`` header when given."""
     letters: list[DeadLetter] = []
     for reject in rejected:
         message = messages[reject.index]
@@ -58,6 +63,8 @@ def dead_letters(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected])
             (PARTITION, str(message.partition()).encode("ascii")),
             (OFFSET, str(message.offset()).encode("ascii")),
         ]
+        if origin is not None:
+            headers.append((OBJECT, origin.encode("utf-8")))
         letters.append((message.key(), message.value(), headers))
     return letters
 
@@ -93,7 +100,7 @@ def send_dead_letters(
         if error is not None:
             failures.append(str(error))
 
-    for key, value, headers in dead_letters(messages, rejected):
+    for key, value, headers in dead_letters(messages, rejected, where):
         while True:
             try:
                 producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)

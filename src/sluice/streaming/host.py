@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sluice.errors import SluiceError
 from sluice.lake.base import Lake
 from sluice.project.model import Project
 from sluice.streaming.loop import MicroBatcher, streaming_objects
@@ -46,6 +47,8 @@ class StreamHost:
     def _run(self, loop: MicroBatcher | SparkStreamer) -> None:
         try:
             loop.run()
+        except SluiceError as exc:  # a user's mistake or a server that is gone: one line, no traceback
+            log.error("streaming object %s (%s) stopped: %s", loop.obj.id, loop.obj.name, exc)
         except Exception:
             log.exception("streaming object %s (%s) stopped on an error", loop.obj.id, loop.obj.name)
 

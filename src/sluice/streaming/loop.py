@@ -40,7 +40,7 @@ from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, encode_offsets
-from sluice.streaming.dead_letters import REASON, TOPIC, refuse, send_dead_letters
+from sluice.streaming.dead_letters import OBJECT, REASON, TOPIC, refuse, send_dead_letters
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import Decoder, Rejected
 from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
@@ -130,6 +130,7 @@ class MicroBatcher:
         self.available_now = False
         """True: stop once everything the topics held when the loop started is committed (``--available-now``)."""
         self._targets: Offsets | None = None
+        self._times_seen = False  # a window has read at least one readable event time in this run
         for topic in self.topics:  # the series exist at zero from the start (sluice_kafka_dead_letters_total)
             metrics.child(metrics.KAFKA_DEAD_LETTERS, str(obj.id), topic)
 
@@ -273,11 +274,23 @@ class MicroBatcher:
         result = self.window.process(table)
         if result.late is not None and result.late.num_rows:
             self._append(result.late, {"side_output_of": self.obj.name}, None, name=f"{self.obj.name}_late")
-        if result.invalid.num_rows:
+        where = f"object {self.obj.id} ({self.obj.name})"
+        invalid = result.invalid.num_rows
+        if invalid < table.num_rows:
+            self._times_seen = True
+        elif invalid and not self._times_seen and table.column(self.window.options.time_column).null_count < invalid:
+            # not one readable event time yet, though the column has values: the option, not the data, is wrong
+            raise TerminalError(
+                f"{where}: window time_column {self.window.options.time_column!r} holds no readable time "
+                f"({result.invalid_reason}); name a timestamp, date or ISO-8601 column"
+            )
+        if invalid:
             target = self.records.dead_letter_topic(topic)
             if target is None:
-                raise TerminalError(f"object {self.obj.id} ({self.obj.name}): {result.invalid_reason}; set dead_letter: true")
-            dead.send_rows(target, result.invalid, result.invalid_reason, topic)
+                raise TerminalError(f"{where}: {result.invalid_reason}; set dead_letter: true")
+            reason = result.invalid_reason
+            log.warning("%s: %d records without a readable event time dead-lettered to %s: %s", where, invalid, target, reason)
+            dead.send_rows(target, result.invalid, result.invalid_reason, topic, where)
             metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(result.invalid.num_rows)
         return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
 
@@ -335,11 +348,12 @@ class _DeadLetters:
             self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
         return self._producer
 
-    def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str) -> None:
+    def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str, origin: str) -> None:
         """Rows that are no longer Kafka records (decoded, then without an event time for a window), as JSON objects
-        with the reason and source topic headers; waits for the acknowledgement (TransientError otherwise)."""
+        (re-encoded: not the original bytes, no key) with the reason, source topic and object headers; waits for
+        the acknowledgement (TransientError otherwise)."""
         producer = self.producer()
-        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode())]
+        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode()), (OBJECT, origin.encode())]
         for row in rows.to_pylist():  # rare: a record without an event time
             producer.produce(topic, value=msgspec.json.encode(row, enc_hook=str), headers=headers)
         if producer.flush(30.0):

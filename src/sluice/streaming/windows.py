@@ -87,6 +87,12 @@ class WindowResult:
     watermark: dt.datetime | None
 
 
+RESET_HINT = (
+    "to start the windows again, remove the object's output from the lake (the folder <layer>/<name>: its "
+    "micro-batches, offsets and window state; the stream then reads its topics from the start) or rename the object"
+)
+
+
 class WindowOperator:
     """Event-time windows over a stream of Arrow micro-batches; one instance per streaming object, one thread.
 
@@ -207,12 +213,12 @@ class WindowOperator:
     def _restore(self, state: pa.Table) -> None:
         metadata = state.schema.metadata or {}
         if metadata.get(_VERSION_KEY) != STATE_VERSION:
-            raise TerminalError("window state: not a window state saved by this version of Sluice: reset the stream's state")
+            raise TerminalError(f"window state: not a window state saved by this version of Sluice: {RESET_HINT}")
         saved = metadata.get(_WINDOWS_KEY, b"")
         if saved != self._definition:
             raise TerminalError(
                 f"window state: saved for windows {saved.decode()!r}, the options now say {self._definition.decode()!r}: "
-                "restore the old window options, or reset the stream's state to start the windows again"
+                f"restore the old window options, or {RESET_HINT}"
             )
         watermark = metadata.get(_WATERMARK_KEY, b"")
         self._watermark = int(watermark) if watermark else None
@@ -292,9 +298,7 @@ def state_from_bytes(data: bytes) -> pa.Table:
     try:
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except pa.ArrowInvalid as exc:
-        raise TerminalError(
-            f"window state: the saved bytes are not an Arrow IPC stream ({exc}): reset the stream's state"
-        ) from exc
+        raise TerminalError(f"window state: the saved bytes are not an Arrow IPC stream ({exc}): {RESET_HINT}") from exc
 
 
 def _datetime(micros: int) -> dt.datetime:
