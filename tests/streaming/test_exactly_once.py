@@ -113,9 +113,9 @@ print(status.records, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
-def test_a_backlog_of_a_million_records_drains_with_bounded_memory(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
+def test_a_backlog_of_millions_of_records_drains_with_bounded_memory(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
     topic = topics(2)
-    total = 1_000_000
+    total = 3_000_000
     produce(kafka_url, topic, range(total), partitions=2)
     streaming = {"trigger": {"interval": "10s"}, "max_batch_records": 100_000, "max_batch_bytes": 16 * 1024 * 1024}
     path = write_project(tmp_path / "p", kafka_url, topic, streaming=streaming)
@@ -129,10 +129,11 @@ def test_a_backlog_of_a_million_records_drains_with_bounded_memory(tmp_path: Pat
     )
     records, peak_rss = (int(v) for v in done.stdout.split())
     assert records == total
-    # About 110 MB of JSON values in the backlog; a micro-batch holds at most 16 MiB of them (plus their Arrow
-    # columns and the consumer's 32 MiB prefetch), so the process stays under 500 MiB (326 MiB measured; 826 MiB
-    # with one micro-batch for the whole backlog).
-    assert peak_rss < 500 * 1024 * 1024, f"peak RSS {peak_rss / 2**20:.0f} MiB"
+    # About 330 MB of JSON values in the backlog: held at once as Python messages they alone would pass 1 GiB
+    # (a 1,000,000-record backlog in one micro-batch peaked at 826 MiB). A micro-batch holds at most 16 MiB of
+    # values, two micro-batches are in memory (one gathered, one committed) plus the consumer's 32 MiB prefetch:
+    # 395 MiB measured for 1,000,000 records on an idle machine, 707 MiB under a loaded full test run.
+    assert peak_rss < 1024 * 1024 * 1024, f"peak RSS {peak_rss / 2**20:.0f} MiB"
     assert len(lake_ids(path)) == total
 
 

@@ -65,8 +65,7 @@ def stream(
     signal.signal(signal.SIGTERM, stop)
     names = ", ".join(f"{loop.obj.id} ({loop.obj.name})" for loop in host.loops)
     until = "until what the topics hold now is committed" if available_now else "Ctrl-C to stop"
-    if not quiet:
-        click.echo(f"streaming {names}; {until}", err=True)
+    click.echo(f"streaming {names}; {until}", err=True)  # also with --quiet: says the stop handler is in place
     host.start()
     while host.running():
         host.join(PROGRESS_EVERY_S)

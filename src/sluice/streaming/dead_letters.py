@@ -20,8 +20,8 @@ Sluice's own bus has its own dead letters (:mod:`sluice.bus.dead_letter`, a JSON
 itself.
 
 >>> from sluice.streaming.records import Record, Rejected
->>> [(key, value, headers[-1])] = dead_letters([Record(b"{oops", b"k", "orders", 2, 41)], [Rejected(0, "not valid JSON")])
->>> key, value, headers
+>>> [(key, value, headers)] = dead_letters([Record(b"{oops", b"k", "orders", 2, 41)], [Rejected(0, "not valid JSON")])
+>>> key, value, headers[-1]
 (b'k', b'{oops', ('sluice.errors.offset', b'41'))
 """
 
