@@ -7,8 +7,9 @@ see progress. A partition the lake has no offset for starts at the earliest or l
 (``streaming.start``).
 
 Memory: librdkafka prefetches at most ``queued.max.messages.kbytes`` per consumer (set to
-:data:`PREFETCH_KBYTES`); the loop does not poll while it writes a micro-batch, so a slow lake slows
-consumption and nothing else grows.
+:data:`PREFETCH_KBYTES`), and refetches a full queue after ``fetch.queue.backoff.ms``
+(:data:`~sluice.bus.kafka_common.FETCH_QUEUE_BACKOFF_MS`); the loop gathers at most one micro-batch ahead of the
+one being written, so a slow lake slows consumption and nothing else grows.
 """
 
 from __future__ import annotations

@@ -1,22 +1,22 @@
 """The micro-batch loop of a streaming object: consume, decode, transform, append to the lake with the offsets.
 
-One loop per object, in one thread::
+One loop per object: its thread gathers, a committer thread writes (one micro-batch at a time, in order)::
 
     offsets = lake.last_commit(...)["offsets"]          # the lake is the source of truth
-    consumer.assign(partitions at offsets)
-    repeat until stopped:
+    consumer.assign(partitions of every topic, at offsets)
+    repeat until stopped (or, --available-now, until the high watermarks seen at the start are committed):
         messages = consume() until the trigger fires       # interval_s, records, max_batch_records / _bytes
-        batch = decode(messages)                            # sluice.streaming.records; bad records -> dead letters
-        batch = sql(batch)                                  # streaming.sql, DuckDB, the batch as table "batch"
-        lake.append(batch, commit={offsets, batch, ...})    # files and offsets in one atomic commit
+        committer: batch = decode(messages)                 # sluice.streaming.records; bad records -> dead letters
+                   batch = window(sql(batch))               # streaming.sql (DuckDB, table "batch"), streaming.window
+                   lake.append(batch, commit={offsets, batch, ...}, state=window state)   # one atomic commit
         consumer.commit(offsets, asynchronous=True)         # a copy for lag tools only
 
 Exactly once: a micro-batch's rows and the offsets after its last record are committed together
 (:meth:`Lake.append`), and a (re)started loop consumes from the committed offsets, so a ``kill -9`` at any
 moment neither loses nor repeats a record in the lake. Dead letters are sent and acknowledged before the
-commit (at least once). Back-pressure: the loop does not consume while it writes, the consumer's prefetch
-is bounded (:mod:`sluice.streaming.consumer`), and a micro-batch holds at most ``max_batch_records``
-records and ``max_batch_bytes`` bytes of values. A stop request (SIGTERM, SIGINT, ``stop``) ends the
+commit (at least once). Back-pressure: the loop gathers at most one micro-batch ahead of the one being
+written, the consumer's prefetch is bounded (:mod:`sluice.streaming.consumer`), and a micro-batch holds at
+most ``max_batch_records`` records and ``max_batch_bytes`` bytes of values. A stop request (SIGTERM, SIGINT, ``stop``) ends the
 micro-batch being gathered early and commits it, so nothing consumed is left uncommitted.
 
 Entry point for benchmarks and tests: :func:`run_stream`.
