@@ -152,32 +152,29 @@ class S3Lake(Lake):
         state: bytes | None = None,
     ) -> LakeWrite:
         """Add a micro-batch to the append-only dataset ``<layer>/<name>`` (see :meth:`Lake.append`)."""
-        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
-        folder = self._folder(location)
+        location, folder = self._append_folder(layer, name)
         with _translated(folder):
             self._ensure_bucket(folder.partition("/")[0])
             return appends.append(self.store, folder, location, data, commit=commit, token=token, state=state)
 
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
-        folder = self._folder(f"{_name(layer, 'layer')}/{_name(name, 'name')}")
+        folder = self._append_folder(layer, name)[1]
         with _translated(folder):
             return appends.last_commit(self.store, folder)
 
     def last_state(self, layer: str, name: str) -> bytes | None:
-        folder = self._folder(f"{_name(layer, 'layer')}/{_name(name, 'name')}")
+        folder = self._append_folder(layer, name)[1]
         with _translated(folder):
             return appends.last_state(self.store, folder)
 
     def appended(self, layer: str, name: str) -> LakeWrite | None:
-        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
-        folder = self._folder(location)
+        location, folder = self._append_folder(layer, name)
         with _translated(folder):
             return appends.summary(self.store, folder, location)
 
     def stage_append(self, layer: str, name: str) -> StagedAppend:
         """A batch prefix ``s3://<bucket>/<prefix>/<name>/v=<version>`` (see :meth:`Lake.stage_append`)."""
-        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
-        folder = self._folder(location)
+        location, folder = self._append_folder(layer, name)
         with _translated(folder):
             self._ensure_bucket(folder.partition("/")[0])
             return appends.VersionStaged(self.store, folder, location, f"s3://{folder}")
@@ -235,6 +232,11 @@ class S3Lake(Lake):
         raise TerminalError(
             f"lake (s3): layer {layer!r} has no bucket (mapped layers: {mapped}); add it to 'lake: layers' or give 'lake: url'"
         )
+
+    def _append_folder(self, layer: str, name: str) -> tuple[str, str]:
+        """The location ``<layer>/<name>`` of an append-only dataset and its folder (``bucket/prefix/<name>``)."""
+        location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
+        return location, self._folder(location)
 
     def _folder(self, location: str) -> str:
         layer, slash, name = location.partition("/")
