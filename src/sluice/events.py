@@ -47,6 +47,9 @@ class RunStarted(Event, tag=True, kw_only=True):
     fresh: list[int] = []
     force: bool = False
     resumed: bool = False
+    logical_date: str | None = None  # ISO 8601, timezone-aware: the date a scheduled or backfilled run processes
+    trigger: str = "manual"  # manual, schedule, backfill or sensor
+    schedule: str | None = None  # the schedule, sensor or backfill that started it
 
 
 class RunFinished(Event, tag=True, kw_only=True):
@@ -75,6 +78,7 @@ class ObjectReady(ObjectEvent, tag=True, kw_only=True):
     inputs: dict[str, str | None] = {}
     delay_s: float = 0.0
     fail: bool = False
+    logical_date: str | None = None  # the run's logical date (ISO 8601), for ``{{ logical_date }}`` in SQL and options
 
 
 class ObjectStarted(ObjectEvent, tag=True, kw_only=True):
@@ -112,7 +116,44 @@ class ObjectSkipped(ObjectEvent, tag=True, kw_only=True):
     attempt: int = 0
 
 
-AnyEvent = RunStarted | RunFinished | ObjectReady | ObjectStarted | ObjectLoaded | ObjectFailed | ObjectSkipped
+class CheckFinished(ObjectEvent, tag=True, kw_only=True):
+    """One data-quality check ran on an object's written output, before its children were released.
+
+    ``status`` is ``passed``, ``failed`` (rows broke the rule) or ``error`` (the check itself could not run);
+    ``severity`` ``error`` fails the object, ``warn`` only records. ``failing_rows`` counts rows breaking the
+    rule; ``sample`` holds up to a few of their keys as text.
+    """
+
+    check: str
+    kind: str
+    severity: str = "error"
+    status: str
+    failing_rows: int = 0
+    sample: list[str] = []
+    message: str = ""
+    duration_s: float = 0.0
+
+
+class ScheduleMissed(Event, tag=True, kw_only=True):
+    """A schedule's tick did not start a run (``run_id`` empty): skipped by its catch-up policy after downtime,
+    or refused because the schedule already had its most concurrent runs. ``logical_date`` is the tick (ISO 8601)."""
+
+    schedule: str
+    logical_date: str
+    reason: str
+
+
+AnyEvent = (
+    RunStarted
+    | RunFinished
+    | ObjectReady
+    | ObjectStarted
+    | ObjectLoaded
+    | ObjectFailed
+    | ObjectSkipped
+    | CheckFinished
+    | ScheduleMissed
+)
 EVENT_TYPES: tuple[type[Event], ...] = (
     RunStarted,
     RunFinished,
@@ -121,6 +162,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ObjectLoaded,
     ObjectFailed,
     ObjectSkipped,
+    CheckFinished,
+    ScheduleMissed,
 )
 
 _encoder = msgspec.json.Encoder()

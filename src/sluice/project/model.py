@@ -200,6 +200,10 @@ class ObjectSpec:
     date_column: str | None = None
     streaming: StreamingSettings | None = None
     """A continuous streaming object's ``streaming:`` (docs/streaming.md); None for a batch object."""
+    tags: tuple[str, ...] = ()
+    """Free labels (``tags:``) that schedules, sensors and backfills select objects by."""
+    criticality: str | None = None
+    """``low`` or ``high`` (an ``Objets.json`` ``Criticité``, or ``criticality:``): chooses alert channels and severity."""
 
     @property
     def kind(self) -> Literal["source", "sql", "python", "pyspark", "model", "noop"]:

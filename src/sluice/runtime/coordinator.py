@@ -67,6 +67,7 @@ class Coordinator:
         self.state = state
         self.lake = lake
         self.options = options
+        self._logical_date = options.logical_date_text()  # a resumed run takes its own from its record
         self.observer = observer
         self.source_context = SourceContext(project.root, project.connections)
         self.run_id = ""
@@ -132,6 +133,9 @@ class Coordinator:
                 planned=plan.order,
                 fresh=sorted(plan.fresh),
                 force=self.options.force,
+                logical_date=self.options.logical_date_text(),
+                trigger=self.options.trigger,
+                schedule=self.options.schedule,
             )
         )
         # RunStarted goes out before any work: a bus that publishes to several topics without a transaction
@@ -160,6 +164,8 @@ class Coordinator:
             raise RunNotFound(f"run {record.run_id} is already {record.status}; nothing to resume")
         self.run_id = record.run_id
         self.started_at = record.started_at
+        logical_date = record.options.get("logical_date")
+        self._logical_date = logical_date if isinstance(logical_date, str) else None
         states = self.state.object_states(record.run_id)
         missing = [oid for oid in states if oid not in self.project.objects]
         if missing:
@@ -364,6 +370,7 @@ class Coordinator:
             inputs=inputs,
             delay_s=delay,
             fail=ready.object_id in self.options.fail,
+            logical_date=self._logical_date,
         )
 
     # ----- output ---------------------------------------------------------------------------------

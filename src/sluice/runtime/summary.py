@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sluice.state.base import ObjectState
+
+TRIGGERS = ("manual", "schedule", "backfill", "sensor")
+"""What started a run: ``RunOptions.trigger``, ``RunStarted.trigger``."""
 
 
 @dataclass(slots=True)
 class RunOptions:
-    """How to run: which targets, forced or not, simulated delays and forced failures, resume."""
+    """How to run: which targets, forced or not, simulated delays and forced failures, resume.
+
+    ``logical_date`` is the date the run processes (a schedule's tick, a backfill's date; timezone-aware),
+    ``trigger`` what started it (one of :data:`TRIGGERS`), ``schedule`` the name of the schedule, sensor or
+    backfill behind it. All three are recorded with the run and carried by ``RunStarted`` / ``ObjectReady``.
+    """
 
     targets: list[int] | None = None
     force: bool = False
@@ -17,6 +26,13 @@ class RunOptions:
     delay_scale: float = 1.0
     fail: frozenset[int] = frozenset()
     resume: str | None = None
+    logical_date: datetime | None = None
+    trigger: str = "manual"
+    schedule: str | None = None
+
+    def logical_date_text(self) -> str | None:
+        """``logical_date`` as ISO 8601 text, or None."""
+        return self.logical_date.isoformat() if self.logical_date is not None else None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -25,6 +41,9 @@ class RunOptions:
             "simulate": self.simulate,
             "delay_scale": self.delay_scale,
             "fail": sorted(self.fail),
+            "logical_date": self.logical_date_text(),
+            "trigger": self.trigger,
+            "schedule": self.schedule,
         }
 
 

@@ -1,0 +1,1 @@
+"""Running a project on its own: schedules, sensors and backfills turn time and changes into runs."""

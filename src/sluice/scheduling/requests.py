@@ -1,0 +1,40 @@
+"""What a schedule, sensor or backfill asks of the service that starts runs.
+
+>>> from datetime import UTC, datetime
+>>> request = RunRequest("nightly", "schedule", datetime(2026, 1, 1, 2, tzinfo=UTC), key="nightly@2026-01-01T02:00:00+00:00")
+>>> request.options().as_dict()["logical_date"]
+'2026-01-01T02:00:00+00:00'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sluice.runtime.summary import RunOptions
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One run to start.
+
+    ``name`` is the schedule, sensor or backfill asking; ``trigger`` one of ``schedule``, ``sensor``,
+    ``backfill``; ``logical_date`` the (timezone-aware) date the run processes; ``targets`` the object ids to run
+    (None: the whole project); ``key`` identifies the request across processes and restarts (a schedule's
+    ``name@tick``), so that whoever records it first in the state store is the only one to start it.
+    """
+
+    name: str
+    trigger: str
+    logical_date: datetime
+    targets: tuple[int, ...] | None = None
+    key: str = ""
+
+    def options(self) -> RunOptions:
+        """The :class:`RunOptions` of the run this request starts."""
+        return RunOptions(
+            targets=list(self.targets) if self.targets is not None else None,
+            logical_date=self.logical_date,
+            trigger=self.trigger,
+            schedule=self.name,
+        )
