@@ -58,3 +58,7 @@ def is_run_group(group: str) -> bool:
     """True when ``group`` belongs to one run (a name :func:`coordinator_group` makes): such groups come and
     go with runs, so metrics label them all alike."""
     return group.startswith(COORDINATOR_GROUP_PREFIX)
+
+
+ALERTS_GROUP = "alerts"
+"""The consumer group of the alert service on :data:`EVENTS_TOPIC` (``sluice.alerts.service``)."""

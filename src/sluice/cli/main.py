@@ -580,6 +580,15 @@ def _register_produce() -> None:
 _register_produce()
 
 
+def _register_alerts() -> None:
+    from sluice.cli.alerts import alerts
+
+    cli.add_command(alerts)
+
+
+_register_alerts()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

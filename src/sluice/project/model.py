@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sluice.alerts.model import AlertsSpec
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
@@ -340,6 +341,8 @@ class Project:
     object whose fields could not be mapped to work, and what to do about it."""
     spark: SparkSettings = field(default_factory=SparkSettings)
     """The ``spark:`` section: master URL and configuration of the Spark session (docs/engines.md)."""
+    alerts: AlertsSpec | None = None
+    """The ``alerts:`` section: channels, rules and SLA deadlines (docs/alerts.md), if any."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

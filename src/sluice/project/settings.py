@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from sluice.alerts.settings import AlertsSettings
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
@@ -133,6 +134,10 @@ class ProjectSettings(Settings):
         ObjetsSettings | None,
         Meta(description="Objects from an Objets.json, its fields mapped to sources and lake folders (docs/objets-json.md)."),
     ] = None
+    alerts: Annotated[
+        AlertsSettings | None,
+        Meta(description="Alert channels (email, Slack, webhook), rules and SLA deadlines (docs/alerts.md)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt", "alerts")

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from sluice.alerts.config import read_alerts
 from sluice.api.config import read_api
 from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.connectors.plugins import SQL_KIND
@@ -25,6 +26,7 @@ from sluice.plugins import Plugin, PluginError, PluginKind, Settings, registry
 from sluice.plugins.options import convert_options, field_names
 from sluice.plugins.urls import url_plugin
 from sluice.project.dbt_project import read_dbt
+from sluice.alerts.model import AlertsSpec
 from sluice.project.model import (
     DEFAULT_STAGES,
     ApiSpec,
@@ -134,7 +136,16 @@ class _Reader:
             left_out=objets.left_out if objets is not None else {},
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
+            alerts=self.alerts(data.get("alerts"), data.line_of("alerts"), objects),
         )
+
+    def alerts(self, raw: Any, line: int | None, objects: dict[int, ObjectSpec]) -> AlertsSpec | None:
+        """The ``alerts:`` section, every mapping checked at its line (:mod:`sluice.alerts.config`)."""
+        if raw is None:
+            return None
+        spec, problems = read_alerts(raw, self.file, line, objects)
+        self.problems.extend(problems)
+        return spec
 
     def spark(self, raw: Any, line: int | None) -> SparkSettings:
         """The ``spark:`` section (master URL, conf), checked key by key."""

@@ -1,5 +1,5 @@
 """What one server process runs for its project: backends, stage workers, the run manager, the event hub,
-the lag sampler, and the views the API answers from.
+the lag sampler, the alert service (``alerts:``), and the views the API answers from.
 
 ``start`` opens the bus, state store and lake, starts in-process stage workers and resumes a run a
 previous server left unfinished; ``start_stream`` starts the event hub on the server's event loop.
@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sluice.alerts.service import AlertService
 from sluice.errors import SluiceError
 from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends, start_workers, stop_workers
@@ -52,6 +53,7 @@ class ServerSettings:
     lag_interval_s: float = 2.0
     syncs: tuple[str, ...] = ()  # syncs of the project to run in this process (sluice serve --sync NAME)
     streams: tuple[str, ...] = ()  # streaming objects to run in this process (sluice serve --stream ID|all)
+    alerts: bool = True  # run the alert service when the project has an alerts: section (docs/alerts.md)
 
     def run_options(self) -> RunOptions:
         return RunOptions(simulate=self.simulate, delay_scale=self.delay_scale, fail=self.fail)
@@ -72,6 +74,8 @@ class Services:
         self._object_views: ObjectViews | None = None
         self._lag: LagSampler | None = None
         self._syncs: SyncHost | None = None
+        self.alerts: AlertService | None = None
+        """The alert service (the project's ``alerts:``), None when the project has none."""
         self.streams: StreamHost | None = None
         """The streaming objects this server runs (``--stream``), None when it runs none."""
         self.stream_closers: list[Callable[[], None]] = []
@@ -135,6 +139,9 @@ class Services:
             self._syncs = SyncHost(self.project, settings.syncs)
             self._syncs.start()
             self.streams = host_streams(self.project, backends.lake, settings.streams)
+            if settings.alerts and self.project.alerts is not None:
+                self.alerts = AlertService(self.project, backends.bus, backends.state)
+                self.alerts.start()
         except BaseException:
             self._shutdown()
             raise
@@ -159,6 +166,9 @@ class Services:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
         if self.streams is not None:
             self.streams.stop()  # each commits what it gathered
             self.streams.join(30.0)

@@ -148,7 +148,11 @@ class App {
       const [objects, runs] = await Promise.all([getJSON("/objects"), getJSON(`/runs?limit=${RUNS_LIMIT}`)]);
       this.loadGraph(objects.objects, objects.stages, objects.project);
       this.runsList.set(runs.runs);
-      const snapshot = !this.run && runs.runs.length > 0 ? this.showRun(runs.runs[0].run_id) : null;
+      // ?run=<id> (the link of an alert, docs/alerts.md) opens that run and stops following new ones
+      const linked = new URLSearchParams(location.search).get("run");
+      if (linked) this.follow = false;
+      const first = linked ?? runs.runs[0]?.run_id;
+      const snapshot = !this.run && first ? this.showRun(first) : null;
       const early = this.early;
       this.early = [];
       for (const event of early) this.apply(event);

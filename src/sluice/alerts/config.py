@@ -1,0 +1,215 @@
+"""Reading ``alerts:`` from ``sluice.yaml``: every mapping checked at its own line, then what the file alone can
+tell (channels a rule names exist, objects a rule or deadline names exist, durations, time zones).
+
+>>> from sluice.project.yaml_tree import load_yaml
+>>> tree = load_yaml("alerts:\\n  rules:\\n    - {on: object_faild, channels: [team]}\\n", "sluice.yaml")
+>>> spec, problems = read_alerts(tree["alerts"], "sluice.yaml", tree.line_of("alerts"), {})
+>>> for p in problems: print(p)
+sluice.yaml:3: alerts: rule 1: unknown trigger 'object_faild'. Did you mean 'object_failed'? Triggers: object_failed, retries_exhausted, run_failed, check_failed, sla_missed, schedule_missed
+sluice.yaml:3: alerts: rule 1: unknown channel 'team' (channels: none defined). Define it under alerts.channels
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sluice.alerts.model import AlertsSpec, ChannelSpec, Rule, Sla
+from sluice.alerts.settings import TRIGGERS, AlertsSettings, RuleSettings, SlaSettings
+from sluice.errors import ConfigError, did_you_mean
+from sluice.plugins import PluginError, registry
+from sluice.plugins.options import convert_options
+from sluice.project.model import ObjectSpec
+from sluice.project.yaml_tree import YamlMap, plain
+from sluice.streaming.durations import parse_duration
+
+EXAMPLE = "{channels: {team: {type: slack, url: ...}}, rules: [{on: object_failed, channels: [team]}]}"
+
+
+class _Reader:
+    def __init__(self, file: str, objects: Mapping[int, ObjectSpec]) -> None:
+        self.file = file
+        self.objects = objects
+        self.by_name = {obj.name: oid for oid, obj in objects.items()}
+        self.problems: list[ConfigError] = []
+
+    def problem(self, message: str, line: int | None) -> None:
+        self.problems.append(ConfigError(f"alerts: {message}", self.file, line))
+
+    def read(self, raw: Any, line: int | None) -> AlertsSpec | None:
+        if not isinstance(raw, YamlMap):
+            self.problem(f"must be a mapping such as {EXAMPLE}, got {plain(raw)!r}", line)
+            return None
+        top, problems = convert_options(
+            AlertsSettings, raw, label="alerts", file=self.file, line=raw.line, key_lines=raw.key_lines,
+            ignore=("channels", "rules", "sla"), what="key",
+        )  # fmt: skip
+        self.problems.extend(problems)
+        channels = self.channels(raw.get("channels"), raw.line_of("channels"))
+        default_throttle = self.duration(top.throttle if top else "15m", "throttle", raw.line_of("throttle"))
+        rules = self.rules(raw.get("rules"), raw.line_of("rules"), channels, default_throttle)
+        slas = self.slas(raw.get("sla"), raw.line_of("sla"))
+        if top is None or self.problems:
+            return None
+        return AlertsSpec(channels, rules, slas, (top.ui_url or "").rstrip("/") or None, top.sla_interval_s)
+
+    def items(self, raw: Any, key: str, line: int | None, example: str) -> list[YamlMap]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.problem(f"'{key}' must be a list such as [{example}], got {plain(raw)!r}", line)
+            return []
+        found = []
+        for item in raw:
+            if isinstance(item, YamlMap):
+                found.append(item)
+            else:
+                self.problem(f"each entry of '{key}' must be a mapping such as {example}, got {plain(item)!r}", line)
+        return found
+
+    def channels(self, raw: Any, line: int | None) -> dict[str, ChannelSpec]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, YamlMap):
+            self.problem(f"'channels' must be a mapping of names to channels such as {EXAMPLE}", line)
+            return {}
+        found: dict[str, ChannelSpec] = {}
+        names = registry().names("alert")
+        for name, item in raw.items():
+            where = raw.line_of(name)
+            label = f"channel '{name}'"
+            if not isinstance(item, YamlMap):
+                self.problem(f"{label} must be a mapping such as {{type: slack, url: https://hooks.slack.com/...}}", where)
+                continue
+            kind = item.get("type")
+            if not isinstance(kind, str):
+                self.problem(f"{label}: give its 'type' ({', '.join(names)})", item.line)
+                continue
+            try:
+                plugin = registry().get("alert", kind)
+            except PluginError as exc:
+                self.problem(f"{label}: type: {exc.message}", item.line_of("type"))
+                continue
+            options, problems = convert_options(
+                plugin.options, item, label=f"alerts: {label} ({kind})", file=self.file, line=item.line,
+                key_lines=item.key_lines, ignore=("type",),
+            )  # fmt: skip
+            self.problems.extend(problems)
+            if options is not None:
+                found[str(name)] = ChannelSpec(str(name), kind, options)
+        return found
+
+    def duration(self, value: str | float | None, label: str, line: int | None) -> float:
+        if value is None:
+            return 0.0
+        try:
+            return parse_duration(value) / 1e6
+        except ValueError as exc:
+            self.problem(f"{label}: {exc}", line)
+            return 0.0
+
+    def object_ids(self, values: list[int | str], label: str, line: int | None) -> frozenset[int]:
+        ids = set()
+        for value in values:
+            oid = value if isinstance(value, int) else self.by_name.get(value)
+            if oid is None and isinstance(value, str) and value.isdigit():
+                oid = int(value)
+            if oid is None or oid not in self.objects:
+                hint = did_you_mean(str(value), list(self.by_name)) if isinstance(value, str) else ""
+                self.problem(f"{label}: unknown object {value!r}.{hint} Name an object id or name of the project", line)
+                continue
+            ids.add(oid)
+        return frozenset(ids)
+
+    def rules(self, raw: Any, line: int | None, channels: Mapping[str, ChannelSpec], throttle: float) -> tuple[Rule, ...]:
+        rules: list[Rule] = []
+        for index, item in enumerate(self.items(raw, "rules", line, "{on: object_failed, channels: [team]}"), start=1):
+            label = f"rule {index}"
+            _unquoted_on(item)
+            spec, problems = convert_options(
+                RuleSettings, item, label=f"alerts: {label}", file=self.file, line=item.line, key_lines=item.key_lines,
+                what="key",
+            )  # fmt: skip
+            self.problems.extend(problems)
+            if spec is None:
+                continue
+            on = [spec.on] if isinstance(spec.on, str) else spec.on
+            for trigger in on:
+                if trigger not in TRIGGERS:
+                    hint = did_you_mean(trigger, TRIGGERS)
+                    self.problem(f"{label}: unknown trigger {trigger!r}.{hint} Triggers: {', '.join(TRIGGERS)}", item.line_of("on"))
+            for channel in spec.channels:
+                if channel not in channels:
+                    known = ", ".join(channels) or "none defined"
+                    hint = did_you_mean(channel, list(channels))
+                    message = f"{label}: unknown channel {channel!r} (channels: {known}).{hint} Define it under alerts.channels"
+                    self.problem(message, item.line_of("channels"))
+            criticality = [spec.criticality] if isinstance(spec.criticality, str) else spec.criticality or []
+            rules.append(
+                Rule(
+                    index=index,
+                    name=spec.name or label,
+                    on=frozenset(on),
+                    channels=tuple(spec.channels),
+                    objects=self.object_ids(spec.objects, label, item.line_of("objects")),
+                    tags=frozenset(spec.tags),
+                    criticality=frozenset(criticality),
+                    schedules=frozenset(spec.schedules),
+                    severity=spec.severity,
+                    throttle_s=throttle if spec.throttle is None else self.duration(spec.throttle, label, item.line_of("throttle")),
+                    cont=spec.continue_,
+                )
+            )
+        return tuple(rules)
+
+    def slas(self, raw: Any, line: int | None) -> tuple[Sla, ...]:
+        slas: list[Sla] = []
+        example = "{schedule: nightly, finish_within: 2h}"
+        for index, item in enumerate(self.items(raw, "sla", line, example), start=1):
+            spec, problems = convert_options(
+                SlaSettings, item, label=f"alerts: sla {index}", file=self.file, line=item.line, key_lines=item.key_lines,
+                what="key",
+            )  # fmt: skip
+            self.problems.extend(problems)
+            if spec is None:
+                continue
+            label = f"sla {spec.name or index}"
+            if (spec.finish_within is None) == (spec.by is None):
+                self.problem(f"{label}: give one of finish_within (2h: from the run's start) or by ('06:00': a time of day)", item.line)
+            if spec.schedule is None and not spec.targets:
+                self.problem(f"{label}: say which runs it covers: schedule (a name) or targets (object ids or names)", item.line)
+            try:
+                ZoneInfo(spec.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.problem(f"{label}: unknown time zone {spec.timezone!r}; use an IANA name such as Europe/Paris", item.line_of("timezone"))
+            within = None if spec.finish_within is None else self.duration(spec.finish_within, label, item.line_of("finish_within"))
+            slas.append(
+                Sla(
+                    name=spec.name or f"sla {index}",
+                    schedule=spec.schedule,
+                    targets=self.object_ids(spec.targets, label, item.line_of("targets")),
+                    within_s=within,
+                    by=None if spec.by is None else time.fromisoformat(spec.by.zfill(5)),
+                    timezone=spec.timezone,
+                )
+            )
+        return tuple(slas)
+
+
+def _unquoted_on(item: YamlMap) -> None:
+    """YAML 1.1 reads an unquoted ``on`` key as the boolean True (as in GitHub Actions files): take it as ``on``."""
+    if True in item and "on" not in item:
+        item["on"] = item.pop(True)
+        item.key_lines["on"] = item.key_lines.pop("True", item.line or 0)
+
+
+def read_alerts(
+    raw: Any, file: str, line: int | None, objects: Mapping[int, ObjectSpec]
+) -> tuple[AlertsSpec | None, list[ConfigError]]:
+    """The ``alerts:`` section ``raw`` (at ``line`` of ``file``) checked against the project's ``objects``:
+    the spec (None when there are problems) and every problem found, each with its line."""
+    reader = _Reader(file, objects)
+    spec = reader.read(raw, line)
+    return spec, reader.problems

@@ -1,0 +1,90 @@
+"""Rules and throttling: which rules an alert matches, and whether it goes out now or is folded into the next.
+
+>>> rule = Rule(index=1, name="rule 1", on=frozenset({"run_failed"}), channels=("team",), throttle_s=900.0)
+>>> router = Router((rule,))
+>>> alert = Alert(trigger="run_failed", title="run r1 failed", project="demo", severity="error")
+>>> [a.folded for _, a in router.route(alert, [], now=0.0)], router.route(alert, [], now=60.0)
+([0], [])
+>>> [(a.folded, a.folded_since) for _, a in router.route(alert, [], now=1000.0)]
+[(1, 60.0)]
+
+Rules are tried in order and the first that matches wins, unless it says ``continue: true`` (then the next
+ones are tried too): the routing tree of Prometheus Alertmanager, flattened to a list. Throttling is per
+(rule, subject, trigger), where the subject is the object (and check), else the schedule: a repeat within
+the rule's ``throttle`` is counted, and the next alert sent for that key says "and N more since ...".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sluice.alerts.model import Alert, Rule, Subject
+
+ThrottleKey = tuple[int, str, str]
+
+
+class Throttle:
+    """Counts of repeats per key within each rule's window. Not thread-safe: one alert service thread uses it."""
+
+    def __init__(self) -> None:
+        self._sent: dict[ThrottleKey, float] = {}
+        self._folded: dict[ThrottleKey, tuple[int, float]] = {}
+
+    def admit(self, key: ThrottleKey, window_s: float, now: float) -> tuple[bool, int, float | None]:
+        """``(send, folded, since)``: whether an alert for ``key`` goes out at ``now`` (epoch seconds), and when it
+        does, how many repeats it folds and since when (the first of them)."""
+        if window_s > 0:
+            last = self._sent.get(key)
+            if last is not None and now - last < window_s:
+                count, since = self._folded.get(key, (0, now))
+                self._folded[key] = (count + 1, since)
+                return False, 0, None
+        count, first = self._folded.pop(key, (0, 0.0))
+        self._sent[key] = now
+        self._forget(now)
+        return True, count, first if count else None
+
+    def _forget(self, now: float) -> None:
+        """Drop keys not sent for a day with nothing folded (a long-lived process meets many objects and runs)."""
+        if len(self._sent) < 10_000:
+            return
+        for key, last in list(self._sent.items()):
+            if now - last > 86_400 and key not in self._folded:
+                del self._sent[key]
+
+
+def throttle_key(rule: Rule, alert: Alert) -> ThrottleKey:
+    """The key repeats are counted under: the rule, the subject (object and check, else schedule), the trigger."""
+    if alert.object_id is not None:
+        subject = f"object {alert.object_id}"
+        check = alert.details.get("check")
+        if check:
+            subject += f" check {check}"
+    else:
+        subject = f"schedule {alert.schedule or ''}"
+    return rule.index, subject, alert.trigger
+
+
+class Router:
+    """Matches alerts against ``rules`` and throttles them."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self.throttle = Throttle()
+        self.held = 0
+        """Alerts held back by a throttle so far."""
+
+    def route(self, alert: Alert, subjects: Sequence[Subject], now: float) -> list[tuple[Rule, Alert]]:
+        """``(rule, alert as that rule sends it)`` for each matching rule whose throttle lets it through now."""
+        out: list[tuple[Rule, Alert]] = []
+        for rule in self.rules:
+            if not rule.matches(alert.trigger, subjects, alert.schedule):
+                continue
+            send, folded, since = self.throttle.admit(throttle_key(rule, alert), rule.throttle_s, now)
+            if not send:
+                self.held += 1
+            else:
+                out.append((rule, alert.routed(rule, rule.severity or alert.severity, folded, since)))
+            if not rule.cont:
+                break
+        return out

@@ -1,0 +1,109 @@
+"""Real receivers for alert channels: an SMTP server (aiosmtpd) and an HTTP server (``http.server``), both on
+127.0.0.1 in threads of the test process, recording what they receive."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session, SMTP
+
+SMTP_USER = "alerts"
+SMTP_PASSWORD = "s3cret-from-env"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mailbox:
+    """What the SMTP server accepted: (envelope sender, recipients, parsed message), and the logins it saw."""
+
+    port: int
+    mails: list[tuple[str, list[str], Message]] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)
+    received: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        self.mails.append((str(envelope.mail_from), list(envelope.rcpt_tos), message_from_bytes(content, policy=policy.default)))
+        self.received.set()
+        return "250 OK"
+
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.login == SMTP_USER.encode() and data.password == SMTP_PASSWORD.encode()
+        if ok:
+            self.logins.append(SMTP_USER)
+        return AuthResult(success=ok)
+
+
+@pytest.fixture
+def smtp() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, accepting a login over the plain connection."""
+    box = Mailbox(free_port())
+    controller = Controller(
+        box, hostname="127.0.0.1", port=box.port, authenticator=box.authenticate, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+@dataclass
+class Hook:
+    """What the HTTP server received: (path, headers, JSON body) per POST. ``statuses``: the answers to give,
+    in order (then 200)."""
+
+    url: str
+    posts: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    """A real HTTP server on 127.0.0.1 (``http.server`` in a thread) recording JSON POSTs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    received = Hook(f"http://127.0.0.1:{server.server_address[1]}")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.posts.append((self.path, dict(self.headers), json.loads(body)))
+            status = received.statuses.pop(0) if received.statuses else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
