@@ -49,7 +49,8 @@ class _Reader:
         self.problems.extend(problems)
         channels = self.channels(raw.get("channels"), raw.line_of("channels"))
         default_throttle = self.duration(top.throttle if top else "15m", "throttle", raw.line_of("throttle"))
-        rules = self.rules(raw.get("rules"), raw.line_of("rules"), channels, default_throttle)
+        named = list(raw["channels"]) if isinstance(raw.get("channels"), YamlMap) else []  # those with problems too
+        rules = self.rules(raw.get("rules"), raw.line_of("rules"), [str(n) for n in named], default_throttle)
         slas = self.slas(raw.get("sla"), raw.line_of("sla"))
         if top is None or self.problems:
             return None
@@ -123,7 +124,7 @@ class _Reader:
             ids.add(oid)
         return frozenset(ids)
 
-    def rules(self, raw: Any, line: int | None, channels: Mapping[str, ChannelSpec], throttle: float) -> tuple[Rule, ...]:
+    def rules(self, raw: Any, line: int | None, channels: list[str], throttle: float) -> tuple[Rule, ...]:
         rules: list[Rule] = []
         for index, item in enumerate(self.items(raw, "rules", line, "{on: object_failed, channels: [team]}"), start=1):
             label = f"rule {index}"
@@ -143,7 +144,7 @@ class _Reader:
             for channel in spec.channels:
                 if channel not in channels:
                     known = ", ".join(channels) or "none defined"
-                    hint = did_you_mean(channel, list(channels))
+                    hint = did_you_mean(channel, channels)
                     message = f"{label}: unknown channel {channel!r} (channels: {known}).{hint} Define it under alerts.channels"
                     self.problem(message, item.line_of("channels"))
             criticality = [spec.criticality] if isinstance(spec.criticality, str) else spec.criticality or []
@@ -184,6 +185,12 @@ class _Reader:
                 ZoneInfo(spec.timezone)
             except (ZoneInfoNotFoundError, ValueError):
                 self.problem(f"{label}: unknown time zone {spec.timezone!r}; use an IANA name such as Europe/Paris", item.line_of("timezone"))
+            by = None
+            if spec.by is not None:
+                try:
+                    by = time.fromisoformat(spec.by.zfill(5))
+                except ValueError:
+                    self.problem(f"{label}: by: {spec.by!r} is not a time of day; write HH:MM such as '06:00'", item.line_of("by"))
             within = None if spec.finish_within is None else self.duration(spec.finish_within, label, item.line_of("finish_within"))
             slas.append(
                 Sla(
@@ -191,7 +198,7 @@ class _Reader:
                     schedule=spec.schedule,
                     targets=self.object_ids(spec.targets, label, item.line_of("targets")),
                     within_s=within,
-                    by=None if spec.by is None else time.fromisoformat(spec.by.zfill(5)),
+                    by=by,
                     timezone=spec.timezone,
                 )
             )

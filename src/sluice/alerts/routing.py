@@ -10,7 +10,7 @@
 
 Rules are tried in order and the first that matches wins, unless it says ``continue: true`` (then the next
 ones are tried too): the routing tree of Prometheus Alertmanager, flattened to a list. Throttling is per
-(rule, subject, trigger), where the subject is the object (and check), else the schedule: a repeat within
+(rule, subject, trigger), where the subject is the object (and check), else the deadline, else the schedule: a repeat within
 the rule's ``throttle`` is counted, and the next alert sent for that key says "and N more since ...".
 """
 
@@ -54,12 +54,15 @@ class Throttle:
 
 
 def throttle_key(rule: Rule, alert: Alert) -> ThrottleKey:
-    """The key repeats are counted under: the rule, the subject (object and check, else schedule), the trigger."""
+    """The key repeats are counted under: the rule, the subject (object and check, else the deadline, else the
+    schedule), the trigger."""
     if alert.object_id is not None:
         subject = f"object {alert.object_id}"
         check = alert.details.get("check")
         if check:
             subject += f" check {check}"
+    elif alert.details.get("sla"):
+        subject = f"sla {alert.details['sla']}"
     else:
         subject = f"schedule {alert.schedule or ''}"
     return rule.index, subject, alert.trigger

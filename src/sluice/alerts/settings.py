@@ -82,7 +82,7 @@ class SlaSettings(Settings):
         str | float | None, Meta(description="A run must finish within this duration of its start (2h, 90m).")
     ] = None
     by: Annotated[
-        Annotated[str, Meta(pattern=r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")] | None,
+        str | None,
         Meta(
             description="A run of a logical date must finish by this time of day (HH:MM), the first one at or after its logical date.",
         ),

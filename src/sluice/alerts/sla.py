@@ -29,10 +29,12 @@ def describe(sla: Sla) -> str:
 
 
 def _span(seconds: float) -> str:
+    """``seconds`` as ``2h``, ``1h10m``, ``45m`` or ``30s``."""
     minutes = round(seconds / 60)
-    if minutes % 60 == 0 and minutes:
-        return f"{minutes // 60}h"
-    return f"{minutes}m" if minutes else f"{seconds:g}s"
+    if not minutes:
+        return f"{round(seconds)}s"
+    hours, rest = divmod(minutes, 60)
+    return (f"{hours}h" if hours else "") + (f"{rest}m" if rest else "")
 
 
 class SlaWatch:

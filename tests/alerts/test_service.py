@@ -1,0 +1,246 @@
+"""The alert service end to end: real runs of a small project on the embedded bus, events published on the
+bus, the SMTP and HTTP receivers of conftest.py really receiving, a fake clock for throttling and deadlines."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sluice import events as ev
+from sluice.alerts.service import AlertService
+from sluice.bus.names import ALERTS_GROUP, EVENTS_TOPIC
+from sluice.project.load import load_project
+from sluice.project.model import Project
+from sluice.runtime.run import Backends, open_backends, run_project
+from sluice.runtime.summary import RunOptions
+from sluice.server.services import ServerSettings, Services
+from sluice.state.base import RunRecord
+
+from .conftest import Hook, Mailbox
+
+T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_project(tmp_path: Path, hook: Hook, smtp: Mailbox, extra: str = "") -> Project:
+    """orders (1001) and payments (1002, criticality high) feed daily (2001); oncall gets high-criticality failures
+    (webhook and email), team (Slack-compatible) everything else."""
+    (tmp_path / "sluice.yaml").write_text(
+        f"""
+name: shop
+retry: {{attempts: 2, backoff_s: 0}}
+objects:
+  - {{id: 1001, name: orders}}
+  - {{id: 1002, name: payments}}
+  - {{id: 2001, name: daily, parents: [1001, 1002]}}
+alerts:
+  ui_url: http://ui.example:8000/
+  channels:
+    oncall: {{type: webhook, url: "{hook.url}/oncall"}}
+    mail: {{type: email, host: 127.0.0.1, port: {smtp.port}, security: none, from: sluice@example.com, to: [oncall@example.com]}}
+    team: {{type: slack, url: "{hook.url}/team"}}
+  rules:
+    - {{on: [object_failed, run_failed], criticality: high, channels: [oncall, mail], throttle: 0}}
+    - on: [object_failed, retries_exhausted, run_failed, check_failed, schedule_missed, sla_missed]
+      channels: [team]
+{extra}""",
+        encoding="utf-8",
+    )
+    project = load_project(tmp_path / "sluice.yaml")
+    objects = dict(project.objects)
+    objects[1002] = dataclasses.replace(objects[1002], criticality="high", tags=("finance",))
+    return dataclasses.replace(project, objects=objects)
+
+
+def drain(service: AlertService, backends: Backends) -> int:
+    """Poll until the service's group has committed everything on the bus; the alerts sent."""
+    sent = 0
+    for _ in range(100):
+        sent += service.poll()
+        if backends.bus.lag(ALERTS_GROUP, EVENTS_TOPIC) == 0:
+            return sent
+    raise AssertionError("the alert service did not catch up")
+
+
+def posts(hook: Hook, path: str) -> list[dict[str, Any]]:
+    return [body for p, _, body in hook.posts if p == path]
+
+
+def publish(backends: Backends, *events: ev.Event) -> None:
+    backends.bus.publish(EVENTS_TOPIC, [(None, ev.encode(e)) for e in events])
+
+
+def test_a_failed_run_alerts_by_criticality_and_a_restart_sends_nothing_again(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    project = make_project(tmp_path, hook, smtp)
+    with open_backends(project) as backends:
+        publish(backends, ev.ScheduleMissed(run_id="", schedule="old", logical_date="2026-11-29T02:00:00+00:00", reason="x"))
+        service = AlertService(project, backends.bus, backends.state, clock=Clock())
+        service.open()  # a new group starts at the end of the log: the old miss raises nothing
+        summary = run_project(project, RunOptions(simulate=True, delay_scale=0.0, fail=frozenset({1002})))
+        assert summary.status == "failed"
+        assert drain(service, backends) == 5
+        service.stop()
+        oncall = posts(hook, "/oncall")
+        assert [(b["trigger"], b["severity"], b["object_id"]) for b in oncall] == [
+            ("object_failed", "critical", 1002),
+            ("run_failed", "critical", None),
+        ]
+        failed = oncall[0]
+        assert failed["title"] == "object 1002 payments failed after 2 attempts"
+        assert failed["error"] == "TransientError: forced failure (--fail 1002)"
+        assert failed["run_id"] == summary.run_id and failed["criticality"] == "high"
+        assert failed["url"] == f"http://ui.example:8000/?run={summary.run_id}"
+        assert "object 1002 payments: forced failure" in oncall[1]["error"]
+        assert [str(mail["Subject"]).strip() for _, _, mail in smtp.mails] == [  # a long subject is folded
+            "[sluice] [CRITICAL] shop: object 1002 payments failed after 2 attempts",
+            f"[sluice] [CRITICAL] shop: run {summary.run_id} failed",
+        ]
+        team = posts(hook, "/team")  # the first matching rule wins: team only gets what oncall's rule does not take
+        assert [b["text"].splitlines()[0] for b in team] == [
+            "[CRITICAL] shop: object 1002 payments failed after 2 attempts: retries exhausted"
+        ]
+        again = AlertService(project, backends.bus, backends.state, clock=Clock())
+        assert drain(again, backends) == 0  # committed after sending: nothing is sent twice
+        again.stop()
+    assert len(hook.posts) == 3 and len(smtp.mails) == 2
+
+
+def test_check_failed_and_schedule_missed_from_the_bus(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    project = make_project(tmp_path, hook, smtp)
+    with open_backends(project) as backends:
+        service = AlertService(project, backends.bus, backends.state, clock=Clock())
+        service.open()
+        check = ev.CheckFinished(
+            run_id="r-1", object_id=1001, stage="ingest", check="orders_id_not_null", kind="not_null", status="failed",
+            failing_rows=3, sample=["17", "18", "21"], message="3 rows with id null",
+        )  # fmt: skip
+        passed = msgspec.structs.replace(check, check="other", status="passed", failing_rows=0)
+        warned = msgspec.structs.replace(check, check="few_rows", kind="row_count", severity="warn", status="failed")
+        missed = ev.ScheduleMissed(run_id="", schedule="nightly", logical_date="2026-11-30T02:00:00+00:00", reason="catch-up: latest")
+        publish(backends, check, passed, warned, missed)
+        assert drain(service, backends) == 3
+        service.stop()
+    team = posts(hook, "/team")
+    assert [b["blocks"][0]["text"]["text"] for b in team] == [
+        "[ERROR] shop: check orders_id_not_null (not_null) failed on object 1001 orders",
+        "[WARNING] shop: check few_rows (row_count) failed on object 1001 orders",
+        "[WARNING] shop: schedule nightly missed its tick of 2026-11-30T02:00:00+00:00",
+    ]
+    assert "failing rows: 3" in team[0]["text"] and "sample: 17, 18, 21" in team[0]["text"]
+    assert "error: catch-up: latest" in team[2]["text"]
+
+
+def test_repeats_are_throttled_and_folded_into_the_next_alert(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    project = make_project(tmp_path, hook, smtp, "      throttle: 15m\n")
+    clock = Clock()
+    miss = ev.ScheduleMissed(run_id="", schedule="hourly", logical_date="2026-11-30T02:00:00+00:00", reason="busy")
+    with open_backends(project) as backends:
+        service = AlertService(project, backends.bus, backends.state, clock=clock)
+        service.open()
+        for step in (0, 60, 120, 300, 1000):  # seconds after T0: sent, held, held, held, sent with 3 folded
+            clock.t = T0 + step
+            publish(backends, miss)
+            drain(service, backends)
+        publish(backends, msgspec.structs.replace(miss, schedule="daily"))  # another subject: not throttled
+        drain(service, backends)
+        service.stop()
+    team = posts(hook, "/team")
+    assert [b["text"].splitlines()[-1] for b in team] == [
+        "error: busy",
+        "and 3 more since 2026-11-30T02:01:00+00:00",
+        "error: busy",
+    ]
+
+
+def test_sla_deadlines_with_a_fake_clock(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    sla = """  sla:
+    - {name: nightly-2h, schedule: nightly, finish_within: 2h}
+    - {name: by-six, targets: [daily], by: "06:00", timezone: Europe/Paris}
+"""
+    project = make_project(tmp_path, hook, smtp, sla)
+    clock = Clock()
+    with open_backends(project) as backends:
+        state = backends.state
+        options = {"schedule": "nightly", "trigger": "schedule", "logical_date": "2026-11-30T02:00:00+01:00"}
+        state.create_run(RunRecord("r-late", "shop", "running", T0, options=options), [])
+        state.create_run(RunRecord("r-other", "shop", "running", T0, options={"schedule": "hourly"}), [])
+        service = AlertService(project, backends.bus, state, clock=clock)
+        service.open()
+        clock.t = T0 + 3600
+        assert service.check_slas() == 0
+        clock.t = T0 + 2 * 3600 + 60  # 04:01 UTC: past 2 h; 06:00 Paris is 05:00 UTC
+        assert service.check_slas() == 1
+        assert service.check_slas() == 0  # once per deadline and run
+        clock.t = T0 + 3 * 3600 + 60  # 05:01 UTC: the run (which plans nothing of daily) is not under by-six
+        assert service.check_slas() == 0
+        # a run of daily that ended late between two looks: its RunFinished raises the miss
+        state.create_run(RunRecord("r-daily", "shop", "running", T0, options=options), [])
+        publish(backends, ev.RunStarted(run_id="r-daily", project="shop", targets=[2001], planned=[1001, 1002, 2001],
+                                        logical_date=options["logical_date"], trigger="schedule", schedule="nightly",
+                                        ts=datetime.fromtimestamp(T0, UTC)))  # fmt: skip
+        finished = datetime.fromtimestamp(T0 + 3 * 3600 + 600, UTC)
+        publish(backends, ev.RunFinished(run_id="r-daily", status="succeeded", duration_s=3 * 3600 + 600.0, ts=finished))
+        assert drain(service, backends) == 2  # both deadlines apply to it
+        service.stop()
+    texts = [b["text"] for b in posts(hook, "/team")]
+    assert [t.splitlines()[0] for t in texts] == [
+        "[WARNING] shop: run r-late missed its deadline (nightly-2h: finish within 2h of its start)",
+        "[WARNING] shop: run r-daily missed its deadline (nightly-2h: finish within 2h of its start)",
+        "[WARNING] shop: run r-daily missed its deadline (by-six: finish by 06:00 Europe/Paris)",
+    ]
+    assert [t.splitlines()[2] for t in texts] == [
+        "error: still running 1m after its deadline",
+        "error: finished 1h10m late",
+        "error: finished 10m late",
+    ]
+    assert "deadline: 2026-11-30T05:00:00+00:00" in texts[2] and "run in the UI: http://ui.example:8000/?run=r-daily" in texts[2]
+
+
+def test_sluice_serve_hosts_the_service(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    project = make_project(tmp_path, hook, smtp)
+    services = Services(project, ServerSettings(workers=False, resume=False))
+    services.start()
+    try:
+        assert services.alerts is not None
+        missed = ev.ScheduleMissed(run_id="", schedule="nightly", logical_date="2026-11-30T02:00:00+00:00", reason="x")
+        services.backends.bus.publish(EVENTS_TOPIC, [(None, ev.encode(missed))])
+        deadline = time.monotonic() + 30
+        while not hook.posts and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        services.stop()
+    assert [b["text"].splitlines()[0] for b in posts(hook, "/team")] == [
+        "[WARNING] shop: schedule nightly missed its tick of 2026-11-30T02:00:00+00:00"
+    ]
+
+
+def test_a_failed_delivery_is_counted_and_does_not_stop_the_service(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(channel: str, status: str) -> float:
+        return REGISTRY.get_sample_value("sluice_alerts_sent_total", {"channel": channel, "status": status}) or 0.0
+
+    project = make_project(tmp_path, hook, smtp)
+    hook.statuses = [500, 500, 500]  # every attempt of the first delivery fails
+    before = count("team", "failed"), count("team", "ok")
+    with open_backends(project) as backends:
+        service = AlertService(project, backends.bus, backends.state, clock=Clock(), sleep=lambda s: None)
+        service.open()
+        missed = ev.ScheduleMissed(run_id="", schedule="a", logical_date="2026-11-30T02:00:00+00:00", reason="x")
+        publish(backends, missed, msgspec.structs.replace(missed, schedule="b"))
+        assert drain(service, backends) == 1
+        service.stop()
+    assert (count("team", "failed") - before[0], count("team", "ok") - before[1]) == (1.0, 1.0)
+    assert len(hook.posts) == 4
