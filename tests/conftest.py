@@ -1,7 +1,9 @@
-"""Shared fixtures. Server fixtures (PostgreSQL, MariaDB, Kafka) live in servers_fixtures.py."""
+"""Shared fixtures. Server fixtures (PostgreSQL, MariaDB, Kafka) live in servers_fixtures.py; the alert channels'
+receivers (a real SMTP server, a real HTTP server) in alert_receivers.py."""
 
 from __future__ import annotations
 
+from alert_receivers import hook, smtp  # noqa: F401
 from servers_fixtures import (  # noqa: F401
     chromium,
     kafka_url,

@@ -111,7 +111,8 @@ alerts:
         "object_failed, retries_exhausted, run_failed, check_failed, sla_missed, schedule_missed",
         "sluice.yaml:14: alerts: rule 1: unknown channel 'mial' (channels: mail, chat, hook). Did you mean 'mail'? "
         "Define it under alerts.channels",
-        "sluice.yaml:15: alerts: rule 2: unknown object 'ordres'. Did you mean 'orders'? Name an object id or name of the project",
+        "sluice.yaml:15: alerts: rule 2: unknown object 'ordres'. Did you mean 'orders'? Name an object id or name of the "
+        "project",
         "sluice.yaml:15: alerts: rule 2: 'soon' is not a duration: write a number and a unit, e.g. 500ms, 10s, 1m, 1h30m or "
         "2 minutes",
         "sluice.yaml:16: alerts: rule 3: criticality: invalid enum value 'urgent'. Choose one of: low, high",
@@ -123,6 +124,9 @@ alerts:
 
 
 def test_unquoted_on_is_the_trigger_key_not_a_boolean(tmp_path: Path) -> None:
-    text = OBJECTS + "alerts:\n  channels: {t: {type: webhook, url: 'http://x'}}\n  rules:\n    - on: run_failed\n      channels: [t]\n"
+    text = (
+        OBJECTS
+        + "alerts:\n  channels: {t: {type: webhook, url: 'http://x'}}\n  rules:\n    - on: run_failed\n      channels: [t]\n"
+    )
     spec = load_project(write(tmp_path, text)).alerts
     assert spec is not None and spec.rules[0].on == {"run_failed"}

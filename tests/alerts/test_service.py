@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from alert_receivers import Hook, Mailbox
 from sluice import events as ev
 from sluice.alerts.service import AlertService
 from sluice.bus.names import ALERTS_GROUP, EVENTS_TOPIC
@@ -20,8 +21,6 @@ from sluice.runtime.run import Backends, open_backends, run_project
 from sluice.runtime.summary import RunOptions
 from sluice.server.services import ServerSettings, Services
 from sluice.state.base import RunRecord
-
-from .conftest import Hook, Mailbox
 
 T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC).timestamp()
 
@@ -128,7 +127,9 @@ def test_check_failed_and_schedule_missed_from_the_bus(tmp_path: Path, hook: Hoo
         )  # fmt: skip
         passed = msgspec.structs.replace(check, check="other", status="passed", failing_rows=0)
         warned = msgspec.structs.replace(check, check="few_rows", kind="row_count", severity="warn", status="failed")
-        missed = ev.ScheduleMissed(run_id="", schedule="nightly", logical_date="2026-11-30T02:00:00+00:00", reason="catch-up: latest")
+        missed = ev.ScheduleMissed(
+            run_id="", schedule="nightly", logical_date="2026-11-30T02:00:00+00:00", reason="catch-up: latest"
+        )
         publish(backends, check, passed, warned, missed)
         assert drain(service, backends) == 3
         service.stop()

@@ -13,6 +13,7 @@ from collections import Counter
 import msgspec
 import pytest
 
+from sluice.alerts.channels import Channel
 from sluice.cdc.base import Apply, Capture
 from sluice.connectors.base import Source
 from sluice.destinations.base import Destination
@@ -22,7 +23,14 @@ from sluice.plugins.schema import components
 from sluice.transforms.engines import Engine
 
 PLUGINS = registry().all()
-BASES: dict[str, type] = {"source": Source, "destination": Destination, "engine": Engine, "capture": Capture, "apply": Apply}
+BASES: dict[str, type] = {
+    "source": Source,
+    "destination": Destination,
+    "engine": Engine,
+    "capture": Capture,
+    "apply": Apply,
+    "alert": Channel,
+}
 
 
 @pytest.mark.parametrize("plugin", PLUGINS, ids=lambda plugin: f"{plugin.kind}-{plugin.name}")

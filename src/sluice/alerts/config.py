@@ -2,11 +2,11 @@
 tell (channels a rule names exist, objects a rule or deadline names exist, durations, time zones).
 
 >>> from sluice.project.yaml_tree import load_yaml
->>> tree = load_yaml("alerts:\\n  rules:\\n    - {on: object_faild, channels: [team]}\\n", "sluice.yaml")
+>>> tree = load_yaml("alerts:\\n  rules:\\n    - {on: run_faild, channels: [team]}\\n", "sluice.yaml")
 >>> spec, problems = read_alerts(tree["alerts"], "sluice.yaml", tree.line_of("alerts"), {})
->>> for p in problems: print(p)
-sluice.yaml:3: alerts: rule 1: unknown trigger 'object_faild'. Did you mean 'object_failed'? Triggers: object_failed, retries_exhausted, run_failed, check_failed, sla_missed, schedule_missed
-sluice.yaml:3: alerts: rule 1: unknown channel 'team' (channels: none defined). Define it under alerts.channels
+>>> for p in problems: print(p.message)
+alerts: rule 1: unknown trigger 'run_faild'. Did you mean 'run_failed'? Triggers: object_failed, retries_exhausted, ...
+alerts: rule 1: unknown channel 'team' (channels: none defined). Define it under alerts.channels
 """
 
 from __future__ import annotations
@@ -140,7 +140,9 @@ class _Reader:
             for trigger in on:
                 if trigger not in TRIGGERS:
                     hint = did_you_mean(trigger, TRIGGERS)
-                    self.problem(f"{label}: unknown trigger {trigger!r}.{hint} Triggers: {', '.join(TRIGGERS)}", item.line_of("on"))
+                    self.problem(
+                        f"{label}: unknown trigger {trigger!r}.{hint} Triggers: {', '.join(TRIGGERS)}", item.line_of("on")
+                    )
             for channel in spec.channels:
                 if channel not in channels:
                     known = ", ".join(channels) or "none defined"
@@ -159,7 +161,9 @@ class _Reader:
                     criticality=frozenset(criticality),
                     schedules=frozenset(spec.schedules),
                     severity=spec.severity,
-                    throttle_s=throttle if spec.throttle is None else self.duration(spec.throttle, label, item.line_of("throttle")),
+                    throttle_s=throttle
+                    if spec.throttle is None
+                    else self.duration(spec.throttle, label, item.line_of("throttle")),
                     cont=spec.continue_,
                 )
             )
@@ -178,20 +182,29 @@ class _Reader:
                 continue
             label = f"sla {spec.name or index}"
             if (spec.finish_within is None) == (spec.by is None):
-                self.problem(f"{label}: give one of finish_within (2h: from the run's start) or by ('06:00': a time of day)", item.line)
+                self.problem(
+                    f"{label}: give one of finish_within (2h: from the run's start) or by ('06:00': a time of day)", item.line
+                )
             if spec.schedule is None and not spec.targets:
                 self.problem(f"{label}: say which runs it covers: schedule (a name) or targets (object ids or names)", item.line)
             try:
                 ZoneInfo(spec.timezone)
             except (ZoneInfoNotFoundError, ValueError):
-                self.problem(f"{label}: unknown time zone {spec.timezone!r}; use an IANA name such as Europe/Paris", item.line_of("timezone"))
+                self.problem(
+                    f"{label}: unknown time zone {spec.timezone!r}; use an IANA name such as Europe/Paris",
+                    item.line_of("timezone"),
+                )
             by = None
             if spec.by is not None:
                 try:
                     by = time.fromisoformat(spec.by.zfill(5))
                 except ValueError:
-                    self.problem(f"{label}: by: {spec.by!r} is not a time of day; write HH:MM such as '06:00'", item.line_of("by"))
-            within = None if spec.finish_within is None else self.duration(spec.finish_within, label, item.line_of("finish_within"))
+                    self.problem(
+                        f"{label}: by: {spec.by!r} is not a time of day; write HH:MM such as '06:00'", item.line_of("by")
+                    )
+            within = (
+                None if spec.finish_within is None else self.duration(spec.finish_within, label, item.line_of("finish_within"))
+            )
             slas.append(
                 Sla(
                     name=spec.name or f"sla {index}",

@@ -75,16 +75,17 @@ class SlaSettings(Settings):
     schedule: Annotated[
         str | None, Meta(description="Runs started by this schedule, sensor or backfill (RunStarted.schedule).")
     ] = None
-    targets: Annotated[
-        list[int | str], Meta(description="Runs that plan any of these objects (ids or names).")
-    ] = msgspec.field(default_factory=list)
+    targets: Annotated[list[int | str], Meta(description="Runs that plan any of these objects (ids or names).")] = msgspec.field(
+        default_factory=list
+    )
     finish_within: Annotated[
         str | float | None, Meta(description="A run must finish within this duration of its start (2h, 90m).")
     ] = None
     by: Annotated[
         str | None,
         Meta(
-            description="A run of a logical date must finish by this time of day (HH:MM), the first one at or after its logical date.",
+            description="A run of a logical date must finish by this time of day (HH:MM), the first one at or after "
+            "its logical date.",
         ),
     ] = None
     timezone: Annotated[str, Meta(description="The time zone of 'by' (IANA name, e.g. Europe/Paris).")] = "UTC"
@@ -106,9 +107,5 @@ class AlertsSettings(Settings):
     ui_url: Annotated[
         str | None, Meta(description="The address of the web UI (sluice serve), for the link to a run in each alert.")
     ] = None
-    throttle: Annotated[
-        str | float, Meta(description="Default throttle of every rule (0 sends every alert).")
-    ] = "15m"
-    sla_interval_s: Annotated[
-        float, Meta(gt=0, description="Seconds between two checks of the running runs' deadlines.")
-    ] = 30.0
+    throttle: Annotated[str | float, Meta(description="Default throttle of every rule (0 sends every alert).")] = "15m"
+    sla_interval_s: Annotated[float, Meta(gt=0, description="Seconds between two checks of the running runs' deadlines.")] = 30.0

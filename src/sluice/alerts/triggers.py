@@ -117,8 +117,11 @@ class Triggers:
         s = self.subject(object_id)
         obj = self.project.objects.get(object_id)
         severity = "critical" if s.criticality == "high" and alert.severity == "error" else alert.severity
-        fields = {"object_name": s.name or None, "stage": obj.stage if obj else None, "criticality": s.criticality}
-        return replace(alert, object_id=object_id, severity=severity, **fields), s
+        stage = obj.stage if obj else None
+        routed = replace(
+            alert, object_id=object_id, severity=severity, object_name=s.name or None, stage=stage, criticality=s.criticality
+        )
+        return routed, s
 
     def alerts(self, event: AnyEvent) -> list[tuple[Alert, list[Subject]]]:
         """The alerts ``event`` raises (most events raise none), each with the objects it is about."""

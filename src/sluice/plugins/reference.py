@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from sluice.alerts.settings import AlertsSettings, RuleSettings, SlaSettings
 from sluice.api.settings import (
     ApiSettings,
     ApiSource,
@@ -50,6 +51,7 @@ TITLES = {
     "engine": "Transform engines",
     "bus": "Buses",
     "state": "State stores",
+    "alert": "Alert channels",
 }
 INTROS = {
     "source": (
@@ -78,6 +80,11 @@ INTROS = {
         "carries the options: `bus: kafka://127.0.0.1:9092?partitions=12`."
     ),
     "state": "The top-level `state:` URL (or `--state`); its scheme picks the plugin.",
+    "alert": (
+        "Each channel of `alerts.channels`, by name; `type` picks the plugin: "
+        "`alerts: {channels: {team: {type: slack, url: ${SLACK_WEBHOOK_URL}}}}`. "
+        "Rules, throttling, deadlines and payloads: [../alerts.md](../alerts.md)."
+    ),
 }
 PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
     ("Top level", ProjectSettings, "The keys of `sluice.yaml` itself."),
@@ -119,6 +126,9 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
         "A GraphQL mutation running one pass of a sync. See [../api/graphql.md](../api/graphql.md#sync-mutations).",
     ),
     ("api.cors", CorsSettings, "Cross-origin requests from browsers. See [../api/security.md](../api/security.md#cors)."),
+    ("alerts", AlertsSettings, "Alert channels, rules and deadlines. See [../alerts.md](../alerts.md) and [alert.md](alert.md)."),
+    ("alerts.rules[]", RuleSettings, "Each rule of `alerts.rules`, tried in order: the first that matches an event wins."),
+    ("alerts.sla[]", SlaSettings, "Each deadline of `alerts.sla`: `finish_within` a run's start, or `by` a time of day."),
 )
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from sluice.alerts.config import read_alerts
+from sluice.alerts.model import AlertsSpec
 from sluice.api.config import read_api
 from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.connectors.plugins import SQL_KIND
@@ -26,7 +27,6 @@ from sluice.plugins import Plugin, PluginError, PluginKind, Settings, registry
 from sluice.plugins.options import convert_options, field_names
 from sluice.plugins.urls import url_plugin
 from sluice.project.dbt_project import read_dbt
-from sluice.alerts.model import AlertsSpec
 from sluice.project.model import (
     DEFAULT_STAGES,
     ApiSpec,

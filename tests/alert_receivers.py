@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session, SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 SMTP_USER = "alerts"
 SMTP_PASSWORD = "s3cret-from-env"
@@ -59,9 +59,7 @@ class Mailbox:
 def smtp() -> Iterator[Mailbox]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1, accepting a login over the plain connection."""
     box = Mailbox(free_port())
-    controller = Controller(
-        box, hostname="127.0.0.1", port=box.port, authenticator=box.authenticate, auth_require_tls=False
-    )
+    controller = Controller(box, hostname="127.0.0.1", port=box.port, authenticator=box.authenticate, auth_require_tls=False)
     controller.start()
     try:
         yield box
@@ -86,7 +84,7 @@ def hook() -> Iterator[Hook]:
     received = Hook(f"http://127.0.0.1:{server.server_address[1]}")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.posts.append((self.path, dict(self.headers), json.loads(body)))
             status = received.statuses.pop(0) if received.statuses else 200
