@@ -142,5 +142,6 @@ def test_a_5xx_is_retried_then_delivered_and_a_4xx_is_terminal(hook: Hook) -> No
     assert len(hook.posts) == 3 and waits == [0.5, 1.0]
     hook.statuses = [404]
     with pytest.raises(DeliveryError, match="answered 404") as caught:
-        channel("webhook", {"url": f"{hook.url}/b?token=secret"}).deliver(ALERT, sleep=waits.append)
+        channel("webhook", {"url": f"{hook.url}/b/secret-path?token=secret"}).deliver(ALERT, sleep=waits.append)
     assert not caught.value.transient and "secret" not in str(caught.value) and len(hook.posts) == 4
+    assert str(caught.value).startswith(f"POST {hook.url}/... answered 404")

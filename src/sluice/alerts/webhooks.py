@@ -18,7 +18,8 @@ from sluice.alerts.plugins import SlackOptions, WebhookOptions
 
 def post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> None:
     """POST ``body`` as JSON to ``url``; raise DeliveryError (transient or not) unless the answer is 2xx."""
-    where = httpx.URL(url).copy_with(query=None)  # never print a token in a query string
+    parsed = httpx.URL(url)
+    where = f"{parsed.scheme}://{parsed.netloc.decode()}/..."  # never print a token (Slack's is in the path)
     try:
         answer = httpx.post(url, json=body, headers=headers, timeout=timeout_s)
     except httpx.TimeoutException as exc:
