@@ -418,3 +418,38 @@ def test_a_reloaded_page_shows_recent_events_fresh_objects_apart_and_the_panel_b
     # Captions break long paths where they must, never a word in the middle.
     assert tab.evaluate("getComputedStyle(document.querySelector('.object-panel .caption')).wordBreak") != "break-all"
     assert console.errors == []
+
+
+def finished_run(server: str) -> str:
+    """A run started through the API (another may be active: wait for it), once finished; its id."""
+    deadline = time.monotonic() + RUN_END_MS / 1000
+    while True:
+        answer = httpx.post(f"{server}/orchestrate", json={"targets": None, "force": True})
+        if answer.status_code != 409:
+            break
+        assert time.monotonic() < deadline, "a run stayed active"
+        time.sleep(0.2)
+    run_id: str = answer.json()["run_id"]
+    while httpx.get(f"{server}/runs/{run_id}").json()["status"] == "running":
+        assert time.monotonic() < deadline, f"run {run_id} did not finish"
+        time.sleep(0.2)
+    return run_id
+
+
+def test_a_link_with_a_run_id_opens_that_run(browser: Browser, server: str) -> None:
+    """An alert's link (docs/alerts.md): ``/?run=<id>`` shows that run, not the latest, and does not follow new ones."""
+    older = finished_run(server)
+    finished_run(server)
+    context = browser.new_context(viewport={"width": 1440, "height": 860})
+    try:
+        tab = context.new_page()
+        console = Console(tab)
+        tab.goto(f"{server}/?run={older}")
+        tab.evaluate("window.sluiceUI.ready")
+        tab.wait_for_function(
+            "(id) => window.sluiceUI.counts()?.run_id === id && window.sluiceUI.counts().planned > 0", arg=older
+        )
+        assert tab.locator("button[data-run-id][aria-current='true']").get_attribute("data-run-id") == older
+        assert console.errors == []
+    finally:
+        context.close()
