@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from alert_receivers import Hook, Mailbox
 from sluice import events as ev
@@ -63,11 +65,11 @@ alerts:
     return dataclasses.replace(project, objects=objects)
 
 
-def drain(service: AlertService, backends: Backends) -> int:
+def drain(service: AlertService, backends: Backends, timeout_s: float = 0.0) -> int:
     """Poll until the service's group has committed everything on the bus; the alerts sent."""
     sent = 0
     for _ in range(100):
-        sent += service.poll()
+        sent += service.poll(timeout_s)
         if backends.bus.lag(ALERTS_GROUP, EVENTS_TOPIC) == 0:
             return sent
     raise AssertionError("the alert service did not catch up")
@@ -245,3 +247,25 @@ def test_a_failed_delivery_is_counted_and_does_not_stop_the_service(tmp_path: Pa
         service.stop()
     assert (count("team", "failed") - before[0], count("team", "ok") - before[1]) == (1.0, 1.0)
     assert len(hook.posts) == 4
+
+
+@pytest.mark.kafka
+def test_the_consumer_group_on_kafka(tmp_path: Path, hook: Hook, smtp: Mailbox, kafka_url: str) -> None:
+    """On the Kafka bus: a new group starts at the end, alerts are sent then committed, a restart sends nothing again."""
+    project = make_project(tmp_path, hook, smtp)
+    project = dataclasses.replace(project, bus_url=f"{kafka_url}?namespace=alerts-{uuid.uuid4().hex[:8]}")
+    miss = ev.ScheduleMissed(run_id="", schedule="old", logical_date="2026-11-30T02:00:00+00:00", reason="before")
+    with open_backends(project) as backends:
+        publish(backends, miss)
+        service = AlertService(project, backends.bus, backends.state, clock=Clock())
+        service.open()
+        publish(backends, msgspec.structs.replace(miss, schedule="a"), msgspec.structs.replace(miss, schedule="b"))
+        assert drain(service, backends, timeout_s=1.0) == 2
+        service.stop()
+        again = AlertService(project, backends.bus, backends.state, clock=Clock())
+        assert drain(again, backends, timeout_s=1.0) == 0
+        again.stop()
+    assert [b["text"].splitlines()[0].split(": ", 1)[1] for b in posts(hook, "/team")] == [
+        "schedule a missed its tick of 2026-11-30T02:00:00+00:00",
+        "schedule b missed its tick of 2026-11-30T02:00:00+00:00",
+    ]

@@ -72,6 +72,9 @@ class AlertService:
         self.channels: dict[str, Channel] = (
             dict(channels) if channels is not None else {name: open_channel(c) for name, c in self.spec.channels.items()}
         )
+        for name in self.channels:  # series at zero, so a dashboard's rate() sees the first alert
+            ALERTS_SENT.labels(name, "ok")
+            ALERTS_SENT.labels(name, "failed")
         self.triggers = Triggers(project, state, self.spec.ui_url)
         self.router = Router(self.spec.rules)
         self.slas = SlaWatch(self.spec.slas, self.triggers, state)
