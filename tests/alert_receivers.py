@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +67,58 @@ def smtp() -> Iterator[Mailbox]:
     controller.start()
     try:
         yield box
+    finally:
+        controller.stop()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (``cert.pem``, ``key.pem`` in ``folder``): the one
+    certificate authority a client given ``cert.pem`` trusts."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sluice test SMTP")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(params=["starttls", "ssl"])
+def smtp_tls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Mailbox, str, Path]]:
+    """A real SMTP server over TLS with a self-signed certificate: STARTTLS required before the login, or TLS from
+    the first byte; the mailbox, the ``security`` to use and the certificate to trust."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    box = Mailbox(free_port())
+    tls: dict[str, Any] = (
+        {"tls_context": context, "require_starttls": True}
+        if request.param == "starttls"
+        else {"ssl_context": context, "auth_require_tls": False}  # aiosmtpd sees STARTTLS only: the socket is TLS
+    )
+    controller = Controller(box, hostname="127.0.0.1", port=box.port, authenticator=box.authenticate, **tls)
+    controller.start()
+    try:
+        yield box, str(request.param), cert
     finally:
         controller.stop()
 

@@ -3,7 +3,7 @@ receivers (a real SMTP server, a real HTTP server) in alert_receivers.py."""
 
 from __future__ import annotations
 
-from alert_receivers import hook, smtp  # noqa: F401
+from alert_receivers import hook, smtp, smtp_tls  # noqa: F401
 from servers_fixtures import (  # noqa: F401
     chromium,
     kafka_url,

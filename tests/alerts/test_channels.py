@@ -3,6 +3,7 @@ server and the HTTP server of conftest.py. Then what each channel sends, and how
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -102,6 +103,17 @@ def test_email_is_really_received_with_login_subject_and_recipients(smtp: Mailbo
     assert sender == "sluice@example.com" and recipients == ["oncall@example.com", "data@example.com"]
     assert mail["Subject"] == "[sluice] [CRITICAL] shop: object 1002 orders failed after 2 attempts"
     assert mail["To"] == "oncall@example.com, data@example.com"
+
+
+def test_email_over_tls_checks_the_certificate_then_logs_in(smtp_tls: tuple[Mailbox, str, Path], hook: Hook) -> None:
+    box, security, cert = smtp_tls
+    options = {**options_for("email", box, hook), "security": security, "ca_file": str(cert)}
+    channel("email", options).deliver(ALERT)
+    assert box.logins == [SMTP_USER] and len(box.mails) == 1
+    untrusted = {**options, "ca_file": None, "attempts": 1}  # the system's authorities do not know this certificate
+    with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+        channel("email", untrusted).deliver(ALERT)
+    assert len(box.mails) == 1
 
 
 def test_email_refused_recipient_is_terminal(smtp: Mailbox, hook: Hook) -> None:

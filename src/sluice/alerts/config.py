@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
 
 from sluice.alerts.model import AlertsSpec, ChannelSpec, Rule, Sla
 from sluice.alerts.settings import TRIGGERS, AlertsSettings, RuleSettings, SlaSettings
@@ -98,6 +101,9 @@ class _Reader:
                 key_lines=item.key_lines, ignore=("type",),
             )  # fmt: skip
             self.problems.extend(problems)
+            ca_file = getattr(options, "ca_file", None)
+            if options is not None and ca_file:  # relative to the project's folder
+                options = msgspec.structs.replace(options, ca_file=str(Path(self.file).parent / Path(ca_file).expanduser()))
             if options is not None:
                 found[str(name)] = ChannelSpec(str(name), kind, options)
         return found

@@ -32,6 +32,13 @@ class EmailOptions(Settings):
     ] = "starttls"
     username: Annotated[str | None, Meta(description="Login name; none: no authentication.")] = None
     password: Annotated[str | None, Meta(description="Password, usually ${SMTP_PASSWORD} from the environment.")] = None
+    ca_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM file of the certificate authorities to trust for TLS (relative to the project; "
+            "default: the system's)."
+        ),
+    ] = None
     subject_prefix: Annotated[str, Meta(description="Text put before every subject.")] = "[sluice]"
     timeout_s: Timeout = 10.0
     attempts: Attempts = 3
