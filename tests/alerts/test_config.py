@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -130,3 +131,21 @@ def test_unquoted_on_is_the_trigger_key_not_a_boolean(tmp_path: Path) -> None:
     )
     spec = load_project(write(tmp_path, text)).alerts
     assert spec is not None and spec.rules[0].on == {"run_failed"}
+
+
+def test_the_json_schema_knows_each_channel_type() -> None:
+    """`sluice schema` (editor completion): alerts.channels entries are one of the alert plugins' options."""
+    import jsonschema
+    import yaml
+
+    from sluice.plugins.schema import project_schema
+
+    validator = jsonschema.Draft202012Validator(project_schema())
+    doc = yaml.safe_load(GOOD.replace("${SMTP_PASSWORD}", "x"))
+    for rule in doc["alerts"]["rules"]:  # YAML 1.1 (PyYAML) reads on as True; editors read YAML 1.2, where it is "on"
+        rule["on"] = rule.pop(True, rule.get("on"))
+    assert [e.message for e in validator.iter_errors(doc)] == []
+    for channel, key, value in (("team", "uri", "https://x"), ("audit", "type", "pager"), ("oncall", "port", "smtp")):
+        wrong = copy.deepcopy(doc)
+        wrong["alerts"]["channels"][channel][key] = value
+        assert not validator.is_valid(wrong), (channel, key)

@@ -79,7 +79,10 @@ def project_schema(plugins: Iterable[Plugin] | None = None) -> dict[str, Any]:
     sources = variants(chosen, "source")
     lakes = variants(chosen, "lake")
     destinations = list(dict.fromkeys(plugin.options for plugin in chosen if plugin.kind == "destination"))
-    option_structs = list(dict.fromkeys([*(s for _, s, _ in sources), *(s for _, s, _ in lakes), *destinations]))
+    channels = variants(chosen, "alert")
+    option_structs = list(
+        dict.fromkeys([*(s for _, s, _ in sources), *(s for _, s, _ in lakes), *destinations, *(s for _, s, _ in channels)])
+    )
     names, defs = components([ProjectSettings, *option_structs])
     root_name, option_names = names[0], dict(zip(option_structs, names[1:], strict=True))
 
@@ -100,8 +103,15 @@ def project_schema(plugins: Iterable[Plugin] | None = None) -> dict[str, Any]:
             defs[option_names[options]], [p for p in chosen if p.kind == "destination" and p.options is options]
         )
         destination_refs.append({"$ref": REF.format(name=key)})
+    channel_refs = []
+    for name, options, members in channels:
+        key = f"alert-{name}"
+        defs[key] = _with_type(defs[option_names[options]], "alert channel", name, members, required=True)
+        channel_refs.append({"$ref": REF.format(name=key)})
     for options in option_structs:
         defs.pop(option_names[options], None)
+    if channel_refs and "AlertsSettings" in defs:  # alerts.channels: name -> one of the alert plugins' options
+        defs["AlertsSettings"]["properties"]["channels"]["additionalProperties"] = {"anyOf": channel_refs}
 
     obj = defs["ObjectSettings"]["properties"]
     obj["source"] = _any_of(obj["source"], [*source_refs, {"type": "null"}])
