@@ -119,6 +119,7 @@ def test_a_failed_run_alerts_by_criticality_and_a_restart_sends_nothing_again(tm
 
 
 def test_check_failed_and_schedule_missed_from_the_bus(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    """A failed check (error or warn) and a missed schedule alert; a passed check and another project's run do not."""
     project = make_project(tmp_path, hook, smtp)
     with open_backends(project) as backends:
         service = AlertService(project, backends.bus, backends.state, clock=Clock())
@@ -132,7 +133,8 @@ def test_check_failed_and_schedule_missed_from_the_bus(tmp_path: Path, hook: Hoo
         missed = ev.ScheduleMissed(
             run_id="", schedule="nightly", logical_date="2026-11-30T02:00:00+00:00", reason="catch-up: latest"
         )
-        publish(backends, check, passed, warned, missed)
+        other = ev.RunStarted(run_id="r-other", project="another-project", targets=[1001], planned=[1001])
+        publish(backends, check, passed, warned, missed, other, msgspec.structs.replace(check, run_id="r-other"))
         assert drain(service, backends) == 3
         service.stop()
     team = posts(hook, "/team")

@@ -67,6 +67,8 @@ class Triggers:
         self.state = state
         self.ui_url = ui_url
         self.runs: OrderedDict[str, RunInfo] = OrderedDict()
+        self.foreign: OrderedDict[str, None] = OrderedDict()
+        """Runs of other projects sharing the bus (their ``RunStarted`` names another project): never alerted."""
 
     def subject(self, object_id: int) -> Subject:
         obj = self.project.objects.get(object_id)
@@ -126,6 +128,13 @@ class Triggers:
     def alerts(self, event: AnyEvent) -> list[tuple[Alert, list[Subject]]]:
         """The alerts ``event`` raises (most events raise none), each with the objects it is about."""
         at = event.ts.timestamp()
+        if event.run_id in self.foreign:
+            return []
+        if isinstance(event, RunStarted) and event.project != self.project.name:
+            self.foreign[event.run_id] = None
+            while len(self.foreign) > RUN_CACHE:
+                self.foreign.popitem(last=False)
+            return []
         if isinstance(event, RunStarted):
             planned = tuple(event.planned)
             self.remember(RunInfo(event.run_id, at, event.logical_date, event.schedule, event.trigger, planned))
