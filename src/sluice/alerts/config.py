@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -22,12 +22,13 @@ import msgspec
 from sluice.alerts.model import AlertsSpec, ChannelSpec, Rule, Sla
 from sluice.alerts.settings import TRIGGERS, AlertsSettings, RuleSettings, SlaSettings
 from sluice.errors import ConfigError, did_you_mean
-from sluice.plugins import PluginError, registry
+from sluice.plugins import PluginError, Settings, registry
 from sluice.plugins.options import convert_options
 from sluice.project.model import ObjectSpec
 from sluice.project.yaml_tree import YamlMap, plain
 from sluice.streaming.durations import parse_duration
 
+S = TypeVar("S", bound=Settings)
 EXAMPLE = "{channels: {team: {type: slack, url: ...}}, rules: [{on: object_failed, channels: [team]}]}"
 
 
@@ -41,15 +42,20 @@ class _Reader:
     def problem(self, message: str, line: int | None) -> None:
         self.problems.append(ConfigError(f"alerts: {message}", self.file, line))
 
+    def check(self, settings: type[S], item: YamlMap, label: str, ignore: tuple[str, ...] = (), what: str = "key") -> S | None:
+        """``item`` as ``settings``, every problem recorded with its key's line."""
+        value, problems = convert_options(
+            settings, item, label=f"alerts{': ' if label else ''}{label}", file=self.file, line=item.line,
+            key_lines=item.key_lines, ignore=ignore, what=what,
+        )  # fmt: skip
+        self.problems.extend(problems)
+        return value
+
     def read(self, raw: Any, line: int | None) -> AlertsSpec | None:
         if not isinstance(raw, YamlMap):
             self.problem(f"must be a mapping such as {EXAMPLE}, got {plain(raw)!r}", line)
             return None
-        top, problems = convert_options(
-            AlertsSettings, raw, label="alerts", file=self.file, line=raw.line, key_lines=raw.key_lines,
-            ignore=("channels", "rules", "sla"), what="key",
-        )  # fmt: skip
-        self.problems.extend(problems)
+        top = self.check(AlertsSettings, raw, "", ignore=("channels", "rules", "sla"))
         channels = self.channels(raw.get("channels"), raw.line_of("channels"))
         default_throttle = self.duration(top.throttle if top else "15m", "throttle", raw.line_of("throttle"))
         named = list(raw["channels"]) if isinstance(raw.get("channels"), YamlMap) else []  # those with problems too
@@ -96,11 +102,7 @@ class _Reader:
             except PluginError as exc:
                 self.problem(f"{label}: type: {exc.message}", item.line_of("type"))
                 continue
-            options, problems = convert_options(
-                plugin.options, item, label=f"alerts: {label} ({kind})", file=self.file, line=item.line,
-                key_lines=item.key_lines, ignore=("type",),
-            )  # fmt: skip
-            self.problems.extend(problems)
+            options = self.check(plugin.options, item, f"{label} ({kind})", ignore=("type",), what="option")
             ca_file = getattr(options, "ca_file", None)
             if options is not None and ca_file:  # relative to the project's folder
                 options = msgspec.structs.replace(options, ca_file=str(Path(self.file).parent / Path(ca_file).expanduser()))
@@ -135,11 +137,7 @@ class _Reader:
         for index, item in enumerate(self.items(raw, "rules", line, "{on: object_failed, channels: [team]}"), start=1):
             label = f"rule {index}"
             _unquoted_on(item)
-            spec, problems = convert_options(
-                RuleSettings, item, label=f"alerts: {label}", file=self.file, line=item.line, key_lines=item.key_lines,
-                what="key",
-            )  # fmt: skip
-            self.problems.extend(problems)
+            spec = self.check(RuleSettings, item, label)
             if spec is None:
                 continue
             on = [spec.on] if isinstance(spec.on, str) else spec.on
@@ -179,11 +177,7 @@ class _Reader:
         slas: list[Sla] = []
         example = "{schedule: nightly, finish_within: 2h}"
         for index, item in enumerate(self.items(raw, "sla", line, example), start=1):
-            spec, problems = convert_options(
-                SlaSettings, item, label=f"alerts: sla {index}", file=self.file, line=item.line, key_lines=item.key_lines,
-                what="key",
-            )  # fmt: skip
-            self.problems.extend(problems)
+            spec = self.check(SlaSettings, item, f"sla {index}")
             if spec is None:
                 continue
             label = f"sla {spec.name or index}"
