@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from sluice import events as ev
@@ -51,7 +52,9 @@ def test_the_last_attempt_is_object_failed_and_retries_exhausted(triggers: Trigg
 def test_a_terminal_error_is_object_failed_at_once_without_retries_exhausted(triggers: Triggers) -> None:
     ((alert, _),) = triggers.alerts(failed(1, retryable=False))
     assert alert.trigger == "object_failed" and alert.title == "object 2 obj2 failed after 1 attempt"
-    assert alert.details == {"attempt": "1 of 3", "retryable": "no"}
+    assert alert.details == {"attempt": "1 of 3", "retryable": "no"} and alert.error == "down"
+    typed = msgspec.structs.replace(failed(1, retryable=False), error_type="ValueError", error="ValueError: bad file")
+    assert triggers.alerts(typed)[0][0].error == "ValueError: bad file"  # the type once, not twice
 
 
 def test_run_failed_names_its_failed_objects_and_only_failed_runs_alert(triggers: Triggers) -> None:

@@ -174,7 +174,8 @@ class Triggers:
         if event.retryable and event.attempt < attempts:
             return []  # a retry follows
         after = f" after {event.attempt} attempt{'s' if event.attempt != 1 else ''}"
-        error = f"{event.error_type}: {event.error}" if event.error_type else event.error
+        typed = event.error_type and not event.error.startswith(f"{event.error_type}:")  # the worker may have put it there
+        error = f"{event.error_type}: {event.error}" if typed else event.error
         details = {"attempt": f"{event.attempt} of {attempts}", "retryable": "yes" if event.retryable else "no"}
         base = self.base("object_failed", "", event.run_id, "error", at, error=error, details=details)
         alert, s = self.on_object(base, event.object_id)

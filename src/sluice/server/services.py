@@ -166,9 +166,6 @@ class Services:
         self._shutdown()
 
     def _shutdown(self) -> None:
-        if self.alerts is not None:
-            self.alerts.stop()
-            self.alerts = None
         if self.streams is not None:
             self.streams.stop()  # each commits what it gathered
             self.streams.join(30.0)
@@ -184,6 +181,9 @@ class Services:
         self._workers = ([], [])
         if self._lag is not None:
             self._lag.stop()
+        if self.alerts is not None:  # last: it alerts on what the parts above did while stopping
+            self.alerts.stop()
+            self.alerts = None
         self._stack.close()
 
 
