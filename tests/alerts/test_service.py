@@ -271,3 +271,45 @@ def test_the_consumer_group_on_kafka(tmp_path: Path, hook: Hook, smtp: Mailbox, 
         "schedule a missed its tick of 2026-11-30T02:00:00+00:00",
         "schedule b missed its tick of 2026-11-30T02:00:00+00:00",
     ]
+
+
+def test_sluice_serve_sends_the_alerts_of_its_runs(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    """``sluice serve`` as users start it: a run started through the API fails, the alerts reach the receivers."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    import sluice
+    from alert_receivers import free_port
+
+    make_project(tmp_path, hook, smtp)  # (criticality is set in memory only: here every object is low/unset)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(sluice.__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "sluice", "serve", str(tmp_path), "--port", str(port), "--simulate", "--delay-scale", "0"]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([*command, "--fail", "1002"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        run_id = httpx.post(f"{url}/orchestrate", json={"targets": None, "force": True}).json()["run_id"]
+        while len(posts(hook, "/team")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+    assert [b["text"].splitlines()[0] for b in posts(hook, "/team")] == [
+        "[ERROR] shop: object 1002 payments failed after 2 attempts",
+        "[ERROR] shop: object 1002 payments failed after 2 attempts: retries exhausted",
+        f"[ERROR] shop: run {run_id} failed",
+    ]
+    assert posts(hook, "/oncall") == [] and smtp.mails == []  # no object is of criticality high in the file
