@@ -107,6 +107,9 @@ class AlertService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():  # a delivery still retrying: its events stay uncommitted, sent again next time
+                log.warning("alert service: a delivery still going after %.0f s; leaving it to end with the process", timeout_s)
+                return
             self._thread = None
         if self._consumer is not None:
             self._consumer.close()
