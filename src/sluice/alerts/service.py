@@ -47,6 +47,7 @@ class AlertService:
 
     ``clock``: epoch seconds (throttle windows, deadlines; tests pass a fake one). ``channels``: channel
     objects by name instead of those the project's plugins build (tests). ``sleep``: between delivery attempts.
+    Raises ValueError when the project has no ``alerts:``, PluginError when a channel's plugin cannot be loaded.
     """
 
     def __init__(
