@@ -156,7 +156,7 @@ def test_repeats_are_throttled_and_folded_into_the_next_alert(tmp_path: Path, ho
         service.open()
         for step in (0, 60, 120, 300, 1000):  # seconds after T0: sent, held, held, held, sent with 3 folded
             clock.t = T0 + step
-            publish(backends, miss)
+            publish(backends, msgspec.structs.replace(miss, logical_date=f"2026-11-30T02:{step // 60:02d}:00+00:00"))
             drain(service, backends)
         publish(backends, msgspec.structs.replace(miss, schedule="daily"))  # another subject: not throttled
         drain(service, backends)

@@ -37,6 +37,13 @@ def test_an_attempt_with_a_retry_left_raises_nothing(triggers: Triggers) -> None
     assert triggers.alerts(failed(1)) == [] and triggers.alerts(failed(2)) == []
 
 
+def test_an_outcome_published_twice_alerts_once(triggers: Triggers) -> None:
+    assert len(triggers.alerts(failed(3))) == 2
+    assert triggers.alerts(failed(3)) == []  # the same attempt's ObjectFailed again (a worker's at-least-once)
+    missed = ev.ScheduleMissed(run_id="", schedule="s", logical_date="2026-11-30T00:00:00+00:00", reason="x")
+    assert len(triggers.alerts(missed)) == 1 and triggers.alerts(missed) == []
+
+
 def test_the_last_attempt_is_object_failed_and_retries_exhausted(triggers: Triggers) -> None:
     (failed_alert, subjects), (exhausted, _) = triggers.alerts(failed(3))
     assert (failed_alert.trigger, exhausted.trigger) == ("object_failed", "retries_exhausted")
@@ -53,13 +60,15 @@ def test_a_terminal_error_is_object_failed_at_once_without_retries_exhausted(tri
     ((alert, _),) = triggers.alerts(failed(1, retryable=False))
     assert alert.trigger == "object_failed" and alert.title == "object 2 obj2 failed after 1 attempt"
     assert alert.details == {"attempt": "1 of 3", "retryable": "no"} and alert.error == "down"
-    typed = msgspec.structs.replace(failed(1, retryable=False), error_type="ValueError", error="ValueError: bad file")
+    typed = msgspec.structs.replace(
+        failed(1, retryable=False), object_id=3, error_type="ValueError", error="ValueError: bad file"
+    )
     assert triggers.alerts(typed)[0][0].error == "ValueError: bad file"  # the type once, not twice
 
 
 def test_run_failed_names_its_failed_objects_and_only_failed_runs_alert(triggers: Triggers) -> None:
-    assert triggers.alerts(ev.RunFinished(run_id="r1", status="succeeded", duration_s=1.0)) == []
-    assert triggers.alerts(ev.RunFinished(run_id="r1", status="cancelled", duration_s=1.0)) == []
+    assert triggers.alerts(ev.RunFinished(run_id="r0", status="succeeded", duration_s=1.0)) == []
+    assert triggers.alerts(ev.RunFinished(run_id="r2", status="cancelled", duration_s=1.0)) == []
     ((alert, subjects),) = triggers.alerts(ev.RunFinished(run_id="r1", status="failed", duration_s=2.5, counts={"failed": 7}))
     assert alert.error.startswith("object 2 obj2: boom 2; object 3 obj3: boom 3;") and alert.error.endswith("(and 2 more)")
     assert [s.object_id for s in subjects] == [2, 3, 4, 5, 6, 7, 8]

@@ -69,6 +69,8 @@ class Triggers:
         self.runs: OrderedDict[str, RunInfo] = OrderedDict()
         self.foreign: OrderedDict[str, None] = OrderedDict()
         """Runs of other projects sharing the bus (their ``RunStarted`` names another project): never alerted."""
+        self.seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
+        """Outcomes already alerted on: a worker's event published twice (at least once) alerts once."""
 
     def subject(self, object_id: int) -> Subject:
         obj = self.project.objects.get(object_id)
@@ -134,6 +136,8 @@ class Triggers:
             self.foreign[event.run_id] = None
             while len(self.foreign) > RUN_CACHE:
                 self.foreign.popitem(last=False)
+            return []
+        if _once(self.seen, event):
             return []
         if isinstance(event, RunStarted):
             planned = tuple(event.planned)
@@ -214,3 +218,23 @@ class Triggers:
             details=details,
         )
         return [(alert, subjects)]
+
+
+def _once(seen: OrderedDict[tuple[object, ...], None], event: AnyEvent) -> bool:
+    """True when ``event`` is an outcome already in ``seen`` (then it raises nothing again); records it otherwise."""
+    if isinstance(event, ObjectFailed):
+        key: tuple[object, ...] = ("failed", event.run_id, event.object_id, event.attempt)
+    elif isinstance(event, CheckFinished):
+        key = ("check", event.run_id, event.object_id, event.check, event.attempt)
+    elif isinstance(event, RunFinished):
+        key = ("run", event.run_id)
+    elif isinstance(event, ScheduleMissed):
+        key = ("missed", event.schedule, event.logical_date)
+    else:
+        return False
+    if key in seen:
+        return True
+    seen[key] = None
+    while len(seen) > 10 * RUN_CACHE:
+        seen.popitem(last=False)
+    return False
