@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from sluice.alerts import config, model, payloads, routing, settings
+from sluice.alerts import config, listing, model, payloads, routing, settings
 from sluice.alerts.model import Alert, Rule, Subject
 from sluice.alerts.routing import Router, Throttle
 
@@ -76,7 +76,7 @@ def test_held_alerts_are_counted_by_the_router() -> None:
     assert (sent.folded, sent.folded_since) == (1, 30.0)
 
 
-@pytest.mark.parametrize("module", [config, model, payloads, routing, settings], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [config, listing, model, payloads, routing, settings], ids=lambda m: m.__name__)
 def test_examples_in_docstrings(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
