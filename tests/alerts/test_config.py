@@ -45,6 +45,7 @@ alerts:
   sla:
     - {schedule: nightly, finish_within: 2h}
     - {name: morning, targets: [orders], by: "6:00", timezone: Europe/Paris}
+    - {schedule: nightly, by: "06:30 America/New_York"}
 """
 )
 
@@ -72,7 +73,8 @@ def test_the_section_is_read_into_channels_rules_and_deadlines(tmp_path: Path, m
     assert first.severity == "critical" and first.throttle_s == 1800.0
     assert second.objects == {1001, 1002} and second.throttle_s == 0.0 and not second.cont
     assert third.name == "deadlines" and third.schedules == {"nightly"} and third.channels == ("team", "audit")
-    within, morning = spec.slas
+    within, morning, new_york = spec.slas
+    assert (new_york.by, new_york.timezone) == (time(6, 30), "America/New_York")
     assert within.within_s == 7200.0 and within.name == "sla 1"
     assert morning.targets == {1001} and morning.by == time(6, 0)
     # a run of 2026-11-30 02:00 Paris time is late after 06:00 that day; one of 07:00, after 06:00 the next day
@@ -100,6 +102,7 @@ alerts:
     - {schedule: nightly, finish_within: 2h, by: "06:00"}
     - {targets: [1001], by: "25:00"}
     - {finish_within: 1h, timezone: Mars/Olympus}
+    - {schedule: nightly, by: "06:00 Europe/Pariss"}
 """
     )
     assert problems(tmp_path, text) == [
@@ -121,6 +124,7 @@ alerts:
         "sluice.yaml:19: alerts: sla 2: by: '25:00' is not a time of day; write HH:MM such as '06:00'",
         "sluice.yaml:20: alerts: sla 3: say which runs it covers: schedule (a name) or targets (object ids or names)",
         "sluice.yaml:20: alerts: sla 3: unknown time zone 'Mars/Olympus'; use an IANA name such as Europe/Paris",
+        "sluice.yaml:21: alerts: sla 4: unknown time zone 'Europe/Pariss'; use an IANA name such as Europe/Paris",
     ]
 
 

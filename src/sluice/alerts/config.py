@@ -187,17 +187,21 @@ class _Reader:
                 )
             if spec.schedule is None and not spec.targets:
                 self.problem(f"{label}: say which runs it covers: schedule (a name) or targets (object ids or names)", item.line)
+            clock, _, zone = (spec.by or "").strip().partition(" ")  # by: "06:00 Europe/Paris" names its zone too
+            timezone = zone.strip() or spec.timezone
+            if zone.strip() and "timezone" in item:
+                self.problem(f"{label}: give the time zone once, in 'by' or in 'timezone'", item.line_of("timezone"))
             try:
-                ZoneInfo(spec.timezone)
+                ZoneInfo(timezone)
             except (ZoneInfoNotFoundError, ValueError):
                 self.problem(
-                    f"{label}: unknown time zone {spec.timezone!r}; use an IANA name such as Europe/Paris",
-                    item.line_of("timezone"),
+                    f"{label}: unknown time zone {timezone!r}; use an IANA name such as Europe/Paris",
+                    item.line_of("by" if zone.strip() else "timezone"),
                 )
             by = None
             if spec.by is not None:
                 try:
-                    by = time.fromisoformat(spec.by.zfill(5))
+                    by = time.fromisoformat(clock.zfill(5))
                 except ValueError:
                     self.problem(
                         f"{label}: by: {spec.by!r} is not a time of day; write HH:MM such as '06:00'", item.line_of("by")
@@ -212,7 +216,7 @@ class _Reader:
                     targets=self.object_ids(spec.targets, label, item.line_of("targets")),
                     within_s=within,
                     by=by,
-                    timezone=spec.timezone,
+                    timezone=timezone,
                 )
             )
         return tuple(slas)

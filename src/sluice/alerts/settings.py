@@ -84,8 +84,8 @@ class SlaSettings(Settings):
     by: Annotated[
         str | None,
         Meta(
-            description="A run of a logical date must finish by this time of day (HH:MM), the first one at or after "
-            "its logical date.",
+            description="A run of a logical date must finish by this time of day (HH:MM, or 'HH:MM Europe/Paris' with "
+            "its time zone), the first one at or after its logical date.",
         ),
     ] = None
     timezone: Annotated[str, Meta(description="The time zone of 'by' (IANA name, e.g. Europe/Paris).")] = "UTC"
