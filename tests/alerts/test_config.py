@@ -153,3 +153,13 @@ def test_the_json_schema_knows_each_channel_type() -> None:
         wrong = copy.deepcopy(doc)
         wrong["alerts"]["channels"][channel][key] = value
         assert not validator.is_valid(wrong), (channel, key)
+
+
+def test_the_example_of_docs_alerts_md_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text(encoding="utf-8")
+    example = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
+    for name in ("SMTP_PASSWORD", "SLACK_WEBHOOK_URL", "AUDIT_TOKEN"):
+        monkeypatch.setenv(name, "https://hooks.example.com/x" if name == "SLACK_WEBHOOK_URL" else "x")
+    spec = load_project(write(tmp_path, "objects: [{id: 3001, name: fact_sales}]\n" + example)).alerts
+    assert spec is not None and [r.cont for r in spec.rules] == [True, False, False, False]
+    assert [s.timezone for s in spec.slas] == ["UTC", "Europe/Paris"]
