@@ -15,11 +15,12 @@ from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+if TYPE_CHECKING:  # aiosmtpd is imported by the SMTP fixtures only: without it, only the email tests fail
+    from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 SMTP_USER = "alerts"
 SMTP_PASSWORD = "s3cret-from-env"
@@ -53,6 +54,8 @@ class Mailbox:
         return "250 OK"
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
         ok = isinstance(data, LoginPassword) and data.login == SMTP_USER.encode() and data.password == SMTP_PASSWORD.encode()
         if ok:
             self.logins.append(SMTP_USER)
@@ -63,6 +66,8 @@ class Mailbox:
 def smtp() -> Iterator[Mailbox]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1, accepting a login over the plain connection."""
     box = Mailbox(free_port())
+    from aiosmtpd.controller import Controller
+
     controller = Controller(box, hostname="127.0.0.1", port=box.port, authenticator=box.authenticate, auth_require_tls=False)
     controller.start()
     try:
@@ -115,6 +120,8 @@ def smtp_tls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[M
         if request.param == "starttls"
         else {"ssl_context": context, "auth_require_tls": False}  # aiosmtpd sees STARTTLS only: the socket is TLS
     )
+    from aiosmtpd.controller import Controller
+
     controller = Controller(box, hostname="127.0.0.1", port=box.port, authenticator=box.authenticate, **tls)
     controller.start()
     try:
