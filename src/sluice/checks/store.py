@@ -13,29 +13,15 @@ from collections.abc import Sequence
 
 from sluice.errors import TransientError
 from sluice.project.model import Project
-from sluice.state.base import CHECK_COLUMNS, CheckResult, StateStore
+from sluice.state.base import CHECK_COLUMNS, PG_CHECK_TYPES, CheckResult, StateStore, check_results_ddl
 from sluice.urls import connection_scheme, libpq_url
 
 WAREHOUSE = "warehouse"
 TABLE = "metrics.check_results"
-_DDL = """
-CREATE TABLE IF NOT EXISTS metrics.check_results (
-    run_id TEXT NOT NULL,
-    project TEXT NOT NULL,
-    object_id BIGINT NOT NULL,
-    object TEXT NOT NULL,
-    "check" TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    status TEXT NOT NULL,
-    failing_rows BIGINT NOT NULL,
-    sample JSONB NOT NULL,
-    message TEXT NOT NULL,
-    duration_s DOUBLE PRECISION NOT NULL,
-    checked_at TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX IF NOT EXISTS check_results_by_object ON metrics.check_results(project, object_id, checked_at)
-"""
+_DDL = [
+    check_results_ddl(TABLE, {**PG_CHECK_TYPES, "time": "TIMESTAMPTZ"}),
+    "CREATE INDEX IF NOT EXISTS check_results_by_object ON metrics.check_results(project, object_id, checked_at)",
+]
 _created: set[str] = set()
 _lock = threading.Lock()
 
@@ -88,7 +74,7 @@ def _create(conn: object, url: str) -> None:
     execute = conn.execute  # type: ignore[attr-defined]
     execute("SELECT pg_advisory_xact_lock(hashtextextended('sluice:ddl:schema:metrics', 0))")
     execute("CREATE SCHEMA IF NOT EXISTS metrics")
-    for statement in _DDL.split(";"):
+    for statement in _DDL:
         execute(statement)
     with _lock:
         _created.add(url)
