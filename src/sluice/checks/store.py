@@ -58,12 +58,22 @@ def _insert(url: str, results: Sequence[CheckResult]) -> None:
         [f"({', '.join('to_timestamp(%s)' if c == 'checked_at' else '%s' for c in CHECK_COLUMNS)})"] * len(results)
     )
     params = [Jsonb(r.sample) if c == "sample" else getattr(r, c) for r in results for c in CHECK_COLUMNS]
-    try:
-        with psycopg.connect(libpq_url(url), connect_timeout=10) as conn, conn.transaction():
-            _create(conn, url)
-            conn.execute(f"INSERT INTO {TABLE}({columns}) VALUES {values}", params)
-    except psycopg.OperationalError as exc:
-        raise TransientError(f"cannot keep check results in {WAREHOUSE} ({TABLE}): {' '.join(str(exc).split())}") from exc
+    for attempt in (1, 2):  # a second time when the table was dropped since this process created it
+        try:
+            with psycopg.connect(libpq_url(url), connect_timeout=10) as conn, conn.transaction():
+                _create(conn, url)
+                conn.execute(f"INSERT INTO {TABLE}({columns}) VALUES {values}", params)
+            return
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            _created.discard(url)
+            if attempt == 2:
+                raise
+        except psycopg.OperationalError as exc:
+            _created.discard(url)  # the creation may have been rolled back with the insert
+            raise TransientError(f"cannot keep check results in {WAREHOUSE} ({TABLE}): {' '.join(str(exc).split())}") from exc
+        except BaseException:
+            _created.discard(url)
+            raise
 
 
 def _create(conn: object, url: str) -> None:
@@ -90,7 +100,11 @@ def load_results(
     import psycopg
 
     columns = ", ".join("extract(epoch from checked_at)::float8" if c == "checked_at" else f'"{c}"' for c in CHECK_COLUMNS)
-    with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
+    try:
+        conn = psycopg.connect(libpq_url(url), connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise TransientError(f"cannot read check results from {WAREHOUSE} ({TABLE}): {' '.join(str(exc).split())}") from exc
+    with conn:
         exists = conn.execute("SELECT to_regclass('metrics.check_results')").fetchone()
         if exists is None or exists[0] is None:
             return []

@@ -55,6 +55,9 @@ def check(
             kept = [
                 r for oid in object_ids or [None] for r in load_results(project, state, run_id=run_id, object_id=oid, limit=limit)
             ]
+        except SluiceError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
         finally:
             state.close()
         for result in kept:
