@@ -29,6 +29,7 @@ def test_one_page_per_kind_with_plugins() -> None:
         "capture.md",
         "apply.md",
         "alert.md",
+        "check.md",
         "project.md",
         "README.md",
     }

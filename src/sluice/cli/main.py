@@ -587,6 +587,13 @@ def _register_alerts() -> None:
 
 
 _register_alerts()
+def _register_check() -> None:
+    from sluice.cli.checks import check
+
+    cli.add_command(check)
+
+
+_register_check()
 
 
 def main() -> None:

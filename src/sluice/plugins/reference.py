@@ -52,6 +52,7 @@ TITLES = {
     "bus": "Buses",
     "state": "State stores",
     "alert": "Alert channels",
+    "check": "Data-quality checks",
 }
 INTROS = {
     "source": (
@@ -84,6 +85,11 @@ INTROS = {
         "Each channel of `alerts.channels`, by name; `type` picks the plugin: "
         "`alerts: {channels: {team: {type: slack, url: ${SLACK_WEBHOOK_URL}}}}`. "
         "Rules, throttling, deadlines and payloads: [../alerts.md](../alerts.md)."
+    ),
+    "check": (
+        "Each item of an object's `checks:` names its type by its one key besides `name`, `severity` (`error`, `warn`) "
+        "and `sample`: `checks: [{not_null: {columns: [user_id]}}, {expression: amount >= 0, severity: warn}]`. "
+        "Where they run, results and cost: [docs/checks.md](../checks.md)."
     ),
 }
 PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (

@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "sluice.state.plugins",
     "sluice.cdc.plugins",
     "sluice.alerts.plugins",
+    "sluice.checks.plugins",
 )
 
 

@@ -20,6 +20,7 @@ from sluice.alerts.config import read_alerts
 from sluice.alerts.model import AlertsSpec
 from sluice.api.config import read_api
 from sluice.cdc.config import SyncSettings, partitions_problem
+from sluice.checks.read import read_checks
 from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
@@ -430,7 +431,7 @@ class _Reader:
             return None
         name = item.get("name")
         label = f"object {raw_id} ({name})" if isinstance(name, str) and name else f"object {raw_id}"
-        spec = self.check(ObjectSettings, item, label, ignore=("source", "destination"))
+        spec = self.check(ObjectSettings, item, label, ignore=("source", "destination", "checks"))
         raw_stage = item.get("stage")
         stage_name = spec.stage if spec else raw_stage if isinstance(raw_stage, str) else None
         if stage_name is None:
@@ -488,6 +489,7 @@ class _Reader:
             chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
             streaming=spec.streaming,
+            checks=read_checks(self, item.get("checks"), label, item.line_of("checks")),
         )
 
     def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:

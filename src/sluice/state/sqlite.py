@@ -9,7 +9,17 @@ from typing import Any
 
 from sluice.errors import RunNotFound, StateError
 from sluice.sqlite_file import SqliteFile
-from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+from sluice.state.base import (
+    CHECK_COLUMNS,
+    OBJECT_COLUMNS,
+    CheckResult,
+    LatestOutput,
+    ObjectState,
+    RunRecord,
+    StateStore,
+    check_results_ddl,
+    object_row,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -61,10 +71,19 @@ CREATE TABLE IF NOT EXISTS source_cursors (
     PRIMARY KEY (project, object_id)
 ) WITHOUT ROWID;
 """
+_SCHEMA += check_results_ddl("check_results", {"text": "TEXT", "int": "INTEGER", "float": "REAL", "json": "TEXT", "time": "REAL"})
+_SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON check_results(project, checked_at);\n"
+_CHECK_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CHECK_COLUMNS) + " FROM check_results"
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
 _UPSERT_OBJECT = f"INSERT OR REPLACE INTO run_objects(run_id, {', '.join(OBJECT_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
+
+
+def _check_result(row: Sequence[Any]) -> CheckResult:
+    values = dict(zip(CHECK_COLUMNS, row, strict=True))
+    values["sample"] = json.loads(values["sample"])
+    return CheckResult(**values)
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -196,6 +215,29 @@ class SqliteStateStore(StateStore):
             chosen = sorted(row[0] for row in rows if object_ids is None or row[0] in object_ids)
             conn.executemany("DELETE FROM source_cursors WHERE project = ? AND object_id = ?", [(project, i) for i in chosen])
         return chosen
+
+    def record_check_results(self, results: Sequence[CheckResult]) -> None:
+        if not results:
+            return
+        columns = ", ".join(f'"{c}"' for c in CHECK_COLUMNS)
+        with self.db.write() as conn:
+            conn.executemany(
+                f"INSERT INTO check_results({columns}) VALUES ({', '.join('?' * len(CHECK_COLUMNS))})",
+                [tuple(json.dumps(r.sample) if c == "sample" else getattr(r, c) for c in CHECK_COLUMNS) for r in results],
+            )
+
+    def check_results(
+        self, project: str, *, run_id: str | None = None, object_id: int | None = None, limit: int = 100
+    ) -> list[CheckResult]:
+        query = _CHECK_SELECT + " WHERE project = ? AND (? IS NULL OR run_id = ?) AND (? IS NULL OR object_id = ?)"
+        rows = self.db.conn().execute(
+            query + " ORDER BY checked_at DESC, rowid DESC LIMIT ?", (project, run_id, run_id, object_id, object_id, limit)
+        )
+        return [_check_result(row) for row in rows]
+
+    def prune_check_results(self, project: str, before: float) -> int:
+        with self.db.write() as conn:
+            return int(conn.execute("DELETE FROM check_results WHERE project = ? AND checked_at < ?", (project, before)).rowcount)
 
     def ping(self) -> None:
         self.db.ping()

@@ -1,0 +1,193 @@
+"""Run an object's checks on its written output, where it is; results, ``CheckFinished`` events, metrics.
+
+Called by the stage worker after the object's output is written (lake committed, destination loaded) and before
+``ObjectLoaded`` is published (:mod:`sluice.runtime.worker`), and by ``sluice check``. A failed (or broken) check of
+severity ``error`` makes the object fail, terminally: its children are skipped; the output stays written (the
+check guards the children, not the write). ``warn`` records and goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice import events as ev
+from sluice.checks.builtin import Counted
+from sluice.checks.compile import batch_query, check_query, read_result, sample_query, sample_texts
+from sluice.checks.places import Place, where
+from sluice.checks.settings import CheckSpec
+from sluice.checks.store import save_results
+from sluice.errors import TerminalError
+from sluice.lake.base import Lake
+from sluice.observability import metrics
+from sluice.plugins.registry import registry
+from sluice.project.model import ObjectSpec, Project
+from sluice.state.base import CheckResult, StateStore
+
+log = logging.getLogger("sluice.checks")
+
+
+class CheckFailed(TerminalError):
+    """A check of severity ``error`` failed (or could not run): the object fails and its children are skipped."""
+
+
+@dataclass(slots=True)
+class Checked:
+    """An object's check results, and the message of the object's failure when an ``error`` check did not pass."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    failure: str = ""
+    stored: str = ""
+
+    def events(self, ready: ev.ObjectReady, worker: str = "") -> list[ev.CheckFinished]:
+        """One ``CheckFinished`` per result, for the object attempt ``ready``."""
+        return [
+            ev.CheckFinished(
+                run_id=ready.run_id,
+                object_id=ready.object_id,
+                stage=ready.stage,
+                attempt=ready.attempt,
+                check=r.check,
+                kind=r.kind,
+                severity=r.severity,
+                status=r.status,
+                failing_rows=r.failing_rows,
+                sample=r.sample,
+                message=r.message,
+                duration_s=r.duration_s,
+            )
+            for r in self.results
+        ]
+
+
+class CheckRunner:
+    """Runs objects' checks for one project. Thread-safe: each call opens its own place.
+
+    ``batch``: the checks that can share a scan (``not_null``, ``accepted_values``, ``expression``, ``row_count``,
+    ``freshness``: :class:`~sluice.checks.builtin.CheckType` ``aggregate``) are counted by one query over the
+    output, and only those that failed are asked for their sample; the others run one query each.
+    """
+
+    def __init__(self, project: Project, lake: Lake, state: StateStore | None = None, *, batch: bool = True) -> None:
+        self.project = project
+        self.lake = lake
+        self.state = state
+        self.batch = batch
+
+    def run(self, obj: ObjectSpec, run_id: str, location: str | None = None, *, store: bool = True) -> Checked:
+        """Run ``obj``'s checks on its output (``location``: the lake location just written; None: its current one).
+
+        Raises TransientError when the place cannot be reached (the object is retried), TerminalError when its
+        output cannot be checked at all.
+        """
+        checked = Checked()
+        if not obj.checks:
+            return checked
+        found = where(self.project, obj)
+        if isinstance(found, str):
+            raise TerminalError(f"object {obj.id} ({obj.name}): its checks cannot run: {found}")
+        place = Place(self.project, self.lake, obj, found, location)
+        try:
+            place.open()
+            types = {spec.name: registry().get("check", spec.kind).load() for spec in obj.checks}
+            counted = self._batched(place, obj.checks, types) if self.batch else {}
+            for spec in obj.checks:
+                checked.results.append(self._one(place, obj, spec, run_id, types[spec.name], counted.get(spec.name)))
+        finally:
+            place.close()
+        if store:
+            checked.stored = save_results(self.project, self.state, checked.results)
+        broken = [r for r in checked.results if r.severity == "error" and r.status != "passed"]
+        if broken:
+            checked.failure = f"object {obj.id} ({obj.name}): " + "; ".join(describe(r) for r in broken)
+        return checked
+
+    def _batched(self, place: Place, specs: tuple[CheckSpec, ...], types: dict[str, Any]) -> dict[str, tuple[int, float]]:
+        """Failing rows of every check that has an aggregate, from one scan, with each one's share of its time;
+        {} when fewer than two can share it or the scan fails (each check then runs alone and reports its error)."""
+        aggregates: dict[str, str] = {}
+        for spec in specs:
+            aggregate = getattr(types[spec.name], "aggregate", None)
+            try:
+                if aggregate is not None:
+                    aggregates[spec.name] = aggregate(spec.options, place)
+            except Exception:  # noqa: S112 - it runs alone then, and reports its own error
+                continue
+        if len(aggregates) < 2:
+            return {}
+        started = time.perf_counter()
+        try:
+            _, rows = place.query(batch_query(list(aggregates.values()), place.this, place.place))
+        except Exception as exc:
+            log.info("the batched checks fell back to one query each: %s", " ".join(str(exc).split())[:300])
+            return {}
+        share = (time.perf_counter() - started) / len(aggregates)
+        return {name: (int(rows[0][i] or 0), share) for i, name in enumerate(aggregates)}
+
+    def _one(
+        self, place: Place, obj: ObjectSpec, spec: CheckSpec, run_id: str, kind: Any, counted: tuple[int, float] | None
+    ) -> CheckResult:
+        started = time.perf_counter()
+        status, failing, message = "passed", 0, ""
+        sample: list[str] = []
+        try:
+            failing, sample = self._evaluate(place, spec, kind, None if counted is None else counted[0])
+            status = "failed" if failing else "passed"
+        except Exception as exc:  # a check that cannot run is a result (status error), not a crash
+            status, message = "error", " ".join(str(exc).split())[:500] or type(exc).__name__
+        duration = time.perf_counter() - started + (counted[1] if counted is not None else 0.0)
+        result = CheckResult(
+            run_id=run_id,
+            project=self.project.name,
+            object_id=obj.id,
+            object=obj.name,
+            check=spec.name,
+            kind=spec.kind,
+            severity=spec.severity,
+            status=status,
+            failing_rows=failing,
+            sample=sample,
+            message=message or summary(spec, status, failing),
+            duration_s=duration,
+            checked_at=time.time(),
+        )
+        labels = (self.project.name, obj.name, spec.name)
+        metrics.child(metrics.CHECK_RUNS, *labels, spec.kind, spec.severity, status).inc()
+        metrics.child(metrics.CHECK_FAILING_ROWS, *labels).set(failing)
+        metrics.child(metrics.CHECK_DURATION, self.project.name, spec.kind).observe(duration)
+        log.info("%s", describe(result), extra={"run_id": run_id, "object_id": obj.id})
+        return result
+
+    def _evaluate(self, place: Place, spec: CheckSpec, kind: Any, counted: int | None) -> tuple[int, list[str]]:
+        """(failing rows, sample): one query (count and sample), or with ``counted`` (from the batch) the sample alone."""
+        if counted == 0 or (counted is not None and spec.sample == 0):
+            return counted, []
+        failing_sql = kind(spec.options, place)
+        if isinstance(failing_sql, Counted):
+            return failing_sql.failing_rows, failing_sql.sample[: spec.sample]
+        if counted is not None:
+            columns, rows = place.query(sample_query(failing_sql, spec.sample, place.place))
+            return counted, sample_texts(columns, rows, spec.sample)
+        columns, rows = place.query(check_query(failing_sql, spec.sample, place.place))
+        return read_result(columns, rows, spec.sample)
+
+
+def summary(spec: CheckSpec, status: str, failing: int) -> str:
+    """``3 failing rows`` / ``passed``: a result's message when the check gave none."""
+    if status == "passed":
+        return "passed"
+    return f"{failing} failing row{'s' if failing != 1 else ''}"
+
+
+def describe(result: CheckResult) -> str:
+    """One line: ``check not_null_user_id (not_null, error): failed, 3 failing rows, e.g. user_id=None, ...``."""
+    text = f"check {result.check} ({result.kind}, {result.severity}): {result.status}"
+    if result.status == "error":
+        return f"{text}: {result.message}"
+    if result.status == "failed":
+        text += f", {result.failing_rows} failing row{'s' if result.failing_rows != 1 else ''}"
+        if result.sample:
+            text += f", e.g. {'; '.join(result.sample)}"
+    return text
