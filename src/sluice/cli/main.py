@@ -587,6 +587,8 @@ def _register_alerts() -> None:
 
 
 _register_alerts()
+
+
 def _register_check() -> None:
     from sluice.cli.checks import check
 
