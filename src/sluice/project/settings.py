@@ -9,7 +9,7 @@ that ``sluice schema`` prints.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -21,6 +21,7 @@ from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
+from sluice.scheduling.spec import ScheduleSettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 
@@ -90,6 +91,12 @@ class ObjectSettings(Settings):
             "with their offsets (docs/streaming.md); run by `sluice stream`, not `sluice run`."
         ),
     ] = None
+    tags: Annotated[
+        list[Annotated[str, Meta(min_length=1)]], Meta(description="Free labels schedules select objects by (tags: [...]).")
+    ] = msgspec.field(default_factory=list)
+    criticality: Annotated[
+        Literal["low", "high"] | None, Meta(description="low or high: chooses alert channels and severity.")
+    ] = None
 
 
 class ProjectSettings(Settings):
@@ -133,6 +140,10 @@ class ProjectSettings(Settings):
         ObjetsSettings | None,
         Meta(description="Objects from an Objets.json, its fields mapped to sources and lake folders (docs/objets-json.md)."),
     ] = None
+    schedules: Annotated[
+        dict[str, ScheduleSettings] | None,
+        Meta(description="Schedules by name: cron, timezone, targets or tags, catch_up... (docs/schedules.md)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt", "schedules")

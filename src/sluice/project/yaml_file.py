@@ -43,6 +43,7 @@ from sluice.project.model import (
 from sluice.project.models import read_models
 from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
+from sluice.scheduling.spec import read_schedules
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
 from sluice.urls import connection_scheme
@@ -134,6 +135,10 @@ class _Reader:
             left_out=objets.left_out if objets is not None else {},
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
+            schedules=(
+                *read_schedules(data.get("schedules"), data.line_of("schedules"), self.file, objects, self.problems),
+                *(objets.schedules if objets is not None else ()),
+            ),
         )
 
     def spark(self, raw: Any, line: int | None) -> SparkSettings:
@@ -477,6 +482,8 @@ class _Reader:
             chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
             streaming=spec.streaming,
+            tags=tuple(dict.fromkeys(spec.tags)),
+            criticality=spec.criticality,
         )
 
     def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:
