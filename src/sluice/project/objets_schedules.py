@@ -69,7 +69,9 @@ def frequency_cron(value: Any) -> str | None:
     return text if check_cron(text) is None else None
 
 
-def criticality(object_id: int, metadata: Mapping[str, Any], file: str, line: int | None, problems: list[ConfigError]) -> str | None:
+def criticality(
+    object_id: int, metadata: Mapping[str, Any], file: str, line: int | None, problems: list[ConfigError]
+) -> str | None:
     """The object's ``Criticité`` as ``low`` / ``high`` (None when absent); an unknown value is a problem."""
     value = _field(metadata, CRITICALITY_FIELDS)
     if value is None:

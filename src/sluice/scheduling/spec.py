@@ -50,9 +50,9 @@ class ScheduleSettings(Settings):
     max_active_runs: Annotated[
         int, Meta(ge=1, description="Runs of the schedule at once; a tick finding this many going is missed.")
     ] = 1
-    wait_for: Annotated[
-        list[str], Meta(description="Schedules whose run of the same logical date must succeed first.")
-    ] = msgspec.field(default_factory=list)
+    wait_for: Annotated[list[str], Meta(description="Schedules whose run of the same logical date must succeed first.")] = (
+        msgspec.field(default_factory=list)
+    )
     enabled: Annotated[bool, Meta(description="false: the scheduler ignores it (listed as disabled).")] = True
 
 

@@ -322,7 +322,9 @@ class PostgresStateStore(StateStore):
 
     def ticks(self, project: str, schedule: str | None = None, limit: int = 50) -> list[TickRecord]:
         if schedule is None:
-            rows = self._rows(f"{_TICK_SELECT} WHERE t.project = %s ORDER BY t.logical_date DESC, t.schedule LIMIT %s", (project, limit))
+            rows = self._rows(
+                f"{_TICK_SELECT} WHERE t.project = %s ORDER BY t.logical_date DESC, t.schedule LIMIT %s", (project, limit)
+            )
         else:
             rows = self._rows(
                 f"{_TICK_SELECT} WHERE t.project = %s AND t.schedule = %s ORDER BY t.logical_date DESC LIMIT %s",
