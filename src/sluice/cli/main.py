@@ -580,6 +580,16 @@ def _register_produce() -> None:
 _register_produce()
 
 
+def _register_schedules() -> None:
+    from sluice.cli.schedules import scheduler, schedules
+
+    cli.add_command(scheduler)
+    cli.add_command(schedules)
+
+
+_register_schedules()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
