@@ -3,7 +3,9 @@
 A generated project (one no-op object, ``--schedules`` schedules ``* * * * *`` on it, the embedded bus and the
 SQLite state store, or ``--state postgresql://...``) is scheduled by :class:`sluice.scheduling.scheduler.Scheduler`
 over a :class:`FakeClock` moved minute by minute: no waiting through real minutes. Runs start with
-:class:`sluice.scheduling.starter.CoordinatorStarter` and in-process workers, as ``sluice scheduler`` starts them.
+:class:`sluice.scheduling.starter.CoordinatorStarter`, as ``sluice scheduler`` starts them; their objects are run by one
+``sluice worker`` process per stage (``--workers external``, the default: the scheduler's process measured alone) or
+by worker threads in the scheduler's process (``--workers in-process``).
 
 Latency is real time: from the moment the fake clock reaches a minute (``clock.set``) to the moment that tick's
 ``RunStarted`` can be read on ``sluice.events`` (a reader thread follows the topic and stamps each ``RunStarted``
@@ -20,8 +22,10 @@ step's duration per minute, and tick -> ``RunStarted`` p50 / p99 / max (aim: non
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,8 +38,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from sluice import events as ev  # noqa: E402
+from sluice.cli.tuning import tune_gc  # noqa: E402
 from sluice.project.load import load_project  # noqa: E402
-from sluice.runtime.run import open_backends  # noqa: E402
+from sluice.runtime.run import WorkersMode, open_backends  # noqa: E402
 from sluice.scheduling.scheduler import FakeClock, Scheduler  # noqa: E402
 from sluice.scheduling.starter import CoordinatorStarter  # noqa: E402
 
@@ -100,19 +105,34 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--state", help="state store URL (default: SQLite beside the generated project)")
     parser.add_argument("--max-loops", type=int, default=32, help="coordinator loops at once (CoordinatorStarter)")
+    parser.add_argument(
+        "--workers",
+        choices=["in-process", "external"],
+        default="external",
+        help="external (default): one `sluice worker` process per stage, as `sluice scheduler --workers external` "
+        "runs beside them; in-process: worker threads in the scheduler's process",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="schedbench-"))
     try:
         project = load_project(write_project(folder, args.schedules, args.state))
+        tune_gc()  # as `sluice scheduler` does
         start = datetime(2026, 1, 1, tzinfo=UTC)
         clock = FakeClock(start + timedelta(seconds=30))
         latencies: list[float] = []
         step_s: list[float] = []
         fired = missed = 0
+        workers: list[subprocess.Popen[bytes]] = []
+        if args.workers == "external":
+            env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
+            for stage in project.stages:
+                command = [sys.executable, "-m", "sluice", "worker", str(folder), "--stage", stage.name, "--log-level", "warning"]
+                workers.append(subprocess.Popen(command, env=env))
         with open_backends(project) as backends:
             reader = StartedReader(backends.bus)
-            starter = CoordinatorStarter(project, backends, max_loops=args.max_loops)
+            mode: WorkersMode = "external" if args.workers == "external" else "in-process"
+            starter = CoordinatorStarter(project, backends, workers=mode, max_loops=args.max_loops)
             scheduler = Scheduler(project, backends.state, starter, clock=clock, publish=starter.publish)
             scheduler.step()  # first sight: each schedule's baseline
             began = time.perf_counter()
@@ -139,9 +159,13 @@ def main() -> None:
             per_tick = Counter((r.options.get("schedule"), r.options.get("logical_date")) for r in runs)
             doubled = sum(n - 1 for n in per_tick.values() if n > 1)
             statuses = Counter(r.status for r in runs)
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
         expected = args.schedules * args.minutes
         print()
-        print(f"schedules {args.schedules} x {args.minutes} simulated minutes, state {backends.state.url.split('@')[-1]}")
+        where = backends.state.url.split("@")[-1]
+        print(f"schedules {args.schedules} x {args.minutes} simulated minutes, {args.workers} workers, state {where}")
         print(f"ticks expected {expected}, fired {fired}, missed {missed}, doubled {doubled}; runs {dict(statuses)}")
         print(
             f"tick -> RunStarted: p50 {percentile(latencies, 0.5):.3f} s, p99 {percentile(latencies, 0.99):.3f} s, "

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
+from sluice.cli.tuning import tune_gc
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
@@ -72,6 +73,7 @@ def scheduler(
     if not [s for s in project.schedules if s.enabled]:
         click.echo(f"error: project '{project.name}' has no enabled schedule; add schedules: to sluice.yaml", err=True)
         sys.exit(2)
+    tune_gc()
     if metrics_port:
         metrics.serve(metrics_port, metrics_host)
     stop = threading.Event()
