@@ -60,9 +60,8 @@ def scheduler(
     take over when it stops or its lease expires. Runs going at shutdown get 30 s to finish, then are cancelled.
     """
     from sluice.project.load import load_project
-    from sluice.runtime.run import open_backends
-    from sluice.scheduling.scheduler import Scheduler
-    from sluice.scheduling.starter import CoordinatorStarter
+    from sluice.runtime.run import WorkersMode, open_backends
+    from sluice.scheduling.host import SchedulerHost
 
     setup_logging(log_format, log_level)
     try:
@@ -83,27 +82,28 @@ def scheduler(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    was_leader = [False]
+
+    def on_step(report: StepReport) -> None:
+        if report.leader != was_leader[0]:
+            click.echo(
+                "holding the lease: scheduling" if report.leader else "another scheduler holds the lease: standing by", err=True
+            )
+            was_leader[0] = report.leader
+        for line in tick_lines(report):
+            click.echo(line, err=True)
+
     with open_backends(project) as backends:
-        starter = CoordinatorStarter(project, backends, workers="external" if workers == "external" else "in-process")
-        service = Scheduler(project, backends.state, starter, holder=holder, lease_s=lease_s, publish=starter.publish)
-        names = ", ".join(s.name for s in service.schedules)
-        click.echo(f"scheduling {names} of project {project.name} as {service.holder}; Ctrl-C to stop", err=True)
-        was_leader = [False]
-
-        def on_step(report: StepReport) -> None:
-            if report.leader != was_leader[0]:
-                click.echo(
-                    "holding the lease: scheduling" if report.leader else "another scheduler holds the lease: standing by",
-                    err=True,
-                )
-                was_leader[0] = report.leader
-            for line in tick_lines(report):
-                click.echo(line, err=True)
-
+        mode: WorkersMode = "external" if workers == "external" else "in-process"
+        host = SchedulerHost(project, backends, workers=mode, lease_s=lease_s, holder=holder, on_step=on_step)
+        names = ", ".join(s.name for s in host.scheduler.schedules)
+        click.echo(f"scheduling {names} of project {project.name} as {host.scheduler.holder}; Ctrl-C to stop", err=True)
+        host.start()
         try:
-            service.run(stop, on_step)
+            while not stop.wait(0.5) and host.running():
+                pass
         finally:
-            starter.close()
+            host.stop(grace_s=30.0)
     click.echo("scheduler stopped", err=True)
 
 
