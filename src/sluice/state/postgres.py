@@ -147,7 +147,10 @@ class PostgresStateStore(StateStore):
         host, port = params.get("host", "localhost"), params.get("port", 5432)
         self.where = f"{host}:{port}/{params.get('dbname', params.get('user', ''))}"
         self._local = threading.local()
-        self._all: list[psycopg.Connection[tuple[Any, ...]]] = []
+        # (thread, connection): those of ended threads are closed when the next one opens, as the SQLite store
+        # does (a scheduler's and a server's runs each write from a thread of their own: kept, they reached the
+        # server's max_connections after a few hundred runs, bench/schedules.py --state postgresql://...)
+        self._all: list[tuple[threading.Thread, psycopg.Connection[tuple[Any, ...]]]] = []
         self._lock = threading.Lock()
         with self._write() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -165,7 +168,11 @@ class PostgresStateStore(StateStore):
                 ) from exc
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                ended = [c for thread, c in self._all if not thread.is_alive()]
+                self._all = [(thread, c) for thread, c in self._all if thread.is_alive()]
+                self._all.append((threading.current_thread(), conn))
+            for old in ended:
+                old.close()
         return conn
 
     @contextmanager
@@ -368,7 +375,7 @@ class PostgresStateStore(StateStore):
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for _, conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
