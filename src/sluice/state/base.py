@@ -208,10 +208,6 @@ class StateStore(ABC):
         """
 
     @abstractmethod
-    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
-        """Attach runs to recorded ticks: ``(schedule, logical_date, run_id)`` each, in one transaction."""
-
-    @abstractmethod
     def last_ticks(self, project: str) -> dict[str, TickRecord]:
         """The latest recorded tick of each schedule of ``project`` (fired or missed), by schedule name."""
 

@@ -316,17 +316,6 @@ class PostgresStateStore(StateStore):
         won = set(rows)
         return [t for t in ticks if (t.schedule, t.logical_date) in won]
 
-    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
-        if not runs:
-            return
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE sluice_state.schedule_ticks AS t SET run_id = u.run_id "
-                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(schedule, logical_date, run_id) "
-                "WHERE t.project = %s AND t.schedule = u.schedule AND t.logical_date = u.logical_date",
-                ([r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs], project),
-            )
-
     def last_ticks(self, project: str) -> dict[str, TickRecord]:
         rows = self._rows(
             f"SELECT DISTINCT ON (t.schedule) * FROM ({_TICK_SELECT} WHERE t.project = %s) AS t "

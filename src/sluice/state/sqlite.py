@@ -245,13 +245,6 @@ class SqliteStateStore(StateStore):
                     recorded.append(t)
         return recorded
 
-    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
-        with self.db.write() as conn:
-            conn.executemany(
-                "UPDATE schedule_ticks SET run_id = ? WHERE project = ? AND schedule = ? AND logical_date = ?",
-                [(run_id, project, schedule, date) for schedule, date, run_id in runs],
-            )
-
     def last_ticks(self, project: str) -> dict[str, TickRecord]:
         rows = self.db.conn().execute(
             f"{_TICK_SELECT} JOIN (SELECT schedule, MAX(logical_date) AS last FROM schedule_ticks WHERE project = ? "
