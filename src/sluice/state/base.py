@@ -84,6 +84,15 @@ class TickRecord:
     run_status: str | None = None
 
 
+def tick_select(schema: str = "") -> str:
+    """The SELECT of :class:`TickRecord` rows (alias ``t``) with their run's status (``runs`` alias ``r``), for stores
+    whose tables are in ``schema`` (``"sluice_state."``) or not (``""``)."""
+    return (
+        "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
+        f"FROM {schema}schedule_ticks AS t LEFT JOIN {schema}runs AS r ON r.run_id = t.run_id"
+    )
+
+
 @dataclass(slots=True)
 class Lease:
     """Who runs a project's scheduler (``holder``) until ``expires_at`` (epoch seconds)."""

@@ -28,6 +28,7 @@ from sluice.state.base import (
     StateStore,
     TickRecord,
     object_row,
+    tick_select,
 )
 
 _SCHEMA = """
@@ -97,10 +98,7 @@ CREATE TABLE IF NOT EXISTS sluice_state.scheduler_leases (
     expires_at DOUBLE PRECISION NOT NULL
 );
 """
-_TICK_SELECT = (
-    "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
-    "FROM sluice_state.schedule_ticks AS t LEFT JOIN sluice_state.runs AS r ON r.run_id = t.run_id"
-)
+_TICK_SELECT = tick_select("sluice_state.")
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
 

@@ -18,6 +18,7 @@ from sluice.state.base import (
     StateStore,
     TickRecord,
     object_row,
+    tick_select,
 )
 
 _SCHEMA = """
@@ -86,10 +87,7 @@ CREATE TABLE IF NOT EXISTS scheduler_leases (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 """
-_TICK_SELECT = (
-    "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
-    "FROM schedule_ticks AS t LEFT JOIN runs AS r ON r.run_id = t.run_id"
-)
+_TICK_SELECT = tick_select("")
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
