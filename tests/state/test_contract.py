@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.errors import RunNotFound
-from sluice.state.base import CheckResult, LatestOutput, ObjectState, RunRecord, StateStore
+from sluice.state.base import CheckResult, LatestOutput, ObjectState, RunRecord, StateStore, TickRecord
 from sluice.state.postgres import PostgresStateStore
 from sluice.state.sqlite import SqliteStateStore
 
@@ -275,3 +275,85 @@ def test_check_results_older_than_a_time_are_pruned_per_project(store: StateStor
     assert store.prune_check_results("other", 10.0) == 0
     assert store.prune_check_results("shop", 5.0) == 1
     assert [r.run_id for r in store.check_results("shop")] == ["r2"]
+
+
+# ----- schedules: tick records and the scheduler lease ---------------------------------------------------------
+
+
+def tick(schedule: str, date: str, status: str = "fired", project: str = "shop", run_id: str | None = None) -> TickRecord:
+    return TickRecord(project, schedule, date, status, 1.0, run_id)
+
+
+def test_a_tick_is_recorded_once_whoever_records_it(open_store: OpenStore) -> None:
+    first, second = open_store(), open_store()
+    won = first.record_ticks([tick("nightly", "2026-01-01T02:00:00+00:00"), tick("hourly", "2026-01-01T02:00:00+00:00")])
+    assert [(t.schedule, t.logical_date) for t in won] == [
+        ("nightly", "2026-01-01T02:00:00+00:00"),
+        ("hourly", "2026-01-01T02:00:00+00:00"),
+    ]
+    again = second.record_ticks([tick("nightly", "2026-01-01T02:00:00+00:00"), tick("nightly", "2026-01-02T02:00:00+00:00")])
+    assert [t.logical_date for t in again] == ["2026-01-02T02:00:00+00:00"]
+    assert second.record_ticks([]) == []
+
+
+def test_ticks_from_threads_at_once_are_each_recorded_by_one(open_store: OpenStore) -> None:
+    stores = [open_store() for _ in range(4)]
+    dates = [f"2026-01-01T02:{minute:02d}:00+00:00" for minute in range(30)]
+    won: list[list[TickRecord]] = [[] for _ in stores]
+
+    def record(index: int) -> None:
+        for date in dates:
+            won[index].extend(stores[index].record_ticks([tick("every-minute", date)]))
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(t.logical_date for batch in won for t in batch) == dates
+
+
+def test_last_ticks_ticks_and_their_runs_status(store: StateStore) -> None:
+    store.record_ticks(
+        [
+            tick("nightly", "2026-01-01T02:00:00+00:00", run_id="r2"),
+            tick("nightly", "2026-01-02T02:00:00+00:00", run_id="r1"),
+            tick("hourly", "2026-01-01T05:00:00+00:00", "missed"),
+            tick("nightly", "2026-01-02T02:00:00+00:00", project="other", run_id="r9"),
+        ]
+    )
+    store.create_runs([(run("r1"), []), (run("r2", status="succeeded"), [ObjectState(1001, "ingest")])])
+    assert store.object_states("r2") == {1001: ObjectState(1001, "ingest")}
+    last = store.last_ticks("shop")
+    assert sorted(last) == ["hourly", "nightly"]
+    assert (last["nightly"].logical_date, last["nightly"].run_id, last["nightly"].run_status) == (
+        "2026-01-02T02:00:00+00:00",
+        "r1",
+        "running",
+    )
+    assert last["hourly"].status == "missed" and last["hourly"].run_id is None and last["hourly"].run_status is None
+    assert [(t.logical_date, t.run_status) for t in store.ticks("shop", "nightly")] == [
+        ("2026-01-02T02:00:00+00:00", "running"),
+        ("2026-01-01T02:00:00+00:00", "succeeded"),
+    ]
+    assert [t.schedule for t in store.ticks("shop", limit=2)] == ["nightly", "hourly"]  # latest logical date first
+    assert [t.run_id for t in store.running_ticks("shop")] == ["r1"]
+    assert store.running_ticks("other") == []
+
+
+def test_the_lease_is_held_by_one_until_it_expires_or_is_released(open_store: OpenStore) -> None:
+    a, b = open_store(), open_store()
+    assert a.lease("shop") is None
+    assert a.acquire_lease("shop", "a", now=100.0, ttl_s=10.0)
+    assert not b.acquire_lease("shop", "b", now=105.0, ttl_s=10.0)
+    assert a.acquire_lease("shop", "a", now=108.0, ttl_s=10.0)  # renewed until 118
+    assert not b.acquire_lease("shop", "b", now=117.0, ttl_s=10.0)
+    assert b.acquire_lease("shop", "b", now=118.5, ttl_s=10.0)  # expired: taken over
+    lease = a.lease("shop")
+    assert lease is not None and (lease.holder, lease.expires_at) == ("b", 128.5)
+    assert not a.acquire_lease("shop", "a", now=120.0, ttl_s=10.0)
+    assert a.acquire_lease("other", "a", now=120.0, ttl_s=10.0)  # one lease per project
+    a.release_lease("shop", "a")  # not a's: nothing happens
+    assert not a.acquire_lease("shop", "a", now=121.0, ttl_s=10.0)
+    b.release_lease("shop", "b")
+    assert a.acquire_lease("shop", "a", now=121.0, ttl_s=10.0)

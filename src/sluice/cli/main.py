@@ -429,6 +429,12 @@ def worker(
     metavar="ID|all",
     help="Also run this streaming object of the project (repeatable; all: every one).",
 )
+@click.option(
+    "--scheduler/--no-scheduler",
+    "scheduler",
+    default=None,
+    help="Fire the project's schedules in this server (default: on when the project has enabled schedules).",
+)
 @simulation_options
 @backend_options
 @service_log_options
@@ -438,6 +444,7 @@ def serve(
     port: int,
     syncs: tuple[str, ...],
     streams: tuple[str, ...],
+    scheduler: bool | None,
     simulate: bool,
     delay_scale: float,
     fail_ids: tuple[int, ...],
@@ -463,6 +470,7 @@ def serve(
         state_url=state_url,
         syncs=tuple(syncs),
         streams=tuple(streams),
+        scheduler=scheduler,
     )
 
     def ready(url: str) -> None:
@@ -596,6 +604,16 @@ def _register_check() -> None:
 
 
 _register_check()
+
+
+def _register_schedules() -> None:
+    from sluice.cli.schedules import scheduler, schedules
+
+    cli.add_command(scheduler)
+    cli.add_command(schedules)
+
+
+_register_schedules()
 
 
 def main() -> None:

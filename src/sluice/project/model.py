@@ -21,6 +21,7 @@ from sluice.cdc.config import SyncSettings
 from sluice.checks.settings import CheckSpec
 from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
+from sluice.scheduling.spec import ScheduleSpec
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
@@ -347,6 +348,8 @@ class Project:
     """The ``spark:`` section: master URL and configuration of the Spark session (docs/engines.md)."""
     alerts: AlertsSpec | None = None
     """The ``alerts:`` section: channels, rules and SLA deadlines (docs/alerts.md), if any."""
+    schedules: tuple[ScheduleSpec, ...] = ()
+    """The ``schedules:`` of ``sluice.yaml`` and those an ``Objets.json``'s ``Fréquence`` gives (docs/schedules.md)."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

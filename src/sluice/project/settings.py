@@ -9,7 +9,7 @@ that ``sluice schema`` prints.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -22,6 +22,7 @@ from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
+from sluice.scheduling.spec import ScheduleSettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 
@@ -99,6 +100,12 @@ class ObjectSettings(Settings):
             "(docs/checks.md)."
         ),
     ] = None
+    tags: Annotated[
+        list[Annotated[str, Meta(min_length=1)]], Meta(description="Free labels schedules select objects by (tags: [...]).")
+    ] = msgspec.field(default_factory=list)
+    criticality: Annotated[
+        Literal["low", "high"] | None, Meta(description="low or high: chooses alert channels and severity.")
+    ] = None
 
 
 class ProjectSettings(Settings):
@@ -146,6 +153,23 @@ class ProjectSettings(Settings):
         AlertsSettings | None,
         Meta(description="Alert channels (email, Slack, webhook), rules and SLA deadlines (docs/alerts.md)."),
     ] = None
+    schedules: Annotated[
+        dict[str, ScheduleSettings] | None,
+        Meta(description="Schedules by name: cron, timezone, targets or tags, catch_up... (docs/schedules.md)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt", "alerts")
+NESTED_KEYS = (
+    "objects",
+    "lake",
+    "retry",
+    "stages",
+    "connections",
+    "syncs",
+    "api",
+    "spark",
+    "models",
+    "dbt",
+    "alerts",
+    "schedules",
+)

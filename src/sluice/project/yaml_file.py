@@ -47,6 +47,7 @@ from sluice.project.models import read_models
 from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
+from sluice.scheduling.spec import read_schedules
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
 from sluice.urls import connection_scheme
 
@@ -138,6 +139,10 @@ class _Reader:
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
             alerts=self.alerts(data.get("alerts"), data.line_of("alerts"), objects),
+            schedules=(
+                *read_schedules(data.get("schedules"), data.line_of("schedules"), self.file, objects, self.problems),
+                *(objets.schedules if objets is not None else ()),
+            ),
         )
 
     def alerts(self, raw: Any, line: int | None, objects: dict[int, ObjectSpec]) -> AlertsSpec | None:
@@ -490,6 +495,8 @@ class _Reader:
             partition_by=tuple(spec.partition_by),
             streaming=spec.streaming,
             checks=read_checks(self, item.get("checks"), label, item.line_of("checks")),
+            tags=tuple(dict.fromkeys(spec.tags)),
+            criticality=spec.criticality,
         )
 
     def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:

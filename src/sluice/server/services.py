@@ -22,6 +22,7 @@ from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends, start_workers, stop_workers
 from sluice.runtime.summary import RunOptions
 from sluice.runtime.worker import StageWorker
+from sluice.scheduling.host import SchedulerHost
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
 from sluice.server.stream import EventHub
@@ -54,6 +55,7 @@ class ServerSettings:
     syncs: tuple[str, ...] = ()  # syncs of the project to run in this process (sluice serve --sync NAME)
     streams: tuple[str, ...] = ()  # streaming objects to run in this process (sluice serve --stream ID|all)
     alerts: bool = True  # run the alert service when the project has an alerts: section (docs/alerts.md)
+    scheduler: bool | None = None  # host the scheduler (sluice serve --scheduler); None: when the project has schedules
 
     def run_options(self) -> RunOptions:
         return RunOptions(simulate=self.simulate, delay_scale=self.delay_scale, fail=self.fail)
@@ -77,6 +79,7 @@ class Services:
         self.alerts: AlertService | None = None
         """The alert service (the project's ``alerts:``), None when the project has none."""
         self.streams: StreamHost | None = None
+        self.scheduler: SchedulerHost | None = None
         """The streaming objects this server runs (``--stream``), None when it runs none."""
         self.stream_closers: list[Callable[[], None]] = []
         """Called (on the event loop) by :meth:`close_streams`: other long-lived streams of the app (subscriptions)."""
@@ -142,6 +145,7 @@ class Services:
             if settings.alerts and self.project.alerts is not None:
                 self.alerts = AlertService(self.project, backends.bus, backends.state)
                 self.alerts.start()
+            self.scheduler = host_scheduler(self.project, backends, settings.scheduler)
         except BaseException:
             self._shutdown()
             raise
@@ -166,6 +170,9 @@ class Services:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()  # no new runs; its runs get 10 s, then are cancelled
+            self.scheduler = None
         if self.streams is not None:
             self.streams.stop()  # each commits what it gathered
             self.streams.join(30.0)
@@ -185,6 +192,19 @@ class Services:
             self.alerts.stop()
             self.alerts = None
         self._stack.close()
+
+
+def host_scheduler(project: Project, backends: Backends, wanted: bool | None) -> SchedulerHost | None:
+    """The started scheduler of ``sluice serve`` (``wanted`` None: when the project has enabled schedules); its runs
+    use the server's stage workers (or ``sluice worker`` processes when the server starts none)."""
+    enabled = any(s.enabled for s in project.schedules)
+    if wanted is False or (wanted is None and not enabled):
+        return None
+    if not enabled:
+        raise SluiceError(f"--scheduler: project '{project.name}' has no enabled schedule; add schedules: to sluice.yaml")
+    host = SchedulerHost(project, backends, workers="external")  # the server's own workers (if any) do the work
+    host.start()
+    return host
 
 
 T = TypeVar("T")

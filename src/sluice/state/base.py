@@ -121,6 +121,43 @@ def check_results_ddl(table: str, types: Mapping[str, str]) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n    {columns}\n)"
 
 
+@dataclass(slots=True)
+class TickRecord:
+    """One tick of a schedule, recorded before its run starts (``status`` ``fired``) or when it is missed.
+
+    ``logical_date`` is the tick in UTC as ISO text (``2026-01-01T02:00:00+00:00``, sortable as text);
+    ``(project, schedule, logical_date)`` is unique, so two schedulers never fire the same tick.
+    ``run_status`` is the status of the run ``run_id`` (read from ``runs``; None until the run is recorded).
+    """
+
+    project: str
+    schedule: str
+    logical_date: str
+    status: str
+    recorded_at: float
+    run_id: str | None = None
+    reason: str | None = None
+    run_status: str | None = None
+
+
+def tick_select(schema: str = "") -> str:
+    """The SELECT of :class:`TickRecord` rows (alias ``t``) with their run's status (``runs`` alias ``r``), for stores
+    whose tables are in ``schema`` (``"sluice_state."``) or not (``""``)."""
+    return (
+        "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
+        f"FROM {schema}schedule_ticks AS t LEFT JOIN {schema}runs AS r ON r.run_id = t.run_id"
+    )
+
+
+@dataclass(slots=True)
+class Lease:
+    """Who runs a project's scheduler (``holder``) until ``expires_at`` (epoch seconds)."""
+
+    project: str
+    holder: str
+    expires_at: float
+
+
 OBJECT_COLUMNS = (
     "object_id",
     "stage",
@@ -168,6 +205,11 @@ class StateStore(ABC):
     @abstractmethod
     def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
         """Record a new run and the initial state of its planned objects."""
+
+    def create_runs(self, runs: Sequence[tuple[RunRecord, Sequence[ObjectState]]]) -> None:
+        """Record several new runs (a scheduler's tick); stores override this with one transaction."""
+        for run, objects in runs:
+            self.create_run(run, objects)
 
     @abstractmethod
     def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
@@ -233,6 +275,41 @@ class StateStore(ABC):
     @abstractmethod
     def prune_check_results(self, project: str, before: float) -> int:
         """Forget ``project``'s check results checked before ``before`` (epoch seconds); how many were removed."""
+
+    # ----- schedules (scheduling/scheduler.py) -----------------------------------------------------------
+
+    @abstractmethod
+    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+        """Record the ticks not recorded yet, in one transaction; returns those this call recorded (in order).
+
+        A tick already recorded (by another scheduler, or before a restart) is left as it is and not returned:
+        only the caller that recorded a tick starts its run.
+        """
+
+    @abstractmethod
+    def last_ticks(self, project: str) -> dict[str, TickRecord]:
+        """The latest recorded tick of each schedule of ``project`` (fired or missed), by schedule name."""
+
+    @abstractmethod
+    def ticks(self, project: str, schedule: str | None = None, limit: int = 50) -> list[TickRecord]:
+        """Recorded ticks, latest logical date first (of one schedule, or all), each with its run's status."""
+
+    @abstractmethod
+    def running_ticks(self, project: str) -> list[TickRecord]:
+        """The fired ticks whose run is still running (what ``max_active_runs`` counts)."""
+
+    @abstractmethod
+    def acquire_lease(self, project: str, holder: str, now: float, ttl_s: float) -> bool:
+        """Take or renew the project's scheduler lease until ``now + ttl_s``: True when ``holder`` has it (it was
+        free, expired, or already its own), False when another holder's lease has not expired."""
+
+    @abstractmethod
+    def release_lease(self, project: str, holder: str) -> None:
+        """Give the lease up (only if ``holder`` has it), so a standby scheduler takes over at once."""
+
+    @abstractmethod
+    def lease(self, project: str) -> Lease | None:
+        """The project's scheduler lease, expired or not, or None."""
 
     def ping(self) -> None:  # noqa: B027 - optional check
         """Raise StateError when the store cannot be reached."""

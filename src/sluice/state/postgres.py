@@ -25,11 +25,14 @@ from sluice.state.base import (
     PG_CHECK_TYPES,
     CheckResult,
     LatestOutput,
+    Lease,
     ObjectState,
     RunRecord,
     StateStore,
+    TickRecord,
     check_results_ddl,
     object_row,
+    tick_select,
 )
 
 _SCHEMA = """
@@ -82,9 +85,26 @@ CREATE TABLE IF NOT EXISTS sluice_state.source_cursors (
     saved_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, object_id)
 );
+CREATE TABLE IF NOT EXISTS sluice_state.schedule_ticks (
+    project TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    logical_date TEXT NOT NULL,
+    status TEXT NOT NULL,
+    recorded_at DOUBLE PRECISION NOT NULL,
+    run_id TEXT,
+    reason TEXT,
+    PRIMARY KEY (project, schedule, logical_date)
+);
+CREATE INDEX IF NOT EXISTS schedule_ticks_by_run ON sluice_state.schedule_ticks(run_id);
+CREATE TABLE IF NOT EXISTS sluice_state.scheduler_leases (
+    project TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
 """
 _SCHEMA += check_results_ddl("sluice_state.check_results", PG_CHECK_TYPES)
 _SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON sluice_state.check_results(project, checked_at);\n"
+_TICK_SELECT = tick_select("sluice_state.")
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
 
@@ -131,7 +151,10 @@ class PostgresStateStore(StateStore):
         host, port = params.get("host", "localhost"), params.get("port", 5432)
         self.where = f"{host}:{port}/{params.get('dbname', params.get('user', ''))}"
         self._local = threading.local()
-        self._all: list[psycopg.Connection[tuple[Any, ...]]] = []
+        # (thread, connection): those of ended threads are closed when the next one opens, as the SQLite store
+        # does (a scheduler's and a server's runs each write from a thread of their own: kept, they reached the
+        # server's max_connections after a few hundred runs, bench/schedules.py --state postgresql://...)
+        self._all: list[tuple[threading.Thread, psycopg.Connection[tuple[Any, ...]]]] = []
         self._lock = threading.Lock()
         with self._write() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -149,7 +172,11 @@ class PostgresStateStore(StateStore):
                 ) from exc
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                ended = [c for thread, c in self._all if not thread.is_alive()]
+                self._all = [(thread, c) for thread, c in self._all if thread.is_alive()]
+                self._all.append((threading.current_thread(), conn))
+            for old in ended:
+                old.close()
         return conn
 
     @contextmanager
@@ -171,22 +198,30 @@ class PostgresStateStore(StateStore):
             return conn.execute(query, params).fetchall()
 
     def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
+        self.create_runs([(run, objects)])
+
+    def create_runs(self, runs: Sequence[tuple[RunRecord, Sequence[ObjectState]]]) -> None:
         with self._write() as conn:
-            conn.execute(
+            conn.cursor().executemany(
                 f"INSERT INTO sluice_state.runs({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    run.run_id,
-                    run.project,
-                    run.status,
-                    run.started_at,
-                    run.finished_at,
-                    Jsonb(run.targets),
-                    Jsonb(run.options),
-                    run.first_offset,
-                    run.checkpoint,
-                ),
+                [
+                    (
+                        run.run_id,
+                        run.project,
+                        run.status,
+                        run.started_at,
+                        run.finished_at,
+                        Jsonb(run.targets),
+                        Jsonb(run.options),
+                        run.first_offset,
+                        run.checkpoint,
+                    )
+                    for run, _ in runs
+                ],
             )
-            conn.cursor().executemany(_UPSERT_OBJECT, [object_row(run.run_id, state) for state in objects])
+            rows = [object_row(run.run_id, state) for run, objects in runs for state in objects]
+            if rows:
+                conn.cursor().executemany(_UPSERT_OBJECT, rows)
 
     def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
         with self._write() as conn:
@@ -292,13 +327,76 @@ class PostgresStateStore(StateStore):
             )
             return int(deleted.rowcount)
 
+    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+        if not ticks:
+            return []
+        with self._write() as conn:
+            rows = conn.execute(
+                "INSERT INTO sluice_state.schedule_ticks(project, schedule, logical_date, status, recorded_at, run_id, reason) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[]) "
+                "ON CONFLICT DO NOTHING RETURNING schedule, logical_date",
+                (
+                    [t.project for t in ticks],
+                    [t.schedule for t in ticks],
+                    [t.logical_date for t in ticks],
+                    [t.status for t in ticks],
+                    [t.recorded_at for t in ticks],
+                    [t.run_id for t in ticks],
+                    [t.reason for t in ticks],
+                ),
+            ).fetchall()
+        won = set(rows)
+        return [t for t in ticks if (t.schedule, t.logical_date) in won]
+
+    def last_ticks(self, project: str) -> dict[str, TickRecord]:
+        rows = self._rows(
+            f"SELECT DISTINCT ON (t.schedule) * FROM ({_TICK_SELECT} WHERE t.project = %s) AS t "
+            "ORDER BY t.schedule, t.logical_date DESC",
+            (project,),
+        )
+        return {row[1]: TickRecord(*row) for row in rows}
+
+    def ticks(self, project: str, schedule: str | None = None, limit: int = 50) -> list[TickRecord]:
+        if schedule is None:
+            rows = self._rows(
+                f"{_TICK_SELECT} WHERE t.project = %s ORDER BY t.logical_date DESC, t.schedule LIMIT %s", (project, limit)
+            )
+        else:
+            rows = self._rows(
+                f"{_TICK_SELECT} WHERE t.project = %s AND t.schedule = %s ORDER BY t.logical_date DESC LIMIT %s",
+                (project, schedule, limit),
+            )
+        return [TickRecord(*row) for row in rows]
+
+    def running_ticks(self, project: str) -> list[TickRecord]:
+        rows = self._rows(f"{_TICK_SELECT} WHERE t.project = %s AND r.status = 'running'", (project,))
+        return [TickRecord(*row) for row in rows]
+
+    def acquire_lease(self, project: str, holder: str, now: float, ttl_s: float) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO sluice_state.scheduler_leases AS l(project, holder, expires_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (project) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at "
+                "WHERE l.holder = EXCLUDED.holder OR l.expires_at <= %s RETURNING holder",
+                (project, holder, now + ttl_s, now),
+            ).fetchone()
+        return row is not None
+
+    def release_lease(self, project: str, holder: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM sluice_state.scheduler_leases WHERE project = %s AND holder = %s", (project, holder))
+
+    def lease(self, project: str) -> Lease | None:
+        rows = self._rows("SELECT project, holder, expires_at FROM sluice_state.scheduler_leases WHERE project = %s", (project,))
+        return Lease(*rows[0]) if rows else None
+
     def ping(self) -> None:
         with self._connection() as conn:
             conn.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for _, conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()

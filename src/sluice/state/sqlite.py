@@ -14,11 +14,14 @@ from sluice.state.base import (
     OBJECT_COLUMNS,
     CheckResult,
     LatestOutput,
+    Lease,
     ObjectState,
     RunRecord,
     StateStore,
+    TickRecord,
     check_results_ddl,
     object_row,
+    tick_select,
 )
 
 _SCHEMA = """
@@ -70,10 +73,27 @@ CREATE TABLE IF NOT EXISTS source_cursors (
     saved_at REAL NOT NULL,
     PRIMARY KEY (project, object_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    project TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    logical_date TEXT NOT NULL,
+    status TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    run_id TEXT,
+    reason TEXT,
+    PRIMARY KEY (project, schedule, logical_date)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schedule_ticks_by_run ON schedule_ticks(run_id);
+CREATE TABLE IF NOT EXISTS scheduler_leases (
+    project TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 _SCHEMA += check_results_ddl("check_results", {"text": "TEXT", "int": "INTEGER", "float": "REAL", "json": "TEXT", "time": "REAL"})
 _SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON check_results(project, checked_at);\n"
 _CHECK_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CHECK_COLUMNS) + " FROM check_results"
+_TICK_SELECT = tick_select("")
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
@@ -109,22 +129,28 @@ class SqliteStateStore(StateStore):
         self.url = f"sqlite:///{self.path}"
 
     def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
+        self.create_runs([(run, objects)])
+
+    def create_runs(self, runs: Sequence[tuple[RunRecord, Sequence[ObjectState]]]) -> None:
         with self.db.write() as conn:
-            conn.execute(
+            conn.executemany(
                 f"INSERT INTO runs({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.run_id,
-                    run.project,
-                    run.status,
-                    run.started_at,
-                    run.finished_at,
-                    json.dumps(run.targets),
-                    json.dumps(run.options),
-                    run.first_offset,
-                    run.checkpoint,
-                ),
+                [
+                    (
+                        run.run_id,
+                        run.project,
+                        run.status,
+                        run.started_at,
+                        run.finished_at,
+                        json.dumps(run.targets),
+                        json.dumps(run.options),
+                        run.first_offset,
+                        run.checkpoint,
+                    )
+                    for run, _ in runs
+                ],
             )
-            conn.executemany(_UPSERT_OBJECT, [object_row(run.run_id, state) for state in objects])
+            conn.executemany(_UPSERT_OBJECT, [object_row(run.run_id, state) for run, objects in runs for state in objects])
 
     def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
         with self.db.write() as conn:
@@ -238,6 +264,66 @@ class SqliteStateStore(StateStore):
     def prune_check_results(self, project: str, before: float) -> int:
         with self.db.write() as conn:
             return int(conn.execute("DELETE FROM check_results WHERE project = ? AND checked_at < ?", (project, before)).rowcount)
+
+    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+        recorded: list[TickRecord] = []
+        with self.db.write() as conn:
+            for t in ticks:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO schedule_ticks(project, schedule, logical_date, status, recorded_at, run_id, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason),
+                )
+                if cursor.rowcount == 1:
+                    recorded.append(t)
+        return recorded
+
+    def last_ticks(self, project: str) -> dict[str, TickRecord]:
+        rows = self.db.conn().execute(
+            f"{_TICK_SELECT} JOIN (SELECT schedule, MAX(logical_date) AS last FROM schedule_ticks WHERE project = ? "
+            "GROUP BY schedule) AS m ON m.schedule = t.schedule AND m.last = t.logical_date WHERE t.project = ?",
+            (project, project),
+        )
+        return {row[1]: TickRecord(*row) for row in rows}
+
+    def ticks(self, project: str, schedule: str | None = None, limit: int = 50) -> list[TickRecord]:
+        if schedule is None:
+            rows = self.db.conn().execute(
+                f"{_TICK_SELECT} WHERE t.project = ? ORDER BY t.logical_date DESC, t.schedule LIMIT ?", (project, limit)
+            )
+        else:
+            rows = self.db.conn().execute(
+                f"{_TICK_SELECT} WHERE t.project = ? AND t.schedule = ? ORDER BY t.logical_date DESC LIMIT ?",
+                (project, schedule, limit),
+            )
+        return [TickRecord(*row) for row in rows]
+
+    def running_ticks(self, project: str) -> list[TickRecord]:
+        rows = self.db.conn().execute(f"{_TICK_SELECT} WHERE t.project = ? AND r.status = 'running'", (project,))
+        return [TickRecord(*row) for row in rows]
+
+    def acquire_lease(self, project: str, holder: str, now: float, ttl_s: float) -> bool:
+        with self.db.write() as conn:
+            row = conn.execute("SELECT holder, expires_at FROM scheduler_leases WHERE project = ?", (project,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO scheduler_leases(project, holder, expires_at) VALUES (?, ?, ?)",
+                (project, holder, now + ttl_s),
+            )
+        return True
+
+    def release_lease(self, project: str, holder: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM scheduler_leases WHERE project = ? AND holder = ?", (project, holder))
+
+    def lease(self, project: str) -> Lease | None:
+        row = (
+            self.db.conn()
+            .execute("SELECT project, holder, expires_at FROM scheduler_leases WHERE project = ?", (project,))
+            .fetchone()
+        )
+        return None if row is None else Lease(*row)
 
     def ping(self) -> None:
         self.db.ping()

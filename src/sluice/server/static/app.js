@@ -16,6 +16,7 @@ import { layoutGraph } from "./layout.js";
 import { ObjectPanel } from "./object_panel.js";
 import { RunView, STATUSES } from "./run_state.js";
 import { RunsList } from "./runs_list.js";
+import { SchedulesPanel } from "./schedules_panel.js";
 import { StreamsPanel } from "./streams_panel.js";
 import { SyncsPanel } from "./syncs_panel.js";
 
@@ -52,6 +53,9 @@ class App {
     this.syncs = new SyncsPanel($("syncs"), $("sync-list"), (shown) => $("sidebar").classList.toggle("with-syncs", shown));
     this.streams = new StreamsPanel($("streams"), $("stream-list"), (shown) =>
       $("sidebar").classList.toggle("with-streams", shown),
+    );
+    this.schedules = new SchedulesPanel($("schedules"), $("schedule-list"), (shown) =>
+      $("sidebar").classList.toggle("with-schedules", shown),
     );
     this.runsList = new RunsList($("run-list"), (runId) => this.pickRun(runId));
     this.panel = new ObjectPanel($("object-panel"), $("object-title"), $("object-body"), $("object-close"), {
@@ -99,6 +103,7 @@ class App {
     }
     this.syncs.start();
     this.streams.start();
+    this.schedules.start();
     try {
       this.stream.start(await this.streamStart());
     } catch (error) {
