@@ -83,23 +83,23 @@ def ensure_table(url: str, rows: int) -> tuple[bool, float]:
     """Create and load the tables unless they are there with ``rows`` rows; (made now, seconds taken)."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        found = conn.execute(
-            "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{SCHEMA}.orders",)
-        ).fetchone()
+        found = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{SCHEMA}.orders",)).fetchone()
         if found is not None and found[0] == comment(rows):
             return False, time.perf_counter() - started
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         conn.execute(CUSTOMERS_SQL)
         conn.execute(ORDERS_DDL)
-        select = ORDERS_SELECT.format(
-            customers=CUSTOMERS, statuses=list(STATUSES), fresh=FRESH_UNTIL, rows=rows
-        )
-        with psycopg.connect(url, autocommit=True) as reader, conn.cursor() as writer, reader.cursor() as source:
-            with source.copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as out:
-                with writer.copy(f"COPY {SCHEMA}.orders FROM STDIN (FORMAT binary)") as into:
-                    for chunk in out:
-                        into.write(chunk)
+        select = ORDERS_SELECT.format(customers=CUSTOMERS, statuses=list(STATUSES), fresh=FRESH_UNTIL, rows=rows)
+        with (
+            psycopg.connect(url, autocommit=True) as reader,
+            conn.cursor() as writer,
+            reader.cursor() as source,
+            source.copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as out,
+            writer.copy(f"COPY {SCHEMA}.orders FROM STDIN (FORMAT binary)") as into,
+        ):
+            for chunk in out:
+                into.write(chunk)
         conn.execute(f"VACUUM ANALYZE {SCHEMA}.orders")
         conn.execute(f"COMMENT ON TABLE {SCHEMA}.orders IS '{comment(rows)}'")
     return True, time.perf_counter() - started

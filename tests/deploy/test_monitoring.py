@@ -285,7 +285,15 @@ def test_grafana_provisioning_matches_the_mounts() -> None:
 def test_dashboards_are_valid_and_use_the_provisioned_data_sources() -> None:
     uids = set(datasource_uids().values())
     boards = dashboards()
-    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus", "sluice-syncs", "sluice-api", "sluice-streams"}
+    assert set(boards) == {
+        "sluice-pipeline",
+        "sluice-server",
+        "sluice-bus",
+        "sluice-syncs",
+        "sluice-api",
+        "sluice-streams",
+        "sluice-data-quality",
+    }
     assert len({board["uid"] for board in boards.values()}) == len(boards)
     for name, board in boards.items():
         assert board["uid"] == name
@@ -294,7 +302,7 @@ def test_dashboards_are_valid_and_use_the_provisioned_data_sources() -> None:
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids {ids}"
         for panel in board["panels"]:
             where = f"{name} / {panel['title']}"
-            assert panel["type"] in ("timeseries", "stat", "logs"), where
+            assert panel["type"] in ("timeseries", "stat", "logs", "table"), where
             assert panel["datasource"]["uid"] in uids, where
             assert panel["targets"], f"{where} has no query"
             for target in panel["targets"]:
