@@ -28,6 +28,7 @@ def test_one_page_per_kind_with_plugins() -> None:
         "state.md",
         "capture.md",
         "apply.md",
+        "check.md",
         "project.md",
         "README.md",
     }

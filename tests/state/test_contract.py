@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.errors import RunNotFound
-from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore
+from sluice.state.base import CheckResult, LatestOutput, ObjectState, RunRecord, StateStore
 from sluice.state.postgres import PostgresStateStore
 from sluice.state.sqlite import SqliteStateStore
 
@@ -238,3 +238,33 @@ def test_source_cursors_are_saved_replaced_per_project_and_reset(open_store: Ope
     assert store.source_cursors("shop") == {}
     assert dict(store.source_cursors("other")) == {1001: '"x"'}
     assert store.reset_source_cursors("shop") == []
+
+
+def check_result(run_id: str, object_id: int, check: str, status: str = "passed", at: float = 1.0) -> CheckResult:
+    return CheckResult(
+        run_id=run_id,
+        project="shop",
+        object_id=object_id,
+        object=f"obj_{object_id}",
+        check=check,
+        kind="not_null",
+        severity="error",
+        status=status,
+        failing_rows=0 if status == "passed" else 3,
+        sample=[] if status == "passed" else ["id=1", "id=2"],
+        message="passed" if status == "passed" else "3 failing rows",
+        duration_s=0.25,
+        checked_at=at,
+    )
+
+
+def test_check_results_are_kept_and_filtered_by_run_and_object_newest_first(open_store: OpenStore) -> None:
+    store = open_store()
+    store.record_check_results([check_result("r1", 1, "a", at=1.0), check_result("r1", 2, "b", "failed", at=2.0)])
+    store.record_check_results([check_result("r2", 1, "a", "failed", at=3.0)])
+    store.record_check_results([])
+    again = open_store()
+    assert [(r.run_id, r.check) for r in again.check_results("shop")] == [("r2", "a"), ("r1", "b"), ("r1", "a")]
+    assert again.check_results("shop", run_id="r1", object_id=2) == [check_result("r1", 2, "b", "failed", at=2.0)]
+    assert [r.run_id for r in again.check_results("shop", object_id=1, limit=1)] == ["r2"]
+    assert again.check_results("other") == []

@@ -99,6 +99,24 @@ KAFKA_DEAD_LETTERS = Counter(
 )
 
 
+# Data-quality checks (docs/checks.md), by project, object and check.
+CHECK_RUNS = Counter(
+    "sluice_check_runs_total",
+    "Data-quality checks run on objects' outputs, by project, object, check, kind, severity and status.",
+    ["project", "object", "check", "kind", "severity", "status"],
+)
+CHECK_FAILING_ROWS = Gauge(
+    "sluice_check_failing_rows",
+    "Rows breaking a data-quality check at its last run, by project, object and check.",
+    ["project", "object", "check"],
+)
+CHECK_DURATION = Histogram(
+    "sluice_check_duration_seconds",
+    "Time to run one data-quality check where the data is, by project and kind.",
+    ["project", "kind"],
+    buckets=_DURATION_BUCKETS,
+)
+
 def group_label(group: str) -> str:
     """The ``group`` label of a consumer group: every run's coordinator group counts as ``coordinator``,
     so the number of series stays bounded however many runs a process sees."""

@@ -50,6 +50,7 @@ TITLES = {
     "engine": "Transform engines",
     "bus": "Buses",
     "state": "State stores",
+    "check": "Data-quality checks",
 }
 INTROS = {
     "source": (
@@ -78,6 +79,11 @@ INTROS = {
         "carries the options: `bus: kafka://127.0.0.1:9092?partitions=12`."
     ),
     "state": "The top-level `state:` URL (or `--state`); its scheme picks the plugin.",
+    "check": (
+        "Each item of an object's `checks:` names its type by its one key besides `name`, `severity` (`error`, `warn`) "
+        "and `sample`: `checks: [{not_null: {columns: [user_id]}}, {expression: amount >= 0, severity: warn}]`. "
+        "Where they run, results and cost: [docs/checks.md](../checks.md)."
+    ),
 }
 PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
     ("Top level", ProjectSettings, "The keys of `sluice.yaml` itself."),

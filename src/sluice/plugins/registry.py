@@ -30,6 +30,7 @@ BUILTIN_MODULES = (
     "sluice.bus.plugins",
     "sluice.state.plugins",
     "sluice.cdc.plugins",
+    "sluice.checks.plugins",
 )
 
 

@@ -17,6 +17,7 @@ from msgspec import Meta
 
 from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
+from sluice.checks.settings import CheckSpec
 from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
 from sluice.streaming.settings import StreamingSettings
@@ -204,6 +205,9 @@ class ObjectSpec:
     """Free labels (``tags:``) that schedules, sensors and backfills select objects by."""
     criticality: str | None = None
     """``low`` or ``high`` (an ``Objets.json`` ``Criticité``, or ``criticality:``): chooses alert channels and severity."""
+    checks: tuple[CheckSpec, ...] = ()
+    """Data-quality checks run on the written output before the children are released (``checks:``, docs/checks.md);
+    not part of the definition's fingerprint: changing a check does not make the object run again."""
 
     @property
     def kind(self) -> Literal["source", "sql", "python", "pyspark", "model", "noop"]:

@@ -90,6 +90,14 @@ class ObjectSettings(Settings):
             "with their offsets (docs/streaming.md); run by `sluice stream`, not `sluice run`."
         ),
     ] = None
+    checks: Annotated[
+        list[dict[str, Any]] | None,
+        Meta(
+            description="Data-quality checks on the written output, run where it is before the children are released: "
+            "not_null, unique, accepted_values, relationships, row_count, freshness, expression, sql, python "
+            "(docs/checks.md)."
+        ),
+    ] = None
 
 
 class ProjectSettings(Settings):

@@ -10,6 +10,7 @@ import re
 
 from sqlglot.errors import ParseError
 
+from sluice.checks.validate import check_problems
 from sluice.connectors.plugins import FileOptions
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
@@ -58,6 +59,7 @@ def validate_project(project: Project) -> list[ConfigError]:
             problems.append(_problem(obj, _name_clash(project, obj, other)))
     problems.extend(destination_clashes(project))
     problems.extend(lake_problems(project))
+    problems.extend(check_problems(project))
     return problems
 
 

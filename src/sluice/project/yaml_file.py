@@ -18,6 +18,7 @@ import msgspec
 
 from sluice.api.config import read_api
 from sluice.cdc.config import SyncSettings, partitions_problem
+from sluice.checks.read import read_checks
 from sluice.connectors.plugins import SQL_KIND
 from sluice.connectors.registry import source_plugin
 from sluice.errors import ConfigError, did_you_mean
@@ -419,7 +420,7 @@ class _Reader:
             return None
         name = item.get("name")
         label = f"object {raw_id} ({name})" if isinstance(name, str) and name else f"object {raw_id}"
-        spec = self.check(ObjectSettings, item, label, ignore=("source", "destination"))
+        spec = self.check(ObjectSettings, item, label, ignore=("source", "destination", "checks"))
         raw_stage = item.get("stage")
         stage_name = spec.stage if spec else raw_stage if isinstance(raw_stage, str) else None
         if stage_name is None:
@@ -477,6 +478,7 @@ class _Reader:
             chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
             streaming=spec.streaming,
+            checks=read_checks(self, item.get("checks"), label, item.line_of("checks")),
         )
 
     def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:

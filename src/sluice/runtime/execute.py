@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from sluice.checks.run import Checked, CheckRunner
 from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, Then
@@ -96,6 +97,13 @@ class ObjectExecutor:
         if source is not None:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
         return outcome
+
+    def check(self, obj: ObjectSpec, run_id: str, location: str | None) -> Checked:
+        """Run ``obj``'s checks on the output just written (``location``: its lake location), where it is
+        (docs/checks.md); nothing for an object without checks. Raises what :meth:`CheckRunner.run` raises."""
+        if not obj.checks:
+            return Checked()
+        return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location)
 
     def _source(self, obj: ObjectSpec) -> Source | None:  # type: ignore[type-arg]
         if obj.kind != "source":

@@ -254,42 +254,55 @@ class StageWorker:
                     self._slots.notify()
                 continue
             self._outbox.send([self._started(ready)], [])
-            self._outbox.send([self._execute(ready)], [message])
+            self._outbox.send(self._execute(ready), [message])
             with self._slots:
                 self._busy -= 1
                 self._slots.notify()
 
-    def _execute(self, ready: ev.ObjectReady) -> ev.ObjectLoaded | ev.ObjectFailed:
+    def _execute(self, ready: ev.ObjectReady) -> list[ev.Event]:
+        """The object's outcome: its checks' ``CheckFinished`` (run once the output is written, docs/checks.md), then
+        ``ObjectLoaded``, or ``ObjectFailed`` (terminal when an ``error`` check did not pass: children are skipped)."""
         obj = self.project.objects[ready.object_id]
         started = time.perf_counter()
         try:
             outcome = self.executor.run(obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail)
+            checked = self.executor.check(obj, ready.run_id, outcome.location)
         except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())
-            return ev.ObjectFailed(
+            return [self._failed(ready, failure_text(exc, self.project.root), type(exc).__name__, is_transient(exc), started)]
+        events: list[ev.Event] = list(checked.events(ready))
+        if checked.failure:
+            log.warning("%s", checked.failure, extra={"run_id": ready.run_id, "object_id": obj.id})
+            return [*events, self._failed(ready, checked.failure, "CheckFailed", False, started)]
+        metrics.child(metrics.ROWS, self.stage.name).inc(outcome.rows)
+        events.append(
+            ev.ObjectLoaded(
                 run_id=ready.run_id,
                 object_id=ready.object_id,
                 stage=ready.stage,
                 attempt=ready.attempt,
                 worker=self.name,
-                error=failure_text(exc, self.project.root),
-                error_type=type(exc).__name__,
-                retryable=is_transient(exc),
+                rows=outcome.rows,
                 duration_s=time.perf_counter() - started,
+                location=outcome.location,
+                content_hash=outcome.content_hash,
+                destination=outcome.destination,
             )
-        metrics.child(metrics.ROWS, self.stage.name).inc(outcome.rows)
-        return ev.ObjectLoaded(
+        )
+        return events
+
+    def _failed(self, ready: ev.ObjectReady, error: str, error_type: str, retryable: bool, started: float) -> ev.ObjectFailed:
+        return ev.ObjectFailed(
             run_id=ready.run_id,
             object_id=ready.object_id,
             stage=ready.stage,
             attempt=ready.attempt,
             worker=self.name,
-            rows=outcome.rows,
+            error=error,
+            error_type=error_type,
+            retryable=retryable,
             duration_s=time.perf_counter() - started,
-            location=outcome.location,
-            content_hash=outcome.content_hash,
-            destination=outcome.destination,
         )
 
     def _release(self, messages: list[Message]) -> None:

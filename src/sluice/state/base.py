@@ -65,6 +65,46 @@ class LatestOutput:
     loaded_at: float
 
 
+@dataclass(slots=True)
+class CheckResult:
+    """One data-quality check's result on one object's output in one run (``sluice.checks``, docs/checks.md).
+
+    ``status``: ``passed``, ``failed`` or ``error`` (the check could not run); ``sample``: up to a few failing rows'
+    keys as ``col=value`` text; ``checked_at`` in epoch seconds; ``run_id`` "" for ``sluice check`` outside a run.
+    """
+
+    run_id: str
+    project: str
+    object_id: int
+    object: str
+    check: str
+    kind: str
+    severity: str
+    status: str
+    failing_rows: int = 0
+    sample: list[str] = field(default_factory=list)
+    message: str = ""
+    duration_s: float = 0.0
+    checked_at: float = 0.0
+
+
+CHECK_COLUMNS = (
+    "run_id",
+    "project",
+    "object_id",
+    "object",
+    "check",
+    "kind",
+    "severity",
+    "status",
+    "failing_rows",
+    "sample",
+    "message",
+    "duration_s",
+    "checked_at",
+)
+
+
 OBJECT_COLUMNS = (
     "object_id",
     "stage",
@@ -163,6 +203,16 @@ class StateStore(ABC):
     @abstractmethod
     def reset_source_cursors(self, project: str, object_ids: Sequence[int] | None = None) -> list[int]:
         """Forget the cursors of ``object_ids`` (None: all of the project's); the ids that had one, ascending."""
+
+    @abstractmethod
+    def record_check_results(self, results: Sequence[CheckResult]) -> None:
+        """Keep the results of one object's checks (one insert), for a project without a PostgreSQL warehouse."""
+
+    @abstractmethod
+    def check_results(
+        self, project: str, *, run_id: str | None = None, object_id: int | None = None, limit: int = 100
+    ) -> list[CheckResult]:
+        """Kept check results of ``project`` (of one run, of one object), newest first, at most ``limit``."""
 
     def ping(self) -> None:  # noqa: B027 - optional check
         """Raise StateError when the store cannot be reached."""

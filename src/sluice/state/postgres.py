@@ -19,7 +19,16 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from sluice.errors import RunNotFound, StateError
-from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+from sluice.state.base import (
+    CHECK_COLUMNS,
+    OBJECT_COLUMNS,
+    CheckResult,
+    LatestOutput,
+    ObjectState,
+    RunRecord,
+    StateStore,
+    object_row,
+)
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS sluice_state;
@@ -71,6 +80,22 @@ CREATE TABLE IF NOT EXISTS sluice_state.source_cursors (
     saved_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, object_id)
 );
+CREATE TABLE IF NOT EXISTS sluice_state.check_results (
+    run_id TEXT NOT NULL,
+    project TEXT NOT NULL,
+    object_id BIGINT NOT NULL,
+    object TEXT NOT NULL,
+    "check" TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failing_rows BIGINT NOT NULL,
+    sample JSONB NOT NULL,
+    message TEXT NOT NULL,
+    duration_s DOUBLE PRECISION NOT NULL,
+    checked_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS check_results_by_project ON sluice_state.check_results(project, checked_at);
 """
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
@@ -250,6 +275,27 @@ class PostgresStateStore(StateStore):
                     (project, list(object_ids)),
                 ).fetchall()
         return sorted(row[0] for row in rows)
+
+    def record_check_results(self, results: Sequence[CheckResult]) -> None:
+        if not results:
+            return
+        columns = ", ".join(f'"{c}"' for c in CHECK_COLUMNS)
+        rows = ", ".join([f"({', '.join(['%s'] * len(CHECK_COLUMNS))})"] * len(results))
+        params = [Jsonb(r.sample) if c == "sample" else getattr(r, c) for r in results for c in CHECK_COLUMNS]
+        with self._write() as conn:
+            conn.execute(f"INSERT INTO sluice_state.check_results({columns}) VALUES {rows}", params)
+
+    def check_results(
+        self, project: str, *, run_id: str | None = None, object_id: int | None = None, limit: int = 100
+    ) -> list[CheckResult]:
+        columns = ", ".join(f'"{c}"' for c in CHECK_COLUMNS)
+        rows = self._rows(
+            f"SELECT {columns} FROM sluice_state.check_results WHERE project = %s "
+            "AND (%s::text IS NULL OR run_id = %s) AND (%s::bigint IS NULL OR object_id = %s) "
+            "ORDER BY checked_at DESC LIMIT %s",
+            (project, run_id, run_id, object_id, object_id, limit),
+        )
+        return [CheckResult(**dict(zip(CHECK_COLUMNS, row, strict=True))) for row in rows]
 
     def ping(self) -> None:
         with self._connection() as conn:

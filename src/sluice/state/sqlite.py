@@ -9,7 +9,16 @@ from typing import Any
 
 from sluice.errors import RunNotFound, StateError
 from sluice.sqlite_file import SqliteFile
-from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+from sluice.state.base import (
+    CHECK_COLUMNS,
+    OBJECT_COLUMNS,
+    CheckResult,
+    LatestOutput,
+    ObjectState,
+    RunRecord,
+    StateStore,
+    object_row,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -60,11 +69,34 @@ CREATE TABLE IF NOT EXISTS source_cursors (
     saved_at REAL NOT NULL,
     PRIMARY KEY (project, object_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS check_results (
+    run_id TEXT NOT NULL,
+    project TEXT NOT NULL,
+    object_id INTEGER NOT NULL,
+    object TEXT NOT NULL,
+    "check" TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    failing_rows INTEGER NOT NULL,
+    sample TEXT NOT NULL,
+    message TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    checked_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS check_results_by_project ON check_results(project, checked_at);
 """
+_CHECK_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CHECK_COLUMNS) + " FROM check_results"
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
 _UPSERT_OBJECT = f"INSERT OR REPLACE INTO run_objects(run_id, {', '.join(OBJECT_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
+
+
+def _check_result(row: Sequence[Any]) -> CheckResult:
+    values = dict(zip(CHECK_COLUMNS, row, strict=True))
+    values["sample"] = json.loads(values["sample"])
+    return CheckResult(**values)
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -196,6 +228,25 @@ class SqliteStateStore(StateStore):
             chosen = sorted(row[0] for row in rows if object_ids is None or row[0] in object_ids)
             conn.executemany("DELETE FROM source_cursors WHERE project = ? AND object_id = ?", [(project, i) for i in chosen])
         return chosen
+
+    def record_check_results(self, results: Sequence[CheckResult]) -> None:
+        if not results:
+            return
+        columns = ", ".join(f'"{c}"' for c in CHECK_COLUMNS)
+        with self.db.write() as conn:
+            conn.executemany(
+                f"INSERT INTO check_results({columns}) VALUES ({', '.join('?' * len(CHECK_COLUMNS))})",
+                [tuple(json.dumps(r.sample) if c == "sample" else getattr(r, c) for c in CHECK_COLUMNS) for r in results],
+            )
+
+    def check_results(
+        self, project: str, *, run_id: str | None = None, object_id: int | None = None, limit: int = 100
+    ) -> list[CheckResult]:
+        query = _CHECK_SELECT + " WHERE project = ? AND (? IS NULL OR run_id = ?) AND (? IS NULL OR object_id = ?)"
+        rows = self.db.conn().execute(
+            query + " ORDER BY checked_at DESC, rowid DESC LIMIT ?", (project, run_id, run_id, object_id, object_id, limit)
+        )
+        return [_check_result(row) for row in rows]
 
     def ping(self) -> None:
         self.db.ping()

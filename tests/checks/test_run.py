@@ -1,0 +1,142 @@
+"""Every check type, on DuckDB (the lake) and inside PostgreSQL (a destination), with severity warn and error:
+events, the object's outcome, its children, where results are kept, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from helpers import events_of, load, write_yaml
+from sluice import events as ev
+from sluice.checks.store import load_results
+from sluice.project.model import Project
+from sluice.runtime.run import RunOptions, open_backends, run_project
+
+USERS = """user_id,email,country,amount,ts
+1,a@x,FR,10,2020-01-01 00:00:00
+2,,FR,-5,2020-01-01 00:00:00
+2,c@x,XX,3,2020-01-01 00:00:00
+3,d@x,DE,7,2020-01-01 00:00:00
+"""
+COUNTRIES = "code,name\nFR,France\nDE,Germany\n"
+CHECK_MODULE = """
+def user_three(context):
+    assert context.place in ("duckdb", "postgres", "spark") and context.connection is not None
+    return "select user_id from {{ this }} where user_id = 3"
+
+def counted(context):
+    return 2, ["user_id=8", "user_id=9"]
+"""
+# Each failing check with the failing rows it must count (one of each), then checks that pass.
+FAILING = {
+    "not_null_email": ("not_null: {columns: [email]}", 1),
+    "unique_user_id": ("unique: {columns: [user_id]}", 1),
+    "accepted_values_country": ("accepted_values: {column: country, values: [FR, DE]}", 1),
+    "relationships_country": ("relationships: {column: country, to: countries, field: code}", 1),
+    "row_count": ("row_count: {max: 3}", 1),
+    "freshness_ts": ("freshness: {column: ts, max_age: 1h}", 1),
+    "expression_amount_0": ("expression: amount >= 0", 1),
+    "sql_big": ("sql: 'select * from {{ this }} where amount > 8'\n        name: sql_big", 1),
+    "python_user_three": ("python: quality:user_three", 1),
+    "python_counted": ("python: quality:counted", 2),
+}
+PASSING = {
+    "not_null_user_id": "not_null: {columns: [user_id]}",
+    "unique_user_id_email": "unique: {columns: [user_id, email]}",
+    "row_count": "row_count: {min: 1}\n        name: enough_rows",
+}
+
+
+def project(tmp_path: Path, severity: str, pg_url: str | None) -> Project:
+    folder = tmp_path / f"checks_{severity}_{'pg' if pg_url else 'lake'}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "users.csv").write_text(USERS, encoding="utf-8")
+    (folder / "countries.csv").write_text(COUNTRIES, encoding="utf-8")
+    (folder / "quality.py").write_text(CHECK_MODULE, encoding="utf-8")
+    checks = [f"      - {text}\n        severity: {severity}" for text, _ in FAILING.values()]
+    checks += [f"      - {text}" for text in PASSING.values()]
+    destination = "\n    destination: {connection: warehouse, table: shop.%s}"
+    connections = f"connections:\n  warehouse: {pg_url}\n" if pg_url else ""
+    write_yaml(
+        folder,
+        f"""{connections}objects:
+  - id: 1001
+    name: countries
+    source: {{type: csv, path: countries.csv}}{destination % "countries" if pg_url else ""}
+  - id: 1002
+    name: users
+    source: {{type: csv, path: users.csv}}{destination % "users" if pg_url else ""}
+    parents: [1001]
+    checks:
+{chr(10).join(checks)}
+  - {{id: 2001, name: after, parents: [1002], sql: select count(*) as n from users}}
+""",
+    )
+    return load(folder)
+
+
+PLACES = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def warehouse(request: pytest.FixtureRequest, place: str) -> str | None:
+    return str(request.getfixturevalue("pg_db_url")) if place == "postgres" else None
+
+
+def finished(project: Project, run_id: str) -> dict[str, ev.CheckFinished]:
+    return {e.check: e for _, e in events_of(project, run_id) if isinstance(e, ev.CheckFinished)}
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_warn_checks_record_every_type_and_release_the_children(
+    tmp_path: Path, place: str, request: pytest.FixtureRequest
+) -> None:
+    proj = project(tmp_path, "warn", warehouse(request, place))
+    summary = run_project(proj, RunOptions())
+    assert summary.status == "succeeded"
+    assert summary.objects[1002].status == "loaded"
+    assert summary.objects[2001].status == "loaded"
+    results = finished(proj, summary.run_id)
+    for name, (_, failing) in FAILING.items():
+        event = results[name]
+        assert (event.status, event.failing_rows, event.severity) == ("failed", failing, "warn"), (name, event)
+        assert event.sample, name
+    assert results["unique_user_id"].sample == ["user_id=2, occurrences=2"]
+    assert results["accepted_values_country"].sample == ["country=XX"]
+    assert results["python_counted"].sample == ["user_id=8", "user_id=9"]
+    for name in ("not_null_user_id", "unique_user_id_email", "enough_rows"):
+        assert (results[name].status, results[name].failing_rows, results[name].sample) == ("passed", 0, [])
+    with open_backends(proj) as backends:
+        kept = load_results(proj, backends.state, run_id=summary.run_id)
+    assert {r.check: (r.status, r.failing_rows) for r in kept} == {n: (e.status, e.failing_rows) for n, e in results.items()}
+    assert all(r.object == "users" and r.object_id == 1002 for r in kept)
+    labels = {"project": proj.name, "object": "users", "check": "not_null_email", "kind": "not_null", "severity": "warn"}
+    assert REGISTRY.get_sample_value("sluice_check_runs_total", {**labels, "status": "failed"}) == 1.0
+    gauge = {"project": proj.name, "object": "users", "check": "python_counted"}
+    assert REGISTRY.get_sample_value("sluice_check_failing_rows", gauge) == 2.0
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_a_failing_error_check_fails_the_object_for_good_and_skips_its_children(
+    tmp_path: Path, place: str, request: pytest.FixtureRequest
+) -> None:
+    proj = project(tmp_path, "error", warehouse(request, place))
+    summary = run_project(proj, RunOptions())
+    assert summary.status == "failed"
+    users = summary.objects[1002]
+    assert (users.status, users.attempt) == ("failed", 1)
+    assert users.error is not None and "check not_null_email (not_null, error): failed, 1 failing row" in users.error
+    assert "check python_counted (python, error): failed, 2 failing rows, e.g. user_id=8; user_id=9" in users.error
+    assert "enough_rows" not in users.error
+    assert summary.objects[2001].status == "skipped"
+    log = [e for _, e in events_of(proj, summary.run_id)]
+    failed = [e for e in log if isinstance(e, ev.ObjectFailed)]
+    assert len(failed) == 1 and not failed[0].retryable and failed[0].error_type == "CheckFailed"
+    checks = [i for i, e in enumerate(log) if isinstance(e, ev.CheckFinished)]
+    assert len(checks) == len(FAILING) + len(PASSING) and max(checks) < log.index(failed[0])
+    if place == "postgres":  # the output stays written: the check guards the children, not the write
+        import psycopg
+
+        with psycopg.connect(str(request.getfixturevalue("pg_db_url"))) as conn:
+            assert conn.execute("SELECT count(*) FROM shop.users").fetchone() == (4,)
