@@ -49,8 +49,10 @@ PASSING = {
 }
 
 
-def project(tmp_path: Path, severity: str, pg_url: str | None) -> Project:
-    folder = tmp_path / f"checks_{severity}_{'pg' if pg_url else 'lake'}"
+def project(tmp_path: Path, severity: str, pg_url: str | None, *, head: str = "", engine: str = "") -> Project:
+    """``users`` (checked) and ``countries`` from CSV files: in PostgreSQL tables with ``pg_url``, else in the lake;
+    with ``engine`` (``spark``), ``users`` is computed by that engine from ``raw_users`` (checked on Spark)."""
+    folder = tmp_path / f"checks_{severity}_{'pg' if pg_url else engine or 'lake'}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "users.csv").write_text(USERS, encoding="utf-8")
     (folder / "countries.csv").write_text(COUNTRIES, encoding="utf-8")
@@ -59,19 +61,23 @@ def project(tmp_path: Path, severity: str, pg_url: str | None) -> Project:
     checks += [f"      - {text}" for text in PASSING.values()]
     destination = "\n    destination: {connection: warehouse, table: shop.%s}"
     connections = f"connections:\n  warehouse: {pg_url}\n" if pg_url else ""
+    work = "source: {type: csv, path: users.csv}\n    parents: [1001]"
+    raw = ""
+    if engine:
+        raw = "  - {id: 1003, name: raw_users, source: {type: csv, path: users.csv}}\n"
+        work = f"parents: [1003, 1001]\n    engine: {engine}\n    sql: select * from raw_users"
     write_yaml(
         folder,
-        f"""{connections}objects:
+        f"""{head}{connections}objects:
   - id: 1001
     name: countries
     source: {{type: csv, path: countries.csv}}{destination % "countries" if pg_url else ""}
-  - id: 1002
+{raw}  - id: 2002
     name: users
-    source: {{type: csv, path: users.csv}}{destination % "users" if pg_url else ""}
-    parents: [1001]
+    {work}{destination % "users" if pg_url else ""}
     checks:
 {chr(10).join(checks)}
-  - {{id: 2001, name: after, parents: [1002], sql: select count(*) as n from users}}
+  - {{id: 3001, name: after, parents: [2002], sql: select count(*) as n from users}}
 """,
     )
     return load(folder)
@@ -95,8 +101,8 @@ def test_warn_checks_record_every_type_and_release_the_children(
     proj = project(tmp_path, "warn", warehouse(request, place))
     summary = run_project(proj, RunOptions())
     assert summary.status == "succeeded"
-    assert summary.objects[1002].status == "loaded"
-    assert summary.objects[2001].status == "loaded"
+    assert summary.objects[2002].status == "loaded"
+    assert summary.objects[3001].status == "loaded"
     results = finished(proj, summary.run_id)
     for name, (_, failing) in FAILING.items():
         event = results[name]
@@ -110,7 +116,7 @@ def test_warn_checks_record_every_type_and_release_the_children(
     with open_backends(proj) as backends:
         kept = load_results(proj, backends.state, run_id=summary.run_id)
     assert {r.check: (r.status, r.failing_rows) for r in kept} == {n: (e.status, e.failing_rows) for n, e in results.items()}
-    assert all(r.object == "users" and r.object_id == 1002 for r in kept)
+    assert all(r.object == "users" and r.object_id == 2002 for r in kept)
     labels = {"project": proj.name, "object": "users", "check": "not_null_email", "kind": "not_null", "severity": "warn"}
     assert REGISTRY.get_sample_value("sluice_check_runs_total", {**labels, "status": "failed"}) == 1.0
     gauge = {"project": proj.name, "object": "users", "check": "python_counted"}
@@ -124,12 +130,12 @@ def test_a_failing_error_check_fails_the_object_for_good_and_skips_its_children(
     proj = project(tmp_path, "error", warehouse(request, place))
     summary = run_project(proj, RunOptions())
     assert summary.status == "failed"
-    users = summary.objects[1002]
+    users = summary.objects[2002]
     assert (users.status, users.attempt) == ("failed", 1)
     assert users.error is not None and "check not_null_email (not_null, error): failed, 1 failing row" in users.error
     assert "check python_counted (python, error): failed, 2 failing rows, e.g. user_id=8; user_id=9" in users.error
     assert "enough_rows" not in users.error
-    assert summary.objects[2001].status == "skipped"
+    assert summary.objects[3001].status == "skipped"
     log = [e for _, e in events_of(proj, summary.run_id)]
     failed = [e for e in log if isinstance(e, ev.ObjectFailed)]
     assert len(failed) == 1 and not failed[0].retryable and failed[0].error_type == "CheckFailed"

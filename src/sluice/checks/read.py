@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
+import sqlglot
 from sqlglot.errors import ParseError
 
 from sluice.checks.settings import COMMON_KEYS, DEFAULT_SAMPLE, SEVERITIES, CheckOptions, CheckSpec
@@ -122,7 +123,7 @@ def _sql_parses(options: CheckOptions, problem: Any, at: int | None) -> bool:
 
     try:
         if isinstance(options, ExpressionOptions):
-            parse_query(f"SELECT 1 FROM t WHERE NOT ({options.expression})")
+            sqlglot.parse_one(options.expression, read="duckdb")
         elif isinstance(options, SqlOptions):
             parse_query(this_bound(options.sql, "sluice_this"))
     except ParseError as exc:

@@ -125,7 +125,7 @@ class CheckRunner:
         metrics.child(metrics.CHECK_RUNS, *labels, spec.kind, spec.severity, status).inc()
         metrics.child(metrics.CHECK_FAILING_ROWS, *labels).set(failing)
         metrics.child(metrics.CHECK_DURATION, self.project.name, spec.kind).observe(duration)
-        log.log(logging.INFO if status == "passed" else logging.WARNING, "%s", describe(result))
+        log.info("%s", describe(result), extra={"run_id": run_id, "object_id": obj.id})
         return result
 
     def _evaluate(self, place: Place, spec: CheckSpec) -> tuple[int, list[str]]:

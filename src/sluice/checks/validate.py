@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sluice.checks.places import find_object, postgres_table, where
 from sluice.checks.settings import RelationshipsOptions
-from sluice.errors import ConfigError
+from sluice.errors import ConfigError, did_you_mean
+from sluice.graph.dag import Graph
 from sluice.project.model import ObjectSpec, Project
 
 
@@ -40,9 +41,12 @@ def _reference_problem(project: Project, obj: ObjectSpec, target: int | str, con
     other = find_object(project, target)
     if other is None:
         names = [o.name for o in project.objects.values()]
-        from sluice.errors import did_you_mean
-
         return f"relationships to {target!r}: no such object.{did_you_mean(str(target), names)} Give an object's id or name"
+    if other.id not in Graph({o.id: o.parents for o in project.objects.values()}).ancestors([obj.id]):
+        return (
+            f"relationships to object {other.id} ({other.name}): it is not an ancestor, so its output may not be written "
+            f"when the check runs; add {other.id} to parents"
+        )
     if connection is not None:
         table = postgres_table(project, other)
         if table is None or table[0] != connection:

@@ -580,6 +580,15 @@ def _register_produce() -> None:
 _register_produce()
 
 
+def _register_check() -> None:
+    from sluice.cli.checks import check
+
+    cli.add_command(check)
+
+
+_register_check()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

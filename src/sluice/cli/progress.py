@@ -87,6 +87,10 @@ class RunProgress:
         counts = self.counts.get(event.stage)
         if counts is None:
             return
+        if isinstance(event, ev.CheckFinished):
+            if event.status != "passed":
+                self._check(event)
+            return
         retrying = self.retrying[event.stage]
         if isinstance(event, ev.ObjectStarted):
             counts["running"] += 1
@@ -119,6 +123,15 @@ class RunProgress:
                 f"will retry (attempt {event.attempt + 1} of {self.project.retry.attempts})" if will_retry else "failed for good"
             )
             self._plain(f"object {event.object_id} ({name}) attempt {event.attempt} failed, {then}: {event.error}")
+
+    def _check(self, event: ev.CheckFinished) -> None:
+        """One line per check that did not pass (docs/checks.md): printed above the bars on a terminal."""
+        name = self.project.objects[event.object_id].name
+        rows = event.failing_rows
+        what = event.message if event.status == "error" else f"{rows:,} failing row{'s' if rows != 1 else ''}"
+        sample = f", e.g. {'; '.join(event.sample)}" if event.sample and event.status == "failed" else ""
+        where = f"on object {event.object_id} ({name})"
+        self._plain(f"check {event.check} ({event.kind}, {event.severity}) {where}: {event.status}, {what}{sample}")
 
     def _start(self, event: ev.RunStarted) -> None:
         per_stage = Counter(self.project.objects[oid].stage for oid in event.planned)

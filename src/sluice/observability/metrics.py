@@ -117,6 +117,7 @@ CHECK_DURATION = Histogram(
     buckets=_DURATION_BUCKETS,
 )
 
+
 def group_label(group: str) -> str:
     """The ``group`` label of a consumer group: every run's coordinator group counts as ``coordinator``,
     so the number of series stays bounded however many runs a process sees."""

@@ -291,7 +291,7 @@ class Coordinator:
         consumed = self._consumed
         apply = self.machine.apply
         observer = self.observer
-        started, ready = ev.ObjectStarted, ev.ObjectReady
+        started, ready, checked = ev.ObjectStarted, ev.ObjectReady, ev.CheckFinished
         for message in messages:
             try:
                 event = decode(message.value)
@@ -303,6 +303,10 @@ class Coordinator:
             kind = type(event)
             consumed[kind] = consumed.get(kind, 0) + 1
             if kind is ready:
+                continue
+            if kind is checked:  # the machine ignores it (docs/checks.md); the observer shows it
+                if observer is not None:
+                    observer(event)
                 continue
             decisions = apply(event, now)
             if decisions is None:

@@ -1,0 +1,60 @@
+"""``sluice check PATH [--object ID]``: run objects' data-quality checks on their current output, without running
+them (docs/checks.md). One line per check; exit status 1 when a check of severity ``error`` did not pass."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from sluice.errors import SluiceError, ValidationFailed
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("--object", "object_ids", multiple=True, type=int, help="An object whose checks to run (repeatable; default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
+@click.option("--no-store", is_flag=True, help="Do not keep the results (metrics.check_results or the state store).")
+@click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")
+def check(path: str, object_ids: tuple[int, ...], as_json: bool, no_store: bool, state_url: str | None) -> None:
+    """Run the checks of the project's objects (or of --object ID) on their current output, where it is."""
+    import dataclasses
+
+    from sluice.checks.run import CheckRunner, describe
+    from sluice.lake.registry import open_lake
+    from sluice.project.load import load_project
+    from sluice.state.registry import open_state
+
+    try:
+        project = load_project(path)
+        unknown = [i for i in object_ids if i not in project.objects]
+        if unknown:
+            raise SluiceError(f"no object {unknown[0]} in project '{project.name}'")
+        chosen = [project.objects[i] for i in object_ids] or [o for o in project.objects.values() if o.checks]
+        state = open_state(state_url or project.resolve_state_url(), project.root)
+    except (ValidationFailed, SluiceError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    runner = CheckRunner(project, open_lake(project), state)
+    failed = False
+    try:
+        for obj in chosen:
+            if not obj.checks:
+                click.echo(f"object {obj.id} ({obj.name}): no checks")
+                continue
+            try:
+                checked = runner.run(obj, "", store=not no_store)
+            except SluiceError as exc:
+                click.echo(f"object {obj.id} ({obj.name}): {exc}")
+                failed = True
+                continue
+            failed = failed or bool(checked.failure)
+            for result in checked.results:
+                if as_json:
+                    click.echo(json.dumps(dataclasses.asdict(result)))
+                else:
+                    click.echo(f"object {obj.id} ({obj.name}): {describe(result)} in {result.duration_s:.3f}s")
+    finally:
+        state.close()
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,64 @@
+"""``sluice check``: an object's checks on its current output, without running it; ``sluice run`` prints a line per
+check that did not pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from helpers import write_yaml
+from sluice.cli.main import cli
+from sluice.state.sqlite import SqliteStateStore
+
+PROJECT = """objects:
+  - id: 1001
+    name: people
+    source: {type: csv, path: people.csv}
+    checks:
+      - not_null: {columns: [email]}
+        severity: warn
+      - row_count: {min: 1}
+  - id: 2001
+    name: adults
+    parents: [1001]
+    sql: select * from people
+    checks:
+      - expression: age >= 18
+"""
+
+
+def test_check_runs_on_the_current_output_and_run_prints_what_did_not_pass(tmp_path: Path) -> None:
+    folder = tmp_path / "cli"
+    write_yaml(folder, PROJECT)
+    (folder / "people.csv").write_text("id,email,age\n1,a@x,30\n2,,12\n", encoding="utf-8")
+    before = CliRunner().invoke(cli, ["check", str(folder), "--object", "1001"])
+    assert before.exit_code == 1 and "object 1001 (people): " in before.output and "not in the lake yet" in before.output
+
+    ran = CliRunner().invoke(cli, ["run", str(folder)])
+    assert ran.exit_code != 0
+    assert "check not_null_email (not_null, warn) on object 1001 (people): failed, 1 failing row, e.g. id=2" in ran.output
+    assert "check expression_age_18 (expression, error) on object 2001 (adults): failed, 1 failing row" in ran.output
+    assert "row_count" not in ran.output  # passed: no line
+
+    checked = CliRunner().invoke(cli, ["check", str(folder), "--object", "1001"])
+    assert checked.exit_code == 0, checked.output
+    lines = checked.output.splitlines()
+    assert lines[0].startswith("object 1001 (people): check not_null_email (not_null, warn): failed, 1 failing row")
+    assert lines[1].startswith("object 1001 (people): check row_count (row_count, error): passed in ")
+    as_json = CliRunner().invoke(cli, ["check", str(folder), "--json", "--no-store"])
+    assert as_json.exit_code == 1  # adults' error check fails
+    results = [json.loads(line) for line in as_json.output.splitlines()]
+    assert [(r["object_id"], r["check"], r["status"]) for r in results] == [
+        (1001, "not_null_email", "failed"),
+        (1001, "row_count", "passed"),
+        (2001, "expression_age_18", "failed"),
+    ]
+    store = SqliteStateStore(folder / ".sluice" / "state.db")
+    try:
+        kept = store.check_results("cli")
+    finally:
+        store.close()
+    assert [(r.run_id == "", r.check) for r in kept[:2]] == [(True, "row_count"), (True, "not_null_email")]
+    assert len(kept) == 5  # the run's three, sluice check's two; --no-store kept none
