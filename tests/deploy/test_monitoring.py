@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import api_stack
+import checks_stack
 import httpx
 import pytest
 import yaml
@@ -667,12 +668,13 @@ def prometheus(
     sync_metrics: SluiceProcess,
     api_server: SluiceProcess,
     stream_metrics: SluiceProcess,
+    checks_server: SluiceProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Prometheus]:
     """A fresh Prometheus (scripts/servers/prometheus.sh) scraping both servers, the worker and the sync process every second."""
     installed("prometheus")
     root = tmp_path_factory.mktemp("prometheus")
-    servers = [sluice_server.target, api_server.target]
+    servers = [sluice_server.target, api_server.target, checks_server.target]
     targets = {SERVER_JOB: servers, WORKERS_JOB: [sluice_worker.target, sync_metrics.target, stream_metrics.target]}
     config = scrape_config(targets, root / "prometheus.yml")
     env = {**os.environ, "SLUICE_PROMETHEUS_DATA": str(root / "data")}
@@ -760,6 +762,35 @@ def dead_letter_a_message(server: SluiceProcess) -> None:
         bus.close()
 
 
+@pytest.fixture(scope="module")
+def checks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
+    """``sluice serve`` of checks_stack.py's project (checks that pass, fail and warn), on its embedded bus."""
+    root = tmp_path_factory.mktemp("checks")
+    project = checks_stack.write_project(root / "quality")
+    port = free_port()
+    arguments = ["serve", str(project), "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"]
+    server = start_sluice(arguments, port, "/health", root / "checks-serve.log", "", project)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_checks_twice(server: SluiceProcess, prometheus: str) -> int:
+    """Two runs of the checks project, the second once Prometheus has scraped the first's results, so the check
+    counters' increase over the test's window counts each outcome (a counter's first sample has no increase)."""
+    first = finish_run(server, {})
+    assert first["status"] == "failed", first  # the accepted_values check (error) failed orders; paid was skipped
+    wait_until(
+        "Prometheus to scrape the first checks' results",
+        lambda: total(prometheus, "sum(sluice_check_runs_total)") == checks_stack.CHECKS_PER_RUN,
+        server.log_tail,
+    )
+    second = finish_run(server, {"force": True})
+    assert second["status"] == "failed", second
+    return 2
+
+
 def exported_families(text: str) -> dict[str, str]:
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
 
@@ -776,13 +807,14 @@ def live(
     api_server: SluiceProcess,
     api_databases: ApiDatabases,
     stream_metrics: SluiceProcess,
+    checks_server: SluiceProcess,
     prometheus_server: Prometheus,
 ) -> Iterator[LiveStack]:
     """Runs and API traffic through the servers while Prometheus scrapes them and the worker, then a scrape after all of it."""
     started = time.time()
     server = sluice_server
     prometheus = prometheus_server.url
-    processes = (server, sluice_worker, sync_metrics, api_server, stream_metrics)
+    processes = (server, sluice_worker, sync_metrics, api_server, stream_metrics, checks_server)
     wait_until(
         "Prometheus to scrape both servers, sluice worker and the sync metrics",
         lambda: total(prometheus, "sum(up)") == len(processes),
@@ -797,6 +829,7 @@ def live(
             finish_run(server, {"force": True}),
         ]
         assert [run["status"] for run in runs] == ["failed", "succeeded", "failed"]
+        check_runs = run_checks_twice(checks_server, prometheus)
         dead_letter_a_message(server)
         client = httpx.Client(base_url=server.url, timeout=30)
         assert client.get("/runs").status_code == 200
@@ -830,7 +863,8 @@ def live(
             "Prometheus to scrape after the runs and the traffic",
             lambda: (
                 total(prometheus, "min(timestamp(up))") > traffic_done + 1
-                and total(prometheus, "sum(sluice_runs_total)") == len(runs)
+                and total(prometheus, "sum(sluice_runs_total)") == len(runs) + check_runs
+                and total(prometheus, "sum(sluice_check_runs_total)") == check_runs * checks_stack.CHECKS_PER_RUN
                 and total(prometheus, "sum(sluice_sse_clients)") >= 1
                 and total(prometheus, "sum(sluice_api_requests_total)") == api_traffic.requests
                 and total(prometheus, "sum(sluice_api_subscription_pushes_total)") >= pushes
@@ -885,6 +919,32 @@ def test_subscription_panels_show_the_live_subscription_and_its_changes(live: Li
     assert {key[0] for key in changes} == {"A", "B"} and all(value > 0 for value in changes.values()), changes
     topics = {key[1] for key in changes}
     assert len(topics) == 1 and next(iter(topics)).startswith("sluice.cdc.emp.hr."), changes
+
+
+@pytest.mark.timeout(LIVE_TIMEOUT_S)
+def test_data_quality_panels_show_the_checks_that_passed_failed_and_warned(live: LiveStack) -> None:
+    """The data-quality dashboard shows checks_stack.py's two runs: each counted one passed, one failed (error)
+    and one warned check; the failing rows of each check at its last run; the duration of each kind."""
+    board = "sluice-data-quality"
+    # increase() extrapolates to the window's ends: about one more run of each, not exactly 1
+    assert panel_values(live, board, "Checks passed") == {("A",): pytest.approx(checks_stack.PASSED, rel=0.25)}
+    assert panel_values(live, board, "Checks failed") == {("A",): pytest.approx(checks_stack.FAILED, rel=0.25)}
+    assert panel_values(live, board, "Checks warned") == {("A",): pytest.approx(checks_stack.WARNED, rel=0.25)}
+    assert panel_values(live, board, "Checks failing now") == {("A",): 2.0}
+    failing = panel_values(live, board, "Failing rows per check")  # check, object
+    assert failing == {("A", check, obj): rows for (obj, check), rows in checks_stack.FAILING_ROWS.items()}
+    last = panel_values(live, board, "Last failures")  # A: check, object, project; B: + severity, status
+    assert {key for key in last if key[0] == "A"} == {
+        ("A", "accepted_values_status", "orders", "quality"),
+        ("A", "unique_order_id", "orders", "quality"),
+    }
+    assert {key for key in last if key[0] == "B"} == {
+        ("B", "accepted_values_status", "orders", "quality", "error", "failed"),
+        ("B", "unique_order_id", "orders", "quality", "warn", "failed"),
+    }
+    durations = panel_values(live, board, "Check duration p50 and p99 by kind")  # kind
+    assert {key[1] for key in durations} == {"not_null", "unique", "accepted_values"}
+    assert all(0 < value < 60 for value in durations.values()), durations
 
 
 def family_of(name: str, exported: dict[str, str]) -> str | None:

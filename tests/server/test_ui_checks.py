@@ -3,18 +3,30 @@ Playwright): a badge drawn on the node in the DAG (red when an ``error`` check f
 ones did, none when all passed) and the checks' list in the object panel (status, failing rows, sample).
 
 Fed two ways, as a live page is: ``CheckFinished`` events (the SSE stream's) and a run snapshot's ``checks``
-(``GET /runs/{id}``), in the page's offline harness (files served from disk). Fixtures (Chromium, the browser)
+(``GET /runs/{id}``), in the page's offline harness (files served from disk); then a real ``sluice serve`` whose
+run's checks pass, fail and warn, followed live and after a reload. Fixtures (Chromium, the browser)
 come from test_ui_browser.py; without Chromium the test skips, or fails when ``CI=true``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
-from test_ui_browser import OFFLINE_ORIGIN, Console, browser, event, node_fill, serve_static  # noqa: F401
+from test_ui_browser import (  # noqa: F401
+    OFFLINE_ORIGIN,
+    Console,
+    browser,
+    event,
+    node_fill,
+    serve_static,
+    serving,
+    start_run,
+    wait_until_finished,
+)
 
 # dag_view.js CHECK_BADGES and COLOURS, as RGB
 BADGE = {"failed": (0xB9, 0x1C, 0x1C), "warned": (0xF5, 0x9E, 0x0B)}
@@ -165,3 +177,71 @@ def test_a_snapshot_s_checks_show_as_the_events_do(offline: tuple[Page, Console]
         ("freshness", "error", "0", "column created_at does not exist"),  # the check could not run: its message
     ]
     assert console.errors == []
+
+
+# ---- against a real sluice serve whose checks run (DuckDB over the lake) -----------------------------------
+
+ORDERS = "order_id,status\n1,paid\n2,paid\n2,refunded\n3,lost\n"
+CUSTOMERS = "customer_id,email\n1,a@x\n2,\n"
+PROJECT = """name: quality
+objects:
+  - id: 1001
+    name: orders
+    source: {type: csv, path: orders.csv}
+    checks:
+      - not_null: {columns: [order_id]}
+      - accepted_values: {column: status, values: [paid, refunded]}
+  - id: 1002
+    name: customers
+    source: {type: csv, path: customers.csv}
+    checks:
+      - not_null: {columns: [email]}
+        severity: warn
+      - unique: {columns: [customer_id]}
+  - {id: 2001, name: paid, parents: [1001], sql: "select * from orders where status = 'paid'"}
+"""
+
+
+@pytest.fixture
+def quality_server(tmp_path: Path) -> Iterator[str]:
+    project = tmp_path / "quality"
+    project.mkdir()
+    (project / "orders.csv").write_text(ORDERS, encoding="utf-8")
+    (project / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
+    (project / "sluice.yaml").write_text(PROJECT, encoding="utf-8")
+    with serving(project) as (url, _):
+        yield url
+
+
+def test_a_real_run_s_checks_show_live_and_after_a_reload(browser: Browser, quality_server: str) -> None:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1440, "height": 860})
+    tab = context.new_page()
+    console = Console(tab)
+    try:
+        tab.goto(quality_server)
+        tab.evaluate("window.sluiceUI.ready")
+        start_run(tab)
+        wait_until_finished(tab)
+        # Live, from the CheckFinished events of the SSE stream.
+        assert tab.evaluate("window.sluiceUI.statusOf(1001)") == "failed"  # its error check failed
+        assert tab.evaluate("window.sluiceUI.statusOf(2001)") == "skipped"
+        assert badge(tab, 1001) == BADGE["failed"]
+        assert badge(tab, 1002) == BADGE["warned"]
+        orders = [
+            ("not_null_order_id", "passed", "0", "—"),
+            ("accepted_values_status", "failed", "1", "status=lost"),
+        ]
+        assert panel_rows(tab, 1001) == orders
+        assert panel_rows(tab, 1002) == [
+            ("not_null_email", "warned", "1", "customer_id=2, email=None"),
+            ("unique_customer_id", "passed", "0", "—"),
+        ]
+        # After a reload, from the run's JSON (GET /runs/{id}) alone.
+        tab.reload()
+        tab.evaluate("window.sluiceUI.ready")
+        assert badge(tab, 1001) == BADGE["failed"]
+        assert badge(tab, 1002) == BADGE["warned"]
+        assert panel_rows(tab, 1001) == orders
+        assert console.errors == []
+    finally:
+        context.close()

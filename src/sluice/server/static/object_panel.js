@@ -146,7 +146,7 @@ export class ObjectPanel {
         el("td", {}, el("span", { class: "check-name", text: r.check }), el("small", { text: ` ${r.kind}${r.severity === "warn" ? " · warn" : ""}` })),
         el("td", {}, el("span", { class: `badge check-${shown}`, text: shown })),
         el("td", { class: "num", "data-field": "failing_rows", text: number(r.failing_rows) }),
-        el("td", { class: "check-sample", "data-field": "sample", title: r.message || null, text: r.sample.length ? r.sample.join(", ") : r.message || "—" }),
+        el("td", { class: "check-sample", "data-field": "sample", title: r.message || null, text: sampleText(r) }),
       );
     });
     return el(
@@ -217,6 +217,12 @@ export class ObjectPanel {
     );
     return el("section", { class: "sample" }, el("h3", { text: "Sample rows" }), el("p", { class: "caption", text: caption }), el("div", { class: "table-wrap" }, table));
   }
+}
+
+/** A check's sample keys, or why it has none (a check that could not run says why; a passed one has nothing). */
+function sampleText(result) {
+  if (result.sample.length) return result.sample.join(", ");
+  return result.status === "passed" ? "—" : result.message || "—";
 }
 
 function cell(value) {
