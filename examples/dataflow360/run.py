@@ -9,8 +9,9 @@
 3. ``sluice stream --available-now`` on a copy of the project in a temporary folder: the three streaming
    objects commit what the topics hold into the raw layer of the local lake, then stop;
 4. ``sluice run``: the Spark transforms (latest record per id) and the star schema in PostgreSQL;
-5. what landed where (lake datasets, dead letters, warehouse tables and partitions), and the checks that every
-   fact's user and product is in its dimension;
+5. what landed where (lake datasets, dead letters, warehouse tables and partitions), the data-quality checks' results
+   (``metrics.check_results`` of the warehouse: docs/checks.md), and that every fact's user and product is in its
+   dimension;
 6. it then drops the database and the topics and stops the servers it started (``--keep`` keeps the database).
 """
 
@@ -57,6 +58,8 @@ class Landed:
     warehouse: dict[str, int] = field(default_factory=dict)
     partitions: list[str] = field(default_factory=list)
     orphans: int = 0
+    checks: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    """``object.check`` -> (severity, status, failing rows) of the run's data-quality checks."""
 
 
 def server(script: str, override_env: str) -> tuple[str, bool]:
@@ -146,6 +149,17 @@ def warehouse(url: str) -> tuple[dict[str, int], list[str], int]:
     return rows, partitions, int(orphans[0]) if orphans else -1
 
 
+def check_results(url: str, run_id: str) -> dict[str, tuple[str, str, int]]:
+    """The run's check results, from ``metrics.check_results`` of the warehouse (docs/checks.md)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            'SELECT object, "check", severity, status, failing_rows FROM metrics.check_results WHERE run_id = %s '
+            'ORDER BY object_id, "check"',
+            (run_id,),
+        ).fetchall()
+    return {f"{obj}.{check}": (severity, status, int(failing)) for obj, check, severity, status, failing in rows}
+
+
 def run_example(kafka_url: str, pg_url: str, *, transactions: int, malformed: float, keep: bool = False) -> Landed:
     """Produce, stream, transform and load against these servers; what landed (printed too)."""
     from sluice.lake.registry import open_lake
@@ -189,6 +203,7 @@ def run_example(kafka_url: str, pg_url: str, *, transactions: int, malformed: fl
                 landed.lake[f"{layer}/{obj.name}"] = lake.read(location).read_all().num_rows
         landed.dead_letters = {prefix + name: dead_letters(bootstrap, prefix + name) for name in STREAMS}
         landed.warehouse, landed.partitions, landed.orphans = warehouse(db_url)
+        landed.checks = check_results(db_url, str(summary.get("run_id", "")))
         report(landed)
         return landed
 
@@ -205,6 +220,9 @@ def report(landed: Landed) -> None:
         print(f"  analytics.{table:<24} {rows:>8}")
     print(f"  analytics.fact_transactions partitions: {', '.join(landed.partitions)}")
     print(f"  facts without their user or product: {landed.orphans}")
+    print("\ndata-quality checks (metrics.check_results: object.check severity: status, failing rows)")
+    for name, (severity, status, failing) in landed.checks.items():
+        print(f"  {name:<48} {severity:<5}: {status}, {failing}")
 
 
 def main() -> None:

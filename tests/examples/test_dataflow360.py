@@ -46,4 +46,13 @@ def test_the_example_streams_transforms_and_loads_a_consistent_star_schema(kafka
         "fact_transactions": lake["cleaned/transactions"],
     }
     assert landed.orphans == 0
+    # the checks on the star schema ran (in PostgreSQL, on Spark) and passed, but freshness, which only warns
+    checks = landed.checks
+    assert checks["fact_transactions.relationships_user_id"] == ("error", "passed", 0)
+    assert checks["fact_transactions.relationships_product_id"] == ("error", "passed", 0)
+    assert checks["dim_users.unique_user_id"] == ("error", "passed", 0)
+    assert checks["users.unique_user_id"] == ("error", "passed", 0)
+    assert checks["fact_transactions.freshness_ts"] == ("warn", "failed", 1)
+    assert [name for name, (_, status, _) in checks.items() if status != "passed"] == ["fact_transactions.freshness_ts"]
+    assert len(checks) == 16
     assert landed.partitions and all(p.startswith("fact_transactions_p") for p in landed.partitions)
