@@ -17,9 +17,9 @@ on it, inside PostgreSQL:
 | updated before created | ``sql:`` returning the failing rows | ``failed rows`` with ``fail query`` | 19 |
 | email not null (warn) | ``not_null`` with ``severity: warn`` | ``missing_count(email)`` with ``warn: when > 0`` | 103,092 |
 
-- **Sluice**: a process loads the project (``.tmp/bench/checks/sluice/sluice.yaml``) and runs the object's checks
-  with ``sluice.checks.run.CheckRunner`` (the same code a worker runs after writing the output), results not
-  stored; it prints its results as JSON.
+- **Sluice**: ``sluice check .tmp/bench/checks/sluice --object 1002 --json --no-store`` (the checks a worker runs
+  after writing the output, run on the current table without running the object; results not kept, as Soda keeps
+  none without its cloud), one JSON line per check read back.
 - **Soda Core** 3.5.6 (``soda-core-postgres``, Apache-2.0) in its own virtual environment ``bench/.venvs/soda``
   (``peers/setup_venvs.sh soda``, made on first use): ``soda scan -d bench -c configuration.yml checks.yml
   -srf results.json`` with its usage telemetry off (``HOME`` set to its work folder, whose ``.soda/config.yml`` says
@@ -28,7 +28,7 @@ on it, inside PostgreSQL:
 
 Each round runs both, one after the other, alternating who goes first, ``--rounds`` (3) times. Times are the
 wall time of each process (start-up and imports included: what a user waits for) and, beside them, the time
-inside (Sluice: around ``CheckRunner.run``; Soda: the scan's own start and end timestamps). Both must find the
+inside (Sluice: the sum of the checks' own durations; Soda: the scan's own start and end timestamps). Both must find the
 same failing counts per check and the expected ones, else the bench exits 1. The ratio is Soda's median wall
 time over Sluice's (aim: at least 2x).
 
@@ -110,25 +110,6 @@ objects:
 {checks}
 """
 
-SLUICE_SIDE = """
-import json, sys, time
-from sluice.checks.run import CheckRunner
-from sluice.project.load import load_project
-from sluice.runtime.run import open_backends
-
-project = load_project(sys.argv[1])
-orders = next(o for o in project.objects.values() if o.name == "orders")
-with open_backends(project, None, None) as backends:
-    started = time.perf_counter()
-    checked = CheckRunner(project, backends.lake).run(orders, "bench", store=False)
-    inside = time.perf_counter() - started
-results = {
-    r.check: {"status": r.status, "failing_rows": r.failing_rows, "message": r.message, "duration_s": r.duration_s}
-    for r in checked.results
-}
-print(json.dumps({"inside_s": inside, "results": results}))
-"""
-
 
 def sluice_project(url: str) -> Path:
     folder = WORK / "sluice"
@@ -176,15 +157,18 @@ def ensure_soda() -> str:
 
 
 def run_sluice(project: Path) -> dict[str, Any]:
+    """``sluice check PROJECT --object 1002 --json --no-store`` in a process of its own (this checkout's code)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "sluice", "check", str(project), "--object", "1002", "--json", "--no-store"]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", SLUICE_SIDE, str(project)], capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"the Sluice side failed:\n{done.stderr[-3000:]}")
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    counts = {name: (r["status"], r["failing_rows"]) for name, r in answer["results"].items()}
-    return {"wall_s": wall, "inside_s": answer["inside_s"], "counts": counts, "raw": answer["results"]}
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode not in (0, 1) or len(lines) != len(CHECKS):  # 1: an error check failed, as expected
+        raise SystemExit(f"sluice check failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    counts = {r["check"]: (r["status"], r["failing_rows"]) for r in lines}
+    durations = {r["check"]: r["duration_s"] for r in lines}
+    return {"wall_s": wall, "inside_s": sum(durations.values()), "counts": counts, "durations": durations}
 
 
 def run_soda(config: Path, checks: Path) -> dict[str, Any]:
