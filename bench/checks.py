@@ -199,7 +199,14 @@ def run_soda(config: Path, checks: Path) -> dict[str, Any]:
         value = found.get("diagnostics", {}).get("value") or 0
         counts[name] = (outcome, int(value) if CHECKS[name][2] else 0)
     inside = (parse_ts(scan["scanEndTimestamp"]) - parse_ts(scan["scanStartTimestamp"])).total_seconds()
-    return {"wall_s": wall, "inside_s": inside, "counts": counts}
+    queries = {q["name"]: seconds(q["duration"]) for q in scan.get("queries", []) if q.get("duration")}
+    return {"wall_s": wall, "inside_s": inside, "counts": counts, "durations": queries}
+
+
+def seconds(text: str) -> float:
+    """Soda's query duration ``0:00:02.143355`` in seconds."""
+    hours, minutes, rest = text.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(rest)
 
 
 def parse_ts(text: str) -> datetime:
@@ -250,6 +257,10 @@ def main() -> int:
     medians = {side: {k: statistics.median(r[k] for r in figures[side]) for k in ("wall_s", "inside_s")} for side in figures}
     ratio = medians["soda"]["wall_s"] / medians["sluice"]["wall_s"]
     inside_ratio = medians["soda"]["inside_s"] / medians["sluice"]["inside_s"]
+    print("\nwhere the time goes in the last round (seconds, each query as the tool reports it):")
+    for side in ("sluice", "soda"):
+        ranked = sorted(figures[side][-1]["durations"].items(), key=lambda item: -item[1])
+        print(f"  {side}: " + ", ".join(f"{name} {took:.2f}" for name, took in ranked))
     print(f"\nmedian wall: Sluice {medians['sluice']['wall_s']:.2f} s, Soda {medians['soda']['wall_s']:.2f} s")
     print(f"median inside: Sluice {medians['sluice']['inside_s']:.2f} s, Soda {medians['soda']['inside_s']:.2f} s")
     print(f"Sluice is {ratio:.2f}x Soda Core (wall; {inside_ratio:.2f}x inside); aim >= 2x: {'met' if ratio >= 2 else 'NOT met'}")
