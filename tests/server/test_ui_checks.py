@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 from test_ui_browser import (  # noqa: F401
-    OFFLINE_ORIGIN,
     Console,
     browser,
     event,
     node_fill,
-    serve_static,
+    offline,
     serving,
     start_run,
     wait_until_finished,
@@ -40,16 +39,11 @@ GRAPH = [
 
 
 @pytest.fixture
-def offline(browser: Browser) -> Iterator[tuple[Page, Console]]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    tab = context.new_page()
-    console = Console(tab)
-    tab.route(f"{OFFLINE_ORIGIN}/**", serve_static)
-    tab.goto(f"{OFFLINE_ORIGIN}/?offline")
-    tab.evaluate("window.sluiceUI.ready")
+def graph(offline: tuple[Page, Console]) -> tuple[Page, Console]:  # noqa: F811
+    """The offline page (test_ui_browser.py's harness) showing GRAPH."""
+    tab, _ = offline
     tab.evaluate("([o, s]) => window.sluiceUI.loadGraph(o, s, 'checks')", [GRAPH, [{"name": "ingest"}]])
-    yield tab, console
-    context.close()
+    return offline
 
 
 def check(
@@ -107,8 +101,8 @@ def panel_rows(tab: Page, object_id: int) -> list[tuple[str, str, str, str]]:
     return found  # type: ignore[return-value]
 
 
-def test_check_events_put_a_badge_on_the_node_and_the_list_in_the_panel(offline: tuple[Page, Console]) -> None:
-    tab, console = offline
+def test_check_events_put_a_badge_on_the_node_and_the_list_in_the_panel(graph: tuple[Page, Console]) -> None:
+    tab, console = graph
     apply(tab, event("RunStarted", planned=[1, 2, 3, 4], targets=[2, 3, 4]))
     for oid in (1, 2, 3, 4):
         apply(tab, event("ObjectReady", oid), event("ObjectStarted", oid))
@@ -147,8 +141,8 @@ def test_check_events_put_a_badge_on_the_node_and_the_list_in_the_panel(offline:
     assert console.errors == []
 
 
-def test_a_snapshot_s_checks_show_as_the_events_do(offline: tuple[Page, Console]) -> None:
-    tab, console = offline
+def test_a_snapshot_s_checks_show_as_the_events_do(graph: tuple[Page, Console]) -> None:
+    tab, console = graph
     results = [
         {
             k: v
