@@ -143,7 +143,7 @@ export class ObjectPanel {
       return el(
         "tr",
         { "data-check": r.check, "data-status": shown },
-        el("td", {}, el("span", { class: "check-name", text: r.check }), el("small", { text: ` ${r.kind}${r.severity === "warn" ? " · warn" : ""}` })),
+        el("td", {}, el("span", { class: "check-name", text: r.check }), el("small", { text: `${r.kind}${r.severity === "warn" ? " · warn" : ""}` })),
         el("td", {}, el("span", { class: `badge check-${shown}`, text: shown })),
         el("td", { class: "num", "data-field": "failing_rows", text: number(r.failing_rows) }),
         el("td", { class: "check-sample", "data-field": "sample", title: r.message || null, text: sampleText(r) }),
