@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from sluice.checks.builtin import Counted
-from sluice.checks.compile import check_query, read_result
+from sluice.checks.compile import batch_query, check_query, read_result
 from sluice.checks.settings import CheckOptions
 from sluice.plugins.registry import registry
 
@@ -78,3 +78,10 @@ def test_a_check_type_keeps_the_contract(name: str, context: Context) -> None:
     count, sample = read_result(columns, result.fetchall(), 5)
     assert count == FAILING[name], (name, failing)
     assert 1 <= len(sample) <= min(count, 5)
+    aggregate = getattr(implementation, "aggregate", None)
+    if aggregate is not None:  # it can share a scan: the same count from one aggregate
+        expression = aggregate(options, context)
+        for place in ("duckdb", "postgres", "spark"):
+            assert "AS c1" in batch_query([expression, "COUNT(*)"], "sluice_this", place)
+        batched = context.connection.execute(batch_query([expression, "COUNT(*)"], "sluice_this", "duckdb")).fetchone()
+        assert batched == (FAILING[name], 5), name

@@ -3,6 +3,7 @@ events, the object's outcome, its children, where results are kept, metrics."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ from prometheus_client import REGISTRY
 
 from helpers import events_of, load, write_yaml
 from sluice import events as ev
+from sluice.checks.run import CheckRunner
+from sluice.checks.settings import ExpressionOptions
 from sluice.checks.store import load_results
+from sluice.lake.registry import open_lake
 from sluice.project.model import Project
 from sluice.runtime.run import RunOptions, open_backends, run_project
 
@@ -146,3 +150,21 @@ def test_a_failing_error_check_fails_the_object_for_good_and_skips_its_children(
 
         with psycopg.connect(str(request.getfixturevalue("pg_db_url"))) as conn:
             assert conn.execute("SELECT count(*) FROM shop.users").fetchone() == (4,)
+
+
+def test_the_batched_scan_and_one_query_per_check_agree_and_a_broken_check_breaks_alone(tmp_path: Path) -> None:
+    proj = project(tmp_path, "warn", None)
+    assert run_project(proj, RunOptions()).status == "succeeded"
+    users = proj.objects[2002]
+    broken = dataclasses.replace(
+        users.checks[0], name="broken", kind="expression", options=ExpressionOptions(expression="nosuch > 0")
+    )
+    users = dataclasses.replace(users, checks=(*users.checks, broken))
+    lake = open_lake(proj)
+    batched = CheckRunner(proj, lake).run(users, "r", store=False).results
+    alone = CheckRunner(proj, lake, batch=False).run(users, "r", store=False).results
+    assert [(r.check, r.status, r.failing_rows, r.sample) for r in batched] == [
+        (r.check, r.status, r.failing_rows, r.sample) for r in alone
+    ]
+    assert [r.check for r in batched if r.status == "error"] == ["broken"]  # the others were counted alone
+    assert "nosuch" in batched[-1].message

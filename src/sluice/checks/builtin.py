@@ -8,8 +8,7 @@ rows" is dbt's (``dbt test``); the types follow dbt's generic tests and Soda's c
 
 from __future__ import annotations
 
-import importlib
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,13 +79,16 @@ def _shown(columns: list[str], context: CheckContext) -> list[exp.Expression]:
     return [_col(name) for name in names]
 
 
-def not_null(options: NotNullOptions, context: CheckContext) -> str:
-    condition = exp.or_(*(_col(c).is_(exp.null()) for c in options.columns))
+def _null_in(options: NotNullOptions) -> exp.Expr:
+    return exp.or_(*(_col(c).is_(exp.null()) for c in options.columns))
+
+
+def _not_null_rows(options: NotNullOptions, context: CheckContext) -> str:
     shown = _shown([], context) or [exp.Star()]
-    return exp.select(*shown).from_(_table(context.this)).where(condition).sql("duckdb")
+    return exp.select(*shown).from_(_table(context.this)).where(_null_in(options)).sql("duckdb")
 
 
-def unique(options: UniqueOptions, context: CheckContext) -> str:
+def _unique_rows(options: UniqueOptions, context: CheckContext) -> str:
     columns = [_col(c) for c in options.columns]
     query = exp.select(*columns, exp.alias_(exp.Count(this=exp.Star()), "occurrences")).from_(_table(context.this))
     if len(columns) == 1:
@@ -95,14 +97,18 @@ def unique(options: UniqueOptions, context: CheckContext) -> str:
     return query.group_by(*columns).having(repeated).sql("duckdb")
 
 
-def accepted_values(options: AcceptedValuesOptions, context: CheckContext) -> str:
+def _not_accepted(options: AcceptedValuesOptions) -> exp.Expr:
     column = _col(options.column)
     values = [exp.convert(value) for value in options.values]
-    condition = exp.and_(exp.not_(column.is_(exp.null())), exp.not_(column.isin(*values)))
-    return exp.select(*_shown([options.column], context)).from_(_table(context.this)).where(condition).sql("duckdb")
+    return exp.and_(exp.not_(column.is_(exp.null())), exp.not_(column.isin(*values)))
 
 
-def relationships(options: RelationshipsOptions, context: CheckContext) -> str:
+def _accepted_values_rows(options: AcceptedValuesOptions, context: CheckContext) -> str:
+    query = exp.select(*_shown([options.column], context)).from_(_table(context.this))
+    return query.where(_not_accepted(options)).sql("duckdb")
+
+
+def _relationships_rows(options: RelationshipsOptions, context: CheckContext) -> str:
     field_name = options.field or options.column
     ref = context.ref(options.to)
     child, parent = _col(options.column, "c"), _col(field_name, "p")
@@ -112,15 +118,19 @@ def relationships(options: RelationshipsOptions, context: CheckContext) -> str:
     return exp.select(*shown).from_(_table(context.this, "c")).where(condition).sql("duckdb")
 
 
-def row_count(options: RowCountOptions, context: CheckContext) -> str:
+def _out_of_bounds(options: RowCountOptions) -> exp.Expr:
     count = exp.Count(this=exp.Star())
-    bounds: list[exp.Expression] = []
+    bounds: list[exp.Expr] = []
     if options.min is not None:
         bounds.append(exp.LT(this=count.copy(), expression=exp.Literal.number(options.min)))
     if options.max is not None:
         bounds.append(exp.GT(this=count.copy(), expression=exp.Literal.number(options.max)))
-    query = exp.select(exp.alias_(count, "row_count")).from_(_table(context.this))
-    return query.having(exp.or_(*bounds)).sql("duckdb")
+    return exp.or_(*bounds)
+
+
+def _row_count_rows(options: RowCountOptions, context: CheckContext) -> str:
+    query = exp.select(exp.alias_(exp.Count(this=exp.Star()), "row_count")).from_(_table(context.this))
+    return query.having(_out_of_bounds(options)).sql("duckdb")
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -136,20 +146,37 @@ def age_seconds(text: str) -> float:
     return float(text[: -len(unit)]) * _UNITS[unit]
 
 
-def freshness(options: FreshnessOptions, context: CheckContext) -> str:
+def _stale(options: FreshnessOptions, context: CheckContext) -> exp.Expr:
     cutoff = (context.now - timedelta(seconds=age_seconds(options.max_age))).strftime("%Y-%m-%d %H:%M:%S.%f")
     latest = exp.Max(this=_col(options.column))
     limit = exp.cast(exp.Literal.string(cutoff), exp.DataType.build("timestamp"))
-    stale = exp.or_(latest.copy().is_(exp.null()), exp.LT(this=exp.cast(latest.copy(), "timestamp"), expression=limit))
-    return exp.select(exp.alias_(latest, "latest")).from_(_table(context.this)).having(stale).sql("duckdb")
+    return exp.or_(latest.copy().is_(exp.null()), exp.LT(this=exp.cast(latest, "timestamp"), expression=limit))
 
 
-def expression(options: ExpressionOptions, context: CheckContext) -> str:
-    condition = sqlglot.parse_one(options.expression, read="duckdb")
-    return exp.select(exp.Star()).from_(_table(context.this)).where(exp.not_(exp.paren(condition))).sql("duckdb")
+def _freshness_rows(options: FreshnessOptions, context: CheckContext) -> str:
+    latest = exp.alias_(exp.Max(this=_col(options.column)), "latest")
+    return exp.select(latest).from_(_table(context.this)).having(_stale(options, context)).sql("duckdb")
 
 
-def sql(options: SqlOptions, context: CheckContext) -> str:
+def _false_rows(options: ExpressionOptions) -> exp.Expr:
+    return exp.not_(exp.paren(sqlglot.parse_one(options.expression, read="duckdb")))
+
+
+def _expression_rows(options: ExpressionOptions, context: CheckContext) -> str:
+    return exp.select(exp.Star()).from_(_table(context.this)).where(_false_rows(options)).sql("duckdb")
+
+
+def _count_where(condition: exp.Expr) -> str:
+    """``COUNT(*) FILTER (WHERE condition)``: the failing rows of a row-wise check, as one aggregate."""
+    return exp.Filter(this=exp.Count(this=exp.Star()), expression=exp.Where(this=condition)).sql("duckdb")
+
+
+def _one_if(condition: exp.Expr) -> str:
+    """``CASE WHEN condition THEN 1 ELSE 0 END``: a whole-output check (row count, freshness) as one aggregate."""
+    return exp.case().when(condition, exp.Literal.number(1)).else_(exp.Literal.number(0)).sql("duckdb")
+
+
+def _sql_rows(options: SqlOptions, context: CheckContext) -> str:
     return this_bound(options.sql, context.this)
 
 
@@ -160,17 +187,12 @@ def this_bound(text: str, this: str) -> str:
     return re.sub(r"\{\{\s*this\s*\}\}", lambda _: this, text)
 
 
-def python(options: PythonOptions, context: CheckContext) -> str | Counted:
+def _python_result(options: PythonOptions, context: CheckContext) -> str | Counted:
     """Call the project's ``module:function`` with the context; it returns failing-rows SQL (run like a ``sql``
     check, in the place's own dialect is not needed: DuckDB's, translated), a count, or (count, sample)."""
-    module_name, _, name = options.function.partition(":")
-    root = str(context.root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        function = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
-        raise TerminalError(f"check function {options.function}: {exc}") from exc
+    from sluice.transforms.python import load_function
+
+    function = load_function(options.function, context.root, object_label=f"check {options.function}")
     result = function(context)
     if isinstance(result, str):
         return this_bound(result, context.this)
@@ -185,4 +207,32 @@ def python(options: PythonOptions, context: CheckContext) -> str | Counted:
     return Counted(int(count), [str(key) for key in keys])
 
 
-__all__ = ["CheckContext", "CheckOptions", "Counted"]
+@dataclass(frozen=True, slots=True)
+class CheckType:
+    """A check type's implementation (a ``check`` plugin's target).
+
+    ``rows(options, context)``: the SQL of the failing rows (DuckDB's dialect, over ``context.this``) or a
+    :class:`Counted`. ``aggregate(options, context)``, for checks that can share one scan of the output with others:
+    one aggregate expression over ``this`` giving the count of failing rows (:mod:`sluice.checks.run` batches them;
+    the failing rows' sample is then asked only of checks that failed). A third party may give a plain callable
+    instead: it is ``rows``, run alone.
+    """
+
+    rows: Callable[[Any, CheckContext], str | Counted]
+    aggregate: Callable[[Any, CheckContext], str] | None = None
+
+    def __call__(self, options: Any, context: CheckContext) -> str | Counted:
+        return self.rows(options, context)
+
+
+not_null = CheckType(_not_null_rows, lambda o, c: _count_where(_null_in(o)))
+unique = CheckType(_unique_rows)
+accepted_values = CheckType(_accepted_values_rows, lambda o, c: _count_where(_not_accepted(o)))
+relationships = CheckType(_relationships_rows)
+row_count = CheckType(_row_count_rows, lambda o, c: _one_if(_out_of_bounds(o)))
+freshness = CheckType(_freshness_rows, lambda o, c: _one_if(_stale(o, c)))
+expression = CheckType(_expression_rows, lambda o, c: _count_where(_false_rows(o)))
+sql = CheckType(_sql_rows)
+python = CheckType(_python_result)
+
+__all__ = ["CheckContext", "CheckOptions", "CheckType", "Counted"]

@@ -46,6 +46,27 @@ def check_query(failing_sql: str, sample: int, place: str) -> str:
         raise TerminalError(f"the check's SQL cannot be compiled for {place}: {str(exc).splitlines()[0]}") from exc
 
 
+def batch_query(aggregates: list[str], this: str, place: str) -> str:
+    """One scan of ``this`` computing each aggregate (DuckDB's dialect) as ``c0``, ``c1``..., for ``place``.
+
+    >>> batch_query(["COUNT(*) FILTER(WHERE a IS NULL)", "COUNT(*)"], "t", "spark")
+    'SELECT COUNT(*) FILTER(WHERE a IS NULL) AS c0, COUNT(*) AS c1 FROM t'
+    """
+    columns = [exp.alias_(sqlglot.parse_one(text, read="duckdb"), f"c{i}") for i, text in enumerate(aggregates)]
+    return exp.select(*columns).from_(exp.to_table(this, dialect="duckdb")).sql(DIALECTS[place])
+
+
+def sample_query(failing_sql: str, sample: int, place: str) -> str:
+    """The first ``sample`` failing rows only (the count known already): the place may stop early."""
+    inner = parse_query(failing_sql)
+    return exp.select(exp.Star()).from_(exp.alias_(exp.Subquery(this=inner), "f", table=True)).limit(sample).sql(DIALECTS[place])
+
+
+def sample_texts(columns: list[str], rows: list[tuple[object, ...]], sample: int) -> list[str]:
+    """Up to ``sample`` rows as ``col=value, ...`` text (at most 200 characters each)."""
+    return [", ".join(f"{c}={v}" for c, v in zip(columns, row, strict=False))[:200] for row in rows[:sample]]
+
+
 def read_result(columns: list[str], rows: list[tuple[object, ...]], sample: int) -> tuple[int, list[str]]:
     """The failing-row count and up to ``sample`` rows as ``col=value, ...`` text, from :func:`check_query`'s result.
 
@@ -56,5 +77,5 @@ def read_result(columns: list[str], rows: list[tuple[object, ...]], sample: int)
         return 0, []
     index = columns.index(COUNT_COLUMN) if COUNT_COLUMN in columns else len(columns) - 1
     shown = [i for i in range(len(columns)) if i != index]
-    texts = [", ".join(f"{columns[i]}={row[i]}" for i in shown)[:200] for row in rows[:sample]]
+    texts = sample_texts([columns[i] for i in shown], [tuple(row[i] for i in shown) for row in rows], sample)
     return int(rows[0][index]), texts  # type: ignore[call-overload]

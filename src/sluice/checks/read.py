@@ -13,6 +13,7 @@ options, or a string for the types that take one (``expression``, ``sql``, ``pyt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
 import sqlglot
@@ -72,6 +73,8 @@ def read_check(reader: Checker, item: Any, label: str, line: int | None) -> Chec
     def problem(message: str, at: int | None) -> None:
         reader.problems.append(ConfigError(f"{label}: {message}", reader.file, at))
 
+    if isinstance(item, Mapping) and not isinstance(item, YamlMap):  # a model's config(): plain values
+        item = as_yaml(item, line)
     if not isinstance(item, YamlMap):
         problem(f"each check must be a mapping such as {{not_null: {{columns: [id]}}}}, got {plain(item)!r}", line)
         return None
@@ -112,6 +115,15 @@ def read_check(reader: Checker, item: Any, label: str, line: int | None) -> Chec
     if options is None or not _sql_parses(options, problem, item.line_of(kind)):
         return None
     return CheckSpec(name or options.default_name(), kind, options, severity, sample, at)
+
+
+def as_yaml(value: Any, line: int | None) -> Any:
+    """Plain mappings in ``value`` as :class:`YamlMap` at ``line`` (values of a model's configuration)."""
+    if isinstance(value, Mapping):
+        mapping = YamlMap({key: as_yaml(item, line) for key, item in value.items()})
+        mapping.line, mapping.key_lines, mapping.duplicates = line, {}, []
+        return mapping
+    return [as_yaml(item, line) for item in value] if isinstance(value, list) else value
 
 
 def _sql_parses(options: CheckOptions, problem: Any, at: int | None) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sluice import events as ev
 from sluice.checks.builtin import Counted
-from sluice.checks.compile import check_query, read_result
+from sluice.checks.compile import batch_query, check_query, read_result, sample_query, sample_texts
 from sluice.checks.places import Place, where
 from sluice.checks.settings import CheckSpec
 from sluice.checks.store import save_results
@@ -63,12 +63,18 @@ class Checked:
 
 
 class CheckRunner:
-    """Runs objects' checks for one project. Thread-safe: each call opens its own place."""
+    """Runs objects' checks for one project. Thread-safe: each call opens its own place.
 
-    def __init__(self, project: Project, lake: Lake, state: StateStore | None = None) -> None:
+    ``batch``: the checks that can share a scan (``not_null``, ``accepted_values``, ``expression``, ``row_count``,
+    ``freshness``: :class:`~sluice.checks.builtin.CheckType` ``aggregate``) are counted by one query over the
+    output, and only those that failed are asked for their sample; the others run one query each.
+    """
+
+    def __init__(self, project: Project, lake: Lake, state: StateStore | None = None, *, batch: bool = True) -> None:
         self.project = project
         self.lake = lake
         self.state = state
+        self.batch = batch
 
     def run(self, obj: ObjectSpec, run_id: str, location: str | None = None, *, store: bool = True) -> Checked:
         """Run ``obj``'s checks on its output (``location``: the lake location just written; None: its current one).
@@ -85,8 +91,10 @@ class CheckRunner:
         place = Place(self.project, self.lake, obj, found, location)
         try:
             place.open()
+            types = {spec.name: registry().get("check", spec.kind).load() for spec in obj.checks}
+            counted = self._batched(place, obj.checks, types) if self.batch else {}
             for spec in obj.checks:
-                checked.results.append(self._one(place, obj, spec, run_id))
+                checked.results.append(self._one(place, obj, spec, run_id, types[spec.name], counted.get(spec.name)))
         finally:
             place.close()
         if store:
@@ -96,16 +104,37 @@ class CheckRunner:
             checked.failure = f"object {obj.id} ({obj.name}): " + "; ".join(describe(r) for r in broken)
         return checked
 
-    def _one(self, place: Place, obj: ObjectSpec, spec: CheckSpec, run_id: str) -> CheckResult:
+    def _batched(self, place: Place, specs: tuple[CheckSpec, ...], types: dict[str, Any]) -> dict[str, tuple[int, float]]:
+        """Failing rows of every check that has an aggregate, from one scan, with each one's share of its time;
+        {} when fewer than two can share it or the scan fails (each check then runs alone and reports its error)."""
+        aggregates: dict[str, str] = {}
+        for spec in specs:
+            aggregate = getattr(types[spec.name], "aggregate", None)
+            if aggregate is not None:
+                aggregates[spec.name] = aggregate(spec.options, place)
+        if len(aggregates) < 2:
+            return {}
+        started = time.perf_counter()
+        try:
+            _, rows = place.query(batch_query(list(aggregates.values()), place.this, place.place))
+        except Exception as exc:
+            log.info("the batched checks fell back to one query each: %s", " ".join(str(exc).split())[:300])
+            return {}
+        share = (time.perf_counter() - started) / len(aggregates)
+        return {name: (int(rows[0][i] or 0), share) for i, name in enumerate(aggregates)}
+
+    def _one(
+        self, place: Place, obj: ObjectSpec, spec: CheckSpec, run_id: str, kind: Any, counted: tuple[int, float] | None
+    ) -> CheckResult:
         started = time.perf_counter()
         status, failing, message = "passed", 0, ""
         sample: list[str] = []
         try:
-            failing, sample = self._evaluate(place, spec)
+            failing, sample = self._evaluate(place, spec, kind, None if counted is None else counted[0])
             status = "failed" if failing else "passed"
         except Exception as exc:  # a check that cannot run is a result (status error), not a crash
             status, message = "error", " ".join(str(exc).split())[:500] or type(exc).__name__
-        duration = time.perf_counter() - started
+        duration = time.perf_counter() - started + (counted[1] if counted is not None else 0.0)
         result = CheckResult(
             run_id=run_id,
             project=self.project.name,
@@ -128,11 +157,16 @@ class CheckRunner:
         log.info("%s", describe(result), extra={"run_id": run_id, "object_id": obj.id})
         return result
 
-    def _evaluate(self, place: Place, spec: CheckSpec) -> tuple[int, list[str]]:
-        implementation: Any = registry().get("check", spec.kind).load()
-        failing_sql = implementation(spec.options, place)
+    def _evaluate(self, place: Place, spec: CheckSpec, kind: Any, counted: int | None) -> tuple[int, list[str]]:
+        """(failing rows, sample): one query (count and sample), or with ``counted`` (from the batch) the sample alone."""
+        if counted == 0 or (counted is not None and spec.sample == 0):
+            return counted, []
+        failing_sql = kind(spec.options, place)
         if isinstance(failing_sql, Counted):
             return failing_sql.failing_rows, failing_sql.sample[: spec.sample]
+        if counted is not None:
+            columns, rows = place.query(sample_query(failing_sql, spec.sample, place.place))
+            return counted, sample_texts(columns, rows, spec.sample)
         columns, rows = place.query(check_query(failing_sql, spec.sample, place.place))
         return read_result(columns, rows, spec.sample)
 

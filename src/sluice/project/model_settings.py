@@ -48,6 +48,10 @@ class ModelConfig(Settings):
         dict[str, Any] | None,
         Meta(description="duckdb: also publish the output to a table, as an object's destination: {connection, table, mode}."),
     ] = None
+    checks: Annotated[
+        list[dict[str, Any]] | None,
+        Meta(description="Data-quality checks on the model's output, as an object's checks: (docs/checks.md)."),
+    ] = None
 
 
 class ModelSourceSettings(Settings):

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from sluice.checks.read import read_checks
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import PluginError, Settings, registry
 from sluice.project.model import ConnectionSpec, DestinationSpec, ObjectSpec, Origin, StageSpec, layer_of_stage
@@ -304,7 +305,7 @@ class ModelsReader(ParentChecks):
             parents=tuple(sorted(parents.items())),
             sources=tuple(sorted(used_sources.items())),
             views=tuple(self._views(model, by_name)) if engine != "warehouse" else (),
-            config={k: v for k, v in config.items() if k != "id"},
+            config={k: v for k, v in config.items() if k not in ("id", "checks")},  # checks are not in the fingerprint
         )
         all_parents = dict.fromkeys([*parents.values(), *self._view_parents(model, by_name)])
         return ObjectSpec(
@@ -316,6 +317,7 @@ class ModelsReader(ParentChecks):
             destination=destination,
             lake=engine != "warehouse" and materialized != "view",
             model=spec,
+            checks=read_checks(self.checker, config.get("checks"), label, None),
         )
 
     def _engine(self, label: str, engine: str, file: str, line: int) -> bool:
