@@ -62,3 +62,8 @@ def test_check_runs_on_the_current_output_and_run_prints_what_did_not_pass(tmp_p
         store.close()
     assert [(r.run_id == "", r.check) for r in kept[:2]] == [(True, "row_count"), (True, "not_null_email")]
     assert len(kept) == 5  # the run's three, sluice check's two; --no-store kept none
+    shown = CliRunner().invoke(cli, ["check", str(folder), "--results", "--object", "2001"])
+    assert shown.exit_code == 0 and len(shown.output.splitlines()) == 1, shown.output
+    assert "object 2001 (adults): check expression_age_18 (expression, error): failed, 1 failing row" in shown.output
+    as_rows = CliRunner().invoke(cli, ["check", str(folder), "--results", "--json", "--limit", "2"])
+    assert [json.loads(line)["check"] for line in as_rows.output.splitlines()] == ["row_count", "not_null_email"]

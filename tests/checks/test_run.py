@@ -168,3 +168,27 @@ def test_the_batched_scan_and_one_query_per_check_agree_and_a_broken_check_break
     ]
     assert [r.check for r in batched if r.status == "error"] == ["broken"]  # the others were counted alone
     assert "nosuch" in batched[-1].message
+
+
+def test_an_unreachable_place_is_a_transient_error_and_a_missing_output_a_terminal_one(tmp_path: Path) -> None:
+    from sluice.errors import TerminalError, TransientError
+
+    proj = project(tmp_path, "error", "postgresql://nobody@127.0.0.1:1/nowhere")
+    with pytest.raises(TransientError, match="cannot connect to 'warehouse' to run checks"):
+        CheckRunner(proj, open_lake(proj)).run(proj.objects[2002], "r")
+    lake_only = project(tmp_path / "lake", "error", None)
+    with pytest.raises(TerminalError, match="not in the lake yet; run it first"):
+        CheckRunner(lake_only, open_lake(lake_only)).run(lake_only.objects[2002], "r")
+
+
+@pytest.mark.postgres
+def test_results_go_to_metrics_check_results_again_after_the_table_is_dropped(tmp_path: Path, pg_db_url: str) -> None:
+    import psycopg
+
+    proj = project(tmp_path, "warn", pg_db_url)
+    assert run_project(proj, RunOptions()).status == "succeeded"
+    with psycopg.connect(pg_db_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA metrics CASCADE")
+    checked = CheckRunner(proj, open_lake(proj)).run(proj.objects[2002], "again")
+    assert checked.stored == "metrics.check_results"
+    assert len(load_results(proj, None, run_id="again")) == len(FAILING) + len(PASSING)

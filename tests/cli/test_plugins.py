@@ -15,7 +15,17 @@ def test_plugins_json_lists_every_kind_with_options() -> None:
     result = sluice("plugins", "--json")
     assert result.returncode == 0, result.stderr
     plugins = {(p["kind"], p["name"]): p for p in json.loads(result.stdout)}
-    assert {kind for kind, _ in plugins} == {"source", "destination", "lake", "engine", "bus", "state", "capture", "apply"}
+    assert {kind for kind, _ in plugins} == {
+        "source",
+        "destination",
+        "lake",
+        "engine",
+        "bus",
+        "state",
+        "capture",
+        "apply",
+        "check",
+    }
     kafka = plugins[("bus", "kafka")]
     assert kafka["extra"] == "kafka" and kafka["schemes"] == ["kafka"] and isinstance(kafka["installed"], bool)
     partitions = next(o for o in kafka["options"] if o["name"] == "partitions")

@@ -63,8 +63,10 @@ def sample_query(failing_sql: str, sample: int, place: str) -> str:
 
 
 def sample_texts(columns: list[str], rows: list[tuple[object, ...]], sample: int) -> list[str]:
-    """Up to ``sample`` rows as ``col=value, ...`` text (at most 200 characters each)."""
-    return [", ".join(f"{c}={v}" for c, v in zip(columns, row, strict=False))[:200] for row in rows[:sample]]
+    """Up to ``sample`` rows as ``col=value, ...`` text (at most 200 characters each; SQL's NULL as ``null``)."""
+    return [
+        ", ".join(f"{c}={'null' if v is None else v}" for c, v in zip(columns, row, strict=False))[:200] for row in rows[:sample]
+    ]
 
 
 def read_result(columns: list[str], rows: list[tuple[object, ...]], sample: int) -> tuple[int, list[str]]:

@@ -110,8 +110,11 @@ class CheckRunner:
         aggregates: dict[str, str] = {}
         for spec in specs:
             aggregate = getattr(types[spec.name], "aggregate", None)
-            if aggregate is not None:
-                aggregates[spec.name] = aggregate(spec.options, place)
+            try:
+                if aggregate is not None:
+                    aggregates[spec.name] = aggregate(spec.options, place)
+            except Exception:  # noqa: S112 - it runs alone then, and reports its own error
+                continue
         if len(aggregates) < 2:
             return {}
         started = time.perf_counter()

@@ -13,29 +13,15 @@ from collections.abc import Sequence
 
 from sluice.errors import TransientError
 from sluice.project.model import Project
-from sluice.state.base import CHECK_COLUMNS, CheckResult, StateStore
+from sluice.state.base import CHECK_COLUMNS, PG_CHECK_TYPES, CheckResult, StateStore, check_results_ddl
 from sluice.urls import connection_scheme, libpq_url
 
 WAREHOUSE = "warehouse"
 TABLE = "metrics.check_results"
-_DDL = """
-CREATE TABLE IF NOT EXISTS metrics.check_results (
-    run_id TEXT NOT NULL,
-    project TEXT NOT NULL,
-    object_id BIGINT NOT NULL,
-    object TEXT NOT NULL,
-    "check" TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    status TEXT NOT NULL,
-    failing_rows BIGINT NOT NULL,
-    sample JSONB NOT NULL,
-    message TEXT NOT NULL,
-    duration_s DOUBLE PRECISION NOT NULL,
-    checked_at TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX IF NOT EXISTS check_results_by_object ON metrics.check_results(project, object_id, checked_at)
-"""
+_DDL = [
+    check_results_ddl(TABLE, {**PG_CHECK_TYPES, "time": "TIMESTAMPTZ"}),
+    "CREATE INDEX IF NOT EXISTS check_results_by_object ON metrics.check_results(project, object_id, checked_at)",
+]
 _created: set[str] = set()
 _lock = threading.Lock()
 
@@ -72,12 +58,22 @@ def _insert(url: str, results: Sequence[CheckResult]) -> None:
         [f"({', '.join('to_timestamp(%s)' if c == 'checked_at' else '%s' for c in CHECK_COLUMNS)})"] * len(results)
     )
     params = [Jsonb(r.sample) if c == "sample" else getattr(r, c) for r in results for c in CHECK_COLUMNS]
-    try:
-        with psycopg.connect(libpq_url(url), connect_timeout=10) as conn, conn.transaction():
-            _create(conn, url)
-            conn.execute(f"INSERT INTO {TABLE}({columns}) VALUES {values}", params)
-    except psycopg.OperationalError as exc:
-        raise TransientError(f"cannot keep check results in {WAREHOUSE} ({TABLE}): {' '.join(str(exc).split())}") from exc
+    for attempt in (1, 2):  # a second time when the table was dropped since this process created it
+        try:
+            with psycopg.connect(libpq_url(url), connect_timeout=10) as conn, conn.transaction():
+                _create(conn, url)
+                conn.execute(f"INSERT INTO {TABLE}({columns}) VALUES {values}", params)
+            return
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            _created.discard(url)
+            if attempt == 2:
+                raise
+        except psycopg.OperationalError as exc:
+            _created.discard(url)  # the creation may have been rolled back with the insert
+            raise TransientError(f"cannot keep check results in {WAREHOUSE} ({TABLE}): {' '.join(str(exc).split())}") from exc
+        except BaseException:
+            _created.discard(url)
+            raise
 
 
 def _create(conn: object, url: str) -> None:
@@ -88,7 +84,7 @@ def _create(conn: object, url: str) -> None:
     execute = conn.execute  # type: ignore[attr-defined]
     execute("SELECT pg_advisory_xact_lock(hashtextextended('sluice:ddl:schema:metrics', 0))")
     execute("CREATE SCHEMA IF NOT EXISTS metrics")
-    for statement in _DDL.split(";"):
+    for statement in _DDL:
         execute(statement)
     with _lock:
         _created.add(url)
@@ -104,7 +100,11 @@ def load_results(
     import psycopg
 
     columns = ", ".join("extract(epoch from checked_at)::float8" if c == "checked_at" else f'"{c}"' for c in CHECK_COLUMNS)
-    with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
+    try:
+        conn = psycopg.connect(libpq_url(url), connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise TransientError(f"cannot read check results from {WAREHOUSE} ({TABLE}): {' '.join(str(exc).split())}") from exc
+    with conn:
         exists = conn.execute("SELECT to_regclass('metrics.check_results')").fetchone()
         if exists is None or exists[0] is None:
             return []

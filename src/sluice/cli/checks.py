@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
@@ -16,12 +17,25 @@ from sluice.errors import SluiceError, ValidationFailed
 @click.option("--object", "object_ids", multiple=True, type=int, help="An object whose checks to run (repeatable; default: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
 @click.option("--no-store", is_flag=True, help="Do not keep the results (metrics.check_results or the state store).")
+@click.option("--results", is_flag=True, help="Show kept results (newest first) instead of running the checks.")
+@click.option("--run", "run_id", help="With --results: only this run's.")
+@click.option("--limit", default=50, show_default=True, help="With --results: at most this many.")
 @click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")
-def check(path: str, object_ids: tuple[int, ...], as_json: bool, no_store: bool, state_url: str | None) -> None:
+def check(
+    path: str,
+    object_ids: tuple[int, ...],
+    as_json: bool,
+    no_store: bool,
+    results: bool,
+    run_id: str | None,
+    limit: int,
+    state_url: str | None,
+) -> None:
     """Run the checks of the project's objects (or of --object ID) on their current output, where it is."""
     import dataclasses
 
     from sluice.checks.run import CheckRunner, describe
+    from sluice.checks.store import load_results
     from sluice.lake.registry import open_lake
     from sluice.project.load import load_project
     from sluice.state.registry import open_state
@@ -36,6 +50,24 @@ def check(path: str, object_ids: tuple[int, ...], as_json: bool, no_store: bool,
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if results:
+        try:
+            kept = [
+                r for oid in object_ids or [None] for r in load_results(project, state, run_id=run_id, object_id=oid, limit=limit)
+            ]
+        except SluiceError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        finally:
+            state.close()
+        for result in kept:
+            if as_json:
+                click.echo(json.dumps(dataclasses.asdict(result)))
+            else:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(result.checked_at))
+                run = result.run_id or "sluice check"
+                click.echo(f"{when} {run} object {result.object_id} ({result.object}): {describe(result)}")
+        return
     runner = CheckRunner(project, open_lake(project), state)
     failed = False
     try:

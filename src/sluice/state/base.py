@@ -105,6 +105,22 @@ CHECK_COLUMNS = (
 )
 
 
+_CHECK_TYPES = {"run_id": "text", "project": "text", "object_id": "int", "object": "text", "check": "text", "kind": "text"}
+_CHECK_TYPES |= {"severity": "text", "status": "text", "failing_rows": "int", "sample": "json", "message": "text"}
+_CHECK_TYPES |= {"duration_s": "float", "checked_at": "time"}
+
+
+PG_CHECK_TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE PRECISION", "json": "JSONB", "time": "DOUBLE PRECISION"}
+"""The SQL types of the check results' columns in PostgreSQL (``checked_at`` in epoch seconds)."""
+
+
+def check_results_ddl(table: str, types: Mapping[str, str]) -> str:
+    """``CREATE TABLE IF NOT EXISTS table (...)`` of :data:`CHECK_COLUMNS`, ``types`` naming the SQL type of
+    ``text``, ``int``, ``float``, ``json`` and ``time`` (``checked_at``) in the database at hand."""
+    columns = ",\n    ".join(f'"{name}" {types[kind]} NOT NULL' for name, kind in _CHECK_TYPES.items())
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n    {columns}\n)"
+
+
 OBJECT_COLUMNS = (
     "object_id",
     "stage",

@@ -22,11 +22,13 @@ from sluice.errors import RunNotFound, StateError
 from sluice.state.base import (
     CHECK_COLUMNS,
     OBJECT_COLUMNS,
+    PG_CHECK_TYPES,
     CheckResult,
     LatestOutput,
     ObjectState,
     RunRecord,
     StateStore,
+    check_results_ddl,
     object_row,
 )
 
@@ -80,23 +82,9 @@ CREATE TABLE IF NOT EXISTS sluice_state.source_cursors (
     saved_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, object_id)
 );
-CREATE TABLE IF NOT EXISTS sluice_state.check_results (
-    run_id TEXT NOT NULL,
-    project TEXT NOT NULL,
-    object_id BIGINT NOT NULL,
-    object TEXT NOT NULL,
-    "check" TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    status TEXT NOT NULL,
-    failing_rows BIGINT NOT NULL,
-    sample JSONB NOT NULL,
-    message TEXT NOT NULL,
-    duration_s DOUBLE PRECISION NOT NULL,
-    checked_at DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX IF NOT EXISTS check_results_by_project ON sluice_state.check_results(project, checked_at);
 """
+_SCHEMA += check_results_ddl("sluice_state.check_results", PG_CHECK_TYPES)
+_SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON sluice_state.check_results(project, checked_at);\n"
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
 

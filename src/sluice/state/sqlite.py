@@ -17,6 +17,7 @@ from sluice.state.base import (
     ObjectState,
     RunRecord,
     StateStore,
+    check_results_ddl,
     object_row,
 )
 
@@ -69,23 +70,9 @@ CREATE TABLE IF NOT EXISTS source_cursors (
     saved_at REAL NOT NULL,
     PRIMARY KEY (project, object_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS check_results (
-    run_id TEXT NOT NULL,
-    project TEXT NOT NULL,
-    object_id INTEGER NOT NULL,
-    object TEXT NOT NULL,
-    "check" TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    status TEXT NOT NULL,
-    failing_rows INTEGER NOT NULL,
-    sample TEXT NOT NULL,
-    message TEXT NOT NULL,
-    duration_s REAL NOT NULL,
-    checked_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS check_results_by_project ON check_results(project, checked_at);
 """
+_SCHEMA += check_results_ddl("check_results", {"text": "TEXT", "int": "INTEGER", "float": "REAL", "json": "TEXT", "time": "REAL"})
+_SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON check_results(project, checked_at);\n"
 _CHECK_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CHECK_COLUMNS) + " FROM check_results"
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
