@@ -7,38 +7,30 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from helpers import load, write_yaml
+import checks_stack
+from helpers import load
 from sluice.lake.registry import open_lake
 from sluice.runtime.execute import ObjectExecutor
 
-PROJECT = """name: series_at_zero
-objects:
-  - id: 1001
-    name: orders
-    source: {type: csv, path: orders.csv}
-    checks:
-      - not_null: {columns: [order_id]}
-      - accepted_values: {column: status, values: [paid]}
-        severity: warn
-  - {id: 1002, name: plain, source: {type: csv, path: orders.csv}}
-"""
 
-
-def runs(check: str, kind: str, severity: str, status: str, obj: str = "orders") -> float | None:
-    labels = {"project": "series_at_zero", "object": obj, "check": check, "kind": kind, "severity": severity}
-    return REGISTRY.get_sample_value("sluice_check_runs_total", {**labels, "status": status})
+def runs(check: str, status: str, project: str) -> float | None:
+    obj, kind, severity = checks_stack.DECLARED[check]
+    labels = {"project": project, "object": obj, "check": check, "kind": kind, "severity": severity, "status": status}
+    return REGISTRY.get_sample_value("sluice_check_runs_total", labels)
 
 
 def test_a_starting_executor_creates_every_check_s_series_at_zero(tmp_path: Path) -> None:
-    (tmp_path / "orders.csv").write_text("order_id,status\n1,paid\n", encoding="utf-8")
-    write_yaml(tmp_path, PROJECT)
-    project = load(tmp_path)
-    assert runs("not_null_order_id", "not_null", "error", "failed") is None  # nothing before a process starts
+    folder = checks_stack.write_project(tmp_path / "quality")
+    name = f"series_at_zero_{tmp_path.name}"  # a project name no other test's checks have counted
+    yaml = folder / "sluice.yaml"
+    yaml.write_text(yaml.read_text(encoding="utf-8").replace("name: quality", f"name: {name}"), encoding="utf-8")
+    project = load(folder)
+    assert runs("not_null_order_id", "failed", name) is None  # nothing before a process starts
     ObjectExecutor(project, open_lake(project))
-    for status in ("passed", "failed", "error"):
-        assert runs("not_null_order_id", "not_null", "error", status) == 0.0
-        assert runs("accepted_values_status", "accepted_values", "warn", status) == 0.0
-    assert runs("not_null_order_id", "not_null", "error", "failed", obj="plain") is None  # no checks, no series
-    for kind in ("not_null", "accepted_values"):
-        labels = {"project": "series_at_zero", "kind": kind}
-        assert REGISTRY.get_sample_value("sluice_check_duration_seconds_count", labels) == 0.0
+    for check in checks_stack.DECLARED:
+        assert [runs(check, status, name) for status in ("passed", "failed", "error")] == [0.0, 0.0, 0.0], check
+    for kind in {kind for _, kind, _ in checks_stack.DECLARED.values()}:
+        labels = {"project": name, "kind": kind}
+        assert REGISTRY.get_sample_value("sluice_check_duration_seconds_count", labels) == 0.0, kind
+    other = {"project": name, "object": "orders", "check": "unique_order_id", "kind": "unique", "severity": "error"}
+    assert REGISTRY.get_sample_value("sluice_check_runs_total", {**other, "status": "failed"}) is None  # not declared

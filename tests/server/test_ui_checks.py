@@ -27,6 +27,8 @@ from test_ui_browser import (  # noqa: F401
     wait_until_finished,
 )
 
+import checks_stack
+
 # dag_view.js CHECK_BADGES and COLOURS, as RGB
 BADGE = {"failed": (0xB9, 0x1C, 0x1C), "warned": (0xF5, 0x9E, 0x0B)}
 LOADED_FILL = (0xDC, 0xFC, 0xE7)
@@ -175,35 +177,11 @@ def test_a_snapshot_s_checks_show_as_the_events_do(graph: tuple[Page, Console]) 
 
 # ---- against a real sluice serve whose checks run (DuckDB over the lake) -----------------------------------
 
-ORDERS = "order_id,status\n1,paid\n2,paid\n2,refunded\n3,lost\n"
-CUSTOMERS = "customer_id,email\n1,a@x\n2,\n"
-PROJECT = """name: quality
-objects:
-  - id: 1001
-    name: orders
-    source: {type: csv, path: orders.csv}
-    checks:
-      - not_null: {columns: [order_id]}
-      - accepted_values: {column: status, values: [paid, refunded]}
-  - id: 1002
-    name: customers
-    source: {type: csv, path: customers.csv}
-    checks:
-      - not_null: {columns: [email]}
-        severity: warn
-      - unique: {columns: [customer_id]}
-  - {id: 2001, name: paid, parents: [1001], sql: "select * from orders where status = 'paid'"}
-"""
-
 
 @pytest.fixture
 def quality_server(tmp_path: Path) -> Iterator[str]:
-    project = tmp_path / "quality"
-    project.mkdir()
-    (project / "orders.csv").write_text(ORDERS, encoding="utf-8")
-    (project / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
-    (project / "sluice.yaml").write_text(PROJECT, encoding="utf-8")
-    with serving(project) as (url, _):
+    """``sluice serve`` of tests/checks_stack.py's project: checks that pass, fail and warn."""
+    with serving(checks_stack.write_project(tmp_path / "quality")) as (url, _):
         yield url
 
 
@@ -227,7 +205,7 @@ def test_a_real_run_s_checks_show_live_and_after_a_reload(browser: Browser, qual
         ]
         assert panel_rows(tab, 1001) == orders
         assert panel_rows(tab, 1002) == [
-            ("not_null_email", "warned", "1", "customer_id=2, email=None"),
+            ("not_null_email", "warned", "1", "customer_id=2, email=null"),
             ("unique_customer_id", "passed", "0", "—"),
         ]
         # After a reload, from the run's JSON (GET /runs/{id}) alone.
