@@ -132,3 +132,25 @@ objects:
         ":17: object 2002 (nowhere): its checks cannot run: its output is neither in PostgreSQL nor in the lake" in t
         for t in texts
     )
+
+
+def test_a_column_the_object_s_sql_does_not_return_is_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "cols"
+    write_yaml(
+        folder,
+        """objects:
+  - {id: 1001, name: users, source: {type: faker, schema: users, rows: 5, seed: 1}}
+  - id: 2001
+    name: clean
+    parents: [1001]
+    sql: select user_id, email as mail from users
+    checks:
+      - not_null: {columns: [user_id, emial]}
+      - accepted_values: {column: MAIL, values: [a]}
+""",
+    )
+    _, found = parse_project(folder)
+    assert [str(p).split("sluice.yaml:")[1] for p in found] == [
+        "8: object 2001 (clean): check not_null_user_id_emial: column 'emial' is not among the columns its SQL returns "
+        "(user_id, mail). Did you mean 'mail'?"
+    ]

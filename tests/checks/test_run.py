@@ -13,7 +13,7 @@ from helpers import events_of, load, write_yaml
 from sluice import events as ev
 from sluice.checks.run import CheckRunner
 from sluice.checks.settings import ExpressionOptions
-from sluice.checks.store import load_results
+from sluice.checks.store import load_results, prune_results
 from sluice.lake.registry import open_lake
 from sluice.project.model import Project
 from sluice.runtime.run import RunOptions, open_backends, run_project
@@ -192,3 +192,6 @@ def test_results_go_to_metrics_check_results_again_after_the_table_is_dropped(tm
     checked = CheckRunner(proj, open_lake(proj)).run(proj.objects[2002], "again")
     assert checked.stored == "metrics.check_results"
     assert len(load_results(proj, None, run_id="again")) == len(FAILING) + len(PASSING)
+    assert prune_results(proj, None, checked.results[0].checked_at - 3600) == 0
+    assert prune_results(proj, None, checked.results[-1].checked_at + 1) == len(FAILING) + len(PASSING)
+    assert load_results(proj, None) == []

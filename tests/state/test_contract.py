@@ -268,3 +268,10 @@ def test_check_results_are_kept_and_filtered_by_run_and_object_newest_first(open
     assert again.check_results("shop", run_id="r1", object_id=2) == [check_result("r1", 2, "b", "failed", at=2.0)]
     assert [r.run_id for r in again.check_results("shop", object_id=1, limit=1)] == ["r2"]
     assert again.check_results("other") == []
+
+
+def test_check_results_older_than_a_time_are_pruned_per_project(store: StateStore) -> None:
+    store.record_check_results([check_result("r1", 1, "a", at=1.0), check_result("r2", 1, "a", at=5.0)])
+    assert store.prune_check_results("other", 10.0) == 0
+    assert store.prune_check_results("shop", 5.0) == 1
+    assert [r.run_id for r in store.check_results("shop")] == ["r2"]

@@ -90,6 +90,27 @@ def _create(conn: object, url: str) -> None:
         _created.add(url)
 
 
+def prune_results(project: Project, state: StateStore | None, before: float) -> int:
+    """Forget ``project``'s check results checked before ``before`` (epoch seconds), wherever they are kept (history
+    retention); how many were removed. Raises TransientError when the warehouse cannot be reached."""
+    url = warehouse_url(project)
+    if url is None:
+        return state.prune_check_results(project.name, before) if state is not None else 0
+    import psycopg
+
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
+            exists = conn.execute("SELECT to_regclass('metrics.check_results')").fetchone()
+            if exists is None or exists[0] is None:
+                return 0
+            deleted = conn.execute(
+                f"DELETE FROM {TABLE} WHERE project = %s AND checked_at < to_timestamp(%s)", (project.name, before)
+            )
+            return int(deleted.rowcount)
+    except psycopg.OperationalError as exc:
+        raise TransientError(f"cannot prune check results in {WAREHOUSE} ({TABLE}): {' '.join(str(exc).split())}") from exc
+
+
 def load_results(
     project: Project, state: StateStore | None, *, run_id: str | None = None, object_id: int | None = None, limit: int = 100
 ) -> list[CheckResult]:

@@ -1,12 +1,14 @@
-"""What a project's checks need from the rest of it, found by ``sluice validate``: a place to run, and the
-objects a ``relationships`` check refers to, with an output in the same place."""
+"""What a project's checks need from the rest of it, found by ``sluice validate``: a place to run, the columns they
+name among those an object's SQL returns (when its text tells them), and the objects a ``relationships`` check
+refers to, with an output in the same place."""
 
 from __future__ import annotations
 
 from sluice.checks.places import find_object, postgres_table, where
-from sluice.checks.settings import RelationshipsOptions
+from sluice.checks.settings import CheckOptions, RelationshipsOptions
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
+from sluice.project.checks import sql_columns
 from sluice.project.model import ObjectSpec, Project
 
 
@@ -29,12 +31,31 @@ def check_problems(project: Project) -> list[ConfigError]:
                     obj.checks[0].line,
                 )
             )
+        known = sql_columns(obj.sql) if obj.sql is not None and obj.model is None else None
         for spec in obj.checks:
+            missing = [c for c in checked_columns(spec.options) if known is not None and c.lower() not in map(str.lower, known)]
+            if missing and known is not None:
+                hint = did_you_mean(missing[0], known)
+                problems.append(
+                    ConfigError(
+                        f"{label}: check {spec.name}: column {missing[0]!r} is not among the columns its SQL returns "
+                        f"({', '.join(known)}).{hint}",
+                        obj.origin.file,
+                        spec.line,
+                    )
+                )
             if isinstance(spec.options, RelationshipsOptions):
                 why = _reference_problem(project, obj, spec.options.to, found.connection)
                 if why:
                     problems.append(ConfigError(f"{label}: check {spec.name}: {why}", obj.origin.file, spec.line))
     return problems
+
+
+def checked_columns(options: CheckOptions) -> list[str]:
+    """The output's columns a built-in check names (none for ``expression``, ``sql``, ``python``, ``row_count``)."""
+    columns = getattr(options, "columns", None)
+    column = getattr(options, "column", None)
+    return [*(columns or []), *([column] if isinstance(column, str) else [])]
 
 
 def _reference_problem(project: Project, obj: ObjectSpec, target: int | str, connection: str | None) -> str:

@@ -230,6 +230,10 @@ class StateStore(ABC):
     ) -> list[CheckResult]:
         """Kept check results of ``project`` (of one run, of one object), newest first, at most ``limit``."""
 
+    @abstractmethod
+    def prune_check_results(self, project: str, before: float) -> int:
+        """Forget ``project``'s check results checked before ``before`` (epoch seconds); how many were removed."""
+
     def ping(self) -> None:  # noqa: B027 - optional check
         """Raise StateError when the store cannot be reached."""
 

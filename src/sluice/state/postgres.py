@@ -285,6 +285,13 @@ class PostgresStateStore(StateStore):
         )
         return [CheckResult(**dict(zip(CHECK_COLUMNS, row, strict=True))) for row in rows]
 
+    def prune_check_results(self, project: str, before: float) -> int:
+        with self._write() as conn:
+            deleted = conn.execute(
+                "DELETE FROM sluice_state.check_results WHERE project = %s AND checked_at < %s", (project, before)
+            )
+            return int(deleted.rowcount)
+
     def ping(self) -> None:
         with self._connection() as conn:
             conn.execute("SELECT 1").fetchone()

@@ -235,6 +235,10 @@ class SqliteStateStore(StateStore):
         )
         return [_check_result(row) for row in rows]
 
+    def prune_check_results(self, project: str, before: float) -> int:
+        with self.db.write() as conn:
+            return int(conn.execute("DELETE FROM check_results WHERE project = ? AND checked_at < ?", (project, before)).rowcount)
+
     def ping(self) -> None:
         self.db.ping()
 
