@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Create bench/.venvs/{dagster,prefect,pgchameleon,dlt} with pinned peers.
+# Create bench/.venvs/{dagster,prefect,pgchameleon,dlt,soda} with pinned peers.
 # Idempotent: a venv that already has the pinned version is left alone.
-# Usage: bench/peers/setup_venvs.sh [dagster|prefect|pgchameleon|dlt ...]   (default: dagster prefect)
+# Usage: bench/peers/setup_venvs.sh [dagster|prefect|pgchameleon|dlt|soda ...]   (default: dagster prefect)
+# soda (Apache-2.0) is bench/checks.py's peer: Soda Core with its PostgreSQL data source (`soda scan`).
 # dlt (Apache-2.0) is bench/rest_source.py's peer: its rest_api source, with duckdb as its destination.
 # pgchameleon (bench/cdc.py's peer) refuses to run as root, so bench/cdc.py runs it as `nobody` when it is root:
 # its venv is made from the system's Python (/usr/bin/python3, readable by every user), not from one under /root.
@@ -11,6 +12,7 @@ DAGSTER_VERSION="1.13.28"
 PREFECT_VERSION="3.8.8"
 PGCHAMELEON_VERSION="2.0.21"
 DLT_VERSION="1.31.0"
+SODA_VERSION="3.5.6"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENVS="${SLUICE_PEER_VENVS:-$HERE/../.venvs}"
@@ -59,6 +61,7 @@ for tool in "${tools[@]}"; do
             VENV_PYTHON="$(command -v /usr/bin/python3 || echo "$PYTHON")" \
                 ensure pgchameleon pg_chameleon "$PGCHAMELEON_VERSION" "pg_chameleon==$PGCHAMELEON_VERSION" ;;
         dlt) ensure dlt dlt "$DLT_VERSION" "dlt[duckdb,postgres,filesystem,parquet]==$DLT_VERSION" ;;
-        *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect|pgchameleon|dlt)" >&2; exit 2 ;;
+        soda) ensure soda soda-core-postgres "$SODA_VERSION" "soda-core-postgres==$SODA_VERSION" ;;
+        *) echo "setup_venvs: unknown tool '$tool' (expected dagster|prefect|pgchameleon|dlt|soda)" >&2; exit 2 ;;
     esac
 done

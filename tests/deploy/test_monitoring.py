@@ -41,6 +41,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+import checks_stack
 from servers_fixtures import mysql_database, pg_database, start_server, unavailable
 from sluice.api import metrics as api_metrics
 from sluice.api.security import metrics as api_security_metrics
@@ -285,7 +286,15 @@ def test_grafana_provisioning_matches_the_mounts() -> None:
 def test_dashboards_are_valid_and_use_the_provisioned_data_sources() -> None:
     uids = set(datasource_uids().values())
     boards = dashboards()
-    assert set(boards) == {"sluice-pipeline", "sluice-server", "sluice-bus", "sluice-syncs", "sluice-api", "sluice-streams"}
+    assert set(boards) == {
+        "sluice-pipeline",
+        "sluice-server",
+        "sluice-bus",
+        "sluice-syncs",
+        "sluice-api",
+        "sluice-streams",
+        "sluice-data-quality",
+    }
     assert len({board["uid"] for board in boards.values()}) == len(boards)
     for name, board in boards.items():
         assert board["uid"] == name
@@ -294,7 +303,7 @@ def test_dashboards_are_valid_and_use_the_provisioned_data_sources() -> None:
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids {ids}"
         for panel in board["panels"]:
             where = f"{name} / {panel['title']}"
-            assert panel["type"] in ("timeseries", "stat", "logs"), where
+            assert panel["type"] in ("timeseries", "stat", "logs", "table"), where
             assert panel["datasource"]["uid"] in uids, where
             assert panel["targets"], f"{where} has no query"
             for target in panel["targets"]:
@@ -659,12 +668,13 @@ def prometheus(
     sync_metrics: SluiceProcess,
     api_server: SluiceProcess,
     stream_metrics: SluiceProcess,
+    checks_server: SluiceProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Prometheus]:
     """A fresh Prometheus (scripts/servers/prometheus.sh) scraping both servers, the worker and the sync process every second."""
     installed("prometheus")
     root = tmp_path_factory.mktemp("prometheus")
-    servers = [sluice_server.target, api_server.target]
+    servers = [sluice_server.target, api_server.target, checks_server.target]
     targets = {SERVER_JOB: servers, WORKERS_JOB: [sluice_worker.target, sync_metrics.target, stream_metrics.target]}
     config = scrape_config(targets, root / "prometheus.yml")
     env = {**os.environ, "SLUICE_PROMETHEUS_DATA": str(root / "data")}
@@ -752,6 +762,34 @@ def dead_letter_a_message(server: SluiceProcess) -> None:
         bus.close()
 
 
+@pytest.fixture(scope="module")
+def checks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SluiceProcess]:
+    """``sluice serve`` of checks_stack.py's project (checks that pass, fail and warn), on its embedded bus."""
+    root = tmp_path_factory.mktemp("checks")
+    project = checks_stack.write_project(root / "quality")
+    port = free_port()
+    arguments = ["serve", str(project), "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"]
+    server = start_sluice(arguments, port, "/health", root / "checks-serve.log", "", project)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_checks(server: SluiceProcess, prometheus: str) -> int:
+    """One run of the checks project once Prometheus has scraped its check counters at zero (created when the
+    server starts: a counter's first sample has no increase, so the run's outcomes are increases); the runs made."""
+    series = len(checks_stack.DECLARED) * 3  # passed, failed, error
+    wait_until(
+        "Prometheus to scrape the check counters at zero",
+        lambda: total(prometheus, 'count(sluice_check_runs_total{project="quality"} == 0)') == series,
+        server.log_tail,
+    )
+    run = finish_run(server, {})
+    assert run["status"] == "failed", run  # the accepted_values check (error) failed orders; paid was skipped
+    return 1
+
+
 def exported_families(text: str) -> dict[str, str]:
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
 
@@ -768,13 +806,14 @@ def live(
     api_server: SluiceProcess,
     api_databases: ApiDatabases,
     stream_metrics: SluiceProcess,
+    checks_server: SluiceProcess,
     prometheus_server: Prometheus,
 ) -> Iterator[LiveStack]:
     """Runs and API traffic through the servers while Prometheus scrapes them and the worker, then a scrape after all of it."""
     started = time.time()
     server = sluice_server
     prometheus = prometheus_server.url
-    processes = (server, sluice_worker, sync_metrics, api_server, stream_metrics)
+    processes = (server, sluice_worker, sync_metrics, api_server, stream_metrics, checks_server)
     wait_until(
         "Prometheus to scrape both servers, sluice worker and the sync metrics",
         lambda: total(prometheus, "sum(up)") == len(processes),
@@ -789,6 +828,7 @@ def live(
             finish_run(server, {"force": True}),
         ]
         assert [run["status"] for run in runs] == ["failed", "succeeded", "failed"]
+        check_runs = run_checks(checks_server, prometheus)
         dead_letter_a_message(server)
         client = httpx.Client(base_url=server.url, timeout=30)
         assert client.get("/runs").status_code == 200
@@ -822,7 +862,8 @@ def live(
             "Prometheus to scrape after the runs and the traffic",
             lambda: (
                 total(prometheus, "min(timestamp(up))") > traffic_done + 1
-                and total(prometheus, "sum(sluice_runs_total)") == len(runs)
+                and total(prometheus, "sum(sluice_runs_total)") == len(runs) + check_runs
+                and total(prometheus, "sum(sluice_check_runs_total)") == check_runs * len(checks_stack.FAILING_ROWS)
                 and total(prometheus, "sum(sluice_sse_clients)") >= 1
                 and total(prometheus, "sum(sluice_api_requests_total)") == api_traffic.requests
                 and total(prometheus, "sum(sluice_api_subscription_pushes_total)") >= pushes
@@ -877,6 +918,39 @@ def test_subscription_panels_show_the_live_subscription_and_its_changes(live: Li
     assert {key[0] for key in changes} == {"A", "B"} and all(value > 0 for value in changes.values()), changes
     topics = {key[1] for key in changes}
     assert len(topics) == 1 and next(iter(topics)).startswith("sluice.cdc.emp.hr."), changes
+
+
+@pytest.mark.timeout(LIVE_TIMEOUT_S)
+def test_data_quality_panels_show_the_checks_that_passed_failed_and_warned(live: LiveStack) -> None:
+    """The data-quality dashboard shows checks_stack.py's run: two passed checks, one failed (error) and one warned;
+    the failing rows of each check at its last run; the duration of each kind."""
+    board = "sluice-data-quality"
+    # One check of each outcome: increase() extrapolates it to the window's ends (by half a scrape interval at most,
+    # each side, over a series sampled since the server started), so 1 and a little more.
+    outcomes = (
+        ("Checks passed", checks_stack.PASSED),
+        ("Checks failed", checks_stack.FAILED),
+        ("Checks warned", checks_stack.WARNED),
+    )
+    for title, count in outcomes:
+        value = panel_values(live, board, title)[("A",)]
+        assert count <= value <= 1.5 * count, f"{title}: {value}"
+    assert panel_values(live, board, "Checks failing now") == {("A",): 2.0}
+    failing = panel_values(live, board, "Failing rows per check")  # check, object
+    assert failing == {("A", check, obj): rows for (obj, check), rows in checks_stack.FAILING_ROWS.items()}
+    last = panel_values(live, board, "Last failures")  # A: check, object, project; B: + severity, status
+    assert {key for key in last if key[0] == "A"} == {
+        ("A", "accepted_values_status", "orders", "quality"),
+        ("A", "not_null_email", "customers", "quality"),
+    }
+    assert {key for key in last if key[0] == "B"} == {
+        ("B", "accepted_values_status", "orders", "quality", "error", "failed"),
+        ("B", "not_null_email", "customers", "quality", "warn", "failed"),
+    }
+    durations = panel_values(live, board, "Check duration p50 and p99 by kind")  # kind
+    ran = {key: value for key, value in durations.items() if math.isfinite(value)}  # paid's row_count never ran
+    assert {key[1] for key in ran} == {"not_null", "unique", "accepted_values"}, durations
+    assert all(0 < value < 60 for value in ran.values()), durations
 
 
 def family_of(name: str, exported: dict[str, str]) -> str | None:

@@ -191,3 +191,22 @@ def describe(result: CheckResult) -> str:
         if result.sample:
             text += f", e.g. {'; '.join(result.sample)}"
     return text
+
+
+RESULT_STATUSES = ("passed", "failed", "error")
+
+
+def register_series(project: Project) -> None:
+    """Create the series of every declared check at zero: ``sluice_check_runs_total`` one per result status,
+    ``sluice_check_duration_seconds`` one per check type.
+
+    Called when a process that runs checks starts (``ObjectExecutor``): a counter's (or a histogram's) first sample
+    has no increase for Prometheus, so a series born at 1 on a check's first failure would show no failure on the
+    data-quality dashboard's ``increase()`` and ``rate()`` panels; born at 0 beforehand, that failure counts
+    (docs/monitoring.md: the code that owns a labelled counter creates its label sets at zero).
+    """
+    for obj in project.objects.values():
+        for spec in obj.checks:
+            metrics.child(metrics.CHECK_DURATION, project.name, spec.kind)
+            for status in RESULT_STATUSES:
+                metrics.child(metrics.CHECK_RUNS, project.name, obj.name, spec.name, spec.kind, spec.severity, status)

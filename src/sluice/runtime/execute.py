@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sluice.checks.run import Checked, CheckRunner
+from sluice.checks.run import Checked, CheckRunner, register_series
 from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, Then
@@ -69,6 +69,7 @@ class ObjectExecutor:
         self.state = state
         self.source_context = SourceContext(project.root, project.connections)
         self._engines: dict[str, Engine] = {}
+        register_series(project)  # the check counters' series at zero, before any check runs
 
     def run(
         self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], *, delay_s: float = 0.0, fail: bool = False

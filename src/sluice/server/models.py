@@ -62,6 +62,20 @@ class RunList(BaseModel):
     runs: list[RunSummary]
 
 
+class CheckResult(BaseModel):
+    """One data-quality check's result on the object's output (its ``CheckFinished`` event, docs/checks.md)."""
+
+    check: str = Field(description="The check's name, unique per object.")
+    kind: str = Field(description="Its type: not_null, unique, accepted_values, relationships, row_count...")
+    severity: Literal["error", "warn"]
+    status: Literal["passed", "failed", "error"] = Field(description="error: the check itself could not run.")
+    failing_rows: int = Field(description="Rows breaking the rule.")
+    sample: list[str] = Field(description="A few failing rows' keys, as text.")
+    message: str
+    duration_s: float
+    attempt: int = Field(description="The object's attempt the check ran in (only the latest attempt's are kept).")
+
+
 class ObjectRun(BaseModel):
     object_id: int
     name: str | None = Field(description="Null when the project no longer defines the object.")
@@ -79,6 +93,11 @@ class ObjectRun(BaseModel):
     ready_at: float | None
     started_at: float | None
     finished_at: float | None
+    checks: list[CheckResult] | None = Field(default=None, description="Its checks' results; absent when it has none.")
+    check_state: Literal["passed", "warned", "failed"] | None = Field(
+        default=None,
+        description="failed: an error-severity check failed or could not run; warned: only warn ones did. Absent without checks.",
+    )
 
 
 class RunDetail(RunSummary):

@@ -23,6 +23,7 @@ from sluice.runtime.run import Backends, open_backends, start_workers, stop_work
 from sluice.runtime.summary import RunOptions
 from sluice.runtime.worker import StageWorker
 from sluice.scheduling.host import SchedulerHost
+from sluice.server.check_results import CheckResults
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
 from sluice.server.stream import EventHub
@@ -121,7 +122,9 @@ class Services:
             if settings.workers:
                 self._workers = start_workers(self.project, backends)
             runs = self._runs = RunManager(self.project, backends, settings.run_options())
-            self._run_views = RunViews(self.project, backends.state, runs, cache_bytes=settings.view_cache_bytes)
+            self._run_views = RunViews(
+                self.project, backends.state, runs, cache_bytes=settings.view_cache_bytes, checks=CheckResults(backends.bus)
+            )
             self._object_views = ObjectViews(self.project, backends.state, backends.lake, self._run_views)
             self._hub = EventHub(
                 backends.bus,

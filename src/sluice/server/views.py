@@ -23,6 +23,7 @@ from sluice.bounded import ByteLru
 from sluice.graph.plan import project_graph
 from sluice.lake.base import Lake
 from sluice.project.model import Project
+from sluice.server.check_results import CheckResult, CheckResults, check_state
 from sluice.server.errors import NotFound
 from sluice.server.runs import RunManager, find_run
 from sluice.server.sample import sample_rows
@@ -73,6 +74,13 @@ def object_run(s: ObjectState, name: str | None) -> dict[str, Any]:
     }
 
 
+def with_checks(entry: dict[str, Any], results: list[CheckResult]) -> None:
+    """Add an object's check results to its JSON entry (``checks`` and ``check_state``), when it has some."""
+    if results:
+        entry["checks"] = results
+        entry["check_state"] = check_state(results)
+
+
 class JsonBody:
     """An encoded JSON answer, and its gzip form once asked for (computed once, shared by every request)."""
 
@@ -121,10 +129,12 @@ class RunViews:
         *,
         active_ttl_s: float = 0.1,
         cache_bytes: int = 32 * 1024 * 1024,
+        checks: CheckResults | None = None,
     ) -> None:
         self.project = project
         self.state = state
         self.runs = runs
+        self.checks = checks  # where the data-quality checks' results come from (None: none shown)
         self.active_ttl_s = active_ttl_s
         self._names = {oid: obj.name for oid, obj in project.objects.items()}
         # Finished runs (they cannot change): three quarters of the budget for details, a quarter for statuses.
@@ -181,8 +191,17 @@ class RunViews:
         names = self._names
         detail = run_summary(record, count_statuses(s.status for s in states))
         detail["options"] = record.options
-        detail["objects"] = [object_run(s, names.get(s.object_id)) for s in states]
+        objects = [object_run(s, names.get(s.object_id)) for s in states]
+        checks = self.check_results(record)
+        if checks:
+            for entry in objects:
+                with_checks(entry, checks.get(entry["object_id"], []))
+        detail["objects"] = objects
         return _encoder.encode(detail)
+
+    def check_results(self, record: RunRecord) -> dict[int, list[CheckResult]]:
+        """Object id -> its data-quality checks' results in ``record``'s run (blocking: reads the bus)."""
+        return {} if self.checks is None else self.checks.of_run(record)
 
     # ----- GET /runs ----------------------------------------------------------------------------------
 
@@ -266,6 +285,8 @@ class ObjectViews:
             state = self.runs.object_state(latest[0], object_id)
             if state is not None:
                 last_state = {"run_id": latest[0], **object_run(state, brief["name"])}
+                record = find_run(self.state, self.project.name, latest[0])
+                with_checks(last_state, self.runs.check_results(record).get(object_id, []))
         output = self.state.latest_outputs(self.project.name).get(object_id)
         last_output: dict[str, Any] | None = None
         if output is not None:

@@ -1,6 +1,6 @@
 // The Sluice server API (docs/api.md): JSON requests and the live event stream.
 
-export const EVENT_TYPES = ["RunStarted", "RunFinished", "ObjectReady", "ObjectStarted", "ObjectLoaded", "ObjectFailed", "ObjectSkipped"];
+export const EVENT_TYPES = ["RunStarted", "RunFinished", "ObjectReady", "ObjectStarted", "ObjectLoaded", "ObjectFailed", "ObjectSkipped", "CheckFinished"];
 const RECONNECT_MS = 1000;
 
 export class ApiError extends Error {

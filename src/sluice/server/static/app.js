@@ -47,6 +47,7 @@ class App {
       if (!state) return null;
       return state.status === "skipped" && state.fresh ? "fresh" : state.status; // drawn apart from skips after a failure
     };
+    this.dag.checkOf = (id) => this.run?.checkState(id) ?? null;
     this.dag.describe = (id) => this.describe(id);
     this.dag.onSelect = (id) => this.select(id);
     this.feed = new EventFeed($("event-feed"), $("feed-count"), (id) => this.layout?.nodes.get(id)?.name ?? "");
@@ -63,6 +64,7 @@ class App {
         const state = this.run?.objects.get(id);
         return state ? { run: this.run, state } : null;
       },
+      checksOf: (id) => this.run?.checksOf(id) ?? [],
       nodeOf: (id) => this.layout?.nodes.get(id),
       onPick: (id) => this.select(id, { focus: true }),
       onClose: () => this.select(null),
@@ -345,7 +347,8 @@ class App {
     const state = this.run?.objects.get(id);
     if (!state) return `${id} ${node.name} · not in this run`;
     const attempt = state.attempt > 1 ? ` · attempt ${state.attempt}` : "";
-    return `${id} ${node.name} · ${state.status}${attempt}`;
+    const checks = this.run.checkState(id);
+    return `${id} ${node.name} · ${state.status}${attempt}${checks ? ` · checks ${checks}` : ""}`;
   }
 
   // ---- per-frame rendering of the run header, counts and panel ----------------------------------
@@ -433,6 +436,10 @@ window.sluiceUI = {
   /** The counts shown for the run on screen, plus `planned` and its `run_id`. */
   counts: () => (app.run ? { run_id: app.run.runId, status: app.run.status, planned: app.run.planned, ...app.run.counts } : null),
   statusOf: (id) => app.run?.objects.get(id)?.status ?? null,
+  /** "failed", "warned", "passed" or null: what an object's data-quality checks say in the run shown. */
+  checkStateOf: (id) => app.run?.checkState(id) ?? null,
+  /** The viewport point at the centre of an object's check badge (drawn when its checks failed or warned). */
+  badgePoint: (id) => app.dag.clientBadge(id),
   /** The viewport point at the centre of an object's node (for clicking it). */
   nodePoint: (id) => app.dag.clientPoint(id),
   /** An object's node in viewport coordinates: {left, top, width, height}, or null. */

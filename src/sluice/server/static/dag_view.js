@@ -16,6 +16,10 @@ export const COLOURS = {
   fresh: { fill: "#ccfbf1", edge: "#0d9488" }, // skipped as unchanged: its output is there, unlike a skip after a failure
   none: { fill: "#ffffff", edge: "#cbd5e1" },
 };
+// The badge on a node whose data-quality checks did not all pass (run_state.js checkState).
+export const CHECK_BADGES = { failed: "#b91c1c", warned: "#f59e0b" };
+const BADGE_R = 7; // world units, kept at least BADGE_MIN_PX on screen
+const BADGE_MIN_PX = 3;
 const TEXT = "#0f172a";
 const MUTED = "#64748b";
 const EDGE = "rgba(71, 85, 105, 0.22)";
@@ -42,6 +46,7 @@ export class DagView {
     host.append(this.tooltip);
     this.layout = null;
     this.statusOf = () => null; // id -> status in the run shown, or null when the run does not plan it
+    this.checkOf = () => null; // id -> "failed" | "warned" | "passed" | null: its checks in the run shown
     this.describe = (id) => String(id); // id -> tooltip text
     this.onSelect = () => {};
     this.selected = null;
@@ -166,6 +171,15 @@ export class DagView {
     };
   }
 
+  /** The centre of an object's check badge in viewport (client) coordinates, or null. */
+  clientBadge(id) {
+    const node = this.layout?.nodes.get(id);
+    if (!node) return null;
+    const rect = this.nodesCanvas.getBoundingClientRect();
+    const { x, y } = badgeCentre(node);
+    return { x: rect.left + this.tx + x * this.scale, y: rect.top + this.ty + y * this.scale };
+  }
+
   viewChanged() {
     this.edgesDirty = true;
     this.nodesDirty = true;
@@ -283,6 +297,7 @@ export class DagView {
     }
     this.drawMarks(ctx, screenH);
     if (screenH >= 15) this.drawLabels(ctx, visible);
+    this.drawCheckBadges(ctx, visible, screenH);
     this.drawStageHeaders(ctx);
   }
 
@@ -317,6 +332,38 @@ export class DagView {
     ctx.strokeStyle = EDGE_HIGHLIGHT;
     ctx.lineWidth = Math.max(1.5, 1.5 / this.scale);
     ctx.stroke();
+  }
+
+  /** A round badge on the top-right corner of each node whose checks failed (red) or warned (amber), with a "!"
+   * when it is big enough to read. */
+  drawCheckBadges(ctx, visible, screenH) {
+    const byState = new Map();
+    for (const node of visible) {
+      const state = this.checkOf(node.id);
+      if (!(state in CHECK_BADGES)) continue;
+      let list = byState.get(state);
+      if (!list) byState.set(state, (list = []));
+      list.push(node);
+    }
+    if (!byState.size) return;
+    const r = Math.max(BADGE_R, BADGE_MIN_PX / this.scale);
+    for (const [state, list] of byState) {
+      ctx.beginPath();
+      for (const n of list) {
+        const { x, y } = badgeCentre(n);
+        ctx.moveTo(x + r, y);
+        ctx.arc(x, y, r, 0, 2 * Math.PI);
+      }
+      ctx.fillStyle = CHECK_BADGES[state];
+      ctx.fill();
+    }
+    if (screenH < 15) return;
+    ctx.fillStyle = "#ffffff";
+    ctx.font = `700 10px ${FONT}`;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    for (const list of byState.values()) for (const n of list) ctx.fillText("!", badgeCentre(n).x, badgeCentre(n).y + 0.5);
+    ctx.textAlign = "start";
   }
 
   /** Rings around the selected and hovered nodes. */
@@ -492,4 +539,9 @@ function fit(ctx, text, width) {
     else hi = mid - 1;
   }
   return lo === 0 ? "" : `${text.slice(0, lo)}…`;
+}
+
+/** Where a node's check badge sits: astride its top-right corner, clear of its label. */
+function badgeCentre(node) {
+  return { x: node.x + NODE_W - 2, y: node.y + 2 };
 }

@@ -63,6 +63,7 @@ export class EventFeed {
 }
 
 function label(event) {
+  if (event.type === "CheckFinished") return "check";
   return event.type.replace(/^Object|^Run/, (prefix) => (prefix === "Run" ? "Run " : "")).toLowerCase();
 }
 
@@ -82,6 +83,8 @@ function detail(event) {
       return `attempt ${event.attempt}: ${event.error}`;
     case "ObjectSkipped":
       return event.reason ?? "";
+    case "CheckFinished":
+      return `${event.check}: ${event.status}${event.failing_rows ? ` · ${number(event.failing_rows)} failing rows` : ""}${event.severity === "warn" ? " (warn)" : ""}`;
     default:
       return "";
   }

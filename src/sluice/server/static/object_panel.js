@@ -1,16 +1,17 @@
-// The object panel: one object's state in the run shown (live), its definition and a sample of its
-// last output (GET /objects/{id}).
+// The object panel: one object's state in the run shown (live), its data-quality checks' results, its
+// definition and a sample of its last output (GET /objects/{id}).
 
 import { getJSON } from "./api.js";
 import { clock, duration, el, number } from "./format.js";
-import { FINAL, LABELS } from "./run_state.js";
+import { FINAL, LABELS, checkState } from "./run_state.js";
 
 export class ObjectPanel {
-  constructor(panel, title, body, closeButton, { stateOf, nodeOf, onPick, onClose, online }) {
+  constructor(panel, title, body, closeButton, { stateOf, checksOf, nodeOf, onPick, onClose, online }) {
     this.panel = panel;
     this.title = title;
     this.body = body;
     this.stateOf = stateOf; // id -> {run, state} for the run shown, or null
+    this.checksOf = checksOf; // id -> its check results in the run shown ([] without any)
     this.nodeOf = nodeOf; // id -> layout node
     this.onPick = onPick; // open another object
     this.online = online; // false: no server to ask (the offline harness)
@@ -73,6 +74,7 @@ export class ObjectPanel {
     const last = this.detail?.last_state ?? null;
     const sections = [];
     sections.push(this.stateSection(node, shown, last));
+    sections.push(this.checksSection(shown ? this.checksOf(id) : (last?.checks ?? [])));
     sections.push(this.linksSection("Parents", node.parents));
     sections.push(this.linksSection("Children", node.children));
     sections.push(this.metadataSection());
@@ -132,6 +134,38 @@ export class ObjectPanel {
     );
   }
 
+  /** The object's data-quality checks (CheckFinished events, or the JSON's `checks`): status, failing rows, sample. */
+  checksSection(results) {
+    if (!results.length) return null;
+    const state = checkState(results);
+    const rows = results.map((r) => {
+      const shown = r.status === "failed" && r.severity === "warn" ? "warned" : r.status;
+      return el(
+        "tr",
+        { "data-check": r.check, "data-status": shown },
+        el("td", {}, el("span", { class: "check-name", text: r.check }), el("small", { text: `${r.kind}${r.severity === "warn" ? " · warn" : ""}` })),
+        el("td", {}, el("span", { class: `badge check-${shown}`, text: shown })),
+        el("td", { class: "num", "data-field": "failing_rows", text: number(r.failing_rows) }),
+        el("td", { class: "check-sample", "data-field": "sample", title: r.message || null, text: sampleText(r) }),
+      );
+    });
+    return el(
+      "section",
+      { class: "checks", "data-testid": "object-checks", "data-state": state },
+      el("h3", { text: `Checks (${results.length})` }),
+      el(
+        "div",
+        { class: "table-wrap" },
+        el(
+          "table",
+          {},
+          el("thead", {}, el("tr", {}, ...["Check", "Status", "Failing rows", "Sample"].map((c) => el("th", { text: c })))),
+          el("tbody", {}, ...rows),
+        ),
+      ),
+    );
+  }
+
   linksSection(title, ids) {
     if (!ids.length) return null;
     return el(
@@ -183,6 +217,12 @@ export class ObjectPanel {
     );
     return el("section", { class: "sample" }, el("h3", { text: "Sample rows" }), el("p", { class: "caption", text: caption }), el("div", { class: "table-wrap" }, table));
   }
+}
+
+/** A check's sample keys, or why it has none (a check that could not run says why; a passed one has nothing). */
+function sampleText(result) {
+  if (result.sample.length) return result.sample.join(", ");
+  return result.status === "passed" ? "—" : result.message || "—";
 }
 
 function cell(value) {

@@ -20,6 +20,11 @@ const DETAIL_FIELDS = ["rows", "duration_s", "error", "reason", "location", "wor
 const FAILED_ANCESTOR = /^(?:parent|ancestor) (\d+) failed/;
 
 /**
+ * @typedef {{check: string, kind: string, severity: string, status: string, failing_rows: number, sample: string[],
+ *   message: string, duration_s: number, attempt: number}} CheckResult
+ */
+
+/**
  * @typedef {{status: string, attempt: number, rows?: number|null, duration_s?: number|null, error?: string|null,
  *   reason?: string|null, location?: string|null, worker?: string, readyAt?: number|null, startedAt?: number|null,
  *   finishedAt?: number|null, fresh?: boolean}} ObjectRunState
@@ -37,6 +42,8 @@ export class RunView {
     this.objects = new Map();
     this.counts = Object.fromEntries(STATUSES.map((s) => [s, 0]));
     this.changed = new Set(); // ids changed since the last takeChanged()
+    /** @type {Map<number, Map<string, CheckResult>>} each object's data-quality check results, latest attempt only */
+    this.checks = new Map();
   }
 
   get planned() {
@@ -130,6 +137,8 @@ export class RunView {
         });
       case "ObjectSkipped":
         return this.applySkip(event, ts);
+      case "CheckFinished":
+        return this.addCheck(event.object_id, event);
       default:
         return false; // consumers ignore what they do not know
     }
@@ -150,6 +159,43 @@ export class RunView {
       changed = this.merge(Number(match[1]), { status: "failed", attempt: failed.attempt }) || changed;
     }
     return changed;
+  }
+
+  /** Record one check's result (a CheckFinished event or an entry of a snapshot's `checks`); true when it is new. */
+  addCheck(id, result) {
+    let checks = this.checks.get(id);
+    if (checks === undefined) this.checks.set(id, (checks = new Map()));
+    const attempt = result.attempt ?? 0;
+    let latest = 0;
+    for (const r of checks.values()) latest = Math.max(latest, r.attempt);
+    if (attempt < latest) return false; // a late result of an attempt already retried
+    if (attempt > latest) checks.clear();
+    const old = checks.get(result.check);
+    if (old && old.status === result.status && old.failing_rows === result.failing_rows && old.attempt === attempt) return false;
+    checks.set(result.check, {
+      check: result.check,
+      kind: result.kind ?? "",
+      severity: result.severity ?? "error",
+      status: result.status,
+      failing_rows: result.failing_rows ?? 0,
+      sample: result.sample ?? [],
+      message: result.message ?? "",
+      duration_s: result.duration_s ?? null,
+      attempt,
+    });
+    this.changed.add(id);
+    return true;
+  }
+
+  /** An object's check results in this run, in the order they came; [] without any. */
+  checksOf(id) {
+    const checks = this.checks.get(id);
+    return checks ? [...checks.values()] : [];
+  }
+
+  /** What an object's badge says: "failed", "warned", "passed", or null when no check ran. */
+  checkState(id) {
+    return checkState(this.checksOf(id));
   }
 
   /** Merge a RunDetail (GET /runs/{id}); times there are Unix seconds. */
@@ -175,6 +221,7 @@ export class RunView {
         startedAt: seconds(o.started_at),
         finishedAt: seconds(o.finished_at),
       });
+      for (const result of o.checks ?? []) this.addCheck(o.object_id, result);
     }
   }
 
@@ -184,6 +231,15 @@ export class RunView {
     this.changed = new Set();
     return ids;
   }
+}
+
+/** "failed" when an error-severity check failed or could not run, "warned" when only warn ones did, "passed", or
+ * null for no result (the same rule as the server's check_state). */
+export function checkState(results) {
+  if (!results.length) return null;
+  const bad = results.filter((r) => r.status !== "passed");
+  if (bad.some((r) => r.severity === "error")) return "failed";
+  return bad.length ? "warned" : "passed";
 }
 
 /** Whether `incoming` supersedes `current` for one object of one run. */
