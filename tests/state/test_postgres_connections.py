@@ -4,6 +4,7 @@ of its own: a long-lived scheduler or server would otherwise reach the server's 
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -22,6 +23,17 @@ def backends(url: str) -> int:
     return int(row[0])
 
 
+def settled_backends(url: str, expected: int, within_s: float = 10.0) -> int:
+    """The database's backend count once it equals ``expected``, or the last count after ``within_s``: a backend
+    leaves ``pg_stat_activity`` a moment after its client closed the connection (PostgreSQL ends it asynchronously)."""
+    deadline = time.monotonic() + within_s
+    count = backends(url)
+    while count != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = backends(url)
+    return count
+
+
 def test_connections_of_ended_threads_are_closed(pg_db_url: str) -> None:
     store = PostgresStateStore(pg_db_url)
     try:
@@ -34,7 +46,7 @@ def test_connections_of_ended_threads_are_closed(pg_db_url: str) -> None:
         last = threading.Thread(target=store.list_runs)  # opening its connection closes the ended threads'
         last.start()
         last.join()
-        assert backends(pg_db_url) == 2  # the constructor's (this thread's) and the last thread's
+        assert settled_backends(pg_db_url, 2) == 2  # the constructor's (this thread's) and the last thread's
     finally:
         store.close()
-    assert backends(pg_db_url) == 0
+    assert settled_backends(pg_db_url, 0) == 0
