@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from sluice.errors import RunNotFound, StateError
 from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+from sluice.state.history_tables import HistoryTables, history_schema
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS sluice_state;
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS sluice_state.source_cursors (
     saved_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, object_id)
 );
-"""
+""" + history_schema("sluice_state.", "DOUBLE PRECISION")
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
 
@@ -97,11 +98,16 @@ def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(*row)
 
 
+def _dialect(sql: str) -> str:
+    """A statement of :mod:`sluice.state.history_tables` for psycopg: ``%s`` placeholders, the schema prefix."""
+    return sql.replace("?", "%s").replace("{s}", "sluice_state.")
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-class PostgresStateStore(StateStore):
+class PostgresStateStore(HistoryTables, StateStore):
     """A :class:`StateStore` in a PostgreSQL database; one connection per thread."""
 
     def __init__(self, url: str) -> None:
@@ -250,6 +256,19 @@ class PostgresStateStore(StateStore):
                     (project, list(object_ids)),
                 ).fetchall()
         return sorted(row[0] for row in rows)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._rows(_dialect(sql), params)
+
+    def _execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        with self._write() as conn:
+            return [conn.execute(_dialect(sql), params).rowcount for sql, params in statements]
+
+    def _json_field(self, column: str, key: str) -> str:
+        return f"{column}->>'{key}'"
+
+    def _run_record(self, row: Sequence[Any]) -> RunRecord:
+        return _run(row)
 
     def ping(self) -> None:
         with self._connection() as conn:

@@ -10,6 +10,7 @@ from typing import Any
 from sluice.errors import RunNotFound, StateError
 from sluice.sqlite_file import SqliteFile
 from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+from sluice.state.history_tables import HistoryTables, history_schema
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -60,7 +61,7 @@ CREATE TABLE IF NOT EXISTS source_cursors (
     saved_at REAL NOT NULL,
     PRIMARY KEY (project, object_id)
 ) WITHOUT ROWID;
-"""
+""" + history_schema("", "REAL")
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
@@ -81,7 +82,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
     )
 
 
-class SqliteStateStore(StateStore):
+class SqliteStateStore(HistoryTables, StateStore):
     """A :class:`StateStore` in one SQLite file; one connection per thread."""
 
     def __init__(self, path: str | Path) -> None:
@@ -196,6 +197,19 @@ class SqliteStateStore(StateStore):
             chosen = sorted(row[0] for row in rows if object_ids is None or row[0] in object_ids)
             conn.executemany("DELETE FROM source_cursors WHERE project = ? AND object_id = ?", [(project, i) for i in chosen])
         return chosen
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.db.conn().execute(sql.replace("{s}", ""), params).fetchall()
+
+    def _execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        with self.db.write() as conn:
+            return [conn.execute(sql.replace("{s}", ""), params).rowcount for sql, params in statements]
+
+    def _json_field(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
+    def _run_record(self, row: Sequence[Any]) -> RunRecord:
+        return _run(row)
 
     def ping(self) -> None:
         self.db.ping()
