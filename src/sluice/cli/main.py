@@ -580,6 +580,15 @@ def _register_produce() -> None:
 _register_produce()
 
 
+def _register_runs_commands() -> None:
+    from sluice.cli.backfill import backfill
+
+    cli.add_command(backfill)
+
+
+_register_runs_commands()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
