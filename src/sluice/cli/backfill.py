@@ -98,6 +98,7 @@ def backfill_json(record: BackfillRecord, dates: list[BackfillDate]) -> dict[str
 @click.option("--json", "as_json", is_flag=True, help="Print the backfill (and its dates) as JSON at the end.")
 @click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (as 'sluice run').")
 @click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
+@click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail in every run (repeatable).")
 @click.option("--bus", "bus_url", help="Bus URL (default: embedded log in .sluice/).")
 @click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")
 def backfill(
@@ -114,6 +115,7 @@ def backfill(
     as_json: bool,
     simulate: bool,
     delay_scale: float,
+    fail_ids: tuple[int, ...],
     bus_url: str | None,
     state_url: str | None,
 ) -> None:
@@ -164,7 +166,7 @@ def backfill(
         click.echo(f"backfill {record.backfill_id}: {left} date(s) to run, {parallel} at once", err=True)
         from sluice.runtime.summary import RunOptions
 
-        defaults = RunOptions(simulate=simulate, delay_scale=delay_scale)
+        defaults = RunOptions(simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
         on_date = None if as_json else lambda item, settled, total: click.echo(date_line(item, settled, total))
         try:
             with InProcessRuns(project, defaults, bus_url=bus_url, state_url=state_url) as runs:

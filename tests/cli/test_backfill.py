@@ -1,0 +1,75 @@
+"""``sluice backfill`` end to end: real runs of a small project, a process killed mid-backfill and the same command
+resuming it without running the succeeded dates again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import write_yaml
+
+from sluice.state.sqlite import SqliteStateStore
+
+SLUICE = [sys.executable, "-m", "sluice"]
+PROJECT = """
+name: bf
+objects:
+  - {id: 1001, name: raw_a}
+  - {id: 2001, name: clean_a, parents: [1001]}
+"""
+
+
+def sluice(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SLUICE, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def _runs_by_day(root: Path) -> dict[str, list[str]]:
+    store = SqliteStateStore(root / ".sluice" / "state.db")
+    try:
+        days: dict[str, list[str]] = {}
+        for run in store.find_runs("bf", limit=1000):
+            assert run.options["trigger"] == "backfill"
+            days.setdefault(run.options["logical_date"][:10], []).append(run.status)
+        return days
+    finally:
+        store.close()
+
+
+def test_a_killed_backfill_is_resumed_by_the_same_command(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-05", "--simulate"]
+    # 0.5 s a simulated object: the first date settles, the process is killed during a later one
+    with subprocess.Popen([*SLUICE, *args, "--delay-scale", "0.5"], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert first.startswith("[1/5] 2026-01-01T00:00:00+00:00  succeeded")
+    before = _runs_by_day(tmp_path / "bf")
+    assert before["2026-01-01"] == ["succeeded"]
+
+    again = sluice(*args, "--delay-scale", "0", "--json")
+    assert again.returncode == 0, again.stderr
+    assert "resuming backfill" in again.stderr
+    result = json.loads(again.stdout)
+    assert result["status"] == "succeeded" and result["counts"] == {"succeeded": 5}
+    after = _runs_by_day(tmp_path / "bf")
+    assert after["2026-01-01"] == ["succeeded"]  # not run again
+    assert sorted(after) == [f"2026-01-0{i}" for i in range(1, 6)]
+
+    listed = sluice("backfill", str(path), "--list", "--json")
+    assert [b["backfill_id"] for b in json.loads(listed.stdout)] == [result["backfill_id"]]
+
+
+def test_failed_dates_exit_1_and_name_the_dates(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    result = sluice("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-02", "--simulate", "--delay-scale", "0",
+                    "--target", "clean_a", "--parallel", "2", "--fail", "2001")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "failed: 2026-02-01T00:00:00+00:00, 2026-02-02T00:00:00+00:00" in result.stdout
+    assert result.stdout.count(" failed    run ") == 2
+    bad = sluice("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-01", "--target", "nope")
+    assert bad.returncode == 2 and "--target nope: no object" in bad.stderr
