@@ -63,6 +63,17 @@ def test_a_killed_backfill_is_resumed_by_the_same_command(tmp_path: Path) -> Non
     listed = sluice("backfill", str(path), "--list", "--json")
     assert [b["backfill_id"] for b in json.loads(listed.stdout)] == [result["backfill_id"]]
 
+    runs = json.loads(sluice("runs", str(path), "--schedule", f"backfill:{result['backfill_id']}", "--json").stdout)
+    assert sorted(r["logical_date"][:10] for r in runs) == [f"2026-01-0{i}" for i in range(1, 6)]
+    assert {r["trigger"] for r in runs} == {"backfill"}
+    assert json.loads(sluice("runs", str(path), "--status", "failed", "--json").stdout) == []
+    assert json.loads(sluice("runs", str(path), "--until", "2000-01-01", "--json").stdout) == []
+
+    dry = sluice("prune", str(path), "--keep", "3650d", "--dry-run")
+    assert dry.returncode == 0 and "would remove 0 row(s) of runs" in dry.stdout
+    missing = sluice("prune", str(path))
+    assert missing.returncode == 2 and "no 'history:' section" in missing.stderr
+
 
 def test_failed_dates_exit_1_and_name_the_dates(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "bf", PROJECT)
@@ -73,3 +84,4 @@ def test_failed_dates_exit_1_and_name_the_dates(tmp_path: Path) -> None:
     assert result.stdout.count(" failed    run ") == 2
     bad = sluice("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-01", "--target", "nope")
     assert bad.returncode == 2 and "--target nope: no object" in bad.stderr
+

@@ -335,20 +335,46 @@ def _event_line(record: dict[str, Any]) -> str:
 @cli.command()
 @click.argument("path", type=click.Path())
 @click.option("--limit", default=20, show_default=True)
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), help="Only runs with this status.")
+@click.option("--schedule", help="Only runs of this schedule, sensor or backfill (backfill:<id>).")
+@click.option("--since", help="Only runs started at or after this date (YYYY-MM-DD, or an ISO time; UTC).")
+@click.option("--until", help="Only runs started before this date (YYYY-MM-DD, or an ISO time; UTC).")
 @click.option("--json", "as_json", is_flag=True)
 @backend_options
-def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
-    """List recent runs."""
+def runs(
+    path: str,
+    limit: int,
+    status: str | None,
+    schedule: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    bus_url: str | None,
+    state_url: str | None,
+) -> None:
+    """List recent runs, most recent first (filtered by status, schedule and start date)."""
+    from sluice.cli.history import parse_when
     from sluice.runtime.run import open_backends
 
     project = _load(path)
+    after, before = parse_when(since, "--since"), parse_when(until, "--until")
     with open_backends(project, bus_url, state_url) as backends:
-        records = backends.state.list_runs(project.name, limit)
+        records = backends.state.find_runs(
+            project.name, status=status, schedule=schedule, since=after, until=before, limit=limit
+        )
     if as_json:
         click.echo(
             json.dumps(
                 [
-                    {"run_id": r.run_id, "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at}
+                    {
+                        "run_id": r.run_id,
+                        "status": r.status,
+                        "started_at": r.started_at,
+                        "finished_at": r.finished_at,
+                        "trigger": r.options.get("trigger", "manual"),
+                        "schedule": r.options.get("schedule"),
+                        "logical_date": r.options.get("logical_date"),
+                    }
                     for r in records
                 ]
             )
@@ -356,7 +382,9 @@ def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: s
         return
     for r in records:
         took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at else "-"
-        click.echo(f"{r.run_id}  {r.status:<10} {took}")
+        by = r.options.get("schedule") or r.options.get("trigger", "manual")
+        logical = f"  {r.options['logical_date']}" if r.options.get("logical_date") else ""
+        click.echo(f"{r.run_id}  {r.status:<10} {took:>9}  {by}{logical}")
 
 
 @cli.command()
@@ -582,8 +610,10 @@ _register_produce()
 
 def _register_runs_commands() -> None:
     from sluice.cli.backfill import backfill
+    from sluice.cli.history import prune
 
     cli.add_command(backfill)
+    cli.add_command(prune)
 
 
 _register_runs_commands()

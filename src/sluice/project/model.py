@@ -19,6 +19,7 @@ from sluice.api.settings import ApiSettings
 from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
+from sluice.runtime.history_settings import HistorySettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
@@ -340,6 +341,8 @@ class Project:
     object whose fields could not be mapped to work, and what to do about it."""
     spark: SparkSettings = field(default_factory=SparkSettings)
     """The ``spark:`` section: master URL and configuration of the Spark session (docs/engines.md)."""
+    history: HistorySettings | None = None
+    """The ``history:`` section: how long finished runs are kept (None: for ever, until ``sluice prune --keep``)."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

@@ -21,6 +21,7 @@ from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
+from sluice.runtime.history_settings import HistorySettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 
@@ -133,6 +134,10 @@ class ProjectSettings(Settings):
         ObjetsSettings | None,
         Meta(description="Objects from an Objets.json, its fields mapped to sources and lake folders (docs/objets-json.md)."),
     ] = None
+    history: Annotated[
+        HistorySettings | None,
+        Meta(description="How long finished runs, their events and backfills are kept before pruning (docs/operations.md)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt", "history")

@@ -42,6 +42,7 @@ from sluice.project.model import (
 )
 from sluice.project.models import read_models
 from sluice.project.objets_project import read_objets
+from sluice.runtime.history_settings import HistorySettings
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
@@ -134,7 +135,15 @@ class _Reader:
             left_out=objets.left_out if objets is not None else {},
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
+            history=self.history(data.get("history"), data.line_of("history")),
         )
+
+    def history(self, raw: Any, line: int | None) -> HistorySettings | None:
+        """The ``history:`` section (``keep``, ``every``), checked key by key."""
+        if raw is None:
+            return None
+        mapping = self.mapping(raw, "'history'", line, "{keep: 30d}")
+        return self.check(HistorySettings, mapping, "history") if mapping is not None else None
 
     def spark(self, raw: Any, line: int | None) -> SparkSettings:
         """The ``spark:`` section (master URL, conf), checked key by key."""
