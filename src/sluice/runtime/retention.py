@@ -18,11 +18,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sluice.bus.base import Bus
 from sluice.bus.embedded import EmbeddedBus
 from sluice.bus.names import EVENTS_TOPIC
 from sluice.state.base import StateStore
+
+if TYPE_CHECKING:
+    from sluice.project.model import Project
+    from sluice.runtime.run import Backends
 
 log = logging.getLogger("sluice.retention")
 
@@ -111,3 +116,14 @@ class Pruner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+def start_pruner(project: Project, backends: Backends) -> Pruner | None:
+    """A started :class:`Pruner` for ``project``'s ``history:`` section, or None without one (what ``sluice serve``
+    and the scheduler call once their backends are open; ``stop()`` it on shutdown)."""
+    if project.history is None:
+        return None
+    history = project.history
+    pruner = Pruner(backends.state, backends.bus, project.name, history.keep_s, history.every_s)
+    pruner.start()
+    return pruner

@@ -33,6 +33,7 @@ from sluice.server.http_metrics import HttpMetrics
 from sluice.server.runs import find_run
 from sluice.server.services import Services
 from sluice.server.stream import EventFilter, event_stream
+from sluice.server.backfills import backfill_routes
 from sluice.server.streams import stream_routes
 from sluice.server.syncs import sync_routes
 
@@ -105,6 +106,7 @@ def create_app(services: Services) -> FastAPI:
     _health_routes(app, services)
     sync_routes(app, services.project)
     stream_routes(app, services.project, lambda: services.backends.lake, lambda: services.streams)
+    backfill_routes(app, services.project.name, lambda: services.backends.state)
     if data_api is not None:
         from sluice.api.http import mount_api
         from sluice.api.rest.adapt import mount_data_api_rest

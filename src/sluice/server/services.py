@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from sluice.errors import SluiceError
 from sluice.project.model import Project
+from sluice.runtime.retention import Pruner, start_pruner
 from sluice.runtime.run import Backends, open_backends, start_workers, stop_workers
 from sluice.runtime.summary import RunOptions
 from sluice.runtime.worker import StageWorker
@@ -74,6 +75,8 @@ class Services:
         self._syncs: SyncHost | None = None
         self.streams: StreamHost | None = None
         """The streaming objects this server runs (``--stream``), None when it runs none."""
+        self.pruner: Pruner | None = None
+        """Prunes history every ``history: every`` (None without a ``history:`` section)."""
         self.stream_closers: list[Callable[[], None]] = []
         """Called (on the event loop) by :meth:`close_streams`: other long-lived streams of the app (subscriptions)."""
         self.started = False
@@ -135,6 +138,7 @@ class Services:
             self._syncs = SyncHost(self.project, settings.syncs)
             self._syncs.start()
             self.streams = host_streams(self.project, backends.lake, settings.streams)
+            self.pruner = start_pruner(self.project, backends)
         except BaseException:
             self._shutdown()
             raise
@@ -159,6 +163,9 @@ class Services:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.pruner is not None:
+            self.pruner.stop()
+            self.pruner = None
         if self.streams is not None:
             self.streams.stop()  # each commits what it gathered
             self.streams.join(30.0)

@@ -17,6 +17,7 @@ import { ObjectPanel } from "./object_panel.js";
 import { RunView, STATUSES } from "./run_state.js";
 import { RunsList } from "./runs_list.js";
 import { StreamsPanel } from "./streams_panel.js";
+import { BackfillsPanel } from "./backfills_panel.js";
 import { SyncsPanel } from "./syncs_panel.js";
 
 const RUNS_LIMIT = 50;
@@ -53,6 +54,7 @@ class App {
     this.streams = new StreamsPanel($("streams"), $("stream-list"), (shown) =>
       $("sidebar").classList.toggle("with-streams", shown),
     );
+    this.backfills = new BackfillsPanel($("backfills"), $("backfill-list"), () => this.sidebarRows());
     this.runsList = new RunsList($("run-list"), (runId) => this.pickRun(runId));
     this.panel = new ObjectPanel($("object-panel"), $("object-title"), $("object-body"), $("object-close"), {
       stateOf: (id) => {
@@ -72,6 +74,14 @@ class App {
     setInterval(() => {
       if (this.run?.status === "running") this.scheduleUi();
     }, 1000);
+  }
+
+  /** One auto-sized row per panel shown above the runs (syncs, streams, backfills), then the runs and the feed. */
+  sidebarRows() {
+    const shown = ["syncs", "streams", "backfills"].filter((id) => !$(id).hidden).length;
+    $("sidebar").style.gridTemplateRows = $("backfills").hidden
+      ? ""
+      : `${"minmax(0, auto) ".repeat(shown)}minmax(120px, 30%) minmax(0, 1fr)`;
   }
 
   bindControls() {
@@ -99,6 +109,7 @@ class App {
     }
     this.syncs.start();
     this.streams.start();
+    this.backfills.start();
     try {
       this.stream.start(await this.streamStart());
     } catch (error) {
