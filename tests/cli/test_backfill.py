@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from helpers import write_yaml
-
 from sluice.state.sqlite import SqliteStateStore
 
 SLUICE = [sys.executable, "-m", "sluice"]
@@ -84,4 +83,3 @@ def test_failed_dates_exit_1_and_name_the_dates(tmp_path: Path) -> None:
     assert result.stdout.count(" failed    run ") == 2
     bad = sluice("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-01", "--target", "nope")
     assert bad.returncode == 2 and "--target nope: no object" in bad.stderr
-

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from helpers import wait_for
+from tests.state.test_contract import OpenStore, open_store
 
+from helpers import wait_for
 from sluice import events as ev
 from sluice.bus.embedded import EmbeddedBus
 from sluice.bus.names import EVENTS_TOPIC
 from sluice.runtime.retention import Pruner, prune_history
 from sluice.state.base import BackfillRecord, ObjectState, RunRecord
-from tests.state.test_contract import OpenStore, open_store
 
 __all__ = ["open_store"]
 DAY = 86400.0
@@ -42,7 +42,9 @@ def test_prune_keeps_recent_and_running_history_and_removes_the_rest(open_store:
         new_offset = _publish_run(bus, "new")
         now = cutoff + 30 * DAY  # the fake clock: keep 30 days puts the cutoff between the runs
         objects = [ObjectState(1, "ingest", "loaded")]
-        state.create_run(RunRecord("old", "shop", "succeeded", now - 40 * DAY, now - 40 * DAY + 5, first_offset=old_offset), objects)
+        state.create_run(
+            RunRecord("old", "shop", "succeeded", now - 40 * DAY, now - 40 * DAY + 5, first_offset=old_offset), objects
+        )
         state.create_run(RunRecord("stuck", "shop", "running", now - 35 * DAY, None, first_offset=stuck_offset), objects)
         state.create_run(RunRecord("new", "shop", "failed", now - 1 * DAY, now - DAY + 5, first_offset=new_offset), objects)
         state.create_backfill(BackfillRecord("b-old", "shop", "failed", now - 50 * DAY, now - 45 * DAY), ["2026-01-01"])

@@ -4,10 +4,10 @@ backend like ``test_contract.py``."""
 from __future__ import annotations
 
 import pytest
+from tests.state.test_contract import open_store, store
 
 from sluice.errors import BackfillNotFound
 from sluice.state.base import BackfillDate, BackfillRecord, ObjectState, RunRecord, SensorCursor, StateStore
-from tests.state.test_contract import open_store, store
 
 __all__ = ["open_store", "store"]
 

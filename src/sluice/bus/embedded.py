@@ -159,9 +159,7 @@ class EmbeddedBus(Bus):
 
     def first_offset_since(self, topic: str, ts: float) -> int:
         """The offset of ``topic``'s first message published at or after ``ts`` (epoch seconds), or the end offset."""
-        row = self.db.conn().execute(
-            "SELECT MIN(offset) FROM messages WHERE topic = ? AND ts >= ?", (topic, ts)
-        ).fetchone()
+        row = self.db.conn().execute("SELECT MIN(offset) FROM messages WHERE topic = ? AND ts >= ?", (topic, ts)).fetchone()
         return int(row[0]) if row and row[0] is not None else self.end_offset(topic)
 
     def _notify(self) -> None:

@@ -359,9 +359,7 @@ def runs(
     project = _load(path)
     after, before = parse_when(since, "--since"), parse_when(until, "--until")
     with open_backends(project, bus_url, state_url) as backends:
-        records = backends.state.find_runs(
-            project.name, status=status, schedule=schedule, since=after, until=before, limit=limit
-        )
+        records = backends.state.find_runs(project.name, status=status, schedule=schedule, since=after, until=before, limit=limit)
     if as_json:
         click.echo(
             json.dumps(

@@ -42,9 +42,9 @@ from sluice.project.model import (
 )
 from sluice.project.models import read_models
 from sluice.project.objets_project import read_objets
-from sluice.runtime.history_settings import HistorySettings
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
+from sluice.runtime.history_settings import HistorySettings
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
 from sluice.urls import connection_scheme
 

@@ -51,7 +51,13 @@ class PruneReport:
         return out
 
     def as_json(self) -> dict[str, object]:
-        return {"cutoff": self.cutoff, "dry_run": self.dry_run, "tables": self.tables, "events": self.events, "bus": self.bus_note}
+        return {
+            "cutoff": self.cutoff,
+            "dry_run": self.dry_run,
+            "tables": self.tables,
+            "events": self.events,
+            "bus": self.bus_note,
+        }
 
 
 def prune_history(

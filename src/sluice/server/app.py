@@ -27,13 +27,13 @@ from sluice.api.metrics import request_lines
 from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.server import models
+from sluice.server.backfills import backfill_routes
 from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, install_error_handlers, json_response
 from sluice.server.fast_paths import FastPathApp
 from sluice.server.http_metrics import HttpMetrics
 from sluice.server.runs import find_run
 from sluice.server.services import Services
 from sluice.server.stream import EventFilter, event_stream
-from sluice.server.backfills import backfill_routes
 from sluice.server.streams import stream_routes
 from sluice.server.syncs import sync_routes
 

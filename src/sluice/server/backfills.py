@@ -42,7 +42,9 @@ class BackfillList(BaseModel):
 def backfill_routes(app: FastAPI, project: str, state: Callable[[], StateStore]) -> None:
     """Add the backfill routes; ``state()`` gives the server's state store once started."""
 
-    @app.get("/backfills", summary="The project's backfills, most recent first, with per-date status", response_model=BackfillList)
+    @app.get(
+        "/backfills", summary="The project's backfills, most recent first, with per-date status", response_model=BackfillList
+    )
     def list_backfills(limit: Annotated[int, Query(ge=1, le=200, description="How many backfills.")] = 20) -> Response:
         store = state()
         records = store.list_backfills(project, limit)

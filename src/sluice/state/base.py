@@ -266,10 +266,9 @@ class StateStore(HistoryStore):
     def reset_source_cursors(self, project: str, object_ids: Sequence[int] | None = None) -> list[int]:
         """Forget the cursors of ``object_ids`` (None: all of the project's); the ids that had one, ascending."""
 
-    def ping(self) -> None:  # noqa: B027 - optional check
+    def ping(self) -> None:
         """Raise StateError when the store cannot be reached."""
 
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
-

@@ -108,9 +108,7 @@ class HistoryTables(HistoryStore):
         return [_backfill(row) for row in rows]
 
     def backfill_dates(self, backfill_id: str) -> list[BackfillDate]:
-        rows = self._query(
-            f"SELECT {_DATE} FROM {{s}}backfill_dates WHERE backfill_id = ? ORDER BY logical_date", (backfill_id,)
-        )
+        rows = self._query(f"SELECT {_DATE} FROM {{s}}backfill_dates WHERE backfill_id = ? ORDER BY logical_date", (backfill_id,))
         return [BackfillDate(*row) for row in rows]
 
     def save_backfill_date(self, backfill_id: str, date: BackfillDate) -> None:
