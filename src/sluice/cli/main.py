@@ -609,9 +609,11 @@ _register_produce()
 def _register_runs_commands() -> None:
     from sluice.cli.backfill import backfill
     from sluice.cli.history import prune
+    from sluice.cli.sensors import sensors
 
     cli.add_command(backfill)
     cli.add_command(prune)
+    cli.add_command(sensors)
 
 
 _register_runs_commands()

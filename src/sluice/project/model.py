@@ -20,6 +20,7 @@ from sluice.cdc.config import SyncSettings
 from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
 from sluice.runtime.history_settings import HistorySettings
+from sluice.scheduling.sensor_settings import SensorSpec
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
@@ -343,6 +344,8 @@ class Project:
     """The ``spark:`` section: master URL and configuration of the Spark session (docs/engines.md)."""
     history: HistorySettings | None = None
     """The ``history:`` section: how long finished runs are kept (None: for ever, until ``sluice prune --keep``)."""
+    sensors: tuple[SensorSpec, ...] = ()
+    """The ``sensors:`` of ``sluice.yaml``, in file order (docs/sensors.md)."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

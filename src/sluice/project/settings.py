@@ -22,6 +22,7 @@ from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
 from sluice.runtime.history_settings import HistorySettings
+from sluice.scheduling.sensor_settings import SensorSettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 
@@ -138,6 +139,10 @@ class ProjectSettings(Settings):
         HistorySettings | None,
         Meta(description="How long finished runs, their events and backfills are kept before pruning (docs/operations.md)."),
     ] = None
+    sensors: Annotated[
+        dict[str, SensorSettings] | None,
+        Meta(description="Sensors by name: start a run when files, S3 keys, a synced table or another project's runs change (docs/sensors.md)."),
+    ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt", "history")
+NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt", "history", "sensors")

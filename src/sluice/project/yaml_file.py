@@ -45,6 +45,7 @@ from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.runtime.history_settings import HistorySettings
+from sluice.scheduling.sensor_config import read_sensors
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
 from sluice.urls import connection_scheme
 
@@ -136,6 +137,7 @@ class _Reader:
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
             history=self.history(data.get("history"), data.line_of("history")),
+            sensors=read_sensors(self, data.get("sensors"), data.line_of("sensors"), objects, syncs),
         )
 
     def history(self, raw: Any, line: int | None) -> HistorySettings | None:
