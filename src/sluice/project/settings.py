@@ -141,8 +141,24 @@ class ProjectSettings(Settings):
     ] = None
     sensors: Annotated[
         dict[str, SensorSettings] | None,
-        Meta(description="Sensors by name: start a run when files, S3 keys, a synced table or another project's runs change (docs/sensors.md)."),
+        Meta(
+            description="Sensors by name: start a run when files, S3 keys, a synced table or another project's runs "
+            "change (docs/sensors.md)."
+        ),
     ] = None
 
 
-NESTED_KEYS = ("objects", "lake", "retry", "stages", "connections", "syncs", "api", "spark", "models", "dbt", "history", "sensors")
+NESTED_KEYS = (
+    "objects",
+    "lake",
+    "retry",
+    "stages",
+    "connections",
+    "syncs",
+    "api",
+    "spark",
+    "models",
+    "dbt",
+    "history",
+    "sensors",
+)

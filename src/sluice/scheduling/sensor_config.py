@@ -31,7 +31,9 @@ def read_sensors(
         where = raw.line_of(name)
         label = f"sensor '{name}'"
         if not isinstance(body, YamlMap):
-            checker.problems.append(ConfigError(f"{label} must be a mapping such as {{type: files, path: 'in/*.csv'}}", checker.file, where))
+            checker.problems.append(
+                ConfigError(f"{label} must be a mapping such as {{type: files, path: 'in/*.csv'}}", checker.file, where)
+            )
             continue
         settings = checker.check(SensorSettings, body, label)
         if settings is None:
@@ -39,8 +41,11 @@ def read_sensors(
         if settings.sync is not None and settings.sync not in sync_names:
             known = ", ".join(sync_names) or "none defined"
             checker.problems.append(
-                ConfigError(f"{label}: no sync named {settings.sync!r} (syncs: {known}).{did_you_mean(settings.sync, sync_names)}",
-                            checker.file, body.line_of("sync"))  # fmt: skip
+                ConfigError(
+                    f"{label}: no sync named {settings.sync!r} (syncs: {known}).{did_you_mean(settings.sync, sync_names)}",
+                    checker.file,
+                    body.line_of("sync"),
+                )
             )
         try:
             targets = sensor_targets(settings, objects)

@@ -1,22 +1,22 @@
 """The ``sensors:`` section of ``sluice.yaml`` (docs/sensors.md)::
 
-    sensors:
-      landing:
-        type: files                 # new or changed files matching a glob under the project folder
-        path: incoming/*.csv
-        targets: [orders]           # object ids or names (ancestors run with them); or tags: [...]; neither: all
-        min_interval: 5m            # at most one run this often (default 30s)
-      drops:
-        type: s3                    # new or changed keys under an S3 prefix
-        url: s3://landing/orders/?endpoint=http://127.0.0.1:29000
-      orders_changed:
-        type: table                 # a sync's captured table changed (its change events on the bus)
-        sync: shop
-        table: public.orders
-      upstream_done:
-        type: run                   # another project's run succeeded
-        state: postgresql://postgres@127.0.0.1:25432/sluice
-        project: ingest
+sensors:
+  landing:
+    type: files                 # new or changed files matching a glob under the project folder
+    path: incoming/*.csv
+    targets: [orders]           # object ids or names (ancestors run with them); or tags: [...]; neither: all
+    min_interval: 5m            # at most one run this often (default 30s)
+  drops:
+    type: s3                    # new or changed keys under an S3 prefix
+    url: s3://landing/orders/?endpoint=http://127.0.0.1:29000
+  orders_changed:
+    type: table                 # a sync's captured table changed (its change events on the bus)
+    sync: shop
+    table: public.orders
+  upstream_done:
+    type: run                   # another project's run succeeded
+    state: postgresql://postgres@127.0.0.1:25432/sluice
+    project: ingest
 """
 
 from __future__ import annotations
