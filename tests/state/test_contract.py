@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.errors import RunNotFound
-from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore
+from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore, TickRecord
 from sluice.state.postgres import PostgresStateStore
 from sluice.state.sqlite import SqliteStateStore
 
@@ -238,3 +238,86 @@ def test_source_cursors_are_saved_replaced_per_project_and_reset(open_store: Ope
     assert store.source_cursors("shop") == {}
     assert dict(store.source_cursors("other")) == {1001: '"x"'}
     assert store.reset_source_cursors("shop") == []
+
+
+# ----- schedules: tick records and the scheduler lease ---------------------------------------------------------
+
+
+def tick(schedule: str, date: str, status: str = "fired", project: str = "shop") -> TickRecord:
+    return TickRecord(project, schedule, date, status, 1.0)
+
+
+def test_a_tick_is_recorded_once_whoever_records_it(open_store: OpenStore) -> None:
+    first, second = open_store(), open_store()
+    won = first.record_ticks([tick("nightly", "2026-01-01T02:00:00+00:00"), tick("hourly", "2026-01-01T02:00:00+00:00")])
+    assert [(t.schedule, t.logical_date) for t in won] == [
+        ("nightly", "2026-01-01T02:00:00+00:00"),
+        ("hourly", "2026-01-01T02:00:00+00:00"),
+    ]
+    again = second.record_ticks([tick("nightly", "2026-01-01T02:00:00+00:00"), tick("nightly", "2026-01-02T02:00:00+00:00")])
+    assert [t.logical_date for t in again] == ["2026-01-02T02:00:00+00:00"]
+    assert second.record_ticks([]) == []
+
+
+def test_ticks_from_threads_at_once_are_each_recorded_by_one(open_store: OpenStore) -> None:
+    stores = [open_store() for _ in range(4)]
+    dates = [f"2026-01-01T02:{minute:02d}:00+00:00" for minute in range(30)]
+    won: list[list[TickRecord]] = [[] for _ in stores]
+
+    def record(index: int) -> None:
+        for date in dates:
+            won[index].extend(stores[index].record_ticks([tick("every-minute", date)]))
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(t.logical_date for batch in won for t in batch) == dates
+
+
+def test_last_ticks_ticks_and_their_runs_status(store: StateStore) -> None:
+    store.record_ticks(
+        [
+            tick("nightly", "2026-01-01T02:00:00+00:00"),
+            tick("nightly", "2026-01-02T02:00:00+00:00"),
+            tick("hourly", "2026-01-01T05:00:00+00:00", "missed"),
+            tick("nightly", "2026-01-02T02:00:00+00:00", project="other"),
+        ]
+    )
+    store.create_run(run("r1"), [])
+    store.create_run(run("r2", status="succeeded"), [])
+    store.set_tick_runs("shop", [("nightly", "2026-01-02T02:00:00+00:00", "r1"), ("nightly", "2026-01-01T02:00:00+00:00", "r2")])
+    last = store.last_ticks("shop")
+    assert sorted(last) == ["hourly", "nightly"]
+    assert (last["nightly"].logical_date, last["nightly"].run_id, last["nightly"].run_status) == (
+        "2026-01-02T02:00:00+00:00",
+        "r1",
+        "running",
+    )
+    assert last["hourly"].status == "missed" and last["hourly"].run_id is None and last["hourly"].run_status is None
+    assert [(t.logical_date, t.run_status) for t in store.ticks("shop", "nightly")] == [
+        ("2026-01-02T02:00:00+00:00", "running"),
+        ("2026-01-01T02:00:00+00:00", "succeeded"),
+    ]
+    assert [t.schedule for t in store.ticks("shop", limit=2)] == ["nightly", "hourly"]  # latest logical date first
+    assert [t.run_id for t in store.running_ticks("shop")] == ["r1"]
+    assert store.running_ticks("other") == []
+
+
+def test_the_lease_is_held_by_one_until_it_expires_or_is_released(open_store: OpenStore) -> None:
+    a, b = open_store(), open_store()
+    assert a.lease("shop") is None
+    assert a.acquire_lease("shop", "a", now=100.0, ttl_s=10.0)
+    assert not b.acquire_lease("shop", "b", now=105.0, ttl_s=10.0)
+    assert a.acquire_lease("shop", "a", now=108.0, ttl_s=10.0)  # renewed until 118
+    assert not b.acquire_lease("shop", "b", now=117.0, ttl_s=10.0)
+    assert b.acquire_lease("shop", "b", now=118.5, ttl_s=10.0)  # expired: taken over
+    lease = a.lease("shop")
+    assert lease is not None and (lease.holder, lease.expires_at) == ("b", 128.5)
+    assert not a.acquire_lease("shop", "a", now=120.0, ttl_s=10.0)
+    assert a.acquire_lease("other", "a", now=120.0, ttl_s=10.0)  # one lease per project
+    a.release_lease("shop", "a")  # not a's: nothing happens
+    assert not a.acquire_lease("shop", "a", now=121.0, ttl_s=10.0)
+    b.release_lease("shop", "b")
+    assert a.acquire_lease("shop", "a", now=121.0, ttl_s=10.0)

@@ -21,6 +21,7 @@ from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_settings import SensorSpec
+from sluice.scheduling.spec import ScheduleSpec
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
@@ -346,6 +347,8 @@ class Project:
     """The ``history:`` section: how long finished runs are kept (None: for ever, until ``sluice prune --keep``)."""
     sensors: tuple[SensorSpec, ...] = ()
     """The ``sensors:`` of ``sluice.yaml``, in file order (docs/sensors.md)."""
+    schedules: tuple[ScheduleSpec, ...] = ()
+    """The ``schedules:`` of ``sluice.yaml`` and those an ``Objets.json``'s ``Fréquence`` gives (docs/schedules.md)."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

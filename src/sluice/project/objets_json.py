@@ -12,7 +12,10 @@ The shapes found in the field are accepted:
 - ``EtatObjet``: an object that is not active (``actif``, ``active``) is left out of every plan, and so
   are its descendants (:attr:`Project.left_out`, shown by ``sluice plan``).
 
-Every other field (``URL``, ``Format``, ``Fréquence``...) is kept as metadata (the first record's value wins).
+- ``Fréquence`` (a cron expression) and ``Criticité`` (``low``, ``high``): schedules and
+  :attr:`ObjectSpec.criticality` (:mod:`sluice.project.objets_schedules`).
+
+Every other field (``URL``, ``Format``...) is kept as metadata (the first record's value wins; so are those two).
 Read on its own, an ``Objets.json`` runs no work (its objects are no-ops, and a note says so when some carry a
 ``URL``); a ``sluice.yaml`` beside it with ``objets: {file: Objets.json}`` maps the fields to sources, lake
 layers and partitions (:mod:`sluice.project.objets_mapping`, docs/objets-json.md).
@@ -28,6 +31,7 @@ from typing import Any, TypeGuard
 
 from sluice.errors import ConfigError
 from sluice.project.model import DEFAULT_STAGES, LeftOut, ObjectSpec, Origin, Project, StageSpec, stage_for_id
+from sluice.project.objets_schedules import criticality, frequency_schedules
 from sluice.project.yaml_tree import read_text
 
 ID_FIELD = "IdObjet"
@@ -199,6 +203,7 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
             parents=tuple(object_parents),
             origin=Origin(file, lines[object_id]),
             metadata=metadata[object_id],
+            criticality=criticality(object_id, metadata[object_id], file, lines[object_id], problems),
         )
         state = metadata[object_id].get(STATE_FIELD)
         if not is_active(state):
@@ -214,6 +219,9 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         if with_url
         else ()
     )
+    scheduled = {oid: obj for oid, obj in objects.items() if oid not in left_out}
+    schedule_notes: list[str] = []
+    schedules = frequency_schedules(scheduled, schedule_notes)
     project = Project(
         name=path.stem,
         root=path.parent.resolve(),
@@ -221,7 +229,8 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         objects={oid: obj for oid, obj in objects.items() if oid not in left_out},
         connections={},
         left_out=left_out,
-        notes=notes,
+        notes=(*notes, *schedule_notes),
+        schedules=schedules,
     )
     return project, problems
 

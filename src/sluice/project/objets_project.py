@@ -22,7 +22,9 @@ from sluice.errors import ConfigError
 from sluice.project.model import ConnectionSpec, LeftOut, ObjectSpec, StageSpec
 from sluice.project.objets_json import read_objets_json
 from sluice.project.objets_mapping import ObjetsSettings, map_object
+from sluice.project.objets_schedules import frequency_schedules
 from sluice.project.yaml_tree import YamlMap
+from sluice.scheduling.spec import ScheduleSpec
 
 _GIVEN = ("source", "sql", "python", "destination", "lake", "partition_by", "stage")
 
@@ -34,6 +36,8 @@ class ObjetsObjects:
     objects: dict[int, ObjectSpec]
     left_out: Mapping[int, LeftOut]
     notes: tuple[str, ...]
+    schedules: tuple[ScheduleSpec, ...] = ()
+    """One per distinct ``Fréquence`` (:mod:`sluice.project.objets_schedules`)."""
 
 
 def read_objets(
@@ -76,7 +80,8 @@ def read_objets(
     merged = {**objects, **{oid: obj for oid, obj in own.items() if oid not in objects and oid not in project.left_out}}
     for oid in set(own) & set(project.left_out):
         notes.append(f"object {oid}: sluice.yaml completes it but {path.name} leaves it out ({project.left_out[oid].reason})")
-    return ObjetsObjects(merged, project.left_out, tuple(notes))
+    schedules = frequency_schedules(objects, notes)
+    return ObjetsObjects(merged, project.left_out, tuple(notes), schedules)
 
 
 def _complete(record: ObjectSpec, mine: ObjectSpec, item: YamlMap | None, mode: Any) -> ObjectSpec:
@@ -89,6 +94,9 @@ def _complete(record: ObjectSpec, mine: ObjectSpec, item: YamlMap | None, mode: 
         changes.setdefault("source", mine.source)
     for name in ("name", "parents"):
         if name in keys:
+            changes[name] = getattr(mine, name)
+    for name in ("tags", "criticality"):  # only when the entry gives them: Criticité stays otherwise
+        if item is not None and name in item:
             changes[name] = getattr(mine, name)
     destination = changes.get("destination")
     given_mode = isinstance(item, YamlMap) and isinstance(item.get("destination"), YamlMap) and "mode" in item["destination"]

@@ -9,7 +9,7 @@ that ``sluice schema`` prints.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -23,6 +23,7 @@ from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_settings import SensorSettings
+from sluice.scheduling.spec import ScheduleSettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 
@@ -92,6 +93,12 @@ class ObjectSettings(Settings):
             "with their offsets (docs/streaming.md); run by `sluice stream`, not `sluice run`."
         ),
     ] = None
+    tags: Annotated[
+        list[Annotated[str, Meta(min_length=1)]], Meta(description="Free labels schedules select objects by (tags: [...]).")
+    ] = msgspec.field(default_factory=list)
+    criticality: Annotated[
+        Literal["low", "high"] | None, Meta(description="low or high: chooses alert channels and severity.")
+    ] = None
 
 
 class ProjectSettings(Settings):
@@ -146,6 +153,10 @@ class ProjectSettings(Settings):
             "change (docs/sensors.md)."
         ),
     ] = None
+    schedules: Annotated[
+        dict[str, ScheduleSettings] | None,
+        Meta(description="Schedules by name: cron, timezone, targets or tags, catch_up... (docs/schedules.md)."),
+    ] = None
 
 
 NESTED_KEYS = (
@@ -161,4 +172,5 @@ NESTED_KEYS = (
     "dbt",
     "history",
     "sensors",
+    "schedules",
 )

@@ -46,6 +46,7 @@ from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSetti
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_config import read_sensors
+from sluice.scheduling.spec import read_schedules
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
 from sluice.urls import connection_scheme
 
@@ -138,6 +139,10 @@ class _Reader:
             spark=self.spark(data.get("spark"), data.line_of("spark")),
             history=self.history(data.get("history"), data.line_of("history")),
             sensors=read_sensors(self, data.get("sensors"), data.line_of("sensors"), objects, syncs),
+            schedules=(
+                *read_schedules(data.get("schedules"), data.line_of("schedules"), self.file, objects, self.problems),
+                *(objets.schedules if objets is not None else ()),
+            ),
         )
 
     def history(self, raw: Any, line: int | None) -> HistorySettings | None:
@@ -488,6 +493,8 @@ class _Reader:
             chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
             streaming=spec.streaming,
+            tags=tuple(dict.fromkeys(spec.tags)),
+            criticality=spec.criticality,
         )
 
     def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:

@@ -36,6 +36,7 @@ from sluice.runtime.planning import Fingerprints, plan_run
 from sluice.runtime.run_state import Decision, Ready, Retry, RunState, Skip
 from sluice.runtime.saving import StateWriter
 from sluice.runtime.summary import RunOptions, RunSummary
+from sluice.scheduling.templating import render_project
 from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore
 
 log = logging.getLogger("sluice.coordinator")
@@ -63,11 +64,13 @@ class Coordinator:
         self, project: Project, bus: Bus, state: StateStore, lake: Lake, options: RunOptions, observer: Observer | None = None
     ) -> None:
         self.project = project
+        self._base_project = project  # self.project is it with {{ ds }} and friends rendered for the run
         self.bus = bus
         self.state = state
         self.lake = lake
         self.options = options
         self._logical_date = options.logical_date_text()  # a resumed run takes its own from its record
+        self._schedule = options.schedule
         self.observer = observer
         self.source_context = SourceContext(project.root, project.connections)
         self.run_id = ""
@@ -93,6 +96,8 @@ class Coordinator:
     # ----- starting -------------------------------------------------------------------------------
 
     def _fingerprints(self) -> Fingerprints:
+        # The objects' templates rendered for the run's logical date: the rendered text is in their fingerprints.
+        self.project = render_project(self._base_project, self._logical_date, self._schedule)
         latest = dict(self.state.latest_outputs(self.project.name))
         return Fingerprints(self.project, self.lake, latest=latest, force=self.options.force, context=self.source_context)
 
@@ -166,6 +171,8 @@ class Coordinator:
         self.started_at = record.started_at
         logical_date = record.options.get("logical_date")
         self._logical_date = logical_date if isinstance(logical_date, str) else None
+        schedule = record.options.get("schedule")
+        self._schedule = schedule if isinstance(schedule, str) else None
         states = self.state.object_states(record.run_id)
         missing = [oid for oid in states if oid not in self.project.objects]
         if missing:

@@ -40,6 +40,7 @@ from sluice.observability import metrics
 from sluice.project.model import Project, StageSpec
 from sluice.runtime.execute import ObjectExecutor
 from sluice.runtime.outbox import Outbox
+from sluice.scheduling.templating import ObjectTemplates
 
 log = logging.getLogger("sluice.worker")
 
@@ -98,6 +99,19 @@ class StageWorker:
         self._slots = threading.Condition()
         self._consumer: Consumer | None = None
         self._outbox: Outbox | None = None
+        # {{ ds }} and friends in sql: / source options, rendered for each run's logical date (docs/schedules.md)
+        self.templates = ObjectTemplates(project, schedule_of=self._schedule_of)
+
+    def _schedule_of(self, run_id: str) -> str | None:
+        """The schedule (or sensor, backfill) that started ``run_id``, from its record; None when unknown."""
+        state = self.executor.state
+        if state is None:
+            return None
+        try:
+            schedule = state.get_run(run_id).options.get("schedule")
+        except Exception:
+            return None
+        return schedule if isinstance(schedule, str) else None
 
     def stop(self) -> None:
         self._stop.set()
@@ -263,6 +277,7 @@ class StageWorker:
         obj = self.project.objects[ready.object_id]
         started = time.perf_counter()
         try:
+            obj = self.templates.render(obj, ready.run_id, ready.logical_date)
             outcome = self.executor.run(obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail)
         except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})

@@ -65,6 +65,34 @@ class LatestOutput:
     loaded_at: float
 
 
+@dataclass(slots=True)
+class TickRecord:
+    """One tick of a schedule, recorded before its run starts (``status`` ``fired``) or when it is missed.
+
+    ``logical_date`` is the tick in UTC as ISO text (``2026-01-01T02:00:00+00:00``, sortable as text);
+    ``(project, schedule, logical_date)`` is unique, so two schedulers never fire the same tick.
+    ``run_status`` is the status of the run ``run_id`` (read from ``runs``; None until the run is recorded).
+    """
+
+    project: str
+    schedule: str
+    logical_date: str
+    status: str
+    recorded_at: float
+    run_id: str | None = None
+    reason: str | None = None
+    run_status: str | None = None
+
+
+@dataclass(slots=True)
+class Lease:
+    """Who runs a project's scheduler (``holder``) until ``expires_at`` (epoch seconds)."""
+
+    project: str
+    holder: str
+    expires_at: float
+
+
 OBJECT_COLUMNS = (
     "object_id",
     "stage",
@@ -265,6 +293,45 @@ class StateStore(HistoryStore):
     @abstractmethod
     def reset_source_cursors(self, project: str, object_ids: Sequence[int] | None = None) -> list[int]:
         """Forget the cursors of ``object_ids`` (None: all of the project's); the ids that had one, ascending."""
+
+    # ----- schedules (scheduling/scheduler.py) -----------------------------------------------------------
+
+    @abstractmethod
+    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+        """Record the ticks not recorded yet, in one transaction; returns those this call recorded (in order).
+
+        A tick already recorded (by another scheduler, or before a restart) is left as it is and not returned:
+        only the caller that recorded a tick starts its run.
+        """
+
+    @abstractmethod
+    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
+        """Attach runs to recorded ticks: ``(schedule, logical_date, run_id)`` each, in one transaction."""
+
+    @abstractmethod
+    def last_ticks(self, project: str) -> dict[str, TickRecord]:
+        """The latest recorded tick of each schedule of ``project`` (fired or missed), by schedule name."""
+
+    @abstractmethod
+    def ticks(self, project: str, schedule: str | None = None, limit: int = 50) -> list[TickRecord]:
+        """Recorded ticks, latest logical date first (of one schedule, or all), each with its run's status."""
+
+    @abstractmethod
+    def running_ticks(self, project: str) -> list[TickRecord]:
+        """The fired ticks whose run is still running (what ``max_active_runs`` counts)."""
+
+    @abstractmethod
+    def acquire_lease(self, project: str, holder: str, now: float, ttl_s: float) -> bool:
+        """Take or renew the project's scheduler lease until ``now + ttl_s``: True when ``holder`` has it (it was
+        free, expired, or already its own), False when another holder's lease has not expired."""
+
+    @abstractmethod
+    def release_lease(self, project: str, holder: str) -> None:
+        """Give the lease up (only if ``holder`` has it), so a standby scheduler takes over at once."""
+
+    @abstractmethod
+    def lease(self, project: str) -> Lease | None:
+        """The project's scheduler lease, expired or not, or None."""
 
     def ping(self) -> None:
         """Raise StateError when the store cannot be reached."""

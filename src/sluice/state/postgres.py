@@ -19,7 +19,16 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from sluice.errors import RunNotFound, StateError
-from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+from sluice.state.base import (
+    OBJECT_COLUMNS,
+    LatestOutput,
+    Lease,
+    ObjectState,
+    RunRecord,
+    StateStore,
+    TickRecord,
+    object_row,
+)
 from sluice.state.history_tables import HistoryTables, history_schema
 
 _SCHEMA = """
@@ -72,7 +81,27 @@ CREATE TABLE IF NOT EXISTS sluice_state.source_cursors (
     saved_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, object_id)
 );
+CREATE TABLE IF NOT EXISTS sluice_state.schedule_ticks (
+    project TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    logical_date TEXT NOT NULL,
+    status TEXT NOT NULL,
+    recorded_at DOUBLE PRECISION NOT NULL,
+    run_id TEXT,
+    reason TEXT,
+    PRIMARY KEY (project, schedule, logical_date)
+);
+CREATE INDEX IF NOT EXISTS schedule_ticks_by_run ON sluice_state.schedule_ticks(run_id);
+CREATE TABLE IF NOT EXISTS sluice_state.scheduler_leases (
+    project TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
 """ + history_schema("sluice_state.", "DOUBLE PRECISION")
+_TICK_SELECT = (
+    "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
+    "FROM sluice_state.schedule_ticks AS t LEFT JOIN sluice_state.runs AS r ON r.run_id = t.run_id"
+)
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
 
@@ -269,6 +298,80 @@ class PostgresStateStore(HistoryTables, StateStore):
 
     def _run_record(self, row: Sequence[Any]) -> RunRecord:
         return _run(row)
+
+    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+        if not ticks:
+            return []
+        with self._write() as conn:
+            rows = conn.execute(
+                "INSERT INTO sluice_state.schedule_ticks(project, schedule, logical_date, status, recorded_at, run_id, reason) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[]) "
+                "ON CONFLICT DO NOTHING RETURNING schedule, logical_date",
+                (
+                    [t.project for t in ticks],
+                    [t.schedule for t in ticks],
+                    [t.logical_date for t in ticks],
+                    [t.status for t in ticks],
+                    [t.recorded_at for t in ticks],
+                    [t.run_id for t in ticks],
+                    [t.reason for t in ticks],
+                ),
+            ).fetchall()
+        won = set(rows)
+        return [t for t in ticks if (t.schedule, t.logical_date) in won]
+
+    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
+        if not runs:
+            return
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE sluice_state.schedule_ticks AS t SET run_id = u.run_id "
+                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(schedule, logical_date, run_id) "
+                "WHERE t.project = %s AND t.schedule = u.schedule AND t.logical_date = u.logical_date",
+                ([r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs], project),
+            )
+
+    def last_ticks(self, project: str) -> dict[str, TickRecord]:
+        rows = self._rows(
+            f"SELECT DISTINCT ON (t.schedule) * FROM ({_TICK_SELECT} WHERE t.project = %s) AS t "
+            "ORDER BY t.schedule, t.logical_date DESC",
+            (project,),
+        )
+        return {row[1]: TickRecord(*row) for row in rows}
+
+    def ticks(self, project: str, schedule: str | None = None, limit: int = 50) -> list[TickRecord]:
+        if schedule is None:
+            rows = self._rows(
+                f"{_TICK_SELECT} WHERE t.project = %s ORDER BY t.logical_date DESC, t.schedule LIMIT %s", (project, limit)
+            )
+        else:
+            rows = self._rows(
+                f"{_TICK_SELECT} WHERE t.project = %s AND t.schedule = %s ORDER BY t.logical_date DESC LIMIT %s",
+                (project, schedule, limit),
+            )
+        return [TickRecord(*row) for row in rows]
+
+    def running_ticks(self, project: str) -> list[TickRecord]:
+        rows = self._rows(f"{_TICK_SELECT} WHERE t.project = %s AND r.status = 'running'", (project,))
+        return [TickRecord(*row) for row in rows]
+
+    def acquire_lease(self, project: str, holder: str, now: float, ttl_s: float) -> bool:
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO sluice_state.scheduler_leases AS l(project, holder, expires_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (project) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at "
+                "WHERE l.holder = EXCLUDED.holder OR l.expires_at <= %s RETURNING holder",
+                (project, holder, now + ttl_s, now),
+            ).fetchone()
+        return row is not None
+
+    def release_lease(self, project: str, holder: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM sluice_state.scheduler_leases WHERE project = %s AND holder = %s", (project, holder))
+
+    def lease(self, project: str) -> Lease | None:
+        rows = self._rows("SELECT project, holder, expires_at FROM sluice_state.scheduler_leases WHERE project = %s", (project,))
+        return Lease(*rows[0]) if rows else None
 
     def ping(self) -> None:
         with self._connection() as conn:

@@ -9,7 +9,16 @@ from typing import Any
 
 from sluice.errors import RunNotFound, StateError
 from sluice.sqlite_file import SqliteFile
-from sluice.state.base import OBJECT_COLUMNS, LatestOutput, ObjectState, RunRecord, StateStore, object_row
+from sluice.state.base import (
+    OBJECT_COLUMNS,
+    LatestOutput,
+    Lease,
+    ObjectState,
+    RunRecord,
+    StateStore,
+    TickRecord,
+    object_row,
+)
 from sluice.state.history_tables import HistoryTables, history_schema
 
 _SCHEMA = """
@@ -61,7 +70,27 @@ CREATE TABLE IF NOT EXISTS source_cursors (
     saved_at REAL NOT NULL,
     PRIMARY KEY (project, object_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    project TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    logical_date TEXT NOT NULL,
+    status TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    run_id TEXT,
+    reason TEXT,
+    PRIMARY KEY (project, schedule, logical_date)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schedule_ticks_by_run ON schedule_ticks(run_id);
+CREATE TABLE IF NOT EXISTS scheduler_leases (
+    project TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """ + history_schema("", "REAL")
+_TICK_SELECT = (
+    "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
+    "FROM schedule_ticks AS t LEFT JOIN runs AS r ON r.run_id = t.run_id"
+)
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
@@ -210,6 +239,73 @@ class SqliteStateStore(HistoryTables, StateStore):
 
     def _run_record(self, row: Sequence[Any]) -> RunRecord:
         return _run(row)
+
+    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+        recorded: list[TickRecord] = []
+        with self.db.write() as conn:
+            for t in ticks:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO schedule_ticks(project, schedule, logical_date, status, recorded_at, run_id, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason),
+                )
+                if cursor.rowcount == 1:
+                    recorded.append(t)
+        return recorded
+
+    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
+        with self.db.write() as conn:
+            conn.executemany(
+                "UPDATE schedule_ticks SET run_id = ? WHERE project = ? AND schedule = ? AND logical_date = ?",
+                [(run_id, project, schedule, date) for schedule, date, run_id in runs],
+            )
+
+    def last_ticks(self, project: str) -> dict[str, TickRecord]:
+        rows = self.db.conn().execute(
+            f"{_TICK_SELECT} JOIN (SELECT schedule, MAX(logical_date) AS last FROM schedule_ticks WHERE project = ? "
+            "GROUP BY schedule) AS m ON m.schedule = t.schedule AND m.last = t.logical_date WHERE t.project = ?",
+            (project, project),
+        )
+        return {row[1]: TickRecord(*row) for row in rows}
+
+    def ticks(self, project: str, schedule: str | None = None, limit: int = 50) -> list[TickRecord]:
+        if schedule is None:
+            rows = self.db.conn().execute(
+                f"{_TICK_SELECT} WHERE t.project = ? ORDER BY t.logical_date DESC, t.schedule LIMIT ?", (project, limit)
+            )
+        else:
+            rows = self.db.conn().execute(
+                f"{_TICK_SELECT} WHERE t.project = ? AND t.schedule = ? ORDER BY t.logical_date DESC LIMIT ?",
+                (project, schedule, limit),
+            )
+        return [TickRecord(*row) for row in rows]
+
+    def running_ticks(self, project: str) -> list[TickRecord]:
+        rows = self.db.conn().execute(f"{_TICK_SELECT} WHERE t.project = ? AND r.status = 'running'", (project,))
+        return [TickRecord(*row) for row in rows]
+
+    def acquire_lease(self, project: str, holder: str, now: float, ttl_s: float) -> bool:
+        with self.db.write() as conn:
+            row = conn.execute("SELECT holder, expires_at FROM scheduler_leases WHERE project = ?", (project,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO scheduler_leases(project, holder, expires_at) VALUES (?, ?, ?)",
+                (project, holder, now + ttl_s),
+            )
+        return True
+
+    def release_lease(self, project: str, holder: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM scheduler_leases WHERE project = ? AND holder = ?", (project, holder))
+
+    def lease(self, project: str) -> Lease | None:
+        row = (
+            self.db.conn()
+            .execute("SELECT project, holder, expires_at FROM scheduler_leases WHERE project = ?", (project,))
+            .fetchone()
+        )
+        return None if row is None else Lease(*row)
 
     def ping(self) -> None:
         self.db.ping()

@@ -1,0 +1,344 @@
+"""The scheduler: turns the project's schedules (and other request sources) into runs, once per tick, across restarts.
+
+Each :meth:`Scheduler.step`:
+
+1. takes or renews the project's **lease** in the state store (``holder``, expiry ``lease_s`` ahead): only the holder
+   schedules; a second scheduler stands by and takes over when the lease expires (or is released on shutdown);
+2. lists each schedule's **due ticks** since its last recorded one, with the injected :class:`Clock` (tests and
+   ``bench/schedules.py`` use :class:`FakeClock`: no sleeping through minutes);
+3. applies the **catch-up policy** to ticks found late (more than ``grace_s`` after they fell due, i.e. missed while no
+   scheduler ran): ``none`` misses them, ``latest`` runs the newest and misses the others, ``all`` runs each in order;
+4. admits ticks in order: a tick waits while a ``wait_for`` schedule's run of the same logical date (its latest tick
+   at or before this one) has not succeeded; a tick finding ``max_active_runs`` runs of its schedule still going is
+   missed (``catch_up: all`` keeps it queued until a run ends instead);
+5. **records** the ticks it fires and misses in one transaction; the state store keeps each ``(schedule, logical
+   date)`` once, so a tick another scheduler already recorded is neither started nor reported again;
+6. starts the fired ticks' runs (a :class:`RunStarter`, ``scheduling/starter.py``) and attaches their run ids;
+   publishes a ``ScheduleMissed`` event for each missed tick.
+
+A schedule the store has never seen starts from its previous tick (recorded as a ``baseline`` tick): the scheduler
+does not run history on first sight. Ideas from Airflow's scheduler (``catchup``, ``max_active_runs``, logical
+dates and data intervals) and Dagster's (ticks recorded before their runs start).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sluice import events as ev
+from sluice.project.model import Project
+from sluice.scheduling.cron import Cron
+from sluice.scheduling.requests import RunRequest
+from sluice.scheduling.spec import ScheduleSpec
+from sluice.state.base import StateStore, TickRecord
+
+log = logging.getLogger("sluice.scheduler")
+LEASE_S = 30.0
+"""Seconds a scheduler's lease lasts; it is renewed when half of it is left."""
+GRACE_S = 60.0
+"""A tick found more than this many seconds after it fell due was missed while no scheduler ran (catch-up applies)."""
+INTERVAL_S = 1.0
+"""Longest wait between two steps of :meth:`Scheduler.run` (seconds)."""
+
+
+class Clock(Protocol):
+    """What time it is (timezone-aware)."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The wall clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told (tests, benchmarks). Thread-safe."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when
+
+    def advance(self, seconds: float) -> datetime:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            return self._now
+
+
+class RunStarter(Protocol):
+    """Starts runs: the run id of each request, in order (None when it could not start; the reason is logged)."""
+
+    def start(self, requests: Sequence[RunRequest]) -> list[str | None]: ...
+
+
+class RequestSource(Protocol):
+    """Something else that asks for runs (a sensor): polled at each step; each request's ``key`` is recorded like a
+    tick, so it starts once whoever polls it."""
+
+    def poll(self, now: datetime) -> list[RunRequest]: ...
+
+
+def tick_text(tick: datetime) -> str:
+    """A tick as recorded: ISO 8601 in UTC (``2026-01-01T02:00:00+00:00``), sortable as text."""
+    return tick.astimezone(UTC).isoformat()
+
+
+@dataclass(slots=True)
+class _Track:
+    """One schedule as the scheduler follows it: the next tick to look at and the due ticks not recorded yet."""
+
+    spec: ScheduleSpec
+    cron: Cron
+    next_tick: datetime
+    queue: list[datetime] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StepReport:
+    """What a step did: ``leader`` (whether this scheduler holds the lease), ticks fired (with their run ids) and
+    missed, ticks still waiting (``wait_for`` or a free slot)."""
+
+    leader: bool
+    fired: list[TickRecord] = field(default_factory=list)
+    missed: list[TickRecord] = field(default_factory=list)
+    waiting: int = 0
+
+
+class Scheduler:
+    """Fires the schedules of ``project`` (see the module's description). Not thread-safe: one thread steps it."""
+
+    def __init__(
+        self,
+        project: Project,
+        state: StateStore,
+        starter: RunStarter,
+        *,
+        clock: Clock | None = None,
+        holder: str | None = None,
+        lease_s: float = LEASE_S,
+        grace_s: float = GRACE_S,
+        publish: Callable[[list[ev.Event]], None] | None = None,
+        sources: Sequence[RequestSource] = (),
+    ) -> None:
+        self.project = project
+        self.state = state
+        self.starter = starter
+        self.clock: Clock = clock or SystemClock()
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.lease_s = lease_s
+        self.grace_s = grace_s
+        self.publish = publish
+        self.sources = list(sources)
+        self.schedules = [s for s in project.schedules if s.enabled]
+        self._tracks: list[_Track] | None = None  # loaded when the lease is taken
+        self._lease_until = 0.0
+
+    # ----- the lease --------------------------------------------------------------------------------------
+
+    @property
+    def leader(self) -> bool:
+        return self._tracks is not None
+
+    def _lead(self, now: float) -> bool:
+        if self._tracks is not None and now < self._lease_until - self.lease_s / 2:
+            return True
+        if self.state.acquire_lease(self.project.name, self.holder, now, self.lease_s):
+            if self._tracks is None:
+                log.info("scheduler %s holds the lease of project %s", self.holder, self.project.name)
+            self._lease_until = now + self.lease_s
+            return True
+        if self._tracks is not None:
+            log.warning("scheduler %s lost the lease of project %s; standing by", self.holder, self.project.name)
+        self._tracks = None
+        return False
+
+    def release(self) -> None:
+        """Give the lease up (on shutdown), so that a standby scheduler takes over at once."""
+        if self._tracks is not None:
+            self.state.release_lease(self.project.name, self.holder)
+            self._tracks = None
+
+    def _load(self, now: datetime, baselines: list[TickRecord]) -> list[_Track]:
+        """Each schedule from its last recorded tick; one never seen starts at its previous tick (a baseline)."""
+        last = self.state.last_ticks(self.project.name)
+        tracks = []
+        for spec in self.schedules:
+            cron = Cron(spec.cron, spec.timezone)
+            record = last.get(spec.name)
+            if record is not None:
+                start = datetime.fromisoformat(record.logical_date)
+            else:
+                start = cron.previous(now)
+                baselines.append(self._record(spec.name, start, "baseline", "the schedule was first seen after this tick"))
+            tracks.append(_Track(spec, cron, cron.next_after(start)))
+        return tracks
+
+    # ----- one step ---------------------------------------------------------------------------------------
+
+    def step(self) -> StepReport:
+        """Look at the clock once and fire or miss what is due (see the module's description)."""
+        now = self.clock.now()
+        if not self._lead(now.timestamp()):
+            return StepReport(leader=False)
+        pending: list[TickRecord] = []  # baselines and missed ticks
+        if self._tracks is None:
+            self._tracks = self._load(now, pending)
+        running: dict[str, int] = {}
+        if any(track.queue or track.next_tick <= now for track in self._tracks):
+            for record in self.state.running_ticks(self.project.name):
+                running[record.schedule] = running.get(record.schedule, 0) + 1
+        fire: list[TickRecord] = []
+        waiting = 0
+        for track in self._tracks:
+            self._collect(track, now, pending)
+            self._admit(track, running, fire, pending)
+            waiting += len(track.queue)
+        requests = {(r.name, r.key or tick_text(r.logical_date)): r for source in self.sources for r in source.poll(now)}
+        for (name, key), request in requests.items():
+            fire.append(self._record(name, request.logical_date, "fired", key=key))
+        won = self.state.record_ticks([*fire, *pending]) if fire or pending else []
+        report = StepReport(leader=True, waiting=waiting)
+        started = [t for t in won if t.status == "fired"]
+        if started:
+            self._start(started, requests)
+            report.fired = started
+        report.missed = [t for t in won if t.status == "missed"]
+        if report.missed:
+            self._missed(report.missed)
+        return report
+
+    def _record(
+        self, schedule: str, tick: datetime, status: str, reason: str | None = None, key: str | None = None
+    ) -> TickRecord:
+        return TickRecord(self.project.name, schedule, key or tick_text(tick), status, time.time(), reason=reason)
+
+    def _collect(self, track: _Track, now: datetime, missed: list[TickRecord]) -> None:
+        """Move the ticks due by ``now`` to the track's queue, applying its catch-up policy to late ones."""
+        new: list[datetime] = []
+        while track.next_tick <= now:
+            new.append(track.next_tick)
+            track.next_tick = track.cron.next_after(track.next_tick)
+        if not new:
+            return
+        policy = track.spec.catch_up
+        late = [t for t in new if (now - t).total_seconds() > self.grace_s]
+        if policy == "none":
+            for tick in late:
+                missed.append(
+                    self._record(track.spec.name, tick, "missed", "catch_up: none (the tick passed while no scheduler ran)")
+                )
+            new = [t for t in new if t not in late]
+        elif policy == "latest":
+            for tick in new[:-1]:
+                missed.append(self._record(track.spec.name, tick, "missed", "catch_up: latest (a newer tick runs instead)"))
+            new = new[-1:]
+        if policy != "all" and new and track.queue:  # a newer tick supersedes ticks still waiting
+            for tick in track.queue:
+                reason = "superseded by a newer tick while waiting for " + ", ".join(track.spec.wait_for or ("a run slot",))
+                missed.append(self._record(track.spec.name, tick, "missed", reason))
+            track.queue.clear()
+        track.queue.extend(new)
+
+    def _admit(self, track: _Track, running: dict[str, int], fire: list[TickRecord], missed: list[TickRecord]) -> None:
+        """Fire the queued ticks that may start, in order; miss those refused by ``max_active_runs``."""
+        spec = track.spec
+        while track.queue:
+            tick = track.queue[0]
+            if spec.wait_for and self._blocker(spec, tick) is not None:
+                return
+            if running.get(spec.name, 0) >= spec.max_active_runs:
+                if spec.catch_up == "all":
+                    return
+                reason = f"max_active_runs: {spec.max_active_runs} run(s) of the schedule still running"
+                missed.append(self._record(spec.name, tick, "missed", reason))
+            else:
+                fire.append(self._record(spec.name, tick, "fired"))
+                running[spec.name] = running.get(spec.name, 0) + 1
+            track.queue.pop(0)
+
+    def _blocker(self, spec: ScheduleSpec, tick: datetime) -> str | None:
+        """The first ``wait_for`` schedule whose run of this logical date (its latest tick at or before ``tick``) has
+        not succeeded, or None."""
+        text = tick_text(tick)
+        for other in spec.wait_for:
+            ticks = self.state.ticks(self.project.name, other, limit=50)
+            same = next((t for t in ticks if t.logical_date <= text and t.status == "fired"), None)
+            if same is None or same.run_status != "succeeded":
+                return other
+        return None
+
+    def _start(self, ticks: list[TickRecord], requests: dict[tuple[str, str], RunRequest]) -> None:
+        by_name = {spec.name: spec for spec in self.schedules}
+        asked = []
+        for t in ticks:
+            request = requests.get((t.schedule, t.logical_date))
+            if request is None:
+                spec = by_name[t.schedule]
+                request = RunRequest(t.schedule, "schedule", datetime.fromisoformat(t.logical_date), spec.targets, t.logical_date)
+            asked.append(request)
+        run_ids = self.starter.start(asked)
+        attached = []
+        for t, run_id in zip(ticks, run_ids, strict=True):
+            t.run_id = run_id
+            if run_id is not None:
+                attached.append((t.schedule, t.logical_date, run_id))
+                log.info("schedule %s fired tick %s: run %s", t.schedule, t.logical_date, run_id, extra={"run_id": run_id})
+            else:
+                log.error("schedule %s fired tick %s but its run did not start (see above)", t.schedule, t.logical_date)
+        self.state.set_tick_runs(self.project.name, attached)
+
+    def _missed(self, ticks: list[TickRecord]) -> None:
+        events: list[ev.Event] = []
+        for t in ticks:
+            log.warning("schedule %s missed tick %s: %s", t.schedule, t.logical_date, t.reason)
+            events.append(ev.ScheduleMissed(run_id="", schedule=t.schedule, logical_date=t.logical_date, reason=t.reason or ""))
+        if self.publish is not None:
+            self.publish(events)
+
+    # ----- running ----------------------------------------------------------------------------------------
+
+    def next_wake(self, now: datetime) -> float:
+        """Seconds until the next step is worth taking: the next tick, at most :data:`INTERVAL_S`."""
+        if not self._tracks:
+            return INTERVAL_S
+        soonest = min(track.next_tick for track in self._tracks)
+        return max(0.0, min(INTERVAL_S, (soonest - now).total_seconds()))
+
+    def run(self, stop: threading.Event, on_step: Callable[[StepReport], None] | None = None) -> None:
+        """Step until ``stop`` is set (then release the lease). A failing step (state store down) is logged and
+        retried at the next one."""
+        try:
+            while not stop.is_set():
+                try:
+                    report = self.step()
+                except Exception as exc:  # a transient store or bus failure: the next step tries again
+                    log.error("scheduler step failed: %s", exc)
+                    self._tracks = None  # reload from the store: what was recorded is the truth
+                    stop.wait(INTERVAL_S)
+                    continue
+                if on_step is not None:
+                    on_step(report)
+                stop.wait(self.next_wake(self.clock.now()) if report.leader else INTERVAL_S)
+        finally:
+            try:
+                self.release()
+            except Exception as exc:
+                log.warning("could not release the scheduler lease: %s", exc)

@@ -1,0 +1,105 @@
+"""Starting the runs a scheduler fires: one :class:`~sluice.runtime.coordinator.Coordinator` per run.
+
+``start`` plans each run and publishes its ``RunStarted`` and first ``ObjectReady`` events in the caller's thread
+(so the scheduler knows the run id, and a run that cannot start is reported at once); each coordinator's loop then
+runs in a bounded pool of threads (``max_loops``). A loop waiting for a free thread loses nothing: its consumer group
+was sought to where the run's events begin, and workers already process what was handed out.
+
+Workers: ``in-process`` (the default, as ``sluice run``) starts one worker thread per stage in this process, shared
+by every run; ``external`` starts none, for a project whose workers run elsewhere (``sluice worker`` processes over a
+Kafka bus, as ``sluice run --workers external``).
+
+On :meth:`close`, runs still going get ``grace_s`` seconds to finish, then are cancelled (their objects not yet
+final are skipped and the run ends as ``cancelled``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from sluice import events as ev
+from sluice.errors import SluiceError
+from sluice.project.model import Project
+from sluice.runtime.coordinator import Coordinator, Observer
+from sluice.runtime.run import Backends, WorkersMode, start_workers, stop_workers
+from sluice.scheduling.requests import RunRequest
+
+log = logging.getLogger("sluice.scheduler")
+MAX_LOOPS = 32
+"""Coordinator loops running at once; runs beyond wait for a free thread (their events wait on the bus)."""
+
+
+class CoordinatorStarter:
+    """Starts runs of ``project`` over ``backends`` (a :class:`~sluice.scheduling.scheduler.RunStarter`)."""
+
+    def __init__(
+        self,
+        project: Project,
+        backends: Backends,
+        *,
+        workers: WorkersMode = "in-process",
+        max_loops: int = MAX_LOOPS,
+        observer: Observer | None = None,
+    ) -> None:
+        self.project = project
+        self.backends = backends
+        self.observer = observer
+        self._workers = start_workers(project, backends) if workers == "in-process" else ([], [])
+        self._pool = ThreadPoolExecutor(max_loops, thread_name_prefix="scheduled-run")
+        self._active: dict[str, Coordinator] = {}
+        self._lock = threading.Lock()
+
+    def start(self, requests: Sequence[RunRequest]) -> list[str | None]:
+        """Start each request's run; its id, or None when it could not start (the reason is logged)."""
+        run_ids: list[str | None] = []
+        for request in requests:
+            coordinator = Coordinator(
+                self.project, self.backends.bus, self.backends.state, self.backends.lake, request.options(), self.observer
+            )
+            try:
+                run_id = coordinator.start()
+            except SluiceError as exc:
+                log.error("%s %s (%s) could not start a run: %s", request.trigger, request.name, request.key, exc)
+                run_ids.append(None)
+                continue
+            with self._lock:
+                self._active[run_id] = coordinator
+            self._pool.submit(self._loop, coordinator)
+            run_ids.append(run_id)
+        return run_ids
+
+    def _loop(self, coordinator: Coordinator) -> None:
+        try:
+            summary = coordinator.loop()
+            log.info("run %s finished: %s", summary.run_id, summary.status, extra={"run_id": summary.run_id})
+        except Exception as exc:  # the run stays "running" in the store: `sluice run --resume` continues it
+            log.error("run %s stopped: %s", coordinator.run_id, exc, extra={"run_id": coordinator.run_id})
+        finally:
+            with self._lock:
+                self._active.pop(coordinator.run_id, None)
+
+    @property
+    def active(self) -> int:
+        """Runs started and not finished."""
+        with self._lock:
+            return len(self._active)
+
+    def publish(self, events: list[ev.Event]) -> None:
+        """Publish events (``ScheduleMissed``) on ``sluice.events``."""
+        if events:
+            self.backends.bus.publish(ev.EVENTS_TOPIC, [(None, ev.encode(event)) for event in events])
+
+    def close(self, grace_s: float = 30.0) -> None:
+        """Let the runs going finish for up to ``grace_s`` seconds, cancel the rest, stop the workers."""
+        deadline = time.monotonic() + grace_s
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            for coordinator in self._active.values():
+                coordinator.cancel()
+        self._pool.shutdown(wait=True)
+        stop_workers(*self._workers)

@@ -1,0 +1,158 @@
+"""A run's logical date in an object's ``sql:`` and string source options: ``{{ ds }}`` and friends (Airflow's names).
+
+The variables (https://airflow.apache.org/docs/apache-airflow/stable/templates-ref.html):
+
+- ``logical_date``: the run's logical date, a timezone-aware ``datetime`` in UTC (renders as ISO text,
+  ``2026-01-01 02:00:00+00:00``; ``{{ logical_date.strftime('%Y/%m') }}`` works);
+- ``ds``: ``YYYY-MM-DD`` of the logical date, ``ds_nodash``: ``YYYYMMDD``;
+- ``data_interval_start`` / ``data_interval_end``: for a schedule's run, the previous tick and this tick, so
+  consecutive runs cover time without gaps or overlaps; for any other run (manual, backfill, sensor) both are the
+  logical date, as in Airflow's manual runs.
+
+A run without a logical date (``sluice run``) renders with the time it is planned (the coordinator) and the time
+each object starts (the workers): ``{{ ds }}`` is then today's date, in UTC.
+
+An unknown variable is a ConfigError naming the object, its file and line (Jinja's ``StrictUndefined``); Jinja
+runs sandboxed. Only text holding ``{{`` or ``{%`` is rendered; an object without any is returned as it is. The
+rendered text is part of the object's definition, so its fingerprint changes with the date: a run for another
+date is never "fresh" because the previous date's was.
+
+>>> from datetime import UTC, datetime
+>>> render_text("SELECT * FROM t WHERE dt = '{{ ds }}'", template_context(datetime(2026, 1, 2, 2, tzinfo=UTC)))
+"SELECT * FROM t WHERE dt = '2026-01-02'"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+import msgspec
+from jinja2.sandbox import SandboxedEnvironment
+
+from sluice.errors import ConfigError
+from sluice.project.model import ObjectSpec, Project, SourceSpec
+from sluice.scheduling.cron import Cron
+
+VARIABLES = ("logical_date", "ds", "ds_nodash", "data_interval_start", "data_interval_end")
+_ENVIRONMENT = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_MARKS = ("{{", "{%")
+
+
+def has_template(text: object) -> bool:
+    """Whether ``text`` is a string holding a Jinja tag."""
+    return isinstance(text, str) and any(mark in text for mark in _MARKS)
+
+
+def template_context(logical_date: datetime, interval_start: datetime | None = None) -> dict[str, Any]:
+    """The variables for ``logical_date`` (aware), the data interval starting at ``interval_start`` (default: the date)."""
+    date = logical_date.astimezone(UTC)
+    return {
+        "logical_date": date,
+        "ds": date.strftime("%Y-%m-%d"),
+        "ds_nodash": date.strftime("%Y%m%d"),
+        "data_interval_start": (interval_start or date).astimezone(UTC),
+        "data_interval_end": date,
+    }
+
+
+def run_context(project: Project, logical_date: str | None, schedule: str | None) -> dict[str, Any]:
+    """The variables of a run whose logical date is ``logical_date`` (ISO text; None: now) started by ``schedule``.
+
+    The data interval starts at the schedule's previous tick when ``schedule`` is one of the project's schedules.
+    """
+    date = datetime.fromisoformat(logical_date) if logical_date else datetime.now(UTC)
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)
+    spec = next((s for s in project.schedules if s.name == schedule), None) if logical_date else None
+    start = Cron(spec.cron, spec.timezone).previous(date) if spec is not None else None
+    return template_context(date, start)
+
+
+def render_text(text: str, context: Mapping[str, Any], where: str = "template", obj: ObjectSpec | None = None) -> str:
+    """``text`` rendered with ``context``; ConfigError naming ``where`` (and ``obj``) for an unknown variable or bad tag."""
+    try:
+        return _ENVIRONMENT.from_string(text).render(context)
+    except jinja2.UndefinedError as exc:
+        problem = f"{exc.message}; the variables are {', '.join(VARIABLES)}"
+    except jinja2.TemplateError as exc:
+        problem = f"bad template ({exc})"
+    label = f"object {obj.id} ({obj.name}): " if obj is not None else ""
+    raise ConfigError(
+        f"{label}{where}: {problem}",
+        obj.origin.file if obj is not None else None,
+        obj.origin.line if obj is not None else None,
+    )
+
+
+def templated(obj: ObjectSpec) -> bool:
+    """Whether the object's ``sql:`` or a string option of its source holds a template (models render their own)."""
+    if obj.model is not None:
+        return False
+    if has_template(obj.sql):
+        return True
+    return obj.source is not None and any(has_template(v) for v in msgspec.structs.asdict(obj.source.options).values())
+
+
+def render_object(obj: ObjectSpec, context: Mapping[str, Any]) -> ObjectSpec:
+    """``obj`` with its ``sql:`` and string source options rendered (``obj`` itself when it holds no template)."""
+    if not templated(obj):
+        return obj
+    changes: dict[str, Any] = {}
+    if has_template(obj.sql):
+        assert obj.sql is not None
+        changes["sql"] = render_text(obj.sql, context, "sql", obj)
+    if obj.source is not None:
+        options = obj.source.options
+        rendered = {
+            key: render_text(value, context, f"source option '{key}'", obj)
+            for key, value in msgspec.structs.asdict(options).items()
+            if has_template(value)
+        }
+        if rendered:
+            changes["source"] = SourceSpec(obj.source.kind, msgspec.structs.replace(options, **rendered))
+    return dataclasses.replace(obj, **changes)
+
+
+def render_project(project: Project, logical_date: str | None, schedule: str | None) -> Project:
+    """``project`` with every templated object rendered for a run (``run_context``); ``project`` when none is."""
+    ids = [oid for oid, obj in project.objects.items() if templated(obj)]
+    if not ids:
+        return project
+    context = run_context(project, logical_date, schedule)
+    objects = dict(project.objects)
+    for oid in ids:
+        objects[oid] = render_object(objects[oid], context)
+    return dataclasses.replace(project, objects=objects)
+
+
+class ObjectTemplates:
+    """What a worker renders: each templated object of ``project`` for the run an ``ObjectReady`` belongs to.
+
+    ``schedule_of(run_id) -> str | None`` names the run's schedule (read from its record; remembered per run).
+    """
+
+    def __init__(self, project: Project, schedule_of: Any = None) -> None:
+        self.project = project
+        self.ids = frozenset(oid for oid, obj in project.objects.items() if templated(obj))
+        self._schedule_of = schedule_of
+        self._schedules: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def render(self, obj: ObjectSpec, run_id: str, logical_date: str | None) -> ObjectSpec:
+        """``obj`` rendered for the run ``run_id`` of ``logical_date`` (itself when it holds no template)."""
+        if obj.id not in self.ids:
+            return obj
+        schedule = None
+        if logical_date and self._schedule_of is not None:
+            with self._lock:
+                if run_id not in self._schedules:
+                    if len(self._schedules) > 1000:
+                        self._schedules.clear()
+                    self._schedules[run_id] = self._schedule_of(run_id)
+                schedule = self._schedules[run_id]
+        return render_object(obj, run_context(self.project, logical_date, schedule))

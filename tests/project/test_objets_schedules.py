@@ -1,0 +1,89 @@
+"""An Objets.json's Fréquence (cron) becomes one schedule per frequency; Criticité becomes the object's criticality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sluice.project.load import load_project, parse_project
+from sluice.project.objets_schedules import frequency_cron
+
+RECORDS: list[dict[str, Any]] = [
+    {"IdObjet": 1001, "NomObjet": "Orders", "IdObjet_Parent": None, "Zone": "1-Raw", "EtatObjet": "Actif",
+     "Fréquence": "0 * * * *", "Criticité": "high"},
+    {"IdObjet": 1002, "NomObjet": "Customers", "IdObjet_Parent": None, "Zone": "1-Raw", "EtatObjet": "Actif",
+     "Fréquence": "0 2 * * *", "Criticité": "low"},
+    {"IdObjet": 2001, "NomObjet": "Orders", "IdObjet_Parent": "1001", "Zone": "2-Standardized", "EtatObjet": "Actif",
+     "Fréquence": "0  *  * * *", "Criticité": "High"},
+    {"IdObjet": 2002, "NomObjet": "Customers", "IdObjet_Parent": "1002", "Zone": "2-Standardized", "EtatObjet": "Actif",
+     "Fréquence": "Quotidienne"},
+    {"IdObjet": 3001, "NomObjet": "Sales", "IdObjet_Parent": "2001;2002", "Zone": "3-Application", "EtatObjet": "Actif",
+     "Fréquence": "0 2 * * *", "Criticité": "faible"},
+    {"IdObjet": 3002, "NomObjet": "Old", "IdObjet_Parent": "2001", "Zone": "3-Application", "EtatObjet": "Inactif",
+     "Fréquence": "0 2 * * *"},
+    {"IdObjet": 3003, "NomObjet": "Odd", "IdObjet_Parent": "2001", "Zone": "3-Application", "EtatObjet": "Actif",
+     "Fréquence": "souvent"},
+]  # fmt: skip
+
+
+def write(folder: Path, records: list[dict[str, Any]] = RECORDS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "Objets.json"
+    path.write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_one_schedule_per_frequency_targets_the_objects_that_carry_it(tmp_path: Path) -> None:
+    project = load_project(write(tmp_path))
+    schedules = {s.name: (s.cron, s.targets, s.timezone, s.catch_up) for s in project.schedules}
+    assert schedules == {
+        "objets:0 * * * *": ("0 * * * *", (1001, 2001), "UTC", "latest"),
+        "objets:0 2 * * *": ("0 2 * * *", (1002, 3001), "UTC", "latest"),  # 3002 is inactive: left out
+        "objets:0 0 * * *": ("0 0 * * *", (2002,), "UTC", "latest"),  # Quotidienne
+    }
+    assert any("Fréquence 'souvent' is not a cron expression" in note and "3003" in note for note in project.notes)
+
+
+def test_criticite_becomes_the_objects_criticality(tmp_path: Path) -> None:
+    project = load_project(write(tmp_path))
+    assert {oid: obj.criticality for oid, obj in project.objects.items()} == {
+        1001: "high",
+        1002: "low",
+        2001: "high",
+        2002: None,
+        3001: "low",
+        3003: None,
+    }
+
+
+def test_an_unknown_criticite_is_a_problem_at_its_record(tmp_path: Path) -> None:
+    records = [{"IdObjet": 1001, "IdObjet_Parent": None, "Criticité": "urgent"}]
+    _, problems = parse_project(write(tmp_path, records))
+    assert [(p.line, p.message) for p in problems] == [(2, "object 1001: unknown Criticité 'urgent'; use low or high")]
+
+
+def test_with_a_sluice_yaml_the_schedules_and_criticality_come_along(tmp_path: Path) -> None:
+    write(tmp_path)
+    (tmp_path / "sluice.yaml").write_text(
+        "name: shop\n"
+        "objets: {file: Objets.json}\n"
+        "objects:\n"
+        "  - {id: 2001, criticality: low, tags: [orders]}\n"
+        "schedules:\n"
+        "  orders: {cron: '30 * * * *', tags: [orders], timezone: Europe/Paris}\n",
+        encoding="utf-8",
+    )
+    project = load_project(tmp_path / "sluice.yaml")
+    names = sorted(s.name for s in project.schedules)
+    assert names == ["objets:0 * * * *", "objets:0 0 * * *", "objets:0 2 * * *", "orders"]
+    assert project.objects[2001].criticality == "low"  # sluice.yaml wins
+    assert project.objects[1001].criticality == "high"
+    assert next(s for s in project.schedules if s.name == "orders").targets == (2001,)
+
+
+def test_frequency_words_and_crons() -> None:
+    assert frequency_cron("Horaire") == "0 * * * *"
+    assert frequency_cron(" Hebdomadaire ") == "0 0 * * 1"
+    assert frequency_cron("*/5  *  * * *") == "*/5 * * * *"
+    assert frequency_cron(5) is None

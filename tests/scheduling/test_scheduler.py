@@ -1,0 +1,185 @@
+"""The scheduler with a fake clock: ticks fired once, catch-up policies, max_active_runs, wait_for, restarts, leases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from tests.scheduling.scheduling_helpers import Harness, project_with, utc
+
+from sluice.scheduling.requests import RunRequest
+from sluice.scheduling.scheduler import FakeClock
+from sluice.state.sqlite import SqliteStateStore
+
+HOURLY = "  hourly: {cron: '0 * * * *', targets: [2001], catch_up: %s}\n"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> SqliteStateStore:
+    store = SqliteStateStore(tmp_path / "state.db")
+    yield store
+    store.close()
+
+
+def test_a_tick_fires_once_with_its_logical_date_targets_and_trigger(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, "  nightly: {cron: '0 2 * * *', timezone: Europe/Paris, tags: [crm]}\n")
+    clock = FakeClock(utc(2026, 1, 1, 0, 59))
+    h = Harness(project, state, clock)
+    assert h.scheduler.step().fired == []  # first sight: the previous tick is the baseline, not run
+    clock.set(utc(2026, 1, 1, 1, 0))  # 02:00 in Paris
+    report = h.scheduler.step()
+    assert [(t.schedule, t.logical_date) for t in report.fired] == [("nightly", "2026-01-01T01:00:00+00:00")]
+    assert h.scheduler.step().fired == []
+    clock.advance(3600)
+    assert h.scheduler.step().fired == []
+    request = h.starter.requests[0]
+    assert (request.trigger, request.targets, request.key) == ("schedule", (1002,), "2026-01-01T01:00:00+00:00")
+    options = state.get_run(h.starter.run_ids[0]).options
+    assert (options["logical_date"], options["trigger"], options["schedule"]) == (
+        "2026-01-01T01:00:00+00:00",
+        "schedule",
+        "nightly",
+    )
+    last = state.last_ticks("shop")["nightly"]
+    assert (last.status, last.run_id) == ("fired", h.starter.run_ids[0])
+
+
+def test_catch_up_none_misses_the_ticks_that_passed_while_down(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, HOURLY % "none")
+    clock = FakeClock(utc(2026, 1, 1, 0, 30))
+    Harness(project, state, clock).scheduler.step()  # baseline 00:00; then nobody runs until 05:00:10
+    clock.set(utc(2026, 1, 1, 5, 0, 10))
+    h = Harness(project, state, clock, holder="b", lease_s=0.001)
+    report = h.scheduler.step()
+    assert [t.logical_date for t in report.fired] == ["2026-01-01T05:00:00+00:00"]  # on time (10 s late)
+    assert [(s, d[11:16]) for s, d, _ in h.missed()] == [
+        ("hourly", "01:00"),
+        ("hourly", "02:00"),
+        ("hourly", "03:00"),
+        ("hourly", "04:00"),
+    ]
+    assert all(reason.startswith("catch_up: none") for _, _, reason in h.missed())
+    assert [t.logical_date[11:16] for t in report.missed] == ["01:00", "02:00", "03:00", "04:00"]
+
+
+def test_catch_up_latest_runs_only_the_newest(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, HOURLY % "latest")
+    clock = FakeClock(utc(2026, 1, 1, 0, 30))
+    Harness(project, state, clock).scheduler.step()
+    clock.set(utc(2026, 1, 1, 5, 30))  # 05:00 is 30 minutes late: still the one that runs
+    h = Harness(project, state, clock, holder="b", lease_s=0.001)
+    report = h.scheduler.step()
+    assert h.starter.fired() == [("hourly", "2026-01-01T05:00:00+00:00")]
+    assert [d[11:16] for _, d, _ in h.missed()] == ["01:00", "02:00", "03:00", "04:00"]
+    assert len(report.missed) == 4
+
+
+def test_catch_up_all_runs_each_in_order_as_slots_free(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, HOURLY % "all")
+    clock = FakeClock(utc(2026, 1, 1, 0, 30))
+    Harness(project, state, clock).scheduler.step()
+    clock.set(utc(2026, 1, 1, 3, 30))
+    h = Harness(project, state, clock, holder="b", lease_s=0.001)
+    report = h.scheduler.step()
+    assert [t.logical_date[11:16] for t in report.fired] == ["01:00"] and report.waiting == 2  # max_active_runs 1
+    assert h.scheduler.step().fired == []  # still running
+    h.starter.finish()
+    assert [t.logical_date[11:16] for t in h.scheduler.step().fired] == ["02:00"]
+    h.starter.finish()
+    assert [t.logical_date[11:16] for t in h.scheduler.step().fired] == ["03:00"]
+    assert h.missed() == []
+
+
+def test_a_tick_refused_by_max_active_runs_is_missed(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, HOURLY % "latest")
+    clock = FakeClock(utc(2026, 1, 1, 0, 30))
+    h = Harness(project, state, clock)
+    h.scheduler.step()
+    clock.set(utc(2026, 1, 1, 1, 0))
+    assert len(h.scheduler.step().fired) == 1
+    clock.set(utc(2026, 1, 1, 2, 0))  # the 01:00 run is still going
+    report = h.scheduler.step()
+    assert report.fired == []
+    assert h.missed() == [("hourly", "2026-01-01T02:00:00+00:00", "max_active_runs: 1 run(s) of the schedule still running")]
+    h.starter.finish()
+    clock.set(utc(2026, 1, 1, 3, 0))
+    assert [t.logical_date[11:16] for t in h.scheduler.step().fired] == ["03:00"]
+
+
+def test_a_restart_across_a_tick_neither_misses_nor_repeats_it(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, HOURLY % "none")
+    clock = FakeClock(utc(2026, 1, 1, 0, 30))
+    first = Harness(project, state, clock, holder="first")
+    first.scheduler.step()
+    clock.set(utc(2026, 1, 1, 1, 0))
+    assert len(first.scheduler.step().fired) == 1
+    first.starter.finish()
+    clock.set(utc(2026, 1, 1, 1, 59, 50))
+    first.scheduler.step()  # renews its lease until 02:00:20; then the process dies without releasing it
+    clock.set(utc(2026, 1, 1, 2, 0, 10))
+    second = Harness(project, state, clock, holder="second")
+    assert not second.scheduler.step().leader  # stands by while the dead scheduler's lease runs
+    clock.set(utc(2026, 1, 1, 2, 0, 25))
+    report = second.scheduler.step()
+    assert report.leader and [t.logical_date for t in report.fired] == ["2026-01-01T02:00:00+00:00"]
+    assert second.missed() == [] and first.starter.fired() == [("hourly", "2026-01-01T01:00:00+00:00")]
+    second.starter.finish()
+    second.scheduler.release()  # a clean stop: the next scheduler takes over at once
+    clock.set(utc(2026, 1, 1, 3, 0, 1))
+    third = Harness(project, state, clock, holder="third")
+    assert [t.logical_date for t in third.scheduler.step().fired] == ["2026-01-01T03:00:00+00:00"]
+    fired = [t.logical_date[11:16] for t in state.ticks("shop", "hourly") if t.status == "fired"]
+    assert fired == ["03:00", "02:00", "01:00"]
+
+
+def test_wait_for_starts_once_the_other_schedules_run_of_that_date_succeeded(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(
+        tmp_path,
+        "  ingest: {cron: '0 2 * * *', targets: [1001]}\n  master: {cron: '30 2 * * *', targets: [2001], wait_for: [ingest]}\n",
+    )
+    clock = FakeClock(utc(2026, 1, 1, 1, 0))
+    h = Harness(project, state, clock)
+    h.scheduler.step()
+    clock.set(utc(2026, 1, 1, 2, 0))
+    h.scheduler.step()
+    assert h.starter.fired() == [("ingest", "2026-01-01T02:00:00+00:00")]
+    clock.set(utc(2026, 1, 1, 2, 30))
+    report = h.scheduler.step()
+    assert report.fired == [] and report.waiting == 1  # ingest's 02:00 run is still running
+    clock.advance(60)
+    h.starter.finish("succeeded")
+    report = h.scheduler.step()
+    assert [(t.schedule, t.logical_date) for t in report.fired] == [("master", "2026-01-01T02:30:00+00:00")]
+    # next day ingest fails: master waits, and the day after its newer tick supersedes the waiting one
+    h.starter.finish()
+    clock.set(utc(2026, 1, 2, 2, 0))
+    h.scheduler.step()
+    h.starter.finish("failed")
+    clock.set(utc(2026, 1, 2, 2, 30))
+    assert h.scheduler.step().waiting == 1
+    clock.set(utc(2026, 1, 3, 2, 0))
+    h.scheduler.step()
+    clock.set(utc(2026, 1, 3, 2, 30))
+    report = h.scheduler.step()
+    assert h.missed() == [
+        ("master", "2026-01-02T02:30:00+00:00", "superseded by a newer tick while waiting for ingest"),
+    ]
+    h.starter.finish("succeeded")
+    assert [t.logical_date for t in h.scheduler.step().fired] == ["2026-01-03T02:30:00+00:00"]
+
+
+def test_requests_from_other_sources_start_once(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, "  off: {cron: '0 2 * * *', enabled: false}\n")
+
+    class Sensor:
+        def poll(self, now: object) -> list[RunRequest]:
+            return [RunRequest("new-files", "sensor", utc(2026, 1, 1, 3), (1002,), "new-files@s3://bucket/a.csv")]
+
+    clock = FakeClock(utc(2026, 1, 1, 3))
+    h = Harness(project, state, clock)
+    h.scheduler.sources.append(Sensor())
+    assert [(t.schedule, t.logical_date) for t in h.scheduler.step().fired] == [("new-files", "new-files@s3://bucket/a.csv")]
+    clock.advance(timedelta(days=2).total_seconds())
+    assert h.scheduler.step().fired == []  # the same key again; and the disabled schedule never fires
+    assert [(r.name, r.trigger, r.targets) for r in h.starter.requests] == [("new-files", "sensor", (1002,))]

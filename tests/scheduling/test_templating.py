@@ -1,0 +1,104 @@
+"""{{ ds }} and friends in sql: and source options: each scheduled run processes its own slice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from tests.helpers import wait_for, write_yaml
+from tests.scheduling.scheduling_helpers import utc
+
+from sluice.errors import ConfigError
+from sluice.project.load import load_project
+from sluice.project.model import Project
+from sluice.runtime.run import RunOptions, open_backends, run_project
+from sluice.scheduling.scheduler import FakeClock, Scheduler
+from sluice.scheduling.starter import CoordinatorStarter
+from sluice.scheduling.templating import render_project, run_context
+
+PROJECT = """
+name: daily
+objects:
+  - id: 1001
+    name: day_file
+    source: {type: csv, path: "data/{{ ds }}.csv"}
+  - id: 2001
+    name: day_rows
+    parents: [1001]
+    sql: |
+      SELECT id, v, '{{ ds }}' AS ds, '{{ ds_nodash }}' AS ds_nodash,
+             '{{ data_interval_start }}' AS interval_start, '{{ data_interval_end }}' AS interval_end
+      FROM day_file
+schedules:
+  nightly: {cron: "0 2 * * *", targets: [2001]}
+"""
+
+
+def daily_project(tmp_path: Path, text: str = PROJECT) -> Project:
+    (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / "2026-01-01.csv").write_text("id,v\n1,a\n2,b\n", encoding="utf-8")
+    (tmp_path / "data" / "2026-01-02.csv").write_text("id,v\n3,c\n", encoding="utf-8")
+    return load_project(write_yaml(tmp_path, text))
+
+
+def rows(tmp_path: Path) -> list[tuple[object, ...]]:
+    path = tmp_path / ".sluice" / "lake" / "cleaned" / "day_rows.parquet"
+    return duckdb.sql(f"SELECT * FROM '{path}' ORDER BY id").fetchall()
+
+
+def test_each_scheduled_run_renders_its_logical_date_in_sql_and_source_options(tmp_path: Path) -> None:
+    project = daily_project(tmp_path)
+    clock = FakeClock(utc(2026, 1, 1, 1))
+    with open_backends(project) as backends:
+        starter = CoordinatorStarter(project, backends)
+        scheduler = Scheduler(project, backends.state, starter, clock=clock)
+        try:
+            scheduler.step()
+            for day in (1, 2):
+                clock.set(utc(2026, 1, day, 2))
+                (tick,) = scheduler.step().fired
+                assert tick.run_id is not None
+                wait_for(lambda: backends.state.get_run(tick.run_id).status != "running", 30, "the scheduled run")  # noqa: B023
+                assert backends.state.get_run(tick.run_id).status == "succeeded"
+                if day == 1:
+                    assert rows(tmp_path) == [
+                        (1, "a", "2026-01-01", "20260101", "2025-12-31 02:00:00+00:00", "2026-01-01 02:00:00+00:00"),
+                        (2, "b", "2026-01-01", "20260101", "2025-12-31 02:00:00+00:00", "2026-01-01 02:00:00+00:00"),
+                    ]
+            # the second date is not "fresh" because of the first: its own file, its own rows
+            assert rows(tmp_path) == [
+                (3, "c", "2026-01-02", "20260102", "2026-01-01 02:00:00+00:00", "2026-01-02 02:00:00+00:00"),
+            ]
+            states = backends.state.object_states(tick.run_id)
+            assert {oid: s.status for oid, s in states.items()} == {1001: "loaded", 2001: "loaded"}
+        finally:
+            starter.close()
+
+
+def test_a_manual_run_without_a_logical_date_renders_today(tmp_path: Path) -> None:
+    project = daily_project(tmp_path)
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    (tmp_path / "data" / f"{today}.csv").write_text("id,v\n9,z\n", encoding="utf-8")
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded", summary.to_json()
+    (row,) = rows(tmp_path)
+    assert row[:3] == (9, "z", today) and row[4] == row[5]  # the data interval of a manual run is empty
+
+
+def test_an_unknown_variable_is_one_line_naming_the_object(tmp_path: Path) -> None:
+    project = daily_project(tmp_path, PROJECT.replace("'{{ ds_nodash }}'", "'{{ next_ds }}'"))
+    with pytest.raises(ConfigError) as caught:
+        render_project(project, "2026-01-01T02:00:00+00:00", "nightly")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "object 2001 (day_rows): sql: 'next_ds' is undefined; the variables are logical_date, ds" in message
+    assert message.startswith(f"{tmp_path / 'sluice.yaml'}:")
+
+
+def test_the_data_interval_of_a_schedule_follows_its_cron_in_its_time_zone(tmp_path: Path) -> None:
+    project = daily_project(tmp_path, PROJECT.replace('{cron: "0 2 * * *"', '{cron: "0 2 * * *", timezone: Europe/Paris'))
+    context = run_context(project, "2026-03-29T01:00:00+00:00", "nightly")  # 02:00 does not exist: 03:00 CEST
+    assert context["ds"] == "2026-03-29" and context["data_interval_start"] == utc(2026, 3, 28, 1)  # 02:00 CET
+    assert run_context(project, "2026-03-29T00:00:00+00:00", "a-backfill")["data_interval_start"] == utc(2026, 3, 29)
