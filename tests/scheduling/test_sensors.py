@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.scheduling.scheduling_helpers import RecordingStarter
 
 from helpers import write_yaml
 from sluice.cdc import events as cdc
@@ -20,7 +21,8 @@ from sluice.project.load import load_project
 from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends
 from sluice.scheduling.requests import RunRequest
-from sluice.scheduling.sensors import Sensors
+from sluice.scheduling.scheduler import FakeClock, Scheduler
+from sluice.scheduling.sensors import Sensors, tick_recorded
 from sluice.state.base import RunRecord
 from sluice.state.postgres import PostgresStateStore
 
@@ -127,25 +129,35 @@ def test_run_fires_when_the_other_project_has_a_new_succeeded_run(make: Make, pg
         other.close()
 
 
-def test_the_cursor_advances_only_once_the_request_is_recorded(make: Make) -> None:
+def test_hosted_by_the_scheduler_the_cursor_advances_once_the_tick_is_recorded(make: Make) -> None:
+    project, sensors, backends = make("  landing: {type: files, path: 'in/*', targets: [orders], min_interval: 1m}\n")
+    (project.root / "in").mkdir()
+    (project.root / "in" / "a").write_text("a")
+    state = backends.state
+    sensors.recorded = tick_recorded(state, "p")
+    clock = FakeClock(T0)
+    starter = RecordingStarter(project, state)
+    scheduler = Scheduler(project, state, starter, clock=clock, sources=[sensors])
+    [fired] = scheduler.step().fired
+    assert (fired.schedule, fired.logical_date) == ("landing", f"landing@{T0.isoformat()}")
+    assert [(r.name, r.trigger, r.targets) for r in starter.requests] == [("landing", "sensor", (2001,))]
+    assert state.sensor_cursor("p", "landing") is None  # saved once the scheduler has recorded the tick
+    clock.advance(90)
+    assert scheduler.step().fired == []
+    cursor = state.sensor_cursor("p", "landing")
+    assert cursor is not None and cursor.last_key == fired.logical_date and cursor.fired_at == T0.timestamp()
+
+
+def test_a_request_never_recorded_fires_again(make: Make) -> None:
     project, sensors, backends = make("  landing: {type: files, path: 'in/*', min_interval: 0}\n")
     (project.root / "in").mkdir()
     (project.root / "in" / "a").write_text("a")
-    recorded: list[str] = []
-
-    def record(request: RunRequest) -> bool:
-        if not recorded:
-            recorded.append("refused")
-            raise RuntimeError("the scheduler's store is away")
-        recorded.append(request.key)
-        return True
-
-    sensors.record = record
-    assert sensors.poll(T0) == [] and "store is away" in sensors.errors["landing"]
-    assert backends.state.sensor_cursor("p", "landing") is None
-    [request] = sensors.poll(T0 + timedelta(seconds=1))
-    assert recorded[-1] == request.key and sensors.errors == {}
-    assert backends.state.sensor_cursor("p", "landing").last_key == request.key  # type: ignore[union-attr]
+    sensors.recorded = tick_recorded(backends.state, "p")  # nobody records: the host died after poll
+    assert len(sensors.poll(T0)) == 1
+    assert len(sensors.poll(T0 + timedelta(seconds=1))) == 1
+    sensors.recorded = None  # standalone: the cursor itself records the request
+    assert len(sensors.poll(T0 + timedelta(seconds=2))) == 1
+    assert sensors.poll(T0 + timedelta(seconds=3)) == []
 
 
 def test_sensor_problems_are_reported_at_their_line(tmp_path: Path) -> None:

@@ -11,9 +11,12 @@ Four kinds, each comparing what it sees now with its **cursor** in the state sto
 
 :meth:`Sensors.poll` looks at each sensor whose ``min_interval`` has passed since it last fired and returns one
 :class:`RunRequest` per sensor that saw a change (``trigger="sensor"``, the logical date is ``now``, the key
-``<name>@<now>``). Its new cursor is saved only after the request is recorded: by the ``record`` callback when
-one is given (the scheduler's request table; False: someone else recorded it, the cursor still advances), else
-with the cursor itself (one write). A new sensor's first look treats everything already there as new. The
+``<name>@<now>``). Its new cursor is saved only after the request is recorded. Standalone (``sluice sensors --poll``) the cursor
+itself records the request (one write: the cursor and the key of the request it fired). Hosted by the scheduler,
+which records each request's key as a tick *after* ``poll`` returns, pass ``recorded`` (see :func:`tick_recorded`):
+the new cursor is kept aside and saved at the next poll (or :meth:`Sensors.close`) once ``recorded(request)``
+says the scheduler recorded it; a request that never got recorded (the process died first) leaves the cursor
+where it was, so the change fires again: at least once, never lost. A new sensor's first look treats everything already there as new. The
 model is Dagster's sensors (a cursor per sensor, a minimum interval between evaluations) and Airflow's
 ``FileSensor``/``S3KeySensor``/``ExternalTaskSensor``, as one poll instead of a task that waits.
 """
@@ -89,8 +92,8 @@ def table_topic(project: Project, spec: SensorSpec) -> str:
 class Sensors:
     """The sensors of one project, polled by whoever hosts them (the scheduler service, ``sluice serve``).
 
-    ``state`` keeps the cursors; ``bus`` is where ``table`` sensors find change topics. ``record(request)``, when
-    given, records a request before its cursor advances (see the module).
+    ``state`` keeps the cursors; ``bus`` is where ``table`` sensors find change topics. ``recorded(request)``,
+    when given, tells whether the host recorded a request; its cursor waits for that (see the module).
     """
 
     def __init__(
@@ -98,18 +101,20 @@ class Sensors:
         project: Project,
         state: StateStore,
         bus: Bus,
-        record: Callable[[RunRequest], bool] | None = None,
+        recorded: Callable[[RunRequest], bool] | None = None,
     ) -> None:
         self.project = project
         self.state = state
         self.bus = bus
-        self.record = record
+        self.recorded = recorded
+        self._pending: list[tuple[RunRequest, SensorCursor]] = []  # fired, waiting for the host to record them
         self.errors: dict[str, str] = {}
         """The last error of each sensor whose look failed (cleared by a good look)."""
         self._stores: dict[str, StateStore] = {}
 
     def poll(self, now: datetime) -> list[RunRequest]:
         """Look at each enabled sensor due at ``now`` (timezone-aware); the runs to start, in sensor order."""
+        self.settle()
         requests = []
         for spec in self.project.sensors:
             if not spec.settings.enabled:
@@ -138,10 +143,22 @@ class Sensors:
                 self.state.save_sensor_cursor(self.project.name, SensorCursor(spec.name, value, *fired, at))
             return None
         request = RunRequest(spec.name, "sensor", now, spec.targets, key=f"{spec.name}@{now.isoformat()}")
-        if self.record is not None:
-            self.record(request)
-        self.state.save_sensor_cursor(self.project.name, SensorCursor(spec.name, value, at, request.key, at))
+        cursor = SensorCursor(spec.name, value, at, request.key, at)
+        if self.recorded is None:
+            self.state.save_sensor_cursor(self.project.name, cursor)
+        else:
+            self._pending.append((request, cursor))
         return request
+
+    def settle(self) -> None:
+        """Save the cursors of the requests the host has recorded since the last poll; forget the others (their
+        changes fire again)."""
+        pending, self._pending = self._pending, []
+        for request, cursor in pending:
+            if self.recorded is not None and self.recorded(request):
+                self.state.save_sensor_cursor(self.project.name, cursor)
+            else:
+                log.warning("sensor %s: request %s was not recorded; it fires again", request.name, request.key)
 
     def look(self, spec: SensorSpec, before: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         """(changed since ``before``?, the new cursor value) for one sensor."""
@@ -190,7 +207,18 @@ class Sensors:
         return rows
 
     def close(self) -> None:
-        """Close the other projects' state stores opened by ``run`` sensors."""
+        """Settle what is pending; close the other projects' state stores opened by ``run`` sensors."""
+        self.settle()
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+
+
+def tick_recorded(state: StateStore, project: str) -> Callable[[RunRequest], bool]:
+    """``recorded`` for sensors hosted by :class:`sluice.scheduling.scheduler.Scheduler`, which records a source's
+    request as a tick of ``request.name`` whose logical date is ``request.key``."""
+
+    def recorded(request: RunRequest) -> bool:
+        return any(t.logical_date == request.key for t in state.ticks(project, request.name, limit=20))
+
+    return recorded
