@@ -11,14 +11,15 @@ Four kinds, each comparing what it sees now with its **cursor** in the state sto
 
 :meth:`Sensors.poll` looks at each sensor whose ``min_interval`` has passed since it last fired and returns one
 :class:`RunRequest` per sensor that saw a change (``trigger="sensor"``, the logical date is ``now``, the key
-``<name>@<now>``). Its new cursor is saved only after the request is recorded. Standalone (``sluice sensors --poll``) the cursor
-itself records the request (one write: the cursor and the key of the request it fired). Hosted by the scheduler,
-which records each request's key as a tick *after* ``poll`` returns, pass ``recorded`` (see :func:`tick_recorded`):
-the new cursor is kept aside and saved at the next poll (or :meth:`Sensors.close`) once ``recorded(request)``
-says the scheduler recorded it; a request that never got recorded (the process died first) leaves the cursor
-where it was, so the change fires again: at least once, never lost. A new sensor's first look treats everything already there as new. The
-model is Dagster's sensors (a cursor per sensor, a minimum interval between evaluations) and Airflow's
-``FileSensor``/``S3KeySensor``/``ExternalTaskSensor``, as one poll instead of a task that waits.
+``<name>@<now>``). Its new cursor is saved only after the request is recorded. Standalone (``sluice sensors
+--poll``) the cursor itself records the request (one write: the cursor and the key of the request it fired).
+Hosted by the scheduler, which records each request's key as a tick *after* ``poll`` returns, pass ``recorded``
+(see :func:`tick_recorded`): the new cursor is kept aside and saved at the next poll (or :meth:`Sensors.close`)
+once ``recorded(request)`` says the scheduler recorded it; a request that never got recorded (the process died
+first) leaves the cursor where it was, so the change fires again: at least once, never lost. A new sensor's first
+look treats everything already there as new. The model is Dagster's sensors (a cursor per sensor, a minimum
+interval between evaluations) and Airflow's ``FileSensor``/``S3KeySensor``/``ExternalTaskSensor``, as one poll
+instead of a task that waits.
 """
 
 from __future__ import annotations
