@@ -82,4 +82,17 @@ def test_failed_dates_exit_1_and_name_the_dates(tmp_path: Path) -> None:
     assert "failed: 2026-02-01T00:00:00+00:00, 2026-02-02T00:00:00+00:00" in result.stdout
     assert result.stdout.count(" failed    run ") == 2
     bad = sluice("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-01", "--target", "nope")
-    assert bad.returncode == 2 and "--target nope: no object" in bad.stderr
+    assert bad.returncode == 2 and "--target: target 'nope' is not an object id or name" in bad.stderr
+
+
+def test_a_schedules_ticks_in_its_time_zone_are_the_dates(tmp_path: Path) -> None:
+    schedules = "schedules:\n  twice: {cron: '0 2,14 * * *', timezone: Europe/Paris, targets: [raw_a], enabled: false}\n"
+    path = write_yaml(tmp_path / "bf", PROJECT + schedules)
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twice"]
+    result = sluice(*args, "--simulate", "--delay-scale", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert [d["logical_date"] for d in answer["dates"]] == ["2026-01-01T02:00:00+01:00", "2026-01-01T14:00:00+01:00"]
+    assert answer["spec"]["schedule"] == "twice" and answer["spec"]["targets"] == [1001]
+    unknown = sluice("backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twicе")
+    assert unknown.returncode == 2 and "--schedule twicе: no such schedule (schedules: twice)" in unknown.stderr

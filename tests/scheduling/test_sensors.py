@@ -173,5 +173,5 @@ def test_sensor_problems_are_reported_at_their_line(tmp_path: Path) -> None:
     message = str(failure.value)
     assert "sluice.yaml:7: sensor 'a': type s3 needs url" in message
     assert "sluice.yaml:8: sensor 'b': no sync named 'nope'" in message
-    assert "sluice.yaml:9: sensor 'c': targets: no object with id or name 'nobody'" in message
+    assert "sluice.yaml:9: sensor 'c': target 'nobody' is not an object id or name" in message
     assert "sluice.yaml:10: sensor 'd'" in message and "'soon' is not a duration" in message

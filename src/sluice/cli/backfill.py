@@ -19,28 +19,22 @@ USER_ERROR = 2
 
 def resolve_targets(project: Project, given: tuple[str, ...]) -> tuple[int, ...] | None:
     """``--target`` values (object ids or names) as ids; None when none is given. Raises ConfigError."""
-    if not given:
-        return None
-    by_name = {obj.name: oid for oid, obj in project.objects.items()}
-    ids: list[int] = []
-    for value in given:
-        if value.lstrip("-").isdigit() and int(value) in project.objects:
-            ids.append(int(value))
-        elif value in by_name:
-            ids.append(by_name[value])
-        else:
-            raise ConfigError(f"--target {value}: no object with that id or name.{did_you_mean(value, list(by_name))}")
-    return tuple(ids)
+    from sluice.scheduling.spec import resolve_targets as resolve
+
+    ids, problem = resolve(project.objects, list(given) or None, None)
+    if problem is not None:
+        raise ConfigError(f"--target: {problem}; see 'sluice plan PATH'")
+    return ids
 
 
 def schedule_of(project: Project, name: str) -> tuple[str, str, tuple[int, ...] | None]:
     """The cron, time zone and targets of the project's schedule ``name``. Raises ConfigError."""
-    schedules = {s.name: s for s in getattr(project, "schedules", ())}
+    schedules = {s.name: s for s in project.schedules}
     if name not in schedules:
         known = ", ".join(sorted(schedules)) or "none defined"
         raise ConfigError(f"--schedule {name}: no such schedule (schedules: {known}).{did_you_mean(name, list(schedules))}")
     spec = schedules[name]
-    return str(spec.cron), str(spec.timezone), spec.targets
+    return spec.cron, spec.timezone, spec.targets
 
 
 def _day(value: str, flag: str) -> date:

@@ -12,6 +12,7 @@ from sluice.project.model import ObjectSpec, SyncSpec
 from sluice.project.models import Checker
 from sluice.project.yaml_tree import YamlMap, plain
 from sluice.scheduling.sensor_settings import SensorSettings, SensorSpec
+from sluice.scheduling.spec import resolve_targets
 
 
 def read_sensors(
@@ -57,21 +58,9 @@ def read_sensors(
 
 
 def sensor_targets(settings: SensorSettings, objects: Mapping[int, ObjectSpec]) -> tuple[int, ...] | None:
-    """The object ids of ``targets`` (ids or names) or ``tags``; None for neither (the whole project)."""
-    if settings.tags is not None:
-        ids = tuple(oid for oid, obj in objects.items() if set(obj.tags) & set(settings.tags))
-        if not ids:
-            raise ConfigError(f"no object carries the tags {', '.join(settings.tags)}")
-        return ids
-    if settings.targets is None:
-        return None
-    by_name = {obj.name: oid for oid, obj in objects.items()}
-    ids_: list[int] = []
-    for value in settings.targets:
-        if isinstance(value, int) and value in objects:
-            ids_.append(value)
-        elif isinstance(value, str) and value in by_name:
-            ids_.append(by_name[value])
-        else:
-            raise ConfigError(f"targets: no object with id or name {value!r}.{did_you_mean(str(value), list(by_name))}")
-    return tuple(ids_)
+    """The object ids of ``targets`` (ids or names) or ``tags``; None for neither (the whole project). Raises
+    ConfigError (the same selection as a schedule's, :func:`sluice.scheduling.spec.resolve_targets`)."""
+    ids, problem = resolve_targets(objects, settings.targets, settings.tags)
+    if problem is not None:
+        raise ConfigError(problem)
+    return ids
