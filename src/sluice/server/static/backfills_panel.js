@@ -2,8 +2,8 @@
 // succeeded, and one cell per logical date coloured by its status (hover: the date, its status and run).
 // Hidden while the project has none.
 
-import { pollJSON } from "./api.js";
 import { el } from "./format.js";
+import { PolledPanel } from "./polled_panel.js";
 
 export const BACKFILLS_POLL_MS = 5000;
 
@@ -14,28 +14,15 @@ export function countsText(counts, total) {
   return parts.join(" · ");
 }
 
-export class BackfillsPanel {
+export class BackfillsPanel extends PolledPanel {
   /** @param {HTMLElement} section the panel (hidden while empty) @param {HTMLElement} body where backfills go */
   constructor(section, body, onShown) {
-    this.section = section;
-    this.body = body;
-    this.onShown = onShown;
-    this.stopPolling = null;
-  }
-
-  start() {
-    this.stopPolling = pollJSON("/backfills", BACKFILLS_POLL_MS, (answer) => this.set(answer.backfills));
-  }
-
-  stop() {
-    this.stopPolling?.();
+    super(section, body, onShown, "/backfills", BACKFILLS_POLL_MS, "backfills");
   }
 
   /** @param {object[]} backfills entries of GET /backfills */
   set(backfills) {
-    const shown = backfills.length > 0;
-    this.section.hidden = !shown;
-    this.onShown?.(shown);
+    super.set(backfills);
     const items = backfills.map((backfill) =>
       el(
         "article",

@@ -1,8 +1,8 @@
 // The Streams panel (GET /streams, polled every 2 s): per streaming object, its state, records/s, MB/s, lag per
 // partition, last committed micro-batch, dead letters and late records. Hidden while the project has none.
 
-import { pollJSON } from "./api.js";
 import { el, number } from "./format.js";
+import { PolledPanel } from "./polled_panel.js";
 
 export const STREAMS_POLL_MS = 2000;
 
@@ -24,28 +24,15 @@ export function lagText(lag) {
   return lag.map((p) => `${p.topic}/${p.partition} ${number(p.records)}`).join(" · ");
 }
 
-export class StreamsPanel {
+export class StreamsPanel extends PolledPanel {
   /** @param {HTMLElement} section the panel (hidden while empty) @param {HTMLElement} body where streams go */
   constructor(section, body, onShown) {
-    this.section = section;
-    this.body = body;
-    this.onShown = onShown;
-    this.stopPolling = null;
-  }
-
-  start() {
-    this.stopPolling = pollJSON("/streams", STREAMS_POLL_MS, (answer) => this.set(answer.streams));
-  }
-
-  stop() {
-    this.stopPolling?.();
+    super(section, body, onShown, "/streams", STREAMS_POLL_MS, "streams");
   }
 
   /** @param {object[]} streams entries of GET /streams */
   set(streams) {
-    const shown = streams.length > 0;
-    this.section.hidden = !shown;
-    this.onShown?.(shown);
+    super.set(streams);
     const head = el(
       "tr",
       {},
