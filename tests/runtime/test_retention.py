@@ -50,13 +50,13 @@ def test_prune_keeps_recent_and_running_history_and_removes_the_rest(open_store:
         state.create_backfill(BackfillRecord("b-old", "shop", "failed", now - 50 * DAY, now - 45 * DAY), ["2026-01-01"])
 
         dry = prune_history(state, bus, "shop", 30 * DAY, now=now, dry_run=True)
-        assert dry.tables == {"run_objects": 1, "runs": 1, "backfill_dates": 1, "backfills": 1}
+        assert dry.tables == {"schedule_ticks": 0, "run_objects": 1, "runs": 1, "backfill_dates": 1, "backfills": 1}
         assert dry.events == 2  # the old run's; the run still going keeps the log from its first event
         assert len(bus.read(EVENTS_TOPIC, 0)) == 6
 
         state.finish_run("stuck", "cancelled", now - 34 * DAY)
         report = prune_history(state, bus, "shop", 30 * DAY, now=now)
-        assert report.tables == {"run_objects": 2, "runs": 2, "backfill_dates": 1, "backfills": 1}
+        assert report.tables == {"schedule_ticks": 0, "run_objects": 2, "runs": 2, "backfill_dates": 1, "backfills": 1}
         assert report.events == 4
         assert [r.run_id for r in state.list_runs("shop")] == ["new"]
         assert [m.offset for m in bus.read(EVENTS_TOPIC, 0)] == [new_offset, new_offset + 1]

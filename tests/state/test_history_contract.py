@@ -7,7 +7,15 @@ import pytest
 from tests.state.test_contract import open_store, store
 
 from sluice.errors import BackfillNotFound
-from sluice.state.base import BackfillDate, BackfillRecord, ObjectState, RunRecord, SensorCursor, StateStore
+from sluice.state.base import (
+    BackfillDate,
+    BackfillRecord,
+    ObjectState,
+    RunRecord,
+    SensorCursor,
+    StateStore,
+    TickRecord,
+)
 
 __all__ = ["open_store", "store"]
 
@@ -78,7 +86,17 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
     store.create_backfill(BackfillRecord("b-old", "shop", "succeeded", 90.0, 150.0), ["d1", "d2"])
     store.create_backfill(BackfillRecord("b-new", "shop", "succeeded", 900.0, 1500.0), ["d1"])
 
-    expected = {"run_objects": 2, "runs": 1, "backfill_dates": 2, "backfills": 1}
+    ticks = [
+        TickRecord("shop", "nightly", "2026-01-01T02:00:00+00:00", "fired", 100.0, "old"),
+        TickRecord("shop", "nightly", "2026-01-02T02:00:00+00:00", "fired", 110.0, "stuck"),
+        TickRecord("shop", "nightly", "2026-01-03T02:00:00+00:00", "missed", 120.0),
+        TickRecord("shop", "nightly", "2026-01-04T02:00:00+00:00", "missed", 130.0),
+        TickRecord("shop", "hourly", "2026-01-01T01:00:00+00:00", "missed", 10.0),
+        TickRecord("other", "nightly", "2026-01-01T02:00:00+00:00", "missed", 10.0),
+    ]
+    store.record_ticks(ticks)
+    # kept: the stuck run's tick, each schedule's latest (nightly 01-04, hourly's only one), the other project's
+    expected = {"schedule_ticks": 2, "run_objects": 2, "runs": 1, "backfill_dates": 2, "backfills": 1}
     assert store.prune_history("shop", 500.0, dry_run=True) == expected
     assert {r.run_id for r in store.list_runs()} == {"old", "stuck", "new", "elsewhere"}
     assert store.prune_history("shop", 500.0) == expected
@@ -88,4 +106,7 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
     assert len(store.object_states("stuck")) == 2
     assert [b.backfill_id for b in store.list_backfills("shop")] == ["b-new"]
     assert store.backfill_dates("b-old") == []
-    assert store.prune_history("shop", 500.0) == {"run_objects": 0, "runs": 0, "backfill_dates": 0, "backfills": 0}
+    assert [t.logical_date[:10] for t in store.ticks("shop", "nightly")] == ["2026-01-04", "2026-01-02"]
+    assert len(store.ticks("shop", "hourly")) == 1 and len(store.ticks("other")) == 1
+    again = {"schedule_ticks": 0, "run_objects": 0, "runs": 0, "backfill_dates": 0, "backfills": 0}
+    assert store.prune_history("shop", 500.0) == again

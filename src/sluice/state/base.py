@@ -218,7 +218,8 @@ class HistoryStore(ABC):
     @abstractmethod
     def prune_history(self, project: str, before: float, dry_run: bool = False) -> dict[str, int]:
         """Delete the project's runs (with their object states) and backfills (with their dates) finished
-        before ``before`` (epoch seconds); running ones are kept. Returns rows per table (what would go, when
+        before ``before`` (epoch seconds), and schedule ticks recorded before it (but each schedule's latest, and
+        those of runs still going); running ones are kept. Returns rows per table (what would go, when
         ``dry_run``)."""
 
     @abstractmethod

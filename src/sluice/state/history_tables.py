@@ -59,6 +59,13 @@ _CURSOR = "name, value, fired_at, last_key, updated_at"
 _RUN = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _FINISHED_RUNS = "FROM {s}runs WHERE project = ? AND status <> 'running' AND finished_at < ?"
 _FINISHED_BACKFILLS = "FROM {s}backfills WHERE project = ? AND status <> 'running' AND finished_at < ?"
+# Ticks recorded before the cutoff, except each schedule's (or sensor's) latest, which the scheduler's catch-up
+# starts from, and those of runs still going, which max_active_runs counts.
+_OLD_TICKS = (
+    "{s}schedule_ticks WHERE project = ? AND recorded_at < ? AND logical_date < (SELECT MAX(t2.logical_date) "
+    "FROM {s}schedule_ticks AS t2 WHERE t2.project = schedule_ticks.project AND t2.schedule = schedule_ticks.schedule) "
+    "AND (run_id IS NULL OR run_id NOT IN (SELECT run_id FROM {s}runs WHERE status = 'running'))"
+)
 
 
 def _backfill(row: Sequence[Any]) -> BackfillRecord:
@@ -158,6 +165,7 @@ class HistoryTables(HistoryStore):
         backfills = f"SELECT backfill_id {_FINISHED_BACKFILLS}"
         params = (project, before)
         tables = {
+            "schedule_ticks": _OLD_TICKS,
             "run_objects": f"{{s}}run_objects WHERE run_id IN ({runs})",
             "runs": f"{{s}}runs WHERE run_id IN ({runs})",
             "backfill_dates": f"{{s}}backfill_dates WHERE backfill_id IN ({backfills})",
