@@ -57,6 +57,8 @@ def test_a_killed_backfill_is_resumed_by_the_same_command(tmp_path: Path) -> Non
     assert result["status"] == "succeeded" and result["counts"] == {"succeeded": 5}
     after = _runs_by_day(tmp_path / "bf")
     assert after["2026-01-01"] == ["succeeded"]  # not run again
+    # the date killed mid-run was continued, not run again: one run a date, none left running
+    assert all(statuses == ["succeeded"] for statuses in after.values()), after
     assert sorted(after) == [f"2026-01-0{i}" for i in range(1, 6)]
 
     listed = sluice("backfill", str(path), "--list", "--json")

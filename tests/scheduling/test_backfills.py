@@ -30,14 +30,16 @@ class FakeRuns:
 
     def __init__(self, fail: frozenset[str] = frozenset(), hook: Callable[[RunRequest], None] | None = None) -> None:
         self.requests: list[RunRequest] = []
+        self.resumed: list[str | None] = []
         self.fail = fail
         self.hook = hook
         self.lock = threading.Lock()
 
-    def __call__(self, request: RunRequest, started: Callable[[str], None]) -> str:
+    def __call__(self, request: RunRequest, started: Callable[[str], None], resume: str | None = None) -> str:
         with self.lock:
             self.requests.append(request)
-            run_id = f"r{len(self.requests)}"
+            self.resumed.append(resume)
+            run_id = resume or f"r{len(self.requests)}"
         started(run_id)
         if self.hook is not None:
             self.hook(request)
@@ -114,6 +116,7 @@ def test_an_interrupted_backfill_resumes_with_only_the_remaining_dates(state: Sq
     rest = FakeRuns()
     record = again.run(backfill_id, rest)
     assert rest.days() == ["2026-01-04", "2026-01-05", "2026-01-06"]
+    assert rest.resumed == ["dead", None, None]  # the dead process's run is continued
     assert (record.status, record.finished_at) == ("succeeded", 2000.0)
     assert again.unfinished(SPEC) is None
 

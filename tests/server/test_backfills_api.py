@@ -33,7 +33,7 @@ def _backfill(root: Path) -> str:
         spec = BackfillSpec(date(2026, 1, 1), date(2026, 1, 3))
         backfill_id = backfills.create(spec, logical_dates(spec.start, spec.end)).backfill_id
 
-        def run(request: RunRequest, started: Callable[[str], None]) -> str:
+        def run(request: RunRequest, started: Callable[[str], None], resume: str | None = None) -> str:
             started(f"run-{request.logical_date.day}")
             return "failed" if request.logical_date.day == 2 else "succeeded"
 

@@ -5,9 +5,9 @@ cron expression in that range (a schedule's, with croniter). Each date becomes a
 ``trigger="backfill"`` and ``name="backfill:<id>"``; the backfill and each date's status (``pending``,
 ``running``, ``succeeded``, ``failed``) and run id are kept in the state store, so an interrupted backfill
 resumes where it stopped: :meth:`Backfills.run` runs only the dates not yet succeeded (pending ones, failed
-ones, and ones left running by a process that died). A failed date does not stop the others; the backfill
-ends ``failed`` when any date failed, ``succeeded`` when all did. The idea follows Airflow's ``dags backfill``
-and Dagster's partition backfills.
+ones, and ones left running by a process that died, whose run is continued rather than started again). A
+failed date does not stop the others; the backfill ends ``failed`` when any date failed, ``succeeded`` when all
+did. The idea follows Airflow's ``dags backfill`` and Dagster's partition backfills.
 
 >>> from datetime import date
 >>> [d.isoformat() for d in logical_dates(date(2026, 1, 30), date(2026, 2, 1))]
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from croniter import croniter
 
@@ -36,9 +36,14 @@ from sluice.state.base import BackfillDate, BackfillRecord, StateStore
 MAX_DATES = 10_000
 """A backfill of more dates than this is refused (a typo in a year, or a minutely cron over months)."""
 
-RunDate = Callable[[RunRequest, Callable[[str], None]], str]
-"""Runs one date: called with the request and a callback taking the run id once the run has begun; returns
-the run's final status (``succeeded``, ``failed``, ``cancelled``). An exception fails the date."""
+
+class RunDate(Protocol):
+    """Runs one date: called with the request, a callback taking the run id once the run has begun, and the run
+    to continue instead of starting one (``resume``: the run a process that died left running for this date);
+    returns the run's final status (``succeeded``, ``failed``, ``cancelled``). An exception fails the date."""
+
+    def __call__(self, request: RunRequest, started: Callable[[str], None], resume: str | None = None) -> str: ...
+
 
 OnDate = Callable[[BackfillDate, int, int], None]
 """Told each date as it settles, with how many are settled and the total."""
@@ -165,7 +170,8 @@ class Backfills:
         spec = self.state.get_backfill(backfill_id).spec
         targets = tuple(spec["targets"]) if spec.get("targets") else None
         request = RunRequest(name, "backfill", logical, targets, key=f"{name}@{item.logical_date}")
-        item = BackfillDate(item.logical_date, "running", None, self.clock())
+        left = item.run_id if item.status == "running" else None  # its process died: continue that run
+        item = BackfillDate(item.logical_date, "running", left, self.clock())
         self.state.save_backfill_date(backfill_id, item)
 
         def started(run_id: str) -> None:
@@ -173,7 +179,7 @@ class Backfills:
             self.state.save_backfill_date(backfill_id, item)
 
         try:
-            status = run_date(request, started)
+            status = run_date(request, started, left)
             item.status = "succeeded" if status == "succeeded" else "failed"
             item.error = None if status == "succeeded" else f"run {item.run_id or '?'} {status}"
         except Exception as exc:  # one date failing never stops the others

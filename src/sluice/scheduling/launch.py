@@ -13,11 +13,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from types import TracebackType
 
+from sluice.errors import RunNotFound
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.run import Backends, WorkersMode, open_backends, start_workers, stop_workers
 from sluice.runtime.summary import RunOptions
 from sluice.scheduling.requests import RunRequest
+from sluice.state.base import RunRecord
 
 
 class InProcessRuns:
@@ -64,12 +66,21 @@ class InProcessRuns:
         options.force, options.simulate, options.delay_scale, options.fail = d.force, d.simulate, d.delay_scale, d.fail
         return options
 
-    def __call__(self, request: RunRequest, started: Callable[[str], None] = lambda run_id: None) -> str:
+    def __call__(
+        self, request: RunRequest, started: Callable[[str], None] = lambda run_id: None, resume: str | None = None
+    ) -> str:
+        """Run ``request`` to its end; its final status. ``resume``: a run of this request that a process which
+        died left behind: its status when it has finished since, else it is continued (objects already loaded are
+        not run again); a run the state store does not know is started afresh."""
         backends = self.backends
         if backends is None:
             raise RuntimeError("InProcessRuns is used outside its 'with' block")
         coordinator = Coordinator(self.project, backends.bus, backends.state, backends.lake, self.options(request), self.observer)
-        started(coordinator.start())
+        previous = self._previous(resume)
+        if previous is not None and previous.status != "running":
+            started(previous.run_id)
+            return previous.status
+        started(coordinator.resume(previous.run_id) if previous is not None else coordinator.start())
         with self._lock:
             self._coordinators.add(coordinator)
         try:
@@ -77,6 +88,14 @@ class InProcessRuns:
         finally:
             with self._lock:
                 self._coordinators.discard(coordinator)
+
+    def _previous(self, run_id: str | None) -> RunRecord | None:
+        if run_id is None or self.backends is None:
+            return None
+        try:
+            return self.backends.state.get_run(run_id)
+        except RunNotFound:
+            return None
 
     def cancel(self) -> None:
         """Cancel every run in progress (objects not started are skipped)."""
