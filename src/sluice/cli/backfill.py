@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -13,6 +13,9 @@ import click
 from sluice.errors import ConfigError, SluiceError, ValidationFailed, did_you_mean
 from sluice.project.model import Project
 from sluice.state.base import BackfillDate, BackfillRecord
+
+if TYPE_CHECKING:
+    from sluice.scheduling.backfills import Backfills
 
 USER_ERROR = 2
 
@@ -82,7 +85,9 @@ def backfill_json(record: BackfillRecord, dates: list[BackfillDate]) -> dict[str
 @click.argument("path", type=click.Path())
 @click.option("--from", "start", metavar="DATE", help="First logical date (YYYY-MM-DD).")
 @click.option("--to", "end", metavar="DATE", help="Last logical date, included (YYYY-MM-DD).")
-@click.option("--target", "targets", multiple=True, metavar="ID|NAME", help="Object to produce (repeatable; default: all).")
+@click.option(
+    "--target", "targets", multiple=True, metavar="ID|NAME", help="Object to produce (repeatable; default: the final objects)."
+)
 @click.option("--schedule", help="Run this schedule's ticks in the range (its cron, time zone and targets) instead of days.")
 @click.option("--timezone", default="UTC", show_default=True, help="Time zone of the days' midnights (IANA name).")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Dates run at once.")
@@ -93,6 +98,13 @@ def backfill_json(record: BackfillRecord, dates: list[BackfillDate]) -> dict[str
 @click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (as 'sluice run').")
 @click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
 @click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail in every run (repeatable).")
+@click.option(
+    "--workers",
+    type=click.Choice(["in-process", "external"]),
+    default="in-process",
+    show_default=True,
+    help="external: leave the work to 'sluice worker' processes.",
+)
 @click.option("--bus", "bus_url", help="Bus URL (default: embedded log in .sluice/).")
 @click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")
 def backfill(
@@ -110,6 +122,7 @@ def backfill(
     simulate: bool,
     delay_scale: float,
     fail_ids: tuple[int, ...],
+    workers: str,
     bus_url: str | None,
     state_url: str | None,
 ) -> None:
@@ -120,6 +133,7 @@ def backfill(
     targets: the unfinished backfill is continued, its succeeded dates not run again; --new starts afresh).
     """
     from sluice.project.load import load_project
+    from sluice.runtime.run import WorkersMode
     from sluice.scheduling.backfills import Backfills, BackfillSpec, logical_dates
     from sluice.scheduling.launch import InProcessRuns
     from sluice.state.registry import open_state
@@ -140,6 +154,8 @@ def backfill(
             if record.project != project.name:
                 raise ConfigError(f"backfill {resume_id} belongs to project '{record.project}', not '{project.name}'")
         else:
+            if delay_scale < 0:
+                raise ConfigError("--delay-scale must be >= 0")
             if not start or not end:
                 raise ConfigError("give --from DATE and --to DATE (or --resume ID, or --list)")
             cron, tz_name, chosen = None, timezone, resolve_targets(project, targets)
@@ -163,7 +179,8 @@ def backfill(
         defaults = RunOptions(simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
         on_date = None if as_json else lambda item, settled, total: click.echo(date_line(item, settled, total))
         try:
-            with InProcessRuns(project, defaults, bus_url=bus_url, state_url=state_url) as runs:
+            mode: WorkersMode = "external" if workers == "external" else "in-process"
+            with InProcessRuns(project, defaults, workers=mode, bus_url=bus_url, state_url=state_url) as runs:
                 final = backfills.run(record.backfill_id, runs, parallel, on_date)
         except KeyboardInterrupt:
             click.echo(f"interrupted; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
@@ -183,8 +200,8 @@ def backfill(
         state.close()
 
 
-def _list(backfills: Any, as_json: bool) -> None:
-    records: list[BackfillRecord] = backfills.state.list_backfills(backfills.project)
+def _list(backfills: Backfills, as_json: bool) -> None:
+    records = backfills.state.list_backfills(backfills.project)
     if as_json:
         click.echo(json.dumps([backfill_json(r, backfills.state.backfill_dates(r.backfill_id)) for r in records]))
         return
