@@ -170,7 +170,7 @@ def test_wait_for_starts_once_the_other_schedules_run_of_that_date_succeeded(tmp
 
 
 def test_requests_from_other_sources_start_once(tmp_path: Path, state: SqliteStateStore) -> None:
-    project = project_with(tmp_path, "  off: {cron: '0 2 * * *', enabled: false}\n")
+    project = project_with(tmp_path, "  paused: {cron: '0 2 * * *', enabled: false}\n")
 
     class Sensor:
         def poll(self, now: object) -> list[RunRequest]:
@@ -183,3 +183,18 @@ def test_requests_from_other_sources_start_once(tmp_path: Path, state: SqliteSta
     clock.advance(timedelta(days=2).total_seconds())
     assert h.scheduler.step().fired == []  # the same key again; and the disabled schedule never fires
     assert [(r.name, r.trigger, r.targets) for r in h.starter.requests] == [("new-files", "sensor", (1002,))]
+
+
+def test_after_a_long_downtime_latest_runs_the_newest_tick_without_recording_each_missed_one(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    project = project_with(tmp_path, "  minutely: {cron: '* * * * *'}\n")
+    clock = FakeClock(utc(2025, 1, 1, 0, 0, 30))
+    Harness(project, state, clock).scheduler.step()
+    clock.set(utc(2026, 1, 1, 0, 0, 5))  # a year later: half a million ticks
+    h = Harness(project, state, clock, holder="b", lease_s=0.001)
+    report = h.scheduler.step()
+    assert [t.logical_date for t in report.fired] == ["2026-01-01T00:00:00+00:00"] and report.missed == []
+    clock.advance(60)
+    assert [t.logical_date for t in h.scheduler.step().fired] == []  # still running: max_active_runs 1
+    assert h.missed() == [("minutely", "2026-01-01T00:01:00+00:00", "max_active_runs: 1 run(s) of the schedule still running")]

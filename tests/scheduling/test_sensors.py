@@ -58,10 +58,11 @@ def test_files_fire_on_new_or_changed_files_at_most_once_per_min_interval(make: 
     folder.mkdir()
     assert sensors.poll(T0) == []  # nothing there yet
     (folder / "a.csv").write_text("x\n")
+    assert sensors.poll(T0 + timedelta(seconds=29)) == []  # looks at most every 30 s
     (folder / "notes.txt").write_text("ignored\n")
-    [request] = sensors.poll(T0 + timedelta(seconds=1))
+    [request] = sensors.poll(T0 + timedelta(seconds=30))
     assert request == RunRequest(
-        "landing", "sensor", T0 + timedelta(seconds=1), (2001,), f"landing@{(T0 + timedelta(seconds=1)).isoformat()}"
+        "landing", "sensor", T0 + timedelta(seconds=30), (2001,), f"landing@{(T0 + timedelta(seconds=30)).isoformat()}"
     )
     assert request.options().as_dict()["trigger"] == "sensor"
     assert sensors.poll(T0 + timedelta(minutes=10)) == []  # nothing new

@@ -104,3 +104,8 @@ schedules:
 def test_criticality_must_be_low_or_high(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed, match="criticality"):
         load_project(write_yaml(tmp_path, "objects:\n  - {id: 1001, criticality: urgent}\n"))
+
+
+def test_a_schedule_name_yaml_reads_as_a_boolean_must_be_quoted(tmp_path: Path) -> None:
+    found = problems_of(tmp_path, OBJECTS + "schedules:\n  off: {cron: '0 2 * * *'}\n")
+    assert found == ["7: schedule name False is not text; quote it ('False':)"]

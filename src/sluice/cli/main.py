@@ -455,6 +455,12 @@ def worker(
     metavar="ID|all",
     help="Also run this streaming object of the project (repeatable; all: every one).",
 )
+@click.option(
+    "--scheduler/--no-scheduler",
+    "scheduler",
+    default=None,
+    help="Fire the project's schedules in this server (default: on when the project has enabled schedules).",
+)
 @simulation_options
 @backend_options
 @service_log_options
@@ -464,6 +470,7 @@ def serve(
     port: int,
     syncs: tuple[str, ...],
     streams: tuple[str, ...],
+    scheduler: bool | None,
     simulate: bool,
     delay_scale: float,
     fail_ids: tuple[int, ...],
@@ -489,6 +496,7 @@ def serve(
         state_url=state_url,
         syncs=tuple(syncs),
         streams=tuple(streams),
+        scheduler=scheduler,
     )
 
     def ready(url: str) -> None:
@@ -617,6 +625,16 @@ def _register_runs_commands() -> None:
 
 
 _register_runs_commands()
+
+
+def _register_schedules() -> None:
+    from sluice.cli.schedules import scheduler, schedules
+
+    cli.add_command(scheduler)
+    cli.add_command(schedules)
+
+
+_register_schedules()
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sluice import events as ev
@@ -29,6 +29,7 @@ from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import counted, dead_letter_record, describe_malformed
 from sluice.connectors.base import SourceContext
 from sluice.errors import RunNotFound, SluiceError
+from sluice.graph.plan import Plan
 from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.project.model import Project, parent_keys
@@ -50,7 +51,9 @@ parent's ``ObjectLoaded`` to its child's ``ObjectReady`` on the bus more than ba
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    """``YYYYmmdd-HHMMSS-xxxxxxxx``: 32 random bits, as a scheduler starts a thousand runs in one second (with 24,
+    two of them shared an id about once in thirty such seconds: bench/schedules.py)."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(4)
 
 
 class Coordinator:
@@ -92,22 +95,34 @@ class Coordinator:
         self._counts: dict[tuple[Any, tuple[str, ...]], int] = {}  # (counter, labels): increments
         self._durations: list[tuple[str, float]] = []  # (stage, seconds) of attempts that ended
         self._cancel = threading.Event()
+        self._plan: Plan | None = None  # prepare() -> begin()
+        self._first_offset = 0
 
     # ----- starting -------------------------------------------------------------------------------
 
-    def _fingerprints(self) -> Fingerprints:
+    def _fingerprints(self, latest: Mapping[int, LatestOutput] | None = None) -> Fingerprints:
         # The objects' templates rendered for the run's logical date: the rendered text is in their fingerprints.
         self.project = render_project(self._base_project, self._logical_date, self._schedule)
-        latest = dict(self.state.latest_outputs(self.project.name))
-        return Fingerprints(self.project, self.lake, latest=latest, force=self.options.force, context=self.source_context)
+        found = dict(self.state.latest_outputs(self.project.name) if latest is None else latest)
+        return Fingerprints(self.project, self.lake, latest=found, force=self.options.force, context=self.source_context)
 
     def start(self) -> str:
-        """Plan and begin a new run; returns its id (``YYYYmmdd-HHMMSS-xxxxxx``).
+        """Plan and begin a new run; returns its id (``YYYYmmdd-HHMMSS-xxxxxxxx``).
 
         Records the run, publishes ``RunStarted`` and then the first decisions (fresh skips, readies).
         Raises ConfigError for unknown targets, BusError / StateError when a backend fails.
         """
-        fingerprints = self._fingerprints()
+        record = self.prepare()
+        self.state.create_run(record, list(self.states.values()))
+        self.begin()
+        return self.run_id
+
+    def prepare(self, latest: Mapping[int, LatestOutput] | None = None) -> RunRecord:
+        """The first half of :meth:`start`: plan the run and return its record, not yet saved (``latest``: the
+        project's last outputs, when the caller read them for several runs at once). Then save the record
+        (``StateStore.create_runs`` for many) and call :meth:`begin`; ``scheduling/starter.py`` does so for a
+        tick's runs together."""
+        fingerprints = self._fingerprints(latest)
         plan = plan_run(self.project, self.options, fingerprints)
         self.run_id = new_run_id()
         self.started_at = time.time()
@@ -123,12 +138,20 @@ class Coordinator:
             now=self.started_at,
         )
         self.states = self.machine.states
-        record = RunRecord(
+        self._plan = plan
+        self._first_offset = first_offset
+        return RunRecord(
             self.run_id, self.project.name, "running", self.started_at, None, plan.targets, self.options.as_dict(), first_offset
         )
-        self.state.create_run(record, list(self.states.values()))
-        self._writer = StateWriter(self.state, self.run_id, self.project.name)
-        self.bus.seek(self._group(), ev.EVENTS_TOPIC, first_offset)
+
+    def begin(self) -> None:
+        """The second half of :meth:`start`, once the record of :meth:`prepare` is saved: publish ``RunStarted``
+        and the first decisions."""
+        plan = self._plan
+        assert plan is not None, "prepare() first"
+        # The state writer (a thread) starts with the loop: a scheduler starting a thousand runs at one tick
+        # publishes their RunStarted first (bench/schedules.py).
+        self.bus.seek(self._group(), ev.EVENTS_TOPIC, self._first_offset)
         self._open_consumer()
         self._emit(
             ev.RunStarted(
@@ -154,7 +177,6 @@ class Coordinator:
         # SAVE_INTERVAL_S): until saved, the log's ObjectReady events say what was handed out.
         self._saved_at = time.time()
         metrics.ACTIVE_RUNS.inc()
-        return self.run_id
 
     def resume(self, run_id: str | None = None) -> str:
         """Continue a run whose coordinator died (``run_id``, or the project's unfinished run); returns its id.
@@ -242,6 +264,8 @@ class Coordinator:
         """
         if self._consumer is None:
             self._open_consumer()
+        if self._writer is None:
+            self._writer = StateWriter(self.state, self.run_id, self.project.name)
         consumer, self._consumer = self._consumer, None
         assert consumer is not None
         machine = self.machine

@@ -47,6 +47,10 @@ GRACE_S = 60.0
 """A tick found more than this many seconds after it fell due was missed while no scheduler ran (catch-up applies)."""
 INTERVAL_S = 1.0
 """Longest wait between two steps of :meth:`Scheduler.run` (seconds)."""
+MAX_TICKS_PER_STEP = 1000
+"""At most this many due ticks of one schedule are looked at per step. After a longer downtime, ``catch_up: none``
+and ``latest`` skip the older ticks without recording them (a warning says from when to when); ``all`` takes the
+next thousand at the following step."""
 
 
 class Clock(Protocol):
@@ -233,12 +237,24 @@ class Scheduler:
     def _collect(self, track: _Track, now: datetime, missed: list[TickRecord]) -> None:
         """Move the ticks due by ``now`` to the track's queue, applying its catch-up policy to late ones."""
         new: list[datetime] = []
-        while track.next_tick <= now:
+        policy = track.spec.catch_up
+        if policy == "all" and len(track.queue) >= MAX_TICKS_PER_STEP:
+            return
+        while track.next_tick <= now and len(new) < MAX_TICKS_PER_STEP:
             new.append(track.next_tick)
             track.next_tick = track.cron.next_after(track.next_tick)
+        if track.next_tick <= now and policy != "all":
+            latest = track.cron.previous(now + timedelta(microseconds=1))
+            log.warning(
+                "schedule %s: ticks from %s to %s passed while no scheduler ran; skipped without a record",
+                track.spec.name,
+                tick_text(new[0]),
+                tick_text(latest),
+            )
+            new = [latest]
+            track.next_tick = track.cron.next_after(latest)
         if not new:
             return
-        policy = track.spec.catch_up
         late = [t for t in new if (now - t).total_seconds() > self.grace_s]
         if policy == "none":
             for tick in late:
@@ -308,7 +324,7 @@ class Scheduler:
     def _missed(self, ticks: list[TickRecord]) -> None:
         events: list[ev.Event] = []
         for t in ticks:
-            log.warning("schedule %s missed tick %s: %s", t.schedule, t.logical_date, t.reason)
+            log.info("schedule %s missed tick %s: %s", t.schedule, t.logical_date, t.reason)
             events.append(ev.ScheduleMissed(run_id="", schedule=t.schedule, logical_date=t.logical_date, reason=t.reason or ""))
         if self.publish is not None:
             self.publish(events)

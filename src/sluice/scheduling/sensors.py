@@ -9,7 +9,8 @@ Four kinds, each comparing what it sees now with its **cursor** in the state sto
   :func:`sluice.cdc.events.change_topic`): capture published change events since the last look;
 - ``run``: the latest succeeded run of another project in its state store (by run id).
 
-:meth:`Sensors.poll` looks at each sensor whose ``min_interval`` has passed since it last fired and returns one
+:meth:`Sensors.poll` looks at each sensor whose ``min_interval`` has passed since it last fired (and not more often
+than every :data:`LOOK_S` seconds, or ``min_interval`` if shorter, however often it is polled) and returns one
 :class:`RunRequest` per sensor that saw a change (``trigger="sensor"``, the logical date is ``now``, the key
 ``<name>@<now>``). Its new cursor is saved only after the request is recorded. Standalone (``sluice sensors
 --poll``) the cursor itself records the request (one write: the cursor and the key of the request it fired).
@@ -40,6 +41,9 @@ from sluice.scheduling.sensor_settings import SensorSpec
 from sluice.state.base import SensorCursor, StateStore
 
 log = logging.getLogger("sluice.sensors")
+LOOK_S = 30.0
+"""A sensor looks (lists its folder, prefix, topic or runs) at most this often, or every ``min_interval`` if shorter:
+the scheduler polls every second."""
 Seen = dict[str, list[int]]
 """Path or key -> [size in bytes, modification time in ns]."""
 
@@ -109,6 +113,7 @@ class Sensors:
         self.bus = bus
         self.recorded = recorded
         self._pending: list[tuple[RunRequest, SensorCursor]] = []  # fired, waiting for the host to record them
+        self._looked: dict[str, float] = {}  # sensor -> when it last looked (epoch seconds)
         self.errors: dict[str, str] = {}
         """The last error of each sensor whose look failed (cleared by a good look)."""
         self._stores: dict[str, StateStore] = {}
@@ -133,9 +138,13 @@ class Sensors:
 
     def _poll_one(self, spec: SensorSpec, now: datetime) -> RunRequest | None:
         at = now.timestamp()
-        cursor = self.state.sensor_cursor(self.project.name, spec.name)
-        if cursor is not None and cursor.fired_at is not None and at - cursor.fired_at < spec.settings.min_interval_s:
+        interval = spec.settings.min_interval_s
+        if at - self._looked.get(spec.name, float("-inf")) < min(interval, LOOK_S):
             return None
+        cursor = self.state.sensor_cursor(self.project.name, spec.name)
+        if cursor is not None and cursor.fired_at is not None and at - cursor.fired_at < interval:
+            return None
+        self._looked[spec.name] = at
         before = cursor.value if cursor is not None else {}
         changed, value = self.look(spec, before)
         if not changed:
@@ -223,3 +232,11 @@ def tick_recorded(state: StateStore, project: str) -> Callable[[RunRequest], boo
         return any(t.logical_date == request.key for t in state.ticks(project, request.name, limit=20))
 
     return recorded
+
+
+def hosted_sensors(project: Project, state: StateStore, bus: Bus) -> list[Sensors]:
+    """The sources a scheduler hosting ``project`` polls: its sensors, recorded as ticks (:func:`tick_recorded`), or
+    none when the project has no enabled sensor. Pass them as ``Scheduler(..., sources=...)``."""
+    if not any(spec.settings.enabled for spec in project.sensors):
+        return []
+    return [Sensors(project, state, bus, recorded=tick_recorded(state, project.name))]

@@ -111,6 +111,9 @@ def read_schedules(
     for name, entry in raw.items():
         where = raw.line_of(name)
         label = f"schedule '{name}'"
+        if not isinstance(name, str):  # off: / on: / yes: are booleans in YAML
+            problems.append(ConfigError(f"schedule name {name!r} is not text; quote it ('{name}':)", file, where))
+            continue
         if not isinstance(entry, YamlMap):
             problems.append(ConfigError(f"{label} must be a mapping such as {{cron: '0 2 * * *'}}", file, where))
             continue

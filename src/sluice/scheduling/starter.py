@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from sluice import events as ev
-from sluice.errors import SluiceError
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.run import Backends, WorkersMode, start_workers, stop_workers
 from sluice.scheduling.requests import RunRequest
+from sluice.state.base import RunRecord
 
 log = logging.getLogger("sluice.scheduler")
 MAX_LOOPS = 32
@@ -54,22 +54,43 @@ class CoordinatorStarter:
         self._lock = threading.Lock()
 
     def start(self, requests: Sequence[RunRequest]) -> list[str | None]:
-        """Start each request's run; its id, or None when it could not start (the reason is logged)."""
-        run_ids: list[str | None] = []
-        for request in requests:
+        """Start each request's run; its id, or None when it could not start (the reason is logged).
+
+        The runs of one call are started together: planned one by one (the project's last outputs read once),
+        recorded in one transaction, then each publishes its ``RunStarted`` and first decisions; their loops go
+        once every run has begun. At a thousand runs per tick this halved the time to the last ``RunStarted``
+        (bench/schedules.py).
+        """
+        state = self.backends.state
+        latest = state.latest_outputs(self.project.name) if requests else {}
+        prepared: list[tuple[int, Coordinator, RunRecord]] = []
+        run_ids: list[str | None] = [None] * len(requests)
+        for index, request in enumerate(requests):
             coordinator = Coordinator(
-                self.project, self.backends.bus, self.backends.state, self.backends.lake, request.options(), self.observer
+                self.project, self.backends.bus, state, self.backends.lake, request.options(), self.observer
             )
             try:
-                run_id = coordinator.start()
-            except SluiceError as exc:
+                prepared.append((index, coordinator, coordinator.prepare(latest)))
+            except Exception as exc:  # a user error (SluiceError) or a backend's: this run only
                 log.error("%s %s (%s) could not start a run: %s", request.trigger, request.name, request.key, exc)
-                run_ids.append(None)
+        if not prepared:
+            return run_ids
+        state.create_runs([(record, list(c.states.values())) for _, c, record in prepared])
+        started: list[Coordinator] = []
+        for index, coordinator, record in prepared:
+            try:
+                coordinator.begin()
+            except Exception as exc:  # recorded but not begun: it stays "running" until resumed
+                log.error("run %s could not begin: %s", record.run_id, exc, extra={"run_id": record.run_id})
                 continue
             with self._lock:
-                self._active[run_id] = coordinator
+                self._active[record.run_id] = coordinator
+            started.append(coordinator)
+            run_ids[index] = record.run_id
+        # The loops go once every run of the batch has begun: started earlier, their threads would take the GIL
+        # from the runs still to begin.
+        for coordinator in started:
             self._pool.submit(self._loop, coordinator)
-            run_ids.append(run_id)
         return run_ids
 
     def _loop(self, coordinator: Coordinator) -> None:

@@ -32,6 +32,7 @@ from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, insta
 from sluice.server.fast_paths import FastPathApp
 from sluice.server.http_metrics import HttpMetrics
 from sluice.server.runs import find_run
+from sluice.server.schedules import schedule_routes
 from sluice.server.services import Services
 from sluice.server.stream import EventFilter, event_stream
 from sluice.server.streams import stream_routes
@@ -107,6 +108,7 @@ def create_app(services: Services) -> FastAPI:
     sync_routes(app, services.project)
     stream_routes(app, services.project, lambda: services.backends.lake, lambda: services.streams)
     backfill_routes(app, services.project.name, lambda: services.backends.state)
+    schedule_routes(app, services.project, lambda: services.backends.state, lambda: services.scheduler)
     if data_api is not None:
         from sluice.api.http import mount_api
         from sluice.api.rest.adapt import mount_data_api_rest

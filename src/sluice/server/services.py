@@ -22,6 +22,8 @@ from sluice.runtime.retention import Pruner, start_pruner
 from sluice.runtime.run import Backends, open_backends, start_workers, stop_workers
 from sluice.runtime.summary import RunOptions
 from sluice.runtime.worker import StageWorker
+from sluice.scheduling.host import SchedulerHost
+from sluice.scheduling.sensors import hosted_sensors
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
 from sluice.server.stream import EventHub
@@ -53,6 +55,7 @@ class ServerSettings:
     lag_interval_s: float = 2.0
     syncs: tuple[str, ...] = ()  # syncs of the project to run in this process (sluice serve --sync NAME)
     streams: tuple[str, ...] = ()  # streaming objects to run in this process (sluice serve --stream ID|all)
+    scheduler: bool | None = None  # host the scheduler (sluice serve --scheduler); None: when the project has schedules
 
     def run_options(self) -> RunOptions:
         return RunOptions(simulate=self.simulate, delay_scale=self.delay_scale, fail=self.fail)
@@ -74,6 +77,7 @@ class Services:
         self._lag: LagSampler | None = None
         self._syncs: SyncHost | None = None
         self.streams: StreamHost | None = None
+        self.scheduler: SchedulerHost | None = None
         """The streaming objects this server runs (``--stream``), None when it runs none."""
         self.pruner: Pruner | None = None
         """Prunes history every ``history: every`` (None without a ``history:`` section)."""
@@ -139,6 +143,7 @@ class Services:
             self._syncs.start()
             self.streams = host_streams(self.project, backends.lake, settings.streams)
             self.pruner = start_pruner(self.project, backends)
+            self.scheduler = host_scheduler(self.project, backends, settings.scheduler)
         except BaseException:
             self._shutdown()
             raise
@@ -166,6 +171,9 @@ class Services:
         if self.pruner is not None:
             self.pruner.stop()
             self.pruner = None
+        if self.scheduler is not None:
+            self.scheduler.stop()  # no new runs; its runs get 10 s, then are cancelled
+            self.scheduler = None
         if self.streams is not None:
             self.streams.stop()  # each commits what it gathered
             self.streams.join(30.0)
@@ -182,6 +190,23 @@ class Services:
         if self._lag is not None:
             self._lag.stop()
         self._stack.close()
+
+
+def host_scheduler(project: Project, backends: Backends, wanted: bool | None) -> SchedulerHost | None:
+    """The started scheduler of ``sluice serve`` (``wanted`` None: when the project has enabled schedules); its runs
+    use the server's stage workers (or ``sluice worker`` processes when the server starts none)."""
+    sensors = hosted_sensors(project, backends.state, backends.bus)
+    enabled = any(s.enabled for s in project.schedules) or bool(sensors)
+    if wanted is False or (wanted is None and not enabled):
+        return None
+    if not enabled:
+        raise SluiceError(
+            f"--scheduler: project '{project.name}' has no enabled schedule or sensor; add schedules: to sluice.yaml"
+        )
+    # the server's own workers (if any) do the work; the sensors are polled at each step, recorded as ticks
+    host = SchedulerHost(project, backends, workers="external", sources=sensors)
+    host.start()
+    return host
 
 
 T = TypeVar("T")

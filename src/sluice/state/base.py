@@ -244,6 +244,11 @@ class StateStore(HistoryStore):
     def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
         """Record a new run and the initial state of its planned objects."""
 
+    def create_runs(self, runs: Sequence[tuple[RunRecord, Sequence[ObjectState]]]) -> None:
+        """Record several new runs (a scheduler's tick); stores override this with one transaction."""
+        for run, objects in runs:
+            self.create_run(run, objects)
+
     @abstractmethod
     def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
         """Upsert object states (and the coordinator's checkpoint) in one transaction."""

@@ -193,22 +193,30 @@ class PostgresStateStore(HistoryTables, StateStore):
             return conn.execute(query, params).fetchall()
 
     def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
+        self.create_runs([(run, objects)])
+
+    def create_runs(self, runs: Sequence[tuple[RunRecord, Sequence[ObjectState]]]) -> None:
         with self._write() as conn:
-            conn.execute(
+            conn.cursor().executemany(
                 f"INSERT INTO sluice_state.runs({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    run.run_id,
-                    run.project,
-                    run.status,
-                    run.started_at,
-                    run.finished_at,
-                    Jsonb(run.targets),
-                    Jsonb(run.options),
-                    run.first_offset,
-                    run.checkpoint,
-                ),
+                [
+                    (
+                        run.run_id,
+                        run.project,
+                        run.status,
+                        run.started_at,
+                        run.finished_at,
+                        Jsonb(run.targets),
+                        Jsonb(run.options),
+                        run.first_offset,
+                        run.checkpoint,
+                    )
+                    for run, _ in runs
+                ],
             )
-            conn.cursor().executemany(_UPSERT_OBJECT, [object_row(run.run_id, state) for state in objects])
+            rows = [object_row(run.run_id, state) for run, objects in runs for state in objects]
+            if rows:
+                conn.cursor().executemany(_UPSERT_OBJECT, rows)
 
     def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
         with self._write() as conn:

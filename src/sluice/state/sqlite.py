@@ -120,22 +120,28 @@ class SqliteStateStore(HistoryTables, StateStore):
         self.url = f"sqlite:///{self.path}"
 
     def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
+        self.create_runs([(run, objects)])
+
+    def create_runs(self, runs: Sequence[tuple[RunRecord, Sequence[ObjectState]]]) -> None:
         with self.db.write() as conn:
-            conn.execute(
+            conn.executemany(
                 f"INSERT INTO runs({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.run_id,
-                    run.project,
-                    run.status,
-                    run.started_at,
-                    run.finished_at,
-                    json.dumps(run.targets),
-                    json.dumps(run.options),
-                    run.first_offset,
-                    run.checkpoint,
-                ),
+                [
+                    (
+                        run.run_id,
+                        run.project,
+                        run.status,
+                        run.started_at,
+                        run.finished_at,
+                        json.dumps(run.targets),
+                        json.dumps(run.options),
+                        run.first_offset,
+                        run.checkpoint,
+                    )
+                    for run, _ in runs
+                ],
             )
-            conn.executemany(_UPSERT_OBJECT, [object_row(run.run_id, state) for state in objects])
+            conn.executemany(_UPSERT_OBJECT, [object_row(run.run_id, state) for run, objects in runs for state in objects])
 
     def save(self, run_id: str, objects: Sequence[ObjectState], checkpoint: int | None = None) -> None:
         with self.db.write() as conn:

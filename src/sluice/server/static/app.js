@@ -16,6 +16,7 @@ import { layoutGraph } from "./layout.js";
 import { ObjectPanel } from "./object_panel.js";
 import { RunView, STATUSES } from "./run_state.js";
 import { RunsList } from "./runs_list.js";
+import { SchedulesPanel } from "./schedules_panel.js";
 import { StreamsPanel } from "./streams_panel.js";
 import { BackfillsPanel } from "./backfills_panel.js";
 import { SyncsPanel } from "./syncs_panel.js";
@@ -54,6 +55,9 @@ class App {
     this.streams = new StreamsPanel($("streams"), $("stream-list"), (shown) =>
       $("sidebar").classList.toggle("with-streams", shown),
     );
+    this.schedules = new SchedulesPanel($("schedules"), $("schedule-list"), (shown) =>
+      $("sidebar").classList.toggle("with-schedules", shown),
+    );
     this.backfills = new BackfillsPanel($("backfills"), $("backfill-list"), () => this.sidebarRows());
     this.runsList = new RunsList($("run-list"), (runId) => this.pickRun(runId));
     this.panel = new ObjectPanel($("object-panel"), $("object-title"), $("object-body"), $("object-close"), {
@@ -76,9 +80,9 @@ class App {
     }, 1000);
   }
 
-  /** One auto-sized row per panel shown above the runs (syncs, streams, backfills), then the runs and the feed. */
+  /** One auto-sized row per panel shown above the runs (syncs, streams, schedules, backfills), then runs and feed. */
   sidebarRows() {
-    const shown = ["syncs", "streams", "backfills"].filter((id) => !$(id).hidden).length;
+    const shown = ["syncs", "streams", "schedules", "backfills"].filter((id) => !$(id).hidden).length;
     $("sidebar").style.gridTemplateRows = $("backfills").hidden
       ? ""
       : `${"minmax(0, auto) ".repeat(shown)}minmax(120px, 30%) minmax(0, 1fr)`;
@@ -109,6 +113,7 @@ class App {
     }
     this.syncs.start();
     this.streams.start();
+    this.schedules.start();
     this.backfills.start();
     try {
       this.stream.start(await this.streamStart());
