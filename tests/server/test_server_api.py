@@ -375,6 +375,7 @@ def test_openapi_documents_every_endpoint(server: LiveServer) -> None:
         ("get", "/streams"),
         ("get", "/backfills"),
         ("get", "/backfills/{backfill_id}"),
+        ("get", "/schedules"),
     }
     found = {(method, path) for path, operations in spec["paths"].items() for method in operations}
     assert found == expected
