@@ -93,6 +93,7 @@ def backfill_json(record: BackfillRecord, dates: list[BackfillDate]) -> dict[str
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Dates run at once.")
 @click.option("--resume", "resume_id", metavar="ID", help="Continue this backfill: its dates not yet succeeded.")
 @click.option("--new", "fresh", is_flag=True, help="Start a new backfill even if an unfinished one has the same dates.")
+@click.option("--force", is_flag=True, help="Run every planned object of each date even if fresh.")
 @click.option("--list", "list_only", is_flag=True, help="List the project's backfills instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the backfill (and its dates) as JSON at the end.")
 @click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (as 'sluice run').")
@@ -117,6 +118,7 @@ def backfill(
     parallel: int,
     resume_id: str | None,
     fresh: bool,
+    force: bool,
     list_only: bool,
     as_json: bool,
     simulate: bool,
@@ -176,7 +178,7 @@ def backfill(
         click.echo(f"backfill {record.backfill_id}: {left} date(s) to run, {parallel} at once", err=True)
         from sluice.runtime.summary import RunOptions
 
-        defaults = RunOptions(simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
+        defaults = RunOptions(force=force, simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
         on_date = None if as_json else lambda item, settled, total: click.echo(date_line(item, settled, total))
         try:
             mode: WorkersMode = "external" if workers == "external" else "in-process"
