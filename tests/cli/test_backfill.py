@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import write_yaml
+from helpers import sluice_cli, write_yaml
 from sluice.state.sqlite import SqliteStateStore
 
 SLUICE = [sys.executable, "-m", "sluice"]
@@ -19,10 +19,6 @@ objects:
   - {id: 1001, name: raw_a}
   - {id: 2001, name: clean_a, parents: [1001]}
 """
-
-
-def sluice(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SLUICE, *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 def _runs_by_day(root: Path) -> dict[str, list[str]]:
@@ -50,7 +46,7 @@ def test_a_killed_backfill_is_resumed_by_the_same_command(tmp_path: Path) -> Non
     before = _runs_by_day(tmp_path / "bf")
     assert before["2026-01-01"] == ["succeeded"]
 
-    again = sluice(*args, "--delay-scale", "0", "--json")
+    again = sluice_cli(*args, "--delay-scale", "0", "--json")
     assert again.returncode == 0, again.stderr
     assert "resuming backfill" in again.stderr
     result = json.loads(again.stdout)
@@ -61,29 +57,29 @@ def test_a_killed_backfill_is_resumed_by_the_same_command(tmp_path: Path) -> Non
     assert all(statuses == ["succeeded"] for statuses in after.values()), after
     assert sorted(after) == [f"2026-01-0{i}" for i in range(1, 6)]
 
-    listed = sluice("backfill", str(path), "--list", "--json")
+    listed = sluice_cli("backfill", str(path), "--list", "--json")
     assert [b["backfill_id"] for b in json.loads(listed.stdout)] == [result["backfill_id"]]
 
-    runs = json.loads(sluice("runs", str(path), "--schedule", f"backfill:{result['backfill_id']}", "--json").stdout)
+    runs = json.loads(sluice_cli("runs", str(path), "--schedule", f"backfill:{result['backfill_id']}", "--json").stdout)
     assert sorted(r["logical_date"][:10] for r in runs) == [f"2026-01-0{i}" for i in range(1, 6)]
     assert {r["trigger"] for r in runs} == {"backfill"}
-    assert json.loads(sluice("runs", str(path), "--status", "failed", "--json").stdout) == []
-    assert json.loads(sluice("runs", str(path), "--until", "2000-01-01", "--json").stdout) == []
+    assert json.loads(sluice_cli("runs", str(path), "--status", "failed", "--json").stdout) == []
+    assert json.loads(sluice_cli("runs", str(path), "--until", "2000-01-01", "--json").stdout) == []
 
-    dry = sluice("prune", str(path), "--keep", "3650d", "--dry-run")
+    dry = sluice_cli("prune", str(path), "--keep", "3650d", "--dry-run")
     assert dry.returncode == 0 and "would remove 0 row(s) of runs" in dry.stdout
-    missing = sluice("prune", str(path))
+    missing = sluice_cli("prune", str(path))
     assert missing.returncode == 2 and "no 'history:' section" in missing.stderr
 
 
 def test_failed_dates_exit_1_and_name_the_dates(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "bf", PROJECT)
-    result = sluice("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-02", "--simulate", "--delay-scale", "0",
+    result = sluice_cli("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-02", "--simulate", "--delay-scale", "0",
                     "--target", "clean_a", "--parallel", "2", "--fail", "2001")  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "failed: 2026-02-01T00:00:00+00:00, 2026-02-02T00:00:00+00:00" in result.stdout
     assert result.stdout.count(" failed    run ") == 2
-    bad = sluice("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-01", "--target", "nope")
+    bad = sluice_cli("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-01", "--target", "nope")
     assert bad.returncode == 2 and "--target: target 'nope' is not an object id or name" in bad.stderr
 
 
@@ -91,10 +87,10 @@ def test_a_schedules_ticks_in_its_time_zone_are_the_dates(tmp_path: Path) -> Non
     schedules = "schedules:\n  twice: {cron: '0 2,14 * * *', timezone: Europe/Paris, targets: [raw_a], enabled: false}\n"
     path = write_yaml(tmp_path / "bf", PROJECT + schedules)
     args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twice"]
-    result = sluice(*args, "--simulate", "--delay-scale", "0", "--json")
+    result = sluice_cli(*args, "--simulate", "--delay-scale", "0", "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert [d["logical_date"] for d in answer["dates"]] == ["2026-01-01T02:00:00+01:00", "2026-01-01T14:00:00+01:00"]
     assert answer["spec"]["schedule"] == "twice" and answer["spec"]["targets"] == [1001]
-    unknown = sluice("backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twicе")
+    unknown = sluice_cli("backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twicе")
     assert unknown.returncode == 2 and "--schedule twicе: no such schedule (schedules: twice)" in unknown.stderr

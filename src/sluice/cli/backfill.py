@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from sluice.errors import ConfigError, SluiceError, ValidationFailed, did_you_mean
 from sluice.project.model import Project
-from sluice.state.base import BackfillDate, BackfillRecord
+from sluice.scheduling.backfills import backfill_json
+from sluice.state.base import BackfillDate
 
 if TYPE_CHECKING:
     from sluice.scheduling.backfills import Backfills
@@ -53,32 +54,6 @@ def date_line(item: BackfillDate, settled: int, total: int) -> str:
     error = f"  {item.error}" if item.error and item.status == "failed" else ""
     width = len(str(total))
     return f"[{settled:>{width}}/{total}] {item.logical_date}  {item.status:<9} run {item.run_id or '-'}  {took}{error}"
-
-
-def backfill_json(record: BackfillRecord, dates: list[BackfillDate]) -> dict[str, Any]:
-    """A backfill and its dates as ``sluice backfill --json`` and ``GET /backfills/{id}`` give it."""
-    counts: dict[str, int] = {}
-    for item in dates:
-        counts[item.status] = counts.get(item.status, 0) + 1
-    return {
-        "backfill_id": record.backfill_id,
-        "status": record.status,
-        "created_at": record.created_at,
-        "finished_at": record.finished_at,
-        "spec": record.spec,
-        "counts": counts,
-        "dates": [
-            {
-                "logical_date": d.logical_date,
-                "status": d.status,
-                "run_id": d.run_id,
-                "started_at": d.started_at,
-                "finished_at": d.finished_at,
-                "error": d.error,
-            }
-            for d in dates
-        ],
-    }
 
 
 @click.command()

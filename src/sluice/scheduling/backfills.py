@@ -194,3 +194,29 @@ class Backfills:
             return self.state.get_backfill(backfill_id)  # stopped part-way: resumable
         self.state.finish_backfill(backfill_id, "failed" if "failed" in statuses else "succeeded", self.clock())
         return self.state.get_backfill(backfill_id)
+
+
+def backfill_json(record: BackfillRecord, dates: list[BackfillDate]) -> dict[str, Any]:
+    """A backfill and its dates as ``sluice backfill --json`` and ``GET /backfills/{id}`` give them."""
+    counts: dict[str, int] = {}
+    for item in dates:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    return {
+        "backfill_id": record.backfill_id,
+        "status": record.status,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+        "spec": record.spec,
+        "counts": counts,
+        "dates": [
+            {
+                "logical_date": d.logical_date,
+                "status": d.status,
+                "run_id": d.run_id,
+                "started_at": d.started_at,
+                "finished_at": d.finished_at,
+                "error": d.error,
+            }
+            for d in dates
+        ],
+    }

@@ -10,8 +10,8 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from sluice.cli.backfill import backfill_json
 from sluice.errors import BackfillNotFound
+from sluice.scheduling.backfills import backfill_json
 from sluice.server.errors import NotFound, json_response
 from sluice.state.base import StateStore
 
