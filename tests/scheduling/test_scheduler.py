@@ -198,3 +198,28 @@ def test_after_a_long_downtime_latest_runs_the_newest_tick_without_recording_eac
     clock.advance(60)
     assert [t.logical_date for t in h.scheduler.step().fired] == []  # still running: max_active_runs 1
     assert h.missed() == [("minutely", "2026-01-01T00:01:00+00:00", "max_active_runs: 1 run(s) of the schedule still running")]
+
+
+def test_a_daily_schedule_in_paris_fires_once_a_day_across_both_changes(tmp_path: Path) -> None:
+    project = project_with(tmp_path, "  daily: {cron: '30 2 * * *', timezone: Europe/Paris, max_active_runs: 100}\n")
+    fired: list[str] = []
+    for start, days in ((utc(2026, 3, 27, 12), 4), (utc(2026, 10, 23, 12), 4)):
+        clock = FakeClock(start)
+        state = SqliteStateStore(tmp_path / f"state-{start.month}.db")
+        h = Harness(project, state, clock)
+        h.scheduler.step()
+        for _ in range(days * 24 * 4):  # every quarter of an hour
+            clock.advance(900)
+            fired += [t.logical_date for t in h.scheduler.step().fired]
+        assert h.missed() == []
+        state.close()
+    assert fired == [
+        "2026-03-28T01:30:00+00:00",  # 02:30 CET
+        "2026-03-29T01:30:00+00:00",  # 02:30 does not exist: 03:30 CEST
+        "2026-03-30T00:30:00+00:00",  # 02:30 CEST
+        "2026-03-31T00:30:00+00:00",
+        "2026-10-24T00:30:00+00:00",  # 02:30 CEST
+        "2026-10-25T00:30:00+00:00",  # 02:30 happens twice: the first (CEST) only
+        "2026-10-26T01:30:00+00:00",  # 02:30 CET
+        "2026-10-27T01:30:00+00:00",
+    ]

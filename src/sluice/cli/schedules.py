@@ -60,11 +60,10 @@ def scheduler(
     take over when it stops or its lease expires. Runs going at shutdown get 30 s to finish, then are cancelled.
     """
     from sluice.project.load import load_project
-    from sluice.runtime.retention import start_pruner
-    from sluice.runtime.run import open_backends
-    from sluice.scheduling.scheduler import Scheduler
+    from sluice.runtime.retention import history_pruner
+    from sluice.runtime.run import WorkersMode, open_backends
+    from sluice.scheduling.host import SchedulerHost
     from sluice.scheduling.sensors import hosted_sensors
-    from sluice.scheduling.starter import CoordinatorStarter
 
     setup_logging(log_format, log_level)
     try:
@@ -85,35 +84,39 @@ def scheduler(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    was_leader = [False]
+
+    def on_step(report: StepReport) -> None:
+        if report.leader != was_leader[0]:
+            click.echo(
+                "holding the lease: scheduling" if report.leader else "another scheduler holds the lease: standing by", err=True
+            )
+            was_leader[0] = report.leader
+        for line in tick_lines(report):
+            click.echo(line, err=True)
+
     with open_backends(project) as backends:
-        starter = CoordinatorStarter(project, backends, workers="external" if workers == "external" else "in-process")
+        mode: WorkersMode = "external" if workers == "external" else "in-process"
         sensors = hosted_sensors(project, backends.state, backends.bus)
-        service = Scheduler(
-            project, backends.state, starter, holder=holder, lease_s=lease_s, publish=starter.publish, sources=sensors
+        pruner = history_pruner(project, backends)  # history: keep, every history: every
+        host = SchedulerHost(
+            project,
+            backends,
+            workers=mode,
+            lease_s=lease_s,
+            holder=holder,
+            on_step=on_step,
+            sources=sensors,
+            services=[pruner] if pruner is not None else [],
         )
-        pruner = start_pruner(project, backends)  # history: keep, every history: every
-        names = ", ".join([s.name for s in service.schedules] + [s.name for s in project.sensors if s.settings.enabled])
-        click.echo(f"scheduling {names} of project {project.name} as {service.holder}; Ctrl-C to stop", err=True)
-        was_leader = [False]
-
-        def on_step(report: StepReport) -> None:
-            if report.leader != was_leader[0]:
-                click.echo(
-                    "holding the lease: scheduling" if report.leader else "another scheduler holds the lease: standing by",
-                    err=True,
-                )
-                was_leader[0] = report.leader
-            for line in tick_lines(report):
-                click.echo(line, err=True)
-
+        names = ", ".join([s.name for s in host.scheduler.schedules] + [s.name for s in project.sensors if s.settings.enabled])
+        click.echo(f"scheduling {names} of project {project.name} as {host.scheduler.holder}; Ctrl-C to stop", err=True)
+        host.start()
         try:
-            service.run(stop, on_step)
+            while not stop.wait(0.5) and host.running():
+                pass
         finally:
-            starter.close()
-            for source in sensors:
-                source.close()
-            if pruner is not None:
-                pruner.stop()
+            host.stop(grace_s=30.0)
     click.echo("scheduler stopped", err=True)
 
 

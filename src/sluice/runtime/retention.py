@@ -124,12 +124,19 @@ class Pruner:
             self._thread.join(timeout=30)
 
 
-def start_pruner(project: Project, backends: Backends) -> Pruner | None:
-    """A started :class:`Pruner` for ``project``'s ``history:`` section, or None without one (what ``sluice serve``
-    and the scheduler call once their backends are open; ``stop()`` it on shutdown)."""
+def history_pruner(project: Project, backends: Backends) -> Pruner | None:
+    """A :class:`Pruner` (not started) for ``project``'s ``history:`` section, or None without one: a service for
+    ``SchedulerHost(..., services=[...])``."""
     if project.history is None:
         return None
     history = project.history
-    pruner = Pruner(backends.state, backends.bus, project.name, history.keep_s, history.every_s)
-    pruner.start()
+    return Pruner(backends.state, backends.bus, project.name, history.keep_s, history.every_s)
+
+
+def start_pruner(project: Project, backends: Backends) -> Pruner | None:
+    """A started :func:`history_pruner`, or None (what ``sluice serve`` calls once its backends are open; ``stop()``
+    it on shutdown)."""
+    pruner = history_pruner(project, backends)
+    if pruner is not None:
+        pruner.start()
     return pruner
