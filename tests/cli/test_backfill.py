@@ -94,3 +94,27 @@ def test_a_schedules_ticks_in_its_time_zone_are_the_dates(tmp_path: Path) -> Non
     assert answer["spec"]["schedule"] == "twice" and answer["spec"]["targets"] == [1001]
     unknown = sluice_cli("backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twicе")
     assert unknown.returncode == 2 and "--schedule twicе: no such schedule (schedules: twice)" in unknown.stderr
+
+
+def test_sigterm_lets_the_running_date_finish_and_starts_no_more(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-06", "--simulate"]
+    with subprocess.Popen(
+        [*SLUICE, *args, "--delay-scale", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()  # the first date settled; the second is running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        stderr = proc.stderr.read()
+    assert "stopping: no more dates start" in stderr and "continue with: sluice backfill" in stderr
+    store = SqliteStateStore(tmp_path / "bf" / ".sluice" / "state.db")
+    try:
+        [record] = store.list_backfills("bf")
+        statuses = [d.status for d in store.backfill_dates(record.backfill_id)]
+        assert record.status == "running" and "running" not in statuses and "failed" not in statuses
+        assert statuses[:2] == ["succeeded", "succeeded"] and statuses[-1] == "pending"
+    finally:
+        store.close()
+    resumed = sluice_cli("backfill", str(path), "--resume", record.backfill_id, "--simulate", "--delay-scale", "0", "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["counts"] == {"succeeded": 6}

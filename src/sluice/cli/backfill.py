@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from sluice.state.base import BackfillDate
 
 if TYPE_CHECKING:
     from sluice.scheduling.backfills import Backfills
+    from sluice.scheduling.launch import InProcessRuns
 
 USER_ERROR = 2
 
@@ -158,9 +160,13 @@ def backfill(
         try:
             mode: WorkersMode = "external" if workers == "external" else "in-process"
             with InProcessRuns(project, defaults, workers=mode, bus_url=bus_url, state_url=state_url) as runs:
+                _stop_on_interrupt(backfills, runs, f"sluice backfill {path} --resume {record.backfill_id}")
                 final = backfills.run(record.backfill_id, runs, parallel, on_date)
         except KeyboardInterrupt:
             click.echo(f"interrupted; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
+            sys.exit(130)
+        if final.status == "running":  # stopped by an interrupt: resumable
+            click.echo(f"stopped; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
             sys.exit(130)
         dates_now = state.backfill_dates(record.backfill_id)
         if as_json:
@@ -175,6 +181,26 @@ def backfill(
         sys.exit(USER_ERROR)
     finally:
         state.close()
+
+
+def _stop_on_interrupt(backfills: Backfills, runs: InProcessRuns, resume: str) -> None:
+    """First Ctrl-C (or SIGTERM): start no more dates, let the running ones finish; second: cancel them; third:
+    stop at once. The backfill stays resumable."""
+    presses = [0]
+
+    def handler(signum: int, frame: object) -> None:
+        presses[0] += 1
+        if presses[0] == 1:
+            click.echo("stopping: no more dates start, the running ones finish (interrupt again to cancel them)", err=True)
+            backfills.stop()
+        elif presses[0] == 2:
+            click.echo(f"cancelling the running dates; continue later with: {resume}", err=True)
+            runs.cancel()
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _list(backfills: Backfills, as_json: bool) -> None:
