@@ -14,7 +14,7 @@ import pytest
 from sluice.errors import ConfigError
 from sluice.scheduling.backfills import Backfills, BackfillSpec, logical_dates
 from sluice.scheduling.requests import RunRequest
-from sluice.state.base import BackfillDate
+from sluice.state.base import BackfillDate, RunRecord
 from sluice.state.sqlite import SqliteStateStore
 
 
@@ -108,15 +108,19 @@ def test_an_interrupted_backfill_resumes_with_only_the_remaining_dates(state: Sq
     stopper = FakeRuns(hook=lambda r: backfills.stop() if r.logical_date.day == 3 else None)
     record = backfills.run(backfill_id, stopper)
     assert (record.status, stopper.days()) == ("running", ["2026-01-01", "2026-01-02", "2026-01-03"])
-    # a process killed mid-date leaves it running: it is run again
+    # a process killed mid-date leaves it running: its run is continued; one killed before it recorded the run's
+    # id finds the run by its schedule and logical date
     state.save_backfill_date(backfill_id, BackfillDate("2026-01-04T00:00:00+00:00", "running", "dead", 1.0))
+    state.save_backfill_date(backfill_id, BackfillDate("2026-01-05T00:00:00+00:00", "running", None, 1.0))
+    options = {"schedule": f"backfill:{backfill_id}", "logical_date": "2026-01-05T00:00:00+00:00"}
+    state.create_run(RunRecord("unrecorded", "shop", "running", 1.0, options=options), [])
 
     again = Backfills(state, "shop", clock=lambda: 2000.0)
     assert again.unfinished(BackfillSpec(SPEC.start, SPEC.end, (3,), parallel=4)) == state.get_backfill(backfill_id)
     rest = FakeRuns()
     record = again.run(backfill_id, rest)
     assert rest.days() == ["2026-01-04", "2026-01-05", "2026-01-06"]
-    assert rest.resumed == ["dead", None, None]  # the dead process's run is continued
+    assert rest.resumed == ["dead", "unrecorded", None]
     assert (record.status, record.finished_at) == ("succeeded", 2000.0)
     assert again.unfinished(SPEC) is None
 

@@ -170,7 +170,9 @@ class Backfills:
         spec = self.state.get_backfill(backfill_id).spec
         targets = tuple(spec["targets"]) if spec.get("targets") else None
         request = RunRequest(name, "backfill", logical, targets, key=f"{name}@{item.logical_date}")
-        left = item.run_id if item.status == "running" else None  # its process died: continue that run
+        left = None
+        if item.status == "running":  # its process died: continue the run it left, if it got that far
+            left = item.run_id or self._orphan(name, item.logical_date)
         item = BackfillDate(item.logical_date, "running", left, self.clock())
         self.state.save_backfill_date(backfill_id, item)
 
@@ -187,6 +189,14 @@ class Backfills:
         item.finished_at = self.clock()
         self.state.save_backfill_date(backfill_id, item)
         return item
+
+    def _orphan(self, name: str, logical_date: str) -> str | None:
+        """The run of this date still marked running whose id was not recorded with the date (the process died
+        between starting the run and recording its id)."""
+        for run in self.state.find_runs(self.project, schedule=name, status="running", limit=1000):
+            if run.options.get("logical_date") == logical_date:
+                return run.run_id
+        return None
 
     def _close(self, backfill_id: str) -> BackfillRecord:
         statuses = {d.status for d in self.state.backfill_dates(backfill_id)}
