@@ -32,7 +32,8 @@ def project_with(tmp_path: Path, schedules: str) -> Project:
 
 
 class RecordingStarter:
-    """Records a ``running`` run in the state store for each request (nothing runs); tests finish them."""
+    """Records a ``running`` run in the state store for each request (nothing runs); tests finish them. A run id
+    already recorded is not started (None), as with the real starter."""
 
     def __init__(self, project: Project, state: StateStore) -> None:
         self.project = project
@@ -41,12 +42,16 @@ class RecordingStarter:
         self.run_ids: list[str] = []
         self._lock = threading.Lock()
 
-    def start(self, requests: Sequence[RunRequest]) -> list[str | None]:
+    def start(self, requests: Sequence[RunRequest], run_ids: Sequence[str] | None = None) -> list[str | None]:
         ids: list[str | None] = []
-        for request in requests:
-            run_id = f"run-{next(_numbers)}"
+        for index, request in enumerate(requests):
+            run_id = run_ids[index] if run_ids is not None else f"run-{next(_numbers)}"
             options = request.options().as_dict()
-            self.state.create_run(RunRecord(run_id, self.project.name, "running", time.time(), options=options), [])
+            try:  # as CoordinatorStarter: a run id already recorded does not start again
+                self.state.create_run(RunRecord(run_id, self.project.name, "running", time.time(), options=options), [])
+            except Exception:
+                ids.append(None)
+                continue
             with self._lock:
                 self.requests.append(request)
                 self.run_ids.append(run_id)

@@ -223,3 +223,31 @@ def test_a_daily_schedule_in_paris_fires_once_a_day_across_both_changes(tmp_path
         "2026-10-26T01:30:00+00:00",  # 02:30 CET
         "2026-10-27T01:30:00+00:00",
     ]
+
+
+def test_a_tick_fired_by_a_scheduler_that_died_before_its_run_was_recorded_starts_once(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    project = project_with(tmp_path, HOURLY % "latest")
+    clock = FakeClock(utc(2026, 1, 1, 0, 30))
+    first = Harness(project, state, clock, holder="first")
+    first.scheduler.step()
+    clock.set(utc(2026, 1, 1, 1, 0))
+
+    class Dies:
+        def start(self, requests: object, run_ids: object = None) -> list[str | None]:
+            raise SystemExit("killed between recording the tick and recording its run")
+
+    first.scheduler.starter = Dies()
+    with pytest.raises(SystemExit):
+        first.scheduler.step()
+    (tick,) = [t for t in state.ticks("shop", "hourly") if t.status == "fired"]
+    assert tick.run_id is not None and tick.run_status is None  # recorded with its run id, no run
+    clock.set(utc(2026, 1, 1, 1, 1))  # the dead scheduler's lease has expired
+    second = Harness(project, state, clock, holder="second")
+    report = second.scheduler.step()
+    assert [(t.logical_date, t.run_id) for t in report.fired] == [("2026-01-01T01:00:00+00:00", tick.run_id)]
+    assert state.get_run(tick.run_id).options["logical_date"] == "2026-01-01T01:00:00+00:00"
+    third = Harness(project, state, clock, holder="third", lease_s=0.001)  # the run is recorded now: nothing again
+    clock.advance(60)
+    assert third.scheduler.step().fired == [] and third.starter.requests == []

@@ -102,3 +102,13 @@ def test_the_data_interval_of_a_schedule_follows_its_cron_in_its_time_zone(tmp_p
     context = run_context(project, "2026-03-29T01:00:00+00:00", "nightly")  # 02:00 does not exist: 03:00 CEST
     assert context["ds"] == "2026-03-29" and context["data_interval_start"] == utc(2026, 3, 28, 1)  # 02:00 CET
     assert run_context(project, "2026-03-29T00:00:00+00:00", "a-backfill")["data_interval_start"] == utc(2026, 3, 29)
+
+
+def test_validate_renders_templates_before_checking_sql_and_leaves_templated_paths_alone(tmp_path: Path) -> None:
+    from sluice.project.validate import ahead_of_run
+
+    assert ahead_of_run(daily_project(tmp_path)) == []  # the path data/{{ ds }}.csv is not "missing"
+    unquoted = PROJECT.replace("'{{ ds_nodash }}' AS ds_nodash", "{{ ds_nodash }} AS ds_nodash")
+    assert ahead_of_run(daily_project(tmp_path, unquoted)) == []  # rendered SQL parses
+    (problem,) = ahead_of_run(daily_project(tmp_path, PROJECT.replace("'{{ ds_nodash }}'", "'{{ next_ds }}'")))
+    assert problem.line == 10 and "object 2001 (day_rows): sql: 'next_ds' is undefined" in problem.message

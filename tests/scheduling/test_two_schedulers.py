@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from tests.scheduling.scheduling_helpers import Harness, project_with, utc
+from tests.state.test_contract import OpenStore, open_store  # noqa: F401  (the stores of the contract tests)
 
 from sluice.scheduling.scheduler import FakeClock
-from sluice.state.base import StateStore
-from sluice.state.postgres import PostgresStateStore
-from sluice.state.sqlite import SqliteStateStore
 
 MINUTES = 20
 SCHEDULES = "".join(f"  s{i}: {{cron: '* * * * *', max_active_runs: 1000}}\n" for i in range(5))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], StateStore]]:
-    opened: list[StateStore] = []
-    url = request.getfixturevalue("pg_db_url") if request.param == "postgres" else ""
-
-    def open_() -> StateStore:
-        store: StateStore = SqliteStateStore(tmp_path / "state.db") if request.param == "sqlite" else PostgresStateStore(url)
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        store.close()
-
-
 @pytest.mark.parametrize("lease_s", [600.0, 0.0], ids=["lease", "both-active"])
-def test_two_schedulers_never_fire_a_tick_twice(tmp_path: Path, open_store: Callable[[], StateStore], lease_s: float) -> None:
+def test_two_schedulers_never_fire_a_tick_twice(tmp_path: Path, open_store: OpenStore, lease_s: float) -> None:  # noqa: F811
     """With a lease only one schedules; with a lease that expires at once (both active at every step), the tick
     records alone keep each tick to one run."""
     project = project_with(tmp_path, SCHEDULES)

@@ -243,8 +243,8 @@ def test_source_cursors_are_saved_replaced_per_project_and_reset(open_store: Ope
 # ----- schedules: tick records and the scheduler lease ---------------------------------------------------------
 
 
-def tick(schedule: str, date: str, status: str = "fired", project: str = "shop") -> TickRecord:
-    return TickRecord(project, schedule, date, status, 1.0)
+def tick(schedule: str, date: str, status: str = "fired", project: str = "shop", run_id: str | None = None) -> TickRecord:
+    return TickRecord(project, schedule, date, status, 1.0, run_id)
 
 
 def test_a_tick_is_recorded_once_whoever_records_it(open_store: OpenStore) -> None:
@@ -279,15 +279,14 @@ def test_ticks_from_threads_at_once_are_each_recorded_by_one(open_store: OpenSto
 def test_last_ticks_ticks_and_their_runs_status(store: StateStore) -> None:
     store.record_ticks(
         [
-            tick("nightly", "2026-01-01T02:00:00+00:00"),
-            tick("nightly", "2026-01-02T02:00:00+00:00"),
+            tick("nightly", "2026-01-01T02:00:00+00:00", run_id="r2"),
+            tick("nightly", "2026-01-02T02:00:00+00:00", run_id="r1"),
             tick("hourly", "2026-01-01T05:00:00+00:00", "missed"),
-            tick("nightly", "2026-01-02T02:00:00+00:00", project="other"),
+            tick("nightly", "2026-01-02T02:00:00+00:00", project="other", run_id="r9"),
         ]
     )
-    store.create_run(run("r1"), [])
-    store.create_run(run("r2", status="succeeded"), [])
-    store.set_tick_runs("shop", [("nightly", "2026-01-02T02:00:00+00:00", "r1"), ("nightly", "2026-01-01T02:00:00+00:00", "r2")])
+    store.create_runs([(run("r1"), []), (run("r2", status="succeeded"), [ObjectState(1001, "ingest")])])
+    assert store.object_states("r2") == {1001: ObjectState(1001, "ingest")}
     last = store.last_ticks("shop")
     assert sorted(last) == ["hourly", "nightly"]
     assert (last["nightly"].logical_date, last["nightly"].run_id, last["nightly"].run_status) == (

@@ -84,7 +84,7 @@ def scheduler(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    was_leader = [False]
+    was_leader: list[bool | None] = [None]
 
     def on_step(report: StepReport) -> None:
         if report.leader != was_leader[0]:

@@ -7,6 +7,7 @@ what needs the whole project is checked here.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from sqlglot.errors import ParseError
 
@@ -15,6 +16,7 @@ from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
 from sluice.project.checks import java_problem, missing_file, python_problem, sql_columns, sql_tables, syntax_error
 from sluice.project.model import ObjectSpec, Project, layer_of
+from sluice.scheduling.templating import has_template, render_text, template_context
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -112,10 +114,18 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
         if why:
             first = min(spark, key=lambda obj: obj.id)
             problems.append(ConfigError(f"{_label(first)}: {why}", first.origin.file, first.origin.line_of("engine")))
+    sample = template_context(datetime.now(UTC))  # {{ ds }} and friends (docs/schedules.md): checked rendered
     for obj in project.objects.values():
-        if obj.sql is not None:
-            problems.extend(_sql_problems(project, obj, obj.sql))
-            problems.extend(_destination_columns(obj, obj.sql))
+        sql = obj.sql
+        if sql is not None and obj.model is None and has_template(sql):
+            try:
+                sql = render_text(sql, sample, "sql", obj, "sql")
+            except ConfigError as exc:
+                problems.append(exc)
+                sql = None
+        if sql is not None:
+            problems.extend(_sql_problems(project, obj, sql))
+            problems.extend(_destination_columns(obj, sql))
         for key, ref in (("python", obj.python), ("pyspark", obj.pyspark)):
             why = python_problem(ref, project.root) if ref is not None else None
             if why:
@@ -123,7 +133,7 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
         # a file source's path (a REST source's `path` is an endpoint, not a file)
         options = obj.source.options if obj.source is not None else None
         path = options.path if isinstance(options, FileOptions) else None
-        if isinstance(path, str) and path:
+        if isinstance(path, str) and path and not has_template(path):  # a templated path is known per run
             resolved = missing_file(path, project.root)
             if resolved is not None:
                 what = "is a folder, not a file" if resolved.is_dir() else "does not exist"

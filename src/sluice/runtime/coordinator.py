@@ -117,14 +117,14 @@ class Coordinator:
         self.begin()
         return self.run_id
 
-    def prepare(self, latest: Mapping[int, LatestOutput] | None = None) -> RunRecord:
+    def prepare(self, latest: Mapping[int, LatestOutput] | None = None, run_id: str | None = None) -> RunRecord:
         """The first half of :meth:`start`: plan the run and return its record, not yet saved (``latest``: the
-        project's last outputs, when the caller read them for several runs at once). Then save the record
-        (``StateStore.create_runs`` for many) and call :meth:`begin`; ``scheduling/starter.py`` does so for a
-        tick's runs together."""
+        project's last outputs, when the caller read them for several runs at once; ``run_id``: the id to give the
+        run, default a new one). Then save the record (``StateStore.create_runs`` for many) and call :meth:`begin`;
+        ``scheduling/starter.py`` does so for a tick's runs together."""
         fingerprints = self._fingerprints(latest)
         plan = plan_run(self.project, self.options, fingerprints)
-        self.run_id = new_run_id()
+        self.run_id = run_id or new_run_id()
         self.started_at = time.time()
         first_offset = self.bus.end_offset(ev.EVENTS_TOPIC)
         stages = {oid: self.project.objects[oid].stage for oid in plan.order}

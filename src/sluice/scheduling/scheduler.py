@@ -11,10 +11,12 @@ Each :meth:`Scheduler.step`:
 4. admits ticks in order: a tick waits while a ``wait_for`` schedule's run of the same logical date (its latest tick
    at or before this one) has not succeeded; a tick finding ``max_active_runs`` runs of its schedule still going is
    missed (``catch_up: all`` keeps it queued until a run ends instead);
-5. **records** the ticks it fires and misses in one transaction; the state store keeps each ``(schedule, logical
-   date)`` once, so a tick another scheduler already recorded is neither started nor reported again;
-6. starts the fired ticks' runs (a :class:`RunStarter`, ``scheduling/starter.py``) and attaches their run ids;
-   publishes a ``ScheduleMissed`` event for each missed tick.
+5. **records** the ticks it fires (each with the id its run will have) and misses in one transaction; the state
+   store keeps each ``(schedule, logical date)`` once, so a tick another scheduler already recorded is neither
+   started nor reported again;
+6. starts the fired ticks' runs with those ids (a :class:`RunStarter`, ``scheduling/starter.py``); publishes a
+   ``ScheduleMissed`` event for each missed tick. A scheduler that died between 5 and 6 left a tick whose run id is
+   in no run record: the next one to take the lease starts it under that id (:data:`RECOVER_S`).
 
 A schedule the store has never seen starts from its previous tick (recorded as a ``baseline`` tick): the scheduler
 does not run history on first sight. Ideas from Airflow's scheduler (``catchup``, ``max_active_runs``, logical
@@ -35,6 +37,7 @@ from typing import Protocol
 
 from sluice import events as ev
 from sluice.project.model import Project
+from sluice.runtime.coordinator import new_run_id
 from sluice.scheduling.cron import Cron
 from sluice.scheduling.requests import RunRequest
 from sluice.scheduling.spec import ScheduleSpec
@@ -43,6 +46,10 @@ from sluice.state.base import StateStore, TickRecord
 log = logging.getLogger("sluice.scheduler")
 LEASE_S = 30.0
 """Seconds a scheduler's lease lasts; it is renewed when half of it is left."""
+RECOVER_S = 600.0
+"""A schedule's last tick fired less than this many seconds ago whose run is not in the state store (the scheduler
+died between recording the tick and recording the run) is started when a scheduler takes the lease, with the run id
+recorded on the tick: if the first scheduler did record the run, that id is taken and nothing starts twice."""
 GRACE_S = 60.0
 """A tick found more than this many seconds after it fell due was missed while no scheduler ran (catch-up applies)."""
 INTERVAL_S = 1.0
@@ -88,9 +95,12 @@ class FakeClock:
 
 
 class RunStarter(Protocol):
-    """Starts runs: the run id of each request, in order (None when it could not start; the reason is logged)."""
+    """Starts runs: the run id of each request, in order (None when it could not start; the reason is logged).
 
-    def start(self, requests: Sequence[RunRequest]) -> list[str | None]: ...
+    ``run_ids`` are the ids to give them (the scheduler records each with its tick first); a run id already in
+    the state store is not started again."""
+
+    def start(self, requests: Sequence[RunRequest], run_ids: Sequence[str] | None = None) -> list[str | None]: ...
 
 
 class RequestSource(Protocol):
@@ -180,13 +190,17 @@ class Scheduler:
             self.state.release_lease(self.project.name, self.holder)
             self._tracks = None
 
-    def _load(self, now: datetime, baselines: list[TickRecord]) -> list[_Track]:
-        """Each schedule from its last recorded tick; one never seen starts at its previous tick (a baseline)."""
+    def _load(self, now: datetime, baselines: list[TickRecord], orphans: list[TickRecord]) -> list[_Track]:
+        """Each schedule from its last recorded tick; one never seen starts at its previous tick (a baseline). A last
+        tick fired recently whose run was never recorded goes to ``orphans`` (see :data:`RECOVER_S`)."""
         last = self.state.last_ticks(self.project.name)
         tracks = []
         for spec in self.schedules:
             cron = Cron(spec.cron, spec.timezone)
             record = last.get(spec.name)
+            orphan = record is not None and record.status == "fired" and record.run_id and record.run_status is None
+            if record is not None and orphan and time.time() - record.recorded_at < RECOVER_S:
+                orphans.append(record)
             if record is not None:
                 start = datetime.fromisoformat(record.logical_date)
             else:
@@ -203,8 +217,9 @@ class Scheduler:
         if not self._lead(now.timestamp()):
             return StepReport(leader=False)
         pending: list[TickRecord] = []  # baselines and missed ticks
+        orphans: list[TickRecord] = []
         if self._tracks is None:
-            self._tracks = self._load(now, pending)
+            self._tracks = self._load(now, pending, orphans)
         running: dict[str, int] = {}
         if any(track.queue or track.next_tick <= now for track in self._tracks):
             for record in self.state.running_ticks(self.project.name):
@@ -220,10 +235,20 @@ class Scheduler:
             fire.append(self._record(name, request.logical_date, "fired", key=key))
         won = self.state.record_ticks([*fire, *pending]) if fire or pending else []
         report = StepReport(leader=True, waiting=waiting)
+        for orphan in orphans:  # one at a time: a run id another scheduler did record fails alone
+            log.warning(
+                "schedule %s: tick %s was fired but its run %s was never recorded; starting it",
+                orphan.schedule,
+                orphan.logical_date,
+                orphan.run_id,
+            )
+            self._start([orphan], {})
+            if orphan.run_id is not None:
+                report.fired.append(orphan)
         started = [t for t in won if t.status == "fired"]
         if started:
             self._start(started, requests)
-            report.fired = started
+            report.fired += started
         report.missed = [t for t in won if t.status == "missed"]
         if report.missed:
             self._missed(report.missed)
@@ -232,7 +257,9 @@ class Scheduler:
     def _record(
         self, schedule: str, tick: datetime, status: str, reason: str | None = None, key: str | None = None
     ) -> TickRecord:
-        return TickRecord(self.project.name, schedule, key or tick_text(tick), status, time.time(), reason=reason)
+        """A tick record; a fired one carries the id its run will have (recorded with the tick, before the run)."""
+        run_id = new_run_id() if status == "fired" else None
+        return TickRecord(self.project.name, schedule, key or tick_text(tick), status, time.time(), run_id, reason)
 
     def _collect(self, track: _Track, now: datetime, missed: list[TickRecord]) -> None:
         """Move the ticks due by ``now`` to the track's queue, applying its catch-up policy to late ones."""
@@ -310,16 +337,14 @@ class Scheduler:
                 spec = by_name[t.schedule]
                 request = RunRequest(t.schedule, "schedule", datetime.fromisoformat(t.logical_date), spec.targets, t.logical_date)
             asked.append(request)
-        run_ids = self.starter.start(asked)
-        attached = []
+        wanted = [t.run_id or new_run_id() for t in ticks]
+        run_ids = self.starter.start(asked, wanted)
         for t, run_id in zip(ticks, run_ids, strict=True):
-            t.run_id = run_id
             if run_id is not None:
-                attached.append((t.schedule, t.logical_date, run_id))
                 log.info("schedule %s fired tick %s: run %s", t.schedule, t.logical_date, run_id, extra={"run_id": run_id})
             else:
                 log.error("schedule %s fired tick %s but its run did not start (see above)", t.schedule, t.logical_date)
-        self.state.set_tick_runs(self.project.name, attached)
+            t.run_id = run_id
 
     def _missed(self, ticks: list[TickRecord]) -> None:
         events: list[ev.Event] = []

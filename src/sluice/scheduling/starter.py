@@ -53,8 +53,9 @@ class CoordinatorStarter:
         self._active: dict[str, Coordinator] = {}
         self._lock = threading.Lock()
 
-    def start(self, requests: Sequence[RunRequest]) -> list[str | None]:
-        """Start each request's run; its id, or None when it could not start (the reason is logged).
+    def start(self, requests: Sequence[RunRequest], run_ids: Sequence[str] | None = None) -> list[str | None]:
+        """Start each request's run (with the id ``run_ids`` gives it, default a new one); its id, or None when it
+        could not start (the reason is logged; a run id already recorded is one).
 
         The runs of one call are started together: planned one by one (the project's last outputs read once),
         recorded in one transaction, then each publishes its ``RunStarted`` and first decisions; their loops go
@@ -64,20 +65,20 @@ class CoordinatorStarter:
         state = self.backends.state
         latest = state.latest_outputs(self.project.name) if requests else {}
         prepared: list[tuple[int, Coordinator, RunRecord]] = []
-        run_ids: list[str | None] = [None] * len(requests)
+        started_ids: list[str | None] = [None] * len(requests)
         for index, request in enumerate(requests):
             coordinator = Coordinator(
                 self.project, self.backends.bus, state, self.backends.lake, request.options(), self.observer
             )
             try:
-                prepared.append((index, coordinator, coordinator.prepare(latest)))
+                wanted = run_ids[index] if run_ids is not None else None
+                prepared.append((index, coordinator, coordinator.prepare(latest, wanted)))
             except Exception as exc:  # a user error (SluiceError) or a backend's: this run only
                 log.error("%s %s (%s) could not start a run: %s", request.trigger, request.name, request.key, exc)
         if not prepared:
-            return run_ids
-        state.create_runs([(record, list(c.states.values())) for _, c, record in prepared])
+            return started_ids
         started: list[Coordinator] = []
-        for index, coordinator, record in prepared:
+        for index, coordinator, record in self._record(prepared):
             try:
                 coordinator.begin()
             except Exception as exc:  # recorded but not begun: it stays "running" until resumed
@@ -86,12 +87,32 @@ class CoordinatorStarter:
             with self._lock:
                 self._active[record.run_id] = coordinator
             started.append(coordinator)
-            run_ids[index] = record.run_id
+            started_ids[index] = record.run_id
         # The loops go once every run of the batch has begun: started earlier, their threads would take the GIL
         # from the runs still to begin.
         for coordinator in started:
             self._pool.submit(self._loop, coordinator)
-        return run_ids
+        return started_ids
+
+    def _record(self, prepared: list[tuple[int, Coordinator, RunRecord]]) -> list[tuple[int, Coordinator, RunRecord]]:
+        """Record the prepared runs in one transaction; when that fails (a run id already recorded), one by one,
+        leaving out those that fail. The runs recorded."""
+        state = self.backends.state
+        try:
+            state.create_runs([(record, list(c.states.values())) for _, c, record in prepared])
+            return prepared
+        except Exception as exc:
+            log.warning("recording %d runs at once failed (%s); recording them one by one", len(prepared), exc)
+        recorded = []
+        for item in prepared:
+            _, coordinator, record = item
+            try:
+                state.create_run(record, list(coordinator.states.values()))
+            except Exception as exc:
+                log.error("run %s could not be recorded: %s", record.run_id, exc, extra={"run_id": record.run_id})
+                continue
+            recorded.append(item)
+        return recorded
 
     def _loop(self, coordinator: Coordinator) -> None:
         try:

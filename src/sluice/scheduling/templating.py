@@ -73,8 +73,11 @@ def run_context(project: Project, logical_date: str | None, schedule: str | None
     return template_context(date, start)
 
 
-def render_text(text: str, context: Mapping[str, Any], where: str = "template", obj: ObjectSpec | None = None) -> str:
-    """``text`` rendered with ``context``; ConfigError naming ``where`` (and ``obj``) for an unknown variable or bad tag."""
+def render_text(
+    text: str, context: Mapping[str, Any], where: str = "template", obj: ObjectSpec | None = None, key: str = ""
+) -> str:
+    """``text`` rendered with ``context``; ConfigError naming ``where`` (and ``obj``, at the line of its ``key``)
+    for an unknown variable or a bad tag."""
     try:
         return _ENVIRONMENT.from_string(text).render(context)
     except jinja2.UndefinedError as exc:
@@ -85,7 +88,7 @@ def render_text(text: str, context: Mapping[str, Any], where: str = "template", 
     raise ConfigError(
         f"{label}{where}: {problem}",
         obj.origin.file if obj is not None else None,
-        obj.origin.line if obj is not None else None,
+        (obj.origin.line_of(key) if key else obj.origin.line) if obj is not None else None,
     )
 
 
@@ -105,11 +108,11 @@ def render_object(obj: ObjectSpec, context: Mapping[str, Any]) -> ObjectSpec:
     changes: dict[str, Any] = {}
     if has_template(obj.sql):
         assert obj.sql is not None
-        changes["sql"] = render_text(obj.sql, context, "sql", obj)
+        changes["sql"] = render_text(obj.sql, context, "sql", obj, "sql")
     if obj.source is not None:
         options = obj.source.options
         rendered = {
-            key: render_text(value, context, f"source option '{key}'", obj)
+            key: render_text(value, context, f"source option '{key}'", obj, "source")
             for key, value in msgspec.structs.asdict(options).items()
             if has_template(value)
         }

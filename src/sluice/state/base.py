@@ -84,6 +84,15 @@ class TickRecord:
     run_status: str | None = None
 
 
+def tick_select(schema: str = "") -> str:
+    """The SELECT of :class:`TickRecord` rows (alias ``t``) with their run's status (``runs`` alias ``r``), for stores
+    whose tables are in ``schema`` (``"sluice_state."``) or not (``""``)."""
+    return (
+        "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
+        f"FROM {schema}schedule_ticks AS t LEFT JOIN {schema}runs AS r ON r.run_id = t.run_id"
+    )
+
+
 @dataclass(slots=True)
 class Lease:
     """Who runs a project's scheduler (``holder``) until ``expires_at`` (epoch seconds)."""
@@ -309,10 +318,6 @@ class StateStore(HistoryStore):
         A tick already recorded (by another scheduler, or before a restart) is left as it is and not returned:
         only the caller that recorded a tick starts its run.
         """
-
-    @abstractmethod
-    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
-        """Attach runs to recorded ticks: ``(schedule, logical_date, run_id)`` each, in one transaction."""
 
     @abstractmethod
     def last_ticks(self, project: str) -> dict[str, TickRecord]:

@@ -28,6 +28,7 @@ from sluice.state.base import (
     StateStore,
     TickRecord,
     object_row,
+    tick_select,
 )
 from sluice.state.history_tables import HistoryTables, history_schema
 
@@ -98,10 +99,7 @@ CREATE TABLE IF NOT EXISTS sluice_state.scheduler_leases (
     expires_at DOUBLE PRECISION NOT NULL
 );
 """ + history_schema("sluice_state.", "DOUBLE PRECISION")
-_TICK_SELECT = (
-    "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
-    "FROM sluice_state.schedule_ticks AS t LEFT JOIN sluice_state.runs AS r ON r.run_id = t.run_id"
-)
+_TICK_SELECT = tick_select("sluice_state.")
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E
 
@@ -153,7 +151,10 @@ class PostgresStateStore(HistoryTables, StateStore):
         host, port = params.get("host", "localhost"), params.get("port", 5432)
         self.where = f"{host}:{port}/{params.get('dbname', params.get('user', ''))}"
         self._local = threading.local()
-        self._all: list[psycopg.Connection[tuple[Any, ...]]] = []
+        # (thread, connection): those of ended threads are closed when the next one opens, as the SQLite store
+        # does (a scheduler's and a server's runs each write from a thread of their own: kept, they reached the
+        # server's max_connections after a few hundred runs, bench/schedules.py --state postgresql://...)
+        self._all: list[tuple[threading.Thread, psycopg.Connection[tuple[Any, ...]]]] = []
         self._lock = threading.Lock()
         with self._write() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -171,7 +172,11 @@ class PostgresStateStore(HistoryTables, StateStore):
                 ) from exc
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                ended = [c for thread, c in self._all if not thread.is_alive()]
+                self._all = [(thread, c) for thread, c in self._all if thread.is_alive()]
+                self._all.append((threading.current_thread(), conn))
+            for old in ended:
+                old.close()
         return conn
 
     @contextmanager
@@ -328,17 +333,6 @@ class PostgresStateStore(HistoryTables, StateStore):
         won = set(rows)
         return [t for t in ticks if (t.schedule, t.logical_date) in won]
 
-    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
-        if not runs:
-            return
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE sluice_state.schedule_ticks AS t SET run_id = u.run_id "
-                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(schedule, logical_date, run_id) "
-                "WHERE t.project = %s AND t.schedule = u.schedule AND t.logical_date = u.logical_date",
-                ([r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs], project),
-            )
-
     def last_ticks(self, project: str) -> dict[str, TickRecord]:
         rows = self._rows(
             f"SELECT DISTINCT ON (t.schedule) * FROM ({_TICK_SELECT} WHERE t.project = %s) AS t "
@@ -387,7 +381,7 @@ class PostgresStateStore(HistoryTables, StateStore):
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for _, conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()

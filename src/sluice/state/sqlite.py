@@ -18,6 +18,7 @@ from sluice.state.base import (
     StateStore,
     TickRecord,
     object_row,
+    tick_select,
 )
 from sluice.state.history_tables import HistoryTables, history_schema
 
@@ -87,10 +88,7 @@ CREATE TABLE IF NOT EXISTS scheduler_leases (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 """ + history_schema("", "REAL")
-_TICK_SELECT = (
-    "SELECT t.project, t.schedule, t.logical_date, t.status, t.recorded_at, t.run_id, t.reason, r.status "
-    "FROM schedule_ticks AS t LEFT JOIN runs AS r ON r.run_id = t.run_id"
-)
+_TICK_SELECT = tick_select("")
 
 _RUN_COLUMNS = "run_id, project, status, started_at, finished_at, targets, options, first_offset, checkpoint"
 _PLACEHOLDERS = ", ".join("?" * (len(OBJECT_COLUMNS) + 1))
@@ -258,13 +256,6 @@ class SqliteStateStore(HistoryTables, StateStore):
                 if cursor.rowcount == 1:
                     recorded.append(t)
         return recorded
-
-    def set_tick_runs(self, project: str, runs: Sequence[tuple[str, str, str]]) -> None:
-        with self.db.write() as conn:
-            conn.executemany(
-                "UPDATE schedule_ticks SET run_id = ? WHERE project = ? AND schedule = ? AND logical_date = ?",
-                [(run_id, project, schedule, date) for schedule, date, run_id in runs],
-            )
 
     def last_ticks(self, project: str) -> dict[str, TickRecord]:
         rows = self.db.conn().execute(

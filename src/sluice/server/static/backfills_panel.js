@@ -21,8 +21,7 @@ export class BackfillsPanel extends PolledPanel {
   }
 
   /** @param {object[]} backfills entries of GET /backfills */
-  set(backfills) {
-    super.set(backfills);
+  render(backfills) {
     const items = backfills.map((backfill) =>
       el(
         "article",

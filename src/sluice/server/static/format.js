@@ -30,7 +30,7 @@ export function number(n) {
   return n === null || n === undefined ? "—" : n.toLocaleString("en-US");
 }
 
-/** A run id short enough for a list ("20250102-140327-a1b2c3" is kept whole). */
+/** A run id short enough for a list ("20250102-140327-a1b2c3d4" is kept whole). */
 export function shortRunId(runId) {
   return runId.length > 24 ? `${runId.slice(0, 23)}…` : runId;
 }

@@ -1,34 +1,42 @@
-// A sidebar panel filled from a polled GET route and hidden while the route lists nothing (Streams, Backfills).
+// A sidebar panel filled from a JSON endpoint polled at an interval (the Streams and Schedules panels), hidden
+// while the answer lists nothing. Subclasses give `render(items)`.
 
 import { pollJSON } from "./api.js";
 
 export class PolledPanel {
   /**
-   * @param {HTMLElement} section the panel (hidden while empty) @param {HTMLElement} body where entries go
-   * @param {(shown: boolean) => void} onShown the sidebar makes room for the panel
-   * @param {string} path the route @param {number} everyMs its poll period @param {string} field the list in its answer
+   * @param {HTMLElement} section the panel (hidden while empty) @param {HTMLElement} body where the items go
+   * @param {(shown: boolean) => void} onShown @param {string} path e.g. "/streams" @param {number} intervalMs
+   * @param {string} key the list in the answer, e.g. "streams"
    */
-  constructor(section, body, onShown, path, everyMs, field) {
+  constructor(section, body, onShown, path, intervalMs, key) {
     this.section = section;
     this.body = body;
     this.onShown = onShown;
-    this.route = { path, everyMs, field };
+    this.path = path;
+    this.intervalMs = intervalMs;
+    this.key = key;
     this.stopPolling = null;
   }
 
   start() {
-    const { path, everyMs, field } = this.route;
-    this.stopPolling = pollJSON(path, everyMs, (answer) => this.set(answer[field]));
+    this.stopPolling = pollJSON(this.path, this.intervalMs, (answer) => this.set(answer[this.key]));
   }
 
   stop() {
     this.stopPolling?.();
   }
 
-  /** Show the panel when ``entries`` is not empty; subclasses then draw them. */
-  set(entries) {
-    const shown = entries.length > 0;
+  /** @param {object[]} items the answer's list */
+  set(items) {
+    const shown = items.length > 0;
     this.section.hidden = !shown;
     this.onShown?.(shown);
+    this.render(items);
+  }
+
+  /** @param {object[]} items */
+  render(items) {
+    throw new Error(`${this.constructor.name} must render ${items.length} items`);
   }
 }

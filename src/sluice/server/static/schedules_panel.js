@@ -1,8 +1,8 @@
 // The Schedules panel (GET /schedules, polled every 5 s): per schedule, its cron and time zone, next fire time,
 // and last run (logical date, status) or last missed tick. Hidden while the project has no schedules.
 
-import { pollJSON } from "./api.js";
 import { el } from "./format.js";
+import { PolledPanel } from "./polled_panel.js";
 
 export const SCHEDULES_POLL_MS = 5000;
 
@@ -21,28 +21,14 @@ export function lastText(schedule) {
   return `${when(run.logical_date)} ${run.status ?? "starting"}`;
 }
 
-export class SchedulesPanel {
+export class SchedulesPanel extends PolledPanel {
   /** @param {HTMLElement} section the panel (hidden while empty) @param {HTMLElement} body where schedules go */
   constructor(section, body, onShown) {
-    this.section = section;
-    this.body = body;
-    this.onShown = onShown;
-    this.stopPolling = null;
-  }
-
-  start() {
-    this.stopPolling = pollJSON("/schedules", SCHEDULES_POLL_MS, (answer) => this.set(answer.schedules));
-  }
-
-  stop() {
-    this.stopPolling?.();
+    super(section, body, onShown, "/schedules", SCHEDULES_POLL_MS, "schedules");
   }
 
   /** @param {object[]} schedules entries of GET /schedules */
-  set(schedules) {
-    const shown = schedules.length > 0;
-    this.section.hidden = !shown;
-    this.onShown?.(shown);
+  render(schedules) {
     const head = el("tr", {}, ...["schedule", "cron", "next", "last"].map((name) => el("th", { text: name })));
     const rows = schedules.map((schedule) => {
       const state = !schedule.enabled

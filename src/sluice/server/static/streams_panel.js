@@ -31,8 +31,7 @@ export class StreamsPanel extends PolledPanel {
   }
 
   /** @param {object[]} streams entries of GET /streams */
-  set(streams) {
-    super.set(streams);
+  render(streams) {
     const head = el(
       "tr",
       {},
