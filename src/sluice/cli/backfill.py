@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from sluice.cli.options import workers_option
 from sluice.errors import ConfigError, SluiceError, ValidationFailed, did_you_mean
 from sluice.project.model import Project
 from sluice.scheduling.backfills import backfill_json
@@ -76,13 +77,7 @@ def date_line(item: BackfillDate, settled: int, total: int) -> str:
 @click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (as 'sluice run').")
 @click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
 @click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail in every run (repeatable).")
-@click.option(
-    "--workers",
-    type=click.Choice(["in-process", "external"]),
-    default="in-process",
-    show_default=True,
-    help="external: leave the work to 'sluice worker' processes.",
-)
+@workers_option
 @click.option("--bus", "bus_url", help="Bus URL (default: embedded log in .sluice/).")
 @click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")
 def backfill(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from sluice import events as ev
+from sluice.cli.options import workers_option
 from sluice.cli.tuning import tune_gc
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.observability import metrics
@@ -224,13 +225,7 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
 @simulation_options
 @click.option("--resume", is_flag=True, help="Continue the last unfinished run (after a crash) instead of starting one.")
 @click.option("--run", "run_id", help="With --resume: the run to continue.")
-@click.option(
-    "--workers",
-    type=click.Choice(["in-process", "external"]),
-    default="in-process",
-    show_default=True,
-    help="external: leave the work to 'sluice worker' processes.",
-)
+@workers_option
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @backend_options
