@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -124,3 +126,8 @@ def read_topic(kafka_url: str, topic: str, count: int, timeout_s: float = 60.0) 
     finally:
         consumer.close()
     return received
+
+
+def sluice_cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m sluice ARGS`` in a subprocess: its exit status and captured text."""
+    return subprocess.run([sys.executable, "-m", "sluice", *args], capture_output=True, text=True, timeout=timeout_s, check=False)

@@ -85,6 +85,10 @@ class RunNotFound(StateError):
     """No run matches the id or condition given."""
 
 
+class BackfillNotFound(StateError):
+    """No backfill matches the id given."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when retrying the work that raised ``exc`` may help.
 

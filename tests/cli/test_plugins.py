@@ -25,6 +25,7 @@ def test_plugins_json_lists_every_kind_with_options() -> None:
         "capture",
         "apply",
         "check",
+        "alert",
     }
     kafka = plugins[("bus", "kafka")]
     assert kafka["extra"] == "kafka" and kafka["schemes"] == ["kafka"] and isinstance(kafka["installed"], bool)

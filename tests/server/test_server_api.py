@@ -373,6 +373,8 @@ def test_openapi_documents_every_endpoint(server: LiveServer) -> None:
         ("get", "/syncs"),
         ("get", "/syncs/{name}"),
         ("get", "/streams"),
+        ("get", "/backfills"),
+        ("get", "/backfills/{backfill_id}"),
         ("get", "/schedules"),
     }
     found = {(method, path) for path, operations in spec["paths"].items() for method in operations}

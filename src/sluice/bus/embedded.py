@@ -148,6 +148,20 @@ class EmbeddedBus(Bus):
             conn.execute("DELETE FROM leases WHERE offset < ?", (keep,))
         return int(deleted)
 
+    def prune_topic(self, topic: str, below_offset: int, dry_run: bool = False) -> int:
+        """Delete ``topic``'s messages at offsets below ``below_offset`` (what history pruning keeps of the event
+        log: see ``runtime/retention.py``); return how many (would) go."""
+        where = "FROM messages WHERE topic = ? AND offset < ?"
+        if dry_run:
+            return int(self.db.conn().execute(f"SELECT COUNT(*) {where}", (topic, below_offset)).fetchone()[0])
+        with self.db.write() as conn:
+            return int(conn.execute(f"DELETE {where}", (topic, below_offset)).rowcount)
+
+    def first_offset_since(self, topic: str, ts: float) -> int:
+        """The offset of ``topic``'s first message published at or after ``ts`` (epoch seconds), or the end offset."""
+        row = self.db.conn().execute("SELECT MIN(offset) FROM messages WHERE topic = ? AND ts >= ?", (topic, ts)).fetchone()
+        return int(row[0]) if row and row[0] is not None else self.end_offset(topic)
+
     def _notify(self) -> None:
         self.local_version += 1
         with self._wakeup:

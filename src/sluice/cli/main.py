@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from sluice import events as ev
+from sluice.cli.options import workers_option
 from sluice.cli.tuning import tune_gc
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.observability import metrics
@@ -224,13 +225,7 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
 @simulation_options
 @click.option("--resume", is_flag=True, help="Continue the last unfinished run (after a crash) instead of starting one.")
 @click.option("--run", "run_id", help="With --resume: the run to continue.")
-@click.option(
-    "--workers",
-    type=click.Choice(["in-process", "external"]),
-    default="in-process",
-    show_default=True,
-    help="external: leave the work to 'sluice worker' processes.",
-)
+@workers_option
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
 @backend_options
@@ -335,20 +330,44 @@ def _event_line(record: dict[str, Any]) -> str:
 @cli.command()
 @click.argument("path", type=click.Path())
 @click.option("--limit", default=20, show_default=True)
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), help="Only runs with this status.")
+@click.option("--schedule", help="Only runs of this schedule, sensor or backfill (backfill:<id>).")
+@click.option("--since", help="Only runs started at or after this date (YYYY-MM-DD, or an ISO time; UTC).")
+@click.option("--until", help="Only runs started before this date (YYYY-MM-DD, or an ISO time; UTC).")
 @click.option("--json", "as_json", is_flag=True)
 @backend_options
-def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
-    """List recent runs."""
+def runs(
+    path: str,
+    limit: int,
+    status: str | None,
+    schedule: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    bus_url: str | None,
+    state_url: str | None,
+) -> None:
+    """List recent runs, most recent first (filtered by status, schedule and start date)."""
+    from sluice.cli.history import parse_when
     from sluice.runtime.run import open_backends
 
     project = _load(path)
+    after, before = parse_when(since, "--since"), parse_when(until, "--until")
     with open_backends(project, bus_url, state_url) as backends:
-        records = backends.state.list_runs(project.name, limit)
+        records = backends.state.find_runs(project.name, status=status, schedule=schedule, since=after, until=before, limit=limit)
     if as_json:
         click.echo(
             json.dumps(
                 [
-                    {"run_id": r.run_id, "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at}
+                    {
+                        "run_id": r.run_id,
+                        "status": r.status,
+                        "started_at": r.started_at,
+                        "finished_at": r.finished_at,
+                        "trigger": r.options.get("trigger", "manual"),
+                        "schedule": r.options.get("schedule"),
+                        "logical_date": r.options.get("logical_date"),
+                    }
                     for r in records
                 ]
             )
@@ -356,7 +375,9 @@ def runs(path: str, limit: int, as_json: bool, bus_url: str | None, state_url: s
         return
     for r in records:
         took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at else "-"
-        click.echo(f"{r.run_id}  {r.status:<10} {took}")
+        by = r.options.get("schedule") or r.options.get("trigger", "manual")
+        logical = f"  {r.options['logical_date']}" if r.options.get("logical_date") else ""
+        click.echo(f"{r.run_id}  {r.status:<10} {took:>9}  {by}{logical}")
 
 
 @cli.command()
@@ -604,6 +625,19 @@ def _register_check() -> None:
 
 
 _register_check()
+
+
+def _register_runs_commands() -> None:
+    from sluice.cli.backfill import backfill
+    from sluice.cli.history import prune
+    from sluice.cli.sensors import sensors
+
+    cli.add_command(backfill)
+    cli.add_command(prune)
+    cli.add_command(sensors)
+
+
+_register_runs_commands()
 
 
 def _register_schedules() -> None:

@@ -60,8 +60,10 @@ def scheduler(
     take over when it stops or its lease expires. Runs going at shutdown get 30 s to finish, then are cancelled.
     """
     from sluice.project.load import load_project
+    from sluice.runtime.retention import history_pruner
     from sluice.runtime.run import WorkersMode, open_backends
     from sluice.scheduling.host import SchedulerHost
+    from sluice.scheduling.sensors import hosted_sensors
 
     setup_logging(log_format, log_level)
     try:
@@ -69,8 +71,8 @@ def scheduler(
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    if not [s for s in project.schedules if s.enabled]:
-        click.echo(f"error: project '{project.name}' has no enabled schedule; add schedules: to sluice.yaml", err=True)
+    if not [s for s in project.schedules if s.enabled] and not [s for s in project.sensors if s.settings.enabled]:
+        click.echo(f"error: project '{project.name}' has no enabled schedule or sensor; add schedules: to sluice.yaml", err=True)
         sys.exit(2)
     tune_gc()
     if metrics_port:
@@ -95,8 +97,19 @@ def scheduler(
 
     with open_backends(project) as backends:
         mode: WorkersMode = "external" if workers == "external" else "in-process"
-        host = SchedulerHost(project, backends, workers=mode, lease_s=lease_s, holder=holder, on_step=on_step)
-        names = ", ".join(s.name for s in host.scheduler.schedules)
+        sensors = hosted_sensors(project, backends.state, backends.bus)
+        pruner = history_pruner(project, backends)  # history: keep, every history: every
+        host = SchedulerHost(
+            project,
+            backends,
+            workers=mode,
+            lease_s=lease_s,
+            holder=holder,
+            on_step=on_step,
+            sources=sensors,
+            services=[pruner] if pruner is not None else [],
+        )
+        names = ", ".join([s.name for s in host.scheduler.schedules] + [s.name for s in project.sensors if s.settings.enabled])
         click.echo(f"scheduling {names} of project {project.name} as {host.scheduler.holder}; Ctrl-C to stop", err=True)
         host.start()
         try:

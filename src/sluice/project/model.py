@@ -21,6 +21,8 @@ from sluice.cdc.config import SyncSettings
 from sluice.checks.settings import CheckSpec
 from sluice.plugins.base import Settings
 from sluice.project.model_spec import ModelSpec
+from sluice.runtime.history_settings import HistorySettings
+from sluice.scheduling.sensor_settings import SensorSpec
 from sluice.scheduling.spec import ScheduleSpec
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
@@ -348,6 +350,10 @@ class Project:
     """The ``spark:`` section: master URL and configuration of the Spark session (docs/engines.md)."""
     alerts: AlertsSpec | None = None
     """The ``alerts:`` section: channels, rules and SLA deadlines (docs/alerts.md), if any."""
+    history: HistorySettings | None = None
+    """The ``history:`` section: how long finished runs are kept (None: for ever, until ``sluice prune --keep``)."""
+    sensors: tuple[SensorSpec, ...] = ()
+    """The ``sensors:`` of ``sluice.yaml``, in file order (docs/sensors.md)."""
     schedules: tuple[ScheduleSpec, ...] = ()
     """The ``schedules:`` of ``sluice.yaml`` and those an ``Objets.json``'s ``Fréquence`` gives (docs/schedules.md)."""
 

@@ -22,6 +22,8 @@ from sluice.project.dbt_project import DbtProjectSettings
 from sluice.project.model import RetrySpec
 from sluice.project.model_settings import ModelsSettings
 from sluice.project.objets_mapping import ObjetsSettings
+from sluice.runtime.history_settings import HistorySettings
+from sluice.scheduling.sensor_settings import SensorSettings
 from sluice.scheduling.spec import ScheduleSettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
@@ -153,6 +155,17 @@ class ProjectSettings(Settings):
         AlertsSettings | None,
         Meta(description="Alert channels (email, Slack, webhook), rules and SLA deadlines (docs/alerts.md)."),
     ] = None
+    history: Annotated[
+        HistorySettings | None,
+        Meta(description="How long finished runs, their events and backfills are kept before pruning (docs/operations.md)."),
+    ] = None
+    sensors: Annotated[
+        dict[str, SensorSettings] | None,
+        Meta(
+            description="Sensors by name: start a run when files, S3 keys, a synced table or another project's runs "
+            "change (docs/sensors.md)."
+        ),
+    ] = None
     schedules: Annotated[
         dict[str, ScheduleSettings] | None,
         Meta(description="Schedules by name: cron, timezone, targets or tags, catch_up... (docs/schedules.md)."),
@@ -171,5 +184,7 @@ NESTED_KEYS = (
     "models",
     "dbt",
     "alerts",
+    "history",
+    "sensors",
     "schedules",
 )

@@ -47,6 +47,8 @@ from sluice.project.models import read_models
 from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
 from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
+from sluice.runtime.history_settings import HistorySettings
+from sluice.scheduling.sensor_config import read_sensors
 from sluice.scheduling.spec import read_schedules
 from sluice.transforms.plugins import ENGINE_DEFAULT, SparkSettings
 from sluice.urls import connection_scheme
@@ -139,6 +141,8 @@ class _Reader:
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
             alerts=self.alerts(data.get("alerts"), data.line_of("alerts"), objects),
+            history=self.history(data.get("history"), data.line_of("history")),
+            sensors=read_sensors(self, data.get("sensors"), data.line_of("sensors"), objects, syncs),
             schedules=(
                 *read_schedules(data.get("schedules"), data.line_of("schedules"), self.file, objects, self.problems),
                 *(objets.schedules if objets is not None else ()),
@@ -152,6 +156,13 @@ class _Reader:
         spec, problems = read_alerts(raw, self.file, line, objects)
         self.problems.extend(problems)
         return spec
+
+    def history(self, raw: Any, line: int | None) -> HistorySettings | None:
+        """The ``history:`` section (``keep``, ``every``), checked key by key."""
+        if raw is None:
+            return None
+        mapping = self.mapping(raw, "'history'", line, "{keep: 30d}")
+        return self.check(HistorySettings, mapping, "history") if mapping is not None else None
 
     def spark(self, raw: Any, line: int | None) -> SparkSettings:
         """The ``spark:`` section (master URL, conf), checked key by key."""

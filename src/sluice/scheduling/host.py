@@ -57,6 +57,7 @@ class SchedulerHost:
             publish=self.starter.publish,
             sources=sources,
         )
+        self.sources = list(sources)
         self.services = list(services)
         self.on_step = on_step
         self.last: StepReport | None = None
@@ -87,4 +88,8 @@ class SchedulerHost:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(30.0)
+        for source in self.sources:  # sensors save the cursors of the requests the scheduler recorded
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
         self.starter.close(grace_s)

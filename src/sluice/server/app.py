@@ -27,6 +27,7 @@ from sluice.api.metrics import request_lines
 from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.server import models
+from sluice.server.backfills import backfill_routes
 from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, install_error_handlers, json_response
 from sluice.server.fast_paths import FastPathApp
 from sluice.server.http_metrics import HttpMetrics
@@ -106,6 +107,7 @@ def create_app(services: Services) -> FastAPI:
     _health_routes(app, services)
     sync_routes(app, services.project)
     stream_routes(app, services.project, lambda: services.backends.lake, lambda: services.streams)
+    backfill_routes(app, services.project.name, lambda: services.backends.state)
     schedule_routes(app, services.project, lambda: services.backends.state, lambda: services.scheduler)
     if data_api is not None:
         from sluice.api.http import mount_api

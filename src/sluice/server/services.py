@@ -19,10 +19,12 @@ from typing import TypeVar
 from sluice.alerts.service import AlertService
 from sluice.errors import SluiceError
 from sluice.project.model import Project
+from sluice.runtime.retention import Pruner, start_pruner
 from sluice.runtime.run import Backends, open_backends, start_workers, stop_workers
 from sluice.runtime.summary import RunOptions
 from sluice.runtime.worker import StageWorker
 from sluice.scheduling.host import SchedulerHost
+from sluice.scheduling.sensors import hosted_sensors
 from sluice.server.check_results import CheckResults
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
@@ -82,6 +84,8 @@ class Services:
         self.streams: StreamHost | None = None
         self.scheduler: SchedulerHost | None = None
         """The streaming objects this server runs (``--stream``), None when it runs none."""
+        self.pruner: Pruner | None = None
+        """Prunes history every ``history: every`` (None without a ``history:`` section)."""
         self.stream_closers: list[Callable[[], None]] = []
         """Called (on the event loop) by :meth:`close_streams`: other long-lived streams of the app (subscriptions)."""
         self.started = False
@@ -148,6 +152,7 @@ class Services:
             if settings.alerts and self.project.alerts is not None:
                 self.alerts = AlertService(self.project, backends.bus, backends.state)
                 self.alerts.start()
+            self.pruner = start_pruner(self.project, backends)
             self.scheduler = host_scheduler(self.project, backends, settings.scheduler)
         except BaseException:
             self._shutdown()
@@ -173,6 +178,9 @@ class Services:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.pruner is not None:
+            self.pruner.stop()
+            self.pruner = None
         if self.scheduler is not None:
             self.scheduler.stop()  # no new runs; its runs get 10 s, then are cancelled
             self.scheduler = None
@@ -200,12 +208,16 @@ class Services:
 def host_scheduler(project: Project, backends: Backends, wanted: bool | None) -> SchedulerHost | None:
     """The started scheduler of ``sluice serve`` (``wanted`` None: when the project has enabled schedules); its runs
     use the server's stage workers (or ``sluice worker`` processes when the server starts none)."""
-    enabled = any(s.enabled for s in project.schedules)
+    sensors = hosted_sensors(project, backends.state, backends.bus)
+    enabled = any(s.enabled for s in project.schedules) or bool(sensors)
     if wanted is False or (wanted is None and not enabled):
         return None
     if not enabled:
-        raise SluiceError(f"--scheduler: project '{project.name}' has no enabled schedule; add schedules: to sluice.yaml")
-    host = SchedulerHost(project, backends, workers="external")  # the server's own workers (if any) do the work
+        raise SluiceError(
+            f"--scheduler: project '{project.name}' has no enabled schedule or sensor; add schedules: to sluice.yaml"
+        )
+    # the server's own workers (if any) do the work; the sensors are polled at each step, recorded as ticks
+    host = SchedulerHost(project, backends, workers="external", sources=sensors)
     host.start()
     return host
 

@@ -197,7 +197,110 @@ def object_row(run_id: str, s: ObjectState) -> tuple[Any, ...]:
     )
 
 
-class StateStore(ABC):
+BACKFILL_DATE_STATUSES = ("pending", "running", "succeeded", "failed")
+
+
+@dataclass(slots=True)
+class BackfillRecord:
+    """One backfill: the logical dates of ``spec`` (``from``, ``to``, ``targets``, ``schedule``, ``parallel``) run
+    one run each. ``status`` is ``running`` until every date is settled, then ``succeeded`` (every date did) or
+    ``failed`` (some date failed); times in epoch seconds."""
+
+    backfill_id: str
+    project: str
+    status: str
+    created_at: float
+    finished_at: float | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BackfillDate:
+    """One logical date of a backfill (ISO 8601 text) and its run: status one of :data:`BACKFILL_DATE_STATUSES`."""
+
+    logical_date: str
+    status: str = "pending"
+    run_id: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class SensorCursor:
+    """What a sensor has seen: ``value`` (JSON: object keys and etags, a bus offset, a run id...), when it last
+    fired (``fired_at``, epoch seconds, None: never) and the key of the last :class:`RunRequest` it recorded."""
+
+    name: str
+    value: dict[str, Any] = field(default_factory=dict)
+    fired_at: float | None = None
+    last_key: str | None = None
+    updated_at: float = 0.0
+
+
+class HistoryStore(ABC):
+    """The history part of the state store: backfills, sensor cursors, run filters and pruning
+    (implemented once for both backends in :mod:`sluice.state.history_tables`)."""
+
+    @abstractmethod
+    def create_backfill(self, record: BackfillRecord, logical_dates: Sequence[str]) -> None:
+        """Record a new backfill and its dates, all pending."""
+
+    @abstractmethod
+    def get_backfill(self, backfill_id: str) -> BackfillRecord:
+        """The backfill with that id; raises BackfillNotFound."""
+
+    @abstractmethod
+    def list_backfills(self, project: str, limit: int = 50) -> list[BackfillRecord]:
+        """The project's backfills, most recent first."""
+
+    @abstractmethod
+    def backfill_dates(self, backfill_id: str) -> list[BackfillDate]:
+        """The backfill's dates in date order."""
+
+    @abstractmethod
+    def save_backfill_date(self, backfill_id: str, date: BackfillDate) -> None:
+        """Replace the state of one date of the backfill."""
+
+    @abstractmethod
+    def finish_backfill(self, backfill_id: str, status: str, finished_at: float | None) -> None:
+        """Set the backfill's status (``finished_at`` None: it is running again, e.g. resumed)."""
+
+    @abstractmethod
+    def find_runs(
+        self,
+        project: str,
+        *,
+        status: str | None = None,
+        schedule: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """The project's runs, most recent first, with that status, ``options.schedule`` and started in
+        ``[since, until)`` (epoch seconds; None: unbounded)."""
+
+    @abstractmethod
+    def prune_history(self, project: str, before: float, dry_run: bool = False) -> dict[str, int]:
+        """Delete the project's runs (with their object states) and backfills (with their dates) finished
+        before ``before`` (epoch seconds), and schedule ticks recorded before it (but each schedule's latest, and
+        those of runs still going); running ones are kept. Returns rows per table (what would go, when
+        ``dry_run``)."""
+
+    @abstractmethod
+    def sensor_cursor(self, project: str, name: str) -> SensorCursor | None:
+        """The sensor's cursor, or None before its first poll."""
+
+    @abstractmethod
+    def sensor_cursors(self, project: str) -> list[SensorCursor]:
+        """Every sensor cursor of the project, by name."""
+
+    @abstractmethod
+    def save_sensor_cursor(self, project: str, cursor: SensorCursor) -> None:
+        """Replace the sensor's cursor (one write: the cursor and the request it fired go together)."""
+
+
+class StateStore(HistoryStore):
     """Persistence for runs and objects. Implementations must be safe to use from several threads."""
 
     url: str
@@ -311,7 +414,7 @@ class StateStore(ABC):
     def lease(self, project: str) -> Lease | None:
         """The project's scheduler lease, expired or not, or None."""
 
-    def ping(self) -> None:  # noqa: B027 - optional check
+    def ping(self) -> None:
         """Raise StateError when the store cannot be reached."""
 
     @abstractmethod

@@ -34,6 +34,7 @@ from sluice.state.base import (
     object_row,
     tick_select,
 )
+from sluice.state.history_tables import HistoryTables, history_schema
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS sluice_state;
@@ -101,7 +102,7 @@ CREATE TABLE IF NOT EXISTS sluice_state.scheduler_leases (
     holder TEXT NOT NULL,
     expires_at DOUBLE PRECISION NOT NULL
 );
-"""
+""" + history_schema("sluice_state.", "DOUBLE PRECISION")
 _SCHEMA += check_results_ddl("sluice_state.check_results", PG_CHECK_TYPES)
 _SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON sluice_state.check_results(project, checked_at);\n"
 _TICK_SELECT = tick_select("sluice_state.")
@@ -130,11 +131,16 @@ def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(*row)
 
 
+def _dialect(sql: str) -> str:
+    """A statement of :mod:`sluice.state.history_tables` for psycopg: ``%s`` placeholders, the schema prefix."""
+    return sql.replace("?", "%s").replace("{s}", "sluice_state.")
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-class PostgresStateStore(StateStore):
+class PostgresStateStore(HistoryTables, StateStore):
     """A :class:`StateStore` in a PostgreSQL database; one connection per thread."""
 
     def __init__(self, url: str) -> None:
@@ -326,6 +332,19 @@ class PostgresStateStore(StateStore):
                 "DELETE FROM sluice_state.check_results WHERE project = %s AND checked_at < %s", (project, before)
             )
             return int(deleted.rowcount)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._rows(_dialect(sql), params)
+
+    def _execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        with self._write() as conn:
+            return [conn.execute(_dialect(sql), params).rowcount for sql, params in statements]
+
+    def _json_field(self, column: str, key: str) -> str:
+        return f"{column}->>'{key}'"
+
+    def _run_record(self, row: Sequence[Any]) -> RunRecord:
+        return _run(row)
 
     def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
         if not ticks:

@@ -23,6 +23,7 @@ from sluice.state.base import (
     object_row,
     tick_select,
 )
+from sluice.state.history_tables import HistoryTables, history_schema
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -89,7 +90,7 @@ CREATE TABLE IF NOT EXISTS scheduler_leases (
     holder TEXT NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
-"""
+""" + history_schema("", "REAL")
 _SCHEMA += check_results_ddl("check_results", {"text": "TEXT", "int": "INTEGER", "float": "REAL", "json": "TEXT", "time": "REAL"})
 _SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON check_results(project, checked_at);\n"
 _CHECK_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CHECK_COLUMNS) + " FROM check_results"
@@ -120,7 +121,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
     )
 
 
-class SqliteStateStore(StateStore):
+class SqliteStateStore(HistoryTables, StateStore):
     """A :class:`StateStore` in one SQLite file; one connection per thread."""
 
     def __init__(self, path: str | Path) -> None:
@@ -264,6 +265,19 @@ class SqliteStateStore(StateStore):
     def prune_check_results(self, project: str, before: float) -> int:
         with self.db.write() as conn:
             return int(conn.execute("DELETE FROM check_results WHERE project = ? AND checked_at < ?", (project, before)).rowcount)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.db.conn().execute(sql.replace("{s}", ""), params).fetchall()
+
+    def _execute_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        with self.db.write() as conn:
+            return [conn.execute(sql.replace("{s}", ""), params).rowcount for sql, params in statements]
+
+    def _json_field(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
+    def _run_record(self, row: Sequence[Any]) -> RunRecord:
+        return _run(row)
 
     def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
         recorded: list[TickRecord] = []

@@ -18,6 +18,7 @@ import { RunView, STATUSES } from "./run_state.js";
 import { RunsList } from "./runs_list.js";
 import { SchedulesPanel } from "./schedules_panel.js";
 import { StreamsPanel } from "./streams_panel.js";
+import { BackfillsPanel } from "./backfills_panel.js";
 import { SyncsPanel } from "./syncs_panel.js";
 
 const RUNS_LIMIT = 50;
@@ -58,6 +59,7 @@ class App {
     this.schedules = new SchedulesPanel($("schedules"), $("schedule-list"), (shown) =>
       $("sidebar").classList.toggle("with-schedules", shown),
     );
+    this.backfills = new BackfillsPanel($("backfills"), $("backfill-list"), () => this.sidebarRows());
     this.runsList = new RunsList($("run-list"), (runId) => this.pickRun(runId));
     this.panel = new ObjectPanel($("object-panel"), $("object-title"), $("object-body"), $("object-close"), {
       stateOf: (id) => {
@@ -78,6 +80,14 @@ class App {
     setInterval(() => {
       if (this.run?.status === "running") this.scheduleUi();
     }, 1000);
+  }
+
+  /** One auto-sized row per panel shown above the runs (syncs, streams, schedules, backfills), then runs and feed. */
+  sidebarRows() {
+    const shown = ["syncs", "streams", "schedules", "backfills"].filter((id) => !$(id).hidden).length;
+    $("sidebar").style.gridTemplateRows = $("backfills").hidden
+      ? ""
+      : `${"minmax(0, auto) ".repeat(shown)}minmax(120px, 30%) minmax(0, 1fr)`;
   }
 
   bindControls() {
@@ -106,6 +116,7 @@ class App {
     this.syncs.start();
     this.streams.start();
     this.schedules.start();
+    this.backfills.start();
     try {
       this.stream.start(await this.streamStart());
     } catch (error) {

@@ -1,0 +1,211 @@
+"""``sluice backfill PATH --from DATE --to DATE``: one run per logical date, resumable (docs/backfills.md)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from sluice.cli.options import workers_option
+from sluice.errors import ConfigError, SluiceError, ValidationFailed, did_you_mean
+from sluice.project.model import Project
+from sluice.scheduling.backfills import backfill_json
+from sluice.state.base import BackfillDate
+
+if TYPE_CHECKING:
+    from sluice.scheduling.backfills import Backfills
+    from sluice.scheduling.launch import InProcessRuns
+
+USER_ERROR = 2
+
+
+def resolve_targets(project: Project, given: tuple[str, ...]) -> tuple[int, ...] | None:
+    """``--target`` values (object ids or names) as ids; None when none is given. Raises ConfigError."""
+    from sluice.scheduling.spec import resolve_targets as resolve
+
+    ids, problem = resolve(project.objects, list(given) or None, None)
+    if problem is not None:
+        raise ConfigError(f"--target: {problem}; see 'sluice plan PATH'")
+    return ids
+
+
+def schedule_of(project: Project, name: str) -> tuple[str, str, tuple[int, ...] | None]:
+    """The cron, time zone and targets of the project's schedule ``name``. Raises ConfigError."""
+    schedules = {s.name: s for s in project.schedules}
+    if name not in schedules:
+        known = ", ".join(sorted(schedules)) or "none defined"
+        raise ConfigError(f"--schedule {name}: no such schedule (schedules: {known}).{did_you_mean(name, list(schedules))}")
+    spec = schedules[name]
+    return spec.cron, spec.timezone, spec.targets
+
+
+def _day(value: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r} is not a date; write YYYY-MM-DD") from None
+
+
+def date_line(item: BackfillDate, settled: int, total: int) -> str:
+    """One line per settled date: ``[3/31] 2026-01-03  succeeded  run r-... 1.20s``."""
+    took = f"{item.finished_at - item.started_at:.2f}s" if item.finished_at and item.started_at else "-"
+    error = f"  {item.error}" if item.error and item.status == "failed" else ""
+    width = len(str(total))
+    return f"[{settled:>{width}}/{total}] {item.logical_date}  {item.status:<9} run {item.run_id or '-'}  {took}{error}"
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("--from", "start", metavar="DATE", help="First logical date (YYYY-MM-DD).")
+@click.option("--to", "end", metavar="DATE", help="Last logical date, included (YYYY-MM-DD).")
+@click.option(
+    "--target", "targets", multiple=True, metavar="ID|NAME", help="Object to produce (repeatable; default: the final objects)."
+)
+@click.option("--schedule", help="Run this schedule's ticks in the range (its cron, time zone and targets) instead of days.")
+@click.option("--timezone", default="UTC", show_default=True, help="Time zone of the days' midnights (IANA name).")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Dates run at once.")
+@click.option("--resume", "resume_id", metavar="ID", help="Continue this backfill: its dates not yet succeeded.")
+@click.option("--new", "fresh", is_flag=True, help="Start a new backfill even if an unfinished one has the same dates.")
+@click.option("--force", is_flag=True, help="Run every planned object of each date even if fresh.")
+@click.option("--list", "list_only", is_flag=True, help="List the project's backfills instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the backfill (and its dates) as JSON at the end.")
+@click.option("--simulate", is_flag=True, help="Objects without work sleep their stage's delay (as 'sluice run').")
+@click.option("--delay-scale", type=float, default=1.0, show_default=True, help="Multiply simulated delays (0 = none).")
+@click.option("--fail", "fail_ids", multiple=True, type=int, help="Force this object to fail in every run (repeatable).")
+@workers_option
+@click.option("--bus", "bus_url", help="Bus URL (default: embedded log in .sluice/).")
+@click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")
+def backfill(
+    path: str,
+    start: str | None,
+    end: str | None,
+    targets: tuple[str, ...],
+    schedule: str | None,
+    timezone: str,
+    parallel: int,
+    resume_id: str | None,
+    fresh: bool,
+    force: bool,
+    list_only: bool,
+    as_json: bool,
+    simulate: bool,
+    delay_scale: float,
+    fail_ids: tuple[int, ...],
+    workers: str,
+    bus_url: str | None,
+    state_url: str | None,
+) -> None:
+    """Run the project once per logical date from --from to --to (each day, or a schedule's ticks).
+
+    Dates run in order (--parallel N: up to N at once); a failed date is reported and the others go on (exit 1 at
+    the end). Interrupted, it resumes with --resume ID, or by running the same command again (same dates and
+    targets: the unfinished backfill is continued, its succeeded dates not run again; --new starts afresh).
+    """
+    from sluice.project.load import load_project
+    from sluice.runtime.run import WorkersMode
+    from sluice.scheduling.backfills import Backfills, BackfillSpec, logical_dates
+    from sluice.scheduling.launch import InProcessRuns
+    from sluice.state.registry import open_state
+
+    try:
+        project = load_project(path)
+        state = open_state(state_url or project.resolve_state_url(), project.root)
+    except (ValidationFailed, SluiceError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+    try:
+        backfills = Backfills(state, project.name)
+        if list_only:
+            _list(backfills, as_json)
+            return
+        if resume_id is not None:
+            record = state.get_backfill(resume_id)
+            if record.project != project.name:
+                raise ConfigError(f"backfill {resume_id} belongs to project '{record.project}', not '{project.name}'")
+        else:
+            if delay_scale < 0:
+                raise ConfigError("--delay-scale must be >= 0")
+            if not start or not end:
+                raise ConfigError("give --from DATE and --to DATE (or --resume ID, or --list)")
+            cron, tz_name, chosen = None, timezone, resolve_targets(project, targets)
+            if schedule is not None:
+                cron, tz_name, schedule_targets = schedule_of(project, schedule)
+                chosen = chosen if chosen is not None else schedule_targets
+            try:
+                tz = ZoneInfo(tz_name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"--timezone {tz_name!r} is not an IANA time zone name (e.g. Europe/Paris)") from None
+            spec = BackfillSpec(_day(start, "--from"), _day(end, "--to"), chosen, schedule, cron, parallel, tz_name)
+            dates = logical_dates(spec.start, spec.end, cron, tz)
+            found = None if fresh else backfills.unfinished(spec)
+            if found is not None:
+                click.echo(f"resuming backfill {found.backfill_id} (same dates and targets; --new starts afresh)", err=True)
+            record = found or backfills.create(spec, dates)
+        left = sum(1 for d in state.backfill_dates(record.backfill_id) if d.status != "succeeded")
+        click.echo(f"backfill {record.backfill_id}: {left} date(s) to run, {parallel} at once", err=True)
+        from sluice.runtime.summary import RunOptions
+
+        defaults = RunOptions(force=force, simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
+        on_date = None if as_json else lambda item, settled, total: click.echo(date_line(item, settled, total))
+        try:
+            mode: WorkersMode = "external" if workers == "external" else "in-process"
+            with InProcessRuns(project, defaults, workers=mode, bus_url=bus_url, state_url=state_url) as runs:
+                _stop_on_interrupt(backfills, runs, f"sluice backfill {path} --resume {record.backfill_id}")
+                final = backfills.run(record.backfill_id, runs, parallel, on_date)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
+            sys.exit(130)
+        if final.status == "running":  # stopped by an interrupt: resumable
+            click.echo(f"stopped; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
+            sys.exit(130)
+        dates_now = state.backfill_dates(record.backfill_id)
+        if as_json:
+            click.echo(json.dumps(backfill_json(final, dates_now)))
+        else:
+            failed = [d.logical_date for d in dates_now if d.status == "failed"]
+            click.echo(f"backfill {final.backfill_id} {final.status}: {len(dates_now) - len(failed)} of {len(dates_now)} "
+                       f"dates succeeded" + (f"; failed: {', '.join(failed)}" if failed else ""))  # fmt: skip
+        sys.exit(0 if final.status == "succeeded" else 1)
+    except SluiceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(USER_ERROR)
+    finally:
+        state.close()
+
+
+def _stop_on_interrupt(backfills: Backfills, runs: InProcessRuns, resume: str) -> None:
+    """First Ctrl-C (or SIGTERM): start no more dates, let the running ones finish; second: cancel them; third:
+    stop at once. The backfill stays resumable."""
+    presses = [0]
+
+    def handler(signum: int, frame: object) -> None:
+        presses[0] += 1
+        if presses[0] == 1:
+            click.echo("stopping: no more dates start, the running ones finish (interrupt again to cancel them)", err=True)
+            backfills.stop()
+        elif presses[0] == 2:
+            click.echo(f"cancelling the running dates; continue later with: {resume}", err=True)
+            runs.cancel()
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _list(backfills: Backfills, as_json: bool) -> None:
+    records = backfills.state.list_backfills(backfills.project)
+    if as_json:
+        click.echo(json.dumps([backfill_json(r, backfills.state.backfill_dates(r.backfill_id)) for r in records]))
+        return
+    for r in records:
+        dates = backfills.state.backfill_dates(r.backfill_id)
+        done = sum(1 for d in dates if d.status == "succeeded")
+        spec = r.spec
+        when = datetime.fromtimestamp(r.created_at).isoformat(timespec="seconds")
+        click.echo(f"{r.backfill_id}  {r.status:<9} {spec.get('from')}..{spec.get('to')}  {done}/{len(dates)} succeeded  {when}")

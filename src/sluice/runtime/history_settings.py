@@ -1,0 +1,41 @@
+"""The ``history:`` section of ``sluice.yaml``: how long runs and what goes with them are kept (docs/operations.md).
+
+>>> HistorySettings(keep="30d").keep_s
+2592000.0
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import Meta
+
+from sluice.plugins.base import Settings
+from sluice.streaming.durations import EXAMPLES, parse_duration
+
+
+class HistorySettings(Settings):
+    """``history: {keep: 30d, every: 1h}``: runs (with their object states and events), backfills, sensor-fired
+    runs... finished more than ``keep`` ago are pruned, every ``every`` by ``sluice serve`` (and the scheduler), or
+    on demand by ``sluice prune``."""
+
+    keep: Annotated[str | int | float, Meta(description=f"How long finished runs are kept: {EXAMPLES}, 30d.")] = "30d"
+    every: Annotated[
+        str | int | float, Meta(description="How often a long-running service prunes (default 1h; a bare number is seconds).")
+    ] = "1h"
+
+    def __post_init__(self) -> None:
+        if parse_duration(self.keep) <= 0:
+            raise ValueError(f"history: keep {self.keep!r} must be above 0, e.g. 30d")
+        if parse_duration(self.every) <= 0:
+            raise ValueError(f"history: every {self.every!r} must be above 0, e.g. 1h")
+
+    @property
+    def keep_s(self) -> float:
+        """``keep`` in seconds."""
+        return parse_duration(self.keep) / 1e6
+
+    @property
+    def every_s(self) -> float:
+        """``every`` in seconds."""
+        return parse_duration(self.every) / 1e6

@@ -1,0 +1,232 @@
+"""Backfills: one run per logical date over a past range, in order or a bounded number at once, resumable.
+
+A backfill's dates are each day from ``from`` to ``to`` inclusive (midnight in its time zone), or the ticks of a
+cron expression in that range (a schedule's, with croniter). Each date becomes a :class:`RunRequest` with
+``trigger="backfill"`` and ``name="backfill:<id>"``; the backfill and each date's status (``pending``,
+``running``, ``succeeded``, ``failed``) and run id are kept in the state store, so an interrupted backfill
+resumes where it stopped: :meth:`Backfills.run` runs only the dates not yet succeeded (pending ones, failed
+ones, and ones left running by a process that died, whose run is continued rather than started again). A
+failed date does not stop the others; the backfill ends ``failed`` when any date failed, ``succeeded`` when all
+did. The idea follows Airflow's ``dags backfill`` and Dagster's partition backfills.
+
+>>> from datetime import date
+>>> [d.isoformat() for d in logical_dates(date(2026, 1, 30), date(2026, 2, 1))]
+['2026-01-30T00:00:00+00:00', '2026-01-31T00:00:00+00:00', '2026-02-01T00:00:00+00:00']
+>>> [d.isoformat() for d in logical_dates(date(2026, 1, 1), date(2026, 1, 1), cron="0 2,14 * * *")]
+['2026-01-01T02:00:00+00:00', '2026-01-01T14:00:00+00:00']
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, Protocol
+
+from croniter import croniter
+
+from sluice.errors import ConfigError
+from sluice.scheduling.requests import RunRequest
+from sluice.state.base import BackfillDate, BackfillRecord, StateStore
+
+MAX_DATES = 10_000
+"""A backfill of more dates than this is refused (a typo in a year, or a minutely cron over months)."""
+
+
+class RunDate(Protocol):
+    """Runs one date: called with the request, a callback taking the run id once the run has begun, and the run
+    to continue instead of starting one (``resume``: the run a process that died left running for this date);
+    returns the run's final status (``succeeded``, ``failed``, ``cancelled``). An exception fails the date."""
+
+    def __call__(self, request: RunRequest, started: Callable[[str], None], resume: str | None = None) -> str: ...
+
+
+OnDate = Callable[[BackfillDate, int, int], None]
+"""Told each date as it settles, with how many are settled and the total."""
+
+
+def logical_dates(start: date, end: date, cron: str | None = None, tz: tzinfo = UTC) -> list[datetime]:
+    """The logical dates from ``start`` to ``end`` inclusive: each day at midnight in ``tz``, or every tick of
+    ``cron`` from ``start`` 00:00 to before ``end`` + 1 day 00:00. Raises ConfigError for a reversed range, a bad
+    cron expression, or more than :data:`MAX_DATES` dates."""
+    if end < start:
+        raise ConfigError(f"backfill: --to {end} is before --from {start}; give the earlier date first")
+    first = datetime(start.year, start.month, start.day, tzinfo=tz)
+    stop = datetime(end.year, end.month, end.day, tzinfo=tz) + timedelta(days=1)
+    if cron is None:
+        days = (end - start).days + 1
+        if days > MAX_DATES:
+            raise ConfigError(f"backfill: {days} days from {start} to {end} is more than {MAX_DATES}; split the range")
+        return [datetime(d.year, d.month, d.day, tzinfo=tz) for d in (start + timedelta(days=i) for i in range(days))]
+    if not croniter.is_valid(cron):
+        raise ConfigError(f"backfill: {cron!r} is not a cron expression (five fields: minute hour day month weekday)")
+    ticks: list[datetime] = []
+    it = croniter(cron, first - timedelta(microseconds=1))
+    while True:
+        tick = it.get_next(datetime)
+        if tick >= stop:
+            return ticks
+        ticks.append(tick)
+        if len(ticks) > MAX_DATES:
+            raise ConfigError(f"backfill: {cron!r} ticks more than {MAX_DATES} times from {start} to {end}; split the range")
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillSpec:
+    """What to backfill: the range (``start``, ``end`` inclusive), the object ids (None: the project's final
+    objects), the schedule whose ticks are the dates (None: days) and its cron, the runs at once, the time zone."""
+
+    start: date
+    end: date
+    targets: tuple[int, ...] | None = None
+    schedule: str | None = None
+    cron: str | None = None
+    parallel: int = 1
+    timezone: str = "UTC"
+
+    def as_json(self) -> dict[str, Any]:
+        """The spec as kept with the backfill (and compared to find an unfinished backfill of the same spec)."""
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "targets": list(self.targets) if self.targets is not None else None,
+            "schedule": self.schedule,
+            "cron": self.cron,
+            "parallel": self.parallel,
+            "timezone": self.timezone,
+        }
+
+
+def _same_work(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two specs that run the same dates and targets (``parallel`` may differ)."""
+    return {k: v for k, v in a.items() if k != "parallel"} == {k: v for k, v in b.items() if k != "parallel"}
+
+
+class Backfills:
+    """Creates, finds and runs the backfills of one project in a state store.
+
+    ``clock`` gives epoch seconds (tests pass a fake one).
+    """
+
+    def __init__(self, state: StateStore, project: str, clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.project = project
+        self.clock = clock
+        self._stopping = threading.Event()
+
+    def create(self, spec: BackfillSpec, dates: list[datetime]) -> BackfillRecord:
+        """Record a new backfill of ``dates`` (all pending)."""
+        record = BackfillRecord(f"bf-{uuid.uuid4().hex[:12]}", self.project, "running", self.clock(), None, spec.as_json())
+        self.state.create_backfill(record, [d.isoformat() for d in dates])
+        return record
+
+    def unfinished(self, spec: BackfillSpec) -> BackfillRecord | None:
+        """The most recent backfill of the same dates and targets that has dates left to run (running, or failed),
+        which running the same command again resumes."""
+        for record in self.state.list_backfills(self.project, limit=200):
+            if record.status != "succeeded" and _same_work(record.spec, spec.as_json()):
+                return record
+        return None
+
+    def stop(self) -> None:
+        """Start no more dates (those running finish); the backfill stays resumable."""
+        self._stopping.set()
+
+    def run(self, backfill_id: str, run_date: RunDate, parallel: int = 1, on_date: OnDate | None = None) -> BackfillRecord:
+        """Run the dates of ``backfill_id`` not yet succeeded, in date order, at most ``parallel`` at once; returns
+        the backfill as it ends (``running`` still when :meth:`stop` was called or the caller was interrupted)."""
+        record = self.state.get_backfill(backfill_id)
+        dates = self.state.backfill_dates(backfill_id)
+        todo = [d for d in dates if d.status != "succeeded"]
+        settled = len(dates) - len(todo)
+        if record.status != "running":
+            self.state.finish_backfill(backfill_id, "running", None)
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix=f"backfill-{backfill_id}") as pool:
+            running: set[Future[BackfillDate]] = set()
+            queue = list(reversed(todo))
+            try:
+                while queue or running:
+                    while queue and len(running) < parallel and not self._stopping.is_set():
+                        running.add(pool.submit(self._run_one, backfill_id, queue.pop(), run_date))
+                    if not running:
+                        break
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        settled += 1
+                        if on_date is not None:
+                            on_date(future.result(), settled, len(dates))
+            except BaseException:
+                self._stopping.set()
+                raise
+        return self._close(backfill_id)
+
+    def _run_one(self, backfill_id: str, item: BackfillDate, run_date: RunDate) -> BackfillDate:
+        name = f"backfill:{backfill_id}"
+        logical = datetime.fromisoformat(item.logical_date)
+        spec = self.state.get_backfill(backfill_id).spec
+        targets = tuple(spec["targets"]) if spec.get("targets") else None
+        request = RunRequest(name, "backfill", logical, targets, key=f"{name}@{item.logical_date}")
+        left = None
+        if item.status == "running":  # its process died: continue the run it left, if it got that far
+            left = item.run_id or self._orphan(name, item.logical_date)
+        item = BackfillDate(item.logical_date, "running", left, self.clock())
+        self.state.save_backfill_date(backfill_id, item)
+
+        def started(run_id: str) -> None:
+            item.run_id = run_id
+            self.state.save_backfill_date(backfill_id, item)
+
+        try:
+            status = run_date(request, started, left)
+            item.status = "succeeded" if status == "succeeded" else "failed"
+            item.error = None if status == "succeeded" else f"run {item.run_id or '?'} {status}"
+        except Exception as exc:  # one date failing never stops the others
+            item.status, item.error = "failed", (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        item.finished_at = self.clock()
+        self.state.save_backfill_date(backfill_id, item)
+        return item
+
+    def _orphan(self, name: str, logical_date: str) -> str | None:
+        """The run of this date still marked running whose id was not recorded with the date (the process died
+        between starting the run and recording its id)."""
+        for run in self.state.find_runs(self.project, schedule=name, status="running", limit=1000):
+            if run.options.get("logical_date") == logical_date:
+                return run.run_id
+        return None
+
+    def _close(self, backfill_id: str) -> BackfillRecord:
+        statuses = {d.status for d in self.state.backfill_dates(backfill_id)}
+        if statuses & {"pending", "running"}:
+            return self.state.get_backfill(backfill_id)  # stopped part-way: resumable
+        self.state.finish_backfill(backfill_id, "failed" if "failed" in statuses else "succeeded", self.clock())
+        return self.state.get_backfill(backfill_id)
+
+
+def backfill_json(record: BackfillRecord, dates: list[BackfillDate]) -> dict[str, Any]:
+    """A backfill and its dates as ``sluice backfill --json`` and ``GET /backfills/{id}`` give them."""
+    counts: dict[str, int] = {}
+    for item in dates:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    return {
+        "backfill_id": record.backfill_id,
+        "status": record.status,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+        "spec": record.spec,
+        "counts": counts,
+        "dates": [
+            {
+                "logical_date": d.logical_date,
+                "status": d.status,
+                "run_id": d.run_id,
+                "started_at": d.started_at,
+                "finished_at": d.finished_at,
+                "error": d.error,
+            }
+            for d in dates
+        ],
+    }

@@ -1,0 +1,78 @@
+"""The ``sensors:`` section of ``sluice.yaml`` (docs/sensors.md)::
+
+sensors:
+  landing:
+    type: files                 # new or changed files matching a glob under the project folder
+    path: incoming/*.csv
+    targets: [orders]           # object ids or names (ancestors run with them); or tags: [...]; neither: all
+    min_interval: 5m            # at most one run this often (default 30s)
+  drops:
+    type: s3                    # new or changed keys under an S3 prefix
+    url: s3://landing/orders/?endpoint=http://127.0.0.1:29000
+  orders_changed:
+    type: table                 # a sync's captured table changed (its change events on the bus)
+    sync: shop
+    table: public.orders
+  upstream_done:
+    type: run                   # another project's run succeeded
+    state: postgresql://postgres@127.0.0.1:25432/sluice
+    project: ingest
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from sluice.plugins.base import Settings
+from sluice.streaming.durations import EXAMPLES, parse_duration
+
+SensorType = Literal["files", "s3", "table", "run"]
+_NEEDS: dict[str, tuple[str, ...]] = {"files": ("path",), "s3": ("url",), "table": ("sync", "table"), "run": ("state", "project")}
+
+
+class SensorSettings(Settings):
+    """One sensor: what it watches (``type`` and its keys), what it runs, and how often at most."""
+
+    type: Annotated[SensorType, Meta(description="files, s3, table or run.")]
+    path: Annotated[str | None, Meta(description="files: a glob relative to the project folder (incoming/*.csv, **).")] = None
+    url: Annotated[
+        str | None, Meta(description="s3: s3://bucket/prefix?endpoint=http://host:port (credentials as for the S3 lake).")
+    ] = None
+    sync: Annotated[str | None, Meta(description="table: the sync (syncs:) that captures the table.")] = None
+    table: Annotated[str | None, Meta(description="table: the captured source table, namespace.table.")] = None
+    state: Annotated[str | None, Meta(description="run: the other project's state store URL.")] = None
+    project: Annotated[str | None, Meta(description="run: the other project's name.")] = None
+    targets: Annotated[list[int | str] | None, Meta(description="Objects to run (ids or names; default: all).")] = None
+    tags: Annotated[list[str] | None, Meta(description="Run the objects carrying any of these tags.")] = None
+    min_interval: Annotated[
+        str | int | float, Meta(description=f"Least time between two runs the sensor starts: {EXAMPLES}.")
+    ] = "30s"
+    enabled: Annotated[bool, Meta(description="false: the sensor is listed but never polled.")] = True
+
+    def __post_init__(self) -> None:
+        missing = [key for key in _NEEDS[self.type] if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"type {self.type} needs {' and '.join(missing)}")
+        others = [key for needs in _NEEDS.values() for key in needs if key not in _NEEDS[self.type]]
+        given = [key for key in dict.fromkeys(others) if getattr(self, key) is not None]
+        if given:
+            raise ValueError(f"type {self.type} takes no {', '.join(given)}")
+        if self.targets is not None and self.tags is not None:
+            raise ValueError("give targets or tags, not both")
+        parse_duration(self.min_interval)
+
+    @property
+    def min_interval_s(self) -> float:
+        """``min_interval`` in seconds."""
+        return parse_duration(self.min_interval) / 1e6
+
+
+class SensorSpec(msgspec.Struct, frozen=True):
+    """A checked sensor: its name, settings and the object ids it runs (None: the whole project)."""
+
+    name: str
+    settings: SensorSettings
+    targets: tuple[int, ...] | None = None

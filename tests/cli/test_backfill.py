@@ -1,0 +1,122 @@
+"""``sluice backfill`` end to end: real runs of a small project, a process killed mid-backfill and the same command
+resuming it without running the succeeded dates again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import sluice_cli, write_yaml
+from sluice.state.sqlite import SqliteStateStore
+
+SLUICE = [sys.executable, "-m", "sluice"]
+PROJECT = """
+name: bf
+objects:
+  - {id: 1001, name: raw_a}
+  - {id: 2001, name: clean_a, parents: [1001]}
+"""
+
+
+def _runs_by_day(root: Path) -> dict[str, list[str]]:
+    store = SqliteStateStore(root / ".sluice" / "state.db")
+    try:
+        days: dict[str, list[str]] = {}
+        for run in store.find_runs("bf", limit=1000):
+            assert run.options["trigger"] == "backfill"
+            days.setdefault(run.options["logical_date"][:10], []).append(run.status)
+        return days
+    finally:
+        store.close()
+
+
+def test_a_killed_backfill_is_resumed_by_the_same_command(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-05", "--simulate"]
+    # 0.5 s a simulated object: the first date settles, the process is killed during a later one
+    with subprocess.Popen([*SLUICE, *args, "--delay-scale", "0.5"], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert first.startswith("[1/5] 2026-01-01T00:00:00+00:00  succeeded")
+    before = _runs_by_day(tmp_path / "bf")
+    assert before["2026-01-01"] == ["succeeded"]
+
+    again = sluice_cli(*args, "--delay-scale", "0", "--json")
+    assert again.returncode == 0, again.stderr
+    assert "resuming backfill" in again.stderr
+    result = json.loads(again.stdout)
+    assert result["status"] == "succeeded" and result["counts"] == {"succeeded": 5}
+    after = _runs_by_day(tmp_path / "bf")
+    assert after["2026-01-01"] == ["succeeded"]  # not run again
+    # the date killed mid-run was continued, not run again: one run a date, none left running
+    assert all(statuses == ["succeeded"] for statuses in after.values()), after
+    assert sorted(after) == [f"2026-01-0{i}" for i in range(1, 6)]
+
+    listed = sluice_cli("backfill", str(path), "--list", "--json")
+    assert [b["backfill_id"] for b in json.loads(listed.stdout)] == [result["backfill_id"]]
+
+    runs = json.loads(sluice_cli("runs", str(path), "--schedule", f"backfill:{result['backfill_id']}", "--json").stdout)
+    assert sorted(r["logical_date"][:10] for r in runs) == [f"2026-01-0{i}" for i in range(1, 6)]
+    assert {r["trigger"] for r in runs} == {"backfill"}
+    assert json.loads(sluice_cli("runs", str(path), "--status", "failed", "--json").stdout) == []
+    assert json.loads(sluice_cli("runs", str(path), "--until", "2000-01-01", "--json").stdout) == []
+
+    dry = sluice_cli("prune", str(path), "--keep", "3650d", "--dry-run")
+    assert dry.returncode == 0 and "would remove 0 row(s) of runs" in dry.stdout
+    missing = sluice_cli("prune", str(path))
+    assert missing.returncode == 2 and "no 'history:' section" in missing.stderr
+
+
+def test_failed_dates_exit_1_and_name_the_dates(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    result = sluice_cli("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-02", "--simulate", "--delay-scale", "0",
+                    "--target", "clean_a", "--parallel", "2", "--fail", "2001")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "failed: 2026-02-01T00:00:00+00:00, 2026-02-02T00:00:00+00:00" in result.stdout
+    assert result.stdout.count(" failed    run ") == 2
+    bad = sluice_cli("backfill", str(path), "--from", "2026-02-01", "--to", "2026-02-01", "--target", "nope")
+    assert bad.returncode == 2 and "--target: target 'nope' is not an object id or name" in bad.stderr
+
+
+def test_a_schedules_ticks_in_its_time_zone_are_the_dates(tmp_path: Path) -> None:
+    schedules = "schedules:\n  twice: {cron: '0 2,14 * * *', timezone: Europe/Paris, targets: [raw_a], enabled: false}\n"
+    path = write_yaml(tmp_path / "bf", PROJECT + schedules)
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twice"]
+    result = sluice_cli(*args, "--simulate", "--delay-scale", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert [d["logical_date"] for d in answer["dates"]] == ["2026-01-01T02:00:00+01:00", "2026-01-01T14:00:00+01:00"]
+    assert answer["spec"]["schedule"] == "twice" and answer["spec"]["targets"] == [1001]
+    unknown = sluice_cli("backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twicе")
+    assert unknown.returncode == 2 and "--schedule twicе: no such schedule (schedules: twice)" in unknown.stderr
+
+
+def test_sigterm_lets_the_running_date_finish_and_starts_no_more(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-06", "--simulate"]
+    with subprocess.Popen(
+        [*SLUICE, *args, "--delay-scale", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()  # the first date settled; the second is starting or about to
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        stderr = proc.stderr.read()
+    assert "stopping: no more dates start" in stderr and "continue with: sluice backfill" in stderr
+    store = SqliteStateStore(tmp_path / "bf" / ".sluice" / "state.db")
+    try:
+        [record] = store.list_backfills("bf")
+        statuses = [d.status for d in store.backfill_dates(record.backfill_id)]
+        assert record.status == "running" and "running" not in statuses and "failed" not in statuses
+        # the dates that started finished; the others wait, in date order
+        assert statuses[0] == "succeeded" and statuses[-1] == "pending"
+        assert statuses == sorted(statuses, key=lambda status: status != "succeeded")
+    finally:
+        store.close()
+    resumed = sluice_cli("backfill", str(path), "--resume", record.backfill_id, "--simulate", "--delay-scale", "0", "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["counts"] == {"succeeded": 6}

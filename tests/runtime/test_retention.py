@@ -1,0 +1,81 @@
+"""History pruning with a fake clock, on SQLite and PostgreSQL state stores and the embedded bus: what is kept, what
+is removed, and the periodic pruner."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.state.test_contract import OpenStore, open_store
+
+from helpers import wait_for
+from sluice import events as ev
+from sluice.bus.embedded import EmbeddedBus
+from sluice.bus.names import EVENTS_TOPIC
+from sluice.runtime.retention import Pruner, prune_history
+from sluice.state.base import BackfillRecord, ObjectState, RunRecord
+
+__all__ = ["open_store"]
+DAY = 86400.0
+
+
+def _publish_run(bus: EmbeddedBus, run_id: str) -> int:
+    started = ev.RunStarted(run_id=run_id, project="shop", targets=[1], planned=[1])
+    finished = ev.RunFinished(run_id=run_id, status="succeeded", duration_s=1.0)
+    offsets = bus.publish(EVENTS_TOPIC, [(run_id, ev.encode(started)), (run_id, ev.encode(finished))])
+    return offsets[0]
+
+
+def _after(moment: float) -> float:
+    while time.time() <= moment:  # the next publish is stamped strictly later (microseconds, not a wait)
+        pass
+    return time.time()
+
+
+def test_prune_keeps_recent_and_running_history_and_removes_the_rest(open_store: OpenStore, tmp_path: Path) -> None:
+    state = open_store()
+    bus = EmbeddedBus(tmp_path / "bus.db", retention_days=0)
+    try:
+        old_offset = _publish_run(bus, "old")
+        stuck_offset = _publish_run(bus, "stuck")
+        cutoff = _after(time.time())
+        new_offset = _publish_run(bus, "new")
+        now = cutoff + 30 * DAY  # the fake clock: keep 30 days puts the cutoff between the runs
+        objects = [ObjectState(1, "ingest", "loaded")]
+        state.create_run(
+            RunRecord("old", "shop", "succeeded", now - 40 * DAY, now - 40 * DAY + 5, first_offset=old_offset), objects
+        )
+        state.create_run(RunRecord("stuck", "shop", "running", now - 35 * DAY, None, first_offset=stuck_offset), objects)
+        state.create_run(RunRecord("new", "shop", "failed", now - 1 * DAY, now - DAY + 5, first_offset=new_offset), objects)
+        state.create_backfill(BackfillRecord("b-old", "shop", "failed", now - 50 * DAY, now - 45 * DAY), ["2026-01-01"])
+
+        dry = prune_history(state, bus, "shop", 30 * DAY, now=now, dry_run=True)
+        assert dry.tables == {"schedule_ticks": 0, "run_objects": 1, "runs": 1, "backfill_dates": 1, "backfills": 1}
+        assert dry.events == 2  # the old run's; the run still going keeps the log from its first event
+        assert len(bus.read(EVENTS_TOPIC, 0)) == 6
+
+        state.finish_run("stuck", "cancelled", now - 34 * DAY)
+        report = prune_history(state, bus, "shop", 30 * DAY, now=now)
+        assert report.tables == {"schedule_ticks": 0, "run_objects": 2, "runs": 2, "backfill_dates": 1, "backfills": 1}
+        assert report.events == 4
+        assert [r.run_id for r in state.list_runs("shop")] == ["new"]
+        assert [m.offset for m in bus.read(EVENTS_TOPIC, 0)] == [new_offset, new_offset + 1]
+        assert "removed 4 event(s) of sluice.events" in report.lines()
+    finally:
+        bus.close()
+
+
+def test_the_pruner_prunes_on_start_and_stops(open_store: OpenStore, tmp_path: Path) -> None:
+    state = open_store()
+    bus = EmbeddedBus(tmp_path / "bus.db", retention_days=0)
+    now = 1_000 * DAY
+    state.create_run(RunRecord("old", "shop", "succeeded", now - 3 * DAY, now - 3 * DAY), [])
+    state.create_run(RunRecord("new", "shop", "succeeded", now - 1, now), [])
+    pruner = Pruner(state, bus, "shop", keep_s=2 * DAY, every_s=3600, clock=lambda: now)
+    pruner.start()
+    try:
+        wait_for(lambda: pruner.last is not None, 30, "the first prune")
+    finally:
+        pruner.stop()
+        bus.close()
+    assert [r.run_id for r in state.list_runs("shop")] == ["new"]

@@ -1,0 +1,178 @@
+"""Sensors against the real things: a temporary folder, the S3 server, a sync's change topic on the embedded bus, a
+second project's state store in PostgreSQL; the minimum interval with a fake clock; the cursor advancing only once
+the request is recorded; the section's problems at their line."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from tests.scheduling.scheduling_helpers import RecordingStarter
+
+from helpers import write_yaml
+from sluice.cdc import events as cdc
+from sluice.errors import ValidationFailed
+from sluice.lake.s3 import s3_filesystem
+from sluice.project.load import load_project
+from sluice.project.model import Project
+from sluice.runtime.run import Backends, open_backends
+from sluice.scheduling.requests import RunRequest
+from sluice.scheduling.scheduler import FakeClock, Scheduler
+from sluice.scheduling.sensors import Sensors, tick_recorded
+from sluice.state.base import RunRecord
+from sluice.state.postgres import PostgresStateStore
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+OBJECTS = """
+objects:
+  - {id: 1001, name: raw_orders}
+  - {id: 2001, name: orders, parents: [1001]}
+"""
+
+
+Make = Callable[..., tuple[Project, Sensors, Backends]]
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Make]:
+    """``make(sensors_yaml, extra="")``: the project with those sensors, its Sensors and open backends."""
+    with ExitStack() as stack:
+
+        def make_(sensors_yaml: str, extra: str = "") -> tuple[Project, Sensors, Backends]:
+            project = load_project(write_yaml(tmp_path / "p", f"name: p\n{extra}{OBJECTS}sensors:\n{sensors_yaml}"))
+            backends = stack.enter_context(open_backends(project))
+            hosted = Sensors(project, backends.state, backends.bus)
+            stack.callback(hosted.close)
+            return project, hosted, backends
+
+        yield make_
+
+
+def test_files_fire_on_new_or_changed_files_at_most_once_per_min_interval(make: Make) -> None:
+    project, sensors, backends = make("  landing: {type: files, path: 'in/*.csv', targets: [orders], min_interval: 5m}\n")
+    folder = project.root / "in"
+    folder.mkdir()
+    assert sensors.poll(T0) == []  # nothing there yet
+    (folder / "a.csv").write_text("x\n")
+    assert sensors.poll(T0 + timedelta(seconds=29)) == []  # looks at most every 30 s
+    (folder / "notes.txt").write_text("ignored\n")
+    [request] = sensors.poll(T0 + timedelta(seconds=30))
+    assert request == RunRequest(
+        "landing", "sensor", T0 + timedelta(seconds=30), (2001,), f"landing@{(T0 + timedelta(seconds=30)).isoformat()}"
+    )
+    assert request.options().as_dict()["trigger"] == "sensor"
+    assert sensors.poll(T0 + timedelta(minutes=10)) == []  # nothing new
+    (folder / "b.csv").write_text("y\n")
+    assert sensors.poll(T0 + timedelta(minutes=10, seconds=30)) != []
+    (folder / "a.csv").write_text("x changed\n")
+    assert sensors.poll(T0 + timedelta(minutes=14)) == []  # 3.5 min since it fired: waits
+    assert [r.name for r in sensors.poll(T0 + timedelta(minutes=15, seconds=30))] == ["landing"]
+    cursor = backends.state.sensor_cursor("p", "landing")
+    assert cursor is not None and sorted(cursor.value["seen"]) == ["in/a.csv", "in/b.csv"]
+    assert cursor.fired_at == (T0 + timedelta(minutes=15, seconds=30)).timestamp()
+
+
+def test_s3_fires_on_new_keys_under_the_prefix(make: Make, s3_url: str) -> None:
+    bucket = f"sensor-{uuid.uuid4().hex[:8]}"
+    fs = s3_filesystem(s3_url)
+    fs.create_dir(bucket)
+    _, sensors, _ = make(f"  drops:\n    type: s3\n    url: 's3://{bucket}/orders?endpoint={s3_url}'\n    min_interval: 0s\n")
+    with fs.open_output_stream(f"{bucket}/other/x.csv") as out:
+        out.write(b"elsewhere")
+    assert sensors.poll(T0) == [] and sensors.errors == {}
+    with fs.open_output_stream(f"{bucket}/orders/2026/a.csv") as out:
+        out.write(b"a")
+    assert [r.key for r in sensors.poll(T0 + timedelta(seconds=1))] == [f"drops@{(T0 + timedelta(seconds=1)).isoformat()}"]
+    assert sensors.poll(T0 + timedelta(seconds=2)) == []
+    with fs.open_output_stream(f"{bucket}/orders/2026/b.csv") as out:
+        out.write(b"b")
+    assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
+
+
+def test_table_fires_on_change_events_of_the_synced_table(make: Make) -> None:
+    connections = "connections:\n  src: postgresql://u@127.0.0.1:1/a\n  dst: postgresql://u@127.0.0.1:1/b\n"
+    syncs = "syncs:\n  - {name: shop, source: src, target: dst, tables: [public.orders]}\n"
+    _, sensors, backends = make(
+        "  orders_changed: {type: table, sync: shop, table: public.orders, min_interval: 0}\n", connections + syncs
+    )
+    assert sensors.poll(T0) == []
+    source = cdc.Source("postgresql", "src", [1], "0/1", 0)
+    change = cdc.ChangeEvent("c", "public.orders", [1], source, after={"id": 1})
+    topic = cdc.change_topic("shop", "src", "public.orders")
+    backends.bus.publish(topic, [(cdc.key_text([1]), cdc.encode(change))])
+    assert [r.name for r in sensors.poll(T0 + timedelta(seconds=1))] == ["orders_changed"]
+    assert sensors.poll(T0 + timedelta(seconds=2)) == []
+    backends.bus.publish(topic, [(cdc.key_text([2]), cdc.encode(change))])
+    assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
+
+
+@pytest.mark.postgres
+def test_run_fires_when_the_other_project_has_a_new_succeeded_run(make: Make, pg_db_url: str) -> None:
+    other = PostgresStateStore(pg_db_url)
+    try:
+        _, sensors, _ = make(f"  upstream: {{type: run, state: '{pg_db_url}', project: ingest, min_interval: 0}}\n")
+        assert sensors.poll(T0) == []
+        other.create_run(RunRecord("r1", "ingest", "failed", 1.0, 2.0), [])
+        other.create_run(RunRecord("x1", "elsewhere", "succeeded", 1.0, 2.0), [])
+        assert sensors.poll(T0 + timedelta(seconds=1)) == []
+        other.create_run(RunRecord("r2", "ingest", "succeeded", 3.0, 4.0), [])
+        assert [r.name for r in sensors.poll(T0 + timedelta(seconds=2))] == ["upstream"]
+        assert sensors.poll(T0 + timedelta(seconds=3)) == []
+        other.create_run(RunRecord("r3", "ingest", "running", 5.0), [])
+        assert sensors.poll(T0 + timedelta(seconds=4)) == []
+        other.finish_run("r3", "succeeded", 6.0)
+        assert len(sensors.poll(T0 + timedelta(seconds=5))) == 1
+    finally:
+        other.close()
+
+
+def test_hosted_by_the_scheduler_the_cursor_advances_once_the_tick_is_recorded(make: Make) -> None:
+    project, sensors, backends = make("  landing: {type: files, path: 'in/*', targets: [orders], min_interval: 1m}\n")
+    (project.root / "in").mkdir()
+    (project.root / "in" / "a").write_text("a")
+    state = backends.state
+    sensors.recorded = tick_recorded(state, "p")
+    clock = FakeClock(T0)
+    starter = RecordingStarter(project, state)
+    scheduler = Scheduler(project, state, starter, clock=clock, sources=[sensors])
+    [fired] = scheduler.step().fired
+    assert (fired.schedule, fired.logical_date) == ("landing", f"landing@{T0.isoformat()}")
+    assert [(r.name, r.trigger, r.targets) for r in starter.requests] == [("landing", "sensor", (2001,))]
+    assert state.sensor_cursor("p", "landing") is None  # saved once the scheduler has recorded the tick
+    clock.advance(90)
+    assert scheduler.step().fired == []
+    cursor = state.sensor_cursor("p", "landing")
+    assert cursor is not None and cursor.last_key == fired.logical_date and cursor.fired_at == T0.timestamp()
+
+
+def test_a_request_never_recorded_fires_again(make: Make) -> None:
+    project, sensors, backends = make("  landing: {type: files, path: 'in/*', min_interval: 0}\n")
+    (project.root / "in").mkdir()
+    (project.root / "in" / "a").write_text("a")
+    sensors.recorded = tick_recorded(backends.state, "p")  # nobody records: the host died after poll
+    assert len(sensors.poll(T0)) == 1
+    assert len(sensors.poll(T0 + timedelta(seconds=1))) == 1
+    sensors.recorded = None  # standalone: the cursor itself records the request
+    assert len(sensors.poll(T0 + timedelta(seconds=2))) == 1
+    assert sensors.poll(T0 + timedelta(seconds=3)) == []
+
+
+def test_sensor_problems_are_reported_at_their_line(tmp_path: Path) -> None:
+    text = (
+        f"name: p\n{OBJECTS}sensors:\n"
+        "  a: {type: s3, path: x}\n"
+        "  b: {type: table, sync: nope, table: t}\n"
+        "  c: {type: files, path: '*', targets: [nobody]}\n"
+        "  d: {type: files, path: '*', min_interval: soon}\n"
+    )
+    with pytest.raises(ValidationFailed) as failure:
+        load_project(write_yaml(tmp_path / "p", text))
+    message = str(failure.value)
+    assert "sluice.yaml:7: sensor 'a': type s3 needs url" in message
+    assert "sluice.yaml:8: sensor 'b': no sync named 'nope'" in message
+    assert "sluice.yaml:9: sensor 'c': target 'nobody' is not an object id or name" in message
+    assert "sluice.yaml:10: sensor 'd'" in message and "'soon' is not a duration" in message
