@@ -79,3 +79,27 @@ def test_the_pruner_prunes_on_start_and_stops(open_store: OpenStore, tmp_path: P
         pruner.stop()
         bus.close()
     assert [r.run_id for r in state.list_runs("shop")] == ["new"]
+
+
+def test_check_results_are_pruned_with_the_history_but_not_on_a_dry_run(open_store: OpenStore, tmp_path: Path) -> None:
+    from sluice.project.load import load_project
+    from sluice.runtime.retention import check_results_pruner
+    from sluice.state.base import CheckResult
+
+    (tmp_path / "sluice.yaml").write_text("name: shop\nobjects:\n  - {id: 1001, name: a}\n")
+    project = load_project(tmp_path)  # no PostgreSQL warehouse: its check results are kept in the state store
+    state = open_store()
+    bus = EmbeddedBus(tmp_path / "bus.db", retention_days=0)
+    now = 1_000 * DAY
+    old, new = (CheckResult("r", "shop", 1001, "a", name, "not_null", "error", "passed") for name in ("old", "new"))
+    old.checked_at, new.checked_at = now - 40 * DAY, now - DAY
+    state.record_check_results([old, new])
+    try:
+        prune = check_results_pruner(project, state)
+        dry = prune_history(state, bus, "shop", 30 * DAY, now=now, dry_run=True, check_results=prune)
+        assert "check_results" not in dry.tables and len(state.check_results("shop")) == 2
+        report = prune_history(state, bus, "shop", 30 * DAY, now=now, check_results=prune)
+        assert report.tables["check_results"] == 1
+        assert [r.check for r in state.check_results("shop")] == ["new"]
+    finally:
+        bus.close()

@@ -37,7 +37,7 @@ def prune(path: str, keep: str | None, dry_run: bool, as_json: bool, bus_url: st
     """Remove runs (with their object states and events) and backfills finished longer ago than history: keep."""
     from sluice.project.load import load_project
     from sluice.runtime.history_settings import HistorySettings
-    from sluice.runtime.retention import prune_history
+    from sluice.runtime.retention import check_results_pruner, prune_history
     from sluice.runtime.run import open_backends
 
     try:
@@ -50,7 +50,14 @@ def prune(path: str, keep: str | None, dry_run: bool, as_json: bool, bus_url: st
             raise ConfigError(f"--keep: {exc}") from None
         assert settings is not None
         with open_backends(project, bus_url, state_url) as backends:
-            report = prune_history(backends.state, backends.bus, project.name, settings.keep_s, dry_run=dry_run)
+            report = prune_history(
+                backends.state,
+                backends.bus,
+                project.name,
+                settings.keep_s,
+                dry_run=dry_run,
+                check_results=check_results_pruner(project, backends.state),
+            )
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)

@@ -59,6 +59,7 @@ def scheduler(
     Several schedulers may run on one state store: one holds the lease and schedules, the others stand by and
     take over when it stops or its lease expires. Runs going at shutdown get 30 s to finish, then are cancelled.
     """
+    from sluice.alerts.service import AlertService
     from sluice.project.load import load_project
     from sluice.runtime.retention import history_pruner
     from sluice.runtime.run import WorkersMode, open_backends
@@ -99,6 +100,7 @@ def scheduler(
         mode: WorkersMode = "external" if workers == "external" else "in-process"
         sensors = hosted_sensors(project, backends.state, backends.bus)
         pruner = history_pruner(project, backends)  # history: keep, every history: every
+        alerts = AlertService(project, backends.bus, backends.state) if project.alerts is not None else None
         host = SchedulerHost(
             project,
             backends,
@@ -107,7 +109,7 @@ def scheduler(
             holder=holder,
             on_step=on_step,
             sources=sensors,
-            services=[pruner] if pruner is not None else [],
+            services=[service for service in (pruner, alerts) if service is not None],
         )
         names = ", ".join([s.name for s in host.scheduler.schedules] + [s.name for s in project.sensors if s.settings.enabled])
         click.echo(f"scheduling {names} of project {project.name} as {host.scheduler.holder}; Ctrl-C to stop", err=True)

@@ -7,8 +7,10 @@ is lower. On Kafka the event topic is pruned by the broker's own retention (``re
 URL's ``retention_days``): nothing is deleted here, and the report says so. :class:`Pruner` does it every
 ``history: every`` in a thread of its own, for ``sluice serve`` and the scheduler.
 
-Other tables with a history (check results, schedule ticks) join by adding their rows to
-:meth:`sluice.state.base.HistoryStore.prune_history`.
+Other tables with a history (schedule ticks) join by adding their rows to
+:meth:`sluice.state.base.HistoryStore.prune_history`. Check results, which live in the warehouse's
+``metrics.check_results`` when the project has one, are pruned by ``check_results`` (a real prune only: a dry run
+does not count them).
 """
 
 from __future__ import annotations
@@ -61,11 +63,23 @@ class PruneReport:
 
 
 def prune_history(
-    state: StateStore, bus: Bus, project: str, keep_s: float, now: float | None = None, dry_run: bool = False
+    state: StateStore,
+    bus: Bus,
+    project: str,
+    keep_s: float,
+    now: float | None = None,
+    dry_run: bool = False,
+    check_results: Callable[[float], int] | None = None,
 ) -> PruneReport:
-    """Prune ``project``'s history older than ``keep_s`` seconds before ``now`` (default: the clock)."""
+    """Prune ``project``'s history older than ``keep_s`` seconds before ``now`` (default: the clock).
+
+    ``check_results(cutoff)`` removes the data-quality check results checked before the cutoff wherever they are kept
+    and returns how many (:func:`sluice.checks.store.prune_results`); skipped on a dry run.
+    """
     cutoff = (time.time() if now is None else now) - keep_s
     report = PruneReport(cutoff, dry_run, state.prune_history(project, cutoff, dry_run))
+    if check_results is not None and not dry_run:
+        report.tables["check_results"] = check_results(cutoff)
     if isinstance(bus, EmbeddedBus):
         keep_from = bus.first_offset_since(EVENTS_TOPIC, cutoff)
         old_running = state.find_runs(project, status="running", until=cutoff, limit=1000)
@@ -90,8 +104,10 @@ class Pruner:
         keep_s: float,
         every_s: float,
         clock: Callable[[], float] = time.time,
+        check_results: Callable[[float], int] | None = None,
     ) -> None:
         self.state, self.bus, self.project = state, bus, project
+        self.check_results = check_results
         self.keep_s, self.every_s, self.clock = keep_s, every_s, clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,7 +115,7 @@ class Pruner:
 
     def prune_once(self) -> PruneReport:
         """One prune now; the report is also kept in :attr:`last`."""
-        self.last = prune_history(self.state, self.bus, self.project, self.keep_s, self.clock())
+        self.last = prune_history(self.state, self.bus, self.project, self.keep_s, self.clock(), check_results=self.check_results)
         removed = sum(self.last.tables.values()) + (self.last.events or 0)
         if removed:
             log.info("history pruned: %s", "; ".join(self.last.lines()))
@@ -130,7 +146,21 @@ def history_pruner(project: Project, backends: Backends) -> Pruner | None:
     if project.history is None:
         return None
     history = project.history
-    return Pruner(backends.state, backends.bus, project.name, history.keep_s, history.every_s)
+    return Pruner(
+        backends.state,
+        backends.bus,
+        project.name,
+        history.keep_s,
+        history.every_s,
+        check_results=check_results_pruner(project, backends.state),
+    )
+
+
+def check_results_pruner(project: Project, state: StateStore) -> Callable[[float], int]:
+    """``cutoff -> rows removed``: ``project``'s check results pruned wherever they are kept (warehouse or state)."""
+    from sluice.checks.store import prune_results
+
+    return lambda cutoff: prune_results(project, state, cutoff)
 
 
 def start_pruner(project: Project, backends: Backends) -> Pruner | None:
