@@ -31,6 +31,7 @@ from sluice.connectors.batching import schema_overrides, stream
 from sluice.connectors.json_lines import TEXT_TYPES, array_misfit, as_text, read_blocks
 from sluice.connectors.plugins import DEFAULT_BATCH_ROWS, CsvOptions, FileOptions, JsonOptions, ParquetOptions
 from sluice.errors import TerminalError, did_you_mean
+from sluice.lake.kept_files import SourceFile
 
 F = TypeVar("F", bound=FileOptions)
 PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError)
@@ -301,11 +302,18 @@ class ParquetSource(FileSource[ParquetOptions]):
     """``{type: parquet, path: data/x.parquet}``, streamed row group by row group."""
 
     kind = "parquet"
+    _whole: SourceFile | None = None
+
+    def whole_file(self) -> SourceFile | None:
+        """The file, once :meth:`read` opened it, unless ``columns`` leaves some out or reorders them."""
+        return self._whole
 
     def read(self) -> pa.RecordBatchReader:
         path = self.existing_path()
         columns = self.options.columns
+        self._whole = None
         try:
+            opened = SourceFile.opened(path)
             parquet = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise TerminalError(f"parquet source {path}: not a readable Parquet file: {exc}") from exc
@@ -319,6 +327,8 @@ class ParquetSource(FileSource[ParquetOptions]):
                     f"It has: {', '.join(schema.names)}"
                 )
             schema = pa.schema([schema.field(str(name)) for name in columns])
+        if not columns or [str(name) for name in columns] == schema.names == parquet.schema_arrow.names:
+            self._whole = opened
 
         def batches() -> Iterator[pa.RecordBatch]:
             size = self.options.batch_size
