@@ -26,11 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 
 from sluice.errors import TransientError
 from sluice.lake.parts import WRITER_OPTIONS
 
-COPY_CHUNK = 8 << 20  # bytes read, hashed and written at a time
+COPY_CHUNK = 8 << 20  # bytes read, hashed (and uploaded) at a time
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
@@ -107,15 +108,18 @@ def _columns(schema: pq.ParquetSchema) -> list[tuple[Any, ...]]:
 
 
 def copy_while_draining(
-    file: SourceFile, write: Callable[[memoryview], Any], digest: Any, batches: pa.RecordBatchReader
-) -> tuple[int, int]:
-    """Copy ``file``'s bytes through ``write`` (updating ``digest``, a hashlib-like object) in a helper thread while
-    this thread reads ``batches`` to their end (feeding the destination's load); return ``(rows, bytes copied)``.
+    file: SourceFile, batches: pa.RecordBatchReader, *, write: Callable[[memoryview], Any] | None = None, out_fd: int = -1
+) -> tuple[int, int, str]:
+    """Copy ``file``'s bytes in a helper thread while this thread reads ``batches`` to their end (feeding the
+    destination's load); return ``(rows, bytes copied, xxh3-128 hex of the bytes)``.
 
-    Raises what ``batches`` or ``write`` raise, and TransientError when the file changed during the copy (it is no
-    longer the file the source read) or its rows differ from the batches' (the caller removes what was copied).
+    The bytes go to ``out_fd`` (a local file open for writing: copied inside the kernel by ``copy_file_range``,
+    which a file system with reflinks turns into a shared-extent clone, then hashed from the page cache), or through
+    ``write`` (an upload stream: read, hashed and written in 8 MiB chunks). Raises what ``batches`` or the writing
+    raise, and TransientError when the file changed during the copy (it is no longer the file the source read) or
+    its rows differ from the batches' (the caller removes what was copied).
     """
-    copied: list[int] = []
+    copied: list[tuple[int, str]] = []
     failed: list[BaseException] = []
 
     def copy() -> None:
@@ -127,15 +131,13 @@ def copy_while_draining(
             with handle:
                 if not file.unchanged(handle.fileno()):
                     raise _changed(file)
-                size, buffer = 0, bytearray(COPY_CHUNK)
-                while count := handle.readinto(buffer):
-                    chunk = memoryview(buffer)[:count]
-                    digest.update(chunk)
-                    write(chunk)
-                    size += count
+                if write is None:
+                    _kernel_copy(handle.fileno(), out_fd, file.identity[2])
+                    handle.seek(0)
+                size, digest = _read_through(handle, write)
                 if not file.unchanged(handle.fileno()) or size != file.identity[2]:
                     raise _changed(file)
-            copied.append(size)
+            copied.append((size, digest))
         except BaseException as exc:  # handed to the calling thread
             failed.append(exc)
 
@@ -149,7 +151,39 @@ def copy_while_draining(
         raise failed[0]
     if rows != pq.ParquetFile(file.path).metadata.num_rows:
         raise _changed(file)
-    return rows, copied[0]
+    return rows, *copied[0]
+
+
+def _kernel_copy(source: int, target: int, size: int) -> None:
+    """``size`` bytes of ``source`` into ``target`` with ``copy_file_range`` (no trip through user space); a plain
+    read-write loop where the kernel or file system refuses it."""
+    done = 0
+    try:
+        while done < size:
+            count = os.copy_file_range(source, target, size - done)
+            if count == 0:
+                break
+            done += count
+    except OSError:  # EXDEV, ENOSYS, EINVAL...: copy what is left by hand
+        os.lseek(source, done, os.SEEK_SET)
+        os.lseek(target, done, os.SEEK_SET)
+        buffer = bytearray(COPY_CHUNK)
+        with open(source, "rb", closefd=False) as reader:
+            while count := reader.readinto(buffer):
+                os.write(target, memoryview(buffer)[:count])
+
+
+def _read_through(handle: Any, write: Callable[[memoryview], Any] | None) -> tuple[int, str]:
+    """Read ``handle`` to its end in 8 MiB chunks, hashing them (xxh3-128) and passing them to ``write`` if given."""
+    digest = xxhash.xxh3_128()
+    size, buffer = 0, bytearray(COPY_CHUNK)
+    while count := handle.readinto(buffer):
+        chunk = memoryview(buffer)[:count]
+        digest.update(chunk)
+        if write is not None:
+            write(chunk)
+        size += count
+    return size, digest.hexdigest()
 
 
 def _changed(file: SourceFile) -> TransientError:

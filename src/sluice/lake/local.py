@@ -24,7 +24,6 @@ the lake tells them apart.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import tempfile
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import xxhash
 
 from sluice.errors import TerminalError
 from sluice.lake import appends
@@ -95,18 +95,16 @@ class LocalLake(Lake):
         self, layer: str, name: str, file: SourceFile, data: pa.RecordBatchReader, *, then: Then | None = None
     ) -> LakeWrite:
         """:meth:`Lake.write` of ``data``, keeping a copy of ``file`` as ``<layer>/<name>.parquet`` (its bytes hashed
-        while copied: the same content hash as :meth:`write` gives a file of the same bytes) when it reads back the
+        as :meth:`write` hashes the file it encodes: the same bytes give the same content hash) when it reads back the
         same as the encoded batches would (:mod:`sluice.lake.kept_files`); ``then`` loads ``data`` meanwhile."""
         if not keeps_as_encoded(file, data.schema):
             return self.write(layer, name, data, then=then)
 
         def keep(temporary: Path, batches: pa.RecordBatchReader) -> tuple[int, str]:
-            digest = hashlib.blake2b(digest_size=16)
             with temporary.open("wb") as out:
-                rows, _ = copy_while_draining(file, out.write, digest, batches)
-                out.flush()
+                rows, _, content_hash = copy_while_draining(file, batches, out_fd=out.fileno())
                 os.fsync(out.fileno())
-            return rows, digest.hexdigest()
+            return rows, content_hash
 
         return self._replace(_location(layer, name), data, keep, then)
 
@@ -315,7 +313,8 @@ def _write_parquet(path: Path, data: pa.RecordBatchReader) -> int:
 
 
 def _hash(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
+    """xxh3-128 of the file's bytes (32 hex digits), as a kept source file is hashed while copied (kept_files)."""
+    digest = xxhash.xxh3_128()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)

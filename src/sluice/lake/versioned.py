@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pyarrow as pa
 import pyarrow.fs as pafs
-import xxhash
 
 from sluice.errors import TerminalError
 from sluice.lake.base import LakeWrite, Then, keep_then
@@ -158,10 +157,9 @@ class VersionedStore:
 
         def keep(version_folder: str, batches: pa.RecordBatchReader) -> WrittenParts:
             self.fs.create_dir(version_folder, recursive=True)
-            digest = xxhash.xxh3_128()
             with self.fs.open_output_stream(f"{version_folder}/{PART}") as out:
-                rows, size = copy_while_draining(file, out.write, digest, batches)
-            return WrittenParts((PART,), rows, part_digest(PART, size, digest.hexdigest()))
+                rows, size, digest = copy_while_draining(file, batches, write=out.write)
+            return WrittenParts((PART,), rows, part_digest(PART, size, digest))
 
         return self._commit_version(folder, location, data, keep, (), then)
 
