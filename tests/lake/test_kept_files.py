@@ -62,7 +62,9 @@ def test_the_kept_file_is_the_output_and_reads_as_the_encoded_batches_would(back
         back = lake.read(location).read_all()
         assert back.schema.equals(expected.schema, check_metadata=True) and back.equals(expected)
     query = "SELECT * FROM t ORDER BY id"
-    through_duckdb = [run_sql(query, {"t": lake.duckdb_input(w.location)}, object_label="test").read_all() for w in (kept, encoded)]
+    through_duckdb = [
+        run_sql(query, {"t": lake.duckdb_input(w.location)}, object_label="test").read_all() for w in (kept, encoded)
+    ]
     assert through_duckdb[0].schema == through_duckdb[1].schema and through_duckdb[0].equals(through_duckdb[1])
 
 
@@ -148,5 +150,7 @@ def test_keeps_as_encoded_compares_what_readers_see(tmp_path: Path) -> None:
     plain, decimal_ = tmp_path / "duckdb.parquet", tmp_path / "duckdb-decimal.parquet"
     duckdb.sql(f"COPY (SELECT 1::BIGINT AS id, 'x' AS s, DATE '2026-11-30' AS d, [1, 2] AS l) TO '{plain}'")
     duckdb.sql(f"COPY (SELECT 1.5::DECIMAL(10, 2) AS amount) TO '{decimal_}'")  # INT64 there, fixed-width bytes in Arrow's
-    assert keeps_as_encoded(SourceFile.opened(plain), pq.ParquetFile(plain).schema_arrow)  # its Int(64) annotation is no type change
+    assert keeps_as_encoded(
+        SourceFile.opened(plain), pq.ParquetFile(plain).schema_arrow
+    )  # its Int(64) annotation is no type change
     assert not keeps_as_encoded(SourceFile.opened(decimal_), pq.ParquetFile(decimal_).schema_arrow)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from helpers import load, write_yaml
 from sluice.lake.local import LocalLake
 from sluice.project.model import layer_of

@@ -28,7 +28,6 @@ import xxhash
 
 from sluice.connectors.base import Source
 from sluice.connectors.batching import schema_overrides, stream
-from sluice.connectors.json_lines import TEXT_TYPES, array_misfit, as_text, read_blocks
 from sluice.connectors.plugins import DEFAULT_BATCH_ROWS, CsvOptions, FileOptions, JsonOptions, ParquetOptions
 from sluice.errors import TerminalError, did_you_mean
 from sluice.lake.kept_files import SourceFile
@@ -236,6 +235,8 @@ class JsonLinesSource(FileSource[JsonOptions]):
         return self.read_lines(self.existing_path())
 
     def read_lines(self, path: Path) -> pa.RecordBatchReader:
+        from sluice.connectors.json_lines import read_blocks  # here: JSON's readers load pyarrow.json and a thread pool
+
         where = f"{self.kind} source {path}"
         overrides = schema_overrides(self.options.column_types, where)
         try:
@@ -277,6 +278,8 @@ class JsonSource(JsonLinesSource):
         return self.table_reader(path, rows)
 
     def table_reader(self, path: Path, rows: list[dict[str, Any]]) -> pa.RecordBatchReader:
+        from sluice.connectors.json_lines import TEXT_TYPES, array_misfit, as_text
+
         where = f"json source {path}"
         overrides = schema_overrides(self.options.column_types, where)
         text = [name for name, type_ in overrides.items() if type_ in TEXT_TYPES]

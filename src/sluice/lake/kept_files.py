@@ -92,8 +92,8 @@ _PLAIN_INTEGERS = {("INT32", "Int(bitWidth=32, isSigned=true)"), ("INT64", "Int(
 
 def _columns(schema: pq.ParquetSchema) -> list[tuple[Any, ...]]:
     """What a reader of each leaf column sees: path, physical type, logical type, levels (nesting, nullability)
-    and fixed width (a decimal's precision and scale are in its logical type). A signed 32/64-bit integer annotation is the same as none (DuckDB writes one, Arrow
-    does not); the root group's name is not read by anyone."""
+    and fixed width (a decimal's precision and scale are in its logical type). A signed 32/64-bit integer
+    annotation is the same as none (DuckDB writes one, Arrow does not); no reader reads the root group's name."""
     found = []
     for index in range(len(schema)):
         column = schema.column(index)
