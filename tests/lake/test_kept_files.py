@@ -30,12 +30,14 @@ TABLE = pa.table(
 ).replace_schema_metadata({"origin": "test"})
 
 
-def source_file(path: Path, table: pa.Table = TABLE, **options: object) -> tuple[SourceFile, pa.RecordBatchReader]:
+def source_file(
+    path: Path, table: pa.Table = TABLE, batch_size: int = 3, **options: object
+) -> tuple[SourceFile, pa.RecordBatchReader]:
     """``table`` written to ``path`` (snappy, small row groups: not how the lake writes) and a source's view of it."""
-    pq.write_table(table, path, compression="snappy", row_group_size=4, **options)  # type: ignore[arg-type]
+    pq.write_table(table, path, **{"compression": "snappy", "row_group_size": 4, **options})  # type: ignore[arg-type]
     opened = SourceFile.opened(path)
     parquet = pq.ParquetFile(path)
-    return opened, pa.RecordBatchReader.from_batches(parquet.schema_arrow, parquet.iter_batches(batch_size=3))
+    return opened, pa.RecordBatchReader.from_batches(parquet.schema_arrow, parquet.iter_batches(batch_size=batch_size))
 
 
 def stored_bytes(backend: Backend, lake: Lake, location: str) -> bytes:
@@ -154,3 +156,14 @@ def test_keeps_as_encoded_compares_what_readers_see(tmp_path: Path) -> None:
         SourceFile.opened(plain), pq.ParquetFile(plain).schema_arrow
     )  # its Int(64) annotation is no type change
     assert not keeps_as_encoded(SourceFile.opened(decimal_), pq.ParquetFile(decimal_).schema_arrow)
+
+
+def test_a_file_of_several_upload_parts_is_kept_byte_for_byte(backend: Backend, tmp_path: Path) -> None:
+    import numpy as np
+
+    noise = np.random.default_rng(7).integers(0, 2**63, size=4_000_000)  # incompressible: a file of about 32 MB
+    table = pa.table({"id": pa.array(noise, pa.int64())})
+    file, data = source_file(tmp_path / "big.parquet", table, 65_536, row_group_size=1_000_000)
+    assert file.path.stat().st_size > 3 * (8 << 20)  # several copy chunks, and S3 parts uploaded as they come
+    written = backend.lake().write_file("raw", "big", file, data, then=lambda r: r.read_all().num_rows)
+    assert stored_bytes(backend, backend.lake(), written.location) == file.path.read_bytes()

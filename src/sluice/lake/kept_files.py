@@ -108,7 +108,7 @@ def _columns(schema: pq.ParquetSchema) -> list[tuple[Any, ...]]:
 
 
 def copy_while_draining(
-    file: SourceFile, batches: pa.RecordBatchReader, *, write: Callable[[memoryview], Any] | None = None, out_fd: int = -1
+    file: SourceFile, batches: pa.RecordBatchReader, *, write: Callable[[bytes], Any] | None = None, out_fd: int = -1
 ) -> tuple[int, int, str]:
     """Copy ``file``'s bytes in a helper thread while this thread reads ``batches`` to their end (feeding the
     destination's load); return ``(rows, bytes copied, xxh3-128 hex of the bytes)``.
@@ -173,16 +173,23 @@ def _kernel_copy(source: int, target: int, size: int) -> None:
                 os.write(target, memoryview(buffer)[:count])
 
 
-def _read_through(handle: Any, write: Callable[[memoryview], Any] | None) -> tuple[int, str]:
-    """Read ``handle`` to its end in 8 MiB chunks, hashing them (xxh3-128) and passing them to ``write`` if given."""
+def _read_through(handle: Any, write: Callable[[bytes], Any] | None) -> tuple[int, str]:
+    """Read ``handle`` to its end in 8 MiB chunks, hashing them (xxh3-128) and passing them to ``write`` if given.
+
+    Each chunk given to ``write`` is a new ``bytes``: an S3 stream may upload a large chunk in the background
+    without copying it, so a reused buffer could change under the upload."""
     digest = xxhash.xxh3_128()
-    size, buffer = 0, bytearray(COPY_CHUNK)
-    while count := handle.readinto(buffer):
-        chunk = memoryview(buffer)[:count]
+    size = 0
+    if write is None:
+        buffer = bytearray(COPY_CHUNK)
+        while count := handle.readinto(buffer):
+            digest.update(memoryview(buffer)[:count])
+            size += count
+        return size, digest.hexdigest()
+    while chunk := handle.read(COPY_CHUNK):
         digest.update(chunk)
-        if write is not None:
-            write(chunk)
-        size += count
+        write(chunk)
+        size += len(chunk)
     return size, digest.hexdigest()
 
 
