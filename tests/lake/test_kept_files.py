@@ -167,3 +167,14 @@ def test_a_file_of_several_upload_parts_is_kept_byte_for_byte(backend: Backend, 
     assert file.path.stat().st_size > 3 * (8 << 20)  # several copy chunks, and S3 parts uploaded as they come
     written = backend.lake().write_file("raw", "big", file, data, then=lambda r: r.read_all().num_rows)
     assert stored_bytes(backend, backend.lake(), written.location) == file.path.read_bytes()
+
+
+def test_a_file_with_a_row_group_larger_than_the_limit_is_encoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sluice.lake.kept_files
+
+    file, data = source_file(tmp_path / "in.parquet", row_group_size=10)
+    assert keeps_as_encoded(file, data.schema)
+    monkeypatch.setattr(
+        sluice.lake.kept_files, "MAX_ROW_GROUP_BYTES", pq.ParquetFile(file.path).metadata.row_group(0).total_byte_size - 1
+    )
+    assert not keeps_as_encoded(file, data.schema)

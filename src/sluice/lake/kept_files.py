@@ -32,6 +32,9 @@ from sluice.errors import TransientError
 from sluice.lake.parts import WRITER_OPTIONS
 
 COPY_CHUNK = 8 << 20  # bytes read, hashed (and uploaded) at a time
+MAX_ROW_GROUP_BYTES = 256 << 20
+"""A file with a larger row group (uncompressed bytes, from its footer) is encoded again in the lake's row groups of
+131,072 rows: a reader holds a row group's column chunks in memory, and the lake keeps that bounded."""
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
@@ -69,16 +72,19 @@ def keeps_as_encoded(file: SourceFile, schema: pa.Schema) -> bool:
     have the same Parquet schema (column names, physical and logical types, repetition: what DuckDB or Spark see)
     and the same Arrow schema, metadata included (what pyarrow sees), as ``file``, and ``schema`` must be ``file``'s
     Arrow schema. A file from another writer whose types pyarrow would store differently (INT96 timestamps, a
-    ``timestamp[ns]`` written as Parquet 1.0...) is then encoded as before. False when the file cannot be read
-    or is no longer the one the source opened.
+    ``timestamp[ns]`` written as Parquet 1.0...) is then encoded as before. False too when a row group of the file
+    holds more than :data:`MAX_ROW_GROUP_BYTES`, when the file cannot be read or is no longer the one the source opened.
     """
     try:
         source = pq.ParquetFile(file.path)
         probe = pa.BufferOutputStream()
         pq.write_table(schema.empty_table(), probe, **WRITER_OPTIONS)
         encoded = pq.ParquetFile(pa.BufferReader(probe.getvalue()))
+        groups = source.metadata
+        largest = max((groups.row_group(i).total_byte_size for i in range(groups.num_row_groups)), default=0)
         return (
-            file.unchanged()
+            largest <= MAX_ROW_GROUP_BYTES
+            and file.unchanged()
             and schema.equals(source.schema_arrow, check_metadata=True)
             and encoded.schema_arrow.equals(source.schema_arrow, check_metadata=True)
             and _columns(encoded.schema) == _columns(source.schema)
