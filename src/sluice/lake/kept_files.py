@@ -71,26 +71,30 @@ def keeps_as_encoded(file: SourceFile, schema: pa.Schema) -> bool:
     The lake writes ``schema`` with :data:`~sluice.lake.parts.WRITER_OPTIONS`; an empty file written that way must
     have the same Parquet schema (column names, physical and logical types, repetition: what DuckDB or Spark see)
     and the same Arrow schema, metadata included (what pyarrow sees), as ``file``, and ``schema`` must be ``file``'s
-    Arrow schema. A file from another writer whose types pyarrow would store differently (INT96 timestamps, a
-    ``timestamp[ns]`` written as Parquet 1.0...) is then encoded as before. False too when a row group of the file
+    Arrow schema. A file from another writer whose types pyarrow would store differently (INT96 timestamps,
+    DuckDB's decimals stored as integers, intervals...) is then encoded as before. False too when a row group of the file
     holds more than :data:`MAX_ROW_GROUP_BYTES`, when the file cannot be read or is no longer the one the source opened.
     """
     try:
-        source = pq.ParquetFile(file.path)
-        probe = pa.BufferOutputStream()
-        pq.write_table(schema.empty_table(), probe, **WRITER_OPTIONS)
-        encoded = pq.ParquetFile(pa.BufferReader(probe.getvalue()))
-        groups = source.metadata
-        largest = max((groups.row_group(i).total_byte_size for i in range(groups.num_row_groups)), default=0)
-        return (
-            largest <= MAX_ROW_GROUP_BYTES
-            and file.unchanged()
-            and schema.equals(source.schema_arrow, check_metadata=True)
-            and encoded.schema_arrow.equals(source.schema_arrow, check_metadata=True)
-            and _columns(encoded.schema) == _columns(source.schema)
-        )
+        with pq.ParquetFile(file.path) as source:
+            return _same_as_encoded(file, source, schema)
     except (OSError, pa.ArrowException):
         return False
+
+
+def _same_as_encoded(file: SourceFile, source: pq.ParquetFile, schema: pa.Schema) -> bool:
+    probe = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), probe, **WRITER_OPTIONS)
+    encoded = pq.ParquetFile(pa.BufferReader(probe.getvalue()))
+    groups = source.metadata
+    largest = max((groups.row_group(i).total_byte_size for i in range(groups.num_row_groups)), default=0)
+    return (
+        largest <= MAX_ROW_GROUP_BYTES
+        and file.unchanged()
+        and schema.equals(source.schema_arrow, check_metadata=True)
+        and encoded.schema_arrow.equals(source.schema_arrow, check_metadata=True)
+        and _columns(encoded.schema) == _columns(source.schema)
+    )
 
 
 _PLAIN_INTEGERS = {("INT32", "Int(bitWidth=32, isSigned=true)"), ("INT64", "Int(bitWidth=64, isSigned=true)")}
@@ -155,7 +159,7 @@ def copy_while_draining(
         worker.join()
     if failed:
         raise failed[0]
-    if rows != pq.ParquetFile(file.path).metadata.num_rows:
+    if rows != pq.read_metadata(file.path).num_rows:
         raise _changed(file)
     return rows, *copied[0]
 
