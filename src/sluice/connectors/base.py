@@ -11,12 +11,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import pyarrow as pa
 
 from sluice.plugins.base import Settings
 from sluice.project.model import ConnectionSpec, SourceSpec
+
+if TYPE_CHECKING:
+    from sluice.lake.kept_files import SourceFile
 
 OptionsT = TypeVar("OptionsT", bound=Settings)
 
@@ -69,4 +72,10 @@ class Source(ABC, Generic[OptionsT]):
 
     def input_fingerprint(self) -> str | None:
         """A short string that changes when the input changes, or None when unknown (always re-read)."""
+        return None
+
+    def whole_file(self) -> SourceFile | None:
+        """After :meth:`read`: the local Parquet file whose whole content ``read``'s stream is (every row and column,
+        in the file's order, with its own Arrow schema), which a lake may keep as the output instead of encoding
+        the batches again (:meth:`Lake.write_file <sluice.lake.base.Lake.write_file>`); None (the default) otherwise."""
         return None

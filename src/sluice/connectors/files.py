@@ -28,9 +28,9 @@ import xxhash
 
 from sluice.connectors.base import Source
 from sluice.connectors.batching import schema_overrides, stream
-from sluice.connectors.json_lines import TEXT_TYPES, array_misfit, as_text, read_blocks
 from sluice.connectors.plugins import DEFAULT_BATCH_ROWS, CsvOptions, FileOptions, JsonOptions, ParquetOptions
 from sluice.errors import TerminalError, did_you_mean
+from sluice.lake.kept_files import SourceFile
 
 F = TypeVar("F", bound=FileOptions)
 PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError)
@@ -235,6 +235,8 @@ class JsonLinesSource(FileSource[JsonOptions]):
         return self.read_lines(self.existing_path())
 
     def read_lines(self, path: Path) -> pa.RecordBatchReader:
+        from sluice.connectors.json_lines import read_blocks  # here: JSON's readers load pyarrow.json and a thread pool
+
         where = f"{self.kind} source {path}"
         overrides = schema_overrides(self.options.column_types, where)
         try:
@@ -276,6 +278,8 @@ class JsonSource(JsonLinesSource):
         return self.table_reader(path, rows)
 
     def table_reader(self, path: Path, rows: list[dict[str, Any]]) -> pa.RecordBatchReader:
+        from sluice.connectors.json_lines import TEXT_TYPES, array_misfit, as_text
+
         where = f"json source {path}"
         overrides = schema_overrides(self.options.column_types, where)
         text = [name for name, type_ in overrides.items() if type_ in TEXT_TYPES]
@@ -301,11 +305,18 @@ class ParquetSource(FileSource[ParquetOptions]):
     """``{type: parquet, path: data/x.parquet}``, streamed row group by row group."""
 
     kind = "parquet"
+    _whole: SourceFile | None = None
+
+    def whole_file(self) -> SourceFile | None:
+        """The file, once :meth:`read` opened it, unless ``columns`` leaves some out or reorders them."""
+        return self._whole
 
     def read(self) -> pa.RecordBatchReader:
         path = self.existing_path()
         columns = self.options.columns
+        self._whole = None
         try:
+            opened = SourceFile.opened(path)
             parquet = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise TerminalError(f"parquet source {path}: not a readable Parquet file: {exc}") from exc
@@ -319,6 +330,8 @@ class ParquetSource(FileSource[ParquetOptions]):
                     f"It has: {', '.join(schema.names)}"
                 )
             schema = pa.schema([schema.field(str(name)) for name in columns])
+        if not columns or [str(name) for name in columns] == schema.names == parquet.schema_arrow.names:
+            self._whole = opened
 
         def batches() -> Iterator[pa.RecordBatch]:
             size = self.options.batch_size

@@ -23,6 +23,8 @@ from sluice.errors import TerminalError
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
+    from sluice.lake.kept_files import SourceFile
+
 
 @dataclass(frozen=True, slots=True)
 class LakeWrite:
@@ -81,6 +83,15 @@ class Lake(ABC):
         back). ``partition_by`` names columns whose values split the output into Hive-style folders (``dt=2026-11-30/``).
         Raises TerminalError for a bad layer, name or partition column (one line).
         """
+
+    def write_file(
+        self, layer: str, name: str, file: SourceFile, data: pa.RecordBatchReader, *, then: Then | None = None
+    ) -> LakeWrite:
+        """:meth:`write` of ``data``, which streams the whole content of the local Parquet file ``file``: a lake may
+        keep a copy of the file itself as the output instead of encoding ``data`` again, when every reader would
+        see the same table either way (:mod:`sluice.lake.kept_files`). ``then`` loads ``data``'s batches as in
+        :meth:`write`, and the output is replaced only after it returned. The default encodes ``data``."""
+        return self.write(layer, name, data, then=then)
 
     @abstractmethod
     def read(self, location: str) -> pa.RecordBatchReader:

@@ -23,21 +23,23 @@ the lake tells them apart.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import xxhash
 
 from sluice.errors import TerminalError
 from sluice.lake import appends
 from sluice.lake.base import Lake, LakeWrite, StagedAppend, StagedOutput, Then, keep_then
+from sluice.lake.kept_files import SourceFile, copy_while_draining, keeps_as_encoded
 from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
 from sluice.lake.parts import WRITER_OPTIONS
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
@@ -81,21 +83,48 @@ class LocalLake(Lake):
             folder = self._path(location)
             folder.mkdir(parents=True, exist_ok=True)
             return self.store.write(folder.as_posix(), location, data, partition_by=partition_by, then=then)
-        location = _location(layer, name)
+
+        def keep(temporary: Path, batches: pa.RecordBatchReader) -> tuple[int, str]:
+            rows = _write_parquet(temporary, batches)
+            _fsync(temporary)
+            return rows, _hash(temporary)
+
+        return self._replace(_location(layer, name), data, keep, then)
+
+    def write_file(
+        self, layer: str, name: str, file: SourceFile, data: pa.RecordBatchReader, *, then: Then | None = None
+    ) -> LakeWrite:
+        """:meth:`Lake.write` of ``data``, keeping a copy of ``file`` as ``<layer>/<name>.parquet`` (its bytes hashed
+        as :meth:`write` hashes the file it encodes: the same bytes give the same content hash) when it reads back the
+        same as the encoded batches would (:mod:`sluice.lake.kept_files`); ``then`` loads ``data`` meanwhile."""
+        if not keeps_as_encoded(file, data.schema):
+            return self.write(layer, name, data, then=then)
+
+        def keep(temporary: Path, batches: pa.RecordBatchReader) -> tuple[int, str]:
+            with temporary.open("wb") as out:
+                rows, _, content_hash = copy_while_draining(file, batches, out_fd=out.fileno())
+                os.fsync(out.fileno())
+            return rows, content_hash
+
+        return self._replace(_location(layer, name), data, keep, then)
+
+    def _replace(
+        self,
+        location: str,
+        data: pa.RecordBatchReader,
+        keep: Callable[[Path, pa.RecordBatchReader], tuple[int, str]],
+        then: Then | None,
+    ) -> LakeWrite:
+        """``keep`` fills a hidden temporary file beside ``location``'s (flushed, returning rows and content hash)
+        while ``then`` loads ``data`` (:func:`keep_then`); the file then replaces the target, or is removed on an error."""
         target = self._path(location)
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(target, self.store.retention.orphan_grace_s)
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(handle)
         os.chmod(temporary, FILE_MODE)  # mkstemp makes the file private; outputs are shared like any file
-
-        def keep(batches: pa.RecordBatchReader) -> tuple[int, str]:
-            rows = _write_parquet(Path(temporary), batches)
-            _fsync(temporary)
-            return rows, _hash(Path(temporary))
-
         try:
-            (rows, content_hash), published = keep_then(data, keep, then)
+            (rows, content_hash), published = keep_then(data, functools.partial(keep, Path(temporary)), then)
             previous = os.readlink(target) if target.is_symlink() else ""
             os.replace(temporary, target)
         except BaseException:
@@ -284,13 +313,14 @@ def _write_parquet(path: Path, data: pa.RecordBatchReader) -> int:
 
 
 def _hash(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
+    """xxh3-128 of the file's bytes (32 hex digits), as a kept source file is hashed while copied (kept_files)."""
+    digest = xxhash.xxh3_128()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _fsync(path: str) -> None:
+def _fsync(path: str | Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())

@@ -36,6 +36,8 @@ every unique numeric column was dictionary-encoded in full: measured on issue 12
 encoding CPU and 25-50 % larger files than with this limit (low-cardinality columns keep their dictionary)."""
 WRITER_OPTIONS: dict[str, Any] = {"compression": "zstd", "dictionary_pagesize_limit": DICTIONARY_PAGE_BYTES}
 """How every Parquet file of the lake is written (zstd, and the dictionary limit above)."""
+PART = "part-00000.parquet"
+"""The name of a version's (or a partition folder's) one Parquet file."""
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's name for a null partition value
 
 
@@ -159,7 +161,7 @@ def write_parts(
                     f"{label}: more than {MAX_OPEN_PARTITIONS} partitions of {list(partition_by)} in one write; "
                     "partition by a coarser column (a day rather than a timestamp)"
                 )
-            relative = f"{prefix}part-00000.parquet"
+            relative = f"{prefix}{PART}"
             if prefix:
                 fs.create_dir(f"{folder}/{prefix.rstrip('/')}", recursive=True)
             sink = _HashingSink(fs.open_output_stream(f"{folder}/{relative}"))
@@ -180,13 +182,23 @@ def write_parts(
         digest = xxhash.xxh3_128()
         for part in sorted(parts.values(), key=lambda p: p.relative):
             part.finish(file_schema)
-            digest.update(f"{part.relative}\0{part.sink.size}\0{part.sink.digest.hexdigest()}\n".encode())
+            digest.update(_digest_line(part.relative, part.sink.size, part.sink.digest.hexdigest()))
     finally:
         for part in parts.values():
             if not part.sink.closed:  # on an error: stop the upload; the caller deletes the folder
                 part.sink.close()
                 part.writer.is_open = False  # its footer would go nowhere; keep __del__ from writing it
     return WrittenParts(tuple(sorted(part.relative for part in parts.values())), rows, digest.hexdigest())
+
+
+def _digest_line(relative: str, size: int, part_hash: str) -> bytes:
+    return f"{relative}\0{size}\0{part_hash}\n".encode()
+
+
+def part_digest(relative: str, size: int, part_hash: str) -> str:
+    """The content hash :func:`write_parts` gives a version of one part ``relative`` of ``size`` bytes whose own
+    xxh3-128 hex is ``part_hash`` (for a part written another way: a copied file)."""
+    return xxhash.xxh3_128(_digest_line(relative, size, part_hash)).hexdigest()
 
 
 def _split(batch: pa.RecordBatch, columns: Sequence[str]) -> list[tuple[tuple[Any, ...], pa.RecordBatch]]:

@@ -35,6 +35,8 @@ from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
+    from sluice.lake.kept_files import SourceFile
+
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-=]*$")
 _TERMINAL = (
     "ACCESS_DENIED",
@@ -125,6 +127,24 @@ class S3Lake(Lake):
         the version's objects are deleted and the previous version stays current. Raises TerminalError /
         TransientError (see the module).
         """
+        return self._write(layer, name, data, then, partition_by, None)
+
+    def write_file(
+        self, layer: str, name: str, file: SourceFile, data: pa.RecordBatchReader, *, then: Then | None = None
+    ) -> LakeWrite:
+        """:meth:`write` of ``data``, the new version's object uploaded from ``file`` as it is when it reads back as
+        the encoded batches would (:meth:`VersionedStore.write_file <sluice.lake.versioned.VersionedStore.write_file>`)."""
+        return self._write(layer, name, data, then, (), file)
+
+    def _write(
+        self,
+        layer: str,
+        name: str,
+        data: pa.RecordBatchReader,
+        then: Then | None,
+        partition_by: Sequence[str],
+        file: SourceFile | None,
+    ) -> LakeWrite:
         location = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
         folder = self._folder(location)
         raised_by_then: list[BaseException] = []
@@ -139,6 +159,8 @@ class S3Lake(Lake):
 
         with _translated(folder, raised_by_then):
             self._ensure_bucket(folder.partition("/")[0])
+            if file is not None:
+                return self.store.write_file(folder, location, file, data, then=guarded if then else None)
             return self.store.write(folder, location, data, partition_by=partition_by, then=guarded if then else None)
 
     def append(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,8 @@ import pyarrow.fs as pafs
 
 from sluice.errors import TerminalError
 from sluice.lake.base import LakeWrite, Then, keep_then
-from sluice.lake.parts import ROW_GROUP_ROWS, write_parts
+from sluice.lake.kept_files import SourceFile, copy_while_draining, keeps_as_encoded
+from sluice.lake.parts import PART, ROW_GROUP_ROWS, WrittenParts, part_digest, write_parts
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -134,13 +136,49 @@ class VersionedStore:
 
         Raises what ``data``, ``then`` or the file system raise, after deleting the new version's files.
         """
+        label = f"lake output {location!r}"
+        return self._commit_version(
+            folder,
+            location,
+            data,
+            lambda version_folder, batches: write_parts(self.fs, version_folder, batches, partition_by, label=label),
+            partition_by,
+            then,
+        )
+
+    def write_file(
+        self, folder: str, location: str, file: SourceFile, data: pa.RecordBatchReader, *, then: Then | None = None
+    ) -> LakeWrite:
+        """:meth:`write` of ``data`` (unpartitioned), the new version's one part a copy of ``file`` (hashed as
+        :func:`~sluice.lake.parts.write_parts` hashes a part) when it reads back as the encoded batches would
+        (:mod:`sluice.lake.kept_files`); ``then`` loads ``data`` meanwhile."""
+        if not keeps_as_encoded(file, data.schema):
+            return self.write(folder, location, data, then=then)
+
+        def keep(version_folder: str, batches: pa.RecordBatchReader) -> WrittenParts:
+            self.fs.create_dir(version_folder, recursive=True)
+            with self.fs.open_output_stream(f"{version_folder}/{PART}") as out:
+                rows, size, digest = copy_while_draining(file, batches, write=out.write)
+            return WrittenParts((PART,), rows, part_digest(PART, size, digest))
+
+        return self._commit_version(folder, location, data, keep, (), then)
+
+    def _commit_version(
+        self,
+        folder: str,
+        location: str,
+        data: pa.RecordBatchReader,
+        keep: Callable[[str, pa.RecordBatchReader], WrittenParts],
+        partition_by: Sequence[str],
+        then: Then | None,
+    ) -> LakeWrite:
+        """``keep`` fills a new version folder while ``then`` loads ``data`` (:func:`keep_then`); then the manifest
+        commits it and older versions are pruned. Raises what ``data``, ``then``, ``keep`` or the file system
+        raise, after deleting the new version's files."""
         version = new_version()
         version_folder = f"{folder}/{VERSION_PREFIX}{version}"
         try:
-            label = f"lake output {location!r}"
-            written, published = keep_then(
-                data, lambda batches: write_parts(self.fs, version_folder, batches, partition_by, label=label), then
-            )
+            written, published = keep_then(data, functools.partial(keep, version_folder), then)
             manifest = Manifest(
                 FORMAT,
                 version,

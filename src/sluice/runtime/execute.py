@@ -22,6 +22,7 @@ from sluice.checks.run import Checked, CheckRunner, register_series
 from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, Then
+from sluice.lake.kept_files import SourceFile
 from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.state.base import StateStore
 from sluice.transforms.engines import Engine, open_engine
@@ -94,7 +95,7 @@ class ObjectExecutor:
             reader = source.read() if source is not None else self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
-        outcome = self._write(obj, run_id, reader, rows)
+        outcome = self._write(obj, run_id, reader, rows, source.whole_file() if source is not None else None)
         if source is not None:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
         return outcome
@@ -118,8 +119,12 @@ class ObjectExecutor:
         )
         return open_source(obj.source, context)
 
-    def _write(self, obj: ObjectSpec, run_id: str, reader: pa.RecordBatchReader, rows: int | None = None) -> Outcome:
-        """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored."""
+    def _write(
+        self, obj: ObjectSpec, run_id: str, reader: pa.RecordBatchReader, rows: int | None = None, file: SourceFile | None = None
+    ) -> Outcome:
+        """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored;
+        ``file``: the Parquet file ``reader`` streams whole (:meth:`Source.whole_file`), which the lake may keep as is
+        when the object stores it unchanged (no date parts, no ``partition_by``)."""
         load_id = f"{run_id}:{obj.id}"
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
@@ -133,7 +138,10 @@ class ObjectExecutor:
         # The destination is loaded while the new lake file is written (the same batches, lake.base.keep_then)
         # and commits once that file is complete; the file replaces the old one after the load: a load or a
         # lake write that fails leaves both the table and the lake as they were.
-        written = self.lake.write(layer_of(self.project, obj), obj.name, reader, then=publish, partition_by=obj.partition_by)
+        if file is not None and not obj.date_parts and not obj.partition_by:
+            written = self.lake.write_file(layer_of(self.project, obj), obj.name, file, reader, then=publish)
+        else:
+            written = self.lake.write(layer_of(self.project, obj), obj.name, reader, then=publish, partition_by=obj.partition_by)
         if rows is None:
             rows = written.published if written.published is not None else written.rows
         return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)

@@ -1,0 +1,116 @@
+"""ObjectExecutor: a Parquet source stored unchanged keeps its own file as the lake output (Lake.write_file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import load, write_yaml
+from sluice.lake.local import LocalLake
+from sluice.project.model import layer_of
+from sluice.runtime.execute import ObjectExecutor
+from sluice.runtime.run import RunOptions, run_project
+
+TABLE = pa.table(
+    {
+        "id": pa.array(range(1, 7), pa.int64()),
+        "name": ["a", "b", None, "d", "e", "f"],
+        "at": pa.array([1_700_000_000_000_000 + i for i in range(6)], pa.timestamp("us")),
+    }
+)
+
+
+def _project(folder: Path, source: str, extra: str = "") -> Path:
+    write_yaml(
+        folder,
+        f"""
+connections:
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: events
+    source: {source}
+    destination: {{connection: lite, table: events, mode: replace}}{extra}
+  - {{id: 2001, name: named, parents: [1001], sql: "select id, name from events where name is not null"}}
+""",
+    )
+    (folder / "data").mkdir(exist_ok=True)
+    pq.write_table(TABLE, folder / "data" / "events.parquet", compression="snappy", row_group_size=4)
+    return folder
+
+
+def _lake_file(folder: Path, location: str) -> bytes:
+    return (load(folder).resolve_lake_path() / location).read_bytes()
+
+
+def _children_rows(folder: Path) -> list[dict[str, object]]:
+    project = load(folder)
+    location = f"{layer_of(project, project.objects[2001])}/named.parquet"
+    return LocalLake(project.resolve_lake_path()).read(location).read_all().to_pylist()
+
+
+def test_an_unchanged_parquet_source_keeps_its_file_and_readers_see_what_an_encoded_one_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.connectors.files import ParquetSource
+
+    kept = _project(tmp_path / "kept", "{type: parquet, path: data/events.parquet, columns: [id, name, at]}")
+    encoded = _project(tmp_path / "encoded", "{type: parquet, path: data/events.parquet}")
+    assert run_project(load(kept), RunOptions()).counts() == {"loaded": 2}
+    with monkeypatch.context() as patch:
+        patch.setattr(ParquetSource, "whole_file", lambda self: None)  # as before Lake.write_file: encoded again
+        assert run_project(load(encoded), RunOptions()).counts() == {"loaded": 2}
+    source = (kept / "data" / "events.parquet").read_bytes()
+    assert _lake_file(kept, "raw/events.parquet") == source  # the source's own file (every column, in order)
+    assert _lake_file(encoded, "raw/events.parquet") != source
+    lakes = [LocalLake(load(folder).resolve_lake_path()).read("raw/events.parquet").read_all() for folder in (kept, encoded)]
+    assert lakes[0].schema == lakes[1].schema == TABLE.schema and lakes[0].equals(lakes[1])
+    assert _children_rows(kept) == _children_rows(encoded) == [r for r in TABLE.select(["id", "name"]).to_pylist() if r["name"]]
+    for folder in (kept, encoded):
+        with sqlite3.connect(folder / "lite.db") as db:
+            assert db.execute("SELECT count(*), sum(id) FROM events").fetchone() == (6, 21)
+    assert run_project(load(kept), RunOptions()).counts() == {"skipped": 2}  # fresh: nothing changed
+
+
+def test_a_parquet_source_reading_some_columns_is_encoded(tmp_path: Path) -> None:
+    folder = _project(tmp_path / "some", "{type: parquet, path: data/events.parquet, columns: [name, id]}")
+    assert run_project(load(folder), RunOptions()).counts() == {"loaded": 2}
+    output = LocalLake(load(folder).resolve_lake_path()).read("raw/events.parquet").read_all()
+    assert output.column_names == ["name", "id"] and output.column("id").to_pylist() == list(range(1, 7))
+
+
+def test_a_partitioned_parquet_source_is_encoded(tmp_path: Path) -> None:
+    folder = _project(tmp_path / "p", "{type: parquet, path: data/events.parquet}", "\n    partition_by: [name]")
+    assert run_project(load(folder), RunOptions()).counts() == {"loaded": 2}
+    output = LocalLake(load(folder).resolve_lake_path()).read("raw/events").read_all()
+    assert sorted(output.column("id").to_pylist()) == list(range(1, 7))
+
+
+def test_a_parquet_source_given_date_parts_is_encoded(tmp_path: Path) -> None:
+    folder = _project(tmp_path / "d", "{type: parquet, path: data/events.parquet}")
+    project = load(folder)
+    obj = dataclasses.replace(project.objects[1001], date_parts=("year",), date_column="at", destination=None)
+    lake = LocalLake(project.resolve_lake_path())
+    outcome = ObjectExecutor(project, lake).run(obj, "run-1", {})
+    output = lake.read(outcome.location or "").read_all()
+    assert output.column("year").to_pylist() == [2023] * 6 and output.num_rows == 6
+    assert _lake_file(folder, "raw/events.parquet") != (folder / "data" / "events.parquet").read_bytes()
+
+
+def test_a_load_the_destination_refuses_leaves_the_kept_file_out_of_the_lake(tmp_path: Path) -> None:
+    folder = _project(tmp_path / "refused", "{type: parquet, path: data/events.parquet}")
+    assert run_project(load(folder), RunOptions()).objects[1001].status == "loaded"
+    before = _lake_file(folder, "raw/events.parquet")
+    huge = pa.table({"id": pa.array([1, 2**64 - 1], pa.uint64()), "name": ["x", "y"], "at": TABLE.column("at").slice(0, 2)})
+    pq.write_table(huge, folder / "data" / "events.parquet")  # SQLite cannot hold 2**64-1
+    refused = run_project(load(folder), RunOptions()).objects[1001]
+    assert refused.status == "failed" and "18446744073709551615" in (refused.error or "")
+    assert _lake_file(folder, "raw/events.parquet") == before
+    assert sorted(p.name for p in (load(folder).resolve_lake_path() / "raw").iterdir()) == ["events.parquet"]
+    with sqlite3.connect(folder / "lite.db") as db:
+        assert db.execute("SELECT count(*) FROM events").fetchone() == (6,)
