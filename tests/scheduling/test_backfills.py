@@ -160,3 +160,23 @@ def test_the_dates_are_midnights_of_the_range_inclusive() -> None:
     dates = logical_dates(date(2026, 1, 30), date(2026, 2, 2))
     assert dates[0] == datetime(2026, 1, 30, tzinfo=UTC) and dates[-1] == datetime(2026, 2, 2, tzinfo=UTC)
     assert len(dates) == 4
+
+
+def test_parallel_dates_are_refused_when_an_output_depends_on_the_date(tmp_path: Path) -> None:
+    """Every date writes an object's one lake output: two dates at once would read and overwrite each other's (a new
+    user's trial found one date's rows twice in the table and another's missing)."""
+    from tests.helpers import write_yaml
+
+    from sluice.project.load import load_project
+    from sluice.scheduling.backfills import check_parallel
+
+    text = (
+        "name: shop\nobjects:\n  - {id: 1001, name: tx}\n  - {id: 1002, name: other}\n"
+        "  - {id: 2001, name: orders, parents: [1001], sql: \"select *, '{{ ds }}' as day from tx\"}\n"
+        "  - {id: 3001, name: daily, parents: [2001], sql: 'select * from orders'}\n"
+    )
+    project = load_project(write_yaml(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"--parallel 2: objects 2001 \(orders\), 3001 \(daily\) depend on the logical"):
+        check_parallel(project, None, 2)
+    check_parallel(project, None, 1)  # in order: each date reads its own parents' outputs
+    check_parallel(project, (1002,), 4)  # nothing planned depends on the date

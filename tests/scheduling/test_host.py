@@ -43,3 +43,37 @@ def test_the_host_takes_the_lease_runs_its_services_and_releases_it(tmp_path: Pa
         assert backends.state.lease("shop") is None
         assert calls == ["start alerts", "start sensors", "stop sensors", "stop alerts"]
         assert backends.state.last_ticks("shop")["nightly"].status == "baseline"
+
+
+def test_a_scheduler_taking_the_lease_resumes_the_runs_a_dead_one_left_running(tmp_path: Path) -> None:
+    """A scheduler killed (``kill -9``) while its run was going left it ``running``: without a resume, that run never
+    ends and ``max_active_runs`` holds the schedule back for ever. The next lease holder finishes it."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from sluice.runtime.coordinator import Coordinator
+    from sluice.runtime.summary import RunOptions
+    from sluice.scheduling.scheduler import FakeClock, Scheduler
+    from sluice.scheduling.starter import CoordinatorStarter
+    from sluice.state.base import TickRecord
+
+    project = project_with(tmp_path, "  every: {cron: '* * * * *'}\n")
+    tick = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with open_backends(project) as backends:
+        # The dead scheduler: its tick recorded, its run begun (RunStarted and the first ObjectReady published), and
+        # then nothing: no coordinator loop, no worker.
+        dead = Coordinator(project, backends.bus, backends.state, backends.lake, RunOptions(logical_date=tick))
+        run_id = dead.start()
+        backends.state.record_ticks([TickRecord("shop", "every", tick.isoformat(), "fired", time.time(), run_id)])
+        assert backends.state.get_run(run_id).status == "running"
+
+        starter = CoordinatorStarter(project, backends)  # in-process workers
+        scheduler = Scheduler(project, backends.state, starter, clock=FakeClock(tick + timedelta(seconds=10)), holder="b")
+        try:
+            report = scheduler.step()
+            assert report.leader and not report.fired  # the tick is not fired again
+            wait_for(lambda: backends.state.get_run(run_id).status != "running", 60, "the resumed run to finish")
+        finally:
+            starter.close(grace_s=5)
+        assert backends.state.get_run(run_id).status == "succeeded"
+        assert [t.run_id for t in backends.state.ticks("shop", "every") if t.status == "fired"] == [run_id]

@@ -108,4 +108,7 @@ def test_criticality_must_be_low_or_high(tmp_path: Path) -> None:
 
 def test_a_schedule_name_yaml_reads_as_a_boolean_must_be_quoted(tmp_path: Path) -> None:
     found = problems_of(tmp_path, OBJECTS + "schedules:\n  off: {cron: '0 2 * * *'}\n")
-    assert found == ["7: schedule name False is not text; quote it ('False':)"]
+    assert found == [
+        "7: schedule name False is not text (YAML reads off, on, yes, no and numbers unquoted as such); "
+        "quote the name as you wrote it, e.g. 'off':"
+    ]

@@ -108,7 +108,7 @@ def backfill(
     """
     from sluice.project.load import load_project
     from sluice.runtime.run import WorkersMode
-    from sluice.scheduling.backfills import Backfills, BackfillSpec, logical_dates
+    from sluice.scheduling.backfills import Backfills, BackfillSpec, check_parallel, logical_dates
     from sluice.scheduling.launch import InProcessRuns
     from sluice.state.registry import open_state
 
@@ -146,6 +146,8 @@ def backfill(
             if found is not None:
                 click.echo(f"resuming backfill {found.backfill_id} (same dates and targets; --new starts afresh)", err=True)
             record = found or backfills.create(spec, dates)
+        kept_targets = record.spec.get("targets")
+        check_parallel(project, tuple(kept_targets) if isinstance(kept_targets, list) else None, parallel)
         left = sum(1 for d in state.backfill_dates(record.backfill_id) if d.status != "succeeded")
         click.echo(f"backfill {record.backfill_id}: {left} date(s) to run, {parallel} at once", err=True)
         from sluice.runtime.summary import RunOptions

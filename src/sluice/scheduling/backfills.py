@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from croniter import croniter
 
 from sluice.errors import ConfigError
+from sluice.project.model import Project
 from sluice.scheduling.requests import RunRequest
 from sluice.state.base import BackfillDate, BackfillRecord, StateStore
 
@@ -104,6 +105,32 @@ class BackfillSpec:
 def _same_work(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Two specs that run the same dates and targets (``parallel`` may differ)."""
     return {k: v for k, v in a.items() if k != "parallel"} == {k: v for k, v in b.items() if k != "parallel"}
+
+
+def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: int) -> None:
+    """Refuse ``--parallel`` above 1 when a planned object's output depends on the logical date.
+
+    Each object has one lake output (and one destination table) whatever the date, and a child reads its parent's
+    current output: two dates running at once would read and overwrite each other's (one date's rows written twice,
+    another's lost). An object depends on the date when its ``sql:`` or a source option holds a template
+    (``{{ ds }}``...), or one of its ancestors does. Raises ConfigError naming them.
+    """
+    if parallel <= 1:
+        return
+    from sluice.graph.plan import default_targets, project_graph
+    from sluice.scheduling.templating import templated
+
+    graph = project_graph(project)
+    chosen = list(targets) if targets else default_targets(project)
+    planned = graph.ancestors(chosen) | set(chosen)
+    dated = {oid for oid in planned if templated(project.objects[oid])}
+    dated |= graph.descendants(dated) & planned
+    if dated:
+        names = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in sorted(dated)[:5])
+        raise ConfigError(
+            f"--parallel {parallel}: objects {names} depend on the logical date and have one output shared by every "
+            "date, so dates run at once would overwrite each other's; run them in order (--parallel 1)"
+        )
 
 
 class Backfills:

@@ -16,7 +16,9 @@ Each :meth:`Scheduler.step`:
    started nor reported again;
 6. starts the fired ticks' runs with those ids (a :class:`RunStarter`, ``scheduling/starter.py``); publishes a
    ``ScheduleMissed`` event for each missed tick. A scheduler that died between 5 and 6 left a tick whose run id is
-   in no run record: the next one to take the lease starts it under that id (:data:`RECOVER_S`).
+   in no run record: the next one to take the lease starts it under that id (:data:`RECOVER_S`). A scheduler that
+   died while its runs were going (``kill -9``) left them ``running``: the next one to take the lease resumes them
+   (:meth:`RunStarter.resume`), so they finish and ``max_active_runs`` does not hold the schedule back for ever.
 
 A schedule the store has never seen starts from its previous tick (recorded as a ``baseline`` tick): the scheduler
 does not run history on first sight. Ideas from Airflow's scheduler (``catchup``, ``max_active_runs``, logical
@@ -101,6 +103,10 @@ class RunStarter(Protocol):
     the state store is not started again."""
 
     def start(self, requests: Sequence[RunRequest], run_ids: Sequence[str] | None = None) -> list[str | None]: ...
+
+    def resume(self, run_ids: Sequence[str]) -> list[str]:
+        """Continue runs left ``running`` by a scheduler that died (``Coordinator.resume``); the ids resumed."""
+        ...
 
 
 class RequestSource(Protocol):
@@ -209,6 +215,16 @@ class Scheduler:
             tracks.append(_Track(spec, cron, cron.next_after(start)))
         return tracks
 
+    def _resume_unfinished(self) -> None:
+        """Runs of this project's ticks still ``running`` when the lease is taken were left by a scheduler that died
+        (a live one renews its lease): resume them here (a starter without ``resume`` leaves them as they are)."""
+        run_ids = [t.run_id for t in self.state.running_ticks(self.project.name) if t.run_id is not None]
+        resume = getattr(self.starter, "resume", None)
+        if not run_ids or resume is None:
+            return
+        log.warning("resuming %d run(s) left running by a previous scheduler: %s", len(run_ids), ", ".join(run_ids[:10]))
+        resume(run_ids)
+
     # ----- one step ---------------------------------------------------------------------------------------
 
     def step(self) -> StepReport:
@@ -220,6 +236,7 @@ class Scheduler:
         orphans: list[TickRecord] = []
         if self._tracks is None:
             self._tracks = self._load(now, pending, orphans)
+            self._resume_unfinished()
         running: dict[str, int] = {}
         if any(track.queue or track.next_tick <= now for track in self._tracks):
             for record in self.state.running_ticks(self.project.name):

@@ -112,7 +112,14 @@ def read_schedules(
         where = raw.line_of(name)
         label = f"schedule '{name}'"
         if not isinstance(name, str):  # off: / on: / yes: are booleans in YAML
-            problems.append(ConfigError(f"schedule name {name!r} is not text; quote it ('{name}':)", file, where))
+            problems.append(
+                ConfigError(
+                    f"schedule name {name!r} is not text (YAML reads off, on, yes, no and numbers unquoted as such); "
+                    "quote the name as you wrote it, e.g. 'off':",
+                    file,
+                    where,
+                )
+            )
             continue
         if not isinstance(entry, YamlMap):
             problems.append(ConfigError(f"{label} must be a mapping such as {{cron: '0 2 * * *'}}", file, where))

@@ -25,6 +25,7 @@ from sluice import events as ev
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.run import Backends, WorkersMode, start_workers, stop_workers
+from sluice.runtime.summary import RunOptions
 from sluice.scheduling.requests import RunRequest
 from sluice.state.base import RunRecord
 
@@ -93,6 +94,29 @@ class CoordinatorStarter:
         for coordinator in started:
             self._pool.submit(self._loop, coordinator)
         return started_ids
+
+    def resume(self, run_ids: Sequence[str]) -> list[str]:
+        """Continue each run (left ``running`` by a scheduler that died) with a coordinator of its own here
+        (``Coordinator.resume``: its states reloaded, its events replayed); the ids resumed. One that cannot be
+        resumed (finished meanwhile, objects the project no longer defines) is logged and left out."""
+        resumed: list[str] = []
+        for run_id in run_ids:
+            with self._lock:
+                if run_id in self._active:
+                    continue
+            coordinator = Coordinator(
+                self.project, self.backends.bus, self.backends.state, self.backends.lake, RunOptions(), self.observer
+            )
+            try:
+                coordinator.resume(run_id)
+            except Exception as exc:
+                log.error("run %s could not be resumed: %s", run_id, exc, extra={"run_id": run_id})
+                continue
+            with self._lock:
+                self._active[run_id] = coordinator
+            self._pool.submit(self._loop, coordinator)
+            resumed.append(run_id)
+        return resumed
 
     def _record(self, prepared: list[tuple[int, Coordinator, RunRecord]]) -> list[tuple[int, Coordinator, RunRecord]]:
         """Record the prepared runs in one transaction; when that fails (a run id already recorded), one by one,
