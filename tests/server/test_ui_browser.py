@@ -26,6 +26,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
 
+from helpers import wait_for
 from servers_fixtures import BROWSER_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,6 +268,8 @@ def test_cancel_button_cancels_the_active_run(page: tuple[Page, Console], server
     cancel.click()
     wait_until_finished(tab)
     assert tab.get_by_test_id("run-status").inner_text() == "cancelled"
+    # RunFinished is published just before the state store records the end: the page can see it a moment first.
+    wait_for(lambda: httpx.get(f"{server}/runs/{run_id}").json()["status"] != "running", 30, "the run's record to end")
     detail = httpx.get(f"{server}/runs/{run_id}").json()
     assert detail["status"] == "cancelled"
     assert shown_counts(tab) == {**{s: detail["counts"].get(s, 0) for s in STATUSES}, "planned": len(detail["objects"])}
