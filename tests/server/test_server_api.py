@@ -211,6 +211,20 @@ def test_server_resumes_a_run_left_unfinished(seed: Project) -> None:
         assert {o["status"] for o in detail["objects"]} == {"loaded"}
 
 
+def test_server_leaves_a_scheduled_run_to_the_scheduler(seed: Project) -> None:
+    """A run a schedule started is the scheduler's to resume (when it takes the lease): two coordinators of one run
+    would split its events. The server resumes the run started by hand behind it."""
+    with open_backends(seed) as backends:
+        options = dict(simulate=True, delay_scale=0.0)
+        manual = Coordinator(seed, backends.bus, backends.state, backends.lake, RunOptions(**options)).start()
+        scheduled = Coordinator(
+            seed, backends.bus, backends.state, backends.lake, RunOptions(**options, trigger="schedule", schedule="nightly")
+        ).start()
+    with LiveServer(seed, INSTANT) as server, server.client() as client:
+        assert server.wait_run(client, manual)["status"] == "succeeded"
+        assert client.get(f"/runs/{scheduled}").json()["status"] == "running"
+
+
 def test_events_last(server: LiveServer) -> None:
     with server.client() as client:
         none_yet = client.get("/events/last")

@@ -89,8 +89,11 @@ class RunManager:
         return run_id
 
     def resume_unfinished(self) -> str | None:
-        """Resume the project's unfinished run, if the state store has one; returns its id."""
-        record = self.backends.state.unfinished_run(self.project.name)
+        """Resume the project's unfinished run started by hand, if the state store has one; returns its id. Runs a
+        schedule or sensor started are the scheduler's to resume (it does when it takes the lease), a backfill's
+        the backfill's (``sluice backfill --resume``)."""
+        running = self.backends.state.find_runs(self.project.name, status="running", limit=1000)
+        record = next((r for r in running if r.options.get("trigger", "manual") == "manual"), None)
         if record is None:
             return None
         with self._lock:

@@ -82,8 +82,9 @@ class Services:
         self.alerts: AlertService | None = None
         """The alert service (the project's ``alerts:``), None when the project has none."""
         self.streams: StreamHost | None = None
-        self.scheduler: SchedulerHost | None = None
         """The streaming objects this server runs (``--stream``), None when it runs none."""
+        self.scheduler: SchedulerHost | None = None
+        """The scheduler this server hosts (``schedules:`` or ``sensors:``, ``--scheduler``), None when it hosts none."""
         self.pruner: Pruner | None = None
         """Prunes history every ``history: every`` (None without a ``history:`` section)."""
         self.stream_closers: list[Callable[[], None]] = []
