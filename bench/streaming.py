@@ -243,7 +243,10 @@ def proc_cpu_s(pid: int) -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak RSS (VmHWM): not ``ru_maxrss``, which Linux carries over an exec from the memory map it
+    replaces (a child started by vfork would report its parent's peak)."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def jvm_peak_rss_mb(session: Any) -> float | None:
