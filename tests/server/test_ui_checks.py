@@ -211,6 +211,7 @@ def test_a_real_run_s_checks_show_live_and_after_a_reload(browser: Browser, qual
         # After a reload, from the run's JSON (GET /runs/{id}) alone.
         tab.reload()
         tab.evaluate("window.sluiceUI.ready")
+        wait_until_finished(tab)  # the run's JSON is fetched after the page is ready: drawn once it has come
         assert badge(tab, 1001) == BADGE["failed"]
         assert badge(tab, 1002) == BADGE["warned"]
         assert panel_rows(tab, 1001) == orders
