@@ -100,9 +100,12 @@ class Coordinator:
 
     # ----- starting -------------------------------------------------------------------------------
 
-    def _fingerprints(self, latest: Mapping[int, LatestOutput] | None = None) -> Fingerprints:
-        # The objects' templates rendered for the run's logical date: the rendered text is in their fingerprints.
+    def _render(self) -> None:
+        """Render the objects' templates (``{{ ds }}``...) for the run's logical date into :attr:`project`: what the
+        run plans and fingerprints (the rendered text is in the fingerprints)."""
         self.project = render_project(self._base_project, self._logical_date, self._schedule)
+
+    def _fingerprints(self, latest: Mapping[int, LatestOutput] | None = None) -> Fingerprints:
         found = dict(self.state.latest_outputs(self.project.name) if latest is None else latest)
         return Fingerprints(self.project, self.lake, latest=found, force=self.options.force, context=self.source_context)
 
@@ -122,6 +125,7 @@ class Coordinator:
         project's last outputs, when the caller read them for several runs at once; ``run_id``: the id to give the
         run, default a new one). Then save the record (``StateStore.create_runs`` for many) and call :meth:`begin`;
         ``scheduling/starter.py`` does so for a tick's runs together."""
+        self._render()
         fingerprints = self._fingerprints(latest)
         plan = plan_run(self.project, self.options, fingerprints)
         self.run_id = run_id or new_run_id()
@@ -195,6 +199,7 @@ class Coordinator:
         self._logical_date = logical_date if isinstance(logical_date, str) else None
         schedule = record.options.get("schedule")
         self._schedule = schedule if isinstance(schedule, str) else None
+        self._render()
         states = self.state.object_states(record.run_id)
         missing = [oid for oid in states if oid not in self.project.objects]
         if missing:
