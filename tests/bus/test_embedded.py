@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from sluice.bus.embedded import EmbeddedBus
@@ -170,3 +171,17 @@ def test_a_large_write_keeps_its_order_and_its_leases_are_all_taken_and_released
         consumer.close()
     finally:
         bus.close()
+
+
+def test_wakeup_makes_a_waiting_poll_return_and_then_polls_wait_again(tmp_path: Path) -> None:
+    bus = EmbeddedBus(tmp_path / "bus.db")
+    consumer = bus.consumer("g", "topic")
+    got: list[object] = []
+    poller = threading.Thread(target=lambda: got.append(consumer.poll(timeout_s=600.0)))
+    poller.start()
+    poller.join(0.1)
+    consumer.wakeup()
+    poller.join(60)
+    assert not poller.is_alive() and got == [[]]
+    bus.publish("topic", [("k", b"v")])
+    assert [m.value for m in consumer.poll(timeout_s=60.0)] == [b"v"]  # a wakeup is used up by the poll it ended

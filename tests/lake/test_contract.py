@@ -226,8 +226,10 @@ def test_a_writer_killed_mid_write_never_shows_a_partial_dataset(backend: Backen
     table = lake.read(before.location).read_all()
     assert table.num_rows == 1000 and set(table.column("name").to_pylist()) == {"old"}
     # A later write cleans up what the killed writer left, once it is older than the grace period.
-    after = backend.lake(Retention(orphan_grace_s=0.0)).write("raw", "big", old.to_reader(), partition_by=by)
+    cleaner = backend.lake(Retention(orphan_grace_s=0.0))
+    after = cleaner.write("raw", "big", old.to_reader(), partition_by=by)
     assert after.rows == 1000
+    cleaner.flush()  # pruning runs after the write returns
     assert len(backend.listing()) <= 2 * len(listing) + 1  # the old and the new version (and a manifest), no orphans
 
 

@@ -103,6 +103,25 @@ def test_a_failing_then_leaves_the_old_output_and_nothing_else(backend: Backend,
     assert backend.listing() == listing
 
 
+def test_a_load_failing_after_the_copy_completed_leaves_the_old_output_and_nothing_else(backend: Backend, tmp_path: Path) -> None:
+    """The copy (an upload on S3) runs while the destination loads; a load that fails once it is complete (the
+    load's stream ends only then) commits nothing, and the copied version is deleted."""
+    lake = backend.lake()
+    before = lake.write("raw", "users", TABLE.slice(0, 2).to_reader())
+    listing = backend.listing()
+    file, data = source_file(tmp_path / "in.parquet")
+
+    def fail_at_commit(reader: pa.RecordBatchReader) -> int:
+        assert reader.read_all().num_rows == TABLE.num_rows  # the stream ended: the copy is complete
+        raise RuntimeError("COPY failed at commit")
+
+    with pytest.raises(RuntimeError, match="at commit"):
+        lake.write_file("raw", "users", file, data, then=fail_at_commit)
+    lake.flush()
+    assert lake.read(before.location).read_all().equals(TABLE.slice(0, 2))
+    assert backend.listing() == listing
+
+
 def test_a_file_changed_after_the_source_opened_it_is_encoded_from_the_batches(backend: Backend, tmp_path: Path) -> None:
     lake = backend.lake()
     file, data = source_file(tmp_path / "in.parquet")

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helpers import check_ordering, events_of, load, rewrite_keeping_size_and_mtime, seed_project, write_yaml
 from sluice import events as ev
 from sluice.lake.local import LocalLake
@@ -351,6 +353,29 @@ def test_run_activity_remembers_recent_runs_within_its_byte_limit(tmp_path: Path
             assert activity(f"gone-{index}") is True  # an unknown run counts as going (the store will say)
             assert activity.cached_bytes <= 10 * ACTIVITY_ENTRY_BYTES
         assert activity.cached_bytes == 10 * ACTIVITY_ENTRY_BYTES
+
+
+def test_a_lake_that_cannot_be_opened_closes_the_bus_and_state_store_opened_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sluice.runtime.run
+    from sluice.bus.embedded import EmbeddedBus
+    from sluice.errors import ConfigError
+    from sluice.state.sqlite import SqliteStateStore
+
+    project = load(seed_project(tmp_path))
+    closed: list[str] = []
+    for kind in (EmbeddedBus, SqliteStateStore):
+        close = kind.close
+        monkeypatch.setattr(kind, "close", lambda self, close=close, name=kind.__name__: (closed.append(name), close(self))[1])
+
+    def refuse(project: Project) -> LocalLake:
+        raise ConfigError("lake (s3): the endpoint is not an http(s) URL")
+
+    monkeypatch.setattr(sluice.runtime.run, "open_lake", refuse)
+    with pytest.raises(ConfigError, match="endpoint"), open_backends(project):
+        pass
+    assert sorted(closed) == ["EmbeddedBus", "SqliteStateStore"]
 
 
 def test_a_load_the_destination_refuses_leaves_the_lake_and_the_table_as_they_were(tmp_path: Path) -> None:

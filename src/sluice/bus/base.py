@@ -69,6 +69,11 @@ class Consumer(ABC):
     def close(self) -> None:
         """Leave the group. Uncommitted messages are delivered again to another consumer."""
 
+    def wakeup(self) -> None:  # noqa: B027 - optional: the poll returns at its timeout
+        """Make a :meth:`poll` waiting in another thread return now (with what it has, perhaps nothing), so a
+        loop that is told to stop does not wait out its timeout; thread-safe, as Kafka's Java
+        ``Consumer.wakeup()`` (which raises instead). The default does nothing: the poll returns at its timeout."""
+
     def partitions(self) -> list[int]:
         """The partitions of :attr:`topic` this member owns now, in order (a backend without partitions: ``[0]``).
 

@@ -167,10 +167,16 @@ class EmbeddedBus(Bus):
         with self._wakeup:
             self._wakeup.notify_all()
 
-    def wait(self, timeout_s: float) -> None:
-        """Sleep until a message is published in this process or ``timeout_s`` passes."""
+    def wait(self, timeout_s: float, woken: threading.Event | None = None) -> None:
+        """Sleep until a message is published in this process, ``woken`` is set, or ``timeout_s`` passes."""
         with self._wakeup:
-            self._wakeup.wait(timeout_s)
+            if woken is None or not woken.is_set():
+                self._wakeup.wait(timeout_s)
+
+    def wake_waiters(self) -> None:
+        """Wake every :meth:`wait` of this process (they check what they wait for)."""
+        with self._wakeup:
+            self._wakeup.notify_all()
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, batches: Sequence[tuple[str, Sequence[tuple[str | None, bytes]]]]) -> int:
@@ -325,6 +331,7 @@ class EmbeddedConsumer(Consumer):
         self._next_expiry_check = 0.0
         self._drained_version: tuple[int, int] = (-1, -1)
         self._idle_wait = _POLL_MIN_S
+        self._woken = threading.Event()
         self._consumed = metrics.child(metrics.BUS_MESSAGES_CONSUMED, metrics.group_label(group), topic)
         # a series at zero: the embedded log has no fetch errors
         metrics.child(metrics.BUS_CONSUME_ERRORS, metrics.group_label(group))
@@ -353,10 +360,15 @@ class EmbeddedConsumer(Consumer):
                 self._consumed.inc(len(messages))
                 return messages
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._woken.is_set():
+                self._woken.clear()
                 return messages
-            self.bus.wait(min(remaining, self._idle_wait))
+            self.bus.wait(min(remaining, self._idle_wait), self._woken)
             self._idle_wait = min(_POLL_MAX_S, self._idle_wait * 2)
+
+    def wakeup(self) -> None:
+        self._woken.set()
+        self.bus.wake_waiters()
 
     def _fetch(self, max_messages: int) -> list[Message]:
         if self.exclusive:

@@ -93,6 +93,11 @@ class Lake(ABC):
         :meth:`write`, and the output is replaced only after it returned. The default encodes ``data``."""
         return self.write(layer, name, data, then=then)
 
+    def flush(self) -> None:  # noqa: B027 - optional: nothing left running
+        """Return once the work writes left running after they returned is done: a manifest-committed write
+        (S3, a partitioned local output) prunes old versions in a thread of its own (:mod:`sluice.lake.versioned`).
+        Later writes of the same output and :meth:`versions` wait for it themselves; the process waits for it at exit."""
+
     @abstractmethod
     def read(self, location: str) -> pa.RecordBatchReader:
         """Stream a stored output back as Arrow batches."""

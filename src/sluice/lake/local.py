@@ -182,6 +182,9 @@ class LocalLake(Lake):
         location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}"
         return location, self._path(location)
 
+    def flush(self) -> None:
+        self.store.wait_pruned()
+
     def read(self, location: str) -> pa.RecordBatchReader:
         """Stream a stored output back, one row group at a time (each part in order for a parts folder)."""
         path = self._existing(location)

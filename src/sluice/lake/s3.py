@@ -207,6 +207,9 @@ class S3Lake(Lake):
             manifest = self._manifest(location, folder)
         return [f"s3://{folder}/{name}" for name in manifest.files]
 
+    def flush(self) -> None:
+        self.store.wait_pruned()
+
     def read(self, location: str) -> pa.RecordBatchReader:
         """Stream the current version of ``location`` (``raw/users``) as Arrow batches."""
         folder = self._folder(location)

@@ -19,6 +19,13 @@ a listing of timestamps. Retention: the manifest keeps the ids of previous versi
 commit keeps ``keep_versions`` versions in all (the current one included) and those younger than
 ``keep_s``, and deletes the rest, plus any uncommitted version older than ``orphan_grace_s`` (a writer
 killed mid-write; a younger one may be a concurrent writer still at work).
+
+Off the write's critical path: the previous manifest (the history the new one extends) is read while the
+new version is written and loaded, and pruning runs in a thread of its own once the manifest is committed
+(the write returns meanwhile). A later write to the same dataset, :meth:`VersionedStore.versions` and
+:meth:`VersionedStore.wait_pruned` wait for it; a pruning that fails is logged (warning, with the error) and
+what it left is deleted by a later write's pruning once older than ``orphan_grace_s``, as after a refused
+delete; the thread is not a daemon, so the process does not exit halfway through it.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +45,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from sluice.background import in_thread
 from sluice.errors import TerminalError
 from sluice.lake.base import LakeWrite, Then, keep_then
 from sluice.lake.kept_files import SourceFile, copy_while_draining, keeps_as_encoded
@@ -43,6 +53,8 @@ from sluice.lake.parts import PART, ROW_GROUP_ROWS, WrittenParts, part_digest, w
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
+
+log = logging.getLogger("sluice.lake")
 
 MANIFEST = "_manifest.json"
 VERSION_PREFIX = "v="
@@ -110,6 +122,8 @@ class VersionedStore:
         self.retention = retention
         self.pruned: set[str] = set()
         """Append-only datasets this store has looked for abandoned batches in (:mod:`sluice.lake.appends`)."""
+        self._pruning: dict[str, threading.Thread] = {}  # folder: its pruning thread still running
+        self._pruning_lock = threading.Lock()
 
     def manifest(self, folder: str) -> Manifest | None:
         """The dataset's manifest, or None when it was never committed."""
@@ -175,8 +189,12 @@ class VersionedStore:
         """``keep`` fills a new version folder while ``then`` loads ``data`` (:func:`keep_then`); then the manifest
         commits it and older versions are pruned. Raises what ``data``, ``then``, ``keep`` or the file system
         raise, after deleting the new version's files."""
+        self.wait_pruned(folder)  # its orphan pass must not see this version, still uncommitted, as abandoned
         version = new_version()
         version_folder = f"{folder}/{VERSION_PREFIX}{version}"
+        # The history the new manifest extends, read while the version is written (a version another writer
+        # commits meanwhile is left out of it, as the last commit wins anyway: pruned once abandoned)
+        previous_manifest = in_thread(functools.partial(self.manifest, folder), "sluice-lake-manifest")
         try:
             written, published = keep_then(data, functools.partial(keep, version_folder), then)
             manifest = Manifest(
@@ -188,14 +206,14 @@ class VersionedStore:
                 list(partition_by),
                 base64.b64encode(data.schema.serialize().to_pybytes()).decode(),
             )
-            previous = self.manifest(folder)
-            kept, dropped = self._retained(version, previous)
+            kept, dropped = self._retained(version, previous_manifest.result())
             manifest = msgspec.structs.replace(manifest, previous=kept)
             self.commit(f"{folder}/{MANIFEST}", msgspec.json.encode(manifest))
         except BaseException:
+            previous_manifest.exception()  # no read left running against a folder being cleaned up
             _delete_folder(self.fs, version_folder)
             raise
-        self._prune(folder, {version, *kept}, dropped)
+        self._prune_later(folder, {version, *kept}, dropped)
         return LakeWrite(location=location, rows=written.rows, content_hash=written.content_hash, published=published)
 
     def reader(self, folder: str, manifest: Manifest) -> pa.RecordBatchReader:
@@ -229,7 +247,18 @@ class VersionedStore:
         )
 
     def versions(self, folder: str) -> list[str]:
-        """The version folders present (committed or not), oldest first."""
+        """The version folders present (committed or not), oldest first, once the folder's pruning is done."""
+        self.wait_pruned(folder)
+        return self._version_folders(folder)
+
+    def wait_pruned(self, folder: str | None = None) -> None:
+        """Return once the pruning started by a write to ``folder`` (None: to any folder) has finished."""
+        with self._pruning_lock:
+            threads = [t for f, t in self._pruning.items() if folder is None or f == folder]
+        for thread in threads:
+            thread.join()
+
+    def _version_folders(self, folder: str) -> list[str]:
         selector = pafs.FileSelector(folder, allow_not_found=True)
         names = [info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory]
         return sorted(name.removeprefix(VERSION_PREFIX) for name in names if name.startswith(VERSION_PREFIX))
@@ -245,10 +274,33 @@ class VersionedStore:
         ]
         return kept, [v for v in history if v not in kept and v != version]
 
+    def _prune_later(self, folder: str, committed: set[str], dropped: Sequence[str]) -> None:
+        """:meth:`_prune` in a thread of its own (not a daemon: the process waits for it at exit); a failure is
+        logged, and a later write's pruning deletes what this one left once it is older than ``orphan_grace_s``."""
+
+        def prune() -> None:
+            try:
+                self._prune(folder, committed, dropped)
+            except Exception:
+                log.warning(
+                    "lake: pruning old versions of %s failed; a later write deletes them once older than orphan_grace_s",
+                    folder,
+                    exc_info=True,
+                )
+            finally:
+                with self._pruning_lock:
+                    if self._pruning.get(folder) is thread:
+                        del self._pruning[folder]
+
+        thread = threading.Thread(target=prune, name="sluice-lake-prune")
+        with self._pruning_lock:
+            self._pruning[folder] = thread  # writes to a folder wait for its pruning first: one at a time
+        thread.start()
+
     def _prune(self, folder: str, committed: set[str], dropped: Sequence[str]) -> None:
         """Delete dropped versions and abandoned ones (uncommitted, older than the grace period); best effort."""
         doomed = set(dropped)
-        for version in self.versions(folder):
+        for version in self._version_folders(folder):
             if version not in committed and version_age_s(version) > self.retention.orphan_grace_s:
                 doomed.add(version)
         for version in sorted(doomed - committed):

@@ -114,7 +114,13 @@ class StageWorker:
         return schedule if isinstance(schedule, str) else None
 
     def stop(self) -> None:
+        """Stop taking work: the dispatch loop ends now, not at the end of its poll (objects in hand finish)."""
         self._stop.set()
+        with self._slots:
+            self._slots.notify_all()
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.wakeup()
 
     def run(self) -> None:
         """Work until stopped. Call from a thread of its own (or the main thread of a worker process)."""
