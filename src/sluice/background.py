@@ -1,8 +1,8 @@
 """One call run in a daemon thread of its own, its outcome in a standard ``concurrent.futures.Future``.
 
-For a step that can overlap the caller's own work without a pool to keep (opening the lake while the bus and
-state store open, reading a lake manifest while a new version is written): ``future.result()`` returns the
-value or raises the call's error in the caller's thread, ``future.exception()`` waits without raising.
+For a step that can overlap the caller's own work without a pool to keep (reading a lake manifest while a new
+version is written and loaded): ``future.result()`` returns the value or raises the call's error in the
+caller's thread, ``future.exception()`` waits without raising.
 """
 
 from __future__ import annotations

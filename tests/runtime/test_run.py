@@ -355,9 +355,7 @@ def test_run_activity_remembers_recent_runs_within_its_byte_limit(tmp_path: Path
         assert activity.cached_bytes == 10 * ACTIVITY_ENTRY_BYTES
 
 
-def test_a_lake_that_cannot_be_opened_closes_the_bus_and_state_store_opened_meanwhile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_lake_that_cannot_be_opened_closes_the_bus_and_the_state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sluice.runtime.run
     from sluice.bus.embedded import EmbeddedBus
     from sluice.errors import ConfigError

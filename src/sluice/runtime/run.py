@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sluice import events as ev
-from sluice.background import in_thread
 from sluice.bounded import ByteLru
 from sluice.bus.base import Bus
 from sluice.bus.registry import open_bus
@@ -52,28 +50,19 @@ class Backends:
 
 @contextmanager
 def open_backends(project: Project, bus_url: str | None = None, state_url: str | None = None) -> Iterator[Backends]:
-    """Open the project's bus, state store and lake (URLs may be overridden) and close them after.
-
-    The lake is opened in a helper thread meanwhile (an S3 lake's client takes some 20 ms to set up)."""
-    lake = in_thread(functools.partial(open_lake, project), "sluice-open-lake")
-    try:
-        bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
-    except BaseException:
-        lake.exception()
-        raise
+    """Open the project's bus, state store and lake (URLs may be overridden) and close them after."""
+    bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
     try:
         state = open_state(state_url or project.resolve_state_url(), project.root)
     except BaseException:
-        lake.exception()
         bus.close()
         raise
     try:
-        opened = lake.result()
+        backends = Backends(bus, state, open_lake(project))
     except BaseException:
         bus.close()
         state.close()
         raise
-    backends = Backends(bus, state, opened)
     try:
         yield backends
     finally:
