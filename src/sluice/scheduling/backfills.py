@@ -108,29 +108,46 @@ def _same_work(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: int) -> None:
-    """Refuse ``--parallel`` above 1 when a planned object's output depends on the logical date.
+    """Refuse ``--parallel`` above 1 for a planned object whose dates cannot run at once.
 
-    Each object has one lake output (and one destination table) whatever the date, and a child reads its parent's
-    current output: two dates running at once would read and overwrite each other's (one date's rows written twice,
-    another's lost). An object depends on the date when its ``sql:`` or a source option holds a template
-    (``{{ ds }}``...), or one of its ancestors does. Raises ConfigError naming them.
+    An object depends on the logical date when its ``sql:`` or a source option holds a template (``{{ ds }}``...)
+    or one of its ancestors does (:func:`~sluice.scheduling.templating.dated_objects`). Each date's run writes
+    such an object's own lake output and its children read that one (:mod:`sluice.lake.dated`), so dates at once
+    keep apart in the lake. What stays unsafe, refused naming the object:
+
+    - a destination with ``mode: replace``: each date empties the whole table and loads its slice, so the table
+      ends with whichever date committed last (``--parallel 1``: the last date's);
+    - an ``incremental`` model: each date merges into the model's previous output (``{{ this }}``), which a date
+      running at once has not written yet.
+
+    ``append`` (each date's rows, once per run) and ``merge`` (the PostgreSQL destination takes turns per table;
+    DuckDB and SQLite write one load at a time) are allowed. Raises ConfigError, one line.
     """
     if parallel <= 1:
         return
     from sluice.graph.plan import default_targets, project_graph
-    from sluice.scheduling.templating import templated
+    from sluice.scheduling.templating import dated_objects
 
     graph = project_graph(project)
     chosen = list(targets) if targets else default_targets(project)
     planned = graph.ancestors(chosen) | set(chosen)
-    dated = {oid for oid in planned if templated(project.objects[oid])}
-    dated |= graph.descendants(dated) & planned
-    if dated:
-        names = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in sorted(dated)[:5])
-        raise ConfigError(
-            f"--parallel {parallel}: objects {names} depend on the logical date and have one output shared by every "
-            "date, so dates run at once would overwrite each other's; run them in order (--parallel 1)"
-        )
+    for oid in sorted(dated_objects(project) & planned):
+        obj = project.objects[oid]
+        where = f"--parallel {parallel}: object {oid} ({obj.name}) depends on the logical date"
+        if obj.destination is not None and obj.destination.mode == "replace":
+            raise ConfigError(
+                f"{where} and writes table '{obj.destination.table}' with mode replace, which each date empties: "
+                "run it with --parallel 1, or give it mode append or merge (with a key holding the date)",
+                obj.origin.file,
+                obj.origin.line,
+            )
+        if obj.model is not None and obj.model.materialized == "incremental":
+            raise ConfigError(
+                f"{where} and is an incremental model, which merges into its previous date's output: "
+                "run it with --parallel 1, or make it materialized: table",
+                obj.origin.file,
+                obj.origin.line,
+            )
 
 
 class Backfills:
