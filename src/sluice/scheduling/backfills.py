@@ -38,6 +38,11 @@ MAX_DATES = 10_000
 """A backfill of more dates than this is refused (a typo in a year, or a minutely cron over months)."""
 
 
+LAKE_ENGINES = frozenset({"duckdb", "spark"})
+"""Model engines reading their parents from the lake locations of the run (``ObjectReady.inputs``) and writing a
+lake output: a date-dependent model on them keeps each date apart (:mod:`sluice.lake.dated`)."""
+
+
 class RunDate(Protocol):
     """Runs one date: called with the request, a callback taking the run id once the run has begun, and the run
     to continue instead of starting one (``resume``: the run a process that died left running for this date);
@@ -117,6 +122,8 @@ def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: 
 
     - a destination with ``mode: replace``: each date empties the whole table and loads its slice, so the table
       ends with whichever date committed last (``--parallel 1``: the last date's);
+    - a model run in its warehouse (``engine: warehouse``, ``dbt``): it reads its parents' tables (every date's
+      rows) and rebuilds one table;
     - an ``incremental`` model: each date merges into the model's previous output (``{{ this }}``), which a date
       running at once has not written yet.
 
@@ -138,6 +145,13 @@ def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: 
             raise ConfigError(
                 f"{where} and writes table '{obj.destination.table}' with mode replace, which each date empties: "
                 "run it with --parallel 1, or give it mode append or merge (with a key holding the date)",
+                obj.origin.file,
+                obj.origin.line,
+            )
+        if obj.model is not None and obj.model.engine not in LAKE_ENGINES:
+            raise ConfigError(
+                f"{where} and runs in its warehouse (engine {obj.model.engine}) over its parents' tables, which hold "
+                "every date's rows, into one table: run it with --parallel 1",
                 obj.origin.file,
                 obj.origin.line,
             )
