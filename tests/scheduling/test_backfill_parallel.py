@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from helpers import write_yaml
 
+from helpers import write_yaml
 from sluice.errors import ConfigError
 from sluice.lake.dated import dated_name, held_logical_date
 from sluice.lake.local import LocalLake
@@ -75,8 +75,10 @@ def _lake(project: Project) -> dict[str, list[dict[str, Any]]]:
     """Every lake output of the project (plain and per date), sorted rows."""
     lake = LocalLake(project.resolve_lake_path())
     found = {}
+    plain = ("orders_raw", "orders", "totals")
+    names = [*plain, *(dated_name(n, f"{d}T00:00:00+00:00") for n in plain for d in DAYS)]
     for layer in ("raw", "cleaned", "curated"):
-        for name in ("orders_raw", "orders", "totals", *(dated_name(n, f"{d}T00:00:00+00:00") for n in ("orders_raw", "orders", "totals") for d in DAYS)):
+        for name in names:
             location = lake.current_location(layer, name)
             if location is not None:
                 rows = lake.read(location).read_all().to_pylist()

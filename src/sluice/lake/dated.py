@@ -50,9 +50,7 @@ def dated_name(name: str, logical_date: str) -> str:
     return f"{name}.ld-{stamp(logical_date)}"
 
 
-def promote(
-    lake: Lake, layer: str, name: str, written: LakeWrite, logical_date: str, partition_by: Sequence[str] = ()
-) -> bool:
+def promote(lake: Lake, layer: str, name: str, written: LakeWrite, logical_date: str, partition_by: Sequence[str] = ()) -> bool:
     """Copy the output ``written`` (the per-date output of ``logical_date``) to ``layer/name`` unless that already
     holds a later logical date's; returns whether it copied. The copy is a plain :meth:`Lake.write` (the lake's
     atomic replacement) of the per-date output's batches, with ``sluice.logical_date`` in the schema metadata.

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from croniter import croniter
 
 from sluice.errors import ConfigError
-from sluice.project.model import Project
+from sluice.project.model import ObjectSpec, Project
 from sluice.scheduling.requests import RunRequest
 from sluice.state.base import BackfillDate, BackfillRecord, StateStore
 
@@ -140,28 +140,33 @@ def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: 
     planned = graph.ancestors(chosen) | set(chosen)
     for oid in sorted(dated_objects(project) & planned):
         obj = project.objects[oid]
-        where = f"--parallel {parallel}: object {oid} ({obj.name}) depends on the logical date"
-        if obj.destination is not None and obj.destination.mode == "replace":
+        problem = _parallel_problem(obj)
+        if problem is not None:
             raise ConfigError(
-                f"{where} and writes table '{obj.destination.table}' with mode replace, which each date empties: "
-                "run it with --parallel 1, or give it mode append or merge (with a key holding the date)",
+                f"--parallel {parallel}: object {oid} ({obj.name}) depends on the logical date and {problem}",
                 obj.origin.file,
                 obj.origin.line,
             )
-        if obj.model is not None and obj.model.engine not in LAKE_ENGINES:
-            raise ConfigError(
-                f"{where} and runs in its warehouse (engine {obj.model.engine}) over its parents' tables, which hold "
-                "every date's rows, into one table: run it with --parallel 1",
-                obj.origin.file,
-                obj.origin.line,
-            )
-        if obj.model is not None and obj.model.materialized == "incremental":
-            raise ConfigError(
-                f"{where} and is an incremental model, which merges into its previous date's output: "
-                "run it with --parallel 1, or make it materialized: table",
-                obj.origin.file,
-                obj.origin.line,
-            )
+
+
+def _parallel_problem(obj: ObjectSpec) -> str | None:
+    """Why dates of the date-dependent ``obj`` cannot run at once, and what to do; None when they can."""
+    if obj.destination is not None and obj.destination.mode == "replace":
+        return (
+            f"writes table '{obj.destination.table}' with mode replace, which each date empties: "
+            "run it with --parallel 1, or give it mode append or merge (with a key holding the date)"
+        )
+    if obj.model is not None and obj.model.engine not in LAKE_ENGINES:
+        return (
+            f"runs in its warehouse (engine {obj.model.engine}) over its parents' tables, which hold every date's "
+            "rows, into one table: run it with --parallel 1"
+        )
+    if obj.model is not None and obj.model.materialized == "incremental":
+        return (
+            "is an incremental model, which merges into its previous date's output: "
+            "run it with --parallel 1, or make it materialized: table"
+        )
+    return None
 
 
 class Backfills:
