@@ -20,7 +20,7 @@ from sluice.errors import ConfigError
 from sluice.lake.dated import dated_name, held_logical_date
 from sluice.lake.local import LocalLake
 from sluice.project.load import load_project
-from sluice.project.model import Project
+from sluice.project.model import ObjectSpec, Project
 from sluice.scheduling.backfills import Backfills, BackfillSpec, check_parallel, logical_dates
 from sluice.scheduling.launch import InProcessRuns
 from sluice.scheduling.templating import dated_objects, render_object, run_context
@@ -29,7 +29,7 @@ from sluice.state.registry import open_state
 DAYS = [f"2026-01-0{d}" for d in range(1, 7)]
 
 
-def _project(folder: Path, pg_url: str, totals_mode: str = "merge, key: [day]") -> Project:
+def _project(folder: Path, pg_url: str, totals_mode: str = "merge, key: [day]", model: str = "") -> Project:
     write_yaml(
         folder,
         f"""
@@ -50,12 +50,20 @@ objects:
     destination: {{connection: dw, table: totals, mode: {totals_mode}}}
 """,
     )
+    (folder / "models").mkdir(exist_ok=True)  # a DuckDB SQL model reading the date's orders
+    (folder / "models" / "day_stats.sql").write_text(
+        model or "SELECT day, max(amount) AS top, min(id) AS first_id FROM {{ ref('orders') }} GROUP BY day\n", encoding="utf-8"
+    )
     landing = folder / "landing"
     landing.mkdir(exist_ok=True)
     for i, day in enumerate(DAYS, start=1):  # a different number of rows and amounts each day
         rows = "".join(f"{10 * i + k},{i * k}\n" for k in range(1, i + 2))
         (landing / f"{day}.csv").write_text("id,amount\n" + rows, encoding="utf-8")
     return load_project(folder / "sluice.yaml")
+
+
+def _named(project: Project, name: str) -> ObjectSpec:
+    return next(obj for obj in project.objects.values() if obj.name == name)
 
 
 def _backfill(project: Project, parallel: int) -> str:
@@ -75,7 +83,7 @@ def _lake(project: Project) -> dict[str, list[dict[str, Any]]]:
     """Every lake output of the project (plain and per date), sorted rows."""
     lake = LocalLake(project.resolve_lake_path())
     found = {}
-    plain = ("orders_raw", "orders", "totals")
+    plain = ("orders_raw", "orders", "totals", "day_stats")
     names = [*plain, *(dated_name(n, f"{d}T00:00:00+00:00") for n in plain for d in DAYS)]
     for layer in ("raw", "cleaned", "curated"):
         for name in names:
@@ -117,7 +125,8 @@ def test_six_dates_three_at_once_leave_what_one_at_a_time_leaves(tmp_path: Path,
     assert [(str(day), n) for day, n, _ in tables_one["totals"]] == [(d, i + 1) for i, d in enumerate(DAYS, start=1)]
     assert lake_three == lake_one
     # one output per date and object, and the plain output holds the last date's
-    assert sum(1 for key in lake_one if ".ld-" in key) == 3 * len(DAYS)
+    assert sum(1 for key in lake_one if ".ld-" in key) == 4 * len(DAYS)
+    assert [(str(r["day"]), r["first_id"]) for r in lake_one["curated/day_stats.ld-20260104T000000Z"]] == [("2026-01-04", 41)]
     assert {str(r["day"]) for r in lake_one["cleaned/orders"]} == {"2026-01-06"}
     held = held_logical_date(LocalLake(three.resolve_lake_path()), "cleaned", "orders")
     assert held is not None and held.isoformat() == "2026-01-06T00:00:00+00:00"
@@ -128,7 +137,7 @@ def test_a_child_reads_its_own_dates_parent_when_a_later_date_wrote_it_since(tmp
     from sluice.runtime.execute import ObjectExecutor
 
     project = _project(tmp_path / "p", pg_db_url)
-    assert dated_objects(project) == {1001, 2001, 3001}
+    assert dated_objects(project) == {1001, 2001, 3001, _named(project, "day_stats").id}
     executor = ObjectExecutor(project, LocalLake(project.resolve_lake_path()))
 
     def run(oid: int, day: str, inputs: dict[str, str | None]) -> str | None:
@@ -147,7 +156,10 @@ def test_a_child_reads_its_own_dates_parent_when_a_later_date_wrote_it_since(tmp
     lake = LocalLake(project.resolve_lake_path())
     assert sorted(lake.read("raw/orders_raw.parquet").read_all().column("id").to_pylist()) == [51, 52, 53, 54, 55, 56]
     assert sorted(lake.read("cleaned/orders.parquet").read_all().column("id").to_pylist()) == [31, 32, 33, 34]
-    run(2001, "2026-01-05", {"orders_raw": raw5})
+    orders5 = run(2001, "2026-01-05", {"orders_raw": raw5})
+    assert orders5 != orders3
+    stats3 = run(_named(project, "day_stats").id, "2026-01-03", {"orders": orders3})  # a SQL model, after date 5's
+    assert lake.read(stats3 or "").read_all().to_pylist() == [{"day": date(2026, 1, 3), "top": 12, "first_id": 31}]
     run(2001, "2026-01-04", {"orders_raw": run(1001, "2026-01-04", {})})  # an earlier date finishing later
     assert sorted(lake.read("cleaned/orders.parquet").read_all().column("id").to_pylist()) == [51, 52, 53, 54, 55, 56]
 
@@ -159,6 +171,14 @@ def test_a_replaced_table_or_an_incremental_model_keeps_dates_in_order(tmp_path:
         check_parallel(project, None, 3)
     check_parallel(project, None, 1)
     check_parallel(project, (1001,), 3)  # totals is not planned
+    incremental = (
+        "{{ config(materialized='incremental', unique_key='day') }}\nSELECT day, count(*) AS n FROM orders GROUP BY day\n"
+    )
+    project = _project(tmp_path / "i", pg_db_url, model=incremental)
+    stats = _named(project, "day_stats")
+    with pytest.raises(ConfigError, match=rf"--parallel 2: object {stats.id} \(day_stats\) depends on the logical date and is an "
+                       r"incremental model.*--parallel 1, or make it materialized: table"):  # fmt: skip
+        check_parallel(project, (stats.id,), 2)
 
 
 def test_the_plain_output_is_replaced_by_a_run_without_a_date_and_then_by_any_date(tmp_path: Path) -> None:
