@@ -142,6 +142,7 @@ def backfill(
                 raise ConfigError(f"--timezone {tz_name!r} is not an IANA time zone name (e.g. Europe/Paris)") from None
             spec = BackfillSpec(_day(start, "--from"), _day(end, "--to"), chosen, schedule, cron, parallel, tz_name)
             dates = logical_dates(spec.start, spec.end, cron, tz)
+            check_parallel(project, spec.targets, parallel)  # before a backfill is recorded
             found = None if fresh else backfills.unfinished(spec)
             if found is not None:
                 click.echo(f"resuming backfill {found.backfill_id} (same dates and targets; --new starts afresh)", err=True)
