@@ -48,6 +48,11 @@ objects:
     parents: [2001]
     sql: "SELECT day, count(*) AS n, sum(amount) AS amount FROM orders GROUP BY day"
     destination: {{connection: dw, table: totals, mode: {totals_mode}}}
+  - id: 3002
+    name: days_seen
+    parents: [2001]
+    sql: "SELECT DISTINCT day FROM orders"
+    checks: [{{relationships: {{column: day, to: orders, field: day}}}}]
 """,
     )
     (folder / "models").mkdir(exist_ok=True)  # a DuckDB SQL model reading the date's orders
@@ -83,7 +88,7 @@ def _lake(project: Project) -> dict[str, list[dict[str, Any]]]:
     """Every lake output of the project (plain and per date), sorted rows."""
     lake = LocalLake(project.resolve_lake_path())
     found = {}
-    plain = ("orders_raw", "orders", "totals", "day_stats")
+    plain = ("orders_raw", "orders", "totals", "day_stats", "days_seen")
     names = [*plain, *(dated_name(n, f"{d}T00:00:00+00:00") for n in plain for d in DAYS)]
     for layer in ("raw", "cleaned", "curated"):
         for name in names:
@@ -125,7 +130,7 @@ def test_six_dates_three_at_once_leave_what_one_at_a_time_leaves(tmp_path: Path,
     assert [(str(day), n) for day, n, _ in tables_one["totals"]] == [(d, i + 1) for i, d in enumerate(DAYS, start=1)]
     assert lake_three == lake_one
     # one output per date and object, and the plain output holds the last date's
-    assert sum(1 for key in lake_one if ".ld-" in key) == 4 * len(DAYS)
+    assert sum(1 for key in lake_one if ".ld-" in key) == 5 * len(DAYS)
     assert [(str(r["day"]), r["first_id"]) for r in lake_one["curated/day_stats.ld-20260104T000000Z"]] == [("2026-01-04", 41)]
     assert {str(r["day"]) for r in lake_one["cleaned/orders"]} == {"2026-01-06"}
     held = held_logical_date(LocalLake(three.resolve_lake_path()), "cleaned", "orders")
@@ -137,7 +142,7 @@ def test_a_child_reads_its_own_dates_parent_when_a_later_date_wrote_it_since(tmp
     from sluice.runtime.execute import ObjectExecutor
 
     project = _project(tmp_path / "p", pg_db_url)
-    assert dated_objects(project) == {1001, 2001, 3001, _named(project, "day_stats").id}
+    assert dated_objects(project) == {1001, 2001, 3001, 3002, _named(project, "day_stats").id}
     executor = ObjectExecutor(project, LocalLake(project.resolve_lake_path()))
 
     def run(oid: int, day: str, inputs: dict[str, str | None]) -> str | None:
@@ -160,6 +165,9 @@ def test_a_child_reads_its_own_dates_parent_when_a_later_date_wrote_it_since(tmp
     assert orders5 != orders3
     stats3 = run(_named(project, "day_stats").id, "2026-01-03", {"orders": orders3})  # a SQL model, after date 5's
     assert lake.read(stats3 or "").read_all().to_pylist() == [{"day": date(2026, 1, 3), "top": 12, "first_id": 31}]
+    seen = project.objects[3002]  # its relationships check reads date 3's orders, not the plain (date 5's) output
+    checked = executor.check(seen, "run-2026-01-03", run(3002, "2026-01-03", {"orders": orders3}), {"orders": orders3})
+    assert [r.status for r in checked.results] == ["passed"] and not checked.failure
     run(2001, "2026-01-04", {"orders_raw": run(1001, "2026-01-04", {})})  # an earlier date finishing later
     assert sorted(lake.read("cleaned/orders.parquet").read_all().column("id").to_pylist()) == [51, 52, 53, 54, 55, 56]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,8 +77,17 @@ class CheckRunner:
         self.state = state
         self.batch = batch
 
-    def run(self, obj: ObjectSpec, run_id: str, location: str | None = None, *, store: bool = True) -> Checked:
+    def run(
+        self,
+        obj: ObjectSpec,
+        run_id: str,
+        location: str | None = None,
+        *,
+        store: bool = True,
+        run_outputs: Mapping[int, str] | None = None,
+    ) -> Checked:
         """Run ``obj``'s checks on its output (``location``: the lake location just written; None: its current one).
+        ``run_outputs``: this run's parents' lake locations (object id -> location), read by ``relationships``.
 
         Raises TransientError when the place cannot be reached (the object is retried), TerminalError when its
         output cannot be checked at all.
@@ -88,7 +98,7 @@ class CheckRunner:
         found = where(self.project, obj)
         if isinstance(found, str):
             raise TerminalError(f"object {obj.id} ({obj.name}): its checks cannot run: {found}")
-        place = Place(self.project, self.lake, obj, found, location)
+        place = Place(self.project, self.lake, obj, found, location, run_outputs=dict(run_outputs or {}))
         try:
             place.open()
             types = {spec.name: registry().get("check", spec.kind).load() for spec in obj.checks}

@@ -23,7 +23,7 @@ from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, LakeWrite, Then
 from sluice.lake.kept_files import SourceFile
-from sluice.project.model import ObjectSpec, Project, layer_of
+from sluice.project.model import ObjectSpec, Project, layer_of, parent_keys
 from sluice.state.base import StateStore
 from sluice.transforms.engines import Engine, open_engine
 
@@ -115,12 +115,17 @@ class ObjectExecutor:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
         return outcome
 
-    def check(self, obj: ObjectSpec, run_id: str, location: str | None) -> Checked:
+    def check(
+        self, obj: ObjectSpec, run_id: str, location: str | None, inputs: Mapping[str, str | None] | None = None
+    ) -> Checked:
         """Run ``obj``'s checks on the output just written (``location``: its lake location), where it is
-        (docs/checks.md); nothing for an object without checks. Raises what :meth:`CheckRunner.run` raises."""
+        (docs/checks.md), a parent it refers to read from this run's ``inputs``; nothing for an object without
+        checks. Raises what :meth:`CheckRunner.run` raises."""
         if not obj.checks:
             return Checked()
-        return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location)
+        keys = parent_keys(self.project, obj).items()
+        parents = {pid: loc for pid, key in keys if (loc := (inputs or {}).get(key)) is not None}
+        return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location, run_outputs=parents)
 
     def _source(self, obj: ObjectSpec) -> Source | None:  # type: ignore[type-arg]
         if obj.kind != "source":

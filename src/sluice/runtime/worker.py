@@ -283,7 +283,7 @@ class StageWorker:
             outcome = self.executor.run(
                 obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail, logical_date=ready.logical_date
             )
-            checked = self.executor.check(obj, ready.run_id, outcome.location)
+            checked = self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
         except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())
