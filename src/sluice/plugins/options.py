@@ -50,7 +50,8 @@ def convert_options(
     """``raw`` as a ``settings`` instance, or None and the problems (ConfigErrors naming ``label``, file and line).
 
     ``key_lines`` gives the line of each key (default: ``line``); ``strict=False`` accepts strings for
-    numbers and booleans (URL query strings); keys in ``ignore`` are left out (the caller reads them).
+    numbers and booleans (URL query strings); keys in ``ignore`` are left out (the caller reads them). An error of
+    the settings' ``__post_init__`` that starts with a given key (``min_interval: ...``) is put at that key's line.
     """
     lines = key_lines or {}
     fields = {field.encode_name: field for field in msgspec.structs.fields(settings)}
@@ -87,7 +88,9 @@ def convert_options(
     try:
         return msgspec.convert(values, settings, strict=strict), []
     except msgspec.ValidationError as exc:
-        return None, [ConfigError(f"{label}: {explain('', exc, None)}", file, line)]
+        message = explain("", exc, None)
+        key = message.partition(":")[0]  # a __post_init__ error about one key starts with it: "min_interval: ..."
+        return None, [ConfigError(f"{label}: {message}", file, lines.get(key, line) if key in raw else line)]
 
 
 def literal_choices(annotation: Any) -> list[str]:
