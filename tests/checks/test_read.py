@@ -154,3 +154,17 @@ def test_a_column_the_object_s_sql_does_not_return_is_reported(tmp_path: Path) -
         "8: object 2001 (clean): check not_null_user_id_emial: column 'emial' is not among the columns its SQL returns "
         "(user_id, mail). Did you mean 'mail'?"
     ]
+
+
+def test_a_template_error_in_a_sql_check_is_shown_at_its_line_not_as_a_sqlglot_token(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        '      - sql: "select * from {{ thiss }} where x"\n'
+        '      - sql: "select * from {{ this } where x"\n'
+        "      - sql: \"select * from {{ this }} where day = '{{ ds }}'\"",
+    )
+    assert len(found) == 3, found
+    assert found[0].startswith("sluice.yaml:8: object 2001 (clean): check sql: template error: 'thiss' is undefined;")
+    assert found[1].startswith("sluice.yaml:9: object 2001 (clean): check sql: bad template")
+    assert "'ds' is undefined; a check's SQL takes only {{ this }}" in found[2]
+    assert not any("Token" in problem for problem in found)
