@@ -163,3 +163,22 @@ def test_the_example_of_docs_alerts_md_is_valid(tmp_path: Path, monkeypatch: pyt
     spec = load_project(write(tmp_path, "objects: [{id: 3001, name: fact_sales}]\n" + example)).alerts
     assert spec is not None and [r.cont for r in spec.rules] == [True, False, False, False]
     assert [s.timezone for s in spec.slas] == ["UTC", "Europe/Paris"]
+
+
+def test_a_webhook_or_slack_url_without_a_host_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = (
+        OBJECTS
+        + """
+alerts:
+  channels:
+    hook:
+      type: webhook
+      url: "http:///hooks/sluice"
+    team: {type: slack, url: "https://"}
+    ok: {type: webhook, url: "http://[::1]:8080/hook"}
+"""
+    )
+    assert problems(tmp_path, text) == [
+        "sluice.yaml:11: alerts: channel 'hook' (webhook): url: 'http:///hooks/sluice' has no host; write https://host/path",
+        "sluice.yaml:12: alerts: channel 'team' (slack): url: 'https://' has no host; write https://host/path",
+    ]
