@@ -110,7 +110,7 @@ alerts:
         "throttle, sla_interval_s",
         "sluice.yaml:9: alerts: channel 'mail' (email): missing required option 'from'",
         "sluice.yaml:10: alerts: channel 'chat': type: unknown alert 'slak'. Did you mean 'slack'? Known: email, slack, webhook",
-        "sluice.yaml:10: alerts: channel 'hook' (webhook): url: expected str matching regex '^https?://', got 'ftp://x'",
+        "sluice.yaml:11: alerts: channel 'hook' (webhook): url: expected str matching regex '^https?://', got 'ftp://x'",
         "sluice.yaml:13: alerts: rule 1: unknown trigger 'object_faild'. Did you mean 'object_failed'? Triggers: "
         "object_failed, retries_exhausted, run_failed, check_failed, sla_missed, schedule_missed",
         "sluice.yaml:14: alerts: rule 1: unknown channel 'mial' (channels: mail, chat, hook). Did you mean 'mail'? "
