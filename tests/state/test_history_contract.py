@@ -113,7 +113,8 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
 
 
 def test_the_dates_of_several_backfills_in_one_call(store: StateStore) -> None:
-    store.create_backfill(BackfillRecord("b1", "shop", "running", 1.0), ["2026-01-02T00:00:00+00:00", "2026-01-01T00:00:00+00:00"])
+    days = ["2026-01-02T00:00:00+00:00", "2026-01-01T00:00:00+00:00"]
+    store.create_backfill(BackfillRecord("b1", "shop", "running", 1.0), days)
     store.create_backfill(BackfillRecord("b2", "shop", "running", 2.0), ["2026-02-01T00:00:00+00:00"])
     store.create_backfill(BackfillRecord("b3", "shop", "running", 3.0), [])
     done = BackfillDate("2026-01-01T00:00:00+00:00", "succeeded", "r1", 1.0, 2.0)

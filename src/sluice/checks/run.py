@@ -201,7 +201,7 @@ def missing_column(place: Place, obj: ObjectSpec, spec: CheckSpec) -> str | None
                         f"column {name!r} is not in the output of {label} (its columns: {', '.join(columns)})."
                         f"{did_you_mean(name, columns)} Fix the check's column, or select it in the object's SQL"
                     )
-    except Exception:  # noqa: BLE001 - the place itself is broken: the engine's error stands
+    except Exception:  # the place itself is broken: the engine's error stands
         return None
     return None
 

@@ -4,17 +4,16 @@ refers to, with an output in the same place."""
 
 from __future__ import annotations
 
-from sluice.checks.places import find_object, postgres_table, where
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from sluice.checks.places import find_object, postgres_table, where
 from sluice.checks.settings import CheckOptions, ExpressionOptions, PythonOptions, RelationshipsOptions
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
 from sluice.project.checks import python_problem, sql_columns
 from sluice.project.model import ObjectSpec, Project
-
 
 PYTHON_HINT = "A python check is module:function, the module a .py file of the project folder or an installed package"
 
@@ -111,7 +110,7 @@ def _star_columns(project: Project, obj: ObjectSpec, seen: frozenset[int]) -> li
         (project.objects[p] for p in obj.parents if p in project.objects and project.objects[p].name == table.name), None
     )
     stars = [select for select in query.selects if select.is_star]
-    if parent is None or len(stars) != 1 or isinstance(stars[0], exp.Column) and stars[0].table:
+    if parent is None or len(stars) != 1 or (isinstance(stars[0], exp.Column) and stars[0].table):
         return None
     inherited = output_columns(project, parent, seen)
     if inherited is None or any(not select.alias_or_name for select in query.selects if not select.is_star):
