@@ -40,7 +40,7 @@ class _FastLineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: i
     refuses is parsed again by :class:`_LineLoader` for the error's words."""
 
 
-def _construct_mapping(loader: yaml.constructor.SafeConstructor, node: yaml.MappingNode) -> YamlMap:
+def _construct_mapping(loader: _LineLoader | _FastLineLoader, node: yaml.MappingNode) -> YamlMap:
     loader.flatten_mapping(node)
     mapping = YamlMap()
     mapping.line = node.start_mark.line + 1
