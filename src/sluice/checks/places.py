@@ -179,6 +179,10 @@ class Place:
         result = self.connection.execute(sql)
         return [d[0] for d in result.description or []], list(result.fetchall())
 
+    def columns(self, name: str) -> list[str]:
+        """The columns of the table or view ``name`` here (``this``, or a :meth:`ref`)."""
+        return self.query(f"select * from {name} limit 0")[0]
+
     def close(self) -> None:
         if self.connection is not None and self.where.place != "spark":
             self.connection.close()
