@@ -10,9 +10,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from alert_receivers import Hook
 from tests.helpers import wait_for, write_yaml
 
+from alert_receivers import Hook
 from sluice.state.base import TickRecord
 from sluice.state.sqlite import SqliteStateStore
 
