@@ -46,6 +46,7 @@ alerts:
     - {schedule: nightly, finish_within: 2h}
     - {name: morning, targets: [orders], by: "6:00", timezone: Europe/Paris}
     - {schedule: nightly, by: "06:30 America/New_York"}
+schedules: {nightly: {cron: "0 2 * * *"}}
 """
 )
 
@@ -103,6 +104,9 @@ alerts:
     - {targets: [1001], by: "25:00"}
     - {finish_within: 1h, timezone: Mars/Olympus}
     - {schedule: nightly, by: "06:00 Europe/Pariss"}
+    - {schedule: nigthly, finish_within: 1h}
+schedules: {nightly: {cron: "0 2 * * *"}}
+sensors: {landing: {type: files, path: "in/*"}}
 """
     )
     assert problems(tmp_path, text) == [
@@ -125,6 +129,8 @@ alerts:
         "sluice.yaml:20: alerts: sla 3: say which runs it covers: schedule (a name) or targets (object ids or names)",
         "sluice.yaml:20: alerts: sla 3: unknown time zone 'Mars/Olympus'; use an IANA name such as Europe/Paris",
         "sluice.yaml:21: alerts: sla 4: unknown time zone 'Europe/Pariss'; use an IANA name such as Europe/Paris",
+        "sluice.yaml:22: alerts: sla 5: unknown schedule 'nigthly' (schedules or sensors: nightly, landing). Did you mean "
+        "'nightly'? Name one of them, or define it under schedules:",
     ]
 
 
@@ -160,6 +166,47 @@ def test_the_example_of_docs_alerts_md_is_valid(tmp_path: Path, monkeypatch: pyt
     example = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
     for name in ("SMTP_PASSWORD", "SLACK_WEBHOOK_URL", "AUDIT_TOKEN"):
         monkeypatch.setenv(name, "https://hooks.example.com/x" if name == "SLACK_WEBHOOK_URL" else "x")
-    spec = load_project(write(tmp_path, "objects: [{id: 3001, name: fact_sales}]\n" + example)).alerts
+    objects = 'objects: [{id: 3001, name: fact_sales}]\nschedules: {nightly: {cron: "0 2 * * *"}}\n'
+    spec = load_project(write(tmp_path, objects + example)).alerts
     assert spec is not None and [r.cont for r in spec.rules] == [True, False, False, False]
     assert [s.timezone for s in spec.slas] == ["UTC", "Europe/Paris"]
+
+
+def test_a_webhook_or_slack_url_without_a_host_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = (
+        OBJECTS
+        + """
+alerts:
+  channels:
+    hook:
+      type: webhook
+      url: "http:///hooks/sluice"
+    team: {type: slack, url: "https://"}
+    ok: {type: webhook, url: "http://[::1]:8080/hook"}
+"""
+    )
+    assert problems(tmp_path, text) == [
+        "sluice.yaml:10: alerts: channel 'hook' (webhook): url: 'http:///hooks/sluice' has no host; write https://host/path",
+        "sluice.yaml:11: alerts: channel 'team' (slack): url: 'https://' has no host; write https://host/path",
+    ]
+
+
+def test_a_rule_or_deadline_naming_an_unknown_schedule_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    text = (
+        OBJECTS
+        + """schedules: {nightly: {cron: "0 2 * * *"}}
+sensors: {landing: {type: files, path: "in/*"}}
+alerts:
+  channels: {team: {type: slack, url: "https://hooks.example.com/x"}}
+  rules:
+    - {on: run_failed, channels: [team], schedules: [nightly, landing, "backfill:3", nigthly]}
+  sla:
+    - {schedule: hourly, finish_within: 1h}
+"""
+    )
+    assert problems(tmp_path, text) == [
+        "sluice.yaml:10: alerts: rule 1: unknown schedule 'nigthly' (schedules or sensors: nightly, landing). Did you mean "
+        "'nightly'? Name one of them, or define it under schedules:",
+        "sluice.yaml:12: alerts: sla 1: unknown schedule 'hourly' (schedules or sensors: nightly, landing). "
+        "Name one of them, or define it under schedules:",
+    ]

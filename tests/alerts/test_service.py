@@ -42,6 +42,7 @@ def make_project(tmp_path: Path, hook: Hook, smtp: Mailbox, extra: str = "") -> 
         f"""
 name: shop
 retry: {{attempts: 2, backoff_s: 0}}
+schedules: {{nightly: {{cron: "0 2 * * *"}}}}
 objects:
   - {{id: 1001, name: orders}}
   - {{id: 1002, name: payments}}

@@ -71,8 +71,8 @@ def test_every_mistake_is_reported_at_its_line(tmp_path: Path) -> None:
         severity: fatal
       - relationships: {column: user_id, to: nosuch}
       - relationships: {column: user_id, to: other}
-      - not_null: {columns: [a]}
-      - not_null: {columns: [a]}
+      - not_null: {columns: [user_id]}
+      - not_null: {columns: [user_id]}
       - sql: "select 1; select 2"
       - {}
 """,
@@ -87,7 +87,7 @@ def test_every_mistake_is_reported_at_its_line(tmp_path: Path) -> None:
         "sluice.yaml:13: object 2001 (clean): a check's severity is error or warn, got 'fatal'",
         "sluice.yaml:14: object 2001 (clean): check relationships_user_id: relationships to 'nosuch': no such object.",
         "sluice.yaml:15: object 2001 (clean): two checks are named 'relationships_user_id'",
-        "sluice.yaml:17: object 2001 (clean): two checks are named 'not_null_a'",
+        "sluice.yaml:17: object 2001 (clean): two checks are named 'not_null_user_id'",
         "sluice.yaml:18: object 2001 (clean): check sql: a check's SQL must be one query",
         "sluice.yaml:19: object 2001 (clean): a check names one type",
     ]
@@ -151,6 +151,20 @@ def test_a_column_the_object_s_sql_does_not_return_is_reported(tmp_path: Path) -
     )
     _, found = parse_project(folder)
     assert [str(p).split("sluice.yaml:")[1] for p in found] == [
-        "8: object 2001 (clean): check not_null_user_id_emial: column 'emial' is not among the columns its SQL returns "
-        "(user_id, mail). Did you mean 'mail'?"
+        "8: object 2001 (clean): check not_null_user_id_emial: column 'emial' is not among the columns its output has "
+        "(user_id, mail). Did you mean 'mail'? Name one of them in the check, or select it in the object's SQL"
     ]
+
+
+def test_a_template_error_in_a_sql_check_is_shown_at_its_line_not_as_a_sqlglot_token(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        '      - sql: "select * from {{ thiss }} where x"\n'
+        '      - sql: "select * from {{ this } where x"\n'
+        "      - sql: \"select * from {{ this }} where day = '{{ ds }}'\"",
+    )
+    assert len(found) == 3, found
+    assert found[0].startswith("sluice.yaml:8: object 2001 (clean): check sql: template error: 'thiss' is undefined;")
+    assert found[1].startswith("sluice.yaml:9: object 2001 (clean): check sql: bad template")
+    assert "'ds' is undefined; a check's SQL takes only {{ this }}" in found[2]
+    assert not any("Token" in problem for problem in found)

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from helpers import events_of, load, write_yaml
 from sluice import events as ev
 from sluice.checks.run import CheckRunner
-from sluice.checks.settings import ExpressionOptions
+from sluice.checks.settings import ExpressionOptions, NotNullOptions, RelationshipsOptions
 from sluice.checks.store import load_results, prune_results
 from sluice.lake.registry import open_lake
 from sluice.project.model import Project
@@ -195,3 +195,31 @@ def test_results_go_to_metrics_check_results_again_after_the_table_is_dropped(tm
     assert prune_results(proj, None, checked.results[0].checked_at - 3600) == 0
     assert prune_results(proj, None, checked.results[-1].checked_at + 1) == len(FAILING) + len(PASSING)
     assert load_results(proj, None) == []
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_a_column_validation_could_not_know_is_named_when_the_check_runs(
+    tmp_path: Path, place: str, request: pytest.FixtureRequest
+) -> None:
+    """users comes from a CSV file, so its columns are known only once written: a check naming a column it lacks is
+    an error naming the check, the object and the column (not the engine's binder message)."""
+    proj = project(tmp_path, "error", warehouse(request, place))
+    assert run_project(proj, RunOptions()).status == "failed"  # writes both outputs (the checks then fail)
+    users = proj.objects[2002]
+    first = users.checks[0]
+    broken = [
+        dataclasses.replace(first, name="expr", kind="expression", options=ExpressionOptions(expression="amout >= 0")),
+        dataclasses.replace(first, name="ref", kind="relationships", options=RelationshipsOptions("country", "countries", "cod")),
+        dataclasses.replace(first, name="nn", kind="not_null", options=NotNullOptions(["emial"])),
+    ]
+    results = CheckRunner(proj, open_lake(proj)).run(dataclasses.replace(users, checks=tuple(broken)), "r", store=False)
+    columns = "user_id, email, country, amount, ts"
+    assert [(r.check, r.status, r.message) for r in results.results] == [
+        ("expr", "error", f"column 'amout' is not in the output of object 2002 (users) (its columns: {columns}). "
+         "Did you mean 'amount'? Fix the check's column, or select it in the object's SQL"),
+        ("ref", "error", "column 'cod' is not in the output of object 1001 (countries), which relationships refers to "
+         "(its columns: code, name). Did you mean 'code'? Fix the check's column, or select it in the object's SQL"),
+        ("nn", "error", f"column 'emial' is not in the output of object 2002 (users) (its columns: {columns}). "
+         "Did you mean 'email'? Fix the check's column, or select it in the object's SQL"),
+    ]  # fmt: skip
+    assert results.failure.startswith("object 2002 (users): check expr (expression, error): error: column 'amout'")

@@ -52,6 +52,7 @@ def test_list_shows_channels_without_secrets_rules_in_order_and_deadlines(tmp_pa
         """
 name: shop
 objects: [{id: 1001, name: orders}]
+schedules: {nightly: {cron: "0 2 * * *"}}
 alerts:
   channels:
     mail: {type: email, host: smtp.example.com, from: a@example.com, to: [b@example.com], password: hunter2}

@@ -120,3 +120,18 @@ def test_sigterm_lets_the_running_date_finish_and_starts_no_more(tmp_path: Path)
         store.close()
     resumed = sluice_cli("backfill", str(path), "--resume", record.backfill_id, "--simulate", "--delay-scale", "0", "--json")
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["counts"] == {"succeeded": 6}
+
+
+def test_a_refused_parallel_backfill_records_nothing(tmp_path: Path) -> None:
+    text = (
+        "name: bf\nconnections:\n  dw: duckdb:///dw.duckdb\nobjects:\n"
+        "  - {id: 1001, name: day, sql: \"SELECT DATE '{{ ds }}' AS day\", "
+        "destination: {connection: dw, table: days, mode: replace}}\n"
+    )
+    path = write_yaml(tmp_path / "bf", text)
+    refused = sluice_cli("backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-03", "--parallel", "2")
+    assert refused.returncode == 2
+    assert "object 1001 (day) depends on the logical date and writes table 'days' with mode replace" in refused.stderr
+    assert _runs_by_day(tmp_path / "bf") == {}
+    listed = sluice_cli("backfill", str(path), "--list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stdout

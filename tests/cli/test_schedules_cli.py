@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.helpers import wait_for, write_yaml
 
+from alert_receivers import Hook
 from sluice.state.base import TickRecord
 from sluice.state.sqlite import SqliteStateStore
 
@@ -93,3 +94,47 @@ def test_the_scheduler_fires_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
     assert store.lease("shop") is None  # released on the way out
     store.close()
     assert tick.run_id in "".join(lines)
+
+
+def test_the_scheduler_sends_the_alerts_of_the_runs_it_starts(tmp_path: Path, hook: Hook) -> None:
+    """``sluice scheduler`` hosts the alert service: a scheduled run that fails reaches a real webhook receiver."""
+    (tmp_path / "orders.csv").write_text("id\n1\n", encoding="utf-8")
+    (tmp_path / "jobs.py").write_text("def broken(orders):\n    raise RuntimeError('the ledger is closed')\n", encoding="utf-8")
+    path = write_yaml(
+        tmp_path,
+        f"""
+name: shop
+retry: {{attempts: 1}}
+objects:
+  - {{id: 1001, name: orders, source: {{type: csv, path: orders.csv}}}}
+  - {{id: 2001, name: ledger, parents: [1001], python: "jobs:broken"}}
+schedules:
+  now: {{cron: '* * * * *', catch_up: latest}}
+alerts:
+  channels:
+    oncall: {{type: webhook, url: "{hook.url}/oncall"}}
+  rules:
+    - {{on: [run_failed], channels: [oncall], throttle: 0}}
+""",
+    )
+    store = SqliteStateStore(tmp_path / ".sluice" / "state.db")
+    before = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
+    store.record_ticks([TickRecord("shop", "now", before.isoformat(), "fired", 1.0)])  # the next tick is due at once
+    store.close()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (tmp_path / "scheduler.log").open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "sluice", "scheduler", str(path)], stderr=log, text=True, env=env)
+    try:
+        wait_for(lambda: bool(hook.posts) or process.poll() is not None, 90, "the run_failed alert at the webhook")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = (tmp_path / "scheduler.log").read_text()
+    assert process.returncode == 0, output
+    assert "fired now " in output
+    (path_posted, _, body) = hook.posts[0]
+    assert path_posted == "/oncall", output
+    assert (body["type"], body["trigger"], body["project"], body["schedule"]) == ("sluice.alert", "run_failed", "shop", "now")
+    assert body["run_id"] in output and body["logical_date"], body

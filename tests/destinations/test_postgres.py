@@ -336,3 +336,40 @@ def test_a_duplicate_key_in_the_data_stays_terminal(pg_db_url: str, destination:
     dest = destination(pg_db_url)
     with pytest.raises(TerminalError, match=r"writing table 'keyed'.*23505"):
         dest.write("keyed", pa.table({"id": pa.array([1, 1], pa.int64())}).to_reader(), "append", [], "l1")
+
+
+def test_merges_into_one_table_take_turns_and_insert_a_new_key_once(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    """Two merges at once (dates of a parallel backfill) each miss the other's uncommitted rows: without taking turns
+    both insert a new key. Held at the merge lock, both wait; released, they run one after the other."""
+    import time
+
+    destination(pg_db_url).write("totals", pa.table({"day": ["d0"], "n": [0]}).to_reader(), "merge", ["day"], "l0")
+    errors: list[BaseException] = []
+
+    def merge(load_id: str, n: int) -> None:
+        try:
+            table = pa.table({"day": ["d1", f"own-{load_id}"], "n": [n, n]})
+            destination(pg_db_url).write("totals", table.to_reader(), "merge", ["day"], load_id)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with psycopg.connect(pg_db_url) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("sluice:ddl:merge:totals",))
+        threads = [threading.Thread(target=merge, args=(f"l{i}", i)) for i in (1, 2)]
+        for thread in threads:
+            thread.start()
+        waiting = 0
+        for _ in range(600):  # until both merges wait for the lock (at most a minute)
+            waiting = query(pg_db_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0][0]
+            if waiting == 2:
+                break
+            time.sleep(0.1)
+        assert waiting == 2
+        holder.rollback()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    rows = query(pg_db_url, "SELECT day, n FROM totals ORDER BY day")
+    assert [day for day, _ in rows] == ["d0", "d1", "own-l1", "own-l2"]

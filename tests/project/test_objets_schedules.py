@@ -23,7 +23,7 @@ RECORDS: list[dict[str, Any]] = [
     {"IdObjet": 3002, "NomObjet": "Old", "IdObjet_Parent": "2001", "Zone": "3-Application", "EtatObjet": "Inactif",
      "Fréquence": "0 2 * * *"},
     {"IdObjet": 3003, "NomObjet": "Odd", "IdObjet_Parent": "2001", "Zone": "3-Application", "EtatObjet": "Actif",
-     "Fréquence": "souvent"},
+     "Fréquence": ""},
 ]  # fmt: skip
 
 
@@ -42,7 +42,26 @@ def test_one_schedule_per_frequency_targets_the_objects_that_carry_it(tmp_path: 
         "objets:0 2 * * *": ("0 2 * * *", (1002, 3001), "UTC", "latest"),  # 3002 is inactive: left out
         "objets:0 0 * * *": ("0 0 * * *", (2002,), "UTC", "latest"),  # Quotidienne
     }
-    assert any("Fréquence 'souvent' is not a cron expression" in note and "3003" in note for note in project.notes)
+    assert not project.notes  # 3003's empty Fréquence: not scheduled, and nothing to say
+
+
+def test_an_unknown_frequence_is_a_problem_at_its_record_naming_the_object_and_value(tmp_path: Path) -> None:
+    records = [
+        {"IdObjet": 1001, "NomObjet": "Orders", "IdObjet_Parent": None, "Fréquence": "souvent"},
+        {"IdObjet": 1002, "NomObjet": "Customers", "IdObjet_Parent": None, "Fréquence": "0 25 * * *"},
+        {"IdObjet": 1003, "NomObjet": "Sales", "IdObjet_Parent": None, "Fréquence": "Horaire"},
+    ]
+    _, problems = parse_project(write(tmp_path, records))
+    words = "Daily, Hebdomadaire, Horaire, Hourly, Journaliere, Mensuel, Mensuelle, Monthly, Quotidien, Quotidienne, Weekly"
+    assert [(p.line, p.message) for p in problems] == [
+        (2, f"object 1001 (Orders): Fréquence: 'souvent' is neither a cron expression (e.g. '0 * * * *') nor one of "
+            f"{words}; fix it, or remove it to leave the object unscheduled"),
+        (8, "object 1002 (Customers): Fréquence: '0 25 * * *' is not a cron expression ([0 25 * * *] "
+            "is not acceptable, out of range); e.g. '0 2 * * *'; fix it, or remove it to leave the object unscheduled"),
+    ]  # fmt: skip
+    (tmp_path / "sluice.yaml").write_text("name: shop\nobjets: {file: Objets.json}\n", encoding="utf-8")
+    _, through_yaml = parse_project(tmp_path / "sluice.yaml")
+    assert [p.line for p in through_yaml] == [2, 8]  # once each, not again for the sluice.yaml's schedules
 
 
 def test_criticite_becomes_the_objects_criticality(tmp_path: Path) -> None:

@@ -162,21 +162,27 @@ def test_the_dates_are_midnights_of_the_range_inclusive() -> None:
     assert len(dates) == 4
 
 
-def test_parallel_dates_are_refused_when_an_output_depends_on_the_date(tmp_path: Path) -> None:
-    """Every date writes an object's one lake output: two dates at once would read and overwrite each other's (a new
-    user's trial found one date's rows twice in the table and another's missing)."""
+def test_parallel_dates_are_refused_only_for_a_replaced_table_depending_on_the_date(tmp_path: Path) -> None:
+    """Each date writes its own lake output of a date-dependent object (sluice.lake.dated); a destination emptied by
+    each date (mode replace) is what stays refused, naming the object (a new user's trial found one date's rows
+    twice in the table and another's missing before dates were kept apart)."""
     from tests.helpers import write_yaml
 
     from sluice.project.load import load_project
     from sluice.scheduling.backfills import check_parallel
 
     text = (
-        "name: shop\nobjects:\n  - {id: 1001, name: tx}\n  - {id: 1002, name: other}\n"
+        "name: shop\nconnections:\n  dw: duckdb:///dw.duckdb\nobjects:\n  - {id: 1001, name: tx}\n  - {id: 1002, name: other}\n"
         "  - {id: 2001, name: orders, parents: [1001], sql: \"select *, '{{ ds }}' as day from tx\"}\n"
-        "  - {id: 3001, name: daily, parents: [2001], sql: 'select * from orders'}\n"
+        "  - {id: 3001, name: daily, parents: [2001], sql: 'select * from orders', "
+        "destination: {connection: dw, table: daily, mode: replace}}\n"
+        "  - {id: 3002, name: kept, parents: [2001], sql: 'select * from orders', "
+        "destination: {connection: dw, table: kept, mode: append}}\n"
     )
     project = load_project(write_yaml(tmp_path, text))
-    with pytest.raises(ConfigError, match=r"--parallel 2: objects 2001 \(orders\), 3001 \(daily\) depend on the logical"):
+    with pytest.raises(ConfigError, match=r"--parallel 2: object 3001 \(daily\) depends on the logical date and writes "
+                       r"table 'daily' with mode replace"):  # fmt: skip
         check_parallel(project, None, 2)
-    check_parallel(project, None, 1)  # in order: each date reads its own parents' outputs
+    check_parallel(project, None, 1)  # in order: the table ends with the last date's rows
+    check_parallel(project, (3002,), 4)  # append: each date adds its own rows
     check_parallel(project, (1002,), 4)  # nothing planned depends on the date

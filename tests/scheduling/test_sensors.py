@@ -176,3 +176,10 @@ def test_sensor_problems_are_reported_at_their_line(tmp_path: Path) -> None:
     assert "sluice.yaml:8: sensor 'b': no sync named 'nope'" in message
     assert "sluice.yaml:9: sensor 'c': target 'nobody' is not an object id or name" in message
     assert "sluice.yaml:10: sensor 'd'" in message and "'soon' is not a duration" in message
+
+
+def test_a_bad_min_interval_is_reported_at_its_own_line(tmp_path: Path) -> None:
+    text = f"name: p\n{OBJECTS}sensors:\n  landing:\n    type: files\n    path: 'in/*'\n    min_interval: 5 parsecs\n"
+    with pytest.raises(ValidationFailed) as failure:
+        load_project(write_yaml(tmp_path / "p", text))
+    assert "sluice.yaml:10: sensor 'landing': min_interval: '5 parsecs' is not a duration" in str(failure.value)

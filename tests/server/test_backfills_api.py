@@ -3,9 +3,10 @@ the history pruner a ``history:`` section starts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from live_server import LiveServer
 from playwright.sync_api import Browser, expect
@@ -83,3 +84,39 @@ def test_the_backfills_panel_shows_each_date_status(tmp_path: Path, browser: Bro
             assert console.errors == []
         finally:
             context.close()
+
+
+class _CountingStore(SqliteStateStore):
+    """Counts the SELECTs the history tables run."""
+
+    queries = 0
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self.queries += 1
+        return super()._query(sql, params)
+
+
+def test_the_list_reads_every_backfill_s_dates_in_one_query_whatever_their_number(tmp_path: Path) -> None:
+    import json
+
+    from fastapi import FastAPI
+    from fastapi.routing import APIRoute
+
+    from sluice.server.backfills import backfill_routes
+
+    store = _CountingStore(tmp_path / "state.db")
+    try:
+        backfills = Backfills(store, "bf")
+        for month in range(1, 7):
+            spec = BackfillSpec(date(2026, month, 1), date(2026, month, 3))
+            backfills.create(spec, logical_dates(spec.start, spec.end))
+        app = FastAPI()
+        backfill_routes(app, "bf", lambda: store)
+        route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/backfills")
+        store.queries = 0
+        listed = json.loads(route.endpoint(limit=20).body)["backfills"]
+        assert len(listed) == 6 and all(len(b["dates"]) == 3 for b in listed)
+        assert listed[0]["dates"][0]["logical_date"].startswith("2026-06-01")
+        assert store.queries == 2  # the backfills, then all their dates: not one query per backfill
+    finally:
+        store.close()

@@ -110,3 +110,18 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
     assert len(store.ticks("shop", "hourly")) == 1 and len(store.ticks("other")) == 1
     again = {"schedule_ticks": 0, "run_objects": 0, "runs": 0, "backfill_dates": 0, "backfills": 0}
     assert store.prune_history("shop", 500.0) == again
+
+
+def test_the_dates_of_several_backfills_in_one_call(store: StateStore) -> None:
+    days = ["2026-01-02T00:00:00+00:00", "2026-01-01T00:00:00+00:00"]
+    store.create_backfill(BackfillRecord("b1", "shop", "running", 1.0), days)
+    store.create_backfill(BackfillRecord("b2", "shop", "running", 2.0), ["2026-02-01T00:00:00+00:00"])
+    store.create_backfill(BackfillRecord("b3", "shop", "running", 3.0), [])
+    done = BackfillDate("2026-01-01T00:00:00+00:00", "succeeded", "r1", 1.0, 2.0)
+    store.save_backfill_date("b1", done)
+    found = store.backfills_dates(["b2", "b1", "b3", "nope"])
+    assert list(found) == ["b2", "b1", "b3", "nope"]
+    assert found["b1"] == store.backfill_dates("b1") and found["b1"][0] == done
+    assert found["b2"] == store.backfill_dates("b2") and len(found["b2"]) == 1
+    assert found["b3"] == [] and found["nope"] == []
+    assert store.backfills_dates([]) == {}

@@ -11,7 +11,7 @@ alerts: rule 1: unknown channel 'team' (channels: none defined). Define it under
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,9 +33,13 @@ EXAMPLE = "{channels: {team: {type: slack, url: ...}}, rules: [{on: object_faile
 
 
 class _Reader:
-    def __init__(self, file: str, objects: Mapping[int, ObjectSpec]) -> None:
+    def __init__(
+        self, file: str, objects: Mapping[int, ObjectSpec], schedules: Sequence[str] | None, sensors: Sequence[str]
+    ) -> None:
         self.file = file
         self.objects = objects
+        self.schedules = schedules
+        self.sensors = list(sensors)
         self.by_name = {obj.name: oid for oid, obj in objects.items()}
         self.problems: list[ConfigError] = []
 
@@ -132,6 +136,23 @@ class _Reader:
             ids.add(oid)
         return frozenset(ids)
 
+    def schedule_names(self, names: Sequence[str], label: str, line: int | None, *, sensors: bool = True) -> None:
+        """A problem for each of ``names`` that is no schedule of the project (nor sensor, when ``sensors``); a
+        backfill's runs (``backfill:<id>``) are named at run time, so always accepted."""
+        if self.schedules is None:
+            return
+        known = [*self.schedules, *(self.sensors if sensors else [])]
+        for name in names:
+            if name in known or name.startswith("backfill:"):
+                continue
+            what = "schedules or sensors" if sensors else "schedules"
+            listed = ", ".join(known) or "none defined"
+            self.problem(
+                f"{label}: unknown schedule {name!r} ({what}: {listed}).{did_you_mean(name, known)} "
+                "Name one of them, or define it under schedules:",
+                line,
+            )
+
     def rules(self, raw: Any, line: int | None, channels: list[str], throttle: float) -> tuple[Rule, ...]:
         rules: list[Rule] = []
         for index, item in enumerate(self.items(raw, "rules", line, "{on: object_failed, channels: [team]}"), start=1):
@@ -153,6 +174,7 @@ class _Reader:
                     hint = did_you_mean(channel, channels)
                     message = f"{label}: unknown channel {channel!r} (channels: {known}).{hint} Define it under alerts.channels"
                     self.problem(message, item.line_of("channels"))
+            self.schedule_names(spec.schedules, label, item.line_of("schedules"))
             criticality = [spec.criticality] if isinstance(spec.criticality, str) else spec.criticality or []
             rules.append(
                 Rule(
@@ -185,6 +207,8 @@ class _Reader:
                 self.problem(
                     f"{label}: give one of finish_within (2h: from the run's start) or by ('06:00': a time of day)", item.line
                 )
+            if spec.schedule is not None:
+                self.schedule_names([spec.schedule], label, item.line_of("schedule"))
             if spec.schedule is None and not spec.targets:
                 self.problem(f"{label}: say which runs it covers: schedule (a name) or targets (object ids or names)", item.line)
             clock, _, zone = (spec.by or "").strip().partition(" ")  # by: "06:00 Europe/Paris" names its zone too
@@ -230,10 +254,16 @@ def _unquoted_on(item: YamlMap) -> None:
 
 
 def read_alerts(
-    raw: Any, file: str, line: int | None, objects: Mapping[int, ObjectSpec]
+    raw: Any,
+    file: str,
+    line: int | None,
+    objects: Mapping[int, ObjectSpec],
+    schedules: Sequence[str] | None = None,
+    sensors: Sequence[str] = (),
 ) -> tuple[AlertsSpec | None, list[ConfigError]]:
-    """The ``alerts:`` section ``raw`` (at ``line`` of ``file``) checked against the project's ``objects``:
-    the spec (None when there are problems) and every problem found, each with its line."""
-    reader = _Reader(file, objects)
+    """The ``alerts:`` section ``raw`` (at ``line`` of ``file``) checked against the project's ``objects`` and the
+    names of its ``schedules`` and ``sensors`` (None: schedule names are not checked): the spec (None when there
+    are problems) and every problem found, each with its line."""
+    reader = _Reader(file, objects, schedules, sensors)
     spec = reader.read(raw, line)
     return spec, reader.problems

@@ -18,6 +18,17 @@ Timeout = Annotated[float, Meta(gt=0, description="Seconds to wait for the serve
 Attempts = Annotated[int, Meta(ge=1, le=10, description="Attempts in all for a transient failure (the first included).")]
 
 
+def web_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be POSTed to (no host, or not a URL httpx reads), or None; the scheme is the pattern's."""
+    import httpx  # the client that posts (webhooks.py); imported only when a channel is read
+
+    try:
+        host = httpx.URL(url).host
+    except (httpx.InvalidURL, TypeError) as exc:
+        return f"url: {url!r} is not a URL ({exc}); write https://host/path"
+    return None if host else f"url: {url!r} has no host; write https://host/path"
+
+
 class EmailOptions(Settings):
     """``{type: email, host: smtp.example.com, port: 587, security: starttls, username: ..., password: ${SMTP_PASSWORD},
     from: sluice@example.com, to: [oncall@example.com]}``."""
@@ -51,6 +62,11 @@ class SlackOptions(Settings):
     timeout_s: Timeout = 10.0
     attempts: Attempts = 3
 
+    def __post_init__(self) -> None:
+        problem = web_url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
+
 
 class WebhookOptions(Settings):
     """``{type: webhook, url: https://example.com/hooks/sluice, headers: {Authorization: 'Bearer ${TOKEN}'}}``."""
@@ -61,6 +77,11 @@ class WebhookOptions(Settings):
     )
     timeout_s: Timeout = 10.0
     attempts: Attempts = 3
+
+    def __post_init__(self) -> None:
+        problem = web_url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
 
 
 PLUGINS: list[Plugin] = [

@@ -8,6 +8,7 @@ Each place runs the compiled queries and returns only their (at most ``sample``)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +73,9 @@ class Place:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     connection: Any = None
     this: str = THIS_VIEW
+    run_outputs: Mapping[int, str] = field(default_factory=dict)
+    """Lake locations of this run's parents (object id -> location): what :meth:`ref` reads for one of them, so a
+    date's check reads that date's parent output (:mod:`sluice.lake.dated`) rather than the plain one."""
     _refs: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -154,7 +158,9 @@ class Place:
                 )
             name = TableName.parse(table[1]).sql
         else:
-            location = self.lake.current_location(layer_of(self.project, other), other.name) if other.lake else None
+            location = self.run_outputs.get(other.id) or (
+                self.lake.current_location(layer_of(self.project, other), other.name) if other.lake else None
+            )
             if location is None:
                 raise TerminalError(f"object {other.id} ({other.name}) has no lake output to check against")
             name = f"sluice_ref_{other.id}"
@@ -172,6 +178,10 @@ class Place:
             return [d.name for d in cursor.description or []], list(cursor.fetchall())
         result = self.connection.execute(sql)
         return [d[0] for d in result.description or []], list(result.fetchall())
+
+    def columns(self, name: str) -> list[str]:
+        """The columns of the table or view ``name`` here (``this``, or a :meth:`ref`)."""
+        return self.query(f"select * from {name} limit 0")[0]
 
     def close(self) -> None:
         if self.connection is not None and self.where.place != "spark":

@@ -132,12 +132,17 @@ def _sql_parses(options: CheckOptions, problem: Any, at: int | None) -> bool:
     from sluice.checks.compile import parse_query
     from sluice.checks.settings import ExpressionOptions, SqlOptions
     from sluice.project.checks import syntax_error
+    from sluice.scheduling.templating import has_template
 
     try:
         if isinstance(options, ExpressionOptions):
             sqlglot.parse_one(options.expression, read="duckdb")
         elif isinstance(options, SqlOptions):
-            parse_query(this_bound(options.sql, "sluice_this"))
+            bound = this_bound(options.sql, "sluice_this")
+            if has_template(bound):
+                problem(f"check {options.kind}: {_template_problem(bound)}", at)
+                return False
+            parse_query(bound)
     except ParseError as exc:
         problem(f"check {options.kind}: {syntax_error(exc)}", at)
         return False
@@ -148,3 +153,19 @@ def _sql_parses(options: CheckOptions, problem: Any, at: int | None) -> bool:
         problem(f"check {options.kind}: {exc}", at)
         return False
     return True
+
+
+def _template_problem(sql: str) -> str:
+    """Why a check's SQL still holds a template once ``{{ this }}`` is replaced: Jinja's own error (an unknown
+    variable, a bad tag) when it has one, and what a check's SQL takes."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    only = "a check's SQL takes only {{ this }} (the output's table); remove the other template"
+    try:
+        SandboxedEnvironment(undefined=jinja2.StrictUndefined).from_string(sql).render()
+    except jinja2.TemplateSyntaxError as exc:
+        return f"bad template (line {exc.lineno} of the SQL: {exc.message}); {only}"
+    except jinja2.TemplateError as exc:
+        return f"template error: {exc.message}; {only}"
+    return f"{{{{ }}}} or {{% %}} other than {{{{ this }}}} is not rendered; {only}"

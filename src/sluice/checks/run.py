@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sluice import events as ev
 from sluice.checks.builtin import Counted
 from sluice.checks.compile import batch_query, check_query, read_result, sample_query, sample_texts
-from sluice.checks.places import Place, where
-from sluice.checks.settings import CheckSpec
+from sluice.checks.places import Place, find_object, where
+from sluice.checks.settings import CheckSpec, ExpressionOptions, RelationshipsOptions
 from sluice.checks.store import save_results
-from sluice.errors import TerminalError
+from sluice.errors import TerminalError, did_you_mean
 from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.plugins.registry import registry
@@ -76,8 +77,17 @@ class CheckRunner:
         self.state = state
         self.batch = batch
 
-    def run(self, obj: ObjectSpec, run_id: str, location: str | None = None, *, store: bool = True) -> Checked:
+    def run(
+        self,
+        obj: ObjectSpec,
+        run_id: str,
+        location: str | None = None,
+        *,
+        store: bool = True,
+        run_outputs: Mapping[int, str] | None = None,
+    ) -> Checked:
         """Run ``obj``'s checks on its output (``location``: the lake location just written; None: its current one).
+        ``run_outputs``: this run's parents' lake locations (object id -> location), read by ``relationships``.
 
         Raises TransientError when the place cannot be reached (the object is retried), TerminalError when its
         output cannot be checked at all.
@@ -88,7 +98,7 @@ class CheckRunner:
         found = where(self.project, obj)
         if isinstance(found, str):
             raise TerminalError(f"object {obj.id} ({obj.name}): its checks cannot run: {found}")
-        place = Place(self.project, self.lake, obj, found, location)
+        place = Place(self.project, self.lake, obj, found, location, run_outputs=dict(run_outputs or {}))
         try:
             place.open()
             types = {spec.name: registry().get("check", spec.kind).load() for spec in obj.checks}
@@ -136,7 +146,8 @@ class CheckRunner:
             failing, sample = self._evaluate(place, spec, kind, None if counted is None else counted[0])
             status = "failed" if failing else "passed"
         except Exception as exc:  # a check that cannot run is a result (status error), not a crash
-            status, message = "error", " ".join(str(exc).split())[:500] or type(exc).__name__
+            status = "error"
+            message = missing_column(place, obj, spec) or " ".join(str(exc).split())[:500] or type(exc).__name__
         duration = time.perf_counter() - started + (counted[1] if counted is not None else 0.0)
         result = CheckResult(
             run_id=run_id,
@@ -172,6 +183,37 @@ class CheckRunner:
             return counted, sample_texts(columns, rows, spec.sample)
         columns, rows = place.query(check_query(failing_sql, spec.sample, place.place))
         return read_result(columns, rows, spec.sample)
+
+
+def missing_column(place: Place, obj: ObjectSpec, spec: CheckSpec) -> str | None:
+    """After a check failed to run: the first column it names that the checked output (or, for ``relationships``,
+    the referenced output) does not have, said in one line, or None (another cause: the engine's error stands).
+
+    ``sluice validate`` finds these when the object's columns can be told from its definition
+    (:mod:`sluice.checks.validate`); this covers the others, once the output exists.
+    """
+    from sluice.checks.validate import checked_columns, expression_columns
+
+    options = spec.options
+    named = expression_columns(options.expression) if isinstance(options, ExpressionOptions) else checked_columns(options)
+    try:
+        wanted = [(place.this, f"object {obj.id} ({obj.name})", named)]
+        if isinstance(options, RelationshipsOptions):
+            other = find_object(place.project, options.to)
+            label = f"object {other.id} ({other.name}), which relationships refers to" if other else str(options.to)
+            wanted.append((place.ref(options.to), label, [options.field or options.column]))
+        for table, label, names in wanted:
+            columns = place.columns(table) if names else []
+            lower = {column.lower() for column in columns}
+            for name in names:
+                if name.lower() not in lower:
+                    return (
+                        f"column {name!r} is not in the output of {label} (its columns: {', '.join(columns)})."
+                        f"{did_you_mean(name, columns)} Fix the check's column, or select it in the object's SQL"
+                    )
+    except Exception:  # the place itself is broken: the engine's error stands
+        return None
+    return None
 
 
 def summary(spec: CheckSpec, status: str, failing: int) -> str:

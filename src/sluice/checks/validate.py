@@ -4,12 +4,18 @@ refers to, with an output in the same place."""
 
 from __future__ import annotations
 
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
 from sluice.checks.places import find_object, postgres_table, where
-from sluice.checks.settings import CheckOptions, RelationshipsOptions
+from sluice.checks.settings import CheckOptions, ExpressionOptions, PythonOptions, RelationshipsOptions
 from sluice.errors import ConfigError, did_you_mean
 from sluice.graph.dag import Graph
-from sluice.project.checks import sql_columns
+from sluice.project.checks import python_problem, sql_columns
 from sluice.project.model import ObjectSpec, Project
+
+PYTHON_HINT = "A python check is module:function, the module a .py file of the project folder or an installed package"
 
 
 def check_problems(project: Project) -> list[ConfigError]:
@@ -31,21 +37,34 @@ def check_problems(project: Project) -> list[ConfigError]:
                     obj.checks[0].line,
                 )
             )
-        known = sql_columns(obj.sql) if obj.sql is not None and obj.model is None else None
+        known = output_columns(project, obj)
         for spec in obj.checks:
-            missing = [c for c in checked_columns(spec.options) if known is not None and c.lower() not in map(str.lower, known)]
+            if isinstance(spec.options, PythonOptions):
+                why = python_problem(spec.options.function, project.root)
+                if why:
+                    problems.append(
+                        ConfigError(
+                            f"{label}: check {spec.name}: python {spec.options.function!r}: {why} {PYTHON_HINT}",
+                            obj.origin.file,
+                            spec.line,
+                        )
+                    )
+            named = checked_columns(spec.options)
+            if isinstance(spec.options, ExpressionOptions):
+                named = expression_columns(spec.options.expression)
+            missing = [c for c in named if known is not None and c.lower() not in map(str.lower, known)]
             if missing and known is not None:
                 hint = did_you_mean(missing[0], known)
                 problems.append(
                     ConfigError(
-                        f"{label}: check {spec.name}: column {missing[0]!r} is not among the columns its SQL returns "
-                        f"({', '.join(known)}).{hint}",
+                        f"{label}: check {spec.name}: column {missing[0]!r} is not among the columns its output has "
+                        f"({', '.join(known)}).{hint} Name one of them in the check, or select it in the object's SQL",
                         obj.origin.file,
                         spec.line,
                     )
                 )
             if isinstance(spec.options, RelationshipsOptions):
-                why = _reference_problem(project, obj, spec.options.to, found.connection)
+                why = _reference_problem(project, obj, spec.options.to, found.connection) or _field_problem(project, spec.options)
                 if why:
                     problems.append(ConfigError(f"{label}: check {spec.name}: {why}", obj.origin.file, spec.line))
     return problems
@@ -56,6 +75,74 @@ def checked_columns(options: CheckOptions) -> list[str]:
     columns = getattr(options, "columns", None)
     column = getattr(options, "column", None)
     return [*(columns or []), *([column] if isinstance(column, str) else [])]
+
+
+def output_columns(project: Project, obj: ObjectSpec, seen: frozenset[int] = frozenset()) -> list[str] | None:
+    """The columns ``obj``'s output has, when its definition tells them, else None: those its SQL selects by name
+    (``select *`` from one parent: that parent's, when known), or a Faker source's schema."""
+    if obj.model is not None or obj.id in seen:
+        return None
+    if obj.sql is not None:
+        named = sql_columns(obj.sql)
+        return named if named is not None else _star_columns(project, obj, seen | {obj.id})
+    if obj.source is not None and obj.source.kind == "faker":
+        from sluice.connectors.faker_source import SCHEMAS
+
+        schema = SCHEMAS.get(str(getattr(obj.source.options, "schema", "")))
+        return list(schema.names) if schema is not None else None
+    return None
+
+
+def _star_columns(project: Project, obj: ObjectSpec, seen: frozenset[int]) -> list[str] | None:
+    """``select *[, expr as name...] from parent [where ...]``: the parent's known columns and the named ones."""
+    try:
+        statements = sqlglot.parse(obj.sql or "", read="duckdb")
+    except ParseError:
+        return None
+    query = statements[0] if len(statements) == 1 else None
+    if not isinstance(query, exp.Select) or query.args.get("joins") or query.args.get("with_") or query.args.get("with"):
+        return None
+    source = query.args.get("from_") or query.args.get("from")
+    table = source.this if isinstance(source, exp.From) else None
+    if not isinstance(table, exp.Table) or table.db:
+        return None
+    parent = next(
+        (project.objects[p] for p in obj.parents if p in project.objects and project.objects[p].name == table.name), None
+    )
+    stars = [select for select in query.selects if select.is_star]
+    if parent is None or len(stars) != 1 or (isinstance(stars[0], exp.Column) and stars[0].table):
+        return None
+    inherited = output_columns(project, parent, seen)
+    if inherited is None or any(not select.alias_or_name for select in query.selects if not select.is_star):
+        return None
+    return [*inherited, *(select.alias_or_name for select in query.selects if not select.is_star)]
+
+
+def expression_columns(expression: str) -> list[str]:
+    """The unqualified columns an ``expression`` check's condition names, in order (a lambda's parameters are not
+    columns to sqlglot)."""
+    try:
+        tree = sqlglot.parse_one(expression, read="duckdb")
+    except ParseError:
+        return []
+    names: dict[str, None] = {}
+    for column in tree.find_all(exp.Column, bfs=False):
+        if not column.table and column.name:
+            names.setdefault(column.name, None)
+    return list(names)
+
+
+def _field_problem(project: Project, options: RelationshipsOptions) -> str:
+    other = find_object(project, options.to)
+    known = output_columns(project, other) if other is not None else None
+    field = options.field or options.column
+    if other is None or known is None or field.lower() in map(str.lower, known):
+        return ""
+    which = "field" if options.field else "column (the default field)"
+    return (
+        f"relationships to object {other.id} ({other.name}): its {which} {field!r} is not among the columns it returns "
+        f"({', '.join(known)}).{did_you_mean(field, known)} Give its column as field"
+    )
 
 
 def _reference_problem(project: Project, obj: ObjectSpec, target: int | str, connection: str | None) -> str:

@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,15 +44,19 @@ def parse_expiry(text: str, now: float) -> float:
     return at
 
 
-def _open(path: str, state_url: str | None) -> tuple[Project, Any]:
+def _open(path: str, state_url: str | None, reading: ExitStack | None = None) -> tuple[Project, Any]:
+    """The project and its key store; with ``reading`` (a command that only reads), a SQLite state store that does
+    not exist yet is an empty one that ``reading`` removes (nothing created in the project folder)."""
     from sluice.api.security.keys import open_key_store
+    from sluice.runtime.reading import unwritten
 
     try:
         project = load_project(path)
     except ValidationFailed as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
-    return project, open_key_store(state_url or project.resolve_state_url(), project.root)
+    url = state_url or project.resolve_state_url()
+    return project, open_key_store(unwritten(url, project.root, reading) if reading is not None else url, project.root)
 
 
 def _check_role(project: Project, role: str) -> None:
@@ -110,11 +115,12 @@ def create(path: str, role: str, owner: str | None, expires: str | None, state_u
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of the keys (never the keys themselves).")
 def list_keys(path: str, state_url: str | None, as_json: bool) -> None:
     """List the keys: id, role, owner, times and state (active, expired, revoked)."""
-    _project, store = _open(path, state_url)
-    try:
-        records = store.all()
-    finally:
-        store.close()
+    with ExitStack() as reading:
+        _project, store = _open(path, state_url, reading)
+        try:
+            records = store.all()
+        finally:
+            store.close()
     now = time.time()
     if as_json:
         click.echo(json.dumps([record.as_json(now) for record in records]))

@@ -142,6 +142,7 @@ def backfill(
                 raise ConfigError(f"--timezone {tz_name!r} is not an IANA time zone name (e.g. Europe/Paris)") from None
             spec = BackfillSpec(_day(start, "--from"), _day(end, "--to"), chosen, schedule, cron, parallel, tz_name)
             dates = logical_dates(spec.start, spec.end, cron, tz)
+            check_parallel(project, spec.targets, parallel)  # before a backfill is recorded
             found = None if fresh else backfills.unfinished(spec)
             if found is not None:
                 click.echo(f"resuming backfill {found.backfill_id} (same dates and targets; --new starts afresh)", err=True)
@@ -202,11 +203,12 @@ def _stop_on_interrupt(backfills: Backfills, runs: InProcessRuns, resume: str) -
 
 def _list(backfills: Backfills, as_json: bool) -> None:
     records = backfills.state.list_backfills(backfills.project)
+    all_dates = backfills.state.backfills_dates([r.backfill_id for r in records])  # one query, as GET /backfills
     if as_json:
-        click.echo(json.dumps([backfill_json(r, backfills.state.backfill_dates(r.backfill_id)) for r in records]))
+        click.echo(json.dumps([backfill_json(r, all_dates[r.backfill_id]) for r in records]))
         return
     for r in records:
-        dates = backfills.state.backfill_dates(r.backfill_id)
+        dates = all_dates[r.backfill_id]
         done = sum(1 for d in dates if d.status == "succeeded")
         spec = r.spec
         when = datetime.fromtimestamp(r.created_at).isoformat(timespec="seconds")

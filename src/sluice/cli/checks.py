@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import ExitStack
 
 import click
 
@@ -38,15 +39,18 @@ def check(
     from sluice.checks.store import load_results
     from sluice.lake.registry import open_lake
     from sluice.project.load import load_project
+    from sluice.runtime.reading import unwritten
     from sluice.state.registry import open_state
 
+    reading = ExitStack()  # --results only reads: a state store not created yet is not created
     try:
         project = load_project(path)
         unknown = [i for i in object_ids if i not in project.objects]
         if unknown:
             raise SluiceError(f"no object {unknown[0]} in project '{project.name}'")
         chosen = [project.objects[i] for i in object_ids] or [o for o in project.objects.values() if o.checks]
-        state = open_state(state_url or project.resolve_state_url(), project.root)
+        url = state_url or project.resolve_state_url()
+        state = open_state(unwritten(url, project.root, reading) if results else url, project.root)
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -60,6 +64,7 @@ def check(
             sys.exit(1)
         finally:
             state.close()
+            reading.close()
         for result in kept:
             if as_json:
                 click.echo(json.dumps(dataclasses.asdict(result)))

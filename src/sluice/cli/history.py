@@ -49,7 +49,7 @@ def prune(path: str, keep: str | None, dry_run: bool, as_json: bool, bus_url: st
         except ValueError as exc:
             raise ConfigError(f"--keep: {exc}") from None
         assert settings is not None
-        with open_backends(project, bus_url, state_url) as backends:
+        with open_backends(project, bus_url, state_url, read_only=True) as backends:  # a missing file: nothing to prune
             report = prune_history(
                 backends.state,
                 backends.bus,

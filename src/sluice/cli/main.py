@@ -165,7 +165,7 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
     from sluice.runtime.summary import RunOptions
 
     project = _load(path)
-    with open_backends(project, bus_url, state_url) as backends:
+    with open_backends(project, bus_url, state_url, read_only=True) as backends:
         latest = {} if force else dict(backends.state.latest_outputs(project.name))
         fingerprints = Fingerprints(project, backends.lake, latest=latest, force=force)
         the_plan = plan_run(project, RunOptions(targets=list(targets) or None, force=force), fingerprints)
@@ -311,7 +311,7 @@ def events(path: str, run_id: str | None, as_json: bool, schema: bool, bus_url: 
 
     project = _load(path)
     json_lines = as_json or not sys.stdout.isatty()
-    with open_backends(project, bus_url, state_url) as backends:
+    with open_backends(project, bus_url, state_url, read_only=True) as backends:
         for position, event in run_events(backends, project, run_id):
             record = ev.to_record(event, position)
             if json_lines:
@@ -353,7 +353,7 @@ def runs(
 
     project = _load(path)
     after, before = parse_when(since, "--since"), parse_when(until, "--until")
-    with open_backends(project, bus_url, state_url) as backends:
+    with open_backends(project, bus_url, state_url, read_only=True) as backends:
         records = backends.state.find_runs(project.name, status=status, schedule=schedule, since=after, until=before, limit=limit)
     if as_json:
         click.echo(

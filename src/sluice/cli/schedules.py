@@ -129,19 +129,16 @@ def scheduler(
 def schedules(path: str, as_json: bool, count: int) -> None:
     """List the project's schedules: next fire times, last tick and last run."""
     from sluice.project.load import load_project
+    from sluice.runtime.reading import reading_state
     from sluice.scheduling.listing import schedules_view
-    from sluice.state.registry import open_state
 
     try:
         project = load_project(path)
-        state = open_state(project.resolve_state_url(), project.root)
+        with reading_state(project) as state:
+            view = schedules_view(project, state, datetime.now(UTC), count)
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    try:
-        view = schedules_view(project, state, datetime.now(UTC), count)
-    finally:
-        state.close()
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return

@@ -27,7 +27,7 @@ def sensors(path: str, as_json: bool, poll: bool, bus_url: str | None, state_url
 
     try:
         project = load_project(path)
-        with open_backends(project, bus_url, state_url) as backends:
+        with open_backends(project, bus_url, state_url, read_only=not poll) as backends:
             hosted = Sensors(project, backends.state, backends.bus)
             try:
                 started = _poll(project, hosted, bus_url, state_url) if poll else []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 
 import click
 
@@ -20,7 +21,10 @@ from sluice.state.base import StateStore
 USER_ERROR = 2
 
 
-def _open(path: str, state_url: str | None) -> tuple[Project, StateStore]:
+def _open(path: str, state_url: str | None, reading: ExitStack | None = None) -> tuple[Project, StateStore]:
+    """The project and its state store; with ``reading`` (``show``), a SQLite store that does not exist yet is an
+    empty one that ``reading`` removes (nothing created in the project folder)."""
+    from sluice.runtime.reading import unwritten
     from sluice.state.registry import open_state
 
     # the cursors need the project's name, objects and state store, not its connections: their unset
@@ -30,7 +34,8 @@ def _open(path: str, state_url: str | None) -> tuple[Project, StateStore]:
     if problems or project is None:
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
-    return project, open_state(state_url or project.resolve_state_url(), project.root)
+    url = state_url or project.resolve_state_url()
+    return project, open_state(unwritten(url, project.root, reading) if reading is not None else url, project.root)
 
 
 @click.group()
@@ -44,11 +49,12 @@ def state() -> None:
 @click.option("--state", "state_url", help="State store URL (default: the project's).")
 def show(path: str, as_json: bool, state_url: str | None) -> None:
     """List the saved cursor of each incremental source."""
-    project, store = _open(path, state_url)
-    try:
-        cursors = dict(sorted(store.source_cursors(project.name).items()))
-    finally:
-        store.close()
+    with ExitStack() as reading:
+        project, store = _open(path, state_url, reading)
+        try:
+            cursors = dict(sorted(store.source_cursors(project.name).items()))
+        finally:
+            store.close()
     values = {object_id: _value(text) for object_id, text in cursors.items()}
     if as_json:
         click.echo(json.dumps({str(object_id): value for object_id, value in values.items()}))

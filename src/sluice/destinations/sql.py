@@ -9,7 +9,8 @@ runs, so every backend has the same semantics. One write is one transaction, boo
 - ``replace``: empty the table and load it when its columns and types match the data, else drop it and
   create it from the data. Readers see the old rows until the transaction commits.
 - ``merge``: load into a temporary staging table, keep the last row of each key, delete the target rows
-  whose key is staged and insert the staged rows. Running the same merge twice leaves the same rows.
+  whose key is staged and insert the staged rows. Running the same merge twice leaves the same rows; merges
+  into one table at once take turns (:meth:`SqlDestination.lock_ddl`), so none inserts a key twice.
 
 Every mode runs the same column check against an existing table (:meth:`SqlDestination._evolve`): a
 column new in the data is added (nullable); a column whose values convert without loss is converted
@@ -419,6 +420,9 @@ class SqlDestination(Destination):
                 f"merge into table '{label}': {nulls[0][0]} rows have a null key ({', '.join(key)}); key columns must not be null"
             )
         self.before_merge(name, stage)
+        # Merges into one table take turns (PostgreSQL: an advisory lock to the commit): two at once would each
+        # miss the other's uncommitted rows and insert a key twice (dates of a parallel backfill).
+        self.lock_ddl(f"merge:{name}")
         matches = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in key)
         narrow = self.merge_filter(name)
         where = f"{narrow} AND " if narrow else ""

@@ -48,7 +48,7 @@ def sql_columns(sql: str) -> list[str] | None:
     query = statements[0]
     selects = query.selects
     names = query.named_selects
-    if any(select.is_star for select in selects) or len(names) != len(selects):
+    if any(select.is_star for select in selects) or len(names) != len(selects) or not all(names):
         return None
     return list(names)
 

@@ -220,8 +220,7 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         else ()
     )
     scheduled = {oid: obj for oid, obj in objects.items() if oid not in left_out}
-    schedule_notes: list[str] = []
-    schedules = frequency_schedules(scheduled, schedule_notes)
+    schedules = frequency_schedules(scheduled, problems)
     project = Project(
         name=path.stem,
         root=path.parent.resolve(),
@@ -229,7 +228,7 @@ def read_objets_json(path: Path) -> tuple[Project | None, list[ConfigError]]:
         objects={oid: obj for oid, obj in objects.items() if oid not in left_out},
         connections={},
         left_out=left_out,
-        notes=(*notes, *schedule_notes),
+        notes=notes,
         schedules=schedules,
     )
     return project, problems

@@ -80,7 +80,7 @@ def read_objets(
     merged = {**objects, **{oid: obj for oid, obj in own.items() if oid not in objects and oid not in project.left_out}}
     for oid in set(own) & set(project.left_out):
         notes.append(f"object {oid}: sluice.yaml completes it but {path.name} leaves it out ({project.left_out[oid].reason})")
-    schedules = frequency_schedules(objects, notes)
+    schedules = frequency_schedules(objects, [])  # its problems are read_objets_json's, reported above
     return ObjetsObjects(merged, project.left_out, tuple(notes), schedules)
 
 

@@ -82,26 +82,31 @@ def criticality(
     return found
 
 
-def frequency_schedules(objects: Mapping[int, ObjectSpec], notes: list[str]) -> tuple[ScheduleSpec, ...]:
+def frequency_schedules(objects: Mapping[int, ObjectSpec], problems: list[ConfigError]) -> tuple[ScheduleSpec, ...]:
     """One schedule per distinct ``Fréquence`` of ``objects`` (their metadata), targeting the objects that carry it.
 
-    A value that is neither a cron expression nor a known word schedules nothing: a note says so.
+    A value that is neither a cron expression nor a known word is a problem at the object's record: a frequency
+    schedules the object, so a typo would otherwise leave it unscheduled without a word.
     """
     groups: dict[str, list[int]] = {}
-    unknown: dict[str, list[int]] = {}
+    words = ", ".join(sorted({word.capitalize() for word in FREQUENCY_WORDS}))
     for oid, obj in sorted(objects.items()):
         value = _field(obj.metadata, FREQUENCY_FIELDS)
         if value is None:
             continue
         cron = frequency_cron(value)
-        if cron is None:
-            unknown.setdefault(str(value), []).append(oid)
-        else:
+        if cron is not None:
             groups.setdefault(cron, []).append(oid)
-    for value, ids in unknown.items():
-        notes.append(
-            f"objects {', '.join(map(str, ids[:5]))}{'...' if len(ids) > 5 else ''}: Fréquence {value!r} is not a cron "
-            f"expression (e.g. '0 * * * *') nor one of {', '.join(sorted(set(FREQUENCY_WORDS)))}; they are not scheduled"
+            continue
+        text = " ".join(str(value).split())
+        why = check_cron(text) if len(text.split()) in (5, 6) else None
+        what = why or f"{value!r} is neither a cron expression (e.g. '0 * * * *') nor one of {words}"
+        problems.append(
+            ConfigError(
+                f"object {oid} ({obj.name}): Fréquence: {what}; fix it, or remove it to leave the object unscheduled",
+                obj.origin.file,
+                obj.origin.line,
+            )
         )
     specs = []
     for cron, ids in groups.items():

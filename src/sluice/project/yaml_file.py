@@ -123,6 +123,11 @@ class _Reader:
         bus = self.url("bus", top.bus if top else None, data.line_of("bus"))
         state = self.url("state", top.state if top else None, data.line_of("state"))
         syncs = self.syncs(data.get("syncs"), data.line_of("syncs"), bus)
+        sensors = read_sensors(self, data.get("sensors"), data.line_of("sensors"), objects, syncs)
+        schedules = (
+            *read_schedules(data.get("schedules"), data.line_of("schedules"), self.file, objects, self.problems),
+            *(objets.schedules if objets is not None else ()),
+        )
         return Project(
             name=str((top.name if top else None) or self.path.resolve().parent.name),
             root=self.path.parent.resolve(),
@@ -140,20 +145,22 @@ class _Reader:
             left_out=objets.left_out if objets is not None else {},
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
-            alerts=self.alerts(data.get("alerts"), data.line_of("alerts"), objects),
-            history=self.history(data.get("history"), data.line_of("history")),
-            sensors=read_sensors(self, data.get("sensors"), data.line_of("sensors"), objects, syncs),
-            schedules=(
-                *read_schedules(data.get("schedules"), data.line_of("schedules"), self.file, objects, self.problems),
-                *(objets.schedules if objets is not None else ()),
+            alerts=self.alerts(
+                data.get("alerts"), data.line_of("alerts"), objects, [s.name for s in schedules], [s.name for s in sensors]
             ),
+            history=self.history(data.get("history"), data.line_of("history")),
+            sensors=sensors,
+            schedules=schedules,
         )
 
-    def alerts(self, raw: Any, line: int | None, objects: dict[int, ObjectSpec]) -> AlertsSpec | None:
-        """The ``alerts:`` section, every mapping checked at its line (:mod:`sluice.alerts.config`)."""
+    def alerts(
+        self, raw: Any, line: int | None, objects: dict[int, ObjectSpec], schedules: list[str], sensors: list[str]
+    ) -> AlertsSpec | None:
+        """The ``alerts:`` section, every mapping checked at its line (:mod:`sluice.alerts.config`) against the
+        project's objects, schedules and sensors."""
         if raw is None:
             return None
-        spec, problems = read_alerts(raw, self.file, line, objects)
+        spec, problems = read_alerts(raw, self.file, line, objects, schedules, sensors)
         self.problems.extend(problems)
         return spec
 

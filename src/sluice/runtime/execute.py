@@ -21,9 +21,9 @@ import pyarrow as pa
 from sluice.checks.run import Checked, CheckRunner, register_series
 from sluice.connectors.base import Source, SourceContext
 from sluice.errors import TerminalError, TransientError
-from sluice.lake.base import Lake, Then
+from sluice.lake.base import Lake, LakeWrite, Then
 from sluice.lake.kept_files import SourceFile
-from sluice.project.model import ObjectSpec, Project, layer_of
+from sluice.project.model import ObjectSpec, Project, layer_of, parent_keys
 from sluice.state.base import StateStore
 from sluice.transforms.engines import Engine, open_engine
 
@@ -70,12 +70,27 @@ class ObjectExecutor:
         self.state = state
         self.source_context = SourceContext(project.root, project.connections)
         self._engines: dict[str, Engine] = {}
+        from sluice.scheduling.templating import dated_objects
+
+        self.dated = dated_objects(project)
+        """Objects writing one lake output per logical date in a run that has one (:mod:`sluice.lake.dated`)."""
         register_series(project)  # the check counters' series at zero, before any check runs
 
     def run(
-        self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], *, delay_s: float = 0.0, fail: bool = False
+        self,
+        obj: ObjectSpec,
+        run_id: str,
+        inputs: Mapping[str, str | None],
+        *,
+        delay_s: float = 0.0,
+        fail: bool = False,
+        logical_date: str | None = None,
     ) -> Outcome:
-        """Process ``obj`` given its parents' lake locations; raise on failure."""
+        """Process ``obj`` given its parents' lake locations (this run's: ``ObjectReady.inputs``); raise on failure.
+
+        ``logical_date`` (ISO text): the run's; an object depending on it (:attr:`dated`) then writes its own lake
+        output for that date and copies it to its plain output when no later date's is there (:mod:`sluice.lake.dated`).
+        """
         if delay_s > 0:
             time.sleep(delay_s)
         if fail:
@@ -83,7 +98,7 @@ class ObjectExecutor:
         if obj.kind not in ("source", "noop") and self.engine(obj.engine).writes_lake:
             # Spark: the engine writes the lake itself, a table model as its SQL bound to its parents
             plain = self._model_as_object(obj) if obj.model is not None else obj
-            return self._write_by_engine(plain, run_id, inputs)
+            return self._write_by_engine(plain, run_id, inputs, logical_date)
         rows: int | None = None
         source = self._source(obj)
         if obj.model is not None:
@@ -95,17 +110,22 @@ class ObjectExecutor:
             reader = source.read() if source is not None else self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
-        outcome = self._write(obj, run_id, reader, rows, source.whole_file() if source is not None else None)
+        outcome = self._write(obj, run_id, reader, rows, source.whole_file() if source is not None else None, logical_date)
         if source is not None:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
         return outcome
 
-    def check(self, obj: ObjectSpec, run_id: str, location: str | None) -> Checked:
+    def check(
+        self, obj: ObjectSpec, run_id: str, location: str | None, inputs: Mapping[str, str | None] | None = None
+    ) -> Checked:
         """Run ``obj``'s checks on the output just written (``location``: its lake location), where it is
-        (docs/checks.md); nothing for an object without checks. Raises what :meth:`CheckRunner.run` raises."""
+        (docs/checks.md), a parent it refers to read from this run's ``inputs``; nothing for an object without
+        checks. Raises what :meth:`CheckRunner.run` raises."""
         if not obj.checks:
             return Checked()
-        return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location)
+        keys = parent_keys(self.project, obj).items()
+        parents = {pid: loc for pid, key in keys if (loc := (inputs or {}).get(key)) is not None}
+        return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location, run_outputs=parents)
 
     def _source(self, obj: ObjectSpec) -> Source | None:  # type: ignore[type-arg]
         if obj.kind != "source":
@@ -119,8 +139,29 @@ class ObjectExecutor:
         )
         return open_source(obj.source, context)
 
+    def _lake_name(self, obj: ObjectSpec, logical_date: str | None) -> str:
+        """``obj``'s lake name in a run of ``logical_date``: its own per date when it depends on the date."""
+        if logical_date and obj.id in self.dated:
+            from sluice.lake.dated import dated_name
+
+            return dated_name(obj.name, logical_date)
+        return obj.name
+
+    def _promote(self, obj: ObjectSpec, written: LakeWrite, logical_date: str | None) -> None:
+        """Make a per-date output the plain one when it is the latest date's (:func:`sluice.lake.dated.promote`)."""
+        if logical_date and obj.id in self.dated:
+            from sluice.lake.dated import promote
+
+            promote(self.lake, layer_of(self.project, obj), obj.name, written, logical_date, obj.partition_by)
+
     def _write(
-        self, obj: ObjectSpec, run_id: str, reader: pa.RecordBatchReader, rows: int | None = None, file: SourceFile | None = None
+        self,
+        obj: ObjectSpec,
+        run_id: str,
+        reader: pa.RecordBatchReader,
+        rows: int | None = None,
+        file: SourceFile | None = None,
+        logical_date: str | None = None,
     ) -> Outcome:
         """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored;
         ``file``: the Parquet file ``reader`` streams whole (:meth:`Source.whole_file`), which the lake may keep as is
@@ -138,10 +179,12 @@ class ObjectExecutor:
         # The destination is loaded while the new lake file is written (the same batches, lake.base.keep_then)
         # and commits once that file is complete; the file replaces the old one after the load: a load or a
         # lake write that fails leaves both the table and the lake as they were.
+        name = self._lake_name(obj, logical_date)
         if file is not None and not obj.date_parts and not obj.partition_by:
-            written = self.lake.write_file(layer_of(self.project, obj), obj.name, file, reader, then=publish)
+            written = self.lake.write_file(layer_of(self.project, obj), name, file, reader, then=publish)
         else:
-            written = self.lake.write(layer_of(self.project, obj), obj.name, reader, then=publish, partition_by=obj.partition_by)
+            written = self.lake.write(layer_of(self.project, obj), name, reader, then=publish, partition_by=obj.partition_by)
+        self._promote(obj, written, logical_date)
         if rows is None:
             rows = written.published if written.published is not None else written.rows
         return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
@@ -182,7 +225,9 @@ class ObjectExecutor:
         available = self._parent_locations(obj, inputs)
         return self.engine(obj.engine).run(obj, available, object_label=label(obj))
 
-    def _write_by_engine(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None]) -> Outcome:
+    def _write_by_engine(
+        self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], logical_date: str | None = None
+    ) -> Outcome:
         """An engine that writes the lake itself (Spark): it fills a staging place, committed here (or read
         by the destination and dropped, for an object that keeps no lake copy)."""
         engine = self.engine(obj.engine)
@@ -191,7 +236,7 @@ class ObjectExecutor:
         publish: Then | None = (
             functools.partial(self._publish, obj, load_id=f"{run_id}:{obj.id}") if obj.destination is not None else None
         )
-        staged = self.lake.stage(self.project.stage(obj.stage).layer, obj.name)
+        staged = self.lake.stage(self.project.stage(obj.stage).layer, self._lake_name(obj, logical_date))
         try:
             engine.write(obj, available, staged, object_label=label(obj))
             if not obj.lake:
@@ -200,6 +245,7 @@ class ObjectExecutor:
             written = staged.commit(then=publish)
         finally:
             staged.discard()
+        self._promote(obj, written, logical_date)
         rows = written.published if written.published is not None else written.rows
         return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
 

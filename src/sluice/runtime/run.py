@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +25,7 @@ from sluice.lake.registry import open_lake
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.execute import ObjectExecutor
+from sluice.runtime.reading import unwritten
 from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.runtime.worker import StageWorker
 from sluice.state.base import FINAL_OBJECT_STATUSES, StateStore
@@ -49,24 +50,34 @@ class Backends:
 
 
 @contextmanager
-def open_backends(project: Project, bus_url: str | None = None, state_url: str | None = None) -> Iterator[Backends]:
-    """Open the project's bus, state store and lake (URLs may be overridden) and close them after."""
-    bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
-    try:
-        state = open_state(state_url or project.resolve_state_url(), project.root)
-    except BaseException:
-        bus.close()
-        raise
-    try:
-        backends = Backends(bus, state, open_lake(project))
-    except BaseException:
-        bus.close()
-        state.close()
-        raise
-    try:
-        yield backends
-    finally:
-        backends.close()
+def open_backends(
+    project: Project, bus_url: str | None = None, state_url: str | None = None, *, read_only: bool = False
+) -> Iterator[Backends]:
+    """Open the project's bus, state store and lake (URLs may be overridden) and close them after.
+
+    ``read_only``: for a command that only reads, a SQLite bus or state store that does not exist yet is an empty
+    one in a temporary folder, so nothing is created in the project folder (:mod:`sluice.runtime.reading`).
+    """
+    with ExitStack() as stack:
+        bus_url, state_url = bus_url or project.resolve_bus_url(), state_url or project.resolve_state_url()
+        if read_only:
+            bus_url, state_url = unwritten(bus_url, project.root, stack), unwritten(state_url, project.root, stack)
+        bus = open_bus(bus_url, project.root)
+        try:
+            state = open_state(state_url, project.root)
+        except BaseException:
+            bus.close()
+            raise
+        try:
+            backends = Backends(bus, state, open_lake(project))
+        except BaseException:
+            bus.close()
+            state.close()
+            raise
+        try:
+            yield backends
+        finally:
+            backends.close()
 
 
 ACTIVITY_ENTRY_BYTES = 250  # a cached answer: the run id, a tuple, a float, the dict slot

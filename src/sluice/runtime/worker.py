@@ -286,8 +286,10 @@ class StageWorker:
         started = time.perf_counter()
         try:
             obj = self.templates.render(obj, ready.run_id, ready.logical_date)
-            outcome = self.executor.run(obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail)
-            checked = self.executor.check(obj, ready.run_id, outcome.location)
+            outcome = self.executor.run(
+                obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail, logical_date=ready.logical_date
+            )
+            checked = self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
         except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())

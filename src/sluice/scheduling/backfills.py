@@ -30,12 +30,17 @@ from typing import Any, Protocol
 from croniter import croniter
 
 from sluice.errors import ConfigError
-from sluice.project.model import Project
+from sluice.project.model import ObjectSpec, Project
 from sluice.scheduling.requests import RunRequest
 from sluice.state.base import BackfillDate, BackfillRecord, StateStore
 
 MAX_DATES = 10_000
 """A backfill of more dates than this is refused (a typo in a year, or a minutely cron over months)."""
+
+
+LAKE_ENGINES = frozenset({"duckdb", "spark"})
+"""Model engines reading their parents from the lake locations of the run (``ObjectReady.inputs``) and writing a
+lake output: a date-dependent model on them keeps each date apart (:mod:`sluice.lake.dated`)."""
 
 
 class RunDate(Protocol):
@@ -108,29 +113,60 @@ def _same_work(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: int) -> None:
-    """Refuse ``--parallel`` above 1 when a planned object's output depends on the logical date.
+    """Refuse ``--parallel`` above 1 for a planned object whose dates cannot run at once.
 
-    Each object has one lake output (and one destination table) whatever the date, and a child reads its parent's
-    current output: two dates running at once would read and overwrite each other's (one date's rows written twice,
-    another's lost). An object depends on the date when its ``sql:`` or a source option holds a template
-    (``{{ ds }}``...), or one of its ancestors does. Raises ConfigError naming them.
+    An object depends on the logical date when its ``sql:`` or a source option holds a template (``{{ ds }}``...)
+    or one of its ancestors does (:func:`~sluice.scheduling.templating.dated_objects`). Each date's run writes
+    such an object's own lake output and its children read that one (:mod:`sluice.lake.dated`), so dates at once
+    keep apart in the lake. What stays unsafe, refused naming the object:
+
+    - a destination with ``mode: replace``: each date empties the whole table and loads its slice, so the table
+      ends with whichever date committed last (``--parallel 1``: the last date's);
+    - a model run in its warehouse (``engine: warehouse``, ``dbt``): it reads its parents' tables (every date's
+      rows) and rebuilds one table;
+    - an ``incremental`` model: each date merges into the model's previous output (``{{ this }}``), which a date
+      running at once has not written yet.
+
+    ``append`` (each date's rows, once per run) and ``merge`` (the PostgreSQL destination takes turns per table;
+    DuckDB and SQLite write one load at a time) are allowed. Raises ConfigError, one line.
     """
     if parallel <= 1:
         return
     from sluice.graph.plan import default_targets, project_graph
-    from sluice.scheduling.templating import templated
+    from sluice.scheduling.templating import dated_objects
 
     graph = project_graph(project)
     chosen = list(targets) if targets else default_targets(project)
     planned = graph.ancestors(chosen) | set(chosen)
-    dated = {oid for oid in planned if templated(project.objects[oid])}
-    dated |= graph.descendants(dated) & planned
-    if dated:
-        names = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in sorted(dated)[:5])
-        raise ConfigError(
-            f"--parallel {parallel}: objects {names} depend on the logical date and have one output shared by every "
-            "date, so dates run at once would overwrite each other's; run them in order (--parallel 1)"
+    for oid in sorted(dated_objects(project) & planned):
+        obj = project.objects[oid]
+        problem = _parallel_problem(obj)
+        if problem is not None:
+            raise ConfigError(
+                f"--parallel {parallel}: object {oid} ({obj.name}) depends on the logical date and {problem}",
+                obj.origin.file,
+                obj.origin.line,
+            )
+
+
+def _parallel_problem(obj: ObjectSpec) -> str | None:
+    """Why dates of the date-dependent ``obj`` cannot run at once, and what to do; None when they can."""
+    if obj.destination is not None and obj.destination.mode == "replace":
+        return (
+            f"writes table '{obj.destination.table}' with mode replace, which each date empties: "
+            "run it with --parallel 1, or give it mode append or merge (with a key holding the date)"
         )
+    if obj.model is not None and obj.model.engine not in LAKE_ENGINES:
+        return (
+            f"runs in its warehouse (engine {obj.model.engine}) over its parents' tables, which hold every date's "
+            "rows, into one table: run it with --parallel 1"
+        )
+    if obj.model is not None and obj.model.materialized == "incremental":
+        return (
+            "is an incremental model, which merges into its previous date's output: "
+            "run it with --parallel 1, or make it materialized: table"
+        )
+    return None
 
 
 class Backfills:

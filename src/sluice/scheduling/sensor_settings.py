@@ -62,7 +62,10 @@ class SensorSettings(Settings):
             raise ValueError(f"type {self.type} takes no {', '.join(given)}")
         if self.targets is not None and self.tags is not None:
             raise ValueError("give targets or tags, not both")
-        parse_duration(self.min_interval)
+        try:
+            parse_duration(self.min_interval)
+        except ValueError as exc:
+            raise ValueError(f"min_interval: {exc}") from None
 
     @property
     def min_interval_s(self) -> float:

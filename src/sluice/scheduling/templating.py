@@ -101,6 +101,18 @@ def templated(obj: ObjectSpec) -> bool:
     return obj.source is not None and any(has_template(v) for v in msgspec.structs.asdict(obj.source.options).values())
 
 
+def dated_objects(project: Project) -> frozenset[int]:
+    """The objects whose output depends on the logical date: those :func:`templated`, and their descendants (they
+    read a templated ancestor's slice). In a run with a logical date each writes its own lake output per date
+    (:mod:`sluice.lake.dated`)."""
+    from sluice.graph.plan import project_graph
+
+    ids = {oid for oid, obj in project.objects.items() if templated(obj)}
+    if not ids:
+        return frozenset()
+    return frozenset(ids | project_graph(project).descendants(ids))
+
+
 def render_object(obj: ObjectSpec, context: Mapping[str, Any]) -> ObjectSpec:
     """``obj`` with its ``sql:`` and string source options rendered (``obj`` itself when it holds no template)."""
     if not templated(obj):

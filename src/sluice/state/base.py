@@ -259,6 +259,11 @@ class HistoryStore(ABC):
         """The backfill's dates in date order."""
 
     @abstractmethod
+    def backfills_dates(self, backfill_ids: Sequence[str]) -> dict[str, list[BackfillDate]]:
+        """The dates of each of ``backfill_ids`` in date order, in one query whatever their number (``GET
+        /backfills``); a backfill without dates, or unknown, maps to ``[]``."""
+
+    @abstractmethod
     def save_backfill_date(self, backfill_id: str, date: BackfillDate) -> None:
         """Replace the state of one date of the backfill."""
 

@@ -118,6 +118,20 @@ class HistoryTables(HistoryStore):
         rows = self._query(f"SELECT {_DATE} FROM {{s}}backfill_dates WHERE backfill_id = ? ORDER BY logical_date", (backfill_id,))
         return [BackfillDate(*row) for row in rows]
 
+    def backfills_dates(self, backfill_ids: Sequence[str]) -> dict[str, list[BackfillDate]]:
+        found: dict[str, list[BackfillDate]] = {backfill_id: [] for backfill_id in backfill_ids}
+        if not found:
+            return found
+        marks = ", ".join("?" * len(found))
+        rows = self._query(
+            f"SELECT backfill_id, {_DATE} FROM {{s}}backfill_dates WHERE backfill_id IN ({marks}) "
+            "ORDER BY backfill_id, logical_date",
+            tuple(found),
+        )
+        for row in rows:
+            found[row[0]].append(BackfillDate(*row[1:]))
+        return found
+
     def save_backfill_date(self, backfill_id: str, date: BackfillDate) -> None:
         self._execute_all(
             [
