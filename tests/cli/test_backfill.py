@@ -135,3 +135,26 @@ def test_a_refused_parallel_backfill_records_nothing(tmp_path: Path) -> None:
     assert _runs_by_day(tmp_path / "bf") == {}
     listed = sluice_cli("backfill", str(path), "--list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stdout
+
+
+def test_parallel_dates_run_an_object_that_does_not_depend_on_the_date_once(tmp_path: Path) -> None:
+    """A new user's trial: with --parallel 3 every date of the first wave ran the date-free users object, and its
+    append destination held its rows three times; now the first date runs it alone and the others find it fresh."""
+    import duckdb
+
+    text = (
+        "name: bf\nconnections:\n  dw: duckdb:///dw.duckdb\nobjects:\n"
+        "  - {id: 1001, name: users, source: {type: faker, schema: users, rows: 50, seed: 1}}\n"
+        "  - {id: 2001, name: users_app, parents: [1001], sql: 'select user_id from users', "
+        "destination: {connection: dw, table: users_app, mode: append}}\n"
+        "  - {id: 2002, name: days, parents: [1001], sql: \"select count(*) as n, DATE '{{ ds }}' as day from users\", "
+        "destination: {connection: dw, table: days, mode: append}}\n"
+    )
+    path = write_yaml(tmp_path / "bf", text)
+    done = sluice_cli("backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-04", "--parallel", "3")
+    assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(tmp_path / "bf" / "dw.duckdb"), read_only=True) as db:
+        assert db.execute("select count(*), count(distinct user_id) from users_app").fetchone() == (50, 50)
+        assert db.execute("select count(*) from days").fetchone() == (4,)
+    assert "objects 1001 (users), 2001 (users_app) do not depend on the date: the first date runs them alone" in done.stderr
+    assert sorted(_runs_by_day(tmp_path / "bf")) == ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]

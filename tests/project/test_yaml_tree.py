@@ -58,3 +58,18 @@ def test_a_syntax_error_keeps_the_pure_python_words_and_line() -> None:
         load_yaml("name: demo\nobjects:\n\t- id: 1\n", "sluice.yaml")
     assert "a tab character cannot indent" in str(caught.value)
     assert caught.value.line == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("name: y\nobjects:\n  - id: 1001\n    name: a\n    sql: {{ ds }}\n", 5),  # the likely mistake
+        ("name: y\nobjects:\n  - {id: 1001, name: a, ? [x]: 1}\n", 3),
+    ],
+)
+def test_a_mapping_or_list_as_a_key_is_one_line_naming_the_quote_to_add(text: str, line: int) -> None:
+    """A new user's trial: an unquoted ``sql: {{ ds }}`` crashed every command with ``TypeError: unhashable type``."""
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(text, "sluice.yaml")
+    assert caught.value.line == line
+    assert "quote the value" in str(caught.value) and "\n" not in str(caught.value)

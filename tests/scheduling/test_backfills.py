@@ -156,6 +156,29 @@ def test_parallel_runs_at_most_n_dates_at_once(state: SqliteStateStore) -> None:
     assert sorted(runs.days()[:2]) == ["2026-01-01", "2026-01-02"]  # the first two started first
 
 
+def test_first_alone_runs_dates_one_at_a_time_until_one_succeeded(state: SqliteStateStore) -> None:
+    """With objects that do not depend on the date (``shared_objects``), the first date runs them alone and the
+    next dates find them fresh; a first date that fails leaves the next one alone too."""
+    backfills, backfill_id = _start(state)
+    active: list[int] = [0]
+    log: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def hook(request: RunRequest) -> None:
+        with lock:
+            active[0] += 1
+            log.append((request.logical_date.day, active[0]))
+        threading.Event().wait(0.05)
+        with lock:
+            active[0] -= 1
+
+    runs = FakeRuns(fail=frozenset({"2026-01-01"}), hook=hook)
+    assert backfills.run(backfill_id, runs, parallel=3, first_alone=True).status == "failed"
+    assert log[:2] == [(1, 1), (2, 1)]  # day 1 failed alone, day 2 ran alone too
+    assert max(n for day, n in log if day > 2) > 1  # once day 2 succeeded, dates ran together
+    assert sorted(runs.days()) == [f"2026-01-0{i}" for i in range(1, 7)]
+
+
 def test_the_dates_are_midnights_of_the_range_inclusive() -> None:
     dates = logical_dates(date(2026, 1, 30), date(2026, 2, 2))
     assert dates[0] == datetime(2026, 1, 30, tzinfo=UTC) and dates[-1] == datetime(2026, 2, 2, tzinfo=UTC)

@@ -108,7 +108,7 @@ def backfill(
     """
     from sluice.project.load import load_project
     from sluice.runtime.run import WorkersMode
-    from sluice.scheduling.backfills import Backfills, BackfillSpec, check_parallel, logical_dates
+    from sluice.scheduling.backfills import Backfills, BackfillSpec, check_parallel, logical_dates, shared_objects
     from sluice.scheduling.launch import InProcessRuns
     from sluice.state.registry import open_state
 
@@ -151,6 +151,15 @@ def backfill(
         check_parallel(project, tuple(kept_targets) if isinstance(kept_targets, list) else None, parallel)
         left = sum(1 for d in state.backfill_dates(record.backfill_id) if d.status != "succeeded")
         click.echo(f"backfill {record.backfill_id}: {left} date(s) to run, {parallel} at once", err=True)
+        shared = shared_objects(project, tuple(kept_targets) if isinstance(kept_targets, list) else None)
+        first_alone = parallel > 1 and bool(shared) and not force
+        if first_alone:
+            names = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in sorted(shared)[:3])
+            more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+            click.echo(
+                f"objects {names}{more} do not depend on the date: the first date runs them alone, the others find them fresh",
+                err=True,
+            )
         from sluice.runtime.summary import RunOptions
 
         defaults = RunOptions(force=force, simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
@@ -159,7 +168,7 @@ def backfill(
             mode: WorkersMode = "external" if workers == "external" else "in-process"
             with InProcessRuns(project, defaults, workers=mode, bus_url=bus_url, state_url=state_url) as runs:
                 _stop_on_interrupt(backfills, runs, f"sluice backfill {path} --resume {record.backfill_id}")
-                final = backfills.run(record.backfill_id, runs, parallel, on_date)
+                final = backfills.run(record.backfill_id, runs, parallel, on_date, first_alone=first_alone)
         except KeyboardInterrupt:
             click.echo(f"interrupted; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
             sys.exit(130)

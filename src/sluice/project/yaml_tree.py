@@ -40,6 +40,12 @@ class _FastLineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: i
     refuses is parsed again by :class:`_LineLoader` for the error's words."""
 
 
+UNHASHABLE_KEY = (
+    "a value starting with '{' or '[' is read as a mapping or a list, and one is used here as a key "
+    "(an unquoted {{ ds }}?): quote the value, e.g. sql: \"select '{{ ds }}'\""
+)
+
+
 def _construct_mapping(loader: _LineLoader | _FastLineLoader, node: yaml.MappingNode) -> YamlMap:
     loader.flatten_mapping(node)
     mapping = YamlMap()
@@ -48,6 +54,8 @@ def _construct_mapping(loader: _LineLoader | _FastLineLoader, node: yaml.Mapping
     mapping.duplicates = []
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, (dict, list)):  # `sql: {{ ds }}` unquoted: a flow mapping whose key is a mapping
+            raise yaml.constructor.ConstructorError(None, None, UNHASHABLE_KEY, key_node.start_mark)
         line = key_node.start_mark.line + 1
         if str(key) in mapping.key_lines:
             mapping.duplicates.append((str(key), line))

@@ -149,6 +149,19 @@ def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: 
             )
 
 
+def shared_objects(project: Project, targets: tuple[int, ...] | None) -> set[int]:
+    """The planned objects (``targets`` and their ancestors; None: the project's default targets) that do not depend
+    on the logical date: every date's run would do the same work and write the same output. Run in order, the first
+    date runs them and the others find them fresh; :meth:`Backfills.run` (``first_alone``) keeps that with
+    ``--parallel`` (dates at once would each run them: an ``append`` destination got their rows once per date)."""
+    from sluice.graph.plan import default_targets, project_graph
+    from sluice.scheduling.templating import dated_objects
+
+    chosen = list(targets) if targets else default_targets(project)
+    planned = project_graph(project).ancestors(chosen) | set(chosen)
+    return planned - dated_objects(project)
+
+
 def _parallel_problem(obj: ObjectSpec) -> str | None:
     """Why dates of the date-dependent ``obj`` cannot run at once, and what to do; None when they can."""
     if obj.destination is not None and obj.destination.mode == "replace":
@@ -199,13 +212,25 @@ class Backfills:
         """Start no more dates (those running finish); the backfill stays resumable."""
         self._stopping.set()
 
-    def run(self, backfill_id: str, run_date: RunDate, parallel: int = 1, on_date: OnDate | None = None) -> BackfillRecord:
+    def run(
+        self,
+        backfill_id: str,
+        run_date: RunDate,
+        parallel: int = 1,
+        on_date: OnDate | None = None,
+        *,
+        first_alone: bool = False,
+    ) -> BackfillRecord:
         """Run the dates of ``backfill_id`` not yet succeeded, in date order, at most ``parallel`` at once; returns
-        the backfill as it ends (``running`` still when :meth:`stop` was called or the caller was interrupted)."""
+        the backfill as it ends (``running`` still when :meth:`stop` was called or the caller was interrupted).
+
+        ``first_alone``: until one date of the backfill has succeeded, dates run one at a time (the plan holds objects
+        that do not depend on the date, :func:`shared_objects`: the first date runs them, the next find them fresh)."""
         record = self.state.get_backfill(backfill_id)
         dates = self.state.backfill_dates(backfill_id)
         todo = [d for d in dates if d.status != "succeeded"]
         settled = len(dates) - len(todo)
+        alone = first_alone and settled == 0
         if record.status != "running":
             self.state.finish_backfill(backfill_id, "running", None)
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix=f"backfill-{backfill_id}") as pool:
@@ -213,15 +238,18 @@ class Backfills:
             queue = list(reversed(todo))
             try:
                 while queue or running:
-                    while queue and len(running) < parallel and not self._stopping.is_set():
+                    bound = 1 if alone else parallel
+                    while queue and len(running) < bound and not self._stopping.is_set():
                         running.add(pool.submit(self._run_one, backfill_id, queue.pop(), run_date))
                     if not running:
                         break
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         settled += 1
+                        item = future.result()
+                        alone = alone and item.status != "succeeded"
                         if on_date is not None:
-                            on_date(future.result(), settled, len(dates))
+                            on_date(item, settled, len(dates))
             except BaseException:
                 self._stopping.set()
                 raise
