@@ -106,3 +106,14 @@ def test_frequency_words_and_crons() -> None:
     assert frequency_cron(" Hebdomadaire ") == "0 0 * * 1"
     assert frequency_cron("*/5  *  * * *") == "*/5 * * * *"
     assert frequency_cron(5) is None
+
+
+def test_the_frequence_key_is_found_whatever_its_case_accents_or_spaces(tmp_path: Path) -> None:
+    """A new user's trial: ``fréquence``, ``FREQUENCE``, ``Fréquence `` and a decomposed é left objects unscheduled."""
+    keys = ["fréquence", "FREQUENCE", "Fréquence ", "Fre\u0301quence"]
+    records = [{"IdObjet": 1001 + i, "NomObjet": f"O{i}", "IdObjet_Parent": None, key: "0 3 * * *"} for i, key in enumerate(keys)]
+    project = load_project(write(tmp_path, records))
+    assert {s.name: s.targets for s in project.schedules} == {"objets:0 3 * * *": (1001, 1002, 1003, 1004)}
+    bad = [{"IdObjet": 1001, "NomObjet": "O", "IdObjet_Parent": None, "FREQUENCE": "0 * * * x"}]
+    _, problems = parse_project(write(tmp_path, bad))
+    assert [p.line for p in problems] == [2] and "Fréquence" in problems[0].message

@@ -230,3 +230,18 @@ def test_an_object_with_a_wrong_option_keeps_its_stage(tmp_path: Path) -> None:
     text = "name: t\nobjects:\n  - {id: 1, name: off, stage: ingest, source: {type: faker, schema: users, rows: 1}}\n"
     problems = problems_of(write(tmp_path / "sluice.yaml", text))
     assert len(problems) == 1 and "name: expected str | null, got bool (YAML reads" in problems[0], problems
+
+
+def test_a_templated_destination_table_is_refused_at_its_object(tmp_path: Path) -> None:
+    """A new user's trial: ``table: "u_{{ ds_nodash }}"`` validated, then every date replaced one table literally
+    named ``u_{{ ds_nodash }}`` (destination options are not rendered)."""
+    (tmp_path / "sluice.yaml").write_text(
+        "name: t\nconnections: {wh: 'sqlite:///wh.db'}\nobjects:\n"
+        "  - {id: 1001, name: users, source: {type: faker, schema: users, rows: 3, seed: 1}}\n"
+        "  - {id: 2001, name: u2, parents: [1001], sql: 'select user_id from users', "
+        "destination: {connection: wh, table: 'u_{{ ds_nodash }}', mode: replace}}\n",
+        encoding="utf-8",
+    )
+    (problem,) = problems_of(tmp_path / "sluice.yaml")
+    assert problem.startswith(f"{tmp_path / 'sluice.yaml'}:5: object 2001 (u2): destination table 'u_{{{{ ds_nodash }}}}' holds")
+    assert "rendered in sql: and source options only" in problem

@@ -83,6 +83,7 @@ def test_bad_expressions_and_zones_are_refused() -> None:
     assert check_cron("0 2 * * *") is None
     assert "five fields" in (check_cron("0 2 * *") or "")
     assert "not a cron expression" in (check_cron("0 25 * * *") or "")
+    assert "six fields" in (check_cron("0 0 * * * *") or "")  # croniter would fire it every second
     assert check_timezone("Europe/Paris") is None
     assert "unknown time zone 'Mars/Olympus'" in (check_timezone("Mars/Olympus") or "")
     with pytest.raises(ConfigError, match="IANA"):

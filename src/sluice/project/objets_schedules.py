@@ -49,7 +49,11 @@ CRITICALITY_WORDS = {
 
 
 def _field(metadata: Mapping[str, Any], names: tuple[str, ...]) -> Any:
-    return next((metadata[name] for name in names if metadata.get(name) not in (None, "")), None)
+    """The first of ``names`` given a value in ``metadata``, keys compared as :func:`_plain` words (``fréquence``,
+    ``FREQUENCE``, ``Fréquence `` and a decomposed ``é`` are all ``Fréquence``)."""
+    wanted = [_plain(name) for name in names]
+    found = {_plain(str(key)): value for key, value in metadata.items() if value not in (None, "")}
+    return next((found[name] for name in wanted if name in found), None)
 
 
 def _plain(text: str) -> str:

@@ -236,6 +236,15 @@ def _object_problems(project: Project, obj: ObjectSpec) -> list[ConfigError]:
         problems.append(_problem(obj, f"unknown stage '{obj.stage}' (stages: {known}).{hint}"))
     if not _IDENTIFIER.fullmatch(obj.name):
         problems.append(_problem(obj, f"name '{obj.name}' must be an identifier (letters, digits, _) usable as a SQL table name"))
+    if obj.destination is not None and has_template(obj.destination.table):
+        problems.append(
+            _problem(
+                obj,
+                f"destination table '{obj.destination.table}' holds a template: {{{{ ds }}}} and friends are rendered in "
+                "sql: and source options only (docs/schedules.md); give a plain table name and put the date in a column "
+                "(mode append, or merge with a key holding it)",
+            )
+        )
     return problems
 
 

@@ -35,7 +35,13 @@ def check_cron(expression: str) -> str | None:
     """Why ``expression`` is not a cron expression croniter accepts, or None when it is."""
     if not isinstance(expression, str) or not expression.strip():
         return "a cron expression such as '0 2 * * *' is required"
-    if len(expression.split()) not in (5, 6):
+    fields = len(expression.split())
+    if fields == 6:  # croniter reads a sixth field as seconds: '0 0 * * * *' (Quartz's hourly) fires every second
+        return (
+            f"'{expression}' has six fields: cron here has five (minute hour day month weekday), no seconds "
+            "(a Quartz/Spring expression starts with seconds: drop that first field), e.g. '0 * * * *'"
+        )
+    if fields != 5:
         return f"'{expression}' is not a cron expression: give five fields (minute hour day month weekday), e.g. '0 2 * * *'"
     try:
         croniter(expression)
