@@ -158,3 +158,29 @@ def test_parallel_dates_run_an_object_that_does_not_depend_on_the_date_once(tmp_
         assert db.execute("select count(*) from days").fetchone() == (4,)
     assert "objects 1001 (users), 2001 (users_app) do not depend on the date: the first date runs them alone" in done.stderr
     assert sorted(_runs_by_day(tmp_path / "bf")) == ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]
+
+
+def test_a_date_whose_error_check_failed_does_not_become_the_plain_output(tmp_path: Path) -> None:
+    """A new user's trial: day 3 failed its check, yet its rows became the plain ``cleaned/orders`` output that plain
+    runs, models and other objects' checks read; the plain output now keeps the last date whose checks passed."""
+    from sluice.lake.local import LocalLake
+    from sluice.project.load import load_project
+
+    folder = tmp_path / "bf"
+    landing = folder / "landing"
+    landing.mkdir(parents=True)
+    for day, amount in (("2026-04-01", 3), ("2026-04-02", 4), ("2026-04-03", -5)):
+        (landing / f"{day}.csv").write_text(f"id,amount\n{day[-1]},{amount}\n", encoding="utf-8")
+    text = (
+        "name: bf\nobjects:\n"
+        "  - {id: 1001, name: orders_raw, source: {type: csv, path: 'landing/{{ ds }}.csv'}}\n"
+        "  - {id: 2001, name: orders, parents: [1001], sql: 'select * from orders_raw', "
+        "checks: [{expression: amount > 0}]}\n"
+    )
+    path = write_yaml(folder, text)
+    done = sluice_cli("backfill", str(path), "--from", "2026-04-01", "--to", "2026-04-03")
+    assert done.returncode == 1, done.stderr  # day 3 failed its check
+    project = load_project(path)
+    lake = LocalLake(project.resolve_lake_path())
+    plain = lake.read(lake.current_location("cleaned", "orders") or "").read_all().to_pylist()
+    assert plain == [{"id": 2, "amount": 4}]  # day 2's, the last date that passed

@@ -9,11 +9,12 @@ or overwrite each other's data, as Dagster's partitioned assets and Airflow's pe
 
 The object's plain output ``<layer>/<name>`` (what a run without a logical date, a model's ``{{ this }}``, the
 checks of another object, the API and ``sluice`` commands read) then holds **the latest logical date's** data:
-after writing its own output, a run copies it there (:func:`promote`) unless the plain output already holds a
-later logical date's (recorded in the Arrow schema's metadata under ``sluice.logical_date``; an output written by
-a run without a logical date has none and is replaced). The check and the copy take turns per output (a lock in
-the process, and for the local lake a file lock shared with other processes), so whatever order parallel dates
-finish in, the plain output ends as ``--parallel 1`` leaves it: the last date's.
+after writing its own output and once its checks passed, a run copies it there (:func:`promote`, called by the
+worker) unless the plain output already holds a later logical date's (recorded in the Arrow schema's metadata
+under ``sluice.logical_date``; an output written by a run without a logical date has none and is replaced). The
+check and the copy take turns per output (a lock in the process, and for the local lake a file lock shared with
+other processes), so whatever order parallel dates finish in, the plain output ends as ``--parallel 1`` leaves
+it: the last date's.
 
 Per-date outputs are kept (one per date, like a partitioned asset's partitions); nothing prunes them yet.
 

@@ -30,12 +30,15 @@ from sluice.transforms.engines import Engine, open_engine
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What an object's work produced."""
+    """What an object's work produced. ``dated``: its per-date lake output and logical date, to copy to the plain
+    output once its checks passed (:meth:`ObjectExecutor.promote`); None for an object that does not depend on the
+    date or a run without one."""
 
     rows: int
     location: str | None
     content_hash: str
     destination: str | None = None
+    dated: tuple[LakeWrite, str] | None = None
 
 
 def label(obj: ObjectSpec) -> str:
@@ -147,11 +150,17 @@ class ObjectExecutor:
             return dated_name(obj.name, logical_date)
         return obj.name
 
-    def _promote(self, obj: ObjectSpec, written: LakeWrite, logical_date: str | None) -> None:
-        """Make a per-date output the plain one when it is the latest date's (:func:`sluice.lake.dated.promote`)."""
-        if logical_date and obj.id in self.dated:
+    def _dated(self, obj: ObjectSpec, written: LakeWrite, logical_date: str | None) -> tuple[LakeWrite, str] | None:
+        return (written, logical_date) if logical_date and obj.id in self.dated else None
+
+    def promote(self, obj: ObjectSpec, outcome: Outcome) -> None:
+        """Make ``outcome``'s per-date output the plain one when it is the latest date's
+        (:func:`sluice.lake.dated.promote`); nothing for an outcome without one. Called once the object's checks
+        passed: a date whose ``error`` check failed leaves the plain output as it was. Raises what the lake raises."""
+        if outcome.dated is not None:
             from sluice.lake.dated import promote
 
+            written, logical_date = outcome.dated
             promote(self.lake, layer_of(self.project, obj), obj.name, written, logical_date, obj.partition_by)
 
     def _write(
@@ -184,10 +193,10 @@ class ObjectExecutor:
             written = self.lake.write_file(layer_of(self.project, obj), name, file, reader, then=publish)
         else:
             written = self.lake.write(layer_of(self.project, obj), name, reader, then=publish, partition_by=obj.partition_by)
-        self._promote(obj, written, logical_date)
         if rows is None:
             rows = written.published if written.published is not None else written.rows
-        return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
+        dated = self._dated(obj, written, logical_date)
+        return Outcome(rows, written.location, written.content_hash, destination, dated)
 
     def _model(
         self, obj: ObjectSpec, inputs: Mapping[str, str | None]
@@ -245,9 +254,9 @@ class ObjectExecutor:
             written = staged.commit(then=publish)
         finally:
             staged.discard()
-        self._promote(obj, written, logical_date)
         rows = written.published if written.published is not None else written.rows
-        return Outcome(rows=rows, location=written.location, content_hash=written.content_hash, destination=destination)
+        dated = self._dated(obj, written, logical_date)
+        return Outcome(rows, written.location, written.content_hash, destination, dated)
 
     def engine(self, name: str) -> Engine:
         """The transform engine plugin ``name``, opened once per executor."""

@@ -290,6 +290,8 @@ class StageWorker:
                 obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail, logical_date=ready.logical_date
             )
             checked = self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
+            if not checked.failure:  # a date whose error check failed does not become the plain output
+                self.executor.promote(obj, outcome)
         except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())
