@@ -161,21 +161,26 @@ def test_first_alone_runs_dates_one_at_a_time_until_one_succeeded(state: SqliteS
     next dates find them fresh; a first date that fails leaves the next one alone too."""
     backfills, backfill_id = _start(state)
     active: list[int] = [0]
-    log: list[tuple[int, int]] = []
+    alone: dict[int, bool] = {}
     lock = threading.Lock()
+    wave = threading.Barrier(3, timeout=30)  # days 3-5 must run together once day 2 succeeded
 
     def hook(request: RunRequest) -> None:
+        day = request.logical_date.day
         with lock:
             active[0] += 1
-            log.append((request.logical_date.day, active[0]))
-        threading.Event().wait(0.05)
+            alone[day] = active[0] == 1
+        if day in (1, 2):
+            threading.Event().wait(0.05)  # room for a date started beside it to show in `alone`
+        elif day in (3, 4, 5):
+            wave.wait()
         with lock:
             active[0] -= 1
 
     runs = FakeRuns(fail=frozenset({"2026-01-01"}), hook=hook)
     assert backfills.run(backfill_id, runs, parallel=3, first_alone=True).status == "failed"
-    assert log[:2] == [(1, 1), (2, 1)]  # day 1 failed alone, day 2 ran alone too
-    assert max(n for day, n in log if day > 2) > 1  # once day 2 succeeded, dates ran together
+    assert runs.days()[:2] == ["2026-01-01", "2026-01-02"]  # in date order
+    assert alone[1] and alone[2]  # day 1 failed alone, so day 2 ran alone too
     assert sorted(runs.days()) == [f"2026-01-0{i}" for i in range(1, 7)]
 
 

@@ -18,15 +18,17 @@ Timeout = Annotated[float, Meta(gt=0, description="Seconds to wait for the serve
 Attempts = Annotated[int, Meta(ge=1, le=10, description="Attempts in all for a transient failure (the first included).")]
 
 
-def web_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be POSTed to (no host, or not a URL httpx reads), or None; the scheme is the pattern's."""
+def check_web_url(url: str) -> None:
+    """Raise ValueError (``url: ...``, reported at the ``url:`` line) when ``url`` cannot be POSTed to: no host, or
+    not a URL httpx reads; the scheme is the field's pattern's."""
     import httpx  # the client that posts (webhooks.py); imported only when a channel is read
 
     try:
         host = httpx.URL(url).host
     except (httpx.InvalidURL, TypeError) as exc:
-        return f"url: {url!r} is not a URL ({exc}); write https://host/path"
-    return None if host else f"url: {url!r} has no host; write https://host/path"
+        raise ValueError(f"url: {url!r} is not a URL ({exc}); write https://host/path") from None
+    if not host:
+        raise ValueError(f"url: {url!r} has no host; write https://host/path")
 
 
 class EmailOptions(Settings):
@@ -63,9 +65,7 @@ class SlackOptions(Settings):
     attempts: Attempts = 3
 
     def __post_init__(self) -> None:
-        problem = web_url_problem(self.url)
-        if problem:
-            raise ValueError(problem)
+        check_web_url(self.url)
 
 
 class WebhookOptions(Settings):
@@ -79,9 +79,7 @@ class WebhookOptions(Settings):
     attempts: Attempts = 3
 
     def __post_init__(self) -> None:
-        problem = web_url_problem(self.url)
-        if problem:
-            raise ValueError(problem)
+        check_web_url(self.url)
 
 
 PLUGINS: list[Plugin] = [

@@ -132,13 +132,9 @@ def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: 
     """
     if parallel <= 1:
         return
-    from sluice.graph.plan import default_targets, project_graph
     from sluice.scheduling.templating import dated_objects
 
-    graph = project_graph(project)
-    chosen = list(targets) if targets else default_targets(project)
-    planned = graph.ancestors(chosen) | set(chosen)
-    for oid in sorted(dated_objects(project) & planned):
+    for oid in sorted(dated_objects(project) & _planned(project, targets)):
         obj = project.objects[oid]
         problem = _parallel_problem(obj)
         if problem is not None:
@@ -154,12 +150,17 @@ def shared_objects(project: Project, targets: tuple[int, ...] | None) -> set[int
     on the logical date: every date's run would do the same work and write the same output. Run in order, the first
     date runs them and the others find them fresh; :meth:`Backfills.run` (``first_alone``) keeps that with
     ``--parallel`` (dates at once would each run them: an ``append`` destination got their rows once per date)."""
-    from sluice.graph.plan import default_targets, project_graph
     from sluice.scheduling.templating import dated_objects
 
+    return _planned(project, targets) - dated_objects(project)
+
+
+def _planned(project: Project, targets: tuple[int, ...] | None) -> set[int]:
+    """``targets`` (None: the project's default targets) and their ancestors: what each date's run plans."""
+    from sluice.graph.plan import default_targets, project_graph
+
     chosen = list(targets) if targets else default_targets(project)
-    planned = project_graph(project).ancestors(chosen) | set(chosen)
-    return planned - dated_objects(project)
+    return project_graph(project).ancestors(chosen) | set(chosen)
 
 
 def _parallel_problem(obj: ObjectSpec) -> str | None:
