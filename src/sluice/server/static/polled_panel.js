@@ -1,5 +1,5 @@
-// A sidebar panel filled from a JSON endpoint polled at an interval (the Streams and Schedules panels), hidden
-// while the answer lists nothing. Subclasses give `render(items)`.
+// A sidebar panel filled from a JSON endpoint polled at an interval (the Syncs, Streams, Schedules and Backfills
+// panels), hidden while the answer lists nothing. Subclasses give `render(items)`.
 
 import { pollJSON } from "./api.js";
 

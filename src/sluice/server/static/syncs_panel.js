@@ -1,7 +1,7 @@
 // The Syncs panel (GET /syncs, polled every 2 s): per sync and table, state, position, lag, rows applied by
 // operation, conflicts, dead letters and snapshot progress. Hidden while the project has no sync status.
 
-import { pollJSON } from "./api.js";
+import { PolledPanel } from "./polled_panel.js";
 import { el, number } from "./format.js";
 
 export const SYNCS_POLL_MS = 2000;
@@ -35,28 +35,14 @@ export function snapshotProgress(table) {
   return `${number(rows)} / ${number(total)} (${Math.min(100, Math.round((100 * rows) / total))}%)`;
 }
 
-export class SyncsPanel {
+export class SyncsPanel extends PolledPanel {
   /** @param {HTMLElement} section the panel (hidden while empty) @param {HTMLElement} body where syncs go */
   constructor(section, body, onShown) {
-    this.section = section;
-    this.body = body;
-    this.onShown = onShown; // bool -> void: the sidebar makes room for the panel
-    this.stopPolling = null;
-  }
-
-  start() {
-    this.stopPolling = pollJSON("/syncs", SYNCS_POLL_MS, (answer) => this.set(answer.syncs));
-  }
-
-  stop() {
-    this.stopPolling?.();
+    super(section, body, onShown, "/syncs", SYNCS_POLL_MS, "syncs"); // onShown: the sidebar makes room for the panel
   }
 
   /** @param {object[]} syncs SyncStatus list from GET /syncs */
-  set(syncs) {
-    const shown = syncs.length > 0;
-    this.section.hidden = !shown;
-    this.onShown?.(shown);
+  render(syncs) {
     this.body.replaceChildren(...syncs.map((sync) => this.sync(sync)));
   }
 
