@@ -184,3 +184,50 @@ def test_a_date_whose_error_check_failed_does_not_become_the_plain_output(tmp_pa
     lake = LocalLake(project.resolve_lake_path())
     plain = lake.read(lake.current_location("cleaned", "orders") or "").read_all().to_pylist()
     assert plain == [{"id": 2, "amount": 4}]  # day 2's, the last date that passed
+
+
+DAILY = """
+name: daily
+objects:
+  - {id: 1001, name: day_file, source: {type: csv, path: "data/{{ ds }}.csv"}}
+  - id: 2001
+    name: day_rows
+    parents: [1001]
+    sql: "SELECT id, '{{ ds }}' AS ds, '{{ data_interval_start }}' AS interval_start,
+          '{{ data_interval_end }}' AS interval_end FROM day_file"
+schedules:
+  nightly: {cron: "30 0 * * *", timezone: Europe/Paris, targets: [day_rows], enabled: false}
+"""
+
+
+def _day_rows(root: Path) -> list[tuple[object, ...]]:
+    import duckdb
+
+    outputs = sorted((root / ".sluice" / "lake" / "cleaned").glob("day_rows.ld-*.parquet"))  # one output per date
+    return [row for path in outputs for row in duckdb.sql(f"SELECT * FROM '{path}'").fetchall()]
+
+
+def _daily(root: Path) -> Path:
+    path = write_yaml(root, DAILY)
+    (root / "data").mkdir()
+    for i, day in enumerate(("2026-03-28", "2026-03-29", "2026-03-30")):
+        (root / "data" / f"{day}.csv").write_text(f"id\n{i}\n", encoding="utf-8")
+    return path
+
+
+def test_a_backfill_renders_ds_in_its_time_zone_and_a_schedules_data_interval(tmp_path: Path) -> None:
+    """Days at midnight in Paris are the Paris days (not the UTC evening before); a schedule's ticks each cover the
+    time since the previous tick (23 hours over the spring change), as the scheduler's runs do."""
+    path = _daily(tmp_path / "days")
+    days = sluice_cli("backfill", str(path), "--from", "2026-03-28", "--to", "2026-03-30", "--timezone", "Europe/Paris", "--json")
+    assert days.returncode == 0, days.stdout + days.stderr
+    assert [(r[0], r[1]) for r in _day_rows(tmp_path / "days")] == [(0, "2026-03-28"), (1, "2026-03-29"), (2, "2026-03-30")]
+    assert all(r[2] == r[3] for r in _day_rows(tmp_path / "days"))  # a day's run has an empty interval
+
+    path = _daily(tmp_path / "ticks")
+    ticks = sluice_cli("backfill", str(path), "--from", "2026-03-29", "--to", "2026-03-30", "--schedule", "nightly", "--json")
+    assert ticks.returncode == 0, ticks.stdout + ticks.stderr
+    assert _day_rows(tmp_path / "ticks") == [  # 00:30 Paris is 23:30 / 22:30 UTC the evening before
+        (1, "2026-03-29", "2026-03-28 00:30:00+01:00", "2026-03-29 00:30:00+01:00"),
+        (2, "2026-03-30", "2026-03-29 00:30:00+01:00", "2026-03-30 00:30:00+02:00"),
+    ]

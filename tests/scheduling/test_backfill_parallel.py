@@ -147,7 +147,7 @@ def test_a_child_reads_its_own_dates_parent_when_a_later_date_wrote_it_since(tmp
 
     def run(oid: int, day: str, inputs: dict[str, str | None]) -> str | None:
         logical = f"{day}T00:00:00+00:00"
-        obj = render_object(project.objects[oid], run_context(project, logical, None))
+        obj = render_object(project.objects[oid], run_context(project, {"logical_date": logical}))
         outcome = executor.run(obj, f"run-{day}", inputs, logical_date=logical)
         executor.promote(obj, outcome)  # as the worker does once the object's checks passed
         return outcome.location

@@ -183,3 +183,20 @@ def test_a_bad_min_interval_is_reported_at_its_own_line(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as failure:
         load_project(write_yaml(tmp_path / "p", text))
     assert "sluice.yaml:10: sensor 'landing': min_interval: '5 parsecs' is not a duration" in str(failure.value)
+
+
+def test_a_sensors_runs_count_days_in_its_time_zone(make: Make, tmp_path: Path) -> None:
+    from sluice.scheduling.templating import run_context
+
+    project, sensors, _ = make("  landing: {type: files, path: 'in/*.csv', timezone: Europe/Paris}\n")
+    (project.root / "in").mkdir()
+    (project.root / "in" / "a.csv").write_text("x\n")
+    late = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 00:30 on the 29th in Paris
+    [request] = sensors.poll(late)
+    options = request.options().as_dict()
+    assert options["timezone"] == "Europe/Paris"
+    assert run_context(project, options)["ds"] == "2026-03-29"
+    bad = f"name: p\n{OBJECTS}sensors:\n  landing: {{type: files, path: '*', timezone: Paris}}\n"
+    with pytest.raises(ValidationFailed) as failure:
+        load_project(write_yaml(tmp_path / "bad", bad))
+    assert "sluice.yaml:7: sensor 'landing'" in str(failure.value) and "unknown time zone 'Paris'" in str(failure.value)

@@ -90,7 +90,7 @@ def test_a_manual_run_without_a_logical_date_renders_today(tmp_path: Path) -> No
 def test_an_unknown_variable_is_one_line_naming_the_object(tmp_path: Path) -> None:
     project = daily_project(tmp_path, PROJECT.replace("'{{ ds_nodash }}'", "'{{ next_ds }}'"))
     with pytest.raises(ConfigError) as caught:
-        render_project(project, "2026-01-01T02:00:00+00:00", "nightly")
+        render_project(project, {"logical_date": "2026-01-01T02:00:00+00:00", "schedule": "nightly"})
     message = str(caught.value)
     assert "\n" not in message
     assert "object 2001 (day_rows): sql: 'next_ds' is undefined; the variables are logical_date, ds" in message
@@ -99,9 +99,11 @@ def test_an_unknown_variable_is_one_line_naming_the_object(tmp_path: Path) -> No
 
 def test_the_data_interval_of_a_schedule_follows_its_cron_in_its_time_zone(tmp_path: Path) -> None:
     project = daily_project(tmp_path, PROJECT.replace('{cron: "0 2 * * *"', '{cron: "0 2 * * *", timezone: Europe/Paris'))
-    context = run_context(project, "2026-03-29T01:00:00+00:00", "nightly")  # 02:00 does not exist: 03:00 CEST
+    # 02:00 does not exist: 03:00 CEST
+    context = run_context(project, {"logical_date": "2026-03-29T01:00:00+00:00", "schedule": "nightly"})
     assert context["ds"] == "2026-03-29" and context["data_interval_start"] == utc(2026, 3, 28, 1)  # 02:00 CET
-    assert run_context(project, "2026-03-29T00:00:00+00:00", "a-backfill")["data_interval_start"] == utc(2026, 3, 29)
+    other = run_context(project, {"logical_date": "2026-03-29T00:00:00+00:00", "schedule": "a-backfill"})
+    assert other["data_interval_start"] == utc(2026, 3, 29)
 
 
 def test_validate_renders_templates_before_checking_sql_and_leaves_templated_paths_alone(tmp_path: Path) -> None:
@@ -112,3 +114,58 @@ def test_validate_renders_templates_before_checking_sql_and_leaves_templated_pat
     assert ahead_of_run(daily_project(tmp_path, unquoted)) == []  # rendered SQL parses
     (problem,) = ahead_of_run(daily_project(tmp_path, PROJECT.replace("'{{ ds_nodash }}'", "'{{ next_ds }}'")))
     assert problem.line == 10 and "object 2001 (day_rows): sql: 'next_ds' is undefined" in problem.message
+
+
+PARIS = PROJECT.replace("'{{ ds_nodash }}' AS ds_nodash", "'{{ ts }}' AS ts").replace(
+    'nightly: {cron: "0 2 * * *", targets: [2001]}', 'nightly: {cron: "30 0 * * *", timezone: Europe/Paris, targets: [2001]}'
+)
+
+
+def test_ds_is_the_date_in_the_schedules_time_zone_across_a_daylight_saving_change(tmp_path: Path) -> None:
+    """00:30 in Paris is the evening before in UTC: {{ ds }} is the Paris day (the file of that day is read), the
+    interval runs from the previous tick to this one in Paris time (23 hours over the spring change), ts keeps UTC."""
+    project = daily_project(tmp_path, PARIS)
+    for day in ("2026-03-29", "2026-03-30"):
+        (tmp_path / "data" / f"{day}.csv").write_text(f"id,v\n{day[-1]},x\n", encoding="utf-8")
+    clock = FakeClock(utc(2026, 3, 28, 22))
+    with open_backends(project) as backends:
+        starter = CoordinatorStarter(project, backends)
+        scheduler = Scheduler(project, backends.state, starter, clock=clock)
+        try:
+            scheduler.step()
+            seen = []
+            for tick_at in (utc(2026, 3, 28, 23, 30), utc(2026, 3, 29, 22, 30)):  # 00:30 CET, then 00:30 CEST
+                clock.set(tick_at)
+                (tick,) = scheduler.step().fired
+                assert tick.run_id is not None
+                wait_for(lambda: backends.state.get_run(tick.run_id).status != "running", 30, "the scheduled run")  # noqa: B023
+                assert backends.state.get_run(tick.run_id).status == "succeeded", backends.state.object_states(tick.run_id)
+                assert backends.state.get_run(tick.run_id).options["timezone"] == "Europe/Paris"
+                seen.append(rows(tmp_path))
+        finally:
+            starter.close()
+    assert seen == [
+        [(9, "x", "2026-03-29", "2026-03-28T23:30:00+00:00", "2026-03-28 00:30:00+01:00", "2026-03-29 00:30:00+01:00")],
+        [(0, "x", "2026-03-30", "2026-03-29T22:30:00+00:00", "2026-03-29 00:30:00+01:00", "2026-03-30 00:30:00+02:00")],
+    ]
+
+
+def test_the_run_options_time_zone_and_interval_win_over_the_schedules(tmp_path: Path) -> None:
+    """A backfill's or a sensor's run names no project schedule: its options carry the zone (and interval)."""
+    project = daily_project(tmp_path, PARIS)
+    late = "2026-10-24T22:30:00+00:00"  # 00:30 CEST on the day of the autumn change
+    sensor = run_context(project, {"logical_date": late, "schedule": "landing", "timezone": "Europe/Paris"})
+    assert (sensor["ds"], sensor["ts"], str(sensor["logical_date"])) == ("2026-10-25", late, "2026-10-25 00:30:00+02:00")
+    assert sensor["data_interval_start"] == sensor["data_interval_end"] == utc(2026, 10, 24, 22, 30)  # empty interval
+    backfill = run_context(
+        project,
+        {
+            "logical_date": late,
+            "schedule": "backfill:bf-1",
+            "timezone": "Europe/Paris",
+            "data_interval_start": "2026-10-23T22:30:00+00:00",
+        },
+    )
+    assert str(backfill["data_interval_start"]) == "2026-10-24 00:30:00+02:00" and backfill["ds_nodash"] == "20261025"
+    plain = run_context(project, {"logical_date": late})  # no zone anywhere: UTC, as before
+    assert (plain["ds"], str(plain["logical_date"])) == ("2026-10-24", "2026-10-24 22:30:00+00:00")

@@ -73,7 +73,7 @@ class Coordinator:
         self.lake = lake
         self.options = options
         self._logical_date = options.logical_date_text()  # a resumed run takes its own from its record
-        self._schedule = options.schedule
+        self._calendar: dict[str, Any] = options.as_dict()  # what {{ ds }} and friends render from (a resumed run: its record's)
         self.observer = observer
         self.source_context = SourceContext(project.root, project.connections)
         self.run_id = ""
@@ -103,7 +103,7 @@ class Coordinator:
     def _render(self) -> None:
         """Render the objects' templates (``{{ ds }}``...) for the run's logical date into :attr:`project`: what the
         run plans and fingerprints (the rendered text is in the fingerprints)."""
-        self.project = render_project(self._base_project, self._logical_date, self._schedule)
+        self.project = render_project(self._base_project, self._calendar)
 
     def _fingerprints(self, latest: Mapping[int, LatestOutput] | None = None) -> Fingerprints:
         found = dict(self.state.latest_outputs(self.project.name) if latest is None else latest)
@@ -197,8 +197,7 @@ class Coordinator:
         self.started_at = record.started_at
         logical_date = record.options.get("logical_date")
         self._logical_date = logical_date if isinstance(logical_date, str) else None
-        schedule = record.options.get("schedule")
-        self._schedule = schedule if isinstance(schedule, str) else None
+        self._calendar = dict(record.options)
         self._render()
         states = self.state.object_states(record.run_id)
         missing = [oid for oid in states if oid not in self.project.objects]

@@ -18,6 +18,9 @@ class RunOptions:
     ``logical_date`` is the date the run processes (a schedule's tick, a backfill's date; timezone-aware),
     ``trigger`` what started it (one of :data:`TRIGGERS`), ``schedule`` the name of the schedule, sensor or
     backfill behind it. All three are recorded with the run and carried by ``RunStarted`` / ``ObjectReady``.
+    ``timezone`` (IANA name) is the zone the run's ``{{ ds }}`` counts days in, and ``data_interval_start`` the
+    start of its data interval (a backfilled schedule tick's previous tick); both recorded with the run, None: the
+    named schedule's (docs/schedules.md).
     """
 
     targets: list[int] | None = None
@@ -29,6 +32,8 @@ class RunOptions:
     logical_date: datetime | None = None
     trigger: str = "manual"
     schedule: str | None = None
+    timezone: str | None = None
+    data_interval_start: datetime | None = None
 
     def logical_date_text(self) -> str | None:
         """``logical_date`` as ISO 8601 text, or None."""
@@ -44,6 +49,8 @@ class RunOptions:
             "logical_date": self.logical_date_text(),
             "trigger": self.trigger,
             "schedule": self.schedule,
+            "timezone": self.timezone,
+            "data_interval_start": self.data_interval_start.isoformat() if self.data_interval_start is not None else None,
         }
 
 

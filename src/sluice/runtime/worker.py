@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sluice import events as ev
 from sluice.bus import names
@@ -100,18 +100,17 @@ class StageWorker:
         self._consumer: Consumer | None = None
         self._outbox: Outbox | None = None
         # {{ ds }} and friends in sql: / source options, rendered for each run's logical date (docs/schedules.md)
-        self.templates = ObjectTemplates(project, schedule_of=self._schedule_of)
+        self.templates = ObjectTemplates(project, options_of=self._options_of)
 
-    def _schedule_of(self, run_id: str) -> str | None:
-        """The schedule (or sensor, backfill) that started ``run_id``, from its record; None when unknown."""
+    def _options_of(self, run_id: str) -> dict[str, Any] | None:
+        """The options of ``run_id`` (its schedule, time zone, data interval), from its record; None when unknown."""
         state = self.executor.state
         if state is None:
             return None
         try:
-            schedule = state.get_run(run_id).options.get("schedule")
+            return state.get_run(run_id).options
         except Exception:
             return None
-        return schedule if isinstance(schedule, str) else None
 
     def stop(self) -> None:
         """Stop taking work: the dispatch loop ends now, not at the end of its poll (objects in hand finish)."""

@@ -26,11 +26,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
-
-from croniter import croniter
+from zoneinfo import ZoneInfo
 
 from sluice.errors import ConfigError
 from sluice.project.model import ObjectSpec, Project
+from sluice.scheduling.cron import Cron, check_cron
 from sluice.scheduling.requests import RunRequest
 from sluice.state.base import BackfillDate, BackfillRecord, StateStore
 
@@ -57,8 +57,10 @@ OnDate = Callable[[BackfillDate, int, int], None]
 
 def logical_dates(start: date, end: date, cron: str | None = None, tz: tzinfo = UTC) -> list[datetime]:
     """The logical dates from ``start`` to ``end`` inclusive: each day at midnight in ``tz``, or every tick of
-    ``cron`` from ``start`` 00:00 to before ``end`` + 1 day 00:00. Raises ConfigError for a reversed range, a bad
-    cron expression, or more than :data:`MAX_DATES` dates."""
+    ``cron`` in ``tz`` from ``start`` 00:00 to before ``end`` + 1 day 00:00, placed as a scheduler places them
+    across daylight-saving changes (:class:`~sluice.scheduling.cron.Cron`: a tick in a skipped hour moves forward,
+    one in a repeated hour fires once). ``tz`` is UTC or a ``ZoneInfo``; dates are in it. Raises ConfigError for a
+    reversed range, a bad cron expression, or more than :data:`MAX_DATES` dates."""
     if end < start:
         raise ConfigError(f"backfill: --to {end} is before --from {start}; give the earlier date first")
     first = datetime(start.year, start.month, start.day, tzinfo=tz)
@@ -68,17 +70,19 @@ def logical_dates(start: date, end: date, cron: str | None = None, tz: tzinfo = 
         if days > MAX_DATES:
             raise ConfigError(f"backfill: {days} days from {start} to {end} is more than {MAX_DATES}; split the range")
         return [datetime(d.year, d.month, d.day, tzinfo=tz) for d in (start + timedelta(days=i) for i in range(days))]
-    if not croniter.is_valid(cron):
-        raise ConfigError(f"backfill: {cron!r} is not a cron expression (five fields: minute hour day month weekday)")
+    problem = check_cron(cron)
+    if problem is not None:
+        raise ConfigError(f"backfill: {problem}")
+    # the scheduler's ticks, across daylight-saving changes too (scheduling/cron.py)
+    schedule = Cron(cron, tz.key if isinstance(tz, ZoneInfo) else "UTC")
     ticks: list[datetime] = []
-    it = croniter(cron, first - timedelta(microseconds=1))
-    while True:
-        tick = it.get_next(datetime)
-        if tick >= stop:
-            return ticks
-        ticks.append(tick)
+    tick = schedule.next_after(first - timedelta(microseconds=1))
+    while tick < stop:
+        ticks.append(tick.astimezone(tz))
         if len(ticks) > MAX_DATES:
             raise ConfigError(f"backfill: {cron!r} ticks more than {MAX_DATES} times from {start} to {end}; split the range")
+        tick = schedule.next_after(tick)
+    return ticks
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +265,11 @@ class Backfills:
         logical = datetime.fromisoformat(item.logical_date)
         spec = self.state.get_backfill(backfill_id).spec
         targets = tuple(spec["targets"]) if spec.get("targets") else None
-        request = RunRequest(name, "backfill", logical, targets, key=f"{name}@{item.logical_date}")
+        zone = spec.get("timezone") or "UTC"
+        cron = spec.get("cron")
+        # a schedule's tick covers the time since its previous tick ({{ data_interval_start }}), as Airflow's runs
+        interval_start = Cron(cron, zone).previous(logical) if cron else None
+        request = RunRequest(name, "backfill", logical, targets, f"{name}@{item.logical_date}", zone, interval_start)
         left = None
         if item.status == "running":  # its process died: continue the run it left, if it got that far
             left = item.run_id or self._orphan(name, item.logical_date)

@@ -22,6 +22,8 @@ class RunRequest:
     ``backfill``; ``logical_date`` the (timezone-aware) date the run processes; ``targets`` the object ids to run
     (None: the whole project); ``key`` identifies the request across processes and restarts (a schedule's
     ``name@tick``), so that whoever records it first in the state store is the only one to start it.
+    ``timezone`` is the IANA zone the run's ``{{ ds }}`` counts days in, ``interval_start`` the start of its data
+    interval (None: the logical date, or the previous tick of the schedule ``name`` names).
     """
 
     name: str
@@ -29,6 +31,8 @@ class RunRequest:
     logical_date: datetime
     targets: tuple[int, ...] | None = None
     key: str = ""
+    timezone: str = "UTC"
+    interval_start: datetime | None = None
 
     def options(self) -> RunOptions:
         """The :class:`RunOptions` of the run this request starts."""
@@ -37,4 +41,6 @@ class RunRequest:
             logical_date=self.logical_date,
             trigger=self.trigger,
             schedule=self.name,
+            timezone=self.timezone,
+            data_interval_start=self.interval_start,
         )

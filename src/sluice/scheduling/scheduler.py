@@ -352,7 +352,8 @@ class Scheduler:
             request = requests.get((t.schedule, t.logical_date))
             if request is None:
                 spec = by_name[t.schedule]
-                request = RunRequest(t.schedule, "schedule", datetime.fromisoformat(t.logical_date), spec.targets, t.logical_date)
+                logical = datetime.fromisoformat(t.logical_date)
+                request = RunRequest(t.schedule, "schedule", logical, spec.targets, t.logical_date, spec.timezone)
             asked.append(request)
         wanted = [t.run_id or new_run_id() for t in ticks]
         run_ids = self.starter.start(asked, wanted)

@@ -6,6 +6,7 @@ sensors:
     path: incoming/*.csv
     targets: [orders]           # object ids or names (ancestors run with them); or tags: [...]; neither: all
     min_interval: 5m            # at most one run this often (default 30s)
+    timezone: Europe/Paris      # the zone its runs' {{ ds }} counts days in (default UTC)
   drops:
     type: s3                    # new or changed keys under an S3 prefix
     url: s3://landing/orders/?endpoint=http://127.0.0.1:29000
@@ -27,6 +28,7 @@ import msgspec
 from msgspec import Meta
 
 from sluice.plugins.base import Settings
+from sluice.scheduling.cron import check_timezone
 from sluice.streaming.durations import EXAMPLES, parse_duration
 
 SensorType = Literal["files", "s3", "table", "run"]
@@ -50,6 +52,9 @@ class SensorSettings(Settings):
     min_interval: Annotated[
         str | int | float, Meta(description=f"Least time between two runs the sensor starts: {EXAMPLES}.")
     ] = "30s"
+    timezone: Annotated[
+        str, Meta(description="IANA time zone its runs' {{ ds }} counts days in (the logical date is when it fired).")
+    ] = "UTC"
     enabled: Annotated[bool, Meta(description="false: the sensor is listed but never polled.")] = True
 
     def __post_init__(self) -> None:
@@ -62,6 +67,9 @@ class SensorSettings(Settings):
             raise ValueError(f"type {self.type} takes no {', '.join(given)}")
         if self.targets is not None and self.tags is not None:
             raise ValueError("give targets or tags, not both")
+        problem = check_timezone(self.timezone)
+        if problem is not None:
+            raise ValueError(problem)
         try:
             parse_duration(self.min_interval)
         except ValueError as exc:

@@ -152,7 +152,8 @@ class Sensors:
                 fired = (cursor.fired_at, cursor.last_key) if cursor is not None else (None, None)
                 self.state.save_sensor_cursor(self.project.name, SensorCursor(spec.name, value, *fired, at))
             return None
-        request = RunRequest(spec.name, "sensor", now, spec.targets, key=f"{spec.name}@{now.isoformat()}")
+        key = f"{spec.name}@{now.isoformat()}"
+        request = RunRequest(spec.name, "sensor", now, spec.targets, key, spec.settings.timezone)
         cursor = SensorCursor(spec.name, value, at, request.key, at)
         if self.recorded is None:
             self.state.save_sensor_cursor(self.project.name, cursor)

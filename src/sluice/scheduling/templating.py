@@ -1,13 +1,22 @@
 """A run's logical date in an object's ``sql:`` and string source options: ``{{ ds }}`` and friends (Airflow's names).
 
-The variables (https://airflow.apache.org/docs/apache-airflow/stable/templates-ref.html):
+The variables (https://airflow.apache.org/docs/apache-airflow/stable/templates-ref.html), each in the run's
+**time zone** (a schedule's ``timezone:``, a backfill's ``--timezone`` or its schedule's, a sensor's
+``timezone:``; UTC otherwise), as Dagster's partitions and dbt users count days:
 
-- ``logical_date``: the run's logical date, a timezone-aware ``datetime`` in UTC (renders as ISO text,
-  ``2026-01-01 02:00:00+00:00``; ``{{ logical_date.strftime('%Y/%m') }}`` works);
-- ``ds``: ``YYYY-MM-DD`` of the logical date, ``ds_nodash``: ``YYYYMMDD``;
-- ``data_interval_start`` / ``data_interval_end``: for a schedule's run, the previous tick and this tick, so
-  consecutive runs cover time without gaps or overlaps; for any other run (manual, backfill, sensor) both are the
-  logical date, as in Airflow's manual runs.
+- ``logical_date``: the run's logical date, a timezone-aware ``datetime`` in that zone (renders as ISO text with
+  its offset, ``2026-03-10 00:30:00+01:00``: the same instant as the UTC one the run records;
+  ``{{ logical_date.strftime('%Y/%m') }}`` works);
+- ``ds``: ``YYYY-MM-DD`` of the logical date in that zone (a 00:30 Europe/Paris tick is that day, not the UTC
+  day before), ``ds_nodash``: ``YYYYMMDD``;
+- ``ts``: the logical date as the run records it, UTC ISO text (``2026-03-09T23:30:00+00:00``);
+- ``data_interval_start`` / ``data_interval_end``: for a schedule's run (and a backfill of a schedule), the
+  previous tick and this tick, so consecutive runs cover time without gaps or overlaps; for any other run (manual,
+  backfill of days, sensor) both are the logical date, as in Airflow's manual runs.
+
+What a run renders with comes from its options (:class:`~sluice.runtime.summary.RunOptions`, kept in its record):
+``logical_date``, ``schedule``, ``timezone`` and ``data_interval_start``; a run recorded before those existed
+takes the zone and interval of the project's schedule it names.
 
 A run without a logical date (``sluice run``) renders with the time it is planned (the coordinator) and the time
 each object starts (the workers): ``{{ ds }}`` is then today's date, in UTC.
@@ -20,15 +29,18 @@ date is never "fresh" because the previous date's was.
 >>> from datetime import UTC, datetime
 >>> render_text("SELECT * FROM t WHERE dt = '{{ ds }}'", template_context(datetime(2026, 1, 2, 2, tzinfo=UTC)))
 "SELECT * FROM t WHERE dt = '2026-01-02'"
+>>> template_context(datetime(2026, 3, 9, 23, 30, tzinfo=UTC), zone="Europe/Paris")["ds"]
+'2026-03-10'
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 import msgspec
@@ -38,7 +50,7 @@ from sluice.errors import ConfigError
 from sluice.project.model import ObjectSpec, Project, SourceSpec
 from sluice.scheduling.cron import Cron
 
-VARIABLES = ("logical_date", "ds", "ds_nodash", "data_interval_start", "data_interval_end")
+VARIABLES = ("logical_date", "ds", "ds_nodash", "ts", "data_interval_start", "data_interval_end")
 _ENVIRONMENT = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 _MARKS = ("{{", "{%")
 
@@ -48,29 +60,43 @@ def has_template(text: object) -> bool:
     return isinstance(text, str) and any(mark in text for mark in _MARKS)
 
 
-def template_context(logical_date: datetime, interval_start: datetime | None = None) -> dict[str, Any]:
-    """The variables for ``logical_date`` (aware), the data interval starting at ``interval_start`` (default: the date)."""
-    date = logical_date.astimezone(UTC)
+def template_context(logical_date: datetime, interval_start: datetime | None = None, zone: str = "UTC") -> dict[str, Any]:
+    """The variables for ``logical_date`` (aware), the data interval starting at ``interval_start`` (default: the
+    date), in the IANA time zone ``zone``."""
+    tz = ZoneInfo(zone)
+    date = logical_date.astimezone(tz)
     return {
         "logical_date": date,
         "ds": date.strftime("%Y-%m-%d"),
         "ds_nodash": date.strftime("%Y%m%d"),
-        "data_interval_start": (interval_start or date).astimezone(UTC),
+        "ts": logical_date.astimezone(UTC).isoformat(),
+        "data_interval_start": (interval_start or date).astimezone(tz),
         "data_interval_end": date,
     }
 
 
-def run_context(project: Project, logical_date: str | None, schedule: str | None) -> dict[str, Any]:
-    """The variables of a run whose logical date is ``logical_date`` (ISO text; None: now) started by ``schedule``.
+def run_context(project: Project, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables of a run with these options (``RunOptions.as_dict()`` or a run record's ``options``):
+    ``logical_date`` (ISO text; None: now), ``timezone`` (IANA name), ``data_interval_start`` (ISO text) and
+    ``schedule`` (the schedule, sensor or backfill that started it).
 
-    The data interval starts at the schedule's previous tick when ``schedule`` is one of the project's schedules.
+    A run whose options give no ``timezone`` or ``data_interval_start`` (a schedule's tick, or one recorded before
+    they were kept) takes them from the project's schedule ``schedule`` names: its zone, and its previous tick as the
+    interval's start.
     """
-    date = datetime.fromisoformat(logical_date) if logical_date else datetime.now(UTC)
+    logical_date = options.get("logical_date")
+    date = datetime.fromisoformat(logical_date) if isinstance(logical_date, str) and logical_date else datetime.now(UTC)
     if date.tzinfo is None:
         date = date.replace(tzinfo=UTC)
-    spec = next((s for s in project.schedules if s.name == schedule), None) if logical_date else None
-    start = Cron(spec.cron, spec.timezone).previous(date) if spec is not None else None
-    return template_context(date, start)
+    schedule = options.get("schedule") if logical_date else None
+    spec = next((s for s in project.schedules if s.name == schedule), None)
+    zone = options.get("timezone") or (spec.timezone if spec is not None else "UTC")
+    given = options.get("data_interval_start") if logical_date else None
+    if isinstance(given, str) and given:
+        start: datetime | None = datetime.fromisoformat(given)
+    else:
+        start = Cron(spec.cron, spec.timezone).previous(date) if spec is not None else None
+    return template_context(date, start, zone)
 
 
 def render_text(
@@ -133,12 +159,13 @@ def render_object(obj: ObjectSpec, context: Mapping[str, Any]) -> ObjectSpec:
     return dataclasses.replace(obj, **changes)
 
 
-def render_project(project: Project, logical_date: str | None, schedule: str | None) -> Project:
-    """``project`` with every templated object rendered for a run (``run_context``); ``project`` when none is."""
+def render_project(project: Project, options: Mapping[str, Any]) -> Project:
+    """``project`` with every templated object rendered for a run with these options (:func:`run_context`);
+    ``project`` when none is."""
     ids = [oid for oid, obj in project.objects.items() if templated(obj)]
     if not ids:
         return project
-    context = run_context(project, logical_date, schedule)
+    context = run_context(project, options)
     objects = dict(project.objects)
     for oid in ids:
         objects[oid] = render_object(objects[oid], context)
@@ -148,26 +175,27 @@ def render_project(project: Project, logical_date: str | None, schedule: str | N
 class ObjectTemplates:
     """What a worker renders: each templated object of ``project`` for the run an ``ObjectReady`` belongs to.
 
-    ``schedule_of(run_id) -> str | None`` names the run's schedule (read from its record; remembered per run).
+    ``options_of(run_id) -> Mapping | None`` gives the run's options (its record's: schedule, time zone, data
+    interval; remembered per run).
     """
 
-    def __init__(self, project: Project, schedule_of: Any = None) -> None:
+    def __init__(self, project: Project, options_of: Callable[[str], Mapping[str, Any] | None] | None = None) -> None:
         self.project = project
         self.ids = frozenset(oid for oid, obj in project.objects.items() if templated(obj))
-        self._schedule_of = schedule_of
-        self._schedules: dict[str, str | None] = {}
+        self._options_of = options_of
+        self._options: dict[str, Mapping[str, Any]] = {}
         self._lock = threading.Lock()
 
     def render(self, obj: ObjectSpec, run_id: str, logical_date: str | None) -> ObjectSpec:
         """``obj`` rendered for the run ``run_id`` of ``logical_date`` (itself when it holds no template)."""
         if obj.id not in self.ids:
             return obj
-        schedule = None
-        if logical_date and self._schedule_of is not None:
+        options: Mapping[str, Any] = {}
+        if logical_date and self._options_of is not None:
             with self._lock:
-                if run_id not in self._schedules:
-                    if len(self._schedules) > 1000:
-                        self._schedules.clear()
-                    self._schedules[run_id] = self._schedule_of(run_id)
-                schedule = self._schedules[run_id]
-        return render_object(obj, run_context(self.project, logical_date, schedule))
+                if run_id not in self._options:
+                    if len(self._options) > 1000:
+                        self._options.clear()
+                    self._options[run_id] = self._options_of(run_id) or {}
+                options = self._options[run_id]
+        return render_object(obj, run_context(self.project, {**options, "logical_date": logical_date}))
