@@ -37,6 +37,8 @@ READ_ONLY = [
     "sensors {p} --json",
     "alerts {p} list",
     "check {p} --results",
+    "backfill {p} --list",
+    "backfill {p} --list --json",
     "state show {p}",
     "api-key list {p}",
     "prune {p} --dry-run --keep 1d",
@@ -49,6 +51,15 @@ def test_a_read_only_command_creates_no_sluice_folder_in_a_project_never_run(tmp
     write_yaml(folder, PROJECT)
     result = CliRunner().invoke(cli, shlex.split(command.format(p=folder)))
     assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["sluice.yaml"]
+
+
+@pytest.mark.parametrize("command", ["check {p}", "check {p} --no-store", "check {p} --object 1001 --json"])
+def test_check_on_a_project_never_run_reports_the_missing_output_and_creates_nothing(tmp_path: Path, command: str) -> None:
+    folder = tmp_path / "p"
+    write_yaml(folder, PROJECT)
+    result = CliRunner().invoke(cli, shlex.split(command.format(p=folder)))
+    assert result.exit_code == 1 and "object 1001 (users)" in result.output, result.output  # nothing to check yet
     assert sorted(p.name for p in folder.iterdir()) == ["sluice.yaml"]
 
 

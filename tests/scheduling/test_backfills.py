@@ -67,6 +67,10 @@ def test_days_in_a_time_zone_and_cron_ticks_across_a_daylight_saving_change() ->
     ]
     ticks = logical_dates(date(2026, 3, 28), date(2026, 3, 29), cron="30 4 * * *", tz=paris)
     assert [t.astimezone(UTC).isoformat() for t in ticks] == ["2026-03-28T03:30:00+00:00", "2026-03-29T02:30:00+00:00"]
+    # a schedule's ticks as its scheduler fires them: 02:30 is skipped in spring (03:30 CEST), repeated in autumn (once)
+    spring = logical_dates(date(2026, 3, 29), date(2026, 3, 29), cron="30 2 * * *", tz=paris)
+    autumn = logical_dates(date(2026, 10, 25), date(2026, 10, 25), cron="30 2 * * *", tz=paris)
+    assert [t.isoformat() for t in [*spring, *autumn]] == ["2026-03-29T03:30:00+02:00", "2026-10-25T02:30:00+02:00"]
     with pytest.raises(ConfigError, match="before --from"):
         logical_dates(date(2026, 1, 2), date(2026, 1, 1))
     with pytest.raises(ConfigError, match="not a cron"):

@@ -114,15 +114,18 @@ def backfill(
 
     try:
         project = load_project(path)
+        if list_only:  # only reads: a project that never ran is left without a .sluice/ folder
+            from sluice.runtime.reading import reading_state
+
+            with reading_state(project, state_url) as reading:
+                _list(Backfills(reading, project.name), as_json)
+            return
         state = open_state(state_url or project.resolve_state_url(), project.root)
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
     try:
         backfills = Backfills(state, project.name)
-        if list_only:
-            _list(backfills, as_json)
-            return
         if resume_id is not None:
             record = state.get_backfill(resume_id)
             if record.project != project.name:

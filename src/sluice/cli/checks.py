@@ -7,10 +7,15 @@ import json
 import sys
 import time
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import click
 
 from sluice.errors import SluiceError, ValidationFailed
+
+if TYPE_CHECKING:
+    from sluice.project.model import Project
+    from sluice.state.base import CheckResult, StateStore
 
 
 @click.command()
@@ -50,7 +55,8 @@ def check(
             raise SluiceError(f"no object {unknown[0]} in project '{project.name}'")
         chosen = [project.objects[i] for i in object_ids] or [o for o in project.objects.values() if o.checks]
         url = state_url or project.resolve_state_url()
-        state = open_state(unwritten(url, project.root, reading) if results else url, project.root)
+        if results:  # only reads: a state store not created yet is not created
+            state = open_state(unwritten(url, project.root, reading), project.root)
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -73,7 +79,8 @@ def check(
                 run = result.run_id or "sluice check"
                 click.echo(f"{when} {run} object {result.object_id} ({result.object}): {describe(result)}")
         return
-    runner = CheckRunner(project, open_lake(project), state)
+    runner = CheckRunner(project, open_lake(project))
+    keeper = _Keeper(project, url, no_store)
     failed = False
     try:
         for obj in chosen:
@@ -81,7 +88,8 @@ def check(
                 click.echo(f"object {obj.id} ({obj.name}): no checks")
                 continue
             try:
-                checked = runner.run(obj, "", store=not no_store)
+                checked = runner.run(obj, "", store=False)
+                keeper.keep(checked.results)
             except SluiceError as exc:
                 click.echo(f"object {obj.id} ({obj.name}): {exc}")
                 failed = True
@@ -93,5 +101,30 @@ def check(
                 else:
                     click.echo(f"object {obj.id} ({obj.name}): {describe(result)} in {result.duration_s:.3f}s")
     finally:
-        state.close()
+        keeper.close()
     sys.exit(1 if failed else 0)
+
+
+class _Keeper:
+    """Keeps check results where the rule says (``save_results``: the warehouse's ``metrics.check_results``, else the
+    state store at ``url``), opening the state store only once there is something to keep in it: checks that found
+    no output to check leave a project that never ran without a ``.sluice/`` folder."""
+
+    def __init__(self, project: Project, url: str, off: bool) -> None:
+        self.project, self.url, self.off = project, url, off
+        self.state: StateStore | None = None
+
+    def keep(self, results: list[CheckResult]) -> None:
+        """Raises TransientError when the warehouse cannot be reached."""
+        from sluice.checks.store import save_results, warehouse_url
+        from sluice.state.registry import open_state
+
+        if self.off or not results:
+            return
+        if self.state is None and warehouse_url(self.project) is None:
+            self.state = open_state(self.url, self.project.root)
+        save_results(self.project, self.state, results)
+
+    def close(self) -> None:
+        if self.state is not None:
+            self.state.close()
