@@ -124,6 +124,27 @@ def test_duplicate_yaml_ids_and_names(tmp_path: Path) -> None:
     assert any("name 'a' is also used by object 1001" in p for p in found)
 
 
+OBJECT = "objects:\n  - {id: 1001, name: a}\n"
+TWICE = {  # a section mapping names to entries, the second 'x' on line 4
+    "connection": "connections:\n  x: postgresql://u@127.0.0.1/a\n  y: postgresql://u@127.0.0.1/b\n  x: postgresql://u@127.0.0.1/c\n",
+    "schedule": "schedules:\n  x: {cron: '0 2 * * *'}\n  y: {cron: '0 3 * * *'}\n  x: {cron: '0 4 * * *'}\n",
+    "sensor": "sensors:\n  x: {type: files, path: 'a/*'}\n  y: {type: files, path: 'b/*'}\n  x: {type: files, path: 'c/*'}\n",
+    "stage": "stages:\n  x: {ids: 1000-1999}\n  y: {ids: 2000-2999}\n  x: {ids: 3000-3999}\n",
+    "channel": (
+        "alerts:\n  channels:\n    x: {type: webhook, url: 'http://127.0.0.1:1/a'}\n    x: {type: webhook, url: 'http://127.0.0.1:1/b'}\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("what", sorted(TWICE))
+def test_a_name_given_twice_in_a_section_is_refused_at_the_second(tmp_path: Path, what: str) -> None:
+    """YAML keeps the last of two equal keys silently: the first entry would vanish without a word."""
+    path = write(tmp_path / "sluice.yaml", TWICE[what] + OBJECT)
+    (problem,) = [p for p in problems_of(path) if "is defined twice" in p]
+    assert problem.startswith(f"{path}:4: ")
+    assert f"{what} 'x' is defined twice (YAML would keep only this one); {what} names must be unique: rename one" in problem
+
+
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
     path = write(
         tmp_path / "sluice.yaml",

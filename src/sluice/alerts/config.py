@@ -25,7 +25,7 @@ from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import PluginError, Settings, registry
 from sluice.plugins.options import convert_options
 from sluice.project.model import ObjectSpec
-from sluice.project.yaml_tree import YamlMap, plain
+from sluice.project.yaml_tree import YamlMap, duplicate_names, plain
 from sluice.streaming.durations import parse_duration
 
 S = TypeVar("S", bound=Settings)
@@ -89,6 +89,8 @@ class _Reader:
         if not isinstance(raw, YamlMap):
             self.problem(f"'channels' must be a mapping of names to channels such as {EXAMPLE}", line)
             return {}
+        for problem in duplicate_names(raw, "channel", self.file):
+            self.problem(problem.message, problem.line)
         found: dict[str, ChannelSpec] = {}
         names = registry().names("alert")
         for name, item in raw.items():

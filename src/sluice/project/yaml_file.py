@@ -46,7 +46,7 @@ from sluice.project.model import (
 from sluice.project.models import read_models
 from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
-from sluice.project.yaml_tree import YamlMap, expand_tree, load_yaml, plain, read_text
+from sluice.project.yaml_tree import YamlMap, duplicate_names, expand_tree, load_yaml, plain, read_text
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_config import read_sensors
 from sluice.scheduling.spec import read_schedules
@@ -333,6 +333,7 @@ class _Reader:
         mapping = self.mapping(raw, "'stages'", line, "{ingest: {ids: 1000-1999}}")
         if mapping is None:
             return DEFAULT_STAGES
+        self.problems.extend(duplicate_names(mapping, "stage", self.file))
         defaults = {stage.name: stage for stage in DEFAULT_STAGES}
         result = []
         lines: dict[str, int | None] = {}
@@ -408,6 +409,7 @@ class _Reader:
         mapping = self.mapping(raw, "'connections'", line, "{warehouse: postgresql://me@127.0.0.1/dw}")
         if mapping is None:
             return {}
+        self.problems.extend(duplicate_names(mapping, "connection", self.file))
         result = {}
         for name, value in mapping.items():
             where = mapping.line_of(name)

@@ -68,6 +68,21 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _FastLineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def duplicate_names(mapping: YamlMap, what: str, file: str | None) -> list[ConfigError]:
+    """One problem per name given twice in a section that maps names to entries (``connections:``, ``schedules:``,
+    ``sensors:``, ``stages:``, alert ``channels:``), at the line of the second: YAML keeps only the last one, so the
+    first would be dropped silently. ``what`` names an entry (``schedule``). Duplicate keys inside an entry are the
+    checker's ("key 'x' is given twice; keep one")."""
+    return [
+        ConfigError(
+            f"{what} '{key}' is defined twice (YAML would keep only this one); {what} names must be unique: rename one",
+            file,
+            line,
+        )
+        for key, line in mapping.duplicates
+    ]
+
+
 def read_text(path: Path) -> str:
     """A definition file's text; ConfigError (one line, with the line of a bad byte) when unreadable or not UTF-8."""
     try:

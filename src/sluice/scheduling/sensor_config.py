@@ -10,7 +10,7 @@ from typing import Any
 from sluice.errors import ConfigError, did_you_mean
 from sluice.project.model import ObjectSpec, SyncSpec
 from sluice.project.models import Checker
-from sluice.project.yaml_tree import YamlMap, plain
+from sluice.project.yaml_tree import YamlMap, duplicate_names, plain
 from sluice.scheduling.sensor_settings import SensorSettings, SensorSpec
 from sluice.scheduling.spec import resolve_targets
 
@@ -26,6 +26,7 @@ def read_sensors(
             ConfigError(f"'sensors' must be a mapping of names to sensors, got {plain(raw)!r}", checker.file, line)
         )
         return ()
+    checker.problems.extend(duplicate_names(raw, "sensor", checker.file))
     found = []
     sync_names = [s.settings.name for s in syncs]
     for name, body in raw.items():

@@ -28,7 +28,7 @@ from msgspec import Meta
 from sluice.errors import ConfigError
 from sluice.plugins.base import Settings
 from sluice.plugins.options import convert_options
-from sluice.project.yaml_tree import YamlMap, plain
+from sluice.project.yaml_tree import YamlMap, duplicate_names, plain
 from sluice.scheduling.cron import check_cron, check_timezone
 
 CatchUp = Literal["none", "latest", "all"]
@@ -107,6 +107,7 @@ def read_schedules(
     if not isinstance(raw, YamlMap):
         problems.append(ConfigError(f"schedules must be a mapping of name: {{cron: ...}}, got {plain(raw)!r}", file, line))
         return ()
+    problems.extend(duplicate_names(raw, "schedule", file))
     specs: list[ScheduleSpec] = []
     for name, entry in raw.items():
         where = raw.line_of(name)
