@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from sluice.errors import ConfigError
 from sluice.project.model import ObjectSpec, Project
+from sluice.scheduling.backfill_lease import LEASE_S, BackfillLease
 from sluice.scheduling.cron import Cron, check_cron
 from sluice.scheduling.requests import RunRequest
 from sluice.state.base import BackfillDate, BackfillRecord, StateStore
@@ -190,13 +191,16 @@ def _parallel_problem(obj: ObjectSpec) -> str | None:
 class Backfills:
     """Creates, finds and runs the backfills of one project in a state store.
 
-    ``clock`` gives epoch seconds (tests pass a fake one).
+    ``clock`` gives epoch seconds (tests pass a fake one); ``lease_s`` how long a backfill's lease lasts unrenewed.
     """
 
-    def __init__(self, state: StateStore, project: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, state: StateStore, project: str, clock: Callable[[], float] = time.time, *, lease_s: float = LEASE_S
+    ) -> None:
         self.state = state
         self.project = project
         self.clock = clock
+        self.lease_s = lease_s
         self._stopping = threading.Event()
 
     def create(self, spec: BackfillSpec, dates: list[datetime]) -> BackfillRecord:
@@ -230,7 +234,16 @@ class Backfills:
         the backfill as it ends (``running`` still when :meth:`stop` was called or the caller was interrupted).
 
         ``first_alone``: until one date of the backfill has succeeded, dates run one at a time (the plan holds objects
-        that do not depend on the date, :func:`shared_objects`: the first date runs them, the next find them fresh)."""
+        that do not depend on the date, :func:`shared_objects`: the first date runs them, the next find them fresh).
+
+        One process at a time runs a backfill: its lease is held meanwhile (:class:`BackfillLease`); raises
+        BackfillBusy, before any date starts, when another live process holds it."""
+        with BackfillLease(self.state, self.project, backfill_id, self.clock, ttl_s=self.lease_s, on_lost=self.stop):
+            return self._run(backfill_id, run_date, parallel, on_date, first_alone)
+
+    def _run(
+        self, backfill_id: str, run_date: RunDate, parallel: int, on_date: OnDate | None, first_alone: bool
+    ) -> BackfillRecord:
         record = self.state.get_backfill(backfill_id)
         dates = self.state.backfill_dates(backfill_id)
         todo = [d for d in dates if d.status != "succeeded"]
