@@ -175,6 +175,34 @@ def test_objects_and_an_object_with_its_sample(tmp_path: Path) -> None:
         assert small == {"columns": ["id", "amount"], "rows": [[1, "0.25"], [2, "1.25"], [3, "2.25"]]}
 
 
+def test_a_dated_objects_last_output_is_its_plain_output_holding_the_latest_date(tmp_path: Path) -> None:
+    """Day 2 ran, then day 1 (a backfill of an earlier date): the last load is day 1's own output, but what runs
+    without a date, models and other objects read is the plain output, which keeps day 2's data."""
+    from sluice.scheduling.launch import InProcessRuns
+    from sluice.scheduling.requests import RunRequest
+
+    folder = tmp_path / "daily"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "2026-01-01.csv").write_text("id\n1\n2\n", encoding="utf-8")
+    (folder / "data" / "2026-01-02.csv").write_text("id\n3\n", encoding="utf-8")
+    text = (
+        "name: daily\nobjects:\n"
+        "  - {id: 1001, name: day_file, source: {type: csv, path: 'data/{{ ds }}.csv'}}\n"
+        "  - {id: 2001, name: day_rows, parents: [1001], sql: \"SELECT id, '{{ ds }}' AS ds FROM day_file\"}\n"
+    )
+    project = load(write_yaml(folder, text))
+    with InProcessRuns(project) as runs:
+        for day in (2, 1):
+            assert runs(RunRequest("bf", "backfill", dt.datetime(2026, 1, day, tzinfo=dt.UTC))) == "succeeded"
+    with LiveServer(project) as server, server.client() as client:
+        detail = client.get("/objects/2001").json()
+        models.ObjectDetail.model_validate(detail)
+    output = detail["last_output"]
+    assert output["location"] == "cleaned/day_rows.parquet" and output["rows"] == 1
+    assert output["logical_date"] == "2026-01-02T00:00:00+00:00"
+    assert output["sample"] == {"columns": ["id", "ds"], "rows": [[3, "2026-01-02"]]}
+
+
 def test_an_object_detail_carries_its_objets_json_metadata(tmp_path: Path) -> None:
     folder = tmp_path / "field"
     folder.mkdir()

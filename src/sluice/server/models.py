@@ -141,6 +141,10 @@ class LastOutput(BaseModel):
     location: str | None
     run_id: str
     loaded_at: float
+    logical_date: str | None = Field(
+        default=None,
+        description="For an object depending on the logical date: the date whose data the output holds (UTC ISO).",
+    )
     sample: Sample | None = Field(description="Null when the object has no lake output or it cannot be read.")
     sample_error: str | None = Field(default=None, description="Why the sample could not be read.")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from sluice.errors import TerminalError
@@ -26,6 +27,20 @@ def sample_rows(lake: Lake, location: str, limit: int = SAMPLE_ROWS) -> tuple[di
     columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
     rows = [list(row) for row in zip(*columns, strict=True)] if columns else []
     return {"columns": list(table.column_names), "rows": rows}, None
+
+
+def count_rows(lake: Lake, location: str) -> int | None:
+    """The rows of the output at ``location`` from its Parquet footers (nothing scanned); None when unreadable."""
+    try:
+        found = lake.duckdb_input(location)
+        if isinstance(found, ds.Dataset):
+            return int(found.count_rows())
+        path = Path(found)
+        if path.is_file():
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(ds.dataset(path.parent, format="parquet").count_rows())  # a parts folder's '<folder>/*.parquet'
+    except Exception:
+        return None
 
 
 def _head(lake: Lake, location: str, limit: int) -> pa.Table:

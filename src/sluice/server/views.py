@@ -22,12 +22,16 @@ import msgspec
 from sluice.bounded import ByteLru
 from sluice.graph.plan import project_graph
 from sluice.lake.base import Lake
-from sluice.project.model import Project
+from sluice.lake.dated import held_logical_date
+from sluice.project.model import Project, layer_of
 from sluice.server.check_results import CheckResult, CheckResults, check_state
 from sluice.server.errors import NotFound
 from sluice.server.runs import RunManager, find_run
-from sluice.server.sample import sample_rows
+from sluice.server.sample import count_rows, sample_rows
 from sluice.state.base import OBJECT_STATUSES, ObjectState, RunRecord, StateStore
+
+DATED_MARK = ".ld-"
+"""In a lake location, the mark of a per-date output (``<layer>/<name>.ld-<date>``, :func:`sluice.lake.dated.dated_name`)."""
 
 _encoder = msgspec.json.Encoder(enc_hook=str)
 LATEST_RUNS = 20  # how many recent runs "last status" looks through
@@ -275,6 +279,21 @@ class ObjectViews:
         objects = [{**brief, "last_status": latest[oid][1] if oid in latest else None} for oid, brief in self._briefs.items()]
         return {"project": self.project.name, "stages": self._stages, "objects": objects}
 
+    def _plain(self, object_id: int) -> dict[str, Any]:
+        """The plain output of an object whose last load was a dated run's own output (``<name>.ld-<date>``,
+        :mod:`sluice.lake.dated`): what runs without a date, models and other objects read, holding the latest
+        logical date's data (not necessarily the last loaded run's: a backfill of earlier dates leaves it alone).
+        Its location, rows and logical date; no location when it is not written (yet)."""
+        obj = self.project.objects[object_id]
+        try:
+            layer = layer_of(self.project, obj)
+            location = self.lake.current_location(layer, obj.name)
+            held = held_logical_date(self.lake, layer, obj.name) if location else None
+        except Exception:  # the lake away: say the output cannot be read
+            location, held = None, None
+        rows = count_rows(self.lake, location) if location else None
+        return {"location": location, "rows": rows or 0, "logical_date": held.isoformat() if held else None}
+
     def detail(self, object_id: int) -> dict[str, Any]:
         brief = self._briefs.get(object_id)
         if brief is None:
@@ -295,10 +314,13 @@ class ObjectViews:
                 "location": output.location,
                 "run_id": output.run_id,
                 "loaded_at": output.loaded_at,
+                "logical_date": None,
                 "sample": None,
             }
-            if output.location:
-                sample, error = sample_rows(self.lake, output.location)
+            if output.location and DATED_MARK in output.location:
+                last_output.update(self._plain(object_id))
+            if last_output["location"]:
+                sample, error = sample_rows(self.lake, last_output["location"])
                 last_output["sample"] = sample
                 if error is not None:
                     last_output["sample_error"] = error

@@ -205,7 +205,8 @@ export class ObjectPanel {
     if (!this.detail) return el("p", { class: "caption", text: this.detailError || !this.online ? "" : "Loading…" });
     if (!output) return el("section", { class: "sample" }, el("h3", { text: "Sample rows" }), el("p", { class: "caption", text: "No output yet." }));
     const sample = output.sample ?? { columns: [], rows: [] };
-    const caption = `${number(output.rows)} rows in run ${output.run_id ?? "—"}${output.location ? ` · ${output.location}` : ""}`;
+    const dated = output.logical_date ? ` of logical date ${output.logical_date}; last loaded` : "";  // the plain output of a {{ ds }} object
+    const caption = `${number(output.rows)} rows${dated} in run ${output.run_id ?? "—"}${output.location ? ` · ${output.location}` : ""}`;
     if (!sample.columns?.length) {
       return el("section", { class: "sample" }, el("h3", { text: "Sample rows" }), el("p", { class: "caption", text: `${caption}; no columns (no data).` }));
     }
