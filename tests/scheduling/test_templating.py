@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -48,33 +49,40 @@ def rows(tmp_path: Path) -> list[tuple[object, ...]]:
     return duckdb.sql(f"SELECT * FROM '{path}' ORDER BY id").fetchall()
 
 
-def test_each_scheduled_run_renders_its_logical_date_in_sql_and_source_options(tmp_path: Path) -> None:
-    project = daily_project(tmp_path)
-    clock = FakeClock(utc(2026, 1, 1, 1))
+def scheduled(tmp_path: Path, project: Project, start: datetime, ticks: list[datetime]) -> list[dict[str, Any]]:
+    """Step a scheduler of ``project`` at ``start`` (the baseline), then at each tick; for each run: its options, its
+    objects' statuses and the rows of day_rows' plain output once it finished."""
+    clock = FakeClock(start)
+    seen = []
     with open_backends(project) as backends:
         starter = CoordinatorStarter(project, backends)
         scheduler = Scheduler(project, backends.state, starter, clock=clock)
         try:
             scheduler.step()
-            for day in (1, 2):
-                clock.set(utc(2026, 1, day, 2))
+            for at in ticks:
+                clock.set(at)
                 (tick,) = scheduler.step().fired
-                assert tick.run_id is not None
-                wait_for(lambda: backends.state.get_run(tick.run_id).status != "running", 30, "the scheduled run")  # noqa: B023
-                assert backends.state.get_run(tick.run_id).status == "succeeded"
-                if day == 1:
-                    assert rows(tmp_path) == [
-                        (1, "a", "2026-01-01", "20260101", "2025-12-31 02:00:00+00:00", "2026-01-01 02:00:00+00:00"),
-                        (2, "b", "2026-01-01", "20260101", "2025-12-31 02:00:00+00:00", "2026-01-01 02:00:00+00:00"),
-                    ]
-            # the second date is not "fresh" because of the first: its own file, its own rows
-            assert rows(tmp_path) == [
-                (3, "c", "2026-01-02", "20260102", "2026-01-01 02:00:00+00:00", "2026-01-02 02:00:00+00:00"),
-            ]
-            states = backends.state.object_states(tick.run_id)
-            assert {oid: s.status for oid, s in states.items()} == {1001: "loaded", 2001: "loaded"}
+                run_id = tick.run_id
+                assert run_id is not None
+                wait_for(lambda: backends.state.get_run(run_id).status != "running", 30, "the scheduled run")  # noqa: B023
+                record = backends.state.get_run(run_id)
+                states = {oid: s.status for oid, s in backends.state.object_states(run_id).items()}
+                seen.append({"status": record.status, "options": record.options, "states": states, "rows": rows(tmp_path)})
         finally:
             starter.close()
+    return seen
+
+
+def test_each_scheduled_run_renders_its_logical_date_in_sql_and_source_options(tmp_path: Path) -> None:
+    first, second = scheduled(tmp_path, daily_project(tmp_path), utc(2026, 1, 1, 1), [utc(2026, 1, 1, 2), utc(2026, 1, 2, 2)])
+    assert first["status"] == second["status"] == "succeeded"
+    assert first["rows"] == [
+        (1, "a", "2026-01-01", "20260101", "2025-12-31 02:00:00+00:00", "2026-01-01 02:00:00+00:00"),
+        (2, "b", "2026-01-01", "20260101", "2025-12-31 02:00:00+00:00", "2026-01-01 02:00:00+00:00"),
+    ]
+    # the second date is not "fresh" because of the first: its own file, its own rows
+    assert second["rows"] == [(3, "c", "2026-01-02", "20260102", "2026-01-01 02:00:00+00:00", "2026-01-02 02:00:00+00:00")]
+    assert second["states"] == {1001: "loaded", 2001: "loaded"}
 
 
 def test_a_manual_run_without_a_logical_date_renders_today(tmp_path: Path) -> None:
@@ -127,24 +135,10 @@ def test_ds_is_the_date_in_the_schedules_time_zone_across_a_daylight_saving_chan
     project = daily_project(tmp_path, PARIS)
     for day in ("2026-03-29", "2026-03-30"):
         (tmp_path / "data" / f"{day}.csv").write_text(f"id,v\n{day[-1]},x\n", encoding="utf-8")
-    clock = FakeClock(utc(2026, 3, 28, 22))
-    with open_backends(project) as backends:
-        starter = CoordinatorStarter(project, backends)
-        scheduler = Scheduler(project, backends.state, starter, clock=clock)
-        try:
-            scheduler.step()
-            seen = []
-            for tick_at in (utc(2026, 3, 28, 23, 30), utc(2026, 3, 29, 22, 30)):  # 00:30 CET, then 00:30 CEST
-                clock.set(tick_at)
-                (tick,) = scheduler.step().fired
-                assert tick.run_id is not None
-                wait_for(lambda: backends.state.get_run(tick.run_id).status != "running", 30, "the scheduled run")  # noqa: B023
-                assert backends.state.get_run(tick.run_id).status == "succeeded", backends.state.object_states(tick.run_id)
-                assert backends.state.get_run(tick.run_id).options["timezone"] == "Europe/Paris"
-                seen.append(rows(tmp_path))
-        finally:
-            starter.close()
-    assert seen == [
+    ticks = [utc(2026, 3, 28, 23, 30), utc(2026, 3, 29, 22, 30)]  # 00:30 CET, then 00:30 CEST
+    seen = scheduled(tmp_path, project, utc(2026, 3, 28, 22), ticks)
+    assert [(run["status"], run["options"]["timezone"]) for run in seen] == [("succeeded", "Europe/Paris")] * 2
+    assert [run["rows"] for run in seen] == [
         [(9, "x", "2026-03-29", "2026-03-28T23:30:00+00:00", "2026-03-28 00:30:00+01:00", "2026-03-29 00:30:00+01:00")],
         [(0, "x", "2026-03-30", "2026-03-29T22:30:00+00:00", "2026-03-29 00:30:00+01:00", "2026-03-30 00:30:00+02:00")],
     ]
