@@ -67,7 +67,9 @@ def date_line(item: BackfillDate, settled: int, total: int) -> str:
     "--target", "targets", multiple=True, metavar="ID|NAME", help="Object to produce (repeatable; default: the final objects)."
 )
 @click.option("--schedule", help="Run this schedule's ticks in the range (its cron, time zone and targets) instead of days.")
-@click.option("--timezone", default="UTC", show_default=True, help="Time zone of the days' midnights (IANA name).")
+@click.option(
+    "--timezone", default="UTC", show_default=True, help="Time zone of the days' midnights and of their {{ ds }} (IANA name)."
+)
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Dates run at once.")
 @click.option("--resume", "resume_id", metavar="ID", help="Continue this backfill: its dates not yet succeeded.")
 @click.option("--new", "fresh", is_flag=True, help="Start a new backfill even if an unfinished one has the same dates.")
