@@ -161,5 +161,7 @@ def test_the_run_options_time_zone_and_interval_win_over_the_schedules(tmp_path:
         },
     )
     assert str(backfill["data_interval_start"]) == "2026-10-24 00:30:00+02:00" and backfill["ds_nodash"] == "20261025"
+    namesake = run_context(project, {"logical_date": late, "schedule": "nightly", "trigger": "sensor"})
+    assert namesake["data_interval_start"] == namesake["data_interval_end"]  # a sensor named like a schedule
     plain = run_context(project, {"logical_date": late})  # no zone anywhere: UTC, as before
     assert (plain["ds"], str(plain["logical_date"])) == ("2026-10-24", "2026-10-24 22:30:00+00:00")

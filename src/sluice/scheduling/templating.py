@@ -80,15 +80,16 @@ def run_context(project: Project, options: Mapping[str, Any]) -> dict[str, Any]:
     ``logical_date`` (ISO text; None: now), ``timezone`` (IANA name), ``data_interval_start`` (ISO text) and
     ``schedule`` (the schedule, sensor or backfill that started it).
 
-    A run whose options give no ``timezone`` or ``data_interval_start`` (a schedule's tick, or one recorded before
-    they were kept) takes them from the project's schedule ``schedule`` names: its zone, and its previous tick as the
-    interval's start.
+    A schedule's run (``trigger`` ``schedule``) whose options give no ``timezone`` or ``data_interval_start`` (a
+    tick's request carries the zone only, and runs recorded before they were kept neither) takes them from the
+    project's schedule ``schedule`` names: its zone, and its previous tick as the interval's start.
     """
     logical_date = options.get("logical_date")
     date = datetime.fromisoformat(logical_date) if isinstance(logical_date, str) and logical_date else datetime.now(UTC)
     if date.tzinfo is None:
         date = date.replace(tzinfo=UTC)
-    schedule = options.get("schedule") if logical_date else None
+    # a schedule's tick (not a sensor or backfill run that happens to share its name)
+    schedule = options.get("schedule") if logical_date and options.get("trigger") in (None, "schedule") else None
     spec = next((s for s in project.schedules if s.name == schedule), None)
     zone = options.get("timezone") or (spec.timezone if spec is not None else "UTC")
     given = options.get("data_interval_start") if logical_date else None
