@@ -285,12 +285,12 @@ class ObjectViews:
         logical date's data (not necessarily the last loaded run's: a backfill of earlier dates leaves it alone).
         Its location, rows and logical date; no location when it is not written (yet)."""
         obj = self.project.objects[object_id]
+        layer = layer_of(self.project, obj)
         try:
-            layer = layer_of(self.project, obj)
             location = self.lake.current_location(layer, obj.name)
             held = held_logical_date(self.lake, layer, obj.name) if location else None
-        except Exception:  # the lake away: say the output cannot be read
-            location, held = None, None
+        except Exception as exc:  # the lake away: say the output cannot be read
+            return {"location": None, "rows": 0, "sample_error": f"cannot read {layer}/{obj.name} from the lake: {exc}"}
         rows = count_rows(self.lake, location) if location else None
         return {"location": location, "rows": rows or 0, "logical_date": held.isoformat() if held else None}
 
