@@ -16,7 +16,7 @@ Freshness(fingerprint='9f0c...', fresh=None)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sluice.connectors.base import SourceContext
 from sluice.errors import ConfigError, SluiceError
@@ -128,6 +128,15 @@ class Fingerprints:
             return destination.has_table(table)
         finally:
             destination.close()
+
+    def hash_definitions(self, object_ids: Iterable[int]) -> None:
+        """Compute and keep the definition hashes of ``object_ids`` now (a few microseconds each), so that the
+        fingerprint asked when one of them becomes ready, between its last parent's ``ObjectLoaded`` and its
+        ``ObjectReady``, does not compute it (the coordinator calls this while it plans)."""
+        definitions, objects = self._definitions, self.project.objects
+        for object_id in object_ids:
+            if object_id not in definitions:
+                definitions[object_id] = objects[object_id].definition_hash()
 
     def fingerprint(self, object_id: int, parent_hashes: Sequence[str]) -> str | None:
         """The object's fingerprint given its parents' content hashes; None when its input is unknown."""
