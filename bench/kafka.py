@@ -4,7 +4,10 @@
    object of layer k > 0 with two parents in layer k - 1) run by a coordinator process
    (``sluice run --workers external``) and 2 ``sluice worker`` processes per stage, over Kafka and over
    the embedded bus. Objects/s from ``RunStarted`` to ``RunFinished`` (event timestamps) and the
-   per-object latency from the last parent's ``ObjectLoaded`` to the child's ``ObjectStarted``, p50/p99.
+   per-object latency from the last parent's ``ObjectLoaded`` to the child's ``ObjectStarted``, p50/p99:
+   the median of ``--rounds`` runs per bus, the buses taking turns going first, after ``--warmup`` untimed
+   Kafka runs (a broker's JVM compiles its request paths during its first minutes of traffic; a broker in
+   service has long done so).
 2. **Raw bus throughput**: the same encoded ``ObjectLoaded`` payloads published in batches, then
    consumed by a consumer group (commit after each poll), events/s for ``KafkaBus`` and ``EmbeddedBus``.
 
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -216,6 +220,15 @@ def measure_throughput(bus_name: str, bus: Bus, messages: list[tuple[str | None,
 # ----- report ----------------------------------------------------------------------------------
 
 
+def median_run(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over rounds (the other fields from the first round)."""
+    out = dict(measured[0])
+    for key, value in measured[0].items():
+        if isinstance(value, float):
+            out[key] = statistics.median(r[key] for r in measured)
+    return out
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
@@ -225,6 +238,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--workers-per-stage", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="distributed runs per bus (medians reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed distributed Kafka runs before the rounds")
     parser.add_argument("--events", type=int, default=200_000, help="messages for the raw throughput test")
     parser.add_argument("--batch", type=int, default=1000, help="messages per publish call")
     parser.add_argument(
@@ -236,15 +251,26 @@ def main() -> None:
     kafka_url = args.kafka or os.environ.get("SLUICE_TEST_KAFKA_URL", "").strip() or start_kafka()
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "kafka": kafka_url}
 
-    runs = {
-        "embedded": measure_distributed("embedded", None, args.objects, args.layers, args.workers_per_stage),
-        "kafka": measure_distributed("kafka", namespaced(kafka_url), args.objects, args.layers, args.workers_per_stage),
-    }
+    def distributed(bus_name: str) -> dict[str, Any]:
+        url = namespaced(kafka_url) if bus_name == "kafka" else None
+        return measure_distributed(bus_name, url, args.objects, args.layers, args.workers_per_stage)
+
+    for _ in range(args.warmup):  # untimed: the broker's JIT compiles the paths a long-running broker has compiled
+        distributed("kafka")
+    rounds: dict[str, list[dict[str, Any]]] = {"embedded": [], "kafka": []}
+    for i in range(args.rounds):
+        for bus_name in ("embedded", "kafka") if i % 2 == 0 else ("kafka", "embedded"):
+            rounds[bus_name].append(distributed(bus_name))
+    runs = {name: median_run(measured) for name, measured in rounds.items()}
     results["distributed"] = runs
+    results["distributed_rounds"] = rounds
     print(
         f"distributed run: {args.objects:,} no-op objects, {args.layers} layers, coordinator + "
-        f"{args.workers_per_stage} worker processes per stage"
+        f"{args.workers_per_stage} worker processes per stage; median of {args.rounds} rounds "
+        f"(the buses take turns going first; {args.warmup} untimed Kafka run before)"
     )
+    for name, measured in rounds.items():
+        print(f"  {name} p50 per round, ms: " + ", ".join(f"{r['latency_ms_p50']:.1f}" for r in measured))
     print(f"{'bus':<10} {'objects/s':>10} {'seconds':>8} {'p50 ms':>8} {'p99 ms':>8}   (latency: parent loaded -> child started)")
     for name, r in runs.items():
         p50, p99 = r["latency_ms_p50"], r["latency_ms_p99"]
