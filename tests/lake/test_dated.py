@@ -3,6 +3,7 @@ plain and partitioned, including dates promoted at once from several threads."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from lake.contract import Backend
 from sluice.lake.base import Lake, LakeWrite
-from sluice.lake.dated import candidate_name, dated_name, held_logical_date, promote, stamp
+from sluice.lake.dated import candidate_name, dated_name, held_logical_date, promote, prune_dated, stamp
 from sluice.lake.versioned import Retention
 
 DATES = [f"2026-01-{d:02d}T00:00:00+00:00" for d in range(1, 9)]
@@ -104,3 +105,25 @@ def test_a_candidate_is_promoted_without_a_date_and_then_a_date_replaces_it(back
     assert plain is not None and _ids(lake, plain) == [40, 41, 42, 43]
     lake.write("raw", "t", _day(1))
     assert held_logical_date(lake, "raw", "t") is None and _ids(lake, plain) == [10]
+
+
+def test_prune_removes_old_per_date_outputs_but_the_one_the_plain_output_holds_and_running_dates(backend: Backend) -> None:
+    """prune_dated: per-date outputs written before the cutoff go, except the latest date's (held by the plain
+    output, which stays readable) and a date whose run is still running; a dry run counts them and removes none."""
+    lake = backend.lake()
+    for index in range(1, 6):
+        written = lake.write("raw", dated_name("t", DATES[index - 1]), _day(index))
+        promote(lake, "raw", "t", written, DATES[index - 1])
+    lake.write("raw", "other", _day(1))  # not a per-date output: never pruned
+    names = [dated_name("t", date) for date in DATES[:5]]
+    assert [o.name for o in lake.outputs("raw", "t.ld-")] == names
+    assert prune_dated(lake, [("raw", "t")], time.time() - 3600) == 0  # none written before the cutoff
+    after = time.time() + 1
+    assert prune_dated(lake, [("raw", "t")], after, running=[DATES[1]], dry_run=True) == 3
+    assert [o.name for o in lake.outputs("raw", "t.ld-")] == names
+    assert prune_dated(lake, [("raw", "t")], after, running=[DATES[1]]) == 3
+    assert [o.name for o in lake.outputs("raw", "t.ld-")] == [names[1], names[4]]
+    plain = lake.current_location("raw", "t")
+    assert plain is not None and _ids(lake, plain) == [50 + k for k in range(5)]
+    assert lake.current_location("raw", "other") is not None
+    assert not [name for name in backend.listing() if any(n in name for n in (names[0], names[2], names[3]))]
