@@ -130,7 +130,9 @@ class Lake(ABC):
         location = f"{layer}/{name}"
         return location if self.exists(location) else None
 
-    def promote(self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()) -> None:
+    def promote(
+        self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()
+    ) -> None:
         """Make the current data of ``location`` (another output of this lake, written by :meth:`write` or
         :meth:`stage`) the output ``layer/name`` as well, in one atomic replacement (readers see the old output or
         the new one), marked as holding ``logical_date`` (ISO text, read back by :meth:`promoted_date`; None: no

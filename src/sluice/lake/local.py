@@ -190,7 +190,9 @@ class LocalLake(Lake):
             return [f"{self.store.data_folder(path.as_posix(), manifest)}/{name}" for name in manifest.files]
         return [str(part) for part in sorted(path.resolve().glob("*.parquet"))] if path.is_dir() else [str(path)]
 
-    def promote(self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()) -> None:
+    def promote(
+        self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()
+    ) -> None:
         """:meth:`Lake.promote` without copying: ``<layer>/<name>.parquet`` becomes a link to a parts folder of hard
         links to ``location``'s file or parts (:func:`~sluice.lake.local_parts.link_files`); a partitioned output's
         manifest links to ``location``'s version (:meth:`VersionedStore.link`)."""

@@ -250,7 +250,9 @@ class S3Lake(Lake):
         with _translated(folder):
             return self.store.versions(folder)
 
-    def promote(self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()) -> None:
+    def promote(
+        self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()
+    ) -> None:
         """:meth:`Lake.promote` by one manifest PUT naming ``location``'s current version and files
         (:meth:`VersionedStore.link`): nothing is copied, and that version is kept while linked."""
         plain = f"{_name(layer, 'layer')}/{_name(name, 'name')}"

@@ -348,7 +348,6 @@ class VersionedStore:
         for version in sorted(doomed - committed):
             _delete_folder(self.fs, f"{folder}/{VERSION_PREFIX}{version}")
 
-
     def pinned(self, folder: str) -> set[str]:
         """The versions of the dataset in ``folder`` that its plain sibling links to (:meth:`link`; at most one)."""
         from sluice.lake.dated import plain_name
