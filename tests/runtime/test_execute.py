@@ -164,3 +164,32 @@ def test_an_output_whose_error_check_failed_never_becomes_current_and_stays_read
     assert run_project(project, RunOptions()).counts() == {"loaded": 3}
     assert _rows(lake, "raw/people.parquet") == [1, 3]
     assert _rows(lake, "cleaned/adults.parquet") == [1, 3]
+
+
+def test_a_run_given_a_load_key_does_not_append_again_what_a_load_under_that_key_committed(tmp_path: Path) -> None:
+    """RunOptions.load_key (a backfill date run again after its run was cancelled mid-object: docs/backfills.md) reaches
+    the worker in ObjectReady, and the destination records the load under it: an append the first run committed is
+    not added twice; a run with a key of its own appends again."""
+    from datetime import datetime
+
+    write_yaml(tmp_path, """
+connections:
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: sales
+    sql: "select 1 AS id, DATE '{{ ds }}' AS day union all select 2, DATE '{{ ds }}'"
+    destination: {connection: lite, table: sales, mode: append}
+""")  # fmt: skip
+    project = load(tmp_path)
+    day = datetime.fromisoformat("2026-01-02T00:00:00+00:00")
+
+    def rows() -> int:
+        with sqlite3.connect(tmp_path / "lite.db") as db:
+            return int(db.execute("SELECT count(*) FROM sales").fetchone()[0])
+
+    first = run_project(project, RunOptions(logical_date=day))
+    assert first.status == "succeeded" and rows() == 2
+    again = run_project(project, RunOptions(logical_date=day, force=True, load_key=first.run_id))
+    assert again.counts() == {"loaded": 1} and rows() == 2
+    assert run_project(project, RunOptions(logical_date=day, force=True)).counts() == {"loaded": 1} and rows() == 4

@@ -93,12 +93,17 @@ class ObjectExecutor:
         delay_s: float = 0.0,
         fail: bool = False,
         logical_date: str | None = None,
+        load_key: str | None = None,
     ) -> Outcome:
         """Process ``obj`` given its parents' lake locations (this run's: ``ObjectReady.inputs``); raise on failure.
 
         ``logical_date`` (ISO text): the run's; an object depending on it (:attr:`dated`) then writes its own lake
         output for that date, and an object with an ``error`` check its candidate: :meth:`promote` makes it the plain
         output once the checks passed (:mod:`sluice.lake.dated`).
+
+        ``load_key``: what a destination records the load under (``<load_key>:<object id>``, the load id that makes a
+        load idempotent) instead of ``run_id``: a backfill date run again after a cancelled run gives that run's, so
+        what the cancelled run loaded is not loaded twice (``RunOptions.load_key``).
         """
         if delay_s > 0:
             time.sleep(delay_s)
@@ -107,7 +112,7 @@ class ObjectExecutor:
         if obj.kind not in ("source", "noop") and self.engine(obj.engine).writes_lake:
             # Spark: the engine writes the lake itself, a table model as its SQL bound to its parents
             plain = self._model_as_object(obj) if obj.model is not None else obj
-            return self._write_by_engine(plain, run_id, inputs, logical_date)
+            return self._write_by_engine(plain, load_key or run_id, inputs, logical_date)
         rows: int | None = None
         source = self._source(obj)
         if obj.model is not None:
@@ -119,7 +124,8 @@ class ObjectExecutor:
             reader = source.read() if source is not None else self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
-        outcome = self._write(obj, run_id, reader, rows, source.whole_file() if source is not None else None, logical_date)
+        file = source.whole_file() if source is not None else None
+        outcome = self._write(obj, load_key or run_id, reader, rows, file, logical_date)
         if source is not None:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
         return outcome
@@ -184,7 +190,7 @@ class ObjectExecutor:
     def _write(
         self,
         obj: ObjectSpec,
-        run_id: str,
+        load_key: str,
         reader: pa.RecordBatchReader,
         rows: int | None = None,
         file: SourceFile | None = None,
@@ -193,7 +199,7 @@ class ObjectExecutor:
         """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored;
         ``file``: the Parquet file ``reader`` streams whole (:meth:`Source.whole_file`), which the lake may keep as is
         when the object stores it unchanged (no date parts, no ``partition_by``)."""
-        load_id = f"{run_id}:{obj.id}"
+        load_id = f"{load_key}:{obj.id}"
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
         if obj.date_parts:
@@ -252,7 +258,7 @@ class ObjectExecutor:
         return self.engine(obj.engine).run(obj, available, object_label=label(obj))
 
     def _write_by_engine(
-        self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], logical_date: str | None = None
+        self, obj: ObjectSpec, load_key: str, inputs: Mapping[str, str | None], logical_date: str | None = None
     ) -> Outcome:
         """An engine that writes the lake itself (Spark): it fills a staging place, committed here (or read
         by the destination and dropped, for an object that keeps no lake copy)."""
@@ -260,7 +266,7 @@ class ObjectExecutor:
         available = self._parent_locations(obj, inputs)
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = (
-            functools.partial(self._publish, obj, load_id=f"{run_id}:{obj.id}") if obj.destination is not None else None
+            functools.partial(self._publish, obj, load_id=f"{load_key}:{obj.id}") if obj.destination is not None else None
         )
         staged = self.lake.stage(self.project.stage(obj.stage).layer, self._lake_name(obj, logical_date))
         try:

@@ -287,7 +287,13 @@ class StageWorker:
         try:
             obj = self.templates.render(obj, ready.run_id, ready.logical_date)
             outcome = self.executor.run(
-                obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail, logical_date=ready.logical_date
+                obj,
+                ready.run_id,
+                ready.inputs,
+                delay_s=ready.delay_s,
+                fail=ready.fail,
+                logical_date=ready.logical_date,
+                load_key=ready.load_key,
             )
             checked = self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
             if not checked.failure:  # an output whose error check failed does not become the plain output

@@ -29,6 +29,9 @@ class RunRequest:
     logical_date: datetime
     targets: tuple[int, ...] | None = None
     key: str = ""
+    load_key: str | None = None
+    """The run's :attr:`RunOptions.load_key <sluice.runtime.summary.RunOptions.load_key>` (a backfill date run again
+    after a cancelled run: that run's load key)."""
 
     def options(self) -> RunOptions:
         """The :class:`RunOptions` of the run this request starts."""
@@ -37,4 +40,5 @@ class RunRequest:
             logical_date=self.logical_date,
             trigger=self.trigger,
             schedule=self.name,
+            load_key=self.load_key,
         )
