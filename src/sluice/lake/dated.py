@@ -107,17 +107,18 @@ def prune_dated(
         found = lake.outputs(layer, f"{name}.ld-")
         if not found:
             continue
-        held = held_logical_date(lake, layer, name)
-        keep_here = keep | ({held.strftime("%Y%m%dT%H%M%SZ")} if held is not None else set())
-        for output in found:
-            match = _DERIVED.match(output.name)
-            if match is None or match.group("plain") != name or not match.group("stamp"):
-                continue
-            if output.written_at >= before or match.group("stamp") in keep_here:
-                continue
-            if not dry_run:
-                lake.remove(layer, output.name)
-            removed += 1
+        with _turn(lake, layer, name):  # no promotion links to an output while it goes
+            held = held_logical_date(lake, layer, name)
+            keep_here = keep | ({held.strftime("%Y%m%dT%H%M%SZ")} if held is not None else set())
+            for output in found:
+                match = _DERIVED.match(output.name)
+                if match is None or match.group("plain") != name or not match.group("stamp"):
+                    continue
+                if output.written_at >= before or match.group("stamp") in keep_here:
+                    continue
+                if not dry_run:
+                    lake.remove(layer, output.name)
+                removed += 1
     return removed
 
 
