@@ -79,6 +79,7 @@ class ObjectReady(ObjectEvent, tag=True, kw_only=True):
     delay_s: float = 0.0
     fail: bool = False
     logical_date: str | None = None  # the run's logical date (ISO 8601), for ``{{ logical_date }}`` in SQL and options
+    load_key: str | None = None  # what destination loads are recorded under instead of the run id (RunOptions.load_key)
 
 
 class ObjectStarted(ObjectEvent, tag=True, kw_only=True):

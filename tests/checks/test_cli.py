@@ -48,12 +48,16 @@ def test_check_runs_on_the_current_output_and_run_prints_what_did_not_pass(tmp_p
     assert lines[0].startswith("object 1001 (people): check not_null_email (not_null, warn): failed, 1 failing row")
     assert lines[1].startswith("object 1001 (people): check row_count (row_count, error): passed in ")
     as_json = CliRunner().invoke(cli, ["check", str(folder), "--json", "--no-store"])
-    assert as_json.exit_code == 1  # adults' error check fails
-    results = [json.loads(line) for line in as_json.output.splitlines()]
+    assert as_json.exit_code == 1  # adults' error check failed in the run: its output never became current
+    lines = as_json.output.splitlines()
+    results = [json.loads(line) for line in lines[:2]]
     assert [(r["object_id"], r["check"], r["status"]) for r in results] == [
         (1001, "not_null_email", "failed"),
         (1001, "row_count", "passed"),
-        (2001, "expression_age_18", "failed"),
+    ]
+    assert lines[2:] == [
+        "object 2001 (adults): it has no current output: the one its last run wrote failed an error check and is kept "
+        "at cleaned/adults.candidate.parquet, not made current; fix it and run the object again"
     ]
     store = SqliteStateStore(folder / ".sluice" / "state.db")
     try:

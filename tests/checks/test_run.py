@@ -206,13 +206,16 @@ def test_a_column_validation_could_not_know_is_named_when_the_check_runs(
     proj = project(tmp_path, "error", warehouse(request, place))
     assert run_project(proj, RunOptions()).status == "failed"  # writes both outputs (the checks then fail)
     users = proj.objects[2002]
+    lake = open_lake(proj)
+    written = lake.current_location("cleaned", "users.candidate")  # failed: never made the current output
+    assert written is not None and lake.current_location("cleaned", "users") is None
     first = users.checks[0]
     broken = [
         dataclasses.replace(first, name="expr", kind="expression", options=ExpressionOptions(expression="amout >= 0")),
         dataclasses.replace(first, name="ref", kind="relationships", options=RelationshipsOptions("country", "countries", "cod")),
         dataclasses.replace(first, name="nn", kind="not_null", options=NotNullOptions(["emial"])),
     ]
-    results = CheckRunner(proj, open_lake(proj)).run(dataclasses.replace(users, checks=tuple(broken)), "r", store=False)
+    results = CheckRunner(proj, lake).run(dataclasses.replace(users, checks=tuple(broken)), "r", written, store=False)
     columns = "user_id, email, country, amount, ts"
     assert [(r.check, r.status, r.message) for r in results.results] == [
         ("expr", "error", f"column 'amout' is not in the output of object 2002 (users) (its columns: {columns}). "

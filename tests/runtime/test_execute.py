@@ -114,3 +114,82 @@ def test_a_load_the_destination_refuses_leaves_the_kept_file_out_of_the_lake(tmp
     assert sorted(p.name for p in (load(folder).resolve_lake_path() / "raw").iterdir()) == ["events.parquet"]
     with sqlite3.connect(folder / "lite.db") as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (6,)
+
+
+CHECKED = """
+objects:
+  - id: 1001
+    name: people
+    source: {type: csv, path: people.csv}
+    checks: [{not_null: {columns: [email]}}]
+  - {id: 2001, name: adults, parents: [1001], sql: "select id, email from people where age >= 18"}
+  - id: 2002
+    name: adult_check
+    parents: [1001]
+    sql: "select id from people"
+    checks: [{relationships: {column: id, to: people}, severity: warn}]
+"""
+
+
+def _rows(lake: LocalLake, location: str | None) -> list[int]:
+    assert location is not None
+    return sorted(lake.read(location).read_all().column("id").to_pylist())
+
+
+def test_an_output_whose_error_check_failed_never_becomes_current_and_stays_readable(tmp_path: Path) -> None:
+    """A plain run (no logical date): the object with an error check writes its candidate, made current once the checks
+    passed; when one fails, the previous output stays current (children, models and other objects' checks read it), the
+    failed one stays readable at the candidate the failure names, and a fixed run replaces it."""
+    from helpers import events_of
+    from sluice import events as ev
+
+    write_yaml(tmp_path, CHECKED)
+    people = tmp_path / "people.csv"
+    people.write_text("id,email,age\n1,a@x,30\n2,b@x,12\n", encoding="utf-8")
+    project = load(tmp_path)
+    lake = LocalLake(project.resolve_lake_path())
+    assert run_project(project, RunOptions()).counts() == {"loaded": 3}
+    assert lake.current_location("raw", "people") == "raw/people.parquet"
+    assert _rows(lake, "raw/people.parquet") == [1, 2]
+
+    people.write_text("id,email,age\n1,a@x,30\n2,,40\n3,c@x,50\n", encoding="utf-8")  # a null email
+    failed = run_project(project, RunOptions())
+    assert failed.status == "failed" and failed.counts() == {"failed": 1, "skipped": 2}
+    assert _rows(lake, "raw/people.parquet") == [1, 2]  # the previous output stays current
+    assert _rows(lake, "raw/people.candidate.parquet") == [1, 2, 3]  # the failed one, for diagnosis
+    [error] = [e.error for _, e in events_of(project, failed.run_id) if isinstance(e, ev.ObjectFailed)]
+    assert error.endswith("the output checked stays at raw/people.candidate.parquet, not made current (the previous one stays)")
+
+    people.write_text("id,email,age\n1,a@x,30\n3,c@x,50\n", encoding="utf-8")
+    assert run_project(project, RunOptions()).counts() == {"loaded": 3}
+    assert _rows(lake, "raw/people.parquet") == [1, 3]
+    assert _rows(lake, "cleaned/adults.parquet") == [1, 3]
+
+
+def test_a_run_given_a_load_key_does_not_append_again_what_a_load_under_that_key_committed(tmp_path: Path) -> None:
+    """RunOptions.load_key (a backfill date run again after its run was cancelled mid-object: docs/backfills.md) reaches
+    the worker in ObjectReady, and the destination records the load under it: an append the first run committed is
+    not added twice; a run with a key of its own appends again."""
+    from datetime import datetime
+
+    write_yaml(tmp_path, """
+connections:
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: sales
+    sql: "select 1 AS id, DATE '{{ ds }}' AS day union all select 2, DATE '{{ ds }}'"
+    destination: {connection: lite, table: sales, mode: append}
+""")  # fmt: skip
+    project = load(tmp_path)
+    day = datetime.fromisoformat("2026-01-02T00:00:00+00:00")
+
+    def rows() -> int:
+        with sqlite3.connect(tmp_path / "lite.db") as db:
+            return int(db.execute("SELECT count(*) FROM sales").fetchone()[0])
+
+    first = run_project(project, RunOptions(logical_date=day))
+    assert first.status == "succeeded" and rows() == 2
+    again = run_project(project, RunOptions(logical_date=day, force=True, load_key=first.run_id))
+    assert again.counts() == {"loaded": 1} and rows() == 2
+    assert run_project(project, RunOptions(logical_date=day, force=True)).counts() == {"loaded": 1} and rows() == 4

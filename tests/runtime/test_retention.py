@@ -103,3 +103,40 @@ def test_check_results_are_pruned_with_the_history_but_not_on_a_dry_run(open_sto
         assert [r.check for r in state.check_results("shop")] == ["new"]
     finally:
         bus.close()
+
+
+def test_sluice_prune_removes_per_date_outputs_written_before_history_dated_outputs(tmp_path: Path) -> None:
+    """``history: dated_outputs`` (else ``keep``) bounds how long per-date lake outputs are kept after their last write;
+    the latest date's, which the plain output holds, stays whatever its age."""
+    import os
+    from datetime import datetime
+
+    from click.testing import CliRunner
+
+    from helpers import load, write_yaml
+    from sluice.cli.main import cli
+    from sluice.lake.dated import held_logical_date
+    from sluice.lake.local import LocalLake
+    from sluice.runtime.run import RunOptions, run_project
+
+    write_yaml(tmp_path, "history: {keep: 30d, dated_outputs: 2d}\nobjects:\n"
+               "  - {id: 1001, name: days, sql: \"select DATE '{{ ds }}' AS day\"}\n")  # fmt: skip
+    project = load(tmp_path)
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    for day in days:
+        run = run_project(project, RunOptions(logical_date=datetime.fromisoformat(f"{day}T00:00:00+00:00")))
+        assert run.status == "succeeded"
+    lake = LocalLake(project.resolve_lake_path())
+    files = [project.resolve_lake_path() / "raw" / f"days.ld-{day.replace('-', '')}T000000Z.parquet" for day in days]
+    for file, age_days in zip(files, (3, 1, 3), strict=True):  # the first and the last written 3 days ago
+        os.utime(file, (time.time() - age_days * DAY,) * 2, follow_symlinks=False)
+    dry = CliRunner().invoke(cli, ["prune", str(tmp_path), "--dry-run"])
+    assert dry.exit_code == 0 and "would remove 1 per-date lake output(s)" in dry.output, dry.output
+    assert all(file.exists() for file in files)
+    pruned = CliRunner().invoke(cli, ["prune", str(tmp_path), "--json"])
+    assert pruned.exit_code == 0 and '"dated_outputs": 1' in pruned.output, pruned.output
+    assert [file.exists() for file in files] == [False, True, True]
+    held = held_logical_date(lake, "raw", "days")
+    assert held is not None and held.date().isoformat() == days[-1]
+    plain = lake.current_location("raw", "days")
+    assert plain is not None and lake.read(plain).read_all().column("day").to_pylist()[0].isoformat() == days[-1]

@@ -218,3 +218,21 @@ def test_parallel_dates_are_refused_only_for_a_replaced_table_depending_on_the_d
     check_parallel(project, None, 1)  # in order: the table ends with the last date's rows
     check_parallel(project, (3002,), 4)  # append: each date adds its own rows
     check_parallel(project, (1002,), 4)  # nothing planned depends on the date
+
+
+def test_a_cancelled_date_runs_again_under_the_cancelled_runs_load_key(state: SqliteStateStore) -> None:
+    """A date whose run was cancelled (a second Ctrl-C) runs again on resume as a new run recording its loads under
+    the cancelled run's key (in turn, under the key that run was given), so an append the cancelled run committed is
+    not loaded twice; a date that failed gets a key of its own."""
+    backfills, backfill_id = _start(state, BackfillSpec(date(2026, 1, 1), date(2026, 1, 3)))
+    cancelled = {"2026-01-01": "c1", "2026-01-02": "c2"}
+    state.create_run(RunRecord("c1", "shop", "cancelled", 1.0), [])
+    state.create_run(RunRecord("c2", "shop", "cancelled", 1.0, options={"load_key": "c0"}), [])
+    state.create_run(RunRecord("f3", "shop", "failed", 1.0), [])
+    for day, run_id in [*cancelled.items(), ("2026-01-03", "f3")]:
+        error = f"run {run_id} {state.get_run(run_id).status}"
+        state.save_backfill_date(backfill_id, BackfillDate(f"{day}T00:00:00+00:00", "failed", run_id, 1.0, 2.0, error))
+    again = FakeRuns()
+    assert backfills.run(backfill_id, again).status == "succeeded"
+    assert [(r.logical_date.day, r.load_key) for r in again.requests] == [(1, "c1"), (2, "c0"), (3, None)]
+    assert [r.options().load_key for r in again.requests] == ["c1", "c0", None]

@@ -99,8 +99,17 @@ class Place:
         if self.where.place == "postgres":
             self._open_postgres()
         else:
-            location = self.location or self.lake.current_location(layer_of(self.project, self.obj), self.obj.name)
+            layer = layer_of(self.project, self.obj)
+            location = self.location or self.lake.current_location(layer, self.obj.name)
             if location is None:
+                from sluice.lake.dated import candidate_name
+
+                failed = self.lake.current_location(layer, candidate_name(self.obj.name))
+                if failed is not None:
+                    raise TerminalError(
+                        f"it has no current output: the one its last run wrote failed an error check and is kept at "
+                        f"{failed}, not made current; fix it and run the object again"
+                    )
                 raise TerminalError("its output is not in the lake yet; run it first")
             self._open_lake(location)
         return self

@@ -37,7 +37,7 @@ def prune(path: str, keep: str | None, dry_run: bool, as_json: bool, bus_url: st
     """Remove runs (with their object states and events) and backfills finished longer ago than history: keep."""
     from sluice.project.load import load_project
     from sluice.runtime.history_settings import HistorySettings
-    from sluice.runtime.retention import check_results_pruner, prune_history
+    from sluice.runtime.retention import check_results_pruner, dated_outputs_pruner, prune_history
     from sluice.runtime.run import open_backends
 
     try:
@@ -45,7 +45,8 @@ def prune(path: str, keep: str | None, dry_run: bool, as_json: bool, bus_url: st
         if keep is None and project.history is None:
             raise ConfigError(f"{project.source_file} has no 'history:' section; add history: {{keep: 30d}} or pass --keep")
         try:
-            settings = HistorySettings(keep=keep) if keep is not None else project.history
+            dated = project.history.dated_outputs if project.history is not None else None
+            settings = HistorySettings(keep=keep, dated_outputs=dated) if keep is not None else project.history
         except ValueError as exc:
             raise ConfigError(f"--keep: {exc}") from None
         assert settings is not None
@@ -57,6 +58,7 @@ def prune(path: str, keep: str | None, dry_run: bool, as_json: bool, bus_url: st
                 settings.keep_s,
                 dry_run=dry_run,
                 check_results=check_results_pruner(project, backends.state),
+                dated_outputs=dated_outputs_pruner(project, backends.lake, backends.state, settings.dated_outputs_s),
             )
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)

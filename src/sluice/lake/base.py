@@ -37,6 +37,18 @@ class LakeWrite:
     published: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """One output found in a layer (:meth:`Lake.outputs`): its lake name, location, and last commit (epoch seconds)."""
+
+    name: str
+    location: str
+    written_at: float
+
+
+LOGICAL_DATE_KEY = b"sluice.logical_date"
+"""Schema metadata key of an output copied by the default :meth:`Lake.promote`: the logical date it holds."""
+
 Then = Callable[[pa.RecordBatchReader], int]
 """A step run on the new output before it replaces the old one (publishing it to a table); if it raises,
 the old output stays."""
@@ -117,6 +129,46 @@ class Lake(ABC):
         :meth:`write` returned for it, whichever way it was written). Raises what :meth:`exists` raises."""
         location = f"{layer}/{name}"
         return location if self.exists(location) else None
+
+    def promote(
+        self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()
+    ) -> None:
+        """Make the current data of ``location`` (another output of this lake, written by :meth:`write` or
+        :meth:`stage`) the output ``layer/name`` as well, in one atomic replacement (readers see the old output or
+        the new one), marked as holding ``logical_date`` (ISO text, read back by :meth:`promoted_date`; None: no
+        date). Later writes of ``location`` do not change ``layer/name``. A lake that can point at the data or link
+        its files does so (the local and S3 lakes: :mod:`sluice.lake.dated`); the default copies it, one
+        :meth:`write` of its batches with the date in the schema metadata (``sluice.logical_date``). Raises what
+        :meth:`read` and :meth:`write` raise."""
+        reader = self.read(location)
+        metadata = dict(reader.schema.metadata or {})
+        if logical_date:
+            metadata[LOGICAL_DATE_KEY] = logical_date.encode()
+        marked = pa.RecordBatchReader.from_batches(reader.schema.with_metadata(metadata), reader)
+        self.write(layer, name, marked, partition_by=partition_by)
+
+    def promoted_date(self, layer: str, name: str) -> str | None:
+        """The ``logical_date`` given to the :meth:`promote` that made ``layer/name`` current; None when it has no
+        output or was written otherwise (:meth:`write`, :meth:`stage`). The default reads the schema metadata."""
+        location = self.current_location(layer, name)
+        if location is None:
+            return None
+        reader = self.read(location)
+        try:
+            value = (reader.schema.metadata or {}).get(LOGICAL_DATE_KEY)
+        finally:
+            reader.close()
+        return value.decode() if value else None
+
+    def outputs(self, layer: str, prefix: str) -> list[StoredOutput]:
+        """The outputs of ``layer`` whose name starts with ``prefix``, with when each was last written (for pruning
+        per-date outputs: :func:`sluice.lake.dated.prune_dated`). The default knows none."""
+        return []
+
+    def remove(self, layer: str, name: str) -> None:
+        """Delete the output ``layer/name`` with every version it keeps; nothing when it has none. A reader in the
+        middle of it may fail. Raises TerminalError for a lake that cannot (the default)."""
+        raise TerminalError(f"the {type(self).__name__} lake cannot remove outputs; delete {layer}/{name} by hand")
 
     def duckdb_input(self, location: str) -> str | ds.Dataset:
         """What a DuckDB query scans for ``location``: a path for ``read_parquet``, or a pyarrow dataset to

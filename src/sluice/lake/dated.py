@@ -9,14 +9,23 @@ or overwrite each other's data, as Dagster's partitioned assets and Airflow's pe
 
 The object's plain output ``<layer>/<name>`` (what a run without a logical date, a model's ``{{ this }}``, the
 checks of another object, the API and ``sluice`` commands read) then holds **the latest logical date's** data:
-after writing its own output and once its checks passed, a run copies it there (:func:`promote`, called by the
-worker) unless the plain output already holds a later logical date's (recorded in the Arrow schema's metadata
-under ``sluice.logical_date``; an output written by a run without a logical date has none and is replaced). The
-check and the copy take turns per output (a lock in the process, and for the local lake a file lock shared with
-other processes), so whatever order parallel dates finish in, the plain output ends as ``--parallel 1`` leaves
-it: the last date's.
+once its checks passed, a run makes its per-date output the plain one (:func:`promote`, called by the worker)
+unless the plain output already holds a later logical date's. The lake does it without copying the data
+(:meth:`Lake.promote <sluice.lake.base.Lake.promote>`): the local lake links the plain output to hard links of
+the per-date file, S3 (and a partitioned local output) commits a manifest naming the per-date version's files;
+a lake that can do neither copies. The date is recorded with the plain output (:meth:`Lake.promoted_date
+<sluice.lake.base.Lake.promoted_date>`; an output written by a run without a logical date has none and is
+replaced). The check and the promotion take turns per output (a lock in the process, and for the local lake a
+file lock shared with other processes), so whatever order parallel dates finish in, the plain output ends as
+``--parallel 1`` leaves it: the last date's.
 
-Per-date outputs are kept (one per date, like a partitioned asset's partitions); nothing prunes them yet.
+An object with an ``error`` check, in a run without a logical date, writes ``<layer>/<name>.candidate``
+(:data:`CANDIDATE`) the same way, promoted once its checks passed: an output whose check failed never becomes
+the plain output, and stays readable there until the object's next run (docs/checks.md).
+
+Per-date outputs are pruned with the project's history (:func:`prune_dated`, called by ``sluice prune`` and the
+periodic prune): those last written before the cutoff, but not the one the plain output holds nor those of a
+logical date whose run is still running (docs/backfills.md).
 
 >>> dated_name("orders", "2026-01-02T00:00:00+00:00")
 'orders.ld-20260102T000000Z'
@@ -25,17 +34,18 @@ Per-date outputs are kept (one per date, like a partitioned asset's partitions);
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-
 from sluice.lake.base import Lake, LakeWrite
 
-LOGICAL_DATE_KEY = b"sluice.logical_date"
-"""Schema metadata key of a promoted plain output: the logical date (UTC ISO text) whose data it holds."""
+CANDIDATE = "candidate"
+"""Suffix of the output an object with ``error`` checks writes in a run without a logical date: ``<name>.candidate``."""
+
+_DERIVED = re.compile(r"^(?P<plain>.+)\.(?:ld-(?P<stamp>\d{8}T\d{6}Z)|candidate)$")
 
 _locks: dict[tuple[str, str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -51,35 +61,65 @@ def dated_name(name: str, logical_date: str) -> str:
     return f"{name}.ld-{stamp(logical_date)}"
 
 
-def promote(lake: Lake, layer: str, name: str, written: LakeWrite, logical_date: str, partition_by: Sequence[str] = ()) -> bool:
-    """Copy the output ``written`` (the per-date output of ``logical_date``) to ``layer/name`` unless that already
-    holds a later logical date's; returns whether it copied. The copy is a plain :meth:`Lake.write` (the lake's
-    atomic replacement) of the per-date output's batches, with ``sluice.logical_date`` in the schema metadata.
-    Raises what the lake raises."""
-    mine = _utc(logical_date)
+def candidate_name(name: str) -> str:
+    """The lake name of ``name``'s output awaiting its checks in a run without a logical date."""
+    return f"{name}.{CANDIDATE}"
+
+
+def plain_name(derived: str) -> str | None:
+    """The plain output a per-date output or candidate is promoted to (``orders.ld-20260102T000000Z`` ->
+    ``orders``); None for any other name."""
+    match = _DERIVED.match(derived)
+    return match.group("plain") if match else None
+
+
+def promote(
+    lake: Lake, layer: str, name: str, written: LakeWrite, logical_date: str | None, partition_by: Sequence[str] = ()
+) -> bool:
+    """Make ``written`` (a per-date output of ``logical_date``, or a candidate when None) the output ``layer/name``
+    unless that already holds a later logical date's (:meth:`Lake.promote`: no copy where the lake can link);
+    returns whether it did. Raises what the lake raises."""
+    mine = _utc(logical_date) if logical_date else None
     with _turn(lake, layer, name):
-        held = held_logical_date(lake, layer, name)
-        if held is not None and held > mine:
-            return False
-        reader = lake.read(written.location)
-        metadata = dict(reader.schema.metadata or {})
-        metadata[LOGICAL_DATE_KEY] = mine.isoformat().encode()
-        marked = pa.RecordBatchReader.from_batches(reader.schema.with_metadata(metadata), reader)
-        lake.write(layer, name, marked, partition_by=partition_by)
+        if mine is not None:
+            held = held_logical_date(lake, layer, name)
+            if held is not None and held > mine:
+                return False
+        lake.promote(layer, name, written.location, mine.isoformat() if mine else None, partition_by)
         return True
 
 
 def held_logical_date(lake: Lake, layer: str, name: str) -> datetime | None:
     """The logical date whose data ``layer/name`` holds (None: no output, or one written by a run without a date)."""
-    location = lake.current_location(layer, name)
-    if location is None:
-        return None
-    reader = lake.read(location)
-    try:
-        value = (reader.schema.metadata or {}).get(LOGICAL_DATE_KEY)
-    finally:
-        reader.close()
-    return _utc(value.decode()) if value else None
+    value = lake.promoted_date(layer, name)
+    return _utc(value) if value else None
+
+
+def prune_dated(
+    lake: Lake, outputs: Iterable[tuple[str, str]], before: float, running: Iterable[str] = (), dry_run: bool = False
+) -> int:
+    """Remove the per-date outputs of ``outputs`` (``(layer, name)`` of plain outputs) last written before
+    ``before`` (epoch seconds), except the one each plain output holds and those of the logical dates ``running``
+    (ISO text: runs still going, which may be resumed and read them); returns how many (would be) removed."""
+    keep = {stamp(date) for date in running}
+    removed = 0
+    for layer, name in outputs:
+        found = lake.outputs(layer, f"{name}.ld-")
+        if not found:
+            continue
+        with _turn(lake, layer, name):  # no promotion links to an output while it goes
+            held = held_logical_date(lake, layer, name)
+            keep_here = keep | ({held.strftime("%Y%m%dT%H%M%SZ")} if held is not None else set())
+            for output in found:
+                match = _DERIVED.match(output.name)
+                if match is None or match.group("plain") != name or not match.group("stamp"):
+                    continue
+                if output.written_at >= before or match.group("stamp") in keep_here:
+                    continue
+                if not dry_run:
+                    lake.remove(layer, output.name)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager

@@ -24,8 +24,10 @@ the lake tells them apart.
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -38,9 +40,19 @@ import xxhash
 
 from sluice.errors import TerminalError
 from sluice.lake import appends
-from sluice.lake.base import Lake, LakeWrite, StagedAppend, StagedOutput, Then, keep_then
+from sluice.lake.base import Lake, LakeWrite, StagedAppend, StagedOutput, StoredOutput, Then, keep_then
 from sluice.lake.kept_files import SourceFile, copy_while_draining, keeps_as_encoded
-from sluice.lake.local_parts import STALE_AFTER_S, LocalStagedOutput, fsync_folder, read_parts, remove_old_parts, remove_stale
+from sluice.lake.local_parts import (
+    STALE_AFTER_S,
+    LocalStagedOutput,
+    fsync_folder,
+    link_files,
+    linked_date,
+    parts,
+    read_parts,
+    remove_old_parts,
+    remove_stale,
+)
 from sluice.lake.parts import WRITER_OPTIONS
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
 
@@ -175,8 +187,63 @@ class LocalLake(Lake):
         path = self._existing(location)
         manifest = self._manifest(path)
         if manifest is not None:
-            return [f"{path}/{name}" for name in manifest.files]
+            return [f"{self.store.data_folder(path.as_posix(), manifest)}/{name}" for name in manifest.files]
         return [str(part) for part in sorted(path.resolve().glob("*.parquet"))] if path.is_dir() else [str(path)]
+
+    def promote(
+        self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()
+    ) -> None:
+        """:meth:`Lake.promote` without copying: ``<layer>/<name>.parquet`` becomes a link to a parts folder of hard
+        links to ``location``'s file or parts (:func:`~sluice.lake.local_parts.link_files`); a partitioned output's
+        manifest links to ``location``'s version (:meth:`VersionedStore.link`)."""
+        source = self._existing(location)
+        manifest = self._manifest(source)
+        if manifest is not None:
+            plain = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}"
+            folder = self._path(plain)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.store.link(folder.as_posix(), plain, source.as_posix(), logical_date)
+            return
+        target = self._path(_location(layer, name))
+        resolved = source.resolve()
+        files = {part.name: part for part in parts(resolved)} if resolved.is_dir() else {"part-00000.parquet": resolved}
+        link_files(target, files, logical_date)
+
+    def promoted_date(self, layer: str, name: str) -> str | None:
+        """The date marking a linked output (its parts folder's, or its manifest's); an output copied by an older
+        release holds it in its schema metadata (:meth:`Lake.promoted_date`)."""
+        target = self._path(_location(layer, name))
+        if target.is_symlink():
+            return linked_date(target)
+        folder = self._path(f"{layer}/{name}")
+        manifest = None if target.exists() else self._manifest(folder)
+        if manifest is not None:
+            return manifest.logical_date
+        return super().promoted_date(layer, name)
+
+    def outputs(self, layer: str, prefix: str) -> list[StoredOutput]:
+        """Outputs ``<layer>/<prefix>*.parquet`` (a file or a link: when it was renamed in) and ``<layer>/<prefix>*/``
+        (a partitioned one: when its manifest was)."""
+        folder = self._path(_segment(layer, "layer"))
+        found: list[StoredOutput] = []
+        for path in sorted(folder.glob(f"{glob.escape(prefix)}*")) if folder.is_dir() else []:
+            if path.name.startswith(".") or not _holds_output(path):
+                continue
+            stored = path.name.removesuffix(".parquet") if path.is_file() or path.is_symlink() else path.name
+            committed = path if path.is_file() or path.is_symlink() else path / MANIFEST
+            found.append(StoredOutput(stored, f"{layer}/{path.name}", committed.lstat().st_mtime))
+        return found
+
+    def remove(self, layer: str, name: str) -> None:
+        """Delete ``<layer>/<name>.parquet`` (with the parts folders it links to) or the folder ``<layer>/<name>``."""
+        target = self._path(_location(layer, name))
+        target.unlink(missing_ok=True)
+        for parts_folder in target.parent.glob(f".{glob.escape(target.name)}.parts-*"):
+            shutil.rmtree(parts_folder, ignore_errors=True)
+        folder = self._path(f"{_segment(layer, 'layer')}/{_segment(name, 'name')}")
+        if folder.is_dir() and not folder.is_symlink() and (folder / MANIFEST).exists():
+            self.store.wait_pruned(folder.as_posix())
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _append_folder(self, layer: str, name: str) -> tuple[str, Path]:
         location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}"
@@ -216,7 +283,7 @@ class LocalLake(Lake):
                 "read it through duckdb_input or parquet_files, no single path or glob holds only its committed files"
             )
         if manifest is not None:
-            return f"{path}/v={manifest.version}/**/*.parquet"
+            return f"{self.store.data_folder(path.as_posix(), manifest)}/v={manifest.version}/**/*.parquet"
         return str(path.resolve() / "*.parquet") if path.is_dir() else str(path)
 
     def duckdb_input(self, location: str) -> str | ds.Dataset:

@@ -19,7 +19,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,6 +32,8 @@ from sluice.lake.base import LakeWrite, StagedOutput, Then
 BATCH_ROWS = 128 * 1024
 CHUNK = 1 << 20
 PARTS_GRACE_S = 60.0
+LOGICAL_DATE_FILE = "_logical_date"
+"""In a parts folder made by :func:`link_files`: the logical date its data is of (not a part: no ``.parquet``)."""
 STALE_AFTER_S = 3600.0
 
 
@@ -97,26 +99,68 @@ class LocalStagedOutput(StagedOutput):
         """Rename the staging folder to a parts folder and swap ``target``'s link to it (see the module)."""
         rows, content_hash = summary(self.folder)
         published = then(read_parts(self.folder)) if then is not None else None
-        final = self.target.parent / f".{self.target.name}.parts-{self.token}"
-        previous = os.readlink(self.target) if self.target.is_symlink() else None
-        if self.target.is_dir() and not self.target.is_symlink():
-            raise TerminalError(f"lake output {self.target} is a folder Sluice did not write; move it away")
-        os.rename(self.folder, final)
-        os.utime(final)
-        link = self.target.parent / f".{self.target.name}.{self.token}.link.tmp"
-        try:
-            os.symlink(final.name, link)
-            os.replace(link, self.target)
-        except BaseException:
-            link.unlink(missing_ok=True)
-            shutil.rmtree(final, ignore_errors=True)
-            raise
-        fsync_folder(self.target.parent)
-        remove_old_parts(self.target, keep={final.name, previous or ""})
+        swap_in(self.target, self.folder, self.token)
         return LakeWrite(location=self.location, rows=rows, content_hash=content_hash, published=published)
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def swap_in(target: Path, folder: Path, token: str) -> None:
+    """Rename the complete staging ``folder`` to ``.<target>.parts-<token>`` and swap ``target``'s link to it in one
+    ``rename`` (see the module); older parts folders of ``target`` go once unused. Raises TerminalError when
+    ``target`` is a real folder, and what the file system raises (the staged parts removed)."""
+    final = target.parent / f".{target.name}.parts-{token}"
+    previous = os.readlink(target) if target.is_symlink() else None
+    if target.is_dir() and not target.is_symlink():
+        raise TerminalError(f"lake output {target} is a folder Sluice did not write; move it away")
+    os.rename(folder, final)
+    os.utime(final)
+    link = target.parent / f".{target.name}.{token}.link.tmp"
+    try:
+        os.symlink(final.name, link)
+        os.replace(link, target)
+    except BaseException:
+        link.unlink(missing_ok=True)
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    fsync_folder(target.parent)
+    remove_old_parts(target, keep={final.name, previous or ""})
+
+
+def link_files(target: Path, files: Mapping[str, Path], logical_date: str | None) -> None:
+    """Make ``target`` a link to a new parts folder holding **hard links** to ``files`` (part name: another output's Parquet
+    file, or its parts: immutable once committed, as every write of the lake renames a new file in), plus the
+    file ``_logical_date`` holding ``logical_date`` when given; swapped in like an engine's parts
+    (:func:`swap_in`). No data is copied, and a later write or removal of the other output leaves ``target`` as
+    it is. A file system without hard links (or ``files`` on another one) gets a copy. Raises what the file
+    system raises, the staged folder removed."""
+    token = secrets.token_hex(8)
+    staging = target.parent / f".{target.name}.{token}.tmp"
+    staging.mkdir()
+    try:
+        for name, file in files.items():
+            linked = staging / name
+            try:
+                os.link(file, linked)
+            except OSError:  # no hard links here (EPERM, EXDEV...): a copy keeps the output right
+                shutil.copyfile(file, linked)
+        if logical_date:
+            (staging / LOGICAL_DATE_FILE).write_text(logical_date, encoding="utf-8")
+        swap_in(target, staging, token)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def linked_date(target: Path) -> str | None:
+    """The ``logical_date`` a :func:`link_files` parts folder was marked with; None for any other output."""
+    if not target.is_symlink():
+        return None
+    try:
+        return (target.resolve() / LOGICAL_DATE_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def remove_old_parts(target: Path, keep: set[str]) -> None:

@@ -16,8 +16,10 @@ TransientError, so the object is retried.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -28,9 +30,9 @@ import pyarrow.fs as pafs
 
 from sluice.errors import ConfigError, TerminalError, TransientError
 from sluice.lake import appends
-from sluice.lake.base import Lake, LakeWrite, StagedAppend, Then
+from sluice.lake.base import Lake, LakeWrite, StagedAppend, StoredOutput, Then
 from sluice.lake.plugins import bucket_root
-from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore
+from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore, version_age_s
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -205,7 +207,8 @@ class S3Lake(Lake):
         folder = self._folder(location)
         with _translated(folder):
             manifest = self._manifest(location, folder)
-        return [f"s3://{folder}/{name}" for name in manifest.files]
+        data = self.store.data_folder(folder, manifest)
+        return [f"s3://{data}/{name}" for name in manifest.files]
 
     def flush(self) -> None:
         self.store.wait_pruned()
@@ -231,9 +234,10 @@ class S3Lake(Lake):
                 f"lake location {location!r} is an append-only dataset (a streaming object's); "
                 "read it through duckdb_input or parquet_files, no single URL or glob holds only its committed files"
             )
+        data = self.store.data_folder(folder, manifest)
         if len(manifest.files) == 1 and not manifest.partition_by:
-            return f"s3://{folder}/{manifest.files[0]}"
-        return f"s3://{folder}/v={manifest.version}/**/*.parquet"
+            return f"s3://{data}/{manifest.files[0]}"
+        return f"s3://{data}/v={manifest.version}/**/*.parquet"
 
     def duckdb_input(self, location: str) -> ds.Dataset:
         """A pyarrow dataset over the current version's objects, for DuckDB to scan without httpfs."""
@@ -245,6 +249,49 @@ class S3Lake(Lake):
         folder = self._folder(location)
         with _translated(folder):
             return self.store.versions(folder)
+
+    def promote(
+        self, layer: str, name: str, location: str, logical_date: str | None = None, partition_by: Sequence[str] = ()
+    ) -> None:
+        """:meth:`Lake.promote` by one manifest PUT naming ``location``'s current version and files
+        (:meth:`VersionedStore.link`): nothing is copied, and that version is kept while linked."""
+        plain = f"{_name(layer, 'layer')}/{_name(name, 'name')}"
+        folder = self._folder(plain)
+        with _translated(folder):
+            self.store.link(folder, plain, self._folder(location), logical_date)
+
+    def promoted_date(self, layer: str, name: str) -> str | None:
+        folder = self._folder(f"{_name(layer, 'layer')}/{_name(name, 'name')}")
+        with _translated(folder):
+            manifest = self.store.manifest(folder)
+        if manifest is None:
+            return None
+        return manifest.logical_date if manifest.linked else super().promoted_date(layer, name)
+
+    def outputs(self, layer: str, prefix: str) -> list[StoredOutput]:
+        """The datasets ``<layer>/<prefix>*`` with a manifest, written when their current version was (its id's time)."""
+        root = self.root_of(_name(layer, "layer"))
+        found: list[StoredOutput] = []
+        with _translated(root):
+            infos = self.fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+            for info in sorted(infos, key=lambda i: i.base_name):
+                if info.type != pafs.FileType.Directory or not info.base_name.startswith(prefix):
+                    continue
+                manifest = self.store.manifest(info.path)
+                if manifest is not None:
+                    written_at = time.time() - version_age_s(manifest.version)
+                    found.append(StoredOutput(info.base_name, f"{layer}/{info.base_name}", written_at))
+        return found
+
+    def remove(self, layer: str, name: str) -> None:
+        """Delete the dataset's manifest first (readers then find no output), then every object under its folder."""
+        folder = self._folder(f"{_name(layer, 'layer')}/{_name(name, 'name')}")
+        with _translated(folder):
+            self.store.wait_pruned(folder)
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(f"{folder}/{MANIFEST}")
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_dir(folder)
 
     def root_of(self, layer: str) -> str:
         """``bucket`` or ``bucket/prefix`` holding ``layer``'s outputs. Raises TerminalError for an unmapped layer."""

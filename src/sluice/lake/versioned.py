@@ -20,6 +20,13 @@ commit keeps ``keep_versions`` versions in all (the current one included) and th
 ``keep_s``, and deletes the rest, plus any uncommitted version older than ``orphan_grace_s`` (a writer
 killed mid-write; a younger one may be a concurrent writer still at work).
 
+A dataset may also **link** to the current version of a sibling dataset instead of holding data of its own
+(:meth:`VersionedStore.link`): its manifest names the sibling (``linked``) and that sibling's version and files, so
+the new current output costs one manifest PUT, not a copy of the data. This is how a per-date output
+``<name>.ld-<stamp>`` (or a checked candidate ``<name>.candidate``) becomes the plain output ``<name>``
+(:mod:`sluice.lake.dated`). A version a sibling links to is **pinned**: the linked dataset's pruning keeps it
+(:func:`sluice.lake.dated.plain_name` tells which sibling may link to a dataset), however many newer versions it has.
+
 Off the write's critical path: the previous manifest (the history the new one extends) is read while the
 new version is written and loaded, and pruning runs in a thread of its own once the manifest is committed
 (the write returns meanwhile). A later write to the same dataset, :meth:`VersionedStore.versions` and
@@ -82,6 +89,11 @@ class Manifest(msgspec.Struct, frozen=True):
     """Micro-batches appended so far."""
     state: str | None = None
     """The file of the state committed with the last append (``v=<version>/_state.bin``), if any."""
+    linked: str | None = None
+    """The sibling dataset (its folder's name) whose version ``version`` and ``files`` are, when this one links to it
+    (:meth:`VersionedStore.link`); None: the files are this dataset's own."""
+    logical_date: str | None = None
+    """The logical date (ISO text) whose data a promoted plain output holds (:mod:`sluice.lake.dated`), if any."""
 
     def arrow_schema(self) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema)))
@@ -216,6 +228,31 @@ class VersionedStore:
         self._prune_later(folder, {version, *kept}, dropped)
         return LakeWrite(location=location, rows=written.rows, content_hash=written.content_hash, published=published)
 
+    def link(self, folder: str, location: str, source_folder: str, logical_date: str | None = None) -> None:
+        """Make the dataset in ``folder`` (``location``) hold the current version of the sibling dataset in
+        ``source_folder`` by one manifest commit naming it (``linked``) and that version's files: nothing is copied,
+        readers see the old output or the linked one. ``logical_date`` is recorded in the manifest
+        (:attr:`Manifest.logical_date`). Older versions of ``folder`` are pruned as after a write. Raises
+        TerminalError when ``source_folder`` holds no committed output or is not a sibling, and what the file
+        system raises."""
+        parent, _, sibling = source_folder.rpartition("/")
+        if parent != folder.rpartition("/")[0]:
+            raise TerminalError(f"lake output {location!r} can only link to a dataset beside it, not {source_folder!r}")
+        source = self.manifest(source_folder)
+        if source is None or source.appended:
+            raise TerminalError(f"lake output {source_folder!r} holds no committed output to link {location!r} to")
+        if source.linked is not None:  # link to the data itself, not through another link
+            sibling = source.linked
+        self.wait_pruned(folder)
+        kept, dropped = self._retained(source.version, self.manifest(folder))
+        manifest = msgspec.structs.replace(source, previous=kept, linked=sibling, logical_date=logical_date)
+        self.commit(f"{folder}/{MANIFEST}", msgspec.json.encode(manifest))
+        self._prune_later(folder, {source.version, *kept}, dropped)
+
+    def data_folder(self, folder: str, manifest: Manifest) -> str:
+        """The folder ``manifest``'s files are relative to: ``folder``, or the sibling it links to."""
+        return f"{folder.rpartition('/')[0]}/{manifest.linked}" if manifest.linked else folder
+
     def reader(self, folder: str, manifest: Manifest) -> pa.RecordBatchReader:
         """Stream the version ``manifest`` names, columns in the written order, about ROW_GROUP_ROWS rows a batch."""
         import pyarrow.dataset as ds
@@ -237,8 +274,9 @@ class VersionedStore:
         if manifest.partition_by:
             partition_schema = pa.schema([schema.field(name) for name in manifest.partition_by])
             partitioning = ds.partitioning(partition_schema, flavor="hive")
-        base = f"{folder}/{VERSION_PREFIX}{manifest.version}"
-        files = [f"{folder}/{name}" for name in manifest.files]
+        data = self.data_folder(folder, manifest)
+        base = f"{data}/{VERSION_PREFIX}{manifest.version}"
+        files = [f"{data}/{name}" for name in manifest.files]
         # Pre-buffered: each row group's column chunks fetched as a few coalesced, concurrent range requests, as
         # pq.read_table asks for too (pyarrow 26's default as well, spelled out so that a change of it shows here).
         parquet = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
@@ -270,7 +308,9 @@ class VersionedStore:
         history = [previous.version, *previous.previous]
         keep = max(1, self.retention.keep_versions) - 1
         kept = [
-            v for i, v in enumerate(history) if i < keep or (self.retention.keep_s and version_age_s(v) < self.retention.keep_s)
+            v
+            for i, v in enumerate(history)
+            if v != version and (i < keep or (self.retention.keep_s and version_age_s(v) < self.retention.keep_s))
         ]
         return kept, [v for v in history if v not in kept and v != version]
 
@@ -298,13 +338,29 @@ class VersionedStore:
         thread.start()
 
     def _prune(self, folder: str, committed: set[str], dropped: Sequence[str]) -> None:
-        """Delete dropped versions and abandoned ones (uncommitted, older than the grace period); best effort."""
+        """Delete dropped versions and abandoned ones (uncommitted, older than the grace period), but none a sibling
+        links to (:meth:`pinned`); best effort."""
+        committed = committed | self.pinned(folder)
         doomed = set(dropped)
         for version in self._version_folders(folder):
             if version not in committed and version_age_s(version) > self.retention.orphan_grace_s:
                 doomed.add(version)
         for version in sorted(doomed - committed):
             _delete_folder(self.fs, f"{folder}/{VERSION_PREFIX}{version}")
+
+    def pinned(self, folder: str) -> set[str]:
+        """The versions of the dataset in ``folder`` that its plain sibling links to (:meth:`link`; at most one)."""
+        from sluice.lake.dated import plain_name
+
+        parent, _, name = folder.rpartition("/")
+        plain = plain_name(name)
+        if plain is None:
+            return set()
+        try:
+            manifest = self.manifest(f"{parent}/{plain}")
+        except TerminalError:  # a damaged manifest links to nothing we could honour
+            return set()
+        return {manifest.version} if manifest is not None and manifest.linked == name else set()
 
 
 def _delete_folder(fs: pafs.FileSystem, folder: str) -> None:

@@ -263,6 +263,8 @@ class ObjectSpec:
             **({"engine": self.chosen_engine} if self.chosen_engine else {}),
             **({"pyspark": self.pyspark} if self.pyspark else {}),
         } | ({"partition_by": list(self.partition_by)} if self.partition_by else {})
+        if self.checks:  # a new or changed check runs on fresh data too: the object runs again (docs/checks.md)
+            found["checks"] = [check.definition() for check in self.checks]
         return found | self._objets_definition()
 
     def _objets_definition(self) -> dict[str, Any]:

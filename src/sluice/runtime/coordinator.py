@@ -80,6 +80,7 @@ class Coordinator:
         self.options = options
         self._logical_date = options.logical_date_text()  # a resumed run takes its own from its record
         self._calendar: dict[str, Any] = options.as_dict()  # what {{ ds }} and friends render from (a resumed run: its record's)
+        self._load_key = options.load_key
         self.observer = observer
         self.source_context = SourceContext(project.root, project.connections)
         self.run_id = ""
@@ -206,6 +207,8 @@ class Coordinator:
         logical_date = record.options.get("logical_date")
         self._logical_date = logical_date if isinstance(logical_date, str) else None
         self._calendar = dict(record.options)
+        load_key = record.options.get("load_key")
+        self._load_key = load_key if isinstance(load_key, str) else None
         self._render()
         states = self.state.object_states(record.run_id)
         missing = [oid for oid in states if oid not in self.project.objects]
@@ -435,6 +438,7 @@ class Coordinator:
             delay_s=delay,
             fail=ready.object_id in self.options.fail,
             logical_date=self._logical_date,
+            load_key=self._load_key,
         )
 
     # ----- output ---------------------------------------------------------------------------------

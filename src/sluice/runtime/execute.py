@@ -30,19 +30,24 @@ from sluice.transforms.engines import Engine, open_engine
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What an object's work produced. ``dated``: its per-date lake output and logical date, to copy to the plain
-    output once its checks passed (:meth:`ObjectExecutor.promote`); None for an object that does not depend on the
-    date or a run without one."""
+    """What an object's work produced. ``pending``: its lake output awaiting promotion to the plain output once its
+    checks passed (:meth:`ObjectExecutor.promote`), with its logical date: a per-date output (the date), or the
+    candidate of an object with ``error`` checks (None); None when the object wrote its plain output itself."""
 
     rows: int
     location: str | None
     content_hash: str
     destination: str | None = None
-    dated: tuple[LakeWrite, str] | None = None
+    pending: tuple[LakeWrite, str | None] | None = None
 
 
 def label(obj: ObjectSpec) -> str:
     return f"object {obj.id} ({obj.name})"
+
+
+def guarded(obj: ObjectSpec) -> bool:
+    """Whether ``obj``'s lake output waits for its checks before it becomes current: it has an ``error`` check."""
+    return obj.lake and any(check.severity == "error" for check in obj.checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +93,17 @@ class ObjectExecutor:
         delay_s: float = 0.0,
         fail: bool = False,
         logical_date: str | None = None,
+        load_key: str | None = None,
     ) -> Outcome:
         """Process ``obj`` given its parents' lake locations (this run's: ``ObjectReady.inputs``); raise on failure.
 
         ``logical_date`` (ISO text): the run's; an object depending on it (:attr:`dated`) then writes its own lake
-        output for that date and copies it to its plain output when no later date's is there (:mod:`sluice.lake.dated`).
+        output for that date, and an object with an ``error`` check its candidate: :meth:`promote` makes it the plain
+        output once the checks passed (:mod:`sluice.lake.dated`).
+
+        ``load_key``: what a destination records the load under (``<load_key>:<object id>``, the load id that makes a
+        load idempotent) instead of ``run_id``: a backfill date run again after a cancelled run gives that run's, so
+        what the cancelled run loaded is not loaded twice (``RunOptions.load_key``).
         """
         if delay_s > 0:
             time.sleep(delay_s)
@@ -101,7 +112,7 @@ class ObjectExecutor:
         if obj.kind not in ("source", "noop") and self.engine(obj.engine).writes_lake:
             # Spark: the engine writes the lake itself, a table model as its SQL bound to its parents
             plain = self._model_as_object(obj) if obj.model is not None else obj
-            return self._write_by_engine(plain, run_id, inputs, logical_date)
+            return self._write_by_engine(plain, load_key or run_id, inputs, logical_date)
         rows: int | None = None
         source = self._source(obj)
         if obj.model is not None:
@@ -113,7 +124,8 @@ class ObjectExecutor:
             reader = source.read() if source is not None else self._read(obj, inputs)
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
-        outcome = self._write(obj, run_id, reader, rows, source.whole_file() if source is not None else None, logical_date)
+        file = source.whole_file() if source is not None else None
+        outcome = self._write(obj, load_key or run_id, reader, rows, file, logical_date)
         if source is not None:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
         return outcome
@@ -143,30 +155,42 @@ class ObjectExecutor:
         return open_source(obj.source, context)
 
     def _lake_name(self, obj: ObjectSpec, logical_date: str | None) -> str:
-        """``obj``'s lake name in a run of ``logical_date``: its own per date when it depends on the date."""
-        if logical_date and obj.id in self.dated:
-            from sluice.lake.dated import dated_name
+        """``obj``'s lake name in a run of ``logical_date``: its own per date when it depends on the date, else its
+        candidate when it has an ``error`` check (promoted once they passed), else its plain name
+        (:mod:`sluice.lake.dated`)."""
+        from sluice.lake.dated import candidate_name, dated_name
 
+        if logical_date and obj.id in self.dated:
             return dated_name(obj.name, logical_date)
+        if guarded(obj):
+            return candidate_name(obj.name)
         return obj.name
 
-    def _dated(self, obj: ObjectSpec, written: LakeWrite, logical_date: str | None) -> tuple[LakeWrite, str] | None:
-        return (written, logical_date) if logical_date and obj.id in self.dated else None
+    def _pending(self, obj: ObjectSpec, written: LakeWrite, logical_date: str | None) -> tuple[LakeWrite, str | None] | None:
+        if logical_date and obj.id in self.dated:
+            return written, logical_date
+        return (written, None) if guarded(obj) else None
 
-    def promote(self, obj: ObjectSpec, outcome: Outcome) -> None:
-        """Make ``outcome``'s per-date output the plain one when it is the latest date's
-        (:func:`sluice.lake.dated.promote`); nothing for an outcome without one. Called once the object's checks
-        passed: a date whose ``error`` check failed leaves the plain output as it was. Raises what the lake raises."""
-        if outcome.dated is not None:
-            from sluice.lake.dated import promote
+    def promote(self, obj: ObjectSpec, outcome: Outcome) -> Outcome:
+        """Make ``outcome``'s pending output the plain one (:func:`sluice.lake.dated.promote`: a per-date output
+        when it is the latest date's, a candidate always); ``outcome`` as it is for one without. Called once the
+        object's checks passed: an output whose ``error`` check failed never becomes the plain output. Returns the
+        outcome children read: a candidate's is the plain output's location. Raises what the lake raises."""
+        if outcome.pending is None:
+            return outcome
+        from sluice.lake.dated import promote
 
-            written, logical_date = outcome.dated
-            promote(self.lake, layer_of(self.project, obj), obj.name, written, logical_date, obj.partition_by)
+        written, logical_date = outcome.pending
+        layer = layer_of(self.project, obj)
+        promote(self.lake, layer, obj.name, written, logical_date, obj.partition_by)
+        if logical_date is not None:
+            return outcome
+        return dataclasses.replace(outcome, location=self.lake.current_location(layer, obj.name), pending=None)
 
     def _write(
         self,
         obj: ObjectSpec,
-        run_id: str,
+        load_key: str,
         reader: pa.RecordBatchReader,
         rows: int | None = None,
         file: SourceFile | None = None,
@@ -175,7 +199,7 @@ class ObjectExecutor:
         """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored;
         ``file``: the Parquet file ``reader`` streams whole (:meth:`Source.whole_file`), which the lake may keep as is
         when the object stores it unchanged (no date parts, no ``partition_by``)."""
-        load_id = f"{run_id}:{obj.id}"
+        load_id = f"{load_key}:{obj.id}"
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
         if obj.date_parts:
@@ -195,8 +219,7 @@ class ObjectExecutor:
             written = self.lake.write(layer_of(self.project, obj), name, reader, then=publish, partition_by=obj.partition_by)
         if rows is None:
             rows = written.published if written.published is not None else written.rows
-        dated = self._dated(obj, written, logical_date)
-        return Outcome(rows, written.location, written.content_hash, destination, dated)
+        return Outcome(rows, written.location, written.content_hash, destination, self._pending(obj, written, logical_date))
 
     def _model(
         self, obj: ObjectSpec, inputs: Mapping[str, str | None]
@@ -235,7 +258,7 @@ class ObjectExecutor:
         return self.engine(obj.engine).run(obj, available, object_label=label(obj))
 
     def _write_by_engine(
-        self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None], logical_date: str | None = None
+        self, obj: ObjectSpec, load_key: str, inputs: Mapping[str, str | None], logical_date: str | None = None
     ) -> Outcome:
         """An engine that writes the lake itself (Spark): it fills a staging place, committed here (or read
         by the destination and dropped, for an object that keeps no lake copy)."""
@@ -243,7 +266,7 @@ class ObjectExecutor:
         available = self._parent_locations(obj, inputs)
         destination = obj.destination.table if obj.destination is not None else None
         publish: Then | None = (
-            functools.partial(self._publish, obj, load_id=f"{run_id}:{obj.id}") if obj.destination is not None else None
+            functools.partial(self._publish, obj, load_id=f"{load_key}:{obj.id}") if obj.destination is not None else None
         )
         staged = self.lake.stage(self.project.stage(obj.stage).layer, self._lake_name(obj, logical_date))
         try:
@@ -255,8 +278,7 @@ class ObjectExecutor:
         finally:
             staged.discard()
         rows = written.published if written.published is not None else written.rows
-        dated = self._dated(obj, written, logical_date)
-        return Outcome(rows, written.location, written.content_hash, destination, dated)
+        return Outcome(rows, written.location, written.content_hash, destination, self._pending(obj, written, logical_date))
 
     def engine(self, name: str) -> Engine:
         """The transform engine plugin ``name``, opened once per executor."""

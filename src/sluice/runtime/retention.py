@@ -7,6 +7,10 @@ is lower. On Kafka the event topic is pruned by the broker's own retention (``re
 URL's ``retention_days``): nothing is deleted here, and the report says so. :class:`Pruner` does it every
 ``history: every`` in a thread of its own, for ``sluice serve`` and the scheduler.
 
+Per-date lake outputs (``<layer>/<name>.ld-<stamp>``: :mod:`sluice.lake.dated`) are pruned by ``dated_outputs``:
+those last written more than ``history: dated_outputs`` (default ``keep``) ago, except the one each plain output
+holds and those of a logical date whose run is still running (:func:`dated_outputs_pruner`).
+
 Other tables with a history (schedule ticks) join by adding their rows to
 :meth:`sluice.state.base.HistoryStore.prune_history`. Check results, which live in the warehouse's
 ``metrics.check_results`` when the project has one, are pruned by ``check_results`` (a real prune only: a dry run
@@ -28,6 +32,7 @@ from sluice.bus.names import EVENTS_TOPIC
 from sluice.state.base import StateStore
 
 if TYPE_CHECKING:
+    from sluice.lake.base import Lake
     from sluice.project.model import Project
     from sluice.runtime.run import Backends
 
@@ -44,12 +49,16 @@ class PruneReport:
     tables: dict[str, int] = field(default_factory=dict)
     events: int | None = None
     bus_note: str = ""
+    dated_outputs: int | None = None
+    """Per-date lake outputs removed (None: not asked to prune them)."""
 
     def lines(self) -> list[str]:
         """Human-readable lines, one per table and one for the events."""
         verb = "would remove" if self.dry_run else "removed"
         out = [f"{verb} {count} row(s) of {table}" for table, count in self.tables.items()]
         out.append(f"{verb} {self.events} event(s) of {EVENTS_TOPIC}" if self.events is not None else self.bus_note)
+        if self.dated_outputs is not None:
+            out.append(f"{verb} {self.dated_outputs} per-date lake output(s)")
         return out
 
     def as_json(self) -> dict[str, object]:
@@ -59,6 +68,7 @@ class PruneReport:
             "tables": self.tables,
             "events": self.events,
             "bus": self.bus_note,
+            "dated_outputs": self.dated_outputs,
         }
 
 
@@ -70,16 +80,21 @@ def prune_history(
     now: float | None = None,
     dry_run: bool = False,
     check_results: Callable[[float], int] | None = None,
+    dated_outputs: Callable[[float, bool], int] | None = None,
 ) -> PruneReport:
     """Prune ``project``'s history older than ``keep_s`` seconds before ``now`` (default: the clock).
 
     ``check_results(cutoff)`` removes the data-quality check results checked before the cutoff wherever they are kept
-    and returns how many (:func:`sluice.checks.store.prune_results`); skipped on a dry run.
+    and returns how many (:func:`sluice.checks.store.prune_results`); skipped on a dry run. ``dated_outputs(now,
+    dry_run)`` removes (or counts) per-date lake outputs and returns how many (:func:`dated_outputs_pruner`).
     """
-    cutoff = (time.time() if now is None else now) - keep_s
+    now = time.time() if now is None else now
+    cutoff = now - keep_s
     report = PruneReport(cutoff, dry_run, state.prune_history(project, cutoff, dry_run))
     if check_results is not None and not dry_run:
         report.tables["check_results"] = check_results(cutoff)
+    if dated_outputs is not None:
+        report.dated_outputs = dated_outputs(now, dry_run)
     if isinstance(bus, EmbeddedBus):
         keep_from = bus.first_offset_since(EVENTS_TOPIC, cutoff)
         old_running = state.find_runs(project, status="running", until=cutoff, limit=1000)
@@ -105,9 +120,11 @@ class Pruner:
         every_s: float,
         clock: Callable[[], float] = time.time,
         check_results: Callable[[float], int] | None = None,
+        dated_outputs: Callable[[float, bool], int] | None = None,
     ) -> None:
         self.state, self.bus, self.project = state, bus, project
         self.check_results = check_results
+        self.dated_outputs = dated_outputs
         self.keep_s, self.every_s, self.clock = keep_s, every_s, clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,8 +132,16 @@ class Pruner:
 
     def prune_once(self) -> PruneReport:
         """One prune now; the report is also kept in :attr:`last`."""
-        self.last = prune_history(self.state, self.bus, self.project, self.keep_s, self.clock(), check_results=self.check_results)
-        removed = sum(self.last.tables.values()) + (self.last.events or 0)
+        self.last = prune_history(
+            self.state,
+            self.bus,
+            self.project,
+            self.keep_s,
+            self.clock(),
+            check_results=self.check_results,
+            dated_outputs=self.dated_outputs,
+        )
+        removed = sum(self.last.tables.values()) + (self.last.events or 0) + (self.last.dated_outputs or 0)
         if removed:
             log.info("history pruned: %s", "; ".join(self.last.lines()))
         return self.last
@@ -153,7 +178,24 @@ def history_pruner(project: Project, backends: Backends) -> Pruner | None:
         history.keep_s,
         history.every_s,
         check_results=check_results_pruner(project, backends.state),
+        dated_outputs=dated_outputs_pruner(project, backends.lake, backends.state, history.dated_outputs_s),
     )
+
+
+def dated_outputs_pruner(project: Project, lake: Lake, state: StateStore, keep_s: float) -> Callable[[float, bool], int]:
+    """``(now, dry_run) -> outputs removed``: the per-date outputs of ``project``'s objects last written more than
+    ``keep_s`` seconds before ``now``, but not the one each plain output holds nor those of the logical dates of
+    runs still running (they may be resumed and read them) (:func:`sluice.lake.dated.prune_dated`)."""
+    from sluice.lake.dated import prune_dated
+    from sluice.project.model import layer_of
+
+    def prune(now: float, dry_run: bool) -> int:
+        running = state.find_runs(project.name, status="running", limit=100_000)
+        dates = [date for run in running if isinstance(date := run.options.get("logical_date"), str)]
+        outputs = [(layer_of(project, obj), obj.name) for obj in project.objects.values() if obj.lake]
+        return prune_dated(lake, outputs, now - keep_s, dates, dry_run)
+
+    return prune
 
 
 def check_results_pruner(project: Project, state: StateStore) -> Callable[[float], int]:

@@ -34,13 +34,17 @@ class RunOptions:
     schedule: str | None = None
     timezone: str | None = None
     data_interval_start: datetime | None = None
+    load_key: str | None = None
+    """What the run's destination loads are recorded under instead of its run id (``<load_key>:<object id>``: a load
+    id already recorded adds nothing): a backfill date run again after a cancelled run gets that run's, so an
+    ``append`` the cancelled run committed is not loaded twice (docs/backfills.md)."""
 
     def logical_date_text(self) -> str | None:
         """``logical_date`` as ISO 8601 text, or None."""
         return self.logical_date.isoformat() if self.logical_date is not None else None
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "targets": self.targets,
             "force": self.force,
             "simulate": self.simulate,
@@ -52,6 +56,9 @@ class RunOptions:
             "timezone": self.timezone,
             "data_interval_start": self.data_interval_start.isoformat() if self.data_interval_start is not None else None,
         }
+        if self.load_key:
+            found["load_key"] = self.load_key
+        return found
 
 
 @dataclass(slots=True)

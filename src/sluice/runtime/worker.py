@@ -286,19 +286,28 @@ class StageWorker:
         try:
             obj = self.templates.render(obj, ready.run_id, ready.logical_date)
             outcome = self.executor.run(
-                obj, ready.run_id, ready.inputs, delay_s=ready.delay_s, fail=ready.fail, logical_date=ready.logical_date
+                obj,
+                ready.run_id,
+                ready.inputs,
+                delay_s=ready.delay_s,
+                fail=ready.fail,
+                logical_date=ready.logical_date,
+                load_key=ready.load_key,
             )
             checked = self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
-            if not checked.failure:  # a date whose error check failed does not become the plain output
-                self.executor.promote(obj, outcome)
+            if not checked.failure:  # an output whose error check failed does not become the plain output
+                outcome = self.executor.promote(obj, outcome)
         except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())
             return [self._failed(ready, failure_text(exc, self.project.root), type(exc).__name__, is_transient(exc), started)]
         events: list[ev.Event] = list(checked.events(ready))
         if checked.failure:
-            log.warning("%s", checked.failure, extra={"run_id": ready.run_id, "object_id": obj.id})
-            return [*events, self._failed(ready, checked.failure, "CheckFailed", False, started)]
+            failure = checked.failure
+            if outcome.pending is not None:
+                failure += f"; the output checked stays at {outcome.location}, not made current (the previous one stays)"
+            log.warning("%s", failure, extra={"run_id": ready.run_id, "object_id": obj.id})
+            return [*events, self._failed(ready, failure, "CheckFailed", False, started)]
         metrics.child(metrics.ROWS, self.stage.name).inc(outcome.rows)
         events.append(
             ev.ObjectLoaded(

@@ -5,7 +5,8 @@ cron expression in that range (a schedule's, with croniter). Each date becomes a
 ``trigger="backfill"`` and ``name="backfill:<id>"``; the backfill and each date's status (``pending``,
 ``running``, ``succeeded``, ``failed``) and run id are kept in the state store, so an interrupted backfill
 resumes where it stopped: :meth:`Backfills.run` runs only the dates not yet succeeded (pending ones, failed
-ones, and ones left running by a process that died, whose run is continued rather than started again). A
+ones, and ones left running by a process that died, whose run is continued rather than started again; a date
+whose run was cancelled runs under that run's load key, so what it loaded is not loaded twice). A
 failed date does not stop the others; the backfill ends ``failed`` when any date failed, ``succeeded`` when all
 did. The idea follows Airflow's ``dags backfill`` and Dagster's partition backfills.
 
@@ -28,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sluice.errors import ConfigError
+from sluice.errors import ConfigError, RunNotFound
 from sluice.project.model import ObjectSpec, Project
 from sluice.scheduling.backfill_lease import LEASE_S, BackfillLease
 from sluice.scheduling.cron import Cron, check_cron
@@ -282,10 +283,20 @@ class Backfills:
         cron = spec.get("cron")
         # a schedule's tick covers the time since its previous tick ({{ data_interval_start }}), as Airflow's runs
         interval_start = Cron(cron, zone).previous(logical) if cron else None
-        request = RunRequest(name, "backfill", logical, targets, f"{name}@{item.logical_date}", zone, interval_start)
         left = None
         if item.status == "running":  # its process died: continue the run it left, if it got that far
             left = item.run_id or self._orphan(name, item.logical_date)
+        load_key = self._cancelled_load_key(item) if item.status == "failed" else None
+        request = RunRequest(
+            name,
+            "backfill",
+            logical,
+            targets,
+            key=f"{name}@{item.logical_date}",
+            timezone=zone,
+            interval_start=interval_start,
+            load_key=load_key,
+        )
         item = BackfillDate(item.logical_date, "running", left, self.clock())
         self.state.save_backfill_date(backfill_id, item)
 
@@ -302,6 +313,22 @@ class Backfills:
         item.finished_at = self.clock()
         self.state.save_backfill_date(backfill_id, item)
         return item
+
+    def _cancelled_load_key(self, item: BackfillDate) -> str | None:
+        """The load key of the date's last run when it was cancelled (its own, or the one it was given in turn): a
+        cancelled object may have committed its load (the worker finishes the write it is in) without its success
+        being recorded, and the new run loading under the same key adds nothing for it. None otherwise: a failed
+        object's load rolled back, and one whose check failed after its load is loaded again (docs/backfills.md)."""
+        if not item.run_id:
+            return None
+        try:
+            run = self.state.get_run(item.run_id)
+        except RunNotFound:
+            return None
+        if run.status != "cancelled":
+            return None
+        given = run.options.get("load_key")
+        return given if isinstance(given, str) and given else run.run_id
 
     def _orphan(self, name: str, logical_date: str) -> str | None:
         """The run of this date still marked running whose id was not recorded with the date (the process died

@@ -33,6 +33,9 @@ class RunRequest:
     key: str = ""
     timezone: str = "UTC"
     interval_start: datetime | None = None
+    load_key: str | None = None
+    """The run's :attr:`RunOptions.load_key <sluice.runtime.summary.RunOptions.load_key>` (a backfill date run again
+    after a cancelled run: that run's load key)."""
 
     def options(self) -> RunOptions:
         """The :class:`RunOptions` of the run this request starts."""
@@ -43,4 +46,5 @@ class RunRequest:
             schedule=self.name,
             timezone=self.timezone,
             data_interval_start=self.interval_start,
+            load_key=self.load_key,
         )
