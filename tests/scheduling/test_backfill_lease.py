@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.scheduling.test_backfills import SPEC, FakeRuns
 from tests.state.test_contract import OpenStore, open_store  # noqa: F401  (the stores of the contract tests)
 
 from sluice.scheduling.backfill_lease import BackfillBusy, lease_key
-from sluice.scheduling.backfills import Backfills, logical_dates
+from sluice.scheduling.backfills import Backfills, BackfillSpec, logical_dates
 from sluice.scheduling.requests import RunRequest
 from sluice.state.sqlite import SqliteStateStore
 
@@ -51,6 +52,39 @@ def test_a_second_runner_of_the_same_backfill_is_refused_naming_the_first(open_s
     # once the first is done, the same backfill can be run (nothing left to do)
     assert Backfills(second_state, "shop").run(backfill_id, second_runs).status == "succeeded"
     assert second_runs.requests == []
+
+
+def test_another_backfill_sharing_a_date_with_a_running_one_is_refused_and_one_of_other_dates_runs(
+    tmp_path: Path,
+) -> None:
+    """A ``--new`` backfill of the same range, or an overlapping one, would run the shared dates a second time (an
+    append destination got their rows twice); one of other dates may run beside it."""
+    state = SqliteStateStore(tmp_path / "state.db")
+    try:
+        now = [1000.0]
+        backfills = Backfills(state, "shop", clock=lambda: now[0], lease_s=30)
+        running = backfills.create(SPEC, logical_dates(SPEC.start, SPEC.end)).backfill_id  # 2026-01-01 .. 06
+        assert state.acquire_lease(lease_key("shop", running), "elsewhere:4242:x", now[0], 30)  # being run elsewhere
+        overlapping = BackfillSpec(date(2026, 1, 6), date(2026, 1, 8), targets=(3,))
+        second = backfills.create(overlapping, logical_dates(overlapping.start, overlapping.end)).backfill_id
+        runs = FakeRuns()
+        with pytest.raises(BackfillBusy) as refused:
+            backfills.run(second, runs)
+        message = str(refused.value)
+        assert f"backfill {second} shares 1 logical date(s) (from 2026-01-06T00:00:00+00:00) with backfill {running}" in message
+        assert "being run by process 4242 on host elsewhere" in message and "wait for it to finish" in message
+        assert runs.requests == []  # nothing ran
+        assert state.lease(lease_key("shop", second)) is None  # its own lease given back
+
+        apart = BackfillSpec(date(2026, 1, 7), date(2026, 1, 8), targets=(3,))
+        third = backfills.create(apart, logical_dates(apart.start, apart.end)).backfill_id
+        assert backfills.run(third, runs).status == "succeeded"  # other dates: runs beside it
+        assert [r.logical_date.date().isoformat() for r in runs.requests] == ["2026-01-07", "2026-01-08"]
+
+        now[0] += 31  # the first one's process stopped renewing: nothing runs it any more
+        assert backfills.run(second, FakeRuns()).status == "succeeded"
+    finally:
+        state.close()
 
 
 def test_a_holder_that_died_on_this_host_is_taken_over_and_an_expired_one_too(tmp_path: Path) -> None:

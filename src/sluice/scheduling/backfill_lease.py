@@ -64,6 +64,15 @@ def _dead_here(holder: str) -> bool:
     return False
 
 
+def live_holder(state: StateStore, project: str, backfill_id: str, now: float) -> str | None:
+    """Who runs backfill ``backfill_id`` now ("process P on host H"): None when nobody holds its lease, it expired,
+    or its holder was a process of this host that no longer exists."""
+    held = state.lease(lease_key(project, backfill_id))
+    if held is None or held.expires_at <= now or _dead_here(held.holder):
+        return None
+    return _describe(held.holder)
+
+
 class BackfillLease:
     """A context manager holding the lease of backfill ``backfill_id`` of ``project``; raises BackfillBusy on entry
     when another live process holds it. ``clock`` gives epoch seconds; ``on_lost`` is called once if the lease is

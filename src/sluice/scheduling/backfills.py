@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sluice.errors import ConfigError, RunNotFound
 from sluice.project.model import ObjectSpec, Project
-from sluice.scheduling.backfill_lease import LEASE_S, BackfillLease
+from sluice.scheduling.backfill_lease import LEASE_S, BackfillBusy, BackfillLease, live_holder
 from sluice.scheduling.cron import Cron, check_cron
 from sluice.scheduling.requests import RunRequest
 from sluice.state.base import BackfillDate, BackfillRecord, StateStore
@@ -111,6 +111,12 @@ class BackfillSpec:
             "parallel": self.parallel,
             "timezone": self.timezone,
         }
+
+
+def _instant(logical_date: str) -> datetime:
+    """A recorded logical date (ISO text with its offset) as an aware instant, comparable whatever the offset."""
+    found = datetime.fromisoformat(logical_date)
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 def _same_work(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -238,9 +244,38 @@ class Backfills:
         that do not depend on the date, :func:`shared_objects`: the first date runs them, the next find them fresh).
 
         One process at a time runs a backfill: its lease is held meanwhile (:class:`BackfillLease`); raises
-        BackfillBusy, before any date starts, when another live process holds it."""
+        BackfillBusy, before any date starts, when another live process holds it, or runs another backfill of the
+        project with a date this one has left to run (:meth:`_refuse_overlap`)."""
         with BackfillLease(self.state, self.project, backfill_id, self.clock, ttl_s=self.lease_s, on_lost=self.stop):
+            self._refuse_overlap(backfill_id)
             return self._run(backfill_id, run_date, parallel, on_date, first_alone)
+
+    def _refuse_overlap(self, backfill_id: str) -> None:
+        """Raise BackfillBusy when another backfill of the project being run now (its lease held) has a logical date
+        that ``backfill_id`` has left to run and that it has not finished: both would run that date's objects, and an
+        ``append`` destination would get its rows twice (a ``--new`` backfill of the same range, or an overlapping
+        range). Whatever their targets: objects they share (ancestors) would run twice too. Called once this
+        backfill's own lease is held, so of two started at the same moment at least one sees the other."""
+        mine = {_instant(d.logical_date) for d in self.state.backfill_dates(backfill_id) if d.status != "succeeded"}
+        if not mine:
+            return
+        now = self.clock()
+        for other in self.state.list_backfills(self.project, limit=200):
+            if other.backfill_id == backfill_id or other.status != "running":
+                continue
+            holder = live_holder(self.state, self.project, other.backfill_id, now)
+            if holder is None:
+                continue
+            theirs = {_instant(d.logical_date) for d in self.state.backfill_dates(other.backfill_id) if d.status != "succeeded"}
+            shared = sorted(mine & theirs)
+            if shared:
+                first = shared[0].isoformat()
+                raise BackfillBusy(
+                    f"backfill {backfill_id} shares {len(shared)} logical date(s) (from {first}) with backfill "
+                    f"{other.backfill_id}, being run by {holder}: both would run those dates (an append destination "
+                    f"would get their rows twice); wait for it to finish (sluice backfill PATH --list), or stop it, "
+                    f"then run this again"
+                )
 
     def _run(
         self, backfill_id: str, run_date: RunDate, parallel: int, on_date: OnDate | None, first_alone: bool
