@@ -3,6 +3,7 @@ plain and partitioned, including dates promoted at once from several threads."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -127,3 +128,28 @@ def test_prune_removes_old_per_date_outputs_but_the_one_the_plain_output_holds_a
     assert plain is not None and _ids(lake, plain) == [50 + k for k in range(5)]
     assert lake.current_location("raw", "other") is not None
     assert not [name for name in backend.listing() if any(n in name for n in (names[0], names[2], names[3]))]
+
+
+def test_prune_removes_the_parts_folders_earlier_promotions_left_once_their_grace_is_over(tmp_path: Path) -> None:
+    """Promotions within PARTS_GRACE_S of each other keep the earlier parts folders (a reader may still be in one),
+    each holding hard links to a per-date output's data: prune removes them once that grace is over, so pruning
+    per-date outputs frees their space; the one the plain output links to stays."""
+    from sluice.lake.local import LocalLake
+    from sluice.lake.local_parts import PARTS_GRACE_S
+
+    lake = LocalLake(tmp_path / "lake")
+    for index in range(1, 4):  # three dates promoted within the grace: three parts folders
+        written = lake.write("raw", dated_name("t", DATES[index - 1]), _day(index))
+        promote(lake, "raw", "t", written, DATES[index - 1])
+    folders = sorted((tmp_path / "lake" / "raw").glob(".t.parquet.parts-*"))
+    assert len(folders) == 3
+    old = time.time() - PARTS_GRACE_S - 10
+    for folder in folders:  # the grace is over for all of them
+        os.utime(folder, (old, old))
+    assert prune_dated(lake, [("raw", "t")], time.time() + 1, dry_run=True) == 2
+    assert len(sorted((tmp_path / "lake" / "raw").glob(".t.parquet.parts-*"))) == 3  # a dry run removes nothing
+    assert prune_dated(lake, [("raw", "t")], time.time() + 1) == 2
+    left = sorted((tmp_path / "lake" / "raw").glob(".t.parquet.parts-*"))
+    assert [f.name for f in left] == [os.readlink(tmp_path / "lake" / "raw" / "t.parquet")]
+    plain = lake.current_location("raw", "t")
+    assert plain is not None and _ids(lake, plain) == [30, 31, 32]

@@ -170,6 +170,12 @@ class Lake(ABC):
         middle of it may fail. Raises TerminalError for a lake that cannot (the default)."""
         raise TerminalError(f"the {type(self).__name__} lake cannot remove outputs; delete {layer}/{name} by hand")
 
+    def remove_superseded(self, layer: str, name: str) -> None:
+        """Delete what the output ``layer/name`` no longer uses and its readers have had time to finish with (the
+        local lake's parts folders of earlier promotions, :func:`~sluice.lake.local_parts.remove_old_parts`); called
+        by :func:`~sluice.lake.dated.prune_dated`. The default has nothing to delete."""
+        return None
+
     def duckdb_input(self, location: str) -> str | ds.Dataset:
         """What a DuckDB query scans for ``location``: a path for ``read_parquet``, or a pyarrow dataset to
         register (streamed by DuckDB through Arrow, with projection and filter push-down, no httpfs needed)."""

@@ -119,6 +119,8 @@ def prune_dated(
                 if not dry_run:
                     lake.remove(layer, output.name)
                 removed += 1
+            if not dry_run:
+                lake.remove_superseded(layer, name)  # what earlier promotions left linking to removed data
     return removed
 
 

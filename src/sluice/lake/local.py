@@ -245,6 +245,14 @@ class LocalLake(Lake):
             self.store.wait_pruned(folder.as_posix())
             shutil.rmtree(folder, ignore_errors=True)
 
+    def remove_superseded(self, layer: str, name: str) -> None:
+        """The parts folders ``<layer>/.<name>.parquet.parts-*`` the output's link no longer points at, untouched for
+        ``PARTS_GRACE_S`` (each promotion removes those of earlier ones, but only once that grace is over: a
+        backfill's dates promoted within it left theirs, holding hard links to pruned per-date data)."""
+        target = self._path(_location(layer, name))
+        if target.is_symlink():
+            remove_old_parts(target, keep={os.readlink(target)})
+
     def _append_folder(self, layer: str, name: str) -> tuple[str, Path]:
         location = f"{_segment(layer, 'layer')}/{_segment(name, 'name')}"
         return location, self._path(location)
