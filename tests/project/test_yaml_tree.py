@@ -73,3 +73,23 @@ def test_a_mapping_or_list_as_a_key_is_one_line_naming_the_quote_to_add(text: st
         load_yaml(text, "sluice.yaml")
     assert caught.value.line == line
     assert "quote the value" in str(caught.value) and "\n" not in str(caught.value)
+
+
+OVERRIDES = """\
+base: &base {cron: "0 * * * *", targets: [1]}
+schedules:
+  s2: {<<: *base, cron: "5 * * * *"}
+  s3:
+    <<: *base
+    cron: "7 * * * *"
+    cron: "9 * * * *"
+"""
+
+
+def test_a_key_given_after_a_merge_overrides_the_merged_one_and_only_a_key_given_twice_is_a_duplicate() -> None:
+    """YAML's merge key (https://yaml.org/type/merge.html): keys given in the mapping override those merged in. A
+    validation once reported `key 'cron' is given twice` for the override."""
+    for tree in (yaml_tree.load_yaml(OVERRIDES, "f.yaml"), yaml.load(OVERRIDES, Loader=yaml_tree._LineLoader)):  # noqa: S506
+        s2, s3 = tree["schedules"]["s2"], tree["schedules"]["s3"]
+        assert s2 == {"cron": "5 * * * *", "targets": [1]} and s2.duplicates == []
+        assert s3["cron"] == "9 * * * *" and s3.duplicates == [("cron", 7)]  # given twice by hand: still reported

@@ -46,19 +46,27 @@ UNHASHABLE_KEY = (
 )
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _LineLoader | _FastLineLoader, node: yaml.MappingNode) -> YamlMap:
-    loader.flatten_mapping(node)
+    own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+    loader.flatten_mapping(node)  # the keys of `<<: *anchor` merges first, then the mapping's own
+    merged = len(node.value) - own
     mapping = YamlMap()
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
     mapping.duplicates = []
-    for key_node, value_node in node.value:
+    own_keys: set[str] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if isinstance(key, (dict, list)):  # `sql: {{ ds }}` unquoted: a flow mapping whose key is a mapping
             raise yaml.constructor.ConstructorError(None, None, UNHASHABLE_KEY, key_node.start_mark)
         line = key_node.start_mark.line + 1
-        if str(key) in mapping.key_lines:
-            mapping.duplicates.append((str(key), line))
+        if index >= merged:  # a key merged in and given again overrides it (YAML's merge key), not a duplicate
+            if str(key) in own_keys:
+                mapping.duplicates.append((str(key), line))
+            own_keys.add(str(key))
         mapping.key_lines[str(key)] = line
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
