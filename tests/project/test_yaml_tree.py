@@ -89,7 +89,7 @@ schedules:
 def test_a_key_given_after_a_merge_overrides_the_merged_one_and_only_a_key_given_twice_is_a_duplicate() -> None:
     """YAML's merge key (https://yaml.org/type/merge.html): keys given in the mapping override those merged in. A
     validation once reported `key 'cron' is given twice` for the override."""
-    for tree in (yaml_tree.load_yaml(OVERRIDES, "f.yaml"), yaml.load(OVERRIDES, Loader=yaml_tree._LineLoader)):  # noqa: S506
+    for tree in (yaml_tree.load_yaml(OVERRIDES, "f.yaml"), yaml.load(OVERRIDES, Loader=yaml_tree._LineLoader)):
         s2, s3 = tree["schedules"]["s2"], tree["schedules"]["s3"]
         assert s2 == {"cron": "5 * * * *", "targets": [1]} and s2.duplicates == []
         assert s3["cron"] == "9 * * * *" and s3.duplicates == [("cron", 7)]  # given twice by hand: still reported
