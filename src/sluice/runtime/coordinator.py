@@ -476,9 +476,9 @@ class Coordinator:
                 key = event.run_id
             log_batch.append((key, data))
         written = self.bus.publish_many_nowait(
-            [
-                (ev.EVENTS_TOPIC, log_batch),
+            [  # the work first: on Kafka its messages are then in the producer's first request, not after the log's
                 *((ev.ready_topic(stage), batch) for stage, batch in readies.items()),
+                (ev.EVENTS_TOPIC, log_batch),
                 (ev.DEAD_LETTER_TOPIC, [r for _, r in dead]),
             ],
             own_group=self._group(),
