@@ -28,7 +28,7 @@ from typing import Any, overload
 import numpy as np
 from confluent_kafka import Message
 
-__all__ = ["RecordColumns", "Record"]
+__all__ = ["Record", "RecordColumns"]
 
 Headers = list[tuple[str, bytes | None]] | None
 _METHODS = ("value", "key", "topic", "partition", "offset", "timestamp", "headers")
