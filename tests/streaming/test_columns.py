@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from sluice.streaming.columns import Record, RecordColumns
+from sluice.streaming.columns import RECORD, Record, RecordColumns
 from sluice.streaming.consumer import gc_paused
 from sluice.streaming.dead_letters import dead_letters
 from sluice.streaming.records import Decoder, RecordSettings
@@ -22,7 +22,7 @@ def _records() -> list[Record]:
 
 def test_columns_keep_every_field_and_rebuild_each_record() -> None:
     records = _records()
-    columns = RecordColumns.of(records, timestamps=True)
+    columns = RecordColumns.of(records, read=RECORD | {"_timestamp"})
     assert len(columns) == 4
     assert columns.lengths.tolist() == [9, -1, 9, 0]
     assert columns.partitions.tolist() == [0, 1, 0, 1] and columns.offsets.tolist() == [10, 20, 11, 21]
@@ -53,7 +53,7 @@ def test_join_concatenates_parts_in_order() -> None:
 
 def test_decoding_columns_sets_bad_records_apart_and_keeps_metadata_aligned() -> None:
     decoder = Decoder(RecordSettings(schema={"id": "int64"}, columns=["_offset", "_partition", "_key", "_timestamp"]))
-    columns = RecordColumns.of(_records(), timestamps=True)
+    columns = RecordColumns.of(_records(), read=RECORD | {"_timestamp"})
     decoded = decoder.decode(columns)
     assert [r.index for r in decoded.rejected] == [1, 3]
     assert decoded.batch.to_pydict() == {
@@ -101,3 +101,15 @@ def test_gc_paused_nests_across_threads_and_restores_the_collector() -> None:
         assert not gc.isenabled()  # off before: left off
     finally:
         gc.enable()
+
+
+def test_fields_not_read_are_left_out() -> None:
+    records = _records()
+    columns = RecordColumns.of(records, read=("_offset",))
+    assert columns.keys is None and columns.headers is None and columns.partitions is None and columns.topic is None
+    assert columns.offsets is not None and columns.offsets.tolist() == [10, 20, 11, 21]
+    assert columns[0] == Record(b'{"id": 1}', None, "", 0, 10)
+    joined = RecordColumns.join([columns, RecordColumns.of(records)])
+    assert joined.keys is None and joined.topic is None and len(joined) == 8
+    decoder = Decoder(RecordSettings(columns=["_offset"]))
+    assert decoder.decode(records).batch.column("_offset").to_pylist() == [10, 11]

@@ -8,7 +8,9 @@ release of the objects, not the reading). :meth:`RecordColumns.of` takes the val
 and joins them at once into one newline-separated buffer (what ``pyarrow.json`` parses), with numpy arrays of
 lengths, partitions and offsets, and lists of keys and headers (a list of ``None`` when the records have none:
 8 bytes a record); the messages are then released. Timestamps are read only when asked (``_timestamp``):
-``Message.timestamp()`` makes a tuple per record, and is the costliest of the reading methods.
+``Message.timestamp()`` makes a tuple per record, and is the costliest of the reading methods. A decoder given
+messages (the batch Kafka source, which keeps its messages for the dead letters) reads only the values and the
+metadata columns asked for.
 
 A ``RecordColumns`` is a sequence of :class:`Record` (``columns[i]`` rebuilds record ``i``), so the dead-letter
 functions take it where they take messages.
@@ -20,7 +22,7 @@ functions take it where they take messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import methodcaller
 from typing import Any, overload
@@ -28,10 +30,12 @@ from typing import Any, overload
 import numpy as np
 from confluent_kafka import Message
 
-__all__ = ["Record", "RecordColumns"]
+__all__ = ["RECORD", "Record", "RecordColumns"]
 
 Headers = list[tuple[str, bytes | None]] | None
 _METHODS = ("value", "key", "topic", "partition", "offset", "timestamp", "headers")
+RECORD = frozenset({"_key", "_headers", "_partition", "_offset", "_topic"})
+"""The metadata :meth:`RecordColumns.of` reads by default: what rebuilds a record for its dead letter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +82,17 @@ class RecordColumns(Sequence[Record]):
     ``data``: the values joined with ``\\n`` (a missing value, a tombstone, as nothing); ``lengths``: int64 bytes
     of each value, -1 for a missing one; ``partitions`` int32 and ``offsets`` int64; ``topic``: the topic of every
     record, or one per record when they differ; ``keys`` and ``headers`` one per record; ``timestamps``: ms since
-    the epoch per record (None where the broker has none), or None when not read.
+    the epoch per record (None where the broker has none). A field not read (:meth:`of`'s ``read``) is None, and
+    the records rebuilt from the columns have None, 0 or ``""`` there.
     """
 
     data: bytes
     lengths: np.ndarray[Any, np.dtype[np.int64]]
-    partitions: np.ndarray[Any, np.dtype[np.int32]]
-    offsets: np.ndarray[Any, np.dtype[np.int64]]
-    topic: str | list[str]
-    keys: list[bytes | None]
-    headers: list[Headers]
+    partitions: np.ndarray[Any, np.dtype[np.int32]] | None = None
+    offsets: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    topic: str | list[str] | None = None
+    keys: list[bytes | None] | None = None
+    headers: list[Headers] | None = None
     timestamps: list[int | None] | None = None
     starts: np.ndarray[Any, np.dtype[np.int64]] = field(init=False)
     """Where each value starts in ``data``."""
@@ -97,60 +102,78 @@ class RecordColumns(Sequence[Record]):
         object.__setattr__(self, "starts", np.cumsum(spans) - spans)
 
     @classmethod
-    def of(cls, messages: Sequence[Any], *, timestamps: bool = False, topic: str | None = None) -> RecordColumns:
-        """The columns of ``messages`` (``confluent_kafka.Message`` objects or :class:`Record`), one pass of method
-        calls per column. ``topic``: the topic of every message when the caller knows it (one subscribed topic),
-        else each message's ``topic()`` is read. ``timestamps``: read ``timestamp()`` too."""
+    def of(cls, messages: Sequence[Any], *, read: Collection[str] = RECORD, topic: str | None = None) -> RecordColumns:
+        """The columns of ``messages`` (``confluent_kafka.Message`` objects or :class:`Record`): their values, and the
+        metadata named in ``read`` (``_key``, ``_headers``, ``_partition``, ``_offset``, ``_topic``, ``_timestamp``;
+        by default :data:`RECORD`, what a dead letter needs), one pass of method calls per column. ``topic``: the
+        topic of every message when the caller knows it (one subscribed topic); else, when ``_topic`` is read, each
+        message's ``topic()`` is."""
         count = len(messages)
         if count and type(messages[0]) is Message:  # the C methods themselves, mapped: no Python frame per record
-            read = {name: getattr(Message, name) for name in _METHODS}
+            method = {name: getattr(Message, name) for name in _METHODS}
         else:
-            read = {name: methodcaller(name) for name in _METHODS}
-        values = list(map(read["value"], messages))
+            method = {name: methodcaller(name) for name in _METHODS}
+        values = list(map(method["value"], messages))
         try:
             lengths = np.fromiter(map(len, values), np.int64, count)
             data = b"\n".join(values)
         except TypeError:  # a missing value (a tombstone)
             lengths = np.fromiter((-1 if v is None else len(v) for v in values), np.int64, count)
             data = b"\n".join(b"" if v is None else v for v in values)
-        if topic is None:
-            topics = [str(t) for t in map(read["topic"], messages)]
-            topic = topics[0] if topics and topics.count(topics[0]) == count else None
-        stamps = list(map(read["timestamp"], messages)) if timestamps else None
+        topics: str | list[str] | None = topic
+        if topic is None and "_topic" in read:
+            topics = [str(t) for t in map(method["topic"], messages)]
+            topics = topics[0] if topics and topics.count(topics[0]) == count else topics
+
+        def column(name: str) -> list[Any] | None:
+            return list(map(method[name[1:]], messages)) if name in read else None
+
+        stamps = column("_timestamp")
         return cls(
             data=data,
             lengths=lengths,
-            partitions=np.fromiter(map(read["partition"], messages), np.int32, count),
-            offsets=np.fromiter(map(read["offset"], messages), np.int64, count),
-            topic=topic if topic is not None else topics,
-            keys=list(map(read["key"], messages)),
-            headers=list(map(read["headers"], messages)),
+            partitions=None if "_partition" not in read else np.fromiter(map(method["partition"], messages), np.int32, count),
+            offsets=None if "_offset" not in read else np.fromiter(map(method["offset"], messages), np.int64, count),
+            topic=topics,
+            keys=column("_key"),
+            headers=column("_headers"),
             timestamps=None if stamps is None else [ms if kind else None for kind, ms in stamps],
         )
 
     @classmethod
     def join(cls, parts: Sequence[RecordColumns]) -> RecordColumns:
-        """One ``RecordColumns`` of ``parts`` in order (the micro-batch of several ``consume()`` calls)."""
+        """One ``RecordColumns`` of ``parts`` in order (the micro-batch of several ``consume()`` calls); a field
+        not read in every part is not in the result."""
         parts = [p for p in parts if len(p)]
         if len(parts) == 1:
             return parts[0]
         if not parts:
             return RecordColumns.of([])
-        topics = {p.topic for p in parts if isinstance(p.topic, str)}
-        if len(topics) == 1 and all(isinstance(p.topic, str) for p in parts):
-            topic: str | list[str] = topics.pop()
-        else:
-            topic = [t for p in parts for t in p.topic_list()]
-        stamps = None if any(p.timestamps is None for p in parts) else [t for p in parts for t in p.timestamps or ()]
+        topic: str | list[str] | None = None
+        if all(p.topic is not None for p in parts):
+            names = {p.topic for p in parts if isinstance(p.topic, str)}
+            if len(names) == 1 and all(isinstance(p.topic, str) for p in parts):
+                topic = names.pop()
+            else:
+                topic = [t for p in parts for t in p.topic_list()]
+
+        def arrays(name: str) -> Any:
+            found = [getattr(p, name) for p in parts]
+            return None if any(a is None for a in found) else np.concatenate(found)
+
+        def lists(name: str) -> Any:
+            found = [getattr(p, name) for p in parts]
+            return None if any(a is None for a in found) else [item for one in found for item in one]
+
         return cls(
             data=b"\n".join(p.data for p in parts),
             lengths=np.concatenate([p.lengths for p in parts]),
-            partitions=np.concatenate([p.partitions for p in parts]),
-            offsets=np.concatenate([p.offsets for p in parts]),
+            partitions=arrays("partitions"),
+            offsets=arrays("offsets"),
             topic=topic,
-            keys=[k for p in parts for k in p.keys],
-            headers=[h for p in parts for h in p.headers],
-            timestamps=stamps,
+            keys=lists("keys"),
+            headers=lists("headers"),
+            timestamps=lists("timestamps"),
         )
 
     def __len__(self) -> int:
@@ -162,8 +185,10 @@ class RecordColumns(Sequence[Record]):
         return int(self.lengths.sum() + (self.lengths < 0).sum())
 
     def topic_list(self) -> list[str]:
-        """The topic of each record."""
-        return [self.topic] * len(self) if isinstance(self.topic, str) else self.topic
+        """The topic of each record (``""`` when not read)."""
+        if isinstance(self.topic, list):
+            return self.topic
+        return [self.topic or ""] * len(self)
 
     def values(self) -> list[bytes | None]:
         """Each record's value (bytes, or None for a missing one): one Python object per record (the slow path)."""
@@ -182,12 +207,12 @@ class RecordColumns(Sequence[Record]):
         length, start = int(self.lengths[index]), int(self.starts[index])
         return Record(
             value_=None if length < 0 else self.data[start : start + length],
-            key_=self.keys[index],
-            topic_=self.topic if isinstance(self.topic, str) else self.topic[index],
-            partition_=int(self.partitions[index]),
-            offset_=int(self.offsets[index]),
+            key_=None if self.keys is None else self.keys[index],
+            topic_=self.topic[index] if isinstance(self.topic, list) else self.topic or "",
+            partition_=0 if self.partitions is None else int(self.partitions[index]),
+            offset_=0 if self.offsets is None else int(self.offsets[index]),
             timestamp_ms=None if self.timestamps is None else self.timestamps[index],
-            headers_=self.headers[index],
+            headers_=None if self.headers is None else self.headers[index],
         )
 
     def __iter__(self) -> Iterator[Record]:

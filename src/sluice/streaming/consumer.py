@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, REQUEST_TIMEOUT_S
 from sluice.errors import TerminalError, TransientError
-from sluice.streaming.columns import RecordColumns
+from sluice.streaming.columns import RECORD, RecordColumns
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class StreamConsumer:
             if not messages:
                 return None
             topic = next(iter(self.partitions)) if len(self.partitions) == 1 else None
-            columns = RecordColumns.of(messages, timestamps=timestamps, topic=topic)
+            columns = RecordColumns.of(messages, read=RECORD | {"_timestamp"} if timestamps else RECORD, topic=topic)
             del messages  # released before the collector resumes, which would walk them otherwise
         return columns
 

@@ -154,8 +154,8 @@ class Decoder:
         return Decoded(self._finish(table, columns, kept), rejected)
 
     def columns_of(self, messages: Sequence[KafkaMessage]) -> RecordColumns:
-        """The columns of ``messages`` this decoder needs (timestamps only when ``_timestamp`` is asked)."""
-        return RecordColumns.of(messages, timestamps="_timestamp" in self.settings.columns)
+        """The columns of ``messages`` this decoder needs: values and the metadata columns asked for."""
+        return RecordColumns.of(messages, read=self.settings.columns)
 
     def _fast(self, columns: RecordColumns) -> pa.Table | None:
         if not len(columns):
@@ -321,20 +321,20 @@ def _reason(exc: Exception) -> str:
 
 def _metadata_column(name: str, type_: pa.DataType, columns: RecordColumns) -> pa.Array:
     """One metadata column of ``columns`` (numpy arrays as they are; lists converted once)."""
-    if name == "_offset":
-        return pa.array(columns.offsets, type_)
-    if name == "_partition":
-        return pa.array(columns.partitions, type_)
     if name == "_topic":
         return pa.array(columns.topic_list(), type_)
+    field_ = {"_offset": "offsets", "_partition": "partitions", "_timestamp": "timestamps", "_key": "keys"}.get(name, "headers")
+    found = getattr(columns, field_)
+    if found is None:
+        raise ValueError(f"the records' columns were made without {name}: RecordColumns.of(read=...) must name it")
+    if name in ("_offset", "_partition"):
+        return pa.array(found, type_)
     if name == "_timestamp":
-        assert columns.timestamps is not None, "RecordColumns made without timestamps"
-        return pa.array(columns.timestamps, pa.int64()).cast(type_)
+        return pa.array(found, pa.int64()).cast(type_)
     if name == "_key":
-        keys = pa.array(columns.keys, pa.binary())
         try:
-            return keys.cast(type_)
+            return pa.array(found, pa.binary()).cast(type_)
         except pa.ArrowInvalid:
-            return pa.array([None if k is None else k.decode("utf-8", "replace") for k in columns.keys], type_)
-    headers: list[Any] = [None if h is None else [{"key": k, "value": v} for k, v in h] for h in columns.headers]
+            return pa.array([None if k is None else k.decode("utf-8", "replace") for k in found], type_)
+    headers: list[Any] = [None if h is None else [{"key": k, "value": v} for k, v in h] for h in found]
     return pa.array(headers, type_)
