@@ -126,17 +126,28 @@ class StreamConsumer:
         """:meth:`consume`, the messages turned into columns at once (:class:`RecordColumns`; ``timestamps``: with
         the ``_timestamp`` column's), or None when none came within ``timeout_s`` seconds.
 
-        Python's cyclic garbage collector is paused meanwhile (:func:`gc_paused`): every ``Message`` is an object the
-        collector tracks, and a ``consume()`` of thousands of them set off collections that walked them all again
-        (py-spy of ``bench/streaming.py``: the collector took about half of the consuming thread's time). They hold
-        no cycles and are released before the collector resumes."""
+        Python's cyclic garbage collector is paused while the messages exist (:func:`gc_paused`): every ``Message``
+        is an object the collector tracks, and a ``consume()`` of thousands of them set off collections that walked
+        them all again (py-spy of ``bench/streaming.py``: the collector took about half of the consuming thread's
+        time). They hold no cycles and are released before the collector resumes. The pause covers no waiting: what
+        librdkafka has already fetched is taken without waiting; when it has nothing, the wait is for one message
+        with the collector on (so idle streams never keep it off, in a server hosting many), then the rest."""
+        read = RECORD | {"_timestamp"} if timestamps else RECORD
+        topic = next(iter(self.partitions)) if len(self.partitions) == 1 else None
         with gc_paused():
-            messages = self.consume(count, timeout_s)
-            if not messages:
-                return None
-            topic = next(iter(self.partitions)) if len(self.partitions) == 1 else None
-            columns = RecordColumns.of(messages, read=RECORD | {"_timestamp"} if timestamps else RECORD, topic=topic)
-            del messages  # released before the collector resumes, which would walk them otherwise
+            messages = self.consume(count, 0)
+            if messages:
+                columns = RecordColumns.of(messages, read=read, topic=topic)
+                del messages  # released before the collector resumes, which would walk them otherwise
+                return columns
+        first = self.consume(1, timeout_s)
+        if not first:
+            return None
+        with gc_paused():
+            messages = first + self.consume(count - 1, 0) if count > 1 else first
+            del first
+            columns = RecordColumns.of(messages, read=read, topic=topic)
+            del messages
         return columns
 
     def positions(self, previous: Offsets) -> Offsets:
