@@ -6,6 +6,7 @@ One loop per object: its thread gathers, a committer thread writes (one micro-ba
     consumer.assign(partitions of every topic, at offsets)
     repeat until stopped (or, --available-now, until the high watermarks seen at the start are committed):
         messages = consume() until the trigger fires       # interval_s, records, max_batch_records / _bytes
+                   each consume() call's values joined into one buffer at once (sluice.streaming.columns)
         committer: batch = decode(messages)                 # sluice.streaming.records; bad records -> dead letters
                    batch = window(sql(batch))               # streaming.sql (DuckDB, table "batch"), streaming.window
                    lake.append(batch, commit={offsets, batch, ...}, state=window state)   # one atomic commit
@@ -39,6 +40,7 @@ from sluice.errors import ConfigError, SluiceError, TerminalError, TransientErro
 from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, layer_of
+from sluice.streaming.columns import RecordColumns
 from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, encode_offsets
 from sluice.streaming.dead_letters import OBJECT, REASON, TOPIC, refuse, send_dead_letters
 from sluice.streaming.options import RecordSettings
@@ -176,12 +178,12 @@ class MicroBatcher:
         try:
             while not self.stopping:
                 started = time.monotonic()
-                messages, size = self._gather(consumer, until)
+                parts = self._gather(consumer, until)
                 committer.check()
-                if messages:
+                if parts:
                     batch_number += 1
                     gathered = consumer.positions(gathered)
-                    committer.submit((messages, size, gathered, decoder, dead, batch_number, started))
+                    committer.submit((parts, gathered, decoder, dead, batch_number, started))
                 committed = self._committed
                 if committed is not copied:
                     consumer.commit_group(committed)
@@ -207,28 +209,31 @@ class MicroBatcher:
         saved = self.lake.last_state(self.layer, self.obj.name)
         return WindowOperator(options, state_from_bytes(saved) if saved is not None else None)
 
-    def _gather(self, consumer: StreamConsumer, until: Until | None) -> tuple[list[Any], int]:
-        """Messages until the trigger fires or a limit is reached; fewer when stopping."""
+    def _gather(self, consumer: StreamConsumer, until: Until | None) -> list[RecordColumns]:
+        """Messages until the trigger fires or a limit is reached, fewer when stopping: in columns, one part per
+        ``consume()`` call (the messages themselves are released at once: :mod:`sluice.streaming.columns`)."""
         trigger = self.settings.trigger
         limit = min(trigger.records or self.settings.max_batch_records, self.settings.max_batch_records)
         deadline = time.monotonic() + trigger.interval_s if trigger.interval_s else None
-        messages: list[Any] = []
-        size = 0
-        while len(messages) < limit and size < self.settings.max_batch_bytes and not self.stopping:
+        parts: list[RecordColumns] = []
+        count = size = 0
+        timestamps = "_timestamp" in self.records.columns
+        while count < limit and size < self.settings.max_batch_bytes and not self.stopping:
             wait = IDLE_POLL_S if deadline is None else min(IDLE_POLL_S, deadline - time.monotonic())
             if wait <= 0:
                 break
-            got = consumer.consume(min(CONSUME_CHUNK, limit - len(messages)), wait)
-            if got:
-                messages.extend(got)
-                size += sum(map(len, got))
-            elif not messages:
+            part = consumer.consume_columns(min(CONSUME_CHUNK, limit - count), wait, timestamps=timestamps)
+            if part is not None:
+                parts.append(part)
+                count += len(part)
+                size += part.size
+            elif not parts:
                 self.status.set_lag(consumer.lag(self._committed))
                 if (until is not None and until(self.status)) or self._caught_up():
                     break
-            if messages and self._targets is not None and _reached(consumer.positions(self._committed), self._targets):
+            if parts and self._targets is not None and _reached(consumer.positions(self._committed), self._targets):
                 break  # available now: what is left past the targets waits for the next run
-        return messages, size
+        return parts
 
     def _caught_up(self) -> bool:
         """Available-now mode, and every partition's committed offset has reached its target."""
@@ -236,8 +241,7 @@ class MicroBatcher:
 
     def _commit(
         self,
-        messages: list[Any],
-        size: int,
+        parts: list[RecordColumns],
         ahead: Offsets,
         decoder: Decoder,
         dead: _DeadLetters,
@@ -246,6 +250,8 @@ class MicroBatcher:
     ) -> None:
         """Decode, transform and append one micro-batch with the offsets after its last record (the committer's
         thread, one batch at a time, in order)."""
+        messages = RecordColumns.join(parts)
+        del parts
         decoded = decoder.decode(messages)
         self._dead_letters(decoded.rejected, messages, dead)
         table = self._transform(pa.Table.from_batches([decoded.batch]))
@@ -262,7 +268,7 @@ class MicroBatcher:
         }
         self._append(table, record, state)
         self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
-        info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), size, time.monotonic() - started)
+        info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), messages.size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
 
     def _windowed(self, table: pa.Table, topic: str, dead: _DeadLetters) -> tuple[pa.Table, int, int, bytes]:
@@ -294,7 +300,7 @@ class MicroBatcher:
             metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(result.invalid.num_rows)
         return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
 
-    def _dead_letters(self, rejected: list[Rejected], messages: list[Any], dead: _DeadLetters) -> None:
+    def _dead_letters(self, rejected: list[Rejected], messages: RecordColumns, dead: _DeadLetters) -> None:
         """Send the rejected records to their topic's dead-letter topic (:mod:`sluice.streaming.dead_letters`) and wait
         for the acknowledgement; TerminalError with ``dead_letter: false``."""
         if not rejected:

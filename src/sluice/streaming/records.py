@@ -9,14 +9,16 @@ are set apart with the reason, for the dead-letter topic.
 
 ``messages`` are ``confluent_kafka.Message`` objects, or anything with the same methods (``value()``,
 ``key()``, ``partition()``, ``offset()``, ``timestamp()``, ``headers()``, ``topic()``): :class:`Record` is such a
-stand-in, for tests and docs.
+stand-in, for tests and docs. Or they are already in columns (:class:`~sluice.streaming.columns.RecordColumns`:
+the values joined into one buffer as they are consumed, which is what the micro-batch loop hands over).
 
-**Fast path** (a batch where every value decodes): the values are joined with newlines and parsed once by
+**Fast path** (a batch where every value decodes): the values, joined with newlines, are parsed once by
 ``pyarrow.json.read_json`` (with the declared schema as its explicit schema, or the schema known from earlier
-batches), so there is no Python work per field, only one pass over the messages to collect their values and
-the asked-for metadata columns. Alignment of rows with messages is checked without a Python loop: every value
-must start with ``{`` and end with ``}`` (checked on the joined buffer with numpy) and the parse must give one
-row per message.
+batches; a block per core, parsed by pyarrow's threads without the GIL), so there is no Python work per field
+and none per record beyond collecting the values and metadata. Alignment of rows with messages is checked
+without a Python loop: every value must start with ``{`` and end with ``}`` (checked on the joined buffer with
+numpy) and the parse must give one row per message. Metadata columns come from the numpy arrays and lists of
+the columns.
 
 **Slow path** (a batch that fails): each value is checked alone (``msgspec.json.decode``: valid JSON, one
 object); those that are not are rejected with the reason. The rest is parsed again; when it still fails (a
@@ -48,9 +50,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from sluice.streaming.columns import Record, RecordColumns
 from sluice.streaming.options import RecordSettings
 
-__all__ = ["METADATA_TYPES", "Decoded", "Decoder", "KafkaMessage", "Record", "RecordSettings", "Rejected"]
+__all__ = ["METADATA_TYPES", "Decoded", "Decoder", "KafkaMessage", "Record", "RecordColumns", "RecordSettings", "Rejected"]
 
 METADATA_TYPES: dict[str, pa.DataType] = {
     "_key": pa.string(),
@@ -131,41 +134,44 @@ class Decoder:
             fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in self._known]
             self.declared = self._known = pa.schema(fields)
 
-    def decode(self, messages: Sequence[KafkaMessage]) -> Decoded:
+    def decode(self, messages: Sequence[KafkaMessage] | RecordColumns) -> Decoded:
         """One record batch for ``messages`` (any length, 0 included) with :attr:`schema` as it is afterwards.
 
-        Never raises for bad records: they are returned in :attr:`Decoded.rejected`.
+        ``messages``: ``confluent_kafka.Message`` objects (or :class:`Record`), or their columns
+        (:class:`~sluice.streaming.columns.RecordColumns`, what the micro-batch loop keeps). Never raises for bad
+        records: they are returned in :attr:`Decoded.rejected`, their index that of ``messages``.
         """
-        values = [m.value() for m in messages]
-        table = self._fast(values)
+        columns = messages if isinstance(messages, RecordColumns) else self.columns_of(messages)
+        table = self._fast(columns)
         rejected: list[Rejected] = []
-        kept: Sequence[KafkaMessage] = messages
+        kept: np.ndarray[Any, np.dtype[np.int64]] | None = None
         if table is None:
-            table, rejected = self._slow(values)
+            table, rejected = self._slow(columns.values())
             if rejected:
-                dropped = {r.index for r in rejected}
-                kept = [m for i, m in enumerate(messages) if i not in dropped]
-        return Decoded(self._finish(table, kept), rejected)
+                keep = np.ones(len(columns), dtype=bool)
+                keep[[r.index for r in rejected]] = False
+                kept = np.flatnonzero(keep)
+        return Decoded(self._finish(table, columns, kept), rejected)
 
-    def _fast(self, values: list[bytes | None]) -> pa.Table | None:
-        if not values:
+    def columns_of(self, messages: Sequence[KafkaMessage]) -> RecordColumns:
+        """The columns of ``messages`` this decoder needs: values and the metadata columns asked for."""
+        return RecordColumns.of(messages, read=self.settings.columns)
+
+    def _fast(self, columns: RecordColumns) -> pa.Table | None:
+        if not len(columns):
             return self._empty()
-        if None in values:
+        lengths = columns.lengths
+        if not (lengths > 0).all():
             return None
-        data: list[bytes] = values  # type: ignore[assignment]
-        lengths = np.fromiter(map(len, data), dtype=np.int64, count=len(data))
-        if not lengths.all():
-            return None
-        joined = b"\n".join(data)
-        ends = np.cumsum(lengths + 1) - 1  # index of each value's newline (one past the end for the last)
+        joined = columns.data
         raw = np.frombuffer(joined, dtype=np.uint8)
-        if not ((raw[ends - lengths] == _OPEN).all() and (raw[ends - 1] == _CLOSE).all()):
+        if not ((raw[columns.starts] == _OPEN).all() and (raw[columns.starts + lengths - 1] == _CLOSE).all()):
             return None
         try:
             table = self._parse(joined, threads=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        if table.num_rows != len(data):
+        if table.num_rows != len(columns):
             return None
         self._learn(table.schema)
         return table
@@ -256,12 +262,16 @@ class Decoder:
     def _empty(self) -> pa.Table:
         return (self._known or pa.schema([])).empty_table()
 
-    def _finish(self, table: pa.Table, messages: Sequence[KafkaMessage]) -> pa.RecordBatch:
+    def _finish(
+        self, table: pa.Table, columns: RecordColumns, kept: np.ndarray[Any, np.dtype[np.int64]] | None
+    ) -> pa.RecordBatch:
         table = self._conform(table) if self.declared is None else table
         if self._metadata:
             names = table.column_names + [name for name, _ in self._metadata]
-            arrays = table.columns + [_metadata_column(name, type_, messages) for name, type_ in self._metadata]
-            table = pa.Table.from_arrays(arrays, names=names)
+            extra = [_metadata_column(name, type_, columns) for name, type_ in self._metadata]
+            if kept is not None:
+                extra = [column.take(pa.array(kept)) for column in extra]
+            table = pa.Table.from_arrays(table.columns + extra, names=names)
         return pa.RecordBatch.from_arrays([column.combine_chunks() for column in table.columns], schema=table.schema)
 
 
@@ -309,59 +319,22 @@ def _reason(exc: Exception) -> str:
     return f"does not fit the schema: {text}"[:MAX_REASON_CHARS]
 
 
-def _metadata_column(name: str, type_: pa.DataType, messages: Sequence[KafkaMessage]) -> pa.Array:
-    """One metadata column for ``messages`` (one pass over them, no per-field work)."""
-    if name == "_offset":
-        return pa.array([m.offset() for m in messages], type_)
-    if name == "_partition":
-        return pa.array([m.partition() for m in messages], type_)
+def _metadata_column(name: str, type_: pa.DataType, columns: RecordColumns) -> pa.Array:
+    """One metadata column of ``columns`` (numpy arrays as they are; lists converted once)."""
     if name == "_topic":
-        return pa.array([m.topic() for m in messages], type_)
+        return pa.array(columns.topic_list(), type_)
+    field_ = {"_offset": "offsets", "_partition": "partitions", "_timestamp": "timestamps", "_key": "keys"}.get(name, "headers")
+    found = getattr(columns, field_)
+    if found is None:
+        raise ValueError(f"the records' columns were made without {name}: RecordColumns.of(read=...) must name it")
+    if name in ("_offset", "_partition"):
+        return pa.array(found, type_)
     if name == "_timestamp":
-        stamps = [m.timestamp() for m in messages]
-        return pa.array([ms if kind else None for kind, ms in stamps], pa.int64()).cast(type_)
+        return pa.array(found, pa.int64()).cast(type_)
     if name == "_key":
-        keys = pa.array([m.key() for m in messages], pa.binary())
         try:
-            return keys.cast(type_)
+            return pa.array(found, pa.binary()).cast(type_)
         except pa.ArrowInvalid:
-            return pa.array([None if k is None else k.decode("utf-8", "replace") for k in keys.to_pylist()], type_)
-    headers: list[Any] = [None if h is None else [{"key": k, "value": v} for k, v in h] for h in (m.headers() for m in messages)]
+            return pa.array([None if k is None else k.decode("utf-8", "replace") for k in found], type_)
+    headers: list[Any] = [None if h is None else [{"key": k, "value": v} for k, v in h] for h in found]
     return pa.array(headers, type_)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A stand-in for ``confluent_kafka.Message`` (tests, docs, replays): the same reading methods."""
-
-    value_: bytes | None
-    key_: bytes | None = None
-    topic_: str = "topic"
-    partition_: int = 0
-    offset_: int = 0
-    timestamp_ms: int | None = None
-    headers_: list[tuple[str, bytes | None]] | None = None
-
-    def value(self) -> bytes | None:
-        return self.value_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, 0) if self.timestamp_ms is None else (1, self.timestamp_ms)
-
-    def headers(self) -> list[tuple[str, bytes | None]] | None:
-        return self.headers_
-
-    def error(self) -> None:
-        return None
