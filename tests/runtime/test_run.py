@@ -492,3 +492,20 @@ def test_a_lake_write_failing_while_postgresql_loads_leaves_the_table_as_it_was(
     assert _pg_rows(pg_db_url) == [(1, 10), (2, 30)]  # the COPY beside the lake write was rolled back
     lake_rows = LocalLake(load(folder).resolve_lake_path()).read("raw/amounts.parquet").read_all().to_pylist()
     assert lake_rows == [{"id": 1, "n": 10}, {"id": 2, "n": 30}]
+
+
+def test_on_planned_is_called_once_the_run_is_recorded_and_before_anything_is_handed_out(tmp_path: Path) -> None:
+    """``sluice run`` freezes the run's heap out of cyclic collections there (cli/tuning.py ``freeze_heap``): the run
+    is planned and recorded, and nothing is on the bus yet."""
+    project = load(seed_project(tmp_path))
+    seen: list[tuple[list[str], int]] = []
+
+    def planned() -> None:
+        with open_backends(project) as backends:
+            runs = [run.run_id for run in backends.state.find_runs(project.name, limit=5)]
+            seen.append((runs, len(backends.bus.read(ev.EVENTS_TOPIC, 0, 10_000))))
+
+    summary = run_project(project, RunOptions(simulate=True, delay_scale=0.0), on_planned=planned)
+    assert summary.status == "succeeded"
+    assert seen == [([summary.run_id], 0)]
+    assert isinstance(events_of(project, summary.run_id)[0][1], ev.RunStarted)

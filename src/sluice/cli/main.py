@@ -17,7 +17,7 @@ import click
 
 from sluice import events as ev
 from sluice.cli.options import workers_option
-from sluice.cli.tuning import tune_gc
+from sluice.cli.tuning import freeze_heap, tune_gc
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
@@ -268,7 +268,9 @@ def run(
     mode: WorkersMode = "external" if workers == "external" else "in-process"
     on_start = _cancel_on_interrupt
     if as_json:
-        summary = run_project(project, options, workers=mode, bus_url=bus_url, state_url=state_url, on_start=on_start)
+        summary = run_project(
+            project, options, workers=mode, bus_url=bus_url, state_url=state_url, on_start=on_start, on_planned=freeze_heap
+        )
         click.echo(json.dumps(summary.to_json()))
     else:
         from sluice.cli.progress import RunProgress, make_console, summary_table
@@ -276,7 +278,14 @@ def run(
         console = make_console()
         with RunProgress(project, console) as progress:
             summary = run_project(
-                project, options, workers=mode, observer=progress, bus_url=bus_url, state_url=state_url, on_start=on_start
+                project,
+                options,
+                workers=mode,
+                observer=progress,
+                bus_url=bus_url,
+                state_url=state_url,
+                on_start=on_start,
+                on_planned=freeze_heap,
             )
         console.print(summary_table(project, summary))
     sys.exit(0 if summary.status == "succeeded" else 1)

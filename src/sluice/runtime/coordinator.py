@@ -117,14 +117,17 @@ class Coordinator:
         found = dict(self.state.latest_outputs(self.project.name) if latest is None else latest)
         return Fingerprints(self.project, self.lake, latest=found, force=self.options.force, context=self.source_context)
 
-    def start(self) -> str:
+    def start(self, on_planned: Callable[[], None] | None = None) -> str:
         """Plan and begin a new run; returns its id (``YYYYmmdd-HHMMSS-xxxxxxxx``).
 
-        Records the run, publishes ``RunStarted`` and then the first decisions (fresh skips, readies).
+        Records the run, calls ``on_planned`` (the run is planned and recorded, nothing handed out yet), then
+        publishes ``RunStarted`` and the first decisions (fresh skips, readies).
         Raises ConfigError for unknown targets, BusError / StateError when a backend fails.
         """
         record = self.prepare()
         self.state.create_run(record, list(self.states.values()))
+        if on_planned is not None:
+            on_planned()
         self.begin()
         return self.run_id
 

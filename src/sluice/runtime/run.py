@@ -159,10 +159,12 @@ def run_project(
     bus_url: str | None = None,
     state_url: str | None = None,
     on_start: Callable[[Coordinator], None] | None = None,
+    on_planned: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Run (or resume) ``project`` and return its summary. Raises SluiceError for user errors.
 
-    ``on_start`` receives the coordinator once the run has begun, e.g. to cancel it on a signal.
+    ``on_start`` receives the coordinator once the run has begun, e.g. to cancel it on a signal; ``on_planned`` is
+    called once a new run is planned and recorded, before anything is handed out (``Coordinator.start``).
     """
     options = options or RunOptions()
     with open_backends(project, bus_url, state_url) as backends:
@@ -176,7 +178,7 @@ def run_project(
             if options.resume is not None:
                 coordinator.resume(options.resume or None)
             else:
-                coordinator.start()
+                coordinator.start(on_planned)
             if on_start is not None:
                 on_start(coordinator)
             return coordinator.loop()
