@@ -20,7 +20,9 @@ class HistorySettings(Settings):
     (default ``keep``) ago, every ``every`` by ``sluice serve`` (and the scheduler), or
     on demand by ``sluice prune``."""
 
-    keep: Annotated[str | int | float, Meta(description=f"How long finished runs are kept: {EXAMPLES}, 30d (a unit is required).")] = "30d"
+    keep: Annotated[
+        str | int | float, Meta(description=f"How long finished runs are kept: {EXAMPLES}, 30d (a unit is required).")
+    ] = "30d"
     dated_outputs: Annotated[
         str | int | float | None,
         Meta(
