@@ -210,3 +210,37 @@ alerts:
         "sluice.yaml:12: alerts: sla 1: unknown schedule 'hourly' (schedules or sensors: nightly, landing). "
         "Name one of them, or define it under schedules:",
     ]
+
+
+def test_a_key_given_twice_is_refused_at_the_second_one(tmp_path: Path) -> None:
+    text = (
+        OBJECTS
+        + """
+alerts:
+  throttle: 5m
+  channels:
+    hook: {type: webhook, url: "https://a.example.com"}
+  channels:
+    other:
+      type: webhook
+      url: "https://b.example.com"
+      url: "https://c.example.com"
+  rules:
+    - on: run_failed
+      on: object_failed
+      channels: [other]
+      throttle: 1m
+      throttle: 2m
+    - {"on": run_failed, on: check_failed, channels: [other]}
+  throttle: 10m
+"""
+    )
+    found = problems(tmp_path, text)
+    assert found == [
+        "sluice.yaml:10: alerts: key 'channels' is given twice; keep one",
+        "sluice.yaml:14: alerts: channel 'other' (webhook): key 'url' is given twice; keep one",
+        "sluice.yaml:17: alerts: rule 1: key 'on' is given twice; keep one",
+        "sluice.yaml:20: alerts: rule 1: key 'throttle' is given twice; keep one",
+        "sluice.yaml:21: alerts: rule 2: key 'on' is given twice; keep one",
+        "sluice.yaml:22: alerts: key 'throttle' is given twice; keep one",
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from helpers import write_yaml
@@ -71,3 +72,24 @@ def test_check_runs_on_the_current_output_and_run_prints_what_did_not_pass(tmp_p
     assert "object 2001 (adults): check expression_age_18 (expression, error): failed, 1 failing row" in shown.output
     as_rows = CliRunner().invoke(cli, ["check", str(folder), "--results", "--json", "--limit", "2"])
     assert [json.loads(line)["check"] for line in as_rows.output.splitlines()] == ["row_count", "not_null_email"]
+
+
+@pytest.mark.postgres
+def test_check_on_a_destination_table_never_loaded_says_run_it_first_and_keeps_nothing(tmp_path: Path, pg_db_url: str) -> None:
+    """As for a lake output not written yet: one line naming the object, not PostgreSQL's 'relation does not exist',
+    and no state store created for a project that never ran."""
+    folder = tmp_path / "never_loaded"
+    write_yaml(folder, f"""connections:
+  dw: {pg_db_url}
+objects:
+  - id: 1001
+    name: people
+    source: {{type: csv, path: people.csv}}
+    destination: {{connection: dw, table: shop.people}}
+    checks:
+      - row_count: {{min: 1}}
+""")  # fmt: skip
+    checked = CliRunner().invoke(cli, ["check", str(folder)])
+    assert checked.exit_code == 1
+    assert checked.output == "object 1001 (people): its table shop.people in 'dw' is not loaded yet; run it first\n"
+    assert not (folder / ".sluice").exists()

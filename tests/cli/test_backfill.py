@@ -231,3 +231,26 @@ def test_a_backfill_renders_ds_in_its_time_zone_and_a_schedules_data_interval(tm
         (1, "2026-03-29", "2026-03-28 00:30:00+01:00", "2026-03-29 00:30:00+01:00"),
         (2, "2026-03-30", "2026-03-29 00:30:00+01:00", "2026-03-30 00:30:00+02:00"),
     ]
+
+
+def test_the_list_says_when_there_are_no_backfills_and_contradicting_options_are_refused(tmp_path: Path) -> None:
+    schedules = "schedules:\n  twice: {cron: '0 2,14 * * *', timezone: Europe/Paris, targets: [raw_a], enabled: false}\n"
+    path = write_yaml(tmp_path / "bf", PROJECT + schedules)
+    listed = sluice_cli("backfill", str(path), "--list")
+    assert listed.returncode == 0 and listed.stdout == "no backfills\n", listed.stdout + listed.stderr
+    resumed = sluice_cli("backfill", str(path), "--resume", "b1", "--from", "2026-01-01", "--to", "2026-01-02")
+    assert resumed.returncode == 2
+    assert resumed.stderr == (
+        "error: --resume b1 runs that backfill's own dates not yet succeeded; drop --from --to (or start a new backfill "
+        "with --from and --to, without --resume)\n"
+    )
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01", "--schedule", "twice"]
+    zoned = sluice_cli(*args, "--timezone", "UTC")
+    assert zoned.returncode == 2
+    assert zoned.stderr == (
+        "error: --timezone UTC: schedule 'twice' runs in its own time zone, Europe/Paris; drop --timezone (or give "
+        "Europe/Paris)\n"
+    )
+    assert sluice_cli("backfill", str(path), "--list").stdout == "no backfills\n"  # nothing recorded
+    same = sluice_cli(*args, "--timezone", "Europe/Paris", "--simulate", "--delay-scale", "0", "--json")
+    assert same.returncode == 0, same.stderr

@@ -166,6 +166,19 @@ def test_an_output_whose_error_check_failed_never_becomes_current_and_stays_read
     assert _rows(lake, "cleaned/adults.parquet") == [1, 3]
 
 
+def test_a_first_run_whose_error_check_failed_does_not_speak_of_a_previous_output(tmp_path: Path) -> None:
+    from helpers import events_of
+    from sluice import events as ev
+
+    write_yaml(tmp_path, CHECKED)
+    (tmp_path / "people.csv").write_text("id,email,age\n1,a@x,30\n2,,40\n", encoding="utf-8")
+    project = load(tmp_path)
+    failed = run_project(project, RunOptions())
+    assert failed.status == "failed"
+    [error] = [e.error for _, e in events_of(project, failed.run_id) if isinstance(e, ev.ObjectFailed)]
+    assert error.endswith("the output checked stays at raw/people.candidate.parquet, not made current"), error
+
+
 def test_a_run_given_a_load_key_does_not_append_again_what_a_load_under_that_key_committed(tmp_path: Path) -> None:
     """RunOptions.load_key (a backfill date run again after its run was cancelled mid-object: docs/backfills.md) reaches
     the worker in ObjectReady, and the destination records the load under it: an append the first run committed is

@@ -47,7 +47,10 @@ class _Reader:
         self.problems.append(ConfigError(f"alerts: {message}", self.file, line))
 
     def check(self, settings: type[S], item: YamlMap, label: str, ignore: tuple[str, ...] = (), what: str = "key") -> S | None:
-        """``item`` as ``settings``, every problem recorded with its key's line."""
+        """``item`` as ``settings``, every problem recorded with its key's line; a key given twice is refused at the
+        second one, as everywhere else in the file (YAML would keep the last one silently)."""
+        for key, line in item.duplicates:
+            self.problem(f"{label}{': ' if label else ''}key '{key}' is given twice; keep one", line)
         value, problems = convert_options(
             settings, item, label=f"alerts{': ' if label else ''}{label}", file=self.file, line=item.line,
             key_lines=item.key_lines, ignore=ignore, what=what,
@@ -249,10 +252,19 @@ class _Reader:
 
 
 def _unquoted_on(item: YamlMap) -> None:
-    """YAML 1.1 reads an unquoted ``on`` key as the boolean True (as in GitHub Actions files): take it as ``on``."""
-    if True in item and "on" not in item:
-        item["on"] = item.pop(True)
-        item.key_lines["on"] = item.key_lines.pop("True", item.line or 0)
+    """YAML 1.1 reads an unquoted ``on`` key as the boolean True (as in GitHub Actions files): take it as ``on``
+    (an unquoted ``on`` given twice, or beside a quoted ``"on"``, is a key given twice)."""
+    item.duplicates = [("on" if key == "True" else key, line) for key, line in item.duplicates]
+    if True not in item:
+        return
+    line = item.key_lines.pop("True", item.line or 0)
+    value = item.pop(True)
+    if "on" in item:
+        item.duplicates.append(("on", max(line, item.key_lines.get("on", 0))))
+        if line < item.key_lines.get("on", 0):
+            return
+    item["on"] = value
+    item.key_lines["on"] = line
 
 
 def read_alerts(

@@ -127,6 +127,8 @@ class Place:
             raise TransientError(f"cannot connect to '{self.where.connection}' to run checks: {exc}".strip()) from exc
         self.connection.execute("SET TIME ZONE 'UTC'")
         self.this = TableName.parse(self.where.table).sql
+        if self.connection.execute("select to_regclass(%s)", (self.this,)).fetchone()[0] is None:  # never loaded
+            raise TerminalError(f"its table {self.where.table} in '{self.where.connection}' is not loaded yet; run it first")
 
     def _open_lake(self, location: str) -> None:
         if self.where.place == "spark":

@@ -68,7 +68,8 @@ def date_line(item: BackfillDate, settled: int, total: int) -> str:
 )
 @click.option("--schedule", help="Run this schedule's ticks in the range (its cron, time zone and targets) instead of days.")
 @click.option(
-    "--timezone", default="UTC", show_default=True, help="Time zone of the days' midnights and of their {{ ds }} (IANA name)."
+    "--timezone",
+    help="Time zone of the days' midnights and of their {{ ds }} (IANA name; default UTC; with --schedule: the schedule's).",
 )
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Dates run at once.")
 @click.option("--resume", "resume_id", metavar="ID", help="Continue this backfill: its dates not yet succeeded.")
@@ -88,7 +89,7 @@ def backfill(
     end: str | None,
     targets: tuple[str, ...],
     schedule: str | None,
-    timezone: str,
+    timezone: str | None,
     parallel: int,
     resume_id: str | None,
     fresh: bool,
@@ -116,6 +117,12 @@ def backfill(
 
     try:
         project = load_project(path)
+        if resume_id is not None and (start or end):  # the backfill's own dates are run, not a range given here
+            given = " ".join(f for f, v in (("--from", start), ("--to", end)) if v)
+            raise ConfigError(
+                f"--resume {resume_id} runs that backfill's own dates not yet succeeded; drop {given} "
+                "(or start a new backfill with --from and --to, without --resume)"
+            )
         if list_only:  # only reads: a project that never ran is left without a .sluice/ folder
             from sluice.runtime.reading import reading_state
 
@@ -137,10 +144,15 @@ def backfill(
                 raise ConfigError("--delay-scale must be >= 0")
             if not start or not end:
                 raise ConfigError("give --from DATE and --to DATE (or --resume ID, or --list)")
-            cron, tz_name, chosen = None, timezone, resolve_targets(project, targets)
+            cron, tz_name, chosen = None, timezone or "UTC", resolve_targets(project, targets)
             if schedule is not None:
                 cron, tz_name, schedule_targets = schedule_of(project, schedule)
                 chosen = chosen if chosen is not None else schedule_targets
+                if timezone is not None and timezone != tz_name:  # its ticks (and their {{ ds }}) are in its zone
+                    raise ConfigError(
+                        f"--timezone {timezone}: schedule '{schedule}' runs in its own time zone, {tz_name}; "
+                        f"drop --timezone (or give {tz_name})"
+                    )
             try:
                 tz = ZoneInfo(tz_name)
             except (ZoneInfoNotFoundError, ValueError):
@@ -221,6 +233,8 @@ def _list(backfills: Backfills, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([backfill_json(r, all_dates[r.backfill_id]) for r in records]))
         return
+    if not records:
+        click.echo("no backfills")
     for r in records:
         dates = all_dates[r.backfill_id]
         done = sum(1 for d in dates if d.status == "succeeded")

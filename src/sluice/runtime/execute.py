@@ -187,6 +187,11 @@ class ObjectExecutor:
             return outcome
         return dataclasses.replace(outcome, location=self.lake.current_location(layer, obj.name), pending=None)
 
+    def has_current(self, obj: ObjectSpec) -> bool:
+        """Whether ``obj`` has a plain output in the lake (what a failed check leaves current). Raises what the lake
+        raises."""
+        return self.lake.current_location(layer_of(self.project, obj), obj.name) is not None
+
     def _write(
         self,
         obj: ObjectSpec,

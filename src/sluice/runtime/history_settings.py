@@ -20,12 +20,14 @@ class HistorySettings(Settings):
     (default ``keep``) ago, every ``every`` by ``sluice serve`` (and the scheduler), or
     on demand by ``sluice prune``."""
 
-    keep: Annotated[str | int | float, Meta(description=f"How long finished runs are kept: {EXAMPLES}, 30d.")] = "30d"
+    keep: Annotated[
+        str | int | float, Meta(description=f"How long finished runs are kept: {EXAMPLES}, 30d (a unit is required).")
+    ] = "30d"
     dated_outputs: Annotated[
         str | int | float | None,
         Meta(
             description="How long per-date lake outputs (<name>.ld-<date>, docs/backfills.md) are kept after their last "
-            "write (default: keep)."
+            "write (default: keep; a unit is required, e.g. 7d)."
         ),
     ] = None
     every: Annotated[
@@ -33,12 +35,16 @@ class HistorySettings(Settings):
     ] = "1h"
 
     def __post_init__(self) -> None:
+        for key, example in (("keep", "30d"), ("dated_outputs", "7d")):
+            value = getattr(self, key)
+            if isinstance(value, int | float) and not isinstance(value, bool):  # 7 would mean 7 seconds: prune it all
+                raise ValueError(f"{key}: {value!r} has no unit (a bare number would be seconds): give a unit, e.g. {example}")
         if parse_duration(self.keep) <= 0:
-            raise ValueError(f"history: keep {self.keep!r} must be above 0, e.g. 30d")
+            raise ValueError(f"keep: {self.keep!r} must be above 0, e.g. 30d")
         if self.dated_outputs is not None and parse_duration(self.dated_outputs) <= 0:
-            raise ValueError(f"history: dated_outputs {self.dated_outputs!r} must be above 0, e.g. 7d")
+            raise ValueError(f"dated_outputs: {self.dated_outputs!r} must be above 0, e.g. 7d")
         if parse_duration(self.every) <= 0:
-            raise ValueError(f"history: every {self.every!r} must be above 0, e.g. 1h")
+            raise ValueError(f"every: {self.every!r} must be above 0, e.g. 1h")
 
     @property
     def keep_s(self) -> float:

@@ -37,7 +37,7 @@ from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import describe_malformed
 from sluice.errors import SluiceError, is_transient
 from sluice.observability import metrics
-from sluice.project.model import Project, StageSpec
+from sluice.project.model import ObjectSpec, Project, StageSpec
 from sluice.runtime.execute import ObjectExecutor
 from sluice.runtime.outbox import Outbox
 from sluice.scheduling.templating import ObjectTemplates
@@ -278,6 +278,12 @@ class StageWorker:
                 self._busy -= 1
                 self._slots.notify()
 
+    def _has_current(self, obj: ObjectSpec) -> bool:
+        try:
+            return self.executor.has_current(obj)
+        except Exception:  # the lake away: the failure's own words matter more than this remark
+            return False
+
     def _execute(self, ready: ev.ObjectReady) -> list[ev.Event]:
         """The object's outcome: its checks' ``CheckFinished`` (run once the output is written, docs/checks.md), then
         ``ObjectLoaded``, or ``ObjectFailed`` (terminal when an ``error`` check did not pass: children are skipped)."""
@@ -304,8 +310,9 @@ class StageWorker:
         events: list[ev.Event] = list(checked.events(ready))
         if checked.failure:
             failure = checked.failure
-            if outcome.pending is not None:
-                failure += f"; the output checked stays at {outcome.location}, not made current (the previous one stays)"
+            if outcome.pending is not None:  # a first run has no previous output to keep
+                kept = " (the previous one stays)" if self._has_current(obj) else ""
+                failure += f"; the output checked stays at {outcome.location}, not made current{kept}"
             log.warning("%s", failure, extra={"run_id": ready.run_id, "object_id": obj.id})
             return [*events, self._failed(ready, failure, "CheckFailed", False, started)]
         metrics.child(metrics.ROWS, self.stage.name).inc(outcome.rows)

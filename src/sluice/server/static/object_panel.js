@@ -207,6 +207,15 @@ export class ObjectPanel {
     const sample = output.sample ?? { columns: [], rows: [] };
     const dated = output.logical_date ? ` of logical date ${output.logical_date}; last loaded` : "";  // the plain output of a {{ ds }} object
     const caption = `${number(output.rows)} rows${dated} in run ${output.run_id ?? "—"}${output.location ? ` · ${output.location}` : ""}`;
+    if (output.sample_error) {  // the output could not be read (a missing or damaged file, the lake away): say why
+      return el(
+        "section",
+        { class: "sample" },
+        el("h3", { text: "Sample rows" }),
+        el("p", { class: "caption", text: caption }),
+        el("div", { class: "error-box" }, el("h3", { text: "Cannot read the output" }), el("pre", { "data-testid": "object-sample-error", text: output.sample_error })),
+      );
+    }
     if (!sample.columns?.length) {
       return el("section", { class: "sample" }, el("h3", { text: "Sample rows" }), el("p", { class: "caption", text: `${caption}; no columns (no data).` }));
     }
