@@ -88,7 +88,7 @@ def wait_until_joined(bus_url: str, per_stage: int, timeout_s: float = 120) -> N
     """On Kafka: wait until every stage's group is stable with its workers (no rebalance during the run)."""
     if not bus_url.startswith("kafka:"):
         return
-    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka import ConsumerGroupState, KafkaException
 
     from sluice.bus.kafka import KafkaBus
 
@@ -98,7 +98,11 @@ def wait_until_joined(bus_url: str, per_stage: int, timeout_s: float = 120) -> N
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
-            described = [f.result() for f in bus.admin.describe_consumer_groups(groups, request_timeout=10).values()]
+            try:
+                described = [f.result() for f in bus.admin.describe_consumer_groups(groups, request_timeout=10).values()]
+            except KafkaException:  # a fresh broker: its group coordinator is still loading (NOT_COORDINATOR)
+                time.sleep(0.2)
+                continue
             if all(g.state == ConsumerGroupState.STABLE and len(g.members) == per_stage for g in described):
                 return
             time.sleep(0.2)
