@@ -5,6 +5,7 @@ User errors (``SluiceError``) print one line to stderr and exit 2; a run with a 
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -266,27 +267,25 @@ def run(
         resume=(run_id or "") if resume else None,
     )
     mode: WorkersMode = "external" if workers == "external" else "in-process"
-    on_start = _cancel_on_interrupt
+    run = functools.partial(
+        run_project,
+        project,
+        options,
+        workers=mode,
+        bus_url=bus_url,
+        state_url=state_url,
+        on_start=_cancel_on_interrupt,
+        on_planned=freeze_heap,
+    )
     if as_json:
-        summary = run_project(
-            project, options, workers=mode, bus_url=bus_url, state_url=state_url, on_start=on_start, on_planned=freeze_heap
-        )
+        summary = run()
         click.echo(json.dumps(summary.to_json()))
     else:
         from sluice.cli.progress import RunProgress, make_console, summary_table
 
         console = make_console()
         with RunProgress(project, console) as progress:
-            summary = run_project(
-                project,
-                options,
-                workers=mode,
-                observer=progress,
-                bus_url=bus_url,
-                state_url=state_url,
-                on_start=on_start,
-                on_planned=freeze_heap,
-            )
+            summary = run(observer=progress)
         console.print(summary_table(project, summary))
     sys.exit(0 if summary.status == "succeeded" else 1)
 

@@ -260,21 +260,20 @@ class Backfills:
         if not mine:
             return
         now = self.clock()
+        holders: dict[str, str] = {}  # the other running backfills being run now: id -> who runs it
         for other in self.state.list_backfills(self.project, limit=200):
-            if other.backfill_id == backfill_id or other.status != "running":
-                continue
-            holder = live_holder(self.state, self.project, other.backfill_id, now)
-            if holder is None:
-                continue
-            theirs = {_instant(d.logical_date) for d in self.state.backfill_dates(other.backfill_id) if d.status != "succeeded"}
-            shared = sorted(mine & theirs)
+            if other.backfill_id != backfill_id and other.status == "running":
+                holder = live_holder(self.state, self.project, other.backfill_id, now)
+                if holder is not None:
+                    holders[other.backfill_id] = holder
+        for other_id, dates in self.state.backfills_dates(list(holders)).items() if holders else ():
+            shared = sorted(mine & {_instant(d.logical_date) for d in dates if d.status != "succeeded"})
             if shared:
-                first = shared[0].isoformat()
                 raise BackfillBusy(
-                    f"backfill {backfill_id} shares {len(shared)} logical date(s) (from {first}) with backfill "
-                    f"{other.backfill_id}, being run by {holder}: both would run those dates (an append destination "
-                    f"would get their rows twice); wait for it to finish (sluice backfill PATH --list), or stop it, "
-                    f"then run this again"
+                    f"backfill {backfill_id} shares {len(shared)} logical date(s) (from {shared[0].isoformat()}) with "
+                    f"backfill {other_id}, being run by {holders[other_id]}: both would run those dates (an append "
+                    f"destination would get their rows twice); wait for it to finish (sluice backfill PATH --list), "
+                    f"or stop it, then run this again"
                 )
 
     def _run(
