@@ -9,6 +9,7 @@ from servers_fixtures import (  # noqa: F401
     kafka_url,
     mysql_db_url,
     mysql_url,
+    own_pg,
     pg_db_url,
     pg_url,
     redis_url,

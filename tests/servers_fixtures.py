@@ -12,11 +12,16 @@
   When the server cannot be started the tests that need it are skipped, or fail when ``CI=true``.
 - ``pg_db_url`` / ``mysql_db_url`` (function): a fresh, uniquely named database on that server, dropped
   after the test (``pg_database`` / ``mysql_database``: the same as context managers, for wider scopes).
+- ``own_pg`` (function): a PostgreSQL of the test's own (:class:`OwnPostgres`, ``scripts/servers/postgres.sh``
+  with its own folder and a free port) that the test may stop, start, freeze and thaw; never the shared one.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -173,3 +178,62 @@ def chromium() -> str:
         output = done.stderr.strip()
         unavailable(f"Chromium is missing and scripts/chromium.sh could not install it (exit {done.returncode}):\n{output}")
     return done.stdout.strip().splitlines()[-1]
+
+
+class OwnPostgres:
+    """A PostgreSQL server of one test: ``url``; :meth:`stop` and :meth:`start` it (a clean shutdown, its
+    clients' connections ended), :meth:`freeze` and :meth:`thaw` it (SIGSTOP / SIGCONT of every process of
+    the server: it stops answering without closing anything, as an unreachable host does)."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder = folder
+        self.env = dict(os.environ, SLUICE_PG_DIR=str(folder), SLUICE_PG_PORT=str(port))
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _script(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPTS / "postgres.sh"), command], env=self.env, capture_output=True, text=True, timeout=START_TIMEOUT_S
+        )
+
+    def start(self) -> None:
+        done = self._script("start")
+        if done.returncode != 0:
+            unavailable(f"a PostgreSQL of the test's own did not start:\n{done.stdout}{done.stderr}")
+
+    def stop(self) -> None:
+        done = self._script("stop")
+        assert done.returncode == 0, done.stderr
+
+    def _pids(self) -> list[int]:
+        pidfile = self.folder / "data" / "postmaster.pid"
+        if not pidfile.exists():
+            return []
+        postmaster = int(pidfile.read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def own_pg() -> Iterator[OwnPostgres]:
+    # Under the checkout, not pytest's tmp_path: the postgres user must reach the folder (root's /tmp one is 0700).
+    folder = SCRIPTS.parent.parent / ".tmp" / "servers" / f"pg-{unique_name()}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = OwnPostgres(folder, port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.thaw()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(f"{folder}.lock").unlink(missing_ok=True)
