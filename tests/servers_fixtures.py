@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -206,7 +207,7 @@ class OwnPostgres:
 
     def stop(self) -> None:
         done = self._script("stop")
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stdout + done.stderr
 
     def _pids(self) -> list[int]:
         pidfile = self.folder / "data" / "postmaster.pid"
@@ -217,12 +218,21 @@ class OwnPostgres:
         return [postmaster, *map(int, children)]
 
     def freeze(self) -> None:
-        for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, number: int) -> None:
         for pid in self._pids():
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+                os.kill(pid, number)
+
+    def kill(self) -> None:
+        """End the server at once, whatever its state (the fixture's last resort)."""
+        for pid in self._pids()[:1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -237,10 +247,13 @@ def own_pg() -> Iterator[OwnPostgres]:
     try:
         yield server
     finally:
-        server.thaw()
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-        Path(f"{folder}.lock").unlink(missing_ok=True)
+        try:
+            server.thaw()
+            server.stop()
+        finally:
+            server.kill()  # nothing left running if stopping failed
+            shutil.rmtree(folder, ignore_errors=True)
+            Path(f"{folder}.lock").unlink(missing_ok=True)
 
 
 GROUP_DRAIN_S = 15.0

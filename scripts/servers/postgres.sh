@@ -120,7 +120,6 @@ start() {
     mkdir -p "$(dirname "$base")"
     exec 9>"$base.lock"
     flock 9
-    [ -f "$data/PG_VERSION" ] || init_cluster
     if [ -n "$(server_pid clean)" ]; then
         local running_port
         running_port="$(sed -n 4p "$data/postmaster.pid" 2>/dev/null || true)"
@@ -131,9 +130,12 @@ start() {
         echo "$url"
         return 0
     fi
-    if accepting; then
-        die "port $port on 127.0.0.1 is used by another PostgreSQL; stop it or set SLUICE_PG_PORT"
+    if port_in_use "$port"; then
+        port_taken "$port" SLUICE_PG_PORT "bin/postgres " accepting
+        echo "$url"
+        return 0
     fi
+    [ -f "$data/PG_VERSION" ] || init_cluster
     say "starting on 127.0.0.1:$port (log: $log)"
     touch "$log" && chown postgres: "$log" 2>/dev/null || true
     as_postgres "$bindir/pg_ctl" -D "$data" -l "$log" -o "-p $port -k $base" -w -t "$timeout" start >/dev/null 2>&1 9>&- || {
