@@ -13,20 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
-from api_support import DDL, ROLES, HeaderGate, execute_all, served
-from fastapi import FastAPI
+from api_support import DDL, ROLES, execute_all, served_api
 
 from helpers import wait_for
 from servers_fixtures import OwnPostgres
 from sluice.api import databases
 from sluice.api.databases import Database
 from sluice.api.gate import DataApiError
-from sluice.api.http import mount_api
-from sluice.api.rest.adapt import mount_data_api_rest
-from sluice.api.service import DataApi
-from sluice.api.settings import ApiSettings
 
 
 @pytest.fixture
@@ -93,7 +87,6 @@ def test_a_statement_error_keeps_the_connection_unless_a_transaction_is_left_ope
 BY_PK = {"query": "query($id: Int!) { employes_by_pk(id: $id) { nom } }", "variables": {"id": 1}}
 """Asked twice its plan is cached: later requests run on the event loop (asyncpg, ``api/async_pg.py``)."""
 LIST = {"query": "{ dept(order_by: {id: asc}) { nom } }"}
-ADMIN = {"x-role": "admin"}
 
 
 @pytest.fixture
@@ -101,17 +94,8 @@ def outage(own_pg: OwnPostgres) -> Iterator[tuple[OwnPostgres, httpx.Client]]:
     """GraphQL and REST served over a PostgreSQL the test may stop and freeze (statement time-out 1 s)."""
     execute_all(own_pg.url, DDL)
     settings = {"sources": [{"connection": "hr", "tables": ["*"]}], "roles": ROLES, "limits": {"graphql": {"timeout_s": 1}}}
-    api = DataApi(msgspec.convert(settings, ApiSettings), {"hr": own_pg.url}, None, HeaderGate())
-    api.start(watch=True)
-    app = FastAPI()
-    mount_api(app, api)
-    mount_data_api_rest(app, api)
-    try:
-        with served(app) as client:
-            client.headers.update(ADMIN)
-            yield own_pg, client
-    finally:
-        api.close()
+    with served_api(settings, {"hr": own_pg.url}, watch=True) as (_, client):
+        yield own_pg, client
 
 
 def _asks(client: httpx.Client) -> list[httpx.Response]:
