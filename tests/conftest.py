@@ -6,9 +6,11 @@ from __future__ import annotations
 from alert_receivers import hook, smtp, smtp_tls  # noqa: F401
 from servers_fixtures import (  # noqa: F401
     chromium,
+    kafka_ns_url,
     kafka_url,
     mysql_db_url,
     mysql_url,
+    own_pg,
     pg_db_url,
     pg_url,
     redis_url,

@@ -12,12 +12,22 @@
   When the server cannot be started the tests that need it are skipped, or fail when ``CI=true``.
 - ``pg_db_url`` / ``mysql_db_url`` (function): a fresh, uniquely named database on that server, dropped
   after the test (``pg_database`` / ``mysql_database``: the same as context managers, for wider scopes).
+- ``kafka_ns_url`` (function): ``kafka_url`` with a ``?namespace=`` of the test's own, whose topics and consumer
+  groups are deleted after the test (:func:`delete_kafka_namespace`: a broker holding thousands of topics slows
+  down and restarts slowly); a test that makes its namespace itself calls :func:`delete_kafka_namespace`.
+- ``own_pg`` (function): a PostgreSQL of the test's own (:class:`OwnPostgres`, ``scripts/servers/postgres.sh``
+  with its own folder and a free port) that the test may stop, start, freeze and thaw; never the shared one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,3 +183,141 @@ def chromium() -> str:
         output = done.stderr.strip()
         unavailable(f"Chromium is missing and scripts/chromium.sh could not install it (exit {done.returncode}):\n{output}")
     return done.stdout.strip().splitlines()[-1]
+
+
+class OwnPostgres:
+    """A PostgreSQL server of one test: ``url``; :meth:`stop` and :meth:`start` it (a clean shutdown, its
+    clients' connections ended), :meth:`freeze` and :meth:`thaw` it (SIGSTOP / SIGCONT of every process of
+    the server: it stops answering without closing anything, as an unreachable host does)."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder = folder
+        self.env = dict(os.environ, SLUICE_PG_DIR=str(folder), SLUICE_PG_PORT=str(port))
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _script(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPTS / "postgres.sh"), command], env=self.env, capture_output=True, text=True, timeout=START_TIMEOUT_S
+        )
+
+    def start(self) -> None:
+        done = self._script("start")
+        if done.returncode != 0:
+            unavailable(f"a PostgreSQL of the test's own did not start:\n{done.stdout}{done.stderr}")
+
+    def stop(self) -> None:
+        done = self._script("stop")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def _pids(self) -> list[int]:
+        pidfile = self.folder / "data" / "postmaster.pid"
+        if not pidfile.exists():
+            return []
+        postmaster = int(pidfile.read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, number: int) -> None:
+        for pid in self._pids():
+            with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+                os.kill(pid, number)
+
+    def kill(self) -> None:
+        """End the server at once, whatever its state (the fixture's last resort)."""
+        for pid in self._pids()[:1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def own_pg() -> Iterator[OwnPostgres]:
+    # Under the checkout, not pytest's tmp_path: the postgres user must reach the folder (root's /tmp one is 0700).
+    folder = SCRIPTS.parent.parent / ".tmp" / "servers" / f"pg-{unique_name()}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = OwnPostgres(folder, port)
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.thaw()
+            server.stop()
+        finally:
+            server.kill()  # nothing left running if stopping failed
+            shutil.rmtree(folder, ignore_errors=True)
+            Path(f"{folder}.lock").unlink(missing_ok=True)
+
+
+GROUP_DRAIN_S = 15.0
+"""How long :func:`delete_kafka_namespace` retries a group that still has members (the tests' sessions time out
+in 6 to 10 s)."""
+
+
+def delete_kafka_namespace(bus_url: str) -> None:
+    """Delete the topics and consumer groups of the namespace of a ``kafka://...?namespace=`` bus URL (nothing for
+    another bus or no namespace)."""
+    from sluice.bus.kafka import KafkaBus
+    from sluice.bus.registry import open_bus
+
+    if not bus_url.startswith("kafka:"):
+        return
+    bus = open_bus(bus_url)
+    try:
+        if isinstance(bus, KafkaBus) and bus.namespace:
+            delete_kafka_prefix(bus.admin, bus.kafka_name(""))
+    finally:
+        bus.close()
+
+
+def delete_kafka_prefix(admin: Any, prefix: str) -> None:
+    """Delete the topics and consumer groups whose names start with ``prefix`` (``admin``: a confluent-kafka
+    ``AdminClient``). A group still holding a member (a killed process, until its session times out) is tried
+    again for up to :data:`GROUP_DRAIN_S`, then left."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    for future in admin.delete_topics(topics, operation_timeout=10).values() if topics else ():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:  # deleted meanwhile
+                raise
+    listed = admin.list_consumer_groups(request_timeout=10).result(timeout=30).valid
+    groups = [g.group_id for g in listed if g.group_id.startswith(prefix)]
+    deadline = time.monotonic() + GROUP_DRAIN_S
+    while groups:
+        busy: list[str] = []
+        for group, future in admin.delete_consumer_groups(groups, request_timeout=10).items():
+            try:
+                future.result(timeout=30)
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.NON_EMPTY_GROUP:
+                    busy.append(group)
+                elif exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                    raise
+        if not busy or time.monotonic() > deadline:
+            break
+        groups = busy
+        time.sleep(0.5)
+
+
+def kafka_namespace_url(kafka_url: str, prefix: str = "test") -> str:
+    """``kafka_url`` with a new ``?namespace=<prefix>-<12 hex digits>`` (``&namespace=`` after other options)."""
+    return kafka_url + ("&" if "?" in kafka_url else "?") + f"namespace={prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def kafka_ns_url(kafka_url: str) -> Iterator[str]:
+    url = kafka_namespace_url(kafka_url)
+    try:
+        yield url
+    finally:
+        delete_kafka_namespace(url)

@@ -182,6 +182,8 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The broker answers once its listener accepts connections and it logged that it started.
 accepting() { port_open "$port" && grep -q "Kafka Server started" "$log" 2>/dev/null; }
+# Another checkout's broker (its log is not ours): it answers on its port.
+answering() { port_open "$port"; }
 
 start() {
     ensure_java
@@ -199,12 +201,14 @@ start() {
         echo "$url"
         return 0
     fi
-    local p
-    for p in "$port" "$controller_port"; do
-        if port_open "$p"; then
-            die "port $p on 127.0.0.1 is already in use; stop that server or set SLUICE_KAFKA_PORT / SLUICE_KAFKA_CONTROLLER_PORT"
-        fi
-    done
+    if port_in_use "$port"; then
+        port_taken "$port" SLUICE_KAFKA_PORT "kafka.Kafka" answering
+        echo "$url"
+        return 0
+    fi
+    if port_in_use "$controller_port"; then
+        port_taken "$controller_port" SLUICE_KAFKA_CONTROLLER_PORT "kafka.Kafka" false
+    fi
     write_config
     format_storage
     say "starting Kafka $version on 127.0.0.1:$port (log: $log)"

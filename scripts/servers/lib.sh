@@ -67,6 +67,47 @@ stop_server() {
     say "stopped"
 }
 
+# port_in_use PORT: whether something accepts TCP connections on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# port_pid PORT: the pid of the process listening on 127.0.0.1:PORT (from ss), or nothing.
+port_pid() {
+    command -v ss >/dev/null 2>&1 || return 0
+    ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*pid=\([0-9][0-9]*\).*/\1/p' | head -n 1
+}
+
+# checkout_of PID: the checkout whose .tmp/servers/ the process was started in (from its command line or its
+# working folder: these scripts keep every server's data there), or nothing.
+checkout_of() {
+    { tr '\0' '\n' <"/proc/$1/cmdline"; echo; readlink "/proc/$1/cwd"; } 2>/dev/null |
+        { grep -o '/[^ =]*/\.tmp/servers/' || true; } | head -n 1 | sed 's#/\.tmp/servers/$##'
+}
+
+# port_taken PORT VAR KIND CHECK: PORT is in use, and not by this checkout's server. When the holder is a server
+# of the same KIND (a pattern of its command line) that these scripts started from another checkout, and CHECK
+# (a function; "false" never reuses) finds it healthy, say so in one line and return 0: the caller reuses it.
+# Otherwise fail in one line naming the process, its checkout and what to do.
+port_taken() {
+    local port="$1" var="$2" kind="$3" check="$4" pid command shown checkout
+    pid="$(port_pid "$port")"
+    if [ -z "$pid" ] || [ ! -r "/proc/$pid/cmdline" ]; then
+        die "port $port on 127.0.0.1 is in use by a process this user cannot see; stop it or set $var to a free port"
+    fi
+    command="$(tr '\0\n' '  ' <"/proc/$pid/cmdline")"
+    shown="$(printf '%s' "$command" | cut -c1-60)"
+    checkout="$(checkout_of "$pid")"
+    if [ -n "$checkout" ] && [ "$checkout" != "$repo" ] && printf '%s' "$command" | grep -q -- "$kind" && "$check"; then
+        say "reusing the $server_label of $checkout (pid $pid) on 127.0.0.1:$port: it stops when that checkout stops it; set $var for one of this checkout's own"
+        return 0
+    fi
+    if [ -n "$checkout" ] && printf '%s' "$command" | grep -q -- "$kind"; then
+        die "port $port on 127.0.0.1 is held by pid $pid ($shown...) of the checkout $checkout; stop it there ($checkout/scripts/servers/$script_name stop) or set $var to a free port"
+    elif [ -n "$checkout" ]; then
+        die "port $port on 127.0.0.1 is held by pid $pid ($shown...), another kind of server of the checkout $checkout; set $var to a free port"
+    fi
+    die "port $port on 127.0.0.1 is held by pid $pid ($shown...), not a server of these scripts; stop it or set $var to a free port"
+}
+
 # main COMMAND: the scripts' command line; the sourcing script defines start, stop, status and $url.
 main() {
     case "${1:-}" in

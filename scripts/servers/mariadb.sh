@@ -100,7 +100,6 @@ start() {
     mkdir -p "$repo/.tmp/servers"
     exec 9>"$repo/.tmp/servers/mariadb.lock"
     flock 9
-    [ -d "$data/mysql" ] || init_datadir
     local pid
     pid="$(server_pid clean)"
     if [ -n "$pid" ]; then
@@ -112,9 +111,12 @@ start() {
         echo "$url"
         return 0
     fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        die "port $port on 127.0.0.1 is already in use; stop that server or set SLUICE_MYSQL_PORT"
+    if port_in_use "$port"; then
+        port_taken "$port" SLUICE_MYSQL_PORT "mariadbd " accepting
+        echo "$url"
+        return 0
     fi
+    [ -d "$data/mysql" ] || init_datadir
     say "starting on 127.0.0.1:$port (log: $log)"
     local user_opt=()
     if [ "$(id -u)" = 0 ]; then

@@ -15,14 +15,16 @@
 # `start` is idempotent: it reuses a running instance and clears a stale pid file.
 # Delete .tmp/servers/postgres to start from scratch.
 #
-# Environment: SLUICE_PG_PORT (default 25432), SLUICE_SERVER_TIMEOUT (seconds to wait, default 60).
+# Environment: SLUICE_PG_PORT (default 25432), SLUICE_SERVER_TIMEOUT (seconds to wait, default 60),
+# SLUICE_PG_DIR (the folder of the data directory, socket and log, default <repo>/.tmp/servers/postgres: a
+# second instance from the same checkout needs its own, as the data-API outage tests' does).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))"
 port="${SLUICE_PG_PORT:-25432}"
 timeout="${SLUICE_SERVER_TIMEOUT:-60}"
-base="$repo/.tmp/servers/postgres"
+base="${SLUICE_PG_DIR:-$repo/.tmp/servers/postgres}"
 data="$base/data"
 log="$base/postgres.log"
 url="postgresql://postgres@127.0.0.1:${port}/postgres"
@@ -115,10 +117,9 @@ start() {
     if [ -n "$major" ] && [ ! -f "$libdir/wal2json.so" ]; then
         apt_install "postgresql-$major-wal2json"
     fi
-    mkdir -p "$repo/.tmp/servers"
-    exec 9>"$repo/.tmp/servers/postgres.lock"
+    mkdir -p "$(dirname "$base")"
+    exec 9>"$base.lock"
     flock 9
-    [ -f "$data/PG_VERSION" ] || init_cluster
     if [ -n "$(server_pid clean)" ]; then
         local running_port
         running_port="$(sed -n 4p "$data/postmaster.pid" 2>/dev/null || true)"
@@ -129,9 +130,12 @@ start() {
         echo "$url"
         return 0
     fi
-    if accepting; then
-        die "port $port on 127.0.0.1 is used by another PostgreSQL; stop it or set SLUICE_PG_PORT"
+    if port_in_use "$port"; then
+        port_taken "$port" SLUICE_PG_PORT "bin/postgres " accepting
+        echo "$url"
+        return 0
     fi
+    [ -f "$data/PG_VERSION" ] || init_cluster
     say "starting on 127.0.0.1:$port (log: $log)"
     touch "$log" && chown postgres: "$log" 2>/dev/null || true
     as_postgres "$bindir/pg_ctl" -D "$data" -l "$log" -o "-p $port -k $base" -w -t "$timeout" start >/dev/null 2>&1 9>&- || {

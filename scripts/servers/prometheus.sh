@@ -102,8 +102,8 @@ start() {
         echo "$url"
         return 0
     fi
-    if port_open; then
-        die "port $port on 127.0.0.1 is already in use; stop that server or set SLUICE_PROMETHEUS_PORT"
+    if port_in_use "$port"; then  # never reused: another checkout's Prometheus scrapes its own config
+        port_taken "$port" SLUICE_PROMETHEUS_PORT prometheus false
     fi
     promtool check config "$config" >"$base/check.log" 2>&1 || {
         cat "$base/check.log" >&2

@@ -78,8 +78,10 @@ start() {
         echo "$url"
         return 0
     fi
-    if port_open; then
-        die "port $port on 127.0.0.1 is already in use; stop that server or set SLUICE_REDIS_PORT"
+    if port_in_use "$port"; then
+        port_taken "$port" SLUICE_REDIS_PORT "redis-server " ready
+        echo "$url"
+        return 0
     fi
     say "starting Redis on 127.0.0.1:$port (log: $log)"
     : >"$log"

@@ -100,8 +100,10 @@ start() {
         echo "$url"
         return 0
     fi
-    if port_open; then
-        die "port $port on 127.0.0.1 is already in use; stop that server or set SLUICE_S3_PORT"
+    if port_in_use "$port"; then
+        port_taken "$port" SLUICE_S3_PORT "versitygw " ready
+        echo "$url"
+        return 0
     fi
     say "starting versitygw on 127.0.0.1:$port serving $base/data (log: $log)"
     : >"$log"

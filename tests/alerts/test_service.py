@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -253,10 +252,10 @@ def test_a_failed_delivery_is_counted_and_does_not_stop_the_service(tmp_path: Pa
 
 
 @pytest.mark.kafka
-def test_the_consumer_group_on_kafka(tmp_path: Path, hook: Hook, smtp: Mailbox, kafka_url: str) -> None:
+def test_the_consumer_group_on_kafka(tmp_path: Path, hook: Hook, smtp: Mailbox, kafka_ns_url: str) -> None:
     """On the Kafka bus: a new group starts at the end, alerts are sent then committed, a restart sends nothing again."""
     project = make_project(tmp_path, hook, smtp)
-    project = dataclasses.replace(project, bus_url=f"{kafka_url}?namespace=alerts-{uuid.uuid4().hex[:8]}")
+    project = dataclasses.replace(project, bus_url=kafka_ns_url)
     miss = ev.ScheduleMissed(run_id="", schedule="old", logical_date="2026-11-30T02:00:00+00:00", reason="before")
     with open_backends(project) as backends:
         publish(backends, miss)

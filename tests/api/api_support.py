@@ -185,3 +185,27 @@ def served(app: Any, sock: socket.socket | None = None) -> Iterator[httpx.Client
         server.should_exit = True
         thread.join(60)
         sock.close()
+
+
+@contextmanager
+def served_api(
+    settings: dict[str, Any], connections: dict[str, str], watch: bool = False
+) -> Iterator[tuple[DataApi, httpx.Client]]:
+    """A :class:`DataApi` of ``settings`` over ``connections`` (gate: :class:`HeaderGate`), started (``watch``: with
+    its catalog watcher), its GraphQL and REST served by uvicorn, and a client sending ``x-role: admin``; closed after."""
+    from fastapi import FastAPI
+
+    from sluice.api.http import mount_api
+    from sluice.api.rest.adapt import mount_data_api_rest
+
+    api = DataApi(msgspec.convert(settings, ApiSettings), connections, None, HeaderGate())
+    api.start(watch=watch)
+    app = FastAPI()
+    mount_api(app, api)
+    mount_data_api_rest(app, api)
+    try:
+        with served(app) as client:
+            client.headers["x-role"] = "admin"
+            yield api, client
+    finally:
+        api.close()

@@ -13,20 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
-from api_support import HeaderGate, execute_all, served
-from fastapi import FastAPI
+from api_support import execute_all, served_api
 
 from sluice.api import http as api_http
 from sluice.api.execute import run_live
 from sluice.api.gate import DataApiError
-from sluice.api.http import mount_api
 from sluice.api.nesting import MAX_NESTING, document_depth, value_depth
 from sluice.api.principal import Principal
-from sluice.api.rest.adapt import mount_data_api_rest
 from sluice.api.service import DataApi
-from sluice.api.settings import ApiSettings
 
 BIG = "12345678901234567890.0123456789"
 PG_DDL = ["CREATE TABLE amounts (id INTEGER PRIMARY KEY, big NUMERIC(38,10), price NUMERIC(10,2), label VARCHAR(40))"]
@@ -53,18 +48,8 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     else:
         url, ddl = str(request.getfixturevalue("mysql_db_url")), MYSQL_DDL
     execute_all(url, [*ddl, *SEED])
-    settings = msgspec.convert({"sources": [{"connection": "db", "tables": ["*"]}]}, ApiSettings)
-    api = DataApi(settings, {"db": url}, None, HeaderGate())
-    api.start(watch=False)
-    app = FastAPI()
-    mount_api(app, api)
-    mount_data_api_rest(app, api)
-    try:
-        with served(app) as client:
-            client.headers["x-role"] = "admin"
-            yield Stack(api, client)
-    finally:
-        api.close()
+    with served_api({"sources": [{"connection": "db", "tables": ["*"]}]}, {"db": url}) as (api, client):
+        yield Stack(api, client)
 
 
 def code_of(body: Any) -> str:

@@ -79,7 +79,7 @@ def test_keys_tokens_limits_and_proxies_on_the_served_app(tmp_path: Path) -> Non
             assert over.status_code == 429 and int(over.headers["retry-after"]) > 0, over.headers
 
 
-def test_serving_beyond_loopback_with_an_api_warns_that_the_control_api_is_open(
+def test_serving_beyond_loopback_without_a_control_token_warns_that_runs_can_be_started(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "sluice.yaml").write_text(
@@ -89,9 +89,9 @@ def test_serving_beyond_loopback_with_an_api_warns_that_the_control_api_is_open(
     with caplog.at_level(logging.WARNING, logger="sluice.server"):
         for loopback in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
             warn_open_control(project, loopback)
+        warn_open_control(project, "0.0.0.0", token="s3cret")
         assert not caplog.records
         warn_open_control(project, "0.0.0.0")
     [record] = caplog.records
-    assert (
-        "control API" in record.getMessage() and "0.0.0.0" in record.getMessage() and "no authentication" in record.getMessage()
-    )
+    message = record.getMessage()
+    assert "0.0.0.0" in message and "without a control token" in message and "SLUICE_CONTROL_TOKEN" in message

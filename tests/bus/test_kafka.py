@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from servers_fixtures import delete_kafka_namespace
 from sluice.bus.base import Consumer, Message
 from sluice.bus.kafka import KafkaBus
 from sluice.bus.registry import open_bus
@@ -37,7 +38,7 @@ def namespace() -> str:
 
 @pytest.fixture
 def make_bus(kafka_url: str, namespace: str) -> Iterator[MakeBus]:
-    """Opens KafkaBus clients in this test's namespace; closes them and deletes its topics afterwards."""
+    """Opens KafkaBus clients in this test's namespace; closes them and deletes its topics and groups afterwards."""
     bootstrap = kafka_url.removeprefix("kafka://")
     opened: list[KafkaBus] = []
 
@@ -49,11 +50,7 @@ def make_bus(kafka_url: str, namespace: str) -> Iterator[MakeBus]:
     yield make
     for bus in opened:
         bus.close()
-    if opened:
-        admin = opened[0].admin
-        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{namespace}.")]
-        for future in admin.delete_topics(names, operation_timeout=10).values() if names else ():
-            future.result(timeout=10)
+    delete_kafka_namespace(f"{kafka_url}?namespace={namespace}")  # its topics and groups, those of '.other' too
 
 
 def poll_until(consumer: Consumer, count: int) -> list[Message]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -362,9 +361,9 @@ def test_resync_works_with_capture_and_apply_in_separate_runtimes(bus: EmbeddedB
 
 
 @pytest.mark.kafka
-def test_resync_across_separate_runtimes_on_kafka(kafka_url: str, tmp_path: Path) -> None:
+def test_resync_across_separate_runtimes_on_kafka(kafka_ns_url: str, tmp_path: Path) -> None:
     """The same on Kafka, where apply must leave its group before moving it to the marker."""
-    kafka = open_bus(f"{kafka_url}?namespace=fixa-{uuid.uuid4().hex[:8]}")
+    kafka = open_bus(kafka_ns_url)
     try:
         split_resync(kafka, tmp_path)
     finally:

@@ -196,9 +196,9 @@ def test_snapshot_then_stream_while_writing_embedded(
 
 @pytest.mark.kafka
 def test_snapshot_then_stream_while_writing_kafka(
-    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, kafka_url: str, tmp_path: Path
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, kafka_ns_url: str, tmp_path: Path
 ) -> None:
-    bus = open_bus(f"{kafka_url}?namespace=sync-{uuid.uuid4().hex[:8]}")
+    bus = open_bus(kafka_ns_url)
     try:
         snapshot_and_stream_while_writing(bus, my, pg, {"my": mysql_db_url, "pg": pg_db_url}, tmp_path)
     finally:

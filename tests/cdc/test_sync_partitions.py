@@ -8,7 +8,6 @@ row, then ``sluice sync verify`` must agree.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.servers_fixtures import mysql_connect
+from tests.servers_fixtures import delete_kafka_namespace, mysql_connect
 
 from sluice.bus.registry import open_bus
 from sluice.cdc.events import apply_group
@@ -125,30 +124,7 @@ def sync(mysql_db_url: str, pg_db_url: str, kafka_url: str, tmp_path: Path) -> I
         yield runner
     finally:
         runner.stop()
-        delete_namespace(bus)
-
-
-def delete_namespace(url: str) -> None:
-    """Delete the topics and groups the test made on Kafka (best effort: a group whose member died stays until
-    its session times out)."""
-    from confluent_kafka import KafkaException
-
-    from sluice.bus.kafka import KafkaBus
-
-    bus = open_bus(url)
-    try:
-        assert isinstance(bus, KafkaBus)
-        prefix = bus.kafka_name("")
-        topics = [t for t in bus.admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-        for future in bus.admin.delete_topics(topics, operation_timeout=10).values() if topics else ():
-            future.result(timeout=30)
-        listed = bus.admin.list_consumer_groups(request_timeout=10).result(timeout=30).valid
-        groups = [g.group_id for g in listed if g.group_id.startswith(prefix)]
-        for future in bus.admin.delete_consumer_groups(groups, request_timeout=10).values() if groups else ():
-            with contextlib.suppress(KafkaException):
-                future.result(timeout=30)
-    finally:
-        bus.close()
+        delete_kafka_namespace(bus)
 
 
 class Writer:

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from helpers import read_topic, write_yaml
+from servers_fixtures import delete_kafka_prefix
 from sluice.pacing import FakeClock, TokenBucket
 from sluice.streaming.produce import produce_events
 
@@ -26,14 +27,11 @@ def sluice(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def topics(kafka_url: str) -> Iterator[list[str]]:
-    """Three topic names for this test; the topics are deleted afterwards."""
+    """Three topic names for this test; the topics and the groups that read them are deleted afterwards."""
     prefix = f"test-produce-{uuid.uuid4().hex[:10]}"
     made: list[str] = [f"{prefix}-{n}" for n in range(3)]
     yield made
-    admin = AdminClient({"bootstrap.servers": kafka_url.removeprefix("kafka://")})
-    existing = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-    for future in admin.delete_topics(existing, operation_timeout=10).values() if existing else ():
-        future.result(timeout=10)
+    delete_kafka_prefix(AdminClient({"bootstrap.servers": kafka_url.removeprefix("kafka://")}), prefix)
 
 
 def test_writes_the_count_with_the_malformed_share_and_the_same_records_for_the_same_seed(

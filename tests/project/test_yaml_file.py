@@ -231,16 +231,3 @@ def test_schema_evolution_defaults_to_strict_and_takes_widen(tmp_path: Path) -> 
     )
     assert len(wrong) == 1
     assert wrong[0].startswith(":5: object 1001: destination: schema_evolution: invalid enum value 'wident'")
-
-
-@pytest.mark.parametrize(
-    ("stages", "problem"),
-    [
-        ("  standardize: {ids: 1500-2999}\n", ":2: stage 'standardize': ids 1500-2999 overlap stage 'ingest' (1000-1999)"),
-        ("  standardize: {ids: 2999-2000}\n", ":2: stage 'standardize': ids 2999-2000 are reversed; write low-high"),
-        ("  a: {ids: 1-99}\n  b: {ids: 50+}\n", ":3: stage 'b': ids 50+ overlap stage 'a' (1-99)"),
-    ],
-)
-def test_stage_id_ranges_must_not_overlap_or_be_reversed(tmp_path: Path, stages: str, problem: str) -> None:
-    found = problems_in(tmp_path, "stages:\n" + stages + "objects: [{id: 1, stage: a}]\n")
-    assert any(p.startswith(problem) for p in found), found

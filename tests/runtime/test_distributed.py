@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from helpers import REPO, check_ordering, load, seed_project, summary_json, wait_for, write_yaml
-from servers_fixtures import unavailable
+from servers_fixtures import delete_kafka_namespace, unavailable
 from sluice import events as ev
 from sluice.bus.base import Bus
 from sluice.bus.dead_letter import DeadLetter, parse_dead_letter
@@ -204,31 +204,7 @@ def cluster_factory(tmp_path: Path) -> Iterator[list[Cluster]]:
     for cluster in clusters:
         cluster.close()
     for url in {cluster.bus_url for cluster in clusters}:
-        delete_namespace(url)
-
-
-def delete_namespace(bus_url: str) -> None:
-    """Delete the topics and consumer groups of a Kafka bus URL's namespace (a broker with thousands restarts slowly)."""
-    if not bus_url.startswith("kafka:"):
-        return
-    bus = open_bus(bus_url)
-    assert isinstance(bus, KafkaBus) and bus.namespace
-    prefix = bus.kafka_name("")
-    try:
-        topics = [t for t in bus.admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-        for future in bus.admin.delete_topics(topics, operation_timeout=10).values() if topics else ():
-            future.result(timeout=30)
-        listed = bus.admin.list_consumer_groups(request_timeout=10).result(timeout=30)
-        groups = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
-        for future in bus.admin.delete_consumer_groups(groups, request_timeout=10).values() if groups else ():
-            try:
-                future.result(timeout=30)
-            except KafkaException as exc:
-                # A killed member stays in its group until its session times out; the group then expires.
-                if exc.args[0].code() != KafkaError.NON_EMPTY_GROUP:
-                    raise
-    finally:
-        bus.close()
+        delete_kafka_namespace(url)
 
 
 def new_cluster(clusters: list[Cluster], path: Path, bus_url: str, tmp_path: Path) -> Cluster:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from servers_fixtures import delete_kafka_namespace
 from sluice import events as ev
 from sluice.bus.base import Consumer, Message
 from sluice.bus.embedded import EmbeddedBus
@@ -189,10 +190,8 @@ def test_at_once_on_kafka_a_refused_write_is_retried_in_order_then_committed(kaf
         assert [ev.decode(m.value) for m in bus.read(ev.EVENTS_TOPIC)] == events
         assert bus.lag("g", "work") == 0
     finally:
-        names = [t for t in bus.admin.list_topics(timeout=10).topics if t.startswith(f"{bus.namespace}.")]
         bus.close()
-        for future in bus.admin.delete_topics(names, operation_timeout=10).values() if names else ():
-            future.result(timeout=10)
+        delete_kafka_namespace(f"{kafka_url}?namespace={bus.namespace}")
 
 
 def poll_until(consumer: Consumer, count: int) -> list[Message]:

@@ -1,15 +1,19 @@
-"""The throwaway servers started by scripts/servers/*.sh are ready for change-data-capture."""
+"""The throwaway servers started by scripts/servers/*.sh are ready for change-data-capture; a port another
+program holds is named in one line, and a healthy server of the same kind started from another checkout is
+reused (never stopped from here)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from servers_fixtures import mysql_connect
+from servers_fixtures import mysql_connect, unavailable
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "servers"
 
@@ -81,3 +85,44 @@ def test_unknown_command_prints_usage(script: str) -> None:
     done = subprocess.run([str(SCRIPTS / script), "restart-all"], capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_a_port_held_by_another_program_is_named_in_one_line() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "SLUICE_REDIS_PORT": str(port)}
+        done = subprocess.run([str(SCRIPTS / "redis.sh"), "start"], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert f"port {port} on 127.0.0.1 is held by pid {os.getpid()}" in line
+    assert "not a server of these scripts" in line and "set SLUICE_REDIS_PORT to a free port" in line
+
+
+@pytest.mark.redis
+def test_start_reuses_a_healthy_server_of_another_checkout_and_stop_leaves_it(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed; scripts/servers/redis.sh start installs it")
+    other = tmp_path / "other-checkout"
+    shutil.copytree(SCRIPTS, other / "scripts" / "servers")
+    env = {**os.environ, "SLUICE_REDIS_PORT": str(_free_port())}
+    theirs = other / "scripts" / "servers" / "redis.sh"
+    started = subprocess.run([str(theirs), "start"], capture_output=True, text=True, env=env, check=True).stdout.strip()
+    try:
+        ours = subprocess.run([str(SCRIPTS / "redis.sh"), "start"], capture_output=True, text=True, env=env, check=False)
+        assert ours.returncode == 0, ours.stderr
+        assert ours.stdout.strip() == started
+        assert f"reusing the Redis of {other}" in ours.stderr
+        stop = subprocess.run([str(SCRIPTS / "redis.sh"), "stop"], capture_output=True, text=True, env=env, check=True)
+        assert "not running" in stop.stderr  # ours never stops another checkout's server
+        assert subprocess.run([str(theirs), "status"], capture_output=True, env=env, check=False).returncode == 0
+    finally:
+        subprocess.run([str(theirs), "stop"], capture_output=True, env=env, check=False)

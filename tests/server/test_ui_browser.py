@@ -456,3 +456,34 @@ def test_a_link_with_a_run_id_opens_that_run(browser: Browser, server: str) -> N
         assert console.errors == []
     finally:
         context.close()
+
+
+def test_a_server_with_a_control_token_asks_for_it_once_then_starts_runs(
+    browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/api.md#authentication: the refused start asks for the token, which the tab keeps for later actions."""
+    token = "ui-c0ntrol-t0ken"
+    monkeypatch.setenv("SLUICE_CONTROL_TOKEN", token)  # inherited by the served process
+    project = tmp_path / "seed-002"
+    shutil.copytree(SEED, project, ignore=shutil.ignore_patterns(".sluice", "__pycache__"))
+    with serving(project, "--simulate", "--delay-scale", "0.02") as (url, _):
+        assert httpx.post(f"{url}/orchestrate", json={}).status_code == 401
+        context = browser.new_context(viewport={"width": 1440, "height": 860})
+        try:
+            tab = context.new_page()
+            asked: list[str] = []
+
+            def answer(dialog: Any) -> None:
+                asked.append(dialog.message)
+                dialog.accept(token)
+
+            tab.on("dialog", answer)
+            tab.goto(url)
+            tab.evaluate("window.sluiceUI.ready")
+            first = start_run(tab)
+            assert len(asked) == 1 and "SLUICE_CONTROL_TOKEN" in asked[0]
+            wait_until_finished(tab)
+            second = start_run(tab)
+            assert second != first and len(asked) == 1  # not asked again
+        finally:
+            context.close()

@@ -30,8 +30,11 @@ always is outside a transaction; the statement time-out); a request that finds t
 time-out, then 503 ``database-busy``. Server errors are translated as the sync path does
 (:func:`sluice.api.databases.translate`, by SQLSTATE); a lost connection is a 503 ``database-unavailable``,
 as psycopg's ``OperationalError`` is; a connection lost or left mid-statement (its request cancelled) is
-closed, not reused. A pool belongs to the loop that first used it; :meth:`AsyncPool.close` ends its
-connections.
+closed, not reused. As on the thread path (:class:`~sluice.api.databases.Database`), a database that stops
+answering fails requests fast: a new connection waits at most ``connect_timeout_s``, a statement not answered
+within ``allowance_s`` (asyncpg's ``timeout``) loses its connection, an idle connection the server closed
+(asyncpg notices on the loop) is dropped before use, and a lost connection closes the idle ones. A pool
+belongs to the loop that first used it; :meth:`AsyncPool.close` ends its connections.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from graphql.execution.values import get_variable_values
 from graphql.utilities import get_operation_ast
 
 from sluice.api import metrics
-from sluice.api.databases import POOL_SIZE, STALE_SQLSTATES, Database, StaleCatalog, translate
+from sluice.api.databases import POOL_SIZE, STALE_SQLSTATES, Database, StaleCatalog, translate, unavailable
 from sluice.api.execute import Answer, answer_error, request_parts
 from sluice.api.gate import DataApiError
 from sluice.api.plans import PLAN_CACHE_SIZE, plan_key
@@ -141,7 +144,7 @@ class AsyncPool:
                 if len(statements) > PLAN_CACHE_SIZE:
                     statements.pop(next(iter(statements)))
             try:
-                rows: list[Any] = await statement.fetch(*args)
+                rows: list[Any] = await statement.fetch(*args, timeout=self.database.allowance_s)
             except (asyncpg.DataError, asyncpg.InterfaceError) as exc:
                 if _not_encoded(exc):
                     ok = True
@@ -152,19 +155,27 @@ class AsyncPool:
             return rows
         except asyncpg.PostgresError as exc:
             self.database.statements += 1
-            if isinstance(exc, asyncpg.PostgresConnectionError):
-                raise _unavailable() from None
+            error = translate("postgresql", exc, self.database.name)
+            if isinstance(exc, asyncpg.PostgresConnectionError) or (isinstance(error, DataApiError) and error.status == 503):
+                self._drop_idle()
+                raise unavailable(self.database.name) from None
             ok = True  # the server refused the statement; the connection is fine
-            raise translate("postgresql", exc) from None
-        except (asyncpg.InterfaceError, OSError):  # the connection was lost or closed under the statement
-            raise _unavailable() from None
+            raise error from None
+        except (asyncpg.InterfaceError, OSError, TimeoutError):  # lost, closed or not answered in time
+            log.warning("data API: '%s' did not answer a statement", self.database.name)
+            self._drop_idle()
+            raise unavailable(self.database.name) from None
         finally:
             # Not ok: lost, or cancelled mid-statement (asyncpg would still be cancelling it): not kept.
             self._give(pair, ok)
 
     async def _take(self) -> Pair:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            idle = self._idle.pop()
+            if not idle[0].is_closed():
+                return idle
+            self._open -= 1  # the server closed it while it was idle
+            self._discard(idle[0])
         if self._open < POOL_SIZE:
             return await self._connect()
         waiter: asyncio.Future[Pair | None] = self.loop.create_future()
@@ -189,15 +200,17 @@ class AsyncPool:
 
         self._open += 1
         try:
+            self.database.check_down()
             url, settings = self.arguments
-            conn = await asyncpg.connect(url, server_settings=settings)
+            conn = await asyncpg.connect(url, server_settings=settings, timeout=self.database.connect_timeout_s)
         except Exception as exc:
             self._open -= 1
             self._wake(None)
+            if isinstance(exc, DataApiError):
+                raise
+            self.database.mark_down()
             log.warning("data API: cannot connect to '%s': %s", self.database.name, exc)
-            raise DataApiError(
-                f"the database '{self.database.name}' cannot be reached", status=503, code="database-unavailable"
-            ) from None
+            raise unavailable(self.database.name) from None
         return conn, {}
 
     def _give(self, pair: Pair, ok: bool) -> None:
@@ -216,6 +229,14 @@ class AsyncPool:
                 waiter.set_result(pair)
                 return True
         return False
+
+    def _drop_idle(self) -> None:
+        """Close the idle connections (after one was lost, the others most likely were too)."""
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        for conn, _ in idle:
+            self._discard(conn)
+            self._wake(None)
 
     def _discard(self, conn: Any) -> None:
         with contextlib.suppress(Exception):  # already closed: nothing more to do
@@ -244,10 +265,6 @@ def _not_encoded(exc: Exception) -> bool:
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():  # _wake skips it from now on
         waiter.set_exception(TimeoutError())
-
-
-def _unavailable() -> DataApiError:
-    return DataApiError("the database cannot be reached", status=503, code="database-unavailable")
 
 
 async def _close(conn: Any) -> None:

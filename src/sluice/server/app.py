@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
-from fastapi import Body, FastAPI, Header, Query
+from fastapi import Body, Depends, FastAPI, Header, Query
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,6 +28,7 @@ from sluice.bus import names
 from sluice.bus.base import Bus, Message
 from sluice.server import models
 from sluice.server.backfills import backfill_routes
+from sluice.server.control_auth import token_required
 from sluice.server.errors import ApiError, CatchAll, NotFound, error_body, install_error_handlers, json_response
 from sluice.server.fast_paths import FastPathApp
 from sluice.server.http_metrics import HttpMetrics
@@ -43,6 +44,9 @@ EVENT_TYPE_NAMES = tuple(t.__name__ for t in ev.EVENT_TYPES)
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": models.Error, "description": "Bad request: the error names the field or value"},
     404: {"model": models.Error, "description": "Unknown id"},
+}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": models.Error, "description": "The control token is set and the request lacks it (docs/api.md)"}
 }
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 VARY = {"Vary": "Accept-Encoding"}
@@ -176,7 +180,8 @@ def _run_routes(app: FastAPI, services: Services) -> None:
         "while one is active the answer is 409 with its id.",
         status_code=202,
         response_model=models.RunStarted,
-        responses={**ERRORS, 409: {"model": models.Error, "description": "A run is active (`active_run_id`)"}},
+        responses={**ERRORS, **UNAUTHORIZED, 409: {"model": models.Error, "description": "A run is active (`active_run_id`)"}},
+        dependencies=[Depends(token_required(services.settings.control_token))],
     )
     def orchestrate(request: Annotated[models.OrchestrateRequest | None, Body()] = None) -> Response:
         request = request or models.OrchestrateRequest()
@@ -209,7 +214,8 @@ def _run_routes(app: FastAPI, services: Services) -> None:
         description="Objects not started are skipped; the run ends as cancelled.",
         status_code=202,
         response_model=models.CancelAccepted,
-        responses={**ERRORS, 409: {"model": models.Error, "description": "The run is not active"}},
+        responses={**ERRORS, **UNAUTHORIZED, 409: {"model": models.Error, "description": "The run is not active"}},
+        dependencies=[Depends(token_required(services.settings.control_token))],
     )
     def cancel_run(run_id: str) -> Response:
         services.runs.cancel(run_id)

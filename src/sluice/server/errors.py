@@ -28,6 +28,8 @@ class ApiError(SluiceError):
     """An error with its HTTP status and extra fields for the JSON body."""
 
     status = 400
+    headers: Mapping[str, str] | None = None
+    """Response headers (``WWW-Authenticate`` of a 401)."""
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -78,7 +80,8 @@ def sluice_error_response(exc: SluiceError) -> Response:
         message = "; ".join(str(problem) for problem in exc.problems)
     elif isinstance(exc, ConfigError):
         message = exc.message
-    return json_response(error_body(message, **fields), status_of(exc))
+    headers = exc.headers if isinstance(exc, ApiError) else None
+    return json_response(error_body(message, **fields), status_of(exc), headers)
 
 
 def describe_validation(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ import uvicorn
 from sluice.errors import SluiceError
 from sluice.project.model import Project
 from sluice.server.app import create_app
+from sluice.server.control_auth import CONTROL_TOKEN_ENV
 from sluice.server.services import ServerSettings, Services
 
 log = logging.getLogger("sluice.server")
@@ -96,20 +97,21 @@ def route_uvicorn_logs() -> None:
         logging.getLogger(name).propagate = True
 
 
-def warn_open_control(project: Project, host: str) -> None:
-    """Log a warning when the project serves a data API (whose gate checks credentials) and the server listens
-    beyond loopback: the control API on the same port (``/orchestrate``, ``/runs``, ``/syncs``, ``/events``...)
-    checks none (docs/api/security.md)."""
-    if project.api is None or host == "localhost":
+def warn_open_control(project: Project, host: str, token: str | None = None) -> None:
+    """Log a warning when the server listens beyond loopback without a control token: anyone who reaches the
+    port may start and cancel runs (``POST /orchestrate``, ``POST /runs/{id}/cancel``; docs/api.md); the
+    other control endpoints only read."""
+    if token is not None or host == "localhost":
         return
     with contextlib.suppress(ValueError):  # a host name: warn
         if ipaddress.ip_address(host).is_loopback:
             return
     log.warning(
-        "sluice serve listens on %s: the data API checks credentials, but the control API on the same port "
-        "(/orchestrate, /runs, /objects, /events, /syncs) has no authentication; keep the port on a private network "
-        "or behind a proxy that only passes the data API's paths (docs/api/security.md)",
+        "sluice serve listens on %s without a control token: anyone who reaches the port can start and cancel runs "
+        "(POST /orchestrate, /runs/{id}/cancel); set %s to require 'Authorization: Bearer <token>' (docs/api.md)%s",
         host,
+        CONTROL_TOKEN_ENV,
+        "; the data API checks its own credentials" if project.api is not None else "",
     )
 
 
@@ -129,7 +131,7 @@ def serve_project(
         sock.close()
         raise
     route_uvicorn_logs()
-    warn_open_control(project, host)
+    warn_open_control(project, host, settings.control_token)
     server = SluiceServer(server_config(create_app(services), logging.getLevelName(logging.getLogger("sluice").level)), services)
     if on_ready is not None:
         on_ready(url_of(sock))

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sluice.alerts.service import AlertService
@@ -26,6 +26,7 @@ from sluice.runtime.worker import StageWorker
 from sluice.scheduling.host import SchedulerHost
 from sluice.scheduling.sensors import hosted_sensors
 from sluice.server.check_results import CheckResults
+from sluice.server.control_auth import control_token_from_env
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
 from sluice.server.stream import EventHub
@@ -59,6 +60,7 @@ class ServerSettings:
     streams: tuple[str, ...] = ()  # streaming objects to run in this process (sluice serve --stream ID|all)
     alerts: bool = True  # run the alert service when the project has an alerts: section (docs/alerts.md)
     scheduler: bool | None = None  # host the scheduler (sluice serve --scheduler); None: when the project has schedules
+    control_token: str | None = field(default_factory=control_token_from_env)  # POST /orchestrate, /runs/{id}/cancel
 
     def run_options(self) -> RunOptions:
         return RunOptions(simulate=self.simulate, delay_scale=self.delay_scale, fail=self.fail)

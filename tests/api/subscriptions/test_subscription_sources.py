@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +140,10 @@ def test_a_feed_tells_of_a_change_only_once_the_apply_group_committed_it(tmp_pat
 
 
 @pytest.mark.kafka
-def test_a_feed_on_kafka_notices_changes_published_after_it_started(kafka_url: str) -> None:
+def test_a_feed_on_kafka_notices_changes_published_after_it_started(kafka_ns_url: str) -> None:
     from sluice.bus.registry import open_bus
 
-    namespace = f"apisub{uuid.uuid4().hex[:8]}"
-    bus = open_bus(f"{kafka_url}?namespace={namespace}")
+    bus = open_bus(kafka_ns_url)
     topic = "sluice.cdc.emp.hr.hrdb.employes"
     published = threading.Event()
     told: list[bool] = []

@@ -95,7 +95,7 @@ class _Cursor:
             if state in STALE_SQLSTATES or gone or (exc.args and exc.args[0] in STALE_MYSQL):
                 self.runner.on_stale()
                 raise StaleRequest() from None
-            raise database_error(state) from None
+            raise database_error(state, connection=database.name) from None
 
 
 def sqlstate(exc: Exception) -> str | None:

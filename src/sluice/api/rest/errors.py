@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sluice.api.databases import LOST_SQLSTATES
 from sluice.api.gate import DataApiError
 
 PARSE = "SLR100"  # a query parameter that does not parse (select, order, filter, limit)
@@ -107,11 +108,12 @@ _MYSQL: dict[int, str] = {
 }
 
 
-def database_error(sqlstate: str | None, *, detail: str | None = None) -> RestError:
+def database_error(sqlstate: str | None, *, detail: str | None = None, connection: str = "") -> RestError:
     """The client-facing error of a database failure with ``sqlstate`` (``None``: unknown).
 
     Data exceptions (class 22) and integrity violations (class 23) are the client's (4xx); connection
-    failures are 503; anything else is a 500 with a generic message (the driver's text is logged, not sent).
+    failures (class 08, PostgreSQL's shutdowns :data:`~sluice.api.databases.LOST_SQLSTATES`) are 503 naming
+    ``connection``; anything else is a 500 with a generic message (the driver's text is logged, not sent).
     ``detail``: a safe detail (e.g. the constraint name), or ``None``.
     """
     if sqlstate in _SQLSTATES:
@@ -121,8 +123,8 @@ def database_error(sqlstate: str | None, *, detail: str | None = None) -> RestEr
         return RestError("a value is not valid for its column's type", status=400, code=INVALID, details=detail)
     if sqlstate and sqlstate.startswith("23"):
         return RestError("a constraint refused the change", status=409, code=UNIQUE, details=detail)
-    if sqlstate and sqlstate.startswith("08"):
-        return RestError("the database cannot be reached", status=503, code=UNAVAILABLE)
+    if sqlstate and (sqlstate.startswith("08") or sqlstate in LOST_SQLSTATES):
+        return RestError(f"the database '{connection}' cannot be reached", status=503, code=UNAVAILABLE)
     return RestError("the database failed to answer the request", status=500, code="SLR500")
 
 

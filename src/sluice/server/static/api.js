@@ -31,16 +31,30 @@ export function pollJSON(path, everyMs, onData) {
   return () => clearTimeout(timer);
 }
 
-export function postJSON(path, body) {
-  return request("POST", path, body);
+const TOKEN_KEY = "sluice.controlToken";
+
+/** POST ``body`` to ``path``. The server may require its control token (SLUICE_CONTROL_TOKEN, docs/api.md): the
+ * token kept for this tab is sent; on a 401 the user is asked for it once and the request is sent again. */
+export async function postJSON(path, body) {
+  try {
+    return await request("POST", path, body, sessionStorage.getItem(TOKEN_KEY));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) throw error;
+    const token = window.prompt("This server requires its control token (SLUICE_CONTROL_TOKEN) to start or cancel runs:");
+    if (!token) throw error;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    return request("POST", path, body, token);
+  }
 }
 
-async function request(method, path, body) {
+async function request(method, path, body, token = null) {
   let response;
+  const headers = body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
   try {
     response = await fetch(path, {
       method,
-      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
