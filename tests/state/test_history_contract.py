@@ -125,3 +125,11 @@ def test_the_dates_of_several_backfills_in_one_call(store: StateStore) -> None:
     assert found["b2"] == store.backfill_dates("b2") and len(found["b2"]) == 1
     assert found["b3"] == [] and found["nope"] == []
     assert store.backfills_dates([]) == {}
+
+
+def test_a_sensor_cursor_is_saved_with_the_tick_it_fired(store: StateStore) -> None:
+    cursor = SensorCursor("landing", {"seen": {"a.csv": [1, 2]}}, 10.0, "landing@t1", 10.0)
+    tick = TickRecord("shop", "landing", "landing@t1", "fired", 10.0, "r1")
+    assert store.record_ticks([tick], [("shop", cursor)]) == [tick]
+    assert store.sensor_cursor("shop", "landing") == cursor
+    assert [t.run_id for t in store.ticks("shop", "landing")] == ["r1"]

@@ -387,11 +387,13 @@ class StateStore(HistoryStore):
     # ----- schedules (scheduling/scheduler.py) -----------------------------------------------------------
 
     @abstractmethod
-    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+    def record_ticks(self, ticks: Sequence[TickRecord], cursors: Sequence[tuple[str, SensorCursor]] = ()) -> list[TickRecord]:
         """Record the ticks not recorded yet, in one transaction; returns those this call recorded (in order).
 
         A tick already recorded (by another scheduler, or before a restart) is left as it is and not returned:
-        only the caller that recorded a tick starts its run.
+        only the caller that recorded a tick starts its run. ``cursors`` (``(project, cursor)``) are saved in the
+        same transaction, as :meth:`save_sensor_cursor` would: a sensor's request (a tick) and the cursor that
+        fired it are durable together.
         """
 
     @abstractmethod

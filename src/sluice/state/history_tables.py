@@ -68,6 +68,18 @@ _OLD_TICKS = (
 )
 
 
+def cursor_statements(project: str, cursor: SensorCursor) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements replacing ``project``'s sensor cursor (``?`` placeholders, ``{s}`` schema prefix), for a store
+    to run in a transaction of its own or with the tick of the request the cursor fired (``record_ticks``)."""
+    return [
+        ("DELETE FROM {s}sensor_cursors WHERE project = ? AND name = ?", (project, cursor.name)),
+        (
+            f"INSERT INTO {{s}}sensor_cursors(project, {_CURSOR}) VALUES (?, ?, ?, ?, ?, ?)",
+            (project, cursor.name, json.dumps(cursor.value), cursor.fired_at, cursor.last_key, cursor.updated_at),
+        ),
+    ]
+
+
 def _backfill(row: Sequence[Any]) -> BackfillRecord:
     return BackfillRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
 
@@ -199,12 +211,4 @@ class HistoryTables(HistoryStore):
         return [_cursor(row) for row in rows]
 
     def save_sensor_cursor(self, project: str, cursor: SensorCursor) -> None:
-        self._execute_all(
-            [
-                ("DELETE FROM {s}sensor_cursors WHERE project = ? AND name = ?", (project, cursor.name)),
-                (
-                    f"INSERT INTO {{s}}sensor_cursors(project, {_CURSOR}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (project, cursor.name, json.dumps(cursor.value), cursor.fired_at, cursor.last_key, cursor.updated_at),
-                ),
-            ]
-        )
+        self._execute_all(cursor_statements(project, cursor))
