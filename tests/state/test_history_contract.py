@@ -3,6 +3,8 @@ backend like ``test_contract.py``."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from tests.state.test_contract import open_store, store
 
@@ -95,8 +97,22 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
         TickRecord("other", "nightly", "2026-01-01T02:00:00+00:00", "missed", 10.0),
     ]
     store.record_ticks(ticks)
+    for key, holder, expires_at in [
+        ("shop", "a", 100.0),  # the scheduler's lease, expired before the cutoff
+        ("shop/backfill:b-old", "b", 200.0),
+        ("shop/backfill:b-new", "c", 2000.0),  # not expired yet
+        ("shopping", "d", 100.0),  # another project's
+        ("other/backfill:x", "e", 100.0),
+    ]:
+        assert store.acquire_lease(key, holder, expires_at - 30.0, 30.0)
+    store.claim_alert("shop", "old", 900.0, 100.0)
+    store.claim_alert("shop", "folding", 900.0, 100.0)
+    store.claim_alert("shop", "folding", 900.0, 600.0)  # a repeat held after the cutoff: kept
+    store.claim_alert("shop", "new", 900.0, 600.0)
+    store.claim_alert("other", "old", 900.0, 100.0)
     # kept: the stuck run's tick, each schedule's latest (nightly 01-04, hourly's only one), the other project's
     expected = {"schedule_ticks": 2, "run_objects": 2, "runs": 1, "backfill_dates": 2, "backfills": 1}
+    expected |= {"alert_keys": 1, "scheduler_leases": 2}
     assert store.prune_history("shop", 500.0, dry_run=True) == expected
     assert {r.run_id for r in store.list_runs()} == {"old", "stuck", "new", "elsewhere"}
     assert store.prune_history("shop", 500.0) == expected
@@ -108,7 +124,12 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
     assert store.backfill_dates("b-old") == []
     assert [t.logical_date[:10] for t in store.ticks("shop", "nightly")] == ["2026-01-04", "2026-01-02"]
     assert len(store.ticks("shop", "hourly")) == 1 and len(store.ticks("other")) == 1
+    assert store.lease("shop") is None and store.lease("shop/backfill:b-old") is None
+    assert all(store.lease(key) is not None for key in ("shop/backfill:b-new", "shopping", "other/backfill:x"))
+    assert store.claim_alert("shop", "new", 900.0, 700.0) == (False, 0, None)
+    assert store.claim_alert("shop", "folding", 900.0, 1100.0) == (True, 1, 600.0)
     again = {"schedule_ticks": 0, "run_objects": 0, "runs": 0, "backfill_dates": 0, "backfills": 0}
+    again |= {"alert_keys": 0, "scheduler_leases": 0}
     assert store.prune_history("shop", 500.0) == again
 
 
@@ -133,3 +154,14 @@ def test_a_sensor_cursor_is_saved_with_the_tick_it_fired(store: StateStore) -> N
     assert store.record_ticks([tick], [("shop", cursor)]) == [tick]
     assert store.sensor_cursor("shop", "landing") == cursor
     assert [t.run_id for t in store.ticks("shop", "landing")] == ["r1"]
+
+
+def test_alert_keys_are_claimed_once_per_window_and_count_the_repeats(store: StateStore) -> None:
+    assert store.claim_alert("shop", "k", 900.0, 0.0) == (True, 0, None)
+    assert store.claim_alert("shop", "k", 900.0, 100.0) == (False, 0, None)
+    assert store.claim_alert("other", "k", 900.0, 100.0) == (True, 0, None)  # per project
+    assert store.claim_alert("shop", "k", 900.0, 899.0) == (False, 0, None)
+    assert store.claim_alert("shop", "k", 900.0, 900.0) == (True, 2, 100.0)
+    assert store.claim_alert("shop", "k", 0.0, 901.0) == (True, 0, None)  # no window: every alert goes out
+    assert store.claim_alert("shop", "once", math.inf, 1.0) == (True, 0, None)
+    assert store.claim_alert("shop", "once", math.inf, 1e9) == (False, 0, None)

@@ -289,8 +289,18 @@ class HistoryStore(ABC):
     def prune_history(self, project: str, before: float, dry_run: bool = False) -> dict[str, int]:
         """Delete the project's runs (with their object states) and backfills (with their dates) finished
         before ``before`` (epoch seconds), and schedule ticks recorded before it (but each schedule's latest, and
-        those of runs still going); running ones are kept. Returns rows per table (what would go, when
-        ``dry_run``)."""
+        those of runs still going); running ones are kept. Also alert keys (:meth:`claim_alert`) last sent (or
+        last folding a repeat) before it, and the leases of the project's scheduler and backfills (``scheduler_leases``,
+        ``<project>`` and ``<project>/backfill:<id>``) that expired before it. Returns rows per table (what would
+        go, when ``dry_run``)."""
+
+    @abstractmethod
+    def claim_alert(self, project: str, key: str, window_s: float, now: float) -> tuple[bool, int, float | None]:
+        """Decide, for every process sharing the store, whether the alert of ``key`` (a rule's throttle key, a
+        deadline's run) is sent at ``now`` (epoch seconds): ``(send, folded, since)``. It is sent when no alert of
+        ``key`` was sent in the ``window_s`` seconds before (``math.inf``: ever), and then says how many repeats it
+        folds (held back since the last one sent) and since when (None: none); a repeat held back is counted. One row
+        per key, claimed by a conditional update: of two processes asking at once, one sends."""
 
     @abstractmethod
     def sensor_cursor(self, project: str, name: str) -> SensorCursor | None:
