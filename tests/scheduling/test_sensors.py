@@ -110,6 +110,35 @@ def test_table_fires_on_change_events_of_the_synced_table(make: Make) -> None:
     assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
 
 
+@pytest.mark.kafka
+def test_table_watches_every_partition_of_a_change_topic_on_kafka(make: Make, kafka_url: str) -> None:
+    namespace = f"sensor-{uuid.uuid4().hex[:10]}"
+    connections = "connections:\n  src: postgresql://u@127.0.0.1:1/a\n  dst: postgresql://u@127.0.0.1:1/b\n"
+    syncs = "syncs:\n  - {name: shop, source: src, target: dst, tables: [public.orders]}\n"
+    bus = f"bus: '{kafka_url}?namespace={namespace}'\n"
+    _, sensors, backends = make(
+        "  orders_changed: {type: table, sync: shop, table: public.orders, min_interval: 0}\n", bus + connections + syncs
+    )
+    topic = cdc.change_topic("shop", "src", "public.orders")
+    try:
+        assert sensors.poll(T0) == []  # no topic yet
+        assert backends.bus.create_topic(topic, 3) == 3  # a sync with partitions: 3
+        source = cdc.Source("postgresql", "src", [1], "0/1", 0)
+        change = cdc.encode(cdc.ChangeEvent("c", "public.orders", [1], source, after={"id": 1}))
+        backends.bus.publish_partitions([(topic, 2, [(cdc.key_text([1]), change)])])
+        assert [r.name for r in sensors.poll(T0 + timedelta(seconds=1))] == ["orders_changed"]
+        assert sensors.poll(T0 + timedelta(seconds=2)) == []
+        backends.bus.publish_partitions([(topic, 1, [(cdc.key_text([2]), change)])])
+        assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
+        cursor = backends.state.sensor_cursor("p", "orders_changed")
+        assert cursor is not None and cursor.value == {"offsets": {"0": 0, "1": 1, "2": 1}}
+    finally:
+        admin = backends.bus.admin  # type: ignore[attr-defined]
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{namespace}.")]
+        for future in admin.delete_topics(names, operation_timeout=10).values() if names else ():
+            future.result(timeout=10)
+
+
 @pytest.mark.postgres
 def test_run_fires_when_the_other_project_has_a_new_succeeded_run(make: Make, pg_db_url: str) -> None:
     other = PostgresStateStore(pg_db_url)

@@ -6,7 +6,8 @@ Four kinds, each comparing what it sees now with its **cursor** in the state sto
 - ``s3``: the keys under an S3 prefix (listed with the S3 lake's client, :func:`sluice.lake.s3.s3_filesystem`),
   by key, size and modification time;
 - ``table``: the end offset of a synced table's change topic (``sluice.cdc.<sync>.<source>.<table>``,
-  :func:`sluice.cdc.events.change_topic`): capture published change events since the last look;
+  :func:`sluice.cdc.events.change_topic`), every partition of it: capture published change events since the last
+  look;
 - ``run``: the latest succeeded run of another project in its state store (by run id).
 
 :meth:`Sensors.poll` looks at each sensor whose ``min_interval`` has passed since it last fired (and not more often
@@ -94,6 +95,15 @@ def table_topic(project: Project, spec: SensorSpec) -> str:
     return change_topic(sync.settings.name, sync.settings.source, spec.settings.table or "")
 
 
+def watch_table(bus: Bus, topic: str, before: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """``table``: (has any partition of the change topic grown?, the new cursor value: the end offset of each
+    partition, ``{"offsets": {"0": 12, "1": 40}}``). A cursor of the one-partition form (``{"offset": 12}``) is
+    partition 0's."""
+    seen = before.get("offsets") or ({"0": before["offset"]} if "offset" in before else {})
+    ends = {str(partition): end for partition, end in sorted(bus.end_offsets(topic).items())}
+    return any(end > int(seen.get(partition, 0)) for partition, end in ends.items()), {"offsets": ends}
+
+
 class Sensors:
     """The sensors of one project, polled by whoever hosts them (the scheduler service, ``sluice serve``).
 
@@ -167,8 +177,7 @@ class Sensors:
         if kind == "s3":
             return watch_s3(self.project, spec, before)
         if kind == "table":
-            end = self.bus.end_offset(table_topic(self.project, spec))
-            return end > int(before.get("offset", 0)), {"offset": end}
+            return watch_table(self.bus, table_topic(self.project, spec), before)
         return self._watch_run(spec, before)
 
     def _watch_run(self, spec: SensorSpec, before: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
