@@ -204,7 +204,8 @@ BACKFILL_DATE_STATUSES = ("pending", "running", "succeeded", "failed")
 class BackfillRecord:
     """One backfill: the logical dates of ``spec`` (``from``, ``to``, ``targets``, ``schedule``, ``parallel``) run
     one run each. ``status`` is ``running`` until every date is settled, then ``succeeded`` (every date did) or
-    ``failed`` (some date failed); times in epoch seconds."""
+    ``failed`` (some date failed); ``refused`` when another backfill being run shared one of its dates before any of
+    them ran (``Backfills.run``); times in epoch seconds."""
 
     backfill_id: str
     project: str
