@@ -4,9 +4,10 @@ backend like ``test_contract.py``."""
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
-from tests.state.test_contract import open_store, store
+from tests.state.test_contract import OpenStore, open_store, store
 
 from sluice.errors import BackfillNotFound
 from sluice.state.base import (
@@ -165,3 +166,20 @@ def test_alert_keys_are_claimed_once_per_window_and_count_the_repeats(store: Sta
     assert store.claim_alert("shop", "k", 0.0, 901.0) == (True, 0, None)  # no window: every alert goes out
     assert store.claim_alert("shop", "once", math.inf, 1.0) == (True, 0, None)
     assert store.claim_alert("shop", "once", math.inf, 1e9) == (False, 0, None)
+
+
+def test_of_processes_claiming_an_alert_key_at_once_one_sends(open_store: OpenStore) -> None:
+    stores = [open_store() for _ in range(6)]  # a connection each, as processes have
+    barrier = threading.Barrier(len(stores))
+    answers: list[bool] = []
+
+    def claim(store: StateStore) -> None:
+        barrier.wait(10)
+        answers.append(store.claim_alert("shop", "sla nightly|run r1", math.inf, 100.0)[0])
+
+    threads = [threading.Thread(target=claim, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers) == [False] * 5 + [True]
