@@ -313,3 +313,36 @@ def test_sluice_serve_sends_the_alerts_of_its_runs(tmp_path: Path, hook: Hook, s
         f"[ERROR] shop: run {run_id} failed",
     ]
     assert posts(hook, "/oncall") == [] and smtp.mails == []  # no object is of criticality high in the file
+
+
+def test_two_services_share_deadlines_and_throttles_and_a_restart_keeps_them(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    sla = "  sla:\n    - {name: nightly-2h, schedule: nightly, finish_within: 2h}\n"
+    project = make_project(tmp_path, hook, smtp, "      throttle: 15m\n" + sla)
+    clock = Clock()
+    miss = ev.ScheduleMissed(run_id="", schedule="hourly", logical_date="2026-11-30T02:00:00+00:00", reason="busy")
+    with open_backends(project) as backends:
+        options = {"schedule": "nightly", "trigger": "schedule", "logical_date": "2026-11-30T02:00:00+01:00"}
+        backends.state.create_run(RunRecord("r-late", "shop", "running", T0, options=options), [])
+        # two processes of the project (two sluice serve), each its own consumer group here so both see every event
+        one = AlertService(project, backends.bus, backends.state, clock=clock, group="alerts-one")
+        two = AlertService(project, backends.bus, backends.state, clock=clock, group="alerts-two")
+        one.open(), two.open()
+        clock.t = T0 + 2 * 3600 + 60
+        assert one.check_slas() + two.check_slas() == 1  # the missed deadline goes out once
+        publish(backends, miss)
+        assert one.poll() + two.poll() == 1  # the same alert seen by both: sent once, the other a repeat
+        one.stop(), two.stop()
+        clock.t += 60
+        again = AlertService(project, backends.bus, backends.state, clock=clock, group="alerts-one")  # a restart
+        again.open()
+        assert again.check_slas() == 0
+        publish(backends, msgspec.structs.replace(miss, logical_date="2026-11-30T03:00:00+00:00"))
+        assert again.poll() == 0  # still within the 15 minutes
+        clock.t += 15 * 60
+        publish(backends, msgspec.structs.replace(miss, logical_date="2026-11-30T04:00:00+00:00"))
+        assert again.poll() == 1
+        again.stop()
+    texts = [b["text"] for b in posts(hook, "/team")]
+    assert len(texts) == 3 and texts[-1].splitlines()[-1] == "and 2 more since " + datetime.fromtimestamp(
+        T0 + 2 * 3600 + 60, UTC
+    ).isoformat(timespec="seconds")

@@ -254,3 +254,113 @@ def test_the_list_says_when_there_are_no_backfills_and_contradicting_options_are
     assert sluice_cli("backfill", str(path), "--list").stdout == "no backfills\n"  # nothing recorded
     same = sluice_cli(*args, "--timezone", "Europe/Paris", "--simulate", "--delay-scale", "0", "--json")
     assert same.returncode == 0, same.stderr
+
+
+def _being_run_elsewhere(path: Path, start: str, end: str) -> str:
+    """A backfill of ``start``..``end`` recorded in the project's state store and held by a live process of
+    another host (its lease renewed for the next ten minutes); its id."""
+    import time
+    from datetime import date
+
+    from sluice.scheduling.backfill_lease import lease_key
+    from sluice.scheduling.backfills import Backfills, BackfillSpec, logical_dates
+
+    store = SqliteStateStore(path.parent / ".sluice" / "state.db")
+    try:
+        spec = BackfillSpec(date.fromisoformat(start), date.fromisoformat(end))
+        backfill_id = Backfills(store, "bf").create(spec, logical_dates(spec.start, spec.end)).backfill_id
+        assert store.acquire_lease(lease_key("bf", backfill_id), "elsewhere:4242:x", time.time(), 600)
+        return backfill_id
+    finally:
+        store.close()
+
+
+def test_a_backfill_sharing_a_date_with_one_being_run_is_refused_before_anything_is_recorded(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    (tmp_path / "bf" / ".sluice").mkdir()
+    running = _being_run_elsewhere(path, "2026-01-01", "2026-01-06")
+    args = ["backfill", str(path), "--from", "2026-01-06", "--to", "2026-01-08", "--simulate", "--delay-scale", "0"]
+    refused = sluice_cli(*args)
+    assert refused.returncode == 2, refused.stderr
+    assert f"this backfill shares 1 logical date(s) (from 2026-01-06T00:00:00+00:00) with backfill {running}" in refused.stderr
+    assert "date(s) to run" not in refused.stderr
+    listed = sluice_cli("backfill", str(path), "--list", "--json")
+    assert [b["backfill_id"] for b in json.loads(listed.stdout)] == [running]  # nothing recorded for the refused one
+    assert _runs_by_day(tmp_path / "bf") == {}
+
+
+def test_a_backfill_that_lost_its_lease_exits_3_saying_so(tmp_path: Path, monkeypatch: object) -> None:
+    import pytest
+    from click.testing import CliRunner
+
+    from sluice.cli.backfill import LEASE_LOST, backfill
+    from sluice.scheduling.backfills import Backfills
+    from sluice.state.base import BackfillRecord
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    path = write_yaml(tmp_path / "bf", PROJECT)
+
+    def lose(self: Backfills, backfill_id: str, *args: object, **kwargs: object) -> BackfillRecord:
+        self._lose()  # the lease renewal found another holder
+        return self.state.get_backfill(backfill_id)
+
+    monkeypatch.setattr(Backfills, "run", lose)
+    monkeypatch.setattr("sluice.cli.backfill._stop_on_interrupt", lambda *args: None)
+    result = CliRunner().invoke(backfill, [str(path), "--from", "2026-01-01", "--to", "2026-01-02", "--simulate"])
+    assert result.exit_code == LEASE_LOST == 3
+    assert "another process took over its lease while this one ran it, so no more dates started here" in result.output
+    assert "stopped; continue with" not in result.output
+
+
+GATE_ONCE = (  # the object waits in the killed process; it marks each start and each end
+    "import time\nfrom pathlib import Path\n"
+    "def run(users):\n"
+    "    here = Path(__file__).parent\n"
+    "    with (here / 'calls').open('a') as f:\n"
+    "        f.write('s')\n"
+    "    deadline = time.monotonic() + 60\n"
+    "    while not (here / 'go').exists() and time.monotonic() < deadline:\n"
+    "        time.sleep(0.05)\n"
+    "    with (here / 'calls').open('a') as f:\n"
+    "        f.write('d')\n"
+    "    return users\n"
+)
+
+
+def test_a_killed_backfills_object_is_finished_once_by_another_processs_workers_and_not_run_again(tmp_path: Path) -> None:
+    """``kill -9`` of a backfill while one of its objects runs: its run stays ``running``, so the stage workers of
+    another process on the same bus and state store (``sluice serve``'s) take the object over once its lease
+    expires and finish it, once; resuming the backfill continues the run without running that object again."""
+    from helpers import wait_for
+    from sluice.project.load import load_project
+    from sluice.runtime.run import open_backends, start_workers, stop_workers
+
+    folder = tmp_path / "bf"
+    text = (
+        "name: bf\nlease_s: 1\nobjects:\n  - {id: 1001, name: users, source: {type: faker, schema: users, rows: 5, seed: 1}}\n"
+        '  - {id: 2001, name: gated, parents: [1001], python: "gate:run"}\n'
+        "  - {id: 3001, name: after, parents: [2001], sql: select * from gated}\n"
+    )
+    path = write_yaml(folder, text)
+    (folder / "gate.py").write_text(GATE_ONCE)
+    args = ["backfill", str(path), "--from", "2026-01-01", "--to", "2026-01-01"]
+    with subprocess.Popen([*SLUICE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        wait_for(lambda: (folder / "calls").exists(), 60, "the backfill's object to start")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert _runs_by_day(folder) == {"2026-01-01": ["running"]}
+    (folder / "go").touch()
+
+    project = load_project(path)
+    with open_backends(project) as backends:  # another process's workers (sluice serve's), same bus and state store
+        workers = start_workers(project, backends)
+        try:
+            wait_for(lambda: (folder / "calls").read_text() == "ssd", 60, "another worker to finish the object")
+        finally:
+            stop_workers(*workers)
+
+    again = sluice_cli(*args, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["counts"] == {"succeeded": 1}
+    assert _runs_by_day(folder) == {"2026-01-01": ["succeeded"]}  # the killed run continued, no second run
+    assert (folder / "calls").read_text() == "ssd"  # finished once, not run again by the resumed backfill

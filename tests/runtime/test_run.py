@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -353,6 +354,21 @@ def test_run_activity_remembers_recent_runs_within_its_byte_limit(tmp_path: Path
             assert activity(f"gone-{index}") is True  # an unknown run counts as going (the store will say)
             assert activity.cached_bytes <= 10 * ACTIVITY_ENTRY_BYTES
         assert activity.cached_bytes == 10 * ACTIVITY_ENTRY_BYTES
+
+
+def test_an_object_of_a_run_cancelled_a_moment_ago_is_not_started(tmp_path: Path) -> None:
+    from sluice import events as ev
+    from sluice.state.base import RunRecord
+
+    project = load(seed_project(tmp_path))
+    with open_backends(project) as backends:
+        backends.state.create_run(RunRecord("r1", project.name, "running", time.time()), [])
+        activity = RunActivity(backends.state, ttl_s=3600.0)
+        assert activity("r1") is True  # cached as going
+        backends.state.finish_run("r1", "cancelled", time.time())  # a backfill stopped: its runs cancelled
+        ready = ev.ObjectReady(run_id="r1", object_id=1001, stage="ingest", attempt=1)
+        assert activity.settled(ready) == "run r1 is over"  # read afresh before the work starts
+        assert activity("r1") is False
 
 
 def test_a_lake_that_cannot_be_opened_closes_the_bus_and_the_state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

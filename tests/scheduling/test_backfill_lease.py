@@ -75,6 +75,8 @@ def test_another_backfill_sharing_a_date_with_a_running_one_is_refused_and_one_o
         assert "being run by process 4242 on host elsewhere" in message and "wait for it to finish" in message
         assert runs.requests == []  # nothing ran
         assert state.lease(lease_key("shop", second)) is None  # its own lease given back
+        assert state.get_backfill(second).status == "refused"  # not left pending: the same command records anew
+        assert backfills.unfinished(overlapping) is None
 
         apart = BackfillSpec(date(2026, 1, 7), date(2026, 1, 8), targets=(3,))
         third = backfills.create(apart, logical_dates(apart.start, apart.end)).backfill_id
@@ -150,3 +152,23 @@ def _statuses(root: Path) -> list[str]:
         return [run.status for run in store.find_runs("bf", limit=100)]
     finally:
         store.close()
+
+
+def test_a_holder_that_loses_its_lease_starts_no_more_dates_and_says_so(tmp_path: Path) -> None:
+    state = SqliteStateStore(tmp_path / "state.db")
+    try:
+        now = [1000.0]
+        backfills = Backfills(state, "shop", clock=lambda: now[0], lease_s=0.3)  # renewed every 0.1 s
+        backfill_id = backfills.create(SPEC, logical_dates(SPEC.start, SPEC.end)).backfill_id
+
+        def taken_over(request: RunRequest) -> None:
+            if request.logical_date.day == 1:  # paused past the lease's expiry; another process takes it
+                now[0] += 1
+                assert state.acquire_lease(lease_key("shop", backfill_id), "elsewhere:4242:x", now[0], 600)
+                assert backfills.lost.wait(30)
+
+        runs = FakeRuns(hook=taken_over)
+        assert backfills.run(backfill_id, runs).status == "running"
+        assert backfills.lost.is_set() and runs.days() == ["2026-01-01"]
+    finally:
+        state.close()

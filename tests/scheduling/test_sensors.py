@@ -5,7 +5,7 @@ the request is recorded; the section's problems at their line."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends
 from sluice.scheduling.requests import RunRequest
 from sluice.scheduling.scheduler import FakeClock, Scheduler
-from sluice.scheduling.sensors import Sensors, tick_recorded
+from sluice.scheduling.sensors import Sensors, hosted_sensors
 from sluice.state.base import RunRecord
 from sluice.state.postgres import PostgresStateStore
 
@@ -110,6 +110,35 @@ def test_table_fires_on_change_events_of_the_synced_table(make: Make) -> None:
     assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
 
 
+@pytest.mark.kafka
+def test_table_watches_every_partition_of_a_change_topic_on_kafka(make: Make, kafka_url: str) -> None:
+    namespace = f"sensor-{uuid.uuid4().hex[:10]}"
+    connections = "connections:\n  src: postgresql://u@127.0.0.1:1/a\n  dst: postgresql://u@127.0.0.1:1/b\n"
+    syncs = "syncs:\n  - {name: shop, source: src, target: dst, tables: [public.orders]}\n"
+    bus = f"bus: '{kafka_url}?namespace={namespace}'\n"
+    _, sensors, backends = make(
+        "  orders_changed: {type: table, sync: shop, table: public.orders, min_interval: 0}\n", bus + connections + syncs
+    )
+    topic = cdc.change_topic("shop", "src", "public.orders")
+    try:
+        assert sensors.poll(T0) == []  # no topic yet
+        assert backends.bus.create_topic(topic, 3) == 3  # a sync with partitions: 3
+        source = cdc.Source("postgresql", "src", [1], "0/1", 0)
+        change = cdc.encode(cdc.ChangeEvent("c", "public.orders", [1], source, after={"id": 1}))
+        backends.bus.publish_partitions([(topic, 2, [(cdc.key_text([1]), change)])])
+        assert [r.name for r in sensors.poll(T0 + timedelta(seconds=1))] == ["orders_changed"]
+        assert sensors.poll(T0 + timedelta(seconds=2)) == []
+        backends.bus.publish_partitions([(topic, 1, [(cdc.key_text([2]), change)])])
+        assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
+        cursor = backends.state.sensor_cursor("p", "orders_changed")
+        assert cursor is not None and cursor.value == {"offsets": {"0": 0, "1": 1, "2": 1}}
+    finally:
+        admin = backends.bus.admin  # type: ignore[attr-defined]
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{namespace}.")]
+        for future in admin.delete_topics(names, operation_timeout=10).values() if names else ():
+            future.result(timeout=10)
+
+
 @pytest.mark.postgres
 def test_run_fires_when_the_other_project_has_a_new_succeeded_run(make: Make, pg_db_url: str) -> None:
     other = PostgresStateStore(pg_db_url)
@@ -130,35 +159,75 @@ def test_run_fires_when_the_other_project_has_a_new_succeeded_run(make: Make, pg
         other.close()
 
 
-def test_hosted_by_the_scheduler_the_cursor_advances_once_the_tick_is_recorded(make: Make) -> None:
-    project, sensors, backends = make("  landing: {type: files, path: 'in/*', targets: [orders], min_interval: 1m}\n")
+def test_hosted_by_the_scheduler_the_cursor_is_saved_with_the_tick(make: Make) -> None:
+    project, _, backends = make("  landing: {type: files, path: 'in/*', targets: [orders], min_interval: 1m}\n")
     (project.root / "in").mkdir()
     (project.root / "in" / "a").write_text("a")
     state = backends.state
-    sensors.recorded = tick_recorded(state, "p")
+    [sensors] = hosted_sensors(project, state, backends.bus)
     clock = FakeClock(T0)
     starter = RecordingStarter(project, state)
     scheduler = Scheduler(project, state, starter, clock=clock, sources=[sensors])
     [fired] = scheduler.step().fired
     assert (fired.schedule, fired.logical_date) == ("landing", f"landing@{T0.isoformat()}")
     assert [(r.name, r.trigger, r.targets) for r in starter.requests] == [("landing", "sensor", (2001,))]
-    assert state.sensor_cursor("p", "landing") is None  # saved once the scheduler has recorded the tick
+    cursor = state.sensor_cursor("p", "landing")  # saved in the tick's transaction
+    assert cursor is not None and cursor.last_key == fired.logical_date and cursor.fired_at == T0.timestamp()
     clock.advance(90)
     assert scheduler.step().fired == []
-    cursor = state.sensor_cursor("p", "landing")
-    assert cursor is not None and cursor.last_key == fired.logical_date and cursor.fired_at == T0.timestamp()
 
 
-def test_a_request_never_recorded_fires_again(make: Make) -> None:
-    project, sensors, backends = make("  landing: {type: files, path: 'in/*', min_interval: 0}\n")
+class _Killed(Exception):
+    """The scheduler's process dies here."""
+
+
+class _DyingStarter(RecordingStarter):
+    def start(self, requests: Sequence[RunRequest], run_ids: Sequence[str] | None = None) -> list[str | None]:
+        raise _Killed
+
+
+def test_a_request_recorded_before_the_scheduler_died_starts_once_after_a_restart(make: Make) -> None:
+    project, _, backends = make("  landing: {type: files, path: 'in/*', targets: [orders], min_interval: 0}\n")
     (project.root / "in").mkdir()
     (project.root / "in" / "a").write_text("a")
-    sensors.recorded = tick_recorded(backends.state, "p")  # nobody records: the host died after poll
+    state = backends.state
+    clock = FakeClock(T0)
+    first = Scheduler(
+        project,
+        state,
+        _DyingStarter(project, state),
+        clock=clock,
+        holder="a",
+        lease_s=30,
+        sources=hosted_sensors(project, state, backends.bus),
+    )
+    with pytest.raises(_Killed):  # the request's tick is recorded, its run is not
+        first.step()
+    [tick] = state.ticks("p", "landing")
+    assert tick.run_id is not None and tick.run_status is None
+    clock.advance(60)  # the dead scheduler's lease has expired
+    starter = RecordingStarter(project, state)
+    second = Scheduler(project, state, starter, clock=clock, holder="b", sources=hosted_sensors(project, state, backends.bus))
+    assert [t.run_id for t in second.step().fired] == [tick.run_id]
+    clock.advance(60)
+    assert second.step().fired == []
+    third = Scheduler(project, state, starter, clock=clock, holder="b", sources=hosted_sensors(project, state, backends.bus))
+    assert third.step().fired == []  # another restart starts nothing again
+    assert starter.run_ids == [tick.run_id]
+    assert [(r.name, r.trigger, r.targets, r.logical_date) for r in starter.requests] == [("landing", "sensor", (2001,), T0)]
+    assert [t.logical_date for t in state.ticks("p", "landing")] == [tick.logical_date]
+
+
+def test_a_request_the_host_never_took_fires_again(make: Make) -> None:
+    project, _, backends = make("  landing: {type: files, path: 'in/*', min_interval: 0}\n")
+    (project.root / "in").mkdir()
+    (project.root / "in" / "a").write_text("a")
+    [sensors] = hosted_sensors(project, backends.state, backends.bus)  # nobody records: the step failed after poll
     assert len(sensors.poll(T0)) == 1
     assert len(sensors.poll(T0 + timedelta(seconds=1))) == 1
-    sensors.recorded = None  # standalone: the cursor itself records the request
-    assert len(sensors.poll(T0 + timedelta(seconds=2))) == 1
-    assert sensors.poll(T0 + timedelta(seconds=3)) == []
+    standalone = Sensors(project, backends.state, backends.bus)  # the cursor itself records the request
+    assert len(standalone.poll(T0 + timedelta(seconds=2))) == 1
+    assert standalone.poll(T0 + timedelta(seconds=3)) == []
 
 
 def test_sensor_problems_are_reported_at_their_line(tmp_path: Path) -> None:

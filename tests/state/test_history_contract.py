@@ -3,8 +3,11 @@ backend like ``test_contract.py``."""
 
 from __future__ import annotations
 
+import math
+import threading
+
 import pytest
-from tests.state.test_contract import open_store, store
+from tests.state.test_contract import OpenStore, open_store, store
 
 from sluice.errors import BackfillNotFound
 from sluice.state.base import (
@@ -95,8 +98,22 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
         TickRecord("other", "nightly", "2026-01-01T02:00:00+00:00", "missed", 10.0),
     ]
     store.record_ticks(ticks)
+    for key, holder, expires_at in [
+        ("shop", "a", 100.0),  # the scheduler's lease, expired before the cutoff
+        ("shop/backfill:b-old", "b", 200.0),
+        ("shop/backfill:b-new", "c", 2000.0),  # not expired yet
+        ("shopping", "d", 100.0),  # another project's
+        ("other/backfill:x", "e", 100.0),
+    ]:
+        assert store.acquire_lease(key, holder, expires_at - 30.0, 30.0)
+    store.claim_alert("shop", "old", 900.0, 100.0)
+    store.claim_alert("shop", "folding", 900.0, 100.0)
+    store.claim_alert("shop", "folding", 900.0, 600.0)  # a repeat held after the cutoff: kept
+    store.claim_alert("shop", "new", 900.0, 600.0)
+    store.claim_alert("other", "old", 900.0, 100.0)
     # kept: the stuck run's tick, each schedule's latest (nightly 01-04, hourly's only one), the other project's
     expected = {"schedule_ticks": 2, "run_objects": 2, "runs": 1, "backfill_dates": 2, "backfills": 1}
+    expected |= {"alert_keys": 1, "scheduler_leases": 2}
     assert store.prune_history("shop", 500.0, dry_run=True) == expected
     assert {r.run_id for r in store.list_runs()} == {"old", "stuck", "new", "elsewhere"}
     assert store.prune_history("shop", 500.0) == expected
@@ -108,7 +125,12 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
     assert store.backfill_dates("b-old") == []
     assert [t.logical_date[:10] for t in store.ticks("shop", "nightly")] == ["2026-01-04", "2026-01-02"]
     assert len(store.ticks("shop", "hourly")) == 1 and len(store.ticks("other")) == 1
+    assert store.lease("shop") is None and store.lease("shop/backfill:b-old") is None
+    assert all(store.lease(key) is not None for key in ("shop/backfill:b-new", "shopping", "other/backfill:x"))
+    assert store.claim_alert("shop", "new", 900.0, 700.0) == (False, 0, None)
+    assert store.claim_alert("shop", "folding", 900.0, 1100.0) == (True, 1, 600.0)
     again = {"schedule_ticks": 0, "run_objects": 0, "runs": 0, "backfill_dates": 0, "backfills": 0}
+    again |= {"alert_keys": 0, "scheduler_leases": 0}
     assert store.prune_history("shop", 500.0) == again
 
 
@@ -125,3 +147,39 @@ def test_the_dates_of_several_backfills_in_one_call(store: StateStore) -> None:
     assert found["b2"] == store.backfill_dates("b2") and len(found["b2"]) == 1
     assert found["b3"] == [] and found["nope"] == []
     assert store.backfills_dates([]) == {}
+
+
+def test_a_sensor_cursor_is_saved_with_the_tick_it_fired(store: StateStore) -> None:
+    cursor = SensorCursor("landing", {"seen": {"a.csv": [1, 2]}}, 10.0, "landing@t1", 10.0)
+    tick = TickRecord("shop", "landing", "landing@t1", "fired", 10.0, "r1")
+    assert store.record_ticks([tick], [("shop", cursor)]) == [tick]
+    assert store.sensor_cursor("shop", "landing") == cursor
+    assert [t.run_id for t in store.ticks("shop", "landing")] == ["r1"]
+
+
+def test_alert_keys_are_claimed_once_per_window_and_count_the_repeats(store: StateStore) -> None:
+    assert store.claim_alert("shop", "k", 900.0, 0.0) == (True, 0, None)
+    assert store.claim_alert("shop", "k", 900.0, 100.0) == (False, 0, None)
+    assert store.claim_alert("other", "k", 900.0, 100.0) == (True, 0, None)  # per project
+    assert store.claim_alert("shop", "k", 900.0, 899.0) == (False, 0, None)
+    assert store.claim_alert("shop", "k", 900.0, 900.0) == (True, 2, 100.0)
+    assert store.claim_alert("shop", "k", 0.0, 901.0) == (True, 0, None)  # no window: every alert goes out
+    assert store.claim_alert("shop", "once", math.inf, 1.0) == (True, 0, None)
+    assert store.claim_alert("shop", "once", math.inf, 1e9) == (False, 0, None)
+
+
+def test_of_processes_claiming_an_alert_key_at_once_one_sends(open_store: OpenStore) -> None:
+    stores = [open_store() for _ in range(6)]  # a connection each, as processes have
+    barrier = threading.Barrier(len(stores))
+    answers: list[bool] = []
+
+    def claim(store: StateStore) -> None:
+        barrier.wait(10)
+        answers.append(store.claim_alert("shop", "sla nightly|run r1", math.inf, 100.0)[0])
+
+    threads = [threading.Thread(target=claim, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers) == [False] * 5 + [True]

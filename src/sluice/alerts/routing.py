@@ -11,14 +11,18 @@
 Rules are tried in order and the first that matches wins, unless it says ``continue: true`` (then the next
 ones are tried too): the routing tree of Prometheus Alertmanager, flattened to a list. Throttling is per
 (rule, subject, trigger), where the subject is the object (and check), else the deadline, else the schedule: a repeat within
-the rule's ``throttle`` is counted, and the next alert sent for that key says "and N more since ...".
+the rule's ``throttle`` is counted, and the next alert sent for that key says "and N more since ...". The alert
+service keeps those counts in the state store (:class:`StoredThrottle`: one row per key, shared by every process
+of the project, kept across restarts); :class:`Throttle` keeps them in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from sluice.alerts.model import Alert, Rule, Subject
+from sluice.state.base import StateStore
 
 ThrottleKey = tuple[int, str, str]
 
@@ -53,6 +57,26 @@ class Throttle:
                 del self._sent[key]
 
 
+class Admits(Protocol):
+    """A throttle: whether an alert for ``key`` goes out now (see :meth:`Throttle.admit`)."""
+
+    def admit(self, key: ThrottleKey, window_s: float, now: float) -> tuple[bool, int, float | None]: ...
+
+
+class StoredThrottle:
+    """:class:`Throttle`'s counts in the state store (``StateStore.claim_alert``), per project: two processes
+    alerting for one project (two ``sluice serve``, a scheduler beside them) send a key's alert once per window
+    between them, and a restart keeps the windows."""
+
+    def __init__(self, state: StateStore, project: str) -> None:
+        self.state = state
+        self.project = project
+
+    def admit(self, key: ThrottleKey, window_s: float, now: float) -> tuple[bool, int, float | None]:
+        index, subject, trigger = key
+        return self.state.claim_alert(self.project, f"rule {index}|{subject}|{trigger}", window_s, now)
+
+
 def throttle_key(rule: Rule, alert: Alert) -> ThrottleKey:
     """The key repeats are counted under: the rule, the subject (object and check, else the deadline, else the
     schedule), the trigger."""
@@ -69,11 +93,11 @@ def throttle_key(rule: Rule, alert: Alert) -> ThrottleKey:
 
 
 class Router:
-    """Matches alerts against ``rules`` and throttles them."""
+    """Matches alerts against ``rules`` and throttles them (``throttle``: in memory by default)."""
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], throttle: Admits | None = None) -> None:
         self.rules = tuple(rules)
-        self.throttle = Throttle()
+        self.throttle: Admits = throttle if throttle is not None else Throttle()
         self.held = 0
         """Alerts held back by a throttle so far."""
 

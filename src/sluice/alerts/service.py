@@ -10,8 +10,10 @@ counted in ``sluice_alerts_sent_total{status="failed"}``.
 
 Delivery is at least once per event: the offset is committed after sending, so a process that dies between
 sending and committing sends those alerts again when it restarts, and a restart otherwise repeats nothing.
-A group that never committed starts at the end of the log (old events raise no alerts). Throttling counts
-live in memory: a restart forgets them.
+A group that never committed starts at the end of the log (old events raise no alerts). Throttling counts and
+the deadlines already alerted live in the state store (``StateStore.claim_alert``): every process alerting for the
+project shares them (two ``sluice serve`` send a missed deadline once, and a repeat throttled whichever process
+sees it), and a restart keeps them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import msgspec
 from sluice.alerts.channels import Channel, DeliveryError, open_channel
 from sluice.alerts.metrics import ALERTS_SENT, ALERTS_THROTTLED
 from sluice.alerts.model import Alert, AlertsSpec, Rule, Subject
-from sluice.alerts.routing import Router
+from sluice.alerts.routing import Router, StoredThrottle
 from sluice.alerts.sla import SlaWatch
 from sluice.alerts.triggers import Triggers
 from sluice.bus.base import Bus, Consumer, Message
@@ -77,7 +79,7 @@ class AlertService:
             ALERTS_SENT.labels(name, "ok")
             ALERTS_SENT.labels(name, "failed")
         self.triggers = Triggers(project, state, self.spec.ui_url)
-        self.router = Router(self.spec.rules)
+        self.router = Router(self.spec.rules, StoredThrottle(state, project.name))
         self.slas = SlaWatch(self.spec.slas, self.triggers, state)
         self.sent: list[tuple[str, Alert]] = []
         """The last alerts sent, ``(channel, alert)``, newest last (at most 100; for tests and ``/health``)."""

@@ -3,12 +3,13 @@
 Two ways to notice, so a miss is seen whether or not the run ever ends: :meth:`SlaWatch.due`, called by the
 alert service every ``alerts.sla_interval_s`` seconds (clock injected), looks at the project's running runs in
 the state store; :meth:`SlaWatch.finished`, called on each ``RunFinished``, catches a run that ended late
-between two looks. Each (deadline, run) alerts once per process: a run still running late when the service
-restarts alerts again (at least once).
+between two looks. Each (deadline, run) alerts once, whatever the processes looking and their restarts: the first
+to claim its key in the state store (``StateStore.claim_alert``, once ever) sends it.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -75,9 +76,11 @@ class SlaWatch:
             key = (sla.name, info.run_id)
             if deadline is None or now <= deadline or key in self._alerted:
                 continue
-            self._alerted[key] = None
+            self._alerted[key] = None  # asked once per process; the store decides who sends
             while len(self._alerted) > 10_000:
                 self._alerted.popitem(last=False)
+            if not self.state.claim_alert(self.triggers.project.name, f"sla {sla.name}|run {info.run_id}", math.inf, now)[0]:
+                continue
             late = _span(now - deadline)
             state = f"finished {late} late" if finished else f"still running {late} after its deadline"
             title = f"run {info.run_id} missed its deadline ({sla.name}: finish {describe(sla)})"

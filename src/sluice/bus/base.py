@@ -190,6 +190,11 @@ class Bus(ABC):
     def end_offset(self, topic: str) -> int:
         """The offset the next message of ``topic`` will have at least (0 for an empty topic)."""
 
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """:meth:`end_offset` of each partition of ``topic`` (``{}`` when a partitioned backend has no such topic
+        yet). The default (one partition): ``{0: end_offset(topic)}``."""
+        return {0: self.end_offset(topic)}
+
     @abstractmethod
     def lag(self, group: str, topic: str) -> int:
         """Messages of ``topic`` not yet committed by ``group``."""

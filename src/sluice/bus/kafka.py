@@ -444,6 +444,10 @@ class KafkaBus(Bus):
             return 0
         return self._watermarks(topic, 0)[1]
 
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        count = self.partition_count(topic)
+        return {p: self._watermarks(topic, p)[1] for p in range(count or 0)}
+
     def seek(self, group: str, topic: str, offset: int) -> None:
         """Move ``group`` to ``offset`` of partition 0 of ``topic``.
 

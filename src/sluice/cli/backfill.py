@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from sluice.scheduling.launch import InProcessRuns
 
 USER_ERROR = 2
+LEASE_LOST = 3
+"""Exit status when another process took over the backfill's lease while this one ran it (docs/backfills.md)."""
+INTERRUPTED = 130
 
 
 def resolve_targets(project: Project, given: tuple[str, ...]) -> tuple[int, ...] | None:
@@ -163,11 +166,14 @@ def backfill(
             found = None if fresh else backfills.unfinished(spec)
             if found is not None:
                 click.echo(f"resuming backfill {found.backfill_id} (same dates and targets; --new starts afresh)", err=True)
+            else:  # refused before anything is recorded: a backfill sharing a date with one being run
+                backfills.refuse_overlap([d.isoformat() for d in dates])
             record = found or backfills.create(spec, dates)
         kept_targets = record.spec.get("targets")
         check_parallel(project, tuple(kept_targets) if isinstance(kept_targets, list) else None, parallel)
-        left = sum(1 for d in state.backfill_dates(record.backfill_id) if d.status != "succeeded")
-        click.echo(f"backfill {record.backfill_id}: {left} date(s) to run, {parallel} at once", err=True)
+        left = [d.logical_date for d in state.backfill_dates(record.backfill_id) if d.status != "succeeded"]
+        backfills.refuse_overlap(left, record.backfill_id)
+        click.echo(f"backfill {record.backfill_id}: {len(left)} date(s) to run, {parallel} at once", err=True)
         shared = shared_objects(project, tuple(kept_targets) if isinstance(kept_targets, list) else None)
         first_alone = parallel > 1 and bool(shared) and not force
         if first_alone:
@@ -188,10 +194,21 @@ def backfill(
                 final = backfills.run(record.backfill_id, runs, parallel, on_date, first_alone=first_alone)
         except KeyboardInterrupt:
             click.echo(f"interrupted; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
+        if (
+            final.status == "running" and backfills.lost.is_set()
+        ):  # paused past its lease's expiry while another process took the backfill over
+            click.echo(
+                f"error: backfill {record.backfill_id}: another process took over its lease while this one ran it, so "
+                f"no more dates started here (the dates that were running finished); it runs the rest (sluice "
+                f"backfill {path} --list); if it stopped, continue with: sluice backfill {path} --resume "
+                f"{record.backfill_id}",
+                err=True,
+            )
+            sys.exit(LEASE_LOST)
         if final.status == "running":  # stopped by an interrupt: resumable
             click.echo(f"stopped; continue with: sluice backfill {path} --resume {record.backfill_id}", err=True)
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
         dates_now = state.backfill_dates(record.backfill_id)
         if as_json:
             click.echo(json.dumps(backfill_json(final, dates_now)))

@@ -114,8 +114,15 @@ class RunActivity:
     def settled(self, ready: ev.ObjectReady) -> str:
         """Why ``ready`` needs no work any more, or "" when it does: its run is over, or the object's outcome
         for this attempt is already recorded (a message redelivered after a rebalance or a broker restart,
-        whose first worker finished it)."""
-        if not self(ready.run_id):
+        whose first worker finished it). Asked just before the work starts, so the run's status is read afresh
+        (not from the cache): an object of a run cancelled a moment ago (a backfill's, stopped while another
+        process's workers, ``sluice serve``'s, share its stage) is not started."""
+        try:
+            active = self.state.get_run(ready.run_id).status == "running"
+        except Exception:
+            active = True  # the store will answer the coordinator's question
+        self._cache.put(ready.run_id, (active, time.monotonic()))
+        if not active:
             return f"run {ready.run_id} is over"
         try:
             state = self.state.object_state(ready.run_id, ready.object_id)

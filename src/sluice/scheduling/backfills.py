@@ -209,6 +209,8 @@ class Backfills:
         self.clock = clock
         self.lease_s = lease_s
         self._stopping = threading.Event()
+        self.lost = threading.Event()
+        """Set when this process lost the backfill's lease to another while running it (no more dates started)."""
 
     def create(self, spec: BackfillSpec, dates: list[datetime]) -> BackfillRecord:
         """Record a new backfill of ``dates`` (all pending)."""
@@ -220,13 +222,17 @@ class Backfills:
         """The most recent backfill of the same dates and targets that has dates left to run (running, or failed),
         which running the same command again resumes."""
         for record in self.state.list_backfills(self.project, limit=200):
-            if record.status != "succeeded" and _same_work(record.spec, spec.as_json()):
+            if record.status not in ("succeeded", "refused") and _same_work(record.spec, spec.as_json()):
                 return record
         return None
 
     def stop(self) -> None:
         """Start no more dates (those running finish); the backfill stays resumable."""
         self._stopping.set()
+
+    def _lose(self) -> None:
+        self.lost.set()
+        self.stop()
 
     def run(
         self,
@@ -245,18 +251,28 @@ class Backfills:
 
         One process at a time runs a backfill: its lease is held meanwhile (:class:`BackfillLease`); raises
         BackfillBusy, before any date starts, when another live process holds it, or runs another backfill of the
-        project with a date this one has left to run (:meth:`_refuse_overlap`)."""
-        with BackfillLease(self.state, self.project, backfill_id, self.clock, ttl_s=self.lease_s, on_lost=self.stop):
-            self._refuse_overlap(backfill_id)
+        project with a date this one has left to run (:meth:`refuse_overlap`); a backfill refused so before any of
+        its dates ran is marked ``refused`` (:meth:`unfinished` does not resume it; ``--resume ID`` still does).
+        A lease lost meanwhile sets :attr:`lost`."""
+        with BackfillLease(self.state, self.project, backfill_id, self.clock, ttl_s=self.lease_s, on_lost=self._lose):
+            left = [d for d in self.state.backfill_dates(backfill_id) if d.status != "succeeded"]
+            try:
+                self.refuse_overlap([d.logical_date for d in left], backfill_id)
+            except BackfillBusy:
+                if all(d.status == "pending" and d.run_id is None for d in left):
+                    self.state.finish_backfill(backfill_id, "refused", self.clock())
+                raise
             return self._run(backfill_id, run_date, parallel, on_date, first_alone)
 
-    def _refuse_overlap(self, backfill_id: str) -> None:
-        """Raise BackfillBusy when another backfill of the project being run now (its lease held) has a logical date
-        that ``backfill_id`` has left to run and that it has not finished: both would run that date's objects, and an
-        ``append`` destination would get its rows twice (a ``--new`` backfill of the same range, or an overlapping
-        range). Whatever their targets: objects they share (ancestors) would run twice too. Called once this
-        backfill's own lease is held, so of two started at the same moment at least one sees the other."""
-        mine = {_instant(d.logical_date) for d in self.state.backfill_dates(backfill_id) if d.status != "succeeded"}
+    def refuse_overlap(self, logical_dates: list[str], backfill_id: str | None = None) -> None:
+        """Raise BackfillBusy when another backfill of the project being run now (its lease held) has one of
+        ``logical_dates`` (ISO text) left to run: both would run that date's objects, and an ``append`` destination
+        would get its rows twice (a ``--new`` backfill of the same range, or an overlapping range). Whatever their
+        targets: objects they share (ancestors) would run twice too. ``backfill_id``: the backfill of those dates
+        (None: one not recorded yet, which ``sluice backfill`` checks before recording it, so a refused backfill
+        leaves nothing behind). :meth:`run` checks again once its own lease is held, so of two started at the same
+        moment at least one sees the other."""
+        mine = {_instant(d) for d in logical_dates}
         if not mine:
             return
         now = self.clock()
@@ -269,8 +285,9 @@ class Backfills:
         for other_id, dates in self.state.backfills_dates(list(holders)).items() if holders else ():
             shared = sorted(mine & {_instant(d.logical_date) for d in dates if d.status != "succeeded"})
             if shared:
+                which = f"backfill {backfill_id}" if backfill_id is not None else "this backfill"
                 raise BackfillBusy(
-                    f"backfill {backfill_id} shares {len(shared)} logical date(s) (from {shared[0].isoformat()}) with "
+                    f"{which} shares {len(shared)} logical date(s) (from {shared[0].isoformat()}) with "
                     f"backfill {other_id}, being run by {holders[other_id]}: both would run those dates (an append "
                     f"destination would get their rows twice); wait for it to finish (sluice backfill PATH --list), "
                     f"or stop it, then run this again"

@@ -1,24 +1,25 @@
-"""Start the runs that :class:`RunRequest` objects ask for, in this process, several at once if need be.
+"""Run what :class:`RunRequest` objects ask for to their end, in this process, several at once if need be.
 
-:class:`InProcessRuns` opens the project's bus, state store and lake once and starts one set of in-process stage
-workers shared by every run it starts (each run has its own coordinator, whose consumer group of ``sluice.events``
-is its own, so runs never see each other's events). A backfill with ``--parallel 4`` has four coordinators looping
-in four threads over the same workers.
+:class:`InProcessRuns` opens the project's bus, state store and lake once and launches each run with a
+:class:`~sluice.scheduling.starter.CoordinatorStarter` (the one launcher of requests, the scheduler's too): one set
+of in-process stage workers shared by every run it starts (each run has its own coordinator, whose consumer group of
+``sluice.events`` is its own, so runs never see each other's events), each run's loop in the starter's pool. A
+backfill with ``--parallel 4`` has four dates' threads each waiting for its run's end over the same workers.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from types import TracebackType
 
 from sluice.errors import RunNotFound
 from sluice.project.model import Project
-from sluice.runtime.coordinator import Coordinator, Observer
-from sluice.runtime.run import Backends, WorkersMode, open_backends, start_workers, stop_workers
+from sluice.runtime.coordinator import Observer
+from sluice.runtime.run import WorkersMode, open_backends
 from sluice.runtime.summary import RunOptions
 from sluice.scheduling.requests import RunRequest
+from sluice.scheduling.starter import CoordinatorStarter
 from sluice.state.base import RunRecord
 
 
@@ -45,60 +46,52 @@ class InProcessRuns:
         self.observer = observer
         self.bus_url, self.state_url = bus_url, state_url
         self._stack = ExitStack()
-        self.backends: Backends | None = None
-        self._coordinators: set[Coordinator] = set()
-        self._lock = threading.Lock()
+        self.starter: CoordinatorStarter | None = None
 
     def __enter__(self) -> InProcessRuns:
-        self.backends = self._stack.enter_context(open_backends(self.project, self.bus_url, self.state_url))
-        if self.workers == "in-process":
-            started = start_workers(self.project, self.backends)
-            self._stack.callback(stop_workers, *started)
+        backends = self._stack.enter_context(open_backends(self.project, self.bus_url, self.state_url))
+        self.starter = CoordinatorStarter(
+            self.project, backends, workers=self.workers, observer=self.observer, defaults=self.defaults
+        )
+        self._stack.callback(self.starter.close, 0.0)  # the runs have ended, or are cancelled (an interrupt)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stack.close()
-
-    def options(self, request: RunRequest) -> RunOptions:
-        """The request's options over the defaults."""
-        options = request.options()
-        d = self.defaults
-        options.force, options.simulate, options.delay_scale, options.fail = d.force, d.simulate, d.delay_scale, d.fail
-        return options
+        self.starter = None
 
     def __call__(
         self, request: RunRequest, started: Callable[[str], None] = lambda run_id: None, resume: str | None = None
     ) -> str:
         """Run ``request`` to its end; its final status. ``resume``: a run of this request that a process which
         died left behind: its status when it has finished since, else it is continued (objects already loaded are
-        not run again); a run the state store does not know is started afresh."""
-        backends = self.backends
-        if backends is None:
+        not run again); a run the state store does not know is started afresh. Raises what kept the run from
+        starting or stopped it (a SluiceError for a user error)."""
+        starter = self.starter
+        if starter is None:
             raise RuntimeError("InProcessRuns is used outside its 'with' block")
-        coordinator = Coordinator(self.project, backends.bus, backends.state, backends.lake, self.options(request), self.observer)
-        previous = self._previous(resume)
+        previous = self._previous(starter, resume)
         if previous is not None and previous.status != "running":
             started(previous.run_id)
             return previous.status
-        started(coordinator.resume(previous.run_id) if previous is not None else coordinator.start())
-        with self._lock:
-            self._coordinators.add(coordinator)
-        try:
-            return coordinator.loop().status
-        finally:
-            with self._lock:
-                self._coordinators.discard(coordinator)
+        if previous is not None:
+            starter.resume_one(previous.run_id, request)
+            run_id = previous.run_id
+        else:
+            run_id = starter.start_one(request)
+        started(run_id)
+        return starter.wait(run_id)
 
-    def _previous(self, run_id: str | None) -> RunRecord | None:
-        if run_id is None or self.backends is None:
+    @staticmethod
+    def _previous(starter: CoordinatorStarter, run_id: str | None) -> RunRecord | None:
+        if run_id is None:
             return None
         try:
-            return self.backends.state.get_run(run_id)
+            return starter.backends.state.get_run(run_id)
         except RunNotFound:
             return None
 
     def cancel(self) -> None:
         """Cancel every run in progress (objects not started are skipped)."""
-        with self._lock:
-            for coordinator in self._coordinators:
-                coordinator.cancel()
+        if self.starter is not None:
+            self.starter.cancel()

@@ -16,7 +16,9 @@ Each :meth:`Scheduler.step`:
    started nor reported again;
 6. starts the fired ticks' runs with those ids (a :class:`RunStarter`, ``scheduling/starter.py``); publishes a
    ``ScheduleMissed`` event for each missed tick. A scheduler that died between 5 and 6 left a tick whose run id is
-   in no run record: the next one to take the lease starts it under that id (:data:`RECOVER_S`). A scheduler that
+   in no run record: the next one to take the lease starts it under that id (:data:`RECOVER_S`). Sensors' requests
+   are recorded the same way (a tick keyed by the request's key, saved with the sensor's new cursor), so one
+   recorded before the scheduler died is started by the next one, once. A scheduler that
    died while its runs were going (``kill -9``) left them ``running``: the next one to take the lease resumes them
    (:meth:`RunStarter.resume`), so they finish and ``max_active_runs`` does not hold the schedule back for ever.
 
@@ -43,7 +45,7 @@ from sluice.runtime.coordinator import new_run_id
 from sluice.scheduling.cron import Cron
 from sluice.scheduling.requests import RunRequest
 from sluice.scheduling.spec import ScheduleSpec
-from sluice.state.base import StateStore, TickRecord
+from sluice.state.base import SensorCursor, StateStore, TickRecord
 
 log = logging.getLogger("sluice.scheduler")
 LEASE_S = 30.0
@@ -111,7 +113,8 @@ class RunStarter(Protocol):
 
 class RequestSource(Protocol):
     """Something else that asks for runs (a sensor): polled at each step; each request's ``key`` is recorded like a
-    tick, so it starts once whoever polls it."""
+    tick, so it starts once whoever polls it. A source may also have ``cursor_for(request) -> SensorCursor | None``:
+    what to save with the request's tick, in the same transaction (the sensor's cursor, :mod:`.sensors`)."""
 
     def poll(self, now: datetime) -> list[RunRequest]: ...
 
@@ -168,6 +171,7 @@ class Scheduler:
         self.publish = publish
         self.sources = list(sources)
         self.schedules = [s for s in project.schedules if s.enabled]
+        self._sensors = {s.name: s for s in project.sensors if s.settings.enabled} if self.sources else {}
         self._tracks: list[_Track] | None = None  # loaded when the lease is taken
         self._lease_until = 0.0
 
@@ -200,13 +204,15 @@ class Scheduler:
         """Each schedule from its last recorded tick; one never seen starts at its previous tick (a baseline). A last
         tick fired recently whose run was never recorded goes to ``orphans`` (see :data:`RECOVER_S`)."""
         last = self.state.last_ticks(self.project.name)
+        for name in [*(spec.name for spec in self.schedules), *self._sensors]:
+            record = last.get(name)
+            orphan = record is not None and record.status == "fired" and record.run_id and record.run_status is None
+            if record is not None and orphan and time.time() - record.recorded_at < RECOVER_S:
+                orphans.append(record)
         tracks = []
         for spec in self.schedules:
             cron = Cron(spec.cron, spec.timezone)
             record = last.get(spec.name)
-            orphan = record is not None and record.status == "fired" and record.run_id and record.run_status is None
-            if record is not None and orphan and time.time() - record.recorded_at < RECOVER_S:
-                orphans.append(record)
             if record is not None:
                 start = datetime.fromisoformat(record.logical_date)
             else:
@@ -247,10 +253,18 @@ class Scheduler:
             self._collect(track, now, pending)
             self._admit(track, running, fire, pending)
             waiting += len(track.queue)
-        requests = {(r.name, r.key or tick_text(r.logical_date)): r for source in self.sources for r in source.poll(now)}
+        requests: dict[tuple[str, str], RunRequest] = {}
+        cursors: list[tuple[str, SensorCursor]] = []  # saved with the ticks: the requests are durable before they start
+        for source in self.sources:
+            cursor_for = getattr(source, "cursor_for", None)
+            for request in source.poll(now):
+                requests[(request.name, request.key or tick_text(request.logical_date))] = request
+                cursor = cursor_for(request) if cursor_for is not None else None
+                if cursor is not None:
+                    cursors.append((self.project.name, cursor))
         for (name, key), request in requests.items():
             fire.append(self._record(name, request.logical_date, "fired", key=key))
-        won = self.state.record_ticks([*fire, *pending]) if fire or pending else []
+        won = self.state.record_ticks([*fire, *pending], cursors) if fire or pending else []
         report = StepReport(leader=True, waiting=waiting)
         for orphan in orphans:  # one at a time: a run id another scheduler did record fails alone
             log.warning(
@@ -350,6 +364,8 @@ class Scheduler:
         asked = []
         for t in ticks:
             request = requests.get((t.schedule, t.logical_date))
+            if request is None and t.schedule in self._sensors:  # a sensor's request recorded before a restart
+                request = self._sensors[t.schedule].recorded_request(t.logical_date)
             if request is None:
                 spec = by_name[t.schedule]
                 logical = datetime.fromisoformat(t.logical_date)

@@ -22,6 +22,7 @@ sensors:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -29,6 +30,7 @@ from msgspec import Meta
 
 from sluice.plugins.base import Settings
 from sluice.scheduling.cron import check_timezone
+from sluice.scheduling.requests import RunRequest
 from sluice.streaming.durations import EXAMPLES, parse_duration
 
 SensorType = Literal["files", "s3", "table", "run"]
@@ -87,3 +89,12 @@ class SensorSpec(msgspec.Struct, frozen=True):
     name: str
     settings: SensorSettings
     targets: tuple[int, ...] | None = None
+
+    def request(self, when: datetime) -> RunRequest:
+        """The run this sensor asks for when it fires at ``when`` (timezone-aware): that moment is its logical date,
+        its key ``<name>@<when, ISO 8601>`` (recorded as the tick's logical date)."""
+        return RunRequest(self.name, "sensor", when, self.targets, f"{self.name}@{when.isoformat()}", self.settings.timezone)
+
+    def recorded_request(self, key: str) -> RunRequest:
+        """The request recorded under ``key`` (:meth:`request`'s), rebuilt by a scheduler starting it after a restart."""
+        return self.request(datetime.fromisoformat(key.rpartition("@")[2]))

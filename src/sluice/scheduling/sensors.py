@@ -6,18 +6,20 @@ Four kinds, each comparing what it sees now with its **cursor** in the state sto
 - ``s3``: the keys under an S3 prefix (listed with the S3 lake's client, :func:`sluice.lake.s3.s3_filesystem`),
   by key, size and modification time;
 - ``table``: the end offset of a synced table's change topic (``sluice.cdc.<sync>.<source>.<table>``,
-  :func:`sluice.cdc.events.change_topic`): capture published change events since the last look;
+  :func:`sluice.cdc.events.change_topic`), every partition of it: capture published change events since the last
+  look;
 - ``run``: the latest succeeded run of another project in its state store (by run id).
 
 :meth:`Sensors.poll` looks at each sensor whose ``min_interval`` has passed since it last fired (and not more often
 than every :data:`LOOK_S` seconds, or ``min_interval`` if shorter, however often it is polled) and returns one
 :class:`RunRequest` per sensor that saw a change (``trigger="sensor"``, the logical date is ``now``, the key
-``<name>@<now>``). Its new cursor is saved only after the request is recorded. Standalone (``sluice sensors
---poll``) the cursor itself records the request (one write: the cursor and the key of the request it fired).
-Hosted by the scheduler, which records each request's key as a tick *after* ``poll`` returns, pass ``recorded``
-(see :func:`tick_recorded`): the new cursor is kept aside and saved at the next poll (or :meth:`Sensors.close`)
-once ``recorded(request)`` says the scheduler recorded it; a request that never got recorded (the process died
-first) leaves the cursor where it was, so the change fires again: at least once, never lost. A new sensor's first
+``<name>@<now>``). Standalone (``sluice sensors --poll``) the cursor itself records the request (one write: the
+cursor and the key of the request it fired). Hosted by the scheduler (``hosted=True``), the new cursor is not saved
+by the sensor: :meth:`Sensors.cursor_for` hands it to the scheduler, which saves it in the same transaction as the
+request's tick (``StateStore.record_ticks(ticks, cursors)``), the tick carrying the id its run will have. The request
+is durable before its run starts: a scheduler that dies before the run is recorded leaves the tick, which the next
+one to take the lease starts under that run id (exactly once), and the change does not fire a second request; a
+step that fails before the tick is recorded saves no cursor, so the change fires again. A new sensor's first
 look treats everything already there as new. The model is Dagster's sensors (a cursor per sensor, a minimum
 interval between evaluations) and Airflow's ``FileSensor``/``S3KeySensor``/``ExternalTaskSensor``, as one poll
 instead of a task that waits.
@@ -26,7 +28,6 @@ instead of a task that waits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -94,25 +95,28 @@ def table_topic(project: Project, spec: SensorSpec) -> str:
     return change_topic(sync.settings.name, sync.settings.source, spec.settings.table or "")
 
 
+def watch_table(bus: Bus, topic: str, before: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """``table``: (has any partition of the change topic grown?, the new cursor value: the end offset of each
+    partition, ``{"offsets": {"0": 12, "1": 40}}``). A cursor of the one-partition form (``{"offset": 12}``) is
+    partition 0's."""
+    seen = before.get("offsets") or ({"0": before["offset"]} if "offset" in before else {})
+    ends = {str(partition): end for partition, end in sorted(bus.end_offsets(topic).items())}
+    return any(end > int(seen.get(partition, 0)) for partition, end in ends.items()), {"offsets": ends}
+
+
 class Sensors:
     """The sensors of one project, polled by whoever hosts them (the scheduler service, ``sluice serve``).
 
-    ``state`` keeps the cursors; ``bus`` is where ``table`` sensors find change topics. ``recorded(request)``,
-    when given, tells whether the host recorded a request; its cursor waits for that (see the module).
+    ``state`` keeps the cursors; ``bus`` is where ``table`` sensors find change topics. ``hosted``: the host (the
+    scheduler) saves a request's cursor with its tick (:meth:`cursor_for`, see the module) instead of the sensor.
     """
 
-    def __init__(
-        self,
-        project: Project,
-        state: StateStore,
-        bus: Bus,
-        recorded: Callable[[RunRequest], bool] | None = None,
-    ) -> None:
+    def __init__(self, project: Project, state: StateStore, bus: Bus, *, hosted: bool = False) -> None:
         self.project = project
         self.state = state
         self.bus = bus
-        self.recorded = recorded
-        self._pending: list[tuple[RunRequest, SensorCursor]] = []  # fired, waiting for the host to record them
+        self.hosted = hosted
+        self._pending: dict[str, SensorCursor] = {}  # request key -> its cursor, until the host takes it
         self._looked: dict[str, float] = {}  # sensor -> when it last looked (epoch seconds)
         self.errors: dict[str, str] = {}
         """The last error of each sensor whose look failed (cleared by a good look)."""
@@ -120,7 +124,7 @@ class Sensors:
 
     def poll(self, now: datetime) -> list[RunRequest]:
         """Look at each enabled sensor due at ``now`` (timezone-aware); the runs to start, in sensor order."""
-        self.settle()
+        self._pending.clear()  # requests of an earlier poll the host never took: their changes fire again
         requests = []
         for spec in self.project.sensors:
             if not spec.settings.enabled:
@@ -152,24 +156,18 @@ class Sensors:
                 fired = (cursor.fired_at, cursor.last_key) if cursor is not None else (None, None)
                 self.state.save_sensor_cursor(self.project.name, SensorCursor(spec.name, value, *fired, at))
             return None
-        key = f"{spec.name}@{now.isoformat()}"
-        request = RunRequest(spec.name, "sensor", now, spec.targets, key, spec.settings.timezone)
+        request = spec.request(now)
         cursor = SensorCursor(spec.name, value, at, request.key, at)
-        if self.recorded is None:
-            self.state.save_sensor_cursor(self.project.name, cursor)
+        if self.hosted:
+            self._pending[request.key] = cursor
         else:
-            self._pending.append((request, cursor))
+            self.state.save_sensor_cursor(self.project.name, cursor)
         return request
 
-    def settle(self) -> None:
-        """Save the cursors of the requests the host has recorded since the last poll; forget the others (their
-        changes fire again)."""
-        pending, self._pending = self._pending, []
-        for request, cursor in pending:
-            if self.recorded is not None and self.recorded(request):
-                self.state.save_sensor_cursor(self.project.name, cursor)
-            else:
-                log.warning("sensor %s: request %s was not recorded; it fires again", request.name, request.key)
+    def cursor_for(self, request: RunRequest) -> SensorCursor | None:
+        """The cursor to save with ``request``'s tick (hosted; None: not a request of the last poll, or standalone,
+        where :meth:`poll` saved it already). Taken once."""
+        return self._pending.pop(request.key, None)
 
     def look(self, spec: SensorSpec, before: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         """(changed since ``before``?, the new cursor value) for one sensor."""
@@ -179,8 +177,7 @@ class Sensors:
         if kind == "s3":
             return watch_s3(self.project, spec, before)
         if kind == "table":
-            end = self.bus.end_offset(table_topic(self.project, spec))
-            return end > int(before.get("offset", 0)), {"offset": end}
+            return watch_table(self.bus, table_topic(self.project, spec), before)
         return self._watch_run(spec, before)
 
     def _watch_run(self, spec: SensorSpec, before: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -218,26 +215,16 @@ class Sensors:
         return rows
 
     def close(self) -> None:
-        """Settle what is pending; close the other projects' state stores opened by ``run`` sensors."""
-        self.settle()
+        """Close the other projects' state stores opened by ``run`` sensors."""
+        self._pending.clear()
         for store in self._stores.values():
             store.close()
         self._stores.clear()
 
 
-def tick_recorded(state: StateStore, project: str) -> Callable[[RunRequest], bool]:
-    """``recorded`` for sensors hosted by :class:`sluice.scheduling.scheduler.Scheduler`, which records a source's
-    request as a tick of ``request.name`` whose logical date is ``request.key``."""
-
-    def recorded(request: RunRequest) -> bool:
-        return any(t.logical_date == request.key for t in state.ticks(project, request.name, limit=20))
-
-    return recorded
-
-
 def hosted_sensors(project: Project, state: StateStore, bus: Bus) -> list[Sensors]:
-    """The sources a scheduler hosting ``project`` polls: its sensors, recorded as ticks (:func:`tick_recorded`), or
-    none when the project has no enabled sensor. Pass them as ``Scheduler(..., sources=...)``."""
+    """The sources a scheduler hosting ``project`` polls: its sensors, each request's cursor saved with its tick
+    (``hosted``), or none when the project has no enabled sensor. Pass them as ``Scheduler(..., sources=...)``."""
     if not any(spec.settings.enabled for spec in project.sensors):
         return []
-    return [Sensors(project, state, bus, recorded=tick_recorded(state, project.name))]
+    return [Sensors(project, state, bus, hosted=True)]

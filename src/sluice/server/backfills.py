@@ -27,7 +27,10 @@ class BackfillDateEntry(BaseModel):
 
 class BackfillEntry(BaseModel):
     backfill_id: str
-    status: str = Field(description="running (or interrupted, resumable), succeeded, failed")
+    status: str = Field(
+        description="running (or interrupted, resumable), succeeded, failed, refused (it shared a date with another "
+        "backfill being run before any of its dates ran)"
+    )
     created_at: float
     finished_at: float | None = None
     spec: dict[str, Any] = Field(description="from, to, targets, schedule, cron, parallel, timezone")

@@ -204,7 +204,8 @@ BACKFILL_DATE_STATUSES = ("pending", "running", "succeeded", "failed")
 class BackfillRecord:
     """One backfill: the logical dates of ``spec`` (``from``, ``to``, ``targets``, ``schedule``, ``parallel``) run
     one run each. ``status`` is ``running`` until every date is settled, then ``succeeded`` (every date did) or
-    ``failed`` (some date failed); times in epoch seconds."""
+    ``failed`` (some date failed); ``refused`` when another backfill being run shared one of its dates before any of
+    them ran (``Backfills.run``); times in epoch seconds."""
 
     backfill_id: str
     project: str
@@ -289,8 +290,18 @@ class HistoryStore(ABC):
     def prune_history(self, project: str, before: float, dry_run: bool = False) -> dict[str, int]:
         """Delete the project's runs (with their object states) and backfills (with their dates) finished
         before ``before`` (epoch seconds), and schedule ticks recorded before it (but each schedule's latest, and
-        those of runs still going); running ones are kept. Returns rows per table (what would go, when
-        ``dry_run``)."""
+        those of runs still going); running ones are kept. Also alert keys (:meth:`claim_alert`) last sent (or
+        last folding a repeat) before it, and the leases of the project's scheduler and backfills (``scheduler_leases``,
+        ``<project>`` and ``<project>/backfill:<id>``) that expired before it. Returns rows per table (what would
+        go, when ``dry_run``)."""
+
+    @abstractmethod
+    def claim_alert(self, project: str, key: str, window_s: float, now: float) -> tuple[bool, int, float | None]:
+        """Decide, for every process sharing the store, whether the alert of ``key`` (a rule's throttle key, a
+        deadline's run) is sent at ``now`` (epoch seconds): ``(send, folded, since)``. It is sent when no alert of
+        ``key`` was sent in the ``window_s`` seconds before (``math.inf``: ever), and then says how many repeats it
+        folds (held back since the last one sent) and since when (None: none); a repeat held back is counted. One row
+        per key, claimed by a conditional update: of two processes asking at once, one sends."""
 
     @abstractmethod
     def sensor_cursor(self, project: str, name: str) -> SensorCursor | None:
@@ -387,11 +398,13 @@ class StateStore(HistoryStore):
     # ----- schedules (scheduling/scheduler.py) -----------------------------------------------------------
 
     @abstractmethod
-    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+    def record_ticks(self, ticks: Sequence[TickRecord], cursors: Sequence[tuple[str, SensorCursor]] = ()) -> list[TickRecord]:
         """Record the ticks not recorded yet, in one transaction; returns those this call recorded (in order).
 
         A tick already recorded (by another scheduler, or before a restart) is left as it is and not returned:
-        only the caller that recorded a tick starts its run.
+        only the caller that recorded a tick starts its run. ``cursors`` (``(project, cursor)``) are saved in the
+        same transaction, as :meth:`save_sensor_cursor` would: a sensor's request (a tick) and the cursor that
+        fired it are durable together.
         """
 
     @abstractmethod

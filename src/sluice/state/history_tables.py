@@ -11,6 +11,8 @@ Specs and cursors are JSON text in both; times are epoch seconds.
 from __future__ import annotations
 
 import json
+import math
+import uuid
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +52,17 @@ CREATE TABLE IF NOT EXISTS {prefix}sensor_cursors (
     updated_at {real} NOT NULL,
     PRIMARY KEY (project, name)
 );
+CREATE TABLE IF NOT EXISTS {prefix}alert_keys (
+    project TEXT NOT NULL,
+    key TEXT NOT NULL,
+    sent_at {real},
+    folded INTEGER NOT NULL,
+    since {real},
+    claim TEXT NOT NULL,
+    sent_folded INTEGER NOT NULL,
+    sent_since {real},
+    PRIMARY KEY (project, key)
+);
 """
 
 
@@ -66,6 +79,32 @@ _OLD_TICKS = (
     "FROM {s}schedule_ticks AS t2 WHERE t2.project = schedule_ticks.project AND t2.schedule = schedule_ticks.schedule) "
     "AND (run_id IS NULL OR run_id NOT IN (SELECT run_id FROM {s}runs WHERE status = 'running'))"
 )
+
+
+# Alert keys: the row of a key is created once; the sender claims it when its last alert was sent before the window
+# (keeping the repeats folded so far for its alert); a caller that does not claim it counts one more repeat.
+_KEY = "WHERE project = ? AND key = ?"
+_NEW_KEY = (
+    "INSERT INTO {s}alert_keys(project, key, sent_at, folded, since, claim, sent_folded, sent_since) "
+    "VALUES (?, ?, NULL, 0, NULL, '', 0, NULL) ON CONFLICT DO NOTHING"
+)
+_CLAIM_KEY = (
+    "UPDATE {s}alert_keys SET sent_folded = folded, sent_since = since, folded = 0, since = NULL, sent_at = ?, claim = ? "
+    f"{_KEY} AND (sent_at IS NULL OR sent_at <= ?)"
+)
+_FOLD_KEY = f"UPDATE {{s}}alert_keys SET folded = folded + 1, since = COALESCE(since, ?) {_KEY} AND claim <> ?"
+
+
+def cursor_statements(project: str, cursor: SensorCursor) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements replacing ``project``'s sensor cursor (``?`` placeholders, ``{s}`` schema prefix), for a store
+    to run in a transaction of its own or with the tick of the request the cursor fired (``record_ticks``)."""
+    return [
+        ("DELETE FROM {s}sensor_cursors WHERE project = ? AND name = ?", (project, cursor.name)),
+        (
+            f"INSERT INTO {{s}}sensor_cursors(project, {_CURSOR}) VALUES (?, ?, ?, ?, ?, ?)",
+            (project, cursor.name, json.dumps(cursor.value), cursor.fired_at, cursor.last_key, cursor.updated_at),
+        ),
+    ]
 
 
 def _backfill(row: Sequence[Any]) -> BackfillRecord:
@@ -178,17 +217,41 @@ class HistoryTables(HistoryStore):
         runs = f"SELECT run_id {_FINISHED_RUNS}"
         backfills = f"SELECT backfill_id {_FINISHED_BACKFILLS}"
         params = (project, before)
-        tables = {
-            "schedule_ticks": _OLD_TICKS,
-            "run_objects": f"{{s}}run_objects WHERE run_id IN ({runs})",
-            "runs": f"{{s}}runs WHERE run_id IN ({runs})",
-            "backfill_dates": f"{{s}}backfill_dates WHERE backfill_id IN ({backfills})",
-            "backfills": f"{{s}}backfills WHERE backfill_id IN ({backfills})",
+        # the project's scheduler lease and its backfills' (<project>/backfill:<id>) expired before the cutoff
+        leases = f"{project}/backfill:"
+        tables: dict[str, tuple[str, tuple[Any, ...]]] = {
+            "schedule_ticks": (_OLD_TICKS, params),
+            "run_objects": (f"{{s}}run_objects WHERE run_id IN ({runs})", params),
+            "runs": (f"{{s}}runs WHERE run_id IN ({runs})", params),
+            "backfill_dates": (f"{{s}}backfill_dates WHERE backfill_id IN ({backfills})", params),
+            "backfills": (f"{{s}}backfills WHERE backfill_id IN ({backfills})", params),
+            "alert_keys": ("{s}alert_keys WHERE project = ? AND COALESCE(since, sent_at) < ?", params),
+            "scheduler_leases": (
+                "{s}scheduler_leases WHERE (project = ? OR substr(project, 1, ?) = ?) AND expires_at < ?",
+                (project, len(leases), leases, before),
+            ),
         }
         if dry_run:
-            return {table: int(self._query(f"SELECT COUNT(*) FROM {where}", params)[0][0]) for table, where in tables.items()}
-        counts = self._execute_all([(f"DELETE FROM {where}", params) for where in tables.values()])
+            return {name: int(self._query(f"SELECT COUNT(*) FROM {where}", got)[0][0]) for name, (where, got) in tables.items()}
+        counts = self._execute_all([(f"DELETE FROM {where}", values) for where, values in tables.values()])
         return dict(zip(tables, counts, strict=True))
+
+    def claim_alert(self, project: str, key: str, window_s: float, now: float) -> tuple[bool, int, float | None]:
+        token = uuid.uuid4().hex
+        threshold = None if math.isinf(window_s) else now - window_s
+        counts = self._execute_all(
+            [
+                (_NEW_KEY, (project, key)),
+                (_CLAIM_KEY, (now, token, project, key, threshold)),
+                (_FOLD_KEY, (now, project, key, token)),
+            ]
+        )
+        if counts[1] != 1:
+            return False, 0, None
+        rows = self._query(f"SELECT claim, sent_folded, sent_since FROM {{s}}alert_keys {_KEY}", (project, key))
+        if not rows or rows[0][0] != token:  # claimed again since (its window passed meanwhile): nothing to fold
+            return True, 0, None
+        return True, int(rows[0][1]), rows[0][2]
 
     def sensor_cursor(self, project: str, name: str) -> SensorCursor | None:
         rows = self._query(f"SELECT {_CURSOR} FROM {{s}}sensor_cursors WHERE project = ? AND name = ?", (project, name))
@@ -199,12 +262,4 @@ class HistoryTables(HistoryStore):
         return [_cursor(row) for row in rows]
 
     def save_sensor_cursor(self, project: str, cursor: SensorCursor) -> None:
-        self._execute_all(
-            [
-                ("DELETE FROM {s}sensor_cursors WHERE project = ? AND name = ?", (project, cursor.name)),
-                (
-                    f"INSERT INTO {{s}}sensor_cursors(project, {_CURSOR}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (project, cursor.name, json.dumps(cursor.value), cursor.fired_at, cursor.last_key, cursor.updated_at),
-                ),
-            ]
-        )
+        self._execute_all(cursor_statements(project, cursor))

@@ -28,13 +28,14 @@ from sluice.state.base import (
     Lease,
     ObjectState,
     RunRecord,
+    SensorCursor,
     StateStore,
     TickRecord,
     check_results_ddl,
     object_row,
     tick_select,
 )
-from sluice.state.history_tables import HistoryTables, history_schema
+from sluice.state.history_tables import HistoryTables, cursor_statements, history_schema
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS sluice_state;
@@ -346,10 +347,13 @@ class PostgresStateStore(HistoryTables, StateStore):
     def _run_record(self, row: Sequence[Any]) -> RunRecord:
         return _run(row)
 
-    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+    def record_ticks(self, ticks: Sequence[TickRecord], cursors: Sequence[tuple[str, SensorCursor]] = ()) -> list[TickRecord]:
         if not ticks:
             return []
         with self._write() as conn:
+            for project, saved in cursors:
+                for sql, params in cursor_statements(project, saved):
+                    conn.execute(_dialect(sql), params)
             rows = conn.execute(
                 "INSERT INTO sluice_state.schedule_ticks(project, schedule, logical_date, status, recorded_at, run_id, reason) "
                 "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[]) "

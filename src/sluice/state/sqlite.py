@@ -17,13 +17,14 @@ from sluice.state.base import (
     Lease,
     ObjectState,
     RunRecord,
+    SensorCursor,
     StateStore,
     TickRecord,
     check_results_ddl,
     object_row,
     tick_select,
 )
-from sluice.state.history_tables import HistoryTables, history_schema
+from sluice.state.history_tables import HistoryTables, cursor_statements, history_schema
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -279,9 +280,12 @@ class SqliteStateStore(HistoryTables, StateStore):
     def _run_record(self, row: Sequence[Any]) -> RunRecord:
         return _run(row)
 
-    def record_ticks(self, ticks: Sequence[TickRecord]) -> list[TickRecord]:
+    def record_ticks(self, ticks: Sequence[TickRecord], cursors: Sequence[tuple[str, SensorCursor]] = ()) -> list[TickRecord]:
         recorded: list[TickRecord] = []
         with self.db.write() as conn:
+            for project, saved in cursors:
+                for sql, params in cursor_statements(project, saved):
+                    conn.execute(sql.replace("{s}", ""), params)
             for t in ticks:
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO schedule_ticks(project, schedule, logical_date, status, recorded_at, run_id, reason) "
