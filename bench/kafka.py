@@ -7,7 +7,8 @@
    per-object latency from the last parent's ``ObjectLoaded`` to the child's ``ObjectStarted``, p50/p99:
    the median of ``--rounds`` runs per bus, the buses taking turns going first, after ``--warmup`` untimed
    Kafka runs (a broker's JVM compiles its request paths during its first minutes of traffic; a broker in
-   service has long done so).
+   service has long done so). Then the same latency on a chain of ``--chain`` objects (one per layer), where
+   no object queues behind another: the floor one hop over each bus puts under a child's start.
 2. **Raw bus throughput**: the same encoded ``ObjectLoaded`` payloads published in batches, then
    consumed by a consumer group (commit after each poll), events/s for ``KafkaBus`` and ``EmbeddedBus``.
 
@@ -241,6 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--chain", type=int, default=100, help="objects of the chain measured after the DAG (0: none)")
     parser.add_argument("--workers-per-stage", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="distributed runs per bus (medians reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed distributed Kafka runs before the rounds")
@@ -275,6 +277,12 @@ def main() -> None:
     )
     for name, measured in rounds.items():
         print(f"  {name} p50 per round, ms: " + ", ".join(f"{r['latency_ms_p50']:.1f}" for r in measured))
+    chains: dict[str, list[dict[str, Any]]] = {"embedded": [], "kafka": []}
+    for i in range(args.rounds if args.chain else 0):
+        for bus_name in ("embedded", "kafka") if i % 2 == 0 else ("kafka", "embedded"):
+            url = namespaced(kafka_url) if bus_name == "kafka" else None
+            chains[bus_name].append(measure_distributed(bus_name, url, args.chain, args.chain, args.workers_per_stage))
+    results["chain"] = {name: median_run(measured) for name, measured in chains.items() if measured}
     print(f"{'bus':<10} {'objects/s':>10} {'seconds':>8} {'p50 ms':>8} {'p99 ms':>8}   (latency: parent loaded -> child started)")
     for name, r in runs.items():
         p50, p99 = r["latency_ms_p50"], r["latency_ms_p99"]
@@ -282,6 +290,11 @@ def main() -> None:
     print("latency split, p50 ms: parent loaded -> child ready (worker publish, coordinator) | ready -> started")
     for name, r in runs.items():
         print(f"{name:<10} {r['loaded_to_ready_ms_p50']:>8.1f} | {r['ready_to_started_ms_p50']:>8.1f}")
+    for name, r in results["chain"].items():
+        print(
+            f"{name:<10} chain of {args.chain} objects (nothing queues): parent loaded -> child started "
+            f"p50 {r['latency_ms_p50']:.1f} ms, p99 {r['latency_ms_p99']:.1f} ms"
+        )
     k, e = runs["kafka"], runs["embedded"]
     print(
         f"kafka / embedded: objects/s {ratio(k['objects_per_s'], e['objects_per_s'])}, "
