@@ -94,13 +94,18 @@ def _free_port() -> int:
     return port
 
 
-def test_a_port_held_by_another_program_is_named_in_one_line() -> None:
+def test_a_port_held_by_another_program_is_named_in_one_line(tmp_path: Path) -> None:
+    # A copy of the scripts outside this checkout: its own .tmp/servers holds no running Redis of the test run.
+    copy = tmp_path / "scripts" / "servers"
+    copy.mkdir(parents=True)
+    for name in ("redis.sh", "lib.sh"):
+        shutil.copy2(SCRIPTS / name, copy / name)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
         env = {**os.environ, "SLUICE_REDIS_PORT": str(port)}
-        done = subprocess.run([str(SCRIPTS / "redis.sh"), "start"], capture_output=True, text=True, env=env, check=False)
+        done = subprocess.run([str(copy / "redis.sh"), "start"], capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 1 and done.stdout == ""
     [line] = done.stderr.strip().splitlines()
     assert f"port {port} on 127.0.0.1 is held by pid {os.getpid()}" in line
@@ -113,15 +118,18 @@ def test_start_reuses_a_healthy_server_of_another_checkout_and_stop_leaves_it(tm
         unavailable("redis-server is not installed; scripts/servers/redis.sh start installs it")
     other = tmp_path / "other-checkout"
     shutil.copytree(SCRIPTS, other / "scripts" / "servers")
+    mine = tmp_path / "this-checkout"  # not this repository: the test run's own Redis may be running from it
+    shutil.copytree(SCRIPTS, mine / "scripts" / "servers")
+    ours_script = mine / "scripts" / "servers" / "redis.sh"
     env = {**os.environ, "SLUICE_REDIS_PORT": str(_free_port())}
     theirs = other / "scripts" / "servers" / "redis.sh"
     started = subprocess.run([str(theirs), "start"], capture_output=True, text=True, env=env, check=True).stdout.strip()
     try:
-        ours = subprocess.run([str(SCRIPTS / "redis.sh"), "start"], capture_output=True, text=True, env=env, check=False)
+        ours = subprocess.run([str(ours_script), "start"], capture_output=True, text=True, env=env, check=False)
         assert ours.returncode == 0, ours.stderr
         assert ours.stdout.strip() == started
         assert f"reusing the Redis of {other}" in ours.stderr
-        stop = subprocess.run([str(SCRIPTS / "redis.sh"), "stop"], capture_output=True, text=True, env=env, check=True)
+        stop = subprocess.run([str(ours_script), "stop"], capture_output=True, text=True, env=env, check=True)
         assert "not running" in stop.stderr  # ours never stops another checkout's server
         assert subprocess.run([str(theirs), "status"], capture_output=True, env=env, check=False).returncode == 0
     finally:
