@@ -3,7 +3,6 @@ batch, windows, dead letters, downstream batch objects, the local and the S3 lak
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,7 @@ from sluice.project.load import load_project
 from sluice.runtime.run import RunOptions, run_project
 from sluice.streaming.loop import run_stream
 from sluice.streaming.status import StreamStatus
-from sluice.urls import kafka_servers
-from streaming.streams import MakeTopic, produce, write_project
+from streaming.streams import MakeTopic, produce, read_topic, write_project
 
 
 def drained(count: int):  # type: ignore[no-untyped-def]
@@ -63,7 +61,7 @@ def test_micro_batches_land_in_the_lake_with_their_offsets_and_dead_letters(
     commit = lake.last_commit("raw", "events")
     assert commit is not None and commit["offsets"] == {topic: {"0": 1002, "1": 1000, "2": 1000}}
     assert status.last_batch is not None and commit["batch"] == status.last_batch.batch
-    letters = _read_all(kafka_url, f"{topic}.dead-letter", 2)
+    letters = read_topic(kafka_url, f"{topic}.dead-letter", 2)
     assert sorted(m.value() for m in letters) == [b"[1, 2]", b"{oops"]
     headers = dict(letters[0].headers())
     assert (
@@ -199,22 +197,6 @@ def test_status_snapshot_reports_rates_lag_and_the_last_batch() -> None:
     assert snap["records"] == 12 and snap["dead_letters"] == 2 and snap["late_records"] == 1
     assert snap["lag"] == [{"topic": "t", "partition": 0, "records": 5}, {"topic": "t", "partition": 1, "records": 0}]
     assert snap["last_batch"]["batch"] == 1 and snap["last_batch"]["rows"] == 10
-
-
-def _read_all(kafka_url: str, topic: str, count: int) -> list[object]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_servers(kafka_url), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    found: list[object] = []
-    with contextlib.closing(consumer):
-        for _ in range(60):
-            found += [m for m in consumer.consume(count, 1.0) if m.error() is None]
-            if len(found) >= count:
-                break
-    return found
 
 
 def test_one_streaming_object_reads_several_topics(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:

@@ -26,8 +26,13 @@ The query is the same job as Sluice's own micro-batcher, on Spark:
   or a deleted one) the query starts at the offsets of the lake's last commit, so the lake stays the source
   of truth and the two engines can take turns on one dataset.
 
-Records whose value is not JSON of the declared schema become rows of nulls (Spark's PERMISSIVE mode); the
-dead-letter topic of the micro-batcher is not done on Spark yet (docs/streaming.md).
+- **Dead letters**: the value is parsed once per micro-batch (:func:`parsed`, cached for the batch's jobs);
+  records that are not JSON objects of the declared schema (``from_json``'s corrupt-record column, Spark's
+  PERMISSIVE mode) are counted in the same aggregation as the offsets, and only when there are some are those
+  records (never the good ones) collected to the driver and sent to the dead-letter topic with the
+  micro-batcher's reason and headers (:mod:`sluice.streaming.dead_letters`), acknowledged before the commit;
+  the good ones are written by Spark. Known difference: Spark reads a number or boolean where a string is
+  declared as its text; the micro-batcher rejects it.
 """
 
 from __future__ import annotations
@@ -37,12 +42,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pyarrow as pa
 
-from sluice.errors import TerminalError, TransientError
+from sluice.errors import SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
+from sluice.streaming.columns import Record
+from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
+from sluice.streaming.options import RecordSettings
+from sluice.streaming.records import Decoder, Rejected
 
 BATCH_VIEW = "batch"
 """The name a micro-batch goes by in the per-batch SQL (as on the micro-batcher)."""
@@ -59,6 +68,12 @@ METADATA_EXPRESSIONS: dict[str, str] = {
 
 BATCH_PREFIX = "spark:"
 """The lake commit's idempotency token is ``spark:<batch id>``."""
+
+CORRUPT, PARSED, BAD, SIZE = "_sluice_corrupt", "_sluice_parsed", "_sluice_bad", "_sluice_size"
+"""Working columns of a micro-batch (:func:`parsed`): ``from_json``'s corrupt-record text, the parsed struct, the
+record's rejection, the bytes of its value."""
+SPARK_REASON = "does not fit the schema: Spark's from_json could not convert it"
+"""The reason of a record Spark rejects and the micro-batcher's decoder accepts."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class SparkStream:
     trigger_s: float | None = 1.0
     max_batch_records: int | None = None
     start: Literal["earliest", "latest"] = "earliest"
+    dead_letter: str | bool = True
+    """Where rejected records go (the source's ``dead_letter``: true, ``<topic>.dead-letter``; a topic; false: fail)."""
     options: Mapping[str, str] = field(default_factory=dict)
     """More options of Spark's Kafka source (``kafka.security.protocol``...), passed as they are."""
 
@@ -146,50 +163,154 @@ def millisecond_timestamps(stream: SparkStream) -> bool:
     return "_timestamp" in stream.columns and not finer and not stream.sql  # after sql, DuckDB's results are in us
 
 
-def decoded(raw: Any, stream: SparkStream) -> Any:
-    """The Kafka source's DataFrame as the object's rows: declared columns, then the metadata columns."""
+def parsed(raw: Any, stream: SparkStream) -> Any:
+    """The Kafka source's DataFrame with the value parsed once: its columns (``value`` kept only for rejected
+    records, the dead letters' bytes), :data:`SIZE` (bytes of the value), :data:`PARSED` (the ``from_json``
+    struct, the declared columns plus :data:`CORRUPT`) and :data:`BAD` (true: the record goes to the dead letters).
+
+    A record is rejected, as on the micro-batcher (:mod:`sluice.streaming.records`), when its value is missing
+    (a tombstone), is not JSON, is not one JSON object, has something after the object, or has a value that does
+    not convert to its declared type (``from_json`` in PERMISSIVE mode puts such records' text in
+    :data:`CORRUPT`: Spark's ``columnNameOfCorruptRecord``)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    schema = spark_schema(stream.schema).add(CORRUPT, StringType())
+    text = F.col("value").cast("string")
+    value = F.from_json(text, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    ends = F.expr("endswith(TRIM(TRAILING ' \\t\\r\\n' FROM CAST(value AS STRING)), '}')")
+    kept = [name for name in raw.columns if name != "value"]
+    step = raw.select(*kept, "value", F.length("value").alias(SIZE), value.alias(PARSED), ends.alias("_sluice_ends"))
+    bad = F.col("value").isNull() | F.col(PARSED).isNull() | F.col(PARSED)[CORRUPT].isNotNull() | ~F.col("_sluice_ends")
+    step = step.select(*kept, SIZE, PARSED, bad.alias(BAD), "value")
+    return step.select(*kept, SIZE, PARSED, BAD, F.when(F.col(BAD), F.col("value")).alias("value"))
+
+
+def decoded(frame: Any, stream: SparkStream) -> Any:
+    """The object's rows of the records of ``frame`` (:func:`parsed`) that were not rejected: declared columns,
+    then the metadata columns."""
     from pyspark.sql import functions as F
 
-    value = F.from_json(F.col("value").cast("string"), spark_schema(stream.schema), {"mode": "PERMISSIVE"})
-    columns = [value.getField(name).alias(name) for name in stream.schema.names]
+    columns = [F.col(PARSED).getField(name).alias(name) for name in stream.schema.names]
     columns += [F.expr(METADATA_EXPRESSIONS[name]).alias(name) for name in stream.columns]
-    return raw.select(*columns)
+    return frame.filter(~F.col(BAD)).select(*columns)
 
 
-def covered_offsets(raw: Any) -> tuple[dict[str, dict[str, int]], int, int]:
-    """Of the micro-batch ``raw`` (a Kafka source batch): per topic and partition the next offset to read, its
-    records and the bytes of their values, in one aggregation."""
+@dataclass(frozen=True)
+class Covered:
+    """What one micro-batch covers: per topic and partition the next offset to read, its records, the bytes of
+    their values, and how many were rejected."""
+
+    offsets: dict[str, dict[str, int]]
+    records: int
+    size: int
+    rejected: int
+
+
+def covered_offsets(frame: Any) -> Covered:
+    """The :class:`Covered` of the micro-batch ``frame`` (:func:`parsed`), in one aggregation."""
     from pyspark.sql import functions as F
 
-    aggregates = [F.max("offset").alias("last"), F.count(F.lit(1)).alias("n"), F.sum(F.length("value")).alias("size")]
-    rows = raw.groupBy("topic", "partition").agg(*aggregates).collect()
+    aggregates = [
+        F.max("offset").alias("last"),
+        F.count(F.lit(1)).alias("n"),
+        F.sum(SIZE).alias("size"),
+        F.sum(F.col(BAD).cast("long")).alias("bad"),
+    ]
+    rows = frame.groupBy("topic", "partition").agg(*aggregates).collect()
     offsets: dict[str, dict[str, int]] = {}
     for row in rows:
         offsets.setdefault(row["topic"], {})[str(row["partition"])] = int(row["last"]) + 1
-    return offsets, sum(int(row["n"]) for row in rows), sum(int(row["size"] or 0) for row in rows)
+    return Covered(
+        offsets,
+        sum(int(row["n"]) for row in rows),
+        sum(int(row["size"] or 0) for row in rows),
+        sum(int(row["bad"] or 0) for row in rows),
+    )
 
 
-Committed = Callable[[int, int, int, int, float], None]
-"""Told of each committed micro-batch: Spark's batch id, records read, bytes of their values, rows appended,
-seconds it took."""
+def rejected_records(frame: Any, stream: SparkStream) -> tuple[list[Record], list[Rejected]]:
+    """The rejected records of ``frame`` (:func:`parsed`), collected to the driver (only they are: a bad record is
+    rare), as :class:`~sluice.streaming.columns.Record` with their key, value, headers and place, and why each was
+    rejected: the micro-batcher's own reason (its :class:`~sluice.streaming.records.Decoder` with the declared
+    schema, on these records alone), so both engines give the same dead letters; a record only Spark rejects
+    (none known) gets :data:`SPARK_REASON`."""
+    from pyspark.sql import functions as F
+
+    rows = frame.filter(F.col(BAD)).select("key", "value", "headers", "topic", "partition", "offset").collect()
+    records = [
+        Record(
+            row["value"],
+            row["key"],
+            row["topic"],
+            int(row["partition"]),
+            int(row["offset"]),
+            headers_=[(h["key"], None if h["value"] is None else bytes(h["value"])) for h in row["headers"] or []] or None,
+        )
+        for row in sorted(rows, key=lambda r: (r["topic"], r["partition"], r["offset"]))
+    ]
+    decoder = Decoder(RecordSettings(), known=stream.schema)
+    decoder.freeze()  # the declared schema: unknown fields ignored, values that do not fit rejected
+    reasons = {item.index: item.reason for item in decoder.decode(records).rejected}
+    return records, [Rejected(index, reasons.get(index, SPARK_REASON)) for index in range(len(records))]
 
 
-def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committed: Committed | None = None) -> Any:
+class BatchDone(NamedTuple):
+    """One committed micro-batch: Spark's batch id, records read, bytes of their values, rows appended, seconds it
+    took, and dead letters per source topic."""
+
+    batch_id: int
+    records: int
+    size: int
+    rows: int
+    duration_s: float
+    dead_letters: dict[str, int]
+
+
+Committed = Callable[[BatchDone], None]
+"""Told of each committed micro-batch."""
+
+
+def batch_writer(
+    lake: Lake,
+    stream: SparkStream,
+    *,
+    object_label: str,
+    committed: Committed | None = None,
+    failed: Callable[[SluiceError], None] | None = None,
+) -> Any:
     """The ``foreachBatch`` function: append a micro-batch to ``stream.layer/name``, committed with its offsets
     (the commit record is the micro-batcher's: ``offsets``, ``batch``, ``at``, ``records``; plus
-    ``engine: spark``)."""
+    ``engine: spark``). Rejected records go to the dead letters first (:func:`rejected_records`,
+    :func:`~sluice.streaming.dead_letters.set_aside`, acknowledged before the commit, as on the micro-batcher);
+    with ``dead_letter: false`` the batch fails with the micro-batcher's TerminalError. ``failed`` is told of a
+    SluiceError that fails a batch before Spark wraps it in its own ``StreamingQueryException``."""
     from sluice.transforms.spark_engine import spark_errors, spark_sql
 
     sql = spark_sql(stream.sql, [BATCH_VIEW]) if stream.sql else None
+    settings = RecordSettings(dead_letter=stream.dead_letter)
+    dead = DeadLetterProducer(stream.servers)
 
     def write(raw: Any, batch_id: int) -> None:
-        started = time.monotonic()
-        raw.persist()
         try:
-            offsets, records, size = covered_offsets(raw)
-            if not offsets:
+            append(raw, batch_id)
+        except SluiceError as exc:
+            if failed is not None:
+                failed(exc)
+            raise
+
+    def append(raw: Any, batch_id: int) -> None:
+        started = time.monotonic()
+        batch = parsed(raw, stream).persist()
+        try:
+            covered = covered_offsets(batch)
+            if not covered.offsets:
                 return
-            frame = decoded(raw, stream)
+            letters: dict[str, int] = {}
+            if covered.rejected:
+                records, rejected = rejected_records(batch, stream)
+                letters = set_aside(dead.producer, settings.dead_letter_topic, records, rejected, object_label)
+            frame = decoded(batch, stream)
             if sql is not None:
                 text, views = sql
                 for view in views:
@@ -202,12 +323,14 @@ def batch_writer(lake: Lake, stream: SparkStream, *, object_label: str, committe
             except BaseException:
                 staged.discard()
                 raise
-            record = {"engine": "spark", "batch": batch_id, "offsets": offsets, "at": time.time(), "records": records}
+            record = {"engine": "spark", "batch": batch_id, "offsets": covered.offsets, "at": time.time()}
+            record["records"] = covered.records
             done = staged.commit(commit=record, token=f"{BATCH_PREFIX}{batch_id}")
             if committed is not None:
-                committed(batch_id, records, size, done.rows, time.monotonic() - started)
+                took = time.monotonic() - started
+                committed(BatchDone(batch_id, covered.records, covered.size, done.rows, took, letters))
         finally:
-            raw.unpersist()
+            batch.unpersist()
 
     return write
 
@@ -220,12 +343,14 @@ def start_query(
     object_label: str,
     checkpoint: str | None = None,
     committed: Committed | None = None,
+    failed: Callable[[SluiceError], None] | None = None,
 ) -> Any:
     """Start the streaming query on ``session`` (one with the Kafka connector) and return Spark's ``StreamingQuery``.
 
-    ``checkpoint`` defaults to :func:`checkpoint_folder`. The caller waits (``awaitTermination``), watches
-    ``lastProgress`` and stops it. Raises TerminalError when the schema is missing or the lake cannot host
-    the checkpoint; Spark's own errors surface from the query (``exception()``).
+    ``checkpoint`` defaults to :func:`checkpoint_folder`; ``committed`` and ``failed``: see :func:`batch_writer`.
+    The caller waits (``awaitTermination``), watches ``lastProgress`` and stops it. Raises TerminalError when
+    the schema is missing or the lake cannot host the checkpoint; Spark's own errors surface from the query
+    (``exception()``).
     """
     if not len(stream.schema):
         raise TerminalError(f"{object_label}: engine: spark needs the record schema declared (schema: {{column: type}})")
@@ -247,7 +372,7 @@ def start_query(
     raw = reader.load()
     writer = (
         raw.writeStream.queryName(f"sluice_{stream.layer}_{stream.name}")
-        .foreachBatch(batch_writer(lake, stream, object_label=object_label, committed=committed))
+        .foreachBatch(batch_writer(lake, stream, object_label=object_label, committed=committed, failed=failed))
         .option("checkpointLocation", location)
     )
     if stream.trigger_s is None:
