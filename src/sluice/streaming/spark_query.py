@@ -18,13 +18,18 @@ The query is the same job as Sluice's own micro-batcher, on Spark:
   (:func:`sluice.transforms.spark_engine.spark_sql`), as for batch Spark objects.
 - **Sink**: ``foreachBatch`` has Spark write the batch's Parquet parts into :meth:`Lake.stage_append`'s folder,
   then commits them with the offsets the batch covers (per topic and partition, the next offset to read) and
-  Spark's batch id as the idempotency token: a batch Spark replays after a crash (written and committed to
-  the lake, not yet to Spark's checkpoint) adds nothing. This is the sink protocol of Delta Lake's streaming
-  writer (``txn`` with the query id and batch id), on the lake's manifest.
-- **Checkpoint**: Spark's checkpoint lives in the lake, ``<lake>/_checkpoints/<layer>/<name>`` (local lake
-  only: an S3 lake would need Hadoop's s3a, which PySpark does not ship). Without a checkpoint (first run,
-  or a deleted one) the query starts at the offsets of the lake's last commit, so the lake stays the source
-  of truth and the two engines can take turns on one dataset.
+  Spark's batch id as the idempotency token: a batch Spark replays after a stop or crash (committed to the
+  lake, not yet to Spark's checkpoint) is recognised by its batch id and offsets and adds nothing. This is
+  the sink protocol of Delta Lake's streaming writer (``txn`` with the query id and batch id), on the lake's
+  manifest.
+- **Checkpoint**: Spark's checkpoint lives in the lake, ``<lake>/_checkpoints/<layer>/<name>`` on a local lake,
+  ``s3a://<layer root>/_checkpoints/<name>`` on an S3 lake. Without a checkpoint (first run, or a deleted one)
+  the query starts at the offsets of the lake's last commit, so the lake stays the source of truth and the
+  two engines can take turns on one dataset.
+- **S3 lake**: Spark writes and checkpoints through Hadoop's S3A (``s3a://``; hadoop-aws and the AWS SDK bundle
+  from ``scripts/spark-s3.sh``), configured per bucket from the lake's endpoint and credentials
+  (:func:`reach_lake`). Spark's parts go under the batch's staged prefix no reader looks at, and the commit
+  is still the lake's own manifest PUT, so readers see a micro-batch whole or not at all.
 
 - **Dead letters**: the value is parsed once per micro-batch (:func:`parsed`, cached for the batch's jobs);
   records that are not JSON objects of the declared schema (``from_json``'s corrupt-record column, Spark's
@@ -45,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import pyarrow as pa
+import xxhash
 
 from sluice.errors import SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
@@ -67,7 +73,8 @@ METADATA_EXPRESSIONS: dict[str, str] = {
 """Spark SQL for each metadata column, over the Kafka source's columns."""
 
 BATCH_PREFIX = "spark:"
-"""The lake commit's idempotency token is ``spark:<batch id>``."""
+"""The lake commit's idempotency token is ``spark:<batch id>:<digest of the offsets it ends at>`` (the digest: a new
+query's batch 0, after a deleted checkpoint, is not taken for a replay of an older query's batch 0)."""
 
 CORRUPT, PARSED, BAD, SIZE = "_sluice_corrupt", "_sluice_parsed", "_sluice_bad", "_sluice_size"
 """Working columns of a micro-batch (:func:`parsed`): ``from_json``'s corrupt-record text, the parsed struct, the
@@ -104,17 +111,47 @@ class SparkStream:
 
 
 def checkpoint_folder(lake: Lake, layer: str, name: str) -> str:
-    """Spark's checkpoint of ``layer/name``'s query: ``<lake root>/_checkpoints/<layer>/<name>`` (a path).
+    """Spark's checkpoint of ``layer/name``'s query, in the lake: ``<lake root>/_checkpoints/<layer>/<name>`` (a
+    path) on a local lake, ``s3a://<layer root>/_checkpoints/<name>`` on an S3 lake (its bucket created if
+    missing; :meth:`S3Lake.checkpoint_folder <sluice.lake.s3.S3Lake.checkpoint_folder>`).
 
-    Raises TerminalError for a lake that is not a folder (the S3 lake: no s3a in PySpark).
+    Raises TerminalError for a lake that is neither.
     """
     root = getattr(lake, "root", None)
-    if not isinstance(root, Path):
-        raise TerminalError(
-            f"engine: spark streaming objects keep Spark's checkpoint in a local lake; the {type(lake).__name__} "
-            "lake is not one (use engine: sluice, or a local lake)"
-        )
-    return str(root / "_checkpoints" / layer / name)
+    if isinstance(root, Path):
+        return str(root / "_checkpoints" / layer / name)
+    from sluice.lake.s3 import S3Lake
+
+    if isinstance(lake, S3Lake):
+        return spark_uri(lake.checkpoint_folder(layer, name))
+    raise TerminalError(
+        f"engine: spark streaming objects keep Spark's checkpoint in a local or an S3 lake; the {type(lake).__name__} "
+        "lake is neither (use engine: sluice)"
+    )
+
+
+def spark_uri(uri: str) -> str:
+    """``uri`` as Spark opens it: ``s3://`` through Hadoop's S3A (``s3a://``); others as they are."""
+    return "s3a://" + uri.removeprefix("s3://") if uri.startswith("s3://") else uri
+
+
+def uses_s3(lake: Lake) -> bool:
+    """True when Spark reaches ``lake`` through S3A (the session then needs hadoop-aws: scripts/spark-s3.sh)."""
+    from sluice.lake.s3 import S3Lake
+
+    return isinstance(lake, S3Lake)
+
+
+def reach_lake(session: Any, lake: Lake, layer: str) -> None:
+    """Give Spark's Hadoop configuration the S3A settings of ``layer``'s bucket on an S3 lake (endpoint,
+    path-style access, region, keys: :func:`~sluice.lake.s3.s3a_options`, per bucket); nothing on a local lake."""
+    from sluice.lake.s3 import S3Lake, s3a_options
+
+    if not isinstance(lake, S3Lake):
+        return
+    hadoop = session.sparkContext._jsc.hadoopConfiguration()
+    for key, value in s3a_options(lake.access, lake.root_of(layer).partition("/")[0]).items():
+        hadoop.set(key, value)
 
 
 def spark_schema(schema: pa.Schema) -> Any:
@@ -255,6 +292,20 @@ def rejected_records(frame: Any, stream: SparkStream) -> tuple[list[Record], lis
     return records, [Rejected(index, reasons.get(index, SPARK_REASON)) for index in range(len(records))]
 
 
+def token_of(batch_id: int, covered: Covered) -> str:
+    """The idempotency token of a micro-batch (:data:`BATCH_PREFIX`)."""
+    digest = xxhash.xxh64_hexdigest(json.dumps(covered.offsets, sort_keys=True).encode())
+    return f"{BATCH_PREFIX}{batch_id}:{digest}"
+
+
+def replayed(lake: Lake, stream: SparkStream, batch_id: int, covered: Covered) -> bool:
+    """True when the lake's last commit is this very micro-batch (Spark's batch id, the same end offsets): Spark
+    replays its last batch when it was stopped or killed after the lake's commit and before its own checkpoint's,
+    and that batch is neither written, dead-lettered nor counted again."""
+    last = lake.last_commit(stream.layer, stream.name) or {}
+    return last.get("engine") == "spark" and last.get("batch") == batch_id and last.get("offsets") == covered.offsets
+
+
 class BatchDone(NamedTuple):
     """One committed micro-batch: Spark's batch id, records read, bytes of their values, rows appended, seconds it
     took, and dead letters per source topic."""
@@ -304,7 +355,7 @@ def batch_writer(
         batch = parsed(raw, stream).persist()
         try:
             covered = covered_offsets(batch)
-            if not covered.offsets:
+            if not covered.offsets or replayed(lake, stream, batch_id, covered):
                 return
             letters: dict[str, int] = {}
             if covered.rejected:
@@ -319,13 +370,13 @@ def batch_writer(
             staged = lake.stage_append(stream.layer, stream.name)
             try:
                 with spark_errors(object_label, [BATCH_VIEW]):
-                    frame.write.mode("overwrite").parquet(staged.uri)
+                    frame.write.mode("overwrite").parquet(spark_uri(staged.uri))
             except BaseException:
                 staged.discard()
                 raise
             record = {"engine": "spark", "batch": batch_id, "offsets": covered.offsets, "at": time.time()}
             record["records"] = covered.records
-            done = staged.commit(commit=record, token=f"{BATCH_PREFIX}{batch_id}")
+            done = staged.commit(commit=record, token=token_of(batch_id, covered))
             if committed is not None:
                 took = time.monotonic() - started
                 committed(BatchDone(batch_id, covered.records, covered.size, done.rows, took, letters))
@@ -356,6 +407,7 @@ def start_query(
         raise TerminalError(f"{object_label}: engine: spark needs the record schema declared (schema: {{column: type}})")
     location = checkpoint or checkpoint_folder(lake, stream.layer, stream.name)
     session = session.newSession()  # SQL settings of its own: the timestamp unit below
+    reach_lake(session, lake, stream.layer)
     if millisecond_timestamps(stream):
         session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
     reader = (

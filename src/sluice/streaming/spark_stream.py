@@ -22,7 +22,7 @@ from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.streaming.loop import MicroBatcher, Until, bootstrap_of, record_settings, topics_of
-from sluice.streaming.spark_query import BatchDone, SparkStream, start_query
+from sluice.streaming.spark_query import BatchDone, SparkStream, start_query, uses_s3
 from sluice.streaming.status import BatchInfo, StreamStatus
 
 WAIT_S = 0.5
@@ -98,7 +98,7 @@ class SparkStreamer:
         from sluice.transforms.spark_session import object_session
 
         label = f"object {self.obj.id} ({self.obj.name})"
-        session = object_session(self.project.spark, kafka=True)
+        session = object_session(self.project.spark, kafka=True, s3=uses_s3(self.lake))
         stream = replace(self.stream, trigger_s=None) if self.available_now else self.stream
         failures: list[SluiceError] = []
         query = start_query(session, self.lake, stream, object_label=label, committed=self._committed, failed=failures.append)
