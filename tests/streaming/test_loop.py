@@ -225,3 +225,20 @@ def test_a_batch_kafka_source_reads_one_topic(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationFailed, match=r"sluice.yaml:4: object 1001 \(a\): a batch kafka source reads one topic"):
         load_project(path)
+
+
+def test_streaming_compact_rewrites_small_batches_as_the_stream_goes(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic, lake_option: object
+) -> None:
+    topic = topics(2)
+    produce(kafka_url, topic, range(1200), partitions=2)
+    streaming = {"trigger": {"records": 50}, "max_batch_records": 50, "compact": {"min_files": 4, "target_bytes": 1 << 20}}
+    project = load_project(_project_file(tmp_path, kafka_url, topic, lake_option, streaming=streaming))
+    status = run_stream(project, 1001, until=drained(1200))
+    lake = open_lake(project)
+    commit = lake.last_commit("raw", "events")
+    assert commit is not None and commit["batch"] == status.last_batch.batch >= 24  # type: ignore[union-attr]
+    assert len(lake.parquet_files("raw/events")) <= 4  # 24 micro-batches, compacted every 4th
+    ids = lake.read("raw/events").read_all().column("id").to_pylist()
+    assert sorted(ids) == list(range(1200))  # every record once
+    assert commit["offsets"] == {topic: {"0": 600, "1": 600}}

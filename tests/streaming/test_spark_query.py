@@ -13,6 +13,7 @@ import pytest
 
 from sluice.errors import TerminalError
 from sluice.lake.local import LocalLake
+from sluice.streaming.settings import CompactSettings
 from sluice.streaming.spark_query import BatchDone, SparkStream, batch_writer, checkpoint_folder, start_query
 from sluice.urls import kafka_servers
 from streaming.streams import MakeTopic, produce
@@ -126,3 +127,17 @@ def test_spark_needs_a_declared_schema_and_a_local_or_s3_lake(kafka_spark: Any, 
         start_query(kafka_spark, lake, stream_of(kafka_url, "t", schema=pa.schema([])), object_label="object 1001 (events)")
     with pytest.raises(TerminalError, match="in a local or an S3 lake"):
         checkpoint_folder(object(), "raw", "events")  # type: ignore[arg-type]
+
+
+def test_the_spark_writer_compacts_small_batches_when_asked(
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path
+) -> None:
+    topic = topics(2)
+    produce(kafka_url, topic, range(120), partitions=2)
+    lake = LocalLake(tmp_path / "lake")
+    compact = CompactSettings(min_files=3, target_bytes=1 << 20)
+    run(kafka_spark, lake, stream_of(kafka_url, topic, max_batch_records=20, compact=compact))
+    commit = lake.last_commit("raw", "events") or {}
+    assert commit["batch"] == 5  # six micro-batches of 20 records, each a part per Kafka partition
+    assert len(lake.parquet_files("raw/events")) <= 3  # compacted after batches 3 and 6
+    assert sorted(lake.read("raw/events").read_all().column("id").to_pylist()) == list(range(120))

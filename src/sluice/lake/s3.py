@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 
 from sluice.errors import ConfigError, TerminalError, TransientError
 from sluice.lake import appends
-from sluice.lake.base import Lake, LakeWrite, StagedAppend, StoredOutput, Then
+from sluice.lake.base import Compacted, Lake, LakeWrite, StagedAppend, StoredOutput, Then
 from sluice.lake.plugins import bucket_root
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore, version_age_s
 
@@ -234,6 +234,12 @@ class S3Lake(Lake):
         with _translated(folder):
             self._ensure_bucket(folder.partition("/")[0])
             return appends.append(self.store, folder, location, data, commit=commit, token=token, state=state)
+
+    def compact(self, layer: str, name: str, *, target_bytes: int, min_files: int) -> Compacted:
+        """See :meth:`Lake.compact`."""
+        location, folder = self._append_folder(layer, name)
+        with _translated(folder):
+            return appends.compact(self.store, folder, location, target_bytes=target_bytes, min_files=min_files)
 
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         folder = self._append_folder(layer, name)[1]

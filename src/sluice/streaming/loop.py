@@ -44,7 +44,7 @@ from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, e
 from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import Decoder, Rejected
-from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
+from sluice.streaming.settings import BATCH_TABLE, CompactSettings, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
 from sluice.urls import kafka_servers
 
@@ -266,6 +266,7 @@ class MicroBatcher:
             "value_schema": _schema_text(decoder.value_schema),
         }
         self._append(table, record, state)
+        compact_when_due(self.lake, self.layer, self.obj.name, self.settings.compact, batch_number)
         self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), messages.size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
@@ -375,6 +376,23 @@ class _Committer:
         self._queue.put(None)
         self._thread.join()
         self.check()
+
+
+def compact_when_due(lake: Lake, layer: str, name: str, options: CompactSettings | None, batch: int) -> None:
+    """After micro-batch number ``batch`` was committed, compact ``layer/name`` when ``options`` ask for it and
+    ``batch`` is a multiple of ``options.min_files`` (:meth:`Lake.compact`; the writer's own thread, between two
+    of its appends). A transient failure is logged and left for the next turn (the manifest is unchanged)."""
+    if options is None or batch % options.min_files:
+        return
+    try:
+        done = lake.compact(layer, name, target_bytes=options.target_bytes, min_files=options.min_files)
+    except TransientError as exc:
+        log.warning("%s/%s: compaction failed, left for later: %s", layer, name, exc)
+        return
+    if done.rewritten:
+        log.info(
+            "%s/%s: %d small files compacted (%d files -> %d)", layer, name, done.rewritten, done.files_before, done.files_after
+        )
 
 
 def run_stream(

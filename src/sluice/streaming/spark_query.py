@@ -56,8 +56,10 @@ from sluice.errors import SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
 from sluice.streaming.columns import Record
 from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
+from sluice.streaming.loop import compact_when_due
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import Decoder, Rejected
+from sluice.streaming.settings import CompactSettings
 
 BATCH_VIEW = "batch"
 """The name a micro-batch goes by in the per-batch SQL (as on the micro-batcher)."""
@@ -104,6 +106,8 @@ class SparkStream:
     trigger_s: float | None = 1.0
     max_batch_records: int | None = None
     start: Literal["earliest", "latest"] = "earliest"
+    compact: CompactSettings | None = None
+    """When the writer compacts the dataset's small files (``streaming.compact``; batch numbers are Spark's + 1)."""
     dead_letter: str | bool = True
     """Where rejected records go (the source's ``dead_letter``: true, ``<topic>.dead-letter``; a topic; false: fail)."""
     options: Mapping[str, str] = field(default_factory=dict)
@@ -377,6 +381,7 @@ def batch_writer(
             record = {"engine": "spark", "batch": batch_id, "offsets": covered.offsets, "at": time.time()}
             record["records"] = covered.records
             done = staged.commit(commit=record, token=token_of(batch_id, covered))
+            compact_when_due(lake, stream.layer, stream.name, stream.compact, batch_id + 1)
             if committed is not None:
                 took = time.monotonic() - started
                 committed(BatchDone(batch_id, covered.records, covered.size, done.rows, took, letters))

@@ -5,7 +5,7 @@ serve`` and ``/streams`` host either (:func:`stream_runner` picks one by the obj
 The query itself is :mod:`sluice.streaming.spark_query`; this module maps the object's options onto it:
 ``source`` (connection, topics, ``schema``, ``columns``), ``streaming.trigger`` (``interval_s``: Spark's
 processing-time trigger; ``records`` alone: micro-batches back to back, each at most that many records),
-``max_batch_records`` (``maxOffsetsPerTrigger``), ``sql``, the source's ``start`` and ``dead_letter``.
+``max_batch_records`` (``maxOffsetsPerTrigger``), ``sql``, ``compact``, the source's ``start`` and ``dead_letter``.
 ``max_batch_bytes``, ``window`` and the source's ``group`` are the micro-batcher's only (docs/streaming.md).
 """
 
@@ -60,6 +60,7 @@ def spark_stream(project: Project, obj: ObjectSpec) -> SparkStream:
         max_batch_records=limit,
         start="latest" if obj.source is not None and obj.source.get("start") == "latest" else "earliest",
         dead_letter=records.dead_letter,
+        compact=settings.compact,
     )
 
 
