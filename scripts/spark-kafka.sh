@@ -21,6 +21,8 @@ set -euo pipefail
 python="${PYTHON:-python3}"
 say() { echo "spark-kafka.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=scripts/spark-jars-lib.sh
+. "$(dirname "$0")/spark-jars-lib.sh"
 
 read -r spark_version scala_version < <("$python" - <<'PY'
 import glob, os, re, sys
@@ -42,13 +44,7 @@ if [ -f "$jars/.complete" ]; then
     echo "$jars"
     exit 0
 fi
-if ! command -v mvn >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing maven with apt-get"
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven) >&2
-    fi
-    command -v mvn >/dev/null 2>&1 || die "mvn not found: install Maven (apt-get install maven)"
-fi
+need_mvn
 mkdir -p "$cache"
 staging="$cache/jars.partial"
 mvnlog="$cache/mvn.log"
@@ -56,25 +52,7 @@ artifact="spark-sql-kafka-0-10_$scala_version"
 
 # One Maven run for one connector version: its runtime dependencies minus what PySpark already ships
 # (spark-core, spark-sql, scala, hadoop... are `provided` in Spark's pom, so the runtime scope leaves them out).
-fetch() {
-    local version="$1"
-    rm -rf "$staging"
-    cat >"$cache/pom.xml" <<POM
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>sluice.dev</groupId>
-  <artifactId>spark-kafka</artifactId>
-  <version>$spark_version</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.spark</groupId><artifactId>$artifact</artifactId><version>$version</version></dependency>
-  </dependencies>
-</project>
-POM
-    say "fetching org.apache.spark:$artifact:$version with Maven into $jars (log: $mvnlog)"
-    mvn -B -f "$cache/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging" \
-        >"$mvnlog" 2>&1 && [ -f "$staging/$artifact-$version.jar" ]
-}
+fetch() { mvn_fetch "$cache" "$staging" "org.apache.spark:$artifact:$1"; }
 
 # The exact version first, then older patch and minor releases of the same major version (X.Y.Z-1 ... X.Y.0,
 # X.Y-1.0 ...): a PySpark can reach PyPI before its jars reach Maven Central.
@@ -97,19 +75,6 @@ done
 [ -n "$fetched" ] || die "Maven Central has no org.apache.spark:$artifact for Spark $major (tried ${candidates[*]}; log: $mvnlog)"
 [ "$fetched" = "$spark_version" ] ||
     say "Maven Central has no $artifact $spark_version: took $fetched, the newest Spark $major release below PySpark $spark_version that it has"
-# Keep only what PySpark lacks: a second scala-library, hadoop-client or slf4j on the class path, at another
-# version, would shadow Spark's own.
-"$python" - "$staging" <<'PY'
-import os, re, sys
-import pyspark
-def name(jar):
-    return re.sub(r"-\d[^-]*(-[a-z]+)?\.jar$", "", jar)
-shipped = {name(jar) for jar in os.listdir(os.path.join(os.path.dirname(pyspark.__file__), "jars"))}
-for jar in os.listdir(sys.argv[1]):
-    if jar.endswith(".jar") and name(jar) in shipped:
-        os.remove(os.path.join(sys.argv[1], jar))
-PY
-rm -rf "$jars"
-mv "$staging" "$jars"
-touch "$jars/.complete"
-echo "$jars"
+# Keep only what PySpark lacks.
+drop_shipped "$staging"
+finish "$staging" "$jars"

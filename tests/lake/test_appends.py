@@ -126,3 +126,45 @@ def test_state_is_committed_with_its_batch_and_the_previous_one_removed(backend:
     assert len([name for name in backend.listing() if name.endswith("_state.bin")]) == 1
     appended = lake.appended("raw", "w")
     assert appended is not None and appended.rows == 2 and appended.location == "raw/w"
+
+
+def test_compaction_rewrites_small_files_in_one_commit_keeping_every_row_once(backend: Backend) -> None:
+    lake = backend.lake()
+    for batch in range(10):
+        state = f"state {batch}".encode()
+        lake.append("raw", "e", batches_of(10, start=batch * 10), commit={"batch": batch}, state=state)
+    before = lake.appended("raw", "e")
+    old_files = lake.parquet_files("raw/e")
+    opened = lake.duckdb_input("raw/e")  # a reader of the manifest before the compaction
+    done = lake.compact("raw", "e", target_bytes=1 << 20, min_files=4)
+    assert (done.files_before, done.files_after, done.rewritten) == (10, 2, 9)  # the last batch is left as it is
+    files = lake.parquet_files("raw/e")
+    assert len(files) == 2 and files[1] == old_files[-1] and files[0] not in old_files
+    assert lake.read("raw/e").read_all().column("id").to_pylist() == list(range(100))  # same rows, same order
+    assert lake.appended("raw", "e") == before  # rows and content hash unchanged
+    assert lake.last_commit("raw", "e") == {"batch": 9} and lake.last_state("raw", "e") == b"state 9"
+    assert opened.to_table().num_rows == 100  # the rewritten files are kept for readers of the old manifest
+    again = lake.compact("raw", "e", target_bytes=1 << 20, min_files=2)
+    assert again.rewritten == 0  # one big file and the last batch: nothing left to merge
+    lake.append("raw", "e", batches_of(5, start=100), commit={"batch": 10})
+    assert sorted(lake.read("raw/e").read_all().column("id").to_pylist()) == list(range(105))
+    parquet = [name for name in backend.listing() if name.endswith(".parquet")]
+    assert len(parquet) == 10 + 1 + 1  # the retired files stay within the grace period
+    pruning = backend.lake(Retention(orphan_grace_s=0.0))  # its first append prunes, the grace period over
+    pruning.append("raw", "e", batches_of(5, start=105), commit={"batch": 11})
+    parquet = [name for name in backend.listing() if name.endswith(".parquet")]
+    assert len(parquet) == len(pruning.parquet_files("raw/e")) == 4
+    assert sorted(pruning.read("raw/e").read_all().column("id").to_pylist()) == list(range(110))
+    assert pruning.last_state("raw", "e") is None and pruning.last_commit("raw", "e") == {"batch": 11}
+
+
+def test_compaction_merges_runs_of_about_the_target_size_and_leaves_big_files(backend: Backend) -> None:
+    lake = backend.lake()
+    lake.append("raw", "e", batches_of(20_000), commit={"batch": 0})  # a big file: left as it is
+    for batch in range(1, 9):
+        lake.append("raw", "e", batches_of(10, start=20_000 + batch * 10), commit={"batch": batch})
+    assert lake.compact("raw", "e", target_bytes=4000, min_files=8).rewritten == 0  # 7 small ones: not worth it
+    done = lake.compact("raw", "e", target_bytes=4000, min_files=2)
+    assert done.rewritten == 7 and 3 <= done.files_after < 9  # batches 1-7 (8 is the last) in runs of 4,000 bytes at most
+    ids = lake.read("raw/e").read_all().column("id").to_pylist()
+    assert ids == list(range(20_000)) + [i for b in range(1, 9) for i in range(20_000 + b * 10, 20_010 + b * 10)]

@@ -240,6 +240,17 @@ def test_s3_lake_layers_and_spark_are_checked_before_anything_runs(tmp_path: Pat
     assert len(problems) == 3
 
 
+def test_a_spark_streaming_object_may_write_the_s3_lake(tmp_path: Path) -> None:
+    text = S3_LAKE_PROJECT.replace("claened: cleaned-data", "cleaned: cleaned-data") + (
+        "  - {id: 4, name: d, engine: spark, source: {type: kafka, connection: 'kafka://127.0.0.1:1', topic: t,"
+        " schema: {x: string}}, streaming: {trigger: {interval: 1s}}}\n"
+    )
+    problems = problems_of(write(tmp_path / "sluice.yaml", text))
+    assert [p for p in problems if "needs the local lake" in p] == [
+        next(p for p in problems if ":7: object 3 (c): engine spark needs the local lake" in p)
+    ]
+
+
 def test_an_s3_lake_url_covers_unmapped_layers(tmp_path: Path) -> None:
     text = S3_LAKE_PROJECT.replace("claened: cleaned-data", "cleaned: cleaned-data").replace(", engine: spark", "")
     path = write(tmp_path / "sluice.yaml", text.replace("layers: {raw: raw-data,", "url: s3://lake, layers: {raw: raw-data,"))

@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from streaming.spark_fixtures import kafka_spark  # noqa: F401
+from streaming.spark_fixtures import kafka_spark, s3_spark  # noqa: F401
 from streaming.streams import topics  # noqa: F401

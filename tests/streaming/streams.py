@@ -7,6 +7,7 @@ JSON records ``{"id": i, "user": ..., "amount": ..., "ts": ...}`` (and raw bytes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -70,6 +71,23 @@ def produce(
     for value in malformed:
         producer.produce(topic, value, partition=0)
     assert producer.flush(60) == 0
+
+
+def read_topic(kafka_url: str, topic: str, count: int) -> list[Any]:
+    """At least ``count`` messages of ``topic`` from its start (``confluent_kafka.Message``), or what came in 60 s."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_servers(kafka_url), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    found: list[Any] = []
+    with contextlib.closing(consumer):
+        for _ in range(60):
+            found += [m for m in consumer.consume(count, 1.0) if m.error() is None]
+            if len(found) >= count:
+                break
+    return found
 
 
 def write_project(

@@ -3,7 +3,6 @@ batch, windows, dead letters, downstream batch objects, the local and the S3 lak
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,7 @@ from sluice.project.load import load_project
 from sluice.runtime.run import RunOptions, run_project
 from sluice.streaming.loop import run_stream
 from sluice.streaming.status import StreamStatus
-from sluice.urls import kafka_servers
-from streaming.streams import MakeTopic, produce, write_project
+from streaming.streams import MakeTopic, produce, read_topic, write_project
 
 
 def drained(count: int):  # type: ignore[no-untyped-def]
@@ -63,7 +61,7 @@ def test_micro_batches_land_in_the_lake_with_their_offsets_and_dead_letters(
     commit = lake.last_commit("raw", "events")
     assert commit is not None and commit["offsets"] == {topic: {"0": 1002, "1": 1000, "2": 1000}}
     assert status.last_batch is not None and commit["batch"] == status.last_batch.batch
-    letters = _read_all(kafka_url, f"{topic}.dead-letter", 2)
+    letters = read_topic(kafka_url, f"{topic}.dead-letter", 2)
     assert sorted(m.value() for m in letters) == [b"[1, 2]", b"{oops"]
     headers = dict(letters[0].headers())
     assert (
@@ -201,22 +199,6 @@ def test_status_snapshot_reports_rates_lag_and_the_last_batch() -> None:
     assert snap["last_batch"]["batch"] == 1 and snap["last_batch"]["rows"] == 10
 
 
-def _read_all(kafka_url: str, topic: str, count: int) -> list[object]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_servers(kafka_url), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    found: list[object] = []
-    with contextlib.closing(consumer):
-        for _ in range(60):
-            found += [m for m in consumer.consume(count, 1.0) if m.error() is None]
-            if len(found) >= count:
-                break
-    return found
-
-
 def test_one_streaming_object_reads_several_topics(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
     first, second = topics(), topics(2)
     produce(kafka_url, first, range(300))
@@ -243,3 +225,20 @@ def test_a_batch_kafka_source_reads_one_topic(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationFailed, match=r"sluice.yaml:4: object 1001 \(a\): a batch kafka source reads one topic"):
         load_project(path)
+
+
+def test_streaming_compact_rewrites_small_batches_as_the_stream_goes(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic, lake_option: object
+) -> None:
+    topic = topics(2)
+    produce(kafka_url, topic, range(1200), partitions=2)
+    streaming = {"trigger": {"records": 50}, "max_batch_records": 50, "compact": {"min_files": 4, "target_bytes": 1 << 20}}
+    project = load_project(_project_file(tmp_path, kafka_url, topic, lake_option, streaming=streaming))
+    status = run_stream(project, 1001, until=drained(1200))
+    lake = open_lake(project)
+    commit = lake.last_commit("raw", "events")
+    assert commit is not None and commit["batch"] == status.last_batch.batch >= 24  # type: ignore[union-attr]
+    assert len(lake.parquet_files("raw/events")) <= 4  # 24 micro-batches, compacted every 4th
+    ids = lake.read("raw/events").read_all().column("id").to_pylist()
+    assert sorted(ids) == list(range(1200))  # every record once
+    assert commit["offsets"] == {topic: {"0": 600, "1": 600}}

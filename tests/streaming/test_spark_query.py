@@ -13,7 +13,8 @@ import pytest
 
 from sluice.errors import TerminalError
 from sluice.lake.local import LocalLake
-from sluice.streaming.spark_query import SparkStream, batch_writer, checkpoint_folder, start_query
+from sluice.streaming.settings import CompactSettings
+from sluice.streaming.spark_query import BatchDone, SparkStream, batch_writer, checkpoint_folder, start_query
 from sluice.urls import kafka_servers
 from streaming.streams import MakeTopic, produce
 
@@ -86,17 +87,18 @@ def test_a_replayed_batch_adds_nothing(kafka_spark: Any, kafka_url: str, topics:
     produce(kafka_url, topic, range(10))
     lake = LocalLake(tmp_path / "lake")
     stream = stream_of(kafka_url, topic)
-    raw = (
-        kafka_spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", kafka_servers(kafka_url))
-        .option("subscribe", topic)
-        .load()
-    )
-    write = batch_writer(lake, stream, object_label="object 1001 (events)")
-    write(raw, 0)
-    write(raw, 0)  # Spark replays batch 0 after a crash between the lake's commit and its checkpoint's
+
+    def source() -> Any:
+        reader = kafka_spark.read.format("kafka").option("kafka.bootstrap.servers", kafka_servers(kafka_url))
+        return reader.option("subscribe", topic).load()
+
+    done: list[BatchDone] = []
+    write = batch_writer(lake, stream, object_label="object 1001 (events)", committed=done.append)
+    write(source(), 0)
+    write(source(), 0)  # Spark replays batch 0 after a crash between the lake's commit and its checkpoint's
     assert lake.read("raw/events").read_all().num_rows == 10
-    write(raw.limit(0), 1)  # an empty micro-batch commits nothing
+    assert [(d.batch_id, d.records) for d in done] == [(0, 10)]  # the replay is not counted again
+    write(source().limit(0), 1)  # an empty micro-batch commits nothing
     commit = lake.last_commit("raw", "events") or {}
     assert {key: commit.get(key) for key in ("engine", "batch", "offsets", "records")} == {
         "engine": "spark",
@@ -104,6 +106,9 @@ def test_a_replayed_batch_adds_nothing(kafka_spark: Any, kafka_url: str, topics:
         "offsets": {topic: {"0": 10}},
         "records": 10,
     }
+    produce(kafka_url, topic, range(10, 15))
+    write(source().filter("offset >= 10"), 0)  # a new query's batch 0 (its checkpoint deleted): not a replay
+    assert sorted(lake.read("raw/events").read_all().column("id").to_pylist()) == list(range(15))
 
 
 def test_the_per_batch_sql_is_duckdb_sql_over_batch(kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path) -> None:
@@ -116,9 +121,23 @@ def test_the_per_batch_sql_is_duckdb_sql_over_batch(kafka_spark: Any, kafka_url:
     assert rows[:2] == [{"id": 0, "user": "U0", "cents": 0}, {"id": 2, "user": "U2", "cents": 50}] and len(rows) == 10
 
 
-def test_spark_needs_a_declared_schema_and_a_local_lake(kafka_spark: Any, kafka_url: str, tmp_path: Path) -> None:
+def test_spark_needs_a_declared_schema_and_a_local_or_s3_lake(kafka_spark: Any, kafka_url: str, tmp_path: Path) -> None:
     lake = LocalLake(tmp_path / "lake")
     with pytest.raises(TerminalError, match="needs the record schema declared"):
         start_query(kafka_spark, lake, stream_of(kafka_url, "t", schema=pa.schema([])), object_label="object 1001 (events)")
-    with pytest.raises(TerminalError, match="local lake"):
+    with pytest.raises(TerminalError, match="in a local or an S3 lake"):
         checkpoint_folder(object(), "raw", "events")  # type: ignore[arg-type]
+
+
+def test_the_spark_writer_compacts_small_batches_when_asked(
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path
+) -> None:
+    topic = topics(2)
+    produce(kafka_url, topic, range(120), partitions=2)
+    lake = LocalLake(tmp_path / "lake")
+    compact = CompactSettings(min_files=3, target_bytes=1 << 20)
+    run(kafka_spark, lake, stream_of(kafka_url, topic, max_batch_records=20, compact=compact))
+    commit = lake.last_commit("raw", "events") or {}
+    assert commit["batch"] == 5  # six micro-batches of 20 records, each a part per Kafka partition
+    assert len(lake.parquet_files("raw/events")) <= 3  # compacted after batches 3 and 6
+    assert sorted(lake.read("raw/events").read_all().column("id").to_pylist()) == list(range(120))

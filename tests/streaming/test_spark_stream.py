@@ -3,19 +3,23 @@ Sluice's micro-batcher and on Spark Structured Streaming writes the same rows fo
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 
 from helpers import load, write_yaml
-from sluice.errors import ValidationFailed
+from sluice.errors import SluiceError, ValidationFailed
 from sluice.lake.local import LocalLake
+from sluice.lake.registry import open_lake
+from sluice.lake.s3 import S3Lake
 from sluice.streaming.host import StreamHost
 from sluice.streaming.loop import MicroBatcher, run_stream
 from sluice.streaming.spark_stream import SparkStreamer, stream_runner
-from streaming.streams import MakeTopic, produce
+from streaming.streams import MakeTopic, produce, read_topic
 
 OBJECT = """
   - id: {id}
@@ -37,12 +41,15 @@ SQL = """      sql: >-
 """
 
 
-def project_file(root: Path, kafka_url: str, topic: str, sql: str = SQL) -> Path:
+def project_file(root: Path, kafka_url: str, topic: str, sql: str = SQL, s3: tuple[str, str] | None = None) -> Path:
+    """Objects 1001 (``on_sluice``) and 1002 (``on_spark``, ``engine: spark``) reading ``topic``; ``s3``: (the
+    server's URL, a bucket) for an S3 lake in ``s3://<bucket>/lake``."""
     objects = [
         OBJECT.format(id=1001, name="on_sluice", engine="", topic=topic) + sql,
         OBJECT.format(id=1002, name="on_spark", engine="engine: spark", topic=topic) + sql,
     ]
-    text = f"name: streams\nconnections: {{events: '{kafka_url}'}}\nobjects:\n" + "".join(objects)
+    lake = f"lake_s3: '{s3[0]}'}}\nlake: {{type: s3, url: 's3://{s3[1]}/lake', connection: lake_s3" if s3 else ""
+    text = f"name: streams\nconnections: {{events: '{kafka_url}'{', ' if s3 else ''}{lake}}}\nobjects:\n" + "".join(objects)
     text += "spark:\n  master: local[2]\n  conf: {spark.sql.shuffle.partitions: 4, spark.ui.enabled: false}\n"
     return write_yaml(root, text)
 
@@ -77,6 +84,103 @@ def test_both_engines_write_the_same_rows_for_the_same_input(
     assert on_spark.equals(on_sluice)
     assert lake.last_commit("raw", "on_spark")["offsets"] == lake.last_commit("raw", "on_sluice")["offsets"]  # type: ignore[index]
     assert len(lake.parquet_files("raw/on_spark")) >= 5  # micro-batches of at most 70 records
+
+
+MALFORMED = [
+    b"{oops",  # not JSON
+    b"[1, 2]",  # not an object
+    b'"text"',
+    b'{"id": "abc", "user": "u", "amount": 1.0, "ts": "x"}',  # does not fit the schema
+    b'{"id": 1.5}',
+    b'{"id": 7} and more',  # something after the object
+    None,  # a tombstone
+]
+
+
+def test_both_engines_dead_letter_the_same_records_and_write_the_same_rows(
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path
+) -> None:
+    from confluent_kafka import Producer
+
+    topic = topics(2)
+    produce(kafka_url, topic, range(200), partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_url.removeprefix("kafka://")})
+    for i, value in enumerate(MALFORMED):
+        producer.produce(topic, value, key=f"bad{i}".encode(), partition=i % 2, headers=[("trace", f"t{i}".encode())])
+    produce(kafka_url, topic, range(200, 300), partitions=2)
+    assert producer.flush(30) == 0
+    total = 300 + len(MALFORMED)
+    project = load(project_file(tmp_path / "project", kafka_url, topic, ""))
+    lake = LocalLake(tmp_path / "lake")
+    sluice = run_stream(project, 1001, lake=lake, until=lambda status: status.records >= total)
+    spark = SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= total)
+    assert (sluice.dead_letters, spark.dead_letters) == (len(MALFORMED), len(MALFORMED))
+    on_sluice = sorted_table(lake.read("raw/on_sluice").read_all())
+    on_spark = sorted_table(lake.read("raw/on_spark").read_all())
+    assert sorted(on_spark.column("id").to_pylist()) == list(range(300))
+    assert on_spark.equals(on_sluice)
+    assert lake.last_commit("raw", "on_spark")["offsets"] == lake.last_commit("raw", "on_sluice")["offsets"]  # type: ignore[index]
+    letters: dict[bytes, list[tuple[Any, ...]]] = {}
+    for message in read_topic(kafka_url, f"{topic}.dead-letter", 2 * len(MALFORMED)):
+        headers = message.headers()
+        origin = dict(headers).pop("sluice.errors.object")
+        rest = [(k, v) for k, v in headers if k != "sluice.errors.object"]
+        letters.setdefault(origin, []).append((message.key(), message.value(), rest))
+    assert set(letters) == {b"object 1001 (on_sluice)", b"object 1002 (on_spark)"}
+    assert sorted(letters[b"object 1002 (on_spark)"]) == sorted(letters[b"object 1001 (on_sluice)"])
+    assert len(letters[b"object 1002 (on_spark)"]) == len(MALFORMED)
+    reasons = {dict(rest)["sluice.errors.reason"].split(b":")[0] for _, _, rest in letters[b"object 1002 (on_spark)"]}
+    assert reasons == {b"not valid JSON", b"not a JSON object", b"does not fit the schema", b"no value (a tombstone)"}
+    assert (b"bad0", b"{oops") in {(key, value) for key, value, _ in letters[b"object 1002 (on_spark)"]}
+    assert all(rest[0] == ("trace", f"t{key.decode()[3:]}".encode()) for key, _, rest in letters[b"object 1002 (on_spark)"])
+
+
+def test_engine_spark_with_dead_letter_false_fails_on_a_malformed_record(
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path
+) -> None:
+    topic = topics(1)
+    produce(kafka_url, topic, range(10), malformed=[b"{oops"])
+    path = project_file(tmp_path / "project", kafka_url, topic, "")
+    path.write_text(path.read_text().replace("      columns: [", "      dead_letter: false\n      columns: ["))
+    project = load(path)
+    lake = LocalLake(tmp_path / "lake")
+    with pytest.raises(SluiceError, match=r"object 1002 \(on_spark\): the record at partition 0 offset 10 .* cannot be decoded"):
+        SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= 11)
+    assert not lake.exists("raw/on_spark")
+
+
+@pytest.mark.s3
+def test_engine_spark_streams_into_the_s3_lake_with_its_checkpoint_there(
+    s3_spark: Any, kafka_url: str, s3_url: str, topics: MakeTopic, tmp_path: Path
+) -> None:
+    from lake.contract import _delete_bucket
+
+    topic = topics(2)
+    produce(kafka_url, topic, range(300), malformed=[b"{oops"], partitions=2)
+    bucket = f"sluice-test-{uuid.uuid4().hex[:10]}"
+    try:
+        project = load(project_file(tmp_path / "project", kafka_url, topic, SQL, s3=(s3_url, bucket)))
+        lake = open_lake(project)
+        assert isinstance(lake, S3Lake)
+        sluice = run_stream(project, 1001, lake=lake, until=lambda status: status.records >= 301)
+        spark = SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= 301)
+        assert (spark.records, spark.dead_letters, sluice.dead_letters) == (301, 1, 1)
+        unit = pa.timestamp("us", tz="UTC")
+        on_spark = sorted_table(lake.read("raw/on_spark").read_all(), unit)
+        assert on_spark.equals(sorted_table(lake.read("raw/on_sluice").read_all(), unit)) and on_spark.num_rows == 240
+        files = lake.parquet_files("raw/on_spark")
+        assert len(files) >= 5 and all(f.startswith(f"s3://{bucket}/lake/raw/on_spark/v=") for f in files)
+        checkpoint = lake.fs.get_file_info(pafs.FileSelector(f"{bucket}/lake/raw/_checkpoints/on_spark", recursive=True))
+        assert {"offsets", "commits"} <= {info.base_name for info in checkpoint}
+        produce(kafka_url, topic, range(300, 400), partitions=2)  # a restart goes on from the checkpoint in S3
+        again = SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= 100)
+        assert again.records == 100
+        ids = lake.read("raw/on_spark").read_all().column("id").to_pylist()
+        assert sorted(ids) == [i for i in range(400) if i % 5]
+        commit = lake.last_commit("raw", "on_spark") or {}
+        assert commit["offsets"] == {topic: {"0": 201, "1": 200}} and commit["engine"] == "spark"
+    finally:
+        _delete_bucket(s3_url, bucket)
 
 
 def test_streaming_hosts_pick_spark_for_engine_spark(kafka_url: str, tmp_path: Path) -> None:

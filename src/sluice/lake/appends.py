@@ -20,13 +20,24 @@ commit again adds nothing (Spark replays its last batch after a restart).
 
 Readers open exactly the manifest's files (``FileSystemDataset.from_paths``: no listing and no footer read
 when the dataset is built), so thousands of small micro-batch files stay cheap to open; each file is still
-one request when scanned. Compaction of small files is not done yet (docs/streaming.md).
+one request when scanned.
+
+**Compaction** (:func:`compact`) rewrites runs of small committed files into files of about a target size, in
+manifest order, and commits the manifest with the new files in their place (the same rows, content hash,
+commit record, token and state): one atomic step again, so a reader sees the old files or the new ones, never
+both or neither. Only the dataset's writer may run it (between two of its appends: the manifest has no
+compare-and-swap, so a compaction racing an append would drop that append). The rewritten batches' folders
+are recorded in the manifest as ``retired`` and kept until the grace period (``orphan_grace_s``) has passed
+since, so a reader that opened the previous manifest still finds its files. This is the idea of Delta Lake's
+``OPTIMIZE`` (bin-packing small files into a new version, the old files removed by a later ``VACUUM`` after a
+retention period), on the lake's manifest.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +48,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from sluice.errors import TerminalError
-from sluice.lake.base import LakeWrite, StagedAppend
+from sluice.lake.base import Compacted, LakeWrite, StagedAppend
 from sluice.lake.parts import write_parts
 from sluice.lake.versioned import FORMAT, MANIFEST, VERSION_PREFIX, Manifest, VersionedStore, new_version, version_age_s
 
@@ -150,6 +161,72 @@ def commit_staged(
     return LakeWrite(location=location, rows=rows, content_hash=manifest.content_hash)
 
 
+def compact(store: VersionedStore, folder: str, location: str, *, target_bytes: int, min_files: int) -> Compacted:
+    """Rewrite runs of committed files smaller than ``target_bytes`` into files of about ``target_bytes`` (bytes),
+    when at least ``min_files`` files would be rewritten; the last micro-batch's files are left as they are.
+
+    One listing of the dataset's folder gives the sizes; each run is read through the manifest's schema (so
+    batches whose columns widened read as the dataset does) and written with :func:`write_parts` under a new
+    version; then one manifest commit. Raises TerminalError for a dataset that was not appended to; errors of the
+    file system propagate after the new files are deleted (the manifest is then unchanged).
+    """
+    manifest = _previous(store, folder, location)
+    if manifest is None:
+        return Compacted(0, 0, 0)
+    runs = _small_runs(store, folder, manifest, target_bytes)
+    rewritten = sum(len(run) for run in runs)
+    if rewritten < min_files:
+        return Compacted(len(manifest.files), len(manifest.files), 0)
+    import pyarrow.dataset as ds
+
+    schema = manifest.arrow_schema()
+    replaced: dict[str, str] = {}  # first file of a run -> the new file; the run's other files -> ""
+    written: list[str] = []
+    try:
+        for run in runs:
+            version = new_version()
+            written.append(f"{folder}/{VERSION_PREFIX}{version}")
+            source = ds.FileSystemDataset.from_paths(
+                [f"{folder}/{name}" for name in run], schema=schema, format=ds.ParquetFileFormat(), filesystem=store.fs
+            )
+            parts = write_parts(store.fs, written[-1], source.scanner().to_reader(), label=f"lake output {location!r}")
+            replaced.update(dict.fromkeys(run, ""))
+            replaced[run[0]] = f"{VERSION_PREFIX}{version}/{parts.files[0]}"
+        files = [replaced.get(name, name) for name in manifest.files]
+        now = time.time()
+        grace = store.retention.orphan_grace_s
+        retired = {version: at for version, at in manifest.retired.items() if now - at < grace}
+        retired.update(dict.fromkeys((name.split("/", 1)[0].removeprefix(VERSION_PREFIX) for name in replaced), now))
+        updated = msgspec.structs.replace(manifest, files=[name for name in files if name], retired=retired)
+        store.commit(f"{folder}/{MANIFEST}", msgspec.json.encode(updated))
+    except BaseException:
+        for path in written:
+            _delete_folder(store.fs, path)
+        raise
+    return Compacted(len(manifest.files), len(updated.files), rewritten)
+
+
+def _small_runs(store: VersionedStore, folder: str, manifest: Manifest, target_bytes: int) -> list[list[str]]:
+    """Runs (in manifest order) of two or more consecutive small files, each run about ``target_bytes`` at most."""
+    infos = store.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=True))
+    sizes = {info.path.removeprefix(f"{folder}/"): info.size for info in infos if info.type == pafs.FileType.File}
+    last = f"{VERSION_PREFIX}{manifest.version}/"
+    runs: list[list[str]] = []
+    run: list[str] = []
+    total = 0
+    for name in manifest.files:
+        size = sizes.get(name)
+        small = size is not None and size < target_bytes and not name.startswith(last)
+        if run and (not small or total + (size or 0) > target_bytes):
+            runs.append(run)
+            run, total = [], 0
+        if small:
+            run.append(name)
+            total += size or 0
+    runs.append(run)
+    return [run for run in runs if len(run) > 1]
+
+
 def last_commit(store: VersionedStore, folder: str) -> dict[str, Any] | None:
     """The commit record of the dataset's last append, or None when nothing was appended yet."""
     manifest = store.manifest(folder)
@@ -189,6 +266,8 @@ def prune_orphans(store: VersionedStore, folder: str, committed: Manifest | None
     live = {name.split("/", 1)[0].removeprefix(VERSION_PREFIX) for name in (manifest.files if manifest else [])}
     if manifest is not None:
         live.add(manifest.version)
+        now = time.time()
+        live.update(version for version, at in manifest.retired.items() if now - at < store.retention.orphan_grace_s)
     for version in store.versions(folder):
         if version not in live and version_age_s(version) > store.retention.orphan_grace_s:
             _delete_folder(store.fs, f"{folder}/{VERSION_PREFIX}{version}")
@@ -241,6 +320,7 @@ def _commit(
         token=token,
         batches=(previous.batches if previous else 0) + 1,
         state=state_file,
+        retired=previous.retired if previous else {},
     )
     try:
         encoded = msgspec.json.encode(manifest)

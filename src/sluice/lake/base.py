@@ -27,6 +27,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class Compacted:
+    """What one :meth:`Lake.compact` did: files before and after, and files rewritten (0: nothing was worth it)."""
+
+    files_before: int
+    files_after: int
+    rewritten: int
+
+
+@dataclass(frozen=True, slots=True)
 class LakeWrite:
     """What a write produced: where, how many rows, a hash of the content (for freshness), and what the
     ``then`` step returned (rows published to a destination), if there was one."""
@@ -236,6 +245,13 @@ class Lake(ABC):
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         """The ``commit`` record of the last :meth:`append` to ``layer/name`` (None: nothing appended yet)."""
         return None
+
+    def compact(self, layer: str, name: str, *, target_bytes: int, min_files: int) -> Compacted:
+        """Rewrite the small files of the append-only dataset ``layer/name`` into files of about ``target_bytes``
+        (bytes) in one atomic commit, when at least ``min_files`` would be; the rows, their order, the last commit
+        record and state stay as they were (:func:`sluice.lake.appends.compact`). Only the dataset's writer may
+        call it, between two of its appends. Raises TerminalError for a lake that cannot append (the default)."""
+        raise TerminalError(f"the {type(self).__name__} lake cannot append micro-batches; use the local or the s3 lake")
 
     def last_state(self, layer: str, name: str) -> bytes | None:
         """The ``state`` given to the last :meth:`append` to ``layer/name`` (None: none)."""

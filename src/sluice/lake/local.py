@@ -40,7 +40,7 @@ import xxhash
 
 from sluice.errors import TerminalError
 from sluice.lake import appends
-from sluice.lake.base import Lake, LakeWrite, StagedAppend, StagedOutput, StoredOutput, Then, keep_then
+from sluice.lake.base import Compacted, Lake, LakeWrite, StagedAppend, StagedOutput, StoredOutput, Then, keep_then
 from sluice.lake.kept_files import SourceFile, copy_while_draining, keeps_as_encoded
 from sluice.lake.local_parts import (
     STALE_AFTER_S,
@@ -167,6 +167,11 @@ class LocalLake(Lake):
         location, folder = self._append_folder(layer, name)
         folder.mkdir(parents=True, exist_ok=True)
         return appends.append(self.store, folder.as_posix(), location, data, commit=commit, token=token, state=state)
+
+    def compact(self, layer: str, name: str, *, target_bytes: int, min_files: int) -> Compacted:
+        """See :meth:`Lake.compact`."""
+        location, folder = self._append_folder(layer, name)
+        return appends.compact(self.store, folder.as_posix(), location, target_bytes=target_bytes, min_files=min_files)
 
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         return appends.last_commit(self.store, self._append_folder(layer, name)[1].as_posix())

@@ -38,7 +38,7 @@ def open_s3(project: Project) -> S3Lake:
     unknown connection or a bad URL.
     """
     from sluice.lake.plugins import S3LakeOptions
-    from sluice.lake.s3 import S3Lake, s3_filesystem
+    from sluice.lake.s3 import S3Access, S3Lake, s3_filesystem
 
     options = project.lake.options
     if not isinstance(options, S3LakeOptions):
@@ -55,9 +55,12 @@ def open_s3(project: Project) -> S3Lake:
         access_key, secret_key = unquote(parts.username or ""), unquote(parts.password or "")
         if parts.scheme in ("http", "https") and not endpoint:
             endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    access = S3Access(endpoint, options.region, access_key, secret_key)
     fs = s3_filesystem(endpoint, region=options.region, access_key=access_key, secret_key=secret_key)
     retention = Retention(
         keep_versions=options.keep_versions, keep_s=options.keep_days * 86400, orphan_grace_s=options.orphan_grace_s
     )
     root = options.url.partition("?")[0]
-    return S3Lake(fs, options.layers, default_root=root, retention=retention, create_buckets=options.create_buckets)
+    return S3Lake(
+        fs, options.layers, default_root=root, retention=retention, create_buckets=options.create_buckets, access=access
+    )

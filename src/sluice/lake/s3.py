@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -30,7 +31,7 @@ import pyarrow.fs as pafs
 
 from sluice.errors import ConfigError, TerminalError, TransientError
 from sluice.lake import appends
-from sluice.lake.base import Lake, LakeWrite, StagedAppend, StoredOutput, Then
+from sluice.lake.base import Compacted, Lake, LakeWrite, StagedAppend, StoredOutput, Then
 from sluice.lake.plugins import bucket_root
 from sluice.lake.versioned import MANIFEST, Manifest, Retention, VersionedStore, version_age_s
 
@@ -50,6 +51,56 @@ _TERMINAL = (
 )
 
 
+def region_of(region: str) -> str:
+    """``region``, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else ``us-east-1``."""
+    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How an S3 lake reaches its store, for engines that bring their own S3 client (Spark's s3a).
+
+    ``endpoint``: ``http(s)://host:port`` (empty: AWS itself); ``region``: empty for ``AWS_REGION`` /
+    ``AWS_DEFAULT_REGION`` / ``us-east-1``; keys empty for the client's default credential chain.
+    """
+
+    endpoint: str = ""
+    region: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+    session_token: str = ""
+
+
+def s3a_options(access: S3Access, bucket: str) -> dict[str, str]:
+    """Hadoop's S3A settings (``fs.s3a.bucket.<bucket>.*``, per bucket so lakes on other stores do not clash) that
+    reach ``bucket`` as the lake's own client does: the endpoint with path-style access and TLS as its scheme says,
+    the region, and the keys (``SimpleAWSCredentialsProvider``, or ``TemporaryAWSCredentialsProvider`` with a
+    session token); without keys, S3A's default chain (environment, profile, instance role). Source: Hadoop's
+    "Maximizing Performance / Per-bucket configuration" of the S3A documentation."""
+    prefix = f"fs.s3a.bucket.{bucket}."
+    options: dict[str, str] = {}
+    access_key, secret_key = access.access_key, access.secret_key
+    if access.endpoint:
+        parts = urlsplit(access.endpoint)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        options["endpoint"] = f"{parts.scheme}://{host}"
+        options["connection.ssl.enabled"] = "true" if parts.scheme == "https" else "false"
+        options["path.style.access"] = "true"
+        access_key = access_key or unquote(parts.username or "")
+        secret_key = secret_key or unquote(parts.password or "")
+    options["endpoint.region"] = (
+        access.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    )
+    if access_key or secret_key:
+        options.update({"access.key": access_key, "secret.key": secret_key})
+        provider = "SimpleAWSCredentialsProvider"
+        if access.session_token:
+            options["session.token"] = access.session_token
+            provider = "TemporaryAWSCredentialsProvider"
+        options["aws.credentials.provider"] = f"org.apache.hadoop.fs.s3a.{provider}"
+    return {prefix + key: value for key, value in options.items()}
+
+
 def s3_filesystem(
     endpoint: str = "",
     *,
@@ -67,7 +118,7 @@ def s3_filesystem(
     for an endpoint that is not an http(s) URL.
     """
     options: dict[str, object] = {
-        "region": region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "region": region_of(region),
         "allow_bucket_creation": True,
         "request_timeout": request_timeout_s,
         "connect_timeout": min(request_timeout_s, 10.0),
@@ -95,7 +146,7 @@ class S3Lake(Lake):
 
     ``layers`` maps a layer to ``bucket`` or ``bucket/prefix``; a layer not in it goes to
     ``<default_root>/<layer>`` (``default_root`` being ``bucket`` or ``bucket/prefix``), and a layer with
-    neither is a TerminalError at write time.
+    neither is a TerminalError at write time. ``access``: how ``fs`` reaches the store, for other clients.
     """
 
     def __init__(
@@ -106,8 +157,11 @@ class S3Lake(Lake):
         default_root: str = "",
         retention: Retention | None = None,
         create_buckets: bool = True,
+        access: S3Access | None = None,
     ) -> None:
         self.fs = fs
+        self.access = access or S3Access()
+        """The store's endpoint and credentials, for engines with their own S3 client (:func:`s3a_options`)."""
         self.layers = {layer: _root(root, f"layers: {layer}") for layer, root in layers.items()}
         self.default_root = _root(default_root, "url") if default_root else ""
         self.create_buckets = create_buckets
@@ -181,6 +235,12 @@ class S3Lake(Lake):
             self._ensure_bucket(folder.partition("/")[0])
             return appends.append(self.store, folder, location, data, commit=commit, token=token, state=state)
 
+    def compact(self, layer: str, name: str, *, target_bytes: int, min_files: int) -> Compacted:
+        """See :meth:`Lake.compact`."""
+        location, folder = self._append_folder(layer, name)
+        with _translated(folder):
+            return appends.compact(self.store, folder, location, target_bytes=target_bytes, min_files=min_files)
+
     def last_commit(self, layer: str, name: str) -> dict[str, Any] | None:
         folder = self._append_folder(layer, name)[1]
         with _translated(folder):
@@ -202,6 +262,14 @@ class S3Lake(Lake):
         with _translated(folder):
             self._ensure_bucket(folder.partition("/")[0])
             return appends.VersionStaged(self.store, folder, location, f"s3://{folder}")
+
+    def checkpoint_folder(self, layer: str, name: str) -> str:
+        """``s3://<layer root>/_checkpoints/<name>``: where an engine keeps its own checkpoint of the streaming
+        dataset ``<layer>/<name>`` (Spark's), its bucket created if missing. No reader lists it (it has no manifest)."""
+        root = self.root_of(_name(layer, "layer"))
+        with _translated(root):
+            self._ensure_bucket(root.partition("/")[0])
+        return f"s3://{root}/_checkpoints/{_name(name, 'name')}"
 
     def parquet_files(self, location: str) -> list[str]:
         folder = self._folder(location)

@@ -94,6 +94,9 @@ class Manifest(msgspec.Struct, frozen=True):
     (:meth:`VersionedStore.link`); None: the files are this dataset's own."""
     logical_date: str | None = None
     """The logical date (ISO text) whose data a promoted plain output holds (:mod:`sluice.lake.dated`), if any."""
+    retired: dict[str, float] = {}
+    """Of an append-only dataset: batch versions whose files a compaction rewrote, and when (Unix seconds); kept
+    from pruning until the grace period has passed since then, for readers of the manifest before it."""
 
     def arrow_schema(self) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema)))

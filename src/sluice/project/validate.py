@@ -88,11 +88,11 @@ def lake_problems(project: Project) -> list[ConfigError]:
                 why = f"writes lake layer {layer!r}, which 'lake: layers' does not map; map it to a bucket or give 'lake: url'"
                 problems.append(_problem(obj, why))
     for obj in sorted(project.objects.values(), key=lambda o: o.id):
-        if obj.engine == "spark":
+        if obj.engine == "spark" and obj.streaming is None:  # streaming objects write through s3a (docs/engines.md)
             problems.append(
                 ConfigError(
-                    f"{_label(obj)}: engine spark needs the local lake (Spark cannot write into the S3 lake yet); "
-                    "use engine duckdb or a local lake",
+                    f"{_label(obj)}: engine spark needs the local lake (Spark batch objects cannot write into the S3 "
+                    "lake yet; streaming objects can); use engine duckdb or a local lake",
                     obj.origin.file,
                     obj.origin.line_of("engine"),
                 )

@@ -125,7 +125,7 @@ class ObjectsReader(SourcesReader):
         if engine == "spark":
             block = item.get("streaming")
             given = [f"streaming: {k}" for k in ("window", "max_batch_bytes") if isinstance(block, YamlMap) and k in block]
-            given += [f"source: {k}" for k in ("dead_letter", "group") if k in options]
+            given += ["source: group"] if "group" in options else []
             for key in given:
                 self.problem(
                     f"{label}: {key} is not supported on engine: spark (Spark Structured Streaming); "

@@ -28,11 +28,16 @@ itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from sluice.errors import TerminalError, TransientError
 from sluice.streaming.records import KafkaMessage, Rejected
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("sluice.streaming.dead_letters")
 
@@ -111,6 +116,59 @@ def send_dead_letters(
     if left or failures:
         what = failures[0] if failures else f"{left} not acknowledged after {FLUSH_TIMEOUT_S:g} s"
         raise TransientError(f"{where}: could not write dead letters to {topic!r}: {what}")
+
+
+def set_aside(
+    producer: Callable[[], Any],
+    target_of: Callable[[str], str | None],
+    messages: Sequence[KafkaMessage],
+    rejected: Sequence[Rejected],
+    where: str,
+) -> dict[str, int]:
+    """Send each rejected record to the dead-letter topic of the topic it was read from (``target_of(topic)``,
+    :meth:`RecordSettings.dead_letter_topic <sluice.streaming.options.RecordSettings.dead_letter_topic>`) with
+    :func:`send_dead_letters`, and wait for the acknowledgements. ``producer()`` gives the producer (made on first
+    use). Returns the number of dead letters per source topic, for the caller's counters.
+
+    Raises TerminalError (:func:`refuse`) when a topic's records may not be dead-lettered (``dead_letter: false``),
+    TransientError when the broker did not acknowledge them. Used by the micro-batcher and the Spark engine alike.
+    """
+    by_topic: dict[str, list[Rejected]] = {}
+    for item in rejected:
+        by_topic.setdefault(str(messages[item.index].topic()), []).append(item)
+    for topic, items in by_topic.items():
+        target = target_of(topic)
+        if target is None:
+            raise refuse(messages, items, where)
+        send_dead_letters(producer(), target, messages, items, where)
+    return {topic: len(items) for topic, items in by_topic.items()}
+
+
+class DeadLetterProducer:
+    """The producer of one stream's dead letters, made on first use (idempotent, ``acks=all``)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: Any = None
+
+    def producer(self) -> Any:
+        """The ``confluent_kafka.Producer`` (made at the first call)."""
+        if self._producer is None:
+            from confluent_kafka import Producer
+
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
+        return self._producer
+
+    def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str, origin: str) -> None:
+        """Rows that are no longer Kafka records (decoded, then without an event time for a window), as JSON objects
+        (re-encoded: not the original bytes, no key) with the reason, source topic and object headers; waits for
+        the acknowledgement (TransientError otherwise)."""
+        producer = self.producer()
+        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode()), (OBJECT, origin.encode())]
+        for row in rows.to_pylist():  # rare: a record without an event time
+            producer.produce(topic, value=msgspec.json.encode(row, enc_hook=str), headers=headers)
+        if producer.flush(FLUSH_TIMEOUT_S):
+            raise TransientError(f"could not write dead letters to {topic!r}: not acknowledged after {FLUSH_TIMEOUT_S:g} s")
 
 
 def refuse(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], where: str) -> TerminalError:

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import pyarrow as pa
 
 from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
@@ -42,10 +41,10 @@ from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.streaming.columns import RecordColumns
 from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, encode_offsets
-from sluice.streaming.dead_letters import OBJECT, REASON, TOPIC, refuse, send_dead_letters
+from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import Decoder, Rejected
-from sluice.streaming.settings import BATCH_TABLE, StreamingSettings
+from sluice.streaming.settings import BATCH_TABLE, CompactSettings, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
 from sluice.urls import kafka_servers
 
@@ -168,7 +167,7 @@ class MicroBatcher:
         consumer = StreamConsumer(
             self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest"))
         )
-        dead = _DeadLetters(self.bootstrap)
+        dead = DeadLetterProducer(self.bootstrap)
         self._committed = offsets
         self._targets = consumer.end_offsets() if self.available_now else None
         self.status.set_state("stopping" if self.stopping else "running")
@@ -244,7 +243,7 @@ class MicroBatcher:
         parts: list[RecordColumns],
         ahead: Offsets,
         decoder: Decoder,
-        dead: _DeadLetters,
+        dead: DeadLetterProducer,
         batch_number: int,
         started: float,
     ) -> None:
@@ -267,11 +266,12 @@ class MicroBatcher:
             "value_schema": _schema_text(decoder.value_schema),
         }
         self._append(table, record, state)
+        compact_when_due(self.lake, self.layer, self.obj.name, self.settings.compact, batch_number)
         self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), messages.size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
 
-    def _windowed(self, table: pa.Table, topic: str, dead: _DeadLetters) -> tuple[pa.Table, int, int, bytes]:
+    def _windowed(self, table: pa.Table, topic: str, dead: DeadLetterProducer) -> tuple[pa.Table, int, int, bytes]:
         """The windows this micro-batch closes, its late records (counted; appended to ``<name>_late`` for a side
         output, at least once), records without an event time (dead letters), and the operator's state."""
         from sluice.streaming.windows import state_to_bytes
@@ -300,21 +300,14 @@ class MicroBatcher:
             metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(result.invalid.num_rows)
         return result.closed, result.late_records, result.invalid.num_rows, state_to_bytes(result.state)
 
-    def _dead_letters(self, rejected: list[Rejected], messages: RecordColumns, dead: _DeadLetters) -> None:
+    def _dead_letters(self, rejected: list[Rejected], messages: RecordColumns, dead: DeadLetterProducer) -> None:
         """Send the rejected records to their topic's dead-letter topic (:mod:`sluice.streaming.dead_letters`) and wait
         for the acknowledgement; TerminalError with ``dead_letter: false``."""
         if not rejected:
             return
         where = f"object {self.obj.id} ({self.obj.name})"
-        by_topic: dict[str, list[Rejected]] = {}
-        for item in rejected:
-            by_topic.setdefault(messages[item.index].topic(), []).append(item)
-        for topic, items in by_topic.items():
-            target = self.records.dead_letter_topic(topic)
-            if target is None:
-                raise refuse(messages, items, where)
-            send_dead_letters(dead.producer(), target, messages, items, where)
-            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(len(items))
+        for topic, count in set_aside(dead.producer, self.records.dead_letter_topic, messages, rejected, where).items():
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(count)
 
     def _transform(self, table: pa.Table) -> pa.Table:
         sql = self.settings.sql
@@ -338,32 +331,6 @@ class MicroBatcher:
                     raise
                 log.warning("%s: micro-batch %s not committed (%s); trying again", self.obj.name, record["batch"], exc)
                 time.sleep(2 ** (attempt - 1))
-
-
-class _DeadLetters:
-    """The producer of a loop's dead letters, made on first use (idempotent, ``acks=all``)."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self._producer: Any = None
-
-    def producer(self) -> Any:
-        if self._producer is None:
-            from confluent_kafka import Producer
-
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
-        return self._producer
-
-    def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str, origin: str) -> None:
-        """Rows that are no longer Kafka records (decoded, then without an event time for a window), as JSON objects
-        (re-encoded: not the original bytes, no key) with the reason, source topic and object headers; waits for
-        the acknowledgement (TransientError otherwise)."""
-        producer = self.producer()
-        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode()), (OBJECT, origin.encode())]
-        for row in rows.to_pylist():  # rare: a record without an event time
-            producer.produce(topic, value=msgspec.json.encode(row, enc_hook=str), headers=headers)
-        if producer.flush(30.0):
-            raise TransientError(f"could not write dead letters to {topic!r}: not acknowledged after 30 s")
 
 
 class _Committer:
@@ -409,6 +376,23 @@ class _Committer:
         self._queue.put(None)
         self._thread.join()
         self.check()
+
+
+def compact_when_due(lake: Lake, layer: str, name: str, options: CompactSettings | None, batch: int) -> None:
+    """After micro-batch number ``batch`` was committed, compact ``layer/name`` when ``options`` ask for it and
+    ``batch`` is a multiple of ``options.min_files`` (:meth:`Lake.compact`; the writer's own thread, between two
+    of its appends). A transient failure is logged and left for the next turn (the manifest is unchanged)."""
+    if options is None or batch % options.min_files:
+        return
+    try:
+        done = lake.compact(layer, name, target_bytes=options.target_bytes, min_files=options.min_files)
+    except TransientError as exc:
+        log.warning("%s/%s: compaction failed, left for later: %s", layer, name, exc)
+        return
+    if done.rewritten:
+        log.info(
+            "%s/%s: %d small files compacted (%d files -> %d)", layer, name, done.rewritten, done.files_before, done.files_after
+        )
 
 
 def run_stream(

@@ -12,6 +12,7 @@
           max_batch_bytes: 67108864        # ...nor more bytes of record values
           sql: SELECT id, amount * 100 AS cents FROM batch   # optional, DuckDB over each micro-batch
           window: {type: tumbling, size: 1m, time_column: ts, watermark: 10s, aggregates: {n: count(*)}}  # optional
+          compact: {min_files: 64, target_bytes: 134217728}   # optional: small batch files rewritten into big ones
 
 Checked with file and line like the rest of ``sluice.yaml`` (:class:`StreamingSettings`). The words are
 Spark Structured Streaming's: a *trigger* starts a *micro-batch*; its *offsets* (per topic and partition,
@@ -56,6 +57,22 @@ class TriggerSettings(Settings):
         return None if self.interval is None else parse_duration(self.interval) / 1e6
 
 
+class CompactSettings(Settings):
+    """When a streaming object's writer rewrites its small micro-batch files into bigger ones (``streaming.compact``).
+
+    Every ``min_files`` micro-batches the writer looks at the dataset's files (one listing) and, when at least
+    ``min_files`` of them are smaller than ``target_bytes``, rewrites consecutive small ones into files of about
+    ``target_bytes`` in one atomic commit (:meth:`Lake.compact <sluice.lake.base.Lake.compact>`).
+    """
+
+    min_files: Annotated[
+        int, Meta(ge=2, description="Small files that make a compaction worth it (also: micro-batches between checks).")
+    ] = 64
+    target_bytes: Annotated[
+        int, Meta(ge=1024, description="Files smaller than this are merged, into files of about this many bytes.")
+    ] = 128 * 1024 * 1024
+
+
 class StreamingSettings(Settings):
     """An object's ``streaming:``: it consumes its Kafka source continuously, in micro-batches appended to the lake."""
 
@@ -77,5 +94,12 @@ class StreamingSettings(Settings):
         Meta(
             description="Event-time windows aggregated over the micro-batches (after sql), with a watermark; the object "
             "then writes one row per closed window (docs/streaming.md)."
+        ),
+    ] = None
+    compact: Annotated[
+        CompactSettings | None,
+        Meta(
+            description="Rewrite small micro-batch files into bigger ones as the stream goes: {min_files: 64, "
+            "target_bytes: 134217728}; none: every micro-batch keeps its own files (docs/streaming.md)."
         ),
     ] = None

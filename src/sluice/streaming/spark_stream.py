@@ -5,8 +5,8 @@ serve`` and ``/streams`` host either (:func:`stream_runner` picks one by the obj
 The query itself is :mod:`sluice.streaming.spark_query`; this module maps the object's options onto it:
 ``source`` (connection, topics, ``schema``, ``columns``), ``streaming.trigger`` (``interval_s``: Spark's
 processing-time trigger; ``records`` alone: micro-batches back to back, each at most that many records),
-``max_batch_records`` (``maxOffsetsPerTrigger``), ``sql``, and the source's ``start``. ``max_batch_bytes``, ``window``,
-the source's ``group`` and the dead-letter topic are the micro-batcher's only (docs/streaming.md).
+``max_batch_records`` (``maxOffsetsPerTrigger``), ``sql``, ``compact``, the source's ``start`` and ``dead_letter``.
+``max_batch_bytes``, ``window`` and the source's ``group`` are the micro-batcher's only (docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from sluice.errors import TerminalError, TransientError
+from sluice.errors import SluiceError, TerminalError, TransientError
 from sluice.lake.base import Lake
+from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.streaming.loop import MicroBatcher, Until, bootstrap_of, record_settings, topics_of
-from sluice.streaming.spark_query import SparkStream, start_query
+from sluice.streaming.spark_query import BatchDone, SparkStream, start_query, uses_s3
 from sluice.streaming.status import BatchInfo, StreamStatus
 
 WAIT_S = 0.5
@@ -58,6 +59,8 @@ def spark_stream(project: Project, obj: ObjectSpec) -> SparkStream:
         trigger_s=trigger.interval_s or 0.0,
         max_batch_records=limit,
         start="latest" if obj.source is not None and obj.source.get("start") == "latest" else "earliest",
+        dead_letter=records.dead_letter,
+        compact=settings.compact,
     )
 
 
@@ -71,6 +74,8 @@ class SparkStreamer:
         self._stop = threading.Event()
         self.available_now = False
         """True: process what the topics hold now, then stop (Spark's ``Trigger.AvailableNow``)."""
+        for topic in self.stream.topics:  # the series exist at zero from the start, as on the micro-batcher
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(obj.id), topic)
 
     def stop(self) -> None:
         """Ask the query to stop (Spark finishes the micro-batch it is committing)."""
@@ -79,8 +84,9 @@ class SparkStreamer:
             self.status.set_state("stopping")
 
     def run(self, until: Until | None = None) -> StreamStatus:
-        """Run until stopped, ``until`` says so, or the query fails (state ``failed``, the error raised:
-        TerminalError, or TransientError for a failed Spark job)."""
+        """Run until stopped, ``until`` says so, or the query fails (state ``failed``, the error raised: the batch
+        writer's own SluiceError (a TerminalError for a record that may not be dead-lettered), or TransientError for
+        a failed Spark job)."""
         try:
             self._run(until)
         except BaseException as exc:
@@ -93,26 +99,35 @@ class SparkStreamer:
         from sluice.transforms.spark_session import object_session
 
         label = f"object {self.obj.id} ({self.obj.name})"
-        session = object_session(self.project.spark, kafka=True)
+        session = object_session(self.project.spark, kafka=True, s3=uses_s3(self.lake))
         stream = replace(self.stream, trigger_s=None) if self.available_now else self.stream
-        query = start_query(session, self.lake, stream, object_label=label, committed=self._committed)
+        failures: list[SluiceError] = []
+        query = start_query(session, self.lake, stream, object_label=label, committed=self._committed, failed=failures.append)
         self.status.set_state("stopping" if self._stop.is_set() else "running")
+        error: BaseException | None = None
         try:
             while query.isActive and not self._stop.is_set():
                 query.awaitTermination(WAIT_S)
                 self.status.set_lag(lag_of(query.lastProgress))
                 if until is not None and until(self.status):
                     break
+        except Exception as exc:  # Spark's StreamingQueryException: the query failed
+            error = exc
         finally:
             if query.isActive:
                 query.stop()
-        error = query.exception()
+        if failures:  # the batch writer's own error (dead_letter: false, a lake refusing the batch...)
+            raise failures[-1]
+        error = error or query.exception()
         if error is not None:
             first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise TransientError(f"{label}: Spark's streaming query failed: {first}")
 
-    def _committed(self, batch_id: int, records: int, size: int, rows: int, duration_s: float) -> None:
-        self.status.committed(BatchInfo(batch_id, time.time(), rows, records, size, duration_s), dead_letters=0, late=0)
+    def _committed(self, done: BatchDone) -> None:
+        for topic, count in done.dead_letters.items():
+            metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(count)
+        info = BatchInfo(done.batch_id, time.time(), done.rows, done.records, done.size, done.duration_s)
+        self.status.committed(info, dead_letters=sum(done.dead_letters.values()), late=0)
 
 
 def lag_of(progress: dict[str, Any] | None) -> dict[tuple[str, int], int]:

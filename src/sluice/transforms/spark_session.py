@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +45,43 @@ class KafkaConnectorMissing(TerminalError):
     """Spark's Kafka connector jars (for ``engine: spark`` streaming objects) are not installed: run scripts/spark-kafka.sh."""
 
 
+class S3ConnectorMissing(TerminalError):
+    """Hadoop's S3A jars (``engine: spark`` streaming objects on an S3 lake) are not installed: run scripts/spark-s3.sh."""
+
+
 KAFKA_SCRIPT = "scripts/spark-kafka.sh"
 """The project's script that fetches Spark's Kafka connector from Maven Central (never done at run time)."""
+S3_SCRIPT = "scripts/spark-s3.sh"
+"""The project's script that fetches hadoop-aws and the AWS SDK bundle from Maven Central (never done at run time)."""
+
+
+def jars_cache() -> Path:
+    """Where the scripts put the jars they fetch: ``$SLUICE_SPARK_JARS_CACHE``, else ``$XDG_CACHE_HOME/sluice``,
+    else ``~/.cache/sluice``."""
+    root = os.environ.get("SLUICE_SPARK_JARS_CACHE")
+    return Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sluice"
 
 
 def kafka_jars_folder() -> Path:
     """Where :data:`KAFKA_SCRIPT` puts the connector's jars for the installed PySpark:
-    ``$SLUICE_SPARK_JARS_CACHE`` (default ``~/.cache/sluice``) ``/spark-kafka-<pyspark version>/jars``."""
+    :func:`jars_cache` ``/spark-kafka-<pyspark version>/jars``."""
     import pyspark
 
-    root = os.environ.get("SLUICE_SPARK_JARS_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sluice"
-    )
-    return Path(root) / f"spark-kafka-{pyspark.__version__}" / "jars"
+    return jars_cache() / f"spark-kafka-{pyspark.__version__}" / "jars"
+
+
+def hadoop_version() -> str:
+    """The Hadoop version PySpark bundles (from its ``hadoop-client-api-<version>.jar``; ``unknown`` when it has none)."""
+    import pyspark
+
+    found = sorted(Path(pyspark.__file__).parent.joinpath("jars").glob("hadoop-client-api-*.jar"))
+    return found[0].name.removeprefix("hadoop-client-api-").removesuffix(".jar") if found else "unknown"
+
+
+def s3_jars_folder() -> Path:
+    """Where :data:`S3_SCRIPT` puts hadoop-aws and its AWS SDK for PySpark's Hadoop:
+    :func:`jars_cache` ``/spark-s3-<hadoop version>/jars``."""
+    return jars_cache() / f"spark-s3-{hadoop_version()}" / "jars"
 
 
 def kafka_jars() -> list[str]:
@@ -64,12 +89,22 @@ def kafka_jars() -> list[str]:
 
     Raises :class:`KafkaConnectorMissing` naming :data:`KAFKA_SCRIPT` when they have not been fetched.
     """
-    folder = kafka_jars_folder()
+    return _installed(kafka_jars_folder(), "Spark's Kafka connector", KAFKA_SCRIPT, KafkaConnectorMissing)
+
+
+def s3_jars() -> list[str]:
+    """The jar paths of hadoop-aws and its dependencies (sorted), for the class path.
+
+    Raises :class:`S3ConnectorMissing` naming :data:`S3_SCRIPT` when they have not been fetched.
+    """
+    return _installed(s3_jars_folder(), "Hadoop's S3A file system (hadoop-aws)", S3_SCRIPT, S3ConnectorMissing)
+
+
+def _installed(folder: Path, what: str, script: str, missing: type[TerminalError]) -> list[str]:
+    """The jars of ``folder`` once its script completed it (``.complete``); else ``missing`` naming ``script``."""
     jars = sorted(str(path) for path in folder.glob("*.jar")) if (folder / ".complete").is_file() else []
     if not jars:
-        raise KafkaConnectorMissing(
-            f"Spark's Kafka connector is not installed in {folder}: run {KAFKA_SCRIPT} (it fetches it from Maven Central)"
-        )
+        raise missing(f"{what} is not installed in {folder}: run {script} (it fetches it from Maven Central)")
     return jars
 
 
@@ -87,14 +122,18 @@ def conf_of(settings: SparkSettings) -> dict[str, str]:
     return conf
 
 
-def spark_session(settings: SparkSettings, *, kafka: bool = False) -> Any:
+def spark_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = False) -> Any:
     """The process's ``SparkSession``, started on the first call with ``settings`` (later settings are ignored).
 
-    ``kafka``: the caller reads Kafka (a streaming object), so the session must have Spark's Kafka connector.
-    A session starts with the connector's jars in ``spark.jars`` whenever they are installed (they cannot be
-    added to a running driver). Raises :class:`JavaMissing` without Java, :class:`KafkaConnectorMissing`
-    when ``kafka`` and the jars are not installed (or the running session started without them),
-    TerminalError when Spark cannot start (its first line quoted).
+    ``kafka``: the caller reads Kafka (a streaming object), so the session must have Spark's Kafka connector;
+    ``s3``: the caller writes ``s3a://`` paths (a streaming object on an S3 lake), so it must have hadoop-aws.
+    A session starts with whichever of those jars are installed (they cannot be added to a running driver):
+    the Kafka connector in ``spark.jars``; hadoop-aws and its 690 MB AWS SDK bundle on the driver's class
+    path (``spark.driver.extraClassPath``) for a ``local`` master, since ``spark.jars`` would copy them into
+    every session's temporary folder, else (or when the process's JVM already runs: a restarted session) in
+    ``spark.jars``. Raises :class:`JavaMissing` without Java,
+    :class:`KafkaConnectorMissing` / :class:`S3ConnectorMissing` when asked for jars that are not installed (or
+    that the running session started without), TerminalError when Spark cannot start (its first line quoted).
     """
     global _SESSION
     with _LOCK:
@@ -103,6 +142,10 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False) -> Any:
                 raise KafkaConnectorMissing(
                     f"this process's Spark session started without the Kafka connector: run {KAFKA_SCRIPT}, then restart"
                 )
+            if s3 and not _has_s3(_SESSION):
+                raise S3ConnectorMissing(
+                    f"this process's Spark session started without hadoop-aws (s3a): run {S3_SCRIPT}, then restart"
+                )
             return _SESSION
         why = java_problem()
         if why:
@@ -110,14 +153,16 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False) -> Any:
         from pyspark.sql import SparkSession
 
         conf = conf_of(settings)
-        try:
-            jars = kafka_jars()
-        except KafkaConnectorMissing:
-            if kafka:
-                raise
-            jars = []
+        jars = _optional(kafka_jars, kafka)
+        extra = _optional(s3_jars, s3)
+        if extra and (not settings.master.startswith("local") or _jvm_running()):
+            jars, extra = [*jars, *extra], []
         if jars:
             conf["spark.jars"] = ",".join([*filter(None, [conf.get("spark.jars", "")]), *jars])
+        if extra:
+            conf["spark.driver.extraClassPath"] = os.pathsep.join(
+                [*filter(None, [conf.get("spark.driver.extraClassPath")]), *extra]
+            )
         builder: Any = SparkSession.builder.master(settings.master).appName(settings.app_name)
         for key, value in conf.items():
             builder = builder.config(key, value)
@@ -134,10 +179,10 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False) -> Any:
         return session
 
 
-def object_session(settings: SparkSettings, *, kafka: bool = False) -> Any:
-    """A session of its own for one object (own temporary views), on the process's shared context (``kafka``: see
-    :func:`spark_session`)."""
-    return spark_session(settings, kafka=kafka).newSession()
+def object_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = False) -> Any:
+    """A session of its own for one object (own temporary views), on the process's shared context (``kafka``,
+    ``s3``: see :func:`spark_session`)."""
+    return spark_session(settings, kafka=kafka, s3=s3).newSession()
 
 
 def stop_session() -> None:
@@ -149,8 +194,30 @@ def stop_session() -> None:
         session.stop()
 
 
+def _optional(jars: Callable[[], list[str]], needed: bool) -> list[str]:
+    """``jars()``, or none when they are not installed and not ``needed`` (then the error is raised)."""
+    try:
+        return jars()
+    except (KafkaConnectorMissing, S3ConnectorMissing):
+        if needed:
+            raise
+        return []
+
+
+def _jvm_running() -> bool:
+    """True when this process already launched Spark's JVM (a stopped session's): its class path is fixed."""
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is not None
+
+
 def _has_kafka(session: Any) -> bool:
     return "spark-sql-kafka" in session.sparkContext.getConf().get("spark.jars", "")
+
+
+def _has_s3(session: Any) -> bool:
+    conf = session.sparkContext.getConf()
+    return any("hadoop-aws" in conf.get(key, "") for key in ("spark.jars", "spark.driver.extraClassPath"))
 
 
 def _alive(session: Any) -> bool:
