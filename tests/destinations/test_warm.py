@@ -140,3 +140,30 @@ objects:
     with psycopg.connect(pg_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM one").fetchone() == (5,)
     wait_for(lambda: backends(pg_db_url) == [], 10, "the run's connections to be closed")
+
+
+@pytest.mark.postgres
+def test_planning_asks_through_the_connection_made_ahead(pg_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.runtime.run import RunOptions, run_project
+
+    write_yaml(
+        tmp_path,
+        f"""
+connections: {{wh: "{pg_db_url}"}}
+objects:
+  - {{id: 1001, name: one, source: {{type: faker, schema: users, rows: 5, seed: 1}}, destination: {{connection: wh, table: one}}}}
+""",
+    )
+    assert run_project(load(tmp_path), RunOptions()).status == "succeeded"
+    opened: list[str] = []
+    connect = PostgresDestination._connect
+
+    def counting(self: PostgresDestination) -> Any:
+        if self._conn is None:
+            opened.append(threading.current_thread().name)
+        return connect(self)
+
+    monkeypatch.setattr(PostgresDestination, "_connect", counting)
+    summary = run_project(load(tmp_path), RunOptions())
+    assert summary.status == "succeeded" and summary.objects[1001].status == "skipped"  # fresh: its table was asked for
+    assert opened == ["sluice-connect"]

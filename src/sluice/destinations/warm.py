@@ -37,14 +37,15 @@ class _Connecting:
     """One destination being connected in a thread of its own (a daemon: a server that does not answer never holds
     up the end of the process)."""
 
-    def __init__(self, destination: Destination) -> None:
+    def __init__(self, destination: Destination, *, connect: bool = True) -> None:
         self.destination = destination
         self.failed = False
         self._lock = threading.Lock()
-        self._done = False
+        self._done = not connect
         self._abandoned = False
         self.thread = threading.Thread(target=self._connect, name="sluice-connect", daemon=True)
-        self.thread.start()
+        if connect:
+            self.thread.start()
 
     def _connect(self) -> None:
         try:
@@ -60,7 +61,8 @@ class _Connecting:
 
     def result(self) -> Destination | None:
         """The connected destination once its thread is done; None (closed) when connecting failed."""
-        self.thread.join()
+        if self.thread.ident is not None:
+            self.thread.join()
         if self.failed:
             _close(self.destination)
             return None
@@ -121,6 +123,17 @@ class WarmDestinations:
         elif connecting is not None:
             connecting.abandon()
         return open_destination(connection, self.root)
+
+    def give_back(self, destination: Destination) -> None:
+        """Keep ``destination`` (taken with :meth:`open`, done with, its connection open) for the next load through
+        its connection, or close it when one is kept already or its class does not connect ahead (a database file is
+        not kept open: planning hands back the destination it asked whether a table exists with)."""
+        name = destination.connection.name
+        with self._lock:
+            if destination.connects_ahead and name not in self._ready:
+                self._ready[name] = _Connecting(destination, connect=False)
+                return
+        _close(destination)
 
     def close(self) -> None:
         """Close the destinations no load took (one still connecting: once connected, without waiting for it)."""
