@@ -108,7 +108,10 @@ class WarmDestinations:
             except SluiceError:
                 continue  # the load raises it where it belongs
             with self._lock:
-                self._ready[connection.name] = _Connecting(destination)
+                if connection.name not in self._ready:  # another caller may have got there meanwhile
+                    self._ready[connection.name] = _Connecting(destination)
+                    continue
+            _close(destination)
 
     def open(self, connection: ConnectionSpec) -> Destination:
         """The destination connected ahead for ``connection`` (waiting for its connection if it is still being made),

@@ -177,7 +177,9 @@ def run_project(
     with ExitStack() as stack:
         stack.callback(warm.close)
         backends = stack.enter_context(open_backends(project, bus_url, state_url))
-        coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer, destinations=warm)
+        # External workers load in their own processes: planning keeps no connection for them
+        ahead = warm if workers == "in-process" else None
+        coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer, destinations=ahead)
         started: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
         if workers == "in-process":
             # Waiting on their queues before the run begins, as external workers are: the first objects
