@@ -89,3 +89,21 @@ def test_a_failed_pruning_is_logged_and_the_next_write_prunes(
     write(lake)  # the left-over version is no longer in the manifest: abandoned, deleted past the grace period
     lake.flush()
     assert len(lake.versions(location)) == 1
+
+
+def test_pruning_outlives_a_daemon_writer_so_the_process_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes come from the stage workers' executor threads, daemons: their pruning must still hold the process."""
+    daemons: list[bool] = []
+    prune = VersionedStore._prune
+
+    def watched(self: VersionedStore, folder: str, committed: set[str], dropped: Sequence[str]) -> None:
+        daemons.append(threading.current_thread().daemon)
+        prune(self, folder, committed, dropped)
+
+    monkeypatch.setattr(VersionedStore, "_prune", watched)
+    lake = LocalLake(tmp_path / "lake", Retention(keep_versions=1))
+    writer = threading.Thread(target=lambda: [write(lake), write(lake)], daemon=True)
+    writer.start()
+    writer.join(60)
+    lake.flush()
+    assert daemons == [False, False]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -21,9 +22,17 @@ class Destination(ABC):
     ``root`` is the folder relative file paths in the connection URL are resolved against (the project folder).
     """
 
+    connects_ahead: ClassVar[bool] = False
+    """Whether :meth:`connect` may run before the first load, in another thread than the load's
+    (:mod:`sluice.destinations.warm`): a server connection, not a database file that connecting would lock."""
+
     def __init__(self, connection: ConnectionSpec, root: Path | None = None) -> None:
         self.connection = connection
         self.root = root
+
+    def connect(self) -> None:  # noqa: B027 - optional hook
+        """Open the connection now rather than at the first statement (a destination that :attr:`connects_ahead`);
+        raises what that first statement would. The default does nothing."""
 
     @abstractmethod
     def write(

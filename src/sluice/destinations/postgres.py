@@ -141,6 +141,7 @@ class PostgresDestination(SqlDestination):
         "loaded_at timestamptz NOT NULL, PRIMARY KEY (load_id, table_name))"
     )
     now_sql = "now()"
+    connects_ahead = True
 
     def __init__(self, connection: ConnectionSpec, root: Path | None = None) -> None:
         super().__init__(connection, root)
@@ -196,6 +197,12 @@ class PostgresDestination(SqlDestination):
             self._conn = None
 
     # -- connection ----------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the ADBC connection now (a run does it while it plans: :mod:`sluice.destinations.warm`); raises
+        TransientError when the server cannot be reached."""
+        with self._lock:
+            self._connect()
 
     def _connect(self) -> Any:
         if self._conn is None:

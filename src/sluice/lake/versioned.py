@@ -335,7 +335,9 @@ class VersionedStore:
                     if self._pruning.get(folder) is thread:
                         del self._pruning[folder]
 
-        thread = threading.Thread(target=prune, name="sluice-lake-prune")
+        # Not a daemon, said explicitly: a thread inherits its creator's flag, and the writes come from the stage
+        # workers' executors, daemons whose pruning the interpreter's exit would otherwise cut short (S3 finalised)
+        thread = threading.Thread(target=prune, name="sluice-lake-prune", daemon=False)
         with self._pruning_lock:
             self._pruning[folder] = thread  # writes to a folder wait for its pruning first: one at a time
         thread.start()

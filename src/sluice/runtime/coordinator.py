@@ -28,6 +28,7 @@ from sluice.bus import names
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import counted, dead_letter_record, describe_malformed
 from sluice.connectors.base import SourceContext
+from sluice.destinations.warm import WarmDestinations
 from sluice.errors import RunNotFound, SluiceError
 from sluice.graph.plan import Plan
 from sluice.lake.base import Lake
@@ -79,9 +80,19 @@ class Coordinator:
     """
 
     def __init__(
-        self, project: Project, bus: Bus, state: StateStore, lake: Lake, options: RunOptions, observer: Observer | None = None
+        self,
+        project: Project,
+        bus: Bus,
+        state: StateStore,
+        lake: Lake,
+        options: RunOptions,
+        observer: Observer | None = None,
+        *,
+        destinations: WarmDestinations | None = None,
     ) -> None:
         self.project = project
+        self.destinations = destinations
+        """Destinations the run connected ahead: planning asks whether a table exists through them."""
         self._base_project = project  # self.project is it with {{ ds }} and friends rendered for the run
         self.bus = bus
         self.state = state
@@ -125,7 +136,14 @@ class Coordinator:
 
     def _fingerprints(self, latest: Mapping[int, LatestOutput] | None = None) -> Fingerprints:
         found = dict(self.state.latest_outputs(self.project.name) if latest is None else latest)
-        return Fingerprints(self.project, self.lake, latest=found, force=self.options.force, context=self.source_context)
+        return Fingerprints(
+            self.project,
+            self.lake,
+            latest=found,
+            force=self.options.force,
+            context=self.source_context,
+            destinations=self.destinations,
+        )
 
     def start(self, on_planned: Callable[[], None] | None = None) -> str:
         """Plan and begin a new run; returns its id (``YYYYmmdd-HHMMSS-xxxxxxxx``).

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from sluice.checks.run import Checked, CheckRunner, register_series
 from sluice.connectors.base import Source, SourceContext
+from sluice.destinations.warm import WarmDestinations
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, LakeWrite, Then
 from sluice.lake.kept_files import SourceFile
@@ -72,10 +73,14 @@ class ObjectExecutor:
     ``state`` keeps incremental sources' cursors; without it they read from their initial value every time.
     """
 
-    def __init__(self, project: Project, lake: Lake, state: StateStore | None = None) -> None:
+    def __init__(
+        self, project: Project, lake: Lake, state: StateStore | None = None, destinations: WarmDestinations | None = None
+    ) -> None:
         self.project = project
         self.lake = lake
         self.state = state
+        self.destinations = destinations or WarmDestinations(Path(project.root))
+        """Where loads take their destination: one connected ahead by the run, else a new one."""
         self.source_context = SourceContext(project.root, project.connections)
         self._engines: dict[str, Engine] = {}
         from sluice.scheduling.templating import dated_objects
@@ -302,11 +307,9 @@ class ObjectExecutor:
         return available
 
     def _publish(self, obj: ObjectSpec, data: pa.RecordBatchReader, load_id: str) -> int:
-        from sluice.destinations.registry import open_destination
-
         assert obj.destination is not None
         spec = obj.destination
-        destination = open_destination(self.project.connections[spec.connection], Path(self.project.root))
+        destination = self.destinations.open(self.project.connections[spec.connection])
         try:
             return int(destination.write(spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution, options=spec))
         finally:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sluice.connectors.base import SourceContext
+from sluice.destinations.warm import WarmDestinations
 from sluice.errors import ConfigError, SluiceError
 from sluice.graph.plan import Plan, fingerprint, make_plan
 from sluice.lake.base import Lake
@@ -63,8 +64,12 @@ class Fingerprints:
         latest: Mapping[int, LatestOutput] | None = None,
         force: bool = False,
         context: SourceContext | None = None,
+        destinations: WarmDestinations | None = None,
     ) -> None:
         self.project = project
+        self.destinations = destinations
+        """Where :meth:`published` takes a destination (one the run connected ahead) and hands it back; None: it opens
+        and closes its own."""
         self.lake = lake
         self.output_exists: Callable[[str], bool] = lake.exists
         self._engines: dict[str, Engine] = {}
@@ -120,14 +125,21 @@ class Fingerprints:
         connection = self.project.connections.get(connection_name)
         if connection is None:
             return False
+        warm = self.destinations
         try:
-            destination = open_destination(connection, self.project.root)
+            destination = warm.open(connection) if warm is not None else open_destination(connection, self.project.root)
         except SluiceError:
             return False
         try:
-            return destination.has_table(table)
-        finally:
+            found = destination.has_table(table)
+        except BaseException:
             destination.close()
+            raise
+        if warm is not None:
+            warm.give_back(destination)  # the object's load, if it runs, takes it
+        else:
+            destination.close()
+        return found
 
     def hash_definitions(self, object_ids: Iterable[int]) -> None:
         """Compute and keep the definition hashes of ``object_ids`` now (a few microseconds each), so that the

@@ -20,6 +20,7 @@ from sluice import events as ev
 from sluice.bounded import ByteLru
 from sluice.bus.base import Bus
 from sluice.bus.registry import open_bus
+from sluice.destinations.warm import WarmDestinations, planned_connections
 from sluice.lake.base import Lake
 from sluice.lake.registry import open_lake
 from sluice.project.model import Project
@@ -134,10 +135,11 @@ class RunActivity:
 
 
 def start_workers(
-    project: Project, backends: Backends, stages: list[str] | None = None
+    project: Project, backends: Backends, stages: list[str] | None = None, destinations: WarmDestinations | None = None
 ) -> tuple[list[StageWorker], list[threading.Thread]]:
-    """Start one in-process worker thread per stage (or per named stage)."""
-    executor = ObjectExecutor(project, backends.lake, backends.state)
+    """Start one in-process worker thread per stage (or per named stage); their loads take their destinations from
+    ``destinations`` (those the run connected ahead), else open new ones."""
+    executor = ObjectExecutor(project, backends.lake, backends.state, destinations)
     activity = RunActivity(backends.state)
     workers = [
         StageWorker(project, backends.bus, stage, executor, run_active=activity)
@@ -174,13 +176,22 @@ def run_project(
     called once a new run is planned and recorded, before anything is handed out (``Coordinator.start``).
     """
     options = options or RunOptions()
-    with open_backends(project, bus_url, state_url) as backends:
-        coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer)
+    warm = WarmDestinations(project.root)
+    if workers == "in-process":
+        # The destinations' connections are made while the backends open and the run is planned, not before the
+        # first load (sluice.destinations.warm)
+        warm.connect(planned_connections(project, options.targets))
+    with ExitStack() as stack:
+        stack.callback(warm.close)
+        backends = stack.enter_context(open_backends(project, bus_url, state_url))
+        # External workers load in their own processes: planning keeps no connection for them
+        ahead = warm if workers == "in-process" else None
+        coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer, destinations=ahead)
         started: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
         if workers == "in-process":
             # Waiting on their queues before the run begins, as external workers are: the first objects
             # are taken as soon as they are published.
-            started = start_workers(project, backends)
+            started = start_workers(project, backends, destinations=warm)
         try:
             if options.resume is not None:
                 coordinator.resume(options.resume or None)
