@@ -20,7 +20,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sluice import events as ev
@@ -45,21 +45,12 @@ log = logging.getLogger("sluice.coordinator")
 Observer = Callable[[ev.Event], None]
 SAVE_INTERVAL_S = 1.0
 """While events flow, changed states go to the state writer (``runtime/saving.py``) at most this often (seconds);
-when they pause (a poll finds nothing) they go once ``PAUSE_SAVE_S`` has passed since the last save. The log, not
-the state store, is the run's record (a coordinator that dies replays it after the checkpoint), so saving less
-often under a flood of events costs only a longer replay and states up to this old for readers of the store. Each
-save copies every changed state and writes a row for it, and an object changes three times in a few milliseconds
-(ready, running, loaded): with 0.25 s the coordinator of a 20,000-object burst of ``bench/kafka.py``'s DAG used
-about a fifth more CPU than with 1 s, CPU that the loop handing out children competes for on two cores."""
-PAUSE_SAVE_S = 0.1
-"""The least time (seconds) between two saves at pauses. A burst of events pauses many times a second (each poll
-that finds nothing while workers run what it handed out), and each save copies every state changed since the
-last one on the loop's thread: at most every 0.1 s an object's three changes (ready, running, loaded) are
-copied once, not up to three times, and readers of the store see states at most this much older."""
-PUBLISH_EVERY = 250
-"""While applying a poll's events, the events decided so far are published once this many are waiting, not only
-at the end of the poll: a child decided early in a poll of 2,000 events does not wait for the other 1,999 to be
-applied before it goes to its worker (a publication costs tens of microseconds; applying an event about ten)."""
+when they pause (a poll finds nothing) they go at once. The log, not the state store, is the run's record (a
+coordinator that dies replays it after the checkpoint), so saving less often under a flood of events costs only a
+longer replay and states up to this old for readers of the store. Each save copies every changed state and writes
+a row for it, and an object changes three times in a few milliseconds (ready, running, loaded): with 0.25 s the
+coordinator of a 20,000-object burst of ``bench/kafka.py``'s DAG used about a fifth more CPU than with 1 s, CPU
+that the loop handing out children competes for on two cores."""
 POLL_MAX = 2000
 """At most this many events are applied between two publications of what they caused. Under a backlog
 larger batches mean fewer bus writes for every thread of the process, which shortened the way from a
@@ -125,7 +116,6 @@ class Coordinator:
         self._plan: Plan | None = None  # prepare() -> begin()
         self._first_offset = 0
         self._ready_prefix = ("", b"")  # (run id, how its encoded ObjectReady events start)
-        self._input_keys: dict[int, tuple[tuple[int, str], ...]] = {}  # object: (parent, its key in the inputs)
 
     # ----- starting -------------------------------------------------------------------------------
 
@@ -168,7 +158,6 @@ class Coordinator:
         fingerprints = self._fingerprints(latest)
         plan = plan_run(self.project, self.options, fingerprints)
         fingerprints.hash_definitions(plan.to_run)
-        self._keep_input_keys(plan.to_run)
         self.run_id = run_id or new_run_id()
         self.started_at = time.time()
         first_offset = self.bus.end_offset(ev.EVENTS_TOPIC)
@@ -329,8 +318,7 @@ class Coordinator:
                     self._decide(machine.due(now))
                 self._publish()
                 self._applied.extend(messages)
-                since = now - self._saved_at
-                if since >= SAVE_INTERVAL_S or (not messages and since >= PAUSE_SAVE_S):
+                if not messages or now - self._saved_at >= SAVE_INTERVAL_S:
                     self._save(consumer)
             if self._cancel.is_set():
                 self._decide(machine.cancel(time.time()), counted=False)
@@ -401,8 +389,6 @@ class Coordinator:
                     observer(event)
                 continue
             self._applied_event(event, decisions)
-            if len(self._out) >= PUBLISH_EVERY:
-                self._publish()
         if readies:
             consumed[ready] = consumed.get(ready, 0) + readies
 
@@ -458,20 +444,11 @@ class Coordinator:
         key = (counter, labels)
         self._counts[key] = self._counts.get(key, 0) + 1
 
-    def _keep_input_keys(self, object_ids: Iterable[int]) -> None:
-        """Work out now, while planning, the keys each object's parents have in its inputs (``parent_keys``), so
-        that it is not done between an object's last parent's ``ObjectLoaded`` and its ``ObjectReady``."""
-        objects = self.project.objects
-        self._input_keys = {oid: tuple(parent_keys(self.project, objects[oid]).items()) for oid in object_ids}
-
     def _ready_event(self, ready: Ready) -> ev.ObjectReady:
         """The ``ObjectReady`` for a decision: parents' lake locations, and ``--simulate`` / ``--fail`` fields."""
         obj = self.project.objects[ready.object_id]
         states = self.states
-        keys = self._input_keys.get(obj.id)
-        if keys is None:  # a resumed run's, or a retry's after a resume
-            keys = self._input_keys[obj.id] = tuple(parent_keys(self.project, obj).items())
-        inputs = {key: states[p].location for p, key in keys}
+        inputs = {key: states[p].location for p, key in parent_keys(self.project, obj).items()}
         delay = self._delays[obj.stage] if self.options.simulate and obj.kind == "noop" else 0.0
         return ev.ObjectReady(
             run_id=self.run_id,
