@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.destinations.base import Destination
-from sluice.destinations.types import MAX_EXACT_FLOAT_INT, converted, lossless, same, widened
+from sluice.destinations.types import MAX_EXACT_FLOAT_INT, checked_cast, converted, lossless, same, widened
 from sluice.errors import ObjectError, SluiceError, TerminalError, TransientError, did_you_mean
 from sluice.project.model import SCHEMA_EVOLUTIONS, WRITE_MODES, ConnectionSpec, DestinationSpec, SchemaEvolution, WriteMode
 
@@ -372,7 +372,9 @@ class SqlDestination(Destination):
             if have is not None and same(field.type, have):
                 fields.append(field)  # the data fits the column as it is (e.g. a list into a PostgreSQL array)
                 continue
-            if have is not None and lossless(wanted.type, have):
+            strict = evolution == "strict"  # (widen: the column widens to hold every value of the type instead)
+            if have is not None and (lossless(wanted.type, have) or (strict and checked_cast(wanted.type, have))):
+                # integers into a floating or decimal column: each value is checked as it converts
                 fields.append(wanted.with_type(self.cast_target(wanted.type, have)))
                 continue
             wider = widened(have, wanted.type) if have is not None and evolution == "widen" else None
