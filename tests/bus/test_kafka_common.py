@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from confluent_kafka import KafkaError
 
-from sluice.bus.kafka_common import Reachability
+from sluice.bus.kafka_common import ClientLog, Reachability
 from sluice.streaming.status import StreamStatus
 
 
@@ -58,3 +58,16 @@ def test_a_stream_consumer_of_a_broker_that_is_down_prints_no_librdkafka_lines()
     assert done.stdout.startswith("Kafka at 127.0.0.1:1 cannot be reached")
     assert "%3|" not in done.stderr and "FAIL" not in done.stderr, done.stderr
     assert done.stderr.count("unreachable since") <= 1, done.stderr  # one line per 10 s of outage, at most
+
+
+def test_librdkafka_lines_are_logged_at_the_python_level_of_their_syslog_level(caplog: pytest.LogCaptureFixture) -> None:
+    client = ClientLog("test.rdkafka")
+    with caplog.at_level(logging.DEBUG, logger="test.rdkafka"):
+        client.log(6, "%s [%s] %s", "BGQUEUE", "rdkafka#producer-1", "Purging 1 unserved events")  # info: hidden by default
+        client.log(4, "%s [%s] %s", "GETPID", "producer", "Coordinator load in progress: retrying")
+        client.log(3, "%s [%s] %s", "FAIL", "consumer", "Connection refused")  # one per retry: Reachability reports
+    assert [(r.levelno, r.getMessage().split()[0]) for r in caplog.records] == [
+        (logging.INFO, "BGQUEUE"),
+        (logging.WARNING, "GETPID"),
+        (logging.DEBUG, "FAIL"),
+    ]

@@ -37,6 +37,11 @@ OUTAGE_LOG_S = 10.0
 _UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 
 
+_PYTHON_LEVEL = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR, 4: logging.WARNING,
+                 5: logging.INFO, 6: logging.INFO, 7: logging.DEBUG}  # fmt: skip
+"""Python's logging level of each syslog level librdkafka logs at."""
+
+
 class ClientLog:
     """Where librdkafka's log lines go instead of stderr (its ``logger`` setting): to the ``sluice.kafka`` logger,
     connection failures (one per client and retry while a broker is away) at debug level; :class:`Reachability`
@@ -46,7 +51,8 @@ class ClientLog:
         self._log = logging.getLogger(name)
 
     def log(self, level: int, fmt: str, facility: str = "", *args: Any) -> None:
-        self._log.log(logging.DEBUG if facility == "FAIL" else level, fmt, facility, *args)
+        """``level``: librdkafka's syslog level (3 error, 4 warning, 6 info, 7 debug), logged at Python's."""
+        self._log.log(logging.DEBUG if facility == "FAIL" else _PYTHON_LEVEL.get(level, logging.DEBUG), fmt, facility, *args)
 
 
 class Reachability:
