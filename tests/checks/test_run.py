@@ -145,11 +145,53 @@ def test_a_failing_error_check_fails_the_object_for_good_and_skips_its_children(
     assert len(failed) == 1 and not failed[0].retryable and failed[0].error_type == "CheckFailed"
     checks = [i for i, e in enumerate(log) if isinstance(e, ev.CheckFinished)]
     assert len(checks) == len(FAILING) + len(PASSING) and max(checks) < log.index(failed[0])
-    if place == "postgres":  # the output stays written: the check guards the children, not the write
+    if place == "postgres":  # checked inside the load's transaction: rolled back, nothing written
         import psycopg
 
+        assert "nothing was written: the load into table 'shop.users' was rolled back" in users.error
         with psycopg.connect(str(request.getfixturevalue("pg_db_url"))) as conn:
-            assert conn.execute("SELECT count(*) FROM shop.users").fetchone() == (4,)
+            assert conn.execute("SELECT to_regclass('shop.users')").fetchone() == (None,)
+            assert conn.execute("SELECT count(*) FROM shop.countries").fetchone() == (2,)
+
+
+@pytest.mark.postgres
+def test_an_append_whose_error_check_fails_writes_nothing_and_the_fixed_run_loads_once(tmp_path: Path, pg_db_url: str) -> None:
+    import psycopg
+
+    folder = tmp_path / "append"
+    folder.mkdir()
+    (folder / "orders.csv").write_text("order_id,amount\n1,10\n2,20\n", encoding="utf-8")
+    write_yaml(
+        folder,
+        f"""connections:
+  warehouse: {pg_db_url}
+objects:
+  - id: 1001
+    name: orders
+    source: {{type: csv, path: orders.csv}}
+    destination: {{connection: warehouse, table: shop.orders, mode: append}}
+    checks:
+      - unique: {{columns: [order_id]}}
+        severity: error
+      - expression: amount < 25
+        severity: warn
+""",
+    )
+    proj = load(folder)
+    assert run_project(proj, RunOptions()).status == "succeeded"
+    (folder / "orders.csv").write_text("order_id,amount\n3,30\n3,30\n", encoding="utf-8")
+    failed = run_project(proj, RunOptions())
+    orders = failed.objects[1001]
+    assert orders.status == "failed" and "occurrences=2" in (orders.error or "")
+    assert "nothing was written: the load into table 'shop.orders' was rolled back" in (orders.error or "")
+    results = finished(proj, failed.run_id)  # every check ran in the load, the warn one too
+    assert (results["unique_order_id"].status, results["expression_amount_25"].failing_rows) == ("failed", 2)
+    with psycopg.connect(pg_db_url) as conn:
+        assert conn.execute("SELECT order_id FROM shop.orders ORDER BY 1").fetchall() == [(1,), (2,)]
+    (folder / "orders.csv").write_text("order_id,amount\n3,30\n4,40\n", encoding="utf-8")
+    assert run_project(proj, RunOptions()).status == "succeeded"
+    with psycopg.connect(pg_db_url) as conn:
+        assert conn.execute("SELECT order_id FROM shop.orders ORDER BY 1").fetchall() == [(1,), (2,), (3,), (4,)]
 
 
 def test_the_batched_scan_and_one_query_per_check_agree_and_a_broken_check_breaks_alone(tmp_path: Path) -> None:
@@ -203,13 +245,18 @@ def test_a_column_validation_could_not_know_is_named_when_the_check_runs(
 ) -> None:
     """users comes from a CSV file, so its columns are known only once written: a check naming a column it lacks is
     an error naming the check, the object and the column (not the engine's binder message)."""
-    proj = project(tmp_path, "error", warehouse(request, place))
-    assert run_project(proj, RunOptions()).status == "failed"  # writes both outputs (the checks then fail)
-    users = proj.objects[2002]
+    # warn checks in PostgreSQL: error ones would roll the table's load back (tested above)
+    proj = project(tmp_path, "warn" if place == "postgres" else "error", warehouse(request, place))
     lake = open_lake(proj)
-    written = lake.current_location("cleaned", "users.candidate")  # failed: never made the current output
-    assert written is not None and lake.current_location("cleaned", "users") is None
-    first = users.checks[0]
+    if place == "postgres":
+        assert run_project(proj, RunOptions()).status == "succeeded"
+        written = lake.current_location("cleaned", "users")
+    else:
+        assert run_project(proj, RunOptions()).status == "failed"  # writes the output (the checks then fail)
+        written = lake.current_location("cleaned", "users.candidate")  # failed: never made the current output
+        assert written is not None and lake.current_location("cleaned", "users") is None
+    users = proj.objects[2002]
+    first = dataclasses.replace(users.checks[0], severity="error")
     broken = [
         dataclasses.replace(first, name="expr", kind="expression", options=ExpressionOptions(expression="amout >= 0")),
         dataclasses.replace(first, name="ref", kind="relationships", options=RelationshipsOptions("country", "countries", "cod")),

@@ -91,3 +91,30 @@ def test_a_python_check_whose_module_or_function_does_not_exist_is_refused_at_it
 
 def test_expression_columns_are_the_unqualified_ones_outside_lambdas() -> None:
     assert expression_columns("a > 0 and t.b is null and list_all(c, x -> x > d)") == ["a", "c", "d"]
+
+
+def test_an_append_outside_postgresql_with_error_checks_is_refused(tmp_path: Path) -> None:
+    """Only PostgreSQL runs the checks inside the load: elsewhere an append commits before them."""
+    text = """connections:
+  dw: sqlite:///dw.db
+objects:
+  - id: 1001
+    name: orders
+    source: {type: faker, schema: users, rows: 5, seed: 1}
+    destination: {connection: dw, table: orders, mode: %s}
+    checks:
+      - unique: {columns: [user_id]}
+        severity: %s
+"""
+    found = {}
+    for mode, severity in (("append", "error"), ("append", "warn"), ("merge", "error")):
+        folder = tmp_path / f"{mode}-{severity}"
+        write_yaml(folder, text % (mode if mode == "append" else "merge, key: [user_id]", severity))
+        found[(mode, severity)] = [str(p).split("sluice.yaml:")[1] for p in parse_project(folder)[1]]
+    assert found[("append", "error")] == [
+        "9: object 1001 (orders): destination table 'orders' (mode append, connection 'dw') commits its rows before the "
+        "checks run (only PostgreSQL runs them inside the load), so a failed error check would leave them there and a run "
+        "made again would append them twice; give the destination mode merge (with a key) or replace, or the checks "
+        "severity: warn"
+    ]
+    assert found[("append", "warn")] == found[("merge", "error")] == []

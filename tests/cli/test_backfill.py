@@ -118,8 +118,32 @@ def test_sigterm_lets_the_running_date_finish_and_starts_no_more(tmp_path: Path)
         assert statuses == sorted(statuses, key=lambda status: status != "succeeded")
     finally:
         store.close()
-    resumed = sluice_cli("backfill", str(path), "--resume", record.backfill_id, "--simulate", "--delay-scale", "0", "--json")
+    listed = sluice_cli("backfill", str(path), "--list")  # no process runs it now
+    assert f"{record.backfill_id}  stopped   2026-01-01..2026-01-06" in listed.stdout, listed.stdout
+    resumed = sluice_cli("backfill", str(path), "--resume", record.backfill_id, "--json")  # --simulate: as started
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["counts"] == {"succeeded": 6}
+    assert "runs with the options it was started with: --simulate --delay-scale 0.5" in resumed.stderr
+
+
+def test_a_resumed_backfill_runs_with_the_options_it_was_started_with(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "bf", PROJECT)
+    args = ["--from", "2026-01-01", "--to", "2026-01-02", "--target", "clean_a"]
+    first = sluice_cli("backfill", str(path), *args, "--simulate", "--delay-scale", "0", "--force", "--fail", "2001",
+                       "--parallel", "2", "--json")  # fmt: skip
+    assert first.returncode == 1, first.stderr
+    backfill_id = json.loads(first.stdout)["backfill_id"]
+    resumed = sluice_cli("backfill", str(path), "--resume", backfill_id)  # the printed hint: no flags
+    assert resumed.returncode == 1, resumed.stderr
+    assert "runs with the options it was started with: --force --simulate --delay-scale 0 --fail 2001" in resumed.stderr
+    assert f"backfill {backfill_id}: 2 date(s) to run, 2 at once" in resumed.stderr
+    again = sluice_cli("backfill", str(path), *args)  # the same command again resumes it the same way
+    assert again.returncode == 1 and f"resuming backfill {backfill_id}" in again.stderr
+    store = SqliteStateStore(tmp_path / "bf" / ".sluice" / "state.db")
+    try:
+        runs = store.find_runs("bf", limit=100)
+        assert len(runs) == 6 and all(r.options["force"] and r.options["fail"] == [2001] for r in runs)
+    finally:
+        store.close()
 
 
 def test_a_refused_parallel_backfill_records_nothing(tmp_path: Path) -> None:

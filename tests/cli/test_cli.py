@@ -37,6 +37,20 @@ def test_validate_ok(tmp_path: Path) -> None:
     assert "20 objects" in result.stdout
 
 
+def test_validate_notes_a_rest_secret_whose_environment_variable_is_not_set(tmp_path: Path) -> None:
+    (tmp_path / "sluice.yaml").write_text(
+        "objects:\n  - id: 1001\n    name: things\n    source: {type: rest, base_url: 'http://127.0.0.1:1', path: /x,\n"
+        "             auth: {type: bearer, token_env: SLUICE_TEST_UNSET_TOKEN}}\n",
+        encoding="utf-8",
+    )
+    result = sluice("validate", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "note: object 1001 (things): auth bearer reads its secret from the environment variable SLUICE_TEST_UNSET_TOKEN, "
+        "which is not set here; set it before the run"
+    ) in result.stdout
+
+
 def test_validate_error_is_one_clear_message(tmp_path: Path) -> None:
     path = tmp_path / "Objets.json"
     path.write_text('[{"IdObjet": 2001, "IdObjet_Parent": 1999}]')

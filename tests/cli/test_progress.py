@@ -63,6 +63,18 @@ def test_a_stage_detail_names_the_objects_that_failed_or_wait_for_a_retry(tmp_pa
     assert progress.detail("standardize") == "loaded 1, failed 1 (2005), retrying 1 (2003: attempt 2)"
 
 
+def test_objects_a_cancelled_run_skips_while_running_are_no_longer_counted_running(tmp_path: Path) -> None:
+    project = load_project(seed_project(tmp_path))
+    console, out = plain_console()
+    progress = RunProgress(project, console)
+    progress(ev.RunStarted(run_id="r1", project="p", targets=[], planned=[2001, 2003], fresh=[]))
+    for oid in (2001, 2003):
+        progress(ev.ObjectStarted(run_id="r1", object_id=oid, stage="standardize", attempt=1))
+    progress(ev.ObjectLoaded(run_id="r1", object_id=2001, stage="standardize", attempt=1))
+    progress(ev.ObjectSkipped(run_id="r1", object_id=2003, stage="standardize", reason="run cancelled"))
+    assert out.getvalue().splitlines()[-1] == "stage standardize: 2/2 final (loaded 1, skipped 1)"
+
+
 def test_the_summary_keeps_the_whole_error_on_a_narrow_terminal(tmp_path: Path) -> None:
     project = load_project(seed_project(tmp_path))
     state = ObjectState(2005, "standardize", status="failed", attempt=3, error=LONG_ERROR)

@@ -7,6 +7,7 @@
 - ``/cursor?cursor=`` -> ``{"items": [...], "next_cursor": "c<offset>" | null}``
 - ``/link?page=`` -> a bare array and a ``Link: <...>; rel="next"`` header
 - ``/next?page=`` -> ``{"items": [...], "next": "/next?page=2" | null}`` (relative URLs)
+- ``/loop`` -> ``{"items": [first], "next": "/loop", "next_cursor": "again"}``: pagination that loops
 - ``/drift?page=`` -> the pages in ``drift`` (a list of record lists)
 - ``/customers`` and ``/customers/<id>/orders`` -> parents and their children
 - ``/changes?updated_since=`` -> records whose ``updated_at`` is greater (all when absent)
@@ -130,6 +131,8 @@ class FakeApi:
             page = int(query.get("page", 1))
             more = page * PAGE < len(records)
             return {"items": records[(page - 1) * PAGE : page * PAGE], "next": f"/next?page={page + 1}" if more else None}, {}
+        if path == "/loop":  # a broken API: the next link and the cursor point back to this page
+            return {"items": records[:1], "next": "/loop", "next_cursor": "again"}, {}
         if path == "/drift":
             page = int(query.get("page", 1))
             return {"items": self.drift[page - 1] if page <= len(self.drift) else []}, {}

@@ -76,6 +76,14 @@ def test_single_page_and_max_pages(api: FakeApi) -> None:
     assert read(api, path="/cursor", records="items", paginate={"style": "cursor"}, max_pages=2).num_rows == 2 * PAGE
 
 
+@pytest.mark.parametrize(("paginate", "what"), [("json_link", "next page URL '.*/loop'"), ("cursor", "cursor 'again'")])
+def test_a_next_link_or_cursor_given_again_is_an_error_not_an_endless_loop(api: FakeApi, paginate: str, what: str) -> None:
+    message = rf"object 1001 \(things\): GET .*/loop.* \(page 2\): the {what} was already followed"
+    with pytest.raises(TerminalError, match=message):
+        read(api, path="/loop", records="items", paginate={"style": paginate})
+    assert len(api.requests_to("/loop")) == 2
+
+
 def test_an_empty_first_page_gives_no_rows(api: FakeApi) -> None:
     api.records = []
     table = read(api, path="/offset", records="data.items", paginate={"style": "offset"})

@@ -400,6 +400,18 @@ def test_widen_alters_the_column_so_no_value_is_rounded(backend: Backend, dest: 
     assert backend.rows("m")[-1] == (5, 7.0)
 
 
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_whole_numbers_load_into_a_floating_column_when_each_value_fits(backend: Backend, dest: Destination, mode: str) -> None:
+    """A daily file whose amounts happen to be whole is read as integers: they load into the double column the earlier
+    days made (each value checked, strict as it is); one a double cannot hold exactly is refused naming the column."""
+    dest.write("m", reader_of(pa.table({"id": [1], "v": [10.5]})), mode, ["id"], "l1")  # type: ignore[arg-type]
+    dest.write("m", reader_of(pa.table({"id": [2, 3], "v": [1, 2]})), mode, ["id"], "l2")  # type: ignore[arg-type]
+    assert backend.rows("m") == [(1, 10.5), (2, 1.0), (3, 2.0)]
+    with pytest.raises(TerminalError, match=r"table 'm' column 'v': a value of type int64 does not fit .*nothing was written"):
+        dest.write("m", reader_of(pa.table({"id": [4, 5], "v": [3, 2**53 + 1]})), mode, ["id"], "l3")  # type: ignore[arg-type]
+    assert backend.rows("m") == [(1, 10.5), (2, 1.0), (3, 2.0)]
+
+
 def test_widen_refuses_integers_a_double_cannot_hold(backend: Backend, dest: Destination) -> None:
     dest.write("m", reader_of(pa.table({"id": [1], "v": [2**53 + 1]})), "append", [], "l1")
     with pytest.raises(TerminalError, match=r"table 'm' column 'v' cannot widen.*beyond 2\*\*53"):

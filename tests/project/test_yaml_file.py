@@ -231,3 +231,20 @@ def test_schema_evolution_defaults_to_strict_and_takes_widen(tmp_path: Path) -> 
     )
     assert len(wrong) == 1
     assert wrong[0].startswith(":5: object 1001: destination: schema_evolution: invalid enum value 'wident'")
+
+
+def test_a_two_way_syncs_unknown_connection_is_reported_once_and_a_bad_table_option_names_the_table(tmp_path: Path) -> None:
+    problems = problems_in(
+        tmp_path,
+        """
+        connections:
+          hr: mysql://u:p@127.0.0.1:23306/hr
+          warehouse: postgresql://u@127.0.0.1:25432/dw
+        syncs:
+          - {name: emps, source: hr, target: warehose, tables: [emp], direction: both, columns: {emp: {mask: note}}}
+        objects: []
+        """,
+    )
+    unknown = [p for p in problems if "unknown connection 'warehose' in target" in p]
+    assert len(unknown) == 1, problems
+    assert any("sync 'emps': columns[emp].mask: expected array, got str" in p for p in problems), problems

@@ -525,3 +525,18 @@ def test_on_planned_is_called_once_the_run_is_recorded_and_before_anything_is_ha
     assert summary.status == "succeeded"
     assert seen == [([summary.run_id], 0)]
     assert isinstance(events_of(project, summary.run_id)[0][1], ev.RunStarted)
+
+
+def test_a_resumed_run_keeps_the_options_it_was_started_with(tmp_path: Path) -> None:
+    from sluice.runtime.coordinator import Coordinator
+
+    project = load(seed_project(tmp_path))
+    assert run_project(project, RunOptions()).status == "succeeded"
+    with open_backends(project) as backends:  # a forced run whose process died before any object ran
+        options = RunOptions(force=True, simulate=True, delay_scale=0.0, fail=frozenset({2005}))
+        Coordinator(project, backends.bus, backends.state, backends.lake, options).start()
+    resumed: list[Coordinator] = []
+    summary = run_project(project, RunOptions(resume=""), on_start=resumed.append)  # `sluice run --resume`, no flags
+    assert resumed[0].options.force and resumed[0].options.simulate
+    assert summary.objects[2005].status == "failed" and "forced failure" in (summary.objects[2005].error or "")
+    assert {s.status for oid, s in summary.objects.items() if oid not in {2005, 3004, 3006}} == {"loaded"}

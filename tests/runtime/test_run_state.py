@@ -9,7 +9,7 @@ import pytest
 
 from sluice import events as ev
 from sluice.project.model import RetrySpec
-from sluice.runtime.run_state import Decision, Freshness, FreshnessCheck, Ready, Retry, RunState, Skip
+from sluice.runtime.run_state import STREAM_RUN, Decision, Freshness, FreshnessCheck, Ready, Retry, RunState, Skip
 from sluice.state.base import LatestOutput, ObjectState
 
 RUN = "r1"
@@ -218,6 +218,12 @@ def test_objects_fresh_at_planning_are_skipped_first_and_release_their_children(
     s = m.states[1]
     assert (s.content_hash, s.location, s.rows, s.fingerprint, s.finished_at) == ("h1", "lake/1", 7, "fp", 9.0)
     assert m.states[2].fingerprint == "new-2"
+
+
+def test_a_streaming_objects_output_is_fresh_as_streamed_not_since_a_run_called_stream() -> None:
+    streamed = dataclasses.replace(previous(1, "h1"), run_id=STREAM_RUN)
+    m = RunState.planned([1], {1: "s"}, {1: ()}, {1: streamed}, retry=RetrySpec(), freshness=Recorder({}), now=9.0)
+    assert m.start(now=10.0) == [Skip(1, "fresh: streamed (its output is what 'sluice stream' has committed)", fresh=True)]
 
 
 FRESH_CASES = [

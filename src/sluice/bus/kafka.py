@@ -44,7 +44,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from sluice.bus import names
 from sluice.bus.base import Bus, Message
-from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S, asking_again, message_of
+from sluice.bus.kafka_common import HINT, REQUEST_TIMEOUT_S, ClientLog, asking_again, message_of
 from sluice.bus.kafka_consumer import KafkaConsumer
 from sluice.errors import BusError
 from sluice.observability import metrics
@@ -61,14 +61,6 @@ consumer asks (10 per second; at 10 ms the six idle workers of ``bench/kafka.py`
 core, docs/bus.md) and how late a partition assigned or resumed while a fetch is held is first fetched (librdkafka has
 one fetch in flight per broker)."""
 DELIVERY_TIMEOUT_MS = 60_000  # librdkafka retries a write this long (a broker restarting) before failing it
-
-
-class _ClientLog:
-    """Where librdkafka's log lines go: to ``log``, with connection failures (one per client and retry while a
-    broker is away) at debug level; ``KafkaBus._on_error`` reports the outage once every ten seconds."""
-
-    def log(self, level: int, fmt: str, facility: str = "", *args: Any) -> None:
-        log.log(logging.DEBUG if facility == "FAIL" else level, fmt, facility, *args)
 
 
 class KafkaBus(Bus):
@@ -104,7 +96,7 @@ class KafkaBus(Bus):
         self._base_config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "client.id": "sluice",
-            "logger": _ClientLog(),
+            "logger": ClientLog("sluice.bus.kafka"),  # connection failures at debug; _on_error reports the outage
             "error_cb": self._on_error,
             "reconnect.backoff.max.ms": 1000,
             **(config or {}),

@@ -8,7 +8,7 @@ Each place runs the compiled queries and returns only their (at most ``sample``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,9 @@ from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.urls import connection_scheme, libpq_url
 
 PlaceKind = Literal["duckdb", "postgres", "spark"]
+Fetch = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
+"""Runs one query on a connection held by someone else: its column names and rows (a PostgreSQL load's transaction,
+``PostgresDestination.fetch``)."""
 THIS_VIEW = "sluice_this"
 
 
@@ -61,6 +64,41 @@ def find_object(project: Project, target: int | str) -> ObjectSpec | None:
     return next((o for o in project.objects.values() if o.name == target), None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str
+
+
+class _Fetched:
+    """A query's result as a psycopg cursor gives it: ``description`` (items with ``name``), ``fetchone``, ``fetchall``."""
+
+    def __init__(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+        self.description = [_Column(name) for name in names] or None
+        self._rows = iter(rows)
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return next(self._rows, None)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self._rows)
+
+
+class InLoad:
+    """The connection a check gets inside a load's transaction: the part of a psycopg connection checks use
+    (``execute(sql)`` -> ``description``, ``fetchone``, ``fetchall``; no parameters), over a :data:`Fetch`."""
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+
+    def execute(self, sql: str, params: object = None) -> _Fetched:
+        if params:
+            raise TerminalError("a check inside a load's transaction runs its SQL without parameters; write the values in")
+        return _Fetched(*self._fetch(sql))
+
+    def close(self) -> None:
+        """The load's transaction is not the check's to close."""
+
+
 @dataclass
 class Place:
     """An open place for one object's checks: ``this`` names its output in SQL; :meth:`query` runs one query."""
@@ -76,6 +114,9 @@ class Place:
     run_outputs: Mapping[int, str] = field(default_factory=dict)
     """Lake locations of this run's parents (object id -> location): what :meth:`ref` reads for one of them, so a
     date's check reads that date's parent output (:mod:`sluice.lake.dated`) rather than the plain one."""
+    fetch: Fetch | None = None
+    """For ``postgres``: run the queries here instead of on a connection of the place's own: inside the transaction of
+    the load being written, which commits only if the ``error`` checks pass (docs/checks.md)."""
     _refs: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -120,6 +161,11 @@ class Place:
         from sluice.destinations.sql import TableName
 
         assert self.where.connection is not None and self.where.table is not None
+        if self.fetch is not None:  # the load's own transaction: its table exists, with the rows not yet committed
+            self.connection = InLoad(self.fetch)
+            self.connection.execute("SET LOCAL TIME ZONE 'UTC'")
+            self.this = TableName.parse(self.where.table).sql
+            return
         url = self.project.connections[self.where.connection].url
         try:
             self.connection = psycopg.connect(libpq_url(url), autocommit=True)

@@ -17,7 +17,7 @@ from typing import Any
 from sluice import events as ev
 from sluice.checks.builtin import Counted
 from sluice.checks.compile import batch_query, check_query, read_result, sample_query, sample_texts
-from sluice.checks.places import Place, find_object, where
+from sluice.checks.places import Fetch, Place, find_object, where
 from sluice.checks.settings import CheckSpec, ExpressionOptions, RelationshipsOptions
 from sluice.checks.store import save_results
 from sluice.errors import TerminalError, did_you_mean
@@ -32,6 +32,14 @@ log = logging.getLogger("sluice.checks")
 
 class CheckFailed(TerminalError):
     """A check of severity ``error`` failed (or could not run): the object fails and its children are skipped."""
+
+
+class LoadRefused(CheckFailed):
+    """An ``error`` check run inside a load's transaction failed: the load is rolled back (``checked``: the results)."""
+
+    def __init__(self, checked: Checked) -> None:
+        super().__init__(checked.failure)
+        self.checked = checked
 
 
 @dataclass(slots=True)
@@ -85,9 +93,12 @@ class CheckRunner:
         *,
         store: bool = True,
         run_outputs: Mapping[int, str] | None = None,
+        fetch: Fetch | None = None,
     ) -> Checked:
         """Run ``obj``'s checks on its output (``location``: the lake location just written; None: its current one).
         ``run_outputs``: this run's parents' lake locations (object id -> location), read by ``relationships``.
+        ``fetch``: for an output in PostgreSQL, where to run the queries instead of a connection of their own (inside
+        the load's transaction: :meth:`~sluice.destinations.postgres.PostgresDestination.fetch`).
 
         Raises TransientError when the place cannot be reached (the object is retried), TerminalError when its
         output cannot be checked at all.
@@ -98,7 +109,7 @@ class CheckRunner:
         found = where(self.project, obj)
         if isinstance(found, str):
             raise TerminalError(f"object {obj.id} ({obj.name}): its checks cannot run: {found}")
-        place = Place(self.project, self.lake, obj, found, location, run_outputs=dict(run_outputs or {}))
+        place = Place(self.project, self.lake, obj, found, location, run_outputs=dict(run_outputs or {}), fetch=fetch)
         try:
             place.open()
             types = {spec.name: registry().get("check", spec.kind).load() for spec in obj.checks}

@@ -29,6 +29,19 @@ def check_problems(project: Project) -> list[ConfigError]:
         if isinstance(found, str):
             problems.append(ConfigError(f"{label}: its checks cannot run: {found}", obj.origin.file, obj.checks[0].line))
             continue
+        appended = obj.destination is not None and obj.destination.mode == "append" and found.place != "postgres"
+        if appended and any(spec.severity == "error" for spec in obj.checks):
+            assert obj.destination is not None
+            problems.append(
+                ConfigError(
+                    f"{label}: destination table '{obj.destination.table}' (mode append, connection "
+                    f"'{obj.destination.connection}') commits its rows before the checks run (only PostgreSQL runs them "
+                    "inside the load), so a failed error check would leave them there and a run made again would append "
+                    "them twice; give the destination mode merge (with a key) or replace, or the checks severity: warn",
+                    obj.origin.file,
+                    obj.checks[0].line,
+                )
+            )
         if obj.streaming is not None:
             problems.append(
                 ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +15,7 @@ import click
 from sluice.cli.options import workers_option
 from sluice.errors import ConfigError, SluiceError, ValidationFailed, did_you_mean
 from sluice.project.model import Project
+from sluice.runtime.summary import RunOptions
 from sluice.scheduling.backfills import backfill_json
 from sluice.state.base import BackfillDate
 
@@ -74,7 +76,9 @@ def date_line(item: BackfillDate, settled: int, total: int) -> str:
     "--timezone",
     help="Time zone of the days' midnights and of their {{ ds }} (IANA name; default UTC; with --schedule: the schedule's).",
 )
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Dates run at once.")
+@click.option(
+    "--parallel", type=click.IntRange(min=1), help="Dates run at once (default 1; a resumed backfill: as it was started)."
+)
 @click.option("--resume", "resume_id", metavar="ID", help="Continue this backfill: its dates not yet succeeded.")
 @click.option("--new", "fresh", is_flag=True, help="Start a new backfill even if an unfinished one has the same dates.")
 @click.option("--force", is_flag=True, help="Run every planned object of each date even if fresh.")
@@ -93,7 +97,7 @@ def backfill(
     targets: tuple[str, ...],
     schedule: str | None,
     timezone: str | None,
-    parallel: int,
+    parallel: int | None,
     resume_id: str | None,
     fresh: bool,
     force: bool,
@@ -136,6 +140,7 @@ def backfill(
     except (ValidationFailed, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
+    asked = RunOptions(force=force, simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
     try:
         backfills = Backfills(state, project.name)
         if resume_id is not None:
@@ -160,22 +165,29 @@ def backfill(
                 tz = ZoneInfo(tz_name)
             except (ZoneInfoNotFoundError, ValueError):
                 raise ConfigError(f"--timezone {tz_name!r} is not an IANA time zone name (e.g. Europe/Paris)") from None
-            spec = BackfillSpec(_day(start, "--from"), _day(end, "--to"), chosen, schedule, cron, parallel, tz_name)
+            spec = BackfillSpec(_day(start, "--from"), _day(end, "--to"), chosen, schedule, cron, parallel or 1, tz_name)
             dates = logical_dates(spec.start, spec.end, cron, tz)
-            check_parallel(project, spec.targets, parallel)  # before a backfill is recorded
+            check_parallel(project, spec.targets, spec.parallel)  # before a backfill is recorded
             found = None if fresh else backfills.unfinished(spec)
             if found is not None:
                 click.echo(f"resuming backfill {found.backfill_id} (same dates and targets; --new starts afresh)", err=True)
             else:  # refused before anything is recorded: a backfill sharing a date with one being run
                 backfills.refuse_overlap([d.isoformat() for d in dates])
-            record = found or backfills.create(spec, dates)
+            record = found or backfills.create(spec, dates, asked.as_dict())
+        kept = record.spec.get("options")  # a resumed backfill runs as it was started (--force, --simulate...)
+        defaults = asked.with_recorded(kept) if isinstance(kept, dict) else asked
+        if defaults.as_dict() != asked.as_dict():
+            click.echo(f"backfill {record.backfill_id} runs with the options it was started with: {_flags(defaults)}", err=True)
+        if parallel is None:
+            kept_parallel = record.spec.get("parallel")
+            parallel = kept_parallel if isinstance(kept_parallel, int) and kept_parallel > 0 else 1
         kept_targets = record.spec.get("targets")
         check_parallel(project, tuple(kept_targets) if isinstance(kept_targets, list) else None, parallel)
         left = [d.logical_date for d in state.backfill_dates(record.backfill_id) if d.status != "succeeded"]
         backfills.refuse_overlap(left, record.backfill_id)
         click.echo(f"backfill {record.backfill_id}: {len(left)} date(s) to run, {parallel} at once", err=True)
         shared = shared_objects(project, tuple(kept_targets) if isinstance(kept_targets, list) else None)
-        first_alone = parallel > 1 and bool(shared) and not force
+        first_alone = parallel > 1 and bool(shared) and not defaults.force
         if first_alone:
             names = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in sorted(shared)[:3])
             more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
@@ -183,9 +195,6 @@ def backfill(
                 f"objects {names}{more} do not depend on the date: the first date runs them alone, the others find them fresh",
                 err=True,
             )
-        from sluice.runtime.summary import RunOptions
-
-        defaults = RunOptions(force=force, simulate=simulate, delay_scale=delay_scale, fail=frozenset(fail_ids))
         on_date = None if as_json else lambda item, settled, total: click.echo(date_line(item, settled, total))
         try:
             mode: WorkersMode = "external" if workers == "external" else "in-process"
@@ -224,6 +233,15 @@ def backfill(
         state.close()
 
 
+def _flags(options: RunOptions) -> str:
+    """The run options as the flags that give them (``--force --simulate --delay-scale 0.5 --fail 2005``), or
+    ``none``."""
+    given = ["--force"] * options.force + ["--simulate"] * options.simulate
+    given += [f"--delay-scale {options.delay_scale:g}"] * (options.delay_scale != 1.0)
+    given += [f"--fail {oid}" for oid in sorted(options.fail)]
+    return " ".join(given) or "none"
+
+
 def _stop_on_interrupt(backfills: Backfills, runs: InProcessRuns, resume: str) -> None:
     """First Ctrl-C (or SIGTERM): start no more dates, let the running ones finish; second: cancel them; third:
     stop at once. The backfill stays resumable."""
@@ -252,9 +270,16 @@ def _list(backfills: Backfills, as_json: bool) -> None:
         return
     if not records:
         click.echo("no backfills")
+    from sluice.scheduling.backfill_lease import live_holder
+
+    now = time.time()
     for r in records:
         dates = all_dates[r.backfill_id]
+        # "running" is the record's until it ends: one no process runs now (its lease free) was stopped part-way
+        status = r.status
+        if status == "running" and live_holder(backfills.state, backfills.project, r.backfill_id, now) is None:
+            status = "stopped"
         done = sum(1 for d in dates if d.status == "succeeded")
         spec = r.spec
         when = datetime.fromtimestamp(r.created_at).isoformat(timespec="seconds")
-        click.echo(f"{r.backfill_id}  {r.status:<9} {spec.get('from')}..{spec.get('to')}  {done}/{len(dates)} succeeded  {when}")
+        click.echo(f"{r.backfill_id}  {status:<9} {spec.get('from')}..{spec.get('to')}  {done}/{len(dates)} succeeded  {when}")

@@ -134,6 +134,12 @@ def validate(path: str, live: bool) -> None:
     )
     for note in project.notes:
         click.echo(f"note: {note}")
+    from sluice.connectors.rest_options import unset_secret
+
+    for obj in project.objects.values():
+        unset = unset_secret(obj.source.options) if obj.source is not None else None
+        if unset is not None:
+            click.echo(f"note: object {obj.id} ({obj.name}): {unset}")
 
 
 def _check_syncs_live(project: Project) -> None:

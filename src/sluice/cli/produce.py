@@ -136,7 +136,9 @@ def _ensure_topic(servers: str, topic: str, partitions: int) -> None:
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    admin: Any = AdminClient({"bootstrap.servers": servers})
+    from sluice.bus.kafka_common import quiet
+
+    admin: Any = AdminClient(quiet(servers, {"bootstrap.servers": servers}))
     try:
         if topic in admin.list_topics(timeout=10).topics:
             return

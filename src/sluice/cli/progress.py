@@ -65,6 +65,7 @@ class RunProgress:
         self.counts: dict[str, Counter[str]] = {}
         self.failed: dict[str, list[int]] = {}  # stage -> objects that failed for good
         self.retrying: dict[str, dict[int, int]] = {}  # stage -> object -> next attempt
+        self.started: set[int] = set()  # objects running now (a cancelled run skips them: no longer running)
         self.live = Live(Group(self.progress), console=console, refresh_per_second=8, transient=False)
         self._last = 0.0
 
@@ -94,12 +95,14 @@ class RunProgress:
         retrying = self.retrying[event.stage]
         if isinstance(event, ev.ObjectStarted):
             counts["running"] += 1
+            self.started.add(event.object_id)
             retrying.pop(event.object_id, None)
-        elif isinstance(event, ev.ObjectLoaded):
+        elif isinstance(event, ev.ObjectLoaded | ev.ObjectFailed | ev.ObjectSkipped) and event.object_id in self.started:
+            self.started.discard(event.object_id)
             counts["running"] -= 1
+        if isinstance(event, ev.ObjectLoaded):
             counts["loaded"] += 1
         elif isinstance(event, ev.ObjectFailed):
-            counts["running"] -= 1
             self._failed(event, retrying)
         elif isinstance(event, ev.ObjectSkipped):
             counts["fresh" if event.fresh else "skipped"] += 1

@@ -77,7 +77,7 @@ class KafkaSource(Source[KafkaSourceOptions]):
     def read(self) -> pa.RecordBatchReader:
         from confluent_kafka import Consumer
 
-        from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS
+        from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, quiet
 
         self._ends: dict[int, int] = {}
         config = {
@@ -93,7 +93,7 @@ class KafkaSource(Source[KafkaSourceOptions]):
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         }
         self._dead_letters_counter()  # the series exists (at zero) from the first read on
-        consumer = Consumer(config)
+        consumer = Consumer(quiet(self.bootstrap(), config))
         try:
             ranges = self._ranges(consumer)
             decoder = Decoder(self.options, known=self._saved_schema())
@@ -209,7 +209,10 @@ class KafkaSource(Source[KafkaSourceOptions]):
                 if dead_letter_topic is None:
                     raise refuse(chunk, decoded.rejected, self.context.label)
                 if producer is None:
-                    producer = Producer({"bootstrap.servers": self.bootstrap(), "acks": "all", "enable.idempotence": True})
+                    from sluice.bus.kafka_common import quiet
+
+                    config = {"bootstrap.servers": self.bootstrap(), "acks": "all", "enable.idempotence": True}
+                    producer = Producer(quiet(self.bootstrap(), config))
                 send_dead_letters(producer, dead_letter_topic, chunk, decoded.rejected, self.context.label)
                 counter.inc(len(decoded.rejected))
             if decoded.batch.num_rows:
@@ -226,7 +229,10 @@ class KafkaSource(Source[KafkaSourceOptions]):
 
         ends = getattr(self, "_ends", {})
         if ends:
-            consumer = Consumer({"bootstrap.servers": self.bootstrap(), "group.id": self.group(), "enable.auto.commit": False})
+            from sluice.bus.kafka_common import quiet
+
+            config = {"bootstrap.servers": self.bootstrap(), "group.id": self.group(), "enable.auto.commit": False}
+            consumer = Consumer(quiet(self.bootstrap(), config))
             try:
                 offsets = [TopicPartition(self.options.topic, p, end) for p, end in sorted(ends.items())]
                 consumer.commit(offsets=offsets, asynchronous=False)

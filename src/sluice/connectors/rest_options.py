@@ -9,6 +9,7 @@ project never shows (an object's definition, which the server and ``sluice plan`
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Literal
 
@@ -221,6 +222,19 @@ class RestOptions(Settings):
         from sluice.connectors.plugins import check_column_types
 
         check_column_types(self.column_types)
+
+
+def unset_secret(options: object) -> str | None:
+    """For REST source ``options`` whose auth reads its secret from an environment variable that is not set now:
+    what to tell (``sluice validate`` notes it; the run would fail with it), else None."""
+    auth = getattr(options, "auth", None)
+    if not isinstance(options, RestOptions) or auth is None:
+        return None
+    name = _secret_env(auth)
+    if name is None or name in os.environ:
+        return None
+    tag = str(auth.__struct_config__.tag)
+    return f"auth {tag} reads its secret from the environment variable {name}, which is not set here; set it before the run"
 
 
 def _secret_env(auth: Auth) -> str | None:

@@ -14,7 +14,8 @@ style           next request                                 stops when
 ``single_page`` none                                         after the first page
 =============== ============================================ ==========================================
 
-``max_pages`` stops any style. A body whose records are not a list of objects is a TerminalError naming the
+``max_pages`` stops any style. A cursor or next URL given a second time is a TerminalError (the pages would loop
+for ever). A body whose records are not a list of objects is a TerminalError naming the
 object, the URL and the path.
 
 >>> find({"data": {"items": [1]}}, "data.items")
@@ -129,6 +130,7 @@ def pages(
         if paginate.page_size is not None:
             query[paginate.page_size_param] = paginate.page_size
     count = 0
+    seen: set[str] = set()  # the cursors / next URLs followed: one given again would loop for ever
     while True:
         response = client.get(next_url, query)
         shown = shown_url(response.request.url, client.creds.secret_params)
@@ -156,6 +158,7 @@ def pages(
             cursor = find(body, paginate.cursor_path)
             if cursor in (None, "") or isinstance(cursor, bool):
                 return
+            _check_new(seen, str(cursor), "cursor", count, client.where, shown)
             query[paginate.cursor_param] = cursor
         elif isinstance(paginate, HeaderLinkPages | JsonLinkPages):
             if isinstance(paginate, HeaderLinkPages):
@@ -166,9 +169,21 @@ def pages(
                 return
             # The next URL carries its own query (and the auth's query key again, added by the client).
             next_url = str(response.request.url.join(link))
+            _check_new(seen, next_url, "next page URL", count, client.where, shown)
             query = {}
         else:
             return
+
+
+def _check_new(seen: set[str], given: str, what: str, page: int, where: str, url: str) -> None:
+    """Remember ``given`` (a cursor or next URL); TerminalError when it was followed already: the API's pagination
+    loops (as dlt and Airbyte detect it), and following it would read the same pages for ever."""
+    if given in seen:
+        raise TerminalError(
+            f"{where}: GET {url} (page {page}): the {what} {given!r} was already followed, so its pagination loops; "
+            "nothing was written: fix the API or the object's paginate (or set max_pages to read a fixed number of pages)"
+        )
+    seen.add(given)
 
 
 def _number(body: Any, path: str | None, where: str, url: str) -> int | None:

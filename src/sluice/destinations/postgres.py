@@ -21,7 +21,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,25 +160,45 @@ class PostgresDestination(SqlDestination):
         load_id: str,
         schema_evolution: SchemaEvolution = "strict",
         options: DestinationSpec | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> int:
-        """The shared write flow, plus the warehouse options of a :class:`PostgresDestinationSpec` (see warehouse.py).
+        """The shared write flow (``before_commit``: see :meth:`SqlDestination.write`; it may :meth:`fetch`), plus the
+        warehouse options of a :class:`PostgresDestinationSpec` (see warehouse.py).
 
         The options are checked against the data's schema before the database is touched (TerminalError
         naming the table and the column); ANALYZE runs after the load commits, when it wrote at least
         ``analyze_min_rows`` rows (a failed ANALYZE is logged, the load stands).
         """
         if not isinstance(options, PostgresDestinationSpec):
-            return super().write(table, data, mode, key, load_id, schema_evolution)
+            return super().write(table, data, mode, key, load_id, schema_evolution, before_commit=before_commit)
         reader = as_reader(data)
         load = WarehouseLoad(options, table, reader.schema, mode, tuple(key))
         with self._write_lock:
             self._load = load
             try:
-                rows = super().write(table, reader, mode, key, load_id, schema_evolution)
+                rows = super().write(table, reader, mode, key, load_id, schema_evolution, before_commit=before_commit)
             finally:
                 self._load = None
             self._analyze(table, load.analyze_targets(self.parse_table(table), rows))
         return rows
+
+    def fetch(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run ``sql`` inside the write under way (from its ``before_commit``): its column names and rows. In a
+        savepoint, so a query that fails leaves the load's transaction usable (the error is raised)."""
+        cursor = self._connect().cursor()
+        try:
+            cursor.execute("SAVEPOINT sluice_check")
+            try:
+                cursor.execute(sql)
+                names = [d[0] for d in cursor.description or []]
+                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+            except Exception:
+                cursor.execute("ROLLBACK TO SAVEPOINT sluice_check")
+                raise
+            cursor.execute("RELEASE SAVEPOINT sluice_check")
+            return names, rows
+        finally:
+            cursor.close()
 
     def _analyze(self, label: str, targets: list[TableName]) -> None:
         if not targets:

@@ -30,7 +30,7 @@ import re
 import threading
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.destinations.base import Destination
-from sluice.destinations.types import MAX_EXACT_FLOAT_INT, converted, lossless, same, widened
+from sluice.destinations.types import MAX_EXACT_FLOAT_INT, checked_cast, converted, lossless, same, widened
 from sluice.errors import ObjectError, SluiceError, TerminalError, TransientError, did_you_mean
 from sluice.project.model import SCHEMA_EVOLUTIONS, WRITE_MODES, ConnectionSpec, DestinationSpec, SchemaEvolution, WriteMode
 
@@ -187,6 +187,7 @@ class SqlDestination(Destination):
     def __init__(self, connection: ConnectionSpec, root: Path | None = None) -> None:
         super().__init__(connection, root)
         self._lock = threading.Lock()
+        self._wrote = False  # whether the write under way loaded rows (False: a load already recorded)
 
     def write(
         self,
@@ -197,8 +198,12 @@ class SqlDestination(Destination):
         load_id: str,
         schema_evolution: SchemaEvolution = "strict",
         options: DestinationSpec | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> int:
         """Write ``data`` into ``table`` with ``mode``; return the rows written (or recorded for a repeated load).
+
+        ``before_commit`` is called inside the load's transaction once the rows are in (not for a load already
+        recorded): what it raises rolls the whole load back (PostgreSQL runs an object's checks there).
 
         ``options`` (the object's whole destination spec) is read by backends with options of their own
         (PostgreSQL's warehouse options); the shared flow uses only the arguments.
@@ -216,7 +221,10 @@ class SqlDestination(Destination):
         with self._lock:
             try:
                 with self.transaction():
-                    return self._write(name, table, guarded.reader, mode, tuple(key), load_id, schema_evolution)
+                    rows = self._write(name, table, guarded.reader, mode, tuple(key), load_id, schema_evolution)
+                    if before_commit is not None and self._wrote:
+                        before_commit()
+                    return rows
             except SluiceError:
                 raise
             except Exception as exc:
@@ -281,9 +289,11 @@ class SqlDestination(Destination):
         load_id: str,
         evolution: str = "strict",
     ) -> int:
+        self._wrote = False
         recorded = self._claim(label, load_id, mode)
         if recorded is not None:
             return recorded
+        self._wrote = True
         if name.schema:
             self.create_schema(name.schema)
         columns = self.describe(name)
@@ -362,7 +372,9 @@ class SqlDestination(Destination):
             if have is not None and same(field.type, have):
                 fields.append(field)  # the data fits the column as it is (e.g. a list into a PostgreSQL array)
                 continue
-            if have is not None and lossless(wanted.type, have):
+            strict = evolution == "strict"  # (widen: the column widens to hold every value of the type instead)
+            if have is not None and (lossless(wanted.type, have) or (strict and checked_cast(wanted.type, have))):
+                # integers into a floating or decimal column: each value is checked as it converts
                 fields.append(wanted.with_type(self.cast_target(wanted.type, have)))
                 continue
             wider = widened(have, wanted.type) if have is not None and evolution == "widen" else None

@@ -102,6 +102,14 @@ def lossless(source: pa.DataType, target: pa.DataType) -> bool:
     return bool(target == JSON and source == JSON)
 
 
+def checked_cast(source: pa.DataType, target: pa.DataType) -> bool:
+    """True when values of type ``source``, not all representable in ``target``, are converted value by value, one
+    that does not fit raising (``pc.cast(safe=True)`` in :func:`convert`): integers into a floating column (beyond
+    2**53 for a double) or a decimal one (more digits than it holds). A daily file whose amounts happen to be whole
+    numbers loads into the double column the earlier days made."""
+    return bool(pa.types.is_integer(source) and (pa.types.is_floating(target) or pa.types.is_decimal(target)))
+
+
 def _decimal(precision: int, scale: int) -> pa.DataType | None:
     if precision <= 38:
         return pa.decimal128(precision, scale)

@@ -84,7 +84,8 @@ def convert_options(
             hint = f".{did_you_mean(given, choices)} Choose one of: {', '.join(choices)}" if choices else ""
             if isinstance(value, bool) and "got bool" in str(exc).replace("`", ""):
                 hint += " (YAML reads unquoted yes, no, on, off, true and false as booleans: quote the value, e.g. 'off')"
-            problems.append(ConfigError(f"{label}: {explain(key, exc, value)}{hint}", file, where))
+            named = named_keys(field.type, value, error_path(exc), strict)
+            problems.append(ConfigError(f"{label}: {explain(key, exc, value, named)}{hint}", file, where))
             continue
         values[key] = value
     missing = [name for name, field in fields.items() if field.required and name not in raw]
@@ -150,13 +151,70 @@ def _choices(annotation: Any, parts: list[str]) -> list[str]:
     return []
 
 
-def explain(key: str, exc: msgspec.ValidationError, value: Any) -> str:
-    """msgspec's message as ``key[1]: expected int, got str`` (``got 0`` for a value out of range)."""
+def _unwrapped(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` and ``| None``."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        if get_origin(annotation) in (Union, UnionType):
+            kept = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(kept) == 1:
+                annotation = kept[0]
+                continue
+        return annotation
+
+
+def _fits(value: Any, annotation: Any, strict: bool) -> bool:
+    try:
+        msgspec.convert(value, annotation, strict=strict)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def named_keys(annotation: Any, value: Any, path: str, strict: bool = True) -> str:
+    """msgspec's ``path`` (``[...].mask``) with each ``[...]``, a mapping's key msgspec does not name, replaced by the
+    key whose value does not convert (``[emp].mask``); the path unchanged where it cannot be told."""
+    if "[...]" not in path:
+        return path
+    named: list[str] = []
+    steps = re.findall(r"\.[^.\[]+|\[[^\]]*\]", path)
+    for i, step in enumerate(steps):
+        annotation = _unwrapped(annotation)
+        args = get_args(annotation)
+        if step == "[...]" and isinstance(value, Mapping) and args:
+            bad = next((k for k, v in value.items() if not _fits(v, args[-1], strict)), None)
+            if bad is None:
+                return "".join(named + steps[i:])
+            named.append(f"[{bad}]")
+            value, annotation = value[bad], args[-1]
+        elif (
+            step.startswith(".")
+            and isinstance(value, Mapping)
+            and isinstance(annotation, type)
+            and issubclass(annotation, msgspec.Struct)
+        ):
+            fields = {f.encode_name: f.type for f in msgspec.structs.fields(annotation)}
+            named.append(step)
+            value, annotation = value.get(step[1:]), fields.get(step[1:], Any)
+        elif step[1:-1].isdigit() and isinstance(value, list | tuple) and args and int(step[1:-1]) < len(value):
+            named.append(step)
+            value, annotation = value[int(step[1:-1])], args[0] if get_origin(annotation) is not tuple else Any
+        else:
+            return "".join(named + steps[i:])
+    return "".join(named)
+
+
+def explain(key: str, exc: msgspec.ValidationError, value: Any, path: str | None = None) -> str:
+    """msgspec's message as ``key[1]: expected int, got str`` (``got 0`` for a value out of range); ``path``: the
+    error's path to show instead of msgspec's (:func:`named_keys`)."""
     text = str(exc)
-    path = ""
     match = _AT.search(text)
+    found = ""
     if match:
-        path, text = match.group("path"), text[: match.start()]
+        found, text = match.group("path"), text[: match.start()]
+    path = found if path is None else path
     text = text.replace("`", "")
     if text.startswith("Expected") and ", got" not in text and value is not None and not path:
         text += f", got {value!r}"

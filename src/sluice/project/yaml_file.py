@@ -169,9 +169,12 @@ class _Reader(ObjectsReader, StagesReader):
                 sides += [("target", "capture"), ("source", "apply")]
             urls: dict[str, str] = {}
             plugins: dict[str, Plugin] = {}
+            found: dict[str, ConnectionSpec | None] = {}  # each side's connection, looked up (and reported) once
             for role, kind in sides:
                 where = mapping.line_of(role)
-                connection = self.connection(mapping.get(role), label, role, where)
+                if role not in found:
+                    found[role] = self.connection(mapping.get(role), label, role, where)
+                connection = found[role]
                 if connection is None:
                     continue
                 urls[connection.name] = connection.url

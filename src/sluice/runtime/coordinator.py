@@ -225,6 +225,8 @@ class Coordinator:
             raise RunNotFound(f"run {record.run_id} is already {record.status}; nothing to resume")
         self.run_id = record.run_id
         self.started_at = record.started_at
+        self.options = self.options.with_recorded(record.options)  # --force, --simulate, --fail: as it was started
+        self._delays = {stage.name: stage.delay_s * self.options.delay_scale for stage in self.project.stages}
         logical_date = record.options.get("logical_date")
         self._logical_date = logical_date if isinstance(logical_date, str) else None
         self._calendar = dict(record.options)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sluice.checks.run import Checked, CheckRunner, register_series
+from sluice.checks.places import Fetch, where
+from sluice.checks.run import Checked, CheckRunner, LoadRefused, register_series
 from sluice.connectors.base import Source, SourceContext
 from sluice.destinations.warm import WarmDestinations
 from sluice.errors import TerminalError, TransientError
@@ -40,6 +41,27 @@ class Outcome:
     content_hash: str
     destination: str | None = None
     pending: tuple[LakeWrite, str | None] | None = None
+    checked: Checked | None = None
+    """The object's checks when they ran inside its load's transaction (:class:`InLoadChecks`), else None."""
+
+
+@dataclass(slots=True)
+class InLoadChecks:
+    """Runs an object's checks inside the transaction of its PostgreSQL destination's load, once its rows are in (the
+    destination's ``before_commit``): an ``error`` check that fails raises :class:`~sluice.checks.run.LoadRefused`,
+    which rolls the load back, and with it the lake write it goes with, so nothing is written (docs/checks.md).
+    ``checked``: the results, once they ran."""
+
+    runner: CheckRunner
+    obj: ObjectSpec
+    run_id: str
+    parents: dict[int, str]
+    checked: Checked | None = None
+
+    def __call__(self, fetch: Fetch) -> None:
+        self.checked = self.runner.run(self.obj, self.run_id, run_outputs=self.parents, fetch=fetch)
+        if self.checked.failure:
+            raise LoadRefused(self.checked)
 
 
 def label(obj: ObjectSpec) -> str:
@@ -114,10 +136,35 @@ class ObjectExecutor:
             time.sleep(delay_s)
         if fail:
             raise TransientError(f"forced failure (--fail {obj.id})")
+        in_load = self._in_load(obj, run_id, inputs)
+        outcome = self._run(obj, run_id, inputs, logical_date, load_key, in_load)
+        return dataclasses.replace(outcome, checked=in_load.checked) if in_load is not None else outcome
+
+    def _in_load(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None]) -> InLoadChecks | None:
+        """The checks to run inside the load of ``obj``'s destination: those of an object with an ``error`` check
+        checked in PostgreSQL, in the table its destination loads; None otherwise (they run after the write)."""
+        spec = obj.destination
+        if spec is None or not any(check.severity == "error" for check in obj.checks):
+            return None
+        found = where(self.project, obj)
+        if isinstance(found, str) or (found.place, found.connection, found.table) != ("postgres", spec.connection, spec.table):
+            return None
+        runner = CheckRunner(self.project, self.lake, self.state)
+        return InLoadChecks(runner, obj, run_id, self._parent_ids(obj, inputs))
+
+    def _run(
+        self,
+        obj: ObjectSpec,
+        run_id: str,
+        inputs: Mapping[str, str | None],
+        logical_date: str | None,
+        load_key: str | None,
+        in_load: InLoadChecks | None,
+    ) -> Outcome:
         if obj.kind not in ("source", "noop") and self.engine(obj.engine).writes_lake:
             # Spark: the engine writes the lake itself, a table model as its SQL bound to its parents
             plain = self._model_as_object(obj) if obj.model is not None else obj
-            return self._write_by_engine(plain, load_key or run_id, inputs, logical_date)
+            return self._write_by_engine(plain, load_key or run_id, inputs, logical_date, in_load)
         rows: int | None = None
         source = self._source(obj)
         if obj.model is not None:
@@ -130,7 +177,7 @@ class ObjectExecutor:
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
         file = source.whole_file() if source is not None else None
-        outcome = self._write(obj, load_key or run_id, reader, rows, file, logical_date)
+        outcome = self._write(obj, load_key or run_id, reader, rows, file, logical_date, in_load)
         if source is not None:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
         return outcome
@@ -143,9 +190,12 @@ class ObjectExecutor:
         checks. Raises what :meth:`CheckRunner.run` raises."""
         if not obj.checks:
             return Checked()
-        keys = parent_keys(self.project, obj).items()
-        parents = {pid: loc for pid, key in keys if (loc := (inputs or {}).get(key)) is not None}
+        parents = self._parent_ids(obj, inputs or {})
         return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location, run_outputs=parents)
+
+    def _parent_ids(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> dict[int, str]:
+        """This run's parents' lake locations by object id (what ``relationships`` checks read)."""
+        return {pid: loc for pid, key in parent_keys(self.project, obj).items() if (loc := inputs.get(key)) is not None}
 
     def _source(self, obj: ObjectSpec) -> Source | None:  # type: ignore[type-arg]
         if obj.kind != "source":
@@ -205,13 +255,14 @@ class ObjectExecutor:
         rows: int | None = None,
         file: SourceFile | None = None,
         logical_date: str | None = None,
+        in_load: InLoadChecks | None = None,
     ) -> Outcome:
         """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored;
         ``file``: the Parquet file ``reader`` streams whole (:meth:`Source.whole_file`), which the lake may keep as is
-        when the object stores it unchanged (no date parts, no ``partition_by``)."""
-        load_id = f"{load_key}:{obj.id}"
+        when the object stores it unchanged (no date parts, no ``partition_by``); ``in_load``: checks to run inside
+        the destination's load."""
         destination = obj.destination.table if obj.destination is not None else None
-        publish: Then | None = functools.partial(self._publish, obj, load_id=load_id) if obj.destination is not None else None
+        publish = self._publisher(obj, load_key, in_load)
         if obj.date_parts:
             from sluice.project.objets_dates import with_date_parts
 
@@ -268,16 +319,19 @@ class ObjectExecutor:
         return self.engine(obj.engine).run(obj, available, object_label=label(obj))
 
     def _write_by_engine(
-        self, obj: ObjectSpec, load_key: str, inputs: Mapping[str, str | None], logical_date: str | None = None
+        self,
+        obj: ObjectSpec,
+        load_key: str,
+        inputs: Mapping[str, str | None],
+        logical_date: str | None = None,
+        in_load: InLoadChecks | None = None,
     ) -> Outcome:
         """An engine that writes the lake itself (Spark): it fills a staging place, committed here (or read
         by the destination and dropped, for an object that keeps no lake copy)."""
         engine = self.engine(obj.engine)
         available = self._parent_locations(obj, inputs)
         destination = obj.destination.table if obj.destination is not None else None
-        publish: Then | None = (
-            functools.partial(self._publish, obj, load_id=f"{load_key}:{obj.id}") if obj.destination is not None else None
-        )
+        publish = self._publisher(obj, load_key, in_load)
         staged = self.lake.stage(self.project.stage(obj.stage).layer, self._lake_name(obj, logical_date))
         try:
             engine.write(obj, available, staged, object_label=label(obj))
@@ -306,11 +360,22 @@ class ObjectExecutor:
             )
         return available
 
-    def _publish(self, obj: ObjectSpec, data: pa.RecordBatchReader, load_id: str) -> int:
+    def _publisher(self, obj: ObjectSpec, load_key: str, in_load: InLoadChecks | None) -> Then | None:
+        """What loads ``obj``'s destination from the batches written (recorded as load ``<load_key>:<object id>``)."""
+        if obj.destination is None:
+            return None
+        return functools.partial(self._publish, obj, load_id=f"{load_key}:{obj.id}", in_load=in_load)
+
+    def _publish(self, obj: ObjectSpec, data: pa.RecordBatchReader, load_id: str, in_load: InLoadChecks | None = None) -> int:
+        from sluice.destinations.postgres import PostgresDestination
+
         assert obj.destination is not None
         spec = obj.destination
         destination = self.destinations.open(self.project.connections[spec.connection])
         try:
-            return int(destination.write(spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution, options=spec))
+            args = (spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution)
+            if in_load is not None and isinstance(destination, PostgresDestination):
+                return int(destination.write(*args, options=spec, before_commit=functools.partial(in_load, destination.fetch)))
+            return int(destination.write(*args, options=spec))
         finally:
             destination.close()

@@ -24,7 +24,7 @@ from sluice.errors import ConfigError, SluiceError
 from sluice.graph.plan import Plan, fingerprint, make_plan
 from sluice.lake.base import Lake
 from sluice.project.model import ObjectSpec, Project, layer_of
-from sluice.runtime.run_state import Freshness
+from sluice.runtime.run_state import STREAM_RUN, Freshness
 from sluice.runtime.summary import RunOptions
 from sluice.state.base import LatestOutput
 from sluice.transforms.engines import Engine, open_engine
@@ -214,5 +214,6 @@ def streamed_outputs(project: Project, fingerprints: Fingerprints) -> dict[int, 
         written = fingerprints.lake.appended(layer_of(project, obj), obj.name)
         if written is not None:
             fp = fingerprint(obj.definition_hash(), STREAMED, ())
-            found[obj.id] = LatestOutput(obj.id, fp, written.content_hash, written.location, written.rows, "stream", time.time())
+            output = (written.content_hash, written.location, written.rows)
+            found[obj.id] = LatestOutput(obj.id, fp, *output, STREAM_RUN, time.time())
     return found

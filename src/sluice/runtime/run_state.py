@@ -348,10 +348,17 @@ class RunState:
         out.append(Ready(oid, attempt))
 
 
+STREAM_RUN = "stream"
+"""The run id of a streaming object's output (what ``sluice stream`` committed), which no run wrote."""
+
+
 def _keep(s: ObjectState, previous: LatestOutput, now: float) -> None:
     """Skip ``s`` as fresh: it keeps ``previous``, its last successful output."""
     s.status = "skipped"
-    s.reason = f"fresh: unchanged since run {previous.run_id}"
+    if previous.run_id == STREAM_RUN:
+        s.reason = "fresh: streamed (its output is what 'sluice stream' has committed)"
+    else:
+        s.reason = f"fresh: unchanged since run {previous.run_id}"
     s.fingerprint = previous.fingerprint
     s.content_hash = previous.content_hash
     s.location = previous.location

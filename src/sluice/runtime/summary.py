@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sluice.state.base import ObjectState
@@ -59,6 +60,19 @@ class RunOptions:
         if self.load_key:
             found["load_key"] = self.load_key
         return found
+
+    def with_recorded(self, recorded: Mapping[str, object]) -> RunOptions:
+        """These options with how the run was started, as :meth:`as_dict` recorded it (``force``, ``simulate``,
+        ``delay_scale``, ``fail``; a key missing from ``recorded`` keeps this value): a resumed run keeps the options
+        it was started with, whatever the resuming command gives (``sluice run --resume`` after ``--force``)."""
+        force, simulate, scale, fail = (recorded.get(k) for k in ("force", "simulate", "delay_scale", "fail"))
+        return replace(
+            self,
+            force=force if isinstance(force, bool) else self.force,
+            simulate=simulate if isinstance(simulate, bool) else self.simulate,
+            delay_scale=float(scale) if isinstance(scale, int | float) else self.delay_scale,
+            fail=frozenset(int(i) for i in fail) if isinstance(fail, list) else self.fail,
+        )
 
 
 @dataclass(slots=True)

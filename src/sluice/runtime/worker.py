@@ -35,6 +35,7 @@ from sluice import events as ev
 from sluice.bus import names
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.bus.dead_letter import describe_malformed
+from sluice.checks.run import LoadRefused
 from sluice.errors import SluiceError, is_transient
 from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, StageSpec
@@ -300,9 +301,14 @@ class StageWorker:
                 logical_date=ready.logical_date,
                 load_key=ready.load_key,
             )
-            checked = self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
+            checked = outcome.checked or self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
             if not checked.failure:  # an output whose error check failed does not become the plain output
                 outcome = self.executor.promote(obj, outcome)
+        except LoadRefused as exc:  # an error check failed inside the load: rolled back, nothing written
+            assert obj.destination is not None
+            failure = f"{exc.checked.failure}; nothing was written: the load into table '{obj.destination.table}' was rolled back"
+            log.warning("%s", failure, extra={"run_id": ready.run_id, "object_id": obj.id})
+            return [*exc.checked.events(ready), self._failed(ready, failure, "CheckFailed", False, started)]
         except Exception as exc:
             log.warning("attempt %d failed: %s", ready.attempt, exc, extra={"run_id": ready.run_id, "object_id": obj.id})
             log.debug("traceback:\n%s", traceback.format_exc())

@@ -120,8 +120,9 @@ def _instant(logical_date: str) -> datetime:
 
 
 def _same_work(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Two specs that run the same dates and targets (``parallel`` may differ)."""
-    return {k: v for k, v in a.items() if k != "parallel"} == {k: v for k, v in b.items() if k != "parallel"}
+    """Two specs that run the same dates and targets (``parallel`` and the recorded run ``options`` may differ)."""
+    kept = ("parallel", "options")
+    return {k: v for k, v in a.items() if k not in kept} == {k: v for k, v in b.items() if k not in kept}
 
 
 def check_parallel(project: Project, targets: tuple[int, ...] | None, parallel: int) -> None:
@@ -212,9 +213,11 @@ class Backfills:
         self.lost = threading.Event()
         """Set when this process lost the backfill's lease to another while running it (no more dates started)."""
 
-    def create(self, spec: BackfillSpec, dates: list[datetime]) -> BackfillRecord:
-        """Record a new backfill of ``dates`` (all pending)."""
-        record = BackfillRecord(f"bf-{uuid.uuid4().hex[:12]}", self.project, "running", self.clock(), None, spec.as_json())
+    def create(self, spec: BackfillSpec, dates: list[datetime], options: dict[str, Any] | None = None) -> BackfillRecord:
+        """Record a new backfill of ``dates`` (all pending); ``options``: how its runs run (``RunOptions.as_dict``:
+        ``force``, ``simulate``...), kept in its spec as ``options`` so that resuming it runs them the same way."""
+        kept = spec.as_json() | ({"options": options} if options is not None else {})
+        record = BackfillRecord(f"bf-{uuid.uuid4().hex[:12]}", self.project, "running", self.clock(), None, kept)
         self.state.create_backfill(record, [d.isoformat() for d in dates])
         return record
 

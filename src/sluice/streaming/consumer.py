@@ -24,11 +24,14 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, REQUEST_TIMEOUT_S
+from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, REQUEST_TIMEOUT_S, Reachability
 from sluice.errors import TerminalError, TransientError
 from sluice.streaming.columns import RECORD, RecordColumns
 
 log = logging.getLogger(__name__)
+
+PROBE_S = 5.0
+"""While the broker is unreachable, :meth:`StreamConsumer.unreachable` asks it for metadata at most this often."""
 
 PREFETCH_KBYTES = 32 * 1024
 """librdkafka's prefetch queue per consumer, in KiB (its default is 64 MiB)."""
@@ -55,8 +58,11 @@ class StreamConsumer:
 
     def __init__(self, bootstrap: str, topics: Sequence[str], group: str, offsets: Offsets, *, start: str = "earliest") -> None:
         self.bootstrap, self.group = bootstrap, group
+        self.reach = Reachability(bootstrap, log)  # librdkafka's lines and errors: one line per outage every 10 s
+        self._probed = 0.0
         self.consumer = Consumer(
             {
+                **self.reach.config(),
                 "bootstrap.servers": bootstrap,
                 "group.id": group,
                 "client.id": f"sluice-stream-{group}",
@@ -112,6 +118,8 @@ class StreamConsumer:
         messages = self.consumer.consume(count, timeout_s)
         bad = [m for m in messages if m.error() is not None]
         if not bad:
+            if messages and self.reach.since is not None:
+                self.reach.reached()
             return messages
         for message in bad:
             error = message.error()
@@ -174,6 +182,20 @@ class StreamConsumer:
             if high > low:
                 found.setdefault(tp.topic, {})[tp.partition] = high
         return found
+
+    def unreachable(self) -> str | None:
+        """``Kafka at H:P unreachable since HH:MM:SS`` while the broker cannot be reached, else None. During an outage
+        the broker is asked for metadata (1 s at most) every :data:`PROBE_S` seconds: an idle topic brings no message
+        to tell that it is back."""
+        if self.reach.since is None:
+            return None
+        now = time.monotonic()
+        if now - self._probed >= PROBE_S:
+            self._probed = now
+            with contextlib.suppress(KafkaException):
+                self.consumer.list_topics(timeout=1.0)
+                self.reach.reached()
+        return self.reach.describe()
 
     def lag(self, offsets: Offsets) -> dict[tuple[str, int], int]:
         """Records between ``offsets`` and each partition's high watermark (from the last fetch; no request)."""

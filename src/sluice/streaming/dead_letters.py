@@ -156,7 +156,10 @@ class DeadLetterProducer:
         if self._producer is None:
             from confluent_kafka import Producer
 
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True})
+            from sluice.bus.kafka_common import quiet
+
+            config = {"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True}
+            self._producer = Producer(quiet(self.bootstrap, config))
         return self._producer
 
     def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str, origin: str) -> None:

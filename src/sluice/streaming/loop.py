@@ -188,6 +188,7 @@ class MicroBatcher:
                     consumer.commit_group(committed)
                     copied = committed
                 self.status.set_lag(consumer.lag(committed))
+                self.status.set_unreachable(consumer.unreachable())
                 if (until is not None and until(self.status)) or self._caught_up():
                     break
         finally:
@@ -228,6 +229,7 @@ class MicroBatcher:
                 size += part.size
             elif not parts:
                 self.status.set_lag(consumer.lag(self._committed))
+                self.status.set_unreachable(consumer.unreachable())
                 if (until is not None and until(self.status)) or self._caught_up():
                     break
             if parts and self._targets is not None and _reached(consumer.positions(self._committed), self._targets):

@@ -152,7 +152,10 @@ def producer_config(bootstrap: str, failures: list[str]) -> dict[str, Any]:
         if error is not None:
             failures.append(str(error))
 
+    from sluice.bus.kafka_common import Reachability
+
     return {
+        **Reachability(bootstrap).config(),  # librdkafka's lines through logging: one per outage every 10 s
         "bootstrap.servers": bootstrap,
         "client.id": "sluice-produce",
         "enable.idempotence": True,

@@ -46,6 +46,8 @@ class StreamStatus:
     late_records: int = 0
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     last_batch: BatchInfo | None = None
+    unreachable: str | None = None
+    """``Kafka at H:P unreachable since HH:MM:SS`` while the consumer cannot reach its broker (the lag is then unknown)."""
     started_at: float = field(default_factory=time.time)
     _recent: deque[BatchInfo] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +84,11 @@ class StreamStatus:
         metrics.STREAM_BATCH_DURATION.labels(name).observe(info.duration_s)
         metrics.STREAM_LAST_COMMIT.labels(name).set(info.at)
 
+    def set_unreachable(self, outage: str | None) -> None:
+        """Record the broker outage under way (:meth:`StreamConsumer.unreachable`), or its end (None)."""
+        with self._lock:
+            self.unreachable = outage
+
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
         with self._lock:
             self.lag = dict(lag)
@@ -114,6 +121,7 @@ class StreamStatus:
                 "name": self.name,
                 "state": self.state,
                 "error": self.error,
+                "unreachable": self.unreachable,
                 "records_per_s": round(records_s, 1),
                 "bytes_per_s": round(bytes_s, 1),
                 "records": self.records,
@@ -139,9 +147,12 @@ class StreamStatus:
         with self._lock:
             last, lag, state = self.last_batch, sum(self.lag.values()), self.state
             error = f" ({self.error})" if self.error else ""
+            outage = self.unreachable
         committed = (
             f"batch {last.batch} ({last.rows:,} rows) at {time.strftime('%H:%M:%S', time.localtime(last.at))}"
             if last
             else "no batch yet"
         )
+        if outage:  # the lag is the last one known: not told as if it were current
+            return f"{self.name}: {state}{error}, {outage}, retrying; last {committed}"
         return f"{self.name}: {state}{error}, {records_s:,.0f} records/s, {bytes_s / 1e6:,.1f} MB/s, lag {lag:,}, {committed}"

@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 from sluice.errors import TerminalError
 from sluice.project.checks import java_problem
 from sluice.transforms.plugins import SparkSettings
+
+log = logging.getLogger("sluice.spark")
 
 DEFAULT_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",  # timestamps are wall-clock UTC, as in DuckDB
@@ -166,6 +169,10 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = Fa
         builder: Any = SparkSession.builder.master(settings.master).appName(settings.app_name)
         for key, value in conf.items():
             builder = builder.config(key, value)
+        # Its start-up (a JVM, half a minute on a laptop the first time) is otherwise silent: say so at warning level,
+        # which a terminal shows by default, as the object that waits for it runs.
+        log.warning("starting Spark (master %s) ...", settings.master)
+        began = time.monotonic()
         try:
             session = builder.getOrCreate()
         except Exception as exc:
@@ -173,6 +180,7 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = Fa
             raise TerminalError(f"Spark could not start (master {settings.master}): {first}") from exc
         session.sparkContext.setLogLevel("ERROR")
         _quiet_pyspark_loggers()
+        log.warning("Spark ready in %.1f s (master %s)", time.monotonic() - began, settings.master)
         if _SESSION is None:
             atexit.register(stop_session)
         _SESSION = session

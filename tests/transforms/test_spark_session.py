@@ -1,0 +1,55 @@
+"""Starting the process's Spark session says so: its start-up (a JVM) takes half a minute the first time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from sluice.transforms import spark_session as module
+from sluice.transforms.plugins import SparkSettings
+
+pytest.importorskip("pyspark")
+
+
+class _Builder:
+    """Stands for ``SparkSession.builder``: a fake session (no JVM in this test)."""
+
+    def master(self, _: str) -> _Builder:
+        return self
+
+    def appName(self, _: str) -> _Builder:
+        return self
+
+    def config(self, _key: str, _value: str) -> _Builder:
+        return self
+
+    def getOrCreate(self) -> Any:
+        class Context:
+            _jsc = object()
+
+            def setLogLevel(self, _: str) -> None:
+                pass
+
+        class Session:
+            sparkContext = Context()
+
+        return Session()
+
+
+def test_starting_spark_says_so_and_how_long_it_took(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import pyspark.sql
+
+    monkeypatch.setattr(module, "_SESSION", None)  # not the shared session another test may have started
+    monkeypatch.setattr(module, "java_problem", lambda: None)
+    monkeypatch.setattr(module, "kafka_jars", lambda: [])
+    monkeypatch.setattr(module.atexit, "register", lambda _: None)
+    monkeypatch.setattr(pyspark.sql.SparkSession, "builder", _Builder())
+    with caplog.at_level(logging.WARNING, logger="sluice.spark"):
+        session = module.spark_session(SparkSettings(master="local[2]"))
+        assert module.spark_session(SparkSettings(master="local[2]")) is session  # started once, said once
+    lines = [r.getMessage() for r in caplog.records if r.name == "sluice.spark"]
+    assert len(lines) == 2, lines
+    assert lines[0] == "starting Spark (master local[2]) ..."
+    assert lines[1].startswith("Spark ready in ") and lines[1].endswith(" s (master local[2])")
