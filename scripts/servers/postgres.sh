@@ -15,14 +15,16 @@
 # `start` is idempotent: it reuses a running instance and clears a stale pid file.
 # Delete .tmp/servers/postgres to start from scratch.
 #
-# Environment: SLUICE_PG_PORT (default 25432), SLUICE_SERVER_TIMEOUT (seconds to wait, default 60).
+# Environment: SLUICE_PG_PORT (default 25432), SLUICE_SERVER_TIMEOUT (seconds to wait, default 60),
+# SLUICE_PG_BASE (the folder of the data directory, socket and log; default <repo>/.tmp/servers/postgres):
+# a second instance (a test that restarts its own server) needs a port and a base of its own.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))"
 port="${SLUICE_PG_PORT:-25432}"
 timeout="${SLUICE_SERVER_TIMEOUT:-60}"
-base="$repo/.tmp/servers/postgres"
+base="${SLUICE_PG_BASE:-$repo/.tmp/servers/postgres}"
 data="$base/data"
 log="$base/postgres.log"
 url="postgresql://postgres@127.0.0.1:${port}/postgres"
@@ -115,8 +117,8 @@ start() {
     if [ -n "$major" ] && [ ! -f "$libdir/wal2json.so" ]; then
         apt_install "postgresql-$major-wal2json"
     fi
-    mkdir -p "$repo/.tmp/servers"
-    exec 9>"$repo/.tmp/servers/postgres.lock"
+    mkdir -p "$(dirname "$base")"
+    exec 9>"$base.lock"
     flock 9
     [ -f "$data/PG_VERSION" ] || init_cluster
     if [ -n "$(server_pid clean)" ]; then
