@@ -1,6 +1,7 @@
 """A sync stopped in the middle of a table's snapshot (Ctrl-C, ``kill -9`` of the parent or of every process)
 while the source takes writes, then restarted: the snapshot resumes from its last chunk and nothing is lost
-(``sluice sync verify``), MariaDB -> PostgreSQL and PostgreSQL -> PostgreSQL, on the embedded bus."""
+(``sluice sync verify``), MariaDB -> PostgreSQL and PostgreSQL -> PostgreSQL on the embedded bus, MariaDB ->
+PostgreSQL on Kafka."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import pytest
 from tests.servers_fixtures import mysql_connect, pg_database
 
 from sluice.bus.embedded import EmbeddedBus
+from sluice.bus.registry import open_bus
 from sluice.cdc.checkpoint import read_progress
 
 pytestmark = [pytest.mark.mysql, pytest.mark.postgres]
@@ -124,11 +127,12 @@ def group_gone(pgid: int) -> bool:
     return True
 
 
-def stop_during_snapshot(folder: Path, how: str, rng: random.Random) -> None:
-    """Start ``sluice sync folder``; once it reports snapshot progress, stop it ``how`` a random moment later."""
+def stop_during_snapshot(folder: Path, bus: list[str], how: str, rng: random.Random) -> None:
+    """Start ``sluice sync folder`` (``bus``: ``--bus URL`` or nothing); once it reports snapshot progress, stop it
+    ``how`` a random moment later."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "sync", str(folder)],
+        [sys.executable, "-m", "sluice", "sync", str(folder), *bus],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -157,8 +161,8 @@ def stop_during_snapshot(folder: Path, how: str, rng: random.Random) -> None:
         proc.stdout.close()
 
 
-def snapshot_unfinished(folder: Path, sync: str, side: str) -> bool:
-    bus = EmbeddedBus(str(folder / ".sluice" / "bus.db"))
+def snapshot_unfinished(folder: Path, bus_url: str | None, sync: str, side: str) -> bool:
+    bus = open_bus(bus_url) if bus_url else EmbeddedBus(str(folder / ".sluice" / "bus.db"))
     try:
         progress = read_progress(bus, sync, side)
     finally:
@@ -174,11 +178,15 @@ def sluice(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-@pytest.mark.parametrize("source", ["my", "pg"])
+@pytest.mark.parametrize(
+    ("source", "bus_kind"), [("my", "embedded"), ("pg", "embedded"), pytest.param("my", "kafka", marks=pytest.mark.kafka)]
+)
 def test_snapshot_stopped_at_random_moments_under_writes_resumes_without_loss(
-    source: str, request: pytest.FixtureRequest, pg_db_url: str, tmp_path: Path
+    source: str, bus_kind: str, request: pytest.FixtureRequest, pg_db_url: str, tmp_path: Path
 ) -> None:
     url = request.getfixturevalue("my_source" if source == "my" else "pg_source")
+    bus_url = f"{request.getfixturevalue('kafka_url')}?namespace=cut-{uuid.uuid4().hex[:8]}" if bus_kind == "kafka" else None
+    bus = ["--bus", bus_url] if bus_url else []
     sync = f"cut_{source}"
     (tmp_path / "sluice.yaml").write_text(
         f"connections:\n  src: {url}\n  pg: {pg_db_url}\n"
@@ -191,8 +199,8 @@ def test_snapshot_stopped_at_random_moments_under_writes_resumes_without_loss(
     cut = 0
     try:
         for how in STOPS:
-            stop_during_snapshot(tmp_path, how, rng)
-            if snapshot_unfinished(tmp_path, sync, "src"):
+            stop_during_snapshot(tmp_path, bus, how, rng)
+            if snapshot_unfinished(tmp_path, bus_url, sync, "src"):
                 cut += 1
                 status = msgspec.json.decode(sluice("sync", "status", str(tmp_path), "--json").stdout)
                 states = {table["source_table"]: table["state"] for table in status["tables"]}
@@ -202,7 +210,7 @@ def test_snapshot_stopped_at_random_moments_under_writes_resumes_without_loss(
         stop.set()
         writer.join()
     assert cut >= 1, "a stop should land in the snapshot"
-    done = sluice("sync", str(tmp_path), "--once")
+    done = sluice("sync", str(tmp_path), "--once", *bus)
     assert "0 table(s) in error" in done.stdout, done.stdout + done.stderr
     verify = sluice("sync", "verify", str(tmp_path), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -225,7 +225,8 @@ def run(
     signal.signal(signal.SIGTERM, stop)
     try:
         shown_roles = ", ".join(roles) + (f"; capture in process {child.pid}" if child is not None else "")
-        console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({shown_roles})")
+        if os.environ.get(CAPTURE_CHILD_ENV) != "1":  # the parent's line names the child already
+            console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({shown_roles})")
         status = runtime.run()
     except SluiceError as exc:
         click.echo(f"error: {exc}", err=True)
