@@ -44,7 +44,7 @@ from sluice.cdc.apply_common import (
 from sluice.cdc.apply_conflicts import ConflictSteps, to_json
 from sluice.cdc.apply_positions import PositionRows
 from sluice.cdc.apply_schema import SchemaSteps
-from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
+from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef, first_line
 from sluice.cdc.events import ChangeEvent, Column, Position, SnapshotRows
 from sluice.cdc.plugins import ApplyOptions
 
@@ -107,6 +107,9 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         """Whether ``exc`` means the connection to the target is gone (a restart, a failover, a network cut):
         the batch is rolled back with it and may run again on a new connection."""
         return False
+
+    def lost(self, exc: BaseException) -> bool:
+        return self._lost(exc)
 
     def _isolate(self) -> None:
         """Called first in the transaction of a batch that resolves conflicts (PostgreSQL: repeatable read)."""
@@ -251,7 +254,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
             if not lost:
                 raise
         if lost:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = first_line(exc)
             raise SyncError(f"the target of sync {self.sync} went away while applying {name} ({reason})", transient=True) from exc
 
     def _raise_for_table(self, table: TableRef, exc: BaseException) -> None:
@@ -261,7 +264,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         if isinstance(exc, SyncError) or not isinstance(exc, Exception) or not self._definition_error(exc):
             return
         name = table.source.qualified
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise SyncError(
             f"table {name}: the target table {table.target_qualified} refused the changes ({reason}); make it match "
             f"the source (key {', '.join(table.source.key) or 'none'}) or run 'sluice sync resync PATH {name}' "

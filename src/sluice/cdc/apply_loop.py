@@ -43,7 +43,7 @@ from sluice.cdc.apply_partitioned import (
     reset_target,
     unit_thread,
 )
-from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
+from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef, first_line
 from sluice.cdc.checkpoint import last_heartbeat, read_progress
 from sluice.cdc.conflicts import lookups_outside
 from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
@@ -205,12 +205,13 @@ class ApplyDirection(PartitionSteps):
                     if apply is None:
                         apply = self.make_apply()
                     busy, apply = self._pass(index, apply)
-                except SyncError as exc:
-                    if not target_lost(exc):
+                except Exception as exc:
+                    if not (isinstance(exc, SyncError) and target_lost(exc)) and not (apply is not None and apply.lost(exc)):
                         raise
                     # The target went away (a restart, a failover): what was polled waits in ``pending``; the
                     # positions stored in the target say what of it is already applied.
-                    log.warning("sync %s: apply %s: %s; connecting again in %.1f s", self.sync, self.direction, exc, delay)
+                    reason = str(exc) if isinstance(exc, SyncError) else f"the target went away ({first_line(exc)})"
+                    log.warning("sync %s: apply %s: %s; connecting again in %.1f s", self.sync, self.direction, reason, delay)
                     if apply is not None:
                         close_quietly(apply)
                         apply = None
