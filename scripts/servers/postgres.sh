@@ -16,15 +16,15 @@
 # Delete .tmp/servers/postgres to start from scratch.
 #
 # Environment: SLUICE_PG_PORT (default 25432), SLUICE_SERVER_TIMEOUT (seconds to wait, default 60),
-# SLUICE_PG_BASE (the folder of the data directory, socket and log; default <repo>/.tmp/servers/postgres):
-# a second instance (a test that restarts its own server) needs a port and a base of its own.
+# SLUICE_PG_DIR (the folder of the data directory, socket and log, default <repo>/.tmp/servers/postgres: a
+# second instance from the same checkout needs its own, as the data-API outage tests' does).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/../.." && pwd))"
 port="${SLUICE_PG_PORT:-25432}"
 timeout="${SLUICE_SERVER_TIMEOUT:-60}"
-base="${SLUICE_PG_BASE:-$repo/.tmp/servers/postgres}"
+base="${SLUICE_PG_DIR:-$repo/.tmp/servers/postgres}"
 data="$base/data"
 log="$base/postgres.log"
 url="postgresql://postgres@127.0.0.1:${port}/postgres"

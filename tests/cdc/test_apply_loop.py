@@ -43,7 +43,7 @@ class OwnPostgres:
 
     def __init__(self) -> None:
         self.base = ROOT / ".tmp" / "servers" / f"pg-restart-{uuid.uuid4().hex[:8]}"
-        self.env = {**os.environ, "SLUICE_PG_PORT": str(free_port()), "SLUICE_PG_BASE": str(self.base)}
+        self.env = {**os.environ, "SLUICE_PG_PORT": str(free_port()), "SLUICE_PG_DIR": str(self.base)}
 
     def run(self, command: str) -> str:
         done = subprocess.run([str(SCRIPT), command], env=self.env, capture_output=True, text=True, timeout=180)
