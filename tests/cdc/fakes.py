@@ -271,9 +271,9 @@ class FakeApply(Apply):
                     self.db.write(target, self._row(table, row), echo=True)
                 result.applied[event.op] = result.applied.get(event.op, 0) + 1
             for event in events:
-                if event.op == "r":
+                if event.op == "r":  # as SqlApply: a snapshot read stores its key, never its position
                     last_key = event.key
-                if position is None or event.source.position > position:
+                elif position is None or event.source.position > position:
                     position = event.source.position
             self.db.positions[self._pkey(table)] = (position, last_key, done)
         return result

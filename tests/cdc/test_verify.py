@@ -216,7 +216,7 @@ def test_the_cli_report_lists_each_table_plain_when_piped_and_as_json(pair: tupl
     assert not equal
     text = "\n".join(lines)
     assert "sync employees: hr -> warehouse: DIFFERENT" in text
-    assert f"{db}.employes" in text and "missing 7" in text and "DIFFERENT" in text
+    assert f"{db}.employes" in text and "missing key 7" in text and "DIFFERENT" in text
     assert f"{db}.nope" in text and "ERROR" in text and "does not exist" in text
     assert "\x1b[" not in text  # piped: no terminal escapes
     lines.clear()
@@ -310,9 +310,42 @@ def test_a_changed_key_names_its_differing_columns(pair: tuple[str, str, str, st
     assert found == {(("3",), "missing", ()), (("12",), "changed", ("price", "name")), (("2001",), "changed", ("hired",))}
     lines: list[str] = []
     verify_and_report("employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema)], echo=lines.append)
-    assert "changed 12 (price, name)" in "\n".join(lines)
+    assert "changed key 12 (price, name)" in "\n".join(lines)
     lines.clear()
     verify_and_report("employees", ("hr", my_url), ("warehouse", pg_url), [ref(db, schema)], json_output=True, echo=lines.append)
     differences = json.loads(lines[0])["tables"][0]["differences"]
     assert {"key": ["12"], "kind": "changed", "columns": ["price", "name"]} in differences
     assert {"key": ["3"], "kind": "missing"} in differences
+
+
+def test_zero_and_invalid_dates_compare_as_the_null_the_sync_writes(mysql_ns: tuple[str, str], pg_ns: tuple[str, str]) -> None:
+    """A zero or invalid MariaDB date/DATETIME/TIMESTAMP becomes NULL in the target (docs/cdc/mysql.md): equal.
+    A real date against NULL still differs."""
+    import psycopg
+
+    (my_url, db), (pg_url, schema) = mysql_ns, pg_ns
+    columns = [Column("id", "int64", nullable=False), Column("d", "date"), Column("dt", "datetime(3)"), Column("ts", "timestamp")]
+    conn = mysql_connect(my_url)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'")
+        cur.execute("CREATE TABLE dates (id BIGINT PRIMARY KEY, d DATE, dt DATETIME(3), ts TIMESTAMP NULL)")
+        cur.execute(
+            "INSERT INTO dates VALUES (1, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00'),"
+            " (2, '2024-00-10', '2024-02-31 10:00:00', NULL), (3, '2024-01-00', '2023-02-29 00:00:00.5', NULL),"
+            " (4, '1999-12-31', '2024-02-29 23:59:59.999', '2020-01-01 00:00:00')"
+        )
+    conn.close()
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute(f'CREATE TABLE "{schema}".dates (id bigint PRIMARY KEY, d date, dt timestamp(3), ts timestamptz)')
+        pg.execute(
+            f"""INSERT INTO "{schema}".dates VALUES (1, NULL, NULL, NULL), (2, NULL, NULL, NULL), (3, NULL, NULL, NULL),
+            (4, '1999-12-31', '2024-02-29 23:59:59.999', '2020-01-01 00:00:00+00')"""
+        )
+    table = TableRef(TableSchema(db, "dates", columns, ["id"]), schema, "dates")
+    verdict = verify_table(my_url, pg_url, table)
+    assert verdict.equal, verdict
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute(f'UPDATE "{schema}".dates SET d = NULL WHERE id = 4')
+    verdict = verify_table(my_url, pg_url, table)
+    assert not verdict.equal
+    assert [(d.kind, d.key, d.columns) for d in verdict.differences] == [("changed", ["4"], ["d"])]

@@ -43,6 +43,18 @@ def test_summary_without_dead_letters_stays_short_and_errors_name_the_command() 
     assert problems == ["table app.t stopped: boom (fix it, then 'sluice sync resync PATH app.t')"]
 
 
+def test_a_capture_process_summary_counts_what_it_captured() -> None:
+    status = SyncStatus(
+        name="s1",
+        source="a",
+        target="b",
+        direction="one-way",
+        tables=[table("app.t", captured={"r": 5000, "c": 7}), table("app.u", captured={"u": 3})],
+    )
+    _, summary = final_report(status, captured_only=True)
+    assert summary == "capture of sync s1 stopped: 5,010 row changes captured, 0 table(s) in error"
+
+
 def test_capture_failure_line_starts_on_its_own_line() -> None:
     assert child_failed(2).startswith("\nerror: the capture process exited with status 2")
 

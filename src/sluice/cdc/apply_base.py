@@ -44,7 +44,7 @@ from sluice.cdc.apply_common import (
 from sluice.cdc.apply_conflicts import ConflictSteps, to_json
 from sluice.cdc.apply_positions import PositionRows
 from sluice.cdc.apply_schema import SchemaSteps
-from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
+from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef, first_line
 from sluice.cdc.events import ChangeEvent, Column, Position, SnapshotRows
 from sluice.cdc.plugins import ApplyOptions
 
@@ -102,6 +102,14 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
 
     @abstractmethod
     def _rollback_savepoint(self) -> None: ...
+
+    def _lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection to the target is gone (a restart, a failover, a network cut):
+        the batch is rolled back with it and may run again on a new connection."""
+        return False
+
+    def lost(self, exc: BaseException) -> bool:
+        return self._lost(exc)
 
     def _isolate(self) -> None:
         """Called first in the transaction of a batch that resolves conflicts (PostgreSQL: repeatable read)."""
@@ -187,7 +195,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
                 self._apply_keyless(table, todo, result)
             self._finish(name, partition, position, snapshot_key, position is not None)
         except BaseException as exc:
-            self._rollback()
+            self._fail(name, exc)
             if self._contended(exc):  # a local write met the batch's locks: run the batch again (apply_loop)
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise SyncError(
@@ -230,10 +238,24 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
             snapshot_key = batches[-1].last_key() if batches else None
             self._finish(name, partition, None, snapshot_key, False)
         except BaseException as exc:
-            self._rollback()
+            self._fail(name, exc)
             self._raise_for_table(table, exc)
             raise
         return result
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        """Roll the batch of table ``name`` back after ``exc``; a lost target connection becomes a transient
+        :class:`SyncError` without a table (the apply loop reconnects with backoff and applies the batch again:
+        nothing of it was committed)."""
+        lost = self._lost(exc)
+        try:
+            self._rollback()
+        except Exception:
+            if not lost:
+                raise
+        if lost:
+            reason = first_line(exc)
+            raise SyncError(f"the target of sync {self.sync} went away while applying {name} ({reason})", transient=True) from exc
 
     def _raise_for_table(self, table: TableRef, exc: BaseException) -> None:
         """Raise a :class:`SyncError` naming the table (the apply loop then stops that table only, not the sync)
@@ -242,7 +264,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         if isinstance(exc, SyncError) or not isinstance(exc, Exception) or not self._definition_error(exc):
             return
         name = table.source.qualified
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise SyncError(
             f"table {name}: the target table {table.target_qualified} refused the changes ({reason}); make it match "
             f"the source (key {', '.join(table.source.key) or 'none'}) or run 'sluice sync resync PATH {name}' "

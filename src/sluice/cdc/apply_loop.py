@@ -43,7 +43,7 @@ from sluice.cdc.apply_partitioned import (
     reset_target,
     unit_thread,
 )
-from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef
+from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef, first_line
 from sluice.cdc.checkpoint import last_heartbeat, read_progress
 from sluice.cdc.conflicts import lookups_outside
 from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
@@ -55,6 +55,9 @@ log = logging.getLogger("sluice.cdc.apply")
 
 IDLE_SLEEP_S = 0.02
 TRANSIENT_RETRIES = 5
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 30.0
+"""Seconds between two attempts to reach a target that went away: doubling from the first to the most."""
 RESYNC_SCAN_S = 1.0
 """Seconds between two looks for a resync marker on the topic of a table in error."""
 
@@ -77,6 +80,8 @@ class ApplyTable:
     moved_to_resync: bool = False
     """In error: the group was moved to a resync marker; the consumer reads on (a new one may take seconds to
     join the group on Kafka) without looking for the marker again until it is applied or fails."""
+    pending: list[Message] = field(default_factory=list)
+    """Polled messages not applied because the target went away: applied first on the next step."""
     partitions: int = 1
     """Partitions of the table's topic; above 1 each is one of :attr:`units` (:mod:`sluice.cdc.apply_partitioned`)."""
     units: dict[int, PartitionUnit] = field(default_factory=dict)
@@ -193,29 +198,29 @@ class ApplyDirection(PartitionSteps):
 
     def _worker(self, index: int) -> None:
         apply: Apply | None = None
+        delay = RECONNECT_FIRST_S
         try:
-            apply = self.make_apply()
             while not self.state.stop.is_set():
-                busy = False
-                for table, unit in self._mine(index):
-                    if self.state.stop.is_set():
-                        break
-                    if table.paused:
-                        continue
-                    if unit is not None:
-                        busy = self._step_unit(apply, table, unit) or busy
-                    else:
-                        with table.lock:
-                            if table.paused or (table.error and not table.moved_to_resync and not self._find_resync(table)):
-                                continue
-                            busy = self._step(apply, table) or busy
-                    if getattr(self._local, "rebuild", False):
-                        # The failed statement may have left the connection unusable: start a fresh one.
-                        self._local.rebuild = False
-                        apply.close()
+                try:
+                    if apply is None:
                         apply = self.make_apply()
-                if index == 0:
-                    self._settle_states()
+                    busy, apply = self._pass(index, apply)
+                except Exception as exc:
+                    if not (isinstance(exc, SyncError) and target_lost(exc)) and not (apply is not None and apply.lost(exc)):
+                        raise
+                    # The target went away (a restart, a failover): what was polled waits in ``pending``; the
+                    # positions stored in the target say what of it is already applied.
+                    reason = str(exc) if isinstance(exc, SyncError) else f"the target went away ({first_line(exc)})"
+                    log.warning("sync %s: apply %s: %s; connecting again in %.1f s", self.sync, self.direction, reason, delay)
+                    if apply is not None:
+                        close_quietly(apply)
+                        apply = None
+                    self.state.stop.wait(delay)
+                    delay = min(RECONNECT_MAX_S, delay * 2)
+                    continue
+                if delay > RECONNECT_FIRST_S:
+                    log.info("sync %s: apply %s: connected to the target again", self.sync, self.direction)
+                    delay = RECONNECT_FIRST_S
                 if not busy:
                     self.state.stop.wait(IDLE_SLEEP_S)
         except Exception as exc:
@@ -228,17 +233,46 @@ class ApplyDirection(PartitionSteps):
                     consumer.close()
                     table.consumer = None
             if apply is not None:
+                close_quietly(apply)
+
+    def _pass(self, index: int, apply: Apply) -> tuple[bool, Apply]:
+        """One turn over the tables of worker ``index``: whether any had work, and the apply to use next."""
+        busy = False
+        for table, unit in self._mine(index):
+            if self.state.stop.is_set():
+                break
+            if table.paused:
+                continue
+            if unit is not None:
+                busy = self._step_unit(apply, table, unit) or busy
+            else:
+                with table.lock:
+                    if table.paused or (table.error and not table.moved_to_resync and not self._find_resync(table)):
+                        continue
+                    busy = self._step(apply, table) or busy
+            if getattr(self._local, "rebuild", False):
+                # The failed statement may have left the connection unusable: start a fresh one.
+                self._local.rebuild = False
                 apply.close()
+                apply = self.make_apply()
+        if index == 0:
+            self._settle_states()
+        return busy, apply
 
     def _step(self, apply: Apply, table: ApplyTable) -> bool:
         """Poll and apply one batch of ``table``; False when there was nothing."""
         if table.consumer is None:
             table.consumer = self.bus.consumer(self.group, table.topic, exclusive=True)
-        messages = table.consumer.poll(table.poll_messages or self.batch_rows, 0.0)
+        messages = table.pending or table.consumer.poll(table.poll_messages or self.batch_rows, 0.0)
+        table.pending = []
         if not messages:
             self.state.mark_idle(self.direction, table.ref.source.qualified)
             return False
-        done, error = self._apply_messages(apply, table, messages)
+        try:
+            done, error = self._apply_messages(apply, table, messages)
+        except Exception:
+            table.pending = messages  # the target went away (else the sync stops): applied again after reconnecting
+            raise
         if error is not None:
             self._stop(table, error)
             failed = messages[done]  # a resync marker that failed is not tried again: look for a later one
@@ -432,14 +466,29 @@ class ApplyDirection(PartitionSteps):
                 record.state = "streaming"
 
 
+def target_lost(exc: SyncError) -> bool:
+    """Whether ``exc`` says the target cannot be reached (connect refused, connection lost): transient and not
+    about one table. The worker then reconnects with backoff (:data:`RECONNECT_FIRST_S` to
+    :data:`RECONNECT_MAX_S`) for as long as it takes."""
+    return exc.transient and exc.table is None
+
+
+def close_quietly(apply: Apply) -> None:
+    """Close ``apply``; a connection already broken may refuse even that."""
+    try:
+        apply.close()
+    except Exception as exc:
+        log.debug("closing the apply connection: %s", exc)
+
+
 def _retrying(run: Callable[[], ApplyResult]) -> ApplyResult:
-    """``run()``, again after a pause (0.2 s doubling, at most 5 s) on a transient :class:`SyncError`, up to
-    :data:`TRANSIENT_RETRIES` times."""
+    """``run()``, again after a pause (0.2 s doubling, at most 5 s) on a transient :class:`SyncError` of a table
+    (contention), up to :data:`TRANSIENT_RETRIES` times; a lost target is raised at once (the worker reconnects)."""
     for attempt in range(TRANSIENT_RETRIES):
         try:
             return run()
         except SyncError as exc:
-            if not exc.transient:
+            if not exc.transient or target_lost(exc):
                 raise
             time.sleep(min(5.0, 0.2 * 2**attempt))
     return run()

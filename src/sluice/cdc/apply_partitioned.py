@@ -129,7 +129,11 @@ class PartitionSteps:
         if not messages:
             self.state.mark_idle(self.direction, table.ref.source.qualified, p)
             return False
-        done, error = self._apply_messages(apply, table, messages, unit)
+        try:
+            done, error = self._apply_messages(apply, table, messages, unit)
+        except Exception:
+            unit.pending = messages  # the target went away (else the sync stops): applied again after reconnecting
+            raise
         if error is not None:
             self._stop(table, error)
             unit.scan_from = messages[done].offset

@@ -40,6 +40,11 @@ class SyncError(SluiceError):
         self.transient = transient
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, else its class name (a database error's message may run on)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class SourceNotReady(SyncError):
     """The source server is not set up for capture (binlog format, wal_level, privileges...).
 
@@ -219,7 +224,10 @@ class Apply(ABC):
     def apply_batch(
         self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None, *, partition: int = 0
     ) -> ApplyResult:
-        """Apply ``events`` (in order, one table) and store the last event's position, in one transaction.
+        """Apply ``events`` (in order, one table) and store the last stream change's position, in one transaction.
+        A snapshot read (``op="r"``) stores its key as the snapshot's progress, never its position: the chunks of
+        a resumed snapshot carry the (newer) position read when it resumed, while the stream replays the changes
+        made since the first chunks' position, which must not be skipped.
 
         Several changes of one key in a batch reduce to their net effect. Stream changes at or before the
         stored position are skipped. With ``resolver`` (both-ways), an update or delete whose ``before``
@@ -256,6 +264,11 @@ class Apply(ABC):
     @abstractmethod
     def reset(self, table: TableRef) -> None:
         """Forget the stored position and snapshot progress of ``table`` and empty it (``sluice sync resync``)."""
+
+    def lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (raised by any call of this object) means the target connection is gone: the apply loop
+        then closes this object and makes a new one, with backoff. Default: never."""
+        return False
 
     @abstractmethod
     def close(self) -> None:

@@ -18,7 +18,14 @@ Tables without a finished snapshot (first start, a table added to ``tables:``, a
 chunks first; each chunk is published (as :class:`~sluice.cdc.events.SnapshotRows` messages of a few thousand
 rows), then recorded in the snapshot progress, so an interrupted snapshot
 resumes after its last published chunk. Every snapshot row carries the position read before that snapshot
-began, so apply never skips a stream change that the snapshot might have missed.
+began, so apply never skips a stream change that the snapshot might have missed; the chunks of a resumed
+snapshot carry the position read when it resumed. Nothing of the stream is published while a table's snapshot
+is unfinished (a stop during a snapshot ends capture there), so apply never stores a stream position ahead of
+chunks still to come and then skips them as repeats; the restart resumes the snapshot and then streams from
+the oldest position its chunks carry. This is the snapshot-then-replay scheme: a row read in a chunk at time
+T is overwritten by the replayed changes after the position it carries, each a whole row by key, so the
+table converges on the source (the watermark scheme of Netflix's DBLog, Andreakis and Papapanagiotou 2019,
+reads chunks while the stream runs instead; here the stream waits).
 
 With ``partitions: N`` (> 1, Kafka) each table's topic is created with N partitions and capture picks the
 partition of every message (:mod:`sluice.cdc.partitions`): a row change goes to its key's, snapshot rows are
@@ -138,9 +145,11 @@ class CaptureSide:
             ensure_partitions(self.bus, change_topic(self.sync, self.side, ref.source.qualified), self.partitions, self.sync)
         try:
             start = self._prepare(self.resnapshot)
-            if self.mode == "initial_only":
+            if self.mode == "initial_only" or self._snapshot_cut_short():
                 return
             self._handle_resyncs()
+            if self._snapshot_cut_short():
+                return
             self._stream(start)
         except PositionLost as exc:
             if self.mode != "when_needed":
@@ -150,7 +159,19 @@ class CaptureSide:
                 ) from None
             log.warning("sync %s: %s; snapshotting again (snapshot: when_needed)", self.sync, exc)
             start = self._prepare(True)
-            self._stream(start)
+            if not self._snapshot_cut_short():
+                self._stream(start)
+
+    def _snapshot_cut_short(self) -> bool:
+        """Whether a stop left a table's snapshot unfinished: then nothing of the stream may be published.
+
+        A stream change published before a table's snapshot is complete would be applied (and its position
+        stored) before the table's remaining chunks, which a restart publishes afterwards; the next start
+        resumes the snapshot and streams from its position, so stopping here loses nothing."""
+        if not self.state.stop.is_set() or self.progress is None:
+            return False
+        tables = self.progress.tables
+        return any(not entry.done for name, entry in tables.items() if name in self.refs and name not in self.failed)
 
     def _prepare(self, fresh: bool) -> Position:
         """Snapshot what needs it; returns the position the stream starts at."""
@@ -254,13 +275,19 @@ class CaptureSide:
             if self.state.stop.is_set():
                 break
             self._snapshot_table(ref, progress)
-        return progress.position
+        # The stream starts at the oldest position a snapshot row was stamped with (a resync resumed: its own).
+        return min(progress.tables[ref.source.qualified].position or progress.position for ref in refs)
 
     def _snapshot_table(self, ref: TableRef, progress: SnapshotProgress) -> None:
         name = ref.source.qualified
         entry = progress.tables[name]
         at_position = entry.position or progress.position
         at_text = entry.position_text or progress.position_text
+        if entry.last_key is not None or entry.rows:
+            # Resuming an interrupted snapshot: the remaining chunks are read now, so they carry the position
+            # read now (not stored: the stream still starts at the first chunks' one). A stream change an earlier
+            # run applied is older than this, so apply never takes these chunks for a repeat and skips them.
+            at_position, at_text = self.capture.current_position()
         self.state.set_state(self.direction, name, "snapshotting")
         topic = change_topic(self.sync, self.side, name)
         started = time.monotonic()
@@ -327,7 +354,8 @@ class CaptureSide:
                 return
             if time.monotonic() >= next_resync_check:
                 next_resync_check = time.monotonic() + 1.0
-                self._handle_resyncs()
+                if self._handle_resyncs() and self._snapshot_cut_short():
+                    return  # a stop cut a resync's snapshot short: its table's stream waits for the restart
 
     def _publish(self, batch: ChangeBatch) -> None:
         if self.partitions > 1:

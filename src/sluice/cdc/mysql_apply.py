@@ -238,6 +238,12 @@ class MysqlApply(SqlApply):
     def _contended(self, exc: BaseException) -> bool:
         return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in (1205, 1213)  # lock wait, deadlock
 
+    def _lost(self, exc: BaseException) -> bool:
+        # 2006 server has gone away, 2013 lost connection during query, 1053 server shutdown in progress
+        if isinstance(exc, pymysql.err.InterfaceError):
+            return True
+        return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] in (1053, 2006, 2013)
+
     def _row_error(self, exc: BaseException) -> str | None:
         if isinstance(exc, pymysql.err.IntegrityError | pymysql.err.DataError):
             return str(exc.args[1] if len(exc.args) > 1 else exc)

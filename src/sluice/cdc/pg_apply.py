@@ -255,6 +255,12 @@ class PostgresApply(SqlApply):
     def _contended(self, exc: BaseException) -> bool:
         return getattr(exc, "sqlstate", None) in ("40001", "40P01")  # serialization failure, deadlock
 
+    def _lost(self, exc: BaseException) -> bool:
+        # AdminShutdown (57P01) and the others of class 57 / 08 are OperationalErrors; the connection is then bad.
+        return isinstance(exc, psycopg.OperationalError) and (
+            self._conn.closed or (getattr(exc, "sqlstate", None) or "").startswith(("08", "57P"))
+        )
+
     def _row_error(self, exc: BaseException) -> str | None:
         if isinstance(exc, psycopg.errors.DataError | psycopg.errors.IntegrityError):
             return str(exc).strip()

@@ -20,7 +20,8 @@ float64 / float32      ``<mantissa>e<exponent>``, mantissa rounded to 10 / 5 dec
                        ``0`` for zero and ``|x| < 1e-300``
 string, enum, set      the text (UTF-8); uuid: lower case
 bytes                  lower-case hex
-date                   ``YYYY-MM-DD``
+date                   ``YYYY-MM-DD``; MySQL: a zero or invalid date (also of datetime and timestamp) is NULL,
+                       as the sync writes it
 time(n)                ``[-]HH:MM:SS.ffffff`` (hours may exceed 24; ``-838:59:59.999000``)
 datetime(n)            ``YYYY-MM-DD HH:MM:SS.ffffff``: the wall-clock value as stored
 timestamp(n)           ``YYYY-MM-DD HH:MM:SS.ffffff`` of the instant in UTC
@@ -121,11 +122,13 @@ def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> 
     if kind == "bytes":
         return f"LOWER(HEX({col}))" if my else f"encode({col}::bytea, 'hex')"
     if kind == "date":
-        return f"DATE_FORMAT({col}, '%%Y-%%m-%%d')" if my else f"to_char({col}, 'YYYY-MM-DD')"
+        return _valid_date(col, f"DATE_FORMAT({col}, '%%Y-%%m-%%d')") if my else f"to_char({col}, 'YYYY-MM-DD')"
     if kind == "time":
         return f"TIME_FORMAT({col}, '%%H:%%i:%%s.%%f')" if my else _pg_time(col)
     if kind in ("datetime", "timestamp"):
-        return f"DATE_FORMAT({col}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')" if my else f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        if my:
+            return _valid_date(col, f"DATE_FORMAT({col}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')")
+        return f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"
     if kind == "uuid":
         return f"LOWER(CONVERT({col} USING utf8mb4))" if my else f"lower({col}::text)"
     if kind == "json":
@@ -138,6 +141,16 @@ def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> 
         return f"{col}::jsonb::text"
     # string, enum, set and anything else: the text itself
     return f"CONVERT({col} USING utf8mb4)" if my else f"{col}::text"
+
+
+def _valid_date(col: str, text: str) -> str:
+    """MySQL: ``text`` of a date, DATETIME or TIMESTAMP column, NULL for a zero or invalid date (a zero month or
+    day, a day past the month's end): the sync writes those as NULL (:func:`sluice.cdc.mysql_types.valid_date`),
+    so verify compares them as NULL too. ``LAST_DAY`` is NULL for a zero month."""
+    return (
+        f"(CASE WHEN LAST_DAY({col}) IS NULL OR DAYOFMONTH({col}) = 0 OR DAYOFMONTH({col}) > DAYOFMONTH(LAST_DAY({col}))"
+        f" THEN NULL ELSE {text} END)"
+    )
 
 
 def _scientific(engine: Engine, col: str, decimals: int) -> str:

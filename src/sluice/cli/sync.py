@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 USER_ERROR = 2
 PROGRESS_EVERY_S = 2.0
+CAPTURE_CHILD_ENV = "SLUICE_SYNC_CAPTURE_CHILD"
+"""Set (to 1) in the environment of the capture process ``sluice sync`` starts: it then leaves the stop line to its parent."""
 
 
 class _RunByDefault(click.Group):
@@ -189,7 +191,11 @@ def run(
         command += ["--processes", "1", "--log-level", log_level]
         command += (["--once"] if once else []) + (["--resnapshot"] if resnapshot else [])
         command += ["--bus", bus_url] if bus_url else []
-        child = subprocess.Popen(command, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        child = subprocess.Popen(
+            command,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            env={**os.environ, CAPTURE_CHILD_ENV: "1"},
+        )
         roles = ("apply",)
     runtime = SyncRuntime(
         spec.settings,
@@ -204,8 +210,13 @@ def run(
         capture_running=None if child is None else _watch_child(child, once, lambda: runtime.stop()),
     )
 
+    stopping = os.environ.get(CAPTURE_CHILD_ENV) == "1"  # a capture child: its parent says it (once)
+
     def stop(signum: int, frame: object) -> None:
-        click.echo("stopping the sync (positions are kept; a restart resumes)", err=True)
+        nonlocal stopping
+        if not stopping:  # Ctrl-C, then the SIGTERM of a dying parent or a second Ctrl-C: one line
+            stopping = True
+            click.echo("stopping the sync (positions are kept; a restart resumes)", err=True)
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)
         runtime.stop()
@@ -214,7 +225,8 @@ def run(
     signal.signal(signal.SIGTERM, stop)
     try:
         shown_roles = ", ".join(roles) + (f"; capture in process {child.pid}" if child is not None else "")
-        console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({shown_roles})")
+        if os.environ.get(CAPTURE_CHILD_ENV) != "1":  # the parent's line names the child already
+            console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({shown_roles})")
         status = runtime.run()
     except SluiceError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -227,7 +239,7 @@ def run(
         sys.stdout.flush()
         click.echo(child_failed(child.returncode), err=True)
         sys.exit(child.returncode if child.returncode > 0 else 1)
-    problems, summary = final_report(status, runtime.apply_options.namespace)
+    problems, summary = final_report(status, runtime.apply_options.namespace, captured_only="apply" not in roles)
     for line in problems:
         click.echo(line, err=True)
     console.print(summary)
@@ -240,17 +252,21 @@ def child_failed(code: int) -> str:
     return f"\nerror: the capture process exited with status {code} (its message is above)"
 
 
-def final_report(status: SyncStatus, namespace: str = "sluice_cdc") -> tuple[list[str], str]:
+def final_report(status: SyncStatus, namespace: str = "sluice_cdc", *, captured_only: bool = False) -> tuple[list[str], str]:
     """``(one line per table in error, the summary line)`` printed when ``sluice sync run`` stops; the summary
-    counts applied row changes, tables in error and, when not zero, conflicts (recorded in
-    ``<namespace>.conflicts``) and dead letters (rows the target refused, kept in
-    ``<namespace>.dead_letters``)."""
+    counts applied row changes (``captured_only``, a process that only captures: captured ones, snapshot rows
+    included), tables in error and, when not zero, conflicts (recorded in ``<namespace>.conflicts``) and dead
+    letters (rows the target refused, kept in ``<namespace>.dead_letters``)."""
     errors = [t for t in status.tables if t.state == "error"]
     problems = [
         f"table {t.source_table} stopped: {t.error} (fix it, then 'sluice sync resync PATH {t.source_table}')" for t in errors
     ]
-    applied = sum(sum(t.applied.values()) for t in status.tables)
-    summary = f"sync {status.name} stopped: {applied:,} row changes applied, {len(errors)} table(s) in error"
+    if captured_only:
+        captured = sum(sum(t.captured.values()) for t in status.tables)
+        summary = f"capture of sync {status.name} stopped: {captured:,} row changes captured, {len(errors)} table(s) in error"
+    else:
+        applied = sum(sum(t.applied.values()) for t in status.tables)
+        summary = f"sync {status.name} stopped: {applied:,} row changes applied, {len(errors)} table(s) in error"
     conflicts = sum(t.conflicts for t in status.tables)
     dead = sum(t.dead_letters for t in status.tables)
     if conflicts:

@@ -90,12 +90,12 @@ def _difference(difference: KeyDifference) -> dict[str, Any]:
 
 def _keys(table: TableVerdict) -> str:
     shown = [
-        f"{d.kind} {','.join(d.key)}" + (f" ({', '.join(d.columns)})" if d.columns else "")
+        f"{d.kind} key {','.join(d.key)}" + (f" ({', '.join(d.columns)})" if d.columns else "")
         for d in table.differences[:KEYS_SHOWN]
     ]
     more = len(table.differences) - KEYS_SHOWN
     if more > 0 or table.more_differences:
-        shown.append(f"+{max(more, 0)}{'+' if table.more_differences else ''} more")
+        shown.append(f"+{max(more, 0)}{'+' if table.more_differences else ''} more key(s)")
     if table.missing_columns:
         shown.insert(0, f"target lacks column(s) {', '.join(table.missing_columns)}")
     return "; ".join(shown)
