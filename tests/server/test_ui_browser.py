@@ -150,7 +150,7 @@ def start_run(page: Page, *, force: bool = True) -> str:
 
 
 def wait_until_finished(page: Page) -> dict[str, Any]:
-    """Wait until the run shown is over and every planned object is final; its counts."""
+    """Wait until the run shown is over, every planned object is final and the page has drawn it; its counts."""
     page.wait_for_function(
         """() => {
             const c = window.sluiceUI.counts();
@@ -158,6 +158,8 @@ def wait_until_finished(page: Page) -> dict[str, Any]:
         }""",
         timeout=RUN_END_MS,
     )
+    # The model is final; the header and counts are drawn on the next animation frame.
+    page.evaluate("window.sluiceUI.nextFrame()")
     counts: dict[str, Any] = page.evaluate("window.sluiceUI.counts()")
     return counts
 
