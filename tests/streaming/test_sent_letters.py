@@ -122,3 +122,36 @@ def test_a_spark_stream_killed_before_its_commit_dead_letters_each_record_once(
     tmp_path: Path, kafka_url: str, topics: MakeTopic
 ) -> None:
     kill_between_dead_letters_and_commit(tmp_path, kafka_url, topics, "spark")
+
+
+def test_recover_keeps_only_this_objects_dead_letters_past_the_commit_and_after_its_marks(
+    kafka_url: str, topics: MakeTopic
+) -> None:
+    from confluent_kafka import Producer
+
+    from sluice.streaming.dead_letters import dead_letters
+    from sluice.streaming.records import Record, Rejected
+    from sluice.streaming.sent_letters import SentLetters
+
+    source, target = topics(), topics()
+    producer = Producer({"bootstrap.servers": kafka_servers(kafka_url)})
+
+    def send(origin: str, offsets: range) -> None:
+        records = [Record(b"{oops", None, source, 0, offset) for offset in offsets]
+        for key, value, headers in dead_letters(records, [Rejected(i, "not valid JSON") for i in range(len(records))], origin):
+            producer.produce(target, value, key=key, headers=headers)
+        assert producer.flush(30) == 0
+
+    send("object 1001 (events)", range(0, 3))  # offsets 0-2 of the target: before the marks, not read
+    send("object 1001 (events)", range(3, 6))  # 3-5: committed already (the lake is at source offset 6)
+    send("object 1002 (other)", range(6, 9))  # 6-8: another object's
+    send("object 1001 (events)", range(6, 9))  # 9-11: sent for records the lake has not committed
+    commit = {"offsets": {source: {"0": 6}}, COMMIT_KEY: {target: {"0": 3}}}
+    sent = SentLetters(kafka_servers(kafka_url), "object 1001 (events)")
+    assert sent.recover([target, f"{target}.none"], commit) == 3  # a topic that does not exist is empty
+    assert sent.marks == {target: {0: 12}}
+    replayed = [Record(b"{oops", None, source, 0, offset) for offset in range(4, 11)]
+    unsent = sent.unsent(replayed, [Rejected(i, "not valid JSON") for i in range(len(replayed))])
+    assert [replayed[item.index].offset() for item in unsent] == [4, 5, 9, 10]
+    sent.delivered(target, 0, 12)
+    assert sent.commit_record() == {target: {"0": 13}}

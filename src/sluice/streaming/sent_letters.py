@@ -75,6 +75,9 @@ class SentLetters:
 
         from sluice.bus.kafka_common import REQUEST_TIMEOUT_S, quiet
 
+        topics = sorted(set(topics))
+        if not topics:  # dead_letter: false
+            return 0
         marks = decode_offsets((commit or {}).get(COMMIT_KEY))
         committed = decode_offsets((commit or {}).get("offsets"))
         config = {
@@ -88,9 +91,11 @@ class SentLetters:
         found = 0
         try:
             left: dict[tuple[str, int], int] = {}  # partitions still to read, and their end
-            for topic, partition, low, high in _ranges(consumer, sorted(set(topics)), REQUEST_TIMEOUT_S):
+            for topic, partition, low, high in _ranges(consumer, topics, REQUEST_TIMEOUT_S):
                 self.marks.setdefault(topic, {})[partition] = high
                 start = max(low, marks.get(topic, {}).get(partition, low))
+                if start > high:  # the topic was deleted and made again since: its offsets started over
+                    start = low
                 if start < high:
                     left[(topic, partition)] = start
             if not left:
