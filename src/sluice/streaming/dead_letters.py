@@ -13,7 +13,10 @@ Kafka Connect's dead-letter queue context headers (``__connect.errors.topic``...
 ``sluice.errors.object``   the object that rejected it (``object 1001 (orders)``), when sent by :func:`send_dead_letters`
 =========================  ===========================================
 
-Objects reading one topic share its dead-letter topic: the last header tells whose dead letter it is.
+Objects reading one topic share its dead-letter topic: the last header tells whose dead letter it is. The
+topic, partition, offset and object headers are a dead letter's identity: a streaming object reads back on start
+those it sent for records the lake has not committed and does not send them again
+(:mod:`sluice.streaming.sent_letters`).
 
 Sluice's own bus has its own dead letters (:mod:`sluice.bus.dead_letter`, a JSON envelope on
 ``sluice.dead-letters``); these are for users' topics, where tools that read a dead-letter queue expect the record
@@ -38,6 +41,8 @@ from sluice.streaming.records import KafkaMessage, Rejected
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from sluice.streaming.sent_letters import SentLetters
 
 log = logging.getLogger("sluice.streaming.dead_letters")
 
@@ -75,14 +80,21 @@ def dead_letters(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected],
 
 
 def send_dead_letters(
-    producer: Any, topic: str, messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], where: str
+    producer: Any,
+    topic: str,
+    messages: Sequence[KafkaMessage],
+    rejected: Sequence[Rejected],
+    where: str,
+    acknowledged: Callable[[str, int, int], None] | None = None,
 ) -> None:
     """Write the dead letters of ``rejected`` to ``topic`` with ``producer`` (a ``confluent_kafka.Producer``) and wait
     until the broker has them all, so the caller may then commit the offsets of the originals.
 
-    ``where`` names the reader in the log lines (``object 1001 (orders)``). Raises TransientError when a dead letter
-    was not delivered within :data:`FLUSH_TIMEOUT_S` (the read is retried and reads the originals again, so a dead
-    letter may be written twice, never lost).
+    ``where`` names the reader in the log lines (``object 1001 (orders)``); ``acknowledged(topic, partition,
+    offset)`` is told where each dead letter landed. Raises TransientError when a dead letter was not delivered
+    within :data:`FLUSH_TIMEOUT_S` (the read is retried and reads the originals again, so a dead letter may be
+    written twice, never lost, unless the caller leaves out those it already sent:
+    :class:`~sluice.streaming.sent_letters.SentLetters`).
     """
     if not rejected:
         return
@@ -101,9 +113,11 @@ def send_dead_letters(
         log.warning("%s: %d more records dead-lettered to %s", where, len(rejected) - 5, topic)
     failures: list[str] = []
 
-    def delivered(error: Any, _message: Any) -> None:
+    def delivered(error: Any, message: Any) -> None:
         if error is not None:
             failures.append(str(error))
+        elif acknowledged is not None:
+            acknowledged(message.topic(), message.partition(), message.offset())
 
     for key, value, headers in dead_letters(messages, rejected, where):
         while True:
@@ -124,11 +138,14 @@ def set_aside(
     messages: Sequence[KafkaMessage],
     rejected: Sequence[Rejected],
     where: str,
+    sent: SentLetters | None = None,
 ) -> dict[str, int]:
     """Send each rejected record to the dead-letter topic of the topic it was read from (``target_of(topic)``,
     :meth:`RecordSettings.dead_letter_topic <sluice.streaming.options.RecordSettings.dead_letter_topic>`) with
     :func:`send_dead_letters`, and wait for the acknowledgements. ``producer()`` gives the producer (made on first
-    use). Returns the number of dead letters per source topic, for the caller's counters.
+    use); ``sent`` (a stream's :class:`~sluice.streaming.sent_letters.SentLetters`) leaves out the records whose
+    dead letter was sent before a restart and is told where the new ones landed. Returns the number of dead
+    letters per source topic (those sent before a restart included), for the caller's counters.
 
     Raises TerminalError (:func:`refuse`) when a topic's records may not be dead-lettered (``dead_letter: false``),
     TransientError when the broker did not acknowledge them. Used by the micro-batcher and the Spark engine alike.
@@ -140,7 +157,10 @@ def set_aside(
         target = target_of(topic)
         if target is None:
             raise refuse(messages, items, where)
-        send_dead_letters(producer(), target, messages, items, where)
+        fresh = items if sent is None else sent.unsent(messages, items)
+        if len(fresh) < len(items):
+            log.info("%s: %d dead letters of %s were sent before a restart", where, len(items) - len(fresh), topic)
+        send_dead_letters(producer(), target, messages, fresh, where, None if sent is None else sent.delivered)
     return {topic: len(items) for topic, items in by_topic.items()}
 
 

@@ -15,10 +15,13 @@ One loop per object: its thread gathers, a committer thread writes (one micro-ba
 Exactly once: a micro-batch's rows and the offsets after its last record are committed together
 (:meth:`Lake.append`), and a (re)started loop consumes from the committed offsets, so a ``kill -9`` at any
 moment neither loses nor repeats a record in the lake. Dead letters are sent and acknowledged before the
-commit (at least once). Back-pressure: the loop gathers at most one micro-batch ahead of the one being
-written, the consumer's prefetch is bounded (:mod:`sluice.streaming.consumer`), and a micro-batch holds at
-most ``max_batch_records`` records and ``max_batch_bytes`` bytes of values. A stop request (SIGTERM, SIGINT, ``stop``) ends the
-micro-batch being gathered early and commits it, so nothing consumed is left uncommitted.
+commit, and a restart reads back those sent for a micro-batch the lake did not commit and does not send them
+again (:mod:`sluice.streaming.sent_letters`): each rejected record is dead-lettered once in effect.
+
+Back-pressure: the loop gathers at most one micro-batch ahead of the one being written, the consumer's prefetch is
+bounded (:mod:`sluice.streaming.consumer`), and a micro-batch holds at most ``max_batch_records`` records and
+``max_batch_bytes`` bytes of values. A stop request (SIGTERM, SIGINT, ``stop``) ends the micro-batch being gathered
+early and commits it, so nothing consumed is left uncommitted.
 
 Entry point for benchmarks and tests: :func:`run_stream`.
 """
@@ -44,6 +47,7 @@ from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, e
 from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import Decoder, Rejected
+from sluice.streaming.sent_letters import COMMIT_KEY, SentLetters, crash_point, read_back
 from sluice.streaming.settings import BATCH_TABLE, CompactSettings, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
 from sluice.urls import kafka_servers
@@ -127,6 +131,9 @@ class MicroBatcher:
         self.records = record_settings(obj)
         self.topics = topics_of(obj)
         self.bootstrap = bootstrap_of(project, obj)
+        self.where = f"object {obj.id} ({obj.name})"
+        self._sent = SentLetters(self.bootstrap, self.where)
+        """The dead letters sent for records the lake has not committed (read back when the loop starts)."""
         self._stop = threading.Event()
         self.available_now = False
         """True: stop once everything the topics held when the loop started is committed (``--available-now``)."""
@@ -168,6 +175,7 @@ class MicroBatcher:
             self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest"))
         )
         dead = DeadLetterProducer(self.bootstrap)
+        self._sent = read_back(self.bootstrap, self.where, self.records, self.topics, commit)
         self._committed = offsets
         self._targets = consumer.end_offsets() if self.available_now else None
         self.status.set_state("stopping" if self.stopping else "running")
@@ -266,7 +274,9 @@ class MicroBatcher:
             "records": len(messages),
             "rows": table.num_rows,
             "value_schema": _schema_text(decoder.value_schema),
+            COMMIT_KEY: self._sent.commit_record(),
         }
+        crash_point(len(decoded.rejected) + invalid)
         self._append(table, record, state)
         compact_when_due(self.lake, self.layer, self.obj.name, self.settings.compact, batch_number)
         self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
@@ -282,7 +292,7 @@ class MicroBatcher:
         result = self.window.process(table)
         if result.late is not None and result.late.num_rows:
             self._append(result.late, {"side_output_of": self.obj.name}, None, name=f"{self.obj.name}_late")
-        where = f"object {self.obj.id} ({self.obj.name})"
+        where = self.where
         invalid = result.invalid.num_rows
         if invalid < table.num_rows:
             self._times_seen = True
@@ -307,8 +317,8 @@ class MicroBatcher:
         for the acknowledgement; TerminalError with ``dead_letter: false``."""
         if not rejected:
             return
-        where = f"object {self.obj.id} ({self.obj.name})"
-        for topic, count in set_aside(dead.producer, self.records.dead_letter_topic, messages, rejected, where).items():
+        target_of = self.records.dead_letter_topic
+        for topic, count in set_aside(dead.producer, target_of, messages, rejected, self.where, self._sent).items():
             metrics.child(metrics.KAFKA_DEAD_LETTERS, str(self.obj.id), topic).inc(count)
 
     def _transform(self, table: pa.Table) -> pa.Table:
@@ -320,7 +330,7 @@ class MicroBatcher:
         from sluice.transforms.sql import run_sql
 
         inputs = {BATCH_TABLE: ds.dataset(table)}
-        return run_sql(sql, inputs, object_label=f"object {self.obj.id} ({self.obj.name})").read_all()
+        return run_sql(sql, inputs, object_label=self.where).read_all()
 
     def _append(self, table: pa.Table, record: dict[str, Any], state: bytes | None, name: str | None = None) -> None:
         """Append with retries on transient failures (the same rows and offsets: nothing was committed)."""

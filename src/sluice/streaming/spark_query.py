@@ -36,8 +36,10 @@ The query is the same job as Sluice's own micro-batcher, on Spark:
   PERMISSIVE mode) are counted in the same aggregation as the offsets, and only when there are some are those
   records (never the good ones) collected to the driver and sent to the dead-letter topic with the
   micro-batcher's reason and headers (:mod:`sluice.streaming.dead_letters`), acknowledged before the commit;
-  the good ones are written by Spark. Known difference: Spark reads a number or boolean where a string is
-  declared as its text; the micro-batcher rejects it.
+  the good ones are written by Spark. At the query's first micro-batch the dead letters it sent for records the
+  lake has not committed are read back (:mod:`sluice.streaming.sent_letters`), so a batch Spark replays after a
+  crash between the dead letters and the lake's commit does not send them again. Known difference: Spark reads a
+  number or boolean where a string is declared as its text; the micro-batcher rejects it.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
 from sluice.streaming.loop import compact_when_due
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import Decoder, Rejected
+from sluice.streaming.sent_letters import COMMIT_KEY, SentLetters, crash_point, read_back
 from sluice.streaming.settings import CompactSettings
 
 BATCH_VIEW = "batch"
@@ -345,6 +348,7 @@ def batch_writer(
     sql = spark_sql(stream.sql, [BATCH_VIEW]) if stream.sql else None
     settings = RecordSettings(dead_letter=stream.dead_letter)
     dead = DeadLetterProducer(stream.servers)
+    sent: list[SentLetters] = []  # read back at the query's first micro-batch
 
     def write(raw: Any, batch_id: int) -> None:
         try:
@@ -359,12 +363,15 @@ def batch_writer(
         batch = parsed(raw, stream).persist()
         try:
             covered = covered_offsets(batch)
+            if not sent:  # the dead letters sent for records the lake has not committed, before a crash
+                commit = lake.last_commit(stream.layer, stream.name)
+                sent.append(read_back(stream.servers, object_label, settings, stream.topics, commit))
             if not covered.offsets or replayed(lake, stream, batch_id, covered):
                 return
             letters: dict[str, int] = {}
             if covered.rejected:
                 records, rejected = rejected_records(batch, stream)
-                letters = set_aside(dead.producer, settings.dead_letter_topic, records, rejected, object_label)
+                letters = set_aside(dead.producer, settings.dead_letter_topic, records, rejected, object_label, sent[0])
             frame = decoded(batch, stream)
             if sql is not None:
                 text, views = sql
@@ -379,7 +386,8 @@ def batch_writer(
                 staged.discard()
                 raise
             record = {"engine": "spark", "batch": batch_id, "offsets": covered.offsets, "at": time.time()}
-            record["records"] = covered.records
+            record |= {"records": covered.records, COMMIT_KEY: sent[0].commit_record()}
+            crash_point(covered.rejected)
             done = staged.commit(commit=record, token=token_of(batch_id, covered))
             compact_when_due(lake, stream.layer, stream.name, stream.compact, batch_id + 1)
             if committed is not None:
