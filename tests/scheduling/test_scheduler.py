@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -251,3 +252,16 @@ def test_a_tick_fired_by_a_scheduler_that_died_before_its_run_was_recorded_start
     third = Harness(project, state, clock, holder="third", lease_s=0.001)  # the run is recorded now: nothing again
     clock.advance(60)
     assert third.scheduler.step().fired == [] and third.starter.requests == []
+
+
+def test_a_fired_ticks_run_id_carries_the_time_it_fired_never_before_its_tick(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, HOURLY % "latest")
+    clock = FakeClock(utc(2026, 1, 1, 0, 59, 59))
+    h = Harness(project, state, clock)
+    h.scheduler.step()
+    clock.set(utc(2026, 1, 1, 1, 0) + timedelta(microseconds=700))  # the scheduler wakes at its tick
+    [fired] = h.scheduler.step().fired
+    expected = time.strftime("%Y%m%d-%H%M%S", time.localtime(utc(2026, 1, 1, 1, 0).timestamp()))
+    assert fired.logical_date == "2026-01-01T01:00:00+00:00"
+    assert fired.run_id is not None and fired.run_id.startswith(expected + "-"), fired.run_id
+    assert h.starter.run_ids == [fired.run_id]
