@@ -353,10 +353,17 @@ class Scheduler:
 
     def _blocker(self, spec: ScheduleSpec, tick: datetime) -> str | None:
         """The first ``wait_for`` schedule whose run of this logical date (its latest tick at or before ``tick``) has
-        not succeeded, or None."""
+        not succeeded, or None. That tick of the other schedule must be recorded first: one falling due in the same
+        step as ``tick`` (the same cron) is not yet, and its previous run must not stand in for it."""
         text = tick_text(tick)
+        crons = {track.spec.name: track.cron for track in self._tracks or ()}
         for other in spec.wait_for:
             ticks = self.state.ticks(self.project.name, other, limit=50)
+            cron = crons.get(other)
+            if cron is not None:
+                due = tick_text(cron.previous(tick + timedelta(microseconds=1)))
+                if not any(t.logical_date == due for t in ticks) and (not ticks or ticks[0].logical_date < due):
+                    return other  # its tick of this date is due but not recorded yet
             same = next((t for t in ticks if t.logical_date <= text and t.status == "fired"), None)
             if same is None or same.run_status != "succeeded":
                 return other
