@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pytest
 from tests.connectors.rest_server import PAGE, FakeApi
 
+from sluice.connectors import progress
 from sluice.connectors.base import SourceContext
 from sluice.connectors.registry import open_source
 from sluice.errors import ConfigError, TerminalError, TransientError
@@ -334,3 +336,33 @@ def test_a_child_path_must_name_a_parent_field(api: FakeApi, path: str, message:
     """A new user's trial: ``/customers/{id/orders`` passed validation and fetched one URL per parent record."""
     with pytest.raises(ConfigError, match=message):
         read(api, path=path, parent={"path": "/customers", "records": ""})
+
+
+def test_a_long_read_logs_its_pages_records_and_bytes_as_it_goes_and_at_its_end(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)  # every page is "a few seconds" later
+    with caplog.at_level("WARNING", logger="sluice.progress"):
+        read(api, path="/offset", records="data.items", paginate={"style": "offset", "limit": PAGE, "total_path": "meta.total"})
+    lines = [record.getMessage() for record in caplog.records if record.name == "sluice.progress"]
+    counts = [
+        re.fullmatch(
+            rf"{re.escape(LABEL)}: (\d+) pages?, (\d+) records, (\d+(?:\.\d)?) (B|kB) from the API in \d+ s( so far)?", line
+        )
+        for line in lines
+    ]
+    assert all(counts), lines
+    assert [(int(m[1]), int(m[2]), bool(m[5])) for m in counts if m] == [
+        (1, 10, True),
+        (2, 20, True),
+        (3, 25, True),
+        (3, 25, False),
+    ]
+    received = [float(m[3]) * (1000 if m[4] == "kB" else 1) for m in counts if m]
+    assert received[0] > 0 and received == sorted(received) and received[1] > received[0]
+
+
+def test_a_short_read_logs_no_progress(api: FakeApi, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("DEBUG", logger="sluice.progress"):
+        assert read(api, path="/next", records="items", paginate={"style": "json_link", "next_url_path": "next"}).num_rows == 25
+    assert [record for record in caplog.records if record.name == "sluice.progress"] == []

@@ -47,7 +47,7 @@ def test_a_misspelled_option_at_each_level_is_refused_at_its_line(tmp_path: Path
     assert found == [
         ":2: top level: unknown key 'retries'. Did you mean 'retry'? "
         "Known keys: objects, name, bus, state, lake, lease_s, retry, stages, connections, syncs, api, engine, spark, "
-        "models, dbt, objets, alerts, history, sensors, schedules",
+        "models, dbt, objets, alerts, history, sensors, schedules, serve",
         ":4: stage 'ingest': unknown key 'concurency'. Did you mean 'concurrency'? Known keys: ids, concurrency, layer, delay_s",
         ":13: object 1001 (users): csv source: unknown option 'delimter'. Did you mean 'delimiter'? "
         "Known options: path, delimiter, header, quote_char, encoding, skip_rows, null_values, empty_as_null, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -251,3 +252,40 @@ def test_a_tick_fired_by_a_scheduler_that_died_before_its_run_was_recorded_start
     third = Harness(project, state, clock, holder="third", lease_s=0.001)  # the run is recorded now: nothing again
     clock.advance(60)
     assert third.scheduler.step().fired == [] and third.starter.requests == []
+
+
+def test_a_fired_ticks_run_id_carries_the_time_it_fired_never_before_its_tick(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, HOURLY % "latest")
+    clock = FakeClock(utc(2026, 1, 1, 0, 59, 59))
+    h = Harness(project, state, clock)
+    h.scheduler.step()
+    clock.set(utc(2026, 1, 1, 1, 0) + timedelta(microseconds=700))  # the scheduler wakes at its tick
+    [fired] = h.scheduler.step().fired
+    expected = time.strftime("%Y%m%d-%H%M%S", time.localtime(utc(2026, 1, 1, 1, 0).timestamp()))
+    assert fired.logical_date == "2026-01-01T01:00:00+00:00"
+    assert fired.run_id is not None and fired.run_id.startswith(expected + "-"), fired.run_id
+    assert h.starter.run_ids == [fired.run_id]
+
+
+def test_wait_for_on_a_schedule_with_the_same_cron_waits_for_its_run_of_this_tick_not_the_previous_one(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    project = project_with(
+        tmp_path,
+        "  ingest: {cron: '0 * * * *', targets: [1001]}\n  transform: {cron: '0 * * * *', targets: [2001], wait_for: [ingest]}\n",
+    )
+    clock = FakeClock(utc(2026, 1, 1, 0, 30))
+    h = Harness(project, state, clock)
+    h.scheduler.step()
+    for hour in (1, 2, 3):
+        clock.set(utc(2026, 1, 1, hour, 0))
+        report = h.scheduler.step()  # both fall due at once: ingest's run of this hour has not even been recorded
+        assert [(t.schedule, t.logical_date) for t in report.fired] == [("ingest", f"2026-01-01T0{hour}:00:00+00:00")]
+        clock.advance(5)
+        assert h.scheduler.step().fired == []  # ingest's run of this hour is still running
+        h.starter.finish("succeeded")
+        clock.advance(5)
+        assert [(t.schedule, t.logical_date) for t in h.scheduler.step().fired] == [
+            ("transform", f"2026-01-01T0{hour}:00:00+00:00")
+        ]
+        h.starter.finish("succeeded")

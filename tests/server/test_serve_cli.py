@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
-from helpers import check_ordering, events_of, load, loaded_count, seed_project, wait_for
+from helpers import check_ordering, events_of, load, loaded_count, seed_project, wait_for, write_yaml
 
 SLUICE = [sys.executable, "-m", "sluice"]
 
@@ -112,3 +113,29 @@ def test_serve_refuses_unknown_fail_ids(tmp_path: Path) -> None:
         [*SLUICE, "serve", str(seed_project(tmp_path)), "--fail", "4242"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "--fail names unknown object id(s) [4242]" in result.stderr
+
+
+def test_the_control_token_from_a_file_sluice_yaml_names_guards_starting_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLUICE_CONTROL_TOKEN", raising=False)
+    folder = tmp_path / "shop"
+    write_yaml(folder, "name: shop\nobjects:\n  - {id: 1001}\nserve:\n  control_token_file: control.secret\n")
+    (folder / "control.secret").write_text("t0ken-in-a-file\n")
+    with serving(folder, tmp_path / "serve.log") as (_, url), httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/orchestrate", json={}).status_code == 401
+        started = client.post("/orchestrate", json={}, headers={"Authorization": "Bearer t0ken-in-a-file"})
+        assert started.status_code == 202, started.text
+
+
+def test_serve_refuses_to_start_when_the_variable_sluice_yaml_names_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHOP_CONTROL_UNSET", raising=False)
+    path = write_yaml(tmp_path, "name: shop\nobjects:\n  - {id: 1001}\nserve: {control_token_env: SHOP_CONTROL_UNSET}\n")
+    done = subprocess.run([*SLUICE, "serve", str(path), "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {path}:4: serve: control_token_env names SHOP_CONTROL_UNSET, which is not set (or empty) in this "
+        "environment; set it to the token (e.g. openssl rand -hex 32)"
+    ]

@@ -19,7 +19,7 @@ import click
 from sluice import events as ev
 from sluice.cli.options import workers_option
 from sluice.cli.tuning import freeze_heap, tune_gc
-from sluice.errors import SluiceError, ValidationFailed
+from sluice.errors import ConfigError, SluiceError, ValidationFailed
 from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
 from sluice.plugins.base import KINDS, PluginKind
@@ -490,6 +490,7 @@ def serve(
 ) -> None:
     """Serve the project's API and web UI: runs on request, live events (SSE), metrics. Stop with Ctrl-C."""
     from sluice.server.serve import serve_project
+    from sluice.server.serve_settings import control_token
     from sluice.server.services import ServerSettings
 
     setup_logging(log_format, log_level)
@@ -497,6 +498,10 @@ def serve(
     if not 0 <= port <= 65535:
         _fail(f"--port must be between 0 and 65535, got {port}")
     _check_simulation(project, path, delay_scale, fail_ids)
+    try:
+        token = control_token(project)  # sluice.yaml's serve: source, else SLUICE_CONTROL_TOKEN
+    except ConfigError as exc:  # a source named but giving no token: refuse rather than serve the endpoints open
+        _fail(str(exc))
     settings = ServerSettings(
         simulate=simulate,
         delay_scale=delay_scale,
@@ -506,6 +511,7 @@ def serve(
         syncs=tuple(syncs),
         streams=tuple(streams),
         scheduler=scheduler,
+        control_token=token,
     )
 
     def ready(url: str) -> None:

@@ -20,6 +20,9 @@ as the API writes them: numbers, or ISO 8601 texts in one time zone. ``sluice st
 **Freshness.** :meth:`RestSource.input_fingerprint` is None: an API cannot say whether it changed without
 being read, so a REST object runs every time (incremental reads keep that cheap).
 
+**Progress.** A read longer than a few seconds logs its pages, records and bytes received every 5 s and once at its
+end (:mod:`~sluice.connectors.progress`).
+
 **Parent/child.** With ``parent:``, each parent record fills the ``{placeholders}`` of ``path``
 (``/customers/{id}/orders``) and the child records carry the parent fields named in ``parent.keys``.
 """
@@ -40,6 +43,7 @@ import pyarrow.compute as pc
 from sluice.connectors.base import Source
 from sluice.connectors.batching import schema_overrides, stream
 from sluice.connectors.json_lines import TEXT_TYPES, as_text, kinds
+from sluice.connectors.progress import ReadProgress
 from sluice.connectors.rest_http import HttpClient, credentials
 from sluice.connectors.rest_options import RestOptions
 from sluice.connectors.rest_pages import pages
@@ -62,6 +66,8 @@ class RestSource(Source[RestOptions]):
     """The schema of the batches :meth:`read` returned."""
     saved_schema: pa.Schema | None = None
     """The schema saved with the cursor by the last run (incremental)."""
+    progress: ReadProgress
+    """Pages, records and bytes read so far, logged every few seconds of a long read (:mod:`.progress`)."""
 
     def input_fingerprint(self) -> str | None:
         """None: always re-read (an API cannot tell whether it changed without being asked)."""
@@ -86,7 +92,8 @@ class RestSource(Source[RestOptions]):
         )
         try:
             self.since = self.saved_cursor()
-            tables = self.tables(client, base)
+            self.progress = ReadProgress(where, "from the API")
+            tables = self.counted(self.tables(client, base), client)
             schema, buffered, rest = self.settle(tables)
         except BaseException:
             client.close()
@@ -98,6 +105,7 @@ class RestSource(Source[RestOptions]):
             for table in rest:
                 yield from self.conform(table, schema).to_batches()
             self.drained = True
+            self.progress.done()
 
         self.schema = schema
         return stream(schema, batches(), on_close=client.close)
@@ -165,6 +173,12 @@ class RestSource(Source[RestOptions]):
                             table = table.drop_columns([column])
                         table = table.append_column(column, keys)
                     yield table
+
+    def counted(self, tables: Iterator[pa.Table], client: HttpClient) -> Iterator[pa.Table]:
+        """``tables``, each counted by :attr:`progress` (a line every few seconds of a long read)."""
+        for table in tables:
+            self.progress.add(table.num_rows, client.received)
+            yield table
 
     def table(self, records: list[dict[str, Any]], where: str) -> pa.Table:
         """One page's records as a table: declared types applied, pyarrow inferring the rest."""

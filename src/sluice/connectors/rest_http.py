@@ -23,6 +23,7 @@ import email.utils
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -165,6 +166,9 @@ class HttpClient:
             follow_redirects=True,
         )
         self.requests = 0
+        self.received = 0
+        """Bytes of the successful responses' bodies so far (progress lines)."""
+        self._count = threading.Lock()  # pages may be fetched in threads (paginate.concurrency)
 
     def get(self, url: str, params: Mapping[str, Any]) -> httpx.Response:
         """The successful (2xx) response to ``GET url?params``; retried as the class says.
@@ -193,6 +197,8 @@ class HttpClient:
                 raise TerminalError(f"{self.where}: GET {shown}: {type(exc).__name__}") from None
             status = response.status_code
             if status < 400:
+                with self._count:
+                    self.received += len(response.content)
                 return response
             if status not in RETRY_STATUSES:
                 raise TerminalError(f"{self.where}: GET {shown} answered {status} {response.reason_phrase}{_hint(status)}")

@@ -39,6 +39,7 @@ from sluice.plugins.registry import builtin_plugins
 from sluice.plugins.schema import SQL_TYPE, source_type
 from sluice.project.model import RetrySpec
 from sluice.project.settings import ConnectionSettings, ObjectSettings, ProjectSettings, StageSettings
+from sluice.server.serve_settings import ServeSettings
 from sluice.transforms.plugins import SparkSettings
 
 REGENERATE = "PYTHONPATH=src python3 -m sluice.plugins.reference docs/reference"
@@ -135,6 +136,12 @@ PROJECT_SECTIONS: tuple[tuple[str, type[Settings], str], ...] = (
     ("alerts", AlertsSettings, "Alert channels, rules and deadlines. See [../alerts.md](../alerts.md) and [alert.md](alert.md)."),
     ("alerts.rules[]", RuleSettings, "Each rule of `alerts.rules`, tried in order: the first that matches an event wins."),
     ("alerts.sla[]", SlaSettings, "Each deadline of `alerts.sla`: `finish_within` a run's start, or `by` a time of day."),
+    (
+        "serve",
+        ServeSettings,
+        "The top-level `serve:`: where `sluice serve` reads its control token (one of the two keys). "
+        "See [../api.md](../api.md#authentication).",
+    ),
 )
 
 

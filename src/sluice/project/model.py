@@ -24,6 +24,7 @@ from sluice.project.model_spec import ModelSpec
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_settings import SensorSpec
 from sluice.scheduling.spec import ScheduleSpec
+from sluice.server.serve_settings import ServeSpec
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 from sluice.urls import connection_scheme
@@ -358,6 +359,8 @@ class Project:
     """The ``sensors:`` of ``sluice.yaml``, in file order (docs/sensors.md)."""
     schedules: tuple[ScheduleSpec, ...] = ()
     """The ``schedules:`` of ``sluice.yaml`` and those an ``Objets.json``'s ``Fréquence`` gives (docs/schedules.md)."""
+    serve: ServeSpec | None = None
+    """The ``serve:`` section: where ``sluice serve`` reads its control token (docs/api.md), if any."""
 
     def sync(self, name: str | None) -> SyncSpec:
         """The sync called ``name`` (None: the only one). Raises ConfigError naming the choices."""

@@ -25,6 +25,7 @@ from sluice.project.objets_mapping import ObjetsSettings
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_settings import SensorSettings
 from sluice.scheduling.spec import ScheduleSettings
+from sluice.server.serve_settings import ServeSettings
 from sluice.streaming.settings import StreamingSettings
 from sluice.transforms.spark_settings import SparkSettings
 
@@ -170,6 +171,10 @@ class ProjectSettings(Settings):
         dict[str, ScheduleSettings] | None,
         Meta(description="Schedules by name: cron, timezone, targets or tags, catch_up... (docs/schedules.md)."),
     ] = None
+    serve: Annotated[
+        ServeSettings | None,
+        Meta(description="sluice serve: where its control token is read, an environment variable or a file (docs/api.md)."),
+    ] = None
 
 
 NESTED_KEYS = (
@@ -187,4 +192,5 @@ NESTED_KEYS = (
     "history",
     "sensors",
     "schedules",
+    "serve",
 )

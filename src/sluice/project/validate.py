@@ -18,6 +18,7 @@ from sluice.graph.dag import Graph
 from sluice.project.checks import java_problem, missing_file, python_problem, sql_columns, sql_tables, syntax_error
 from sluice.project.model import ObjectSpec, Project, layer_of
 from sluice.scheduling.templating import has_template, render_text, template_context
+from sluice.server.serve_settings import control_token
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -103,7 +104,8 @@ def lake_problems(project: Project) -> list[ConfigError]:
 def ahead_of_run(project: Project) -> list[ConfigError]:
     """What would fail only when an object runs: SQL that does not parse or reads a table that is not a
     parent (sqlglot), a Python transform whose module or function cannot be found, file sources whose
-    file is missing now.
+    file is missing now; a control token source named by ``serve:`` that gives no token (a variable unset, a file
+    missing or empty: ``sluice serve`` refuses to start then).
 
     ``sluice validate`` reports these; a run does not refuse to start for them (DuckDB, not sqlglot, is
     the authority on SQL, and a file may appear before its object runs): such an object fails with a
@@ -116,6 +118,11 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
         if why:
             first = min(spark, key=lambda obj: obj.id)
             problems.append(ConfigError(f"{_label(first)}: {why}", first.origin.file, first.origin.line_of("engine")))
+    if project.serve is not None:
+        try:
+            control_token(project)
+        except ConfigError as exc:
+            problems.append(exc)
     sample = template_context(datetime.now(UTC))  # {{ ds }} and friends (docs/schedules.md): checked rendered
     for obj in project.objects.values():
         sql = obj.sql

@@ -34,6 +34,7 @@ from sluice.project.yaml_tree import YamlMap, duplicate_names, expand_tree, load
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_config import read_sensors
 from sluice.scheduling.spec import read_schedules
+from sluice.server.serve_settings import ServeSettings, ServeSpec
 from sluice.transforms.plugins import SparkSettings
 from sluice.urls import connection_scheme
 
@@ -99,6 +100,7 @@ class _Reader(ObjectsReader, StagesReader):
             history=self.history(data.get("history"), data.line_of("history")),
             sensors=sensors,
             schedules=schedules,
+            serve=self.serve(data.get("serve"), data.line_of("serve")),
         )
 
     def alerts(
@@ -118,6 +120,16 @@ class _Reader(ObjectsReader, StagesReader):
             return None
         mapping = self.mapping(raw, "'history'", line, "{keep: 30d}")
         return self.check(HistorySettings, mapping, "history") if mapping is not None else None
+
+    def serve(self, raw: Any, line: int | None) -> ServeSpec | None:
+        """The ``serve:`` section (where ``sluice serve`` reads its control token), checked key by key."""
+        if raw is None:
+            return None
+        mapping = self.mapping(raw, "'serve'", line, "{control_token_env: SHOP_CONTROL_TOKEN}")
+        settings = self.check(ServeSettings, mapping, "serve") if mapping is not None else None
+        if mapping is None or settings is None:
+            return None
+        return ServeSpec(settings, Origin(self.file, mapping.line, tuple(mapping.key_lines.items())))
 
     def spark(self, raw: Any, line: int | None) -> SparkSettings:
         """The ``spark:`` section (master URL, conf), checked key by key."""

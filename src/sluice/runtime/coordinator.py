@@ -57,10 +57,15 @@ larger batches mean fewer bus writes for every thread of the process, which shor
 parent's ``ObjectLoaded`` to its child's ``ObjectReady`` on the bus more than batches of 500 did."""
 
 
-def new_run_id() -> str:
-    """``YYYYmmdd-HHMMSS-xxxxxxxx``: 32 random bits, as a scheduler starts a thousand runs in one second (with 24,
-    two of them shared an id about once in thirty such seconds: bench/schedules.py)."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(4)
+def new_run_id(at: float | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxxxx``: the local time ``at`` (epoch seconds, default now) and 32 random bits, as a
+    scheduler starts a thousand runs in one second (with 24, two of them shared an id about once in thirty such
+    seconds: bench/schedules.py).
+
+    The time is read with :func:`time.time`: ``time.strftime`` without a time reads C's ``time(NULL)``, which glibc
+    answers from the coarse clock, a few milliseconds behind; a scheduler stepping at its tick (``06:02:00.0007``)
+    then made ids of the second before (``060159``)."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if at is None else at)) + "-" + secrets.token_hex(4)
 
 
 class Coordinator:

@@ -174,6 +174,7 @@ class Scheduler:
         self._sensors = {s.name: s for s in project.sensors if s.settings.enabled} if self.sources else {}
         self._tracks: list[_Track] | None = None  # loaded when the lease is taken
         self._lease_until = 0.0
+        self._stamp: float | None = None  # the clock's time at the current step (epoch seconds): fired ticks' run ids
 
     # ----- the lease --------------------------------------------------------------------------------------
 
@@ -236,6 +237,7 @@ class Scheduler:
     def step(self) -> StepReport:
         """Look at the clock once and fire or miss what is due (see the module's description)."""
         now = self.clock.now()
+        self._stamp = now.timestamp()
         if not self._lead(now.timestamp()):
             return StepReport(leader=False)
         pending: list[TickRecord] = []  # baselines and missed ticks
@@ -288,8 +290,9 @@ class Scheduler:
     def _record(
         self, schedule: str, tick: datetime, status: str, reason: str | None = None, key: str | None = None
     ) -> TickRecord:
-        """A tick record; a fired one carries the id its run will have (recorded with the tick, before the run)."""
-        run_id = new_run_id() if status == "fired" else None
+        """A tick record; a fired one carries the id its run will have (recorded with the tick, before the run),
+        made at the step's time: never before its tick, so ids sort by start as those of manual runs do."""
+        run_id = new_run_id(self._stamp) if status == "fired" else None
         return TickRecord(self.project.name, schedule, key or tick_text(tick), status, time.time(), run_id, reason)
 
     def _collect(self, track: _Track, now: datetime, missed: list[TickRecord]) -> None:
@@ -350,10 +353,17 @@ class Scheduler:
 
     def _blocker(self, spec: ScheduleSpec, tick: datetime) -> str | None:
         """The first ``wait_for`` schedule whose run of this logical date (its latest tick at or before ``tick``) has
-        not succeeded, or None."""
+        not succeeded, or None. That tick of the other schedule must be recorded first: one falling due in the same
+        step as ``tick`` (the same cron) is not yet, and its previous run must not stand in for it."""
         text = tick_text(tick)
+        crons = {track.spec.name: track.cron for track in self._tracks or ()}
         for other in spec.wait_for:
             ticks = self.state.ticks(self.project.name, other, limit=50)
+            cron = crons.get(other)
+            if cron is not None:
+                due = tick_text(cron.previous(tick + timedelta(microseconds=1)))
+                if not any(t.logical_date == due for t in ticks) and (not ticks or ticks[0].logical_date < due):
+                    return other  # its tick of this date is due but not recorded yet
             same = next((t for t in ticks if t.logical_date <= text and t.status == "fired"), None)
             if same is None or same.run_status != "succeeded":
                 return other

@@ -1,6 +1,7 @@
 """Authentication of the control API's mutating endpoints (``POST /orchestrate``, ``POST /runs/{id}/cancel``).
 
-When a control token is set (``SLUICE_CONTROL_TOKEN`` in ``sluice serve``'s environment, or
+When a control token is set (``SLUICE_CONTROL_TOKEN`` in ``sluice serve``'s environment, or where the project's
+``serve:`` section says, :mod:`sluice.server.serve_settings`; or
 :attr:`~sluice.server.services.ServerSettings.control_token`), those endpoints answer 401 (with
 ``WWW-Authenticate: Bearer``) unless the request carries ``Authorization: Bearer <token>``; read-only endpoints
 (``GET``: runs, objects, events, syncs, schedules, health, metrics) and the web UI's pages stay open (the UI
@@ -13,7 +14,6 @@ Without a token the endpoints are open as before, and ``sluice serve`` warns whe
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Annotated
@@ -22,9 +22,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sluice.server.errors import ApiError
-
-CONTROL_TOKEN_ENV = "SLUICE_CONTROL_TOKEN"  # noqa: S105 (a variable name, not a secret)
-"""The environment variable holding the control token."""
+from sluice.server.serve_settings import CONTROL_TOKEN_ENV
 
 _BEARER = HTTPBearer(auto_error=False, scheme_name="controlToken", description=f"The control token ({CONTROL_TOKEN_ENV}).")
 
@@ -34,11 +32,6 @@ class Unauthorized(ApiError):
 
     status = 401
     headers: Mapping[str, str] | None = MappingProxyType({"WWW-Authenticate": 'Bearer realm="sluice-control"'})
-
-
-def control_token_from_env() -> str | None:
-    """The control token of the environment (:data:`CONTROL_TOKEN_ENV`), None when unset or empty."""
-    return os.environ.get(CONTROL_TOKEN_ENV, "").strip() or None
 
 
 def token_required(token: str | None) -> Callable[..., None]:
@@ -51,6 +44,8 @@ def token_required(token: str | None) -> Callable[..., None]:
         if credentials is None:
             raise Unauthorized(f"this endpoint needs the control token: send 'Authorization: Bearer <{CONTROL_TOKEN_ENV}>'")
         if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise Unauthorized("the control token is wrong; send the value of the server's " + CONTROL_TOKEN_ENV)
+            raise Unauthorized(
+                f"the control token is wrong; send the server's ({CONTROL_TOKEN_ENV}, or what its sluice.yaml's serve: names)"
+            )
 
     return check

@@ -19,7 +19,7 @@ import uvicorn
 from sluice.errors import SluiceError
 from sluice.project.model import Project
 from sluice.server.app import create_app
-from sluice.server.control_auth import CONTROL_TOKEN_ENV
+from sluice.server.serve_settings import CONTROL_TOKEN_ENV
 from sluice.server.services import ServerSettings, Services
 
 log = logging.getLogger("sluice.server")
@@ -108,7 +108,8 @@ def warn_open_control(project: Project, host: str, token: str | None = None) -> 
             return
     log.warning(
         "sluice serve listens on %s without a control token: anyone who reaches the port can start and cancel runs "
-        "(POST /orchestrate, /runs/{id}/cancel); set %s to require 'Authorization: Bearer <token>' (docs/api.md)%s",
+        "(POST /orchestrate, /runs/{id}/cancel); set %s (or serve: control_token_env or control_token_file in sluice.yaml) "
+        "to require 'Authorization: Bearer <token>' (docs/api.md)%s",
         host,
         CONTROL_TOKEN_ENV,
         "; the data API checks its own credentials" if project.api is not None else "",

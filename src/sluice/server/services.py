@@ -26,9 +26,9 @@ from sluice.runtime.worker import StageWorker
 from sluice.scheduling.host import SchedulerHost
 from sluice.scheduling.sensors import hosted_sensors
 from sluice.server.check_results import CheckResults
-from sluice.server.control_auth import control_token_from_env
 from sluice.server.lag import LagSampler
 from sluice.server.runs import RunManager
+from sluice.server.serve_settings import control_token_from_env
 from sluice.server.stream import EventHub
 from sluice.server.streams import host_streams
 from sluice.server.syncs import SyncHost
