@@ -108,50 +108,51 @@ def s3_url() -> str:
 
 
 class PgDatabases:
-    """Fresh databases of one PostgreSQL server, made ahead and dropped on a thread of their own.
+    """Fresh databases of one PostgreSQL server, made ahead and dropped on threads of their own.
 
     ``CREATE DATABASE`` copies a template (0.2-0.8 s here) and hundreds of tests take a fresh database: made
     while the previous tests run, they cost a test nothing. A failure to create is raised by :meth:`take`.
     """
 
-    AHEAD = 2
+    AHEAD = 4
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.ready: queue.Queue[str | BaseException] = queue.Queue()
-        self.requests: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._serve, name="pg-databases", daemon=True)
-        self.thread.start()
+        self.creates: queue.Queue[str | None] = queue.Queue()
+        self.drops: queue.Queue[str | None] = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._serve, args=(self.creates, "CREATE DATABASE {}"), daemon=True),
+            threading.Thread(target=self._serve, args=(self.drops, "DROP DATABASE IF EXISTS {} WITH (FORCE)"), daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
         for _ in range(self.AHEAD):
-            self.requests.put(("create", ""))
+            self.creates.put(unique_name())
 
-    def _serve(self) -> None:
+    def _serve(self, requests: queue.Queue[str | None], statement: str) -> None:
         import psycopg
         from psycopg import sql
 
         conn: Any = None
-        while (request := self.requests.get()) is not None:
-            kind, name = request
+        while (name := requests.get()) is not None:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.url, autocommit=True)
-                if kind == "create":
-                    name = unique_name()
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
+                if requests is self.creates:
                     self.ready.put(name)
-                else:
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     conn.close()
-                if kind == "create":
+                if requests is self.creates:
                     self.ready.put(exc)
         if conn is not None:
             conn.close()
 
     def take(self) -> str:
-        """The name of a new, empty database (another is made for the next test)."""
-        self.requests.put(("create", ""))
+        """The name of a new, empty database (another is made for a later test)."""
+        self.creates.put(unique_name())
         made = self.ready.get(timeout=300)
         if isinstance(made, BaseException):
             raise made
@@ -159,24 +160,18 @@ class PgDatabases:
 
     def give_back(self, name: str) -> None:
         """Drop ``name`` (forcing its connections closed) on the pool's thread."""
-        self.requests.put(("drop", name))
+        self.drops.put(name)
 
     def close(self) -> None:
         """Drop the databases made ahead and wait for the drops asked for."""
-        self.requests.put(None)
-        self.thread.join(timeout=120)
-        import psycopg
-        from psycopg import sql
-
-        leftovers = []
+        self.creates.put(None)
+        self.threads[0].join(timeout=120)
         while not self.ready.empty():
             made = self.ready.get()
             if isinstance(made, str):
-                leftovers.append(made)
-        if leftovers:
-            with contextlib.suppress(Exception), psycopg.connect(self.url, autocommit=True) as conn:
-                for name in leftovers:
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                self.drops.put(made)
+        self.drops.put(None)
+        self.threads[1].join(timeout=120)
 
 
 _pg_pools: dict[str, PgDatabases] = {}
