@@ -370,33 +370,65 @@ def delete_kafka_namespace(bus_url: str) -> None:
 def delete_kafka_prefix(admin: Any, prefix: str) -> None:
     """Delete the topics and consumer groups whose names start with ``prefix`` (``admin``: a confluent-kafka
     ``AdminClient``). A group still holding a member (a killed process, until its session times out) is tried
-    again for up to :data:`GROUP_DRAIN_S`, then left."""
-    from confluent_kafka import KafkaError, KafkaException
+    again on a thread of its own for up to :data:`GROUP_DRAIN_S`, then left: the test does not wait for it
+    (:func:`wait_for_group_deletions` waits for all at the end of the session)."""
+    from confluent_kafka import KafkaException
 
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
     for future in admin.delete_topics(topics, operation_timeout=10).values() if topics else ():
         try:
             future.result(timeout=30)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:  # deleted meanwhile
+            if exc.args[0].code() != _kafka_error("UNKNOWN_TOPIC_OR_PART"):  # deleted meanwhile
                 raise
     listed = admin.list_consumer_groups(request_timeout=10).result(timeout=30).valid
-    groups = [g.group_id for g in listed if g.group_id.startswith(prefix)]
+    busy = _delete_groups(admin, [g.group_id for g in listed if g.group_id.startswith(prefix)])
+    if busy:
+        thread = threading.Thread(target=_drain_groups, args=(admin, busy), name=f"drain-{prefix}", daemon=True)
+        thread.start()
+        _group_drains.append(thread)
+
+
+def _kafka_error(name: str) -> Any:
+    from confluent_kafka import KafkaError
+
+    return getattr(KafkaError, name)
+
+
+def _delete_groups(admin: Any, groups: list[str]) -> list[str]:
+    """Delete ``groups``; those that still have a member."""
+    from confluent_kafka import KafkaException
+
+    busy: list[str] = []
+    for group, future in admin.delete_consumer_groups(groups, request_timeout=10).items() if groups else ():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() == _kafka_error("NON_EMPTY_GROUP"):
+                busy.append(group)
+            elif exc.args[0].code() != _kafka_error("GROUP_ID_NOT_FOUND"):
+                raise
+    return busy
+
+
+def _drain_groups(admin: Any, groups: list[str]) -> None:
     deadline = time.monotonic() + GROUP_DRAIN_S
-    while groups:
-        busy: list[str] = []
-        for group, future in admin.delete_consumer_groups(groups, request_timeout=10).items():
-            try:
-                future.result(timeout=30)
-            except KafkaException as exc:
-                if exc.args[0].code() == KafkaError.NON_EMPTY_GROUP:
-                    busy.append(group)
-                elif exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
-                    raise
-        if not busy or time.monotonic() > deadline:
-            break
-        groups = busy
+    while groups and time.monotonic() < deadline:
         time.sleep(0.5)
+        with contextlib.suppress(Exception):
+            groups = _delete_groups(admin, groups)
+
+
+_group_drains: list[threading.Thread] = []
+
+
+def wait_for_group_deletions() -> None:
+    """Wait for the consumer groups being deleted on threads (at most :data:`GROUP_DRAIN_S` from the last)."""
+    for thread in _group_drains:
+        thread.join(timeout=GROUP_DRAIN_S + 30)
+
+
+atexit.register(wait_for_group_deletions)
 
 
 def kafka_namespace_url(kafka_url: str, prefix: str = "test") -> str:
