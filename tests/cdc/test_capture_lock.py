@@ -59,6 +59,50 @@ def test_a_second_process_is_refused_with_the_holders_pid_until_it_dies(tmp_path
     assert capture_holder(tmp_path, "s1", "my") is None
 
 
+ORPHAN_CHILD = """
+import ctypes, signal, sys, time
+from pathlib import Path
+from sluice.cdc.capture_lock import CaptureLock
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG, as sluice sync's capture child does
+CaptureLock(Path(sys.argv[1]), "s1", "my").acquire()
+print("held", flush=True)
+while not stopping:
+    time.sleep(0.05)
+time.sleep(2)  # a clean stop takes a while: the capture flushes its last changes
+"""
+ORPHAN_PARENT = """
+import os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "SLUICE_SYNC_CAPTURE_CHILD": "1"})
+assert child.stdout.readline() == "held\\n"
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the orphan check reads /proc (Linux)")
+def test_a_start_waits_for_a_capture_child_whose_parent_was_killed(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT, ORPHAN_CHILD, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    parent.stdout.close()
+    with pytest.raises(CaptureRunning, match=rf"in pid {child_pid} "):  # its parent lives: refused at once
+        CaptureLock(tmp_path, "s1", "my").acquire()
+    parent.send_signal(signal.SIGKILL)  # the child gets SIGTERM and takes 2 s to stop
+    parent.wait()
+    lock = CaptureLock(tmp_path, "s1", "my")
+    lock.acquire()  # waits for the orphan instead of refusing
+    try:
+        assert f'"pid":{os.getpid()},' in lock.path.read_text()
+    finally:
+        lock.release()
+
+
 @pytest.mark.mysql
 @pytest.mark.postgres
 @pytest.mark.parametrize("first_processes", ["1", "2"])

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 USER_ERROR = 2
 PROGRESS_EVERY_S = 2.0
-CAPTURE_CHILD_ENV = "SLUICE_SYNC_CAPTURE_CHILD"
-"""Set (to 1) in the environment of the capture process ``sluice sync`` starts: it then leaves the stop line to its parent."""
 
 
 class _RunByDefault(click.Group):
@@ -152,6 +150,7 @@ def run(
 ) -> None:
     """Run a sync until stopped (Ctrl-C or SIGTERM stop it cleanly; a restart resumes where it was)."""
     from sluice.bus.registry import open_bus
+    from sluice.cdc.capture_lock import CAPTURE_CHILD_ENV
     from sluice.cdc.runtime import SyncRuntime
     from sluice.cli.progress import make_console
     from sluice.observability import metrics
