@@ -17,9 +17,10 @@ from tests.state.test_contract import OpenStore, open_store  # noqa: F401  (the 
 from helpers import events_of, load, write_yaml
 from sluice import events as ev
 from sluice.errors import RunNotFound
+from sluice.runtime import run_lease as run_lease_module
 from sluice.runtime.coordinator import Coordinator
 from sluice.runtime.run import RunActivity, RunOptions, open_backends, run_project
-from sluice.runtime.run_lease import RunBusy, interrupt_dead_runs, run_lease, run_lease_key
+from sluice.runtime.run_lease import RunBusy, RunInterrupted, interrupt_dead_runs, run_lease, run_lease_key
 from sluice.state.base import RunRecord, StateStore
 
 NOW = 1000.0
@@ -152,3 +153,19 @@ def test_an_interrupted_run_resumes_handing_out_its_objects_again_and_loads_them
             "succeeded",
             None,
         )
+
+
+def test_a_coordinator_paused_past_its_lease_stops_once_its_run_was_marked_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_lease_module, "RUN_LEASE_S", 0.3)  # renewed every 0.1 s
+    project = load(write_yaml(tmp_path / "shop", PROJECT))
+    with open_backends(project) as backends:
+        paused = Coordinator(project, backends.bus, backends.state, backends.lake, RunOptions())
+        run_id = paused.start()  # no workers: its work waits, and so does its loop
+        # Another process found its lease expired (this one, paused, had not renewed it) and marked the run
+        assert backends.state.set_run_status(run_id, "interrupted", 1.0, expected="running")
+        with pytest.raises(RunInterrupted, match=f"--resume --run {run_id}"):
+            paused.loop()  # workers skip an interrupted run's work: it would never finish
+        assert backends.state.get_run(run_id).status == "interrupted", "left to be resumed"
+        assert backends.state.lease(run_lease_key("shop", run_id)) is None

@@ -35,7 +35,7 @@ from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.project.model import Project, parent_keys
 from sluice.runtime.planning import Fingerprints, plan_run
-from sluice.runtime.run_lease import interrupt_dead_runs, leased, run_lease
+from sluice.runtime.run_lease import RunInterrupted, interrupt_dead_runs, leased, resume_command, run_lease
 from sluice.runtime.run_state import Decision, Ready, Retry, RunState, Skip
 from sluice.runtime.saving import StateWriter
 from sluice.runtime.summary import RunOptions, RunSummary
@@ -124,6 +124,8 @@ class Coordinator:
         self._first_offset = 0
         self._ready_prefix = ("", b"")  # (run id, how its encoded ObjectReady events start)
         self._lease: StoreLease | None = None  # a run started by hand: held while this coordinator drives it
+        self._driving = False  # begun or resumed: a run marked interrupted from now on stops the loop
+        self._marked = threading.Event()  # marked interrupted, or its lease taken, by another process while paused
 
     # ----- starting -------------------------------------------------------------------------------
 
@@ -228,6 +230,7 @@ class Coordinator:
         # The first states go to the writer with the loop's first save (at its first pause, or after
         # SAVE_INTERVAL_S): until saved, the log's ObjectReady events say what was handed out.
         self._saved_at = time.time()
+        self._driving = True
         metrics.ACTIVE_RUNS.inc()
 
     def resume(self, run_id: str | None = None) -> str:
@@ -304,14 +307,21 @@ class Coordinator:
         self._publish()
         self._save(None)
         self._writer.flush()
+        self._driving = True
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
 
     def _hold_lease(self, run_id: str) -> None:
         """Take the run's lease (raises RunBusy when another live process holds it) and keep it renewed."""
-        lease = run_lease(self.state, self.project.name, run_id)
+        lease = run_lease(self.state, self.project.name, run_id, on_renewed=self._check_marked, on_lost=self._marked.set)
         lease.hold()
         self._lease = lease
+
+    def _check_marked(self) -> None:
+        """After each renewal of the lease: a run marked ``interrupted`` meanwhile (this process paused longer than
+        the lease, another took it as dead) is no longer driven here; workers skip its work, so the loop stops."""
+        if self._driving and self.state.get_run(self.run_id).status == "interrupted":
+            self._marked.set()
 
     def release_lease(self) -> None:
         """Give up the run's lease, if this coordinator holds one (the run's loop does at its end; idempotent)."""
@@ -358,7 +368,8 @@ class Coordinator:
         """Process events until every planned object is final (or the run is cancelled); publish ``RunFinished``.
 
         ``poll_max`` bounds the events applied between two publications. Returns the run's summary; raises
-        BusError / StateError when a backend fails (the run can then be resumed).
+        BusError / StateError when a backend fails (the run can then be resumed), RunInterrupted when another process
+        marked the run ``interrupted`` while this one was paused (``runtime/run_lease.py``; resume it).
         """
         if self._consumer is None:
             self._open_consumer()
@@ -368,7 +379,7 @@ class Coordinator:
         assert consumer is not None
         machine = self.machine
         try:
-            while not machine.finished and not self._cancel.is_set():
+            while not machine.finished and not self._cancel.is_set() and not self._marked.is_set():
                 timeout = 0.05
                 due = machine.next_due
                 if due is not None:
@@ -382,6 +393,13 @@ class Coordinator:
                 self._applied.extend(messages)
                 if not messages or now - self._saved_at >= SAVE_INTERVAL_S:
                     self._save(consumer)
+            if self._marked.is_set() and not machine.finished:
+                metrics.ACTIVE_RUNS.dec()
+                raise RunInterrupted(
+                    f"run {self.run_id} was marked interrupted (or taken over) by another process while this coordinator "
+                    f"was paused and did not renew its lease; see 'sluice runs PATH', and resume it if no other process "
+                    f"does: {resume_command(self.project.root, self.run_id)}"
+                )
             if self._cancel.is_set():
                 self._decide(machine.cancel(time.time()), counted=False)
             return self._finish(consumer)

@@ -4,7 +4,7 @@ A coordinator that dies (``kill -9``, a laptop closed) leaves its run ``running`
 handed out (``ObjectReady`` messages) still on the bus. Started again by hand, the project's new run would load the
 same objects as that leftover work: an ``append`` destination got each row twice. So:
 
-* the coordinator of a run started by hand (trigger ``manual``: ``sluice run``, ``sluice serve``'s ``POST /runs``)
+* the coordinator of a run started by hand (trigger ``manual``: ``sluice run``, ``sluice serve``'s ``POST /orchestrate``)
   holds the state store's lease ``<project>/run:<run id>`` (:class:`~sluice.state.lease.StoreLease`, the backfills'
   mechanism: renewed every third of ``RUN_LEASE_S`` by a thread, released when the run ends) from the moment its id
   is chosen, and a coordinator resuming a run takes it before reading the run (:func:`run_lease`);
@@ -13,7 +13,9 @@ same objects as that leftover work: an ``append`` destination got each row twice
   process of this host that no longer exists), with a warning saying how to resume it;
 * workers skip the work of an ``interrupted`` run (``runtime/run.py`` ``RunActivity``), and ``sluice run PATH
   --resume --run ID`` continues it, handing its objects that were out again as their next attempt (a worker skips
-  an object's older attempt).
+  an object's older attempt);
+* a coordinator that was only paused (longer than the lease) sees the mark, or its lease taken, at its next renewal
+  and stops its loop (:class:`RunInterrupted`) rather than wait for work that workers skip.
 
 Runs a schedule, a sensor or a backfill started hold no run lease: the scheduler that takes the project's lease
 resumes them, a backfill its dates under its own lease.
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable, Container, Mapping
 from pathlib import Path
 
+from sluice.errors import SluiceError
 from sluice.state.base import RunRecord, StateStore
 from sluice.state.lease import LEASE_S, LeaseBusy, StoreLease
 
@@ -42,6 +45,10 @@ class RunBusy(LeaseBusy):
     """Another live process drives the run (its coordinator holds the run's lease)."""
 
 
+class RunInterrupted(SluiceError):
+    """The run was marked ``interrupted`` while its coordinator was paused (it did not renew its lease in time)."""
+
+
 def run_lease_key(project: str, run_id: str) -> str:
     """The key of a run's lease in the state store's lease table: ``<project>/run:<run id>``."""
     return f"{project}/run:{run_id}"
@@ -53,10 +60,19 @@ def leased(options: Mapping[str, object]) -> bool:
 
 
 def run_lease(
-    state: StateStore, project: str, run_id: str, *, clock: Callable[[], float] = time.time, ttl_s: float = RUN_LEASE_S
+    state: StateStore,
+    project: str,
+    run_id: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    ttl_s: float | None = None,
+    on_renewed: Callable[[], None] = lambda: None,
+    on_lost: Callable[[], None] = lambda: None,
 ) -> StoreLease:
     """The lease of run ``run_id`` of ``project`` (not yet taken: ``acquire()`` it, ``release()`` at the run's end; as
-    a context manager it raises :class:`RunBusy` naming the live process that holds it)."""
+    a context manager it raises :class:`RunBusy` naming the live process that holds it); ``ttl_s`` None:
+    :data:`RUN_LEASE_S`; ``on_renewed`` is called after each renewal, ``on_lost`` once if another process took it."""
+    ttl_s = RUN_LEASE_S if ttl_s is None else ttl_s
 
     def busy(who: str) -> RunBusy:
         return RunBusy(
@@ -64,7 +80,9 @@ def run_lease(
             f"first; a coordinator killed without stopping gives its run up {ttl_s:.0f}s after it last renewed its lease"
         )
 
-    return StoreLease(state, run_lease_key(project, run_id), clock, name=f"run {run_id}", busy=busy, ttl_s=ttl_s)
+    key = run_lease_key(project, run_id)
+    name = f"run {run_id}"
+    return StoreLease(state, key, clock, name=name, busy=busy, ttl_s=ttl_s, on_renewed=on_renewed, on_lost=on_lost)
 
 
 def resume_command(root: Path, run_id: str) -> str:
@@ -84,7 +102,7 @@ def interrupt_dead_runs(
     *,
     clock: Callable[[], float] = time.time,
     keep: Container[str] = (),
-    ttl_s: float = RUN_LEASE_S,
+    ttl_s: float | None = None,
 ) -> list[RunRecord]:
     """Mark ``interrupted`` every run of ``project`` started by hand that is recorded ``running`` and that no live
     coordinator drives (nobody holds its lease), but those in ``keep``; the runs marked, each with a warning naming

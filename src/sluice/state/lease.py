@@ -74,7 +74,8 @@ class StoreLease:
 
     ``clock`` gives epoch seconds; ``name`` says what the lease is for in log lines ("backfill bf-1", "run R");
     ``busy(who)`` builds the error ``with`` raises when another live process (``who``: "process P on host H") holds
-    it; ``on_lost`` is called once if the lease is lost (another process took it after it expired).
+    it; ``on_lost`` is called once if the lease is lost (another process took it after it expired); ``on_renewed``
+    after each renewal, in the renewing thread (what it raises is logged).
     """
 
     def __init__(
@@ -88,11 +89,13 @@ class StoreLease:
         holder: str | None = None,
         ttl_s: float = LEASE_S,
         on_lost: Callable[[], None] = lambda: None,
+        on_renewed: Callable[[], None] = lambda: None,
     ) -> None:
         self.state, self.key, self.clock, self.name = state, key, clock, name
         self.holder = holder or this_holder()
         self.ttl_s = ttl_s
         self.on_lost = on_lost
+        self.on_renewed = on_renewed
         self._busy = busy or (lambda who: LeaseBusy(f"{name} is held by {who}; wait for it to finish"))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -140,6 +143,10 @@ class StoreLease:
                 log.error("%s: another process took its lease", self.name)
                 self.on_lost()
                 return
+            try:
+                self.on_renewed()
+            except Exception as exc:
+                log.warning("%s: after renewing its lease: %s", self.name, exc)
 
     def release(self) -> None:
         """Stop renewing and give the lease up (it expires by itself if the store cannot be reached); idempotent."""
