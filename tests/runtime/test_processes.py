@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from helpers import check_ordering, events_of, load, loaded_count, seed_project, summary_json, wait_for, write_yaml
+from helpers import (
+    check_ordering,
+    events_of,
+    load,
+    loaded_count,
+    seed_project,
+    sluice_cli,
+    summary_json,
+    wait_for,
+    write_yaml,
+)
 from sluice import events as ev
 from sluice.state.sqlite import SqliteStateStore
 
@@ -151,3 +162,83 @@ def test_worker_rejects_unknown_stage(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "Did you mean 'ingest'?" in result.stderr
+
+
+GATED = """
+stages:
+  ingest: {ids: 1000-1999, concurrency: 1}
+  standardize: {ids: 2000-2999, concurrency: 1}
+  application: {ids: 3000+, concurrency: 1}
+connections:
+  out: sqlite:///out.db
+objects:
+  - {id: 1001, name: people, source: {type: csv, path: people.csv}}
+  - {id: 3001, name: gate, parents: [1001], python: "gate:run"}
+  - id: 3002
+    name: sink
+    parents: [1001]
+    sql: select * from people
+    destination: {connection: out, table: sink, mode: append}
+"""
+
+
+def _gated_project(folder: Path) -> Path:
+    """A project whose object 3001 waits (its stage runs one object at a time) until the file ``open`` exists, with
+    3002, handed out with it, loading seven rows into an append destination."""
+    write_yaml(folder, GATED)
+    (folder / "people.csv").write_text("id,name\n" + "".join(f"{i},p{i}\n" for i in range(1, 8)), encoding="utf-8")
+    (folder / "gate.py").write_text(
+        "import time\nfrom pathlib import Path\n"
+        "def run(people):\n"
+        "    here = Path(__file__).parent\n"
+        "    (here / 'waiting').touch()\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not (here / 'open').exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    return people\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+def _sink_ids(folder: Path) -> list[int]:
+    import sqlite3
+
+    if not (folder / "out.db").exists():
+        return []
+    with sqlite3.connect(folder / "out.db") as conn:
+        if conn.execute("select count(*) from sqlite_master where name = 'sink'").fetchone()[0] == 0:
+            return []
+        return sorted(row[0] for row in conn.execute("select id from sink"))
+
+
+def test_run_again_after_killed_coordinator_loads_each_row_once(tmp_path: Path) -> None:
+    # The user trial: kill -9 of `sluice run` while its work was handed out, then `sluice run` again. The dead run's
+    # leftover work (3002's ObjectReady, never taken) must not load a second copy of the rows beside the new run's.
+    folder = _gated_project(tmp_path / "gated")
+    first = subprocess.Popen([*SLUICE, "run", str(folder), "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (folder / "waiting").exists(), 60, "object 3001 to start waiting")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert _sink_ids(folder) == [], "3002 should still be waiting behind 3001 when the coordinator dies"
+    store = SqliteStateStore(folder / ".sluice" / "state.db")
+    dead = store.list_runs(limit=1)[0]
+    store.close()
+    assert dead.status == "running"
+    (folder / "open").touch()
+    again = subprocess.run([*SLUICE, "run", str(folder), "--json"], capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    summary = summary_json(again.stdout)
+    assert summary["run_id"] != dead.run_id
+    assert _sink_ids(folder) == [1, 2, 3, 4, 5, 6, 7]
+    assert f"--resume --run {dead.run_id}" in again.stderr  # how to resume it, in one warning line
+    store = SqliteStateStore(folder / ".sluice" / "state.db")
+    try:
+        assert store.get_run(dead.run_id).status == "interrupted"
+    finally:
+        store.close()
+    listed = sluice_cli("runs", str(folder), "--status", "interrupted", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == [dead.run_id]

@@ -66,6 +66,26 @@ def test_prune_keeps_recent_and_running_history_and_removes_the_rest(open_store:
         bus.close()
 
 
+def test_prune_keeps_the_events_of_an_interrupted_run_still_in_the_history(open_store: OpenStore, tmp_path: Path) -> None:
+    state = open_store()
+    bus = EmbeddedBus(tmp_path / "bus.db", retention_days=0)
+    try:
+        offset = _publish_run(bus, "dead")
+        cutoff = _after(time.time())
+        now = cutoff + 30 * DAY
+        # started 35 days ago, its coordinator gone, marked interrupted by a run started yesterday: resumable
+        state.create_run(RunRecord("dead", "shop", "running", now - 35 * DAY, None, first_offset=offset), [])
+        assert state.set_run_status("dead", "interrupted", now - DAY, expected="running")
+        report = prune_history(state, bus, "shop", 30 * DAY, now=now)
+        assert (report.tables["runs"], report.events) == (0, 0)
+        assert [m.offset for m in bus.read(EVENTS_TOPIC, 0)] == [offset, offset + 1]
+        state.set_run_status("dead", "interrupted", now - 31 * DAY, expected="interrupted")  # marked long ago
+        report = prune_history(state, bus, "shop", 30 * DAY, now=now)
+        assert (report.tables["runs"], report.events) == (1, 2)
+    finally:
+        bus.close()
+
+
 def test_the_pruner_prunes_on_start_and_stops(open_store: OpenStore, tmp_path: Path) -> None:
     state = open_store()
     bus = EmbeddedBus(tmp_path / "bus.db", retention_days=0)

@@ -371,6 +371,26 @@ def test_an_object_of_a_run_cancelled_a_moment_ago_is_not_started(tmp_path: Path
         assert activity("r1") is False
 
 
+def test_an_interrupted_run_is_not_going_until_resumed_and_an_older_attempt_is_superseded(tmp_path: Path) -> None:
+    from sluice import events as ev
+    from sluice.state.base import RunRecord
+
+    project = load(seed_project(tmp_path))
+    with open_backends(project) as backends:
+        state = backends.state
+        state.create_run(RunRecord("r1", project.name, "running", time.time()), [ObjectState(1001, "ingest", "ready", 2)])
+        activity = RunActivity(state, ttl_s=3600.0)
+        first, second = (ev.ObjectReady(run_id="r1", object_id=1001, stage="ingest", attempt=a) for a in (1, 2))
+        assert activity.settled(first) == "attempt 1 of object 1001 in run r1 was superseded by attempt 2"
+        assert activity.settled(second) == ""
+        assert state.set_run_status("r1", "interrupted", time.time(), expected="running")  # its coordinator died
+        assert activity.settled(second) == "run r1 is interrupted (its coordinator is gone)"
+        assert activity("r1") is False
+        assert state.set_run_status("r1", "running", None, expected="interrupted")  # sluice run --resume --run r1
+        assert activity("r1") is True, "an interrupted run is asked again, not remembered as over"
+        assert activity.settled(second) == ""
+
+
 def test_a_lake_that_cannot_be_opened_closes_the_bus_and_the_state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sluice.runtime.run
     from sluice.bus.embedded import EmbeddedBus
@@ -534,7 +554,9 @@ def test_a_resumed_run_keeps_the_options_it_was_started_with(tmp_path: Path) -> 
     assert run_project(project, RunOptions()).status == "succeeded"
     with open_backends(project) as backends:  # a forced run whose process died before any object ran
         options = RunOptions(force=True, simulate=True, delay_scale=0.0, fail=frozenset({2005}))
-        Coordinator(project, backends.bus, backends.state, backends.lake, options).start()
+        dead = Coordinator(project, backends.bus, backends.state, backends.lake, options)
+        dead.start()
+        dead.release_lease()  # a dead process renews no lease
     resumed: list[Coordinator] = []
     summary = run_project(project, RunOptions(resume=""), on_start=resumed.append)  # `sluice run --resume`, no flags
     assert resumed[0].options.force and resumed[0].options.simulate

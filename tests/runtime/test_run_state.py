@@ -314,6 +314,23 @@ def test_resume_replays_the_log_then_decides_once(
     assert m.remaining == sum(1 for s in m.states.values() if s.status not in ("loaded", "failed", "skipped"))
 
 
+def test_rehand_hands_what_was_out_again_as_its_next_attempt_before_resume_hands_the_rest() -> None:
+    # An interrupted run: 1 loaded, 2 and 4 handed out (2 started), 5 handed out twice (a retry), 3 still waiting
+    m = machine(TREE)
+    for event in (ready(1), ready(5), started(1), loaded(1), failed(5), ready(2), ready(4), started(2), ready(5, 2)):
+        m.replay(event)
+    assert m.rehand(now=9.0) == [Ready(2, 2), Ready(4, 2), Ready(5, 3)]
+    assert {oid: (s.status, s.attempt, s.ready_at) for oid, s in m.states.items() if oid != 1} == {
+        2: ("ready", 2, 9.0),
+        3: ("pending", 0, None),
+        4: ("ready", 2, 9.0),
+        5: ("ready", 3, 9.0),
+    }
+    assert m.resume(now=9.0) == [], "nothing else is ready: 3 waits for 2"
+    assert m.apply(loaded(2, 1), now=10.0) is None, "the earlier attempt's outcome is not news"
+    assert m.apply(loaded(2, 2), now=10.0) == [Ready(3, 1)]
+
+
 def test_replay_tells_which_events_changed_an_object() -> None:
     m = machine(CHAIN)
     assert [m.replay(e) for e in (ready(1), ready(1), started(1), loaded(1), loaded(1), ready(1, 2))] == [

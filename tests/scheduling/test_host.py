@@ -64,6 +64,7 @@ def test_a_scheduler_taking_the_lease_resumes_the_runs_a_dead_one_left_running(t
         # then nothing: no coordinator loop, no worker.
         dead = Coordinator(project, backends.bus, backends.state, backends.lake, RunOptions(logical_date=tick))
         run_id = dead.start()
+        dead.release_lease()  # a dead process renews no lease
         backends.state.record_ticks([TickRecord("shop", "every", tick.isoformat(), "fired", time.time(), run_id)])
         assert backends.state.get_run(run_id).status == "running"
 

@@ -233,10 +233,35 @@ def test_server_resumes_a_run_left_unfinished(seed: Project) -> None:
     with open_backends(seed) as backends:
         crashed = Coordinator(seed, backends.bus, backends.state, backends.lake, RunOptions(simulate=True, delay_scale=0.0))
         run_id = crashed.start()  # published its first readies, then "crashed": no loop
+        crashed.release_lease()  # and no lease renewed, as for a process that died
     with LiveServer(seed, INSTANT) as server, server.client() as client:
         detail = server.wait_run(client, run_id)
         assert detail["status"] == "succeeded"
         assert {o["status"] for o in detail["objects"]} == {"loaded"}
+
+
+def test_server_resumes_only_a_run_no_live_process_drives_and_marks_older_dead_ones_interrupted(seed: Project) -> None:
+    with open_backends(seed) as backends:
+        older, newer, live = (
+            Coordinator(seed, backends.bus, backends.state, backends.lake, RunOptions(simulate=True, delay_scale=0.0))
+            for _ in range(3)
+        )
+        older_id, newer_id, live_id = older.start(), newer.start(), live.start()
+        older.release_lease()  # their processes "died"; `live` is still driven (its lease renewed here)
+        newer.release_lease()
+    try:
+        with LiveServer(seed, INSTANT) as server, server.client() as client:
+            assert server.wait_run(client, newer_id)["status"] == "succeeded"
+            detail = client.get(f"/runs/{older_id}").json()
+            models.RunDetail.model_validate(detail)
+            assert detail["status"] == "interrupted"
+            assert {r["run_id"]: r["status"] for r in client.get("/runs").json()["runs"]} == {
+                older_id: "interrupted",
+                newer_id: "succeeded",
+                live_id: "running",
+            }
+    finally:
+        live.release_lease()
 
 
 def test_server_leaves_a_scheduled_run_to_the_scheduler(seed: Project) -> None:
@@ -244,7 +269,9 @@ def test_server_leaves_a_scheduled_run_to_the_scheduler(seed: Project) -> None:
     would split its events. The server resumes the run started by hand behind it."""
     with open_backends(seed) as backends:
         options = dict(simulate=True, delay_scale=0.0)
-        manual = Coordinator(seed, backends.bus, backends.state, backends.lake, RunOptions(**options)).start()
+        crashed = Coordinator(seed, backends.bus, backends.state, backends.lake, RunOptions(**options))
+        manual = crashed.start()
+        crashed.release_lease()  # its process "died": nothing renews the run's lease
         scheduled = Coordinator(
             seed, backends.bus, backends.state, backends.lake, RunOptions(**options, trigger="schedule", schedule="nightly")
         ).start()

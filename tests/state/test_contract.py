@@ -141,6 +141,16 @@ def test_finish_run(store: StateStore) -> None:
     assert (store.get_run("r2").status, store.get_run("r2").finished_at) == ("running", None)
 
 
+def test_set_run_status_changes_only_a_run_in_the_expected_status(store: StateStore) -> None:
+    store.create_run(run("r1"), [])
+    assert store.set_run_status("r1", "interrupted", 7.5, expected="running")
+    assert not store.set_run_status("r1", "interrupted", 8.5, expected="running"), "already interrupted: changed once"
+    assert (store.get_run("r1").status, store.get_run("r1").finished_at) == ("interrupted", 7.5)
+    assert store.set_run_status("r1", "running", None, expected="interrupted")  # resumed: not finished any more
+    assert (store.get_run("r1").status, store.get_run("r1").finished_at) == ("running", None)
+    assert not store.set_run_status("unknown", "interrupted", 1.0, expected="running")
+
+
 def test_unfinished_run_is_the_latest_running_run_of_the_project_only(store: StateStore) -> None:
     assert store.unfinished_run("shop") is None
     store.create_run(run("old", started_at=1.0), [])

@@ -102,6 +102,8 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
         ("shop", "a", 100.0),  # the scheduler's lease, expired before the cutoff
         ("shop/backfill:b-old", "b", 200.0),
         ("shop/backfill:b-new", "c", 2000.0),  # not expired yet
+        ("shop/run:r-old", "f", 300.0),  # a killed coordinator's run lease
+        ("shop/run:r-new", "g", 2000.0),
         ("shopping", "d", 100.0),  # another project's
         ("other/backfill:x", "e", 100.0),
     ]:
@@ -113,7 +115,7 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
     store.claim_alert("other", "old", 900.0, 100.0)
     # kept: the stuck run's tick, each schedule's latest (nightly 01-04, hourly's only one), the other project's
     expected = {"schedule_ticks": 2, "run_objects": 2, "runs": 1, "backfill_dates": 2, "backfills": 1}
-    expected |= {"alert_keys": 1, "scheduler_leases": 2}
+    expected |= {"alert_keys": 1, "scheduler_leases": 3}
     assert store.prune_history("shop", 500.0, dry_run=True) == expected
     assert {r.run_id for r in store.list_runs()} == {"old", "stuck", "new", "elsewhere"}
     assert store.prune_history("shop", 500.0) == expected
@@ -125,8 +127,9 @@ def test_prune_removes_what_finished_before_the_cutoff_and_keeps_running_ones(st
     assert store.backfill_dates("b-old") == []
     assert [t.logical_date[:10] for t in store.ticks("shop", "nightly")] == ["2026-01-04", "2026-01-02"]
     assert len(store.ticks("shop", "hourly")) == 1 and len(store.ticks("other")) == 1
-    assert store.lease("shop") is None and store.lease("shop/backfill:b-old") is None
-    assert all(store.lease(key) is not None for key in ("shop/backfill:b-new", "shopping", "other/backfill:x"))
+    assert store.lease("shop") is None and store.lease("shop/backfill:b-old") is None and store.lease("shop/run:r-old") is None
+    kept = ("shop/backfill:b-new", "shop/run:r-new", "shopping", "other/backfill:x")
+    assert all(store.lease(key) is not None for key in kept)
     assert store.claim_alert("shop", "new", 900.0, 700.0) == (False, 0, None)
     assert store.claim_alert("shop", "folding", 900.0, 1100.0) == (True, 1, 600.0)
     again = {"schedule_ticks": 0, "run_objects": 0, "runs": 0, "backfill_dates": 0, "backfills": 0}

@@ -25,6 +25,7 @@ from sluice.observability.logs import setup_logging
 from sluice.plugins.base import KINDS, PluginKind
 from sluice.project.load import load_project, parse_project
 from sluice.project.model import Project
+from sluice.state.base import RUN_STATUSES
 
 if TYPE_CHECKING:
     from sluice.runtime.coordinator import Coordinator
@@ -231,7 +232,7 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end instead of live progress.")
 @simulation_options
 @click.option("--resume", is_flag=True, help="Continue the last unfinished run (after a crash) instead of starting one.")
-@click.option("--run", "run_id", help="With --resume: the run to continue.")
+@click.option("--run", "run_id", help="With --resume: the run to continue (an interrupted one too).")
 @workers_option
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
@@ -344,7 +345,7 @@ def _event_line(record: dict[str, Any]) -> str:
 @cli.command()
 @click.argument("path", type=click.Path())
 @click.option("--limit", default=20, show_default=True)
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), help="Only runs with this status.")
+@click.option("--status", type=click.Choice(list(RUN_STATUSES)), help="Only runs with this status.")
 @click.option("--schedule", help="Only runs of this schedule, sensor or backfill (backfill:<id>).")
 @click.option("--since", help="Only runs started at or after this date (YYYY-MM-DD, or an ISO time; UTC).")
 @click.option("--until", help="Only runs started before this date (YYYY-MM-DD, or an ISO time; UTC).")
@@ -388,10 +389,11 @@ def runs(
         )
         return
     for r in records:
-        took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at else "-"
+        # an interrupted run's finished_at is when a later run marked it, not when it stopped
+        took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at and r.status != "interrupted" else "-"
         by = r.options.get("schedule") or r.options.get("trigger", "manual")
         logical = f"  {r.options['logical_date']}" if r.options.get("logical_date") else ""
-        click.echo(f"{r.run_id}  {r.status:<10} {took:>9}  {by}{logical}")
+        click.echo(f"{r.run_id}  {r.status:<11} {took:>9}  {by}{logical}")
 
 
 @cli.command()

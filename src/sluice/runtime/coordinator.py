@@ -35,11 +35,13 @@ from sluice.lake.base import Lake
 from sluice.observability import metrics
 from sluice.project.model import Project, parent_keys
 from sluice.runtime.planning import Fingerprints, plan_run
+from sluice.runtime.run_lease import RunInterrupted, interrupt_dead_runs, leased, resume_command, run_lease
 from sluice.runtime.run_state import Decision, Ready, Retry, RunState, Skip
 from sluice.runtime.saving import StateWriter
 from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.scheduling.templating import render_project
-from sluice.state.base import LatestOutput, ObjectState, RunRecord, StateStore
+from sluice.state.base import RESUMABLE_RUN_STATUSES, LatestOutput, ObjectState, RunRecord, StateStore
+from sluice.state.lease import StoreLease
 
 log = logging.getLogger("sluice.coordinator")
 Observer = Callable[[ev.Event], None]
@@ -121,6 +123,9 @@ class Coordinator:
         self._plan: Plan | None = None  # prepare() -> begin()
         self._first_offset = 0
         self._ready_prefix = ("", b"")  # (run id, how its encoded ObjectReady events start)
+        self._lease: StoreLease | None = None  # a run started by hand: held while this coordinator drives it
+        self._driving = False  # begun or resumed: a run marked interrupted from now on stops the loop
+        self._marked = threading.Event()  # marked interrupted, or its lease taken, by another process while paused
 
     # ----- starting -------------------------------------------------------------------------------
 
@@ -144,14 +149,22 @@ class Coordinator:
         """Plan and begin a new run; returns its id (``YYYYmmdd-HHMMSS-xxxxxxxx``).
 
         Records the run, calls ``on_planned`` (the run is planned and recorded, nothing handed out yet), then
-        publishes ``RunStarted`` and the first decisions (fresh skips, readies).
+        publishes ``RunStarted`` and the first decisions (fresh skips, readies). A run started by hand (trigger
+        ``manual``) first marks ``interrupted`` the project's runs started by hand whose coordinator is gone
+        (``runtime/run_lease.py``: their leftover work is then skipped by workers), and holds its own lease.
         Raises ConfigError for unknown targets, BusError / StateError when a backend fails.
         """
-        record = self.prepare()
-        self.state.create_run(record, list(self.states.values()))
-        if on_planned is not None:
-            on_planned()
-        self.begin()
+        if self.options.trigger == "manual":
+            interrupt_dead_runs(self.state, self.project.name, self.project.root)
+        try:
+            record = self.prepare()
+            self.state.create_run(record, list(self.states.values()))
+            if on_planned is not None:
+                on_planned()
+            self.begin()
+        except BaseException:
+            self.release_lease()
+            raise
         return self.run_id
 
     def prepare(self, latest: Mapping[int, LatestOutput] | None = None, run_id: str | None = None) -> RunRecord:
@@ -164,6 +177,8 @@ class Coordinator:
         plan = plan_run(self.project, self.options, fingerprints)
         fingerprints.hash_definitions(plan.to_run)
         self.run_id = run_id or new_run_id()
+        if self.options.trigger == "manual":  # before the run is recorded: never seen running without its lease
+            self._hold_lease(self.run_id)
         self.started_at = time.time()
         first_offset = self.bus.end_offset(ev.EVENTS_TOPIC)
         stages = {oid: self.project.objects[oid].stage for oid in plan.order}
@@ -215,19 +230,38 @@ class Coordinator:
         # The first states go to the writer with the loop's first save (at its first pause, or after
         # SAVE_INTERVAL_S): until saved, the log's ObjectReady events say what was handed out.
         self._saved_at = time.time()
+        self._driving = True
         metrics.ACTIVE_RUNS.inc()
 
     def resume(self, run_id: str | None = None) -> str:
         """Continue a run whose coordinator died (``run_id``, or the project's unfinished run); returns its id.
 
-        Raises RunNotFound when there is no such run or it is already finished, SluiceError when the project
-        no longer defines objects the run planned.
+        A run started by hand is continued under its lease (``runtime/run_lease.py``), taken before the run is read.
+        An ``interrupted`` run (workers dropped the work it had handed out) is ``running`` again once the objects it
+        had handed out are recorded with their next attempt, which is then handed out (``RunState.rehand``).
+        Raises RunNotFound when there is no such run or it is already finished, RunBusy when another live process
+        drives it, SluiceError when the project no longer defines objects the run planned.
         """
         record = self.state.get_run(run_id) if run_id else self.state.unfinished_run(self.project.name)
         if record is None:
-            raise RunNotFound(f"no unfinished run of project '{self.project.name}' to resume; start one with 'sluice run'")
-        if record.status != "running":
+            raise RunNotFound(
+                f"no unfinished run of project '{self.project.name}' to resume; start one with 'sluice run', or resume "
+                "an interrupted one with 'sluice run PATH --resume --run ID' (sluice runs PATH --status interrupted)"
+            )
+        if record.status not in RESUMABLE_RUN_STATUSES:
             raise RunNotFound(f"run {record.run_id} is already {record.status}; nothing to resume")
+        if leased(record.options):
+            self._hold_lease(record.run_id)
+        try:
+            return self._resume(self.state.get_run(record.run_id))  # read again under its lease
+        except BaseException:
+            self.release_lease()
+            raise
+
+    def _resume(self, record: RunRecord) -> str:
+        if record.status not in RESUMABLE_RUN_STATUSES:
+            raise RunNotFound(f"run {record.run_id} is already {record.status}; nothing to resume")
+        interrupted = record.status == "interrupted"
         self.run_id = record.run_id
         self.started_at = record.started_at
         self.options = self.options.with_recorded(record.options)  # --force, --simulate, --fail: as it was started
@@ -249,20 +283,51 @@ class Coordinator:
         self._writer = StateWriter(self.state, self.run_id, self.project.name)
         self._recover(max(record.checkpoint + 1, record.first_offset))
         self._open_consumer()
-        decisions = self.machine.resume(time.time())
+        now = time.time()
+        # An interrupted run's handed-out work was dropped: handed out again as the next attempt (before resume()
+        # hands out the objects whose parents are in, as attempt 1)
+        decisions = self.machine.rehand(now) if interrupted else []
+        decisions += self.machine.resume(now)
         log.warning(
-            "resuming run %s: %d of %d objects final",
+            "resuming %srun %s: %d of %d objects final",
+            "interrupted " if interrupted else "",
             self.run_id,
             len(self.states) - self.machine.remaining,
             len(self.states),
             extra={"run_id": self.run_id},
         )
         self._decide(decisions)
+        if interrupted:
+            # The new attempts are recorded before the run is running again: a worker then given an earlier
+            # attempt's message finds it superseded (RunActivity.settled)
+            self._save(None)
+            self._writer.flush()
+            if not self.state.set_run_status(self.run_id, "running", None, expected="interrupted"):
+                raise RunNotFound(f"run {self.run_id} changed while it was being resumed; run 'sluice runs PATH' and try again")
         self._publish()
         self._save(None)
         self._writer.flush()
+        self._driving = True
         metrics.ACTIVE_RUNS.inc()
         return self.run_id
+
+    def _hold_lease(self, run_id: str) -> None:
+        """Take the run's lease (raises RunBusy when another live process holds it) and keep it renewed."""
+        lease = run_lease(self.state, self.project.name, run_id, on_renewed=self._check_marked, on_lost=self._marked.set)
+        lease.hold()
+        self._lease = lease
+
+    def _check_marked(self) -> None:
+        """After each renewal of the lease: a run marked ``interrupted`` meanwhile (this process paused longer than
+        the lease, another took it as dead) is no longer driven here; workers skip its work, so the loop stops."""
+        if self._driving and self.state.get_run(self.run_id).status == "interrupted":
+            self._marked.set()
+
+    def release_lease(self) -> None:
+        """Give up the run's lease, if this coordinator holds one (the run's loop does at its end; idempotent)."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
 
     def _recover(self, offset: int) -> None:
         """Replay the log after the checkpoint into the machine (each event to the object it names only)."""
@@ -303,7 +368,8 @@ class Coordinator:
         """Process events until every planned object is final (or the run is cancelled); publish ``RunFinished``.
 
         ``poll_max`` bounds the events applied between two publications. Returns the run's summary; raises
-        BusError / StateError when a backend fails (the run can then be resumed).
+        BusError / StateError when a backend fails (the run can then be resumed), RunInterrupted when another process
+        marked the run ``interrupted`` while this one was paused (``runtime/run_lease.py``; resume it).
         """
         if self._consumer is None:
             self._open_consumer()
@@ -313,7 +379,7 @@ class Coordinator:
         assert consumer is not None
         machine = self.machine
         try:
-            while not machine.finished and not self._cancel.is_set():
+            while not machine.finished and not self._cancel.is_set() and not self._marked.is_set():
                 timeout = 0.05
                 due = machine.next_due
                 if due is not None:
@@ -327,6 +393,13 @@ class Coordinator:
                 self._applied.extend(messages)
                 if not messages or now - self._saved_at >= SAVE_INTERVAL_S:
                     self._save(consumer)
+            if self._marked.is_set() and not machine.finished:
+                metrics.ACTIVE_RUNS.dec()
+                raise RunInterrupted(
+                    f"run {self.run_id} was marked interrupted (or taken over) by another process while this coordinator "
+                    f"was paused and did not renew its lease; see 'sluice runs PATH', and resume it if no other process "
+                    f"does: {resume_command(self.project.root, self.run_id)}"
+                )
             if self._cancel.is_set():
                 self._decide(machine.cancel(time.time()), counted=False)
             return self._finish(consumer)
@@ -334,6 +407,7 @@ class Coordinator:
             if self._writer is not None:
                 self._writer.close()
             consumer.close()
+            self.release_lease()
 
     def _decode(self, message: Message) -> ev.AnyEvent | None:
         """The event of this run in ``message``; None for other runs' events and for malformed messages (dead-lettered)."""

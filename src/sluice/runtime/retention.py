@@ -98,6 +98,9 @@ def prune_history(
     if isinstance(bus, EmbeddedBus):
         keep_from = bus.first_offset_since(EVENTS_TOPIC, cutoff)
         old_running = state.find_runs(project, status="running", until=cutoff, limit=1000)
+        # an interrupted run kept in the history may be resumed: it replays its events (docs/operations.md)
+        interrupted = state.find_runs(project, status="interrupted", until=cutoff, limit=1000)
+        old_running += [run for run in interrupted if run.finished_at is None or run.finished_at >= cutoff]
         keep_from = min([keep_from, *(run.first_offset for run in old_running)])
         report.events = bus.prune_topic(EVENTS_TOPIC, keep_from, dry_run)
     else:

@@ -29,7 +29,7 @@ from sluice.runtime.execute import ObjectExecutor
 from sluice.runtime.reading import unwritten
 from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.runtime.worker import StageWorker
-from sluice.state.base import FINAL_OBJECT_STATUSES, StateStore
+from sluice.state.base import FINAL_OBJECT_STATUSES, RESUMABLE_RUN_STATUSES, StateStore
 from sluice.state.registry import open_state
 
 __all__ = ["Backends", "RunActivity", "RunOptions", "RunSummary", "WorkersMode", "open_backends", "run_project"]
@@ -88,47 +88,61 @@ ACTIVITY_CACHE_BYTES = 1024 * 1024  # about 4,000 runs: a long-lived worker forg
 class RunActivity:
     """Answers "is this run still going?" for workers, asking the state store at most once a second per run.
 
-    The answers are kept for the most recent runs, up to ``cache_bytes``; a forgotten run is asked again.
+    The answers are kept for the most recent runs, up to ``cache_bytes``; a forgotten run is asked again. A run
+    ``interrupted`` (its coordinator died, ``runtime/run_lease.py``) is not going, but is asked again each time:
+    ``sluice run --resume`` may make it ``running`` again.
     """
 
     def __init__(self, state: StateStore, ttl_s: float = 1.0, cache_bytes: int = ACTIVITY_CACHE_BYTES) -> None:
         self.state = state
         self.ttl_s = ttl_s
-        self._cache: ByteLru[str, tuple[bool, float]] = ByteLru(cache_bytes, lambda _: ACTIVITY_ENTRY_BYTES)
+        self._cache: ByteLru[str, tuple[str, float]] = ByteLru(cache_bytes, lambda _: ACTIVITY_ENTRY_BYTES)  # status, when
 
     def __call__(self, run_id: str) -> bool:
         now = time.monotonic()
         cached = self._cache.get(run_id)
-        if cached is not None and (not cached[0] or now - cached[1] < self.ttl_s):
-            return cached[0]
+        if cached is not None:
+            status, at = cached
+            if status not in RESUMABLE_RUN_STATUSES:  # final: for good
+                return False
+            if status == "running" and now - at < self.ttl_s:
+                return True
         try:
-            active = self.state.get_run(run_id).status == "running"
+            status = self.state.get_run(run_id).status
         except Exception:
-            active = True
-        self._cache.put(run_id, (active, now))
-        return active
+            status = "running"
+        self._cache.put(run_id, (status, now))
+        return status == "running"
 
     @property
     def cached_bytes(self) -> int:
         return self._cache.bytes
 
     def settled(self, ready: ev.ObjectReady) -> str:
-        """Why ``ready`` needs no work any more, or "" when it does: its run is over, or the object's outcome
-        for this attempt is already recorded (a message redelivered after a rebalance or a broker restart,
-        whose first worker finished it). Asked just before the work starts, so the run's status is read afresh
-        (not from the cache): an object of a run cancelled a moment ago (a backfill's, stopped while another
-        process's workers, ``sluice serve``'s, share its stage) is not started."""
+        """Why ``ready`` needs no work any more, or "" when it does: its run is over or interrupted, a later attempt
+        of the object was handed out (an interrupted run resumed), or the object's outcome for this attempt is
+        already recorded (a message redelivered after a rebalance or a broker restart, whose first worker finished
+        it). Asked just before the work starts, so the run's status is read afresh (not from the cache): an object
+        of a run cancelled a moment ago (a backfill's, stopped while another process's workers, ``sluice serve``'s,
+        share its stage), or of a run just marked interrupted, is not started."""
         try:
-            active = self.state.get_run(ready.run_id).status == "running"
+            status = self.state.get_run(ready.run_id).status
         except Exception:
-            active = True  # the store will answer the coordinator's question
-        self._cache.put(ready.run_id, (active, time.monotonic()))
-        if not active:
+            status = "running"  # the store will answer the coordinator's question
+        self._cache.put(ready.run_id, (status, time.monotonic()))
+        if status == "interrupted":
+            return f"run {ready.run_id} is interrupted (its coordinator is gone)"
+        if status != "running":
             return f"run {ready.run_id} is over"
         try:
             state = self.state.object_state(ready.run_id, ready.object_id)
         except Exception:
             return ""  # the store will answer the coordinator's question; doing the work again is harmless
+        if state is not None and state.attempt > ready.attempt:
+            return (
+                f"attempt {ready.attempt} of object {ready.object_id} in run {ready.run_id} was superseded by attempt "
+                f"{state.attempt}"
+            )
         if state is not None and state.status in FINAL_OBJECT_STATUSES and state.attempt >= ready.attempt:
             return f"object {ready.object_id} is already {state.status} in run {ready.run_id} (attempt {state.attempt})"
         return ""

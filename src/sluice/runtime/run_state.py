@@ -209,6 +209,16 @@ class RunState:
         self._ready_all((oid for oid, s in self.states.items() if s.status == "pending" and self._waiting[oid] == 0), now, out)
         return out
 
+    def rehand(self, now: float) -> list[Decision]:
+        """After :meth:`replay`, for a run whose handed-out work was dropped (it was ``interrupted``: workers skip
+        its messages): hand every object that was out (``ready`` or ``running``) again as its next attempt. A
+        worker that still gets the earlier attempt's message skips it (a newer attempt is recorded)."""
+        out: list[Decision] = []
+        for oid, s in list(self.states.items()):
+            if s.status in ("ready", "running"):
+                self._make_ready(oid, s.attempt + 1, now, out)
+        return out
+
     # ----- reacting ---------------------------------------------------------------------------------
 
     def apply(self, event: AnyEvent, now: float) -> list[Decision] | None:

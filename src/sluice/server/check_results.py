@@ -18,7 +18,7 @@ from sluice import events as ev
 from sluice.bounded import ByteLru
 from sluice.bus import names
 from sluice.bus.base import Bus
-from sluice.state.base import RunRecord
+from sluice.state.base import RESUMABLE_RUN_STATUSES, RunRecord
 
 READ_BATCH = 2000
 RESULT_BYTES = 300  # what one result costs in the cache, roughly: a dict of 9 fields and a short sample
@@ -93,7 +93,7 @@ class CheckResults:
             if found is None:
                 found = self._active.pop(record.run_id, None) or _RunChecks(record.first_offset)
                 self._read(record.run_id, found)
-                if found.done or record.status != "running":
+                if found.done or record.status not in RESUMABLE_RUN_STATUSES:
                     self._finished.put(record.run_id, found)
                     self._active.clear()  # one run is active at a time: an older one here is over
                 else:

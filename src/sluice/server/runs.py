@@ -3,7 +3,8 @@
 ``start`` plans and publishes the first events in the caller's thread (so a bad request fails there),
 then the coordinator's loop runs in a dedicated thread until every planned object is final. ``cancel``
 asks the coordinator to stop handing out objects. ``resume_unfinished`` picks up a run the previous
-server left unfinished (it crashed or was killed).
+server (or a ``sluice run``) left unfinished (it crashed or was killed) and marks the other such runs
+``interrupted`` (``runtime/run_lease.py``); a run that another live process drives is left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sluice.graph.plan import check_targets
 from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator
 from sluice.runtime.run import Backends
+from sluice.runtime.run_lease import RunBusy, interrupt_dead_runs, leased
 from sluice.runtime.summary import RunOptions
 from sluice.server.errors import Conflict, NotFound, RunAlreadyActive
 from sluice.state.base import RunRecord, StateStore
@@ -89,20 +91,31 @@ class RunManager:
         return run_id
 
     def resume_unfinished(self) -> str | None:
-        """Resume the project's unfinished run started by hand, if the state store has one; returns its id. Runs a
-        schedule or sensor started are the scheduler's to resume (it does when it takes the lease), a backfill's
-        the backfill's (``sluice backfill --resume``)."""
+        """Resume the project's latest unfinished run started by hand that no live process drives (its coordinator
+        died: its run lease is free), if the state store has one, and mark the project's other such runs
+        ``interrupted`` (with a warning saying how to resume each); returns the id resumed. A run whose lease a live
+        process holds (a ``sluice run`` going on in a terminal) is left to it. Runs a schedule or sensor started are
+        the scheduler's to resume (it does when it takes the lease), a backfill's the backfill's (``sluice backfill
+        --resume``)."""
         running = self.backends.state.find_runs(self.project.name, status="running", limit=1000)
-        record = next((r for r in running if r.options.get("trigger", "manual") == "manual"), None)
-        if record is None:
-            return None
+        resumed: RunRecord | None = None
         with self._lock:
             self._check_idle()
-            coordinator, active = self._coordinator(dataclasses.replace(self.defaults, resume=record.run_id))
-            coordinator.resume(record.run_id)
-            self._launch(active, record)
-        log.warning("resumed run %s, left unfinished by a previous server", record.run_id, extra={"run_id": record.run_id})
-        return record.run_id
+            for record in (r for r in running if leased(r.options)):
+                coordinator, active = self._coordinator(dataclasses.replace(self.defaults, resume=record.run_id))
+                try:
+                    coordinator.resume(record.run_id)
+                except (RunBusy, RunNotFound) as exc:  # driven by a live process, or finished meanwhile
+                    log.info("not resuming run %s: %s", record.run_id, exc, extra={"run_id": record.run_id})
+                    continue
+                self._launch(active, record)
+                resumed = record
+                break
+        interrupt_dead_runs(self.backends.state, self.project.name, self.project.root, keep={resumed.run_id} if resumed else ())
+        if resumed is None:
+            return None
+        log.warning("resumed run %s, left unfinished by a previous server", resumed.run_id, extra={"run_id": resumed.run_id})
+        return resumed.run_id
 
     def cancel(self, run_id: str) -> None:
         """Cancel the active run ``run_id``; raises NotFound for an unknown id, Conflict when it is not active."""

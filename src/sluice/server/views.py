@@ -28,7 +28,7 @@ from sluice.server.check_results import CheckResult, CheckResults, check_state
 from sluice.server.errors import NotFound
 from sluice.server.runs import RunManager, find_run
 from sluice.server.sample import count_rows, sample_rows
-from sluice.state.base import OBJECT_STATUSES, ObjectState, RunRecord, StateStore
+from sluice.state.base import OBJECT_STATUSES, RESUMABLE_RUN_STATUSES, ObjectState, RunRecord, StateStore
 
 DATED_MARK = ".ld-"
 """In a lake location, the mark of a per-date output (``<layer>/<name>.ld-<date>``, :func:`sluice.lake.dated.dated_name`)."""
@@ -186,7 +186,7 @@ class RunViews:
                 return body
             record = find_run(self.state, self.project.name, run_id)
             body = JsonBody(self._encode_detail(record, list(self.state.object_states(run_id).values())))
-            if record.status != "running":
+            if record.status not in RESUMABLE_RUN_STATUSES:
                 self._details.put(run_id, body)
             return body
 
@@ -225,7 +225,7 @@ class RunViews:
         if cached is not None:
             return cached
         statuses = {oid: s.status for oid, s in self.state.object_states(record.run_id).items()}
-        if record.status != "running":
+        if record.status not in RESUMABLE_RUN_STATUSES:
             self._statuses.put(record.run_id, statuses)
         return statuses
 

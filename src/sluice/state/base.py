@@ -14,11 +14,17 @@ from typing import Any
 
 OBJECT_STATUSES = ("pending", "ready", "running", "retrying", "loaded", "failed", "skipped")
 FINAL_OBJECT_STATUSES = frozenset({"loaded", "failed", "skipped"})
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+"""A run's statuses. ``interrupted``: its coordinator died (its lease expired) and a later run started by hand (or
+``sluice serve`` starting) marked it so; its leftover work is skipped by workers, and ``sluice run PATH --resume --run
+ID`` continues it (then it is ``running`` again). The others are final."""
+RESUMABLE_RUN_STATUSES = frozenset({"running", "interrupted"})
+"""The run statuses whose run may still change (``running``, or ``interrupted`` until resumed)."""
 
 
 @dataclass(slots=True)
 class RunRecord:
-    """One run (status running, succeeded, failed or cancelled). ``first_offset`` is where its events start on
+    """One run (status one of :data:`RUN_STATUSES`). ``first_offset`` is where its events start on
     the bus; ``checkpoint`` the last one the coordinator applied."""
 
     run_id: str
@@ -291,9 +297,9 @@ class HistoryStore(ABC):
         """Delete the project's runs (with their object states) and backfills (with their dates) finished
         before ``before`` (epoch seconds), and schedule ticks recorded before it (but each schedule's latest, and
         those of runs still going); running ones are kept. Also alert keys (:meth:`claim_alert`) last sent (or
-        last folding a repeat) before it, and the leases of the project's scheduler and backfills (``scheduler_leases``,
-        ``<project>`` and ``<project>/backfill:<id>``) that expired before it. Returns rows per table (what would
-        go, when ``dry_run``)."""
+        last folding a repeat) before it, and the leases of the project's scheduler, backfills and runs
+        (``scheduler_leases``: ``<project>``, ``<project>/backfill:<id>``, ``<project>/run:<id>``) that expired before
+        it. Returns rows per table (what would go, when ``dry_run``)."""
 
     @abstractmethod
     def claim_alert(self, project: str, key: str, window_s: float, now: float) -> tuple[bool, int, float | None]:
@@ -337,6 +343,12 @@ class StateStore(HistoryStore):
     @abstractmethod
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         """Close a run with its final status."""
+
+    @abstractmethod
+    def set_run_status(self, run_id: str, status: str, finished_at: float | None, *, expected: str) -> bool:
+        """Set the run's status and ``finished_at`` (epoch seconds; None: not finished) if its status is ``expected``,
+        in one statement: True when it was (and is now changed), False otherwise. Marks a dead coordinator's run
+        ``interrupted`` and makes it ``running`` again on resume without racing another process doing the same."""
 
     @abstractmethod
     def get_run(self, run_id: str) -> RunRecord:

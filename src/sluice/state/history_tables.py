@@ -217,8 +217,9 @@ class HistoryTables(HistoryStore):
         runs = f"SELECT run_id {_FINISHED_RUNS}"
         backfills = f"SELECT backfill_id {_FINISHED_BACKFILLS}"
         params = (project, before)
-        # the project's scheduler lease and its backfills' (<project>/backfill:<id>) expired before the cutoff
-        leases = f"{project}/backfill:"
+        # the project's scheduler lease, its backfills' (<project>/backfill:<id>) and its runs' (<project>/run:<id>)
+        # expired before the cutoff
+        leases, run_leases = f"{project}/backfill:", f"{project}/run:"
         tables: dict[str, tuple[str, tuple[Any, ...]]] = {
             "schedule_ticks": (_OLD_TICKS, params),
             "run_objects": (f"{{s}}run_objects WHERE run_id IN ({runs})", params),
@@ -227,8 +228,9 @@ class HistoryTables(HistoryStore):
             "backfills": (f"{{s}}backfills WHERE backfill_id IN ({backfills})", params),
             "alert_keys": ("{s}alert_keys WHERE project = ? AND COALESCE(since, sent_at) < ?", params),
             "scheduler_leases": (
-                "{s}scheduler_leases WHERE (project = ? OR substr(project, 1, ?) = ?) AND expires_at < ?",
-                (project, len(leases), leases, before),
+                "{s}scheduler_leases WHERE (project = ? OR substr(project, 1, ?) = ? OR substr(project, 1, ?) = ?) "
+                "AND expires_at < ?",
+                (project, len(leases), leases, len(run_leases), run_leases, before),
             ),
         }
         if dry_run:

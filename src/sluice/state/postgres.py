@@ -242,6 +242,14 @@ class PostgresStateStore(HistoryTables, StateStore):
                 "UPDATE sluice_state.runs SET status = %s, finished_at = %s WHERE run_id = %s", (status, finished_at, run_id)
             )
 
+    def set_run_status(self, run_id: str, status: str, finished_at: float | None, *, expected: str) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE sluice_state.runs SET status = %s, finished_at = %s WHERE run_id = %s AND status = %s",
+                (status, finished_at, run_id, expected),
+            )
+            return cursor.rowcount == 1
+
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._rows(f"{_SELECT_RUNS} WHERE run_id = %s", (run_id,))
         if not rows:

@@ -164,6 +164,14 @@ class SqliteStateStore(HistoryTables, StateStore):
         with self.db.write() as conn:
             conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", (status, finished_at, run_id))
 
+    def set_run_status(self, run_id: str, status: str, finished_at: float | None, *, expected: str) -> bool:
+        with self.db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ? AND status = ?",
+                (status, finished_at, run_id, expected),
+            )
+            return cursor.rowcount == 1
+
     def get_run(self, run_id: str) -> RunRecord:
         row = self.db.conn().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:

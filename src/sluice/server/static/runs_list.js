@@ -48,7 +48,9 @@ export class RunsList {
     if (counts.failed) parts.push(el("span", { class: "c-failed", text: `${number(counts.failed)} failed` }));
     if (counts.skipped) parts.push(el("span", { class: "c-skipped", text: `${number(counts.skipped)} skipped` }));
     if (parts.length === 0) parts.push(el("span", { text: `${number(total)} planned` }));
-    const took = run.status === "running" ? "running…" : duration(run.duration_s);
+    // An interrupted run's coordinator died: its time is when a later run marked it, not how long it ran
+    const took =
+      run.status === "running" ? "running…" : run.status === "interrupted" ? "interrupted" : duration(run.duration_s);
     return el(
       "li",
       {},
