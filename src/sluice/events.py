@@ -122,7 +122,9 @@ class CheckFinished(ObjectEvent, tag=True, kw_only=True):
 
     ``status`` is ``passed``, ``failed`` (rows broke the rule) or ``error`` (the check itself could not run);
     ``severity`` ``error`` fails the object, ``warn`` only records. ``failing_rows`` counts rows breaking the
-    rule; ``sample`` holds up to a few of their keys as text.
+    rule; ``sample`` holds up to a few of their keys as text. ``covered``: what the check looked at, ``load`` (only
+    the rows of this load) or ``table`` (the whole output; what events written before the field say);
+    ``rows_checked``: how many rows that was (None: not known).
     """
 
     check: str
@@ -133,6 +135,8 @@ class CheckFinished(ObjectEvent, tag=True, kw_only=True):
     sample: list[str] = []
     message: str = ""
     duration_s: float = 0.0
+    covered: str = "table"
+    rows_checked: int | None = None
 
 
 class ScheduleMissed(Event, tag=True, kw_only=True):

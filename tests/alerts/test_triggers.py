@@ -85,3 +85,22 @@ def test_criticality_high_raises_the_default_severity(triggers: Triggers) -> Non
     ((checked, _),) = triggers.alerts(check)
     assert checked.severity == "critical" and checked.title == "check c (unique) could not run on object 1 obj1"
     assert checked.error == "no table"
+
+
+def test_a_failed_check_says_what_it_covered_and_how_many_rows(triggers: Triggers) -> None:
+    check = ev.CheckFinished(
+        run_id="r1",
+        object_id=1,
+        stage="ingest",
+        check="c",
+        kind="not_null",
+        status="failed",
+        failing_rows=2,
+        covered="load",
+        rows_checked=40,
+    )
+    ((alert, _),) = triggers.alerts(check)
+    assert alert.details["covered"] == "load" and alert.details["rows_checked"] == 40
+    older = ev.CheckFinished(run_id="r2", object_id=1, stage="ingest", check="c", kind="unique", status="failed")
+    ((alert, _),) = triggers.alerts(older)  # an event written before the fields: it covered the table
+    assert alert.details["covered"] == "table" and "rows_checked" not in alert.details

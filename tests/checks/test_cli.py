@@ -48,6 +48,7 @@ def test_check_runs_on_the_current_output_and_run_prints_what_did_not_pass(tmp_p
     lines = checked.output.splitlines()
     assert lines[0].startswith("object 1001 (people): check not_null_email (not_null, warn): failed, 1 failing row")
     assert lines[1].startswith("object 1001 (people): check row_count (row_count, error): passed in ")
+    assert lines[1].endswith("s (covered: table, 2 rows)")  # no load: the current output, whole
     as_json = CliRunner().invoke(cli, ["check", str(folder), "--json", "--no-store"])
     assert as_json.exit_code == 1  # adults' error check failed in the run: its output never became current
     lines = as_json.output.splitlines()
@@ -70,6 +71,7 @@ def test_check_runs_on_the_current_output_and_run_prints_what_did_not_pass(tmp_p
     shown = CliRunner().invoke(cli, ["check", str(folder), "--results", "--object", "2001"])
     assert shown.exit_code == 0 and len(shown.output.splitlines()) == 1, shown.output
     assert "object 2001 (adults): check expression_age_18 (expression, error): failed, 1 failing row" in shown.output
+    assert shown.output.rstrip().endswith("(covered: load, 2 rows)")  # checked in the run, on the rows it wrote
     as_rows = CliRunner().invoke(cli, ["check", str(folder), "--results", "--json", "--limit", "2"])
     assert [json.loads(line)["check"] for line in as_rows.output.splitlines()] == ["row_count", "not_null_email"]
 

@@ -168,3 +168,32 @@ def test_a_template_error_in_a_sql_check_is_shown_at_its_line_not_as_a_sqlglot_t
     assert found[1].startswith("sluice.yaml:9: object 2001 (clean): check sql: bad template")
     assert "'ds' is undefined; a check's SQL takes only {{ this }}" in found[2]
     assert not any("Token" in problem for problem in found)
+
+
+def test_rows_is_load_by_default_table_on_request_and_anything_else_is_refused_at_its_line(tmp_path: Path) -> None:
+    folder = tmp_path / "rows"
+    write_yaml(
+        folder,
+        """objects:
+  - id: 1001
+    name: users
+    source: {type: faker, schema: users, rows: 5, seed: 1}
+    checks:
+      - not_null: {columns: [user_id]}
+      - unique: {columns: [user_id]}
+        rows: table
+""",
+    )
+    project, found = parse_project(folder)
+    assert found == [] and project is not None
+    assert [check.rows for check in project.objects[1001].checks] == ["load", "table"]
+    assert project.objects[1001].checks[1].definition()["rows"] == "table"
+    found_problems = problems(
+        tmp_path,
+        "      - not_null: {columns: [user_id]}\n        rows: lod\n      - unique: {columns: [user_id]}\n        rows: 3",
+    )
+    assert found_problems == [
+        "sluice.yaml:9: object 2001 (clean): a check's rows is load (the rows of this load) or table (the whole output), "
+        "got 'lod'. Did you mean 'load'?",
+        "sluice.yaml:11: object 2001 (clean): a check's rows is load (the rows of this load) or table (the whole output), got 3.",
+    ]

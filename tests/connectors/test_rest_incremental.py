@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from tests.connectors.rest_server import FakeApi
 
-from helpers import load, write_yaml
+from helpers import events_of, load, write_yaml
+from sluice import events as ev
 from sluice.errors import TransientError
 from sluice.lake.base import LakeWrite, Then
 from sluice.lake.local import LocalLake
@@ -182,3 +183,99 @@ def test_a_timestamp_cursor_is_saved_as_iso_text(tmp_path: Path, api: FakeApi) -
     api.records = [{"id": i, "updated_at": f"2024-02-0{i} 10:00:00"} for i in (1, 2)]
     assert run_project(load(folder), RunOptions()).status == "succeeded"
     assert cursors(folder) == {1001: "2024-02-02T10:00:00"}
+
+
+LAKE_ONLY = """
+name: shop
+objects:
+  - id: 1001
+    name: changes
+    source:
+      type: rest
+      base_url: {url}
+      path: /changes
+      incremental: {{cursor: updated_at, param: updated_since{key}}}
+      retries: {{attempts: 2, backoff_s: 0.01}}
+  - id: 2001
+    name: counted
+    parents: [1001]
+    sql: select id, name from changes
+"""
+
+
+def lake_rows(folder: Path, layer: str, name: str) -> list[tuple[object, ...]]:
+    lake = LocalLake(folder / ".sluice" / "lake")
+    location = lake.current_location(layer, name)
+    assert location is not None
+    table = lake.read(location).read_all().sort_by("id")
+    return list(zip(table.column("id").to_pylist(), table.column("name").to_pylist(), strict=True))
+
+
+def test_the_lake_output_accumulates_the_delta_merged_on_the_declared_key(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, LAKE_ONLY.format(url=api.url, key=", primary_key: [id]"))
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    assert [i for i, _ in lake_rows(folder, "raw", "changes")] == [1, 2, 3, 4, 5]
+
+    api.records += [record(6), record(7)]
+    api.records[1].update(name="changed", updated_at="2024-01-08T00:00:00Z")  # id 2 changed after the cursor
+    second = run_project(project, RunOptions())
+    assert second.status == "succeeded" and second.objects[1001].rows == 3  # this run read the delta only
+    assert api.requests_to("/changes")[-1] == {"updated_since": "2024-01-05T00:00:00Z"}
+    expected = [(1, "n1"), (2, "changed"), (3, "n3"), (4, "n4"), (5, "n5"), (6, "n6"), (7, "n7")]
+    assert lake_rows(folder, "raw", "changes") == expected
+    assert lake_rows(folder, "cleaned", "counted") == expected  # what downstream objects read
+
+    nothing_new = run_project(project, RunOptions())
+    assert nothing_new.status == "succeeded" and nothing_new.objects[1001].rows == 0
+    assert lake_rows(folder, "raw", "changes") == expected
+
+
+def test_without_a_key_the_delta_is_appended_and_a_reset_replaces_everything(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, LAKE_ONLY.format(url=api.url, key=""))
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    api.records += [record(6)]
+    api.records[1].update(name="changed", updated_at="2024-01-08T00:00:00Z")
+    assert run_project(project, RunOptions()).status == "succeeded"
+    kept = lake_rows(folder, "raw", "changes")
+    assert kept == [(1, "n1"), (2, "n2"), (2, "changed"), (3, "n3"), (4, "n4"), (5, "n5"), (6, "n6")]
+    assert sluice("state", "reset", str(folder), "--object", "1001").returncode == 0
+    assert run_project(project, RunOptions()).status == "succeeded"  # everything read again: it replaces the output
+    assert lake_rows(folder, "raw", "changes") == [(1, "n1"), (2, "changed"), (3, "n3"), (4, "n4"), (5, "n5"), (6, "n6")]
+
+
+def test_a_merge_destination_key_merges_the_lake_and_the_table_loads_only_the_delta(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url=api.url))  # destination: merge on key [id], no key of the source's own
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    api.records += [record(6)]
+    api.records[0].update(name="changed", updated_at="2024-01-09T00:00:00Z")
+    second = run_project(project, RunOptions())
+    assert second.status == "succeeded" and second.objects[1001].rows == 2
+    expected = [(1, "changed"), (2, "n2"), (3, "n3"), (4, "n4"), (5, "n5"), (6, "n6")]
+    assert lake_rows(folder, "raw", "changes") == expected
+    assert rows(folder) == expected
+
+
+def test_checks_of_an_accumulated_output_say_they_covered_the_whole_output(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    checked = LAKE_ONLY.format(url=api.url, key=", primary_key: [id]").replace(
+        "      retries: {attempts: 2, backoff_s: 0.01}\n",
+        "      retries: {attempts: 2, backoff_s: 0.01}\n    checks:\n      - unique: {columns: [id]}\n",
+    )
+    write_yaml(folder, checked)
+    project = load(folder)
+    first = run_project(project, RunOptions())
+    api.records += [record(6)]
+    second = run_project(project, RunOptions())
+    covered = [
+        (e.covered, e.rows_checked)
+        for run in (first, second)
+        for _, e in events_of(project, run.run_id)
+        if isinstance(e, ev.CheckFinished)
+    ]
+    assert covered == [("load", 5), ("table", 6)]  # the second run's output is the first's plus its one record

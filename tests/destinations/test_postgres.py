@@ -16,6 +16,7 @@ import pytest
 
 from sluice.destinations.postgres import PostgresDestination
 from sluice.destinations.registry import open_destination
+from sluice.destinations.sql import LoadedRows
 from sluice.errors import TerminalError, TransientError
 from sluice.project.model import ConnectionSpec, Origin
 
@@ -373,3 +374,36 @@ def test_merges_into_one_table_take_turns_and_insert_a_new_key_once(
     assert not errors
     rows = query(pg_db_url, "SELECT day, n FROM totals ORDER BY day")
     assert [day for day, _ in rows] == ["d0", "d1", "own-l1", "own-l2"]
+
+
+@pytest.mark.parametrize(("mode", "key"), [("append", []), ("merge", ["id"]), ("replace", [])])
+def test_before_commit_sees_the_rows_of_this_load_apart_and_they_are_dropped_before_the_commit(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination], mode: str, key: list[str]
+) -> None:
+    dest = destination(pg_db_url)
+    dest.write("t", pa.table({"id": [1, 2], "v": ["a", "b"]}).to_reader(), "append", [], "l1")
+    seen: list[tuple[LoadedRows, list[tuple[Any, ...]]]] = []
+
+    def look(loaded: LoadedRows) -> None:
+        relation = loaded.relation or '"t"'
+        seen.append((loaded, dest.fetch(f"SELECT * FROM {relation} ORDER BY 1, 2")[1]))
+
+    rows = pa.table({"id": [2, 3, 3], "v": ["x", "y", "z"]})
+    dest.write("t", rows.to_reader(), mode, key, "l2", before_commit=look, keep_load=True)  # type: ignore[arg-type]
+    loaded, looked_at = seen[0]
+    assert loaded.rows == 3 and looked_at == [(2, "x"), (3, "y"), (3, "z")]  # a merge's before keeping the last of a key
+    assert (loaded.relation is None) == loaded.only_table == (mode == "replace")
+    left = dest.fetch("SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema()")[1]  # the same session
+    assert left == []
+    expected = {"append": 5, "merge": 3, "replace": 3}[mode]
+    assert query(pg_db_url, "SELECT count(*) FROM t") == [(expected,)]
+
+
+def test_an_append_without_keep_load_is_not_staged_and_says_so(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    dest = destination(pg_db_url)
+    dest.write("t", pa.table({"id": [1]}).to_reader(), "append", [], "l1")
+    seen: list[LoadedRows] = []
+    dest.write("t", pa.table({"id": [2, 3]}).to_reader(), "append", [], "l2", before_commit=seen.append)
+    assert seen == [LoadedRows(2, None, only_table=False)]

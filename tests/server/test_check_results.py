@@ -20,7 +20,16 @@ from sluice.state.base import RunRecord
 
 
 def check(
-    run_id: str, object_id: int, name: str, status: str, *, severity: str = "error", attempt: int = 1, failing: int = 0
+    run_id: str,
+    object_id: int,
+    name: str,
+    status: str,
+    *,
+    severity: str = "error",
+    attempt: int = 1,
+    failing: int = 0,
+    covered: str = "load",
+    rows_checked: int | None = 10,
 ) -> ev.CheckFinished:
     return ev.CheckFinished(
         run_id=run_id,
@@ -35,6 +44,8 @@ def check(
         sample=[str(i) for i in range(min(failing, 3))],
         message=f"{failing} rows",
         duration_s=0.01,
+        covered=covered,
+        rows_checked=rows_checked,
     )
 
 
@@ -87,7 +98,7 @@ def test_run_and_object_json_carry_the_check_results(seed: Project) -> None:
         run_id = client.post("/orchestrate", json={"targets": [1005]}).json()["run_id"]
         bus = server.services.backends.bus
         publish(bus, check(run_id, 1005, "not_null_id", "failed", failing=3))
-        publish(bus, check(run_id, 1005, "unique_id", "failed", severity="warn", failing=1))
+        publish(bus, check(run_id, 1005, "unique_id", "failed", severity="warn", failing=1, covered="table", rows_checked=None))
 
         def shown(detail: dict[str, Any]) -> dict[int, Any]:
             return {o["object_id"]: (o.get("check_state"), o.get("checks")) for o in detail["objects"] if "checks" in o}
@@ -101,8 +112,11 @@ def test_run_and_object_json_carry_the_check_results(seed: Project) -> None:
             ("not_null_id", "error", "failed", 3, ["0", "1", "2"]),
             ("unique_id", "warn", "failed", 1, ["0"]),
         ]
+        assert [(c["covered"], c["rows_checked"]) for c in checks] == [("load", 10), ("table", None)]
         assert list(shown(client.get(f"/runs/{run_id}").json())) == [1005]  # objects without results carry none
         last = client.get("/objects/1005").json()["last_state"]
         assert last["run_id"] == run_id and last["check_state"] == "failed" and len(last["checks"]) == 2
         schemas = client.get("/openapi.json").json()["components"]["schemas"]
-        assert {"check", "status", "failing_rows", "sample"} <= set(schemas["CheckResult"]["properties"])
+        assert {"check", "status", "failing_rows", "sample", "covered", "rows_checked"} <= set(
+            schemas["CheckResult"]["properties"]
+        )

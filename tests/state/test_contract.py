@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -367,3 +368,28 @@ def test_the_lease_is_held_by_one_until_it_expires_or_is_released(open_store: Op
     assert not a.acquire_lease("shop", "a", now=121.0, ttl_s=10.0)
     b.release_lease("shop", "b")
     assert a.acquire_lease("shop", "a", now=121.0, ttl_s=10.0)
+
+
+def test_what_a_check_covered_round_trips_and_a_store_made_before_it_gains_the_columns(
+    open_store: OpenStore, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store = open_store()
+    store.close()
+    old = ["covered", "rows_checked"]  # a check_results table as an earlier version made it
+    if isinstance(store, SqliteStateStore):
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "state.db") as db:
+            for column in old:
+                db.execute(f'ALTER TABLE check_results DROP COLUMN "{column}"')
+    else:
+        import psycopg
+
+        with psycopg.connect(str(request.getfixturevalue("pg_db_url")), autocommit=True) as conn:
+            for column in old:
+                conn.execute(f'ALTER TABLE sluice_state.check_results DROP COLUMN "{column}"')
+    store = open_store()
+    kept = check_result("r1", 1, "a")
+    store.record_check_results([kept, dataclasses.replace(kept, check="b", covered="load", rows_checked=42)])
+    found = {r.check: (r.covered, r.rows_checked) for r in open_store().check_results("shop")}
+    assert found == {"a": ("table", None), "b": ("load", 42)}

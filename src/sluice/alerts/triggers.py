@@ -152,6 +152,9 @@ class Triggers:
             rows = f"{event.failing_rows} failing row{'s' if event.failing_rows != 1 else ''}"
             what = f"check {event.check} ({event.kind}) {'failed' if event.status == 'failed' else 'could not run'}"
             details: dict[str, Any] = {"check": event.check, "check_kind": event.kind, "check_severity": event.severity}
+            details["covered"] = event.covered  # load: only this load's rows; table: the whole output
+            if event.rows_checked is not None:
+                details["rows_checked"] = event.rows_checked
             if event.status == "failed":
                 details["failing_rows"] = event.failing_rows
             if event.sample:

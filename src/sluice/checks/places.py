@@ -8,6 +8,7 @@ Each place runs the compiled queries and returns only their (at most ``sample``)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,19 @@ Fetch = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 """Runs one query on a connection held by someone else: its column names and rows (a PostgreSQL load's transaction,
 ``PostgresDestination.fetch``)."""
 THIS_VIEW = "sluice_this"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadScope:
+    """The rows of the load being checked, for checks with ``rows: load`` (docs/checks.md).
+
+    ``relation``: a SQL name, in the place, of a relation holding exactly them (a PostgreSQL load's staged rows); None
+    when the checked output itself holds nothing but them (a lake output this run wrote whole, a ``replace`` load).
+    ``rows``: how many (None: counted when the checks run).
+    """
+
+    relation: str | None = None
+    rows: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +131,9 @@ class Place:
     fetch: Fetch | None = None
     """For ``postgres``: run the queries here instead of on a connection of the place's own: inside the transaction of
     the load being written, which commits only if the ``error`` checks pass (docs/checks.md)."""
+    load: LoadScope | None = None
+    """The rows of the load being checked (checks with ``rows: load`` look at them only); None: no load, or none
+    that can be told apart from the rest of the output (those checks then cover the whole output)."""
     _refs: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -197,6 +214,15 @@ class Place:
             from sluice.transforms.sql import create_input_views
 
             create_input_views(self.connection, {name: self.lake.duckdb_input(location)})
+
+    def scoped(self, rows: str) -> tuple[Place, str]:
+        """The context a check declared with ``rows`` (``load`` or ``table``) runs in, and what it covers: ``load``
+        when this place knows the load's rows (``this`` naming them), else ``table`` (the whole output)."""
+        if rows != "load" or self.load is None:
+            return self, "table"
+        if self.load.relation is None or self.load.relation == self.this:
+            return self, "load"
+        return dataclasses.replace(self, this=self.load.relation), "load"
 
     def ref(self, target: int | str) -> str:
         """Another object's output as a table name here (its PostgreSQL table, or a view over its lake output)."""

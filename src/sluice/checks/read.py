@@ -1,6 +1,6 @@
 """The ``checks:`` list of an object in sluice.yaml, each item checked against its type's typed options at its line.
 
-An item names its type by its one key besides ``name``, ``severity`` and ``sample``; the value is the type's
+An item names its type by its one key besides ``name``, ``severity``, ``sample`` and ``rows``; the value is the type's
 options, or a string for the types that take one (``expression``, ``sql``, ``python``)::
 
     checks:
@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 import sqlglot
 from sqlglot.errors import ParseError
 
-from sluice.checks.settings import COMMON_KEYS, DEFAULT_SAMPLE, SEVERITIES, CheckOptions, CheckSpec
+from sluice.checks.settings import COMMON_KEYS, DEFAULT_SAMPLE, ROWS, SEVERITIES, CheckOptions, CheckSpec
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins.base import PluginError, Settings
 from sluice.plugins.registry import registry
@@ -112,9 +112,17 @@ def read_check(reader: Checker, item: Any, label: str, line: int | None) -> Chec
     if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample <= 1000:
         problem(f"a check's sample is a number of failing keys kept, 0 to 1000, got {plain(sample)!r}", item.line_of("sample"))
         return None
+    rows = item.get("rows", "load")
+    if rows not in ROWS:
+        hint = did_you_mean(str(rows), ROWS) if isinstance(rows, str) else ""
+        problem(
+            f"a check's rows is load (the rows of this load) or table (the whole output), got {plain(rows)!r}.{hint}",
+            item.line_of("rows"),
+        )
+        return None
     if options is None or not _sql_parses(options, problem, item.line_of(kind)):
         return None
-    return CheckSpec(name or options.default_name(), kind, options, severity, sample, at)
+    return CheckSpec(name or options.default_name(), kind, options, severity, sample, at, rows)
 
 
 def as_yaml(value: Any, line: int | None) -> Any:

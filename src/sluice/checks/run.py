@@ -17,7 +17,7 @@ from typing import Any
 from sluice import events as ev
 from sluice.checks.builtin import Counted
 from sluice.checks.compile import batch_query, check_query, read_result, sample_query, sample_texts
-from sluice.checks.places import Fetch, Place, find_object, where
+from sluice.checks.places import Fetch, LoadScope, Place, find_object, where
 from sluice.checks.settings import CheckSpec, ExpressionOptions, RelationshipsOptions
 from sluice.checks.store import save_results
 from sluice.errors import TerminalError, did_you_mean
@@ -66,6 +66,8 @@ class Checked:
                 sample=r.sample,
                 message=r.message,
                 duration_s=r.duration_s,
+                covered=r.covered,
+                rows_checked=r.rows_checked,
             )
             for r in self.results
         ]
@@ -94,11 +96,14 @@ class CheckRunner:
         store: bool = True,
         run_outputs: Mapping[int, str] | None = None,
         fetch: Fetch | None = None,
+        load: LoadScope | None = None,
     ) -> Checked:
         """Run ``obj``'s checks on its output (``location``: the lake location just written; None: its current one).
         ``run_outputs``: this run's parents' lake locations (object id -> location), read by ``relationships``.
         ``fetch``: for an output in PostgreSQL, where to run the queries instead of a connection of their own (inside
-        the load's transaction: :meth:`~sluice.destinations.postgres.PostgresDestination.fetch`).
+        the load's transaction: :meth:`~sluice.destinations.postgres.PostgresDestination.fetch`). ``load``: the rows
+        of the load being checked, which checks with ``rows: load`` look at (None: they cover the whole output); each
+        result says what it covered and how many rows that was (``covered``, ``rows_checked``).
 
         Raises TransientError when the place cannot be reached (the object is retried), TerminalError when its
         output cannot be checked at all.
@@ -109,13 +114,21 @@ class CheckRunner:
         found = where(self.project, obj)
         if isinstance(found, str):
             raise TerminalError(f"object {obj.id} ({obj.name}): its checks cannot run: {found}")
-        place = Place(self.project, self.lake, obj, found, location, run_outputs=dict(run_outputs or {}), fetch=fetch)
+        place = Place(self.project, self.lake, obj, found, location, run_outputs=dict(run_outputs or {}), fetch=fetch, load=load)
         try:
             place.open()
             types = {spec.name: registry().get("check", spec.kind).load() for spec in obj.checks}
-            counted = self._batched(place, obj.checks, types) if self.batch else {}
+            scoped = {spec.name: place.scoped(spec.rows) for spec in obj.checks}
+            sizes = _Sizes(place)
+            counted: dict[str, tuple[int, float]] = {}
+            if self.batch:
+                for group in _groups(obj.checks, scoped):
+                    counted |= self._batched(group[0][0], [spec for _, spec in group], types, sizes)
             for spec in obj.checks:
-                checked.results.append(self._one(place, obj, spec, run_id, types[spec.name], counted.get(spec.name)))
+                context, covered = scoped[spec.name]
+                result = self._one(context, obj, spec, run_id, types[spec.name], counted.get(spec.name))
+                result.covered, result.rows_checked = covered, sizes.of(context)
+                checked.results.append(result)
         finally:
             place.close()
         if store:
@@ -125,9 +138,12 @@ class CheckRunner:
             checked.failure = f"object {obj.id} ({obj.name}): " + "; ".join(describe(r) for r in broken)
         return checked
 
-    def _batched(self, place: Place, specs: tuple[CheckSpec, ...], types: dict[str, Any]) -> dict[str, tuple[int, float]]:
-        """Failing rows of every check that has an aggregate, from one scan, with each one's share of its time;
-        {} when fewer than two can share it or the scan fails (each check then runs alone and reports its error)."""
+    def _batched(
+        self, place: Place, specs: list[CheckSpec], types: dict[str, Any], sizes: _Sizes
+    ) -> dict[str, tuple[int, float]]:
+        """Failing rows of every check that has an aggregate, from one scan of ``place.this``, with each one's share
+        of its time (the scan also counts the rows, kept in ``sizes``); {} when fewer than two can share it or the
+        scan fails (each check then runs alone and reports its error)."""
         aggregates: dict[str, str] = {}
         for spec in specs:
             aggregate = getattr(types[spec.name], "aggregate", None)
@@ -140,11 +156,12 @@ class CheckRunner:
             return {}
         started = time.perf_counter()
         try:
-            _, rows = place.query(batch_query(list(aggregates.values()), place.this, place.place))
+            _, rows = place.query(batch_query([*aggregates.values(), "COUNT(*)"], place.this, place.place))
         except Exception as exc:
             log.info("the batched checks fell back to one query each: %s", " ".join(str(exc).split())[:300])
             return {}
         share = (time.perf_counter() - started) / len(aggregates)
+        sizes.known[place.this] = int(rows[0][len(aggregates)] or 0)
         return {name: (int(rows[0][i] or 0), share) for i, name in enumerate(aggregates)}
 
     def _one(
@@ -196,6 +213,34 @@ class CheckRunner:
         return read_result(columns, rows, spec.sample)
 
 
+def _groups(specs: tuple[CheckSpec, ...], scoped: Mapping[str, tuple[Place, str]]) -> list[list[tuple[Place, CheckSpec]]]:
+    """The checks by the relation they look at (``this``), in declaration order: each group can share one scan."""
+    groups: dict[str, list[tuple[Place, CheckSpec]]] = {}
+    for spec in specs:
+        context = scoped[spec.name][0]
+        groups.setdefault(context.this, []).append((context, spec))
+    return list(groups.values())
+
+
+class _Sizes:
+    """How many rows each relation a check looked at holds: known from the load, from a shared scan, or counted
+    once (``SELECT count(*)``) when no scan of the object's checks counted it."""
+
+    def __init__(self, place: Place) -> None:
+        self.known: dict[str, int] = {}
+        if place.load is not None and place.load.rows is not None:
+            self.known[place.load.relation or place.this] = place.load.rows
+
+    def of(self, context: Place) -> int | None:
+        """The rows of ``context.this``; None when they cannot be counted."""
+        if context.this not in self.known:
+            try:
+                self.known[context.this] = int(context.query(f"SELECT count(*) FROM {context.this}")[1][0][0])
+            except Exception:  # the place is broken: the checks' own results say so
+                return None
+        return self.known[context.this]
+
+
 def missing_column(place: Place, obj: ObjectSpec, spec: CheckSpec) -> str | None:
     """After a check failed to run: the first column it names that the checked output (or, for ``relationships``,
     the referenced output) does not have, said in one line, or None (another cause: the engine's error stands).
@@ -244,6 +289,12 @@ def describe(result: CheckResult) -> str:
         if result.sample:
             text += f", e.g. {'; '.join(result.sample)}"
     return text
+
+
+def coverage(result: CheckResult) -> str:
+    """What a result looked at, for a line: ``covered: load, 12 rows`` (``covered: table`` when the rows are not known)."""
+    rows = "" if result.rows_checked is None else f", {result.rows_checked} row{'s' if result.rows_checked != 1 else ''}"
+    return f"covered: {result.covered}{rows}"
 
 
 RESULT_STATUSES = ("passed", "failed", "error")

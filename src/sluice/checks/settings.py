@@ -20,7 +20,11 @@ from sluice.plugins.base import Settings
 
 Severity = Literal["error", "warn"]
 SEVERITIES: tuple[str, ...] = ("error", "warn")
-COMMON_KEYS: tuple[str, ...] = ("name", "severity", "sample")
+Rows = Literal["load", "table"]
+ROWS: tuple[str, ...] = ("load", "table")
+"""What a check looks at (``rows:``): ``load``, the rows of the load being checked (the default); ``table``, the
+whole output (docs/checks.md#which-rows-a-check-looks-at)."""
+COMMON_KEYS: tuple[str, ...] = ("name", "severity", "sample", "rows")
 DEFAULT_SAMPLE = 5
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -150,7 +154,8 @@ class CheckSpec:
     """One declared check of an object.
 
     ``kind`` names its ``check`` plugin; ``options`` are that plugin's typed options; ``sample``: failing keys kept
-    (0: none); ``line``: where it is declared (its file is the object's).
+    (0: none); ``rows``: ``load`` (only the rows of the load being checked) or ``table`` (the whole output);
+    ``line``: where it is declared (its file is the object's).
     """
 
     name: str
@@ -159,8 +164,16 @@ class CheckSpec:
     severity: Severity = "error"
     sample: int = DEFAULT_SAMPLE
     line: int | None = None
+    rows: Rows = "load"
 
     def definition(self) -> dict[str, Any]:
         """A JSON-serialisable description (the API, ``sluice check --json``)."""
         options = msgspec.to_builtins(self.options)
-        return {"name": self.name, "kind": self.kind, "severity": self.severity, "sample": self.sample, "options": options}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "severity": self.severity,
+            "sample": self.sample,
+            "rows": self.rows,
+            "options": options,
+        }

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from sluice.errors import TransientError
 from sluice.project.model import Project
-from sluice.state.base import CHECK_COLUMNS, PG_CHECK_TYPES, CheckResult, StateStore, check_results_ddl
+from sluice.state.base import CHECK_COLUMNS, PG_CHECK_TYPES, CheckResult, StateStore, check_results_ddl, check_results_upgrade
 from sluice.urls import connection_scheme, libpq_url
 
 WAREHOUSE = "warehouse"
@@ -21,6 +21,7 @@ TABLE = "metrics.check_results"
 _DDL = [
     check_results_ddl(TABLE, {**PG_CHECK_TYPES, "time": "TIMESTAMPTZ"}),
     "CREATE INDEX IF NOT EXISTS check_results_by_object ON metrics.check_results(project, object_id, checked_at)",
+    *check_results_upgrade(TABLE, {**PG_CHECK_TYPES, "time": "TIMESTAMPTZ"}),  # a table made by an earlier version
 ]
 _created: set[str] = set()
 _lock = threading.Lock()

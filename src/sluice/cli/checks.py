@@ -40,7 +40,7 @@ def check(
     """Run the checks of the project's objects (or of --object ID) on their current output, where it is."""
     import dataclasses
 
-    from sluice.checks.run import CheckRunner, describe
+    from sluice.checks.run import CheckRunner, coverage, describe
     from sluice.checks.store import load_results
     from sluice.lake.registry import open_lake
     from sluice.project.load import load_project
@@ -77,7 +77,7 @@ def check(
             else:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(result.checked_at))
                 run = result.run_id or "sluice check"
-                click.echo(f"{when} {run} object {result.object_id} ({result.object}): {describe(result)}")
+                click.echo(f"{when} {run} object {result.object_id} ({result.object}): {describe(result)} ({coverage(result)})")
         return
     runner = CheckRunner(project, open_lake(project))
     keeper = _Keeper(project, url, no_store)
@@ -99,7 +99,8 @@ def check(
                 if as_json:
                     click.echo(json.dumps(dataclasses.asdict(result)))
                 else:
-                    click.echo(f"object {obj.id} ({obj.name}): {describe(result)} in {result.duration_s:.3f}s")
+                    took = f"in {result.duration_s:.3f}s ({coverage(result)})"
+                    click.echo(f"object {obj.id} ({obj.name}): {describe(result)} {took}")
     finally:
         keeper.close()
     sys.exit(1 if failed else 0)

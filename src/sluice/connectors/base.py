@@ -70,6 +70,16 @@ class Source(ABC, Generic[OptionsT]):
         An incremental source saves its new cursor here, so a run that fails later never advances it.
         """
 
+    def accumulates(self) -> bool:
+        """Whether each read brings only what changed since the last run (an incremental source): its lake output is
+        then the previous version plus this read, merged on :attr:`accumulation_key` (:mod:`sluice.runtime.accumulate`).
+        False by default."""
+        return False
+
+    accumulation_key: tuple[str, ...] = ()
+    """The columns that identify a record, declared by the source itself (REST's ``incremental.primary_key``); ()
+    leaves the choice to the destination's key (:func:`sluice.runtime.accumulate.accumulation_key`)."""
+
     def input_fingerprint(self) -> str | None:
         """A short string that changes when the input changes, or None when unknown (always re-read)."""
         return None

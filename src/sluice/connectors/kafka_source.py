@@ -5,10 +5,11 @@ seen when the read starts, as Arrow batches; offsets committed only once the obj
 
 Exactly once in effect (the idea of Kafka Connect's sink connectors and Spark's batch Kafka reads with explicit
 offsets): the source reads the range ``[committed, high watermark)`` of each partition, the executor writes the
-object's output (the lake replaces the object's data), and only then calls :meth:`KafkaSource.commit`, which commits
-the end of each range for the consumer group. A crash or a failed write before that leaves the group's offsets where
-they were, so the next run reads the same range again (plus what arrived since) and its output replaces the failed
-one's: each record is in the output once.
+object's output (the previous lake output plus these records: :meth:`KafkaSource.accumulates`), and only then calls
+:meth:`KafkaSource.commit`, which commits the end of each range for the consumer group. A crash or a failed write
+before that leaves the group's offsets and the lake output where they were, so the next run reads the same range
+again (plus what arrived since) and adds it to the output the failed run did not replace: each record is in the
+output once.
 
 The source assigns itself the partitions (no group membership, no rebalance wait), so two runs of the same object
 at the same time would both read the range; the runtime runs an object once at a time. Records that cannot be
@@ -74,6 +75,15 @@ class KafkaSource(Source[KafkaSourceOptions]):
             return f"sluice.{self.context.project}.{self.context.object_id}"
         return f"sluice.{self.options.topic}"
 
+    resumed = False
+    """True once :meth:`read` found offsets the group committed in an earlier run (it reads only what came since)."""
+
+    def accumulates(self) -> bool:
+        """After :meth:`read`: True when it read on from the group's committed offsets, so the object's lake output is
+        the previous one plus these records (:mod:`sluice.runtime.accumulate`: appended, or merged on the destination's
+        key); a group's first read replaces it."""
+        return self.resumed
+
     def read(self) -> pa.RecordBatchReader:
         from confluent_kafka import Consumer
 
@@ -129,6 +139,7 @@ class KafkaSource(Source[KafkaSourceOptions]):
             )
         partitions = sorted(found.partitions)
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=REQUEST_TIMEOUT_S)
+        self.resumed = any(tp.offset >= 0 for tp in committed)
         ranges: dict[int, tuple[int, int]] = {}
         for tp in committed:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=REQUEST_TIMEOUT_S)

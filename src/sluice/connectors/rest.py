@@ -15,7 +15,9 @@ buffer is full the schema is fixed and streamed; from then on a new field or typ
 **Incremental.** With ``incremental: {cursor: updated_at, param: updated_since}``, the last run's largest
 ``updated_at`` (kept in the state store) is sent as ``?updated_since=``; the largest value read is saved by
 :meth:`RestSource.commit`, which the executor calls only once the object's output is durable. Values compare
-as the API writes them: numbers, or ISO 8601 texts in one time zone. ``sluice state reset`` forgets it.
+as the API writes them: numbers, or ISO 8601 texts in one time zone. ``sluice state reset`` forgets it. A read that
+started from a saved cursor :meth:`~RestSource.accumulates`: the object's lake output becomes the previous one plus
+these records, merged on ``incremental.primary_key`` (or the destination's key) by :mod:`sluice.runtime.accumulate`.
 
 **Freshness.** :meth:`RestSource.input_fingerprint` is None: an API cannot say whether it changed without
 being read, so a REST object runs every time (incremental reads keep that cheap).
@@ -68,6 +70,20 @@ class RestSource(Source[RestOptions]):
     """The schema saved with the cursor by the last run (incremental)."""
     progress: ReadProgress
     """Pages, records and bytes read so far, logged every few seconds of a long read (:mod:`.progress`)."""
+
+    resumed = False
+    """True once :meth:`read` started from the cursor saved by an earlier run (not from ``initial``)."""
+
+    def accumulates(self) -> bool:
+        """After :meth:`read`: True when it read only what changed since the saved cursor, so the object's lake output
+        is the previous one plus these records (:mod:`sluice.runtime.accumulate`); a first read, or one after
+        ``sluice state reset``, reads everything and replaces it."""
+        return self.options.incremental is not None and self.resumed
+
+    @property
+    def accumulation_key(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``incremental.primary_key``: the fields that identify a record."""
+        return self.options.incremental.primary_key if self.options.incremental is not None else ()
 
     def input_fingerprint(self) -> str | None:
         """None: always re-read (an API cannot tell whether it changed without being asked)."""
@@ -147,6 +163,7 @@ class RestSource(Source[RestOptions]):
             return incremental.initial
         if isinstance(saved.get("schema"), str):
             self.saved_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(saved["schema"])))
+        self.resumed = True
         return saved["value"]
 
     def tables(self, client: HttpClient, base: str) -> Iterator[pa.Table]:

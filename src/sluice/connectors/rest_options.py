@@ -127,11 +127,19 @@ Auth = BearerAuth | ApiKeyAuth | BasicAuth
 
 class Incremental(Settings):
     """Load only what changed: the largest ``cursor`` value seen is kept in the state store once the object's
-    output is written, and sent as ``param`` on the next run (``sluice state reset`` forgets it)."""
+    output is written, and sent as ``param`` on the next run (``sluice state reset`` forgets it). The lake output
+    accumulates: the previous one plus what a run read, merged on ``primary_key`` when there is one."""
 
     cursor: Annotated[str, Meta(min_length=1, description="The record field that grows (updated_at, id).")]
     param: Annotated[str, Meta(min_length=1, description="Query parameter the last value is sent as (updated_since).")]
     initial: Annotated[Param | None, Meta(description="Sent on the first run; nothing is sent when unset.")] = None
+    primary_key: Annotated[
+        tuple[Annotated[str, Meta(min_length=1)], ...],
+        Meta(
+            description="Fields that identify a record: the lake output keeps the newest record of each key (default: "
+            "the destination's merge key or primary_key; none: every record read is kept)."
+        ),
+    ] = ()
 
 
 class Retries(Settings):

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sluice.destinations.pipe import pipe_into
-from sluice.destinations.sql import LOADS_TABLE, SqlDestination, TableName, as_reader, quote, redact
+from sluice.destinations.sql import LOADS_TABLE, LoadedRows, SqlDestination, TableName, as_reader, quote, redact
 from sluice.destinations.types import JSON, int_digits, is_nested
 from sluice.destinations.warehouse import WarehouseLoad
 from sluice.destinations.warehouse_options import PostgresDestinationSpec
@@ -160,23 +160,28 @@ class PostgresDestination(SqlDestination):
         load_id: str,
         schema_evolution: SchemaEvolution = "strict",
         options: DestinationSpec | None = None,
-        before_commit: Callable[[], None] | None = None,
+        before_commit: Callable[[LoadedRows], None] | None = None,
+        keep_load: bool = False,
     ) -> int:
-        """The shared write flow (``before_commit``: see :meth:`SqlDestination.write`; it may :meth:`fetch`), plus the
-        warehouse options of a :class:`PostgresDestinationSpec` (see warehouse.py).
+        """The shared write flow (``before_commit``, ``keep_load``: see :meth:`SqlDestination.write`; it may
+        :meth:`fetch`), plus the warehouse options of a :class:`PostgresDestinationSpec` (see warehouse.py).
 
         The options are checked against the data's schema before the database is touched (TerminalError
         naming the table and the column); ANALYZE runs after the load commits, when it wrote at least
         ``analyze_min_rows`` rows (a failed ANALYZE is logged, the load stands).
         """
         if not isinstance(options, PostgresDestinationSpec):
-            return super().write(table, data, mode, key, load_id, schema_evolution, before_commit=before_commit)
+            return super().write(
+                table, data, mode, key, load_id, schema_evolution, before_commit=before_commit, keep_load=keep_load
+            )
         reader = as_reader(data)
         load = WarehouseLoad(options, table, reader.schema, mode, tuple(key))
         with self._write_lock:
             self._load = load
             try:
-                rows = super().write(table, reader, mode, key, load_id, schema_evolution, before_commit=before_commit)
+                rows = super().write(
+                    table, reader, mode, key, load_id, schema_evolution, before_commit=before_commit, keep_load=keep_load
+                )
             finally:
                 self._load = None
             self._analyze(table, load.analyze_targets(self.parse_table(table), rows))

@@ -87,6 +87,22 @@ class TableName:
         return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedRows:
+    """The rows of the load under way, as :meth:`SqlDestination.write`'s ``before_commit`` sees them (inside the
+    load's transaction, once they are in).
+
+    ``rows``: how many this load brought (a merge's staged rows, before keeping the last of each key);
+    ``relation``: the SQL name of a relation holding exactly them (a temporary view over the staged rows: a merge's,
+    or an append's when ``keep_load`` asked for it), or None; ``only_table``: the table holds nothing but them (a
+    ``replace``, or a table this load created).
+    """
+
+    rows: int
+    relation: str | None = None
+    only_table: bool = False
+
+
 def _unquote(part: str) -> str:
     if len(part) >= 2 and part[0] == part[-1] == '"':
         return part[1:-1].replace('""', '"')
@@ -188,6 +204,9 @@ class SqlDestination(Destination):
         super().__init__(connection, root)
         self._lock = threading.Lock()
         self._wrote = False  # whether the write under way loaded rows (False: a load already recorded)
+        self._keep = False  # whether the write under way keeps its rows apart for before_commit (keep_load)
+        self._kept: list[str] = []  # statements dropping what it kept, run before the commit
+        self._loaded = LoadedRows(0)  # the rows of the write under way
 
     def write(
         self,
@@ -198,12 +217,16 @@ class SqlDestination(Destination):
         load_id: str,
         schema_evolution: SchemaEvolution = "strict",
         options: DestinationSpec | None = None,
-        before_commit: Callable[[], None] | None = None,
+        before_commit: Callable[[LoadedRows], None] | None = None,
+        keep_load: bool = False,
     ) -> int:
         """Write ``data`` into ``table`` with ``mode``; return the rows written (or recorded for a repeated load).
 
         ``before_commit`` is called inside the load's transaction once the rows are in (not for a load already
-        recorded): what it raises rolls the whole load back (PostgreSQL runs an object's checks there).
+        recorded), with the load's :class:`LoadedRows`: what it raises rolls the whole load back (PostgreSQL runs an
+        object's checks there). ``keep_load``: an ``append`` into an existing table stages its rows in a temporary
+        table first and inserts them from there, so ``before_commit`` gets a relation holding only them (a merge
+        always stages); the staged rows are dropped before the commit.
 
         ``options`` (the object's whole destination spec) is read by backends with options of their own
         (PostgreSQL's warehouse options); the shared flow uses only the arguments.
@@ -221,9 +244,12 @@ class SqlDestination(Destination):
         with self._lock:
             try:
                 with self.transaction():
+                    self._keep, self._kept = keep_load and before_commit is not None, []
                     rows = self._write(name, table, guarded.reader, mode, tuple(key), load_id, schema_evolution)
                     if before_commit is not None and self._wrote:
-                        before_commit()
+                        before_commit(self._loaded)
+                    for statement in reversed(self._kept):  # temporary: gone before the connection is reused
+                        self.execute(statement)
                     return rows
             except SluiceError:
                 raise
@@ -306,6 +332,7 @@ class SqlDestination(Destination):
         if mode == "replace" and columns is not None and (columns != expected or not self.reuse_layout(name, mode)):
             self.execute(f"DROP TABLE {name.sql}")
             columns = None
+        created = columns is None
         if columns is None:
             self.create_table(name, load_schema)
             target = load_schema
@@ -317,7 +344,13 @@ class SqlDestination(Destination):
             if mode == "replace":
                 self.truncate(name)
         reader = converted(reader, target, label, expected)
-        rows = self._merge(name, label, reader, key) if mode == "merge" else self.insert(name, reader)
+        if mode == "merge":
+            rows = self._merge(name, label, reader, key)
+        elif mode == "append" and self._keep and not created:
+            rows = self._append_staged(name, reader)
+        else:
+            rows = self.insert(name, reader)
+            self._loaded = LoadedRows(rows, None, only_table=mode == "replace" or created)
         p1, p2, p3 = self.ph(1), self.ph(2), self.ph(3)
         self.execute(f"UPDATE {LOADS_TABLE} SET rows = {p1} WHERE load_id = {p2} AND table_name = {p3}", (rows, load_id, label))
         return rows
@@ -424,12 +457,32 @@ class SqlDestination(Destination):
         )
         return None
 
+    def _append_staged(self, name: TableName, reader: pa.RecordBatchReader) -> int:
+        """An append through a staging table (``keep_load``): the staged rows stay readable by ``before_commit``."""
+        stage = self.stage(reader, ())
+        self.before_merge(name, stage)
+        cols = ", ".join(quote(c) for c in reader.schema.names)
+        rows = self.insert_select(f"INSERT INTO {name.sql} ({cols}) SELECT {cols} FROM {stage.sql}")
+        self._loaded = LoadedRows(rows, self._load_view(stage, reader.schema.names))
+        return rows
+
+    def _load_view(self, stage: TableName, columns: Sequence[str]) -> str:
+        """A temporary view over ``stage``'s data columns (without ``_sluice_ord``), dropped with ``stage`` before the
+        commit; its SQL name."""
+        view = quote(f"_sluice_load_{uuid.uuid4().hex[:12]}")
+        self.execute(f"CREATE TEMPORARY VIEW {view} AS SELECT {', '.join(quote(c) for c in columns)} FROM {stage.sql}")
+        self._kept += [f"DROP TABLE {stage.sql}", f"DROP VIEW {view}"]
+        return view
+
     def _merge(self, name: TableName, label: str, reader: pa.RecordBatchReader, key: tuple[str, ...]) -> int:
         stage = self.stage(with_ordinal(reader), key)
-        nulls = self.query(f"SELECT count(*) FROM {stage.sql} WHERE " + " OR ".join(f"{quote(k)} IS NULL" for k in key))
-        if int(nulls[0][0]):
+        nulls, staged = self.query(
+            "SELECT coalesce(sum(CASE WHEN " + " OR ".join(f"{quote(k)} IS NULL" for k in key) + " THEN 1 ELSE 0 END), 0), "
+            f"count(*) FROM {stage.sql}"
+        )[0]
+        if int(nulls):
             raise TerminalError(
-                f"merge into table '{label}': {nulls[0][0]} rows have a null key ({', '.join(key)}); key columns must not be null"
+                f"merge into table '{label}': {nulls} rows have a null key ({', '.join(key)}); key columns must not be null"
             )
         self.before_merge(name, stage)
         # Merges into one table take turns (PostgreSQL: an advisory lock to the commit): two at once would each
@@ -446,7 +499,11 @@ class SqlDestination(Destination):
             f"(PARTITION BY {partition} ORDER BY {quote(ORD_COLUMN)} DESC) AS _sluice_rn FROM {stage.sql}) AS d "
             "WHERE _sluice_rn = 1"
         )
-        self.execute(f"DROP TABLE {stage.sql}")
+        if self._keep:  # the staged rows, before keeping the last of each key, are this load's for before_commit
+            self._loaded = LoadedRows(int(staged), self._load_view(stage, reader.schema.names))
+        else:
+            self._loaded = LoadedRows(int(staged))
+            self.execute(f"DROP TABLE {stage.sql}")
         return rows
 
     def ph(self, position: int) -> str:

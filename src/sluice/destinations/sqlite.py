@@ -228,6 +228,7 @@ class SQLiteDestination(SqlDestination):
         self._create(name.sql, reader.schema)
         self._insert(name.sql, reader)
         # Merge looks rows up by key in the staging table; without an index that is a scan per row.
-        index = quote(f"{name.name}_key")
-        self.execute(f"CREATE INDEX temp.{index} ON {quote(name.name)} ({', '.join(quote(k) for k in key)})")
+        if key:
+            index = quote(f"{name.name}_key")
+            self.execute(f"CREATE INDEX temp.{index} ON {quote(name.name)} ({', '.join(quote(k) for k in key)})")
         return name

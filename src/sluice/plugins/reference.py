@@ -88,8 +88,9 @@ INTROS = {
         "Rules, throttling, deadlines and payloads: [../alerts.md](../alerts.md)."
     ),
     "check": (
-        "Each item of an object's `checks:` names its type by its one key besides `name`, `severity` (`error`, `warn`) "
-        "and `sample`: `checks: [{not_null: {columns: [user_id]}}, {expression: amount >= 0, severity: warn}]`. "
+        "Each item of an object's `checks:` names its type by its one key besides `name`, `severity` (`error`, `warn`), "
+        "`sample` and `rows` (`load`, the default: only the rows of the load being checked; `table`: the whole output): "
+        "`checks: [{not_null: {columns: [user_id]}}, {expression: amount >= 0, severity: warn, rows: table}]`. "
         "Where they run, results and cost: [docs/checks.md](../checks.md)."
     ),
 }

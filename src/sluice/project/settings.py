@@ -99,8 +99,9 @@ class ObjectSettings(Settings):
         list[dict[str, Any]] | None,
         Meta(
             description="Data-quality checks on the written output, run where it is before the children are released: "
-            "not_null, unique, accepted_values, relationships, row_count, freshness, expression, sql, python "
-            "(docs/checks.md)."
+            "not_null, unique, accepted_values, relationships, row_count, freshness, expression, sql, python; each "
+            "with name, severity (error, warn), sample and rows (load: the rows of this load, the default; table: the "
+            "whole output) (docs/checks.md)."
         ),
     ] = None
     tags: Annotated[

@@ -18,14 +18,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sluice.checks.places import Fetch, where
+from sluice.checks.places import Fetch, LoadScope, where
 from sluice.checks.run import Checked, CheckRunner, LoadRefused, register_series
 from sluice.connectors.base import Source, SourceContext
+from sluice.destinations.sql import LoadedRows
 from sluice.destinations.warm import WarmDestinations
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import Lake, LakeWrite, Then
 from sluice.lake.kept_files import SourceFile
 from sluice.project.model import ObjectSpec, Project, layer_of, parent_keys
+from sluice.runtime.accumulate import Accumulation, accumulation_key
 from sluice.state.base import StateStore
 from sluice.transforms.engines import Engine, open_engine
 
@@ -43,6 +45,9 @@ class Outcome:
     pending: tuple[LakeWrite, str | None] | None = None
     checked: Checked | None = None
     """The object's checks when they ran inside its load's transaction (:class:`InLoadChecks`), else None."""
+    accumulated: bool = False
+    """The lake output is an incremental source's previous output plus this run's records
+    (:mod:`sluice.runtime.accumulate`): not this load's rows alone."""
 
 
 @dataclass(slots=True)
@@ -50,7 +55,8 @@ class InLoadChecks:
     """Runs an object's checks inside the transaction of its PostgreSQL destination's load, once its rows are in (the
     destination's ``before_commit``): an ``error`` check that fails raises :class:`~sluice.checks.run.LoadRefused`,
     which rolls the load back, and with it the lake write it goes with, so nothing is written (docs/checks.md).
-    ``checked``: the results, once they ran."""
+    Checks with ``rows: load`` look at the load's rows only (``loaded``: a merge's or append's staged rows, or the
+    table a ``replace`` filled). ``checked``: the results, once they ran."""
 
     runner: CheckRunner
     obj: ObjectSpec
@@ -58,8 +64,14 @@ class InLoadChecks:
     parents: dict[int, str]
     checked: Checked | None = None
 
-    def __call__(self, fetch: Fetch) -> None:
-        self.checked = self.runner.run(self.obj, self.run_id, run_outputs=self.parents, fetch=fetch)
+    @property
+    def keep_load(self) -> bool:
+        """Whether a check looks at the load's rows only: an append then stages them (:meth:`SqlDestination.write`)."""
+        return any(check.rows == "load" for check in self.obj.checks)
+
+    def __call__(self, fetch: Fetch, loaded: LoadedRows) -> None:
+        load = LoadScope(loaded.relation, loaded.rows) if loaded.relation is not None or loaded.only_table else None
+        self.checked = self.runner.run(self.obj, self.run_id, run_outputs=self.parents, fetch=fetch, load=load)
         if self.checked.failure:
             raise LoadRefused(self.checked)
 
@@ -141,10 +153,10 @@ class ObjectExecutor:
         return dataclasses.replace(outcome, checked=in_load.checked) if in_load is not None else outcome
 
     def _in_load(self, obj: ObjectSpec, run_id: str, inputs: Mapping[str, str | None]) -> InLoadChecks | None:
-        """The checks to run inside the load of ``obj``'s destination: those of an object with an ``error`` check
-        checked in PostgreSQL, in the table its destination loads; None otherwise (they run after the write)."""
+        """The checks to run inside the load of ``obj``'s destination: all of an object checked in PostgreSQL, in the
+        table its destination loads; None otherwise (they run after the write)."""
         spec = obj.destination
-        if spec is None or not any(check.severity == "error" for check in obj.checks):
+        if spec is None or not obj.checks:
             return None
         found = where(self.project, obj)
         if isinstance(found, str) or (found.place, found.connection, found.table) != ("postgres", spec.connection, spec.table):
@@ -177,21 +189,54 @@ class ObjectExecutor:
         if reader is None:
             return Outcome(rows=0, location=None, content_hash="")
         file = source.whole_file() if source is not None else None
-        outcome = self._write(obj, load_key or run_id, reader, rows, file, logical_date, in_load)
+        accumulation = self._accumulation(obj, source, reader) if source is not None else None
+        try:
+            if accumulation is not None:  # the previous output plus this run's records, not these alone
+                reader, rows, file = accumulation.merged(), accumulation.delta_rows, None
+            outcome = self._write(obj, load_key or run_id, reader, rows, file, logical_date, in_load, accumulation)
+        finally:
+            if accumulation is not None:
+                accumulation.close()
         if source is not None:
             source.commit()  # the output is durable now: an incremental source may advance its cursor
-        return outcome
+        return dataclasses.replace(outcome, accumulated=True) if accumulation is not None else outcome
+
+    def _accumulation(self, obj: ObjectSpec, source: Source, reader: pa.RecordBatchReader) -> Accumulation | None:  # type: ignore[type-arg]
+        """For an incremental source that read only what changed (:meth:`Source.accumulates`) and an object with a
+        previous lake output: that output plus ``reader``'s records, merged on the declared key
+        (:mod:`sluice.runtime.accumulate`); None otherwise (the output is what was read). Reads ``reader`` whole."""
+        if not obj.lake or not source.accumulates():
+            return None
+        previous = self.lake.current_location(layer_of(self.project, obj), obj.name)
+        if previous is None:
+            return None
+        if obj.date_parts:
+            from sluice.project.objets_dates import with_date_parts
+
+            reader = with_date_parts(reader, obj.date_parts, obj.date_column, label(obj))
+        return Accumulation.open(self.lake, previous, reader, accumulation_key(obj, source), label(obj))
 
     def check(
-        self, obj: ObjectSpec, run_id: str, location: str | None, inputs: Mapping[str, str | None] | None = None
+        self,
+        obj: ObjectSpec,
+        run_id: str,
+        location: str | None,
+        inputs: Mapping[str, str | None] | None = None,
+        *,
+        accumulated: bool = False,
     ) -> Checked:
         """Run ``obj``'s checks on the output just written (``location``: its lake location), where it is
         (docs/checks.md), a parent it refers to read from this run's ``inputs``; nothing for an object without
-        checks. Raises what :meth:`CheckRunner.run` raises."""
+        checks. A lake output this run wrote whole is this load's rows (checks with ``rows: load`` cover it as the
+        load); one that ``accumulated`` an incremental source's records, or a table checked after its load, is
+        covered as the table. Raises what :meth:`CheckRunner.run` raises."""
         if not obj.checks:
             return Checked()
         parents = self._parent_ids(obj, inputs or {})
-        return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location, run_outputs=parents)
+        found = where(self.project, obj)
+        in_lake = location is not None and not accumulated and not isinstance(found, str) and found.place != "postgres"
+        load = LoadScope() if in_lake else None
+        return CheckRunner(self.project, self.lake, self.state).run(obj, run_id, location, run_outputs=parents, load=load)
 
     def _parent_ids(self, obj: ObjectSpec, inputs: Mapping[str, str | None]) -> dict[int, str]:
         """This run's parents' lake locations by object id (what ``relationships`` checks read)."""
@@ -256,14 +301,18 @@ class ObjectExecutor:
         file: SourceFile | None = None,
         logical_date: str | None = None,
         in_load: InLoadChecks | None = None,
+        accumulation: Accumulation | None = None,
     ) -> Outcome:
         """Store ``reader`` in the lake and/or its destination; ``rows``: the rows to report when not the rows stored;
         ``file``: the Parquet file ``reader`` streams whole (:meth:`Source.whole_file`), which the lake may keep as is
         when the object stores it unchanged (no date parts, no ``partition_by``); ``in_load``: checks to run inside
-        the destination's load."""
+        the destination's load; ``accumulation``: ``reader`` is an incremental source's new lake version, and an
+        ``append`` or ``merge`` destination loads only this run's records (a ``replace`` one the whole version)."""
         destination = obj.destination.table if obj.destination is not None else None
         publish = self._publisher(obj, load_key, in_load)
-        if obj.date_parts:
+        if accumulation is not None and publish is not None and obj.destination is not None and obj.destination.mode != "replace":
+            publish = accumulation.then_delta(publish)
+        if obj.date_parts and accumulation is None:  # (an accumulation's records have them already)
             from sluice.project.objets_dates import with_date_parts
 
             reader = with_date_parts(reader, obj.date_parts, obj.date_column, label(obj))
@@ -375,7 +424,8 @@ class ObjectExecutor:
         try:
             args = (spec.table, data, spec.mode, spec.key, load_id, spec.schema_evolution)
             if in_load is not None and isinstance(destination, PostgresDestination):
-                return int(destination.write(*args, options=spec, before_commit=functools.partial(in_load, destination.fetch)))
+                before_commit = functools.partial(in_load, destination.fetch)
+                return int(destination.write(*args, options=spec, before_commit=before_commit, keep_load=in_load.keep_load))
             return int(destination.write(*args, options=spec))
         finally:
             destination.close()

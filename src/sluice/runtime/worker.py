@@ -301,7 +301,9 @@ class StageWorker:
                 logical_date=ready.logical_date,
                 load_key=ready.load_key,
             )
-            checked = outcome.checked or self.executor.check(obj, ready.run_id, outcome.location, ready.inputs)
+            checked = outcome.checked or self.executor.check(
+                obj, ready.run_id, outcome.location, ready.inputs, accumulated=outcome.accumulated
+            )
             if not checked.failure:  # an output whose error check failed does not become the plain output
                 outcome = self.executor.promote(obj, outcome)
         except LoadRefused as exc:  # an error check failed inside the load: rolled back, nothing written

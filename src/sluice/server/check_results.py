@@ -27,7 +27,7 @@ _FINISHED = b"RunFinished"
 
 CheckResult = dict[str, Any]
 """One check's result: ``check``, ``kind``, ``severity``, ``status``, ``failing_rows``, ``sample``, ``message``,
-``duration_s`` (seconds), ``attempt``."""
+``duration_s`` (seconds), ``attempt``, ``covered`` (``load`` or ``table``), ``rows_checked`` (rows looked at, or None)."""
 
 
 def result_of(event: ev.CheckFinished) -> CheckResult:
@@ -41,6 +41,8 @@ def result_of(event: ev.CheckFinished) -> CheckResult:
         "message": event.message,
         "duration_s": event.duration_s,
         "attempt": event.attempt,
+        "covered": event.covered,
+        "rows_checked": event.rows_checked,
     }
 
 

@@ -74,6 +74,10 @@ class CheckResult(BaseModel):
     message: str
     duration_s: float
     attempt: int = Field(description="The object's attempt the check ran in (only the latest attempt's are kept).")
+    covered: Literal["load", "table"] = Field(
+        default="table", description="What it looked at: load (only the rows of this load) or table (the whole output)."
+    )
+    rows_checked: int | None = Field(default=None, description="How many rows it looked at (null: not known).")
 
 
 class ObjectRun(BaseModel):

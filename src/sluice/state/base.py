@@ -77,6 +77,8 @@ class CheckResult:
 
     ``status``: ``passed``, ``failed`` or ``error`` (the check could not run); ``sample``: up to a few failing rows'
     keys as ``col=value`` text; ``checked_at`` in epoch seconds; ``run_id`` "" for ``sluice check`` outside a run.
+    ``covered``: what the check looked at, ``load`` (only the rows of the load checked) or ``table`` (the whole
+    output); ``rows_checked``: how many rows that was (None: not known, e.g. a result kept before it was recorded).
     """
 
     run_id: str
@@ -92,6 +94,8 @@ class CheckResult:
     message: str = ""
     duration_s: float = 0.0
     checked_at: float = 0.0
+    covered: str = "table"
+    rows_checked: int | None = None
 
 
 CHECK_COLUMNS = (
@@ -108,12 +112,17 @@ CHECK_COLUMNS = (
     "message",
     "duration_s",
     "checked_at",
+    "covered",
+    "rows_checked",
 )
 
 
 _CHECK_TYPES = {"run_id": "text", "project": "text", "object_id": "int", "object": "text", "check": "text", "kind": "text"}
 _CHECK_TYPES |= {"severity": "text", "status": "text", "failing_rows": "int", "sample": "json", "message": "text"}
 _CHECK_TYPES |= {"duration_s": "float", "checked_at": "time"}
+_CHECK_ADDED = {"covered": ("text", "NOT NULL DEFAULT 'table'"), "rows_checked": ("int", "")}
+"""Columns added to the check results after their first version: (kind, constraint). A table made before them gets
+them by :func:`check_results_upgrade` (results kept before covered the whole output: ``table``)."""
 
 
 PG_CHECK_TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE PRECISION", "json": "JSONB", "time": "DOUBLE PRECISION"}
@@ -123,8 +132,20 @@ PG_CHECK_TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE PRECISION", 
 def check_results_ddl(table: str, types: Mapping[str, str]) -> str:
     """``CREATE TABLE IF NOT EXISTS table (...)`` of :data:`CHECK_COLUMNS`, ``types`` naming the SQL type of
     ``text``, ``int``, ``float``, ``json`` and ``time`` (``checked_at``) in the database at hand."""
-    columns = ",\n    ".join(f'"{name}" {types[kind]} NOT NULL' for name, kind in _CHECK_TYPES.items())
-    return f"CREATE TABLE IF NOT EXISTS {table} (\n    {columns}\n)"
+    columns = [f'"{name}" {types[kind]} NOT NULL' for name, kind in _CHECK_TYPES.items()]
+    columns += [f'"{name}" {types[kind]} {constraint}'.rstrip() for name, (kind, constraint) in _CHECK_ADDED.items()]
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n    " + ",\n    ".join(columns) + "\n)"
+
+
+def check_results_upgrade(table: str, types: Mapping[str, str], have: Sequence[str] | None = None) -> list[str]:
+    """``ALTER TABLE table ADD COLUMN ...`` for each column a check results table made by an earlier version lacks:
+    those not in ``have`` (its columns), or, with ``have`` None, every one with ``IF NOT EXISTS`` (PostgreSQL)."""
+    missing = [name for name in _CHECK_ADDED if have is None or name not in have]
+    exists = " IF NOT EXISTS" if have is None else ""
+    return [
+        f'ALTER TABLE {table} ADD COLUMN{exists} "{name}" {types[_CHECK_ADDED[name][0]]} {_CHECK_ADDED[name][1]}'.rstrip()
+        for name in missing
+    ]
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from sluice.state.base import (
     StateStore,
     TickRecord,
     check_results_ddl,
+    check_results_upgrade,
     object_row,
     tick_select,
 )
@@ -106,6 +107,7 @@ CREATE TABLE IF NOT EXISTS sluice_state.scheduler_leases (
 """ + history_schema("sluice_state.", "DOUBLE PRECISION")
 _SCHEMA += check_results_ddl("sluice_state.check_results", PG_CHECK_TYPES)
 _SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON sluice_state.check_results(project, checked_at);\n"
+_SCHEMA += "".join(f"{statement};\n" for statement in check_results_upgrade("sluice_state.check_results", PG_CHECK_TYPES))
 _TICK_SELECT = tick_select("sluice_state.")
 # Serialises schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
 _SCHEMA_LOCK = 0x51_0C_E5_7A_7E

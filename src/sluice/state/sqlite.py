@@ -21,6 +21,7 @@ from sluice.state.base import (
     StateStore,
     TickRecord,
     check_results_ddl,
+    check_results_upgrade,
     object_row,
     tick_select,
 )
@@ -92,7 +93,8 @@ CREATE TABLE IF NOT EXISTS scheduler_leases (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 """ + history_schema("", "REAL")
-_SCHEMA += check_results_ddl("check_results", {"text": "TEXT", "int": "INTEGER", "float": "REAL", "json": "TEXT", "time": "REAL"})
+_CHECK_SQL_TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "json": "TEXT", "time": "REAL"}
+_SCHEMA += check_results_ddl("check_results", _CHECK_SQL_TYPES)
 _SCHEMA += ";\nCREATE INDEX IF NOT EXISTS check_results_by_project ON check_results(project, checked_at);\n"
 _CHECK_SELECT = "SELECT " + ", ".join(f'"{c}"' for c in CHECK_COLUMNS) + " FROM check_results"
 _TICK_SELECT = tick_select("")
@@ -129,6 +131,17 @@ class SqliteStateStore(HistoryTables, StateStore):
         self.db = SqliteFile(path, "the state store", StateError, _SCHEMA)
         self.path = self.db.path
         self.url = f"sqlite:///{self.path}"
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns a store made by an earlier version lacks (``check_results``' ``covered``, ``rows_checked``)."""
+        have = [row[1] for row in self.db.conn().execute("PRAGMA table_info(check_results)").fetchall()]
+        statements = check_results_upgrade("check_results", _CHECK_SQL_TYPES, have)
+        if statements:
+            with self.db.write() as conn:
+                have = [row[1] for row in conn.execute("PRAGMA table_info(check_results)").fetchall()]
+                for statement in check_results_upgrade("check_results", _CHECK_SQL_TYPES, have):
+                    conn.execute(statement)
 
     def create_run(self, run: RunRecord, objects: Sequence[ObjectState]) -> None:
         self.create_runs([(run, objects)])
