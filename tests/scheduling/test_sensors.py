@@ -177,7 +177,7 @@ def test_hosted_by_the_scheduler_the_cursor_is_saved_with_the_tick(make: Make) -
     assert scheduler.step().fired == []
 
 
-class _Killed(Exception):
+class _Killed(BaseException):  # not an Exception: a launch failing is set apart, a dying process is not
     """The scheduler's process dies here."""
 
 

@@ -112,3 +112,16 @@ def test_a_schedule_name_yaml_reads_as_a_boolean_must_be_quoted(tmp_path: Path) 
         "7: schedule name False is not text (YAML reads off, on, yes, no and numbers unquoted as such); "
         "quote the name as you wrote it, e.g. 'off':"
     ]
+
+
+def test_a_cron_that_never_fires_is_refused_at_its_line(tmp_path: Path) -> None:
+    found = problems_of(
+        tmp_path,
+        OBJECTS + "schedules:\n  leap: {cron: '0 0 29 2 *'}\n  never:\n    cron: '0 0 30 2 *'\n  april: {cron: '0 0 31 4,6 *'}\n",
+    )
+    assert found == [
+        "9: schedule 'never': '0 0 30 2 *' never fires: no date has that day of the month in those months "
+        "(e.g. 30 2 is February 30th); give a day every chosen month has, e.g. '0 0 28 2 *'",
+        "10: schedule 'april': '0 0 31 4,6 *' never fires: no date has that day of the month in those months "
+        "(e.g. 30 2 is February 30th); give a day every chosen month has, e.g. '0 0 28 2 *'",
+    ]
