@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from sluice.observability import metrics
 
-State = Literal["starting", "running", "stopping", "stopped", "failed"]
+State = Literal["starting", "running", "lake_unreachable", "stopping", "stopped", "failed"]
+"""``lake_unreachable``: the loop waits for the lake to answer again (its position held; ``error`` says since when)."""
 RATE_WINDOW_S = 10.0
 """Records/s and bytes/s are averaged over the micro-batches committed in this many seconds."""
 
@@ -153,6 +154,8 @@ class StreamStatus:
             if last
             else "no batch yet"
         )
+        if state == "lake_unreachable":  # error: "lake unreachable since HH:MM:SS: <the lake's error>"
+            return f"{self.name}: {self.error or 'lake unreachable'}; retrying, position held; last {committed}"
         if outage:  # the lag is the last one known: not told as if it were current
             return f"{self.name}: {state}{error}, {outage}, retrying; last {committed}"
         return f"{self.name}: {state}{error}, {records_s:,.0f} records/s, {bytes_s / 1e6:,.1f} MB/s, lag {lag:,}, {committed}"
