@@ -52,12 +52,19 @@ class RunStarted(Event, tag=True, kw_only=True):
     schedule: str | None = None  # the schedule, sensor or backfill that started it
 
 
+FAILED_ERROR_CHARS = 500
+"""At most this many characters of each failed object's error in :attr:`RunFinished.failed`."""
+
+
 class RunFinished(Event, tag=True, kw_only=True):
-    """A run ends. ``status`` is ``succeeded``, ``failed`` or ``cancelled``; ``counts`` per final status."""
+    """A run ends. ``status`` is ``succeeded``, ``failed`` or ``cancelled``; ``counts`` per final status; ``failed``
+    the failed objects' ids and errors (first line, at most :data:`FAILED_ERROR_CHARS` characters each), so a reader
+    (the alert service) needs no state store: the event is published before the run's final states are saved."""
 
     status: str
     duration_s: float
     counts: dict[str, int] = {}
+    failed: dict[int, str] = {}
 
 
 class ObjectEvent(Event, kw_only=True):

@@ -346,3 +346,29 @@ def test_two_services_share_deadlines_and_throttles_and_a_restart_keeps_them(tmp
     assert len(texts) == 3 and texts[-1].splitlines()[-1] == "and 2 more since " + datetime.fromtimestamp(
         T0 + 2 * 3600 + 60, UTC
     ).isoformat(timespec="seconds")
+
+
+def test_a_failed_run_alerts_once_even_when_its_states_are_not_saved_yet(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    """The coordinator publishes RunFinished before its writer saves the final states (the bus's write comes first):
+    a service handling it in between finds the run still going in the state store. The alert is raised and routed
+    from the event alone, exactly once."""
+    project = make_project(tmp_path, hook, smtp)
+    with open_backends(project) as backends:
+        service = AlertService(project, backends.bus, backends.state, clock=Clock())
+        service.open()
+        summary = run_project(project, RunOptions(simulate=True, delay_scale=0.0, fail=frozenset({1002})))
+        assert summary.status == "failed"
+        state = backends.state
+        unsaved = [dataclasses.replace(s, status="running", error=None) for s in state.object_states(summary.run_id).values()]
+        state.save(summary.run_id, unsaved)  # as the store is when RunFinished is on the bus and the writer not done
+        with state.db.write() as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", (summary.run_id,))
+        drain(service, backends)
+        service.stop()
+    title = f"shop: run {summary.run_id} failed"
+    run_failed = [p for p, _, b in hook.posts if title in (b.get("text") or "").splitlines()[0]]
+    assert run_failed == ["/oncall"]  # once, by the criticality rule (the event names payments), not team's default
+    oncall = posts(hook, "/oncall")
+    assert "object 1002 payments: forced failure" in next(b for b in oncall if b["trigger"] == "run_failed")["error"]
+    subjects = [str(mail["Subject"]).strip() for _, _, mail in smtp.mails]
+    assert subjects.count(f"[sluice] [CRITICAL] shop: run {summary.run_id} failed") == 1

@@ -85,3 +85,11 @@ def test_criticality_high_raises_the_default_severity(triggers: Triggers) -> Non
     ((checked, _),) = triggers.alerts(check)
     assert checked.severity == "critical" and checked.title == "check c (unique) could not run on object 1 obj1"
     assert checked.error == "no table"
+
+
+def test_run_failed_takes_its_failed_objects_from_the_event_before_the_store_has_them(triggers: Triggers) -> None:
+    event = ev.RunFinished(run_id="r9", status="failed", duration_s=1.0, failed={1: "TerminalError: no such table"})
+    ((alert, subjects),) = triggers.alerts(event)  # r9 is in no state store (its states are not saved yet)
+    assert [s.object_id for s in subjects] == [1] and alert.severity == "critical"
+    assert alert.error == "object 1 obj1: TerminalError: no such table"
+    assert triggers.alerts(event) == []  # the same RunFinished again: once

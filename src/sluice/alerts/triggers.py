@@ -4,7 +4,8 @@
   the last attempt (``attempt`` >= the project's ``retry.attempts``), the rule the run state machine applies
   (``runtime/run_state.py``). ``retries_exhausted``: the same event when the error was retryable and every
   attempt was used.
-* ``run_failed``: a ``RunFinished`` with status ``failed``; its subjects are the run's failed objects.
+* ``run_failed``: a ``RunFinished`` with status ``failed``; its subjects are the run's failed objects, named by the
+  event itself (``RunFinished.failed``: it is published before the run's states are saved).
 * ``check_failed``: a ``CheckFinished`` whose status is ``failed`` or ``error``.
 * ``schedule_missed``: a ``ScheduleMissed``.
 * ``sla_missed``: made by :mod:`sluice.alerts.sla`, not from one event.
@@ -195,13 +196,18 @@ class Triggers:
             self.remember(replace(info, status=event.status, finished_at=at))
         if event.status != "failed":
             return []
-        try:
-            states = self.state.object_states(event.run_id)
-        except Exception:
-            states = {}
-        failed = sorted(oid for oid, s in states.items() if s.status == "failed")
+        # The event names its failed objects: it is published before the run's final states are saved, so the state
+        # store may not know yet which objects failed (it is read only for an event of an older coordinator).
+        reasons: dict[int, str] = dict(event.failed)
+        if not reasons:
+            try:
+                states = self.state.object_states(event.run_id)
+            except Exception:
+                states = {}
+            reasons = {oid: s.error or "failed" for oid, s in states.items() if s.status == "failed"}
+        failed = sorted(reasons)
         subjects = [self.subject(oid) for oid in failed]
-        errors = [f"object {oid} {self.subject(oid).name}: {states[oid].error or 'failed'}" for oid in failed[:5]]
+        errors = [f"object {oid} {self.subject(oid).name}: {reasons[oid]}" for oid in failed[:5]]
         more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
         counts = ", ".join(f"{n} {status}" for status, n in sorted(event.counts.items()))
         severity = "critical" if any(s.criticality == "high" for s in subjects) else "error"

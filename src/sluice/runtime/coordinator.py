@@ -546,7 +546,14 @@ class Coordinator:
         duration = finished - self.started_at
         status = self.machine.status() or "cancelled"
         summary = RunSummary(self.run_id, status, duration, self.states)
-        self._emit(ev.RunFinished(run_id=self.run_id, status=status, duration_s=duration, counts=summary.counts()))
+        failed = {
+            oid: ((s.error or "failed").strip().splitlines() or ["failed"])[0][: ev.FAILED_ERROR_CHARS]
+            for oid, s in sorted(self.states.items())
+            if s.status == "failed"
+        }
+        # Published before the states are saved (the writer waits for the bus): the event carries what a reader of it
+        # needs, the failed objects and their errors, so the alert service never depends on the save having happened.
+        self._emit(ev.RunFinished(run_id=self.run_id, status=status, duration_s=duration, counts=summary.counts(), failed=failed))
         self._publish()
         self._save(consumer)
         assert self._writer is not None
