@@ -21,7 +21,7 @@ from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends, run_project
 from sluice.runtime.summary import RunOptions
 from sluice.server.services import ServerSettings, Services
-from sluice.state.base import RunRecord
+from sluice.state.base import ObjectState, RunRecord, TickRecord
 
 T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC).timestamp()
 
@@ -372,3 +372,40 @@ def test_a_failed_run_alerts_once_even_when_its_states_are_not_saved_yet(tmp_pat
     assert "object 1002 payments: forced failure" in next(b for b in oncall if b["trigger"] == "run_failed")["error"]
     subjects = [str(mail["Subject"]).strip() for _, _, mail in smtp.mails]
     assert subjects.count(f"[sluice] [CRITICAL] shop: run {summary.run_id} failed") == 1
+
+
+def test_a_schedules_by_deadline_is_met_by_its_own_run_only_and_ignores_backfill_runs(
+    tmp_path: Path, hook: Hook, smtp: Mailbox
+) -> None:
+    sla = """  sla:
+    - {name: by-six, schedule: nightly, by: "06:00", timezone: Europe/Paris}
+    - {name: daily-by-seven, targets: [daily], by: "07:00"}
+"""
+    project = make_project(tmp_path, hook, smtp, sla)
+    clock = Clock()
+    tick = "2026-11-30T01:00:00+00:00"  # 02:00 in Paris: due by 06:00 Paris, 05:00 UTC
+    with open_backends(project) as backends:
+        state = backends.state
+        # the scheduler fired the tick but its run never started (the process died, the launch failed)
+        state.record_ticks([TickRecord("shop", "nightly", tick, "fired", T0, "r-never")])
+        planned = [ObjectState(1001, "ingest"), ObjectState(1002, "ingest"), ObjectState(2001, "application")]
+        backfill = {"schedule": "backfill:b1", "trigger": "backfill", "logical_date": tick}
+        state.create_run(RunRecord("r-backfill", "shop", "running", T0, options=backfill), planned)
+        state.finish_run("r-backfill", "succeeded", T0 + 600)  # a backfill of that very date, done on time
+        old = {"schedule": "backfill:b1", "trigger": "backfill", "logical_date": "2026-11-01T00:00:00+00:00"}
+        state.create_run(RunRecord("r-backfill-old", "shop", "running", T0, options=old), planned)
+        service = AlertService(project, backends.bus, state, clock=clock)
+        service.open()
+        clock.t = T0 + 2 * 3600 + 60  # 04:01 UTC: before the deadline
+        assert service.check_slas() == 0
+        clock.t = T0 + 3 * 3600 + 60  # 05:01 UTC
+        assert service.check_slas() == 1
+        assert service.check_slas() == 0  # once per deadline and tick
+        publish(backends, ev.RunFinished(run_id="r-backfill-old", status="succeeded", duration_s=1.0))
+        drain(service, backends)  # a backfill run finishing long after its date's deadline raises nothing
+        service.stop()
+    texts = [b["text"] for b in posts(hook, "/team")]
+    assert [t.splitlines()[0] for t in texts] == [
+        f"[WARNING] shop: schedule nightly has no run of {tick} (by-six: finish by 06:00 Europe/Paris)"
+    ]
+    assert "error: no run 1m after its deadline: its run did not start" in texts[0]
