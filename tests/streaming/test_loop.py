@@ -455,3 +455,18 @@ def test_a_stopped_s3_server_is_waited_for_and_the_stream_goes_on_once_it_is_bac
     assert sorted(lake.read("raw/events").read_all().column("id").to_pylist()) == list(range(300))
     commit = lake.last_commit("raw", "events")
     assert commit is not None and commit["offsets"] == {topic: {"0": 300}}
+
+
+def test_the_progress_line_says_an_error_once_not_at_every_line() -> None:
+    status = StreamStatus(7, "events")
+    status.set_state("lake_unreachable", "lake unreachable since 06:12:29: lake (s3): s3://b/raw: Connection refused")
+    assert status.progress_line() == (
+        "events: lake unreachable since 06:12:29 (lake (s3): s3://b/raw: Connection refused), retrying, position held; "
+        "last no batch yet"
+    )
+    assert status.progress_line() == "events: lake unreachable since 06:12:29, retrying, position held; last no batch yet"
+    status.set_state("failed", "TerminalError: bad schema")
+    assert status.progress_line().startswith("events: failed (TerminalError: bad schema), ")
+    assert status.progress_line().startswith("events: failed, ") and "bad schema" not in status.progress_line()
+    status.set_state("failed", "TerminalError: another")  # a new error is said again
+    assert "(TerminalError: another)" in status.progress_line()
