@@ -257,6 +257,17 @@ class Coordinator:
             len(self.states),
             extra={"run_id": self.run_id},
         )
+        taken = sorted(oid for oid, s in self.states.items() if s.status == "running")
+        if taken:  # their ObjectReady is leased to the worker that started them: nothing happens until the lease ends
+            shown = ", ".join(map(str, taken[:10])) + (f" and {len(taken) - 10} more" if len(taken) > 10 else "")
+            log.warning(
+                "run %s: waiting for the lease of object(s) %s: a worker had started them; if it is gone they are handed "
+                "out again when its lease ends (at most %.0f s, lease_s)",
+                self.run_id,
+                shown,
+                self.project.lease_s,
+                extra={"run_id": self.run_id},
+            )
         self._decide(decisions)
         self._publish()
         self._save(None)
