@@ -16,6 +16,7 @@ from alert_receivers import Hook, Mailbox
 from sluice import events as ev
 from sluice.alerts.service import AlertService
 from sluice.bus.names import ALERTS_GROUP, EVENTS_TOPIC
+from sluice.errors import StateError
 from sluice.project.load import load_project
 from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends, run_project
@@ -409,3 +410,40 @@ def test_a_schedules_by_deadline_is_met_by_its_own_run_only_and_ignores_backfill
         f"[WARNING] shop: schedule nightly has no run of {tick} (by-six: finish by 06:00 Europe/Paris)"
     ]
     assert "error: no run 1m after its deadline: its run did not start" in texts[0]
+
+
+class _StoreAwayOnce:
+    """The state store, away for the first claim of a run_failed alert's throttle key (as when the database
+    restarts while the alert is routed)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def claim_alert(self, project: str, key: str, window_s: float, now: float) -> tuple[bool, int, float | None]:
+        if "run_failed" in key and not self.failed:
+            self.failed = True
+            raise StateError("state store (sqlite): database is locked")
+        return self.inner.claim_alert(project, key, window_s, now)  # type: ignore[no-any-return]
+
+
+def test_a_run_failed_alert_not_routed_because_the_store_was_away_is_sent_at_the_next_poll(
+    tmp_path: Path, hook: Hook, smtp: Mailbox
+) -> None:
+    project = make_project(tmp_path, hook, smtp)
+    with open_backends(project) as backends:
+        state = _StoreAwayOnce(backends.state)
+        service = AlertService(project, backends.bus, state, clock=Clock())  # type: ignore[arg-type]
+        service.open()
+        summary = run_project(project, RunOptions(simulate=True, delay_scale=0.0, fail=frozenset({1002})))
+        with pytest.raises(StateError):
+            service.poll()
+        assert state.failed
+        drain(service, backends)  # the service's loop polls again after a failed poll
+        service.stop()
+    title = f"shop: run {summary.run_id} failed"
+    assert [p for p, _, b in hook.posts if title in (b.get("text") or "").splitlines()[0]] == ["/oncall"]
+    assert [t for _, _, b in hook.posts if (t := b.get("trigger")) == "object_failed"] == ["object_failed"]  # not twice

@@ -73,6 +73,12 @@ class Triggers:
         self.seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
         """Outcomes already alerted on: a worker's event published twice (at least once) alerts once."""
 
+    def forget(self, event: AnyEvent) -> None:
+        """Take ``event``'s outcome out of :attr:`seen` (its alerts could not be sent: it will be handled again)."""
+        key = _outcome_key(event)
+        if key is not None:
+            self.seen.pop(key, None)
+
     def subject(self, object_id: int) -> Subject:
         obj = self.project.objects.get(object_id)
         if obj is None:
@@ -228,6 +234,19 @@ class Triggers:
 
 def _once(seen: OrderedDict[tuple[object, ...], None], event: AnyEvent) -> bool:
     """True when ``event`` is an outcome already in ``seen`` (then it raises nothing again); records it otherwise."""
+    key = _outcome_key(event)
+    if key is None:
+        return False
+    if key in seen:
+        return True
+    seen[key] = None
+    while len(seen) > 10 * RUN_CACHE:
+        seen.popitem(last=False)
+    return False
+
+
+def _outcome_key(event: AnyEvent) -> tuple[object, ...] | None:
+    """What makes ``event`` one outcome (the same attempt's ObjectFailed published twice is one), or None."""
     if isinstance(event, ObjectFailed):
         key: tuple[object, ...] = ("failed", event.run_id, event.object_id, event.attempt)
     elif isinstance(event, CheckFinished):
@@ -237,10 +256,5 @@ def _once(seen: OrderedDict[tuple[object, ...], None], event: AnyEvent) -> bool:
     elif isinstance(event, ScheduleMissed):
         key = ("missed", event.schedule, event.logical_date)
     else:
-        return False
-    if key in seen:
-        return True
-    seen[key] = None
-    while len(seen) > 10 * RUN_CACHE:
-        seen.popitem(last=False)
-    return False
+        return None
+    return key
