@@ -4,39 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.helpers import logged
 from tests.scheduling.scheduling_helpers import Harness, project_with, utc
 
 from sluice.scheduling.listing import schedules_view
 from sluice.scheduling.requests import RunRequest
 from sluice.scheduling.scheduler import FakeClock
 from sluice.state.sqlite import SqliteStateStore
-
-
-@contextmanager
-def caplog_errors() -> Iterator[list[str]]:
-    """The error lines the scheduler logs meanwhile."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.ERROR:
-                lines.append(record.getMessage())
-
-    handler = Keep()
-    logger = logging.getLogger("sluice.scheduler")
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-
 
 HOURLY = "  hourly: {cron: '0 * * * *', targets: [2001], catch_up: %s}\n"
 
@@ -324,7 +304,7 @@ def test_a_schedule_whose_next_tick_cannot_be_computed_is_set_apart_and_the_othe
     project = replace(project, schedules=(broken, *project.schedules))
     clock = FakeClock(utc(2026, 1, 1, 0, 59))
     h = Harness(project, state, clock)
-    with caplog_errors() as errors:
+    with logged("sluice.scheduler", logging.ERROR) as records:
         assert h.scheduler.step().fired == []
         clock.set(utc(2026, 1, 1, 1, 0))
         report = h.scheduler.step()
@@ -333,7 +313,7 @@ def test_a_schedule_whose_next_tick_cannot_be_computed_is_set_apart_and_the_othe
     assert [t.schedule for t in report.fired] == ["a"]
     assert h.starter.fired() == [("a", "2026-01-01T01:00:00+00:00"), ("b", "2026-01-01T01:30:00+00:00")]
     assert "never" in report.problems and "never fires" in report.problems["never"]
-    assert len([e for e in errors if "never" in e]) == 1  # said once, not at every step
+    assert len([r for r in records if "never" in r.getMessage()]) == 1  # said once, not at every step
     view = schedules_view(project, state, utc(2026, 1, 1, 1, 45), problems=h.scheduler.problems)
     entries = {s["name"]: s for s in view["schedules"]}
     assert entries["never"]["next"] == [] and "never fires" in entries["never"]["error"]

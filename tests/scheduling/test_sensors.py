@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from tests.scheduling.scheduling_helpers import RecordingStarter
 
-from helpers import write_yaml
+from helpers import logged, write_yaml
 from sluice.cdc import events as cdc
 from sluice.errors import ValidationFailed
 from sluice.lake.s3 import s3_filesystem
@@ -95,9 +95,7 @@ def test_s3_fires_on_new_keys_under_the_prefix(make: Make, s3_url: str) -> None:
     assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
 
 
-def test_s3_on_a_bucket_that_does_not_exist_fails_naming_it_and_keeps_the_error(
-    make: Make, s3_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_s3_on_a_bucket_that_does_not_exist_fails_naming_it_and_keeps_the_error(make: Make, s3_url: str) -> None:
     bucket = f"sensor-{uuid.uuid4().hex[:8]}"
     project, sensors, backends = make(
         f"  drops:\n    type: s3\n    url: 's3://{bucket}/orders?endpoint={s3_url}'\n    min_interval: 0s\n"
@@ -105,12 +103,12 @@ def test_s3_on_a_bucket_that_does_not_exist_fails_naming_it_and_keeps_the_error(
     )
     (project.root / "in").mkdir()
     (project.root / "in" / "a").write_text("a")
-    with caplog.at_level(logging.ERROR, logger="sluice.sensors"):
+    with logged("sluice.sensors", logging.ERROR) as records:
         assert [r.name for r in sensors.poll(T0)] == ["landing"]  # the other sensor fires
         assert sensors.poll(T0 + timedelta(seconds=1)) == []
     error = f"s3 sensor drops: bucket '{bucket}' does not exist at 127.0.0.1:{urlsplit(s3_url).port}; "
     assert sensors.errors["drops"].startswith(error) and sensors.errors["drops"].endswith(f"(s3://{bucket}/orders)")
-    assert [r.getMessage() for r in caplog.records] == [f"sensor drops: {sensors.errors['drops']}"]  # once, not per look
+    assert [r.getMessage() for r in records] == [f"sensor drops: {sensors.errors['drops']}"]  # once, not per look
     assert "secret" not in sensors.errors["drops"]
     listing = Sensors(project, backends.state, backends.bus)  # another process: sluice sensors reads the state store
     [row] = [r for r in listing.cursors() if r["name"] == "drops"]

@@ -12,12 +12,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from helpers import logged
 from sluice.errors import TerminalError, TransientError, ValidationFailed
 from sluice.lake.base import Lake
 from sluice.lake.registry import open_lake
@@ -295,24 +295,6 @@ class FlakyLake:
         return done
 
 
-@contextmanager
-def logged(name: str) -> Iterator[list[logging.LogRecord]]:
-    """The records logger ``name`` emits meanwhile."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Keep()
-    logger = logging.getLogger(name)
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-
-
 def test_an_unreachable_lake_is_waited_for_with_backoff_keeping_the_position(
     tmp_path: Path, kafka_url: str, topics: MakeTopic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,7 +314,7 @@ def test_an_unreachable_lake_is_waited_for_with_backoff_keeping_the_position(
     lake.then = outage
     status = StreamStatus(1001, "events")
     lake.status = status
-    with logged("sluice.streaming.loop") as records:
+    with logged("sluice.streaming.loop", logging.INFO) as records:
         final = run_stream(project, 1001, until=drained(300), lake=cast(Lake, lake), status=status)
     assert (final.state, final.error, final.records) == ("stopped", None, 300)
     table = open_lake(project).read("raw/events").read_all()
