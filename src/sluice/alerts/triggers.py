@@ -213,7 +213,7 @@ class Triggers:
             reasons = {oid: s.error or "failed" for oid, s in states.items() if s.status == "failed"}
         failed = sorted(reasons)
         subjects = [self.subject(oid) for oid in failed]
-        errors = [f"object {oid} {self.subject(oid).name}: {reasons[oid]}" for oid in failed[:5]]
+        errors = [f"object {oid} {self.subject(oid).name}: {reasons[oid] or 'failed'}" for oid in failed[:5]]
         more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
         counts = ", ".join(f"{n} {status}" for status, n in sorted(event.counts.items()))
         severity = "critical" if any(s.criticality == "high" for s in subjects) else "error"

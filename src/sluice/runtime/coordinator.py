@@ -559,8 +559,9 @@ class Coordinator:
         summary = RunSummary(self.run_id, status, duration, self.states)
         failed = {
             oid: ((s.error or "failed").strip().splitlines() or ["failed"])[0][: ev.FAILED_ERROR_CHARS]
-            for oid, s in sorted(self.states.items())
-            if s.status == "failed"
+            if index < ev.FAILED_ERRORS
+            else ""
+            for index, (oid, s) in enumerate(sorted((oid, s) for oid, s in self.states.items() if s.status == "failed"))
         }
         # Published before the states are saved (the writer waits for the bus): the event carries what a reader of it
         # needs, the failed objects and their errors, so the alert service never depends on the save having happened.
