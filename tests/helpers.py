@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,24 @@ def read_topic(kafka_url: str, topic: str, count: int, timeout_s: float = 60.0) 
 def sluice_cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m sluice ARGS`` in a subprocess: its exit status and captured text."""
     return subprocess.run([sys.executable, "-m", "sluice", *args], capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+@contextmanager
+def logged(name: str, level: int = logging.DEBUG) -> Iterator[list[logging.LogRecord]]:
+    """The records of logger ``name`` at ``level`` or above meanwhile, caught by a handler on that logger itself (the
+    CLI's logging set-up, run by earlier tests, stops ``sluice`` loggers from propagating to pytest's and sets levels)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger(name)
+    handler, before = Keep(level), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)

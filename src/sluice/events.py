@@ -52,12 +52,23 @@ class RunStarted(Event, tag=True, kw_only=True):
     schedule: str | None = None  # the schedule, sensor or backfill that started it
 
 
+FAILED_ERROR_CHARS = 300
+"""At most this many characters of each failed object's error in :attr:`RunFinished.failed`."""
+FAILED_ERRORS = 20
+"""Errors given in :attr:`RunFinished.failed` (the lowest ids); the other failed objects have ``""``: the event stays
+small (a Kafka message is 1 MB at most) whatever the number of failed objects."""
+
+
 class RunFinished(Event, tag=True, kw_only=True):
-    """A run ends. ``status`` is ``succeeded``, ``failed`` or ``cancelled``; ``counts`` per final status."""
+    """A run ends. ``status`` is ``succeeded``, ``failed`` or ``cancelled``; ``counts`` per final status; ``failed``
+    every failed object's id with its error (first line, at most :data:`FAILED_ERROR_CHARS` characters, for the first
+    :data:`FAILED_ERRORS`; ``""`` for the others), so a reader (the alert service) needs no state store: the event is
+    published before the run's final states are saved."""
 
     status: str
     duration_s: float
     counts: dict[str, int] = {}
+    failed: dict[int, str] = {}
 
 
 class ObjectEvent(Event, kw_only=True):

@@ -16,12 +16,13 @@ from alert_receivers import Hook, Mailbox
 from sluice import events as ev
 from sluice.alerts.service import AlertService
 from sluice.bus.names import ALERTS_GROUP, EVENTS_TOPIC
+from sluice.errors import StateError
 from sluice.project.load import load_project
 from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends, run_project
 from sluice.runtime.summary import RunOptions
 from sluice.server.services import ServerSettings, Services
-from sluice.state.base import RunRecord
+from sluice.state.base import ObjectState, RunRecord, TickRecord
 
 T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC).timestamp()
 
@@ -346,3 +347,103 @@ def test_two_services_share_deadlines_and_throttles_and_a_restart_keeps_them(tmp
     assert len(texts) == 3 and texts[-1].splitlines()[-1] == "and 2 more since " + datetime.fromtimestamp(
         T0 + 2 * 3600 + 60, UTC
     ).isoformat(timespec="seconds")
+
+
+def test_a_failed_run_alerts_once_even_when_its_states_are_not_saved_yet(tmp_path: Path, hook: Hook, smtp: Mailbox) -> None:
+    """The coordinator publishes RunFinished before its writer saves the final states (the bus's write comes first):
+    a service handling it in between finds the run still going in the state store. The alert is raised and routed
+    from the event alone, exactly once."""
+    project = make_project(tmp_path, hook, smtp)
+    with open_backends(project) as backends:
+        service = AlertService(project, backends.bus, backends.state, clock=Clock())
+        service.open()
+        summary = run_project(project, RunOptions(simulate=True, delay_scale=0.0, fail=frozenset({1002})))
+        assert summary.status == "failed"
+        state = backends.state
+        unsaved = [dataclasses.replace(s, status="running", error=None) for s in state.object_states(summary.run_id).values()]
+        state.save(summary.run_id, unsaved)  # as the store is when RunFinished is on the bus and the writer not done
+        with state.db.write() as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", (summary.run_id,))
+        drain(service, backends)
+        service.stop()
+    title = f"shop: run {summary.run_id} failed"
+    run_failed = [p for p, _, b in hook.posts if title in (b.get("text") or "").splitlines()[0]]
+    assert run_failed == ["/oncall"]  # once, by the criticality rule (the event names payments), not team's default
+    oncall = posts(hook, "/oncall")
+    assert "object 1002 payments: forced failure" in next(b for b in oncall if b["trigger"] == "run_failed")["error"]
+    subjects = [str(mail["Subject"]).strip() for _, _, mail in smtp.mails]
+    assert subjects.count(f"[sluice] [CRITICAL] shop: run {summary.run_id} failed") == 1
+
+
+def test_a_schedules_by_deadline_is_met_by_its_own_run_only_and_ignores_backfill_runs(
+    tmp_path: Path, hook: Hook, smtp: Mailbox
+) -> None:
+    sla = """  sla:
+    - {name: by-six, schedule: nightly, by: "06:00", timezone: Europe/Paris}
+    - {name: daily-by-seven, targets: [daily], by: "07:00"}
+"""
+    project = make_project(tmp_path, hook, smtp, sla)
+    clock = Clock()
+    tick = "2026-11-30T01:00:00+00:00"  # 02:00 in Paris: due by 06:00 Paris, 05:00 UTC
+    with open_backends(project) as backends:
+        state = backends.state
+        # the scheduler fired the tick but its run never started (the process died, the launch failed)
+        state.record_ticks([TickRecord("shop", "nightly", tick, "fired", T0, "r-never")])
+        planned = [ObjectState(1001, "ingest"), ObjectState(1002, "ingest"), ObjectState(2001, "application")]
+        backfill = {"schedule": "backfill:b1", "trigger": "backfill", "logical_date": tick}
+        state.create_run(RunRecord("r-backfill", "shop", "running", T0, options=backfill), planned)
+        state.finish_run("r-backfill", "succeeded", T0 + 600)  # a backfill of that very date, done on time
+        old = {"schedule": "backfill:b1", "trigger": "backfill", "logical_date": "2026-11-01T00:00:00+00:00"}
+        state.create_run(RunRecord("r-backfill-old", "shop", "running", T0, options=old), planned)
+        service = AlertService(project, backends.bus, state, clock=clock)
+        service.open()
+        clock.t = T0 + 2 * 3600 + 60  # 04:01 UTC: before the deadline
+        assert service.check_slas() == 0
+        clock.t = T0 + 3 * 3600 + 60  # 05:01 UTC
+        assert service.check_slas() == 1
+        assert service.check_slas() == 0  # once per deadline and tick
+        publish(backends, ev.RunFinished(run_id="r-backfill-old", status="succeeded", duration_s=1.0))
+        drain(service, backends)  # a backfill run finishing long after its date's deadline raises nothing
+        service.stop()
+    texts = [b["text"] for b in posts(hook, "/team")]
+    assert [t.splitlines()[0] for t in texts] == [
+        f"[WARNING] shop: schedule nightly has no run of {tick} (by-six: finish by 06:00 Europe/Paris)"
+    ]
+    assert "error: no run 1m after its deadline: its run did not start" in texts[0]
+
+
+class _StoreAwayOnce:
+    """The state store, away for the first claim of a run_failed alert's throttle key (as when the database
+    restarts while the alert is routed)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def claim_alert(self, project: str, key: str, window_s: float, now: float) -> tuple[bool, int, float | None]:
+        if "run_failed" in key and not self.failed:
+            self.failed = True
+            raise StateError("state store (sqlite): database is locked")
+        return self.inner.claim_alert(project, key, window_s, now)  # type: ignore[no-any-return]
+
+
+def test_a_run_failed_alert_not_routed_because_the_store_was_away_is_sent_at_the_next_poll(
+    tmp_path: Path, hook: Hook, smtp: Mailbox
+) -> None:
+    project = make_project(tmp_path, hook, smtp)
+    with open_backends(project) as backends:
+        state = _StoreAwayOnce(backends.state)
+        service = AlertService(project, backends.bus, state, clock=Clock())  # type: ignore[arg-type]
+        service.open()
+        summary = run_project(project, RunOptions(simulate=True, delay_scale=0.0, fail=frozenset({1002})))
+        with pytest.raises(StateError):
+            service.poll()
+        assert state.failed
+        drain(service, backends)  # the service's loop polls again after a failed poll
+        service.stop()
+    title = f"shop: run {summary.run_id} failed"
+    assert [p for p, _, b in hook.posts if title in (b.get("text") or "").splitlines()[0]] == ["/oncall"]
+    assert [t for _, _, b in hook.posts if (t := b.get("trigger")) == "object_failed"] == ["object_failed"]  # not twice

@@ -104,3 +104,11 @@ def test_a_failed_check_says_what_it_covered_and_how_many_rows(triggers: Trigger
     older = ev.CheckFinished(run_id="r2", object_id=1, stage="ingest", check="c", kind="unique", status="failed")
     ((alert, _),) = triggers.alerts(older)  # an event written before the fields: it covered the table
     assert alert.details["covered"] == "table" and "rows_checked" not in alert.details
+
+
+def test_run_failed_takes_its_failed_objects_from_the_event_before_the_store_has_them(triggers: Triggers) -> None:
+    event = ev.RunFinished(run_id="r9", status="failed", duration_s=1.0, failed={1: "TerminalError: no such table"})
+    ((alert, subjects),) = triggers.alerts(event)  # r9 is in no state store (its states are not saved yet)
+    assert [s.object_id for s in subjects] == [1] and alert.severity == "critical"
+    assert alert.error == "object 1 obj1: TerminalError: no such table"
+    assert triggers.alerts(event) == []  # the same RunFinished again: once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -10,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from helpers import check_ordering, events_of, load, rewrite_keeping_size_and_mtime, seed_project, write_yaml
+from helpers import (
+    check_ordering,
+    events_of,
+    load,
+    logged,
+    rewrite_keeping_size_and_mtime,
+    seed_project,
+    wait_for,
+    write_yaml,
+)
 from sluice import events as ev
 from sluice.lake.local import LocalLake
 from sluice.project.model import Project
@@ -562,3 +572,27 @@ def test_a_resumed_run_keeps_the_options_it_was_started_with(tmp_path: Path) -> 
     assert resumed[0].options.force and resumed[0].options.simulate
     assert summary.objects[2005].status == "failed" and "forced failure" in (summary.objects[2005].error or "")
     assert {s.status for oid, s in summary.objects.items() if oid not in {2005, 3004, 3006}} == {"loaded"}
+
+
+def test_a_resumed_run_says_when_it_waits_for_the_lease_of_an_object_a_worker_had_started(tmp_path: Path) -> None:
+    from sluice.runtime.coordinator import Coordinator
+
+    project = load(seed_project(tmp_path))
+    with open_backends(project) as backends:  # a run whose process died once a worker had started its first object
+        coordinator = Coordinator(
+            project, backends.bus, backends.state, backends.lake, RunOptions(simulate=True, delay_scale=0.0)
+        )
+        run_id = coordinator.start()
+        first = min(oid for oid, s in coordinator.states.items() if s.status == "ready")
+        logged_events = lambda: [ev.decode(m.value) for m in backends.bus.read(ev.EVENTS_TOPIC)]  # noqa: E731
+        wait_for(lambda: any(isinstance(e, ev.RunStarted) for e in logged_events()), 30, "RunStarted on the log")
+        started = ev.ObjectStarted(run_id=run_id, object_id=first, stage=project.objects[first].stage, worker="gone")
+        backends.bus.publish(ev.EVENTS_TOPIC, [(run_id, ev.encode(started))])
+    with logged("sluice.coordinator", logging.WARNING) as records:
+        summary = run_project(project, RunOptions(resume=""))
+    assert summary.run_id == run_id and summary.status == "succeeded"
+    said = [r.getMessage() for r in records if "waiting for the lease" in r.getMessage()]
+    assert said == [
+        f"run {run_id}: waiting for the lease of object(s) {first}: a worker had started them; if it is gone they are "
+        f"handed out again when its lease ends (at most {project.lease_s:.0f} s, lease_s)"
+    ]

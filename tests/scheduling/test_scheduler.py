@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.helpers import logged
 from tests.scheduling.scheduling_helpers import Harness, project_with, utc
 
+from sluice.scheduling.listing import schedules_view
 from sluice.scheduling.requests import RunRequest
 from sluice.scheduling.scheduler import FakeClock
 from sluice.state.sqlite import SqliteStateStore
@@ -289,3 +294,53 @@ def test_wait_for_on_a_schedule_with_the_same_cron_waits_for_its_run_of_this_tic
             ("transform", f"2026-01-01T0{hour}:00:00+00:00")
         ]
         h.starter.finish("succeeded")
+
+
+def test_a_schedule_whose_next_tick_cannot_be_computed_is_set_apart_and_the_others_fire(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    project = project_with(tmp_path, "  a: {cron: '0 * * * *'}\n  b: {cron: '30 * * * *'}\n")
+    broken = replace(project.schedules[0], name="never", cron="0 0 30 2 *")  # what validation refuses, got past it
+    project = replace(project, schedules=(broken, *project.schedules))
+    clock = FakeClock(utc(2026, 1, 1, 0, 59))
+    h = Harness(project, state, clock)
+    with logged("sluice.scheduler", logging.ERROR) as records:
+        assert h.scheduler.step().fired == []
+        clock.set(utc(2026, 1, 1, 1, 0))
+        report = h.scheduler.step()
+        clock.set(utc(2026, 1, 1, 1, 30))
+        h.scheduler.step()
+    assert [t.schedule for t in report.fired] == ["a"]
+    assert h.starter.fired() == [("a", "2026-01-01T01:00:00+00:00"), ("b", "2026-01-01T01:30:00+00:00")]
+    assert "never" in report.problems and "never fires" in report.problems["never"]
+    assert len([r for r in records if "never" in r.getMessage()]) == 1  # said once, not at every step
+    view = schedules_view(project, state, utc(2026, 1, 1, 1, 45), problems=h.scheduler.problems)
+    entries = {s["name"]: s for s in view["schedules"]}
+    assert entries["never"]["next"] == [] and "never fires" in entries["never"]["error"]
+    assert entries["a"]["error"] is None and entries["a"]["next"][0] == "2026-01-01T02:00:00+00:00"
+
+
+def test_a_schedule_whose_run_cannot_launch_is_reported_and_the_others_fire(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, "  a: {cron: '0 * * * *'}\n  bad: {cron: '0 * * * *', targets: [1002]}\n")
+    clock = FakeClock(utc(2026, 1, 1, 0, 59))
+    h = Harness(project, state, clock)
+    start = h.starter.start
+
+    def refusing(requests: Sequence[RunRequest], run_ids: Sequence[str] | None = None) -> list[str | None]:
+        if any(r.name == "bad" for r in requests):
+            raise RuntimeError("the state store refused the run")
+        return start(requests, run_ids)
+
+    h.starter.start = refusing  # type: ignore[method-assign]
+    h.scheduler.step()
+    for hour in (1, 2):
+        h.starter.finish()  # max_active_runs: 1
+        clock.set(utc(2026, 1, 1, hour, 0))
+        report = h.scheduler.step()
+        assert [(t.schedule, t.run_id is not None) for t in report.fired] == [("a", True), ("bad", False)]
+    assert h.starter.fired() == [("a", "2026-01-01T01:00:00+00:00"), ("a", "2026-01-01T02:00:00+00:00")]
+    assert report.problems == {"bad": "the run of tick 2026-01-01T02:00:00+00:00 did not start: the state store refused the run"}
+    h.starter.start = start  # type: ignore[method-assign]
+    h.starter.finish()
+    clock.set(utc(2026, 1, 1, 3, 0))
+    assert h.scheduler.step().problems == {}

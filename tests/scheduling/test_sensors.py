@@ -4,16 +4,18 @@ the request is recorded; the section's problems at their line."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from tests.scheduling.scheduling_helpers import RecordingStarter
 
-from helpers import write_yaml
+from helpers import logged, write_yaml
 from sluice.cdc import events as cdc
 from sluice.errors import ValidationFailed
 from sluice.lake.s3 import s3_filesystem
@@ -91,6 +93,30 @@ def test_s3_fires_on_new_keys_under_the_prefix(make: Make, s3_url: str) -> None:
     with fs.open_output_stream(f"{bucket}/orders/2026/b.csv") as out:
         out.write(b"b")
     assert len(sensors.poll(T0 + timedelta(seconds=3))) == 1
+
+
+def test_s3_on_a_bucket_that_does_not_exist_fails_naming_it_and_keeps_the_error(make: Make, s3_url: str) -> None:
+    bucket = f"sensor-{uuid.uuid4().hex[:8]}"
+    project, sensors, backends = make(
+        f"  drops:\n    type: s3\n    url: 's3://{bucket}/orders?endpoint={s3_url}'\n    min_interval: 0s\n"
+        "  landing: {type: files, path: 'in/*', min_interval: 0s}\n"
+    )
+    (project.root / "in").mkdir()
+    (project.root / "in" / "a").write_text("a")
+    with logged("sluice.sensors", logging.ERROR) as records:
+        assert [r.name for r in sensors.poll(T0)] == ["landing"]  # the other sensor fires
+        assert sensors.poll(T0 + timedelta(seconds=1)) == []
+    error = f"s3 sensor drops: bucket '{bucket}' does not exist at 127.0.0.1:{urlsplit(s3_url).port}; "
+    assert sensors.errors["drops"].startswith(error) and sensors.errors["drops"].endswith(f"(s3://{bucket}/orders)")
+    assert [r.getMessage() for r in records] == [f"sensor drops: {sensors.errors['drops']}"]  # once, not per look
+    assert "secret" not in sensors.errors["drops"]
+    listing = Sensors(project, backends.state, backends.bus)  # another process: sluice sensors reads the state store
+    [row] = [r for r in listing.cursors() if r["name"] == "drops"]
+    assert row["error"] == sensors.errors["drops"] and row["cursor"] == {}
+    s3_filesystem(s3_url).create_dir(bucket)  # the bucket made: the next look is good and clears the error
+    assert sensors.poll(T0 + timedelta(seconds=2)) == [] and sensors.errors == {}
+    [row] = [r for r in listing.cursors() if r["name"] == "drops"]
+    assert row["error"] is None
 
 
 def test_table_fires_on_change_events_of_the_synced_table(make: Make) -> None:
@@ -177,7 +203,7 @@ def test_hosted_by_the_scheduler_the_cursor_is_saved_with_the_tick(make: Make) -
     assert scheduler.step().fired == []
 
 
-class _Killed(Exception):
+class _Killed(BaseException):  # not an Exception: a launch failing is set apart, a dying process is not
     """The scheduler's process dies here."""
 
 

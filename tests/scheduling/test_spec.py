@@ -81,7 +81,7 @@ schedules:
     assert "11: schedule 'a': target 'nope' is not an object id or name" in text
     assert "15: schedule 'b': catch_up: invalid enum value 'sometimes'. Choose one of: none, latest, all" in text
     assert "17: schedule 'd': unknown key 'crons'. Did you mean 'cron'?" in text
-    assert "18: schedule 'e': wait_for names 'c', not another schedule (schedules: a)" in text
+    assert "18: schedule 'e': wait_for names 'c', not another schedule (schedules: a, b, d)" in text
 
 
 def test_tags_selecting_nothing_and_wait_for_cycles_are_refused(tmp_path: Path) -> None:
@@ -112,3 +112,56 @@ def test_a_schedule_name_yaml_reads_as_a_boolean_must_be_quoted(tmp_path: Path) 
         "7: schedule name False is not text (YAML reads off, on, yes, no and numbers unquoted as such); "
         "quote the name as you wrote it, e.g. 'off':"
     ]
+
+
+def test_a_cron_that_never_fires_is_refused_at_its_line(tmp_path: Path) -> None:
+    found = problems_of(
+        tmp_path,
+        OBJECTS + "schedules:\n  leap: {cron: '0 0 29 2 *'}\n  never:\n    cron: '0 0 30 2 *'\n  april: {cron: '0 0 31 4,6 *'}\n",
+    )
+    assert found == [
+        "9: schedule 'never': '0 0 30 2 *' never fires: no date has that day of the month in those months "
+        "(e.g. 30 2 is February 30th); give a day every chosen month has, e.g. '0 0 28 2 *'",
+        "10: schedule 'april': '0 0 31 4,6 *' never fires: no date has that day of the month in those months "
+        "(e.g. 30 2 is February 30th); give a day every chosen month has, e.g. '0 0 28 2 *'",
+    ]
+
+
+def test_every_problem_of_the_section_is_reported_at_once_even_beside_a_wrong_key(tmp_path: Path) -> None:
+    found = problems_of(
+        tmp_path,
+        OBJECTS
+        + """
+schedules:
+  one:
+    cron: "0 0 30 2 *"
+    timezone: Mars/Olympus
+    catchup: all
+  two:
+    cron: "0 25 * * *"
+    max_active_runs: 0
+    targets: [nope]
+  three:
+    cron: 5
+    wait_for: [zzz, one]
+  four: {cron: "0 2 * * *", enabled: maybe, tags: [x], wait_for: [three]}
+""",
+    )
+    assert [line.split(":", 1)[0] + ":" + line.split(":", 2)[1] for line in found] == [
+        "9: schedule 'one'",  # never fires
+        "10: schedule 'one'",  # unknown time zone
+        "11: schedule 'one'",  # unknown key
+        "13: schedule 'two'",  # not a cron expression
+        "14: schedule 'two'",  # max_active_runs
+        "15: schedule 'two'",  # target
+        "16: schedule 'three'",  # wait_for zzz (one and, for four, three are schedules even with a wrong key)
+        "17: schedule 'three'",  # cron type
+        "19: schedule 'four'",  # enabled
+        "19: schedule 'four'",  # tags
+    ]
+    text = "\n".join(found)
+    assert "9: schedule 'one': '0 0 30 2 *' never fires" in text and "10: schedule 'one': unknown time zone" in text
+    assert "13: schedule 'two': '0 25 * * *' is not a cron expression" in text
+    assert "15: schedule 'two': target 'nope' is not an object id or name" in text
+    assert "16: schedule 'three': wait_for names 'zzz', not another schedule" in text
+    assert "19: schedule 'four': no object carries any of the tags ['x']" in text

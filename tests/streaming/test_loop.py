@@ -3,17 +3,28 @@ batch, windows, dead letters, downstream batch objects, the local and the S3 lak
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
-from sluice.errors import TerminalError, ValidationFailed
+from helpers import logged
+from sluice.errors import TerminalError, TransientError, ValidationFailed
+from sluice.lake.base import Lake
 from sluice.lake.registry import open_lake
 from sluice.project.load import load_project
 from sluice.runtime.run import RunOptions, run_project
-from sluice.streaming.loop import run_stream
+from sluice.streaming import loop
+from sluice.streaming.loop import MicroBatcher, run_stream
 from sluice.streaming.status import StreamStatus
 from streaming.streams import MakeTopic, produce, read_topic, write_project
 
@@ -242,3 +253,202 @@ def test_streaming_compact_rewrites_small_batches_as_the_stream_goes(
     ids = lake.read("raw/events").read_all().column("id").to_pylist()
     assert sorted(ids) == list(range(1200))  # every record once
     assert commit["offsets"] == {topic: {"0": 600, "1": 600}}
+
+
+class FlakyLake:
+    """The project's lake behind a network that fails on cue: ``reads`` / ``appends`` next calls of ``last_commit`` /
+    ``append`` raise the S3 lake's TransientError (nothing reaches the lake), ``lost`` next appends reach the lake but
+    their answer is lost (the same error). ``then(n)``: called before the ``n``-th append (1-based)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.reads = self.appends = self.lost = 0
+        self.calls = 0
+        self.states: list[str] = []
+        self.status: StreamStatus | None = None
+        self.then: Callable[[int], None] = lambda n: None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _down(self) -> TransientError:
+        return TransientError("lake (s3): s3://lake/raw/events: Connection refused")
+
+    def last_commit(self, layer: str, name: str) -> Any:
+        if self.reads:
+            self.reads -= 1
+            raise self._down()
+        return self.inner.last_commit(layer, name)
+
+    def append(self, layer: str, name: str, data: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.then(self.calls)
+        assert self.status is not None
+        self.states.append(self.status.state)
+        if self.appends:
+            self.appends -= 1
+            raise self._down()
+        done = self.inner.append(layer, name, data, **kwargs)
+        if self.lost:
+            self.lost -= 1
+            raise self._down()
+        return done
+
+
+def test_an_unreachable_lake_is_waited_for_with_backoff_keeping_the_position(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "BACKOFF_FIRST_S", 0.001, raising=False)
+    monkeypatch.setattr(loop, "BACKOFF_CAP_S", 0.004, raising=False)
+    topic = topics()
+    produce(kafka_url, topic, range(300))
+    streaming = {"trigger": {"records": 100, "interval": "5s"}}
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming=streaming))
+    lake = FlakyLake(open_lake(project))
+    lake.reads = 3  # down at the start: the last commit cannot be read
+
+    def outage(call: int) -> None:
+        if call == 2:  # the second micro-batch reaches the lake but its answer is lost, then 12 attempts fail
+            lake.lost, lake.appends = 1, 12
+
+    lake.then = outage
+    status = StreamStatus(1001, "events")
+    lake.status = status
+    with logged("sluice.streaming.loop", logging.INFO) as records:
+        final = run_stream(project, 1001, until=drained(300), lake=cast(Lake, lake), status=status)
+    assert (final.state, final.error, final.records) == ("stopped", None, 300)
+    table = open_lake(project).read("raw/events").read_all()
+    assert sorted(table.column("id").to_pylist()) == list(range(300))  # nothing lost, nothing twice
+    commit = open_lake(project).last_commit("raw", "events")
+    assert commit is not None and commit["offsets"] == {topic: {"0": 300}} and commit["batch"] == 3
+    assert lake.states[2:15] == ["lake_unreachable"] * 13 and lake.states[-1] == "running"
+    errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2  # once per outage, not once per attempt
+    assert (
+        "cannot read its last commit: the lake is unreachable (lake (s3): s3://lake/raw/events: Connection refused)" in errors[0]
+    )
+    assert "cannot commit micro-batch 2 to events: the lake is unreachable" in errors[1]
+    assert len([r for r in records if "answers again" in r.getMessage()]) == 2
+
+
+def test_a_stop_during_a_lake_outage_ends_the_loop_without_committing(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "BACKOFF_FIRST_S", 0.001, raising=False)
+    monkeypatch.setattr(loop, "BACKOFF_CAP_S", 0.004, raising=False)
+    topic = topics()
+    produce(kafka_url, topic, range(100))
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic))
+    lake = FlakyLake(open_lake(project))
+    lake.appends = 1_000_000
+    obj = project.objects[1001]
+    batcher = MicroBatcher(project, obj, cast(Lake, lake))
+    lake.status = batcher.status
+    lake.then = lambda call: batcher.stop() if call == 5 else None
+    final = batcher.run()
+    assert final.state == "stopped" and final.error is not None
+    assert "stopped while the lake was unreachable" in final.error and "consumed again at the next start" in final.error
+    assert open_lake(project).last_commit("raw", "events") is None
+    again = run_stream(project, 1001, until=drained(100))  # the lake back: the same records, once
+    assert sorted(open_lake(project).read("raw/events").read_all().column("id").to_pylist()) == list(range(100))
+    assert again.records == 100
+
+
+class OwnS3:
+    """A versitygw of the test's own (the shared one of ``scripts/servers/s3.sh`` is never stopped): ``stop()`` kills
+    it, ``start()`` serves the same folder on the same port again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://sluice-test:sluice-test-secret@127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = os.environ.get("SLUICE_VERSITYGW") or str(Path.home() / ".cache/sluice/gobin/versitygw")
+        env = {**os.environ, "ROOT_ACCESS_KEY": "sluice-test", "ROOT_SECRET_KEY": "sluice-test-secret"}
+        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        (self.folder / "iam").mkdir(parents=True, exist_ok=True)
+        command = [binary, "--quiet", "--port", f"127.0.0.1:{self.port}", "--iam-dir", str(self.folder / "iam")]
+        self.process = subprocess.Popen([*command, "posix", str(self.folder / "data")], env=env, stdout=subprocess.DEVNULL)
+        for _ in range(300):
+            with socket.socket() as probe, contextlib.suppress(OSError):
+                probe.connect(("127.0.0.1", self.port))
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"versitygw did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def own_s3(tmp_path: Path, s3_url: str) -> Iterator[OwnS3]:  # s3_url: versitygw is built
+    server = OwnS3(tmp_path / "s3")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.s3
+def test_a_stopped_s3_server_is_waited_for_and_the_stream_goes_on_once_it_is_back(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic, own_s3: OwnS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "BACKOFF_FIRST_S", 0.05, raising=False)
+    monkeypatch.setattr(loop, "BACKOFF_CAP_S", 0.2, raising=False)
+    topic = topics()
+    produce(kafka_url, topic, range(100))
+    lake_option = {"type": "s3", "url": "s3://streams/lake", "connection": "lake_s3", "_s3": own_s3.url}
+    streaming = {"trigger": {"records": 100, "interval": "5s"}}
+    project = load_project(_project_file(tmp_path, kafka_url, topic, lake_option, streaming=streaming))
+    status = StreamStatus(1001, "events")
+    seen: list[str | None] = []
+
+    def until(s: StreamStatus) -> bool:
+        if s.records >= 100 and own_s3.process is not None and not seen:
+            own_s3.stop()  # the first micro-batch is committed: the lake goes away, records keep coming
+            produce(kafka_url, topic, range(100, 300))
+            seen.append(None)
+        return s.records >= 300 and s.lag_total == 0
+
+    def bring_back() -> None:
+        for _ in range(1200):
+            if status.state == "lake_unreachable":
+                seen.append(status.error)
+                own_s3.start()
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=bring_back, daemon=True)
+    watcher.start()
+    final = run_stream(project, 1001, until=until, status=status)
+    watcher.join()
+    assert (final.state, final.error, final.records) == ("stopped", None, 300)
+    assert len(seen) == 2 and seen[1] is not None and seen[1].startswith("lake unreachable since ")
+    lake = open_lake(project)
+    assert sorted(lake.read("raw/events").read_all().column("id").to_pylist()) == list(range(300))
+    commit = lake.last_commit("raw", "events")
+    assert commit is not None and commit["offsets"] == {topic: {"0": 300}}
+
+
+def test_the_progress_line_says_an_error_once_not_at_every_line() -> None:
+    status = StreamStatus(7, "events")
+    status.set_state("lake_unreachable", "lake unreachable since 06:12:29: lake (s3): s3://b/raw: Connection refused")
+    assert status.progress_line() == (
+        "events: lake unreachable since 06:12:29 (lake (s3): s3://b/raw: Connection refused), retrying, position held; "
+        "last no batch yet"
+    )
+    assert status.progress_line() == "events: lake unreachable since 06:12:29, retrying, position held; last no batch yet"
+    status.set_state("failed", "TerminalError: bad schema")
+    assert status.progress_line().startswith("events: failed (TerminalError: bad schema), ")
+    assert status.progress_line().startswith("events: failed, ") and "bad schema" not in status.progress_line()
+    status.set_state("failed", "TerminalError: another")  # a new error is said again
+    assert "(TerminalError: another)" in status.progress_line()

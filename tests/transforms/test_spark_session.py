@@ -46,10 +46,12 @@ def test_starting_spark_says_so_and_how_long_it_took(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(module, "kafka_jars", lambda: [])
     monkeypatch.setattr(module.atexit, "register", lambda _: None)
     monkeypatch.setattr(pyspark.sql.SparkSession, "builder", _Builder())
-    with caplog.at_level(logging.WARNING, logger="sluice.spark"):
+    with caplog.at_level(logging.INFO, logger="sluice.spark"):
         session = module.spark_session(SparkSettings(master="local[2]"))
         assert module.spark_session(SparkSettings(master="local[2]")) is session  # started once, said once
-    lines = [r.getMessage() for r in caplog.records if r.name == "sluice.spark"]
+    records = [r for r in caplog.records if r.name == "sluice.spark"]
+    lines = [r.getMessage() for r in records]
     assert len(lines) == 2, lines
+    assert [r.levelname for r in records] == ["INFO", "INFO"]  # not a problem: never a warning
     assert lines[0] == "starting Spark (master local[2]) ..."
     assert lines[1].startswith("Spark ready in ") and lines[1].endswith(" s (master local[2])")

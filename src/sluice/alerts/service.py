@@ -84,6 +84,9 @@ class AlertService:
         self.sent: list[tuple[str, Alert]] = []
         """The last alerts sent, ``(channel, alert)``, newest last (at most 100; for tests and ``/health``)."""
         self._consumer: Consumer | None = None
+        self._held: list[Message] = []
+        """Events of a batch whose handling failed (the state store away): handled again at the next poll, before any
+        newer one (their lease would hand them out again only after :data:`LEASE_S`)."""
         self._next_sla = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,8 +137,16 @@ class AlertService:
         """Handle the events waiting (up to one batch, waiting up to ``timeout_s`` for the first), send their
         alerts, then commit them. Returns how many alerts were sent."""
         consumer = self.open()
-        messages = consumer.poll(POLL_BATCH, timeout_s)
-        sent = sum(self.handle(message) for message in messages)
+        messages, self._held = self._held or consumer.poll(POLL_BATCH, timeout_s), []
+        sent = 0
+        for index, message in enumerate(messages):
+            try:
+                sent += self.handle(message)
+            except Exception:  # this event and the rest of the batch: again at the next poll, in order
+                if index:
+                    consumer.commit(messages[:index])
+                self._held = messages[index:]
+                raise
         consumer.commit(messages)
         return sent
 
@@ -146,9 +157,13 @@ class AlertService:
         except (msgspec.DecodeError, ValueError):  # another version's event: nothing to alert on
             return 0
         raised = self.triggers.alerts(event)
-        if isinstance(event, RunFinished):
-            raised += self.slas.finished(event.run_id, event.ts.timestamp())
-        return self.dispatch(raised)
+        try:
+            if isinstance(event, RunFinished):
+                raised += self.slas.finished(event.run_id, event.ts.timestamp())
+            return self.dispatch(raised)
+        except Exception:  # not alerted: the event must not count as seen when it is handled again
+            self.triggers.forget(event)
+            raise
 
     def check_slas(self) -> int:
         """Look for running runs past a deadline now; how many alerts were sent."""

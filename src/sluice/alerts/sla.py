@@ -3,8 +3,12 @@
 Two ways to notice, so a miss is seen whether or not the run ever ends: :meth:`SlaWatch.due`, called by the
 alert service every ``alerts.sla_interval_s`` seconds (clock injected), looks at the project's running runs in
 the state store; :meth:`SlaWatch.finished`, called on each ``RunFinished``, catches a run that ended late
-between two looks. Each (deadline, run) alerts once, whatever the processes looking and their restarts: the first
-to claim its key in the state store (``StateStore.claim_alert``, once ever) sends it.
+between two looks. A ``by`` deadline of a schedule also covers the schedule's ticks that have no run at all by then
+(the tick missed, or its run never started): only the tick's own run meets it, never a backfill's or a manual run of
+the same logical date; and a ``by`` deadline does not judge backfill runs (their logical dates are past by design)
+unless its ``schedule`` names that backfill (``backfill:<id>``). Each (deadline, run) and (deadline, tick) alerts
+once, whatever the processes looking and their restarts: the first to claim its key in the state store
+(``StateStore.claim_alert``, once ever) sends it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ from datetime import UTC, datetime
 
 from sluice.alerts.model import Alert, Sla, Subject
 from sluice.alerts.triggers import RunInfo, Triggers
+from sluice.errors import SluiceError
 from sluice.state.base import StateStore
 
 RECENT_RUNS = 50
 """Runs of the project read from the state store at each look (most recent first)."""
+RECENT_TICKS = 50
+"""Ticks of each schedule with a ``by`` deadline read at each look (most recent first)."""
+TICK_HORIZON_S = 7 * 86400.0
+"""A tick whose deadline passed longer ago than this is not alerted any more (a service started after a long pause)."""
 
 
 def describe(sla: Sla) -> str:
@@ -46,9 +55,11 @@ class SlaWatch:
         self.triggers = triggers
         self.state = state
         self._alerted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._claimed: OrderedDict[str, None] = OrderedDict()
 
     def due(self, now: float) -> list[tuple[Alert, list[Subject]]]:
-        """Alerts for running runs past a deadline at ``now`` (epoch seconds)."""
+        """Alerts for running runs past a deadline at ``now`` (epoch seconds), and for ticks of a schedule with a
+        ``by`` deadline that passed with no run of the tick (:meth:`_without_run`)."""
         if not self.slas:
             return []
         out: list[tuple[Alert, list[Subject]]] = []
@@ -58,7 +69,51 @@ class SlaWatch:
             info = self.triggers.run(record.run_id)
             if info is not None:
                 out += self._check(info, now, finished=False)
+        return out + self._without_run(now)
+
+    def _without_run(self, now: float) -> list[tuple[Alert, list[Subject]]]:
+        """``by`` deadlines of a project schedule: its recorded ticks whose deadline passed at ``now`` while the tick
+        has no run (missed, or its run never started). Only the tick's own run counts: a backfill or manual run of
+        the same logical date does not meet the schedule's deadline. A tick with a run is judged by :meth:`_check`."""
+        project = self.triggers.project
+        schedules = {spec.name: spec for spec in project.schedules}
+        out: list[tuple[Alert, list[Subject]]] = []
+        for sla in self.slas:
+            spec = schedules.get(sla.schedule or "")
+            if sla.by is None or spec is None:
+                continue
+            for tick in self.state.ticks(project.name, spec.name, limit=RECENT_TICKS):
+                if tick.status == "baseline" or (tick.status == "fired" and tick.run_status is not None):
+                    continue
+                try:
+                    deadline = sla.deadline(tick.recorded_at, tick.logical_date)
+                except (ValueError, SluiceError):
+                    continue
+                if deadline is None or now <= deadline or now - deadline > TICK_HORIZON_S:
+                    continue
+                key = f"sla {sla.name}|tick {spec.name}@{tick.logical_date}"
+                if not self._once(key, now):
+                    continue
+                why = tick.reason if tick.status == "missed" else "its run did not start"
+                late = _span(now - deadline)
+                title = f"schedule {spec.name} has no run of {tick.logical_date} ({sla.name}: finish {describe(sla)})"
+                details = {"sla": sla.name, "deadline": datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds")}
+                alert = self.triggers.base(
+                    "sla_missed", title, None, "warning", now, error=f"no run {late} after its deadline: {why}", details=details
+                )
+                alert = replace(alert, logical_date=tick.logical_date, schedule=spec.name)
+                targets = spec.targets if spec.targets is not None else tuple(sorted(project.objects))
+                out.append((alert, [self.triggers.subject(oid) for oid in targets]))
         return out
+
+    def _once(self, key: str, now: float) -> bool:
+        """True for the one process and the one look that alerts ``key`` (asked once per process; the store decides)."""
+        if key in self._claimed:
+            return False
+        self._claimed[key] = None
+        while len(self._claimed) > 10_000:
+            self._claimed.popitem(last=False)
+        return self.state.claim_alert(self.triggers.project.name, key, math.inf, now)[0]
 
     def finished(self, run_id: str, finished_at: float) -> list[tuple[Alert, list[Subject]]]:
         """Alerts for a run that finished at ``finished_at`` after one of its deadlines."""
@@ -72,6 +127,8 @@ class SlaWatch:
         for sla in self.slas:
             if not sla.applies(info.schedule, info.planned):
                 continue
+            if sla.by is not None and info.trigger == "backfill" and sla.schedule != info.schedule:
+                continue  # a backfill's dates are past by design: a by deadline judges the schedule's own runs
             deadline = sla.deadline(info.started_at, info.logical_date)
             key = (sla.name, info.run_id)
             if deadline is None or now <= deadline or key in self._alerted:

@@ -4,7 +4,8 @@
   the last attempt (``attempt`` >= the project's ``retry.attempts``), the rule the run state machine applies
   (``runtime/run_state.py``). ``retries_exhausted``: the same event when the error was retryable and every
   attempt was used.
-* ``run_failed``: a ``RunFinished`` with status ``failed``; its subjects are the run's failed objects.
+* ``run_failed``: a ``RunFinished`` with status ``failed``; its subjects are the run's failed objects, named by the
+  event itself (``RunFinished.failed``: it is published before the run's states are saved).
 * ``check_failed``: a ``CheckFinished`` whose status is ``failed`` or ``error``.
 * ``schedule_missed``: a ``ScheduleMissed``.
 * ``sla_missed``: made by :mod:`sluice.alerts.sla`, not from one event.
@@ -71,6 +72,12 @@ class Triggers:
         """Runs of other projects sharing the bus (their ``RunStarted`` names another project): never alerted."""
         self.seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
         """Outcomes already alerted on: a worker's event published twice (at least once) alerts once."""
+
+    def forget(self, event: AnyEvent) -> None:
+        """Take ``event``'s outcome out of :attr:`seen` (its alerts could not be sent: it will be handled again)."""
+        key = _outcome_key(event)
+        if key is not None:
+            self.seen.pop(key, None)
 
     def subject(self, object_id: int) -> Subject:
         obj = self.project.objects.get(object_id)
@@ -198,13 +205,18 @@ class Triggers:
             self.remember(replace(info, status=event.status, finished_at=at))
         if event.status != "failed":
             return []
-        try:
-            states = self.state.object_states(event.run_id)
-        except Exception:
-            states = {}
-        failed = sorted(oid for oid, s in states.items() if s.status == "failed")
+        # The event names its failed objects: it is published before the run's final states are saved, so the state
+        # store may not know yet which objects failed (it is read only for an event of an older coordinator).
+        reasons: dict[int, str] = dict(event.failed)
+        if not reasons:
+            try:
+                states = self.state.object_states(event.run_id)
+            except Exception:
+                states = {}
+            reasons = {oid: s.error or "failed" for oid, s in states.items() if s.status == "failed"}
+        failed = sorted(reasons)
         subjects = [self.subject(oid) for oid in failed]
-        errors = [f"object {oid} {self.subject(oid).name}: {states[oid].error or 'failed'}" for oid in failed[:5]]
+        errors = [f"object {oid} {self.subject(oid).name}: {reasons[oid] or 'failed'}" for oid in failed[:5]]
         more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
         counts = ", ".join(f"{n} {status}" for status, n in sorted(event.counts.items()))
         severity = "critical" if any(s.criticality == "high" for s in subjects) else "error"
@@ -225,6 +237,19 @@ class Triggers:
 
 def _once(seen: OrderedDict[tuple[object, ...], None], event: AnyEvent) -> bool:
     """True when ``event`` is an outcome already in ``seen`` (then it raises nothing again); records it otherwise."""
+    key = _outcome_key(event)
+    if key is None:
+        return False
+    if key in seen:
+        return True
+    seen[key] = None
+    while len(seen) > 10 * RUN_CACHE:
+        seen.popitem(last=False)
+    return False
+
+
+def _outcome_key(event: AnyEvent) -> tuple[object, ...] | None:
+    """What makes ``event`` one outcome (the same attempt's ObjectFailed published twice is one), or None."""
     if isinstance(event, ObjectFailed):
         key: tuple[object, ...] = ("failed", event.run_id, event.object_id, event.attempt)
     elif isinstance(event, CheckFinished):
@@ -234,10 +259,5 @@ def _once(seen: OrderedDict[tuple[object, ...], None], event: AnyEvent) -> bool:
     elif isinstance(event, ScheduleMissed):
         key = ("missed", event.schedule, event.logical_date)
     else:
-        return False
-    if key in seen:
-        return True
-    seen[key] = None
-    while len(seen) > 10 * RUN_CACHE:
-        seen.popitem(last=False)
-    return False
+        return None
+    return key

@@ -151,6 +151,8 @@ def schedules(path: str, as_json: bool, count: int) -> None:
         click.echo(f"{item['name']}{state_text}: {item['cron']} {item['timezone']}, {where}, catch_up {item['catch_up']}")
         if item["next"]:
             click.echo(f"  next: {', '.join(item['next'])}")
+        if item["error"]:
+            click.echo(f"  error: {item['error']}")
         last = item["last_run"]
         click.echo(f"  last run: {last['logical_date']} {last['run_id']} {last['status']}" if last else "  last run: none")
     lease = view["lease"]

@@ -296,6 +296,17 @@ class Coordinator:
             len(self.states),
             extra={"run_id": self.run_id},
         )
+        taken = sorted(oid for oid, s in self.states.items() if s.status == "running")
+        if taken:  # their ObjectReady is leased to the worker that started them: nothing happens until the lease ends
+            shown = ", ".join(map(str, taken[:10])) + (f" and {len(taken) - 10} more" if len(taken) > 10 else "")
+            log.warning(
+                "run %s: waiting for the lease of object(s) %s: a worker had started them; if it is gone they are handed "
+                "out again when its lease ends (at most %.0f s, lease_s)",
+                self.run_id,
+                shown,
+                self.project.lease_s,
+                extra={"run_id": self.run_id},
+            )
         self._decide(decisions)
         if interrupted:
             # The new attempts are recorded before the run is running again: a worker then given an earlier
@@ -620,7 +631,15 @@ class Coordinator:
         duration = finished - self.started_at
         status = self.machine.status() or "cancelled"
         summary = RunSummary(self.run_id, status, duration, self.states)
-        self._emit(ev.RunFinished(run_id=self.run_id, status=status, duration_s=duration, counts=summary.counts()))
+        failed = {
+            oid: ((s.error or "failed").strip().splitlines() or ["failed"])[0][: ev.FAILED_ERROR_CHARS]
+            if index < ev.FAILED_ERRORS
+            else ""
+            for index, (oid, s) in enumerate(sorted((oid, s) for oid, s in self.states.items() if s.status == "failed"))
+        }
+        # Published before the states are saved (the writer waits for the bus): the event carries what a reader of it
+        # needs, the failed objects and their errors, so the alert service never depends on the save having happened.
+        self._emit(ev.RunFinished(run_id=self.run_id, status=status, duration_s=duration, counts=summary.counts(), failed=failed))
         self._publish()
         self._save(consumer)
         assert self._writer is not None

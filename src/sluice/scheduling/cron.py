@@ -44,9 +44,16 @@ def check_cron(expression: str) -> str | None:
     if fields != 5:
         return f"'{expression}' is not a cron expression: give five fields (minute hour day month weekday), e.g. '0 2 * * *'"
     try:
-        croniter(expression)
+        it = croniter(expression, datetime(2000, 1, 1))
     except (CroniterBadCronError, CroniterNotAlphaError, ValueError) as exc:
         return f"'{expression}' is not a cron expression ({exc}); e.g. '0 2 * * *'"
+    try:  # a day that no month of its field has (0 0 30 2 *: February 30th) parses but never fires
+        it.get_next(datetime)
+    except CroniterBadDateError:
+        return (
+            f"'{expression}' never fires: no date has that day of the month in those months "
+            "(e.g. 30 2 is February 30th); give a day every chosen month has, e.g. '0 0 28 2 *'"
+        )
     return None
 
 

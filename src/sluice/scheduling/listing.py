@@ -9,14 +9,20 @@ Shape (JSON)::
                     "next": ["2026-01-02T01:00:00+00:00", ...],
                     "last_tick": {"logical_date": ..., "status": "fired" | "missed" | "baseline", "reason": ...,
                                   "run_id": ..., "run_status": ...} | null,
-                    "last_run": {"logical_date": ..., "run_id": ..., "status": ...} | null}]}
+                    "last_run": {"logical_date": ..., "run_id": ..., "status": ...} | null,
+                    "error": "schedule nightly is not scheduled any more: ..." | null}]}
+
+``error``: why the schedule cannot fire (its next tick cannot be computed), or what the hosting scheduler reports
+(:attr:`Scheduler.problems <sluice.scheduling.scheduler.Scheduler.problems>`: a run that did not start).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sluice.errors import SluiceError
 from sluice.project.model import Project
 from sluice.scheduling.cron import Cron
 from sluice.state.base import StateStore, TickRecord
@@ -34,14 +40,27 @@ def _tick(record: TickRecord | None) -> dict[str, Any] | None:
     }
 
 
-def schedules_view(project: Project, state: StateStore, now: datetime | None = None, count: int = 3) -> dict[str, Any]:
-    """The schedules of ``project`` with their next ``count`` fire times after ``now`` (default: the wall clock)."""
+def schedules_view(
+    project: Project,
+    state: StateStore,
+    now: datetime | None = None,
+    count: int = 3,
+    problems: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The schedules of ``project`` with their next ``count`` fire times after ``now`` (default: the wall clock);
+    ``problems``: a hosted scheduler's, by schedule name (shown as ``error``)."""
     now = now or datetime.now(UTC)
     last = state.last_ticks(project.name)
     lease = state.lease(project.name)
     found = []
     for spec in project.schedules:
-        cron = Cron(spec.cron, spec.timezone)
+        error = (problems or {}).get(spec.name)
+        upcoming: list[str] = []
+        if spec.enabled:
+            try:
+                upcoming = [t.isoformat() for t in Cron(spec.cron, spec.timezone).upcoming(now, count)]
+            except SluiceError as exc:  # one schedule's cron: said in its entry, the others listed
+                error = error or f"its next tick cannot be computed: {exc}"
         fired = next((t for t in state.ticks(project.name, spec.name, limit=20) if t.run_id), None)
         found.append(
             {
@@ -53,11 +72,12 @@ def schedules_view(project: Project, state: StateStore, now: datetime | None = N
                 "max_active_runs": spec.max_active_runs,
                 "wait_for": list(spec.wait_for),
                 "enabled": spec.enabled,
-                "next": [t.isoformat() for t in cron.upcoming(now, count)] if spec.enabled else [],
+                "next": upcoming,
                 "last_tick": _tick(last.get(spec.name)),
                 "last_run": None
                 if fired is None
                 else {"logical_date": fired.logical_date, "run_id": fired.run_id, "status": fired.run_status},
+                "error": error,
             }
         )
     return {

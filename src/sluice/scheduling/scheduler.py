@@ -22,6 +22,11 @@ Each :meth:`Scheduler.step`:
    died while its runs were going (``kill -9``) left them ``running``: the next one to take the lease resumes them
    (:meth:`RunStarter.resume`), so they finish and ``max_active_runs`` does not hold the schedule back for ever.
 
+A broken schedule is set apart, never the whole scheduler: one whose next tick cannot be computed (a cron that
+never fires) stops being stepped, and one whose run cannot start leaves its tick recorded without a run; either is
+logged as an error once and kept in :attr:`Scheduler.problems` (``GET /schedules`` shows it), while the other
+schedules go on firing.
+
 A schedule the store has never seen starts from its previous tick (recorded as a ``baseline`` tick): the scheduler
 does not run history on first sight. Ideas from Airflow's scheduler (``catchup``, ``max_active_runs``, logical
 dates and data intervals) and Dagster's (ticks recorded before their runs start).
@@ -143,6 +148,8 @@ class StepReport:
     fired: list[TickRecord] = field(default_factory=list)
     missed: list[TickRecord] = field(default_factory=list)
     waiting: int = 0
+    problems: dict[str, str] = field(default_factory=dict)
+    """Schedules set apart or whose run could not start, by name: the error (a copy of :attr:`Scheduler.problems`)."""
 
 
 class Scheduler:
@@ -175,6 +182,10 @@ class Scheduler:
         self._tracks: list[_Track] | None = None  # loaded when the lease is taken
         self._lease_until = 0.0
         self._stamp: float | None = None  # the clock's time at the current step (epoch seconds): fired ticks' run ids
+        self.problems: dict[str, str] = {}
+        """What is wrong with a schedule, by name: its next tick cannot be computed (it is no longer stepped), or its
+        last fired tick's run could not start (cleared when one of its runs starts). Read by ``GET /schedules``."""
+        self._apart: set[str] = set()  # schedules no longer stepped
 
     # ----- the lease --------------------------------------------------------------------------------------
 
@@ -212,15 +223,32 @@ class Scheduler:
                 orphans.append(record)
         tracks = []
         for spec in self.schedules:
-            cron = Cron(spec.cron, spec.timezone)
-            record = last.get(spec.name)
-            if record is not None:
-                start = datetime.fromisoformat(record.logical_date)
-            else:
-                start = cron.previous(now)
-                baselines.append(self._record(spec.name, start, "baseline", "the schedule was first seen after this tick"))
-            tracks.append(_Track(spec, cron, cron.next_after(start)))
+            try:
+                cron = Cron(spec.cron, spec.timezone)
+                record = last.get(spec.name)
+                baseline = None
+                if record is not None:
+                    start = datetime.fromisoformat(record.logical_date)
+                else:
+                    start = cron.previous(now)
+                    baseline = self._record(spec.name, start, "baseline", "the schedule was first seen after this tick")
+                track = _Track(spec, cron, cron.next_after(start))
+            except Exception as exc:  # this schedule only: the others are loaded and fire
+                self._set_apart(spec, exc)
+                continue
+            if baseline is not None:
+                baselines.append(baseline)
+            tracks.append(track)
         return tracks
+
+    def _set_apart(self, spec: ScheduleSpec, exc: BaseException) -> None:
+        """Stop stepping ``spec`` (its next tick cannot be computed): logged once, kept in :attr:`problems`."""
+        where = f"{spec.file}:{spec.line}: " if spec.file and spec.line else ""
+        problem = f"{where}schedule {spec.name} is not scheduled any more: {exc}; fix its cron and restart the scheduler"
+        if self.problems.get(spec.name) != problem:
+            log.error("%s", problem)
+        self.problems[spec.name] = problem
+        self._apart.add(spec.name)
 
     def _resume_unfinished(self) -> None:
         """Runs of this project's ticks still ``running`` when the lease is taken were left by a scheduler that died
@@ -251,9 +279,16 @@ class Scheduler:
                 running[record.schedule] = running.get(record.schedule, 0) + 1
         fire: list[TickRecord] = []
         waiting = 0
-        for track in self._tracks:
-            self._collect(track, now, pending)
-            self._admit(track, running, fire, pending)
+        for track in list(self._tracks):
+            mark = len(fire), len(pending)
+            try:
+                self._collect(track, now, pending)
+                self._admit(track, running, fire, pending)
+            except Exception as exc:  # this schedule only: what it added this step is dropped, the others fire
+                del fire[mark[0] :], pending[mark[1] :]
+                self._tracks.remove(track)
+                self._set_apart(track.spec, exc)
+                continue
             waiting += len(track.queue)
         requests: dict[tuple[str, str], RunRequest] = {}
         cursors: list[tuple[str, SensorCursor]] = []  # saved with the ticks: the requests are durable before they start
@@ -285,6 +320,7 @@ class Scheduler:
         report.missed = [t for t in won if t.status == "missed"]
         if report.missed:
             self._missed(report.missed)
+        report.problems = dict(self.problems)
         return report
 
     def _record(
@@ -382,12 +418,26 @@ class Scheduler:
                 request = RunRequest(t.schedule, "schedule", logical, spec.targets, t.logical_date, spec.timezone)
             asked.append(request)
         wanted = [t.run_id or new_run_id() for t in ticks]
-        run_ids = self.starter.start(asked, wanted)
-        for t, run_id in zip(ticks, run_ids, strict=True):
+        errors: list[str | None] = [None] * len(ticks)
+        try:
+            run_ids = self.starter.start(asked, wanted)
+        except Exception:  # one request broke the batch: start them one by one, so only that one fails
+            run_ids = []
+            for index, (request, wanted_id) in enumerate(zip(asked, wanted, strict=True)):
+                try:
+                    run_ids += self.starter.start([request], [wanted_id])
+                except Exception as exc:
+                    run_ids.append(None)
+                    errors[index] = str(exc) or type(exc).__name__
+        for t, run_id, error in zip(ticks, run_ids, errors, strict=True):
             if run_id is not None:
                 log.info("schedule %s fired tick %s: run %s", t.schedule, t.logical_date, run_id, extra={"run_id": run_id})
+                if t.schedule not in self._apart:
+                    self.problems.pop(t.schedule, None)
             else:
-                log.error("schedule %s fired tick %s but its run did not start (see above)", t.schedule, t.logical_date)
+                why = error or "see the log above"
+                log.error("schedule %s fired tick %s but its run did not start: %s", t.schedule, t.logical_date, why)
+                self.problems[t.schedule] = f"the run of tick {t.logical_date} did not start: {why}"
             t.run_id = run_id
 
     def _missed(self, ticks: list[TickRecord]) -> None:

@@ -82,6 +82,13 @@ def watch_s3(project: Project, spec: SensorSpec, before: dict[str, Any]) -> tupl
 
     folder, endpoint = s3_location(spec.settings.url or "")
     fs = s3_filesystem(endpoint, request_timeout_s=20.0)
+    bucket = folder.partition("/")[0]
+    if fs.get_file_info(bucket).type == pafs.FileType.NotFound:  # a listing of it would be empty: never firing
+        where = urlsplit(endpoint).hostname or "" if endpoint else ""
+        at = f" at {where}:{urlsplit(endpoint).port}" if where else ""
+        raise ConfigError(
+            f"s3 sensor {spec.name}: bucket '{bucket}' does not exist{at}; create it or correct the sensor's url (s3://{folder})"
+        )
     infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
     seen: Seen = {
         info.path[len(folder) + 1 :]: [info.size or 0, info.mtime_ns or 0] for info in infos if info.type == pafs.FileType.File
@@ -132,10 +139,14 @@ class Sensors:
             try:
                 request = self._poll_one(spec, now)
             except Exception as exc:  # one sensor failing leaves the others be
-                self.errors[spec.name] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                log.warning("sensor %s: %s", spec.name, self.errors[spec.name])
+                error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if self.errors.get(spec.name) != error:  # once per distinct error, not at every look
+                    log.error("sensor %s: %s", spec.name, error)
+                self.errors[spec.name] = error
+                self._keep_error(spec, error, now.timestamp())
                 continue
-            self.errors.pop(spec.name, None)
+            if self.errors.pop(spec.name, None) is not None:
+                log.warning("sensor %s: looks again without error", spec.name)
             if request is not None:
                 requests.append(request)
         return requests
@@ -163,6 +174,20 @@ class Sensors:
         else:
             self.state.save_sensor_cursor(self.project.name, cursor)
         return request
+
+    def _keep_error(self, spec: SensorSpec, error: str, at: float) -> None:
+        """Save ``error`` in the sensor's cursor (``value["error"]``, cleared by its next good look), so a listing in
+        another process (``sluice sensors``, ``GET /sensors``) shows it; what the sensor had seen is kept."""
+        try:
+            cursor = self.state.sensor_cursor(self.project.name, spec.name)
+            value = dict(cursor.value) if cursor is not None else {}
+            if value.get("error") == error:
+                return
+            value["error"] = error
+            fired = (cursor.fired_at, cursor.last_key) if cursor is not None else (None, None)
+            self.state.save_sensor_cursor(self.project.name, SensorCursor(spec.name, value, *fired, at))
+        except Exception as exc:  # the state store is down too: the error stays in memory (self.errors)
+            log.debug("sensor %s: its error was not saved: %s", spec.name, exc)
 
     def cursor_for(self, request: RunRequest) -> SensorCursor | None:
         """The cursor to save with ``request``'s tick (hosted; None: not a request of the last poll, or standalone,
@@ -199,6 +224,8 @@ class Sensors:
         rows = []
         for spec in self.project.sensors:
             cursor = saved.get(spec.name)
+            value = dict(cursor.value) if cursor is not None else None
+            saved_error = value.pop("error", None) if value is not None else None
             rows.append(
                 {
                     "name": spec.name,
@@ -208,8 +235,8 @@ class Sensors:
                     "targets": list(spec.targets) if spec.targets is not None else None,
                     "fired_at": cursor.fired_at if cursor else None,
                     "last_key": cursor.last_key if cursor else None,
-                    "cursor": cursor.value if cursor else None,
-                    "error": self.errors.get(spec.name),
+                    "cursor": value,
+                    "error": self.errors.get(spec.name) or saved_error,
                 }
             )
         return rows

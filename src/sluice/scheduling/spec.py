@@ -131,12 +131,14 @@ def read_schedules(
             ScheduleSettings, entry, label=label, file=file, line=entry.line, key_lines=entry.key_lines, what="key"
         )
         problems.extend(found)
-        if settings is None:
-            continue
-        problem = check_cron(settings.cron)
-        if problem is not None:
-            problems.append(ConfigError(f"{label}: {problem}", file, entry.line_of("cron")))
-        problem = check_timezone(settings.timezone)
+        valid: set[str] = set(entry)
+        if settings is None:  # go on with the keys that are right, so every problem of the section is reported at once
+            settings, valid = _partial(entry)
+        if "cron" in valid:
+            problem = check_cron(settings.cron)
+            if problem is not None:
+                problems.append(ConfigError(f"{label}: {problem}", file, entry.line_of("cron")))
+        problem = check_timezone(settings.timezone) if "timezone" in valid else None
         if problem is not None:
             problems.append(ConfigError(f"{label}: {problem}", file, entry.line_of("timezone")))
         targets, problem = resolve_targets(objects, settings.targets, settings.tags)
@@ -159,6 +161,21 @@ def read_schedules(
         )
     check_wait_for(specs, problems)
     return tuple(specs)
+
+
+_PLACEHOLDER = {"cron": "0 0 * * *"}
+"""Stands for a schedule's missing or wrong ``cron`` while its other keys are checked (never used to fire)."""
+
+
+def _partial(entry: YamlMap) -> tuple[ScheduleSettings, set[str]]:
+    """The settings of an entry with a wrong key: those of its keys that are right by themselves (the wrong ones at
+    their defaults, a wrong ``cron`` by :data:`_PLACEHOLDER`), and the names of the right keys."""
+    valid = {
+        key
+        for key, value in entry.items()
+        if isinstance(key, str) and convert_options(ScheduleSettings, {**_PLACEHOLDER, key: value}, label="", file=None)[0]
+    }
+    return msgspec.convert({**_PLACEHOLDER, **{key: entry[key] for key in valid}}, ScheduleSettings), valid
 
 
 def check_wait_for(specs: list[ScheduleSpec], problems: list[ConfigError]) -> None:

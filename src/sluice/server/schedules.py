@@ -29,6 +29,7 @@ class ScheduleEntry(BaseModel):
     next: list[str] = Field(description="Next fire times, ISO 8601 in UTC")
     last_tick: dict[str, Any] | None = Field(None, description="logical_date, status (fired, missed, baseline), reason, run")
     last_run: dict[str, Any] | None = Field(None, description="logical_date, run_id, status of the last run started")
+    error: str | None = Field(None, description="Why the schedule does not fire, or its last tick's run did not start")
 
 
 class ScheduleList(BaseModel):
@@ -48,7 +49,7 @@ def schedule_routes(
     @app.get("/schedules", summary="The project's schedules: next fire times, last tick and run", response_model=ScheduleList)
     def list_schedules() -> Response:
         hosted = host()
-        view = schedules_view(project, state())
+        view = schedules_view(project, state(), problems=hosted.scheduler.problems if hosted is not None else None)
         view["hosted"] = hosted is not None
         view["leader"] = hosted is not None and hosted.scheduler.leader
         return json_response(view)

@@ -80,7 +80,10 @@ def streams_body(project: Project, lake: Lake, host: StreamHost | None) -> dict[
 class StreamEntry(BaseModel):
     id: int
     name: str
-    state: str = Field(description="starting, running, stopping, stopped, failed; elsewhere: not hosted by this server")
+    state: str = Field(
+        description="starting, running, lake_unreachable (waiting for the lake, nothing lost), stopping, stopped, "
+        "failed; elsewhere: not hosted by this server"
+    )
     error: str | None = None
     records_per_s: float | None = None
     bytes_per_s: float | None = None

@@ -18,6 +18,14 @@ moment neither loses nor repeats a record in the lake. Dead letters are sent and
 commit, and a restart reads back those sent for a micro-batch the lake did not commit and does not send them
 again (:mod:`sluice.streaming.sent_letters`): each rejected record is dead-lettered once in effect.
 
+An unreachable lake (the S3 server stopped, a network outage: a TransientError or a connection's OSError) never
+stops the loop: the lake call is tried again with exponential backoff (:data:`BACKOFF_FIRST_S` doubling up to
+:data:`BACKOFF_CAP_S`) for as long as it takes, the micro-batch and its offsets held as they are, so nothing is lost or
+consumed twice. Each attempt carries the micro-batch's idempotency token (its number and the digest of its offsets),
+so an append that reached the lake but whose answer was lost is not added again. The outage is logged once when it
+begins and once when it ends, and the status says ``lake_unreachable`` meanwhile (``GET /streams``). A stop request
+during the outage ends the loop without committing the micro-batch: it is consumed again at the next start.
+
 Back-pressure: the loop gathers at most one micro-batch ahead of the one being written, the consumer's prefetch is
 bounded (:mod:`sluice.streaming.consumer`), and a micro-batch holds at most ``max_batch_records`` records and
 ``max_batch_bytes`` bytes of values. A stop request (SIGTERM, SIGINT, ``stop``) ends the micro-batch being gathered
@@ -29,12 +37,14 @@ Entry point for benchmarks and tests: :func:`run_stream`.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -61,8 +71,20 @@ CONSUME_CHUNK = 20_000
 """Messages asked of one ``consume()`` call."""
 IDLE_POLL_S = 0.5
 """Longest wait of one ``consume()`` call, so a stop request is seen within it."""
-RETRIES = 5
-"""Attempts at committing one micro-batch when the lake or Kafka fails transiently (backoff 1, 2, 4... s)."""
+BACKOFF_FIRST_S = 1.0
+"""Seconds before the first new attempt at a lake call that failed because the lake is unreachable; doubled after each."""
+BACKOFF_CAP_S = 30.0
+"""Longest wait between two attempts at an unreachable lake (seconds); attempts go on for ever (until a stop)."""
+_NOT_AN_OUTAGE = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+"""OSErrors of the local lake that are mistakes, not an unreachable lake: raised at once."""
+
+T = TypeVar("T")
+
+
+class LakeUnreachable(TransientError):
+    """The loop was asked to stop while the lake could not be reached: its last micro-batch was not committed (its
+    records are consumed again at the next start)."""
+
 
 Until = Callable[[StreamStatus], bool]
 """Asked after each micro-batch and each idle poll; True ends the loop (benchmarks: ``lambda s: s.records >= n``)."""
@@ -145,7 +167,7 @@ class MicroBatcher:
     def stop(self) -> None:
         """Ask the loop to commit what it has gathered and end."""
         self._stop.set()
-        if self.status.state in ("starting", "running"):
+        if self.status.state in ("starting", "running", "lake_unreachable"):
             self.status.set_state("stopping")
 
     @property
@@ -156,6 +178,10 @@ class MicroBatcher:
         """Run until stopped, ``until`` says so, or a terminal error (state ``failed``, the error re-raised)."""
         try:
             self._run(until)
+        except LakeUnreachable as exc:  # stopped during an outage: nothing committed, nothing lost
+            log.warning("%s", exc)
+            self.status.set_state("stopped", str(exc))
+            return self.status
         except BaseException as exc:
             self.status.set_state("failed", str(exc) if isinstance(exc, SluiceError) else f"{type(exc).__name__}: {exc}")
             raise
@@ -163,7 +189,7 @@ class MicroBatcher:
         return self.status
 
     def _run(self, until: Until | None) -> None:
-        commit = self.lake.last_commit(self.layer, self.obj.name) or {}
+        commit = self._lake("read its last commit", lambda: self.lake.last_commit(self.layer, self.obj.name)) or {}
         offsets = decode_offsets(commit.get("offsets"))
         batch_number = int(commit.get("batch", 0))
         known = _schema(commit.get("value_schema"))
@@ -214,7 +240,7 @@ class MicroBatcher:
             return None
         from sluice.streaming.windows import WindowOperator, state_from_bytes
 
-        saved = self.lake.last_state(self.layer, self.obj.name)
+        saved = self._lake("read its window state", lambda: self.lake.last_state(self.layer, self.obj.name))
         return WindowOperator(options, state_from_bytes(saved) if saved is not None else None)
 
     def _gather(self, consumer: StreamConsumer, until: Until | None) -> list[RecordColumns]:
@@ -261,12 +287,13 @@ class MicroBatcher:
         thread, one batch at a time, in order)."""
         messages = RecordColumns.join(parts)
         del parts
+        token = batch_token(batch_number, ahead)
         decoded = decoder.decode(messages)
         self._dead_letters(decoded.rejected, messages, dead)
         table = self._transform(pa.Table.from_batches([decoded.batch]))
         late, state, invalid = 0, None, 0
         if self.window is not None:
-            table, late, invalid, state = self._windowed(table, messages[0].topic(), dead)
+            table, late, invalid, state = self._windowed(table, messages[0].topic(), dead, token)
         record = {
             "offsets": encode_offsets(ahead),
             "batch": batch_number,
@@ -277,13 +304,13 @@ class MicroBatcher:
             COMMIT_KEY: self._sent.commit_record(),
         }
         crash_point(len(decoded.rejected) + invalid)
-        self._append(table, record, state)
+        self._append(table, record, state, token)
         compact_when_due(self.lake, self.layer, self.obj.name, self.settings.compact, batch_number)
         self._committed = ahead  # one reference swapped: the loop's thread reads it for lag and the group copy
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), messages.size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
 
-    def _windowed(self, table: pa.Table, topic: str, dead: DeadLetterProducer) -> tuple[pa.Table, int, int, bytes]:
+    def _windowed(self, table: pa.Table, topic: str, dead: DeadLetterProducer, token: str) -> tuple[pa.Table, int, int, bytes]:
         """The windows this micro-batch closes, its late records (counted; appended to ``<name>_late`` for a side
         output, at least once), records without an event time (dead letters), and the operator's state."""
         from sluice.streaming.windows import state_to_bytes
@@ -291,7 +318,7 @@ class MicroBatcher:
         assert self.window is not None
         result = self.window.process(table)
         if result.late is not None and result.late.num_rows:
-            self._append(result.late, {"side_output_of": self.obj.name}, None, name=f"{self.obj.name}_late")
+            self._append(result.late, {"side_output_of": self.obj.name}, None, f"{token}:late", name=f"{self.obj.name}_late")
         where = self.where
         invalid = result.invalid.num_rows
         if invalid < table.num_rows:
@@ -332,17 +359,60 @@ class MicroBatcher:
         inputs = {BATCH_TABLE: ds.dataset(table)}
         return run_sql(sql, inputs, object_label=self.where).read_all()
 
-    def _append(self, table: pa.Table, record: dict[str, Any], state: bytes | None, name: str | None = None) -> None:
-        """Append with retries on transient failures (the same rows and offsets: nothing was committed)."""
-        for attempt in range(1, RETRIES + 1):
+    def _append(self, table: pa.Table, record: dict[str, Any], state: bytes | None, token: str, name: str | None = None) -> None:
+        """Append, tried again for as long as the lake is unreachable (:meth:`_lake`) with the same rows, offsets and
+        idempotency ``token`` (:func:`batch_token`): an attempt that did commit before its answer was lost makes the
+        next one add nothing."""
+        target = name or self.obj.name
+        self._lake(
+            f"commit micro-batch {token.split(':')[1]} to {target}",
+            lambda: self.lake.append(self.layer, target, table.to_reader(), commit=record, token=token, state=state),
+        )
+
+    def _lake(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` (a lake operation). While the lake cannot be reached, tried again with exponential backoff
+        (:data:`BACKOFF_FIRST_S` .. :data:`BACKOFF_CAP_S`) for ever: the outage is logged once and the status is
+        ``lake_unreachable`` until an attempt succeeds. Raises :class:`LakeUnreachable` when the loop is asked to
+        stop meanwhile, and at once what is not an outage (TerminalError: a refused request, a schema conflict)."""
+        delay = BACKOFF_FIRST_S
+        since: float | None = None
+        attempts = 0
+        while True:
             try:
-                self.lake.append(self.layer, name or self.obj.name, table.to_reader(), commit=record, state=state)
-                return
-            except TransientError as exc:
-                if attempt == RETRIES:
+                result = call()
+            except (TransientError, OSError) as exc:
+                if isinstance(exc, _NOT_AN_OUTAGE):
                     raise
-                log.warning("%s: micro-batch %s not committed (%s); trying again", self.obj.name, record["batch"], exc)
-                time.sleep(2 ** (attempt - 1))
+                attempts += 1
+                error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if since is None:
+                    since = time.time()
+                    log.error(
+                        "%s: cannot %s: the lake is unreachable (%s); trying again with backoff up to %.0f s, "
+                        "holding its position (nothing is lost or repeated)",
+                        self.where,
+                        what,
+                        error,
+                        BACKOFF_CAP_S,
+                    )
+                    at = time.strftime("%H:%M:%S", time.localtime(since))
+                    self.status.set_state("lake_unreachable", f"lake unreachable since {at}: {error}")
+                if self._stop.wait(delay):
+                    raise LakeUnreachable(
+                        f"{self.where}: stopped while the lake was unreachable ({error}); could not {what}: "
+                        "its records are consumed again at the next start"
+                    ) from exc
+                delay = min(delay * 2, BACKOFF_CAP_S)
+                continue
+            if since is not None:
+                log.warning(
+                    "%s: the lake answers again after %.0f s (%d failed attempts); streaming goes on",
+                    self.where,
+                    time.time() - since,
+                    attempts,
+                )
+                self.status.set_state("stopping" if self.stopping else "running")
+            return result
 
 
 class _Committer:
@@ -418,12 +488,19 @@ def run_stream(
     """Run streaming object ``object_id`` of ``project`` in this thread until ``until`` says so (or for ever).
 
     Returns its final status. Raises ConfigError for an object that is not a streaming one, and what the
-    loop raises (TerminalError, TransientError after :data:`RETRIES` attempts).
+    loop raises (TerminalError; an unreachable lake is waited for, see the module).
     """
     from sluice.lake.registry import open_lake
 
     obj = streaming_objects(project, object_id)[0]
     return MicroBatcher(project, obj, lake or open_lake(project), status).run(until)
+
+
+def batch_token(batch: int, offsets: Offsets) -> str:
+    """The idempotency token of micro-batch number ``batch`` ending at ``offsets``: ``batch:<n>:<digest>`` (the digest
+    of the offsets, so a batch 1 of another start of the stream is not taken for this one)."""
+    text = json.dumps(encode_offsets(offsets), sort_keys=True).encode()
+    return f"batch:{batch}:{hashlib.sha256(text).hexdigest()[:16]}"
 
 
 def _reached(offsets: Offsets, targets: Offsets) -> bool:

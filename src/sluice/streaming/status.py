@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from sluice.observability import metrics
 
-State = Literal["starting", "running", "stopping", "stopped", "failed"]
+State = Literal["starting", "running", "lake_unreachable", "stopping", "stopped", "failed"]
+"""``lake_unreachable``: the loop waits for the lake to answer again (its position held; ``error`` says since when)."""
 RATE_WINDOW_S = 10.0
 """Records/s and bytes/s are averaged over the micro-batches committed in this many seconds."""
 
@@ -49,6 +50,7 @@ class StreamStatus:
     unreachable: str | None = None
     """``Kafka at H:P unreachable since HH:MM:SS`` while the consumer cannot reach its broker (the lag is then unknown)."""
     started_at: float = field(default_factory=time.time)
+    _told: str | None = None  # the error the last progress line said
     _recent: deque[BatchInfo] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -142,17 +144,26 @@ class StreamStatus:
             }
 
     def progress_line(self) -> str:
-        """One line for stderr: ``transactions: 210,345 records/s, 40.1 MB/s, lag 1,204, batch 17 (250,000 rows) at 12:00:01``."""
+        """One line for stderr: ``transactions: 210,345 records/s, 40.1 MB/s, lag 1,204, batch 17 (250,000 rows) at 12:00:01``.
+
+        The error is in the first line after it changes only (``failed (TerminalError: ...)``), not repeated in every
+        line after it (``failed``): ``sluice stream`` prints a line every 2 s for each object."""
         records_s, bytes_s = self.rates()
         with self._lock:
             last, lag, state = self.last_batch, sum(self.lag.values()), self.state
-            error = f" ({self.error})" if self.error else ""
+            told, self._told = self._told, self.error
+            detail = self.error if self.error != told else None
+            error = f" ({detail})" if detail else ""
+            since = (self.error or "lake unreachable").partition(": ")[0]
             outage = self.unreachable
         committed = (
             f"batch {last.batch} ({last.rows:,} rows) at {time.strftime('%H:%M:%S', time.localtime(last.at))}"
             if last
             else "no batch yet"
         )
+        if state == "lake_unreachable":  # error: "lake unreachable since HH:MM:SS: <the lake's error>"
+            why = f" ({detail.partition(': ')[2]})" if detail else ""
+            return f"{self.name}: {since}{why}, retrying, position held; last {committed}"
         if outage:  # the lag is the last one known: not told as if it were current
             return f"{self.name}: {state}{error}, {outage}, retrying; last {committed}"
         return f"{self.name}: {state}{error}, {records_s:,.0f} records/s, {bytes_s / 1e6:,.1f} MB/s, lag {lag:,}, {committed}"

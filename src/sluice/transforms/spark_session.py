@@ -169,9 +169,9 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = Fa
         builder: Any = SparkSession.builder.master(settings.master).appName(settings.app_name)
         for key, value in conf.items():
             builder = builder.config(key, value)
-        # Its start-up (a JVM, half a minute on a laptop the first time) is otherwise silent: say so at warning level,
-        # which a terminal shows by default, as the object that waits for it runs.
-        log.warning("starting Spark (master %s) ...", settings.master)
+        # Its start-up (a JVM, half a minute on a laptop the first time) is otherwise silent: say so, at info level (it
+        # is not a problem: --log-level info shows it, and a warning per start would page whoever watches warnings).
+        log.info("starting Spark (master %s) ...", settings.master)
         began = time.monotonic()
         try:
             session = builder.getOrCreate()
@@ -180,7 +180,7 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = Fa
             raise TerminalError(f"Spark could not start (master {settings.master}): {first}") from exc
         session.sparkContext.setLogLevel("ERROR")
         _quiet_pyspark_loggers()
-        log.warning("Spark ready in %.1f s (master %s)", time.monotonic() - began, settings.master)
+        log.info("Spark ready in %.1f s (master %s)", time.monotonic() - began, settings.master)
         if _SESSION is None:
             atexit.register(stop_session)
         _SESSION = session
