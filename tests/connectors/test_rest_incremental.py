@@ -279,3 +279,107 @@ def test_checks_of_an_accumulated_output_say_they_covered_the_whole_output(tmp_p
         if isinstance(e, ev.CheckFinished)
     ]
     assert covered == [("load", 5), ("table", 6)]  # the second run's output is the first's plus its one record
+
+
+def failure(project: object, run_id: str) -> str:
+    [error] = [e.error for _, e in events_of(project, run_id) if isinstance(e, ev.ObjectFailed)]  # type: ignore[arg-type]
+    return error
+
+
+def test_a_column_whose_type_changed_fails_the_run_and_rewrites_no_earlier_value(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, LAKE_ONLY.format(url=api.url, key=", primary_key: [id]"))
+    project = load(folder)
+    api.records = [{**record(i), "price": 10.5 * i} for i in (1, 2)]
+    assert run_project(project, RunOptions()).status == "succeeded"
+    api.records += [{**record(3), "price": "7"}, {**record(4), "price": "n/a"}]
+    failed = run_project(project, RunOptions())
+    assert failed.status == "failed"
+    error = failure(project, failed.run_id)
+    assert "column 'price' is double in the previous lake output but string in this run's records" in error, error
+    assert f"sluice state reset {folder} --object 1001" in error and "\n" not in error
+    lake = LocalLake(folder / ".sluice" / "lake")
+    assert lake.read("raw/changes.parquet").read_all().column("price").to_pylist() == [10.5, 21.0]  # still numbers
+    assert cursors(folder) == {1001: "2024-01-02T00:00:00Z"}  # the cursor did not move
+
+
+def test_a_first_read_keeps_the_last_record_of_each_declared_key_as_later_reads_do(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, LAKE_ONLY.format(url=api.url, key=", primary_key: [id]"))
+    api.records = [record(1), {**record(2), "name": "first"}, {**record(2), "name": "second", "updated_at": "2024-01-03"}]
+    assert run_project(load(folder), RunOptions()).status == "succeeded"
+    assert lake_rows(folder, "raw", "changes") == [(1, "n1"), (2, "second")]
+
+
+def test_an_incremental_read_whose_previous_output_is_missing_fails_instead_of_dropping_history(
+    tmp_path: Path, api: FakeApi
+) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, LAKE_ONLY.format(url=api.url, key=", primary_key: [id]"))
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    LocalLake(folder / ".sluice" / "lake").remove("raw", "changes")
+    api.records += [record(6)]
+    failed = run_project(project, RunOptions())
+    assert failed.status == "failed"
+    error = failure(project, failed.run_id)
+    assert "the previous lake output raw/changes is missing" in error, error
+    assert error.endswith(f"run 'sluice state reset {folder} --object 1001' to read everything again")
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
+    assert sluice("state", "reset", str(folder), "--object", "1001").returncode == 0  # the remedy named works
+    assert run_project(project, RunOptions()).status == "succeeded"
+    assert [i for i, _ in lake_rows(folder, "raw", "changes")] == [1, 2, 3, 4, 5, 6]
+
+
+CHECKED = """
+    checks:
+      - expression: name <> 'bad'
+"""
+
+
+def test_a_refused_lake_only_output_leaves_the_cursor_where_it_was(tmp_path: Path, api: FakeApi) -> None:
+    """The candidate was the only output: its records are read again by the next run, not skipped for good."""
+    folder = tmp_path / "shop"
+    write_yaml(
+        folder,
+        LAKE_ONLY.format(url=api.url, key=", primary_key: [id]").replace("\n  - id: 2001", CHECKED.rstrip() + "\n  - id: 2001"),
+    )
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    api.records += [{**record(6), "name": "bad"}]
+    failed = run_project(project, RunOptions())
+    assert failed.status == "failed"
+    assert failure(project, failed.run_id).endswith("the source's cursor did not move: the next run reads these records again")
+    assert cursors(folder) == {1001: "2024-01-05T00:00:00Z"}
+    api.records[-1]["name"] = "good"
+    assert run_project(project, RunOptions()).status == "succeeded"
+    assert lake_rows(folder, "raw", "changes")[-1] == (6, "good")
+    assert cursors(folder) == {1001: "2024-01-06T00:00:00Z"}
+
+
+def test_a_refused_output_whose_destination_was_loaded_says_the_cursor_moved_and_how_to_read_again(
+    tmp_path: Path, api: FakeApi
+) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, PROJECT.format(url=api.url) + CHECKED)
+    project = load(folder)
+    assert run_project(project, RunOptions()).status == "succeeded"
+    api.records += [{**record(6), "name": "bad"}]
+    failed = run_project(project, RunOptions())
+    assert failed.status == "failed"
+    error = failure(project, failed.run_id)
+    moved = "the source's cursor moved past these records (its destination has them): run "
+    assert error.endswith(f"{moved}'sluice state reset {folder} --object 1001' to read them again"), error
+    assert cursors(folder) == {1001: "2024-01-06T00:00:00Z"}
+
+
+def test_a_misspelt_primary_key_says_to_correct_it_in_the_project_file(tmp_path: Path, api: FakeApi) -> None:
+    folder = tmp_path / "shop"
+    write_yaml(folder, LAKE_ONLY.format(url=api.url, key=", primary_key: [idd]"))
+    project = load(folder)
+    failed = run_project(project, RunOptions())
+    error = failure(project, failed.run_id)
+    assert "the key column 'idd' is not in this run's records" in error and "Did you mean 'id'?" in error, error
+    lines = (folder / "sluice.yaml").read_text(encoding="utf-8").splitlines()
+    line = lines.index("    source:") + 1  # the object's source, which declares the key
+    assert error.endswith(f"Correct incremental.primary_key in {folder / 'sluice.yaml'}:{line}") and "state reset" not in error

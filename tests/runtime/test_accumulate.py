@@ -67,7 +67,101 @@ def test_a_key_missing_from_the_records_is_named_in_one_line(lake: LocalLake) ->
         open_with(lake, pa.table({"ident": [9], "name": ["z"]}), ("id",))
     message = str(raised.value)
     assert message.startswith("object 1001 (things): the key column 'id' is not in this run's records (columns: ident, name)")
-    assert "\n" not in message and "sluice state reset" in message
+    assert "\n" not in message and "sluice state reset" not in message  # reading everything again cannot help
+
+
+def test_a_misspelt_key_says_where_to_correct_it_not_to_read_everything_again(lake: LocalLake) -> None:
+    location = lake.current_location("raw", "things")
+    delta = pa.table({"id": [9], "name": ["z"]})
+    with pytest.raises(TerminalError) as raised:
+        Accumulation.open(lake, location, delta.to_reader(), ("idd",), "object 1001 (things)", key_setting="KEY AT sluice.yaml:7")
+    message = str(raised.value)
+    assert "Did you mean 'id'?" in message and message.endswith("Correct KEY AT sluice.yaml:7"), message
+    assert "state reset" not in message
+
+
+def test_a_key_missing_from_the_previous_output_only_says_to_read_everything_again(lake: LocalLake) -> None:
+    location = lake.current_location("raw", "things")
+    delta = pa.table({"id": [9], "sku": ["z"]})
+    with pytest.raises(TerminalError) as raised:
+        Accumulation.open(
+            lake, location, delta.to_reader(), ("sku",), "object 1001 (things)", reset="sluice state reset p --object 1001"
+        )
+    assert "'sku' is not in the previous lake output" in str(raised.value)
+    assert str(raised.value).endswith("run 'sluice state reset p --object 1001' to read everything again with this key")
+
+
+def previous_prices(tmp_path: Path, prices: pa.Array) -> tuple[LocalLake, str]:
+    lake = LocalLake(tmp_path / "priced")
+    lake.write("raw", "items", pa.table({"id": list(range(1, len(prices) + 1)), "price": prices}).to_reader())
+    location = lake.current_location("raw", "items")
+    assert location is not None
+    return lake, location
+
+
+def test_a_column_that_turned_from_numbers_to_text_fails_naming_both_types_and_rewrites_nothing(tmp_path: Path) -> None:
+    """DuckDB's UNION ALL BY NAME would turn the whole column into text ('10.0'): refused before anything is written."""
+    lake, location = previous_prices(tmp_path, pa.array([10.0, 21.5]))
+    delta = pa.table({"id": [7, 8], "price": ["7", "n/a"]})
+    with pytest.raises(TerminalError) as raised:
+        Accumulation.open(
+            lake, location, delta.to_reader(), ("id",), "object 1001 (items)", reset="sluice state reset p --object 1001"
+        )
+    message = str(raised.value)
+    assert message.startswith("object 1001 (items): column 'price' is double in the previous lake output but string in ")
+    assert "\n" not in message and "'sluice state reset p --object 1001'" in message and "column_types" in message
+    assert lake.read(location).read_all().column("price").to_pylist() == [10.0, 21.5]
+
+
+@pytest.mark.parametrize(
+    ("previous", "delta", "kind"),
+    [
+        (pa.array([10, 21], pa.int32()), pa.array([7], pa.int64()), pa.int64()),  # a wider integer
+        (pa.array([10, 21], pa.int64()), pa.array([7.5], pa.float64()), pa.float64()),  # integers and a float
+        (pa.array([10.5, 21.0]), pa.array([7], pa.int64()), pa.float64()),
+        (pa.array([10, 21], pa.int64()), pa.array([7], pa.decimal128(10, 2)), pa.decimal128(21, 2)),
+        (pa.array([None, None], pa.null()), pa.array(["7"]), pa.string()),  # a column null so far takes the new type
+    ],
+)
+def test_a_column_widens_only_where_every_value_stays_exact(
+    tmp_path: Path, previous: pa.Array, delta: pa.Array, kind: pa.DataType
+) -> None:
+    lake, location = previous_prices(tmp_path, previous)
+    accumulation = Accumulation.open(lake, location, pa.table({"id": [9], "price": delta}).to_reader(), ("id",), "o")
+    try:
+        merged = accumulation.merged().read_all().sort_by("id")
+    finally:
+        accumulation.close()
+    assert merged.schema.field("price").type == kind
+    assert merged.column("price").to_pylist() == [*previous.cast(kind).to_pylist(), delta.cast(kind)[0].as_py()]
+
+
+def test_integers_a_double_would_round_are_refused(tmp_path: Path) -> None:
+    lake, location = previous_prices(tmp_path, pa.array([2**53 + 1], pa.int64()))
+    delta = pa.table({"id": [9], "price": [0.5]})
+    with pytest.raises(
+        TerminalError, match=r"column 'price' becomes double .* 1 integer\(s\) of the previous lake output exceed"
+    ):
+        Accumulation.open(lake, location, delta.to_reader(), ("id",), "o")
+
+
+def test_a_read_of_everything_keeps_the_last_record_of_each_key_in_the_order_read(lake: LocalLake) -> None:
+    """A first run (or one after a reset) keeps what an incremental run would: the last record of each key."""
+    delta = pa.table({"id": [9, 2, 9, 1, 2], "name": ["first", "b", "second", "a", "b2"]})
+    keyed = Accumulation.open(lake, None, delta.to_reader(), ("id",), "o")
+    plain = Accumulation.open(lake, None, delta.to_reader(), (), "o")
+    try:
+        merged = keyed.merged().read_all()
+        assert list(zip(merged.column("id").to_pylist(), merged.column("name").to_pylist(), strict=True)) == [
+            (9, "second"),
+            (1, "a"),
+            (2, "b2"),
+        ]
+        assert keyed.delta().read_all() == delta  # a destination in append or merge mode is given what was read
+        assert plain.merged().read_all() == delta
+    finally:
+        keyed.close()
+        plain.close()
 
 
 def test_the_delta_step_loads_the_delta_and_ends_only_with_the_new_version(lake: LocalLake) -> None:

@@ -65,7 +65,8 @@ class Source(ABC, Generic[OptionsT]):
         """Stream the input as Arrow record batches. Raise TerminalError for problems a retry won't fix."""
 
     def commit(self) -> None:
-        """Called once the object's output is durable (lake file in place, destination loaded).
+        """Called once the object's output is durable (lake file in place, destination loaded), and for an object whose
+        only output is a candidate its ``error`` checks decide on, once that became current (runtime/execute.py).
 
         An incremental source saves its new cursor here, so a run that fails later never advances it.
         """
@@ -74,6 +75,11 @@ class Source(ABC, Generic[OptionsT]):
         """Whether each read brings only what changed since the last run (an incremental source): its lake output is
         then the previous version plus this read, merged on :attr:`accumulation_key` (:mod:`sluice.runtime.accumulate`).
         False by default."""
+        return False
+
+    def incremental(self) -> bool:
+        """Whether the source reads incrementally (a saved cursor, committed offsets), whether or not this read did:
+        every read of its lake output keeps the last record of each :attr:`accumulation_key`. False by default."""
         return False
 
     accumulation_key: tuple[str, ...] = ()

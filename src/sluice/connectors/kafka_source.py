@@ -78,6 +78,10 @@ class KafkaSource(Source[KafkaSourceOptions]):
     resumed = False
     """True once :meth:`read` found offsets the group committed in an earlier run (it reads only what came since)."""
 
+    def incremental(self) -> bool:
+        """True: each run reads on from the group's committed offsets."""
+        return True
+
     def accumulates(self) -> bool:
         """After :meth:`read`: True when it read on from the group's committed offsets, so the object's lake output is
         the previous one plus these records (:mod:`sluice.runtime.accumulate`: appended, or merged on the destination's

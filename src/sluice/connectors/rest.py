@@ -80,6 +80,10 @@ class RestSource(Source[RestOptions]):
         ``sluice state reset``, reads everything and replaces it."""
         return self.options.incremental is not None and self.resumed
 
+    def incremental(self) -> bool:
+        """True with ``incremental:``: a first read keeps the last record of each ``primary_key`` too."""
+        return self.options.incremental is not None
+
     @property
     def accumulation_key(self) -> tuple[str, ...]:  # type: ignore[override]
         """``incremental.primary_key``: the fields that identify a record."""

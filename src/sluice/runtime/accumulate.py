@@ -9,6 +9,12 @@ output must still hold everything read so far, or the objects downstream would s
   ``primary_key``): the previous rows whose key is not in the delta, and the delta's last row of each key;
 - without one: the previous rows, then the delta's.
 
+A read of everything (a first run, or one after ``sluice state reset``: no previous output to add to) keeps, with a
+key, the last record read of each key the same way. A column both versions have takes a type that holds every value of
+both exactly, by the destinations' rules (:func:`sluice.destinations.types.widened`); any other type change (numbers,
+then text) is refused before anything is written, naming the column and both types: DuckDB's ``UNION ALL BY NAME``
+would turn the column into text and so rewrite every previous value.
+
 The delta is held in an in-memory DuckDB table (spilling to its temporary folder when large); the previous version
 is scanned from the lake. :meth:`Accumulation.merged` streams the new version, which the executor writes as the
 object's lake output like any other (one atomic replacement). A destination in ``append`` or ``merge`` mode gets
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sluice.destinations.sql import ORD_COLUMN, quote, with_ordinal
+from sluice.destinations.types import MAX_EXACT_FLOAT_INT, is_nested, same, widened
 from sluice.errors import TerminalError, did_you_mean
 from sluice.lake.base import Lake, Then
 
@@ -66,8 +73,14 @@ class Accumulation:
         delta_rows: int,
         previous_rows: int,
         label: str,
+        types: dict[str, pa.DataType] | None = None,
+        whole: bool = False,
     ) -> None:
         self._con = con
+        self.types = types or {}
+        """The Arrow type of each column both versions have (:func:`_combined`)."""
+        self.whole = whole
+        """True for a read of everything (no previous output to add to)."""
         self.delta_schema = delta_schema
         self.previous_schema = previous_schema
         self.previous_rows = previous_rows
@@ -76,8 +89,20 @@ class Accumulation:
         self.label = label
 
     @classmethod
-    def open(cls, lake: Lake, previous: str, delta: pa.RecordBatchReader, key: Sequence[str], label: str) -> Accumulation:
-        """Hold ``delta`` (read to its end) and name the ``previous`` output of ``lake``; see the class."""
+    def open(
+        cls,
+        lake: Lake,
+        previous: str | None,
+        delta: pa.RecordBatchReader,
+        key: Sequence[str],
+        label: str,
+        *,
+        key_setting: str = "the declared key (incremental.primary_key or the destination's key)",
+        reset: str = "sluice state reset PATH --object ID",
+    ) -> Accumulation:
+        """Hold ``delta`` (read to its end) and name the ``previous`` output of ``lake`` (None: a read of everything,
+        kept as read but for the last record of each key); see the class. ``key_setting``: where the key is declared
+        (said when a key column is missing from the records); ``reset``: the command that reads everything again."""
         import duckdb
 
         from sluice.transforms.sql import create_input_views
@@ -89,48 +114,63 @@ class Accumulation:
             con.register("sluice_delta_in", numbered)
             con.execute(f"CREATE TABLE {DELTA} AS SELECT * FROM sluice_delta_in")
             con.unregister("sluice_delta_in")
-            create_input_views(con, {PREVIOUS: lake.duckdb_input(previous)})
             delta_columns = list(delta.schema.names)
-            previous_columns = [row[0] for row in con.execute(f"DESCRIBE {PREVIOUS}").fetchall()]
             rows = int(con.execute(f"SELECT count(*) FROM {DELTA}").fetchall()[0][0])
-            previous_rows = int(con.execute(f"SELECT count(*) FROM {PREVIOUS}").fetchall()[0][0])
-            sides = (("this run's records", delta_columns), ("the previous lake output", previous_columns))
-            for column in key if rows and previous_rows else ():  # (merged only when both have rows)
-                for side, names in sides:
-                    if column not in names:
-                        raise TerminalError(
-                            f"{label}: the key column {column!r} is not in {side} (columns: {', '.join(names)})."
-                            f"{did_you_mean(column, names)} Fix the declared key (incremental.primary_key or the "
-                            "destination's key), or run 'sluice state reset' to read everything again"
-                        )
-            previous_schema = _schema_of(lake, previous)
+            previous_columns: list[str] = []
+            previous_rows = 0
+            if previous is not None:
+                create_input_views(con, {PREVIOUS: lake.duckdb_input(previous)})
+                previous_columns = [row[0] for row in con.execute(f"DESCRIBE {PREVIOUS}").fetchall()]
+                previous_rows = int(con.execute(f"SELECT count(*) FROM {PREVIOUS}").fetchall()[0][0])
+            for column in key if rows else ():  # (the delta's last record of each key is kept)
+                if column not in delta_columns:  # a misspelt key, most likely: reading again would not help
+                    raise TerminalError(
+                        f"{label}: the key column {column!r} is not in this run's records (columns: "
+                        f"{', '.join(delta_columns)}).{did_you_mean(column, delta_columns)} Correct {key_setting}"
+                    )
+                if previous_rows and column not in previous_columns:
+                    raise TerminalError(
+                        f"{label}: the key column {column!r} is not in the previous lake output (columns: "
+                        f"{', '.join(previous_columns)}); run '{reset}' to read everything again with this key"
+                    )
+            previous_schema = _schema_of(lake, previous) if previous is not None else pa.schema([])
+            types = _combined(previous_schema, delta.schema, label, reset) if rows and previous_rows else {}
+            for column, kind in types.items():  # DuckDB would round an integer beyond 2**53 into a double
+                if pa.types.is_floating(kind):
+                    _exact_in_double(con, column, previous_schema, delta.schema, label, reset)
         except duckdb.Error as exc:
             con.close()
             raise TerminalError(f"{label}: cannot read the previous lake output to add this run's records: {exc}") from exc
         except BaseException:
             con.close()
             raise
-        return cls(con, tuple(key), delta.schema, previous_schema, rows, previous_rows, label)
+        return cls(con, tuple(key), delta.schema, previous_schema, rows, previous_rows, label, types, previous is None)
 
     def merged_sql(self) -> str:
         """The new version's query (DuckDB): see the module."""
         delta = f"SELECT * EXCLUDE ({quote(ORD_COLUMN)}) FROM {DELTA}"
+        order = quote(ORD_COLUMN)
+        keys = ", ".join(quote(k) for k in self.key)
+        last = f"{delta} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order} DESC) = 1"
+        if self.whole:  # everything read: as read, but for the last record of each key
+            if not self.key or not self.delta_rows:
+                return f"{delta} ORDER BY {order}"
+            ranked = f"SELECT * FROM {DELTA} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order} DESC) = 1"
+            return f"SELECT * EXCLUDE ({order}) FROM ({ranked}) ORDER BY {order}"
         if not self.previous_rows:  # the delta's columns first (an empty previous output may have had other ones)
             return f"({delta} ORDER BY {quote(ORD_COLUMN)}) UNION ALL BY NAME SELECT * FROM {PREVIOUS}"
         if not self.delta_rows:
             return f"SELECT * FROM {PREVIOUS}"
         if not self.key:
             return f"SELECT * FROM {PREVIOUS} UNION ALL BY NAME ({delta} ORDER BY {quote(ORD_COLUMN)})"
-        keys = ", ".join(quote(k) for k in self.key)
         same = " AND ".join(f"d.{quote(k)} IS NOT DISTINCT FROM p.{quote(k)}" for k in self.key)
-        last = f"{delta} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(ORD_COLUMN)} DESC) = 1"
         kept = f"SELECT p.* FROM {PREVIOUS} AS p WHERE NOT EXISTS (SELECT 1 FROM {DELTA} AS d WHERE {same})"
         return f"{kept} UNION ALL BY NAME ({last})"
 
     def merged(self) -> pa.RecordBatchReader:
         """The new version: the previous output with this run's records merged in (see the module), each column of the
-        Arrow type the two versions share (the delta's, or one holding both: int64 and double give double), not
-        DuckDB's (which would turn ``timestamp[ms]`` into ``timestamp[us]``)."""
+        Arrow type the two versions share (:func:`_combined`: the delta's, or one holding both's values exactly, int64
+        and double give double), not DuckDB's (which would turn ``timestamp[ms]`` into ``timestamp[us]``)."""
         import duckdb
 
         try:
@@ -139,10 +179,13 @@ class Accumulation:
             raise self._cannot(exc) from exc
         fields = []
         for field in reader.schema:
-            known = [s.field(field.name) for s in (self.previous_schema, self.delta_schema) if field.name in s.names]
-            try:
-                fields.append(pa.unify_schemas([pa.schema([f]) for f in known], promote_options="permissive").field(0))
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if field.name in self.types:
+                fields.append(pa.field(field.name, self.types[field.name]))
+            elif field.name in self.delta_schema.names:
+                fields.append(self.delta_schema.field(field.name))
+            elif field.name in self.previous_schema.names:
+                fields.append(self.previous_schema.field(field.name))
+            else:
                 fields.append(field)
         return _cast(reader, pa.schema(fields), self._cannot)
 
@@ -180,6 +223,59 @@ class Accumulation:
 
     def close(self) -> None:
         self._con.close()
+
+
+def _combined(previous: pa.Schema, delta: pa.Schema, label: str, reset: str) -> dict[str, pa.DataType]:
+    """The Arrow type of each column both ``previous`` and ``delta`` have: one holding every value of both exactly,
+    by the destinations' rules (:func:`sluice.destinations.types.widened`: a wider integer, int and float as double,
+    int and decimal as a decimal with room for both), a null column taking the other's type, a struct or list gaining
+    the other's fields. Raises TerminalError naming the column and both types for any other pair (a number, then
+    text): no previous value is rewritten."""
+    types: dict[str, pa.DataType] = {}
+    for field in delta:
+        if field.name not in previous.names:
+            continue
+        held = previous.field(field.name).type
+        kind = _holding_both(held, field.type)
+        if kind is None:
+            raise TerminalError(
+                f"{label}: column {field.name!r} is {held} in the previous lake output but {field.type} in this run's "
+                "records, and no type holds both without rewriting a value; nothing was written and the cursor did "
+                f"not move: declare its type (column_types: {{{field.name}: ...}}) and run '{reset}' to read everything "
+                "again, or fix the records"
+            )
+        types[field.name] = kind
+    return types
+
+
+def _holding_both(held: pa.DataType, data: pa.DataType) -> pa.DataType | None:
+    if pa.types.is_null(held) or held == data:
+        return data
+    if pa.types.is_null(data):
+        return held
+    if same(held, data) or (is_nested(held) and is_nested(data)):  # string flavours, time units; nested fields
+        try:
+            both = [pa.schema([("c", held)]), pa.schema([("c", data)])]
+            return pa.unify_schemas(both, promote_options="permissive").field(0).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return data if same(held, data) else None
+    return widened(held, data)
+
+
+def _exact_in_double(con: Any, column: str, previous: pa.Schema, delta: pa.Schema, label: str, reset: str) -> None:
+    """Raise TerminalError when ``column``, an integer in one version and a float in the other, holds an integer beyond
+    2**53 (which a double would round), as the destinations check before widening (:mod:`sluice.destinations.sql`)."""
+    for table, schema, side in ((PREVIOUS, previous, "the previous lake output"), (DELTA, delta, "this run's records")):
+        if not pa.types.is_integer(schema.field(column).type):
+            continue
+        name = quote(column)
+        found = con.execute(f"SELECT count(*) FROM {table} WHERE abs({name}::HUGEINT) > {MAX_EXACT_FLOAT_INT}").fetchall()[0][0]
+        if found:
+            raise TerminalError(
+                f"{label}: column {column!r} becomes double to hold both versions' values, but {found} integer(s) of "
+                f"{side} exceed 2**53 and would be rounded; nothing was written and the cursor did not move: declare "
+                f"its type (column_types) and run '{reset}' to read everything again"
+            )
 
 
 def _schema_of(lake: Lake, location: str) -> pa.Schema:

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,12 @@ class Outcome:
     accumulated: bool = False
     """The lake output is an incremental source's previous output plus this run's records
     (:mod:`sluice.runtime.accumulate`): not this load's rows alone."""
+    incremental: bool = False
+    """The object's source reads incrementally (:meth:`Source.incremental`): a cursor or committed offsets."""
+    commit: Callable[[], None] | None = None
+    """The source's :meth:`~sluice.connectors.base.Source.commit` (saving its cursor), left to be called once the
+    object's checks passed and its candidate output became current: set for an object whose only output is its
+    lake candidate (no destination, an ``error`` check), so a refused output leaves the cursor where it was."""
 
 
 @dataclass(slots=True)
@@ -78,6 +84,14 @@ class InLoadChecks:
 
 def label(obj: ObjectSpec) -> str:
     return f"object {obj.id} ({obj.name})"
+
+
+def key_setting(obj: ObjectSpec, source: Source) -> str:  # type: ignore[type-arg]
+    """Where ``obj``'s accumulation key is declared, to correct it: ``incremental.primary_key in sluice.yaml:12``."""
+    declared = "source" if source.accumulation_key else "destination"
+    setting = "incremental.primary_key" if declared == "source" else "the destination's key"
+    line = obj.origin.line_of(declared)
+    return f"{setting} in {obj.origin.file}{f':{line}' if line else ''}"
 
 
 def guarded(obj: ObjectSpec) -> bool:
@@ -190,31 +204,50 @@ class ObjectExecutor:
             return Outcome(rows=0, location=None, content_hash="")
         file = source.whole_file() if source is not None else None
         accumulation = self._accumulation(obj, source, reader) if source is not None else None
+        accumulated = accumulation is not None and not accumulation.whole
         try:
             if accumulation is not None:  # the previous output plus this run's records, not these alone
-                reader, rows, file = accumulation.merged(), accumulation.delta_rows, None
+                reader, file = accumulation.merged(), None
+                rows = accumulation.delta_rows if accumulated else None
             outcome = self._write(obj, load_key or run_id, reader, rows, file, logical_date, in_load, accumulation)
         finally:
             if accumulation is not None:
                 accumulation.close()
-        if source is not None:
-            source.commit()  # the output is durable now: an incremental source may advance its cursor
-        return dataclasses.replace(outcome, accumulated=True) if accumulation is not None else outcome
+        if source is None:
+            return outcome
+        outcome = dataclasses.replace(outcome, accumulated=accumulated, incremental=source.incremental())
+        if obj.destination is None and guarded(obj):  # nothing loaded but this candidate: its checks decide
+            return dataclasses.replace(outcome, commit=source.commit)
+        source.commit()  # the output is durable now: an incremental source may advance its cursor
+        return outcome
 
     def _accumulation(self, obj: ObjectSpec, source: Source, reader: pa.RecordBatchReader) -> Accumulation | None:  # type: ignore[type-arg]
-        """For an incremental source that read only what changed (:meth:`Source.accumulates`) and an object with a
-        previous lake output: that output plus ``reader``'s records, merged on the declared key
-        (:mod:`sluice.runtime.accumulate`); None otherwise (the output is what was read). Reads ``reader`` whole."""
-        if not obj.lake or not source.accumulates():
+        """For an incremental source and an object with a lake output: when it read only what changed
+        (:meth:`Source.accumulates`), the previous output plus ``reader``'s records merged on the declared key; when it
+        read everything, those records with the last one of each key only (the same rule) (:mod:`sluice.runtime.accumulate`);
+        None otherwise (the output is what was read). Reads ``reader`` whole. Raises TerminalError when the source read
+        only what changed but the previous output is missing (it would replace every record read before)."""
+        if not obj.lake or not source.incremental():
             return None
-        previous = self.lake.current_location(layer_of(self.project, obj), obj.name)
-        if previous is None:
+        key = accumulation_key(obj, source)
+        reset = f"sluice state reset {self.project.root} --object {obj.id}"
+        layer = layer_of(self.project, obj)
+        previous = None
+        if source.accumulates():
+            previous = self.lake.current_location(layer, obj.name)
+            if previous is None:
+                raise TerminalError(
+                    f"{label(obj)}: the previous lake output {layer}/{obj.name} is missing, yet the source read only what "
+                    f"changed since its saved cursor (or committed offsets); nothing was written and the cursor did not "
+                    f"move: run '{reset}' to read everything again"
+                )
+        elif not key:
             return None
         if obj.date_parts:
             from sluice.project.objets_dates import with_date_parts
 
             reader = with_date_parts(reader, obj.date_parts, obj.date_column, label(obj))
-        return Accumulation.open(self.lake, previous, reader, accumulation_key(obj, source), label(obj))
+        return Accumulation.open(self.lake, previous, reader, key, label(obj), key_setting=key_setting(obj, source), reset=reset)
 
     def check(
         self,

@@ -39,7 +39,7 @@ from sluice.checks.run import LoadRefused
 from sluice.errors import SluiceError, is_transient
 from sluice.observability import metrics
 from sluice.project.model import ObjectSpec, Project, StageSpec
-from sluice.runtime.execute import ObjectExecutor
+from sluice.runtime.execute import ObjectExecutor, Outcome
 from sluice.runtime.outbox import Outbox
 from sluice.scheduling.templating import ObjectTemplates
 
@@ -306,6 +306,8 @@ class StageWorker:
             )
             if not checked.failure:  # an output whose error check failed does not become the plain output
                 outcome = self.executor.promote(obj, outcome)
+                if outcome.commit is not None:  # its source's cursor moves only once its output is current
+                    outcome.commit()
         except LoadRefused as exc:  # an error check failed inside the load: rolled back, nothing written
             assert obj.destination is not None
             failure = f"{exc.checked.failure}; nothing was written: the load into table '{obj.destination.table}' was rolled back"
@@ -321,6 +323,7 @@ class StageWorker:
             if outcome.pending is not None:  # a first run has no previous output to keep
                 kept = " (the previous one stays)" if self._has_current(obj) else ""
                 failure += f"; the output checked stays at {outcome.location}, not made current{kept}"
+            failure += self._cursor_note(obj, outcome)
             log.warning("%s", failure, extra={"run_id": ready.run_id, "object_id": obj.id})
             return [*events, self._failed(ready, failure, "CheckFailed", False, started)]
         metrics.child(metrics.ROWS, self.stage.name).inc(outcome.rows)
@@ -339,6 +342,18 @@ class StageWorker:
             )
         )
         return events
+
+    def _cursor_note(self, obj: ObjectSpec, outcome: Outcome) -> str:
+        """What a refused output did to an incremental source's cursor (docs/sources.md): the cursor stays when the
+        candidate was the only output (the next run reads the records again); else it moved past them."""
+        if not outcome.incremental:
+            return ""
+        if outcome.commit is not None:
+            return "; the source's cursor did not move: the next run reads these records again"
+        return (
+            "; the source's cursor moved past these records (its destination has them): run "
+            f"'sluice state reset {self.project.root} --object {obj.id}' to read them again"
+        )
 
     def _failed(self, ready: ev.ObjectReady, error: str, error_type: str, retryable: bool, started: float) -> ev.ObjectFailed:
         return ev.ObjectFailed(
