@@ -252,3 +252,26 @@ def test_records_produced_while_a_run_reads_wait_for_the_next_run(
     assert sorted(run(shop, store).column("id").to_pylist()) == list(range(30))
     monkeypatch.setattr(KafkaSource, "_ranges", taken)
     assert sorted(run(shop, store).column("id").to_pylist()) == list(range(60))  # the 30 later ones added once
+
+
+def test_a_read_on_from_committed_offsets_without_the_previous_output_fails_naming_the_group_remedy(
+    tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
+) -> None:
+    """Adding to nothing would replace every record read before with the new ones alone: refused, offsets kept;
+    ``sluice state reset`` does not forget a group's offsets, so the remedy is a new group."""
+    shop = project(tmp_path, kafka_url, topic)
+    lake = LocalLake(shop.root / "lake")
+    produce(orders(0, 5))
+    assert run(shop, store, lake).num_rows == 5
+    lake.remove("raw", "orders")
+    produce(orders(5, 2))
+    with pytest.raises(TerminalError) as raised:
+        run(shop, store, lake)
+    message = str(raised.value)
+    assert message.startswith("object 1001 (orders): the previous lake output raw/orders is missing"), message
+    assert message.endswith(
+        "give the source a consumer group without committed offsets (group: ..., start: earliest) "
+        "to read the topic again from its start"
+    )
+    again = project(tmp_path / "again", kafka_url, topic, DECLARED + f"\n      group: again-{topic}")
+    assert sorted(run(again, store, lake).column("id").to_pylist()) == list(range(7))  # the remedy reads everything

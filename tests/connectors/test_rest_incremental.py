@@ -369,7 +369,7 @@ def test_a_refused_output_whose_destination_was_loaded_says_the_cursor_moved_and
     assert failed.status == "failed"
     error = failure(project, failed.run_id)
     moved = "the source's cursor moved past these records (its destination has them): run "
-    assert error.endswith(f"{moved}'sluice state reset {folder} --object 1001' to read them again"), error
+    assert error.endswith(f"{moved}'sluice state reset {folder} --object 1001' to read everything again"), error
     assert cursors(folder) == {1001: "2024-01-06T00:00:00Z"}
 
 

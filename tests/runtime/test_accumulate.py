@@ -84,11 +84,9 @@ def test_a_key_missing_from_the_previous_output_only_says_to_read_everything_aga
     location = lake.current_location("raw", "things")
     delta = pa.table({"id": [9], "sku": ["z"]})
     with pytest.raises(TerminalError) as raised:
-        Accumulation.open(
-            lake, location, delta.to_reader(), ("sku",), "object 1001 (things)", reset="sluice state reset p --object 1001"
-        )
+        Accumulation.open(lake, location, delta.to_reader(), ("sku",), "object 1001 (things)", reread="REREAD")
     assert "'sku' is not in the previous lake output" in str(raised.value)
-    assert str(raised.value).endswith("run 'sluice state reset p --object 1001' to read everything again with this key")
+    assert str(raised.value).endswith("(columns: id, name, ts); REREAD")
 
 
 def previous_prices(tmp_path: Path, prices: pa.Array) -> tuple[LocalLake, str]:
@@ -104,12 +102,10 @@ def test_a_column_that_turned_from_numbers_to_text_fails_naming_both_types_and_r
     lake, location = previous_prices(tmp_path, pa.array([10.0, 21.5]))
     delta = pa.table({"id": [7, 8], "price": ["7", "n/a"]})
     with pytest.raises(TerminalError) as raised:
-        Accumulation.open(
-            lake, location, delta.to_reader(), ("id",), "object 1001 (items)", reset="sluice state reset p --object 1001"
-        )
+        Accumulation.open(lake, location, delta.to_reader(), ("id",), "object 1001 (items)", reread="REREAD")
     message = str(raised.value)
     assert message.startswith("object 1001 (items): column 'price' is double in the previous lake output but string in ")
-    assert "\n" not in message and "'sluice state reset p --object 1001'" in message and "column_types" in message
+    assert "\n" not in message and message.endswith("the cursor did not move: declare its type (column_types) and REREAD")
     assert lake.read(location).read_all().column("price").to_pylist() == [10.0, 21.5]
 
 

@@ -82,6 +82,14 @@ class Source(ABC, Generic[OptionsT]):
         every read of its lake output keeps the last record of each :attr:`accumulation_key`. False by default."""
         return False
 
+    def reread(self, project_root: Path, object_id: int) -> str:
+        """What to do so that the next run of an incremental source reads everything again, as a remedy to end an error
+        message with: the ``sluice state reset`` command that forgets its cursor."""
+        return f"run 'sluice state reset {project_root} --object {object_id}' to read everything again"
+
+    type_setting: str = "column_types"
+    """The source option that declares a column's type (said when a column's type changed across runs)."""
+
     accumulation_key: tuple[str, ...] = ()
     """The columns that identify a record, declared by the source itself (REST's ``incremental.primary_key``); ()
     leaves the choice to the destination's key (:func:`sluice.runtime.accumulate.accumulation_key`)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -81,6 +82,15 @@ class KafkaSource(Source[KafkaSourceOptions]):
     def incremental(self) -> bool:
         """True: each run reads on from the group's committed offsets."""
         return True
+
+    def reread(self, project_root: Path, object_id: int) -> str:
+        """Its offsets are the consumer group's, which ``sluice state reset`` does not forget: a new group reads again."""
+        return (
+            "give the source a consumer group without committed offsets (group: ..., start: earliest) to read the topic "
+            "again from its start"
+        )
+
+    type_setting = "schema"
 
     def accumulates(self) -> bool:
         """After :meth:`read`: True when it read on from the group's committed offsets, so the object's lake output is

@@ -64,6 +64,9 @@ class Accumulation:
     what to do) when a key column is missing or the two versions' columns cannot be combined.
     """
 
+    remedy = "declare its type (column_types) and run 'sluice state reset PATH --object ID' to read everything again"
+    """What to do when a value of this run's records does not fit the column's type (said by the error)."""
+
     def __init__(
         self,
         con: Any,
@@ -98,11 +101,14 @@ class Accumulation:
         label: str,
         *,
         key_setting: str = "the declared key (incremental.primary_key or the destination's key)",
-        reset: str = "sluice state reset PATH --object ID",
+        reread: str = "run 'sluice state reset PATH --object ID' to read everything again",
+        type_setting: str = "column_types",
     ) -> Accumulation:
         """Hold ``delta`` (read to its end) and name the ``previous`` output of ``lake`` (None: a read of everything,
         kept as read but for the last record of each key); see the class. ``key_setting``: where the key is declared
-        (said when a key column is missing from the records); ``reset``: the command that reads everything again."""
+        (said when a key column is missing from the records); ``reread``: what to do to read everything again (the
+        source's :meth:`~sluice.connectors.base.Source.reread`); ``type_setting``: the source's option that declares a
+        column's type."""
         import duckdb
 
         from sluice.transforms.sql import create_input_views
@@ -131,20 +137,28 @@ class Accumulation:
                 if previous_rows and column not in previous_columns:
                     raise TerminalError(
                         f"{label}: the key column {column!r} is not in the previous lake output (columns: "
-                        f"{', '.join(previous_columns)}); run '{reset}' to read everything again with this key"
+                        f"{', '.join(previous_columns)}); {reread}"
                     )
             previous_schema = _schema_of(lake, previous) if previous is not None else pa.schema([])
-            types = _combined(previous_schema, delta.schema, label, reset) if rows and previous_rows else {}
+            types = (
+                _combined(previous_schema, delta.schema, label, f"declare its type ({type_setting}) and {reread}")
+                if rows and previous_rows
+                else {}
+            )
             for column, kind in types.items():  # DuckDB would round an integer beyond 2**53 into a double
                 if pa.types.is_floating(kind):
-                    _exact_in_double(con, column, previous_schema, delta.schema, label, reset)
+                    _exact_in_double(
+                        con, column, previous_schema, delta.schema, label, f"declare its type ({type_setting}) and {reread}"
+                    )
         except duckdb.Error as exc:
             con.close()
             raise TerminalError(f"{label}: cannot read the previous lake output to add this run's records: {exc}") from exc
         except BaseException:
             con.close()
             raise
-        return cls(con, tuple(key), delta.schema, previous_schema, rows, previous_rows, label, types, previous is None)
+        accumulation = cls(con, tuple(key), delta.schema, previous_schema, rows, previous_rows, label, types, previous is None)
+        accumulation.remedy = f"declare its type ({type_setting}) and {reread}"
+        return accumulation
 
     def merged_sql(self) -> str:
         """The new version's query (DuckDB): see the module."""
@@ -199,7 +213,7 @@ class Accumulation:
     def _cannot(self, exc: Exception) -> TerminalError:
         return TerminalError(
             f"{self.label}: this run's records cannot be added to the previous lake output: {' '.join(str(exc).split())}; "
-            "cast the changed column (column_types) or run 'sluice state reset' to read everything again"
+            f"{self.remedy}"
         )
 
     def then_delta(self, publish: Then) -> Then:
@@ -225,7 +239,7 @@ class Accumulation:
         self._con.close()
 
 
-def _combined(previous: pa.Schema, delta: pa.Schema, label: str, reset: str) -> dict[str, pa.DataType]:
+def _combined(previous: pa.Schema, delta: pa.Schema, label: str, remedy: str) -> dict[str, pa.DataType]:
     """The Arrow type of each column both ``previous`` and ``delta`` have: one holding every value of both exactly,
     by the destinations' rules (:func:`sluice.destinations.types.widened`: a wider integer, int and float as double,
     int and decimal as a decimal with room for both), a null column taking the other's type, a struct or list gaining
@@ -241,8 +255,7 @@ def _combined(previous: pa.Schema, delta: pa.Schema, label: str, reset: str) -> 
             raise TerminalError(
                 f"{label}: column {field.name!r} is {held} in the previous lake output but {field.type} in this run's "
                 "records, and no type holds both without rewriting a value; nothing was written and the cursor did "
-                f"not move: declare its type (column_types: {{{field.name}: ...}}) and run '{reset}' to read everything "
-                "again, or fix the records"
+                f"not move: {remedy}"
             )
         types[field.name] = kind
     return types
@@ -262,7 +275,7 @@ def _holding_both(held: pa.DataType, data: pa.DataType) -> pa.DataType | None:
     return widened(held, data)
 
 
-def _exact_in_double(con: Any, column: str, previous: pa.Schema, delta: pa.Schema, label: str, reset: str) -> None:
+def _exact_in_double(con: Any, column: str, previous: pa.Schema, delta: pa.Schema, label: str, remedy: str) -> None:
     """Raise TerminalError when ``column``, an integer in one version and a float in the other, holds an integer beyond
     2**53 (which a double would round), as the destinations check before widening (:mod:`sluice.destinations.sql`)."""
     for table, schema, side in ((PREVIOUS, previous, "the previous lake output"), (DELTA, delta, "this run's records")):
@@ -274,7 +287,7 @@ def _exact_in_double(con: Any, column: str, previous: pa.Schema, delta: pa.Schem
             raise TerminalError(
                 f"{label}: column {column!r} becomes double to hold both versions' values, but {found} integer(s) of "
                 f"{side} exceed 2**53 and would be rounded; nothing was written and the cursor did not move: declare "
-                f"its type (column_types) and run '{reset}' to read everything again"
+                f"{remedy}"
             )
 
 

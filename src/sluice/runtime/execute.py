@@ -48,8 +48,9 @@ class Outcome:
     accumulated: bool = False
     """The lake output is an incremental source's previous output plus this run's records
     (:mod:`sluice.runtime.accumulate`): not this load's rows alone."""
-    incremental: bool = False
-    """The object's source reads incrementally (:meth:`Source.incremental`): a cursor or committed offsets."""
+    reread: str = ""
+    """For a source that reads incrementally (:meth:`Source.incremental`: a cursor or committed offsets), what to do to
+    read everything again (:meth:`Source.reread`); "" for another."""
     commit: Callable[[], None] | None = None
     """The source's :meth:`~sluice.connectors.base.Source.commit` (saving its cursor), left to be called once the
     object's checks passed and its candidate output became current: set for an object whose only output is its
@@ -215,7 +216,9 @@ class ObjectExecutor:
                 accumulation.close()
         if source is None:
             return outcome
-        outcome = dataclasses.replace(outcome, accumulated=accumulated, incremental=source.incremental())
+        outcome = dataclasses.replace(
+            outcome, accumulated=accumulated, reread=source.reread(self.project.root, obj.id) if source.incremental() else ""
+        )
         if obj.destination is None and guarded(obj):  # nothing loaded but this candidate: its checks decide
             return dataclasses.replace(outcome, commit=source.commit)
         source.commit()  # the output is durable now: an incremental source may advance its cursor
@@ -230,7 +233,7 @@ class ObjectExecutor:
         if not obj.lake or not source.incremental():
             return None
         key = accumulation_key(obj, source)
-        reset = f"sluice state reset {self.project.root} --object {obj.id}"
+        reread = source.reread(self.project.root, obj.id)
         layer = layer_of(self.project, obj)
         previous = None
         if source.accumulates():
@@ -239,7 +242,7 @@ class ObjectExecutor:
                 raise TerminalError(
                     f"{label(obj)}: the previous lake output {layer}/{obj.name} is missing, yet the source read only what "
                     f"changed since its saved cursor (or committed offsets); nothing was written and the cursor did not "
-                    f"move: run '{reset}' to read everything again"
+                    f"move: {reread}"
                 )
         elif not key:
             return None
@@ -247,7 +250,10 @@ class ObjectExecutor:
             from sluice.project.objets_dates import with_date_parts
 
             reader = with_date_parts(reader, obj.date_parts, obj.date_column, label(obj))
-        return Accumulation.open(self.lake, previous, reader, key, label(obj), key_setting=key_setting(obj, source), reset=reset)
+        setting = key_setting(obj, source)
+        return Accumulation.open(
+            self.lake, previous, reader, key, label(obj), key_setting=setting, reread=reread, type_setting=source.type_setting
+        )
 
     def check(
         self,

@@ -346,14 +346,11 @@ class StageWorker:
     def _cursor_note(self, obj: ObjectSpec, outcome: Outcome) -> str:
         """What a refused output did to an incremental source's cursor (docs/sources.md): the cursor stays when the
         candidate was the only output (the next run reads the records again); else it moved past them."""
-        if not outcome.incremental:
+        if not outcome.reread:
             return ""
         if outcome.commit is not None:
             return "; the source's cursor did not move: the next run reads these records again"
-        return (
-            "; the source's cursor moved past these records (its destination has them): run "
-            f"'sluice state reset {self.project.root} --object {obj.id}' to read them again"
-        )
+        return f"; the source's cursor moved past these records (its destination has them): {outcome.reread}"
 
     def _failed(self, ready: ev.ObjectReady, error: str, error_type: str, retryable: bool, started: float) -> ev.ObjectFailed:
         return ev.ObjectFailed(
