@@ -1,4 +1,5 @@
-"""``rows: load | table``: a check looks at the rows of the load being checked (the default) or at the whole output;
+"""``rows: load | table``: a check looks at the rows of the load being checked or at the whole output (by default
+``table`` for ``freshness`` and ``row_count``, ``load`` for the others);
 inside a PostgreSQL load (an append's or a merge's staged rows, before the commit) and over the lake. Each result
 says what it covered and how many rows it looked at."""
 
@@ -65,6 +66,7 @@ def test_an_append_checks_its_own_rows_by_default_and_the_whole_table_with_rows_
         name: load_amounts
         severity: {severity}
       - row_count: {{max: 2}}
+        rows: load
         severity: {severity}
       - expression: amount >= 0
         name: table_amounts
@@ -140,3 +142,49 @@ def test_a_lake_output_written_by_the_run_is_its_load_and_sluice_check_covers_th
         "not_null_email": ("table", 3),
         "unique_user_id": ("table", 3),
     }
+
+
+@pytest.mark.postgres
+def test_freshness_and_row_count_look_at_the_whole_table_unless_they_say_rows_load(tmp_path: Path, pg_db_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_db_url) as conn:  # the table holds fresh rows; this append brings none
+        conn.execute("CREATE SCHEMA shop; CREATE TABLE shop.orders (order_id bigint, amount bigint, ts timestamptz)")
+        conn.execute("INSERT INTO shop.orders VALUES (0, 5, now()), (1, 6, now())")
+    folder = tmp_path / "empty_append"
+    folder.mkdir()
+    (folder / "orders.csv").write_text("order_id,amount\n1,10\n", encoding="utf-8")
+    write_yaml(
+        folder,
+        f"""connections:
+  warehouse: {pg_db_url}
+objects:
+  - {{id: 1001, name: orders, source: {{type: csv, path: orders.csv}}}}
+  - id: 2001
+    name: big_orders
+    parents: [1001]
+    sql: select order_id, amount, now() as ts from orders where amount > 100
+    destination: {{connection: warehouse, table: shop.orders, mode: append}}
+    checks:
+      - freshness: {{column: ts, max_age: 1h}}
+      - row_count: {{min: 1, max: 2}}
+      - expression: amount >= 0
+      - row_count: {{min: 1}}
+        name: load_count
+        rows: load
+        severity: warn
+""",
+    )
+    proj = load(folder)
+    summary = run_project(proj, RunOptions())
+    assert summary.status == "succeeded", summary.objects[2001].error
+    results = finished(proj, summary.run_id)
+    assert (results["freshness_ts"].status, results["freshness_ts"].covered) == ("passed", "table")
+    assert (results["row_count"].status, results["row_count"].covered, results["row_count"].rows_checked) == (
+        "passed",
+        "table",
+        2,
+    )
+    assert results["expression_amount_0"].covered == "load"
+    assert (results["load_count"].status, results["load_count"].covered) == ("failed", "load")  # explicit rows: load
+    assert len(table_rows(pg_db_url)) == 2

@@ -131,6 +131,30 @@ def _for_copy(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+_TRY_TABLE = "sluice_check_rows"
+_TRY_FUNCTION = f"""CREATE OR REPLACE FUNCTION pg_temp.sluice_try_check(query text) RETURNS text LANGUAGE plpgsql AS $sluice$
+BEGIN
+    EXECUTE 'DROP TABLE IF EXISTS pg_temp.{_TRY_TABLE}';
+    EXECUTE 'CREATE TEMPORARY TABLE {_TRY_TABLE} ON COMMIT DROP AS ' || query;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLERRM;
+END
+$sluice$"""
+"""Runs a check's query in a subtransaction (the exception block): its rows into a temporary table, or its error
+message returned (the block rolled back), so a failing query leaves the load's transaction usable (:meth:`fetch`)."""
+
+
+class CheckQueryError(TerminalError):
+    """A check's query failed inside a load's transaction (rolled back to its own subtransaction): the server's message."""
+
+
+def _is_query(sql: str) -> bool:
+    """Whether ``sql`` returns rows to keep in a table: a SELECT, WITH or VALUES (possibly parenthesised)."""
+    head = sql.lstrip().lstrip("(").lstrip().split(None, 1)
+    return bool(head) and head[0].lower() in ("select", "with", "values")
+
+
 class PostgresDestination(SqlDestination):
     """Writes Arrow data into PostgreSQL tables with binary COPY."""
 
@@ -188,22 +212,35 @@ class PostgresDestination(SqlDestination):
         return rows
 
     def fetch(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run ``sql`` inside the write under way (from its ``before_commit``): its column names and rows. In a
-        savepoint, so a query that fails leaves the load's transaction usable (the error is raised)."""
-        cursor = self._connect().cursor()
-        try:
-            cursor.execute("SAVEPOINT sluice_check")
-            try:
+        """Run ``sql`` inside the write under way (from its ``before_commit``): its column names and rows.
+
+        A query that fails must not abort the load's transaction: the ADBC driver then refuses every statement, even
+        ``ROLLBACK TO SAVEPOINT``, so a client-side savepoint cannot undo it. A query (``SELECT``, ``WITH``,
+        ``VALUES``) therefore runs in a subtransaction on the server, a PL/pgSQL block with an exception handler
+        (:data:`_TRY_FUNCTION`, an implicit savepoint), which keeps its rows in a temporary table read back here, or
+        rolls back to the block's start and returns the error, raised here as :class:`CheckQueryError` with the
+        server's one-line message; the transaction stays usable. Other statements (``SET LOCAL``) run as they are.
+        """
+        conn = self._connect()
+        if not _is_query(sql):
+            with contextlib.closing(conn.cursor()) as cursor:
                 cursor.execute(sql)
                 names = [d[0] for d in cursor.description or []]
-                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
-            except Exception:
-                cursor.execute("ROLLBACK TO SAVEPOINT sluice_check")
-                raise
-            cursor.execute("RELEASE SAVEPOINT sluice_check")
+                return names, [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        with contextlib.closing(conn.cursor()) as cursor:
+            cursor.execute(_TRY_FUNCTION)
+            cursor.execute("SELECT pg_temp.sluice_try_check($1)", (sql,))
+            row = cursor.fetchone()
+            error = None if row is None else row[0]
+            if error is not None:
+                raise CheckQueryError(" ".join(str(error).split()))
+            try:
+                cursor.execute(f"SELECT * FROM pg_temp.{_TRY_TABLE}")
+                names = [d[0] for d in cursor.description or []]
+                rows = [tuple(row) for row in cursor.fetchall()]
+            finally:
+                cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{_TRY_TABLE}")
             return names, rows
-        finally:
-            cursor.close()
 
     def _analyze(self, label: str, targets: list[TableName]) -> None:
         if not targets:
@@ -250,6 +287,18 @@ class PostgresDestination(SqlDestination):
         conn = self._connect()
         try:
             yield
+            # An aborted transaction's COMMIT is a ROLLBACK that reports no error: make sure this one is not aborted
+            # (the driver refuses any statement in an aborted transaction), so a load that did not commit is never
+            # reported as loaded.
+            try:
+                with contextlib.closing(conn.cursor()) as cursor:
+                    cursor.execute("SELECT 1")
+            except Exception as exc:
+                raise TerminalError(
+                    f"the transaction on PostgreSQL connection '{self.connection.name}' was aborted by a statement whose "
+                    f"error was caught, so it cannot commit and nothing was written ({' '.join(str(exc).split())}); "
+                    "let that error through, or run the query with fetch (its own subtransaction)"
+                ) from exc
             conn.commit()
         except BaseException as exc:
             self._loads_ready = False  # the rollback may have undone its creation
