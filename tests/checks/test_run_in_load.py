@@ -104,3 +104,13 @@ def test_an_error_check_whose_sql_fails_fails_the_load_with_its_cause_and_writes
     results = finished(proj, summary.run_id)
     assert results["expression_nosuch_0"].message == missing("nosuch")  # the checks after it still ran
     assert results["row_count"].status == "passed"
+
+
+def test_a_first_load_with_a_broken_warn_check_alone_is_committed_before_it_is_reported_loaded(
+    tmp_path: Path, pg_db_url: str
+) -> None:
+    proj = orders_project(tmp_path / "alone", pg_db_url, "      - expression: nosuch > 0\n        severity: warn\n")
+    summary = run_project(proj, RunOptions())
+    assert (summary.status, summary.objects[1001].status) == ("succeeded", "loaded")
+    assert table_count(pg_db_url) == 2
+    assert finished(proj, summary.run_id)["expression_nosuch_0"].message == missing("nosuch")

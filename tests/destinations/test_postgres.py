@@ -443,7 +443,7 @@ def test_a_load_whose_transaction_was_aborted_is_not_reported_written(
         with contextlib.suppress(Exception):
             dest.execute("SELECT nosuch FROM t")  # not through fetch: the transaction is aborted
 
-    with pytest.raises(TerminalError, match="was aborted by a statement whose error was caught.*nothing was written"):
+    with pytest.raises(TerminalError, match=r"was aborted by a statement whose error was caught.*nothing was written"):
         dest.write("t", pa.table({"id": [1, 2]}).to_reader(), "append", [], "l1", before_commit=abort)
     assert query(pg_db_url, "SELECT to_regclass('t')") == [(None,)]
     assert dest.write("t", pa.table({"id": [1, 2]}).to_reader(), "append", [], "l1") == 2  # the connection is usable
