@@ -114,3 +114,31 @@ def test_a_first_load_with_a_broken_warn_check_alone_is_committed_before_it_is_r
     assert (summary.status, summary.objects[1001].status) == ("succeeded", "loaded")
     assert table_count(pg_db_url) == 2
     assert finished(proj, summary.run_id)["expression_nosuch_0"].message == missing("nosuch")
+
+
+PROBE_MODULE = """
+def leaves_a_table(context):
+    context.connection.execute("CREATE TEMPORARY TABLE sluice_probe AS SELECT 1 AS x")
+    raise ValueError("this check breaks after writing")
+
+def sees_no_table(context):
+    found = context.connection.execute("SELECT to_regclass('pg_temp.sluice_probe') IS NOT NULL").fetchone()[0]
+    return (1, ["sluice_probe is still there"]) if found else (0, [])
+"""
+
+
+def test_each_check_runs_in_a_savepoint_of_its_own_rolled_back_when_it_cannot_run(tmp_path: Path, pg_db_url: str) -> None:
+    folder = tmp_path / "savepoint"
+    folder.mkdir()
+    (folder / "quality.py").write_text(PROBE_MODULE, encoding="utf-8")
+    checks = "      - python: quality:leaves_a_table\n        severity: warn\n      - python: quality:sees_no_table\n"
+    proj = orders_project(folder, pg_db_url, checks)
+    summary = run_project(proj, RunOptions())
+    assert summary.status == "succeeded", summary.objects[1001].error
+    results = finished(proj, summary.run_id)
+    assert (results["python_leaves_a_table"].status, results["python_leaves_a_table"].message) == (
+        "error",
+        "this check breaks after writing",
+    )
+    assert results["python_sees_no_table"].status == "passed"
+    assert table_count(pg_db_url) == 2

@@ -131,10 +131,18 @@ class CheckRunner:
                 runnable = tuple(spec for spec in obj.checks if spec.name not in missing)
                 for group in _groups(runnable, scoped):
                     counted |= self._batched(group[0][0], [spec for _, spec in group], types, sizes)
+            # Inside a PostgreSQL load each check runs in a savepoint of its own, and one that cannot run is rolled
+            # back to it; its queries cannot abort the load's transaction (each runs in a subtransaction:
+            # PostgresDestination.fetch), so a warn check never loses the load.
+            in_load = place.fetch is not None and place.place == "postgres"
             for spec in obj.checks:
                 context, covered = scoped[spec.name]
+                if in_load:
+                    place.query("SAVEPOINT sluice_check")
                 result = self._one(context, obj, spec, run_id, types[spec.name], counted.get(spec.name), missing.get(spec.name))
                 result.covered, result.rows_checked = covered, sizes.of(context)
+                if in_load:
+                    place.query(f"{'ROLLBACK TO' if result.status == 'error' else 'RELEASE'} SAVEPOINT sluice_check")
                 checked.results.append(result)
         finally:
             place.close()

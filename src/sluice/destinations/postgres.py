@@ -132,27 +132,26 @@ def _for_copy(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
 
 
 _TRY_TABLE = "sluice_check_rows"
-_TRY_FUNCTION = f"""CREATE OR REPLACE FUNCTION pg_temp.sluice_try_check(query text) RETURNS text LANGUAGE plpgsql AS $sluice$
+_TRY_FUNCTION = f"""CREATE OR REPLACE FUNCTION pg_temp.sluice_try_check(statement text, keep boolean) RETURNS text
+LANGUAGE plpgsql AS $sluice$
 BEGIN
-    EXECUTE 'DROP TABLE IF EXISTS pg_temp.{_TRY_TABLE}';
-    EXECUTE 'CREATE TEMPORARY TABLE {_TRY_TABLE} ON COMMIT DROP AS ' || query;
+    IF keep THEN
+        EXECUTE 'DROP TABLE IF EXISTS pg_temp.{_TRY_TABLE}';
+        EXECUTE 'CREATE TEMPORARY TABLE {_TRY_TABLE} ON COMMIT DROP AS ' || statement;
+    ELSE
+        EXECUTE statement;
+    END IF;
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
     RETURN SQLERRM;
 END
 $sluice$"""
-"""Runs a check's query in a subtransaction (the exception block): its rows into a temporary table, or its error
-message returned (the block rolled back), so a failing query leaves the load's transaction usable (:meth:`fetch`)."""
+"""Runs a check's statement in a subtransaction (the exception block): a query's rows into a temporary table, or its
+error message returned (the block rolled back), so a failing one leaves the load's transaction usable (:meth:`fetch`)."""
 
 
 class CheckQueryError(TerminalError):
     """A check's query failed inside a load's transaction (rolled back to its own subtransaction): the server's message."""
-
-
-def _is_query(sql: str) -> bool:
-    """Whether ``sql`` returns rows to keep in a table: a SELECT, WITH or VALUES (possibly parenthesised)."""
-    head = sql.lstrip().lstrip("(").lstrip().split(None, 1)
-    return bool(head) and head[0].lower() in ("select", "with", "values")
 
 
 class PostgresDestination(SqlDestination):
@@ -214,26 +213,30 @@ class PostgresDestination(SqlDestination):
     def fetch(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run ``sql`` inside the write under way (from its ``before_commit``): its column names and rows.
 
-        A query that fails must not abort the load's transaction: the ADBC driver then refuses every statement, even
-        ``ROLLBACK TO SAVEPOINT``, so a client-side savepoint cannot undo it. A query (``SELECT``, ``WITH``,
-        ``VALUES``) therefore runs in a subtransaction on the server, a PL/pgSQL block with an exception handler
-        (:data:`_TRY_FUNCTION`, an implicit savepoint), which keeps its rows in a temporary table read back here, or
-        rolls back to the block's start and returns the error, raised here as :class:`CheckQueryError` with the
-        server's one-line message; the transaction stays usable. Other statements (``SET LOCAL``) run as they are.
+        A statement that fails must not abort the load's transaction: the ADBC driver then refuses every statement,
+        even ``ROLLBACK TO SAVEPOINT``, so a client-side savepoint cannot undo it. Each statement therefore runs in a
+        subtransaction on the server, a PL/pgSQL block with an exception handler (:data:`_TRY_FUNCTION`, an implicit
+        savepoint): a query (``SELECT``, ``WITH``, ``VALUES``) keeps its rows in a temporary table read back here
+        and dropped; a statement that fails is rolled back to the block's start and its error raised here as
+        :class:`CheckQueryError`, the server's one-line message; the transaction stays usable. ``SAVEPOINT``,
+        ``RELEASE`` and ``ROLLBACK TO`` (each check's own savepoint: :meth:`CheckRunner.run`) run as they are.
         """
         conn = self._connect()
-        if not _is_query(sql):
-            with contextlib.closing(conn.cursor()) as cursor:
-                cursor.execute(sql)
-                names = [d[0] for d in cursor.description or []]
-                return names, [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        head = sql.lstrip().lstrip("(").lstrip().split(None, 1)
+        verb = head[0].lower() if head else ""
         with contextlib.closing(conn.cursor()) as cursor:
+            if verb in ("savepoint", "release", "rollback"):
+                cursor.execute(sql)
+                return [], []
+            keep = verb in ("select", "with", "values")
             cursor.execute(_TRY_FUNCTION)
-            cursor.execute("SELECT pg_temp.sluice_try_check($1)", (sql,))
+            cursor.execute("SELECT pg_temp.sluice_try_check($1, $2)", (sql, keep))
             row = cursor.fetchone()
             error = None if row is None else row[0]
             if error is not None:
                 raise CheckQueryError(" ".join(str(error).split()))
+            if not keep:
+                return [], []
             try:
                 cursor.execute(f"SELECT * FROM pg_temp.{_TRY_TABLE}")
                 names = [d[0] for d in cursor.description or []]
