@@ -5,9 +5,11 @@ says what it covered and how many rows it looked at."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.connectors.rest_server import FakeApi
 
 from helpers import events_of, load, write_yaml
 from sluice import events as ev
@@ -188,3 +190,66 @@ objects:
     assert results["expression_amount_0"].covered == "load"
     assert (results["load_count"].status, results["load_count"].covered) == ("failed", "load")  # explicit rows: load
     assert len(table_rows(pg_db_url)) == 2
+
+
+INCREMENTAL = """
+name: shop
+connections:
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: changes
+    source:
+      type: rest
+      base_url: {url}
+      path: /changes
+      incremental: {{cursor: updated_at, param: updated_since}}
+    destination: {{connection: lite, table: changes, mode: merge, key: [id]}}
+"""
+
+
+def change(i: int) -> dict[str, object]:
+    return {"id": i, "name": f"n{i}", "updated_at": f"2024-01-{i:02d}T00:00:00Z"}
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    server = FakeApi([change(i) for i in range(1, 6)])
+    yield server
+    server.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_checks_of_an_incremental_source_s_postgres_load_look_at_the_delta_loaded(
+    tmp_path: Path, api: FakeApi, pg_db_url: str, mode: str
+) -> None:
+    folder = tmp_path / "shop"
+    key = ", key: [id]" if mode == "merge" else ""
+    checked = (
+        INCREMENTAL.format(url=api.url)
+        .replace("  lite: sqlite:///lite.db", f"  warehouse: {pg_db_url}")
+        .replace(
+            "{connection: lite, table: changes, mode: merge, key: [id]}",
+            f"{{connection: warehouse, table: changes, mode: {mode}{key}}}",
+        )
+    )
+    checked += "    checks:\n      - unique: {columns: [id]}\n      - row_count: {min: 1}\n"
+    write_yaml(folder, checked)
+    project = load(folder)
+    first = run_project(project, RunOptions())
+    api.records += [change(6)]
+    second = run_project(project, RunOptions())
+    assert (first.status, second.status) == ("succeeded", "succeeded"), second.objects[1001].error
+    covered = [
+        (e.check, e.covered, e.rows_checked)
+        for run in (first, second)
+        for _, e in events_of(project, run.run_id)
+        if isinstance(e, ev.CheckFinished)
+    ]
+    assert covered == [  # the first load created the table; the second brought one record, not the lake's six
+        ("unique_id", "load", 5),
+        ("row_count", "table", 5),
+        ("unique_id", "load", 1),
+        ("row_count", "table", 6),
+    ]
