@@ -131,6 +131,9 @@ def _for_copy(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+CHECK_SAVEPOINT = frozenset({"SAVEPOINT sluice_check", "RELEASE SAVEPOINT sluice_check", "ROLLBACK TO SAVEPOINT sluice_check"})
+"""The statements a check's own savepoint takes (``CheckRunner.run``): :meth:`PostgresDestination.fetch` runs them as
+they are, not in a subtransaction."""
 _TRY_TABLE = "sluice_check_rows"
 _TRY_FUNCTION = f"""CREATE OR REPLACE FUNCTION pg_temp.sluice_try_check(statement text, keep boolean) RETURNS text
 LANGUAGE plpgsql AS $sluice$
@@ -218,23 +221,26 @@ class PostgresDestination(SqlDestination):
         subtransaction on the server, a PL/pgSQL block with an exception handler (:data:`_TRY_FUNCTION`, an implicit
         savepoint): a query (``SELECT``, ``WITH``, ``VALUES``) keeps its rows in a temporary table read back here
         and dropped; a statement that fails is rolled back to the block's start and its error raised here as
-        :class:`CheckQueryError`, the server's one-line message; the transaction stays usable. ``SAVEPOINT``,
-        ``RELEASE`` and ``ROLLBACK TO`` (each check's own savepoint: :meth:`CheckRunner.run`) run as they are.
+        :class:`CheckQueryError`, the server's one-line message; the transaction stays usable. The statements of
+        :data:`CHECK_SAVEPOINT` (each check's own savepoint: ``CheckRunner.run``) run as they are; any other
+        transaction command fails (PL/pgSQL refuses it), so a check cannot end or roll back the load's transaction.
         """
         conn = self._connect()
         head = sql.lstrip().lstrip("(").lstrip().split(None, 1)
         verb = head[0].lower() if head else ""
         with contextlib.closing(conn.cursor()) as cursor:
-            if verb in ("savepoint", "release", "rollback"):
+            if " ".join(sql.split()) in CHECK_SAVEPOINT:
                 cursor.execute(sql)
                 return [], []
             keep = verb in ("select", "with", "values")
             cursor.execute(_TRY_FUNCTION)
             cursor.execute("SELECT pg_temp.sluice_try_check($1, $2)", (sql, keep))
             row = cursor.fetchone()
-            error = None if row is None else row[0]
+            error = None if row is None or row[0] is None else " ".join(str(row[0]).split())
             if error is not None:
-                raise CheckQueryError(" ".join(str(error).split()))
+                if keep and "specified more than once" in error:  # CREATE TABLE AS wants distinct column names
+                    error += "; give each column of the check's query a name of its own (AS ...)"
+                raise CheckQueryError(error)
             if not keep:
                 return [], []
             try:
