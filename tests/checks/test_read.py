@@ -170,7 +170,7 @@ def test_a_template_error_in_a_sql_check_is_shown_at_its_line_not_as_a_sqlglot_t
     assert not any("Token" in problem for problem in found)
 
 
-def test_rows_is_load_by_default_table_on_request_and_anything_else_is_refused_at_its_line(tmp_path: Path) -> None:
+def test_rows_defaults_by_type_explicit_rows_wins_and_anything_else_is_refused_at_its_line(tmp_path: Path) -> None:
     folder = tmp_path / "rows"
     write_yaml(
         folder,
@@ -182,12 +182,18 @@ def test_rows_is_load_by_default_table_on_request_and_anything_else_is_refused_a
       - not_null: {columns: [user_id]}
       - unique: {columns: [user_id]}
         rows: table
+      - freshness: {column: signup_date, max_age: 1d}
+      - row_count: {min: 1}
+      - row_count: {max: 10}
+        name: per_load
+        rows: load
 """,
     )
     project, found = parse_project(folder)
     assert found == [] and project is not None
-    assert [check.rows for check in project.objects[1001].checks] == ["load", "table"]
+    assert [check.rows for check in project.objects[1001].checks] == ["load", "table", "table", "table", "load"]
     assert project.objects[1001].checks[1].definition()["rows"] == "table"
+    assert project.objects[1001].checks[2].definition()["rows"] == "table"
     found_problems = problems(
         tmp_path,
         "      - not_null: {columns: [user_id]}\n        rows: lod\n      - unique: {columns: [user_id]}\n        rows: 3",

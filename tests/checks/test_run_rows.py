@@ -1,12 +1,15 @@
-"""``rows: load | table``: a check looks at the rows of the load being checked (the default) or at the whole output;
+"""``rows: load | table``: a check looks at the rows of the load being checked or at the whole output (by default
+``table`` for ``freshness`` and ``row_count``, ``load`` for the others);
 inside a PostgreSQL load (an append's or a merge's staged rows, before the commit) and over the lake. Each result
 says what it covered and how many rows it looked at."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.connectors.rest_server import FakeApi
 
 from helpers import events_of, load, write_yaml
 from sluice import events as ev
@@ -65,6 +68,7 @@ def test_an_append_checks_its_own_rows_by_default_and_the_whole_table_with_rows_
         name: load_amounts
         severity: {severity}
       - row_count: {{max: 2}}
+        rows: load
         severity: {severity}
       - expression: amount >= 0
         name: table_amounts
@@ -140,3 +144,112 @@ def test_a_lake_output_written_by_the_run_is_its_load_and_sluice_check_covers_th
         "not_null_email": ("table", 3),
         "unique_user_id": ("table", 3),
     }
+
+
+@pytest.mark.postgres
+def test_freshness_and_row_count_look_at_the_whole_table_unless_they_say_rows_load(tmp_path: Path, pg_db_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_db_url) as conn:  # the table holds fresh rows; this append brings none
+        conn.execute("CREATE SCHEMA shop; CREATE TABLE shop.orders (order_id bigint, amount bigint, ts timestamptz)")
+        conn.execute("INSERT INTO shop.orders VALUES (0, 5, now()), (1, 6, now())")
+    folder = tmp_path / "empty_append"
+    folder.mkdir()
+    (folder / "orders.csv").write_text("order_id,amount\n1,10\n", encoding="utf-8")
+    write_yaml(
+        folder,
+        f"""connections:
+  warehouse: {pg_db_url}
+objects:
+  - {{id: 1001, name: orders, source: {{type: csv, path: orders.csv}}}}
+  - id: 2001
+    name: big_orders
+    parents: [1001]
+    sql: select order_id, amount, now() as ts from orders where amount > 100
+    destination: {{connection: warehouse, table: shop.orders, mode: append}}
+    checks:
+      - freshness: {{column: ts, max_age: 1h}}
+      - row_count: {{min: 1, max: 2}}
+      - expression: amount >= 0
+      - row_count: {{min: 1}}
+        name: load_count
+        rows: load
+        severity: warn
+""",
+    )
+    proj = load(folder)
+    summary = run_project(proj, RunOptions())
+    assert summary.status == "succeeded", summary.objects[2001].error
+    results = finished(proj, summary.run_id)
+    assert (results["freshness_ts"].status, results["freshness_ts"].covered) == ("passed", "table")
+    assert (results["row_count"].status, results["row_count"].covered, results["row_count"].rows_checked) == (
+        "passed",
+        "table",
+        2,
+    )
+    assert results["expression_amount_0"].covered == "load"
+    assert (results["load_count"].status, results["load_count"].covered) == ("failed", "load")  # explicit rows: load
+    assert len(table_rows(pg_db_url)) == 2
+
+
+INCREMENTAL = """
+name: shop
+connections:
+  lite: sqlite:///lite.db
+objects:
+  - id: 1001
+    name: changes
+    source:
+      type: rest
+      base_url: {url}
+      path: /changes
+      incremental: {{cursor: updated_at, param: updated_since}}
+    destination: {{connection: lite, table: changes, mode: merge, key: [id]}}
+"""
+
+
+def change(i: int) -> dict[str, object]:
+    return {"id": i, "name": f"n{i}", "updated_at": f"2024-01-{i:02d}T00:00:00Z"}
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    server = FakeApi([change(i) for i in range(1, 6)])
+    yield server
+    server.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_checks_of_an_incremental_source_s_postgres_load_look_at_the_delta_loaded(
+    tmp_path: Path, api: FakeApi, pg_db_url: str, mode: str
+) -> None:
+    folder = tmp_path / "shop"
+    key = ", key: [id]" if mode == "merge" else ""
+    checked = (
+        INCREMENTAL.format(url=api.url)
+        .replace("  lite: sqlite:///lite.db", f"  warehouse: {pg_db_url}")
+        .replace(
+            "{connection: lite, table: changes, mode: merge, key: [id]}",
+            f"{{connection: warehouse, table: changes, mode: {mode}{key}}}",
+        )
+    )
+    checked += "    checks:\n      - unique: {columns: [id]}\n      - row_count: {min: 1}\n"
+    write_yaml(folder, checked)
+    project = load(folder)
+    first = run_project(project, RunOptions())
+    api.records += [change(6)]
+    second = run_project(project, RunOptions())
+    assert (first.status, second.status) == ("succeeded", "succeeded"), second.objects[1001].error
+    covered = [
+        (e.check, e.covered, e.rows_checked)
+        for run in (first, second)
+        for _, e in events_of(project, run.run_id)
+        if isinstance(e, ev.CheckFinished)
+    ]
+    assert covered == [  # the first load created the table; the second brought one record, not the lake's six
+        ("unique_id", "load", 5),
+        ("row_count", "table", 5),
+        ("unique_id", "load", 1),
+        ("row_count", "table", 6),
+    ]

@@ -14,7 +14,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from sluice.destinations.postgres import PostgresDestination
+from sluice.destinations.postgres import CheckQueryError, PostgresDestination
 from sluice.destinations.registry import open_destination
 from sluice.destinations.sql import LoadedRows
 from sluice.errors import TerminalError, TransientError
@@ -407,3 +407,48 @@ def test_an_append_without_keep_load_is_not_staged_and_says_so(
     seen: list[LoadedRows] = []
     dest.write("t", pa.table({"id": [2, 3]}).to_reader(), "append", [], "l2", before_commit=seen.append)
     assert seen == [LoadedRows(2, None, only_table=False)]
+
+
+def test_a_query_that_fails_in_before_commit_raises_its_cause_and_leaves_the_load_usable(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    dest = destination(pg_db_url)
+    errors: list[str] = []
+    after: list[list[tuple[Any, ...]]] = []
+
+    def look(loaded: LoadedRows) -> None:
+        statements = ("SELECT nosuch FROM t", "SELECT v > 5 FROM t", "SELECT 1 / (id - id) FROM t", "SELECT id, id FROM t")
+        for sql in (*statements, "ROLLBACK", "COMMIT"):  # nor can a check end the load's transaction
+            with pytest.raises(CheckQueryError) as caught:
+                dest.fetch(sql)
+            errors.append(str(caught.value))
+        after.append(dest.fetch("SELECT count(*) FROM t")[1])
+
+    dest.write("t", pa.table({"id": [1, 2], "v": ["a", "b"]}).to_reader(), "append", [], "l1", before_commit=look)
+    assert errors == [
+        'column "nosuch" does not exist',
+        "operator does not exist: text > integer",
+        "division by zero",
+        'column "id" specified more than once; give each column of the check\'s query a name of its own (AS ...)',
+        "EXECUTE of transaction commands is not implemented",
+        "EXECUTE of transaction commands is not implemented",
+    ]
+    assert after == [[(2,)]]
+    assert query(pg_db_url, "SELECT count(*) FROM t") == [(2,)]  # committed
+
+
+def test_a_load_whose_transaction_was_aborted_is_not_reported_written(
+    pg_db_url: str, destination: Callable[[str], PostgresDestination]
+) -> None:
+    """COMMIT of an aborted transaction is a silent ROLLBACK: the write must raise, not return its rows."""
+    dest = destination(pg_db_url)
+
+    def abort(loaded: LoadedRows) -> None:
+        with contextlib.suppress(Exception):
+            dest.execute("SELECT nosuch FROM t")  # not through fetch: the transaction is aborted
+
+    with pytest.raises(TerminalError, match=r"was aborted by a statement whose error was caught.*nothing was written"):
+        dest.write("t", pa.table({"id": [1, 2]}).to_reader(), "append", [], "l1", before_commit=abort)
+    assert query(pg_db_url, "SELECT to_regclass('t')") == [(None,)]
+    assert dest.write("t", pa.table({"id": [1, 2]}).to_reader(), "append", [], "l1") == 2  # the connection is usable
+    assert query(pg_db_url, "SELECT count(*) FROM t") == [(2,)]

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 import sqlglot
 from sqlglot.errors import ParseError
 
-from sluice.checks.settings import COMMON_KEYS, DEFAULT_SAMPLE, ROWS, SEVERITIES, CheckOptions, CheckSpec
+from sluice.checks.settings import COMMON_KEYS, DEFAULT_SAMPLE, ROWS, SEVERITIES, CheckOptions, CheckSpec, default_rows
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins.base import PluginError, Settings
 from sluice.plugins.registry import registry
@@ -112,7 +112,7 @@ def read_check(reader: Checker, item: Any, label: str, line: int | None) -> Chec
     if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample <= 1000:
         problem(f"a check's sample is a number of failing keys kept, 0 to 1000, got {plain(sample)!r}", item.line_of("sample"))
         return None
-    rows = item.get("rows", "load")
+    rows = item.get("rows", default_rows(kind))
     if rows not in ROWS:
         hint = did_you_mean(str(rows), ROWS) if isinstance(rows, str) else ""
         problem(

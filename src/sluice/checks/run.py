@@ -120,14 +120,29 @@ class CheckRunner:
             types = {spec.name: registry().get("check", spec.kind).load() for spec in obj.checks}
             scoped = {spec.name: place.scoped(spec.rows) for spec in obj.checks}
             sizes = _Sizes(place)
+            columns: dict[str, list[str]] = {}
+            missing = {
+                spec.name: problem
+                for spec in obj.checks
+                if (problem := missing_column(scoped[spec.name][0], obj, spec, columns)) is not None
+            }
             counted: dict[str, tuple[int, float]] = {}
             if self.batch:
-                for group in _groups(obj.checks, scoped):
+                runnable = tuple(spec for spec in obj.checks if spec.name not in missing)
+                for group in _groups(runnable, scoped):
                     counted |= self._batched(group[0][0], [spec for _, spec in group], types, sizes)
+            # Inside a PostgreSQL load each check runs in a savepoint of its own, and one that cannot run is rolled
+            # back to it; its queries cannot abort the load's transaction (each runs in a subtransaction:
+            # PostgresDestination.fetch), so a warn check never loses the load.
+            in_load = place.fetch is not None and place.place == "postgres"
             for spec in obj.checks:
                 context, covered = scoped[spec.name]
-                result = self._one(context, obj, spec, run_id, types[spec.name], counted.get(spec.name))
+                if in_load:
+                    place.query("SAVEPOINT sluice_check")
+                result = self._one(context, obj, spec, run_id, types[spec.name], counted.get(spec.name), missing.get(spec.name))
                 result.covered, result.rows_checked = covered, sizes.of(context)
+                if in_load:
+                    place.query(f"{'ROLLBACK TO' if result.status == 'error' else 'RELEASE'} SAVEPOINT sluice_check")
                 checked.results.append(result)
         finally:
             place.close()
@@ -165,14 +180,25 @@ class CheckRunner:
         return {name: (int(rows[0][i] or 0), share) for i, name in enumerate(aggregates)}
 
     def _one(
-        self, place: Place, obj: ObjectSpec, spec: CheckSpec, run_id: str, kind: Any, counted: tuple[int, float] | None
+        self,
+        place: Place,
+        obj: ObjectSpec,
+        spec: CheckSpec,
+        run_id: str,
+        kind: Any,
+        counted: tuple[int, float] | None,
+        missing: str | None = None,
     ) -> CheckResult:
+        """One check's result; ``missing``: a column it names is not in the output (said so, its SQL not run)."""
         started = time.perf_counter()
         status, failing, message = "passed", 0, ""
         sample: list[str] = []
         try:
-            failing, sample = self._evaluate(place, spec, kind, None if counted is None else counted[0])
-            status = "failed" if failing else "passed"
+            if missing is not None:
+                status, message = "error", missing
+            else:
+                failing, sample = self._evaluate(place, spec, kind, None if counted is None else counted[0])
+                status = "failed" if failing else "passed"
         except Exception as exc:  # a check that cannot run is a result (status error), not a crash
             status = "error"
             message = missing_column(place, obj, spec) or " ".join(str(exc).split())[:500] or type(exc).__name__
@@ -241,10 +267,12 @@ class _Sizes:
         return self.known[context.this]
 
 
-def missing_column(place: Place, obj: ObjectSpec, spec: CheckSpec) -> str | None:
-    """After a check failed to run: the first column it names that the checked output (or, for ``relationships``,
-    the referenced output) does not have, said in one line, or None (another cause: the engine's error stands).
+def missing_column(place: Place, obj: ObjectSpec, spec: CheckSpec, known: dict[str, list[str]] | None = None) -> str | None:
+    """The first column ``spec`` names that the checked output (or, for ``relationships``, the referenced output)
+    does not have, said in one line, or None (none missing, or they cannot be told: the engine's error stands).
 
+    Asked before the checks run (their SQL is not run then: inside a PostgreSQL load it would only fail), and again
+    after a check failed to run. ``known``: columns already read, by relation (filled here).
     ``sluice validate`` finds these when the object's columns can be told from its definition
     (:mod:`sluice.checks.validate`); this covers the others, once the output exists.
     """
@@ -259,7 +287,11 @@ def missing_column(place: Place, obj: ObjectSpec, spec: CheckSpec) -> str | None
             label = f"object {other.id} ({other.name}), which relationships refers to" if other else str(options.to)
             wanted.append((place.ref(options.to), label, [options.field or options.column]))
         for table, label, names in wanted:
-            columns = place.columns(table) if names else []
+            if not names:
+                continue
+            columns = known[table] if known is not None and table in known else place.columns(table)
+            if known is not None:
+                known[table] = columns
             lower = {column.lower() for column in columns}
             for name in names:
                 if name.lower() not in lower:

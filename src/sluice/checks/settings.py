@@ -22,8 +22,23 @@ Severity = Literal["error", "warn"]
 SEVERITIES: tuple[str, ...] = ("error", "warn")
 Rows = Literal["load", "table"]
 ROWS: tuple[str, ...] = ("load", "table")
-"""What a check looks at (``rows:``): ``load``, the rows of the load being checked (the default); ``table``, the
-whole output (docs/checks.md#which-rows-a-check-looks-at)."""
+"""What a check looks at (``rows:``): ``load``, the rows of the load being checked; ``table``, the whole output
+(docs/checks.md#which-rows-a-check-looks-at). The default depends on the check's type: :func:`default_rows`."""
+TABLE_KINDS: tuple[str, ...] = ("freshness", "row_count")
+"""Check types that look at the whole output unless they say ``rows: load``: how fresh the output is and how many
+rows it holds are questions about the output, which an append bringing no (or few) rows must not fail."""
+
+
+def default_rows(kind: str) -> Rows:
+    """What a check of type ``kind`` looks at when it gives no ``rows:``: ``table`` for ``freshness`` and
+    ``row_count``, ``load`` for the others.
+
+    >>> default_rows("freshness"), default_rows("unique")
+    ('table', 'load')
+    """
+    return "table" if kind in TABLE_KINDS else "load"
+
+
 COMMON_KEYS: tuple[str, ...] = ("name", "severity", "sample", "rows")
 DEFAULT_SAMPLE = 5
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -154,8 +169,8 @@ class CheckSpec:
     """One declared check of an object.
 
     ``kind`` names its ``check`` plugin; ``options`` are that plugin's typed options; ``sample``: failing keys kept
-    (0: none); ``rows``: ``load`` (only the rows of the load being checked) or ``table`` (the whole output);
-    ``line``: where it is declared (its file is the object's).
+    (0: none); ``rows``: ``load`` (only the rows of the load being checked) or ``table`` (the whole output), None
+    (the default): :func:`default_rows` of ``kind``; ``line``: where it is declared (its file is the object's).
     """
 
     name: str
@@ -164,7 +179,11 @@ class CheckSpec:
     severity: Severity = "error"
     sample: int = DEFAULT_SAMPLE
     line: int | None = None
-    rows: Rows = "load"
+    rows: Rows = None  # type: ignore[assignment]  # set from kind by __post_init__ when not given
+
+    def __post_init__(self) -> None:
+        if self.rows is None:
+            object.__setattr__(self, "rows", default_rows(self.kind))
 
     def definition(self) -> dict[str, Any]:
         """A JSON-serialisable description (the API, ``sluice check --json``)."""

@@ -133,14 +133,18 @@ def _star_columns(project: Project, obj: ObjectSpec, seen: frozenset[int]) -> li
 
 def expression_columns(expression: str) -> list[str]:
     """The unqualified columns an ``expression`` check's condition names, in order (a lambda's parameters are not
-    columns to sqlglot)."""
+    columns to sqlglot; a subquery's columns are its tables', not the output's).
+
+    >>> expression_columns("amount > 0 and user_id in (select id from users)")
+    ['amount', 'user_id']
+    """
     try:
         tree = sqlglot.parse_one(expression, read="duckdb")
     except ParseError:
         return []
     names: dict[str, None] = {}
     for column in tree.find_all(exp.Column, bfs=False):
-        if not column.table and column.name:
+        if not column.table and column.name and column.find_ancestor(exp.Subquery, exp.Select) is None:
             names.setdefault(column.name, None)
     return list(names)
 

@@ -131,6 +131,32 @@ def _for_copy(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+CHECK_SAVEPOINT = frozenset({"SAVEPOINT sluice_check", "RELEASE SAVEPOINT sluice_check", "ROLLBACK TO SAVEPOINT sluice_check"})
+"""The statements a check's own savepoint takes (``CheckRunner.run``): :meth:`PostgresDestination.fetch` runs them as
+they are, not in a subtransaction."""
+_TRY_TABLE = "sluice_check_rows"
+_TRY_FUNCTION = f"""CREATE OR REPLACE FUNCTION pg_temp.sluice_try_check(statement text, keep boolean) RETURNS text
+LANGUAGE plpgsql AS $sluice$
+BEGIN
+    IF keep THEN
+        EXECUTE 'DROP TABLE IF EXISTS pg_temp.{_TRY_TABLE}';
+        EXECUTE 'CREATE TEMPORARY TABLE {_TRY_TABLE} ON COMMIT DROP AS ' || statement;
+    ELSE
+        EXECUTE statement;
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLERRM;
+END
+$sluice$"""
+"""Runs a check's statement in a subtransaction (the exception block): a query's rows into a temporary table, or its
+error message returned (the block rolled back), so a failing one leaves the load's transaction usable (:meth:`fetch`)."""
+
+
+class CheckQueryError(TerminalError):
+    """A check's query failed inside a load's transaction (rolled back to its own subtransaction): the server's message."""
+
+
 class PostgresDestination(SqlDestination):
     """Writes Arrow data into PostgreSQL tables with binary COPY."""
 
@@ -188,22 +214,42 @@ class PostgresDestination(SqlDestination):
         return rows
 
     def fetch(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run ``sql`` inside the write under way (from its ``before_commit``): its column names and rows. In a
-        savepoint, so a query that fails leaves the load's transaction usable (the error is raised)."""
-        cursor = self._connect().cursor()
-        try:
-            cursor.execute("SAVEPOINT sluice_check")
-            try:
+        """Run ``sql`` inside the write under way (from its ``before_commit``): its column names and rows.
+
+        A statement that fails must not abort the load's transaction: the ADBC driver then refuses every statement,
+        even ``ROLLBACK TO SAVEPOINT``, so a client-side savepoint cannot undo it. Each statement therefore runs in a
+        subtransaction on the server, a PL/pgSQL block with an exception handler (:data:`_TRY_FUNCTION`, an implicit
+        savepoint): a query (``SELECT``, ``WITH``, ``VALUES``) keeps its rows in a temporary table read back here
+        and dropped; a statement that fails is rolled back to the block's start and its error raised here as
+        :class:`CheckQueryError`, the server's one-line message; the transaction stays usable. The statements of
+        :data:`CHECK_SAVEPOINT` (each check's own savepoint: ``CheckRunner.run``) run as they are; any other
+        transaction command fails (PL/pgSQL refuses it), so a check cannot end or roll back the load's transaction.
+        """
+        conn = self._connect()
+        head = sql.lstrip().lstrip("(").lstrip().split(None, 1)
+        verb = head[0].lower() if head else ""
+        with contextlib.closing(conn.cursor()) as cursor:
+            if " ".join(sql.split()) in CHECK_SAVEPOINT:
                 cursor.execute(sql)
+                return [], []
+            keep = verb in ("select", "with", "values")
+            cursor.execute(_TRY_FUNCTION)
+            cursor.execute("SELECT pg_temp.sluice_try_check($1, $2)", (sql, keep))
+            row = cursor.fetchone()
+            error = None if row is None or row[0] is None else " ".join(str(row[0]).split())
+            if error is not None:
+                if keep and "specified more than once" in error:  # CREATE TABLE AS wants distinct column names
+                    error += "; give each column of the check's query a name of its own (AS ...)"
+                raise CheckQueryError(error)
+            if not keep:
+                return [], []
+            try:
+                cursor.execute(f"SELECT * FROM pg_temp.{_TRY_TABLE}")
                 names = [d[0] for d in cursor.description or []]
-                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
-            except Exception:
-                cursor.execute("ROLLBACK TO SAVEPOINT sluice_check")
-                raise
-            cursor.execute("RELEASE SAVEPOINT sluice_check")
+                rows = [tuple(row) for row in cursor.fetchall()]
+            finally:
+                cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{_TRY_TABLE}")
             return names, rows
-        finally:
-            cursor.close()
 
     def _analyze(self, label: str, targets: list[TableName]) -> None:
         if not targets:
@@ -250,6 +296,18 @@ class PostgresDestination(SqlDestination):
         conn = self._connect()
         try:
             yield
+            # An aborted transaction's COMMIT is a ROLLBACK that reports no error: make sure this one is not aborted
+            # (the driver refuses any statement in an aborted transaction), so a load that did not commit is never
+            # reported as loaded.
+            try:
+                with contextlib.closing(conn.cursor()) as cursor:
+                    cursor.execute("SELECT 1")
+            except Exception as exc:
+                raise TerminalError(
+                    f"the transaction on PostgreSQL connection '{self.connection.name}' was aborted by a statement whose "
+                    f"error was caught, so it cannot commit and nothing was written ({' '.join(str(exc).split())}); "
+                    "let that error through, or run the query with fetch (its own subtransaction)"
+                ) from exc
             conn.commit()
         except BaseException as exc:
             self._loads_ready = False  # the rollback may have undone its creation

@@ -89,7 +89,8 @@ INTROS = {
     ),
     "check": (
         "Each item of an object's `checks:` names its type by its one key besides `name`, `severity` (`error`, `warn`), "
-        "`sample` and `rows` (`load`, the default: only the rows of the load being checked; `table`: the whole output): "
+        "`sample` and `rows` (`load`: only the rows of the load being checked; `table`: the whole output; the default is "
+        "`table` for `freshness` and `row_count`, `load` for the other types): "
         "`checks: [{not_null: {columns: [user_id]}}, {expression: amount >= 0, severity: warn, rows: table}]`. "
         "Where they run, results and cost: [docs/checks.md](../checks.md)."
     ),
