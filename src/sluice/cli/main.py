@@ -439,7 +439,7 @@ def worker(
             executor,
             concurrency=concurrency,
             lease_s=lease_s,
-            run_active=RunActivity(backends.state),
+            run_active=RunActivity(backends.state, root=project.root),
         )
 
         def stop(signum: int, frame: object) -> None:

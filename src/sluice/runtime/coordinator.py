@@ -126,6 +126,7 @@ class Coordinator:
         self._lease: StoreLease | None = None  # a run started by hand: held while this coordinator drives it
         self._driving = False  # begun or resumed: a run marked interrupted from now on stops the loop
         self._marked = threading.Event()  # marked interrupted, or its lease taken, by another process while paused
+        self._dead_marked = False  # interrupt_dead() done
 
     # ----- starting -------------------------------------------------------------------------------
 
@@ -154,8 +155,7 @@ class Coordinator:
         (``runtime/run_lease.py``: their leftover work is then skipped by workers), and holds its own lease.
         Raises ConfigError for unknown targets, BusError / StateError when a backend fails.
         """
-        if self.options.trigger == "manual":
-            interrupt_dead_runs(self.state, self.project.name, self.project.root)
+        self.interrupt_dead()
         try:
             record = self.prepare()
             self.state.create_run(record, list(self.states.values()))
@@ -166,6 +166,15 @@ class Coordinator:
             self.release_lease()
             raise
         return self.run_id
+
+    def interrupt_dead(self) -> None:
+        """For a run started by hand (trigger ``manual``), once: mark ``interrupted`` the project's runs started by
+        hand whose coordinator is gone (``runtime/run_lease.py``). :meth:`start` does it; a caller starting workers
+        in this process calls it before them, so that no worker takes a dead run's leftover work while that run is
+        still ``running``. Raises StateError."""
+        if self.options.trigger == "manual" and not self._dead_marked:
+            interrupt_dead_runs(self.state, self.project.name, self.project.root)
+            self._dead_marked = True
 
     def prepare(self, latest: Mapping[int, LatestOutput] | None = None, run_id: str | None = None) -> RunRecord:
         """The first half of :meth:`start`: plan the run and return its record, not yet saved (``latest``: the
