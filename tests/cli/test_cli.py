@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,32 @@ def test_interrupt_cancels_the_run_cleanly(tmp_path: Path) -> None:
     reasons = {o["reason"] for o in summary["objects"].values() if o["status"] == "skipped"}
     assert reasons == {"run cancelled"}
     assert "cancelling the run" in err
+
+
+def test_run_with_a_run_id_but_without_resume_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = seed_project(tmp_path)
+    result = sluice("run", str(path), "--run", "20261202-001500-3fa2c1d0", "--simulate", "--delay-scale", "0")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: --run 20261202-001500-3fa2c1d0 names a run to continue: add --resume (sluice run {path} --resume --run "
+        "20261202-001500-3fa2c1d0), or drop --run to start a new run"
+    ]
+    assert json.loads(sluice("runs", str(path), "--json").stdout) == [], "no run started"
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["progress", "json"])
+def test_a_run_whose_output_reader_went_away_finishes_and_is_recorded(tmp_path: Path, as_json: bool) -> None:
+    path = seed_project(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `sluice run PATH | head -3` once head has its lines: every write meets a broken pipe
+    try:
+        run = [*SLUICE, "run", str(path), "--simulate", "--delay-scale", "0", *(["--json"] if as_json else [])]
+        result = subprocess.run(run, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "Broken pipe" not in result.stderr, result.stderr
+    [run_record] = json.loads(sluice("runs", str(path), "--json").stdout)
+    assert run_record["status"] == "succeeded"
 
 
 def field_project(tmp_path: Path) -> Path:

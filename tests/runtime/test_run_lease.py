@@ -191,9 +191,7 @@ def test_a_run_whose_coordinator_was_killed_a_moment_ago_is_marked_though_not_ye
     assert store.get_run("killed-just-now").status == "interrupted"
 
 
-def test_a_new_run_marks_dead_runs_before_its_workers_take_any_message(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_new_run_marks_dead_runs_before_its_workers_take_any_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = load(write_yaml(tmp_path / "shop", PROJECT))
     with open_backends(project) as backends:
         dead = Coordinator(project, backends.bus, backends.state, backends.lake, RunOptions())

@@ -257,9 +257,15 @@ def run(
     log_level: str,
 ) -> None:
     """Run a project: process the planned objects in dependency order with stage workers."""
+    from sluice.cli.output import guard_stdout
     from sluice.runtime.run import RunOptions, WorkersMode, run_project
 
+    if run_id is not None and not resume:  # a new run would start, the one named left as it is
+        _fail(
+            f"--run {run_id} names a run to continue: add --resume (sluice run {path} --resume --run {run_id}), or drop --run to start a new run"
+        )
     setup_logging(log_format, log_level)
+    guard_stdout()  # `sluice run PATH | head -3`: the run goes on once head has its lines, and ends recorded
     project = _load(path)
     _check_simulation(project, path, delay_scale, fail_ids)
     tune_gc()
