@@ -54,5 +54,5 @@ class ClosedSafe:
 def guard_stdout() -> ClosedSafe:
     """Put a :class:`ClosedSafe` over ``sys.stdout`` (once) and return it."""
     if not isinstance(sys.stdout, ClosedSafe):
-        sys.stdout = ClosedSafe(sys.stdout)  # type: ignore[assignment]
-    return sys.stdout  # type: ignore[return-value]
+        sys.stdout = ClosedSafe(sys.stdout)
+    return sys.stdout
