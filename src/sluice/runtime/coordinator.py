@@ -306,11 +306,14 @@ class Coordinator:
             extra={"run_id": self.run_id},
         )
         taken = sorted(oid for oid, s in self.states.items() if s.status == "running")
-        if taken:  # their ObjectReady is leased to the worker that started them: nothing happens until the lease ends
+        if taken:
+            # Not handed out again (a worker still going finishes them): their ObjectReady, still on the bus, goes to
+            # another worker when the bus gives up the one that had it, and runs as the same attempt
             shown = ", ".join(map(str, taken[:10])) + (f" and {len(taken) - 10} more" if len(taken) > 10 else "")
             log.warning(
-                "run %s: waiting for the lease of object(s) %s: a worker had started them; if it is gone they are handed "
-                "out again when its lease ends (at most %.0f s, lease_s)",
+                "run %s: object(s) %s had been started by a worker: one still going finishes them, else they run again "
+                "(same attempt) once the bus gives their message to another worker: at once if that worker was a process "
+                "of this host (embedded bus), else when its lease ends (at most %.0f s, lease_s; Kafka: its session, 10 s)",
                 self.run_id,
                 shown,
                 self.project.lease_s,

@@ -219,14 +219,17 @@ def run_project(
         if options.resume is None:
             # Before any worker takes a message: a dead run's leftover work is skipped, not loaded beside this run's
             coordinator.interrupt_dead()
+        else:
+            # Under the run's lease before any worker of this process takes its leftover messages: a worker finding
+            # its lease not held would mark it interrupted (RunActivity.settled), its objects out then handed out
+            # again as their next attempt or not, depending on which came first
+            coordinator.resume(options.resume or None)
         if workers == "in-process":
             # Waiting on their queues before the run begins, as external workers are: the first objects
             # are taken as soon as they are published.
             started = start_workers(project, backends, destinations=warm)
         try:
-            if options.resume is not None:
-                coordinator.resume(options.resume or None)
-            else:
+            if options.resume is None:
                 coordinator.start(on_planned)
             if on_start is not None:
                 on_start(coordinator)
