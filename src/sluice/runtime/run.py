@@ -215,6 +215,7 @@ def run_project(
         # External workers load in their own processes: planning keeps no connection for them
         ahead = warm if workers == "in-process" else None
         coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer, destinations=ahead)
+        stack.callback(coordinator.release_lease)  # its loop gives it up at the end; this, should it never run
         started: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
         if options.resume is None:
             # Before any worker takes a message: a dead run's leftover work is skipped, not loaded beside this run's
