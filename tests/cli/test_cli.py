@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from helpers import loaded_count, seed_project, summary_json, wait_for
+from helpers import load, loaded_count, seed_project, summary_json, wait_for
 
 SLUICE = [sys.executable, "-m", "sluice"]
 FIELD = Path(__file__).resolve().parents[2] / "examples" / "seed-002-field" / "Objets.json"
@@ -176,6 +179,62 @@ def test_interrupt_cancels_the_run_cleanly(tmp_path: Path) -> None:
     reasons = {o["reason"] for o in summary["objects"].values() if o["status"] == "skipped"}
     assert reasons == {"run cancelled"}
     assert "cancelling the run" in err
+
+
+def test_run_with_a_run_id_but_without_resume_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = seed_project(tmp_path)
+    result = sluice("run", str(path), "--run", "20261202-001500-3fa2c1d0", "--simulate", "--delay-scale", "0")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: --run 20261202-001500-3fa2c1d0 names a run to continue: add --resume (sluice run {path} --resume --run "
+        "20261202-001500-3fa2c1d0), or drop --run to start a new run"
+    ]
+    assert json.loads(sluice("runs", str(path), "--json").stdout) == [], "no run started"
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["progress", "json"])
+def test_a_run_whose_output_reader_went_away_finishes_and_is_recorded(tmp_path: Path, as_json: bool) -> None:
+    path = seed_project(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `sluice run PATH | head -3` once head has its lines: every write meets a broken pipe
+    try:
+        run = [*SLUICE, "run", str(path), "--simulate", "--delay-scale", "0", *(["--json"] if as_json else [])]
+        result = subprocess.run(run, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "Broken pipe" not in result.stderr, result.stderr
+    [run_record] = json.loads(sluice("runs", str(path), "--json").stdout)
+    assert run_record["status"] == "succeeded"
+
+
+def test_runs_says_when_a_running_run_started_by_hand_has_lost_its_coordinator(tmp_path: Path) -> None:
+    from sluice.runtime.run import open_backends
+    from sluice.runtime.run_lease import run_lease, run_lease_key
+    from sluice.state.base import RunRecord
+
+    path = seed_project(tmp_path)
+    project = load(path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    with open_backends(project) as backends:
+        state = backends.state
+        for run_id, trigger in (("killed", "manual"), ("driven", "manual"), ("scheduled", "schedule")):
+            state.create_run(RunRecord(run_id, project.name, "running", 1.0, options={"trigger": trigger}), [])
+        killed_holder = f"{socket.gethostname()}:{gone.stdout.strip()}:x"  # kill -9: its process is gone
+        assert state.acquire_lease(run_lease_key(project.name, "killed"), killed_holder, time.time(), 30)
+        live = run_lease(state, project.name, "driven")
+        live.hold()  # its coordinator lives (this process)
+        try:
+            listed = json.loads(sluice("runs", str(path), "--status", "running", "--json").stdout)
+            lines = sluice("runs", str(path)).stdout.splitlines()
+        finally:
+            live.release()
+    assert {r["run_id"]: (r["status"], r["coordinator_gone"]) for r in listed} == {
+        "killed": ("running", True),
+        "driven": ("running", False),
+        "scheduled": ("running", False),  # a scheduled run holds no run lease: the scheduler resumes it
+    }
+    shown = {line.split()[0]: line.split("  ")[1].strip() for line in lines}
+    assert shown == {"killed": "running (coordinator gone)", "driven": "running", "scheduled": "running"}
 
 
 def field_project(tmp_path: Path) -> Path:

@@ -383,22 +383,28 @@ def test_an_object_of_a_run_cancelled_a_moment_ago_is_not_started(tmp_path: Path
 
 def test_an_interrupted_run_is_not_going_until_resumed_and_an_older_attempt_is_superseded(tmp_path: Path) -> None:
     from sluice import events as ev
+    from sluice.runtime.run_lease import run_lease
     from sluice.state.base import RunRecord
 
     project = load(seed_project(tmp_path))
     with open_backends(project) as backends:
         state = backends.state
         state.create_run(RunRecord("r1", project.name, "running", time.time()), [ObjectState(1001, "ingest", "ready", 2)])
-        activity = RunActivity(state, ttl_s=3600.0)
-        first, second = (ev.ObjectReady(run_id="r1", object_id=1001, stage="ingest", attempt=a) for a in (1, 2))
-        assert activity.settled(first) == "attempt 1 of object 1001 in run r1 was superseded by attempt 2"
-        assert activity.settled(second) == ""
-        assert state.set_run_status("r1", "interrupted", time.time(), expected="running")  # its coordinator died
-        assert activity.settled(second) == "run r1 is interrupted (its coordinator is gone)"
-        assert activity("r1") is False
-        assert state.set_run_status("r1", "running", None, expected="interrupted")  # sluice run --resume --run r1
-        assert activity("r1") is True, "an interrupted run is asked again, not remembered as over"
-        assert activity.settled(second) == ""
+        coordinator = run_lease(state, project.name, "r1")  # a run started by hand: its coordinator holds its lease
+        coordinator.hold()
+        try:
+            activity = RunActivity(state, ttl_s=3600.0)
+            first, second = (ev.ObjectReady(run_id="r1", object_id=1001, stage="ingest", attempt=a) for a in (1, 2))
+            assert activity.settled(first) == "attempt 1 of object 1001 in run r1 was superseded by attempt 2"
+            assert activity.settled(second) == ""
+            assert state.set_run_status("r1", "interrupted", time.time(), expected="running")  # its coordinator died
+            assert activity.settled(second) == "run r1 is interrupted (its coordinator is gone)"
+            assert activity("r1") is False
+            assert state.set_run_status("r1", "running", None, expected="interrupted")  # sluice run --resume --run r1
+            assert activity("r1") is True, "an interrupted run is asked again, not remembered as over"
+            assert activity.settled(second) == ""
+        finally:
+            coordinator.release()
 
 
 def test_a_lake_that_cannot_be_opened_closes_the_bus_and_the_state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -574,7 +580,7 @@ def test_a_resumed_run_keeps_the_options_it_was_started_with(tmp_path: Path) -> 
     assert {s.status for oid, s in summary.objects.items() if oid not in {2005, 3004, 3006}} == {"loaded"}
 
 
-def test_a_resumed_run_says_when_it_waits_for_the_lease_of_an_object_a_worker_had_started(tmp_path: Path) -> None:
+def test_a_resumed_run_says_an_object_a_worker_had_started_runs_again_as_the_same_attempt(tmp_path: Path) -> None:
     from sluice.runtime.coordinator import Coordinator
 
     project = load(seed_project(tmp_path))
@@ -592,8 +598,12 @@ def test_a_resumed_run_says_when_it_waits_for_the_lease_of_an_object_a_worker_ha
     with logged("sluice.coordinator", logging.WARNING) as records:
         summary = run_project(project, RunOptions(resume=""))
     assert summary.run_id == run_id and summary.status == "succeeded"
-    said = [r.getMessage() for r in records if "waiting for the lease" in r.getMessage()]
+    said = [r.getMessage() for r in records if "had been started by a worker" in r.getMessage()]
     assert said == [
-        f"run {run_id}: waiting for the lease of object(s) {first}: a worker had started them; if it is gone they are "
-        f"handed out again when its lease ends (at most {project.lease_s:.0f} s, lease_s)"
+        f"run {run_id}: object(s) {first} had been started by a worker: one still going finishes them, else they run "
+        "again (same attempt) once the bus gives their message to another worker: at once if that worker was a process "
+        f"of this host (embedded bus), else when its lease ends (at most {project.lease_s:.0f} s, lease_s; Kafka: its "
+        "session, 10 s)"
     ]
+    started = [e for _, e in events_of(project, run_id) if isinstance(e, ev.ObjectStarted) and e.object_id == first]
+    assert [(e.attempt, e.worker == "gone") for e in started] == [(1, True), (1, False)], "run again as the same attempt"

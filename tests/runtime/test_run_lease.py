@@ -10,16 +10,20 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.state.test_contract import OpenStore, open_store  # noqa: F401  (the stores of the contract tests)
 
-from helpers import events_of, load, write_yaml
+from helpers import events_of, load, wait_for, write_yaml
 from sluice import events as ev
 from sluice.errors import RunNotFound
+from sluice.pids import proc_state
+from sluice.project.model import Project
+from sluice.runtime import run as run_module
 from sluice.runtime import run_lease as run_lease_module
 from sluice.runtime.coordinator import Coordinator
-from sluice.runtime.run import RunActivity, RunOptions, open_backends, run_project
+from sluice.runtime.run import Backends, RunActivity, RunOptions, open_backends, run_project
 from sluice.runtime.run_lease import RunBusy, RunInterrupted, interrupt_dead_runs, run_lease, run_lease_key
 from sluice.state.base import RunRecord, StateStore
 
@@ -169,3 +173,91 @@ def test_a_coordinator_paused_past_its_lease_stops_once_its_run_was_marked_inter
             paused.loop()  # workers skip an interrupted run's work: it would never finish
         assert backends.state.get_run(run_id).status == "interrupted", "left to be resumed"
         assert backends.state.lease(run_lease_key("shop", run_id)) is None
+
+
+def test_a_run_whose_coordinator_was_killed_a_moment_ago_is_marked_though_not_yet_reaped(
+    open_store: OpenStore,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    store = open_store()
+    _record(store, "killed-just-now")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # kill -9 leaves a zombie until its parent reaps it
+    try:
+        wait_for(lambda: proc_state(child.pid) == "Z", 30, "the coordinator's process to exit")
+        assert store.acquire_lease(run_lease_key("shop", "killed-just-now"), f"{socket.gethostname()}:{child.pid}:x", NOW, 30)
+        assert [r.run_id for r in interrupt_dead_runs(store, "shop", tmp_path, clock=lambda: NOW)] == ["killed-just-now"]
+    finally:
+        child.wait()
+    assert store.get_run("killed-just-now").status == "interrupted"
+
+
+def test_a_new_run_marks_dead_runs_before_its_workers_take_any_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = load(write_yaml(tmp_path / "shop", PROJECT))
+    with open_backends(project) as backends:
+        dead = Coordinator(project, backends.bus, backends.state, backends.lake, RunOptions())
+        dead_id = dead.start()  # 1001 handed out (attempt 1) on the bus, then the process died
+        dead.release_lease()
+    seen: list[str] = []
+    real_start_workers = run_module.start_workers
+
+    def start_workers(project: Project, backends: Backends, **kwargs: Any) -> Any:
+        seen.append(backends.state.get_run(dead_id).status)
+        return real_start_workers(project, backends, **kwargs)
+
+    monkeypatch.setattr(run_module, "start_workers", start_workers)
+    summary = run_project(project, RunOptions())
+    assert summary.status == "succeeded"
+    assert seen == ["interrupted"], "the dead run is marked before the new run's workers start"
+    started = [e for _, e in events_of(project, dead_id) if isinstance(e, ev.ObjectStarted)]
+    assert started == [], "the dead run's leftover work did not run"
+    with sqlite3.connect(tmp_path / "shop" / "out.db") as conn:
+        assert conn.execute("select count(*) from users").fetchone()[0] == 12, "the append got the new run's rows only"
+
+
+def test_a_worker_marks_a_run_whose_coordinator_is_gone_and_does_not_start_its_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = load(write_yaml(tmp_path / "shop", PROJECT))
+    ready = ev.ObjectReady(run_id="r1", object_id=1001, stage="ingest", attempt=1)
+    with open_backends(project) as backends:
+        state = backends.state
+        state.create_run(RunRecord("r1", "shop", "running", 1.0, options={"trigger": "manual"}), [])
+        activity = RunActivity(state, root=project.root)
+        live = run_lease(state, "shop", "r1")
+        live.hold()  # its coordinator lives
+        try:
+            assert activity.settled(ready) == ""
+        finally:
+            live.release()
+        assert state.acquire_lease(run_lease_key("shop", "r1"), f"{socket.gethostname()}:{_dead_pid()}:x", 1e12, 30)
+        with caplog.at_level(logging.WARNING, logger="sluice"):
+            assert activity.settled(ready) == "run r1 is interrupted (its coordinator is gone)"  # kill -9
+        assert state.get_run("r1").status == "interrupted"
+        assert any("--resume --run r1" in r.getMessage() for r in caplog.records)
+        state.create_run(RunRecord("r2", "shop", "running", 1.0, options={"trigger": "schedule"}), [])
+        assert activity.settled(ev.ObjectReady(run_id="r2", object_id=1001, stage="ingest", attempt=1)) == "", (
+            "a scheduled run holds no run lease"
+        )
+
+
+def test_a_worker_reads_the_run_status_again_after_checking_its_lease(tmp_path: Path) -> None:
+    project = load(write_yaml(tmp_path / "shop", PROJECT))
+    ready = ev.ObjectReady(run_id="r1", object_id=1001, stage="ingest", attempt=1)
+    with open_backends(project) as backends:
+        state = backends.state
+        state.create_run(RunRecord("r1", "shop", "running", 1.0, options={"trigger": "manual"}), [])
+        live = run_lease(state, "shop", "r1")
+        live.hold()
+        real_lease = state.lease
+
+        def lease_then_marked(key: str) -> Any:  # another process marks the run while this worker reads its lease
+            held = real_lease(key)
+            state.set_run_status("r1", "interrupted", 2.0, expected="running")
+            return held
+
+        try:
+            state.lease = lease_then_marked  # type: ignore[method-assign]
+            assert RunActivity(state, root=project.root).settled(ready) == "run r1 is interrupted (its coordinator is gone)"
+        finally:
+            state.lease = real_lease  # type: ignore[method-assign]
+            live.release()

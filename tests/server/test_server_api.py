@@ -465,3 +465,28 @@ def test_index_serves_the_web_ui(server: LiveServer) -> None:
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
     else:
         assert answer.status_code == 404 and "web UI is not installed" in answer.json()["error"]
+
+
+def test_runs_say_when_a_run_started_by_hand_has_lost_its_coordinator(server: LiveServer, seed: Project) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from sluice.runtime.run_lease import run_lease_key
+    from sluice.state.base import RunRecord
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    with server.client() as client:
+        finished = server.wait_run(client, server.start_run(client))["run_id"]
+        with open_backends(seed) as backends:  # a `sluice run` killed while the server runs
+            backends.state.create_run(RunRecord("killed", seed.name, "running", time.time(), options={"trigger": "manual"}), [])
+            holder = f"{socket.gethostname()}:{gone.stdout.strip()}:x"
+            assert backends.state.acquire_lease(run_lease_key(seed.name, "killed"), holder, time.time(), 30)
+        listing = client.get("/runs").json()
+        models.RunList.model_validate(listing)
+        assert {r["run_id"]: (r["status"], r["coordinator_gone"]) for r in listing["runs"]} == {
+            "killed": ("running", True),
+            finished: ("succeeded", False),
+        }
+        assert client.get("/runs/killed").json()["coordinator_gone"] is True

@@ -39,6 +39,7 @@ from typing import Any
 from sluice.bus.base import Bus, Consumer, Message
 from sluice.errors import BusError
 from sluice.observability import metrics
+from sluice.pids import pid_alive
 from sluice.sqlite_file import SqliteFile
 
 _SCHEMA = """
@@ -109,16 +110,6 @@ def _delete_leases_sql(rows: int) -> str:
 def _wakeup_for(path: str) -> threading.Condition:
     with _wakeups_lock:
         return _wakeups.setdefault(path, threading.Condition())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EmbeddedBus(Bus):
@@ -501,4 +492,4 @@ class EmbeddedConsumer(Consumer):
 def _is_dead_local(consumer_id: str) -> bool:
     host, _, rest = consumer_id.partition(":")
     pid_text = rest.partition(":")[0]
-    return host == _HOST and pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))
+    return host == _HOST and pid_text.isdigit() and int(pid_text) != os.getpid() and not pid_alive(int(pid_text))

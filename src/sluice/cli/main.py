@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -257,9 +258,16 @@ def run(
     log_level: str,
 ) -> None:
     """Run a project: process the planned objects in dependency order with stage workers."""
+    from sluice.cli.output import guard_stdout
     from sluice.runtime.run import RunOptions, WorkersMode, run_project
 
+    if run_id is not None and not resume:  # a new run would start, the one named left as it is
+        _fail(
+            f"--run {run_id} names a run to continue: add --resume (sluice run {path} --resume --run {run_id}), "
+            "or drop --run to start a new run"
+        )
     setup_logging(log_format, log_level)
+    guard_stdout()  # `sluice run PATH | head -3`: the run goes on once head has its lines, and ends recorded
     project = _load(path)
     _check_simulation(project, path, delay_scale, fail_ids)
     tune_gc()
@@ -365,11 +373,15 @@ def runs(
     """List recent runs, most recent first (filtered by status, schedule and start date)."""
     from sluice.cli.history import parse_when
     from sluice.runtime.run import open_backends
+    from sluice.runtime.run_lease import coordinator_gone
 
     project = _load(path)
     after, before = parse_when(since, "--since"), parse_when(until, "--until")
     with open_backends(project, bus_url, state_url, read_only=True) as backends:
         records = backends.state.find_runs(project.name, status=status, schedule=schedule, since=after, until=before, limit=limit)
+        # a run started by hand whose coordinator was killed: still recorded running until a new run marks it
+        now = time.time()
+        gone = {r.run_id for r in records if coordinator_gone(backends.state, r, now)}
     if as_json:
         click.echo(
             json.dumps(
@@ -377,6 +389,7 @@ def runs(
                     {
                         "run_id": r.run_id,
                         "status": r.status,
+                        "coordinator_gone": r.run_id in gone,
                         "started_at": r.started_at,
                         "finished_at": r.finished_at,
                         "trigger": r.options.get("trigger", "manual"),
@@ -393,7 +406,8 @@ def runs(
         took = f"{r.finished_at - r.started_at:.2f}s" if r.finished_at and r.status != "interrupted" else "-"
         by = r.options.get("schedule") or r.options.get("trigger", "manual")
         logical = f"  {r.options['logical_date']}" if r.options.get("logical_date") else ""
-        click.echo(f"{r.run_id}  {r.status:<11} {took:>9}  {by}{logical}")
+        shown = f"{r.status} (coordinator gone)" if r.run_id in gone else r.status
+        click.echo(f"{r.run_id}  {shown:<11} {took:>9}  {by}{logical}")
 
 
 @cli.command()
@@ -439,7 +453,7 @@ def worker(
             executor,
             concurrency=concurrency,
             lease_s=lease_s,
-            run_active=RunActivity(backends.state),
+            run_active=RunActivity(backends.state, root=project.root),
         )
 
         def stop(signum: int, frame: object) -> None:

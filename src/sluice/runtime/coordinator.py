@@ -126,6 +126,7 @@ class Coordinator:
         self._lease: StoreLease | None = None  # a run started by hand: held while this coordinator drives it
         self._driving = False  # begun or resumed: a run marked interrupted from now on stops the loop
         self._marked = threading.Event()  # marked interrupted, or its lease taken, by another process while paused
+        self._dead_marked = False  # interrupt_dead() done
 
     # ----- starting -------------------------------------------------------------------------------
 
@@ -154,8 +155,7 @@ class Coordinator:
         (``runtime/run_lease.py``: their leftover work is then skipped by workers), and holds its own lease.
         Raises ConfigError for unknown targets, BusError / StateError when a backend fails.
         """
-        if self.options.trigger == "manual":
-            interrupt_dead_runs(self.state, self.project.name, self.project.root)
+        self.interrupt_dead()
         try:
             record = self.prepare()
             self.state.create_run(record, list(self.states.values()))
@@ -166,6 +166,15 @@ class Coordinator:
             self.release_lease()
             raise
         return self.run_id
+
+    def interrupt_dead(self) -> None:
+        """For a run started by hand (trigger ``manual``), once: mark ``interrupted`` the project's runs started by
+        hand whose coordinator is gone (``runtime/run_lease.py``). :meth:`start` does it; a caller starting workers
+        in this process calls it before them, so that no worker takes a dead run's leftover work while that run is
+        still ``running``. Raises StateError."""
+        if self.options.trigger == "manual" and not self._dead_marked:
+            interrupt_dead_runs(self.state, self.project.name, self.project.root)
+            self._dead_marked = True
 
     def prepare(self, latest: Mapping[int, LatestOutput] | None = None, run_id: str | None = None) -> RunRecord:
         """The first half of :meth:`start`: plan the run and return its record, not yet saved (``latest``: the
@@ -297,11 +306,14 @@ class Coordinator:
             extra={"run_id": self.run_id},
         )
         taken = sorted(oid for oid, s in self.states.items() if s.status == "running")
-        if taken:  # their ObjectReady is leased to the worker that started them: nothing happens until the lease ends
+        if taken:
+            # Not handed out again (a worker still going finishes them): their ObjectReady, still on the bus, goes to
+            # another worker when the bus gives up the one that had it, and runs as the same attempt
             shown = ", ".join(map(str, taken[:10])) + (f" and {len(taken) - 10} more" if len(taken) > 10 else "")
             log.warning(
-                "run %s: waiting for the lease of object(s) %s: a worker had started them; if it is gone they are handed "
-                "out again when its lease ends (at most %.0f s, lease_s)",
+                "run %s: object(s) %s had been started by a worker: one still going finishes them, else they run again "
+                "(same attempt) once the bus gives their message to another worker: at once if that worker was a process "
+                "of this host (embedded bus), else when its lease ends (at most %.0f s, lease_s; Kafka: its session, 10 s)",
                 self.run_id,
                 shown,
                 self.project.lease_s,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from sluice import events as ev
@@ -27,6 +28,7 @@ from sluice.project.model import Project
 from sluice.runtime.coordinator import Coordinator, Observer
 from sluice.runtime.execute import ObjectExecutor
 from sluice.runtime.reading import unwritten
+from sluice.runtime.run_lease import coordinator_gone, interrupt_if_gone, leased
 from sluice.runtime.summary import RunOptions, RunSummary
 from sluice.runtime.worker import StageWorker
 from sluice.state.base import FINAL_OBJECT_STATUSES, RESUMABLE_RUN_STATUSES, StateStore
@@ -93,8 +95,11 @@ class RunActivity:
     ``sluice run --resume`` may make it ``running`` again.
     """
 
-    def __init__(self, state: StateStore, ttl_s: float = 1.0, cache_bytes: int = ACTIVITY_CACHE_BYTES) -> None:
+    def __init__(
+        self, state: StateStore, ttl_s: float = 1.0, cache_bytes: int = ACTIVITY_CACHE_BYTES, root: Path | None = None
+    ) -> None:
         self.state = state
+        self.root = root  # the project folder, named in the warning of a run marked interrupted here
         self.ttl_s = ttl_s
         self._cache: ByteLru[str, tuple[str, float]] = ByteLru(cache_bytes, lambda _: ACTIVITY_ENTRY_BYTES)  # status, when
 
@@ -124,9 +129,18 @@ class RunActivity:
         already recorded (a message redelivered after a rebalance or a broker restart, whose first worker finished
         it). Asked just before the work starts, so the run's status is read afresh (not from the cache): an object
         of a run cancelled a moment ago (a backfill's, stopped while another process's workers, ``sluice serve``'s,
-        share its stage), or of a run just marked interrupted, is not started."""
+        share its stage), or of a run just marked interrupted, is not started.
+
+        A run started by hand is driven by a coordinator holding its lease (``runtime/run_lease.py``): when nobody
+        holds it (the coordinator was killed, and no new run has marked it yet), the run is marked ``interrupted``
+        here; its status is then read again, after the lease, so a run another process marks meanwhile is seen."""
         try:
-            status = self.state.get_run(ready.run_id).status
+            record = self.state.get_run(ready.run_id)
+            status = record.status
+            if status == "running" and leased(record.options):
+                if coordinator_gone(self.state, record, time.time()):
+                    interrupt_if_gone(self.state, record, self.root)
+                status = self.state.get_run(ready.run_id).status
         except Exception:
             status = "running"  # the store will answer the coordinator's question
         self._cache.put(ready.run_id, (status, time.monotonic()))
@@ -154,7 +168,7 @@ def start_workers(
     """Start one in-process worker thread per stage (or per named stage); their loads take their destinations from
     ``destinations`` (those the run connected ahead), else open new ones."""
     executor = ObjectExecutor(project, backends.lake, backends.state, destinations)
-    activity = RunActivity(backends.state)
+    activity = RunActivity(backends.state, root=project.root)
     workers = [
         StageWorker(project, backends.bus, stage, executor, run_active=activity)
         for stage in project.stages
@@ -201,15 +215,22 @@ def run_project(
         # External workers load in their own processes: planning keeps no connection for them
         ahead = warm if workers == "in-process" else None
         coordinator = Coordinator(project, backends.bus, backends.state, backends.lake, options, observer, destinations=ahead)
+        stack.callback(coordinator.release_lease)  # its loop gives it up at the end; this, should it never run
         started: tuple[list[StageWorker], list[threading.Thread]] = ([], [])
+        if options.resume is None:
+            # Before any worker takes a message: a dead run's leftover work is skipped, not loaded beside this run's
+            coordinator.interrupt_dead()
+        else:
+            # Under the run's lease before any worker of this process takes its leftover messages: a worker finding
+            # its lease not held would mark it interrupted (RunActivity.settled), its objects out then handed out
+            # again as their next attempt or not, depending on which came first
+            coordinator.resume(options.resume or None)
         if workers == "in-process":
             # Waiting on their queues before the run begins, as external workers are: the first objects
             # are taken as soon as they are published.
             started = start_workers(project, backends, destinations=warm)
         try:
-            if options.resume is not None:
-                coordinator.resume(options.resume or None)
-            else:
+            if options.resume is None:
                 coordinator.start(on_planned)
             if on_start is not None:
                 on_start(coordinator)

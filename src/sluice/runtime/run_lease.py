@@ -8,12 +8,14 @@ same objects as that leftover work: an ``append`` destination got each row twice
   holds the state store's lease ``<project>/run:<run id>`` (:class:`~sluice.state.lease.StoreLease`, the backfills'
   mechanism: renewed every third of ``RUN_LEASE_S`` by a thread, released when the run ends) from the moment its id
   is chosen, and a coordinator resuming a run takes it before reading the run (:func:`run_lease`);
-* a new run started by hand, and ``sluice serve`` starting, mark ``interrupted`` every run of the project started by
-  hand, still ``running``, whose lease nobody holds (:func:`interrupt_dead_runs`: it expired, or its holder was a
-  process of this host that no longer exists), with a warning saying how to resume it;
-* workers skip the work of an ``interrupted`` run (``runtime/run.py`` ``RunActivity``), and ``sluice run PATH
-  --resume --run ID`` continues it, handing its objects that were out again as their next attempt (a worker skips
-  an object's older attempt);
+* a new run started by hand (before its in-process workers take any message), and ``sluice serve`` starting, mark
+  ``interrupted`` every run of the project started by hand, still ``running``, whose lease nobody holds
+  (:func:`interrupt_dead_runs`: it expired, or its holder was a process of this host that no longer exists or is a
+  zombie), with a warning saying how to resume it;
+* a worker, before starting an object of a run started by hand, marks the run so when its lease is not held
+  (:func:`interrupt_if_gone`), reads the run's status again, and skips the work of an ``interrupted`` run
+  (``runtime/run.py`` ``RunActivity.settled``); ``sluice run PATH --resume --run ID`` continues it, handing its
+  objects that were out again as their next attempt (a worker skips an object's older attempt);
 * a coordinator that was only paused (longer than the lease) sees the mark, or its lease taken, at its next renewal
   and stops its loop (:class:`RunInterrupted`) rather than wait for work that workers skip.
 
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from sluice.errors import SluiceError
 from sluice.state.base import RunRecord, StateStore
-from sluice.state.lease import LEASE_S, LeaseBusy, StoreLease
+from sluice.state.lease import LEASE_S, LeaseBusy, StoreLease, live_holder
 
 log = logging.getLogger("sluice.coordinator")
 
@@ -111,22 +113,49 @@ def interrupt_dead_runs(
     Raises StateError when the store cannot be reached."""
     marked: list[RunRecord] = []
     for record in state.find_runs(project, status="running", limit=1000):
-        if record.run_id in keep or not leased(record.options):
-            continue
-        lease = run_lease(state, project, record.run_id, clock=clock, ttl_s=ttl_s)
-        if lease.acquire(quiet=True) is not None:  # a live coordinator drives it
-            continue
-        try:
-            if not state.set_run_status(record.run_id, "interrupted", clock(), expected="running"):
-                continue  # finished or marked meanwhile
-        finally:
-            lease.release()
-        marked.append(record)
-        log.warning(
-            "run %s was left running by a coordinator that is gone (killed, or its machine stopped): marked interrupted, "
-            "its leftover work will not run; resume it with: %s",
-            record.run_id,
-            resume_command(root, record.run_id),
-            extra={"run_id": record.run_id},
-        )
+        if record.run_id not in keep and interrupt_if_gone(state, record, root, clock=clock, ttl_s=ttl_s):
+            marked.append(record)
     return marked
+
+
+def coordinator_gone(state: StateStore, record: RunRecord, now: float) -> bool:
+    """Whether ``record`` is a run started by hand, recorded ``running``, whose lease nobody holds (its coordinator
+    was killed: a process of this host that no longer exists, or its lease expired). Raises StateError."""
+    return (
+        record.status == "running"
+        and leased(record.options)
+        and live_holder(state, run_lease_key(record.project, record.run_id), now) is None
+    )
+
+
+def interrupt_if_gone(
+    state: StateStore,
+    record: RunRecord,
+    root: Path | None,
+    *,
+    clock: Callable[[], float] = time.time,
+    ttl_s: float | None = None,
+) -> bool:
+    """Mark ``interrupted`` the run ``record`` if it was started by hand, is still ``running`` and no live coordinator
+    drives it (nobody holds its lease), with a warning naming the command that resumes it (``root``: the project
+    folder, None: ``PATH``); whether it was marked here. Its lease is taken while it is marked, so a coordinator
+    resuming it at that moment either drives it (it is left alone) or finds it ``interrupted``. Raises StateError."""
+    if not leased(record.options):
+        return False
+    lease = run_lease(state, record.project, record.run_id, clock=clock, ttl_s=ttl_s)
+    if lease.acquire(quiet=True) is not None:  # a live coordinator drives it
+        return False
+    try:
+        if not state.set_run_status(record.run_id, "interrupted", clock(), expected="running"):
+            return False  # finished or marked meanwhile
+    finally:
+        lease.release()
+    resume = resume_command(root, record.run_id) if root is not None else f"sluice run PATH --resume --run {record.run_id}"
+    log.warning(
+        "run %s was left running by a coordinator that is gone (killed, or its machine stopped): marked interrupted, "
+        "its leftover work will not run; resume it with: %s",
+        record.run_id,
+        resume,
+        extra={"run_id": record.run_id},
+    )
+    return True

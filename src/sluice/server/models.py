@@ -51,6 +51,10 @@ class RunSummary(BaseModel):
     run_id: str
     project: str
     status: RunStatus
+    coordinator_gone: bool = Field(
+        description="A run started by hand, still running, whose coordinator is gone (killed: nobody holds its lease); "
+        "the next run started by hand marks it interrupted."
+    )
     started_at: float = Field(description="Unix seconds.")
     finished_at: float | None = Field(description="Unix seconds; null while running.")
     duration_s: float

@@ -24,6 +24,7 @@ from sluice.graph.plan import project_graph
 from sluice.lake.base import Lake
 from sluice.lake.dated import held_logical_date
 from sluice.project.model import Project, layer_of
+from sluice.runtime.run_lease import coordinator_gone
 from sluice.server.check_results import CheckResult, CheckResults, check_state
 from sluice.server.errors import NotFound
 from sluice.server.runs import RunManager, find_run
@@ -45,12 +46,14 @@ def count_statuses(statuses: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def run_summary(record: RunRecord, counts: dict[str, int]) -> dict[str, Any]:
+def run_summary(record: RunRecord, counts: dict[str, int], gone: bool = False) -> dict[str, Any]:
+    """``gone``: a run started by hand, ``running``, whose coordinator no longer holds its lease (``runtime/run_lease.py``)."""
     end = record.finished_at if record.finished_at is not None else time.time()
     return {
         "run_id": record.run_id,
         "project": record.project,
         "status": record.status,
+        "coordinator_gone": gone,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "duration_s": max(0.0, end - record.started_at),
@@ -193,7 +196,7 @@ class RunViews:
     def _encode_detail(self, record: RunRecord, states: list[ObjectState]) -> bytes:
         states.sort(key=lambda s: s.object_id)
         names = self._names
-        detail = run_summary(record, count_statuses(s.status for s in states))
+        detail = run_summary(record, count_statuses(s.status for s in states), self._gone(record))
         detail["options"] = record.options
         objects = [object_run(s, names.get(s.object_id)) for s in states]
         checks = self.check_results(record)
@@ -211,7 +214,18 @@ class RunViews:
 
     def summaries(self, limit: int) -> list[dict[str, Any]]:
         """Most recent runs of the project first, with their counts."""
-        return [run_summary(record, count_statuses(self.statuses(record).values())) for record in self._recent(limit)]
+        return [
+            run_summary(record, count_statuses(self.statuses(record).values()), self._gone(record))
+            for record in self._recent(limit)
+        ]
+
+    def _gone(self, record: RunRecord) -> bool:
+        """Whether ``record`` is a run started by hand, ``running``, whose coordinator is gone (a ``sluice run`` killed:
+        nobody holds its lease; marked ``interrupted`` by the next run started by hand)."""
+        try:
+            return coordinator_gone(self.state, record, time.time())
+        except Exception:  # the store away: the listing says what it read
+            return False
 
     def _recent(self, limit: int) -> list[RunRecord]:
         return self.state.list_runs(self.project.name, limit)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from sluice.errors import SluiceError
+from sluice.pids import pid_alive
 from sluice.state.base import StateStore
 
 log = logging.getLogger("sluice.lease")
@@ -46,18 +47,12 @@ def describe_holder(holder: str) -> str:
 
 
 def dead_here(holder: str) -> bool:
-    """Whether ``holder`` was a process of this host that no longer exists."""
+    """Whether ``holder`` was a process of this host that no longer exists, or is a zombie (killed, not yet reaped)."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's live process
-        return False
-    return False
+    return not pid_alive(int(pid))  # a zombie (killed, not yet reaped) is dead
 
 
 def live_holder(state: StateStore, key: str, now: float) -> str | None:

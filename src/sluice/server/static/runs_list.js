@@ -64,7 +64,7 @@ export class RunsList {
           "aria-current": run.run_id === this.shown ? "true" : "false",
           onclick: () => this.onPick(run.run_id),
         },
-        el("span", { class: `dot status-${run.status}`, title: run.status }),
+        el("span", { class: `dot status-${run.status}`, title: run.coordinator_gone ? `${run.status} (coordinator gone)` : run.status }),
         el("span", { class: "run-id", text: shortRunId(run.run_id) }),
         el("span", { class: "run-when", text: `${when(run.started_at * 1000)} · ${took}` }),
         el("span", { class: "run-counts" }, ...parts),
