@@ -25,6 +25,7 @@ from sluice.runtime.run import (
     start_workers,
     stop_workers,
 )
+from sluice.runtime.run_lease import run_lease
 from sluice.runtime.worker import StageWorker
 from sluice.state.base import ObjectState, RunRecord
 
@@ -255,6 +256,8 @@ objects:
                 ObjectState(1002, "ingest", status="running", attempt=1),
             ],
         )
+        coordinator = run_lease(backends.state, project.name, run_id)  # a run started by hand: its live coordinator
+        coordinator.hold()  # holds its lease, or the worker would mark the run interrupted and skip its work
         first = backends.bus.end_offset(ev.EVENTS_TOPIC)
         backends.bus.publish(
             topic,
@@ -277,6 +280,7 @@ objects:
         finally:
             worker.stop()
             thread.join(30)
+            coordinator.release()
         published = [ev.decode(m.value) for m in backends.bus.read(ev.EVENTS_TOPIC, first, 100)]
     assert (folder / "calls").read_text() == "x", "only the object in flight runs"
     assert [(type(e).__name__, getattr(e, "object_id", None)) for e in published] == [
