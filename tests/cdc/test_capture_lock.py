@@ -15,6 +15,7 @@ import pytest
 from tests.servers_fixtures import mysql_connect
 
 from helpers import wait_for
+from sluice.cdc import capture_lock
 from sluice.cdc.capture_lock import CaptureLock, CaptureRunning, capture_holder
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -99,6 +100,35 @@ def test_a_start_waits_for_a_capture_child_whose_parent_was_killed(tmp_path: Pat
     lock.acquire()  # waits for the orphan instead of refusing
     try:
         assert f'"pid":{os.getpid()},' in lock.path.read_text()
+    finally:
+        lock.release()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the orphan check reads /proc (Linux)")
+def test_a_capture_child_that_does_not_stop_after_its_parent_died_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture_lock, "ORPHAN_WAIT_S", 1.0)
+    stuck = ORPHAN_CHILD.replace("time.sleep(2)", "time.sleep(600)")  # a read that never returns
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    # "sluice" and "capture" among its arguments, as a `sluice sync run ... --role capture` child's command line
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT.replace("sys.argv[2]]", "sys.argv[2], 'sluice', 'capture']"), stuck, str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    parent.stdout.close()
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    lock = CaptureLock(tmp_path, "s1", "my")
+    lock.acquire()  # waited ORPHAN_WAIT_S, then killed it
+    try:
+        assert f'"pid":{os.getpid()},' in lock.path.read_text()
+        stat = Path(f"/proc/{child_pid}/stat")
+        assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] in "ZX"  # gone, or a zombie
     finally:
         lock.release()
 

@@ -12,7 +12,9 @@ flock, which the kernel releases when the process ends, even by ``kill -9``, so 
 A capture child (``--processes 2``, started with :data:`CAPTURE_CHILD_ENV` set) records its parent's pid. When the
 parent dies, even by ``kill -9``, Linux sends the child SIGTERM (``PR_SET_PDEATHSIG``) and it stops cleanly, which
 takes a few seconds (30 s at most before its own deadline); a start in that window waits for it (up to
-:data:`ORPHAN_WAIT_S`) instead of refusing, as the process that asked for the capture is already gone.
+:data:`ORPHAN_WAIT_S`) instead of refusing, as the process that asked for the capture is already gone, and kills it
+(SIGKILL) if it is still there then: the child ends itself 30 s after its parent's death, and killing a capture is
+safe at any moment.
 
 Apply takes no lock: apply-only processes of a partitioned sync on Kafka share a direction
 (:mod:`sluice.cdc.apply_partitioned`). With ``--processes 2`` the capture child holds the lock, and the parent
@@ -28,6 +30,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -86,6 +89,24 @@ def _refusal(sync: str, side: str, holder: _Holder) -> CaptureRunning:
     return CaptureRunning(f"sync {sync}: capture of side {side} already runs in pid {pid} (started {started}); stop it first")
 
 
+def _kill_orphan(holder: _Holder) -> bool:
+    """SIGKILL ``holder``, a capture child whose parent died and that did not stop in :data:`ORPHAN_WAIT_S` (its parent
+    would have killed it after 30 s: ``sluice.cli.sync._stop_child``), if its command line is a ``sluice sync``
+    capture; whether it was killed. Killing a capture is safe at any moment: every position is kept for a restart."""
+    try:
+        command = Path(f"/proc/{holder.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if b"sluice" not in command or b"capture" not in command:
+        return False
+    log.warning("capture process %d did not stop after its parent ended: killing it (SIGKILL)", holder.pid)
+    try:
+        os.kill(holder.pid, signal.SIGKILL)
+    except OSError:
+        return False
+    return True
+
+
 class CaptureLock:
     """The exclusive lock on the capture of ``side`` of sync ``sync``; :meth:`acquire` it, :meth:`release` it."""
 
@@ -112,6 +133,7 @@ class CaptureLock:
 
     def _wait_for_flock(self, fd: int) -> None:
         deadline: float | None = None
+        killed = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -127,7 +149,10 @@ class CaptureLock:
                         self.sync, self.side, holder.pid,
                     )  # fmt: skip
                 elif time.monotonic() > deadline:
-                    raise _refusal(self.sync, self.side, holder) from None
+                    if killed or not _kill_orphan(holder):
+                        raise _refusal(self.sync, self.side, holder) from None
+                    killed = True
+                    deadline = time.monotonic() + 5.0
                 time.sleep(0.2)
 
     def release(self) -> None:

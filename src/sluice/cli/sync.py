@@ -92,12 +92,28 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
+CHILD_STOP_DEADLINE_S = 30.0
+"""Seconds a capture child has to stop after SIGTERM (:func:`_stop_child` kills it then; a child whose parent died
+ends itself then: :func:`_exit_later`)."""
+
+
+def _exit_later(seconds: float) -> None:
+    """End this process (exit status 1, no clean-up) in ``seconds`` unless it ended before: a capture child whose
+    parent died stops within :data:`CHILD_STOP_DEADLINE_S` even when a read it waits on does not return, as a killed
+    process would (every position is kept for a restart: ``kill -9`` is safe at any moment)."""
+    import threading
+
+    timer = threading.Timer(seconds, os._exit, (1,))
+    timer.daemon = True
+    timer.start()
+
+
 def _stop_child(child: subprocess.Popen[bytes]) -> None:
     """SIGTERM the capture process if it still runs, and wait for it (SIGKILL after 30 s)."""
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
         try:
-            child.wait(30)
+            child.wait(CHILD_STOP_DEADLINE_S)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
@@ -218,8 +234,11 @@ def run(
             click.echo("stopping the sync (positions are kept; a restart resumes)", err=True)
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)
+        if os.environ.get(CAPTURE_CHILD_ENV) == "1" and os.getppid() != parent_pid:
+            _exit_later(CHILD_STOP_DEADLINE_S)  # nobody is left to enforce _stop_child's deadline: do it here
         runtime.stop()
 
+    parent_pid = os.getppid()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
