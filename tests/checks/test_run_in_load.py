@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import events_of, load, write_yaml
-from sluice import events as ev
+from checks.test_run_rows import finished
+from checks.test_run_rows import orders_project as rows_project
 from sluice.project.model import Project
 from sluice.runtime.run import RunOptions, run_project
 
@@ -18,26 +18,11 @@ pytestmark = pytest.mark.postgres
 COLUMNS = "order_id, amount, label"
 
 
-def finished(project: Project, run_id: str) -> dict[str, ev.CheckFinished]:
-    return {e.check: e for _, e in events_of(project, run_id) if isinstance(e, ev.CheckFinished)}
-
-
 def orders_project(folder: Path, pg_url: str, checks: str, mode: str = "append") -> Project:
+    """test_run_rows' project over a two-row orders.csv written here."""
     folder.mkdir(exist_ok=True)
     (folder / "orders.csv").write_text("order_id,amount,label\n1,10,a\n2,20,b\n", encoding="utf-8")
-    write_yaml(
-        folder,
-        f"""connections:
-  warehouse: {pg_url}
-objects:
-  - id: 1001
-    name: orders
-    source: {{type: csv, path: orders.csv}}
-    destination: {{connection: warehouse, table: shop.orders, mode: {mode}{", key: [order_id]" if mode == "merge" else ""}}}
-    checks:
-{checks}""",
-    )
-    return load(folder)
+    return rows_project(folder, pg_url, mode, checks)
 
 
 def table_count(pg_url: str) -> int | None:
