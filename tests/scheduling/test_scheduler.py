@@ -191,7 +191,7 @@ def test_requests_from_other_sources_start_once(tmp_path: Path, state: SqliteSta
     assert [(r.name, r.trigger, r.targets) for r in h.starter.requests] == [("new-files", "sensor", (1002,))]
 
 
-def test_after_a_long_downtime_latest_runs_the_newest_tick_without_recording_each_missed_one(
+def test_after_a_long_downtime_latest_runs_the_newest_tick_and_one_missed_record_stands_for_the_others(
     tmp_path: Path, state: SqliteStateStore
 ) -> None:
     project = project_with(tmp_path, "  minutely: {cron: '* * * * *'}\n")
@@ -200,10 +200,15 @@ def test_after_a_long_downtime_latest_runs_the_newest_tick_without_recording_eac
     clock.set(utc(2026, 1, 1, 0, 0, 5))  # a year later: half a million ticks
     h = Harness(project, state, clock, holder="b", lease_s=0.001)
     report = h.scheduler.step()
-    assert [t.logical_date for t in report.fired] == ["2026-01-01T00:00:00+00:00"] and report.missed == []
+    assert [t.logical_date for t in report.fired] == ["2026-01-01T00:00:00+00:00"]
+    span = "the ticks from 2025-01-01T00:01:00+00:00 to 2025-12-31T23:59:00+00:00 passed while no scheduler ran"
+    assert h.missed() == [("minutely", "2025-12-31T23:59:00+00:00", f"catch_up: latest ({span}; this record stands for them)")]
+    assert [t.logical_date for t in report.missed] == ["2025-12-31T23:59:00+00:00"]  # one alert, not half a million
     clock.advance(60)
     assert [t.logical_date for t in h.scheduler.step().fired] == []  # still running: max_active_runs 1
-    assert h.missed() == [("minutely", "2026-01-01T00:01:00+00:00", "max_active_runs: 1 run(s) of the schedule still running")]
+    assert h.missed()[1:] == [
+        ("minutely", "2026-01-01T00:01:00+00:00", "max_active_runs: 1 run(s) of the schedule still running")
+    ]
 
 
 def test_a_daily_schedule_in_paris_fires_once_a_day_across_both_changes(tmp_path: Path) -> None:
@@ -344,3 +349,79 @@ def test_a_schedule_whose_run_cannot_launch_is_reported_and_the_others_fire(tmp_
     h.starter.finish()
     clock.set(utc(2026, 1, 1, 3, 0))
     assert h.scheduler.step().problems == {}
+
+
+def test_a_schedule_set_apart_is_taken_back_once_its_file_is_fixed_and_no_tick_fires_twice_or_passes_unrecorded(
+    tmp_path: Path, state: SqliteStateStore
+) -> None:
+    schedules = "  a: {cron: '0 * * * *', catch_up: latest}\n  b: {cron: '30 * * * *'}\n"
+    good = project_with(tmp_path, schedules)
+    clock = FakeClock(utc(2026, 1, 1, 0, 59))
+    first = Harness(good, state, clock, holder="first")
+    first.scheduler.step()
+    clock.set(utc(2026, 1, 1, 1, 0))
+    assert [t.schedule for t in first.scheduler.step().fired] == ["a"]
+    first.starter.finish()
+    first.scheduler.release()
+    # The next scheduler's copy of a cannot be computed (what validation refuses, got past it): it is set apart.
+    broken = replace(good, schedules=(replace(good.schedules[0], cron="0 0 30 2 *"), good.schedules[1]))
+    clock.set(utc(2026, 1, 1, 1, 10))
+    second = Harness(broken, state, clock, holder="second")
+    standby = Harness(good, state, clock, holder="standby")  # a correct copy, standing by: it never fires a tick
+    with logged("sluice.scheduler", logging.WARNING) as records:
+        assert "a" in second.scheduler.step().problems and not standby.scheduler.step().leader
+        for hour in (2, 3):  # a's 02:00 and 03:00 fall due while it is set apart; b keeps firing
+            clock.set(utc(2026, 1, 1, hour - 1, 30))
+            assert [t.schedule for t in second.scheduler.step().fired] == ["b"]
+            second.starter.finish()
+            clock.set(utc(2026, 1, 1, hour, 0))
+            assert second.scheduler.step().fired == [] and not standby.scheduler.step().leader
+        clock.set(utc(2026, 1, 1, 3, 5))
+        (tmp_path / "sluice.yaml").write_text("name: shop\nobjects: [\n", encoding="utf-8")  # being edited: no YAML
+        report = second.scheduler.step()
+        assert report.fired == [] and "a" in report.problems
+        clock.advance(10)
+        assert second.scheduler.step().fired == []  # unchanged since: not read again, not said again
+        (tmp_path / "sluice.yaml").unlink()
+        project_with(tmp_path, schedules)  # fixed
+        clock.advance(10)
+        report = second.scheduler.step()
+    assert [(t.schedule, t.logical_date) for t in report.fired] == [("a", "2026-01-01T03:00:00+00:00")]
+    assert second.missed() == [
+        ("a", "2026-01-01T02:00:00+00:00", "catch_up: latest (a newer tick runs instead)"),
+    ]
+    assert report.problems == {} and second.scheduler.problems == {}
+    messages = [r.getMessage() for r in records]
+    assert len([m for m in messages if "does not load" in m]) == 1
+    assert [m for m in messages if "scheduled again" in m] == [
+        "schedule a is scheduled again (the project's file was fixed): from 2026-01-01T02:00:00+00:00 on; the ticks that "
+        "fell due while it was set apart follow catch_up: latest"
+    ]
+    second.starter.finish()
+    clock.set(utc(2026, 1, 1, 4, 0))
+    assert sorted((t.schedule, t.logical_date[11:16]) for t in second.scheduler.step().fired) == [("a", "04:00"), ("b", "03:30")]
+    assert not standby.scheduler.step().leader
+    second.scheduler.release()
+    clock.advance(5)
+    assert standby.scheduler.step().fired == []  # takes over: nothing to fire again
+    recorded = [(t.logical_date[11:16], t.status) for t in state.ticks("shop", "a")]
+    assert recorded == [("04:00", "fired"), ("03:00", "fired"), ("02:00", "missed"), ("01:00", "fired"), ("00:00", "baseline")]
+    fired = first.starter.fired() + second.starter.fired() + standby.starter.fired()
+    assert sorted(d[11:16] for s, d in fired if s == "a") == ["01:00", "03:00", "04:00"]
+
+
+def test_a_schedule_set_apart_and_then_removed_from_its_file_is_dropped(tmp_path: Path, state: SqliteStateStore) -> None:
+    project = project_with(tmp_path, "  a: {cron: '0 * * * *'}\n")
+    broken = replace(project.schedules[0], name="never", cron="0 0 30 2 *")
+    clock = FakeClock(utc(2026, 1, 1, 0, 59))
+    h = Harness(replace(project, schedules=(broken, *project.schedules)), state, clock)
+    assert "never" in h.scheduler.step().problems
+    clock.advance(10)
+    assert "never" in h.scheduler.step().problems  # the file did not change: not read again
+    (tmp_path / "sluice.yaml").unlink()
+    project_with(tmp_path, "  a: {cron: '0 * * * *'}\n  b: {cron: '0 * * * *', enabled: false}\n")
+    clock.advance(10)
+    assert h.scheduler.step().problems == {}
+    assert [s.name for s in h.scheduler.schedules] == ["a"]  # the other changes wait for a restart
+    clock.set(utc(2026, 1, 1, 1, 0))
+    assert [t.schedule for t in h.scheduler.step().fired] == ["a"]

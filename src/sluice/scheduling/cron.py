@@ -31,6 +31,11 @@ MAX_TICKS = 100_000
 """At most this many ticks are listed by one call (a guard against ``* * * * *`` over years of downtime)."""
 
 
+def tick_text(tick: datetime) -> str:
+    """A tick as recorded: ISO 8601 in UTC (``2026-01-01T02:00:00+00:00``), sortable as text."""
+    return tick.astimezone(UTC).isoformat()
+
+
 def check_cron(expression: str) -> str | None:
     """Why ``expression`` is not a cron expression croniter accepts, or None when it is."""
     if not isinstance(expression, str) or not expression.strip():

@@ -25,7 +25,11 @@ Each :meth:`Scheduler.step`:
 A broken schedule is set apart, never the whole scheduler: one whose next tick cannot be computed (a cron that
 never fires) stops being stepped, and one whose run cannot start leaves its tick recorded without a run; either is
 logged as an error once and kept in :attr:`Scheduler.problems` (``GET /schedules`` shows it), while the other
-schedules go on firing.
+schedules go on firing. While a schedule is set apart the scheduler looks at the project's file every
+:data:`RECHECK_S` seconds (:mod:`.project_watch`: modification time, size, content); once it changed and loads, each
+schedule set apart is taken back with its new definition (logged), from its last recorded tick: the ticks that fell
+due meanwhile follow its ``catch_up`` policy like ticks missed while no scheduler ran (each recorded once, fired or
+missed, under the lease), so none fires twice and none passes without a record.
 
 A schedule the store has never seen starts from its previous tick (recorded as a ``baseline`` tick): the scheduler
 does not run history on first sight. Ideas from Airflow's scheduler (``catchup``, ``max_active_runs``, logical
@@ -42,12 +46,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from sluice import events as ev
 from sluice.project.model import Project
 from sluice.runtime.coordinator import new_run_id
-from sluice.scheduling.cron import Cron
+from sluice.scheduling.cron import Cron, tick_text
+from sluice.scheduling.project_watch import ProjectWatch
 from sluice.scheduling.requests import RunRequest
 from sluice.scheduling.spec import ScheduleSpec
 from sluice.state.base import SensorCursor, StateStore, TickRecord
@@ -65,8 +71,13 @@ INTERVAL_S = 1.0
 """Longest wait between two steps of :meth:`Scheduler.run` (seconds)."""
 MAX_TICKS_PER_STEP = 1000
 """At most this many due ticks of one schedule are looked at per step. After a longer downtime, ``catch_up: none``
-and ``latest`` skip the older ticks without recording them (a warning says from when to when); ``all`` takes the
-next thousand at the following step."""
+and ``latest`` do not record the older ticks one by one: one ``missed`` record, at the last of them, stands for the
+range (its reason says from when to when); ``all`` takes the next thousand at the following step."""
+RECHECK_S = 5.0
+"""While a schedule is set apart, the project's file is looked at this often (seconds of the scheduler's clock)."""
+NOT_RUNNING = "no scheduler ran"
+"""Why late ticks passed, in a missed tick's reason: the scheduler was down (or the schedule set apart, :data:`APART`)."""
+APART = "the schedule was set apart"
 
 
 class Clock(Protocol):
@@ -124,11 +135,6 @@ class RequestSource(Protocol):
     def poll(self, now: datetime) -> list[RunRequest]: ...
 
 
-def tick_text(tick: datetime) -> str:
-    """A tick as recorded: ISO 8601 in UTC (``2026-01-01T02:00:00+00:00``), sortable as text."""
-    return tick.astimezone(UTC).isoformat()
-
-
 @dataclass(slots=True)
 class _Track:
     """One schedule as the scheduler follows it: the next tick to look at and the due ticks not recorded yet."""
@@ -137,6 +143,8 @@ class _Track:
     cron: Cron
     next_tick: datetime
     queue: list[datetime] = field(default_factory=list)
+    away: str = NOT_RUNNING
+    """Why ticks found late passed (in their missed records' reason), until the track has caught up."""
 
 
 @dataclass(slots=True)
@@ -167,6 +175,8 @@ class Scheduler:
         grace_s: float = GRACE_S,
         publish: Callable[[list[ev.Event]], None] | None = None,
         sources: Sequence[RequestSource] = (),
+        reload: Callable[[], Project] | None = None,
+        recheck_s: float = RECHECK_S,
     ) -> None:
         self.project = project
         self.state = state
@@ -186,6 +196,11 @@ class Scheduler:
         """What is wrong with a schedule, by name: its next tick cannot be computed (it is no longer stepped), or its
         last fired tick's run could not start (cleared when one of its runs starts). Read by ``GET /schedules``."""
         self._apart: set[str] = set()  # schedules no longer stepped
+        self.reload: Callable[[], Project] = reload or self._read_project
+        """Loads the project again (default: its file), to take back the schedules set apart once it changed."""
+        self.recheck_s = recheck_s
+        self._watch: ProjectWatch | None = None  # the project's files, looked at while a schedule is set apart
+        self._next_recheck = 0.0
 
     # ----- the lease --------------------------------------------------------------------------------------
 
@@ -214,7 +229,8 @@ class Scheduler:
 
     def _load(self, now: datetime, baselines: list[TickRecord], orphans: list[TickRecord]) -> list[_Track]:
         """Each schedule from its last recorded tick; one never seen starts at its previous tick (a baseline). A last
-        tick fired recently whose run was never recorded goes to ``orphans`` (see :data:`RECOVER_S`)."""
+        tick fired recently whose run was never recorded goes to ``orphans`` (see :data:`RECOVER_S`). Schedules set
+        apart stay so: they come back when the project's file is fixed (:meth:`_take_back`)."""
         last = self.state.last_ticks(self.project.name)
         for name in [*(spec.name for spec in self.schedules), *self._sensors]:
             record = last.get(name)
@@ -223,32 +239,99 @@ class Scheduler:
                 orphans.append(record)
         tracks = []
         for spec in self.schedules:
+            if spec.name in self._apart:
+                continue
             try:
-                cron = Cron(spec.cron, spec.timezone)
-                record = last.get(spec.name)
-                baseline = None
-                if record is not None:
-                    start = datetime.fromisoformat(record.logical_date)
-                else:
-                    start = cron.previous(now)
-                    baseline = self._record(spec.name, start, "baseline", "the schedule was first seen after this tick")
-                track = _Track(spec, cron, cron.next_after(start))
+                tracks.append(self._track(spec, now, last, baselines))
             except Exception as exc:  # this schedule only: the others are loaded and fire
                 self._set_apart(spec, exc)
-                continue
-            if baseline is not None:
-                baselines.append(baseline)
-            tracks.append(track)
         return tracks
 
+    def _track(self, spec: ScheduleSpec, now: datetime, last: dict[str, TickRecord], baselines: list[TickRecord]) -> _Track:
+        """``spec`` followed from its last recorded tick in ``last`` (none: from its previous tick, a baseline added to
+        ``baselines``). Raises what keeps its ticks from being computed."""
+        cron = Cron(spec.cron, spec.timezone)
+        record = last.get(spec.name)
+        if record is not None:
+            return _Track(spec, cron, cron.next_after(datetime.fromisoformat(record.logical_date)))
+        start = cron.previous(now)
+        track = _Track(spec, cron, cron.next_after(start))
+        baselines.append(self._record(spec.name, start, "baseline", "the schedule was first seen after this tick"))
+        return track
+
     def _set_apart(self, spec: ScheduleSpec, exc: BaseException) -> None:
-        """Stop stepping ``spec`` (its next tick cannot be computed): logged once, kept in :attr:`problems`."""
+        """Stop stepping ``spec`` (its next tick cannot be computed): logged once, kept in :attr:`problems`; the
+        project's files are watched from now on, to take it back when they are fixed."""
         where = f"{spec.file}:{spec.line}: " if spec.file and spec.line else ""
-        problem = f"{where}schedule {spec.name} is not scheduled any more: {exc}; fix its cron and restart the scheduler"
+        problem = (
+            f"{where}schedule {spec.name} is not scheduled any more: {exc}; fix it in "
+            f"{spec.file or self.project.source_file}: the scheduler takes it back once the file changes and loads"
+        )
         if self.problems.get(spec.name) != problem:
             log.error("%s", problem)
         self.problems[spec.name] = problem
         self._apart.add(spec.name)
+        if self._watch is None:  # the files as they are now: a change from here on may be the fix
+            self._watch = ProjectWatch([Path(self.project.source_file)])
+        if spec.file:
+            self._watch.watch(Path(spec.file))
+
+    def _read_project(self) -> Project:
+        from sluice.project.load import load_project  # the project's reader is only needed once a schedule broke
+
+        return load_project(self.project.source_file)
+
+    def _recheck(self, now: datetime, baselines: list[TickRecord]) -> None:
+        """While schedules are set apart, every :attr:`recheck_s` seconds: when the project's files changed, load the
+        project again and take back the schedules it now defines well (:meth:`_take_back`)."""
+        if not self._apart or self._watch is None or now.timestamp() < self._next_recheck:
+            return
+        self._next_recheck = now.timestamp() + self.recheck_s
+        if not self._watch.changed():
+            return
+        apart = ", ".join(sorted(self._apart))
+        try:
+            project = self.reload()
+        except Exception as exc:  # still broken (or being written): they stay apart; said once per change of the file
+            first = (str(exc) or type(exc).__name__).splitlines()[0]
+            log.error("the project's file changed but does not load (%s); still set apart: %s", first, apart)
+            return
+        self._take_back(project, now, baselines)
+
+    def _take_back(self, project: Project, now: datetime, baselines: list[TickRecord]) -> None:
+        """Follow again each schedule set apart that ``project`` (just loaded) defines with ticks that can be computed,
+        from its last recorded tick: the ticks that fell due meanwhile are found late, so its ``catch_up`` applies to
+        them and each is recorded once (fired or missed). One gone or disabled is dropped."""
+        specs = {spec.name: spec for spec in project.schedules}
+        last = self.state.last_ticks(self.project.name)
+        for name in sorted(self._apart):
+            spec = specs.get(name)
+            if spec is None or not spec.enabled:
+                log.warning(
+                    "schedule %s, set apart, is %s in the project's file now: dropped",
+                    name,
+                    "gone" if spec is None else "disabled",
+                )
+                self.schedules = [s for s in self.schedules if s.name != name]
+            else:
+                try:
+                    track = self._track(spec, now, last, baselines)
+                except Exception as exc:  # still broken: the problem as it is now
+                    self._set_apart(spec, exc)
+                    continue
+                track.away = APART
+                self.schedules = [spec if s.name == name else s for s in self.schedules]
+                if self._tracks is not None:
+                    self._tracks.append(track)
+                log.warning(
+                    "schedule %s is scheduled again (the project's file was fixed): from %s on; the ticks that fell due "
+                    "while it was set apart follow catch_up: %s",
+                    name,
+                    tick_text(track.next_tick),
+                    spec.catch_up,
+                )
+            self._apart.discard(name)
+            self.problems.pop(name, None)
 
     def _resume_unfinished(self) -> None:
         """Runs of this project's ticks still ``running`` when the lease is taken were left by a scheduler that died
@@ -273,6 +356,7 @@ class Scheduler:
         if self._tracks is None:
             self._tracks = self._load(now, pending, orphans)
             self._resume_unfinished()
+        self._recheck(now, pending)
         running: dict[str, int] = {}
         if any(track.queue or track.next_tick <= now for track in self._tracks):
             for record in self.state.running_ticks(self.project.name):
@@ -340,13 +424,14 @@ class Scheduler:
         while track.next_tick <= now and len(new) < MAX_TICKS_PER_STEP:
             new.append(track.next_tick)
             track.next_tick = track.cron.next_after(track.next_tick)
-        if track.next_tick <= now and policy != "all":
+        away, track.away = track.away, NOT_RUNNING
+        if track.next_tick <= now and policy != "all":  # too many to record one by one: one record stands for them
             latest = track.cron.previous(now + timedelta(microseconds=1))
-            log.warning(
-                "schedule %s: ticks from %s to %s passed while no scheduler ran; skipped without a record",
-                track.spec.name,
-                tick_text(new[0]),
-                tick_text(latest),
+            last = track.cron.previous(latest)
+            span = f"the ticks from {tick_text(new[0])} to {tick_text(last)} passed while {away}"
+            log.warning("schedule %s: %s; recorded as one missed tick", track.spec.name, span)
+            missed.append(
+                self._record(track.spec.name, last, "missed", f"catch_up: {policy} ({span}; this record stands for them)")
             )
             new = [latest]
             track.next_tick = track.cron.next_after(latest)
@@ -355,9 +440,7 @@ class Scheduler:
         late = [t for t in new if (now - t).total_seconds() > self.grace_s]
         if policy == "none":
             for tick in late:
-                missed.append(
-                    self._record(track.spec.name, tick, "missed", "catch_up: none (the tick passed while no scheduler ran)")
-                )
+                missed.append(self._record(track.spec.name, tick, "missed", f"catch_up: none (the tick passed while {away})"))
             new = [t for t in new if t not in late]
         elif policy == "latest":
             for tick in new[:-1]:
