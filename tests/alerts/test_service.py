@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from tests.scheduling.scheduling_helpers import Harness
 
 from alert_receivers import Hook, Mailbox
 from sluice import events as ev
@@ -21,6 +22,7 @@ from sluice.project.load import load_project
 from sluice.project.model import Project
 from sluice.runtime.run import Backends, open_backends, run_project
 from sluice.runtime.summary import RunOptions
+from sluice.scheduling.scheduler import FakeClock
 from sluice.server.services import ServerSettings, Services
 from sluice.state.base import ObjectState, RunRecord, TickRecord
 
@@ -383,6 +385,8 @@ def test_a_schedules_by_deadline_is_met_by_its_own_run_only_and_ignores_backfill
     - {name: daily-by-seven, targets: [daily], by: "07:00"}
 """
     project = make_project(tmp_path, hook, smtp, sla)
+    nightly = dataclasses.replace(project.schedules[0], timezone="Europe/Paris")  # 02:00 Paris, as the tick below
+    project = dataclasses.replace(project, schedules=(nightly,))
     clock = Clock()
     tick = "2026-11-30T01:00:00+00:00"  # 02:00 in Paris: due by 06:00 Paris, 05:00 UTC
     with open_backends(project) as backends:
@@ -447,3 +451,49 @@ def test_a_run_failed_alert_not_routed_because_the_store_was_away_is_sent_at_the
     title = f"shop: run {summary.run_id} failed"
     assert [p for p, _, b in hook.posts if title in (b.get("text") or "").splitlines()[0]] == ["/oncall"]
     assert [t for _, _, b in hook.posts if (t := b.get("trigger")) == "object_failed"] == ["object_failed"]  # not twice
+
+
+@pytest.mark.parametrize("catch_up", ["none", "latest"])
+def test_a_tick_no_scheduler_recorded_misses_its_by_deadline_once_whatever_the_scheduler_does_when_back(
+    tmp_path: Path, hook: Hook, smtp: Mailbox, catch_up: str
+) -> None:
+    sla = '  sla:\n    - {name: by-six, schedule: nightly, by: "06:00"}\n'
+    project = make_project(tmp_path, hook, smtp, sla)
+    nightly = dataclasses.replace(project.schedules[0], catch_up=catch_up)  # type: ignore[arg-type]
+    project = dataclasses.replace(project, schedules=(nightly,))
+    tick = "2026-11-30T02:00:00+00:00"  # due by 06:00 UTC
+    clock = Clock(T0 - 3600)
+    with open_backends(project) as backends:
+        state = backends.state
+        down = FakeClock(datetime.fromtimestamp(T0 - 3600, UTC))
+        Harness(project, state, down, holder="before").scheduler.step()  # its baseline (29 Nov); then it is down
+        service = AlertService(project, backends.bus, state, clock=clock)
+        service.open()
+        clock.t = T0 + 4 * 3600 - 60  # 05:59: no record of the 02:00 tick, but its deadline has not passed
+        assert service.check_slas() == 0
+        clock.t = T0 + 4 * 3600 + 60  # 06:01
+        assert service.check_slas() == 1
+        assert service.check_slas() == 0  # once
+        down.set(datetime.fromtimestamp(T0 + 4 * 3600 + 120, UTC))  # the scheduler is back at 06:02
+        back = Harness(project, state, down, holder="back", lease_s=0.001)
+        report = back.scheduler.step()
+        publish(backends, *back.published)
+        for run_id in back.starter.run_ids:  # latest: the 02:00 run, started late, finishes at 06:30
+            ts = datetime.fromtimestamp(T0 + 4 * 3600 + 1800, UTC)
+            state.finish_run(run_id, "succeeded", ts.timestamp())
+            publish(backends, ev.RunFinished(run_id=run_id, status="succeeded", duration_s=1680.0, ts=ts))
+        sent = drain(service, backends)
+        clock.t = T0 + 4 * 3600 + 3600
+        sent += service.check_slas()
+        service.stop()
+    if catch_up == "none":
+        assert report.fired == [] and [t.logical_date for t in report.missed] == [tick] and sent == 1  # schedule_missed
+    else:
+        assert [t.logical_date for t in report.fired] == [tick] and report.missed == [] and sent == 0
+    texts = [b["text"].splitlines() for b in posts(hook, "/team")]
+    assert texts[0][0] == f"[WARNING] shop: schedule nightly has no run of {tick} (by-six: finish by 06:00 UTC)"
+    why = "no scheduler recorded the tick (the scheduler was down, or had set the schedule apart)"
+    assert f"error: no run 1m after its deadline: {why}" in texts[0]
+    assert [t[0] for t in texts[1:]] == (
+        [f"[WARNING] shop: schedule nightly missed its tick of {tick}"] if catch_up == "none" else []
+    )
