@@ -244,3 +244,49 @@ alerts:
         "sluice.yaml:21: alerts: rule 2: key 'on' is given twice; keep one",
         "sluice.yaml:22: alerts: key 'throttle' is given twice; keep one",
     ]
+
+
+def test_a_rule_or_deadline_with_a_wrong_key_still_reports_its_other_problems(tmp_path: Path) -> None:
+    text = (
+        OBJECTS
+        + """schedules: {nightly: {cron: "0 2 * * *"}}
+sensors: {landing: {type: files, path: 'in/*', colour: red}}
+alerts:
+  channels: {team: {type: slack, url: "https://hooks.slack.com/services/T/B/x"}}
+  rules:
+    - on: [object_faild]
+      channels: [teem]
+      schedules: [nightly, landing, nigthly]
+      objects: [ordres]
+      severity: loud
+  sla:
+    - name: late
+      schedule: nigthly
+      by: "6h"
+      timezone: Paris
+      finish_within: 2 fortnights
+      colour: red
+"""
+    )
+    found = problems(tmp_path, text)
+    assert [p.partition(":")[2].partition(":")[0] for p in found] == [str(n) for n in [6, *range(10, 15), *range(16, 22)]]
+    assert found[1:6] == [
+        "sluice.yaml:10: alerts: rule 1: unknown trigger 'object_faild'. Did you mean 'object_failed'? Triggers: "
+        "object_failed, retries_exhausted, run_failed, check_failed, sla_missed, schedule_missed",
+        "sluice.yaml:11: alerts: rule 1: unknown channel 'teem' (channels: team). Did you mean 'team'? Define it under "
+        "alerts.channels",
+        "sluice.yaml:12: alerts: rule 1: unknown schedule 'nigthly' (schedules or sensors: nightly, landing). Did you mean "
+        "'nightly'? Name one of them, or define it under schedules:",  # landing, a sensor with a problem, is known
+        "sluice.yaml:13: alerts: rule 1: unknown object 'ordres'. Did you mean 'orders'? Name an object id or name of the "
+        "project",
+        "sluice.yaml:14: alerts: rule 1: severity: invalid enum value 'loud'. Choose one of: critical, error, warning, info",
+    ]
+    assert [p.split(": ", 2)[2] for p in found[6:]] == [
+        "sla late: give one of finish_within (2h: from the run's start) or by ('06:00': a time of day)",
+        "sla late: unknown schedule 'nigthly' (schedules or sensors: nightly, landing). Did you mean 'nightly'? Name one "
+        "of them, or define it under schedules:",
+        "sla late: by: '6h' is not a time of day; write HH:MM such as '06:00'",
+        "sla late: unknown time zone 'Paris'; use an IANA name such as Europe/Paris",
+        "sla late: '2 fortnights' is not a duration: write a number and a unit, e.g. 500ms, 10s, 1m, 1h30m or 2 minutes",
+        "sla 1: unknown key 'colour'. Known keys: name, schedule, targets, finish_within, by, timezone",
+    ]

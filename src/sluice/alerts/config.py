@@ -23,7 +23,7 @@ from sluice.alerts.model import AlertsSpec, ChannelSpec, Rule, Sla
 from sluice.alerts.settings import TRIGGERS, AlertsSettings, RuleSettings, SlaSettings
 from sluice.errors import ConfigError, did_you_mean
 from sluice.plugins import PluginError, Settings, registry
-from sluice.plugins.options import convert_options
+from sluice.plugins.options import convert_options, partial_settings
 from sluice.project.model import ObjectSpec
 from sluice.project.yaml_tree import YamlMap, duplicate_names, plain
 from sluice.streaming.durations import parse_duration
@@ -164,8 +164,9 @@ class _Reader:
             label = f"rule {index}"
             _unquoted_on(item)
             spec = self.check(RuleSettings, item, label)
-            if spec is None:
-                continue
+            valid = set(item)
+            if spec is None:  # go on with the keys that are right, so every problem of the rule is reported
+                spec, valid = partial_settings(RuleSettings, item, _RULE_PLACEHOLDER)
             on = [spec.on] if isinstance(spec.on, str) else spec.on
             for trigger in on:
                 if trigger not in TRIGGERS:
@@ -173,7 +174,7 @@ class _Reader:
                     self.problem(
                         f"{label}: unknown trigger {trigger!r}.{hint} Triggers: {', '.join(TRIGGERS)}", item.line_of("on")
                     )
-            for channel in spec.channels:
+            for channel in spec.channels if "channels" in valid else ():
                 if channel not in channels:
                     known = ", ".join(channels) or "none defined"
                     hint = did_you_mean(channel, channels)
@@ -205,16 +206,16 @@ class _Reader:
         example = "{schedule: nightly, finish_within: 2h}"
         for index, item in enumerate(self.items(raw, "sla", line, example), start=1):
             spec = self.check(SlaSettings, item, f"sla {index}")
-            if spec is None:
-                continue
+            if spec is None:  # go on with the keys that are right, so every problem of the deadline is reported
+                spec, _ = partial_settings(SlaSettings, item, {})
             label = f"sla {spec.name or index}"
-            if (spec.finish_within is None) == (spec.by is None):
+            if (item.get("finish_within") is None) == (item.get("by") is None):
                 self.problem(
                     f"{label}: give one of finish_within (2h: from the run's start) or by ('06:00': a time of day)", item.line
                 )
             if spec.schedule is not None:
                 self.schedule_names([spec.schedule], label, item.line_of("schedule"))
-            if spec.schedule is None and not spec.targets:
+            if item.get("schedule") is None and not item.get("targets"):
                 self.problem(f"{label}: say which runs it covers: schedule (a name) or targets (object ids or names)", item.line)
             clock, _, zone = (spec.by or "").strip().partition(" ")  # by: "06:00 Europe/Paris" names its zone too
             timezone = zone.strip() or spec.timezone
@@ -249,6 +250,10 @@ class _Reader:
                 )
             )
         return tuple(slas)
+
+
+_RULE_PLACEHOLDER = {"on": [], "channels": ["-"]}
+"""Stands for a rule's missing or wrong ``on`` and ``channels`` while its other keys are checked (never routed)."""
 
 
 def _unquoted_on(item: YamlMap) -> None:

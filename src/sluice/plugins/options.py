@@ -102,6 +102,20 @@ def convert_options(
         return None, [ConfigError(f"{label}: {message}", file, lines.get(key, line) if key in raw else line)]
 
 
+def partial_settings(settings: type[S], raw: Mapping[str, Any], placeholder: Mapping[str, Any]) -> tuple[S, set[str]]:
+    """The settings of an entry with a wrong key, so the checks of its other keys still run and every problem of a
+    section is reported at once: those of its keys that are right by themselves (each converted with ``placeholder``,
+    which stands for the required keys), the wrong ones at their defaults or ``placeholder``'s values; and the names of
+    the right keys (a check of another key asks whether it may trust a value). ``settings`` must accept
+    ``placeholder`` with any one right key (no checks across keys)."""
+    valid = {
+        key
+        for key, value in raw.items()
+        if isinstance(key, str) and convert_options(settings, {**placeholder, key: value}, label="", file=None)[0] is not None
+    }
+    return msgspec.convert({**placeholder, **{key: raw[key] for key in valid}}, settings), valid
+
+
 def literal_choices(annotation: Any) -> list[str]:
     """The allowed values of a ``Literal`` option (inside ``Annotated`` or ``| None``), else []."""
     origin = get_origin(annotation)

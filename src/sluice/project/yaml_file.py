@@ -73,6 +73,8 @@ class _Reader(ObjectsReader, StagesReader):
         state = self.url("state", top.state if top else None, data.line_of("state"))
         syncs = self.syncs(data.get("syncs"), data.line_of("syncs"), bus)
         sensors = read_sensors(self, data.get("sensors"), data.line_of("sensors"), objects, syncs)
+        raw_sensors = data.get("sensors")  # those with problems too: alerts may name them
+        sensor_names = [str(name) for name in raw_sensors] if isinstance(raw_sensors, YamlMap) else []
         schedules = (
             *read_schedules(data.get("schedules"), data.line_of("schedules"), self.file, objects, self.problems),
             *(objets.schedules if objets is not None else ()),
@@ -94,9 +96,7 @@ class _Reader(ObjectsReader, StagesReader):
             left_out=objets.left_out if objets is not None else {},
             notes=objets.notes if objets is not None else (),
             spark=self.spark(data.get("spark"), data.line_of("spark")),
-            alerts=self.alerts(
-                data.get("alerts"), data.line_of("alerts"), objects, [s.name for s in schedules], [s.name for s in sensors]
-            ),
+            alerts=self.alerts(data.get("alerts"), data.line_of("alerts"), objects, [s.name for s in schedules], sensor_names),
             history=self.history(data.get("history"), data.line_of("history")),
             sensors=sensors,
             schedules=schedules,

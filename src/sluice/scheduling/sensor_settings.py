@@ -22,6 +22,7 @@ sensors:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -37,8 +38,8 @@ SensorType = Literal["files", "s3", "table", "run"]
 _NEEDS: dict[str, tuple[str, ...]] = {"files": ("path",), "s3": ("url",), "table": ("sync", "table"), "run": ("state", "project")}
 
 
-class SensorSettings(Settings):
-    """One sensor: what it watches (``type`` and its keys), what it runs, and how often at most."""
+class SensorKeys(Settings):
+    """A sensor's keys, each checked by itself (what :class:`SensorSettings` checks across them: :func:`sensor_problems`)."""
 
     type: Annotated[SensorType, Meta(description="files, s3, table or run.")]
     path: Annotated[str | None, Meta(description="files: a glob relative to the project folder (incoming/*.csv, **).")] = None
@@ -59,23 +60,39 @@ class SensorSettings(Settings):
     ] = "UTC"
     enabled: Annotated[bool, Meta(description="false: the sensor is listed but never polled.")] = True
 
-    def __post_init__(self) -> None:
-        missing = [key for key in _NEEDS[self.type] if getattr(self, key) is None]
+
+def sensor_problems(keys: SensorKeys, wrong: Collection[str] = ()) -> list[tuple[str | None, str]]:
+    """Every problem across a sensor's keys, each ``(the key it is about or None, message)``: what its ``type`` needs
+    and does not take, ``targets`` and ``tags`` together, its time zone and ``min_interval``. ``wrong``: keys given
+    but wrong by themselves (reported so, at their defaults in ``keys``): not judged again."""
+    problems: list[tuple[str | None, str]] = []
+    if "type" not in wrong:
+        missing = [key for key in _NEEDS[keys.type] if getattr(keys, key) is None and key not in wrong]
         if missing:
-            raise ValueError(f"type {self.type} needs {' and '.join(missing)}")
-        others = [key for needs in _NEEDS.values() for key in needs if key not in _NEEDS[self.type]]
-        given = [key for key in dict.fromkeys(others) if getattr(self, key) is not None]
+            problems.append((None, f"type {keys.type} needs {' and '.join(missing)}"))
+        others = [key for needs in _NEEDS.values() for key in needs if key not in _NEEDS[keys.type]]
+        given = [key for key in dict.fromkeys(others) if getattr(keys, key) is not None]
         if given:
-            raise ValueError(f"type {self.type} takes no {', '.join(given)}")
-        if self.targets is not None and self.tags is not None:
-            raise ValueError("give targets or tags, not both")
-        problem = check_timezone(self.timezone)
-        if problem is not None:
-            raise ValueError(problem)
-        try:
-            parse_duration(self.min_interval)
-        except ValueError as exc:
-            raise ValueError(f"min_interval: {exc}") from None
+            problems.append((given[0], f"type {keys.type} takes no {', '.join(given)}"))
+    if keys.targets is not None and keys.tags is not None:
+        problems.append(("tags", "give targets or tags, not both"))
+    problem = check_timezone(keys.timezone)
+    if problem is not None:
+        problems.append(("timezone", problem))
+    try:
+        parse_duration(keys.min_interval)
+    except ValueError as exc:
+        problems.append(("min_interval", f"min_interval: {exc}"))
+    return problems
+
+
+class SensorSettings(SensorKeys):
+    """One sensor: what it watches (``type`` and its keys), what it runs, and how often at most."""
+
+    def __post_init__(self) -> None:
+        problems = sensor_problems(self)
+        if problems:
+            raise ValueError(problems[0][1])
 
     @property
     def min_interval_s(self) -> float:

@@ -27,7 +27,7 @@ from msgspec import Meta
 
 from sluice.errors import ConfigError
 from sluice.plugins.base import Settings
-from sluice.plugins.options import convert_options
+from sluice.plugins.options import convert_options, partial_settings
 from sluice.project.yaml_tree import YamlMap, duplicate_names, plain
 from sluice.scheduling.cron import check_cron, check_timezone
 
@@ -133,7 +133,7 @@ def read_schedules(
         problems.extend(found)
         valid: set[str] = set(entry)
         if settings is None:  # go on with the keys that are right, so every problem of the section is reported at once
-            settings, valid = _partial(entry)
+            settings, valid = partial_settings(ScheduleSettings, entry, _PLACEHOLDER)
         if "cron" in valid:
             problem = check_cron(settings.cron)
             if problem is not None:
@@ -165,17 +165,6 @@ def read_schedules(
 
 _PLACEHOLDER = {"cron": "0 0 * * *"}
 """Stands for a schedule's missing or wrong ``cron`` while its other keys are checked (never used to fire)."""
-
-
-def _partial(entry: YamlMap) -> tuple[ScheduleSettings, set[str]]:
-    """The settings of an entry with a wrong key: those of its keys that are right by themselves (the wrong ones at
-    their defaults, a wrong ``cron`` by :data:`_PLACEHOLDER`), and the names of the right keys."""
-    valid = {
-        key
-        for key, value in entry.items()
-        if isinstance(key, str) and convert_options(ScheduleSettings, {**_PLACEHOLDER, key: value}, label="", file=None)[0]
-    }
-    return msgspec.convert({**_PLACEHOLDER, **{key: entry[key] for key in valid}}, ScheduleSettings), valid
 
 
 def check_wait_for(specs: list[ScheduleSpec], problems: list[ConfigError]) -> None:
