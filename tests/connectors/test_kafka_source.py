@@ -3,19 +3,16 @@ durable (a failed write re-reads the same records), dead letters with reasons, m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
+from connectors.kafka_fixtures import Produce
 from helpers import load, read_topic, write_yaml
 from sluice.errors import TerminalError, TransientError
 from sluice.lake.base import LakeWrite, Then
@@ -45,40 +42,6 @@ objects:
 DECLARED = "      schema: {id: int64, amount: float64}\n      columns: [_partition, _offset]\n      batch_size: 7"
 
 
-@pytest.fixture
-def topic(kafka_url: str) -> Iterator[str]:
-    """A new topic with 3 partitions; it, its dead-letter topic and the test's consumer groups are deleted afterwards."""
-    name = f"test-source-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": kafka_url.removeprefix("kafka://")})
-    for future in admin.create_topics([NewTopic(name, 3, 1)], operation_timeout=10).values():
-        future.result(timeout=10)
-    yield name
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(name)]
-    for future in admin.delete_topics(names, operation_timeout=10).values():
-        future.result(timeout=10)
-    groups = [
-        g.group_id for g in admin.list_consumer_groups().result(timeout=10).valid if name in g.group_id or "shop" in g.group_id
-    ]
-    for future in admin.delete_consumer_groups(groups, request_timeout=10).values() if groups else ():
-        with contextlib.suppress(Exception):  # a group another test still uses
-            future.result(timeout=10)
-
-
-Produce = Callable[[Sequence[bytes | None]], None]
-
-
-@pytest.fixture
-def produce(kafka_url: str, topic: str) -> Produce:
-    producer = Producer({"bootstrap.servers": kafka_url.removeprefix("kafka://"), "acks": "all"})
-
-    def send(values: Sequence[bytes | None]) -> None:
-        for value in values:
-            producer.produce(topic, value=value, key=None if value is None else value[:8])
-        assert producer.flush(30) == 0
-
-    return send
-
-
 def orders(start: int, count: int) -> list[bytes]:
     return [json.dumps({"id": i, "amount": i / 2, "extra": "x"}).encode() for i in range(start, start + count)]
 
@@ -94,13 +57,6 @@ def run(shop: Project, store: SqliteStateStore, lake: LocalLake | None = None) -
     outcome = ObjectExecutor(shop, lake, store).run(shop.objects[1001], f"r{uuid.uuid4().hex[:6]}", {})
     assert outcome.location is not None
     return lake.read(outcome.location).read_all()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    opened = SqliteStateStore(tmp_path / "state.db")
-    yield opened
-    opened.close()
 
 
 def test_a_run_reads_everything_and_the_next_one_adds_only_what_is_new_to_the_lake_output(
@@ -254,12 +210,14 @@ def test_records_produced_while_a_run_reads_wait_for_the_next_run(
     assert sorted(run(shop, store).column("id").to_pylist()) == list(range(60))  # the 30 later ones added once
 
 
-def test_a_read_on_from_committed_offsets_without_the_previous_output_fails_naming_the_group_remedy(
+def test_a_read_on_from_committed_offsets_without_the_previous_output_fails_naming_the_reset_remedy(
     tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
 ) -> None:
-    """Adding to nothing would replace every record read before with the new ones alone: refused, offsets kept;
-    ``sluice state reset`` does not forget a group's offsets, so the remedy is a new group."""
-    shop = project(tmp_path, kafka_url, topic)
+    """Adding to nothing would replace every record read before with the new ones alone: refused, offsets kept; the
+    remedy is ``sluice state reset``, which deletes the group (runtime/state_reset.py), and then reads everything."""
+    from sluice.runtime.state_reset import reset_state
+
+    shop = project(tmp_path, kafka_url, topic, DECLARED + f"\n      group: own-{topic}")  # not another test's
     lake = LocalLake(shop.root / "lake")
     produce(orders(0, 5))
     assert run(shop, store, lake).num_rows == 5
@@ -269,9 +227,6 @@ def test_a_read_on_from_committed_offsets_without_the_previous_output_fails_nami
         run(shop, store, lake)
     message = str(raised.value)
     assert message.startswith("object 1001 (orders): the previous lake output raw/orders is missing"), message
-    assert message.endswith(
-        "give the source a consumer group without committed offsets (group: ..., start: earliest) "
-        "to read the topic again from its start"
-    )
-    again = project(tmp_path / "again", kafka_url, topic, DECLARED + f"\n      group: again-{topic}")
-    assert sorted(run(again, store, lake).column("id").to_pylist()) == list(range(7))  # the remedy reads everything
+    assert message.endswith(f"run 'sluice state reset {shop.root} --object 1001' to read everything again")
+    reset_state(shop, store, [1001])
+    assert sorted(run(shop, store, lake).column("id").to_pylist()) == list(range(7))  # the remedy reads everything

@@ -1,7 +1,9 @@
 """``sluice state show|reset``: the incremental cursors the state store keeps for a project's sources.
 
-``reset`` forgets the cursor of each ``--object`` (or of every object with ``--all``), so the next run of an
-incremental REST source reads from its ``initial`` value again (docs/sources.md).
+``reset`` forgets where each ``--object`` (or every object with ``--all``) is, so that its next run reads from the
+start: an incremental REST source's cursor (read from its ``initial`` value again), a batch Kafka source's consumer
+group (read from ``start`` again); streaming objects are left as they are (:mod:`sluice.runtime.state_reset`,
+docs/sources.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from contextlib import ExitStack
 
 import click
 
-from sluice.errors import ValidationFailed
+from sluice.errors import SluiceError, ValidationFailed
 from sluice.project.load import parse_project
 from sluice.project.model import Project
 from sluice.project.yaml_tree import UnsetVariable
@@ -21,21 +23,24 @@ from sluice.state.base import StateStore
 USER_ERROR = 2
 
 
-def _open(path: str, state_url: str | None, reading: ExitStack | None = None) -> tuple[Project, StateStore]:
-    """The project and its state store; with ``reading`` (``show``), a SQLite store that does not exist yet is an
-    empty one that ``reading`` removes (nothing created in the project folder)."""
+def _open(path: str, state_url: str | None, reading: ExitStack | None = None) -> tuple[Project, StateStore, list[UnsetVariable]]:
+    """The project, its state store and the unset variables of its connections, let pass; with ``reading``
+    (``show``), a SQLite store that does not exist yet is an empty one that ``reading`` removes (nothing created in
+    the project folder)."""
     from sluice.runtime.reading import unwritten
     from sluice.state.registry import open_state
 
     # the cursors need the project's name, objects and state store, not its connections: their unset
     # ${VARIABLES} (secrets of a database or an API) are not asked for here
     project, problems = parse_project(path)
-    problems = [p for p in problems if not (isinstance(p, UnsetVariable) and p.where.startswith("connections."))]
+    unset = [p for p in problems if isinstance(p, UnsetVariable) and p.where.startswith("connections.")]
+    problems = [p for p in problems if p not in unset]
     if problems or project is None:
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
     url = state_url or project.resolve_state_url()
-    return project, open_state(unwritten(url, project.root, reading) if reading is not None else url, project.root)
+    store = open_state(unwritten(url, project.root, reading) if reading is not None else url, project.root)
+    return project, store, unset
 
 
 @click.group()
@@ -50,7 +55,7 @@ def state() -> None:
 def show(path: str, as_json: bool, state_url: str | None) -> None:
     """List the saved cursor of each incremental source."""
     with ExitStack() as reading:
-        project, store = _open(path, state_url, reading)
+        project, store, _ = _open(path, state_url, reading)
         try:
             cursors = dict(sorted(store.source_cursors(project.name).items()))
         finally:
@@ -74,24 +79,37 @@ def _value(text: str) -> object:
 
 @state.command("reset")
 @click.argument("path", type=click.Path())
-@click.option("--object", "object_ids", multiple=True, type=int, help="Object id whose cursor to forget (repeatable).")
-@click.option("--all", "every", is_flag=True, help="Forget every cursor of the project.")
+@click.option("--object", "object_ids", multiple=True, type=int, help="Object id whose position to forget (repeatable).")
+@click.option("--all", "every", is_flag=True, help="Forget where every object is (streaming objects are left as they are).")
 @click.option("--state", "state_url", help="State store URL (default: the project's).")
 def reset(path: str, object_ids: tuple[int, ...], every: bool, state_url: str | None) -> None:
-    """Forget saved cursors: the next run reads those sources from their initial value."""
+    """Forget saved cursors and Kafka consumer groups: the next run reads those sources from the start."""
+    from sluice.runtime.state_reset import reset_state, streaming_remedy
+
     if every == bool(object_ids):
         click.echo("error: give --object ID (repeatable) or --all", err=True)
         sys.exit(USER_ERROR)
-    project, store = _open(path, state_url)
+    project, store, unset = _open(path, state_url)
     try:
         unknown = [i for i in object_ids if i not in project.objects]
         if unknown:
             click.echo(f"error: --object names unknown object id(s) {unknown}; see 'sluice plan {path}'", err=True)
             sys.exit(USER_ERROR)
-        removed = store.reset_source_cursors(project.name, None if every else list(object_ids))
+        try:
+            done = reset_state(project, store, None if every else list(dict.fromkeys(object_ids)), unset)
+        except SluiceError as exc:  # one line: the object and what to do
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(USER_ERROR)
     finally:
         store.close()
-    if removed:
-        click.echo(f"reset the cursor of object(s) {', '.join(map(str, removed))}; their next run reads from the start")
-    else:
-        click.echo("no saved cursor to reset", err=True)
+    if done.cursors:
+        click.echo(f"reset the cursor of object(s) {', '.join(map(str, done.cursors))}; their next run reads from the start")
+    for group in done.groups:
+        held = ", ".join(f"{p} (at {offset})" for p, offset in group.offsets.items())
+        what = f"forgot its offsets of {group.topic} partition(s) {held}" if held else "it had no committed offsets"
+        start = f"its next run reads {group.topic} from its {group.start} offsets"
+        click.echo(f"reset consumer group {group.group} of {group.label}: {what}; {start}")
+    for obj in done.streaming:
+        click.echo(f"not reset: {streaming_remedy(project, obj)}", err=True)
+    if not done.cursors and not done.groups:
+        click.echo("no saved cursor or consumer group to reset", err=True)

@@ -16,6 +16,12 @@ at the same time would both read the range; the runtime runs an object once at a
 decoded go to the dead-letter topic (:mod:`sluice.streaming.dead_letters`) before the batch they were part of is
 handed on, and count in ``sluice_kafka_dead_letters_total{object,topic}``.
 
+``sluice state reset`` forgets where the object is (:meth:`Source.reread` names the command): it deletes the consumer
+group (:mod:`sluice.connectors.kafka_groups`, which says why a deletion and not offsets moved to the earliest) and
+then the inferred schema kept with the object's cursor, so the next run reads from ``start`` and replaces the lake
+output, as the object's first run did. A group with active members is refused, and a run of the object in progress
+must end first: the source does not join the group, so its commit at the end would write the offsets again.
+
 Without a declared ``schema``, the schema is inferred from the first batch (widening the one saved by the previous
 run, kept with the object's cursor) and then fixed for the rest of the read (:meth:`Decoder.freeze`): a field that
 appears later in the same read is left out, a value that does not fit is dead-lettered.
@@ -26,7 +32,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -82,13 +87,6 @@ class KafkaSource(Source[KafkaSourceOptions]):
     def incremental(self) -> bool:
         """True: each run reads on from the group's committed offsets."""
         return True
-
-    def reread(self, project_root: Path, object_id: int) -> str:
-        """Its offsets are the consumer group's, which ``sluice state reset`` does not forget: a new group reads again."""
-        return (
-            "give the source a consumer group without committed offsets (group: ..., start: earliest) to read the topic "
-            "again from its start"
-        )
 
     type_setting = "schema"
 

@@ -142,7 +142,10 @@ class KafkaSourceOptions(RecordSettings, kw_only=True):
             str,
             Meta(
                 min_length=1,
-                description="Consumer group whose committed offsets say where to start (default sluice.<project>.<object id>).",
+                description=(
+                    "Consumer group whose committed offsets say where to start (default sluice.<project>.<object id>); "
+                    "'sluice state reset' deletes it."
+                ),
             ),
         ]
         | None
