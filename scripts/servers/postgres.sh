@@ -90,9 +90,9 @@ init_cluster() {
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$base'
 wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-max_connections = 200
+max_wal_senders = 20
+max_replication_slots = 20
+max_connections = 300
 fsync = off
 synchronous_commit = off
 full_page_writes = off

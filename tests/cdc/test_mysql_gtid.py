@@ -1,7 +1,8 @@
 """MariaDB capture with ``position_mode: gtid`` against the throwaway MariaDB (and PostgreSQL for the syncs).
 
 The tests that purge binlogs purge every file before the current one: on a shared server, a sync stopped at
-that moment with a position in an older file resumes with PositionLost.
+that moment with a position in an older file resumes with PositionLost, so they are marked ``serial`` (scripts/test
+runs them alone, after the tests that run in parallel).
 """
 
 from __future__ import annotations
@@ -227,6 +228,7 @@ def test_gtid_stream_resumes_inside_a_big_transaction(source: tuple[str, Any]) -
         cap.close()
 
 
+@pytest.mark.serial  # purges the shared server's binlogs: a capture elsewhere would lose its position
 def test_gtid_resume_after_flushes_and_purges(source: tuple[str, Any]) -> None:
     gtid_url, my = source
     """Resume across several FLUSH BINARY LOGS; from the GTID a file starts at once the files before it are
@@ -314,6 +316,7 @@ def test_gtid_kill_9_at_random_moments_then_restart_converges(
     assert re.search(r'"position":"0-1-\d+ \(binlog\.\d+:\d+\)"', status.stdout), status.stdout
 
 
+@pytest.mark.serial  # purges the shared server's binlogs: a capture elsewhere would lose its position
 def test_gtid_purged_position_is_one_clear_error_then_resnapshot(
     source: tuple[str, Any], target: tuple[str, psycopg.Connection[Any]], tmp_path: Path
 ) -> None:

@@ -550,6 +550,7 @@ def kafka_script(command: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.serial  # stops the shared broker: every other Kafka test would see it gone
 def test_kafka_broker_restarted_mid_run_loses_nothing_and_duplicates_nothing(
     tmp_path: Path, kafka_url: str, cluster_factory: list[Cluster]
 ) -> None:
