@@ -121,3 +121,39 @@ def test_a_yaml_boolean_where_a_string_belongs_says_to_quote_it() -> None:
     """A new user's trial: ``name: off`` became False and the message did not say why."""
     _, problems = convert_options(Example, {"path": False}, label="object 1", file="f.yaml", line=3)
     assert "got bool (YAML reads unquoted yes, no, on, off, true and false as booleans: quote the value" in str(problems[0])
+
+
+class OwnChecks(Settings):
+    """Options whose checks of one key each are in ``__post_init__`` (as a Kafka source's ``schema``)."""
+
+    name: str
+    size: Annotated[int, Meta(ge=1)] = 1
+    unit: str = "s"
+    label: str = "x"
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("s", "ms"):
+            raise ValueError(f"unit: {self.unit!r} is not a unit: write s or ms")
+        if not self.label.isidentifier():
+            raise ValueError(f"label: {self.label!r} is not a name")
+
+
+def test_with_a_placeholder_each_keys_own_checks_are_reported_beside_the_others() -> None:
+    raw = {"size": 0, "unit": "h", "label": "a b", "colour": 1}
+    lines = {"size": 3, "unit": 4, "label": 5, "colour": 6}
+    kwargs = {"label": "o", "file": "p.yaml", "line": 2, "key_lines": lines}
+    _, layered = convert_options(OwnChecks, raw, **kwargs)  # type: ignore[arg-type]
+    assert [str(p) for p in layered] == [
+        "p.yaml:3: o: size: expected int >= 1, got 0",
+        "p.yaml:6: o: unknown option 'colour'. Known options: name, size, unit, label",
+        "p.yaml:2: o: missing required option 'name'",
+    ]
+    value, found = convert_options(OwnChecks, raw, placeholder={"name": "n"}, **kwargs)  # type: ignore[arg-type]
+    assert value is None
+    assert [str(p) for p in found] == [
+        *[str(p) for p in layered],
+        "p.yaml:4: o: unit: 'h' is not a unit: write s or ms",
+        "p.yaml:5: o: label: 'a b' is not a name",
+    ]
+    ok, none = convert_options(OwnChecks, {"name": "n", "unit": "ms"}, placeholder={"name": "n"}, **kwargs)  # type: ignore[arg-type]
+    assert ok == OwnChecks(name="n", unit="ms") and none == []

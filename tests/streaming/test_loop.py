@@ -12,9 +12,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import pyarrow as pa
 import pytest
 
 from helpers import logged
@@ -81,6 +83,21 @@ def test_micro_batches_land_in_the_lake_with_their_offsets_and_dead_letters(
         and headers["sluice.errors.reason"]
         and headers["sluice.errors.object"] == b"object 1001 (events)"
     )
+
+
+def test_a_record_count_trigger_shorthand_and_a_time_zone_aware_column(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
+    """A user's trial: ``trigger: 10s`` / a record count (issue 13's words) failed with "expected object, got str",
+    and ``timestamp[ms, tz=UTC]`` was an unknown column type."""
+    topic = topics()
+    produce(kafka_url, topic, range(300))
+    schema = {"id": "int64", "ts": "timestamp[ms, tz=UTC]"}
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming={"trigger": 100}, source={"schema": schema}))
+    status = run_stream(project, 1001, until=drained(300))
+    assert status.last_batch is not None and status.last_batch.rows == 100  # micro-batches cut at 100 records
+    table = open_lake(project).read("raw/events").read_all().sort_by("id")
+    assert table.schema.field("ts").type == pa.timestamp("ms", tz="UTC")
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    assert table.column("ts").to_pylist() == [start + timedelta(seconds=i) for i in range(300)]
 
 
 def test_a_restart_resumes_from_the_lake_offsets_not_the_group(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
@@ -156,7 +173,7 @@ def test_downstream_batch_objects_read_what_was_committed(tmp_path: Path, kafka_
 @pytest.mark.parametrize(
     ("streaming", "message"),
     [
-        ({"trigger": {}}, r"trigger needs interval"),
+        ({"trigger": {}}, r"streaming: trigger: give interval \(a duration\), records \(a count\) or both"),
         ({"trigger": {"interval": "soon"}}, r"'soon' is not a duration"),
         ({"max_batch_records": 0}, r"max_batch_records"),
         ({"sql": "SELECT * FROM batch WHERE"}, r"streaming: sql: SQL syntax error"),

@@ -32,6 +32,28 @@ def test_declared_schema_types_the_columns_ignores_undeclared_fields_and_nulls_m
     assert decoded.batch.to_pylist() == [{"id": 1, "amount": 2.0, "name": "a"}, {"id": 2, "amount": 1.5, "name": None}]
 
 
+def test_a_time_zone_aware_declared_column_holds_instants_offsets_converted_naive_values_utc() -> None:
+    """A user's trial: ``timestamp[ms, tz=UTC]`` was an unknown column type."""
+    settings = RecordSettings(schema={"ts": "timestamp[ms, tz=UTC]", "local": "timestamp[ms, tz=Europe/Paris]"})
+    decoded = Decoder(settings).decode(
+        objects(
+            {"ts": "2024-05-01T12:00:00.250Z", "local": "2024-05-01T12:00:00Z"},
+            {"ts": "2024-05-01T14:00:00+02:00", "local": "2024-05-01 12:00:00"},
+            {"ts": "2024-05-01 12:00:00", "local": None},
+        )
+    )
+    assert decoded.rejected == []
+    assert decoded.batch.schema == pa.schema(
+        [("ts", pa.timestamp("ms", tz="UTC")), ("local", pa.timestamp("ms", tz="Europe/Paris"))]
+    )
+    utc = [value.timestamp() for value in decoded.batch.column("ts").to_pylist()]
+    noon = 1714564800.0  # 2024-05-01T12:00:00Z
+    assert utc == [noon + 0.25, noon, noon]
+    local = decoded.batch.column("local").to_pylist()
+    assert [value.timestamp() for value in local[:2]] == [noon, noon] and local[2] is None
+    assert str(local[0].tzinfo) == "Europe/Paris" and local[0].hour == 14
+
+
 def test_values_that_are_not_one_json_object_are_rejected_with_the_reason_and_the_rest_stays_in_order() -> None:
     messages = records(
         b'{"id": 1}',

@@ -19,6 +19,8 @@ import pyarrow as pa
 from sluice.errors import TerminalError
 
 _DECIMAL = re.compile(r"^decimal(?:128|256)?\((\d+)\s*,\s*(\d+)\)$")
+_TIMESTAMP = re.compile(r"^(?:timestamp|datetime)\[\s*(s|ms|us|ns)\s*(?:,\s*tz\s*=\s*([^\]]*?)\s*)?\]$", re.IGNORECASE)
+_OFFSET = re.compile(r"^[+-](?:[01]\d|2[0-3]):[0-5]\d$")
 
 
 def stream(
@@ -68,7 +70,15 @@ def arrow_type(name: str) -> pa.DataType:
 
     >>> arrow_type("int64"), arrow_type("decimal(10,2)"), arrow_type("timestamp[us]")
     (DataType(int64), Decimal128Type(decimal128(10, 2)), TimestampType(timestamp[us]))
+    >>> arrow_type("timestamp[ms, tz=UTC]"), arrow_type("timestamp[us, tz=Europe/Paris]"), arrow_type("timestamp[s, tz=+02:00]")
+    (TimestampType(timestamp[ms, tz=UTC]), TimestampType(timestamp[us, tz=Europe/Paris]), TimestampType(timestamp[s, tz=+02:00]))
+
+    Time-zone-aware timestamps are written as pyarrow prints them, ``timestamp[<unit>, tz=<zone>]``: the zone an IANA
+    name (``UTC``, ``Europe/Paris``) or a fixed offset (``+02:00``).
     """
+    stamp = _TIMESTAMP.match(name.strip())
+    if stamp:
+        return _timestamp(name, stamp.group(1).lower(), stamp.group(2))
     text = name.strip().lower()
     aliases = {"int": "int64", "integer": "int64", "float": "float64", "double": "float64", "text": "string", "date": "date32"}
     text = aliases.get(text, text)
@@ -83,8 +93,28 @@ def arrow_type(name: str) -> pa.DataType:
     except ValueError:
         raise TerminalError(
             f"unknown column type {name!r}; use an Arrow type name such as string, int64, float64, bool, "
-            "date32, timestamp[us] or decimal(10,2)"
+            "date32, timestamp[us], timestamp[ms, tz=UTC] or decimal(10,2)"
         ) from None
+
+
+def _timestamp(name: str, unit: str, zone: str | None) -> pa.DataType:
+    """``timestamp[unit]`` or ``timestamp[unit, tz=zone]``, the zone checked (pyarrow accepts any text until it
+    converts a value)."""
+    if zone is None:
+        return pa.timestamp(unit)
+    if zone.upper() == "UTC":
+        zone = "UTC"
+    elif not _OFFSET.match(zone):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise TerminalError(
+                f"unknown time zone {zone!r} in column type {name!r}; use an IANA name or an offset, "
+                "e.g. timestamp[ms, tz=UTC], timestamp[ms, tz=Europe/Paris] or timestamp[ms, tz=+02:00]"
+            ) from None
+    return pa.timestamp(unit, tz=zone)
 
 
 def schema_overrides(raw: Any, what: str) -> dict[str, pa.DataType]:

@@ -129,6 +129,8 @@ class KafkaSourceOptions(RecordSettings, kw_only=True):
     offsets committed once the object's output is durable."""
 
     connection_schemes: ClassVar[tuple[str, ...]] = ("kafka",)
+    placeholder: ClassVar[dict[str, str]] = {"connection": "events", "topic": "events"}
+    """Stands for the required options while each other one's own checks run (``convert_options``)."""
     connection: Annotated[
         str, Meta(min_length=1, description="Name of one of the project's connections, a kafka://host:port URL.")
     ]

@@ -54,14 +54,43 @@ def convert_options(
     strict: bool = True,
     ignore: Collection[str] = (),
     what: str = "option",
+    placeholder: Mapping[str, Any] | None = None,
 ) -> tuple[S | None, list[ConfigError]]:
     """``raw`` as a ``settings`` instance, or None and the problems (ConfigErrors naming ``label``, file and line).
 
     ``key_lines`` gives the line of each key (default: ``line``); ``strict=False`` accepts strings for
     numbers and booleans (URL query strings); keys in ``ignore`` are left out (the caller reads them). An error of
     the settings' ``__post_init__`` that starts with a given key (``min_interval: ...``) is put at that key's line.
+    With ``placeholder`` (values for every required key, as for :func:`partial_settings`), a failed conversion
+    also runs each key's own checks (the ``__post_init__`` with that key alone beside ``placeholder``), so the
+    problems of independent keys are all reported at once rather than the first one's.
     """
-    lines = key_lines or {}
+    value, problems = _convert(settings, raw, label, file, line, key_lines or {}, strict, ignore, what)
+    if value is not None or placeholder is None:
+        return value, problems
+    seen = {str(problem) for problem in problems}
+    for key, given in raw.items():
+        if key in ignore or key not in _fields(settings):
+            continue
+        alone = {**placeholder, key: given}
+        for problem in _convert(settings, alone, label, file, line, key_lines or {}, strict, ignore, what)[1]:
+            if str(problem) not in seen:
+                seen.add(str(problem))
+                problems.append(problem)
+    return None, problems
+
+
+def _convert(
+    settings: type[S],
+    raw: Mapping[str, Any],
+    label: str,
+    file: str | None,
+    line: int | None,
+    lines: Mapping[str, int],
+    strict: bool,
+    ignore: Collection[str],
+    what: str,
+) -> tuple[S | None, list[ConfigError]]:
     fields = _fields(settings)
     problems: list[ConfigError] = []
     values: dict[str, Any] = {}

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from sluice.checks.read import read_checks
+from sluice.plugins.options import partial_settings
 from sluice.project.model import ObjectSpec, Origin, StageSpec, stage_for_id
 from sluice.project.settings import ObjectSettings
 from sluice.project.yaml_sources import SourcesReader, flatten_options
 from sluice.project.yaml_tree import YamlMap, plain
+from sluice.streaming.settings import CompactSettings, StreamingSettings, TriggerSettings
+from sluice.streaming.window_options import WindowOptions
 
 
 class ObjectsReader(SourcesReader):
@@ -45,9 +50,15 @@ class ObjectsReader(SourcesReader):
             return None
         name = item.get("name")
         label = f"object {raw_id} ({name})" if isinstance(name, str) and name else f"object {raw_id}"
-        spec = self.check(ObjectSettings, item, label, ignore=("source", "destination", "checks"))
+        spec = self.check(ObjectSettings, item, label, ignore=("source", "destination", "checks", "streaming"))
+        right = spec is not None
+        if spec is None:  # go on with the keys that are right, so every problem of the object is reported at once
+            spec, _ = partial_settings(ObjectSettings, item, {"id": raw_id})
+        streaming, streaming_right = self.streaming(item.get("streaming"), label, item.line_of("streaming"))
+        spec = msgspec.structs.replace(spec, streaming=streaming)
+        right = right and streaming_right
         raw_stage = item.get("stage")
-        stage_name = spec.stage if spec else raw_stage if isinstance(raw_stage, str) else None
+        stage_name = spec.stage or (raw_stage if isinstance(raw_stage, str) else None)
         if stage_name is None:
             stage = stage_for_id(raw_id, stages)
             if stage is None:
@@ -58,12 +69,10 @@ class ObjectsReader(SourcesReader):
         work = [key for key in ("source", "sql", "python", "pyspark") if item.get(key) is not None]
         if len(work) > 1:
             self.problem(f"{label}: give only one of source, sql, python, pyspark (got {', '.join(work)})", line)
-        engine = self.object_engine(spec, work, label, item.line_of("engine") or line) if spec is not None else None
+        engine = self.object_engine(spec, work, label, item.line_of("engine") or line)
         for key in ("sql", "python", "pyspark"):
-            if key in item and spec is not None:
+            if key in item:
                 self.engine(key, item, label, engine)
-        if spec is None:
-            return None
         if engine is not None and spec.partition_by:
             self.problem(
                 f"{label}: partition_by is not supported on engine {engine} objects yet (Spark writes one parts folder); "
@@ -79,6 +88,11 @@ class ObjectsReader(SourcesReader):
                 "(add streaming: {trigger: ...}) or give each topic an object of its own",
                 item["source"].line_of("topics"),
             )
+        source = self.source(item.get("source"), label, item.line_of("source"))
+        destination = self.destination(item.get("destination"), label, item.line_of("destination"))
+        checks = read_checks(self, item.get("checks"), label, item.line_of("checks"))
+        if not right:
+            return None
         return ObjectSpec(
             id=raw_id,
             name=spec.name or f"obj_{raw_id}",
@@ -93,20 +107,48 @@ class ObjectsReader(SourcesReader):
                     if key in item.key_lines
                 ),
             ),
-            source=self.source(item.get("source"), label, item.line_of("source")),
+            source=source,
             sql=spec.sql,
             python=spec.python,
-            destination=self.destination(item.get("destination"), label, item.line_of("destination")),
+            destination=destination,
             lake=spec.lake,
             metadata=plain(spec.metadata),
             pyspark=spec.pyspark,
             chosen_engine=engine,
             partition_by=tuple(spec.partition_by),
             streaming=spec.streaming,
-            checks=read_checks(self, item.get("checks"), label, item.line_of("checks")),
+            checks=checks,
             tags=tuple(dict.fromkeys(spec.tags)),
             criticality=spec.criticality,
         )
+
+    def streaming(self, raw: Any, label: str, line: int | None) -> tuple[StreamingSettings | None, bool]:
+        """An object's ``streaming:`` (None for a batch object) and whether it is right. Each key is checked on its
+        own, ``trigger``, ``window`` and ``compact`` at their options' lines; with a problem, the settings of the
+        keys that are right, so the object's other checks still run and every problem is reported at once."""
+        if raw is None:
+            return None, True
+        mapping = self.mapping(raw, f"{label}: streaming", line, "{trigger: 10s}")
+        if mapping is None:
+            return StreamingSettings(), False
+        wrong: list[str] = []
+        for key, nested, placeholder in (
+            ("trigger", TriggerSettings, {}),
+            ("window", WindowOptions, None),  # its checks are across keys (slide and type, aggregates and group_by)
+            ("compact", CompactSettings, {}),
+        ):
+            block = mapping.get(key)
+            if (
+                isinstance(block, YamlMap)
+                and self.check(nested, block, f"{label}: streaming: {key}", what="option", placeholder=placeholder) is None
+            ):
+                wrong.append(key)
+        settings = self.check(
+            StreamingSettings, mapping, f"{label}: streaming", ignore=tuple(wrong), what="option", placeholder={}
+        )
+        if settings is not None and not wrong:
+            return settings, True
+        return partial_settings(StreamingSettings, mapping, {})[0], False
 
     def streaming_object(self, item: YamlMap, spec: ObjectSettings, label: str, engine: str | None = None) -> None:
         """A streaming object reads a Kafka source and nothing else, into the lake (docs/streaming.md); on
@@ -122,6 +164,15 @@ class ObjectsReader(SourcesReader):
                 "drop engine: spark to infer it on Sluice's micro-batcher",
                 item.line_of("engine") or line,
             )
+        schema = options.get("schema")
+        if engine == "spark" and isinstance(schema, YamlMap):
+            for column, zone in zoned_columns(schema):
+                self.problem(
+                    f"{label}: source: schema: column {column!r} is in time zone {zone}, but engine: spark writes "
+                    "time-zone-aware timestamps in UTC: declare it timestamp[<unit>, tz=UTC], or drop engine: spark "
+                    "to keep the zone on Sluice's micro-batcher",
+                    schema.line_of(column),
+                )
         if engine == "spark":
             block = item.get("streaming")
             given = [f"streaming: {k}" for k in ("window", "max_batch_bytes") if isinstance(block, YamlMap) and k in block]
@@ -141,6 +192,20 @@ class ObjectsReader(SourcesReader):
                 )
         if not spec.lake:
             self.problem(f"{label}: a streaming object's micro-batches go to the lake; drop 'lake: false'", item.line_of("lake"))
+        if item.get("destination") is not None:
+            name = spec.name or f"obj_{spec.id}"
+            self.problem(
+                f"{label}: a streaming object writes to the lake only, its destination would never be loaded; move "
+                f"'destination' to a batch child object that reads the stream ({{id: ..., parents: [{spec.id}], "
+                f"sql: SELECT * FROM {name}, destination: ...}}, loaded by sluice run; docs/streaming.md)",
+                item.line_of("destination"),
+            )
+        if isinstance(options, YamlMap) and "batch_size" in options:
+            self.problem(
+                f"{label}: source: batch_size is for a batch kafka source; a streaming object's micro-batches are "
+                "bounded by streaming: max_batch_records and max_batch_bytes: drop it",
+                options.line_of("batch_size"),
+            )
         sql = spec.streaming.sql if spec.streaming is not None else None
         if sql:
             from sqlglot.errors import ParseError
@@ -196,3 +261,22 @@ class ObjectsReader(SourcesReader):
             only = YamlMap({key: item[key]})
             only.line, only.key_lines, only.duplicates = item.line_of(key), {}, []
             self.check(plugin.options, only, label, what="option")
+
+
+def zoned_columns(schema: YamlMap) -> list[tuple[str, str]]:
+    """The declared columns of ``schema`` that are timestamps in a time zone other than UTC, with their zone (types
+    that do not parse are reported by the source's own checks)."""
+    import pyarrow as pa
+
+    from sluice.connectors.batching import arrow_type
+    from sluice.errors import SluiceError
+
+    found = []
+    for column, kind in schema.items():
+        try:
+            arrow = arrow_type(str(kind))
+        except SluiceError:
+            continue
+        if pa.types.is_timestamp(arrow) and arrow.tz not in (None, "UTC"):
+            found.append((str(column), str(arrow.tz)))
+    return found

@@ -4,6 +4,7 @@ mappings checked against their typed structure, plugins and connections looked u
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,13 +41,22 @@ class ReaderBase:
         ignore: tuple[str, ...] = (),
         what: str = "key",
         file: str | None = None,
+        placeholder: Mapping[str, Any] | None = None,
     ) -> S | None:
         """``raw`` as ``settings``: every problem (with its key's line, in ``file``, default this file) goes to
-        :attr:`problems`."""
+        :attr:`problems`; with ``placeholder``, each key's own checks too (:func:`convert_options`)."""
         for key, line in raw.duplicates:
             self.problem(f"{label}: key '{key}' is given twice; keep one", line)
         value, problems = convert_options(
-            settings, raw, label=label, file=file or self.file, line=raw.line, key_lines=raw.key_lines, ignore=ignore, what=what
+            settings,
+            raw,
+            label=label,
+            file=file or self.file,
+            line=raw.line,
+            key_lines=raw.key_lines,
+            ignore=ignore,
+            what=what,
+            placeholder=placeholder,
         )
         self.problems.extend(problems)
         return value

@@ -37,7 +37,10 @@ class SourcesReader(ReaderBase):
         plugin = self.source_plugin(str(kind), flat, label)
         if plugin is None:
             return None
-        options = self.check(plugin.options, flat, f"{label}: {kind} source", ignore=("type",), what="option")
+        placeholder = getattr(plugin.options, "placeholder", None)  # every problem of independent options at once
+        options = self.check(
+            plugin.options, flat, f"{label}: {kind} source", ignore=("type",), what="option", placeholder=placeholder
+        )
         return SourceSpec(str(kind), options) if options is not None else None
 
     def source_plugin(self, kind: str, flat: YamlMap, label: str) -> Plugin | None:

@@ -246,7 +246,7 @@ class MicroBatcher:
     def _gather(self, consumer: StreamConsumer, until: Until | None) -> list[RecordColumns]:
         """Messages until the trigger fires or a limit is reached, fewer when stopping: in columns, one part per
         ``consume()`` call (the messages themselves are released at once: :mod:`sluice.streaming.columns`)."""
-        trigger = self.settings.trigger
+        trigger = self.settings.trigger_settings
         limit = min(trigger.records or self.settings.max_batch_records, self.settings.max_batch_records)
         deadline = time.monotonic() + trigger.interval_s if trigger.interval_s else None
         parts: list[RecordColumns] = []

@@ -7,7 +7,7 @@
         name: transactions
         source: {type: kafka, connection: events, topic: transactions, format: json}
         streaming:
-          trigger: {interval: 10s}         # a micro-batch every 10 s; or {records: 10000}, or both (first wins)
+          trigger: 10s                     # a micro-batch every 10 s; or 10000 (records), or {interval: 10s, records: 10000}
           max_batch_records: 200000        # a micro-batch never holds more (a backlog drains in such batches)
           max_batch_bytes: 67108864        # ...nor more bytes of record values
           sql: SELECT id, amount * 100 AS cents FROM batch   # optional, DuckDB over each micro-batch
@@ -47,14 +47,43 @@ class TriggerSettings(Settings):
 
     def __post_init__(self) -> None:
         if self.interval is None and self.records is None:
-            raise ValueError("trigger needs interval (a duration) or records (a count), e.g. trigger: {interval: 10s}")
-        if self.interval is not None and parse_duration(self.interval) <= 0:
-            raise ValueError(f"trigger: interval {self.interval!r} must be above 0, e.g. 10s")
+            raise ValueError(f"give interval (a duration), records (a count) or both, e.g. {{interval: 10s}}; {SHORTHAND}")
+        if self.interval is not None:
+            try:
+                micros = parse_duration(self.interval)
+            except ValueError as exc:
+                raise ValueError(f"interval: {exc}") from None
+            if micros <= 0:
+                raise ValueError(f"interval: {self.interval!r} must be above 0, e.g. 10s")
 
     @property
     def interval_s(self) -> float | None:
         """The interval in seconds, None without one."""
         return None if self.interval is None else parse_duration(self.interval) / 1e6
+
+
+SHORTHAND = "or write trigger: 10s (an interval) or trigger: 10000 (a record count)"
+
+
+def trigger_of(value: TriggerSettings | str | int) -> TriggerSettings:
+    """``streaming.trigger`` as written: the object form, or its shorthand, a duration (``10s``: ``{interval: 10s}``)
+    or a whole number (``10000``: ``{records: 10000}``). Raises ValueError naming ``trigger`` and its value."""
+    if isinstance(value, TriggerSettings):
+        return value
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"trigger: {value} is a record count below 1; write a count above 0, or a duration such as 10s")
+        return TriggerSettings(records=value)
+    try:
+        micros = parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            f"trigger: {value!r} is neither a duration ({EXAMPLES}) nor a record count (10000); "
+            "or write trigger: {interval: 10s, records: 10000}"
+        ) from None
+    if micros <= 0:
+        raise ValueError(f"trigger: {value!r} must be above 0, e.g. 10s")
+    return TriggerSettings(interval=value)
 
 
 class CompactSettings(Settings):
@@ -77,7 +106,11 @@ class StreamingSettings(Settings):
     """An object's ``streaming:``: it consumes its Kafka source continuously, in micro-batches appended to the lake."""
 
     trigger: Annotated[
-        TriggerSettings, Meta(description="When a micro-batch is cut: {interval_s: 10}, {records: 10000} or both.")
+        TriggerSettings | str | int,
+        Meta(
+            description="When a micro-batch is cut: a duration (10s: {interval: 10s}), a record count (10000: "
+            "{records: 10000}), or {interval: 10s, records: 10000}, whichever comes first."
+        ),
     ] = msgspec.field(default_factory=lambda: TriggerSettings(interval="1s"))
     max_batch_records: Annotated[
         int, Meta(ge=1, description="Most records in one micro-batch (bounds memory while a backlog drains).")
@@ -103,3 +136,11 @@ class StreamingSettings(Settings):
             "target_bytes: 134217728}; none: every micro-batch keeps its own files (docs/streaming.md)."
         ),
     ] = None
+
+    def __post_init__(self) -> None:
+        self.trigger = trigger_of(self.trigger)  # the shorthand as the object form: encoded, it reads back the same
+
+    @property
+    def trigger_settings(self) -> TriggerSettings:
+        """:attr:`trigger` in its object form (the shorthand was turned into it when the settings were read)."""
+        return trigger_of(self.trigger)

@@ -46,7 +46,7 @@ def spark_stream(project: Project, obj: ObjectSpec) -> SparkStream:
             f"object {obj.id} ({obj.name}): engine: spark needs the record schema declared in its source "
             "(schema: {column: type}); or drop engine: spark to infer it on Sluice's micro-batcher"
         )
-    trigger = settings.trigger
+    trigger = settings.trigger_settings
     limit = min(trigger.records or settings.max_batch_records, settings.max_batch_records)
     return SparkStream(
         servers=bootstrap_of(project, obj),
