@@ -4,6 +4,8 @@ batch, windows, dead letters, downstream batch objects, the local and the S3 lak
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -28,6 +30,7 @@ from sluice.runtime.run import RunOptions, run_project
 from sluice.streaming import loop
 from sluice.streaming.loop import MicroBatcher, run_stream
 from sluice.streaming.status import StreamStatus
+from sluice.urls import kafka_servers
 from streaming.streams import MakeTopic, produce, read_topic, write_project
 
 
@@ -140,6 +143,113 @@ def test_windows_close_with_the_watermark_and_continue_after_a_restart(tmp_path:
     rows = open_lake(project).read("raw/events").read_all().sort_by("window_start").to_pylist()
     assert [r["n"] for r in rows] == [60, 60, 60]  # one row per closed window, none twice across the restart
     assert status.late_records == 1
+
+
+def produce_events(kafka_url: str, topic: str, events: dict[int, list[tuple[int, int]]]) -> None:
+    """Write ``{partition: [(event second, amount)...]}`` to ``topic``, each partition's records in the order given."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka_servers(kafka_url), "linger.ms": 20})
+    for partition, records in events.items():
+        for second, amount in records:
+            ts = (WINDOW_EPOCH + dt.timedelta(seconds=second)).isoformat().replace("+00:00", "Z")
+            producer.produce(topic, json.dumps({"ts": ts, "amount": amount}).encode(), partition=partition)
+    assert producer.flush(60) == 0
+
+
+WINDOW_EPOCH = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+SKEWED_WINDOW = {
+    "type": "tumbling",
+    "size": "10s",
+    "time_column": "ts",
+    "watermark": "5s",
+    "aggregates": {"n": "count(*)", "total": "sum(amount)::BIGINT"},
+    "late": "side_output",
+}
+
+
+def skewed_events() -> dict[int, list[tuple[int, int]]]:
+    """Partition 0: 4,000 records one a second (over 4,000 s of event time); partition 1: 4,000 records ten a
+    second (400 s): consumed at about the same rate, partition 0's event time runs ten times ahead."""
+    return {0: [(i, i % 7) for i in range(4000)], 1: [(i // 10, 100 + i % 5) for i in range(4000)]}
+
+
+def recount(events: dict[int, list[tuple[int, int]]], watermark_s: int) -> list[tuple[dt.datetime, int, int]]:
+    """Every window of 10 s ending at or before ``watermark_s``: (start, n, total), counted in Python."""
+    windows: dict[int, list[int]] = {}
+    for records in events.values():
+        for second, amount in records:
+            windows.setdefault(second // 10 * 10, []).append(amount)
+    return [
+        (WINDOW_EPOCH + dt.timedelta(seconds=start), len(amounts), sum(amounts))
+        for start, amounts in sorted(windows.items())
+        if start + 10 <= watermark_s
+    ]
+
+
+def window_rows(project: Any) -> list[tuple[dt.datetime, int, int]]:
+    rows = open_lake(project).read("raw/events").read_all().sort_by("window_start").to_pylist()
+    return [(r["window_start"], r["n"], r["total"]) for r in rows]
+
+
+def drain(project: Any, until: Callable[[StreamStatus], bool] | None = None) -> StreamStatus:
+    """Run object 1001 like ``sluice stream --available-now`` (or until ``until``)."""
+    batcher = MicroBatcher(project, project.objects[1001], open_lake(project))
+    batcher.available_now = until is None
+    return batcher.run(until)
+
+
+@pytest.mark.parametrize("sql", [None, "SELECT * FROM batch WHERE amount >= 0"])
+def test_partitions_at_different_event_times_count_no_record_late(
+    sql: str | None, tmp_path: Path, kafka_url: str, topics: MakeTopic
+) -> None:
+    """The trial's wrong data: draining a backlog, one micro-batch reached far into partition 0's event time and the
+    watermark (the largest event time of all) made most of partition 1's records late. With the watermark the
+    smallest of the partitions', every window equals a recount and nothing is late (through a ``sql`` too)."""
+    topic = topics(2)
+    events = skewed_events()
+    produce_events(kafka_url, topic, events)
+    streaming: dict[str, Any] = {"trigger": {"records": 500, "interval": "10s"}, "window": SKEWED_WINDOW}
+    if sql is not None:
+        streaming["sql"] = sql
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming=streaming))
+    with logged("sluice.streaming.loop", logging.WARNING) as records:
+        status = drain(project)
+    assert not [r for r in records if "_sluice_partition" in r.getMessage()]
+    assert status.late_records == 0 and status.records == 8000
+    # at the end both partitions are read to their end: the watermark is 3,999 s - 5 s
+    assert window_rows(project) == recount(events, 3994)
+    assert not open_lake(project).exists("raw/events_late")
+
+
+def test_a_sql_dropping_the_partition_column_is_said_once(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
+    topic = topics(2)
+    produce_events(kafka_url, topic, {0: [(1, 1), (2, 2)], 1: [(3, 3)]})
+    streaming = {"trigger": {"records": 1, "interval": "10s"}, "window": SKEWED_WINDOW, "sql": "SELECT ts, amount FROM batch"}
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming=streaming))
+    with logged("sluice.streaming.loop", logging.WARNING) as records:
+        assert drain(project).records == 3
+    said = [r.getMessage() for r in records if "_sluice_partition" in r.getMessage()]
+    assert len(said) == 1 and "largest event time of all partitions" in said[0] and "keep it (SELECT *" in said[0]
+
+
+def test_windows_across_a_restart_and_a_truly_late_record(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
+    """Stopped after some micro-batches and started again, the windows are those of one run (each partition's event
+    time kept in the committed state); a record older than what its own partition allowed is still late."""
+    topic = topics(2)
+    events = skewed_events()
+    produce_events(kafka_url, topic, events)
+    streaming = {"trigger": {"records": 500, "interval": "10s"}, "window": SKEWED_WINDOW}
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, streaming=streaming))
+    first = drain(project, until=lambda s: s.records >= 3000)
+    assert 3000 <= first.records < 8000 and first.late_records == 0
+    assert drain(project).late_records == 0
+    assert window_rows(project) == recount(events, 3994)
+    late = {1: [(3, 1000)]}  # 3 s: [0 s, 10 s) was emitted long ago
+    produce_events(kafka_url, topic, late)
+    third = drain(project)
+    assert third.late_records == 1 and window_rows(project) == recount(events, 3994)
+    assert open_lake(project).read("raw/events_late").read_all().column("amount").to_pylist() == [1000]
 
 
 def test_a_window_time_column_that_never_holds_a_time_stops_the_object(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from sluice.errors import TerminalError
 from sluice.streaming.window_options import WindowOptions
-from sluice.streaming.windows import WindowOperator, WindowResult, state_from_bytes, state_to_bytes
+from sluice.streaming.windows import Sources, WindowOperator, WindowResult, state_from_bytes, state_to_bytes
 
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 SECOND = 1_000_000
@@ -402,3 +402,63 @@ def test_state_bytes_round_trip_keeps_types_and_watermark() -> None:
     again = state_from_bytes(state_to_bytes(state))
     assert again.equals(state) and again.schema.metadata == state.schema.metadata
     assert operator.state_records == 2 and operator.state_bytes > 0
+
+
+def partitioned(
+    parts: dict[int, list[tuple[float | None, int]]], idle: tuple[int, ...] = (), count: int = 2
+) -> tuple[pa.Table, Sources]:
+    """One micro-batch of records from several partitions (``{partition: [(seconds, amount)...]}``), with its Sources."""
+    rows = [row for p in sorted(parts) for row in parts[p]]
+    codes = np.array([p for p in sorted(parts) for _ in parts[p]], dtype=np.int64)
+    names = [f"t:{p}" for p in range(count)]
+    return batch(rows), Sources(codes, names, frozenset(names[p] for p in idle))
+
+
+def test_the_watermark_is_the_smallest_of_the_partitions_so_a_slow_partition_is_not_late(make: Maker) -> None:
+    """The trial's bug: a micro-batch reaching far into partition 0's event time made partition 1's next records late."""
+    operator = make(options())  # tumbling 10 s, watermark 5 s
+    first = operator.process(*partitioned({0: [(1, 1), (50, 1), (90, 1)], 1: [(2, 10), (20, 10)]}))
+    assert first.watermark == at(15) and rows_of(first) == [(0, 10, 2, 11)]  # min(90, 20) - 5
+    second = operator.process(*partitioned({1: [(25, 100), (40, 100)]}))  # partition 1 catches up to 40 s
+    assert second.late_records == 0 and second.watermark == at(35)
+    assert rows_of(second) == [(20, 30, 2, 110)]  # 20 s and 25 s of partition 1; [30, 40) waits for 45 s
+    whole = make(options())  # the same records as one partition: the largest event time runs ahead
+    whole.process(partitioned({0: [(1, 1), (50, 1), (90, 1)], 1: [(2, 10), (20, 10)]})[0])
+    assert whole.process(partitioned({1: [(25, 100), (40, 100)]})[0]).late_records == 2
+
+
+def test_a_partition_without_records_holds_the_watermark_until_it_is_idle(make: Maker) -> None:
+    operator = make(options())
+    held = operator.process(*partitioned({0: [(1, 1), (30, 1)]}))
+    assert held.watermark is None and held.closed.num_rows == 0  # partition 1 may still bring [0, 10)
+    idle = operator.process(*partitioned({}, idle=(1,)))  # partition 1 read to its end: at the front
+    assert idle.watermark == at(25) and rows_of(idle) == [(0, 10, 1, 1)]
+    both = operator.process(*partitioned({1: [(26, 2)]}))  # partition 1 speaks again: the minimum of both
+    assert both.watermark == at(25) and both.late_records == 0
+    ended = operator.process(*partitioned({0: [(60, 1)]}, idle=(0, 1)))  # every partition at its end: the front
+    assert ended.watermark == at(55) and [r[:2] for r in rows_of(ended)] == [(20, 30), (30, 40)]
+
+
+def test_a_truly_late_record_of_one_partition_is_still_late(make: Maker) -> None:
+    operator = make(options(late="side_output"))
+    operator.process(*partitioned({0: [(1, 1), (30, 1)], 1: [(2, 1), (31, 1)]}))  # watermark 25: [0, 20) emitted
+    late = operator.process(*partitioned({1: [(32, 1), (4, 7)]}))  # 4 s arrives after its window closed
+    assert late.late_records == 1 and late.late is not None and late.late.column("amount").to_pylist() == [7]
+    table, sources = partitioned({0: [(None, 5), (90, 5)], 1: [(33, 1)]})
+    unreadable = operator.process(table, sources)  # a row without a time leaves the codes aligned with the others
+    assert unreadable.invalid.num_rows == 1 and unreadable.watermark == at(28)
+
+
+def test_partition_fronts_survive_a_restart_and_a_state_saved_without_them_is_read(make: Maker) -> None:
+    operator = make(options())
+    operator.process(*partitioned({0: [(1, 1), (90, 1)], 1: [(2, 10), (20, 10)]}))
+    again = make(options(), state_from_bytes(state_to_bytes(operator.state())))
+    assert again.watermark == at(15)
+    assert again.process(*partitioned({1: [(25, 100)]})).watermark == at(20)  # partition 0's 90 s remembered
+    old = operator.state()  # as saved before the partitions' fronts: the watermark only
+    metadata = {k: v for k, v in (old.schema.metadata or {}).items() if k != b"sluice.window.sources"}
+    restored = make(options(), old.replace_schema_metadata(metadata))
+    assert restored.watermark == at(15)
+    held = restored.process(*partitioned({1: [(40, 1)]}))  # partition 0 unknown again: held where it was
+    assert held.watermark == at(15) and held.late_records == 0
+    assert restored.process(*partitioned({0: [(95, 1)]})).watermark == at(35)

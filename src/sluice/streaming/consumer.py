@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from sluice.bus.kafka_common import FETCH_QUEUE_BACKOFF_MS, REQUEST_TIMEOUT_S, Reachability
@@ -167,6 +168,51 @@ class StreamConsumer:
             if tp.offset >= 0:
                 found.setdefault(tp.topic, {})[tp.partition] = tp.offset
         return found
+
+    def partition_names(self) -> list[str]:
+        """Every assigned partition as ``topic:partition``, in a fixed order (the window's :class:`Sources.names`)."""
+        return [f"{t}:{p}" for t, parts in self.partitions.items() for p in parts]
+
+    def partition_codes(self, messages: RecordColumns) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The index in :meth:`partition_names` of each message's partition (numpy, no Python work per message when
+        the messages are of one topic)."""
+        codes = np.zeros(len(messages), dtype=np.int64)
+        if messages.partitions is None or not len(messages):
+            return codes
+        topics = messages.topic if isinstance(messages.topic, str) else np.asarray(messages.topic_list())
+        first = 0
+        for topic, parts in self.partitions.items():
+            lookup = np.zeros(max(parts) + 1, dtype=np.int64)
+            lookup[parts] = np.arange(first, first + len(parts))
+            first += len(parts)
+            if isinstance(topics, str):
+                if topics == topic:
+                    codes = lookup[messages.partitions]
+                continue
+            mine = topics == topic
+            codes[mine] = lookup[messages.partitions[mine]]
+        return codes
+
+    def read_to_end(self, positions: Offsets, targets: Offsets | None) -> frozenset[str]:
+        """The partitions (``topic:partition``) read to their end at ``positions``: at or past their ``targets``
+        offset (``--available-now``; a partition without one held nothing when the stream started), else at or past
+        the high watermark of the last fetch (no request), or empty. A partition whose high watermark is not known
+        yet is not among them."""
+        found: set[str] = set()
+        for tp in self._assignment:
+            at = positions.get(tp.topic, {}).get(tp.partition)
+            if targets is not None:
+                end = targets.get(tp.topic, {}).get(tp.partition)
+                if end is None or (at is not None and at >= end):
+                    found.add(f"{tp.topic}:{tp.partition}")
+                continue
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and (high <= low or (at is not None and at >= high)):
+                found.add(f"{tp.topic}:{tp.partition}")
+        return frozenset(found)
 
     def end_offsets(self) -> Offsets:
         """Each assigned partition's high watermark now (asked of the broker), for partitions holding records:

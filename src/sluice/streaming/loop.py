@@ -44,8 +44,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 
 from sluice.errors import ConfigError, SluiceError, TerminalError, TransientError
@@ -60,6 +62,7 @@ from sluice.streaming.records import Decoder, Rejected
 from sluice.streaming.sent_letters import COMMIT_KEY, SentLetters, crash_point, read_back
 from sluice.streaming.settings import BATCH_TABLE, CompactSettings, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
+from sluice.streaming.window_options import SOURCE_COLUMN
 from sluice.urls import kafka_servers
 
 if TYPE_CHECKING:
@@ -161,6 +164,7 @@ class MicroBatcher:
         """True: stop once everything the topics held when the loop started is committed (``--available-now``)."""
         self._targets: Offsets | None = None
         self._times_seen = False  # a window has read at least one readable event time in this run
+        self._warned_sources = False  # the log said that streaming.sql drops the window's partition column
         for topic in self.topics:  # the series exist at zero from the start (sluice_kafka_dead_letters_total)
             metrics.child(metrics.KAFKA_DEAD_LETTERS, str(obj.id), topic)
 
@@ -216,7 +220,8 @@ class MicroBatcher:
                 if parts:
                     batch_number += 1
                     gathered = consumer.positions(gathered)
-                    committer.submit((parts, gathered, decoder, dead, batch_number, started))
+                    sources = self._sources(consumer, parts, gathered)
+                    committer.submit((parts, gathered, decoder, dead, batch_number, started, sources))
                 committed = self._committed
                 if committed is not copied:
                     consumer.commit_group(committed)
@@ -232,6 +237,14 @@ class MicroBatcher:
                 consumer.close()
                 if self.window is not None:
                     self.window.close()
+
+    def _sources(self, consumer: StreamConsumer, parts: list[RecordColumns], positions: Offsets) -> _Partitions | None:
+        """For a window: each message's partition (codes per part), every partition's name, and those read to their end
+        when the micro-batch is cut (:class:`~sluice.streaming.windows.Sources`)."""
+        if self.window is None:
+            return None
+        codes = [consumer.partition_codes(part) for part in parts]
+        return _Partitions(codes, consumer.partition_names(), consumer.read_to_end(positions, self._targets))
 
     def _window(self) -> WindowOperator | None:
         """The window operator, its state restored from the lake's last commit."""
@@ -282,6 +295,7 @@ class MicroBatcher:
         dead: DeadLetterProducer,
         batch_number: int,
         started: float,
+        partitions: _Partitions | None = None,
     ) -> None:
         """Decode, transform and append one micro-batch with the offsets after its last record (the committer's
         thread, one batch at a time, in order)."""
@@ -290,10 +304,13 @@ class MicroBatcher:
         token = batch_token(batch_number, ahead)
         decoded = decoder.decode(messages)
         self._dead_letters(decoded.rejected, messages, dead)
-        table = self._transform(pa.Table.from_batches([decoded.batch]))
+        table = pa.Table.from_batches([decoded.batch])
+        if partitions is not None:
+            table = table.append_column(SOURCE_COLUMN, pa.array(partitions.kept(decoded.rejected, len(messages))))
+        table = self._transform(table)
         late, state, invalid = 0, None, 0
         if self.window is not None:
-            table, late, invalid, state = self._windowed(table, messages[0].topic(), dead, token)
+            table, late, invalid, state = self._windowed(table, messages[0].topic(), dead, token, partitions)
         record = {
             "offsets": encode_offsets(ahead),
             "batch": batch_number,
@@ -310,13 +327,34 @@ class MicroBatcher:
         info = BatchInfo(batch_number, record["at"], table.num_rows, len(messages), messages.size, time.monotonic() - started)
         self.status.committed(info, dead_letters=len(decoded.rejected) + invalid, late=late)
 
-    def _windowed(self, table: pa.Table, topic: str, dead: DeadLetterProducer, token: str) -> tuple[pa.Table, int, int, bytes]:
+    def _windowed(
+        self, table: pa.Table, topic: str, dead: DeadLetterProducer, token: str, partitions: _Partitions | None
+    ) -> tuple[pa.Table, int, int, bytes]:
         """The windows this micro-batch closes, its late records (counted; appended to ``<name>_late`` for a side
-        output, at least once), records without an event time (dead letters), and the operator's state."""
-        from sluice.streaming.windows import state_to_bytes
+        output, at least once), records without an event time (dead letters), and the operator's state.
+
+        The watermark is kept per partition (:class:`~sluice.streaming.windows.Sources`) from the column
+        :data:`~sluice.streaming.windows.SOURCE_COLUMN`; a ``sql`` that drops it makes the stream one partition
+        (the largest event time of all), said once in the log."""
+        from sluice.streaming.windows import Sources, state_to_bytes
 
         assert self.window is not None
-        result = self.window.process(table)
+        sources = None
+        if SOURCE_COLUMN in table.column_names:
+            codes = table.column(SOURCE_COLUMN).to_numpy()
+            table = table.drop_columns([SOURCE_COLUMN])
+            if partitions is not None:
+                sources = Sources(codes, partitions.names, partitions.idle)
+        elif partitions is not None and not self._warned_sources:
+            self._warned_sources = True
+            log.warning(
+                "%s: streaming.sql drops the column %s, so the window's watermark is the largest event time of all "
+                "partitions, not the smallest of each partition's (docs/streaming.md#semantics): keep it (SELECT *, "
+                "or name it)",
+                self.where,
+                SOURCE_COLUMN,
+            )
+        result = self.window.process(table, sources)
         if result.late is not None and result.late.num_rows:
             self._append(result.late, {"side_output_of": self.obj.name}, None, f"{token}:late", name=f"{self.obj.name}_late")
         where = self.where
@@ -413,6 +451,26 @@ class MicroBatcher:
                 )
                 self.status.set_state("stopping" if self.stopping else "running")
             return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Partitions:
+    """What the loop's thread knows of a micro-batch's partitions when it cuts it, for the window's watermark: each
+    part's partition codes (:meth:`StreamConsumer.partition_codes`), every partition's name, those read to their end."""
+
+    codes: list[np.ndarray[Any, np.dtype[np.int64]]]
+    names: list[str]
+    idle: frozenset[str]
+
+    def kept(self, rejected: list[Rejected], count: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The codes of the decoded rows: those of the ``count`` messages, the ``rejected`` ones left out."""
+        codes = np.concatenate(self.codes) if self.codes else np.zeros(0, dtype=np.int64)
+        assert len(codes) == count
+        if not rejected:
+            return codes
+        keep = np.ones(count, dtype=bool)
+        keep[[r.index for r in rejected]] = False
+        return codes[keep]
 
 
 class _Committer:

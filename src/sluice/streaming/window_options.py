@@ -30,6 +30,10 @@ from sluice.streaming.durations import EXAMPLES, parse_duration
 Duration = Annotated[str | int | float, Meta(description=f"A duration: {EXAMPLES} (a bare number is seconds).")]
 WINDOW_COLUMNS = ("window_start", "window_end")
 EVENT_US = "__sluice_event_us"  # the event time in microseconds, kept beside the records of open windows
+SOURCE_COLUMN = "_sluice_partition"
+"""The column a streaming object with a window adds to its decoded micro-batch (before ``sql``) with each row's
+partition code (:attr:`sluice.streaming.windows.Sources.codes`), taken off again before the window: a ``sql`` must
+keep it (``SELECT *`` does) for the watermark per partition."""
 
 
 class WindowOptions(Settings):
@@ -41,7 +45,8 @@ class WindowOptions(Settings):
     - ``size``, ``slide``: durations (``1m``, ``30s``); ``slide`` only for sliding windows, at most ``size``.
     - ``time_column``: the event time: a timestamp column (without a time zone it is read as UTC), a date, or
       ISO-8601 strings (``2024-05-01T12:00:00Z``; an offset is honoured, none means UTC).
-    - ``watermark``: the allowed lateness: watermark = max event time seen - this; a window is emitted once
+    - ``watermark``: the allowed lateness: each partition's watermark = the largest event time read from it - this,
+      the stream's = the smallest of the partitions' (those read to their end left out); a window is emitted once
       the watermark reaches its end, and a record arriving for windows already emitted is late.
     - ``group_by``: columns grouping each window's records (none: one row per window).
     - ``aggregates``: output column -> SQL aggregate expression run by DuckDB (``count(*)``, ``sum(amount)``,
@@ -65,7 +70,13 @@ class WindowOptions(Settings):
     slide: Annotated[
         Duration | None, Meta(description="sliding only: a new window starts every slide (at most size), e.g. 30s.")
     ] = None
-    watermark: Annotated[Duration, Meta(description="Allowed lateness: watermark = max event time seen - this, e.g. 10s.")] = "0s"
+    watermark: Annotated[
+        Duration,
+        Meta(
+            description="Allowed lateness, e.g. 10s: watermark = the smallest over the partitions (those read to their "
+            "end left out) of the largest event time read from each - this."
+        ),
+    ] = "0s"
     group_by: Annotated[list[str], Meta(description="Columns grouping each window's records.")] = field(default_factory=list)
     state: Annotated[
         Literal["auto", "records"],

@@ -18,9 +18,19 @@ Semantics (Spark Structured Streaming's event-time windows in "append" output mo
 
 - Windows are aligned to the epoch (1970-01-01T00:00:00Z): a tumbling window is ``[k*size, (k+1)*size)``; a
   sliding window starts every ``slide`` and lasts ``size``, so a record belongs to about size/slide windows.
-- The watermark is ``max event time seen - watermark delay``; it never goes back. It is advanced at the end
-  of each micro-batch (by the batch's largest event time) and every window whose end is at or before it is
-  then emitted, once, with its aggregates ("append" mode; Spark emits it in its following no-data batch).
+- The watermark is per source partition, as Flink's Kafka source does it ("Watermark Strategies and the Kafka
+  Connector", Flink's documentation, and ``WatermarkOutputMultiplexer`` in flink-core, which combines the
+  per-split outputs by their minimum): each partition's watermark is the largest event time read from it minus
+  the watermark delay, and the operator's watermark is the **minimum** over the partitions (:class:`Sources`),
+  never going back. A partition that has been read to its end (:attr:`Sources.idle`: at the high watermark, or at
+  the ``--available-now`` target) does not hold it back (Flink's idleness, ``withIdleness``, decided by offsets
+  here instead of a timer): it counts as being at the largest event time of all partitions. So a micro-batch that
+  reaches far into one partition's event time and not into another's closes no window the slower partition still
+  has records for, and records of a partition in event-time order are never late. Without :class:`Sources` the
+  whole stream is one partition: ``max event time seen - watermark delay`` (Spark Structured Streaming's
+  rule, whose watermark is the maximum over all partitions: ``EventTimeWatermarkExec``). It is advanced at the
+  end of each micro-batch and every window whose end is at or before it is then emitted, once, with its
+  aggregates ("append" mode; Spark emits it in its following no-data batch).
 - A record is checked against the watermark of the batches before its own: its windows that end at or before
   that watermark were already emitted and do not get it. When all its windows were emitted, the record is
   *late*: counted, and dropped or returned for a side output (Flink's ``sideOutputLateData``). A record whose
@@ -34,17 +44,20 @@ Semantics (Spark Structured Streaming's event-time windows in "append" output mo
   ``size + watermark delay`` of event time (about that times the record rate), and aggregates a window with
   DuckDB when it closes.
 
-The state (:attr:`WindowResult.state`) is an Arrow table: those rows, plus the watermark and the window
-definition in its schema metadata. Save it with each micro-batch's commit (:func:`state_to_bytes`, Arrow
-IPC) and pass it back (:func:`state_from_bytes`) to continue after a restart: the windows emitted are then
-exactly those of an uninterrupted run over the same micro-batches.
+The state (:attr:`WindowResult.state`) is an Arrow table: those rows, plus the watermark, each partition's largest
+event time (JSON; a state saved before there was one is read with none: each partition holds the watermark back
+until its first record) and the window definition in its schema metadata. Save it with each micro-batch's commit
+(:func:`state_to_bytes`, Arrow IPC) and pass it back (:func:`state_from_bytes`) to continue after a restart: the
+windows emitted are then exactly those of an uninterrupted run over the same micro-batches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -60,6 +73,8 @@ STATE_VERSION = b"1"
 _WATERMARK_KEY = b"sluice.window.watermark"
 _WINDOWS_KEY = b"sluice.window.definition"
 _VERSION_KEY = b"sluice.window.version"
+_SOURCES_KEY = b"sluice.window.sources"
+_WHOLE = ""  # the one source of a stream processed without Sources
 _FAR_FUTURE = 2**62  # microseconds after the epoch: flush() closes every window before it
 
 
@@ -85,6 +100,22 @@ class WindowResult:
     invalid_reason: str
     state: pa.Table
     watermark: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Where a micro-batch's rows come from, for per-partition watermarks (:meth:`WindowOperator.process`).
+
+    - ``codes``: one integer per row of the batch, the index of its partition in ``names``.
+    - ``names``: every partition the stream reads (``topic:partition``), those without a record in this batch too:
+      a partition never seen holds the watermark back until its first record, unless idle.
+    - ``idle``: the names of partitions read to their end when the micro-batch was cut (no record left behind
+      them): they do not hold the watermark back.
+    """
+
+    codes: np.ndarray[Any, np.dtype[np.int64]]
+    names: Sequence[str]
+    idle: Collection[str] = field(default_factory=frozenset)
 
 
 RESET_HINT = (
@@ -118,6 +149,7 @@ class WindowOperator:
         self._con = window_sql.cursor()
         self._closed_schema: tuple[pa.Schema, pa.Schema] | None = None  # (state's, closed's) when nothing closes
         self._watermark: int | None = None
+        self._fronts: dict[str, int] = {}  # each source partition's largest event time (microseconds)
         self._rows: pa.Table | None = None  # open windows' records, or their partial aggregates
         if state is not None:
             self._restore(state)
@@ -142,8 +174,11 @@ class WindowOperator:
         """The size of the state's rows in memory, in bytes."""
         return 0 if self._rows is None else self._rows.nbytes
 
-    def process(self, batch: pa.Table | pa.RecordBatch) -> WindowResult:
+    def process(self, batch: pa.Table | pa.RecordBatch, sources: Sources | None = None) -> WindowResult:
         """Add one micro-batch (in offset order), advance the watermark and emit the windows it closes.
+
+        ``sources``: the partition of each row and the partitions read to their end, for the watermark per partition
+        (see the module); None: the stream is one partition.
 
         Raises TerminalError when the time column is missing or of a type that is not a time, when a
         group_by column is missing, or when DuckDB cannot run the aggregates (its message quoted).
@@ -152,8 +187,11 @@ class WindowOperator:
         event_us = window_sql.event_times(self._con, table, self.options)
         valid = pc.is_valid(event_us)
         invalid = table.filter(pc.invert(valid))
+        codes = None if sources is None else np.asarray(sources.codes)
         if invalid.num_rows:
             table, event_us = table.filter(valid), event_us.filter(valid)
+            if codes is not None:
+                codes = codes[valid.to_numpy(zero_copy_only=False)]
         times = event_us.to_numpy()
         late_mask = np.zeros(len(times), dtype=bool)
         if self._watermark is not None:
@@ -168,8 +206,8 @@ class WindowOperator:
             if late_records:
                 kept = kept.filter(~late_mask)
             self._add(kept, previous)
-        if len(times):
-            candidate = int(times.max()) - self._delay
+        candidate = self._advance(times, codes, sources)
+        if candidate is not None:
             self._watermark = candidate if previous is None else max(previous, candidate)
         closed = self._close(previous, self._watermark)
         return self._result(closed, late, late_records, invalid)
@@ -201,7 +239,10 @@ class WindowOperator:
         rows = self._rows if self._rows is not None else empty
         metadata = dict(rows.schema.metadata or {})
         watermark = b"" if self._watermark is None else str(self._watermark).encode()
-        metadata.update({_VERSION_KEY: STATE_VERSION, _WINDOWS_KEY: self._definition, _WATERMARK_KEY: watermark})
+        fronts = json.dumps(self._fronts, sort_keys=True).encode()
+        metadata.update(
+            {_VERSION_KEY: STATE_VERSION, _WINDOWS_KEY: self._definition, _WATERMARK_KEY: watermark, _SOURCES_KEY: fronts}
+        )
         return rows.replace_schema_metadata(metadata)
 
     # -- internals
@@ -222,7 +263,35 @@ class WindowOperator:
             )
         watermark = metadata.get(_WATERMARK_KEY, b"")
         self._watermark = int(watermark) if watermark else None
+        fronts = json.loads(metadata.get(_SOURCES_KEY, b"{}"))  # absent from states saved before per-partition fronts
+        self._fronts = {str(name): int(at) for name, at in fronts.items()}
         self._rows = state.replace_schema_metadata(None) if state.num_columns > 1 else None
+
+    def _advance(self, times: np.ndarray, codes: np.ndarray | None, sources: Sources | None) -> int | None:
+        """Record each partition's largest event time; the watermark they allow: the minimum over the partitions
+        that are not idle of their largest event time, minus the delay (None: one of them has no record yet). Idle
+        partitions count as being at the largest event time of all; when all are idle, that is the watermark."""
+        fronts = self._fronts
+        if sources is None or codes is None:
+            if len(times):
+                fronts[_WHOLE] = max(fronts.get(_WHOLE, -_FAR_FUTURE), int(times.max()))
+            names: Collection[str] = [_WHOLE]
+            idle: Collection[str] = ()
+        else:
+            names, idle = sources.names, sources.idle
+            if len(times):
+                found = np.full(len(names), -_FAR_FUTURE, dtype=np.int64)
+                np.maximum.at(found, codes, times)
+                for index in np.flatnonzero(found > -_FAR_FUTURE).tolist():
+                    name = names[index]
+                    fronts[name] = max(fronts.get(name, -_FAR_FUTURE), int(found[index]))
+        seen = [fronts[name] for name in names if name in fronts]
+        if not seen:
+            return None
+        held = [fronts.get(name) for name in names if name not in idle]
+        if any(at is None for at in held):
+            return None
+        return min([max(seen), *(at for at in held if at is not None)]) - self._delay
 
     def _last_end(self, times: np.ndarray) -> np.ndarray:
         """The end of the last window each event time (microseconds) belongs to."""
