@@ -87,6 +87,27 @@ def test_staged_parts_of_an_engine_are_appended_once_per_token(backend: Backend)
         empty.commit(commit={"batch": 2})
 
 
+def test_staged_parts_committed_with_a_schema_are_read_in_it(backend: Backend) -> None:
+    """An engine that cannot write a type (Spark: timestamps without a zone in microseconds only) commits its parts
+    with the schema it means; readers cast the parts to it, and parts that do not cast are refused at the commit."""
+    lake = backend.lake()
+    meant = pa.schema([("id", pa.int64()), ("at", pa.timestamp("ms"))])
+    staged = lake.stage_append("raw", "stamps")
+    fs, path = _filesystem(lake, staged.uri)
+    with fs.open_output_stream(f"{path}/part-00000.parquet") as out:
+        pq.write_table(pa.table({"id": [1, 2], "at": pa.array([1_714_564_800_123_000, None], pa.timestamp("us"))}), out)
+    assert staged.commit(commit={"batch": 0}, schema=meant).rows == 2
+    table = lake.read("raw/stamps").read_all()
+    assert table.schema == meant and table.column("at")[0].value == 1_714_564_800_123
+    wrong = lake.stage_append("raw", "stamps")
+    fs, path = _filesystem(lake, wrong.uri)
+    with fs.open_output_stream(f"{path}/part-00000.parquet") as out:
+        pq.write_table(pa.table({"id": [3], "when": pa.array([0], pa.timestamp("us"))}), out)
+    with pytest.raises(TerminalError, match=r"the staged parts' columns do not cast to"):
+        wrong.commit(commit={"batch": 1}, schema=meant)
+    assert lake.read("raw/stamps").read_all().num_rows == 2 and lake.last_commit("raw", "stamps") == {"batch": 0}
+
+
 def test_kill_9_at_random_moments_keeps_files_and_commit_together(backend: Backend) -> None:
     """An appender killed at any moment leaves exactly the rows its last commit counts, none twice."""
     rng = random.Random(13)

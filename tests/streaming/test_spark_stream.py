@@ -3,7 +3,9 @@ Sluice's micro-batcher and on Spark Structured Streaming writes the same rows fo
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +31,36 @@ OBJECT = """
       type: kafka
       connection: events
       topic: {topic}
-      schema: {{id: int64, user: string, amount: float64, ts: string}}
-      columns: [_key, _partition, _offset, _topic, _timestamp]
+      schema: {schema}
+      columns: [{columns}]
     streaming:
       trigger: {{interval: 500ms}}
       max_batch_records: 70
 """
+SCHEMA = "{id: int64, user: string, amount: float64, ts: string}"
+COLUMNS = "_key, _partition, _offset, _topic, _timestamp"
 SQL = """      sql: >-
         SELECT id, upper(user) AS user, amount * 2 AS doubled, ts, _key, _partition, _offset, _topic, _timestamp
         FROM batch WHERE id % 5 <> 0
 """
 
 
-def project_file(root: Path, kafka_url: str, topic: str, sql: str = SQL, s3: tuple[str, str] | None = None) -> Path:
-    """Objects 1001 (``on_sluice``) and 1002 (``on_spark``, ``engine: spark``) reading ``topic``; ``s3``: (the
-    server's URL, a bucket) for an S3 lake in ``s3://<bucket>/lake``."""
+def project_file(
+    root: Path,
+    kafka_url: str,
+    topic: str,
+    sql: str = SQL,
+    s3: tuple[str, str] | None = None,
+    schema: str = SCHEMA,
+    columns: str = COLUMNS,
+) -> Path:
+    """Objects 1001 (``on_sluice``) and 1002 (``on_spark``, ``engine: spark``) reading ``topic`` with the declared
+    ``schema`` (YAML) and metadata ``columns``; ``s3``: (the server's URL, a bucket) for an S3 lake in
+    ``s3://<bucket>/lake``."""
+    same = {"topic": topic, "schema": schema, "columns": columns}
     objects = [
-        OBJECT.format(id=1001, name="on_sluice", engine="", topic=topic) + sql,
-        OBJECT.format(id=1002, name="on_spark", engine="engine: spark", topic=topic) + sql,
+        OBJECT.format(id=1001, name="on_sluice", engine="", **same) + sql,
+        OBJECT.format(id=1002, name="on_spark", engine="engine: spark", **same) + sql,
     ]
     lake = f"lake_s3: '{s3[0]}'}}\nlake: {{type: s3, url: 's3://{s3[1]}/lake', connection: lake_s3" if s3 else ""
     text = f"name: streams\nconnections: {{events: '{kafka_url}'{', ' if s3 else ''}{lake}}}\nobjects:\n" + "".join(objects)
@@ -201,3 +215,86 @@ def test_engine_spark_needs_a_declared_schema(kafka_url: str, tmp_path: Path) ->
         load(path)
     path.write_text(text.replace("engine: spark", "engine: duckdb"))
     assert load(path).objects[1002].chosen_engine is None  # the default: Sluice's micro-batcher
+
+
+TYPED_COLUMNS = "_partition, _offset, _timestamp"
+
+
+def run_both(project: Any, lake: LocalLake, total: int) -> tuple[pa.Table, pa.Table]:
+    """Both objects of ``project`` over their topic until ``total`` records each; their datasets in offset order,
+    after checking that neither dead-lettered a record."""
+    sluice = run_stream(project, 1001, lake=lake, until=lambda status: status.records >= total)
+    spark = SparkStreamer(project, project.objects[1002], lake).run(until=lambda status: status.records >= total)
+    assert (sluice.records, spark.records, sluice.dead_letters, spark.dead_letters) == (total, total, 0, 0)
+    return sorted_table(lake.read("raw/on_sluice").read_all()), sorted_table(lake.read("raw/on_spark").read_all())
+
+
+TIMESTAMPS = [
+    "2024-05-01T12:00:00Z",
+    "2024-05-01T12:00:00+00:00",
+    "2024-05-01T12:00:00+01:00",  # 11:00 UTC
+    "2024-05-01T12:00:00",  # no offset: as written
+    "2024-05-01T12:00:00.123",
+    "2024-05-01T12:00:00.5-05:30",
+    "2024-05-01 23:59:59.999Z",
+    "2024-05-01T12:00+0200",
+    "2024-05-01T12Z",
+    "2024-05-01",
+    None,
+]
+
+
+def test_both_engines_read_declared_timestamps_and_dates_alike(
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path
+) -> None:
+    from confluent_kafka import Producer
+
+    topic = topics(2)
+    producer = Producer({"bootstrap.servers": kafka_url.removeprefix("kafka://")})
+    values = [
+        {"user_id": i, "name": f"n{i}", "signup_ts": ts, "day": 19844 - i, "raw": "xy"} for i, ts in enumerate(TIMESTAMPS * 10)
+    ]
+    for value in values:
+        producer.produce(topic, json.dumps(value).encode(), partition=value["user_id"] % 2)
+    assert producer.flush(30) == 0
+    schema = '{user_id: int64, name: string, signup_ts: "timestamp[ms]", day: date32, raw: binary}'
+    project = load(project_file(tmp_path / "project", kafka_url, topic, "", schema=schema, columns=TYPED_COLUMNS))
+    on_sluice, on_spark = run_both(project, LocalLake(tmp_path / "lake"), len(values))
+    assert on_spark.schema == on_sluice.schema, f"{on_spark.schema} != {on_sluice.schema}"
+    assert on_spark.schema.field("signup_ts").type == pa.timestamp("ms")
+    assert on_spark.schema.field("_timestamp").type == pa.timestamp("ms", tz="UTC")
+    assert on_spark.equals(on_sluice)
+    stamps = dict(zip(on_spark["user_id"].to_pylist(), on_spark["signup_ts"].to_pylist(), strict=True))
+    assert on_spark.num_rows == len(values) and stamps[10] is None
+    assert on_spark["day"][0].as_py() == date(2024, 5, 1) and on_spark["raw"][0].as_py() == b"xy"
+    assert [stamps[i] for i in range(10)] == [
+        datetime(2024, 5, 1, 12),
+        datetime(2024, 5, 1, 12),
+        datetime(2024, 5, 1, 11),
+        datetime(2024, 5, 1, 12),
+        datetime(2024, 5, 1, 12, 0, 0, 123000),
+        datetime(2024, 5, 1, 17, 30, 0, 500000),
+        datetime(2024, 5, 1, 23, 59, 59, 999000),
+        datetime(2024, 5, 1, 10),
+        datetime(2024, 5, 1, 12),
+        datetime(2024, 5, 1),
+    ]
+
+
+@pytest.mark.parametrize("schema", ["users", "transactions"])
+def test_both_engines_write_the_same_faker_events(
+    kafka_spark: Any, kafka_url: str, topics: MakeTopic, tmp_path: Path, schema: str
+) -> None:
+    from sluice.streaming.produce import produce_events
+
+    topic = topics(2)
+    produce_events(kafka_url.removeprefix("kafka://"), topic, schema, rate=0, count=400, seed=3)
+    declared = {
+        "users": '{user_id: int64, name: string, email: string, country: string, city: string, signup_ts: "timestamp[ms]"}',
+        "transactions": "{transaction_id: int64, user_id: int64, product_id: int64, amount: double, currency: string, "
+        'ts: "timestamp[ms]", status: string, channel: string, country: string}',
+    }[schema]
+    project = load(project_file(tmp_path / "project", kafka_url, topic, "", schema=declared, columns=TYPED_COLUMNS))
+    on_sluice, on_spark = run_both(project, LocalLake(tmp_path / "lake"), 400)
+    assert on_spark.num_rows == 400 and on_spark.schema == on_sluice.schema
+    assert on_spark.equals(on_sluice)

@@ -127,12 +127,17 @@ def commit_staged(
     *,
     commit: Mapping[str, Any],
     token: str | None = None,
+    schema: pa.Schema | None = None,
 ) -> LakeWrite:
     """Commit the Parquet parts an engine wrote under ``<folder>/v=<version>/`` as one micro-batch.
 
     Only ``*.parquet`` files count (Spark's ``_SUCCESS`` and ``.crc`` are ignored); rows and schema come
-    from their footers, without reading data. A ``token`` already committed last discards the parts and
-    adds nothing. Raises TerminalError when no part was written or the schemas do not unify.
+    from their footers, without reading data. ``schema``: the batch's schema as the engine means it, recorded in
+    the manifest instead of the footers' when the engine cannot write its types (Spark writes a timestamp without
+    a time zone in microseconds only): readers read the files through the manifest's schema, which casts them
+    (safely: a value the cast would change fails the read). A ``token`` already committed last discards the parts
+    and adds nothing. Raises TerminalError when no part was written, the footers' columns do not cast to
+    ``schema``, or the schemas do not unify.
     """
     version_folder = f"{folder}/{VERSION_PREFIX}{version}"
     previous = _previous(store, folder, location)
@@ -149,15 +154,21 @@ def commit_staged(
     parts_hash = xxhash.xxh3_128("".join(f"{name}\0{size}\n" for name, size in infos).encode()).hexdigest()
     if not names:
         raise TerminalError(f"lake output {location!r}: the staged batch {version_folder} holds no Parquet parts (*.parquet)")
-    rows, schema = 0, None
+    rows, found = 0, None
     for name in names:
         with store.fs.open_input_file(f"{version_folder}/{name}") as handle:
             meta = pq.ParquetFile(handle).metadata
             rows += meta.num_rows
-            schema = schema or meta.schema.to_arrow_schema()
-    assert schema is not None
+            found = found or meta.schema.to_arrow_schema()
+    assert found is not None
+    if schema is not None:
+        try:
+            found.empty_table().cast(schema)  # the same columns, in order, of types that cast
+        except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise TerminalError(f"lake output {location!r}: the staged parts' columns do not cast to {schema}: {exc}") from exc
     files = [f"{VERSION_PREFIX}{version}/{name}" for name in names]
-    manifest = _commit(store, folder, location, previous, (version, files, parts_hash), schema, rows, commit, token)
+    batch = (version, files, parts_hash)
+    manifest = _commit(store, folder, location, previous, batch, schema or found, rows, commit, token)
     return LakeWrite(location=location, rows=rows, content_hash=manifest.content_hash)
 
 
@@ -344,9 +355,9 @@ class VersionStaged(StagedAppend):
         self.uri = f"{uri.rstrip('/')}/{VERSION_PREFIX}{self.version}"
         store.fs.create_dir(f"{folder}/{VERSION_PREFIX}{self.version}", recursive=True)
 
-    def commit(self, *, commit: Mapping[str, Any], token: str | None = None) -> LakeWrite:
+    def commit(self, *, commit: Mapping[str, Any], token: str | None = None, schema: pa.Schema | None = None) -> LakeWrite:
         try:
-            return commit_staged(self.store, self.folder, self.location, self.version, commit=commit, token=token)
+            return commit_staged(self.store, self.folder, self.location, self.version, commit=commit, token=token, schema=schema)
         except BaseException:
             self.discard()
             raise

@@ -284,8 +284,10 @@ class StagedAppend(ABC):
     """Folder URI the engine writes Parquet parts into."""
 
     @abstractmethod
-    def commit(self, *, commit: Mapping[str, Any], token: str | None = None) -> LakeWrite:
-        """Append the staged parts with ``commit``, atomically (see :meth:`Lake.append`)."""
+    def commit(self, *, commit: Mapping[str, Any], token: str | None = None, schema: pa.Schema | None = None) -> LakeWrite:
+        """Append the staged parts with ``commit``, atomically (see :meth:`Lake.append`); ``schema``: the batch's
+        Arrow schema when the parts' own types differ from it but cast to it (Spark's microsecond timestamps for
+        declared milliseconds), recorded in the manifest and applied by every reader; None: the parts' footers'."""
 
     @abstractmethod
     def discard(self) -> None:

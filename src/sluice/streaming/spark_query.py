@@ -8,11 +8,14 @@ The query is the same job as Sluice's own micro-batcher, on Spark:
   :func:`sluice.transforms.spark_session.kafka_jars`) subscribed to the object's topics;
   ``maxOffsetsPerTrigger`` bounds a micro-batch (``streaming.max_batch_records``).
 - **Decoding**: ``from_json(CAST(value AS STRING), schema)``, the schema being the declared one (Spark needs
-  it: an ``engine: spark`` streaming object without ``schema:`` is refused); metadata columns named as in
+  it: an ``engine: spark`` streaming object without ``schema:`` is refused), with timestamp, date32 and binary
+  columns read as ``pyarrow.json`` reads them on the micro-batcher (:mod:`sluice.streaming.spark_types`: an
+  ISO-8601 timestamp with a UTC offset is converted to UTC, one without taken as written); metadata columns named as in
   :mod:`sluice.streaming.records`: ``_key`` (string), ``_headers`` (list<struct<key, value: binary>>),
   ``_timestamp`` (timestamp[ms, UTC]: the query's own session writes Parquet timestamps in milliseconds when
   ``_timestamp`` is asked for, no declared column is finer and there is no ``sql`` (whose DuckDB results on the
-  micro-batcher are in microseconds); else microseconds, same values),
+  micro-batcher are in microseconds); else microseconds, same values), declared timestamps in their declared unit
+  (without ``sql``: the commit's schema, :func:`written_schema`),
   ``_partition`` (int32), ``_offset`` (int64), ``_topic`` (string).
 - **SQL** (``streaming.sql``): DuckDB's dialect over the table ``batch``, translated to Spark SQL by sqlglot
   (:func:`sluice.transforms.spark_engine.spark_sql`), as for batch Spark objects.
@@ -39,7 +42,7 @@ The query is the same job as Sluice's own micro-batcher, on Spark:
   the good ones are written by Spark. At the query's first micro-batch the dead letters it sent for records the
   lake has not committed are read back (:mod:`sluice.streaming.sent_letters`), so a batch Spark replays after a
   crash between the dead letters and the lake's commit does not send them again. Known difference: Spark reads a
-  number or boolean where a string is declared as its text; the micro-batcher rejects it.
+  number or boolean where a string (or binary) is declared as its text; the micro-batcher rejects it.
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ from sluice.streaming.columns import Record
 from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
 from sluice.streaming.loop import compact_when_due
 from sluice.streaming.options import RecordSettings
-from sluice.streaming.records import Decoder, Rejected
+from sluice.streaming.records import METADATA_TYPES, Decoder, Rejected
 from sluice.streaming.sent_letters import COMMIT_KEY, SentLetters, crash_point, read_back
 from sluice.streaming.settings import CompactSettings
+from sluice.streaming.spark_types import json_schema, typed
 
 BATCH_VIEW = "batch"
 """The name a micro-batch goes by in the per-batch SQL (as on the micro-batcher)."""
@@ -81,9 +85,10 @@ BATCH_PREFIX = "spark:"
 """The lake commit's idempotency token is ``spark:<batch id>:<digest of the offsets it ends at>`` (the digest: a new
 query's batch 0, after a deleted checkpoint, is not taken for a replay of an older query's batch 0)."""
 
-CORRUPT, PARSED, BAD, SIZE = "_sluice_corrupt", "_sluice_parsed", "_sluice_bad", "_sluice_size"
-"""Working columns of a micro-batch (:func:`parsed`): ``from_json``'s corrupt-record text, the parsed struct, the
-record's rejection, the bytes of its value."""
+CORRUPT, JSON, PARSED, BAD, SIZE = "_sluice_corrupt", "_sluice_json", "_sluice_parsed", "_sluice_bad", "_sluice_size"
+"""Working columns of a micro-batch (:func:`parsed`): ``from_json``'s corrupt-record text, its struct
+(:func:`~sluice.streaming.spark_types.json_schema`), the declared columns in their types
+(:func:`~sluice.streaming.spark_types.typed`), the record's rejection, the bytes of its value."""
 SPARK_REASON = "does not fit the schema: Spark's from_json could not convert it"
 """The reason of a record Spark rejects and the micro-batcher's decoder accepts."""
 
@@ -161,17 +166,6 @@ def reach_lake(session: Any, lake: Lake, layer: str) -> None:
         hadoop.set(key, value)
 
 
-def spark_schema(schema: pa.Schema) -> Any:
-    """The Spark ``StructType`` of an Arrow schema (declared columns: ``timestamp[us]`` is TIMESTAMP_NTZ,
-    ``timestamp[us, tz=UTC]`` TIMESTAMP, as in DuckDB). Raises TerminalError for a type Spark lacks."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    try:
-        return from_arrow_schema(schema)
-    except Exception as exc:
-        raise TerminalError(f"schema: a declared type has no Spark equivalent ({exc}); declare another type") from exc
-
-
 def starting_offsets(lake: Lake, stream: SparkStream) -> str:
     """``startingOffsets`` of Spark's Kafka source: the lake's last commit's offsets (JSON, per topic and every
     partition, Spark's -2 (earliest) or -1 (latest) for one the lake has none of), or ``stream.start`` when
@@ -207,26 +201,41 @@ def millisecond_timestamps(stream: SparkStream) -> bool:
     return "_timestamp" in stream.columns and not finer and not stream.sql  # after sql, DuckDB's results are in us
 
 
+def written_schema(stream: SparkStream) -> pa.Schema | None:
+    """The Arrow schema the micro-batcher writes for ``stream`` without ``sql``: the declared columns, then the
+    metadata columns (:data:`~sluice.streaming.records.METADATA_TYPES`). Spark writes a declared ``timestamp[s]``,
+    ``[ms]`` or ``[ns]`` column in microseconds (its one unit for a timestamp without a time zone), so a batch is
+    committed with this schema (:meth:`~sluice.lake.base.StagedAppend.commit`) and read in the declared unit, the
+    values being exact in it (:mod:`sluice.streaming.spark_types` takes no more fraction digits than the unit
+    holds). None with ``sql``: its result's types are Spark's (DuckDB's on the micro-batcher may differ)."""
+    if stream.sql:
+        return None
+    return pa.schema([*stream.schema, *(pa.field(name, METADATA_TYPES[name]) for name in stream.columns)])
+
+
 def parsed(raw: Any, stream: SparkStream) -> Any:
     """The Kafka source's DataFrame with the value parsed once: its columns (``value`` kept only for rejected
-    records, the dead letters' bytes), :data:`SIZE` (bytes of the value), :data:`PARSED` (the ``from_json``
-    struct, the declared columns plus :data:`CORRUPT`) and :data:`BAD` (true: the record goes to the dead letters).
+    records, the dead letters' bytes), :data:`SIZE` (bytes of the value), :data:`PARSED` (a struct of the declared
+    columns in their types: ``from_json`` then :func:`~sluice.streaming.spark_types.typed`) and :data:`BAD` (true:
+    the record goes to the dead letters).
 
     A record is rejected, as on the micro-batcher (:mod:`sluice.streaming.records`), when its value is missing
     (a tombstone), is not JSON, is not one JSON object, has something after the object, or has a value that does
     not convert to its declared type (``from_json`` in PERMISSIVE mode puts such records' text in
-    :data:`CORRUPT`: Spark's ``columnNameOfCorruptRecord``)."""
+    :data:`CORRUPT`: Spark's ``columnNameOfCorruptRecord``; timestamps, dates and binaries are converted with the
+    micro-batcher's rules by :mod:`sluice.streaming.spark_types`, a value they refuse is a misfit)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType
 
-    schema = spark_schema(stream.schema).add(CORRUPT, StringType())
+    schema = json_schema(stream.schema).add(CORRUPT, StringType())
     text = F.col("value").cast("string")
     value = F.from_json(text, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
     ends = F.expr("endswith(TRIM(TRAILING ' \\t\\r\\n' FROM CAST(value AS STRING)), '}')")
     kept = [name for name in raw.columns if name != "value"]
-    step = raw.select(*kept, "value", F.length("value").alias(SIZE), value.alias(PARSED), ends.alias("_sluice_ends"))
-    bad = F.col("value").isNull() | F.col(PARSED).isNull() | F.col(PARSED)[CORRUPT].isNotNull() | ~F.col("_sluice_ends")
-    step = step.select(*kept, SIZE, PARSED, bad.alias(BAD), "value")
+    step = raw.select(*kept, "value", F.length("value").alias(SIZE), value.alias(JSON), ends.alias("_sluice_ends"))
+    columns, misfit = typed(F.col(JSON), stream.schema)
+    bad = F.col("value").isNull() | F.col(JSON).isNull() | F.col(JSON)[CORRUPT].isNotNull() | ~F.col("_sluice_ends")
+    step = step.select(*kept, SIZE, F.struct(*columns).alias(PARSED), (bad | misfit).alias(BAD), "value")
     return step.select(*kept, SIZE, PARSED, BAD, F.when(F.col(BAD), F.col("value")).alias("value"))
 
 
@@ -346,6 +355,7 @@ def batch_writer(
     from sluice.transforms.spark_engine import spark_errors, spark_sql
 
     sql = spark_sql(stream.sql, [BATCH_VIEW]) if stream.sql else None
+    schema = written_schema(stream)
     settings = RecordSettings(dead_letter=stream.dead_letter)
     dead = DeadLetterProducer(stream.servers)
     sent: list[SentLetters] = []  # read back at the query's first micro-batch
@@ -388,7 +398,7 @@ def batch_writer(
             record = {"engine": "spark", "batch": batch_id, "offsets": covered.offsets, "at": time.time()}
             record |= {"records": covered.records, COMMIT_KEY: sent[0].commit_record()}
             crash_point(covered.rejected)
-            done = staged.commit(commit=record, token=token_of(batch_id, covered))
+            done = staged.commit(commit=record, token=token_of(batch_id, covered), schema=schema)
             compact_when_due(lake, stream.layer, stream.name, stream.compact, batch_id + 1)
             if committed is not None:
                 took = time.monotonic() - started
