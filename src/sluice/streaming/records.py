@@ -146,12 +146,14 @@ class Decoder:
     """Decodes lists of messages of one stream into record batches, keeping an inferred schema stable.
 
     ``known`` is the value schema learnt by an earlier decoder (saved with a streaming object's state), so a
-    restart keeps the same columns. Not thread-safe: one decoder per stream.
+    restart keeps the same columns; ``declared``, a declared schema already in Arrow types (``engine: spark``'s),
+    instead of ``settings.schema``. Not thread-safe: one decoder per stream.
     """
 
-    def __init__(self, settings: RecordSettings, known: pa.Schema | None = None) -> None:
+    def __init__(self, settings: RecordSettings, known: pa.Schema | None = None, *, declared: pa.Schema | None = None) -> None:
         self.settings = settings
-        self.declared = settings.declared_schema()
+        self.declared = declared if declared is not None else settings.declared_schema()
+        self._declared = self.declared is not None  # by the user: misfits say "declared", check_declared guards
         self._known: pa.Schema | None = self.declared if self.declared is not None else known
         self._metadata = [(name, METADATA_TYPES[name]) for name in settings.columns]
 
@@ -202,7 +204,7 @@ class Decoder:
         wrong, and dead-lettering every record would lose them all. Names the column most of them fail on, its type
         and a value seen. Nothing when the schema is inferred."""
         total = decoded.batch.num_rows + len(decoded.rejected)
-        if self.settings.schema is None or decoded.batch.num_rows or total < MISFIT_GUARD_MIN:
+        if not self._declared or decoded.batch.num_rows or total < MISFIT_GUARD_MIN:
             return
         misfits = [r.misfit for r in decoded.rejected if r.misfit is not None and r.misfit.declared]
         if len(misfits) * 2 <= total:
@@ -297,7 +299,7 @@ class Decoder:
         kind = _KINDS.get(type(found), type(found).__name__)
         written = (self.settings.schema or {}).get(names[0])  # the type as the user wrote it (date32, not date32[day])
         type_ = written if written is not None else str(schema.field(names[0]).type)
-        return Misfit(names[0], type_, shown, kind, written is not None)
+        return Misfit(names[0], type_, shown, kind, self._declared)
 
     def _widen_from(self, data: bytes) -> None:
         """Learn the types ``data`` has on its own, when they widen the known schema (int64 to double, say)."""

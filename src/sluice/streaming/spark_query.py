@@ -295,8 +295,7 @@ def rejected_records(frame: Any, stream: SparkStream) -> tuple[list[Record], lis
         )
         for row in sorted(rows, key=lambda r: (r["topic"], r["partition"], r["offset"]))
     ]
-    decoder = Decoder(RecordSettings(), known=stream.schema)
-    decoder.freeze()  # the declared schema: unknown fields ignored, values that do not fit rejected
+    decoder = Decoder(RecordSettings(), declared=stream.schema)  # unknown fields ignored, values that do not fit rejected
     reasons = {item.index: item.reason for item in decoder.decode(records).rejected}
     return records, [Rejected(index, reasons.get(index, SPARK_REASON)) for index in range(len(records))]
 
