@@ -65,8 +65,8 @@ def faker(
 ) -> None:
     """Seeded fake users, transactions or products as JSON records (~200 bytes), keyed by their id.
 
-    Ids continue after the records the topic already holds (see --id-start): two runs into one topic never give
-    two records the same id.
+    Ids continue after the records the topic already holds (see --id-start): runs one after another into one
+    topic never give two records the same id.
 
     Progress goes to stderr every 5 s; the final count to stdout. Ctrl-C stops after the records sent so far are
     acknowledged.
