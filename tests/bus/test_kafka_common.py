@@ -32,7 +32,9 @@ def test_a_stream_whose_broker_is_away_says_so_instead_of_lag_0() -> None:
     status = StreamStatus(1, "tx")
     status.set_lag({("t", 0): 0})
     status.set_unreachable("Kafka at 127.0.0.1:1 unreachable since 06:12:29")
-    assert status.progress_line() == "tx: starting, Kafka at 127.0.0.1:1 unreachable since 06:12:29, retrying; last no batch yet"
+    assert status.progress_line() == (
+        "tx: starting, Kafka at 127.0.0.1:1 unreachable since 06:12:29, retrying; last batch not known yet"
+    )
     assert status.snapshot()["unreachable"] == "Kafka at 127.0.0.1:1 unreachable since 06:12:29"
     status.set_unreachable(None)
     assert "lag 0" in status.progress_line()

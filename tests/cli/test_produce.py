@@ -56,6 +56,22 @@ def test_writes_the_count_with_the_malformed_share_and_the_same_records_for_the_
     assert set(good) >= {"transaction_id", "user_id", "product_id", "amount", "currency", "ts", "status"}
 
 
+def test_a_second_run_into_the_same_topic_repeats_no_id_and_id_start_sets_the_first(kafka_url: str, topics: list[str]) -> None:
+    """dataflow360's "latest per id" merged unrelated transactions: every run numbered its ids from 1."""
+    args = ["--schema", "transactions", "--rate", "0", "--count", "500", "--topic", topics[0], "--bootstrap", kafka_url]
+    for seed in ("7", "7", "8"):  # the same seed twice: same records but for their ids
+        done = sluice("produce", "faker", *args, "--seed", seed)
+        assert done.returncode == 0, done.stderr
+    messages = read_topic(kafka_url, topics[0], 1500)
+    assert sorted(int(m.key()) for m in messages) == list(range(1, 1501))  # run 2 from 501, run 3 from 1001
+    ids = [json.loads(m.value())["transaction_id"] for m in messages]
+    assert sorted(ids) == list(range(1, 1501))
+    again = sluice("produce", "faker", *args, "--seed", "7", "--id-start", "1", "--topic", topics[1])
+    assert again.returncode == 0, again.stderr
+    assert sorted(int(m.key()) for m in read_topic(kafka_url, topics[1], 500)) == list(range(1, 501))
+    assert "--id-start" in sluice("produce", "faker", "--help").stdout
+
+
 def _is_json(value: bytes) -> bool:
     try:
         json.loads(value)

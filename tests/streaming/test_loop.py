@@ -108,8 +108,18 @@ def test_a_restart_resumes_from_the_lake_offsets_not_the_group(tmp_path: Path, k
     produce(kafka_url, topic, range(1000), partitions=2)
     project = load_project(write_project(tmp_path / "p", kafka_url, topic))
     run_stream(project, 1001, until=drained(1000))
+    first = open_lake(project).last_commit("raw", "events")
+    assert first is not None
     produce(kafka_url, topic, range(1000, 1500), partitions=2)
-    again = run_stream(project, 1001, until=drained(500))
+    shown: list[str] = []
+
+    def until(s: StreamStatus) -> bool:  # asked first right after the start, before the first new micro-batch
+        if not shown:
+            shown.append(s.progress_line())
+        return drained(500)(s)
+
+    again = run_stream(project, 1001, until=until)
+    assert f", batch {first['batch']} ({first['rows']:,} rows) at " in shown[0]  # the lake's, not "no batch yet"
     assert again.records == 500
     ids = open_lake(project).read("raw/events").read_all().column("id").to_pylist()
     assert sorted(ids) == list(range(1500))
@@ -262,6 +272,31 @@ def test_a_window_time_column_that_never_holds_a_time_stops_the_object(tmp_path:
         run_stream(project, 1001, until=drained(20))
 
 
+def test_a_declared_type_that_fits_no_record_stops_the_object_and_commits_nothing(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic
+) -> None:
+    """A user's trial: ``schema: {id: string}`` over integer ids dead-lettered every record, reported running and
+    exited 0, its offsets past them. Now it stops at the first micro-batch, and once the schema is fixed nothing was
+    lost: every record is in the lake and none was dead-lettered."""
+    topic = topics()
+    produce(kafka_url, topic, range(50), malformed=[b"{oops"])
+    wrong = {"schema": {"id": "string", "amount": "float64"}}
+    batches = {"trigger": {"interval": "10s", "records": 51}}  # one micro-batch of all 51
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, source=wrong, streaming=batches))
+    message = r"object 1001 \(events\): none of the 51 records of a micro-batch fits the declared schema: column 'id' is "
+    with pytest.raises(TerminalError, match=message + r"declared string but the record has 0 \(an integer\); declare a"):
+        run_stream(project, 1001, until=drained(51))
+    lake = open_lake(project)
+    assert lake.last_commit("raw", "events") is None  # nothing committed: the offsets did not move past the records
+    right = {"schema": {"id": "int64", "amount": "float64"}}
+    project = load_project(write_project(tmp_path / "p", kafka_url, topic, source=right, streaming=batches))
+    status = run_stream(project, 1001, until=drained(51))
+    assert sorted(lake.read("raw/events").read_all().column("id").to_pylist()) == list(range(50))
+    assert status.dead_letters == 1  # the malformed record only
+    letters = read_topic(kafka_url, f"{topic}.dead-letter", 2)
+    assert [m.value() for m in letters] == [b"{oops"]
+
+
 def test_downstream_batch_objects_read_what_was_committed(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
     topic = topics()
     child = {"id": 2001, "name": "per_user", "parents": [1001], "sql": "SELECT count(*) AS n FROM events"}
@@ -335,6 +370,30 @@ def test_status_snapshot_reports_rates_lag_and_the_last_batch() -> None:
     assert snap["records"] == 12 and snap["dead_letters"] == 2 and snap["late_records"] == 1
     assert snap["lag"] == [{"topic": "t", "partition": 0, "records": 5}, {"topic": "t", "partition": 1, "records": 0}]
     assert snap["last_batch"]["batch"] == 1 and snap["last_batch"]["rows"] == 10
+
+
+def test_the_rate_is_that_of_recent_batches_zero_when_idle_and_none_once_stopped() -> None:
+    from sluice.streaming.status import BatchInfo
+
+    status = StreamStatus(7, "events")
+    assert status.progress_line().endswith(", last batch not known yet")  # before the lake's last commit is read
+    status.resumed({"batch": 78, "at": 1000.0, "rows": 40, "records": 41})
+    assert status.last_batch is not None and status.last_batch.batch == 78 and status.rates() == (0.0, 0.0)
+    status.set_state("running")
+    now = time.time()
+    status.committed(BatchInfo(79, now, 1000, 1000, 100_000, 1.0), dead_letters=0, late=0)
+    assert status.rates(now)[0] == pytest.approx(1000.0)
+    assert status.progress_line().startswith("events: running, ") and " 0 records/s" not in status.progress_line()
+    status.set_idle()  # the loop found nothing more to read
+    assert status.rates(now) == (0.0, 0.0) and " 0 records/s" in status.progress_line()
+    status.committed(BatchInfo(80, now + 1, 500, 500, 50_000, 1.0), dead_letters=0, late=0)
+    assert status.rates(now + 1)[0] > 0
+    status.set_state("stopped")
+    assert status.rates() == (0.0, 0.0) and "records/s" not in status.progress_line()
+    assert status.progress_line().startswith("events: stopped, lag 0, batch 80 (500 rows) at ")
+    fresh = StreamStatus(8, "other")
+    fresh.resumed(None)
+    assert fresh.progress_line().endswith(", no batch committed yet")
 
 
 def test_one_streaming_object_reads_several_topics(tmp_path: Path, kafka_url: str, topics: MakeTopic) -> None:
@@ -525,12 +584,18 @@ def own_s3(tmp_path: Path, s3_url: str) -> Iterator[OwnS3]:  # s3_url: versitygw
         server.stop()
 
 
-@pytest.mark.s3
-def test_a_stopped_s3_server_is_waited_for_and_the_stream_goes_on_once_it_is_back(
-    tmp_path: Path, kafka_url: str, topics: MakeTopic, own_s3: OwnS3, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's backoff from 0.05 s up to 0.2 s: an outage a test ends is noticed at once."""
     monkeypatch.setattr(loop, "BACKOFF_FIRST_S", 0.05, raising=False)
     monkeypatch.setattr(loop, "BACKOFF_CAP_S", 0.2, raising=False)
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("quick_backoff")
+def test_a_stopped_s3_server_is_waited_for_and_the_stream_goes_on_once_it_is_back(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic, own_s3: OwnS3
+) -> None:
     topic = topics()
     produce(kafka_url, topic, range(100))
     lake_option = {"type": "s3", "url": "s3://streams/lake", "connection": "lake_s3", "_s3": own_s3.url}
@@ -571,11 +636,146 @@ def test_the_progress_line_says_an_error_once_not_at_every_line() -> None:
     status.set_state("lake_unreachable", "lake unreachable since 06:12:29: lake (s3): s3://b/raw: Connection refused")
     assert status.progress_line() == (
         "events: lake unreachable since 06:12:29 (lake (s3): s3://b/raw: Connection refused), retrying, position held; "
-        "last no batch yet"
+        "last batch not known yet"
     )
-    assert status.progress_line() == "events: lake unreachable since 06:12:29, retrying, position held; last no batch yet"
+    assert status.progress_line() == "events: lake unreachable since 06:12:29, retrying, position held; last batch not known yet"
     status.set_state("failed", "TerminalError: bad schema")
     assert status.progress_line().startswith("events: failed (TerminalError: bad schema), ")
     assert status.progress_line().startswith("events: failed, ") and "bad schema" not in status.progress_line()
     status.set_state("failed", "TerminalError: another")  # a new error is said again
     assert "(TerminalError: another)" in status.progress_line()
+
+
+class Forwarder:
+    """A TCP forwarder from a free loopback port to the test broker, started when asked: a broker that is not
+    there yet when the stream starts (its metadata then names the real broker, which the client reaches itself)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.server: socket.socket | None = None
+        self.sockets: list[socket.socket] = []
+
+    def start(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def _accept(self, server: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = server.accept()
+                self.sockets.append(client)
+                upstream = socket.create_connection(self.target)
+                self.sockets.append(upstream)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for connection in self.sockets:
+            connection.close()
+
+
+def _late_broker_project(tmp_path: Path, kafka_url: str, topic: str, port: int) -> Any:
+    path = write_project(tmp_path / "p", kafka_url, topic)
+    host = kafka_url.split("://", 1)[1].split("?")[0].split("/")[0]
+    path.write_text(path.read_text().replace(host, f"127.0.0.1:{port}"))
+    return load_project(path)
+
+
+@pytest.mark.usefixtures("quick_backoff")
+def test_a_broker_not_there_yet_at_start_is_waited_for_and_streaming_begins_once_it_is(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic
+) -> None:
+    """A service started before Kafka (boot order) failed after ~10 s; now it waits, saying so, like mid-stream."""
+    topic = topics()
+    produce(kafka_url, topic, range(100))
+    host, port = kafka_url.split("://", 1)[1].split("?")[0].split("/")[0].rsplit(":", 1)
+    broker = Forwarder((host, int(port)))
+    project = _late_broker_project(tmp_path, kafka_url, topic, broker.port)
+    status = StreamStatus(1001, "events")
+    seen: list[str] = []
+
+    def bring_up() -> None:
+        for _ in range(1200):
+            if status.unreachable is not None:
+                seen.append(status.progress_line())
+                seen.append(str(status.snapshot()["unreachable"]))
+                broker.start()
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=bring_up, daemon=True)
+    watcher.start()
+    try:
+        final = run_stream(project, 1001, until=drained(100), status=status)
+    finally:
+        watcher.join()
+        broker.stop()
+    assert (final.state, final.error, final.records, final.unreachable) == ("stopped", None, 100, None)
+    assert len(seen) == 2 and seen[0].startswith(f"events: starting, Kafka at 127.0.0.1:{broker.port} unreachable since ")
+    assert seen[0].endswith(", retrying; no batch committed yet")  # the lake was read: it has none
+    assert seen[1].startswith(f"Kafka at 127.0.0.1:{broker.port} unreachable since ")
+    assert sorted(open_lake(project).read("raw/events").read_all().column("id").to_pylist()) == list(range(100))
+
+
+def test_a_stop_while_waiting_for_the_broker_at_start_ends_the_object_at_once(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic
+) -> None:
+    topic = topics()
+    nowhere = Forwarder(("127.0.0.1", 1))  # never started: nothing listens on its port
+    project = _late_broker_project(tmp_path, kafka_url, topic, nowhere.port)
+    batcher = MicroBatcher(project, project.objects[1001], open_lake(project))
+    done: list[StreamStatus] = []
+    thread = threading.Thread(target=lambda: done.append(batcher.run()), daemon=True)
+    thread.start()
+    for _ in range(600):
+        if batcher.status.unreachable is not None:
+            break
+        time.sleep(0.05)
+    assert batcher.status.state == "starting" and batcher.status.unreachable is not None
+    batcher.stop()
+    thread.join(10)  # the wait is cut within a second or so, not after the 10 s metadata request
+    assert not thread.is_alive() and done[0].state == "stopped"
+    assert done[0].error is not None and "stopped while Kafka at 127.0.0.1" in done[0].error
+
+
+def test_sluice_stream_waits_for_a_broker_that_is_not_there_and_sigterm_ends_it_cleanly(
+    tmp_path: Path, kafka_url: str, topics: MakeTopic
+) -> None:
+    import signal
+    import sys
+
+    nowhere = Forwarder(("127.0.0.1", 1))  # never started
+    project = _late_broker_project(tmp_path, kafka_url, topics(), nowhere.port)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "stream", str(project.source_file)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert child.stderr is not None
+    lines: list[str] = []
+    for line in child.stderr:  # a progress line every 2 s; the object fails after ~10 s without the wait
+        lines.append(line)
+        if "unreachable since" in line and line.startswith("events: "):
+            break
+    child.send_signal(signal.SIGTERM)
+    child.wait(timeout=60)
+    text = "".join(lines) + child.stderr.read()
+    child.stderr.close()
+    assert child.returncode == 0, text
+    assert "events: starting, Kafka at 127.0.0.1:" in text and "retrying; no batch committed yet" in text
+    assert "events: failed" not in text and "error:" not in text and "scripts/servers" not in text

@@ -9,8 +9,9 @@ import msgspec
 import pyarrow as pa
 import pytest
 
+from sluice.errors import TerminalError
 from sluice.streaming import records as records_module
-from sluice.streaming.records import METADATA_TYPES, Decoder, Record, RecordSettings
+from sluice.streaming.records import METADATA_TYPES, MISFIT_GUARD_MIN, Decoder, Record, RecordSettings
 
 DECLARED = {"id": "int64", "amount": "float64", "name": "string"}
 
@@ -85,6 +86,39 @@ def test_a_value_that_does_not_fit_a_declared_type_is_rejected_alone() -> None:
     assert [r.index for r in decoded.rejected] == [37, 80]
     assert "does not fit the schema" in decoded.rejected[0].reason and "amount" in decoded.rejected[0].reason
     assert decoded.batch.column("id").to_pylist() == [i for i in range(100) if i not in (37, 80)]
+
+
+def test_a_misfit_reason_names_the_column_its_declared_type_and_the_value() -> None:
+    settings = RecordSettings(schema={"user_id": "string", "ts": "date32", "amount": "decimal(10,2)"})
+    decoded = Decoder(settings).decode(
+        objects({"user_id": 7}, {"ts": "2024-01-01T00:00:00.001Z"}, {"amount": "abc"}, {"user_id": "u", "ts": 19000})
+    )
+    assert [r.reason for r in decoded.rejected] == [
+        "does not fit the schema: column 'user_id' is declared string but the record has 7 (an integer)",
+        "does not fit the schema: column 'ts' is declared date32 but the record has \"2024-01-01T00:00:00.001Z\" (text)",
+        "does not fit the schema: column 'amount' is declared decimal(10,2) but the record has \"abc\" (text)",
+    ]
+    inferred = Decoder(RecordSettings())
+    inferred.decode(objects({"n": 1}))
+    [rejected] = inferred.decode(objects({"n": "many"})).rejected
+    assert rejected.reason == (
+        "does not fit the schema: column 'n' had int64 in earlier records but the record has \"many\" (text)"
+    )
+
+
+def test_a_declared_type_that_fits_no_record_of_a_batch_is_an_error_not_dead_letters() -> None:
+    decoder = Decoder(RecordSettings(schema={"user_id": "string", "n": "int64"}))
+    wrong = decoder.decode(objects(*({"user_id": i, "n": i} for i in range(MISFIT_GUARD_MIN))))
+    with pytest.raises(TerminalError, match=r"^object 1 \(t\): none of the 20 records .* column 'user_id' is declared string"):
+        decoder.check_declared(wrong, "object 1 (t)")
+    decoder.check_declared(decoder.decode(objects(*({"user_id": i} for i in range(MISFIT_GUARD_MIN - 1)))), "o")  # too few
+    mixed = [{"user_id": i} for i in range(30)] + [{"user_id": "ok"}]
+    decoder.check_declared(decoder.decode(objects(*mixed)), "o")  # one record fits: the data is mixed, dead letters
+    garbage = records(*[b"{oops"] * 30)
+    decoder.check_declared(decoder.decode(garbage), "o")  # not JSON: the producer's fault, dead letters
+    free = Decoder(RecordSettings())
+    free.decode(objects({"user_id": "u"}))
+    free.check_declared(free.decode(objects(*({"user_id": i} for i in range(30)))), "o")  # inferred: no guard
 
 
 def test_an_inferred_schema_is_kept_across_batches_and_widened_when_it_can_be() -> None:

@@ -137,8 +137,9 @@ def test_both_engines_dead_letter_the_same_records_and_write_the_same_rows(
     letters: dict[bytes, list[tuple[Any, ...]]] = {}
     for message in read_topic(kafka_url, f"{topic}.dead-letter", 2 * len(MALFORMED)):
         headers = message.headers()
-        origin = dict(headers).pop("sluice.errors.object")
-        rest = [(k, v) for k, v in headers if k != "sluice.errors.object"]
+        origin, stream = dict(headers)["sluice.errors.object"], dict(headers)["sluice.errors.stream"]
+        assert stream.startswith(b"project %s, %s, lake " % (project.name.encode(), origin))  # each its own stream
+        rest = [(k, v) for k, v in headers if k not in ("sluice.errors.object", "sluice.errors.stream")]
         letters.setdefault(origin, []).append((message.key(), message.value(), rest))
     assert set(letters) == {b"object 1001 (on_sluice)", b"object 1002 (on_spark)"}
     assert sorted(letters[b"object 1002 (on_spark)"]) == sorted(letters[b"object 1001 (on_sluice)"])

@@ -104,7 +104,7 @@ def quiet(bootstrap: str, config: dict[str, Any]) -> dict[str, Any]:
     return {**Reachability(bootstrap).config(), **config}
 
 
-HINT = "start one with scripts/servers/kafka.sh start, or point 'bus:' / --bus at a running broker"
+HINT = "start the broker, or point 'bus:' / --bus at a running one"
 """Appended to the errors that say Kafka cannot be reached."""
 
 T = TypeVar("T")

@@ -43,6 +43,12 @@ def produce() -> None:
     show_default=True,
     help="Event time of the first record (ISO 8601, or 'now'); later ones follow at the rate (1 ms apart at rate 0).",
 )
+@click.option(
+    "--id-start",
+    type=click.IntRange(min=1),
+    help="First id. Default: one past the records the topic holds (the sum of its partitions' end offsets), so a "
+    "run after another into the same topic repeats no id; --id-start 1 with the same --seed repeats a run's records.",
+)
 def faker(
     schema: str,
     topic: str,
@@ -55,19 +61,24 @@ def faker(
     project_path: str,
     partitions: int,
     start: str,
+    id_start: int | None,
 ) -> None:
     """Seeded fake users, transactions or products as JSON records (~200 bytes), keyed by their id.
+
+    Ids continue after the records the topic already holds (see --id-start): runs one after another into one
+    topic never give two records the same id.
 
     Progress goes to stderr every 5 s; the final count to stdout. Ctrl-C stops after the records sent so far are
     acknowledged.
     """
-    from sluice.streaming.produce import parse_rate, produce_events
+    from sluice.streaming.produce import next_id, parse_rate, produce_events
 
     try:
         per_second = parse_rate(rate)
         first_time = _start_time(start)
         servers = _servers(bootstrap, connection, project_path)
         _ensure_topic(servers, topic, partitions)
+        first_id = id_start if id_start is not None else next_id(servers, topic)
     except (ValueError, SluiceError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
@@ -83,6 +94,7 @@ def faker(
             seed=seed,
             malformed=malformed,
             start=first_time,
+            first_id=first_id,
             stop=stop,
             progress=lambda n, s: click.echo(f"produced {n:,} records in {s:.0f} s ({n / s:,.0f} records/s)", err=True),
         )

@@ -19,7 +19,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,16 @@ class StreamConsumer:
     Raises TerminalError when a topic does not exist, TransientError when the broker cannot be reached.
     """
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], group: str, offsets: Offsets, *, start: str = "earliest") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group: str,
+        offsets: Offsets,
+        *,
+        start: str = "earliest",
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.bootstrap, self.group = bootstrap, group
         self.reach = Reachability(bootstrap, log)  # librdkafka's lines and errors: one line per outage every 10 s
         self._probed = 0.0
@@ -78,22 +87,30 @@ class StreamConsumer:
                 "reconnect.backoff.max.ms": 1000,
             }
         )
-        self.partitions = self._partitions(topics)
+        try:
+            self.partitions = self._partitions(topics, stopping)
+        except BaseException:
+            self.consumer.close()
+            raise
         begin = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         self._assignment = [TopicPartition(t, p) for t, parts in self.partitions.items() for p in parts]
         self.consumer.assign(
             [TopicPartition(t, p, offsets.get(t, {}).get(p, begin)) for t, parts in self.partitions.items() for p in parts]
         )
 
-    def _partitions(self, topics: Sequence[str]) -> dict[str, list[int]]:
+    def _partitions(self, topics: Sequence[str], stopping: Callable[[], bool]) -> dict[str, list[int]]:
+        """The partitions of each topic. Asks for up to :data:`REQUEST_TIMEOUT_S` seconds, a second at a time so that
+        ``stopping()`` is seen within one; TransientError when the broker did not answer."""
         deadline = time.monotonic() + REQUEST_TIMEOUT_S
         while True:
             try:
-                meta = self.consumer.list_topics(timeout=REQUEST_TIMEOUT_S)
+                meta = self.consumer.list_topics(timeout=1.0)
             except KafkaException as exc:
+                if time.monotonic() < deadline and not stopping():
+                    continue
                 raise TransientError(
-                    f"Kafka at {self.bootstrap} cannot be reached ({exc}); check the source's kafka:// connection "
-                    "(or start the test broker: scripts/servers/kafka.sh start)"
+                    f"Kafka at {self.bootstrap} cannot be reached ({exc}); check that the broker is running and the "
+                    "source's kafka:// connection"
                 ) from exc
             found: dict[str, list[int]] = {}
             missing = []

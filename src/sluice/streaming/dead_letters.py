@@ -11,12 +11,14 @@ Kafka Connect's dead-letter queue context headers (``__connect.errors.topic``...
 ``sluice.errors.partition``  its partition (decimal text)
 ``sluice.errors.offset``   its offset (decimal text)
 ``sluice.errors.object``   the object that rejected it (``object 1001 (orders)``), when sent by :func:`send_dead_letters`
+``sluice.errors.stream``   which stream sent it: project, object and lake output
+                           (``project shop, object 1001 (orders), lake /srv/lake/raw/orders``), from a streaming object
 =========================  ===========================================
 
-Objects reading one topic share its dead-letter topic: the last header tells whose dead letter it is. The
-topic, partition, offset and object headers are a dead letter's identity: a streaming object reads back on start
-those it sent for records the lake has not committed and does not send them again
-(:mod:`sluice.streaming.sent_letters`).
+Objects reading one topic share its dead-letter topic (those of several projects too): the object and stream
+headers tell whose dead letter it is. The topic, partition, offset and stream headers are a dead letter's identity:
+a streaming object reads back on start those it sent for records whose micro-batch the lake has not committed and
+does not send them again (:mod:`sluice.streaming.sent_letters`).
 
 Sluice's own bus has its own dead letters (:mod:`sluice.bus.dead_letter`, a JSON envelope on
 ``sluice.dead-letters``); these are for users' topics, where tools that read a dead-letter queue expect the record
@@ -46,12 +48,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluice.streaming.dead_letters")
 
-REASON, TOPIC, PARTITION, OFFSET, OBJECT = (
+REASON, TOPIC, PARTITION, OFFSET, OBJECT, STREAM = (
     "sluice.errors.reason",
     "sluice.errors.topic",
     "sluice.errors.partition",
     "sluice.errors.offset",
     "sluice.errors.object",
+    "sluice.errors.stream",
 )
 FLUSH_TIMEOUT_S = 30.0
 """How long :func:`send_dead_letters` waits for the broker to acknowledge the dead letters, in seconds."""
@@ -60,9 +63,13 @@ DeadLetter = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 """``(key, value, headers)`` of one dead letter, as ``Producer.produce`` takes them."""
 
 
-def dead_letters(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], origin: str | None = None) -> list[DeadLetter]:
+def dead_letters(
+    messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], origin: str | None = None, stream: str | None = None
+) -> list[DeadLetter]:
     """The ``(key, value, headers)`` of the dead letter of each rejected record (``rejected`` index ``messages``);
-    ``origin`` (the rejecting object) goes in the ``sluice.errors.object`` header when given."""
+    ``origin`` (the rejecting object) goes in the ``sluice.errors.object`` header and ``stream`` (its
+    :attr:`SentLetters.stream <sluice.streaming.sent_letters.SentLetters.stream>`) in ``sluice.errors.stream``, when
+    given."""
     letters: list[DeadLetter] = []
     for reject in rejected:
         message = messages[reject.index]
@@ -75,6 +82,8 @@ def dead_letters(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected],
         ]
         if origin is not None:
             headers.append((OBJECT, origin.encode("utf-8")))
+        if stream is not None:
+            headers.append((STREAM, stream.encode("utf-8")))
         letters.append((message.key(), message.value(), headers))
     return letters
 
@@ -86,31 +95,31 @@ def send_dead_letters(
     rejected: Sequence[Rejected],
     where: str,
     acknowledged: Callable[[str, int, int], None] | None = None,
+    stream: str | None = None,
 ) -> None:
     """Write the dead letters of ``rejected`` to ``topic`` with ``producer`` (a ``confluent_kafka.Producer``) and wait
     until the broker has them all, so the caller may then commit the offsets of the originals.
 
     ``where`` names the reader in the log lines (``object 1001 (orders)``); ``acknowledged(topic, partition,
-    offset)`` is told where each dead letter landed. Raises TransientError when a dead letter was not delivered
-    within :data:`FLUSH_TIMEOUT_S` (the read is retried and reads the originals again, so a dead letter may be
-    written twice, never lost, unless the caller leaves out those it already sent:
+    offset)`` is told where each dead letter landed; ``stream`` goes in the ``sluice.errors.stream`` header. One
+    warning line per call: the count and the first record's place and reason. Raises TransientError when a dead
+    letter was not delivered within :data:`FLUSH_TIMEOUT_S` (the read is retried and reads the originals again, so a
+    dead letter may be written twice, never lost, unless the caller leaves out those it already sent:
     :class:`~sluice.streaming.sent_letters.SentLetters`).
     """
     if not rejected:
         return
-    for reject in rejected[:5]:
-        message = messages[reject.index]
-        log.warning(
-            "%s: dead-lettering the record at partition %s offset %s of %s to %s: %s",
-            where,
-            message.partition(),
-            message.offset(),
-            message.topic(),
-            topic,
-            reject.reason,
-        )
-    if len(rejected) > 5:
-        log.warning("%s: %d more records dead-lettered to %s", where, len(rejected) - 5, topic)
+    first = messages[rejected[0].index]
+    log.warning(
+        "%s: %d records dead-lettered to %s; the first, at partition %s offset %s of %s: %s",
+        where,
+        len(rejected),
+        topic,
+        first.partition(),
+        first.offset(),
+        first.topic(),
+        rejected[0].reason,
+    )
     failures: list[str] = []
 
     def delivered(error: Any, message: Any) -> None:
@@ -119,7 +128,7 @@ def send_dead_letters(
         elif acknowledged is not None:
             acknowledged(message.topic(), message.partition(), message.offset())
 
-    for key, value, headers in dead_letters(messages, rejected, where):
+    for key, value, headers in dead_letters(messages, rejected, where, stream):
         while True:
             try:
                 producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
@@ -160,7 +169,10 @@ def set_aside(
         fresh = items if sent is None else sent.unsent(messages, items)
         if len(fresh) < len(items):
             log.info("%s: %d dead letters of %s were sent before a restart", where, len(items) - len(fresh), topic)
-        send_dead_letters(producer(), target, messages, fresh, where, None if sent is None else sent.delivered)
+        if sent is None:
+            send_dead_letters(producer(), target, messages, fresh, where)
+        else:
+            send_dead_letters(producer(), target, messages, fresh, where, sent.delivered, sent.stream)
     return {topic: len(items) for topic, items in by_topic.items()}
 
 

@@ -75,8 +75,10 @@ def event_block(
     malformed: float = 0.0,
     start: datetime = DEFAULT_START,
     spacing_ms: float = 1.0,
+    first_id: int = 1,
 ) -> EventBlock:
-    """Records ``block * BLOCK + 1`` to ``block * BLOCK + size`` of ``schema`` (ids count from 1).
+    """Records ``block * BLOCK + 1`` to ``block * BLOCK + size`` of ``schema``, their ids counting from ``first_id``
+    (record ``k`` has id ``first_id + k - 1``; the rest of a record depends on the seed and ``k`` only).
 
     ``malformed`` is the share (0..1) of records made malformed; ``start``/``spacing_ms`` set event times.
     Raises ValueError for an unknown schema.
@@ -85,7 +87,7 @@ def event_block(
         raise ValueError(f"unknown event schema {schema!r}; use one of {', '.join(SCHEMAS)}")
     rng = np.random.default_rng([seed, SCHEMAS.index(schema), block])
     first = block * BLOCK
-    ids = pa.array(np.arange(first + 1, first + size + 1, dtype=np.int64))
+    ids = pa.array(np.arange(first + first_id, first + first_id + size, dtype=np.int64))
     clock = _Clock(start, spacing_ms, first)
     text = _BUILDERS[schema](rng, ids, seed, clock)
     keys = pc.cast(pc.cast(ids, pa.string()), pa.binary()).to_pylist()

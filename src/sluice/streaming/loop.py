@@ -59,7 +59,7 @@ from sluice.streaming.consumer import Offsets, StreamConsumer, decode_offsets, e
 from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import Decoder, Rejected
-from sluice.streaming.sent_letters import COMMIT_KEY, SentLetters, crash_point, read_back
+from sluice.streaming.sent_letters import SentLetters, crash_point, read_back, stream_of
 from sluice.streaming.settings import BATCH_TABLE, CompactSettings, StreamingSettings
 from sluice.streaming.status import BatchInfo, StreamStatus
 from sluice.streaming.window_options import SOURCE_COLUMN
@@ -85,8 +85,8 @@ T = TypeVar("T")
 
 
 class LakeUnreachable(TransientError):
-    """The loop was asked to stop while the lake could not be reached: its last micro-batch was not committed (its
-    records are consumed again at the next start)."""
+    """The loop was asked to stop while the lake (or, starting, Kafka) could not be reached: its last micro-batch was
+    not committed (its records are consumed again at the next start)."""
 
 
 Until = Callable[[StreamStatus], bool]
@@ -157,7 +157,9 @@ class MicroBatcher:
         self.topics = topics_of(obj)
         self.bootstrap = bootstrap_of(project, obj)
         self.where = f"object {obj.id} ({obj.name})"
-        self._sent = SentLetters(self.bootstrap, self.where)
+        self.stream = stream_of(project.name, self.where, lake, self.layer, obj.name)
+        """The identity of its dead letters (``sluice.errors.stream``): project, object and lake output."""
+        self._sent = SentLetters(self.bootstrap, self.where, self.stream)
         """The dead letters sent for records the lake has not committed (read back when the loop starts)."""
         self._stop = threading.Event()
         self.available_now = False
@@ -194,6 +196,7 @@ class MicroBatcher:
 
     def _run(self, until: Until | None) -> None:
         commit = self._lake("read its last commit", lambda: self.lake.last_commit(self.layer, self.obj.name)) or {}
+        self.status.resumed(commit)
         offsets = decode_offsets(commit.get("offsets"))
         batch_number = int(commit.get("batch", 0))
         known = _schema(commit.get("value_schema"))
@@ -201,13 +204,21 @@ class MicroBatcher:
         self.window = self._window()
         assert self.obj.source is not None
         group = str(self.obj.source.get("group") or f"sluice.stream.{self.project.name}.{self.obj.name}")
-        consumer = StreamConsumer(
-            self.bootstrap, self.topics, group, offsets, start=str(self.obj.source.get("start", "earliest"))
-        )
+        start = str(self.obj.source.get("start", "earliest"))
+        consumer = self._kafka("connect", self._consumer(group, offsets, start))
+        try:  # Kafka may go away again at any of these: waited for likewise
+            self._sent = self._kafka(
+                "read back its dead letters",
+                lambda: read_back(self.bootstrap, self.where, self.stream, self.records, self.topics, commit),
+            )
+            self._targets = self._kafka("read the high watermarks", consumer.end_offsets) if self.available_now else None
+        except BaseException:  # stopped while waiting, or a terminal error
+            consumer.close()
+            if self.window is not None:
+                self.window.close()
+            raise
         dead = DeadLetterProducer(self.bootstrap)
-        self._sent = read_back(self.bootstrap, self.where, self.records, self.topics, commit)
         self._committed = offsets
-        self._targets = consumer.end_offsets() if self.available_now else None
         self.status.set_state("stopping" if self.stopping else "running")
         committer = _Committer(self._commit, self.obj.name)
         copied: Offsets | None = None
@@ -222,6 +233,8 @@ class MicroBatcher:
                     gathered = consumer.positions(gathered)
                     sources = self._sources(consumer, parts, gathered)
                     committer.submit((parts, gathered, decoder, dead, batch_number, started, sources))
+                else:
+                    self.status.set_idle()
                 committed = self._committed
                 if committed is not copied:
                     consumer.commit_group(committed)
@@ -245,6 +258,9 @@ class MicroBatcher:
             return None
         codes = [consumer.partition_codes(part) for part in parts]
         return _Partitions(codes, consumer.partition_names(), consumer.read_to_end(positions, self._targets))
+
+    def _consumer(self, group: str, offsets: Offsets, start: str) -> Callable[[], StreamConsumer]:
+        return lambda: StreamConsumer(self.bootstrap, self.topics, group, offsets, start=start, stopping=self._stop.is_set)
 
     def _window(self) -> WindowOperator | None:
         """The window operator, its state restored from the lake's last commit."""
@@ -303,6 +319,7 @@ class MicroBatcher:
         del parts
         token = batch_token(batch_number, ahead)
         decoded = decoder.decode(messages)
+        decoder.check_declared(decoded, self.where)  # a declared type that fits no record: stop, commit nothing
         self._dead_letters(decoded.rejected, messages, dead)
         table = pa.Table.from_batches([decoded.batch])
         if partitions is not None:
@@ -318,7 +335,7 @@ class MicroBatcher:
             "records": len(messages),
             "rows": table.num_rows,
             "value_schema": _schema_text(decoder.value_schema),
-            COMMIT_KEY: self._sent.commit_record(),
+            **self._sent.commit_record(),
         }
         crash_point(len(decoded.rejected) + invalid)
         self._append(table, record, state, token)
@@ -412,44 +429,64 @@ class MicroBatcher:
         (:data:`BACKOFF_FIRST_S` .. :data:`BACKOFF_CAP_S`) for ever: the outage is logged once and the status is
         ``lake_unreachable`` until an attempt succeeds. Raises :class:`LakeUnreachable` when the loop is asked to
         stop meanwhile, and at once what is not an outage (TerminalError: a refused request, a schema conflict)."""
+        return self._patiently(what, call, kafka=False)
+
+    def _kafka(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` (a start-up request to Kafka: the consumer's metadata, the dead letters read back, the high
+        watermarks). While the broker cannot be reached (TransientError), tried again like :meth:`_lake`, the status
+        saying ``Kafka at H:P unreachable since HH:MM:SS`` (as an outage mid-stream does): a stream started before its
+        broker waits for it. Raises :class:`LakeUnreachable` when asked to stop meanwhile, and at once what is not an
+        outage (TerminalError: a topic that does not exist)."""
+        return self._patiently(f"{what} to Kafka at {self.bootstrap}" if what == "connect" else what, call, kafka=True)
+
+    def _patiently(self, what: str, call: Callable[[], T], *, kafka: bool) -> T:
+        """:meth:`_lake` (``kafka`` False) or :meth:`_kafka` (True): the backoff, its log lines and status, the stop."""
         delay = BACKOFF_FIRST_S
         since: float | None = None
         attempts = 0
+        side = f"Kafka at {self.bootstrap}" if kafka else "the lake"
         while True:
             try:
                 result = call()
             except (TransientError, OSError) as exc:
-                if isinstance(exc, _NOT_AN_OUTAGE):
+                if isinstance(exc, _NOT_AN_OUTAGE) or (kafka and not isinstance(exc, TransientError)):
                     raise
                 attempts += 1
                 error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 if since is None:
                     since = time.time()
-                    log.error(
-                        "%s: cannot %s: the lake is unreachable (%s); trying again with backoff up to %.0f s, "
-                        "holding its position (nothing is lost or repeated)",
+                    (log.warning if kafka else log.error)(  # a broker started after its streams: a boot order
+                        "%s: cannot %s: %s; trying again with backoff up to %.0f s, holding its position (nothing is "
+                        "lost or repeated)",
                         self.where,
                         what,
-                        error,
+                        error if kafka else f"the lake is unreachable ({error})",
                         BACKOFF_CAP_S,
                     )
                     at = time.strftime("%H:%M:%S", time.localtime(since))
-                    self.status.set_state("lake_unreachable", f"lake unreachable since {at}: {error}")
+                    if kafka:
+                        self.status.set_unreachable(f"{side} unreachable since {at}")
+                    else:
+                        self.status.set_state("lake_unreachable", f"lake unreachable since {at}: {error}")
                 if self._stop.wait(delay):
                     raise LakeUnreachable(
-                        f"{self.where}: stopped while the lake was unreachable ({error}); could not {what}: "
+                        f"{self.where}: stopped while {side} was unreachable ({error}); could not {what}: "
                         "its records are consumed again at the next start"
                     ) from exc
                 delay = min(delay * 2, BACKOFF_CAP_S)
                 continue
             if since is not None:
                 log.warning(
-                    "%s: the lake answers again after %.0f s (%d failed attempts); streaming goes on",
+                    "%s: %s answers again after %.0f s (%d failed attempts); streaming goes on",
                     self.where,
+                    side,
                     time.time() - since,
                     attempts,
                 )
-                self.status.set_state("stopping" if self.stopping else "running")
+                if kafka:
+                    self.status.set_unreachable(None)
+                else:
+                    self.status.set_state("stopping" if self.stopping else "running")
             return result
 
 

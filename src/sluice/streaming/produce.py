@@ -49,6 +49,26 @@ class Produced:
     seconds: float
 
 
+def next_id(bootstrap: str, topic: str) -> int:
+    """The first id of a run writing to ``topic``: one past the number of records ever written to it (the sum of its
+    partitions' end offsets; 1 for a new or empty topic), so that a run after another into the same topic repeats no
+    id. Raises TransientError when the broker does not answer."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from sluice.bus.kafka_common import REQUEST_TIMEOUT_S, quiet
+
+    consumer = Consumer(quiet(bootstrap, {"bootstrap.servers": bootstrap, "group.id": "sluice.produce.next-id"}))
+    try:
+        info = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S).topics.get(topic)
+        partitions = sorted(info.partitions) if info is not None and info.error is None else []
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=REQUEST_TIMEOUT_S)[1] for p in partitions]
+    except KafkaException as exc:
+        raise TransientError(f"cannot read the end offsets of {topic!r} at {bootstrap}: {exc.args[0].str()}") from None
+    finally:
+        consumer.close()
+    return sum(max(end, 0) for end in ends) + 1
+
+
 def make_pacer(rate: float) -> TokenBucket:
     """The token bucket of a producer sending ``rate`` records per second: bursts of a tenth of a second's worth."""
     return TokenBucket(rate, burst=max(rate / 10, 1.0))
@@ -72,10 +92,12 @@ def produce_events(
     stop: threading.Event | None = None,
     progress: Callable[[int, float], None] | None = None,
     bucket: TokenBucket | None = None,
+    first_id: int = 1,
 ) -> Produced:
     """Write ``count`` records (None: until ``stop`` is set) of ``schema`` to ``topic`` at ``bootstrap``
     (``host:port[,...]``), ``rate`` records per second (0: as fast as possible), and wait until the broker has them.
 
+    Ids count from ``first_id`` (:func:`next_id`: past what the topic holds, so that runs never repeat an id).
     ``progress(records, seconds)`` is called every :data:`PROGRESS_EVERY_S` seconds; ``bucket`` replaces the pacing
     (tests inject one on a fake clock). Raises TransientError when the broker refused or timed out records (the
     first error named).
@@ -92,7 +114,9 @@ def produce_events(
     sent = bad = 0
     with ThreadPoolExecutor(1, thread_name_prefix="sluice-faker") as maker:
         # The next block is made while this one is sent: Arrow's kernels run without the GIL.
-        make = functools.partial(event_block, schema, seed, malformed=malformed, start=start, spacing_ms=spacing_ms)
+        make = functools.partial(
+            event_block, schema, seed, malformed=malformed, start=start, spacing_ms=spacing_ms, first_id=first_id
+        )
         blocks = block_sizes(count)
         upcoming = _submit(maker, make, blocks)
         while upcoming is not None and not (stop is not None and stop.is_set()):

@@ -23,8 +23,15 @@ the columns.
 **Slow path** (a batch that fails): each value is checked alone (``msgspec.json.decode``: valid JSON, one
 object); those that are not are rejected with the reason. The rest is parsed again; when it still fails (a
 value that does not fit a declared type, or a column whose type changes), the batch is split in halves, and
-halves again, down to the records that fail alone, which are rejected with pyarrow's message. The cost is
-about log2(n) parses per bad record, paid only by batches that have bad records.
+halves again, down to the records that fail alone, which are rejected with a reason naming the column, its type
+and the value (:class:`Misfit`; ``does not fit the schema: column 'ts' is declared date32 but the record has
+"2024-05-01T12:00:00Z" (text)``). The cost is about log2(n) parses per bad record, paid only by batches that have
+bad records.
+
+**A declared schema that does not fit the data** would dead-letter every record while the stream looks healthy:
+:meth:`Decoder.check_declared` raises a TerminalError when not one record of a batch of at least
+:data:`MISFIT_GUARD_MIN` records decodes and most of them do not fit the declared schema, naming the column, its
+declared type and a value seen.
 
 **Inferred schemas stay stable across batches.** Without ``schema:``, the first batch's inferred schema is
 remembered (:attr:`Decoder.schema`) and later batches are parsed against it: new fields are added as new
@@ -41,6 +48,8 @@ broker has none), ``_partition`` (int32), ``_offset`` (int64), ``_topic`` (strin
 from __future__ import annotations
 
 import io
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,10 +59,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from sluice.errors import TerminalError
 from sluice.streaming.columns import Record, RecordColumns
 from sluice.streaming.options import RecordSettings
 
-__all__ = ["METADATA_TYPES", "Decoded", "Decoder", "KafkaMessage", "Record", "RecordColumns", "RecordSettings", "Rejected"]
+__all__ = [
+    "METADATA_TYPES",
+    "Decoded",
+    "Decoder",
+    "KafkaMessage",
+    "Misfit",
+    "Record",
+    "RecordColumns",
+    "RecordSettings",
+    "Rejected",
+]
 
 METADATA_TYPES: dict[str, pa.DataType] = {
     "_key": pa.string(),
@@ -66,6 +86,11 @@ METADATA_TYPES: dict[str, pa.DataType] = {
 """The Arrow type of each metadata column."""
 
 MAX_REASON_CHARS = 1000
+MISFIT_GUARD_MIN = 20
+"""A batch of at least this many records, none of which decodes, most because a value does not fit the declared
+schema, stops the object (:meth:`Decoder.check_declared`): the schema is wrong, not the records."""
+_COLUMN = re.compile(r"Column\(/([^/)]*)")
+_KINDS = {str: "text", bool: "a boolean", int: "an integer", float: "a number", dict: "an object", list: "an array"}
 _OPEN, _CLOSE = ord("{"), ord("}")
 _CORES = max(pa.cpu_count(), 1)
 
@@ -83,11 +108,29 @@ class KafkaMessage(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Misfit:
+    """A value that does not fit its column's type: the column, the type (declared, or learnt from earlier records),
+    the value as JSON (cut at 80 characters) and what kind of JSON value it is."""
+
+    column: str
+    type: str
+    value: str
+    kind: str
+    declared: bool
+
+    def __str__(self) -> str:
+        had = f"is declared {self.type}" if self.declared else f"had {self.type} in earlier records"
+        return f"column {self.column!r} {had} but the record has {self.value} ({self.kind})"
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
-    """A record that could not be decoded: its index in the list given to :meth:`Decoder.decode`, and why."""
+    """A record that could not be decoded: its index in the list given to :meth:`Decoder.decode`, and why
+    (``misfit``: the value that does not fit its column, when that is why)."""
 
     index: int
     reason: str
+    misfit: Misfit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +146,14 @@ class Decoder:
     """Decodes lists of messages of one stream into record batches, keeping an inferred schema stable.
 
     ``known`` is the value schema learnt by an earlier decoder (saved with a streaming object's state), so a
-    restart keeps the same columns. Not thread-safe: one decoder per stream.
+    restart keeps the same columns; ``declared``, a declared schema already in Arrow types (``engine: spark``'s),
+    instead of ``settings.schema``. Not thread-safe: one decoder per stream.
     """
 
-    def __init__(self, settings: RecordSettings, known: pa.Schema | None = None) -> None:
+    def __init__(self, settings: RecordSettings, known: pa.Schema | None = None, *, declared: pa.Schema | None = None) -> None:
         self.settings = settings
-        self.declared = settings.declared_schema()
+        self.declared = declared if declared is not None else settings.declared_schema()
+        self._declared = self.declared is not None  # by the user: misfits say "declared", check_declared guards
         self._known: pa.Schema | None = self.declared if self.declared is not None else known
         self._metadata = [(name, METADATA_TYPES[name]) for name in settings.columns]
 
@@ -152,6 +197,25 @@ class Decoder:
                 keep[[r.index for r in rejected]] = False
                 kept = np.flatnonzero(keep)
         return Decoded(self._finish(table, columns, kept), rejected)
+
+    def check_declared(self, decoded: Decoded, where: str) -> None:
+        """Raise TerminalError (``where``: the object) when ``decoded`` has at least :data:`MISFIT_GUARD_MIN` records,
+        not one decoded, and most rejected because a value does not fit the declared ``schema``: the declared type is
+        wrong, and dead-lettering every record would lose them all. Names the column most of them fail on, its type
+        and a value seen. Nothing when the schema is inferred."""
+        total = decoded.batch.num_rows + len(decoded.rejected)
+        if not self._declared or decoded.batch.num_rows or total < MISFIT_GUARD_MIN:
+            return
+        misfits = [r.misfit for r in decoded.rejected if r.misfit is not None and r.misfit.declared]
+        if len(misfits) * 2 <= total:
+            return
+        column = Counter(m.column for m in misfits).most_common(1)[0][0]
+        example = next(m for m in misfits if m.column == column)
+        raise TerminalError(
+            f"{where}: none of the {total:,} records of a micro-batch fits the declared schema: {example}; declare a "
+            f"type that holds such values for {column!r} in the source's schema (or fix the producer) and start the "
+            "object again: nothing of this micro-batch was committed or dead-lettered"
+        )
 
     def columns_of(self, messages: Sequence[KafkaMessage]) -> RecordColumns:
         """The columns of ``messages`` this decoder needs: values and the metadata columns asked for."""
@@ -202,7 +266,9 @@ class Decoder:
             table = self._parse(b"\n".join(value for _, value in part))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             if len(part) == 1:
-                rejected.append(Rejected(part[0][0], _reason(exc)))
+                misfit = self._misfit(part[0][1], exc)
+                reason = _reason(exc) if misfit is None else f"does not fit the schema: {misfit}"[:MAX_REASON_CHARS]
+                rejected.append(Rejected(part[0][0], reason, misfit))
                 return
             half = len(part) // 2
             self._bisect(part[:half], tables, rejected)
@@ -210,6 +276,30 @@ class Decoder:
             return
         self._learn(table.schema)
         tables.append(table)
+
+    def _misfit(self, value: bytes, exc: Exception) -> Misfit | None:
+        """Which column of the schema the JSON object ``value`` (that failed to parse with ``exc``) does not fit, or
+        None when that cannot be told: the column pyarrow's message names, else the first whose value fails alone."""
+        schema = self.declared if self.declared is not None else self._known
+        if schema is None:
+            return None
+        record = msgspec.json.decode(value)
+        if not isinstance(record, dict):
+            return None
+        named = _COLUMN.search(str(exc))
+        if named is not None and named.group(1) in record and named.group(1) in schema.names:
+            names = [named.group(1)]
+        else:
+            names = [f.name for f in schema if record.get(f.name) is not None and not _fits(schema.field(f.name), record)]
+        if not names:
+            return None
+        found = record[names[0]]
+        shown = msgspec.json.encode(found).decode()
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        kind = _KINDS.get(type(found), type(found).__name__)
+        written = (self.settings.schema or {}).get(names[0])  # the type as the user wrote it (date32, not date32[day])
+        type_ = written if written is not None else str(schema.field(names[0]).type)
+        return Misfit(names[0], type_, shown, kind, self._declared)
 
     def _widen_from(self, data: bytes) -> None:
         """Learn the types ``data`` has on its own, when they widen the known schema (int64 to double, say)."""
@@ -312,6 +402,16 @@ def _not_an_object(value: bytes | None) -> str | None:
     if not isinstance(decoded, dict):
         return f"not a JSON object: a {type(decoded).__name__} was found"
     return None
+
+
+def _fits(field_: pa.Field, record: dict[str, Any]) -> bool:
+    """True when ``record``'s value of ``field_`` parses as its type on its own."""
+    data = msgspec.json.encode({field_.name: record[field_.name]})
+    try:
+        pa_json.read_json(io.BytesIO(data), parse_options=pa_json.ParseOptions(explicit_schema=pa.schema([field_])))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 def _reason(exc: Exception) -> str:

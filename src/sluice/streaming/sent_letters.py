@@ -9,7 +9,12 @@ Integration Patterns' *Idempotent Receiver* (Hohpe & Woolf) turned on the writer
 
 - **Deterministic identity.** A dead letter says which record it is: the source topic, partition and offset
   headers (Kafka Connect's dead-letter queue context headers, :mod:`sluice.streaming.dead_letters`), and the
-  object that sent it. At most one per object and record is wanted.
+  stream that sent it (``sluice.errors.stream``: the project, the object and its lake output, :func:`stream_of`):
+  an object of the same id and name in another project, or in a copy of the project writing to another lake,
+  reading the same topic into the same dead-letter topic is another stream. At most one per stream and record is
+  wanted. Dead letters sent before that header existed (only ``sluice.errors.object``) are taken as this
+  stream's when their object label matches and the lake's last commit was written before it existed too (it has
+  no :data:`STREAM_KEY`): the first start after an upgrade does not send them again.
 - **Marks in the lake's commit.** Each commit records, per dead-letter topic and partition, an offset at or
   before the first dead letter the object may send after it (``dead_letter_offsets`` in the commit record, the
   shape of ``offsets``): the end offsets seen when the stream started, moved past each of its own dead letters as
@@ -36,7 +41,7 @@ from typing import Any
 
 from sluice.errors import TerminalError, TransientError
 from sluice.streaming.consumer import Offsets, decode_offsets, encode_offsets
-from sluice.streaming.dead_letters import OBJECT, OFFSET, PARTITION, TOPIC
+from sluice.streaming.dead_letters import OBJECT, OFFSET, PARTITION, STREAM, TOPIC
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import KafkaMessage, Rejected
 
@@ -44,6 +49,8 @@ log = logging.getLogger(__name__)
 
 COMMIT_KEY = "dead_letter_offsets"
 """The lake commit record's key of the marks (per dead-letter topic and partition, as ``offsets``)."""
+STREAM_KEY = "dead_letter_stream"
+"""The lake commit record's key of the stream's identity (:func:`stream_of`), the ``sluice.errors.stream`` header."""
 IDLE_S = 30.0
 """:meth:`SentLetters.recover` fails (TransientError) when the broker sends nothing for this many seconds."""
 KILL_ENV = "SLUICE_TEST_KILL_AFTER_DEAD_LETTERS"
@@ -56,11 +63,12 @@ _batches_with_letters = 0
 class SentLetters:
     """One streaming object's record of the dead letters it sent (see the module).
 
-    ``origin``: the object's label, as in the ``sluice.errors.object`` header (``object 1001 (orders)``).
+    ``origin``: the object's label, as in the ``sluice.errors.object`` header (``object 1001 (orders)``);
+    ``stream``: its identity, the ``sluice.errors.stream`` header (:func:`stream_of`).
     """
 
-    def __init__(self, bootstrap: str, origin: str) -> None:
-        self.bootstrap, self.origin = bootstrap, origin
+    def __init__(self, bootstrap: str, origin: str, stream: str) -> None:
+        self.bootstrap, self.origin, self.stream = bootstrap, origin, stream
         self.marks: Offsets = {}
         """Per dead-letter topic and partition: no dead letter of this object sent from now on is before it."""
         self._sent: dict[tuple[str, int], set[int]] = {}
@@ -80,6 +88,7 @@ class SentLetters:
             return 0
         marks = decode_offsets((commit or {}).get(COMMIT_KEY))
         committed = decode_offsets((commit or {}).get("offsets"))
+        legacy = commit is not None and STREAM_KEY not in commit  # last committed by a version without the header
         config = {
             "bootstrap.servers": self.bootstrap,
             "group.id": "sluice.dead-letter-recovery",  # never joined nor committed: the partitions are assigned
@@ -114,7 +123,7 @@ class SentLetters:
                 for message in messages:
                     error, place = message.error(), (str(message.topic()), int(message.partition() or 0))
                     if error is None:
-                        found += self._remember(message.headers() or [], committed)
+                        found += self._remember(message.headers() or [], committed, legacy)
                         if int(message.offset() or 0) + 1 >= self.marks[place[0]][place[1]]:
                             left.pop(place, None)
                     elif error.code() == KafkaError._PARTITION_EOF:
@@ -127,14 +136,22 @@ class SentLetters:
             consumer.close()
         if found:
             log.warning(
-                "%s: %d dead letters were sent for records the lake has not committed; not sending them again", self.origin, found
+                "%s: %d of its dead letters were sent before it stopped, for records of a micro-batch that did not reach "
+                "the lake; those records are read again now and their dead letters are not sent twice",
+                self.origin,
+                found,
             )
         return found
 
-    def _remember(self, headers: Any, committed: Offsets) -> int:
-        """1 when ``headers`` are of this object's dead letter of a record not committed yet (then kept), else 0."""
+    def _remember(self, headers: Any, committed: Offsets, legacy: bool) -> int:
+        """1 when ``headers`` are of this stream's dead letter of a record not committed yet (then kept), else 0.
+        ``legacy``: also a dead letter without the stream header whose object label is this object's."""
         values = dict(headers)  # the last of a repeated key wins: Sluice's headers come after the record's own
-        if values.get(OBJECT) != self.origin.encode():
+        stream = values.get(STREAM)
+        if stream is None:
+            if not legacy or values.get(OBJECT) != self.origin.encode():
+                return 0
+        elif stream != self.stream.encode():
             return 0
         topic, partition, offset = values.get(TOPIC), values.get(PARTITION), values.get(OFFSET)
         if topic is None or partition is None or offset is None:
@@ -165,18 +182,39 @@ class SentLetters:
         parts = self.marks.setdefault(topic, {})
         parts[partition] = max(parts.get(partition, 0), offset + 1)
 
-    def commit_record(self) -> dict[str, dict[str, int]]:
-        """:attr:`marks` for the lake commit record (under :data:`COMMIT_KEY`)."""
-        return encode_offsets(self.marks)
+    def commit_record(self) -> dict[str, Any]:
+        """The lake commit record's fields: :attr:`marks` (under :data:`COMMIT_KEY`) and the stream's identity
+        (:data:`STREAM_KEY`)."""
+        return {COMMIT_KEY: encode_offsets(self.marks), STREAM_KEY: self.stream}
+
+
+def stream_of(project: str, origin: str, lake: Any, layer: str, name: str) -> str:
+    """A stream's identity (the ``sluice.errors.stream`` header): ``project shop, object 1001 (orders), lake
+    /srv/lake/raw/orders``, the object ``origin`` of ``project`` writing ``layer/name`` of ``lake`` (a local lake's
+    folder, an S3 lake's ``s3://bucket/prefix``)."""
+    root = getattr(lake, "root", None)
+    root_of = getattr(lake, "root_of", None)
+    if root is not None:
+        place = f"{root}/{layer}"
+    elif callable(root_of):
+        place = f"s3://{root_of(layer)}"
+    else:
+        place = f"{type(lake).__name__}:{layer}"
+    return f"project {project}, {origin}, lake {place}/{name}"
 
 
 def read_back(
-    bootstrap: str, origin: str, settings: RecordSettings, topics: Iterable[str], commit: Mapping[str, Any] | None
+    bootstrap: str,
+    origin: str,
+    stream: str,
+    settings: RecordSettings,
+    topics: Iterable[str],
+    commit: Mapping[str, Any] | None,
 ) -> SentLetters:
-    """The :class:`SentLetters` of the object ``origin`` reading ``topics`` (``settings``: its dead-letter topic of
-    each), recovered (:meth:`SentLetters.recover`) from the lake's last ``commit`` record (None: nothing committed).
-    Raises what :meth:`~SentLetters.recover` raises."""
-    sent = SentLetters(bootstrap, origin)
+    """The :class:`SentLetters` of the object ``origin`` (the stream ``stream``, :func:`stream_of`) reading ``topics``
+    (``settings``: its dead-letter topic of each), recovered (:meth:`SentLetters.recover`) from the lake's last
+    ``commit`` record (None: nothing committed). Raises what :meth:`~SentLetters.recover` raises."""
+    sent = SentLetters(bootstrap, origin, stream)
     sent.recover([t for t in map(settings.dead_letter_topic, topics) if t is not None], commit)
     return sent
 

@@ -64,7 +64,7 @@ from sluice.streaming.dead_letters import DeadLetterProducer, set_aside
 from sluice.streaming.loop import compact_when_due
 from sluice.streaming.options import RecordSettings
 from sluice.streaming.records import METADATA_TYPES, Decoder, Rejected
-from sluice.streaming.sent_letters import COMMIT_KEY, SentLetters, crash_point, read_back
+from sluice.streaming.sent_letters import SentLetters, crash_point, read_back, stream_of
 from sluice.streaming.settings import CompactSettings
 from sluice.streaming.spark_types import json_schema, typed
 
@@ -120,6 +120,8 @@ class SparkStream:
     """Where rejected records go (the source's ``dead_letter``: true, ``<topic>.dead-letter``; a topic; false: fail)."""
     options: Mapping[str, str] = field(default_factory=dict)
     """More options of Spark's Kafka source (``kafka.security.protocol``...), passed as they are."""
+    project: str = ""
+    """The project's name: part of the dead letters' stream identity (:func:`~sluice.streaming.sent_letters.stream_of`)."""
 
 
 def checkpoint_folder(lake: Lake, layer: str, name: str) -> str:
@@ -302,8 +304,7 @@ def rejected_records(frame: Any, stream: SparkStream) -> tuple[list[Record], lis
         )
         for row in sorted(rows, key=lambda r: (r["topic"], r["partition"], r["offset"]))
     ]
-    decoder = Decoder(RecordSettings(), known=stream.schema)
-    decoder.freeze()  # the declared schema: unknown fields ignored, values that do not fit rejected
+    decoder = Decoder(RecordSettings(), declared=stream.schema)  # unknown fields ignored, values that do not fit rejected
     reasons = {item.index: item.reason for item in decoder.decode(records).rejected}
     return records, [Rejected(index, reasons.get(index, SPARK_REASON)) for index in range(len(records))]
 
@@ -375,7 +376,8 @@ def batch_writer(
             covered = covered_offsets(batch)
             if not sent:  # the dead letters sent for records the lake has not committed, before a crash
                 commit = lake.last_commit(stream.layer, stream.name)
-                sent.append(read_back(stream.servers, object_label, settings, stream.topics, commit))
+                identity = stream_of(stream.project, object_label, lake, stream.layer, stream.name)
+                sent.append(read_back(stream.servers, object_label, identity, settings, stream.topics, commit))
             if not covered.offsets or replayed(lake, stream, batch_id, covered):
                 return
             letters: dict[str, int] = {}
@@ -396,7 +398,7 @@ def batch_writer(
                 staged.discard()
                 raise
             record = {"engine": "spark", "batch": batch_id, "offsets": covered.offsets, "at": time.time()}
-            record |= {"records": covered.records, COMMIT_KEY: sent[0].commit_record()}
+            record |= {"records": covered.records, **sent[0].commit_record()}
             crash_point(covered.rejected)
             done = staged.commit(commit=record, token=token_of(batch_id, covered), schema=schema)
             compact_when_due(lake, stream.layer, stream.name, stream.compact, batch_id + 1)

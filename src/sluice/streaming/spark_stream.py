@@ -61,6 +61,7 @@ def spark_stream(project: Project, obj: ObjectSpec) -> SparkStream:
         start="latest" if obj.source is not None and obj.source.get("start") == "latest" else "earliest",
         dead_letter=records.dead_letter,
         compact=settings.compact,
+        project=project.name,
     )
 
 

@@ -18,7 +18,8 @@ from sluice.observability import metrics
 State = Literal["starting", "running", "lake_unreachable", "stopping", "stopped", "failed"]
 """``lake_unreachable``: the loop waits for the lake to answer again (its position held; ``error`` says since when)."""
 RATE_WINDOW_S = 10.0
-"""Records/s and bytes/s are averaged over the micro-batches committed in this many seconds."""
+"""Records/s and bytes/s are averaged over the micro-batches committed in this many seconds (0 once the loop found
+nothing to read, and once stopped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,10 @@ class StreamStatus:
     unreachable: str | None = None
     """``Kafka at H:P unreachable since HH:MM:SS`` while the consumer cannot reach its broker (the lag is then unknown)."""
     started_at: float = field(default_factory=time.time)
+    history_known: bool = False
+    """True once the lake's last commit was read at start (:meth:`resumed`): ``last_batch`` None then means none yet."""
+    idle: bool = False
+    """True while the loop's last gathering found no record (records/s is then 0), until the next commit."""
     _told: str | None = None  # the error the last progress line said
     _recent: deque[BatchInfo] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,6 +73,20 @@ class StreamStatus:
         with self._lock:
             self.state, self.error = state, error
 
+    def resumed(self, commit: dict[str, Any] | None) -> None:
+        """The lake's last commit record, read at start (None: nothing committed yet): the last batch shown until the
+        first new one commits (not counted in the rates)."""
+        with self._lock:
+            self.history_known = True
+            if commit and "batch" in commit:
+                rows, records = int(commit.get("rows", 0)), int(commit.get("records", 0))
+                self.last_batch = BatchInfo(int(commit["batch"]), float(commit.get("at", 0.0)), rows, records, 0, 0.0)
+
+    def set_idle(self) -> None:
+        """The loop gathered nothing: the rates are 0 until the next micro-batch commits."""
+        with self._lock:
+            self.idle = True
+
     def committed(self, info: BatchInfo, dead_letters: int, late: int) -> None:
         """Count a committed micro-batch (and the dead letters and late records it set apart)."""
         name = self.name
@@ -76,7 +95,7 @@ class StreamStatus:
             self.bytes += info.bytes
             self.dead_letters += dead_letters
             self.late_records += late
-            self.last_batch = info
+            self.last_batch, self.idle, self.history_known = info, False, True
             self._recent.append(info)
             while self._recent and self._recent[0].at < info.at - RATE_WINDOW_S:
                 self._recent.popleft()
@@ -104,9 +123,12 @@ class StreamStatus:
             return sum(self.lag.values())
 
     def rates(self, now: float | None = None) -> tuple[float, float]:
-        """Records/s and bytes/s over the micro-batches of the last :data:`RATE_WINDOW_S` seconds."""
+        """Records/s and bytes/s over the micro-batches of the last :data:`RATE_WINDOW_S` seconds; 0 while idle (the
+        loop found nothing to read) and once stopped or failed."""
         now = time.time() if now is None else now
         with self._lock:
+            if self.idle or self.state in ("stopped", "failed"):
+                return 0.0, 0.0
             recent = [b for b in self._recent if b.at >= now - RATE_WINDOW_S]
         if not recent:
             return 0.0, 0.0
@@ -155,15 +177,17 @@ class StreamStatus:
             detail = self.error if self.error != told else None
             error = f" ({detail})" if detail else ""
             since = (self.error or "lake unreachable").partition(": ")[0]
-            outage = self.unreachable
-        committed = (
-            f"batch {last.batch} ({last.rows:,} rows) at {time.strftime('%H:%M:%S', time.localtime(last.at))}"
-            if last
-            else "no batch yet"
-        )
+            outage, known = self.unreachable, self.history_known
+        if last:
+            committed = f"batch {last.batch} ({last.rows:,} rows) at {time.strftime('%H:%M:%S', time.localtime(last.at))}"
+            latest = f"last {committed}"
+        else:  # before the lake's last commit was read (an outage at start), the last batch is not known
+            committed = latest = "no batch committed yet" if known else "last batch not known yet"
         if state == "lake_unreachable":  # error: "lake unreachable since HH:MM:SS: <the lake's error>"
             why = f" ({detail.partition(': ')[2]})" if detail else ""
-            return f"{self.name}: {since}{why}, retrying, position held; last {committed}"
+            return f"{self.name}: {since}{why}, retrying, position held; {latest}"
         if outage:  # the lag is the last one known: not told as if it were current
-            return f"{self.name}: {state}{error}, {outage}, retrying; last {committed}"
+            return f"{self.name}: {state}{error}, {outage}, retrying; {latest}"
+        if state in ("stopped", "failed"):  # no rate: nothing is read any more
+            return f"{self.name}: {state}{error}, lag {lag:,}, {committed}"
         return f"{self.name}: {state}{error}, {records_s:,.0f} records/s, {bytes_s / 1e6:,.1f} MB/s, lag {lag:,}, {committed}"
