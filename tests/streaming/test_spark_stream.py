@@ -253,17 +253,20 @@ def test_both_engines_read_declared_timestamps_and_dates_alike(
     topic = topics(2)
     producer = Producer({"bootstrap.servers": kafka_url.removeprefix("kafka://")})
     values = [
-        {"user_id": i, "name": f"n{i}", "signup_ts": ts, "day": 19844 - i, "raw": "xy"} for i, ts in enumerate(TIMESTAMPS * 10)
+        {"user_id": i, "name": f"n{i}", "signup_ts": ts, "at": ts, "day": 19844 - i, "raw": "xy"}
+        for i, ts in enumerate(TIMESTAMPS * 10)
     ]
     for value in values:
         producer.produce(topic, json.dumps(value).encode(), partition=value["user_id"] % 2)
     assert producer.flush(30) == 0
-    schema = '{user_id: int64, name: string, signup_ts: "timestamp[ms]", day: date32, raw: binary}'
+    schema = '{user_id: int64, name: string, signup_ts: "timestamp[ms]", at: "timestamp[ms, tz=UTC]", day: date32, raw: binary}'
     project = load(project_file(tmp_path / "project", kafka_url, topic, "", schema=schema, columns=TYPED_COLUMNS))
     on_sluice, on_spark = run_both(project, LocalLake(tmp_path / "lake"), len(values))
     assert on_spark.schema == on_sluice.schema, f"{on_spark.schema} != {on_sluice.schema}"
     assert on_spark.schema.field("signup_ts").type == pa.timestamp("ms")
     assert on_spark.schema.field("_timestamp").type == pa.timestamp("ms", tz="UTC")
+    assert on_spark.schema.field("at").type == pa.timestamp("ms", tz="UTC")  # instants: a value without offset is UTC
+    assert on_spark["at"].cast(pa.timestamp("ms")).equals(on_spark["signup_ts"])
     assert on_spark.equals(on_sluice)
     stamps = dict(zip(on_spark["user_id"].to_pylist(), on_spark["signup_ts"].to_pylist(), strict=True))
     assert on_spark.num_rows == len(values) and stamps[10] is None

@@ -5,13 +5,15 @@ Spark's ``from_json`` reads some types differently from ``pyarrow.json``, so tho
 ``from_json`` in a type that takes the JSON token as it comes, then converted in Spark SQL with the
 micro-batcher's rules; a value the micro-batcher rejects makes the record a misfit (dead-lettered):
 
-- **timestamp[s|ms|us|ns]** (no time zone: the only timestamps a ``schema:`` declares): ``from_json`` into
-  ``TIMESTAMP_NTZ`` (Sluice's ``spark.sql.timestampType``) refuses every value with a UTC offset. Read as a string;
+- **timestamp[s|ms|us|ns]** and **timestamp[unit, tz=UTC]**: ``from_json`` into ``TIMESTAMP_NTZ`` (Sluice's
+  ``spark.sql.timestampType``) refuses every value with a UTC offset, and into ``TIMESTAMP`` reads fewer shapes than
+  ``pyarrow.json`` (no ``hh`` alone, no ``±hhmm``). Read as a string;
   accepted when it has pyarrow's ISO-8601 shape (:func:`iso_8601`): ``YYYY-MM-DD``, then optionally ``T`` or a
   space and ``hh``, ``hh:mm`` or ``hh:mm:ss`` with at most as many fraction digits as the unit holds (0, 3, 6, 9),
   then optionally ``Z``, ``±hh``, ``±hhmm`` or ``±hh:mm``. A value with an offset is the instant converted to UTC,
   one without is its wall-clock time as written (``2024-05-01T12:00:00+01:00`` and ``2024-05-01 11:00`` both give
-  ``2024-05-01 11:00:00``); the result is ``TIMESTAMP_NTZ`` whatever the session's time zone. Spark's own
+  ``2024-05-01 11:00:00``); the result is ``TIMESTAMP_NTZ`` (``TIMESTAMP``, the same instant, for a column with a
+  zone, where a value without offset is taken as UTC, as on the micro-batcher) whatever the session's time zone. Spark's own
   range checks apply on top (no 24:00, no 23:59:60, no February 30th, as pyarrow); offsets beyond ±18:00 are
   rejected by Spark only.
 - **date32**: ``pyarrow.json`` reads a JSON integer as days since 1970-01-01 and rejects strings, where Spark
@@ -66,7 +68,7 @@ def json_schema(schema: pa.Schema) -> Any:
 
     fields = []
     for arrow, spark in zip(schema, spark_schema(schema).fields, strict=True):
-        if _naive_timestamp(arrow.type) or pa.types.is_binary(arrow.type) or pa.types.is_decimal(arrow.type):
+        if pa.types.is_timestamp(arrow.type) or pa.types.is_binary(arrow.type) or pa.types.is_decimal(arrow.type):
             spark = StructField(arrow.name, StringType())
         elif pa.types.is_date32(arrow.type):
             spark = StructField(arrow.name, IntegerType())
@@ -84,8 +86,8 @@ def typed(parsed: Any, schema: pa.Schema) -> tuple[Any, Any]:
     misfits: list[Any] = []
     for arrow in schema:
         raw = parsed.getField(arrow.name)
-        if _naive_timestamp(arrow.type):
-            value = _timestamp(raw)
+        if pa.types.is_timestamp(arrow.type):
+            value = _timestamp(raw, zoned=arrow.type.tz is not None)
             misfits.append(raw.isNotNull() & (~raw.rlike(iso_8601(arrow.type.unit)) | value.isNull()))
         elif pa.types.is_date32(arrow.type):
             value = F.date_from_unix_date(raw)
@@ -113,15 +115,11 @@ def _decimal(text: Any, type_: Any) -> tuple[Any, Any]:
     return value, wide.isNotNull() & (wide == value)
 
 
-def _naive_timestamp(type_: pa.DataType) -> bool:
-    """A timestamp without a time zone (what ``schema:`` declares; one with a zone is left to ``from_json``)."""
-    return pa.types.is_timestamp(type_) and type_.tz is None
-
-
-def _timestamp(text: Any) -> Any:
-    """``text`` (an ISO-8601 string of :func:`iso_8601`'s shape) as TIMESTAMP_NTZ in UTC; null where Spark cannot
-    read it. Missing minutes and seconds become ``:00`` and a missing offset ``Z`` (Spark's cast refuses ``hh:mmZ``),
-    and the instant is added to the epoch in microseconds, so the session's time zone plays no part."""
+def _timestamp(text: Any, zoned: bool) -> Any:
+    """``text`` (an ISO-8601 string of :func:`iso_8601`'s shape) as TIMESTAMP_NTZ in UTC (``zoned``: TIMESTAMP, the
+    same instant); null where Spark cannot read it. Missing minutes and seconds become ``:00`` and a missing offset
+    ``Z`` (Spark's cast refuses ``hh:mmZ``), and the instant is added to the epoch in microseconds, so the session's
+    time zone plays no part."""
     from pyspark.sql import functions as F
 
     date = r"^(\d{4}-\d{2}-\d{2})"
@@ -130,5 +128,7 @@ def _timestamp(text: Any) -> Any:
     full = F.regexp_replace(full, date + r"([T ]\d{2}:\d{2})(Z|[+-]|$)", "$1$2:00$3")
     full = F.regexp_replace(full, r"([T ]\d{2}:\d{2}:\d{2}(\.\d+)?)$", "$1Z")
     instant = full.try_cast("timestamp_ltz")  # the offset counts; null where Spark cannot read it
+    if zoned:
+        return F.timestamp_micros(F.unix_micros(instant))
     epoch = F.lit("1970-01-01 00:00:00").cast("timestamp_ntz")
     return F.timestamp_add("MICROSECOND", F.unix_micros(instant), epoch)
