@@ -325,10 +325,10 @@ def test_urls_pick_servers_and_options() -> None:
         bus.close()
 
 
-def test_an_unreachable_broker_says_how_to_start_one() -> None:
+def test_an_unreachable_broker_says_what_to_do() -> None:
     bus = open_bus("kafka://127.0.0.1:1")
-    try:
-        with pytest.raises(BusError, match=r"127\.0\.0\.1:1.*scripts/servers/kafka\.sh start"):
+    try:  # a user's message: what to do with their broker, not the project's test scripts
+        with pytest.raises(BusError, match=r"127\.0\.0\.1:1.*start the broker, or point 'bus:' / --bus at a running one"):
             bus.ping()
     finally:
         bus.close()
