@@ -52,16 +52,21 @@ class Produced:
 def next_id(bootstrap: str, topic: str) -> int:
     """The first id of a run writing to ``topic``: one past the number of records ever written to it (the sum of its
     partitions' end offsets; 1 for a new or empty topic), so that a run after another into the same topic repeats no
-    id. Raises TransientError when the broker does not answer."""
+    id. A topic just created may have no partition leader yet: asked again meanwhile (``asking_again``). Raises
+    TransientError when the broker does not answer."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from sluice.bus.kafka_common import REQUEST_TIMEOUT_S, quiet
+    from sluice.bus.kafka_common import REQUEST_TIMEOUT_S, asking_again, quiet
 
     consumer = Consumer(quiet(bootstrap, {"bootstrap.servers": bootstrap, "group.id": "sluice.produce.next-id"}))
+
+    def end(partition: int) -> int:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=REQUEST_TIMEOUT_S)[1])
+
     try:
         info = consumer.list_topics(topic, timeout=REQUEST_TIMEOUT_S).topics.get(topic)
         partitions = sorted(info.partitions) if info is not None and info.error is None else []
-        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=REQUEST_TIMEOUT_S)[1] for p in partitions]
+        ends = [asking_again(functools.partial(end, p)) for p in partitions]
     except KafkaException as exc:
         raise TransientError(f"cannot read the end offsets of {topic!r} at {bootstrap}: {exc.args[0].str()}") from None
     finally:
