@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from helpers import wait_for
 from servers_fixtures import BROWSER_ARGS
@@ -207,7 +207,9 @@ def test_a_run_started_from_the_button_ends_with_the_counts_of_the_api(page: tup
     assert {s: counts[s] for s in STATUSES} == api_counts
     assert (api_counts["failed"], api_counts["skipped"]) == (1, 2)  # 2005 failed; 3004 and 3006 skipped
     assert api_counts["loaded"] == len(detail["objects"]) - 3
-    assert tab.get_by_test_id("run-status").inner_text() == detail["status"] == "failed"
+    assert detail["status"] == "failed"
+    # The badge follows on a later frame than the counts when the last events come in one burst: it must get there.
+    expect(tab.get_by_test_id("run-status")).to_have_text("failed", timeout=10_000)
     run_row = tab.get_by_test_id("run-list").locator(f'[data-run-id="{run_id}"][data-status="failed"]')
     run_row.wait_for()
     assert "1 failed" in run_row.inner_text()
