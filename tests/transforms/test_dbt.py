@@ -24,6 +24,7 @@ from sluice.errors import ValidationFailed
 from sluice.project.load import load_project
 from sluice.runtime.run import run_project
 from sluice.transforms import dbt_pool
+from sluice.transforms.dbt import is_transient
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "fixtures" / "dbt_shop"
@@ -150,6 +151,15 @@ def test_an_unreachable_database_is_retried_per_the_project_retry_settings(shop:
     assert state.attempt == 2  # retry: {attempts: 2}
     assert state.error is not None and "connect" in state.error.lower()
     assert summary.objects[ids["customer_totals"]].status == "skipped"
+
+
+def test_two_invocations_creating_one_schema_at_once_is_a_transient_race() -> None:
+    # what CI saw when a seed and a model of one stage both ran dbt's `create schema if not exists analytics`
+    race = 'Database Error duplicate key value violates unique constraint "pg_namespace_nspname_index"'
+    assert is_transient(race)
+    assert is_transient("Database Error deadlock detected")
+    assert not is_transient('Database Error duplicate key value violates unique constraint "orders_pkey"')
+    assert not is_transient('Database Error relation "missing" does not exist')
 
 
 def test_a_dbt_project_without_dbt_project_yml_is_refused_at_its_line(shop: Path) -> None:

@@ -9,7 +9,7 @@ project again. From ``run_results.json`` (https://docs.getdbt.com/reference/arti
 - ``success``: rows counted are ``adapter_response.rows_affected`` (0 for a view);
 - ``error``: a :class:`~sluice.errors.TerminalError` with the first line of dbt's message and the model's
   file; a :class:`~sluice.errors.TransientError` (retried per the project's ``retry``) when the message
-  says the database could not be reached;
+  says the database could not be reached or two invocations raced on the catalog (both creating one schema);
 - no result for the node (dbt stopped before running it): dbt's first error line, transient when it is a
   connection failure.
 """
@@ -41,11 +41,20 @@ _TRANSIENT = (
     "could not translate host name",
     "the database system is starting up",
     "too many connections",
+    # two dbt invocations of one project run at once (objects of a stage run in parallel), each with its own
+    # `create schema if not exists`: PostgreSQL lets both past the check and one fails on the catalog's unique
+    # index; the retry finds the schema there
+    "pg_namespace_nspname_index",
+    "pg_type_typname_nsp_index",
+    "tuple concurrently updated",
+    "deadlock detected",
+    "could not serialize access",
 )
 
 
 def is_transient(message: str) -> bool:
-    """Whether dbt's ``message`` says the database could not be reached (worth retrying)."""
+    """Whether dbt's ``message`` says the database could not be reached, or lost a race between two concurrent
+    invocations on the catalog (a schema created twice at once, a deadlock): worth retrying."""
     lowered = message.lower()
     return any(marker in lowered for marker in _TRANSIENT)
 
