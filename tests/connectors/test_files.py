@@ -52,6 +52,16 @@ def test_csv_reads_values_with_inferred_types(tmp_path: Path) -> None:
     ]
 
 
+def test_csv_text_not_valid_in_its_encoding_is_refused_with_the_encoding_to_set(tmp_path: Path) -> None:
+    (tmp_path / "cafes.csv").write_bytes("id,name\n1,café\n2,thé\n".encode("latin-1"))
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "csv", path="cafes.csv")  # pyarrow would read the column as binary: bytes where text was meant
+    assert "column 'name' is not valid utf8 text" in str(caught.value) and "encoding: latin1" in str(caught.value)
+    assert read(tmp_path, "csv", path="cafes.csv", encoding="latin1").column("name").to_pylist() == ["café", "thé"]
+    declared = read(tmp_path, "csv", path="cafes.csv", column_types={"name": "binary"})
+    assert declared.column("name").to_pylist() == ["café".encode("latin-1"), "thé".encode("latin-1")]
+
+
 def test_csv_options_nested_or_beside_path(tmp_path: Path) -> None:
     (tmp_path / "semi.csv").write_text("a;b\n1;x\n", encoding="utf-8")
     (tmp_path / "bare.csv").write_text("1|x\n2|y\n", encoding="utf-8")
