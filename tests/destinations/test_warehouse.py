@@ -453,6 +453,27 @@ def test_validate_checks_the_columns_an_sql_object_selects(tmp_path: Path) -> No
     ]
 
 
+def test_validate_refuses_a_table_name_postgresql_would_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.yaml"
+    long = "t" * 70
+    path.write_text(
+        "connections: {dw: 'postgresql://u@127.0.0.1/db'}\n"
+        "objects:\n"
+        "  - {id: 1001, name: orders, source: {type: csv, path: orders.csv}, lake: true}\n"
+        "  - id: 3001\n"
+        "    name: fact_orders\n"
+        "    parents: [1001]\n"
+        "    sql: SELECT order_id FROM orders\n"
+        f"    destination: {{connection: dw, table: analytics.{long}, primary_key: [order_id]}}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "orders.csv").write_text("order_id\n1\n", encoding="utf-8")
+    _, problems = parse_project(path, ahead=True)
+    assert len(problems) == 1
+    assert f"{path}:8:" in str(problems[0]) and f"table name '{long}' is 70 bytes long" in str(problems[0])
+    assert "at most 63 bytes" in str(problems[0])
+
+
 def test_a_merge_failing_after_staging_leaves_the_table_and_its_partitions_as_they_were(
     pg_db_url: str, destination: Callable[[], PostgresDestination]
 ) -> None:

@@ -32,7 +32,7 @@ from sluice.destinations.pipe import pipe_into
 from sluice.destinations.sql import LOADS_TABLE, LoadedRows, SqlDestination, TableName, as_reader, quote, redact
 from sluice.destinations.types import JSON, int_digits, is_nested
 from sluice.destinations.warehouse import WarehouseLoad
-from sluice.destinations.warehouse_options import PostgresDestinationSpec
+from sluice.destinations.warehouse_options import POSTGRES_NAME_BYTES, PostgresDestinationSpec
 from sluice.errors import TerminalError, TransientError
 from sluice.project.model import ConnectionSpec, DestinationSpec, SchemaEvolution, WriteMode
 from sluice.urls import libpq_url
@@ -161,7 +161,7 @@ class PostgresDestination(SqlDestination):
     """Writes Arrow data into PostgreSQL tables with binary COPY."""
 
     backend = "PostgreSQL"
-    max_identifier_bytes = 63  # NAMEDATALEN - 1: longer names are cut short by the server
+    max_identifier_bytes = POSTGRES_NAME_BYTES
     loads_ddl = (
         "CREATE TABLE IF NOT EXISTS {table} (load_id text NOT NULL, table_name text NOT NULL, rows bigint NOT NULL, "
         "loaded_at timestamptz NOT NULL, PRIMARY KEY (load_id, table_name))"
