@@ -84,3 +84,30 @@ def test_a_model_file_cannot_use_the_dbt_engine(tmp_path: Path) -> None:
     path = write(tmp_path, "{{ config(engine='dbt') }}\nselect * from orders\n")
     _, found = parse_project(path, ahead=True)
     assert any("model m: engine 'dbt' runs the nodes of a dbt: project, not model files" in str(p) for p in found), found
+
+
+def test_an_unquoted_name_in_config_is_a_validation_error_with_the_quoted_form(tmp_path: Path) -> None:
+    path = write(tmp_path, "-- orders, cleaned\n{{ config(schema=analytics) }}\nselect * from orders\n")
+    (tmp_path / "models" / "n.sql").write_text("{{ config(materialized=mat) }}\nselect * from nowhere\n", encoding="utf-8")
+    _, found = parse_project(path, ahead=True)
+    messages = [str(p) for p in found]
+    m, n = tmp_path / "models" / "m.sql", tmp_path / "models" / "n.sql"
+    assert f"{m}:2: model m: config(schema=...): 'analytics' is undefined; quote it: schema='analytics'" in messages, messages
+    assert f"{n}:1: model n: config(materialized=...): 'mat' is undefined; quote it: materialized='mat'" in messages, messages
+    assert all("\n" not in message for message in messages)
+
+
+def test_an_unquoted_name_in_ref_source_or_var_says_to_quote_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        render("select *\nfrom {{ ref(users) }}\n", "m.sql")
+    assert caught.value.line == 2 and "ref(users): 'users' is undefined; quote it: ref('users')" in str(caught.value)
+    assert "Undefined" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        render("select *\nfrom {{ source('crm', users) }}\n", "m.sql")
+    assert "source('crm', users): 'users' is undefined; quote it: source('crm', 'users')" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        render("select {{ var(start) }}\n", "m.sql")
+    assert caught.value.line == 1 and "var(start): 'start' is undefined; quote it: var('start')" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        render("{{ config(unique_key=[id, name]) }}\nselect 1\n", "m.sql")
+    assert "config(unique_key=...): 'id' is undefined; quote it" in str(caught.value)

@@ -212,3 +212,13 @@ def test_a_duckdb_view_is_inlined_so_its_readers_get_its_parents(tmp_path: Path)
     assert view.lake is False  # type: ignore[attr-defined]
     assert set(table.parents) == {view.id, 1002}  # type: ignore[attr-defined]
     assert table.model.views == (view.id,)  # type: ignore[attr-defined]
+
+
+def test_a_model_reading_its_own_name_is_told_to_qualify_the_object_not_a_cycle(tmp_path: Path) -> None:
+    path = project(tmp_path, {"a/orders.sql": "select *\nfrom orders", "b/loop.sql": "select * from loop"})
+    found = problems(path)
+    assert not any("dependency cycle" in p for p in found), found
+    orders, loop = tmp_path / "models" / "a" / "orders.sql", tmp_path / "models" / "b" / "loop.sql"
+    mine = [p for p in found if p.startswith(f"{orders}:2: model orders reads 'orders', its own name")]
+    assert len(mine) == 1 and "object 1002 (orders) as 'raw.orders' or 'ingest.orders'" in mine[0], found
+    assert any(p.startswith(f"{loop}:1: model loop reads 'loop', its own name") and "{{ this }}" in p for p in found), found

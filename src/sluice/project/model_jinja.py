@@ -14,7 +14,9 @@ https://docs.getdbt.com/reference/dbt-jinja-functions). The context Sluice gives
 
 Macros are not supported: ``{% macro %}``, ``{% call %}``, ``{% import %}``, ``{% from %}``, ``{% include %}``,
 ``{% extends %}`` and ``{% block %}`` are refused at their line, as is any name outside the context
-(``{{ target }}``). Jinja runs sandboxed (:class:`jinja2.sandbox.SandboxedEnvironment`).
+(``{{ target }}``); a name outside it given to one of these functions, most often a string without its quotes
+(``config(schema=analytics)``), is refused at its line saying how to quote it.
+Jinja runs sandboxed (:class:`jinja2.sandbox.SandboxedEnvironment`).
 
 **Lines.** Jinja drops the text of a branch not taken and the newlines inside a tag, so before rendering
 each newline outside a tag gets a marker naming its line, and the output is padded back so that what
@@ -117,6 +119,37 @@ def _error_line(exc: BaseException) -> int | None:
     return line
 
 
+def _undefined(value: Any) -> jinja2.Undefined | None:
+    """The first undefined name in ``value`` (a call's argument, looked into lists, tuples and mappings), or None."""
+    if isinstance(value, jinja2.Undefined):
+        return value
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else ()
+    return next((found for item in items if (found := _undefined(item)) is not None), None)
+
+
+def _bare(value: jinja2.Undefined) -> bool:
+    """Whether ``value`` is a bare name the template does not know (``analytics``), not a missing attribute or key."""
+    return value._undefined_name is not None and value._undefined_obj is jinja2.utils.missing
+
+
+def _quoted(value: Any) -> Any:
+    """``value`` with each bare undefined name as the string it was probably meant to be."""
+    if isinstance(value, jinja2.Undefined):
+        return value._undefined_name if _bare(value) else value
+    if isinstance(value, Mapping):
+        return {key: _quoted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_quoted(item) for item in value)
+    return value
+
+
+def _written(value: Any) -> str:
+    """An argument as the template wrote it: an undefined name bare, anything else as its repr."""
+    if isinstance(value, jinja2.Undefined):
+        return str(value._undefined_name) if _bare(value) else "..."
+    return repr(value)
+
+
 class _Context:
     """The functions one rendering gives the template; records ``config()`` and whether ``is_incremental()`` was asked."""
 
@@ -129,7 +162,28 @@ class _Context:
     def fail(self, message: str) -> ConfigError:
         return ConfigError(message, self.file, _template_line(self.template))
 
+    def defined(self, function: str, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None = None) -> None:
+        """Raise a ConfigError when an argument of ``function`` is (or holds) a name the template does not know,
+        most often a string without its quotes: ``config(schema=analytics)`` -> ``quote it: schema='analytics'``."""
+        for key, value in [*((None, arg) for arg in args), *(kwargs or {}).items()]:
+            undefined = _undefined(value)
+            if undefined is None:
+                continue
+            message = undefined._undefined_message
+            if kwargs is not None and key is not None:
+                where = f"{function}({key}=...)"
+            else:
+                where = f"{function}({', '.join(_written(arg) for arg in args)})"
+            if not _bare(undefined):
+                raise self.fail(f"{where}: {message}")
+            if key is not None:
+                fix = f"{key}={_quoted(value)!r}"
+            else:
+                fix = f"{function}({', '.join(repr(_quoted(arg)) for arg in args)})"
+            raise self.fail(f"{where}: {message}; quote it: {fix}")
+
     def ref(self, *args: Any, **kwargs: Any) -> str:
+        self.defined("ref", args)
         if len(args) not in (1, 2) or not all(isinstance(a, str) for a in args) or set(kwargs) - {"v", "version"}:
             raise self.fail(
                 f"ref{args!r}: ref() takes a model name (and optionally a package first), e.g. {{{{ ref('users') }}}}"
@@ -137,6 +191,7 @@ class _Context:
         return _name(args[-1])
 
     def source(self, *args: Any) -> str:
+        self.defined("source", args)
         if len(args) != 2 or not all(isinstance(a, str) for a in args):
             raise self.fail(
                 f"source{args!r}: source() takes a source name and a table name, e.g. {{{{ source('crm', 'users') }}}}"
@@ -144,6 +199,7 @@ class _Context:
         return f"{_name(args[0])}.{_name(args[1])}"
 
     def config_call(self, *args: Any, **kwargs: Any) -> str:
+        self.defined("config", args, kwargs)
         if args:
             raise self.fail("config() takes keyword arguments, e.g. {{ config(materialized='incremental', unique_key='id') }}")
         self.config.update(kwargs)
@@ -155,6 +211,7 @@ class _Context:
         return self.incremental
 
     def var(self, name: Any, *default: Any) -> Any:
+        self.defined("var", (name, *default))
         if str(name) in self.variables:
             return self.variables[str(name)]
         if default:
@@ -165,6 +222,7 @@ class _Context:
         )
 
     def env_var(self, name: Any, *default: Any) -> str:
+        self.defined("env_var", (name, *default))
         value = os.environ.get(str(name))
         if value is not None:
             return value

@@ -9,7 +9,8 @@ Ids, stages, configuration and parents (docs/models.md):
 - **stage**: ``stage`` in its configuration, else the project's last stage;
 - **parents**: the tables its SQL reads (sqlglot), each a model (by name), an object (by name, or
   ``<stage>.<name>`` / ``<layer>.<name>``, or the table of its destination), or a declared source
-  (``models.sources``). An unknown table is an error at its line with "did you mean".
+  (``models.sources``). An unknown table is an error at its line with "did you mean"; so is a model reading its
+  own name (it would read itself: the object of that name is read as ``<layer>.<name>``).
 """
 
 from __future__ import annotations
@@ -233,6 +234,9 @@ class ModelsReader(ParentChecks):
         bound: dict[str, int] = {}
         for ref in model.parsed.tables:
             other = by_name.get(ref.name) if ref.schema is None else None
+            if other is model:
+                self._own_name(model, ref, names)
+                continue
             if other is not None:
                 if other.id:
                     bound[ref.text] = other.id
@@ -248,6 +252,23 @@ class ModelsReader(ParentChecks):
             elif ref.text not in sources:
                 self._unknown(model, ref, [*names, *(m.name for m in by_name.values()), *sources])
         return bound
+
+    def _own_name(self, model: ModelFile, ref: TableRef, names: dict[str, list[int]]) -> None:
+        """A model reads its own name: a name is a model before an object (docs/models.md), so this would be a read of
+        itself, not of the object of that name; the problem says how to read the object, or the model's previous output."""
+        hints = []
+        for oid in sorted(set(names.get(ref.name, []))):
+            obj = self.objects[oid]
+            layer, stage = f"{layer_of_stage(self.stages, obj.stage)}.{obj.name}", f"{obj.stage}.{obj.name}"
+            written = f"'{layer}' or '{stage}'" if layer != stage else f"'{layer}'"
+            hints.append(f"object {oid} ({obj.name}) as {written}")
+        read = f"read {'; '.join(hints)} (<layer>.<name> or <stage>.<name>), or rename the model file; " if hints else ""
+        self.problem(
+            f"model {model.name} reads '{ref.text}', its own name: a name is a model before an object, so this reads "
+            f"the model itself; {read}for the model's own previous output use {{{{ this }}}}",
+            str(model.path),
+            ref.line,
+        )
 
     def _unknown(self, model: ModelFile, ref: TableRef, known: list[str]) -> None:
         self.problem(
