@@ -151,6 +151,18 @@ def test_config_call_problems_point_at_the_model_file_and_line(tmp_path: Path) -
     assert any(p.startswith(f"{models_file}:3: model c: config(): materialized:") for p in problems(path))
 
 
+def test_a_spark_model_without_pyspark_says_which_extra_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.plugins.registry import registry
+
+    plugin = registry().get("engine", "spark")
+    real = type(plugin).missing_modules
+    monkeypatch.setattr(type(plugin), "missing_modules", lambda self: ["pyspark"] if self is plugin else real(self))
+    files = {"s.sql": "{{ config(engine='spark') }}\nselect * from orders"}
+    found = [p for p in problems(project(tmp_path, files)) if "source path" not in p]
+    assert len(found) == 1 and "model s: engine 'spark' is not available" in found[0], found
+    assert "pip install 'sluice[spark]'" in found[0]
+
+
 def test_a_model_left_out_for_a_problem_is_not_also_an_unknown_parent(tmp_path: Path) -> None:
     """A new user's trial: a bad engine on b also gave 'unknown parent <id>' on every model reading b."""
     files = {"b.sql": "{{ config(engine='duckbd') }}\nselect * from orders", "c.sql": "select * from {{ ref('b') }}"}

@@ -350,8 +350,7 @@ class ModelsReader(ParentChecks):
             plugin = registry().get("engine", engine)
             plugin.check_installed()
         except PluginError as exc:
-            why = "no spark engine plugin is installed" if engine == "spark" else exc.message
-            self.problem(f"{label}: engine '{engine}' is not available: {why}; use duckdb or warehouse", file, line)
+            self.problem(f"{label}: engine '{engine}' is not available: {exc.message}; or use duckdb or warehouse", file, line)
             return False
         return True
 

@@ -1,7 +1,7 @@
 """Model engines: what runs a SQL model of the ``models/`` folder, and the DuckDB one (docs/models.md).
 
 A model engine is an ``engine`` plugin whose class derives from :class:`ModelEngine`; a model's
-``engine`` names it (``duckdb``, ``warehouse``; ``spark`` when such a plugin is installed). An engine
+``engine`` names it (``duckdb``, ``warehouse``; ``spark`` when pyspark is installed). An engine
 plugin that is a plain :class:`~sluice.transforms.engines.Engine` can run ``table`` models too: its
 :meth:`~sluice.transforms.engines.Engine.run` gets the model's object with the rendered SQL.
 
