@@ -366,3 +366,45 @@ def test_a_short_read_logs_no_progress(api: FakeApi, caplog: pytest.LogCaptureFi
     with caplog.at_level("DEBUG", logger="sluice.progress"):
         assert read(api, path="/next", records="items", paginate={"style": "json_link", "next_url_path": "next"}).num_rows == 25
     assert [record for record in caplog.records if record.name == "sluice.progress"] == []
+
+
+# --- credentials stay with the base URL's origin -------------------------------------------------------------
+
+HOME_AUTH = {
+    "bearer": (("bearer", "pw"), {"type": "bearer"}),
+    "api_key header": (("header", "X-API-Key", "pw"), {"type": "api_key", "name": "X-API-Key"}),
+    "api_key query": (("query", "api_key", "pw"), {"type": "api_key", "location": "query", "name": "api_key"}),
+    "basic": (("basic", "u", "pw"), {"type": "basic"}),
+}
+
+
+@pytest.mark.parametrize("other_host", ["127.0.0.2", "127.0.0.1"], ids=["other host", "other port"])
+@pytest.mark.parametrize("kind", list(HOME_AUTH))
+def test_credentials_go_only_to_the_base_urls_origin_not_to_next_links_or_redirects_elsewhere(
+    api: FakeApi, kind: str, other_host: str
+) -> None:
+    """A new user's trial: a next link and a 302 to another host got ``Authorization: Bearer pw`` / ``X-API-Key: pw``."""
+    server_auth, auth = HOME_AUTH[kind]
+    api.auth = server_auth  # the home origin answers 401 without the credential
+    other = FakeApi([], host=other_host)
+    try:
+        api.canned["/start"] = {"records": [{"id": 1}], "next": "/second"}
+        api.canned["/second"] = {"records": [{"id": 2}], "next": f"{other.url}/evil"}
+        other.canned["/evil"] = {"records": [{"id": 3}], "next": f"{api.url}/redir"}
+        api.faults["/redir"] = [(302, {"Location": f"{other.url}/evil2"})]
+        other.canned["/evil2"] = {"records": [{"id": 4}], "next": f"{api.url}/last"}
+        api.canned["/last"] = {"records": [{"id": 5}], "next": None}
+        host = api.url.removeprefix("http://")
+        connections = {"api": ConnectionSpec("api", f"http://u:pw@{host}", Origin("sluice.yaml", 3))}
+        table = read(
+            api, connections, connection="api", path="/start", records="records", paginate={"style": "json_link"}, auth=auth
+        )
+    finally:
+        other.close()
+    assert table.column("id").to_pylist() == [1, 2, 3, 4, 5]
+    assert [path for path, _, _ in other.log] == ["/evil", "/evil2"]
+    for _, query, headers in other.log:
+        assert "authorization" not in headers and "x-api-key" not in headers and "api_key" not in query
+        assert not any("pw" in value for value in [*query.values(), *headers.values()]), (query, headers)
+    assert [path for path, _, _ in api.log] == ["/start", "/second", "/redir", "/last"]
+    assert all(api.authorised(query, headers) for _, query, headers in api.log)

@@ -109,6 +109,7 @@ class RestSource(Source[RestOptions]):
             options.timeout_s,
             options.headers,
             options.rate_limit,
+            base_url=base,
         )
         try:
             self.since = self.saved_cursor()
