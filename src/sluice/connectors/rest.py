@@ -10,7 +10,8 @@ records are held: a new field becomes a nullable column (NULL in the earlier row
 null takes the type of its first value, an integer field that meets a decimal becomes ``double``, a struct
 gains the new keys of its objects (pyarrow's permissive promotion). Any other change (a number, then text) is
 a TerminalError naming the field, both types and the page, with the remedy (``column_types``). Once the
-buffer is full the schema is fixed and streamed; from then on a new field or type fails the same way.
+buffer is full the schema is fixed and streamed; from then on a new field or type fails the same way. An integer
+outside the 64-bit range is a TerminalError naming the field (declare it ``string`` or a decimal).
 
 **Incremental.** With ``incremental: {cursor: updated_at, param: updated_since}``, the last run's largest
 ``updated_at`` (kept in the state store) is sent as ``?updated_since=``; the largest value read is saved by
@@ -26,7 +27,8 @@ being read, so a REST object runs every time (incremental reads keep that cheap)
 end (:mod:`~sluice.connectors.progress`).
 
 **Parent/child.** With ``parent:``, each parent record fills the ``{placeholders}`` of ``path``
-(``/customers/{id}/orders``) and the child records carry the parent fields named in ``parent.keys``.
+(``/customers/{id}/orders``) and the child records carry the parent fields named in ``parent.keys``, each as its
+type in ``column_types`` when declared there.
 """
 
 from __future__ import annotations
