@@ -1,4 +1,4 @@
-"""A small JSON API on 127.0.0.1 for the REST source tests: every pagination style, auth, faults, drift.
+"""A small JSON API on 127.0.0.1 (or another loopback ``host``) for the REST tests: every pagination style, auth, faults, drift.
 
 ``FakeApi`` serves ``records`` (a list of dicts, ``id`` 1..n) on:
 
@@ -9,7 +9,9 @@
 - ``/next?page=`` -> ``{"items": [...], "next": "/next?page=2" | null}`` (relative URLs)
 - ``/loop`` -> ``{"items": [first], "next": "/loop", "next_cursor": "again"}``: pagination that loops
 - ``/drift?page=`` -> the pages in ``drift`` (a list of record lists)
-- ``/customers`` and ``/customers/<id>/orders`` -> parents and their children
+- ``/customers`` and ``/customers/<id>/orders`` -> parents and their children (``orders`` keyed by the id: an int,
+  or the text of one that is not digits)
+- any path in ``canned`` -> that body
 - ``/changes?updated_since=`` -> records whose ``updated_at`` is greater (all when absent)
 
 Each request is logged (path, query, headers). ``faults[path]`` is a list consumed one per request to that
@@ -33,11 +35,13 @@ PAGE = 10
 
 
 class FakeApi:
-    def __init__(self, records: list[dict[str, Any]]) -> None:
+    def __init__(self, records: list[dict[str, Any]], host: str = "127.0.0.1") -> None:
         self.records = records
+        self.host = host
+        self.canned: dict[str, Any] = {}
         self.drift: list[list[dict[str, Any]]] = []
         self.customers: list[dict[str, Any]] = []
-        self.orders: dict[int, list[dict[str, Any]]] = {}
+        self.orders: dict[int | str, list[dict[str, Any]]] = {}
         self.faults: dict[str, list[Any]] = {}
         self.auth: tuple[str, ...] | None = None
         self.slow_s = 1.0
@@ -53,14 +57,14 @@ class FakeApi:
             def do_GET(self) -> None:
                 api.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://{self.host}:{self.server.server_address[1]}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -106,6 +110,8 @@ class FakeApi:
 
     def answer(self, path: str, query: dict[str, str]) -> tuple[Any, dict[str, str]]:
         records = self.records
+        if path in self.canned:
+            return self.canned[path], {}
         if path in ("/offset", "/offset-open"):
             offset, limit = int(query.get("offset", 0)), int(query.get("limit", PAGE))
             body: dict[str, Any] = {"data": {"items": records[offset : offset + limit]}}
@@ -139,8 +145,8 @@ class FakeApi:
         if path == "/customers":
             return {"customers": self.customers}, {}
         if path.startswith("/customers/") and path.endswith("/orders"):
-            customer = int(path.split("/")[2])
-            return self.orders.get(customer, []), {}
+            key = urllib.parse.unquote(path.split("/")[2])
+            return self.orders.get(int(key) if key.isdigit() else key, []), {}
         if path == "/changes":
             since = query.get("updated_since")
             return [r for r in records if since is None or r["updated_at"] > since], {}

@@ -129,6 +129,16 @@ def test_retries_run_out_as_a_transient_error(api: FakeApi) -> None:
         read(api, path="/offset", records="data.items", paginate={"style": "offset"}, retries={**FAST, "attempts": 3})
 
 
+def test_one_attempt_is_said_in_the_singular(api: FakeApi) -> None:
+    api.faults["/offset"] = [(500, {})]
+    with pytest.raises(TransientError, match=r"/offset answered 500 1 time \(retries exhausted\)$"):
+        read(api, path="/offset", retries={**FAST, "attempts": 1})
+    api.faults["/offset"] = ["timeout"]
+    api.slow_s = 1.0
+    with pytest.raises(TransientError, match=r"/offset failed 1 time, last: ReadTimeout"):
+        read(api, path="/offset", retries={**FAST, "attempts": 1}, timeout_s=0.2)
+
+
 def test_a_retry_after_longer_than_allowed_fails_the_attempt(api: FakeApi) -> None:
     api.faults["/offset"] = [(429, {"Retry-After": "3600"})]
     with pytest.raises(TransientError, match=r"Retry-After 3600 s, longer than retries\.max_retry_after_s"):
@@ -174,6 +184,24 @@ def test_mixed_kinds_on_one_page_name_the_field(api: FakeApi) -> None:
     api.drift = [[{"id": 1, "code": 7}, {"id": 2, "code": "x"}]]
     with pytest.raises(TerminalError, match=r"field 'code' holds number and string values on one page; declare it"):
         read(api, path="/drift", records="items", paginate={"style": "page_number"})
+
+
+def test_an_integer_past_64_bits_is_a_clear_error_and_column_types_fixes_it(api: FakeApi) -> None:
+    """A new user's trial: ``18446744073709551615`` gave a bare ``OverflowError: Python int too large to convert to C long``."""
+    api.drift = [[{"id": 1, "big": 7}, {"id": 2, "big": 18446744073709551615}]]
+    with pytest.raises(
+        TerminalError,
+        match=r"^object 1001 \(things\): field 'big' holds an integer outside the 64-bit range \(18446744073709551615\); "
+        r"declare it with column_types: \{big: string\} .* or \{big: 'decimal128\(38, 0\)'\}$",
+    ):
+        read(api, path="/drift", records="items", paginate={"style": "page_number"})
+    table = read(api, path="/drift", records="items", paginate={"style": "page_number"}, column_types={"big": "string"})
+    assert table.column("big").to_pylist() == ["7", "18446744073709551615"]
+    table = read(
+        api, path="/drift", records="items", paginate={"style": "page_number"}, column_types={"big": "decimal128(38, 0)"}
+    )
+    assert table.schema.field("big").type == pa.decimal128(38, 0)
+    assert [int(v) for v in table.column("big").to_pylist()] == [7, 18446744073709551615]
 
 
 def test_after_the_schema_is_fixed_a_new_field_fails(api: FakeApi) -> None:
@@ -267,6 +295,30 @@ def test_parent_child_fetches_each_parents_children_with_its_key(api: FakeApi) -
         {"order": 30, "total": 1.0, "customer_id": 3},
     ]
     assert [path for path, _, _ in api.log] == ["/customers", "/customers/1/orders", "/customers/2/orders", "/customers/3/orders"]
+
+
+def test_column_types_apply_to_a_parent_key_column(api: FakeApi) -> None:
+    """A new user's trial: parent ids ``1, 2, "x/y"`` failed "a field changes type between pages" though declared."""
+    api.customers = [{"id": 1}, {"id": 2}, {"id": "x/y"}]
+    api.orders = {1: [{"order": 10}], 2: [], "x/y": [{"order": 30}, {"order": 31}]}
+    options: dict[str, Any] = {
+        "path": "/customers/{id}/orders",
+        "parent": {"path": "/customers", "records": "customers", "keys": {"customer_id": "id"}},
+    }
+    with pytest.raises(TerminalError, match=r"a field changes type between pages .*customer_id"):
+        read(api, **options)
+    table = read(api, column_types={"customer_id": "string"}, **options)
+    assert table.schema.field("customer_id").type == pa.string()
+    assert table.to_pylist() == [
+        {"order": 10, "customer_id": "1"},
+        {"order": 30, "customer_id": "x/y"},
+        {"order": 31, "customer_id": "x/y"},
+    ]
+    api.customers = [{"id": 1}, {"id": 2}]
+    api.orders = {1: [{"order": 10}], 2: [{"order": 20}]}
+    table = read(api, column_types={"customer_id": "int32"}, **options)
+    assert table.schema.field("customer_id").type == pa.int32()
+    assert table.column("customer_id").to_pylist() == [1, 2]
 
 
 CONCURRENT = [
@@ -366,3 +418,45 @@ def test_a_short_read_logs_no_progress(api: FakeApi, caplog: pytest.LogCaptureFi
     with caplog.at_level("DEBUG", logger="sluice.progress"):
         assert read(api, path="/next", records="items", paginate={"style": "json_link", "next_url_path": "next"}).num_rows == 25
     assert [record for record in caplog.records if record.name == "sluice.progress"] == []
+
+
+# --- credentials stay with the base URL's origin -------------------------------------------------------------
+
+HOME_AUTH = {
+    "bearer": (("bearer", "pw"), {"type": "bearer"}),
+    "api_key header": (("header", "X-API-Key", "pw"), {"type": "api_key", "name": "X-API-Key"}),
+    "api_key query": (("query", "api_key", "pw"), {"type": "api_key", "location": "query", "name": "api_key"}),
+    "basic": (("basic", "u", "pw"), {"type": "basic"}),
+}
+
+
+@pytest.mark.parametrize("other_host", ["127.0.0.2", "127.0.0.1"], ids=["other host", "other port"])
+@pytest.mark.parametrize("kind", list(HOME_AUTH))
+def test_credentials_go_only_to_the_base_urls_origin_not_to_next_links_or_redirects_elsewhere(
+    api: FakeApi, kind: str, other_host: str
+) -> None:
+    """A new user's trial: a next link and a 302 to another host got ``Authorization: Bearer pw`` / ``X-API-Key: pw``."""
+    server_auth, auth = HOME_AUTH[kind]
+    api.auth = server_auth  # the home origin answers 401 without the credential
+    other = FakeApi([], host=other_host)
+    try:
+        api.canned["/start"] = {"records": [{"id": 1}], "next": "/second"}
+        api.canned["/second"] = {"records": [{"id": 2}], "next": f"{other.url}/evil"}
+        other.canned["/evil"] = {"records": [{"id": 3}], "next": f"{api.url}/redir"}
+        api.faults["/redir"] = [(302, {"Location": f"{other.url}/evil2"})]
+        other.canned["/evil2"] = {"records": [{"id": 4}], "next": f"{api.url}/last"}
+        api.canned["/last"] = {"records": [{"id": 5}], "next": None}
+        host = api.url.removeprefix("http://")
+        connections = {"api": ConnectionSpec("api", f"http://u:pw@{host}", Origin("sluice.yaml", 3))}
+        table = read(
+            api, connections, connection="api", path="/start", records="records", paginate={"style": "json_link"}, auth=auth
+        )
+    finally:
+        other.close()
+    assert table.column("id").to_pylist() == [1, 2, 3, 4, 5]
+    assert [path for path, _, _ in other.log] == ["/evil", "/evil2"]
+    for _, query, headers in other.log:
+        assert "authorization" not in headers and "x-api-key" not in headers and "api_key" not in query
+        assert not any("pw" in value for value in [*query.values(), *headers.values()]), (query, headers)
+    assert [path for path, _, _ in api.log] == ["/start", "/second", "/redir", "/last"]
+    assert all(api.authorised(query, headers) for _, query, headers in api.log)

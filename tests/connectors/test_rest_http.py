@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 from tests.connectors.rest_server import FakeApi
 
-from sluice.connectors.rest_http import Credentials, HttpClient, TokenBucket, backoff_s, retry_after_s
+from sluice.connectors.rest_http import MAX_REDIRECTS, Credentials, HttpClient, TokenBucket, backoff_s, retry_after_s
 from sluice.connectors.rest_options import Retries
+from sluice.errors import TerminalError
 
 
 @pytest.fixture
@@ -58,7 +59,15 @@ def test_token_bucket_paces_requests_after_the_burst() -> None:
 
 def client(sleeps: list[float], **retries: float) -> HttpClient:
     return HttpClient(
-        "object 7 (x)", Credentials(), Retries(**retries), 5.0, {}, rate_limit=1000.0, sleep=sleeps.append, rand=lambda: 0.5
+        "object 7 (x)",
+        Credentials(),
+        Retries(**retries),
+        5.0,
+        {},
+        rate_limit=1000.0,
+        sleep=sleeps.append,
+        rand=lambda: 0.5,
+        base_url="http://127.0.0.1",
     )
 
 
@@ -73,3 +82,17 @@ def test_the_client_waits_retry_after_when_given_and_backs_off_otherwise(api: Fa
     assert response.status_code == 200
     # Retry-After's 2 s, then half (rand 0.5) of the 2 s and 4 s ceilings of retries 2 and 3
     assert sleeps == [2.0, 1.0, 2.0]
+
+
+def test_redirects_are_followed_up_to_a_limit(api: FakeApi) -> None:
+    api.faults["/link"] = [(302, {"Location": "/link?page=1"}), (307, {"Location": f"{api.url}/link"})]
+    http = client([])
+    try:
+        assert http.get(f"{api.url}/link", {}).json() == [{"id": 1}, {"id": 2}, {"id": 3}]
+        api.faults["/link"] = [(302, {"Location": "/link"})] * (MAX_REDIRECTS + 1)
+        with pytest.raises(
+            TerminalError, match=rf"^object 7 \(x\): GET http://127.0.0.1:\d+/link: more than {MAX_REDIRECTS} redirects"
+        ):
+            http.get(f"{api.url}/link", {})
+    finally:
+        http.close()

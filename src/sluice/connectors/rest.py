@@ -10,7 +10,8 @@ records are held: a new field becomes a nullable column (NULL in the earlier row
 null takes the type of its first value, an integer field that meets a decimal becomes ``double``, a struct
 gains the new keys of its objects (pyarrow's permissive promotion). Any other change (a number, then text) is
 a TerminalError naming the field, both types and the page, with the remedy (``column_types``). Once the
-buffer is full the schema is fixed and streamed; from then on a new field or type fails the same way.
+buffer is full the schema is fixed and streamed; from then on a new field or type fails the same way. An integer
+outside the 64-bit range is a TerminalError naming the field (declare it ``string`` or a decimal).
 
 **Incremental.** With ``incremental: {cursor: updated_at, param: updated_since}``, the last run's largest
 ``updated_at`` (kept in the state store) is sent as ``?updated_since=``; the largest value read is saved by
@@ -26,7 +27,8 @@ being read, so a REST object runs every time (incremental reads keep that cheap)
 end (:mod:`~sluice.connectors.progress`).
 
 **Parent/child.** With ``parent:``, each parent record fills the ``{placeholders}`` of ``path``
-(``/customers/{id}/orders``) and the child records carry the parent fields named in ``parent.keys``.
+(``/customers/{id}/orders``) and the child records carry the parent fields named in ``parent.keys``, each as its
+type in ``column_types`` when declared there.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ from sluice.connectors.rest_pages import pages
 from sluice.errors import TerminalError, did_you_mean
 
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
-ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+"""What pyarrow raises on values it cannot take (OverflowError: an integer outside the 64-bit range)."""
+INT64 = range(-(2**63), 2**63)
 
 
 class RestSource(Source[RestOptions]):
@@ -109,6 +113,7 @@ class RestSource(Source[RestOptions]):
             options.timeout_s,
             options.headers,
             options.rate_limit,
+            base_url=base,
         )
         try:
             self.since = self.saved_cursor()
@@ -171,7 +176,10 @@ class RestSource(Source[RestOptions]):
         return saved["value"]
 
     def tables(self, client: HttpClient, base: str) -> Iterator[pa.Table]:
-        """One Arrow table per page of records (child pages, with the parent's keys, under a parent)."""
+        """One Arrow table per page of records (child pages, with the parent's keys, under a parent).
+
+        A key column takes its type from ``column_types`` when declared there, else pyarrow's inference from the value.
+        """
         options = self.options
         params: dict[str, Any] = dict(options.params)
         if options.incremental is not None and self.since is not None:
@@ -182,6 +190,7 @@ class RestSource(Source[RestOptions]):
                 yield self.table(records, client.where)
             return
         parent_url = _join(base, parent.path)
+        declared = schema_overrides(options.column_types, f"{client.where}: rest source")
         for parent_records in pages(client, parent_url, parent.params, parent.paginate, parent.records, options.max_pages):
             for record in parent_records:
                 child = _join(base, _fill(options.path, record, client.where, parent.path))
@@ -189,7 +198,7 @@ class RestSource(Source[RestOptions]):
                     table = self.table(records, client.where)
                     for column, field in parent.keys.items():
                         value = _value(record, field, client.where, parent.path)
-                        keys = pa.array([value] * table.num_rows)
+                        keys = _keys(value, table.num_rows, declared.get(column), column, client.where)
                         if column in table.column_names:
                             table = table.drop_columns([column])
                         table = table.append_column(column, keys)
@@ -202,9 +211,13 @@ class RestSource(Source[RestOptions]):
             yield table
 
     def table(self, records: list[dict[str, Any]], where: str) -> pa.Table:
-        """One page's records as a table: declared types applied, pyarrow inferring the rest."""
+        """One page's records as a table: declared types applied, pyarrow inferring the rest.
+
+        A field declared as text keeps any JSON value as its text; one declared as a decimal is read through its
+        text (so an integer past 64 bits fits). TerminalError names a field whose values pyarrow cannot take.
+        """
         declared = schema_overrides(self.options.column_types, f"{where}: rest source")
-        text = [name for name, type_ in declared.items() if type_ in TEXT_TYPES]
+        text = [name for name, type_ in declared.items() if type_ in TEXT_TYPES or pa.types.is_decimal(type_)]
         if text:
             for record in records:
                 for name in text:
@@ -302,6 +315,25 @@ def _join(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
 
 
+def _keys(value: Any, rows: int, type_: pa.DataType | None, column: str, where: str) -> pa.Array:
+    """``rows`` copies of a parent key ``value`` for the key column ``column``, as its declared type when there is one
+    (a text type takes any JSON value as its text, as :meth:`RestSource.table` does); TerminalError if it cannot be."""
+    if type_ is None:
+        try:
+            return pa.array([value] * rows)
+        except ARROW_ERRORS:
+            raise TerminalError(
+                f"{where}: the parent key {column!r} ({value!r}) cannot be a column; declare it with column_types: "
+                f"{{{column}: string}}"
+            ) from None
+    if (type_ in TEXT_TYPES or pa.types.is_decimal(type_)) and value is not None and not isinstance(value, str):
+        value = as_text(value)
+    try:
+        return pa.array([value] * rows).cast(type_)
+    except ARROW_ERRORS as exc:
+        raise TerminalError(f"{where}: parent key {column!r} ({value!r}) does not fit its declared type {type_}: {exc}") from None
+
+
 def _value(record: dict[str, Any], field: str, where: str, path: str) -> Any:
     if field not in record:
         raise TerminalError(
@@ -316,12 +348,19 @@ def _fill(template: str, record: dict[str, Any], where: str, path: str) -> str:
 
 
 def _mixed(records: list[dict[str, Any]], where: str) -> TerminalError:
-    """The first field whose values on one page mix JSON kinds, as an error with the remedy."""
+    """The first field whose values on one page mix JSON kinds or hold an integer past 64 bits, as an error with
+    the remedy."""
     names = dict.fromkeys(name for record in records for name in record)
     for name in names:
         values = [record.get(name) for record in records]
         try:
             pa.array(values)
+        except OverflowError:
+            big = next((f" ({v})" for v in values if isinstance(v, int) and v not in INT64), "")
+            return TerminalError(
+                f"{where}: field {name!r} holds an integer outside the 64-bit range{big}; declare it with "
+                f"column_types: {{{name}: string}} to keep its digits as text, or {{{name}: 'decimal128(38, 0)'}}"
+            )
         except ARROW_ERRORS:
             seen = sorted(set(kinds([v for v in values if v is not None])))
             return TerminalError(

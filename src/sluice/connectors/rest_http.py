@@ -9,6 +9,11 @@ any other 4xx raises :class:`~sluice.errors.TerminalError` at once. Messages nam
 without its secrets (:func:`shown_url`) and the status; secrets are never put in a message or a log line
 (httpx's own request log lines are rewritten the same way, :class:`RedactUrls`).
 
+**Credentials stay at home.** The credentials (auth headers, the API key's query parameter, basic auth) go only to
+requests whose origin (scheme, host, port: RFC 6454) is the base URL's. A next-page link or a redirect to another
+origin is still followed, without them (as browsers, curl and requests do), and a DEBUG line says so. Redirects are
+followed here, not by httpx, so that every hop is checked: at most :data:`MAX_REDIRECTS` per request.
+
 >>> retry_after_s("120", now=0.0)
 120.0
 >>> retry_after_s("Thu, 01 Jan 1970 00:01:00 GMT", now=30.0)
@@ -36,6 +41,22 @@ from sluice.errors import TerminalError, TransientError
 from sluice.pacing import TokenBucket
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_REDIRECTS = 10
+"""Redirects followed for one request before it fails (TerminalError)."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+log = logging.getLogger(__name__)
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """``url``'s origin: (scheme, host, port), the port given even when it is the scheme's default.
+
+    >>> origin(httpx.URL("HTTPS://Api.Example.com/v1")) == origin(httpx.URL("https://api.example.com:443/x"))
+    True
+    >>> origin(httpx.URL("http://127.0.0.1:8000/")) == origin(httpx.URL("http://127.0.0.1:8001/"))
+    False
+    """
+    return url.scheme, url.host, url.port if url.port is not None else DEFAULT_PORTS.get(url.scheme)
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -61,7 +82,8 @@ def backoff_s(retry: int, retries: Retries, rand: Callable[[], float] = random.r
 
 @dataclass(slots=True)
 class Credentials:
-    """What authentication adds to every request; ``secret_params`` are query names left out of messages."""
+    """What authentication adds to each request to the base URL's origin (:class:`HttpClient`); ``secret_params``
+    are query names left out of messages."""
 
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
@@ -138,6 +160,7 @@ def shown_url(url: httpx.URL, secret_params: frozenset[str]) -> str:
 class HttpClient:
     """GETs JSON with retries and a rate limit. ``where`` names the object in every message.
 
+    ``creds`` are sent only to URLs of ``base_url``'s origin (scheme, host, port; see the module's docstring).
     ``sleep`` and ``rand`` are injectable for tests; ``now`` gives seconds since the epoch (for HTTP dates).
     """
 
@@ -151,46 +174,49 @@ class HttpClient:
         rate_limit: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        *,
+        base_url: str,
     ) -> None:
         self.where = where
         self.creds = creds
+        self.home = origin(httpx.URL(base_url))
+        """The origin the credentials may go to."""
         self.retries = retries
         self.sleep, self.rand = sleep, rand
         self.bucket = TokenBucket(rate_limit, sleep=sleep) if rate_limit else None
         _guard_httpx_log(creds.secret_params)
-        auth = httpx.BasicAuth(*creds.basic) if creds.basic else None
+        self.basic = httpx.BasicAuth(*creds.basic) if creds.basic else None
         self.client = httpx.Client(
-            headers={"Accept": "application/json", **headers, **creds.headers},
-            auth=auth,
+            headers={"Accept": "application/json", **headers},
             timeout=httpx.Timeout(timeout_s),
-            follow_redirects=True,
+            follow_redirects=False,  # followed by send(), which checks each hop's origin
         )
         self.requests = 0
+        """HTTP requests sent so far (each retry and each redirect hop counted)."""
         self.received = 0
         """Bytes of the successful responses' bodies so far (progress lines)."""
         self._count = threading.Lock()  # pages may be fetched in threads (paginate.concurrency)
 
     def get(self, url: str, params: Mapping[str, Any]) -> httpx.Response:
-        """The successful (2xx) response to ``GET url?params``; retried as the class says.
+        """The successful (2xx) response to ``GET url?params``, redirects followed; retried as the class says.
 
-        Raises TransientError when attempts run out on a retryable failure, TerminalError on another 4xx
-        or a redirect loop, both naming the object, the URL (secrets left out) and the status or error.
+        The response's ``request.url`` is the last hop's. Raises TransientError when attempts run out on a
+        retryable failure, TerminalError on another 4xx or more than :data:`MAX_REDIRECTS` redirects, both naming
+        the object, the URL (secrets left out) and the status or error.
         """
-        query = {**{k: _text(v) for k, v in params.items()}, **self.creds.params}
         # Merged into the URL's own query (a next-page link keeps its parameters; httpx's params= would replace them).
-        request = self.client.build_request("GET", httpx.URL(url).copy_merge_params(query))
-        shown = shown_url(request.url, self.creds.secret_params)
+        target = httpx.URL(url).copy_merge_params({k: _text(v) for k, v in params.items()})
+        shown = shown_url(target, self.creds.secret_params)
         attempts = self.retries.attempts
         for attempt in range(1, attempts + 1):
             if self.bucket is not None:
                 self.bucket.acquire()
-            self.requests += 1
             try:
-                response = self.client.send(request)
+                response = self.send(target, shown)
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if attempt == attempts:
-                    raise TransientError(f"{self.where}: GET {shown} failed {attempts} times, last: {failure}") from None
+                    raise TransientError(f"{self.where}: GET {shown} failed {_times(attempts)}, last: {failure}") from None
                 self.sleep(backoff_s(attempt, self.retries, self.rand))
                 continue
             except httpx.HTTPError as exc:
@@ -204,7 +230,7 @@ class HttpClient:
                 raise TerminalError(f"{self.where}: GET {shown} answered {status} {response.reason_phrase}{_hint(status)}")
             wait = retry_after_s(response.headers.get("Retry-After"), time.time())
             if attempt == attempts:
-                raise TransientError(f"{self.where}: GET {shown} answered {status} {attempts} times (retries exhausted)")
+                raise TransientError(f"{self.where}: GET {shown} answered {status} {_times(attempts)} (retries exhausted)")
             if wait is not None and wait > self.retries.max_retry_after_s:
                 raise TransientError(
                     f"{self.where}: GET {shown} answered {status} with Retry-After {wait:.0f} s, "
@@ -213,8 +239,38 @@ class HttpClient:
             self.sleep(wait if wait is not None else backoff_s(attempt, self.retries, self.rand))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def send(self, url: httpx.URL, shown: str) -> httpx.Response:
+        """One GET of ``url`` (no credentials in it), following up to :data:`MAX_REDIRECTS` redirects; credentials
+        added to each hop whose origin is the base URL's. The last hop's response, whatever its status.
+
+        Raises httpx's errors (the caller retries transport errors) and TerminalError past the redirect limit.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            with self._count:
+                self.requests += 1
+            if origin(url) == self.home:
+                request = self.client.build_request("GET", url.copy_merge_params(self.creds.params), headers=self.creds.headers)
+                response = self.client.send(request, auth=self.basic)
+            else:
+                if self.creds.headers or self.creds.params or self.basic:
+                    log.debug(
+                        "%s: GET %s without credentials: not the base URL's origin", self.where, shown_url(url, frozenset())
+                    )
+                response = self.client.send(self.client.build_request("GET", url), auth=None)
+            if not response.is_redirect:
+                return response
+            response.close()
+            # joined to the URL without credentials: a Location with no query of its own must not carry the API key on
+            url = url.join(response.headers["Location"])
+        raise TerminalError(f"{self.where}: GET {shown}: more than {MAX_REDIRECTS} redirects")
+
     def close(self) -> None:
         self.client.close()
+
+
+def _times(count: int) -> str:
+    """``"1 time"``, ``"3 times"``."""
+    return "1 time" if count == 1 else f"{count} times"
 
 
 def _text(value: Any) -> str:
