@@ -385,13 +385,23 @@ def test_a_misspelt_primary_key_says_to_correct_it_in_the_project_file(tmp_path:
     assert error.endswith(f"Correct incremental.primary_key in {folder / 'sluice.yaml'}:{line}") and "state reset" not in error
 
 
+@pytest.mark.parametrize("destination", [None, "postgres"])
 def test_a_run_that_finds_nothing_after_a_delta_with_an_all_null_field_keeps_the_lake_output(
-    tmp_path: Path, api: FakeApi
+    tmp_path: Path, api: FakeApi, destination: str | None, request: pytest.FixtureRequest
 ) -> None:
     """The run that finds nothing new reads as the last delta's schema, whose ``addr.zip`` was all null (``null``):
-    the previous output's string type wins and the output stays as it was."""
+    the previous output's string type wins and the output stays as it was (a merge destination loads nothing)."""
     folder = tmp_path / "shop"
-    write_yaml(folder, LAKE_ONLY.format(url=api.url, key=", primary_key: [id]"))
+    text = LAKE_ONLY.format(url=api.url, key=", primary_key: [id]")
+    if destination == "postgres":
+        url = request.getfixturevalue("pg_db_url")
+        text = text.replace("objects:\n", f'connections: {{pg: "{url}"}}\nobjects:\n', 1).replace(
+            "      retries: {attempts: 2, backoff_s: 0.01}\n",
+            "      retries: {attempts: 2, backoff_s: 0.01}\n"
+            "    destination: {connection: pg, table: changes, mode: merge, key: [id]}\n",
+            1,
+        )
+    write_yaml(folder, text)
     project = load(folder)
     api.records = [{**record(i), "addr": {"zip": f"{i:05d}", "city": "c"}} for i in range(1, 4)]
     assert run_project(project, RunOptions()).status == "succeeded"
@@ -407,3 +417,8 @@ def test_a_run_that_finds_nothing_after_a_delta_with_an_all_null_field_keeps_the
     table = lake.read(location).read_all().sort_by("id")
     assert table.schema.field("addr").type.field("zip").type == pa.string()
     assert [a["zip"] for a in table.column("addr").to_pylist()] == ["00001", "00002", "00003", None, None]
+    if destination == "postgres":
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            assert db.execute("SELECT id FROM changes ORDER BY id").fetchall() == [(i,) for i in range(1, 6)]
