@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -313,6 +314,42 @@ def test_jsonl_declared_double_takes_ints_and_floats(tmp_path: Path) -> None:
     assert table.schema.field("v").type == pa.float64()
     assert table.column("v")[0].as_py() == 7.0
     assert table.column("v")[-1].as_py() == 1.5
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json"])
+def test_declared_dates_and_times_are_read_from_iso_text(tmp_path: Path, kind: str) -> None:
+    """pyarrow's JSON reader takes dates and times only as numbers: a jsonl source reads them as text and parses them,
+    across blocks too, as a json array does."""
+    rows = [{"d": f"2026-01-{i % 28 + 1:02d}", "d64": "2026-01-05", "t": "12:30:00.25", "n": i} for i in range(2_000)]
+    rows[1]["d"] = None
+    if kind == "json":
+        (tmp_path / "j.json").write_text(json.dumps(rows), encoding="utf-8")
+    else:
+        (tmp_path / "j.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    declared = {"d": "date32", "d64": "date64", "t": "time64[us]"} if kind == "jsonl" else {"d": "date32", "d64": "date64"}
+    batches = list(source(tmp_path, kind, path=f"j.{kind}", column_types=declared, block_size=8 * 1024).read())
+    table = pa.Table.from_batches(batches)
+    assert table.schema.field("d").type == pa.date32() and table.schema.field("d64").type == pa.date64()
+    assert table.column("d").to_pylist()[:3] == [dt.date(2026, 1, 1), None, dt.date(2026, 1, 3)]
+    assert table.column("d").to_pylist()[-1] == dt.date(2026, 1, 1999 % 28 + 1)
+    assert table.column("d64").to_pylist()[-1] == dt.date(2026, 1, 5)
+    if kind == "jsonl":
+        assert len(batches) > 1
+        assert table.schema.field("t").type == pa.time64("us")
+        assert table.column("t").to_pylist()[-1] == dt.time(12, 30, 0, 250_000)
+
+
+def test_jsonl_a_declared_date_that_does_not_parse_names_the_file_lines_and_column(tmp_path: Path) -> None:
+    (tmp_path / "j.jsonl").write_text('{"d": "2026-01-05"}\n\n{"d": null}\n{"d": "05/01/2026"}\n', encoding="utf-8")
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "jsonl", path="j.jsonl", column_types={"d": "date32"})
+    message = str(caught.value)
+    assert f"jsonl source {tmp_path / 'j.jsonl'}: cannot read lines 1-4: line 4, column 'd': " in message, message
+    assert '"05/01/2026" is not a date32[day] value' in message and "column_types: {d: string}" in message
+    assert "\n" not in message
+    (tmp_path / "j.jsonl").write_text('{"d": 20260105}\n', encoding="utf-8")  # dates are text, as in a json array
+    with pytest.raises(TerminalError, match=r"line 1, column 'd': 20260105 is a JSON number"):
+        read(tmp_path, "jsonl", path="j.jsonl", column_types={"d": "date32"})
 
 
 def test_jsonl_bad_line_and_new_key_after_the_first_block_name_the_line(tmp_path: Path) -> None:

@@ -383,3 +383,42 @@ def test_a_misspelt_primary_key_says_to_correct_it_in_the_project_file(tmp_path:
     lines = (folder / "sluice.yaml").read_text(encoding="utf-8").splitlines()
     line = lines.index("    source:") + 1  # the object's source, which declares the key
     assert error.endswith(f"Correct incremental.primary_key in {folder / 'sluice.yaml'}:{line}") and "state reset" not in error
+
+
+@pytest.mark.parametrize("destination", [None, "postgres"])
+def test_a_run_that_finds_nothing_after_a_delta_with_an_all_null_field_keeps_the_lake_output(
+    tmp_path: Path, api: FakeApi, destination: str | None, request: pytest.FixtureRequest
+) -> None:
+    """The run that finds nothing new reads as the last delta's schema, whose ``addr.zip`` was all null (``null``):
+    the previous output's string type wins and the output stays as it was (a merge destination loads nothing)."""
+    folder = tmp_path / "shop"
+    text = LAKE_ONLY.format(url=api.url, key=", primary_key: [id]")
+    if destination == "postgres":
+        url = request.getfixturevalue("pg_db_url")
+        text = text.replace("objects:\n", f'connections: {{pg: "{url}"}}\nobjects:\n', 1).replace(
+            "      retries: {attempts: 2, backoff_s: 0.01}\n",
+            "      retries: {attempts: 2, backoff_s: 0.01}\n"
+            "    destination: {connection: pg, table: changes, mode: merge, key: [id]}\n",
+            1,
+        )
+    write_yaml(folder, text)
+    project = load(folder)
+    api.records = [{**record(i), "addr": {"zip": f"{i:05d}", "city": "c"}} for i in range(1, 4)]
+    assert run_project(project, RunOptions()).status == "succeeded"
+    api.records += [{**record(i), "addr": {"zip": None, "city": "d"}} for i in (4, 5)]
+    second = run_project(project, RunOptions())
+    assert second.status == "succeeded" and second.objects[1001].rows == 2
+    nothing_new = run_project(project, RunOptions())
+    assert nothing_new.status == "succeeded", failure(project, nothing_new.run_id)
+    assert nothing_new.objects[1001].rows == 0
+    lake = LocalLake(folder / ".sluice" / "lake")
+    location = lake.current_location("raw", "changes")
+    assert location is not None
+    table = lake.read(location).read_all().sort_by("id")
+    assert table.schema.field("addr").type.field("zip").type == pa.string()
+    assert [a["zip"] for a in table.column("addr").to_pylist()] == ["00001", "00002", "00003", None, None]
+    if destination == "postgres":
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            assert db.execute("SELECT id FROM changes ORDER BY id").fetchall() == [(i,) for i in range(1, 6)]

@@ -182,3 +182,59 @@ def test_the_delta_step_loads_the_delta_and_ends_only_with_the_new_version(lake:
             step(failing_version())
     finally:
         accumulation.close()
+
+
+ADDR = pa.struct([("zip", pa.string()), ("city", pa.string())])
+NULL_ZIP = pa.struct([("zip", pa.null()), ("city", pa.string())])
+
+
+def previous_addresses(tmp_path: Path) -> tuple[LocalLake, str]:
+    lake = LocalLake(tmp_path / "addressed")
+    addr = pa.array([{"zip": "10115", "city": "Berlin"}, {"zip": "75001", "city": "Paris"}], ADDR)
+    tags = pa.array([["a"], ["b", "c"]], pa.list_(pa.string()))
+    lake.write("raw", "items", pa.table({"id": [1, 2], "addr": addr, "tags": tags, "note": ["x", "y"]}).to_reader())
+    location = lake.current_location("raw", "items")
+    assert location is not None
+    return lake, location
+
+
+@pytest.mark.parametrize("rows", [0, 1], ids=["empty delta", "one record"])
+def test_a_null_typed_field_of_the_delta_never_narrows_the_previous_type(tmp_path: Path, rows: int) -> None:
+    """A delta whose records had only nulls in a field (top level, in a struct, in a list) is typed ``null`` there,
+    and a run that finds nothing new reads as the last delta's schema: the previous concrete type wins, and an empty
+    delta leaves the previous output as it was."""
+    lake, location = previous_addresses(tmp_path)
+    delta = pa.table(
+        {
+            "id": pa.array([3], pa.int64()),
+            "addr": pa.array([{"zip": None, "city": "Rome"}], NULL_ZIP),
+            "tags": pa.array([[None]], pa.list_(pa.null())),
+            "note": pa.array([None], pa.null()),
+        }
+    ).slice(0, rows)
+    accumulation = Accumulation.open(lake, location, delta.to_reader(), ("id",), "object 1001 (items)")
+    try:
+        merged = accumulation.merged().read_all().sort_by("id")
+    finally:
+        accumulation.close()
+    assert merged.schema.field("addr").type == ADDR
+    assert merged.schema.field("tags").type == pa.list_(pa.string())
+    assert merged.schema.field("note").type == pa.string()
+    zips = ["10115", "75001", None][: 2 + rows]
+    assert [a["zip"] for a in merged.column("addr").to_pylist()] == zips
+    assert merged.column("note").to_pylist() == ["x", "y", None][: 2 + rows]
+    if not rows:
+        assert merged == lake.read(location).read_all().sort_by("id")  # unchanged
+
+
+def test_an_empty_delta_of_other_types_keeps_the_previous_output_unchanged(tmp_path: Path) -> None:
+    """Nothing read, nothing to refuse: the saved schema's types (even incompatible ones) do not matter."""
+    lake, location = previous_prices(tmp_path, pa.array([10.5, 21.0]))
+    delta = pa.schema([("id", pa.int64()), ("price", pa.string()), ("extra", pa.null())]).empty_table()
+    accumulation = Accumulation.open(lake, location, delta.to_reader(), ("id",), "object 1001 (items)")
+    try:
+        merged = accumulation.merged().read_all()
+        assert accumulation.delta().read_all().num_rows == 0
+    finally:
+        accumulation.close()
+    assert merged == lake.read(location).read_all()

@@ -1,9 +1,11 @@
 """JSON Lines in blocks of whole lines, each parsed by pyarrow; types fixed by the first block.
 
 Declared ``string`` columns keep the JSON text of any value (``7`` -> ``"7"``, ``true`` -> ``"true"``);
-other declared types are given to pyarrow (a ``double`` takes ints and floats). A value that does not
-fit its column is reported with the file's line and the column (:func:`misfit`), found by reading the
-failing block again in Python: only on that error path.
+declared dates and times (``date32``, ``date64``, ``time32``, ``time64``), which pyarrow's JSON reader
+takes only as numbers, are read as text and parsed after (ISO 8601: ``"2026-01-05"``, ``"12:30:00.5"``;
+:func:`from_text`); other declared types are given to pyarrow (a ``double`` takes ints and floats). A
+value that does not fit its column is reported with the file's line and the column (:func:`misfit`,
+:func:`unparsed`), found by reading the failing block again in Python: only on that error path.
 
 >>> kinds([7, 1.5, True, "x", None, [1], {"a": 1}])
 ['number', 'number', 'boolean', 'string', 'null', 'array', 'object']
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from sluice.errors import TerminalError
@@ -69,6 +72,44 @@ def fits(value: Any, type_: pa.DataType) -> bool:
     if pa.types.is_null(type_):
         return False
     return kind == "string"  # dates, timestamps, binary: written as text
+
+
+def parsed_from_text(type_: pa.DataType) -> bool:
+    """Whether a declared column of ``type_`` is read as text and parsed after (:func:`from_text`): the dates and
+    times pyarrow's JSON reader takes only as numbers (days, milliseconds, time units since midnight)."""
+    return bool(pa.types.is_date(type_) or pa.types.is_time(type_))
+
+
+def from_text(values: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    """ISO 8601 text (``"2026-01-05"``; a time ``"12:30:00"`` or ``"12:30:00.25"``) as ``type_``, a date or time
+    type; NULL stays NULL. Raises ArrowInvalid for a value that is not one (or a time finer than ``type_``'s unit)."""
+    if pa.types.is_time(type_):  # pyarrow casts no text to a time: read it as a time of 1970-01-01
+        stamps = pc.cast(pc.binary_join_element_wise("1970-01-01T", values, ""), pa.timestamp("ns"))
+        return pc.cast(stamps, type_)
+    return pc.cast(values, type_)
+
+
+def unparsed(where: str, first: int, block: bytes, column: str, values: pa.ChunkedArray, type_: pa.DataType) -> TerminalError:
+    """The first value of ``column`` (text read from ``block``, whose first line is ``first``) that is not a
+    ``type_`` value, with its line: one line, naming the file, the block's lines and the column."""
+    lines = [number for number, text in enumerate(block.splitlines(), start=first) if text.strip()]
+    last = lines[-1] if lines else first
+    for index, value in enumerate(values.to_pylist()):
+        if value is None:
+            continue
+        try:
+            from_text(pa.chunked_array([[value]], values.type), type_)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            line = lines[index] if index < len(lines) else first
+            shown = json.dumps(value, ensure_ascii=False)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            example = '"12:30:00"' if pa.types.is_time(type_) else '"2026-01-05"'
+            return TerminalError(
+                f"{where}: cannot read lines {first}-{last}: line {line}, column '{column}': {shown} is not a {type_} "
+                f"value (ISO 8601, like {example}); fix the value or "
+                f"declare column_types: {{{column}: string}}"
+            )
+    return TerminalError(f"{where}: cannot read lines {first}-{last}: column '{column}' is not {type_}")
 
 
 def misfit(where: str, line: int, column: str, value: Any, type_: pa.DataType | str) -> TerminalError:
@@ -142,16 +183,33 @@ class BlockParser:
         return table
 
     def parse(self, line: int, block: bytes, explicit: pa.Schema) -> pa.Table:
-        options = pa_json.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
+        """``block`` (its first line ``line``) as a table of ``explicit``'s types for its columns; TerminalError (one
+        line, naming the file, the lines and the column) for a value that does not fit."""
+        reading = pa.schema([pa.field(f.name, pa.string()) if parsed_from_text(f.type) else f for f in explicit])
+        options = pa_json.ParseOptions(explicit_schema=reading, unexpected_field_behavior="infer")
         try:
             table = pa_json.read_json(io.BytesIO(block), read_options=_whole(block), parse_options=options)
-            return self.texts(table)
+            table = self.texts(table)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             error = self.diagnose(line, block, explicit, closed=False)
             if error is None and self.text:
-                return self.parse_in_python(line, block, explicit, options)
-            last = line + block.count(b"\n")
-            raise (error or TerminalError(f"{self.where}: cannot read lines {line}-{last}: {exc}")) from exc
+                table = self.parse_in_python(line, block, reading, options)
+            else:
+                last = line + block.count(b"\n")
+                raise (error or TerminalError(f"{self.where}: cannot read lines {line}-{last}: {exc}")) from exc
+        return self.parsed(line, block, table, explicit)
+
+    def parsed(self, line: int, block: bytes, table: pa.Table, explicit: pa.Schema) -> pa.Table:
+        """``table`` with the declared dates and times (read as text) parsed (:func:`from_text`)."""
+        for field in explicit:
+            if parsed_from_text(field.type) and field.name in table.column_names:
+                values = table.column(field.name)
+                try:
+                    typed = from_text(values, field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise unparsed(self.where, line, block, field.name, values, field.type) from exc
+                table = table.set_column(table.column_names.index(field.name), field, typed)
+        return table
 
     def texts(self, table: pa.Table) -> pa.Table:
         """Declared text columns cast to strings (``7`` -> ``"7"``); raises ArrowInvalid for arrays or objects."""

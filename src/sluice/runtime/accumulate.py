@@ -81,7 +81,8 @@ class Accumulation:
     ) -> None:
         self._con = con
         self.types = types or {}
-        """The Arrow type of each column both versions have (:func:`_combined`)."""
+        """The Arrow type of each column both versions have (:func:`_combined`); of every previous column when this
+        run read nothing (the previous output is kept as it is)."""
         self.whole = whole
         """True for a read of everything (no previous output to add to)."""
         self.delta_schema = delta_schema
@@ -140,16 +141,16 @@ class Accumulation:
                         f"{', '.join(previous_columns)}); {reread}"
                     )
             previous_schema = _schema_of(lake, previous) if previous is not None else pa.schema([])
-            types = (
-                _combined(previous_schema, delta.schema, label, f"declare its type ({type_setting}) and {reread}")
-                if rows and previous_rows
-                else {}
-            )
-            for column, kind in types.items():  # DuckDB would round an integer beyond 2**53 into a double
-                if pa.types.is_floating(kind):
-                    _exact_in_double(
-                        con, column, previous_schema, delta.schema, label, f"declare its type ({type_setting}) and {reread}"
-                    )
+            remedy = f"declare its type ({type_setting}) and {reread}"
+            if previous is None:
+                types: dict[str, pa.DataType] = {}
+            elif not rows and previous_rows:  # nothing new: the previous output as it is, with its own types
+                types = {field.name: field.type for field in previous_schema}
+            else:  # (an empty previous output refuses no type: it has no value to rewrite)
+                types = _combined(previous_schema, delta.schema, label, remedy, strict=bool(rows and previous_rows))
+            for column, kind in types.items() if rows and previous_rows else ():  # DuckDB would round an integer
+                if pa.types.is_floating(kind):  # beyond 2**53 into a double
+                    _exact_in_double(con, column, previous_schema, delta.schema, label, remedy)
         except duckdb.Error as exc:
             con.close()
             raise TerminalError(f"{label}: cannot read the previous lake output to add this run's records: {exc}") from exc
@@ -184,7 +185,9 @@ class Accumulation:
     def merged(self) -> pa.RecordBatchReader:
         """The new version: the previous output with this run's records merged in (see the module), each column of the
         Arrow type the two versions share (:func:`_combined`: the delta's, or one holding both's values exactly, int64
-        and double give double), not DuckDB's (which would turn ``timestamp[ms]`` into ``timestamp[us]``)."""
+        and double give double, a ``null`` field of either taking the other's type), not DuckDB's (which would turn
+        ``timestamp[ms]`` into ``timestamp[us]``); the previous output's own types when this run read nothing. Its
+        batches raise TerminalError (one line) when a value does not fit its column's type."""
         import duckdb
 
         try:
@@ -239,18 +242,22 @@ class Accumulation:
         self._con.close()
 
 
-def _combined(previous: pa.Schema, delta: pa.Schema, label: str, remedy: str) -> dict[str, pa.DataType]:
+def _combined(previous: pa.Schema, delta: pa.Schema, label: str, remedy: str, *, strict: bool = True) -> dict[str, pa.DataType]:
     """The Arrow type of each column both ``previous`` and ``delta`` have: one holding every value of both exactly,
     by the destinations' rules (:func:`sluice.destinations.types.widened`: a wider integer, int and float as double,
-    int and decimal as a decimal with room for both), a null column taking the other's type, a struct or list gaining
-    the other's fields. Raises TerminalError naming the column and both types for any other pair (a number, then
-    text): no previous value is rewritten."""
+    int and decimal as a decimal with room for both), a null column taking the other's type (a ``null`` field never
+    narrows a concrete one, at the top level or inside a struct or list), a struct or list gaining the other's
+    fields. Raises TerminalError naming the column and both types for any other pair (a number, then text): no
+    previous value is rewritten; unless not ``strict`` (a side without rows), where such a pair takes the delta's
+    type."""
     types: dict[str, pa.DataType] = {}
     for field in delta:
         if field.name not in previous.names:
             continue
         held = previous.field(field.name).type
         kind = _holding_both(held, field.type)
+        if kind is None and not strict:
+            kind = field.type
         if kind is None:
             raise TerminalError(
                 f"{label}: column {field.name!r} is {held} in the previous lake output but {field.type} in this run's "
