@@ -430,7 +430,9 @@ def test_loads_creating_the_same_partitions_at_once_all_succeed(
     assert len(partitions(pg_db_url, "analytics.fact_orders")) == 4
 
 
-def test_validate_checks_the_columns_an_sql_object_selects(tmp_path: Path) -> None:
+def validation_problems(tmp_path: Path, sql: str, destination: str) -> tuple[Path, list[str]]:
+    """``sluice validate``'s problems for orders.csv (order_id, order_date, customer_id) and an SQL object 3001
+    (``sql``) loading ``destination`` (the YAML under its line 8 key) over a PostgreSQL connection."""
     path = tmp_path / "sluice.yaml"
     path.write_text(
         "connections: {dw: 'postgresql://u@127.0.0.1/db'}\n"
@@ -439,39 +441,36 @@ def test_validate_checks_the_columns_an_sql_object_selects(tmp_path: Path) -> No
         "  - id: 3001\n"
         "    name: fact_orders\n"
         "    parents: [1001]\n"
-        "    sql: SELECT order_id, order_date, customer_id FROM orders\n"
-        "    destination:\n"
-        "      {connection: dw, table: analytics.fact_orders, mode: append, partition_by: {column: order_day},\n"
-        "       indexes: [[customer_id]]}\n",
+        f"    sql: {sql}\n"
+        f"    destination:\n{destination}",
         encoding="utf-8",
     )
     (tmp_path / "orders.csv").write_text("order_id,order_date,customer_id\n1,2026-01-01,2\n", encoding="utf-8")
     _, problems = parse_project(path, ahead=True)
-    assert [str(p) for p in problems] == [
+    return path, [str(p) for p in problems]
+
+
+def test_validate_checks_the_columns_an_sql_object_selects(tmp_path: Path) -> None:
+    path, problems = validation_problems(
+        tmp_path,
+        "SELECT order_id, order_date, customer_id FROM orders",
+        "      {connection: dw, table: analytics.fact_orders, mode: append, partition_by: {column: order_day},\n"
+        "       indexes: [[customer_id]]}\n",
+    )
+    assert problems == [
         f"{path}:8: object 3001 (fact_orders): destination partition_by names column 'order_day', which the SQL does not "
         "select (it selects: order_id, order_date, customer_id). Did you mean 'order_date'? Fix the partition_by or the SQL"
     ]
 
 
 def test_validate_refuses_a_table_name_postgresql_would_cut_short(tmp_path: Path) -> None:
-    path = tmp_path / "sluice.yaml"
     long = "t" * 70
-    path.write_text(
-        "connections: {dw: 'postgresql://u@127.0.0.1/db'}\n"
-        "objects:\n"
-        "  - {id: 1001, name: orders, source: {type: csv, path: orders.csv}, lake: true}\n"
-        "  - id: 3001\n"
-        "    name: fact_orders\n"
-        "    parents: [1001]\n"
-        "    sql: SELECT order_id FROM orders\n"
-        f"    destination: {{connection: dw, table: analytics.{long}, primary_key: [order_id]}}\n",
-        encoding="utf-8",
+    path, problems = validation_problems(
+        tmp_path, "SELECT order_id FROM orders", f"      {{connection: dw, table: analytics.{long}, primary_key: [order_id]}}\n"
     )
-    (tmp_path / "orders.csv").write_text("order_id\n1\n", encoding="utf-8")
-    _, problems = parse_project(path, ahead=True)
     assert len(problems) == 1
-    assert f"{path}:8:" in str(problems[0]) and f"table name '{long}' is 70 bytes long" in str(problems[0])
-    assert "at most 63 bytes" in str(problems[0])
+    assert f"{path}:9:" in problems[0] and f"table name '{long}' is 70 bytes long" in problems[0]
+    assert "at most 63 bytes" in problems[0]
 
 
 def test_a_merge_failing_after_staging_leaves_the_table_and_its_partitions_as_they_were(
