@@ -363,6 +363,26 @@ def test_httpx_request_log_lines_leave_out_the_query_key(
     assert "/link?q=x" in lines[0]
 
 
+def test_a_connection_that_is_not_http_is_refused_by_validate_at_its_line(tmp_path: Path) -> None:
+    """A new user's trial: a postgresql:// connection was retried as a transient failure at run time."""
+    from sluice.project.load import parse_project
+
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        "connections: {dw: 'postgresql://u@127.0.0.1/db', api: 'https://api.example.com'}\n"
+        "objects:\n"
+        "  - id: 1001\n"
+        "    name: items\n"
+        "    source: {type: rest, connection: dw, path: /items}\n"
+        "  - {id: 1002, name: other, source: {type: rest, connection: api, path: /items}}\n",
+        encoding="utf-8",
+    )
+    _, problems = parse_project(path, ahead=True)
+    assert [str(p) for p in problems] == [
+        f"{path}:5: object 1001 (items): connection 'dw' is postgresql://; a rest source needs a http:// or https:// connection"
+    ]
+
+
 def test_an_envelope_taken_as_one_record_is_refused_on_offset_pagination(api: FakeApi) -> None:
     """``records: ''`` on an endpoint answering ``{"data": ..., "meta": ...}``: every page would be one non-empty
     "record" and offset pagination would never stop (a new user's trial saw 600,000 requests); it is refused at

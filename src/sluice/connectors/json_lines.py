@@ -195,7 +195,7 @@ class BlockParser:
             if error is None and self.text:
                 table = self.parse_in_python(line, block, reading, options)
             else:
-                last = line + block.count(b"\n")
+                last = line + block.count(b"\n") - block.endswith(b"\n")  # the block's own last line
                 raise (error or TerminalError(f"{self.where}: cannot read lines {line}-{last}: {exc}")) from exc
         return self.parsed(line, block, table, explicit)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta, field
 
@@ -173,6 +173,8 @@ class Parent(Settings):
 class RestOptions(Settings):
     """A JSON API over HTTP(S): paginated, authenticated, retried, rate-limited, optionally incremental."""
 
+    connection_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
+    """What ``connection`` may name: checked by ``sluice validate`` at its line."""
     path: Annotated[str, Meta(description="The endpoint, relative to base_url (/customers) or absolute.")] = ""
     base_url: Annotated[str | None, Meta(description="https://api.example.com/v1 (or the connection's URL).")] = None
     connection: Annotated[
