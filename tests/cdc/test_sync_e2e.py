@@ -390,7 +390,8 @@ def capture_children(pid: int) -> list[int]:
             argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"--role" in argv and argv[argv.index(b"--role") + 1 : argv.index(b"--role") + 2] == [b"capture"]:
+        role = argv.index(b"--role") + 1 if b"--role" in argv else len(argv)
+        if argv[role : role + 1] == [b"capture"]:
             found.append(child)
     return found
 

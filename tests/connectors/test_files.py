@@ -339,6 +339,12 @@ def test_declared_dates_and_times_are_read_from_iso_text(tmp_path: Path, kind: s
         assert table.column("t").to_pylist()[-1] == dt.time(12, 30, 0, 250_000)
 
 
+def test_jsonl_a_block_pyarrow_refuses_names_its_own_lines(tmp_path: Path) -> None:
+    (tmp_path / "j.jsonl").write_text('{"a": 1}\n{"a": 2}\n{"a": 1099511627776}\n', encoding="utf-8")
+    with pytest.raises(TerminalError, match=r"j.jsonl: cannot read lines 1-3: .*int32"):  # three lines: not 1-4
+        read(tmp_path, "jsonl", path="j.jsonl", column_types={"a": "int32"})
+
+
 def test_jsonl_a_declared_date_that_does_not_parse_names_the_file_lines_and_column(tmp_path: Path) -> None:
     (tmp_path / "j.jsonl").write_text('{"d": "2026-01-05"}\n\n{"d": null}\n{"d": "05/01/2026"}\n', encoding="utf-8")
     with pytest.raises(TerminalError) as caught:

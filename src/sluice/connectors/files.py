@@ -125,7 +125,10 @@ class CsvSource(FileSource[CsvOptions]):
         try:
             reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=convert)
             self.columns = tuple(reader.schema.names)
-            self.refuse_undecoded(reader.schema)
+            undecoded = self.undecoded(reader.schema)
+            if undecoded:
+                reader.close()
+                raise TerminalError(undecoded)
             wide = wide_integer_types(path, reader.schema, read_options, parse_options, convert)
             if wide:
                 reader.close()
@@ -135,18 +138,19 @@ class CsvSource(FileSource[CsvOptions]):
             raise self.unreadable(exc) from exc
         return stream(reader.schema, reader, on_error=self.failed)
 
-    def refuse_undecoded(self, schema: pa.Schema) -> None:
-        """A TerminalError when a column not declared in ``column_types`` came out as ``binary``: pyarrow infers
-        that for text that is not valid in ``encoding`` (a Latin-1 file read as UTF-8), which would load bytes
-        where the user expects text."""
+    def undecoded(self, schema: pa.Schema) -> str:
+        """Why the file is refused when a column not declared in ``column_types`` came out as ``binary`` (pyarrow infers
+        that for text that is not valid in ``encoding``, a Latin-1 file read as UTF-8: bytes where the user expects
+        text), or ""."""
         declared = set(self.options.column_types or {})
         for field in schema:
             if pa.types.is_binary(field.type) and field.name not in declared:
-                raise TerminalError(
+                return (
                     f"{self.kind} source {self.path}: column {field.name!r} is not valid {self.options.encoding} text; "
                     f"set the file's encoding (encoding: latin1, for one), or declare column_types: {{{field.name}: binary}} "
                     "to load its bytes"
                 )
+        return ""
 
     def type_hint(self, exc: Exception) -> str:
         text = str(exc)

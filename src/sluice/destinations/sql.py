@@ -160,6 +160,18 @@ class _Guarded:
             raise
 
 
+def name_too_long(what: str, ident: str, backend: str, limit: int) -> str:
+    """Why ``ident`` (``what`` names it: ``table name 'x'``) is refused when its UTF-8 encoding is over ``limit`` bytes,
+    which ``backend`` would cut it to (a later run would not find it), or ""."""
+    size = len(ident.encode())
+    if size <= limit:
+        return ""
+    return (
+        f"{what} is {size} bytes long, but {backend} keeps at most {limit} bytes of a name and would cut it short, "
+        f"so the next run would not find it; use a name of at most {limit} bytes"
+    )
+
+
 def check_request(table: str, schema: pa.Schema, mode: str, key: Sequence[str]) -> None:
     """Reject a write that cannot work, before touching the database."""
     if mode not in WRITE_MODES:
@@ -286,14 +298,10 @@ class SqlDestination(Destination):
         named.append(("table", name.name, f"the destination's 'table' ('{label}')"))
         named.extend(("column", column, "the object (e.g. SELECT ... AS a_shorter_name)") for column in schema.names)
         for kind, ident, where in named:
-            size = len(ident.encode())
-            if size > limit:
-                owner = "" if kind != "column" else f" of table '{label}'"
-                raise TerminalError(
-                    f"{kind} name '{ident}'{owner} is {size} bytes long, but {self.backend} keeps at most {limit} bytes of a "
-                    f"name and would cut it short, so the next run would not find it; use a name of at most {limit} bytes "
-                    f"in {where}"
-                )
+            owner = "" if kind != "column" else f" of table '{label}'"
+            problem = name_too_long(f"{kind} name '{ident}'{owner}", ident, self.backend, limit)
+            if problem:
+                raise TerminalError(f"{problem} in {where}")
 
     def wrap_error(self, exc: Exception, table: str) -> ObjectError:
         """A driver error as TransientError (connection, lock) or TerminalError (SQL, schema)."""

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sluice.destinations.sql import TableName, name_too_long
 from sluice.plugins.base import Settings
 from sluice.project.model import DestinationSpec
 
@@ -132,20 +133,11 @@ def warehouse_problems(spec: PostgresDestinationSpec, mode: str | None = None, k
     """What PostgreSQL would refuse in ``spec`` whatever the data (``mode`` and ``key`` override the spec's)."""
     mode = spec.mode if mode is None else mode
     key = spec.key if key is None else key
-    problems: list[str] = []
-    from sluice.destinations.sql import TableName  # sql.py's destinations import these options
-
     name = TableName.parse(spec.table)
     named = [("schema", name.schema)] if name.schema else []
     named += [("table", name.name), *((f"{option} column", column) for option, column in spec.declared_columns())]
-    for kind, ident in named:
-        size = len(ident.encode())
-        if size > POSTGRES_NAME_BYTES:
-            problems.append(
-                f"{kind} name '{ident}' is {size} bytes long, but PostgreSQL keeps at most {POSTGRES_NAME_BYTES} bytes "
-                f"of a name and would cut it short, so the next run would not find it; use a name of at most "
-                f"{POSTGRES_NAME_BYTES} bytes"
-            )
+    problems = [name_too_long(f"{kind} name '{ident}'", ident, "PostgreSQL", POSTGRES_NAME_BYTES) for kind, ident in named]
+    problems = [problem for problem in problems if problem]
     if len(set(spec.primary_key)) != len(spec.primary_key):
         problems.append(f"primary_key {list(spec.primary_key)} names a column twice; name each once")
     for index in spec.index_list():
