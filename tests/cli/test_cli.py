@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import load, loaded_count, seed_project, summary_json, wait_for
+from helpers import load, loaded_count, seed_project, summary_json, wait_for, write_yaml
 
 SLUICE = [sys.executable, "-m", "sluice"]
 FIELD = Path(__file__).resolve().parents[2] / "examples" / "seed-002-field" / "Objets.json"
@@ -113,6 +113,57 @@ def test_plan_json(tmp_path: Path) -> None:
     plan = json.loads(result.stdout)
     assert [o["id"] for o in plan["objects"]] == [1003, 1004, 2004, 3002]
     assert {o["action"] for o in plan["objects"]} == {"run"}
+
+
+STREAMING_PROJECT = """\
+name: streams
+connections:
+  events: kafka://127.0.0.1:1
+objects:
+  - id: 1001
+    name: events
+    source: {type: kafka, connection: events, topic: events}
+    streaming: {trigger: 1s}
+  - id: 2001
+    name: totals
+    parents: [1001]
+    sql: SELECT count(*) AS n FROM events
+"""
+
+
+def test_plan_shows_a_streaming_object_that_has_committed_nothing_yet_and_exits_0(tmp_path: Path) -> None:
+    """``sluice plan`` shows the plan (it exited 2 with the error of ``sluice run``); ``sluice run`` still refuses it."""
+    import pyarrow as pa
+
+    from sluice.lake.registry import open_lake
+
+    path = write_yaml(tmp_path / "p", STREAMING_PROJECT)
+    result = sluice("plan", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "stream first (nothing committed yet)" in result.stdout
+    assert "1 to run, 0 fresh, 1 to stream first\n" in result.stdout
+    assert (
+        "streaming object 1001 (events) has committed no micro-batch yet: 'sluice stream' runs it, not 'sluice run', "
+        f"which refuses this plan until it has; start it with: sluice stream {path} --object 1001\n"
+    ) in result.stdout
+    assert result.stderr == ""
+    plan = json.loads(sluice("plan", str(path), "--json").stdout)
+    assert [(o["id"], o["action"]) for o in plan["objects"]] == [(1001, "stream"), (2001, "run")]
+    assert (plan["to_run"], plan["fresh"], plan["to_stream"]) == (1, 0, 1)
+    refused = sluice("run", str(path))
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "error: streaming object 1001 (events) has committed no micro-batch yet, and the run reads it; "
+        f"start it first with: sluice stream {path} --object 1001\n"
+    )
+    open_lake(load(path)).append("raw", "events", pa.table({"id": [1, 2]}).to_reader(), commit={"batch": 1})
+    result = sluice("plan", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "fresh (streamed)" in result.stdout and "1 to run, 1 fresh\n" in result.stdout
+    assert "committed no micro-batch" not in result.stdout
+    plan = json.loads(sluice("plan", str(path), "--json").stdout)
+    assert [(o["id"], o["action"]) for o in plan["objects"]] == [(1001, "fresh"), (2001, "run")]
+    assert (plan["to_run"], plan["fresh"], plan["to_stream"]) == (1, 1, 0)
 
 
 def test_run_json_exit_codes_and_events(tmp_path: Path) -> None:

@@ -159,6 +159,15 @@ def _check_syncs_live(project: Project) -> None:
         sys.exit(USER_ERROR)
 
 
+def _plan_action(action: str, streaming: bool) -> str:
+    """How ``sluice plan`` shows a row's action (``run``, ``fresh``, ``stream``), a streaming object's as such."""
+    if action == "run":
+        return "[green]run[/green]"
+    if action == "stream":
+        return "[yellow]stream first (nothing committed yet)[/yellow]"
+    return "[dim]fresh (streamed)[/dim]" if streaming else "[dim]fresh (skip)[/dim]"
+
+
 @cli.command()
 @click.argument("path", type=click.Path())
 @click.option(
@@ -168,8 +177,12 @@ def _check_syncs_live(project: Project) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @backend_options
 def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_url: str | None, state_url: str | None) -> None:
-    """Show which objects a run would process, in order, and which are fresh."""
-    from sluice.runtime.planning import Fingerprints, plan_run
+    """Show which objects a run would process, in order, and which are fresh.
+
+    A streaming object the plan needs shows as ``fresh (streamed)`` once ``sluice stream`` has committed a
+    micro-batch of it, else as ``stream first``, with a line saying how to start it (exit 0 all the same).
+    """
+    from sluice.runtime.planning import Fingerprints, not_streamed_yet, plan_streams, stream_command
     from sluice.runtime.run import open_backends
     from sluice.runtime.summary import RunOptions
 
@@ -177,14 +190,15 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
     with open_backends(project, bus_url, state_url, read_only=True) as backends:
         latest = {} if force else dict(backends.state.latest_outputs(project.name))
         fingerprints = Fingerprints(project, backends.lake, latest=latest, force=force)
-        the_plan = plan_run(project, RunOptions(targets=list(targets) or None, force=force), fingerprints)
+        the_plan, unstreamed = plan_streams(project, RunOptions(targets=list(targets) or None, force=force), fingerprints)
+    to_run = [oid for oid in the_plan.to_run if oid not in unstreamed]
     rows: list[dict[str, Any]] = [
         {
             "id": oid,
             "name": project.objects[oid].name,
             "stage": project.objects[oid].stage,
             "parents": list(project.objects[oid].parents),
-            "action": "fresh" if oid in the_plan.fresh else "run",
+            "action": "fresh" if oid in the_plan.fresh else "stream" if oid in unstreamed else "run",
         }
         for oid in the_plan.order
     ]
@@ -193,7 +207,13 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
         for oid, item in sorted(project.left_out.items())
     ]
     if as_json:
-        summary = {"targets": the_plan.targets, "objects": rows, "to_run": len(the_plan.to_run), "fresh": len(the_plan.fresh)}
+        summary = {
+            "targets": the_plan.targets,
+            "objects": rows,
+            "to_run": len(to_run),
+            "fresh": len(the_plan.fresh),
+            "to_stream": len(unstreamed),
+        }
         click.echo(json.dumps({**summary, "left_out": left_out, "notes": list(project.notes)}, indent=2))
         return
     from rich.table import Table
@@ -202,14 +222,24 @@ def plan(path: str, targets: tuple[int, ...], force: bool, as_json: bool, bus_ur
     for column in ("order", "id", "name", "stage", "parents", "action"):
         table.add_column(column)
     for index, row in enumerate(rows, 1):
-        action = "[green]run[/green]" if row["action"] == "run" else "[dim]fresh (skip)[/dim]"
         table.add_row(
-            str(index), str(row["id"]), str(row["name"]), str(row["stage"]), ", ".join(map(str, row["parents"])), action
+            str(index),
+            str(row["id"]),
+            str(row["name"]),
+            str(row["stage"]),
+            ", ".join(map(str, row["parents"])),
+            _plan_action(row["action"], project.objects[row["id"]].streaming is not None),
         )
     from sluice.cli.progress import make_console
 
     make_console().print(table)
-    click.echo(f"{len(the_plan.to_run)} to run, {len(the_plan.fresh)} fresh")
+    to_stream = f", {len(unstreamed)} to stream first" if unstreamed else ""
+    click.echo(f"{len(to_run)} to run, {len(the_plan.fresh)} fresh{to_stream}")
+    for oid in unstreamed:
+        click.echo(
+            f"{not_streamed_yet(project, oid)}: 'sluice stream' runs it, not 'sluice run', which refuses this plan "
+            f"until it has; start it with: {stream_command(project, oid)}"
+        )
     unplanned = sorted(set(project.objects) - set(the_plan.order))
     if unplanned:
         shown = ", ".join(f"{oid} ({project.objects[oid].name})" for oid in unplanned[:10])

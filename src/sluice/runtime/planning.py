@@ -179,8 +179,22 @@ def plan_run(project: Project, options: RunOptions, fingerprints: Fingerprints) 
 
     Streaming objects are never run by a run: they are fresh parents whose output is what they have committed so
     far (:meth:`Lake.appended`). Raises ConfigError for unknown targets, and for a streaming object the plan
-    needs that has committed nothing yet.
+    needs that has committed nothing yet (a run cannot read it; :func:`plan_streams` plans without refusing).
     """
+    plan, unstreamed = plan_streams(project, options, fingerprints)
+    if unstreamed:
+        raise ConfigError(
+            f"{not_streamed_yet(project, unstreamed[0])}, and the run reads it; start it first with: "
+            f"{stream_command(project, unstreamed[0])}"
+        )
+    return plan
+
+
+def plan_streams(project: Project, options: RunOptions, fingerprints: Fingerprints) -> tuple[Plan, list[int]]:
+    """The plan of :func:`plan_run` without refusing it, and the planned streaming objects (ids, in plan order) that
+    have committed no micro-batch yet: they stay in ``plan.order`` and are neither fresh nor to be run by a run
+    (``sluice stream`` runs them), so a run of this plan would be refused until each has committed one. What
+    ``sluice plan`` shows. Raises ConfigError for unknown targets."""
     streamed = streamed_outputs(project, fingerprints)
     fingerprints.latest = {**fingerprints.latest, **streamed}
     plan = make_plan(
@@ -192,17 +206,25 @@ def plan_run(project: Project, options: RunOptions, fingerprints: Fingerprints) 
         output_exists=fingerprints.output_exists,
         published=fingerprints.published,
     )
+    unstreamed: list[int] = []
     for object_id in plan.order:
-        obj = project.objects[object_id]
-        if obj.streaming is None:
+        if project.objects[object_id].streaming is None:
             continue
-        if object_id not in streamed:
-            raise ConfigError(
-                f"streaming object {object_id} ({obj.name}) has committed no micro-batch yet, and the run reads it; "
-                f"start it first with: sluice stream {project.source_file} --object {object_id}"
-            )
-        plan.fresh[object_id] = streamed[object_id]
-    return plan
+        if object_id in streamed:
+            plan.fresh[object_id] = streamed[object_id]
+        else:
+            unstreamed.append(object_id)
+    return plan, unstreamed
+
+
+def not_streamed_yet(project: Project, object_id: int) -> str:
+    """``streaming object 1001 (events) has committed no micro-batch yet``: the start of every message about one."""
+    return f"streaming object {object_id} ({project.objects[object_id].name}) has committed no micro-batch yet"
+
+
+def stream_command(project: Project, object_id: int) -> str:
+    """The command that runs streaming object ``object_id`` of ``project``: ``sluice stream <file> --object <id>``."""
+    return f"sluice stream {project.source_file} --object {object_id}"
 
 
 def streamed_outputs(project: Project, fingerprints: Fingerprints) -> dict[int, LatestOutput]:
