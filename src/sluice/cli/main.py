@@ -20,6 +20,7 @@ import click
 from sluice import events as ev
 from sluice.cli.options import workers_option
 from sluice.cli.tuning import freeze_heap, tune_gc
+from sluice.connectors.kafka_live import LIVE_TIMEOUT_S
 from sluice.errors import ConfigError, SluiceError, ValidationFailed
 from sluice.observability import metrics
 from sluice.observability.logs import setup_logging
@@ -111,8 +112,9 @@ def cli() -> None:
     "--live",
     is_flag=True,
     help="Also check each sync against its databases: tables that match nothing, tables without a key, a source "
-    "not set up for capture, a server that cannot be reached (what 'sluice sync' checks before it starts); and the "
-    "api: section's tables and connections.",
+    "not set up for capture, a server that cannot be reached (what 'sluice sync' checks before it starts); the "
+    "api: section's tables and connections; and Kafka: each broker the objects read from or the bus uses answers "
+    f"within {LIVE_TIMEOUT_S:g} s, each topic the objects read exists.",
 )
 def validate(path: str, live: bool) -> None:
     """Check a project (folder, sluice.yaml or Objets.json) and report every problem."""
@@ -120,8 +122,7 @@ def validate(path: str, live: bool) -> None:
     if problems or project is None:
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
-    if live:
-        _check_syncs_live(project)
+    live_notes = _check_live(project) if live else []
     per_stage = {name: sum(1 for o in project.objects.values() if o.stage == name) for name in project.stage_names}
     stages = ", ".join(f"{name} {count}" for name, count in per_stage.items())
     left_out = f"; {len(project.left_out)} left out (inactive, see 'sluice plan')" if project.left_out else ""
@@ -134,7 +135,7 @@ def validate(path: str, live: bool) -> None:
         f"ok: {project.source_file} defines {count} object{'s' if count != 1 else ''} ({stages}){left_out}{synced}; "
         "no problems found"
     )
-    for note in project.notes:
+    for note in [*project.notes, *live_notes]:
         click.echo(f"note: {note}")
     from sluice.connectors.rest_options import unset_secret
 
@@ -144,11 +145,15 @@ def validate(path: str, live: bool) -> None:
             click.echo(f"note: object {obj.id} ({obj.name}): {unset}")
 
 
-def _check_syncs_live(project: Project) -> None:
-    """The syncs' and the api: section's checks against their databases (``--live``); exits with every problem found."""
+def _check_live(project: Project) -> list[str]:
+    """The syncs', the api: section's and Kafka's checks against their servers (``--live``); exits with every problem
+    found, else returns the notes to print (a Kafka bus's topics Sluice will create)."""
     from sluice.cdc.preflight import live_problems
+    from sluice.connectors.kafka_live import live_kafka
 
     problems = [problem for spec in project.syncs for problem in live_problems(spec)]
+    kafka = live_kafka(project)
+    problems += kafka.problems
     if project.api is not None:
         from sluice.api.config_live import live_problems as api_problems
 
@@ -157,6 +162,7 @@ def _check_syncs_live(project: Project) -> None:
     if problems:
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
+    return kafka.notes
 
 
 def _plan_action(action: str, streaming: bool) -> str:

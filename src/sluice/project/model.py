@@ -338,6 +338,8 @@ class Project:
     stages: tuple[StageSpec, ...] = DEFAULT_STAGES
     retry: RetrySpec = field(default_factory=RetrySpec)
     bus_url: str = ""
+    bus_line: int | None = None
+    """The line of ``bus:`` in ``source_file`` (None: no ``bus:`` there), for ``sluice validate --live``."""
     state_url: str = ""
     lake: LakeSpec = LakeSpec()
     lease_s: float = 30.0

@@ -23,12 +23,17 @@ from sluice.server.serve_settings import control_token
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _label(obj: ObjectSpec) -> str:
+def object_label(obj: ObjectSpec) -> str:
+    """How messages name ``obj``: ``object 1001 (orders)``, ``object 1001`` when it has no name of its own."""
     return f"object {obj.id} ({obj.name})" if obj.name != f"obj_{obj.id}" else f"object {obj.id}"
 
 
-def _problem(obj: ObjectSpec, message: str) -> ConfigError:
-    return ConfigError(f"{_label(obj)}: {message}", obj.origin.file, obj.origin.line)
+def object_problem(obj: ObjectSpec, message: str, key: str | None = None) -> ConfigError:
+    """The problem ``message`` of ``obj``, named as messages name objects, at the line of its ``key`` (``source``...;
+    None: the object's own line) in its definition file."""
+    return ConfigError(
+        f"{object_label(obj)}: {message}", obj.origin.file, obj.origin.line if key is None else obj.origin.line_of(key)
+    )
 
 
 def validate_project(project: Project) -> list[ConfigError]:
@@ -37,7 +42,7 @@ def validate_project(project: Project) -> list[ConfigError]:
     graph = Graph({obj.id: obj.parents for obj in project.objects.values()})
     for object_id, parent in graph.unknown_parents():
         obj = project.objects[object_id]
-        problems.append(_problem(obj, f"unknown parent {parent}; define object {parent} or remove it from the parents"))
+        problems.append(object_problem(obj, f"unknown parent {parent}; define object {parent} or remove it from the parents"))
     cycle = graph.find_cycle()
     if cycle is not None:
         first = project.objects[cycle[0]]
@@ -59,7 +64,7 @@ def validate_project(project: Project) -> list[ConfigError]:
         problems.extend(_object_problems(project, obj))
         other = names.setdefault((layer_of(project, obj), obj.name), obj)
         if other is not obj:
-            problems.append(_problem(obj, _name_clash(project, obj, other)))
+            problems.append(object_problem(obj, _name_clash(project, obj, other)))
     problems.extend(destination_clashes(project))
     problems.extend(lake_problems(project))
     problems.extend(check_problems(project))
@@ -87,17 +92,14 @@ def lake_problems(project: Project) -> list[ConfigError]:
         for layer, obj in sorted(used.items()):
             if layer not in layers:
                 why = f"writes lake layer {layer!r}, which 'lake: layers' does not map; map it to a bucket or give 'lake: url'"
-                problems.append(_problem(obj, why))
+                problems.append(object_problem(obj, why))
     for obj in sorted(project.objects.values(), key=lambda o: o.id):
         if obj.engine == "spark" and obj.streaming is None:  # streaming objects write through s3a (docs/engines.md)
-            problems.append(
-                ConfigError(
-                    f"{_label(obj)}: engine spark needs the local lake (Spark batch objects cannot write into the S3 "
-                    "lake yet; streaming objects can); use engine duckdb or a local lake",
-                    obj.origin.file,
-                    obj.origin.line_of("engine"),
-                )
+            why = (
+                "engine spark needs the local lake (Spark batch objects cannot write into the S3 lake yet; streaming "
+                "objects can); use engine duckdb or a local lake"
             )
+            problems.append(object_problem(obj, why, "engine"))
     return problems
 
 
@@ -117,7 +119,7 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
         why = java_problem()
         if why:
             first = min(spark, key=lambda obj: obj.id)
-            problems.append(ConfigError(f"{_label(first)}: {why}", first.origin.file, first.origin.line_of("engine")))
+            problems.append(object_problem(first, why, "engine"))
     if project.serve is not None:
         try:
             control_token(project)
@@ -138,7 +140,7 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
         for key, ref in (("python", obj.python), ("pyspark", obj.pyspark)):
             why = python_problem(ref, project.root) if ref is not None else None
             if why:
-                problems.append(ConfigError(f"{_label(obj)}: {key} {ref!r}: {why}", obj.origin.file, obj.origin.line_of(key)))
+                problems.append(object_problem(obj, f"{key} {ref!r}: {why}", key))
         # a file source's path (a REST source's `path` is an endpoint, not a file)
         options = obj.source.options if obj.source is not None else None
         path = options.path if isinstance(options, FileOptions) else None
@@ -146,14 +148,11 @@ def ahead_of_run(project: Project) -> list[ConfigError]:
             resolved = missing_file(path, project.root)
             if resolved is not None:
                 what = "is a folder, not a file" if resolved.is_dir() else "does not exist"
-                problems.append(
-                    ConfigError(
-                        f"{_label(obj)}: {obj.source.kind if obj.source else ''} source path '{path}' {what} "
-                        f"(looked for {resolved}); relative paths start at the project folder",
-                        obj.origin.file,
-                        obj.origin.line_of("source"),
-                    )
+                kind = obj.source.kind if obj.source else ""
+                message = (
+                    f"{kind} source path '{path}' {what} (looked for {resolved}); relative paths start at the project folder"
                 )
+                problems.append(object_problem(obj, message, "source"))
     return problems
 
 
@@ -168,7 +167,7 @@ def _destination_columns(obj: ObjectSpec, sql: str) -> list[ConfigError]:
         if column not in columns:
             problems.append(
                 ConfigError(
-                    f"{_label(obj)}: destination {option} names column '{column}', which the SQL does not select "
+                    f"{object_label(obj)}: destination {option} names column '{column}', which the SQL does not select "
                     f"(it selects: {', '.join(columns)}).{did_you_mean(column, columns)} Fix the {option} or the SQL",
                     obj.origin.file,
                     obj.origin.line_of("destination"),
@@ -204,9 +203,9 @@ def destination_clashes(project: Project) -> list[ConfigError]:
                 if why:
                     table = second.destination.table if second.destination else ""
                     problems.append(
-                        _problem(
+                        object_problem(
                             second,
-                            f"writes table '{table}' on connection '{connection}' like {_label(first)} "
+                            f"writes table '{table}' on connection '{connection}' like {object_label(first)} "
                             f"(line {first.origin.line}), and {why}; give each its own table, or append/merge on the same key",
                         )
                     )
@@ -240,12 +239,14 @@ def _object_problems(project: Project, obj: ObjectSpec) -> list[ConfigError]:
     if obj.stage not in project.stage_names:
         hint = did_you_mean(obj.stage, project.stage_names)
         known = ", ".join(project.stage_names)
-        problems.append(_problem(obj, f"unknown stage '{obj.stage}' (stages: {known}).{hint}"))
+        problems.append(object_problem(obj, f"unknown stage '{obj.stage}' (stages: {known}).{hint}"))
     if not _IDENTIFIER.fullmatch(obj.name):
-        problems.append(_problem(obj, f"name '{obj.name}' must be an identifier (letters, digits, _) usable as a SQL table name"))
+        problems.append(
+            object_problem(obj, f"name '{obj.name}' must be an identifier (letters, digits, _) usable as a SQL table name")
+        )
     if obj.destination is not None and has_template(obj.destination.table):
         problems.append(
-            _problem(
+            object_problem(
                 obj,
                 f"destination table '{obj.destination.table}' holds a template: {{{{ ds }}}} and friends are rendered in "
                 "sql: and source options only (docs/schedules.md); give a plain table name and put the date in a column "
@@ -257,23 +258,17 @@ def _object_problems(project: Project, obj: ObjectSpec) -> list[ConfigError]:
 
 def _sql_problems(project: Project, obj: ObjectSpec, sql: str) -> list[ConfigError]:
     """A SQL syntax error, or the tables the SQL reads that are not among the object's parents."""
-    line = obj.origin.line_of("sql")
     try:
         tables = sql_tables(sql)
     except ParseError as exc:
-        return [ConfigError(f"{_label(obj)}: {syntax_error(exc)}", obj.origin.file, line)]
+        return [object_problem(obj, syntax_error(exc), "sql")]
     parents = [project.objects[parent].name for parent in obj.parents if parent in project.objects]
     known = {name.lower() for name in parents}
     problems = []
     for table in tables:
         if table.lower() not in known:
             readable = ", ".join(parents) if parents else "none: give the object parents"
-            problems.append(
-                ConfigError(
-                    f"{_label(obj)}: the SQL reads '{table}', which is not one of its parents.{did_you_mean(table, parents)} "
-                    f"It can read its parents, by name: {readable}",
-                    obj.origin.file,
-                    line,
-                )
-            )
+            hint = did_you_mean(table, parents)
+            why = f"the SQL reads '{table}', which is not one of its parents.{hint} It can read its parents, by name: {readable}"
+            problems.append(object_problem(obj, why, "sql"))
     return problems

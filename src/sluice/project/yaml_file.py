@@ -88,6 +88,7 @@ class _Reader(ObjectsReader, StagesReader):
             stages=stages,
             retry=self.retry(data.get("retry"), data.line_of("retry")),
             bus_url=bus,
+            bus_line=data.line_of("bus"),
             state_url=state,
             lake=self.lake(data.get("lake"), data.line_of("lake")),
             lease_s=top.lease_s if top else 30.0,
