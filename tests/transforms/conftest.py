@@ -36,14 +36,19 @@ def spark_problem() -> str | None:
     )
 
 
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """The process's Spark session (``sluice.transforms.spark_session``), started once for every Spark test."""
+def require_spark() -> None:
+    """Skip the test when Spark cannot run here (fail it under ``CI=true``)."""
     why = spark_problem()
     if why:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the Spark tests cannot run: {why}")
         pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The process's Spark session (``sluice.transforms.spark_session``), started once for every Spark test."""
+    require_spark()
     from sluice.transforms.spark_session import spark_session, stop_session
 
     session = spark_session(TEST_SETTINGS)

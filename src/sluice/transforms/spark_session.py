@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -112,16 +113,29 @@ def _installed(folder: Path, what: str, script: str, missing: type[TerminalError
 
 
 LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
-"""Spark's driver log: errors only (no start-up chatter over Sluice's output); ``spark.driver.extraJavaOptions`` replaces it."""
+"""Spark's driver log: errors only, no start-up lines over Sluice's output (see :func:`spark_logs_quiet`)."""
+
+_OWN_LOG_CONFIG = re.compile(r"-Dlog4j2?\.configurationFile=")
+"""A Java option naming a log4j2 file (log4j2 reads either property)."""
 
 
-def conf_of(settings: SparkSettings) -> dict[str, str]:
-    """Sluice's :data:`DEFAULT_CONF` (and :data:`LOG_CONFIG`) overlaid with the project's ``spark.conf`` (as Spark strings)."""
+def spark_logs_quiet(settings: SparkSettings) -> bool:
+    """Whether a session starting now keeps Spark's own log to errors (:data:`LOG_CONFIG`, ``sc.setLogLevel("ERROR")``):
+    yes unless Sluice logs at debug level (``--log-level debug``: Spark's default log, start-up lines and warnings
+    included) or the project's ``spark.driver.extraJavaOptions`` name a log4j2 file of their own."""
+    options = str(settings.conf.get("spark.driver.extraJavaOptions", ""))
+    return not log.isEnabledFor(logging.DEBUG) and not _OWN_LOG_CONFIG.search(options)
+
+
+def conf_of(settings: SparkSettings, *, quiet: bool = True) -> dict[str, str]:
+    """Sluice's :data:`DEFAULT_CONF` overlaid with the project's ``spark.conf`` (as Spark strings); when ``quiet``,
+    :data:`LOG_CONFIG` ahead of the project's ``spark.driver.extraJavaOptions``."""
     conf = dict(DEFAULT_CONF)
-    if LOG_CONFIG.is_file():
-        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={LOG_CONFIG.as_uri()}"
     for key, value in settings.conf.items():
         conf[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    if quiet and LOG_CONFIG.is_file():
+        options = [f"-Dlog4j.configurationFile={LOG_CONFIG.as_uri()}", conf.get("spark.driver.extraJavaOptions", "")]
+        conf["spark.driver.extraJavaOptions"] = " ".join(filter(None, options))
     return conf
 
 
@@ -155,7 +169,8 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = Fa
             raise JavaMissing(why)
         from pyspark.sql import SparkSession
 
-        conf = conf_of(settings)
+        quiet = spark_logs_quiet(settings)
+        conf = conf_of(settings, quiet=quiet)
         jars = _optional(kafka_jars, kafka)
         extra = _optional(s3_jars, s3)
         if extra and (not settings.master.startswith("local") or _jvm_running()):
@@ -178,7 +193,8 @@ def spark_session(settings: SparkSettings, *, kafka: bool = False, s3: bool = Fa
         except Exception as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise TerminalError(f"Spark could not start (master {settings.master}): {first}") from exc
-        session.sparkContext.setLogLevel("ERROR")
+        if quiet:
+            session.sparkContext.setLogLevel("ERROR")
         _quiet_pyspark_loggers()
         log.info("Spark ready in %.1f s (master %s)", time.monotonic() - began, settings.master)
         if _SESSION is None:
