@@ -358,6 +358,93 @@ def test_jsonl_a_declared_date_that_does_not_parse_names_the_file_lines_and_colu
         read(tmp_path, "jsonl", path="j.jsonl", column_types={"d": "date32"})
 
 
+UTC = dt.UTC
+
+
+def stamps(path: Path, values: list[str | None], rows: int = 1) -> None:
+    """``values`` as column ``ts`` of a JSON Lines file, each repeated ``rows`` times (enough for several blocks)."""
+    path.write_text("".join(json.dumps({"id": i, "ts": value}) + "\n" for i, value in enumerate(values * rows)), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (  # offsets that differ, and Z: each value converted to UTC
+            ["2026-01-01T10:00:00+01:00", "2026-01-01T10:00:00-05:00", "2026-01-01T10:00:00Z", None, "2026-01-01T10:00:00+0530"],
+            [
+                dt.datetime(2026, 1, 1, 9),
+                dt.datetime(2026, 1, 1, 15),
+                dt.datetime(2026, 1, 1, 10),
+                None,
+                dt.datetime(2026, 1, 1, 4, 30),
+            ],
+        ),
+        (  # one offset for all
+            ["2026-01-01T10:00:00+01:00", "2026-01-01T11:00:00+01:00"],
+            [dt.datetime(2026, 1, 1, 9), dt.datetime(2026, 1, 1, 10)],
+        ),
+    ],
+)
+def test_jsonl_timestamps_with_utc_offsets_are_instants_in_utc(
+    tmp_path: Path, values: list[str | None], expected: list[Any]
+) -> None:
+    """pyarrow's reader applied the offsets but kept the column without a time zone: values with two meanings once a
+    value without an offset came along. Across blocks too, with the type fixed by the first."""
+    stamps(tmp_path / "t.jsonl", values)
+    table = read(tmp_path, "jsonl", path="t.jsonl")
+    assert table.schema == pa.schema([("id", pa.int64()), ("ts", pa.timestamp("s", tz="UTC"))])  # in the file's order
+    assert table.column("ts").to_pylist() == [None if when is None else when.replace(tzinfo=UTC) for when in expected]
+    stamps(tmp_path / "t.jsonl", values, rows=400)
+    batches = list(source(tmp_path, "jsonl", path="t.jsonl", block_size=4096).read())
+    assert len(batches) > 1 and all(batch.schema.field("ts").type == pa.timestamp("s", tz="UTC") for batch in batches)
+    assert pa.Table.from_batches(batches).column("ts").to_pylist()[-len(values) :] == table.column("ts").to_pylist()
+
+
+def test_jsonl_timestamps_without_offsets_stay_wall_clock_times(tmp_path: Path) -> None:
+    stamps(tmp_path / "t.jsonl", ["2026-01-01T10:00:00", "2026-01-01 11:00:00", None])
+    table = read(tmp_path, "jsonl", path="t.jsonl")
+    assert table.schema.field("ts").type == pa.timestamp("s")
+    assert table.column("ts").to_pylist() == [dt.datetime(2026, 1, 1, 10), dt.datetime(2026, 1, 1, 11), None]
+
+
+@pytest.mark.parametrize("rows", [1, 400])
+def test_jsonl_timestamps_with_and_without_offsets_in_one_column_are_refused(tmp_path: Path, rows: int) -> None:
+    """In one block, or a later block that does not fit the type its first block gave the column: one line naming the
+    file, the line and the column, and the two ways out."""
+    stamps(tmp_path / "t.jsonl", ["2026-01-01T10:00:00+01:00"] * rows + ["2026-01-01T10:00:00"])
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "jsonl", path="t.jsonl", block_size=4096)
+    message = str(caught.value)
+    assert f"jsonl source {tmp_path / 't.jsonl'}: cannot read lines " in message and "\n" not in message
+    assert f"line {rows + 1}, column 'ts': \"2026-01-01T10:00:00\" has no UTC offset" in message, message
+    assert 'column_types: {ts: "timestamp[s, tz=UTC]"}' in message
+    stamps(tmp_path / "t.jsonl", ["2026-01-01T10:00:00"] * rows + ["2026-01-01T10:00:00Z"])
+    with pytest.raises(TerminalError, match=rf"line {rows + 1}, column 'ts': \"2026-01-01T10:00:00Z\" has a UTC offset"):
+        read(tmp_path, "jsonl", path="t.jsonl", block_size=4096)
+
+
+def test_jsonl_declared_timestamps_keep_to_their_time_zone(tmp_path: Path) -> None:
+    """A declared zone converts values with an offset and reads those without one as times of that zone; a declared
+    type without a zone refuses an offset rather than drop it or apply it silently."""
+    stamps(tmp_path / "t.jsonl", ["2026-01-01T10:00:00+01:00", "2026-01-01T10:00:00", None])
+    utc = read(tmp_path, "jsonl", path="t.jsonl", column_types={"ts": "timestamp[us, tz=UTC]"})
+    assert utc.column("ts").to_pylist() == [dt.datetime(2026, 1, 1, 9, tzinfo=UTC), dt.datetime(2026, 1, 1, 10, tzinfo=UTC), None]
+    paris = read(tmp_path, "jsonl", path="t.jsonl", column_types={"ts": "timestamp[us, tz=Europe/Paris]"})
+    assert paris.schema.field("ts").type == pa.timestamp("us", tz="Europe/Paris")
+    assert pc.cast(paris.column("ts"), pa.timestamp("us", "UTC")).to_pylist()[:2] == [dt.datetime(2026, 1, 1, 9, tzinfo=UTC)] * 2
+    with pytest.raises(TerminalError) as caught:
+        read(tmp_path, "jsonl", path="t.jsonl", column_types={"ts": "timestamp[us]"})
+    message = str(caught.value)
+    assert "line 1, column 'ts': \"2026-01-01T10:00:00+01:00\" has a UTC offset" in message, message
+    assert 'column_types: {ts: "timestamp[us, tz=UTC]"}' in message and "\n" not in message
+    stamps(tmp_path / "t.jsonl", ["2026-03-29T01:30:00", "2026-03-29T02:30:00"])  # Paris skips 02:00-03:00 that day
+    with pytest.raises(TerminalError, match=r"line 2, column 'ts': \"2026-03-29T02:30:00\" is not one time in Europe/Paris"):
+        read(tmp_path, "jsonl", path="t.jsonl", column_types={"ts": "timestamp[us, tz=Europe/Paris]"})
+    stamps(tmp_path / "t.jsonl", ["2026-01-01T10:00:00", "2026-01-01 11:00:00.5"])
+    naive = read(tmp_path, "jsonl", path="t.jsonl", column_types={"ts": "timestamp[us]"})
+    assert naive.column("ts").to_pylist() == [dt.datetime(2026, 1, 1, 10), dt.datetime(2026, 1, 1, 11, 0, 0, 500_000)]
+
+
 def test_jsonl_bad_line_and_new_key_after_the_first_block_name_the_line(tmp_path: Path) -> None:
     rows = "".join(f'{{"id": {i}}}\n' for i in range(5_000))
     (tmp_path / "broken.jsonl").write_text(rows + '{"id": 5000\n', encoding="utf-8")

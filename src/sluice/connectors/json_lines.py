@@ -3,7 +3,10 @@
 Declared ``string`` columns keep the JSON text of any value (``7`` -> ``"7"``, ``true`` -> ``"true"``);
 declared dates and times (``date32``, ``date64``, ``time32``, ``time64``), which pyarrow's JSON reader
 takes only as numbers, are read as text and parsed after (ISO 8601: ``"2026-01-05"``, ``"12:30:00.5"``;
-:func:`from_text`); other declared types are given to pyarrow (a ``double`` takes ints and floats). A
+:func:`from_text`); so are timestamps, declared or guessed, so that a UTC offset is never dropped: a guessed column
+whose values all have one holds instants (``timestamp[s, tz=UTC]``), one whose values have none wall-clock times
+(``timestamp[s]``), and one that mixes both is refused (:func:`stamps_from_text`, :func:`misdated`). Other declared
+types are given to pyarrow (a ``double`` takes ints and floats). A
 value that does not fit its column is reported with the file's line and the column (:func:`misfit`,
 :func:`unparsed`), found by reading the failing block again in Python: only on that error path.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +32,8 @@ from sluice.errors import TerminalError
 
 TEXT_TYPES = (pa.string(), pa.large_string())
 _READ_AHEAD = 2
+# the UTC offset ending an ISO 8601 date and time, as Arrow's parser takes it: Z, +hh, +hhmm or +hh:mm
+_OFFSET = r"[T ][0-9:.,]*(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 
 
 def kinds(values: list[Any]) -> list[str]:
@@ -75,35 +81,139 @@ def fits(value: Any, type_: pa.DataType) -> bool:
 
 
 def parsed_from_text(type_: pa.DataType) -> bool:
-    """Whether a declared column of ``type_`` is read as text and parsed after (:func:`from_text`): the dates and
-    times pyarrow's JSON reader takes only as numbers (days, milliseconds, time units since midnight)."""
-    return bool(pa.types.is_date(type_) or pa.types.is_time(type_))
+    """Whether a column of ``type_`` is read as text and parsed after (:func:`from_text`): the dates and times
+    pyarrow's JSON reader takes only as numbers (days, milliseconds, time units since midnight), and timestamps,
+    whose UTC offsets pyarrow's reader would apply to a column without a time zone."""
+    return bool(pa.types.is_date(type_) or pa.types.is_time(type_) or pa.types.is_timestamp(type_))
 
 
-def from_text(values: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
-    """ISO 8601 text (``"2026-01-05"``; a time ``"12:30:00"`` or ``"12:30:00.25"``) as ``type_``, a date or time
-    type; NULL stays NULL. Raises ArrowInvalid for a value that is not one (or a time finer than ``type_``'s unit)."""
+def from_text(values: pa.ChunkedArray, type_: pa.DataType, *, declared: bool = True) -> pa.ChunkedArray:
+    """ISO 8601 text (``"2026-01-05"``; a time ``"12:30:00"`` or ``"12:30:00.25"``; a timestamp, see
+    :func:`stamps_from_text`) as ``type_``, a date, time or timestamp type; NULL stays NULL. Raises ArrowInvalid for
+    a value that is not one (or a time finer than ``type_``'s unit)."""
     if pa.types.is_time(type_):  # pyarrow casts no text to a time: read it as a time of 1970-01-01
         stamps = pc.cast(pc.binary_join_element_wise("1970-01-01T", values, ""), pa.timestamp("ns"))
         return pc.cast(stamps, type_)
+    if pa.types.is_timestamp(type_):
+        return stamps_from_text(values, type_, declared=declared)
     return pc.cast(values, type_)
 
 
-def unparsed(where: str, first: int, block: bytes, column: str, values: pa.ChunkedArray, type_: pa.DataType) -> TerminalError:
+def stamps_from_text(values: pa.ChunkedArray, type_: pa.TimestampType, *, declared: bool) -> pa.ChunkedArray:
+    """ISO 8601 date-and-time text as ``type_``. A value with a UTC offset (``Z``, ``+01:00``) is an instant, taken
+    only by a column with a time zone (converted); one without an offset is a wall-clock time, taken by a column without
+    a time zone, or by a ``declared`` one with a time zone as a time of that zone. Raises ArrowInvalid for any other
+    value (Arrow's cast refuses an offset for a type without a zone, and a value without one for a type with one)."""
+    if type_.tz is None or not declared:
+        return pc.cast(values, type_)
+    try:
+        return pc.cast(values, type_)
+    except pa.ArrowInvalid:  # some values have no offset: the declared zone says what they mean
+        offset = pc.match_substring_regex(values, _OFFSET)
+        instants = pc.cast(pc.if_else(offset, values, None), type_)
+        naive = pc.cast(pc.if_else(offset, None, values), pa.timestamp(type_.unit))
+        return pc.if_else(offset, instants, pc.assume_timezone(naive, type_.tz))
+
+
+def guessed_stamps(values: pa.ChunkedArray, unit: str) -> pa.ChunkedArray:
+    """Text of a column pyarrow guessed as timestamps: instants (``timestamp[unit, tz=UTC]``) when every value has a
+    UTC offset, wall-clock times (``timestamp[unit]``) when none has; ArrowInvalid when they mix (:func:`misdated`)."""
+    try:
+        return pc.cast(values, pa.timestamp(unit, "UTC"))
+    except pa.ArrowInvalid:
+        return pc.cast(values, pa.timestamp(unit))
+
+
+def misdated(
+    where: str, lines: str, column: str, numbered: list[tuple[int, str]], type_: pa.DataType | None, *, declared: bool
+) -> str:
+    """Why the timestamps ``numbered`` (line, text) of ``column`` cannot be read as ``type_`` (None: guessed from
+    them), or "": the first value whose UTC offset, or lack of one, does not fit the column or the first value."""
+    unit = type_.unit if isinstance(type_, pa.TimestampType) else "s"
+    offsets = [(line, text, offset) for line, text in numbered if (offset := _stamp_offset(text, unit)) is not None]
+    if not offsets:
+        return ""
+    aware = f'"timestamp[{unit}, tz=UTC]"'
+    for line, text, offset in offsets:
+        shown = json.dumps(text, ensure_ascii=False)
+        if type_ is None and offset != offsets[0][2]:
+            first_line, first_text, _ = offsets[0]
+            first_shown = json.dumps(first_text, ensure_ascii=False)
+            return (
+                f"{where}: cannot read lines {lines}: line {line}, column '{column}': {shown} "
+                f"{'has a' if offset else 'has no'} UTC offset, but line {first_line}'s {first_shown} "
+                f"{'has none' if offset else 'has one'}: instants and wall-clock times mixed in one column are ambiguous; "
+                f"write every value with its offset (Z for UTC), or declare column_types: {{{column}: {aware}}} "
+                "to read those without one as UTC"
+            )
+        if isinstance(type_, pa.TimestampType) and offset and type_.tz is None:
+            return (
+                f"{where}: cannot read lines {lines}: line {line}, column '{column}': {shown} has a UTC offset, but the "
+                f"column holds wall-clock times ({type_}, without a time zone); declare column_types: {{{column}: {aware}}} "
+                "to read its values as instants"
+            )
+        if isinstance(type_, pa.TimestampType) and not offset and type_.tz is not None and declared:
+            return (  # it is a time, and the declared zone takes times without an offset: one a DST change skips or repeats
+                f"{where}: cannot read lines {lines}: line {line}, column '{column}': {shown} is not one time in "
+                f"{type_.tz} (a daylight-saving change skips or repeats it); write it with its UTC offset"
+            )
+        if isinstance(type_, pa.TimestampType) and not offset and type_.tz is not None:
+            return (
+                f"{where}: cannot read lines {lines}: line {line}, column '{column}': {shown} has no UTC offset, but the "
+                f"column holds instants (its first values had one); write it with its offset (Z for UTC), or declare "
+                f"column_types: {{{column}: {aware}}} to read values without one as UTC"
+            )
+    return ""
+
+
+def _stamp_offset(text: str, unit: str) -> bool | None:
+    """Whether ``text`` is a timestamp of ``unit`` with a UTC offset (True) or without (False); None when not one."""
+    offset = re.search(_OFFSET, text) is not None
+    try:
+        pc.cast(pa.array([text]), pa.timestamp(unit, "UTC") if offset else pa.timestamp(unit))
+    except pa.ArrowInvalid:
+        return None
+    return offset
+
+
+def unparsed(
+    where: str,
+    first: int,
+    block: bytes,
+    column: str,
+    values: pa.ChunkedArray,
+    type_: pa.DataType | None,
+    *,
+    declared: bool = True,
+) -> TerminalError:
     """The first value of ``column`` (text read from ``block``, whose first line is ``first``) that is not a
-    ``type_`` value, with its line: one line, naming the file, the block's lines and the column."""
+    ``type_`` value, with its line: one line, naming the file, the block's lines and the column. For timestamps not
+    ``declared`` (``type_`` guessed from the first block, or None while guessing it), a UTC offset that does not fit
+    is named first (:func:`misdated`)."""
     lines = [number for number, text in enumerate(block.splitlines(), start=first) if text.strip()]
     last = lines[-1] if lines else first
-    for index, value in enumerate(values.to_pylist()):
+    texts = values.to_pylist()
+    if type_ is None or (pa.types.is_timestamp(type_) and not declared):
+        numbered = [(lines[index] if index < len(lines) else first, text) for index, text in enumerate(texts) if text]
+        reason = misdated(where, f"{first}-{last}", column, numbered, type_, declared=declared)
+        if reason:
+            return TerminalError(reason)
+    if type_ is None:
+        return TerminalError(f"{where}: cannot read lines {first}-{last}: column '{column}' is not a timestamp")
+    for index, value in enumerate(texts):
         if value is None:
             continue
         try:
-            from_text(pa.chunked_array([[value]], values.type), type_)
+            from_text(pa.chunked_array([[value]], values.type), type_, declared=declared)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             line = lines[index] if index < len(lines) else first
+            reason = misdated(where, f"{first}-{last}", column, [(line, value)], type_, declared=declared)
+            if reason:
+                return TerminalError(reason)
             shown = json.dumps(value, ensure_ascii=False)
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             example = '"12:30:00"' if pa.types.is_time(type_) else '"2026-01-05"'
+            example = '"2026-01-05T12:30:00Z"' if pa.types.is_timestamp(type_) else example
             return TerminalError(
                 f"{where}: cannot read lines {first}-{last}: line {line}, column '{column}': {shown} is not a {type_} "
                 f"value (ISO 8601, like {example}); fix the value or "
@@ -155,11 +265,27 @@ class BlockParser:
         self.where = where
         self.text = [name for name, type_ in overrides.items() if type_ in TEXT_TYPES]
         self.typed = {name: type_ for name, type_ in overrides.items() if name not in self.text}
+        self.guessing: dict[str, str] = {}  # timestamp columns pyarrow guessed in the first block, and their unit
         self.schema: pa.Schema | None = None
 
     def first(self, line: int, block: bytes) -> pa.Table:
-        """Parse the first block and fix the schema from it (declared text columns as strings)."""
-        table = self.with_text_columns(self.parse(line, block, pa.schema(list(self.typed.items()))))
+        """Parse the first block and fix the schema from it (declared text columns as strings). A timestamp column
+        pyarrow guessed is read again as text: whether its values have a UTC offset decides its type
+        (:func:`guessed_stamps`)."""
+        declared = pa.schema(list(self.typed.items()))
+        table = self.parse(line, block, declared)
+        self.guessing = {
+            f.name: f.type.unit
+            for f in table.schema
+            if pa.types.is_timestamp(f.type) and f.name not in self.typed and f.name not in self.text
+        }
+        if self.guessing:  # in the order of the columns, which an explicit schema would change
+            guessed = pa.schema([*declared, *(pa.field(name, pa.timestamp(unit)) for name, unit in self.guessing.items())])
+            try:
+                table = self.parse(line, block, guessed).select(table.column_names)
+            finally:
+                self.guessing = {}
+        table = self.with_text_columns(table)
         self.schema = table.schema
         return table
 
@@ -204,11 +330,16 @@ class BlockParser:
         for field in explicit:
             if parsed_from_text(field.type) and field.name in table.column_names:
                 values = table.column(field.name)
+                declared = field.name in self.typed
                 try:
-                    typed = from_text(values, field.type)
+                    if field.name in self.guessing:
+                        typed = guessed_stamps(values, self.guessing[field.name])
+                    else:
+                        typed = from_text(values, field.type, declared=declared)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise unparsed(self.where, line, block, field.name, values, field.type) from exc
-                table = table.set_column(table.column_names.index(field.name), field, typed)
+                    type_ = None if field.name in self.guessing else field.type
+                    raise unparsed(self.where, line, block, field.name, values, type_, declared=declared) from exc
+                table = table.set_column(table.column_names.index(field.name), field.with_type(typed.type), typed)
         return table
 
     def texts(self, table: pa.Table) -> pa.Table:
