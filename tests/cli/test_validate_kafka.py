@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from sluice.cli.main import cli
+from sluice.connectors.kafka_live import KafkaLive, live_kafka
+from sluice.project.load import load_project
 
 PROJECT = """\
 name: live
@@ -110,3 +112,14 @@ def test_without_live_no_broker_is_asked(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "note: bus" not in result.stdout
+
+
+
+@pytest.mark.kafka
+def test_a_project_of_syncs_only_gets_no_note_about_the_topics_of_runs(tmp_path: Path, kafka_ns_url: str) -> None:
+    """A project of syncs only never uses the topics runs hand work out on: no note names them (a trial found one)."""
+    (tmp_path / "sluice.yaml").write_text(
+        f"name: live\nbus: {kafka_ns_url}\nconnections:\n  a: mysql://u:p@127.0.0.1:1/a\n  b: postgresql://u@127.0.0.1:1/b\n"
+        "syncs:\n  - {name: s, source: a, target: b, tables: [a.t]}\n"
+    )
+    assert live_kafka(load_project(tmp_path)) == KafkaLive()

@@ -139,8 +139,11 @@ def _check_bus(project: Project, ask: _Asker, timeout_s: float, found: KafkaLive
             )
         )
         return
+    if not project.objects:  # syncs only: their topics are named after their tables and made by the sync
+        return
     prefix = f"{options.namespace}." if isinstance(options, KafkaBusOptions) and options.namespace else ""
-    wanted = [names.EVENTS_TOPIC, *(names.ready_topic(stage) for stage in project.stage_names), names.DEAD_LETTER_TOPIC]
+    stages = sorted({obj.stage for obj in project.objects.values()})
+    wanted = [names.EVENTS_TOPIC, *(names.ready_topic(stage) for stage in stages), names.DEAD_LETTER_TOPIC]
     missing = [prefix + topic for topic in wanted if prefix + topic not in answer.topics]
     if missing:
         found.notes.append(
