@@ -114,7 +114,6 @@ def test_without_live_no_broker_is_asked(tmp_path: Path) -> None:
     assert "note: bus" not in result.stdout
 
 
-
 @pytest.mark.kafka
 def test_a_project_of_syncs_only_gets_no_note_about_the_topics_of_runs(tmp_path: Path, kafka_ns_url: str) -> None:
     """A project of syncs only never uses the topics runs hand work out on: no note names them (a trial found one)."""
