@@ -82,3 +82,41 @@ def test_every_problem_has_its_line(tmp_path: Path) -> None:
 def test_a_project_of_syncs_only_needs_no_objects(tmp_path: Path) -> None:
     found = problems(tmp_path, "syncs:\n  - {name: a, source: hr, target: warehouse, tables: [t]}\n")
     assert found == []
+
+
+def test_options_that_contradict_the_direction_are_refused_at_their_line(tmp_path: Path) -> None:
+    """The file alone says it, before any server is asked (a trial found both accepted by plain ``validate``)."""
+    found = problems(
+        tmp_path,
+        """syncs:
+  - name: a
+    source: hr
+    target: warehouse
+    tables: [employes, dept]
+    direction: both
+    columns: {employes: {mask: [email]}, dept: {}}
+  - name: b
+    source: hr
+    target: warehouse
+    tables: [t]
+    conflicts: source-wins
+  - name: c
+    source: hr
+    target: warehouse
+    tables: [t]
+    direction: both
+    conflicts: target-wins
+""",
+    )
+    assert found == [
+        (
+            11,
+            "sync 'a': columns: drops or masks columns of employes, which a both-ways sync cannot write back; remove "
+            "those rules or use direction: one-way",
+        ),
+        (
+            16,
+            "sync 'b': conflicts: source-wins applies to direction: both only (a one-way sync has no conflicts); remove it "
+            "or set direction: both",
+        ),
+    ]

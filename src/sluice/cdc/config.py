@@ -121,3 +121,29 @@ def partitions_problem(settings: SyncSettings, partitioned: bool) -> str:
         f"sync '{settings.name}': partitions: {settings.partitions} needs a Kafka bus (the embedded bus has one partition "
         "per topic, so one table's changes apply in one order); set bus: kafka://HOST:PORT or --bus, or remove partitions"
     )
+
+
+def direction_problems(settings: SyncSettings, given: set[str]) -> list[tuple[str, str]]:
+    """The one-line errors of options that contradict the sync's ``direction``, each with the key it is at:
+    ``columns:`` rules (drop or mask) on a both-ways sync, which could not write those columns back; ``conflicts:``
+    written on a one-way sync, where no key changes on both sides (``given``: the keys the file wrote)."""
+    problems = []
+    if settings.direction == "both":
+        ruled = [table for table, rules in settings.columns.items() if rules.drop or rules.mask]
+        if ruled:
+            problems.append(
+                (
+                    f"sync '{settings.name}': columns: drops or masks columns of {', '.join(ruled)}, which a both-ways sync "
+                    "cannot write back; remove those rules or use direction: one-way",
+                    "columns",
+                )
+            )
+    elif "conflicts" in given:
+        problems.append(
+            (
+                f"sync '{settings.name}': conflicts: {settings.conflicts} applies to direction: both only (a one-way sync "
+                "has no conflicts); remove it or set direction: both",
+                "conflicts",
+            )
+        )
+    return problems

@@ -18,7 +18,7 @@ import msgspec
 from sluice.alerts.config import read_alerts
 from sluice.alerts.model import AlertsSpec
 from sluice.api.config import read_api
-from sluice.cdc.config import SyncSettings, partitions_problem
+from sluice.cdc.config import SyncSettings, direction_problems, partitions_problem
 from sluice.errors import ConfigError
 from sluice.plugins import Plugin, PluginKind
 from sluice.plugins.options import convert_options
@@ -207,6 +207,9 @@ class _Reader(ObjectsReader, StagesReader):
                         settings = msgspec.structs.replace(settings, **{kind: plain(nested)})
             if settings is not None and settings.partitions > 1 and connection_scheme(bus or "sqlite://") != "kafka":
                 self.problem(partitions_problem(settings, partitioned=False), mapping.line_of("partitions"))
+            if settings is not None:
+                for message, key in direction_problems(settings, given=set(mapping)):
+                    self.problem(message, mapping.line_of(key))
             if settings is not None:
                 result.append(SyncSpec(settings, Origin(self.file, mapping.line, tuple(mapping.key_lines.items())), urls))
         return tuple(result)
