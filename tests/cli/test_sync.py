@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,29 @@ def test_resync_both_ways_refuses_the_target_sides_copy_of_a_table(tmp_path: Pat
     assert resync_requests(work, "s1") == []
     done = runner.invoke(cli, ["sync", "resync", str(tmp_path), "items"])
     assert done.exit_code == 0 and resync_requests(work, "s1") == ["shop.items"]
+
+
+def test_status_without_name_shows_every_sync_of_the_file(tmp_path: Path) -> None:
+    """Two syncs in one file: ``status`` shows both (it asked for --name and exited 2), ``--json`` gives an array,
+    a sync that has not run yet is a note; ``--name`` still picks one (a trial's finding)."""
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  my: mysql://u:p@127.0.0.1:1/shop\n  pg: postgresql://u@127.0.0.1:1/wh\n"
+        "syncs:\n  - {name: s1, source: my, target: pg, tables: [customers]}\n"
+        "  - {name: s2, source: my, target: pg, tables: [orders], target_namespace: other}\n"
+        "  - {name: s3, source: my, target: pg, tables: [items], target_namespace: third}\n"
+    )
+    work = tmp_path / ".sluice"
+    for name, source_table in (("s1", "shop.customers"), ("s2", "shop.orders")):
+        write_status(work, SyncStatus(name=name, source="my", target="pg", direction="one-way", tables=[table(source_table)]))
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["sync", "status", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "sync s1: " in shown.stdout and "sync s2: " in shown.stdout
+    assert "shop.customers" in shown.stdout and "shop.orders" in shown.stdout
+    assert "note: sync s3 has not run yet" in shown.stderr
+    as_json = runner.invoke(cli, ["sync", "status", str(tmp_path), "--json"])
+    assert [s["name"] for s in json.loads(as_json.stdout)] == ["s1", "s2"]
+    one = runner.invoke(cli, ["sync", "status", str(tmp_path), "--name", "s2", "--json"])
+    assert json.loads(one.stdout)["name"] == "s2"
+    never = runner.invoke(cli, ["sync", "status", str(tmp_path), "--name", "s3"])
+    assert never.exit_code == 2 and "error: sync s3 has not run yet" in never.stderr

@@ -40,9 +40,18 @@ class _RunByDefault(click.Group):
 
 
 def _load(path: str, name: str | None) -> tuple[Project, SyncSpec]:
+    project, specs = _load_all(path, name, every=False)
+    return project, specs[0]
+
+
+def _load_all(path: str, name: str | None, *, every: bool = True) -> tuple[Project, list[SyncSpec]]:
+    """The project and the sync called ``name``; without a name, the only sync, or (``every``) all of them in file order.
+    Exits 2 with one line on a project that does not load or names no such sync."""
     try:
         project = load_project(path)
-        return project, project.sync(name)
+        if name is None and every and project.syncs:
+            return project, list(project.syncs)
+        return project, [project.sync(name)]
     except ValidationFailed as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(USER_ERROR)
@@ -296,26 +305,40 @@ def final_report(status: SyncStatus, namespace: str = "sluice_cdc", *, captured_
 
 @sync.command("status")
 @click.argument("path", type=click.Path())
-@click.option("--name", help="The sync (default: the only one).")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--name", help="The sync (default: every sync of the file, in order).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (several syncs: a JSON array of them).")
 def status(path: str, name: str | None, as_json: bool) -> None:
     """Per table: state, position, lag, rows applied by operation, conflicts, dead letters (from the running sync).
 
     Counts cover the current (or last) run of the sync process only; totals are in the target's
-    ``<namespace>.dead_letters`` and ``<namespace>.conflicts`` tables."""
-    from rich.table import Table
-
+    ``<namespace>.dead_letters`` and ``<namespace>.conflicts`` tables. Without ``--name``, every sync of the file,
+    one after the other (a sync that has not run yet is said so); exit 2 when none has run, or ``--name``'s has not."""
     from sluice.cdc.status import read_status
-    from sluice.cli.progress import make_console
 
-    project, spec = _load(path, name)
-    current = read_status(project.work_dir, spec.settings.name)
-    if current is None:
-        click.echo(f"error: sync {spec.settings.name} has not run yet (no status in {project.work_dir / 'syncs'})", err=True)
+    project, specs = _load_all(path, name)
+    found: list[SyncStatus] = []
+    for spec in specs:
+        current = read_status(project.work_dir, spec.settings.name)
+        if current is None:
+            message = f"sync {spec.settings.name} has not run yet (no status in {project.work_dir / 'syncs'})"
+            click.echo(f"{'error' if len(specs) == 1 else 'note'}: {message}", err=True)
+            continue
+        found.append(current)
+    if not found:
         sys.exit(USER_ERROR)
     if as_json:
-        click.echo(msgspec.json.encode(current).decode())
+        click.echo(msgspec.json.encode(found[0] if len(specs) == 1 else found).decode())
         return
+    for current in found:
+        _print_status(current)
+
+
+def _print_status(current: SyncStatus) -> None:
+    """One sync's status: a line for the process, a table of its tables."""
+    from rich.table import Table
+
+    from sluice.cli.progress import make_console
+
     console = make_console()
     age = time.time() - current.updated_at
     if current.gone:  # killed or crashed: its file still said it ran
@@ -399,14 +422,17 @@ def verify(path: str, name: str | None, as_json: bool) -> None:
     from sluice.cdc.tables import default_target_namespace, resolve_tables
     from sluice.cli.sync_verify import verify_and_report
 
-    _, spec = _load(path, name)
-    settings, urls = spec.settings, dict(spec.urls)
-    options = plugin_options("capture", urls[settings.source], dict(settings.capture), f"sync '{settings.name}' capture")
-    capture = plugin_capture(urls[settings.source], options, settings.name, settings.source, None)
-    try:
-        namespace = settings.target_namespace or default_target_namespace(urls[settings.target])
-        refs, _problems = resolve_tables(settings, capture.list_tables(), namespace)
-    finally:
-        capture.close()
-    source, target = (settings.source, urls[settings.source]), (settings.target, urls[settings.target])
-    sys.exit(0 if verify_and_report(settings.name, source, target, refs, json_output=as_json) else 1)
+    _, specs = _load_all(path, name)
+    equal = True
+    for spec in specs:
+        settings, urls = spec.settings, dict(spec.urls)
+        options = plugin_options("capture", urls[settings.source], dict(settings.capture), f"sync '{settings.name}' capture")
+        capture = plugin_capture(urls[settings.source], options, settings.name, settings.source, None)
+        try:
+            namespace = settings.target_namespace or default_target_namespace(urls[settings.target])
+            refs, _problems = resolve_tables(settings, capture.list_tables(), namespace)
+        finally:
+            capture.close()
+        source, target = (settings.source, urls[settings.source]), (settings.target, urls[settings.target])
+        equal = verify_and_report(settings.name, source, target, refs, json_output=as_json) and equal
+    sys.exit(0 if equal else 1)
