@@ -349,3 +349,52 @@ def test_zero_and_invalid_dates_compare_as_the_null_the_sync_writes(mysql_ns: tu
     verdict = verify_table(my_url, pg_url, table)
     assert not verdict.equal
     assert [(d.kind, d.key, d.columns) for d in verdict.differences] == [("changed", ["4"], ["d"])]
+
+
+def test_postgresql_values_the_sync_writes_as_null_are_compared_as_null(
+    mysql_ns: tuple[str, str], pg_ns: tuple[str, str]
+) -> None:
+    """NaN and ±Infinity numbers, ±infinity and BC dates and timestamps become NULL in the target
+    (docs/cdc/postgresql.md): verify called such a table different (a trial's finding). A real difference still counts."""
+    import psycopg
+
+    (my_url, db), (pg_url, schema) = mysql_ns, pg_ns
+    columns = [
+        Column("id", "int64", nullable=False),
+        Column("amount", "decimal(12,2)"),
+        Column("big", "decimal"),
+        Column("ratio", "float64"),
+        Column("day", "date"),
+        Column("at", "timestamp(6)"),
+        Column("wall", "datetime(6)"),
+    ]
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("SET TIME ZONE 'UTC'")
+        pg.execute(
+            f'CREATE TABLE "{schema}".odd (id BIGINT PRIMARY KEY, amount NUMERIC(12,2), big NUMERIC, ratio DOUBLE PRECISION, '
+            "day DATE, at TIMESTAMPTZ(6), wall TIMESTAMP(6))"
+        )
+        pg.execute(
+            f"""INSERT INTO "{schema}".odd VALUES
+            (1, 'NaN', 'NaN', 'NaN', 'infinity', 'infinity', '-infinity'),
+            (2, 1.5, 'Infinity', '-Infinity', '0044-03-15 BC', '0044-03-15 12:00 BC', '0001-12-31 23:59:59 BC'),
+            (3, 2.25, 12.5, 0.5, '2026-12-02', '2026-12-02 10:00:00+00', '2026-12-02 10:00:00')"""
+        )
+    conn = mysql_connect(my_url)
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE odd (id BIGINT PRIMARY KEY, amount DECIMAL(12,2), big DECIMAL(65,30), ratio DOUBLE, day DATE, "
+            "at TIMESTAMP(6) NULL, wall DATETIME(6))"
+        )
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute(
+            "INSERT INTO odd VALUES (1, NULL, NULL, NULL, NULL, NULL, NULL), (2, 1.5, NULL, NULL, NULL, NULL, NULL), "
+            "(3, 2.25, 12.5, 0.5, '2026-12-02', '2026-12-02 10:00:00', '2026-12-02 10:00:00')"
+        )
+    conn.close()
+    table = TableRef(TableSchema(schema, "odd", columns, ["id"]), db, "odd")
+    verdict = verify_table(pg_url, my_url, table)
+    assert verdict.equal, verdict
+    run_sql(my_url, f"UPDATE `{db}`.odd SET ratio = 0.75 WHERE id = 3")
+    verdict = verify_table(pg_url, my_url, table)
+    assert not verdict.equal and [(d.key, d.columns) for d in verdict.differences] == [(["3"], ["ratio"])]

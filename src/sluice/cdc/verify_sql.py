@@ -111,24 +111,29 @@ def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> 
     if kind in ("decimal", "numeric"):
         if len(arguments) == 2:
             scale = arguments[1]
-            return f"CAST(CAST({col} AS DECIMAL(65,{scale})) AS CHAR)" if my else f"round({col}::numeric, {scale})::text"
+            return (
+                f"CAST(CAST({col} AS DECIMAL(65,{scale})) AS CHAR)"
+                if my
+                else _pg_finite(col, "numeric", f"round({col}::numeric, {scale})::text")
+            )
         if my:
             text = f"CAST({col} AS CHAR)"
             trimmed = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text}))"
             return f"(CASE WHEN LOCATE('.', {text}) > 0 THEN {trimmed} ELSE {text} END)"
-        return f"trim_scale({col}::numeric)::text"
+        return _pg_finite(col, "numeric", f"trim_scale({col}::numeric)::text")
     if kind in FLOAT_DECIMALS:
-        return _scientific(engine, col, FLOAT_DECIMALS[kind])
+        text = _scientific(engine, col, FLOAT_DECIMALS[kind])
+        return text if my else _pg_finite(col, "float8", text)
     if kind == "bytes":
         return f"LOWER(HEX({col}))" if my else f"encode({col}::bytea, 'hex')"
     if kind == "date":
-        return _valid_date(col, f"DATE_FORMAT({col}, '%%Y-%%m-%%d')") if my else f"to_char({col}, 'YYYY-MM-DD')"
+        return _valid_date(col, f"DATE_FORMAT({col}, '%%Y-%%m-%%d')") if my else _pg_dated(col, f"to_char({col}, 'YYYY-MM-DD')")
     if kind == "time":
         return f"TIME_FORMAT({col}, '%%H:%%i:%%s.%%f')" if my else _pg_time(col)
     if kind in ("datetime", "timestamp"):
         if my:
             return _valid_date(col, f"DATE_FORMAT({col}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')")
-        return f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        return _pg_dated(col, f"to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')")
     if kind == "uuid":
         return f"LOWER(CONVERT({col} USING utf8mb4))" if my else f"lower({col}::text)"
     if kind == "json":
@@ -151,6 +156,19 @@ def _valid_date(col: str, text: str) -> str:
         f"(CASE WHEN LAST_DAY({col}) IS NULL OR DAYOFMONTH({col}) = 0 OR DAYOFMONTH({col}) > DAYOFMONTH(LAST_DAY({col}))"
         f" THEN NULL ELSE {text} END)"
     )
+
+
+def _pg_finite(col: str, cast: str, text: str) -> str:
+    """PostgreSQL: ``text`` of a number, NULL for ``NaN`` and ``±Infinity``, which the sync writes as NULL (wal2json
+    gives them as JSON ``null``; docs/cdc/postgresql.md), so verify compares them as NULL too."""
+    specials = ", ".join(f"'{value}'::{cast}" for value in ("NaN", "Infinity", "-Infinity"))
+    return f"(CASE WHEN {col}::{cast} IN ({specials}) THEN NULL ELSE {text} END)"
+
+
+def _pg_dated(col: str, text: str) -> str:
+    """PostgreSQL: ``text`` of a date or timestamp, NULL for ``±infinity`` and BC values, which the sync writes as
+    NULL (docs/cdc/postgresql.md), so verify compares them as NULL too."""
+    return f"(CASE WHEN NOT isfinite({col}) OR extract(year from {col}) < 1 THEN NULL ELSE {text} END)"
 
 
 def _scientific(engine: Engine, col: str, decimals: int) -> str:
