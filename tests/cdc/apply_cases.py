@@ -324,6 +324,42 @@ def case_schema_changes(target: Target) -> None:
     assert target.rows(table) == [(1, "n1", 0), (2, "x" * 150, 2**40)]
 
 
+def case_narrowing_a_length_or_labels_stops_the_table(target: Target) -> None:
+    """A string's length and an ENUM's labels are not part of the logical type: ``VARCHAR(50) -> VARCHAR(20)``
+    and a label removed must stop the table (no truncating ``ALTER``), while longer strings and labels added
+    at the end still widen in place."""
+    start = [
+        Column("id", "int64", nullable=False),
+        Column("name", "string", source_type="varchar(50)", length=50),
+        Column("kind", "enum", source_type="enum('a','b')", labels=["a", "b"]),
+    ]
+    table = ref(target, "narrow", start, ["id"])
+    target.apply.prepare([table])
+    long_name = "x" * 45
+    target.apply.apply_batch(table, [event("c", [1], {"id": 1, "name": long_name, "kind": "b"}, table="src.narrow")])
+
+    def change(columns: list[Column]) -> SchemaChange:
+        schema = TableSchema("src", "narrow", columns, ["id"], version=2)
+        return SchemaChange("src.narrow", schema, "alter_column", event("c", [0], table="src.narrow").source)
+
+    shorter = [start[0], Column("name", "string", source_type="varchar(20)", length=20), start[2]]
+    with pytest.raises(SyncError, match=r"column name from varchar\(50\) to varchar\(20\).*sluice sync resync PATH src\.narrow"):
+        target.apply.apply_schema(table, change(shorter))
+    fewer = [start[0], start[1], Column("kind", "enum", source_type="enum('b')", labels=["b"])]
+    with pytest.raises(SyncError, match=r"column kind from enum\('a','b'\) to enum\('b'\)"):
+        target.apply.apply_schema(table, change(fewer))
+    assert target.rows(table, "id, name") == [(1, long_name)]  # nothing truncated
+    wider = [
+        start[0],
+        Column("name", "string", source_type="varchar(80)", length=80),
+        Column("kind", "enum", source_type="enum('a','b','c')", labels=["a", "b", "c"]),
+    ]
+    target.apply.apply_schema(table, change(wider))
+    table = TableRef(TableSchema("src", "narrow", wider, ["id"]), target.namespace, "narrow")
+    target.apply.apply_batch(table, [event("c", [2], {"id": 2, "name": "y" * 80, "kind": "c"}, table="src.narrow")])
+    assert target.rows(table, "id, name") == [(1, long_name), (2, "y" * 80)]
+
+
 def case_added_column_with_a_default_fills_existing_rows(target: Target) -> None:
     """``ADD COLUMN prio INT NOT NULL DEFAULT 5``: the source logs no row change for its existing rows, so the
     target column must be added with the default (and NOT NULL) for the rows already there to match."""

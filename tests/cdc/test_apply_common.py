@@ -5,18 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from cdc.apply_cases import event, row
 from sluice.cdc.apply_common import (
     cannot_alter,
+    describe,
     mask_values,
     mysql_type,
     net_effect,
     parse_type,
     pg_type,
     same_value,
+    target_narrows,
     time_delta,
     widens,
 )
@@ -99,6 +102,10 @@ def test_key_columns_get_indexable_mysql_types() -> None:
     assert mysql_type(Column("c", "string"), masked=True) == "CHAR(64)"
 
 
+def _my(name: str, logical: str, source_type: str, **extra: Any) -> Column:
+    return Column(name, logical, source_type=source_type, **extra)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "ok"),
     [
@@ -115,10 +122,104 @@ def test_key_columns_get_indexable_mysql_types() -> None:
         (Column("c", "enum", labels=["a"]), Column("c", "enum", labels=["a", "b"]), True),
         (Column("c", "enum", labels=["a", "b"]), Column("c", "enum", labels=["b"]), False),
         (Column("c", "string"), Column("c", "int64"), False),
+        # strings and binaries: the length is in Column.length, not in the logical type
+        (_my("c", "string", "varchar(50)", length=50), _my("c", "string", "varchar(20)", length=20), False),
+        (_my("c", "string", "varchar(20)", length=20), _my("c", "string", "varchar(50)", length=50), True),
+        (_my("c", "string", "character varying(50)", length=50), _my("c", "string", "character varying(20)", length=20), False),
+        (_my("c", "string", "character varying(20)", length=20), _my("c", "string", "text"), True),
+        (_my("c", "string", "text"), _my("c", "string", "character varying(200)", length=200), False),
+        (_my("c", "string", "char(10)", length=10), _my("c", "string", "char(5)", length=5), False),
+        (_my("c", "string", "char(10)", length=10), _my("c", "string", "varchar(10)", length=10), True),
+        (_my("c", "string", "varchar(10)", length=10), _my("c", "string", "char(10)", length=10), False),
+        (_my("c", "string", "character(10)", length=10), _my("c", "string", "character(20)", length=20), False),
+        (_my("c", "string", "character(10)", length=10), _my("c", "string", "text"), False),
+        (_my("c", "string", "character varying(10)", length=10), _my("c", "string", "character(10)", length=10), False),
+        (_my("c", "bytes", "varbinary(50)", length=50), _my("c", "bytes", "varbinary(20)", length=20), False),
+        (_my("c", "bytes", "binary(16)", length=16), _my("c", "bytes", "binary(8)", length=8), False),
+        (_my("c", "bytes", "binary(16)", length=16), _my("c", "bytes", "varbinary(32)", length=32), True),
+        (_my("c", "bytes", "varbinary(16)", length=16), _my("c", "bytes", "binary(16)", length=16), False),
+        (_my("c", "bytes", "varbinary(16)", length=16), _my("c", "bytes", "blob"), True),
+        (_my("c", "string", "text"), _my("c", "string", "tinytext"), False),
+        (_my("c", "string", "tinytext"), _my("c", "string", "mediumtext"), True),
+        (_my("c", "string", "varchar(300)", length=300), _my("c", "string", "tinytext"), False),
+        (_my("c", "string", "varchar(300)", length=300), _my("c", "string", "text"), True),
+        (_my("c", "bytes", "longblob"), _my("c", "bytes", "blob"), False),
+        (_my("c", "string", "mediumtext"), _my("c", "string", "text"), False),
+        (_my("c", "string", "character varying(20000)", length=20000), _my("c", "string", "text"), True),
+        (_my("c", "string", "text"), _my("c", "string", "character varying(20000)", length=20000), False),
+        # ENUM/SET labels: added at the end only
+        (_my("c", "enum", "enum('a','b')", labels=["a", "b"]), _my("c", "enum", "enum('b')", labels=["b"]), False),
+        (_my("c", "set", "set('a','b')", labels=["a", "b"]), _my("c", "set", "set('a')", labels=["a"]), False),
+        (_my("c", "set", "set('a','b')", labels=["a", "b"]), _my("c", "set", "set('b','a')", labels=["b", "a"]), False),
+        (_my("c", "set", "set('a')", labels=["a"]), _my("c", "set", "set('a','b')", labels=["a", "b"]), True),
+        # integers: the source's own range (MEDIUMINT, UNSIGNED) decides, not the logical type alone
+        (_my("c", "int32", "int(11)"), _my("c", "int32", "mediumint(9)"), False),
+        (_my("c", "int32", "mediumint(9)"), _my("c", "int32", "int(11)"), True),
+        (_my("c", "int32", "mediumint(8) unsigned"), _my("c", "int32", "mediumint(9)"), False),
+        (_my("c", "int32", "smallint(5) unsigned"), _my("c", "int32", "mediumint(9)"), True),
+        (_my("c", "int32", "int(11)"), _my("c", "int64", "int(10) unsigned"), False),
+        (_my("c", "int64", "int(10) unsigned"), _my("c", "int64", "bigint(20)"), True),
+        (_my("c", "int64", "int(10) unsigned"), _my("c", "int32", "int(11)"), False),
+        (_my("c", "int32", "int(11)"), _my("c", "int32", "int(10)"), True),  # display width only
+        (_my("c", "int16", "smallint"), _my("c", "int32", "integer"), True),
+        # precision, scale, fractional seconds, bits
+        (Column("c", "decimal(12,2)"), Column("c", "decimal(10,2)"), False),
+        (Column("c", "decimal"), Column("c", "decimal(12,2)"), False),
+        (Column("c", "decimal(12,2)"), Column("c", "decimal"), True),
+        (Column("c", "datetime(6)"), Column("c", "datetime(3)"), False),
+        (Column("c", "datetime(0)"), Column("c", "datetime(3)"), True),
+        (Column("c", "timestamp(6)"), Column("c", "timestamp(0)"), False),
+        (Column("c", "time(3)"), Column("c", "time(0)"), False),
+        (Column("c", "bit(8)"), Column("c", "bit(4)"), False),
+        (Column("c", "bit(4)"), Column("c", "bit(8)"), True),
+        (Column("c", "float64"), Column("c", "float32"), False),
+        (Column("c", "datetime(6)"), Column("c", "timestamp(6)"), False),
     ],
 )
 def test_widens(old: Column, new: Column, ok: bool) -> None:
+    """Every attribute of the column model counts; an unchanged column always widens."""
     assert widens(old, new) is ok
+    assert widens(old, old) and widens(new, new)
+
+
+@pytest.mark.parametrize(
+    ("present", "wanted", "narrows"),
+    [
+        ("character varying(40)", "varchar(20)", True),  # PostgreSQL format_type vs pg_type
+        ("character varying(20)", "varchar(40)", False),
+        ("text", "varchar(20)", True),
+        ("character varying(20)", "text", False),
+        ("numeric(12,2)", "numeric(12,1)", True),
+        ("integer", "smallint", True),
+        ("smallint", "bigint", False),
+        ("timestamp(6) without time zone", "timestamp(3) without time zone", True),
+        ("timestamp without time zone", "timestamp(6) without time zone", False),
+        ("double precision", "real", True),
+        ("bit(8)", "bit(4)", True),
+        ("varchar(40)", "VARCHAR(20)", True),  # MariaDB COLUMN_TYPE vs mysql_type
+        ("varchar(40)", "LONGTEXT", False),
+        ("longtext", "VARCHAR(100)", True),
+        ("varbinary(16)", "VARBINARY(8)", True),
+        ("int(10) unsigned", "INT", True),
+        ("int(11)", "BIGINT", False),
+        ("enum('a','b')", "ENUM('b')", True),
+        ("enum('a','b')", "ENUM('a','b','c')", False),
+        ("datetime(6)", "DATETIME(3)", True),
+        ("datetime", "DATETIME(3)", False),
+        ("decimal(10,2)", "DECIMAL(8,2)", True),
+        ("character varying(200)", "bigint", False),  # another kind: left to the target
+        ("decimal(10,2)", "LONGTEXT", False),
+    ],
+)
+def test_target_narrows_reads_both_catalog_spellings(present: str, wanted: str, narrows: bool) -> None:
+    assert target_narrows(present, wanted) is narrows
+
+
+def test_describe_names_the_source_type_else_the_logical_one() -> None:
+    assert describe(_my("c", "string", "varchar(50)", length=50)) == "varchar(50)"
+    assert describe(Column("c", "string", length=20)) == "string(20)"
+    assert describe(Column("c", "enum", labels=["a", "b"])) == "enum('a','b')"
+    assert describe(Column("c", "int64")) == "int64"
 
 
 def test_mask_values_is_sha256_of_text() -> None:

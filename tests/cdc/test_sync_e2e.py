@@ -519,3 +519,65 @@ def test_primary_key_changed_at_the_source_then_resync_gives_the_target_the_new_
         source_rows = [tuple(r) for r in cur.fetchall()]
     assert len(source_rows) == 302
     assert source_rows == [tuple(r) for r in pg.execute("SELECT id, name, n, amount FROM public.emp ORDER BY id, n")]
+
+
+def narrow_emp_widen_dept(my: Any) -> None:
+    with my.cursor() as cur:
+        cur.execute("ALTER TABLE emp MODIFY name VARCHAR(20)")
+        cur.execute("INSERT INTO emp VALUES (6000, 'after', 1, 1)")
+        cur.execute("ALTER TABLE dept MODIFY name VARCHAR(80)")
+        cur.execute("INSERT INTO dept VALUES (5000, %s, 1, 1)", ("w" * 80,))
+
+
+def test_varchar_narrowed_while_the_sync_runs_stops_the_table_and_a_longer_one_widens_in_place(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """``VARCHAR(40) -> VARCHAR(20)`` is a narrowing (the length is not in the logical type ``string``): the table
+    stops with the resync advice instead of PostgreSQL's truncating ``USING name::varchar(20)``; ``VARCHAR(40) ->
+    VARCHAR(80)`` on the other table is applied in place and a longer value flows."""
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    sync = settings(sync_name())
+    with embedded_bus(sync, urls, tmp_path) as bus:
+        rt = SyncRuntime(sync, urls, bus, tmp_path)
+        thread, out = run_in_thread(rt)
+        try:
+            wait_for(lambda: equal(my, pg))
+            narrow_emp_widen_dept(my)
+            wait_for(lambda: pg.execute("SELECT count(*) FROM public.dept WHERE id = 5000").fetchone() == (1,))
+            wait_for(lambda: any(t.state == "error" for t in rt.state.tables.values()))
+        finally:
+            rt.stop()
+            thread.join(30)
+    assert not thread.is_alive(), "the runtime did not stop within 30 s"
+    emp_stopped_dept_widened(out[0], pg, mysql_db_url, "varchar(40)")
+
+
+def emp_stopped_dept_widened(status: SyncStatus, pg: psycopg.Connection[Any], mysql_db_url: str, before: str) -> None:
+    """emp stopped at its narrowing (``before`` -> varchar(20)), nothing of it applied; dept widened, its row in."""
+    by_table = {t.source_table.split(".")[1]: t for t in status.tables}
+    assert by_table["emp"].state == "error", by_table["emp"]
+    assert f"cannot change column name from {before} to varchar(20) in place" in by_table["emp"].error
+    assert f"sluice sync resync PATH {urlsplit_db(mysql_db_url)}.emp" in by_table["emp"].error
+    assert by_table["dept"].state == "streaming", by_table["dept"]
+    assert pg.execute("SELECT name FROM public.dept WHERE id = 5000").fetchone() == ("w" * 80,)
+    types = pg.execute(
+        "SELECT c.relname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relname IN ('emp', 'dept') AND a.attname = 'name' ORDER BY 1"
+    ).fetchall()
+    assert types == [("dept", "character varying(80)"), ("emp", "character varying(40)")]
+    assert pg.execute("SELECT count(*) FROM public.emp WHERE id = 6000").fetchone() == (0,)  # waits for the resync
+
+
+def test_varchar_narrowed_while_the_sync_was_stopped_stops_the_table_too(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """The same DDL made between two runs: the source schema read at start already has it, so the target's own
+    column type is the "before" (``character varying(40)``), and narrowing it stops the table as well."""
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    sync = settings(sync_name())
+    with embedded_bus(sync, urls, tmp_path) as bus:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        narrow_emp_widen_dept(my)
+        status = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    emp_stopped_dept_widened(status, pg, mysql_db_url, "character varying(40)")

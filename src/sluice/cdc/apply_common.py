@@ -170,16 +170,17 @@ def default_clause(column: Column, dialect: str, masked: bool = False) -> str:
 def widens(old: Column, new: Column) -> bool:
     """Whether every value of ``old`` fits ``new`` unchanged, so the target column can be altered in place.
 
-    Integers to wider integers (signed to a wider signed or unsigned to any wider), decimals keeping
-    integer digits and scale, longer strings and binaries, more fractional seconds, float32 -> float64,
-    ENUM/SET labels added at the end."""
+    Every attribute of the column model counts (``docs/cdc/apply.md``): integers to a range holding the old
+    one (the source's own range: MySQL ``MEDIUMINT`` and ``UNSIGNED`` included), decimals keeping integer
+    digits and scale, strings and binaries holding as many characters/bytes (:func:`_capacity`) and not
+    starting or stopping padding, more fractional seconds or bits, float32 -> float64, ENUM/SET labels
+    added at the end. An unchanged column widens; anything else (a narrowing, another type) does not."""
     old_name, old_args = parse_type(old.type)
     new_name, new_args = parse_type(new.type)
     if old_name in INT_BITS and new_name in INT_BITS:
-        old_unsigned, new_unsigned = old_name.startswith("u"), new_name.startswith("u")
-        if old_unsigned == new_unsigned:
-            return INT_BITS[new_name] >= INT_BITS[old_name]
-        return old_unsigned and INT_BITS[new_name] > INT_BITS[old_name]
+        old_low, old_high = _int_range(old.source_type, old_name)
+        new_low, new_high = _int_range(new.source_type, new_name)
+        return new_low <= old_low and new_high >= old_high
     if old_name != new_name:
         return old_name == "float32" and new_name == "float64"
     if new_name == "decimal":
@@ -191,13 +192,145 @@ def widens(old: Column, new: Column) -> bool:
         new_scale = new_args[1] if len(new_args) > 1 else 0
         return new_scale >= old_scale and new_args[0] - new_scale >= old_args[0] - old_scale
     if new_name in ("string", "bytes"):
-        return new.length is None or (old.length is not None and new.length >= old.length)
+        # padding added or lengthened, or PostgreSQL's taken away, changes the values themselves
+        if _padded(new.source_type):
+            return _padded(old.source_type) and old.source_type.lower() == new.source_type.lower()
+        if _padded(old.source_type) and not old.source_type.lower().startswith("binary("):
+            return False  # character(n) -> varchar/text drops the trailing spaces
+        if _char_type(new.source_type) and not _char_type(old.source_type):
+            return False  # MySQL CHAR drops trailing spaces on read
+        mysql = _mysql_spelling(old.source_type) or _mysql_spelling(new.source_type)
+        old_capacity, new_capacity = _capacity(old, new_name, mysql), _capacity(new, new_name, mysql)
+        return new_capacity is None or (old_capacity is not None and new_capacity >= old_capacity)
     if new_name in ("enum", "set"):
         old_labels, new_labels = old.labels or [], new.labels or []
         return new_labels[: len(old_labels)] == old_labels
-    if new_name in ("time", "datetime", "timestamp", "bit"):
-        return _fraction(new_args) >= _fraction(old_args) if new_name != "bit" else (new_args or (1,))[0] >= (old_args or (1,))[0]
+    if new_name in ("time", "datetime", "timestamp"):
+        return _fraction(new_args) >= _fraction(old_args)
+    if new_name == "bit":
+        return (new_args or (1,))[0] >= (old_args or (1,))[0]
     return old_args == new_args
+
+
+_SOURCE_INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
+_SOURCE_BYTES = {"tiny": 255, "": 65_535, "medium": 16_777_215, "long": 4_294_967_295}
+_UTF8MB4 = 4  # bytes a character may take: MySQL TEXT/BLOB limits count bytes, VARCHAR(n) characters
+
+
+def _int_range(source_type: str, logical: str) -> tuple[int, int]:
+    """The values an integer column holds: from its source type when it names one (``mediumint(8) unsigned``,
+    PostgreSQL ``integer``), else from its logical type."""
+    words = source_type.lower().replace("(", " ").split()
+    bits = _SOURCE_INT_BITS.get(words[0]) if words else None
+    unsigned = "unsigned" in words if bits is not None else logical.startswith("u")
+    if bits is None:
+        bits = INT_BITS[logical]
+    return (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def _capacity(column: Column, logical: str, mysql: bool) -> int | None:
+    """Bytes a string or binary column holds at most (None: unbounded): ``length`` characters (4 bytes each,
+    utf8mb4) or bytes, else a MySQL TEXT/BLOB type's byte limit, else unbounded (PostgreSQL ``text``, ``bytea``).
+    ``mysql``: a bare ``text`` is MySQL's (64 KiB), not PostgreSQL's."""
+    if column.length is not None:
+        return column.length * (_UTF8MB4 if logical == "string" else 1)
+    found = re.fullmatch(r"(tiny|medium|long|)(text|blob)", column.source_type.lower().strip())
+    if found is None or (found.group(0) == "text" and not mysql):
+        return None
+    return _SOURCE_BYTES[found.group(1)]
+
+
+def _mysql_spelling(source_type: str) -> bool:
+    """A string/binary source type only MySQL spells so (PostgreSQL says ``character varying(n)``, ``bytea``)."""
+    text = source_type.lower().strip()
+    return text != "text" and re.fullmatch(r"(var)?(char|binary)\(\d+\).*|(tiny|medium|long)?(text|blob)", text) is not None
+
+
+def _padded(source_type: str) -> bool:
+    """Values read padded to the declared length: PostgreSQL ``character(n)`` (spaces), MySQL ``binary(n)`` (NULs)."""
+    text = source_type.lower()
+    return text.startswith(("character(", "bpchar", "binary(")) or text == "character"
+
+
+def _char_type(source_type: str) -> bool:
+    """MySQL ``char(n)``: stored padded, read with trailing spaces dropped."""
+    return source_type.lower().startswith("char(")
+
+
+_TARGET_TEXT = {
+    "character varying": "string",
+    "varchar": "string",
+    "character": "string",
+    "char": "string",
+    "text": "string",
+    "tinytext": "string",
+    "mediumtext": "string",
+    "longtext": "string",
+    "bytea": "bytes",
+    "varbinary": "bytes",
+    "binary": "bytes",
+    "tinyblob": "bytes",
+    "blob": "bytes",
+    "mediumblob": "bytes",
+    "longblob": "bytes",
+}
+
+
+def target_column(name: str, type_text: str) -> Column | None:
+    """``type_text`` as a target's catalog spells it (PostgreSQL ``format_type``, MariaDB ``COLUMN_TYPE``) as a
+    :class:`Column` :func:`widens` can compare with another of the same target; None for a type it leaves alone.
+
+    >>> target_column("c", "character varying(20)").length
+    20
+    """
+    text = type_text.strip().lower()
+    found = re.fullmatch(r"([a-z ]+?)\s*(?:\((.*)\))?\s*((?:with|without) time zone|unsigned)?", text)
+    if found is None:
+        return None
+    base, inside, suffix = found.group(1).strip(), found.group(2), found.group(3) or ""
+    if base in ("enum", "set") and inside is not None:
+        labels = [label.replace("''", "'") for label in re.findall(r"'((?:[^']|'')*)'", inside)]
+        return Column(name, base, source_type=text, labels=labels)
+    args = [int(part) for part in (inside or "").split(",") if part.strip().isdigit()]
+    if base in _SOURCE_INT_BITS:
+        return Column(name, "int64", source_type=text)
+    if base in ("numeric", "decimal"):
+        return Column(name, f"decimal({args[0]},{args[1] if len(args) > 1 else 0})" if args else "decimal")
+    if base in ("real", "float", "double precision", "double"):
+        return Column(name, "float32" if base in ("real", "float") else "float64")
+    if base in _TARGET_TEXT:
+        return Column(name, _TARGET_TEXT[base], source_type=text, length=args[0] if args else None)
+    if base == "bit":
+        return Column(name, f"bit({args[0] if args else 1})")
+    if base in ("timestamp", "datetime", "time"):  # MariaDB's bare DATETIME has no fraction, PostgreSQL's six
+        fraction = args[0] if args else (6 if suffix.endswith("time zone") else 0)
+        logical = "timestamp" if suffix == "with time zone" else "time" if base == "time" else "datetime"
+        return Column(name, f"{logical}({fraction})")
+    return None
+
+
+def target_narrows(present: str, wanted: str) -> bool:
+    """Whether altering a target column from type text ``present`` to ``wanted`` (same catalog spelling) narrows
+    it: both of one kind (integers, decimals, strings, binaries, times, bits, ENUM/SET) and :func:`widens` false.
+    Types of different kinds, or unknown ones, are left to the target (False)."""
+    old, new = target_column("c", present), target_column("c", wanted)
+    if old is None or new is None:
+        return False
+    return _kind(old.type) == _kind(new.type) and not widens(old, new)
+
+
+def _kind(logical: str) -> str:
+    name = parse_type(logical)[0]
+    return "int" if name in INT_BITS else "float" if name in ("float32", "float64") else name
+
+
+def describe(column: Column) -> str:
+    """A column's type for a message: its source type (``varchar(50)``), else its logical type with length or labels."""
+    if column.source_type:
+        return column.source_type
+    if column.labels is not None:
+        return f"{column.type}({','.join(repr(label) for label in column.labels)})"
+    return f"{column.type}({column.length})" if column.length is not None else column.type
 
 
 # --------------------------------------------------------------------------------------------- net effect

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from sluice.cdc.apply_common import cannot_alter, default_clause, widens
+from sluice.cdc.apply_common import cannot_alter, default_clause, describe, target_narrows, widens
 from sluice.cdc.base import SyncError, TableRef
 from sluice.cdc.events import Column, SchemaChange
 
@@ -63,8 +63,9 @@ class SchemaSteps(ABC):
         stopped): a target column missing from ``change.schema`` is dropped (``drop_columns: keep``: made
         nullable), a column whose target type differs from the one ``change.schema`` maps to is altered.
         Idempotent: a column already added, renamed or dropped is left alone. Raises :class:`SyncError`
-        (``table`` set: the source table) for a key change, a type change that does not widen (:func:`widens`)
-        and any error of the target database."""
+        (``table`` set: the source table) for a key change, a column change that does not widen (:func:`widens`
+        on the source columns, else :func:`target_narrows` on the target's type) and any error of the target
+        database."""
         name = table.source.qualified
         try:
             self._apply_schema(table, change)
@@ -111,13 +112,20 @@ class SchemaSteps(ABC):
             if column.name not in present:
                 self._alter(table, "add", column)
                 continue
-            if self._same_type(present[column.name], self._type_of(table, column)):
-                continue
             previous = old.get(column.name)
-            # The source type before the change when this run knew it; a change made while the sync was
-            # stopped is already in table.source, so the target's type is the only "before" left.
-            if previous is not None and previous.type != column.type and not widens(previous, column):
-                raise cannot_alter(table, column.name, previous.type, column.type)
+            # The source column before the change when this run knew it (a change made while the sync was
+            # stopped is already in table.source, so the target's type is the only "before" left). Compared
+            # whole, before the target's type: a string's length and an ENUM's labels are no part of the
+            # logical type, and a narrowing the target type does not show (ENUM -> text) still changed rows.
+            if previous is not None and not resync and not widens(previous, column):
+                raise cannot_alter(table, column.name, describe(previous), describe(column))
+            wanted = self._type_of(table, column)
+            if self._same_type(present[column.name], wanted):
+                continue
+            # The target's own type is the "before" a change made while the sync was stopped leaves: a narrowing
+            # of it stops the table too (PostgreSQL's USING cast would truncate or round the rows silently).
+            if not resync and target_narrows(present[column.name], wanted):
+                raise cannot_alter(table, column.name, present[column.name], wanted)
             self._alter(table, "type", column)
         for column_name, target_type in present.items():
             if column_name not in new and column_name not in dropped:
