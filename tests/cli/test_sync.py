@@ -44,6 +44,26 @@ def test_summary_without_dead_letters_stays_short_and_errors_name_the_command() 
     assert problems == ["table app.t stopped: boom (fix it, then 'sluice sync resync PATH app.t')"]
 
 
+def test_an_error_that_names_the_resync_is_not_told_twice_and_commands_name_the_project() -> None:
+    from sluice.cli.sync import with_path
+
+    error = "table public.t: cannot change column id in place; run `sluice sync resync PATH app.t` (PATH: the project) to copy"
+    status = SyncStatus(
+        name="s1", source="a", target="b", direction="one-way", tables=[table("app.t", state="error", error=error)]
+    )
+    problems, _ = final_report(status, path="/srv/my project")
+    assert problems == [
+        "table app.t stopped: table public.t: cannot change column id in place; run "
+        "`sluice sync resync '/srv/my project' app.t` to copy"
+    ]
+    status.tables[0].error = "boom"
+    assert final_report(status, path=".")[0] == ["table app.t stopped: boom (fix it, then 'sluice sync resync . app.t')"]
+    lost = "cannot resume: purged. Run 'sluice sync PATH --name s1 --resnapshot' to copy the tables again"
+    assert (
+        with_path(lost, "proj") == "cannot resume: purged. Run 'sluice sync proj --name s1 --resnapshot' to copy the tables again"
+    )
+
+
 def test_a_capture_process_summary_counts_what_it_captured() -> None:
     status = SyncStatus(
         name="s1",

@@ -14,7 +14,10 @@ newer-wins resolver lacks a local commit time is rolled back and run again once 
 read it (:func:`~sluice.cdc.conflicts.lookups_outside`): the wait holds no target transaction open.
 
 A :class:`SyncError` naming a table stops only that table (state ``error``; its messages wait on the bus until
-``sluice sync resync``); any other error stops the sync.
+``sluice sync resync``); any other error stops the sync. Unless transient (contention a restart may not meet
+again), the stop is recorded in the target (:meth:`Apply.record_stop`, the table's positions row): a restarted
+apply reads it (:meth:`Apply.stopped`) before it touches the table, so the table stays stopped and its changes
+wait, across restarts and ``kill -9``, until a resync empties the table and clears the record.
 
 Resync when capture runs in another process: capture publishes a resync marker (a :class:`SchemaChange` with
 ``change="resync"`` and the table's fresh schema) on the table's topic before the new snapshot rows. Apply
@@ -85,6 +88,8 @@ class ApplyTable:
     partitions: int = 1
     """Partitions of the table's topic; above 1 each is one of :attr:`units` (:mod:`sluice.cdc.apply_partitioned`)."""
     units: dict[int, PartitionUnit] = field(default_factory=dict)
+    restored: bool = False
+    """The stop an earlier run recorded in the target was looked for (:meth:`ApplyDirection._restore_stop`)."""
 
 
 class ApplyDirection(PartitionSteps):
@@ -145,9 +150,10 @@ class ApplyDirection(PartitionSteps):
             thread.join(timeout)
 
     def drained(self) -> bool:
-        """Every table not in error has nothing left on the bus for this group."""
+        """Every table not in error (or in error with a resync marker to reach) has nothing left on the bus for this
+        group."""
         for table in list(self.tables.values()):
-            if table.error:
+            if table.error and not table.moved_to_resync:
                 continue
             if table.consumer is None or self.bus.lag(self.group, table.topic) > 0:
                 return False
@@ -243,6 +249,11 @@ class ApplyDirection(PartitionSteps):
                 break
             if table.paused:
                 continue
+            if not table.restored:
+                with table.lock:
+                    if table.paused:
+                        continue
+                    self._restore_stop(apply, table)
             if unit is not None:
                 busy = self._step_unit(apply, table, unit) or busy
             else:
@@ -274,20 +285,60 @@ class ApplyDirection(PartitionSteps):
             table.pending = messages  # the target went away (else the sync stops): applied again after reconnecting
             raise
         if error is not None:
-            self._stop(table, error)
+            self._stop(table, error, apply)
             failed = messages[done]  # a resync marker that failed is not tried again: look for a later one
             table.scan_from, table.next_scan = failed.offset + (1 if is_resync(failed.value) else 0), 0.0
         if done:
             table.consumer.commit(messages[:done], wait=False)  # the positions in the target make a redelivery harmless
         return True
 
-    def _stop(self, table: ApplyTable, error: SyncError) -> None:
-        """Stop ``table`` in this process (state ``error``); its messages wait on the bus. Logged once per table
-        (the partitions of a partitioned table stop one by one)."""
+    def _stop(self, table: ApplyTable, error: SyncError, apply: Apply | None = None) -> None:
+        """Stop ``table`` (state ``error``); its messages wait on the bus. Logged once per table (the partitions of
+        a partitioned table stop one by one). Unless ``error`` is transient, the stop is recorded in the target
+        (through ``apply``, else a connection of its own) so that a restart keeps the table stopped."""
         if not table.error:
             log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
         table.error, table.moved_to_resync = str(error), False
         self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
+        if not error.transient:
+            self._record_stop(table, str(error), apply)
+
+    def _record_stop(self, table: ApplyTable, error: str, apply: Apply | None) -> None:
+        """:meth:`Apply.record_stop` through ``apply``, else (none, or its connection broken by the failure) a new one."""
+        if apply is not None:
+            try:
+                apply.record_stop(table.ref, error)
+                return
+            except Exception as exc:
+                log.debug("recording the stop of %s failed: %s; on a new connection", table.ref.source.qualified, exc)
+        try:
+            fresh = self.make_apply()
+            try:
+                fresh.record_stop(table.ref, error)
+            finally:
+                close_quietly(fresh)
+        except Exception as exc:
+            log.warning(
+                "sync %s: table %s: its stop could not be recorded in the target (%s); a restart tries its changes again",
+                self.sync,
+                table.ref.source.qualified,
+                first_line(exc),
+            )
+
+    def _restore_stop(self, apply: Apply, table: ApplyTable) -> None:
+        """Before this process first applies ``table``: stop it again when an earlier run recorded it stopped in the
+        target (its changes wait on the bus until a resync), looking on its topic for a resync marker from the
+        group's committed offset. Called with the table's lock held."""
+        error = "" if table.error else apply.stopped(table.ref)  # a lost target raises: read again after reconnecting
+        table.restored = True
+        if not error:
+            return
+        log.warning("sync %s: table %s is still stopped: %s", self.sync, table.ref.source.qualified, error)
+        if table.partitions == 1:
+            table.scan_from, table.next_scan = self.bus.committed(self.group, table.topic) or 0, 0.0
+            self._find_resync(table)  # before the error shows: ``drained`` waits for a marker found now
+        table.error = error
+        self.state.set_state(self.direction, table.ref.source.qualified, "error", error)
 
     def _apply_messages(
         self, apply: Apply, table: ApplyTable, messages: list[Message], unit: PartitionUnit | None = None

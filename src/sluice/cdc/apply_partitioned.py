@@ -16,11 +16,13 @@ every unit then takes the event's schema and goes on. A waiting unit only stops 
 keeps working its other units, and the consumer's per-partition flow control pauses the fetching of that one
 partition alone, so a process holding every partition cannot deadlock.
 
-**Errors.** A table-scoped :class:`~sluice.cdc.base.SyncError` stops the table in this process (state ``error``);
-a failed table-wide event is recorded in the target, so units waiting for it in other processes stop too (a unit
-arriving fresh, after a restart, tries it once more). A unit of a table in error looks ahead in its partition
-for a resync marker about once a second (:meth:`~sluice.bus.base.Bus.read_partition`), moves its group there
-(:meth:`~sluice.bus.base.Consumer.seek`) and applies it through the barrier, which clears the error.
+**Errors.** A table-scoped :class:`~sluice.cdc.base.SyncError` stops the table in this process (state ``error``)
+and is recorded in the target (:meth:`~sluice.cdc.base.Apply.record_stop`), so a restarted process keeps the
+table stopped; a failed table-wide event is recorded in the target too, so units waiting for it in other processes
+stop (a unit of a process that was already running arrives fresh and tries it once more). A unit of a table in
+error looks ahead in its partition for a resync marker about once a second
+(:meth:`~sluice.bus.base.Bus.read_partition`), moves its group there (:meth:`~sluice.bus.base.Consumer.seek`)
+and applies it through the barrier, which clears the error.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class PartitionSteps:
     def _applied(self, table: ApplyTable, result: ApplyResult, last: Source, partition: int = 0) -> None: ...
 
     @abstractmethod
-    def _stop(self, table: ApplyTable, error: SyncError) -> None: ...
+    def _stop(self, table: ApplyTable, error: SyncError, apply: Apply | None = None) -> None: ...
 
     def _group_consumer(self, table: ApplyTable) -> Consumer:
         """This process's member of the group on the table's topic (created on first use)."""
@@ -135,7 +137,7 @@ class PartitionSteps:
             unit.pending = messages  # the target went away (else the sync stops): applied again after reconnecting
             raise
         if error is not None:
-            self._stop(table, error)
+            self._stop(table, error, apply)
             unit.scan_from = messages[done].offset
         if done:
             consumer.commit(messages[:done], wait=False)  # the positions in the target make a redelivery harmless
@@ -153,7 +155,7 @@ class PartitionSteps:
         name = table.ref.source.qualified
         if state == "failed":
             if barrier.checked:
-                self._stop(table, SyncError(error or f"table {name}: a table-wide change failed", table=name))
+                self._stop(table, SyncError(error or f"table {name}: a table-wide change failed", table=name), apply)
                 return True
             state = "ready"  # recorded by an earlier run: try it again once
         barrier.checked = True
@@ -166,7 +168,7 @@ class PartitionSteps:
                 if exc.table is None:
                     raise
                 self._local.rebuild = True
-                self._stop(table, exc)
+                self._stop(table, exc, apply)
                 return True
             if ran is None:
                 return False  # another thread or process is applying it
@@ -215,6 +217,7 @@ class PartitionSteps:
             state, _ = apply.arrive(table.ref, barrier.id, unit.partition, table.partitions)
             if state == "done":
                 self._passed(table, barrier.event)
+                apply.record_stop(table.ref, "")  # another process applied it: the stop recorded here is over
                 with table.lock:
                     table.error = ""
                 self.state.set_state(self.direction, table.ref.source.qualified, "streaming")

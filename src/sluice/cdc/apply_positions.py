@@ -3,7 +3,7 @@
 Layout (both targets)::
 
     positions(sync, side, table_name, bus_partition int default 0, position, snapshot_last_key, snapshot_done,
-              barrier, updated_at)  primary key (sync, side, table_name, bus_partition)
+              barrier, stopped, updated_at)  primary key (sync, side, table_name, bus_partition)
 
 A table whose topic has one partition has one row, ``bus_partition = 0``: a positions table created before
 partitions existed (primary key ``(sync, side, table_name)``, no ``bus_partition``) is altered to this layout
@@ -22,6 +22,12 @@ does not already record it as done, applies it and records it done there
 recorded done, and it is recorded only after the event committed, so an event applied twice (a crash between
 the two) changed a table no partition had moved on in: the same outcome. A failed attempt is recorded in the
 table's row with its error, so the partitions waiting in other processes stop with it.
+
+**A table stopped by an error** (a change the target cannot apply in place, such as a primary-key change):
+the ``stopped`` column of the table's row (``bus_partition = -1``) holds the error (:meth:`PositionRows.record_stop`),
+so a restart keeps the table stopped (:meth:`PositionRows.stopped`) and its changes wait on the bus instead of
+being applied to a target that does not fit them. ``reset`` (``sluice sync resync``, ``--resnapshot``) clears it
+in the transaction that empties the table.
 
 Not thread-safe (one connection, like the applier it is part of).
 """
@@ -110,6 +116,28 @@ class PositionRows(ABC):
         known = [position for position in positions if position is not None]
         key = load_key(rows[0][1]) if len(rows) == 1 else None
         return (min(known) if known else None), key, any(bool(row[2]) for row in rows)
+
+    # ------------------------------------------------------------------------------------ stopped table
+
+    def record_stop(self, table: TableRef, error: str) -> None:
+        name = table.source.qualified
+        try:
+            self._write_row(name, TABLE_ROW, {"stopped": error})
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def stopped(self, table: TableRef) -> str:
+        where, args = self._where(table.source.qualified)
+        try:
+            rows = self._fetch(f"SELECT stopped FROM {self._positions} WHERE {where} AND bus_partition = {TABLE_ROW}", args)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        value = rows[0][0] if rows else None
+        return (value.decode() if isinstance(value, bytes) else str(value)) if value else ""
 
     # --------------------------------------------------------------------------------------- barrier
 

@@ -257,13 +257,23 @@ class Apply(ABC):
         :class:`SyncError` from ``run`` is recorded as the barrier's failure and raised."""
         raise SyncError(f"table {table.source.qualified}: this apply plugin cannot apply a partitioned topic (partitions: 1)")
 
+    def record_stop(self, table: TableRef, error: str) -> None:  # noqa: B027 - optional
+        """Record in the target, in a transaction of its own, that ``table`` is stopped by ``error`` (its changes wait
+        until :meth:`reset`; an empty ``error`` clears it): a restart reads it with :meth:`stopped` and keeps the
+        table stopped. Plugins that store nothing (this default) retry the table's changes after a restart."""
+
+    def stopped(self, table: TableRef) -> str:
+        """The error :meth:`record_stop` recorded for ``table`` and no :meth:`reset` cleared since; empty: none."""
+        return ""
+
     @abstractmethod
     def apply_schema(self, table: TableRef, change: SchemaChange) -> None:
         """Apply a schema change to the target table. Raises :class:`SyncError` (``table`` set) when it cannot."""
 
     @abstractmethod
     def reset(self, table: TableRef) -> None:
-        """Forget the stored position and snapshot progress of ``table`` and empty it (``sluice sync resync``)."""
+        """Forget the stored position and snapshot progress of ``table`` and empty it (``sluice sync resync``); clears
+        its :meth:`stopped` error in the same transaction."""
 
     def lost(self, exc: BaseException) -> bool:
         """Whether ``exc`` (raised by any call of this object) means the target connection is gone: the apply loop

@@ -323,8 +323,9 @@ class CaptureSide:
     def _stream(self, start: Position) -> None:
         self.position = start
         for name in self.refs:  # every snapshot is done: the tables stream (a --once run with nothing to read too)
-            if name not in self.failed:
-                self.state.set_state(self.direction, name, "streaming")
+            with self.state.lock:  # unless apply in this process stopped it (or kept an earlier run's stop)
+                if name not in self.failed and self.state.table(self.direction, name).state != "error":
+                    self.state.set_state(self.direction, name, "streaming")
         if self.until is not None and start >= self.until:
             # Nothing to read (``--once``): the source was set up by ``Capture.prepare`` before ``until`` was read.
             self._checkpoint(force=True)

@@ -90,7 +90,7 @@ class MysqlApply(SqlApply):
         self._run(
             f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync VARCHAR(190) NOT NULL, side VARCHAR(190) NOT NULL,"
             " table_name VARCHAR(380) NOT NULL, bus_partition INT NOT NULL DEFAULT 0, position TEXT, snapshot_last_key LONGTEXT,"
-            " snapshot_done BOOLEAN NOT NULL DEFAULT FALSE, barrier LONGTEXT, updated_at DATETIME(6) NOT NULL,"
+            " snapshot_done BOOLEAN NOT NULL DEFAULT FALSE, barrier LONGTEXT, stopped LONGTEXT, updated_at DATETIME(6) NOT NULL,"
             " PRIMARY KEY (sync, side, table_name, bus_partition)) ENGINE=InnoDB"
         )
         self._migrate_positions()
@@ -111,8 +111,8 @@ class MysqlApply(SqlApply):
 
     def _migrate_positions(self) -> None:
         """A positions table made before partitions (key ``(sync, side, table_name)``): add ``bus_partition``
-        (its rows become partition 0's) and ``barrier``, and make the key include the partition. Under a named
-        lock, so two applies starting together do not both alter it."""
+        (its rows become partition 0's), ``barrier`` and ``stopped``, and make the key include the partition. Under a
+        named lock, so two applies starting together do not both alter it."""
         self._run("SELECT GET_LOCK('sluice_cdc_prepare', 30)")
         try:
             present = {
@@ -123,6 +123,7 @@ class MysqlApply(SqlApply):
                 )
             }
             changes = [] if "barrier" in present else ["ADD COLUMN barrier LONGTEXT"]
+            changes += [] if "stopped" in present else ["ADD COLUMN stopped LONGTEXT"]
             if "bus_partition" not in present:
                 changes += [
                     "ADD COLUMN bus_partition INT NOT NULL DEFAULT 0",
@@ -180,7 +181,7 @@ class MysqlApply(SqlApply):
         capture of this server skips the delete as the sync's own write instead of emptying the other side.
         ``DELETE``, not ``TRUNCATE``: MariaDB logs ``TRUNCATE`` as a statement of its own, outside any transaction."""
         try:
-            self._write_row(table.source.qualified, TABLE_ROW, {})
+            self._write_row(table.source.qualified, TABLE_ROW, {"stopped": None})  # a stopped table streams again
             self._run(f"DELETE FROM {self._target(table)}")
         except BaseException:
             self._conn.rollback()

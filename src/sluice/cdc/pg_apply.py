@@ -111,7 +111,8 @@ class PostgresApply(SqlApply):
             self._conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync text NOT NULL, side text NOT NULL, table_name text NOT NULL,"
                 " bus_partition integer NOT NULL DEFAULT 0, position text, snapshot_last_key text,"
-                " snapshot_done boolean NOT NULL DEFAULT false, barrier text, updated_at timestamptz NOT NULL DEFAULT now(),"
+                " snapshot_done boolean NOT NULL DEFAULT false, barrier text, stopped text,"
+                " updated_at timestamptz NOT NULL DEFAULT now(),"
                 " PRIMARY KEY (sync, side, table_name, bus_partition))"
             )
             self._migrate_positions()
@@ -130,7 +131,7 @@ class PostgresApply(SqlApply):
 
     def _migrate_positions(self) -> None:
         """A positions table made before partitions (key ``(sync, side, table_name)``): add ``bus_partition``
-        (its rows become partition 0's) and ``barrier``, and make the key include the partition."""
+        (its rows become partition 0's), ``barrier`` and ``stopped``, and make the key include the partition."""
         present = {
             row[0]
             for row in self._conn.execute(
@@ -140,6 +141,8 @@ class PostgresApply(SqlApply):
         }
         if "barrier" not in present:
             self._conn.execute(f"ALTER TABLE {self._ns}.positions ADD COLUMN barrier text")
+        if "stopped" not in present:
+            self._conn.execute(f"ALTER TABLE {self._ns}.positions ADD COLUMN stopped text")
         if "bus_partition" in present:
             return
         key = self._conn.execute(
@@ -186,7 +189,7 @@ class PostgresApply(SqlApply):
         The transaction writes the table's own positions row first: the echo marker, so a both-ways capture of
         this database skips the ``TRUNCATE`` as the sync's own write instead of emptying the other side."""
         with self._conn.transaction():
-            self._write_row(table.source.qualified, TABLE_ROW, {})
+            self._write_row(table.source.qualified, TABLE_ROW, {"stopped": None})  # a stopped table streams again
             self._conn.execute(f"TRUNCATE {self._target(table)}")
             self._conn.execute(
                 f"DELETE FROM {self._ns}.positions WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition >= 0",

@@ -7,6 +7,8 @@ so ``sluice sync PATH --once`` and ``sluice sync status PATH`` both read natural
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -256,7 +258,7 @@ def run(
             console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({shown_roles})")
         status = runtime.run()
     except SluiceError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {with_path(str(exc), path)}", err=True)
         sys.exit(USER_ERROR)
     finally:
         bus.close()
@@ -266,7 +268,7 @@ def run(
         sys.stdout.flush()
         click.echo(child_failed(child.returncode), err=True)
         sys.exit(child.returncode if child.returncode > 0 else 1)
-    problems, summary = final_report(status, runtime.apply_options.namespace, captured_only="apply" not in roles)
+    problems, summary = final_report(status, runtime.apply_options.namespace, captured_only="apply" not in roles, path=path)
     for line in problems:
         click.echo(line, err=True)
     console.print(summary)
@@ -279,14 +281,27 @@ def child_failed(code: int) -> str:
     return f"\nerror: the capture process exited with status {code} (its message is above)"
 
 
-def final_report(status: SyncStatus, namespace: str = "sluice_cdc", *, captured_only: bool = False) -> tuple[list[str], str]:
+def with_path(message: str, path: str) -> str:
+    """``message`` with the ``sluice sync`` commands it advises written for the project at ``path`` (the sync's
+    modules write ``PATH``, explained as "(PATH: the project)")."""
+    shown = shlex.quote(path)
+    return re.sub(r"(sluice sync (?:resync )?)PATH\b", lambda m: m.group(1) + shown, message.replace(" (PATH: the project)", ""))
+
+
+def final_report(
+    status: SyncStatus, namespace: str = "sluice_cdc", *, captured_only: bool = False, path: str = "PATH"
+) -> tuple[list[str], str]:
     """``(one line per table in error, the summary line)`` printed when ``sluice sync run`` stops; the summary
     counts applied row changes (``captured_only``, a process that only captures: captured ones, snapshot rows
     included), tables in error and, when not zero, conflicts (recorded in ``<namespace>.conflicts``) and dead
-    letters (rows the target refused, kept in ``<namespace>.dead_letters``)."""
+    letters (rows the target refused, kept in ``<namespace>.dead_letters``). A table's line says to resync it
+    (with the project's ``path``) unless its error says so already."""
     errors = [t for t in status.tables if t.state == "error"]
     problems = [
-        f"table {t.source_table} stopped: {t.error} (fix it, then 'sluice sync resync PATH {t.source_table}')" for t in errors
+        f"table {t.source_table} stopped: {with_path(t.error, path)}"
+        if "sluice sync resync" in t.error
+        else f"table {t.source_table} stopped: {t.error} (fix it, then 'sluice sync resync {shlex.quote(path)} {t.source_table}')"
+        for t in errors
     ]
     if captured_only:
         captured = sum(sum(t.captured.values()) for t in status.tables)
