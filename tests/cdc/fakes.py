@@ -182,7 +182,8 @@ class FakeCapture(Capture):
                     echo += 1
                     continue
                 if entry.schema_change is not None:
-                    if entry.table in wanted:
+                    if entry.table in wanted or entry.schema_change.change == "create":
+                        wanted.add(entry.table)  # a new table: streamed from its creation on, as the real captures do
                         events.append(entry.schema_change)
                     continue
                 if entry.table not in wanted:

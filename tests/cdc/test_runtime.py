@@ -426,3 +426,51 @@ def split_resync(bus: Bus, tmp_path: Path) -> None:
         apply.stop()
         for thread in threads:
             thread.join(10)
+
+
+@pytest.mark.parametrize("layout", ["one process", "capture and apply apart"])
+def test_new_table_matching_a_pattern_is_applied_while_running(bus: EmbeddedBus, tmp_path: Path, layout: str) -> None:
+    """A table created at the source while the sync runs, matching ``tables:``, is created in the target and
+    applied without a restart, also when apply runs in another process (``--processes 2``, ``--role apply``)."""
+    new_table_while_running(bus, tmp_path, split=layout != "one process")
+
+
+@pytest.mark.kafka
+def test_new_table_reaches_a_separate_apply_on_kafka(kafka_ns_url: str, tmp_path: Path) -> None:
+    """The same with ``--role capture`` and ``--role apply`` on Kafka (possibly on two machines)."""
+    kafka = open_bus(kafka_ns_url)
+    try:
+        new_table_while_running(kafka, tmp_path, split=True)
+    finally:
+        kafka.close()
+
+
+def new_table_while_running(bus: Bus, tmp_path: Path, split: bool) -> None:
+    world = make_world(rows=5)
+    sync = settings(tables=["app.*"])
+    roles: list[tuple[str, ...]] = [("capture",), ("apply",)] if split else [("capture", "apply")]
+    runtimes = [runtime(world, bus, tmp_path, sync, roles=r) for r in roles]
+    started = [in_thread(rt) for rt in runtimes]
+    applier = runtimes[-1]
+    try:
+        wait_for(lambda: same(world, "emp") and same(world, "dept"))
+        src = world.dbs["src"]
+        src.create(schema("app", "extra"))
+        src.alter("app.extra", "create")
+        for i in range(3):
+            src.write("app.extra", {"id": i, "name": f"x{i}", "n": i})
+        wait_for(lambda: "public.extra" in world.dbs["dst"].tables and same(world, "extra"))
+        src.write("app.extra", {"id": 1, "name": "changed", "n": 10})
+        src.write("app.emp", {"id": 1, "name": "still flows", "n": 11})
+        wait_for(lambda: same(world, "extra") and same(world, "emp"))
+        wait_for(lambda: applier.state.table("src -> dst", "app.extra").state == "streaming")
+        record = applier.state.table("src -> dst", "app.extra")
+        assert record.target_table == "public.extra" and not record.error
+        assert record.applied.get("insert") == 3 and record.applied.get("update") == 1
+    finally:
+        for rt in runtimes:
+            rt.stop()
+        for thread, _ in started:
+            thread.join(10)
+    for _, out in started:
+        assert out and not isinstance(out[0], Exception), out

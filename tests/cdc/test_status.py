@@ -120,3 +120,17 @@ def test_split_processes_one_killed_the_other_running_shows_the_live_one(tmp_pat
     _write(tmp_path, "apply", status(["apply:dst"], [row(state="streaming")]), 101.0, gone)
     merged = read_status(tmp_path, "s1")
     assert merged is not None and (merged.state, merged.gone) == ("stopped", True)
+
+
+def test_a_killed_parent_whose_capture_child_stopped_cleanly_shows_as_gone(tmp_path: Path) -> None:
+    """``kill -9`` of the parent of a ``--processes 2`` run: its apply file says ``streaming`` (pid gone), the capture
+    child, stopped by its parent's death, wrote ``stopped``. Nothing runs: "not running (pid N gone)", N the parent."""
+    parent, child = _dead_pid(), _dead_pid()
+    _write(tmp_path, "apply", status(["apply:dst"], [row(state="streaming", applied={"insert": 2})]), 100.0, parent)
+    _write(tmp_path, "capture", status(["capture:src"], [row(state="streaming")], "stopped"), 101.0, child)
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and (merged.state, merged.gone, merged.pid) == ("stopped", True, parent)
+    # Both stopped cleanly: not gone.
+    _write(tmp_path, "apply", status(["apply:dst"], [row(state="streaming")], "stopped"), 100.0, parent)
+    merged = read_status(tmp_path, "s1")
+    assert merged is not None and (merged.state, merged.gone) == ("stopped", False)

@@ -429,6 +429,9 @@ def test_one_way_sync_captures_in_a_child_that_dies_with_its_parent(
         if proc.stdout is not None:
             proc.stdout.close()
     wait_for(lambda: not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2], 30)
+    # The child stopped cleanly (its file says stopped), the parent's file still says streaming: the sync is gone.
+    shown = sluice("sync", "status", str(folder)).stdout
+    assert f"not running (pid {proc.pid} gone;" in shown, shown
     with my.cursor() as cur:
         cur.execute("UPDATE emp SET n = n + 1")
     done = sluice("sync", str(folder), "--once", "--processes", "1")
@@ -660,3 +663,49 @@ def test_a_table_stopped_by_an_error_stays_stopped_across_restarts_until_resync(
         verdict = verify_table(mysql_db_url, pg_db_url, ref)
         assert verdict.equal, (ref.source.qualified, verdict)
     assert pg.execute("SELECT name FROM public.emp WHERE id = 6001 ORDER BY n").fetchall() == [("pk",), ("second",)]
+
+
+def test_new_table_matching_a_pattern_reaches_apply_in_the_other_process(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """``sluice sync`` with capture in a child process (the default on two cores): a table created at the source
+    while it runs, matching ``tables:``, is created in the target and its rows applied, without a restart."""
+    folder = project(
+        tmp_path,
+        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
+        f"syncs:\n  - {{name: {sync_name()}, source: my, target: pg, tables: ['emp*', dept]}}\n",
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "sync", str(folder), "--processes", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: equal(my, pg), 60)
+        with my.cursor() as cur:
+            cur.execute(DDL.format(t="emp_new"))
+            cur.execute("INSERT INTO emp_new VALUES (1, 'a', 1, 1.50), (2, 'b', 2, 2.50)")
+            cur.execute("UPDATE emp_new SET name = 'changed' WHERE id = 2")
+
+        def applied() -> bool:
+            try:
+                return rows_my(my, "emp_new") == rows_pg(pg, "public.emp_new")
+            except psycopg.errors.UndefinedTable:
+                return False
+
+        wait_for(applied, 60)
+        with my.cursor() as cur:
+            cur.execute("INSERT INTO emp_new VALUES (3, 'c', 3, 3.50)")
+            cur.execute("UPDATE emp SET n = n + 1 WHERE id = 1")
+        wait_for(lambda: applied() and equal(my, pg), 60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    status = msgspec.json.decode(sluice("sync", "status", str(folder), "--json").stdout)
+    (new,) = [t for t in status["tables"] if t["source_table"].endswith(".emp_new")]
+    # status said "applied -" while the target table was never made (a row's changes in one batch count once)
+    assert new["target_table"] == "public.emp_new" and new["state"] == "streaming" and new["applied"].get("insert"), new

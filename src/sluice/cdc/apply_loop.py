@@ -13,6 +13,12 @@ between delivers the messages again and apply skips what its stored position cov
 newer-wins resolver lacks a local commit time is rolled back and run again once the target side's capture has
 read it (:func:`~sluice.cdc.conflicts.lookups_outside`): the wait holds no target transaction open.
 
+A table created at the source while the sync runs (matching ``tables:``) is announced by capture on the side's
+heartbeat topic (a :class:`SchemaChange`, :meth:`~sluice.cdc.capture_loop.CaptureSide._schema_change`). An apply
+in capture's process is told directly; any other (``--processes 2``, ``--role apply``) reads the announcements
+(:meth:`ApplyDirection.discover`, about once a second, from the topic's end when its tables were listed), creates
+the target table (:meth:`Apply.prepare`) and applies the table's topic from its start.
+
 A :class:`SyncError` naming a table stops only that table (state ``error``; its messages wait on the bus until
 ``sluice sync resync``); any other error stops the sync. Unless transient (contention a restart may not meet
 again), the stop is recorded in the target (:meth:`Apply.record_stop`, the table's positions row): a restarted
@@ -49,7 +55,16 @@ from sluice.cdc.apply_partitioned import (
 from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef, first_line
 from sluice.cdc.checkpoint import last_heartbeat, read_progress
 from sluice.cdc.conflicts import lookups_outside
-from sluice.cdc.events import ChangeEvent, SchemaChange, SnapshotRows, Source, apply_group, change_topic, decode
+from sluice.cdc.events import (
+    ChangeEvent,
+    SchemaChange,
+    SnapshotRows,
+    Source,
+    apply_group,
+    change_topic,
+    decode,
+    heartbeat_topic,
+)
 from sluice.cdc.partitions import barrier_id, ensure_partitions, is_table_wide
 from sluice.cdc.state import SyncState
 from sluice.errors import BusError
@@ -110,6 +125,8 @@ class ApplyDirection(PartitionSteps):
         resolver: Resolver | None = None,
         workers: int = 4,
         partitions: int = 1,
+        new_table: Callable[[SchemaChange], TableRef | None] | None = None,
+        announced_from: int = 0,
     ) -> None:
         self.sync, self.source_side, self.target_side = sync, source_side, target_side
         self.bus, self.make_apply, self.state, self.direction = bus, make_apply, state, direction
@@ -122,6 +139,11 @@ class ApplyDirection(PartitionSteps):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._next_settle = 0.0
+        self.new_table = new_table
+        """The ref of a table capture announced (None: the sync leaves it out); None: no look at announcements."""
+        self.announced = announced_from
+        """The first offset of the side's heartbeat topic not yet read for announced tables."""
+        self._next_discover = 0.0
         for ref in refs:
             self.add(ref)
 
@@ -267,6 +289,7 @@ class ApplyDirection(PartitionSteps):
                 apply.close()
                 apply = self.make_apply()
         if index == 0:
+            self.discover(apply)
             self._settle_states()
         return busy, apply
 
@@ -413,6 +436,46 @@ class ApplyDirection(PartitionSteps):
             if exc.table is None:
                 raise
             return done, exc
+
+    def discover(self, apply: Apply) -> None:
+        """About once a second: start applying the tables capture announced on the side's heartbeat topic since
+        :attr:`announced` (a table created at the source while the sync runs), each after ``apply`` made its
+        target table. A table this process applies already (capture runs here and told it) is passed over; a
+        target that refuses the table stops that table only."""
+        now = time.monotonic()
+        if self.new_table is None or now < self._next_discover:
+            return
+        self._next_discover = now + RESYNC_SCAN_S
+        topic = heartbeat_topic(self.sync, self.source_side)
+        while self.announced < self.bus.end_offset(topic):
+            messages = self.bus.read(topic, self.announced, 1000)
+            if not messages:
+                return
+            for message in messages:
+                try:
+                    event = decode(message.value)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    event = None
+                if isinstance(event, SchemaChange) and event.table not in self.tables:
+                    ref = self.new_table(event)
+                    if ref is not None:
+                        self._join(apply, ref)  # a lost target raises: read again after reconnecting
+                self.announced = message.offset + 1
+
+    def _join(self, apply: Apply, ref: TableRef) -> None:
+        """Make the target table of ``ref`` (``apply: {create_tables: ...}``), then apply it."""
+        try:
+            apply.prepare([ref])
+        except SyncError as exc:
+            if exc.table is None:
+                raise
+            self._local.rebuild = True
+            table = self.add(ref)
+            with table.lock:
+                self._stop(table, exc)
+            return
+        log.info("sync %s: table %s found at the source: applying it", self.sync, ref.source.qualified)
+        self.add(ref)
 
     def _settle_states(self) -> None:
         """About once a second: a table still ``waiting`` or ``snapshotting`` whose topic is drained becomes

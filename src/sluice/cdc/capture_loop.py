@@ -66,7 +66,7 @@ from sluice.cdc.events import (
 from sluice.cdc.partitions import ensure_partitions, route
 from sluice.cdc.snapshot_messages import partitioned_snapshot_messages, snapshot_messages
 from sluice.cdc.state import SyncState, handled, resync_dir, resync_requests
-from sluice.cdc.tables import selected, table_ref
+from sluice.cdc.tables import announced_ref
 
 log = logging.getLogger("sluice.cdc.capture")
 
@@ -436,15 +436,19 @@ class CaptureSide:
             self.state.captured(self.direction, table, op, rows)
 
     def _schema_change(self, event: SchemaChange, control: list[tuple[str | None, bytes]]) -> None:
-        """A new table matching ``tables:`` joins the sync; a known one gets its new schema."""
+        """A new table matching ``tables:`` joins the sync; a known one gets its new schema.
+
+        The new table is announced on the side's heartbeat topic (``control``): an apply in this process knows it
+        already (:meth:`ApplyDirection.add`); one in another process or on another machine learns it there
+        (:meth:`ApplyDirection.discover`), creates the target table and applies its topic from the start."""
         name = event.table
         ref = self.refs.get(name)
         if ref is not None:
             self.refs[name] = dataclasses.replace(ref, source=event.schema)
             return
-        if event.change == "drop_table" or not selected(self.settings, event.schema):
+        ref = announced_ref(self.settings, event, self.target_namespace)
+        if ref is None:
             return
-        ref = table_ref(self.settings, event.schema, self.target_namespace)
         ensure_partitions(self.bus, change_topic(self.sync, self.side, name), self.partitions, self.sync)
         self.refs[name] = ref
         self.state.table(self.direction, name, ref.target_qualified)

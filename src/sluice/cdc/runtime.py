@@ -42,11 +42,11 @@ from sluice.cdc.capture_lock import CaptureLock
 from sluice.cdc.capture_loop import CaptureSide
 from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.cdc.conflicts import ConflictLog, ConflictResolver, LocalVersions
-from sluice.cdc.events import Position, TableSchema
+from sluice.cdc.events import Position, TableSchema, heartbeat_topic
 from sluice.cdc.plugins import ApplyOptions
 from sluice.cdc.state import SyncState, direction_label
 from sluice.cdc.status import SyncStatus, forget_dead_applies, status_dir, write_status
-from sluice.cdc.tables import capture_problems, reverse_ref
+from sluice.cdc.tables import announced_ref, capture_problems, reverse_ref
 from sluice.errors import ConfigError
 from sluice.plugins import Settings, registry
 from sluice.plugins.options import convert_options
@@ -134,6 +134,8 @@ class SyncRuntime:
         self.directions: list[Direction] = []
         self.conflicts = ConflictLog(status_dir(work_dir) / f"{settings.name}.conflicts.jsonl")
         self._captures: dict[str, Capture] = {}
+        self._announced_from: dict[str, int] = {}
+        """Per captured side, the end of its heartbeat topic before its tables were listed (:meth:`preflight`)."""
         self._closers: list[Callable[[], None]] = []
         self.apply_options = msgspec.convert(settings.apply, ApplyOptions) if settings.apply else ApplyOptions()
 
@@ -163,6 +165,8 @@ class SyncRuntime:
     def preflight(self) -> list[str]:
         """Problems found against the live databases (:func:`~sluice.cdc.tables.capture_problems`); resolves the tables."""
         settings = self.settings
+        # Before the tables are listed: a table capture announces later is read there (ApplyDirection.discover).
+        self._announced_from = {side: self.bus.end_offset(heartbeat_topic(settings.name, side)) for side, _ in self.sides}
         server, tables, refs, namespace = capture_problems(settings, self.urls, settings.source, self.capture_of(settings.source))
         self.directions = [Direction(settings.source, settings.target, refs, namespace)]
         if settings.direction == "both":
@@ -237,6 +241,8 @@ class SyncRuntime:
                     resolver,
                     self.workers,
                     self.settings.partitions,
+                    functools.partial(announced_ref, self.settings, target_namespace=d.target_namespace),
+                    self._announced_from.get(d.source_side, 0),
                 )
                 d.resources.append(control)
             if "capture" in self.roles:

@@ -11,7 +11,9 @@ gone (:func:`forget_dead_applies`).
 A process killed without a clean stop (``kill -9``, a crash) leaves its file saying ``streaming``. Each file
 records the host that wrote it; :func:`read_status` shows a file whose process is gone from this host as
 ``stopped`` with ``gone`` set (``sluice sync status``: "not running (pid N gone)") before the merge, whose
-rules then treat it like the file of a finished run. A file of another host is taken as it says.
+rules then treat it like the file of a finished run; the merged status is ``gone`` when no process runs any
+more and one of them is gone (a ``--processes 2`` parent killed with -9: its capture child then stops cleanly).
+A file of another host is taken as it says.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ class SyncStatus(msgspec.Struct, omit_defaults=True):
     """The host name of the process that wrote the file (empty: a file written before hosts were recorded,
     taken as this host's)."""
     gone: bool = False
-    """Set by :func:`read_status`: the process (every process, merged) is no longer running on this host
-    though its file did not say it stopped (killed, crashed); ``state`` is then ``stopped``."""
+    """Set by :func:`read_status`: the process is no longer running on this host though its file did not say it
+    stopped (killed, crashed); ``state`` is then ``stopped``. Merged: no process of the sync runs any more and one
+    of them is gone (``pid`` is then its)."""
 
 
 def status_dir(work_dir: Path) -> Path:
@@ -120,6 +123,8 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
             if other.state == "error" or first.state == "stopped":
                 first.state, first.error = other.state, other.error or first.error
         statuses = [status for status in statuses if status not in applies[1:]]
+    killed = [status for status in statuses if status.gone]
+    ended = all(status.gone or status.state in ("stopped", "error") for status in statuses)
     merged: SyncStatus | None = None
     for status in statuses:
         if merged is None:
@@ -129,7 +134,6 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
         merged.roles = list(dict.fromkeys([*merged.roles, *status.roles]))
         merged.tables = merge_tables(merged.tables, status.tables, role)
         merged.updated_at = max(merged.updated_at, status.updated_at)
-        merged.gone = merged.gone and status.gone
         merged.host = status.host or merged.host  # oldest first: the newest file's
         if status.state == "error":
             merged.state, merged.error = status.state, status.error
@@ -140,6 +144,11 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
             merged.state, merged.error = status.state, status.error
     if merged is not None:
         merged.roles = list(dict.fromkeys(merged.roles))
+        # No process runs any more and one was killed: the parent of a ``--processes 2`` run killed with -9, whose
+        # capture child then stopped cleanly, is as gone as a killed ``--processes 1`` run (its pid is shown).
+        merged.gone = ended and bool(killed)
+        if merged.gone:
+            merged.pid = killed[-1].pid
     return merged
 
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from sluice.cdc.base import Capture, TableRef
 from sluice.cdc.config import SyncSettings
-from sluice.cdc.events import TableSchema
+from sluice.cdc.events import SchemaChange, TableSchema
 from sluice.urls import connection_scheme
 
 
@@ -57,6 +57,14 @@ def table_ref(settings: SyncSettings, table: TableSchema, target_namespace: str)
         no_key=settings.no_key,
         drop_columns=settings.drop_columns,
     )
+
+
+def announced_ref(settings: SyncSettings, change: SchemaChange, target_namespace: str) -> TableRef | None:
+    """The :class:`TableRef` of a table capture found while running (``change``, the first schema it saw of a table
+    it did not know), or None when the sync leaves it out (dropped, not matching ``tables:``, excluded)."""
+    if change.change == "drop_table" or not selected(settings, change.schema):
+        return None
+    return table_ref(settings, change.schema, target_namespace)
 
 
 def resolve_tables(
