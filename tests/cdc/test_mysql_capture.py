@@ -98,6 +98,8 @@ def test_every_type_reads_the_same_in_snapshot_and_stream_under_a_non_utc_zone(c
         cap.close()
     assert stream == snapshot
     assert sum(chunk.invalid_dates for chunk in chunks) == sum(batch.invalid_dates for batch in batches) == 4
+    assert sum(batch.invalid_dates_by_table.get(table.qualified, 0) for batch in batches) == 4  # all of this table
+    assert {name for batch in batches for name in batch.invalid_dates_by_table} == {table.qualified}
     top = snapshot[18446744073709551615]
     assert top["d"] == "-99999999999999999999999999999999999.999999999999999999999999999999"
     assert (top["d2"], top["tu"], top["iu"], top["mu"]) == ("-0.50", 255, 4294967295, 16777215)

@@ -76,6 +76,16 @@ def test_a_capture_process_summary_counts_what_it_captured() -> None:
     assert summary == "capture of sync s1 stopped: 5,010 row changes captured, 0 table(s) in error"
 
 
+def test_summary_counts_invalid_dates_written_as_null_when_there_are_some() -> None:
+    tables = [table("app.t", captured={"r": 5}, invalid_dates=3), table("app.u", invalid_dates=1)]
+    _, summary = final_report(
+        SyncStatus(name="s1", source="a", target="b", direction="one-way", tables=tables), captured_only=True
+    )
+    assert summary == "capture of sync s1 stopped: 5 row changes captured, 0 table(s) in error, 4 invalid date(s) written as NULL"
+    _, summary = final_report(SyncStatus(name="s1", source="a", target="b", direction="one-way", tables=tables[1:]))
+    assert summary == "sync s1 stopped: 0 row changes applied, 0 table(s) in error, 1 invalid date(s) written as NULL"
+
+
 def test_capture_failure_line_starts_on_its_own_line() -> None:
     assert child_failed(2).startswith("\nerror: the capture process exited with status 2")
 

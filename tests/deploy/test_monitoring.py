@@ -509,6 +509,7 @@ while True:
         m.SNAPSHOT_ROWS.labels(sync, table).inc(100)
         m.SNAPSHOT_PROGRESS.labels(sync, table).set(min(1.0, step / 50))
         m.TABLE_STOPPED.labels(sync, table).set(1 if table == "hr.departements" else 0)
+        m.INVALID_DATES.labels(sync, table).inc(step % 2)
         for operation in ("insert", "update", "delete"):
             m.CAPTURED.labels(sync, table, operation).inc(3)
             m.APPLIED.labels(sync, table, operation).inc(3)

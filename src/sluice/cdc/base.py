@@ -84,7 +84,9 @@ class ChangeBatch:
 
     ``position`` is where :meth:`Capture.stream` resumes to read what follows; ``position_text`` shows it.
     ``skipped_echo`` counts row changes left out because the sync itself wrote them (both-ways syncs);
-    ``invalid_dates`` counts zero or invalid dates turned into NULL.
+    ``invalid_dates`` counts zero or invalid dates turned into NULL, ``invalid_dates_by_table`` the same per
+    source table (``namespace.name``); the runtime counts them per table in the sync's status and metrics (a
+    capture that gives only the total has it counted against the batch's table when its changes have one).
     """
 
     events: list[Event]
@@ -93,6 +95,7 @@ class ChangeBatch:
     commit_ts_us: int = 0
     skipped_echo: int = 0
     invalid_dates: int = 0
+    invalid_dates_by_table: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

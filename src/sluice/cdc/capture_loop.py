@@ -308,6 +308,7 @@ class CaptureSide:
             entry.last_key, entry.done, entry.rows = chunk.last_key, chunk.done, rows
             write_progress(self.bus, self.sync, self.side, progress)
             self.state.captured(self.direction, name, "r", count)
+            self.state.invalid_dates(self.direction, name, chunk.invalid_dates)
             self.state.snapshot_rows(self.direction, name, count, chunk.rows_total_estimate)
             if self.on_progress is not None:
                 self.on_progress(self.direction, name, rows, chunk.rows_total_estimate, time.monotonic() - started)
@@ -337,6 +338,8 @@ class CaptureSide:
         for batch in self.capture.stream(start, tables, MAX_WAIT_S):
             read_us = time.time_ns() // 1000  # before publishing and checkpointing, which may take a while
             self._publish(batch)
+            if batch.invalid_dates or batch.invalid_dates_by_table:
+                self._count_invalid_dates(batch)
             self.position, self.position_text = batch.position, batch.position_text
             idle = not batch.events and not batch.skipped_echo
             self._checkpoint(idle=idle, commit_ts_us=batch.commit_ts_us)
@@ -357,6 +360,20 @@ class CaptureSide:
                 next_resync_check = time.monotonic() + 1.0
                 if self._handle_resyncs() and self._snapshot_cut_short():
                     return  # a stop cut a resync's snapshot short: its table's stream waits for the restart
+
+    def _count_invalid_dates(self, batch: ChangeBatch) -> None:
+        """Count the zero or invalid dates ``batch`` turned into NULL against their tables (status, metric); a
+        total without its split per table goes to the batch's table when its changes have one."""
+        by_table = dict(batch.invalid_dates_by_table)
+        rest = batch.invalid_dates - sum(by_table.values())
+        if rest > 0:
+            tables = {event.table for event in batch.events if isinstance(event, ChangeEvent)}
+            if len(tables) == 1:
+                table = tables.pop()
+                by_table[table] = by_table.get(table, 0) + rest
+        for table, count in by_table.items():
+            if table in self.refs:
+                self.state.invalid_dates(self.direction, table, count)
 
     def _publish(self, batch: ChangeBatch) -> None:
         if self.partitions > 1:

@@ -71,7 +71,7 @@ class SyncSettings(Settings):
     snapshot: Annotated[
         SnapshotMode,
         Meta(
-            description="initial: snapshot then stream; never: stream only; initial_only: snapshot then stop; "
+            description="initial: snapshot then stream; never: stream only; initial_only: snapshot, apply it, then exit; "
             "when_needed: snapshot when no position is stored or it was purged."
         ),
     ] = "initial"

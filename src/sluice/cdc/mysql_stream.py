@@ -136,6 +136,8 @@ class BinlogStream:
         self.maps: dict[bytes, _Table] = {}  # TABLE_MAP body -> table (the same map recurs in each transaction)
         self.by_id: dict[int, _Table] = {}
         self.invalid = InvalidDates()
+        self.invalid_by_table: dict[str, int] = {}
+        """Of ``invalid.count``, per table (the batch's ``invalid_dates_by_table``)."""
         self.txn_starts: dict[tuple[int, int], tuple[int, int]] = {}
 
     def run(self, start: Position) -> Iterator[ChangeBatch]:
@@ -272,8 +274,8 @@ class BinlogStream:
             if len(events) >= BATCH_EVENTS or now >= deadline:
                 position = max(last, boundary, start)
                 text = gtid_text(position, file and f"{file}:{at}") if cursor is not None else f"{file}:{position[1]}"
-                batch = ChangeBatch(events, position, text, commit_us, skipped, self.invalid.count)
-                self.invalid.count = 0
+                batch = ChangeBatch(events, position, text, commit_us, skipped, self.invalid.count, self.invalid_by_table)
+                self.invalid.count, self.invalid_by_table = 0, {}
                 events, skipped = [], 0
                 if cursor is None:
                     self._forget(position)
@@ -311,7 +313,11 @@ class BinlogStream:
                 table=table.tmap.qualified,
             )
         p += 2 * width if update else width
+        invalid = self.invalid.count
         rows: list[Any] = decoder(body, p, len(body))
+        if self.invalid.count != invalid:
+            name = table.tmap.qualified
+            self.invalid_by_table[name] = self.invalid_by_table.get(name, 0) + self.invalid.count - invalid
         return rows
 
     def _table_map(self, body: bytes) -> None:

@@ -467,7 +467,7 @@ class PostgresCapture(Capture):
             sleep_s = min(sleep_s * 2, self.IDLE_SLEEP_S[1], max_wait_s)
 
     def _batch(self, decoder_: StreamDecoder) -> ChangeBatch:
-        events, echo, invalid = decoder_.take()
+        events, echo, invalid, invalid_by_table = decoder_.take()
         position = list(decoder_.last)
         return ChangeBatch(
             events=events,
@@ -476,6 +476,7 @@ class PostgresCapture(Capture):
             commit_ts_us=decoder_.commit_ts_us,
             skipped_echo=echo,
             invalid_dates=invalid,
+            invalid_dates_by_table=invalid_by_table,
         )
 
 

@@ -56,6 +56,8 @@ class StreamDecoder:
         self.events: list[Event] = []
         self.skipped_echo = 0
         self.invalid_dates = 0
+        self.invalid_by_table: dict[str, int] = {}
+        """Of ``invalid_dates``, per table (taken with them by :meth:`take`)."""
         self.commit_ts_us = 0
         self.complete: dict[int, int] = {}
         """Commit LSN -> its last change index, for transactions seen whole."""
@@ -68,10 +70,11 @@ class StreamDecoder:
         self._echo = False
         self._done_txn = False
 
-    def take(self) -> tuple[list[Event], int, int]:
-        """The events produced since the last call, with the echo and invalid-date counts; resets them."""
-        out = (self.events, self.skipped_echo, self.invalid_dates)
-        self.events, self.skipped_echo, self.invalid_dates = [], 0, 0
+    def take(self) -> tuple[list[Event], int, int, dict[str, int]]:
+        """The events produced since the last call, with the echo and invalid-date counts (in all, per table);
+        resets them."""
+        out = (self.events, self.skipped_echo, self.invalid_dates, self.invalid_by_table)
+        self.events, self.skipped_echo, self.invalid_dates, self.invalid_by_table = [], 0, 0, {}
         return out
 
     def feed(self, row_lsn: str, row: W2JRow) -> None:
@@ -227,5 +230,7 @@ class StreamDecoder:
             canonical = fn(value)
             if canonical is None and value is not None:
                 self.invalid_dates += 1
+                name = table.schema.qualified
+                self.invalid_by_table[name] = self.invalid_by_table.get(name, 0) + 1
             image[col.name] = canonical
         return image, known

@@ -17,7 +17,11 @@ Several processes may then run ``--role apply`` for one direction: the consumer 
 partitions over them, each writes its own status file (:func:`status_suffix`).
 
 ``once``: each capture stops at the source position read at start (after a snapshot when one is needed);
-the run ends when apply has drained the bus. Stop (SIGINT/SIGTERM -> :meth:`SyncRuntime.stop`): captures
+the run ends when apply has drained the bus. ``snapshot: initial_only`` ends the same way right after the
+snapshot: the capture of the declared source stops once its tables are published (both ways, the other
+side's capture stops at its position read at start, as with ``once``), and the run ends when apply has
+drained the bus; an apply-only process (``--role apply``) also waits until the bus's snapshot progress
+records every table of the direction published. Stop (SIGINT/SIGTERM -> :meth:`SyncRuntime.stop`): captures
 checkpoint where they are, apply finishes its current batch; nothing is lost, the next start resumes.
 """
 
@@ -40,6 +44,7 @@ from sluice.cdc.apply_loop import ApplyDirection
 from sluice.cdc.base import Apply, Capture, SyncError, TableRef
 from sluice.cdc.capture_lock import CaptureLock
 from sluice.cdc.capture_loop import CaptureSide
+from sluice.cdc.checkpoint import read_progress
 from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.cdc.conflicts import ConflictLog, ConflictResolver, LocalVersions
 from sluice.cdc.events import Position, TableSchema, heartbeat_topic
@@ -120,6 +125,8 @@ class SyncRuntime:
         self.settings, self.urls, self.bus, self.work_dir = settings, urls, bus, work_dir
         self.roles = set(roles)
         self.once, self.resnapshot, self.workers = once, resnapshot, workers
+        self.snapshot_only = settings.snapshot == "initial_only"
+        """``snapshot: initial_only``: the run ends once the snapshot is applied (:meth:`_finished`)."""
         self.capture_factory, self.apply_factory = capture_factory, apply_factory
         self.on_progress = on_progress
         self.capture_running = capture_running
@@ -208,7 +215,7 @@ class SyncRuntime:
                 capture = self.capture_of(d.source_side)
                 capture.prepare([ref.source for ref in d.refs])  # REPLICA IDENTITY FULL before the first position
                 starts[d.source_side] = capture.current_position()
-                if self.once:
+                if self.once or self.snapshot_only:
                     until[d.source_side] = starts[d.source_side][0]
         local = {d.source_side: LocalVersions() for d in self.directions} if self.settings.direction == "both" else {}
         for d in self.directions:
@@ -340,14 +347,34 @@ class SyncRuntime:
         return locks
 
     def _finished(self) -> bool:
-        """``once``: every capture reached its end position and every apply drained the bus."""
-        capture_elsewhere = self.capture_running is not None and self.capture_running()
-        if not self.once or capture_elsewhere:
+        """``once`` or ``snapshot: initial_only``: every capture reached its end (its end position, the end of
+        its snapshot) and every apply drained the bus; ``initial_only`` in an apply-only process without a
+        capture child: after the snapshot progress on the bus says every table of the direction is published."""
+        capture_elsewhere = self.capture_running is not None and self.capture_running()  # also notices its end
+        if not (self.once or self.snapshot_only) or capture_elsewhere:
             return False
         for d in self.directions:
             if d.capture is not None and not d.capture.finished:
                 return False
-        return all(d.applier is None or d.applier.drained() for d in self.directions)
+        if not all(d.applier is None or d.applier.drained() for d in self.directions):
+            return False
+        if self.once or self.capture_running is not None:
+            return True
+        # Progress first, then drained again: the rows a finished snapshot published are all on the bus by then.
+        waiting = [d for d in self.directions if d.capture is None and d.applier is not None]
+        return all(self._snapshot_published(d) for d in waiting) and all(
+            d.applier is None or d.applier.drained() for d in waiting
+        )
+
+    def _snapshot_published(self, d: Direction) -> bool:
+        """Capture (in another process) published the snapshot of every table of ``d``: the direction of the
+        declared source (the other one of a both-ways sync has no snapshot), per the bus's snapshot progress."""
+        if d.source_side != self.settings.source:
+            return True
+        progress = read_progress(self.bus, self.settings.name, d.source_side)
+        if progress is None:
+            return False
+        return all((entry := progress.tables.get(ref.source.qualified)) is not None and entry.done for ref in d.refs)
 
     def stop(self) -> None:
         """Ask every thread to stop (signal handlers call this)."""

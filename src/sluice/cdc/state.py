@@ -1,6 +1,6 @@
 """What the threads of one running sync share: per-table status records, stop flag, resync requests.
 
-Capture threads fill ``captured`` and snapshot counts, apply threads ``applied``, lag, conflicts and dead
+Capture threads fill ``captured``, snapshot and invalid-date counts, apply threads ``applied``, lag, conflicts and dead
 letters, both under one lock (a table whose topic has several partitions: counts summed over them, lag and
 position those of its most behind partition); :meth:`SyncState.snapshot_status` copies them into a
 :class:`~sluice.cdc.status.SyncStatus` for the status file (written about once a second) and metrics.
@@ -74,6 +74,14 @@ class SyncState:
             record = self.table(direction, table)
             record.captured[name] = record.captured.get(name, 0) + rows
         metrics.CAPTURED.labels(self.name, table, name).inc(rows)
+
+    def invalid_dates(self, direction: str, table: str, count: int) -> None:
+        """Count ``count`` zero or invalid dates of ``table`` that capture turned into NULL."""
+        if count <= 0:
+            return
+        with self.lock:
+            self.table(direction, table).invalid_dates += count
+        metrics.INVALID_DATES.labels(self.name, table).inc(count)
 
     def snapshot_rows(self, direction: str, table: str, rows: int, total: int | None) -> None:
         with self.lock:

@@ -78,7 +78,8 @@ def _watch_child(child: subprocess.Popen[bytes], once: bool, on_exit: Callable[[
     """A ``capture_running`` check for :class:`~sluice.cdc.runtime.SyncRuntime`: True while ``child`` runs.
 
     Calls ``on_exit`` (stop this process) once when the child fails, or when it ends at all without ``once``
-    (then apply alone would wait for changes nobody captures)."""
+    (``--once`` or ``snapshot: initial_only``, whose capture ends by itself; else apply alone would wait for
+    changes nobody captures)."""
     reported = False
 
     def running() -> bool:
@@ -202,6 +203,7 @@ def run(
 
     bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
     roles = ("capture", "apply") if role == "both" else (role,)
+    finite = once or spec.settings.snapshot == "initial_only"  # the run ends by itself: a child may end first
     child: subprocess.Popen[bytes] | None = None
     if _split(processes, role, spec):
         from sluice.cdc.capture_lock import capture_holder
@@ -233,7 +235,7 @@ def run(
         resnapshot=resnapshot and child is None,
         workers=workers,
         on_progress=progress,
-        capture_running=None if child is None else _watch_child(child, once, lambda: runtime.stop()),
+        capture_running=None if child is None else _watch_child(child, finite, lambda: runtime.stop()),
     )
 
     stopping = os.environ.get(CAPTURE_CHILD_ENV) == "1"  # a capture child: its parent says it (once)
@@ -293,9 +295,10 @@ def final_report(
 ) -> tuple[list[str], str]:
     """``(one line per table in error, the summary line)`` printed when ``sluice sync run`` stops; the summary
     counts applied row changes (``captured_only``, a process that only captures: captured ones, snapshot rows
-    included), tables in error and, when not zero, conflicts (recorded in ``<namespace>.conflicts``) and dead
-    letters (rows the target refused, kept in ``<namespace>.dead_letters``). A table's line says to resync it
-    (with the project's ``path``) unless its error says so already."""
+    included), tables in error and, when not zero, conflicts (recorded in ``<namespace>.conflicts``), dead
+    letters (rows the target refused, kept in ``<namespace>.dead_letters``) and invalid dates (zero or invalid
+    dates capture turned into NULL: counted where capture runs). A table's line says to resync it (with the
+    project's ``path``) unless its error says so already."""
     errors = [t for t in status.tables if t.state == "error"]
     problems = [
         f"table {t.source_table} stopped: {with_path(t.error, path)}"
@@ -311,10 +314,13 @@ def final_report(
         summary = f"sync {status.name} stopped: {applied:,} row changes applied, {len(errors)} table(s) in error"
     conflicts = sum(t.conflicts for t in status.tables)
     dead = sum(t.dead_letters for t in status.tables)
+    invalid = sum(t.invalid_dates for t in status.tables)
     if conflicts:
         summary += f", {conflicts:,} conflict(s) (see {namespace}.conflicts)"
     if dead:
         summary += f", {dead:,} dead letter(s) (see {namespace}.dead_letters)"
+    if invalid:
+        summary += f", {invalid:,} invalid date(s) written as NULL"
     return problems, summary
 
 
@@ -323,7 +329,7 @@ def final_report(
 @click.option("--name", help="The sync (default: every sync of the file, in order).")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (several syncs: a JSON array of them).")
 def status(path: str, name: str | None, as_json: bool) -> None:
-    """Per table: state, position, lag, rows applied by operation, conflicts, dead letters (from the running sync).
+    """Per table: state, position, lag, rows applied by operation, conflicts, dead letters, invalid dates (from the running sync).
 
     Counts cover the current (or last) run of the sync process only; totals are in the target's
     ``<namespace>.dead_letters`` and ``<namespace>.conflicts`` tables. Without ``--name``, every sync of the file,
@@ -361,7 +367,8 @@ def _print_status(current: SyncStatus) -> None:
     else:
         shown = f"{current.state} ({current.direction}, pid {current.pid}, updated {age:.0f} s ago)"
     console.print(f"sync {current.name}: {shown}" + (f": {current.error}" if current.error else ""))
-    table = Table("direction", "table", "state", "position", "lag s", "applied", "captured", "conflicts", "dead", "snapshot")
+    columns = ("direction", "table", "state", "position", "lag s", "applied", "captured", "conflicts", "dead", "invalid dates")
+    table = Table(*columns, "snapshot")
     for t in current.tables:
         estimate = t.snapshot_total if t.snapshot_total and t.snapshot_rows < t.snapshot_total else None
         snap = f"{t.snapshot_rows:,}" + (f" of ~{estimate:,}" if estimate else "")
@@ -375,6 +382,7 @@ def _print_status(current: SyncStatus) -> None:
             _counts(t.captured),
             str(t.conflicts),
             str(t.dead_letters),
+            str(t.invalid_dates),
             snap,
         )
     console.print(table)

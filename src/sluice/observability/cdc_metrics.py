@@ -32,6 +32,11 @@ CONFLICTS = Counter("sluice_cdc_conflicts_total", "Changes of a key changed on b
 DEAD_LETTERS = Counter(
     "sluice_cdc_dead_letters_total", "Row changes the target refused, put in the dead letters.", ["sync", "table"]
 )
+INVALID_DATES = Counter(
+    "sluice_cdc_invalid_dates_total",
+    "Zero or invalid dates (MariaDB 0000-00-00, a zero DATETIME) capture turned into NULL, in snapshot and stream.",
+    ["sync", "table"],
+)
 SNAPSHOT_ROWS = Counter("sluice_cdc_snapshot_rows_total", "Rows read by the table's snapshot.", ["sync", "table"])
 SNAPSHOT_PROGRESS = Gauge(
     "sluice_cdc_snapshot_progress_ratio",
@@ -48,6 +53,7 @@ def register_table(sync: str, table: str) -> None:
     LAG.labels(sync, table)
     CONFLICTS.labels(sync, table)
     DEAD_LETTERS.labels(sync, table)
+    INVALID_DATES.labels(sync, table)
     SNAPSHOT_ROWS.labels(sync, table)
     SNAPSHOT_PROGRESS.labels(sync, table)
     TABLE_STOPPED.labels(sync, table)
