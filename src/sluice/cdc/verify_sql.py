@@ -116,10 +116,11 @@ def canonical(engine: Engine, column: str, logical: str, cross_engine: bool) -> 
                 if my
                 else _pg_finite(col, "numeric", f"round({col}::numeric, {scale})::text")
             )
-        if my:
+        if my:  # a LONGTEXT in MariaDB (docs/cdc/apply.md): the special values an apply was given are NULL too
             text = f"CAST({col} AS CHAR)"
             trimmed = f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {text}))"
-            return f"(CASE WHEN LOCATE('.', {text}) > 0 THEN {trimmed} ELSE {text} END)"
+            specials = f"{text} IN ('NaN', 'Infinity', '-Infinity')"
+            return f"(CASE WHEN {specials} THEN NULL WHEN LOCATE('.', {text}) > 0 THEN {trimmed} ELSE {text} END)"
         return _pg_finite(col, "numeric", f"trim_scale({col}::numeric)::text")
     if kind in FLOAT_DECIMALS:
         text = _scientific(engine, col, FLOAT_DECIMALS[kind])
