@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from helpers import check_ordering, events_of, load, loaded_count, seed_project, wait_for, write_yaml
+from sluice.server.runs import RunManager
+from sluice.server.services import ServerSettings, Services
 
 SLUICE = [sys.executable, "-m", "sluice"]
 
@@ -93,6 +96,36 @@ def test_a_server_killed_mid_run_is_resumed_by_the_next(tmp_path: Path) -> None:
     assert f"resumed run {run_id}" in log.read_text()
     project = load(path)
     check_ordering(project, events_of(project, run_id))
+
+
+def test_the_next_server_resumes_the_run_even_when_its_workers_would_take_the_leftover_work_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the next server's workers took the killed server's leftover work before the run was resumed: they
+    found the run's lease free, marked the run interrupted, and it was never resumed. It is resumed before they start
+    (here its resumption is held back, as a loaded machine does, while workers already running would poll)."""
+    path = seed_project(tmp_path)
+    state_db = path.parent / ".sluice" / "state.db"
+    with serving(path, tmp_path / "first.log", "--simulate", "--delay-scale", "0.4") as (process, url):
+        run_id = httpx.post(url + "/orchestrate", timeout=30).json()["run_id"]
+        wait_for(lambda: loaded_count(state_db) >= 6, 60, "six objects loaded")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    resume = RunManager.resume_unfinished
+
+    def late(self: RunManager) -> str | None:
+        time.sleep(2.0)
+        return resume(self)
+
+    monkeypatch.setattr(RunManager, "resume_unfinished", late)
+    services = Services(load(path), ServerSettings(simulate=True, delay_scale=0.4))
+    services.start()
+    try:
+        state = services.backends.state
+        wait_for(lambda: state.get_run(run_id).status != "running", 120, "the resumed run to finish")
+        assert state.get_run(run_id).status == "succeeded"
+    finally:
+        services.stop()
 
 
 def test_a_taken_port_is_a_one_line_error(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def test_micro_batches_land_in_the_lake_with_their_offsets_and_dead_letters(
     commit = lake.last_commit("raw", "events")
     assert commit is not None and commit["offsets"] == {topic: {"0": 1002, "1": 1000, "2": 1000}}
     assert status.last_batch is not None and commit["batch"] == status.last_batch.batch
-    letters = read_topic(kafka_url, f"{topic}.dead-letter", 2)
+    letters = read_topic(kafka_url, f"{topic}.dead-letter")
     assert sorted(m.value() for m in letters) == [b"[1, 2]", b"{oops"]
     headers = dict(letters[0].headers())
     assert (
@@ -293,7 +293,7 @@ def test_a_declared_type_that_fits_no_record_stops_the_object_and_commits_nothin
     status = run_stream(project, 1001, until=drained(51))
     assert sorted(lake.read("raw/events").read_all().column("id").to_pylist()) == list(range(50))
     assert status.dead_letters == 1  # the malformed record only
-    letters = read_topic(kafka_url, f"{topic}.dead-letter", 2)
+    letters = read_topic(kafka_url, f"{topic}.dead-letter")
     assert [m.value() for m in letters] == [b"{oops"]
 
 

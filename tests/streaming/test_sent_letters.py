@@ -61,21 +61,6 @@ def sluice_stream(path: Path, *extra: str, env: dict[str, str] | None = None) ->
     )
 
 
-def every_message(kafka_url: str, topic: str) -> list[Any]:
-    """All messages of ``topic`` now (up to its high watermarks)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": kafka_servers(kafka_url), "group.id": "t-watermarks"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-    finally:
-        consumer.close()
-    messages = read_topic(kafka_url, topic, total)
-    assert len(messages) == total
-    return messages
-
-
 def places(messages: list[Any]) -> Counter[tuple[int, int]]:
     """How many dead letters each source (partition, offset) has."""
     found: Counter[tuple[int, int]] = Counter()
@@ -98,14 +83,14 @@ def kill_between_dead_letters_and_commit(tmp_path: Path, kafka_url: str, topics:
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     commit = lake.last_commit("raw", "events")
     assert commit is not None and commit[COMMIT_KEY]  # the first one committed, with where its dead letters end
-    sent = places(every_message(kafka_url, f"{topic}.dead-letter"))
+    sent = places(read_topic(kafka_url, f"{topic}.dead-letter"))
     committed = {int(p): o for p, o in commit["offsets"][topic].items()}
     lost = [place for place in sent if place[1] >= committed.get(place[0], 0)]
     assert lost and max(sent.values()) == 1  # dead letters the lake's commit does not cover: a restart reads them again
 
     done = sluice_stream(path, "--available-now")
     assert done.returncode == 0, done.stderr[-2000:]
-    letters = places(every_message(kafka_url, f"{topic}.dead-letter"))
+    letters = places(read_topic(kafka_url, f"{topic}.dead-letter"))
     assert len(letters) == SLICES * BAD_PER_SLICE and set(letters.values()) == {1}  # each malformed record once
     ids = lake.read("raw/events").read_all().column("id").to_pylist()
     assert len(ids) == GOOD and sorted(ids) == list(range(GOOD))  # each good record once
@@ -137,7 +122,7 @@ def test_another_project_with_the_same_object_and_topic_does_not_hide_this_ones_
         done = sluice_stream(path, "--available-now")
         assert done.returncode == 0, done.stderr[-2000:]
         assert "not sent twice" not in done.stderr
-    letters = every_message(kafka_url, f"{topic}.dead-letter")
+    letters = read_topic(kafka_url, f"{topic}.dead-letter")
     streams = Counter(dict(message.headers())["sluice.errors.stream"].decode() for message in letters)
     assert len(letters) == 6 and sorted(streams.values()) == [3, 3]  # each project dead-lettered each record once
     assert {text.split(",")[0] for text in streams} == {"project shop", "project audit"}

@@ -135,7 +135,9 @@ def test_both_engines_dead_letter_the_same_records_and_write_the_same_rows(
     assert on_spark.equals(on_sluice)
     assert lake.last_commit("raw", "on_spark")["offsets"] == lake.last_commit("raw", "on_sluice")["offsets"]  # type: ignore[index]
     letters: dict[bytes, list[tuple[Any, ...]]] = {}
-    for message in read_topic(kafka_url, f"{topic}.dead-letter", 2 * len(MALFORMED)):
+    sent = read_topic(kafka_url, f"{topic}.dead-letter")
+    assert len(sent) == 2 * len(MALFORMED)
+    for message in sent:
         headers = message.headers()
         origin, stream = dict(headers)["sluice.errors.object"], dict(headers)["sluice.errors.stream"]
         assert stream.startswith(b"project %s, %s, lake " % (project.name.encode(), origin))  # each its own stream

@@ -116,7 +116,7 @@ class Services:
         return _started(self._object_views)
 
     def start(self) -> None:
-        """Open backends, start workers, resume an unfinished run. Raises SluiceError for user errors."""
+        """Open backends, resume an unfinished run, start workers. Raises SluiceError for user errors."""
         if self.started:
             return
         settings = self.settings
@@ -126,9 +126,14 @@ class Services:
         try:
             opened = open_backends(self.project, settings.bus_url, settings.state_url)
             backends = self._backends = self._stack.enter_context(opened)
+            runs = self._runs = RunManager(self.project, backends, settings.run_options())
+            if settings.resume:
+                # Before the workers start: a worker given the killed server's leftover work before the run's lease is
+                # taken finds no coordinator and marks the run interrupted (runtime/run_lease.py), which then is not
+                # resumed (it happened under load). Resumed first, its decisions wait on the bus for the workers.
+                runs.resume_unfinished()
             if settings.workers:
                 self._workers = start_workers(self.project, backends)
-            runs = self._runs = RunManager(self.project, backends, settings.run_options())
             self._run_views = RunViews(
                 self.project, backends.state, runs, cache_bytes=settings.view_cache_bytes, checks=CheckResults(backends.bus)
             )
@@ -147,8 +152,6 @@ class Services:
                 settings.lag_interval_s,
             )
             self._lag.start()
-            if settings.resume:
-                runs.resume_unfinished()
             self._syncs = SyncHost(self.project, settings.syncs)
             self._syncs.start()
             self.streams = host_streams(self.project, backends.lake, settings.streams)
