@@ -74,14 +74,21 @@ def test_sigint_with_no_run_exits_zero(tmp_path: Path) -> None:
     assert '"logger": "uvicorn.error"' in log.read_text()  # uvicorn's lines go through Sluice's JSON logging
 
 
-def test_a_server_killed_mid_run_is_resumed_by_the_next(tmp_path: Path) -> None:
-    path = seed_project(tmp_path)
+def killed_mid_run(path: Path, log: Path) -> str:
+    """Start a run on ``sluice serve PATH --simulate --delay-scale 0.4`` and ``kill -9`` the server once six objects
+    are loaded; the run's id."""
     state_db = path.parent / ".sluice" / "state.db"
-    with serving(path, tmp_path / "first.log", "--simulate", "--delay-scale", "0.4") as (process, url):
-        run_id = httpx.post(url + "/orchestrate", timeout=30).json()["run_id"]
+    with serving(path, log, "--simulate", "--delay-scale", "0.4") as (process, url):
+        run_id: str = httpx.post(url + "/orchestrate", timeout=30).json()["run_id"]
         wait_for(lambda: loaded_count(state_db) >= 6, 60, "six objects loaded")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
+    return run_id
+
+
+def test_a_server_killed_mid_run_is_resumed_by_the_next(tmp_path: Path) -> None:
+    path = seed_project(tmp_path)
+    run_id = killed_mid_run(path, tmp_path / "first.log")
     log = tmp_path / "second.log"
     with (
         serving(path, log, "--simulate", "--delay-scale", "0.4") as (process, url),
@@ -105,12 +112,7 @@ def test_the_next_server_resumes_the_run_even_when_its_workers_would_take_the_le
     found the run's lease free, marked the run interrupted, and it was never resumed. It is resumed before they start
     (here its resumption is held back, as a loaded machine does, while workers already running would poll)."""
     path = seed_project(tmp_path)
-    state_db = path.parent / ".sluice" / "state.db"
-    with serving(path, tmp_path / "first.log", "--simulate", "--delay-scale", "0.4") as (process, url):
-        run_id = httpx.post(url + "/orchestrate", timeout=30).json()["run_id"]
-        wait_for(lambda: loaded_count(state_db) >= 6, 60, "six objects loaded")
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
+    run_id = killed_mid_run(path, tmp_path / "first.log")
     resume = RunManager.resume_unfinished
 
     def late(self: RunManager) -> str | None:
