@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from sluice.project.model import Project
 from sluice.runtime.history import run_events
 from sluice.runtime.run import open_backends
 from sluice.state.sqlite import SqliteStateStore
+from sluice.urls import kafka_servers
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "examples" / "seed-002" / "Objets.json"
@@ -110,24 +112,26 @@ def loaded_count(state_db: Path) -> int:
         store.close()
 
 
-def read_topic(kafka_url: str, topic: str, count: int, timeout_s: float = 60.0) -> list[Any]:
-    """The messages of ``topic`` from the start (``confluent_kafka.Message``s), read by a group of its own until
-    ``count`` have come and one more poll brings nothing new, or ``timeout_s`` has passed."""
-    from confluent_kafka import Consumer
+def read_topic(kafka_url: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every message ``topic`` holds now (``confluent_kafka.Message``s up to its high watermarks, read by a group
+    of its own from the start). Raises AssertionError when they have not all come within ``timeout_s``."""
+    from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
-        {"bootstrap.servers": kafka_url.removeprefix("kafka://"), "group.id": f"{topic}-check", "auto.offset.reset": "earliest"}
+        {"bootstrap.servers": kafka_servers(kafka_url), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
     )
-    consumer.subscribe([topic])
-    received: list[Any] = []
-    deadline = time.monotonic() + timeout_s
+    found: list[Any] = []
     try:
-        while len(received) < count and time.monotonic() < deadline:
-            received += [m for m in consumer.consume(10_000, timeout=0.5) if m.error() is None]
-        received += [m for m in consumer.consume(10_000, timeout=1.0) if m.error() is None]  # nothing more
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout_s
+        while len(found) < total and time.monotonic() < deadline:
+            found += [m for m in consumer.consume(total - len(found), 1.0) if m.error() is None]
     finally:
         consumer.close()
-    return received
+    assert len(found) == total, f"{len(found)} of the {total} messages of {topic} came in {timeout_s:g} s"
+    return found
 
 
 def sluice_cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:

@@ -45,7 +45,7 @@ def test_writes_the_count_with_the_malformed_share_and_the_same_records_for_the_
     assert 200 <= malformed <= 400
     second = sluice("produce", "faker", *args, "--topic", topics[1], "--bootstrap", kafka_url.removeprefix("kafka://"))
     assert second.returncode == 0, second.stderr
-    one, two = read_topic(kafka_url, topics[0], 3000), read_topic(kafka_url, topics[1], 3000)
+    one, two = read_topic(kafka_url, topics[0]), read_topic(kafka_url, topics[1])
     assert len(one) == len(two) == 3000
     by_key = {m.key(): m.value() for m in one}
     assert by_key == {m.key(): m.value() for m in two}
@@ -62,13 +62,13 @@ def test_a_second_run_into_the_same_topic_repeats_no_id_and_id_start_sets_the_fi
     for seed in ("7", "7", "8"):  # the same seed twice: same records but for their ids
         done = sluice("produce", "faker", *args, "--seed", seed)
         assert done.returncode == 0, done.stderr
-    messages = read_topic(kafka_url, topics[0], 1500)
+    messages = read_topic(kafka_url, topics[0])
     assert sorted(int(m.key()) for m in messages) == list(range(1, 1501))  # run 2 from 501, run 3 from 1001
     ids = [json.loads(m.value())["transaction_id"] for m in messages]
     assert sorted(ids) == list(range(1, 1501))
     again = sluice("produce", "faker", *args, "--seed", "7", "--id-start", "1", "--topic", topics[1])
     assert again.returncode == 0, again.stderr
-    assert sorted(int(m.key()) for m in read_topic(kafka_url, topics[1], 500)) == list(range(1, 501))
+    assert sorted(int(m.key()) for m in read_topic(kafka_url, topics[1])) == list(range(1, 501))
     assert "--id-start" in sluice("produce", "faker", "--help").stdout
 
 
@@ -85,7 +85,7 @@ def test_a_project_connection_names_the_broker(tmp_path: Path, kafka_url: str, t
     done = sluice("produce", "faker", "--schema", "users", "--count", "10", "--rate", "0", "--topic", topics[0],
                   "--connection", "events", "--project", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert len(read_topic(kafka_url, topics[0], 10)) == 10
+    assert len(read_topic(kafka_url, topics[0])) == 10
     wrong = sluice(
         "produce", "faker", "--schema", "users", "--topic", topics[1], "--connection", "lite", "--project", str(tmp_path)
     )
@@ -113,4 +113,4 @@ def test_the_rate_is_paced_by_the_token_bucket(kafka_url: str, topics: list[str]
     done = produce_events(kafka_url.removeprefix("kafka://"), topics[2], "products", rate=200.0, count=1000, bucket=bucket)
     assert done.records == 1000 and done.malformed == 0
     assert clock.t == pytest.approx((1000 - bucket.burst) / 200.0)  # 1000 records at 200/s, one burst free
-    assert len(read_topic(kafka_url, topics[2], 1000)) == 1000
+    assert len(read_topic(kafka_url, topics[2])) == 1000

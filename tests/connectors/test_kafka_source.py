@@ -108,7 +108,7 @@ def test_records_that_cannot_be_decoded_go_to_the_dead_letter_topic_with_the_rea
     table = run(shop, store)
     assert sorted(table.column("id").to_pylist()) == list(range(5))
     assert counter._value.get() - before == 3
-    letters = read_topic(kafka_url, f"{topic}.dead-letter", 3)
+    letters = read_topic(kafka_url, f"{topic}.dead-letter")
     assert sorted(m.value() or b"" for m in letters) == [b"", b'{"id": "seven", "amount": 1}', b"{not json"]
     by_value = {m.value(): dict(m.headers()) for m in letters}
     headers = by_value[b"{not json"]

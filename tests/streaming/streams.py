@@ -7,9 +7,7 @@ JSON records ``{"id": i, "user": ..., "amount": ..., "ts": ...}`` (and raw bytes
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -72,26 +70,6 @@ def produce(
     for value in malformed:
         producer.produce(topic, value, partition=0)
     assert producer.flush(60) == 0
-
-
-def read_topic(kafka_url: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
-    """Every message ``topic`` holds now (``confluent_kafka.Message``s up to its high watermarks, read by a group
-    of its own from the start). Raises AssertionError when they have not all come within ``timeout_s``."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_servers(kafka_url), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
-    )
-    found: list[Any] = []
-    with contextlib.closing(consumer):
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + timeout_s
-        while len(found) < total and time.monotonic() < deadline:
-            found += [m for m in consumer.consume(total - len(found), 1.0) if m.error() is None]
-    assert len(found) == total, f"{len(found)} of the {total} messages of {topic} came in {timeout_s:g} s"
-    return found
 
 
 def write_project(

@@ -21,7 +21,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pytest
 
-from helpers import logged
+from helpers import logged, read_topic
 from sluice.errors import TerminalError, TransientError, ValidationFailed
 from sluice.lake.base import Lake
 from sluice.lake.registry import open_lake
@@ -31,7 +31,7 @@ from sluice.streaming import loop
 from sluice.streaming.loop import MicroBatcher, run_stream
 from sluice.streaming.status import StreamStatus
 from sluice.urls import kafka_servers
-from streaming.streams import MakeTopic, produce, read_topic, write_project
+from streaming.streams import MakeTopic, produce, write_project
 
 
 def drained(count: int):  # type: ignore[no-untyped-def]

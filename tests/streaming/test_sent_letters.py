@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from helpers import read_topic
 from sluice.lake.registry import open_lake
 from sluice.project.load import load_project
 from sluice.streaming.sent_letters import COMMIT_KEY, KILL_ENV, STREAM_KEY
 from sluice.urls import kafka_servers
-from streaming.streams import MakeTopic, produce, read_topic
+from streaming.streams import MakeTopic, produce
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 GOOD = 300

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from helpers import load, write_yaml
+from helpers import load, read_topic, write_yaml
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.lake.local import LocalLake
 from sluice.lake.registry import open_lake
@@ -21,7 +21,7 @@ from sluice.lake.s3 import S3Lake
 from sluice.streaming.host import StreamHost
 from sluice.streaming.loop import MicroBatcher, run_stream
 from sluice.streaming.spark_stream import SparkStreamer, stream_runner
-from streaming.streams import MakeTopic, produce, read_topic
+from streaming.streams import MakeTopic, produce
 
 OBJECT = """
   - id: {id}
