@@ -353,6 +353,41 @@ def test_lost_position_is_one_clear_error_then_resnapshot(
         assert cur.fetchone() == (50, 1)
 
 
+@pytest.mark.parametrize("source", ["my", "pg"])
+def test_a_restarted_sync_shows_its_stored_position_before_any_new_change(
+    source: str, my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """``sluice sync status`` of a restarted sync shows where the last run stopped (read from the target's positions
+    table, either dialect), not a blank until the source changes again."""
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    if source == "pg":
+        pg.execute("CREATE TABLE public.src (id int PRIMARY KEY, name text)")
+        pg.execute("INSERT INTO public.src SELECT g, 'v' || g FROM generate_series(1, 50) g")
+    table = "src" if source == "pg" else "emp"
+    target = "my" if source == "pg" else "pg"
+    sync = msgspec.convert({"name": sync_name(), "source": source, "target": target, "tables": [table]}, SyncSettings)
+
+    def run_once() -> tuple[str, dict[str, int]]:
+        status = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        return status.tables[0].position, status.tables[0].applied
+
+    with embedded_bus(sync, urls, tmp_path) as bus:
+        run_once()  # the snapshot
+        if source == "pg":
+            pg.execute("UPDATE public.src SET name = 'changed' WHERE id = 1")
+        else:
+            with my.cursor() as cur:
+                cur.execute("UPDATE emp SET name = 'changed' WHERE id = 1")
+        # A --once run of a PostgreSQL source right after the change has been seen to apply nothing (the next one
+        # applies it): run until the update is applied (a known gap, not this test's subject)
+        for _ in range(5):
+            streamed, applied = run_once()
+            if applied.get("update"):
+                break
+        assert applied == {"update": 1} and streamed, "the run that applied the change shows its position"
+        assert run_once() == (streamed, {})  # nothing new: the stored position, not ""
+
+
 @pytest.mark.parametrize(("policy", "winner"), [("source-wins", "my"), ("target-wins", "pg"), ("newer-wins", "pg")])
 def test_both_ways_no_echo_and_conflicts(
     my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path, policy: str, winner: str

@@ -70,16 +70,24 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
     """The dialect's current time, microseconds kept (``updated_at`` of the positions row)."""
 
     def _finish(
-        self, name: str, partition: int, position: Position | None, snapshot_key: list[Any] | None, streaming: bool
+        self,
+        name: str,
+        partition: int,
+        position: Position | None,
+        snapshot_key: list[Any] | None,
+        streaming: bool,
+        position_text: str = "",
     ) -> None:
-        """Store the new position / snapshot key (``None``: unchanged) and commit."""
+        """Store the new position (and how the source shows it) / snapshot key (``None``: unchanged) and commit."""
         self._executemany(
             f"UPDATE {self._quote(self.options.namespace)}.positions SET position = COALESCE(%s, position),"
+            " position_text = COALESCE(%s, position_text),"
             " snapshot_last_key = COALESCE(%s, snapshot_last_key), snapshot_done = snapshot_done OR %s,"
             f" updated_at = {self.now_sql} WHERE sync = %s AND side = %s AND table_name = %s AND bus_partition = %s",
             [
                 (
                     None if position is None else to_json(position),
+                    None if position is None else position_text,
                     None if snapshot_key is None else to_json(snapshot_key),
                     streaming,
                     self.sync,
@@ -176,6 +184,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
             stored = self._begin(name, partition)
             todo: list[ChangeEvent] = []
             position: Position | None = None
+            position_text = ""
             snapshot_key: list[Any] | None = None
             for event in events:
                 if event.op == "r":
@@ -184,7 +193,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
                     result.skipped += 1
                     continue
                 else:
-                    position = event.source.position
+                    position, position_text = event.source.position, event.source.position_text
                 todo.append(event)
             if resolver is not None and todo and table.source.key:
                 todo = self._resolve(table, todo, resolver, result)
@@ -193,7 +202,7 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
                     self._apply_segment(table, segment, result)
             else:
                 self._apply_keyless(table, todo, result)
-            self._finish(name, partition, position, snapshot_key, position is not None)
+            self._finish(name, partition, position, snapshot_key, position is not None, position_text)
         except BaseException as exc:
             self._fail(name, exc)
             if self._contended(exc):  # a local write met the batch's locks: run the batch again (apply_loop)

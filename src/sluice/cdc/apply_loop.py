@@ -104,7 +104,7 @@ class ApplyTable:
     """Partitions of the table's topic; above 1 each is one of :attr:`units` (:mod:`sluice.cdc.apply_partitioned`)."""
     units: dict[int, PartitionUnit] = field(default_factory=dict)
     restored: bool = False
-    """The stop an earlier run recorded in the target was looked for (:meth:`ApplyDirection._restore_stop`)."""
+    """What an earlier run recorded in the target (a stop, the position) was read (:meth:`ApplyDirection._restore`)."""
 
 
 class ApplyDirection(PartitionSteps):
@@ -275,7 +275,7 @@ class ApplyDirection(PartitionSteps):
                 with table.lock:
                     if table.paused:
                         continue
-                    self._restore_stop(apply, table)
+                    self._restore(apply, table)
             if unit is not None:
                 busy = self._step_unit(apply, table, unit) or busy
             else:
@@ -348,20 +348,23 @@ class ApplyDirection(PartitionSteps):
                 first_line(exc),
             )
 
-    def _restore_stop(self, apply: Apply, table: ApplyTable) -> None:
-        """Before this process first applies ``table``: stop it again when an earlier run recorded it stopped in the
-        target (its changes wait on the bus until a resync), looking on its topic for a resync marker from the
-        group's committed offset. Called with the table's lock held."""
-        error = "" if table.error else apply.stopped(table.ref)  # a lost target raises: read again after reconnecting
+    def _restore(self, apply: Apply, table: ApplyTable) -> None:
+        """Before this process first applies ``table``: show the position an earlier run stored (the status shows it
+        from the start, not from the first new change), and stop the table again when an earlier run recorded it
+        stopped in the target (its changes wait on the bus until a resync), looking on its topic for a resync
+        marker from the group's committed offset. Called with the table's lock held."""
+        name = table.ref.source.qualified
+        self.state.stored_position(self.direction, name, apply.stored_position_text(table.ref))  # a lost target raises
+        error = "" if table.error else apply.stopped(table.ref)
         table.restored = True
         if not error:
             return
-        log.warning("sync %s: table %s is still stopped: %s", self.sync, table.ref.source.qualified, error)
+        log.warning("sync %s: table %s is still stopped: %s", self.sync, name, error)
         if table.partitions == 1:
             table.scan_from, table.next_scan = self.bus.committed(self.group, table.topic) or 0, 0.0
             self._find_resync(table)  # before the error shows: ``drained`` waits for a marker found now
         table.error = error
-        self.state.set_state(self.direction, table.ref.source.qualified, "error", error)
+        self.state.set_state(self.direction, name, "error", error)
 
     def _apply_messages(
         self, apply: Apply, table: ApplyTable, messages: list[Message], unit: PartitionUnit | None = None

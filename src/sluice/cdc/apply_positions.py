@@ -2,8 +2,11 @@
 
 Layout (both targets)::
 
-    positions(sync, side, table_name, bus_partition int default 0, position, snapshot_last_key, snapshot_done,
-              barrier, stopped, updated_at)  primary key (sync, side, table_name, bus_partition)
+    positions(sync, side, table_name, bus_partition int default 0, position, position_text, snapshot_last_key,
+              snapshot_done, barrier, stopped, updated_at)  primary key (sync, side, table_name, bus_partition)
+
+``position`` is the stored stream position (a JSON list of ints, compared in list order), ``position_text`` the
+same as the source database shows it (what ``sluice sync status`` shows from the start of a restarted apply).
 
 A table whose topic has one partition has one row, ``bus_partition = 0``: a positions table created before
 partitions existed (primary key ``(sync, side, table_name)``, no ``bus_partition``) is altered to this layout
@@ -116,6 +119,23 @@ class PositionRows(ABC):
         known = [position for position in positions if position is not None]
         key = load_key(rows[0][1]) if len(rows) == 1 else None
         return (min(known) if known else None), key, any(bool(row[2]) for row in rows)
+
+    def stored_position_text(self, table: TableRef) -> str:
+        where, args = self._where(table.source.qualified)
+        try:
+            rows = self._fetch(
+                f"SELECT position, position_text FROM {self._positions} WHERE {where} AND bus_partition >= 0"
+                " AND position IS NOT NULL",
+                args,
+            )
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        if not rows:
+            return ""
+        _, text = min(((load_position(row[0]) or []), row[1]) for row in rows)
+        return (text.decode() if isinstance(text, bytes) else str(text)) if text else ""
 
     # ------------------------------------------------------------------------------------ stopped table
 

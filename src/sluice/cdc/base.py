@@ -223,6 +223,13 @@ class Apply(ABC):
     def stored_position(self, table: TableRef) -> tuple[Position | None, list[Any] | None, bool]:
         """``(stream position, snapshot last key, snapshot done)`` stored in the target for ``table``."""
 
+    def stored_position_text(self, table: TableRef) -> str:
+        """The stored stream position of ``table`` as the source database shows it (``position_text`` of the change
+        that stored it; with several partitions, the least one's), "" when none is stored. ``sluice sync status``
+        shows it from the start of a restarted apply, before a new change arrives. Plugins that do not store it
+        return "" (this default): their status shows the position from the first change applied."""
+        return ""
+
     @abstractmethod
     def apply_batch(
         self, table: TableRef, events: Sequence[ChangeEvent], resolver: Resolver | None = None, *, partition: int = 0

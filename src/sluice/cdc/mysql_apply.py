@@ -89,7 +89,8 @@ class MysqlApply(SqlApply):
         self._run(f"CREATE DATABASE IF NOT EXISTS {ns} CHARACTER SET utf8mb4")
         self._run(
             f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync VARCHAR(190) NOT NULL, side VARCHAR(190) NOT NULL,"
-            " table_name VARCHAR(380) NOT NULL, bus_partition INT NOT NULL DEFAULT 0, position TEXT, snapshot_last_key LONGTEXT,"
+            " table_name VARCHAR(380) NOT NULL, bus_partition INT NOT NULL DEFAULT 0, position TEXT, position_text TEXT,"
+            " snapshot_last_key LONGTEXT,"
             " snapshot_done BOOLEAN NOT NULL DEFAULT FALSE, barrier LONGTEXT, stopped LONGTEXT, updated_at DATETIME(6) NOT NULL,"
             " PRIMARY KEY (sync, side, table_name, bus_partition)) ENGINE=InnoDB"
         )
@@ -111,7 +112,8 @@ class MysqlApply(SqlApply):
 
     def _migrate_positions(self) -> None:
         """A positions table made before partitions (key ``(sync, side, table_name)``): add ``bus_partition``
-        (its rows become partition 0's), ``barrier`` and ``stopped``, and make the key include the partition. Under a
+        (its rows become partition 0's), ``barrier``, ``stopped`` and ``position_text``, and make the key include the
+        partition. Under a
         named lock, so two applies starting together do not both alter it."""
         self._run("SELECT GET_LOCK('sluice_cdc_prepare', 30)")
         try:
@@ -124,6 +126,7 @@ class MysqlApply(SqlApply):
             }
             changes = [] if "barrier" in present else ["ADD COLUMN barrier LONGTEXT"]
             changes += [] if "stopped" in present else ["ADD COLUMN stopped LONGTEXT"]
+            changes += [] if "position_text" in present else ["ADD COLUMN position_text TEXT"]
             if "bus_partition" not in present:
                 changes += [
                     "ADD COLUMN bus_partition INT NOT NULL DEFAULT 0",

@@ -110,7 +110,7 @@ class PostgresApply(SqlApply):
             self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ns}")
             self._conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {ns}.positions (sync text NOT NULL, side text NOT NULL, table_name text NOT NULL,"
-                " bus_partition integer NOT NULL DEFAULT 0, position text, snapshot_last_key text,"
+                " bus_partition integer NOT NULL DEFAULT 0, position text, position_text text, snapshot_last_key text,"
                 " snapshot_done boolean NOT NULL DEFAULT false, barrier text, stopped text,"
                 " updated_at timestamptz NOT NULL DEFAULT now(),"
                 " PRIMARY KEY (sync, side, table_name, bus_partition))"
@@ -131,7 +131,8 @@ class PostgresApply(SqlApply):
 
     def _migrate_positions(self) -> None:
         """A positions table made before partitions (key ``(sync, side, table_name)``): add ``bus_partition``
-        (its rows become partition 0's), ``barrier`` and ``stopped``, and make the key include the partition."""
+        (its rows become partition 0's), ``barrier``, ``stopped`` and ``position_text``, and make the key include the
+        partition."""
         present = {
             row[0]
             for row in self._conn.execute(
@@ -143,6 +144,8 @@ class PostgresApply(SqlApply):
             self._conn.execute(f"ALTER TABLE {self._ns}.positions ADD COLUMN barrier text")
         if "stopped" not in present:
             self._conn.execute(f"ALTER TABLE {self._ns}.positions ADD COLUMN stopped text")
+        if "position_text" not in present:
+            self._conn.execute(f"ALTER TABLE {self._ns}.positions ADD COLUMN position_text text")
         if "bus_partition" in present:
             return
         key = self._conn.execute(

@@ -129,6 +129,16 @@ class SyncState:
         if dead:
             metrics.DEAD_LETTERS.labels(self.name, table).inc(dead)
 
+    def stored_position(self, direction: str, table: str, position: str) -> None:
+        """The position an earlier run of apply stored for ``table`` (as the source shows it; "" when none): shown
+        until this run applies a change of its own."""
+        if not position:
+            return
+        with self.lock:
+            record = self.table(direction, table)
+            if not record.position:
+                record.position = position
+
     def mark_idle(self, direction: str, table: str, partition: int = 0) -> None:
         """``partition`` of ``table``'s topic had nothing left to apply: its lag is 0."""
         with self.lock:
