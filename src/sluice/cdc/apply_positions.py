@@ -134,7 +134,7 @@ class PositionRows(ABC):
             raise
         if not rows:
             return ""
-        _, text = min(((load_position(row[0]) or []), row[1]) for row in rows)
+        text = min(rows, key=lambda row: load_position(row[0]) or [])[1]
         return (text.decode() if isinstance(text, bytes) else str(text)) if text else ""
 
     # ------------------------------------------------------------------------------------ stopped table
