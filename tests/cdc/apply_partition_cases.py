@@ -29,6 +29,7 @@ def case_pkeys_old_positions_table_becomes_partition_0(target: Target, old_layou
     assert result.skipped == 1 and result.applied == {"c": 1}
     assert target.rows(table) == [(2, "n2", 0)]
     assert target.query(f"SELECT bus_partition, position FROM {ns}") == [(0, "[1,60,0]")]
+    assert target.apply.stored_position_text(table) == "bin.000001:60"  # the column prepare added
     simple(target)  # prepare() again: nothing left to alter
 
 
@@ -38,11 +39,13 @@ def case_pkeys_positions_per_partition(target: Target) -> None:
     target.apply.apply_batch(table, [event("c", [1], row(1), pos=100)], partition=1)
     target.apply.apply_batch(table, [event("c", [2], row(2), pos=50)], partition=2)
     assert target.apply.stored_position(table)[0] == [1, 50, 0]
+    assert target.apply.stored_position_text(table) == "bin.000001:50"  # the least partition's, as the source shows it
     late = target.apply.apply_batch(table, [event("u", [2], row(2, "later"), row(2), pos=60)], partition=2)
     covered = target.apply.apply_batch(table, [event("u", [1], row(1, "old"), row(1), pos=60)], partition=1)
     assert late.applied == {"u": 1} and covered.skipped == 1
     assert target.rows(table) == [(1, "n1", 0), (2, "later2", 0)]
     assert target.apply.stored_position(table)[0] == [1, 60, 0]
+    assert target.apply.stored_position_text(table) == "bin.000001:60"
 
 
 def case_pkeys_barrier_applies_once(target: Target) -> None:
