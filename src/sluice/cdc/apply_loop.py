@@ -354,7 +354,7 @@ class ApplyDirection(PartitionSteps):
         stopped in the target (its changes wait on the bus until a resync), looking on its topic for a resync
         marker from the group's committed offset. Called with the table's lock held."""
         name = table.ref.source.qualified
-        self.state.stored_position(self.direction, name, apply.stored_position_text(table.ref))  # a lost target raises
+        self.state.show_stored_position(self.direction, name, apply.stored_position_text(table.ref))  # a lost target raises
         error = "" if table.error else apply.stopped(table.ref)
         table.restored = True
         if not error:

@@ -109,33 +109,29 @@ class PositionRows(ABC):
         least any partition stored (every change up to it is applied), the snapshot key only with one partition's
         row (rows of several partitions resume from the start: snapshot rows are idempotent upserts), done when
         any partition applied a stream change (capture published every snapshot row before streaming)."""
-        where, args = self._where(table.source.qualified)
-        rows = self._fetch(
-            f"SELECT position, snapshot_last_key, snapshot_done FROM {self._positions} WHERE {where} AND bus_partition >= 0",
-            args,
-        )
-        self._commit()
+        rows = self._partition_rows(table, "position, snapshot_last_key, snapshot_done")
         positions = [load_position(row[0]) for row in rows]
         known = [position for position in positions if position is not None]
         key = load_key(rows[0][1]) if len(rows) == 1 else None
         return (min(known) if known else None), key, any(bool(row[2]) for row in rows)
 
     def stored_position_text(self, table: TableRef) -> str:
-        where, args = self._where(table.source.qualified)
-        try:
-            rows = self._fetch(
-                f"SELECT position, position_text FROM {self._positions} WHERE {where} AND bus_partition >= 0"
-                " AND position IS NOT NULL",
-                args,
-            )
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+        rows = [row for row in self._partition_rows(table, "position, position_text") if row[0] is not None]
         if not rows:
             return ""
         text = min(rows, key=lambda row: load_position(row[0]) or [])[1]
         return (text.decode() if isinstance(text, bytes) else str(text)) if text else ""
+
+    def _partition_rows(self, table: TableRef, columns: str) -> list[tuple[Any, ...]]:
+        """``columns`` of the rows of ``table``'s topic partitions (not the table's own row), in one transaction."""
+        where, args = self._where(table.source.qualified)
+        try:
+            rows = self._fetch(f"SELECT {columns} FROM {self._positions} WHERE {where} AND bus_partition >= 0", args)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return rows
 
     # ------------------------------------------------------------------------------------ stopped table
 

@@ -113,8 +113,7 @@ class MysqlApply(SqlApply):
     def _migrate_positions(self) -> None:
         """A positions table made before partitions (key ``(sync, side, table_name)``): add ``bus_partition``
         (its rows become partition 0's), ``barrier``, ``stopped`` and ``position_text``, and make the key include the
-        partition. Under a
-        named lock, so two applies starting together do not both alter it."""
+        partition. Under a named lock, so two applies starting together do not both alter it."""
         self._run("SELECT GET_LOCK('sluice_cdc_prepare', 30)")
         try:
             present = {

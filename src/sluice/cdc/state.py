@@ -129,7 +129,7 @@ class SyncState:
         if dead:
             metrics.DEAD_LETTERS.labels(self.name, table).inc(dead)
 
-    def stored_position(self, direction: str, table: str, position: str) -> None:
+    def show_stored_position(self, direction: str, table: str, position: str) -> None:
         """The position an earlier run of apply stored for ``table`` (as the source shows it; "" when none): shown
         until this run applies a change of its own."""
         if not position:
