@@ -1,4 +1,5 @@
-"""``--log-level`` of ``sluice serve`` and ``sluice worker`` means what it says; the serve banner stays visible."""
+"""``--log-level`` of ``sluice serve``, ``sluice worker`` and ``sluice check`` means what it says; the serve banner stays
+visible."""
 
 from __future__ import annotations
 
@@ -60,3 +61,12 @@ def test_worker_warning_level_is_warning(tmp_path: Path, monkeypatch: pytest.Mon
     assert result.exit_code != 0
     assert "unknown stage 'nosuch'" in result.output
     assert logging.getLogger("sluice").level == logging.WARNING
+
+
+@pytest.mark.parametrize("level", ["debug", "error"])
+def test_check_takes_a_log_level(tmp_path: Path, level: str) -> None:
+    """``sluice check`` sets the level it is given before it loads the project (its default: warning)."""
+    logging.getLogger("sluice").setLevel(logging.NOTSET)
+    result = CliRunner().invoke(cli, ["check", str(seed_project(tmp_path)), "--no-store", "--log-level", level])
+    assert "no such option" not in result.output, result.output
+    assert logging.getLogger("sluice").level == getattr(logging, level.upper())

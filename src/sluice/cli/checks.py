@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from sluice.cli.options import log_options
 from sluice.errors import SluiceError, ValidationFailed
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 @click.option("--run", "run_id", help="With --results: only this run's.")
 @click.option("--limit", default=50, show_default=True, help="With --results: at most this many.")
 @click.option("--state", "state_url", help="State store URL (default: sqlite file in .sluice/).")
+@log_options
 def check(
     path: str,
     object_ids: tuple[int, ...],
@@ -36,6 +38,8 @@ def check(
     run_id: str | None,
     limit: int,
     state_url: str | None,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Run the checks of the project's objects (or of --object ID) on their current output, where it is."""
     import dataclasses
@@ -43,10 +47,12 @@ def check(
     from sluice.checks.run import CheckRunner, coverage, describe
     from sluice.checks.store import load_results
     from sluice.lake.registry import open_lake
+    from sluice.observability.logs import setup_logging
     from sluice.project.load import load_project
     from sluice.runtime.reading import unwritten
     from sluice.state.registry import open_state
 
+    setup_logging(log_format, log_level)
     reading = ExitStack()  # --results only reads: a state store not created yet is not created
     try:
         project = load_project(path)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from sluice import events as ev
-from sluice.cli.options import workers_option
+from sluice.cli.options import log_options, service_log_options, workers_option
 from sluice.cli.tuning import freeze_heap, tune_gc
 from sluice.connectors.kafka_live import LIVE_TIMEOUT_S
 from sluice.errors import ConfigError, SluiceError, ValidationFailed
@@ -73,31 +73,6 @@ def _check_simulation(project: Project, path: str, delay_scale: float, fail_ids:
     unknown = [i for i in fail_ids if i not in project.objects]
     if unknown:
         _fail(f"--fail names unknown object id(s) {unknown}; see 'sluice plan {path}'")
-
-
-def log_options(func: F) -> F:
-    """``--log-level`` (default warning) and ``--log-format``: the options of a command run in a terminal."""
-    return _log_options(func, "warning")
-
-
-def service_log_options(func: F) -> F:
-    """The same for a long-running service (``serve``, ``worker``): default level info, so that its request
-    and object lines reach the log collector (docs/monitoring.md) unless told otherwise."""
-    return _log_options(func, "info")
-
-
-def _log_options(func: F, level: str) -> F:
-    func = click.option(
-        "--log-level", default=level, type=click.Choice(["debug", "info", "warning", "error"]), show_default=True
-    )(func)
-    func = click.option(
-        "--log-format",
-        default="text",
-        type=click.Choice(["text", "json"]),
-        show_default=True,
-        help="json: one JSON object per line.",
-    )(func)
-    return func
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
+from sluice.cli.options import log_options
 from sluice.cli.tuning import tune_gc
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.observability import metrics
@@ -42,8 +43,7 @@ def tick_lines(report: StepReport) -> list[str]:
 @click.option("--holder", help="Name of this scheduler in the lease (default host:pid:n).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Expose Prometheus metrics on PORT (at /metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint listens on.")
-@click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
-@click.option("--log-format", default="text", type=click.Choice(["text", "json"]), show_default=True)
+@log_options
 def scheduler(
     path: str,
     workers: str,

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from sluice.cli.options import log_options
 from sluice.cli.tuning import tune_gc
 from sluice.errors import SluiceError, ValidationFailed
 from sluice.observability import metrics
@@ -26,8 +27,7 @@ PROGRESS_EVERY_S = 2.0
     is_flag=True,
     help="Process what the topics hold when each object starts, commit it, then stop (Spark's Trigger.AvailableNow).",
 )
-@click.option("--log-level", default="warning", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True)
-@click.option("--log-format", default="text", type=click.Choice(["text", "json"]), show_default=True)
+@log_options
 def stream(
     path: str,
     object_ids: tuple[int, ...],
