@@ -69,6 +69,9 @@ class FakeDb:
     bad_schema_tables: set[str] = field(default_factory=set)
     bulk_snapshot: bool = False
     """Capture gives snapshot chunks as value lists (``SnapshotChunk.rows``), like the SQL captures, not events."""
+    position_lag: int = 0
+    """Log entries ``current_position`` leaves out (``end_position`` does not): PostgreSQL's written WAL position
+    (``pg_current_wal_lsn()``) behind a commit that returned, with ``synchronous_commit = off``."""
 
     def create(self, table: TableSchema) -> None:
         with self.lock:
@@ -131,6 +134,11 @@ class FakeCapture(Capture):
 
     def current_position(self) -> tuple[Position, str]:
         self.calls.append(("position", []))
+        with self.db.lock:
+            index = max(len(self.db.log) - self.db.position_lag, 0)
+            return [index], str(index)
+
+    def end_position(self) -> tuple[Position, str]:
         with self.db.lock:
             return [len(self.db.log)], str(len(self.db.log))
 

@@ -322,6 +322,39 @@ def test_heartbeat_keeps_the_slot_moving_while_tables_are_idle(
             elsewhere.execute(f"DROP TABLE {other}")
 
 
+def test_the_end_position_comes_after_a_commit_that_just_returned(db: psycopg.Connection[Any], make_capture: Any) -> None:
+    """``--once`` streams until a batch's position reaches ``end_position()``. With ``synchronous_commit = off`` a
+    commit that returned may not be written yet, so ``pg_current_wal_lsn()`` (``current_position``) is behind it and a
+    run that stopped there applied nothing; the end position is past it, and already flushed (peek decodes the flushed
+    WAL only), so the stream gets there without waiting for the WAL writer."""
+    db.execute("SET synchronous_commit = off")
+    db.execute("CREATE TABLE app.t (id int PRIMARY KEY, v int)")
+    db.execute("INSERT INTO app.t VALUES (1, 0)")
+    capture = make_capture()
+    table = _table(capture, "app.t")
+    capture.prepare([table])
+    start, _ = capture.current_position()
+    for n in range(1, 11):
+        db.execute("UPDATE app.t SET v = %s WHERE id = 1", [n])
+        end, text = capture.end_position()
+        flushed = db.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [text]).fetchone()
+        assert flushed == (True,)
+        events: list[Event] = []
+        deadline = time.monotonic() + 15
+        stream = capture.stream(start, [table], max_wait_s=0.2)
+        try:
+            for batch in stream:  # as the capture loop of a --once run does
+                events += batch.events
+                capture.acknowledge(batch.position)
+                if batch.position >= end:
+                    start = batch.position
+                    break
+                assert time.monotonic() < deadline, f"the end position {text} was not reached"
+        finally:
+            stream.close()
+        assert [(e.op, e.after) for e in changes(events)] == [("u", {"id": 1, "v": n})]
+
+
 def test_a_big_transaction_comes_in_several_bounded_batches(db: psycopg.Connection[Any], make_capture: Any) -> None:
     db.execute("CREATE TABLE app.big (id int PRIMARY KEY, v text)")
     capture = make_capture()

@@ -140,6 +140,20 @@ def test_restart_resumes_without_snapshot_again(bus: EmbeddedBus, tmp_path: Path
     assert emp.captured == {"update": 1, "delete": 1}
 
 
+def test_once_applies_a_change_committed_just_before_it_started(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """``--once`` reads up to the source's end position, not its position now: PostgreSQL's position now (the
+    written WAL) can be behind a commit that already returned, and a run that stopped there applied nothing."""
+    world = make_world(rows=5)
+    runtime(world, bus, tmp_path, once=True).run()
+    src = world.dbs["src"]
+    src.position_lag = 1  # the last commit is not in the position now
+    for n in range(3):
+        src.write("app.emp", {"id": 1, "name": f"changed {n}", "n": n})
+        status = runtime(world, bus, tmp_path, once=True).run()
+        emp = next(t for t in status.tables if t.source_table == "app.emp")
+        assert emp.applied == {"update": 1} and same(world, "emp"), (n, emp.applied)
+
+
 def snapshot_until(world: FakeWorld, bus: EmbeddedBus, tmp_path: Path, sync: SyncSettings, rows: int) -> list[int]:
     """Run until the snapshot has published ``rows`` rows, then stop; the progress counts seen."""
     rt = runtime(world, bus, tmp_path, sync)

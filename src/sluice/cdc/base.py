@@ -149,7 +149,17 @@ class Capture(ABC):
 
     @abstractmethod
     def current_position(self) -> tuple[Position, str]:
-        """The source's position now (read without a global lock), and its text."""
+        """The source's position now (read without a global lock), and its text: where a stream may start so that it
+        misses nothing a snapshot started afterwards does not see (a position too early is safe, one too late is not)."""
+
+    def end_position(self) -> tuple[Position, str]:
+        """A position, and its text, that :meth:`stream` reaches only once it yielded every change committed before
+        this call, without waiting for any later write to the source (``--once`` and ``snapshot: initial_only`` read
+        up to it, a hosted sync's pass waits for it). A position too late is safe here, one too early is not.
+
+        Default: :meth:`current_position`, right for a source whose position now is past every committed change
+        (MariaDB/MySQL: the binlog is written before a commit returns). Raises :class:`SyncError` like it."""
+        return self.current_position()
 
     @abstractmethod
     def snapshot(self, table: TableSchema, after_key: list[Any] | None, chunk_rows: int) -> Iterator[SnapshotChunk]:

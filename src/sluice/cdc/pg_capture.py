@@ -277,6 +277,37 @@ class PostgresCapture(Capture):
         assert row is not None
         return [lsn_int(row[0]), 0], row[0]
 
+    def end_position(self) -> tuple[Position, str]:
+        """``[lsn, 0]`` and its ``X/Y`` text: a position the stream reaches only after every transaction committed
+        before this call, at once (``--once`` reads up to it).
+
+        Not :meth:`current_position`: ``pg_current_wal_lsn()`` is how far the WAL is *written*, and with
+        ``synchronous_commit = off`` a commit record can still sit in the WAL buffers after its COMMIT returned,
+        behind that position; and peek decodes only the *flushed* WAL. So this commits a marker instead: a
+        transactional logical message (prefix ``sluice-heartbeat``, which the peek asks for) under
+        ``synchronous_commit = local``, whose commit flushes the WAL up to it. Every transaction committed
+        earlier has its commit record before the marker, so decoding (in commit order) yields it before the
+        marker's message, whose ``lsn`` (the end of its record) is the position returned.
+
+        Creates the slot first when missing (so it decodes the marker). Raises :class:`SourceNotReady` when the
+        slot cannot be created, :class:`SyncError` when the marker cannot be written (transient when the
+        connection failed)."""
+        self.ensure_slot()
+        conn = self._control
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = local")  # flush, without waiting for a standby
+                row = conn.execute(
+                    "SELECT pg_logical_emit_message(true, %s, %s)::text", [HEARTBEAT_PREFIX, f"{self.slot} end"]
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise SyncError(
+                f"cannot write the end marker of capture ({self.side}) to PostgreSQL: {str(exc).strip()}",
+                transient=isinstance(exc, psycopg.OperationalError),
+            ) from exc
+        assert row is not None
+        return [lsn_int(row[0]), 0], row[0]
+
     def acknowledge(self, position: Position) -> None:
         """Advance the slot to ``position`` (a whole transaction) or to the start of its transaction (a part of it).
 

@@ -16,13 +16,14 @@ each table's topic gets N partitions and apply runs its keys in parallel (:mod:`
 Several processes may then run ``--role apply`` for one direction: the consumer group spreads the
 partitions over them, each writes its own status file (:func:`status_suffix`).
 
-``once``: each capture stops at the source position read at start (after a snapshot when one is needed);
-the run ends when apply has drained the bus. ``snapshot: initial_only`` ends the same way right after the
-snapshot: the capture of the declared source stops once its tables are published (both ways, the other
-side's capture stops at its position read at start, as with ``once``), and the run ends when apply has
-drained the bus; an apply-only process (``--role apply``) also waits until the bus's snapshot progress
-records every table of the direction published. Stop (SIGINT/SIGTERM -> :meth:`SyncRuntime.stop`): captures
-checkpoint where they are, apply finishes its current batch; nothing is lost, the next start resumes.
+``once``: each capture stops at the source's end position read at start (:meth:`Capture.end_position`, past
+every change committed before the run; after a snapshot when one is needed); the run ends when apply has
+drained the bus. ``snapshot: initial_only`` ends the same way right after the snapshot: the capture of the
+declared source stops once its tables are published (both ways, the other side's capture stops at its end
+position read at start, as with ``once``), and the run ends when apply has drained the bus; an apply-only
+process (``--role apply``) also waits until the bus's snapshot progress records every table of the direction
+published. Stop (SIGINT/SIGTERM -> :meth:`SyncRuntime.stop`): captures checkpoint where they are, apply
+finishes its current batch; nothing is lost, the next start resumes.
 """
 
 from __future__ import annotations
@@ -216,7 +217,9 @@ class SyncRuntime:
                 capture.prepare([ref.source for ref in d.refs])  # REPLICA IDENTITY FULL before the first position
                 starts[d.source_side] = capture.current_position()
                 if self.once or self.snapshot_only:
-                    until[d.source_side] = starts[d.source_side][0]
+                    # Not the start position: one past every change committed before the run (PostgreSQL's
+                    # written WAL position can be behind a commit that returned, Capture.end_position).
+                    until[d.source_side] = capture.end_position()[0]
         local = {d.source_side: LocalVersions() for d in self.directions} if self.settings.direction == "both" else {}
         for d in self.directions:
             d.label = direction_label(d.source_side, d.target_side)
@@ -383,14 +386,15 @@ class SyncRuntime:
     # ----- passes of a running sync (``api.sync_mutations``) -----------------------------------------
 
     def source_positions(self) -> dict[str, Position]:
-        """Each captured side's position now, read by a capture of its own (not the streaming one, which
-        belongs to its thread); ``{}`` while the runtime is still building its directions."""
+        """Each captured side's end position now (:meth:`Capture.end_position`: past every change committed before
+        the call), read by a capture of its own (not the streaming one, which belongs to its thread); ``{}`` while
+        the runtime is still building its directions."""
         sides = [d.source_side for d in self.directions if d.capture is not None]
         positions: dict[str, Position] = {}
         for side in dict.fromkeys(sides):
             capture = self.capture_factory(self.urls[side], self._capture_options(side), self.settings.name, side, None)
             try:
-                positions[side] = capture.current_position()[0]
+                positions[side] = capture.end_position()[0]
             finally:
                 capture.close()
         return positions
