@@ -9,7 +9,8 @@ import yaml
 
 from sluice.errors import ConfigError
 from sluice.project import yaml_tree
-from sluice.project.yaml_tree import YamlMap, load_yaml
+from sluice.project.model import Origin
+from sluice.project.yaml_tree import YamlMap, load_yaml, path_lines
 
 DOCUMENT = """\
 name: demo
@@ -28,10 +29,10 @@ objects:
 
 
 def _shape(node: Any) -> Any:
-    """The tree with each mapping's line, key lines and duplicate keys beside its items."""
+    """The tree with each mapping's line, key lines, duplicate keys and list items' lines beside its items."""
     if isinstance(node, YamlMap):
         items = {key: _shape(value) for key, value in node.items()}
-        return ("map", node.line, dict(node.key_lines), list(node.duplicates), items)
+        return ("map", node.line, dict(node.key_lines), list(node.duplicates), dict(node.item_lines), items)
     if isinstance(node, list):
         return [_shape(item) for item in node]
     return node
@@ -45,6 +46,31 @@ def test_libyaml_and_python_parsers_give_the_same_tree_and_lines() -> None:
     assert second.duplicates == [("id", 11)]
     assert second.key_lines["options"] == 12
     assert fast["objects"][0]["retries"] == 2  # the merge key
+    assert fast.item_lines == {"objects": (6, 9)}
+
+
+SYNC = """\
+syncs:
+  - name: s
+    tables:
+      - emp
+      - "dept_*"
+    exclude: [a, b]
+    columns:
+      emp: {drop: [ssn], mask: [email]}
+"""
+
+
+def test_path_lines_give_the_line_of_each_key_and_list_item_and_origin_falls_back_to_the_nearest() -> None:
+    sync = load_yaml(SYNC, "f.yaml")["syncs"][0]
+    lines = path_lines(sync)
+    assert lines[("tables",)] == 3 and lines[("tables", 0)] == 4 and lines[("tables", 1)] == 5
+    assert lines[("exclude", 1)] == 6 and lines[("columns", "emp", "mask", 0)] == 8
+    origin = Origin("f.yaml", sync.line, tuple(sync.key_lines.items()), tuple(lines.items()))
+    assert origin.line_at("tables", 1) == 5 and origin.line_at("columns", "emp", "drop", 0) == 8
+    assert origin.line_at("tables", 7) == 3  # no such item: its key's line
+    assert origin.line_at("rename", "x") == 2  # no such key: the definition's line
+    assert Origin("f.yaml", 2, (("tables", 3),)).line_at("tables", 1) == 3  # no paths kept: the key's line
 
 
 def test_uses_libyaml_when_pyyaml_has_it() -> None:

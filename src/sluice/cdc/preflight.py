@@ -1,8 +1,11 @@
 """Checks of a sync against its live databases (``sluice validate --live``).
 
 What the file alone cannot tell: a ``tables:`` entry that matches no table, a table without a primary key
-under ``no_key: refuse``, a source not set up for capture (:meth:`Capture.check`: binlog format, wal_level,
-privileges...). Each problem is a :class:`~sluice.errors.ConfigError` at the sync's line naming what to change.
+under ``no_key: refuse``, a ``rename:`` or ``columns:`` rule naming no table or column, a source not set up for
+capture (:meth:`Capture.check`: binlog format, wal_level, privileges...). Each problem is a
+:class:`~sluice.errors.ConfigError` naming what to change, at the line of the entry at fault (the ``tables:`` entry
+that matches nothing, or that selects the table at fault, a pattern's included; the ``rename:`` key, the
+``columns:`` item), or at the sync's line for a server's problem.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from sluice.project.model import SyncSpec
 
 
 def live_problems(spec: SyncSpec, capture_factory: CaptureFactory = plugin_capture) -> list[ConfigError]:
-    """Every live problem of ``spec``, a database that cannot be reached included."""
+    """Every live problem of ``spec``, a database that cannot be reached included, in the order of their lines."""
     from sluice.cdc.runtime import plugin_options
 
     settings = spec.settings
@@ -33,9 +36,9 @@ def live_problems(spec: SyncSpec, capture_factory: CaptureFactory = plugin_captu
         try:
             server, tables, _, _ = capture_problems(settings, spec.urls, side, capture)
             problems += [ConfigError(p, file, line) for p in server]
-            problems += [ConfigError(p, file, spec.origin.line_of("tables")) for p in tables]
+            problems += [ConfigError(p.message, file, spec.origin.line_at(*p.at)) for p in tables]
         except SluiceError as exc:
             problems.append(ConfigError(str(exc), file, line))
         finally:
             capture.close()
-    return problems
+    return sorted(problems, key=lambda p: p.line or 0)

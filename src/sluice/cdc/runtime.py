@@ -179,7 +179,7 @@ class SyncRuntime:
         self.directions = [Direction(settings.source, settings.target, refs, namespace)]
         if settings.direction == "both":
             server += capture_problems(settings, self.urls, settings.target, self.capture_of(settings.target))[0]
-        return server + tables
+        return server + [problem.message for problem in tables]
 
     def _reverse(self) -> Direction:
         """The target -> source direction, over the forward direction's target tables (created if missing)."""

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from sluice.cdc.base import Capture, TableRef
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import SchemaChange, TableSchema
 from sluice.urls import connection_scheme
+
+
+class TableProblem(NamedTuple):
+    """A problem of a sync's table rules, and the place in the sync that causes it, for
+    :meth:`~sluice.project.model.Origin.line_at`: ``("tables", 2)`` (its third ``tables:`` entry),
+    ``("rename", "employes")``, ``("columns", "employes", "mask", 0)``."""
+
+    message: str
+    at: tuple[str | int, ...]
 
 
 def matches(pattern: str, table: TableSchema) -> bool:
@@ -67,24 +77,37 @@ def announced_ref(settings: SyncSettings, change: SchemaChange, target_namespace
     return table_ref(settings, change.schema, target_namespace)
 
 
+def _entry(settings: SyncSettings, table: TableSchema) -> tuple[str | int, ...]:
+    """The first ``tables:`` entry that selects ``table`` (a pattern's, for a table found through one)."""
+    return next((("tables", index) for index, p in enumerate(settings.tables) if matches(p, table)), ("tables",))
+
+
+def _rule(settings: SyncSettings, what: str, table: TableSchema) -> tuple[str | int, ...]:
+    """``table``'s key in ``rename:`` or ``columns:`` (``what``), else its ``tables:`` entry."""
+    key = _lookup(settings.rename if what == "rename" else settings.columns, table)
+    return (what, key) if key is not None else _entry(settings, table)
+
+
 def resolve_tables(
     settings: SyncSettings, available: Sequence[TableSchema], target_namespace: str
-) -> tuple[list[TableRef], list[str]]:
-    """The tables of ``available`` the sync copies, and every problem of its table rules (one line each).
+) -> tuple[list[TableRef], list[TableProblem]]:
+    """The tables of ``available`` the sync copies, and every problem of its table rules (one line each), with
+    the entry that causes it.
 
     Problems: an entry of ``tables:`` that matches nothing, a ``rename:``/``columns:`` key naming no selected
     table, a dropped or masked column the table lacks, a key column dropped, a table without a primary key under
     ``no_key: refuse``, two tables renamed to the same target.
     """
-    problems: list[str] = []
+    problems: list[TableProblem] = []
     refs: list[TableRef] = []
     names = ", ".join(sorted(t.qualified for t in available)[:20]) or "none"
-    for pattern in settings.tables:
+    for index, pattern in enumerate(settings.tables):
         if not any(matches(pattern, t) for t in available):
-            problems.append(
+            message = (
                 f"sync '{settings.name}': tables entry {pattern!r} matches no table of the source (tables: {names}); "
                 "fix the name or pattern"
             )
+            problems.append(TableProblem(message, ("tables", index)))
     targets: dict[str, str] = {}
     for table in available:
         if not selected(settings, table):
@@ -92,30 +115,41 @@ def resolve_tables(
         ref = table_ref(settings, table, target_namespace)
         label = f"sync '{settings.name}': table {table.qualified}"
         if not table.key and settings.no_key == "refuse":
-            problems.append(f"{label} has no primary key; add one, or set no_key: insert-only or full-row, or exclude the table")
+            problems.append(
+                TableProblem(
+                    f"{label} has no primary key; add one, or set no_key: insert-only or full-row, or exclude the table",
+                    _entry(settings, table),
+                )
+            )
+        rules = _rule(settings, "columns", table)
         for what, cols in (("drop", ref.drop), ("mask", ref.mask)):
-            for col in cols:
+            for index, col in enumerate(cols):
                 if table.column(col) is None:
                     known = ", ".join(c.name for c in table.columns)
-                    problems.append(f"{label}: columns {what} names unknown column {col!r} (columns: {known})")
+                    message = f"{label}: columns {what} names unknown column {col!r} (columns: {known})"
+                    problems.append(TableProblem(message, (*rules, what, index)))
                 elif what == "drop" and col in table.key:
-                    problems.append(f"{label}: columns drop names key column {col!r}; a key column must be copied")
+                    message = f"{label}: columns drop names key column {col!r}; a key column must be copied"
+                    problems.append(TableProblem(message, (*rules, what, index)))
         other = targets.setdefault(ref.target_qualified, table.qualified)
         if other != table.qualified:
-            problems.append(f"{label} and {other} both go to {ref.target_qualified}; rename one of them")
+            message = f"{label} and {other} both go to {ref.target_qualified}; rename one of them"
+            problems.append(TableProblem(message, _rule(settings, "rename", table)))
         refs.append(ref)
     chosen = [r.source for r in refs]
     for what, mapping in (("rename", settings.rename), ("columns", settings.columns)):
         for key in mapping:
             if not any(key in (t.name, t.qualified) for t in chosen):
-                problems.append(f"sync '{settings.name}': {what} names {key!r}, which is not one of the synced tables")
+                message = f"sync '{settings.name}': {what} names {key!r}, which is not one of the synced tables"
+                problems.append(TableProblem(message, (what, key)))
     if settings.direction == "both":
         for ref in refs:
             if ref.drop or ref.mask:
-                problems.append(
+                message = (
                     f"sync '{settings.name}': table {ref.source.qualified} drops or masks columns, which a both-ways "
                     "sync cannot write back; remove its columns: rules or use direction: one-way"
                 )
+                problems.append(TableProblem(message, _rule(settings, "columns", ref.source)))
     return refs, problems
 
 
@@ -132,13 +166,13 @@ def reverse_ref(ref: TableRef, target_table: TableSchema) -> TableRef:
 
 def capture_problems(
     settings: SyncSettings, urls: Mapping[str, str], side: str, capture: Capture
-) -> tuple[list[str], list[str], list[TableRef], str]:
+) -> tuple[list[str], list[TableProblem], list[TableRef], str]:
     """What stops ``side``'s capture before it starts: ``(server problems, table problems, table refs, target namespace)``.
 
     Server problems are the capture's own checks (:meth:`Capture.check`: binlog format, ``wal_level``,
     privileges); table problems, for the sync's ``source`` side, its ``tables:`` entries resolved against the
-    tables the source lists (nothing matched, no key under ``no_key: refuse``). ``sluice sync`` and
-    ``sluice validate --live`` both ask this."""
+    tables the source lists (nothing matched, no key under ``no_key: refuse``), each with the entry at fault
+    (:func:`resolve_tables`). ``sluice sync`` and ``sluice validate --live`` both ask this."""
     server = [f"sync '{settings.name}': source {side}: {problem}" for problem in capture.check()]
     namespace = settings.target_namespace or default_target_namespace(urls[settings.target])
     if side != settings.source:

@@ -37,15 +37,26 @@ SCHEMA_EVOLUTIONS: tuple[str, ...] = ("strict", "widen")
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a definition came from, for error messages."""
+    """Where a definition came from, for error messages. ``keys``: the line of each of its keys; ``paths``, when
+    kept (a sync's), the line of each key and list item inside it (:func:`~sluice.project.yaml_tree.path_lines`)."""
 
     file: str
     line: int | None = None
     keys: tuple[tuple[str, int], ...] = ()
+    paths: tuple[tuple[tuple[str | int, ...], int], ...] = ()
 
     def line_of(self, key: str) -> int | None:
         """The line of the definition's ``key`` (from ``keys``), else the definition's own line."""
         return dict(self.keys).get(key, self.line)
+
+    def line_at(self, *path: str | int) -> int | None:
+        """The line of what ``path`` names inside the definition (``"tables", 2``: its third ``tables:`` entry), else
+        of the longest start of ``path`` whose line is kept, else the definition's own line."""
+        lines = dict(self.paths)
+        for end in range(len(path), 1, -1):
+            if path[:end] in lines:
+                return lines[path[:end]]
+        return self.line_of(str(path[0])) if path else self.line
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file

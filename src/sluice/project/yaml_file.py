@@ -30,7 +30,7 @@ from sluice.project.objets_project import read_objets
 from sluice.project.settings import NESTED_KEYS, ConnectionSettings, ProjectSettings
 from sluice.project.yaml_objects import ObjectsReader
 from sluice.project.yaml_stages import StagesReader
-from sluice.project.yaml_tree import YamlMap, duplicate_names, expand_tree, load_yaml, plain, read_text
+from sluice.project.yaml_tree import YamlMap, duplicate_names, expand_tree, load_yaml, path_lines, plain, read_text
 from sluice.runtime.history_settings import HistorySettings
 from sluice.scheduling.sensor_config import read_sensors
 from sluice.scheduling.spec import read_schedules
@@ -211,7 +211,8 @@ class _Reader(ObjectsReader, StagesReader):
                 for message, key in direction_problems(settings, given=set(mapping)):
                     self.problem(message, mapping.line_of(key))
             if settings is not None:
-                result.append(SyncSpec(settings, Origin(self.file, mapping.line, tuple(mapping.key_lines.items())), urls))
+                keys, paths = tuple(mapping.key_lines.items()), tuple(path_lines(mapping).items())
+                result.append(SyncSpec(settings, Origin(self.file, mapping.line, keys, paths), urls))
         return tuple(result)
 
     def url(self, kind: str, value: str | None, line: int | None) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -20,11 +22,13 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class YamlMap(dict[Any, Any]):
-    """A mapping read from YAML: ``line`` (where it starts), ``key_lines`` (where each key is), duplicate keys."""
+    """A mapping read from YAML: ``line`` (where it starts), ``key_lines`` (where each key is), duplicate keys,
+    ``item_lines`` (where each item of a key's list is: ``- emp`` lines; none for a mapping made by hand)."""
 
     line: int | None
     key_lines: dict[str, int]
     duplicates: list[tuple[str, int]]
+    item_lines: Mapping[str, tuple[int, ...]] = MappingProxyType({})
 
     def line_of(self, key: Any) -> int | None:
         """The line of ``key``, or the mapping's own line."""
@@ -57,6 +61,7 @@ def _construct_mapping(loader: _LineLoader | _FastLineLoader, node: yaml.Mapping
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
     mapping.duplicates = []
+    mapping.item_lines = {}
     own_keys: set[str] = set()
     for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
@@ -68,12 +73,34 @@ def _construct_mapping(loader: _LineLoader | _FastLineLoader, node: yaml.Mapping
                 mapping.duplicates.append((str(key), line))
             own_keys.add(str(key))
         mapping.key_lines[str(key)] = line
+        if isinstance(value_node, yaml.SequenceNode):
+            mapping.item_lines[str(key)] = tuple(item.start_mark.line + 1 for item in value_node.value)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _FastLineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+KeyPath = tuple[str | int, ...]
+
+
+def path_lines(value: Any, path: KeyPath = ()) -> dict[KeyPath, int]:
+    """The line of every key and list item in ``value`` (a :class:`YamlMap`), by its path from ``value``:
+    ``("tables",)`` the key, ``("tables", 1)`` the second item of its list, ``("columns", "emp", "drop", 0)``."""
+    lines: dict[KeyPath, int] = {}
+    if isinstance(value, YamlMap):
+        for key, line in value.key_lines.items():
+            lines[(*path, key)] = line
+        for key, items in value.item_lines.items():
+            lines.update({(*path, key, index): line for index, line in enumerate(items)})
+        for key, item in value.items():
+            lines.update(path_lines(item, (*path, str(key))))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            lines.update(path_lines(item, (*path, index)))
+    return lines
 
 
 def duplicate_names(mapping: YamlMap, what: str, file: str | None) -> list[ConfigError]:
