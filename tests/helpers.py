@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -158,3 +161,35 @@ def logged(name: str, level: int = logging.DEBUG) -> Iterator[list[logging.LogRe
     finally:
         logger.removeHandler(handler)
         logger.setLevel(before)
+
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 below 32768, never the same twice in a session."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        if port in _handed_out:
+            continue
+        _handed_out.add(port)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port between 20000 and 32000")
+
+
+def scrape(port: int, name: str, labels: dict[str, str]) -> float:
+    """One sample of a Prometheus metric exposed on 127.0.0.1:port (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

@@ -23,6 +23,7 @@ import pytest
 from prometheus_client import REGISTRY
 from tests.servers_fixtures import mysql_connect
 
+from helpers import free_port, scrape
 from sluice.bus.base import Bus
 from sluice.bus.embedded import EmbeddedBus
 from sluice.bus.registry import open_bus
@@ -766,3 +767,51 @@ def test_new_table_matching_a_pattern_reaches_apply_in_the_other_process(
     (new,) = [t for t in status["tables"] if t["source_table"].endswith(".emp_new")]
     # status said "applied -" while the target table was never made (a row's changes in one batch count once)
     assert new["target_table"] == "public.emp_new" and new["state"] == "streaming" and new["applied"].get("insert"), new
+
+
+def test_split_sync_exports_the_capture_childs_metrics(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """``--processes 2 --metrics-port P``: the capture child serves no metrics, its parent's ``/metrics`` shows what
+    the child captured (snapshot rows, inserts, progress), read from the child's status file."""
+    name = sync_name()
+    folder = project(
+        tmp_path,
+        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
+        f"syncs:\n  - {{name: {name}, source: my, target: pg, tables: [emp, dept]}}\n",
+    )
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "sync", str(folder), "--processes", "2", "--metrics-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    emp = {"sync": name, "table": f"{urlsplit_db(mysql_db_url)}.emp"}
+    dept = {**emp, "table": f"{urlsplit_db(mysql_db_url)}.dept"}
+
+    def captured(labels: dict[str, str], operation: str) -> float:
+        try:
+            return scrape(port, "sluice_cdc_changes_captured_total", {**labels, "operation": operation})
+        except OSError:  # not listening yet
+            return 0.0
+
+    try:
+        wait_for(lambda: equal(my, pg), 60)  # the snapshot went through the child and the parent's apply
+        wait_for(lambda: captured(emp, "snapshot") >= 300 and captured(dept, "snapshot") >= 300, 30)
+        with my.cursor() as cur:
+            cur.execute("INSERT INTO emp VALUES " + ", ".join(f"({i}, 'new', {i}, 1.50)" for i in range(1000, 1025)))
+        wait_for(lambda: captured(emp, "insert") >= 25, 30)
+        assert (captured(emp, "snapshot"), captured(emp, "insert"), captured(dept, "insert")) == (300, 25, 0)
+        for labels in (emp, dept):
+            assert scrape(port, "sluice_cdc_snapshot_rows_total", labels) == 300
+            assert scrape(port, "sluice_cdc_snapshot_progress_ratio", labels) == 1.0
+            assert scrape(port, "sluice_cdc_table_stopped", labels) == 0
+        wait_for(lambda: equal(my, pg), 60)  # the parent applied them
+        assert scrape(port, "sluice_cdc_changes_applied_total", {**emp, "operation": "insert"}) == 25
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

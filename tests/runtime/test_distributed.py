@@ -8,13 +8,10 @@ of an object, the Kafka broker stopped and started again). Each Kafka test works
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaException
 
-from helpers import REPO, check_ordering, load, seed_project, summary_json, wait_for, write_yaml
+from helpers import REPO, check_ordering, free_port, load, scrape, seed_project, summary_json, wait_for, write_yaml
 from servers_fixtures import delete_kafka_namespace, unavailable
 from sluice import events as ev
 from sluice.bus.base import Bus
@@ -56,38 +53,6 @@ def bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def with_namespace(kafka: str) -> str:
     return kafka + ("&" if "?" in kafka else "?") + f"namespace=test-{uuid.uuid4().hex[:12]}"
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 below 32768, never the same twice in a session."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        if port in _handed_out:
-            continue
-        _handed_out.add(port)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port between 20000 and 32000")
-
-
-def scrape(port: int, name: str, labels: dict[str, str]) -> float:
-    """One sample of a Prometheus metric exposed on 127.0.0.1:port (0 when absent)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 class Cluster:

@@ -94,7 +94,15 @@ class SyncState:
         metrics.SNAPSHOT_PROGRESS.labels(self.name, table).set(ratio)
 
     def snapshot_done(self, direction: str, table: str) -> None:
+        with self.lock:
+            self.table(direction, table).snapshot_done = True
         metrics.SNAPSHOT_PROGRESS.labels(self.name, table).set(1.0)
+
+    def stopped(self, direction: str, table: str) -> bool:
+        """Whether ``table`` flowing ``direction`` is stopped by an error in this process (state ``error``)."""
+        with self.lock:
+            record = self.tables.get((direction, table))
+            return record is not None and record.state == "error"
 
     def applied(
         self,

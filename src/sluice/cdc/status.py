@@ -52,6 +52,8 @@ class TableStatus(msgspec.Struct, omit_defaults=True):
     snapshot_rows: int = 0
     snapshot_total: int | None = None
     """Estimated rows of the table when the snapshot started (for progress)."""
+    snapshot_done: bool = False
+    """A snapshot of the table ended in this process's run (its progress is 1; set by the process that captures)."""
 
 
 class SyncStatus(msgspec.Struct, omit_defaults=True):
@@ -82,13 +84,18 @@ def status_dir(work_dir: Path) -> Path:
     return work_dir / "syncs"
 
 
+def status_file(work_dir: Path, name: str, role_suffix: str = "") -> Path:
+    """``syncs/<name>[.<role_suffix>].json``: where :func:`write_status` writes the status of sync ``name``."""
+    return status_dir(work_dir) / (f"{name}.{role_suffix}.json" if role_suffix else f"{name}.json")
+
+
 def write_status(work_dir: Path, status: SyncStatus, role_suffix: str = "") -> Path:
     """Write ``status`` atomically to ``syncs/<name>[.<role_suffix>].json``; returns the path."""
     folder = status_dir(work_dir)
     folder.mkdir(parents=True, exist_ok=True)
     status.updated_at = time.time()
     status.host = socket.gethostname()
-    path = folder / (f"{status.name}.{role_suffix}.json" if role_suffix else f"{status.name}.json")
+    path = status_file(work_dir, status.name, role_suffix)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(msgspec.json.encode(status))
     tmp.replace(path)
@@ -259,6 +266,7 @@ def merge_tables(first: list[TableStatus], second: list[TableStatus], second_rol
             captured=dict(capture.captured),
             snapshot_rows=capture.snapshot_rows,
             snapshot_total=capture.snapshot_total,
+            snapshot_done=capture.snapshot_done,
             invalid_dates=max(capture.invalid_dates, apply.invalid_dates),
         )
         if capture.state == "error" or apply.state == "error":

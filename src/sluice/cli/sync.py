@@ -26,6 +26,7 @@ from sluice.project.load import load_project
 from sluice.project.model import Project, SyncSpec
 
 if TYPE_CHECKING:
+    from sluice.cdc.child_metrics import ChildMetrics
     from sluice.cdc.status import SyncStatus
 
 USER_ERROR = 2
@@ -74,19 +75,27 @@ def _split(processes: str, role: str, spec: SyncSpec) -> bool:
     return spec.settings.direction == "one-way" and (os.cpu_count() or 1) >= 2
 
 
-def _watch_child(child: subprocess.Popen[bytes], once: bool, on_exit: Callable[[], None]) -> Callable[[], bool]:
+def _watch_child(
+    child: subprocess.Popen[bytes], once: bool, on_exit: Callable[[], None], figures: ChildMetrics | None = None
+) -> Callable[[], bool]:
     """A ``capture_running`` check for :class:`~sluice.cdc.runtime.SyncRuntime`: True while ``child`` runs.
 
     Calls ``on_exit`` (stop this process) once when the child fails, or when it ends at all without ``once``
     (``--once`` or ``snapshot: initial_only``, whose capture ends by itself; else apply alone would wait for
-    changes nobody captures)."""
-    reported = False
+    changes nobody captures). ``figures``: the child's metrics, mirrored each status interval while it runs
+    and once more when it has ended (its last status file)."""
+    reported = ended = False
 
     def running() -> bool:
-        nonlocal reported
+        nonlocal reported, ended
         code = child.poll()
         if code is None:
+            if figures is not None:
+                figures.poll()
             return True
+        if figures is not None and not ended:
+            ended = True
+            figures.read()
         if (code != 0 or not once) and not reported:
             reported = True
             on_exit()
@@ -205,8 +214,10 @@ def run(
     roles = ("capture", "apply") if role == "both" else (role,)
     finite = once or spec.settings.snapshot == "initial_only"  # the run ends by itself: a child may end first
     child: subprocess.Popen[bytes] | None = None
+    figures: ChildMetrics | None = None
     if _split(processes, role, spec):
         from sluice.cdc.capture_lock import capture_holder
+        from sluice.cdc.child_metrics import ChildMetrics
 
         sides = [spec.settings.source] + ([spec.settings.target] if spec.settings.direction == "both" else [])
         refusal = next(filter(None, (capture_holder(project.work_dir, spec.settings.name, s) for s in sides)), None)
@@ -224,6 +235,8 @@ def run(
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             env={**os.environ, CAPTURE_CHILD_ENV: "1"},
         )
+        # The child serves no metrics: this process exports its capture figures (read from its status file).
+        figures = ChildMetrics(project.work_dir, spec.settings.name, child.pid, lambda d, t: runtime.state.stopped(d, t))
         roles = ("apply",)
     runtime = SyncRuntime(
         spec.settings,
@@ -235,7 +248,7 @@ def run(
         resnapshot=resnapshot and child is None,
         workers=workers,
         on_progress=progress,
-        capture_running=None if child is None else _watch_child(child, finite, lambda: runtime.stop()),
+        capture_running=None if child is None else _watch_child(child, finite, lambda: runtime.stop(), figures),
     )
 
     stopping = os.environ.get(CAPTURE_CHILD_ENV) == "1"  # a capture child: its parent says it (once)
@@ -266,6 +279,8 @@ def run(
         bus.close()
         if child is not None:
             _stop_child(child)
+        if figures is not None:
+            figures.read()  # the child's last figures (it writes its file as it stops)
     if child is not None and child.returncode not in (0, -signal.SIGTERM):
         sys.stdout.flush()
         click.echo(child_failed(child.returncode), err=True)
