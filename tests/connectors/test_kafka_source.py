@@ -128,6 +128,39 @@ def test_dead_letter_false_fails_the_read_naming_the_record_and_commits_nothing(
         run(shop, store)
 
 
+def test_a_dead_letter_topic_the_broker_does_not_create_fails_the_read_in_one_line_and_commits_nothing(
+    tmp_path: Path,
+    kafka_url: str,
+    topic: str,
+    produce: Produce,
+    store: SqliteStateStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The test broker creates topics (auto.create.topics.enable=true, scripts/servers/kafka.sh): its producers are
+    told not to ask for it (allow.auto.create.topics=false), which is what a broker with it false answers. It used
+    to take 30 s and fail as transient (retried, to the same end), as librdkafka's KafkaError{code=UNKNOWN_TOPIC_OR_PART
+    ...} or '1 not acknowledged after 30 s', whichever of the delivery and the flush's 30 s came first."""
+    from confluent_kafka import Producer
+
+    def no_auto_create(config: dict[str, Any]) -> Producer:
+        return Producer({**config, "allow.auto.create.topics": False})
+
+    monkeypatch.setattr("confluent_kafka.Producer", no_auto_create)
+    missing = f"{topic}-bad"
+    shop = project(tmp_path, kafka_url, topic, DECLARED + f"\n      dead_letter: {missing}")
+    produce([*orders(0, 3), b"{not json"])
+    with pytest.raises(TerminalError) as caught:
+        run(shop, store)
+    assert str(caught.value) == (
+        f"object 1001 (orders): the dead-letter topic '{missing}' does not exist and the broker does not create "
+        "topics (auto.create.topics.enable=false); create it, or set dead_letter to an existing topic, or to false "
+        "to fail the read on records that cannot be decoded"
+    )
+    monkeypatch.undo()
+    assert sorted(run(shop, store).column("id").to_pylist()) == [0, 1, 2]  # nothing was committed: all read again
+    assert [m.value() for m in read_topic(kafka_url, missing)] == [b"{not json"]
+
+
 def test_an_inferred_schema_with_every_metadata_column_and_an_empty_topic(
     tmp_path: Path, kafka_url: str, topic: str, produce: Produce, store: SqliteStateStore
 ) -> None:

@@ -89,7 +89,8 @@ def cli() -> None:
     help="Also check each sync against its databases: tables that match nothing, tables without a key, a source "
     "not set up for capture, a server that cannot be reached (what 'sluice sync' checks before it starts); the "
     "api: section's tables and connections; and Kafka: each broker the objects read from or the bus uses answers "
-    f"within {LIVE_TIMEOUT_S:g} s, each topic the objects read exists.",
+    f"within {LIVE_TIMEOUT_S:g} s, each topic the objects read exists, and so does its dead-letter topic unless the "
+    "broker creates it at the first dead letter (auto.create.topics.enable=true: a note).",
 )
 def validate(path: str, live: bool) -> None:
     """Check a project (folder, sluice.yaml or Objets.json) and report every problem."""
@@ -122,7 +123,8 @@ def validate(path: str, live: bool) -> None:
 
 def _check_live(project: Project) -> list[str]:
     """The syncs', the api: section's and Kafka's checks against their servers (``--live``); exits with every problem
-    found, else returns the notes to print (a Kafka bus's topics Sluice will create)."""
+    found, else returns the notes to print (a Kafka bus's topics Sluice will create, dead-letter topics the broker
+    will create)."""
     from sluice.cdc.preflight import live_problems
     from sluice.connectors.kafka_live import live_kafka
 

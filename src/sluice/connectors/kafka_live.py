@@ -5,13 +5,22 @@
   broker answers within :data:`LIVE_TIMEOUT_S` seconds (else one line at the connection's line, naming the objects
   that use it), and every topic the objects read (``topic``, and a streaming object's ``topics``) exists (else one
   line per object at its ``source:`` line). Sluice never creates the topics it reads: a missing one fails the object.
+- The dead-letter topic of each of those topics that exists (:meth:`RecordSettings.dead_letter_topic
+  <sluice.streaming.options.RecordSettings.dead_letter_topic>`: ``<topic>.dead-letter``, the topic ``dead_letter``
+  names, none with ``dead_letter: false``; batch Kafka sources and streaming objects alike send their undecodable
+  records there). Sluice does not create it either: its producer only asks the broker for it. When one is missing,
+  the broker's ``auto.create.topics.enable`` is read (once per broker, ``describe_configs`` of one of its brokers):
+  false is a problem (one line per object at its ``source:`` line: the first dead letter would fail the object,
+  :func:`~sluice.streaming.dead_letters.missing_topic`); true, or a setting that cannot be read, a note (the broker
+  creates the topic at the first dead letter).
 - A Kafka ``bus:``: its broker answers within the same time (else one line at the ``bus:`` line). The bus's own
   topics are created by Sluice the first time it uses them (docs/bus.md), so those not there yet are a note, not
   a problem.
 
 Each broker is asked once, for the names of all its topics (a metadata request naming no topic, which never creates
-one, whatever the broker's ``auto.create.topics.enable``), through an ``AdminClient`` whose log lines go to Sluice's
-logging (:func:`~sluice.bus.kafka_common.quiet`).
+one, whatever the broker's ``auto.create.topics.enable``), and, only when a dead-letter topic is missing there, once
+for that setting (of its broker of lowest id: a cluster's brokers are expected to agree), through an ``AdminClient``
+whose log lines go to Sluice's logging (:func:`~sluice.bus.kafka_common.quiet`).
 """
 
 from __future__ import annotations
@@ -40,18 +49,25 @@ class _Answer:
 
     topics: frozenset[str] = frozenset()
     error: str | None = None
+    broker: int | None = None
+    """The id of one of its brokers (the lowest), whose configuration says whether it creates topics."""
 
 
 _Asker = Callable[[str], _Answer]
 """``ask(bootstrap)``: the broker's :class:`_Answer`, asked once per ``bootstrap`` in one check."""
+_Creates = Callable[[str, _Answer], bool | str]
+"""``creates(bootstrap, answer)``: the broker's ``auto.create.topics.enable``, or why it could not be read
+(:func:`_auto_create`), asked once per ``bootstrap`` in one check."""
 
 
 def live_kafka(project: Project, timeout_s: float | None = None) -> KafkaLive:
     """Every live problem of ``project``'s Kafka connections, topics and bus (see the module), and the notes.
 
     ``timeout_s``: how long each broker may take to answer, in seconds (None: :data:`LIVE_TIMEOUT_S`). Raises nothing
-    for a broker that cannot be reached or a topic that is missing: each is a :class:`~sluice.errors.ConfigError`
-    (file and line of ``sluice.yaml``) in the result's ``problems``, in the order of their lines.
+    for a broker that cannot be reached, a topic that is missing or a dead-letter topic the broker will not create:
+    each is a :class:`~sluice.errors.ConfigError` (file and line of ``sluice.yaml``) in the result's ``problems``, in
+    the order of their lines. A dead-letter topic the broker creates at first use, or may (its setting could not be
+    read), is a line of ``notes``, in the order of the objects.
     """
     wait_s = LIVE_TIMEOUT_S if timeout_s is None else timeout_s
     answers: dict[str, _Answer] = {}
@@ -61,44 +77,58 @@ def live_kafka(project: Project, timeout_s: float | None = None) -> KafkaLive:
             answers[bootstrap] = _topics(bootstrap, wait_s)
         return answers[bootstrap]
 
+    settings: dict[str, bool | str] = {}
+
+    def creates(bootstrap: str, answer: _Answer) -> bool | str:
+        if bootstrap not in settings:
+            settings[bootstrap] = _auto_create(bootstrap, answer.broker, wait_s)
+        return settings[bootstrap]
+
     found = KafkaLive()
     readers: dict[str, list[ObjectSpec]] = {}
     for obj in project.objects.values():
         if obj.source is not None and obj.source.kind == "kafka":
             readers.setdefault(str(obj.source.get("connection")), []).append(obj)
     for name, objects in readers.items():
-        found.problems.extend(_connection_problems(project, name, objects, ask, wait_s))
+        _check_connection(project, name, objects, ask, creates, wait_s, found)
     _check_bus(project, ask, wait_s, found)
     found.problems.sort(key=lambda problem: problem.line or 0)
     return found
 
 
-def _connection_problems(
-    project: Project, name: str, objects: Sequence[ObjectSpec], ask: _Asker, timeout_s: float
-) -> list[ConfigError]:
-    """The problems of connection ``name`` and of the topics ``objects`` read through it."""
+def _check_connection(
+    project: Project,
+    name: str,
+    objects: Sequence[ObjectSpec],
+    ask: _Asker,
+    creates: _Creates,
+    timeout_s: float,
+    found: KafkaLive,
+) -> None:
+    """The problems and notes of connection ``name``, of the topics ``objects`` read through it and of their
+    dead-letter topics, added to ``found``."""
     from sluice.project.validate import object_label, object_problem
     from sluice.urls import kafka_servers
 
     spec = project.connections.get(name)
     if spec is None:  # reported by the file's own checks
-        return []
+        return
     try:
         bootstrap = kafka_servers(spec.url)
     except ConfigError:  # idem
-        return []
+        return
     answer = ask(bootstrap)
     if answer.error is not None:
         users = ", ".join(object_label(obj) for obj in objects)
-        return [
+        found.problems.append(
             ConfigError(
                 f"connection '{name}' (read by {users}): {_silent(bootstrap, timeout_s, answer.error)}; start the "
                 "broker or fix the connection's kafka://host:port URL",
                 spec.origin.file,
                 spec.origin.line,
             )
-        ]
-    problems = []
+        )
+        return
     for obj in objects:
         assert obj.source is not None
         read = [str(obj.source.get("topic")), *obj.source.get("topics", ())]
@@ -111,8 +141,63 @@ def _connection_problems(
                 f"{noun} {quoted} {verb} not exist on Kafka at {bootstrap} (connection '{name}'); Sluice does not "
                 f"create the topics it reads: create {pronoun} or fix {keys}"
             )
-            problems.append(object_problem(obj, message, "source"))
-    return problems
+            found.problems.append(object_problem(obj, message, "source"))
+        letters = _missing_letters(obj, [topic for topic in dict.fromkeys(read) if topic in answer.topics], answer)
+        if letters:
+            where = f"on Kafka at {bootstrap} (connection '{name}')"
+            _missing_letters_found(obj, letters, where, creates(bootstrap, answer), found)
+
+
+def _missing_letters(obj: ObjectSpec, topics: Sequence[str], answer: _Answer) -> dict[str, list[str]]:
+    """The dead-letter topics of ``topics`` (read by ``obj``) that ``answer`` does not list, each with the topics
+    whose undecodable records go there, in the order of ``topics``."""
+    from sluice.streaming.options import RecordSettings
+
+    assert obj.source is not None
+    settings = obj.source.options
+    if not isinstance(settings, RecordSettings):  # a kafka source's options always are
+        return {}
+    letters: dict[str, list[str]] = {}
+    for topic in topics:
+        target = settings.dead_letter_topic(topic)
+        if target is not None and target not in answer.topics:
+            letters.setdefault(target, []).append(topic)
+    return letters
+
+
+def _missing_letters_found(
+    obj: ObjectSpec, letters: dict[str, list[str]], where: str, creates: bool | str, found: KafkaLive
+) -> None:
+    """``obj``'s missing dead-letter topics ``letters`` (dead-letter topic: the topics it serves) on the broker
+    ``where`` (``on Kafka at H:P (connection 'c')``): a problem when the broker does not create topics (``creates``
+    False), else a note (True, or why its setting could not be read)."""
+    from sluice.project.validate import object_label, object_problem
+
+    def served(target: str) -> str:
+        topics = letters[target]
+        return f"'{target}' (of topic{'s' if len(topics) > 1 else ''} {', '.join(f'{t!r}' for t in topics)})"
+
+    several = len(letters) > 1
+    noun, verb, pronoun = ("topics", "do", "them") if several else ("topic", "does", "it")
+    what = f"dead-letter {noun} {', '.join(served(target) for target in letters)} {verb} not exist"
+    if creates is False:
+        message = (
+            f"{what} {where} and the broker does not create topics (auto.create.topics.enable=false): the first "
+            f"record that cannot be decoded would fail the object; create {pronoun}, or set dead_letter to an "
+            "existing topic or false"
+        )
+        found.problems.append(object_problem(obj, message, "source"))
+    elif creates is True:
+        found.notes.append(
+            f"{object_label(obj)}: {what} yet {where}: the broker creates {pronoun} at the first dead letter "
+            "(auto.create.topics.enable=true)"
+        )
+    else:
+        found.notes.append(
+            f"{object_label(obj)}: {what} yet {where}: the broker creates {pronoun} at the first dead letter if its "
+            f"auto.create.topics.enable is true (it could not be read: {creates}); if it is false, create {pronoun}, "
+            "or set dead_letter to an existing topic or false"
+        )
 
 
 def _check_bus(project: Project, ask: _Asker, timeout_s: float, found: KafkaLive) -> None:
@@ -164,7 +249,36 @@ def _topics(bootstrap: str, timeout_s: float) -> _Answer:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         return _Answer(error=exc.args[0].str())
-    return _Answer(frozenset(metadata.topics))
+    return _Answer(frozenset(metadata.topics), broker=min(metadata.brokers, default=None))
+
+
+def _auto_create(bootstrap: str, broker: int | None, timeout_s: float) -> bool | str:
+    """Whether broker ``broker`` (its id) of the cluster at ``bootstrap`` creates a topic a client asks for
+    (``auto.create.topics.enable``), read with ``describe_configs`` within ``timeout_s`` seconds; or, as a str, why
+    it could not be read (no broker id, a timeout, a refusal such as a missing DescribeConfigs permission). Raises
+    nothing."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
+
+    from sluice.bus.kafka_common import quiet
+
+    if broker is None:
+        return "the cluster listed no broker"
+    admin = AdminClient(quiet(bootstrap, {"bootstrap.servers": bootstrap}))
+    resource = ConfigResource(ResourceType.BROKER, str(broker))
+    try:
+        [future] = admin.describe_configs([resource], request_timeout=timeout_s).values()
+        entry = future.result(timeout=timeout_s + 1).get("auto.create.topics.enable")
+    except KafkaException as exc:
+        return str(exc.args[0].str())
+    except FutureTimeout:
+        return f"no answer within {timeout_s:g} s"
+    value = None if entry is None else str(entry.value)
+    if value not in ("true", "false"):
+        return f"broker {broker} did not give auto.create.topics.enable"
+    return value == "true"
 
 
 def _silent(bootstrap: str, timeout_s: float, error: str) -> str:

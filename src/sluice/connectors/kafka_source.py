@@ -41,7 +41,7 @@ from sluice.connectors.batching import stream
 from sluice.connectors.plugins import KafkaSourceOptions
 from sluice.errors import ConfigError, TerminalError, TransientError, did_you_mean
 from sluice.observability import metrics
-from sluice.streaming.dead_letters import refuse, send_dead_letters
+from sluice.streaming.dead_letters import DeadLetterProducer, refuse, send_dead_letters
 from sluice.streaming.records import Decoder, KafkaMessage
 from sluice.urls import connection_scheme, kafka_servers
 
@@ -220,23 +220,16 @@ class KafkaSource(Source[KafkaSourceOptions]):
 
     def _batches(self, chunks: Iterator[list[KafkaMessage]], decoder: Decoder) -> Iterator[pa.RecordBatch]:
         """Each chunk decoded; its undecodable records sent to the dead-letter topic before its batch is yielded."""
-        from confluent_kafka import Producer
-
         topic = self.options.topic
         dead_letter_topic = self.options.dead_letter_topic(topic)
-        producer: Any = None
+        dead = DeadLetterProducer(self.bootstrap())  # its producer is made at the first dead letter
         counter = self._dead_letters_counter()
         for chunk in chunks:
             decoded = decoder.decode(chunk)
             if decoded.rejected:
                 if dead_letter_topic is None:
                     raise refuse(chunk, decoded.rejected, self.context.label)
-                if producer is None:
-                    from sluice.bus.kafka_common import quiet
-
-                    config = {"bootstrap.servers": self.bootstrap(), "acks": "all", "enable.idempotence": True}
-                    producer = Producer(quiet(self.bootstrap(), config))
-                send_dead_letters(producer, dead_letter_topic, chunk, decoded.rejected, self.context.label)
+                send_dead_letters(dead.producer(), dead_letter_topic, chunk, decoded.rejected, self.context.label)
                 counter.inc(len(decoded.rejected))
             if decoded.batch.num_rows:
                 yield decoded.batch

@@ -20,6 +20,11 @@ headers tell whose dead letter it is. The topic, partition, offset and stream he
 a streaming object reads back on start those it sent for records whose micro-batch the lake has not committed and
 does not send them again (:mod:`sluice.streaming.sent_letters`).
 
+Sluice does not create a dead-letter topic: its producer asks the broker for it, which creates it at the first dead
+letter when its ``auto.create.topics.enable`` is true. Otherwise that dead letter fails the reader, terminal, in one
+line saying so (:func:`missing_topic`); ``sluice validate --live`` reports it before a run
+(:mod:`sluice.connectors.kafka_live`).
+
 Sluice's own bus has its own dead letters (:mod:`sluice.bus.dead_letter`, a JSON envelope on
 ``sluice.dead-letters``); these are for users' topics, where tools that read a dead-letter queue expect the record
 itself.
@@ -33,7 +38,7 @@ itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -58,6 +63,11 @@ REASON, TOPIC, PARTITION, OFFSET, OBJECT, STREAM = (
 )
 FLUSH_TIMEOUT_S = 30.0
 """How long :func:`send_dead_letters` waits for the broker to acknowledge the dead letters, in seconds."""
+PROPAGATION_MS = 10_000
+"""How long the dead-letter producer waits for a topic its broker does not list, in milliseconds (librdkafka's
+``topic.metadata.propagation.max.ms``, 30,000 by default: as long as :data:`FLUSH_TIMEOUT_S`, so the flush gave up
+before the delivery said why). A topic the broker creates on first use appears within it; one it does not create
+fails the dead letter's delivery with ``UNKNOWN_TOPIC_OR_PART`` after it."""
 
 DeadLetter = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 """``(key, value, headers)`` of one dead letter, as ``Producer.produce`` takes them."""
@@ -105,7 +115,8 @@ def send_dead_letters(
     warning line per call: the count and the first record's place and reason. Raises TransientError when a dead
     letter was not delivered within :data:`FLUSH_TIMEOUT_S` (the read is retried and reads the originals again, so a
     dead letter may be written twice, never lost, unless the caller leaves out those it already sent:
-    :class:`~sluice.streaming.sent_letters.SentLetters`).
+    :class:`~sluice.streaming.sent_letters.SentLetters`), TerminalError (:func:`missing_topic`) when ``topic`` does
+    not exist and the broker does not create it.
     """
     if not rejected:
         return
@@ -120,25 +131,68 @@ def send_dead_letters(
         first.topic(),
         rejected[0].reason,
     )
-    failures: list[str] = []
+    _send(producer, topic, dead_letters(messages, rejected, where, stream), where, acknowledged)
+
+
+def _send(
+    producer: Any,
+    topic: str,
+    letters: Iterable[DeadLetter],
+    where: str,
+    acknowledged: Callable[[str, int, int], None] | None = None,
+) -> None:
+    """Produce ``letters`` to ``topic`` and wait for the broker (:func:`send_dead_letters`); raises what
+    :func:`check_delivered` raises, and TerminalError (:func:`missing_topic`) when the producer already knows that
+    ``topic`` does not exist (``produce`` refuses the letter: ``_UNKNOWN_TOPIC``)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    failures: list[Any] = []
 
     def delivered(error: Any, message: Any) -> None:
         if error is not None:
-            failures.append(str(error))
+            failures.append(error)
         elif acknowledged is not None:
             acknowledged(message.topic(), message.partition(), message.offset())
 
-    for key, value, headers in dead_letters(messages, rejected, where, stream):
+    for key, value, headers in letters:
         while True:
             try:
                 producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
                 break
             except BufferError:  # the producer's queue is full: let it drain
                 producer.poll(0.1)
-    left = producer.flush(FLUSH_TIMEOUT_S)
-    if left or failures:
-        what = failures[0] if failures else f"{left} not acknowledged after {FLUSH_TIMEOUT_S:g} s"
-        raise TransientError(f"{where}: could not write dead letters to {topic!r}: {what}")
+            except KafkaException as exc:  # a topic its last dead letter found missing
+                if exc.args[0].code() == KafkaError._UNKNOWN_TOPIC:
+                    raise missing_topic(where, topic) from None
+                raise
+    check_delivered(where, topic, failures, producer.flush(FLUSH_TIMEOUT_S))
+
+
+def check_delivered(where: str, topic: str, failures: Sequence[Any], left: int) -> None:
+    """Raise for dead letters to ``topic`` that the broker did not take: ``failures`` are the delivery callback's
+    errors (``confluent_kafka.KafkaError``), ``left`` the count ``flush`` returned. ``where`` names the reader.
+
+    Raises TerminalError (:func:`missing_topic`) when the topic does not exist (``UNKNOWN_TOPIC_OR_PART``: the broker
+    does not create topics), else TransientError (not acknowledged in time, any other delivery error)."""
+    from confluent_kafka import KafkaError
+
+    if not left and not failures:
+        return
+    if any(error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC) for error in failures):
+        raise missing_topic(where, topic)
+    what = str(failures[0]) if failures else f"{left} not acknowledged after {FLUSH_TIMEOUT_S:g} s"
+    raise TransientError(f"{where}: could not write dead letters to {topic!r}: {what}")
+
+
+def missing_topic(where: str, topic: str) -> TerminalError:
+    """The error for dead letters to a ``topic`` that does not exist on a broker that does not create topics (its
+    ``auto.create.topics.enable`` is false): terminal, since sending them again cannot help. ``where`` names the
+    reader (``object 1001 (orders)``)."""
+    return TerminalError(
+        f"{where}: the dead-letter topic {topic!r} does not exist and the broker does not create topics "
+        "(auto.create.topics.enable=false); create it, or set dead_letter to an existing topic, or to false to fail "
+        "the read on records that cannot be decoded"
+    )
 
 
 def set_aside(
@@ -156,7 +210,8 @@ def set_aside(
     dead letter was sent before a restart and is told where the new ones landed. Returns the number of dead
     letters per source topic (those sent before a restart included), for the caller's counters.
 
-    Raises TerminalError (:func:`refuse`) when a topic's records may not be dead-lettered (``dead_letter: false``),
+    Raises TerminalError (:func:`refuse`) when a topic's records may not be dead-lettered (``dead_letter: false``) or
+    (:func:`missing_topic`) when their dead-letter topic does not exist and the broker does not create it,
     TransientError when the broker did not acknowledge them. Used by the micro-batcher and the Spark engine alike.
     """
     by_topic: dict[str, list[Rejected]] = {}
@@ -177,7 +232,8 @@ def set_aside(
 
 
 class DeadLetterProducer:
-    """The producer of one stream's dead letters, made on first use (idempotent, ``acks=all``)."""
+    """The producer of one stream's (or batch Kafka read's) dead letters, made on first use (idempotent, ``acks=all``,
+    :data:`PROPAGATION_MS`)."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
@@ -190,20 +246,31 @@ class DeadLetterProducer:
 
             from sluice.bus.kafka_common import quiet
 
-            config = {"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True}
+            config = {
+                "bootstrap.servers": self.bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "topic.metadata.propagation.max.ms": PROPAGATION_MS,
+            }
             self._producer = Producer(quiet(self.bootstrap, config))
         return self._producer
 
     def send_rows(self, topic: str, rows: pa.Table, reason: str, source_topic: str, origin: str) -> None:
         """Rows that are no longer Kafka records (decoded, then without an event time for a window), as JSON objects
         (re-encoded: not the original bytes, no key) with the reason, source topic and object headers; waits for
-        the acknowledgement (TransientError otherwise)."""
+        the acknowledgement. Raises what :func:`check_delivered` raises (TerminalError when ``topic`` does not exist,
+        TransientError when the broker did not take them)."""
         producer = self.producer()
-        headers = [(REASON, reason.encode()), (TOPIC, source_topic.encode()), (OBJECT, origin.encode())]
-        for row in rows.to_pylist():  # rare: a record without an event time
-            producer.produce(topic, value=msgspec.json.encode(row, enc_hook=str), headers=headers)
-        if producer.flush(FLUSH_TIMEOUT_S):
-            raise TransientError(f"could not write dead letters to {topic!r}: not acknowledged after {FLUSH_TIMEOUT_S:g} s")
+        headers: list[tuple[str, bytes | None]] = [
+            (REASON, reason.encode()),
+            (TOPIC, source_topic.encode()),
+            (OBJECT, origin.encode()),
+        ]
+        letters: list[DeadLetter] = [
+            (None, msgspec.json.encode(row, enc_hook=str), headers)
+            for row in rows.to_pylist()  # rare: a record without an event time
+        ]
+        _send(producer, topic, letters, origin)
 
 
 def refuse(messages: Sequence[KafkaMessage], rejected: Sequence[Rejected], where: str) -> TerminalError:
