@@ -112,6 +112,19 @@ def test_an_unreachable_kafka_bus_is_one_line_at_bus(tmp_path: Path, kafka_url: 
     assert line.endswith("); start the broker, or point 'bus:' at a running one")
 
 
+def test_live_problems_of_every_check_are_listed_in_file_order(tmp_path: Path) -> None:
+    """The syncs' checks run before Kafka's, but an unreachable bus at line 2 comes before a sync's problem at line 6."""
+    bus_port, db_port = closed_port(), closed_port()
+    (tmp_path / "sluice.yaml").write_text(
+        f"name: live\nbus: kafka://127.0.0.1:{bus_port}?namespace=x\nconnections:\n"
+        f"  a: mysql://u:p@127.0.0.1:{db_port}/a\n  b: postgresql://u@127.0.0.1:{db_port}/b\n"
+        "syncs:\n  - {name: s, source: a, target: b, tables: [a.t]}\n"
+    )
+    lines = problem_lines(CliRunner().invoke(cli, ["validate", str(tmp_path), "--live"]))
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{tmp_path / 'sluice.yaml'}:2", f"{tmp_path / 'sluice.yaml'}:7"]
+    assert "bus: Kafka at" in lines[0] and "cannot connect to a" in lines[1]
+
+
 def test_without_live_no_broker_is_asked(tmp_path: Path) -> None:
     text = PROJECT.format(bus="sqlite:///bus.db", url="kafka://127.0.0.1:1", topic="t", other="t", letters="")
     (tmp_path / "sluice.yaml").write_text(text)

@@ -137,6 +137,7 @@ def _check_live(project: Project) -> list[str]:
         spec = project.api
         problems += api_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
     if problems:
+        problems.sort(key=lambda p: (p.source or "", p.line or 0))  # in file order, whichever check found them
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
     return kafka.notes
