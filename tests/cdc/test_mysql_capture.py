@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from servers_fixtures import mysql_connect, with_database
-from sluice.cdc.base import ChangeBatch, PositionLost, SyncError
+from sluice.cdc.base import ChangeBatch, PositionLost, SourceNotReady, SyncError
 from sluice.cdc.events import ChangeEvent, SchemaChange
 from sluice.cdc.mysql_binlog import BinlogConnection
 from sluice.cdc.mysql_capture import MysqlCapture, default_server_id, server_problems
@@ -250,6 +250,69 @@ def test_a_second_dump_with_the_same_server_id_stops_the_first_with_a_terminal_e
     finally:
         first.close()
         second.close()
+        cap.close()
+
+
+def fake_server(master: tuple[str, int] | None, snapshot: tuple[str, int] | None) -> Any:
+    """A ``query`` answering :meth:`MysqlCapture.current_position`'s statements: ``master``, ``SHOW MASTER STATUS``
+    (None: no binlog); ``snapshot``, the ``binlog_snapshot_%`` status variables (None: none, as on MySQL)."""
+    asked: list[str] = []
+
+    def query(statement: str, args: Any = None) -> list[tuple[Any, ...]]:
+        asked.append(statement)
+        if statement == "SHOW MASTER STATUS":
+            return [(master[0], master[1], "", "")] if master else []
+        if "binlog_snapshot" in statement:
+            return [("Binlog_snapshot_file", snapshot[0]), ("Binlog_snapshot_position", str(snapshot[1]))] if snapshot else []
+        return []
+
+    query.asked = asked  # type: ignore[attr-defined]
+    return query
+
+
+def test_the_file_position_is_the_snapshots_binlog_point_not_the_binlog_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MariaDB writes a transaction to the binlog before the engine commits it: the binlog's end can be past a
+    transaction a snapshot started right after does not see yet, and a stream from there would skip it."""
+    cap = capture("mysql://u:p@127.0.0.1:1/db")
+    busy = fake_server(("binlog.000003", 1200), ("binlog.000003", 900))
+    monkeypatch.setattr(cap, "query", busy)
+    assert cap.current_position() == ([3, 900, 0], "binlog.000003:900")
+    assert busy.asked[:3] == [
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+        "SHOW SESSION STATUS LIKE 'binlog_snapshot_%'",
+        "COMMIT",
+    ]
+    assert cap.file_name(4) == "binlog.000004"
+    # MySQL has no binlog_snapshot_% status: the binlog's end
+    monkeypatch.setattr(cap, "query", fake_server(("mysql-bin.000012", 1200), None))
+    assert cap.current_position() == ([12, 1200, 0], "mysql-bin.000012:1200")
+    # MariaDB without binlog gives an empty snapshot file, and SHOW MASTER STATUS nothing
+    monkeypatch.setattr(cap, "query", fake_server(None, ("", 0)))
+    with pytest.raises(SourceNotReady, match="no binlog"):
+        cap.current_position()
+
+
+def test_the_file_position_is_the_binlog_end_while_nothing_writes(capmy_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = capture(capmy_url)
+    asked: list[str] = []
+    query = cap.query
+
+    def spy(statement: str, args: Any = None) -> list[tuple[Any, ...]]:
+        asked.append(statement)
+        return query(statement, args)
+
+    monkeypatch.setattr(cap, "query", spy)
+    try:
+        for _ in range(50):  # the server is shared: until no write came in between
+            before = query("SHOW MASTER STATUS")[0][:2]
+            _, text = cap.current_position()
+            if query("SHOW MASTER STATUS")[0][:2] == before:
+                break
+        else:
+            pytest.fail("the binlog never stood still")
+        assert text == ":".join(str(value.decode() if isinstance(value, bytes) else value) for value in before)
+        assert "SHOW SESSION STATUS LIKE 'binlog_snapshot_%'" in asked and "SHOW MASTER STATUS" not in asked
+    finally:
         cap.close()
 
 

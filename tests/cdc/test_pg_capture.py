@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -353,6 +356,87 @@ def test_the_end_position_comes_after_a_commit_that_just_returned(db: psycopg.Co
         finally:
             stream.close()
         assert [(e.op, e.after) for e in changes(events)] == [("u", {"id": 1, "v": n})]
+
+
+class PositionThread(threading.Thread):
+    """``capture.current_position()`` in a thread: its result or error, and how long it took."""
+
+    def __init__(self, capture: PostgresCapture) -> None:
+        super().__init__(daemon=True)
+        self.capture = capture
+        self.position: tuple[Position, str] | None = None
+        self.error: BaseException | None = None
+        self.took_s = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            self.position = self.capture.current_position()
+        except BaseException as exc:  # handed to the test
+            self.error = exc
+        self.took_s = time.monotonic() - started
+
+
+@pytest.fixture
+def running_writer(pg_db_url: str, db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A connection whose transaction wrote a row of ``app.w`` (so it has an xid) and stays open; closed (rolled
+    back if still open) afterwards."""
+    db.execute("CREATE TABLE app.w (id int PRIMARY KEY)")
+    writer = psycopg.connect(pg_db_url)  # not autocommit
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["newest", "listed"])
+def test_the_position_waits_for_a_transaction_running_when_it_was_read(
+    running_writer: psycopg.Connection[Any], db: psycopg.Connection[Any], make_capture: Any, listed: bool
+) -> None:
+    """A transaction whose commit record is at or before ``pg_current_wal_lsn()`` but that has not left the ProcArray
+    yet is neither in a snapshot taken right after nor in the stream from that position: ``current_position``
+    returns only once the transactions running when it read the position have ended. Newest: no later transaction
+    id ended, so the writer is at or past the snapshot's xmax (``pg_snapshot_xip`` does not list it); listed: a
+    later one ended, so it is listed."""
+    capture = make_capture()
+    capture.VISIBILITY_WAIT_S = 30.0
+    capture.ensure_slot()  # creating a slot waits for running transactions itself
+    running_writer.execute("INSERT INTO app.w VALUES (1)")
+    if listed:
+        db.execute("SELECT pg_current_xact_id()")  # a later id, ended
+    reader = PositionThread(capture)
+    reader.start()
+    try:
+        reader.join(0.3)
+        assert reader.is_alive(), "current_position returned while a transaction with an xid was running"
+        running_writer.commit()
+        reader.join(60)
+        assert not reader.is_alive() and reader.error is None and reader.position is not None
+    finally:
+        running_writer.rollback()
+        reader.join(60)
+    chunks = list(capture.snapshot(_table(capture, "app.w"), None, 100))
+    assert [row for chunk in chunks for row in chunk.rows] == [[1]]
+
+
+def test_the_position_waits_for_running_transactions_at_most_the_bound(
+    running_writer: psycopg.Connection[Any], make_capture: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture = make_capture()
+    capture.VISIBILITY_WAIT_S = 0.2
+    capture.ensure_slot()
+    running_writer.execute("INSERT INTO app.w VALUES (1)")
+    reader = PositionThread(capture)
+    try:
+        with caplog.at_level(logging.INFO, logger="sluice.cdc.capture"):
+            reader.start()
+            reader.join(60)
+        assert not reader.is_alive() and reader.error is None and reader.position is not None
+        assert reader.took_s >= 0.2
+        assert re.search(r"\d+ of \d+ transactions running when the position was read still run", caplog.text)
+    finally:
+        running_writer.rollback()
+        reader.join(60)
 
 
 def test_a_big_transaction_comes_in_several_bounded_batches(db: psycopg.Connection[Any], make_capture: Any) -> None:

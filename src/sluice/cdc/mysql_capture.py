@@ -20,7 +20,15 @@ import pymysql.cursors
 from sluice.cdc.base import Capture, ChangeBatch, PositionLost, SnapshotChunk, SourceNotReady, SyncError
 from sluice.cdc.events import Position, Source, TableSchema
 from sluice.cdc.mysql_binlog import file_number
-from sluice.cdc.mysql_gtid import gtid_position, gtid_problems, gtid_text, snapshot_gtid, wrong_shape
+from sluice.cdc.mysql_gtid import (
+    binlog_snapshot_point,
+    gtid_position,
+    gtid_problems,
+    gtid_text,
+    snapshot_gtid,
+    snapshot_point,
+    wrong_shape,
+)
 from sluice.cdc.mysql_types import (
     InvalidDates,
     column_from_info,
@@ -225,7 +233,11 @@ class MysqlCapture(Capture):
     # --- positions -----------------------------------------------------------------------------------------
 
     def current_position(self) -> tuple[Position, str]:
-        """``([file number, offset, 0], "file:offset")`` from ``SHOW MASTER STATUS`` (no lock taken).
+        """``([file number, offset, 0], "file:offset")``: the binlog point a consistent snapshot starting now holds
+        (:func:`~sluice.cdc.mysql_gtid.binlog_snapshot_point`, no lock taken). Not the binlog's end: MariaDB writes
+        a transaction to the binlog before the engine commits it, so a snapshot read right after the end was read
+        may miss a transaction before that end, and a stream from it would skip it. A server without that point
+        (MySQL) gives the binlog's end (``SHOW MASTER STATUS``, :meth:`binlog_end`), which has that window.
 
         GTID mode: ``([seq, 0, 0, domain, server], "domain-server-seq (file:offset)")``, the GTID state of the
         binlog point a consistent snapshot sees (:func:`~sluice.cdc.mysql_gtid.snapshot_gtid`, no lock either)."""
@@ -236,13 +248,22 @@ class MysqlCapture(Capture):
             position = gtid_position(state, domain)
             self._read = position, gtid_text(position, f"{name}:{offset}")
             return self._read
+        point = binlog_snapshot_point(self.query)
+        return self.binlog_end() if point is None else self.file_position(*point)
+
+    def binlog_end(self) -> tuple[Position, str]:
+        """``([file number, offset, 0], "file:offset")`` of the binlog's end (``SHOW MASTER STATUS``; MySQL 8.4:
+        ``SHOW BINARY LOG STATUS``). Raises :class:`SourceNotReady` when the binlog is off."""
         try:
             rows = self.query("SHOW MASTER STATUS")
         except pymysql.MySQLError:
             rows = self.query("SHOW BINARY LOG STATUS")  # MySQL 8.4
         if not rows:
             raise SourceNotReady(f"{self.side} has no binlog: start the server with log_bin")
-        name, offset = _text(rows[0][0]), int(rows[0][1])
+        return self.file_position(_text(rows[0][0]), int(rows[0][1]))
+
+    def file_position(self, name: str, offset: int) -> tuple[Position, str]:
+        """``([file number, offset, 0], "file:offset")`` of binlog file ``name`` (whose base name is remembered)."""
         self.remember_base(name)
         return [file_number(name), offset, 0], f"{name}:{offset}"
 
@@ -336,15 +357,13 @@ class MysqlCapture(Capture):
         with conn.cursor() as cur:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             cur.execute("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
-            status = {_text(name).lower(): _text(value) for name, value in cur.fetchall()}
+            point = snapshot_point(cur.fetchall())
             if self._read is not None:
                 position, text = self._read
-            elif "binlog_snapshot_file" in status:
-                name, offset = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
-                self.remember_base(name)
-                position, text = [file_number(name), offset, 0], f"{name}:{offset}"
+            elif point is not None:
+                position, text = self.file_position(*point)
             else:
-                position, text = self.current_position()
+                position, text = self.binlog_end()
             source = self.source(position, text, snapshot=True)
             cur.execute(sql, args)
             while raw := cur.fetchmany(FETCH_ROWS):

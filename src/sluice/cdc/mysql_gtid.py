@@ -25,7 +25,7 @@ connector resume (a GTID list, then ``COM_BINLOG_DUMP`` with an empty file name)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sluice.cdc.base import SyncError
@@ -123,28 +123,54 @@ def wrong_shape(position: Position, gtid: bool) -> str | None:
     )
 
 
+def binlog_snapshot_point(query: Query) -> tuple[str, int] | None:
+    """``(binlog file, offset)`` of the last transaction a consistent snapshot starting now holds, or None when
+    the server gives none (MySQL has no such status variables; a MariaDB without binlog gives an empty file).
+
+    MariaDB writes a transaction to the binlog before the engine commits it, so the binlog's end (``SHOW MASTER
+    STATUS``) can be past a transaction a snapshot read right after does not see yet; this point cannot:
+    ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` then ``binlog_snapshot_file``/``binlog_snapshot_position``
+    (MariaDB documentation, "Enhancements for START TRANSACTION WITH CONSISTENT SNAPSHOT"). No lock is taken."""
+    query("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    try:
+        return snapshot_point(query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'"))
+    finally:
+        query("COMMIT")
+
+
+def snapshot_point(status: Iterable[tuple[Any, ...]]) -> tuple[str, int] | None:
+    """``(binlog file, offset)`` from the rows of ``SHOW SESSION STATUS LIKE 'binlog_snapshot_%'`` read in a
+    consistent snapshot, None when there is none (:func:`binlog_snapshot_point`).
+
+    >>> snapshot_point([("Binlog_snapshot_file", "binlog.000003"), ("Binlog_snapshot_position", "900")])
+    ('binlog.000003', 900)
+    >>> snapshot_point([]) is None
+    True
+    """
+    values = {_text(name).lower(): _text(value) for name, value in status}
+    file = values.get("binlog_snapshot_file", "")
+    return (file, int(values["binlog_snapshot_position"])) if file else None
+
+
 def snapshot_gtid(query: Query) -> tuple[str, str, int]:
     """``(GTID list, binlog file, offset)`` of the binlog point a consistent snapshot starting now would see.
 
-    No lock: MariaDB's ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` gives the binlog file and offset of
-    the last transaction its snapshot holds (``binlog_snapshot_file``/``_position``). When no GTID was written
+    No lock: the snapshot's binlog file and offset (:func:`binlog_snapshot_point`). When no GTID was written
     while that read ran and the offset is the binlog's end (``SHOW MASTER STATUS``), ``@@gtid_binlog_pos`` is
     that point's GTID state; otherwise (writes in flight, :data:`FAST_TRIES` times) ``BINLOG_GTID_POS(file,
     offset)`` computes it, reading the binlog file from its start (about 1 s per GB). Reading
     ``@@gtid_binlog_pos`` alone could name a transaction written to the binlog but not committed yet in the
-    engine, so a snapshot read after it could miss that transaction's rows. Raises :class:`SyncError`
-    (transient) when the server gives no state for the point."""
+    engine, so a snapshot read after it could miss that transaction's rows. Raises :class:`SyncError`: transient
+    when the server gives no state for the point, not when it gives no point (no binlog)."""
     file, offset = "", 0
     for _ in range(FAST_TRIES):
         before = _text(query("SELECT @@global.gtid_binlog_pos")[0][0])
         master = query("SHOW MASTER STATUS")
-        query("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        try:
-            status = {_text(name).lower(): _text(value) for name, value in query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")}
-        finally:
-            query("COMMIT")
+        point = binlog_snapshot_point(query)
         after = _text(query("SELECT @@global.gtid_binlog_pos")[0][0])
-        file, offset = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
+        if point is None:
+            raise SyncError("the server gives no binlog position of a consistent snapshot (binlog_snapshot_file): is log_bin on?")
+        file, offset = point
         if before == after and master and (_text(master[0][0]), int(master[0][1])) == (file, offset):
             return before, file, offset
     rows = query("SELECT BINLOG_GTID_POS(%s, %s)", (file, offset))

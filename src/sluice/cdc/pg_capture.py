@@ -19,6 +19,7 @@ Server requirements, the type map and the limits (DDL detection, TOAST) are in `
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -44,6 +45,8 @@ SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgre
 SLUICE_NAMESPACE = "sluice_cdc"
 RESNAPSHOT = "run `sluice sync PATH --resnapshot` to copy the tables again"
 
+log = logging.getLogger("sluice.cdc.capture")
+
 
 def default_slot(sync: str, side: str) -> str:
     """``sluice_<sync>_<side>``, lower-cased, other characters as ``_``, at most 63 characters."""
@@ -61,6 +64,11 @@ class PostgresCapture(Capture):
     """Rows fetched from the server-side cursor at a time."""
     IDLE_SLEEP_S = (0.005, 0.05)
     """Sleep between peeks that found nothing new: doubles from the first to the second value."""
+    VISIBILITY_WAIT_S = 2.0
+    """Seconds :meth:`current_position` waits at most for the transactions running when it read the position
+    to end (a commit in flight ends within microseconds; a longer one commits after the position)."""
+    VISIBILITY_POLL_S = 0.005
+    """Seconds between two checks of that wait."""
 
     def __init__(self, url: str, options: PostgresCaptureOptions, sync: str, side: str, marker_table: str | None = None) -> None:
         self.url = url
@@ -270,12 +278,81 @@ class PostgresCapture(Capture):
     # positions ------------------------------------------------------------------------------------------
 
     def current_position(self) -> tuple[Position, str]:
-        """Creates the slot if needed, then ``[pg_current_wal_lsn(), 0]``: transactions committed before it
-        are seen by a snapshot started afterwards, the later ones are in the slot's stream."""
+        """Creates the slot if needed, then ``[pg_current_wal_lsn(), 0]``, returned once every transaction that
+        was running when it was read has ended (at most :attr:`VISIBILITY_WAIT_S`): a transaction whose commit
+        record is at or before the position is then seen by a snapshot started afterwards, a later one is in
+        the slot's stream.
+
+        The wait closes a window of the commit: a backend writes (and flushes) its commit record, then marks the
+        transaction committed in the clog, and only then leaves the ProcArray, which is when new snapshots see it
+        as committed (``RecordTransactionCommit`` then ``ProcArrayEndTransaction``, in that order in
+        ``CommitTransaction``, ``src/backend/access/transam/xact.c``). A transaction between the two steps when
+        the LSN is read has its commit record before the position, so the stream skips it, and is still running
+        for a snapshot taken right after, which misses it: lost.
+
+        So a second statement (``pg_current_snapshot()`` is the statement's snapshot, taken when the statement
+        starts: it must come after the LSN read) takes the transactions running then: those the snapshot lists
+        (``pg_snapshot_xip``, ids below its ``xmax``) and every id from its ``xmax`` up to the next id to be
+        assigned (``age(xid)`` counts to it; the snapshot does not list those, and the newest transaction, the one
+        the window most likely holds, is one of them). Then this polls every :attr:`VISIBILITY_POLL_S` until each
+        is visible to a new snapshot (``pg_visible_in_snapshot`` semantics: committed or aborted, out of the
+        ProcArray). PostgreSQL documentation, "System Information Functions and Operators", Transaction ID and
+        Snapshot Information Functions (``pg_current_snapshot``, ``pg_snapshot_xip``, ``pg_snapshot_xmax``,
+        ``pg_visible_in_snapshot``), and "Routine Vacuuming" for ``age``. Read-only transactions have no
+        transaction id and are not waited for. A transaction still running after the bound was not in that window
+        (a commit there leaves the ProcArray within microseconds): its commit comes after the position, in the
+        stream. The ids are the whole server's, so a long transaction in any database (or a prepared one) makes
+        this wait the whole bound."""
         self.ensure_slot()
-        row = self._control.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        conn = self._control
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
         assert row is not None
+        taken = conn.execute(
+            "SELECT s::text, age(greatest(pg_snapshot_xmax(s)::text::bigint % 4294967296, 3)::text::xid)"
+            " FROM pg_current_snapshot() AS s"
+        ).fetchone()
+        assert taken is not None
+        self._wait_ended(str(taken[0]), int(taken[1]))
         return [lsn_int(row[0]), 0], row[0]
+
+    def _wait_ended(self, snapshot: str, age: int) -> None:
+        """Wait until the transactions running in ``snapshot`` (``xmin:xmax:xip,...``) have ended, at most
+        :attr:`VISIBILITY_WAIT_S`; ``age``: how far the next transaction id was past ``xmax`` (or past the
+        epoch's first normal id when ``xmax`` is below it), read with it (:meth:`current_position`)."""
+        _, xmax_text, xip = snapshot.split(":")
+        xmax = int(xmax_text)
+        next_xid = xmax - xmax % 2**32 + max(xmax % 2**32, 3) + age
+        running = len([x for x in xip.split(",") if x]) + max(next_xid - xmax, 0)
+        if not running:
+            return
+        conn = self._control
+        started = time.monotonic()
+        while True:
+            # The ids of ``snapshot`` not visible to a new one: those the new one lists, and those from its xmax.
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_snapshot_xip(c.s) AS x"
+                "         WHERE x IN (SELECT pg_snapshot_xip(%(taken)s::pg_snapshot))"
+                "            OR (x >= pg_snapshot_xmax(%(taken)s::pg_snapshot) AND x < %(next)s::text::xid8))"
+                "     + greatest(%(next)s - pg_snapshot_xmax(c.s)::text::bigint, 0)"
+                " FROM (SELECT pg_current_snapshot() AS s) AS c",
+                {"taken": snapshot, "next": next_xid},
+            ).fetchone()
+            left = int(row[0]) if row else 0
+            waited = time.monotonic() - started
+            if left == 0:
+                log.debug("capture %s: waited %.3f s for %d running transactions to end", self.side, waited, running)
+                return
+            if waited >= self.VISIBILITY_WAIT_S:
+                log.info(
+                    "capture %s: %d of %d transactions running when the position was read still run after %.1f s;"
+                    " not waiting longer (a commit of theirs comes after the position, so the stream has it)",
+                    self.side,
+                    left,
+                    running,
+                    waited,
+                )
+                return
+            time.sleep(self.VISIBILITY_POLL_S)
 
     def end_position(self) -> tuple[Position, str]:
         """``[lsn, 0]`` and its ``X/Y`` text: a position the stream reaches only after every transaction committed
