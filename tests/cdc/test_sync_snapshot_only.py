@@ -121,3 +121,11 @@ def test_zero_dates_of_snapshot_and_stream_are_counted_in_sync_status(
         (3, None, None),
         (4, dt.date(2024, 5, 6), None),
     ]
+    # Only what is written counts: an update's after image (not its before image), nothing of a delete.
+    with my.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute("UPDATE dates SET t = '2024-02-03 00:00:00' WHERE id = 1")  # before: 2 zero dates, after: 1
+        cur.execute("DELETE FROM dates WHERE id = 3")  # its before image: 2
+    third = sluice("sync", str(folder), "--once", "--processes", "1")
+    assert "1 invalid date(s) written as NULL" in third.stdout, third.stdout
+    assert invalid_dates(folder) == {"dates": 1, "plain": 0}

@@ -377,6 +377,8 @@ class _Plan:
 def compile_rows(tmap: TableMap, collations: dict[int, str], invalid: InvalidDates, update: bool) -> RowsDecoder:
     """The decoder of the row images of ``tmap``'s rows events (write/delete: dicts; update: (before, after) pairs).
 
+    ``invalid`` counts the zero or invalid dates turned into None, of the after images only for an update.
+
     Raises :class:`DecodeError` for a type it cannot read (MySQL's binary JSON, old MariaDB temporal formats)."""
     namespace: dict[str, Any] = {"from_bytes": int.from_bytes}
     plans = [_plan(tmap, i, collations, invalid, namespace) for i in range(len(tmap.types))]
@@ -384,7 +386,11 @@ def compile_rows(tmap: TableMap, collations: dict[int, str], invalid: InvalidDat
     body = _row_lines(plans, names, namespace)
     lines = ["def decode(buf, p, end):", "    out = []", "    append = out.append", "    while p < end:"]
     if update:
+        # Only the after image is written: zero dates of the before image are not counted (``invalid`` set back).
+        namespace["_invalid"] = invalid
+        lines += ["        counted = _invalid.count"]
         lines += ["        " + line.replace("row =", "before =") for line in body]
+        lines += ["        _invalid.count = counted"]
         lines += ["        " + line for line in body]
         lines += ["        append((before, row))"]
     else:

@@ -315,6 +315,8 @@ class BinlogStream:
         p += 2 * width if update else width
         invalid = self.invalid.count
         rows: list[Any] = decoder(body, p, len(body))
+        if op == "d":  # a delete writes no value: its zero dates are not "written as NULL"
+            self.invalid.count = invalid
         if self.invalid.count != invalid:
             name = table.tmap.qualified
             self.invalid_by_table[name] = self.invalid_by_table.get(name, 0) + self.invalid.count - invalid
