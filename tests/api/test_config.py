@@ -3,13 +3,15 @@ checked from the file, and ``sluice validate --live`` checking tables against th
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 from api_support import DDL, execute_all
 
-from sluice.api.config_live import live_problems
+from sluice.api.config_live import live_check
 from sluice.api.security import build_gate, settings_problems
 from sluice.api.settings import ApiSettings
 from sluice.errors import ConfigError
@@ -77,8 +79,51 @@ def test_live_problems_name_patterns_that_match_nothing(tmp_path: Path) -> None:
     project, problems = parse_project(str(tmp_path))
     assert problems == [] and project is not None and project.api is not None
     spec = project.api
-    found = live_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
-    assert [p.message for p in found] == ["api: tables: 'nothing_*' matches no table or view of 'hr'"]
+    found, notes = live_check(spec.settings, spec.urls, project.root, spec.origin)
+    assert [(p.line, p.message) for p in found] == [(7, "api: tables: 'nothing_*' matches no table or view of 'hr'")]
+    assert notes == []
+
+
+def test_validate_live_points_at_the_api_entry_at_fault_and_notes_an_exclude_that_leaves_nothing_out(
+    tmp_path: Path,
+) -> None:
+    """A ``tables:`` item that matches nothing and a ``mutations:`` table that is not there, each at its own line
+    (they were at the ``api:`` line); an ``exclude:`` item that leaves nothing out, a note at its line."""
+    execute_all(f"sqlite:///{tmp_path / 'hr.db'}", DDL)
+    execute_all(f"sqlite:///{tmp_path / 'w.db'}", ["CREATE TABLE dept (id INTEGER PRIMARY KEY)"])
+    lines = [
+        "connections:",  # 1
+        "  hr: sqlite:///hr.db",
+        "  w: sqlite:///w.db",
+        "api:",
+        "  sources:",  # 5
+        "    - connection: hr",
+        "      tables:",
+        "        - employes",
+        "        - nothing_*",  # 9: matches nothing
+        "        - dept",
+        "      exclude: [employes_actifs, journal]",  # 11: each leaves nothing out
+        "  mutations:",
+        "    dept: w",
+        "    employes: w",  # 14: w has no employes
+    ]
+    (tmp_path / "sluice.yaml").write_text("\n".join(lines) + "\n")
+    command = [sys.executable, "-m", "sluice", "validate", str(tmp_path), "--live"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    where = str(tmp_path / "sluice.yaml")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("  - ")] == [
+        f"  - {where}:9: api: tables: 'nothing_*' matches no table or view of 'hr'",
+        f"  - {where}:14: api: mutations: 'w' has no table 'employes' to write",
+    ], done.stderr
+    (tmp_path / "sluice.yaml").write_text("\n".join(lines[:8] + lines[9:11]) + "\n")  # without line 9 and mutations:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line for line in done.stdout.splitlines() if line.startswith("note: ")] == [
+        f"note: {where}:10: api: exclude: '{name}' matches no table or view that tables: selects in 'hr', so it leaves "
+        "nothing out; fix the name or pattern, or remove it"
+        for name in ("employes_actifs", "journal")
+    ], done.stdout
 
 
 def test_sync_mutations_are_checked_against_syncs_roles_and_names(tmp_path: Path) -> None:
@@ -136,7 +181,7 @@ def test_live_reports_permission_columns_the_tables_lack(tmp_path: Path) -> None
     project, problems = parse_project(str(tmp_path))
     assert problems == [] and project is not None and project.api is not None
     spec = project.api
-    found = live_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
+    found, _ = live_check(spec.settings, spec.urls, project.root, spec.origin)
     assert [(p.line, p.message) for p in found] == [
         (14, "api: roles.reader: role 'reader' select on 'employes': columns names 'nocol', which is not a column of employes."),
         (

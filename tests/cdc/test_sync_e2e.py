@@ -270,17 +270,26 @@ def test_bad_configuration_fails_before_start(
 ) -> None:
     with my.cursor() as cur:
         cur.execute("CREATE TABLE nokey (a INT)")
+    name = sync_name()
     folder = project(
         tmp_path,
         f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
-        f"syncs:\n  - {{name: {sync_name()}, source: my, target: pg, tables: [emp, nokey, missing_table]}}\n",
+        f"syncs:\n  - {{name: {name}, source: my, target: pg, tables: [emp, nokey, missing_table]}}\n",
     )
+    db = mysql_db_url.rsplit("/", 1)[1]
     assert sluice("validate", str(folder)).returncode == 0  # the file alone is fine
     validate = sluice("validate", str(folder), "--live", check=False)
     assert validate.returncode == 2
     assert "'missing_table' matches no table" in validate.stderr and "nokey has no primary key" in validate.stderr
     run = sluice("sync", str(folder), "--once", check=False)
-    assert run.returncode == 2 and "missing_table" in run.stderr
+    where = folder / "sluice.yaml"
+    assert run.returncode == 2 and run.stderr.splitlines() == [  # as validate --live says it (a flow list: one line)
+        "error: 2 problems in the project:",
+        f"  - {where}:5: sync '{name}': tables entry 'missing_table' matches no table of the source (tables: {db}.dept, "
+        f"{db}.emp, {db}.nokey); fix the name or pattern",
+        f"  - {where}:5: sync '{name}': table {db}.nokey has no primary key; add one, or set no_key: insert-only or "
+        "full-row, or exclude the table",
+    ], run.stderr
     assert pg.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'emp'").fetchone() == (0,)
 
 

@@ -232,7 +232,8 @@ class SyncPasses:
             if work.resync is not None:
                 problems = runtime.preflight()
                 if problems:
-                    raise SluiceError("; ".join(problems))
+                    runtime.close()  # what the preflight opened: no run follows
+                    raise runtime.refusal(problems)
                 names = None if not work.resync else work.resync
                 work.resynced = resolve_tables(runtime.directions[0].refs, names)
                 for table in work.resynced:

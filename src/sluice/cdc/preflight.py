@@ -5,25 +5,54 @@ under ``no_key: refuse``, a ``rename:`` or ``columns:`` rule naming no table or 
 capture (:meth:`Capture.check`: binlog format, wal_level, privileges...). Each problem is a
 :class:`~sluice.errors.ConfigError` naming what to change, at the line of the entry at fault (the ``tables:`` entry
 that matches nothing, or that selects the table at fault, a pattern's included; the ``rename:`` key, the
-``columns:`` item), or at the sync's line for a server's problem.
+``columns:`` item), or at the sync's line for a server's problem. An ``exclude:`` entry that leaves nothing out
+is a note at its line, not a problem.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import NamedTuple
+
 from sluice.cdc.runtime import CaptureFactory, plugin_capture
-from sluice.cdc.tables import capture_problems
+from sluice.cdc.tables import TableProblem, capture_problems, located
 from sluice.errors import ConfigError, SluiceError
 from sluice.project.model import SyncSpec
 
 
+class LiveCheck(NamedTuple):
+    """What :func:`live_check` found, each in the order of its lines."""
+
+    problems: list[ConfigError]
+    notes: list[ConfigError]
+
+
 def live_problems(spec: SyncSpec, capture_factory: CaptureFactory = plugin_capture) -> list[ConfigError]:
     """Every live problem of ``spec``, a database that cannot be reached included, in the order of their lines."""
+    return live_check(spec, capture_factory).problems
+
+
+def live_checks(specs: Iterable[SyncSpec]) -> LiveCheck:
+    """:func:`live_check` of each of ``specs``, their problems and their notes together."""
+    problems: list[ConfigError] = []
+    notes: list[ConfigError] = []
+    for spec in specs:
+        found = live_check(spec)
+        problems += found.problems
+        notes += found.notes
+    return LiveCheck(problems, notes)
+
+
+def live_check(spec: SyncSpec, capture_factory: CaptureFactory = plugin_capture) -> LiveCheck:
+    """Every live problem of ``spec`` (:func:`live_problems`) and every note (an ``exclude:`` entry that leaves
+    nothing out)."""
     from sluice.cdc.runtime import plugin_options
 
     settings = spec.settings
     file, line = spec.origin.file, spec.origin.line
     sides = [settings.source] + ([settings.target] if settings.direction == "both" else [])
     problems: list[ConfigError] = []
+    notes: list[TableProblem] = []
     for side in sides:
         url = spec.urls[side]
         raw = dict(settings.capture) if side == settings.source else {}
@@ -34,11 +63,11 @@ def live_problems(spec: SyncSpec, capture_factory: CaptureFactory = plugin_captu
             problems.append(ConfigError(f"sync '{settings.name}': cannot reach {side}: {exc}", file, line))
             continue
         try:
-            server, tables, _, _ = capture_problems(settings, spec.urls, side, capture)
-            problems += [ConfigError(p, file, line) for p in server]
-            problems += [ConfigError(p.message, file, spec.origin.line_at(*p.at)) for p in tables]
+            found = capture_problems(settings, spec.urls, side, capture)
+            problems += located(found.problems, spec.origin)
+            notes += found.notes
         except SluiceError as exc:
             problems.append(ConfigError(str(exc), file, line))
         finally:
             capture.close()
-    return sorted(problems, key=lambda p: p.line or 0)
+    return LiveCheck(sorted(problems, key=lambda p: p.line or 0), located(notes, spec.origin))

@@ -52,11 +52,11 @@ from sluice.cdc.events import Position, TableSchema, heartbeat_topic
 from sluice.cdc.plugins import ApplyOptions
 from sluice.cdc.state import SyncState, direction_label
 from sluice.cdc.status import SyncStatus, forget_dead_applies, status_dir, write_status
-from sluice.cdc.tables import announced_ref, capture_problems, reverse_ref
-from sluice.errors import ConfigError
+from sluice.cdc.tables import announced_ref, capture_problems, located, reverse_ref
+from sluice.errors import ConfigError, SluiceError, ValidationFailed
 from sluice.plugins import Settings, registry
 from sluice.plugins.options import convert_options
-from sluice.project.model import Project
+from sluice.project.model import Origin, Project
 from sluice.urls import connection_scheme
 
 log = logging.getLogger("sluice.cdc")
@@ -119,6 +119,7 @@ class SyncRuntime:
         apply_factory: ApplyFactory = plugin_apply,
         on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
         capture_running: Callable[[], bool] | None = None,
+        origin: Origin | None = None,
     ) -> None:
         problem = partitions_problem(settings, bus.partitioned)
         if problem:
@@ -133,6 +134,12 @@ class SyncRuntime:
         self.capture_running = capture_running
         """With capture in another process (``sluice sync --processes 2``): True while it still runs; ``once``
         then waits for it before draining."""
+        self.origin = origin
+        """Where the sync is written (its :class:`~sluice.project.model.SyncSpec`'s): :meth:`preflight` places each
+        problem at the line of the entry at fault; None (a runtime built from settings alone): plain messages."""
+        self.notes: list[ConfigError] = []
+        """What :meth:`preflight` found worth a note without stopping the sync (an ``exclude:`` entry that leaves
+        nothing out), placed like its problems."""
         sides = [(settings.source, settings.target)]
         if settings.direction == "both":
             sides.append((settings.target, settings.source))
@@ -170,16 +177,29 @@ class SyncRuntime:
     def make_apply(self, side: str) -> Apply:
         return self.apply_factory(self.urls[side], self.apply_options, self.settings.name, side)
 
-    def preflight(self) -> list[str]:
-        """Problems found against the live databases (:func:`~sluice.cdc.tables.capture_problems`); resolves the tables."""
+    def preflight(self) -> list[ConfigError]:
+        """Problems found against the live databases (:func:`~sluice.cdc.tables.capture_problems`, the checks of
+        ``sluice validate --live``), each at the line of the entry at fault when the runtime has an :attr:`origin`;
+        resolves the tables and sets :attr:`notes`. A run after it does not check again; :meth:`close` closes what
+        it opened when no run follows."""
         settings = self.settings
         # Before the tables are listed: a table capture announces later is read there (ApplyDirection.discover).
         self._announced_from = {side: self.bus.end_offset(heartbeat_topic(settings.name, side)) for side, _ in self.sides}
-        server, tables, refs, namespace = capture_problems(settings, self.urls, settings.source, self.capture_of(settings.source))
-        self.directions = [Direction(settings.source, settings.target, refs, namespace)]
+        forward = capture_problems(settings, self.urls, settings.source, self.capture_of(settings.source))
+        self.directions = [Direction(settings.source, settings.target, forward.refs, forward.namespace)]
+        problems = forward.problems
         if settings.direction == "both":
-            server += capture_problems(settings, self.urls, settings.target, self.capture_of(settings.target))[0]
-        return server + [problem.message for problem in tables]
+            problems += capture_problems(settings, self.urls, settings.target, self.capture_of(settings.target)).problems
+        self.notes = located(forward.notes, self.origin)
+        return located(problems, self.origin)
+
+    def refusal(self, problems: list[ConfigError]) -> SluiceError:
+        """The error that stops the sync on :meth:`preflight`'s ``problems``: with an :attr:`origin`, a
+        :class:`~sluice.errors.ValidationFailed` listing each at its line as ``sluice validate --live`` does; without
+        one, a :class:`SyncError` joining their messages."""
+        if self.origin is None:
+            return SyncError("; ".join(problem.message for problem in problems))
+        return ValidationFailed(problems)
 
     def _reverse(self) -> Direction:
         """The target -> source direction, over the forward direction's target tables (created if missing)."""
@@ -206,7 +226,7 @@ class SyncRuntime:
         if not self.directions:
             problems = self.preflight()
             if problems:
-                raise SyncError("; ".join(problems))
+                raise self.refusal(problems)
         if self.settings.direction == "both" and len(self.directions) == 1:
             self.directions.append(self._reverse())
         until: dict[str, Position] = {}
@@ -288,11 +308,12 @@ class SyncRuntime:
     def run(self) -> SyncStatus:
         """Run until :meth:`stop` (or drained with ``once``); returns the final status. Raises the first failure;
         :class:`~sluice.cdc.capture_lock.CaptureRunning` before anything starts when another process captures
-        one of this process's sides."""
+        one of this process's sides, and :meth:`refusal` before anything starts when :meth:`preflight` (run here
+        unless it ran before) finds problems."""
         try:
             locks = self._lock_captures()
         except BaseException:
-            self._close()  # what a preflight before run opened
+            self.close()  # what a preflight before run opened
             raise
         try:
             if "." in status_suffix(self.roles, self.settings.partitions):
@@ -322,7 +343,7 @@ class SyncRuntime:
                     d.applier.join(30)
         finally:
             self.state.stop.set()
-            self._close()
+            self.close()
             for lock in locks:
                 lock.release()
         with self.state.lock:
@@ -419,7 +440,8 @@ class SyncRuntime:
         write_status(self.work_dir, status, status_suffix(self.roles, self.settings.partitions))
         return status
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close every capture and apply opened (:meth:`run` does it as it ends)."""
         for close in reversed(self._closers):
             try:
                 close()
@@ -434,7 +456,7 @@ class SyncRuntime:
             for side in {s for s, _ in self.sides}:
                 self.capture_of(side).drop()
         finally:
-            self._close()
+            self.close()
 
 
 def status_suffix(roles: set[str], partitions: int) -> str:
@@ -466,13 +488,15 @@ def host_sync(project: Project, name: str, stop: threading.Event) -> None:
 
     Uses the project's bus and writes the sync's status file like ``sluice sync`` does; while it runs,
     :func:`hosted_runtime` finds it (``api.sync_mutations`` waits on it instead of starting a second one). Raises
-    :class:`~sluice.errors.ConfigError` for an unknown name and the runtime's :class:`SyncError` when it fails.
+    :class:`~sluice.errors.ConfigError` for an unknown name, :class:`~sluice.errors.ValidationFailed` listing each
+    problem of its preflight at its line of the file (:meth:`SyncRuntime.refusal`), and the runtime's
+    :class:`SyncError` when it fails.
     """
     from sluice.bus.registry import open_bus
 
     spec = project.sync(name)
     bus = open_bus(project.resolve_bus_url(), project.root)
-    runtime = SyncRuntime(spec.settings, dict(spec.urls), bus, project.work_dir)
+    runtime = SyncRuntime(spec.settings, dict(spec.urls), bus, project.work_dir, origin=spec.origin)
 
     def stop_when_asked() -> None:
         stop.wait()

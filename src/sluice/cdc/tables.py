@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlsplit
 from sluice.cdc.base import Capture, TableRef
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import SchemaChange, TableSchema
+from sluice.errors import ConfigError
+from sluice.project.model import Origin
 from sluice.urls import connection_scheme
 
 
@@ -25,6 +27,16 @@ class TableProblem(NamedTuple):
 
     message: str
     at: tuple[str | int, ...]
+
+
+def located(problems: Sequence[TableProblem], origin: Origin | None) -> list[ConfigError]:
+    """``problems`` as :class:`~sluice.errors.ConfigError` at the line of the entry at fault in ``origin``'s file
+    (a problem at ``()``, at the sync's own line), in the order of their lines; without an origin (a runtime built
+    from settings alone), their plain messages."""
+    if origin is None:
+        return [ConfigError(problem.message) for problem in problems]
+    found = [ConfigError(problem.message, origin.file, origin.line_at(*problem.at)) for problem in problems]
+    return sorted(found, key=lambda problem: problem.line or 0)
 
 
 def matches(pattern: str, table: TableSchema) -> bool:
@@ -153,6 +165,22 @@ def resolve_tables(
     return refs, problems
 
 
+def unused_excludes(settings: SyncSettings, available: Sequence[TableSchema]) -> list[TableProblem]:
+    """A note for each ``exclude:`` entry that matches none of the tables ``tables:`` selects among ``available``:
+    harmless (it leaves nothing out), but usually a typo that lets through the table it meant to leave out."""
+    chosen = [t for t in available if any(matches(p, t) for p in settings.tables)]
+    names = ", ".join(sorted(t.qualified for t in chosen)[:20]) or "none"
+    return [
+        TableProblem(
+            f"sync '{settings.name}': exclude pattern {pattern!r} matches no table that tables: selects ({names}), so "
+            "it leaves nothing out; fix the name or pattern, or remove it",
+            ("exclude", index),
+        )
+        for index, pattern in enumerate(settings.exclude)
+        if not any(matches(pattern, t) for t in chosen)
+    ]
+
+
 def reverse_ref(ref: TableRef, target_table: TableSchema) -> TableRef:
     """The other direction of a both-ways table: read ``target_table`` (``ref``'s target), write ``ref``'s source."""
     return TableRef(
@@ -164,18 +192,30 @@ def reverse_ref(ref: TableRef, target_table: TableSchema) -> TableRef:
     )
 
 
-def capture_problems(
-    settings: SyncSettings, urls: Mapping[str, str], side: str, capture: Capture
-) -> tuple[list[str], list[TableProblem], list[TableRef], str]:
-    """What stops ``side``'s capture before it starts: ``(server problems, table problems, table refs, target namespace)``.
+class SideCheck(NamedTuple):
+    """What :func:`capture_problems` found on one side of a sync."""
+
+    problems: list[TableProblem]
+    """What stops the capture: the server's (at ``()``, the sync's line), then the table rules'."""
+    notes: list[TableProblem]
+    """What does not stop it but is likely a mistake (an ``exclude:`` entry that leaves nothing out)."""
+    refs: list[TableRef]
+    namespace: str
+    """The target namespace."""
+
+
+def capture_problems(settings: SyncSettings, urls: Mapping[str, str], side: str, capture: Capture) -> SideCheck:
+    """What stops ``side``'s capture before it starts, the tables it copies and what to note.
 
     Server problems are the capture's own checks (:meth:`Capture.check`: binlog format, ``wal_level``,
     privileges); table problems, for the sync's ``source`` side, its ``tables:`` entries resolved against the
     tables the source lists (nothing matched, no key under ``no_key: refuse``), each with the entry at fault
-    (:func:`resolve_tables`). ``sluice sync`` and ``sluice validate --live`` both ask this."""
-    server = [f"sync '{settings.name}': source {side}: {problem}" for problem in capture.check()]
+    (:func:`resolve_tables`); notes, its ``exclude:`` entries that leave nothing out (:func:`unused_excludes`).
+    ``sluice sync`` and ``sluice validate --live`` both ask this."""
+    server = [TableProblem(f"sync '{settings.name}': source {side}: {problem}", ()) for problem in capture.check()]
     namespace = settings.target_namespace or default_target_namespace(urls[settings.target])
     if side != settings.source:
-        return server, [], [], namespace
-    refs, tables = resolve_tables(settings, capture.list_tables(), namespace)
-    return server, tables, refs, namespace
+        return SideCheck(server, [], [], namespace)
+    available = capture.list_tables()
+    refs, tables = resolve_tables(settings, available, namespace)
+    return SideCheck(server + tables, unused_excludes(settings, available), refs, namespace)

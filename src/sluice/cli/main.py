@@ -125,22 +125,44 @@ def _check_live(project: Project) -> list[str]:
     """The syncs', the api: section's and Kafka's checks against their servers (``--live``); exits with every problem
     found, else returns the notes to print (a Kafka bus's topics Sluice will create, dead-letter topics the broker
     will create)."""
-    from sluice.cdc.preflight import live_problems
+    from sluice.cdc.preflight import live_checks
     from sluice.connectors.kafka_live import live_kafka
 
-    problems = [problem for spec in project.syncs for problem in live_problems(spec)]
+    syncs = live_checks(project.syncs)
+    problems, notes = list(syncs.problems), list(syncs.notes)
     kafka = live_kafka(project)
     problems += kafka.problems
     if project.api is not None:
-        from sluice.api.config_live import live_problems as api_problems
+        from sluice.api.config_live import live_check
 
         spec = project.api
-        problems += api_problems(spec.settings, spec.urls, project.root, spec.origin.file, spec.origin.line)
+        api_problems, api_notes = live_check(spec.settings, spec.urls, project.root, spec.origin)
+        problems += api_problems
+        notes += api_notes
     if problems:
         problems.sort(key=lambda p: (p.source or "", p.line or 0))  # in file order, whichever check found them
         click.echo(f"error: {ValidationFailed(problems)}", err=True)
         sys.exit(USER_ERROR)
-    return kafka.notes
+    notes.sort(key=lambda p: (p.source or "", p.line or 0))
+    return [str(note) for note in notes] + kafka.notes
+
+
+def _check_hosted_syncs(project: Project, names: tuple[str, ...]) -> None:
+    """``sluice serve --sync NAME``: each a sync of the project, checked against its databases before the server
+    starts, as ``sluice sync`` checks it (:func:`~sluice.cdc.preflight.live_check`): exits 2 with every problem at its
+    line, else prints the notes."""
+    from sluice.cdc.preflight import live_checks
+
+    try:
+        specs = [project.sync(name) for name in dict.fromkeys(names)]
+    except ConfigError as exc:  # no such sync
+        _fail(f"--sync: {exc}")
+    found = live_checks(specs)
+    if found.problems:
+        click.echo(f"error: {ValidationFailed(found.problems)}", err=True)
+        sys.exit(USER_ERROR)
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 def _plan_action(action: str, streaming: bool) -> str:
@@ -528,6 +550,7 @@ def serve(
     if not 0 <= port <= 65535:
         _fail(f"--port must be between 0 and 65535, got {port}")
     _check_simulation(project, path, delay_scale, fail_ids)
+    _check_hosted_syncs(project, syncs)
     try:
         token = control_token(project)  # sluice.yaml's serve: source, else SLUICE_CONTROL_TOKEN
     except ConfigError as exc:  # a source named but giving no token: refuse rather than serve the endpoints open

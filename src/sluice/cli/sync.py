@@ -26,7 +26,9 @@ from sluice.project.load import load_project
 from sluice.project.model import Project, SyncSpec
 
 if TYPE_CHECKING:
+    from sluice.bus.base import Bus
     from sluice.cdc.child_metrics import ChildMetrics
+    from sluice.cdc.runtime import SyncRuntime
     from sluice.cdc.status import SyncStatus
 
 USER_ERROR = 2
@@ -211,13 +213,14 @@ def run(
         console.print(f"snapshot {table} ({direction}): {rows:,}{of} rows{rate}", highlight=False)
 
     bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
-    roles = ("capture", "apply") if role == "both" else (role,)
+    split = _split(processes, role, spec)
+    # Capture and apply are each bound to one core by Python's GIL: split, capture runs in a child process.
+    roles = ("apply",) if split else ("capture", "apply") if role == "both" else (role,)
     finite = once or spec.settings.snapshot == "initial_only"  # the run ends by itself: a child may end first
     child: subprocess.Popen[bytes] | None = None
     figures: ChildMetrics | None = None
-    if _split(processes, role, spec):
+    if split:
         from sluice.cdc.capture_lock import capture_holder
-        from sluice.cdc.child_metrics import ChildMetrics
 
         sides = [spec.settings.source] + ([spec.settings.target] if spec.settings.direction == "both" else [])
         refusal = next(filter(None, (capture_holder(project.work_dir, spec.settings.name, s) for s in sides)), None)
@@ -225,19 +228,6 @@ def run(
             bus.close()
             click.echo(f"error: {refusal}", err=True)
             sys.exit(USER_ERROR)
-        # Capture and apply are each bound to one core by Python's GIL: run capture in a child process.
-        command = [sys.executable, "-m", "sluice", "sync", "run", path, "--name", spec.settings.name, "--role", "capture"]
-        command += ["--processes", "1", "--log-level", log_level]
-        command += (["--once"] if once else []) + (["--resnapshot"] if resnapshot else [])
-        command += ["--bus", bus_url] if bus_url else []
-        child = subprocess.Popen(
-            command,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            env={**os.environ, CAPTURE_CHILD_ENV: "1"},
-        )
-        # The child serves no metrics: this process exports its capture figures (read from its status file).
-        figures = ChildMetrics(project.work_dir, spec.settings.name, child.pid, lambda d, t: runtime.state.stopped(d, t))
-        roles = ("apply",)
     runtime = SyncRuntime(
         spec.settings,
         dict(spec.urls),
@@ -245,10 +235,10 @@ def run(
         project.work_dir,
         roles=roles,
         once=once,
-        resnapshot=resnapshot and child is None,
+        resnapshot=resnapshot and not split,
         workers=workers,
         on_progress=progress,
-        capture_running=None if child is None else _watch_child(child, finite, lambda: runtime.stop(), figures),
+        origin=spec.origin,
     )
 
     stopping = os.environ.get(CAPTURE_CHILD_ENV) == "1"  # a capture child: its parent says it (once)
@@ -267,6 +257,23 @@ def run(
     parent_pid = os.getppid()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    preflight(runtime, bus, path)  # before the child starts
+    if split and not runtime.state.stop.is_set():  # not stopped during the preflight
+        from sluice.cdc.child_metrics import ChildMetrics
+
+        command = [sys.executable, "-m", "sluice", "sync", "run", path, "--name", spec.settings.name, "--role", "capture"]
+        command += ["--processes", "1", "--log-level", log_level]
+        command += (["--once"] if once else []) + (["--resnapshot"] if resnapshot else [])
+        command += ["--bus", bus_url] if bus_url else []
+        child = subprocess.Popen(
+            command,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            env={**os.environ, CAPTURE_CHILD_ENV: "1"},
+        )
+        # The child serves no metrics: this process exports its capture figures (read from its status file).
+        figures = ChildMetrics(project.work_dir, spec.settings.name, child.pid, lambda d, t: runtime.state.stopped(d, t))
+        runtime.capture_running = _watch_child(child, finite, lambda: runtime.stop(), figures)
+
     try:
         shown_roles = ", ".join(roles) + (f"; capture in process {child.pid}" if child is not None else "")
         if os.environ.get(CAPTURE_CHILD_ENV) != "1":  # the parent's line names the child already
@@ -290,6 +297,29 @@ def run(
         click.echo(line, err=True)
     console.print(summary)
     sys.exit(1 if problems else 0)
+
+
+def preflight(runtime: SyncRuntime, bus: Bus, path: str) -> None:
+    """Check the sync against its databases before anything starts (:meth:`SyncRuntime.preflight`, the checks of
+    ``sluice validate --live``): on problems, exit 2 with each at its line as validate prints them; else print the
+    notes (not in a capture child: its parent printed them)."""
+    from sluice.cdc.capture_lock import CAPTURE_CHILD_ENV
+
+    try:
+        problems = runtime.preflight()
+    except SluiceError as exc:  # a server that cannot be reached
+        runtime.close()
+        bus.close()
+        click.echo(f"error: {with_path(str(exc), path)}", err=True)
+        sys.exit(USER_ERROR)
+    if problems:
+        runtime.close()
+        bus.close()
+        click.echo(f"error: {runtime.refusal(problems)}", err=True)
+        sys.exit(USER_ERROR)
+    if os.environ.get(CAPTURE_CHILD_ENV) != "1":
+        for note in runtime.notes:
+            click.echo(f"note: {note}", err=True)
 
 
 def child_failed(code: int) -> str:

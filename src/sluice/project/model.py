@@ -38,7 +38,8 @@ SCHEMA_EVOLUTIONS: tuple[str, ...] = ("strict", "widen")
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a definition came from, for error messages. ``keys``: the line of each of its keys; ``paths``, when
-    kept (a sync's), the line of each key and list item inside it (:func:`~sluice.project.yaml_tree.path_lines`)."""
+    kept (a sync's, the ``api:`` section's), the line of each key and list item inside it
+    (:func:`~sluice.project.yaml_tree.path_lines`)."""
 
     file: str
     line: int | None = None

@@ -152,7 +152,8 @@ class _Reader(ObjectsReader, StagesReader):
             return None
         used = [s.connection for s in settings.sources] + list(settings.mutations.values())
         keys = tuple(raw.key_lines.items()) if isinstance(raw, YamlMap) else ()
-        return ApiSpec(settings, Origin(self.file, line, keys), {name: urls[name] for name in used if name in urls})
+        origin = Origin(self.file, line, keys, tuple(path_lines(raw).items()))
+        return ApiSpec(settings, origin, {name: urls[name] for name in used if name in urls})
 
     def syncs(self, raw: Any, line: int | None, bus: str = "") -> tuple[SyncSpec, ...]:
         """The ``syncs:`` list: each entry's keys, connections, plugins and plugin options, names unique;

@@ -173,6 +173,8 @@ class SyncHost:
     def _run(self, hook: HostFunction, name: str) -> None:
         try:
             hook(self.project, name, self._stop)
+        except SluiceError as exc:  # the user's to fix (each preflight problem at its line): no traceback
+            log.error("sync %s stopped: %s", name, exc)
         except Exception:
             log.exception("sync %s stopped with an error", name)
 
