@@ -601,15 +601,17 @@ def narrow_emp_widen_dept(my: Any) -> None:
 
 
 def test_varchar_narrowed_while_the_sync_runs_stops_the_table_and_a_longer_one_widens_in_place(
-    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``VARCHAR(40) -> VARCHAR(20)`` is a narrowing (the length is not in the logical type ``string``): the table
     stops with the resync advice instead of PostgreSQL's truncating ``USING name::varchar(20)``; ``VARCHAR(40) ->
-    VARCHAR(80)`` on the other table is applied in place and a longer value flows."""
+    VARCHAR(80)`` on the other table is applied in place and a longer value flows. The line logged for the stop
+    names the project as the user did (``sluice sync PATH``), not ``PATH``."""
     urls = {"my": mysql_db_url, "pg": pg_db_url}
     sync = settings(sync_name())
     with embedded_bus(sync, urls, tmp_path) as bus:
         rt = SyncRuntime(sync, urls, bus, tmp_path)
+        rt.state.shown_path = "my project"
         thread, out = run_in_thread(rt)
         try:
             wait_for(lambda: equal(my, pg))
@@ -621,6 +623,9 @@ def test_varchar_narrowed_while_the_sync_runs_stops_the_table_and_a_longer_one_w
             thread.join(30)
     assert not thread.is_alive(), "the runtime did not stop within 30 s"
     emp_stopped_dept_widened(out[0], pg, mysql_db_url, "varchar(40)")
+    [stopped] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "stopped" in r.getMessage()]
+    assert f"run `sluice sync resync 'my project' {urlsplit_db(mysql_db_url)}.emp` to copy" in stopped, stopped
+    assert "PATH" not in stopped, stopped
 
 
 def emp_stopped_dept_widened(status: SyncStatus, pg: psycopg.Connection[Any], mysql_db_url: str, before: str) -> None:

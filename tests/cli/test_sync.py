@@ -45,7 +45,7 @@ def test_summary_without_dead_letters_stays_short_and_errors_name_the_command() 
 
 
 def test_an_error_that_names_the_resync_is_not_told_twice_and_commands_name_the_project() -> None:
-    from sluice.cli.sync import with_path
+    from sluice.cdc.status import with_path
 
     error = "table public.t: cannot change column id in place; run `sluice sync resync PATH app.t` (PATH: the project) to copy"
     status = SyncStatus(
@@ -141,6 +141,23 @@ def test_status_of_a_killed_process_says_not_running(tmp_path: Path) -> None:
     shown = CliRunner().invoke(cli, ["sync", "status", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     assert f"sync s1: not running (pid {pid} gone; one-way, updated" in shown.output
+
+
+def test_status_writes_the_resync_advice_of_a_stopped_table_for_the_project_named(tmp_path: Path) -> None:
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  my: mysql://u:p@127.0.0.1:1/shop\n  pg: postgresql://u@127.0.0.1:1/wh\n"
+        "syncs:\n  - {name: s1, source: my, target: pg, tables: [customers]}\n"
+    )
+    error = (
+        "table public.customers: cannot change column id in place; "
+        "run `sluice sync resync PATH shop.customers` (PATH: the project) to copy"
+    )
+    table = TableStatus("shop.customers", "public.customers", "my -> pg", state="error", error=error)
+    write_status(tmp_path / ".sluice", SyncStatus(name="s1", source="my", target="pg", direction="one-way", tables=[table]))
+    shown = CliRunner().invoke(cli, ["sync", "status", str(tmp_path)], terminal_width=400)
+    assert shown.exit_code == 0, shown.output
+    assert f"sluice sync resync {tmp_path} shop.customers" in " ".join(shown.output.split()), shown.output
+    assert "PATH" not in shown.output
 
 
 def test_resync_both_ways_refuses_the_target_sides_copy_of_a_table(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ from sluice.cdc.events import (
 )
 from sluice.cdc.partitions import barrier_id, ensure_partitions, is_table_wide
 from sluice.cdc.state import SyncState
+from sluice.cdc.status import with_path
 from sluice.errors import BusError
 
 log = logging.getLogger("sluice.cdc.apply")
@@ -320,7 +321,8 @@ class ApplyDirection(PartitionSteps):
         a partitioned table stop one by one). Unless ``error`` is transient, the stop is recorded in the target
         (through ``apply``, else a connection of its own) so that a restart keeps the table stopped."""
         if not table.error:
-            log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, error)
+            shown = with_path(str(error), self.state.shown_path)
+            log.error("sync %s: table %s stopped: %s", self.sync, table.ref.source.qualified, shown)
         table.error, table.moved_to_resync = str(error), False
         self.state.set_state(self.direction, table.ref.source.qualified, "error", str(error))
         if not error.transient:
@@ -359,7 +361,7 @@ class ApplyDirection(PartitionSteps):
         table.restored = True
         if not error:
             return
-        log.warning("sync %s: table %s is still stopped: %s", self.sync, name, error)
+        log.warning("sync %s: table %s is still stopped: %s", self.sync, name, with_path(error, self.state.shown_path))
         if table.partitions == 1:
             table.scan_from, table.next_scan = self.bus.committed(self.group, table.topic) or 0, 0.0
             self._find_resync(table)  # before the error shows: ``drained`` waits for a marker found now

@@ -45,6 +45,9 @@ class SyncState:
         """Per ``(direction, table, partition)``: commit time of the last change applied."""
         self.idle: dict[tuple[str, str, int], bool] = {}
         self.positions: dict[tuple[str, str, int], str] = {}
+        self.shown_path = "PATH"
+        """The project as the user named it (``sluice sync PATH``), written into the advice of the errors this
+        process logs (:func:`~sluice.cdc.status.with_path`); the errors stored keep ``PATH``."""
 
     @property
     def name(self) -> str:

@@ -19,6 +19,8 @@ A file of another host is taken as it says.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -87,6 +89,14 @@ def status_dir(work_dir: Path) -> Path:
 def status_file(work_dir: Path, name: str, role_suffix: str = "") -> Path:
     """``syncs/<name>[.<role_suffix>].json``: where :func:`write_status` writes the status of sync ``name``."""
     return status_dir(work_dir) / (f"{name}.{role_suffix}.json" if role_suffix else f"{name}.json")
+
+
+def with_path(message: str, path: str) -> str:
+    """``message`` with the ``sluice sync`` commands it advises written for the project at ``path`` (shell-quoted):
+    the sync's modules write ``PATH``, explained as "(PATH: the project)", in the errors they store (the target's
+    stop record, the status file), which any process may show; the processes that know the path show it."""
+    shown = shlex.quote(path)
+    return re.sub(r"(sluice sync (?:resync )?)PATH\b", lambda m: m.group(1) + shown, message.replace(" (PATH: the project)", ""))
 
 
 def write_status(work_dir: Path, status: SyncStatus, role_suffix: str = "") -> Path:

@@ -7,7 +7,6 @@ so ``sluice sync PATH --once`` and ``sluice sync status PATH`` both read natural
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import msgspec
 
+from sluice.cdc.status import with_path
 from sluice.cli.tuning import tune_gc
 from sluice.errors import ConfigError, SluiceError, ValidationFailed
 from sluice.observability.logs import setup_logging
@@ -240,6 +240,7 @@ def run(
         on_progress=progress,
         origin=spec.origin,
     )
+    runtime.state.shown_path = path  # the resync advice of a stopped table's log line names this project
 
     stopping = os.environ.get(CAPTURE_CHILD_ENV) == "1"  # a capture child: its parent says it (once)
 
@@ -328,13 +329,6 @@ def child_failed(code: int) -> str:
     return f"\nerror: the capture process exited with status {code} (its message is above)"
 
 
-def with_path(message: str, path: str) -> str:
-    """``message`` with the ``sluice sync`` commands it advises written for the project at ``path`` (the sync's
-    modules write ``PATH``, explained as "(PATH: the project)")."""
-    shown = shlex.quote(path)
-    return re.sub(r"(sluice sync (?:resync )?)PATH\b", lambda m: m.group(1) + shown, message.replace(" (PATH: the project)", ""))
-
-
 def final_report(
     status: SyncStatus, namespace: str = "sluice_cdc", *, captured_only: bool = False, path: str = "PATH"
 ) -> tuple[list[str], str]:
@@ -396,11 +390,12 @@ def status(path: str, name: str | None, as_json: bool) -> None:
         click.echo(msgspec.json.encode(found[0] if len(specs) == 1 else found).decode())
         return
     for current in found:
-        _print_status(current)
+        _print_status(current, path)
 
 
-def _print_status(current: SyncStatus) -> None:
-    """One sync's status: a line for the process, a table of its tables."""
+def _print_status(current: SyncStatus, path: str) -> None:
+    """One sync's status: a line for the process, a table of its tables (their errors' advice written for the
+    project at ``path``)."""
     from rich.table import Table
 
     from sluice.cli.progress import make_console
@@ -420,7 +415,7 @@ def _print_status(current: SyncStatus) -> None:
         table.add_row(
             t.direction,
             f"{t.source_table} -> {t.target_table}",
-            t.state + (f": {t.error}" if t.error else ""),
+            t.state + (f": {with_path(t.error, path)}" if t.error else ""),
             t.position,
             "" if t.lag_s is None else f"{t.lag_s:.1f}",
             _counts(t.applied),
