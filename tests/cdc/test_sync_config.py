@@ -79,6 +79,17 @@ def test_every_problem_has_its_line(tmp_path: Path) -> None:
     assert "21: sync 'c' is defined twice (also at line 16)" in text
 
 
+def test_an_option_against_the_direction_is_reported_with_the_sync_s_other_problems(tmp_path: Path) -> None:
+    """A wrong value elsewhere in the sync does not hide it until a second validate (a trial needed three rounds)."""
+    found = problems(
+        tmp_path,
+        "syncs:\n  - {name: a, source: hr, target: warehouse, tables: [t], conflicts: newer-wins, snapshot: initialy}\n",
+    )
+    messages = [message for _, message in found]
+    assert any("conflicts: newer-wins applies to direction: both only" in m for m in messages), messages
+    assert any("snapshot: invalid enum value 'initialy'" in m for m in messages), messages
+
+
 def test_a_project_of_syncs_only_needs_no_objects(tmp_path: Path) -> None:
     found = problems(tmp_path, "syncs:\n  - {name: a, source: hr, target: warehouse, tables: [t]}\n")
     assert found == []

@@ -208,9 +208,11 @@ class _Reader(ObjectsReader, StagesReader):
                         settings = msgspec.structs.replace(settings, **{kind: plain(nested)})
             if settings is not None and settings.partitions > 1 and connection_scheme(bus or "sqlite://") != "kafka":
                 self.problem(partitions_problem(settings, partitioned=False), mapping.line_of("partitions"))
-            if settings is not None:
-                for message, key in direction_problems(settings, given=set(mapping)):
-                    self.problem(message, mapping.line_of(key))
+            # With other options wrong (reported above), the keys these checks read are checked alone, so one
+            # validate reports both kinds of problems.
+            view = settings or _direction_view(mapping)
+            for message, key in direction_problems(view, given=set(mapping)) if view is not None else ():
+                self.problem(message, mapping.line_of(key))
             if settings is not None:
                 keys, paths = tuple(mapping.key_lines.items()), tuple(path_lines(mapping).items())
                 result.append(SyncSpec(settings, Origin(self.file, mapping.line, keys, paths), urls))
@@ -300,3 +302,15 @@ def read_yaml_project(path: Path) -> tuple[Project | None, list[ConfigError]]:
 
 
 __all__ = ["read_yaml_project"]
+
+
+_DIRECTION_KEYS = ("name", "source", "target", "tables", "direction", "conflicts", "columns")
+
+
+def _direction_view(mapping: YamlMap) -> SyncSettings | None:
+    """The sync's settings from only the keys :func:`~sluice.cdc.config.direction_problems` reads (the others left at
+    their defaults), or None when those are not valid either (their own problems are reported)."""
+    try:
+        return msgspec.convert({key: plain(mapping[key]) for key in _DIRECTION_KEYS if key in mapping}, SyncSettings)
+    except msgspec.ValidationError:
+        return None
