@@ -9,6 +9,7 @@ Server requirements and the type map: ``docs/cdc/mysql.md``.
 
 from __future__ import annotations
 
+import re
 import socket
 import zlib
 from collections.abc import Iterator, Sequence
@@ -77,12 +78,14 @@ def server_problems(settings: dict[str, str], grants: list[str]) -> list[str]:
                 f"or SET GLOBAL {name}={wanted}"
             )
     text = " ".join(grants).upper()
+    # The grantee as SHOW GRANTS names it (`user`@`host`), for a GRANT the administrator can paste.
+    user = next((found[1] for line in grants if (found := re.search(r"\bTO\s+(\S+)", line))), "<user>")
     if "ALL PRIVILEGES ON *.*" not in text:
         if "REPLICATION SLAVE" not in text:
-            problems.append("the user lacks REPLICATION SLAVE: GRANT REPLICATION SLAVE ON *.* TO <user>")
+            problems.append(f"the user lacks REPLICATION SLAVE: GRANT REPLICATION SLAVE ON *.* TO {user}")
         if "REPLICATION CLIENT" not in text and "BINLOG MONITOR" not in text:
             problems.append(
-                "the user lacks REPLICATION CLIENT (MariaDB 10.5+: BINLOG MONITOR): GRANT REPLICATION CLIENT ON *.* TO <user>"
+                f"the user lacks REPLICATION CLIENT (MariaDB 10.5+: BINLOG MONITOR): GRANT REPLICATION CLIENT ON *.* TO {user}"
             )
     return problems
 
