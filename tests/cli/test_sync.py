@@ -110,6 +110,8 @@ def test_resync_refuses_a_name_the_sync_does_not_have_and_completes_a_short_one(
     assert "sync 's1' has no table 'tester_shop.custmers'" in refused.output
     assert "Did you mean 'tester_shop.customers'?" in refused.output
     assert runner.invoke(cli, ["sync", "resync", str(tmp_path), "nosuch"]).exit_code != 0
+    short = runner.invoke(cli, ["sync", "resync", str(tmp_path), "custmers"])  # a short name is compared with short ones
+    assert short.exit_code != 0 and "Did you mean 'customers'?" in short.output, short.output
     assert resync_requests(work, "s1") == []
     done = runner.invoke(cli, ["sync", "resync", str(tmp_path), "customers"])
     assert done.exit_code == 0, done.output

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 from sluice.cdc.base import Capture, TableRef
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.events import SchemaChange, TableSchema
-from sluice.errors import ConfigError
+from sluice.errors import ConfigError, did_you_mean
 from sluice.project.model import Origin
 from sluice.urls import connection_scheme
 
@@ -115,9 +115,10 @@ def resolve_tables(
     names = ", ".join(sorted(t.qualified for t in available)[:20]) or "none"
     for index, pattern in enumerate(settings.tables):
         if not any(matches(pattern, t) for t in available):
+            close = did_you_mean(pattern, [t.qualified if "." in pattern else t.name for t in available])
             message = (
                 f"sync '{settings.name}': tables entry {pattern!r} matches no table of the source (tables: {names}); "
-                "fix the name or pattern"
+                "fix the name or pattern" + (f".{close}" if close else "")
             )
             problems.append(TableProblem(message, ("tables", index)))
     targets: dict[str, str] = {}
