@@ -153,7 +153,12 @@ def resolve_tables(
     for what, mapping in (("rename", settings.rename), ("columns", settings.columns)):
         for key in mapping:
             if not any(key in (t.name, t.qualified) for t in chosen):
-                message = f"sync '{settings.name}': {what} names {key!r}, which is not one of the synced tables"
+                synced = ", ".join(sorted(t.qualified for t in chosen)[:20]) or "none"
+                close = did_you_mean(key, [t.qualified if "." in key else t.name for t in chosen])
+                message = (
+                    f"sync '{settings.name}': {what} names {key!r}, which is not one of the synced tables ({synced}); "
+                    f"fix the name, add the table to tables:, or remove the entry{'.' + close if close else ''}"
+                )
                 problems.append(TableProblem(message, (what, key)))
     if settings.direction == "both":
         for ref in refs:
