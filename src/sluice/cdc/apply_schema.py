@@ -16,14 +16,17 @@ target's old key behind (which refuses every upsert by the new key). In place ra
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
 from sluice.cdc.apply_common import cannot_alter, default_clause, describe, target_narrows, widens
 from sluice.cdc.base import SyncError, TableRef
-from sluice.cdc.events import Column, SchemaChange
+from sluice.cdc.events import RESTART, Column, SchemaChange
+
+log = logging.getLogger("sluice.cdc.apply")
 
 
 class SchemaSteps(ABC):
@@ -100,16 +103,41 @@ class SchemaSteps(ABC):
         dropped = set(table.drop)
         old = {column.name: column for column in table.source.columns}
         new = {column.name: column for column in change.schema.columns}
-        for before, after in change.renamed.items():
+        renamed = dict(change.renamed)
+        if change.change == RESTART:
+            columns = [(c.name, self._type_of(table, c)) for c in change.schema.columns if c.name not in dropped]
+            for before, after in matched_renames(present, columns, self._same_type).items():
+                log.warning(
+                    "table %s: target column %s renamed %s: gone from the source and %s new at its place with its type "
+                    "(a rename made while the sync was stopped)",
+                    table.source.qualified,
+                    before,
+                    after,
+                    after,
+                )
+                renamed.setdefault(before, after)
+        for before, after in renamed.items():
             if before in present and after not in present and before not in dropped and after in new:
                 self._alter(table, "rename", msgspec.structs.replace(new[after], name=before), after)
                 present[after] = present.pop(before)
             if before in old:
                 old[after] = msgspec.structs.replace(old.pop(before), name=after)
+        gone = [name for name in present if name not in new and name not in dropped]
         for column in change.schema.columns:
             if column.name in dropped:
                 continue
             if column.name not in present:
+                if gone and not resync:
+                    log.warning(
+                        "table %s: column %s added to the target without values while %s %s: if it is %s renamed, "
+                        "run 'sluice sync resync PATH %s' to copy the values",
+                        table.source.qualified,
+                        column.name,
+                        ", ".join(gone),
+                        "is dropped" if table.drop_columns == "drop" else "is kept",
+                        " or ".join(gone),
+                        table.source.qualified,
+                    )
                 self._alter(table, "add", column)
                 continue
             previous = old.get(column.name)
@@ -146,6 +174,41 @@ class SchemaSteps(ABC):
     @abstractmethod
     def _type_of(self, table: TableRef, column: Column) -> str:
         """The target type of ``column`` in ``table`` (masked columns included)."""
+
+
+def matched_renames(
+    present: dict[str, str], wanted: list[tuple[str, str]], same_type: Callable[[str, str], bool]
+) -> dict[str, str]:
+    """Target columns the source no longer has, paired with source columns the target lacks: ``old -> new`` when the
+    two are at the same place (after the same column both sides have, or both first) with the same type and neither
+    has another such partner. ``present``: the target's columns in order, name -> type; ``wanted``: the source's
+    columns the target gets, in order, ``(name, target type)``.
+
+    >>> matched_renames({"id": "int", "name": "text", "n": "int"}, [("id", "int"), ("label", "text")], str.__eq__)
+    {'name': 'label'}
+    """
+    names = {name for name, _ in wanted}
+    common = names & set(present)
+
+    def places(order: list[str]) -> dict[str, str]:
+        anchor, out = "", {}
+        for name in order:
+            if name in common:
+                anchor = name
+            else:
+                out[name] = anchor
+        return out
+
+    gone_at = places(list(present))
+    came_at = places([name for name, _ in wanted])
+    types = dict(wanted)
+    pairs: dict[str, list[str]] = {}
+    partners: dict[str, int] = {}
+    for came, anchor in came_at.items():
+        pairs[came] = [g for g, at in gone_at.items() if at == anchor and same_type(present[g], types[came])]
+        for gone in pairs[came]:
+            partners[gone] = partners.get(gone, 0) + 1
+    return {found[0]: came for came, found in pairs.items() if len(found) == 1 and partners[found[0]] == 1}
 
 
 def _with_schema(table: TableRef, change: SchemaChange) -> TableRef:

@@ -139,6 +139,12 @@ class Capture(ABC):
     whole (no echo).
     """
 
+    ddl_in_stream: bool = True
+    """Whether :meth:`stream` reports each DDL where it happened (MariaDB/MySQL: the binlog's statements). When not
+    (PostgreSQL: logical decoding carries none), a change made while capture was stopped shows only in the schema
+    read at start: the runtime publishes that schema first (a ``restart`` :class:`~sluice.cdc.events.SchemaChange`
+    per table) and apply reconciles the target with it."""
+
     @abstractmethod
     def check(self) -> list[str]:
         """Problems that stop capture before it starts, each naming the server setting to change. Empty: ready."""

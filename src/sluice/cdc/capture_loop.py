@@ -51,7 +51,9 @@ from sluice.cdc.checkpoint import SnapshotProgress, TableProgress, last_heartbea
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.conflicts import LocalVersions
 from sluice.cdc.events import (
+    RESTART,
     ChangeEvent,
+    Event,
     Heartbeat,
     Position,
     SchemaChange,
@@ -327,6 +329,8 @@ class CaptureSide:
             with self.state.lock:  # unless apply in this process stopped it (or kept an earlier run's stop)
                 if name not in self.failed and self.state.table(self.direction, name).state != "error":
                     self.state.set_state(self.direction, name, "streaming")
+        if not self.capture.ddl_in_stream:
+            self._publish_restart(start)
         if self.until is not None and start >= self.until:
             # Nothing to read (``--once``): the source was set up by ``Capture.prepare`` before ``until`` was read.
             self._checkpoint(force=True)
@@ -360,6 +364,27 @@ class CaptureSide:
                 next_resync_check = time.monotonic() + 1.0
                 if self._handle_resyncs() and self._snapshot_cut_short():
                     return  # a stop cut a resync's snapshot short: its table's stream waits for the restart
+
+    def _publish_restart(self, start: Position) -> None:
+        """Publish each table's schema as read at start (a :data:`RESTART` :class:`SchemaChange`) ahead of its
+        stream, for a source whose stream carries no DDL (:attr:`Capture.ddl_in_stream`): a change made while the
+        sync was stopped is in no row change still to come (a rename with no write after it) or shows in them
+        only as the new shape, so apply compares the target with this schema first and recognises a rename
+        (:meth:`~sluice.cdc.apply_schema.SchemaSteps.apply_schema`). Stamped with the wall time, so two restarts
+        at one position are two events (the barrier of a partitioned table tells them apart)."""
+        source = Source(
+            connector="",
+            name=self.side,
+            position=start,
+            position_text=self.position_text,
+            commit_ts_us=time.time_ns() // 1000,
+            origin=f"{self.sync}/{self.side}",
+        )
+        events: list[Event] = [
+            SchemaChange(name, ref.source, RESTART, source) for name, ref in self.refs.items() if name not in self.failed
+        ]
+        if events:
+            self._publish(ChangeBatch(events, start, self.position_text))
 
     def _count_invalid_dates(self, batch: ChangeBatch) -> None:
         """Count the zero or invalid dates ``batch`` turned into NULL against their tables (status, metric); a

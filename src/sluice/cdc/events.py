@@ -188,13 +188,20 @@ def version_id(event: ChangeEvent) -> str:
     return f"{event.source.name}:{','.join(map(str, event.source.position))}"
 
 
+RESTART = "restart"
+"""The :attr:`SchemaChange.change` of a table's schema as read when capture started, published ahead of its stream by
+a capture whose stream carries no DDL (:attr:`sluice.cdc.base.Capture.ddl_in_stream`, PostgreSQL)."""
+
+
 class SchemaChange(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="kind", tag="schema"):
     """A table's schema as of ``source.position``: published when capture first sees the table and after each DDL.
 
     ``change`` says what happened (``create``, ``add_column``, ``alter_column``, ``rename_column``,
     ``drop_column``, ``rename_table``, ``drop_table``, ``other``; ``resync``: not a DDL but the marker capture
     publishes before a resync's snapshot rows, so apply in another process empties the table first, see
-    :mod:`sluice.cdc.apply_loop`); ``ddl`` is the statement when known.
+    :mod:`sluice.cdc.apply_loop`; ``restart``: :data:`RESTART`, the schema read at start, which apply compares
+    with the target, a column gone and one new at the same place with the same type taken for a rename made
+    while the sync was stopped); ``ddl`` is the statement when known.
     ``renamed`` maps old column names to new ones for a rename.
     """
 

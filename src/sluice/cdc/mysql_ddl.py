@@ -99,12 +99,17 @@ def _split_list(text: str) -> list[str]:
 
 def classify(old: TableSchema | None, new: TableSchema, renamed: dict[str, str]) -> tuple[str, dict[str, str]]:
     """``(change kind, column renames)`` between ``old`` and ``new``: rename_column, drop_column, add_column,
-    alter_column (a type, nullability or key change), or other (nothing visible changed)."""
+    alter_column (a type, nullability or key change), or other (nothing visible changed).
+
+    A rename of the statement (``renamed``) counts whenever ``new`` has the new name and not the old one, even
+    when ``old`` has the new name already: ``old`` is the schema the stream knows, which for the first DDL after a
+    restart is the catalog read at start, after a DDL made while the sync was stopped. Dropped from the change, the
+    rename left apply to drop the target's column and add the new one empty."""
     if old is None:
         return "create", {}
     old_columns = {column.name: column for column in old.columns}
     new_columns = {column.name: column for column in new.columns}
-    renames = {a: b for a, b in renamed.items() if a in old_columns and b in new_columns and a not in new_columns}
+    renames = {a: b for a, b in renamed.items() if b in new_columns and a not in new_columns}
     if renames:
         return "rename_column", renames
     if set(old_columns) - set(new_columns):

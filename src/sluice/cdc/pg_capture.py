@@ -56,6 +56,9 @@ def default_slot(sync: str, side: str) -> str:
 class PostgresCapture(Capture):
     """Capture of one PostgreSQL database. See the module docstring; options: :class:`PostgresCaptureOptions`."""
 
+    ddl_in_stream = False
+    """Logical decoding carries no DDL: a rename made while the sync was stopped is in no row the slot still holds."""
+
     PEEK_ROWS = 100_000
     """``upto_nchanges`` of one peek (wal2json rows; a transaction is never cut, so one peek may return more)."""
     BATCH_EVENTS = 5_000
