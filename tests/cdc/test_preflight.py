@@ -204,3 +204,20 @@ def test_live_problems_of_a_postgresql_source_are_at_their_entries(mysql_db_url:
         (10, "table public.audit_trail has no primary key"),
         (11, "tables entry 'nothing_here' matches no table of the source (tables: public.audit_trail, public.emp)"),
     ], found
+
+
+def test_a_wrong_password_is_at_the_key_naming_the_connection_in_words(mysql_db_url: str, pg_db_url: str, tmp_path: Path) -> None:
+    """Not the driver's ``(1045, "...")`` tuple at the sync's line (a trial found it so)."""
+    scheme, rest = mysql_db_url.split("://", 1)
+    userinfo, hostpart = rest.rsplit("@", 1)
+    wrong = f"{scheme}://{userinfo.split(':', 1)[0]}:not-the-password@{hostpart}"
+    (tmp_path / "sluice.yaml").write_text(
+        f"connections:\n  my: {wrong}\n  pg: {pg_db_url}\nsyncs:\n  - name: sync_{uuid.uuid4().hex[:8]}\n"
+        "    source: my\n    target: pg\n    tables: [emp]\n"
+    )
+    done = sluice_validate_live(tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [problem] = [line for line in done.stderr.splitlines() if line.startswith("  - ")]
+    assert problem.startswith(f"  - {tmp_path / 'sluice.yaml'}:6: sync 'sync_"), problem  # line 6: source: my
+    assert "cannot connect to my: Access denied for user" in problem and "(MySQL error 1045)" in problem, problem
+    assert problem.endswith("check the host, port, user and password of connection 'my'"), problem

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from sluice.cdc.base import SyncError
 from sluice.cdc.runtime import CaptureFactory, plugin_capture
 from sluice.cdc.tables import TableProblem, capture_problems, located
 from sluice.errors import ConfigError, SluiceError
@@ -54,20 +55,24 @@ def live_check(spec: SyncSpec, capture_factory: CaptureFactory = plugin_capture)
     problems: list[ConfigError] = []
     notes: list[TableProblem] = []
     for side in sides:
+        # A server's own problem is at the sync's line; one reaching it, at the key naming its connection.
+        at = spec.origin.line_at("source" if side == settings.source else "target")
         url = spec.urls[side]
         raw = dict(settings.capture) if side == settings.source else {}
         options = plugin_options("capture", url, raw, f"sync '{settings.name}': capture")
         try:
             capture = capture_factory(url, options, settings.name, side, None)
         except SluiceError as exc:
-            problems.append(ConfigError(f"sync '{settings.name}': cannot reach {side}: {exc}", file, line))
+            problems.append(ConfigError(f"sync '{settings.name}': cannot reach {side}: {exc}", file, at))
             continue
         try:
             found = capture_problems(settings, spec.urls, side, capture)
             problems += located(found.problems, spec.origin)
             notes += found.notes
         except SluiceError as exc:
-            problems.append(ConfigError(str(exc), file, line))
+            unreached = isinstance(exc, SyncError) and exc.transient  # the server did not answer, or refused the login
+            text = f"sync '{settings.name}': {exc}" if unreached and not str(exc).startswith("sync ") else str(exc)
+            problems.append(ConfigError(text, file, at if unreached else line))
         finally:
             capture.close()
     return LiveCheck(sorted(problems, key=lambda p: p.line or 0), located(notes, spec.origin))
