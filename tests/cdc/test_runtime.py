@@ -159,7 +159,7 @@ def snapshot_until(world: FakeWorld, bus: EmbeddedBus, tmp_path: Path, sync: Syn
     rt = runtime(world, bus, tmp_path, sync)
     seen: list[int] = []
 
-    def progress(direction: str, table: str, done: int, total: int | None, seconds: float) -> None:
+    def progress(direction: str, table: str, done: int, total: int | None, seconds: float, read: int, last: bool) -> None:
         seen.append(done)
         if done >= rows:
             rt.stop()
@@ -174,9 +174,13 @@ def test_interrupted_snapshot_resumes_after_its_last_chunk(bus: EmbeddedBus, tmp
     sync = settings(tables=["emp"], chunk_rows=10)
     assert snapshot_until(world, bus, tmp_path, sync, 20) == [10, 20]
     rt2 = runtime(world, bus, tmp_path, sync, once=True)
+    shown: list[tuple[int, int, bool]] = []
+    rt2.on_progress = lambda direction, table, rows, total, seconds, read, last: shown.append((rows, read, last))
     status = rt2.run()
     assert same(world, "emp")
     assert status.tables[0].captured == {"snapshot": 20}
+    # The resumed run's progress: rows in all, rows it read itself (its rate's), and its last chunk said once.
+    assert shown == [(30, 10, False), (40, 20, True)], shown
 
 
 def test_interrupted_bulk_snapshot_resumes_and_counts_right(bus: EmbeddedBus, tmp_path: Path, monkeypatch: Any) -> None:
@@ -213,7 +217,7 @@ def test_snapshot_stopped_half_way_under_writes_streams_nothing_and_resumes_with
     sync = settings(tables=["emp"], chunk_rows=10)
     rt = runtime(world, bus, tmp_path, sync)
 
-    def progress(direction: str, table: str, done: int, total: int | None, seconds: float) -> None:
+    def progress(direction: str, table: str, done: int, total: int | None, seconds: float, read: int, last: bool) -> None:
         if done == 10:  # changes to rows read already and to rows not read yet
             src.write("app.emp", {"id": 5, "name": "during", "n": -1})
             src.write("app.emp", {"id": 35, "name": "during", "n": -1})

@@ -72,6 +72,12 @@ from sluice.cdc.tables import announced_ref
 
 log = logging.getLogger("sluice.cdc.capture")
 
+SnapshotProgressHook = Callable[[str, str, int, int | None, float, int, bool], None]
+"""Called after each published chunk of a table's snapshot: ``(direction, table, rows, estimate, seconds, read,
+finished)``: rows published for the table so far (an interrupted snapshot's earlier runs included), the catalog's
+estimate of its rows (None when unknown), seconds since this run began the table, rows this run read (for a rate),
+and whether that chunk was the table's last."""
+
 CHECKPOINT_EVERY_S = 1.0
 """Least seconds between two checkpoints while changes flow."""
 MAX_WAIT_S = 0.25
@@ -100,7 +106,7 @@ class CaptureSide:
         until: Position | None = None,
         start_position: tuple[Position, str] | None = None,
         work_dir: Any = None,
-        on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
+        on_progress: SnapshotProgressHook | None = None,
         sync_tables: Callable[[], set[str]] | None = None,
     ) -> None:
         self.settings, self.sync, self.side = settings, settings.name, side
@@ -293,7 +299,7 @@ class CaptureSide:
         self.state.set_state(self.direction, name, "snapshotting")
         topic = change_topic(self.sync, self.side, name)
         started = time.monotonic()
-        rows = entry.rows
+        rows = entry_rows = entry.rows  # an interrupted snapshot's rows read before this run
         if self.control is not None and entry.last_key is None and entry.rows == 0 and self.partitions == 1:
             _, stored_key, _ = self.control.stored_position(ref)
             entry.last_key = stored_key
@@ -313,7 +319,8 @@ class CaptureSide:
             self.state.invalid_dates(self.direction, name, chunk.invalid_dates)
             self.state.snapshot_rows(self.direction, name, count, chunk.rows_total_estimate)
             if self.on_progress is not None:
-                self.on_progress(self.direction, name, rows, chunk.rows_total_estimate, time.monotonic() - started)
+                seconds = time.monotonic() - started
+                self.on_progress(self.direction, name, rows, chunk.rows_total_estimate, seconds, rows - entry_rows, chunk.done)
             if self.state.stop.is_set() and not chunk.done:
                 return
         entry.done = True

@@ -44,7 +44,7 @@ from sluice.bus.base import Bus
 from sluice.cdc.apply_loop import ApplyDirection
 from sluice.cdc.base import Apply, Capture, SyncError, TableRef
 from sluice.cdc.capture_lock import CaptureLock
-from sluice.cdc.capture_loop import CaptureSide
+from sluice.cdc.capture_loop import CaptureSide, SnapshotProgressHook
 from sluice.cdc.checkpoint import read_progress
 from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.cdc.conflicts import ConflictLog, ConflictResolver, LocalVersions
@@ -117,7 +117,7 @@ class SyncRuntime:
         workers: int = 4,
         capture_factory: CaptureFactory = plugin_capture,
         apply_factory: ApplyFactory = plugin_apply,
-        on_progress: Callable[[str, str, int, int | None, float], None] | None = None,
+        on_progress: SnapshotProgressHook | None = None,
         capture_running: Callable[[], bool] | None = None,
         origin: Origin | None = None,
     ) -> None:

@@ -202,15 +202,14 @@ def run(
     console = make_console()
     shown: dict[str, float] = {}
 
-    def progress(direction: str, table: str, rows: int, total: int | None, seconds: float) -> None:
+    def progress(direction: str, table: str, rows: int, total: int | None, seconds: float, read: int, done: bool) -> None:
         now = time.monotonic()
-        done = total is not None and rows >= total
         if not done and now - shown.get(table, 0.0) < PROGRESS_EVERY_S:
             return
         shown[table] = now
-        of = f" of ~{total:,}" if total and rows < total else ""  # the total is the catalog's estimate
-        rate = f" ({rows / seconds:,.0f} rows/s)" if seconds > 0 else ""
-        console.print(f"snapshot {table} ({direction}): {rows:,}{of} rows{rate}", highlight=False)
+        of = f" of ~{total:,}" if total and not done else ""  # the total is the catalog's estimate
+        rate = f" ({read / seconds:,.0f} rows/s)" if seconds > 0 and read else ""  # this run's: a resumed one read less
+        console.print(f"snapshot {table} ({direction}): {rows:,}{of} rows{' (done)' if done else ''}{rate}", highlight=False)
 
     bus = open_bus(bus_url or project.resolve_bus_url(), project.root)
     split = _split(processes, role, spec)
