@@ -193,6 +193,103 @@ def case_unchanged_kept(target: Target) -> None:
     assert target.rows(table)[0] == (1, "new1", 8)
 
 
+BIG = [Column("id", "int64", nullable=False), Column("big", "string", nullable=False), Column("qty", "int32")]
+
+
+def big_table(target: Target) -> TableRef:
+    """A table whose ``big`` (NOT NULL) stands for a TOASTed column: left out of updates that did not change it."""
+    table = ref(target, "big", BIG, ["id"])
+    target.apply.prepare([table])
+    return table
+
+
+def big(i: int, qty: int = 0) -> dict[str, Any]:
+    return {"id": i, "big": f"big{i}" * 50, "qty": qty}
+
+
+def moved(old: int, new: int, qty: int, whole: dict[str, Any] | None = None) -> ChangeEvent:
+    """An update of key ``old`` to ``new`` that leaves ``big`` out (PostgreSQL's unchanged TOASTed value); the old
+    image holds the key only (REPLICA IDENTITY DEFAULT) or ``whole`` (FULL)."""
+    return event("u", [new], {"id": new, "qty": qty}, whole or {"id": old}, table="src.big", unchanged=["big"])
+
+
+def case_key_change_keeps_unchanged_values(target: Target) -> None:
+    """An update that changes the key and leaves a TOASTed column out gives the new key's row the old row's value."""
+    table = big_table(target)
+    target.apply.apply_batch(table, [event("c", [i], big(i), table="src.big") for i in (1, 2)])
+    result = target.apply.apply_batch(table, [moved(1, 10, 7)])
+    assert result.applied == {"u": 1, "d": 1} and result.dead_letters == 0
+    assert target.rows(table) == [(2, big(2)["big"], 0), (10, big(1)["big"], 7)]
+
+
+def case_unchanged_kept_in_a_not_null_column(target: Target) -> None:
+    """An update that leaves a NOT NULL TOASTed column out keeps its value (MySQL strict mode refuses an insert
+    without it even when the key exists); a key the target lacks gets NULL, refused: a dead letter."""
+    table = big_table(target)
+    target.apply.apply_batch(table, [event("c", [1], big(1), table="src.big")])
+    update = event("u", [1], {"id": 1, "qty": 7}, {"id": 1}, table="src.big", unchanged=["big"])
+    absent = event("u", [2], {"id": 2, "qty": 8}, {"id": 2}, table="src.big", unchanged=["big"])
+    result = target.apply.apply_batch(table, [update, absent])
+    assert result.applied == {"u": 1} and result.dead_letters == 1
+    assert target.rows(table) == [(1, big(1)["big"], 7)]
+
+
+def case_key_change_chains_keep_unchanged_values(target: Target) -> None:
+    """Chains in one batch: a key changed twice, then updated, onto a key that exists, then deleted, keys swapped
+    through a third, a key changed and back; every unchanged value comes from the chain's first row."""
+    table = big_table(target)
+    first = [event("c", [i], big(i), table="src.big") for i in (1, 2, 3, 4, 5, 6, 7, 8, 50, 60)]
+    target.apply.apply_batch(table, first)
+    batch = [
+        moved(1, 10, 1),
+        moved(10, 20, 2),  # twice: 1 -> 10 -> 20
+        moved(2, 30, 1),
+        event("u", [30], {"id": 30, "qty": 3}, {"id": 30}, table="src.big", unchanged=["big"]),  # then updated
+        event("d", [50], None, {"id": 50}, table="src.big"),
+        moved(3, 50, 4),  # onto a key deleted earlier in the batch
+        moved(4, 60, 5),  # onto a key the target has (stale)
+        moved(5, 70, 6),
+        event("d", [70], None, {"id": 70}, table="src.big"),  # then deleted
+        moved(6, 99, 7),
+        moved(7, 6, 7),
+        moved(99, 7, 7),  # 6 and 7 swapped through 99
+        moved(8, 80, 8),
+        moved(80, 8, 9),  # and back
+    ]
+    result = target.apply.apply_batch(table, batch)
+    assert result.dead_letters == 0
+    found = {r[0]: (r[1], r[2]) for r in target.rows(table)}
+    assert found == {
+        20: (big(1)["big"], 2),
+        30: (big(2)["big"], 3),
+        50: (big(3)["big"], 4),
+        60: (big(4)["big"], 5),
+        6: (big(7)["big"], 7),
+        7: (big(6)["big"], 7),
+        8: (big(8)["big"], 9),
+    }
+
+
+def case_key_change_of_a_row_the_target_lacks(target: Target) -> None:
+    """The old row of a key change is not in the target: its unchanged values are unknown, so the change goes to
+    the dead letters (not a row with NULL in them); a whole old image (REPLICA IDENTITY FULL) supplies them."""
+    table = big_table(target)
+    target.apply.apply_batch(table, [event("c", [1], big(1), table="src.big")])
+    target.execute(f"UPDATE {target.quote(target.namespace)}.{target.quote('big')} SET big = 'target' WHERE id = 1")
+    batch = [
+        moved(5, 50, 1),
+        moved(1, 10, 2, {**big(1), "big": "full"}),
+        moved(6, 60, 3, big(6)),
+        event("c", [2], big(2), table="src.big"),
+    ]
+    result = target.apply.apply_batch(table, batch)
+    assert result.dead_letters == 1 and result.applied == {"u": 2, "c": 1, "d": 3}
+    assert target.rows(table) == [(2, big(2)["big"], 0), (10, "full", 2), (60, big(6)["big"], 3)]
+    letters = target.cdc("dead_letters", "table_name, op, reason")
+    assert [(r[0], r[1]) for r in letters] == [("src.big", "u")]
+    assert "old key [5]" in letters[0][2] and "big" in letters[0][2] and "resync" in letters[0][2]
+
+
 def case_redelivery(target: Target) -> None:
     table = simple(target)
     batch = [event("c", [1], row(1)), event("c", [2], row(2)), event("u", [1], row(1, "u"), row(1))]

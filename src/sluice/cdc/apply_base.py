@@ -145,6 +145,28 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
     @abstractmethod
     def _delete(self, table: TableRef, keys: list[Key]) -> None: ...
 
+    keeps_in_insert = False
+    """Whether an upsert with kept columns must name them (MySQL strict mode refuses ``INSERT ... ON DUPLICATE
+    KEY UPDATE`` without a NOT NULL column that has no default, even for a row that exists): then it reads them
+    from the key's own row (:meth:`_upsert_moved`, ``outer``)."""
+
+    @abstractmethod
+    def _upsert_moved(
+        self,
+        table: TableRef,
+        columns: list[Column],
+        kept: list[Column],
+        rows: list[dict[str, Any]],
+        origins: list[Key],
+        outer: bool = False,
+    ) -> None:
+        """Upsert ``rows`` (``columns``), the ``kept`` columns of each read from the target row of its origin key
+        in the same statement; a row whose origin row is missing is not written, or with ``outer`` written with
+        NULL in the kept columns."""
+
+    @abstractmethod
+    def _key_columns(self, table: TableRef) -> list[Column]: ...
+
     @abstractmethod
     def _delete_row(self, table: TableRef, row: dict[str, Any]) -> int:
         """Delete one row equal to ``row`` on every target column (tables without key, ``full-row``)."""
@@ -309,29 +331,78 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
         self._upsert(table, columns, [dict(zip(names, record, strict=True)) for record in records], merge)
 
     def _apply_segment(self, table: TableRef, segment: Segment, result: ApplyResult) -> None:
+        """Truncate, deletes, upserts. Upserts whose kept columns are read from another key's row (an update
+        that changed the key and left TOASTed values out, :attr:`Upsert.origin`) are written before the deletes
+        of those old keys, the other deletes first."""
         if segment.truncate:
             self._truncate(table)
             result.applied["t"] = result.applied.get("t", 0) + 1
-        if segment.deletes:
-            keys = list(segment.deletes)
-            events = segment.deletes
-            done = self._guarded(table, keys, lambda part: self._delete(table, part), events.__getitem__, result)
+        moved: list[Upsert] = []
+        upserts = list(segment.upserts.values())
+        deletes = segment.deletes
+        if any(upsert.origin is not None for upsert in upserts):
+            moved = [upsert for upsert in upserts if upsert.origin is not None]
+            upserts = [upsert for upsert in upserts if upsert.origin is None]
+            origins = {upsert.origin for upsert in moved}
+            self._delete_keys(table, {key: event for key, event in deletes.items() if key not in origins}, result)
+            self._upsert_moved_groups(table, moved, result)
+            deletes = {key: event for key, event in deletes.items() if key in origins}
+        self._delete_keys(table, deletes, result)
+        self._upsert_groups(table, upserts, result)
+
+    def _delete_keys(self, table: TableRef, deletes: dict[Key, ChangeEvent], result: ApplyResult) -> None:
+        if deletes:
+            keys = list(deletes)
+            done = self._guarded(table, keys, lambda part: self._delete(table, part), deletes.__getitem__, result)
             result.applied["d"] = result.applied.get("d", 0) + done
+
+    def _upsert_groups(self, table: TableRef, upserts: list[Upsert], result: ApplyResult, moved: bool = False) -> None:
+        """One bulk upsert per set of kept columns; ``moved``: each row's kept columns read from its origin's row."""
         groups: dict[frozenset[str], list[Upsert]] = {}
-        for upsert in segment.upserts.values():
+        for upsert in upserts:
             groups.setdefault(upsert.keep, []).append(upsert)
         all_columns = target_columns(table)
-        for keep, upserts in groups.items():
+        for keep, group in groups.items():
             columns = [column for column in all_columns if column.name not in keep] if keep else all_columns
-            columns = written_columns(columns, [upsert.row for upsert in upserts])
+            columns = written_columns(columns, [upsert.row for upsert in group])
+            kept = [column for column in all_columns if column.name in keep] if moved or self.keeps_in_insert else []
             done_ops: dict[str, int] = {}
 
-            def write(part: list[Upsert], columns: list[Column] = columns) -> None:
-                self._upsert(table, columns, [upsert.row for upsert in part], True)
+            def write(part: list[Upsert], columns: list[Column] = columns, kept: list[Column] = kept) -> None:
+                rows = [upsert.row for upsert in part]
+                if not kept:
+                    self._upsert(table, columns, rows, True)
+                elif moved:
+                    self._upsert_moved(table, columns, kept, rows, [upsert.origin or () for upsert in part])
+                else:
+                    key = table.source.key
+                    self._upsert_moved(table, columns, kept, rows, [tuple(row[k] for k in key) for row in rows], True)
 
-            self._guarded(table, upserts, write, _event_of_upsert, result, done_ops)
+            self._guarded(table, group, write, _event_of_upsert, result, done_ops)
             for op, count in done_ops.items():
                 result.applied[op] = result.applied.get(op, 0) + count
+
+    def _upsert_moved_groups(self, table: TableRef, moved: list[Upsert], result: ApplyResult) -> None:
+        """Upsert rows whose key changed, their kept (unchanged TOASTed) columns read from the old key's row.
+
+        An old row missing from the target (deleted there, or never copied) leaves those values unknown: the
+        change goes to the dead letters (counted in ``result.dead_letters``) rather than a row with NULL in
+        them; ``sluice sync resync`` copies the table again."""
+        origins = [upsert.origin or () for upsert in moved]
+        present = self._current_rows(table, list(dict.fromkeys(origins)), self._key_columns(table))
+        found = [upsert for upsert, origin in zip(moved, origins, strict=True) if origin in present]
+        for upsert, origin in zip(moved, origins, strict=True):
+            if origin not in present:
+                columns = ", ".join(sorted(upsert.keep))
+                self._dead_letter(
+                    table,
+                    upsert.event,
+                    f"the row of the old key {to_json(list(origin))} of this key change is not in the target, so the "
+                    f"values the source left unchanged and did not send ({columns}) are unknown; run `sluice sync "
+                    f"resync PATH {table.source.qualified}` (PATH: the project) to copy the table again",
+                )
+                result.dead_letters += 1
+        self._upsert_groups(table, found, result, moved=True)
 
     def _guarded(
         self,

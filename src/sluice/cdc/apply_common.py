@@ -6,9 +6,11 @@
 * :func:`net_effect` reduces a batch of row changes of one table to what it does per key: the last image
   wins, an insert then a delete is a delete, an update that changes the key deletes the old key and
   upserts the new one, a truncate splits the batch into :class:`Segment`s applied in order. Unchanged
-  (TOASTed) columns of an update are filled from an earlier image of the same key in the batch, or
-  kept in the target. The idea is the "compaction" of Debezium's JDBC sink and pglogical's batch
-  apply; it is what lets one ``INSERT ... ON CONFLICT`` per batch be correct.
+  (TOASTed) columns of an update are filled from an earlier image of the same key in the batch or from the
+  update's whole old image (REPLICA IDENTITY FULL), else kept in the target: read from the key's own row, or,
+  after a key change, from the row of the old key (:attr:`Upsert.origin`). The idea is the "compaction" of
+  Debezium's JDBC sink and pglogical's batch apply; it is what lets one ``INSERT ... ON CONFLICT`` per batch
+  be correct.
 * :func:`mask_values` turns a column's values into the hex SHA-256 of their text.
 * :func:`same_value` compares an event's canonical value with the value a target returned (conflicts).
 """
@@ -347,6 +349,10 @@ class Upsert:
     keep: frozenset[str]
     """Columns absent from ``row`` whose target value is kept (unchanged TOASTed values)."""
     event: ChangeEvent
+    origin: Key | None = None
+    """With ``keep``, after an update that changed the key: the key of the target row the kept values are
+    read from (the key before the first change of the chain in the segment, which the segment deletes, so they
+    are read before its deletes); ``None``: the key's own row."""
 
 
 @dataclass(slots=True)
@@ -395,14 +401,25 @@ def net_effect(events: Iterable[ChangeEvent], key_columns: Sequence[str]) -> lis
             deletes[old] = event
         elif unchanged:
             previous = upserts.get(key)
+        origin = None
         if unchanged:
             row = {**previous.row, **after} if previous is not None else dict(after)
+            if before is not None:  # a whole old image (REPLICA IDENTITY FULL) has the unchanged values
+                for column in unchanged:
+                    if column not in row and column in before:
+                        row[column] = before[column]
             keep = frozenset(column for column in unchanged if column not in row)
+            if keep:  # the kept values are in the target row of the chain's first key
+                origin = previous.origin if previous is not None else None
+                if origin is None and old != key:
+                    origin = old
+                if origin == key:  # moved back to where it was: its own row
+                    origin = None
         else:
             row, keep = after, _KEEP_NONE
         if deletes:
             deletes.pop(key, None)
-        upserts[key] = Upsert(row, keep, event)
+        upserts[key] = Upsert(row, keep, event, origin)
     return [segment for segment in segments if segment.truncate or segment.upserts or segment.deletes]
 
 

@@ -19,7 +19,7 @@ import msgspec
 from sluice.cdc.apply_common import Key, same_value, target_columns
 from sluice.cdc.base import ApplyResult, Conflict, Resolver, TableRef
 from sluice.cdc.conflicts import ConflictResolver
-from sluice.cdc.events import ChangeEvent
+from sluice.cdc.events import ChangeEvent, Column
 
 _json_encoder = msgspec.json.Encoder(enc_hook=str)
 
@@ -41,8 +41,9 @@ class ConflictSteps(ABC):
     """Finds and resolves the conflicts of a batch; the dialect reads the current rows and records conflicts."""
 
     @abstractmethod
-    def _current_rows(self, table: TableRef, keys: list[Key]) -> dict[Key, dict[str, Any]]:
-        """The target rows of ``keys`` (column -> driver value), in one query."""
+    def _current_rows(self, table: TableRef, keys: list[Key], columns: list[Column] | None = None) -> dict[Key, dict[str, Any]]:
+        """The target rows of ``keys`` (column -> driver value of ``columns``, all by default) found, locked for
+        the transaction, in one query."""
 
     @abstractmethod
     def _record(self, table: str, sql_table: str, rows: list[tuple[Any, ...]]) -> None:

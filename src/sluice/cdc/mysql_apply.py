@@ -59,6 +59,7 @@ class MysqlApply(SqlApply):
     """Applies change events to MariaDB/MySQL (plugin ``apply mysql``). One connection, not thread-safe."""
 
     now_sql = "NOW(6)"
+    keeps_in_insert = True
 
     def __init__(self, url: str, options: ApplyOptions, sync: str, side: str) -> None:
         super().__init__(options, sync, side)
@@ -282,6 +283,42 @@ class MysqlApply(SqlApply):
         with self._conn.cursor() as cursor:
             cursor.executemany(sql, list(zip(*data, strict=True)))
 
+    def _upsert_moved(
+        self,
+        table: TableRef,
+        columns: list[Column],
+        kept: list[Column],
+        rows: list[dict[str, Any]],
+        origins: list[Key],
+        outer: bool = False,
+    ) -> None:
+        """``INSERT ... SELECT`` of the rows (a ``UNION ALL`` of one-row selects, with their origin keys) joined
+        to the target's origin rows for the kept columns, ``ON DUPLICATE KEY UPDATE``; DELETE_CHUNK rows a
+        statement. Selecting from the insert's table makes the server read the origin rows first."""
+        key_columns = self._key_columns(table)
+        masked = set(table.mask)
+        data = [column_values(c, [row.get(c.name) for row in rows], c.name in masked) for c in columns]
+        data += [column_values(c, [origin[i] for origin in origins], c.name in masked) for i, c in enumerate(key_columns)]
+        records = list(zip(*data, strict=True))
+        width = len(columns) + len(key_columns)
+        first = "SELECT " + ", ".join(f"%s AS c{i}" for i in range(width))
+        other = " UNION ALL SELECT " + ", ".join(["%s"] * width)
+        target = self._target(table)
+        names = ", ".join(quote(c.name) for c in columns + kept)
+        select = ", ".join([f"s.c{i}" for i in range(len(columns))] + [f"o.{quote(c.name)}" for c in kept])
+        match = " AND ".join(f"o.{quote(c.name)} = s.c{len(columns) + i}" for i, c in enumerate(key_columns))
+        key = set(table.source.key)
+        updates = ", ".join(f"{quote(c.name)} = VALUES({quote(c.name)})" for c in columns + kept if c.name not in key)
+        join = "LEFT JOIN" if outer else "JOIN"
+        for start in range(0, len(records), DELETE_CHUNK):
+            part = records[start : start + DELETE_CHUNK]
+            rows_sql = first + other * (len(part) - 1)
+            self._run(
+                f"INSERT INTO {target} ({names}) SELECT {select} FROM ({rows_sql}) s {join} {target} o ON {match}"
+                f" ON DUPLICATE KEY UPDATE {updates}",
+                [value for record in part for value in record],
+            )
+
     def _key_columns(self, table: TableRef) -> list[Column]:
         by_name = {column.name: column for column in table.source.columns}
         return [by_name[name] for name in table.source.key]
@@ -309,8 +346,8 @@ class MysqlApply(SqlApply):
         with self._conn.cursor() as cursor:
             return int(cursor.execute(f"DELETE FROM {self._target(table)} WHERE {match} LIMIT 1", args))
 
-    def _current_rows(self, table: TableRef, keys: list[Key]) -> dict[Key, dict[str, Any]]:
-        columns = target_columns(table)
+    def _current_rows(self, table: TableRef, keys: list[Key], columns: list[Column] | None = None) -> dict[Key, dict[str, Any]]:
+        columns = target_columns(table) if columns is None else columns
         types = [(c.name, c.type) for c in self._key_columns(table)]
         wanted = {tuple(key_value(t, v) for (_, t), v in zip(types, k, strict=True)): k for k in keys}
         rows: dict[Key, dict[str, Any]] = {}

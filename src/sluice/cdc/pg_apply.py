@@ -341,11 +341,40 @@ class PostgresApply(SqlApply):
         staging, expressions = self._stage_records(table, columns, records)
         self._merge_staged(table, columns, staging, expressions, merge)
 
-    def _merge_staged(self, table: TableRef, columns: list[Column], staging: str, expressions: list[str], merge: bool) -> None:
-        """Write the staged rows into the target: insert or, with ``merge``, insert or update by key."""
+    def _upsert_moved(
+        self,
+        table: TableRef,
+        columns: list[Column],
+        kept: list[Column],
+        rows: list[dict[str, Any]],
+        origins: list[Key],
+        outer: bool = False,
+    ) -> None:
+        """Stage the rows with their origin keys (COPY), then one ``INSERT ... SELECT`` joining the staging
+        table to the target's origin rows for the kept columns, ``ON CONFLICT`` by key (MERGE cannot join)."""
+        key_columns = self._key_columns(table)
+        names = [column.name for column in columns]
+        records = [(*(row.get(name) for name in names), *origin) for row, origin in zip(rows, origins, strict=True)]
+        staging, expressions = self._stage_records(table, columns + key_columns, records)
+        count = len(columns)
+        match = " AND ".join(f"o.{quote(c.name)} = {e}" for c, e in zip(key_columns, expressions[count:], strict=True))
+        self._merge_staged(
+            table,
+            columns + kept,
+            staging,
+            expressions[:count] + [f"o.{quote(column.name)}" for column in kept],
+            True,
+            f" {'LEFT ' if outer else ''}JOIN {self._target(table)} o ON {match}",
+        )
+
+    def _merge_staged(
+        self, table: TableRef, columns: list[Column], staging: str, expressions: list[str], merge: bool, join: str = ""
+    ) -> None:
+        """Write the staged rows into the target: insert or, with ``merge``, insert or update by key; ``join``
+        joins other tables to the staging table (the expressions may read them; then ``INSERT ... ON CONFLICT``)."""
         target = self._target(table)
         names = ", ".join(quote(column.name) for column in columns)
-        insert = f"INSERT INTO {target} ({names}) SELECT {', '.join(expressions)} FROM {staging} s"
+        insert = f"INSERT INTO {target} ({names}) SELECT {', '.join(expressions)} FROM {staging} s{join}"
         if not merge:
             self._conn.execute(insert)
             return
@@ -354,7 +383,7 @@ class PostgresApply(SqlApply):
         upsert = f"{insert} ON CONFLICT ({', '.join(quote(k) for k in key)}) DO " + (
             "UPDATE SET " + ", ".join(f"{name} = EXCLUDED.{name}" for name, _ in updates) if updates else "NOTHING"
         )
-        if self._conn.info.server_version < 150000 or target in self._no_merge:
+        if join or self._conn.info.server_version < 150000 or target in self._no_merge:
             self._conn.execute(upsert)
             return
         # MERGE joins by the key index once; INSERT ... ON CONFLICT does a speculative insertion per row:
@@ -400,10 +429,10 @@ class PostgresApply(SqlApply):
         )
         return cursor.rowcount
 
-    def _current_rows(self, table: TableRef, keys: list[Key]) -> dict[Key, dict[str, Any]]:
+    def _current_rows(self, table: TableRef, keys: list[Key], columns: list[Column] | None = None) -> dict[Key, dict[str, Any]]:
         key_columns = self._key_columns(table)
         staging, expressions = self._stage_records(table, key_columns, keys)
-        columns = target_columns(table)
+        columns = target_columns(table) if columns is None else columns
         match = " AND ".join(f"t.{quote(c.name)} = {e}" for c, e in zip(key_columns, expressions, strict=True))
         select = ", ".join(
             f"t.{quote(c.name)}::text" if parse_type(c.type)[0] == "bit" else f"t.{quote(c.name)}" for c in columns
