@@ -6,13 +6,16 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from servers_fixtures import mysql_connect, with_database
 from sluice.cdc.base import ChangeBatch, PositionLost, SourceNotReady, SyncError
-from sluice.cdc.events import ChangeEvent, SchemaChange
+from sluice.cdc.events import ChangeEvent, Column, SchemaChange
 from sluice.cdc.mysql_binlog import BinlogConnection
 from sluice.cdc.mysql_capture import MysqlCapture, default_server_id, server_problems
+from sluice.cdc.mysql_rows import TableMap, map_columns, parse_table_map
+from sluice.cdc.mysql_stream import BinlogStream
 from sluice.cdc.plugins import MysqlCaptureOptions
 
 pytestmark = pytest.mark.mysql
@@ -78,6 +81,21 @@ def collect(cap: MysqlCapture, start: list[int], count: int, max_batches: int = 
     return events, batches
 
 
+def live(cap: MysqlCapture, start: list[int], url: str, statements: list[str]) -> list[Any]:
+    """The events of ``statements`` streamed live: each read while the catalog still shows its result."""
+    events: list[Any] = []
+    stream = cap.stream(start, cap.list_tables(), 0.3)
+    for statement in statements:
+        execute(url, statement)
+        for _ in range(50):
+            batch = next(stream)
+            events += batch.events
+            if batch.events:
+                break
+    stream.close()
+    return events
+
+
 def test_every_type_reads_the_same_in_snapshot_and_stream_under_a_non_utc_zone(capmy_url: str) -> None:
     execute(capmy_url, TYPES_TABLE)
     cap = capture(capmy_url)
@@ -132,18 +150,9 @@ def test_ddl_is_published_as_schema_changes(capmy_url: str) -> None:
         "RENAME TABLE b TO c",
         "DROP TABLE c",
     ]
-    events: list[Any] = []
     try:
         start, _ = cap.current_position()
-        stream = cap.stream(start, cap.list_tables(), 0.3)
-        for statement in statements:  # live: each DDL is read while the catalog still shows its result
-            execute(capmy_url, statement)
-            for _ in range(50):
-                batch = next(stream)
-                events += batch.events
-                if batch.events:
-                    break
-        stream.close()
+        events = live(cap, start, capmy_url, statements)
     finally:
         cap.close()
     changes = [(e.table, e.change) if isinstance(e, SchemaChange) else (e.table, e.op) for e in events]
@@ -393,3 +402,86 @@ def test_a_big_transaction_streams_in_batches_and_resumes_inside_it(capmy_url: s
         assert len(rest) == 200_000 - sum(len(b.events) for b in batches[:4])
     finally:
         cap.close()
+
+
+def test_a_table_map_gives_the_catalogs_columns_but_what_mariadb_stores_as_another_type(capmy_url: str) -> None:
+    """:func:`map_columns`: every column of ``TYPES_TABLE`` as the catalog reads it (logical type, length, labels,
+    nullability), but JSON (LONGTEXT in the binlog) and what the binlog does not carry (defaults, the catalog's
+    spelling of the source type)."""
+    execute(capmy_url, TYPES_TABLE)
+    cap = capture(capmy_url)
+    maps: list[TableMap] = []
+    try:
+        start, _ = cap.current_position()
+        execute(capmy_url, "INSERT INTO types (id) VALUES (5)")
+        stream = BinlogStream(cap, cap.list_tables(), 0.3)
+        original = stream._table_map
+
+        def spy(body: bytes) -> Any:
+            tmap = parse_table_map(body)
+            if tmap.table == "types":  # the binlog is the server's: other tests' tables too
+                maps.append(tmap)
+            return original(body)
+
+        stream._table_map = spy  # type: ignore[method-assign]
+        for _ in stream.run(start):
+            if maps:
+                break
+        catalog = cap.list_tables()[0].columns
+        rows = cap.query("SELECT CHARACTER_SET_NAME, MAXLEN FROM information_schema.CHARACTER_SETS")
+        mapped = map_columns(maps[0], stream.collations, {str(name): int(size) for name, size in rows})
+    finally:
+        cap.close()
+    plain = [msgspec.structs.replace(c, source_type="", default=None) for c in catalog]
+    expected = [msgspec.structs.replace(c, type="string") if c.type == "json" else c for c in plain]
+    assert [msgspec.structs.replace(c, source_type="") for c in mapped] == expected
+    assert [c.source_type for c in mapped if c.name in ("tu", "d2", "c", "vc", "tx", "bn", "e", "t2")] == [
+        "tinyint unsigned", "decimal(12,2)", "char(5)", "varchar(300)", "text", "binary(4)", "enum('a','b','c')", "time(2)",
+    ]  # fmt: skip
+
+
+def test_rows_written_before_renames_made_while_stopped_are_published_under_the_schema_they_were_written_with(
+    capmy_url: str,
+) -> None:
+    """A stream from before ``a -> b`` and ``b -> c`` made while capture was stopped, with the tables read after them:
+    the TABLE_MAP of the row written under ``a`` publishes the schema with ``a`` first; the first rename waits for
+    the second (``b`` is in no schema read), which publishes ``a -> c``; the row written under ``c`` follows with
+    nothing more. Read live, the same statements publish what they always did, nothing for a TABLE_MAP."""
+    execute(capmy_url, "CREATE TABLE r (id INT PRIMARY KEY, a VARCHAR(20), n INT)", "INSERT INTO r VALUES (1, 'x', 1)")
+    statements = [
+        "UPDATE r SET a = 'before' WHERE id = 1",
+        "ALTER TABLE r CHANGE a b VARCHAR(20)",
+        "ALTER TABLE r RENAME COLUMN b TO c",
+        "UPDATE r SET c = 'after' WHERE id = 1",
+    ]
+    cap = capture(capmy_url)
+    try:
+        start, _ = cap.current_position()
+        live_events = live(cap, start, capmy_url, statements)
+        replayed, _ = collect(cap, start, 4)  # restarted from before them: the tables read now have ``c``
+    finally:
+        cap.close()
+
+    def shape(events: list[Any]) -> list[Any]:
+        return [
+            (e.change, [c.name for c in e.schema.columns], e.renamed) if isinstance(e, SchemaChange) else (e.op, e.after)
+            for e in events
+        ]
+
+    assert shape(replayed) == [
+        ("drop_column", ["id", "a", "n"], {}),
+        ("u", {"id": 1, "a": "before", "n": 1}),
+        ("rename_column", ["id", "c", "n"], {"a": "c"}),
+        ("u", {"id": 1, "c": "after", "n": 1}),
+    ]
+    first = replayed[0]
+    assert isinstance(first, SchemaChange)
+    assert first.schema.column("a") == Column("a", "string", source_type="varchar(20)", length=20)  # the TABLE_MAP's
+    assert shape(live_events) == [
+        ("u", {"id": 1, "a": "before", "n": 1}),
+        ("rename_column", ["id", "b", "n"], {"a": "b"}),
+        ("rename_column", ["id", "c", "n"], {"b": "c"}),
+        ("u", {"id": 1, "c": "after", "n": 1}),
+    ]
+    positions = [e.source.position for e in replayed]
+    assert positions == sorted(positions)

@@ -93,7 +93,7 @@ class SchemaSteps(ABC):
             self._commit()
             return
         resync = change.change == "resync"
-        if list(change.schema.key) != list(table.source.key) and not resync:
+        if not resync and not self._same_key(table, change):
             raise cannot_alter(
                 table,
                 ",".join(change.schema.key) or "(key)",
@@ -162,6 +162,16 @@ class SchemaSteps(ABC):
         if resync and (present_key := self._target_key(table)) != list(change.schema.key):
             self._set_key(table, change.schema.key, bool(present_key))
         self._commit()
+
+    def _same_key(self, table: TableRef, change: SchemaChange) -> bool:
+        """Whether ``change`` keeps the table's primary key: the key known before it with its columns renamed as
+        ``change`` renames them (the target's key follows a column rename), or else the target's own key (a
+        MariaDB/MySQL capture publishes the schema a TABLE_MAP gives, older than the one read at start: the
+        key columns as the target still names them)."""
+        key = list(change.schema.key)
+        if key == [change.renamed.get(name, name) for name in table.source.key]:
+            return True
+        return bool(key) and key == self._target_key(table)
 
     def _default(self, table: TableRef, column: Column, dialect: str) -> str:
         """`` DEFAULT <literal>[ NOT NULL]`` for adding ``column`` (:func:`default_clause`; none for a masked column)."""

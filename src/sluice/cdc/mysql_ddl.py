@@ -25,6 +25,8 @@ _TRUNCATE = re.compile(rf"^TRUNCATE\s+(?:TABLE\s+)?{_QUALIFIED}", re.I | re.S)
 _RENAME_TO = re.compile(rf"\bRENAME\s+(?:TO\s+|AS\s+)?{_QUALIFIED}\s*(?:,|$)", re.I)
 _RENAME_COLUMN = re.compile(rf"\bRENAME\s+COLUMN\s+({_NAME})\s+TO\s+({_NAME})", re.I)
 _CHANGE_COLUMN = re.compile(rf"\bCHANGE\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?({_NAME})\s+({_NAME})", re.I)
+_DROP_COLUMN = re.compile(rf"(?:^|,)\s*DROP\s+(COLUMN\s+)?(?:IF\s+EXISTS\s+)?({_NAME})", re.I)
+_NOT_COLUMNS = frozenset({"primary", "index", "key", "foreign", "constraint", "check", "partition", "system", "period"})
 
 
 @dataclass(slots=True)
@@ -32,12 +34,13 @@ class Ddl:
     """A DDL statement: ``kind`` (``alter``, ``create``, ``drop``, ``rename``, ``truncate``) and its tables.
 
     ``tables`` are ``(namespace, name)``; ``renames`` are ``(old, new)`` table pairs; ``columns`` maps renamed
-    columns old -> new (ALTER)."""
+    columns old -> new (ALTER); ``dropped``: the columns an ALTER drops."""
 
     kind: str
     tables: list[tuple[str, str]] = field(default_factory=list)
     renames: list[tuple[tuple[str, str], tuple[str, str]]] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
 
 
 def unquote(name: str) -> str:
@@ -58,6 +61,8 @@ def parse_ddl(statement: str, database: str) -> Ddl | None:
 
     >>> parse_ddl("ALTER TABLE t RENAME COLUMN a TO b", "hr").columns
     {'a': 'b'}
+    >>> parse_ddl("ALTER TABLE t DROP COLUMN a, DROP b, DROP PRIMARY KEY, DROP INDEX i", "hr").dropped
+    ['a', 'b']
     """
     text = _COMMENTS.sub(" ", statement + "\n").strip()
     if match := _ALTER.match(text):
@@ -70,6 +75,9 @@ def parse_ddl(statement: str, database: str) -> Ddl | None:
             old, new = unquote(found.group(1)), unquote(found.group(2))
             if old != new:
                 ddl.columns[old] = new
+        for found in _DROP_COLUMN.finditer(rest):
+            if found.group(1) or found.group(2).lower() not in _NOT_COLUMNS:
+                ddl.dropped.append(unquote(found.group(2)))
         if (renamed := _RENAME_TO.search(rest)) and not re.match(r"(?i)(COLUMN|INDEX|KEY)\b", renamed.group(1)):
             ddl.kind = "rename"
             ddl.renames.append((table, split_name(renamed.group(1), table[0])))

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.cdc.mysql_types import DAYS_IN_MONTH, InvalidDates, codec
+from sluice.cdc.events import Column
+from sluice.cdc.mysql_types import DAYS_IN_MONTH, INTEGER_TYPES, InvalidDates, codec
 
 # Binlog column types (MySQL's enum_field_types).
 DECIMAL, TINY, SHORT, LONG, FLOAT, DOUBLE, NULL, TIMESTAMP, LONGLONG, INT24 = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -57,6 +58,8 @@ class TableMap:
     """Collation id of each character or ENUM/SET column (``None`` for the others)."""
     labels: list[list[str] | None] = field(default_factory=list)
     primary_key: list[int] = field(default_factory=list)
+    nullable: list[bool] = field(default_factory=list)
+    """Per column: whether it takes NULL (the event's nullability bitmap)."""
 
     @property
     def qualified(self) -> str:
@@ -90,8 +93,10 @@ def parse_table_map(body: bytes) -> TableMap:
     p += count
     meta_length, p = packed_int(body, p)
     meta, end = _column_meta(types, body, p), p + meta_length
-    p = end + (count + 7) // 8  # nullability bitmap: NULL bits in the row images say it per row
-    tmap = TableMap(table_id, database, table, types, meta)
+    width = (count + 7) // 8  # nullability bitmap (NULL bits in the row images say it per row)
+    bits = int.from_bytes(body[end : end + width], "little")
+    p = end + width
+    tmap = TableMap(table_id, database, table, types, meta, nullable=[bool(bits >> i & 1) for i in range(count)])
     _optional_meta(tmap, body, p)
     return tmap
 
@@ -187,6 +192,81 @@ def _label_list(value: bytes, p: int) -> tuple[list[str], int]:
         labels.append(value[p : p + length].decode("utf-8", "replace"))
         p += length
     return labels, p
+
+
+_INT_NAMES = {TINY: "tinyint", SHORT: "smallint", INT24: "mediumint", LONG: "int", LONGLONG: "bigint"}
+_BLOB_SIZES = {1: "tiny", 2: "", 3: "medium", 4: "long"}
+_FSP_TYPES = {
+    DATETIME2: "datetime",
+    TIMESTAMP2: "timestamp",
+    TIME2: "time",
+    DATETIME: "datetime",
+    TIMESTAMP: "timestamp",
+    TIME: "time",
+}
+
+
+def map_columns(tmap: TableMap, charsets: dict[int, str], maxlen: dict[str, int]) -> list[Column]:
+    """The table's columns as ``tmap`` gives them (``binlog_row_metadata=FULL``): the schema the table had when its
+    rows were written, which the catalog may no longer show (a column renamed since).
+
+    Exact for what the event carries: names, integer width and signedness, DECIMAL precision and scale, fractional
+    seconds, BIT width, ENUM/SET labels, CHAR/VARCHAR lengths (in bytes: characters are the bytes over the largest
+    character of the column's character set, ``charsets``: collation id -> character set, ``maxlen``: character set
+    -> bytes), TEXT/BLOB sizes, nullability. Not carried: defaults, and what MariaDB stores as another type (JSON
+    is LONGTEXT, UUID and INET6 are BINARY(16), INET4 BINARY(4), spatial types are GEOMETRY): those read as
+    ``string`` / ``bytes``. Raises :class:`DecodeError` for a binlog type Sluice does not read."""
+    names = tmap.names or [f"col{i}" for i in range(len(tmap.types))]
+    return [_map_column(tmap, i, name, charsets, maxlen) for i, name in enumerate(names)]
+
+
+def _map_column(tmap: TableMap, i: int, name: str, charsets: dict[int, str], maxlen: dict[str, int]) -> Column:
+    kind, meta = tmap.types[i], tmap.meta[i]
+    nullable = tmap.nullable[i] if tmap.nullable else True
+    unsigned = bool(tmap.unsigned and tmap.unsigned[i])
+    charset = tmap.charsets[i] if tmap.charsets else None
+    binary = charset == BINARY_CHARSET
+    width = maxlen.get(charsets.get(charset, ""), 1) if charset is not None else 1
+    length: int | None = None
+    labels: list[str] | None = None
+    if kind in _INT_NAMES:
+        source = _INT_NAMES[kind] + (" unsigned" if unsigned else "")
+        logical = INTEGER_TYPES[_INT_NAMES[kind]][1 if unsigned else 0]
+    elif kind in (FLOAT, DOUBLE):
+        logical, source = ("float32", "float") if kind == FLOAT else ("float64", "double")
+    elif kind == NEWDECIMAL and isinstance(meta, tuple):
+        logical = source = f"decimal({meta[0]},{meta[1]})"
+    elif kind == YEAR:
+        logical, source = "year", "year(4)"
+    elif kind in (DATE, NEWDATE):
+        logical = source = "date"
+    elif kind in _FSP_TYPES:
+        fsp = meta if isinstance(meta, int) and kind in (DATETIME2, TIMESTAMP2, TIME2) else 0
+        logical = f"{_FSP_TYPES[kind]}({fsp})"
+        source = f"{_FSP_TYPES[kind]}({fsp})" if fsp else _FSP_TYPES[kind]
+    elif kind == BIT and isinstance(meta, tuple):
+        bits = meta[1] * 8 + meta[0]
+        logical, source = "bool" if bits == 1 else f"bit({bits})", f"bit({bits})"
+    elif kind in (ENUM, SET):
+        labels = tmap.labels[i] if tmap.labels else None
+        logical = "enum" if kind == ENUM else "set"
+        source = logical + "(" + ",".join("'" + label.replace("'", "''") + "'" for label in labels or []) + ")"
+    elif kind == VARCHAR and isinstance(meta, int):
+        length = meta if binary else meta // width
+        logical, source = ("bytes", f"varbinary({length})") if binary else ("string", f"varchar({length})")
+    elif kind in (STRING, VAR_STRING) and isinstance(meta, tuple):
+        length = meta[1] if binary else meta[1] // width
+        logical, source = ("bytes", f"binary({length})") if binary else ("string", f"char({length})")
+    elif kind == BLOB and isinstance(meta, int):
+        size = _BLOB_SIZES.get(meta, "long")
+        logical, source = ("bytes", f"{size}blob") if binary or charset is None else ("string", f"{size}text")
+    elif kind == GEOMETRY:
+        logical, source = "bytes", "geometry"
+    elif kind == JSON:
+        logical = source = "json"
+    else:
+        raise DecodeError(f"{tmap.qualified}: column {name} has binlog type {kind} that Sluice cannot read")
+    return Column(name=name, type=logical, nullable=nullable, source_type=source, labels=labels, length=length)
 
 
 # --- value converters (closed over by the generated code) ------------------------------------------------

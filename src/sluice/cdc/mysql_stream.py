@@ -24,8 +24,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from sluice.cdc.base import ChangeBatch, SyncError
-from sluice.cdc.events import ChangeEvent, Event, Position, SchemaChange, TableSchema
+from sluice.cdc.events import ChangeEvent, Column, Event, Position, SchemaChange, TableSchema
 from sluice.cdc.mysql_binlog import (
     FORMAT_DESCRIPTION,
     HEADER_SIZE,
@@ -44,7 +46,15 @@ from sluice.cdc.mysql_binlog import (
 )
 from sluice.cdc.mysql_ddl import Ddl, classify, parse_ddl
 from sluice.cdc.mysql_gtid import connect_state, gtid_text
-from sluice.cdc.mysql_rows import DecodeError, RowsDecoder, TableMap, compile_rows, packed_int, parse_table_map
+from sluice.cdc.mysql_rows import (
+    DecodeError,
+    RowsDecoder,
+    TableMap,
+    compile_rows,
+    map_columns,
+    packed_int,
+    parse_table_map,
+)
 from sluice.cdc.mysql_types import InvalidDates
 
 if TYPE_CHECKING:
@@ -139,6 +149,12 @@ class BinlogStream:
         self.invalid_by_table: dict[str, int] = {}
         """Of ``invalid.count``, per table (the batch's ``invalid_dates_by_table``)."""
         self.txn_starts: dict[tuple[int, int], tuple[int, int]] = {}
+        self.pending: dict[str, dict[str, str]] = {}
+        """Per table, renames of DDL read whose new name no schema read has yet (``a -> b`` then ``b -> c`` made
+        before the catalog was read: ``b`` is in none): new name -> the name it had when last published, so the
+        change that publishes it (a later DDL's rename, a TABLE_MAP naming it) renames from that name."""
+        self.maxlen: dict[str, int] | None = None
+        """Character set -> bytes of its largest character (read when a TABLE_MAP's schema is first needed)."""
 
     def run(self, start: Position) -> Iterator[ChangeBatch]:
         """Batches after ``start``, forever (until the consumer stops iterating)."""
@@ -224,7 +240,14 @@ class BinlogStream:
                         if cursor is None:
                             self.txn_starts[(file_no, end)] = txn_start
             elif kind == TABLE_MAP:
-                self._table_map(body)
+                changed = self._table_map(body)
+                if changed is not None:  # its rows were written under a schema the stream did not hold
+                    position = [cursor.seq, cursor.event + 1, 0, *tail] if cursor is not None else [file_no, end, 0]
+                    if position > start:
+                        text = f"{gtid} ({file}:{end})" if cursor is not None else f"{file}:{end}"
+                        schema, change, renamed = changed
+                        src = source(position, text, timestamp * 1_000_000, gtid)
+                        events.append(SchemaChange(schema.qualified, schema, change, src, renamed=renamed))
             elif kind == XID:
                 in_txn, group, first_row, echo = False, False, True, False
                 boundary = last = cursor.commit() if cursor is not None else [file_no, end, 0]
@@ -322,18 +345,61 @@ class BinlogStream:
             self.invalid_by_table[name] = self.invalid_by_table.get(name, 0) + self.invalid.count - invalid
         return rows
 
-    def _table_map(self, body: bytes) -> None:
+    def _table_map(self, body: bytes) -> tuple[TableSchema, str, dict[str, str]] | None:
+        """Map the table of a TABLE_MAP event; ``(schema, change, renames)`` when the event's column names differ
+        from the schema the stream holds for the table, which then becomes the one the event gives (see
+        :meth:`_schema_at`), published before its rows."""
         key = body[:6] + body[8:]
         table = self.maps.get(key)
+        changed = None
         if table is None:
             tmap = parse_table_map(body)
             qualified = tmap.qualified
             schema = self.tables.get(qualified)
+            pending = self.pending.pop(qualified, {})
+            names = [column.name for column in schema.columns] if schema is not None else []
+            if schema is not None and tmap.names and qualified != self.marker and (tmap.names != names or pending):
+                renamed = {pending[name]: name for name in tmap.names if name in pending and pending[name] != name}
+                try:
+                    new = _versioned(self._schema_at(tmap, schema), schema.version + 1)
+                except DecodeError as exc:
+                    raise SyncError(str(exc), table=qualified) from exc
+                change, renamed = classify(schema, new, renamed)
+                schema = self.tables[qualified] = new
+                changed = schema, change, renamed
             table = _Table(tmap, schema, qualified == self.marker)
             if len(self.maps) > 10_000:
                 self.maps.clear()
             self.maps[key] = table
         self.by_id[table.tmap.table_id] = table
+        return changed
+
+    def _schema_at(self, tmap: TableMap, held: TableSchema) -> TableSchema:
+        """The table's schema where ``tmap`` stands in the binlog: its columns named as the map names them.
+
+        A column the held schema (the catalog read at start, or at the last DDL) has by name is taken from it
+        whole (type, default, and what the map cannot tell: MariaDB's JSON, UUID, INET). Another one, a column
+        renamed or dropped since, is the map's (:func:`~sluice.cdc.mysql_rows.map_columns`: exact names, types,
+        lengths, labels and nullability, no default), unless the map cannot give its type and the held column
+        at its place, gone from the map, is one such (its rename, likely): that one, named as the map names it."""
+        if self.maxlen is None:
+            rows = self.capture.query("SELECT CHARACTER_SET_NAME, MAXLEN FROM information_schema.CHARACTER_SETS")
+            self.maxlen = {_text(name): int(size) for name, size in rows}
+        mapped = map_columns(tmap, self.collations, self.maxlen)
+        names = set(tmap.names)
+        held_by_name = {column.name: column for column in held.columns}
+        columns: list[Column] = []
+        for i, column in enumerate(mapped):
+            known = held_by_name.get(column.name)
+            if known is None and i < len(held.columns) and held.columns[i].name not in names:
+                partner = held.columns[i]
+                if column.type in ("string", "bytes") and _unmapped(partner):
+                    known = msgspec.structs.replace(partner, name=column.name)
+            columns.append(known or column)
+        key = [tmap.names[i] for i in tmap.primary_key if i < len(tmap.names)]
+        if not tmap.primary_key and all(name in names for name in held.key):
+            key = list(held.key)
+        return TableSchema(held.namespace, held.name, columns, key, held.version)
 
     def _ddl(self, statement: str, database: str, position: Position, text: str, timestamp: int, gtid: str) -> list[Event]:
         ddl = parse_ddl(statement, database)
@@ -356,6 +422,10 @@ class BinlogStream:
             if old is None:
                 return []
             return [ChangeEvent("t", qualified, [], source, schema_version=old.version)]
+        if ddl.kind != "alter":
+            pending = self.pending.pop(qualified, None)
+            if ddl.kind == "rename" and pending:
+                self.pending[".".join(next(new for old_name, new in ddl.renames if old_name == (namespace, name)))] = pending
         if ddl.kind == "drop":
             if old is None:
                 return []
@@ -373,10 +443,36 @@ class BinlogStream:
         schema = self.capture.table(namespace, name)
         if schema is None:
             return []
-        change, renamed = classify(old, schema, ddl.columns)
+        renames = self._renames(qualified, ddl, schema)
+        if renames is None:
+            return []  # published with the rename that names its column (a later DDL's, a TABLE_MAP's)
+        change, renamed = classify(old, schema, renames)
         schema = _versioned(schema, old.version + 1 if old else 1)
         self.tables[qualified] = schema
         return [SchemaChange(qualified, schema, change, source, statement, renamed)]
+
+    def _renames(self, qualified: str, ddl: Ddl, schema: TableSchema) -> dict[str, str] | None:
+        """The column renames of ``ddl`` from the names last published (``a -> b`` then ``b -> c``: ``a -> c``);
+        ``None`` while one is not in ``schema`` (the catalog now), renamed again (or dropped) by a later DDL the
+        stream has not read yet: the change waits, since publishing ``schema`` would drop ``a`` from the target.
+
+        Pending renames (:attr:`pending`) resolve with the DDL that renames or drops their column again, or the
+        next TABLE_MAP of the table (:meth:`_table_map`), which names the columns as they were then."""
+        pending = self.pending.pop(qualified, {})
+        origins = {old: pending.pop(old, old) for old in ddl.columns}
+        for column in ddl.dropped:
+            pending.pop(column, None)
+        names = {column.name for column in schema.columns}
+        renames: dict[str, str] = {}
+        for old, new in ddl.columns.items():
+            if new in names:
+                renames[origins[old]] = new
+            else:
+                pending[new] = origins[old]
+        if pending:
+            self.pending[qualified] = pending
+            return None
+        return renames
 
     def _refresh_maps(self) -> None:
         """After DDL, tables seen before are mapped again from their next TABLE_MAP event."""
@@ -386,3 +482,13 @@ class BinlogStream:
 
 def _versioned(schema: TableSchema, version: int) -> TableSchema:
     return TableSchema(schema.namespace, schema.name, schema.columns, schema.key, version)
+
+
+def _unmapped(column: Column) -> bool:
+    """A MariaDB type the binlog carries as another (JSON as LONGTEXT, UUID and INET as BINARY): its TABLE_MAP
+    column cannot say it."""
+    return column.type in ("json", "uuid") or column.source_type.lower() in ("inet4", "inet6")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
