@@ -492,3 +492,18 @@ def new_table_while_running(bus: Bus, tmp_path: Path, split: bool) -> None:
             thread.join(10)
     for _, out in started:
         assert out and not isinstance(out[0], Exception), out
+
+
+def test_a_table_copied_by_an_earlier_run_shows_its_snapshot_done(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """Its progress gauge is 1 and its status says done in a later run (a trial saw 0 under sluice serve --sync)."""
+    from prometheus_client import REGISTRY
+
+    from sluice.observability import cdc_metrics
+
+    world = make_world(rows=5, tables=("emp",))
+    sync = settings(tables=["emp"])
+    runtime(world, bus, tmp_path, sync, once=True).run()
+    cdc_metrics.SNAPSHOT_PROGRESS.labels("s1", "app.emp").set(0.0)  # as in a new process
+    status = runtime(world, bus, tmp_path, sync, once=True).run()
+    assert status.tables[0].snapshot_done and status.tables[0].snapshot_rows == 0
+    assert REGISTRY.get_sample_value("sluice_cdc_snapshot_progress_ratio", {"sync": "s1", "table": "app.emp"}) == 1.0

@@ -191,6 +191,9 @@ class CaptureSide:
             todo: list[TableRef] = []
         else:
             todo = [ref for ref in self.refs.values() if ref.source.qualified not in self.failed and not self._snapshot_done(ref)]
+            for ref in self.refs.values():  # copied by an earlier run: its progress shows done (1), not 0
+                if ref not in todo and ref.source.qualified not in self.failed:
+                    self.state.snapshot_done(self.direction, ref.source.qualified)
         snapshot_position: Position | None = None
         if todo:
             snapshot_position = self._snapshot(todo)
