@@ -231,7 +231,8 @@ def resync_name(table: str, sources: Sequence[str], sync: str, copies: Sequence[
         raise ConfigError(f"sync '{sync}' has several tables named {table!r} ({', '.join(matches)}); give one of them in full")
     raise ConfigError(
         f"sync '{sync}' has no table {table!r}; give one of its tables ({', '.join(sorted(sources))}) as "
-        f"namespace.name.{did_you_mean(table, sources if '.' in table else [n.rpartition('.')[2] for n in sources])}"
+        "namespace.name, or by its name alone when no other table has it."
+        f"{did_you_mean(table, sources if '.' in table else [n.rpartition('.')[2] for n in sources])}"
     )
 
 
