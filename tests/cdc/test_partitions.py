@@ -143,3 +143,25 @@ def test_pkeys_lag_is_the_most_behind_partition() -> None:
     assert table.lag_s is not None and table.lag_s > 5
     state.mark_idle("my -> pg", "hr.emp", 3)
     assert state.snapshot_status().tables[0].lag_s == 0.0
+
+
+def test_a_topic_with_another_partition_count_names_what_to_delete_as_the_broker_names_it() -> None:
+    """The namespace of a Kafka bus, every topic and the consumer groups (a trial found the bare topic only)."""
+    from sluice.cdc.base import SyncError
+    from sluice.cdc.partitions import ensure_partitions
+
+    class Namespaced:
+        def create_topic(self, topic: str, partitions: int) -> int:
+            return 1  # made by an earlier run without partitions:
+
+        def kafka_name(self, name: str) -> str:
+            return f"team-a.{name}"
+
+    with pytest.raises(SyncError) as caught:
+        ensure_partitions(Namespaced(), "sluice.cdc.s1.my.shop.orders", 3, "s1")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "sync 's1': topic team-a.sluice.cdc.s1.my.shop.orders has 1 partition(s) but the sync sets partitions: 3; set it "
+        "back, or stop the sync, delete on the broker its topics (every topic whose name starts with team-a.sluice.cdc.s1., "
+        "the _heartbeat and _snapshot ones included) and its consumer groups (team-a.sluice-sync.s1.*), then start it "
+        "with --resnapshot"
+    )

@@ -32,7 +32,7 @@ import msgspec
 
 from sluice.bus.base import Bus
 from sluice.cdc.base import SyncError
-from sluice.cdc.events import ChangeEvent, Event, SchemaChange, key_text
+from sluice.cdc.events import TOPIC_PREFIX, ChangeEvent, Event, SchemaChange, apply_group, key_text
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -94,7 +94,10 @@ def ensure_partitions(bus: Bus, topic: str, partitions: int, sync: str) -> None:
     another count (a key's changes would then land on two partitions with no order between them)."""
     count = bus.create_topic(topic, partitions)
     if count != partitions:
+        named = getattr(bus, "kafka_name", lambda name: name)  # the broker's name: the bus's namespace first
         raise SyncError(
-            f"sync '{sync}': topic {topic} has {count} partition(s) but the sync sets partitions: {partitions}; "
-            "set it back, or delete the sync's topics and start again with --resnapshot"
+            f"sync '{sync}': topic {named(topic)} has {count} partition(s) but the sync sets partitions: {partitions}; "
+            f"set it back, or stop the sync, delete on the broker its topics (every topic whose name starts with "
+            f"{named(TOPIC_PREFIX + sync + '.')}, the _heartbeat and _snapshot ones included) and its consumer groups "
+            f"({named(apply_group(sync, ''))}*), then start it with --resnapshot"
         )
