@@ -209,3 +209,18 @@ def test_status_without_name_shows_every_sync_of_the_file(tmp_path: Path) -> Non
     assert json.loads(one.stdout)["name"] == "s2"
     never = runner.invoke(cli, ["sync", "status", str(tmp_path), "--name", "s3"])
     assert never.exit_code == 2 and "error: sync s3 has not run yet" in never.stderr
+
+
+def test_the_start_line_says_where_the_tables_go(tmp_path: Path) -> None:
+    """The target's schema or database, given or the URL's default (a trial missed that tables landed in public)."""
+    from sluice.cli.sync import _route
+    from sluice.project.load import load_project
+
+    (tmp_path / "sluice.yaml").write_text(
+        "connections:\n  my: mysql://u:p@127.0.0.1:1/shop\n  pg: postgresql://u@127.0.0.1:1/wh\n"
+        "syncs:\n  - {name: s1, source: my, target: pg, tables: [customers]}\n"
+        "  - {name: s2, source: pg, target: my, tables: [customers], direction: both}\n"
+        "  - {name: s3, source: my, target: pg, tables: [customers], target_namespace: staging}\n"
+    )
+    routes = [_route(spec) for spec in load_project(tmp_path).syncs]
+    assert routes == ["my -> pg, into schema public", "pg <-> my, into database shop", "my -> pg, into schema staging"]

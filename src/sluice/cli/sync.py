@@ -277,7 +277,7 @@ def run(
     try:
         shown_roles = ", ".join(roles) + (f"; capture in process {child.pid}" if child is not None else "")
         if os.environ.get(CAPTURE_CHILD_ENV) != "1":  # the parent's line names the child already
-            console.print(f"sync {spec.settings.name}: {spec.settings.source} -> {spec.settings.target} ({shown_roles})")
+            console.print(f"sync {spec.settings.name}: {_route(spec)} ({shown_roles})", highlight=False)
         status = runtime.run()
     except SluiceError as exc:
         click.echo(f"error: {with_path(str(exc), path)}", err=True)
@@ -320,6 +320,20 @@ def preflight(runtime: SyncRuntime, bus: Bus, path: str) -> None:
     if os.environ.get(CAPTURE_CHILD_ENV) != "1":
         for note in runtime.notes:
             click.echo(f"note: {note}", err=True)
+
+
+def _route(spec: SyncSpec) -> str:
+    """``my -> pg, into schema public``: where the tables go (``target_namespace``, else the target URL's default,
+    easy to miss on a shared warehouse); both ways ``my <-> pg``."""
+    from sluice.cdc.tables import default_target_namespace
+    from sluice.urls import connection_scheme
+
+    settings = spec.settings
+    url = spec.urls[settings.target]
+    where = settings.target_namespace or default_target_namespace(url)
+    kind = "database" if connection_scheme(url) in ("mysql", "mariadb") else "schema"
+    arrow = "<->" if settings.direction == "both" else "->"
+    return f"{settings.source} {arrow} {settings.target}, into {kind} {where}"
 
 
 def child_failed(code: int) -> str:
