@@ -120,8 +120,9 @@ def test_pkeys_status_of_two_apply_processes_is_summed(tmp_path: Path) -> None:
         row = TableStatus("hr.emp", "public.emp", "my -> pg", "streaming", position=position, lag_s=lag, applied=applied)
         return SyncStatus("s", "my", "pg", "one-way", "streaming", pid=pid, roles=["apply:pg"], tables=[row])
 
-    write_status(tmp_path, status(11, {"insert": 3, "update": 1}, 0.5, "bin.1:10"), "apply.11")
-    write_status(tmp_path, status(12, {"insert": 2}, 2.0, "bin.1:4"), "apply.12")
+    live = os.getpid()  # both run (a gone apply's lag is unknown)
+    write_status(tmp_path, status(live, {"insert": 3, "update": 1}, 0.5, "bin.1:10"), "apply.11")
+    write_status(tmp_path, status(live, {"insert": 2}, 2.0, "bin.1:4"), "apply.12")
     capture = TableStatus("hr.emp", "public.emp", "my -> pg", "streaming", captured={"insert": 5, "update": 1})
     write_status(tmp_path, SyncStatus("s", "my", "pg", "one-way", "streaming", roles=["capture:my"], tables=[capture]), "capture")
     merged = read_status(tmp_path, "s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -29,7 +30,14 @@ def employees_status() -> SyncStatus:
         snapshot_total=100,
     )
     return SyncStatus(
-        "employees", "hr", "warehouse", "hr -> warehouse", state="streaming", pid=42, roles=["capture:hr"], tables=[table]
+        "employees",
+        "hr",
+        "warehouse",
+        "hr -> warehouse",
+        state="streaming",
+        pid=os.getpid(),
+        roles=["capture:hr"],
+        tables=[table],
     )
 
 
@@ -51,7 +59,14 @@ def test_syncs_lists_every_sync_merged_from_its_status_files(seed: Project) -> N
         assert employees["roles"] == ["capture:hr", "apply:warehouse"] and employees["stale"] is False
         assert [t["source_table"] for t in employees["tables"]] == ["hr.employes", "hr.dept"]
         first = employees["tables"][0]
-        assert first["applied"] == {"snapshot": 100, "insert": 3, "update": 2} and first["lag_s"] == 0.25
+        assert first["applied"] == {"snapshot": 100, "insert": 3, "update": 2}
+        # capture runs, apply stopped in error: the table does not stream, its lag is unknown
+        assert (first["state"], first["note"], first.get("lag_s")) == ("stopped", "apply not running (error)", None)
+        assert employees["roles_not_running"] == ["apply:warehouse"]
+        assert [(p["roles"], p["running"]) for p in employees["processes"]] == [
+            (["capture:hr"], True),
+            (["apply:warehouse"], False),
+        ]
         assert first["position"] == "mysql-bin.000003:4567" and employees["tables"][1]["dead_letters"] == 4
         one = client.get("/syncs/articles")
         assert one.status_code == 200 and one.json()["tables"] == [] and one.json()["direction"] == "a -> b"

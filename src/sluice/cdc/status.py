@@ -14,6 +14,13 @@ records the host that wrote it; :func:`read_status` shows a file whose process i
 rules then treat it like the file of a finished run; the merged status is ``gone`` when no process runs any
 more and one of them is gone (a ``--processes 2`` parent killed with -9: its capture child then stops cleanly).
 A file of another host is taken as it says.
+
+Files of earlier runs are left out (:func:`current_statuses`): one whose process no longer runs is left out once
+newer files stand for each of its roles, of a process running now or of another layout (an old
+``<name>.apply.json`` after a partitioned run's ``.apply.<pid>.json``). The merged status then tells per process
+whether it runs (``processes``, ``roles_not_running``), and no table reads ``streaming`` when nothing streams it
+(:func:`mark_tables`): with no process of the sync running it is ``stopped``; while one role runs and the other does
+not, a table that role serves is ``stopped`` with a ``note`` naming it and no lag (unknown).
 """
 
 from __future__ import annotations
@@ -56,6 +63,23 @@ class TableStatus(msgspec.Struct, omit_defaults=True):
     """Estimated rows of the table when the snapshot started (for progress)."""
     snapshot_done: bool = False
     """A snapshot of the table ended in this process's run (its progress is 1; set by the process that captures)."""
+    note: str = ""
+    """Set by :func:`read_status`: why the table does not stream though a process of the sync runs (``apply not
+    running: pid 12 gone``)."""
+
+
+class ProcessStatus(msgspec.Struct):
+    """One process of a sync whose status file :func:`read_status` kept."""
+
+    roles: list[str]
+    pid: int
+    state: str
+    running: bool
+    """Its file says it runs (not ``stopped`` or ``error``), and, on this host, its pid runs."""
+    gone: bool = False
+    """Killed or crashed: its file said it ran, its pid is gone (:func:`mark_gone`)."""
+    host: str = ""
+    updated_at: float = 0.0
 
 
 class SyncStatus(msgspec.Struct, omit_defaults=True):
@@ -79,6 +103,11 @@ class SyncStatus(msgspec.Struct, omit_defaults=True):
     """Set by :func:`read_status`: the process is no longer running on this host though its file did not say it
     stopped (killed, crashed); ``state`` is then ``stopped``. Merged: no process of the sync runs any more and one
     of them is gone (``pid`` is then its)."""
+    processes: list[ProcessStatus] = msgspec.field(default_factory=list)
+    """Set by :func:`read_status`: each process whose file the merge took, oldest file first, and whether it runs."""
+    roles_not_running: list[str] = msgspec.field(default_factory=list)
+    """Set by :func:`read_status`: the sync's roles (those the files list, and ``capture:``/``apply:`` of each table's
+    direction) that no running process has; every role when the sync does not run."""
 
 
 def status_dir(work_dir: Path) -> Path:
@@ -117,18 +146,20 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
 
     Files are merged oldest first (by ``updated_at``), so of two files reporting the same role of a table the
     newer wins; a table both a capture-only and an apply-only process report is one row (:func:`merge_tables`).
-    A file of a process no longer running that is older than the newest complete status (one process running
-    both capture and apply, such as ``sluice serve --sync``) is left out: it is a finished run's (``--once``,
-    a stopped split process) and no longer describes the sync. ``roles`` lists each role once."""
+    Files of earlier runs are left out first (:func:`current_statuses`). ``roles`` lists each role once;
+    ``processes`` tells which of the files' processes run, and :func:`mark_tables` shows the tables a role that
+    does not run serves as not streaming. ``pid`` is a running process's (one that applies, the ``sluice sync``
+    a user started, before a capture child), else the newest file's, or, ``gone``, the killed process's."""
     folder = status_dir(work_dir)
     files = sorted(folder.glob(f"{name}.json")) + sorted(folder.glob(f"{name}.*.json"))
-    statuses: list[SyncStatus] = []
+    found: list[tuple[str, SyncStatus]] = []
     for path in files:
         try:
-            statuses.append(mark_gone(msgspec.json.decode(path.read_bytes(), type=SyncStatus)))
+            found.append((_layout(path.name, name), mark_gone(msgspec.json.decode(path.read_bytes(), type=SyncStatus))))
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             continue
-    statuses = current_statuses(statuses)
+    statuses = current_statuses(found)
+    processes = [ProcessStatus(list(s.roles), s.pid, s.state, _live(s), s.gone, s.host, s.updated_at) for s in statuses]
     applies = [status for status in statuses if _only(status.roles, "apply")]
     if len(applies) > 1:  # several apply processes of one partitioned sync: one apply status
         first = applies[0]
@@ -161,11 +192,12 @@ def read_status(work_dir: Path, name: str) -> SyncStatus | None:
             merged.state, merged.error = status.state, status.error
     if merged is not None:
         merged.roles = list(dict.fromkeys(merged.roles))
+        merged.processes = processes
         # No process runs any more and one was killed: the parent of a ``--processes 2`` run killed with -9, whose
         # capture child then stopped cleanly, is as gone as a killed ``--processes 1`` run (its pid is shown).
         merged.gone = ended and bool(killed)
-        if merged.gone:
-            merged.pid = killed[-1].pid
+        merged.pid = killed[-1].pid if merged.gone else _shown_pid(processes)
+        mark_tables(merged)
     return merged
 
 
@@ -179,17 +211,104 @@ def mark_gone(status: SyncStatus) -> SyncStatus:
     return status
 
 
-def current_statuses(statuses: list[SyncStatus]) -> list[SyncStatus]:
-    """``statuses`` oldest first (by ``updated_at``), without those of processes no longer running (see
-    :func:`running`) that are older than the newest complete status (roles both ``capture:`` and ``apply:``)."""
-    ordered = sorted(statuses, key=lambda status: status.updated_at)
-    complete = [
-        s for s in ordered if any(r.startswith("capture:") for r in s.roles) and any(r.startswith("apply:") for r in s.roles)
+def current_statuses(files: list[tuple[str, SyncStatus]]) -> list[SyncStatus]:
+    """The statuses of ``files`` (``(layout, status)``, the layout of :func:`status_file`'s suffix, ``apply.*`` for
+    any ``apply.<pid>``) that describe the sync now, oldest first (by ``updated_at``).
+
+    A file whose process runs (its file says so, see :func:`mark_gone`) is kept. One whose process does not is
+    left out when, for each of its roles (capture, apply; a file listing none: both), a newer file has the role
+    and either runs or has another layout: a finished ``--once`` run's split files once ``sluice serve --sync``
+    (one process, both roles) reports, an old ``<sync>.apply.json`` once a partitioned run's ``.apply.<pid>.json``
+    report, a killed apply process once another of the same partitioned run took its partitions. Kept: the files
+    of the newest run of each role, a killed role's next to the live other one (then shown as not running), and
+    the several ``.apply.<pid>.json`` of one partitioned run that stopped."""
+    ordered = sorted(files, key=lambda file: file[1].updated_at)
+
+    def newer(kind: str, layout: str, status: SyncStatus) -> bool:
+        return any(
+            other.updated_at > status.updated_at and kind in _kinds(other) and (_live(other) or shape != layout)
+            for shape, other in ordered
+        )
+
+    return [
+        status for layout, status in ordered if _live(status) or not all(newer(kind, layout, status) for kind in _kinds(status))
     ]
-    if not complete:
-        return ordered
-    newest = complete[-1]
-    return [s for s in ordered if s is newest or s.updated_at >= newest.updated_at or running(s.pid)]
+
+
+def mark_tables(status: SyncStatus) -> None:
+    """Mark the tables of merged ``status`` that do not stream though their files say so, and set
+    ``roles_not_running``. A table's roles are ``capture:<source side>`` and ``apply:<target side>`` of its
+    direction. No process of the sync runs: a ``streaming`` or ``waiting`` table is ``stopped`` (``error`` and
+    ``snapshotting`` stay, as an unfinished snapshot's progress does), its lag dropped (unknown) when its apply
+    process is gone (killed), kept as the run ended when it stopped. One role runs and another does not: the
+    tables the other serves are ``stopped`` likewise (``error``, ``snapshotting`` stay), ``note`` names the role
+    that does not run (``apply not running: pid 12 gone``), and their lag is unknown (None): apply's stays 0 once
+    it drained what a dead capture published. A running process whose file lists no roles is taken for all."""
+    if any(not process.roles for process in status.processes if process.running):
+        status.roles_not_running = []
+        return
+    live = {role for process in status.processes if process.running for role in process.roles}
+    roles = list(dict.fromkeys([*status.roles, *(role for table in status.tables for role in _table_roles(table))]))
+    status.roles_not_running = [role for role in roles if role not in live]
+    for table in status.tables:
+        missing = [role for role in _table_roles(table) if role not in live]
+        if live and not missing:
+            continue
+        if live:
+            table.note = "; ".join(_not_running(role, status.processes) for role in missing)
+            table.lag_s = None
+        elif any(process.gone for role in _table_roles(table)[1:] for process in _of_role(role, status.processes)):
+            table.lag_s = None
+        if table.state in ("streaming", "waiting"):
+            table.state = "stopped"
+
+
+def _layout(file_name: str, name: str) -> str:
+    """The layout of a status file of sync ``name``: its suffix, ``apply.*`` for any ``apply.<pid>``."""
+    suffix = file_name.removeprefix(name).removesuffix(".json").removeprefix(".")
+    kind, _, pid = suffix.partition(".")
+    return f"{kind}.*" if pid.isdigit() else suffix
+
+
+def _live(status: SyncStatus) -> bool:
+    """Whether ``status`` says its process runs (after :func:`mark_gone`, false for a killed one)."""
+    return status.state not in ("stopped", "error")
+
+
+def _kinds(status: SyncStatus) -> set[str]:
+    """``capture`` and/or ``apply``: what ``status``'s process runs (a file listing no roles: both)."""
+    kinds = {role.partition(":")[0] for role in status.roles} & {"capture", "apply"}
+    return kinds or {"capture", "apply"}
+
+
+def _table_roles(table: TableStatus) -> list[str]:
+    """``[capture:<source side>, apply:<target side>]`` of ``table``'s direction (none if it names no sides)."""
+    source, arrow, target = table.direction.partition(" -> ")
+    return [f"capture:{source}", f"apply:{target}"] if arrow else []
+
+
+def _of_role(role: str, processes: list[ProcessStatus]) -> list[ProcessStatus]:
+    return [process for process in processes if role in process.roles or not process.roles]
+
+
+def _not_running(role: str, processes: list[ProcessStatus]) -> str:
+    """``apply not running: pid 12 gone``: ``role`` and its newest process (none: ``apply not running``)."""
+    kind = role.partition(":")[0]
+    ended = [process for process in _of_role(role, processes) if not process.running]
+    if not ended:
+        return f"{kind} not running"
+    last = ended[-1]
+    why = "gone" if last.gone else last.state
+    return f"{kind} not running: pid {last.pid} {why}" if last.pid > 0 else f"{kind} not running ({why})"
+
+
+def _shown_pid(processes: list[ProcessStatus]) -> int:
+    """The pid a merged status shows: of the running processes (none: of all), one that applies (the ``sluice
+    sync`` a user started, not its capture child), else any; the newest."""
+    candidates = [process for process in processes if process.running] or processes
+    applying = [process for process in candidates if any(role.startswith("apply:") for role in process.roles)]
+    chosen = (applying or candidates)[-1:]
+    return chosen[0].pid if chosen else 0
 
 
 def running(pid: int) -> bool:

@@ -417,6 +417,8 @@ def _print_status(current: SyncStatus, path: str) -> None:
     age = time.time() - current.updated_at
     if current.gone:  # killed or crashed: its file still said it ran
         shown = f"not running (pid {current.pid} gone; {current.direction}, updated {age:.0f} s ago)"
+    elif any(p.running for p in current.processes) and (len(current.processes) > 1 or current.roles_not_running):
+        shown = f"{current.state} ({current.direction}; {_roles_shown(current)}; updated {age:.0f} s ago)"
     else:
         shown = f"{current.state} ({current.direction}, pid {current.pid}, updated {age:.0f} s ago)"
     console.print(f"sync {current.name}: {shown}" + (f": {current.error}" if current.error else ""))
@@ -428,7 +430,7 @@ def _print_status(current: SyncStatus, path: str) -> None:
         table.add_row(
             t.direction,
             f"{t.source_table} -> {t.target_table}",
-            t.state + (f": {with_path(t.error, path)}" if t.error else ""),
+            t.state + (f" ({t.note})" if t.note else "") + (f": {with_path(t.error, path)}" if t.error else ""),
             t.position,
             "" if t.lag_s is None else f"{t.lag_s:.1f}",
             _counts(t.applied),
@@ -439,6 +441,23 @@ def _print_status(current: SyncStatus, path: str) -> None:
             snap,
         )
     console.print(table)
+
+
+def _roles_shown(current: SyncStatus) -> str:
+    """``capture running, pid 11; apply not running: pid 12 gone``: per role, its running processes, else the
+    last of those that ran (or none: ``apply not running``)."""
+    parts: list[str] = []
+    for kind in ("capture", "apply"):
+        processes = [p for p in current.processes if any(r.startswith(f"{kind}:") for r in p.roles)]
+        live = [p for p in processes if p.running]
+        if live:
+            parts.append(f"{kind} running, pid{'s' if len(live) > 1 else ''} " + ", ".join(str(p.pid) for p in live))
+        elif processes:
+            last = processes[-1]
+            parts.append(f"{kind} not running: pid {last.pid} {'gone' if last.gone else last.state}")
+        elif any(r.startswith(f"{kind}:") for r in current.roles_not_running):
+            parts.append(f"{kind} not running")
+    return "; ".join(parts)
 
 
 def _counts(counts: dict[str, Any]) -> str:

@@ -56,6 +56,21 @@ class TableStatusModel(BaseModel):
     invalid_dates: int = 0
     snapshot_rows: int = 0
     snapshot_total: int | None = None
+    note: str = Field(
+        "", description="Why the table does not stream though a process of the sync runs (`apply not running: pid 12 gone`)."
+    )
+
+
+class ProcessStatusModel(BaseModel):
+    """One process of a sync whose status file the merge took (``sluice.cdc.status.ProcessStatus``)."""
+
+    roles: list[str]
+    pid: int
+    state: str
+    running: bool = Field(description="Its file says it runs and, on this host, its pid runs.")
+    gone: bool = Field(False, description="Killed or crashed: its file said it ran, its pid is gone.")
+    host: str = ""
+    updated_at: float = 0.0
 
 
 class SyncStatusModel(BaseModel):
@@ -73,7 +88,15 @@ class SyncStatusModel(BaseModel):
     stale: bool = Field(False, description=f"Not refreshed for {STALE_AFTER_S:g} s: its process stopped or hangs.")
     tables: list[TableStatusModel] = Field(default_factory=list)
     host: str = Field("", description="The host whose process wrote the newest status file.")
-    gone: bool = Field(False, description="Its process is no longer running on this host though it did not stop cleanly.")
+    gone: bool = Field(
+        False, description="No process of it runs any more and one of them stopped without stopping cleanly (killed)."
+    )
+    processes: list[ProcessStatusModel] = Field(
+        default_factory=list, description="Each process whose status file describes the sync now, and whether it runs."
+    )
+    roles_not_running: list[str] = Field(
+        default_factory=list, description="Roles (`capture:<side>`, `apply:<side>`) no running process has."
+    )
 
 
 class SyncList(BaseModel):
@@ -93,6 +116,8 @@ def status_body(status: SyncStatus, now: float | None = None) -> dict[str, Any]:
     body: dict[str, Any] = msgspec.to_builtins(status)
     body.setdefault("roles", [])
     body.setdefault("tables", [])
+    body.setdefault("processes", [])
+    body.setdefault("roles_not_running", [])
     body["stale"] = ((now if now is not None else time.time()) - status.updated_at) > STALE_AFTER_S
     return body
 

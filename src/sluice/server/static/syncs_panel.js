@@ -64,7 +64,7 @@ export class SyncsPanel extends PolledPanel {
     const rows = sync.tables.map((table) =>
       el(
         "tr",
-        { "data-testid": "sync-table", "data-table": table.source_table, title: table.error || `${table.direction}` },
+        { "data-testid": "sync-table", "data-table": table.source_table, title: table.error || table.note || `${table.direction}` },
         el("td", { text: `${table.source_table} → ${table.target_table}` }),
         el("td", {}, el("span", { class: "badge", "data-state": table.state, text: table.state })),
         el("td", { class: "mono", text: table.position || "—" }),
