@@ -291,6 +291,12 @@ class FakeApply(Apply):
         if change.change == "other" or table.source.qualified in self.db.bad_schema_tables:
             raise SyncError(f"table {table.source.qualified}: cannot apply {change.change}", table=table.source.qualified)
 
+    def skip_to(self, table: TableRef, position: Position, position_text: str, partitions: int = 1) -> None:
+        with self.db.lock:
+            stored, last_key, done = self.stored_position(table)
+            if stored is None or stored < position:
+                self.db.positions[self._pkey(table)] = (position, last_key, done)
+
     def reset(self, table: TableRef) -> None:
         with self.db.lock:
             self.db.positions.pop(self._pkey(table), None)

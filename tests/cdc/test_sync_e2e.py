@@ -98,11 +98,15 @@ def writer(url: str, stop: threading.Event, seed: int) -> None:
         conn.close()
 
 
+def embedded_bus(sync: SyncSettings, urls: dict[str, str], tmp_path: Path) -> contextlib.AbstractContextManager[Bus]:
+    """An embedded bus in ``tmp_path`` (:func:`dropping`)."""
+    return dropping(EmbeddedBus(str(tmp_path / "bus.db")), sync, urls, tmp_path)
+
+
 @contextlib.contextmanager
-def embedded_bus(sync: SyncSettings, urls: dict[str, str], tmp_path: Path) -> Iterator[Bus]:
-    """An embedded bus in ``tmp_path``; at the end ``sync``'s capture objects (slot, publication) are dropped from
-    the sources, then the bus is closed."""
-    bus = EmbeddedBus(str(tmp_path / "bus.db"))
+def dropping(bus: Bus, sync: SyncSettings, urls: dict[str, str], tmp_path: Path) -> Iterator[Bus]:
+    """``bus``; at the end ``sync``'s capture objects (slot, publication) are dropped from the sources, then the bus
+    is closed."""
     try:
         yield bus
     finally:
@@ -518,6 +522,16 @@ def test_one_way_sync_captures_in_a_child_that_dies_with_its_parent(
     assert "the capture process exited with status -9" in err
 
 
+def source_emp(source: str, my: Any, pg: psycopg.Connection[Any]) -> None:
+    """With ``source`` pg: ``public.emp`` on PostgreSQL with 300 rows (ids 1-300), MariaDB's ``emp`` emptied (the
+    ``my`` fixture's 300 rows, ids 0-299, are the source's otherwise)."""
+    if source == "pg":
+        pg.execute(DDL.format(t="public.emp"))
+        pg.execute("INSERT INTO public.emp SELECT g, 'p' || g, g, g FROM generate_series(1, 300) g")
+        with my.cursor() as cur:
+            cur.execute("DELETE FROM emp")
+
+
 @pytest.mark.parametrize("source", ["my", "pg"])
 @pytest.mark.parametrize("how", ["resnapshot", "resync"])
 def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
@@ -530,11 +544,7 @@ def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
     urls = {"my": mysql_db_url, "pg": pg_db_url}
     name = sync_name()
     target = "pg" if source == "my" else "my"
-    if source == "pg":
-        pg.execute(DDL.format(t="public.emp"))
-        pg.execute("INSERT INTO public.emp SELECT g, 'p' || g, g, g FROM generate_series(1, 300) g")
-        with my.cursor() as cur:
-            cur.execute("DELETE FROM emp")
+    source_emp(source, my, pg)
     sync = settings(name, source=source, target=target, tables=["emp"], direction="both", conflicts="newer-wins")
     with embedded_bus(sync, urls, tmp_path) as bus:
         SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
@@ -550,6 +560,181 @@ def test_both_ways_resnapshot_and_resync_keep_the_source_rows(
     assert captured[f"{target} -> {source}"] == {}, captured
     assert captured[f"{source} -> {target}"] == {"snapshot": 300}, captured
     assert [t.captured for t in again.tables] == [{}, {}], again.tables
+
+
+def bus_of(
+    kind: str, sync: SyncSettings, urls: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> contextlib.AbstractContextManager[Bus]:
+    """An embedded bus (:func:`embedded_bus`) or one on Kafka in a namespace of its own (:func:`dropping`)."""
+    if kind == "embedded":
+        return embedded_bus(sync, urls, tmp_path)
+    return dropping(open_bus(request.getfixturevalue("kafka_ns_url")), sync, urls, tmp_path)
+
+
+def lose_position(side: str, sync: SyncSettings, urls: dict[str, str], bus: Bus, tmp_path: Path) -> None:
+    """The position ``side``'s capture resumes from is gone, as after a purge: a PostgreSQL side's slot is dropped;
+    a MariaDB side's checkpoint is moved into the binlog file ``binlog.000001``, long purged on the test server (the
+    shared server's binlogs are left alone: other tests' captures read them)."""
+    from sluice.cdc.checkpoint import write_heartbeat
+    from sluice.cdc.events import Heartbeat, Source
+
+    if side == "pg":
+        runtime = SyncRuntime(sync, urls, bus, tmp_path)
+        try:
+            runtime.capture_of("pg").drop()
+        finally:
+            runtime.close()
+        return
+    purged = Source("", side, [1, 4, 0], "binlog.000001:4", time.time_ns() // 1000, origin=f"{sync.name}/{side}")
+    write_heartbeat(bus, sync.name, side, Heartbeat(purged))
+
+
+@pytest.mark.parametrize(
+    ("source", "how", "bus_kind"),
+    [
+        ("my", "resnapshot", "embedded"),
+        pytest.param("my", "resnapshot", "kafka", marks=pytest.mark.kafka),
+        ("pg", "resnapshot", "embedded"),
+        ("my", "resync", "embedded"),
+        pytest.param("my", "resync", "kafka", marks=pytest.mark.kafka),
+        pytest.param("my", "resnapshot", "kafka-partitions", marks=pytest.mark.kafka),
+        pytest.param("pg", "resync", "kafka-partitions", marks=pytest.mark.kafka),
+        ("pg", "resync", "embedded"),
+        ("my", "lost", "embedded"),
+        ("pg", "lost", "embedded"),
+        ("my", "when_needed", "embedded"),
+        ("pg", "when_needed", "embedded"),
+    ],
+)
+def test_both_ways_copy_replaces_a_target_change_made_while_stopped(
+    my: Any,
+    pg: psycopg.Connection[Any],
+    mysql_db_url: str,
+    pg_db_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    source: str,
+    how: str,
+    bus_kind: str,
+) -> None:
+    """A trial's finding: with the sync stopped, a row changed on the target side; ``--resnapshot`` (or a resync of
+    the table, or ``snapshot: when_needed`` after the declared source's position was lost) copied the source's row
+    over the target, and then the target side's capture applied the old change to the source: the sides stayed
+    different for good. Now the copy replaces that change on both sides, and the target side streams afterwards."""
+    from sluice.cdc.state import request_resync
+
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    target = "pg" if source == "my" else "my"
+    source_emp(source, my, pg)
+    snapshot = "when_needed" if how == "when_needed" else "initial"
+    partitions = 2 if bus_kind == "kafka-partitions" else 1  # resets by markers on the bus, applied past a barrier
+    sync = settings(
+        sync_name(), source=source, target=target, tables=["emp"], direction="both", snapshot=snapshot, partitions=partitions
+    )
+
+    def on_target(statement: str) -> None:
+        if target == "pg":
+            pg.execute(statement.replace("emp", "public.emp"))
+        else:
+            with my.cursor() as cur:
+                cur.execute(statement)
+
+    with bus_of(bus_kind, sync, urls, tmp_path, request) as bus:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        original = rows_my(my, "emp")
+        assert rows_pg(pg, "public.emp") == original and len(original) == 300
+        on_target("UPDATE emp SET name = 'target-while-stopped' WHERE id = 10")  # the sync is stopped
+        if how in ("lost", "when_needed"):
+            lose_position(source, sync, urls, bus, tmp_path)
+        if how == "lost":
+            with pytest.raises(PositionLost, match="--resnapshot"):
+                SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        if how == "resync":
+            request_resync(tmp_path, sync.name, f"{urlsplit_db(mysql_db_url) if source == 'my' else 'public'}.emp")
+        SyncRuntime(sync, urls, bus, tmp_path, once=True, resnapshot=how in ("resnapshot", "lost")).run()
+        assert rows_my(my, "emp") == rows_pg(pg, "public.emp") == original
+        again = SyncRuntime(sync, urls, bus, tmp_path, once=True).run()  # nothing left to apply either way
+        assert rows_my(my, "emp") == rows_pg(pg, "public.emp") == original
+        assert [t.applied for t in again.tables] == [{}, {}], again.tables
+        # The target side streams on: a change made after the copy reaches the source.
+        on_target("UPDATE emp SET name = 'target-after' WHERE id = 11")
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    assert rows_my(my, "emp") == rows_pg(pg, "public.emp")
+    names = {row[0]: row[1] for row in rows_my(my, "emp")}
+    assert (names[10], names[11]) == ({row[0]: row[1] for row in original}[10], "target-after")
+
+
+def test_both_ways_resync_while_the_target_side_writes_converges(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """A resync of a running both-ways sync while the target side updates rows and inserts new keys: once the
+    writes stop, both sides hold the same rows (a target write made just before the table was emptied reaches the
+    source before the copy reads it, and comes back with the copy)."""
+    from sluice.cdc.state import request_resync
+
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    sync = settings(sync_name(), tables=["emp"], direction="both")
+    stop = threading.Event()
+
+    def target_writer() -> None:
+        rng, new_key = random.Random(3), 1000
+        with psycopg.connect(pg_db_url, autocommit=True) as conn:
+            while not stop.is_set():
+                if rng.random() < 0.7:
+                    conn.execute(
+                        "UPDATE public.emp SET n = n + 1, name = %s WHERE id = %s", [f"t{rng.randrange(99)}", rng.randrange(300)]
+                    )
+                else:
+                    conn.execute("INSERT INTO public.emp VALUES (%s, 'new', 0, 0)", [new_key])
+                    new_key += 1
+                time.sleep(0.002)
+
+    with embedded_bus(sync, urls, tmp_path) as bus:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+        rt = SyncRuntime(sync, urls, bus, tmp_path)
+        thread, out = run_in_thread(rt)
+        w = threading.Thread(target=target_writer)
+        try:
+            w.start()
+            time.sleep(1.0)
+            request_resync(tmp_path, sync.name, f"{urlsplit_db(mysql_db_url)}.emp")
+            time.sleep(3.0)
+        finally:
+            stop.set()
+            w.join()
+        try:
+            wait_for(lambda: rows_my(my, "emp") == rows_pg(pg, "public.emp"), 60)
+        finally:
+            rt.stop()
+            thread.join(30)
+    assert not isinstance(out[0], Exception), out[0]
+    assert len(rows_my(my, "emp")) > 300
+
+
+def test_both_ways_resnapshot_after_a_stopped_target_change_verifies_equal(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """The trial's own steps, on the command line: MariaDB (declared source) <-> PostgreSQL, a change on PostgreSQL
+    while the sync is stopped, ``sluice sync . --once --resnapshot``, then ``sluice sync verify`` says EQUAL (it said
+    DIFFERENT for good: PostgreSQL had the copy, MariaDB the PostgreSQL change)."""
+    name = sync_name()
+    folder = project(
+        tmp_path,
+        f"connections:\n  my: {mysql_db_url}\n  pg: {pg_db_url}\n"
+        f"syncs:\n  - {{name: {name}, source: my, target: pg, direction: both, tables: [emp]}}\n",
+    )
+    try:
+        sluice("sync", str(folder), "--once")
+        pg.execute("UPDATE public.emp SET name = 'pg-while-stopped' WHERE id = 10")
+        sluice("sync", str(folder), "--once", "--resnapshot")
+        verified = sluice("sync", "verify", str(folder), check=False)
+        assert verified.returncode == 0 and "DIFFERENT" not in verified.stdout, verified.stdout + verified.stderr
+        assert sluice("sync", str(folder), "--once").returncode == 0
+        assert sluice("sync", "verify", str(folder), check=False).returncode == 0
+    finally:
+        sluice("sync", "drop", str(folder), check=False)
+    assert rows_my(my, "emp") == rows_pg(pg, "public.emp")
+    assert rows_pg(pg, "public.emp")[10][:2] == (10, "n10")
 
 
 def urlsplit_db(url: str) -> str:
@@ -779,8 +964,9 @@ def test_new_table_matching_a_pattern_reaches_apply_in_the_other_process(
     assert proc.returncode == 0, err
     status = msgspec.json.decode(sluice("sync", "status", str(folder), "--json").stdout)
     (new,) = [t for t in status["tables"] if t["source_table"].endswith(".emp_new")]
-    # status said "applied -" while the target table was never made (a row's changes in one batch count once)
-    assert new["target_table"] == "public.emp_new" and new["state"] == "streaming" and new["applied"].get("insert"), new
+    # status said "applied -" while the target table was never made (a row's changes in one batch count once);
+    # the sync stopped: the table is no longer "streaming"
+    assert new["target_table"] == "public.emp_new" and new["state"] == "stopped" and new["applied"].get("insert"), new
 
 
 def test_split_sync_exports_the_capture_childs_metrics(

@@ -274,6 +274,17 @@ class SqlApply(PositionRows, SchemaSteps, ConflictSteps, Apply):
             raise
         return result
 
+    def skip_to(self, table: TableRef, position: Position, position_text: str, partitions: int = 1) -> None:
+        name = table.source.qualified
+        for partition in range(max(1, partitions)):
+            try:  # the row is written first (locked), so an apply of the table meanwhile stores its position after
+                stored = self._begin(name, partition)
+                newer = stored is None or stored < position
+                self._finish(name, partition, position if newer else None, None, False, position_text)
+            except BaseException as exc:
+                self._fail(name, exc)
+                raise
+
     def _fail(self, name: str, exc: BaseException) -> None:
         """Roll the batch of table ``name`` back after ``exc``; a lost target connection becomes a transient
         :class:`SyncError` without a table (the apply loop reconnects with backoff and applies the batch again:

@@ -145,6 +145,9 @@ class ApplyDirection(PartitionSteps):
         self.announced = announced_from
         """The first offset of the side's heartbeat topic not yet read for announced tables."""
         self._next_discover = 0.0
+        self.hold: threading.Event | None = None
+        """Both ways, the direction into the declared source: nothing is applied until it is set (the capture of
+        the declared source knows whether it copies the source over the target, :mod:`sluice.cdc.reverse`)."""
         for ref in refs:
             self.add(ref)
 
@@ -267,6 +270,8 @@ class ApplyDirection(PartitionSteps):
     def _pass(self, index: int, apply: Apply) -> tuple[bool, Apply]:
         """One turn over the tables of worker ``index``: whether any had work, and the apply to use next."""
         busy = False
+        if self.hold is not None and not self.hold.is_set():
+            return busy, apply
         for table, unit in self._mine(index):
             if self.state.stop.is_set():
                 break

@@ -283,6 +283,12 @@ class Apply(ABC):
         :class:`SyncError` from ``run`` is recorded as the barrier's failure and raised."""
         raise SyncError(f"table {table.source.qualified}: this apply plugin cannot apply a partitioned topic (partitions: 1)")
 
+    def skip_to(self, table: TableRef, position: Position, position_text: str, partitions: int = 1) -> None:  # noqa: B027
+        """Store ``position`` as the stream position of each partition ``0 .. partitions-1`` of ``table``'s topic where
+        none or an older one is stored, so the changes at or before it are skipped, never applied (both ways: the
+        target side's changes that a copy of the declared source over the target replaces, :mod:`sluice.cdc.reverse`).
+        Plugins that store no positions ignore it (this default): such changes are then applied after the copy."""
+
     def record_stop(self, table: TableRef, error: str) -> None:  # noqa: B027 - optional
         """Record in the target, in a transaction of its own, that ``table`` is stopped by ``error`` (its changes wait
         until :meth:`reset`; an empty ``error`` clears it): a restart reads it with :meth:`stopped` and keeps the

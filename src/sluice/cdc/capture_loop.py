@@ -66,6 +66,7 @@ from sluice.cdc.events import (
     key_text,
 )
 from sluice.cdc.partitions import ensure_partitions, route
+from sluice.cdc.reverse import ReverseReset
 from sluice.cdc.snapshot_messages import partitioned_snapshot_messages, snapshot_messages
 from sluice.cdc.state import SyncState, handled, resync_dir, resync_requests
 from sluice.cdc.tables import announced_ref
@@ -108,6 +109,8 @@ class CaptureSide:
         work_dir: Any = None,
         on_progress: SnapshotProgressHook | None = None,
         sync_tables: Callable[[], set[str]] | None = None,
+        reverse: ReverseReset | None = None,
+        restart: bool = False,
     ) -> None:
         self.settings, self.sync, self.side = settings, settings.name, side
         self.partitions = settings.partitions
@@ -124,6 +127,10 @@ class CaptureSide:
         self.sync_tables = sync_tables
         """The tables of every capture of the sync in this process (both ways: two): a resync request none of
         them has is dropped with a warning (default: this capture's)."""
+        self.reverse = reverse
+        """Both ways, the capture of the declared source: the other direction, told of each copy over the target."""
+        self.restart = restart
+        """Both ways with ``--resnapshot``, the target side's capture: start at ``start_position``, not the checkpoint."""
         self.progress: SnapshotProgress | None = None
         self.position: Position | None = None
         self.position_text = ""
@@ -147,6 +154,8 @@ class CaptureSide:
             self.state.fail(exc)
         finally:
             self.finished = True
+            if self.reverse is not None:
+                self.reverse.release()
 
     def _run(self) -> None:
         for ref in self.refs.values():  # before anything is published: a topic made on first use has one partition
@@ -183,6 +192,9 @@ class CaptureSide:
 
     def _prepare(self, fresh: bool) -> Position:
         """Snapshot what needs it; returns the position the stream starts at."""
+        if self.restart and self.start_position is not None:  # what the target had is replaced (cdc/reverse.py)
+            self.restart = False
+            return self.start_position[0]
         checkpoint = None if fresh else last_heartbeat(self.bus, self.sync, self.side)
         self.progress = None if fresh else read_progress(self.bus, self.sync, self.side)
         if fresh:
@@ -233,10 +245,13 @@ class CaptureSide:
 
         When apply runs in another process (no ``applier`` here), or the topics have several partitions, publish
         a resync marker on each table's topic (every partition) instead: apply empties the table when it
-        consumes the marker, before the snapshot rows that follow it (:mod:`sluice.cdc.apply_loop`).
+        consumes the marker, before the snapshot rows that follow it (:mod:`sluice.cdc.apply_loop`). Both ways,
+        the other direction skips what the target had (:mod:`sluice.cdc.reverse`: before, then after).
 
         A target that refuses its reset (a :class:`SyncError` naming the table) stops that table only: it joins
         :attr:`failed` (not snapshotted) in state ``error``; a later resync that succeeds takes it out."""
+        if self.reverse is not None:
+            self.reverse.discard(refs)
         position, text = self.capture.current_position()
         source = Source(
             connector="",
@@ -267,6 +282,8 @@ class CaptureSide:
                     continue
                 self.failed.discard(name)
                 self.applier.resume(name, ref)
+        if self.reverse is not None:
+            self.reverse.settle()
 
     # ----- snapshot ----------------------------------------------------------------------------------
 
@@ -351,6 +368,8 @@ class CaptureSide:
         next_resync_check = time.monotonic() + 1.0
         for batch in self.capture.stream(start, tables, MAX_WAIT_S):
             read_us = time.time_ns() // 1000  # before publishing and checkpointing, which may take a while
+            if self.reverse is not None:  # the stream opened: no copy over the target is due
+                self.reverse.release()
             self._publish(batch)
             if batch.invalid_dates or batch.invalid_dates_by_table:
                 self._count_invalid_dates(batch)

@@ -9,7 +9,10 @@ Both ways (``direction: both``): two directions; the capture of each side is giv
 apply that writes into that side as ``marker_table``, so the sync's own writes are not captured back; the
 reverse tables are the forward tables' targets (created by the forward apply first); only the declared
 ``source`` side is snapshotted, the other side streams from its position at the first start. Conflicts go
-to the resolver of :mod:`sluice.cdc.conflicts`.
+to the resolver of :mod:`sluice.cdc.conflicts`. A copy of the declared source over the target (``--resnapshot``,
+a resync, ``snapshot: when_needed``) tells the other direction through :mod:`sluice.cdc.reverse`, so no change the
+target had before it reaches the source afterwards; with ``--resnapshot`` the target side's capture starts at the
+target's position read at start.
 
 ``partitions: N`` (> 1) needs a bus with partitions (Kafka; :func:`partitions_problem` says why not otherwise):
 each table's topic gets N partitions and apply runs its keys in parallel (:mod:`sluice.cdc.partitions`).
@@ -50,6 +53,7 @@ from sluice.cdc.config import SyncSettings, partitions_problem
 from sluice.cdc.conflicts import ConflictLog, ConflictResolver, LocalVersions
 from sluice.cdc.events import Position, TableSchema, heartbeat_topic
 from sluice.cdc.plugins import ApplyOptions
+from sluice.cdc.reverse import ReverseReset
 from sluice.cdc.state import SyncState, direction_label
 from sluice.cdc.status import SyncStatus, forget_dead_applies, status_dir, write_status
 from sluice.cdc.tables import announced_ref, capture_problems, located, reverse_ref
@@ -275,9 +279,12 @@ class SyncRuntime:
                     self._announced_from.get(d.source_side, 0),
                 )
                 d.resources.append(control)
+        reverse = self._reverse_reset()
+        for d in self.directions:
             if "capture" in self.roles:
                 control_apply = d.resources[0] if d.resources else None
                 both = self.settings.direction == "both"
+                declared = d.source_side == self.settings.source
                 d.capture = CaptureSide(
                     self.settings,
                     d.source_side,
@@ -290,14 +297,54 @@ class SyncRuntime:
                     control=control_apply,
                     applier=d.applier,
                     local=local.get(d.source_side),
-                    snapshot_mode=self.settings.snapshot if not both or d.source_side == self.settings.source else "never",
-                    resnapshot=self.resnapshot and d.source_side == self.settings.source,
+                    snapshot_mode=self.settings.snapshot if not both or declared else "never",
+                    resnapshot=self.resnapshot and declared,
                     until=until.get(d.source_side),
                     start_position=starts.get(d.source_side),
                     work_dir=self.work_dir,
                     on_progress=self.on_progress,
                     sync_tables=self._captured_tables,
+                    reverse=reverse if declared else None,
+                    restart=both and self.resnapshot and not declared,
                 )
+        if reverse is not None:
+            forward, backward = self.directions
+            reverse.capture = backward.capture
+            reverse.reverse_apply = backward.applier
+            if self.settings.partitions > 1:
+                reverse.forward_apply = forward.applier
+            if backward.applier is not None:
+                backward.applier.hold = reverse.hold
+
+    def _reverse_reset(self) -> ReverseReset | None:
+        """Both ways, with the declared source captured here: what its copies over the target tell the other
+        direction (:mod:`sluice.cdc.reverse`)."""
+        if self.settings.direction != "both" or "capture" not in self.roles:
+            return None
+        source, target = self.settings.source, self.settings.target
+        backward = self.directions[1]
+
+        def end_position() -> tuple[Position, str]:
+            capture = self.capture_factory(self.urls[target], self._capture_options(target), self.settings.name, target, None)
+            try:
+                return capture.end_position()
+            finally:
+                capture.close()
+
+        def reverse_refs() -> dict[str, TableRef]:
+            refs = {ref.source.qualified: ref for ref in backward.refs}
+            if backward.capture is not None:
+                refs.update(backward.capture.refs)
+            return refs
+
+        return ReverseReset(
+            self.settings.name,
+            end_position,
+            functools.partial(self.make_apply, source),
+            reverse_refs,
+            self.settings.partitions,
+            self.state.stop,
+        )
 
     def _captured_tables(self) -> set[str]:
         """The source tables of every capture in this process (a resync request names one of them)."""
