@@ -135,3 +135,25 @@ def test_a_postgresql_rename_made_while_the_sync_was_stopped_keeps_the_values(
     assert my_rows(my, "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE()"
                        " AND table_name = 'src' ORDER BY ordinal_position") == [("id",), ("label",), ("amount",)]  # fmt: skip
     assert_verified(rt, pg_db_url, mysql_db_url)
+
+
+def test_with_drop_columns_keep_a_column_left_by_an_earlier_drop_is_not_taken_for_a_rename(
+    my: Any, pg: psycopg.Connection[Any], mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL source: ``note`` dropped at the source (kept in the target, ``drop_columns: keep``), then ``memo`` of
+    the same type added at its place while the sync is stopped. ``memo`` is new, empty but for what the source wrote
+    in it: the old values of ``note`` must not fill it (matching a rename by place and type would)."""
+    urls = {"my": mysql_db_url, "pg": pg_db_url}
+    pg.execute("CREATE TABLE public.src (id int PRIMARY KEY, name text, note text)")
+    pg.execute("INSERT INTO public.src SELECT g, 'v' || g, 'note ' || g FROM generate_series(1, 50) g")
+    raw = {"name": sync_name(), "source": "pg", "target": "my", "tables": ["src"], "capture": {"slot": sync_name()}}
+    sync = msgspec.convert({**raw, "drop_columns": "keep"}, SyncSettings)
+    with embedded_bus(sync, urls, tmp_path) as bus:
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()  # the snapshot
+        pg.execute("ALTER TABLE public.src DROP COLUMN note")
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()  # note kept in the target
+        pg.execute("ALTER TABLE public.src ADD COLUMN memo text")
+        pg.execute("UPDATE public.src SET memo = 'new' WHERE id = 1")
+        SyncRuntime(sync, urls, bus, tmp_path, once=True).run()
+    rows = my_rows(my, "SELECT id, memo, note FROM src WHERE id IN (1, 2) ORDER BY id")
+    assert rows == [(1, "new", "note 1"), (2, None, "note 2")]  # note keeps its values, memo gets none of them

@@ -104,7 +104,9 @@ class SchemaSteps(ABC):
         old = {column.name: column for column in table.source.columns}
         new = {column.name: column for column in change.schema.columns}
         renamed = dict(change.renamed)
-        if change.change == RESTART:
+        # Only while the target drops what the source dropped: with drop_columns: keep, a target column gone from the
+        # source may be one an earlier drop left there, whose old values must not fill a new column.
+        if change.change == RESTART and table.drop_columns == "drop":
             columns = [(c.name, self._type_of(table, c)) for c in change.schema.columns if c.name not in dropped]
             for before, after in matched_renames(present, columns, self._same_type).items():
                 log.warning(
