@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.servers_fixtures import mysql_connect
+from tests.servers_fixtures import mysql_execute
 
 from helpers import free_port
 from sluice.cdc.preflight import live_problems
@@ -37,13 +37,8 @@ def sluice_validate_live(folder: Path) -> subprocess.CompletedProcess[str]:
 def mariadb_to_postgresql(name: str, mysql_db_url: str, pg_db_url: str, *ddl: str) -> list[str]:
     """Lines 1 to 7 of a project whose sync ``name`` copies MariaDB to PostgreSQL, up to its ``target:``; runs
     ``ddl`` in the MariaDB database first."""
-    conn = mysql_connect(mysql_db_url)
-    try:
-        with conn.cursor() as cur:
-            for statement in ddl:
-                cur.execute(statement)
-    finally:
-        conn.close()
+    for statement in ddl:
+        mysql_execute(mysql_db_url, statement)
     return [
         "connections:",  # 1
         f"  my: {mysql_db_url}",

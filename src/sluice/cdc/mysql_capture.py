@@ -39,7 +39,7 @@ from sluice.cdc.mysql_types import (
     snapshot_column,
 )
 from sluice.cdc.plugins import MysqlCaptureOptions
-from sluice.connectors.mysql import ENCODERS, connect_arguments
+from sluice.connectors.mysql import ENCODERS, connect_arguments, error_message
 
 SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 FETCH_ROWS = 5000
@@ -90,17 +90,6 @@ def server_problems(settings: dict[str, str], grants: list[str]) -> list[str]:
     return problems
 
 
-def mysql_reason(exc: BaseException) -> str:
-    """A PyMySQL error in words: ``Access denied for user ... (MySQL error 1045)``, not the ``(1045, "...")`` tuple.
-
-    >>> mysql_reason(pymysql.err.OperationalError(1045, "Access denied for user 'u'@'h'"))
-    "Access denied for user 'u'@'h' (MySQL error 1045)"
-    """
-    if len(exc.args) == 2 and isinstance(exc.args[0], int):
-        return f"{exc.args[1]} (MySQL error {exc.args[0]})"
-    return str(exc)
-
-
 def default_server_id(sync: str, side: str, database: str | None, host: str | None = None) -> int:
     """The replica id a capture registers with when ``capture: {server_id}`` is not set: 1,000,000 plus the
     CRC-32 of this machine's host name, the URL's database, the sync and the side, modulo 10^9. The host name
@@ -149,7 +138,7 @@ class MysqlCapture(Capture):
             return pymysql.connect(**arguments)
         except pymysql.MySQLError as exc:
             raise SyncError(
-                f"cannot connect to {self.side}: {mysql_reason(exc)}; check the host, port, user and password of "
+                f"cannot connect to {self.side}: {error_message(exc)}; check the host, port, user and password of "
                 f"connection '{self.side}'",
                 transient=True,
             ) from exc

@@ -193,8 +193,9 @@ class MysqlSource(SqlSource):
             )
         except pymysql.MySQLError as exc:
             if _code(exc) in TERMINAL_CONNECT_CODES:
-                raise TerminalError(f"mysql {self.describe()}: cannot connect: {_message(exc)}; fix the connection URL") from exc
-            raise self.unreachable(_message(exc)) from exc
+                message = f"mysql {self.describe()}: cannot connect: {error_message(exc)}; fix the connection URL"
+                raise TerminalError(message) from exc
+            raise self.unreachable(error_message(exc)) from exc
         cursor = con.cursor()
         try:
             cursor.execute(query)
@@ -229,8 +230,8 @@ class MysqlSource(SqlSource):
 
     def error(self, exc: pymysql.MySQLError) -> Exception:
         if _code(exc) in TRANSIENT_CODES:
-            return self.busy(_message(exc))
-        return self.rejected(_message(exc))
+            return self.busy(error_message(exc))
+        return self.rejected(error_message(exc))
 
     def translate(self, exc: Exception) -> Exception | None:
         return self.error(exc) if isinstance(exc, pymysql.MySQLError) else None
@@ -241,8 +242,8 @@ def _code(exc: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def _message(exc: BaseException) -> str:
-    """``Table 'shop.x' doesn't exist (MySQL error 1146)`` rather than PyMySQL's tuple."""
+def error_message(exc: BaseException) -> str:
+    """A PyMySQL error in words: ``Table 'shop.x' doesn't exist (MySQL error 1146)`` rather than its tuple."""
     code = _code(exc)
     return f"{exc.args[1]} (MySQL error {code})" if code is not None and len(exc.args) > 1 else str(exc)
 
