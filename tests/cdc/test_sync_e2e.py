@@ -573,8 +573,9 @@ def bus_of(
 
 def lose_position(side: str, sync: SyncSettings, urls: dict[str, str], bus: Bus, tmp_path: Path) -> None:
     """The position ``side``'s capture resumes from is gone, as after a purge: a PostgreSQL side's slot is dropped;
-    a MariaDB side's checkpoint is moved into the binlog file ``binlog.000001``, long purged on the test server (the
-    shared server's binlogs are left alone: other tests' captures read them)."""
+    a MariaDB side's checkpoint is moved into the binlog file ``binlog.000000``, which no server has (numbering starts
+    at 1; ``binlog.000001`` is still there on a fresh server). The shared server's binlogs are left alone: other
+    tests' captures read them."""
     from sluice.cdc.checkpoint import write_heartbeat
     from sluice.cdc.events import Heartbeat, Source
 
@@ -585,7 +586,7 @@ def lose_position(side: str, sync: SyncSettings, urls: dict[str, str], bus: Bus,
         finally:
             runtime.close()
         return
-    purged = Source("", side, [1, 4, 0], "binlog.000001:4", time.time_ns() // 1000, origin=f"{sync.name}/{side}")
+    purged = Source("", side, [0, 4, 0], "binlog.000000:4", time.time_ns() // 1000, origin=f"{sync.name}/{side}")
     write_heartbeat(bus, sync.name, side, Heartbeat(purged))
 
 
