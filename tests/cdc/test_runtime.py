@@ -507,3 +507,42 @@ def test_a_table_copied_by_an_earlier_run_shows_its_snapshot_done(bus: EmbeddedB
     status = runtime(world, bus, tmp_path, sync, once=True).run()
     assert status.tables[0].snapshot_done and status.tables[0].snapshot_rows == 0
     assert REGISTRY.get_sample_value("sluice_cdc_snapshot_progress_ratio", {"sync": "s1", "table": "app.emp"}) == 1.0
+
+
+def test_lag_grows_when_the_capture_of_a_separate_apply_stops(bus: EmbeddedBus, tmp_path: Path) -> None:
+    """A user's alert on ``sluice_cdc_lag_seconds`` must fire when capture dies: apply that drained its topics
+    used to show lag 0 for ever. It shows 0 while capture's heartbeats are recent, then their age, growing; a
+    capture started again brings it back to 0."""
+    world = make_world(rows=5)
+    sync = settings(heartbeat_s=0.2)  # silent after 2 x 0.2 + 1 = 1.4 s without a heartbeat
+
+    def lags(rt: SyncRuntime) -> list[float | None]:
+        return [t.lag_s for t in rt.state.snapshot_status().tables]
+
+    def start_capture() -> tuple[SyncRuntime, threading.Thread]:
+        capture = runtime(world, bus, tmp_path, sync, roles=("capture",))
+        return capture, in_thread(capture)[0]
+
+    apply = runtime(world, bus, tmp_path, sync, roles=("apply",))
+    apply_thread = in_thread(apply)[0]
+    capture, capture_thread = start_capture()
+    try:
+        wait_for(lambda: {apply.state.table("src -> dst", t).state for t in ("app.emp", "app.dept")} == {"streaming"})
+        time.sleep(2.0)  # several heartbeats read by apply
+        assert lags(apply) == [0.0, 0.0]
+        capture.stop()
+        capture_thread.join(10)
+        wait_for(lambda: all(lag is not None and lag > 1.4 for lag in lags(apply)))
+        first = lags(apply)
+        time.sleep(0.5)
+        assert all(
+            later is not None and earlier is not None and later > earlier
+            for earlier, later in zip(first, lags(apply), strict=True)
+        )
+        capture, capture_thread = start_capture()
+        wait_for(lambda: lags(apply) == [0.0, 0.0])
+    finally:
+        capture.stop()
+        apply.stop()
+        capture_thread.join(10)
+        apply_thread.join(10)

@@ -53,7 +53,7 @@ from sluice.cdc.apply_partitioned import (
     unit_thread,
 )
 from sluice.cdc.base import Apply, ApplyResult, Resolver, SyncError, TableRef, first_line
-from sluice.cdc.checkpoint import last_heartbeat, read_progress
+from sluice.cdc.checkpoint import last_heartbeat, read_progress, silent_after_s
 from sluice.cdc.conflicts import lookups_outside
 from sluice.cdc.events import (
     ChangeEvent,
@@ -128,6 +128,7 @@ class ApplyDirection(PartitionSteps):
         partitions: int = 1,
         new_table: Callable[[SchemaChange], TableRef | None] | None = None,
         announced_from: int = 0,
+        heartbeat_s: float = 10.0,
     ) -> None:
         self.sync, self.source_side, self.target_side = sync, source_side, target_side
         self.bus, self.make_apply, self.state, self.direction = bus, make_apply, state, direction
@@ -145,6 +146,9 @@ class ApplyDirection(PartitionSteps):
         self.announced = announced_from
         """The first offset of the side's heartbeat topic not yet read for announced tables."""
         self._next_discover = 0.0
+        self.silent_after_s = silent_after_s(heartbeat_s)
+        """Seconds without a heartbeat of the source side's capture after which an idle table's lag counts."""
+        self._next_watch = 0.0
         self.hold: threading.Event | None = None
         """Both ways, the direction into the declared source: nothing is applied until it is set (the capture of
         the declared source knows whether it copies the source over the target, :mod:`sluice.cdc.reverse`)."""
@@ -297,6 +301,7 @@ class ApplyDirection(PartitionSteps):
         if index == 0:
             self.discover(apply)
             self._settle_states()
+            self.watch_capture()
         return busy, apply
 
     def _step(self, apply: Apply, table: ApplyTable) -> bool:
@@ -471,6 +476,20 @@ class ApplyDirection(PartitionSteps):
                     if ref is not None:
                         self._join(apply, ref)  # a lost target raises: read again after reconnecting
                 self.announced = message.offset + 1
+
+    def watch_capture(self) -> None:
+        """About once a second: tell the state the source time of the newest heartbeat of the source side's
+        capture (:meth:`SyncState.vouch`). A table with nothing left to apply has lag 0 only while that heartbeat
+        is recent: when capture stops (killed, or cut off from its source, in this process or another), its
+        tables' lag grows from the last heartbeat instead of staying 0, so an alert on lag fires. (Debezium's
+        ``MilliSecondsSinceLastEvent`` and PostgreSQL's ``replay_lag`` leave a dead sender to other checks.)"""
+        now = time.monotonic()
+        if now < self._next_watch:
+            return
+        self._next_watch = now + RESYNC_SCAN_S
+        beat = last_heartbeat(self.bus, self.sync, self.source_side)
+        if beat is not None:
+            self.state.vouch(self.direction, beat.source.commit_ts_us, self.silent_after_s)
 
     def _join(self, apply: Apply, ref: TableRef) -> None:
         """Make the target table of ``ref`` (``apply: {create_tables: ...}``), then apply it."""

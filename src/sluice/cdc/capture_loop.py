@@ -47,7 +47,16 @@ from sluice.bus.base import Bus
 from sluice.cdc.apply_loop import ApplyDirection
 from sluice.cdc.apply_partitioned import RESYNC, reset_target
 from sluice.cdc.base import Apply, Capture, ChangeBatch, PositionLost, SyncError, TableRef
-from sluice.cdc.checkpoint import SnapshotProgress, TableProgress, last_heartbeat, read_progress, write_heartbeat, write_progress
+from sluice.cdc.checkpoint import (
+    SnapshotProgress,
+    TableProgress,
+    idle_heartbeat_s,
+    last_heartbeat,
+    read_progress,
+    silent_after_s,
+    write_heartbeat,
+    write_progress,
+)
 from sluice.cdc.config import SyncSettings
 from sluice.cdc.conflicts import LocalVersions
 from sluice.cdc.events import (
@@ -534,7 +543,7 @@ class CaptureSide:
         """Publish a heartbeat at the current position (the checkpoint) and let the source free its log."""
         now = time.monotonic()
         due = now - self._last_checkpoint >= CHECKPOINT_EVERY_S and not idle
-        beat = idle and now - self._last_heartbeat >= min(self.settings.heartbeat_s, CHECKPOINT_EVERY_S * 5)
+        beat = idle and now - self._last_heartbeat >= idle_heartbeat_s(self.settings.heartbeat_s)
         if self.position is None or not (force or due or beat):
             return
         source = Source(
@@ -546,6 +555,7 @@ class CaptureSide:
             origin=f"{self.sync}/{self.side}",
         )
         write_heartbeat(self.bus, self.sync, self.side, Heartbeat(source))
+        self.state.vouch(self.direction, source.commit_ts_us, silent_after_s(self.settings.heartbeat_s))
         self.capture.acknowledge(self.position)
         self._last_checkpoint = self._last_heartbeat = now
 

@@ -22,6 +22,22 @@ from sluice.cdc.events import TOPIC_PREFIX, Heartbeat, Position, decode, encode,
 
 T = TypeVar("T")
 
+IDLE_HEARTBEAT_MAX_S = 5.0
+"""An idle capture publishes a heartbeat at least this often (seconds), whatever ``heartbeat_s`` says."""
+
+
+def idle_heartbeat_s(heartbeat_s: float) -> float:
+    """Seconds an idle capture leaves between two heartbeats: the sync's ``heartbeat_s``, at most
+    :data:`IDLE_HEARTBEAT_MAX_S`. While changes flow it checkpoints every second or so."""
+    return min(heartbeat_s, IDLE_HEARTBEAT_MAX_S)
+
+
+def silent_after_s(heartbeat_s: float) -> float:
+    """Seconds without a heartbeat after which a capture counts as silent (stopped, dead, or cut off from its
+    source): two idle heartbeat periods and a second for the apply side's look once a second
+    (:meth:`~sluice.cdc.apply_loop.ApplyDirection.watch_capture`)."""
+    return 2 * idle_heartbeat_s(heartbeat_s) + 1.0
+
 
 class TableProgress(msgspec.Struct, omit_defaults=True):
     """One table of a snapshot: the key of the last row published, and whether every row was."""

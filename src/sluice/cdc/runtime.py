@@ -277,6 +277,7 @@ class SyncRuntime:
                     self.settings.partitions,
                     functools.partial(announced_ref, self.settings, target_namespace=d.target_namespace),
                     self._announced_from.get(d.source_side, 0),
+                    self.settings.heartbeat_s,
                 )
                 d.resources.append(control)
         reverse = self._reverse_reset()

@@ -45,6 +45,9 @@ class SyncState:
         """Per ``(direction, table, partition)``: commit time of the last change applied."""
         self.idle: dict[tuple[str, str, int], bool] = {}
         self.positions: dict[tuple[str, str, int], str] = {}
+        self.vouched: dict[str, tuple[int, float]] = {}
+        """Per direction: the source time (µs since the epoch) of its capture's newest heartbeat that apply read,
+        and the seconds after which a capture with no newer one counts as silent (:meth:`vouch`)."""
         self.shown_path = "PATH"
         """The project as the user named it (``sluice sync PATH``), written into the advice of the errors this
         process logs (:func:`~sluice.cdc.status.with_path`); the errors stored keep ``PATH``."""
@@ -155,6 +158,24 @@ class SyncState:
         with self.lock:
             self.idle[(direction, table, partition)] = True
 
+    def vouch(self, direction: str, heartbeat_us: int, silent_after_s: float) -> None:
+        """The capture of ``direction`` published a heartbeat at source time ``heartbeat_us`` (µs since the epoch):
+        its tables with nothing left to apply are caught up to then. Once it is older than ``silent_after_s``
+        seconds, their lag is its age (seconds), not 0: :meth:`snapshot_status`."""
+        with self.lock:
+            known = self.vouched.get(direction)
+            if known is None or heartbeat_us >= known[0]:
+                self.vouched[direction] = (heartbeat_us, silent_after_s)
+
+    def _idle_lag(self, direction: str, now_us: int) -> float:
+        """Seconds an idle, streaming table of ``direction`` is behind its source: 0 while its capture's
+        heartbeats are recent, their age once the capture has been silent too long (or 0 before any was read)."""
+        vouched = self.vouched.get(direction)
+        if vouched is None:
+            return 0.0
+        age = (now_us - vouched[0]) / 1e6
+        return age if age > vouched[1] else 0.0
+
     def fail(self, exc: BaseException) -> None:
         """Stop the whole sync with ``exc`` (the first failure is kept)."""
         with self.lock:
@@ -176,7 +197,11 @@ class SyncState:
                 for partition in sorted(set(parts.get(key, ()))):
                     at = (*key, partition)
                     commit = self.last_commit_us.get(at)
-                    lag = 0.0 if self.idle.get(at) else max(0.0, (now_us - commit) / 1e6) if commit else None
+                    lag: float | None
+                    if self.idle.get(at):
+                        lag = self._idle_lag(key[0], now_us) if record.state == "streaming" else 0.0
+                    else:
+                        lag = max(0.0, (now_us - commit) / 1e6) if commit else None
                     if lag is not None and (worst is None or lag > worst[0]):
                         worst = (lag, partition)
                 if worst is not None:

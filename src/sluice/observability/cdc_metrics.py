@@ -17,7 +17,8 @@ from sluice.cdc.events import OPERATION_NAMES
 
 LAG = Gauge(
     "sluice_cdc_lag_seconds",
-    "Seconds from the source commit of the last applied change to its apply (0 while idle and caught up).",
+    "Seconds from the source commit of the last applied change to its apply (idle: 0 while capture's heartbeats are"
+    " recent, else the age of its last heartbeat).",
     ["sync", "table"],
 )
 CAPTURED = Counter(
