@@ -25,6 +25,7 @@ def topic(kafka_url: str) -> Iterator[str]:
     admin = AdminClient({"bootstrap.servers": kafka_url.removeprefix("kafka://")})
     for future in admin.create_topics([NewTopic(name, 3, 1)], operation_timeout=10).values():
         future.result(timeout=10)
+    wait_for_metadata(admin, name, 3)
     yield name
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(name)]
     for future in admin.delete_topics(names, operation_timeout=10).values():
@@ -35,6 +36,20 @@ def topic(kafka_url: str) -> Iterator[str]:
     for future in admin.delete_consumer_groups(groups, request_timeout=10).values() if groups else ():
         with contextlib.suppress(Exception):  # a group another test still uses
             future.result(timeout=10)
+
+
+def wait_for_metadata(admin: AdminClient, name: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Wait until the broker's metadata shows topic ``name`` with ``partitions`` partitions, each with a leader.
+    CreateTopics returns once the controller made it; a broker (KRaft) answers metadata from its own cache, which a
+    fresh broker brings up to date a little later: a test that looked at once found no topic (CI, a fresh server)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = admin.list_topics(name, timeout=10).topics.get(name)
+        led = found is not None and found.error is None and len(found.partitions) == partitions
+        if led and found is not None and all(p.leader >= 0 for p in found.partitions.values()):
+            return
+        assert time.monotonic() < deadline, f"topic {name} not in the broker's metadata after {timeout_s:.0f} s"
+        time.sleep(0.1)
 
 
 Produce = Callable[[Sequence[bytes | None]], None]
