@@ -374,6 +374,10 @@ def test_events_and_snapshots_merge_idempotently_and_never_regress(offline: tupl
     assert tab.get_by_test_id("run-status").inner_text() == "failed"
     counts = shown_counts(tab)
     assert counts == {**dict.fromkeys(STATUSES, 0), "loaded": 1, "failed": 2, "skipped": 2, "planned": 5}
+    # A snapshot read before the state store recorded the end (RunFinished is published first) leaves the run ended
+    # (under load the header read "running" again after a cancel: a CI run's finding).
+    tab.evaluate("(d) => window.sluiceUI.applySnapshot(d)", snapshot("running", {}))
+    assert tab.get_by_test_id("run-status").inner_text() == "failed"
 
     tab.evaluate("window.sluiceUI.select(2)")
     assert tab.get_by_test_id("object-status").inner_text() == "failed"

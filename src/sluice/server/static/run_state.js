@@ -6,6 +6,8 @@
 
 export const STATUSES = ["pending", "ready", "running", "retrying", "loaded", "failed", "skipped"];
 export const FINAL = new Set(["loaded", "failed", "skipped"]);
+/** Run statuses a RunFinished sets: the run does not change any more. */
+const ENDED = new Set(["succeeded", "failed", "cancelled"]);
 export const LABELS = {
   pending: "waiting",
   ready: "ready",
@@ -200,7 +202,10 @@ export class RunView {
 
   /** Merge a RunDetail (GET /runs/{id}); times there are Unix seconds. */
   applySnapshot(detail) {
-    this.status = detail.status ?? this.status;
+    // A run that finished stays finished: RunFinished is published just before the state store records the end, so
+    // a snapshot read in between still says "running". (An interrupted run may be resumed: running again.)
+    const late = detail.status === "running" && ENDED.has(this.status);
+    if (!late) this.status = detail.status ?? this.status;
     this.startedAt = seconds(detail.started_at) ?? this.startedAt;
     this.finishedAt = seconds(detail.finished_at) ?? this.finishedAt;
     this.durationS = detail.status === "running" ? this.durationS : (detail.duration_s ?? this.durationS);
