@@ -136,6 +136,37 @@ def test_every_type_reads_the_same_in_snapshot_and_stream_under_a_non_utc_zone(c
     assert all(value is None for name, value in snapshot[2].items() if name != "id")
 
 
+def test_uuid_and_inet_read_the_same_in_snapshot_and_stream(capmy_url: str) -> None:
+    """MariaDB's UUID, INET4 and INET6 travel in the binlog as BINARY(16) / BINARY(4): the stream gave their bytes
+    while a snapshot gave their text, so a changed row reached the target as bytes (a user trial's gap)."""
+    execute(capmy_url, "CREATE TABLE m (id INT PRIMARY KEY, u UUID, i4 INET4, i6 INET6)")
+    cap = capture(capmy_url)
+    try:
+        start, _ = cap.current_position()
+        execute(
+            capmy_url,
+            "INSERT INTO m VALUES (1, '123e4567-e89b-12d3-a456-426614174000', '192.168.0.1', '2001:db8::ff00:42:8329'),"
+            " (2, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '0.0.0.0', '::ffff:10.0.0.1'),"
+            " (3, '00000000-0000-0000-0000-000000000000', '255.255.255.255', '::'),"
+            " (4, 'ffffffff-ffff-ffff-ffff-ffffffffffff', '10.0.0.255', '::1'),"
+            " (5, NULL, NULL, NULL), (6, '01234567-89ab-4def-8123-456789abcdef', '1.2.3.4', '2001:db8:0:0:1:0:0:1'),"
+            " (7, '11111111-2222-3333-4444-555555555555', '8.8.8.8', '::10.0.0.1')",
+            "UPDATE m SET u = 'f81d4fae-7dec-11d0-a765-00a0c91e6bf6', i6 = 'fe80::1' WHERE id = 2",
+        )
+        table = cap.list_tables()[0]
+        snapshot = {e.key[0]: e.after for chunk in cap.snapshot(table, None, 10) for e in chunk.as_events(table.key)}
+        events, _ = collect(cap, start, 8)
+        stream: dict[Any, Any] = {}
+        for event in events:
+            if isinstance(event, ChangeEvent):
+                stream[event.key[0]] = event.after
+    finally:
+        cap.close()
+    assert stream == snapshot
+    assert snapshot[2] == {"id": 2, "u": "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", "i4": "0.0.0.0", "i6": "fe80::1"}
+    assert snapshot[1]["i6"] == "2001:db8::ff00:42:8329" and snapshot[5] == {"id": 5, "u": None, "i4": None, "i6": None}
+
+
 def test_ddl_is_published_as_schema_changes(capmy_url: str) -> None:
     execute(capmy_url, "CREATE TABLE a (id INT PRIMARY KEY, x INT, y INT)")
     cap = capture(capmy_url)

@@ -15,8 +15,9 @@ every value through a generic per-column dispatch, about four times slower (``be
 
 from __future__ import annotations
 
+import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -438,6 +439,34 @@ def set_converter(labels: list[str]) -> Callable[[bytes], str]:
     return convert
 
 
+def _uuid_text(raw: bytes) -> str:
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _inet4_text(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET, raw)
+
+
+def _inet6_text(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+BINARY_TEXT: dict[str, Callable[[bytes], str]] = {"uuid": _uuid_text, "inet4": _inet4_text, "inet6": _inet6_text}
+"""MariaDB's text of a UUID (lower-case hex in 8-4-4-4-12 groups, the bytes in the binlog's order), INET4 (dotted
+quad) and INET6 (RFC 5952 form by ``inet_ntop``, an IPv4-mapped address as ``::ffff:a.b.c.d``), from the bytes the
+binlog carries for them."""
+
+
+def binary_text(column: Column) -> str | None:
+    """``uuid``, ``inet4`` or ``inet6`` when ``column`` (from the catalog) is one of the MariaDB types the binlog
+    carries as BINARY; else None."""
+    if column.type == "uuid":
+        return "uuid"
+    kind = column.source_type.lower()
+    return kind if kind in ("inet4", "inet6") else None
+
+
 # --- code generation ------------------------------------------------------------------------------------
 
 INT_FORMATS = {TINY: ("b", "B"), SHORT: ("h", "H"), LONG: ("i", "I"), LONGLONG: ("q", "Q")}
@@ -454,14 +483,31 @@ class _Plan:
     """Lines reading the value into ``{v}`` from ``buf`` at ``p`` (advancing ``p``)."""
 
 
-def compile_rows(tmap: TableMap, collations: dict[int, str], invalid: InvalidDates, update: bool) -> RowsDecoder:
+def compile_rows(
+    tmap: TableMap,
+    collations: dict[int, str],
+    invalid: InvalidDates,
+    update: bool,
+    binary_as: Mapping[int, str] | None = None,
+) -> RowsDecoder:
     """The decoder of the row images of ``tmap``'s rows events (write/delete: dicts; update: (before, after) pairs).
 
     ``invalid`` counts the zero or invalid dates turned into None, of the after images only for an update.
+    ``binary_as``: column index -> ``uuid``, ``inet4`` or ``inet6``, the MariaDB types the binlog carries as
+    BINARY(16) / BINARY(4) (the catalog says which, :func:`binary_text`): their bytes become MariaDB's own text of
+    the value, as a snapshot reads it.
 
     Raises :class:`DecodeError` for a type it cannot read (MySQL's binary JSON, old MariaDB temporal formats)."""
     namespace: dict[str, Any] = {"from_bytes": int.from_bytes}
     plans = [_plan(tmap, i, collations, invalid, namespace) for i in range(len(tmap.types))]
+    for i, kind in (binary_as or {}).items():
+        if i < len(plans):
+            namespace[f"_t{i}"] = BINARY_TEXT[kind]
+            plan = plans[i]
+            if plan.var:
+                plan.var.append(f"{{v}} = _t{i}({{v}})")
+            else:
+                plan.convert = f"_t{i}(" + plan.convert + ")"
     names = tmap.names or [f"col{i}" for i in range(len(tmap.types))]
     body = _row_lines(plans, names, namespace)
     lines = ["def decode(buf, p, end):", "    out = []", "    append = out.append", "    while p < end:"]

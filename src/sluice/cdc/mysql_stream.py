@@ -50,6 +50,7 @@ from sluice.cdc.mysql_rows import (
     DecodeError,
     RowsDecoder,
     TableMap,
+    binary_text,
     compile_rows,
     map_columns,
     packed_int,
@@ -319,7 +320,9 @@ class BinlogStream:
         decoder = table.decoders.get(update)
         if decoder is None:
             try:
-                decoder = table.decoders[update] = compile_rows(table.tmap, self.collations, self.invalid, update)
+                decoder = table.decoders[update] = compile_rows(
+                    table.tmap, self.collations, self.invalid, update, _binary_as(table)
+                )
             except (DecodeError, ValueError) as exc:
                 raise SyncError(str(exc), table=table.tmap.qualified) from exc
         p = 8
@@ -488,6 +491,21 @@ def _unmapped(column: Column) -> bool:
     """A MariaDB type the binlog carries as another (JSON as LONGTEXT, UUID and INET as BINARY): its TABLE_MAP
     column cannot say it."""
     return column.type in ("json", "uuid") or column.source_type.lower() in ("inet4", "inet6")
+
+
+def _binary_as(table: _Table) -> dict[int, str]:
+    """Column index -> ``uuid`` / ``inet4`` / ``inet6`` for the columns of ``table``'s map that its schema says are
+    one of those (the binlog carries them as BINARY: :func:`~sluice.cdc.mysql_rows.compile_rows`)."""
+    if table.schema is None:
+        return {}
+    by_name = {column.name: column for column in table.schema.columns}
+    out: dict[int, str] = {}
+    for i, name in enumerate(table.tmap.names):
+        column = by_name.get(name)
+        kind = binary_text(column) if column is not None else None
+        if kind is not None:
+            out[i] = kind
+    return out
 
 
 def _text(value: Any) -> str:
