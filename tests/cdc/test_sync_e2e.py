@@ -1058,3 +1058,55 @@ def test_a_key_change_keeps_the_unchanged_toasted_value(
             found = [tuple(r) for r in cur.fetchall()]
         dst_my.close()
     assert expected is not None and [tuple(r) for r in found] == [(10, "moved", expected[0])]
+
+
+@pytest.mark.parametrize("target", ["pg", "my"])
+def test_uuid_and_inet_columns_stream_as_text(
+    target: str, mysql_url: str, mysql_db_url: str, pg_db_url: str, tmp_path: Path
+) -> None:
+    """MariaDB's UUID, INET4 and INET6 reach the target the same from the snapshot and from the stream (the binlog
+    carries them as BINARY: the stream published their bytes, which PostgreSQL's uuid column cannot take)."""
+    from tests.servers_fixtures import mysql_database, mysql_execute
+
+    name = sync_name()
+    rows = [
+        "(1, '123e4567-e89b-12d3-a456-426614174000', '192.168.0.1', '2001:db8::ff00:42:8329')",
+        "(2, NULL, NULL, NULL)",
+    ]
+    with mysql_database(mysql_url) as source:
+        mysql_execute(source, "CREATE TABLE hosts (id INT PRIMARY KEY, u UUID, i4 INET4, i6 INET6)")
+        mysql_execute(source, f"INSERT INTO hosts VALUES {rows[0]}")
+        (tmp_path / "sluice.yaml").write_text(
+            f"connections:\n  src: {source}\n  dst: {pg_db_url if target == 'pg' else mysql_db_url}\n"
+            f"syncs:\n  - {{name: {name}, source: src, target: dst, tables: [hosts]}}\n"
+        )
+        try:
+            sluice("sync", str(tmp_path), "--once")  # the snapshot
+            mysql_execute(
+                source,
+                f"INSERT INTO hosts VALUES {rows[1]}, (3, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '10.0.0.1', '::ffff:10.0.0.1')",
+            )
+            mysql_execute(source, "UPDATE hosts SET u = 'f81d4fae-7dec-11d0-a765-00a0c91e6bf6', i6 = 'fe80::1' WHERE id = 1")
+            done = sluice("sync", str(tmp_path), "--once")
+            assert "0 table(s) in error" in done.stdout and "dead" not in done.stderr, done.stdout + done.stderr
+            verify = sluice("sync", "verify", str(tmp_path), check=False)
+        finally:
+            sluice("sync", "drop", str(tmp_path), check=False)
+    assert verify.returncode == 0 and "EQUAL" in verify.stdout, verify.stdout + verify.stderr
+    expected = [
+        (1, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", "192.168.0.1", "fe80::1"),
+        (2, None, None, None),
+        (3, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "10.0.0.1", "::ffff:10.0.0.1"),
+    ]
+    query = "SELECT id, u, i4, i6 FROM {} ORDER BY id"
+    if target == "pg":
+        with psycopg.connect(pg_db_url) as dst:
+            fetched = dst.execute(query.format("public.hosts")).fetchall()
+        found = [(r[0], *(None if v is None else str(v) for v in r[1:])) for r in fetched]  # uuid.UUID as its text
+    else:
+        dst_my = mysql_connect(mysql_db_url)
+        with dst_my.cursor() as cur:
+            cur.execute(query.format("hosts"))
+            found = [tuple(r) for r in cur.fetchall()]
+        dst_my.close()
+    assert found == expected
