@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 from sluice.cdc.state import SyncState
+from sluice.cdc.status import TableState
 
 DIRECTION = "src -> dst"
 
 
-def idle_state(table_state: str) -> SyncState:
+def idle_state(table_state: TableState) -> SyncState:
     state = SyncState("s1", "src", "dst", "one-way", ["apply:dst"])
-    state.set_state(DIRECTION, "app.emp", table_state)  # type: ignore[arg-type]
+    state.set_state(DIRECTION, "app.emp", table_state)
     state.mark_idle(DIRECTION, "app.emp")
     return state
 

@@ -45,8 +45,8 @@ def wait_for_metadata(admin: AdminClient, name: str, partitions: int, timeout_s:
     deadline = time.monotonic() + timeout_s
     while True:
         found = admin.list_topics(name, timeout=10).topics.get(name)
-        led = found is not None and found.error is None and len(found.partitions) == partitions
-        if led and found is not None and all(p.leader >= 0 for p in found.partitions.values()):
+        shown = [] if found is None or found.error is not None else list(found.partitions.values())
+        if len(shown) == partitions and all(p.leader >= 0 for p in shown):
             return
         assert time.monotonic() < deadline, f"topic {name} not in the broker's metadata after {timeout_s:.0f} s"
         time.sleep(0.1)

@@ -149,6 +149,8 @@ class ApplyDirection(PartitionSteps):
         self.silent_after_s = silent_after_s(heartbeat_s)
         """Seconds without a heartbeat of the source side's capture after which an idle table's lag counts."""
         self._next_watch = 0.0
+        self._checkpointed = False
+        """Capture of the source side has published a heartbeat (read by :meth:`watch_capture`)."""
         self.hold: threading.Event | None = None
         """Both ways, the direction into the declared source: nothing is applied until it is set (the capture of
         the declared source knows whether it copies the source over the target, :mod:`sluice.cdc.reverse`)."""
@@ -300,8 +302,8 @@ class ApplyDirection(PartitionSteps):
                 apply = self.make_apply()
         if index == 0:
             self.discover(apply)
-            self._settle_states()
             self.watch_capture()
+            self._settle_states()
         return busy, apply
 
     def _step(self, apply: Apply, table: ApplyTable) -> bool:
@@ -488,6 +490,7 @@ class ApplyDirection(PartitionSteps):
             return
         self._next_watch = now + RESYNC_SCAN_S
         beat = last_heartbeat(self.bus, self.sync, self.source_side)
+        self._checkpointed = beat is not None
         if beat is not None:
             self.state.vouch(self.direction, beat.source.commit_ts_us, self.silent_after_s)
 
@@ -522,7 +525,7 @@ class ApplyDirection(PartitionSteps):
         if not pending:
             return
         progress = read_progress(self.bus, self.sync, self.source_side)
-        checkpointed = last_heartbeat(self.bus, self.sync, self.source_side) is not None
+        checkpointed = self._checkpointed  # watch_capture read the heartbeat topic just before
         for table in pending:
             name = table.ref.source.qualified
             entry = progress.tables.get(name) if progress is not None else None

@@ -490,7 +490,7 @@ def _versioned(schema: TableSchema, version: int) -> TableSchema:
 def _unmapped(column: Column) -> bool:
     """A MariaDB type the binlog carries as another (JSON as LONGTEXT, UUID and INET as BINARY): its TABLE_MAP
     column cannot say it."""
-    return column.type in ("json", "uuid") or column.source_type.lower() in ("inet4", "inet6")
+    return column.type == "json" or binary_text(column) is not None
 
 
 def _binary_as(table: _Table) -> dict[int, str]:
