@@ -163,6 +163,16 @@ def test_end_offset(bus: Bus, topic: str) -> None:
     assert bus.publish(topic, messages(1))[0] >= end
 
 
+def test_prepare_topics_of_existing_and_missing_topics_changes_nothing_a_publish_does(bus: Bus, topic: str) -> None:
+    bus.publish(topic, [("k", b"a")])
+    missing = topic + ".prepared"
+    bus.prepare_topics([topic, missing])  # never raises, whether the topic exists or not
+    bus.publish(topic, [("k", b"b")])
+    bus.publish(missing, [("k", b"c")])  # created by its first publish, as without prepare_topics
+    assert [m.value for m in bus.read(topic)] == [b"a", b"b"]
+    assert [m.value for m in bus.read(missing)] == [b"c"]
+
+
 def test_a_group_delivers_each_message_to_exactly_one_of_its_consumers(bus_factory: BusFactory, topic: str) -> None:
     total = 200
     publisher = bus_factory()

@@ -80,6 +80,38 @@ def test_work_topics_have_the_configured_partitions_and_other_topics_one(make_bu
     assert bus.partition_count("never.used") is None
 
 
+def test_prepare_topics_learns_partition_counts_in_one_request_so_the_first_publish_asks_nothing(make_bus: MakeBus) -> None:
+    writer = make_bus(partitions=3)
+    writer.publish("sluice.ready.ingest", keyed(1))
+    writer.publish("sluice.events", keyed(1))
+    bus = make_bus()  # another process's client: it knows no topic yet
+    asked: list[str | None] = []
+
+    class Counting:  # the client's metadata requests, counted (a C object's methods cannot be replaced)
+        def __init__(self, client: Any) -> None:
+            self.client = client
+
+        def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+            asked.append(topic)
+            return self.client.list_topics(topic=topic, timeout=timeout)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.client, name)
+
+    bus._util = Counting(bus._util)  # type: ignore[assignment]
+    bus.prepare_topics(["sluice.ready.ingest", "sluice.events", "sluice.later"])
+    assert asked == [None]  # one request, for every topic
+    bus.publish("sluice.ready.ingest", keyed(2))
+    bus.publish("sluice.events", keyed(2))
+    assert asked == [None]  # the counts were known: no lookup on the way of a publish
+    assert bus.partition_count("sluice.ready.ingest") == 3
+    bus.prepare_topics(["sluice.ready.ingest", "sluice.later"])
+    assert asked == [None]  # known, or found absent: not listed for again
+    bus.publish("sluice.later", keyed(1))  # absent: its first publish creates it, as without prepare_topics
+    assert bus.partition_count("sluice.later") == 1
+    assert [m.value for m in bus.read("sluice.later")] == [b"m0"]
+
+
 def test_a_multi_partition_work_topic_is_spread_among_the_consumers_of_a_group(make_bus: MakeBus) -> None:
     bus = make_bus(partitions=4)
     topic = "sluice.ready.ingest"

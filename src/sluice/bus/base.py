@@ -216,6 +216,13 @@ class Bus(ABC):
         without partitions creates nothing and returns 1."""
         return 1
 
+    def prepare_topics(self, topics: Sequence[str]) -> None:  # noqa: B027 - optional: nothing to learn ahead
+        """Learn ahead, in one request where the backend can, what the first publish to each of ``topics`` would
+        otherwise stop to ask (Kafka: their partition counts, from one metadata request). A coordinator calls it
+        before a run starts, so the run's first hand-out to each stage does not wait for a round trip to the
+        broker. A topic that does not exist is left alone (its first publish creates it). Never raises: a failure
+        here comes back, and is reported, at the first publish. The default does nothing."""
+
     def read_partition(self, topic: str, partition: int, from_offset: int = 0, max_messages: int = 1000) -> list[Message]:
         """:meth:`read` of one partition of a topic with several (offsets count within the partition). The
         default (one partition) is :meth:`read` for partition 0, nothing for any other."""

@@ -189,8 +189,10 @@ class Coordinator:
         if self.options.trigger == "manual":  # before the run is recorded: never seen running without its lease
             self._hold_lease(self.run_id)
         self.started_at = time.time()
-        first_offset = self.bus.end_offset(ev.EVENTS_TOPIC)
         stages = {oid: self.project.objects[oid].stage for oid in plan.order}
+        # one metadata request for the topics the run publishes to, not a round trip at each stage's first hand-out
+        self.bus.prepare_topics([ev.EVENTS_TOPIC, *(ev.ready_topic(stage) for stage in sorted(set(stages.values())))])
+        first_offset = self.bus.end_offset(ev.EVENTS_TOPIC)
         self.machine = RunState.planned(
             plan.order,
             stages,

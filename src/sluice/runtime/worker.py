@@ -126,6 +126,7 @@ class StageWorker:
         """Work until stopped. Call from a thread of its own (or the main thread of a worker process)."""
         consumer = self.bus.consumer(self.group, names.ready_topic(self.stage.name), lease_s=self.lease_s)
         self._consumer = consumer
+        self.bus.prepare_topics([names.EVENTS_TOPIC])  # the first object's outcome does not wait for a metadata lookup
         self._outbox = Outbox(self.bus, consumer, on_committed=self._release)
         threads = [
             threading.Thread(target=self._execute_loop, name=f"{self.stage.name}-exec-{i}", daemon=True)
