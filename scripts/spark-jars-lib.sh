@@ -1,6 +1,8 @@
 # Shared by scripts/spark-kafka.sh and scripts/spark-s3.sh (sourced, not run): jars that PySpark lacks, fetched
 # from Maven Central with Maven into ~/.cache/sluice/<name>/jars once, never at run time.
 #
+#   lock_cache DIR                    hold an exclusive lock on DIR (created) until the script exits: two callers at
+#                                     once (pytest-xdist workers) would delete each other's staging folder
 #   need_mvn                          Maven on PATH (installed with apt-get when missing and running as root)
 #   mvn_fetch POM_DIR STAGING G:A:V   one Maven run: the runtime dependencies of G:A:V (G:A:V included) into STAGING;
 #                                     the log is POM_DIR/mvn.log; fails when the artifact itself was not fetched
@@ -8,6 +10,12 @@
 #   finish STAGING JARS               move STAGING to JARS and mark it complete (.complete); print JARS
 #
 # Needs $python (a Python with PySpark) and say/die defined by the caller.
+
+lock_cache() {
+    mkdir -p "$1"
+    exec 9>"$1/.lock"
+    flock 9 || die "could not lock $1/.lock"
+}
 
 need_mvn() {
     if ! command -v mvn >/dev/null 2>&1; then

@@ -10,8 +10,8 @@
 # lacks that exact version (a PySpark released on PyPI before its jars), the newest older release of the same
 # major version that it has (the Kafka tests check that it reads with this PySpark). They go to
 # ~/.cache/sluice/spark-kafka-<spark>/jars (SLUICE_SPARK_JARS_CACHE overrides the parent folder), where
-# sluice.transforms.spark_session finds them for `spark.jars`. Idempotent: a complete folder is kept
-# (marked by .complete); a partial download never looks complete.
+# sluice.transforms.spark_session finds them for `spark.jars`. Idempotent: a complete folder is kept (marked by
+# .complete); a partial download never looks complete; a second run at the same time waits for the first (a lock).
 #
 # Needs Maven (installed with apt-get when missing and running as root) and PySpark (pip install 'sluice[spark]').
 # Environment: SLUICE_SPARK_JARS_CACHE, SLUICE_SPARK_KAFKA_VERSION (the connector version to try first; default
@@ -40,6 +40,7 @@ PY
 cache_root="${SLUICE_SPARK_JARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 cache="$cache_root/spark-kafka-$spark_version"
 jars="$cache/jars"
+lock_cache "$cache"  # a second caller waits here, then finds the folder complete
 if [ -f "$jars/.complete" ]; then
     echo "$jars"
     exit 0

@@ -10,7 +10,7 @@
 # wildfly-openssl; minus what PySpark already ships. They go to ~/.cache/sluice/spark-s3-<hadoop>/jars
 # (SLUICE_SPARK_JARS_CACHE overrides the parent folder), where sluice.transforms.spark_session finds them for
 # `spark.jars`. Idempotent: a complete folder is kept (marked by .complete); a partial download never looks
-# complete.
+# complete; a second run at the same time waits for the first (a lock).
 #
 # Needs Maven (installed with apt-get when missing and running as root) and PySpark (pip install 'sluice[spark]').
 # Environment: SLUICE_SPARK_JARS_CACHE, PYTHON (default python3).
@@ -40,6 +40,7 @@ PY
 cache_root="${SLUICE_SPARK_JARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 cache="$cache_root/spark-s3-$hadoop_version"
 jars="$cache/jars"
+lock_cache "$cache"  # a second caller waits here, then finds the folder complete
 if [ -f "$jars/.complete" ]; then
     echo "$jars"
     exit 0
