@@ -15,6 +15,7 @@ every value through a generic per-column dispatch, about four times slower (``be
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from collections.abc import Callable, Mapping
@@ -444,15 +445,11 @@ def _uuid_text(raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _inet4_text(raw: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET, raw)
-
-
-def _inet6_text(raw: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET6, raw)
-
-
-BINARY_TEXT: dict[str, Callable[[bytes], str]] = {"uuid": _uuid_text, "inet4": _inet4_text, "inet6": _inet6_text}
+BINARY_TEXT: dict[str, Callable[[bytes], str]] = {
+    "uuid": _uuid_text,
+    "inet4": functools.partial(socket.inet_ntop, socket.AF_INET),
+    "inet6": functools.partial(socket.inet_ntop, socket.AF_INET6),
+}
 """MariaDB's text of a UUID (lower-case hex in 8-4-4-4-12 groups, the bytes in the binlog's order), INET4 (dotted
 quad) and INET6 (RFC 5952 form by ``inet_ntop``, an IPv4-mapped address as ``::ffff:a.b.c.d``), from the bytes the
 binlog carries for them."""
