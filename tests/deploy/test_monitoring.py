@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -703,6 +703,21 @@ def total(prometheus_url: str, expr: str) -> float:
     return sum(float(sample["value"][1]) for sample in instant(prometheus_url, expr))
 
 
+def not_scraped(prometheus_url: str, processes: Sequence[SluiceProcess]) -> str:
+    """Why a wait for every target to be up gave up: the targets Prometheus does not see up, with its last error,
+    and the processes that exited, with their logs' end."""
+    targets = httpx.get(f"{prometheus_url}/api/v1/targets", timeout=30).json()["data"]["activeTargets"]
+    lines = [
+        f"target {t['scrapeUrl']} ({t['labels'].get('job')}): {t['health']} {t.get('lastError', '')}"
+        for t in targets
+        if t["health"] != "up"
+    ]
+    for process in processes:
+        if process.process.poll() is not None:
+            lines.append(f"{process.url} exited with {process.process.returncode}:\n{process.log_tail()}")
+    return "\n".join(lines) or "every target up now"
+
+
 class SseClient:
     """A client of GET /events/stream reading frames in a thread until closed."""
 
@@ -818,6 +833,7 @@ def live(
     wait_until(
         "Prometheus to scrape both servers, sluice worker and the sync metrics",
         lambda: total(prometheus, "sum(up)") == len(processes),
+        lambda: not_scraped(prometheus, processes),
     )
     sse = SseClient(server.url)
     subscribed = ExitStack()
