@@ -5,10 +5,13 @@
    (``sluice run --workers external``) and 2 ``sluice worker`` processes per stage, over Kafka and over
    the embedded bus. Objects/s from ``RunStarted`` to ``RunFinished`` (event timestamps) and the
    per-object latency from the last parent's ``ObjectLoaded`` to the child's ``ObjectStarted``, p50/p99:
-   the median of ``--rounds`` runs per bus, the buses taking turns going first, after ``--warmup`` untimed
-   Kafka runs (a broker's JVM compiles its request paths during its first minutes of traffic; a broker in
-   service has long done so). Then the same latency on a chain of ``--chain`` objects (one per layer), where
-   no object queues behind another: the floor one hop over each bus puts under a child's start.
+   the median of ``--rounds`` runs per bus, the buses taking turns going first, after untimed Kafka runs
+   (at least ``--warmup`` of them, for at least ``--warmup-s`` seconds: a broker's JVM compiles its request
+   paths during its first minutes of traffic; a broker in service has long done so). With each run, the CPU
+   time the coordinator process, the worker processes and the broker (found by its port on this machine)
+   used between ``RunStarted`` and ``RunFinished`` (``process_cpu.py``). Then the same latency on a chain of
+   ``--chain`` objects (one per layer), where no object queues behind another: the floor one hop over each bus
+   puts under a child's start.
 2. **Raw bus throughput**: the same encoded ``ObjectLoaded`` payloads published in batches, then
    consumed by a consumer group (commit after each poll), events/s for ``KafkaBus`` and ``EmbeddedBus``.
 
@@ -34,12 +37,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from orchestration import parent_latencies_ms, percentile, run_seconds, write_project  # noqa: E402
+from process_cpu import CpuSampler, listening_pid  # noqa: E402
 from sluice import events as ev  # noqa: E402
 from sluice.bus import names  # noqa: E402
 from sluice.bus.base import Bus  # noqa: E402
@@ -113,7 +118,8 @@ def wait_until_joined(bus_url: str, per_stage: int, timeout_s: float = 120) -> N
 
 
 @contextmanager
-def worker_processes(folder: Path, bus_url: str, per_stage: int, logs: Path) -> Iterator[None]:
+def worker_processes(folder: Path, bus_url: str, per_stage: int, logs: Path) -> Iterator[list[int]]:
+    """Start ``per_stage`` ``sluice worker`` processes per stage; yields their pids, stops them on exit."""
     processes = []
     for stage in STAGES:
         for i in range(per_stage):
@@ -121,7 +127,7 @@ def worker_processes(folder: Path, bus_url: str, per_stage: int, logs: Path) -> 
                 command = [*SLUICE, "worker", str(folder), "--stage", stage, "--bus", bus_url, "--log-level", "warning"]
                 processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
     try:
-        yield
+        yield [process.pid for process in processes]
     finally:
         for process in processes:
             if process.poll() is None:
@@ -134,21 +140,32 @@ def worker_processes(folder: Path, bus_url: str, per_stage: int, logs: Path) -> 
                 process.wait(10)
 
 
-def measure_distributed(bus_name: str, bus_url: str | None, objects: int, layers: int, per_stage: int) -> dict[str, Any]:
-    """One run of the layered DAG by a coordinator process and ``per_stage`` worker processes per stage."""
+def measure_distributed(
+    bus_name: str, bus_url: str | None, objects: int, layers: int, per_stage: int, broker_pid: int | None = None
+) -> dict[str, Any]:
+    """One run of the layered DAG by a coordinator process and ``per_stage`` worker processes per stage; with the CPU
+    seconds the coordinator process, the worker processes and the broker (``broker_pid``, when known) used between
+    the run's ``RunStarted`` and ``RunFinished`` (``process_cpu.py``)."""
     folder = Path(tempfile.mkdtemp(prefix="sluice-bench-kafka-"))
     try:
         project = load_project(write_project(folder / "project", objects, layers))
         url = bus_url or project.resolve_bus_url()
         logs = folder / "logs"
         logs.mkdir()
-        with worker_processes(project.root, url, per_stage, logs):
+        with worker_processes(project.root, url, per_stage, logs) as worker_pids:
             wait_until_joined(url, per_stage)
             command = [*SLUICE, "run", str(project.root), "--workers", "external", "--force", "--json", "--bus", url]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
-        summary = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+            run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            broker = [broker_pid] if broker_pid else []
+            sampler = CpuSampler({"coordinator": lambda: [run.pid], "workers": lambda: worker_pids, "broker": lambda: broker})
+            sampler.start()
+            try:
+                stdout, stderr = run.communicate(timeout=1800)
+            finally:
+                sampler.stop()
+        summary = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
         if summary["status"] != "succeeded":
-            raise SystemExit(f"the {bus_name} run {summary['status']}:\n{done.stderr[-2000:]}")
+            raise SystemExit(f"the {bus_name} run {summary['status']}:\n{stderr[-2000:]}")
         with open_backends(project, url) as backends:
             log = [event for _, event in run_events(backends, project, summary["run_id"])]
             hops = ready_hops_ms(backends.bus, summary["run_id"])
@@ -156,6 +173,8 @@ def measure_distributed(bus_name: str, bus_url: str | None, objects: int, layers
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     seconds = run_seconds(log)
+    started = next(e for e in log if isinstance(e, ev.RunStarted)).ts.timestamp()
+    cpu = sampler.between(started, started + seconds)
     latencies = parent_latencies_ms(project, log, ev.ObjectStarted)
     to_ready = parent_latencies_ms(project, log, ev.ObjectReady)  # the worker's publish and the coordinator
     ready_at = {e.object_id: e.ts for e in reversed(log) if isinstance(e, ev.ObjectReady)}  # the first of each
@@ -178,6 +197,7 @@ def measure_distributed(bus_name: str, bus_url: str | None, objects: int, layers
         "ready_to_written_ms_p50": percentile(hops[0], 0.50),
         "written_to_started_ms_p50": percentile(hops[1], 0.50),
         "events": len(log),
+        **{f"cpu_ms_{name}": cpu.get(name, float("nan")) * 1000 for name in ("coordinator", "workers", "broker")},
     }
 
 
@@ -272,7 +292,10 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=100, help="objects of the chain measured after the DAG (0: none)")
     parser.add_argument("--workers-per-stage", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="distributed runs per bus (medians reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed distributed Kafka runs before the rounds")
+    parser.add_argument("--warmup", type=int, default=1, help="at least this many untimed distributed Kafka runs first")
+    parser.add_argument(
+        "--warmup-s", type=float, default=60.0, help="... and untimed Kafka runs for at least this long (seconds)"
+    )
     parser.add_argument("--events", type=int, default=200_000, help="messages for the raw throughput test")
     parser.add_argument("--batch", type=int, default=1000, help="messages per publish call")
     parser.add_argument(
@@ -284,12 +307,19 @@ def main() -> None:
     kafka_url = args.kafka or os.environ.get("SLUICE_TEST_KAFKA_URL", "").strip() or start_kafka()
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "kafka": kafka_url}
 
+    broker_pid = listening_pid(urlsplit(kafka_url).port or 9092)  # None: a broker elsewhere (no CPU figure)
+
     def distributed(bus_name: str) -> dict[str, Any]:
         url = namespaced(kafka_url) if bus_name == "kafka" else None
-        return measure_distributed(bus_name, url, args.objects, args.layers, args.workers_per_stage)
+        return measure_distributed(bus_name, url, args.objects, args.layers, args.workers_per_stage, broker_pid)
 
-    for _ in range(args.warmup):  # untimed: the broker's JIT compiles the paths a long-running broker has compiled
+    # Untimed: a broker's JIT compiles the paths a broker in service has long compiled. On this 2-core machine it
+    # kept compiling for minutes after a start, and a run's p50 went 224 -> 146 -> 71 ms over the first three
+    # benches of a fresh broker (stop 32's note).
+    warmed, warm_start = 0, time.monotonic()
+    while warmed < args.warmup or time.monotonic() - warm_start < args.warmup_s:
         distributed("kafka")
+        warmed += 1
     rounds: dict[str, list[dict[str, Any]]] = {"embedded": [], "kafka": []}
     for i in range(args.rounds):
         for bus_name in ("embedded", "kafka") if i % 2 == 0 else ("kafka", "embedded"):
@@ -300,7 +330,7 @@ def main() -> None:
     print(
         f"distributed run: {args.objects:,} no-op objects, {args.layers} layers, coordinator + "
         f"{args.workers_per_stage} worker processes per stage; median of {args.rounds} rounds "
-        f"(the buses take turns going first; {args.warmup} untimed Kafka run before)"
+        f"(the buses take turns going first; {warmed} untimed Kafka runs in {time.monotonic() - warm_start:.0f} s before)"
     )
     for name, measured in rounds.items():
         print(f"  {name} p50 per round, ms: " + ", ".join(f"{r['latency_ms_p50']:.1f}" for r in measured))
@@ -322,6 +352,14 @@ def main() -> None:
         print(
             f"{name:<10} {r['loaded_to_ready_ms_p50']:>8.1f} | {r['ready_to_started_ms_p50']:>8.1f} "
             f"(= {r['ready_to_written_ms_p50']:.1f} | {r['written_to_started_ms_p50']:.1f})"
+        )
+    print("CPU inside the run (RunStarted -> RunFinished), ms: coordinator process | worker processes | broker")
+    for name, r in runs.items():
+        cpus = os.cpu_count() or 1
+        broker = "-" if name == "embedded" or broker_pid is None else f"{r['cpu_ms_broker']:.0f}"
+        print(
+            f"{name:<10} {r['cpu_ms_coordinator']:>8.0f} | {r['cpu_ms_workers']:>8.0f} | {broker:>8} "
+            f"(this machine's {cpus} CPUs give {cpus * r['seconds'] * 1000:.0f} in a run this long)"
         )
     for name, r in results["chain"].items():
         print(
